@@ -1,0 +1,1 @@
+//! Signing identities, C2SP signed notes and checkpoints.

@@ -1,0 +1,1 @@
+//! stele's policy engine (Cedar): decisions with reasons.

@@ -1,0 +1,30 @@
+//! The `stele` command line: one module per top-level subcommand.
+
+pub mod audit;
+pub mod keys;
+pub mod policy;
+pub mod sandbox;
+
+use clap::{Parser, Subcommand};
+
+/// stele: an audit-first agent runtime.
+#[derive(Debug, Parser)]
+#[command(name = "stele", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage signing keys.
+    Keys(keys::KeysArgs),
+    /// Inspect, verify, prove, redact and benchmark the audit log.
+    Audit(audit::AuditArgs),
+    /// Validate, test and explain policy bundles.
+    Policy(policy::PolicyArgs),
+    /// Run commands in the sandbox and check what this host supports.
+    Sandbox(sandbox::SandboxArgs),
+}

@@ -1,0 +1,4 @@
+//! stele's runtime: the gate, the agent loop and the `stele` command line.
+
+pub mod cli;
+pub mod paths;

@@ -1,0 +1,10 @@
+//! stele's sandbox: isolated execution of the agent's commands.
+//!
+//! Knows nothing of policy or the audit log; asks a [`Mediator`] before effects.
+
+pub mod mediator;
+
+pub use mediator::{
+    FileAccess, FileCloseReport, FileOp, FileRequest, Mediator, NetCloseReport, NetRequest,
+    NetScheme, Requester, Ticket, Verdict,
+};
