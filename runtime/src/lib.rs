@@ -2,3 +2,4 @@
 
 pub mod cli;
 pub mod paths;
+pub mod sandbox_mediator;
