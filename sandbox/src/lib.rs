@@ -2,7 +2,9 @@
 //!
 //! Knows nothing of policy or the audit log; asks a [`Mediator`] before effects.
 
+pub mod fs;
 pub mod mediator;
+pub mod proxy;
 
 pub use mediator::{
     FileAccess, FileCloseReport, FileOp, FileRequest, Mediator, NetCloseReport, NetRequest,
