@@ -1,1 +1,20 @@
-//! Signing identities, C2SP signed notes and checkpoints.
+//! Signing identities and signed statements for stele.
+//!
+//! - [`Signer`]: the one interface for producing signatures (an HSM or KMS can
+//!   implement it later); [`Ed25519Signer`] is the file-backed implementation.
+//! - [`keyfile`]: private key files (mode 0600) and verifier keys in the C2SP
+//!   signed-note text form (`name+hash+base64`).
+//! - [`note`]: C2SP signed notes (sign, open, verify).
+//! - [`checkpoint`]: C2SP tlog-checkpoint bodies.
+
+pub mod checkpoint;
+pub mod error;
+pub mod keyfile;
+pub mod note;
+pub mod signer;
+
+pub use checkpoint::Checkpoint;
+pub use error::AttestError;
+pub use keyfile::{generate_key_file, load_key_file};
+pub use note::{NoteVerifier, SignedNote};
+pub use signer::{Ed25519Signer, Signer};
