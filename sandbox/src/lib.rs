@@ -2,8 +2,12 @@
 //!
 //! Knows nothing of policy or the audit log; asks a [`Mediator`] before effects.
 
+pub mod check;
+pub mod error;
+pub mod exec;
 pub mod fs;
 pub mod mediator;
+pub mod process;
 pub mod proxy;
 
 pub use mediator::{

@@ -1,0 +1,189 @@
+//! The process backend: Linux namespaces, a minimal root, Landlock, seccomp,
+//! no-new-privs, rlimits and a wall-clock deadline, with the workspace served
+//! by the mediated file system and the network reachable only through the
+//! egress proxy.
+//!
+//! See `docs/sandbox.md` for the layer-by-layer description.
+
+mod capture;
+mod child;
+pub mod landlock;
+mod netns;
+mod plan;
+mod rootfs;
+pub mod seccomp;
+mod spawn;
+pub(crate) mod sys;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::check::{FuseRequirement, LayerReport, Requirements};
+use crate::error::SandboxError;
+use crate::exec::{BackendKind, ExecOutcome, ExecRequest, Sandbox};
+use crate::Mediator;
+
+pub use self::landlock::{Enforcement, LandlockStatus};
+
+/// The host uid/gid sandboxed processes run as when stele runs as root.
+pub const UNPRIVILEGED_ID: u32 = 65534;
+
+/// How the workspace is presented at `/workspace`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkspaceMount {
+    /// Served by stele's mediated FUSE file system: every access asks the
+    /// Mediator. The default, and the only mode for real use.
+    Mediated,
+    /// A plain read-write bind mount of the host directory, with no
+    /// mediation. **For tests of other layers only**; the directory must be
+    /// accessible to the sandbox's host uid (65534 when stele is root).
+    PlainBindForTestsOnly,
+}
+
+/// The sandbox's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// Loopback plus the egress proxy on 127.0.0.1:3128 (the default).
+    EgressProxy,
+    /// Loopback only, no proxy: no way out at all.
+    LoopbackOnly,
+}
+
+/// Configuration of a [`ProcessSandbox`].
+#[derive(Debug, Clone)]
+pub struct ProcessSandboxConfig {
+    /// The granted workspace folder on the host.
+    pub workspace: PathBuf,
+    /// How the workspace is mounted.
+    pub workspace_mount: WorkspaceMount,
+    /// The network.
+    pub network: NetworkMode,
+    /// Asked before every workspace access and outbound connection.
+    pub mediator: Arc<dyn Mediator>,
+    /// Lowest acceptable Landlock ABI.
+    pub landlock_min_abi: u8,
+}
+
+impl ProcessSandboxConfig {
+    /// The default, fully mediated configuration for `workspace`.
+    pub fn new(workspace: impl Into<PathBuf>, mediator: Arc<dyn Mediator>) -> Self {
+        ProcessSandboxConfig {
+            workspace: workspace.into(),
+            workspace_mount: WorkspaceMount::Mediated,
+            network: NetworkMode::EgressProxy,
+            mediator,
+            landlock_min_abi: 1,
+        }
+    }
+}
+
+/// The process sandbox. Build once, run many commands.
+#[derive(Debug)]
+pub struct ProcessSandbox {
+    config: ProcessSandboxConfig,
+    workspace: PathBuf,
+    report: LayerReport,
+    entries: Vec<rootfs::SystemEntry>,
+    newroot: PathBuf,
+    cap_last: u32,
+    host_id: u32,
+}
+
+impl ProcessSandbox {
+    /// Probe the host, refuse if a required layer is missing, and prepare
+    /// what does not change between commands.
+    pub fn new(config: ProcessSandboxConfig) -> Result<ProcessSandbox, SandboxError> {
+        let report = LayerReport::probe();
+        let req = Requirements {
+            landlock_min_abi: config.landlock_min_abi.max(1),
+            fuse: match config.workspace_mount {
+                WorkspaceMount::Mediated => FuseRequirement::Required,
+                WorkspaceMount::PlainBindForTestsOnly => FuseRequirement::NotRequired,
+            },
+        };
+        report.require(&req)?;
+        let workspace =
+            std::fs::canonicalize(&config.workspace).map_err(|e| SandboxError::Prepare {
+                what: "workspace directory",
+                source: e,
+            })?;
+        if !workspace.is_dir() {
+            return Err(SandboxError::InvalidRequest(format!(
+                "workspace {} is not a directory",
+                workspace.display()
+            )));
+        }
+        let cap_last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(63);
+        let euid = sys::geteuid();
+        let host_id = if euid == 0 { UNPRIVILEGED_ID } else { euid };
+        Ok(ProcessSandbox {
+            workspace,
+            report,
+            entries: rootfs::host_system_entries(),
+            newroot: prepare_newroot(euid)?,
+            cap_last,
+            host_id,
+            config,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ProcessSandboxConfig {
+        &self.config
+    }
+
+    /// The canonical host path of the workspace.
+    pub fn workspace(&self) -> &Path {
+        &self.workspace
+    }
+}
+
+impl Sandbox for ProcessSandbox {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Process
+    }
+
+    fn layers(&self) -> &LayerReport {
+        &self.report
+    }
+
+    fn exec(&self, req: ExecRequest) -> Result<ExecOutcome, SandboxError> {
+        spawn::run(self, req)
+    }
+}
+
+/// The empty directory the new root is mounted on. Each sandbox mounts over
+/// it inside its own mount namespace, so one directory serves all of them.
+fn prepare_newroot(euid: u32) -> Result<PathBuf, SandboxError> {
+    let dir = if euid == 0 {
+        PathBuf::from("/run/stele/sandbox-root")
+    } else {
+        std::env::temp_dir().join(format!("stele-{euid}-sandbox-root"))
+    };
+    let err = |source| SandboxError::Prepare {
+        what: "sandbox root mount point",
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(err)?;
+    let meta = std::fs::symlink_metadata(&dir).map_err(err)?;
+    // Refuse a directory someone else planted (or a symlink to elsewhere).
+    if !meta.is_dir() || meta.uid() != euid {
+        return Err(err(std::io::Error::other(format!(
+            "{} is not a directory owned by uid {euid}",
+            dir.display()
+        ))));
+    }
+    // Sandboxed processes (host uid 65534) must be able to traverse it.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).map_err(err)?;
+    if let Some(parent) = dir.parent() {
+        if euid == 0 {
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))
+                .map_err(err)?;
+        }
+    }
+    Ok(dir)
+}

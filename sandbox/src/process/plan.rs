@@ -1,0 +1,171 @@
+//! Everything the sandbox child needs, prepared in the parent *before* the
+//! clone: after it the child may not allocate, so every path is already a
+//! `CString` and every pointer array is already built.
+
+use std::ffi::CString;
+use std::os::fd::RawFd;
+
+use crate::error::SetupStep;
+
+/// One file-system operation the child performs while building its root.
+#[derive(Debug)]
+pub(crate) enum Op {
+    /// `mkdir(path, mode)`.
+    Mkdir { path: CString, mode: u32 },
+    /// Create an empty file (a bind-mount target or a mask).
+    Touch { path: CString, mode: u32 },
+    /// `symlink(target, link)`.
+    Symlink { target: CString, link: CString },
+    /// `mount(2)`.
+    Mount {
+        src: Option<CString>,
+        dst: CString,
+        fstype: Option<CString>,
+        flags: libc::c_ulong,
+        data: Option<CString>,
+    },
+    /// `mount_setattr(2)` setting `set` (recursively or not).
+    SetAttr {
+        path: CString,
+        set: u64,
+        recursive: bool,
+    },
+    /// Attach a detached mount (the FUSE workspace) with `move_mount(2)`.
+    MoveMount { fd: RawFd, dst: CString },
+    /// `unlink(path)`.
+    Unlink { path: CString },
+}
+
+impl Op {
+    /// The step reported when this operation fails.
+    pub(crate) fn step(&self) -> SetupStep {
+        match self {
+            Op::Mkdir { .. } | Op::Touch { .. } | Op::Symlink { .. } | Op::Unlink { .. } => {
+                SetupStep::MakeNode
+            }
+            Op::Mount { .. } => SetupStep::Mount,
+            Op::SetAttr { .. } => SetupStep::MountAttr,
+            Op::MoveMount { .. } => SetupStep::Workspace,
+        }
+    }
+}
+
+/// A Landlock rule the child adds itself (for mounts only it can see).
+#[derive(Debug)]
+pub(crate) struct ChildRule {
+    /// Path inside the new root.
+    pub path: CString,
+    /// `LANDLOCK_ACCESS_FS_*` bits (already masked to the handled set).
+    pub access: u64,
+}
+
+/// The descriptors the child uses; every other inherited descriptor is closed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChildFds {
+    /// Read end of the parent→child handshake pipe.
+    pub go: RawFd,
+    /// Write end of the child→parent report pipe.
+    pub report: RawFd,
+    /// The command's stdin (read end).
+    pub stdin: RawFd,
+    /// The command's stdout (write end).
+    pub stdout: RawFd,
+    /// The command's stderr (write end).
+    pub stderr: RawFd,
+    /// Detached FUSE mount to attach at /workspace, if mediated.
+    pub workspace_mount: Option<RawFd>,
+    /// The Landlock ruleset.
+    pub ruleset: RawFd,
+}
+
+impl ChildFds {
+    /// All descriptors to keep, sorted ascending, in a fixed-size array (no allocation).
+    pub(crate) fn sorted(&self) -> ([RawFd; 7], usize) {
+        let mut out = [-1; 7];
+        let mut n = 0;
+        let all = [
+            Some(self.go),
+            Some(self.report),
+            Some(self.stdin),
+            Some(self.stdout),
+            Some(self.stderr),
+            self.workspace_mount,
+            Some(self.ruleset),
+        ];
+        for fd in all.into_iter().flatten() {
+            out[n] = fd;
+            n += 1;
+        }
+        // Insertion sort: tiny, allocation-free.
+        let mut i = 1;
+        while i < n {
+            let mut j = i;
+            while j > 0 && out[j - 1] > out[j] {
+                out.swap(j - 1, j);
+                j -= 1;
+            }
+            i += 1;
+        }
+        (out, n)
+    }
+}
+
+/// The complete, pre-built plan for one sandboxed command.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// Host directory the new root is mounted on (inside the private mount namespace).
+    pub newroot: CString,
+    /// `newroot/.oldroot`, where `pivot_root` parks the old root.
+    pub put_old: CString,
+    /// Operations before `pivot_root` (host paths under `newroot`).
+    pub before_pivot: Vec<Op>,
+    /// Operations after `pivot_root` (sandbox paths).
+    pub after_pivot: Vec<Op>,
+    /// Landlock rules for sandbox-only mounts.
+    pub rules: Vec<ChildRule>,
+    /// Whether to call `setgroups(0, NULL)` (possible when stele is root).
+    pub clear_groups: bool,
+    /// Hostname inside the UTS namespace.
+    pub hostname: CString,
+    /// Descriptors.
+    pub fds: ChildFds,
+    /// Kept alive for `argv_ptrs`.
+    pub _argv: Vec<CString>,
+    /// NULL-terminated argv for `execve`.
+    pub argv_ptrs: Vec<*const libc::c_char>,
+    /// Kept alive for `env_ptrs`.
+    pub _env: Vec<CString>,
+    /// NULL-terminated environment for `execve`.
+    pub env_ptrs: Vec<*const libc::c_char>,
+    /// Program paths to try in order (PATH search done up front).
+    pub programs: Vec<CString>,
+    /// Working directory inside the sandbox.
+    pub cwd: CString,
+    /// Resource limits to set in the command before `execve`.
+    pub rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
+    /// The compiled seccomp filters, installed in order.
+    pub seccomp: Vec<seccompiler::BpfProgram>,
+    /// `/proc/sys/kernel/cap_last_cap`.
+    pub cap_last: u32,
+}
+
+/// Report record tags (child → parent).
+pub(crate) mod tag {
+    /// Root built; waiting for the go-ahead.
+    pub const READY: u8 = b'R';
+    /// A set-up step failed: (step, errno).
+    pub const SETUP_ERROR: u8 = b'E';
+    /// `execve` failed for every candidate: errno.
+    pub const EXEC_ERROR: u8 = b'X';
+    /// The command ended: raw wait status.
+    pub const STATUS: u8 = b'S';
+}
+
+/// Size of one report record: tag, step, 4-byte little-endian value.
+pub(crate) const RECORD_LEN: usize = 6;
+
+/// Encode a report record.
+pub(crate) fn record(tag: u8, step: u8, value: i32) -> [u8; RECORD_LEN] {
+    let v = value.to_le_bytes();
+    [tag, step, v[0], v[1], v[2], v[3]]
+}

@@ -1,0 +1,318 @@
+//! The minimal root file system of the sandbox, as a list of operations.
+//!
+//! Layout: read-only `/usr`, `/bin`, `/sbin`, `/lib*` and `/etc` (secrets
+//! masked), a fresh `/proc`, a minimal `/dev`, a size-capped `/tmp`, the
+//! workspace at `/workspace`. Nothing else of the host: no home, no host
+//! `/tmp`, no `/run` (and so no host sockets).
+
+use std::ffi::CString;
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::plan::Op;
+use super::sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+use crate::error::SandboxError;
+
+/// Host directories exposed read-only (when present).
+pub(crate) const SYSTEM_DIRS: [&str; 8] = [
+    "usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc",
+];
+
+/// Device nodes bound from the host.
+pub(crate) const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Files under `/etc` hidden behind an unreadable empty file.
+pub(crate) const SECRET_FILES: [&str; 10] = [
+    "shadow",
+    "shadow-",
+    "gshadow",
+    "gshadow-",
+    "sudoers",
+    "security/opasswd",
+    "krb5.keytab",
+    "ipsec.secrets",
+    "ppp/chap-secrets",
+    "ppp/pap-secrets",
+];
+
+/// Directories under `/etc` hidden behind an empty, unreadable tmpfs.
+pub(crate) const SECRET_DIRS: [&str; 9] = [
+    "sudoers.d",
+    "ssh",
+    "ssl/private",
+    "stele",
+    "letsencrypt",
+    "wireguard",
+    "openvpn",
+    "NetworkManager/system-connections",
+    "docker",
+];
+
+/// A top-level host entry and how it appears in the sandbox.
+#[derive(Debug, Clone)]
+pub(crate) enum SystemEntry {
+    /// A real directory: bind-mounted read-only.
+    Dir(String),
+    /// A symlink (merged-/usr systems): recreated with the same target.
+    Symlink(String, String),
+}
+
+/// Look at the host once: which system directories exist, and how.
+pub(crate) fn host_system_entries() -> Vec<SystemEntry> {
+    let mut out = Vec::new();
+    for name in SYSTEM_DIRS {
+        let p = Path::new("/").join(name);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                if let Ok(t) = std::fs::read_link(&p) {
+                    out.push(SystemEntry::Symlink(
+                        name.to_string(),
+                        t.to_string_lossy().into_owned(),
+                    ));
+                }
+            }
+            Ok(m) if m.is_dir() => out.push(SystemEntry::Dir(name.to_string())),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn cs(p: impl AsRef<Path>) -> Result<CString, SandboxError> {
+    CString::new(p.as_ref().as_os_str().as_bytes()).map_err(|e| SandboxError::Prepare {
+        what: "path with a NUL byte",
+        source: std::io::Error::other(e),
+    })
+}
+
+fn cstr(s: &str) -> Result<CString, SandboxError> {
+    cs(Path::new(s))
+}
+
+/// How the workspace gets to `/workspace`.
+pub(crate) enum WorkspaceSource<'a> {
+    /// A detached FUSE mount (fd in the child).
+    Mount(RawFd),
+    /// A host directory bound read-write (tests only).
+    Bind(&'a Path),
+}
+
+/// Inputs for building the root.
+pub(crate) struct RootSpec<'a> {
+    pub newroot: &'a Path,
+    pub entries: &'a [SystemEntry],
+    pub tmp_bytes: u64,
+    pub workspace: WorkspaceSource<'a>,
+}
+
+/// Operations before and after `pivot_root`.
+pub(crate) fn build(spec: &RootSpec<'_>) -> Result<(Vec<Op>, Vec<Op>), SandboxError> {
+    let nr = spec.newroot;
+    let at = |rel: &str| -> PathBuf { nr.join(rel) };
+    let mut ops = Vec::new();
+    let ro = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    let tmpfs = |dst: PathBuf, data: String, flags: libc::c_ulong| -> Result<Op, SandboxError> {
+        Ok(Op::Mount {
+            src: Some(cstr("tmpfs")?),
+            dst: cs(dst)?,
+            fstype: Some(cstr("tmpfs")?),
+            flags,
+            data: Some(cstr(&data)?),
+        })
+    };
+    let bind = |src: PathBuf, dst: PathBuf| -> Result<Op, SandboxError> {
+        Ok(Op::Mount {
+            src: Some(cs(src)?),
+            dst: cs(dst)?,
+            fstype: None,
+            flags: libc::MS_BIND | libc::MS_REC,
+            data: None,
+        })
+    };
+    let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
+
+    ops.push(tmpfs(
+        nr.to_path_buf(),
+        "mode=0755,size=1m,nr_inodes=4096".into(),
+        nosuid_nodev,
+    )?);
+    // An unreadable empty file to mask secrets with; removed after pivot.
+    ops.push(Op::Touch {
+        path: cs(at(".mask"))?,
+        mode: 0,
+    });
+    for e in spec.entries {
+        match e {
+            SystemEntry::Symlink(name, target) => ops.push(Op::Symlink {
+                target: cstr(target)?,
+                link: cs(at(name))?,
+            }),
+            SystemEntry::Dir(name) => {
+                ops.push(Op::Mkdir {
+                    path: cs(at(name))?,
+                    mode: 0o755,
+                });
+                ops.push(bind(Path::new("/").join(name), at(name))?);
+                if name == "etc" {
+                    mask_etc(&mut ops, nr)?;
+                }
+                ops.push(Op::SetAttr {
+                    path: cs(at(name))?,
+                    set: ro,
+                    recursive: true,
+                });
+            }
+        }
+    }
+    ops.push(Op::Mkdir {
+        path: cs(at("proc"))?,
+        mode: 0o555,
+    });
+    ops.push(Op::Mount {
+        src: Some(cstr("proc")?),
+        dst: cs(at("proc"))?,
+        fstype: Some(cstr("proc")?),
+        flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        data: None,
+    });
+    build_dev(&mut ops, nr, spec.tmp_bytes)?;
+    ops.push(Op::Mkdir {
+        path: cs(at("tmp"))?,
+        mode: 0o755,
+    });
+    ops.push(tmpfs(
+        at("tmp"),
+        format!(
+            "mode=1777,size={},nr_inodes=65536",
+            spec.tmp_bytes.max(4096)
+        ),
+        nosuid_nodev,
+    )?);
+    ops.push(Op::Mkdir {
+        path: cs(at("workspace"))?,
+        mode: 0o755,
+    });
+    match spec.workspace {
+        WorkspaceSource::Mount(fd) => ops.push(Op::MoveMount {
+            fd,
+            dst: cs(at("workspace"))?,
+        }),
+        WorkspaceSource::Bind(host) => {
+            ops.push(bind(host.to_path_buf(), at("workspace"))?);
+            ops.push(Op::SetAttr {
+                path: cs(at("workspace"))?,
+                set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                recursive: true,
+            });
+        }
+    }
+    ops.push(Op::Mkdir {
+        path: cs(at(".oldroot"))?,
+        mode: 0o700,
+    });
+
+    let after = vec![
+        Op::Unlink {
+            path: cstr("/.mask")?,
+        },
+        Op::SetAttr {
+            path: cstr("/dev")?,
+            set: ro,
+            recursive: false,
+        },
+        Op::SetAttr {
+            path: cstr("/")?,
+            set: ro,
+            recursive: false,
+        },
+    ];
+    Ok((ops, after))
+}
+
+fn mask_etc(ops: &mut Vec<Op>, nr: &Path) -> Result<(), SandboxError> {
+    for f in SECRET_FILES {
+        let host = Path::new("/etc").join(f);
+        if std::fs::symlink_metadata(&host).is_ok_and(|m| m.is_file()) {
+            ops.push(Op::Mount {
+                src: Some(cs(nr.join(".mask"))?),
+                dst: cs(nr.join("etc").join(f))?,
+                fstype: None,
+                flags: libc::MS_BIND,
+                data: None,
+            });
+        }
+    }
+    for d in SECRET_DIRS {
+        let host = Path::new("/etc").join(d);
+        if std::fs::symlink_metadata(&host).is_ok_and(|m| m.is_dir()) {
+            ops.push(Op::Mount {
+                src: Some(cstr("tmpfs")?),
+                dst: cs(nr.join("etc").join(d))?,
+                fstype: Some(cstr("tmpfs")?),
+                flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                data: Some(cstr("mode=000,size=4k,nr_inodes=1")?),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn build_dev(ops: &mut Vec<Op>, nr: &Path, tmp_bytes: u64) -> Result<(), SandboxError> {
+    let dev = nr.join("dev");
+    ops.push(Op::Mkdir {
+        path: cs(&dev)?,
+        mode: 0o755,
+    });
+    ops.push(Op::Mount {
+        src: Some(cstr("tmpfs")?),
+        dst: cs(&dev)?,
+        fstype: Some(cstr("tmpfs")?),
+        flags: libc::MS_NOSUID | libc::MS_NOEXEC,
+        data: Some(cstr("mode=0755,size=64k,nr_inodes=64")?),
+    });
+    for d in DEVICES {
+        ops.push(Op::Touch {
+            path: cs(dev.join(d))?,
+            mode: 0o666,
+        });
+        ops.push(Op::Mount {
+            src: Some(cs(Path::new("/dev").join(d))?),
+            dst: cs(dev.join(d))?,
+            fstype: None,
+            flags: libc::MS_BIND,
+            data: None,
+        });
+        ops.push(Op::SetAttr {
+            path: cs(dev.join(d))?,
+            set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+            recursive: false,
+        });
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        ops.push(Op::Symlink {
+            target: cstr(target)?,
+            link: cs(dev.join(link))?,
+        });
+    }
+    ops.push(Op::Mkdir {
+        path: cs(dev.join("shm"))?,
+        mode: 0o755,
+    });
+    ops.push(Op::Mount {
+        src: Some(cstr("tmpfs")?),
+        dst: cs(dev.join("shm"))?,
+        fstype: Some(cstr("tmpfs")?),
+        flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        data: Some(cstr(&format!(
+            "mode=1777,size={},nr_inodes=4096",
+            (tmp_bytes / 4).max(4096)
+        ))?),
+    });
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! The seccomp filter of the process sandbox (built with `seccompiler`).
+//!
+//! A deny list over an allow-by-default policy: language runtimes use a wide
+//! and changing set of system calls, while the calls that widen the attack
+//! surface (kernel interfaces for tracing, BPF, mounts, keys, io_uring,
+//! modules, namespaces) are few and stable. Denied calls fail with `EPERM`;
+//! `clone3` fails with `ENOSYS` so libc falls back to `clone`, whose flags
+//! the filter can inspect.
+
+use std::collections::BTreeMap;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+
+use crate::error::SandboxError;
+
+/// System calls denied outright.
+const DENIED: &[(&str, libc::c_long)] = &[
+    ("ptrace", libc::SYS_ptrace),
+    ("process_vm_readv", libc::SYS_process_vm_readv),
+    ("process_vm_writev", libc::SYS_process_vm_writev),
+    ("bpf", libc::SYS_bpf),
+    ("mount", libc::SYS_mount),
+    ("umount2", libc::SYS_umount2),
+    ("fsopen", libc::SYS_fsopen),
+    ("fsconfig", libc::SYS_fsconfig),
+    ("fsmount", libc::SYS_fsmount),
+    ("fspick", libc::SYS_fspick),
+    ("move_mount", libc::SYS_move_mount),
+    ("open_tree", libc::SYS_open_tree),
+    ("mount_setattr", libc::SYS_mount_setattr),
+    ("pivot_root", libc::SYS_pivot_root),
+    ("chroot", libc::SYS_chroot),
+    ("keyctl", libc::SYS_keyctl),
+    ("add_key", libc::SYS_add_key),
+    ("request_key", libc::SYS_request_key),
+    ("io_uring_setup", libc::SYS_io_uring_setup),
+    ("io_uring_enter", libc::SYS_io_uring_enter),
+    ("io_uring_register", libc::SYS_io_uring_register),
+    ("perf_event_open", libc::SYS_perf_event_open),
+    ("kexec_load", libc::SYS_kexec_load),
+    ("kexec_file_load", libc::SYS_kexec_file_load),
+    ("init_module", libc::SYS_init_module),
+    ("finit_module", libc::SYS_finit_module),
+    ("delete_module", libc::SYS_delete_module),
+    ("userfaultfd", libc::SYS_userfaultfd),
+    ("setns", libc::SYS_setns),
+    ("swapon", libc::SYS_swapon),
+    ("swapoff", libc::SYS_swapoff),
+    ("reboot", libc::SYS_reboot),
+    ("acct", libc::SYS_acct),
+    ("quotactl", libc::SYS_quotactl),
+    ("syslog", libc::SYS_syslog),
+    ("open_by_handle_at", libc::SYS_open_by_handle_at),
+    ("name_to_handle_at", libc::SYS_name_to_handle_at),
+    ("fanotify_init", libc::SYS_fanotify_init),
+    ("pidfd_getfd", libc::SYS_pidfd_getfd),
+    ("kcmp", libc::SYS_kcmp),
+    ("personality", libc::SYS_personality),
+    ("vhangup", libc::SYS_vhangup),
+    ("settimeofday", libc::SYS_settimeofday),
+    ("clock_settime", libc::SYS_clock_settime),
+    ("clock_adjtime", libc::SYS_clock_adjtime),
+    ("adjtimex", libc::SYS_adjtimex),
+    #[cfg(target_arch = "x86_64")]
+    ("iopl", libc::SYS_iopl),
+    #[cfg(target_arch = "x86_64")]
+    ("ioperm", libc::SYS_ioperm),
+    #[cfg(target_arch = "x86_64")]
+    ("uselib", libc::SYS_uselib),
+];
+
+/// Namespace flags that `clone`/`unshare` may not carry.
+const NS_FLAGS: [libc::c_int; 8] = [
+    libc::CLONE_NEWUSER,
+    libc::CLONE_NEWNS,
+    libc::CLONE_NEWPID,
+    libc::CLONE_NEWNET,
+    libc::CLONE_NEWIPC,
+    libc::CLONE_NEWUTS,
+    libc::CLONE_NEWCGROUP,
+    0x80, // CLONE_NEWTIME
+];
+
+fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, SandboxError> {
+    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value).map_err(seccomp_err)
+}
+
+fn rule(conds: Vec<SeccompCondition>) -> Result<SeccompRule, SandboxError> {
+    SeccompRule::new(conds).map_err(seccomp_err)
+}
+
+fn seccomp_err(e: impl std::fmt::Display) -> SandboxError {
+    SandboxError::Prepare {
+        what: "seccomp filter",
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+/// Rules matching any namespace flag in argument `arg`.
+fn ns_flag_rules(arg: u8) -> Result<Vec<SeccompRule>, SandboxError> {
+    NS_FLAGS
+        .iter()
+        .map(|f| {
+            let f = *f as u64;
+            rule(vec![cond(arg, SeccompCmpOp::MaskedEq(f), f)?])
+        })
+        .collect()
+}
+
+/// `socket(domain, type, …)` rules that match what is *denied*: any family
+/// other than unix/inet/inet6, and inet/inet6 sockets that are not streams
+/// (no UDP, so no DNS except through the proxy; no raw sockets).
+fn socket_rules() -> Result<Vec<SeccompRule>, SandboxError> {
+    let (unix, inet, inet6) = (
+        libc::AF_UNIX as u64,
+        libc::AF_INET as u64,
+        libc::AF_INET6 as u64,
+    );
+    let mut rules = vec![rule(vec![
+        cond(0, SeccompCmpOp::Ne, unix)?,
+        cond(0, SeccompCmpOp::Ne, inet)?,
+        cond(0, SeccompCmpOp::Ne, inet6)?,
+    ])?];
+    let stream = libc::SOCK_STREAM as u64;
+    for family in [inet, inet6] {
+        // The low 4 bits of `type` are the socket type (the rest are flags).
+        for ty in (0u64..16).filter(|t| *t != stream) {
+            rules.push(rule(vec![
+                cond(0, SeccompCmpOp::Eq, family)?,
+                cond(1, SeccompCmpOp::MaskedEq(0xf), ty)?,
+            ])?);
+        }
+    }
+    Ok(rules)
+}
+
+/// `ioctl`s that inject input into the terminal.
+// The request type differs between libc targets (c_ulong vs c_int).
+#[allow(clippy::unnecessary_cast)]
+fn ioctl_rules() -> Result<Vec<SeccompRule>, SandboxError> {
+    [libc::TIOCSTI as u64, libc::TIOCLINUX as u64]
+        .into_iter()
+        .map(|req| rule(vec![cond(1, SeccompCmpOp::Eq, req)?]))
+        .collect()
+}
+
+fn target_arch() -> Result<TargetArch, SandboxError> {
+    TargetArch::try_from(std::env::consts::ARCH).map_err(seccomp_err)
+}
+
+fn compile(
+    rules: BTreeMap<i64, Vec<SeccompRule>>,
+    on_match: SeccompAction,
+) -> Result<BpfProgram, SandboxError> {
+    let filter = SeccompFilter::new(rules, SeccompAction::Allow, on_match, target_arch()?)
+        .map_err(seccomp_err)?;
+    BpfProgram::try_from(filter).map_err(seccomp_err)
+}
+
+/// Build the sandbox's main BPF program (denials answer `EPERM`).
+pub(crate) fn build_filter() -> Result<BpfProgram, SandboxError> {
+    let mut deny: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for (_, nr) in DENIED {
+        deny.insert(*nr, Vec::new());
+    }
+    deny.insert(libc::SYS_clone, ns_flag_rules(0)?);
+    deny.insert(libc::SYS_unshare, ns_flag_rules(0)?);
+    deny.insert(libc::SYS_socket, socket_rules()?);
+    deny.insert(libc::SYS_ioctl, ioctl_rules()?);
+    let main = compile(deny, SeccompAction::Errno(libc::EPERM as u32))?;
+    Ok(main)
+}
+
+/// A second program making `clone3` fail with `ENOSYS`.
+pub(crate) fn build_clone3_filter() -> Result<BpfProgram, SandboxError> {
+    let mut m: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    m.insert(libc::SYS_clone3, Vec::new());
+    compile(m, SeccompAction::Errno(libc::ENOSYS as u32))
+}
+
+/// Names of the system calls denied outright (for docs and `check`).
+pub fn denied_syscalls() -> Vec<&'static str> {
+    DENIED.iter().map(|(n, _)| *n).collect()
+}

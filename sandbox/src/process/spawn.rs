@@ -1,0 +1,501 @@
+//! Running one command: prepare, clone, hand-shake, wait, collect.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use super::capture::{feed_stdin, Capture};
+use super::plan::{tag, ChildFds, Plan, RECORD_LEN};
+use super::rootfs::{self, RootSpec, WorkspaceSource, DEVICES};
+use super::sys::{self, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID};
+use super::{child, landlock, netns, seccomp, NetworkMode, ProcessSandbox, WorkspaceMount};
+use crate::error::{SandboxError, SetupStep};
+use crate::exec::{
+    ExecOutcome, ExecRequest, ExitStatus, ResourceUsage, PROXY_ENV, PROXY_URL, WORKSPACE_MOUNT,
+};
+use crate::fs::{FsServer, MediatedFs};
+use crate::proxy::EgressProxy;
+use crate::Requester;
+
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+fn cstring(s: &str, what: &str) -> Result<CString, SandboxError> {
+    CString::new(s).map_err(|_| SandboxError::InvalidRequest(format!("{what} contains a NUL byte")))
+}
+
+/// `/workspace/<cwd>` after checking `cwd` stays inside the workspace.
+fn sandbox_cwd(rel: &str) -> Result<String, SandboxError> {
+    let mut out = String::from(WORKSPACE_MOUNT);
+    if rel.starts_with('/') {
+        return Err(SandboxError::InvalidRequest(
+            "cwd must be relative to the workspace".into(),
+        ));
+    }
+    for part in rel.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        if part == ".." {
+            return Err(SandboxError::InvalidRequest(
+                "cwd may not contain `..`".into(),
+            ));
+        }
+        out.push('/');
+        out.push_str(part);
+    }
+    Ok(out)
+}
+
+/// The scrubbed environment: defaults, the request's variables, the proxy.
+fn environment(req: &ExecRequest, cwd: &str) -> Result<Vec<(String, String)>, SandboxError> {
+    let mut env: Vec<(String, String)> = [
+        ("PATH", DEFAULT_PATH),
+        ("HOME", "/tmp"),
+        ("TMPDIR", "/tmp"),
+        ("LANG", "C.UTF-8"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.push(("PWD".into(), cwd.to_string()));
+    for (k, v) in &req.env {
+        if k.is_empty() || k.contains('=') {
+            return Err(SandboxError::InvalidRequest(format!(
+                "bad environment variable name {k:?}"
+            )));
+        }
+        if PROXY_ENV.contains(&k.as_str()) {
+            return Err(SandboxError::InvalidRequest(format!(
+                "{k} is set by the sandbox and cannot be overridden"
+            )));
+        }
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.clone(), v.clone()));
+    }
+    for k in PROXY_ENV {
+        env.push((k.to_string(), PROXY_URL.to_string()));
+    }
+    Ok(env)
+}
+
+/// Candidate paths for argv\[0\] (PATH search done here, not after fork).
+fn programs(argv0: &str, env: &[(String, String)]) -> Result<Vec<CString>, SandboxError> {
+    if argv0.is_empty() {
+        return Err(SandboxError::InvalidRequest("empty program name".into()));
+    }
+    if argv0.contains('/') {
+        return Ok(vec![cstring(argv0, "program")?]);
+    }
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map_or(DEFAULT_PATH, |(_, v)| v.as_str());
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| cstring(&format!("{}/{argv0}", d.trim_end_matches('/')), "PATH"))
+        .collect()
+}
+
+fn rlimits(req: &ExecRequest) -> Vec<(libc::__rlimit_resource_t, libc::rlimit)> {
+    let l = &req.limits;
+    let lim = |soft: u64, hard: u64| libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    vec![
+        // The soft limit sends SIGXCPU, the hard one a second later SIGKILL.
+        (
+            libc::RLIMIT_CPU,
+            lim(l.cpu_seconds, l.cpu_seconds.saturating_add(1)),
+        ),
+        (
+            libc::RLIMIT_AS,
+            lim(l.address_space_bytes, l.address_space_bytes),
+        ),
+        (
+            libc::RLIMIT_FSIZE,
+            lim(l.file_size_bytes, l.file_size_bytes),
+        ),
+        (libc::RLIMIT_NPROC, lim(l.processes, l.processes)),
+        (libc::RLIMIT_NOFILE, lim(l.open_files, l.open_files)),
+        (libc::RLIMIT_CORE, lim(0, 0)),
+    ]
+}
+
+/// Kills and reaps the sandbox init if we leave early.
+struct InitGuard {
+    pid: libc::pid_t,
+    reaped: bool,
+}
+
+impl Drop for InitGuard {
+    fn drop(&mut self) {
+        if !self.reaped {
+            // SAFETY: pid is our unreaped child; killing and reaping it is
+            // the only way to leave nothing behind.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                let mut st = 0;
+                libc::waitpid(self.pid, &mut st, libc::__WALL);
+            }
+        }
+    }
+}
+
+/// Running helpers that must be stopped whatever happens.
+#[derive(Default)]
+struct Services {
+    fs: Option<FsServer>,
+    proxy: Option<EgressProxy>,
+}
+
+impl Services {
+    fn stop(&mut self) -> Result<(), SandboxError> {
+        let proxy = self.proxy.take().map(EgressProxy::stop).transpose();
+        let fs = self.fs.take().map(FsServer::stop).transpose();
+        proxy?;
+        fs?;
+        Ok(())
+    }
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+fn write_byte(f: &mut File) -> Result<(), SandboxError> {
+    f.write_all(b"G").map_err(|e| SandboxError::Setup {
+        step: SetupStep::Handshake,
+        source: e,
+    })
+}
+
+/// Read one report record; `None` at end of stream.
+fn read_record(f: &mut File) -> Result<Option<[u8; RECORD_LEN]>, SandboxError> {
+    let mut rec = [0u8; RECORD_LEN];
+    let mut got = 0;
+    while got < RECORD_LEN {
+        match f.read(&mut rec[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(SandboxError::Lost("truncated report record".into())),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(SandboxError::Lost(format!("report pipe: {e}"))),
+        }
+    }
+    Ok(Some(rec))
+}
+
+fn record_value(rec: &[u8; RECORD_LEN]) -> i32 {
+    i32::from_le_bytes([rec[2], rec[3], rec[4], rec[5]])
+}
+
+fn setup_error(rec: &[u8; RECORD_LEN]) -> SandboxError {
+    SandboxError::Setup {
+        step: SetupStep::from_code(rec[1]).unwrap_or(SetupStep::Handshake),
+        source: std::io::Error::from_raw_os_error(record_value(rec)),
+    }
+}
+
+fn write_id_maps(pid: libc::pid_t, host_id: u32, root: bool) -> Result<(), SandboxError> {
+    let w = |file: &str, data: String| {
+        std::fs::write(format!("/proc/{pid}/{file}"), data).map_err(|e| SandboxError::Prepare {
+            what: "user namespace id maps",
+            source: e,
+        })
+    };
+    if !root {
+        // Without CAP_SETGID outside, the kernel requires setgroups to be off.
+        w("setgroups", "deny".into())?;
+    }
+    w("uid_map", format!("0 {host_id} 1\n"))?;
+    w("gid_map", format!("0 {host_id} 1\n"))
+}
+
+/// Wait for `pidfd` to become readable (the process exited) within `timeout`.
+fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = libc::c_int::try_from(left.as_millis().min(i32::MAX as u128)).unwrap_or(0);
+        let mut p = libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: polling one live pollfd.
+        let rc = unsafe { libc::poll(&mut p, 1, ms) };
+        if rc > 0 {
+            return true;
+        }
+        if rc == 0 || (rc < 0 && sys::errno() != libc::EINTR) {
+            return false;
+        }
+    }
+}
+
+fn tv(t: libc::timeval) -> Duration {
+    Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+        + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+}
+
+/// Run one command in the sandbox.
+pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, SandboxError> {
+    let started = Instant::now();
+    if req.argv.is_empty() {
+        return Err(SandboxError::InvalidRequest("empty argv".into()));
+    }
+    let cwd = sandbox_cwd(&req.cwd)?;
+    let env = environment(&req, &cwd)?;
+    let programs = programs(&req.argv[0], &env)?;
+    let argv = req
+        .argv
+        .iter()
+        .map(|a| cstring(a, "argument"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let envs = env
+        .iter()
+        .map(|(k, v)| cstring(&format!("{k}={v}"), "environment"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let requester = Requester {
+        pid: None,
+        exec_id: Some(req.id.clone()),
+    };
+    let cfg = &sb.config;
+    let root = sys::geteuid() == 0;
+
+    let mut services = Services::default();
+    // The workspace: a detached FUSE mount created here, in the initial user
+    // namespace, and served before the child ever touches it.
+    let ws_mount: Option<OwnedFd> = match cfg.workspace_mount {
+        WorkspaceMount::Mediated => {
+            let fs = MediatedFs::new(&sb.workspace, cfg.mediator.clone(), requester.clone())?;
+            let fuse = sys::open_fuse().map_err(|e| SandboxError::LayerUnavailable {
+                layer: crate::error::Layer::Fuse,
+                detail: e.to_string(),
+            })?;
+            let opts = MediatedFs::mount_options(fuse.as_raw_fd(), sb.host_id, sb.host_id);
+            let m =
+                sys::fuse_fsmount(&opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV).map_err(|e| {
+                    SandboxError::Prepare {
+                        what: "mount the mediated workspace",
+                        source: e,
+                    }
+                })?;
+            services.fs = Some(fs.serve(fuse)?);
+            Some(m)
+        }
+        WorkspaceMount::PlainBindForTestsOnly => None,
+    };
+
+    let system_dirs: Vec<std::path::PathBuf> = sb
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            rootfs::SystemEntry::Dir(n) => Some(std::path::Path::new("/").join(n)),
+            rootfs::SystemEntry::Symlink(..) => None,
+        })
+        .collect();
+    let system_refs: Vec<&std::path::Path> = system_dirs.iter().map(|p| p.as_path()).collect();
+    let devices: Vec<std::path::PathBuf> = DEVICES
+        .iter()
+        .map(|d| std::path::Path::new("/dev").join(d))
+        .collect();
+    let device_refs: Vec<&std::path::Path> = devices.iter().map(|p| p.as_path()).collect();
+    let ll = landlock::prepare(
+        sb.report.landlock_abi,
+        &system_refs,
+        &device_refs,
+        match &ws_mount {
+            Some(fd) => landlock::WorkspaceRule::Mount(fd),
+            None => landlock::WorkspaceRule::HostDir(&sb.workspace),
+        },
+    )?;
+
+    let (before, after) = rootfs::build(&RootSpec {
+        newroot: &sb.newroot,
+        entries: &sb.entries,
+        tmp_bytes: req.limits.tmp_bytes,
+        workspace: match &ws_mount {
+            Some(fd) => WorkspaceSource::Mount(fd.as_raw_fd()),
+            None => WorkspaceSource::Bind(&sb.workspace),
+        },
+    })?;
+
+    let pipe = |what| sys::pipe().map_err(|e| SandboxError::Prepare { what, source: e });
+    let (go_r, go_w) = pipe("handshake pipe")?;
+    let (rep_r, rep_w) = pipe("report pipe")?;
+    let (in_r, in_w) = pipe("stdin pipe")?;
+    let (out_r, out_w) = pipe("stdout pipe")?;
+    let (err_r, err_w) = pipe("stderr pipe")?;
+
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut env_ptrs: Vec<*const libc::c_char> = envs.iter().map(|c| c.as_ptr()).collect();
+    env_ptrs.push(std::ptr::null());
+    let put_old = sb.newroot.join(".oldroot");
+    let plan = Plan {
+        newroot: cstring(&sb.newroot.to_string_lossy(), "root")?,
+        put_old: cstring(&put_old.to_string_lossy(), "root")?,
+        before_pivot: before,
+        after_pivot: after,
+        rules: ll.child_rules,
+        clear_groups: root,
+        hostname: cstring("stele-sandbox", "hostname")?,
+        fds: ChildFds {
+            go: go_r.as_raw_fd(),
+            report: rep_w.as_raw_fd(),
+            stdin: in_r.as_raw_fd(),
+            stdout: out_w.as_raw_fd(),
+            stderr: err_w.as_raw_fd(),
+            workspace_mount: ws_mount.as_ref().map(|f| f.as_raw_fd()),
+            ruleset: ll.fd.as_raw_fd(),
+        },
+        _argv: argv,
+        argv_ptrs,
+        _env: envs,
+        env_ptrs,
+        programs,
+        cwd: cstring(&cwd, "cwd")?,
+        rlimits: rlimits(&req),
+        seccomp: vec![seccomp::build_filter()?, seccomp::build_clone3_filter()?],
+        cap_last: sb.cap_last,
+    };
+
+    let flags = libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS;
+    // SAFETY: the child runs only `child::run_init`, which is
+    // async-signal-safe and never returns.
+    let pid = unsafe { sys::raw_clone(flags) }.map_err(|e| SandboxError::Prepare {
+        what: "clone into new namespaces",
+        source: e,
+    })?;
+    if pid == 0 {
+        child::run_init(&plan);
+    }
+    let mut guard = InitGuard { pid, reaped: false };
+    // The child's ends and the mount/ruleset live on in the child only.
+    drop((go_r, rep_w, in_r, out_w, err_w, ws_mount, ll.fd));
+    drop(plan);
+
+    let pidfd = sys::pidfd_open(pid).map_err(|e| SandboxError::Prepare {
+        what: "pidfd of the sandbox",
+        source: e,
+    })?;
+    write_id_maps(pid, sb.host_id, root)?;
+    let mut go = File::from(go_w);
+    let mut report = File::from(rep_r);
+    write_byte(&mut go)?;
+    let stdout =
+        Capture::start(out_r, req.limits.output_bytes).map_err(|e| SandboxError::Prepare {
+            what: "stdout capture",
+            source: e,
+        })?;
+    let stderr =
+        Capture::start(err_r, req.limits.output_bytes).map_err(|e| SandboxError::Prepare {
+            what: "stderr capture",
+            source: e,
+        })?;
+    let stdin = feed_stdin(in_w, req.stdin.clone()).map_err(|e| SandboxError::Prepare {
+        what: "stdin feeder",
+        source: e,
+    })?;
+    match cfg.network {
+        NetworkMode::EgressProxy => {
+            let listener = netns::proxy_listener(pid)?;
+            services.proxy = Some(EgressProxy::serve(
+                listener,
+                cfg.mediator.clone(),
+                requester.clone(),
+            )?);
+        }
+        NetworkMode::LoopbackOnly => netns::loopback_only(pid)?,
+    }
+    match read_record(&mut report)? {
+        Some(rec) if rec[0] == tag::READY => {}
+        Some(rec) if rec[0] == tag::SETUP_ERROR => return Err(setup_error(&rec)),
+        Some(_) => return Err(SandboxError::Lost("unexpected report".into())),
+        None => return Err(SandboxError::Lost("sandbox init died during set-up".into())),
+    }
+    write_byte(&mut go)?;
+    let spawned = Instant::now();
+
+    let mut timed_out = false;
+    let deadline = req.limits.wall_time.saturating_sub(spawned - started);
+    if !wait_exit(&pidfd, deadline) {
+        timed_out = true;
+        // SAFETY: signalling our own unreaped child.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        if !wait_exit(&pidfd, req.limits.kill_grace) {
+            // SAFETY: as above; SIGKILL of a pid-namespace init kills every
+            // process of the namespace.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    let mut status = 0;
+    // SAFETY: rusage is plain old data; zeroed is valid.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child into locals.
+    let rc = unsafe { libc::wait4(pid, &mut status, libc::__WALL, &mut ru) };
+    if rc == pid {
+        guard.reaped = true;
+    }
+    let mut cmd_status = None;
+    let mut failure = None;
+    while let Some(rec) = read_record(&mut report)? {
+        match rec[0] {
+            tag::STATUS => cmd_status = Some(record_value(&rec)),
+            tag::EXEC_ERROR => {
+                failure = Some(SandboxError::Spawn {
+                    program: req.argv[0].clone(),
+                    source: std::io::Error::from_raw_os_error(record_value(&rec)),
+                })
+            }
+            tag::SETUP_ERROR => failure = Some(setup_error(&rec)),
+            _ => {}
+        }
+    }
+    let stdout = stdout.finish().map_err(|e| SandboxError::Prepare {
+        what: "stdout capture",
+        source: e,
+    })?;
+    let stderr = stderr.finish().map_err(|e| SandboxError::Prepare {
+        what: "stderr capture",
+        source: e,
+    })?;
+    let _ = stdin.join();
+    services.stop()?;
+    if let Some(f) = failure.filter(|_| !timed_out) {
+        return Err(f);
+    }
+    let status = if timed_out {
+        ExitStatus::TimedOut
+    } else {
+        match cmd_status {
+            Some(st) if libc::WIFEXITED(st) => ExitStatus::Exit(libc::WEXITSTATUS(st)),
+            Some(st) if libc::WIFSIGNALED(st) => ExitStatus::Signal(libc::WTERMSIG(st)),
+            _ => {
+                return Err(SandboxError::Lost(format!(
+                    "sandbox init ended without a command status (wait status {status:#x})"
+                )))
+            }
+        }
+    };
+    Ok(ExecOutcome {
+        id: req.id,
+        status,
+        stdout,
+        stderr,
+        usage: ResourceUsage {
+            user_cpu: tv(ru.ru_utime),
+            system_cpu: tv(ru.ru_stime),
+            max_rss_bytes: u64::try_from(ru.ru_maxrss).unwrap_or(0) * 1024,
+        },
+        duration: started.elapsed(),
+    })
+}

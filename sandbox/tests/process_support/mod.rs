@@ -1,0 +1,173 @@
+//! Shared helpers for the sandbox integration tests: a recording Mediator,
+//! facility checks that skip loudly, and sandbox builders.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use stele_sandbox::check::LayerReport;
+use stele_sandbox::exec::{ExecOutcome, ExecRequest, Limits, Sandbox};
+use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig, WorkspaceMount};
+use stele_sandbox::{
+    FileAccess, FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Ticket, Verdict,
+};
+
+/// What the recording mediator allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Allow every file access (network still denied).
+    AllowFiles,
+    /// Allow reads/lists, deny writes and deletes.
+    ReadOnly,
+    /// Deny everything.
+    DenyAll,
+}
+
+/// A Mediator that records every question and answers by a simple rule.
+#[derive(Debug)]
+pub struct Recorder {
+    pub rule: Rule,
+    pub files: Mutex<Vec<FileRequest>>,
+    pub closes: Mutex<Vec<FileCloseReport>>,
+    pub nets: Mutex<Vec<NetRequest>>,
+    next: Mutex<u64>,
+}
+
+impl Recorder {
+    pub fn new(rule: Rule) -> Arc<Recorder> {
+        Arc::new(Recorder {
+            rule,
+            files: Mutex::new(Vec::new()),
+            closes: Mutex::new(Vec::new()),
+            nets: Mutex::new(Vec::new()),
+            next: Mutex::new(1),
+        })
+    }
+
+    /// Paths asked about with `access`.
+    pub fn asked(&self, access: FileAccess) -> Vec<String> {
+        self.files
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.access == access)
+            .map(|r| r.path.clone())
+            .collect()
+    }
+
+    fn ticket(&self) -> Ticket {
+        let mut n = self.next.lock().unwrap();
+        *n += 1;
+        Ticket(*n)
+    }
+}
+
+impl Mediator for Recorder {
+    fn file_access(&self, req: &FileRequest) -> Verdict {
+        self.files.lock().unwrap().push(req.clone());
+        let allow = match self.rule {
+            Rule::AllowFiles => true,
+            Rule::ReadOnly => matches!(req.access, FileAccess::Read | FileAccess::List),
+            Rule::DenyAll => false,
+        };
+        if allow {
+            Verdict::Allow(self.ticket())
+        } else {
+            Verdict::Deny("test rule".into())
+        }
+    }
+    fn file_closed(&self, report: &FileCloseReport) {
+        self.closes.lock().unwrap().push(report.clone());
+    }
+    fn net_connect(&self, req: &NetRequest) -> Verdict {
+        self.nets.lock().unwrap().push(req.clone());
+        Verdict::Deny("no network in tests".into())
+    }
+    fn net_closed(&self, _report: &NetCloseReport) {}
+}
+
+/// Print a loud skip line and return false when this host lacks what the
+/// sandbox needs (user namespaces, Landlock, seccomp, /dev/fuse).
+pub fn facilities_ok(need_fuse: bool) -> bool {
+    let r = LayerReport::probe();
+    for (layer, avail) in &r.namespaces {
+        if !avail.is_available() {
+            eprintln!("SKIPPED: needs {layer} ({avail})");
+            return false;
+        }
+    }
+    if r.landlock_abi == 0 {
+        eprintln!("SKIPPED: needs landlock");
+        return false;
+    }
+    if !r.seccomp.is_available() {
+        eprintln!("SKIPPED: needs seccomp");
+        return false;
+    }
+    if need_fuse && !r.fuse.is_available() {
+        eprintln!("SKIPPED: needs /dev/fuse");
+        return false;
+    }
+    true
+}
+
+/// A mediated sandbox (FUSE workspace, egress proxy) over `ws`.
+pub fn mediated(ws: &Path, m: Arc<Recorder>) -> ProcessSandbox {
+    ProcessSandbox::new(ProcessSandboxConfig::new(ws, m)).expect("sandbox")
+}
+
+/// A sandbox with a plain bind-mounted workspace and no proxy (for tests of
+/// the other layers). The workspace is made accessible to uid 65534.
+pub fn plain(ws: &Path, m: Arc<Recorder>) -> ProcessSandbox {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(ws, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut cfg = ProcessSandboxConfig::new(ws, m);
+    cfg.workspace_mount = WorkspaceMount::PlainBindForTestsOnly;
+    cfg.network = NetworkMode::LoopbackOnly;
+    ProcessSandbox::new(cfg).expect("sandbox")
+}
+
+/// Run `sh -c script` with small limits.
+pub fn sh(sb: &ProcessSandbox, script: &str) -> ExecOutcome {
+    sh_with(sb, script, test_limits())
+}
+
+/// Run `sh -c script` with the given limits.
+pub fn sh_with(sb: &ProcessSandbox, script: &str, limits: Limits) -> ExecOutcome {
+    let mut req = ExecRequest::new("test", vec!["/bin/sh".into(), "-c".into(), script.into()]);
+    req.limits = limits;
+    sb.exec(req).expect("exec")
+}
+
+/// Limits small enough for tests.
+pub fn test_limits() -> Limits {
+    Limits {
+        wall_time: std::time::Duration::from_secs(20),
+        kill_grace: std::time::Duration::from_millis(500),
+        cpu_seconds: 20,
+        address_space_bytes: 2 << 30,
+        file_size_bytes: 8 << 20,
+        processes: 64,
+        open_files: 256,
+        tmp_bytes: 16 << 20,
+        output_bytes: 64 << 10,
+    }
+}
+
+/// Stdout as text.
+pub fn out(o: &ExecOutcome) -> String {
+    String::from_utf8_lossy(&o.stdout.bytes).into_owned()
+}
+
+/// Stderr as text.
+pub fn err(o: &ExecOutcome) -> String {
+    String::from_utf8_lossy(&o.stderr.bytes).into_owned()
+}
+
+/// A temporary workspace directory.
+pub fn workspace() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("stele-ws-")
+        .tempdir()
+        .unwrap()
+}
