@@ -1,16 +1,36 @@
 //! The mediated workspace: a passthrough file system over a host directory,
 //! wrapped in a policy/audit layer that asks the [`Mediator`](crate::Mediator).
+//!
+//! * `layer.rs` / `ops.rs` — the policy layer ([`MediatedLayer`]), an
+//!   implementation of fuse-backend-rs's transport-independent `FileSystem`
+//!   trait that asks the mediator and delegates to `PassthroughFs`;
+//! * `paths.rs` — the inode → workspace-path map the decisions are made on;
+//! * `handles.rs` — per-handle counters and the SHA-256 of written data;
+//! * `server.rs` — the /dev/fuse transport ([`FsServer`]).
+//!
+//! A virtio-fs (vhost-user-fs) transport would drive the same
+//! [`MediatedLayer`] from virtqueues instead of /dev/fuse.
+
+mod bufio;
+mod handles;
+mod layer;
+mod ops;
+mod paths;
+mod server;
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;
+
+pub use layer::MediatedLayer;
+pub use server::FsServer;
 
 use crate::{Mediator, Requester};
 
 /// Errors from setting up or serving the mediated workspace.
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
-    /// The workspace root could not be opened or is not a directory.
+    /// The workspace root could not be resolved or is not a directory.
     #[error("workspace root {path}: {source}")]
     Root {
         /// The root that was given.
@@ -18,52 +38,80 @@ pub enum FsError {
         /// Why it failed.
         source: std::io::Error,
     },
-    /// Not implemented yet (skeleton).
-    #[error("not implemented")]
-    Unimplemented,
+    /// The passthrough file system could not be created.
+    #[error("passthrough file system: {0}")]
+    Passthrough(std::io::Error),
+    /// The FUSE session could not be set up or woken.
+    #[error("fuse session: {0}")]
+    Session(String),
+    /// A server thread panicked.
+    #[error("a file-server thread panicked")]
+    Thread,
+    /// Another I/O error.
+    #[error("i/o: {0}")]
+    Io(std::io::Error),
 }
 
 /// A passthrough file system over a host directory, with every name-level
 /// operation decided by the mediator.
 #[derive(Debug)]
 pub struct MediatedFs {
-    _private: (),
+    layer: Arc<MediatedLayer>,
+}
+
+/// Pages of data in a fuse-backend-rs session buffer (its
+/// `FUSE_KERN_BUF_PAGES`, which the crate does not re-export).
+const SESSION_BUF_PAGES: usize = 256;
+
+/// Largest read the kernel may ask for: must fit the session's request
+/// buffer (256 pages of data plus a page of header).
+fn max_read() -> usize {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let page = usize::try_from(page).unwrap_or(4096);
+    SESSION_BUF_PAGES * page
 }
 
 impl MediatedFs {
-    /// Build the file system over `root`.
+    /// Build the file system over `root`. Decisions are attributed to
+    /// `requester` (its pid is filled in per request).
     pub fn new(
         root: &Path,
         mediator: Arc<dyn Mediator>,
         requester: Requester,
     ) -> Result<Self, FsError> {
-        let _ = (root, mediator, requester);
-        Err(FsError::Unimplemented)
+        Ok(MediatedFs {
+            layer: Arc::new(MediatedLayer::new(root, mediator, requester)?),
+        })
     }
 
     /// Options string for mount(2) of type "fuse" given the /dev/fuse fd
     /// number as seen by the mounting process.
+    ///
+    /// `default_permissions` makes the kernel enforce mode bits for the
+    /// sandboxed users (the server itself runs privileged); `max_read` keeps
+    /// read requests within the server's buffer.
     pub fn mount_options(fd: i32, uid: u32, gid: u32) -> String {
-        format!("fd={fd},rootmode=40000,user_id={uid},group_id={gid},allow_other")
+        format!(
+            "fd={fd},rootmode=40000,user_id={uid},group_id={gid},allow_other,default_permissions,max_read={}",
+            max_read()
+        )
+    }
+
+    /// The transport-independent layer, for driving it directly (tests,
+    /// other transports).
+    pub fn layer(&self) -> &Arc<MediatedLayer> {
+        &self.layer
     }
 
     /// Serve FUSE requests on an already-mounted /dev/fuse fd, on background
     /// threads, until unmounted or stopped.
+    ///
+    /// The fd must be the only one left open on the connection once the
+    /// mounting process is done with it (close it there, keep it away from
+    /// sandboxed processes): stopping the server closes it, which aborts the
+    /// connection.
     pub fn serve(self, fuse_dev: OwnedFd) -> Result<FsServer, FsError> {
-        drop(fuse_dev);
-        Err(FsError::Unimplemented)
-    }
-}
-
-/// A running file server; [`FsServer::stop`] ends it.
-#[derive(Debug)]
-pub struct FsServer {
-    _private: (),
-}
-
-impl FsServer {
-    /// Stop serving and join the server threads.
-    pub fn stop(self) -> Result<(), FsError> {
-        Ok(())
+        FsServer::start(self.layer, fuse_dev)
     }
 }

@@ -1,0 +1,268 @@
+//! The policy/audit layer: state and helpers shared by the `FileSystem`
+//! implementation in `ops.rs`.
+//!
+//! The layer wraps fuse-backend-rs's `PassthroughFs` and knows nothing about
+//! the transport: the same value can be driven by the /dev/fuse session in
+//! `server.rs` or, later, by a vhost-user-fs backend for a micro-VM.
+
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use fuse_backend_rs::api::filesystem::{Context, FileSystem};
+use fuse_backend_rs::passthrough::{CachePolicy, Config, PassthroughFs};
+use ring::digest::{Context as Sha, SHA256};
+
+use super::bufio::HashingSink;
+use super::handles::OpenHandle;
+use super::paths::NodeMap;
+use super::FsError;
+use crate::{
+    FileAccess, FileCloseReport, FileOp, FileRequest, Mediator, Requester, Ticket, Verdict,
+};
+
+/// How long the kernel may cache names and attributes. Lookups are decided
+/// again after this; opens are decided every time regardless.
+const ENTRY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Chunk size for re-hashing a file at close.
+const REHASH_CHUNK: u32 = 256 * 1024;
+
+/// The mediated passthrough file system (transport-independent).
+pub struct MediatedLayer {
+    pub(super) inner: PassthroughFs<()>,
+    mediator: Arc<dyn Mediator>,
+    requester: Requester,
+    pub(super) nodes: RwLock<NodeMap>,
+    pub(super) handles: RwLock<HashMap<u64, Arc<OpenHandle>>>,
+}
+
+impl std::fmt::Debug for MediatedLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediatedLayer")
+            .field("mediator", &self.mediator)
+            .field("requester", &self.requester)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MediatedLayer {
+    /// Build the layer over the host directory `root`.
+    pub(super) fn new(
+        root: &Path,
+        mediator: Arc<dyn Mediator>,
+        requester: Requester,
+    ) -> Result<Self, FsError> {
+        let root_err = |source| FsError::Root {
+            path: root.display().to_string(),
+            source,
+        };
+        let canonical = root.canonicalize().map_err(root_err)?;
+        if !canonical.is_dir() {
+            return Err(root_err(io::Error::from_raw_os_error(libc::ENOTDIR)));
+        }
+        let root_dir = canonical
+            .to_str()
+            .ok_or_else(|| root_err(io::Error::from_raw_os_error(libc::EINVAL)))?
+            .to_owned();
+        let cfg = Config {
+            root_dir,
+            // Standalone (no Vfs above us): the passthrough imports its root in
+            // `init` and does *not* switch to no-open mode, so every open
+            // reaches this layer and is decided.
+            do_import: true,
+            no_open: false,
+            no_opendir: false,
+            // Writeback caching would let the kernel batch writes from several
+            // handles into one, breaking per-handle accounting.
+            writeback: false,
+            xattr: false,
+            // Auto: no KEEP_CACHE, so each open revalidates the page cache.
+            cache_policy: CachePolicy::Auto,
+            entry_timeout: ENTRY_TIMEOUT,
+            attr_timeout: ENTRY_TIMEOUT,
+            ..Config::default()
+        };
+        let inner = PassthroughFs::<()>::new(cfg).map_err(FsError::Passthrough)?;
+        Ok(MediatedLayer {
+            inner,
+            mediator,
+            requester,
+            nodes: RwLock::new(NodeMap::new()),
+            handles: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// Ask the mediator; a denial becomes EACCES.
+    pub(super) fn ask(
+        &self,
+        ctx: &Context,
+        access: FileAccess,
+        op: FileOp,
+        path: &str,
+    ) -> io::Result<Ticket> {
+        let mut requester = self.requester.clone();
+        requester.pid = sandbox_pid(ctx.pid);
+        let req = FileRequest {
+            access,
+            op,
+            path: path.to_owned(),
+            requester,
+        };
+        match self.mediator.file_access(&req) {
+            Verdict::Allow(ticket) => Ok(ticket),
+            Verdict::Deny(_) => Err(io::Error::from_raw_os_error(libc::EACCES)),
+        }
+    }
+
+    /// Path of `name` in `parent`.
+    pub(super) fn child_path(&self, parent: u64, name: &CStr) -> io::Result<String> {
+        self.nodes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .child_path(parent, name)
+    }
+
+    /// Path and file type of `inode`.
+    pub(super) fn node(&self, inode: u64) -> io::Result<(String, u32)> {
+        let nodes = self.nodes.read().unwrap_or_else(PoisonError::into_inner);
+        let node = nodes.get(inode)?;
+        Ok((node.path.clone(), node.kind))
+    }
+
+    /// Record that the kernel now holds a reference to `inode` at `path`.
+    pub(super) fn remember(&self, inode: u64, path: String, mode: u32) {
+        self.nodes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remember(inode, path, mode & libc::S_IFMT);
+    }
+
+    /// Start tracking an opened handle.
+    pub(super) fn track(&self, handle: u64, open: OpenHandle) {
+        self.handles
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(handle, Arc::new(open));
+    }
+
+    /// The tracked handle `handle`, if any.
+    pub(super) fn handle(&self, handle: u64) -> Option<Arc<OpenHandle>> {
+        self.handles
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&handle)
+            .cloned()
+    }
+
+    /// Every tracked handle open on `inode`.
+    pub(super) fn handles_on(&self, inode: u64) -> Vec<Arc<OpenHandle>> {
+        self.handles
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter(|h| h.inode == inode)
+            .cloned()
+            .collect()
+    }
+
+    /// Stop tracking `handle` and return it.
+    pub(super) fn untrack(&self, handle: u64) -> Option<Arc<OpenHandle>> {
+        self.handles
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&handle)
+    }
+
+    /// Report the close of `open` (after the inner handle was released).
+    pub(super) fn report_close(&self, ctx: &Context, open: &OpenHandle) {
+        let sha256_after_write = if open.writable {
+            self.final_hash(ctx, open)
+        } else {
+            None
+        };
+        let bytes_read = open.bytes_read.load(std::sync::atomic::Ordering::Relaxed);
+        let bytes_written = open
+            .bytes_written
+            .load(std::sync::atomic::Ordering::Relaxed);
+        for ticket in &open.tickets {
+            self.mediator.file_closed(&FileCloseReport {
+                ticket: *ticket,
+                path: open.path.clone(),
+                bytes_read,
+                bytes_written,
+                sha256_after_write,
+            });
+        }
+    }
+
+    /// SHA-256 of the file after this handle's writes: the running hash when
+    /// it covers the whole file, otherwise a fresh read of the file.
+    fn final_hash(&self, ctx: &Context, open: &OpenHandle) -> Option<[u8; 32]> {
+        let mut hash = open.hash.lock().unwrap_or_else(PoisonError::into_inner);
+        if !hash.changed() {
+            return None;
+        }
+        let size = self
+            .inner
+            .getattr(ctx, open.inode, None)
+            .ok()
+            .map(|(st, _)| u64::try_from(st.st_size).unwrap_or(0))?;
+        if let Some(done) = hash.finish_if_covers(size) {
+            return Some(done);
+        }
+        drop(hash);
+        self.rehash(ctx, open.inode).ok()
+    }
+
+    /// Read the whole file through a fresh inner handle and hash it.
+    pub(super) fn rehash(&self, ctx: &Context, inode: u64) -> io::Result<[u8; 32]> {
+        let (handle, _, _) = self.inner.open(ctx, inode, libc::O_RDONLY as u32, 0)?;
+        let handle = handle.ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
+        let mut sha = Sha::new(&SHA256);
+        let result = (|| -> io::Result<()> {
+            let mut sink = HashingSink::new(&mut sha, REHASH_CHUNK as usize);
+            loop {
+                let before = sink.total;
+                self.inner
+                    .read(ctx, inode, handle, &mut sink, REHASH_CHUNK, before, None, 0)?;
+                if sink.total == before {
+                    return Ok(());
+                }
+            }
+        })();
+        let released = self
+            .inner
+            .release(ctx, inode, 0, handle, false, false, None);
+        result?;
+        released?;
+        sha.finish()
+            .as_ref()
+            .try_into()
+            .map_err(|_| io::Error::from_raw_os_error(libc::EIO))
+    }
+
+    /// Number of inodes the layer currently names (diagnostics and tests).
+    pub fn known_inodes(&self) -> usize {
+        self.nodes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// The requesting process's pid as seen inside its own (innermost) pid
+/// namespace, read from the `NSpid:` line of /proc/<pid>/status. `None` when
+/// the kernel gave no pid or the process is gone.
+fn sandbox_pid(host_pid: libc::pid_t) -> Option<u32> {
+    let pid = u32::try_from(host_pid).ok().filter(|p| *p > 0)?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .and_then(|ids| ids.split_whitespace().last())
+        .and_then(|id| id.parse().ok())
+}

@@ -1,0 +1,568 @@
+//! `FileSystem` for [`MediatedLayer`]: which operation asks which access.
+//!
+//! | FUSE op                      | asks                                       |
+//! |------------------------------|--------------------------------------------|
+//! | lookup                       | `file.list` on the child path              |
+//! | opendir                      | `file.list` on the directory               |
+//! | open (read / write / rdwr)   | `file.read` / `file.write` / both          |
+//! | open for exec                | `file.read`, op `Exec`                     |
+//! | create, mknod                | `file.write` (+ `file.read` for O_RDWR)    |
+//! | mkdir, symlink               | `file.write` on the new path               |
+//! | link                         | `file.read` source, `file.write` new name  |
+//! | unlink, rmdir                | `file.delete`                              |
+//! | rename                       | `file.delete` source, `file.write` target  |
+//! | setattr, setxattr, removexattr | `file.write`                             |
+//!
+//! Reads, writes, getattr, readlink, readdir on an already-decided inode or
+//! handle are not asked again: the decision was made once, at lookup/open.
+
+use std::ffi::CStr;
+use std::io;
+use std::time::Duration;
+
+use fuse_backend_rs::abi::fuse_abi::SetattrValid;
+use fuse_backend_rs::abi::fuse_abi::{stat64, statvfs64, CreateIn, FsOptions, OpenOptions};
+use fuse_backend_rs::api::filesystem::{
+    Context, DirEntry, Entry, FileSystem, GetxattrReply, ListxattrReply, ZeroCopyReader,
+    ZeroCopyWriter,
+};
+
+use super::bufio::SliceReader;
+use super::handles::OpenHandle;
+use super::layer::MediatedLayer;
+use crate::{FileAccess, FileOp};
+
+/// `__FMODE_EXEC`: set in the open flags the kernel forwards for execve.
+const FMODE_EXEC: u32 = 0x20;
+
+fn eacces() -> io::Error {
+    io::Error::from_raw_os_error(libc::EACCES)
+}
+
+/// The accesses an open with `flags` needs, and the op to record.
+fn open_accesses(flags: u32) -> (Vec<FileAccess>, FileOp, bool) {
+    let mode = flags & libc::O_ACCMODE as u32;
+    let truncates = flags & libc::O_TRUNC as u32 != 0;
+    let mut accesses = Vec::with_capacity(2);
+    if mode == libc::O_RDONLY as u32 || mode == libc::O_RDWR as u32 {
+        accesses.push(FileAccess::Read);
+    }
+    let writable = mode == libc::O_WRONLY as u32 || mode == libc::O_RDWR as u32 || truncates;
+    if writable {
+        accesses.push(FileAccess::Write);
+    }
+    let op = if flags & FMODE_EXEC != 0 {
+        FileOp::Exec
+    } else {
+        FileOp::Open
+    };
+    (accesses, op, writable)
+}
+
+impl MediatedLayer {
+    fn ask_all(
+        &self,
+        ctx: &Context,
+        accesses: &[FileAccess],
+        op: FileOp,
+        path: &str,
+    ) -> io::Result<Vec<crate::Ticket>> {
+        accesses
+            .iter()
+            .map(|a| self.ask(ctx, *a, op, path))
+            .collect()
+    }
+
+    /// Release `handle` in the inner fs and report it, whatever the release returned.
+    fn close(&self, ctx: &Context, handle: u64, result: io::Result<()>) -> io::Result<()> {
+        if let Some(open) = self.untrack(handle) {
+            self.report_close(ctx, &open);
+        }
+        result
+    }
+}
+
+impl FileSystem for MediatedLayer {
+    type Inode = u64;
+    type Handle = u64;
+
+    fn init(&self, capable: FsOptions) -> io::Result<FsOptions> {
+        let mut opts = self.inner.init(capable)?;
+        // READDIRPLUS would hand the kernel inodes (and attributes) for every
+        // entry of a listed directory without a lookup, i.e. without asking
+        // `file.list` per name. Plain READDIR + LOOKUP keeps mediation complete.
+        opts.remove(FsOptions::DO_READDIRPLUS | FsOptions::READDIRPLUS_AUTO);
+        // Let O_TRUNC travel with the open (one decided request instead of an
+        // open plus a separately decided setattr).
+        if capable.contains(FsOptions::ATOMIC_O_TRUNC) {
+            opts |= FsOptions::ATOMIC_O_TRUNC;
+        }
+        for wanted in [FsOptions::PARALLEL_DIROPS, FsOptions::MAX_PAGES] {
+            if capable.contains(wanted) {
+                opts |= wanted;
+            }
+        }
+        Ok(opts)
+    }
+
+    fn destroy(&self) {
+        self.inner.destroy()
+    }
+
+    fn lookup(&self, ctx: &Context, parent: u64, name: &CStr) -> io::Result<Entry> {
+        let path = self.child_path(parent, name)?;
+        self.ask(ctx, FileAccess::List, FileOp::Lookup, &path)?;
+        let entry = self.inner.lookup(ctx, parent, name)?;
+        self.remember(entry.inode, path, entry.attr.st_mode);
+        Ok(entry)
+    }
+
+    fn forget(&self, ctx: &Context, inode: u64, count: u64) {
+        self.nodes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .forget(inode, count);
+        self.inner.forget(ctx, inode, count)
+    }
+
+    fn batch_forget(&self, ctx: &Context, requests: Vec<(u64, u64)>) {
+        {
+            let mut nodes = self
+                .nodes
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (inode, count) in &requests {
+                nodes.forget(*inode, *count);
+            }
+        }
+        self.inner.batch_forget(ctx, requests)
+    }
+
+    fn getattr(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        handle: Option<u64>,
+    ) -> io::Result<(stat64, Duration)> {
+        self.inner.getattr(ctx, inode, handle)
+    }
+
+    fn setattr(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        attr: stat64,
+        handle: Option<u64>,
+        valid: SetattrValid,
+    ) -> io::Result<(stat64, Duration)> {
+        let (path, _) = self.node(inode)?;
+        self.ask(ctx, FileAccess::Write, FileOp::SetAttr, &path)?;
+        let out = self.inner.setattr(ctx, inode, attr, handle, valid)?;
+        if valid.contains(SetattrValid::SIZE) {
+            let size = u64::try_from(attr.st_size).unwrap_or(0);
+            for open in self.handles_on(inode) {
+                let mine = handle.is_some_and(|h| {
+                    self.handle(h)
+                        .is_some_and(|o| std::sync::Arc::ptr_eq(&o, &open))
+                });
+                open.hash
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .truncated(size, mine);
+            }
+        }
+        Ok(out)
+    }
+
+    fn readlink(&self, ctx: &Context, inode: u64) -> io::Result<Vec<u8>> {
+        self.inner.readlink(ctx, inode)
+    }
+
+    fn symlink(
+        &self,
+        ctx: &Context,
+        linkname: &CStr,
+        parent: u64,
+        name: &CStr,
+    ) -> io::Result<Entry> {
+        let path = self.child_path(parent, name)?;
+        self.ask(ctx, FileAccess::Write, FileOp::Symlink, &path)?;
+        let entry = self.inner.symlink(ctx, linkname, parent, name)?;
+        self.remember(entry.inode, path, entry.attr.st_mode);
+        Ok(entry)
+    }
+
+    fn mknod(
+        &self,
+        ctx: &Context,
+        parent: u64,
+        name: &CStr,
+        mode: u32,
+        rdev: u32,
+        umask: u32,
+    ) -> io::Result<Entry> {
+        let path = self.child_path(parent, name)?;
+        self.ask(ctx, FileAccess::Write, FileOp::Create, &path)?;
+        let entry = self.inner.mknod(ctx, parent, name, mode, rdev, umask)?;
+        self.remember(entry.inode, path, entry.attr.st_mode);
+        Ok(entry)
+    }
+
+    fn mkdir(
+        &self,
+        ctx: &Context,
+        parent: u64,
+        name: &CStr,
+        mode: u32,
+        umask: u32,
+    ) -> io::Result<Entry> {
+        let path = self.child_path(parent, name)?;
+        self.ask(ctx, FileAccess::Write, FileOp::Mkdir, &path)?;
+        let entry = self.inner.mkdir(ctx, parent, name, mode, umask)?;
+        self.remember(entry.inode, path, entry.attr.st_mode);
+        Ok(entry)
+    }
+
+    fn unlink(&self, ctx: &Context, parent: u64, name: &CStr) -> io::Result<()> {
+        let path = self.child_path(parent, name)?;
+        self.ask(ctx, FileAccess::Delete, FileOp::Unlink, &path)?;
+        self.inner.unlink(ctx, parent, name)
+    }
+
+    fn rmdir(&self, ctx: &Context, parent: u64, name: &CStr) -> io::Result<()> {
+        let path = self.child_path(parent, name)?;
+        self.ask(ctx, FileAccess::Delete, FileOp::Rmdir, &path)?;
+        self.inner.rmdir(ctx, parent, name)
+    }
+
+    fn rename(
+        &self,
+        ctx: &Context,
+        olddir: u64,
+        oldname: &CStr,
+        newdir: u64,
+        newname: &CStr,
+        flags: u32,
+    ) -> io::Result<()> {
+        let from = self.child_path(olddir, oldname)?;
+        let to = self.child_path(newdir, newname)?;
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        self.ask(ctx, FileAccess::Delete, FileOp::Rename, &from)?;
+        self.ask(ctx, FileAccess::Write, FileOp::Rename, &to)?;
+        if exchange {
+            self.ask(ctx, FileAccess::Delete, FileOp::Rename, &to)?;
+            self.ask(ctx, FileAccess::Write, FileOp::Rename, &from)?;
+        }
+        self.inner
+            .rename(ctx, olddir, oldname, newdir, newname, flags)?;
+        self.nodes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .rename(&from, &to, exchange);
+        Ok(())
+    }
+
+    fn link(&self, ctx: &Context, inode: u64, newparent: u64, newname: &CStr) -> io::Result<Entry> {
+        let (source, _) = self.node(inode)?;
+        let path = self.child_path(newparent, newname)?;
+        self.ask(ctx, FileAccess::Read, FileOp::Link, &source)?;
+        self.ask(ctx, FileAccess::Write, FileOp::Link, &path)?;
+        let entry = self.inner.link(ctx, inode, newparent, newname)?;
+        self.remember(entry.inode, path, entry.attr.st_mode);
+        Ok(entry)
+    }
+
+    fn open(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        flags: u32,
+        fuse_flags: u32,
+    ) -> io::Result<(Option<u64>, OpenOptions, Option<u32>)> {
+        let (path, kind) = self.node(inode)?;
+        if kind == libc::S_IFLNK {
+            // The kernel resolves symlinks itself; an OPEN on a link inode
+            // would mean following it on the host side. Never.
+            return Err(io::Error::from_raw_os_error(libc::ELOOP));
+        }
+        let (accesses, op, writable) = open_accesses(flags);
+        let tickets = self.ask_all(ctx, &accesses, op, &path)?;
+        let (handle, opts, passthrough) = self.inner.open(ctx, inode, flags, fuse_flags)?;
+        let open = OpenHandle::new(inode, path, tickets, writable);
+        match handle {
+            Some(h) => self.track(h, open),
+            // No handle means nothing will ever be released: report now so
+            // every allowed decision gets its close report.
+            None => self.report_close(ctx, &open),
+        }
+        Ok((handle, opts, passthrough))
+    }
+
+    fn create(
+        &self,
+        ctx: &Context,
+        parent: u64,
+        name: &CStr,
+        args: CreateIn,
+    ) -> io::Result<(Entry, Option<u64>, OpenOptions, Option<u32>)> {
+        let path = self.child_path(parent, name)?;
+        let mut accesses = vec![FileAccess::Write];
+        if args.flags & libc::O_ACCMODE as u32 == libc::O_RDWR as u32 {
+            accesses.push(FileAccess::Read);
+        }
+        let tickets = self.ask_all(ctx, &accesses, FileOp::Create, &path)?;
+        let (entry, handle, opts, passthrough) = self.inner.create(ctx, parent, name, args)?;
+        self.remember(entry.inode, path.clone(), entry.attr.st_mode);
+        let open = OpenHandle::new(entry.inode, path, tickets, true);
+        match handle {
+            Some(h) => self.track(h, open),
+            None => self.report_close(ctx, &open),
+        }
+        Ok((entry, handle, opts, passthrough))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn read(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        handle: u64,
+        w: &mut dyn ZeroCopyWriter,
+        size: u32,
+        offset: u64,
+        lock_owner: Option<u64>,
+        flags: u32,
+    ) -> io::Result<usize> {
+        let open = self.handle(handle).ok_or_else(eacces)?;
+        let n = self
+            .inner
+            .read(ctx, inode, handle, w, size, offset, lock_owner, flags)?;
+        open.add_read(n);
+        Ok(n)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        handle: u64,
+        r: &mut dyn ZeroCopyReader,
+        size: u32,
+        offset: u64,
+        lock_owner: Option<u64>,
+        delayed_write: bool,
+        flags: u32,
+        fuse_flags: u32,
+    ) -> io::Result<usize> {
+        let open = self.handle(handle).ok_or_else(eacces)?;
+        if !open.writable {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
+        let mut hash = open
+            .hash
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = if hash.is_sequential_at(offset) {
+            // Copy the data out once so it can be hashed as it is written.
+            let mut data = vec![0u8; size as usize];
+            io::Read::read_exact(r, &mut data)?;
+            let mut reader = SliceReader::new(&mut data);
+            let n = self.inner.write(
+                ctx,
+                inode,
+                handle,
+                &mut reader,
+                size,
+                offset,
+                lock_owner,
+                delayed_write,
+                flags,
+                fuse_flags,
+            )?;
+            hash.wrote(offset, data.get(..n).unwrap_or_default());
+            n
+        } else {
+            let n = self.inner.write(
+                ctx,
+                inode,
+                handle,
+                r,
+                size,
+                offset,
+                lock_owner,
+                delayed_write,
+                flags,
+                fuse_flags,
+            )?;
+            hash.wrote_unseen();
+            n
+        };
+        drop(hash);
+        open.add_written(n);
+        Ok(n)
+    }
+
+    fn flush(&self, ctx: &Context, inode: u64, handle: u64, lock_owner: u64) -> io::Result<()> {
+        self.inner.flush(ctx, inode, handle, lock_owner)
+    }
+
+    fn fsync(&self, ctx: &Context, inode: u64, datasync: bool, handle: u64) -> io::Result<()> {
+        self.inner.fsync(ctx, inode, datasync, handle)
+    }
+
+    fn fallocate(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        handle: u64,
+        mode: u32,
+        offset: u64,
+        length: u64,
+    ) -> io::Result<()> {
+        let open = self.handle(handle).ok_or_else(eacces)?;
+        if !open.writable {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
+        self.inner
+            .fallocate(ctx, inode, handle, mode, offset, length)?;
+        open.hash
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .invalidate();
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn release(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        flags: u32,
+        handle: u64,
+        flush: bool,
+        flock_release: bool,
+        lock_owner: Option<u64>,
+    ) -> io::Result<()> {
+        let result =
+            self.inner
+                .release(ctx, inode, flags, handle, flush, flock_release, lock_owner);
+        self.close(ctx, handle, result)
+    }
+
+    fn statfs(&self, ctx: &Context, inode: u64) -> io::Result<statvfs64> {
+        self.inner.statfs(ctx, inode)
+    }
+
+    fn setxattr(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        name: &CStr,
+        value: &[u8],
+        flags: u32,
+    ) -> io::Result<()> {
+        let (path, _) = self.node(inode)?;
+        self.ask(ctx, FileAccess::Write, FileOp::SetAttr, &path)?;
+        self.inner.setxattr(ctx, inode, name, value, flags)
+    }
+
+    fn getxattr(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        name: &CStr,
+        size: u32,
+    ) -> io::Result<GetxattrReply> {
+        self.inner.getxattr(ctx, inode, name, size)
+    }
+
+    fn listxattr(&self, ctx: &Context, inode: u64, size: u32) -> io::Result<ListxattrReply> {
+        self.inner.listxattr(ctx, inode, size)
+    }
+
+    fn removexattr(&self, ctx: &Context, inode: u64, name: &CStr) -> io::Result<()> {
+        let (path, _) = self.node(inode)?;
+        self.ask(ctx, FileAccess::Write, FileOp::SetAttr, &path)?;
+        self.inner.removexattr(ctx, inode, name)
+    }
+
+    fn opendir(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        flags: u32,
+    ) -> io::Result<(Option<u64>, OpenOptions)> {
+        let (path, _) = self.node(inode)?;
+        self.ask(ctx, FileAccess::List, FileOp::ReadDir, &path)?;
+        self.inner.opendir(ctx, inode, flags)
+    }
+
+    fn readdir(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        handle: u64,
+        size: u32,
+        offset: u64,
+        add_entry: &mut dyn FnMut(DirEntry) -> io::Result<usize>,
+    ) -> io::Result<()> {
+        self.inner
+            .readdir(ctx, inode, handle, size, offset, add_entry)
+    }
+
+    fn readdirplus(
+        &self,
+        _ctx: &Context,
+        _inode: u64,
+        _handle: u64,
+        _size: u32,
+        _offset: u64,
+        _add_entry: &mut dyn FnMut(DirEntry, Entry) -> io::Result<usize>,
+    ) -> io::Result<()> {
+        // Never negotiated (see `init`): it would bypass per-name lookups.
+        Err(io::Error::from_raw_os_error(libc::ENOSYS))
+    }
+
+    fn fsyncdir(&self, ctx: &Context, inode: u64, datasync: bool, handle: u64) -> io::Result<()> {
+        self.inner.fsyncdir(ctx, inode, datasync, handle)
+    }
+
+    fn releasedir(&self, ctx: &Context, inode: u64, flags: u32, handle: u64) -> io::Result<()> {
+        self.inner.releasedir(ctx, inode, flags, handle)
+    }
+
+    fn access(&self, ctx: &Context, inode: u64, mask: u32) -> io::Result<()> {
+        self.inner.access(ctx, inode, mask)
+    }
+
+    fn lseek(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        handle: u64,
+        offset: u64,
+        whence: u32,
+    ) -> io::Result<u64> {
+        self.inner.lseek(ctx, inode, handle, offset, whence)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_flags_map_to_accesses() {
+        let (a, op, w) = open_accesses(libc::O_RDONLY as u32);
+        assert_eq!((a, op, w), (vec![FileAccess::Read], FileOp::Open, false));
+        let (a, _, w) = open_accesses(libc::O_WRONLY as u32);
+        assert_eq!((a, w), (vec![FileAccess::Write], true));
+        let (a, _, w) = open_accesses(libc::O_RDWR as u32);
+        assert_eq!((a, w), (vec![FileAccess::Read, FileAccess::Write], true));
+        let (a, _, w) = open_accesses((libc::O_RDONLY | libc::O_TRUNC) as u32);
+        assert_eq!((a, w), (vec![FileAccess::Read, FileAccess::Write], true));
+        let (_, op, _) = open_accesses(libc::O_RDONLY as u32 | FMODE_EXEC);
+        assert_eq!(op, FileOp::Exec);
+    }
+}

@@ -1,0 +1,171 @@
+//! The /dev/fuse transport: threads that read requests from an
+//! already-mounted FUSE connection and hand them to the mediated layer.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use fuse_backend_rs::api::server::Server;
+use fuse_backend_rs::transport::{FuseChannel, FuseSession};
+
+use super::layer::MediatedLayer;
+use super::FsError;
+
+/// Request-serving threads per connection. Two keeps a slow decision (a
+/// durable log write) from stalling every other request, without fighting
+/// the sandboxed workload for our two cores.
+const SERVER_THREADS: usize = 2;
+
+/// A running file server; [`FsServer::stop`] ends it.
+pub struct FsServer {
+    session: Option<FuseSession>,
+    threads: Vec<JoinHandle<()>>,
+    placeholder: PathBuf,
+    layer: Arc<MediatedLayer>,
+}
+
+impl std::fmt::Debug for FsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FsServer")
+            .field("threads", &self.threads.len())
+            .field("layer", &self.layer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FsServer {
+    /// Start serving `fuse_dev` with `layer`.
+    pub(super) fn start(layer: Arc<MediatedLayer>, fuse_dev: OwnedFd) -> Result<Self, FsError> {
+        // Several threads poll the same fd; non-blocking reads let the losers
+        // of a wake-up go back to polling instead of blocking where `stop`
+        // cannot reach them.
+        // SAFETY: fcntl on an fd we own, with F_GETFL/F_SETFL only.
+        let flags = unsafe { libc::fcntl(fuse_dev.as_raw_fd(), libc::F_GETFL) };
+        // SAFETY: as above.
+        if flags < 0
+            || unsafe {
+                libc::fcntl(
+                    fuse_dev.as_raw_fd(),
+                    libc::F_SETFL,
+                    flags | libc::O_NONBLOCK,
+                )
+            } < 0
+        {
+            return Err(FsError::Io(std::io::Error::last_os_error()));
+        }
+
+        // FuseSession wants a mount point, which it only uses to unmount on
+        // drop. The real mount lives in the sandbox's mount namespace, so give
+        // it a private empty directory where that unmount is a harmless EINVAL.
+        let placeholder = placeholder_dir()?;
+        let mut session = FuseSession::new(&placeholder, "stele-workspace", "", false)
+            .map_err(|e| FsError::Session(e.to_string()))?;
+        session.set_fuse_file(File::from(fuse_dev));
+
+        let server = Arc::new(Server::new(layer.clone()));
+        let mut threads = Vec::with_capacity(SERVER_THREADS);
+        let mut me = FsServer {
+            session: None,
+            threads: Vec::new(),
+            placeholder,
+            layer,
+        };
+        for i in 0..SERVER_THREADS {
+            let channel = session
+                .new_channel()
+                .map_err(|e| FsError::Session(e.to_string()))?;
+            let server = server.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("stele-fuse-{i}"))
+                .spawn(move || serve_channel(&server, channel));
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    me.session = Some(session);
+                    me.threads = threads;
+                    let _ = me.shutdown();
+                    return Err(FsError::Io(e));
+                }
+            }
+        }
+        me.session = Some(session);
+        me.threads = threads;
+        Ok(me)
+    }
+
+    /// The mediated layer being served (for diagnostics).
+    pub fn layer(&self) -> &Arc<MediatedLayer> {
+        &self.layer
+    }
+
+    /// Stop serving and join the server threads. Requests still pending in
+    /// the kernel fail with ENOTCONN once the last fd of the connection closes.
+    pub fn stop(mut self) -> Result<(), FsError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), FsError> {
+        let mut first_err = None;
+        if let Some(session) = self.session.as_ref() {
+            if let Err(e) = session.wake() {
+                first_err = Some(FsError::Session(e.to_string()));
+            }
+        }
+        for t in self.threads.drain(..) {
+            if t.join().is_err() && first_err.is_none() {
+                first_err = Some(FsError::Thread);
+            }
+        }
+        // Dropping the session closes our fd; see `start` for the placeholder.
+        drop(self.session.take());
+        let _ = std::fs::remove_dir(&self.placeholder);
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for FsServer {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// One thread's request loop.
+fn serve_channel(server: &Server<Arc<MediatedLayer>>, mut channel: FuseChannel) {
+    loop {
+        match channel.get_request() {
+            Ok(Some((reader, writer))) => {
+                if let Err(e) = server.handle_message(reader, writer.into(), None, None) {
+                    // EBADF while encoding the reply: the kernel shut the session down.
+                    if matches!(e, fuse_backend_rs::Error::EncodeMessage(ref io) if io.raw_os_error() == Some(libc::EBADF))
+                    {
+                        return;
+                    }
+                }
+            }
+            // Woken by `stop`, or the file system was unmounted.
+            Ok(None) => return,
+            Err(_) => return,
+        }
+    }
+}
+
+/// A fresh private directory under the temp dir.
+fn placeholder_dir() -> Result<PathBuf, FsError> {
+    let mut template = std::env::temp_dir()
+        .join("stele-fuse-XXXXXX")
+        .into_os_string()
+        .into_encoded_bytes();
+    template.push(0);
+    // SAFETY: `template` is a NUL-terminated, writable buffer ending in
+    // "XXXXXX", as mkdtemp requires; it rewrites those bytes in place.
+    let p = unsafe { libc::mkdtemp(template.as_mut_ptr().cast()) };
+    if p.is_null() {
+        return Err(FsError::Io(std::io::Error::last_os_error()));
+    }
+    template.pop();
+    // SAFETY: the bytes came from an OsString plus ASCII replacements by mkdtemp.
+    let os = unsafe { std::ffi::OsString::from_encoded_bytes_unchecked(template) };
+    Ok(PathBuf::from(os))
+}
