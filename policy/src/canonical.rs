@@ -1,0 +1,372 @@
+//! Canonicalisation that every enforcement point must apply *before* asking
+//! for a decision. Policies match on strings (`like "receipts/*"`), so an
+//! unnormalised `receipts/../hr/x` would slip through; these helpers are the
+//! single definition of the canonical forms the schema promises.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::CanonError;
+
+/// A workspace-relative, lexically normalised path: no leading `/`, no `.`
+/// or `..` components, no empty components, no NUL. The workspace root is `.`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CanonicalPath(String);
+
+impl CanonicalPath {
+    /// The workspace root, `.`.
+    pub fn root() -> Self {
+        Self(".".to_owned())
+    }
+
+    /// The canonical string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CanonicalPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn reject_controls(what: &'static str, s: &str) -> Result<(), CanonError> {
+    if s.chars().any(char::is_control) {
+        return Err(CanonError::ControlCharacter(what));
+    }
+    Ok(())
+}
+
+/// Canonicalise a workspace-relative path lexically.
+///
+/// Rejects absolute paths (including Windows drive and UNC forms), NUL and
+/// control characters, and any `..` that would climb above the root. `.` and
+/// empty components are dropped; `a/b/../c` becomes `a/c`; `""` is refused.
+///
+/// This does not look at the file system: an enforcement point that follows
+/// symlinks must resolve them first (see [`resolve_in_workspace`]).
+pub fn canonical_path(input: &str) -> Result<CanonicalPath, CanonError> {
+    if input.is_empty() {
+        return Err(CanonError::Empty("path"));
+    }
+    reject_controls("path", input)?;
+    let bytes = input.as_bytes();
+    let windows_drive = bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':';
+    if input.starts_with('/') || input.starts_with('\\') || windows_drive {
+        return Err(CanonError::AbsolutePath(input.to_owned()));
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for part in input.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(CanonError::EscapesWorkspace(input.to_owned()));
+                }
+            }
+            other => parts.push(other),
+        }
+    }
+    if parts.is_empty() {
+        return Ok(CanonicalPath::root());
+    }
+    Ok(CanonicalPath(parts.join("/")))
+}
+
+/// Resolve `relative` inside the workspace `root` on the file system,
+/// following symlinks, and return its canonical workspace-relative path.
+///
+/// A path that does not exist yet (a file about to be written) is resolved
+/// through its deepest existing ancestor. Anything that resolves outside the
+/// root (a symlink pointing out, `..` through a symlinked directory) is
+/// refused as [`CanonError::EscapesWorkspace`].
+pub fn resolve_in_workspace(root: &Path, relative: &str) -> Result<CanonicalPath, CanonError> {
+    let lexical = canonical_path(relative)?;
+    let escapes = || CanonError::EscapesWorkspace(relative.to_owned());
+    let root = root.canonicalize().map_err(|_| escapes())?;
+    let mut existing = root.join(lexical.as_str());
+    let mut missing: Vec<std::ffi::OsString> = Vec::new();
+    // Walk up until something exists; the missing tail is re-attached as is
+    // (it is lexically clean, so it cannot contain `..`).
+    let resolved = loop {
+        match existing.canonicalize() {
+            Ok(p) => break p,
+            Err(_) => {
+                let name = existing.file_name().map(|n| n.to_os_string());
+                match (name, existing.parent()) {
+                    (Some(name), Some(parent)) => {
+                        missing.push(name);
+                        existing = parent.to_path_buf();
+                    }
+                    _ => return Err(escapes()),
+                }
+            }
+        }
+    };
+    let mut full: PathBuf = resolved;
+    for name in missing.iter().rev() {
+        full.push(name);
+    }
+    let rel = full.strip_prefix(&root).map_err(|_| escapes())?;
+    let mut parts = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(s) => parts.push(s.to_str().ok_or_else(escapes)?.to_owned()),
+            _ => return Err(escapes()),
+        }
+    }
+    if parts.is_empty() {
+        return Ok(CanonicalPath::root());
+    }
+    canonical_path(&parts.join("/"))
+}
+
+/// A canonical network endpoint: lowercase scheme, ASCII (IDNA) lowercase
+/// host name or normalised IP literal, and an explicit port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CanonicalHost {
+    scheme: String,
+    name: String,
+    port: u16,
+}
+
+impl CanonicalHost {
+    /// Canonicalise a scheme, host and optional port. Without a port, the
+    /// scheme's default is used (http/ws 80, https/wss 443, ssh 22).
+    pub fn new(scheme: &str, host: &str, port: Option<u16>) -> Result<Self, CanonError> {
+        let scheme = canonical_scheme(scheme)?;
+        let name = canonical_host_name(host)?;
+        let port = match port {
+            Some(0) => return Err(CanonError::InvalidPort(host.to_owned())),
+            Some(p) => p,
+            None => default_port(&scheme).ok_or_else(|| CanonError::UnknownScheme(scheme.clone()))?,
+        };
+        Ok(Self { scheme, name, port })
+    }
+
+    /// Parse `scheme://host[:port]` (an optional trailing `/` is accepted;
+    /// paths, user info and queries are not: they are not part of an endpoint).
+    pub fn parse(endpoint: &str) -> Result<Self, CanonError> {
+        let bad = || CanonError::InvalidHost(endpoint.to_owned());
+        reject_controls("host", endpoint)?;
+        let (scheme, rest) = endpoint.split_once("://").ok_or_else(bad)?;
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains(['/', '@', '?', '#']) {
+            return Err(bad());
+        }
+        let (host, port) = if let Some(after) = rest.strip_prefix('[') {
+            let (inner, tail) = after.split_once(']').ok_or_else(bad)?;
+            let port = match tail {
+                "" => None,
+                t => Some(t.strip_prefix(':').ok_or_else(bad)?),
+            };
+            (inner, port)
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (rest, None),
+            }
+        };
+        let port = match port {
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .map_err(|_| CanonError::InvalidPort(endpoint.to_owned()))?,
+            ),
+            None => None,
+        };
+        Self::new(scheme, host, port)
+    }
+
+    /// Lowercase scheme (`https`).
+    pub fn scheme(&self) -> &str {
+        &self.scheme
+    }
+    /// ASCII host name or IP literal (IPv6 without brackets).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl fmt::Display for CanonicalHost {
+    /// `scheme://name:port`, with brackets around IPv6 literals; this is
+    /// the `Host` entity id policies see.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.name.contains(':') {
+            write!(f, "{}://[{}]:{}", self.scheme, self.name, self.port)
+        } else {
+            write!(f, "{}://{}:{}", self.scheme, self.name, self.port)
+        }
+    }
+}
+
+fn canonical_scheme(scheme: &str) -> Result<String, CanonError> {
+    let s = scheme.to_ascii_lowercase();
+    let mut chars = s.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+    if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')) {
+        return Err(CanonError::InvalidHost(scheme.to_owned()));
+    }
+    Ok(s)
+}
+
+/// Default port for a scheme, if stele knows one.
+pub fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" | "ws" => Some(80),
+        "https" | "wss" => Some(443),
+        "ssh" => Some(22),
+        _ => None,
+    }
+}
+
+/// Canonicalise a host name: IP literals are normalised, names go through
+/// IDNA (UTS 46) to lowercase ASCII, a trailing dot is dropped. Ambiguous
+/// numeric forms (`127.1`, `0x7f.0.0.1`) that some resolvers read as IPv4
+/// are refused, so a policy on `127.0.0.1` cannot be dodged.
+pub fn canonical_host_name(host: &str) -> Result<String, CanonError> {
+    if host.is_empty() {
+        return Err(CanonError::Empty("host"));
+    }
+    reject_controls("host", host)?;
+    let bad = || CanonError::InvalidHost(host.to_owned());
+    let inner = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(v6) = inner.parse::<Ipv6Addr>() {
+        return Ok(v6.to_string());
+    }
+    let trimmed = inner.strip_suffix('.').unwrap_or(inner);
+    if let Ok(v4) = trimmed.parse::<Ipv4Addr>() {
+        return Ok(v4.to_string());
+    }
+    let ascii = idna::domain_to_ascii_strict(trimmed).map_err(|_| bad())?;
+    if ascii.is_empty() {
+        return Err(bad());
+    }
+    let last = ascii.rsplit('.').next().unwrap_or("");
+    let numeric_like = last.chars().all(|c| c.is_ascii_digit())
+        || (last.starts_with("0x") && last[2..].chars().all(|c| c.is_ascii_hexdigit()));
+    if numeric_like {
+        return Err(bad());
+    }
+    Ok(ascii)
+}
+
+/// A program, by its resolved absolute path and its basename.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProgramRef {
+    name: String,
+    path: String,
+}
+
+impl ProgramRef {
+    /// From the absolute path the enforcement point resolved (via `PATH`,
+    /// symlinks followed). The path must be absolute and lexically clean.
+    pub fn from_resolved_path(path: &str) -> Result<Self, CanonError> {
+        reject_controls("program path", path)?;
+        let bad = || CanonError::InvalidProgram(path.to_owned());
+        let rel = path.strip_prefix('/').ok_or_else(bad)?;
+        let clean = canonical_path(rel).map_err(|_| bad())?;
+        if clean.as_str() != rel {
+            return Err(bad());
+        }
+        let name = rel.rsplit('/').next().ok_or_else(bad)?;
+        Ok(Self {
+            name: program_name(name)?,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Basename, e.g. `python3`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Absolute path, e.g. `/usr/bin/python3`; the `Program` entity id.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+/// Canonicalise a program name: a plain basename (no `/`, not `.`/`..`, no
+/// control characters). Case is kept: file systems are case sensitive.
+pub fn program_name(name: &str) -> Result<String, CanonError> {
+    if name.is_empty() {
+        return Err(CanonError::Empty("program name"));
+    }
+    reject_controls("program name", name)?;
+    if name.contains('/') || name == "." || name == ".." {
+        return Err(CanonError::InvalidProgram(name.to_owned()));
+    }
+    Ok(name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_normalise() {
+        assert_eq!(canonical_path("a/./b//c/../d").unwrap().as_str(), "a/b/d");
+        assert_eq!(canonical_path("./").unwrap().as_str(), ".");
+        assert_eq!(canonical_path("a/..").unwrap().as_str(), ".");
+    }
+
+    #[test]
+    fn paths_refused() {
+        assert!(matches!(canonical_path("/etc/passwd"), Err(CanonError::AbsolutePath(_))));
+        assert!(matches!(canonical_path("C:/x"), Err(CanonError::AbsolutePath(_))));
+        assert!(matches!(canonical_path("\\\\srv\\x"), Err(CanonError::AbsolutePath(_))));
+        assert!(matches!(
+            canonical_path("receipts/../../hr"),
+            Err(CanonError::EscapesWorkspace(_))
+        ));
+        assert!(matches!(canonical_path("a\0b"), Err(CanonError::ControlCharacter(_))));
+        assert!(matches!(canonical_path(""), Err(CanonError::Empty(_))));
+    }
+
+    #[test]
+    fn hosts() {
+        let h = CanonicalHost::parse("HTTPS://Bücher.Example.").unwrap();
+        assert_eq!(h.to_string(), "https://xn--bcher-kva.example:443");
+        let h = CanonicalHost::parse("http://[::FFFF:7f00:1]:8080").unwrap();
+        assert_eq!(h.name(), "::ffff:127.0.0.1");
+        assert_eq!(h.port(), 8080);
+        assert_eq!(CanonicalHost::new("ssh", "Git.Example", None).unwrap().port(), 22);
+        assert!(CanonicalHost::parse("gopher://x.example").is_err());
+        assert!(CanonicalHost::parse("https://127.1").is_err());
+        assert!(CanonicalHost::parse("https://0x7f.0.0.1").is_err());
+        assert!(CanonicalHost::parse("https://u@x.example").is_err());
+        assert!(CanonicalHost::parse("https://x.example:0").is_err());
+        assert!(CanonicalHost::parse("https://x.example/path").is_err());
+    }
+
+    #[test]
+    fn programs() {
+        let p = ProgramRef::from_resolved_path("/usr/bin/python3").unwrap();
+        assert_eq!(p.name(), "python3");
+        assert!(ProgramRef::from_resolved_path("python3").is_err());
+        assert!(ProgramRef::from_resolved_path("/usr/bin/../bin/sh").is_err());
+        assert!(program_name("../sh").is_err());
+        assert_eq!(program_name("git").unwrap(), "git");
+    }
+
+    #[test]
+    fn resolve_follows_symlinks_and_refuses_escapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("out")).unwrap();
+        assert_eq!(resolve_in_workspace(dir.path(), "a/new.txt").unwrap().as_str(), "a/new.txt");
+        assert!(matches!(
+            resolve_in_workspace(dir.path(), "out/secret"),
+            Err(CanonError::EscapesWorkspace(_))
+        ));
+    }
+}

@@ -1,0 +1,236 @@
+//! Translation of a typed [`Request`] into Cedar's request and entity store.
+//! The entity store is tiny and built per request: the principal (with its
+//! teams as parents) and the resource (with its attributes, and for an MCP
+//! tool its server as parent).
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+
+use cedar_policy::{
+    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression,
+};
+
+use crate::error::PolicyError;
+use crate::request::{Action, ApprovalOutcome, Network, Request, Resource};
+
+/// Pre-parsed Cedar names, built once per bundle so that deciding does not
+/// re-parse type names.
+#[derive(Debug, Clone)]
+pub(crate) struct Names {
+    pub user: EntityTypeName,
+    pub team: EntityTypeName,
+    resource_types: HashMap<&'static str, EntityTypeName>,
+    actions: Vec<EntityUid>,
+}
+
+fn type_name(s: &str) -> Result<EntityTypeName, PolicyError> {
+    EntityTypeName::from_str(s).map_err(|e| PolicyError::Internal(e.to_string()))
+}
+
+impl Names {
+    pub fn new() -> Result<Self, PolicyError> {
+        let mut resource_types = HashMap::new();
+        for t in ["File", "Program", "Host", "Model", "McpServer", "McpTool", "Tool"] {
+            resource_types.insert(t, type_name(t)?);
+        }
+        let action_type = type_name("Action")?;
+        let actions = Action::ALL
+            .iter()
+            .map(|a| EntityUid::from_type_name_and_id(action_type.clone(), EntityId::new(a.as_str())))
+            .collect();
+        Ok(Self {
+            user: type_name("User")?,
+            team: type_name("Team")?,
+            resource_types,
+            actions,
+        })
+    }
+
+    pub fn action(&self, a: Action) -> Result<&EntityUid, PolicyError> {
+        self.actions
+            .get(a.index())
+            .ok_or_else(|| PolicyError::Internal("action index out of range".into()))
+    }
+
+    pub fn action_of(&self, uid: &EntityUid) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| self.actions.get(a.index()) == Some(uid))
+    }
+
+    pub fn user_uid(&self, id: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(self.user.clone(), EntityId::new(id))
+    }
+
+    pub fn team_uid(&self, id: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(self.team.clone(), EntityId::new(id))
+    }
+
+    fn resource_type(&self, t: &'static str) -> Result<EntityTypeName, PolicyError> {
+        self.resource_types
+            .get(t)
+            .cloned()
+            .ok_or_else(|| PolicyError::Internal(format!("unknown resource type {t}")))
+    }
+}
+
+/// A request ready for Cedar, plus the facts the layer logic needs to decide
+/// which permits are in scope.
+pub(crate) struct Prepared {
+    pub request: cedar_policy::Request,
+    pub entities: Entities,
+    pub principal: EntityUid,
+    pub principal_ancestors: Vec<EntityUid>,
+    pub resource: EntityUid,
+    pub resource_ancestors: Vec<EntityUid>,
+}
+
+fn s(v: &str) -> RestrictedExpression {
+    RestrictedExpression::new_string(v.to_owned())
+}
+
+fn long<T: TryInto<i64>>(v: T) -> RestrictedExpression {
+    // Saturate: a value beyond i64 is still "more than any limit".
+    RestrictedExpression::new_long(v.try_into().unwrap_or(i64::MAX))
+}
+
+fn record(pairs: Vec<(&str, RestrictedExpression)>) -> Result<RestrictedExpression, PolicyError> {
+    RestrictedExpression::new_record(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)))
+        .map_err(|e| PolicyError::Internal(e.to_string()))
+}
+
+fn resource_entity(
+    names: &Names,
+    resource: &Resource,
+) -> Result<(EntityUid, Vec<EntityUid>, HashMap<String, RestrictedExpression>), PolicyError> {
+    let uid = EntityUid::from_type_name_and_id(
+        names.resource_type(resource.type_name())?,
+        EntityId::new(resource.entity_id()),
+    );
+    let mut attrs = HashMap::new();
+    let mut parents = Vec::new();
+    match resource {
+        Resource::File(p) => {
+            attrs.insert("path".to_owned(), s(p.as_str()));
+        }
+        Resource::Program(p) => {
+            attrs.insert("name".to_owned(), s(p.name()));
+            attrs.insert("path".to_owned(), s(p.path()));
+        }
+        Resource::Host(h) => {
+            attrs.insert("name".to_owned(), s(h.name()));
+            attrs.insert("port".to_owned(), long(h.port()));
+            attrs.insert("scheme".to_owned(), s(h.scheme()));
+        }
+        Resource::Model { provider, name } => {
+            attrs.insert("provider".to_owned(), s(provider));
+            attrs.insert("name".to_owned(), s(name));
+        }
+        Resource::McpServer { name } | Resource::Tool { name } => {
+            attrs.insert("name".to_owned(), s(name));
+        }
+        Resource::McpTool { server, tool } => {
+            attrs.insert("server".to_owned(), s(server));
+            attrs.insert("tool".to_owned(), s(tool));
+            parents.push(EntityUid::from_type_name_and_id(
+                names.resource_type("McpServer")?,
+                EntityId::new(server),
+            ));
+        }
+    }
+    Ok((uid, parents, attrs))
+}
+
+fn context(req: &Request) -> Result<Context, PolicyError> {
+    let c = &req.context;
+    let sandbox = record(vec![
+        ("backend", s(c.sandbox.backend.as_str())),
+        (
+            "network",
+            RestrictedExpression::new_bool(match c.sandbox.network {
+                Network::Disabled => false,
+                Network::ViaProxy => true,
+            }),
+        ),
+    ])?;
+    let mut args = Vec::new();
+    if let Some(p) = &c.args.path {
+        args.push(("path", s(p.as_str())));
+    }
+    if let Some(h) = &c.args.host {
+        args.push(("host", s(h)));
+    }
+    if let Some(p) = c.args.port {
+        args.push(("port", long(p)));
+    }
+    if let Some(n) = c.args.size_bytes {
+        args.push(("size_bytes", long(n)));
+    }
+    if let Some(b) = c.args.recursive {
+        args.push(("recursive", RestrictedExpression::new_bool(b)));
+    }
+    if let Some(b) = c.args.overwrite {
+        args.push(("overwrite", RestrictedExpression::new_bool(b)));
+    }
+    let mut pairs = vec![
+        ("session_id".to_owned(), s(&c.session_id)),
+        ("sandbox".to_owned(), sandbox),
+        (
+            "argv".to_owned(),
+            RestrictedExpression::new_set(c.argv.iter().map(|a| s(a))),
+        ),
+        ("command".to_owned(), s(&c.command_line(&req.resource))),
+        ("args".to_owned(), record(args)?),
+    ];
+    if let Some(a) = &c.approval {
+        let granted = match a.outcome {
+            ApprovalOutcome::Granted => true,
+            ApprovalOutcome::Refused => false,
+        };
+        pairs.push((
+            "approval".to_owned(),
+            record(vec![
+                ("granted", RestrictedExpression::new_bool(granted)),
+                ("approver", s(&a.approver)),
+                ("ticket", s(&a.ticket)),
+            ])?,
+        ));
+    }
+    Context::from_pairs(pairs).map_err(|e| PolicyError::Internal(e.to_string()))
+}
+
+/// Build the Cedar request and entities. `teams` are the principal's team
+/// uids from the members file. `schema` is only passed in tests and tools to
+/// double-check that typed requests match the schema.
+pub(crate) fn prepare(
+    names: &Names,
+    req: &Request,
+    teams: &[EntityUid],
+    schema: Option<&cedar_policy::Schema>,
+) -> Result<Prepared, PolicyError> {
+    let principal = names.user_uid(&req.principal);
+    let user = Entity::new_no_attrs(principal.clone(), teams.iter().cloned().collect::<HashSet<_>>());
+    let (resource, resource_ancestors, attrs) = resource_entity(names, &req.resource)?;
+    let res_entity = Entity::new(
+        resource.clone(),
+        attrs,
+        resource_ancestors.iter().cloned().collect::<HashSet<_>>(),
+    )
+    .map_err(|e| PolicyError::Internal(e.to_string()))?;
+    let entities = Entities::from_entities([user, res_entity], schema)
+        .map_err(|e| PolicyError::Request(e.to_string()))?;
+    let request = cedar_policy::Request::new(
+        principal.clone(),
+        names.action(req.action)?.clone(),
+        resource.clone(),
+        context(req)?,
+        schema,
+    )
+    .map_err(|e| PolicyError::Request(e.to_string()))?;
+    Ok(Prepared {
+        request,
+        entities,
+        principal,
+        principal_ancestors: teams.to_vec(),
+        resource,
+        resource_ancestors,
+    })
+}
