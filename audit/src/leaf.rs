@@ -1,0 +1,177 @@
+//! The leaf: one event as RFC 8785 (JCS) canonical JSON, at most 65,535 bytes.
+//!
+//! Fields are declared in sorted key order and hold only strings, integers
+//! (< 2^53), booleans, arrays and objects with ASCII keys, so compact serde
+//! JSON of [`Leaf`] is byte-identical to its JCS form (a property test checks
+//! this against `serde_jcs`). Verification parses the stored bytes, writes
+//! them back and compares: anything not canonical is rejected.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Actor, DecisionRecord, EventKind, Outcome, PayloadRef, Refs, Target};
+use crate::merkle::Hash;
+
+/// Leaf format version.
+pub const LEAF_VERSION: u32 = 1;
+/// Largest leaf in bytes (tlog-tiles entry bundles use 16-bit lengths).
+pub const MAX_LEAF_BYTES: usize = 65_535;
+/// Largest integer allowed anywhere in a leaf (I-JSON safe integers).
+pub const MAX_SAFE_INT: u64 = (1 << 53) - 1;
+
+/// A leaf's place in its session's sub-chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionLink {
+    /// Session id.
+    pub id: String,
+    /// Position in the session, from 0 (the `session.start`).
+    pub n: u64,
+    /// Base64 leaf hash of the session's previous entry (absent for n = 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<String>,
+}
+
+/// One log entry, exactly as hashed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Leaf {
+    /// Who.
+    pub actor: Actor,
+    /// Random id of the writer instance (time is non-decreasing within one boot).
+    pub boot: String,
+    /// Kind-specific fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+    /// Policy decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<DecisionRecord>,
+    /// Event kind.
+    pub kind: EventKind,
+    /// Log origin (equals the checkpoint origin).
+    pub log: String,
+    /// Outcome of an action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    /// Payload commitments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub payload: Vec<PayloadRef>,
+    /// Base64 leaf hash of entry `seq - 1` (absent only in genesis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<String>,
+    /// Reference to an intent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refs: Option<Refs>,
+    /// Index of this leaf in the log.
+    pub seq: u64,
+    /// Session sub-chain link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionLink>,
+    /// What was acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+    /// UTC time, `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+    pub ts: String,
+    /// Format version.
+    pub v: u32,
+}
+
+/// Why bytes are not an acceptable leaf.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeafError {
+    /// Not valid JSON of the leaf schema.
+    #[error("not a valid leaf: {0}")]
+    Schema(String),
+    /// Valid, but not in canonical form.
+    #[error("leaf is not in RFC 8785 canonical form")]
+    NotCanonical,
+    /// Too large.
+    #[error("leaf is {0} bytes; the limit is 65535")]
+    TooLarge(usize),
+    /// Contains a float, an unsafe integer or a non-ASCII object key.
+    #[error("leaf data not allowed: {0}")]
+    Data(String),
+}
+
+impl Leaf {
+    /// Encode canonically, checking size and data restrictions.
+    pub fn encode(&self) -> Result<Vec<u8>, LeafError> {
+        if let Some(d) = &self.data {
+            check_data(d)?;
+        }
+        let bytes = serde_json::to_vec(self).map_err(|e| LeafError::Schema(e.to_string()))?;
+        if bytes.len() > MAX_LEAF_BYTES {
+            return Err(LeafError::TooLarge(bytes.len()));
+        }
+        Ok(bytes)
+    }
+
+    /// Parse stored bytes and check they are exactly the canonical encoding.
+    /// `scratch` is reused between calls to avoid allocation.
+    pub fn decode_canonical(bytes: &[u8], scratch: &mut Vec<u8>) -> Result<Self, LeafError> {
+        if bytes.len() > MAX_LEAF_BYTES {
+            return Err(LeafError::TooLarge(bytes.len()));
+        }
+        let leaf: Leaf = serde_json::from_slice(bytes).map_err(|e| LeafError::Schema(e.to_string()))?;
+        scratch.clear();
+        serde_json::to_writer(&mut *scratch, &leaf).map_err(|e| LeafError::Schema(e.to_string()))?;
+        if scratch.as_slice() != bytes {
+            return Err(LeafError::NotCanonical);
+        }
+        if let Some(d) = &leaf.data {
+            check_data(d)?;
+        }
+        Ok(leaf)
+    }
+}
+
+/// Base64 text of a hash, as used inside leaves.
+pub fn hash_b64(h: &Hash) -> String {
+    B64.encode(h)
+}
+
+/// Parse a base64 hash from a leaf field.
+pub fn parse_hash_b64(s: &str) -> Option<Hash> {
+    B64.decode(s).ok()?.try_into().ok()
+}
+
+/// Reject floats, integers beyond 2^53 and non-ASCII keys: they have no single
+/// canonical spelling that every JSON implementation agrees on.
+fn check_data(v: &serde_json::Value) -> Result<(), LeafError> {
+    use serde_json::Value;
+    match v {
+        Value::Null | Value::Bool(_) | Value::String(_) => Ok(()),
+        Value::Number(n) => {
+            let ok = n.as_u64().map(|u| u <= MAX_SAFE_INT).unwrap_or(false)
+                || n.as_i64().map(|i| i.unsigned_abs() <= MAX_SAFE_INT).unwrap_or(false);
+            if ok {
+                Ok(())
+            } else {
+                Err(LeafError::Data(format!("number {n} (only integers below 2^53)")))
+            }
+        }
+        Value::Array(a) => a.iter().try_for_each(check_data),
+        Value::Object(o) => o.iter().try_for_each(|(k, v)| {
+            if !k.is_ascii() {
+                return Err(LeafError::Data(format!("object key {k:?} is not ASCII")));
+            }
+            check_data(v)
+        }),
+    }
+}
+
+/// Current UTC time in the leaf format.
+pub fn now_ts() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}

@@ -1,0 +1,326 @@
+//! Reading the audit database: queries shared by the writer, the verifier and the CLI.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+use crate::error::AuditError;
+use crate::merkle::{Hash, NodeReader};
+use crate::schema::node_id;
+
+/// A read-only view of an audit database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// One stored entry.
+#[derive(Debug, Clone)]
+pub struct StoredEntry {
+    /// Index.
+    pub seq: u64,
+    /// Canonical leaf bytes.
+    pub leaf: Vec<u8>,
+    /// Stored leaf hash.
+    pub leaf_hash: Vec<u8>,
+}
+
+/// One stored payload row.
+#[derive(Debug, Clone)]
+pub struct StoredPayload {
+    /// Commitment.
+    pub cmt: Vec<u8>,
+    /// Index of the entry that committed to it.
+    pub seq: u64,
+    /// Media type.
+    pub media: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Salt, absent after redaction.
+    pub salt: Option<Vec<u8>>,
+    /// Body, absent after redaction.
+    pub body: Option<Vec<u8>>,
+    /// Index of the redaction entry.
+    pub redacted_seq: Option<u64>,
+}
+
+/// An intent with no result yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenIntent {
+    /// Index of the intent.
+    pub seq: u64,
+    /// Its kind.
+    pub kind: String,
+    /// Its session.
+    pub session: Option<String>,
+    /// Its leaf hash.
+    pub leaf_hash: Hash,
+}
+
+impl Store {
+    /// Open an existing database read-only.
+    pub fn open(path: &Path) -> Result<Self, AuditError> {
+        if !path.exists() {
+            return Err(AuditError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            });
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| not_a_log(path, e))?;
+        let s = Self::from_conn(conn, path);
+        s.check_is_log()?;
+        Ok(s)
+    }
+
+    /// Wrap an open connection.
+    pub fn from_conn(conn: Connection, path: &Path) -> Self {
+        Self { conn, path: path.to_path_buf() }
+    }
+
+    /// The underlying connection.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The database path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> AuditError + '_ {
+        AuditError::sqlite(&self.path)
+    }
+
+    /// Fail with `NotALog` unless this looks like a stele audit database.
+    pub fn check_is_log(&self) -> Result<(), AuditError> {
+        let v = self.meta("schema").map_err(|e| match e {
+            AuditError::Sqlite { source, .. } => not_a_log(&self.path, source),
+            other => other,
+        })?;
+        match v.as_deref() {
+            Some(crate::schema::SCHEMA_VERSION) => Ok(()),
+            Some(other) => Err(AuditError::NotALog {
+                path: self.path.clone(),
+                detail: format!("unsupported schema version {other}"),
+            }),
+            None => Err(AuditError::NotALog {
+                path: self.path.clone(),
+                detail: "no schema version in meta".into(),
+            }),
+        }
+    }
+
+    /// A `meta` value.
+    pub fn meta(&self, k: &str) -> Result<Option<String>, AuditError> {
+        self.conn
+            .query_row("SELECT v FROM meta WHERE k = ?1", [k], |r| r.get(0))
+            .optional()
+            .map_err(self.err())
+    }
+
+    /// A required `meta` value.
+    pub fn meta_required(&self, k: &str) -> Result<String, AuditError> {
+        self.meta(k)?.ok_or_else(|| AuditError::NotALog {
+            path: self.path.clone(),
+            detail: format!("meta value {k:?} is missing"),
+        })
+    }
+
+    /// Number of entries (max index + 1).
+    pub fn size(&self) -> Result<u64, AuditError> {
+        let m: Option<i64> =
+            self.conn.query_row("SELECT max(seq) FROM entries", [], |r| r.get(0)).map_err(self.err())?;
+        Ok(m.map(|m| m as u64 + 1).unwrap_or(0))
+    }
+
+    /// Number of rows in `entries` (differs from `size` when rows are missing).
+    pub fn row_count(&self) -> Result<u64, AuditError> {
+        let c: i64 =
+            self.conn.query_row("SELECT count(*) FROM entries", [], |r| r.get(0)).map_err(self.err())?;
+        Ok(c as u64)
+    }
+
+    /// One entry.
+    pub fn entry(&self, seq: u64) -> Result<StoredEntry, AuditError> {
+        self.conn
+            .query_row(
+                "SELECT seq, leaf, leaf_hash FROM entries WHERE seq = ?1",
+                [seq as i64],
+                |r| Ok(StoredEntry { seq: r.get::<_, i64>(0)? as u64, leaf: r.get(1)?, leaf_hash: r.get(2)? }),
+            )
+            .optional()
+            .map_err(self.err())?
+            .ok_or_else(|| AuditError::NotFound(format!("entry {seq}")))
+    }
+
+    /// Stream entries with `from <= seq < to` in index order.
+    pub fn for_each_entry(
+        &self,
+        from: u64,
+        to: u64,
+        mut f: impl FnMut(u64, &[u8], &[u8]) -> Result<(), AuditError>,
+    ) -> Result<(), AuditError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT seq, leaf, leaf_hash FROM entries WHERE seq >= ?1 AND seq < ?2 ORDER BY seq")
+            .map_err(self.err())?;
+        let mut rows = st.query(params![from as i64, to.min(i64::MAX as u64) as i64]).map_err(self.err())?;
+        while let Some(row) = rows.next().map_err(self.err())? {
+            let seq: i64 = row.get(0).map_err(self.err())?;
+            let leaf = row.get_ref(1).and_then(|v| v.as_blob().map_err(Into::into)).map_err(self.err())?;
+            let hash = row.get_ref(2).and_then(|v| v.as_blob().map_err(Into::into)).map_err(self.err())?;
+            f(seq as u64, leaf, hash)?;
+        }
+        Ok(())
+    }
+
+    /// The newest checkpoint `(size, note)`.
+    pub fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, AuditError> {
+        self.conn
+            .query_row("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1", [], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+            })
+            .optional()
+            .map_err(self.err())
+    }
+
+    /// All checkpoints in size order.
+    pub fn checkpoints(&self) -> Result<Vec<(u64, String)>, AuditError> {
+        let mut st = self.conn.prepare("SELECT size, note FROM checkpoints ORDER BY size").map_err(self.err())?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// The checkpoint stored for exactly `size`.
+    pub fn checkpoint_at(&self, size: u64) -> Result<Option<String>, AuditError> {
+        self.conn
+            .query_row("SELECT note FROM checkpoints WHERE size = ?1", [size as i64], |r| r.get(0))
+            .optional()
+            .map_err(self.err())
+    }
+
+    /// All payload rows.
+    pub fn payloads(&self) -> Result<Vec<StoredPayload>, AuditError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT cmt, seq, media, size, salt, body, redacted_seq FROM payloads ORDER BY seq")
+            .map_err(self.err())?;
+        let rows = st.query_map([], payload_row).map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// One payload by commitment.
+    pub fn payload(&self, cmt: &[u8]) -> Result<Option<StoredPayload>, AuditError> {
+        self.conn
+            .query_row(
+                "SELECT cmt, seq, media, size, salt, body, redacted_seq FROM payloads WHERE cmt = ?1",
+                [cmt],
+                payload_row,
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    /// Intents that have no result yet.
+    pub fn open_intents(&self) -> Result<Vec<OpenIntent>, AuditError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT seq, kind, session, leaf_hash FROM open_intents ORDER BY seq")
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([], |r| {
+                let h: Vec<u8> = r.get(3)?;
+                Ok(OpenIntent {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    kind: r.get(1)?,
+                    session: r.get(2)?,
+                    leaf_hash: h.try_into().unwrap_or([0; 32]),
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// Number of stored internal tree nodes.
+    pub fn tree_node_count(&self) -> Result<u64, AuditError> {
+        let c: i64 =
+            self.conn.query_row("SELECT count(*) FROM tree_hashes", [], |r| r.get(0)).map_err(self.err())?;
+        Ok(c as u64)
+    }
+
+    /// Total bytes of all checkpoint notes.
+    pub fn checkpoint_bytes(&self) -> Result<u64, AuditError> {
+        let c: Option<i64> = self
+            .conn
+            .query_row("SELECT sum(length(note)) FROM checkpoints", [], |r| r.get(0))
+            .map_err(self.err())?;
+        Ok(c.unwrap_or(0) as u64)
+    }
+
+    /// Total bytes of all leaves.
+    pub fn leaf_bytes(&self) -> Result<u64, AuditError> {
+        let c: Option<i64> = self
+            .conn
+            .query_row("SELECT sum(length(leaf)) FROM entries", [], |r| r.get(0))
+            .map_err(self.err())?;
+        Ok(c.unwrap_or(0) as u64)
+    }
+}
+
+fn payload_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredPayload> {
+    Ok(StoredPayload {
+        cmt: r.get(0)?,
+        seq: r.get::<_, i64>(1)? as u64,
+        media: r.get(2)?,
+        size: r.get::<_, i64>(3)? as u64,
+        salt: r.get(4)?,
+        body: r.get(5)?,
+        redacted_seq: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
+    })
+}
+
+fn not_a_log(path: &Path, e: rusqlite::Error) -> AuditError {
+    AuditError::NotALog { path: path.to_path_buf(), detail: e.to_string() }
+}
+
+/// Reads tree nodes from the database (level 0 = leaf hashes).
+impl NodeReader for Store {
+    type Error = AuditError;
+    fn node(&self, level: u8, index: u64) -> Result<Hash, AuditError> {
+        read_node(&self.conn, &self.path, level, index)
+    }
+}
+
+/// Read one tree node through any connection.
+pub fn read_node(conn: &Connection, path: &Path, level: u8, index: u64) -> Result<Hash, AuditError> {
+    let v: Option<Vec<u8>> = if level == 0 {
+        conn.prepare_cached("SELECT leaf_hash FROM entries WHERE seq = ?1")
+            .and_then(|mut s| s.query_row([index as i64], |r| r.get(0)).optional())
+    } else {
+        conn.prepare_cached("SELECT h FROM tree_hashes WHERE id = ?1")
+            .and_then(|mut s| s.query_row([node_id(level, index)], |r| r.get(0)).optional())
+    }
+    .map_err(AuditError::sqlite(path))?;
+    let v = v.ok_or_else(|| AuditError::Integrity {
+        index: index << level,
+        reason: format!("tree node (level {level}, index {index}) is missing"),
+    })?;
+    v.try_into().map_err(|_| AuditError::Integrity {
+        index: index << level,
+        reason: format!("tree node (level {level}, index {index}) is not 32 bytes"),
+    })
+}
+
+impl Store {
+    /// Give back the connection (the writer reuses the one the check ran on).
+    pub(crate) fn into_conn(self) -> Connection {
+        self.conn
+    }
+}

@@ -1,0 +1,406 @@
+//! The sequencer's state and its group commit: everything that happens on the
+//! one thread that owns the write connection.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ring::rand::SystemRandom;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use stele_attest::{Checkpoint, Signer};
+
+use crate::error::AuditError;
+use crate::event::{Actor, Event, EventKind, IntentRole};
+use crate::leaf::{hash_b64, now_ts, parse_hash_b64, Leaf, SessionLink, LEAF_VERSION};
+use crate::merkle::{leaf_hash, Frontier, Hash};
+use crate::payload::{commit_text, parse_commit, seal, SealedPayload};
+use crate::schema::node_id;
+
+/// What an acknowledged append returns: the entry is durable and covered by
+/// the signed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// Index of the entry.
+    pub seq: u64,
+    /// Its leaf hash.
+    pub leaf_hash: Hash,
+    /// Tree size of the checkpoint that covers it.
+    pub size: u64,
+    /// The signed checkpoint note committed with it.
+    pub checkpoint: Arc<str>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct SessionState {
+    pub n: u64,
+    pub head: Hash,
+    pub ended: bool,
+}
+
+/// Undo information for one batch, applied when its transaction fails.
+#[derive(Default)]
+struct Undo {
+    frontier: Frontier,
+    last_hash: Option<Hash>,
+    sessions: Vec<(String, Option<SessionState>)>,
+    intents_added: Vec<u64>,
+    intents_removed: Vec<(u64, (EventKind, Hash))>,
+    last_ts: String,
+}
+
+/// One entry built and validated, ready to insert.
+struct Built {
+    seq: u64,
+    kind: EventKind,
+    session: Option<(String, u64)>,
+    closes: Option<u64>,
+    leaf: Vec<u8>,
+    hash: Hash,
+    payloads: Vec<SealedPayload>,
+    redactions: Vec<Hash>,
+}
+
+/// The sequencer's state.
+pub(crate) struct Writer {
+    pub conn: Connection,
+    pub path: PathBuf,
+    pub signer: Arc<dyn Signer>,
+    pub origin: String,
+    pub boot: String,
+    pub frontier: Frontier,
+    pub last_hash: Option<Hash>,
+    pub last_ts: String,
+    pub sessions: HashMap<String, SessionState>,
+    pub open_intents: HashMap<u64, (EventKind, Hash)>,
+    pub rng: SystemRandom,
+    pub latest_checkpoint: Arc<str>,
+}
+
+/// A request to the sequencer that needs an entry.
+pub(crate) enum Work {
+    Append(Box<Event>),
+    Redact { commits: Vec<String>, reason: String, actor: Actor },
+}
+
+impl Writer {
+    fn err(&self) -> impl Fn(rusqlite::Error) -> AuditError + '_ {
+        AuditError::sqlite(&self.path)
+    }
+
+    /// Commit a batch in one transaction with one signed checkpoint. Returns
+    /// one result per item, in order; a storage failure fails them all and
+    /// leaves the in-memory state as it was.
+    pub fn commit_batch(&mut self, batch: Vec<Work>) -> Vec<Result<Receipt, AuditError>> {
+        let mut undo = Undo {
+            frontier: self.frontier.clone(),
+            last_hash: self.last_hash,
+            last_ts: self.last_ts.clone(),
+            ..Undo::default()
+        };
+        let mut built: Vec<Result<Built, AuditError>> = Vec::with_capacity(batch.len());
+        for w in batch {
+            built.push(self.build(w, &mut undo));
+        }
+        if !built.iter().any(Result::is_ok) {
+            return built.into_iter().map(|b| b.map(|_| unreachable_receipt())).collect();
+        }
+        match self.write(&built, undo.frontier.clone()) {
+            Ok(note) => {
+                self.latest_checkpoint = note.clone();
+                let size = self.frontier.size();
+                built
+                    .into_iter()
+                    .map(|b| {
+                        b.map(|b| Receipt { seq: b.seq, leaf_hash: b.hash, size, checkpoint: note.clone() })
+                    })
+                    .collect()
+            }
+            Err(e) => {
+                self.rollback_state(undo);
+                let msg = e.to_string();
+                let mut out = Vec::with_capacity(built.len());
+                let mut first = Some(e);
+                for b in built {
+                    out.push(match b {
+                        Err(own) => Err(own),
+                        Ok(_) => Err(first.take().unwrap_or_else(|| AuditError::Stopped(Some(msg.clone())))),
+                    });
+                }
+                out
+            }
+        }
+    }
+
+    fn rollback_state(&mut self, undo: Undo) {
+        self.frontier = undo.frontier;
+        self.last_hash = undo.last_hash;
+        self.last_ts = undo.last_ts;
+        for (id, old) in undo.sessions.into_iter().rev() {
+            match old {
+                Some(s) => self.sessions.insert(id, s),
+                None => self.sessions.remove(&id),
+            };
+        }
+        for seq in undo.intents_added {
+            self.open_intents.remove(&seq);
+        }
+        for (seq, v) in undo.intents_removed {
+            self.open_intents.insert(seq, v);
+        }
+    }
+
+    /// Validate one item and turn it into a leaf, advancing the in-memory
+    /// state (recorded in `undo`). On error the state is untouched.
+    fn build(&mut self, w: Work, undo: &mut Undo) -> Result<Built, AuditError> {
+        let (ev, redactions) = match w {
+            Work::Append(ev) => (*ev, Vec::new()),
+            Work::Redact { commits, reason, actor } => self.redaction_event(commits, reason, actor)?,
+        };
+        let seq = self.frontier.size();
+        let session = match &ev.session {
+            Some(id) => Some(self.session_link(id, ev.kind)?),
+            None => {
+                if matches!(ev.kind, EventKind::SessionStart | EventKind::SessionEnd | EventKind::SessionInterrupted) {
+                    return Err(AuditError::Invalid(format!("{} needs a session id", ev.kind)));
+                }
+                None
+            }
+        };
+        let closes = self.check_refs(&ev)?;
+        let payloads = ev
+            .payloads
+            .into_iter()
+            .map(|p| seal(&self.rng, p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let now = now_ts();
+        let ts = if now > self.last_ts { now } else { self.last_ts.clone() };
+        let leaf = Leaf {
+            actor: ev.actor,
+            boot: self.boot.clone(),
+            data: ev.data,
+            decision: ev.decision,
+            kind: ev.kind,
+            log: self.origin.clone(),
+            outcome: ev.outcome,
+            payload: payloads.iter().map(|p| p.reference.clone()).collect(),
+            prev: self.last_hash.as_ref().map(hash_b64),
+            refs: ev.refs,
+            seq,
+            session: session.clone(),
+            target: ev.target,
+            ts: ts.clone(),
+            v: LEAF_VERSION,
+        };
+        let bytes = leaf.encode()?;
+        let hash = leaf_hash(&bytes);
+        // Validation is over: from here on, advance state.
+        self.frontier.push(hash, |_| {});
+        self.last_hash = Some(hash);
+        self.last_ts = ts;
+        if let Some(link) = session.clone() {
+            let old = self.sessions.get(&link.id).cloned();
+            undo.sessions.push((link.id.clone(), old));
+            let ended = matches!(ev.kind, EventKind::SessionEnd | EventKind::SessionInterrupted);
+            self.sessions.insert(link.id, SessionState { n: link.n, head: hash, ended });
+        }
+        if let Some(intent_seq) = closes {
+            if let Some(v) = self.open_intents.remove(&intent_seq) {
+                undo.intents_removed.push((intent_seq, v));
+            }
+        }
+        if ev.kind.role() == IntentRole::Intent {
+            self.open_intents.insert(seq, (ev.kind, hash));
+            undo.intents_added.push(seq);
+        }
+        let session = leaf.session.map(|s| (s.id, s.n));
+        Ok(Built { seq, kind: ev.kind, session, closes, leaf: bytes, hash, payloads, redactions })
+    }
+
+    fn session_link(&mut self, id: &str, kind: EventKind) -> Result<SessionLink, AuditError> {
+        if id.is_empty() || id.len() > 128 {
+            return Err(AuditError::Invalid("session id must be 1 to 128 characters".into()));
+        }
+        let state = match self.sessions.get(id) {
+            Some(s) => Some(s.clone()),
+            None => self.load_session(id)?,
+        };
+        match (kind, state) {
+            (EventKind::SessionStart, None) => Ok(SessionLink { id: id.into(), n: 0, prev: None }),
+            (EventKind::SessionStart, Some(_)) => {
+                Err(AuditError::Invalid(format!("session {id} has already started")))
+            }
+            (_, None) => Err(AuditError::Invalid(format!(
+                "session {id} is unknown: its first entry must be session.start"
+            ))),
+            (_, Some(s)) if s.ended => Err(AuditError::Invalid(format!("session {id} has ended"))),
+            (_, Some(s)) => Ok(SessionLink { id: id.into(), n: s.n + 1, prev: Some(hash_b64(&s.head)) }),
+        }
+    }
+
+    fn load_session(&mut self, id: &str) -> Result<Option<SessionState>, AuditError> {
+        let row: Option<(i64, Vec<u8>, i64)> = self
+            .conn
+            .query_row("SELECT n, head, ended FROM sessions WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()
+            .map_err(self.err())?;
+        let Some((n, head, ended)) = row else { return Ok(None) };
+        let head: Hash = head.try_into().map_err(|_| AuditError::Integrity {
+            index: 0,
+            reason: format!("session {id}: stored head is not 32 bytes"),
+        })?;
+        let s = SessionState { n: n as u64, head, ended: ended != 0 };
+        self.sessions.insert(id.to_string(), s.clone());
+        Ok(Some(s))
+    }
+
+    /// For results and `interrupted`: the intent they close, checked against
+    /// the open intents (kind pairing and leaf hash).
+    fn check_refs(&self, ev: &Event) -> Result<Option<u64>, AuditError> {
+        let closes_kind = match ev.kind.role() {
+            IntentRole::Result(k) => Some(Some(k)),
+            IntentRole::Intent | IntentRole::Plain if ev.kind == EventKind::Interrupted => Some(None),
+            IntentRole::Intent | IntentRole::Plain => None,
+        };
+        let Some(want) = closes_kind else { return Ok(None) };
+        let r = ev
+            .refs
+            .as_ref()
+            .ok_or_else(|| AuditError::Invalid(format!("{} must name its intent (refs)", ev.kind)))?;
+        let Some((kind, hash)) = self.open_intents.get(&r.intent_seq) else {
+            return Err(AuditError::Invalid(format!(
+                "{} names intent {} which is not an open intent",
+                ev.kind, r.intent_seq
+            )));
+        };
+        if let Some(w) = want {
+            if *kind != w {
+                return Err(AuditError::Invalid(format!(
+                    "{} cannot close intent {} of kind {kind}",
+                    ev.kind, r.intent_seq
+                )));
+            }
+        }
+        if parse_hash_b64(&r.intent_leaf) != Some(*hash) {
+            return Err(AuditError::Invalid(format!(
+                "{} names intent {} with the wrong leaf hash",
+                ev.kind, r.intent_seq
+            )));
+        }
+        Ok(Some(r.intent_seq))
+    }
+
+    fn redaction_event(
+        &self,
+        commits: Vec<String>,
+        reason: String,
+        actor: Actor,
+    ) -> Result<(Event, Vec<Hash>), AuditError> {
+        if reason.trim().is_empty() {
+            return Err(AuditError::Invalid("a redaction needs a reason".into()));
+        }
+        let mut raw = Vec::new();
+        for c in &commits {
+            let h = parse_commit(c).ok_or_else(|| AuditError::Invalid(format!("{c:?} is not a commitment")))?;
+            let body: Option<Option<Vec<u8>>> = self
+                .conn
+                .query_row("SELECT body FROM payloads WHERE cmt = ?1", [&h[..]], |r| r.get(0))
+                .optional()
+                .map_err(self.err())?;
+            match body {
+                None => return Err(AuditError::NotFound(format!("payload {c}"))),
+                Some(None) => return Err(AuditError::Invalid(format!("payload {c} is already redacted"))),
+                Some(Some(_)) => raw.push(h),
+            }
+        }
+        let names: Vec<String> = raw.iter().map(commit_text).collect();
+        let ev = Event::new(EventKind::Redaction, actor)
+            .with_data(serde_json::json!({ "commits": names, "reason": reason }));
+        Ok((ev, raw))
+    }
+
+    /// Insert everything and the signed checkpoint, then COMMIT (fsync).
+    fn write(
+        &mut self,
+        built: &[Result<Built, AuditError>],
+        mut replay: Frontier,
+    ) -> Result<Arc<str>, AuditError> {
+        let path = self.path.clone();
+        let e = AuditError::sqlite(&path);
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&e)?;
+        {
+            let mut ins_entry = tx.prepare_cached("INSERT INTO entries(seq, leaf, leaf_hash) VALUES (?1, ?2, ?3)").map_err(&e)?;
+            let mut ins_node = tx.prepare_cached("INSERT INTO tree_hashes(id, h) VALUES (?1, ?2)").map_err(&e)?;
+            let mut ins_payload = tx
+                .prepare_cached("INSERT INTO payloads(cmt, seq, media, size, salt, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                .map_err(&e)?;
+            let mut redact = tx
+                .prepare_cached("UPDATE payloads SET salt = NULL, body = NULL, redacted_seq = ?2 WHERE cmt = ?1")
+                .map_err(&e)?;
+            let mut ins_intent = tx
+                .prepare_cached("INSERT INTO open_intents(seq, kind, session, leaf_hash) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(&e)?;
+            let mut del_intent = tx.prepare_cached("DELETE FROM open_intents WHERE seq = ?1").map_err(&e)?;
+            let mut up_session = tx
+                .prepare_cached(
+                    "INSERT INTO sessions(id, n, head, ended) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT(id) DO UPDATE SET n = excluded.n, head = excluded.head, ended = excluded.ended",
+                )
+                .map_err(&e)?;
+            // Derive the new tree nodes by replaying the batch on the
+            // frontier as it was before the batch.
+            let first = replay.size();
+            for b in built.iter().flatten() {
+                ins_entry.execute(params![b.seq as i64, b.leaf, &b.hash[..]]).map_err(&e)?;
+                let mut nodes = Vec::new();
+                replay.push(b.hash, |n| nodes.push(n));
+                for n in nodes {
+                    ins_node.execute(params![node_id(n.level, n.index), &n.hash[..]]).map_err(&e)?;
+                }
+                for p in &b.payloads {
+                    ins_payload
+                        .execute(params![
+                            &p.cmt[..],
+                            b.seq as i64,
+                            p.reference.media,
+                            p.body.len() as i64,
+                            &p.salt[..],
+                            p.body
+                        ])
+                        .map_err(&e)?;
+                }
+                for c in &b.redactions {
+                    redact.execute(params![&c[..], b.seq as i64]).map_err(&e)?;
+                }
+                if b.kind.role() == IntentRole::Intent {
+                    let sid = b.session.as_ref().map(|s| &s.0);
+                    ins_intent.execute(params![b.seq as i64, b.kind.as_str(), sid, &b.hash[..]]).map_err(&e)?;
+                }
+                if let Some(intent) = b.closes {
+                    del_intent.execute([intent as i64]).map_err(&e)?;
+                }
+                if let Some((id, n)) = &b.session {
+                    let ended = matches!(b.kind, EventKind::SessionEnd | EventKind::SessionInterrupted);
+                    up_session.execute(params![id, *n as i64, &b.hash[..], ended as i64]).map_err(&e)?;
+                }
+            }
+            if replay.root() != self.frontier.root() {
+                return Err(AuditError::Integrity {
+                    index: first,
+                    reason: "internal: replayed tree differs from the sequencer's".into(),
+                });
+            }
+        }
+        let cp = Checkpoint { origin: self.origin.clone(), size: self.frontier.size(), root: self.frontier.root() };
+        let note = cp.sign(self.signer.as_ref())?.to_text();
+        tx.execute("INSERT INTO checkpoints(size, note) VALUES (?1, ?2)", params![cp.size as i64, note])
+            .map_err(&e)?;
+        tx.commit().map_err(&e)?;
+        Ok(Arc::from(note))
+    }
+}
+
+fn unreachable_receipt() -> Receipt {
+    Receipt { seq: 0, leaf_hash: [0; 32], size: 0, checkpoint: Arc::from("") }
+}
