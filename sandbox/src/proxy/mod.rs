@@ -1,26 +1,121 @@
 //! The egress proxy: HTTP CONNECT and plain-HTTP forwarding, every
 //! destination decided by the [`Mediator`](crate::Mediator).
+//!
+//! The sandbox has no network but loopback; its only way out is this proxy,
+//! listening (inside the sandbox's network namespace) on a socket the process
+//! backend creates. Each client connection carries exactly one decision:
+//!
+//! 1. read the request head (size-bounded, with a total deadline);
+//! 2. parse `CONNECT host:port` or an absolute `http://` request; anything
+//!    else is answered `400`;
+//! 3. canonicalise the host (lowercase, no trailing dot, strict syntax);
+//! 4. ask `net_connect(host, port, scheme)`; a denial is answered `403`;
+//! 5. resolve and connect on the host side, relay bytes both ways;
+//! 6. report `net_closed` with bytes, duration and error.
+//!
+//! * `host.rs` — host canonicalisation; `request.rs` — head reading/parsing;
+//!   `conn.rs` — one connection end to end.
 
-use std::net::TcpListener;
-use std::sync::Arc;
+mod conn;
+mod host;
+mod request;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::{Mediator, Requester};
 
 /// Errors from starting or stopping the egress proxy.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    /// An I/O error on the listener.
+    /// An I/O error on the listener or the wake-up pipe.
     #[error("proxy listener: {0}")]
-    Io(#[from] std::io::Error),
-    /// Not implemented yet (skeleton).
-    #[error("not implemented")]
-    Unimplemented,
+    Io(#[from] io::Error),
+    /// A proxy thread panicked.
+    #[error("a proxy thread panicked")]
+    Thread,
+}
+
+/// Limits of the proxy.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// The whole request head must arrive within this time (slowloris guard).
+    pub header_timeout: Duration,
+    /// Largest request head accepted.
+    pub max_header_bytes: usize,
+    /// Timeout for connecting to the destination.
+    pub connect_timeout: Duration,
+    /// A relayed connection with no traffic in one direction for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once; more are answered `503`.
+    pub max_connections: usize,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            header_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            max_connections: 256,
+        }
+    }
+}
+
+/// Sockets of connections in progress, so `stop` can cut them.
+#[derive(Clone, Default)]
+pub(crate) struct Live {
+    inner: Arc<Mutex<(u64, HashMap<u64, TcpStream>)>>,
+}
+
+impl Live {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, HashMap<u64, TcpStream>)> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Register a socket; returns its id.
+    pub fn add(&self, s: TcpStream) -> u64 {
+        let mut g = self.lock();
+        g.0 += 1;
+        let id = g.0;
+        g.1.insert(id, s);
+        id
+    }
+
+    /// Forget a socket.
+    pub fn remove(&self, id: u64) {
+        self.lock().1.remove(&id);
+    }
+
+    fn shutdown_all(&self) {
+        for s in self.lock().1.values() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
 }
 
 /// A running egress proxy; [`EgressProxy::stop`] ends it.
-#[derive(Debug)]
 pub struct EgressProxy {
-    _private: (),
+    stopping: Arc<AtomicBool>,
+    wake: Option<OwnedFd>,
+    acceptor: Option<JoinHandle<Vec<JoinHandle<()>>>>,
+    live: Live,
+    local: Option<std::net::SocketAddr>,
+}
+
+impl std::fmt::Debug for EgressProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EgressProxy")
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
 }
 
 impl EgressProxy {
@@ -31,12 +126,154 @@ impl EgressProxy {
         mediator: Arc<dyn Mediator>,
         requester: Requester,
     ) -> Result<EgressProxy, ProxyError> {
-        let _ = (listener, mediator, requester);
-        Err(ProxyError::Unimplemented)
+        Self::serve_with(listener, mediator, requester, ProxyConfig::default())
     }
 
-    /// Stop accepting, close open connections and join the proxy threads.
-    pub fn stop(self) -> Result<(), ProxyError> {
-        Ok(())
+    /// [`EgressProxy::serve`] with explicit limits.
+    pub fn serve_with(
+        listener: TcpListener,
+        mediator: Arc<dyn Mediator>,
+        requester: Requester,
+        config: ProxyConfig,
+    ) -> Result<EgressProxy, ProxyError> {
+        listener.set_nonblocking(true)?;
+        let local = listener.local_addr().ok();
+        let (wake_r, wake_w) = pipe()?;
+        let stopping = Arc::new(AtomicBool::new(false));
+        let live = Live::default();
+        let ctx = Arc::new(conn::Ctx {
+            mediator,
+            requester,
+            config,
+            live: live.clone(),
+        });
+        let stop_flag = stopping.clone();
+        let acceptor = std::thread::Builder::new()
+            .name("stele-proxy-accept".into())
+            .spawn(move || accept_loop(&listener, &wake_r, &stop_flag, &ctx))?;
+        Ok(EgressProxy {
+            stopping,
+            wake: Some(wake_w),
+            acceptor: Some(acceptor),
+            live,
+            local,
+        })
     }
+
+    /// Stop accepting, cut open connections (they are still reported) and
+    /// join every proxy thread.
+    pub fn stop(mut self) -> Result<(), ProxyError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), ProxyError> {
+        self.stopping.store(true, Ordering::SeqCst);
+        // Closing the write end wakes the acceptor's poll.
+        drop(self.wake.take());
+        self.live.shutdown_all();
+        let Some(acceptor) = self.acceptor.take() else {
+            return Ok(());
+        };
+        let workers = acceptor.join().map_err(|_| ProxyError::Thread)?;
+        // Connections accepted just before the flag was seen.
+        self.live.shutdown_all();
+        let mut panicked = false;
+        for w in workers {
+            panicked |= w.join().is_err();
+        }
+        if panicked {
+            Err(ProxyError::Thread)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Drop for EgressProxy {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// Accept until told to stop; returns the connection threads to join.
+fn accept_loop(
+    listener: &TcpListener,
+    wake: &OwnedFd,
+    stopping: &AtomicBool,
+    ctx: &Arc<conn::Ctx>,
+) -> Vec<JoinHandle<()>> {
+    let mut workers: Vec<JoinHandle<()>> = Vec::new();
+    let active = Arc::new(AtomicU64::new(0));
+    while !stopping.load(Ordering::SeqCst) {
+        let mut fds = [
+            libc::pollfd {
+                fd: listener.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: wake.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: `fds` is a valid array of two pollfd structs for the call.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, 1000) };
+        if rc < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break;
+        }
+        if fds[1].revents != 0 || stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        workers.retain(|w| !w.is_finished());
+        loop {
+            let (stream, _) = match listener.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // ECONNABORTED and friends: that client is gone, keep serving.
+                Err(_) => break,
+            };
+            if stream.set_nonblocking(false).is_err() {
+                continue;
+            }
+            let mut stream = stream;
+            if active.load(Ordering::SeqCst) >= ctx.config.max_connections as u64 {
+                conn::respond(&mut stream, 503, "Service Unavailable", "stele: too many connections\n");
+                continue;
+            }
+            let Ok(clone) = stream.try_clone() else {
+                continue;
+            };
+            let id = ctx.live.add(clone);
+            active.fetch_add(1, Ordering::SeqCst);
+            let (ctx2, active2) = (ctx.clone(), active.clone());
+            let spawned = std::thread::Builder::new()
+                .name("stele-proxy-conn".into())
+                .spawn(move || {
+                    conn::handle(&ctx2, stream);
+                    ctx2.live.remove(id);
+                    active2.fetch_sub(1, Ordering::SeqCst);
+                });
+            match spawned {
+                Ok(w) => workers.push(w),
+                Err(_) => {
+                    ctx.live.remove(id);
+                    active.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+    workers
+}
+
+/// A close-on-exec pipe: (read end, write end).
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so both are fresh descriptors we now own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }

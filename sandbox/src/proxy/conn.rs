@@ -1,0 +1,310 @@
+//! One proxied connection: read the head, ask the mediator, connect on the
+//! host side, relay, report.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::host::Host;
+use super::request::{parse, read_head, HeadError, ProxyRequest};
+use super::{Live, ProxyConfig};
+use crate::{Mediator, NetCloseReport, NetRequest, Requester, Verdict};
+
+/// Everything a connection thread needs.
+pub(crate) struct Ctx {
+    pub mediator: Arc<dyn Mediator>,
+    pub requester: Requester,
+    pub config: ProxyConfig,
+    pub live: Live,
+}
+
+/// Serve one accepted client connection to completion.
+pub(crate) fn handle(ctx: &Ctx, mut client: TcpStream) {
+    let (head, leftover) =
+        match read_head(&mut client, ctx.config.max_header_bytes, ctx.config.header_timeout) {
+            Ok(h) => h,
+            Err(e) => return refuse_head(&mut client, e),
+        };
+    let req = match parse(&head, leftover) {
+        Ok(r) => r,
+        Err(e) => return refuse_head(&mut client, e),
+    };
+    let net = NetRequest {
+        host: req.host.canonical(),
+        port: req.port,
+        scheme: req.scheme,
+        requester: ctx.requester.clone(),
+    };
+    let ticket = match ctx.mediator.net_connect(&net) {
+        Verdict::Allow(t) => t,
+        Verdict::Deny(reason) => {
+            let body = format!(
+                "stele: connection to {}:{} denied: {}\n",
+                net.host,
+                net.port,
+                sanitize(&reason)
+            );
+            return respond(&mut client, 403, "Forbidden", &body);
+        }
+    };
+
+    let started = Instant::now();
+    let outcome = match connect(&req.host, req.port, ctx.config.connect_timeout) {
+        Ok(upstream) => tunnel(ctx, client, upstream, req),
+        Err(e) => {
+            let body = format!("stele: cannot reach {}:{}: {e}\n", net.host, net.port);
+            respond(&mut client, 502, "Bad Gateway", &body);
+            Outcome {
+                bytes_out: 0,
+                bytes_in: 0,
+                error: Some(format!("connect: {e}")),
+            }
+        }
+    };
+    ctx.mediator.net_closed(&NetCloseReport {
+        ticket,
+        bytes_out: outcome.bytes_out,
+        bytes_in: outcome.bytes_in,
+        duration: started.elapsed(),
+        error: outcome.error,
+    });
+}
+
+/// What a finished connection reports.
+struct Outcome {
+    bytes_out: u64,
+    bytes_in: u64,
+    error: Option<String>,
+}
+
+/// Resolve on the host (the sandbox has no DNS) and connect.
+///
+/// A DNS name that resolves to a loopback, unspecified or link-local address
+/// is refused: the mediator allowed a *name*, and DNS must not turn that into
+/// a connection to services on the host itself. Literal addresses (and
+/// `localhost`) reach such addresses only when the mediator allowed them by
+/// that very name.
+fn connect(host: &Host, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+    let addrs: Vec<SocketAddr> = match host {
+        Host::V4(a) => vec![SocketAddr::from((*a, port))],
+        Host::V6(a) => vec![SocketAddr::from((*a, port))],
+        Host::Name(n) => {
+            let all: Vec<SocketAddr> = (n.as_str(), port).to_socket_addrs()?.collect();
+            if n == "localhost" {
+                all
+            } else {
+                all.into_iter().filter(|a| !is_local(a)).collect()
+            }
+        }
+    };
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no usable address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+fn is_local(a: &SocketAddr) -> bool {
+    match a {
+        SocketAddr::V4(v4) => {
+            let ip = v4.ip();
+            ip.is_loopback() || ip.is_unspecified() || ip.is_link_local()
+        }
+        SocketAddr::V6(v6) => {
+            let ip = v6.ip();
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || (ip.segments()[0] & 0xffc0) == 0xfe80
+                || ip.to_ipv4_mapped().is_some_and(|m| m.is_loopback() || m.is_unspecified())
+        }
+    }
+}
+
+/// Start the tunnel (CONNECT) or forward the request (plain HTTP), then
+/// relay both ways until either side is done.
+fn tunnel(ctx: &Ctx, mut client: TcpStream, mut upstream: TcpStream, req: ProxyRequest) -> Outcome {
+    let mut bytes_out = 0u64;
+    let first = match req.scheme {
+        crate::NetScheme::Connect => client
+            .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            .and_then(|()| upstream.write_all(&req.leftover)),
+        crate::NetScheme::Http => upstream
+            .write_all(&req.upstream_head)
+            .and_then(|()| upstream.write_all(&req.leftover)),
+    };
+    if let Err(e) = first {
+        return Outcome {
+            bytes_out,
+            bytes_in: 0,
+            error: Some(format!("start: {e}")),
+        };
+    }
+    bytes_out += (req.upstream_head.len() + req.leftover.len()) as u64;
+
+    // Wake up a few times per idle period to check the shared activity clock.
+    let idle = Some((ctx.config.idle_timeout / 4).max(Duration::from_millis(100)));
+    let prepared = (|| -> io::Result<(TcpStream, TcpStream, u64)> {
+        client.set_read_timeout(idle)?;
+        upstream.set_read_timeout(idle)?;
+        let upstream_id = ctx.live.add(upstream.try_clone()?);
+        Ok((client.try_clone()?, upstream.try_clone()?, upstream_id))
+    })();
+    let (client2, upstream2, upstream_id) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            return Outcome {
+                bytes_out,
+                bytes_in: 0,
+                error: Some(format!("setup: {e}")),
+            }
+        }
+    };
+    let activity = Arc::new(Activity::new(ctx.config.idle_timeout));
+    let activity2 = activity.clone();
+    let up_thread = std::thread::Builder::new()
+        .name("stele-proxy-out".into())
+        .spawn(move || copy(client2, upstream2, &activity2));
+    let Ok(up_thread) = up_thread else {
+        let _ = client.shutdown(Shutdown::Both);
+        let _ = upstream.shutdown(Shutdown::Both);
+        ctx.live.remove(upstream_id);
+        return Outcome {
+            bytes_out,
+            bytes_in: 0,
+            error: Some("cannot spawn relay thread".into()),
+        };
+    };
+    let client_handle = client.try_clone();
+    let down = copy(upstream, client, &activity);
+    if req.scheme == crate::NetScheme::Http {
+        // The request was sent with `Connection: close`: once the server is
+        // done, so is the exchange; stop waiting for the client to hang up.
+        if let Ok(c) = client_handle {
+            let _ = c.shutdown(Shutdown::Read);
+        }
+    }
+    let up = up_thread
+        .join()
+        .unwrap_or_else(|_| (0, Some("relay thread panicked".into())));
+    ctx.live.remove(upstream_id);
+    Outcome {
+        bytes_out: bytes_out + up.0,
+        bytes_in: down.0,
+        error: up.1.or(down.1),
+    }
+}
+
+/// When either direction of a relay last moved bytes. A direction whose
+/// read times out only gives up when the *whole* connection has been idle,
+/// so a long download with a silent client is not cut.
+struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+    idle: Duration,
+}
+
+impl Activity {
+    fn new(idle: Duration) -> Self {
+        Activity {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            idle,
+        }
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(now, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
+
+    fn expired(&self) -> bool {
+        self.idle_for() >= self.idle
+    }
+}
+
+/// Copy `from` → `to` until EOF or error; half-close `to` afterwards so the
+/// other direction can finish. Returns bytes copied and the error, if any.
+fn copy(mut from: TcpStream, mut to: TcpStream, activity: &Activity) -> (u64, Option<String>) {
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut total = 0u64;
+    let error = loop {
+        match from.read(&mut buf) {
+            Ok(0) => break None,
+            Ok(n) => {
+                activity.touch();
+                if let Err(e) = to.write_all(buf.get(..n).unwrap_or_default()) {
+                    break Some(format!("write: {e}"));
+                }
+                total += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                if activity.expired() {
+                    break Some("idle timeout".to_owned());
+                }
+            }
+            Err(e) => break Some(format!("read: {e}")),
+        }
+    };
+    let _ = to.shutdown(Shutdown::Write);
+    if error.is_some() {
+        // Make the other direction stop too.
+        let _ = from.shutdown(Shutdown::Both);
+        let _ = to.shutdown(Shutdown::Both);
+    }
+    (total, error)
+}
+
+/// Answer a head that could not be accepted.
+fn refuse_head(client: &mut TcpStream, e: HeadError) {
+    match e {
+        HeadError::Timeout => respond(client, 408, "Request Timeout", "stele: request head timed out\n"),
+        HeadError::TooLarge => respond(
+            client,
+            431,
+            "Request Header Fields Too Large",
+            "stele: request head too large\n",
+        ),
+        HeadError::Bad(why) => respond(client, 400, "Bad Request", &format!("stele: {why}\n")),
+        HeadError::Closed => {}
+    }
+}
+
+/// Write a short, closing response.
+pub(crate) fn respond(client: &mut TcpStream, code: u16, reason: &str, body: &str) {
+    let msg = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = client.set_write_timeout(Some(Duration::from_secs(5)));
+    let _ = client.write_all(msg.as_bytes());
+    let _ = client.shutdown(Shutdown::Write);
+    // Drain briefly so the close does not turn into a reset that loses the
+    // response in the client's receive path.
+    let _ = client.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut sink = [0u8; 1024];
+    for _ in 0..64 {
+        if !matches!(client.read(&mut sink), Ok(n) if n > 0) {
+            break;
+        }
+    }
+}
+
+/// A reason safe to put on one line of a response body.
+fn sanitize(reason: &str) -> String {
+    reason
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect()
+}
