@@ -1,12 +1,348 @@
-//! `stele sandbox …` (placeholder until the sandbox crate lands).
+//! `stele sandbox …`: check what this host enforces, run one command in the
+//! sandbox exactly as the agent would, and measure spawn overhead.
 
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::json;
+use stele_sandbox::check::LayerReport;
+use stele_sandbox::exec::{ExecOutcome, ExecRequest, ExitStatus, Limits, Sandbox, Truncation};
+use stele_sandbox::process::{
+    LandlockStatus, NetworkMode, ProcessSandbox, ProcessSandboxConfig, WorkspaceMount,
+};
+use stele_sandbox::{
+    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Ticket, Verdict,
+};
+
+use crate::sandbox_mediator::{build, MediatorOptions};
 
 /// Arguments of `stele sandbox`.
 #[derive(Debug, clap::Args)]
-pub struct SandboxArgs {}
+pub struct SandboxArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: SandboxCommand,
+}
+
+/// `stele sandbox` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum SandboxCommand {
+    /// Report which sandbox layers are active on this host (by probing them).
+    Check(CheckArgs),
+    /// Run one command in the sandbox, through the policy gate.
+    Exec(ExecArgs),
+    /// Measure the process sandbox's spawn overhead against a plain spawn.
+    Bench(BenchArgs),
+}
+
+/// Arguments of `stele sandbox check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `stele sandbox exec`.
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// The granted workspace folder (appears as /workspace).
+    #[arg(long)]
+    pub workspace: PathBuf,
+    /// Policy bundle folder (default: the shipped strict default).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// The user on whose behalf the command runs.
+    #[arg(long, env = "USER", default_value = "local")]
+    pub user: String,
+    /// Wall-clock timeout in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+    /// Working directory relative to the workspace.
+    #[arg(long, default_value = "")]
+    pub cwd: String,
+    /// Print a JSON result on stdout instead of the command's output.
+    #[arg(long)]
+    pub json: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// How the benchmark presents the workspace.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BenchWorkspace {
+    /// The mediated FUSE workspace (the real configuration).
+    Mediated,
+    /// A plain bind mount (isolates namespace/Landlock/seccomp cost).
+    Plain,
+}
+
+/// Arguments of `stele sandbox bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Number of measured runs of each kind.
+    #[arg(long, default_value_t = 200)]
+    pub runs: usize,
+    /// Workspace presentation.
+    #[arg(long, value_enum, default_value_t = BenchWorkspace::Mediated)]
+    pub workspace: BenchWorkspace,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Run `stele sandbox`.
-pub fn run(_args: SandboxArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("stele sandbox is not available in this build")
+pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        SandboxCommand::Check(a) => check(a),
+        SandboxCommand::Exec(a) => exec(a),
+        SandboxCommand::Bench(a) => bench(a),
+    }
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let report = LayerReport::probe();
+    let verdict = report.require(&Default::default());
+    let ll = LandlockStatus::for_abi(report.landlock_abi);
+    if args.json {
+        let ns: serde_json::Map<String, serde_json::Value> = report
+            .namespaces
+            .iter()
+            .map(|(l, a)| (l.to_string(), json!(a.is_available())))
+            .collect();
+        let v = json!({
+            "namespaces": ns,
+            "landlock_abi": report.landlock_abi,
+            "landlock_tcp": format!("{:?}", ll.tcp),
+            "landlock_scoping": format!("{:?}", ll.scoping),
+            "seccomp": report.seccomp.is_available(),
+            "fuse": report.fuse.is_available(),
+            "mount_setattr": report.mount_setattr.is_available(),
+            "pidfd": report.pidfd.is_available(),
+            "cgroup": format!("{:?}", report.cgroup),
+            "running_as_root": report.running_as_root,
+            "ready": verdict.is_ok(),
+            "error": verdict.as_ref().err().map(|e| e.to_string()),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", report.render());
+        match &verdict {
+            Ok(()) => println!("\nprocess sandbox: READY (all required layers present)"),
+            Err(e) => println!("\nprocess sandbox: REFUSES TO START: {e}"),
+        }
+    }
+    Ok(if verdict.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Host variables passed through to the sandbox (everything else is scrubbed).
+const PASS_ENV: [&str; 4] = ["TERM", "LANG", "LC_ALL", "TZ"];
+
+fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let mediator = build(&MediatorOptions {
+        workspace: &args.workspace,
+        policy: args.policy.as_deref(),
+        user: &args.user,
+    })
+    .context("building the policy gate")?;
+    let sandbox = ProcessSandbox::new(ProcessSandboxConfig::new(&args.workspace, mediator))
+        .context("setting up the sandbox")?;
+    let mut stdin = Vec::new();
+    if !std::io::stdin().is_terminal() {
+        std::io::stdin().read_to_end(&mut stdin)?;
+    }
+    let mut req = ExecRequest::new(format!("cli-{}", std::process::id()), args.command.clone());
+    req.cwd = args.cwd.clone();
+    req.stdin = stdin;
+    req.env = PASS_ENV
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .collect();
+    req.limits = Limits {
+        wall_time: Duration::from_secs(args.timeout),
+        ..Limits::default()
+    };
+    let outcome = sandbox.exec(req).context("running the command")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcome_json(&outcome))?);
+    } else {
+        std::io::stdout().write_all(&outcome.stdout.bytes)?;
+        std::io::stderr().write_all(&outcome.stderr.bytes)?;
+        eprintln!("{}", summary(&outcome));
+    }
+    let code = u8::try_from(outcome.status.code().clamp(0, 255)).unwrap_or(1);
+    Ok(ExitCode::from(code))
+}
+
+fn status_text(s: ExitStatus) -> String {
+    match s {
+        ExitStatus::Exit(c) => format!("exit {c}"),
+        ExitStatus::Signal(n) => format!("killed by signal {n}"),
+        ExitStatus::TimedOut => "timed out (killed)".into(),
+    }
+}
+
+fn trunc_text(name: &str, t: Truncation) -> Option<String> {
+    match t {
+        Truncation::Complete => None,
+        Truncation::Truncated { total_bytes } => {
+            Some(format!("{name} truncated ({total_bytes} bytes written)"))
+        }
+    }
+}
+
+fn summary(o: &ExecOutcome) -> String {
+    let mut parts = vec![
+        status_text(o.status),
+        format!("{:.1} ms", o.duration.as_secs_f64() * 1e3),
+        format!(
+            "cpu {:.1}+{:.1} ms",
+            o.usage.user_cpu.as_secs_f64() * 1e3,
+            o.usage.system_cpu.as_secs_f64() * 1e3
+        ),
+        format!("max rss {} KiB", o.usage.max_rss_bytes / 1024),
+    ];
+    parts.extend(trunc_text("stdout", o.stdout.truncation));
+    parts.extend(trunc_text("stderr", o.stderr.truncation));
+    format!("stele sandbox: {}", parts.join(", "))
+}
+
+fn outcome_json(o: &ExecOutcome) -> serde_json::Value {
+    let trunc = |t: Truncation| match t {
+        Truncation::Complete => serde_json::Value::Null,
+        Truncation::Truncated { total_bytes } => json!(total_bytes),
+    };
+    json!({
+        "id": o.id,
+        "status": status_text(o.status),
+        "exit_code": o.status.code(),
+        "stdout": String::from_utf8_lossy(&o.stdout.bytes),
+        "stderr": String::from_utf8_lossy(&o.stderr.bytes),
+        "stdout_truncated_total": trunc(o.stdout.truncation),
+        "stderr_truncated_total": trunc(o.stderr.truncation),
+        "user_cpu_ms": o.usage.user_cpu.as_secs_f64() * 1e3,
+        "system_cpu_ms": o.usage.system_cpu.as_secs_f64() * 1e3,
+        "max_rss_bytes": o.usage.max_rss_bytes,
+        "duration_ms": o.duration.as_secs_f64() * 1e3,
+    })
+}
+
+/// The benchmark's own mediator: allows the scratch workspace, no network.
+#[derive(Debug, Default)]
+struct BenchMediator {
+    next: AtomicU64,
+}
+
+impl Mediator for BenchMediator {
+    fn file_access(&self, _req: &FileRequest) -> Verdict {
+        Verdict::Allow(Ticket(self.next.fetch_add(1, Ordering::Relaxed)))
+    }
+    fn file_closed(&self, _report: &FileCloseReport) {}
+    fn net_connect(&self, _req: &NetRequest) -> Verdict {
+        Verdict::Deny("benchmark".into())
+    }
+    fn net_closed(&self, _report: &NetCloseReport) {}
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn time_runs(
+    runs: usize,
+    mut f: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<Duration>> {
+    // A few warm-up runs fill the page cache and the allocator.
+    for _ in 0..5 {
+        f()?;
+    }
+    let mut out = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        f()?;
+        out.push(t.elapsed());
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let scratch = std::env::temp_dir().join(format!("stele-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let result = bench_in(&args, &scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+fn bench_in(args: &BenchArgs, scratch: &Path) -> anyhow::Result<ExitCode> {
+    let mut cfg = ProcessSandboxConfig::new(scratch, Arc::new(BenchMediator::default()));
+    if let BenchWorkspace::Plain = args.workspace {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(scratch, std::fs::Permissions::from_mode(0o777))?;
+        cfg.workspace_mount = WorkspaceMount::PlainBindForTestsOnly;
+        cfg.network = NetworkMode::LoopbackOnly;
+    }
+    let sandbox = ProcessSandbox::new(cfg)?;
+    let plain = time_runs(args.runs, || {
+        let st = std::process::Command::new("/usr/bin/true").status()?;
+        anyhow::ensure!(st.success(), "plain true failed");
+        Ok(())
+    })?;
+    let boxed = time_runs(args.runs, || {
+        let o = sandbox.exec(ExecRequest::new("bench", vec!["/usr/bin/true".into()]))?;
+        anyhow::ensure!(
+            o.status == ExitStatus::Exit(0),
+            "sandboxed true: {:?}",
+            o.status
+        );
+        Ok(())
+    })?;
+    let (pm, pp) = (percentile(&plain, 0.5), percentile(&plain, 0.99));
+    let (sm, sp) = (percentile(&boxed, 0.5), percentile(&boxed, 0.99));
+    let overhead = ms(sm) - ms(pm);
+    if args.json {
+        let v = json!({
+            "runs": args.runs,
+            "workspace": format!("{:?}", args.workspace),
+            "plain_median_ms": ms(pm), "plain_p99_ms": ms(pp),
+            "sandbox_median_ms": ms(sm), "sandbox_p99_ms": ms(sp),
+            "overhead_median_ms": overhead,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "spawn of /usr/bin/true, {} runs each ({:?} workspace)",
+            args.runs, args.workspace
+        );
+        println!(
+            "plain spawn       median {:7.3} ms   p99 {:7.3} ms",
+            ms(pm),
+            ms(pp)
+        );
+        println!(
+            "process sandbox   median {:7.3} ms   p99 {:7.3} ms",
+            ms(sm),
+            ms(sp)
+        );
+        println!("overhead (median) {overhead:7.3} ms   (goal <= 3 ms)");
+    }
+    Ok(ExitCode::SUCCESS)
 }

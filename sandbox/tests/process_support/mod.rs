@@ -113,6 +113,8 @@ pub fn facilities_ok(need_fuse: bool) -> bool {
 
 /// A mediated sandbox (FUSE workspace, egress proxy) over `ws`.
 pub fn mediated(ws: &Path, m: Arc<Recorder>) -> ProcessSandbox {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(ws, std::fs::Permissions::from_mode(0o777)).unwrap();
     ProcessSandbox::new(ProcessSandboxConfig::new(ws, m)).expect("sandbox")
 }
 

@@ -1,0 +1,66 @@
+//! The process sandbox with its real configuration: the workspace served by
+//! the mediated file system and the network through the egress proxy.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "process_support/mod.rs"]
+mod support;
+
+use stele_sandbox::exec::ExitStatus;
+use stele_sandbox::FileAccess;
+use support::*;
+
+#[test]
+fn workspace_reads_and_writes_go_through_the_mediator() {
+    if !facilities_ok(true) {
+        return;
+    }
+    let ws = workspace();
+    std::fs::write(ws.path().join("in.txt"), "host data\n").unwrap();
+    let rec = Recorder::new(Rule::AllowFiles);
+    let sb = mediated(ws.path(), rec.clone());
+    let o = sh(&sb, "cat in.txt && echo made > out.txt && mkdir d && ls");
+    assert_eq!(o.status, ExitStatus::Exit(0), "{}", err(&o));
+    assert!(out(&o).contains("host data"));
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("out.txt")).unwrap(),
+        "made\n"
+    );
+    assert!(
+        rec.asked(FileAccess::Read).contains(&"in.txt".to_string()),
+        "{:?}",
+        rec.files.lock().unwrap()
+    );
+    assert!(rec
+        .asked(FileAccess::Write)
+        .contains(&"out.txt".to_string()));
+    let closes = rec.closes.lock().unwrap().clone();
+    assert!(
+        closes
+            .iter()
+            .any(|c| c.path == "out.txt" && c.bytes_written == 5 && c.sha256_after_write.is_some()),
+        "{closes:?}"
+    );
+}
+
+#[test]
+fn denied_workspace_access_fails_with_eacces() {
+    if !facilities_ok(true) {
+        return;
+    }
+    let ws = workspace();
+    std::fs::write(ws.path().join("in.txt"), "host data\n").unwrap();
+    let rec = Recorder::new(Rule::ReadOnly);
+    let sb = mediated(ws.path(), rec.clone());
+    let o = sh(&sb, "cat in.txt; echo x > new.txt; echo rc=$?");
+    assert!(out(&o).contains("host data"), "{} {}", out(&o), err(&o));
+    assert!(
+        out(&o).contains("rc=1") || out(&o).contains("rc=2"),
+        "{}",
+        out(&o)
+    );
+    assert!(err(&o).contains("Permission denied"), "{}", err(&o));
+    assert!(!ws.path().join("new.txt").exists());
+    assert!(rec
+        .asked(FileAccess::Write)
+        .contains(&"new.txt".to_string()));
+}
