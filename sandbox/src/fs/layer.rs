@@ -257,8 +257,39 @@ impl MediatedLayer {
 /// The requesting process's pid as seen inside its own (innermost) pid
 /// namespace, read from the `NSpid:` line of /proc/<pid>/status. `None` when
 /// the kernel gave no pid or the process is gone.
+///
+/// Reading /proc costs more than the rest of a lookup, so answers are cached
+/// for a second: a pid cannot be recycled within that time short of cycling
+/// through the whole pid space, which the sandbox's process limit prevents.
 fn sandbox_pid(host_pid: libc::pid_t) -> Option<u32> {
+    use std::sync::{Mutex, OnceLock};
+    use std::time::Instant;
+    const TTL: Duration = Duration::from_secs(1);
+    type Cache = Mutex<(Instant, HashMap<u32, Option<u32>>)>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+
     let pid = u32::try_from(host_pid).ok().filter(|p| *p > 0)?;
+    let cache = CACHE.get_or_init(|| Mutex::new((Instant::now(), HashMap::new())));
+    {
+        let mut c = cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if c.0.elapsed() > TTL {
+            c.0 = Instant::now();
+            c.1.clear();
+        }
+        if let Some(hit) = c.1.get(&pid) {
+            return *hit;
+        }
+    }
+    let found = read_ns_pid(pid);
+    cache
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .1
+        .insert(pid, found);
+    found
+}
+
+fn read_ns_pid(pid: u32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
