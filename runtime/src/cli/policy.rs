@@ -1,12 +1,180 @@
-//! `stele policy …` (placeholder until the policy crate lands).
+//! `stele policy validate|test|explain|schema|bench`: tools for policy
+//! authors, over the `stele-policy` crate.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use anyhow::Context as _;
+use stele_policy::tests_format::{request_from_parts, run_tests, CaseOutcome};
+use stele_policy::{explain, synthetic, Bundle, Effect};
 
 /// Arguments of `stele policy`.
 #[derive(Debug, clap::Args)]
-pub struct PolicyArgs {}
+pub struct PolicyArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: PolicyCommand,
+}
+
+/// `stele policy` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum PolicyCommand {
+    /// Load a bundle with strict validation (and parse its tests); print a summary.
+    Validate {
+        /// Bundle folder.
+        bundle: PathBuf,
+    },
+    /// Run the bundle's tests/*.json (Cedar JSON test format: decision and reasons).
+    Test {
+        /// Bundle folder.
+        bundle: PathBuf,
+    },
+    /// Decide one request and explain why.
+    Explain {
+        /// Bundle folder.
+        bundle: PathBuf,
+        /// User, e.g. `alice` or `User::"alice"`.
+        #[arg(long)]
+        principal: String,
+        /// Action, e.g. `file.read`.
+        #[arg(long)]
+        action: String,
+        /// Resource uid, e.g. `File::"receipts/a.pdf"`, `Host::"https://pypi.org:443"`.
+        #[arg(long)]
+        resource: String,
+        /// Context as JSON, e.g. `{"sandbox":{"backend":"process","network":false}}`.
+        #[arg(long)]
+        context: Option<String>,
+        /// Print the decision as JSON (as the audit log records it).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the stele Cedar schema (copy it into a bundle as schema.cedarschema).
+    Schema,
+    /// Benchmark decisions and loading on a synthetic bundle in a temp dir.
+    Bench {
+        /// Policies in the synthetic bundle (org, 20 teams, project).
+        #[arg(long, default_value_t = 1000)]
+        policies: usize,
+        /// Decisions to time.
+        #[arg(long, default_value_t = 100_000)]
+        decisions: usize,
+    },
+}
 
 /// Run `stele policy`.
-pub fn run(_args: PolicyArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("stele policy is not available in this build")
+pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        PolicyCommand::Validate { bundle } => validate(&bundle),
+        PolicyCommand::Test { bundle } => test(&bundle),
+        PolicyCommand::Explain {
+            bundle,
+            principal,
+            action,
+            resource,
+            context,
+            json,
+        } => {
+            let b = Bundle::load(&bundle).with_context(|| format!("loading {}", bundle.display()))?;
+            let context = context
+                .map(|c| serde_json::from_str::<serde_json::Value>(&c))
+                .transpose()
+                .context("--context is not valid JSON")?;
+            let request = request_from_parts(&principal, &action, &resource, context.as_ref())?;
+            b.check_request(&request)?;
+            let d = b.decide(&request);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            } else {
+                print!("{}", explain::render(&request, &d));
+            }
+            Ok(match d.effect {
+                Effect::Allow => ExitCode::SUCCESS,
+                Effect::Deny => ExitCode::from(1),
+                Effect::Ask => ExitCode::from(3),
+            })
+        }
+        PolicyCommand::Schema => {
+            print!("{}", stele_policy::STELE_SCHEMA);
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Bench {
+            policies,
+            decisions,
+        } => {
+            let r = synthetic::run_in_temp_dir(policies, decisions)?;
+            println!("policies:  {} (org, {} teams, project)", r.policies, synthetic::TEAMS);
+            println!("load:      {:.1} ms", r.load.as_secs_f64() * 1e3);
+            println!("decisions: {}", r.decisions);
+            println!("p50:       {:.2} µs", r.p50.as_secs_f64() * 1e6);
+            println!("p99:       {:.2} µs", r.p99.as_secs_f64() * 1e6);
+            println!("max:       {:.2} µs", r.max.as_secs_f64() * 1e6);
+            println!(
+                "effects:   {} allow, {} deny, {} ask",
+                r.effects[0], r.effects[1], r.effects[2]
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn validate(bundle: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let b = match Bundle::load(bundle) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            eprintln!("bundle refused: {}", bundle.display());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    // Malformed test files are an authoring error too.
+    let tests = match run_tests(&b) {
+        Ok(r) => r.cases.len(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    println!(
+        "ok: {} policies, {} teams, {} users, {} tests",
+        b.policy_count(),
+        b.teams().count(),
+        b.members().users().count(),
+        tests
+    );
+    println!("digest: {}", b.digest());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn test(bundle: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let b = match Bundle::load(bundle) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let report = match run_tests(&b) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    for c in &report.cases {
+        match &c.outcome {
+            CaseOutcome::Pass => println!("  test {} ... ok", c.name),
+            CaseOutcome::Fail(why) => println!("  test {} ... FAIL ({}): {why}", c.name, c.location),
+        }
+    }
+    println!("{} passed, {} failed", report.passed(), report.failed());
+    if report.cases.is_empty() {
+        eprintln!("error: no tests in {}/tests/*.json", bundle.display());
+        return Ok(ExitCode::from(1));
+    }
+    Ok(if report.failed() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
