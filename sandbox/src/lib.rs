@@ -9,6 +9,7 @@ pub mod fs;
 pub mod mediator;
 pub mod process;
 pub mod proxy;
+pub mod tools;
 
 pub use mediator::{
     FileAccess, FileCloseReport, FileOp, FileRequest, Mediator, NetCloseReport, NetRequest,
