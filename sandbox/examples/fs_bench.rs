@@ -69,7 +69,11 @@ fn run_workload(root: &Path) -> Duration {
         .output()
         .unwrap();
     let elapsed = t0.elapsed();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = std::fs::remove_dir_all(root.join("out"));
     elapsed
 }
@@ -91,7 +95,11 @@ fn main() {
     populate(ws.path());
     // Python start-up alone, to show what the ratio is made of.
     let t0 = Instant::now();
-    Command::new(python()).arg("-c").arg("pass").status().unwrap();
+    Command::new(python())
+        .arg("-c")
+        .arg("pass")
+        .status()
+        .unwrap();
     let startup = t0.elapsed();
 
     let recorder = Arc::new(Recorder::with_recording(false));
@@ -108,11 +116,27 @@ fn main() {
     }
     drop(mounted);
     let (p, m) = (median(plain.clone()), median(mediated.clone()));
-    println!("workload: python3 reads {READS} small files, writes {WRITES} ({rounds} rounds, median)");
-    println!("python3 start-up:   {:>8.1} ms", startup.as_secs_f64() * 1e3);
-    println!("plain directory:    {:>8.1} ms  {:?}", p.as_secs_f64() * 1e3, ms(&plain));
-    println!("mediated workspace: {:>8.1} ms  {:?}", m.as_secs_f64() * 1e3, ms(&mediated));
-    println!("ratio:              {:>8.2}  (goal <= 2.0)", m.as_secs_f64() / p.as_secs_f64());
+    println!(
+        "workload: python3 reads {READS} small files, writes {WRITES} ({rounds} rounds, median)"
+    );
+    println!(
+        "python3 start-up:   {:>8.1} ms",
+        startup.as_secs_f64() * 1e3
+    );
+    println!(
+        "plain directory:    {:>8.1} ms  {:?}",
+        p.as_secs_f64() * 1e3,
+        ms(&plain)
+    );
+    println!(
+        "mediated workspace: {:>8.1} ms  {:?}",
+        m.as_secs_f64() * 1e3,
+        ms(&mediated)
+    );
+    println!(
+        "ratio:              {:>8.2}  (goal <= 2.0)",
+        m.as_secs_f64() / p.as_secs_f64()
+    );
 }
 
 fn ms(v: &[Duration]) -> Vec<u64> {

@@ -37,9 +37,18 @@ fn allowed_reads_and_writes_work_with_shell_tools() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(out.stdout, b"hello from the host\n");
 
-    let out = run("cp", &[m.path("a.txt").to_str().unwrap(), m.path("b.txt").to_str().unwrap()]);
+    let out = run(
+        "cp",
+        &[
+            m.path("a.txt").to_str().unwrap(),
+            m.path("b.txt").to_str().unwrap(),
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(fs::read(ws.path().join("b.txt")).unwrap(), b"hello from the host\n");
+    assert_eq!(
+        fs::read(ws.path().join("b.txt")).unwrap(),
+        b"hello from the host\n"
+    );
 
     let code = format!(
         "open({:?}, 'w').write('written by python')",
@@ -47,7 +56,10 @@ fn allowed_reads_and_writes_work_with_shell_tools() {
     );
     let out = py(&code);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(fs::read_to_string(ws.path().join("c.txt")).unwrap(), "written by python");
+    assert_eq!(
+        fs::read_to_string(ws.path().join("c.txt")).unwrap(),
+        "written by python"
+    );
 
     assert!(rec.saw(FileAccess::List, "a.txt"));
     assert!(rec.saw(FileAccess::Read, "a.txt"));
@@ -75,7 +87,11 @@ fn denied_paths_give_eacces_and_are_seen() {
 
     let out = run("cat", &[m.path("secret/key.pem").to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("Permission denied"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Permission denied"),
+        "{}",
+        stderr(&out)
+    );
     assert!(out.stdout.is_empty());
     assert!(rec.saw(FileAccess::List, "secret"));
 
@@ -84,7 +100,12 @@ fn denied_paths_give_eacces_and_are_seen() {
         m.path("ro.txt").to_str().unwrap()
     );
     let out = py(&code);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "True", "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "True",
+        "{}",
+        stderr(&out)
+    );
     assert!(rec.saw(FileAccess::Write, "ro.txt"));
     assert_eq!(fs::read(ws.path().join("ro.txt")).unwrap(), b"read only");
     // Reading the same file is still allowed.
@@ -105,12 +126,23 @@ fn rename_unlink_mkdir_are_mediated_and_paths_follow_renames() {
     rec.deny(Some(FileAccess::Delete), "keep.txt");
     let m = Mounted::new(ws.path(), rec.clone());
 
-    assert!(run("mkdir", &[m.path("d").to_str().unwrap()]).status.success());
-    assert!(rec.requests.lock().unwrap().iter().any(|r| r.op == FileOp::Mkdir
-        && r.access == FileAccess::Write
-        && r.path == "d"));
+    assert!(run("mkdir", &[m.path("d").to_str().unwrap()])
+        .status
+        .success());
+    assert!(rec
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|r| r.op == FileOp::Mkdir && r.access == FileAccess::Write && r.path == "d"));
 
-    let out = run("mv", &[m.path("a.txt").to_str().unwrap(), m.path("d/b.txt").to_str().unwrap()]);
+    let out = run(
+        "mv",
+        &[
+            m.path("a.txt").to_str().unwrap(),
+            m.path("d/b.txt").to_str().unwrap(),
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(rec.saw(FileAccess::Delete, "a.txt"));
     assert!(rec.saw(FileAccess::Write, "d/b.txt"));
@@ -129,27 +161,56 @@ fn rename_unlink_mkdir_are_mediated_and_paths_follow_renames() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(rec.saw(FileAccess::Delete, "d"));
     assert!(rec.saw(FileAccess::Write, "e"));
-    assert!(rec.saw(FileAccess::Read, "e/b.txt"), "{:?}", rec.requests.lock().unwrap());
+    assert!(
+        rec.saw(FileAccess::Read, "e/b.txt"),
+        "{:?}",
+        rec.requests.lock().unwrap()
+    );
 
     let out = run("rm", &[m.path("gone.txt").to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(rec.requests.lock().unwrap().iter().any(|r| r.op == FileOp::Unlink
-        && r.access == FileAccess::Delete
-        && r.path == "gone.txt"));
+    assert!(rec
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|r| r.op == FileOp::Unlink && r.access == FileAccess::Delete && r.path == "gone.txt"));
     assert!(!ws.path().join("gone.txt").exists());
 
     let out = run("rm", &[m.path("keep.txt").to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("Permission denied"), "{}", stderr(&out));
-    let out = run("mv", &[m.path("keep.txt").to_str().unwrap(), m.path("moved.txt").to_str().unwrap()]);
+    assert!(
+        stderr(&out).contains("Permission denied"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(
+        "mv",
+        &[
+            m.path("keep.txt").to_str().unwrap(),
+            m.path("moved.txt").to_str().unwrap(),
+        ],
+    );
     assert!(!out.status.success());
     assert!(ws.path().join("keep.txt").exists());
     assert!(!ws.path().join("moved.txt").exists());
 
-    assert!(run("rmdir", &[m.path("e/nothing").to_str().unwrap()]).status.code() != Some(0));
+    assert!(
+        run("rmdir", &[m.path("e/nothing").to_str().unwrap()])
+            .status
+            .code()
+            != Some(0)
+    );
     fs::remove_file(ws.path().join("e/b.txt")).unwrap();
-    assert!(run("rmdir", &[m.path("e").to_str().unwrap()]).status.success());
-    assert!(rec.requests.lock().unwrap().iter().any(|r| r.op == FileOp::Rmdir && r.path == "e"));
+    assert!(run("rmdir", &[m.path("e").to_str().unwrap()])
+        .status
+        .success());
+    assert!(rec
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|r| r.op == FileOp::Rmdir && r.path == "e"));
 }
 
 #[test]
@@ -234,7 +295,10 @@ fn symlinks_are_not_followed_out_of_the_workspace() {
     // The server hands symlinks to the kernel as symlinks; it never follows them itself.
     let meta = fs::symlink_metadata(m.path("abs")).unwrap();
     assert!(meta.file_type().is_symlink());
-    assert_eq!(fs::read_link(m.path("rel")).unwrap().to_str().unwrap(), "../../../../../../etc");
+    assert_eq!(
+        fs::read_link(m.path("rel")).unwrap().to_str().unwrap(),
+        "../../../../../../etc"
+    );
 
     // A process whose root *is* the workspace (as in the sandbox) resolves
     // both links inside it: /etc/hostname is looked up in the workspace.

@@ -63,7 +63,8 @@ impl Mediator for NetRecorder {
 fn start(rec: &Arc<NetRecorder>, config: ProxyConfig) -> (EgressProxy, u16) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let proxy = EgressProxy::serve_with(listener, rec.clone(), Requester::default(), config).unwrap();
+    let proxy =
+        EgressProxy::serve_with(listener, rec.clone(), Requester::default(), config).unwrap();
     (proxy, port)
 }
 
@@ -137,7 +138,11 @@ fn connect_allowed_relays_and_reports_bytes() {
     let dest = echo_server();
 
     let mut c = client(pport);
-    write!(c, "CONNECT 127.0.0.1:{dest} HTTP/1.1\r\nHost: 127.0.0.1:{dest}\r\n\r\n").unwrap();
+    write!(
+        c,
+        "CONNECT 127.0.0.1:{dest} HTTP/1.1\r\nHost: 127.0.0.1:{dest}\r\n\r\n"
+    )
+    .unwrap();
     let head = read_head(&mut c);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     c.write_all(b"ping 12345").unwrap();
@@ -155,7 +160,10 @@ fn connect_allowed_relays_and_reports_bytes() {
     assert_eq!(closes[0].bytes_in, 12);
     assert_eq!(closes[0].error, None);
     let req = rec.requests.lock().unwrap()[0].clone();
-    assert_eq!((req.host.as_str(), req.port, req.scheme), ("127.0.0.1", dest, NetScheme::Connect));
+    assert_eq!(
+        (req.host.as_str(), req.port, req.scheme),
+        ("127.0.0.1", dest, NetScheme::Connect)
+    );
     proxy.stop().unwrap();
 }
 
@@ -164,13 +172,20 @@ fn connect_denied_gets_403_with_reason_and_canonical_host() {
     let rec = NetRecorder::allowing(&[]);
     let (proxy, pport) = start(&rec, ProxyConfig::default());
     let mut c = client(pport);
-    c.write_all(b"CONNECT Blocked.EXAMPLE.:443 HTTP/1.1\r\n\r\n").unwrap();
+    c.write_all(b"CONNECT Blocked.EXAMPLE.:443 HTTP/1.1\r\n\r\n")
+        .unwrap();
     let resp = read_all(&mut c);
     assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
-    assert!(resp.contains("blocked.example is not on the allow list"), "{resp}");
+    assert!(
+        resp.contains("blocked.example is not on the allow list"),
+        "{resp}"
+    );
     let reqs = rec.requests.lock().unwrap().clone();
     assert_eq!(reqs.len(), 1);
-    assert_eq!((reqs[0].host.as_str(), reqs[0].port), ("blocked.example", 443));
+    assert_eq!(
+        (reqs[0].host.as_str(), reqs[0].port),
+        ("blocked.example", 443)
+    );
     assert!(rec.closes.lock().unwrap().is_empty());
 
     // Loopback is not special-cased: unless the mediator allows it, it is refused.
@@ -199,7 +214,10 @@ fn plain_http_is_forwarded_in_origin_form() {
 
     let got = seen.lock().unwrap().clone();
     assert!(got.starts_with("GET /path?q=1 HTTP/1.1\r\n"), "{got}");
-    assert!(!got.to_ascii_lowercase().contains("proxy-authorization"), "{got}");
+    assert!(
+        !got.to_ascii_lowercase().contains("proxy-authorization"),
+        "{got}"
+    );
     assert!(got.contains("User-Agent: t\r\n"), "{got}");
     assert!(got.contains("Connection: close\r\n"), "{got}");
 
@@ -231,7 +249,10 @@ fn malformed_and_non_proxy_requests_get_400_without_a_decision() {
     }
     // Oversized head.
     let mut c = client(pport);
-    let big = format!("GET http://example.com/ HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
+    let big = format!(
+        "GET http://example.com/ HTTP/1.1\r\nX: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
     let _ = c.write_all(big.as_bytes());
     assert!(read_all(&mut c).starts_with("HTTP/1.1 431"));
     assert!(rec.requests.lock().unwrap().is_empty());

@@ -54,10 +54,13 @@ impl Recorder {
     /// Deny `access` on `path` and everything below it.
     pub fn deny(&self, access: Option<FileAccess>, path: &str) {
         let path = path.to_owned();
-        self.rules.lock().unwrap().push(Box::new(move |r: &FileRequest| {
-            let under = r.path == path || r.path.starts_with(&format!("{path}/"));
-            (under && access.is_none_or(|a| a == r.access)).then(|| format!("test rule {path}"))
-        }));
+        self.rules
+            .lock()
+            .unwrap()
+            .push(Box::new(move |r: &FileRequest| {
+                let under = r.path == path || r.path.starts_with(&format!("{path}/"));
+                (under && access.is_none_or(|a| a == r.access)).then(|| format!("test rule {path}"))
+            }));
     }
 
     /// Whether a request with this access and path was seen.

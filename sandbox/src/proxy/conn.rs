@@ -22,11 +22,14 @@ pub(crate) struct Ctx {
 
 /// Serve one accepted client connection to completion.
 pub(crate) fn handle(ctx: &Ctx, mut client: TcpStream) {
-    let (head, leftover) =
-        match read_head(&mut client, ctx.config.max_header_bytes, ctx.config.header_timeout) {
-            Ok(h) => h,
-            Err(e) => return refuse_head(&mut client, e),
-        };
+    let (head, leftover) = match read_head(
+        &mut client,
+        ctx.config.max_header_bytes,
+        ctx.config.header_timeout,
+    ) {
+        Ok(h) => h,
+        Err(e) => return refuse_head(&mut client, e),
+    };
     let req = match parse(&head, leftover) {
         Ok(r) => r,
         Err(e) => return refuse_head(&mut client, e),
@@ -120,7 +123,9 @@ fn is_local(a: &SocketAddr) -> bool {
             ip.is_loopback()
                 || ip.is_unspecified()
                 || (ip.segments()[0] & 0xffc0) == 0xfe80
-                || ip.to_ipv4_mapped().is_some_and(|m| m.is_loopback() || m.is_unspecified())
+                || ip
+                    .to_ipv4_mapped()
+                    .is_some_and(|m| m.is_loopback() || m.is_unspecified())
         }
     }
 }
@@ -248,7 +253,12 @@ fn copy(mut from: TcpStream, mut to: TcpStream, activity: &Activity) -> (u64, Op
                 total += n as u64;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 if activity.expired() {
                     break Some("idle timeout".to_owned());
                 }
@@ -268,7 +278,12 @@ fn copy(mut from: TcpStream, mut to: TcpStream, activity: &Activity) -> (u64, Op
 /// Answer a head that could not be accepted.
 fn refuse_head(client: &mut TcpStream, e: HeadError) {
     match e {
-        HeadError::Timeout => respond(client, 408, "Request Timeout", "stele: request head timed out\n"),
+        HeadError::Timeout => respond(
+            client,
+            408,
+            "Request Timeout",
+            "stele: request head timed out\n",
+        ),
         HeadError::TooLarge => respond(
             client,
             431,

@@ -107,7 +107,10 @@ mod tests {
             parse_host("Example.COM.").map(|h| h.canonical()),
             Some("example.com".into())
         );
-        assert_eq!(parse_host("[::1]").map(|h| h.canonical()), Some("::1".into()));
+        assert_eq!(
+            parse_host("[::1]").map(|h| h.canonical()),
+            Some("::1".into())
+        );
         assert_eq!(
             parse_host("127.0.0.1").map(|h| h.canonical()),
             Some("127.0.0.1".into())
@@ -117,8 +120,22 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         for bad in [
-            "", ".", "a..b", "-a.com", "a-.com", "exa mple.com", "a_b.com", "2130706433", "0x7f.1",
-            "127.1", "1.2.3", "[::1", "::1", "é.com", "a.com..", "x\r\n.com",
+            "",
+            ".",
+            "a..b",
+            "-a.com",
+            "a-.com",
+            "exa mple.com",
+            "a_b.com",
+            "2130706433",
+            "0x7f.1",
+            "127.1",
+            "1.2.3",
+            "[::1",
+            "::1",
+            "é.com",
+            "a.com..",
+            "x\r\n.com",
         ] {
             assert_eq!(parse_host(bad), None, "{bad:?}");
         }

@@ -239,7 +239,12 @@ fn accept_loop(
             }
             let mut stream = stream;
             if active.load(Ordering::SeqCst) >= ctx.config.max_connections as u64 {
-                conn::respond(&mut stream, 503, "Service Unavailable", "stele: too many connections\n");
+                conn::respond(
+                    &mut stream,
+                    503,
+                    "Service Unavailable",
+                    "stele: too many connections\n",
+                );
                 continue;
             }
             let Ok(clone) = stream.try_clone() else {

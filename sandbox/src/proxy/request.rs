@@ -58,7 +58,12 @@ pub(crate) fn read_head(
         let n = match stream.read(&mut chunk) {
             Ok(0) => return Err(HeadError::Closed),
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err(HeadError::Timeout)
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -97,7 +102,8 @@ const HOP_HEADERS: &[&str] = &[
 
 /// Parse a head read by [`read_head`].
 pub(crate) fn parse(head: &[u8], leftover: Vec<u8>) -> Result<ProxyRequest, HeadError> {
-    let text = std::str::from_utf8(head).map_err(|_| HeadError::Bad("request head is not UTF-8"))?;
+    let text =
+        std::str::from_utf8(head).map_err(|_| HeadError::Bad("request head is not UTF-8"))?;
     let mut lines = text.split("\r\n");
     let request_line = lines.next().ok_or(HeadError::Bad("empty request"))?;
     let mut parts = request_line.split(' ');
@@ -140,7 +146,9 @@ pub(crate) fn parse(head: &[u8], leftover: Vec<u8>) -> Result<ProxyRequest, Head
     } else if target.starts_with('/') || target == "*" {
         return Err(HeadError::Bad("not a proxy request (origin-form target)"));
     } else {
-        return Err(HeadError::Bad("only http:// targets and CONNECT are proxied"));
+        return Err(HeadError::Bad(
+            "only http:// targets and CONNECT are proxied",
+        ));
     };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -159,7 +167,12 @@ pub(crate) fn parse(head: &[u8], leftover: Vec<u8>) -> Result<ProxyRequest, Head
 
     let mut out = format!("{method} {path} {version}\r\n");
     for h in headers {
-        let name = h.split(':').next().unwrap_or_default().trim().to_ascii_lowercase();
+        let name = h
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
         if HOP_HEADERS.contains(&name.as_str()) {
             continue;
         }
@@ -183,8 +196,15 @@ mod tests {
 
     #[test]
     fn parses_connect() {
-        let r = parse(b"CONNECT Example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n", vec![1]).unwrap();
-        assert_eq!((r.host.canonical(), r.port, r.scheme), ("example.com".into(), 443, NetScheme::Connect));
+        let r = parse(
+            b"CONNECT Example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n",
+            vec![1],
+        )
+        .unwrap();
+        assert_eq!(
+            (r.host.canonical(), r.port, r.scheme),
+            ("example.com".into(), 443, NetScheme::Connect)
+        );
         assert_eq!(r.leftover, vec![1]);
     }
 
@@ -197,7 +217,10 @@ mod tests {
         .unwrap();
         assert_eq!((r.port, r.scheme), (8080, NetScheme::Http));
         let head = String::from_utf8(r.upstream_head).unwrap();
-        assert_eq!(head, "GET /x?y=1 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+        assert_eq!(
+            head,
+            "GET /x?y=1 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
+        );
     }
 
     #[test]
@@ -211,7 +234,11 @@ mod tests {
             b"GET http://a.test/ HTTP/2\r\n\r\n",
             b"GET http://a.test/ HTTP/1.1\r\n folded\r\n\r\n",
         ] {
-            assert!(matches!(parse(bad, vec![]), Err(HeadError::Bad(_))), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                matches!(parse(bad, vec![]), Err(HeadError::Bad(_))),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }
