@@ -55,8 +55,9 @@ pub fn load_key_file(path: &Path) -> Result<Ed25519Signer, AttestError> {
 
 fn parse_key_text(text: &str) -> Result<Ed25519Signer, String> {
     let rest = text.strip_prefix(PREFIX).ok_or("does not start with PRIVATE+KEY+")?;
-    let mut parts = rest.rsplitn(3, '+');
-    let (Some(b64), Some(hash), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+    // Names never contain '+', base64 may: split from the left.
+    let mut parts = rest.splitn(3, '+');
+    let (Some(name), Some(hash), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
         return Err("expected PRIVATE+KEY+name+hash+base64".into());
     };
     if !valid_key_name(name) {

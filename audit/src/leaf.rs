@@ -97,10 +97,19 @@ pub enum LeafError {
 impl Leaf {
     /// Encode canonically, checking size and data restrictions.
     pub fn encode(&self) -> Result<Vec<u8>, LeafError> {
-        if let Some(d) = &self.data {
-            check_data(d)?;
-        }
-        let bytes = serde_json::to_vec(self).map_err(|e| LeafError::Schema(e.to_string()))?;
+        let mut sorted;
+        let leaf = match &self.data {
+            Some(d) => {
+                check_data(d)?;
+                sorted = self.clone();
+                if let Some(d) = sorted.data.as_mut() {
+                    sort_keys(d);
+                }
+                &sorted
+            }
+            None => self,
+        };
+        let bytes = serde_json::to_vec(leaf).map_err(|e| LeafError::Schema(e.to_string()))?;
         if bytes.len() > MAX_LEAF_BYTES {
             return Err(LeafError::TooLarge(bytes.len()));
         }
@@ -113,7 +122,12 @@ impl Leaf {
         if bytes.len() > MAX_LEAF_BYTES {
             return Err(LeafError::TooLarge(bytes.len()));
         }
-        let leaf: Leaf = serde_json::from_slice(bytes).map_err(|e| LeafError::Schema(e.to_string()))?;
+        let mut leaf: Leaf = serde_json::from_slice(bytes).map_err(|e| LeafError::Schema(e.to_string()))?;
+        if let Some(d) = leaf.data.as_mut() {
+            // serde_json may keep input order (its preserve_order feature can be
+            // switched on by any crate in the build): sort before comparing.
+            sort_keys(d);
+        }
         scratch.clear();
         serde_json::to_writer(&mut *scratch, &leaf).map_err(|e| LeafError::Schema(e.to_string()))?;
         if scratch.as_slice() != bytes {
@@ -134,6 +148,24 @@ pub fn hash_b64(h: &Hash) -> String {
 /// Parse a base64 hash from a leaf field.
 pub fn parse_hash_b64(s: &str) -> Option<Hash> {
     B64.decode(s).ok()?.try_into().ok()
+}
+
+/// Sort object keys recursively. Keys are ASCII (checked), so byte order is
+/// the UTF-16 order RFC 8785 asks for.
+fn sort_keys(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Array(a) => a.iter_mut().for_each(sort_keys),
+        Value::Object(o) => {
+            let mut items: Vec<(String, Value)> = std::mem::take(o).into_iter().collect();
+            items.sort_by(|a, b| a.0.cmp(&b.0));
+            for (k, mut val) in items {
+                sort_keys(&mut val);
+                o.insert(k, val);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
+    }
 }
 
 /// Reject floats, integers beyond 2^53 and non-ASCII keys: they have no single
