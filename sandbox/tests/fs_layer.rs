@@ -1,0 +1,106 @@
+//! The policy layer driven directly through fuse-backend-rs's transport-
+//! independent `FileSystem` trait (what a virtio-fs transport would call),
+//! without a kernel mount: requests the kernel never sends but a hostile
+//! transport could.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../examples/fs_support/mod.rs"]
+mod fs_support;
+
+use fs_support::Recorder;
+use fuse_backend_rs::abi::fuse_abi::FsOptions;
+use fuse_backend_rs::api::filesystem::{Context, FileSystem, ROOT_ID};
+use stele_sandbox::fs::MediatedFs;
+use stele_sandbox::{FileAccess, Requester};
+
+fn setup() -> (tempfile::TempDir, std::sync::Arc<Recorder>, MediatedFs) {
+    let ws = tempfile::tempdir().unwrap();
+    std::fs::write(ws.path().join("a.txt"), b"A").unwrap();
+    std::fs::create_dir(ws.path().join("secret")).unwrap();
+    std::fs::write(ws.path().join("secret/k"), b"K").unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", ws.path().join("link")).unwrap();
+    let rec = Recorder::new();
+    rec.deny(None, "secret");
+    let fs = MediatedFs::new(ws.path(), rec.clone(), Requester::default()).unwrap();
+    fs.layer().init(FsOptions::all()).unwrap();
+    (ws, rec, fs)
+}
+
+fn errno(e: std::io::Error) -> i32 {
+    e.raw_os_error().unwrap()
+}
+
+#[test]
+fn init_never_offers_readdirplus() {
+    let ws = tempfile::tempdir().unwrap();
+    let fs = MediatedFs::new(ws.path(), Recorder::new(), Requester::default()).unwrap();
+    let opts = fs.layer().init(FsOptions::all()).unwrap();
+    assert!(!opts.contains(FsOptions::DO_READDIRPLUS));
+    assert!(!opts.contains(FsOptions::READDIRPLUS_AUTO));
+    assert!(!opts.contains(FsOptions::ZERO_MESSAGE_OPEN));
+    assert!(!opts.contains(FsOptions::WRITEBACK_CACHE));
+    assert!(opts.contains(FsOptions::ATOMIC_O_TRUNC));
+}
+
+#[test]
+fn dot_dot_and_slashes_are_refused_without_reaching_the_host() {
+    let (_ws, rec, fs) = setup();
+    let ctx = Context::default();
+    for name in [c"..", c".", c"a/b", c"../etc"] {
+        let e = fs.layer().lookup(&ctx, ROOT_ID, name).unwrap_err();
+        assert_eq!(errno(e), libc::EACCES, "{name:?}");
+    }
+    // Not even asked: such names have no canonical workspace path.
+    assert!(rec.requests.lock().unwrap().is_empty());
+    assert_eq!(fs.layer().known_inodes(), 1);
+}
+
+#[test]
+fn unknown_inodes_are_refused() {
+    let (_ws, rec, fs) = setup();
+    let ctx = Context::default();
+    let e = fs.layer().lookup(&ctx, 4242, c"a.txt").unwrap_err();
+    assert_eq!(errno(e), libc::ENOENT);
+    let e = fs
+        .layer()
+        .open(&ctx, 4242, libc::O_RDONLY as u32, 0)
+        .unwrap_err();
+    assert_eq!(errno(e), libc::ENOENT);
+    assert!(rec.requests.lock().unwrap().is_empty());
+}
+
+#[test]
+fn denied_lookup_creates_no_inode() {
+    let (_ws, rec, fs) = setup();
+    let ctx = Context::default();
+    let e = fs.layer().lookup(&ctx, ROOT_ID, c"secret").unwrap_err();
+    assert_eq!(errno(e), libc::EACCES);
+    assert!(rec.saw(FileAccess::List, "secret"));
+    assert_eq!(fs.layer().known_inodes(), 1);
+    let entry = fs.layer().lookup(&ctx, ROOT_ID, c"a.txt").unwrap();
+    assert_eq!(entry.attr.st_mode & libc::S_IFMT, libc::S_IFREG);
+    assert_eq!(fs.layer().known_inodes(), 2);
+    fs.layer().forget(&ctx, entry.inode, 1);
+    assert_eq!(fs.layer().known_inodes(), 1);
+}
+
+#[test]
+fn symlink_inodes_are_never_opened_server_side() {
+    let (_ws, rec, fs) = setup();
+    let ctx = Context::default();
+    let entry = fs.layer().lookup(&ctx, ROOT_ID, c"link").unwrap();
+    assert_eq!(entry.attr.st_mode & libc::S_IFMT, libc::S_IFLNK);
+    assert_eq!(
+        fs.layer().readlink(&ctx, entry.inode).unwrap(),
+        b"/etc/hostname"
+    );
+    let e = fs
+        .layer()
+        .open(&ctx, entry.inode, libc::O_RDONLY as u32, 0)
+        .unwrap_err();
+    assert_eq!(errno(e), libc::ELOOP);
+    // Nor used as a directory to look names up in.
+    let e = fs.layer().lookup(&ctx, entry.inode, c"x").unwrap_err();
+    assert_eq!(errno(e), libc::ENOTDIR);
+    assert!(!rec.saw(FileAccess::Read, "link"));
+}
