@@ -78,3 +78,65 @@ fn missing_program_is_a_typed_error() {
         other => panic!("expected Spawn error, got {other:?}"),
     }
 }
+
+#[test]
+fn refuses_to_start_without_a_required_layer() {
+    let ws = workspace();
+    let mut cfg = stele_sandbox::process::ProcessSandboxConfig::new(
+        ws.path(),
+        Recorder::new(Rule::AllowFiles),
+    );
+    // No kernel offers this ABI: the sandbox must refuse, naming the layer.
+    cfg.landlock_min_abi = 200;
+    match stele_sandbox::process::ProcessSandbox::new(cfg) {
+        Err(stele_sandbox::error::SandboxError::LayerUnavailable { layer, .. }) => {
+            assert_eq!(layer, stele_sandbox::error::Layer::Landlock)
+        }
+        other => panic!("expected LayerUnavailable, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_requests_are_rejected() {
+    if !facilities_ok(false) {
+        return;
+    }
+    let ws = workspace();
+    let sb = plain(ws.path(), Recorder::new(Rule::AllowFiles));
+    let mut req = ExecRequest::new("t", vec!["/bin/true".into()]);
+    req.cwd = "../..".into();
+    assert!(matches!(
+        sb.exec(req),
+        Err(stele_sandbox::error::SandboxError::InvalidRequest(_))
+    ));
+    let mut req = ExecRequest::new("t", vec!["/bin/true".into()]);
+    req.env.push(("HTTPS_PROXY".into(), "http://evil".into()));
+    assert!(matches!(
+        sb.exec(req),
+        Err(stele_sandbox::error::SandboxError::InvalidRequest(_))
+    ));
+    assert!(sb.exec(ExecRequest::new("t", vec![])).is_err());
+}
+
+#[test]
+fn many_sandboxes_in_parallel() {
+    if !facilities_ok(false) {
+        return;
+    }
+    let ws = workspace();
+    let sb = std::sync::Arc::new(plain(ws.path(), Recorder::new(Rule::AllowFiles)));
+    let handles: Vec<_> = (0..6)
+        .map(|i| {
+            let sb = sb.clone();
+            std::thread::spawn(move || {
+                for j in 0..5 {
+                    let o = sh(&sb, &format!("echo {i}-{j}"));
+                    assert_eq!(out(&o), format!("{i}-{j}\n"));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}

@@ -64,3 +64,40 @@ fn denied_workspace_access_fails_with_eacces() {
         .asked(FileAccess::Write)
         .contains(&"new.txt".to_string()));
 }
+
+#[test]
+fn egress_goes_only_through_the_mediated_proxy() {
+    if !facilities_ok(true) || !std::path::Path::new("/usr/bin/python3").exists() {
+        eprintln!("SKIPPED: needs /usr/bin/python3");
+        return;
+    }
+    let ws = workspace();
+    let rec = Recorder::new(Rule::AllowFiles);
+    let sb = mediated(ws.path(), rec.clone());
+    let code = r#"
+import os, socket
+s = socket.create_connection(("127.0.0.1", 3128), timeout=5)
+s.sendall(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+print("proxy:", s.recv(200).split(b"\r\n")[0].decode())
+l = socket.socket(); l.bind(("127.0.0.1", 8080)); l.listen()
+try:
+    socket.create_connection(("127.0.0.1", 8080), timeout=2); print("LOCAL-CONNECT-ALLOWED")
+except OSError as e:
+    print("local connect blocked", e.errno)
+print(os.environ["HTTPS_PROXY"])
+"#;
+    let mut req = stele_sandbox::exec::ExecRequest::new(
+        "net",
+        vec!["/usr/bin/python3".into(), "-c".into(), code.into()],
+    );
+    req.limits = test_limits();
+    let o = stele_sandbox::exec::Sandbox::exec(&sb, req).unwrap();
+    let s = out(&o);
+    assert!(s.contains("proxy: HTTP/1.1 403"), "{s} {}", err(&o));
+    assert!(s.contains("local connect blocked 13"), "{s}");
+    assert!(s.contains("http://127.0.0.1:3128"));
+    let nets = rec.nets.lock().unwrap().clone();
+    assert_eq!(nets.len(), 1, "{nets:?}");
+    assert_eq!((nets[0].host.as_str(), nets[0].port), ("example.com", 443));
+    assert_eq!(nets[0].requester.exec_id.as_deref(), Some("net"));
+}
