@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 
 use cedar_policy::{EntityUid, Policy, Schema};
 
-use crate::cedar_req::{prepare, Names};
+use crate::cedar_req::{cedar_input, facts, Names};
 use crate::decision::{
     combine, Decision, Effect, EvalError, LayerResult, PolicyEffect, PolicyInfo,
 };
 use crate::digest::BundleDigest;
 use crate::error::PolicyError;
-use crate::layer::{Layer, LayerKind, Part};
+use crate::layer::{LazyInput, Layer, LayerKind, Mode, Part};
 use crate::layout::{read_bundle, BundleFiles, TextFile, SCHEMA_FILE};
 use crate::members::{Members, MEMBERS_FILE};
 use crate::request::{Approval, ApprovalOutcome, Request};
@@ -55,7 +55,7 @@ impl Bundle {
         let mut load_layer = |layer: Layer,
                               layer_files: &[TextFile],
                               info: &mut HashMap<String, PolicyInfo>|
-         -> Result<Vec<Policy>, PolicyError> {
+         -> Result<Vec<(String, Policy)>, PolicyError> {
             let mut policies = Vec::new();
             for f in layer_files {
                 digest_input.push((f.rel.clone(), f.text.as_bytes().to_vec()));
@@ -78,7 +78,7 @@ impl Bundle {
                         cedar_policy::Effect::Forbid => PolicyEffect::Forbid,
                     };
                     info.insert(
-                        id,
+                        id.clone(),
                         PolicyInfo {
                             layer: layer.clone(),
                             effect,
@@ -86,7 +86,7 @@ impl Bundle {
                             annotations,
                         },
                     );
-                    policies.push(policy);
+                    policies.push((id, policy));
                 }
             }
             Ok(policies)
@@ -184,7 +184,19 @@ impl Bundle {
     /// Decide a request. Never fails: an internal error becomes a Deny
     /// carrying the error (fail closed).
     pub fn decide(&self, request: &Request) -> Decision {
-        let first = match self.evaluate(request) {
+        self.decide_in(request, Mode::Indexed)
+    }
+
+    /// [`Bundle::decide`] without guards and shortcuts: Cedar evaluates every
+    /// policy of the action's slots. Same answers, slower; exists so tests can
+    /// check the indexed path against it.
+    #[doc(hidden)]
+    pub fn decide_reference(&self, request: &Request) -> Decision {
+        self.decide_in(request, Mode::Reference)
+    }
+
+    fn decide_in(&self, request: &Request, mode: Mode) -> Decision {
+        let first = match self.evaluate(request, mode) {
             Ok(d) => d,
             Err(e) => return self.internal_deny(e),
         };
@@ -197,7 +209,7 @@ impl Bundle {
             approver: "(hypothetical)".into(),
             ticket: String::new(),
         });
-        match self.evaluate(&hypothetical) {
+        match self.evaluate(&hypothetical, mode) {
             Ok(again) if again.effect == Effect::Allow => Decision {
                 effect: Effect::Ask,
                 layer: first
@@ -224,7 +236,8 @@ impl Bundle {
     /// tests; `decide` trusts the typed builder and skips this for speed).
     pub fn check_request(&self, request: &Request) -> Result<(), PolicyError> {
         let teams = self.teams_for(request.principal());
-        prepare(&self.names, request, teams, Some(&self.schema)).map(|_| ())
+        let f = facts(&self.names, request, teams)?;
+        cedar_input(&self.names, request, &f, Some(&self.schema)).map(|_| ())
     }
 
     fn teams_for(&self, user: &str) -> &[EntityUid] {
@@ -253,30 +266,35 @@ impl Bundle {
         }
     }
 
-    fn evaluate(&self, request: &Request) -> Result<Decision, PolicyError> {
-        let prepared = prepare(&self.names, request, self.teams_for(request.principal()), None)?;
-        let action = request.action();
-        let absorb = |acc: &mut LayerResult, part: &Part| {
-            let o = part.evaluate(action, &prepared);
+    fn evaluate(&self, request: &Request, mode: Mode) -> Result<Decision, PolicyError> {
+        let facts = facts(&self.names, request, self.teams_for(request.principal()))?;
+        let build = || cedar_input(&self.names, request, &facts, None);
+        let mut input = LazyInput {
+            build: &build,
+            input: None,
+        };
+        let mut absorb = |acc: &mut LayerResult, part: &Part| -> Result<(), PolicyError> {
+            let o = part.evaluate(request, &facts, &mut input, mode)?;
             acc.forbids.extend(o.forbids);
             acc.permits.extend(o.permits);
             acc.errors.extend(o.errors);
             acc.permit_in_scope |= o.permit_in_scope;
+            Ok(())
         };
         let mut layers = Vec::with_capacity(3);
         let mut org = LayerResult::default();
-        absorb(&mut org, &self.org);
+        absorb(&mut org, &self.org)?;
         layers.push((LayerKind::Org, org));
         let mut team = LayerResult::default();
         for t in self.members.teams_of(request.principal()) {
             if let Some(part) = self.teams.get(t) {
-                absorb(&mut team, part);
+                absorb(&mut team, part)?;
             }
         }
         layers.push((LayerKind::Team, team));
         if let Some(p) = &self.project {
             let mut project = LayerResult::default();
-            absorb(&mut project, p);
+            absorb(&mut project, p)?;
             layers.push((LayerKind::Project, project));
         }
         let combined = combine(layers);

@@ -72,15 +72,20 @@ impl Names {
     }
 }
 
-/// A request ready for Cedar, plus the facts the layer logic needs to decide
-/// which permits are in scope.
-pub(crate) struct Prepared {
-    pub request: cedar_policy::Request,
-    pub entities: Entities,
+/// The request's identities, cheap to compute: enough to match policy
+/// scopes without building Cedar's entity store.
+pub(crate) struct Facts {
     pub principal: EntityUid,
     pub principal_ancestors: Vec<EntityUid>,
     pub resource: EntityUid,
     pub resource_ancestors: Vec<EntityUid>,
+}
+
+/// The Cedar request and entity store, built only when some policy
+/// actually needs Cedar to evaluate it.
+pub(crate) struct CedarInput {
+    pub request: cedar_policy::Request,
+    pub entities: Entities,
 }
 
 fn s(v: &str) -> RestrictedExpression {
@@ -97,16 +102,23 @@ fn record(pairs: Vec<(&str, RestrictedExpression)>) -> Result<RestrictedExpressi
         .map_err(|e| PolicyError::Internal(e.to_string()))
 }
 
-fn resource_entity(
-    names: &Names,
-    resource: &Resource,
-) -> Result<(EntityUid, Vec<EntityUid>, HashMap<String, RestrictedExpression>), PolicyError> {
+fn resource_uid(names: &Names, resource: &Resource) -> Result<(EntityUid, Vec<EntityUid>), PolicyError> {
     let uid = EntityUid::from_type_name_and_id(
         names.resource_type(resource.type_name())?,
         EntityId::new(resource.entity_id()),
     );
+    let parents = match resource {
+        Resource::McpTool { server, .. } => vec![EntityUid::from_type_name_and_id(
+            names.resource_type("McpServer")?,
+            EntityId::new(server),
+        )],
+        _ => Vec::new(),
+    };
+    Ok((uid, parents))
+}
+
+fn resource_attrs(resource: &Resource) -> HashMap<String, RestrictedExpression> {
     let mut attrs = HashMap::new();
-    let mut parents = Vec::new();
     match resource {
         Resource::File(p) => {
             attrs.insert("path".to_owned(), s(p.as_str()));
@@ -130,13 +142,9 @@ fn resource_entity(
         Resource::McpTool { server, tool } => {
             attrs.insert("server".to_owned(), s(server));
             attrs.insert("tool".to_owned(), s(tool));
-            parents.push(EntityUid::from_type_name_and_id(
-                names.resource_type("McpServer")?,
-                EntityId::new(server),
-            ));
         }
     }
-    Ok((uid, parents, attrs))
+    attrs
 }
 
 fn context(req: &Request) -> Result<Context, PolicyError> {
@@ -197,40 +205,44 @@ fn context(req: &Request) -> Result<Context, PolicyError> {
     Context::from_pairs(pairs).map_err(|e| PolicyError::Internal(e.to_string()))
 }
 
-/// Build the Cedar request and entities. `teams` are the principal's team
-/// uids from the members file. `schema` is only passed in tests and tools to
-/// double-check that typed requests match the schema.
-pub(crate) fn prepare(
+/// The request's identities; `teams` are the principal's team uids.
+pub(crate) fn facts(names: &Names, req: &Request, teams: &[EntityUid]) -> Result<Facts, PolicyError> {
+    let (resource, resource_ancestors) = resource_uid(names, &req.resource)?;
+    Ok(Facts {
+        principal: names.user_uid(&req.principal),
+        principal_ancestors: teams.to_vec(),
+        resource,
+        resource_ancestors,
+    })
+}
+
+/// Build the Cedar request and entities. `schema` is only passed by tools
+/// and tests, to double-check that typed requests match the schema.
+pub(crate) fn cedar_input(
     names: &Names,
     req: &Request,
-    teams: &[EntityUid],
+    facts: &Facts,
     schema: Option<&cedar_policy::Schema>,
-) -> Result<Prepared, PolicyError> {
-    let principal = names.user_uid(&req.principal);
-    let user = Entity::new_no_attrs(principal.clone(), teams.iter().cloned().collect::<HashSet<_>>());
-    let (resource, resource_ancestors, attrs) = resource_entity(names, &req.resource)?;
+) -> Result<CedarInput, PolicyError> {
+    let user = Entity::new_no_attrs(
+        facts.principal.clone(),
+        facts.principal_ancestors.iter().cloned().collect::<HashSet<_>>(),
+    );
     let res_entity = Entity::new(
-        resource.clone(),
-        attrs,
-        resource_ancestors.iter().cloned().collect::<HashSet<_>>(),
+        facts.resource.clone(),
+        resource_attrs(&req.resource),
+        facts.resource_ancestors.iter().cloned().collect::<HashSet<_>>(),
     )
     .map_err(|e| PolicyError::Internal(e.to_string()))?;
     let entities = Entities::from_entities([user, res_entity], schema)
         .map_err(|e| PolicyError::Request(e.to_string()))?;
     let request = cedar_policy::Request::new(
-        principal.clone(),
+        facts.principal.clone(),
         names.action(req.action)?.clone(),
-        resource.clone(),
+        facts.resource.clone(),
         context(req)?,
         schema,
     )
     .map_err(|e| PolicyError::Request(e.to_string()))?;
-    Ok(Prepared {
-        request,
-        entities,
-        principal,
-        principal_ancestors: teams.to_vec(),
-        resource,
-        resource_ancestors,
-    })
+    Ok(CedarInput { request, entities })
 }

@@ -7,17 +7,20 @@
 //! speaks to the request and does not allow it"), evaluation errors, or
 //! nothing at all (the layer abstains).
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, RwLock};
 
 use cedar_policy::{
-    ActionConstraint, Authorizer, Decision as CedarDecision, EntityTypeName, EntityUid, Policy,
-    PolicySet, PrincipalConstraint, ResourceConstraint,
+    ActionConstraint, Authorizer, Decision as CedarDecision, Effect, EntityTypeName, EntityUid,
+    Policy, PolicySet, PrincipalConstraint, ResourceConstraint,
 };
 
-use crate::cedar_req::{Names, Prepared};
+use crate::cedar_req::{CedarInput, Facts, Names};
 use crate::decision::EvalError;
 use crate::error::PolicyError;
-use crate::request::Action;
+use crate::guard::{self, Guard};
+use crate::request::{Action, Request};
 
 /// Where a policy lives in the bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -117,10 +120,60 @@ fn resource_match(c: ResourceConstraint) -> EntityMatch {
     }
 }
 
+/// How to evaluate: with guards and shortcuts (always, in production), or
+/// by handing Cedar the whole action slot (the reference the indexed path is
+/// tested against).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Indexed,
+    Reference,
+}
+
+#[derive(Debug)]
+struct SlotPolicy {
+    policy: Policy,
+    id: String,
+    effect: Effect,
+    principal: EntityMatch,
+    resource: EntityMatch,
+    guards: Vec<Guard>,
+    unconditional: bool,
+}
+
+/// Sets of candidate policies built so far, keyed by candidate indices.
+/// Bounded: past the cap, sets are built per decision and not kept.
+type SetCache = RwLock<HashMap<Vec<u32>, Arc<PolicySet>>>;
+const CACHE_CAP: usize = 4096;
+
 #[derive(Debug, Default)]
 struct ActionSlot {
-    set: PolicySet,
-    permit_scopes: Vec<(EntityMatch, EntityMatch)>,
+    policies: Vec<SlotPolicy>,
+    full: PolicySet,
+    cache: SetCache,
+}
+
+impl ActionSlot {
+    fn candidate_set(&self, candidates: Vec<u32>) -> Result<Arc<PolicySet>, PolicyError> {
+        {
+            let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(set) = cache.get(&candidates) {
+                return Ok(Arc::clone(set));
+            }
+        }
+        let set = PolicySet::from_policies(
+            candidates
+                .iter()
+                .filter_map(|&i| self.policies.get(i as usize))
+                .map(|p| p.policy.clone()),
+        )
+        .map_err(|e| PolicyError::Internal(e.to_string()))?;
+        let set = Arc::new(set);
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        if cache.len() < CACHE_CAP {
+            cache.insert(candidates, Arc::clone(&set));
+        }
+        Ok(set)
+    }
 }
 
 /// One layer part (org, one team, or project), split by action.
@@ -135,7 +188,7 @@ pub(crate) struct Part {
 pub(crate) struct PartOutcome {
     /// Satisfied forbids.
     pub forbids: Vec<String>,
-    /// Satisfied permits (only known when no forbid is satisfied).
+    /// Satisfied permits (complete when no forbid is satisfied).
     pub permits: Vec<String>,
     /// Some permit's scope covers the request.
     pub permit_in_scope: bool,
@@ -143,11 +196,28 @@ pub(crate) struct PartOutcome {
     pub errors: Vec<EvalError>,
 }
 
+/// Builds the Cedar input on first use and keeps it for the other parts.
+pub(crate) struct LazyInput<'a> {
+    pub build: &'a dyn Fn() -> Result<CedarInput, PolicyError>,
+    pub input: Option<CedarInput>,
+}
+
+impl LazyInput<'_> {
+    fn get(&mut self) -> Result<&CedarInput, PolicyError> {
+        if self.input.is_none() {
+            self.input = Some((self.build)()?);
+        }
+        self.input
+            .as_ref()
+            .ok_or_else(|| PolicyError::Internal("cedar input".into()))
+    }
+}
+
 impl Part {
     /// Index `policies` by the actions their scope can match.
-    pub fn new(names: &Names, policies: &[Policy]) -> Result<Self, PolicyError> {
+    pub fn new(names: &Names, policies: &[(String, Policy)]) -> Result<Self, PolicyError> {
         let mut slots: Vec<ActionSlot> = Action::ALL.iter().map(|_| ActionSlot::default()).collect();
-        for p in policies {
+        for (id, p) in policies {
             let actions: Vec<Action> = match p.action_constraint() {
                 ActionConstraint::Any => Action::ALL.to_vec(),
                 ActionConstraint::Eq(a) => names.action_of(&a).into_iter().collect(),
@@ -155,19 +225,25 @@ impl Part {
                     list.iter().filter_map(|a| names.action_of(a)).collect()
                 }
             };
+            let est = guard::est(p);
+            let guards = est.as_ref().map(guard::guards).unwrap_or_default();
+            let unconditional = est.as_ref().is_some_and(guard::unconditional);
             for a in actions {
                 let slot = slots
                     .get_mut(a.index())
                     .ok_or_else(|| PolicyError::Internal("action slot".into()))?;
-                slot.set
+                slot.full
                     .add(p.clone())
                     .map_err(|e| PolicyError::Internal(e.to_string()))?;
-                if matches!(p.effect(), cedar_policy::Effect::Permit) {
-                    slot.permit_scopes.push((
-                        principal_match(p.principal_constraint()),
-                        resource_match(p.resource_constraint()),
-                    ));
-                }
+                slot.policies.push(SlotPolicy {
+                    policy: p.clone(),
+                    id: id.clone(),
+                    effect: p.effect(),
+                    principal: principal_match(p.principal_constraint()),
+                    resource: resource_match(p.resource_constraint()),
+                    guards: guards.clone(),
+                    unconditional,
+                });
             }
         }
         Ok(Self {
@@ -181,29 +257,56 @@ impl Part {
         self.len
     }
 
-    /// Evaluate the part for a prepared request.
-    pub fn evaluate(&self, action: Action, prepared: &Prepared) -> PartOutcome {
+    /// Evaluate the part for a request.
+    pub fn evaluate(
+        &self,
+        request: &Request,
+        facts: &Facts,
+        input: &mut LazyInput<'_>,
+        mode: Mode,
+    ) -> Result<PartOutcome, PolicyError> {
         let mut out = PartOutcome::default();
-        let Some(slot) = self.slots.get(action.index()) else {
-            return out;
+        let Some(slot) = self.slots.get(request.action().index()) else {
+            return Ok(out);
         };
-        if slot.set.is_empty() {
-            return out;
+        if slot.policies.is_empty() {
+            return Ok(out);
         }
-        out.permit_in_scope = slot.permit_scopes.iter().any(|(p, r)| {
-            p.matches(&prepared.principal, &prepared.principal_ancestors)
-                && r.matches(&prepared.resource, &prepared.resource_ancestors)
-        });
-        let response =
-            Authorizer::new().is_authorized(&prepared.request, &slot.set, &prepared.entities);
-        let reasons = response
-            .diagnostics()
-            .reason()
-            .map(|id| id.to_string())
-            .collect::<Vec<_>>();
+        let mut candidates: Vec<u32> = Vec::new();
+        for (i, sp) in slot.policies.iter().enumerate() {
+            let in_scope = sp.principal.matches(&facts.principal, &facts.principal_ancestors)
+                && sp.resource.matches(&facts.resource, &facts.resource_ancestors);
+            if !in_scope {
+                continue;
+            }
+            if matches!(sp.effect, Effect::Permit) {
+                out.permit_in_scope = true;
+            }
+            if mode == Mode::Reference {
+                continue;
+            }
+            if sp.unconditional {
+                // Scope matched and there is no condition: satisfied, and
+                // it cannot error.
+                match sp.effect {
+                    Effect::Permit => out.permits.push(sp.id.clone()),
+                    Effect::Forbid => out.forbids.push(sp.id.clone()),
+                }
+            } else if sp.guards.iter().all(|g| g.may_hold(request.resource())) {
+                candidates.push(u32::try_from(i).unwrap_or(u32::MAX));
+            }
+        }
+        let set: Arc<PolicySet> = match mode {
+            Mode::Reference => Arc::new(slot.full.clone()),
+            Mode::Indexed if candidates.is_empty() => return Ok(out),
+            Mode::Indexed => slot.candidate_set(candidates)?,
+        };
+        let input = input.get()?;
+        let response = Authorizer::new().is_authorized(&input.request, &set, &input.entities);
+        let reasons = response.diagnostics().reason().map(|id| id.to_string());
         match response.decision() {
-            CedarDecision::Allow => out.permits = reasons,
-            CedarDecision::Deny => out.forbids = reasons,
+            CedarDecision::Allow => out.permits.extend(reasons),
+            CedarDecision::Deny => out.forbids.extend(reasons),
         }
         out.errors = response
             .diagnostics()
@@ -215,6 +318,6 @@ impl Part {
                 },
             })
             .collect();
-        out
+        Ok(out)
     }
 }

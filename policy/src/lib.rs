@@ -44,6 +44,7 @@ pub mod decision;
 pub mod digest;
 pub mod error;
 pub mod explain;
+mod guard;
 pub mod layer;
 mod layout;
 pub mod members;
