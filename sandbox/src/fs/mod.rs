@@ -57,6 +57,7 @@ pub enum FsError {
 #[derive(Debug)]
 pub struct MediatedFs {
     layer: Arc<MediatedLayer>,
+    threads: usize,
 }
 
 /// Pages of data in a fuse-backend-rs session buffer (its
@@ -82,7 +83,16 @@ impl MediatedFs {
     ) -> Result<Self, FsError> {
         Ok(MediatedFs {
             layer: Arc::new(MediatedLayer::new(root, mediator, requester)?),
+            threads: server::DEFAULT_SERVER_THREADS,
         })
+    }
+
+    /// Serve with `n` request threads instead of the default (one). Worth it
+    /// only when the mediator blocks for long (e.g. a disk commit per
+    /// decision) and sandboxed programs work in parallel.
+    pub fn with_server_threads(mut self, n: usize) -> Self {
+        self.threads = n.max(1);
+        self
     }
 
     /// Options string for mount(2) of type "fuse" given the /dev/fuse fd
@@ -112,6 +122,6 @@ impl MediatedFs {
     /// sandboxed processes): stopping the server closes it, which aborts the
     /// connection.
     pub fn serve(self, fuse_dev: OwnedFd) -> Result<FsServer, FsError> {
-        FsServer::start(self.layer, fuse_dev)
+        FsServer::start(self.layer, fuse_dev, self.threads)
     }
 }

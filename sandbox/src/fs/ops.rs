@@ -23,7 +23,7 @@ use std::time::Duration;
 use fuse_backend_rs::abi::fuse_abi::SetattrValid;
 use fuse_backend_rs::abi::fuse_abi::{stat64, statvfs64, CreateIn, FsOptions, OpenOptions};
 use fuse_backend_rs::api::filesystem::{
-    Context, DirEntry, Entry, FileSystem, GetxattrReply, ListxattrReply, ZeroCopyReader,
+    Context, DirEntry, Entry, FileSystem, GetxattrReply, IoctlData, ListxattrReply, ZeroCopyReader,
     ZeroCopyWriter,
 };
 
@@ -538,6 +538,21 @@ impl FileSystem for MediatedLayer {
 
     fn access(&self, ctx: &Context, inode: u64, mask: u32) -> io::Result<()> {
         self.inner.access(ctx, inode, mask)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ioctl(
+        &self,
+        _ctx: &Context,
+        _inode: u64,
+        _handle: u64,
+        _flags: u32,
+        _cmd: u32,
+        _data: IoctlData,
+        _out_size: u32,
+    ) -> io::Result<IoctlData<'_>> {
+        // Nothing in the workspace is a device: no ioctl has a meaning here.
+        Err(io::Error::from_raw_os_error(libc::ENOSYS))
     }
 
     fn lseek(

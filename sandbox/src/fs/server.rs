@@ -13,10 +13,15 @@ use fuse_backend_rs::transport::{FuseChannel, FuseSession};
 use super::layer::MediatedLayer;
 use super::FsError;
 
-/// Request-serving threads per connection. Two keeps a slow decision (a
-/// durable log write) from stalling every other request, without fighting
-/// the sandboxed workload for our two cores.
-const SERVER_THREADS: usize = 2;
+/// Default number of request-serving threads per connection.
+///
+/// Measured (fs_bench, 2 cores): every thread polls the same /dev/fuse fd, so
+/// each request wakes all of them and all but one go back to sleep; with two
+/// threads that herd cost ~20% more CPU per request than one thread. More
+/// threads only pay off when sandboxed processes issue requests in parallel
+/// *and* decisions are slow (a mediator that commits each decision to disk):
+/// see [`MediatedFs::with_server_threads`](super::MediatedFs::with_server_threads).
+pub(super) const DEFAULT_SERVER_THREADS: usize = 1;
 
 /// A running file server; [`FsServer::stop`] ends it.
 pub struct FsServer {
@@ -37,7 +42,11 @@ impl std::fmt::Debug for FsServer {
 
 impl FsServer {
     /// Start serving `fuse_dev` with `layer`.
-    pub(super) fn start(layer: Arc<MediatedLayer>, fuse_dev: OwnedFd) -> Result<Self, FsError> {
+    pub(super) fn start(
+        layer: Arc<MediatedLayer>,
+        fuse_dev: OwnedFd,
+        threads_wanted: usize,
+    ) -> Result<Self, FsError> {
         // Several threads poll the same fd; non-blocking reads let the losers
         // of a wake-up go back to polling instead of blocking where `stop`
         // cannot reach them.
@@ -65,14 +74,15 @@ impl FsServer {
         session.set_fuse_file(File::from(fuse_dev));
 
         let server = Arc::new(Server::new(layer.clone()));
-        let mut threads = Vec::with_capacity(SERVER_THREADS);
+        let threads_wanted = threads_wanted.max(1);
+        let mut threads = Vec::with_capacity(threads_wanted);
         let mut me = FsServer {
             session: None,
             threads: Vec::new(),
             placeholder,
             layer,
         };
-        for i in 0..SERVER_THREADS {
+        for i in 0..threads_wanted {
             let channel = session
                 .new_channel()
                 .map_err(|e| FsError::Session(e.to_string()))?;
