@@ -90,6 +90,8 @@ pub enum SetupStep {
     CloseFds = 15,
     /// Standard streams.
     Stdio = 16,
+    /// Loopback and the proxy listener in the network namespace.
+    Network = 17,
 }
 
 impl SetupStep {
@@ -113,6 +115,7 @@ impl SetupStep {
             Chdir,
             CloseFds,
             Stdio,
+            Network,
         ];
         all.into_iter().find(|s| *s as u8 == code)
     }
@@ -165,14 +168,4 @@ pub enum SandboxError {
     /// The sandbox child vanished without reporting (killed from outside?).
     #[error("sandbox init exited unexpectedly: {0}")]
     Lost(String),
-}
-
-impl SandboxError {
-    /// Shorthand for a [`SandboxError::Prepare`] from the current errno.
-    pub(crate) fn last_os(what: &'static str) -> SandboxError {
-        SandboxError::Prepare {
-            what,
-            source: std::io::Error::last_os_error(),
-        }
-    }
 }

@@ -8,7 +8,7 @@
 mod capture;
 mod child;
 pub mod landlock;
-mod netns;
+mod loopback;
 mod plan;
 mod rootfs;
 pub mod seccomp;
@@ -88,6 +88,7 @@ pub struct ProcessSandbox {
     newroot: PathBuf,
     cap_last: u32,
     host_id: u32,
+    seccomp: Vec<seccompiler::BpfProgram>,
 }
 
 impl ProcessSandbox {
@@ -127,6 +128,7 @@ impl ProcessSandbox {
             newroot: prepare_newroot(euid)?,
             cap_last,
             host_id,
+            seccomp: vec![seccomp::build_filter()?, seccomp::build_clone3_filter()?],
             config,
         })
     }

@@ -3,14 +3,15 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use super::capture::{feed_stdin, Capture};
+use super::capture::{self, Io};
 use super::plan::{tag, ChildFds, Plan, RECORD_LEN};
 use super::rootfs::{self, RootSpec, WorkspaceSource, DEVICES};
 use super::sys::{self, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID};
-use super::{child, landlock, netns, seccomp, NetworkMode, ProcessSandbox, WorkspaceMount};
+use super::{child, landlock, NetworkMode, ProcessSandbox, WorkspaceMount};
 use crate::error::{SandboxError, SetupStep};
 use crate::exec::{
     ExecOutcome, ExecRequest, ExitStatus, ResourceUsage, PROXY_ENV, PROXY_URL, WORKSPACE_MOUNT,
@@ -213,28 +214,6 @@ fn write_id_maps(pid: libc::pid_t, host_id: u32, root: bool) -> Result<(), Sandb
     w("gid_map", format!("0 {host_id} 1\n"))
 }
 
-/// Wait for `pidfd` to become readable (the process exited) within `timeout`.
-fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ms = libc::c_int::try_from(left.as_millis().min(i32::MAX as u128)).unwrap_or(0);
-        let mut p = libc::pollfd {
-            fd: pidfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: polling one live pollfd.
-        let rc = unsafe { libc::poll(&mut p, 1, ms) };
-        if rc > 0 {
-            return true;
-        }
-        if rc == 0 || (rc < 0 && sys::errno() != libc::EINTR) {
-            return false;
-        }
-    }
-}
-
 fn tv(t: libc::timeval) -> Duration {
     Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
         + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
@@ -359,8 +338,9 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         programs,
         cwd: cstring(&cwd, "cwd")?,
         rlimits: rlimits(&req),
-        seccomp: vec![seccomp::build_filter()?, seccomp::build_clone3_filter()?],
+        seccomp: sb.seccomp.clone(),
         cap_last: sb.cap_last,
+        proxy_listener: cfg.network == NetworkMode::EgressProxy,
     };
 
     let flags = libc::CLONE_NEWUSER
@@ -391,52 +371,38 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
     let mut go = File::from(go_w);
     let mut report = File::from(rep_r);
     write_byte(&mut go)?;
-    let stdout =
-        Capture::start(out_r, req.limits.output_bytes).map_err(|e| SandboxError::Prepare {
-            what: "stdout capture",
-            source: e,
-        })?;
-    let stderr =
-        Capture::start(err_r, req.limits.output_bytes).map_err(|e| SandboxError::Prepare {
-            what: "stderr capture",
-            source: e,
-        })?;
-    let stdin = feed_stdin(in_w, req.stdin.clone()).map_err(|e| SandboxError::Prepare {
-        what: "stdin feeder",
-        source: e,
-    })?;
-    match cfg.network {
-        NetworkMode::EgressProxy => {
-            let listener = netns::proxy_listener(pid)?;
-            services.proxy = Some(EgressProxy::serve(
-                listener,
-                cfg.mediator.clone(),
-                requester.clone(),
-            )?);
-        }
-        NetworkMode::LoopbackOnly => netns::loopback_only(pid)?,
-    }
-    match read_record(&mut report)? {
-        Some(rec) if rec[0] == tag::READY => {}
+    let listener_fd = match read_record(&mut report)? {
+        Some(rec) if rec[0] == tag::READY => record_value(&rec),
         Some(rec) if rec[0] == tag::SETUP_ERROR => return Err(setup_error(&rec)),
         Some(_) => return Err(SandboxError::Lost("unexpected report".into())),
         None => return Err(SandboxError::Lost("sandbox init died during set-up".into())),
+    };
+    if cfg.network == NetworkMode::EgressProxy {
+        // The listener was created inside the sandbox's network namespace;
+        // take our own copy of it and serve it from here.
+        let fd = sys::pidfd_getfd(&pidfd, listener_fd).map_err(|e| SandboxError::Prepare {
+            what: "take over the proxy listener",
+            source: e,
+        })?;
+        services.proxy = Some(EgressProxy::serve(
+            TcpListener::from(fd),
+            cfg.mediator.clone(),
+            requester.clone(),
+        )?);
     }
     write_byte(&mut go)?;
-    let spawned = Instant::now();
-
-    let mut timed_out = false;
-    let deadline = req.limits.wall_time.saturating_sub(spawned - started);
-    if !wait_exit(&pidfd, deadline) {
-        timed_out = true;
-        // SAFETY: signalling our own unreaped child.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        if !wait_exit(&pidfd, req.limits.kill_grace) {
-            // SAFETY: as above; SIGKILL of a pid-namespace init kills every
-            // process of the namespace.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    }
+    let streams = capture::run(Io {
+        pid,
+        pidfd: &pidfd,
+        stdin: in_w,
+        stdin_data: &req.stdin,
+        stdout: out_r,
+        stderr: err_r,
+        cap: req.limits.output_bytes,
+        deadline: started + req.limits.wall_time,
+        grace: req.limits.kill_grace,
+    });
+    let timed_out = streams.timed_out;
     let mut status = 0;
     // SAFETY: rusage is plain old data; zeroed is valid.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -460,15 +426,6 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
             _ => {}
         }
     }
-    let stdout = stdout.finish().map_err(|e| SandboxError::Prepare {
-        what: "stdout capture",
-        source: e,
-    })?;
-    let stderr = stderr.finish().map_err(|e| SandboxError::Prepare {
-        what: "stderr capture",
-        source: e,
-    })?;
-    let _ = stdin.join();
     services.stop()?;
     if let Some(f) = failure.filter(|_| !timed_out) {
         return Err(f);
@@ -489,8 +446,8 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
     Ok(ExecOutcome {
         id: req.id,
         status,
-        stdout,
-        stderr,
+        stdout: streams.stdout,
+        stderr: streams.stderr,
         usage: ResourceUsage {
             user_cpu: tv(ru.ru_utime),
             system_cpu: tv(ru.ru_stime),
