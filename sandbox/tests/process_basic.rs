@@ -140,3 +140,25 @@ fn many_sandboxes_in_parallel() {
         h.join().unwrap();
     }
 }
+
+#[test]
+fn missing_cwd_is_a_typed_setup_error() {
+    if !facilities_ok(false) {
+        return;
+    }
+    let ws = workspace();
+    let sb = plain(ws.path(), Recorder::new(Rule::AllowFiles));
+    let mut req = ExecRequest::new("t", vec!["/bin/true".into()]);
+    req.cwd = "does/not/exist".into();
+    match sb.exec(req) {
+        Err(stele_sandbox::error::SandboxError::Setup { step, source }) => {
+            assert_eq!(step, stele_sandbox::error::SetupStep::Chdir);
+            assert_eq!(source.raw_os_error(), Some(2));
+        }
+        other => panic!("expected a Chdir set-up error, got {other:?}"),
+    }
+    std::fs::create_dir(ws.path().join("sub")).unwrap();
+    let mut req = ExecRequest::new("t", vec!["/bin/pwd".into()]);
+    req.cwd = "sub".into();
+    assert_eq!(out(&sb.exec(req).unwrap()), "/workspace/sub\n");
+}
