@@ -25,14 +25,22 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The note text (body) of this checkpoint.
     pub fn body(&self) -> String {
-        format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root))
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        )
     }
 
     /// Parse a checkpoint body strictly.
     pub fn parse_body(text: &str) -> Result<Self, AttestError> {
         let bad = |r: &str| AttestError::CheckpointFormat(r.to_string());
         let mut lines = text.split('\n');
-        let origin = lines.next().filter(|o| !o.is_empty()).ok_or_else(|| bad("missing origin"))?;
+        let origin = lines
+            .next()
+            .filter(|o| !o.is_empty())
+            .ok_or_else(|| bad("missing origin"))?;
         let size_s = lines.next().ok_or_else(|| bad("missing size"))?;
         if size_s.is_empty()
             || !size_s.bytes().all(|b| b.is_ascii_digit())
@@ -43,11 +51,18 @@ impl Checkpoint {
         let size: u64 = size_s.parse().map_err(|_| bad("size out of range"))?;
         let root_s = lines.next().ok_or_else(|| bad("missing root"))?;
         let root_v = B64.decode(root_s).map_err(|_| bad("root is not base64"))?;
-        let root: [u8; 32] = root_v.as_slice().try_into().map_err(|_| bad("root must be 32 bytes"))?;
+        let root: [u8; 32] = root_v
+            .as_slice()
+            .try_into()
+            .map_err(|_| bad("root must be 32 bytes"))?;
         if !text.ends_with('\n') {
             return Err(bad("must end with a newline"));
         }
-        Ok(Self { origin: origin.to_string(), size, root })
+        Ok(Self {
+            origin: origin.to_string(),
+            size,
+            root,
+        })
     }
 
     /// Sign this checkpoint as a signed note.
@@ -85,7 +100,11 @@ mod tests {
     #[test]
     fn round_trip() {
         let s = Ed25519Signer::generate("example.com/log").unwrap();
-        let c = Checkpoint { origin: "example.com/log".into(), size: 7, root: [9; 32] };
+        let c = Checkpoint {
+            origin: "example.com/log".into(),
+            size: 7,
+            root: [9; 32],
+        };
         let note = c.sign(&s).unwrap().to_text();
         let (back, _) = Checkpoint::open(&note, &s.verifier()).unwrap();
         assert_eq!(back, c);
@@ -98,6 +117,11 @@ mod tests {
         assert!(Checkpoint::parse_body(&format!("o\n-1\n{root}\n")).is_err());
         assert!(Checkpoint::parse_body("o\n1\nAAAA\n").is_err());
         assert!(Checkpoint::parse_body(&format!("\n1\n{root}\n")).is_err());
-        assert_eq!(Checkpoint::parse_body(&format!("o\n0\n{root}\n")).unwrap().size, 0);
+        assert_eq!(
+            Checkpoint::parse_body(&format!("o\n0\n{root}\n"))
+                .unwrap()
+                .size,
+            0
+        );
     }
 }

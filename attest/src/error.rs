@@ -14,7 +14,9 @@ pub enum AttestError {
         source: std::io::Error,
     },
     /// A key file exists with permissions others can read.
-    #[error("key file {path} has mode {mode:o}; it must not be readable by group or others (chmod 600)")]
+    #[error(
+        "key file {path} has mode {mode:o}; it must not be readable by group or others (chmod 600)"
+    )]
     KeyPermissions {
         /// The file.
         path: PathBuf,
@@ -30,7 +32,9 @@ pub enum AttestError {
         reason: String,
     },
     /// A key name is not allowed in the signed-note format.
-    #[error("invalid key name {0:?}: must be non-empty, with no spaces, '+' or control characters")]
+    #[error(
+        "invalid key name {0:?}: must be non-empty, with no spaces, '+' or control characters"
+    )]
     KeyName(String),
     /// A signed note is malformed.
     #[error("malformed signed note: {0}")]
@@ -47,4 +51,7 @@ pub enum AttestError {
     /// The signer failed (e.g. an HSM error).
     #[error("signing failed: {0}")]
     Signing(String),
+    /// A DSSE envelope or in-toto statement is malformed or of the wrong type.
+    #[error("envelope: {0}")]
+    Envelope(String),
 }

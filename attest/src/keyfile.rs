@@ -21,7 +21,10 @@ const PREFIX: &str = "PRIVATE+KEY+";
 /// Create a new key named `name` at `path` (refuses to overwrite).
 pub fn generate_key_file(path: &Path, name: &str) -> Result<Ed25519Signer, AttestError> {
     let signer = Ed25519Signer::generate(name)?;
-    let io = |source| AttestError::KeyIo { path: path.to_path_buf(), source };
+    let io = |source| AttestError::KeyIo {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(io)?;
     }
@@ -32,7 +35,12 @@ pub fn generate_key_file(path: &Path, name: &str) -> Result<Ed25519Signer, Attes
         hex::encode(key_id(name, &signer.public_key())),
         B64.encode(&raw)
     );
-    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
     f.write_all(text.as_bytes()).map_err(io)?;
     f.sync_all().map_err(io)?;
     Ok(signer)
@@ -40,11 +48,17 @@ pub fn generate_key_file(path: &Path, name: &str) -> Result<Ed25519Signer, Attes
 
 /// Load the key at `path`, checking its permissions and format.
 pub fn load_key_file(path: &Path) -> Result<Ed25519Signer, AttestError> {
-    let io = |source| AttestError::KeyIo { path: path.to_path_buf(), source };
+    let io = |source| AttestError::KeyIo {
+        path: path.to_path_buf(),
+        source,
+    };
     let meta = fs::metadata(path).map_err(io)?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(AttestError::KeyPermissions { path: path.to_path_buf(), mode });
+        return Err(AttestError::KeyPermissions {
+            path: path.to_path_buf(),
+            mode,
+        });
     }
     let text = fs::read_to_string(path).map_err(io)?;
     parse_key_text(text.trim_end_matches('\n')).map_err(|reason| AttestError::KeyFormat {
@@ -54,7 +68,9 @@ pub fn load_key_file(path: &Path) -> Result<Ed25519Signer, AttestError> {
 }
 
 fn parse_key_text(text: &str) -> Result<Ed25519Signer, String> {
-    let rest = text.strip_prefix(PREFIX).ok_or("does not start with PRIVATE+KEY+")?;
+    let rest = text
+        .strip_prefix(PREFIX)
+        .ok_or("does not start with PRIVATE+KEY+")?;
     // Names never contain '+', base64 may: split from the left.
     let mut parts = rest.splitn(3, '+');
     let (Some(name), Some(hash), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
@@ -63,7 +79,9 @@ fn parse_key_text(text: &str) -> Result<Ed25519Signer, String> {
     if !valid_key_name(name) {
         return Err(format!("invalid key name {name:?}"));
     }
-    let raw = B64.decode(b64).map_err(|_| "key is not valid base64".to_string())?;
+    let raw = B64
+        .decode(b64)
+        .map_err(|_| "key is not valid base64".to_string())?;
     if raw.len() != 33 || raw[0] != ALG_ED25519 {
         return Err("not an Ed25519 key (type 0x01, 32 bytes)".into());
     }
@@ -91,7 +109,10 @@ mod tests {
         assert_eq!(l.public_key(), s.public_key());
         assert!(generate_key_file(&p, "x").is_err(), "must not overwrite");
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(load_key_file(&p), Err(AttestError::KeyPermissions { .. })));
+        assert!(matches!(
+            load_key_file(&p),
+            Err(AttestError::KeyPermissions { .. })
+        ));
     }
 
     #[test]
@@ -102,6 +123,9 @@ mod tests {
         fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
         let e = load_key_file(&p).unwrap_err().to_string();
         assert!(e.contains(&p.display().to_string()), "{e}");
-        assert!(matches!(load_key_file(&dir.path().join("missing")), Err(AttestError::KeyIo { .. })));
+        assert!(matches!(
+            load_key_file(&dir.path().join("missing")),
+            Err(AttestError::KeyIo { .. })
+        ));
     }
 }

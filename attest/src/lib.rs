@@ -5,10 +5,16 @@
 //! - [`keyfile`]: private key files (mode 0600) and verifier keys in the C2SP
 //!   signed-note text form (`name+hash+base64`).
 //! - [`note`]: C2SP signed notes (sign, open, verify).
-//! - [`checkpoint`]: C2SP tlog-checkpoint bodies.
+//! - [`checkpoint`]: C2SP tlog-checkpoint bodies; [`cosignature`]: C2SP
+//!   witness cosignatures (type 0x04).
+//! - [`dsse`] envelopes around [`intoto`] statements (signed exports and
+//!   session attestations).
 
 pub mod checkpoint;
+pub mod cosignature;
+pub mod dsse;
 pub mod error;
+pub mod intoto;
 pub mod keyfile;
 pub mod note;
 pub mod signer;

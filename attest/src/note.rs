@@ -20,7 +20,10 @@ const MAX_SIGNATURES: usize = 100;
 
 /// True when `name` is allowed as a signed-note key name.
 pub fn valid_key_name(name: &str) -> bool {
-    !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c == '+' || c.is_control())
+    !name.is_empty()
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c == '+' || c.is_control())
 }
 
 /// The 4-byte key id of an Ed25519 key named `name`.
@@ -47,12 +50,19 @@ pub struct NoteVerifier {
 impl NoteVerifier {
     /// A verifier for an Ed25519 public key named `name`.
     pub fn new(name: &str, key: [u8; 32]) -> Self {
-        Self { name: name.to_string(), id: key_id(name, &key), key }
+        Self {
+            name: name.to_string(),
+            id: key_id(name, &key),
+            key,
+        }
     }
 
     /// Parse the text form `name+hex(id)+base64(0x01 ‖ key)`.
     pub fn parse(vkey: &str) -> Result<Self, AttestError> {
-        let bad = |reason: &str| AttestError::KeyFormat { path: None, reason: reason.to_string() };
+        let bad = |reason: &str| AttestError::KeyFormat {
+            path: None,
+            reason: reason.to_string(),
+        };
         let vkey = vkey.trim();
         let mut parts = vkey.splitn(3, '+');
         let (Some(name), Some(hash), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
@@ -66,7 +76,9 @@ impl NoteVerifier {
             .filter(|_| hash.len() == 8)
             .ok_or_else(|| bad("key hash must be 8 hex digits"))?
             .to_be_bytes();
-        let raw = B64.decode(key).map_err(|_| bad("key is not valid base64"))?;
+        let raw = B64
+            .decode(key)
+            .map_err(|_| bad("key is not valid base64"))?;
         if raw.len() != 33 || raw[0] != ALG_ED25519 {
             return Err(bad("key must be an Ed25519 key (type 0x01, 32 bytes)"));
         }
@@ -109,7 +121,13 @@ impl std::fmt::Display for NoteVerifier {
         let mut raw = Vec::with_capacity(33);
         raw.push(ALG_ED25519);
         raw.extend_from_slice(&self.key);
-        write!(f, "{}+{}+{}", self.name, hex::encode(self.id), B64.encode(raw))
+        write!(
+            f,
+            "{}+{}+{}",
+            self.name,
+            hex::encode(self.id),
+            B64.encode(raw)
+        )
     }
 }
 
@@ -160,7 +178,9 @@ impl SignedNote {
     /// Parse a note without verifying any signature.
     pub fn parse(note: &str) -> Result<Self, AttestError> {
         let bad = |r: &str| AttestError::NoteFormat(r.to_string());
-        let split = note.rfind("\n\n").ok_or_else(|| bad("no blank line before signatures"))?;
+        let split = note
+            .rfind("\n\n")
+            .ok_or_else(|| bad("no blank line before signatures"))?;
         let text = &note[..split + 1];
         check_text(text)?;
         let sigs = &note[split + 2..];
@@ -175,22 +195,33 @@ impl SignedNote {
             let rest = line
                 .strip_prefix(SIG_PREFIX)
                 .ok_or_else(|| bad("signature line must start with an em dash and a space"))?;
-            let (name, b64) = rest.split_once(' ').ok_or_else(|| bad("signature line needs name and signature"))?;
+            let (name, b64) = rest
+                .split_once(' ')
+                .ok_or_else(|| bad("signature line needs name and signature"))?;
             if !valid_key_name(name) {
                 return Err(bad("invalid key name on a signature line"));
             }
-            let raw = B64.decode(b64).map_err(|_| bad("signature is not valid base64"))?;
+            let raw = B64
+                .decode(b64)
+                .map_err(|_| bad("signature is not valid base64"))?;
             if raw.len() < 5 {
                 return Err(bad("signature too short"));
             }
             let mut key_id = [0u8; 4];
             key_id.copy_from_slice(&raw[..4]);
-            signatures.push(NoteSignature { name: name.to_string(), key_id, sig: raw[4..].to_vec() });
+            signatures.push(NoteSignature {
+                name: name.to_string(),
+                key_id,
+                sig: raw[4..].to_vec(),
+            });
         }
         if signatures.is_empty() {
             return Err(bad("no signatures"));
         }
-        Ok(Self { text: text.to_string(), signatures })
+        Ok(Self {
+            text: text.to_string(),
+            signatures,
+        })
     }
 
     /// Parse and require a valid signature by `verifier`; a line claiming that
@@ -250,10 +281,14 @@ impl SignedNote {
 
 fn check_text(text: &str) -> Result<(), AttestError> {
     if text.is_empty() || !text.ends_with('\n') {
-        return Err(AttestError::NoteFormat("text must be non-empty and end with a newline".into()));
+        return Err(AttestError::NoteFormat(
+            "text must be non-empty and end with a newline".into(),
+        ));
     }
     if text.chars().any(|c| c != '\n' && c.is_control()) {
-        return Err(AttestError::NoteFormat("text contains control characters".into()));
+        return Err(AttestError::NoteFormat(
+            "text contains control characters".into(),
+        ));
     }
     Ok(())
 }
@@ -281,7 +316,10 @@ mod tests {
     fn tampered_text_fails() {
         let v = NoteVerifier::parse(SPEC_VKEY).unwrap();
         let bad = SPEC_NOTE.replace("cryptography", "cryptographY");
-        assert!(matches!(SignedNote::open(&bad, &v), Err(AttestError::BadSignature(_))));
+        assert!(matches!(
+            SignedNote::open(&bad, &v),
+            Err(AttestError::BadSignature(_))
+        ));
     }
 
     #[test]
@@ -300,7 +338,13 @@ mod tests {
 
     #[test]
     fn malformed_notes_rejected() {
-        for n in ["", "hello\n", "hello\n\n", "hello\n\n\u{2014} a\n", "hello\n\n- a AAAA\n"] {
+        for n in [
+            "",
+            "hello\n",
+            "hello\n\n",
+            "hello\n\n\u{2014} a\n",
+            "hello\n\n- a AAAA\n",
+        ] {
             assert!(SignedNote::parse(n).is_err(), "{n:?}");
         }
     }

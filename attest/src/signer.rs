@@ -37,7 +37,9 @@ pub struct Ed25519Signer {
 impl std::fmt::Debug for Ed25519Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print key material.
-        f.debug_struct("Ed25519Signer").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Ed25519Signer")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -47,7 +49,10 @@ impl Ed25519Signer {
         if !valid_key_name(name) {
             return Err(AttestError::KeyName(name.to_string()));
         }
-        Ok(Self { name: name.to_string(), key: SigningKey::from_bytes(seed) })
+        Ok(Self {
+            name: name.to_string(),
+            key: SigningKey::from_bytes(seed),
+        })
     }
 
     /// A fresh random key.
