@@ -158,7 +158,7 @@ impl Mounted {
                 src.as_ptr(),
                 target.as_ptr(),
                 fstype.as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV,
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOATIME,
                 data.as_ptr().cast(),
             )
         };
@@ -170,6 +170,14 @@ impl Mounted {
             _dir: dir,
             server: Some(server),
         }
+    }
+
+    /// FUSE requests served so far, per opcode.
+    pub fn request_counts(&self) -> Vec<(String, u64)> {
+        self.server
+            .as_ref()
+            .map(|s| s.request_counts())
+            .unwrap_or_default()
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {

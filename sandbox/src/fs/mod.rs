@@ -17,6 +17,7 @@ mod layer;
 mod ops;
 mod paths;
 mod server;
+mod stats;
 
 use std::os::fd::OwnedFd;
 use std::path::Path;

@@ -11,6 +11,7 @@ use fuse_backend_rs::api::server::Server;
 use fuse_backend_rs::transport::{FuseChannel, FuseSession};
 
 use super::layer::MediatedLayer;
+use super::stats::RequestStats;
 use super::FsError;
 
 /// Default number of request-serving threads per connection.
@@ -29,6 +30,7 @@ pub struct FsServer {
     threads: Vec<JoinHandle<()>>,
     placeholder: PathBuf,
     layer: Arc<MediatedLayer>,
+    stats: Arc<RequestStats>,
 }
 
 impl std::fmt::Debug for FsServer {
@@ -74,6 +76,7 @@ impl FsServer {
         session.set_fuse_file(File::from(fuse_dev));
 
         let server = Arc::new(Server::new(layer.clone()));
+        let stats = Arc::new(RequestStats::new());
         let threads_wanted = threads_wanted.max(1);
         let mut threads = Vec::with_capacity(threads_wanted);
         let mut me = FsServer {
@@ -81,15 +84,16 @@ impl FsServer {
             threads: Vec::new(),
             placeholder,
             layer,
+            stats: stats.clone(),
         };
         for i in 0..threads_wanted {
             let channel = session
                 .new_channel()
                 .map_err(|e| FsError::Session(e.to_string()))?;
-            let server = server.clone();
+            let (server, stats) = (server.clone(), stats.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("stele-fuse-{i}"))
-                .spawn(move || serve_channel(&server, channel));
+                .spawn(move || serve_channel(&server, &stats, channel));
             match spawned {
                 Ok(t) => threads.push(t),
                 Err(e) => {
@@ -108,6 +112,11 @@ impl FsServer {
     /// The mediated layer being served (for diagnostics).
     pub fn layer(&self) -> &Arc<MediatedLayer> {
         &self.layer
+    }
+
+    /// FUSE requests served so far, per opcode name, busiest first.
+    pub fn request_counts(&self) -> Vec<(String, u64)> {
+        self.stats.snapshot()
     }
 
     /// Stop serving and join the server threads. Requests still pending in
@@ -142,11 +151,15 @@ impl Drop for FsServer {
 }
 
 /// One thread's request loop.
-fn serve_channel(server: &Server<Arc<MediatedLayer>>, mut channel: FuseChannel) {
+fn serve_channel(
+    server: &Server<Arc<MediatedLayer>>,
+    stats: &RequestStats,
+    mut channel: FuseChannel,
+) {
     loop {
         match channel.get_request() {
             Ok(Some((reader, writer))) => {
-                if let Err(e) = server.handle_message(reader, writer.into(), None, None) {
+                if let Err(e) = server.handle_message(reader, writer.into(), None, Some(stats)) {
                     // EBADF while encoding the reply: the kernel shut the session down.
                     if matches!(e, fuse_backend_rs::Error::EncodeMessage(ref io) if io.raw_os_error() == Some(libc::EBADF))
                     {
