@@ -138,6 +138,11 @@ impl ProcessSandbox {
         &self.config
     }
 
+    /// What the Landlock layer enforces for this sandbox's commands.
+    pub fn landlock(&self) -> LandlockStatus {
+        LandlockStatus::for_abi(self.report.landlock_abi)
+    }
+
     /// The canonical host path of the workspace.
     pub fn workspace(&self) -> &Path {
         &self.workspace
