@@ -35,7 +35,7 @@ impl RequestStats {
                 (n > 0).then(|| (format!("{:?}", Opcode::from(op)), n))
             })
             .collect();
-        out.sort_by(|a, b| b.1.cmp(&a.1));
+        out.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
         out
     }
 }
