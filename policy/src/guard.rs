@@ -14,6 +14,7 @@
 use cedar_policy::Policy;
 use serde_json::Value;
 
+
 use crate::request::Resource;
 
 /// A necessary condition on one string attribute of the resource.
@@ -55,14 +56,6 @@ fn resource_attr<'a>(resource: &'a Resource, attr: &str) -> Option<&'a str> {
         (Resource::McpTool { tool, .. }, "tool") => Some(tool),
         _ => None,
     }
-}
-
-/// Whether the policy has no `when`/`unless` at all (then a matching scope
-/// means it is satisfied, and it cannot error).
-pub(crate) fn unconditional(est: &Value) -> bool {
-    est.get("conditions")
-        .and_then(Value::as_array)
-        .is_some_and(Vec::is_empty)
 }
 
 /// The policy's JSON (EST) form, if it can be produced.
@@ -166,13 +159,264 @@ fn guard_of(e: &Value) -> Option<Option<Guard>> {
     None
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    Ident(String),
+    Str(String),
+    Punct(&'static str),
+}
+
+/// Tokenise Cedar source well enough to find guards. Returns `None` on
+/// anything unexpected (then no guards are used). String tokens keep their
+/// raw contents; a string containing a backslash is never used as a guard
+/// value, so escapes need no decoding.
+fn tokenize(src: &str) -> Option<Vec<Tok>> {
+    const PUNCT: [&str; 22] = [
+        "&&", "||", "==", "!=", "<=", ">=", "::", "(", ")", "{", "}", "[", "]", ",", ";", ".",
+        "@", "<", ">", "!", "-", "+",
+    ];
+    let mut out = Vec::new();
+    let mut rest = src;
+    loop {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            return Some(out);
+        }
+        if let Some(r) = rest.strip_prefix("//") {
+            rest = r.split_once('\n').map_or("", |(_, after)| after);
+            continue;
+        }
+        if let Some(r) = rest.strip_prefix('"') {
+            let mut end = None;
+            let mut escaped = false;
+            for (i, c) in r.char_indices() {
+                match (escaped, c) {
+                    (true, _) => escaped = false,
+                    (false, '\\') => escaped = true,
+                    (false, '"') => {
+                        end = Some(i);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let end = end?;
+            out.push(Tok::Str(r.get(..end)?.to_owned()));
+            rest = r.get(end + 1..)?;
+            continue;
+        }
+        let c = rest.chars().next()?;
+        if c.is_alphanumeric() || c == '_' {
+            let end = rest
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            out.push(Tok::Ident(rest.get(..end)?.to_owned()));
+            rest = rest.get(end..)?;
+            continue;
+        }
+        let p = PUNCT.iter().find(|p| rest.starts_with(**p))?;
+        out.push(Tok::Punct(p));
+        rest = rest.get(p.len()..)?;
+    }
+}
+
+fn is(t: Option<&Tok>, p: &str) -> bool {
+    matches!(t, Some(Tok::Punct(q)) if *q == p)
+}
+
+/// Index just past the bracket group opening at `open`.
+fn skip_group(toks: &[Tok], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, t) in toks.iter().enumerate().skip(open) {
+        match t {
+            Tok::Punct("(" | "[" | "{") => depth += 1,
+            Tok::Punct(")" | "]" | "}") => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Guards read from the policy's source text, with the same rules as
+/// [`guards`] (which reads Cedar's JSON form and is the reference in tests).
+/// Reading text avoids re-parsing every policy at load time.
+pub(crate) fn guards_from_text(src: &str) -> Vec<Guard> {
+    text_guards(src).unwrap_or_default()
+}
+
+fn text_guards(src: &str) -> Option<Vec<Guard>> {
+    let toks = tokenize(src)?;
+    let mut i = 0;
+    // Annotations: @name or @name("…").
+    while is(toks.get(i), "@") {
+        i += 2;
+        if is(toks.get(i), "(") {
+            i = skip_group(&toks, i)?;
+        }
+    }
+    match toks.get(i) {
+        Some(Tok::Ident(e)) if e == "permit" || e == "forbid" => i += 1,
+        _ => return None,
+    }
+    if !is(toks.get(i), "(") {
+        return None;
+    }
+    i = skip_group(&toks, i)?;
+    if toks.get(i) != Some(&Tok::Ident("when".into())) || !is(toks.get(i + 1), "{") {
+        return Some(Vec::new());
+    }
+    let end = skip_group(&toks, i + 1)?;
+    let body = toks.get(i + 2..end - 1)?;
+    if matches!(body.first(), Some(Tok::Ident(k)) if k == "if") {
+        return Some(Vec::new());
+    }
+    // Split at top-level `&&`; any top-level `||` means no conjunct is necessary.
+    let mut conjuncts: Vec<&[Tok]> = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (j, t) in body.iter().enumerate() {
+        match t {
+            Tok::Punct("(" | "[" | "{") => depth += 1,
+            Tok::Punct(")" | "]" | "}") => depth = depth.checked_sub(1)?,
+            Tok::Punct("||") if depth == 0 => return Some(Vec::new()),
+            Tok::Punct("&&") if depth == 0 => {
+                conjuncts.push(body.get(start..j)?);
+                start = j + 1;
+            }
+            _ => {}
+        }
+    }
+    conjuncts.push(body.get(start..)?);
+    let mut out = Vec::new();
+    for c in conjuncts {
+        match text_guard_of(c) {
+            Some(Some(g)) => out.push(g),
+            Some(None) => {}
+            None => break,
+        }
+    }
+    Some(out)
+}
+
+fn res_attr(t: &[Tok]) -> Option<String> {
+    match t {
+        [Tok::Ident(r), Tok::Punct("."), Tok::Ident(a)] if r == "resource" => Some(a.clone()),
+        _ => None,
+    }
+}
+
+fn clean(s: &str) -> Option<String> {
+    (!s.contains('\\')).then(|| s.to_owned())
+}
+
+/// Same contract as [`guard_of`], on tokens.
+fn text_guard_of(c: &[Tok]) -> Option<Option<Guard>> {
+    match c {
+        [a @ .., Tok::Ident(op), Tok::Str(pat)] if op == "like" && a.len() == 3 => {
+            let attr = res_attr(a)?;
+            let literal = pat.split(['*', '\\']).next().unwrap_or("");
+            if literal.is_empty() {
+                return Some(None);
+            }
+            Some(Some(Guard::Prefix {
+                attr,
+                prefix: literal.to_owned(),
+            }))
+        }
+        [a @ .., Tok::Punct("=="), Tok::Str(v)] if a.len() == 3 => {
+            let attr = res_attr(a)?;
+            Some(clean(v).map(|v| Guard::OneOf {
+                attr,
+                values: vec![v],
+            }))
+        }
+        [Tok::Str(v), Tok::Punct("=="), a @ ..] if a.len() == 3 => {
+            let attr = res_attr(a)?;
+            Some(clean(v).map(|v| Guard::OneOf {
+                attr,
+                values: vec![v],
+            }))
+        }
+        [Tok::Punct("["), rest @ ..] => {
+            let close = rest.iter().position(|t| is(Some(t), "]"))?;
+            let (items, tail) = rest.split_at(close);
+            let attr = match tail {
+                [Tok::Punct("]"), Tok::Punct("."), Tok::Ident(m), Tok::Punct("("), a @ .., Tok::Punct(")")]
+                    if m == "contains" && a.len() == 3 =>
+                {
+                    res_attr(a)?
+                }
+                _ => return None,
+            };
+            let mut values = Vec::new();
+            for (k, t) in items.iter().enumerate() {
+                match (k % 2, t) {
+                    (0, Tok::Str(s)) => values.push(s),
+                    (1, Tok::Punct(",")) => {}
+                    _ => return None,
+                }
+            }
+            if values.is_empty() {
+                return None;
+            }
+            match values.iter().map(|s| clean(s)).collect::<Option<Vec<_>>>() {
+                Some(values) => Some(Some(Guard::OneOf { attr, values })),
+                None => Some(None),
+            }
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::str::FromStr;
 
+    /// Guards via Cedar's JSON form, checked against the text reader.
     fn g(src: &str) -> Vec<Guard> {
-        guards(&est(&Policy::from_str(src).unwrap()).unwrap())
+        let from_est = guards(&est(&Policy::from_str(src).unwrap()).unwrap());
+        // Every text guard must be implied by a guard Cedar's form yields
+        // (equal, or a shorter prefix when escapes are involved).
+        for t in guards_from_text(src) {
+            let implied = from_est.iter().any(|e| match (&t, e) {
+                (
+                    Guard::Prefix { attr: a, prefix: p },
+                    Guard::Prefix { attr: b, prefix: q },
+                ) => a == b && q.starts_with(p.as_str()),
+                (x, y) => x == y,
+            });
+            assert!(implied, "text guard {t:?} not implied by {from_est:?} for {src}");
+        }
+        from_est
+    }
+
+    #[test]
+    fn text_reader_agrees_with_cedar_on_tricky_policies() {
+        for src in [
+            r#"@id("x") @ask permit (principal, action, resource is File) when { resource.path like "a*" };"#,
+            r#"permit (principal, action, resource is File) when { resource.path like "a\*b*" && resource.path == "q\"x" };"#,
+            r#"permit (principal, action, resource is File) when { (resource.path like "a*") && resource.path like "b*" };"#,
+            r#"permit (principal, action, resource is File) when { resource.path like "a*" && resource.path like "b*" || true };"#,
+            r#"permit (principal, action, resource is File) when { if true then resource.path like "a*" else false };"#,
+            r#"permit (principal, action, resource is File) when { resource.path like "*a" && "x" == resource.path && ["a", "b",].contains(resource.path) };"#,
+            r#"permit (principal, action, resource is File) when { {a: 1}.a == 1 && resource.path == "z" };"#,
+            r#"permit (principal, action, resource is File) when { resource.path like "a*" } when { resource.path == "b" };"#,
+            r#"permit (principal, action, resource is File) unless { resource.path like "a*" } when { resource.path == "b" };"#,
+            "// c \"x\" && ||\npermit (principal, action, resource is File) when { resource.path // c || \n == \"a\" };",
+            r#"permit (principal, action, resource is File) when { resource.path == "a" && context.argv.contains("x") && resource.path like "b*" };"#,
+            r#"permit (principal, action, resource is File) when { resource["path"] == "a" };"#,
+            r#"permit (principal, action, resource is File) when { !(resource.path like "a*") && resource.path like "dir/*" };"#,
+            r#"permit (principal == User::"a", action in [Action::"file.read"], resource is File) when { resource.path like "dir/*" };"#,
+        ] {
+            if Policy::from_str(src).is_ok() {
+                g(src);
+            }
+        }
     }
 
     #[test]

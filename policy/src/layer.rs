@@ -148,7 +148,6 @@ const CACHE_CAP: usize = 4096;
 #[derive(Debug, Default)]
 struct ActionSlot {
     policies: Vec<SlotPolicy>,
-    full: PolicySet,
     cache: SetCache,
 }
 
@@ -225,16 +224,26 @@ impl Part {
                     list.iter().filter_map(|a| names.action_of(a)).collect()
                 }
             };
-            let est = guard::est(p);
-            let guards = est.as_ref().map(guard::guards).unwrap_or_default();
-            let unconditional = est.as_ref().is_some_and(guard::unconditional);
+            let unconditional = !p.has_non_scope_constraint();
+            // Reading guards needs the policy's JSON form, which costs a
+            // re-parse: only do it for policies that have conditions.
+            // Forbids are read through Cedar's own parser (a wrong guard on a
+            // forbid could allow); permits, the bulk of a bundle, through the
+            // cheap text reader (a wrong guard there could only deny), which
+            // tests check against Cedar's form.
+            let guards = match (unconditional, p.effect()) {
+                (true, _) => Vec::new(),
+                (false, Effect::Forbid) => {
+                    guard::est(p).as_ref().map(guard::guards).unwrap_or_default()
+                }
+                (false, Effect::Permit) => {
+                    guard::guards_from_text(&p.to_cedar().unwrap_or_default())
+                }
+            };
             for a in actions {
                 let slot = slots
                     .get_mut(a.index())
                     .ok_or_else(|| PolicyError::Internal("action slot".into()))?;
-                slot.full
-                    .add(p.clone())
-                    .map_err(|e| PolicyError::Internal(e.to_string()))?;
                 slot.policies.push(SlotPolicy {
                     policy: p.clone(),
                     id: id.clone(),
@@ -297,7 +306,10 @@ impl Part {
             }
         }
         let set: Arc<PolicySet> = match mode {
-            Mode::Reference => Arc::new(slot.full.clone()),
+            Mode::Reference => Arc::new(
+                PolicySet::from_policies(slot.policies.iter().map(|p| p.policy.clone()))
+                    .map_err(|e| PolicyError::Internal(e.to_string()))?,
+            ),
             Mode::Indexed if candidates.is_empty() => return Ok(out),
             Mode::Indexed => slot.candidate_set(candidates)?,
         };
