@@ -314,3 +314,37 @@ fn symlinks_are_not_followed_out_of_the_workspace() {
     // The resolution came back to the file server as a lookup of "etc" in the workspace.
     assert!(rec.saw(FileAccess::List, "etc"));
 }
+
+#[test]
+fn handles_still_open_at_stop_are_reported() {
+    if !fuse_available() {
+        return;
+    }
+    let ws = tempfile::tempdir().unwrap();
+    let rec = Recorder::new();
+    let m = Mounted::new(ws.path(), rec.clone());
+    let code = format!(
+        "import sys, time\nf = open({:?}, 'wb', buffering=0)\nf.write(b'abc')\nprint('ready', flush=True)\ntime.sleep(30)",
+        m.path("held.bin").to_str().unwrap()
+    );
+    let mut child = Command::new("python3")
+        .args(["-c", &code])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready");
+    assert!(rec.closes_for("held.bin").is_empty());
+    drop(m); // lazy unmount (busy) + stop
+    let _ = child.kill();
+    let _ = child.wait();
+    let reports = rec.closes_for("held.bin");
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0].bytes_written, 3);
+    assert_eq!(reports[0].sha256_after_write, Some(sha256(b"abc")));
+}

@@ -245,6 +245,25 @@ impl MediatedLayer {
             .map_err(|_| io::Error::from_raw_os_error(libc::EIO))
     }
 
+    /// Report every handle the kernel never released (the connection went
+    /// away with files still open), so no allowed open is left without its
+    /// close report. Called when the server stops.
+    pub(super) fn close_all(&self) {
+        let open: Vec<(u64, Arc<OpenHandle>)> = self
+            .handles
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .collect();
+        let ctx = Context::default();
+        for (handle, h) in open {
+            self.report_close(&ctx, &h);
+            let _ = self
+                .inner
+                .release(&ctx, h.inode, 0, handle, false, false, None);
+        }
+    }
+
     /// Number of inodes the layer currently names (diagnostics and tests).
     pub fn known_inodes(&self) -> usize {
         self.nodes

@@ -137,6 +137,9 @@ impl FsServer {
                 first_err = Some(FsError::Thread);
             }
         }
+        // No thread serves requests any more: account for handles the
+        // kernel will never release, before the connection goes away.
+        self.layer.close_all();
         // Dropping the session closes our fd; see `start` for the placeholder.
         drop(self.session.take());
         let _ = std::fs::remove_dir(&self.placeholder);
