@@ -266,22 +266,29 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn time_runs(
+/// Time `a` and `b` alternately (so both see the same machine load), after
+/// a few warm-up runs; returns both samples sorted.
+fn time_interleaved(
     runs: usize,
-    mut f: impl FnMut() -> anyhow::Result<()>,
-) -> anyhow::Result<Vec<Duration>> {
-    // A few warm-up runs fill the page cache and the allocator.
+    mut a: impl FnMut() -> anyhow::Result<()>,
+    mut b: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
     for _ in 0..5 {
-        f()?;
+        a()?;
+        b()?;
     }
-    let mut out = Vec::with_capacity(runs);
+    let (mut ta, mut tb) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
     for _ in 0..runs {
         let t = Instant::now();
-        f()?;
-        out.push(t.elapsed());
+        a()?;
+        ta.push(t.elapsed());
+        let t = Instant::now();
+        b()?;
+        tb.push(t.elapsed());
     }
-    out.sort();
-    Ok(out)
+    ta.sort();
+    tb.sort();
+    Ok((ta, tb))
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -301,20 +308,23 @@ fn bench_in(args: &BenchArgs, scratch: &Path) -> anyhow::Result<ExitCode> {
         cfg.network = NetworkMode::LoopbackOnly;
     }
     let sandbox = ProcessSandbox::new(cfg)?;
-    let plain = time_runs(args.runs, || {
-        let st = std::process::Command::new("/usr/bin/true").status()?;
-        anyhow::ensure!(st.success(), "plain true failed");
-        Ok(())
-    })?;
-    let boxed = time_runs(args.runs, || {
-        let o = sandbox.exec(ExecRequest::new("bench", vec!["/usr/bin/true".into()]))?;
-        anyhow::ensure!(
-            o.status == ExitStatus::Exit(0),
-            "sandboxed true: {:?}",
-            o.status
-        );
-        Ok(())
-    })?;
+    let (plain, boxed) = time_interleaved(
+        args.runs,
+        || {
+            let st = std::process::Command::new("/usr/bin/true").status()?;
+            anyhow::ensure!(st.success(), "plain true failed");
+            Ok(())
+        },
+        || {
+            let o = sandbox.exec(ExecRequest::new("bench", vec!["/usr/bin/true".into()]))?;
+            anyhow::ensure!(
+                o.status == ExitStatus::Exit(0),
+                "sandboxed true: {:?}",
+                o.status
+            );
+            Ok(())
+        },
+    )?;
     let (pm, pp) = (percentile(&plain, 0.5), percentile(&plain, 0.99));
     let (sm, sp) = (percentile(&boxed, 0.5), percentile(&boxed, 0.99));
     let overhead = ms(sm) - ms(pm);
@@ -329,7 +339,7 @@ fn bench_in(args: &BenchArgs, scratch: &Path) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
-            "spawn of /usr/bin/true, {} runs each ({:?} workspace)",
+            "spawn of /usr/bin/true, {} interleaved runs each ({:?} workspace)",
             args.runs, args.workspace
         );
         println!(
