@@ -2,4 +2,5 @@
 
 pub mod cli;
 pub mod paths;
+pub mod provider;
 pub mod sandbox_mediator;

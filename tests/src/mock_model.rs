@@ -1,0 +1,697 @@
+//! A mock model server for tests: speaks the real Anthropic Messages and OpenAI Chat Completions
+//! wire formats (streamed as SSE, or whole JSON bodies), answers from a queue of scripted
+//! [`Reply`]s, records every request it receives, and injects faults on demand.
+//!
+//! It listens on 127.0.0.1 only, on its own thread and tokio runtime, so both async tests and
+//! plain tests that run the `stele` binary can use it. Dropping it stops it.
+//!
+//! ```no_run
+//! use stele_tests::mock_model::{MockModel, Reply, Turn};
+//! let mock = MockModel::start()?;
+//! mock.push(Reply::rate_limited("1"));
+//! mock.push(Turn::new().text("Reading.").tool_use("t1", "read_file", serde_json::json!({"path": "a"})).into());
+//! // point a provider at mock.base_url(), then inspect mock.requests()
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
+use serde_json::{json, Value};
+
+/// Which wire format a request used (from its path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// `POST /v1/messages`.
+    Anthropic,
+    /// `POST /v1/chat/completions`.
+    OpenAi,
+}
+
+/// One content block of a scripted turn.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Block {
+    /// Text.
+    Text(String),
+    /// A tool call.
+    ToolUse {
+        /// Call id.
+        id: String,
+        /// Tool name.
+        name: String,
+        /// Tool input.
+        input: Value,
+    },
+}
+
+/// A scripted assistant turn. Streamed, text is sent in small pieces and tool input JSON in
+/// fragments, as real servers do.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Turn {
+    /// The blocks, in order.
+    pub blocks: Vec<Block>,
+    /// Reported prompt tokens.
+    pub input_tokens: u64,
+    /// Reported generated tokens.
+    pub output_tokens: u64,
+}
+
+impl Turn {
+    /// An empty turn with usage 10 in / 5 out.
+    pub fn new() -> Self {
+        Self {
+            blocks: Vec::new(),
+            input_tokens: 10,
+            output_tokens: 5,
+        }
+    }
+    /// Add a text block.
+    pub fn text(mut self, t: &str) -> Self {
+        self.blocks.push(Block::Text(t.to_string()));
+        self
+    }
+    /// Add a tool call.
+    pub fn tool_use(mut self, id: &str, name: &str, input: Value) -> Self {
+        self.blocks.push(Block::ToolUse {
+            id: id.into(),
+            name: name.into(),
+            input,
+        });
+        self
+    }
+    /// Set the reported usage.
+    pub fn usage(mut self, input_tokens: u64, output_tokens: u64) -> Self {
+        self.input_tokens = input_tokens;
+        self.output_tokens = output_tokens;
+        self
+    }
+    fn has_tools(&self) -> bool {
+        self.blocks
+            .iter()
+            .any(|b| matches!(b, Block::ToolUse { .. }))
+    }
+}
+
+/// What the server does with the next request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// Answer with this turn (streamed if the request asked for it).
+    Turn(Turn),
+    /// Answer with an HTTP error in the wire's error format.
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// A `Retry-After` header value to send.
+        retry_after: Option<String>,
+        /// The error type (`rate_limit_error`, `api_error`, …) for the body.
+        kind: String,
+        /// The error message for the body.
+        message: String,
+        /// OpenAI's `error.code` (e.g. `context_length_exceeded`).
+        code: Option<String>,
+    },
+    /// 200 with a body (or first SSE event) that is not valid JSON.
+    Malformed,
+    /// Stream the turn but drop the connection after `after_events` SSE events (non-streamed: after
+    /// half the body).
+    Cut {
+        /// The turn being sent.
+        turn: Turn,
+        /// Events sent before the cut.
+        after_events: usize,
+    },
+    /// Stream the turn but stop sending after `after_events` events for `hold` (non-streamed: send
+    /// the headers, then nothing for `hold`).
+    Stall {
+        /// The turn being sent.
+        turn: Turn,
+        /// Events sent before the stall.
+        after_events: usize,
+        /// How long nothing is sent.
+        hold: Duration,
+    },
+}
+
+impl From<Turn> for Reply {
+    fn from(t: Turn) -> Self {
+        Reply::Turn(t)
+    }
+}
+
+impl Reply {
+    fn status(status: u16, kind: &str, message: &str) -> Self {
+        Reply::Status {
+            status,
+            retry_after: None,
+            kind: kind.into(),
+            message: message.into(),
+            code: None,
+        }
+    }
+    /// 429 with `Retry-After: <retry_after>`.
+    pub fn rate_limited(retry_after: &str) -> Self {
+        match Self::status(429, "rate_limit_error", "mock: rate limited") {
+            Reply::Status {
+                status,
+                kind,
+                message,
+                code,
+                ..
+            } => Reply::Status {
+                status,
+                retry_after: Some(retry_after.into()),
+                kind,
+                message,
+                code,
+            },
+            other => other,
+        }
+    }
+    /// 500 internal server error.
+    pub fn server_error() -> Self {
+        Self::status(500, "api_error", "mock: internal server error")
+    }
+    /// 401 invalid key.
+    pub fn unauthorized() -> Self {
+        Self::status(401, "authentication_error", "mock: invalid x-api-key")
+    }
+    /// 400 because the prompt is too long, as each API words it.
+    pub fn context_overflow() -> Self {
+        Reply::Status {
+            status: 400,
+            retry_after: None,
+            kind: "invalid_request_error".into(),
+            message: "prompt is too long: 210000 tokens > 200000 maximum".into(),
+            code: Some("context_length_exceeded".into()),
+        }
+    }
+}
+
+/// A request the server received.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// The wire format (from the path); `None` for unknown paths (answered 404).
+    pub wire: Option<Wire>,
+    /// HTTP method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// Headers, names lower-case.
+    pub headers: Vec<(String, String)>,
+    /// The body exactly as received.
+    pub body: Vec<u8>,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+impl RecordedRequest {
+    /// The body parsed as JSON (`Null` if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    replies: VecDeque<Reply>,
+    requests: Vec<RecordedRequest>,
+}
+
+type SharedState = Arc<Mutex<Shared>>;
+
+fn lock(s: &SharedState) -> std::sync::MutexGuard<'_, Shared> {
+    s.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A running mock server.
+pub struct MockModel {
+    addr: SocketAddr,
+    state: SharedState,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for MockModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockModel")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl MockModel {
+    /// Start a server on 127.0.0.1 with an OS-chosen port.
+    pub fn start() -> std::io::Result<Self> {
+        let state = SharedState::default();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let shared = state.clone();
+        let thread = std::thread::Builder::new()
+            .name("mock-model".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = addr_tx.send(Err(e));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", 0)).await {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = addr_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = addr_tx.send(listener.local_addr());
+                    let app = axum::Router::new().fallback(handle).with_state(shared);
+                    // Stop abruptly: a stalled response must not keep the test waiting.
+                    tokio::select! {
+                        _ = axum::serve(listener, app) => {}
+                        _ = stop_rx => {}
+                    }
+                });
+                rt.shutdown_timeout(Duration::from_millis(200));
+            })?;
+        let addr = addr_rx
+            .recv()
+            .map_err(|_| std::io::Error::other("mock model thread ended before listening"))??;
+        Ok(Self {
+            addr,
+            state,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`, the base URL to give a provider.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Queue a reply for the next request.
+    pub fn push(&self, reply: Reply) {
+        lock(&self.state).replies.push_back(reply);
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.state).requests.clone()
+    }
+
+    /// How many queued replies have not been used.
+    pub fn pending(&self) -> usize {
+        lock(&self.state).replies.len()
+    }
+}
+
+impl Drop for MockModel {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn handle(
+    State(state): State<SharedState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let wire = if path.ends_with("/v1/messages") {
+        Some(Wire::Anthropic)
+    } else if path.ends_with("/v1/chat/completions") {
+        Some(Wire::OpenAi)
+    } else {
+        None
+    };
+    let request = RecordedRequest {
+        wire,
+        method: method.to_string(),
+        path,
+        headers: headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: body.to_vec(),
+        at: Instant::now(),
+    };
+    let parsed = request.json();
+    let reply = {
+        let mut s = lock(&state);
+        s.requests.push(request);
+        s.replies.pop_front()
+    };
+    let Some(wire) = wire else {
+        return plain(404, "text/plain", Body::from("mock model: unknown path"));
+    };
+    let Some(reply) = reply else {
+        // Not retryable on purpose: a test that forgot a reply fails at once.
+        return error_response(
+            wire,
+            418,
+            None,
+            "mock_exhausted",
+            "mock model: no scripted reply queued",
+            None,
+        );
+    };
+    let streaming = parsed.get("stream").and_then(Value::as_bool) == Some(true);
+    let model = parsed
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("mock-model")
+        .to_string();
+    let usage_chunk = parsed
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true);
+    match reply {
+        Reply::Status {
+            status,
+            retry_after,
+            kind,
+            message,
+            code,
+        } => error_response(
+            wire,
+            status,
+            retry_after.as_deref(),
+            &kind,
+            &message,
+            code.as_deref(),
+        ),
+        Reply::Malformed if streaming => sse_response(vec![Step::Send(Bytes::from_static(
+            b"data: {\"type\": \"message_start\", \"message\": {\n\n",
+        ))]),
+        Reply::Malformed => plain(
+            200,
+            "application/json",
+            Body::from("{\"id\": \"msg_1\", \"content\": ["),
+        ),
+        Reply::Turn(turn) if streaming => sse_response(sse_steps(wire, &turn, &model, usage_chunk)),
+        Reply::Turn(turn) => plain(
+            200,
+            "application/json",
+            Body::from(full_body(wire, &turn, &model).to_string()),
+        ),
+        Reply::Cut { turn, after_events } if streaming => {
+            let mut steps = sse_steps(wire, &turn, &model, usage_chunk);
+            steps.truncate(after_events);
+            steps.push(Step::Fail);
+            sse_response(steps)
+        }
+        Reply::Cut { turn, .. } => {
+            let body = full_body(wire, &turn, &model).to_string().into_bytes();
+            let half = Bytes::from(body[..body.len() / 2].to_vec());
+            stream_response("application/json", vec![Step::Send(half), Step::Fail])
+        }
+        Reply::Stall {
+            turn,
+            after_events,
+            hold,
+        } if streaming => {
+            let mut steps = sse_steps(wire, &turn, &model, usage_chunk);
+            let at = after_events.min(steps.len());
+            steps.insert(at, Step::Sleep(hold));
+            sse_response(steps)
+        }
+        Reply::Stall { turn, hold, .. } => {
+            let body = Bytes::from(full_body(wire, &turn, &model).to_string());
+            stream_response(
+                "application/json",
+                vec![Step::Sleep(hold), Step::Send(body)],
+            )
+        }
+    }
+}
+
+fn plain(status: u16, content_type: &str, body: Body) -> Response {
+    let mut r = Response::new(body);
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert("content-type", v);
+    }
+    r
+}
+
+fn error_response(
+    wire: Wire,
+    status: u16,
+    retry_after: Option<&str>,
+    kind: &str,
+    message: &str,
+    code: Option<&str>,
+) -> Response {
+    let body = match wire {
+        Wire::Anthropic => json!({"type": "error", "error": {"type": kind, "message": message}}),
+        Wire::OpenAi => {
+            let message = if code == Some("context_length_exceeded") {
+                "This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens."
+            } else {
+                message
+            };
+            json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+        }
+    };
+    let mut r = plain(status, "application/json", Body::from(body.to_string()));
+    if let Some(Ok(v)) = retry_after.map(str::parse) {
+        r.headers_mut().insert("retry-after", v);
+    }
+    r
+}
+
+/// One step of a streamed body.
+enum Step {
+    Send(Bytes),
+    Sleep(Duration),
+    /// Abort the connection (the client sees a body error, not a clean end).
+    Fail,
+}
+
+fn sse_response(steps: Vec<Step>) -> Response {
+    stream_response("text/event-stream", steps)
+}
+
+fn stream_response(content_type: &str, steps: Vec<Step>) -> Response {
+    let stream = futures_util::stream::unfold(VecDeque::from(steps), |mut q| async move {
+        loop {
+            match q.pop_front()? {
+                Step::Send(b) => return Some((Ok::<Bytes, std::io::Error>(b), q)),
+                Step::Sleep(d) => tokio::time::sleep(d).await,
+                Step::Fail => {
+                    q.clear();
+                    return Some((Err(std::io::Error::other("mock: stream cut")), q));
+                }
+            }
+        }
+    });
+    plain(200, content_type, Body::from_stream(stream))
+}
+
+/// Split `s` into pieces of at most `n` characters.
+fn pieces(s: &str, n: usize) -> Vec<String> {
+    let chars: Vec<char> = s.chars().collect();
+    chars.chunks(n.max(1)).map(|c| c.iter().collect()).collect()
+}
+
+fn event(name: &str, data: &Value) -> Step {
+    Step::Send(Bytes::from(format!("event: {name}\ndata: {data}\n\n")))
+}
+
+fn data(data: &Value) -> Step {
+    Step::Send(Bytes::from(format!("data: {data}\n\n")))
+}
+
+fn sse_steps(wire: Wire, turn: &Turn, model: &str, usage_chunk: bool) -> Vec<Step> {
+    match wire {
+        Wire::Anthropic => anthropic_sse(turn, model),
+        Wire::OpenAi => openai_sse(turn, model, usage_chunk),
+    }
+}
+
+fn anthropic_sse(turn: &Turn, model: &str) -> Vec<Step> {
+    let mut s = vec![event(
+        "message_start",
+        &json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message", "role": "assistant", "content": [],
+            "model": model, "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": turn.input_tokens, "output_tokens": 1}}}),
+    )];
+    s.push(event("ping", &json!({"type": "ping"})));
+    for (i, b) in turn.blocks.iter().enumerate() {
+        let (start, deltas) = match b {
+            Block::Text(t) => (
+                json!({"type": "text", "text": ""}),
+                pieces(t, 4)
+                    .into_iter()
+                    .map(|p| json!({"type": "text_delta", "text": p}))
+                    .collect::<Vec<_>>(),
+            ),
+            Block::ToolUse { id, name, input } => (
+                json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+                pieces(&input.to_string(), 5)
+                    .into_iter()
+                    .map(|p| json!({"type": "input_json_delta", "partial_json": p}))
+                    .collect(),
+            ),
+        };
+        s.push(event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": i, "content_block": start}),
+        ));
+        for d in deltas {
+            s.push(event(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": i, "delta": d}),
+            ));
+        }
+        s.push(event(
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": i}),
+        ));
+    }
+    let stop = if turn.has_tools() {
+        "tool_use"
+    } else {
+        "end_turn"
+    };
+    s.push(event(
+        "message_delta",
+        &json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": turn.output_tokens}}),
+    ));
+    s.push(event("message_stop", &json!({"type": "message_stop"})));
+    s
+}
+
+fn openai_sse(turn: &Turn, model: &str, usage_chunk: bool) -> Vec<Step> {
+    let chunk = |delta: Value, finish: Value| {
+        data(
+            &json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}),
+        )
+    };
+    let mut s = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
+    let mut call = 0;
+    for b in &turn.blocks {
+        match b {
+            Block::Text(t) => {
+                for p in pieces(t, 4) {
+                    s.push(chunk(json!({"content": p}), Value::Null));
+                }
+            }
+            Block::ToolUse { id, name, input } => {
+                s.push(chunk(
+                    json!({"tool_calls": [{"index": call, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
+                    Value::Null,
+                ));
+                for p in pieces(&input.to_string(), 5) {
+                    s.push(chunk(
+                        json!({"tool_calls": [{"index": call, "function": {"arguments": p}}]}),
+                        Value::Null,
+                    ));
+                }
+                call += 1;
+            }
+        }
+    }
+    let finish = if turn.has_tools() {
+        "tool_calls"
+    } else {
+        "stop"
+    };
+    s.push(chunk(json!({}), json!(finish)));
+    if usage_chunk {
+        let (i, o) = (turn.input_tokens, turn.output_tokens);
+        s.push(data(&json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [],
+            "usage": {"prompt_tokens": i, "completion_tokens": o, "total_tokens": i + o}})));
+    }
+    s.push(Step::Send(Bytes::from_static(b"data: [DONE]\n\n")));
+    s
+}
+
+fn full_body(wire: Wire, turn: &Turn, model: &str) -> Value {
+    match wire {
+        Wire::Anthropic => {
+            let content: Vec<Value> = turn
+                .blocks
+                .iter()
+                .map(|b| match b {
+                    Block::Text(t) => json!({"type": "text", "text": t}),
+                    Block::ToolUse { id, name, input } => {
+                        json!({"type": "tool_use", "id": id, "name": name, "input": input})
+                    }
+                })
+                .collect();
+            json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": model, "content": content,
+                "stop_reason": if turn.has_tools() { "tool_use" } else { "end_turn" }, "stop_sequence": null,
+                "usage": {"input_tokens": turn.input_tokens, "output_tokens": turn.output_tokens}})
+        }
+        Wire::OpenAi => {
+            let text: String = turn
+                .blocks
+                .iter()
+                .filter_map(|b| {
+                    if let Block::Text(t) = b {
+                        Some(t.as_str())
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            let calls: Vec<Value> = turn
+                .blocks
+                .iter()
+                .filter_map(|b| match b {
+                    Block::ToolUse { id, name, input } => {
+                        Some(json!({"id": id, "type": "function", "function": {"name": name, "arguments": input.to_string()}}))
+                    }
+                    Block::Text(_) => None,
+                })
+                .collect();
+            let mut message = json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { json!(text) }});
+            if !calls.is_empty() {
+                message["tool_calls"] = Value::Array(calls);
+            }
+            let (i, o) = (turn.input_tokens, turn.output_tokens);
+            json!({"id": "chatcmpl-mock", "object": "chat.completion", "created": 0, "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": if turn.has_tools() { "tool_calls" } else { "stop" }}],
+                "usage": {"prompt_tokens": i, "completion_tokens": o, "total_tokens": i + o}})
+        }
+    }
+}
