@@ -8,6 +8,7 @@ use crate::leaf::LeafError;
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     /// SQLite failed.
+    #[cfg(feature = "store")]
     #[error("audit database {path}: {source}")]
     Sqlite {
         /// The database file.
@@ -70,6 +71,7 @@ pub enum AuditError {
     NotFound(String),
 }
 
+#[cfg(feature = "store")]
 impl AuditError {
     /// Wrap a SQLite error with the database path.
     pub fn sqlite(path: &std::path::Path) -> impl Fn(rusqlite::Error) -> AuditError + '_ {

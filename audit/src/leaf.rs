@@ -117,26 +117,22 @@ impl Leaf {
     }
 
     /// Parse stored bytes and check they are exactly the canonical encoding.
-    /// `scratch` is reused between calls to avoid allocation.
-    pub fn decode_canonical(bytes: &[u8], scratch: &mut Vec<u8>) -> Result<Self, LeafError> {
+    pub fn parse_canonical(bytes: &[u8]) -> Result<Self, LeafError> {
         if bytes.len() > MAX_LEAF_BYTES {
             return Err(LeafError::TooLarge(bytes.len()));
         }
-        let mut leaf: Leaf = serde_json::from_slice(bytes).map_err(|e| LeafError::Schema(e.to_string()))?;
-        if let Some(d) = leaf.data.as_mut() {
-            // serde_json may keep input order (its preserve_order feature can be
-            // switched on by any crate in the build): sort before comparing.
-            sort_keys(d);
-        }
-        scratch.clear();
-        serde_json::to_writer(&mut *scratch, &leaf).map_err(|e| LeafError::Schema(e.to_string()))?;
-        if scratch.as_slice() != bytes {
-            return Err(LeafError::NotCanonical);
-        }
+        crate::canonical::check(bytes).map_err(|_| LeafError::NotCanonical)?;
+        let leaf: Leaf = serde_json::from_slice(bytes).map_err(|e| LeafError::Schema(e.to_string()))?;
         if let Some(d) = &leaf.data {
             check_data(d)?;
         }
         Ok(leaf)
+    }
+
+    /// Same as [`Leaf::parse_canonical`]; `_scratch` is unused and the
+    /// function will be removed once callers have moved.
+    pub fn decode_canonical(bytes: &[u8], _scratch: &mut Vec<u8>) -> Result<Self, LeafError> {
+        Self::parse_canonical(bytes)
     }
 }
 

@@ -8,25 +8,37 @@
 //! - [`merkle`]: RFC 6962 tree, proofs and their verification.
 //! - [`verify`]: full re-derivation of a log; [`proof`]: portable inclusion proofs.
 
+#[cfg(feature = "store")]
 pub mod bench;
+pub mod canonical;
+pub mod check;
 pub mod error;
 pub mod event;
 pub mod leaf;
+#[cfg(feature = "store")]
 pub mod log;
 pub mod memory_tree;
 pub mod merkle;
 pub mod payload;
 pub mod proof;
+#[cfg(feature = "store")]
 pub mod schema;
+#[cfg(feature = "store")]
 mod startup;
+#[cfg(feature = "store")]
 pub mod store;
+#[cfg(feature = "store")]
 pub mod verify;
+#[cfg(feature = "store")]
 mod writer;
 
 pub use error::AuditError;
 pub use event::{
     Actor, DecisionRecord, Disclosure, Effect, Event, EventKind, Outcome, PayloadInput, Refs, Status, Target,
 };
+#[cfg(feature = "store")]
 pub use log::{AuditLog, LogOptions};
+#[cfg(feature = "store")]
 pub use store::Store;
+#[cfg(feature = "store")]
 pub use writer::Receipt;

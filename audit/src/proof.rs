@@ -13,8 +13,12 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use stele_attest::{Checkpoint, NoteVerifier};
 
+#[cfg(feature = "store")]
 use crate::error::AuditError;
-use crate::merkle::{inclusion_proof, leaf_hash, verify_inclusion, Hash};
+#[cfg(feature = "store")]
+use crate::merkle::inclusion_proof;
+use crate::merkle::{leaf_hash, verify_inclusion, Hash};
+#[cfg(feature = "store")]
 use crate::store::Store;
 
 const HEADER: &str = "c2sp.org/tlog-proof@v1";
@@ -30,6 +34,7 @@ pub struct VerifiedProof {
     pub checkpoint: Checkpoint,
 }
 
+#[cfg(feature = "store")]
 /// Build the proof for entry `seq` against the newest checkpoint, and check
 /// it before handing it out.
 pub fn make(store: &Store, verifier: &NoteVerifier, seq: u64) -> Result<String, AuditError> {
@@ -39,18 +44,25 @@ pub fn make(store: &Store, verifier: &NoteVerifier, seq: u64) -> Result<String, 
     }
     let entry = store.entry(seq)?;
     let path = inclusion_proof(store, seq, size)?;
-    let mut text = format!("{HEADER}\nextra {}\nindex {seq}\n", B64.encode(&entry.leaf));
-    for h in &path {
-        text.push_str(&B64.encode(h));
-        text.push('\n');
-    }
-    text.push('\n');
-    text.push_str(&note);
+    let text = render(&entry.leaf, seq, &path, &note);
     verify(&text, verifier).map_err(|e| AuditError::Integrity {
         index: seq,
         reason: format!("the stored tree gives a proof that does not verify: {e}"),
     })?;
     Ok(text)
+}
+
+/// The tlog-proof text for `leaf` at `index` with its audit `path` against
+/// the signed checkpoint `note`.
+pub fn render(leaf: &[u8], index: u64, path: &[Hash], note: &str) -> String {
+    let mut text = format!("{HEADER}\nextra {}\nindex {index}\n", B64.encode(leaf));
+    for h in path {
+        text.push_str(&B64.encode(h));
+        text.push('\n');
+    }
+    text.push('\n');
+    text.push_str(note);
+    text
 }
 
 /// Parse and verify a proof with the log's key.

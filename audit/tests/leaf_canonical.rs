@@ -42,6 +42,21 @@ prop_compose! {
 
 proptest! {
     #[test]
+    fn validator_accepts_jcs_and_rejects_whitespace(leaf in arb_leaf(), pos in any::<prop::sample::Index>()) {
+        let jcs = serde_jcs::to_vec(&serde_json::to_value(&leaf).unwrap()).unwrap();
+        prop_assert!(stele_audit::canonical::check(&jcs).is_ok());
+        // A space anywhere that leaves the JSON value unchanged is non-canonical.
+        let at = pos.index(jcs.len() + 1);
+        let mut spaced = jcs.clone();
+        spaced.insert(at, b' ');
+        let same = serde_json::from_slice::<serde_json::Value>(&spaced).ok()
+            == serde_json::from_slice::<serde_json::Value>(&jcs).ok();
+        if same {
+            prop_assert!(stele_audit::canonical::check(&spaced).is_err());
+        }
+    }
+
+    #[test]
     fn encoding_equals_jcs_and_round_trips(leaf in arb_leaf()) {
         let ours = leaf.encode().unwrap();
         let jcs = serde_jcs::to_vec(&serde_json::to_value(&leaf).unwrap()).unwrap();

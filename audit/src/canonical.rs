@@ -1,0 +1,230 @@
+//! A single-pass check that bytes are RFC 8785 (JCS) canonical JSON, for the
+//! subset leaves use: no floats (integers only), ASCII object keys.
+//!
+//! Verification must reject any leaf that is not byte-for-byte canonical.
+//! Parsing and re-serialising costs about as much as everything else in
+//! verification together; this check allocates nothing. A property test
+//! checks it against `serde_jcs` output and against mutated encodings.
+
+/// Why bytes are not canonical, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not canonical at byte {offset}: {what}")]
+pub struct CanonicalError {
+    /// Byte offset of the problem.
+    pub offset: usize,
+    /// What is wrong.
+    pub what: &'static str,
+}
+
+const MAX_DEPTH: usize = 32;
+
+/// Check that `b` is one canonical JSON value (UTF-8, no whitespace, object
+/// keys ASCII and strictly increasing, minimal string escapes, integers
+/// without leading zeros, fractions or exponents).
+pub fn check(b: &[u8]) -> Result<(), CanonicalError> {
+    if std::str::from_utf8(b).is_err() {
+        return Err(CanonicalError { offset: 0, what: "not UTF-8" });
+    }
+    let mut c = Cursor { b, i: 0 };
+    c.value(0)?;
+    if c.i != b.len() {
+        return c.fail("trailing bytes");
+    }
+    Ok(())
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn fail<T>(&self, what: &'static str) -> Result<T, CanonicalError> {
+        Err(CanonicalError { offset: self.i, what })
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn value(&mut self, depth: usize) -> Result<(), CanonicalError> {
+        if depth > MAX_DEPTH {
+            return self.fail("nested too deeply");
+        }
+        match self.peek() {
+            Some(b'{') => self.object(depth),
+            Some(b'[') => self.array(depth),
+            Some(b'"') => self.string().map(|_| ()),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            _ => self.fail("expected a value"),
+        }
+    }
+
+    fn literal(&mut self, lit: &[u8]) -> Result<(), CanonicalError> {
+        if self.b[self.i..].starts_with(lit) {
+            self.i += lit.len();
+            Ok(())
+        } else {
+            self.fail("bad literal")
+        }
+    }
+
+    fn number(&mut self) -> Result<(), CanonicalError> {
+        let start = self.i;
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        let digits = self.i;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.i += 1;
+        }
+        let n = self.i - digits;
+        if n == 0 {
+            return self.fail("expected digits");
+        }
+        if n > 1 && self.b[digits] == b'0' {
+            return Err(CanonicalError { offset: digits, what: "leading zero" });
+        }
+        if self.b[start] == b'-' && n == 1 && self.b[digits] == b'0' {
+            return Err(CanonicalError { offset: start, what: "negative zero" });
+        }
+        if matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
+            return self.fail("only integers are allowed");
+        }
+        Ok(())
+    }
+
+    /// Returns the string's raw content (between the quotes).
+    fn string(&mut self) -> Result<&'a [u8], CanonicalError> {
+        self.i += 1; // opening quote
+        let start = self.i;
+        loop {
+            match self.peek() {
+                None => return self.fail("unterminated string"),
+                Some(b'"') => {
+                    let s = &self.b[start..self.i];
+                    self.i += 1;
+                    return Ok(s);
+                }
+                Some(0x00..=0x1f) => return self.fail("control character must be escaped"),
+                Some(b'\\') => self.escape()?,
+                Some(_) => {
+                    // Skip the run of ordinary bytes in one go (the hot path).
+                    let rest = &self.b[self.i..];
+                    self.i += rest.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).unwrap_or(rest.len());
+                }
+            }
+        }
+    }
+
+    fn escape(&mut self) -> Result<(), CanonicalError> {
+        match self.b.get(self.i + 1) {
+            Some(b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                self.i += 2;
+                Ok(())
+            }
+            Some(b'u') => {
+                let h = self.b.get(self.i + 2..self.i + 6).ok_or(CanonicalError { offset: self.i, what: "short \\u escape" })?;
+                let lower_hex = |c: &u8| c.is_ascii_digit() || (b'a'..=b'f').contains(c);
+                if !(h[0] == b'0' && h[1] == b'0' && h.iter().all(lower_hex)) {
+                    return self.fail("\\u escape only for control characters, in lowercase hex");
+                }
+                let v = (hex_val(h[2]) << 4) | hex_val(h[3]);
+                if v >= 0x20 || matches!(v, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
+                    return self.fail("character escaped that must not be, or has a short escape");
+                }
+                self.i += 6;
+                Ok(())
+            }
+            _ => self.fail("escape not used by the canonical form"),
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Result<(), CanonicalError> {
+        self.i += 1;
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.value(depth + 1)?;
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return self.fail("expected ',' or ']'"),
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<(), CanonicalError> {
+        self.i += 1;
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(());
+        }
+        let mut prev: Option<&[u8]> = None;
+        loop {
+            if self.peek() != Some(b'"') {
+                return self.fail("expected a key");
+            }
+            let at = self.i;
+            let key = self.string()?;
+            if key.iter().any(|c| *c == b'\\' || !c.is_ascii()) {
+                return Err(CanonicalError { offset: at, what: "object keys must be plain ASCII" });
+            }
+            if prev.is_some_and(|p| p >= key) {
+                return Err(CanonicalError { offset: at, what: "object keys not in sorted order, or repeated" });
+            }
+            prev = Some(key);
+            if self.peek() != Some(b':') {
+                return self.fail("expected ':'");
+            }
+            self.i += 1;
+            self.value(depth + 1)?;
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return self.fail("expected ',' or '}'"),
+            }
+        }
+    }
+}
+
+fn hex_val(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        _ => c - b'a' + 10,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check;
+
+    #[test]
+    fn accepts_canonical() {
+        for ok in [r#"{"a":1,"b":[true,false,null,"x\n\u001f\"\\"],"c":{}}"#, "-5", "0", r#""é""#, "[]", r#"{"":0}"#] {
+            assert!(check(ok.as_bytes()).is_ok(), "{ok}");
+        }
+        assert!(check("\"\u{7f}\"".as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn rejects_non_canonical() {
+        for bad in [
+            r#"{"b":1,"a":2}"#, r#"{"a":1,"a":1}"#, r#"{"a": 1}"#, " 1", "1 ", "01", "-0", "1.0", "1e3",
+            r#""\/""#, r#""\u0041""#, r#""\u007f""#, r#""\u000a""#, r#""\u001F""#, "\"\t\"", r#"{"\u0061":1}"#, "[1,]", "{", "tru",
+        ] {
+            assert!(check(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+}

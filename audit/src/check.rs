@@ -1,0 +1,248 @@
+//! Per-leaf verification shared by the database verifier (`verify_db`) and
+//! the offline bundle verifier (`stele-verify`): canonical form, index, log,
+//! genesis, hash chain, time order, session sub-chains, intent/result pairing,
+//! payload commitments and redactions, and the Merkle tree.
+//!
+//! It knows nothing about where leaves come from, so one implementation
+//! decides what a valid log is.
+
+use std::collections::HashMap;
+
+use crate::event::{EventKind, IntentRole};
+use crate::leaf::{parse_hash_b64, Leaf};
+use crate::merkle::{leaf_hash, CompletedNode, Frontier, Hash};
+use crate::payload::parse_commit;
+
+/// The first problem found in a leaf.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("index {index}: {reason}")]
+pub struct LeafFailure {
+    /// The leaf index.
+    pub index: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// What the checker knows about one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSeen {
+    /// Position of the session's newest leaf.
+    pub n: u64,
+    /// Leaf hash of the session's newest leaf.
+    pub head: Hash,
+    /// Whether it ended (`session.end` / `session.interrupted`).
+    pub ended: bool,
+    /// Index of its first leaf.
+    pub first: u64,
+    /// Index of its newest leaf.
+    pub last: u64,
+}
+
+/// A redaction entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedactionSeen {
+    /// Index of the redaction entry.
+    pub seq: u64,
+    /// How many payloads it erased.
+    pub count: usize,
+    /// The stated reason.
+    pub reason: String,
+}
+
+/// An intent with no result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unfinished {
+    /// Index of the intent.
+    pub seq: u64,
+    /// Its kind.
+    pub kind: EventKind,
+}
+
+/// Streaming checker: feed leaves in index order with [`LeafChecker::push`].
+#[derive(Debug)]
+pub struct LeafChecker {
+    origin: String,
+    frontier: Frontier,
+    prev: Option<Hash>,
+    scratch: Vec<u8>,
+    /// Sessions by id.
+    pub sessions: HashMap<String, SessionSeen>,
+    open: HashMap<u64, (EventKind, Hash)>,
+    /// Payload commitment → index of the entry committing to it.
+    pub committed: HashMap<Hash, u64>,
+    /// Payload commitment → index of the redaction entry erasing it.
+    pub redacted_by: HashMap<Hash, u64>,
+    /// Redaction entries seen.
+    pub redactions: Vec<RedactionSeen>,
+    /// Intents closed as interrupted.
+    pub interrupted: u64,
+    last_time: Option<(String, String)>,
+    first_ts: Option<String>,
+}
+
+impl LeafChecker {
+    /// A checker for the log named `origin`, starting at index 0.
+    pub fn new(origin: &str) -> Self {
+        Self {
+            origin: origin.to_string(),
+            frontier: Frontier::new(),
+            prev: None,
+            scratch: Vec::with_capacity(2048),
+            sessions: HashMap::new(),
+            open: HashMap::new(),
+            committed: HashMap::new(),
+            redacted_by: HashMap::new(),
+            redactions: Vec::new(),
+            interrupted: 0,
+            last_time: None,
+            first_ts: None,
+        }
+    }
+
+    /// Leaves checked so far (the next expected index).
+    pub fn size(&self) -> u64 {
+        self.frontier.size()
+    }
+
+    /// Root of the leaves checked so far.
+    pub fn root(&self) -> Hash {
+        self.frontier.root()
+    }
+
+    /// Check the next leaf. `stored_hash`, when the source keeps one, must
+    /// equal the recomputed leaf hash. `completed` sees every tree node the
+    /// leaf completes (for comparing with stored tiles).
+    pub fn push(
+        &mut self,
+        bytes: &[u8],
+        stored_hash: Option<&[u8]>,
+        completed: impl FnMut(CompletedNode),
+    ) -> Result<(Leaf, Hash), LeafFailure> {
+        let i = self.frontier.size();
+        let t = |reason: String| LeafFailure { index: i, reason };
+        let leaf = Leaf::decode_canonical(bytes, &mut self.scratch).map_err(|e| t(e.to_string()))?;
+        let h = leaf_hash(bytes);
+        if stored_hash.is_some_and(|s| s != h) {
+            return Err(t("leaf bytes do not match the stored leaf hash".into()));
+        }
+        if leaf.seq != i {
+            return Err(t(format!("leaf claims index {}", leaf.seq)));
+        }
+        if leaf.log != self.origin {
+            return Err(t(format!("leaf belongs to log {:?}", leaf.log)));
+        }
+        if (i == 0) != (leaf.kind == EventKind::LogGenesis) {
+            return Err(t("log.genesis must be exactly the first entry".into()));
+        }
+        if leaf.prev.as_deref().map(parse_hash_b64) != self.prev.map(Some) {
+            return Err(t("hash chain broken: prev does not name the previous leaf".into()));
+        }
+        if let Some((boot, ts)) = &self.last_time {
+            if *boot == leaf.boot && leaf.ts < *ts {
+                return Err(t("time went backwards within one writer boot".into()));
+            }
+        }
+        self.check_session(&leaf, &h).map_err(t)?;
+        self.check_intent(&leaf, &h).map_err(t)?;
+        for p in &leaf.payload {
+            let c = parse_commit(&p.commit).ok_or_else(|| t(format!("bad commitment {:?}", p.commit)))?;
+            self.committed.insert(c, i);
+        }
+        if leaf.kind == EventKind::Redaction {
+            let (count, reason) = self.redaction_data(&leaf, i).map_err(t)?;
+            self.redactions.push(RedactionSeen { seq: i, count, reason });
+        }
+        if self.first_ts.is_none() {
+            self.first_ts = Some(leaf.ts.clone());
+        }
+        match &mut self.last_time {
+            Some((b, ts)) if *b == leaf.boot => ts.clone_from(&leaf.ts),
+            other => *other = Some((leaf.boot.clone(), leaf.ts.clone())),
+        }
+        self.frontier.push(h, completed);
+        self.prev = Some(h);
+        Ok((leaf, h))
+    }
+
+    /// First and last timestamps seen.
+    pub fn time_span(&self) -> Option<(String, String)> {
+        self.first_ts.clone().zip(self.last_time.as_ref().map(|(_, ts)| ts.clone()))
+    }
+
+    /// Intents without a result, in index order.
+    pub fn unfinished(&self) -> Vec<Unfinished> {
+        let mut v: Vec<Unfinished> = self.open.iter().map(|(s, (k, _))| Unfinished { seq: *s, kind: *k }).collect();
+        v.sort_by_key(|u| u.seq);
+        v
+    }
+
+    fn check_session(&mut self, leaf: &Leaf, h: &Hash) -> Result<(), String> {
+        let Some(s) = &leaf.session else {
+            if matches!(leaf.kind, EventKind::SessionStart | EventKind::SessionEnd | EventKind::SessionInterrupted) {
+                return Err(format!("{} without a session", leaf.kind));
+            }
+            return Ok(());
+        };
+        let ends = matches!(leaf.kind, EventKind::SessionEnd | EventKind::SessionInterrupted);
+        match self.sessions.get_mut(&s.id) {
+            None => {
+                if leaf.kind != EventKind::SessionStart || s.n != 0 || s.prev.is_some() {
+                    return Err(format!("session {} does not begin with session.start at n=0", s.id));
+                }
+                let seen = SessionSeen { n: 0, head: *h, ended: ends, first: leaf.seq, last: leaf.seq };
+                self.sessions.insert(s.id.clone(), seen);
+            }
+            Some(seen) => {
+                if seen.ended {
+                    return Err(format!("session {} continues after its end", s.id));
+                }
+                if leaf.kind == EventKind::SessionStart {
+                    return Err(format!("session {} starts twice", s.id));
+                }
+                if s.n != seen.n + 1 || s.prev.as_deref().and_then(parse_hash_b64) != Some(seen.head) {
+                    return Err(format!("session {} sub-chain broken (n={}, expected {})", s.id, s.n, seen.n + 1));
+                }
+                seen.n = s.n;
+                seen.head = *h;
+                seen.ended = ends;
+                seen.last = leaf.seq;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_intent(&mut self, leaf: &Leaf, h: &Hash) -> Result<(), String> {
+        let want = match leaf.kind.role() {
+            IntentRole::Intent => {
+                self.open.insert(leaf.seq, (leaf.kind, *h));
+                return Ok(());
+            }
+            IntentRole::Result(k) => Some(k),
+            IntentRole::Plain if leaf.kind == EventKind::Interrupted => None,
+            IntentRole::Plain => return Ok(()),
+        };
+        let r = leaf.refs.as_ref().ok_or_else(|| format!("{} does not name its intent", leaf.kind))?;
+        let (kind, ih) = self
+            .open
+            .remove(&r.intent_seq)
+            .ok_or_else(|| format!("{} names intent {} which is not open", leaf.kind, r.intent_seq))?;
+        if want.is_some_and(|w| w != kind) || parse_hash_b64(&r.intent_leaf) != Some(ih) {
+            return Err(format!("{} does not match intent {}", leaf.kind, r.intent_seq));
+        }
+        if leaf.kind == EventKind::Interrupted {
+            self.interrupted += 1;
+        }
+        Ok(())
+    }
+
+    fn redaction_data(&mut self, leaf: &Leaf, i: u64) -> Result<(usize, String), String> {
+        let d = leaf.data.as_ref().ok_or("redaction without data")?;
+        let commits = d.get("commits").and_then(|c| c.as_array()).ok_or("redaction without commits")?;
+        for c in commits {
+            let h = c.as_str().and_then(parse_commit).ok_or("redaction names a bad commitment")?;
+            self.redacted_by.insert(h, i);
+        }
+        let reason = d.get("reason").and_then(|r| r.as_str()).unwrap_or_default().to_string();
+        Ok((commits.len(), reason))
+    }
+}
