@@ -11,7 +11,7 @@ use crate::decision::{
 };
 use crate::digest::BundleDigest;
 use crate::error::PolicyError;
-use crate::layer::{LazyInput, Layer, LayerKind, Mode, Part};
+use crate::layer::{Layer, LayerKind, LazyInput, Mode, Part};
 use crate::layout::{read_bundle, BundleFiles, TextFile, SCHEMA_FILE};
 use crate::members::{Members, MEMBERS_FILE};
 use crate::request::{Approval, ApprovalOutcome, Request};
@@ -248,7 +248,9 @@ impl Bundle {
         request.context().approval.is_none()
             && d.errors.is_empty()
             && !d.determining.is_empty()
-            && d.determining.iter().all(|p| p.annotations.contains_key("ask"))
+            && d.determining
+                .iter()
+                .all(|p| p.annotations.contains_key("ask"))
     }
 
     fn internal_deny(&self, e: PolicyError) -> Decision {

@@ -141,7 +141,9 @@ impl CanonicalHost {
         let port = match port {
             Some(0) => return Err(CanonError::InvalidPort(host.to_owned())),
             Some(p) => p,
-            None => default_port(&scheme).ok_or_else(|| CanonError::UnknownScheme(scheme.clone()))?,
+            None => {
+                default_port(&scheme).ok_or_else(|| CanonError::UnknownScheme(scheme.clone()))?
+            }
         };
         Ok(Self { scheme, name, port })
     }
@@ -320,14 +322,26 @@ mod tests {
 
     #[test]
     fn paths_refused() {
-        assert!(matches!(canonical_path("/etc/passwd"), Err(CanonError::AbsolutePath(_))));
-        assert!(matches!(canonical_path("C:/x"), Err(CanonError::AbsolutePath(_))));
-        assert!(matches!(canonical_path("\\\\srv\\x"), Err(CanonError::AbsolutePath(_))));
+        assert!(matches!(
+            canonical_path("/etc/passwd"),
+            Err(CanonError::AbsolutePath(_))
+        ));
+        assert!(matches!(
+            canonical_path("C:/x"),
+            Err(CanonError::AbsolutePath(_))
+        ));
+        assert!(matches!(
+            canonical_path("\\\\srv\\x"),
+            Err(CanonError::AbsolutePath(_))
+        ));
         assert!(matches!(
             canonical_path("receipts/../../hr"),
             Err(CanonError::EscapesWorkspace(_))
         ));
-        assert!(matches!(canonical_path("a\0b"), Err(CanonError::ControlCharacter(_))));
+        assert!(matches!(
+            canonical_path("a\0b"),
+            Err(CanonError::ControlCharacter(_))
+        ));
         assert!(matches!(canonical_path(""), Err(CanonError::Empty(_))));
     }
 
@@ -338,7 +352,12 @@ mod tests {
         let h = CanonicalHost::parse("http://[::FFFF:7f00:1]:8080").unwrap();
         assert_eq!(h.name(), "::ffff:127.0.0.1");
         assert_eq!(h.port(), 8080);
-        assert_eq!(CanonicalHost::new("ssh", "Git.Example", None).unwrap().port(), 22);
+        assert_eq!(
+            CanonicalHost::new("ssh", "Git.Example", None)
+                .unwrap()
+                .port(),
+            22
+        );
         assert!(CanonicalHost::parse("gopher://x.example").is_err());
         assert!(CanonicalHost::parse("https://127.1").is_err());
         assert!(CanonicalHost::parse("https://0x7f.0.0.1").is_err());
@@ -363,7 +382,12 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("a")).unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("out")).unwrap();
-        assert_eq!(resolve_in_workspace(dir.path(), "a/new.txt").unwrap().as_str(), "a/new.txt");
+        assert_eq!(
+            resolve_in_workspace(dir.path(), "a/new.txt")
+                .unwrap()
+                .as_str(),
+            "a/new.txt"
+        );
         assert!(matches!(
             resolve_in_workspace(dir.path(), "out/secret"),
             Err(CanonError::EscapesWorkspace(_))

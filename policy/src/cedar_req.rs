@@ -30,13 +30,23 @@ fn type_name(s: &str) -> Result<EntityTypeName, PolicyError> {
 impl Names {
     pub fn new() -> Result<Self, PolicyError> {
         let mut resource_types = HashMap::new();
-        for t in ["File", "Program", "Host", "Model", "McpServer", "McpTool", "Tool"] {
+        for t in [
+            "File",
+            "Program",
+            "Host",
+            "Model",
+            "McpServer",
+            "McpTool",
+            "Tool",
+        ] {
             resource_types.insert(t, type_name(t)?);
         }
         let action_type = type_name("Action")?;
         let actions = Action::ALL
             .iter()
-            .map(|a| EntityUid::from_type_name_and_id(action_type.clone(), EntityId::new(a.as_str())))
+            .map(|a| {
+                EntityUid::from_type_name_and_id(action_type.clone(), EntityId::new(a.as_str()))
+            })
             .collect();
         Ok(Self {
             user: type_name("User")?,
@@ -53,7 +63,9 @@ impl Names {
     }
 
     pub fn action_of(&self, uid: &EntityUid) -> Option<Action> {
-        Action::ALL.into_iter().find(|a| self.actions.get(a.index()) == Some(uid))
+        Action::ALL
+            .into_iter()
+            .find(|a| self.actions.get(a.index()) == Some(uid))
     }
 
     pub fn user_uid(&self, id: &str) -> EntityUid {
@@ -102,7 +114,10 @@ fn record(pairs: Vec<(&str, RestrictedExpression)>) -> Result<RestrictedExpressi
         .map_err(|e| PolicyError::Internal(e.to_string()))
 }
 
-fn resource_uid(names: &Names, resource: &Resource) -> Result<(EntityUid, Vec<EntityUid>), PolicyError> {
+fn resource_uid(
+    names: &Names,
+    resource: &Resource,
+) -> Result<(EntityUid, Vec<EntityUid>), PolicyError> {
     let uid = EntityUid::from_type_name_and_id(
         names.resource_type(resource.type_name())?,
         EntityId::new(resource.entity_id()),
@@ -206,7 +221,11 @@ fn context(req: &Request) -> Result<Context, PolicyError> {
 }
 
 /// The request's identities; `teams` are the principal's team uids.
-pub(crate) fn facts(names: &Names, req: &Request, teams: &[EntityUid]) -> Result<Facts, PolicyError> {
+pub(crate) fn facts(
+    names: &Names,
+    req: &Request,
+    teams: &[EntityUid],
+) -> Result<Facts, PolicyError> {
     let (resource, resource_ancestors) = resource_uid(names, &req.resource)?;
     Ok(Facts {
         principal: names.user_uid(&req.principal),
@@ -226,12 +245,20 @@ pub(crate) fn cedar_input(
 ) -> Result<CedarInput, PolicyError> {
     let user = Entity::new_no_attrs(
         facts.principal.clone(),
-        facts.principal_ancestors.iter().cloned().collect::<HashSet<_>>(),
+        facts
+            .principal_ancestors
+            .iter()
+            .cloned()
+            .collect::<HashSet<_>>(),
     );
     let res_entity = Entity::new(
         facts.resource.clone(),
         resource_attrs(&req.resource),
-        facts.resource_ancestors.iter().cloned().collect::<HashSet<_>>(),
+        facts
+            .resource_ancestors
+            .iter()
+            .cloned()
+            .collect::<HashSet<_>>(),
     )
     .map_err(|e| PolicyError::Internal(e.to_string()))?;
     let entities = Entities::from_entities([user, res_entity], schema)

@@ -67,14 +67,16 @@ pub fn context_from_json(value: &serde_json::Value) -> Result<RequestContext, Po
     };
     Ok(RequestContext {
         session_id: ctx.session_id.unwrap_or_else(|| "test".to_owned()),
-        sandbox: ctx.sandbox.map_or_else(SandboxFacts::default, |s| SandboxFacts {
-            backend: s.backend,
-            network: if s.network {
-                Network::ViaProxy
-            } else {
-                Network::Disabled
-            },
-        }),
+        sandbox: ctx
+            .sandbox
+            .map_or_else(SandboxFacts::default, |s| SandboxFacts {
+                backend: s.backend,
+                network: if s.network {
+                    Network::ViaProxy
+                } else {
+                    Network::Disabled
+                },
+            }),
         argv: ctx.argv.unwrap_or_default(),
         args,
         approval: ctx.approval.map(|a| Approval {

@@ -241,7 +241,10 @@ pub(crate) fn combine(layers: Vec<(LayerKind, LayerResult)>) -> Combined {
                 .collect();
             Combined {
                 allowed: !allowing.is_empty(),
-                reasons: allowing.iter().flat_map(|(_, r)| r.permits.clone()).collect(),
+                reasons: allowing
+                    .iter()
+                    .flat_map(|(_, r)| r.permits.clone())
+                    .collect(),
                 layer: allowing.last().map(|(k, _)| *k),
                 layers: verdicts,
                 errors,

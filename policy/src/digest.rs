@@ -49,12 +49,23 @@ mod tests {
 
     #[test]
     fn order_independent_and_framed() {
-        let a = vec![("a".to_owned(), b"x".to_vec()), ("b".to_owned(), b"y".to_vec())];
-        let b = vec![("b".to_owned(), b"y".to_vec()), ("a".to_owned(), b"x".to_vec())];
+        let a = vec![
+            ("a".to_owned(), b"x".to_vec()),
+            ("b".to_owned(), b"y".to_vec()),
+        ];
+        let b = vec![
+            ("b".to_owned(), b"y".to_vec()),
+            ("a".to_owned(), b"x".to_vec()),
+        ];
         assert_eq!(BundleDigest::of_files(&a), BundleDigest::of_files(&b));
         // Moving a byte between path and content must change the digest.
-        let c = vec![("ax".to_owned(), b"".to_vec()), ("b".to_owned(), b"y".to_vec())];
+        let c = vec![
+            ("ax".to_owned(), b"".to_vec()),
+            ("b".to_owned(), b"y".to_vec()),
+        ];
         assert_ne!(BundleDigest::of_files(&a), BundleDigest::of_files(&c));
-        assert!(BundleDigest::of_files(&a).to_string().starts_with("sha256:"));
+        assert!(BundleDigest::of_files(&a)
+            .to_string()
+            .starts_with("sha256:"));
     }
 }

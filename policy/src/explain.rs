@@ -65,7 +65,11 @@ pub fn render(request: &Request, d: &Decision) -> String {
                 PolicyEffect::Permit => "permit",
                 PolicyEffect::Forbid => "forbid",
             };
-            let _ = writeln!(out, "  {eff} {}  [{}]  {}:{}", p.id, p.layer, p.file, p.line);
+            let _ = writeln!(
+                out,
+                "  {eff} {}  [{}]  {}:{}",
+                p.id, p.layer, p.file, p.line
+            );
             let notes: Vec<String> = p
                 .annotations
                 .iter()
@@ -80,6 +84,10 @@ pub fn render(request: &Request, d: &Decision) -> String {
     for e in &d.errors {
         let _ = writeln!(out, "error:    {}: {}", e.policy, e.message);
     }
-    let _ = writeln!(out, "bundle:   {} (schema {})", d.bundle_digest, d.schema_version);
+    let _ = writeln!(
+        out,
+        "bundle:   {} (schema {})",
+        d.bundle_digest, d.schema_version
+    );
     out
 }

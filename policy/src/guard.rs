@@ -14,7 +14,6 @@
 use cedar_policy::Policy;
 use serde_json::Value;
 
-
 use crate::request::Resource;
 
 /// A necessary condition on one string attribute of the resource.
@@ -172,8 +171,8 @@ enum Tok {
 /// value, so escapes need no decoding.
 fn tokenize(src: &str) -> Option<Vec<Tok>> {
     const PUNCT: [&str; 22] = [
-        "&&", "||", "==", "!=", "<=", ">=", "::", "(", ")", "{", "}", "[", "]", ",", ";", ".",
-        "@", "<", ">", "!", "-", "+",
+        "&&", "||", "==", "!=", "<=", ">=", "::", "(", ")", "{", "}", "[", "]", ",", ";", ".", "@",
+        "<", ">", "!", "-", "+",
     ];
     let mut out = Vec::new();
     let mut rest = src;
@@ -384,13 +383,15 @@ mod tests {
         // (equal, or a shorter prefix when escapes are involved).
         for t in guards_from_text(src) {
             let implied = from_est.iter().any(|e| match (&t, e) {
-                (
-                    Guard::Prefix { attr: a, prefix: p },
-                    Guard::Prefix { attr: b, prefix: q },
-                ) => a == b && q.starts_with(p.as_str()),
+                (Guard::Prefix { attr: a, prefix: p }, Guard::Prefix { attr: b, prefix: q }) => {
+                    a == b && q.starts_with(p.as_str())
+                }
                 (x, y) => x == y,
             });
-            assert!(implied, "text guard {t:?} not implied by {from_est:?} for {src}");
+            assert!(
+                implied,
+                "text guard {t:?} not implied by {from_est:?} for {src}"
+            );
         }
         from_est
     }
@@ -426,8 +427,14 @@ mod tests {
         assert_eq!(
             v,
             vec![
-                Guard::Prefix { attr: "path".into(), prefix: "dir/a".into() },
-                Guard::OneOf { attr: "path".into(), values: vec!["x".into()] },
+                Guard::Prefix {
+                    attr: "path".into(),
+                    prefix: "dir/a".into()
+                },
+                Guard::OneOf {
+                    attr: "path".into(),
+                    values: vec!["x".into()]
+                },
             ]
         );
     }
@@ -435,7 +442,10 @@ mod tests {
     #[test]
     fn no_guards_after_an_unknown_conjunct_or_from_unless() {
         assert!(g(r#"permit (principal, action, resource is File) when { context.args.size_bytes > 1 && resource.path == "a" };"#).is_empty());
-        assert!(g(r#"permit (principal, action, resource is File) unless { resource.path == "a" };"#).is_empty());
+        assert!(g(
+            r#"permit (principal, action, resource is File) unless { resource.path == "a" };"#
+        )
+        .is_empty());
         assert!(g(r#"permit (principal, action, resource is File) when { resource.path == "a" || resource.path == "b" };"#).is_empty());
     }
 }

@@ -215,7 +215,8 @@ impl LazyInput<'_> {
 impl Part {
     /// Index `policies` by the actions their scope can match.
     pub fn new(names: &Names, policies: &[(String, Policy)]) -> Result<Self, PolicyError> {
-        let mut slots: Vec<ActionSlot> = Action::ALL.iter().map(|_| ActionSlot::default()).collect();
+        let mut slots: Vec<ActionSlot> =
+            Action::ALL.iter().map(|_| ActionSlot::default()).collect();
         for (id, p) in policies {
             let actions: Vec<Action> = match p.action_constraint() {
                 ActionConstraint::Any => Action::ALL.to_vec(),
@@ -233,9 +234,10 @@ impl Part {
             // tests check against Cedar's form.
             let guards = match (unconditional, p.effect()) {
                 (true, _) => Vec::new(),
-                (false, Effect::Forbid) => {
-                    guard::est(p).as_ref().map(guard::guards).unwrap_or_default()
-                }
+                (false, Effect::Forbid) => guard::est(p)
+                    .as_ref()
+                    .map(guard::guards)
+                    .unwrap_or_default(),
                 (false, Effect::Permit) => {
                     guard::guards_from_text(&p.to_cedar().unwrap_or_default())
                 }
@@ -283,8 +285,12 @@ impl Part {
         }
         let mut candidates: Vec<u32> = Vec::new();
         for (i, sp) in slot.policies.iter().enumerate() {
-            let in_scope = sp.principal.matches(&facts.principal, &facts.principal_ancestors)
-                && sp.resource.matches(&facts.resource, &facts.resource_ancestors);
+            let in_scope = sp
+                .principal
+                .matches(&facts.principal, &facts.principal_ancestors)
+                && sp
+                    .resource
+                    .matches(&facts.resource, &facts.resource_ancestors);
             if !in_scope {
                 continue;
             }

@@ -124,7 +124,10 @@ fn refuse_stray_cedar(root: &Path, dir: &Path) -> Result<(), PolicyError> {
 pub(crate) fn read_bundle(root: &Path) -> Result<BundleFiles, PolicyError> {
     let meta = std::fs::metadata(root).map_err(io(root))?;
     if !meta.is_dir() {
-        return Err(layout(&root.display().to_string(), "a policy bundle is a folder"));
+        return Err(layout(
+            &root.display().to_string(),
+            "a policy bundle is a folder",
+        ));
     }
     let mut files = BundleFiles::default();
     let mut saw_org = false;

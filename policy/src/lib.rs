@@ -37,8 +37,8 @@
 //! ```
 
 pub mod bundle;
-mod cedar_req;
 pub mod canonical;
+mod cedar_req;
 pub mod context_json;
 pub mod decision;
 pub mod digest;
@@ -56,7 +56,9 @@ pub mod tests_format;
 
 pub use bundle::Bundle;
 pub use canonical::{CanonicalHost, CanonicalPath, ProgramRef};
-pub use decision::{Decision, DeterminingPolicy, Effect, EvalError, LayerVerdict, PolicyEffect, Verdict};
+pub use decision::{
+    Decision, DeterminingPolicy, Effect, EvalError, LayerVerdict, PolicyEffect, Verdict,
+};
 pub use digest::BundleDigest;
 pub use error::{CanonError, Location, PolicyError};
 pub use layer::{Layer, LayerKind};

@@ -97,7 +97,11 @@ impl Members {
 
     /// The teams of `user` (empty for a user not in the file).
     pub fn teams_of(&self, user: &str) -> impl Iterator<Item = &str> {
-        self.users.get(user).into_iter().flatten().map(String::as_str)
+        self.users
+            .get(user)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
     }
 
     /// All users, sorted.

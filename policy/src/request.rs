@@ -84,19 +84,22 @@ impl Action {
     /// Whether `resource` is a valid resource kind for this action (as the
     /// schema's `appliesTo` says).
     pub fn accepts(self, resource: &Resource) -> bool {
-        match (self, resource) {
-            (Action::ModelRequest, Resource::Model { .. }) => true,
-            (Action::ToolCall, Resource::Tool { .. } | Resource::McpTool { .. }) => true,
-            (
-                Action::FileRead | Action::FileWrite | Action::FileList | Action::FileDelete,
-                Resource::File(_),
-            ) => true,
-            (Action::Exec, Resource::Program(_)) => true,
-            (Action::NetConnect, Resource::Host(_)) => true,
-            (Action::McpList, Resource::McpServer { .. }) => true,
-            (Action::McpCall, Resource::McpTool { .. }) => true,
-            _ => false,
-        }
+        matches!(
+            (self, resource),
+            (Action::ModelRequest, Resource::Model { .. })
+                | (
+                    Action::ToolCall,
+                    Resource::Tool { .. } | Resource::McpTool { .. }
+                )
+                | (
+                    Action::FileRead | Action::FileWrite | Action::FileList | Action::FileDelete,
+                    Resource::File(_),
+                )
+                | (Action::Exec, Resource::Program(_))
+                | (Action::NetConnect, Resource::Host(_))
+                | (Action::McpList, Resource::McpServer { .. })
+                | (Action::McpCall, Resource::McpTool { .. })
+        )
     }
 }
 
@@ -191,7 +194,9 @@ impl Resource {
         let (ty, rest) = uid
             .split_once("::\"")
             .ok_or_else(|| bad("expected Type::\"id\""))?;
-        let id = rest.strip_suffix('"').ok_or_else(|| bad("missing closing quote"))?;
+        let id = rest
+            .strip_suffix('"')
+            .ok_or_else(|| bad("missing closing quote"))?;
         if id.contains('"') || id.contains('\\') {
             return Err(bad("quotes and escapes are not supported in ids"));
         }
@@ -374,7 +379,11 @@ pub struct Request {
 impl Request {
     /// Start building a request. The action/resource pairing is checked by
     /// [`RequestBuilder::build`].
-    pub fn builder(principal: impl Into<String>, action: Action, resource: Resource) -> RequestBuilder {
+    pub fn builder(
+        principal: impl Into<String>,
+        action: Action,
+        resource: Resource,
+    ) -> RequestBuilder {
         RequestBuilder {
             request: Request {
                 principal: principal.into(),
@@ -456,7 +465,9 @@ impl RequestBuilder {
     pub fn build(self) -> Result<Request, PolicyError> {
         let r = self.request;
         if r.principal.is_empty() || r.principal.chars().any(char::is_control) {
-            return Err(PolicyError::Request("principal must be a non-empty user id".into()));
+            return Err(PolicyError::Request(
+                "principal must be a non-empty user id".into(),
+            ));
         }
         if !r.action.accepts(&r.resource) {
             return Err(PolicyError::Request(format!(
@@ -472,11 +483,13 @@ impl RequestBuilder {
 /// Strip `User::"…"` from a principal uid, or accept a bare user id.
 pub fn parse_principal(s: &str) -> Result<String, PolicyError> {
     let id = match s.strip_prefix("User::\"") {
-        Some(rest) => rest
-            .strip_suffix('"')
-            .ok_or_else(|| PolicyError::Request(format!("principal `{s}`: missing closing quote")))?,
+        Some(rest) => rest.strip_suffix('"').ok_or_else(|| {
+            PolicyError::Request(format!("principal `{s}`: missing closing quote"))
+        })?,
         None if s.contains("::") => {
-            return Err(PolicyError::Request(format!("principal `{s}` must be a User")))
+            return Err(PolicyError::Request(format!(
+                "principal `{s}` must be a User"
+            )))
         }
         None => s,
     };

@@ -18,7 +18,9 @@ pub(crate) fn stele_schema() -> Result<Schema, PolicyError> {
     let (schema, mut warnings) = Schema::from_cedarschema_str(STELE_SCHEMA)
         .map_err(|e| PolicyError::Internal(format!("built-in schema: {e}")))?;
     if let Some(w) = warnings.next() {
-        return Err(PolicyError::Internal(format!("built-in schema warning: {w}")));
+        return Err(PolicyError::Internal(format!(
+            "built-in schema warning: {w}"
+        )));
     }
     Ok(schema)
 }

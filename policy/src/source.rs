@@ -65,8 +65,7 @@ pub(crate) fn parse_file(
     if let Some(t) = pset.templates().next() {
         return Err(PolicyError::Layout {
             location: locate(file, text, 0, &t.to_string()).0,
-            message: "policy templates (with ?principal/?resource slots) are not supported"
-                .into(),
+            message: "policy templates (with ?principal/?resource slots) are not supported".into(),
         });
     }
     // Cedar names parsed policies policy0, policy1… in source order.
@@ -134,12 +133,20 @@ pub(crate) fn parse_file(
     let result = Validator::new(schema.clone()).validate(&renamed, ValidationMode::Strict);
     let first_problem = result
         .validation_errors()
-        .map(|e| (e.policy_id().to_string(), e.to_string(), diag_location(file, text, e)))
-        .chain(
-            result
-                .validation_warnings()
-                .map(|w| (w.policy_id().to_string(), w.to_string(), diag_location(file, text, w))),
-        )
+        .map(|e| {
+            (
+                e.policy_id().to_string(),
+                e.to_string(),
+                diag_location(file, text, e),
+            )
+        })
+        .chain(result.validation_warnings().map(|w| {
+            (
+                w.policy_id().to_string(),
+                w.to_string(),
+                diag_location(file, text, w),
+            )
+        }))
         .next();
     if let Some((policy, message, mut location)) = first_problem {
         if location.line.is_none() {

@@ -43,12 +43,20 @@ fn policy(out: &mut String, id: &str, effect: &str, principal: &str, action: Act
     let (resource, cond) = match action {
         Action::ModelRequest => (
             "resource is Model".to_owned(),
-            format!("resource.provider == \"p{}\" && resource.name like \"m{k}-*\"", k % 5),
+            format!(
+                "resource.provider == \"p{}\" && resource.name like \"m{k}-*\"",
+                k % 5
+            ),
         ),
-        Action::ToolCall => ("resource is Tool".to_owned(), format!("resource.name == \"tool{k}\"")),
+        Action::ToolCall => (
+            "resource is Tool".to_owned(),
+            format!("resource.name == \"tool{k}\""),
+        ),
         Action::FileRead | Action::FileWrite | Action::FileList | Action::FileDelete => (
             "resource is File".to_owned(),
-            format!("resource.path like \"dir{k}/*\" && !(resource.path like \"dir{k}/private/*\")"),
+            format!(
+                "resource.path like \"dir{k}/*\" && !(resource.path like \"dir{k}/private/*\")"
+            ),
         ),
         Action::Exec => (
             "resource is Program".to_owned(),
@@ -61,7 +69,10 @@ fn policy(out: &mut String, id: &str, effect: &str, principal: &str, action: Act
             "resource is Host".to_owned(),
             format!("resource.name == \"h{k}.example\" && resource.port == 443"),
         ),
-        Action::McpList => (format!("resource == McpServer::\"s{k}\""), "true".to_owned()),
+        Action::McpList => (
+            format!("resource == McpServer::\"s{k}\""),
+            "true".to_owned(),
+        ),
         Action::McpCall => (
             format!("resource in McpServer::\"s{k}\""),
             format!("resource.tool != \"drop{k}\""),
@@ -104,7 +115,14 @@ pub fn write_bundle(dir: &Path, policies: usize) -> Result<(), PolicyError> {
     }
     for i in Action::ALL.len()..org_n {
         let action = Action::ALL[i % Action::ALL.len()];
-        policy(&mut org, &format!("org.p{i}"), "forbid", "principal", action, 1000 + i);
+        policy(
+            &mut org,
+            &format!("org.p{i}"),
+            "forbid",
+            "principal",
+            action,
+            1000 + i,
+        );
     }
     write(dir, "org/ceilings.cedar", &org)?;
 
@@ -115,7 +133,14 @@ pub fn write_bundle(dir: &Path, policies: usize) -> Result<(), PolicyError> {
         let effect = if i % 7 == 0 { "forbid" } else { "permit" };
         let principal = format!("principal in Team::\"t{t}\"");
         if let Some(buf) = teams.get_mut(t) {
-            policy(buf, &format!("t{t}.p{i}"), effect, &principal, action, i % 50);
+            policy(
+                buf,
+                &format!("t{t}.p{i}"),
+                effect,
+                &principal,
+                action,
+                i % 50,
+            );
         }
     }
     for (t, text) in teams.iter().enumerate() {
@@ -164,11 +189,14 @@ pub fn requests(n: usize, seed: u64) -> Result<Vec<Request>, PolicyError> {
                 name: format!("tool{k}"),
             },
             Action::FileRead | Action::FileWrite | Action::FileList | Action::FileDelete => {
-                Resource::File(canonical_path(&format!("dir{k}/sub/file{}.txt", rng.below(9)))?)
+                Resource::File(canonical_path(&format!(
+                    "dir{k}/sub/file{}.txt",
+                    rng.below(9)
+                ))?)
             }
-            Action::Exec => {
-                Resource::Program(ProgramRef::from_resolved_path(&format!("/usr/bin/prog{k}"))?)
-            }
+            Action::Exec => Resource::Program(ProgramRef::from_resolved_path(&format!(
+                "/usr/bin/prog{k}"
+            ))?),
             Action::NetConnect => {
                 Resource::Host(CanonicalHost::new("https", &format!("h{k}.example"), None)?)
             }

@@ -167,7 +167,11 @@ fn compare(case: &Case, d: &Decision) -> CaseOutcome {
         ));
     }
     if d.errors.len() != case.num_errors {
-        let msgs: Vec<String> = d.errors.iter().map(|e| format!("{}: {}", e.policy, e.message)).collect();
+        let msgs: Vec<String> = d
+            .errors
+            .iter()
+            .map(|e| format!("{}: {}", e.policy, e.message))
+            .collect();
         problems.push(format!(
             "expected {} error(s), got {} [{}]",
             case.num_errors,

@@ -98,7 +98,9 @@ fn duplicate_ids_across_files_name_both_places() {
     ]);
     match &e {
         PolicyError::DuplicatePolicyId {
-            location, id, first,
+            location,
+            id,
+            first,
         } => {
             assert_eq!(id, "org.files");
             assert_eq!(first.file, "org/a.cedar");
@@ -153,7 +155,10 @@ fn missing_org_layer_is_refused() {
 fn members_naming_unknown_team_is_refused_with_line() {
     let e = load_err(&[
         ("org/a.cedar", ORG_ALLOW_ALL_FILES),
-        ("teams/finance/a.cedar", "@id(\"f.x\")\nforbid (principal, action, resource is Host);\n"),
+        (
+            "teams/finance/a.cedar",
+            "@id(\"f.x\")\nforbid (principal, action, resource is Host);\n",
+        ),
         (
             "members.toml",
             "[users]\nalice = [\"finance\"]\nbob = [\"finance\", \"fnance\"]\n",
@@ -184,7 +189,8 @@ fn members_syntax_error_and_missing_file() {
 
 #[test]
 fn schema_file_must_be_the_stele_schema() {
-    let changed = stele_policy::STELE_SCHEMA.replace("entity Tool { name: String };", "entity Tool;");
+    let changed =
+        stele_policy::STELE_SCHEMA.replace("entity Tool { name: String };", "entity Tool;");
     let e = load_err(&[
         ("org/a.cedar", ORG_ALLOW_ALL_FILES),
         ("schema.cedarschema", &changed),
@@ -203,7 +209,10 @@ fn schema_file_must_be_the_stele_schema() {
 
 #[test]
 fn stray_policy_files_and_symlinks_are_refused() {
-    let e = load_err(&[("org/a.cedar", ORG_ALLOW_ALL_FILES), ("extra.cedar", ORG_ALLOW_ALL_FILES)]);
+    let e = load_err(&[
+        ("org/a.cedar", ORG_ALLOW_ALL_FILES),
+        ("extra.cedar", ORG_ALLOW_ALL_FILES),
+    ]);
     assert!(matches!(e, PolicyError::Layout { .. }), "{e}");
     let e = load_err(&[
         ("org/a.cedar", ORG_ALLOW_ALL_FILES),
@@ -213,8 +222,11 @@ fn stray_policy_files_and_symlinks_are_refused() {
     let dir = bundle(&[("org/a.cedar", ORG_ALLOW_ALL_FILES)]);
     let outside = tempfile::tempdir().unwrap();
     write(outside.path(), "x.cedar", ORG_ALLOW_ALL_FILES);
-    std::os::unix::fs::symlink(outside.path().join("x.cedar"), dir.path().join("org/x.cedar"))
-        .unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("x.cedar"),
+        dir.path().join("org/x.cedar"),
+    )
+    .unwrap();
     let e = Bundle::load(dir.path()).unwrap_err();
     assert!(e.to_string().contains("symlink"), "{e}");
 }

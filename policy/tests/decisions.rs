@@ -15,7 +15,10 @@ fn file(p: &str) -> Resource {
 }
 
 fn req(user: &str, action: Action, resource: Resource) -> Request {
-    Request::builder(user, action, resource).session("s").build().unwrap()
+    Request::builder(user, action, resource)
+        .session("s")
+        .build()
+        .unwrap()
 }
 
 const MEMBERS: &str = "[users]\nalice = [\"finance\"]\ncarol = [\"ops\"]\n";
@@ -72,7 +75,10 @@ fn team_permit_allows_with_provenance() {
     assert_eq!(f.effect, PolicyEffect::Permit);
     assert_eq!(f.file, "teams/finance/f.cedar");
     assert_eq!(f.line, 2);
-    assert_eq!(f.annotations.get("severity").map(String::as_str), Some("low"));
+    assert_eq!(
+        f.annotations.get("severity").map(String::as_str),
+        Some("low")
+    );
     assert_eq!(d.layer, Some(LayerKind::Team));
     assert_eq!(&d.bundle_digest, b.digest());
 }
@@ -145,7 +151,10 @@ fn project_permits_intersect_with_team() {
     let b = Bundle::load(dir.path()).unwrap();
     let d = b.decide(&req("alice", Action::FileRead, file("docs/a.txt")));
     assert_eq!(d.effect, Effect::Allow);
-    assert_eq!(d.reasons().collect::<Vec<_>>(), vec!["finance.read", "project.only-docs"]);
+    assert_eq!(
+        d.reasons().collect::<Vec<_>>(),
+        vec!["finance.read", "project.only-docs"]
+    );
     assert_eq!(d.layer, Some(LayerKind::Project));
     // The project speaks to every file.read and only allows docs/: the team's
     // broader grant is cut down to the intersection.
@@ -200,9 +209,17 @@ fn ask_then_approval() {
     assert_eq!(d.effect, Effect::Allow);
     assert_eq!(d.reasons().collect::<Vec<_>>(), vec!["org.mcp"]);
     let d = b.decide_with_approval(&r, approval(ApprovalOutcome::Refused));
-    assert_eq!(d.effect, Effect::Deny, "a refusal is final, never asked again");
+    assert_eq!(
+        d.effect,
+        Effect::Deny,
+        "a refusal is final, never asked again"
+    );
     // Other gmail tools need no approval.
-    assert_eq!(b.decide(&req("alice", Action::McpCall, tool("gmail", "read"))).effect, Effect::Allow);
+    assert_eq!(
+        b.decide(&req("alice", Action::McpCall, tool("gmail", "read")))
+            .effect,
+        Effect::Allow
+    );
 }
 
 #[test]
@@ -257,10 +274,18 @@ fn digest_is_stable_and_covers_policies_only() {
     write(dir.path(), "README.md", "notes");
     write(dir.path(), "tests/t.json", "[]");
     assert_eq!(a, *Bundle::load(dir.path()).unwrap().digest());
-    write(dir.path(), "members.toml", "[users]\nalice = [\"finance\"]\n");
+    write(
+        dir.path(),
+        "members.toml",
+        "[users]\nalice = [\"finance\"]\n",
+    );
     let b = *Bundle::load(dir.path()).unwrap().digest();
     assert_ne!(a, b);
-    write(dir.path(), "org/org2.cedar", "// a comment is content too\n");
+    write(
+        dir.path(),
+        "org/org2.cedar",
+        "// a comment is content too\n",
+    );
     let c = *Bundle::load(dir.path()).unwrap().digest();
     assert_ne!(b, c);
     assert!(a.to_string().starts_with("sha256:") && a.to_string().len() == 7 + 64);
@@ -284,8 +309,14 @@ fn typed_requests_match_the_schema() {
     };
     let resources = vec![
         (Action::FileRead, file("a")),
-        (Action::Exec, Resource::Program(ProgramRef::from_resolved_path("/bin/sh").unwrap())),
-        (Action::NetConnect, Resource::Host(CanonicalHost::parse("https://example.com").unwrap())),
+        (
+            Action::Exec,
+            Resource::Program(ProgramRef::from_resolved_path("/bin/sh").unwrap()),
+        ),
+        (
+            Action::NetConnect,
+            Resource::Host(CanonicalHost::parse("https://example.com").unwrap()),
+        ),
         (
             Action::ModelRequest,
             Resource::Model {
@@ -293,9 +324,19 @@ fn typed_requests_match_the_schema() {
                 name: "claude".into(),
             },
         ),
-        (Action::McpList, Resource::McpServer { name: "gmail".into() }),
+        (
+            Action::McpList,
+            Resource::McpServer {
+                name: "gmail".into(),
+            },
+        ),
         (Action::McpCall, tool("gmail", "send")),
-        (Action::ToolCall, Resource::Tool { name: "exec".into() }),
+        (
+            Action::ToolCall,
+            Resource::Tool {
+                name: "exec".into(),
+            },
+        ),
     ];
     for (action, resource) in resources {
         let r = Request::builder("alice", action, resource)
@@ -310,10 +351,13 @@ fn typed_requests_match_the_schema() {
             })
             .build()
             .unwrap();
-        b.check_request(&r).unwrap_or_else(|e| panic!("{action}: {e}"));
+        b.check_request(&r)
+            .unwrap_or_else(|e| panic!("{action}: {e}"));
     }
     // The builder refuses a resource the action does not apply to.
-    assert!(Request::builder("alice", Action::Exec, file("a")).build().is_err());
+    assert!(Request::builder("alice", Action::Exec, file("a"))
+        .build()
+        .is_err());
 }
 
 #[test]

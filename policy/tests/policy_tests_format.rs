@@ -26,7 +26,10 @@ const TESTS: &str = r#"[
 
 #[test]
 fn failures_are_reported_per_case() {
-    let dir = bundle(&[("org/a.cedar", ORG_ALLOW_ALL_FILES), ("tests/t.json", TESTS)]);
+    let dir = bundle(&[
+        ("org/a.cedar", ORG_ALLOW_ALL_FILES),
+        ("tests/t.json", TESTS),
+    ]);
     let b = Bundle::load(dir.path()).unwrap();
     let r = run_tests(&b).unwrap();
     let outcome = |name: &str| {
@@ -60,7 +63,10 @@ fn failures_are_reported_per_case() {
 fn malformed_test_file_is_an_error_with_line() {
     let dir = bundle(&[
         ("org/a.cedar", ORG_ALLOW_ALL_FILES),
-        ("tests/t.json", "[\n  {\"name\": \"x\",\n   \"decision\": \"maybe\"}\n]"),
+        (
+            "tests/t.json",
+            "[\n  {\"name\": \"x\",\n   \"decision\": \"maybe\"}\n]",
+        ),
     ]);
     let b = Bundle::load(dir.path()).unwrap();
     match run_tests(&b) {

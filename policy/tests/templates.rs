@@ -7,7 +7,9 @@ use stele_policy::tests_format::{run_tests, CaseOutcome};
 use stele_policy::Bundle;
 
 fn template(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../policies")
+        .join(name)
 }
 
 fn assert_template_tests_pass(name: &str, min_cases: usize) {
@@ -22,7 +24,11 @@ fn assert_template_tests_pass(name: &str, min_cases: usize) {
         })
         .collect();
     assert!(failures.is_empty(), "{name}:\n{}", failures.join("\n"));
-    assert!(report.cases.len() >= min_cases, "{name}: only {} cases", report.cases.len());
+    assert!(
+        report.cases.len() >= min_cases,
+        "{name}: only {} cases",
+        report.cases.len()
+    );
 }
 
 #[test]

@@ -75,7 +75,8 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
             context,
             json,
         } => {
-            let b = Bundle::load(&bundle).with_context(|| format!("loading {}", bundle.display()))?;
+            let b =
+                Bundle::load(&bundle).with_context(|| format!("loading {}", bundle.display()))?;
             let context = context
                 .map(|c| serde_json::from_str::<serde_json::Value>(&c))
                 .transpose()
@@ -103,7 +104,11 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
             decisions,
         } => {
             let r = synthetic::run_in_temp_dir(policies, decisions)?;
-            println!("policies:  {} (org, {} teams, project)", r.policies, synthetic::TEAMS);
+            println!(
+                "policies:  {} (org, {} teams, project)",
+                r.policies,
+                synthetic::TEAMS
+            );
             println!("load:      {:.1} ms", r.load.as_secs_f64() * 1e3);
             println!("decisions: {}", r.decisions);
             println!("p50:       {:.2} µs", r.p50.as_secs_f64() * 1e6);
@@ -164,7 +169,9 @@ fn test(bundle: &std::path::Path) -> anyhow::Result<ExitCode> {
     for c in &report.cases {
         match &c.outcome {
             CaseOutcome::Pass => println!("  test {} ... ok", c.name),
-            CaseOutcome::Fail(why) => println!("  test {} ... FAIL ({}): {why}", c.name, c.location),
+            CaseOutcome::Fail(why) => {
+                println!("  test {} ... FAIL ({}): {why}", c.name, c.location)
+            }
         }
     }
     println!("{} passed, {} failed", report.passed(), report.failed());
