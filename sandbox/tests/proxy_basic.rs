@@ -316,3 +316,41 @@ fn stop_cuts_open_tunnels_and_still_reports() {
     assert_eq!((closes[0].bytes_out, closes[0].bytes_in), (3, 3));
     drop(slow);
 }
+
+#[test]
+fn names_resolving_to_loopback_need_the_loopback_name_itself() {
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    let alias = ["ip6-localhost", "ip6-loopback"]
+        .into_iter()
+        .find(|a| hosts.split_whitespace().any(|w| w == *a));
+    let rec = NetRecorder::allowing(&["localhost", "ip6-localhost", "ip6-loopback"]);
+    let (proxy, pport) = start(&rec, ProxyConfig::default());
+
+    // `localhost`, allowed by that name, reaches the loopback echo server.
+    let dest = echo_server();
+    let mut c = client(pport);
+    write!(c, "CONNECT LocalHost.:{dest} HTTP/1.1\r\n\r\n").unwrap();
+    assert!(read_head(&mut c).starts_with("HTTP/1.1 200"));
+    c.write_all(b"hi").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_all(&mut c), "hi");
+    assert_eq!(rec.wait_closes(1).len(), 1);
+
+    // Another name that DNS (here /etc/hosts) maps to loopback is refused
+    // even though the mediator allowed the name.
+    if let Some(alias) = alias {
+        let mut c = client(pport);
+        write!(c, "CONNECT {alias}:{dest} HTTP/1.1\r\n\r\n").unwrap();
+        let resp = read_all(&mut c);
+        assert!(resp.starts_with("HTTP/1.1 502"), "{resp}");
+        let closes = rec.wait_closes(2);
+        assert_eq!(closes.len(), 2);
+        assert!(
+            closes[1].error.as_deref().unwrap_or("").contains("connect"),
+            "{closes:?}"
+        );
+    } else {
+        eprintln!("no loopback alias in /etc/hosts; alias half of the test not run");
+    }
+    proxy.stop().unwrap();
+}

@@ -93,14 +93,7 @@ fn connect(host: &Host, port: u16, timeout: Duration) -> io::Result<TcpStream> {
     let addrs: Vec<SocketAddr> = match host {
         Host::V4(a) => vec![SocketAddr::from((*a, port))],
         Host::V6(a) => vec![SocketAddr::from((*a, port))],
-        Host::Name(n) => {
-            let all: Vec<SocketAddr> = (n.as_str(), port).to_socket_addrs()?.collect();
-            if n == "localhost" {
-                all
-            } else {
-                all.into_iter().filter(|a| !is_local(a)).collect()
-            }
-        }
+        Host::Name(n) => usable(n, (n.as_str(), port).to_socket_addrs()?.collect()),
     };
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no usable address");
     for addr in addrs {
@@ -110,6 +103,15 @@ fn connect(host: &Host, port: u16, timeout: Duration) -> io::Result<TcpStream> {
         }
     }
     Err(last)
+}
+
+/// The resolved addresses of `name` the proxy may connect to.
+fn usable(name: &str, resolved: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    if name == "localhost" {
+        resolved
+    } else {
+        resolved.into_iter().filter(|a| !is_local(a)).collect()
+    }
 }
 
 fn is_local(a: &SocketAddr) -> bool {
@@ -322,4 +324,41 @@ fn sanitize(reason: &str) -> String {
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(200)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn local_addresses_are_recognised() {
+        for local in [
+            "127.0.0.1:1",
+            "127.9.9.9:1",
+            "0.0.0.0:1",
+            "169.254.1.1:1",
+            "[::1]:1",
+            "[::]:1",
+            "[fe80::1]:1",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            assert!(is_local(&local.parse().unwrap()), "{local}");
+        }
+        for remote in ["93.184.216.34:443", "10.0.0.1:80", "[2001:db8::1]:443"] {
+            assert!(!is_local(&remote.parse().unwrap()), "{remote}");
+        }
+    }
+
+    #[test]
+    fn names_resolving_to_local_addresses_are_filtered() {
+        let a = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        let mixed = vec![a("127.0.0.1:80"), a("93.184.216.34:80"), a("[::1]:80")];
+        assert_eq!(
+            usable("rebind.example", mixed.clone()),
+            vec![a("93.184.216.34:80")]
+        );
+        assert!(usable("rebind.example", vec![a("127.0.0.1:80")]).is_empty());
+        assert_eq!(usable("localhost", mixed.clone()), mixed);
+    }
 }
