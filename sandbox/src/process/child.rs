@@ -7,7 +7,6 @@
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::loopback;
 use super::plan::{record, tag, Op, Plan};
 use super::sys::{self, LandlockPathBeneathAttr, MountAttr, MOVE_MOUNT_F_EMPTY_PATH};
 use crate::error::SetupStep;
@@ -384,25 +383,9 @@ pub(crate) fn run_init(plan: &Plan) -> ! {
     for op in &plan.after_pivot {
         run_op(plan, op);
     }
-    if !loopback::lo_up() {
-        fail(plan, SetupStep::Network);
-    }
-    let listener = if plan.proxy_listener {
-        let fd = loopback::proxy_listener();
-        if fd < 0 {
-            fail(plan, SetupStep::Network);
-        }
-        fd
-    } else {
-        -1
-    };
     // SAFETY: report is our pipe's write end.
-    unsafe { sys::write_all_raw(plan.fds.report, &record(tag::READY, 0, listener)) };
-    await_parent(plan); // listener taken over, workspace served
-    if listener >= 0 {
-        // SAFETY: the parent holds its own copy (pidfd_getfd); ours goes.
-        unsafe { libc::close(listener) };
-    }
+    unsafe { sys::write_all_raw(plan.fds.report, &record(tag::READY, 0, 0)) };
+    await_parent(plan); // proxy listening, workspace served
     apply_landlock(plan);
     drop_capabilities(plan);
     install_seccomp(plan);

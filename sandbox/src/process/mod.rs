@@ -9,6 +9,7 @@ mod capture;
 mod child;
 pub mod landlock;
 mod loopback;
+mod netpool;
 mod plan;
 mod rootfs;
 pub mod seccomp;
@@ -89,6 +90,7 @@ pub struct ProcessSandbox {
     cap_last: u32,
     host_id: u32,
     seccomp: Vec<seccompiler::BpfProgram>,
+    netns: netpool::NetnsPool,
 }
 
 impl ProcessSandbox {
@@ -129,6 +131,7 @@ impl ProcessSandbox {
             cap_last,
             host_id,
             seccomp: vec![seccomp::build_filter()?, seccomp::build_clone3_filter()?],
+            netns: netpool::NetnsPool::default(),
             config,
         })
     }

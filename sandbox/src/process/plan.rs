@@ -147,14 +147,11 @@ pub(crate) struct Plan {
     pub seccomp: Vec<seccompiler::BpfProgram>,
     /// `/proc/sys/kernel/cap_last_cap`.
     pub cap_last: u32,
-    /// Whether to open the egress proxy's listener inside the namespace.
-    pub proxy_listener: bool,
 }
 
 /// Report record tags (child → parent).
 pub(crate) mod tag {
-    /// Root built; waiting for the go-ahead. Value: the proxy listener's
-    /// fd in the child, or -1.
+    /// Root built; waiting for the go-ahead.
     pub const READY: u8 = b'R';
     /// A set-up step failed: (step, errno).
     pub const SETUP_ERROR: u8 = b'E';

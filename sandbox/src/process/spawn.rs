@@ -3,7 +3,6 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -11,7 +10,7 @@ use super::capture::{self, Io};
 use super::plan::{tag, ChildFds, Plan, RECORD_LEN};
 use super::rootfs::{self, RootSpec, WorkspaceSource, DEVICES};
 use super::sys::{self, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID};
-use super::{child, landlock, NetworkMode, ProcessSandbox, WorkspaceMount};
+use super::{child, landlock, netpool, NetworkMode, ProcessSandbox, WorkspaceMount};
 use crate::error::{SandboxError, SetupStep};
 use crate::exec::{
     ExecOutcome, ExecRequest, ExitStatus, ResourceUsage, PROXY_ENV, PROXY_URL, WORKSPACE_MOUNT,
@@ -340,24 +339,32 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         rlimits: rlimits(&req),
         seccomp: sb.seccomp.clone(),
         cap_last: sb.cap_last,
-        proxy_listener: cfg.network == NetworkMode::EgressProxy,
     };
 
+    // No CLONE_NEWNET: the child inherits the leased, prepared network
+    // namespace the spawning thread joins just around the clone.
     let flags = libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
-        | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS;
-    // SAFETY: the child runs only `child::run_init`, which is
-    // async-signal-safe and never returns.
-    let pid = unsafe { sys::raw_clone(flags) }.map_err(|e| SandboxError::Prepare {
-        what: "clone into new namespaces",
-        source: e,
+    let lease = sb.netns.lease()?;
+    let (pid, listener) = lease.enter(|| {
+        let listener = match cfg.network {
+            NetworkMode::EgressProxy => Some(netpool::proxy_listener()?),
+            NetworkMode::LoopbackOnly => None,
+        };
+        // SAFETY: the child runs only `child::run_init`, which is
+        // async-signal-safe and never returns.
+        let pid = unsafe { sys::raw_clone(flags) }.map_err(|e| SandboxError::Prepare {
+            what: "clone into new namespaces",
+            source: e,
+        })?;
+        if pid == 0 {
+            child::run_init(&plan);
+        }
+        Ok((pid, listener))
     })?;
-    if pid == 0 {
-        child::run_init(&plan);
-    }
     let mut guard = InitGuard { pid, reaped: false };
     // The child's ends and the mount/ruleset live on in the child only.
     drop((go_r, rep_w, in_r, out_w, err_w, ws_mount, ll.fd));
@@ -371,21 +378,15 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
     let mut go = File::from(go_w);
     let mut report = File::from(rep_r);
     write_byte(&mut go)?;
-    let listener_fd = match read_record(&mut report)? {
-        Some(rec) if rec[0] == tag::READY => record_value(&rec),
+    match read_record(&mut report)? {
+        Some(rec) if rec[0] == tag::READY => {}
         Some(rec) if rec[0] == tag::SETUP_ERROR => return Err(setup_error(&rec)),
         Some(_) => return Err(SandboxError::Lost("unexpected report".into())),
         None => return Err(SandboxError::Lost("sandbox init died during set-up".into())),
-    };
-    if cfg.network == NetworkMode::EgressProxy {
-        // The listener was created inside the sandbox's network namespace;
-        // take our own copy of it and serve it from here.
-        let fd = sys::pidfd_getfd(&pidfd, listener_fd).map_err(|e| SandboxError::Prepare {
-            what: "take over the proxy listener",
-            source: e,
-        })?;
+    }
+    if let Some(listener) = listener {
         services.proxy = Some(EgressProxy::serve(
-            TcpListener::from(fd),
+            listener,
             cfg.mediator.clone(),
             requester.clone(),
         )?);

@@ -139,16 +139,6 @@ pub(crate) fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Duplicate descriptor `fd` of the process behind `pidfd` into ours.
-pub(crate) fn pidfd_getfd(pidfd: &OwnedFd, fd: RawFd) -> io::Result<OwnedFd> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: integer arguments only.
-    let n = cvt(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) })?;
-    let n = RawFd::try_from(n).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
-    // SAFETY: the kernel just installed this descriptor for us (close-on-exec).
-    Ok(unsafe { OwnedFd::from_raw_fd(n) })
-}
-
 /// Fork-like `clone(2)` with namespace flags: returns 0 in the child.
 ///
 /// # Safety
