@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::plan::Op;
-use super::sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+use super::sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
 use crate::error::SandboxError;
 
 /// Host directories exposed read-only (when present).
@@ -283,11 +283,7 @@ fn build_dev(ops: &mut Vec<Op>, nr: &Path, tmp_bytes: u64) -> Result<(), Sandbox
             flags: libc::MS_BIND,
             data: None,
         });
-        ops.push(Op::SetAttr {
-            path: cs(dev.join(d))?,
-            set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
-            recursive: false,
-        });
+        // No setattr needed: a device node can be neither executed nor setuid.
     }
     for (link, target) in [
         ("fd", "/proc/self/fd"),
