@@ -1,0 +1,330 @@
+//! The gate: the one place every effect passes.
+//!
+//! decide (policy) → if Ask, ask a human and log request and answer →
+//! append the intent with its decision, durably → hand out a [`Permit`] →
+//! the caller acts → [`Gate::complete`] appends the result naming the intent.
+//! A denial is logged and returned as a [`Denial`] naming the rule and its
+//! layer. If the log cannot be written, no permit is created.
+
+pub mod approval;
+pub mod mediator;
+mod permit;
+pub mod record;
+
+use std::sync::Arc;
+
+use ring::digest::{digest, SHA256};
+use stele_audit::{
+    Actor, AuditError, AuditLog, Disclosure, Event, EventKind, Outcome, PayloadInput, Receipt, Refs, Status,
+};
+use stele_policy::{
+    Action, Approval, ApprovalOutcome, Bundle, Decision, Effect, PolicyError, Request, Resource, SandboxFacts,
+    ToolArgs,
+};
+
+pub use approval::{ApprovalAnswer, ApproveMode, Approver};
+pub use permit::Permit;
+
+/// Why the gate could not decide or record; the action must not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// The audit log refused the entry (disk, integrity, …).
+    #[error("audit log: {0}")]
+    Audit(#[from] AuditError),
+    /// The request could not be expressed to the policy engine.
+    #[error("policy request: {0}")]
+    Policy(#[from] PolicyError),
+}
+
+/// Who the session acts for.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// Session id.
+    pub id: String,
+    /// The human principal.
+    pub principal: String,
+    /// Their teams (from the bundle's members file).
+    pub teams: Vec<String>,
+}
+
+/// One action to authorise.
+#[derive(Debug, Clone)]
+pub struct ActionRequest {
+    /// Policy action.
+    pub action: Action,
+    /// Canonical resource.
+    pub resource: Resource,
+    /// Program arguments (for exec).
+    pub argv: Vec<String>,
+    /// Typed tool arguments visible to policy.
+    pub args: ToolArgs,
+    /// Bodies to commit with the intent (tool arguments, request body).
+    pub payloads: Vec<PayloadInput>,
+    /// Extra fields for the intent entry.
+    pub data: Option<serde_json::Value>,
+    /// What an approver is shown; defaults to a description of the request.
+    pub shown: Option<String>,
+}
+
+impl ActionRequest {
+    /// A request with no arguments or payloads.
+    pub fn new(action: Action, resource: Resource) -> Self {
+        Self { action, resource, argv: Vec::new(), args: ToolArgs::default(), payloads: Vec::new(), data: None, shown: None }
+    }
+}
+
+/// A refusal, already logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// Index of the entry that records the refusal.
+    pub seq: u64,
+    /// Determining policy ids (empty: nothing permitted it).
+    pub policies: Vec<String>,
+    /// Layer that decided.
+    pub layer: Option<String>,
+    /// Explanation naming the rule and layer (or the refusing approver).
+    pub reason: String,
+}
+
+/// The gate's answer.
+#[derive(Debug)]
+pub enum Authorization {
+    /// Go ahead, and report the result with this permit.
+    Permitted(Permit),
+    /// Refused; nothing happened.
+    Denied(Denial),
+}
+
+/// The gate of one session.
+pub struct Gate {
+    log: Arc<AuditLog>,
+    bundle: Arc<Bundle>,
+    session: SessionInfo,
+    approver: Box<dyn Approver>,
+    sandbox: SandboxFacts,
+    actor: Actor,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate").field("session", &self.session.id).finish_non_exhaustive()
+    }
+}
+
+impl Gate {
+    /// Start a session: records `session.start` with the bundle digest, the
+    /// sandbox facts and `data`.
+    pub fn start_session(
+        log: Arc<AuditLog>,
+        bundle: Arc<Bundle>,
+        session: SessionInfo,
+        approver: Box<dyn Approver>,
+        sandbox: SandboxFacts,
+        data: serde_json::Value,
+    ) -> Result<Self, GateError> {
+        let mut actor = Actor::system();
+        actor.principal = session.principal.clone();
+        actor.teams = session.teams.clone();
+        let gate = Self { log, bundle, session, approver, sandbox, actor };
+        let mut d = serde_json::json!({
+            "policy_bundle": gate.bundle.digest().to_string(),
+            "policy_root": gate.bundle.root().display().to_string(),
+            "sandbox_backend": gate.sandbox.backend.as_str(),
+        });
+        if let (Some(o), serde_json::Value::Object(extra)) = (d.as_object_mut(), data) {
+            o.extend(extra);
+        }
+        gate.log.append_blocking(
+            Event::new(EventKind::SessionStart, gate.actor.clone()).in_session(&gate.session.id).with_data(d),
+        )?;
+        Ok(gate)
+    }
+
+    /// Session id.
+    pub fn session_id(&self) -> &str {
+        &self.session.id
+    }
+
+    /// The principal.
+    pub fn principal(&self) -> &str {
+        &self.session.principal
+    }
+
+    /// The audit log.
+    pub fn log(&self) -> &Arc<AuditLog> {
+        &self.log
+    }
+
+    /// The policy bundle in force.
+    pub fn bundle(&self) -> &Arc<Bundle> {
+        &self.bundle
+    }
+
+    /// The actor entries of this session carry.
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    fn request(&self, req: &ActionRequest) -> Result<Request, GateError> {
+        Ok(Request::builder(&self.session.principal, req.action, req.resource.clone())
+            .session(self.session.id.clone())
+            .sandbox(self.sandbox)
+            .argv(req.argv.iter().cloned())
+            .args(req.args.clone())
+            .build()?)
+    }
+
+    fn event(&self, kind: EventKind) -> Event {
+        Event::new(kind, self.actor.clone()).in_session(&self.session.id)
+    }
+
+    /// Decide, ask where policy says so, and log the intent before returning
+    /// a permit. Denials are logged and returned.
+    pub fn authorize(&self, req: ActionRequest) -> Result<Authorization, GateError> {
+        let policy_req = self.request(&req)?;
+        let mut decision = self.bundle.decide(&policy_req);
+        if decision.effect == Effect::Ask {
+            decision = match self.ask(&req, &policy_req, &decision)? {
+                Ok(d) => d,
+                Err(denial) => return Ok(Authorization::Denied(denial)),
+            };
+        }
+        match decision.effect {
+            Effect::Allow => self.intent(req, &decision).map(Authorization::Permitted),
+            Effect::Deny | Effect::Ask => self.deny(&req, &decision).map(Authorization::Denied),
+        }
+    }
+
+    /// Decide and record an action that has no separate result (a name
+    /// lookup, a listing): one `policy.decision` entry either way.
+    pub fn check(&self, req: ActionRequest) -> Result<Result<u64, Denial>, GateError> {
+        let policy_req = self.request(&req)?;
+        let decision = self.bundle.decide(&policy_req);
+        match decision.effect {
+            Effect::Allow => {
+                let mut ev = self
+                    .event(EventKind::PolicyDecision)
+                    .with_target(record::target(&req.resource, &req.argv))
+                    .with_decision(record::decision_record(&decision, req.action));
+                ev.data = req.data;
+                let r = self.log.append_blocking(ev)?;
+                Ok(Ok(r.seq))
+            }
+            // Metadata operations do not interrupt a program to ask a human.
+            Effect::Deny | Effect::Ask => self.deny(&req, &decision).map(Err),
+        }
+    }
+
+    fn intent(&self, req: ActionRequest, decision: &Decision) -> Result<Permit, GateError> {
+        let (kind, result_kind) = record::kinds(req.action);
+        let mut ev = self
+            .event(kind)
+            .with_target(record::target(&req.resource, &req.argv))
+            .with_decision(record::decision_record(decision, req.action));
+        ev.payloads = req.payloads;
+        ev.data = req.data;
+        let r = self.log.append_blocking(ev)?;
+        Ok(Permit { intent_seq: r.seq, intent_leaf: r.leaf_hash, result_kind })
+    }
+
+    fn deny(&self, req: &ActionRequest, decision: &Decision) -> Result<Denial, GateError> {
+        let rec = record::decision_record(decision, req.action);
+        let reason = rec.reason.clone().unwrap_or_default();
+        let mut ev = self
+            .event(EventKind::PolicyDecision)
+            .with_target(record::target(&req.resource, &req.argv))
+            .with_decision(rec.clone())
+            .with_outcome(Outcome::status(Status::Denied));
+        ev.data = req.data.clone();
+        let r = self.log.append_blocking(ev)?;
+        Ok(Denial { seq: r.seq, policies: rec.policies, layer: rec.layer, reason })
+    }
+
+    /// Log the request for approval (with a hash of exactly what is shown),
+    /// ask, log the answer, and re-decide with the real approval.
+    fn ask(
+        &self,
+        req: &ActionRequest,
+        policy_req: &Request,
+        decision: &Decision,
+    ) -> Result<Result<Decision, Denial>, GateError> {
+        let shown = req.shown.clone().unwrap_or_else(|| describe(req, decision));
+        let shown_sha256 = hex::encode(digest(&SHA256, shown.as_bytes()));
+        let asked = self.log.append_blocking(
+            self.event(EventKind::ApprovalRequest)
+                .with_target(record::target(&req.resource, &req.argv))
+                .with_decision(record::decision_record(decision, req.action))
+                .with_data(serde_json::json!({ "shown_sha256": shown_sha256 }))
+                .with_payload(PayloadInput {
+                    role: "shown".into(),
+                    media: "text/plain".into(),
+                    body: shown.clone().into_bytes(),
+                    disclosure: Disclosure::WithDigest,
+                }),
+        )?;
+        let answer = self.approver.ask(&shown);
+        let kind = match answer.outcome {
+            ApprovalOutcome::Granted => EventKind::ApprovalGrant,
+            ApprovalOutcome::Refused => EventKind::ApprovalDeny,
+        };
+        let answered = self.log.append_blocking(self.event(kind).with_data(serde_json::json!({
+            "approver": answer.approver,
+            "method": answer.method,
+            "request_seq": asked.seq,
+            "shown_sha256": shown_sha256,
+        })))?;
+        match answer.outcome {
+            ApprovalOutcome::Refused => Ok(Err(Denial {
+                seq: answered.seq,
+                policies: decision.determining.iter().map(|p| p.id.clone()).collect(),
+                layer: decision.determining.first().map(|p| p.layer.to_string()),
+                reason: format!(
+                    "{} needs approval and {} refused it ({})",
+                    req.action.as_str(),
+                    answer.approver,
+                    answer.method
+                ),
+            })),
+            ApprovalOutcome::Granted => {
+                let approval = Approval { outcome: ApprovalOutcome::Granted, approver: answer.approver, ticket: format!("audit:{}", answered.seq) };
+                Ok(Ok(self.bundle.decide_with_approval(policy_req, approval)))
+            }
+        }
+    }
+
+    /// Record the result of a permitted action, naming its intent.
+    pub fn complete(
+        &self,
+        permit: Permit,
+        outcome: Outcome,
+        payloads: Vec<PayloadInput>,
+        data: Option<serde_json::Value>,
+    ) -> Result<Option<Receipt>, GateError> {
+        let Some(kind) = permit.result_kind else { return Ok(None) };
+        let mut ev = self
+            .event(kind)
+            .with_refs(Refs { intent_leaf: stele_audit::leaf::hash_b64(&permit.intent_leaf), intent_seq: permit.intent_seq })
+            .with_outcome(outcome);
+        ev.payloads = payloads;
+        ev.data = data;
+        Ok(Some(self.log.append_blocking(ev)?))
+    }
+
+    /// Record the end of the session.
+    pub fn end_session(&self, status: Status, detail: Option<String>) -> Result<Receipt, GateError> {
+        let mut o = Outcome::status(status);
+        o.detail = detail;
+        Ok(self.log.append_blocking(self.event(EventKind::SessionEnd).with_outcome(o))?)
+    }
+}
+
+/// The default text shown to an approver: the action, the resource, the
+/// arguments, and the rule that asks.
+fn describe(req: &ActionRequest, decision: &Decision) -> String {
+    let mut s = format!("Action:   {}\nResource: {}", req.action.as_str(), req.resource.entity_id());
+    if !req.argv.is_empty() {
+        s.push_str(&format!("\nCommand:  {}", req.argv.join(" ")));
+    }
+    s.push_str(&format!("\nBecause:  {}", record::reason_text(decision, req.action)));
+    s
+}
