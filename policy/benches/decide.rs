@@ -34,10 +34,11 @@ fn main() {
     // timed decisions; then criterion's statistics.
     let r = synthetic::run_in_temp_dir(1000, 100_000).unwrap();
     println!(
-        "stele-policy: {} policies: load {:.1} ms, decision p50 {:.2} us, p99 {:.2} us, max {:.2} us \
-         ({} allow / {} deny / {} ask)",
+        "stele-policy: {} policies: load {:.1} ms (median {:.1} ms), decision p50 {:.2} us, \
+         p99 {:.2} us, max {:.2} us ({} allow / {} deny / {} ask)",
         r.policies,
         r.load.as_secs_f64() * 1e3,
+        r.load_median.as_secs_f64() * 1e3,
         r.p50.as_secs_f64() * 1e6,
         r.p99.as_secs_f64() * 1e6,
         r.max.as_secs_f64() * 1e6,

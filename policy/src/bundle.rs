@@ -48,6 +48,8 @@ impl Bundle {
     fn compile(root: PathBuf, files: BundleFiles) -> Result<Bundle, PolicyError> {
         check_bundle_schema(files.schema.as_ref().map(|f| f.text.as_str()))?;
         let schema = stele_schema()?;
+        // One validator for every file: building one copies the schema.
+        let validator = cedar_policy::Validator::new(schema.clone());
         let names = Names::new()?;
 
         let mut info: HashMap<String, PolicyInfo> = HashMap::new();
@@ -59,7 +61,7 @@ impl Bundle {
             let mut policies = Vec::new();
             for f in layer_files {
                 digest_input.push((f.rel.clone(), f.text.as_bytes().to_vec()));
-                for sp in parse_file(&f.rel, &f.text, &schema)? {
+                for sp in parse_file(&f.rel, &f.text, &validator)? {
                     let SourcePolicy {
                         policy,
                         id,

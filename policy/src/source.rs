@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use cedar_policy::{Policy, PolicyId, PolicySet, Schema, ValidationMode, Validator};
+use cedar_policy::{Policy, PolicyId, PolicySet, ValidationMode, Validator};
 use miette::Diagnostic;
 
 use crate::error::{Location, PolicyError};
@@ -53,7 +53,7 @@ fn diag_location(file: &str, text: &str, d: &dyn Diagnostic) -> Location {
 pub(crate) fn parse_file(
     file: &str,
     text: &str,
-    schema: &Schema,
+    validator: &Validator,
 ) -> Result<Vec<SourcePolicy>, PolicyError> {
     let pset = PolicySet::from_str(text).map_err(|e| {
         let location = diag_location(file, text, &e);
@@ -130,7 +130,7 @@ pub(crate) fn parse_file(
         });
     }
 
-    let result = Validator::new(schema.clone()).validate(&renamed, ValidationMode::Strict);
+    let result = validator.validate(&renamed, ValidationMode::Strict);
     let first_problem = result
         .validation_errors()
         .map(|e| {
