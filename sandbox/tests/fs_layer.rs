@@ -104,3 +104,25 @@ fn symlink_inodes_are_never_opened_server_side() {
     assert_eq!(errno(e), libc::ENOTDIR);
     assert!(!rec.saw(FileAccess::Read, "link"));
 }
+
+#[test]
+fn an_allowed_create_that_fails_still_closes_its_decision() {
+    let (_ws, rec, fs) = setup();
+    let ctx = Context::default();
+    let args = fuse_backend_rs::abi::fuse_abi::CreateIn {
+        flags: (libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY) as u32,
+        mode: 0o644,
+        umask: 0,
+        fuse_flags: 0,
+    };
+    let e = fs
+        .layer()
+        .create(&ctx, ROOT_ID, c"a.txt", args)
+        .unwrap_err();
+    assert_eq!(errno(e), libc::EEXIST);
+    assert!(rec.saw(FileAccess::Write, "a.txt"));
+    let reports = rec.closes_for("a.txt");
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!((reports[0].bytes_read, reports[0].bytes_written), (0, 0));
+    assert_eq!(reports[0].sha256_after_write, None);
+}

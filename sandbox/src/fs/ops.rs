@@ -287,8 +287,15 @@ impl FileSystem for MediatedLayer {
         }
         let (accesses, op, writable) = open_accesses(flags);
         let tickets = self.ask_all(ctx, &accesses, op, &path)?;
-        let (handle, opts, passthrough) = self.inner.open(ctx, inode, flags, fuse_flags)?;
         let open = OpenHandle::new(inode, path, tickets, writable);
+        let (handle, opts, passthrough) = match self.inner.open(ctx, inode, flags, fuse_flags) {
+            Ok(r) => r,
+            Err(e) => {
+                // Allowed but failed: close the decision with an empty report.
+                self.report_close(ctx, &open);
+                return Err(e);
+            }
+        };
         match handle {
             Some(h) => self.track(h, open),
             // No handle means nothing will ever be released: report now so
@@ -311,7 +318,15 @@ impl FileSystem for MediatedLayer {
             accesses.push(FileAccess::Read);
         }
         let tickets = self.ask_all(ctx, &accesses, FileOp::Create, &path)?;
-        let (entry, handle, opts, passthrough) = self.inner.create(ctx, parent, name, args)?;
+        let (entry, handle, opts, passthrough) = match self.inner.create(ctx, parent, name, args) {
+            Ok(r) => r,
+            Err(e) => {
+                // Allowed but failed (EEXIST, ENOSPC…): close the decision.
+                let failed = OpenHandle::new(0, path, tickets, false);
+                self.report_close(ctx, &failed);
+                return Err(e);
+            }
+        };
         self.remember(entry.inode, path.clone(), entry.attr.st_mode);
         let open = OpenHandle::new(entry.inode, path, tickets, true);
         match handle {

@@ -308,9 +308,13 @@ pub(crate) fn respond(client: &mut TcpStream, code: u16, reason: &str, body: &st
     let _ = client.shutdown(Shutdown::Write);
     // Drain briefly so the close does not turn into a reset that loses the
     // response in the client's receive path.
-    let _ = client.set_read_timeout(Some(Duration::from_millis(200)));
+    let deadline = Instant::now() + Duration::from_secs(1);
     let mut sink = [0u8; 1024];
-    for _ in 0..64 {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || client.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
         if !matches!(client.read(&mut sink), Ok(n) if n > 0) {
             break;
         }
