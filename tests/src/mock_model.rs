@@ -126,6 +126,18 @@ pub enum Reply {
         /// Events sent before the cut.
         after_events: usize,
     },
+    /// Stream the turn's first `after_events` events, then an in-stream error event (Anthropic
+    /// `event: error`, OpenAI `data: {"error": …}`) and end the stream.
+    StreamError {
+        /// The turn being sent.
+        turn: Turn,
+        /// Events sent before the error.
+        after_events: usize,
+        /// The error type (`overloaded_error`, `api_error`, …).
+        kind: String,
+        /// The error message.
+        message: String,
+    },
     /// Stream the turn but stop sending after `after_events` events for `hold` (non-streamed: send
     /// the headers, then nothing for `hold`).
     Stall {
@@ -431,13 +443,42 @@ async fn handle(
         Reply::Cut { turn, after_events } if streaming => {
             let mut steps = sse_steps(wire, &turn, &model, usage_chunk);
             steps.truncate(after_events);
+            // Let the server flush what was sent, so the client sees a cut body, not a failed request.
+            steps.push(Step::Sleep(Duration::from_millis(100)));
             steps.push(Step::Fail);
             sse_response(steps)
         }
         Reply::Cut { turn, .. } => {
             let body = full_body(wire, &turn, &model).to_string().into_bytes();
             let half = Bytes::from(body[..body.len() / 2].to_vec());
-            stream_response("application/json", vec![Step::Send(half), Step::Fail])
+            let steps = vec![
+                Step::Send(half),
+                Step::Sleep(Duration::from_millis(100)),
+                Step::Fail,
+            ];
+            stream_response("application/json", steps)
+        }
+        Reply::StreamError {
+            turn,
+            after_events,
+            kind,
+            message,
+        } if streaming => {
+            let mut steps = sse_steps(wire, &turn, &model, usage_chunk);
+            steps.truncate(after_events);
+            steps.push(match wire {
+                Wire::Anthropic => event(
+                    "error",
+                    &json!({"type": "error", "error": {"type": kind, "message": message}}),
+                ),
+                Wire::OpenAi => {
+                    data(&json!({"error": {"message": message, "type": kind, "code": null}}))
+                }
+            });
+            sse_response(steps)
+        }
+        Reply::StreamError { kind, message, .. } => {
+            error_response(wire, 500, None, &kind, &message, None)
         }
         Reply::Stall {
             turn,

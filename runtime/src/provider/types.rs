@@ -147,7 +147,7 @@ pub struct Usage {
 }
 
 /// The model's reply to one [`ChatRequest`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct ChatResponse {
     /// The assistant's content blocks, in order.
     pub content: Vec<Content>,
@@ -163,6 +163,21 @@ pub struct ChatResponse {
     pub response_body: Vec<u8>,
     /// How many HTTP attempts this turn took (1 when no retry was needed).
     pub attempts: u32,
+}
+
+impl std::fmt::Debug for ChatResponse {
+    /// Bodies are shown by size: they are long, and the record is in the payload store.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatResponse")
+            .field("content", &self.content)
+            .field("stop", &self.stop)
+            .field("usage", &self.usage)
+            .field("model", &self.model)
+            .field("request_body_len", &self.request_body.len())
+            .field("response_body_len", &self.response_body.len())
+            .field("attempts", &self.attempts)
+            .finish()
+    }
 }
 
 impl ChatResponse {
