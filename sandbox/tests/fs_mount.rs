@@ -348,3 +348,43 @@ fn handles_still_open_at_stop_are_reported() {
     assert_eq!(reports[0].bytes_written, 3);
     assert_eq!(reports[0].sha256_after_write, Some(sha256(b"abc")));
 }
+
+#[test]
+fn large_files_stream_through_with_correct_reports() {
+    if !fuse_available() {
+        return;
+    }
+    let ws = tempfile::tempdir().unwrap();
+    // 9 MiB + a bit of pseudo-random data: several maximum-size requests each way.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let data: Vec<u8> = (0..9 * 1024 * 1024 + 12_345)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    fs::write(ws.path().join("big.in"), &data).unwrap();
+    let rec = Recorder::new();
+    let m = Mounted::new(ws.path(), rec.clone());
+
+    let out = run(
+        "cp",
+        &[
+            m.path("big.in").to_str().unwrap(),
+            m.path("big.out").to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let copied = fs::read(ws.path().join("big.out")).unwrap();
+    assert!(copied == data, "copy differs");
+
+    let r = rec.closes_for("big.in");
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].bytes_read, data.len() as u64);
+    let w = rec.closes_for("big.out");
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].bytes_written, data.len() as u64);
+    assert_eq!(w[0].sha256_after_write, Some(sha256(&data)));
+}
