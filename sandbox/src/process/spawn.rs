@@ -245,7 +245,9 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
 
     let mut services = Services::default();
     // The workspace: a detached FUSE mount created here, in the initial user
-    // namespace, and served before the child ever touches it.
+    // namespace. It is served right after the clone (overlapping the child's
+    // root set-up), before the child may touch it.
+    let mut unserved: Option<(MediatedFs, OwnedFd)> = None;
     let ws_mount: Option<OwnedFd> = match cfg.workspace_mount {
         WorkspaceMount::Mediated => {
             let fs = MediatedFs::new(&sb.workspace, cfg.mediator.clone(), requester.clone())?;
@@ -261,7 +263,7 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
                         source: e,
                     }
                 })?;
-            services.fs = Some(fs.serve(fuse)?);
+            unserved = Some((fs, fuse));
             Some(m)
         }
         WorkspaceMount::PlainBindForTestsOnly => None,
@@ -366,6 +368,9 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         Ok((pid, listener))
     })?;
     let mut guard = InitGuard { pid, reaped: false };
+    if let Some((fs, fuse)) = unserved.take() {
+        services.fs = Some(fs.serve(fuse)?);
+    }
     // The child's ends and the mount/ruleset live on in the child only.
     drop((go_r, rep_w, in_r, out_w, err_w, ws_mount, ll.fd));
     drop(plan);
