@@ -74,6 +74,27 @@ fn max_read() -> usize {
     SESSION_BUF_PAGES * page
 }
 
+/// The passthrough keeps one `O_PATH` fd per inode the kernel remembers, so
+/// a workspace with many files needs far more descriptors than the usual
+/// soft limit of 1024. Raise the soft limit to the hard limit (never lower
+/// it), as virtiofsd does; past that, lookups fail with EMFILE.
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit reads the struct we pass; raising the soft limit
+        // up to the hard limit needs no privilege.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    }
+}
+
 impl MediatedFs {
     /// Build the file system over `root`. Decisions are attributed to
     /// `requester` (its pid is filled in per request).
@@ -82,6 +103,7 @@ impl MediatedFs {
         mediator: Arc<dyn Mediator>,
         requester: Requester,
     ) -> Result<Self, FsError> {
+        raise_nofile_limit();
         Ok(MediatedFs {
             layer: Arc::new(MediatedLayer::new(root, mediator, requester)?),
             threads: server::DEFAULT_SERVER_THREADS,
