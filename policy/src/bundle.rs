@@ -52,6 +52,7 @@ impl Bundle {
         let validator = cedar_policy::Validator::new(schema.clone());
         let names = Names::new()?;
 
+        let known_teams: BTreeSet<String> = files.teams.keys().cloned().collect();
         let mut info: HashMap<String, PolicyInfo> = HashMap::new();
         let mut digest_input: Vec<(String, Vec<u8>)> = Vec::new();
         let mut load_layer = |layer: Layer,
@@ -68,6 +69,21 @@ impl Bundle {
                         location,
                         annotations,
                     } = sp;
+                    // A misspelt team in a forbid would be a ceiling that
+                    // never applies: refuse teams without a folder.
+                    for uid in policy.entity_literals() {
+                        let is_team = uid.type_name().to_string() == "Team";
+                        let team = uid.id().unescaped().to_owned();
+                        if is_team && !known_teams.contains(&team) {
+                            return Err(PolicyError::Schema {
+                                location,
+                                policy: id,
+                                message: format!(
+                                    "unknown team `{team}` (no teams/{team}/ folder in the bundle)"
+                                ),
+                            });
+                        }
+                    }
                     if let Some(first) = info.get(&id) {
                         return Err(PolicyError::DuplicatePolicyId {
                             location,
@@ -121,8 +137,7 @@ impl Bundle {
                 message: "missing (list users and their teams; `[users]` alone if none)".into(),
             });
         }
-        let team_names: BTreeSet<String> = files.teams.keys().cloned().collect();
-        let members = Members::parse(members_text, &team_names)?;
+        let members = Members::parse(members_text, &known_teams)?;
         let team_uids = members
             .users()
             .map(|u| {

@@ -238,3 +238,28 @@ fn a_good_bundle_loads() {
     let b = Bundle::load(dir.path()).unwrap();
     assert_eq!(b.policy_count(), 1);
 }
+
+#[test]
+fn policy_naming_unknown_team_is_refused() {
+    let e = load_err(&[
+        ("org/a.cedar", ORG_ALLOW_ALL_FILES),
+        ("teams/finance/a.cedar", "@id(\"f.x\")\nforbid (principal, action, resource is Host);\n"),
+        (
+            "org/b.cedar",
+            "// ceiling for finance\n@id(\"org.finance-no-net\")\nforbid (principal in Team::\"fnance\", action, resource is Host);\n",
+        ),
+    ]);
+    match &e {
+        PolicyError::Schema {
+            location,
+            policy,
+            message,
+        } => {
+            assert_eq!(policy, "org.finance-no-net");
+            assert_eq!(location.file, "org/b.cedar");
+            assert_eq!(location.line, Some(2));
+            assert!(message.contains("fnance"), "{message}");
+        }
+        other => panic!("expected a schema error, got {other}"),
+    }
+}

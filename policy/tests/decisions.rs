@@ -388,3 +388,46 @@ forbid (principal, action == Action::"exec", resource) when { context.argv.conta
     assert_eq!(run(&["push"]), Effect::Deny);
     assert_eq!(run(&["log", "--force"]), Effect::Deny);
 }
+
+#[test]
+fn bundle_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Bundle>();
+    let dir = layered();
+    let b = std::sync::Arc::new(Bundle::load(dir.path()).unwrap());
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let b = std::sync::Arc::clone(&b);
+            std::thread::spawn(move || {
+                b.decide(&req("alice", Action::FileRead, file("docs/a.txt")))
+                    .effect
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), Effect::Allow);
+    }
+}
+
+#[test]
+fn explanations_name_rule_layer_file_and_line() {
+    let dir = bundle(&[("org/a.cedar", ASK)]);
+    let b = Bundle::load(dir.path()).unwrap();
+    let r = req("alice", Action::McpCall, tool("gmail", "send"));
+    let d = b.decide(&r);
+    let text = stele_policy::explain::render(&r, &d);
+    assert!(text.contains("decision: ask"), "{text}");
+    assert!(text.contains("org.send-asks"), "{text}");
+    assert!(text.contains("org/a.cedar:5"), "{text}");
+    assert!(text.contains("@ask(\"human\")"), "{text}");
+    assert!(text.contains(&b.digest().to_string()), "{text}");
+    let deny = b.decide(&req("alice", Action::FileRead, file("x")));
+    assert_eq!(
+        stele_policy::explain::summary(&deny),
+        "denied: no policy permits this (deny by default)"
+    );
+    let json = serde_json::to_value(&d).unwrap();
+    assert_eq!(json["effect"], "ask");
+    assert_eq!(json["determining"][0]["layer"], "org");
+    assert_eq!(json["determining"][0]["line"], 5);
+}
