@@ -437,6 +437,12 @@ async fn missing_key_is_a_config_error_naming_the_variable() {
     let reqs = mock.requests();
     assert_eq!(reqs[0].path, "/v1/chat/completions");
     assert_eq!(reqs[0].header("authorization"), None);
+    assert_eq!(
+        reqs[0].json()["max_tokens"],
+        100,
+        "local servers get max_tokens"
+    );
+    assert_eq!(reqs[0].json().get("max_completion_tokens"), None);
 }
 
 #[tokio::test]

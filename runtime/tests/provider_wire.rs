@@ -161,7 +161,11 @@ async fn tool_use_round_trip() {
             assert!(!req.text().contains(KEY), "key in body of request {i}");
             let body = req.json();
             assert_eq!(body["model"], "test-model");
-            assert_eq!(body["max_tokens"], 1024);
+            let limit = match wire {
+                Wire::Anthropic => "max_tokens",
+                Wire::OpenAi => "max_completion_tokens", // `openai:` speaks to OpenAI's newer models
+            };
+            assert_eq!(body[limit], 1024);
             assert_eq!(
                 body.get("stream").and_then(|v| v.as_bool()) == Some(true),
                 streaming == Streaming::On

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::error::ProviderError;
 use super::http::Streaming;
+use super::openai::TokenLimitField;
 use super::retry::{RetryPolicy, Timeouts};
 use super::secret::Secret;
 use super::{AnthropicProvider, ModelProvider, OpenAiProvider, ProviderKind, ScriptedProvider};
@@ -42,6 +43,9 @@ pub struct ProviderConfig {
     pub retry: RetryPolicy,
     /// The scripted provider's file.
     pub script: Option<PathBuf>,
+    /// OpenAI wire only: the field for the output-token limit (`openai` defaults to
+    /// `max_completion_tokens`, local servers to `max_tokens`).
+    pub token_field: TokenLimitField,
 }
 
 impl ProviderConfig {
@@ -86,6 +90,7 @@ impl ProviderConfig {
                     timeouts: Timeouts::default(),
                     retry: RetryPolicy::default(),
                     script: Some(PathBuf::from(name)),
+                    token_field: TokenLimitField::MaxTokens,
                 })
             }
             other => {
@@ -105,6 +110,11 @@ impl ProviderConfig {
             timeouts: Timeouts::default(),
             retry: RetryPolicy::default(),
             script: None,
+            token_field: if provider == "openai" {
+                TokenLimitField::MaxCompletionTokens
+            } else {
+                TokenLimitField::MaxTokens
+            },
         })
     }
 
@@ -144,14 +154,17 @@ impl ProviderConfig {
                     self.retry.clone(),
                 )?))
             }
-            ProviderKind::OpenAi => Ok(Arc::new(OpenAiProvider::new(
-                &self.base_url,
-                &self.model,
-                self.resolve_key()?,
-                self.streaming,
-                self.timeouts,
-                self.retry.clone(),
-            )?)),
+            ProviderKind::OpenAi => Ok(Arc::new(
+                OpenAiProvider::new(
+                    &self.base_url,
+                    &self.model,
+                    self.resolve_key()?,
+                    self.streaming,
+                    self.timeouts,
+                    self.retry.clone(),
+                )?
+                .with_token_field(self.token_field),
+            )),
             ProviderKind::Scripted => {
                 let path = self
                     .script

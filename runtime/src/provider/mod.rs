@@ -26,7 +26,7 @@ pub use anthropic::AnthropicProvider;
 pub use config::{KeyRequirement, ProviderConfig};
 pub use error::{ProviderError, Retry, TimeoutPhase};
 pub use http::Streaming;
-pub use openai::OpenAiProvider;
+pub use openai::{OpenAiProvider, TokenLimitField};
 pub use retry::{RetryPolicy, Timeouts};
 pub use scripted::ScriptedProvider;
 pub use secret::Secret;

@@ -25,7 +25,26 @@ pub struct OpenAiProvider {
     model: String,
     key: Option<Secret>,
     streaming: Streaming,
+    token_field: TokenLimitField,
     transport: Transport,
+}
+
+/// Which request field carries the output-token limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenLimitField {
+    /// `max_tokens`: understood by every OpenAI-compatible server (Ollama, vLLM, llama.cpp).
+    MaxTokens,
+    /// `max_completion_tokens`: required by OpenAI's newer models, which reject `max_tokens`.
+    MaxCompletionTokens,
+}
+
+impl TokenLimitField {
+    fn name(self) -> &'static str {
+        match self {
+            TokenLimitField::MaxTokens => "max_tokens",
+            TokenLimitField::MaxCompletionTokens => "max_completion_tokens",
+        }
+    }
 }
 
 impl OpenAiProvider {
@@ -45,8 +64,15 @@ impl OpenAiProvider {
             model: model.to_string(),
             key,
             streaming,
+            token_field: TokenLimitField::MaxTokens,
             transport,
         })
+    }
+
+    /// Use `field` for the output-token limit (default `max_tokens`).
+    pub fn with_token_field(mut self, field: TokenLimitField) -> Self {
+        self.token_field = field;
+        self
     }
 
     fn headers(&self) -> Result<HeaderMap, ProviderError> {
@@ -71,7 +97,11 @@ impl OpenAiProvider {
 const ERROR_PREFIX: &str = "ERROR: ";
 
 /// The request body for `req` (no secrets: the key is a header).
-pub fn request_body(req: &ChatRequest, streaming: Streaming) -> Value {
+pub fn request_body(
+    req: &ChatRequest,
+    streaming: Streaming,
+    token_field: TokenLimitField,
+) -> Value {
     let mut messages = Vec::new();
     if !req.system.is_empty() {
         messages.push(json!({"role": "system", "content": req.system}));
@@ -121,8 +151,8 @@ pub fn request_body(req: &ChatRequest, streaming: Streaming) -> Value {
     let mut body = json!({
         "model": req.model,
         "messages": messages,
-        "max_tokens": req.max_tokens,
     });
+    body[token_field.name()] = json!(req.max_tokens);
     if !req.tools.is_empty() {
         body["tools"] = req
             .tools
@@ -144,11 +174,10 @@ impl ModelProvider for OpenAiProvider {
         req: &ChatRequest,
         events: &mut (dyn FnMut(StreamEvent) + Send),
     ) -> Result<ChatResponse, ProviderError> {
-        let body = serde_json::to_vec(&request_body(req, self.streaming)).map_err(|e| {
-            ProviderError::Config {
+        let body = serde_json::to_vec(&request_body(req, self.streaming, self.token_field))
+            .map_err(|e| ProviderError::Config {
                 detail: format!("request encoding: {e}"),
-            }
-        })?;
+            })?;
         let out = Outgoing {
             url: endpoint(&self.base_url, "chat/completions"),
             headers: self.headers()?,
