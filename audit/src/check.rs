@@ -120,7 +120,8 @@ impl LeafChecker {
     ) -> Result<(Leaf, Hash), LeafFailure> {
         let i = self.frontier.size();
         let t = |reason: String| LeafFailure { index: i, reason };
-        let leaf = Leaf::decode_canonical(bytes, &mut self.scratch).map_err(|e| t(e.to_string()))?;
+        let leaf =
+            Leaf::decode_canonical(bytes, &mut self.scratch).map_err(|e| t(e.to_string()))?;
         let h = leaf_hash(bytes);
         if stored_hash.is_some_and(|s| s != h) {
             return Err(t("leaf bytes do not match the stored leaf hash".into()));
@@ -135,7 +136,9 @@ impl LeafChecker {
             return Err(t("log.genesis must be exactly the first entry".into()));
         }
         if leaf.prev.as_deref().map(parse_hash_b64) != self.prev.map(Some) {
-            return Err(t("hash chain broken: prev does not name the previous leaf".into()));
+            return Err(t(
+                "hash chain broken: prev does not name the previous leaf".into()
+            ));
         }
         if let Some((boot, ts)) = &self.last_time {
             if *boot == leaf.boot && leaf.ts < *ts {
@@ -145,12 +148,17 @@ impl LeafChecker {
         self.check_session(&leaf, &h).map_err(t)?;
         self.check_intent(&leaf, &h).map_err(t)?;
         for p in &leaf.payload {
-            let c = parse_commit(&p.commit).ok_or_else(|| t(format!("bad commitment {:?}", p.commit)))?;
+            let c = parse_commit(&p.commit)
+                .ok_or_else(|| t(format!("bad commitment {:?}", p.commit)))?;
             self.committed.insert(c, i);
         }
         if leaf.kind == EventKind::Redaction {
             let (count, reason) = self.redaction_data(&leaf, i).map_err(t)?;
-            self.redactions.push(RedactionSeen { seq: i, count, reason });
+            self.redactions.push(RedactionSeen {
+                seq: i,
+                count,
+                reason,
+            });
         }
         if self.first_ts.is_none() {
             self.first_ts = Some(leaf.ts.clone());
@@ -166,30 +174,51 @@ impl LeafChecker {
 
     /// First and last timestamps seen.
     pub fn time_span(&self) -> Option<(String, String)> {
-        self.first_ts.clone().zip(self.last_time.as_ref().map(|(_, ts)| ts.clone()))
+        self.first_ts
+            .clone()
+            .zip(self.last_time.as_ref().map(|(_, ts)| ts.clone()))
     }
 
     /// Intents without a result, in index order.
     pub fn unfinished(&self) -> Vec<Unfinished> {
-        let mut v: Vec<Unfinished> = self.open.iter().map(|(s, (k, _))| Unfinished { seq: *s, kind: *k }).collect();
+        let mut v: Vec<Unfinished> = self
+            .open
+            .iter()
+            .map(|(s, (k, _))| Unfinished { seq: *s, kind: *k })
+            .collect();
         v.sort_by_key(|u| u.seq);
         v
     }
 
     fn check_session(&mut self, leaf: &Leaf, h: &Hash) -> Result<(), String> {
         let Some(s) = &leaf.session else {
-            if matches!(leaf.kind, EventKind::SessionStart | EventKind::SessionEnd | EventKind::SessionInterrupted) {
+            if matches!(
+                leaf.kind,
+                EventKind::SessionStart | EventKind::SessionEnd | EventKind::SessionInterrupted
+            ) {
                 return Err(format!("{} without a session", leaf.kind));
             }
             return Ok(());
         };
-        let ends = matches!(leaf.kind, EventKind::SessionEnd | EventKind::SessionInterrupted);
+        let ends = matches!(
+            leaf.kind,
+            EventKind::SessionEnd | EventKind::SessionInterrupted
+        );
         match self.sessions.get_mut(&s.id) {
             None => {
                 if leaf.kind != EventKind::SessionStart || s.n != 0 || s.prev.is_some() {
-                    return Err(format!("session {} does not begin with session.start at n=0", s.id));
+                    return Err(format!(
+                        "session {} does not begin with session.start at n=0",
+                        s.id
+                    ));
                 }
-                let seen = SessionSeen { n: 0, head: *h, ended: ends, first: leaf.seq, last: leaf.seq };
+                let seen = SessionSeen {
+                    n: 0,
+                    head: *h,
+                    ended: ends,
+                    first: leaf.seq,
+                    last: leaf.seq,
+                };
                 self.sessions.insert(s.id.clone(), seen);
             }
             Some(seen) => {
@@ -199,8 +228,15 @@ impl LeafChecker {
                 if leaf.kind == EventKind::SessionStart {
                     return Err(format!("session {} starts twice", s.id));
                 }
-                if s.n != seen.n + 1 || s.prev.as_deref().and_then(parse_hash_b64) != Some(seen.head) {
-                    return Err(format!("session {} sub-chain broken (n={}, expected {})", s.id, s.n, seen.n + 1));
+                if s.n != seen.n + 1
+                    || s.prev.as_deref().and_then(parse_hash_b64) != Some(seen.head)
+                {
+                    return Err(format!(
+                        "session {} sub-chain broken (n={}, expected {})",
+                        s.id,
+                        s.n,
+                        seen.n + 1
+                    ));
                 }
                 seen.n = s.n;
                 seen.head = *h;
@@ -221,13 +257,21 @@ impl LeafChecker {
             IntentRole::Plain if leaf.kind == EventKind::Interrupted => None,
             IntentRole::Plain => return Ok(()),
         };
-        let r = leaf.refs.as_ref().ok_or_else(|| format!("{} does not name its intent", leaf.kind))?;
-        let (kind, ih) = self
-            .open
-            .remove(&r.intent_seq)
-            .ok_or_else(|| format!("{} names intent {} which is not open", leaf.kind, r.intent_seq))?;
+        let r = leaf
+            .refs
+            .as_ref()
+            .ok_or_else(|| format!("{} does not name its intent", leaf.kind))?;
+        let (kind, ih) = self.open.remove(&r.intent_seq).ok_or_else(|| {
+            format!(
+                "{} names intent {} which is not open",
+                leaf.kind, r.intent_seq
+            )
+        })?;
         if want.is_some_and(|w| w != kind) || parse_hash_b64(&r.intent_leaf) != Some(ih) {
-            return Err(format!("{} does not match intent {}", leaf.kind, r.intent_seq));
+            return Err(format!(
+                "{} does not match intent {}",
+                leaf.kind, r.intent_seq
+            ));
         }
         if leaf.kind == EventKind::Interrupted {
             self.interrupted += 1;
@@ -237,12 +281,22 @@ impl LeafChecker {
 
     fn redaction_data(&mut self, leaf: &Leaf, i: u64) -> Result<(usize, String), String> {
         let d = leaf.data.as_ref().ok_or("redaction without data")?;
-        let commits = d.get("commits").and_then(|c| c.as_array()).ok_or("redaction without commits")?;
+        let commits = d
+            .get("commits")
+            .and_then(|c| c.as_array())
+            .ok_or("redaction without commits")?;
         for c in commits {
-            let h = c.as_str().and_then(parse_commit).ok_or("redaction names a bad commitment")?;
+            let h = c
+                .as_str()
+                .and_then(parse_commit)
+                .ok_or("redaction names a bad commitment")?;
             self.redacted_by.insert(h, i);
         }
-        let reason = d.get("reason").and_then(|r| r.as_str()).unwrap_or_default().to_string();
+        let reason = d
+            .get("reason")
+            .and_then(|r| r.as_str())
+            .unwrap_or_default()
+            .to_string();
         Ok((commits.len(), reason))
     }
 }

@@ -75,6 +75,9 @@ pub enum AuditError {
 impl AuditError {
     /// Wrap a SQLite error with the database path.
     pub fn sqlite(path: &std::path::Path) -> impl Fn(rusqlite::Error) -> AuditError + '_ {
-        move |source| AuditError::Sqlite { path: path.to_path_buf(), source }
+        move |source| AuditError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }

@@ -14,6 +14,7 @@ pub mod canonical;
 pub mod check;
 pub mod error;
 pub mod event;
+pub mod export;
 pub mod leaf;
 #[cfg(feature = "store")]
 pub mod log;
@@ -34,7 +35,8 @@ mod writer;
 
 pub use error::AuditError;
 pub use event::{
-    Actor, DecisionRecord, Disclosure, Effect, Event, EventKind, Outcome, PayloadInput, Refs, Status, Target,
+    Actor, DecisionRecord, Disclosure, Effect, Event, EventKind, Outcome, PayloadInput, Refs,
+    Status, Target,
 };
 #[cfg(feature = "store")]
 pub use log::{AuditLog, LogOptions};

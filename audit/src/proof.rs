@@ -38,9 +38,13 @@ pub struct VerifiedProof {
 /// Build the proof for entry `seq` against the newest checkpoint, and check
 /// it before handing it out.
 pub fn make(store: &Store, verifier: &NoteVerifier, seq: u64) -> Result<String, AuditError> {
-    let (size, note) = store.latest_checkpoint()?.ok_or_else(|| AuditError::NotFound("checkpoint".into()))?;
+    let (size, note) = store
+        .latest_checkpoint()?
+        .ok_or_else(|| AuditError::NotFound("checkpoint".into()))?;
     if seq >= size {
-        return Err(AuditError::NotFound(format!("entry {seq} (the log has {size} entries)")));
+        return Err(AuditError::NotFound(format!(
+            "entry {seq} (the log has {size} entries)"
+        )));
     }
     let entry = store.entry(seq)?;
     let path = inclusion_proof(store, seq, size)?;
@@ -67,7 +71,9 @@ pub fn render(leaf: &[u8], index: u64, path: &[Hash], note: &str) -> String {
 
 /// Parse and verify a proof with the log's key.
 pub fn verify(text: &str, verifier: &NoteVerifier) -> Result<VerifiedProof, String> {
-    let (head, note) = text.split_once("\n\n").ok_or("no blank line before the checkpoint")?;
+    let (head, note) = text
+        .split_once("\n\n")
+        .ok_or("no blank line before the checkpoint")?;
     let mut lines = head.lines();
     if lines.next() != Some(HEADER) {
         return Err(format!("first line must be {HEADER}"));
@@ -81,13 +87,22 @@ pub fn verify(text: &str, verifier: &NoteVerifier) -> Result<VerifiedProof, Stri
         } else if let Some(x) = l.strip_prefix("index ") {
             index = Some(x.parse::<u64>().map_err(|_| "index is not a number")?);
         } else {
-            let h = B64.decode(l).ok().and_then(|v| Hash::try_from(v).ok()).ok_or("bad hash line")?;
+            let h = B64
+                .decode(l)
+                .ok()
+                .and_then(|v| Hash::try_from(v).ok())
+                .ok_or("bad hash line")?;
             path.push(h);
         }
     }
     let leaf = leaf.ok_or("no leaf (extra line)")?;
     let index = index.ok_or("no index line")?;
     let (cp, _) = Checkpoint::open(note, verifier).map_err(|e| e.to_string())?;
-    verify_inclusion(&leaf_hash(&leaf), index, cp.size, &path, &cp.root).map_err(|e| e.to_string())?;
-    Ok(VerifiedProof { index, leaf, checkpoint: cp })
+    verify_inclusion(&leaf_hash(&leaf), index, cp.size, &path, &cp.root)
+        .map_err(|e| e.to_string())?;
+    Ok(VerifiedProof {
+        index,
+        leaf,
+        checkpoint: cp,
+    })
 }

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use stele_attest::{Checkpoint, NoteVerifier};
 
-use crate::error::AuditError;
 use crate::check::LeafChecker;
+use crate::error::AuditError;
 use crate::merkle::Hash;
 use crate::payload::commitment;
 use crate::store::Store;
@@ -31,7 +31,10 @@ pub enum VerifyFailure {
 }
 
 fn tampered(index: impl Into<Option<u64>>, reason: impl Into<String>) -> VerifyFailure {
-    VerifyFailure::Tampered { index: index.into(), reason: reason.into() }
+    VerifyFailure::Tampered {
+        index: index.into(),
+        reason: reason.into(),
+    }
 }
 
 pub use crate::check::{RedactionSeen, Unfinished};
@@ -71,28 +74,52 @@ pub struct VerifyReport {
 
 /// Verify the database at `path` against the trusted `verifier` key and an
 /// optional checkpoint held elsewhere.
-pub fn verify_db(path: &Path, verifier: &NoteVerifier, anchor: Option<&str>) -> Result<VerifyReport, VerifyFailure> {
+pub fn verify_db(
+    path: &Path,
+    verifier: &NoteVerifier,
+    anchor: Option<&str>,
+) -> Result<VerifyReport, VerifyFailure> {
     let started = Instant::now();
     let store = Store::open(path).map_err(VerifyFailure::Unreadable)?;
     let un = VerifyFailure::Unreadable;
     let origin = store.meta_required("origin").map_err(un)?;
-    let vkey = store.meta_required("vkey").map_err(VerifyFailure::Unreadable)?;
+    let vkey = store
+        .meta_required("vkey")
+        .map_err(VerifyFailure::Unreadable)?;
     if vkey != verifier.to_string() {
-        return Err(tampered(None, format!("the log names key {vkey}, not the trusted key {verifier}")));
+        return Err(tampered(
+            None,
+            format!("the log names key {vkey}, not the trusted key {verifier}"),
+        ));
     }
     if origin != verifier.name() {
-        return Err(tampered(None, format!("origin {origin:?} differs from the key name")));
+        return Err(tampered(
+            None,
+            format!("origin {origin:?} differs from the key name"),
+        ));
     }
     // Every signed size must match the recomputed root at that size.
     let mut expect: BTreeMap<u64, (Hash, &'static str)> = BTreeMap::new();
-    let mut report = VerifyReport { origin: origin.clone(), ..Default::default() };
+    let mut report = VerifyReport {
+        origin: origin.clone(),
+        ..Default::default()
+    };
     let notes = store.checkpoints().map_err(VerifyFailure::Unreadable)?;
     for (size, note) in &notes {
         let (cp, _) = Checkpoint::open(note, verifier).map_err(|e| {
-            tampered(size.checked_sub(1), format!("checkpoint for size {size} does not verify: {e}"))
+            tampered(
+                size.checked_sub(1),
+                format!("checkpoint for size {size} does not verify: {e}"),
+            )
         })?;
         if cp.size != *size || cp.origin != origin {
-            return Err(tampered(None, format!("checkpoint row {size} holds size {} of {:?}", cp.size, cp.origin)));
+            return Err(tampered(
+                None,
+                format!(
+                    "checkpoint row {size} holds size {} of {:?}",
+                    cp.size, cp.origin
+                ),
+            ));
         }
         expect.insert(cp.size, (cp.root, "stored checkpoint"));
         report.checkpoints += 1;
@@ -101,8 +128,12 @@ pub fn verify_db(path: &Path, verifier: &NoteVerifier, anchor: Option<&str>) -> 
         return Err(tampered(None, "the log has no signed checkpoint"));
     };
     if let Some(a) = anchor {
-        let (cp, _) = Checkpoint::open(a, verifier)
-            .map_err(|e| tampered(None, format!("the checkpoint held elsewhere does not verify: {e}")))?;
+        let (cp, _) = Checkpoint::open(a, verifier).map_err(|e| {
+            tampered(
+                None,
+                format!("the checkpoint held elsewhere does not verify: {e}"),
+            )
+        })?;
         if cp.size > latest {
             return Err(tampered(
                 latest,
@@ -114,7 +145,10 @@ pub fn verify_db(path: &Path, verifier: &NoteVerifier, anchor: Option<&str>) -> 
         }
         if let Some((r, _)) = expect.get(&cp.size) {
             if *r != cp.root {
-                return Err(tampered(cp.size.checked_sub(1), "a stored checkpoint contradicts the one held elsewhere (fork)"));
+                return Err(tampered(
+                    cp.size.checked_sub(1),
+                    "a stored checkpoint contradicts the one held elsewhere (fork)",
+                ));
             }
         }
         expect.insert(cp.size, (cp.root, "checkpoint held elsewhere"));
@@ -135,7 +169,10 @@ pub fn verify_db(path: &Path, verifier: &NoteVerifier, anchor: Option<&str>) -> 
             }
             checker
                 .push(bytes, Some(stored_hash), |_| {})
-                .map_err(|f| AuditError::Integrity { index: f.index, reason: f.reason })?;
+                .map_err(|f| AuditError::Integrity {
+                    index: f.index,
+                    reason: f.reason,
+                })?;
             while let Some((&size, &(root, what))) = checks.peek() {
                 if size > checker.size() {
                     break;
@@ -157,15 +194,32 @@ pub fn verify_db(path: &Path, verifier: &NoteVerifier, anchor: Option<&str>) -> 
 
     let size = checker.size();
     if size < latest {
-        return Err(tampered(size, format!("the newest checkpoint covers {latest} entries but only {size} are stored")));
+        return Err(tampered(
+            size,
+            format!("the newest checkpoint covers {latest} entries but only {size} are stored"),
+        ));
     }
     if size > latest {
-        return Err(tampered(latest, format!("{} entries after the newest signed checkpoint", size - latest)));
+        return Err(tampered(
+            latest,
+            format!(
+                "{} entries after the newest signed checkpoint",
+                size - latest
+            ),
+        ));
     }
     if checker.root() != latest_root {
-        return Err(tampered(size.checked_sub(1), "root differs from the newest checkpoint"));
+        return Err(tampered(
+            size.checked_sub(1),
+            "root differs from the newest checkpoint",
+        ));
     }
-    check_payloads(&store, &checker.committed, &checker.redacted_by, &mut report)?;
+    check_payloads(
+        &store,
+        &checker.committed,
+        &checker.redacted_by,
+        &mut report,
+    )?;
     report.entries = size;
     report.root = crate::leaf::hash_b64(&latest_root);
     report.sessions = checker.sessions.len() as u64;
@@ -187,22 +241,49 @@ fn check_payloads(
     let rows = store.payloads().map_err(VerifyFailure::Unreadable)?;
     let mut seen = std::collections::HashSet::new();
     for p in rows {
-        let cmt: Hash = p.cmt.as_slice().try_into().map_err(|_| tampered(p.seq, "payload key is not 32 bytes"))?;
+        let cmt: Hash = p
+            .cmt
+            .as_slice()
+            .try_into()
+            .map_err(|_| tampered(p.seq, "payload key is not 32 bytes"))?;
         let by = committed.get(&cmt).copied();
         if by != Some(p.seq) {
-            return Err(tampered(p.seq, format!("payload {} is not committed by entry {}", hex::encode(cmt), p.seq)));
+            return Err(tampered(
+                p.seq,
+                format!(
+                    "payload {} is not committed by entry {}",
+                    hex::encode(cmt),
+                    p.seq
+                ),
+            ));
         }
         seen.insert(cmt);
         match (&p.salt, &p.body) {
             (Some(salt), Some(body)) => {
                 if commitment(salt, body) != cmt || body.len() as u64 != p.size {
-                    return Err(tampered(p.seq, format!("payload {} of entry {} does not match its commitment", crate::payload::commit_text(&cmt), p.seq)));
+                    return Err(tampered(
+                        p.seq,
+                        format!(
+                            "payload {} of entry {} does not match its commitment",
+                            crate::payload::commit_text(&cmt),
+                            p.seq
+                        ),
+                    ));
                 }
                 report.payloads_present += 1;
             }
             _ => {
-                if redacted_by.get(&cmt).is_none() || p.redacted_seq != redacted_by.get(&cmt).copied() {
-                    return Err(tampered(p.seq, format!("payload {} of entry {} was erased without a redaction entry", crate::payload::commit_text(&cmt), p.seq)));
+                if redacted_by.get(&cmt).is_none()
+                    || p.redacted_seq != redacted_by.get(&cmt).copied()
+                {
+                    return Err(tampered(
+                        p.seq,
+                        format!(
+                            "payload {} of entry {} was erased without a redaction entry",
+                            crate::payload::commit_text(&cmt),
+                            p.seq
+                        ),
+                    ));
                 }
                 report.payloads_redacted += 1;
             }
@@ -210,7 +291,13 @@ fn check_payloads(
     }
     for (cmt, seq) in committed {
         if !seen.contains(cmt) && !redacted_by.contains_key(cmt) {
-            return Err(tampered(*seq, format!("payload {} committed by entry {seq} is missing", crate::payload::commit_text(cmt))));
+            return Err(tampered(
+                *seq,
+                format!(
+                    "payload {} committed by entry {seq} is missing",
+                    crate::payload::commit_text(cmt)
+                ),
+            ));
         }
     }
     Ok(())

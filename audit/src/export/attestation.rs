@@ -1,0 +1,124 @@
+//! Session attestations: at session end, an in-toto statement signed (DSSE)
+//! with the runtime's log key naming the session's entries, the checkpoint
+//! that covers them, the policy bundle, the runtime binary and the sandbox.
+//!
+//! Stored as `<db>.attestations/<session>.intoto.jsonl` beside the database
+//! (written atomically); exports of the session include it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use stele_attest::dsse::Envelope;
+use stele_attest::intoto::{Statement, Subject};
+use stele_attest::{Checkpoint, Signer};
+
+use super::layout::{sha256, SESSION_PREDICATE_TYPE};
+use super::ExportError;
+use crate::event::EventKind;
+use crate::leaf::{hash_b64, Leaf};
+use crate::log::AuditLog;
+use crate::merkle::leaf_hash;
+
+/// What the runtime knows about itself at session end.
+#[derive(Debug, Clone)]
+pub struct SessionContext {
+    /// Policy bundle digest in force (`sha256:<hex>`).
+    pub policy_digest: Option<String>,
+    /// Runtime version.
+    pub runtime_version: String,
+    /// Hex SHA-256 of the runtime binary ([`binary_sha256`]).
+    pub binary_sha256: String,
+    /// The sandbox backend and its settings, as the runtime describes them.
+    pub sandbox: serde_json::Value,
+}
+
+/// Hex SHA-256 of the running executable.
+pub fn binary_sha256() -> Result<String, ExportError> {
+    let exe =
+        std::env::current_exe().map_err(|e| ExportError::io(Path::new("current executable"), e))?;
+    let b = std::fs::read(&exe).map_err(|e| ExportError::io(&exe, e))?;
+    Ok(hex::encode(sha256(&b)))
+}
+
+/// A file-name-safe stem for a session id.
+pub fn file_stem(id: &str) -> String {
+    let safe = !id.is_empty()
+        && id.len() <= 100
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if safe {
+        id.to_string()
+    } else {
+        format!("sha256-{}", hex::encode(sha256(id.as_bytes())))
+    }
+}
+
+/// Where the attestation of session `id` of the log at `db` is kept.
+pub fn attestation_path(db: &Path, id: &str) -> PathBuf {
+    PathBuf::from(format!("{}.attestations", db.display()))
+        .join(format!("{}.intoto.jsonl", file_stem(id)))
+}
+
+/// Build, sign and store the attestation of session `id`.
+pub fn attest_session(
+    log: &AuditLog,
+    signer: &dyn Signer,
+    id: &str,
+    ctx: &SessionContext,
+) -> Result<Envelope, ExportError> {
+    let store = log.store()?;
+    let (size, note) = store
+        .latest_checkpoint()?
+        .ok_or_else(|| ExportError::Invalid("the log has no checkpoint".into()))?;
+    let (cp, _) = Checkpoint::open(&note, log.verifier())?;
+    let mut scratch = Vec::new();
+    let mut found: Option<(u64, u64, u64, bool, [u8; 32])> = None;
+    store.for_each_entry(0, size, |seq, bytes, _| {
+        let leaf = Leaf::decode_canonical(bytes, &mut scratch)?;
+        if leaf.session.as_ref().is_some_and(|s| s.id == id) {
+            let ended = matches!(
+                leaf.kind,
+                EventKind::SessionEnd | EventKind::SessionInterrupted
+            );
+            let h = leaf_hash(bytes);
+            found = Some(match found {
+                None => (seq, seq, 1, ended, h),
+                Some((first, _, n, _, _)) => (first, seq, n + 1, ended, h),
+            });
+        }
+        Ok(())
+    })?;
+    let (first, last, entries, ended, last_hash) =
+        found.ok_or_else(|| ExportError::Invalid(format!("no session {id:?} in the log")))?;
+    let predicate = serde_json::json!({
+        "origin": cp.origin,
+        "session": id,
+        "first": first,
+        "last": last,
+        "entries": entries,
+        "ended": ended,
+        "checkpoint": {"size": cp.size, "root": hash_b64(&cp.root)},
+        "policy_digest": ctx.policy_digest,
+        "runtime": {"version": ctx.runtime_version, "binary_sha256": ctx.binary_sha256},
+        "sandbox": ctx.sandbox,
+    });
+    let subject = vec![Subject::sha256(format!("session:{id}"), &last_hash)];
+    let env = Statement::new(subject, SESSION_PREDICATE_TYPE, predicate).sign(signer)?;
+    let path = attestation_path(log.path(), id);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| ExportError::io(dir, e))?;
+    let tmp = path.with_extension("partial");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| ExportError::io(&tmp, e))?;
+    let mut line = env.to_json()?;
+    line.push('\n');
+    f.write_all(line.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| ExportError::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| ExportError::io(&path, e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| ExportError::io(dir, e))?;
+    Ok(env)
+}

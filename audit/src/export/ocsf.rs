@@ -1,0 +1,132 @@
+//! The OCSF (1.x) JSON Lines view of leaves, for SIEMs.
+//!
+//! Derived, not authoritative: the leaves are. Each event carries the leaf
+//! hash as `fingerprint` and the previous leaf hash as
+//! `prev_event.fingerprint` (hex), so a SIEM can check adjacency without
+//! Merkle code; `chain_uid` is the log origin. File events map to File System
+//! Activity (1001), program starts and ends to Process Activity (1007), all
+//! else to API Activity (6003); model calls carry `ai_operation`-profile
+//! style model fields under `ai_model`.
+
+use serde_json::{json, Map, Value};
+
+use crate::event::{Effect, EventKind, Status};
+use crate::leaf::{parse_hash_b64, Leaf};
+use crate::merkle::Hash;
+
+/// OCSF schema version the view follows.
+pub const OCSF_VERSION: &str = "1.3.0";
+
+fn class_and_activity(kind: EventKind) -> (u32, u32) {
+    match kind {
+        EventKind::FileOpen => (1001, 14),
+        EventKind::FileClose => (1001, 99),
+        EventKind::ExecStart => (1007, 1),
+        EventKind::ExecEnd => (1007, 2),
+        EventKind::ModelRequest
+        | EventKind::ToolIntent
+        | EventKind::McpCall
+        | EventKind::NetConnect => (6003, 1),
+        EventKind::AuditRead | EventKind::AuditExport | EventKind::McpList => (6003, 2),
+        EventKind::Redaction => (6003, 4),
+        _ => (6003, 99),
+    }
+}
+
+/// Milliseconds since the epoch of a leaf time string (0 when unparseable).
+fn epoch_ms(ts: &str) -> i64 {
+    time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .unwrap_or(0)
+}
+
+/// One OCSF event for a leaf.
+pub fn event(leaf: &Leaf, hash: &Hash, origin: &str) -> Value {
+    let (class_uid, activity_id) = class_and_activity(leaf.kind);
+    let mut e = Map::new();
+    e.insert("class_uid".into(), json!(class_uid));
+    e.insert("category_uid".into(), json!(class_uid / 1000));
+    e.insert("activity_id".into(), json!(activity_id));
+    e.insert(
+        "type_uid".into(),
+        json!(u64::from(class_uid) * 100 + u64::from(activity_id)),
+    );
+    e.insert("severity_id".into(), json!(1));
+    e.insert("time".into(), json!(epoch_ms(&leaf.ts)));
+    e.insert(
+        "metadata".into(),
+        json!({"version": OCSF_VERSION, "uid": format!("{origin}/{}", leaf.seq),
+               "product": {"name": "stele", "vendor_name": "stele", "version": leaf.actor.runtime},
+               "log_name": origin, "sequence": leaf.seq, "profiles": ["ai_operation"]}),
+    );
+    e.insert("fingerprint".into(), json!(hex::encode(hash)));
+    if let Some(p) = leaf.prev.as_deref().and_then(parse_hash_b64) {
+        e.insert("prev_event".into(), json!({"fingerprint": hex::encode(p)}));
+    }
+    e.insert("chain_uid".into(), json!(origin));
+    e.insert(
+        "actor".into(),
+        json!({"user": {"name": leaf.actor.principal, "groups": leaf.actor.teams.iter().map(|t| json!({"name": t})).collect::<Vec<_>>()},
+               "app_name": leaf.actor.runtime}),
+    );
+    e.insert("device".into(), json!({"hostname": leaf.actor.host}));
+    e.insert("api".into(), json!({"operation": leaf.kind.as_str()}));
+    if let Some(s) = &leaf.session {
+        e.insert("session".into(), json!({"uid": s.id}));
+    }
+    if let Some(t) = &leaf.target {
+        if let Some(p) = &t.path {
+            e.insert(
+                "file".into(),
+                json!({"path": p, "name": p.rsplit('/').next().unwrap_or(p)}),
+            );
+        }
+        if t.program.is_some() || t.argv.is_some() {
+            e.insert("process".into(), json!({"file": {"path": t.program}, "cmd_line": t.argv.as_ref().map(|a| a.join(" "))}));
+        }
+        if t.model.is_some() {
+            e.insert(
+                "ai_model".into(),
+                json!({"name": t.model, "provider": t.provider}),
+            );
+        }
+        if let Some(h) = &t.host {
+            e.insert(
+                "dst_endpoint".into(),
+                json!({"hostname": h, "port": t.port}),
+            );
+        }
+        if let Some(tool) = &t.tool {
+            e.insert(
+                "resources".into(),
+                json!([{"type": "tool", "name": tool, "owner": {"name": t.server}}]),
+            );
+        }
+    }
+    if let Some(d) = &leaf.decision {
+        let (id, name) = match d.effect {
+            Effect::Allow => (1, "Allowed"),
+            Effect::Deny => (2, "Blocked"),
+            Effect::Ask => (99, "Approval required"),
+        };
+        e.insert("disposition_id".into(), json!(id));
+        e.insert("disposition".into(), json!(name));
+        e.insert(
+            "policy".into(),
+            json!({"uid": d.bundle, "name": d.policies.join(","), "desc": d.reason}),
+        );
+    }
+    if let Some(o) = &leaf.outcome {
+        let ok = o.status == Status::Ok;
+        e.insert("status_id".into(), json!(if ok { 1 } else { 2 }));
+        e.insert(
+            "status".into(),
+            json!(if ok { "Success" } else { "Failure" }),
+        );
+        if let Some(d) = &o.detail {
+            e.insert("status_detail".into(), json!(d));
+        }
+    }
+    e.insert("unmapped".into(), json!({"stele_kind": leaf.kind.as_str(), "payload_commitments": leaf.payload.iter().map(|p| &p.commit).collect::<Vec<_>>()}));
+    Value::Object(e)
+}

@@ -1,0 +1,521 @@
+//! Writing an export: record the export in the log first, then build the
+//! bundle in a temporary folder beside the destination, fsync everything and
+//! rename it into place, so a failed export leaves nothing half-written.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use stele_attest::intoto::{Statement, Subject};
+use stele_attest::{Checkpoint, Signer};
+
+use super::layout::*;
+use super::ocsf;
+use super::summary::SummaryBuilder;
+use super::tiles::{TileBuilder, TileFile};
+use super::ExportError;
+use crate::check::LeafChecker;
+use crate::event::{Actor, Event, EventKind};
+use crate::leaf::hash_b64;
+use crate::log::AuditLog;
+use crate::merkle::{inclusion_proof, Hash};
+use crate::payload::parse_commit;
+use crate::store::Store;
+
+/// A policy bundle folder to include.
+#[derive(Debug, Clone)]
+pub struct PolicyInput {
+    /// Folder.
+    pub dir: PathBuf,
+    /// The policy engine's bundle digest, when the caller computed it.
+    pub bundle_digest: Option<String>,
+}
+
+/// What to export.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// Which entries.
+    pub selection: Selection,
+    /// Include payload bodies (salt ‖ body) of selected entries.
+    pub payloads: bool,
+    /// Policy bundles in force.
+    pub policies: Vec<PolicyInput>,
+    /// Who exports.
+    pub exporter: Actor,
+    /// Export a session that has not ended (normally refused: its
+    /// completeness could not be shown).
+    pub allow_open_session: bool,
+    /// Write one `.tar` file instead of a folder.
+    pub tar: bool,
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone)]
+pub struct ExportReport {
+    /// Entries in the tiles.
+    pub tree_size: u64,
+    /// Selected entries.
+    pub selected: u64,
+    /// Files written (excluding the manifest).
+    pub files: usize,
+    /// Index of the `audit.export` entry.
+    pub export_entry: u64,
+}
+
+/// Collects files in the temporary folder and their digests.
+struct Out {
+    dir: PathBuf,
+    digests: BTreeMap<String, [u8; 32]>,
+}
+
+impl Out {
+    fn put(&mut self, rel: &str, bytes: &[u8]) -> Result<(), ExportError> {
+        let p = self.dir.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| ExportError::io(parent, e))?;
+        }
+        let mut f = File::create(&p).map_err(|e| ExportError::io(&p, e))?;
+        f.write_all(bytes).map_err(|e| ExportError::io(&p, e))?;
+        f.sync_all().map_err(|e| ExportError::io(&p, e))?;
+        self.digests.insert(rel.to_string(), sha256(bytes));
+        Ok(())
+    }
+}
+
+/// Export from an open log. The `audit.export` entry is appended (and
+/// durable) before any file is written; the bundle covers the log up to the
+/// checkpoint that entry's commit produced. The manifest is signed by
+/// `manifest_signer` (the log key or a separate export key).
+pub fn export(
+    log: &AuditLog,
+    manifest_signer: &dyn Signer,
+    opts: &ExportOptions,
+    out: &Path,
+) -> Result<ExportReport, ExportError> {
+    if out.exists() {
+        return Err(ExportError::Invalid(format!(
+            "{} already exists",
+            out.display()
+        )));
+    }
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = out
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| ExportError::Invalid("bad output name".into()))?;
+    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    let data = serde_json::json!({
+        "selection": serde_json::to_value(&opts.selection).map_err(|e| ExportError::Invalid(e.to_string()))?,
+        "payloads": opts.payloads,
+        "out": out.display().to_string(),
+        "manifest_key": manifest_signer.verifier().to_string(),
+    });
+    let receipt = log.append_blocking(
+        Event::new(EventKind::AuditExport, opts.exporter.clone()).with_data(data),
+    )?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    let r = build(
+        log,
+        manifest_signer,
+        opts,
+        &tmp,
+        receipt.seq,
+        receipt.size,
+        &receipt.checkpoint,
+    )
+    .and_then(|report| finish(&tmp, out, opts.tar).map(|()| report));
+    if r.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    r
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build(
+    log: &AuditLog,
+    manifest_signer: &dyn Signer,
+    opts: &ExportOptions,
+    tmp: &Path,
+    export_entry: u64,
+    size: u64,
+    note: &str,
+) -> Result<ExportReport, ExportError> {
+    std::fs::create_dir_all(tmp).map_err(|e| ExportError::io(tmp, e))?;
+    let mut o = Out {
+        dir: tmp.to_path_buf(),
+        digests: BTreeMap::new(),
+    };
+    let store = log.store()?;
+    let verifier = log.verifier().clone();
+    let (cp, _) = Checkpoint::open(note, &verifier)?;
+
+    let mut checker = LeafChecker::new(log.origin());
+    let mut tiles = TileBuilder::new();
+    let mut done: Vec<TileFile> = Vec::new();
+    let ocsf_path = tmp.join(OCSF);
+    std::fs::create_dir_all(tmp.join("ocsf")).map_err(|e| ExportError::io(tmp, e))?;
+    let ocsf_file = File::create(&ocsf_path).map_err(|e| ExportError::io(&ocsf_path, e))?;
+    let mut ocsf_w = BufWriter::new(ocsf_file);
+    let mut ocsf_hash = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut summary = SummaryBuilder::default();
+    let mut selected: Vec<u64> = Vec::new();
+    let mut selected_count = 0u64;
+    let mut commits: Vec<Hash> = Vec::new();
+    let mut span: Option<(String, String)> = None;
+    let mut leaves_for_proofs: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    let mut pending: Result<(), ExportError> = Ok(());
+
+    store.for_each_entry(0, size, |seq, bytes, stored| {
+        if seq != checker.size() {
+            return Err(crate::AuditError::Integrity {
+                index: checker.size(),
+                reason: "entry missing".into(),
+            });
+        }
+        let mut nodes = Vec::new();
+        let (leaf, h) = checker
+            .push(bytes, Some(stored), |n| nodes.push(n))
+            .map_err(|f| crate::AuditError::Integrity {
+                index: f.index,
+                reason: f.reason,
+            })?;
+        tiles.push_entry(bytes, &mut done);
+        tiles.push_leaf_hash(&h, &mut done);
+        for n in &nodes {
+            tiles.push_completed(n, &mut done);
+        }
+        for (p, b) in done.drain(..) {
+            if let Err(e) = o.put(&p, &b) {
+                pending = Err(e);
+            }
+        }
+        if opts.selection.selects(&leaf) {
+            selected_count += 1;
+            summary.add(&leaf);
+            let mut line =
+                serde_json::to_vec(&ocsf::event(&leaf, &h, &cp.origin)).unwrap_or_default();
+            line.push(b'\n');
+            ocsf_hash.update(&line);
+            if let Err(e) = ocsf_w.write_all(&line) {
+                pending = Err(ExportError::io(&ocsf_path, e));
+            }
+            commits.extend(leaf.payload.iter().filter_map(|p| parse_commit(&p.commit)));
+            match &mut span {
+                None => span = Some((leaf.ts.clone(), leaf.ts.clone())),
+                Some((_, b)) => b.clone_from(&leaf.ts),
+            }
+            if !matches!(opts.selection, Selection::All) && selected.len() < MAX_PROOFS {
+                selected.push(seq);
+                leaves_for_proofs.insert(seq, bytes.to_vec());
+            }
+        }
+        Ok(())
+    })?;
+    pending?;
+    if checker.size() != size || checker.root() != cp.root {
+        return Err(ExportError::Invalid(format!(
+            "the log does not re-derive the checkpoint at size {size}"
+        )));
+    }
+    tiles.finish(&mut done);
+    for (p, b) in done.drain(..) {
+        o.put(&p, &b)?;
+    }
+    ocsf_w.flush().map_err(|e| ExportError::io(&ocsf_path, e))?;
+    ocsf_w
+        .get_ref()
+        .sync_all()
+        .map_err(|e| ExportError::io(&ocsf_path, e))?;
+    let mut d = [0u8; 32];
+    d.copy_from_slice(ocsf_hash.finish().as_ref());
+    o.digests.insert(OCSF.to_string(), d);
+
+    // Sessions the selection touches.
+    let mut sessions: Vec<SessionRange> = Vec::new();
+    let wanted: Vec<String> = match &opts.selection {
+        Selection::Session { id } => {
+            if !checker.sessions.contains_key(id) {
+                return Err(ExportError::Invalid(format!(
+                    "no session {id:?} in the log"
+                )));
+            }
+            vec![id.clone()]
+        }
+        _ => Vec::new(),
+    };
+    for id in &wanted {
+        if let Some(s) = checker.sessions.get(id) {
+            if !s.ended && !opts.allow_open_session {
+                return Err(ExportError::Invalid(format!(
+                    "session {id} has not ended; its completeness cannot be shown (export after it ends)"
+                )));
+            }
+            sessions.push(SessionRange {
+                id: id.clone(),
+                first: s.first,
+                last: s.last,
+                entries: s.n + 1,
+                ended: s.ended,
+            });
+        }
+    }
+
+    // Checkpoints: the newest, plus every published or cosigned one below it.
+    let cosigs = cosignature_lines(&store)?;
+    o.put(
+        CHECKPOINT,
+        with_cosignatures(note, cosigs.get(&size)).as_bytes(),
+    )?;
+    let mut cp_sizes = Vec::new();
+    for (s, n) in published_checkpoints(&store, size, &cosigs)? {
+        o.put(
+            &format!("{CHECKPOINTS_DIR}{s}"),
+            with_cosignatures(&n, cosigs.get(&s)).as_bytes(),
+        )?;
+        cp_sizes.push(s);
+    }
+
+    // Inclusion proofs of the selected entries.
+    for seq in &selected {
+        let path = inclusion_proof(&store, *seq, size)?;
+        let leaf = leaves_for_proofs
+            .get(seq)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        o.put(
+            &format!("{PROOFS_DIR}{seq}.tlog-proof"),
+            crate::proof::render(leaf, *seq, &path, note).as_bytes(),
+        )?;
+    }
+
+    // Payloads (salt ‖ body) of selected entries, unless redacted or withheld.
+    if opts.payloads {
+        for c in &commits {
+            if let Some(p) = store.payload(c)? {
+                if let (Some(salt), Some(body)) = (p.salt, p.body) {
+                    let mut b = salt;
+                    b.extend_from_slice(&body);
+                    o.put(&format!("{PAYLOADS_DIR}{}", hex::encode(c)), &b)?;
+                }
+            }
+        }
+    }
+
+    // Policy bundles.
+    let mut policies = Vec::new();
+    for (i, p) in opts.policies.iter().enumerate() {
+        let files = read_tree(&p.dir)?;
+        let base = p
+            .dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("policy");
+        let name = format!("{i}-{base}");
+        for (rel, b) in &files {
+            o.put(&format!("{POLICIES_DIR}{name}/{rel}"), b)?;
+        }
+        policies.push(PolicyRecord {
+            name,
+            files_digest: files_digest(&files),
+            bundle_digest: p.bundle_digest.clone(),
+        });
+    }
+
+    // Session attestations stored beside the database.
+    for s in &sessions {
+        let f = super::attestation::attestation_path(log.path(), &s.id);
+        if let Ok(b) = std::fs::read(&f) {
+            o.put(
+                &format!(
+                    "{ATTESTATIONS_DIR}{}.intoto.jsonl",
+                    super::attestation::file_stem(&s.id)
+                ),
+                &b,
+            )?;
+        }
+    }
+
+    let selection_text = match &opts.selection {
+        Selection::All => "all entries".to_string(),
+        Selection::Session { id } => format!("session {id}"),
+        Selection::Time { since, until } => format!("entries from {since} until {until}"),
+    };
+    o.put(
+        SUMMARY,
+        summary.render(&cp.origin, size, &selection_text).as_bytes(),
+    )?;
+    o.put(
+        VERIFY_MD,
+        super::verify_md(
+            &verifier.to_string(),
+            &manifest_signer.verifier().to_string(),
+        )
+        .as_bytes(),
+    )?;
+
+    let predicate = ExportPredicate {
+        origin: cp.origin.clone(),
+        log_key: verifier.to_string(),
+        tree_size: size,
+        root: hash_b64(&cp.root),
+        range: opts.selection.clone(),
+        sessions,
+        selected: selected_count,
+        time_span: span,
+        exporter: Exporter {
+            principal: opts.exporter.principal.clone(),
+            host: opts.exporter.host.clone(),
+            runtime: opts.exporter.runtime.clone(),
+            entry: export_entry,
+        },
+        policies,
+        payloads_included: opts.payloads,
+        checkpoints: cp_sizes,
+    };
+    let files = o.digests.len();
+    let subjects: Vec<Subject> = o
+        .digests
+        .iter()
+        .map(|(n, d)| Subject::sha256(n.clone(), d))
+        .collect();
+    let pv = serde_json::to_value(&predicate).map_err(|e| ExportError::Invalid(e.to_string()))?;
+    let env = Statement::new(subjects, PREDICATE_TYPE, pv).sign(manifest_signer)?;
+    let mut line = env.to_json()?;
+    line.push('\n');
+    o.put(MANIFEST, line.as_bytes())?;
+    Ok(ExportReport {
+        tree_size: size,
+        selected: selected_count,
+        files,
+        export_entry,
+    })
+}
+
+/// Stored cosignature lines by checkpoint size.
+fn cosignature_lines(store: &Store) -> Result<BTreeMap<u64, Vec<String>>, ExportError> {
+    let mut st = store
+        .conn()
+        .prepare("SELECT size, line FROM cosignatures ORDER BY size, witness")
+        .map_err(crate::AuditError::sqlite(store.path()))?;
+    let rows = st
+        .query_map([], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+        })
+        .map_err(crate::AuditError::sqlite(store.path()))?;
+    let mut m: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for row in rows {
+        let (s, l) = row.map_err(crate::AuditError::sqlite(store.path()))?;
+        m.entry(s).or_default().push(l);
+    }
+    Ok(m)
+}
+
+fn published_checkpoints(
+    store: &Store,
+    below: u64,
+    cosigs: &BTreeMap<u64, Vec<String>>,
+) -> Result<Vec<(u64, String)>, ExportError> {
+    let mut st = store
+        .conn()
+        .prepare(
+            "SELECT size, note FROM checkpoints WHERE published != 0 AND size < ?1 ORDER BY size",
+        )
+        .map_err(crate::AuditError::sqlite(store.path()))?;
+    let rows = st
+        .query_map([below as i64], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+        })
+        .map_err(crate::AuditError::sqlite(store.path()))?;
+    let mut out: BTreeMap<u64, String> = BTreeMap::new();
+    for row in rows {
+        let (s, n) = row.map_err(crate::AuditError::sqlite(store.path()))?;
+        out.insert(s, n);
+    }
+    for s in cosigs.keys().filter(|s| **s < below) {
+        if !out.contains_key(s) {
+            if let Some(n) = store.checkpoint_at(*s)? {
+                out.insert(*s, n);
+            }
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// Append cosignature lines to a signed note.
+fn with_cosignatures(note: &str, lines: Option<&Vec<String>>) -> String {
+    let mut s = note.to_string();
+    for l in lines.into_iter().flatten() {
+        s.push_str(l.trim_end_matches('\n'));
+        s.push('\n');
+    }
+    s
+}
+
+/// Regular files under `dir`, as `(relative path with /, bytes)`.
+fn read_tree(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, ExportError> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(|e| ExportError::io(&d, e))? {
+            let e = e.map_err(|e| ExportError::io(&d, e))?;
+            let p = e.path();
+            let ft = e.file_type().map_err(|e| ExportError::io(&p, e))?;
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_file() {
+                let rel = p
+                    .strip_prefix(dir)
+                    .map_err(|_| ExportError::Invalid("path outside the policy folder".into()))?;
+                let rel = rel.to_str().ok_or_else(|| {
+                    ExportError::Invalid(format!("non-UTF-8 name {}", p.display()))
+                })?;
+                out.push((
+                    rel.replace('\\', "/"),
+                    std::fs::read(&p).map_err(|e| ExportError::io(&p, e))?,
+                ));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// fsync the folder tree, then rename it (or a tar made from it) into place.
+fn finish(tmp: &Path, out: &Path, tar: bool) -> Result<(), ExportError> {
+    if tar {
+        let files = super::list_files(tmp)?;
+        let tmp_tar = tmp.with_extension("tar.partial");
+        let f = File::create(&tmp_tar).map_err(|e| ExportError::io(&tmp_tar, e))?;
+        let mut w = BufWriter::new(f);
+        for rel in &files {
+            let b = std::fs::read(tmp.join(rel)).map_err(|e| ExportError::io(&tmp.join(rel), e))?;
+            super::tar::write_file(&mut w, rel, &b)?;
+        }
+        super::tar::finish(&mut w)?;
+        let f = w
+            .into_inner()
+            .map_err(|e| ExportError::io(&tmp_tar, e.into_error()))?;
+        f.sync_all().map_err(|e| ExportError::io(&tmp_tar, e))?;
+        std::fs::rename(&tmp_tar, out).map_err(|e| ExportError::io(out, e))?;
+        let _ = std::fs::remove_dir_all(tmp);
+    } else {
+        for d in super::list_dirs(tmp)? {
+            File::open(&d)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| ExportError::io(&d, e))?;
+        }
+        std::fs::rename(tmp, out).map_err(|e| ExportError::io(out, e))?;
+    }
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(parent)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| ExportError::io(parent, e))?;
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! Offline verification of stele audit exports (`docs/export-format.md`).
+//!
+//! Deliberately small: no database, no async runtime, no policy engine. The
+//! per-leaf rules come from `stele_audit::check`, the same code the runtime's
+//! own `stele audit verify` runs, so both agree on what a valid log is.
+
+pub mod bundle;
+mod extras;
+mod manifest;
+mod report;
+mod stream;
+
+use std::collections::BTreeMap;
+
+use stele_attest::cosignature::CosignatureVerifier;
+use stele_attest::NoteVerifier;
+use stele_audit::merkle::Hash;
+
+pub use bundle::Bundle;
+pub use report::Report;
+
+/// The first problem found: which file, which entry, what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("FAILED: {file}{}: {reason}", .index.map(|i| format!(" (entry {i})")).unwrap_or_default())]
+pub struct Failure {
+    /// Bundle-relative file (or the bundle path).
+    pub file: String,
+    /// Entry index, when one is concerned.
+    pub index: Option<u64>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl Failure {
+    /// A failure in `file`.
+    pub fn new(file: impl Into<String>, index: Option<u64>, reason: impl Into<String>) -> Self {
+        Self {
+            file: file.into(),
+            index,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What the reviewer trusts.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The log's verifier key (obtained out of band).
+    pub log_key: NoteVerifier,
+    /// The manifest signing key; `None` means the log key signs manifests.
+    pub export_key: Option<NoteVerifier>,
+    /// Witness keys.
+    pub witnesses: Vec<CosignatureVerifier>,
+    /// Cosignatures required (default: all given witnesses).
+    pub quorum: Option<usize>,
+    /// Checkpoints the reviewer already holds (note text, source name).
+    pub anchors: Vec<(String, String)>,
+    /// Current time (POSIX seconds) for cosignature timestamps.
+    pub now: u64,
+}
+
+/// Roots that the recomputed tree must match at given sizes, with where each came from.
+pub(crate) type Expect = BTreeMap<u64, (Hash, String)>;
+
+/// Verify a bundle. Stops at the first failure.
+pub fn verify(bundle: &Bundle, opts: &Options) -> Result<Report, Failure> {
+    let started = std::time::Instant::now();
+    let m = manifest::check(bundle, opts)?;
+    let mut expect: Expect = BTreeMap::new();
+    let cps = manifest::checkpoints(bundle, opts, &m, &mut expect)?;
+    let atts = extras::read_attestations(bundle, opts, &m, &mut expect)?;
+    let s = stream::run(bundle, &m, &expect)?;
+    let mut report = Report::new(&m, &cps, &s);
+    extras::sessions(&m, &s)?;
+    extras::payloads(bundle, &m, &s, &mut report)?;
+    extras::proofs(bundle, opts, &m, &s, &mut report)?;
+    extras::policies(bundle, &m, &mut report)?;
+    extras::check_attestations(&atts, &s, &mut report)?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}

@@ -1,0 +1,227 @@
+//! The signed manifest, the file list, the checkpoints and cosignatures.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use stele_attest::dsse::Envelope;
+use stele_attest::intoto::Statement;
+use stele_attest::{Checkpoint, SignedNote};
+use stele_audit::export::layout::{
+    sha256, ExportPredicate, CHECKPOINT, CHECKPOINTS_DIR, MANIFEST, PREDICATE_TYPE,
+};
+use stele_audit::leaf::parse_hash_b64;
+
+use crate::{Bundle, Expect, Failure, Options};
+
+/// What the manifest says.
+#[derive(Debug)]
+pub(crate) struct Manifest {
+    pub predicate: ExportPredicate,
+    /// Listed file → SHA-256.
+    pub digests: BTreeMap<String, [u8; 32]>,
+    pub root: [u8; 32],
+    pub note: String,
+}
+
+impl Manifest {
+    /// Read a listed file and check its digest.
+    pub fn read(&self, bundle: &Bundle, name: &str) -> Result<Vec<u8>, Failure> {
+        let want = self
+            .digests
+            .get(name)
+            .ok_or_else(|| Failure::new(name, None, "not listed in the manifest"))?;
+        let b = bundle.read(name)?;
+        if &sha256(&b) != want {
+            return Err(Failure::new(
+                name,
+                None,
+                "SHA-256 differs from the manifest (file altered)",
+            ));
+        }
+        Ok(b)
+    }
+}
+
+pub(crate) fn check(bundle: &Bundle, opts: &Options) -> Result<Manifest, Failure> {
+    let f = |r: String| Failure::new(MANIFEST, None, r);
+    let text = bundle
+        .read(MANIFEST)
+        .map_err(|_| f("missing: this is not a signed export".into()))?;
+    let env = Envelope::from_json(&text).map_err(|e| f(e.to_string()))?;
+    let key = opts.export_key.as_ref().unwrap_or(&opts.log_key);
+    let st = Statement::open(&env, key, PREDICATE_TYPE)
+        .map_err(|e| f(format!("signature check failed: {e}")))?;
+    let predicate: ExportPredicate =
+        serde_json::from_value(st.predicate).map_err(|e| f(format!("predicate: {e}")))?;
+    let mut digests = BTreeMap::new();
+    for s in &st.subject {
+        let d = s
+            .sha256_bytes()
+            .ok_or_else(|| f(format!("subject {} has no SHA-256", s.name)))?;
+        if s.name == MANIFEST || digests.insert(s.name.clone(), d).is_some() {
+            return Err(f(format!(
+                "subject {} listed twice or names the manifest",
+                s.name
+            )));
+        }
+    }
+    let present: BTreeSet<String> = bundle
+        .names()
+        .into_iter()
+        .filter(|n| n != MANIFEST)
+        .collect();
+    if let Some(extra) = present.iter().find(|n| !digests.contains_key(*n)) {
+        return Err(Failure::new(
+            extra.clone(),
+            None,
+            "file is not listed in the signed manifest (added)",
+        ));
+    }
+    if let Some(missing) = digests.keys().find(|n| !present.contains(*n)) {
+        return Err(Failure::new(
+            missing.clone(),
+            None,
+            "listed in the signed manifest but missing (deleted or truncated export)",
+        ));
+    }
+    if predicate.origin != opts.log_key.name() || predicate.log_key != opts.log_key.to_string() {
+        return Err(f(format!(
+            "the export is of log {:?} with key {}, not the trusted key",
+            predicate.origin, predicate.log_key
+        )));
+    }
+    let root =
+        parse_hash_b64(&predicate.root).ok_or_else(|| f("predicate root is not a hash".into()))?;
+    let note = String::from_utf8(bundle.read(CHECKPOINT)?)
+        .map_err(|_| Failure::new(CHECKPOINT, None, "not UTF-8"))?;
+    let m = Manifest {
+        predicate,
+        digests,
+        root,
+        note,
+    };
+    m.read(bundle, CHECKPOINT)?;
+    Ok(m)
+}
+
+/// Cosignatures counted per witness: the largest size each one cosigned.
+#[derive(Debug, Default)]
+pub(crate) struct Checkpoints {
+    pub checked: Vec<u64>,
+    pub cosigned: BTreeMap<String, u64>,
+    pub anchors: Vec<(u64, String)>,
+}
+
+pub(crate) fn checkpoints(
+    bundle: &Bundle,
+    opts: &Options,
+    m: &Manifest,
+    expect: &mut Expect,
+) -> Result<Checkpoints, Failure> {
+    let mut out = Checkpoints::default();
+    let p = &m.predicate;
+    let (cp, note) = open_note(&m.note, CHECKPOINT, opts, &mut out)?;
+    if cp.size != p.tree_size || cp.root != m.root {
+        return Err(Failure::new(
+            CHECKPOINT,
+            None,
+            format!(
+                "checkpoint (size {}) differs from the manifest (size {})",
+                cp.size, p.tree_size
+            ),
+        ));
+    }
+    let _ = note;
+    expect.insert(cp.size, (cp.root, CHECKPOINT.to_string()));
+    let listed: BTreeSet<String> = p
+        .checkpoints
+        .iter()
+        .map(|s| format!("{CHECKPOINTS_DIR}{s}"))
+        .collect();
+    for name in m.digests.keys().filter(|n| n.starts_with(CHECKPOINTS_DIR)) {
+        if !listed.contains(name) {
+            return Err(Failure::new(
+                name.clone(),
+                None,
+                "checkpoint file not named in the manifest predicate",
+            ));
+        }
+    }
+    for name in &listed {
+        let text = String::from_utf8(m.read(bundle, name)?)
+            .map_err(|_| Failure::new(name.clone(), None, "not UTF-8"))?;
+        let (c, _) = open_note(&text, name, opts, &mut out)?;
+        if format!("{CHECKPOINTS_DIR}{}", c.size) != *name || c.size > p.tree_size {
+            return Err(Failure::new(
+                name.clone(),
+                None,
+                format!("holds size {} (tree size {})", c.size, p.tree_size),
+            ));
+        }
+        expect.insert(c.size, (c.root, name.clone()));
+    }
+    let need = opts.quorum.unwrap_or(opts.witnesses.len());
+    if out.cosigned.len() < need {
+        return Err(Failure::new(CHECKPOINT, None, format!(
+            "witness quorum not met: {} of the {} trusted witnesses cosigned a checkpoint in this export, {need} required",
+            out.cosigned.len(), opts.witnesses.len())));
+    }
+    for (text, source) in &opts.anchors {
+        let (a, _) = Checkpoint::open(text, &opts.log_key).map_err(|e| {
+            Failure::new(
+                source.clone(),
+                None,
+                format!("the checkpoint you hold does not verify: {e}"),
+            )
+        })?;
+        if a.size > p.tree_size {
+            return Err(Failure::new(source.clone(), Some(p.tree_size), format!(
+                "the export ends at {} entries but the checkpoint you hold covers {}: truncated or rolled back", p.tree_size, a.size)));
+        }
+        if let Some((r, from)) = expect.get(&a.size) {
+            if *r != a.root {
+                return Err(Failure::new(
+                    source.clone(),
+                    a.size.checked_sub(1),
+                    format!("contradicts {from} at size {} (fork)", a.size),
+                ));
+            }
+        }
+        expect.insert(a.size, (a.root, format!("held checkpoint {source}")));
+        out.anchors.push((a.size, source.clone()));
+    }
+    Ok(out)
+}
+
+fn open_note(
+    text: &str,
+    name: &str,
+    opts: &Options,
+    out: &mut Checkpoints,
+) -> Result<(Checkpoint, SignedNote), Failure> {
+    let (cp, note) = Checkpoint::open(text, &opts.log_key).map_err(|e| {
+        Failure::new(
+            name,
+            None,
+            format!("checkpoint does not verify with the trusted log key: {e}"),
+        )
+    })?;
+    for w in &opts.witnesses {
+        if !note.signatures.iter().any(|s| w.matches(s)) {
+            continue;
+        }
+        let ts = w
+            .verify_note(&note)
+            .map_err(|e| Failure::new(name, None, format!("{e}")))?;
+        if ts > opts.now + 300 {
+            return Err(Failure::new(
+                name,
+                None,
+                format!("cosignature by {} is dated in the future ({ts})", w.name()),
+            ));
+        }
+        let e = out.cosigned.entry(w.name().to_string()).or_insert(0);
+        *e = (*e).max(cp.size);
+    }
+    out.checked.push(cp.size);
+    Ok((cp, note))
+}

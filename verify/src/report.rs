@@ -1,0 +1,178 @@
+//! The verification report.
+
+use std::fmt;
+
+use stele_audit::export::layout::Selection;
+
+use crate::manifest::{Checkpoints, Manifest};
+use crate::stream::Streamed;
+
+/// What a successful verification established.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Log origin.
+    pub origin: String,
+    /// Entries verified (the whole prefix).
+    pub entries: u64,
+    /// Root (base64).
+    pub root: String,
+    /// The selection.
+    pub selection: String,
+    /// Selected entries.
+    pub selected: u64,
+    /// Time span of the selection.
+    pub time_span: Option<(String, String)>,
+    /// Sessions in the log prefix, and how many have no end.
+    pub sessions: (u64, u64),
+    /// Checkpoint sizes whose signature verified.
+    pub checkpoints: Vec<u64>,
+    /// Witness → largest size it cosigned.
+    pub cosigned: Vec<(String, u64)>,
+    /// Held checkpoints matched (size, source).
+    pub anchors: Vec<(u64, String)>,
+    /// Payloads checked against their commitments.
+    pub payloads_verified: u64,
+    /// Payloads erased by a redaction entry.
+    pub payloads_redacted: u64,
+    /// Payloads left out on purpose by the exporter.
+    pub payloads_withheld: u64,
+    /// Redaction entries (index, count, reason).
+    pub redactions: Vec<(u64, usize, String)>,
+    /// Inclusion proofs verified.
+    pub proofs: u64,
+    /// Policy bundles (name, files digest, engine digest).
+    pub policies: Vec<(String, String, Option<String>)>,
+    /// Sessions with a verified attestation.
+    pub attestations: Vec<String>,
+    /// Intents without a result (index, kind).
+    pub unfinished: Vec<(u64, String)>,
+    /// Who exported, and the entry recording it.
+    pub exporter: String,
+    /// Bytes of entry bundles read.
+    pub entry_bytes: u64,
+    /// Seconds spent.
+    pub seconds: f64,
+}
+
+impl Report {
+    pub(crate) fn new(m: &Manifest, c: &Checkpoints, s: &Streamed) -> Self {
+        let p = &m.predicate;
+        Self {
+            origin: p.origin.clone(),
+            entries: s.checker.size(),
+            root: p.root.clone(),
+            selection: match &p.range {
+                Selection::All => "all entries".into(),
+                Selection::Session { id } => format!("session {id}"),
+                Selection::Time { since, until } => format!("{since} .. {until}"),
+            },
+            selected: s.selected,
+            time_span: s.span.clone(),
+            sessions: (
+                s.checker.sessions.len() as u64,
+                s.checker.sessions.values().filter(|x| !x.ended).count() as u64,
+            ),
+            checkpoints: c.checked.clone(),
+            cosigned: c.cosigned.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            anchors: c.anchors.clone(),
+            redactions: s
+                .checker
+                .redactions
+                .iter()
+                .map(|r| (r.seq, r.count, r.reason.clone()))
+                .collect(),
+            unfinished: s
+                .checker
+                .unfinished()
+                .iter()
+                .map(|u| (u.seq, u.kind.to_string()))
+                .collect(),
+            exporter: format!(
+                "{}@{} ({}), recorded as entry {}",
+                p.exporter.principal, p.exporter.host, p.exporter.runtime, p.exporter.entry
+            ),
+            entry_bytes: s.entries_bytes,
+            ..Default::default()
+        }
+    }
+
+    /// Entries verified per second.
+    pub fn rate(&self) -> f64 {
+        self.entries as f64 / self.seconds.max(1e-9)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "OK: export of {} verified", self.origin)?;
+        writeln!(
+            f,
+            "  entries:      {} (root {}), every leaf, chain, session sub-chain and tile checked",
+            self.entries, self.root
+        )?;
+        writeln!(
+            f,
+            "  selection:    {} ({} entries)",
+            self.selection, self.selected
+        )?;
+        if let Some((a, b)) = &self.time_span {
+            writeln!(f, "  time span:    {a} .. {b}")?;
+        }
+        writeln!(
+            f,
+            "  sessions:     {} in the log prefix ({} without an end)",
+            self.sessions.0, self.sessions.1
+        )?;
+        writeln!(
+            f,
+            "  checkpoints:  {} verified (sizes {:?})",
+            self.checkpoints.len(),
+            self.checkpoints
+        )?;
+        for (w, s) in &self.cosigned {
+            writeln!(f, "  witness:      {w} cosigned size {s}")?;
+        }
+        for (s, src) in &self.anchors {
+            writeln!(f, "  anchor:       consistent with {src} (size {s})")?;
+        }
+        writeln!(
+            f,
+            "  payloads:     {} verified, {} redacted, {} withheld by the exporter",
+            self.payloads_verified, self.payloads_redacted, self.payloads_withheld
+        )?;
+        for (seq, n, why) in &self.redactions {
+            writeln!(
+                f,
+                "  redaction:    entry {seq} erased {n} payload(s): {why}"
+            )?;
+        }
+        writeln!(
+            f,
+            "  proofs:       {} inclusion proofs verified",
+            self.proofs
+        )?;
+        for (n, d, b) in &self.policies {
+            writeln!(
+                f,
+                "  policy:       {n} files {d}{}",
+                b.as_ref()
+                    .map(|b| format!(", bundle {b}"))
+                    .unwrap_or_default()
+            )?;
+        }
+        for s in &self.attestations {
+            writeln!(f, "  attestation:  session {s} attestation verified")?;
+        }
+        for (seq, k) in self.unfinished.iter().take(20) {
+            writeln!(f, "  unfinished:   intent {seq} ({k}) has no result")?;
+        }
+        writeln!(f, "  exporter:     {}", self.exporter)?;
+        writeln!(
+            f,
+            "  took {:.3} s ({:.0} entries/s, {:.1} MB of entries)",
+            self.seconds,
+            self.rate(),
+            self.entry_bytes as f64 / 1e6
+        )
+    }
+}

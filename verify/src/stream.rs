@@ -1,0 +1,158 @@
+//! Streaming every entry bundle in order through the shared leaf checks,
+//! rebuilding every tile and comparing it with the exported one.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use stele_audit::check::LeafChecker;
+use stele_audit::export::layout::Selection;
+use stele_audit::export::tiles::{split_bundle, tile_paths, TileBuilder, TileFile};
+use stele_audit::merkle::Hash;
+use stele_audit::payload::parse_commit;
+
+use crate::manifest::Manifest;
+use crate::{Bundle, Expect, Failure};
+
+/// What streaming found.
+#[derive(Debug)]
+pub(crate) struct Streamed {
+    pub checker: LeafChecker,
+    pub selected: u64,
+    /// Commitment → index of the selected entry committing to it.
+    pub selected_commits: BTreeMap<Hash, u64>,
+    /// Leaf hashes of selected entries (not for whole-log exports).
+    pub selected_hashes: BTreeMap<u64, Hash>,
+    pub span: Option<(String, String)>,
+    pub entries_bytes: u64,
+}
+
+pub(crate) fn run(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<Streamed, Failure> {
+    let size = m.predicate.tree_size;
+    let expected = tile_paths(size);
+    let want: BTreeSet<&str> = expected.iter().map(|t| t.0.as_str()).collect();
+    for name in m.digests.keys().filter(|n| n.starts_with("tile/")) {
+        if !want.contains(name.as_str()) {
+            return Err(Failure::new(
+                name.clone(),
+                None,
+                format!("unexpected tile for a tree of {size} entries"),
+            ));
+        }
+    }
+    for t in &expected {
+        if !m.digests.contains_key(&t.0) {
+            return Err(Failure::new(
+                t.0.clone(),
+                None,
+                format!("tile missing: a tree of {size} entries needs it"),
+            ));
+        }
+    }
+    let all = matches!(m.predicate.range, Selection::All);
+    let mut s = Streamed {
+        checker: LeafChecker::new(&m.predicate.origin),
+        selected: 0,
+        selected_commits: BTreeMap::new(),
+        selected_hashes: BTreeMap::new(),
+        span: None,
+        entries_bytes: 0,
+    };
+    let mut tiles = TileBuilder::new();
+    let mut done: Vec<TileFile> = Vec::new();
+    let mut checks = expect.iter().peekable();
+    for (path, level, _, width) in &expected {
+        if level.is_some() {
+            continue;
+        }
+        let bytes = m.read(bundle, path)?;
+        s.entries_bytes += bytes.len() as u64;
+        let leaves = split_bundle(&bytes)
+            .ok_or_else(|| Failure::new(path.clone(), None, "entry bundle framing is broken"))?;
+        if leaves.len() as u64 != *width {
+            return Err(Failure::new(
+                path.clone(),
+                None,
+                format!("holds {} entries, expected {width}", leaves.len()),
+            ));
+        }
+        for leaf_bytes in leaves {
+            let mut nodes = Vec::new();
+            let (leaf, h) = s
+                .checker
+                .push(leaf_bytes, None, |n| nodes.push(n))
+                .map_err(|f| Failure::new(path.clone(), Some(f.index), f.reason))?;
+            tiles.push_entry(leaf_bytes, &mut done);
+            tiles.push_leaf_hash(&h, &mut done);
+            for n in &nodes {
+                tiles.push_completed(n, &mut done);
+            }
+            compare(bundle, m, &mut done)?;
+            if m.predicate.range.selects(&leaf) {
+                s.selected += 1;
+                for p in &leaf.payload {
+                    if let Some(c) = parse_commit(&p.commit) {
+                        s.selected_commits.insert(c, leaf.seq);
+                    }
+                }
+                if !all {
+                    s.selected_hashes.insert(leaf.seq, h);
+                }
+                match &mut s.span {
+                    None => s.span = Some((leaf.ts.clone(), leaf.ts.clone())),
+                    Some((_, b)) => b.clone_from(&leaf.ts),
+                }
+            }
+            while let Some((&at, (root, from))) = checks.peek() {
+                if at > s.checker.size() {
+                    break;
+                }
+                if at == s.checker.size() && s.checker.root() != *root {
+                    return Err(Failure::new(
+                        from.clone(),
+                        Some(at - 1),
+                        format!(
+                            "root at size {at} differs from the one recomputed from the entries"
+                        ),
+                    ));
+                }
+                checks.next();
+            }
+        }
+    }
+    tiles.finish(&mut done);
+    compare(bundle, m, &mut done)?;
+    if let Some((&at, (_, from))) = checks.peek() {
+        return Err(Failure::new(
+            from.clone(),
+            None,
+            format!(
+                "names size {at} beyond the {} entries exported",
+                s.checker.size()
+            ),
+        ));
+    }
+    if s.checker.root() != m.root {
+        return Err(Failure::new(
+            "checkpoint",
+            None,
+            "root recomputed from the entries differs from the checkpoint",
+        ));
+    }
+    Ok(s)
+}
+
+fn compare(bundle: &Bundle, m: &Manifest, done: &mut Vec<TileFile>) -> Result<(), Failure> {
+    for (path, bytes) in done.drain(..) {
+        if path.starts_with("tile/entries/") {
+            continue; // read and checked above
+        }
+        let got = m.read(bundle, &path)?;
+        if got != bytes {
+            return Err(Failure::new(
+                path,
+                None,
+                "hash tile differs from the hashes recomputed from the entries",
+            ));
+        }
+    }
+    Ok(())
+}
