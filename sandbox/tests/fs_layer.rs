@@ -126,3 +126,67 @@ fn an_allowed_create_that_fails_still_closes_its_decision() {
     assert_eq!((reports[0].bytes_read, reports[0].bytes_written), (0, 0));
     assert_eq!(reports[0].sha256_after_write, None);
 }
+
+#[test]
+fn id_map_translates_owners_both_ways() {
+    use fuse_backend_rs::abi::fuse_abi::SetattrValid;
+    use stele_sandbox::fs::IdMap;
+    let (ws, _rec, fs) = setup();
+    // SAFETY: plain id getters.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let fs = fs.with_id_map(IdMap {
+        host_uid: uid,
+        host_gid: gid,
+        sandbox_uid: 1234,
+        sandbox_gid: 1235,
+    });
+    let layer = fs.layer();
+    let ctx = Context::default();
+
+    let entry = layer.lookup(&ctx, ROOT_ID, c"a.txt").unwrap();
+    assert_eq!((entry.attr.st_uid, entry.attr.st_gid), (1234, 1235));
+    let (st, _) = layer.getattr(&ctx, entry.inode, None).unwrap();
+    assert_eq!((st.st_uid, st.st_gid), (1234, 1235));
+
+    // The sandbox user acts as the server itself.
+    let mut c = Context {
+        uid: 1234,
+        gid: 1235,
+        pid: 0,
+    };
+    layer.id_remap(&mut c).unwrap();
+    assert_eq!((c.uid, c.gid), (0, 0));
+    let mut other = Context {
+        uid: 77,
+        gid: 77,
+        pid: 0,
+    };
+    layer.id_remap(&mut other).unwrap();
+    assert_eq!(other.uid, 77);
+
+    // chown to the sandbox user maps to the host owner; anything else is EPERM.
+    let mut attr = st;
+    attr.st_uid = 1234;
+    let (out, _) = layer
+        .setattr(&ctx, entry.inode, attr, None, SetattrValid::UID)
+        .unwrap();
+    assert_eq!(out.st_uid, 1234);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(ws.path().join("a.txt")).unwrap().uid(),
+        uid
+    );
+    attr.st_uid = 42;
+    let e = layer
+        .setattr(&ctx, entry.inode, attr, None, SetattrValid::UID)
+        .unwrap_err();
+    assert_eq!(errno(e), libc::EPERM);
+
+    // Host owners with no counterpart inside show as the overflow id.
+    if uid == 0 {
+        std::fs::write(ws.path().join("theirs"), b"t").unwrap();
+        std::os::unix::fs::chown(ws.path().join("theirs"), Some(4242), Some(4242)).unwrap();
+        let e = layer.lookup(&ctx, ROOT_ID, c"theirs").unwrap();
+        assert_eq!((e.attr.st_uid, e.attr.st_gid), (65534, 65534));
+    }
+}

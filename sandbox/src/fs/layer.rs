@@ -18,6 +18,7 @@ use ring::digest::{Context as Sha, SHA256};
 
 use super::bufio::HashingSink;
 use super::handles::OpenHandle;
+use super::idmap::IdMap;
 use super::paths::NodeMap;
 use super::FsError;
 use crate::{
@@ -38,6 +39,7 @@ pub struct MediatedLayer {
     requester: Requester,
     pub(super) nodes: RwLock<NodeMap>,
     pub(super) handles: RwLock<HashMap<u64, Arc<OpenHandle>>>,
+    pub(super) idmap: std::sync::OnceLock<IdMap>,
 }
 
 impl std::fmt::Debug for MediatedLayer {
@@ -93,6 +95,7 @@ impl MediatedLayer {
             requester,
             nodes: RwLock::new(NodeMap::new()),
             handles: RwLock::new(HashMap::new()),
+            idmap: std::sync::OnceLock::new(),
         })
     }
 
@@ -262,6 +265,13 @@ impl MediatedLayer {
                 .inner
                 .release(&ctx, h.inode, 0, handle, false, false, None);
         }
+    }
+
+    /// Translate file ownership between the host and the sandbox's user
+    /// namespace (see [`IdMap`]). Set once, before serving; later calls are
+    /// ignored and return false.
+    pub fn set_id_map(&self, map: IdMap) -> bool {
+        self.idmap.set(map).is_ok()
     }
 
     /// Number of inodes the layer currently names (diagnostics and tests).

@@ -6,6 +6,7 @@
 //!   trait that asks the mediator and delegates to `PassthroughFs`;
 //! * `paths.rs` — the inode → workspace-path map the decisions are made on;
 //! * `handles.rs` — per-handle counters and the SHA-256 of written data;
+//! * `idmap.rs` — owner translation for user namespaces;
 //! * `server.rs` — the /dev/fuse transport ([`FsServer`]).
 //!
 //! A virtio-fs (vhost-user-fs) transport would drive the same
@@ -13,6 +14,7 @@
 
 mod bufio;
 mod handles;
+mod idmap;
 mod layer;
 mod ops;
 mod paths;
@@ -23,6 +25,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use idmap::IdMap;
 pub use layer::MediatedLayer;
 pub use server::FsServer;
 
@@ -108,6 +111,16 @@ impl MediatedFs {
             layer: Arc::new(MediatedLayer::new(root, mediator, requester)?),
             threads: server::DEFAULT_SERVER_THREADS,
         })
+    }
+
+    /// Translate file ownership between the host and the sandbox's user
+    /// namespace: host files owned by `map.host_uid` appear owned by
+    /// `map.sandbox_uid`, and what the sandbox user creates is created as the
+    /// server's own user. Without it ids pass through unchanged (right when
+    /// the sandbox's ids are the host's, e.g. no user namespace).
+    pub fn with_id_map(self, map: IdMap) -> Self {
+        self.layer.set_id_map(map);
+        self
     }
 
     /// Serve with `n` request threads instead of the default (one). Worth it

@@ -60,6 +60,18 @@ fn open_accesses(flags: u32) -> (Vec<FileAccess>, FileOp, bool) {
 }
 
 impl MediatedLayer {
+    /// Ownership in a reply, as the sandbox's user namespace should see it.
+    fn out_attr(&self, st: &mut stat64) {
+        if let Some(map) = self.idmap.get() {
+            map.apply_to_reply(st);
+        }
+    }
+
+    fn out_entry(&self, mut entry: Entry) -> Entry {
+        self.out_attr(&mut entry.attr);
+        entry
+    }
+
     fn ask_all(
         &self,
         ctx: &Context,
@@ -114,7 +126,7 @@ impl FileSystem for MediatedLayer {
         self.ask(ctx, FileAccess::List, FileOp::Lookup, &path)?;
         let entry = self.inner.lookup(ctx, parent, name)?;
         self.remember(entry.inode, path, entry.attr.st_mode);
-        Ok(entry)
+        Ok(self.out_entry(entry))
     }
 
     fn forget(&self, ctx: &Context, inode: u64, count: u64) {
@@ -144,7 +156,16 @@ impl FileSystem for MediatedLayer {
         inode: u64,
         handle: Option<u64>,
     ) -> io::Result<(stat64, Duration)> {
-        self.inner.getattr(ctx, inode, handle)
+        let (mut st, timeout) = self.inner.getattr(ctx, inode, handle)?;
+        self.out_attr(&mut st);
+        Ok((st, timeout))
+    }
+
+    fn id_remap(&self, ctx: &mut Context) -> io::Result<()> {
+        if let Some(map) = self.idmap.get() {
+            map.requester_to_host(&mut ctx.uid, &mut ctx.gid);
+        }
+        Ok(())
     }
 
     fn setattr(
@@ -157,7 +178,16 @@ impl FileSystem for MediatedLayer {
     ) -> io::Result<(stat64, Duration)> {
         let (path, _) = self.node(inode)?;
         self.ask(ctx, FileAccess::Write, FileOp::SetAttr, &path)?;
-        let out = self.inner.setattr(ctx, inode, attr, handle, valid)?;
+        let mut attr = attr;
+        if let Some(map) = self.idmap.get() {
+            let uid = valid.contains(SetattrValid::UID).then_some(attr.st_uid);
+            let gid = valid.contains(SetattrValid::GID).then_some(attr.st_gid);
+            let (uid, gid) = map.chown_to_host(uid, gid)?;
+            attr.st_uid = uid.unwrap_or(attr.st_uid);
+            attr.st_gid = gid.unwrap_or(attr.st_gid);
+        }
+        let mut out = self.inner.setattr(ctx, inode, attr, handle, valid)?;
+        self.out_attr(&mut out.0);
         if valid.contains(SetattrValid::SIZE) {
             let size = u64::try_from(attr.st_size).unwrap_or(0);
             for open in self.handles_on(inode) {
@@ -189,7 +219,7 @@ impl FileSystem for MediatedLayer {
         self.ask(ctx, FileAccess::Write, FileOp::Symlink, &path)?;
         let entry = self.inner.symlink(ctx, linkname, parent, name)?;
         self.remember(entry.inode, path, entry.attr.st_mode);
-        Ok(entry)
+        Ok(self.out_entry(entry))
     }
 
     fn mknod(
@@ -205,7 +235,7 @@ impl FileSystem for MediatedLayer {
         self.ask(ctx, FileAccess::Write, FileOp::Create, &path)?;
         let entry = self.inner.mknod(ctx, parent, name, mode, rdev, umask)?;
         self.remember(entry.inode, path, entry.attr.st_mode);
-        Ok(entry)
+        Ok(self.out_entry(entry))
     }
 
     fn mkdir(
@@ -220,7 +250,7 @@ impl FileSystem for MediatedLayer {
         self.ask(ctx, FileAccess::Write, FileOp::Mkdir, &path)?;
         let entry = self.inner.mkdir(ctx, parent, name, mode, umask)?;
         self.remember(entry.inode, path, entry.attr.st_mode);
-        Ok(entry)
+        Ok(self.out_entry(entry))
     }
 
     fn unlink(&self, ctx: &Context, parent: u64, name: &CStr) -> io::Result<()> {
@@ -269,7 +299,7 @@ impl FileSystem for MediatedLayer {
         self.ask(ctx, FileAccess::Write, FileOp::Link, &path)?;
         let entry = self.inner.link(ctx, inode, newparent, newname)?;
         self.remember(entry.inode, path, entry.attr.st_mode);
-        Ok(entry)
+        Ok(self.out_entry(entry))
     }
 
     fn open(
@@ -333,7 +363,7 @@ impl FileSystem for MediatedLayer {
             Some(h) => self.track(h, open),
             None => self.report_close(ctx, &open),
         }
-        Ok((entry, handle, opts, passthrough))
+        Ok((self.out_entry(entry), handle, opts, passthrough))
     }
 
     #[allow(clippy::too_many_arguments)]
