@@ -189,3 +189,85 @@ fn test(bundle: &std::path::Path) -> anyhow::Result<ExitCode> {
         ExitCode::from(1)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../policies")
+            .join(name)
+    }
+
+    fn code(command: PolicyCommand) -> String {
+        format!("{:?}", run(PolicyArgs { command }).unwrap())
+    }
+
+    fn explain(resource: &str, context: Option<&str>) -> String {
+        code(PolicyCommand::Explain {
+            bundle: template("finance"),
+            principal: "alice".into(),
+            action: "mcp.call".into(),
+            resource: resource.into(),
+            context: context.map(str::to_owned),
+            json: false,
+        })
+    }
+
+    #[test]
+    fn validate_and_test_the_templates() {
+        let ok = format!("{:?}", ExitCode::SUCCESS);
+        for name in ["finance", "strict-default"] {
+            assert_eq!(
+                code(PolicyCommand::Validate {
+                    bundle: template(name)
+                }),
+                ok
+            );
+            assert_eq!(
+                code(PolicyCommand::Test {
+                    bundle: template(name)
+                }),
+                ok
+            );
+        }
+        let missing = template("does-not-exist");
+        assert_ne!(code(PolicyCommand::Validate { bundle: missing }), ok);
+    }
+
+    #[test]
+    fn explain_exit_codes_follow_the_effect() {
+        assert_eq!(
+            explain("McpTool::\"gmail/read_inbox\"", None),
+            format!("{:?}", ExitCode::SUCCESS)
+        );
+        assert_eq!(
+            explain("McpTool::\"gmail/send_email\"", None),
+            format!("{:?}", ExitCode::from(3))
+        );
+        assert_eq!(
+            explain("McpTool::\"slack/post\"", None),
+            format!("{:?}", ExitCode::from(1))
+        );
+        let approved = r#"{"approval":{"granted":true,"approver":"m","ticket":"T"}}"#;
+        assert_eq!(
+            explain("McpTool::\"gmail/send_email\"", Some(approved)),
+            format!("{:?}", ExitCode::SUCCESS)
+        );
+        let bad = run(PolicyArgs {
+            command: PolicyCommand::Explain {
+                bundle: template("finance"),
+                principal: "alice".into(),
+                action: "mcp.call".into(),
+                resource: "File::\"x\"".into(),
+                context: None,
+                json: true,
+            },
+        });
+        assert!(
+            bad.is_err(),
+            "a resource the action does not apply to is an error"
+        );
+    }
+}
