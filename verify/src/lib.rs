@@ -66,6 +66,7 @@ pub(crate) type Expect = BTreeMap<u64, (Hash, String)>;
 pub fn verify(bundle: &Bundle, opts: &Options) -> Result<Report, Failure> {
     let started = std::time::Instant::now();
     let m = manifest::check(bundle, opts)?;
+    manifest::derived_files(bundle, &m)?;
     let mut expect: Expect = BTreeMap::new();
     let cps = manifest::checkpoints(bundle, opts, &m, &mut expect)?;
     let atts = extras::read_attestations(bundle, opts, &m, &mut expect)?;
