@@ -5,11 +5,9 @@ use std::collections::BTreeMap;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use serde_json::{json, Value};
 
+use super::classify::{classify_parts, status_for_error_type};
 use super::error::ProviderError;
-use super::http::{
-    classify_parts, status_for_error_type, Assembled, Outgoing, Step, StreamAssembler, Streaming,
-    Transport, Wire,
-};
+use super::http::{Assembled, Outgoing, Step, StreamAssembler, Streaming, Transport, Wire};
 use super::retry::{RetryPolicy, Timeouts};
 use super::secret::Secret;
 use super::sse::SseEvent;

@@ -118,6 +118,23 @@ impl ProviderConfig {
         })
     }
 
+    /// Take the base URL from the conventional environment variable, if set: `ANTHROPIC_BASE_URL`
+    /// for `anthropic`, `OPENAI_BASE_URL` for the OpenAI wire. Not applied by
+    /// [`from_spec`](Self::from_spec): the caller decides whether the environment may redirect
+    /// model traffic (a managed configuration may pin the URL instead).
+    pub fn base_url_from_env(&mut self) {
+        let var = match self.kind {
+            ProviderKind::Anthropic => "ANTHROPIC_BASE_URL",
+            ProviderKind::OpenAi => "OPENAI_BASE_URL",
+            ProviderKind::Scripted => return,
+        };
+        if let Ok(url) = std::env::var(var) {
+            if !url.trim().is_empty() {
+                self.base_url = url.trim().to_string();
+            }
+        }
+    }
+
     /// The key to use: the one given, else the environment variable's value.
     pub fn resolve_key(&self) -> Result<Option<Secret>, ProviderError> {
         if let Some(k) = &self.api_key {

@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 pub mod anthropic;
+mod classify;
 pub mod config;
 pub mod error;
 mod http;

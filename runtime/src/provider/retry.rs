@@ -22,7 +22,8 @@ impl Default for RetryPolicy {
             max_attempts: 5,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
-            deadline: Duration::from_secs(600),
+            // Long enough for a long streamed answer; stalls are caught by the read timeout.
+            deadline: Duration::from_secs(1200),
         }
     }
 }
