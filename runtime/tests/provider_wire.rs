@@ -322,3 +322,42 @@ async fn secrets_do_not_print() {
     cfg.api_key = Some(s);
     assert!(!format!("{cfg:?}").contains(KEY));
 }
+
+#[tokio::test]
+async fn parallel_tool_calls_keep_their_order() {
+    for (wire, streaming) in both() {
+        let mock = MockModel::start().unwrap();
+        let a = json!({"path": "a.txt"});
+        let b = json!({"path": "b/ü.txt", "limit": 20});
+        mock.push(
+            Turn::new()
+                .text("Reading both.")
+                .tool_use("call_a", "read_file", a.clone())
+                .tool_use("call_b", "read_file", b.clone())
+                .into(),
+        );
+        let p = provider(&mock, wire, streaming);
+        let r = p
+            .chat(&request(vec![Message::user_text("go")]), &mut |_| {})
+            .await
+            .unwrap();
+        assert_eq!(r.stop, StopReason::ToolUse);
+        assert_eq!(
+            r.content,
+            vec![
+                Content::Text("Reading both.".into()),
+                Content::ToolUse {
+                    id: "call_a".into(),
+                    name: "read_file".into(),
+                    input: a.clone()
+                },
+                Content::ToolUse {
+                    id: "call_b".into(),
+                    name: "read_file".into(),
+                    input: b.clone()
+                },
+            ],
+            "{wire:?} {streaming:?}"
+        );
+    }
+}
