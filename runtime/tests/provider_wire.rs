@@ -361,3 +361,28 @@ async fn parallel_tool_calls_keep_their_order() {
         );
     }
 }
+
+/// The end-to-end tests run `stele` as a child process against the mock, from plain (non-async)
+/// tests: the mock must serve without the caller running any async runtime.
+#[test]
+fn mock_serves_plain_http_clients() {
+    use std::io::{Read, Write};
+    let mock = MockModel::start().unwrap();
+    mock.push(Turn::new().text("hi").into());
+    let body =
+        r#"{"model":"m","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"x"}]}"#;
+    let addr = mock.base_url().trim_start_matches("http://").to_string();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "POST /v1/messages HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("text/event-stream"));
+    assert!(out.contains("event: message_stop"));
+    assert_eq!(mock.requests()[0].text(), body);
+}
