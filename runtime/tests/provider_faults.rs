@@ -475,3 +475,18 @@ async fn error_event_in_stream() {
         assert_eq!(mock.requests().len(), 3);
     }
 }
+
+#[tokio::test]
+async fn unavailable_with_http_date_retry_after() {
+    let mock = MockModel::start().unwrap();
+    // An HTTP date two seconds ahead: HTTP dates have one-second resolution, so the wait is
+    // somewhere above one second.
+    let when = std::time::SystemTime::now() + Duration::from_secs(2);
+    mock.push(Reply::unavailable(&httpdate::fmt_http_date(when)));
+    mock.push(answer().into());
+    let (r, _) = chat(provider(&mock, Wire::Anthropic, retry(3)).as_ref()).await;
+    assert_eq!(r.unwrap().attempts, 2);
+    let reqs = mock.requests();
+    let gap = reqs[1].at.duration_since(reqs[0].at);
+    assert!(gap >= Duration::from_millis(900), "retried after {gap:?}");
+}

@@ -173,21 +173,22 @@ impl Reply {
     }
     /// 429 with `Retry-After: <retry_after>`.
     pub fn rate_limited(retry_after: &str) -> Self {
-        match Self::status(429, "rate_limit_error", "mock: rate limited") {
-            Reply::Status {
-                status,
-                kind,
-                message,
-                code,
-                ..
-            } => Reply::Status {
-                status,
-                retry_after: Some(retry_after.into()),
-                kind,
-                message,
-                code,
-            },
-            other => other,
+        Reply::Status {
+            status: 429,
+            retry_after: Some(retry_after.into()),
+            kind: "rate_limit_error".into(),
+            message: "mock: rate limited".into(),
+            code: None,
+        }
+    }
+    /// 503 with `Retry-After: <retry_after>` (servers send it on overload too).
+    pub fn unavailable(retry_after: &str) -> Self {
+        Reply::Status {
+            status: 503,
+            retry_after: Some(retry_after.into()),
+            kind: "overloaded_error".into(),
+            message: "mock: temporarily unavailable".into(),
+            code: None,
         }
     }
     /// 500 internal server error.
