@@ -30,6 +30,8 @@ mod startup;
 pub mod store;
 #[cfg(feature = "store")]
 pub mod verify;
+#[cfg(feature = "witness")]
+pub mod witness;
 #[cfg(feature = "store")]
 mod writer;
 

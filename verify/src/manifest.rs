@@ -8,7 +8,9 @@ use stele_attest::{Checkpoint, SignedNote};
 use stele_audit::export::layout::{
     sha256, ExportPredicate, CHECKPOINT, CHECKPOINTS_DIR, MANIFEST, PREDICATE_TYPE,
 };
-use stele_audit::export::layout::{ATTESTATIONS_DIR, OCSF, PAYLOADS_DIR, POLICIES_DIR, PROOFS_DIR, SUMMARY, VERIFY_MD};
+use stele_audit::export::layout::{
+    ATTESTATIONS_DIR, OCSF, PAYLOADS_DIR, POLICIES_DIR, PROOFS_DIR, SUMMARY, VERIFY_MD,
+};
 use stele_audit::leaf::parse_hash_b64;
 
 use crate::{Bundle, Expect, Failure, Options};
@@ -230,12 +232,23 @@ fn open_note(
 /// The derived files (summary, OCSF view, instructions) are checked against
 /// the manifest; any name outside the format is refused.
 pub(crate) fn derived_files(bundle: &Bundle, m: &Manifest) -> Result<(), Failure> {
-    let dirs = ["tile/", CHECKPOINTS_DIR, PAYLOADS_DIR, PROOFS_DIR, POLICIES_DIR, ATTESTATIONS_DIR];
+    let dirs = [
+        "tile/",
+        CHECKPOINTS_DIR,
+        PAYLOADS_DIR,
+        PROOFS_DIR,
+        POLICIES_DIR,
+        ATTESTATIONS_DIR,
+    ];
     for name in m.digests.keys() {
         if [SUMMARY, VERIFY_MD, OCSF].contains(&name.as_str()) {
             m.read(bundle, name)?;
         } else if name != CHECKPOINT && !dirs.iter().any(|d| name.starts_with(d)) {
-            return Err(Failure::new(name.clone(), None, "file is not part of the export format"));
+            return Err(Failure::new(
+                name.clone(),
+                None,
+                "file is not part of the export format",
+            ));
         }
     }
     Ok(())

@@ -23,23 +23,34 @@ struct Setup {
 }
 
 fn actor() -> Actor {
-    Actor { host: "h".into(), principal: "alice".into(), runtime: "stele/test".into(), teams: vec![] }
+    Actor {
+        host: "h".into(),
+        principal: "alice".into(),
+        runtime: "stele/test".into(),
+        teams: vec![],
+    }
 }
 
 fn session(log: &AuditLog, id: &str, end: bool) {
-    log.append_blocking(Event::new(EventKind::SessionStart, actor()).in_session(id)).unwrap();
+    log.append_blocking(Event::new(EventKind::SessionStart, actor()).in_session(id))
+        .unwrap();
     for i in 0..3 {
         let body = format!("prompt {i} of {id}").into_bytes();
-        log.append_blocking(Event::new(EventKind::PolicyDecision, actor()).in_session(id).with_payload(PayloadInput {
-            role: "args".into(),
-            media: "text/plain".into(),
-            body,
-            disclosure: Disclosure::CommitmentOnly,
-        }))
+        log.append_blocking(
+            Event::new(EventKind::PolicyDecision, actor())
+                .in_session(id)
+                .with_payload(PayloadInput {
+                    role: "args".into(),
+                    media: "text/plain".into(),
+                    body,
+                    disclosure: Disclosure::CommitmentOnly,
+                }),
+        )
         .unwrap();
     }
     if end {
-        log.append_blocking(Event::new(EventKind::SessionEnd, actor()).in_session(id)).unwrap();
+        log.append_blocking(Event::new(EventKind::SessionEnd, actor()).in_session(id))
+            .unwrap();
     }
 }
 
@@ -52,12 +63,27 @@ impl Setup {
         }
     }
     fn log(&self) -> AuditLog {
-        let opts = LogOptions { heartbeat: None, ..LogOptions::default() };
-        AuditLog::open_or_create(&self.dir.path().join("audit.db"), self.log_key.clone(), opts).unwrap()
+        let opts = LogOptions {
+            heartbeat: None,
+            ..LogOptions::default()
+        };
+        AuditLog::open_or_create(
+            &self.dir.path().join("audit.db"),
+            self.log_key.clone(),
+            opts,
+        )
+        .unwrap()
     }
     fn export(&self, log: &AuditLog, sel: Selection, name: &str, open: bool, tar: bool) -> PathBuf {
         let out = self.dir.path().join(name);
-        let o = ExportOptions { selection: sel, payloads: true, policies: vec![], exporter: actor(), allow_open_session: open, tar };
+        let o = ExportOptions {
+            selection: sel,
+            payloads: true,
+            policies: vec![],
+            exporter: actor(),
+            allow_open_session: open,
+            tar,
+        };
         export(log, &self.export_key, &o, &out).unwrap();
         out
     }
@@ -96,7 +122,9 @@ fn resign(dir: &Path, key: &Ed25519Signer, log_key: &NoteVerifier) {
         .filter(|f| f != MANIFEST)
         .map(|f| Subject::sha256(f.clone(), &sha256(&std::fs::read(dir.join(&f)).unwrap())))
         .collect();
-    let env = Statement::new(subjects, PREDICATE_TYPE, st.predicate).sign(key).unwrap();
+    let env = Statement::new(subjects, PREDICATE_TYPE, st.predicate)
+        .sign(key)
+        .unwrap();
     std::fs::write(dir.join(MANIFEST), env.to_json().unwrap() + "\n").unwrap();
 }
 
@@ -109,7 +137,13 @@ fn every_damage_is_rejected_precisely() {
         session(&log, &format!("bulk-{i}"), true);
     }
     session(&log, "s-1", true);
-    let out = s.export(&log, Selection::Session { id: "s-1".into() }, "exp", false, false);
+    let out = s.export(
+        &log,
+        Selection::Session { id: "s-1".into() },
+        "exp",
+        false,
+        false,
+    );
     let o = s.opts();
     let r = check(&out, &o).unwrap();
     assert_eq!(r.proofs, 5);
@@ -168,7 +202,11 @@ fn every_damage_is_rejected_precisely() {
     std::fs::write(&b, ba).unwrap();
     resign(&t, &s.export_key, &o.log_key);
     let e = check(&t, &o).unwrap_err();
-    assert_eq!((e.file.as_str(), e.index), ("tile/entries/000", Some(0)), "{e}");
+    assert_eq!(
+        (e.file.as_str(), e.index),
+        ("tile/entries/000", Some(0)),
+        "{e}"
+    );
     // A hash tile altered and re-signed: the recomputed tile differs.
     let _ = std::fs::remove_dir_all(&t);
     copy_dir(&out, &t);
@@ -192,7 +230,11 @@ fn every_damage_is_rejected_precisely() {
     std::fs::write(t.join("tile/entries/000"), &bundle).unwrap();
     resign(&t, &s.export_key, &o.log_key);
     let e = check(&t, &o).unwrap_err();
-    assert_eq!((e.file.as_str(), e.index), ("tile/entries/000", Some(2)), "{e}");
+    assert_eq!(
+        (e.file.as_str(), e.index),
+        ("tile/entries/000", Some(2)),
+        "{e}"
+    );
     assert!(e.reason.contains("hash chain broken"), "{e}");
     // A checkpoint from another key (same origin), re-signed manifest.
     let _ = std::fs::remove_dir_all(&t);
@@ -200,12 +242,20 @@ fn every_damage_is_rejected_precisely() {
     let other = Ed25519Signer::from_seed(ORIGIN, &[9; 32]).unwrap();
     let note = std::fs::read_to_string(t.join("checkpoint")).unwrap();
     let body = stele_attest::SignedNote::parse(&note).unwrap().text;
-    let forged = Checkpoint::parse_body(&body).unwrap().sign(&other).unwrap().to_text();
+    let forged = Checkpoint::parse_body(&body)
+        .unwrap()
+        .sign(&other)
+        .unwrap()
+        .to_text();
     std::fs::write(t.join("checkpoint"), forged).unwrap();
     resign(&t, &s.export_key, &o.log_key);
     let e = check(&t, &o).unwrap_err();
     assert_eq!(e.file, "checkpoint", "{e}");
-    assert!(e.reason.contains("does not verify with the trusted log key"), "{e}");
+    assert!(
+        e.reason
+            .contains("does not verify with the trusted log key"),
+        "{e}"
+    );
     // The manifest signed by a key the reviewer does not trust.
     let mut wrong = o.clone();
     wrong.export_key = Some(other.verifier());
@@ -226,14 +276,23 @@ fn tar_exports_verify_and_truncated_tar_is_rejected() {
     let s = Setup::new();
     let log = s.log();
     session(&log, "s-1", true);
-    let tar = s.export(&log, Selection::Session { id: "s-1".into() }, "exp.tar", false, true);
+    let tar = s.export(
+        &log,
+        Selection::Session { id: "s-1".into() },
+        "exp.tar",
+        false,
+        true,
+    );
     check(&tar, &s.opts()).unwrap();
     let b = std::fs::read(&tar).unwrap();
     let cut = s.dir.path().join("cut.tar");
     for len in [b.len() - 1024, b.len() / 2, 700] {
         std::fs::write(&cut, &b[..len]).unwrap();
         let e = check(&cut, &s.opts()).unwrap_err();
-        assert!(e.reason.contains("truncated") || e.reason.contains("missing"), "{len}: {e}");
+        assert!(
+            e.reason.contains("truncated") || e.reason.contains("missing"),
+            "{len}: {e}"
+        );
     }
     log.close().unwrap();
 }
@@ -244,7 +303,15 @@ fn export_missing_a_sessions_last_entries_is_rejected() {
     let log = s.log();
     session(&log, "s-open", false);
     // The exporter was told to export a session whose end is not in the log yet.
-    let out = s.export(&log, Selection::Session { id: "s-open".into() }, "exp", true, false);
+    let out = s.export(
+        &log,
+        Selection::Session {
+            id: "s-open".into(),
+        },
+        "exp",
+        true,
+        false,
+    );
     let e = check(&out, &s.opts()).unwrap_err();
     assert!(e.reason.contains("session s-open is incomplete"), "{e}");
     assert_eq!(e.index, Some(4));
@@ -257,8 +324,11 @@ fn redacted_payloads_verify_as_redacted() {
     let log = s.log();
     session(&log, "s-1", true);
     let store = log.store().unwrap();
-    let cmt = stele_audit::payload::commit_text(&store.payloads().unwrap()[0].cmt.clone().try_into().unwrap());
-    log.redact_blocking(vec![cmt], "GDPR art. 17".into(), actor()).unwrap();
+    let cmt = stele_audit::payload::commit_text(
+        &store.payloads().unwrap()[0].cmt.clone().try_into().unwrap(),
+    );
+    log.redact_blocking(vec![cmt], "GDPR art. 17".into(), actor())
+        .unwrap();
     let out = s.export(&log, Selection::All, "exp", false, false);
     let r = check(&out, &s.opts()).unwrap();
     assert_eq!((r.payloads_verified, r.payloads_redacted), (2, 1));

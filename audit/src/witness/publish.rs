@@ -1,0 +1,208 @@
+//! Sending the newest checkpoint to witnesses and storing their cosignatures.
+//!
+//! For each witness: `old` is the largest size it cosigned for us (from the
+//! `cosignatures` table), the proof is our consistency proof from there. A
+//! 409 naming a size larger than ours means the witness saw a longer log: this
+//! database was rolled back or truncated — fail closed. A 409 naming a
+//! smaller size is retried once from that size (a proof that then fails
+//! means the witness saw a different log: a fork).
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags};
+use stele_attest::cosignature::CosignatureVerifier;
+use stele_attest::{Checkpoint, NoteVerifier, SignedNote};
+
+use super::protocol::AddCheckpoint;
+use crate::error::AuditError;
+use crate::merkle::consistency_proof;
+use crate::schema::configure;
+use crate::store::Store;
+
+/// A witness to publish to.
+#[derive(Debug, Clone)]
+pub struct WitnessTarget {
+    /// Base URL (the request goes to `<url>/add-checkpoint`).
+    pub url: String,
+    /// Its cosigning key.
+    pub key: CosignatureVerifier,
+}
+
+/// What publishing achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishReport {
+    /// The size published.
+    pub size: u64,
+    /// Witnesses that cosigned it.
+    pub cosigned: Vec<String>,
+}
+
+/// Why publishing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// A witness holds a larger tree for this log than this database: the
+    /// database was rolled back (restored from an older copy) or truncated.
+    #[error("ROLLBACK DETECTED: witness {witness} has cosigned {witness_size} entries of this log but this database holds only {our_size}; the audit database was rolled back or truncated — stop appending and investigate")]
+    Rollback {
+        /// The witness.
+        witness: String,
+        /// Its size.
+        witness_size: u64,
+        /// Ours.
+        our_size: u64,
+    },
+    /// The witness's view is inconsistent with ours (a fork).
+    #[error("FORK: witness {witness} rejected our consistency proof from size {from}: {detail}")]
+    Fork {
+        /// The witness.
+        witness: String,
+        /// Size the proof started from.
+        from: u64,
+        /// The witness's answer.
+        detail: String,
+    },
+    /// The witness refused or could not be reached.
+    #[error("witness {witness}: {detail}")]
+    Witness {
+        /// The witness.
+        witness: String,
+        /// What happened.
+        detail: String,
+    },
+    /// The log failed.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+/// Publish the newest checkpoint of the log at `db` to every witness and
+/// store their cosignatures. Fails at the first witness that cannot cosign.
+pub fn publish_to_witnesses(
+    db: &Path,
+    log_key: &NoteVerifier,
+    witnesses: &[WitnessTarget],
+) -> Result<PublishReport, PublishError> {
+    let store = Store::open(db)?;
+    let (size, note) = store
+        .latest_checkpoint()?
+        .ok_or_else(|| AuditError::NotFound("checkpoint".into()))?;
+    let (cp, _) = Checkpoint::open(&note, log_key).map_err(AuditError::Sign)?;
+    let conn = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(AuditError::sqlite(db))?;
+    configure(&conn).map_err(AuditError::sqlite(db))?;
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(15))
+        .build();
+    let mut report = PublishReport {
+        size,
+        cosigned: Vec::new(),
+    };
+    for w in witnesses {
+        let name = w.key.name().to_string();
+        let mut old: u64 = conn
+            .query_row(
+                "SELECT coalesce(max(size), 0) FROM cosignatures WHERE witness = ?1",
+                [&name],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(AuditError::sqlite(db))? as u64;
+        let mut retried = false;
+        let line = loop {
+            let proof = consistency_proof(&store, old.min(size), size)?;
+            let body = AddCheckpoint {
+                old,
+                proof,
+                note: note.clone(),
+            }
+            .to_body();
+            let url = format!("{}/add-checkpoint", w.url.trim_end_matches('/'));
+            let (status, text) = match agent
+                .post(&url)
+                .set("Content-Type", "text/plain")
+                .send_string(&body)
+            {
+                Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+                Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+                Err(e) => {
+                    return Err(PublishError::Witness {
+                        witness: name,
+                        detail: e.to_string(),
+                    })
+                }
+            };
+            match status {
+                200 => break text,
+                409 => {
+                    let theirs: u64 = text.trim().parse().map_err(|_| PublishError::Witness {
+                        witness: name.clone(),
+                        detail: format!("409 with a bad size {text:?}"),
+                    })?;
+                    if theirs > size {
+                        return Err(PublishError::Rollback {
+                            witness: name,
+                            witness_size: theirs,
+                            our_size: size,
+                        });
+                    }
+                    if retried {
+                        return Err(PublishError::Witness {
+                            witness: name,
+                            detail: format!("still conflicting at size {theirs}"),
+                        });
+                    }
+                    old = theirs;
+                    retried = true;
+                }
+                422 => {
+                    return Err(PublishError::Fork {
+                        witness: name,
+                        from: old,
+                        detail: text.trim().to_string(),
+                    })
+                }
+                code => {
+                    return Err(PublishError::Witness {
+                        witness: name,
+                        detail: format!("HTTP {code}: {}", text.trim()),
+                    })
+                }
+            }
+        };
+        // Check the cosignature before storing it.
+        let mut signed = SignedNote::parse(&note).map_err(AuditError::Sign)?;
+        let first = line.lines().next().unwrap_or_default();
+        let sig = SignedNote::parse(&format!("{}\n{first}\n", signed.text)).map_err(|e| {
+            PublishError::Witness {
+                witness: name.clone(),
+                detail: format!("bad cosignature line: {e}"),
+            }
+        })?;
+        signed.signatures = sig.signatures;
+        w.key
+            .verify_note(&signed)
+            .map_err(|e| PublishError::Witness {
+                witness: name.clone(),
+                detail: e.to_string(),
+            })?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        conn.execute(
+            "INSERT OR REPLACE INTO cosignatures(size, witness, line, received_at) VALUES (?1, ?2, ?3, ?4)",
+            params![size as i64, name, first, now as i64],
+        )
+        .map_err(AuditError::sqlite(db))?;
+        conn.execute(
+            "UPDATE checkpoints SET published = 1 WHERE size = ?1",
+            [size as i64],
+        )
+        .map_err(AuditError::sqlite(db))?;
+        report.cosigned.push(name);
+    }
+    let _ = cp;
+    Ok(report)
+}
