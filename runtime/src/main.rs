@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => cli::audit::run(args),
         Command::Policy(args) => cli::policy::run(args),
         Command::Sandbox(args) => cli::sandbox::run(args),
+        Command::Witness(args) => cli::witness::run(args),
     };
     match result {
         Ok(code) => code,

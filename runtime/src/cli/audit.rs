@@ -92,6 +92,15 @@ pub enum AuditCommand {
         #[arg(long)]
         user: Option<String>,
     },
+    /// Write a signed export bundle for reviewers (recorded in the log first).
+    Export(ExportArgs),
+    /// Send the newest checkpoint to witnesses and store their cosignatures
+    /// (fails closed when a witness has seen more of this log: rollback).
+    Publish {
+        /// A witness as URL=VKEY (its cosignature/v1 verifier key); repeatable.
+        #[arg(long = "witness", required = true)]
+        witnesses: Vec<String>,
+    },
     /// Measure appends, latency, verification speed and overhead on a scratch log.
     Bench {
         /// Concurrent writers.
@@ -107,6 +116,38 @@ pub enum AuditCommand {
         #[arg(long)]
         keep: Option<PathBuf>,
     },
+}
+
+/// Arguments of `stele audit export`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExportArgs {
+    /// Export one session (it must have ended).
+    #[arg(long, conflicts_with_all = ["since", "until"])]
+    pub session: Option<String>,
+    /// Export entries from this time (leaf format, e.g. 2026-01-01T00:00:00Z), inclusive.
+    #[arg(long, requires = "until")]
+    pub since: Option<String>,
+    /// …until this time, exclusive.
+    #[arg(long, requires = "since")]
+    pub until: Option<String>,
+    /// Leave payload bodies out (commitments still verify; bodies are reported withheld).
+    #[arg(long)]
+    pub no_payloads: bool,
+    /// A policy bundle folder in force to include; repeatable.
+    #[arg(long = "policy")]
+    pub policies: Vec<PathBuf>,
+    /// Sign the manifest with this key instead of the log key.
+    #[arg(long)]
+    pub export_key: Option<PathBuf>,
+    /// Export a session that has not ended (the verifier will refuse it as incomplete).
+    #[arg(long)]
+    pub allow_open_session: bool,
+    /// Who is exporting [default: $USER].
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Output folder, or a file ending in .tar.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// Filters for reading.
@@ -178,6 +219,8 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             println!("redacted {commitment}: redaction entry {}", r.seq);
             Ok(ExitCode::SUCCESS)
         }
+        AuditCommand::Export(a) => export(&db, &key, a),
+        AuditCommand::Publish { witnesses } => publish(&db, &key, &witnesses),
         AuditCommand::Bench { writers, entries, serial, keep } => {
             let r = stele_audit::bench::run(&stele_audit::bench::BenchOptions {
                 writers,
@@ -362,4 +405,76 @@ fn print_report(r: &VerifyReport) {
         println!("  unfinished:   intent {} ({}) has no result", u.seq, u.kind);
     }
     println!("  took {:.3} s ({:.0} entries/s)", r.seconds, r.entries as f64 / r.seconds.max(1e-9));
+}
+
+fn export(db: &Path, key: &Path, a: ExportArgs) -> anyhow::Result<ExitCode> {
+    use stele_audit::export::layout::Selection;
+    use stele_audit::export::write::{export, ExportOptions, PolicyInput};
+    let selection = match (&a.session, &a.since, &a.until) {
+        (Some(id), _, _) => Selection::Session { id: id.clone() },
+        (None, Some(since), Some(until)) => Selection::Time { since: since.clone(), until: until.clone() },
+        _ => Selection::All,
+    };
+    let mut policies = Vec::new();
+    for dir in &a.policies {
+        // The engine's digest is the one leaves name in `decision.bundle`.
+        let digest = stele_policy::Bundle::load(dir)
+            .map(|b| b.digest().to_string())
+            .with_context(|| format!("loading policy bundle {}", dir.display()))?;
+        policies.push(PolicyInput { dir: dir.clone(), bundle_digest: Some(digest) });
+    }
+    let signer = Arc::new(load_key_file(key)?);
+    let manifest_key = match &a.export_key {
+        Some(p) => Some(load_key_file(p)?),
+        None => None,
+    };
+    let log = AuditLog::open(db, signer.clone(), LogOptions::default())
+        .with_context(|| format!("opening {} (exports are themselves logged)", db.display()))?;
+    let tar = a.out.extension().is_some_and(|e| e == "tar");
+    let opts = ExportOptions {
+        selection,
+        payloads: !a.no_payloads,
+        policies,
+        exporter: human_actor(a.user.clone()),
+        allow_open_session: a.allow_open_session,
+        tar,
+    };
+    let mk: &dyn stele_attest::Signer = match &manifest_key {
+        Some(k) => k,
+        None => signer.as_ref(),
+    };
+    let r = export(&log, mk, &opts, &a.out);
+    log.close()?;
+    let r = r?;
+    println!(
+        "exported {} ({} entries in the tiles, {} selected, {} files; recorded as entry {})",
+        a.out.display(),
+        r.tree_size,
+        r.selected,
+        r.files + 1,
+        r.export_entry
+    );
+    println!("verify with: stele-verify {} --key '{}'", a.out.display(), signer.verifier());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn publish(db: &Path, key: &Path, witnesses: &[String]) -> anyhow::Result<ExitCode> {
+    use stele_attest::cosignature::CosignatureVerifier;
+    use stele_audit::witness::{publish_to_witnesses, WitnessTarget};
+    let mut targets = Vec::new();
+    for w in witnesses {
+        let (url, vkey) = w.split_once('=').context("--witness must be URL=VKEY")?;
+        targets.push(WitnessTarget { url: url.to_string(), key: CosignatureVerifier::parse(vkey)? });
+    }
+    let verifier = load_key_file(key)?.verifier();
+    match publish_to_witnesses(db, &verifier, &targets) {
+        Ok(r) => {
+            println!("published size {}: cosigned by {}", r.size, r.cosigned.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("stele: {e}");
+            Ok(ExitCode::from(EXIT_TAMPERED))
+        }
+    }
 }

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod keys;
 pub mod policy;
 pub mod sandbox;
+pub mod witness;
 
 use clap::{Parser, Subcommand};
 
@@ -27,4 +28,6 @@ pub enum Command {
     Policy(policy::PolicyArgs),
     /// Run commands in the sandbox and check what this host supports.
     Sandbox(sandbox::SandboxArgs),
+    /// Run a C2SP witness that cosigns stele logs' checkpoints.
+    Witness(witness::WitnessArgs),
 }
