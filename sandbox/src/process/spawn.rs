@@ -245,9 +245,8 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
 
     let mut services = Services::default();
     // The workspace: a detached FUSE mount created here, in the initial user
-    // namespace. It is served right after the clone (overlapping the child's
-    // root set-up), before the child may touch it.
-    let mut unserved: Option<(MediatedFs, OwnedFd)> = None;
+    // namespace, and served at once: the Landlock rule for it below already
+    // stats the mount root, which needs the server.
     let ws_mount: Option<OwnedFd> = match cfg.workspace_mount {
         WorkspaceMount::Mediated => {
             let fs = MediatedFs::new(&sb.workspace, cfg.mediator.clone(), requester.clone())?;
@@ -263,7 +262,7 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
                         source: e,
                     }
                 })?;
-            unserved = Some((fs, fuse));
+            services.fs = Some(fs.serve(fuse)?);
             Some(m)
         }
         WorkspaceMount::PlainBindForTestsOnly => None,
@@ -368,9 +367,6 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         Ok((pid, listener))
     })?;
     let mut guard = InitGuard { pid, reaped: false };
-    if let Some((fs, fuse)) = unserved.take() {
-        services.fs = Some(fs.serve(fuse)?);
-    }
     // The child's ends and the mount/ruleset live on in the child only.
     drop((go_r, rep_w, in_r, out_w, err_w, ws_mount, ll.fd));
     drop(plan);
