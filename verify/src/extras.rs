@@ -91,7 +91,8 @@ pub(crate) fn payloads(
         }
         present.insert(c);
     }
-    for (c, seq) in &s.selected_commits {
+    let selected = if s.all { &s.checker.committed } else { &s.selected_commits };
+    for (c, seq) in selected {
         if present.contains(c) {
             report.payloads_verified += 1;
         } else if s.checker.redacted_by.contains_key(c) {

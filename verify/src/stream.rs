@@ -1,7 +1,7 @@
 //! Streaming every entry bundle in order through the shared leaf checks,
 //! rebuilding every tile and comparing it with the exported one.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use stele_audit::check::LeafChecker;
 use stele_audit::export::layout::Selection;
@@ -17,8 +17,13 @@ use crate::{Bundle, Expect, Failure};
 pub(crate) struct Streamed {
     pub checker: LeafChecker,
     pub selected: u64,
-    /// Commitment → index of the selected entry committing to it.
-    pub selected_commits: BTreeMap<Hash, u64>,
+    /// Commitment → index of the selected entry committing to it (empty
+    /// for whole-log exports: then every commitment is selected).
+    pub selected_commits: HashMap<Hash, u64>,
+    /// Whether the selection is the whole log.
+    pub all: bool,
+    /// Seconds spent streaming the entries and tiles.
+    pub seconds: f64,
     /// Leaf hashes of selected entries (not for whole-log exports).
     pub selected_hashes: BTreeMap<u64, Hash>,
     pub span: Option<(String, String)>,
@@ -51,11 +56,14 @@ pub(crate) fn run(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<Stre
     let mut s = Streamed {
         checker: LeafChecker::new(&m.predicate.origin),
         selected: 0,
-        selected_commits: BTreeMap::new(),
+        selected_commits: HashMap::new(),
+        all,
+        seconds: 0.0,
         selected_hashes: BTreeMap::new(),
         span: None,
         entries_bytes: 0,
     };
+    let started = std::time::Instant::now();
     let mut tiles = TileBuilder::new();
     let mut done: Vec<TileFile> = Vec::new();
     let mut checks = expect.iter().peekable();
@@ -88,12 +96,12 @@ pub(crate) fn run(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<Stre
             compare(bundle, m, &mut done)?;
             if m.predicate.range.selects(&leaf) {
                 s.selected += 1;
-                for p in &leaf.payload {
-                    if let Some(c) = parse_commit(&p.commit) {
-                        s.selected_commits.insert(c, leaf.seq);
-                    }
-                }
                 if !all {
+                    for p in &leaf.payload {
+                        if let Some(c) = parse_commit(&p.commit) {
+                            s.selected_commits.insert(c, leaf.seq);
+                        }
+                    }
                     s.selected_hashes.insert(leaf.seq, h);
                 }
                 match &mut s.span {
@@ -137,6 +145,7 @@ pub(crate) fn run(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<Stre
             "root recomputed from the entries differs from the checkpoint",
         ));
     }
+    s.seconds = started.elapsed().as_secs_f64();
     Ok(s)
 }
 
