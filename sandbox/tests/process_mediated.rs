@@ -101,3 +101,39 @@ print(os.environ["HTTPS_PROXY"])
     assert_eq!((nets[0].host.as_str(), nets[0].port), ("example.com", 443));
     assert_eq!(nets[0].requester.exec_id.as_deref(), Some("net"));
 }
+
+#[test]
+fn sandbox_user_owns_stele_users_workspace_files() {
+    if !facilities_ok(true) {
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let ws = workspace(); // 0700, owned by stele's user
+    std::fs::write(ws.path().join("notes.txt"), "v1\n").unwrap();
+    std::fs::set_permissions(
+        ws.path().join("notes.txt"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let rec = Recorder::new(Rule::AllowFiles);
+    let sb = mediated(ws.path(), rec);
+    let o = sh(
+        &sb,
+        "echo v2 >> notes.txt && mkdir -p out && echo new > out/made.txt && stat -c '%u %a' notes.txt out/made.txt",
+    );
+    assert_eq!(o.status, ExitStatus::Exit(0), "{}", err(&o));
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("notes.txt")).unwrap(),
+        "v1\nv2\n"
+    );
+    let made = std::fs::metadata(ws.path().join("out/made.txt")).unwrap();
+    // Created on the host as stele's user, with the sandbox's umask (022).
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(made.uid(), unsafe { libc::geteuid() });
+    assert_eq!(made.mode() & 0o777, 0o644, "{}", out(&o));
+    assert!(
+        out(&o).starts_with("0 644\n"),
+        "inside, the files are the sandbox user's: {}",
+        out(&o)
+    );
+}

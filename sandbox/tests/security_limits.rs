@@ -169,5 +169,6 @@ fn cpu_and_memory_limits_apply() {
         "{:?}",
         o.status
     );
-    assert!(o.usage.user_cpu + o.usage.system_cpu >= Duration::from_millis(900));
+    // rusage is tick-sampled while RLIMIT_CPU uses precise runtime: allow slack.
+    assert!(o.usage.user_cpu + o.usage.system_cpu >= Duration::from_millis(500));
 }

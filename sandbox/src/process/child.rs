@@ -327,6 +327,8 @@ fn run_command(plan: &Plan) -> ! {
                 fail(plan, SetupStep::Stdio);
             }
         }
+        // An explicit umask: the file server may have set stele's to 0.
+        libc::umask(0o022);
         if libc::chdir(plan.cwd.as_ptr()) < 0 {
             fail(plan, SetupStep::Chdir);
         }

@@ -15,7 +15,7 @@ use crate::error::{SandboxError, SetupStep};
 use crate::exec::{
     ExecOutcome, ExecRequest, ExitStatus, ResourceUsage, PROXY_ENV, PROXY_URL, WORKSPACE_MOUNT,
 };
-use crate::fs::{FsServer, MediatedFs};
+use crate::fs::{FsServer, IdMap, MediatedFs};
 use crate::proxy::EgressProxy;
 use crate::Requester;
 
@@ -249,7 +249,17 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
     // stats the mount root, which needs the server.
     let ws_mount: Option<OwnedFd> = match cfg.workspace_mount {
         WorkspaceMount::Mediated => {
-            let fs = MediatedFs::new(&sb.workspace, cfg.mediator.clone(), requester.clone())?;
+            // Files owned by stele's user appear owned by the sandbox's user
+            // (host id 65534 when stele is root), so the sandbox can work
+            // in its workspace; the mount lives in the initial user
+            // namespace, so both sides are host ids.
+            let fs = MediatedFs::new(&sb.workspace, cfg.mediator.clone(), requester.clone())?
+                .with_id_map(IdMap {
+                    host_uid: sys::geteuid(),
+                    host_gid: sys::getegid(),
+                    sandbox_uid: sb.host_id,
+                    sandbox_gid: sb.host_id,
+                });
             let fuse = sys::open_fuse().map_err(|e| SandboxError::LayerUnavailable {
                 layer: crate::error::Layer::Fuse,
                 detail: e.to_string(),

@@ -112,9 +112,9 @@ pub fn facilities_ok(need_fuse: bool) -> bool {
 }
 
 /// A mediated sandbox (FUSE workspace, egress proxy) over `ws`.
+/// The workspace keeps its host owner and modes (a 0700 directory of
+/// stele's user): the sandbox's user sees it as its own.
 pub fn mediated(ws: &Path, m: Arc<Recorder>) -> ProcessSandbox {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(ws, std::fs::Permissions::from_mode(0o777)).unwrap();
     ProcessSandbox::new(ProcessSandboxConfig::new(ws, m)).expect("sandbox")
 }
 
