@@ -3,12 +3,12 @@
 //! Built in the parent with the `landlock` crate for everything visible on
 //! the host (system directories, device nodes, the workspace mount), then
 //! handed to the child as a descriptor; the child adds rules for the mounts
-//! only it can see (`/proc`, `/tmp`, `/dev`) with raw system calls and
+//! only it can see (`/proc`, `/tmp`, `/dev`, `/workspace`) with raw system calls and
 //! restricts itself. The ABI is the kernel's own, so nothing is silently
 //! dropped: a rule the kernel cannot enforce is an error.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use landlock::{
@@ -38,14 +38,6 @@ pub enum Enforcement {
     Enforced,
     /// The kernel's ABI is too old for it.
     NotSupportedByKernel,
-}
-
-/// Where the workspace rule points.
-pub(crate) enum WorkspaceRule<'a> {
-    /// The detached FUSE mount's root.
-    Mount(&'a OwnedFd),
-    /// A host directory (plain bind mount, tests only).
-    HostDir(&'a Path),
 }
 
 /// The parent's half of the ruleset.
@@ -86,7 +78,6 @@ pub(crate) fn prepare(
     abi_version: u8,
     system_dirs: &[&Path],
     devices: &[&Path],
-    workspace: WorkspaceRule<'_>,
 ) -> Result<Prepared, SandboxError> {
     let abi = ABI::from(i32::from(abi_version));
     if abi == ABI::Unsupported {
@@ -125,14 +116,6 @@ pub(crate) fn prepare(
             .add_rule(PathBeneath::new(PathFd::new(dev).map_err(ll_err)?, device))
             .map_err(ll_err)?;
     }
-    created = match workspace {
-        WorkspaceRule::Mount(fd) => created
-            .add_rule(PathBeneath::new(fd.as_fd(), all))
-            .map_err(ll_err)?,
-        WorkspaceRule::HostDir(p) => created
-            .add_rule(PathBeneath::new(PathFd::new(p).map_err(ll_err)?, all))
-            .map_err(ll_err)?,
-    };
     if tcp == Enforcement::Enforced {
         created = created
             .add_rule(NetPort::new(PROXY_PORT, AccessNet::ConnectTcp))
@@ -154,6 +137,9 @@ pub(crate) fn prepare(
         rule("/dev", make_bitflags!(AccessFs::{ReadDir}))?,
         rule("/dev/shm", all)?,
         rule("/tmp", all)?,
+        // Added by the child, on the mount it attached: the parent never
+        // touches the mediated mount (a stat would wait on the file server).
+        rule("/workspace", all)?,
     ];
     Ok(Prepared { fd, child_rules })
 }

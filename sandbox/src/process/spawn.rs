@@ -245,8 +245,9 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
 
     let mut services = Services::default();
     // The workspace: a detached FUSE mount created here, in the initial user
-    // namespace, and served at once: the Landlock rule for it below already
-    // stats the mount root, which needs the server.
+    // namespace, and served at once. The parent never touches it (a stat
+    // would wait on the server); the child attaches it and adds its
+    // Landlock rule from inside.
     let ws_mount: Option<OwnedFd> = match cfg.workspace_mount {
         WorkspaceMount::Mediated => {
             // Files owned by stele's user appear owned by the sandbox's user
@@ -292,15 +293,7 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         .map(|d| std::path::Path::new("/dev").join(d))
         .collect();
     let device_refs: Vec<&std::path::Path> = devices.iter().map(|p| p.as_path()).collect();
-    let ll = landlock::prepare(
-        sb.report.landlock_abi,
-        &system_refs,
-        &device_refs,
-        match &ws_mount {
-            Some(fd) => landlock::WorkspaceRule::Mount(fd),
-            None => landlock::WorkspaceRule::HostDir(&sb.workspace),
-        },
-    )?;
+    let ll = landlock::prepare(sb.report.landlock_abi, &system_refs, &device_refs)?;
 
     let (before, after) = rootfs::build(&RootSpec {
         newroot: &sb.newroot,
