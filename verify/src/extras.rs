@@ -91,7 +91,11 @@ pub(crate) fn payloads(
         }
         present.insert(c);
     }
-    let selected = if s.all { &s.checker.committed } else { &s.selected_commits };
+    let selected = if s.all {
+        &s.checker.committed
+    } else {
+        &s.selected_commits
+    };
     for (c, seq) in selected {
         if present.contains(c) {
             report.payloads_verified += 1;

@@ -59,7 +59,11 @@ fn main() -> ExitCode {
         Ok(r) => {
             print!("{r}");
             if args.bench {
-                println!("entries/s: {:.0} overall, {:.0} streaming entries and tiles", r.rate(), r.stream_rate());
+                println!(
+                    "entries/s: {:.0} overall, {:.0} streaming entries and tiles",
+                    r.rate(),
+                    r.stream_rate()
+                );
             }
             ExitCode::SUCCESS
         }
