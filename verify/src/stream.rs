@@ -24,6 +24,8 @@ pub(crate) struct Streamed {
     pub all: bool,
     /// Seconds spent streaming the entries and tiles.
     pub seconds: f64,
+    /// CPU seconds this thread spent on it.
+    pub cpu_seconds: f64,
     /// Leaf hashes of selected entries (not for whole-log exports).
     pub selected_hashes: BTreeMap<u64, Hash>,
     pub span: Option<(String, String)>,
@@ -59,11 +61,13 @@ pub(crate) fn run(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<Stre
         selected_commits: HashMap::new(),
         all,
         seconds: 0.0,
+        cpu_seconds: 0.0,
         selected_hashes: BTreeMap::new(),
         span: None,
         entries_bytes: 0,
     };
     let started = std::time::Instant::now();
+    let cpu0 = thread_cpu_ns();
     let mut tiles = TileBuilder::new();
     let mut done: Vec<TileFile> = Vec::new();
     let mut checks = expect.iter().peekable();
@@ -146,6 +150,10 @@ pub(crate) fn run(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<Stre
         ));
     }
     s.seconds = started.elapsed().as_secs_f64();
+    s.cpu_seconds = thread_cpu_ns()
+        .zip(cpu0)
+        .map(|(b, a)| b.saturating_sub(a) as f64 / 1e9)
+        .unwrap_or(s.seconds);
     Ok(s)
 }
 
@@ -164,4 +172,11 @@ fn compare(bundle: &Bundle, m: &Manifest, done: &mut Vec<TileFile>) -> Result<()
         }
     }
     Ok(())
+}
+
+/// Nanoseconds this thread has run on a CPU (Linux `schedstat`); `None`
+/// elsewhere, where the wall time is used instead.
+fn thread_cpu_ns() -> Option<u64> {
+    let t = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    t.split_whitespace().next()?.parse().ok()
 }
