@@ -64,7 +64,6 @@ pub struct LeafChecker {
     origin: String,
     frontier: Frontier,
     prev: Option<Hash>,
-    scratch: Vec<u8>,
     /// Sessions by id.
     pub sessions: HashMap<String, SessionSeen>,
     open: HashMap<u64, (EventKind, Hash)>,
@@ -87,7 +86,6 @@ impl LeafChecker {
             origin: origin.to_string(),
             frontier: Frontier::new(),
             prev: None,
-            scratch: Vec::with_capacity(2048),
             sessions: HashMap::new(),
             open: HashMap::new(),
             committed: HashMap::new(),
@@ -120,8 +118,7 @@ impl LeafChecker {
     ) -> Result<(Leaf, Hash), LeafFailure> {
         let i = self.frontier.size();
         let t = |reason: String| LeafFailure { index: i, reason };
-        let leaf =
-            Leaf::decode_canonical(bytes, &mut self.scratch).map_err(|e| t(e.to_string()))?;
+        let leaf = Leaf::parse_canonical(bytes).map_err(|e| t(e.to_string()))?;
         let h = leaf_hash(bytes);
         if stored_hash.is_some_and(|s| s != h) {
             return Err(t("leaf bytes do not match the stored leaf hash".into()));

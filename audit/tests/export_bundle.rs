@@ -41,7 +41,7 @@ fn session_export_layout_and_logging() {
     // The export entry is inside the exported prefix, and recorded before the files.
     let store = log.store().unwrap();
     let e = store.entry(r.export_entry).unwrap();
-    let leaf = Leaf::decode_canonical(&e.leaf, &mut Vec::new()).unwrap();
+    let leaf = Leaf::parse_canonical(&e.leaf).unwrap();
     assert_eq!(leaf.kind, EventKind::AuditExport);
     assert_eq!(leaf.data.unwrap()["selection"]["id"], "s-1");
     assert_eq!(r.tree_size, r.export_entry + 1);

@@ -73,10 +73,9 @@ pub fn attest_session(
         .latest_checkpoint()?
         .ok_or_else(|| ExportError::Invalid("the log has no checkpoint".into()))?;
     let (cp, _) = Checkpoint::open(&note, log.verifier())?;
-    let mut scratch = Vec::new();
     let mut found: Option<(u64, u64, u64, bool, [u8; 32])> = None;
     store.for_each_entry(0, size, |seq, bytes, _| {
-        let leaf = Leaf::decode_canonical(bytes, &mut scratch)?;
+        let leaf = Leaf::parse_canonical(bytes)?;
         if leaf.session.as_ref().is_some_and(|s| s.id == id) {
             let ended = matches!(
                 leaf.kind,
