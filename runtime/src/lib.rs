@@ -1,7 +1,9 @@
 //! stele's runtime: the gate, the agent loop and the `stele` command line.
 
+pub mod agent;
 pub mod cli;
 pub mod gate;
 pub mod paths;
 pub mod provider;
 pub mod sandbox_mediator;
+pub mod tools;

@@ -12,6 +12,8 @@ fn main() -> ExitCode {
         Command::Keys(args) => cli::keys::run(args),
         Command::Audit(args) => cli::audit::run(args),
         Command::Policy(args) => cli::policy::run(args),
+        Command::Run(args) => cli::run::run(args),
+        Command::Demo(args) => cli::demo::run(args),
         Command::Sandbox(args) => cli::sandbox::run(args),
         Command::Witness(args) => cli::witness::run(args),
     };

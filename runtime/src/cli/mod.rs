@@ -1,8 +1,10 @@
 //! The `stele` command line: one module per top-level subcommand.
 
 pub mod audit;
+pub mod demo;
 pub mod keys;
 pub mod policy;
+pub mod run;
 pub mod sandbox;
 pub mod witness;
 
@@ -26,6 +28,10 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Validate, test and explain policy bundles.
     Policy(policy::PolicyArgs),
+    /// The whole product in one command: sample receipts, a finance policy, a scripted session, a verified log.
+    Demo(demo::DemoArgs),
+    /// Run one task with an agent, under policy and audit.
+    Run(run::RunArgs),
     /// Run commands in the sandbox and check what this host supports.
     Sandbox(sandbox::SandboxArgs),
     /// Run a C2SP witness that cosigns stele logs' checkpoints.

@@ -50,8 +50,22 @@ impl GateMediator {
         self.open.lock().unwrap_or_else(PoisonError::into_inner).drain().map(|(_, p)| p).collect()
     }
 
-    fn data(&self, op: FileOp, pid: Option<u32>) -> serde_json::Value {
-        serde_json::json!({ "exec": self.parent, "op": format!("{op:?}").to_lowercase(), "pid": pid })
+    /// Which command an access belongs to: the sandbox names its exec id
+    /// (the runtime sets it to the `exec.start` index), else the parent.
+    fn exec_ref(&self, requester: &stele_sandbox::Requester) -> serde_json::Value {
+        match (&requester.exec_id, self.parent) {
+            (Some(id), _) => serde_json::json!(id),
+            (None, Some(p)) => serde_json::json!(p.to_string()),
+            (None, None) => serde_json::Value::Null,
+        }
+    }
+
+    fn data(&self, op: FileOp, requester: &stele_sandbox::Requester) -> serde_json::Value {
+        serde_json::json!({
+            "exec": self.exec_ref(requester),
+            "op": format!("{op:?}").to_lowercase(),
+            "pid": requester.pid,
+        })
     }
 
     fn fail_closed(&self, what: &str, e: &dyn std::fmt::Display) -> Verdict {
@@ -82,7 +96,7 @@ impl Mediator for GateMediator {
         let action = action_of(req.access);
         let mut ar = ActionRequest::new(action, Resource::File(path.clone()));
         ar.args = ToolArgs { path: Some(path), ..ToolArgs::default() };
-        ar.data = Some(self.data(req.op, req.requester.pid));
+        ar.data = Some(self.data(req.op, &req.requester));
         match req.op {
             // Handles: an intent now, the result (bytes, hash) when it closes.
             FileOp::Open | FileOp::Create | FileOp::Exec => match self.gate.authorize(ar) {
@@ -146,7 +160,7 @@ impl Mediator for GateMediator {
         };
         let mut ar = ActionRequest::new(Action::NetConnect, Resource::Host(host.clone()));
         ar.args = ToolArgs { host: Some(host.name().to_string()), port: Some(host.port()), ..ToolArgs::default() };
-        ar.data = Some(serde_json::json!({ "exec": self.parent, "pid": req.requester.pid }));
+        ar.data = Some(serde_json::json!({ "exec": self.exec_ref(&req.requester), "pid": req.requester.pid }));
         match self.gate.authorize(ar) {
             Ok(Authorization::Permitted(p)) => {
                 let t = Ticket(p.intent_seq());

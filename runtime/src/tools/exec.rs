@@ -1,0 +1,111 @@
+//! The `exec` tool: resolve the program, decide `exec` on it, run it in the
+//! sandbox (whose file and network accesses the gate mediates), record the end.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use stele_audit::{Disclosure, Outcome, PayloadInput, Status};
+use stele_policy::canonical::ProgramRef;
+use stele_policy::{Action, Resource};
+use stele_sandbox::exec::{ExecOutcome, ExecRequest, ExitStatus, Sandbox, Truncation};
+
+use super::Ran;
+use crate::gate::{ActionRequest, Authorization, Gate, GateError};
+
+/// Where programs are looked up: the sandbox's read-only system folders
+/// (the same files the host has).
+const SEARCH_PATH: [&str; 4] = ["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin"];
+
+/// Resolve `argv[0]` the way the sandbox's PATH would.
+pub fn resolve_program(name: &str) -> Option<String> {
+    if name.contains('/') {
+        return Path::new(name).is_absolute().then(|| name.to_string());
+    }
+    SEARCH_PATH.iter().map(|d| format!("{d}/{name}")).find(|p| Path::new(p).is_file())
+}
+
+/// Run the exec tool; `tool_intent` is the index of its `tool.intent` entry.
+pub(super) fn run(gate: &Gate, sandbox: &dyn Sandbox, tool_intent: u64, input: &Value) -> Result<Ran, GateError> {
+    let argv: Vec<String> = match input.get("argv").and_then(Value::as_array) {
+        Some(a) if !a.is_empty() => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        _ => return Ok(Ran::error("argv must be a non-empty list of strings".into())),
+    };
+    let Some(path) = resolve_program(&argv[0]) else {
+        return Ok(Ran::error(format!("program {:?} not found in the sandbox", argv[0])));
+    };
+    let program = match ProgramRef::from_resolved_path(&path) {
+        Ok(p) => p,
+        Err(e) => return Ok(Ran::error(format!("program {path:?}: {e}"))),
+    };
+    let mut req = ActionRequest::new(Action::Exec, Resource::Program(program));
+    req.argv = argv[1..].to_vec();
+    req.data = Some(serde_json::json!({ "tool_intent": tool_intent, "cwd": "/workspace" }));
+    req.shown = Some(format!("Run in the sandbox: {}", argv.join(" ")));
+    let permit = match gate.authorize(req)? {
+        Authorization::Permitted(p) => p,
+        Authorization::Denied(d) => return Ok(Ran::denied(&d)),
+    };
+    let mut er = ExecRequest::new(permit.intent_seq().to_string(), argv);
+    if let Some(s) = input.get("stdin").and_then(Value::as_str) {
+        er.stdin = s.as_bytes().to_vec();
+    }
+    if let Some(t) = input.get("timeout_s").and_then(Value::as_u64) {
+        er.limits.wall_time = Duration::from_secs(t.clamp(1, 3600));
+    }
+    match sandbox.exec(er) {
+        Ok(out) => {
+            let outcome = exec_outcome(&out);
+            let payloads = vec![stream("stdout", &out.stdout.bytes), stream("stderr", &out.stderr.bytes)];
+            let data = serde_json::json!({
+                "stdout_truncated": matches!(out.stdout.truncation, Truncation::Truncated { .. }),
+                "stderr_truncated": matches!(out.stderr.truncation, Truncation::Truncated { .. }),
+                "cpu_ms": (out.usage.user_cpu + out.usage.system_cpu).as_millis() as u64,
+                "max_rss_bytes": out.usage.max_rss_bytes,
+            });
+            gate.complete(permit, outcome.clone(), payloads, Some(data))?;
+            let text = format!(
+                "exit: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                describe(out.status),
+                String::from_utf8_lossy(&out.stdout.bytes),
+                String::from_utf8_lossy(&out.stderr.bytes)
+            );
+            Ok(match out.status {
+                ExitStatus::Exit(0) => Ran { text, status: crate::provider::ToolResultStatus::Ok, outcome },
+                _ => Ran { text, status: crate::provider::ToolResultStatus::Error, outcome },
+            })
+        }
+        Err(e) => {
+            let mut o = Outcome::status(Status::Error);
+            o.detail = Some(e.to_string());
+            gate.complete(permit, o, Vec::new(), None)?;
+            Ok(Ran::error(format!("the sandbox could not run the command: {e}")))
+        }
+    }
+}
+
+fn stream(role: &str, bytes: &[u8]) -> PayloadInput {
+    PayloadInput { role: role.into(), media: "application/octet-stream".into(), body: bytes.to_vec(), disclosure: Disclosure::CommitmentOnly }
+}
+
+fn describe(s: ExitStatus) -> String {
+    match s {
+        ExitStatus::Exit(c) => format!("code {c}"),
+        ExitStatus::Signal(n) => format!("killed by signal {n}"),
+        ExitStatus::TimedOut => "timed out (killed)".into(),
+    }
+}
+
+fn exec_outcome(out: &ExecOutcome) -> Outcome {
+    let status = match out.status {
+        ExitStatus::Exit(0) => Status::Ok,
+        ExitStatus::Exit(_) | ExitStatus::Signal(_) => Status::Error,
+        ExitStatus::TimedOut => Status::Timeout,
+    };
+    let mut o = Outcome::status(status);
+    o.code = Some(i64::from(out.status.code()));
+    o.detail = Some(describe(out.status));
+    o.duration_ms = Some(out.duration.as_millis() as u64);
+    o.bytes_out = Some(out.stdout.bytes.len() as u64 + out.stderr.bytes.len() as u64);
+    o
+}

@@ -1,0 +1,162 @@
+//! The agent's tools. Every call is a `tool.call` decision and a logged
+//! intent/result pair; file tools then ask the gate per file (through the
+//! sandbox's Mediator) and `exec` is an `exec` decision of its own.
+
+mod exec;
+mod files;
+pub mod specs;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use stele_audit::{Disclosure, Outcome, PayloadInput, Status};
+use stele_policy::{Action, Resource};
+use stele_sandbox::exec::Sandbox;
+use stele_sandbox::tools::WorkspaceTools;
+
+use crate::gate::{ActionRequest, Authorization, Denial, Gate, GateError};
+use crate::provider::ToolResultStatus;
+
+/// How much tool output the model sees; the full output stays in the payload store.
+pub const MODEL_OUTPUT_CAP: usize = 16 * 1024;
+
+/// What a tool call produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolOutcome {
+    /// Text for the model (possibly truncated) and whether it is an error.
+    Output {
+        /// The text.
+        text: String,
+        /// Ok or error.
+        status: ToolResultStatus,
+    },
+    /// The model finished with this answer.
+    Final(String),
+}
+
+/// The tools of one session.
+pub struct ToolBox {
+    gate: Arc<Gate>,
+    files: WorkspaceTools,
+    sandbox: Arc<dyn Sandbox>,
+    workspace: PathBuf,
+}
+
+impl std::fmt::Debug for ToolBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolBox").field("workspace", &self.workspace).finish_non_exhaustive()
+    }
+}
+
+/// A tool's own result before it is recorded.
+pub(crate) struct Ran {
+    text: String,
+    status: ToolResultStatus,
+    outcome: Outcome,
+}
+
+impl Ran {
+    pub(crate) fn ok(text: String) -> Self {
+        Self { text, status: ToolResultStatus::Ok, outcome: Outcome::status(Status::Ok) }
+    }
+
+    pub(crate) fn error(text: String) -> Self {
+        let mut outcome = Outcome::status(Status::Error);
+        outcome.detail = Some(text.chars().take(200).collect());
+        Self { text, status: ToolResultStatus::Error, outcome }
+    }
+
+    pub(crate) fn denied(d: &Denial) -> Self {
+        let mut outcome = Outcome::status(Status::Denied);
+        outcome.detail = Some(d.reason.clone());
+        Self { text: denial_text(d), status: ToolResultStatus::Error, outcome }
+    }
+}
+
+/// The structured error the model receives for a denial: the rule and layer.
+pub fn denial_text(d: &Denial) -> String {
+    serde_json::json!({
+        "error": "denied_by_policy",
+        "policies": d.policies,
+        "layer": d.layer,
+        "reason": d.reason,
+        "audit_entry": d.seq,
+    })
+    .to_string()
+}
+
+impl ToolBox {
+    /// Tools over `workspace`, running commands in `sandbox`, with file
+    /// accesses mediated by `mediator` (the gate's).
+    pub fn new(
+        gate: Arc<Gate>,
+        workspace: PathBuf,
+        sandbox: Arc<dyn Sandbox>,
+        mediator: Arc<dyn stele_sandbox::Mediator>,
+    ) -> Result<Self, stele_sandbox::tools::ToolError> {
+        let files = WorkspaceTools::open(&workspace, mediator, stele_sandbox::Requester::default())?;
+        Ok(Self { gate, files, sandbox, workspace })
+    }
+
+    /// Run one tool call: decide `tool.call`, log the intent with the
+    /// arguments, run, log the result with the full output.
+    pub fn call(&self, call_id: &str, name: &str, input: &serde_json::Value) -> Result<ToolOutcome, GateError> {
+        if name == specs::FINAL_ANSWER {
+            let answer = input.get("answer").and_then(|a| a.as_str()).unwrap_or_default().to_string();
+            return Ok(ToolOutcome::Final(answer));
+        }
+        if !specs::all().iter().any(|s| s.name == name) {
+            return Ok(ToolOutcome::Output { text: format!("unknown tool {name:?}"), status: ToolResultStatus::Error });
+        }
+        let mut req = ActionRequest::new(Action::ToolCall, Resource::Tool { name: name.to_string() });
+        req.payloads.push(PayloadInput {
+            role: "args".into(),
+            media: "application/json".into(),
+            body: input.to_string().into_bytes(),
+            disclosure: Disclosure::CommitmentOnly,
+        });
+        req.data = Some(serde_json::json!({ "tool_use_id": call_id }));
+        req.shown = Some(format!("Tool call: {name}\nArguments: {input}"));
+        let permit = match self.gate.authorize(req)? {
+            Authorization::Permitted(p) => p,
+            Authorization::Denied(d) => {
+                return Ok(ToolOutcome::Output { text: denial_text(&d), status: ToolResultStatus::Error });
+            }
+        };
+        let ran = match name {
+            specs::EXEC => exec::run(&self.gate, self.sandbox.as_ref(), permit.intent_seq(), input)?,
+            _ => files::run(&self.files, name, input),
+        };
+        let full = ran.text.into_bytes();
+        self.gate.complete(
+            permit,
+            ran.outcome,
+            vec![PayloadInput {
+                role: "output".into(),
+                media: "text/plain".into(),
+                body: full.clone(),
+                disclosure: Disclosure::CommitmentOnly,
+            }],
+            Some(serde_json::json!({ "tool_use_id": call_id })),
+        )?;
+        Ok(ToolOutcome::Output { text: for_model(&full), status: ran.status })
+    }
+}
+
+/// Truncate long output for the model, saying so.
+fn for_model(full: &[u8]) -> String {
+    let text = String::from_utf8_lossy(full);
+    if text.len() <= MODEL_OUTPUT_CAP {
+        return text.into_owned();
+    }
+    let mut cut = MODEL_OUTPUT_CAP;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(
+        "{}\n[… output truncated: {} of {} bytes shown; the full output is in the audit log]",
+        &text[..cut],
+        cut,
+        text.len()
+    )
+}
