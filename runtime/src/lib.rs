@@ -5,5 +5,4 @@ pub mod cli;
 pub mod gate;
 pub mod paths;
 pub mod provider;
-pub mod sandbox_mediator;
 pub mod tools;

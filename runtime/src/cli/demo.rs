@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use stele_attest::{generate_key_file, Signer as _};
 
-use super::run::{run_task, NetworkChoice, RunArgs};
+use super::run::{run_task, RunArgs};
+use super::session::NetworkChoice;
 use crate::agent::RunEnd;
 use crate::gate::approval::FlagApprover;
 use crate::paths;

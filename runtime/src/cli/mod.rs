@@ -6,6 +6,7 @@ pub mod keys;
 pub mod policy;
 pub mod run;
 pub mod sandbox;
+pub mod session;
 pub mod witness;
 
 use clap::{Parser, Subcommand};

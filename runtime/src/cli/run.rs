@@ -1,33 +1,19 @@
 //! `stele run`: one task, end to end, through the gate.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
-use stele_attest::load_key_file;
-use stele_audit::{AuditLog, LogOptions, Status};
-use stele_policy::{Bundle, Network, SandboxBackend, SandboxFacts};
-use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig};
+use stele_audit::Status;
 
 use crate::agent::progress::{self, ProgressStyle};
 use crate::agent::{Agent, Budget, RunEnd, DEFAULT_SYSTEM};
+use super::session::{self, principal, NetworkChoice, OpenSession, SessionSpec};
 use crate::gate::approval::{approver_for, Approver};
-use crate::gate::mediator::GateMediator;
-use crate::gate::{ApproveMode, Gate, SessionInfo};
-use crate::paths;
+use crate::gate::{ApproveMode, Gate};
 use crate::provider::{Message, ProviderConfig};
 use crate::tools::ToolBox;
-
-/// The sandbox's network for a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum NetworkChoice {
-    /// No way out at all (the default).
-    None,
-    /// Through stele's egress proxy; every connection is a `net.connect` decision.
-    Proxy,
-}
 
 /// Arguments of `stele run`.
 #[derive(Debug, clap::Args)]
@@ -94,53 +80,31 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn principal(user: Option<&str>) -> String {
-    user.map(str::to_string).or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".into())
-}
 
 /// Set up a session (log, policy, sandbox, tools, model), run the task, end the session.
 pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<RunReport> {
-    let workspace = args
-        .workspace
-        .canonicalize()
-        .with_context(|| format!("workspace {}", args.workspace.display()))?;
-    anyhow::ensure!(workspace.is_dir(), "workspace {} is not a folder", workspace.display());
-    let policy = args.policy.clone().unwrap_or_else(|| PathBuf::from("policies/strict-default"));
-    let bundle = Arc::new(Bundle::load(&policy).with_context(|| format!("policy bundle {}", policy.display()))?);
-    let user = principal(args.user.as_deref());
-    let teams: Vec<String> = bundle.members().teams_of(&user).map(str::to_string).collect();
-    let provider = ProviderConfig::from_spec(&args.model)?.build()?;
-    let db = args.db.clone().unwrap_or_else(paths::default_db);
-    let key = args.key.clone().unwrap_or_else(paths::default_key);
-    let signer = Arc::new(load_key_file(&key).with_context(|| "the audit signing key (create one with `stele keys init`)")?);
-    let log = Arc::new(AuditLog::open_or_create(&db, signer, LogOptions::default())?);
-    let facts = SandboxFacts {
-        backend: SandboxBackend::Process,
-        network: match args.network {
-            NetworkChoice::None => Network::Disabled,
-            NetworkChoice::Proxy => Network::ViaProxy,
-        },
-    };
-    let id = format!("s-{}", uuid::Uuid::new_v4().simple());
+    let mut cfg = ProviderConfig::from_spec(&args.model)?;
+    cfg.base_url_from_env();
+    let provider = cfg.build()?;
     let info = provider.describe();
-    let gate = Arc::new(Gate::start_session(
-        log.clone(),
-        bundle,
-        SessionInfo { id: id.clone(), principal: user, teams },
+    let session = session::open(
+        SessionSpec {
+            workspace: &args.workspace,
+            policy: args.policy.as_deref(),
+            user: args.user.as_deref(),
+            db: args.db.as_deref(),
+            key: args.key.as_deref(),
+            network: args.network,
+            data: serde_json::json!({ "model": format!("{:?}:{}", info.kind, info.model).to_lowercase() }),
+        },
         approver,
-        facts,
-        serde_json::json!({
-            "workspace": workspace.display().to_string(),
-            "model": format!("{:?}:{}", info.kind, info.model).to_lowercase(),
-            "network": format!("{:?}", args.network).to_lowercase(),
-        }),
-    )?);
+    )?;
+    let gate = session.gate.clone();
     let style = if args.json { ProgressStyle::Json } else { ProgressStyle::Human };
     if style == ProgressStyle::Human {
-        eprintln!("stele: session {id} (policy {}, log {})", gate.bundle().digest(), db.display());
+        eprintln!("stele: session {} (policy {}, log {})", gate.session_id(), gate.bundle().digest(), session.db.display());
     }
-    let end = run_session(&gate, &workspace, args, provider, style);
-    let end = match end {
+    let end = match run_session(&session, args, provider, style) {
         Ok(e) => e,
         Err(e) => {
             let _ = gate.end_session(Status::Error, Some(format!("{e:#}")));
@@ -148,28 +112,22 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
         }
     };
     finish(&gate, &end, style)?;
+    let id = gate.session_id().to_string();
     drop(gate);
-    if let Ok(log) = Arc::try_unwrap(log) {
-        log.close()?;
-    }
+    let db = session.db.clone();
+    session.close()?;
     Ok(RunReport { session: id, end, db })
 }
 
 fn run_session(
-    gate: &Arc<Gate>,
-    workspace: &Path,
+    session: &OpenSession,
     args: &RunArgs,
     provider: Arc<dyn crate::provider::ModelProvider>,
     style: ProgressStyle,
 ) -> anyhow::Result<RunEnd> {
-    let mediator: Arc<dyn stele_sandbox::Mediator> = Arc::new(GateMediator::new(gate.clone(), None));
-    let mut cfg = ProcessSandboxConfig::new(workspace, mediator.clone());
-    cfg.network = match args.network {
-        NetworkChoice::None => NetworkMode::LoopbackOnly,
-        NetworkChoice::Proxy => NetworkMode::EgressProxy,
-    };
-    let sandbox = Arc::new(ProcessSandbox::new(cfg).context("setting up the sandbox (stele never runs unsandboxed)")?);
-    let tools = Arc::new(ToolBox::new(gate.clone(), workspace.to_path_buf(), sandbox, mediator)?);
+    let gate = &session.gate;
+    let (sandbox, mediator) = session.sandbox()?;
+    let tools = Arc::new(ToolBox::new(gate.clone(), session.workspace.clone(), sandbox, mediator)?);
     let agent = Agent { gate: gate.clone(), provider, tools, system: DEFAULT_SYSTEM.into(), max_tokens_per_turn: 4096 };
     let budget = Budget {
         max_steps: args.max_steps,

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use serde_json::json;
 use stele_sandbox::check::LayerReport;
 use stele_sandbox::exec::{ExecOutcome, ExecRequest, ExitStatus, Limits, Sandbox, Truncation};
@@ -19,7 +18,11 @@ use stele_sandbox::{
     FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Ticket, Verdict,
 };
 
-use crate::sandbox_mediator::{build, MediatorOptions};
+use super::session::{self, NetworkChoice, OpenSession, SessionSpec};
+use crate::gate::approval::approver_for;
+use crate::gate::ApproveMode;
+use crate::tools::exec::{exec_gated, GatedExec};
+use stele_audit::Status;
 
 /// Arguments of `stele sandbox`.
 #[derive(Debug, clap::Args)]
@@ -69,6 +72,18 @@ pub struct ExecArgs {
     /// Print a JSON result on stdout instead of the command's output.
     #[arg(long)]
     pub json: bool,
+    /// The sandbox's network.
+    #[arg(long, value_enum, default_value_t = NetworkChoice::None)]
+    pub network: NetworkChoice,
+    /// What to do when policy asks a human.
+    #[arg(long, value_enum, default_value_t = ApproveMode::Prompt)]
+    pub approve: ApproveMode,
+    /// Audit database [default: $STATE/audit.db].
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Signing key [default: $STATE/keys/log.key].
+    #[arg(long)]
+    pub key: Option<PathBuf>,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -149,14 +164,30 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
 const PASS_ENV: [&str; 4] = ["TERM", "LANG", "LC_ALL", "TZ"];
 
 fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
-    let mediator = build(&MediatorOptions {
-        workspace: &args.workspace,
-        policy: args.policy.as_deref(),
-        user: &args.user,
-    })
-    .context("building the policy gate")?;
-    let sandbox = ProcessSandbox::new(ProcessSandboxConfig::new(&args.workspace, mediator))
-        .context("setting up the sandbox")?;
+    let session = session::open(
+        SessionSpec {
+            workspace: &args.workspace,
+            policy: args.policy.as_deref(),
+            user: Some(&args.user),
+            db: args.db.as_deref(),
+            key: args.key.as_deref(),
+            network: args.network,
+            data: json!({ "command": "sandbox exec" }),
+        },
+        approver_for(args.approve, &args.user),
+    )?;
+    let result = exec_in(&session, &args);
+    let status = match &result {
+        Ok(_) => Status::Ok,
+        Err(_) => Status::Error,
+    };
+    session.gate.end_session(status, None)?;
+    session.close()?;
+    result
+}
+
+fn exec_in(session: &OpenSession, args: &ExecArgs) -> anyhow::Result<ExitCode> {
+    let (sandbox, _mediator) = session.sandbox()?;
     let mut stdin = Vec::new();
     if !std::io::stdin().is_terminal() {
         std::io::stdin().read_to_end(&mut stdin)?;
@@ -172,7 +203,14 @@ fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         wall_time: Duration::from_secs(args.timeout),
         ..Limits::default()
     };
-    let outcome = sandbox.exec(req).context("running the command")?;
+    let outcome = match exec_gated(&session.gate, sandbox.as_ref(), req, json!({ "cwd": args.cwd }))? {
+        GatedExec::Ran(o) => o,
+        GatedExec::Denied(d) => {
+            eprintln!("stele sandbox: denied: {} (audit entry {})", d.reason, d.seq);
+            return Ok(ExitCode::from(126));
+        }
+        GatedExec::Failed(msg) => anyhow::bail!("{msg}"),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcome_json(&outcome))?);
     } else {

@@ -25,37 +25,47 @@ pub fn resolve_program(name: &str) -> Option<String> {
     SEARCH_PATH.iter().map(|d| format!("{d}/{name}")).find(|p| Path::new(p).is_file())
 }
 
-/// Run the exec tool; `tool_intent` is the index of its `tool.intent` entry.
-pub(super) fn run(gate: &Gate, sandbox: &dyn Sandbox, tool_intent: u64, input: &Value) -> Result<Ran, GateError> {
-    let argv: Vec<String> = match input.get("argv").and_then(Value::as_array) {
-        Some(a) if !a.is_empty() => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
-        _ => return Ok(Ran::error("argv must be a non-empty list of strings".into())),
+/// What a gated command came to.
+#[derive(Debug)]
+pub enum GatedExec {
+    /// Refused by policy or a human; nothing ran.
+    Denied(crate::gate::Denial),
+    /// It ran (the outcome is recorded in `exec.end`).
+    Ran(ExecOutcome),
+    /// The program could not be resolved, or the sandbox failed (recorded).
+    Failed(String),
+}
+
+/// Decide `exec` on the resolved program, log the intent, run `argv` in the
+/// sandbox (its id is the intent's index, so every file and network access
+/// names it), log the end with stdout and stderr as payloads.
+pub fn exec_gated(
+    gate: &Gate,
+    sandbox: &dyn Sandbox,
+    mut er: ExecRequest,
+    data: serde_json::Value,
+) -> Result<GatedExec, GateError> {
+    let Some(first) = er.argv.first() else {
+        return Ok(GatedExec::Failed("argv must not be empty".into()));
     };
-    let Some(path) = resolve_program(&argv[0]) else {
-        return Ok(Ran::error(format!("program {:?} not found in the sandbox", argv[0])));
+    let Some(path) = resolve_program(first) else {
+        return Ok(GatedExec::Failed(format!("program {first:?} not found in the sandbox")));
     };
     let program = match ProgramRef::from_resolved_path(&path) {
         Ok(p) => p,
-        Err(e) => return Ok(Ran::error(format!("program {path:?}: {e}"))),
+        Err(e) => return Ok(GatedExec::Failed(format!("program {path:?}: {e}"))),
     };
     let mut req = ActionRequest::new(Action::Exec, Resource::Program(program));
-    req.argv = argv[1..].to_vec();
-    req.data = Some(serde_json::json!({ "tool_intent": tool_intent, "cwd": "/workspace" }));
-    req.shown = Some(format!("Run in the sandbox: {}", argv.join(" ")));
+    req.argv = er.argv[1..].to_vec();
+    req.data = Some(data);
+    req.shown = Some(format!("Run in the sandbox: {}", er.argv.join(" ")));
     let permit = match gate.authorize(req)? {
         Authorization::Permitted(p) => p,
-        Authorization::Denied(d) => return Ok(Ran::denied(&d)),
+        Authorization::Denied(d) => return Ok(GatedExec::Denied(d)),
     };
-    let mut er = ExecRequest::new(permit.intent_seq().to_string(), argv);
-    if let Some(s) = input.get("stdin").and_then(Value::as_str) {
-        er.stdin = s.as_bytes().to_vec();
-    }
-    if let Some(t) = input.get("timeout_s").and_then(Value::as_u64) {
-        er.limits.wall_time = Duration::from_secs(t.clamp(1, 3600));
-    }
+    er.id = permit.intent_seq().to_string();
     match sandbox.exec(er) {
         Ok(out) => {
-            let outcome = exec_outcome(&out);
             let payloads = vec![stream("stdout", &out.stdout.bytes), stream("stderr", &out.stderr.bytes)];
             let data = serde_json::json!({
                 "stdout_truncated": matches!(out.stdout.truncation, Truncation::Truncated { .. }),
@@ -63,25 +73,49 @@ pub(super) fn run(gate: &Gate, sandbox: &dyn Sandbox, tool_intent: u64, input: &
                 "cpu_ms": (out.usage.user_cpu + out.usage.system_cpu).as_millis() as u64,
                 "max_rss_bytes": out.usage.max_rss_bytes,
             });
-            gate.complete(permit, outcome.clone(), payloads, Some(data))?;
+            gate.complete(permit, exec_outcome(&out), payloads, Some(data))?;
+            Ok(GatedExec::Ran(out))
+        }
+        Err(e) => {
+            let mut o = Outcome::status(Status::Error);
+            o.detail = Some(e.to_string());
+            gate.complete(permit, o, Vec::new(), None)?;
+            Ok(GatedExec::Failed(format!("the sandbox could not run the command: {e}")))
+        }
+    }
+}
+
+/// Run the exec tool; `tool_intent` is the index of its `tool.intent` entry.
+pub(super) fn run(gate: &Gate, sandbox: &dyn Sandbox, tool_intent: u64, input: &Value) -> Result<Ran, GateError> {
+    let argv: Vec<String> = match input.get("argv").and_then(Value::as_array) {
+        Some(a) if !a.is_empty() => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        _ => return Ok(Ran::error("argv must be a non-empty list of strings".into())),
+    };
+    let mut er = ExecRequest::new(String::new(), argv);
+    if let Some(s) = input.get("stdin").and_then(Value::as_str) {
+        er.stdin = s.as_bytes().to_vec();
+    }
+    if let Some(t) = input.get("timeout_s").and_then(Value::as_u64) {
+        er.limits.wall_time = Duration::from_secs(t.clamp(1, 3600));
+    }
+    let data = serde_json::json!({ "tool_intent": tool_intent, "cwd": "/workspace" });
+    Ok(match exec_gated(gate, sandbox, er, data)? {
+        GatedExec::Denied(d) => Ran::denied(&d),
+        GatedExec::Failed(msg) => Ran::error(msg),
+        GatedExec::Ran(out) => {
             let text = format!(
                 "exit: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
                 describe(out.status),
                 String::from_utf8_lossy(&out.stdout.bytes),
                 String::from_utf8_lossy(&out.stderr.bytes)
             );
-            Ok(match out.status {
-                ExitStatus::Exit(0) => Ran { text, status: crate::provider::ToolResultStatus::Ok, outcome },
-                _ => Ran { text, status: crate::provider::ToolResultStatus::Error, outcome },
-            })
+            let status = match out.status {
+                ExitStatus::Exit(0) => crate::provider::ToolResultStatus::Ok,
+                _ => crate::provider::ToolResultStatus::Error,
+            };
+            Ran { text, status, outcome: exec_outcome(&out) }
         }
-        Err(e) => {
-            let mut o = Outcome::status(Status::Error);
-            o.detail = Some(e.to_string());
-            gate.complete(permit, o, Vec::new(), None)?;
-            Ok(Ran::error(format!("the sandbox could not run the command: {e}")))
-        }
-    }
+    })
 }
 
 fn stream(role: &str, bytes: &[u8]) -> PayloadInput {

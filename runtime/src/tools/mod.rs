@@ -2,7 +2,7 @@
 //! intent/result pair; file tools then ask the gate per file (through the
 //! sandbox's Mediator) and `exec` is an `exec` decision of its own.
 
-mod exec;
+pub mod exec;
 mod files;
 pub mod specs;
 
