@@ -13,6 +13,7 @@
 //! [`MediatedLayer`] from virtqueues instead of /dev/fuse.
 
 mod bufio;
+mod decide;
 mod handles;
 mod idmap;
 mod layer;

@@ -28,71 +28,10 @@ use fuse_backend_rs::api::filesystem::{
 };
 
 use super::bufio::SliceReader;
+use super::decide::{eacces, open_accesses};
 use super::handles::OpenHandle;
 use super::layer::MediatedLayer;
 use crate::{FileAccess, FileOp};
-
-/// `__FMODE_EXEC`: set in the open flags the kernel forwards for execve.
-const FMODE_EXEC: u32 = 0x20;
-
-fn eacces() -> io::Error {
-    io::Error::from_raw_os_error(libc::EACCES)
-}
-
-/// The accesses an open with `flags` needs, and the op to record.
-fn open_accesses(flags: u32) -> (Vec<FileAccess>, FileOp, bool) {
-    let mode = flags & libc::O_ACCMODE as u32;
-    let truncates = flags & libc::O_TRUNC as u32 != 0;
-    let mut accesses = Vec::with_capacity(2);
-    if mode == libc::O_RDONLY as u32 || mode == libc::O_RDWR as u32 {
-        accesses.push(FileAccess::Read);
-    }
-    let writable = mode == libc::O_WRONLY as u32 || mode == libc::O_RDWR as u32 || truncates;
-    if writable {
-        accesses.push(FileAccess::Write);
-    }
-    let op = if flags & FMODE_EXEC != 0 {
-        FileOp::Exec
-    } else {
-        FileOp::Open
-    };
-    (accesses, op, writable)
-}
-
-impl MediatedLayer {
-    /// Ownership in a reply, as the sandbox's user namespace should see it.
-    fn out_attr(&self, st: &mut stat64) {
-        if let Some(map) = self.idmap.get() {
-            map.apply_to_reply(st);
-        }
-    }
-
-    fn out_entry(&self, mut entry: Entry) -> Entry {
-        self.out_attr(&mut entry.attr);
-        entry
-    }
-
-    fn ask_all(
-        &self,
-        ctx: &Context,
-        accesses: &[FileAccess],
-        op: FileOp,
-        path: &str,
-    ) -> io::Result<Vec<crate::Ticket>> {
-        accesses
-            .iter()
-            .map(|a| self.ask(ctx, *a, op, path))
-            .collect()
-    }
-
-    /// Release `handle` in the inner fs and report it, whatever the release returned.
-    fn close(&self, ctx: &Context, handle: u64, result: io::Result<()>) -> io::Result<()> {
-        if let Some(open) = self.untrack(handle) {
-            self.report_close(ctx, &open);
-        }
-        result
-    }
-}
 
 impl FileSystem for MediatedLayer {
     type Inode = u64;
@@ -408,41 +347,36 @@ impl FileSystem for MediatedLayer {
             .hash
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = if hash.is_sequential_at(offset) {
-            // Copy the data out once so it can be hashed as it is written.
-            let mut data = vec![0u8; size as usize];
+        // While writes are sequential, copy each one out once so it can be
+        // hashed as it is written; otherwise let it flow straight through.
+        let sequential = hash.is_sequential_at(offset);
+        let mut data = Vec::new();
+        let mut copied;
+        let reader: &mut dyn ZeroCopyReader = if sequential {
+            data = vec![0u8; size as usize];
             io::Read::read_exact(r, &mut data)?;
-            let mut reader = SliceReader::new(&mut data);
-            let n = self.inner.write(
-                ctx,
-                inode,
-                handle,
-                &mut reader,
-                size,
-                offset,
-                lock_owner,
-                delayed_write,
-                flags,
-                fuse_flags,
-            )?;
-            hash.wrote(offset, data.get(..n).unwrap_or_default());
-            n
+            copied = SliceReader::new(&mut data);
+            &mut copied
         } else {
-            let n = self.inner.write(
-                ctx,
-                inode,
-                handle,
-                r,
-                size,
-                offset,
-                lock_owner,
-                delayed_write,
-                flags,
-                fuse_flags,
-            )?;
-            hash.wrote_unseen();
-            n
+            r
         };
+        let n = self.inner.write(
+            ctx,
+            inode,
+            handle,
+            reader,
+            size,
+            offset,
+            lock_owner,
+            delayed_write,
+            flags,
+            fuse_flags,
+        )?;
+        if sequential {
+            hash.wrote(offset, data.get(..n).unwrap_or_default());
+        } else {
+            hash.wrote_unseen();
+        }
         drop(hash);
         open.add_written(n);
         Ok(n)
@@ -609,24 +543,5 @@ impl FileSystem for MediatedLayer {
         whence: u32,
     ) -> io::Result<u64> {
         self.inner.lseek(ctx, inode, handle, offset, whence)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn open_flags_map_to_accesses() {
-        let (a, op, w) = open_accesses(libc::O_RDONLY as u32);
-        assert_eq!((a, op, w), (vec![FileAccess::Read], FileOp::Open, false));
-        let (a, _, w) = open_accesses(libc::O_WRONLY as u32);
-        assert_eq!((a, w), (vec![FileAccess::Write], true));
-        let (a, _, w) = open_accesses(libc::O_RDWR as u32);
-        assert_eq!((a, w), (vec![FileAccess::Read, FileAccess::Write], true));
-        let (a, _, w) = open_accesses((libc::O_RDONLY | libc::O_TRUNC) as u32);
-        assert_eq!((a, w), (vec![FileAccess::Read, FileAccess::Write], true));
-        let (_, op, _) = open_accesses(libc::O_RDONLY as u32 | FMODE_EXEC);
-        assert_eq!(op, FileOp::Exec);
     }
 }
