@@ -30,6 +30,11 @@ impl Stele {
 
     /// Run `stele ARGS…` and collect its output.
     pub fn run(&self, args: &[&str]) -> std::io::Result<Output> {
+        self.run_env(args, &[])
+    }
+
+    /// Run `stele ARGS…` with extra environment variables.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> std::io::Result<Output> {
         let bin = stele_bin();
         if !bin.exists() {
             return Err(std::io::Error::new(
@@ -37,6 +42,56 @@ impl Stele {
                 format!("{} is missing: build it with `cargo build -p stele-runtime`", bin.display()),
             ));
         }
-        Command::new(bin).args(args).env("STELE_STATE_DIR", &self.state).env("USER", "alice").output()
+        Command::new(bin)
+            .args(args)
+            .env("STELE_STATE_DIR", &self.state)
+            .env("USER", "alice")
+            .envs(env.iter().copied())
+            .output()
     }
+}
+
+/// True when this machine can run the process sandbox (root, user namespaces,
+/// /dev/fuse); tests that need it print a loud SKIPPED line otherwise.
+pub fn sandbox_available(test: &str) -> bool {
+    let ok = Path::new("/dev/fuse").exists() && Path::new("/proc/self/ns/user").exists();
+    if !ok {
+        eprintln!("SKIPPED {test}: needs /dev/fuse and user namespaces");
+    }
+    ok
+}
+
+/// Check a session's log: every intent has exactly one result, after it.
+/// Returns the leaves (as JSON) for further assertions.
+pub fn leaves_json(s: &Stele, db: &Path) -> Result<Vec<serde_json::Value>, String> {
+    let o = s
+        .run(&["audit", "tail", "-n", "100000", "--json", "--db", db.to_str().unwrap_or_default()])
+        .map_err(|e| e.to_string())?;
+    if !o.status.success() {
+        return Err(String::from_utf8_lossy(&o.stderr).into_owned());
+    }
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// Every intent of `session` is closed by exactly one result that comes after it.
+pub fn intents_closed_once(leaves: &[serde_json::Value], session: &str) -> Result<usize, String> {
+    let intents = ["model.request", "tool.intent", "file.open", "exec.start", "net.connect", "mcp.call"];
+    let in_session = |l: &&serde_json::Value| l["session"]["id"].as_str() == Some(session);
+    let mut n = 0;
+    for i in leaves.iter().filter(in_session).filter(|l| intents.contains(&l["kind"].as_str().unwrap_or(""))) {
+        let seq = i["seq"].as_u64().unwrap_or(u64::MAX);
+        let closing: Vec<&serde_json::Value> =
+            leaves.iter().filter(|l| l["refs"]["intent_seq"].as_u64() == Some(seq)).collect();
+        if closing.len() != 1 {
+            return Err(format!("intent {seq} ({}) has {} results", i["kind"], closing.len()));
+        }
+        if closing[0]["seq"].as_u64().unwrap_or(0) <= seq {
+            return Err(format!("the result of intent {seq} comes before it"));
+        }
+        n += 1;
+    }
+    Ok(n)
 }
