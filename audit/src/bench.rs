@@ -57,12 +57,15 @@ pub struct BenchReport {
 }
 
 fn sample_event(w: usize, i: u64) -> Event {
-    Event::new(EventKind::PolicyDecision, Actor {
-        host: "bench-host".into(),
-        principal: format!("user{w}@example.org"),
-        runtime: "stele/bench".into(),
-        teams: vec!["finance".into()],
-    })
+    Event::new(
+        EventKind::PolicyDecision,
+        Actor {
+            host: "bench-host".into(),
+            principal: format!("user{w}@example.org"),
+            runtime: "stele/bench".into(),
+            teams: vec!["finance".into()],
+        },
+    )
     .with_target(Target {
         path: Some(format!("receipts/2026/{w:03}/{i:08}.pdf")),
         tool: Some("file.read".into()),
@@ -90,7 +93,10 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, AuditError> {
     let tmp;
     let dir = match &opts.keep {
         Some(d) => {
-            std::fs::create_dir_all(d).map_err(|source| AuditError::Io { path: d.clone(), source })?;
+            std::fs::create_dir_all(d).map_err(|source| AuditError::Io {
+                path: d.clone(),
+                source,
+            })?;
             d.clone()
         }
         None => {
@@ -99,9 +105,17 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, AuditError> {
         }
     };
     let db = dir.join("bench-audit.db");
-    let signer: Arc<dyn stele_attest::Signer> = Arc::new(Ed25519Signer::generate("bench.stele.invalid/audit")?);
+    let signer: Arc<dyn stele_attest::Signer> =
+        Arc::new(Ed25519Signer::generate("bench.stele.invalid/audit")?);
     let verifier = signer.verifier();
-    let log = Arc::new(AuditLog::create(&db, signer, LogOptions { heartbeat: None, ..LogOptions::default() })?);
+    let log = Arc::new(AuditLog::create(
+        &db,
+        signer,
+        LogOptions {
+            heartbeat: None,
+            ..LogOptions::default()
+        },
+    )?);
 
     // Concurrent writers, each waiting for its own durable acknowledgement.
     let writers = opts.writers.max(1);
@@ -110,19 +124,23 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, AuditError> {
     let mut handles = Vec::new();
     for w in 0..writers {
         let log = log.clone();
-        handles.push(std::thread::spawn(move || -> Result<Vec<Duration>, AuditError> {
-            let mut lat = Vec::with_capacity(per as usize);
-            for i in 0..per {
-                let t = Instant::now();
-                log.append_blocking(sample_event(w, i))?;
-                lat.push(t.elapsed());
-            }
-            Ok(lat)
-        }));
+        handles.push(std::thread::spawn(
+            move || -> Result<Vec<Duration>, AuditError> {
+                let mut lat = Vec::with_capacity(per as usize);
+                for i in 0..per {
+                    let t = Instant::now();
+                    log.append_blocking(sample_event(w, i))?;
+                    lat.push(t.elapsed());
+                }
+                Ok(lat)
+            },
+        ));
     }
     let mut lat = Vec::new();
     for h in handles {
-        let l = h.join().map_err(|_| AuditError::Stopped(Some("bench writer panicked".into())))??;
+        let l = h
+            .join()
+            .map_err(|_| AuditError::Stopped(Some("bench writer panicked".into())))??;
         lat.extend(l);
     }
     let elapsed = start.elapsed();
@@ -140,7 +158,8 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, AuditError> {
     let serial_elapsed = s0.elapsed();
     serial.sort();
 
-    let log = Arc::try_unwrap(log).map_err(|_| AuditError::Stopped(Some("log still shared".into())))?;
+    let log =
+        Arc::try_unwrap(log).map_err(|_| AuditError::Stopped(Some("log still shared".into())))?;
     log.close()?;
 
     let report = verify_db(&db, &verifier, None).map_err(|e| AuditError::Invalid(e.to_string()))?;
@@ -174,8 +193,15 @@ struct ScratchDir(PathBuf);
 
 impl ScratchDir {
     fn new() -> Result<Self, AuditError> {
-        let base = std::env::temp_dir().join(format!("stele-bench-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos()));
-        std::fs::create_dir_all(&base).map_err(|source| AuditError::Io { path: base.clone(), source })?;
+        let base = std::env::temp_dir().join(format!(
+            "stele-bench-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos()
+        ));
+        std::fs::create_dir_all(&base).map_err(|source| AuditError::Io {
+            path: base.clone(),
+            source,
+        })?;
         Ok(Self(base))
     }
 }
@@ -190,11 +216,28 @@ impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         writeln!(f, "stele audit bench")?;
-        writeln!(f, "  durable appends, {} concurrent writers: {:.0} entries/s ({} entries)", self.writers, self.appends_per_s, self.entries)?;
-        writeln!(f, "  append -> signed checkpoint latency:   p50 {:.2} ms, p99 {:.2} ms", ms(self.latency_p50), ms(self.latency_p99))?;
+        writeln!(
+            f,
+            "  durable appends, {} concurrent writers: {:.0} entries/s ({} entries)",
+            self.writers, self.appends_per_s, self.entries
+        )?;
+        writeln!(
+            f,
+            "  append -> signed checkpoint latency:   p50 {:.2} ms, p99 {:.2} ms",
+            ms(self.latency_p50),
+            ms(self.latency_p99)
+        )?;
         writeln!(f, "  one writer, one at a time:             {:.0} entries/s (p50 {:.2} ms; bounded by fsync)", self.serial_per_s, ms(self.serial_p50))?;
-        writeln!(f, "  full verification:                     {:.0} entries/s ({} entries, one core)", self.verify_per_s, self.verified_entries)?;
-        writeln!(f, "  leaf size:                             {:.0} bytes/entry", self.leaf_bytes)?;
+        writeln!(
+            f,
+            "  full verification:                     {:.0} entries/s ({} entries, one core)",
+            self.verify_per_s, self.verified_entries
+        )?;
+        writeln!(
+            f,
+            "  leaf size:                             {:.0} bytes/entry",
+            self.leaf_bytes
+        )?;
         writeln!(f, "  integrity data beyond the leaf:        {:.1} bytes/entry (leaf hash + tree nodes + checkpoints)", self.integrity_bytes)?;
         writeln!(f, "  database file:                         {:.0} bytes/entry (everything, SQLite overhead included)", self.file_bytes)?;
         if let Some(k) = &self.kept {

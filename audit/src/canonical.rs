@@ -23,7 +23,10 @@ const MAX_DEPTH: usize = 32;
 /// without leading zeros, fractions or exponents).
 pub fn check(b: &[u8]) -> Result<(), CanonicalError> {
     if std::str::from_utf8(b).is_err() {
-        return Err(CanonicalError { offset: 0, what: "not UTF-8" });
+        return Err(CanonicalError {
+            offset: 0,
+            what: "not UTF-8",
+        });
     }
     let mut c = Cursor { b, i: 0 };
     c.value(0)?;
@@ -40,7 +43,10 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn fail<T>(&self, what: &'static str) -> Result<T, CanonicalError> {
-        Err(CanonicalError { offset: self.i, what })
+        Err(CanonicalError {
+            offset: self.i,
+            what,
+        })
     }
 
     fn peek(&self) -> Option<u8> {
@@ -86,10 +92,16 @@ impl<'a> Cursor<'a> {
             return self.fail("expected digits");
         }
         if n > 1 && self.b[digits] == b'0' {
-            return Err(CanonicalError { offset: digits, what: "leading zero" });
+            return Err(CanonicalError {
+                offset: digits,
+                what: "leading zero",
+            });
         }
         if self.b[start] == b'-' && n == 1 && self.b[digits] == b'0' {
-            return Err(CanonicalError { offset: start, what: "negative zero" });
+            return Err(CanonicalError {
+                offset: start,
+                what: "negative zero",
+            });
         }
         if matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
             return self.fail("only integers are allowed");
@@ -114,7 +126,10 @@ impl<'a> Cursor<'a> {
                 Some(_) => {
                     // Skip the run of ordinary bytes in one go (the hot path).
                     let rest = &self.b[self.i..];
-                    self.i += rest.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).unwrap_or(rest.len());
+                    self.i += rest
+                        .iter()
+                        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                        .unwrap_or(rest.len());
                 }
             }
         }
@@ -127,7 +142,10 @@ impl<'a> Cursor<'a> {
                 Ok(())
             }
             Some(b'u') => {
-                let h = self.b.get(self.i + 2..self.i + 6).ok_or(CanonicalError { offset: self.i, what: "short \\u escape" })?;
+                let h = self.b.get(self.i + 2..self.i + 6).ok_or(CanonicalError {
+                    offset: self.i,
+                    what: "short \\u escape",
+                })?;
                 let lower_hex = |c: &u8| c.is_ascii_digit() || (b'a'..=b'f').contains(c);
                 if !(h[0] == b'0' && h[1] == b'0' && h.iter().all(lower_hex)) {
                     return self.fail("\\u escape only for control characters, in lowercase hex");
@@ -176,10 +194,16 @@ impl<'a> Cursor<'a> {
             let at = self.i;
             let key = self.string()?;
             if key.iter().any(|c| *c == b'\\' || !c.is_ascii()) {
-                return Err(CanonicalError { offset: at, what: "object keys must be plain ASCII" });
+                return Err(CanonicalError {
+                    offset: at,
+                    what: "object keys must be plain ASCII",
+                });
             }
             if prev.is_some_and(|p| p >= key) {
-                return Err(CanonicalError { offset: at, what: "object keys not in sorted order, or repeated" });
+                return Err(CanonicalError {
+                    offset: at,
+                    what: "object keys not in sorted order, or repeated",
+                });
             }
             prev = Some(key);
             if self.peek() != Some(b':') {
@@ -212,7 +236,14 @@ mod tests {
 
     #[test]
     fn accepts_canonical() {
-        for ok in [r#"{"a":1,"b":[true,false,null,"x\n\u001f\"\\"],"c":{}}"#, "-5", "0", r#""é""#, "[]", r#"{"":0}"#] {
+        for ok in [
+            r#"{"a":1,"b":[true,false,null,"x\n\u001f\"\\"],"c":{}}"#,
+            "-5",
+            "0",
+            r#""é""#,
+            "[]",
+            r#"{"":0}"#,
+        ] {
             assert!(check(ok.as_bytes()).is_ok(), "{ok}");
         }
         assert!(check("\"\u{7f}\"".as_bytes()).is_ok());
@@ -221,8 +252,25 @@ mod tests {
     #[test]
     fn rejects_non_canonical() {
         for bad in [
-            r#"{"b":1,"a":2}"#, r#"{"a":1,"a":1}"#, r#"{"a": 1}"#, " 1", "1 ", "01", "-0", "1.0", "1e3",
-            r#""\/""#, r#""\u0041""#, r#""\u007f""#, r#""\u000a""#, r#""\u001F""#, "\"\t\"", r#"{"\u0061":1}"#, "[1,]", "{", "tru",
+            r#"{"b":1,"a":2}"#,
+            r#"{"a":1,"a":1}"#,
+            r#"{"a": 1}"#,
+            " 1",
+            "1 ",
+            "01",
+            "-0",
+            "1.0",
+            "1e3",
+            r#""\/""#,
+            r#""\u0041""#,
+            r#""\u007f""#,
+            r#""\u000a""#,
+            r#""\u001F""#,
+            "\"\t\"",
+            r#"{"\u0061":1}"#,
+            "[1,]",
+            "{",
+            "tru",
         ] {
             assert!(check(bad.as_bytes()).is_err(), "{bad}");
         }

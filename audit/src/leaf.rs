@@ -122,7 +122,8 @@ impl Leaf {
             return Err(LeafError::TooLarge(bytes.len()));
         }
         crate::canonical::check(bytes).map_err(|_| LeafError::NotCanonical)?;
-        let leaf: Leaf = serde_json::from_slice(bytes).map_err(|e| LeafError::Schema(e.to_string()))?;
+        let leaf: Leaf =
+            serde_json::from_slice(bytes).map_err(|e| LeafError::Schema(e.to_string()))?;
         if let Some(d) = &leaf.data {
             check_data(d)?;
         }
@@ -172,11 +173,15 @@ fn check_data(v: &serde_json::Value) -> Result<(), LeafError> {
         Value::Null | Value::Bool(_) | Value::String(_) => Ok(()),
         Value::Number(n) => {
             let ok = n.as_u64().map(|u| u <= MAX_SAFE_INT).unwrap_or(false)
-                || n.as_i64().map(|i| i.unsigned_abs() <= MAX_SAFE_INT).unwrap_or(false);
+                || n.as_i64()
+                    .map(|i| i.unsigned_abs() <= MAX_SAFE_INT)
+                    .unwrap_or(false);
             if ok {
                 Ok(())
             } else {
-                Err(LeafError::Data(format!("number {n} (only integers below 2^53)")))
+                Err(LeafError::Data(format!(
+                    "number {n} (only integers below 2^53)"
+                )))
             }
         }
         Value::Array(a) => a.iter().try_for_each(check_data),

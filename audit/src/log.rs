@@ -106,18 +106,28 @@ pub struct AuditLog {
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditLog").field("path", &self.path).field("origin", &self.origin).finish()
+        f.debug_struct("AuditLog")
+            .field("path", &self.path)
+            .field("origin", &self.origin)
+            .finish()
     }
 }
 
 impl AuditLog {
     /// Create a new log at `path`, signed by `signer` (whose name is the origin).
-    pub fn create(path: &Path, signer: Arc<dyn Signer>, opts: LogOptions) -> Result<Self, AuditError> {
+    pub fn create(
+        path: &Path,
+        signer: Arc<dyn Signer>,
+        opts: LogOptions,
+    ) -> Result<Self, AuditError> {
         if path.exists() {
             return Err(AuditError::Exists(path.to_path_buf()));
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| AuditError::Io { path: dir.into(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| AuditError::Io {
+                path: dir.into(),
+                source,
+            })?;
         }
         let lock = lock(path)?;
         match Self::create_inner(path, signer, &opts, lock) {
@@ -132,21 +142,36 @@ impl AuditLog {
         }
     }
 
-    fn create_inner(path: &Path, signer: Arc<dyn Signer>, opts: &LogOptions, lock: File) -> Result<Self, AuditError> {
+    fn create_inner(
+        path: &Path,
+        signer: Arc<dyn Signer>,
+        opts: &LogOptions,
+        lock: File,
+    ) -> Result<Self, AuditError> {
         let e = AuditError::sqlite(path);
         let conn = Connection::open_with_flags(
             path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(&e)?;
         configure(&conn).map_err(&e)?;
         let origin = signer.name().to_string();
         let verifier = signer.verifier();
         let mut nonce = [0u8; 16];
-        SystemRandom::new().fill(&mut nonce).map_err(|_| AuditError::Invalid("random source failed".into()))?;
-        conn.execute_batch(&format!("BEGIN; {SCHEMA}")).map_err(&e)?;
-        for (k, v) in [("schema", SCHEMA_VERSION.to_string()), ("origin", origin.clone()), ("vkey", verifier.to_string())] {
-            conn.execute("INSERT INTO meta(k, v) VALUES (?1, ?2)", params![k, v]).map_err(&e)?;
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| AuditError::Invalid("random source failed".into()))?;
+        conn.execute_batch(&format!("BEGIN; {SCHEMA}"))
+            .map_err(&e)?;
+        for (k, v) in [
+            ("schema", SCHEMA_VERSION.to_string()),
+            ("origin", origin.clone()),
+            ("vkey", verifier.to_string()),
+        ] {
+            conn.execute("INSERT INTO meta(k, v) VALUES (?1, ?2)", params![k, v])
+                .map_err(&e)?;
         }
         conn.execute_batch("COMMIT").map_err(&e)?;
         let mut data = serde_json::json!({
@@ -177,7 +202,11 @@ impl AuditLog {
     }
 
     /// Open an existing log for writing, after the start-up integrity check.
-    pub fn open(path: &Path, signer: Arc<dyn Signer>, opts: LogOptions) -> Result<Self, AuditError> {
+    pub fn open(
+        path: &Path,
+        signer: Arc<dyn Signer>,
+        opts: LogOptions,
+    ) -> Result<Self, AuditError> {
         if !path.exists() {
             return Err(AuditError::Io {
                 path: path.to_path_buf(),
@@ -185,14 +214,26 @@ impl AuditLog {
             });
         }
         let lock = lock(path)?;
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .map_err(|e| AuditError::NotALog { path: path.to_path_buf(), detail: e.to_string() })?;
-        configure(&conn).map_err(|e| AuditError::NotALog { path: path.to_path_buf(), detail: e.to_string() })?;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| AuditError::NotALog {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+        configure(&conn).map_err(|e| AuditError::NotALog {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
         let verifier = signer.verifier();
         let store = Store::from_conn(conn, path);
         let resume = startup::check(&store, &verifier, opts.anchor.as_deref(), opts.recheck_tail)?;
         if resume.origin != signer.name() {
-            return Err(AuditError::WrongKey { log_key: resume.origin, given: verifier.to_string() });
+            return Err(AuditError::WrongKey {
+                log_key: resume.origin,
+                given: verifier.to_string(),
+            });
         }
         let previous_size = resume.frontier.size();
         let mut w = Writer {
@@ -216,7 +257,11 @@ impl AuditLog {
     }
 
     /// Open `path` if it exists, else create it.
-    pub fn open_or_create(path: &Path, signer: Arc<dyn Signer>, opts: LogOptions) -> Result<Self, AuditError> {
+    pub fn open_or_create(
+        path: &Path,
+        signer: Arc<dyn Signer>,
+        opts: LogOptions,
+    ) -> Result<Self, AuditError> {
         if path.exists() {
             Self::open(path, signer, opts)
         } else {
@@ -224,7 +269,14 @@ impl AuditLog {
         }
     }
 
-    fn spawn(w: Writer, opts: &LogOptions, path: &Path, origin: String, verifier: NoteVerifier, lock: File) -> Self {
+    fn spawn(
+        w: Writer,
+        opts: &LogOptions,
+        path: &Path,
+        origin: String,
+        verifier: NoteVerifier,
+        lock: File,
+    ) -> Self {
         let (tx, rx) = mpsc::channel();
         let heartbeat = opts.heartbeat;
         let max_batch = opts.max_batch.max(1);
@@ -233,7 +285,14 @@ impl AuditLog {
             .name("stele-audit-sequencer".into())
             .spawn(move || sequencer(w, rx, heartbeat, max_batch, actor))
             .ok();
-        Self { tx: thread.as_ref().map(|_| tx), thread, path: path.to_path_buf(), origin, verifier, _lock: lock }
+        Self {
+            tx: thread.as_ref().map(|_| tx),
+            thread,
+            path: path.to_path_buf(),
+            origin,
+            verifier,
+            _lock: lock,
+        }
     }
 
     /// Append an event; resolves only after it is durably committed and
@@ -253,14 +312,30 @@ impl AuditLog {
 
     /// Erase the bodies of the given payload commitments and append a
     /// `redaction` entry naming them, who and why (one transaction).
-    pub fn redact_blocking(&self, commits: Vec<String>, reason: String, actor: Actor) -> Result<Receipt, AuditError> {
+    pub fn redact_blocking(
+        &self,
+        commits: Vec<String>,
+        reason: String,
+        actor: Actor,
+    ) -> Result<Receipt, AuditError> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.send(Msg::Work(Work::Redact { commits, reason, actor }, ReplyTo::Blocking(tx)))?;
+        self.send(Msg::Work(
+            Work::Redact {
+                commits,
+                reason,
+                actor,
+            },
+            ReplyTo::Blocking(tx),
+        ))?;
         rx.recv().map_err(|_| AuditError::Stopped(None))?
     }
 
     fn send(&self, m: Msg) -> Result<(), AuditError> {
-        self.tx.as_ref().ok_or(AuditError::Stopped(None))?.send(m).map_err(|_| AuditError::Stopped(None))
+        self.tx
+            .as_ref()
+            .ok_or(AuditError::Stopped(None))?
+            .send(m)
+            .map_err(|_| AuditError::Stopped(None))
     }
 
     /// Append `log.close` and stop the sequencer.
@@ -273,7 +348,10 @@ impl AuditLog {
         let sent = self.send(Msg::Close(ReplyTo::Blocking(tx)));
         self.tx = None;
         let r = match sent {
-            Ok(()) => rx.recv().map_err(|_| AuditError::Stopped(None)).and_then(|r| r),
+            Ok(()) => rx
+                .recv()
+                .map_err(|_| AuditError::Stopped(None))
+                .and_then(|r| r),
             Err(e) => Err(e),
         };
         if let Some(t) = self.thread.take() {
@@ -311,7 +389,13 @@ impl Drop for AuditLog {
     }
 }
 
-fn sequencer(mut w: Writer, rx: mpsc::Receiver<Msg>, heartbeat: Option<Duration>, max_batch: usize, actor: Actor) {
+fn sequencer(
+    mut w: Writer,
+    rx: mpsc::Receiver<Msg>,
+    heartbeat: Option<Duration>,
+    max_batch: usize,
+    actor: Actor,
+) {
     loop {
         let first = match heartbeat {
             Some(d) => match rx.recv_timeout(d) {
@@ -380,7 +464,9 @@ fn store_into_conn(store: Store) -> Connection {
 
 fn new_boot_id() -> Result<String, AuditError> {
     let mut b = [0u8; 8];
-    SystemRandom::new().fill(&mut b).map_err(|_| AuditError::Invalid("random source failed".into()))?;
+    SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| AuditError::Invalid("random source failed".into()))?;
     Ok(hex::encode(b))
 }
 
@@ -392,7 +478,10 @@ fn lock(path: &Path) -> Result<File, AuditError> {
         .truncate(false)
         .write(true)
         .open(&lp)
-        .map_err(|source| AuditError::Io { path: lp.clone(), source })?;
+        .map_err(|source| AuditError::Io {
+            path: lp.clone(),
+            source,
+        })?;
     match f.try_lock() {
         Ok(()) => Ok(f),
         Err(std::fs::TryLockError::WouldBlock) => Err(AuditError::Busy(path.to_path_buf())),

@@ -104,7 +104,11 @@ impl Frontier {
             h = node_hash(&left, &h);
             level += 1;
             idx >>= 1;
-            completed(CompletedNode { level, index: idx, hash: h });
+            completed(CompletedNode {
+                level,
+                index: idx,
+                hash: h,
+            });
         }
         self.nodes.push(h);
         self.size += 1;
@@ -113,7 +117,9 @@ impl Frontier {
     /// The root hash.
     pub fn root(&self) -> Hash {
         let mut it = self.nodes.iter().rev();
-        let Some(first) = it.next() else { return empty_root() };
+        let Some(first) = it.next() else {
+            return empty_root();
+        };
         it.fold(*first, |acc, left| node_hash(left, &acc))
     }
 }
@@ -158,7 +164,13 @@ pub fn inclusion_proof<R: NodeReader>(r: &R, index: u64, size: u64) -> Result<Ve
     Ok(proof)
 }
 
-fn path<R: NodeReader>(r: &R, m: u64, start: u64, end: u64, out: &mut Vec<Hash>) -> Result<(), R::Error> {
+fn path<R: NodeReader>(
+    r: &R,
+    m: u64,
+    start: u64,
+    end: u64,
+    out: &mut Vec<Hash>,
+) -> Result<(), R::Error> {
     let n = end - start;
     if n <= 1 {
         return Ok(());
@@ -249,7 +261,10 @@ pub fn verify_inclusion(
     let mut r = *leaf;
     for p in proof {
         if snode == 0 {
-            return Err(ProofError::WrongLength { got: proof.len(), want: 0 });
+            return Err(ProofError::WrongLength {
+                got: proof.len(),
+                want: 0,
+            });
         }
         if fnode & 1 == 1 || fnode == snode {
             r = node_hash(p, &r);
@@ -266,7 +281,10 @@ pub fn verify_inclusion(
         snode >>= 1;
     }
     if snode != 0 {
-        return Err(ProofError::WrongLength { got: proof.len(), want: proof.len() + 1 });
+        return Err(ProofError::WrongLength {
+            got: proof.len(),
+            want: proof.len() + 1,
+        });
     }
     if &r == root {
         Ok(())
@@ -284,19 +302,32 @@ pub fn verify_consistency(
     proof: &[Hash],
 ) -> Result<(), ProofError> {
     if old_size > new_size {
-        return Err(ProofError::OutOfRange { index: old_size, size: new_size });
+        return Err(ProofError::OutOfRange {
+            index: old_size,
+            size: new_size,
+        });
     }
     if old_size == new_size {
         if !proof.is_empty() {
-            return Err(ProofError::WrongLength { got: proof.len(), want: 0 });
+            return Err(ProofError::WrongLength {
+                got: proof.len(),
+                want: 0,
+            });
         }
-        return if old_root == new_root { Ok(()) } else { Err(ProofError::RootMismatch) };
+        return if old_root == new_root {
+            Ok(())
+        } else {
+            Err(ProofError::RootMismatch)
+        };
     }
     if old_size == 0 {
         return if proof.is_empty() {
             Ok(())
         } else {
-            Err(ProofError::WrongLength { got: proof.len(), want: 0 })
+            Err(ProofError::WrongLength {
+                got: proof.len(),
+                want: 0,
+            })
         };
     }
     if proof.is_empty() {
@@ -315,7 +346,10 @@ pub fn verify_consistency(
     let mut sr = path[0];
     for c in &path[1..] {
         if snode == 0 {
-            return Err(ProofError::WrongLength { got: proof.len(), want: proof.len() - 1 });
+            return Err(ProofError::WrongLength {
+                got: proof.len(),
+                want: proof.len() - 1,
+            });
         }
         if fnode & 1 == 1 || fnode == snode {
             fr = node_hash(c, &fr);
@@ -333,7 +367,10 @@ pub fn verify_consistency(
         snode >>= 1;
     }
     if snode != 0 {
-        return Err(ProofError::WrongLength { got: proof.len(), want: proof.len() + 1 });
+        return Err(ProofError::WrongLength {
+            got: proof.len(),
+            want: proof.len() + 1,
+        });
     }
     if &fr == old_root && &sr == new_root {
         Ok(())

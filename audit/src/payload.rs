@@ -58,7 +58,8 @@ pub fn parse_commit(text: &str) -> Option<Hash> {
 /// Salt and commit to a payload.
 pub fn seal(rng: &SystemRandom, p: PayloadInput) -> Result<SealedPayload, AuditError> {
     let mut salt = [0u8; 32];
-    rng.fill(&mut salt).map_err(|_| AuditError::Invalid("system random source failed".into()))?;
+    rng.fill(&mut salt)
+        .map_err(|_| AuditError::Invalid("system random source failed".into()))?;
     let cmt = commitment(&salt, &p.body);
     let sha256 = match p.disclosure {
         Disclosure::CommitmentOnly => None,

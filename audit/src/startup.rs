@@ -35,15 +35,24 @@ pub(crate) fn check(
     let qc: String = store
         .conn()
         .query_row("PRAGMA quick_check", [], |r| r.get(0))
-        .map_err(|e| AuditError::NotALog { path: path.clone(), detail: e.to_string() })?;
+        .map_err(|e| AuditError::NotALog {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
     if qc != "ok" {
-        return Err(AuditError::NotALog { path, detail: format!("SQLite quick_check: {qc}") });
+        return Err(AuditError::NotALog {
+            path,
+            detail: format!("SQLite quick_check: {qc}"),
+        });
     }
     store.check_is_log()?;
     let origin = store.meta_required("origin")?;
     let log_key = store.meta_required("vkey")?;
     if log_key != verifier.to_string() {
-        return Err(AuditError::WrongKey { log_key, given: verifier.to_string() });
+        return Err(AuditError::WrongKey {
+            log_key,
+            given: verifier.to_string(),
+        });
     }
     let (cp_size, note) = store.latest_checkpoint()?.ok_or(AuditError::Integrity {
         index: 0,
@@ -56,7 +65,10 @@ pub(crate) fn check(
     if cp.size != cp_size || cp.origin != origin {
         return Err(AuditError::Integrity {
             index: cp_size.saturating_sub(1),
-            reason: format!("checkpoint row {cp_size} holds a checkpoint for {} size {}", cp.origin, cp.size),
+            reason: format!(
+                "checkpoint row {cp_size} holds a checkpoint for {} size {}",
+                cp.origin, cp.size
+            ),
         });
     }
     let size = store.size()?;
@@ -73,7 +85,10 @@ pub(crate) fn check(
     if rows != size {
         return Err(AuditError::Integrity {
             index: 0,
-            reason: format!("entries are missing: indices run to {} but only {rows} rows exist", size - 1),
+            reason: format!(
+                "entries are missing: indices run to {} but only {rows} rows exist",
+                size - 1
+            ),
         });
     }
     let mut nodes = Vec::new();
@@ -102,7 +117,13 @@ pub(crate) fn check(
         })?;
         open_intents.insert(oi.seq, (kind, oi.leaf_hash));
     }
-    Ok(Resume { origin, frontier, last_hash, open_intents, latest_note: note })
+    Ok(Resume {
+        origin,
+        frontier,
+        last_hash,
+        open_intents,
+        latest_note: note,
+    })
 }
 
 /// Re-verify the last `k` leaves: canonical form, index, origin, hash, chain.
@@ -129,10 +150,15 @@ fn recheck(store: &Store, origin: &str, size: u64, k: u64) -> Result<Option<Hash
             return Err(bad("leaf bytes do not match the stored leaf hash".into()));
         }
         if leaf.seq != seq || leaf.log != origin {
-            return Err(bad(format!("leaf claims index {} of log {:?}", leaf.seq, leaf.log)));
+            return Err(bad(format!(
+                "leaf claims index {} of log {:?}",
+                leaf.seq, leaf.log
+            )));
         }
         if leaf.prev.as_deref().and_then(parse_hash_b64) != prev {
-            return Err(bad("hash chain broken: prev does not name the previous leaf".into()));
+            return Err(bad(
+                "hash chain broken: prev does not name the previous leaf".into(),
+            ));
         }
         prev = Some(h);
         Ok(())
@@ -165,7 +191,10 @@ pub(crate) fn check_anchor(
     if subtree_hash(store, 0, a.size)? != a.root {
         return Err(AuditError::Integrity {
             index: a.size.saturating_sub(1),
-            reason: format!("the log's root at size {} differs from the checkpoint held elsewhere", a.size),
+            reason: format!(
+                "the log's root at size {} differs from the checkpoint held elsewhere",
+                a.size
+            ),
         });
     }
     Ok(())

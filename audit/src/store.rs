@@ -79,7 +79,10 @@ impl Store {
 
     /// Wrap an open connection.
     pub fn from_conn(conn: Connection, path: &Path) -> Self {
-        Self { conn, path: path.to_path_buf() }
+        Self {
+            conn,
+            path: path.to_path_buf(),
+        }
     }
 
     /// The underlying connection.
@@ -133,15 +136,19 @@ impl Store {
 
     /// Number of entries (max index + 1).
     pub fn size(&self) -> Result<u64, AuditError> {
-        let m: Option<i64> =
-            self.conn.query_row("SELECT max(seq) FROM entries", [], |r| r.get(0)).map_err(self.err())?;
+        let m: Option<i64> = self
+            .conn
+            .query_row("SELECT max(seq) FROM entries", [], |r| r.get(0))
+            .map_err(self.err())?;
         Ok(m.map(|m| m as u64 + 1).unwrap_or(0))
     }
 
     /// Number of rows in `entries` (differs from `size` when rows are missing).
     pub fn row_count(&self) -> Result<u64, AuditError> {
-        let c: i64 =
-            self.conn.query_row("SELECT count(*) FROM entries", [], |r| r.get(0)).map_err(self.err())?;
+        let c: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
+            .map_err(self.err())?;
         Ok(c as u64)
     }
 
@@ -151,7 +158,13 @@ impl Store {
             .query_row(
                 "SELECT seq, leaf, leaf_hash FROM entries WHERE seq = ?1",
                 [seq as i64],
-                |r| Ok(StoredEntry { seq: r.get::<_, i64>(0)? as u64, leaf: r.get(1)?, leaf_hash: r.get(2)? }),
+                |r| {
+                    Ok(StoredEntry {
+                        seq: r.get::<_, i64>(0)? as u64,
+                        leaf: r.get(1)?,
+                        leaf_hash: r.get(2)?,
+                    })
+                },
             )
             .optional()
             .map_err(self.err())?
@@ -169,11 +182,19 @@ impl Store {
             .conn
             .prepare_cached("SELECT seq, leaf, leaf_hash FROM entries WHERE seq >= ?1 AND seq < ?2 ORDER BY seq")
             .map_err(self.err())?;
-        let mut rows = st.query(params![from as i64, to.min(i64::MAX as u64) as i64]).map_err(self.err())?;
+        let mut rows = st
+            .query(params![from as i64, to.min(i64::MAX as u64) as i64])
+            .map_err(self.err())?;
         while let Some(row) = rows.next().map_err(self.err())? {
             let seq: i64 = row.get(0).map_err(self.err())?;
-            let leaf = row.get_ref(1).and_then(|v| v.as_blob().map_err(Into::into)).map_err(self.err())?;
-            let hash = row.get_ref(2).and_then(|v| v.as_blob().map_err(Into::into)).map_err(self.err())?;
+            let leaf = row
+                .get_ref(1)
+                .and_then(|v| v.as_blob().map_err(Into::into))
+                .map_err(self.err())?;
+            let hash = row
+                .get_ref(2)
+                .and_then(|v| v.as_blob().map_err(Into::into))
+                .map_err(self.err())?;
             f(seq as u64, leaf, hash)?;
         }
         Ok(())
@@ -182,16 +203,21 @@ impl Store {
     /// The newest checkpoint `(size, note)`.
     pub fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, AuditError> {
         self.conn
-            .query_row("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1", [], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
-            })
+            .query_row(
+                "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            )
             .optional()
             .map_err(self.err())
     }
 
     /// All checkpoints in size order.
     pub fn checkpoints(&self) -> Result<Vec<(u64, String)>, AuditError> {
-        let mut st = self.conn.prepare("SELECT size, note FROM checkpoints ORDER BY size").map_err(self.err())?;
+        let mut st = self
+            .conn
+            .prepare("SELECT size, note FROM checkpoints ORDER BY size")
+            .map_err(self.err())?;
         let rows = st
             .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
             .map_err(self.err())?;
@@ -201,7 +227,11 @@ impl Store {
     /// The checkpoint stored for exactly `size`.
     pub fn checkpoint_at(&self, size: u64) -> Result<Option<String>, AuditError> {
         self.conn
-            .query_row("SELECT note FROM checkpoints WHERE size = ?1", [size as i64], |r| r.get(0))
+            .query_row(
+                "SELECT note FROM checkpoints WHERE size = ?1",
+                [size as i64],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(self.err())
     }
@@ -210,7 +240,9 @@ impl Store {
     pub fn payloads(&self) -> Result<Vec<StoredPayload>, AuditError> {
         let mut st = self
             .conn
-            .prepare("SELECT cmt, seq, media, size, salt, body, redacted_seq FROM payloads ORDER BY seq")
+            .prepare(
+                "SELECT cmt, seq, media, size, salt, body, redacted_seq FROM payloads ORDER BY seq",
+            )
             .map_err(self.err())?;
         let rows = st.query_map([], payload_row).map_err(self.err())?;
         rows.collect::<Result<_, _>>().map_err(self.err())
@@ -250,8 +282,10 @@ impl Store {
 
     /// Number of stored internal tree nodes.
     pub fn tree_node_count(&self) -> Result<u64, AuditError> {
-        let c: i64 =
-            self.conn.query_row("SELECT count(*) FROM tree_hashes", [], |r| r.get(0)).map_err(self.err())?;
+        let c: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM tree_hashes", [], |r| r.get(0))
+            .map_err(self.err())?;
         Ok(c as u64)
     }
 
@@ -259,7 +293,9 @@ impl Store {
     pub fn checkpoint_bytes(&self) -> Result<u64, AuditError> {
         let c: Option<i64> = self
             .conn
-            .query_row("SELECT sum(length(note)) FROM checkpoints", [], |r| r.get(0))
+            .query_row("SELECT sum(length(note)) FROM checkpoints", [], |r| {
+                r.get(0)
+            })
             .map_err(self.err())?;
         Ok(c.unwrap_or(0) as u64)
     }
@@ -287,7 +323,10 @@ fn payload_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredPayload> {
 }
 
 fn not_a_log(path: &Path, e: rusqlite::Error) -> AuditError {
-    AuditError::NotALog { path: path.to_path_buf(), detail: e.to_string() }
+    AuditError::NotALog {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    }
 }
 
 /// Reads tree nodes from the database (level 0 = leaf hashes).
@@ -299,13 +338,21 @@ impl NodeReader for Store {
 }
 
 /// Read one tree node through any connection.
-pub fn read_node(conn: &Connection, path: &Path, level: u8, index: u64) -> Result<Hash, AuditError> {
+pub fn read_node(
+    conn: &Connection,
+    path: &Path,
+    level: u8,
+    index: u64,
+) -> Result<Hash, AuditError> {
     let v: Option<Vec<u8>> = if level == 0 {
         conn.prepare_cached("SELECT leaf_hash FROM entries WHERE seq = ?1")
             .and_then(|mut s| s.query_row([index as i64], |r| r.get(0)).optional())
     } else {
         conn.prepare_cached("SELECT h FROM tree_hashes WHERE id = ?1")
-            .and_then(|mut s| s.query_row([node_id(level, index)], |r| r.get(0)).optional())
+            .and_then(|mut s| {
+                s.query_row([node_id(level, index)], |r| r.get(0))
+                    .optional()
+            })
     }
     .map_err(AuditError::sqlite(path))?;
     let v = v.ok_or_else(|| AuditError::Integrity {

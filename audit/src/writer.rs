@@ -79,7 +79,11 @@ pub(crate) struct Writer {
 /// A request to the sequencer that needs an entry.
 pub(crate) enum Work {
     Append(Box<Event>),
-    Redact { commits: Vec<String>, reason: String, actor: Actor },
+    Redact {
+        commits: Vec<String>,
+        reason: String,
+        actor: Actor,
+    },
 }
 
 impl Writer {
@@ -102,7 +106,10 @@ impl Writer {
             built.push(self.build(w, &mut undo));
         }
         if !built.iter().any(Result::is_ok) {
-            return built.into_iter().map(|b| b.map(|_| unreachable_receipt())).collect();
+            return built
+                .into_iter()
+                .map(|b| b.map(|_| unreachable_receipt()))
+                .collect();
         }
         match self.write(&built, undo.frontier.clone()) {
             Ok(note) => {
@@ -111,7 +118,12 @@ impl Writer {
                 built
                     .into_iter()
                     .map(|b| {
-                        b.map(|b| Receipt { seq: b.seq, leaf_hash: b.hash, size, checkpoint: note.clone() })
+                        b.map(|b| Receipt {
+                            seq: b.seq,
+                            leaf_hash: b.hash,
+                            size,
+                            checkpoint: note.clone(),
+                        })
                     })
                     .collect()
             }
@@ -123,7 +135,9 @@ impl Writer {
                 for b in built {
                     out.push(match b {
                         Err(own) => Err(own),
-                        Ok(_) => Err(first.take().unwrap_or_else(|| AuditError::Stopped(Some(msg.clone())))),
+                        Ok(_) => Err(first
+                            .take()
+                            .unwrap_or_else(|| AuditError::Stopped(Some(msg.clone())))),
                     });
                 }
                 out
@@ -154,14 +168,24 @@ impl Writer {
     fn build(&mut self, w: Work, undo: &mut Undo) -> Result<Built, AuditError> {
         let (ev, redactions) = match w {
             Work::Append(ev) => (*ev, Vec::new()),
-            Work::Redact { commits, reason, actor } => self.redaction_event(commits, reason, actor)?,
+            Work::Redact {
+                commits,
+                reason,
+                actor,
+            } => self.redaction_event(commits, reason, actor)?,
         };
         let seq = self.frontier.size();
         let session = match &ev.session {
             Some(id) => Some(self.session_link(id, ev.kind)?),
             None => {
-                if matches!(ev.kind, EventKind::SessionStart | EventKind::SessionEnd | EventKind::SessionInterrupted) {
-                    return Err(AuditError::Invalid(format!("{} needs a session id", ev.kind)));
+                if matches!(
+                    ev.kind,
+                    EventKind::SessionStart | EventKind::SessionEnd | EventKind::SessionInterrupted
+                ) {
+                    return Err(AuditError::Invalid(format!(
+                        "{} needs a session id",
+                        ev.kind
+                    )));
                 }
                 None
             }
@@ -173,7 +197,11 @@ impl Writer {
             .map(|p| seal(&self.rng, p))
             .collect::<Result<Vec<_>, _>>()?;
         let now = now_ts();
-        let ts = if now > self.last_ts { now } else { self.last_ts.clone() };
+        let ts = if now > self.last_ts {
+            now
+        } else {
+            self.last_ts.clone()
+        };
         let leaf = Leaf {
             actor: ev.actor,
             boot: self.boot.clone(),
@@ -200,8 +228,18 @@ impl Writer {
         if let Some(link) = session.clone() {
             let old = self.sessions.get(&link.id).cloned();
             undo.sessions.push((link.id.clone(), old));
-            let ended = matches!(ev.kind, EventKind::SessionEnd | EventKind::SessionInterrupted);
-            self.sessions.insert(link.id, SessionState { n: link.n, head: hash, ended });
+            let ended = matches!(
+                ev.kind,
+                EventKind::SessionEnd | EventKind::SessionInterrupted
+            );
+            self.sessions.insert(
+                link.id,
+                SessionState {
+                    n: link.n,
+                    head: hash,
+                    ended,
+                },
+            );
         }
         if let Some(intent_seq) = closes {
             if let Some(v) = self.open_intents.remove(&intent_seq) {
@@ -213,44 +251,71 @@ impl Writer {
             undo.intents_added.push(seq);
         }
         let session = leaf.session.map(|s| (s.id, s.n));
-        Ok(Built { seq, kind: ev.kind, session, closes, leaf: bytes, hash, payloads, redactions })
+        Ok(Built {
+            seq,
+            kind: ev.kind,
+            session,
+            closes,
+            leaf: bytes,
+            hash,
+            payloads,
+            redactions,
+        })
     }
 
     fn session_link(&mut self, id: &str, kind: EventKind) -> Result<SessionLink, AuditError> {
         if id.is_empty() || id.len() > 128 {
-            return Err(AuditError::Invalid("session id must be 1 to 128 characters".into()));
+            return Err(AuditError::Invalid(
+                "session id must be 1 to 128 characters".into(),
+            ));
         }
         let state = match self.sessions.get(id) {
             Some(s) => Some(s.clone()),
             None => self.load_session(id)?,
         };
         match (kind, state) {
-            (EventKind::SessionStart, None) => Ok(SessionLink { id: id.into(), n: 0, prev: None }),
-            (EventKind::SessionStart, Some(_)) => {
-                Err(AuditError::Invalid(format!("session {id} has already started")))
-            }
+            (EventKind::SessionStart, None) => Ok(SessionLink {
+                id: id.into(),
+                n: 0,
+                prev: None,
+            }),
+            (EventKind::SessionStart, Some(_)) => Err(AuditError::Invalid(format!(
+                "session {id} has already started"
+            ))),
             (_, None) => Err(AuditError::Invalid(format!(
                 "session {id} is unknown: its first entry must be session.start"
             ))),
             (_, Some(s)) if s.ended => Err(AuditError::Invalid(format!("session {id} has ended"))),
-            (_, Some(s)) => Ok(SessionLink { id: id.into(), n: s.n + 1, prev: Some(hash_b64(&s.head)) }),
+            (_, Some(s)) => Ok(SessionLink {
+                id: id.into(),
+                n: s.n + 1,
+                prev: Some(hash_b64(&s.head)),
+            }),
         }
     }
 
     fn load_session(&mut self, id: &str) -> Result<Option<SessionState>, AuditError> {
         let row: Option<(i64, Vec<u8>, i64)> = self
             .conn
-            .query_row("SELECT n, head, ended FROM sessions WHERE id = ?1", [id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .query_row(
+                "SELECT n, head, ended FROM sessions WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .optional()
             .map_err(self.err())?;
-        let Some((n, head, ended)) = row else { return Ok(None) };
+        let Some((n, head, ended)) = row else {
+            return Ok(None);
+        };
         let head: Hash = head.try_into().map_err(|_| AuditError::Integrity {
             index: 0,
             reason: format!("session {id}: stored head is not 32 bytes"),
         })?;
-        let s = SessionState { n: n as u64, head, ended: ended != 0 };
+        let s = SessionState {
+            n: n as u64,
+            head,
+            ended: ended != 0,
+        };
         self.sessions.insert(id.to_string(), s.clone());
         Ok(Some(s))
     }
@@ -260,14 +325,17 @@ impl Writer {
     fn check_refs(&self, ev: &Event) -> Result<Option<u64>, AuditError> {
         let closes_kind = match ev.kind.role() {
             IntentRole::Result(k) => Some(Some(k)),
-            IntentRole::Intent | IntentRole::Plain if ev.kind == EventKind::Interrupted => Some(None),
+            IntentRole::Intent | IntentRole::Plain if ev.kind == EventKind::Interrupted => {
+                Some(None)
+            }
             IntentRole::Intent | IntentRole::Plain => None,
         };
-        let Some(want) = closes_kind else { return Ok(None) };
-        let r = ev
-            .refs
-            .as_ref()
-            .ok_or_else(|| AuditError::Invalid(format!("{} must name its intent (refs)", ev.kind)))?;
+        let Some(want) = closes_kind else {
+            return Ok(None);
+        };
+        let r = ev.refs.as_ref().ok_or_else(|| {
+            AuditError::Invalid(format!("{} must name its intent (refs)", ev.kind))
+        })?;
         let Some((kind, hash)) = self.open_intents.get(&r.intent_seq) else {
             return Err(AuditError::Invalid(format!(
                 "{} names intent {} which is not an open intent",
@@ -302,15 +370,22 @@ impl Writer {
         }
         let mut raw = Vec::new();
         for c in &commits {
-            let h = parse_commit(c).ok_or_else(|| AuditError::Invalid(format!("{c:?} is not a commitment")))?;
+            let h = parse_commit(c)
+                .ok_or_else(|| AuditError::Invalid(format!("{c:?} is not a commitment")))?;
             let body: Option<Option<Vec<u8>>> = self
                 .conn
-                .query_row("SELECT body FROM payloads WHERE cmt = ?1", [&h[..]], |r| r.get(0))
+                .query_row("SELECT body FROM payloads WHERE cmt = ?1", [&h[..]], |r| {
+                    r.get(0)
+                })
                 .optional()
                 .map_err(self.err())?;
             match body {
                 None => return Err(AuditError::NotFound(format!("payload {c}"))),
-                Some(None) => return Err(AuditError::Invalid(format!("payload {c} is already redacted"))),
+                Some(None) => {
+                    return Err(AuditError::Invalid(format!(
+                        "payload {c} is already redacted"
+                    )))
+                }
                 Some(Some(_)) => raw.push(h),
             }
         }
@@ -328,10 +403,17 @@ impl Writer {
     ) -> Result<Arc<str>, AuditError> {
         let path = self.path.clone();
         let e = AuditError::sqlite(&path);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&e)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&e)?;
         {
-            let mut ins_entry = tx.prepare_cached("INSERT INTO entries(seq, leaf, leaf_hash) VALUES (?1, ?2, ?3)").map_err(&e)?;
-            let mut ins_node = tx.prepare_cached("INSERT INTO tree_hashes(id, h) VALUES (?1, ?2)").map_err(&e)?;
+            let mut ins_entry = tx
+                .prepare_cached("INSERT INTO entries(seq, leaf, leaf_hash) VALUES (?1, ?2, ?3)")
+                .map_err(&e)?;
+            let mut ins_node = tx
+                .prepare_cached("INSERT INTO tree_hashes(id, h) VALUES (?1, ?2)")
+                .map_err(&e)?;
             let mut ins_payload = tx
                 .prepare_cached("INSERT INTO payloads(cmt, seq, media, size, salt, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
                 .map_err(&e)?;
@@ -341,7 +423,9 @@ impl Writer {
             let mut ins_intent = tx
                 .prepare_cached("INSERT INTO open_intents(seq, kind, session, leaf_hash) VALUES (?1, ?2, ?3, ?4)")
                 .map_err(&e)?;
-            let mut del_intent = tx.prepare_cached("DELETE FROM open_intents WHERE seq = ?1").map_err(&e)?;
+            let mut del_intent = tx
+                .prepare_cached("DELETE FROM open_intents WHERE seq = ?1")
+                .map_err(&e)?;
             let mut up_session = tx
                 .prepare_cached(
                     "INSERT INTO sessions(id, n, head, ended) VALUES (?1, ?2, ?3, ?4) \
@@ -352,11 +436,15 @@ impl Writer {
             // frontier as it was before the batch.
             let first = replay.size();
             for b in built.iter().flatten() {
-                ins_entry.execute(params![b.seq as i64, b.leaf, &b.hash[..]]).map_err(&e)?;
+                ins_entry
+                    .execute(params![b.seq as i64, b.leaf, &b.hash[..]])
+                    .map_err(&e)?;
                 let mut nodes = Vec::new();
                 replay.push(b.hash, |n| nodes.push(n));
                 for n in nodes {
-                    ins_node.execute(params![node_id(n.level, n.index), &n.hash[..]]).map_err(&e)?;
+                    ins_node
+                        .execute(params![node_id(n.level, n.index), &n.hash[..]])
+                        .map_err(&e)?;
                 }
                 for p in &b.payloads {
                     ins_payload
@@ -375,14 +463,21 @@ impl Writer {
                 }
                 if b.kind.role() == IntentRole::Intent {
                     let sid = b.session.as_ref().map(|s| &s.0);
-                    ins_intent.execute(params![b.seq as i64, b.kind.as_str(), sid, &b.hash[..]]).map_err(&e)?;
+                    ins_intent
+                        .execute(params![b.seq as i64, b.kind.as_str(), sid, &b.hash[..]])
+                        .map_err(&e)?;
                 }
                 if let Some(intent) = b.closes {
                     del_intent.execute([intent as i64]).map_err(&e)?;
                 }
                 if let Some((id, n)) = &b.session {
-                    let ended = matches!(b.kind, EventKind::SessionEnd | EventKind::SessionInterrupted);
-                    up_session.execute(params![id, *n as i64, &b.hash[..], ended as i64]).map_err(&e)?;
+                    let ended = matches!(
+                        b.kind,
+                        EventKind::SessionEnd | EventKind::SessionInterrupted
+                    );
+                    up_session
+                        .execute(params![id, *n as i64, &b.hash[..], ended as i64])
+                        .map_err(&e)?;
                 }
             }
             if replay.root() != self.frontier.root() {
@@ -392,15 +487,27 @@ impl Writer {
                 });
             }
         }
-        let cp = Checkpoint { origin: self.origin.clone(), size: self.frontier.size(), root: self.frontier.root() };
+        let cp = Checkpoint {
+            origin: self.origin.clone(),
+            size: self.frontier.size(),
+            root: self.frontier.root(),
+        };
         let note = cp.sign(self.signer.as_ref())?.to_text();
-        tx.execute("INSERT INTO checkpoints(size, note) VALUES (?1, ?2)", params![cp.size as i64, note])
-            .map_err(&e)?;
+        tx.execute(
+            "INSERT INTO checkpoints(size, note) VALUES (?1, ?2)",
+            params![cp.size as i64, note],
+        )
+        .map_err(&e)?;
         tx.commit().map_err(&e)?;
         Ok(Arc::from(note))
     }
 }
 
 fn unreachable_receipt() -> Receipt {
-    Receipt { seq: 0, leaf_hash: [0; 32], size: 0, checkpoint: Arc::from("") }
+    Receipt {
+        seq: 0,
+        leaf_hash: [0; 32],
+        size: 0,
+        checkpoint: Arc::from(""),
+    }
 }

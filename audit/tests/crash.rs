@@ -20,21 +20,27 @@ const CHILD_ENV: &str = "STELE_AUDIT_CRASH_CHILD";
 /// prints `<seq> <leaf hash hex>` after each acknowledgement.
 #[test]
 fn crash_child() {
-    let Ok(db) = std::env::var(CHILD_ENV) else { return };
+    let Ok(db) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     let f = Fixture::new();
-    let log = Arc::new(AuditLog::open_or_create(std::path::Path::new(&db), f.signer.clone(), Fixture::opts()).unwrap());
+    let log = Arc::new(
+        AuditLog::open_or_create(std::path::Path::new(&db), f.signer.clone(), Fixture::opts())
+            .unwrap(),
+    );
     let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let log = log.clone();
             let out = out.clone();
             std::thread::spawn(move || loop {
-                let ev = Event::new(EventKind::PolicyDecision, actor()).with_payload(PayloadInput {
-                    role: "args".into(),
-                    media: "text/plain".into(),
-                    body: format!("thread {t}").into_bytes(),
-                    disclosure: Disclosure::CommitmentOnly,
-                });
+                let ev =
+                    Event::new(EventKind::PolicyDecision, actor()).with_payload(PayloadInput {
+                        role: "args".into(),
+                        media: "text/plain".into(),
+                        body: format!("thread {t}").into_bytes(),
+                        disclosure: Disclosure::CommitmentOnly,
+                    });
                 let r = log.append_blocking(ev).unwrap();
                 let mut o = out.lock().unwrap();
                 writeln!(o, "{} {}", r.seq, hex::encode(r.leaf_hash)).unwrap();
@@ -50,15 +56,26 @@ fn crash_child() {
 #[test]
 fn sigkill_during_appends_loses_nothing_acknowledged() {
     let f = Fixture::new();
-    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
     eprintln!("crash test seed {seed}");
     let mut acked: Vec<(u64, String)> = Vec::new();
     let iterations = 30;
     for it in 0..iterations {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let run_for = Duration::from_millis(20 + (seed >> 33) % 200);
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads", "1"])
+            .args([
+                "--exact",
+                "crash_child",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
             .env(CHILD_ENV, &f.db)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -85,15 +102,30 @@ fn sigkill_during_appends_loses_nothing_acknowledged() {
         let got = reader.join().unwrap();
         acked.extend(got);
         // The log opens (start-up check passes) and verifies after every crash.
-        let log = f.open().unwrap_or_else(|e| panic!("iteration {it}: reopen failed: {e}"));
+        let log = f
+            .open()
+            .unwrap_or_else(|e| panic!("iteration {it}: reopen failed: {e}"));
         drop(log);
         verify_db(&f.db, &f.verifier(), None).unwrap_or_else(|e| panic!("iteration {it}: {e}"));
     }
     let store = Store::open(&f.db).unwrap();
-    assert!(acked.len() > 100, "the writers made progress ({} acks)", acked.len());
+    assert!(
+        acked.len() > 100,
+        "the writers made progress ({} acks)",
+        acked.len()
+    );
     for (seq, hash) in &acked {
-        let e = store.entry(*seq).unwrap_or_else(|e| panic!("acknowledged entry {seq} lost: {e}"));
-        assert_eq!(&hex::encode(&e.leaf_hash), hash, "entry {seq} differs from what was acknowledged");
+        let e = store
+            .entry(*seq)
+            .unwrap_or_else(|e| panic!("acknowledged entry {seq} lost: {e}"));
+        assert_eq!(
+            &hex::encode(&e.leaf_hash),
+            hash,
+            "entry {seq} differs from what was acknowledged"
+        );
     }
-    eprintln!("{} acknowledged appends across {iterations} kills, all present", acked.len());
+    eprintln!(
+        "{} acknowledged appends across {iterations} kills, all present",
+        acked.len()
+    );
 }

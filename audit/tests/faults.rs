@@ -14,14 +14,24 @@ use stele_audit::{AuditError, AuditLog, Disclosure, Event, EventKind, PayloadInp
 #[test]
 fn garbage_database_is_refused_with_its_path() {
     let f = Fixture::new();
-    std::fs::write(&f.db, b"this is not a database, it is a receipt for coffee".repeat(200)).unwrap();
+    std::fs::write(
+        &f.db,
+        b"this is not a database, it is a receipt for coffee".repeat(200),
+    )
+    .unwrap();
     let e = f.open().unwrap_err();
     assert!(matches!(e, AuditError::NotALog { .. }), "{e}");
     assert!(e.to_string().contains(&f.db.display().to_string()), "{e}");
-    assert!(matches!(verify_db(&f.db, &f.verifier(), None), Err(VerifyFailure::Unreadable(_))));
+    assert!(matches!(
+        verify_db(&f.db, &f.verifier(), None),
+        Err(VerifyFailure::Unreadable(_))
+    ));
     // An SQLite file that is not ours.
     let other = f.dir.path().join("other.db");
-    rusqlite::Connection::open(&other).unwrap().execute_batch("CREATE TABLE t(x);").unwrap();
+    rusqlite::Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE t(x);")
+        .unwrap();
     let e = AuditLog::open(&other, f.signer.clone(), Fixture::opts()).unwrap_err();
     assert!(matches!(e, AuditError::NotALog { .. }), "{e}");
 }
@@ -48,7 +58,11 @@ fn full_disk_fails_appends_cleanly() {
     let f = Fixture::new();
     let mnt = f.dir.path().join("small");
     std::fs::create_dir(&mnt).unwrap();
-    let ok = Command::new("mount").args(["-t", "tmpfs", "-o", "size=400k", "tmpfs"]).arg(&mnt).status().unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=400k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
     assert!(ok.success(), "mount tmpfs");
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {
@@ -77,17 +91,30 @@ fn full_disk_fails_appends_cleanly() {
         }
     }
     let e = failure.expect("the disk never filled");
-    assert!(e.to_string().to_lowercase().contains("full") || e.to_string().contains("disk"), "{e}");
+    assert!(
+        e.to_string().to_lowercase().contains("full") || e.to_string().contains("disk"),
+        "{e}"
+    );
     drop(log);
     // Make room, then the log opens, verifies and holds every acknowledged append.
-    assert!(Command::new("mount").args(["-o", "remount,size=8m"]).arg(&mnt).status().unwrap().success());
+    assert!(Command::new("mount")
+        .args(["-o", "remount,size=8m"])
+        .arg(&mnt)
+        .status()
+        .unwrap()
+        .success());
     let log = AuditLog::open(&db, f.signer.clone(), Fixture::opts()).unwrap();
-    log.append_blocking(Event::new(EventKind::PolicyDecision, actor())).unwrap();
+    log.append_blocking(Event::new(EventKind::PolicyDecision, actor()))
+        .unwrap();
     log.close().unwrap();
     let rep = verify_db(&db, &f.verifier(), None).unwrap();
     let store = stele_audit::Store::open(&db).unwrap();
     for s in &acked {
         store.entry(*s).unwrap();
     }
-    eprintln!("disk full after {} appends ({e}); log verified with {} entries", acked.len(), rep.entries);
+    eprintln!(
+        "disk full after {} appends ({e}); log verified with {} entries",
+        acked.len(),
+        rep.entries
+    );
 }

@@ -8,7 +8,14 @@ use stele_audit::{Actor, DecisionRecord, Effect, EventKind, Outcome, Status, Tar
 fn arb_text() -> impl Strategy<Value = String> {
     // Control characters, quotes, backslashes, non-ASCII and astral characters.
     proptest::collection::vec(
-        prop_oneof![any::<char>(), Just('"'), Just('\\'), Just('\u{7f}'), Just('\n'), Just('\u{1}')],
+        prop_oneof![
+            any::<char>(),
+            Just('"'),
+            Just('\\'),
+            Just('\u{7f}'),
+            Just('\n'),
+            Just('\u{1}')
+        ],
         0..12,
     )
     .prop_map(|v| v.into_iter().collect())
@@ -70,7 +77,12 @@ proptest! {
 #[test]
 fn non_canonical_forms_are_rejected() {
     let leaf = Leaf {
-        actor: Actor { host: "h".into(), principal: "p".into(), runtime: "r".into(), teams: vec![] },
+        actor: Actor {
+            host: "h".into(),
+            principal: "p".into(),
+            runtime: "r".into(),
+            teams: vec![],
+        },
         boot: "b".into(),
         data: Some(serde_json::json!({"b": 1, "a": 2})),
         decision: None,
@@ -93,13 +105,16 @@ fn non_canonical_forms_are_rejected() {
     assert!(Leaf::decode_canonical(&good, &mut s).is_ok());
     for bad in [
         text.replacen(r#""data":{"a":2,"b":1}"#, r#""data":{"b":1,"a":2}"#, 1), // key order
-        text.replacen(r#""seq":3"#, r#""seq": 3"#, 1),                           // whitespace
-        text.replacen(r#""seq":3"#, r#""seq":3.0"#, 1),                          // float spelling
-        text.replacen(r#""boot":"b""#, r#""boot":"\u0062""#, 1),                 // escaped letter
+        text.replacen(r#""seq":3"#, r#""seq": 3"#, 1),                          // whitespace
+        text.replacen(r#""seq":3"#, r#""seq":3.0"#, 1),                         // float spelling
+        text.replacen(r#""boot":"b""#, r#""boot":"\u0062""#, 1),                // escaped letter
         text.replacen("{", r#"{"zzz":null,"#, 1),                               // unknown field
     ] {
         let r = Leaf::decode_canonical(bad.as_bytes(), &mut s);
-        assert!(matches!(r, Err(LeafError::NotCanonical) | Err(LeafError::Schema(_))), "{bad} -> {r:?}");
+        assert!(
+            matches!(r, Err(LeafError::NotCanonical) | Err(LeafError::Schema(_))),
+            "{bad} -> {r:?}"
+        );
     }
     let mut big = leaf.clone();
     big.data = Some(serde_json::json!({"x": "y".repeat(70_000)}));

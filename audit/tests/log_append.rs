@@ -15,7 +15,9 @@ use stele_audit::{AuditError, AuditLog, Event, EventKind, LogOptions, Refs, Stor
 fn append_returns_only_after_commit_with_signed_checkpoint() {
     let f = Fixture::new();
     let log = f.create();
-    let r = log.append_blocking(Event::new(EventKind::PolicyDecision, actor())).unwrap();
+    let r = log
+        .append_blocking(Event::new(EventKind::PolicyDecision, actor()))
+        .unwrap();
     assert_eq!(r.seq, 1, "genesis is entry 0");
     assert_eq!(r.size, 2);
     // The receipt's checkpoint verifies and covers the entry.
@@ -24,12 +26,18 @@ fn append_returns_only_after_commit_with_signed_checkpoint() {
     // Another connection sees the entry and the checkpoint immediately.
     let store = Store::open(&f.db).unwrap();
     assert_eq!(store.size().unwrap(), 2);
-    assert_eq!(store.latest_checkpoint().unwrap().unwrap().1, &*r.checkpoint);
+    assert_eq!(
+        store.latest_checkpoint().unwrap().unwrap().1,
+        &*r.checkpoint
+    );
     let e = store.entry(1).unwrap();
     assert_eq!(stele_audit::merkle::leaf_hash(&e.leaf), r.leaf_hash);
     drop(log);
     let rep = verify_db(&f.db, &f.verifier(), None).unwrap();
-    assert_eq!(rep.entries, 3, "genesis, the decision, and log.close on drop");
+    assert_eq!(
+        rep.entries, 3,
+        "genesis, the decision, and log.close on drop"
+    );
 }
 
 #[test]
@@ -39,46 +47,67 @@ fn sessions_chain_and_results_close_intents() {
     let rs = sample_session(&log, "s1");
     let store = log.store().unwrap();
     let mut scratch = Vec::new();
-    let leaf = |seq| Leaf::decode_canonical(&store.entry(seq).unwrap().leaf, &mut Vec::new()).unwrap();
+    let leaf =
+        |seq| Leaf::decode_canonical(&store.entry(seq).unwrap().leaf, &mut Vec::new()).unwrap();
     let l2 = leaf(rs[2].seq);
     let s = l2.session.unwrap();
     assert_eq!((s.id.as_str(), s.n), ("s1", 2));
     assert_eq!(s.prev.unwrap(), b64(&rs[1].leaf_hash));
     assert_eq!(l2.prev.unwrap(), b64(&rs[1].leaf_hash));
     assert_eq!(l2.payload.len(), 1);
-    assert!(l2.payload[0].sha256.is_some(), "WithDigest discloses the plain hash");
+    assert!(
+        l2.payload[0].sha256.is_some(),
+        "WithDigest discloses the plain hash"
+    );
     assert!(leaf(rs[1].seq).payload[0].sha256.is_none());
     assert!(store.open_intents().unwrap().is_empty());
     let _ = Leaf::decode_canonical(&store.entry(0).unwrap().leaf, &mut scratch).unwrap();
 
     // Misuse is refused with a clear error and consumes no index.
     let before = store.size().unwrap();
-    let e = log.append_blocking(Event::new(EventKind::ToolIntent, actor()).in_session("s1")).unwrap_err();
+    let e = log
+        .append_blocking(Event::new(EventKind::ToolIntent, actor()).in_session("s1"))
+        .unwrap_err();
     assert!(e.to_string().contains("has ended"), "{e}");
-    let e = log.append_blocking(Event::new(EventKind::ToolIntent, actor()).in_session("nope")).unwrap_err();
+    let e = log
+        .append_blocking(Event::new(EventKind::ToolIntent, actor()).in_session("nope"))
+        .unwrap_err();
     assert!(e.to_string().contains("session.start"), "{e}");
     let e = log
-        .append_blocking(Event::new(EventKind::ToolResult, actor()).with_refs(Refs { intent_leaf: b64(&rs[1].leaf_hash), intent_seq: rs[1].seq }))
+        .append_blocking(Event::new(EventKind::ToolResult, actor()).with_refs(Refs {
+            intent_leaf: b64(&rs[1].leaf_hash),
+            intent_seq: rs[1].seq,
+        }))
         .unwrap_err();
     assert!(e.to_string().contains("not an open intent"), "{e}");
-    let e = log.append_blocking(Event::new(EventKind::ExecEnd, actor())).unwrap_err();
+    let e = log
+        .append_blocking(Event::new(EventKind::ExecEnd, actor()))
+        .unwrap_err();
     assert!(e.to_string().contains("must name its intent"), "{e}");
     let e = log
-        .append_blocking(Event::new(EventKind::Heartbeat, actor()).with_data(serde_json::json!({"f": 0.5})))
+        .append_blocking(
+            Event::new(EventKind::Heartbeat, actor()).with_data(serde_json::json!({"f": 0.5})),
+        )
         .unwrap_err();
     assert!(matches!(e, AuditError::Leaf(_)), "{e}");
     assert_eq!(log.store().unwrap().size().unwrap(), before);
     drop(log);
     let rep = verify_db(&f.db, &f.verifier(), None).unwrap();
-    assert_eq!((rep.sessions, rep.open_sessions, rep.payloads_present), (1, 0, 2));
+    assert_eq!(
+        (rep.sessions, rep.open_sessions, rep.payloads_present),
+        (1, 0, 2)
+    );
 }
 
 #[test]
 fn intents_survive_reopen_and_can_be_closed_as_interrupted() {
     let f = Fixture::new();
     let log = f.create();
-    log.append_blocking(Event::new(EventKind::SessionStart, actor()).in_session("s")).unwrap();
-    let intent = log.append_blocking(Event::new(EventKind::ExecStart, actor()).in_session("s")).unwrap();
+    log.append_blocking(Event::new(EventKind::SessionStart, actor()).in_session("s"))
+        .unwrap();
+    let intent = log
+        .append_blocking(Event::new(EventKind::ExecStart, actor()).in_session("s"))
+        .unwrap();
     drop(log);
     let rep = verify_db(&f.db, &f.verifier(), None).unwrap();
     assert_eq!(rep.unfinished.len(), 1);
@@ -88,10 +117,25 @@ fn intents_survive_reopen_and_can_be_closed_as_interrupted() {
     let open = log.store().unwrap().open_intents().unwrap();
     assert_eq!(open.len(), 1);
     // The wrong kind of result is refused; `interrupted` closes any intent.
-    let refs = Refs { intent_leaf: b64(&intent.leaf_hash), intent_seq: intent.seq };
-    assert!(log.append_blocking(Event::new(EventKind::ToolResult, actor()).in_session("s").with_refs(refs.clone())).is_err());
-    log.append_blocking(Event::new(EventKind::Interrupted, actor()).in_session("s").with_refs(refs)).unwrap();
-    log.append_blocking(Event::new(EventKind::SessionInterrupted, actor()).in_session("s")).unwrap();
+    let refs = Refs {
+        intent_leaf: b64(&intent.leaf_hash),
+        intent_seq: intent.seq,
+    };
+    assert!(log
+        .append_blocking(
+            Event::new(EventKind::ToolResult, actor())
+                .in_session("s")
+                .with_refs(refs.clone())
+        )
+        .is_err());
+    log.append_blocking(
+        Event::new(EventKind::Interrupted, actor())
+            .in_session("s")
+            .with_refs(refs),
+    )
+    .unwrap();
+    log.append_blocking(Event::new(EventKind::SessionInterrupted, actor()).in_session("s"))
+        .unwrap();
     drop(log);
     let rep = verify_db(&f.db, &f.verifier(), None).unwrap();
     assert!(rep.unfinished.is_empty());
@@ -104,15 +148,29 @@ fn redaction_erases_body_and_still_verifies() {
     let log = f.create();
     let rs = sample_session(&log, "s1");
     let store = log.store().unwrap();
-    let leaf = Leaf::decode_canonical(&store.entry(rs[2].seq).unwrap().leaf, &mut Vec::new()).unwrap();
+    let leaf =
+        Leaf::decode_canonical(&store.entry(rs[2].seq).unwrap().leaf, &mut Vec::new()).unwrap();
     let commit = leaf.payload[0].commit.clone();
-    let r = log.redact_blocking(vec![commit.clone()], "GDPR Art. 17 request #42".into(), actor()).unwrap();
-    let p = store.payload(&stele_audit::payload::parse_commit(&commit).unwrap()).unwrap().unwrap();
+    let r = log
+        .redact_blocking(
+            vec![commit.clone()],
+            "GDPR Art. 17 request #42".into(),
+            actor(),
+        )
+        .unwrap();
+    let p = store
+        .payload(&stele_audit::payload::parse_commit(&commit).unwrap())
+        .unwrap()
+        .unwrap();
     assert!(p.body.is_none() && p.salt.is_none());
     assert_eq!(p.redacted_seq, Some(r.seq));
     // Twice, or an unknown commitment, or no reason: refused.
-    assert!(log.redact_blocking(vec![commit.clone()], "again".into(), actor()).is_err());
-    assert!(log.redact_blocking(vec!["sha256s:AAAA".into()], "x".into(), actor()).is_err());
+    assert!(log
+        .redact_blocking(vec![commit.clone()], "again".into(), actor())
+        .is_err());
+    assert!(log
+        .redact_blocking(vec!["sha256s:AAAA".into()], "x".into(), actor())
+        .is_err());
     drop(log);
     let rep = verify_db(&f.db, &f.verifier(), None).unwrap();
     assert_eq!((rep.payloads_present, rep.payloads_redacted), (1, 1));
@@ -123,7 +181,10 @@ fn redaction_erases_body_and_still_verifies() {
 #[test]
 fn heartbeats_when_idle() {
     let f = Fixture::new();
-    let opts = LogOptions { heartbeat: Some(Duration::from_millis(50)), ..Fixture::opts() };
+    let opts = LogOptions {
+        heartbeat: Some(Duration::from_millis(50)),
+        ..Fixture::opts()
+    };
     let log = AuditLog::create(&f.db, f.signer.clone(), opts).unwrap();
     std::thread::sleep(Duration::from_millis(400));
     drop(log);
@@ -137,7 +198,10 @@ fn heartbeats_when_idle() {
             Ok(())
         })
         .unwrap();
-    assert!(beats >= 3, "only {beats} heartbeats in 400 ms at a 50 ms interval");
+    assert!(
+        beats >= 3,
+        "only {beats} heartbeats in 400 ms at a 50 ms interval"
+    );
 }
 
 #[test]
@@ -148,34 +212,56 @@ fn concurrent_writers_group_commit() {
         .map(|_| {
             let log = log.clone();
             std::thread::spawn(move || {
-                (0..50).map(|_| log.append_blocking(Event::new(EventKind::PolicyDecision, actor())).unwrap().seq).collect::<Vec<_>>()
+                (0..50)
+                    .map(|_| {
+                        log.append_blocking(Event::new(EventKind::PolicyDecision, actor()))
+                            .unwrap()
+                            .seq
+                    })
+                    .collect::<Vec<_>>()
             })
         })
         .collect();
-    let mut seqs: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let mut seqs: Vec<u64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
     seqs.sort();
     seqs.dedup();
     assert_eq!(seqs.len(), 800, "every append got its own index");
     let store = log.store().unwrap();
     let checkpoints = store.checkpoints().unwrap().len();
-    assert!(checkpoints < 801, "commits were grouped ({checkpoints} checkpoints)");
+    assert!(
+        checkpoints < 801,
+        "commits were grouped ({checkpoints} checkpoints)"
+    );
     drop(store);
     drop(log);
-    assert_eq!(verify_db(&f.db, &f.verifier(), None).unwrap().entries, 802, "genesis + 800 + log.close");
+    assert_eq!(
+        verify_db(&f.db, &f.verifier(), None).unwrap().entries,
+        802,
+        "genesis + 800 + log.close"
+    );
 }
 
 #[tokio::test]
 async fn async_append_and_writer_lock() {
     let f = Fixture::new();
     let log = f.create();
-    let r = log.append(Event::new(EventKind::AuditRead, actor())).await.unwrap();
+    let r = log
+        .append(Event::new(EventKind::AuditRead, actor()))
+        .await
+        .unwrap();
     assert_eq!(r.seq, 1);
     // A second writer is refused while the first holds the lock.
     assert!(matches!(f.open(), Err(AuditError::Busy(_))));
     log.close().unwrap();
     let again = f.open().unwrap();
     again.close().unwrap();
-    assert!(matches!(AuditLog::create(&f.db, f.signer.clone(), Fixture::opts()), Err(AuditError::Exists(_))));
+    assert!(matches!(
+        AuditLog::create(&f.db, f.signer.clone(), Fixture::opts()),
+        Err(AuditError::Exists(_))
+    ));
 }
 
 #[test]

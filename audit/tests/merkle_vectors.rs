@@ -5,8 +5,8 @@ use base64::Engine as _;
 use proptest::prelude::*;
 use stele_audit::memory_tree::MemoryTree;
 use stele_audit::merkle::{
-    consistency_proof, empty_root, inclusion_proof, leaf_hash, root_of, verify_consistency, verify_inclusion,
-    Hash, ProofError,
+    consistency_proof, empty_root, inclusion_proof, leaf_hash, root_of, verify_consistency,
+    verify_inclusion, Hash, ProofError,
 };
 
 fn b64(h: &Hash) -> String {
@@ -15,10 +15,19 @@ fn b64(h: &Hash) -> String {
 
 /// The leaves of the RFC 6962 §2.1.3 / certificate-transparency test tree.
 fn rfc_leaves() -> Vec<Vec<u8>> {
-    ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"]
-        .iter()
-        .map(|h| hex::decode(h).unwrap())
-        .collect()
+    [
+        "",
+        "00",
+        "10",
+        "2021",
+        "3031",
+        "40414243",
+        "5051525354555657",
+        "606162636465666768696a6b6c6d6e6f",
+    ]
+    .iter()
+    .map(|h| hex::decode(h).unwrap())
+    .collect()
 }
 
 fn tree(leaves: &[Vec<u8>]) -> MemoryTree {
@@ -31,8 +40,14 @@ fn tree(leaves: &[Vec<u8>]) -> MemoryTree {
 
 #[test]
 fn empty_and_hello_world() {
-    assert_eq!(hex::encode(empty_root()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-    assert_eq!(b64(&leaf_hash(b"hello world")), "TszzRgjTG6xce+z2AG31kAXYKBgQVtCSCE40HmuwBb0=");
+    assert_eq!(
+        hex::encode(empty_root()),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    assert_eq!(
+        b64(&leaf_hash(b"hello world")),
+        "TszzRgjTG6xce+z2AG31kAXYKBgQVtCSCE40HmuwBb0="
+    );
 }
 
 #[test]
@@ -51,7 +66,12 @@ fn rfc6962_roots() {
     let leaves = rfc_leaves();
     for (n, want) in expected.iter().enumerate() {
         let hashes: Vec<Hash> = leaves[..=n].iter().map(|l| leaf_hash(l)).collect();
-        assert_eq!(hex::encode(root_of(&hashes)), *want, "root of {} leaves", n + 1);
+        assert_eq!(
+            hex::encode(root_of(&hashes)),
+            *want,
+            "root of {} leaves",
+            n + 1
+        );
     }
 }
 
@@ -60,29 +80,48 @@ fn rfc6962_inclusion_paths() {
     let t = tree(&rfc_leaves());
     let cases: &[(u64, u64, &[&str])] = &[
         (0, 1, &[]),
-        (0, 8, &[
-            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
-            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
-        ]),
-        (5, 8, &[
-            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
-            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-        ]),
-        (2, 3, &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"]),
-        (1, 5, &[
-            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
-            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
-        ]),
+        (
+            0,
+            8,
+            &[
+                "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+            ],
+        ),
+        (
+            5,
+            8,
+            &[
+                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+                "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+                "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            ],
+        ),
+        (
+            2,
+            3,
+            &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"],
+        ),
+        (
+            1,
+            5,
+            &[
+                "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            ],
+        ),
     ];
     let leaves = rfc_leaves();
     for (idx, size, want) in cases {
         let p = inclusion_proof(&t, *idx, *size).unwrap();
         let got: Vec<String> = p.iter().map(hex::encode).collect();
         assert_eq!(got, *want, "path({idx}, {size})");
-        let hashes: Vec<Hash> = leaves[..*size as usize].iter().map(|l| leaf_hash(l)).collect();
+        let hashes: Vec<Hash> = leaves[..*size as usize]
+            .iter()
+            .map(|l| leaf_hash(l))
+            .collect();
         let root = root_of(&hashes);
         verify_inclusion(&leaf_hash(&leaves[*idx as usize]), *idx, *size, &p, &root).unwrap();
     }
@@ -93,23 +132,42 @@ fn rfc6962_consistency_proofs() {
     let t = tree(&rfc_leaves());
     let cases: &[(u64, u64, &[&str])] = &[
         (1, 1, &[]),
-        (1, 8, &[
-            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
-            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
-        ]),
-        (6, 8, &[
-            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
-            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-        ]),
-        (2, 5, &[
-            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
-        ]),
+        (
+            1,
+            8,
+            &[
+                "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+            ],
+        ),
+        (
+            6,
+            8,
+            &[
+                "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+                "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+                "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            ],
+        ),
+        (
+            2,
+            5,
+            &[
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            ],
+        ),
     ];
     let leaves = rfc_leaves();
-    let root_n = |n: u64| root_of(&leaves[..n as usize].iter().map(|l| leaf_hash(l)).collect::<Vec<_>>());
+    let root_n = |n: u64| {
+        root_of(
+            &leaves[..n as usize]
+                .iter()
+                .map(|l| leaf_hash(l))
+                .collect::<Vec<_>>(),
+        )
+    };
     for (m, n, want) in cases {
         let p = consistency_proof(&t, *m, *n).unwrap();
         let got: Vec<String> = p.iter().map(hex::encode).collect();
@@ -125,7 +183,10 @@ fn wrong_proofs_fail() {
     let root = t.root();
     let mut p = inclusion_proof(&t, 3, 8).unwrap();
     assert!(verify_inclusion(&leaf_hash(&leaves[3]), 3, 8, &p, &root).is_ok());
-    assert_eq!(verify_inclusion(&leaf_hash(&leaves[4]), 3, 8, &p, &root), Err(ProofError::RootMismatch));
+    assert_eq!(
+        verify_inclusion(&leaf_hash(&leaves[4]), 3, 8, &p, &root),
+        Err(ProofError::RootMismatch)
+    );
     assert!(verify_inclusion(&leaf_hash(&leaves[3]), 8, 8, &p, &root).is_err());
     p.pop();
     assert!(verify_inclusion(&leaf_hash(&leaves[3]), 3, 8, &p, &root).is_err());
@@ -135,7 +196,10 @@ fn wrong_proofs_fail() {
 struct TlogStore(Vec<tlog_tiles::tlog::Hash>);
 
 impl tlog_tiles::tlog::HashReader for TlogStore {
-    fn read_hashes(&self, idx: &[u64]) -> Result<Vec<tlog_tiles::tlog::Hash>, tlog_tiles::tlog::Error> {
+    fn read_hashes(
+        &self,
+        idx: &[u64],
+    ) -> Result<Vec<tlog_tiles::tlog::Hash>, tlog_tiles::tlog::Error> {
         Ok(idx.iter().map(|i| self.0[*i as usize]).collect())
     }
 }

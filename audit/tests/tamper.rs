@@ -22,7 +22,14 @@ fn populated() -> Fixture {
 }
 
 fn drop_triggers(c: &rusqlite::Connection) {
-    for t in ["entries_no_update", "entries_no_delete", "checkpoints_no_delete", "checkpoints_no_update", "payloads_redact_only", "payloads_no_delete"] {
+    for t in [
+        "entries_no_update",
+        "entries_no_delete",
+        "checkpoints_no_delete",
+        "checkpoints_no_update",
+        "payloads_redact_only",
+        "payloads_no_delete",
+    ] {
         c.execute_batch(&format!("DROP TRIGGER {t};")).unwrap();
     }
 }
@@ -38,7 +45,9 @@ fn tampered_at(f: &Fixture, anchor: Option<&str>) -> (Option<u64>, String) {
 fn triggers_refuse_update_and_delete() {
     let f = populated();
     let c = raw(&f.db);
-    let e = c.execute("UPDATE entries SET leaf = x'00' WHERE seq = 1", []).unwrap_err();
+    let e = c
+        .execute("UPDATE entries SET leaf = x'00' WHERE seq = 1", [])
+        .unwrap_err();
     assert!(e.to_string().contains("append-only"), "{e}");
     assert!(c.execute("DELETE FROM entries WHERE seq = 1", []).is_err());
     assert!(c.execute("DELETE FROM checkpoints", []).is_err());
@@ -48,22 +57,40 @@ fn triggers_refuse_update_and_delete() {
 #[test]
 fn any_changed_byte_of_any_leaf_is_detected_at_its_index() {
     let f = populated();
-    let n: u64 = raw(&f.db).query_row("SELECT count(*) FROM entries", [], |r| r.get(0)).unwrap();
+    let n: u64 = raw(&f.db)
+        .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
+        .unwrap();
     // Flip a byte at several positions in every leaf, one at a time.
     for seq in 0..n {
         let c = raw(&f.db);
-        let leaf: Vec<u8> = c.query_row("SELECT leaf FROM entries WHERE seq = ?1", [seq], |r| r.get(0)).unwrap();
+        let leaf: Vec<u8> = c
+            .query_row("SELECT leaf FROM entries WHERE seq = ?1", [seq], |r| {
+                r.get(0)
+            })
+            .unwrap();
         for pos in [0, leaf.len() / 3, leaf.len() / 2, leaf.len() - 1] {
             let mut bad = leaf.clone();
             bad[pos] ^= 0x01;
-            c.execute_batch("DROP TRIGGER IF EXISTS entries_no_update").unwrap();
-            c.execute("UPDATE entries SET leaf = ?1 WHERE seq = ?2", rusqlite::params![bad, seq]).unwrap();
+            c.execute_batch("DROP TRIGGER IF EXISTS entries_no_update")
+                .unwrap();
+            c.execute(
+                "UPDATE entries SET leaf = ?1 WHERE seq = ?2",
+                rusqlite::params![bad, seq],
+            )
+            .unwrap();
             let (index, reason) = tampered_at(&f, None);
             assert_eq!(index, Some(seq), "byte {pos} of leaf {seq}: {reason}");
-            c.execute("UPDATE entries SET leaf = ?1 WHERE seq = ?2", rusqlite::params![leaf, seq]).unwrap();
+            c.execute(
+                "UPDATE entries SET leaf = ?1 WHERE seq = ?2",
+                rusqlite::params![leaf, seq],
+            )
+            .unwrap();
         }
     }
-    assert!(verify_db(&f.db, &f.verifier(), None).is_ok(), "restored log verifies again");
+    assert!(
+        verify_db(&f.db, &f.verifier(), None).is_ok(),
+        "restored log verifies again"
+    );
 }
 
 #[test]
@@ -72,11 +99,18 @@ fn rewritten_leaf_with_recomputed_hash_is_caught_by_the_chain() {
     let c = raw(&f.db);
     drop_triggers(&c);
     let seq = 5u64;
-    let leaf: Vec<u8> = c.query_row("SELECT leaf FROM entries WHERE seq = ?1", [seq], |r| r.get(0)).unwrap();
+    let leaf: Vec<u8> = c
+        .query_row("SELECT leaf FROM entries WHERE seq = ?1", [seq], |r| {
+            r.get(0)
+        })
+        .unwrap();
     let text = String::from_utf8(leaf).unwrap().replace("alice", "mallory");
     let h = stele_audit::merkle::leaf_hash(text.as_bytes());
-    c.execute("UPDATE entries SET leaf = ?1, leaf_hash = ?2 WHERE seq = ?3", rusqlite::params![text.as_bytes(), &h[..], seq])
-        .unwrap();
+    c.execute(
+        "UPDATE entries SET leaf = ?1, leaf_hash = ?2 WHERE seq = ?3",
+        rusqlite::params![text.as_bytes(), &h[..], seq],
+    )
+    .unwrap();
     let (index, reason) = tampered_at(&f, None);
     // The first signed root covering the rewritten leaf no longer matches.
     assert_eq!(index, Some(seq), "{reason}");
@@ -100,12 +134,24 @@ fn reordered_rows_are_detected() {
     let f = populated();
     let c = raw(&f.db);
     drop_triggers(&c);
-    let a: Vec<u8> = c.query_row("SELECT leaf FROM entries WHERE seq = 3", [], |r| r.get(0)).unwrap();
-    let b: Vec<u8> = c.query_row("SELECT leaf FROM entries WHERE seq = 7", [], |r| r.get(0)).unwrap();
+    let a: Vec<u8> = c
+        .query_row("SELECT leaf FROM entries WHERE seq = 3", [], |r| r.get(0))
+        .unwrap();
+    let b: Vec<u8> = c
+        .query_row("SELECT leaf FROM entries WHERE seq = 7", [], |r| r.get(0))
+        .unwrap();
     let ha = stele_audit::merkle::leaf_hash(&a);
     let hb = stele_audit::merkle::leaf_hash(&b);
-    c.execute("UPDATE entries SET leaf = ?1, leaf_hash = ?2 WHERE seq = 3", rusqlite::params![b, &hb[..]]).unwrap();
-    c.execute("UPDATE entries SET leaf = ?1, leaf_hash = ?2 WHERE seq = 7", rusqlite::params![a, &ha[..]]).unwrap();
+    c.execute(
+        "UPDATE entries SET leaf = ?1, leaf_hash = ?2 WHERE seq = 3",
+        rusqlite::params![b, &hb[..]],
+    )
+    .unwrap();
+    c.execute(
+        "UPDATE entries SET leaf = ?1, leaf_hash = ?2 WHERE seq = 7",
+        rusqlite::params![a, &ha[..]],
+    )
+    .unwrap();
     let (index, reason) = tampered_at(&f, None);
     assert_eq!(index, Some(3), "{reason}");
 }
@@ -113,20 +159,30 @@ fn reordered_rows_are_detected() {
 #[test]
 fn truncated_tail_is_caught_by_a_checkpoint_kept_outside() {
     let f = populated();
-    let (size, outside) = stele_audit::Store::open(&f.db).unwrap().latest_checkpoint().unwrap().unwrap();
+    let (size, outside) = stele_audit::Store::open(&f.db)
+        .unwrap()
+        .latest_checkpoint()
+        .unwrap()
+        .unwrap();
     let c = raw(&f.db);
     drop_triggers(&c);
     let cut = size - 4;
-    c.execute("DELETE FROM entries WHERE seq >= ?1", [cut]).unwrap();
-    c.execute("DELETE FROM checkpoints WHERE size > ?1", [cut]).unwrap();
-    c.execute("DELETE FROM payloads WHERE seq >= ?1", [cut]).unwrap();
+    c.execute("DELETE FROM entries WHERE seq >= ?1", [cut])
+        .unwrap();
+    c.execute("DELETE FROM checkpoints WHERE size > ?1", [cut])
+        .unwrap();
+    c.execute("DELETE FROM payloads WHERE seq >= ?1", [cut])
+        .unwrap();
     // A truncated log is a valid prefix on its own...
     verify_db(&f.db, &f.verifier(), None).unwrap();
     // ...but not against the checkpoint kept elsewhere.
     let (index, reason) = tampered_at(&f, Some(&outside));
     assert_eq!(index, Some(cut), "{reason}");
     assert!(reason.contains("truncated"), "{reason}");
-    let opts = stele_audit::LogOptions { anchor: Some(outside), ..Fixture::opts() };
+    let opts = stele_audit::LogOptions {
+        anchor: Some(outside),
+        ..Fixture::opts()
+    };
     let e = stele_audit::AuditLog::open(&f.db, f.signer.clone(), opts).unwrap_err();
     assert!(e.to_string().contains("truncated or rolled back"), "{e}");
 }
@@ -142,31 +198,49 @@ fn replaced_by_an_older_copy_is_caught() {
     let log = f.open().unwrap();
     sample_session(&log, "b");
     log.close().unwrap();
-    let (_, newest) = stele_audit::Store::open(&f.db).unwrap().latest_checkpoint().unwrap().unwrap();
+    let (_, newest) = stele_audit::Store::open(&f.db)
+        .unwrap()
+        .latest_checkpoint()
+        .unwrap()
+        .unwrap();
     for s in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{s}", f.db.display()));
     }
     std::fs::copy(&old, &f.db).unwrap();
     let (_, reason) = tampered_at(&f, Some(&newest));
     assert!(reason.contains("rolled back"), "{reason}");
-    let opts = stele_audit::LogOptions { anchor: Some(newest), ..Fixture::opts() };
-    assert!(matches!(stele_audit::AuditLog::open(&f.db, f.signer.clone(), opts), Err(AuditError::Integrity { .. })));
+    let opts = stele_audit::LogOptions {
+        anchor: Some(newest),
+        ..Fixture::opts()
+    };
+    assert!(matches!(
+        stele_audit::AuditLog::open(&f.db, f.signer.clone(), opts),
+        Err(AuditError::Integrity { .. })
+    ));
 }
 
 #[test]
 fn forked_history_contradicting_the_anchor_is_caught() {
     let f = populated();
-    let (_, outside) = stele_audit::Store::open(&f.db).unwrap().latest_checkpoint().unwrap().unwrap();
+    let (_, outside) = stele_audit::Store::open(&f.db)
+        .unwrap()
+        .latest_checkpoint()
+        .unwrap()
+        .unwrap();
     // Rebuild a different log with the same key (a key-holding attacker rewriting history).
     let g = Fixture::new();
     let log = g.create();
     sample_session(&log, "x");
     for _ in 0..20 {
-        log.append_blocking(Event::new(EventKind::Heartbeat, actor())).unwrap();
+        log.append_blocking(Event::new(EventKind::Heartbeat, actor()))
+            .unwrap();
     }
     log.close().unwrap();
     let (_, reason) = tampered_at(&g, Some(&outside));
-    assert!(reason.contains("differs") || reason.contains("fork"), "{reason}");
+    assert!(
+        reason.contains("differs") || reason.contains("fork"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -174,18 +248,29 @@ fn checkpoint_forged_with_another_key_is_detected() {
     let f = populated();
     let c = raw(&f.db);
     drop_triggers(&c);
-    let (size, note) = stele_audit::Store::open(&f.db).unwrap().latest_checkpoint().unwrap().unwrap();
+    let (size, note) = stele_audit::Store::open(&f.db)
+        .unwrap()
+        .latest_checkpoint()
+        .unwrap()
+        .unwrap();
     let (cp, _) = Checkpoint::open(&note, &f.verifier()).unwrap();
     let evil = Ed25519Signer::generate(common::ORIGIN).unwrap();
     let forged = cp.sign(&evil).unwrap().to_text();
-    c.execute("UPDATE checkpoints SET note = ?1 WHERE size = ?2", rusqlite::params![forged, size]).unwrap();
+    c.execute(
+        "UPDATE checkpoints SET note = ?1 WHERE size = ?2",
+        rusqlite::params![forged, size],
+    )
+    .unwrap();
     let (index, reason) = tampered_at(&f, None);
     assert_eq!(index, Some(size - 1), "{reason}");
     assert!(reason.contains("does not verify"), "{reason}");
     let e = f.open().unwrap_err();
     assert!(matches!(e, AuditError::Integrity { .. }), "{e}");
     // A verifier given the attacker's key is told the log names another key.
-    assert!(matches!(verify_db(&f.db, &evil.verifier(), None), Err(VerifyFailure::Tampered { .. })));
+    assert!(matches!(
+        verify_db(&f.db, &evil.verifier(), None),
+        Err(VerifyFailure::Tampered { .. })
+    ));
 }
 
 #[test]
@@ -193,8 +278,18 @@ fn edited_payload_body_is_detected_at_its_entry() {
     let f = populated();
     let c = raw(&f.db);
     drop_triggers(&c);
-    let seq: u64 = c.query_row("SELECT seq FROM payloads ORDER BY seq LIMIT 1 OFFSET 1", [], |r| r.get(0)).unwrap();
-    c.execute("UPDATE payloads SET body = CAST('Coffee 35.00 EUR, client Acme' AS BLOB) WHERE seq = ?1", [seq]).unwrap();
+    let seq: u64 = c
+        .query_row(
+            "SELECT seq FROM payloads ORDER BY seq LIMIT 1 OFFSET 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    c.execute(
+        "UPDATE payloads SET body = CAST('Coffee 35.00 EUR, client Acme' AS BLOB) WHERE seq = ?1",
+        [seq],
+    )
+    .unwrap();
     let (index, reason) = tampered_at(&f, None);
     assert_eq!(index, Some(seq), "{reason}");
     assert!(reason.contains("commitment"), "{reason}");
@@ -205,8 +300,16 @@ fn payload_erased_without_redaction_entry_is_detected() {
     let f = populated();
     let c = raw(&f.db);
     drop_triggers(&c);
-    let seq: u64 = c.query_row("SELECT seq FROM payloads ORDER BY seq LIMIT 1", [], |r| r.get(0)).unwrap();
-    c.execute("UPDATE payloads SET body = NULL, salt = NULL WHERE seq = ?1", [seq]).unwrap();
+    let seq: u64 = c
+        .query_row("SELECT seq FROM payloads ORDER BY seq LIMIT 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    c.execute(
+        "UPDATE payloads SET body = NULL, salt = NULL WHERE seq = ?1",
+        [seq],
+    )
+    .unwrap();
     let (index, reason) = tampered_at(&f, None);
     assert_eq!(index, Some(seq), "{reason}");
     assert!(reason.contains("without a redaction"), "{reason}");
@@ -217,7 +320,9 @@ fn startup_check_refuses_a_tampered_tail() {
     let f = populated();
     let c = raw(&f.db);
     drop_triggers(&c);
-    let n: u64 = c.query_row("SELECT max(seq) FROM entries", [], |r| r.get(0)).unwrap();
+    let n: u64 = c
+        .query_row("SELECT max(seq) FROM entries", [], |r| r.get(0))
+        .unwrap();
     c.execute("UPDATE entries SET leaf = CAST(replace(CAST(leaf AS TEXT), 'alice', 'alicf') AS BLOB) WHERE seq = ?1", [n - 1])
         .unwrap();
     match f.open() {

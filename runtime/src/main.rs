@@ -27,8 +27,9 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STELE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,fuse_backend_rs::transport=off"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STELE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,fuse_backend_rs::transport=off")
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

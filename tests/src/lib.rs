@@ -25,7 +25,9 @@ pub struct Stele {
 impl Stele {
     /// Use `state` as the state directory.
     pub fn new(state: &Path) -> Self {
-        Self { state: state.to_path_buf() }
+        Self {
+            state: state.to_path_buf(),
+        }
     }
 
     /// Run `stele ARGS…` and collect its output.
@@ -39,7 +41,10 @@ impl Stele {
         if !bin.exists() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
-                format!("{} is missing: build it with `cargo build -p stele-runtime`", bin.display()),
+                format!(
+                    "{} is missing: build it with `cargo build -p stele-runtime`",
+                    bin.display()
+                ),
             ));
         }
         Command::new(bin)
@@ -65,7 +70,15 @@ pub fn sandbox_available(test: &str) -> bool {
 /// Returns the leaves (as JSON) for further assertions.
 pub fn leaves_json(s: &Stele, db: &Path) -> Result<Vec<serde_json::Value>, String> {
     let o = s
-        .run(&["audit", "tail", "-n", "100000", "--json", "--db", db.to_str().unwrap_or_default()])
+        .run(&[
+            "audit",
+            "tail",
+            "-n",
+            "100000",
+            "--json",
+            "--db",
+            db.to_str().unwrap_or_default(),
+        ])
         .map_err(|e| e.to_string())?;
     if !o.status.success() {
         return Err(String::from_utf8_lossy(&o.stderr).into_owned());
@@ -78,15 +91,32 @@ pub fn leaves_json(s: &Stele, db: &Path) -> Result<Vec<serde_json::Value>, Strin
 
 /// Every intent of `session` is closed by exactly one result that comes after it.
 pub fn intents_closed_once(leaves: &[serde_json::Value], session: &str) -> Result<usize, String> {
-    let intents = ["model.request", "tool.intent", "file.open", "exec.start", "net.connect", "mcp.call"];
+    let intents = [
+        "model.request",
+        "tool.intent",
+        "file.open",
+        "exec.start",
+        "net.connect",
+        "mcp.call",
+    ];
     let in_session = |l: &&serde_json::Value| l["session"]["id"].as_str() == Some(session);
     let mut n = 0;
-    for i in leaves.iter().filter(in_session).filter(|l| intents.contains(&l["kind"].as_str().unwrap_or(""))) {
+    for i in leaves
+        .iter()
+        .filter(in_session)
+        .filter(|l| intents.contains(&l["kind"].as_str().unwrap_or("")))
+    {
         let seq = i["seq"].as_u64().unwrap_or(u64::MAX);
-        let closing: Vec<&serde_json::Value> =
-            leaves.iter().filter(|l| l["refs"]["intent_seq"].as_u64() == Some(seq)).collect();
+        let closing: Vec<&serde_json::Value> = leaves
+            .iter()
+            .filter(|l| l["refs"]["intent_seq"].as_u64() == Some(seq))
+            .collect();
         if closing.len() != 1 {
-            return Err(format!("intent {seq} ({}) has {} results", i["kind"], closing.len()));
+            return Err(format!(
+                "intent {seq} ({}) has {} results",
+                i["kind"],
+                closing.len()
+            ));
         }
         if closing[0]["seq"].as_u64().unwrap_or(0) <= seq {
             return Err(format!("the result of intent {seq} comes before it"));

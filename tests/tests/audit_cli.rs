@@ -7,7 +7,10 @@ use std::process::Output;
 use stele_tests::Stele;
 
 fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 fn ok(s: &Stele, args: &[&str]) -> String {
@@ -29,9 +32,15 @@ fn setup() -> (tempfile::TempDir, Stele) {
 fn keys_are_private_and_never_overwritten() {
     let (_d, s) = setup();
     let key = s.state.join("keys/log.key");
-    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let o = s.run(&["keys", "init"]).unwrap();
-    assert!(!o.status.success(), "a second init must not overwrite the key");
+    assert!(
+        !o.status.success(),
+        "a second init must not overwrite the key"
+    );
     let vkey = ok(&s, &["keys", "show"]);
     assert!(vkey.starts_with("audit.test.invalid/cli+"), "{vkey}");
 }
@@ -43,10 +52,21 @@ fn reading_is_logged_and_the_log_verifies() {
     let json = ok(&s, &["audit", "tail", "-n", "50", "--json"]);
     let kinds: Vec<String> = json
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
-    assert!(kinds.iter().filter(|k| *k == "audit.read").count() >= 2, "{kinds:?}");
-    assert!(json.contains(r#""principal":"alice""#), "the reader is named");
+    assert!(
+        kinds.iter().filter(|k| *k == "audit.read").count() >= 2,
+        "{kinds:?}"
+    );
+    assert!(
+        json.contains(r#""principal":"alice""#),
+        "the reader is named"
+    );
     let out = ok(&s, &["audit", "verify"]);
     assert!(out.starts_with("OK:"), "{out}");
     let o = s.run(&["audit", "show", "--kind", "no.such.kind"]).unwrap();
@@ -70,7 +90,11 @@ fn tampering_exits_3_and_names_the_index() {
     // Writing to a tampered log is refused too.
     let o = s.run(&["audit", "show"]).unwrap();
     assert!(!o.status.success());
-    assert!(text(&o).1.contains("integrity check failed"), "{}", text(&o).1);
+    assert!(
+        text(&o).1.contains("integrity check failed"),
+        "{}",
+        text(&o).1
+    );
 }
 
 #[test]
@@ -81,7 +105,9 @@ fn unreadable_log_exits_4_and_missing_key_is_named() {
     let o = s.run(&["audit", "verify"]).unwrap();
     assert_eq!(o.status.code(), Some(4), "{}", text(&o).1);
     let missing = s.state.join("nope.key");
-    let o = s.run(&["audit", "show", "--key", missing.to_str().unwrap()]).unwrap();
+    let o = s
+        .run(&["audit", "show", "--key", missing.to_str().unwrap()])
+        .unwrap();
     assert!(!o.status.success());
     assert!(text(&o).1.contains("nope.key"), "{}", text(&o).1);
 }
@@ -100,7 +126,9 @@ fn truncation_is_caught_against_a_kept_checkpoint() {
     )
     .unwrap();
     drop(c);
-    let o = s.run(&["audit", "verify", "--checkpoint", anchor.to_str().unwrap()]).unwrap();
+    let o = s
+        .run(&["audit", "verify", "--checkpoint", anchor.to_str().unwrap()])
+        .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", text(&o).1);
     assert!(text(&o).1.contains("truncated"), "{}", text(&o).1);
 }
@@ -112,9 +140,26 @@ fn proofs_round_trip_and_tampered_proofs_fail() {
     let vkey = ok(&s, &["keys", "show"]);
     let f = d.path().join("p.tlog-proof");
     std::fs::write(&f, &proof).unwrap();
-    let out = ok(&s, &["audit", "verify-proof", f.to_str().unwrap(), "--vkey", vkey.trim()]);
+    let out = ok(
+        &s,
+        &[
+            "audit",
+            "verify-proof",
+            f.to_str().unwrap(),
+            "--vkey",
+            vkey.trim(),
+        ],
+    );
     assert!(out.starts_with("OK: entry 1"), "{out}");
     std::fs::write(&f, proof.replacen("index 1", "index 0", 1)).unwrap();
-    let o = s.run(&["audit", "verify-proof", f.to_str().unwrap(), "--vkey", vkey.trim()]).unwrap();
+    let o = s
+        .run(&[
+            "audit",
+            "verify-proof",
+            f.to_str().unwrap(),
+            "--vkey",
+            vkey.trim(),
+        ])
+        .unwrap();
     assert_eq!(o.status.code(), Some(3));
 }

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use stele_attest::{Ed25519Signer, NoteVerifier, Signer};
-use stele_audit::{Actor, AuditLog, Disclosure, Event, EventKind, LogOptions, PayloadInput, Receipt, Refs, Target};
+use stele_audit::{
+    Actor, AuditLog, Disclosure, Event, EventKind, LogOptions, PayloadInput, Receipt, Refs, Target,
+};
 
 pub const ORIGIN: &str = "audit.test.invalid/log";
 
@@ -29,7 +31,10 @@ impl Fixture {
     }
 
     pub fn opts() -> LogOptions {
-        LogOptions { heartbeat: None, ..LogOptions::default() }
+        LogOptions {
+            heartbeat: None,
+            ..LogOptions::default()
+        }
     }
 
     pub fn create(&self) -> AuditLog {
@@ -42,7 +47,12 @@ impl Fixture {
 }
 
 pub fn actor() -> Actor {
-    Actor { host: "test-host".into(), principal: "alice".into(), runtime: "stele/test".into(), teams: vec!["finance".into()] }
+    Actor {
+        host: "test-host".into(),
+        principal: "alice".into(),
+        runtime: "stele/test".into(),
+        teams: vec!["finance".into()],
+    }
 }
 
 pub fn b64(h: &[u8; 32]) -> String {
@@ -52,12 +62,19 @@ pub fn b64(h: &[u8; 32]) -> String {
 /// A session with one tool intent and its result, carrying payloads.
 pub fn sample_session(log: &AuditLog, id: &str) -> Vec<Receipt> {
     let mut out = Vec::new();
-    out.push(log.append_blocking(Event::new(EventKind::SessionStart, actor()).in_session(id)).unwrap());
+    out.push(
+        log.append_blocking(Event::new(EventKind::SessionStart, actor()).in_session(id))
+            .unwrap(),
+    );
     let intent = log
         .append_blocking(
             Event::new(EventKind::ToolIntent, actor())
                 .in_session(id)
-                .with_target(Target { tool: Some("file.read".into()), path: Some("receipts/a.txt".into()), ..Target::default() })
+                .with_target(Target {
+                    tool: Some("file.read".into()),
+                    path: Some("receipts/a.txt".into()),
+                    ..Target::default()
+                })
                 .with_payload(PayloadInput {
                     role: "args".into(),
                     media: "application/json".into(),
@@ -71,7 +88,10 @@ pub fn sample_session(log: &AuditLog, id: &str) -> Vec<Receipt> {
         log.append_blocking(
             Event::new(EventKind::ToolResult, actor())
                 .in_session(id)
-                .with_refs(Refs { intent_leaf: b64(&intent.leaf_hash), intent_seq: intent.seq })
+                .with_refs(Refs {
+                    intent_leaf: b64(&intent.leaf_hash),
+                    intent_seq: intent.seq,
+                })
                 .with_outcome(stele_audit::Outcome::status(stele_audit::Status::Ok))
                 .with_payload(PayloadInput {
                     role: "output".into(),
@@ -82,7 +102,10 @@ pub fn sample_session(log: &AuditLog, id: &str) -> Vec<Receipt> {
         )
         .unwrap(),
     );
-    out.push(log.append_blocking(Event::new(EventKind::SessionEnd, actor()).in_session(id)).unwrap());
+    out.push(
+        log.append_blocking(Event::new(EventKind::SessionEnd, actor()).in_session(id))
+            .unwrap(),
+    );
     out
 }
 

@@ -11,7 +11,9 @@ use stele_audit::{Disclosure, Outcome, PayloadInput, Status};
 use stele_policy::{Action, Resource};
 
 use crate::gate::{ActionRequest, Authorization, Gate, GateError};
-use crate::provider::{ChatRequest, Content, Message, ModelProvider, ProviderKind, Role, StreamEvent};
+use crate::provider::{
+    ChatRequest, Content, Message, ModelProvider, ProviderKind, Role, StreamEvent,
+};
 use crate::tools::{specs, ToolBox, ToolOutcome};
 pub use progress::Progress;
 
@@ -28,7 +30,11 @@ pub struct Budget {
 
 impl Default for Budget {
     fn default() -> Self {
-        Self { max_steps: 40, max_tokens: 2_000_000, max_time: Duration::from_secs(3600) }
+        Self {
+            max_steps: 40,
+            max_tokens: 2_000_000,
+            max_time: Duration::from_secs(3600),
+        }
     }
 }
 
@@ -87,8 +93,12 @@ fn provider_name(k: ProviderKind) -> &'static str {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, AgentError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| AgentError::Join(e.to_string()))
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AgentError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AgentError::Join(e.to_string()))
 }
 
 impl Agent {
@@ -104,10 +114,16 @@ impl Agent {
         let mut tokens = 0u64;
         for step in 1..=budget.max_steps {
             if started.elapsed() > budget.max_time {
-                return Ok(RunEnd::BudgetExhausted(format!("time budget of {:?} reached", budget.max_time)));
+                return Ok(RunEnd::BudgetExhausted(format!(
+                    "time budget of {:?} reached",
+                    budget.max_time
+                )));
             }
             if tokens > budget.max_tokens {
-                return Ok(RunEnd::BudgetExhausted(format!("token budget of {} reached", budget.max_tokens)));
+                return Ok(RunEnd::BudgetExhausted(format!(
+                    "token budget of {} reached",
+                    budget.max_tokens
+                )));
             }
             on(Progress::Step(step));
             let req = ChatRequest {
@@ -120,7 +136,10 @@ impl Agent {
             let conversation = serde_json::to_vec(&req).unwrap_or_default();
             let mut ar = ActionRequest::new(
                 Action::ModelRequest,
-                Resource::Model { provider: provider_name(info.kind).into(), name: info.model.clone() },
+                Resource::Model {
+                    provider: provider_name(info.kind).into(),
+                    name: info.model.clone(),
+                },
             );
             ar.payloads.push(PayloadInput {
                 role: "conversation".into(),
@@ -147,7 +166,15 @@ impl Agent {
                     let mut o = Outcome::status(Status::Error);
                     o.detail = Some(e.to_string());
                     let msg = e.to_string();
-                    blocking(move || gate.complete(permit, o, Vec::new(), Some(serde_json::json!({"error": e.kind()})))).await??;
+                    blocking(move || {
+                        gate.complete(
+                            permit,
+                            o,
+                            Vec::new(),
+                            Some(serde_json::json!({"error": e.kind()})),
+                        )
+                    })
+                    .await??;
                     return Ok(RunEnd::Paused(msg));
                 }
                 Ok(r) => r,
@@ -166,7 +193,8 @@ impl Agent {
                     disclosure: Disclosure::CommitmentOnly,
                 },
             ];
-            let data = serde_json::json!({ "model": resp.model, "stop": format!("{:?}", resp.stop) });
+            let data =
+                serde_json::json!({ "model": resp.model, "stop": format!("{:?}", resp.stop) });
             blocking(move || gate.complete(permit, o, payloads, Some(data))).await??;
 
             messages.push(Message::assistant(resp.content.clone()));
@@ -180,12 +208,21 @@ impl Agent {
                     }
                     Content::ToolUse { id, name, input } => {
                         on(Progress::ToolCall { name, input });
-                        let (tools, id2, name2, input2) = (self.tools.clone(), id.clone(), name.clone(), input.clone());
+                        let (tools, id2, name2, input2) =
+                            (self.tools.clone(), id.clone(), name.clone(), input.clone());
                         match blocking(move || tools.call(&id2, &name2, &input2)).await?? {
                             ToolOutcome::Final(answer) => return Ok(RunEnd::Answered(answer)),
                             ToolOutcome::Output { text, status } => {
-                                on(Progress::ToolResult { name, status, text: &text });
-                                results.push(Content::ToolResult { tool_use_id: id.clone(), content: text, status });
+                                on(Progress::ToolResult {
+                                    name,
+                                    status,
+                                    text: &text,
+                                });
+                                results.push(Content::ToolResult {
+                                    tool_use_id: id.clone(),
+                                    content: text,
+                                    status,
+                                });
                             }
                         }
                     }
@@ -195,9 +232,15 @@ impl Agent {
             if results.is_empty() {
                 return Ok(RunEnd::Stopped(last_text));
             }
-            messages.push(Message { role: Role::User, content: results });
+            messages.push(Message {
+                role: Role::User,
+                content: results,
+            });
         }
-        Ok(RunEnd::BudgetExhausted(format!("step budget of {} reached", budget.max_steps)))
+        Ok(RunEnd::BudgetExhausted(format!(
+            "step budget of {} reached",
+            budget.max_steps
+        )))
     }
 }
 
@@ -207,5 +250,10 @@ fn on_stream(_ev: StreamEvent) {
 }
 
 fn body(role: &str, b: &[u8]) -> PayloadInput {
-    PayloadInput { role: role.into(), media: "application/json".into(), body: b.to_vec(), disclosure: Disclosure::CommitmentOnly }
+    PayloadInput {
+        role: role.into(),
+        media: "application/json".into(),
+        body: b.to_vec(),
+        disclosure: Disclosure::CommitmentOnly,
+    }
 }

@@ -52,15 +52,21 @@ pub fn print(style: ProgressStyle, p: Progress<'_>) {
             let v = match p {
                 Progress::Step(n) => serde_json::json!({"event": "step", "n": n}),
                 Progress::Text(t) => serde_json::json!({"event": "text", "text": t}),
-                Progress::ToolCall { name, input } => serde_json::json!({"event": "tool_call", "tool": name, "input": input}),
-                Progress::ToolResult { name, status, text } => serde_json::json!({"event": "tool_result", "tool": name, "status": status, "text": text}),
+                Progress::ToolCall { name, input } => {
+                    serde_json::json!({"event": "tool_call", "tool": name, "input": input})
+                }
+                Progress::ToolResult { name, status, text } => {
+                    serde_json::json!({"event": "tool_result", "tool": name, "status": status, "text": text})
+                }
             };
             println!("{v}");
         }
         ProgressStyle::Human => match p {
             Progress::Step(n) => eprintln!("── step {n}"),
             Progress::Text(t) => eprintln!("   model: {}", short(t, 160)),
-            Progress::ToolCall { name, input } => eprintln!("   → {name} {}", short(&input.to_string(), 120)),
+            Progress::ToolCall { name, input } => {
+                eprintln!("   → {name} {}", short(&input.to_string(), 120))
+            }
             Progress::ToolResult { name, status, text } => {
                 let mark = match status {
                     ToolResultStatus::Ok => "✓",

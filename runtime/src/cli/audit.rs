@@ -180,11 +180,20 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             println!("created audit log {}\nverifier key: {v}", db.display());
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Verify { checkpoint, vkey, json } => verify(&db, &key, checkpoint.as_deref(), vkey, json),
+        AuditCommand::Verify {
+            checkpoint,
+            vkey,
+            json,
+        } => verify(&db, &key, checkpoint.as_deref(), vkey, json),
         AuditCommand::Show(f) => read(&db, &key, &f, None),
         AuditCommand::Tail { lines, filter } => read(&db, &key, &filter, Some(lines)),
         AuditCommand::Proof { index } => {
-            let log = open_for_read(&db, &key, None, serde_json::json!({"command": "proof", "index": index}))?;
+            let log = open_for_read(
+                &db,
+                &key,
+                None,
+                serde_json::json!({"command": "proof", "index": index}),
+            )?;
             let store = log.store()?;
             let text = stele_audit::proof::make(&store, log.verifier(), index)?;
             log.close()?;
@@ -193,10 +202,14 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
         }
         AuditCommand::VerifyProof { file, vkey } => {
             let v = NoteVerifier::parse(&vkey)?;
-            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
             match stele_audit::proof::verify(&text, &v) {
                 Ok(p) => {
-                    println!("OK: entry {} is included in {} at size {}", p.index, p.checkpoint.origin, p.checkpoint.size);
+                    println!(
+                        "OK: entry {} is included in {} at size {}",
+                        p.index, p.checkpoint.origin, p.checkpoint.size
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
@@ -207,11 +220,17 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
         }
         AuditCommand::Checkpoint => {
             let store = Store::open(&db)?;
-            let (_, note) = store.latest_checkpoint()?.context("the log has no checkpoint")?;
+            let (_, note) = store
+                .latest_checkpoint()?
+                .context("the log has no checkpoint")?;
             print!("{note}");
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Redact { commitment, reason, user } => {
+        AuditCommand::Redact {
+            commitment,
+            reason,
+            user,
+        } => {
             let signer = Arc::new(load_key_file(&key)?);
             let log = AuditLog::open(&db, signer, LogOptions::default())?;
             let r = log.redact_blocking(vec![commitment.clone()], reason, human_actor(user))?;
@@ -221,7 +240,12 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
         }
         AuditCommand::Export(a) => export(&db, &key, a),
         AuditCommand::Publish { witnesses } => publish(&db, &key, &witnesses),
-        AuditCommand::Bench { writers, entries, serial, keep } => {
+        AuditCommand::Bench {
+            writers,
+            entries,
+            serial,
+            keep,
+        } => {
             let r = stele_audit::bench::run(&stele_audit::bench::BenchOptions {
                 writers,
                 entries,
@@ -244,10 +268,19 @@ fn human_actor(user: Option<String>) -> Actor {
 }
 
 /// Open the log for writing and record the read before anything is shown.
-fn open_for_read(db: &Path, key: &Path, user: Option<String>, what: serde_json::Value) -> anyhow::Result<AuditLog> {
+fn open_for_read(
+    db: &Path,
+    key: &Path,
+    user: Option<String>,
+    what: serde_json::Value,
+) -> anyhow::Result<AuditLog> {
     let signer = Arc::new(load_key_file(key)?);
-    let log = AuditLog::open(db, signer, LogOptions::default())
-        .with_context(|| format!("opening {} (reads of the audit log are themselves logged)", db.display()))?;
+    let log = AuditLog::open(db, signer, LogOptions::default()).with_context(|| {
+        format!(
+            "opening {} (reads of the audit log are themselves logged)",
+            db.display()
+        )
+    })?;
     log.append_blocking(Event::new(EventKind::AuditRead, human_actor(user)).with_data(what))?;
     Ok(log)
 }
@@ -259,7 +292,10 @@ fn read(db: &Path, key: &Path, f: &ReadArgs, tail: Option<u64>) -> anyhow::Resul
     });
     if let Some(k) = &f.kind {
         if EventKind::parse(k).is_none() {
-            anyhow::bail!("unknown kind {k:?}; kinds: {}", EventKind::ALL.map(|k| k.as_str()).join(", "));
+            anyhow::bail!(
+                "unknown kind {k:?}; kinds: {}",
+                EventKind::ALL.map(|k| k.as_str()).join(", ")
+            );
         }
     }
     let log = open_for_read(db, key, f.user.clone(), what)?;
@@ -269,7 +305,10 @@ fn read(db: &Path, key: &Path, f: &ReadArgs, tail: Option<u64>) -> anyhow::Resul
     let mut scratch = Vec::new();
     store.for_each_entry(0, size, |_, bytes, _| {
         let leaf = Leaf::decode_canonical(bytes, &mut scratch)?;
-        let keep = f.session.as_ref().is_none_or(|s| leaf.session.as_ref().is_some_and(|l| &l.id == s))
+        let keep = f
+            .session
+            .as_ref()
+            .is_none_or(|s| leaf.session.as_ref().is_some_and(|l| &l.id == s))
             && f.kind.as_ref().is_none_or(|k| leaf.kind.as_str() == k);
         if keep {
             out.push((bytes.to_vec(), leaf));
@@ -293,12 +332,24 @@ fn read(db: &Path, key: &Path, f: &ReadArgs, tail: Option<u64>) -> anyhow::Resul
 }
 
 fn summary(l: &Leaf) -> String {
-    let mut s = format!("{:>7}  {}  {:<19} {}", l.seq, l.ts, l.kind.as_str(), l.actor.principal);
+    let mut s = format!(
+        "{:>7}  {}  {:<19} {}",
+        l.seq,
+        l.ts,
+        l.kind.as_str(),
+        l.actor.principal
+    );
     if let Some(sess) = &l.session {
         s.push_str(&format!("  session={}#{}", sess.id, sess.n));
     }
     if let Some(t) = &l.target {
-        for (k, v) in [("path", &t.path), ("program", &t.program), ("host", &t.host), ("tool", &t.tool), ("model", &t.model)] {
+        for (k, v) in [
+            ("path", &t.path),
+            ("program", &t.program),
+            ("host", &t.host),
+            ("tool", &t.tool),
+            ("model", &t.model),
+        ] {
             if let Some(v) = v {
                 s.push_str(&format!("  {k}={v}"));
             }
@@ -319,7 +370,13 @@ fn summary(l: &Leaf) -> String {
     s
 }
 
-fn verify(db: &Path, key: &Path, checkpoint: Option<&Path>, vkey: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
+fn verify(
+    db: &Path,
+    key: &Path,
+    checkpoint: Option<&Path>,
+    vkey: Option<String>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let verifier = match vkey {
         Some(v) => NoteVerifier::parse(&v)?,
         None => match load_key_file(key) {
@@ -351,14 +408,20 @@ fn verify(db: &Path, key: &Path, checkpoint: Option<&Path>, vkey: Option<String>
         }
         Err(f @ VerifyFailure::Tampered { .. }) => {
             if json {
-                println!("{}", serde_json::json!({"result": "tampered", "error": f.to_string()}));
+                println!(
+                    "{}",
+                    serde_json::json!({"result": "tampered", "error": f.to_string()})
+                );
             }
             eprintln!("{}: {f}", db.display());
             Ok(ExitCode::from(EXIT_TAMPERED))
         }
         Err(f @ VerifyFailure::Unreadable(_)) => {
             if json {
-                println!("{}", serde_json::json!({"result": "unreadable", "error": f.to_string()}));
+                println!(
+                    "{}",
+                    serde_json::json!({"result": "unreadable", "error": f.to_string()})
+                );
             }
             eprintln!("{}: {f}", db.display());
             Ok(ExitCode::from(EXIT_UNREADABLE))
@@ -388,23 +451,45 @@ fn report_json(r: &VerifyReport, result: &str, _e: Option<&str>) -> serde_json::
 fn print_report(r: &VerifyReport) {
     println!("OK: {} verified", r.origin);
     println!("  entries:      {} (root {})", r.entries, r.root);
-    println!("  checkpoints:  {} signed checkpoints verified", r.checkpoints);
+    println!(
+        "  checkpoints:  {} signed checkpoints verified",
+        r.checkpoints
+    );
     if let Some((a, b)) = &r.time_span {
         println!("  time span:    {a} .. {b}");
     }
-    println!("  sessions:     {} ({} without an end entry)", r.sessions, r.open_sessions);
-    println!("  payloads:     {} verified, {} redacted", r.payloads_present, r.payloads_redacted);
+    println!(
+        "  sessions:     {} ({} without an end entry)",
+        r.sessions, r.open_sessions
+    );
+    println!(
+        "  payloads:     {} verified, {} redacted",
+        r.payloads_present, r.payloads_redacted
+    );
     for x in &r.redactions {
-        println!("  redaction:    entry {} erased {} payload(s): {}", x.seq, x.count, x.reason);
+        println!(
+            "  redaction:    entry {} erased {} payload(s): {}",
+            x.seq, x.count, x.reason
+        );
     }
     if let Some(s) = r.anchor_size {
         println!("  anchor:       consistent with the checkpoint held elsewhere (size {s})");
     }
-    println!("  interrupted:  {} intent(s) closed as interrupted", r.interrupted);
+    println!(
+        "  interrupted:  {} intent(s) closed as interrupted",
+        r.interrupted
+    );
     for u in &r.unfinished {
-        println!("  unfinished:   intent {} ({}) has no result", u.seq, u.kind);
+        println!(
+            "  unfinished:   intent {} ({}) has no result",
+            u.seq, u.kind
+        );
     }
-    println!("  took {:.3} s ({:.0} entries/s)", r.seconds, r.entries as f64 / r.seconds.max(1e-9));
+    println!(
+        "  took {:.3} s ({:.0} entries/s)",
+        r.seconds,
+        r.entries as f64 / r.seconds.max(1e-9)
+    );
 }
 
 fn export(db: &Path, key: &Path, a: ExportArgs) -> anyhow::Result<ExitCode> {
@@ -412,7 +497,10 @@ fn export(db: &Path, key: &Path, a: ExportArgs) -> anyhow::Result<ExitCode> {
     use stele_audit::export::write::{export, ExportOptions, PolicyInput};
     let selection = match (&a.session, &a.since, &a.until) {
         (Some(id), _, _) => Selection::Session { id: id.clone() },
-        (None, Some(since), Some(until)) => Selection::Time { since: since.clone(), until: until.clone() },
+        (None, Some(since), Some(until)) => Selection::Time {
+            since: since.clone(),
+            until: until.clone(),
+        },
         _ => Selection::All,
     };
     let mut policies = Vec::new();
@@ -421,7 +509,10 @@ fn export(db: &Path, key: &Path, a: ExportArgs) -> anyhow::Result<ExitCode> {
         let digest = stele_policy::Bundle::load(dir)
             .map(|b| b.digest().to_string())
             .with_context(|| format!("loading policy bundle {}", dir.display()))?;
-        policies.push(PolicyInput { dir: dir.clone(), bundle_digest: Some(digest) });
+        policies.push(PolicyInput {
+            dir: dir.clone(),
+            bundle_digest: Some(digest),
+        });
     }
     let signer = Arc::new(load_key_file(key)?);
     let manifest_key = match &a.export_key {
@@ -454,7 +545,11 @@ fn export(db: &Path, key: &Path, a: ExportArgs) -> anyhow::Result<ExitCode> {
         r.files + 1,
         r.export_entry
     );
-    println!("verify with: stele-verify {} --key '{}'", a.out.display(), signer.verifier());
+    println!(
+        "verify with: stele-verify {} --key '{}'",
+        a.out.display(),
+        signer.verifier()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -464,12 +559,19 @@ fn publish(db: &Path, key: &Path, witnesses: &[String]) -> anyhow::Result<ExitCo
     let mut targets = Vec::new();
     for w in witnesses {
         let (url, vkey) = w.split_once('=').context("--witness must be URL=VKEY")?;
-        targets.push(WitnessTarget { url: url.to_string(), key: CosignatureVerifier::parse(vkey)? });
+        targets.push(WitnessTarget {
+            url: url.to_string(),
+            key: CosignatureVerifier::parse(vkey)?,
+        });
     }
     let verifier = load_key_file(key)?.verifier();
     match publish_to_witnesses(db, &verifier, &targets) {
         Ok(r) => {
-            println!("published size {}: cosigned by {}", r.size, r.cosigned.join(", "));
+            println!(
+                "published size {}: cosigned by {}",
+                r.size,
+                r.cosigned.join(", ")
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

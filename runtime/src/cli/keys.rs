@@ -69,6 +69,10 @@ pub fn default_origin() -> anyhow::Result<String> {
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
         .collect();
-    let host = if host.is_empty() { "host".to_string() } else { host };
+    let host = if host.is_empty() {
+        "host".to_string()
+    } else {
+        host
+    };
     Ok(format!("stele/{host}/{}", hex::encode(b)))
 }

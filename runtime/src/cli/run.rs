@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use stele_audit::Status;
 
+use super::session::{self, principal, NetworkChoice, OpenSession, SessionSpec};
 use crate::agent::progress::{self, ProgressStyle};
 use crate::agent::{Agent, Budget, RunEnd, DEFAULT_SYSTEM};
-use super::session::{self, principal, NetworkChoice, OpenSession, SessionSpec};
 use crate::gate::approval::{approver_for, Approver};
 use crate::gate::{ApproveMode, Gate};
 use crate::provider::{Message, ProviderConfig};
@@ -80,7 +80,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-
 /// Set up a session (log, policy, sandbox, tools, model), run the task, end the session.
 pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<RunReport> {
     let mut cfg = ProviderConfig::from_spec(&args.model)?;
@@ -100,9 +99,18 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
         approver,
     )?;
     let gate = session.gate.clone();
-    let style = if args.json { ProgressStyle::Json } else { ProgressStyle::Human };
+    let style = if args.json {
+        ProgressStyle::Json
+    } else {
+        ProgressStyle::Human
+    };
     if style == ProgressStyle::Human {
-        eprintln!("stele: session {} (policy {}, log {})", gate.session_id(), gate.bundle().digest(), session.db.display());
+        eprintln!(
+            "stele: session {} (policy {}, log {})",
+            gate.session_id(),
+            gate.bundle().digest(),
+            session.db.display()
+        );
     }
     let end = match run_session(&session, args, provider, style) {
         Ok(e) => e,
@@ -116,7 +124,11 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
     drop(gate);
     let db = session.db.clone();
     session.close()?;
-    Ok(RunReport { session: id, end, db })
+    Ok(RunReport {
+        session: id,
+        end,
+        db,
+    })
 }
 
 fn run_session(
@@ -127,15 +139,29 @@ fn run_session(
 ) -> anyhow::Result<RunEnd> {
     let gate = &session.gate;
     let (sandbox, mediator) = session.sandbox()?;
-    let tools = Arc::new(ToolBox::new(gate.clone(), session.workspace.clone(), sandbox, mediator)?);
-    let agent = Agent { gate: gate.clone(), provider, tools, system: DEFAULT_SYSTEM.into(), max_tokens_per_turn: 4096 };
+    let tools = Arc::new(ToolBox::new(
+        gate.clone(),
+        session.workspace.clone(),
+        sandbox,
+        mediator,
+    )?);
+    let agent = Agent {
+        gate: gate.clone(),
+        provider,
+        tools,
+        system: DEFAULT_SYSTEM.into(),
+        max_tokens_per_turn: 4096,
+    };
     let budget = Budget {
         max_steps: args.max_steps,
         max_tokens: args.max_tokens,
         max_time: Duration::from_secs(args.max_seconds),
     };
     let mut messages = vec![Message::user_text(args.task.clone())];
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let mut on = |p: crate::agent::Progress<'_>| progress::print(style, p);
     Ok(rt.block_on(agent.run(&mut messages, budget, &mut on))?)
 }
@@ -153,7 +179,10 @@ fn finish(gate: &Gate, end: &RunEnd, style: ProgressStyle) -> anyhow::Result<()>
         gate.end_session(s, Some(text.chars().take(500).collect()))?;
     }
     match style {
-        ProgressStyle::Json => println!("{}", serde_json::json!({"event": "end", "session": gate.session_id(), "result": format!("{end:?}")})),
+        ProgressStyle::Json => println!(
+            "{}",
+            serde_json::json!({"event": "end", "session": gate.session_id(), "result": format!("{end:?}")})
+        ),
         ProgressStyle::Human => match end {
             RunEnd::Answered(a) | RunEnd::Stopped(a) => eprintln!("\n{a}"),
             RunEnd::BudgetExhausted(w) => eprintln!("stopped: {w}"),

@@ -203,10 +203,18 @@ fn exec_in(session: &OpenSession, args: &ExecArgs) -> anyhow::Result<ExitCode> {
         wall_time: Duration::from_secs(args.timeout),
         ..Limits::default()
     };
-    let outcome = match exec_gated(&session.gate, sandbox.as_ref(), req, json!({ "cwd": args.cwd }))? {
+    let outcome = match exec_gated(
+        &session.gate,
+        sandbox.as_ref(),
+        req,
+        json!({ "cwd": args.cwd }),
+    )? {
         GatedExec::Ran(o) => o,
         GatedExec::Denied(d) => {
-            eprintln!("stele sandbox: denied: {} (audit entry {})", d.reason, d.seq);
+            eprintln!(
+                "stele sandbox: denied: {} (audit entry {})",
+                d.reason, d.seq
+            );
             return Ok(ExitCode::from(126));
         }
         GatedExec::Failed(msg) => anyhow::bail!("{msg}"),

@@ -60,7 +60,9 @@ pub struct OpenSession {
 
 /// The principal: the flag, else `$USER`.
 pub fn principal(user: Option<&str>) -> String {
-    user.map(str::to_string).or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".into())
+    user.map(str::to_string)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Open the log, load the policy, start the session.
@@ -69,17 +71,41 @@ pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Resul
         .workspace
         .canonicalize()
         .with_context(|| format!("workspace {}", spec.workspace.display()))?;
-    anyhow::ensure!(workspace.is_dir(), "workspace {} is not a folder", workspace.display());
-    let policy = spec.policy.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("policies/strict-default"));
-    let bundle = Arc::new(Bundle::load(&policy).with_context(|| format!("policy bundle {}", policy.display()))?);
-    let user = principal(spec.user);
-    let teams: Vec<String> = bundle.members().teams_of(&user).map(str::to_string).collect();
-    let db = spec.db.map(Path::to_path_buf).unwrap_or_else(paths::default_db);
-    let key = spec.key.map(Path::to_path_buf).unwrap_or_else(paths::default_key);
-    let signer = Arc::new(
-        load_key_file(&key).with_context(|| "the audit signing key (create one with `stele keys init`)")?,
+    anyhow::ensure!(
+        workspace.is_dir(),
+        "workspace {} is not a folder",
+        workspace.display()
     );
-    let log = Arc::new(AuditLog::open_or_create(&db, signer, LogOptions::default())?);
+    let policy = spec
+        .policy
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("policies/strict-default"));
+    let bundle = Arc::new(
+        Bundle::load(&policy).with_context(|| format!("policy bundle {}", policy.display()))?,
+    );
+    let user = principal(spec.user);
+    let teams: Vec<String> = bundle
+        .members()
+        .teams_of(&user)
+        .map(str::to_string)
+        .collect();
+    let db = spec
+        .db
+        .map(Path::to_path_buf)
+        .unwrap_or_else(paths::default_db);
+    let key = spec
+        .key
+        .map(Path::to_path_buf)
+        .unwrap_or_else(paths::default_key);
+    let signer = Arc::new(
+        load_key_file(&key)
+            .with_context(|| "the audit signing key (create one with `stele keys init`)")?,
+    );
+    let log = Arc::new(AuditLog::open_or_create(
+        &db,
+        signer,
+        LogOptions::default(),
+    )?);
     let facts = SandboxFacts {
         backend: SandboxBackend::Process,
         network: match spec.network {
@@ -98,12 +124,22 @@ pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Resul
     let gate = Arc::new(Gate::start_session(
         log.clone(),
         bundle,
-        SessionInfo { id, principal: user, teams },
+        SessionInfo {
+            id,
+            principal: user,
+            teams,
+        },
         approver,
         facts,
         data,
     )?);
-    Ok(OpenSession { gate, log, workspace, db, network: spec.network })
+    Ok(OpenSession {
+        gate,
+        log,
+        workspace,
+        db,
+        network: spec.network,
+    })
 }
 
 impl OpenSession {
@@ -115,7 +151,8 @@ impl OpenSession {
             NetworkChoice::None => NetworkMode::LoopbackOnly,
             NetworkChoice::Proxy => NetworkMode::EgressProxy,
         };
-        let sandbox = ProcessSandbox::new(cfg).context("setting up the sandbox (stele never runs unsandboxed)")?;
+        let sandbox = ProcessSandbox::new(cfg)
+            .context("setting up the sandbox (stele never runs unsandboxed)")?;
         Ok((Arc::new(sandbox), mediator))
     }
 

@@ -57,16 +57,36 @@ pub fn run(args: WitnessArgs) -> anyhow::Result<ExitCode> {
             println!("{}", CosignatureVerifier::of(&k));
             Ok(ExitCode::SUCCESS)
         }
-        WitnessCommand::Serve { listen, key, logs, state } => {
+        WitnessCommand::Serve {
+            listen,
+            key,
+            logs,
+            state,
+        } => {
             let signer: Arc<dyn Signer> = Arc::new(load_key_file(&key)?);
-            let logs = logs.iter().map(|l| NoteVerifier::parse(l)).collect::<Result<Vec<_>, _>>().context("--log")?;
-            let state = state.unwrap_or_else(|| PathBuf::from(format!("{}.state.json", key.display())));
+            let logs = logs
+                .iter()
+                .map(|l| NoteVerifier::parse(l))
+                .collect::<Result<Vec<_>, _>>()
+                .context("--log")?;
+            let state =
+                state.unwrap_or_else(|| PathBuf::from(format!("{}.state.json", key.display())));
             let vkey = CosignatureVerifier::of(signer.as_ref());
-            let w = Arc::new(Witness::new(signer, logs, state.clone()).with_context(|| format!("loading {}", state.display()))?);
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let w = Arc::new(
+                Witness::new(signer, logs, state.clone())
+                    .with_context(|| format!("loading {}", state.display()))?,
+            );
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("listening on {listen}"))?;
-                eprintln!("stele witness {vkey} listening on {}", listener.local_addr()?);
+                let listener = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .with_context(|| format!("listening on {listen}"))?;
+                eprintln!(
+                    "stele witness {vkey} listening on {}",
+                    listener.local_addr()?
+                );
                 tokio::select! {
                     r = serve(listener, w) => r.context("serving"),
                     _ = tokio::signal::ctrl_c() => Ok(()),

@@ -42,13 +42,20 @@ pub struct FlagApprover {
 impl FlagApprover {
     /// A fixed answer on behalf of `who`.
     pub fn new(outcome: stele_policy::ApprovalOutcome, who: &str) -> Self {
-        Self { mode: outcome, who: who.to_string() }
+        Self {
+            mode: outcome,
+            who: who.to_string(),
+        }
     }
 }
 
 impl Approver for FlagApprover {
     fn ask(&self, _text: &str) -> ApprovalAnswer {
-        ApprovalAnswer { outcome: self.mode, approver: self.who.clone(), method: "flag".into() }
+        ApprovalAnswer {
+            outcome: self.mode,
+            approver: self.who.clone(),
+            method: "flag".into(),
+        }
     }
 }
 
@@ -62,7 +69,10 @@ pub struct TtyApprover {
 impl TtyApprover {
     /// A prompt answered by `who` (the session's principal at this terminal).
     pub fn new(who: &str) -> Self {
-        Self { who: who.to_string(), lock: Mutex::new(()) }
+        Self {
+            who: who.to_string(),
+            lock: Mutex::new(()),
+        }
     }
 
     /// True when both stdin and stderr are terminals.
@@ -87,7 +97,10 @@ impl Approver for TtyApprover {
             return refused;
         }
         match line.trim() {
-            "y" | "Y" | "yes" | "YES" | "Yes" => ApprovalAnswer { outcome: stele_policy::ApprovalOutcome::Granted, ..refused },
+            "y" | "Y" | "yes" | "YES" | "Yes" => ApprovalAnswer {
+                outcome: stele_policy::ApprovalOutcome::Granted,
+                ..refused
+            },
             _ => refused,
         }
     }
@@ -97,9 +110,18 @@ impl Approver for TtyApprover {
 /// refuses otherwise.
 pub fn approver_for(mode: ApproveMode, principal: &str) -> Box<dyn Approver> {
     match mode {
-        ApproveMode::Deny => Box::new(FlagApprover::new(stele_policy::ApprovalOutcome::Refused, "flag:--approve=deny")),
-        ApproveMode::Allow => Box::new(FlagApprover::new(stele_policy::ApprovalOutcome::Granted, "flag:--approve=allow")),
+        ApproveMode::Deny => Box::new(FlagApprover::new(
+            stele_policy::ApprovalOutcome::Refused,
+            "flag:--approve=deny",
+        )),
+        ApproveMode::Allow => Box::new(FlagApprover::new(
+            stele_policy::ApprovalOutcome::Granted,
+            "flag:--approve=allow",
+        )),
         ApproveMode::Prompt if TtyApprover::available() => Box::new(TtyApprover::new(principal)),
-        ApproveMode::Prompt => Box::new(FlagApprover::new(stele_policy::ApprovalOutcome::Refused, "no-terminal")),
+        ApproveMode::Prompt => Box::new(FlagApprover::new(
+            stele_policy::ApprovalOutcome::Refused,
+            "no-terminal",
+        )),
     }
 }

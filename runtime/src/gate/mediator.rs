@@ -9,7 +9,8 @@ use stele_audit::{Outcome, Status};
 use stele_policy::canonical::{canonical_path, CanonicalHost};
 use stele_policy::{Action, Resource, ToolArgs};
 use stele_sandbox::{
-    FileAccess, FileCloseReport, FileOp, FileRequest, Mediator, NetCloseReport, NetRequest, NetScheme, Ticket, Verdict,
+    FileAccess, FileCloseReport, FileOp, FileRequest, Mediator, NetCloseReport, NetRequest,
+    NetScheme, Ticket, Verdict,
 };
 
 use super::{ActionRequest, Authorization, Gate, Permit};
@@ -28,7 +29,10 @@ pub struct GateMediator {
 
 impl std::fmt::Debug for GateMediator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GateMediator").field("session", &self.gate.session_id()).field("parent", &self.parent).finish()
+        f.debug_struct("GateMediator")
+            .field("session", &self.gate.session_id())
+            .field("parent", &self.parent)
+            .finish()
     }
 }
 
@@ -47,7 +51,12 @@ impl GateMediator {
     /// Intents still open (handles not yet closed); the caller closes them
     /// as interrupted if the command is killed.
     pub fn take_open(&self) -> Vec<Permit> {
-        self.open.lock().unwrap_or_else(PoisonError::into_inner).drain().map(|(_, p)| p).collect()
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .map(|(_, p)| p)
+            .collect()
     }
 
     /// Which command an access belongs to: the sandbox names its exec id
@@ -71,7 +80,12 @@ impl GateMediator {
     fn fail_closed(&self, what: &str, e: &dyn std::fmt::Display) -> Verdict {
         // Audit failure means no effect; say so once per kind on stderr.
         let msg = format!("{what}: audit/policy failure, refusing: {e}");
-        if self.warned.lock().unwrap_or_else(PoisonError::into_inner).insert(what.to_string()) {
+        if self
+            .warned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(what.to_string())
+        {
             tracing::error!("{msg}");
         }
         Verdict::Deny(msg)
@@ -95,14 +109,20 @@ impl Mediator for GateMediator {
         };
         let action = action_of(req.access);
         let mut ar = ActionRequest::new(action, Resource::File(path.clone()));
-        ar.args = ToolArgs { path: Some(path), ..ToolArgs::default() };
+        ar.args = ToolArgs {
+            path: Some(path),
+            ..ToolArgs::default()
+        };
         ar.data = Some(self.data(req.op, &req.requester));
         match req.op {
             // Handles: an intent now, the result (bytes, hash) when it closes.
             FileOp::Open | FileOp::Create | FileOp::Exec => match self.gate.authorize(ar) {
                 Ok(Authorization::Permitted(p)) => {
                     let t = Ticket(p.intent_seq());
-                    self.open.lock().unwrap_or_else(PoisonError::into_inner).insert(t.0, p);
+                    self.open
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(t.0, p);
                     Verdict::Allow(t)
                 }
                 Ok(Authorization::Denied(d)) => Verdict::Deny(d.reason),
@@ -110,7 +130,12 @@ impl Mediator for GateMediator {
             },
             FileOp::Lookup | FileOp::ReadDir => {
                 let key = (req.access, req.path.clone());
-                if let Some(v) = self.lookups.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
+                if let Some(v) = self
+                    .lookups
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&key)
+                {
                     return v.clone();
                 }
                 let v = match self.gate.check(ar) {
@@ -118,7 +143,10 @@ impl Mediator for GateMediator {
                     Ok(Err(d)) => Verdict::Deny(d.reason),
                     Err(e) => return self.fail_closed(action.as_str(), &e),
                 };
-                self.lookups.lock().unwrap_or_else(PoisonError::into_inner).insert(key, v.clone());
+                self.lookups
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(key, v.clone());
                 v
             }
             // One-shot changes: one decision entry each, logged before the change.
@@ -137,13 +165,20 @@ impl Mediator for GateMediator {
     }
 
     fn file_closed(&self, report: &FileCloseReport) {
-        let Some(permit) = self.open.lock().unwrap_or_else(PoisonError::into_inner).remove(&report.ticket.0) else {
+        let Some(permit) = self
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&report.ticket.0)
+        else {
             return;
         };
         let mut o = Outcome::status(Status::Ok);
         o.bytes_in = Some(report.bytes_read);
         o.bytes_out = Some(report.bytes_written);
-        let data = report.sha256_after_write.map(|h| serde_json::json!({ "sha256_after_write": hex::encode(h) }));
+        let data = report
+            .sha256_after_write
+            .map(|h| serde_json::json!({ "sha256_after_write": hex::encode(h) }));
         if let Err(e) = self.gate.complete(permit, o, Vec::new(), data) {
             tracing::error!("could not record the close of {}: {e}", report.path);
         }
@@ -159,12 +194,21 @@ impl Mediator for GateMediator {
             Err(e) => return Verdict::Deny(format!("host {:?} refused: {e}", req.host)),
         };
         let mut ar = ActionRequest::new(Action::NetConnect, Resource::Host(host.clone()));
-        ar.args = ToolArgs { host: Some(host.name().to_string()), port: Some(host.port()), ..ToolArgs::default() };
-        ar.data = Some(serde_json::json!({ "exec": self.exec_ref(&req.requester), "pid": req.requester.pid }));
+        ar.args = ToolArgs {
+            host: Some(host.name().to_string()),
+            port: Some(host.port()),
+            ..ToolArgs::default()
+        };
+        ar.data = Some(
+            serde_json::json!({ "exec": self.exec_ref(&req.requester), "pid": req.requester.pid }),
+        );
         match self.gate.authorize(ar) {
             Ok(Authorization::Permitted(p)) => {
                 let t = Ticket(p.intent_seq());
-                self.open.lock().unwrap_or_else(PoisonError::into_inner).insert(t.0, p);
+                self.open
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(t.0, p);
                 Verdict::Allow(t)
             }
             Ok(Authorization::Denied(d)) => Verdict::Deny(d.reason),
@@ -173,10 +217,19 @@ impl Mediator for GateMediator {
     }
 
     fn net_closed(&self, report: &NetCloseReport) {
-        let Some(permit) = self.open.lock().unwrap_or_else(PoisonError::into_inner).remove(&report.ticket.0) else {
+        let Some(permit) = self
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&report.ticket.0)
+        else {
             return;
         };
-        let mut o = Outcome::status(if report.error.is_some() { Status::Error } else { Status::Ok });
+        let mut o = Outcome::status(if report.error.is_some() {
+            Status::Error
+        } else {
+            Status::Ok
+        });
         o.bytes_in = Some(report.bytes_in);
         o.bytes_out = Some(report.bytes_out);
         o.duration_ms = Some(report.duration.as_millis() as u64);

@@ -15,11 +15,12 @@ use std::sync::Arc;
 
 use ring::digest::{digest, SHA256};
 use stele_audit::{
-    Actor, AuditError, AuditLog, Disclosure, Event, EventKind, Outcome, PayloadInput, Receipt, Refs, Status,
+    Actor, AuditError, AuditLog, Disclosure, Event, EventKind, Outcome, PayloadInput, Receipt,
+    Refs, Status,
 };
 use stele_policy::{
-    Action, Approval, ApprovalOutcome, Bundle, Decision, Effect, PolicyError, Request, Resource, SandboxFacts,
-    ToolArgs,
+    Action, Approval, ApprovalOutcome, Bundle, Decision, Effect, PolicyError, Request, Resource,
+    SandboxFacts, ToolArgs,
 };
 
 pub use approval::{ApprovalAnswer, ApproveMode, Approver};
@@ -69,7 +70,15 @@ pub struct ActionRequest {
 impl ActionRequest {
     /// A request with no arguments or payloads.
     pub fn new(action: Action, resource: Resource) -> Self {
-        Self { action, resource, argv: Vec::new(), args: ToolArgs::default(), payloads: Vec::new(), data: None, shown: None }
+        Self {
+            action,
+            resource,
+            argv: Vec::new(),
+            args: ToolArgs::default(),
+            payloads: Vec::new(),
+            data: None,
+            shown: None,
+        }
     }
 }
 
@@ -107,7 +116,9 @@ pub struct Gate {
 
 impl std::fmt::Debug for Gate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gate").field("session", &self.session.id).finish_non_exhaustive()
+        f.debug_struct("Gate")
+            .field("session", &self.session.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -125,7 +136,14 @@ impl Gate {
         let mut actor = Actor::system();
         actor.principal = session.principal.clone();
         actor.teams = session.teams.clone();
-        let gate = Self { log, bundle, session, approver, sandbox, actor };
+        let gate = Self {
+            log,
+            bundle,
+            session,
+            approver,
+            sandbox,
+            actor,
+        };
         let mut d = serde_json::json!({
             "policy_bundle": gate.bundle.digest().to_string(),
             "policy_root": gate.bundle.root().display().to_string(),
@@ -135,7 +153,9 @@ impl Gate {
             o.extend(extra);
         }
         gate.log.append_blocking(
-            Event::new(EventKind::SessionStart, gate.actor.clone()).in_session(&gate.session.id).with_data(d),
+            Event::new(EventKind::SessionStart, gate.actor.clone())
+                .in_session(&gate.session.id)
+                .with_data(d),
         )?;
         Ok(gate)
     }
@@ -166,12 +186,14 @@ impl Gate {
     }
 
     fn request(&self, req: &ActionRequest) -> Result<Request, GateError> {
-        Ok(Request::builder(&self.session.principal, req.action, req.resource.clone())
-            .session(self.session.id.clone())
-            .sandbox(self.sandbox)
-            .argv(req.argv.iter().cloned())
-            .args(req.args.clone())
-            .build()?)
+        Ok(
+            Request::builder(&self.session.principal, req.action, req.resource.clone())
+                .session(self.session.id.clone())
+                .sandbox(self.sandbox)
+                .argv(req.argv.iter().cloned())
+                .args(req.args.clone())
+                .build()?,
+        )
     }
 
     fn event(&self, kind: EventKind) -> Event {
@@ -224,7 +246,11 @@ impl Gate {
         ev.payloads = req.payloads;
         ev.data = req.data;
         let r = self.log.append_blocking(ev)?;
-        Ok(Permit { intent_seq: r.seq, intent_leaf: r.leaf_hash, result_kind })
+        Ok(Permit {
+            intent_seq: r.seq,
+            intent_leaf: r.leaf_hash,
+            result_kind,
+        })
     }
 
     fn deny(&self, req: &ActionRequest, decision: &Decision) -> Result<Denial, GateError> {
@@ -237,7 +263,12 @@ impl Gate {
             .with_outcome(Outcome::status(Status::Denied));
         ev.data = req.data.clone();
         let r = self.log.append_blocking(ev)?;
-        Ok(Denial { seq: r.seq, policies: rec.policies, layer: rec.layer, reason })
+        Ok(Denial {
+            seq: r.seq,
+            policies: rec.policies,
+            layer: rec.layer,
+            reason,
+        })
     }
 
     /// Log the request for approval (with a hash of exactly what is shown),
@@ -267,12 +298,14 @@ impl Gate {
             ApprovalOutcome::Granted => EventKind::ApprovalGrant,
             ApprovalOutcome::Refused => EventKind::ApprovalDeny,
         };
-        let answered = self.log.append_blocking(self.event(kind).with_data(serde_json::json!({
-            "approver": answer.approver,
-            "method": answer.method,
-            "request_seq": asked.seq,
-            "shown_sha256": shown_sha256,
-        })))?;
+        let answered = self
+            .log
+            .append_blocking(self.event(kind).with_data(serde_json::json!({
+                "approver": answer.approver,
+                "method": answer.method,
+                "request_seq": asked.seq,
+                "shown_sha256": shown_sha256,
+            })))?;
         match answer.outcome {
             ApprovalOutcome::Refused => Ok(Err(Denial {
                 seq: answered.seq,
@@ -286,7 +319,11 @@ impl Gate {
                 ),
             })),
             ApprovalOutcome::Granted => {
-                let approval = Approval { outcome: ApprovalOutcome::Granted, approver: answer.approver, ticket: format!("audit:{}", answered.seq) };
+                let approval = Approval {
+                    outcome: ApprovalOutcome::Granted,
+                    approver: answer.approver,
+                    ticket: format!("audit:{}", answered.seq),
+                };
                 Ok(Ok(self.bundle.decide_with_approval(policy_req, approval)))
             }
         }
@@ -300,10 +337,15 @@ impl Gate {
         payloads: Vec<PayloadInput>,
         data: Option<serde_json::Value>,
     ) -> Result<Option<Receipt>, GateError> {
-        let Some(kind) = permit.result_kind else { return Ok(None) };
+        let Some(kind) = permit.result_kind else {
+            return Ok(None);
+        };
         let mut ev = self
             .event(kind)
-            .with_refs(Refs { intent_leaf: stele_audit::leaf::hash_b64(&permit.intent_leaf), intent_seq: permit.intent_seq })
+            .with_refs(Refs {
+                intent_leaf: stele_audit::leaf::hash_b64(&permit.intent_leaf),
+                intent_seq: permit.intent_seq,
+            })
             .with_outcome(outcome);
         ev.payloads = payloads;
         ev.data = data;
@@ -311,20 +353,33 @@ impl Gate {
     }
 
     /// Record the end of the session.
-    pub fn end_session(&self, status: Status, detail: Option<String>) -> Result<Receipt, GateError> {
+    pub fn end_session(
+        &self,
+        status: Status,
+        detail: Option<String>,
+    ) -> Result<Receipt, GateError> {
         let mut o = Outcome::status(status);
         o.detail = detail;
-        Ok(self.log.append_blocking(self.event(EventKind::SessionEnd).with_outcome(o))?)
+        Ok(self
+            .log
+            .append_blocking(self.event(EventKind::SessionEnd).with_outcome(o))?)
     }
 }
 
 /// The default text shown to an approver: the action, the resource, the
 /// arguments, and the rule that asks.
 fn describe(req: &ActionRequest, decision: &Decision) -> String {
-    let mut s = format!("Action:   {}\nResource: {}", req.action.as_str(), req.resource.entity_id());
+    let mut s = format!(
+        "Action:   {}\nResource: {}",
+        req.action.as_str(),
+        req.resource.entity_id()
+    );
     if !req.argv.is_empty() {
         s.push_str(&format!("\nCommand:  {}", req.argv.join(" ")));
     }
-    s.push_str(&format!("\nBecause:  {}", record::reason_text(decision, req.action)));
+    s.push_str(&format!(
+        "\nBecause:  {}",
+        record::reason_text(decision, req.action)
+    ));
     s
 }

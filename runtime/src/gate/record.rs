@@ -28,7 +28,11 @@ pub fn decision_record(d: &Decision, action: Action) -> DecisionRecord {
         Effect::Ask => AuditEffect::Ask,
     };
     let policies: Vec<String> = d.determining.iter().map(|p| p.id.clone()).collect();
-    let layer = d.determining.first().map(|p| p.layer.to_string()).or_else(|| d.layer.map(|l| l.to_string()));
+    let layer = d
+        .determining
+        .first()
+        .map(|p| p.layer.to_string())
+        .or_else(|| d.layer.map(|l| l.to_string()));
     DecisionRecord {
         bundle: d.bundle_digest.to_string(),
         effect,
@@ -48,10 +52,20 @@ pub fn reason_text(d: &Decision, action: Action) -> String {
         .collect();
     match (d.effect, rules.is_empty()) {
         (Effect::Allow, _) => format!("{} permitted by {}", action.as_str(), rules.join(", ")),
-        (Effect::Ask, _) => format!("{} needs approval under {}", action.as_str(), rules.join(", ")),
+        (Effect::Ask, _) => format!(
+            "{} needs approval under {}",
+            action.as_str(),
+            rules.join(", ")
+        ),
         (Effect::Deny, true) => {
-            let layer = d.layer.map(|l| format!(" in the {l} layer")).unwrap_or_default();
-            format!("{} denied by default: no policy permits it{layer}", action.as_str())
+            let layer = d
+                .layer
+                .map(|l| format!(" in the {l} layer"))
+                .unwrap_or_default();
+            format!(
+                "{} denied by default: no policy permits it{layer}",
+                action.as_str()
+            )
         }
         (Effect::Deny, false) => format!("{} denied by {}", action.as_str(), rules.join(", ")),
     }

@@ -22,7 +22,10 @@ pub fn resolve_program(name: &str) -> Option<String> {
     if name.contains('/') {
         return Path::new(name).is_absolute().then(|| name.to_string());
     }
-    SEARCH_PATH.iter().map(|d| format!("{d}/{name}")).find(|p| Path::new(p).is_file())
+    SEARCH_PATH
+        .iter()
+        .map(|d| format!("{d}/{name}"))
+        .find(|p| Path::new(p).is_file())
 }
 
 /// What a gated command came to.
@@ -49,7 +52,9 @@ pub fn exec_gated(
         return Ok(GatedExec::Failed("argv must not be empty".into()));
     };
     let Some(path) = resolve_program(first) else {
-        return Ok(GatedExec::Failed(format!("program {first:?} not found in the sandbox")));
+        return Ok(GatedExec::Failed(format!(
+            "program {first:?} not found in the sandbox"
+        )));
     };
     let program = match ProgramRef::from_resolved_path(&path) {
         Ok(p) => p,
@@ -66,7 +71,10 @@ pub fn exec_gated(
     er.id = permit.intent_seq().to_string();
     match sandbox.exec(er) {
         Ok(out) => {
-            let payloads = vec![stream("stdout", &out.stdout.bytes), stream("stderr", &out.stderr.bytes)];
+            let payloads = vec![
+                stream("stdout", &out.stdout.bytes),
+                stream("stderr", &out.stderr.bytes),
+            ];
             let data = serde_json::json!({
                 "stdout_truncated": matches!(out.stdout.truncation, Truncation::Truncated { .. }),
                 "stderr_truncated": matches!(out.stderr.truncation, Truncation::Truncated { .. }),
@@ -80,16 +88,31 @@ pub fn exec_gated(
             let mut o = Outcome::status(Status::Error);
             o.detail = Some(e.to_string());
             gate.complete(permit, o, Vec::new(), None)?;
-            Ok(GatedExec::Failed(format!("the sandbox could not run the command: {e}")))
+            Ok(GatedExec::Failed(format!(
+                "the sandbox could not run the command: {e}"
+            )))
         }
     }
 }
 
 /// Run the exec tool; `tool_intent` is the index of its `tool.intent` entry.
-pub(super) fn run(gate: &Gate, sandbox: &dyn Sandbox, tool_intent: u64, input: &Value) -> Result<Ran, GateError> {
+pub(super) fn run(
+    gate: &Gate,
+    sandbox: &dyn Sandbox,
+    tool_intent: u64,
+    input: &Value,
+) -> Result<Ran, GateError> {
     let argv: Vec<String> = match input.get("argv").and_then(Value::as_array) {
-        Some(a) if !a.is_empty() => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
-        _ => return Ok(Ran::error("argv must be a non-empty list of strings".into())),
+        Some(a) if !a.is_empty() => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => {
+            return Ok(Ran::error(
+                "argv must be a non-empty list of strings".into(),
+            ))
+        }
     };
     let mut er = ExecRequest::new(String::new(), argv);
     if let Some(s) = input.get("stdin").and_then(Value::as_str) {
@@ -113,13 +136,22 @@ pub(super) fn run(gate: &Gate, sandbox: &dyn Sandbox, tool_intent: u64, input: &
                 ExitStatus::Exit(0) => crate::provider::ToolResultStatus::Ok,
                 _ => crate::provider::ToolResultStatus::Error,
             };
-            Ran { text, status, outcome: exec_outcome(&out) }
+            Ran {
+                text,
+                status,
+                outcome: exec_outcome(&out),
+            }
         }
     })
 }
 
 fn stream(role: &str, bytes: &[u8]) -> PayloadInput {
-    PayloadInput { role: role.into(), media: "application/octet-stream".into(), body: bytes.to_vec(), disclosure: Disclosure::CommitmentOnly }
+    PayloadInput {
+        role: role.into(),
+        media: "application/octet-stream".into(),
+        body: bytes.to_vec(),
+        disclosure: Disclosure::CommitmentOnly,
+    }
 }
 
 fn describe(s: ExitStatus) -> String {

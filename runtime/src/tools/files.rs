@@ -6,7 +6,10 @@ use stele_sandbox::tools::{ToolError, WorkspaceTools};
 use super::{specs, Ran};
 
 fn arg<'a>(input: &'a Value, key: &str) -> Result<&'a str, String> {
-    input.get(key).and_then(Value::as_str).ok_or_else(|| format!("missing string argument {key:?}"))
+    input
+        .get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("missing string argument {key:?}"))
 }
 
 /// Largest file the model may read in one call.
@@ -17,7 +20,11 @@ pub(super) fn run(files: &WorkspaceTools, name: &str, input: &Value) -> Ran {
     match run_inner(files, name, input) {
         Ok(text) => Ran::ok(text),
         Err(Failure::Arg(e)) => Ran::error(e),
-        Err(Failure::Tool(ToolError::Denied { action, path, reason })) => {
+        Err(Failure::Tool(ToolError::Denied {
+            action,
+            path,
+            reason,
+        })) => {
             let mut r = Ran::error(
                 serde_json::json!({
                     "error": "denied_by_policy",
@@ -54,7 +61,10 @@ fn run_inner(files: &WorkspaceTools, name: &str, input: &Value) -> Result<String
         }
         specs::FILE_WRITE => {
             let out = files.write(a("path")?, a("content")?.as_bytes())?;
-            Ok(format!("wrote {} bytes to {} ({:?})", out.bytes_written, out.path, out.creation))
+            Ok(format!(
+                "wrote {} bytes to {} ({:?})",
+                out.bytes_written, out.path, out.creation
+            ))
         }
         specs::FILE_EDIT => {
             let out = files.edit(a("path")?, a("old_text")?, a("new_text")?)?;
@@ -73,7 +83,11 @@ fn run_inner(files: &WorkspaceTools, name: &str, input: &Value) -> Result<String
         specs::FILE_SEARCH => {
             let glob = input.get("glob").and_then(Value::as_str);
             let hits = files.search(a("query")?, glob, 200)?;
-            Ok(hits.iter().map(|h| format!("{}:{}: {}", h.path, h.line, h.text)).collect::<Vec<_>>().join("\n"))
+            Ok(hits
+                .iter()
+                .map(|h| format!("{}:{}: {}", h.path, h.line, h.text))
+                .collect::<Vec<_>>()
+                .join("\n"))
         }
         other => Err(Failure::Arg(format!("{other} is not a file tool"))),
     }

@@ -44,7 +44,9 @@ pub struct ToolBox {
 
 impl std::fmt::Debug for ToolBox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ToolBox").field("workspace", &self.workspace).finish_non_exhaustive()
+        f.debug_struct("ToolBox")
+            .field("workspace", &self.workspace)
+            .finish_non_exhaustive()
     }
 }
 
@@ -57,19 +59,31 @@ pub(crate) struct Ran {
 
 impl Ran {
     pub(crate) fn ok(text: String) -> Self {
-        Self { text, status: ToolResultStatus::Ok, outcome: Outcome::status(Status::Ok) }
+        Self {
+            text,
+            status: ToolResultStatus::Ok,
+            outcome: Outcome::status(Status::Ok),
+        }
     }
 
     pub(crate) fn error(text: String) -> Self {
         let mut outcome = Outcome::status(Status::Error);
         outcome.detail = Some(text.chars().take(200).collect());
-        Self { text, status: ToolResultStatus::Error, outcome }
+        Self {
+            text,
+            status: ToolResultStatus::Error,
+            outcome,
+        }
     }
 
     pub(crate) fn denied(d: &Denial) -> Self {
         let mut outcome = Outcome::status(Status::Denied);
         outcome.detail = Some(d.reason.clone());
-        Self { text: denial_text(d), status: ToolResultStatus::Error, outcome }
+        Self {
+            text: denial_text(d),
+            status: ToolResultStatus::Error,
+            outcome,
+        }
     }
 }
 
@@ -94,21 +108,44 @@ impl ToolBox {
         sandbox: Arc<dyn Sandbox>,
         mediator: Arc<dyn stele_sandbox::Mediator>,
     ) -> Result<Self, stele_sandbox::tools::ToolError> {
-        let files = WorkspaceTools::open(&workspace, mediator, stele_sandbox::Requester::default())?;
-        Ok(Self { gate, files, sandbox, workspace })
+        let files =
+            WorkspaceTools::open(&workspace, mediator, stele_sandbox::Requester::default())?;
+        Ok(Self {
+            gate,
+            files,
+            sandbox,
+            workspace,
+        })
     }
 
     /// Run one tool call: decide `tool.call`, log the intent with the
     /// arguments, run, log the result with the full output.
-    pub fn call(&self, call_id: &str, name: &str, input: &serde_json::Value) -> Result<ToolOutcome, GateError> {
+    pub fn call(
+        &self,
+        call_id: &str,
+        name: &str,
+        input: &serde_json::Value,
+    ) -> Result<ToolOutcome, GateError> {
         if name == specs::FINAL_ANSWER {
-            let answer = input.get("answer").and_then(|a| a.as_str()).unwrap_or_default().to_string();
+            let answer = input
+                .get("answer")
+                .and_then(|a| a.as_str())
+                .unwrap_or_default()
+                .to_string();
             return Ok(ToolOutcome::Final(answer));
         }
         if !specs::all().iter().any(|s| s.name == name) {
-            return Ok(ToolOutcome::Output { text: format!("unknown tool {name:?}"), status: ToolResultStatus::Error });
+            return Ok(ToolOutcome::Output {
+                text: format!("unknown tool {name:?}"),
+                status: ToolResultStatus::Error,
+            });
         }
-        let mut req = ActionRequest::new(Action::ToolCall, Resource::Tool { name: name.to_string() });
+        let mut req = ActionRequest::new(
+            Action::ToolCall,
+            Resource::Tool {
+                name: name.to_string(),
+            },
+        );
         req.payloads.push(PayloadInput {
             role: "args".into(),
             media: "application/json".into(),
@@ -120,11 +157,19 @@ impl ToolBox {
         let permit = match self.gate.authorize(req)? {
             Authorization::Permitted(p) => p,
             Authorization::Denied(d) => {
-                return Ok(ToolOutcome::Output { text: denial_text(&d), status: ToolResultStatus::Error });
+                return Ok(ToolOutcome::Output {
+                    text: denial_text(&d),
+                    status: ToolResultStatus::Error,
+                });
             }
         };
         let ran = match name {
-            specs::EXEC => exec::run(&self.gate, self.sandbox.as_ref(), permit.intent_seq(), input)?,
+            specs::EXEC => exec::run(
+                &self.gate,
+                self.sandbox.as_ref(),
+                permit.intent_seq(),
+                input,
+            )?,
             _ => files::run(&self.files, name, input),
         };
         let full = ran.text.into_bytes();
@@ -139,7 +184,10 @@ impl ToolBox {
             }],
             Some(serde_json::json!({ "tool_use_id": call_id })),
         )?;
-        Ok(ToolOutcome::Output { text: for_model(&full), status: ran.status })
+        Ok(ToolOutcome::Output {
+            text: for_model(&full),
+            status: ran.status,
+        })
     }
 }
 

@@ -20,7 +20,11 @@ pub const EXEC: &str = "exec";
 pub const FINAL_ANSWER: &str = "final_answer";
 
 fn spec(name: &str, description: &str, schema: serde_json::Value) -> ToolSpec {
-    ToolSpec { name: name.into(), description: description.into(), input_schema: schema }
+    ToolSpec {
+        name: name.into(),
+        description: description.into(),
+        input_schema: schema,
+    }
 }
 
 /// Every built-in tool.
