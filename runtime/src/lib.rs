@@ -2,7 +2,9 @@
 
 pub mod agent;
 pub mod cli;
+pub mod conversation;
 pub mod gate;
 pub mod paths;
 pub mod provider;
+pub mod recovery;
 pub mod tools;

@@ -401,3 +401,113 @@ fn demo_runs_and_verifies() {
     let id = session_of(&leaves);
     intents_closed_once(&leaves, &id).unwrap();
 }
+
+#[test]
+fn kill_during_a_tool_call_then_resume() {
+    if !sandbox_available("kill_during_a_tool_call_then_resume") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let ws = workspace(d.path());
+    let s = setup(d.path());
+    let mock = MockModel::start().unwrap();
+    let slow = "import time\nopen('reports/started','w').write('x')\ntime.sleep(60)\nopen('reports/finished','w').write('x')\n";
+    mock.push(
+        Turn::new()
+            .tool_use("slow", "exec", json!({"argv": ["python3", "-c", slow]}))
+            .into(),
+    );
+    let mut child = std::process::Command::new(stele_tests::stele_bin())
+        .args([
+            "run",
+            "--workspace",
+            ws.to_str().unwrap(),
+            "--policy",
+            finance_policy().to_str().unwrap(),
+        ])
+        .args([
+            "--user",
+            "alice",
+            "--model",
+            "anthropic:claude-sonnet-4-5",
+            "long task",
+        ])
+        .env("STELE_STATE_DIR", &s.state)
+        .env("ANTHROPIC_API_KEY", KEY)
+        .env("ANTHROPIC_BASE_URL", mock.base_url())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !ws.join("reports/started").exists() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "the tool never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL, mid tool call
+    child.wait().unwrap();
+
+    let o = s.run(&["session", "list", "--json"]).unwrap();
+    let list = String::from_utf8_lossy(&o.stdout).to_string();
+    let row: serde_json::Value = serde_json::from_str(list.lines().next().unwrap()).unwrap();
+    assert_eq!(row["state"], "open (resumable)", "{list}");
+    let id = row["id"].as_str().unwrap().to_string();
+
+    mock.push(
+        Turn::new()
+            .tool_use(
+                "done",
+                "final_answer",
+                json!({"answer": "stopped after the interruption"}),
+            )
+            .into(),
+    );
+    let o = s
+        .run_env(
+            &["session", "resume", &id],
+            &[
+                ("ANTHROPIC_API_KEY", KEY),
+                ("ANTHROPIC_BASE_URL", &mock.base_url()),
+            ],
+        )
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 2);
+    let resumed = reqs[1].text();
+    assert!(
+        resumed.contains("long task"),
+        "the conversation was rebuilt from the log"
+    );
+    assert!(
+        resumed.contains("NOT re-run"),
+        "the interrupted call is reported, not repeated: {resumed}"
+    );
+    assert!(
+        !ws.join("reports/finished").exists(),
+        "the killed command did not finish"
+    );
+
+    let v = s.run(&["audit", "verify"]).unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    let leaves = leaves_json(&s, &s.state.join("audit.db")).unwrap();
+    assert_eq!(
+        leaves.iter().filter(|l| l["kind"] == "exec.start").count(),
+        1,
+        "never re-executed"
+    );
+    let interrupted: Vec<_> = leaves
+        .iter()
+        .filter(|l| l["kind"] == "interrupted")
+        .collect();
+    assert!(
+        interrupted.len() >= 2,
+        "exec.start and tool.intent closed as interrupted: {interrupted:?}"
+    );
+    assert!(leaves
+        .iter()
+        .any(|l| l["kind"] == "session.end" && l["session"]["id"] == id.as_str()));
+    intents_closed_once(&leaves, &id).unwrap();
+}

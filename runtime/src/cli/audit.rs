@@ -268,7 +268,7 @@ fn human_actor(user: Option<String>) -> Actor {
 }
 
 /// Open the log for writing and record the read before anything is shown.
-fn open_for_read(
+pub(crate) fn open_for_read(
     db: &Path,
     key: &Path,
     user: Option<String>,
@@ -331,7 +331,7 @@ fn read(db: &Path, key: &Path, f: &ReadArgs, tail: Option<u64>) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
-fn summary(l: &Leaf) -> String {
+pub(crate) fn summary(l: &Leaf) -> String {
     let mut s = format!(
         "{:>7}  {}  {:<19} {}",
         l.seq,

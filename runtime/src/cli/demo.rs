@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use stele_attest::{generate_key_file, Signer as _};
 
 use super::run::{run_task, RunArgs};
-use super::session::NetworkChoice;
+use super::setup::NetworkChoice;
 use crate::agent::RunEnd;
 use crate::gate::approval::FlagApprover;
 use crate::paths;

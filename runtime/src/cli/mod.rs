@@ -7,6 +7,7 @@ pub mod policy;
 pub mod run;
 pub mod sandbox;
 pub mod session;
+pub mod setup;
 pub mod witness;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Run one task with an agent, under policy and audit.
     Run(run::RunArgs),
+    /// List, show and resume sessions.
+    Session(session::SessionArgs),
     /// Run commands in the sandbox and check what this host supports.
     Sandbox(sandbox::SandboxArgs),
     /// Run a C2SP witness that cosigns stele logs' checkpoints.

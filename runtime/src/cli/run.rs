@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use stele_audit::Status;
 
-use super::session::{self, principal, NetworkChoice, OpenSession, SessionSpec};
+use super::setup::{self, principal, NetworkChoice, OpenSession, SessionSpec};
 use crate::agent::progress::{self, ProgressStyle};
 use crate::agent::{Agent, Budget, RunEnd, DEFAULT_SYSTEM};
 use crate::gate::approval::{approver_for, Approver};
@@ -86,7 +86,7 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
     cfg.base_url_from_env();
     let provider = cfg.build()?;
     let info = provider.describe();
-    let session = session::open(
+    let session = setup::open(
         SessionSpec {
             workspace: &args.workspace,
             policy: args.policy.as_deref(),
@@ -94,7 +94,11 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
             db: args.db.as_deref(),
             key: args.key.as_deref(),
             network: args.network,
-            data: serde_json::json!({ "model": format!("{:?}:{}", info.kind, info.model).to_lowercase() }),
+            data: serde_json::json!({
+                "model": format!("{:?}:{}", info.kind, info.model).to_lowercase(),
+                "model_spec": args.model,
+                "approve": format!("{:?}", args.approve).to_lowercase(),
+            }),
         },
         approver,
     )?;
@@ -112,7 +116,13 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
             session.db.display()
         );
     }
-    let end = match run_session(&session, args, provider, style) {
+    let budget = Budget {
+        max_steps: args.max_steps,
+        max_tokens: args.max_tokens,
+        max_time: Duration::from_secs(args.max_seconds),
+    };
+    let messages = vec![Message::user_text(args.task.clone())];
+    let end = match drive(&session, provider, messages, budget, style) {
         Ok(e) => e,
         Err(e) => {
             let _ = gate.end_session(Status::Error, Some(format!("{e:#}")));
@@ -131,10 +141,12 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
     })
 }
 
-fn run_session(
+/// Run the agent in an open session from `messages` until it ends.
+pub(crate) fn drive(
     session: &OpenSession,
-    args: &RunArgs,
     provider: Arc<dyn crate::provider::ModelProvider>,
+    mut messages: Vec<Message>,
+    budget: Budget,
     style: ProgressStyle,
 ) -> anyhow::Result<RunEnd> {
     let gate = &session.gate;
@@ -152,12 +164,6 @@ fn run_session(
         system: DEFAULT_SYSTEM.into(),
         max_tokens_per_turn: 4096,
     };
-    let budget = Budget {
-        max_steps: args.max_steps,
-        max_tokens: args.max_tokens,
-        max_time: Duration::from_secs(args.max_seconds),
-    };
-    let mut messages = vec![Message::user_text(args.task.clone())];
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -166,7 +172,7 @@ fn run_session(
     Ok(rt.block_on(agent.run(&mut messages, budget, &mut on))?)
 }
 
-fn finish(gate: &Gate, end: &RunEnd, style: ProgressStyle) -> anyhow::Result<()> {
+pub(crate) fn finish(gate: &Gate, end: &RunEnd, style: ProgressStyle) -> anyhow::Result<()> {
     let (status, text) = match end {
         RunEnd::Answered(a) => (Some(Status::Ok), a.clone()),
         RunEnd::Stopped(t) => (Some(Status::Ok), t.clone()),

@@ -18,7 +18,7 @@ use stele_sandbox::{
     FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Ticket, Verdict,
 };
 
-use super::session::{self, NetworkChoice, OpenSession, SessionSpec};
+use super::setup::{self, NetworkChoice, OpenSession, SessionSpec};
 use crate::gate::approval::approver_for;
 use crate::gate::ApproveMode;
 use crate::tools::exec::{exec_gated, GatedExec};
@@ -164,7 +164,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
 const PASS_ENV: [&str; 4] = ["TERM", "LANG", "LC_ALL", "TZ"];
 
 fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
-    let session = session::open(
+    let session = setup::open(
         SessionSpec {
             workspace: &args.workspace,
             policy: args.policy.as_deref(),

@@ -1,167 +1,256 @@
-//! Opening a session for a command (`run`, `sandbox exec`): the audit log,
-//! the policy bundle, the principal's teams, the gate, and the sandbox.
-//! Any failure refuses to start (fail closed).
+//! `stele session list|show|resume`: sessions as the log records them.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use stele_attest::load_key_file;
-use stele_audit::{AuditLog, LogOptions};
-use stele_policy::{Bundle, Network, SandboxBackend, SandboxFacts};
-use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig};
-use stele_sandbox::Mediator;
+use stele_audit::leaf::Leaf;
+use stele_audit::{EventKind, Status};
+use stele_policy::Bundle;
 
-use crate::gate::approval::Approver;
-use crate::gate::mediator::GateMediator;
-use crate::gate::{Gate, SessionInfo};
+use super::run::{drive, finish};
+use super::setup::{self, NetworkChoice};
+use crate::agent::progress::ProgressStyle;
+use crate::agent::{Budget, RunEnd};
+use crate::conversation;
+use crate::gate::approval::approver_for;
+use crate::gate::{ApproveMode, SessionInfo};
 use crate::paths;
+use crate::provider::ProviderConfig;
 
-/// The sandbox's network for a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum NetworkChoice {
-    /// No way out at all (the default).
-    None,
-    /// Through stele's egress proxy; every connection is a `net.connect` decision.
-    Proxy,
-}
-
-/// What a session is opened with.
-#[derive(Debug)]
-pub struct SessionSpec<'a> {
-    /// Granted folder.
-    pub workspace: &'a Path,
-    /// Policy bundle [default: ./policies/strict-default].
-    pub policy: Option<&'a Path>,
-    /// Principal [default: $USER].
-    pub user: Option<&'a str>,
+/// Arguments of `stele session`.
+#[derive(Debug, clap::Args)]
+pub struct SessionArgs {
     /// Audit database [default: $STATE/audit.db].
-    pub db: Option<&'a Path>,
+    #[arg(long, global = true)]
+    pub db: Option<PathBuf>,
     /// Signing key [default: $STATE/keys/log.key].
-    pub key: Option<&'a Path>,
-    /// Sandbox network.
-    pub network: NetworkChoice,
-    /// Extra `session.start` fields.
-    pub data: serde_json::Value,
+    #[arg(long, global = true)]
+    pub key: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: SessionCommand,
 }
 
-/// An open session.
-pub struct OpenSession {
-    /// The session's gate.
-    pub gate: Arc<Gate>,
-    /// The log (closed by [`OpenSession::close`]).
-    pub log: Arc<AuditLog>,
-    /// Canonical workspace path.
-    pub workspace: PathBuf,
-    /// Audit database path.
-    pub db: PathBuf,
-    network: NetworkChoice,
+/// `stele session` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum SessionCommand {
+    /// List sessions: who, when, state (recorded as an audit read).
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one session's entries (recorded as an audit read).
+    Show {
+        /// Session id.
+        id: String,
+    },
+    /// Continue an unfinished session (crashed, killed, or paused by a provider outage).
+    Resume {
+        /// Session id.
+        id: String,
+        /// Use another model than the one the session started with.
+        #[arg(long)]
+        model: Option<String>,
+        /// Use this policy bundle instead of the one the session started with.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// What to do when policy asks a human and there is no terminal.
+        #[arg(long, value_enum, default_value_t = ApproveMode::Deny)]
+        approve: ApproveMode,
+        /// Most model turns for this run.
+        #[arg(long, default_value_t = 40)]
+        max_steps: u32,
+        /// Progress as JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-/// The principal: the flag, else `$USER`.
-pub fn principal(user: Option<&str>) -> String {
-    user.map(str::to_string)
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "unknown".into())
+/// Run `stele session`.
+pub fn run(args: SessionArgs) -> anyhow::Result<ExitCode> {
+    let db = args.db.clone().unwrap_or_else(paths::default_db);
+    let key = args.key.clone().unwrap_or_else(paths::default_key);
+    match args.command {
+        SessionCommand::List { json } => list(&db, &key, json),
+        SessionCommand::Show { id } => show(&db, &key, &id),
+        SessionCommand::Resume {
+            id,
+            model,
+            policy,
+            approve,
+            max_steps,
+            json,
+        } => resume(&db, &key, &id, model, policy, approve, max_steps, json),
+    }
 }
 
-/// Open the log, load the policy, start the session.
-pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Result<OpenSession> {
-    let workspace = spec
-        .workspace
-        .canonicalize()
-        .with_context(|| format!("workspace {}", spec.workspace.display()))?;
+fn all_leaves(store: &stele_audit::Store) -> anyhow::Result<Vec<Leaf>> {
+    let mut v = Vec::new();
+    store.for_each_entry(0, u64::MAX, |_, b, _| {
+        v.push(Leaf::parse_canonical(b)?);
+        Ok(())
+    })?;
+    Ok(v)
+}
+
+fn list(db: &std::path::Path, key: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    let log = super::audit::open_for_read(
+        db,
+        key,
+        None,
+        serde_json::json!({"command": "session list"}),
+    )?;
+    let leaves = all_leaves(&log.store()?)?;
+    log.close()?;
+    for start in leaves.iter().filter(|l| l.kind == EventKind::SessionStart) {
+        let Some(id) = start.session.as_ref().map(|s| s.id.as_str()) else {
+            continue;
+        };
+        let mine = leaves
+            .iter()
+            .filter(|l| l.session.as_ref().is_some_and(|s| s.id == id));
+        let (count, end) = mine.fold((0u64, None), |(n, e), l| {
+            let e = if matches!(
+                l.kind,
+                EventKind::SessionEnd | EventKind::SessionInterrupted
+            ) {
+                Some(l)
+            } else {
+                e
+            };
+            (n + 1, e)
+        });
+        let state = match end.and_then(|e| e.outcome.as_ref()) {
+            Some(o) => format!("{:?}", o.status).to_lowercase(),
+            None => "open (resumable)".into(),
+        };
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"id": id, "principal": start.actor.principal, "started": start.ts, "entries": count, "state": state})
+            );
+        } else {
+            println!(
+                "{id}  {}  {:<10} {:>5} entries  {state}",
+                start.ts, start.actor.principal, count
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(db: &std::path::Path, key: &std::path::Path, id: &str) -> anyhow::Result<ExitCode> {
+    let log = super::audit::open_for_read(
+        db,
+        key,
+        None,
+        serde_json::json!({"command": "session show", "session": id}),
+    )?;
+    let leaves = conversation::session_leaves(&log.store()?, id)?;
+    log.close()?;
     anyhow::ensure!(
-        workspace.is_dir(),
-        "workspace {} is not a folder",
-        workspace.display()
+        !leaves.is_empty(),
+        "session {id} is not in {}",
+        db.display()
     );
-    let policy = spec
-        .policy
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("policies/strict-default"));
+    for l in &leaves {
+        println!("{}", super::audit::summary(l));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn resume(
+    db: &std::path::Path,
+    key: &std::path::Path,
+    id: &str,
+    model: Option<String>,
+    policy: Option<PathBuf>,
+    approve: ApproveMode,
+    max_steps: u32,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let signer = Arc::new(load_key_file(key).context("the audit signing key")?);
+    let log = setup::open_log(db, signer)?;
+    let store = log.store()?;
+    let messages = conversation::rebuild(&store, id)?;
+    let start = conversation::session_leaves(&store, id)?
+        .into_iter()
+        .find(|l| l.kind == EventKind::SessionStart)
+        .with_context(|| format!("session {id} has no session.start"))?;
+    let data = start.data.clone().unwrap_or_default();
+    let field = |k: &str| data.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let workspace = PathBuf::from(field("workspace").context("session.start names no workspace")?);
+    let policy = policy
+        .or_else(|| field("policy_root").map(PathBuf::from))
+        .context("session.start names no policy bundle")?;
+    let spec = model
+        .or_else(|| field("model_spec"))
+        .context("no model: give --model PROVIDER:NAME")?;
+    let network = match field("network").as_deref() {
+        Some("proxy") => NetworkChoice::Proxy,
+        _ => NetworkChoice::None,
+    };
     let bundle = Arc::new(
         Bundle::load(&policy).with_context(|| format!("policy bundle {}", policy.display()))?,
     );
-    let user = principal(spec.user);
+    let principal = start.actor.principal.clone();
     let teams: Vec<String> = bundle
         .members()
-        .teams_of(&user)
+        .teams_of(&principal)
         .map(str::to_string)
         .collect();
-    let db = spec
-        .db
-        .map(Path::to_path_buf)
-        .unwrap_or_else(paths::default_db);
-    let key = spec
-        .key
-        .map(Path::to_path_buf)
-        .unwrap_or_else(paths::default_key);
-    let signer = Arc::new(
-        load_key_file(&key)
-            .with_context(|| "the audit signing key (create one with `stele keys init`)")?,
-    );
-    let log = Arc::new(AuditLog::open_or_create(
-        &db,
-        signer,
-        LogOptions::default(),
-    )?);
-    let facts = SandboxFacts {
-        backend: SandboxBackend::Process,
-        network: match spec.network {
-            NetworkChoice::None => Network::Disabled,
-            NetworkChoice::Proxy => Network::ViaProxy,
-        },
-    };
-    let id = format!("s-{}", uuid::Uuid::new_v4().simple());
-    let mut data = serde_json::json!({
-        "workspace": workspace.display().to_string(),
-        "network": format!("{:?}", spec.network).to_lowercase(),
-    });
-    if let (Some(o), serde_json::Value::Object(extra)) = (data.as_object_mut(), spec.data) {
-        o.extend(extra);
-    }
-    let gate = Arc::new(Gate::start_session(
-        log.clone(),
+    let mut cfg = ProviderConfig::from_spec(&spec)?;
+    cfg.base_url_from_env();
+    let provider = cfg.build()?;
+    let session = setup::resume(
+        log,
+        db.to_path_buf(),
         bundle,
         SessionInfo {
-            id,
-            principal: user,
+            id: id.to_string(),
+            principal: principal.clone(),
             teams,
         },
-        approver,
-        facts,
-        data,
-    )?);
-    Ok(OpenSession {
-        gate,
-        log,
         workspace,
-        db,
-        network: spec.network,
-    })
-}
-
-impl OpenSession {
-    /// The session's sandbox, mediated by its gate.
-    pub fn sandbox(&self) -> anyhow::Result<(Arc<ProcessSandbox>, Arc<dyn Mediator>)> {
-        let mediator: Arc<dyn Mediator> = Arc::new(GateMediator::new(self.gate.clone(), None));
-        let mut cfg = ProcessSandboxConfig::new(&self.workspace, mediator.clone());
-        cfg.network = match self.network {
-            NetworkChoice::None => NetworkMode::LoopbackOnly,
-            NetworkChoice::Proxy => NetworkMode::EgressProxy,
-        };
-        let sandbox = ProcessSandbox::new(cfg)
-            .context("setting up the sandbox (stele never runs unsandboxed)")?;
-        Ok((Arc::new(sandbox), mediator))
+        network,
+        approver_for(approve, &principal),
+    )?;
+    let style = if json {
+        ProgressStyle::Json
+    } else {
+        ProgressStyle::Human
+    };
+    if style == ProgressStyle::Human {
+        eprintln!(
+            "stele: resuming session {id} from the log ({} messages)",
+            messages.len()
+        );
     }
-
-    /// Close the log (appends `log.close`).
-    pub fn close(self) -> anyhow::Result<()> {
-        drop(self.gate);
-        if let Ok(log) = Arc::try_unwrap(self.log) {
-            log.close()?;
+    let budget = Budget {
+        max_steps,
+        max_tokens: 2_000_000,
+        max_time: Duration::from_secs(3600),
+    };
+    let end = match drive(&session, provider, messages, budget, style) {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = session
+                .gate
+                .end_session(Status::Error, Some(format!("{e:#}")));
+            return Err(e);
         }
-        Ok(())
-    }
+    };
+    finish(&session.gate, &end, style)?;
+    session.close()?;
+    Ok(match end {
+        RunEnd::Answered(_) | RunEnd::Stopped(_) => ExitCode::SUCCESS,
+        RunEnd::BudgetExhausted(_) | RunEnd::ModelDenied(_) => ExitCode::from(2),
+        RunEnd::Paused(_) => ExitCode::from(75),
+    })
 }

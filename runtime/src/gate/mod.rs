@@ -160,6 +160,39 @@ impl Gate {
         Ok(gate)
     }
 
+    /// Continue an existing, unfinished session: records a `policy.load`
+    /// entry in the session with the bundle now in force (it may differ from
+    /// the one the session started with; both digests are in the log).
+    pub fn resume_session(
+        log: Arc<AuditLog>,
+        bundle: Arc<Bundle>,
+        session: SessionInfo,
+        approver: Box<dyn Approver>,
+        sandbox: SandboxFacts,
+    ) -> Result<Self, GateError> {
+        let mut actor = Actor::system();
+        actor.principal = session.principal.clone();
+        actor.teams = session.teams.clone();
+        let gate = Self {
+            log,
+            bundle,
+            session,
+            approver,
+            sandbox,
+            actor,
+        };
+        gate.log
+            .append_blocking(
+                gate.event(EventKind::PolicyLoad)
+                    .with_data(serde_json::json!({
+                        "resumed": true,
+                        "policy_bundle": gate.bundle.digest().to_string(),
+                        "policy_root": gate.bundle.root().display().to_string(),
+                    })),
+            )?;
+        Ok(gate)
+    }
+
     /// Session id.
     pub fn session_id(&self) -> &str {
         &self.session.id

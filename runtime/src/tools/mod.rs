@@ -192,7 +192,7 @@ impl ToolBox {
 }
 
 /// Truncate long output for the model, saying so.
-fn for_model(full: &[u8]) -> String {
+pub(crate) fn for_model(full: &[u8]) -> String {
     let text = String::from_utf8_lossy(full);
     if text.len() <= MODEL_OUTPUT_CAP {
         return text.into_owned();

@@ -1,0 +1,217 @@
+//! Opening a session for a command (`run`, `sandbox exec`): the audit log,
+//! the policy bundle, the principal's teams, the gate, and the sandbox.
+//! Any failure refuses to start (fail closed).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use stele_attest::load_key_file;
+use stele_audit::{AuditLog, LogOptions};
+use stele_policy::{Bundle, Network, SandboxBackend, SandboxFacts};
+use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig};
+use stele_sandbox::Mediator;
+
+use crate::gate::approval::Approver;
+use crate::gate::mediator::GateMediator;
+use crate::gate::{Gate, SessionInfo};
+use crate::paths;
+
+/// The sandbox's network for a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetworkChoice {
+    /// No way out at all (the default).
+    None,
+    /// Through stele's egress proxy; every connection is a `net.connect` decision.
+    Proxy,
+}
+
+/// What a session is opened with.
+#[derive(Debug)]
+pub struct SessionSpec<'a> {
+    /// Granted folder.
+    pub workspace: &'a Path,
+    /// Policy bundle [default: ./policies/strict-default].
+    pub policy: Option<&'a Path>,
+    /// Principal [default: $USER].
+    pub user: Option<&'a str>,
+    /// Audit database [default: $STATE/audit.db].
+    pub db: Option<&'a Path>,
+    /// Signing key [default: $STATE/keys/log.key].
+    pub key: Option<&'a Path>,
+    /// Sandbox network.
+    pub network: NetworkChoice,
+    /// Extra `session.start` fields.
+    pub data: serde_json::Value,
+}
+
+/// An open session.
+pub struct OpenSession {
+    /// The session's gate.
+    pub gate: Arc<Gate>,
+    /// The log (closed by [`OpenSession::close`]).
+    pub log: Arc<AuditLog>,
+    /// Canonical workspace path.
+    pub workspace: PathBuf,
+    /// Audit database path.
+    pub db: PathBuf,
+    network: NetworkChoice,
+}
+
+/// The principal: the flag, else `$USER`.
+pub fn principal(user: Option<&str>) -> String {
+    user.map(str::to_string)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Open (or create) the log and close any intents a crashed run left open.
+pub fn open_log(
+    db: &Path,
+    signer: Arc<stele_attest::Ed25519Signer>,
+) -> anyhow::Result<Arc<AuditLog>> {
+    let log = Arc::new(AuditLog::open_or_create(db, signer, LogOptions::default())?);
+    let closed = crate::recovery::close_interrupted(&log)?;
+    if !closed.is_empty() {
+        eprintln!(
+            "stele: {} action(s) of an earlier run never recorded a result (crash or kill); closed as interrupted, not re-run: entries {:?}",
+            closed.len(),
+            closed
+        );
+    }
+    Ok(log)
+}
+
+/// Open the log, load the policy, start the session.
+pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Result<OpenSession> {
+    let workspace = spec
+        .workspace
+        .canonicalize()
+        .with_context(|| format!("workspace {}", spec.workspace.display()))?;
+    anyhow::ensure!(
+        workspace.is_dir(),
+        "workspace {} is not a folder",
+        workspace.display()
+    );
+    let policy = spec
+        .policy
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("policies/strict-default"));
+    let bundle = Arc::new(
+        Bundle::load(&policy).with_context(|| format!("policy bundle {}", policy.display()))?,
+    );
+    let user = principal(spec.user);
+    let teams: Vec<String> = bundle
+        .members()
+        .teams_of(&user)
+        .map(str::to_string)
+        .collect();
+    let db = spec
+        .db
+        .map(Path::to_path_buf)
+        .unwrap_or_else(paths::default_db);
+    let key = spec
+        .key
+        .map(Path::to_path_buf)
+        .unwrap_or_else(paths::default_key);
+    let signer = Arc::new(
+        load_key_file(&key)
+            .with_context(|| "the audit signing key (create one with `stele keys init`)")?,
+    );
+    let log = Arc::new(AuditLog::open_or_create(
+        &db,
+        signer,
+        LogOptions::default(),
+    )?);
+    let facts = SandboxFacts {
+        backend: SandboxBackend::Process,
+        network: match spec.network {
+            NetworkChoice::None => Network::Disabled,
+            NetworkChoice::Proxy => Network::ViaProxy,
+        },
+    };
+    let id = format!("s-{}", uuid::Uuid::new_v4().simple());
+    let mut data = serde_json::json!({
+        "workspace": workspace.display().to_string(),
+        "network": format!("{:?}", spec.network).to_lowercase(),
+    });
+    if let (Some(o), serde_json::Value::Object(extra)) = (data.as_object_mut(), spec.data) {
+        o.extend(extra);
+    }
+    let gate = Arc::new(Gate::start_session(
+        log.clone(),
+        bundle,
+        SessionInfo {
+            id,
+            principal: user,
+            teams,
+        },
+        approver,
+        facts,
+        data,
+    )?);
+    Ok(OpenSession {
+        gate,
+        log,
+        workspace,
+        db,
+        network: spec.network,
+    })
+}
+
+/// Reopen an unfinished session recorded in the log at `db`.
+pub fn resume(
+    log: Arc<AuditLog>,
+    db: PathBuf,
+    bundle: Arc<Bundle>,
+    info: SessionInfo,
+    workspace: PathBuf,
+    network: NetworkChoice,
+    approver: Box<dyn Approver>,
+) -> anyhow::Result<OpenSession> {
+    let facts = SandboxFacts {
+        backend: SandboxBackend::Process,
+        network: match network {
+            NetworkChoice::None => Network::Disabled,
+            NetworkChoice::Proxy => Network::ViaProxy,
+        },
+    };
+    let gate = Arc::new(Gate::resume_session(
+        log.clone(),
+        bundle,
+        info,
+        approver,
+        facts,
+    )?);
+    Ok(OpenSession {
+        gate,
+        log,
+        workspace,
+        db,
+        network,
+    })
+}
+
+impl OpenSession {
+    /// The session's sandbox, mediated by its gate.
+    pub fn sandbox(&self) -> anyhow::Result<(Arc<ProcessSandbox>, Arc<dyn Mediator>)> {
+        let mediator: Arc<dyn Mediator> = Arc::new(GateMediator::new(self.gate.clone(), None));
+        let mut cfg = ProcessSandboxConfig::new(&self.workspace, mediator.clone());
+        cfg.network = match self.network {
+            NetworkChoice::None => NetworkMode::LoopbackOnly,
+            NetworkChoice::Proxy => NetworkMode::EgressProxy,
+        };
+        let sandbox = ProcessSandbox::new(cfg)
+            .context("setting up the sandbox (stele never runs unsandboxed)")?;
+        Ok((Arc::new(sandbox), mediator))
+    }
+
+    /// Close the log (appends `log.close`).
+    pub fn close(self) -> anyhow::Result<()> {
+        drop(self.gate);
+        if let Ok(log) = Arc::try_unwrap(self.log) {
+            log.close()?;
+        }
+        Ok(())
+    }
+}
