@@ -8,20 +8,20 @@ use stele_policy::{
 
 fn variants(r: &Request, i: usize) -> Request {
     let mut c = r.context().clone();
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         c.sandbox = SandboxFacts {
             backend: SandboxBackend::Microvm,
             network: Network::ViaProxy,
         };
     }
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         c.approval = Some(Approval {
             outcome: ApprovalOutcome::Granted,
             approver: "a".into(),
             ticket: String::new(),
         });
     }
-    if i % 7 == 0 {
+    if i.is_multiple_of(7) {
         c.argv.push(format!("--unsafe{}", i % 50));
     }
     Request::builder(r.principal(), r.action(), r.resource().clone())

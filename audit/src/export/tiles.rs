@@ -130,7 +130,7 @@ impl TileBuilder {
 
     /// Add a completed internal node; only heights that are multiples of 8 go into tiles.
     pub fn push_completed(&mut self, n: &CompletedNode, out: &mut Vec<TileFile>) {
-        if n.level % TILE_HEIGHT == 0 {
+        if n.level.is_multiple_of(TILE_HEIGHT) {
             self.push_node(n.level / TILE_HEIGHT, &n.hash, out);
         }
     }
