@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Command::Policy(args) => cli::policy::run(args),
         Command::Run(args) => cli::run::run(args),
         Command::Demo(args) => cli::demo::run(args),
+        Command::Bench(args) => cli::bench::run(args),
         Command::Session(args) => cli::session::run(args),
         Command::Sandbox(args) => cli::sandbox::run(args),
         Command::Witness(args) => cli::witness::run(args),

@@ -235,7 +235,7 @@ fn make_shared(p: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_policy(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn write_policy(dir: &Path) -> anyhow::Result<()> {
     for (name, text) in TEMPLATE {
         let p = dir.join(name);
         if let Some(parent) = p.parent() {

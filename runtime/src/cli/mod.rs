@@ -1,6 +1,7 @@
 //! The `stele` command line: one module per top-level subcommand.
 
 pub mod audit;
+pub mod bench;
 pub mod demo;
 pub mod keys;
 pub mod policy;
@@ -34,6 +35,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Run one task with an agent, under policy and audit.
     Run(run::RunArgs),
+    /// Measure the gate's overhead.
+    Bench(bench::BenchArgs),
     /// List, show and resume sessions.
     Session(session::SessionArgs),
     /// Run commands in the sandbox and check what this host supports.
