@@ -89,6 +89,13 @@ impl ReplyTo {
     }
 }
 
+/// Whether a log was just created or already existed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    Fresh,
+    Existing,
+}
+
 enum Msg {
     Work(Work, Reply),
     Close(Reply),
@@ -130,24 +137,38 @@ impl AuditLog {
             })?;
         }
         let lock = lock(path)?;
-        match Self::create_inner(path, signer, &opts, lock) {
-            Ok(log) => Ok(log),
-            Err(e) => {
-                // Nothing half-written: a log whose genesis did not commit is removed.
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
-                Err(e)
+        // Built under a temporary name and renamed into place only once the
+        // genesis is committed: a crash during creation leaves no half-made
+        // log behind (only a stale temporary file, removed next time).
+        let tmp = PathBuf::from(format!("{}.creating", path.display()));
+        let remove_tmp = || {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", tmp.display()));
             }
+        };
+        remove_tmp();
+        if let Err(e) = Self::build_fresh(&tmp, signer.clone(), &opts) {
+            remove_tmp();
+            return Err(e);
         }
+        let io = |source| AuditError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        std::fs::rename(&tmp, path).map_err(io)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        }
+        Self::open_locked(path, signer, opts, lock, Opening::Fresh)
     }
 
-    fn create_inner(
+    /// Write schema, meta and the genesis entry into a new file, then fold
+    /// the WAL into the main file and close it.
+    fn build_fresh(
         path: &Path,
         signer: Arc<dyn Signer>,
         opts: &LogOptions,
-        lock: File,
-    ) -> Result<Self, AuditError> {
+    ) -> Result<(), AuditError> {
         let e = AuditError::sqlite(path);
         let conn = Connection::open_with_flags(
             path,
@@ -186,7 +207,7 @@ impl AuditLog {
             conn,
             path: path.to_path_buf(),
             signer,
-            origin: origin.clone(),
+            origin,
             boot: new_boot_id()?,
             frontier: Frontier::new(),
             last_hash: None,
@@ -198,7 +219,11 @@ impl AuditLog {
         };
         let genesis = Event::new(EventKind::LogGenesis, opts.system_actor.clone()).with_data(data);
         first_result(w.commit_batch(vec![Work::Append(Box::new(genesis))]))?;
-        Ok(Self::spawn(w, opts, path, origin, verifier, lock))
+        w.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(&e)?;
+        drop(w);
+        Ok(())
     }
 
     /// Open an existing log for writing, after the start-up integrity check.
@@ -214,6 +239,16 @@ impl AuditLog {
             });
         }
         let lock = lock(path)?;
+        Self::open_locked(path, signer, opts, lock, Opening::Existing)
+    }
+
+    fn open_locked(
+        path: &Path,
+        signer: Arc<dyn Signer>,
+        opts: LogOptions,
+        lock: File,
+        opening: Opening,
+    ) -> Result<Self, AuditError> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -250,9 +285,15 @@ impl AuditLog {
             rng: SystemRandom::new(),
             latest_checkpoint: Arc::from(resume.latest_note.as_str()),
         };
-        let open = Event::new(EventKind::LogOpen, opts.system_actor.clone())
-            .with_data(serde_json::json!({ "previous_size": previous_size }));
-        first_result(w.commit_batch(vec![Work::Append(Box::new(open))]))?;
+        match opening {
+            // The genesis entry already marks the start of logging.
+            Opening::Fresh => {}
+            Opening::Existing => {
+                let open = Event::new(EventKind::LogOpen, opts.system_actor.clone())
+                    .with_data(serde_json::json!({ "previous_size": previous_size }));
+                first_result(w.commit_batch(vec![Work::Append(Box::new(open))]))?;
+            }
+        }
         Ok(Self::spawn(w, &opts, path, resume.origin, verifier, lock))
     }
 
@@ -482,9 +523,22 @@ fn lock(path: &Path) -> Result<File, AuditError> {
             path: lp.clone(),
             source,
         })?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(AuditError::Busy(path.to_path_buf())),
-        Err(std::fs::TryLockError::Error(source)) => Err(AuditError::Io { path: lp, source }),
+    // A fork in another thread shares this lock until the child execs
+    // (close-on-exec), and a writer that is closing releases it a moment
+    // later: wait briefly before calling the log busy.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(AuditError::Busy(path.to_path_buf()))
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(AuditError::Io { path: lp, source })
+            }
+        }
     }
 }
