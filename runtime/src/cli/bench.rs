@@ -44,8 +44,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let _ = std::fs::remove_dir_all(&dir);
     let (p50, p99, decide) = result?;
     println!("stele bench gate ({calls} tool calls, finance policy, one at a time)");
-    println!("  gate overhead per tool call: p50 {:.2} ms, p99 {:.2} ms", ms(p50), ms(p99));
-    println!("  of which policy decision:    p50 {:.1} µs", decide.as_secs_f64() * 1e6);
+    println!(
+        "  gate overhead per tool call: p50 {:.2} ms, p99 {:.2} ms",
+        ms(p50),
+        ms(p99)
+    );
+    println!(
+        "  of which policy decision:    p50 {:.1} µs",
+        decide.as_secs_f64() * 1e6
+    );
     println!("  (two durable appends per call: intent before, result after; each waits for fsync)");
     Ok(ExitCode::SUCCESS)
 }
@@ -60,16 +67,30 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     Ok(d)
 }
 
-fn bench_gate(dir: &std::path::Path, calls: usize) -> anyhow::Result<(Duration, Duration, Duration)> {
+fn bench_gate(
+    dir: &std::path::Path,
+    calls: usize,
+) -> anyhow::Result<(Duration, Duration, Duration)> {
     let policy = dir.join("policy");
     super::demo::write_policy(&policy)?;
     let bundle = Arc::new(Bundle::load(&policy)?);
     let signer = Arc::new(Ed25519Signer::generate("bench.stele.invalid/gate")?);
-    let log = Arc::new(AuditLog::create(&dir.join("audit.db"), signer, LogOptions { heartbeat: None, ..LogOptions::default() })?);
+    let log = Arc::new(AuditLog::create(
+        &dir.join("audit.db"),
+        signer,
+        LogOptions {
+            heartbeat: None,
+            ..LogOptions::default()
+        },
+    )?);
     let gate = Gate::start_session(
         log.clone(),
         bundle.clone(),
-        SessionInfo { id: "bench".into(), principal: "alice".into(), teams: vec!["finance".into()] },
+        SessionInfo {
+            id: "bench".into(),
+            principal: "alice".into(),
+            teams: vec!["finance".into()],
+        },
         Box::new(FlagApprover::new(ApprovalOutcome::Refused, "bench")),
         SandboxFacts::default(),
         serde_json::json!({}),
@@ -77,16 +98,27 @@ fn bench_gate(dir: &std::path::Path, calls: usize) -> anyhow::Result<(Duration, 
     let mut lat = Vec::with_capacity(calls);
     let mut dec = Vec::with_capacity(calls);
     for i in 0..calls + 20 {
-        let req = ActionRequest::new(Action::ToolCall, Resource::Tool { name: "file_read".into() });
+        let req = ActionRequest::new(
+            Action::ToolCall,
+            Resource::Tool {
+                name: "file_read".into(),
+            },
+        );
         let t = Instant::now();
         let Authorization::Permitted(p) = gate.authorize(req)? else {
             anyhow::bail!("the finance policy should permit file_read");
         };
         gate.complete(p, Outcome::status(Status::Ok), Vec::new(), None)?;
         let e = t.elapsed();
-        let pr = stele_policy::Request::builder("alice", Action::ToolCall, Resource::Tool { name: "file_read".into() })
-            .session("bench")
-            .build()?;
+        let pr = stele_policy::Request::builder(
+            "alice",
+            Action::ToolCall,
+            Resource::Tool {
+                name: "file_read".into(),
+            },
+        )
+        .session("bench")
+        .build()?;
         let t2 = Instant::now();
         let _ = bundle.decide(&pr);
         let d = t2.elapsed();
