@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod config;
 pub mod conversation;
 pub mod gate;
 pub mod paths;

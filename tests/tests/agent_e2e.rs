@@ -511,3 +511,62 @@ fn kill_during_a_tool_call_then_resume() {
         .any(|l| l["kind"] == "session.end" && l["session"]["id"] == id.as_str()));
     intents_closed_once(&leaves, &id).unwrap();
 }
+
+#[test]
+fn invalid_managed_config_refuses_to_start() {
+    if std::path::Path::new(stele_runtime::config::MANAGED_PATH).exists() {
+        eprintln!(
+            "SKIPPED invalid_managed_config_refuses_to_start: a real managed config is installed"
+        );
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let ws = workspace(d.path());
+    let s = setup(d.path());
+    let managed = d.path().join("managed.toml");
+    std::fs::write(&managed, "policy = \"/srv/p\"\nnetwork = \"everywhere\"\n").unwrap();
+    let o = s
+        .run_env(
+            &[
+                "run",
+                "--workspace",
+                ws.to_str().unwrap(),
+                "--model",
+                "anthropic:x",
+                "task",
+            ],
+            &[("STELE_MANAGED_CONFIG", managed.to_str().unwrap())],
+        )
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("managed.toml, line 2"), "{err}");
+    assert!(!s.state.join("audit.db").exists(), "nothing started");
+    // A valid managed file pinning the policy refuses a contrary flag.
+    std::fs::write(
+        &managed,
+        format!("policy = {:?}\n", finance_policy().display().to_string()),
+    )
+    .unwrap();
+    let o = s
+        .run_env(
+            &[
+                "run",
+                "--workspace",
+                ws.to_str().unwrap(),
+                "--policy",
+                "/tmp/other",
+                "--model",
+                "anthropic:x",
+                "task",
+            ],
+            &[("STELE_MANAGED_CONFIG", managed.to_str().unwrap())],
+        )
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("managed configuration"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -124,10 +124,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         workspace: workspace.clone(),
         policy: Some(policy.clone()),
         user: Some("alice".into()),
-        model: format!("scripted:{}", dir.join("script.json").display()),
-        approve: crate::gate::ApproveMode::Allow,
-        network: NetworkChoice::None,
-        max_steps: 20,
+        model: Some(format!("scripted:{}", dir.join("script.json").display())),
+        approve: Some(crate::gate::ApproveMode::Allow),
+        network: Some(NetworkChoice::None),
+        max_steps: Some(20),
         max_tokens: 1_000_000,
         max_seconds: 600,
         json: false,
@@ -136,6 +136,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         task: "Organise the receipts in receipts/ by client, total each client in reports/by-client.csv, \
                and leave a short summary for Acme in outbox/."
             .into(),
+        config: serde_json::json!({ "demo": true }),
     };
     // The demo has no one at the keyboard: approvals are given by the demo
     // and recorded as such in the log.

@@ -29,16 +29,16 @@ pub struct RunArgs {
     pub user: Option<String>,
     /// Model as PROVIDER:NAME, e.g. anthropic:claude-sonnet-4-5, openai:gpt-4.1, ollama:llama3, scripted:FILE.
     #[arg(long)]
-    pub model: String,
-    /// What to do when policy asks a human and there is no terminal.
-    #[arg(long, value_enum, default_value_t = ApproveMode::Deny)]
-    pub approve: ApproveMode,
-    /// The sandbox's network.
-    #[arg(long, value_enum, default_value_t = NetworkChoice::None)]
-    pub network: NetworkChoice,
-    /// Most model turns.
-    #[arg(long, default_value_t = 40)]
-    pub max_steps: u32,
+    pub model: Option<String>,
+    /// What to do when policy asks a human and there is no terminal [default: deny].
+    #[arg(long, value_enum)]
+    pub approve: Option<ApproveMode>,
+    /// The sandbox's network [default: none].
+    #[arg(long, value_enum)]
+    pub network: Option<NetworkChoice>,
+    /// Most model turns [default: 40].
+    #[arg(long)]
+    pub max_steps: Option<u32>,
     /// Most tokens (input + output) over the run.
     #[arg(long, default_value_t = 2_000_000)]
     pub max_tokens: u64,
@@ -56,6 +56,9 @@ pub struct RunArgs {
     pub key: Option<PathBuf>,
     /// The task.
     pub task: String,
+    /// Where the configuration came from (filled in from the config layers).
+    #[arg(skip)]
+    pub config: serde_json::Value,
 }
 
 /// The result of a finished run, for callers such as `stele demo`.
@@ -70,8 +73,20 @@ pub struct RunReport {
 }
 
 /// Run `stele run`.
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let approver = approver_for(args.approve, &principal(args.user.as_deref()));
+pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
+    let layers = crate::config::load()?;
+    args.policy = layers.pick("policy", args.policy.take(), |c| c.policy.clone())?;
+    args.model = layers.pick("model", args.model.take(), |c| c.model.clone())?;
+    args.approve = layers.pick("approve", args.approve, |c| c.approve)?;
+    args.network = layers.pick("network", args.network, |c| c.network)?;
+    args.db = layers.pick("db", args.db.take(), |c| c.db.clone())?;
+    args.key = layers.pick("key", args.key.take(), |c| c.key.clone())?;
+    args.max_steps = layers.pick("max_steps", args.max_steps, |c| c.max_steps)?;
+    args.config = layers.provenance();
+    let approver = approver_for(
+        args.approve.unwrap_or(ApproveMode::Deny),
+        &principal(args.user.as_deref()),
+    );
     let report = run_task(&args, approver)?;
     Ok(match report.end {
         RunEnd::Answered(_) | RunEnd::Stopped(_) => ExitCode::SUCCESS,
@@ -82,7 +97,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// Set up a session (log, policy, sandbox, tools, model), run the task, end the session.
 pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<RunReport> {
-    let mut cfg = ProviderConfig::from_spec(&args.model)?;
+    let spec = args.model.as_deref().ok_or_else(|| {
+        anyhow::anyhow!("no model: give --model PROVIDER:NAME or set `model` in the config")
+    })?;
+    let mut cfg = ProviderConfig::from_spec(spec)?;
     cfg.base_url_from_env();
     let provider = cfg.build()?;
     let info = provider.describe();
@@ -93,11 +111,12 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
             user: args.user.as_deref(),
             db: args.db.as_deref(),
             key: args.key.as_deref(),
-            network: args.network,
+            network: args.network.unwrap_or(NetworkChoice::None),
             data: serde_json::json!({
+                "config": args.config,
                 "model": format!("{:?}:{}", info.kind, info.model).to_lowercase(),
                 "model_spec": args.model,
-                "approve": format!("{:?}", args.approve).to_lowercase(),
+                "approve": format!("{:?}", args.approve.unwrap_or(ApproveMode::Deny)).to_lowercase(),
             }),
         },
         approver,
@@ -117,7 +136,7 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
         );
     }
     let budget = Budget {
-        max_steps: args.max_steps,
+        max_steps: args.max_steps.unwrap_or(40),
         max_tokens: args.max_tokens,
         max_time: Duration::from_secs(args.max_seconds),
     };

@@ -18,7 +18,8 @@ use crate::gate::{Gate, SessionInfo};
 use crate::paths;
 
 /// The sandbox's network for a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum NetworkChoice {
     /// No way out at all (the default).
     None,

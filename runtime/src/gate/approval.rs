@@ -22,7 +22,8 @@ pub trait Approver: Send + Sync + std::fmt::Debug {
 }
 
 /// The answer to give when no person can be asked (`--approve`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ApproveMode {
     /// Refuse every request that needs approval (the default).
     Deny,

@@ -1,0 +1,175 @@
+//! Configuration in TOML, in layers: a managed file (enforced; present but
+//! invalid means stele refuses to start) over the user's file over flags.
+//! Nothing is ever read from the workspace, so the agent cannot loosen it.
+//!
+//! A value in the managed file wins; a flag that asks for something else is
+//! refused rather than silently ignored. The user's file only supplies
+//! defaults that flags override.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::cli::setup::NetworkChoice;
+use crate::gate::ApproveMode;
+
+/// The managed file. `STELE_MANAGED_CONFIG` is honoured only when this file
+/// does not exist (for tests and unmanaged machines): it can never replace a
+/// managed file that is present.
+pub const MANAGED_PATH: &str = "/etc/stele/config.toml";
+
+/// One configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Policy bundle folder.
+    pub policy: Option<PathBuf>,
+    /// Model as PROVIDER:NAME.
+    pub model: Option<String>,
+    /// Answer when no person can be asked.
+    pub approve: Option<ApproveMode>,
+    /// The sandbox's network.
+    pub network: Option<NetworkChoice>,
+    /// Audit database.
+    pub db: Option<PathBuf>,
+    /// Signing key.
+    pub key: Option<PathBuf>,
+    /// Most model turns per run.
+    pub max_steps: Option<u32>,
+}
+
+/// Why configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file exists but cannot be read.
+    #[error("config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The file is not valid.
+    #[error("config {path}, line {line}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A flag asks for something the managed configuration fixes.
+    #[error("{field} is set to {managed} by the managed configuration {path}; --{field} {given} is not allowed")]
+    Managed {
+        /// The setting.
+        field: &'static str,
+        /// The managed value.
+        managed: String,
+        /// The flag's value.
+        given: String,
+        /// The managed file.
+        path: PathBuf,
+    },
+}
+
+/// The loaded layers.
+#[derive(Debug, Clone, Default)]
+pub struct Layers {
+    /// The managed file and its contents, if present.
+    pub managed: Option<(PathBuf, ConfigFile, String)>,
+    /// The user's file and its contents, if present.
+    pub user: Option<(PathBuf, ConfigFile)>,
+}
+
+/// Parse one file; `Ok(None)` when it does not exist.
+pub fn read(path: &Path) -> Result<Option<(ConfigFile, String)>, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let file: ConfigFile = toml::from_str(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+            .unwrap_or(0);
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            line,
+            message: e.message().to_string(),
+        }
+    })?;
+    let digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()));
+    Ok(Some((file, digest)))
+}
+
+fn user_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("STELE_CONFIG") {
+        return Some(PathBuf::from(p));
+    }
+    if let Some(p) = std::env::var_os("XDG_CONFIG_HOME") {
+        return Some(PathBuf::from(p).join("stele/config.toml"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/stele/config.toml"))
+}
+
+/// Load the managed and user files.
+pub fn load() -> Result<Layers, ConfigError> {
+    let managed_path = if Path::new(MANAGED_PATH).exists() {
+        Some(PathBuf::from(MANAGED_PATH))
+    } else {
+        std::env::var_os("STELE_MANAGED_CONFIG").map(PathBuf::from)
+    };
+    let managed = match managed_path {
+        Some(p) => read(&p)?.map(|(f, d)| (p, f, d)),
+        None => None,
+    };
+    let user = match user_path() {
+        Some(p) => read(&p)?.map(|(f, _)| (p, f)),
+        None => None,
+    };
+    Ok(Layers { managed, user })
+}
+
+impl Layers {
+    /// The value to use for `field`: managed (a differing flag is an
+    /// error), else the flag, else the user's file.
+    pub fn pick<T: PartialEq + Clone + std::fmt::Debug>(
+        &self,
+        field: &'static str,
+        flag: Option<T>,
+        get: impl Fn(&ConfigFile) -> Option<T>,
+    ) -> Result<Option<T>, ConfigError> {
+        if let Some((path, m, _)) = &self.managed {
+            if let Some(v) = get(m) {
+                if let Some(f) = &flag {
+                    if *f != v {
+                        return Err(ConfigError::Managed {
+                            field,
+                            managed: format!("{v:?}"),
+                            given: format!("{f:?}"),
+                            path: path.clone(),
+                        });
+                    }
+                }
+                return Ok(Some(v));
+            }
+        }
+        Ok(flag.or_else(|| self.user.as_ref().and_then(|(_, u)| get(u))))
+    }
+
+    /// Where the configuration came from, for `session.start`.
+    pub fn provenance(&self) -> serde_json::Value {
+        serde_json::json!({
+            "managed": self.managed.as_ref().map(|(p, _, _)| p.display().to_string()),
+            "managed_sha256": self.managed.as_ref().map(|(_, _, d)| d.clone()),
+            "user": self.user.as_ref().map(|(p, _)| p.display().to_string()),
+        })
+    }
+}
