@@ -88,11 +88,16 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         &principal(args.user.as_deref()),
     );
     let report = run_task(&args, approver)?;
-    Ok(match report.end {
+    Ok(exit_code(&report.end))
+}
+
+/// Exit status of a run: 0 done, 2 budget or model denied, 75 paused (resumable).
+pub(crate) fn exit_code(end: &RunEnd) -> ExitCode {
+    match end {
         RunEnd::Answered(_) | RunEnd::Stopped(_) => ExitCode::SUCCESS,
         RunEnd::BudgetExhausted(_) | RunEnd::ModelDenied(_) => ExitCode::from(2),
         RunEnd::Paused(_) => ExitCode::from(75),
-    })
+    }
 }
 
 /// Set up a session (log, policy, sandbox, tools, model), run the task, end the session.

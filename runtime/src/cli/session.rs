@@ -11,10 +11,10 @@ use stele_audit::leaf::Leaf;
 use stele_audit::{EventKind, Status};
 use stele_policy::Bundle;
 
-use super::run::{drive, finish};
+use super::run::{drive, exit_code, finish};
 use super::setup::{self, NetworkChoice};
 use crate::agent::progress::ProgressStyle;
-use crate::agent::{Budget, RunEnd};
+use crate::agent::Budget;
 use crate::conversation;
 use crate::gate::approval::approver_for;
 use crate::gate::{ApproveMode, SessionInfo};
@@ -248,9 +248,5 @@ fn resume(
     };
     finish(&session.gate, &end, style)?;
     session.close()?;
-    Ok(match end {
-        RunEnd::Answered(_) | RunEnd::Stopped(_) => ExitCode::SUCCESS,
-        RunEnd::BudgetExhausted(_) | RunEnd::ModelDenied(_) => ExitCode::from(2),
-        RunEnd::Paused(_) => ExitCode::from(75),
-    })
+    Ok(exit_code(&end))
 }

@@ -77,6 +77,22 @@ impl GateMediator {
         })
     }
 
+    /// Keep the permit of an allowed handle or connection until it closes.
+    fn hold(&self, what: &str, r: Result<Authorization, super::GateError>) -> Verdict {
+        match r {
+            Ok(Authorization::Permitted(p)) => {
+                let t = Ticket(p.intent_seq());
+                self.open
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(t.0, p);
+                Verdict::Allow(t)
+            }
+            Ok(Authorization::Denied(d)) => Verdict::Deny(d.reason),
+            Err(e) => self.fail_closed(what, &e),
+        }
+    }
+
     fn fail_closed(&self, what: &str, e: &dyn std::fmt::Display) -> Verdict {
         // Audit failure means no effect; say so once per kind on stderr.
         let msg = format!("{what}: audit/policy failure, refusing: {e}");
@@ -116,18 +132,9 @@ impl Mediator for GateMediator {
         ar.data = Some(self.data(req.op, &req.requester));
         match req.op {
             // Handles: an intent now, the result (bytes, hash) when it closes.
-            FileOp::Open | FileOp::Create | FileOp::Exec => match self.gate.authorize(ar) {
-                Ok(Authorization::Permitted(p)) => {
-                    let t = Ticket(p.intent_seq());
-                    self.open
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .insert(t.0, p);
-                    Verdict::Allow(t)
-                }
-                Ok(Authorization::Denied(d)) => Verdict::Deny(d.reason),
-                Err(e) => self.fail_closed(action.as_str(), &e),
-            },
+            FileOp::Open | FileOp::Create | FileOp::Exec => {
+                self.hold(action.as_str(), self.gate.authorize(ar))
+            }
             FileOp::Lookup | FileOp::ReadDir => {
                 let key = (req.access, req.path.clone());
                 if let Some(v) = self
@@ -202,18 +209,7 @@ impl Mediator for GateMediator {
         ar.data = Some(
             serde_json::json!({ "exec": self.exec_ref(&req.requester), "pid": req.requester.pid }),
         );
-        match self.gate.authorize(ar) {
-            Ok(Authorization::Permitted(p)) => {
-                let t = Ticket(p.intent_seq());
-                self.open
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(t.0, p);
-                Verdict::Allow(t)
-            }
-            Ok(Authorization::Denied(d)) => Verdict::Deny(d.reason),
-            Err(e) => self.fail_closed("net.connect", &e),
-        }
+        self.hold("net.connect", self.gate.authorize(ar))
     }
 
     fn net_closed(&self, report: &NetCloseReport) {

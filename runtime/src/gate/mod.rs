@@ -123,6 +123,26 @@ impl std::fmt::Debug for Gate {
 }
 
 impl Gate {
+    fn new(
+        log: Arc<AuditLog>,
+        bundle: Arc<Bundle>,
+        session: SessionInfo,
+        approver: Box<dyn Approver>,
+        sandbox: SandboxFacts,
+    ) -> Self {
+        let mut actor = Actor::system();
+        actor.principal = session.principal.clone();
+        actor.teams = session.teams.clone();
+        Self {
+            log,
+            bundle,
+            session,
+            approver,
+            sandbox,
+            actor,
+        }
+    }
+
     /// Start a session: records `session.start` with the bundle digest, the
     /// sandbox facts and `data`.
     pub fn start_session(
@@ -133,17 +153,7 @@ impl Gate {
         sandbox: SandboxFacts,
         data: serde_json::Value,
     ) -> Result<Self, GateError> {
-        let mut actor = Actor::system();
-        actor.principal = session.principal.clone();
-        actor.teams = session.teams.clone();
-        let gate = Self {
-            log,
-            bundle,
-            session,
-            approver,
-            sandbox,
-            actor,
-        };
+        let gate = Self::new(log, bundle, session, approver, sandbox);
         let mut d = serde_json::json!({
             "policy_bundle": gate.bundle.digest().to_string(),
             "policy_root": gate.bundle.root().display().to_string(),
@@ -170,17 +180,7 @@ impl Gate {
         approver: Box<dyn Approver>,
         sandbox: SandboxFacts,
     ) -> Result<Self, GateError> {
-        let mut actor = Actor::system();
-        actor.principal = session.principal.clone();
-        actor.teams = session.teams.clone();
-        let gate = Self {
-            log,
-            bundle,
-            session,
-            approver,
-            sandbox,
-            actor,
-        };
+        let gate = Self::new(log, bundle, session, approver, sandbox);
         gate.log
             .append_blocking(
                 gate.event(EventKind::PolicyLoad)
