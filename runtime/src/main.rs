@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => cli::audit::run(args),
         Command::Policy(args) => cli::policy::run(args),
         Command::Run(args) => cli::run::run(args),
+        Command::Chat(args) => cli::chat::run(args),
         Command::Demo(args) => cli::demo::run(args),
         Command::Bench(args) => cli::bench::run(args),
         Command::Session(args) => cli::session::run(args),

@@ -570,3 +570,83 @@ fn invalid_managed_config_refuses_to_start() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn chat_keeps_one_session_across_requests() {
+    if !sandbox_available("chat_keeps_one_session_across_requests") {
+        return;
+    }
+    use std::io::Write as _;
+    let d = tempfile::tempdir().unwrap();
+    let ws = workspace(d.path());
+    let s = setup(d.path());
+    let mock = MockModel::start().unwrap();
+    mock.push(
+        Turn::new()
+            .tool_use("a1", "final_answer", json!({"answer": "two receipts"}))
+            .into(),
+    );
+    mock.push(
+        Turn::new()
+            .tool_use("a2", "final_answer", json!({"answer": "Acme and Globex"}))
+            .into(),
+    );
+    let mut child = std::process::Command::new(stele_tests::stele_bin())
+        .args([
+            "chat",
+            "--workspace",
+            ws.to_str().unwrap(),
+            "--policy",
+            finance_policy().to_str().unwrap(),
+        ])
+        .args([
+            "--user",
+            "alice",
+            "--model",
+            "anthropic:claude-sonnet-4-5",
+            "--approve",
+            "deny",
+        ])
+        .env("STELE_STATE_DIR", &s.state)
+        .env("ANTHROPIC_API_KEY", KEY)
+        .env("ANTHROPIC_BASE_URL", mock.base_url())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"how many receipts?\nwhich clients?\n/exit\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("two receipts") && out.contains("Acme and Globex"),
+        "{out}"
+    );
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 2);
+    let second = reqs[1].text();
+    assert!(
+        second.contains("how many receipts?") && second.contains("which clients?"),
+        "{second}"
+    );
+    assert!(
+        second.contains("a1"),
+        "the first final_answer got its tool result: {second}"
+    );
+    let leaves = leaves_json(&s, &s.state.join("audit.db")).unwrap();
+    assert_eq!(
+        leaves
+            .iter()
+            .filter(|l| l["kind"] == "session.start")
+            .count(),
+        1
+    );
+    let id = session_of(&leaves);
+    intents_closed_once(&leaves, &id).unwrap();
+}

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod chat;
 pub mod demo;
 pub mod keys;
 pub mod policy;
@@ -33,6 +34,8 @@ pub enum Command {
     Policy(policy::PolicyArgs),
     /// The whole product in one command: sample receipts, a finance policy, a scripted session, a verified log.
     Demo(demo::DemoArgs),
+    /// An interactive session: each line is a request, in one session and sandbox.
+    Chat(run::RunArgs),
     /// Run one task with an agent, under policy and audit.
     Run(run::RunArgs),
     /// Measure the gate's overhead.

@@ -54,7 +54,8 @@ pub struct RunArgs {
     /// Signing key [default: $STATE/keys/log.key].
     #[arg(long)]
     pub key: Option<PathBuf>,
-    /// The task.
+    /// The task (for `chat`: an optional first message).
+    #[arg(default_value = "")]
     pub task: String,
     /// Where the configuration came from (filled in from the config layers).
     #[arg(skip)]
@@ -74,15 +75,11 @@ pub struct RunReport {
 
 /// Run `stele run`.
 pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
-    let layers = crate::config::load()?;
-    args.policy = layers.pick("policy", args.policy.take(), |c| c.policy.clone())?;
-    args.model = layers.pick("model", args.model.take(), |c| c.model.clone())?;
-    args.approve = layers.pick("approve", args.approve, |c| c.approve)?;
-    args.network = layers.pick("network", args.network, |c| c.network)?;
-    args.db = layers.pick("db", args.db.take(), |c| c.db.clone())?;
-    args.key = layers.pick("key", args.key.take(), |c| c.key.clone())?;
-    args.max_steps = layers.pick("max_steps", args.max_steps, |c| c.max_steps)?;
-    args.config = layers.provenance();
+    anyhow::ensure!(
+        !args.task.trim().is_empty(),
+        "give the task as the last argument"
+    );
+    apply_config(&mut args)?;
     let approver = approver_for(
         args.approve.unwrap_or(ApproveMode::Deny),
         &principal(args.user.as_deref()),
@@ -100,8 +97,25 @@ pub(crate) fn exit_code(end: &RunEnd) -> ExitCode {
     }
 }
 
-/// Set up a session (log, policy, sandbox, tools, model), run the task, end the session.
-pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<RunReport> {
+/// Fill unset arguments from the configuration layers (managed values win).
+pub(crate) fn apply_config(args: &mut RunArgs) -> anyhow::Result<()> {
+    let layers = crate::config::load()?;
+    args.policy = layers.pick("policy", args.policy.take(), |c| c.policy.clone())?;
+    args.model = layers.pick("model", args.model.take(), |c| c.model.clone())?;
+    args.approve = layers.pick("approve", args.approve, |c| c.approve)?;
+    args.network = layers.pick("network", args.network, |c| c.network)?;
+    args.db = layers.pick("db", args.db.take(), |c| c.db.clone())?;
+    args.key = layers.pick("key", args.key.take(), |c| c.key.clone())?;
+    args.max_steps = layers.pick("max_steps", args.max_steps, |c| c.max_steps)?;
+    args.config = layers.provenance();
+    Ok(())
+}
+
+/// Build the model provider and open the session for `args`.
+pub(crate) fn open_for(
+    args: &RunArgs,
+    approver: Box<dyn Approver>,
+) -> anyhow::Result<(OpenSession, Arc<dyn crate::provider::ModelProvider>)> {
     let spec = args.model.as_deref().ok_or_else(|| {
         anyhow::anyhow!("no model: give --model PROVIDER:NAME or set `model` in the config")
     })?;
@@ -126,6 +140,12 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
         },
         approver,
     )?;
+    Ok((session, provider))
+}
+
+/// Set up a session (log, policy, sandbox, tools, model), run the task, end the session.
+pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<RunReport> {
+    let (session, provider) = open_for(args, approver)?;
     let gate = session.gate.clone();
     let style = if args.json {
         ProgressStyle::Json
@@ -165,14 +185,11 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
     })
 }
 
-/// Run the agent in an open session from `messages` until it ends.
-pub(crate) fn drive(
+/// The agent of an open session: its sandbox, tools and model.
+pub(crate) fn agent_for(
     session: &OpenSession,
     provider: Arc<dyn crate::provider::ModelProvider>,
-    mut messages: Vec<Message>,
-    budget: Budget,
-    style: ProgressStyle,
-) -> anyhow::Result<RunEnd> {
+) -> anyhow::Result<Agent> {
     let gate = &session.gate;
     let (sandbox, mediator) = session.sandbox()?;
     let tools = Arc::new(ToolBox::new(
@@ -181,13 +198,24 @@ pub(crate) fn drive(
         sandbox,
         mediator,
     )?);
-    let agent = Agent {
+    Ok(Agent {
         gate: gate.clone(),
         provider,
         tools,
         system: DEFAULT_SYSTEM.into(),
         max_tokens_per_turn: 4096,
-    };
+    })
+}
+
+/// Run the agent in an open session from `messages` until it ends.
+pub(crate) fn drive(
+    session: &OpenSession,
+    provider: Arc<dyn crate::provider::ModelProvider>,
+    mut messages: Vec<Message>,
+    budget: Budget,
+    style: ProgressStyle,
+) -> anyhow::Result<RunEnd> {
+    let agent = agent_for(session, provider)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,0 +1,109 @@
+//! `stele chat`: an interactive session. Each line typed is a new request in
+//! the same session, sandbox and audit trail; an empty line or `/exit` ends it.
+
+use std::io::{BufRead as _, Write as _};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use stele_audit::Status;
+
+use super::run::{agent_for, apply_config, exit_code, finish, open_for, RunArgs};
+use super::setup::principal;
+use crate::agent::progress::{self, ProgressStyle};
+use crate::agent::{Budget, RunEnd};
+use crate::gate::approval::approver_for;
+use crate::gate::ApproveMode;
+use crate::provider::{Content, Message, Role, ToolResultStatus};
+use crate::tools::specs::FINAL_ANSWER;
+
+/// Run `stele chat` (the `task` argument, if given, is the first message).
+pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
+    apply_config(&mut args)?;
+    // A chat has a person at the keyboard: ask on the terminal unless told otherwise.
+    let mode = args.approve.unwrap_or(ApproveMode::Prompt);
+    let (session, provider) =
+        open_for(&args, approver_for(mode, &principal(args.user.as_deref())))?;
+    let gate = session.gate.clone();
+    eprintln!(
+        "stele chat: session {} — an empty line or /exit ends it",
+        gate.session_id()
+    );
+    let agent = agent_for(&session, provider)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let style = if args.json {
+        ProgressStyle::Json
+    } else {
+        ProgressStyle::Human
+    };
+    let mut messages: Vec<Message> = Vec::new();
+    let mut first = (!args.task.is_empty()).then(|| args.task.clone());
+    let mut last = RunEnd::Stopped(String::new());
+    let stdin = std::io::stdin();
+    loop {
+        let line = match first.take() {
+            Some(t) => t,
+            None => {
+                eprint!("you> ");
+                let _ = std::io::stderr().flush();
+                let mut l = String::new();
+                if stdin.lock().read_line(&mut l)? == 0 {
+                    break;
+                }
+                l.trim().to_string()
+            }
+        };
+        if line.is_empty() || line == "/exit" {
+            break;
+        }
+        push_user(&mut messages, line);
+        let budget = Budget {
+            max_steps: args.max_steps.unwrap_or(40),
+            max_tokens: args.max_tokens,
+            max_time: Duration::from_secs(args.max_seconds),
+        };
+        let mut on = |p: crate::agent::Progress<'_>| progress::print(style, p);
+        last = match rt.block_on(agent.run(&mut messages, budget, &mut on)) {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = gate.end_session(Status::Error, Some(format!("{e:#}")));
+                return Err(e.into());
+            }
+        };
+        match &last {
+            RunEnd::Answered(a) | RunEnd::Stopped(a) => println!("stele> {a}"),
+            RunEnd::Paused(_) | RunEnd::ModelDenied(_) | RunEnd::BudgetExhausted(_) => break,
+        }
+    }
+    finish(&gate, &last, style)?;
+    drop(gate);
+    drop(agent);
+    session.close()?;
+    Ok(exit_code(&last))
+}
+
+/// Add the user's next message. A `final_answer` call ending the previous
+/// turn is answered first: every tool call needs a result on the wire.
+fn push_user(messages: &mut Vec<Message>, text: String) {
+    let mut content = Vec::new();
+    if let Some(last) = messages.last().filter(|m| m.role == Role::Assistant) {
+        for c in &last.content {
+            if let Content::ToolUse { id, name, .. } = c {
+                if name == FINAL_ANSWER {
+                    content.push(Content::ToolResult {
+                        tool_use_id: id.clone(),
+                        content: "delivered to the user".into(),
+                        status: ToolResultStatus::Ok,
+                    });
+                }
+            }
+        }
+    }
+    content.push(Content::Text(text));
+    messages.push(Message {
+        role: Role::User,
+        content,
+    });
+}
