@@ -650,3 +650,94 @@ fn chat_keeps_one_session_across_requests() {
     let id = session_of(&leaves);
     intents_closed_once(&leaves, &id).unwrap();
 }
+
+/// Copy the strict default bundle, allowing one local model served over the
+/// OpenAI-compatible wire instead of the Anthropic family.
+fn local_model_policy(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/strict-default");
+    let dst = dir.join("policy");
+    for rel in ["schema.cedarschema", "members.toml", "org/strict.cedar"] {
+        let to = dst.join(rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        let text = std::fs::read_to_string(src.join(rel)).unwrap();
+        let text = text.replace(
+            r#"resource.provider == "anthropic" && resource.name like "claude-*""#,
+            r#"resource.provider == "openai" && resource.name like "llama*""#,
+        );
+        std::fs::write(to, text).unwrap();
+    }
+    dst
+}
+
+#[test]
+fn openai_compatible_local_model_end_to_end() {
+    if !sandbox_available("openai_compatible_local_model_end_to_end") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let ws = workspace(d.path());
+    let s = setup(d.path());
+    let policy = local_model_policy(d.path());
+    let mock = MockModel::start().unwrap();
+    mock.push(
+        Turn::new()
+            .tool_use("c1", "file_read", json!({"path": "receipts/r1.txt"}))
+            .into(),
+    );
+    mock.push(
+        Turn::new()
+            .tool_use("c2", "final_answer", json!({"answer": "Acme spent 10.50"}))
+            .into(),
+    );
+    let o = s
+        .run_env(
+            &[
+                "run",
+                "--workspace",
+                ws.to_str().unwrap(),
+                "--policy",
+                policy.to_str().unwrap(),
+            ]
+            .into_iter()
+            .chain([
+                "--user",
+                "alice",
+                "--model",
+                "ollama:llama3.1:8b",
+                "What did Acme spend?",
+            ])
+            .collect::<Vec<_>>(),
+            &[("OPENAI_BASE_URL", &mock.base_url())],
+        )
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 2);
+    assert!(
+        reqs[0].path.ends_with("/v1/chat/completions"),
+        "{}",
+        reqs[0].path
+    );
+    assert_eq!(reqs[0].json()["model"], "llama3.1:8b");
+    let second = reqs[1].json();
+    let tool_msg = second["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .expect("tool result sent back");
+    assert_eq!(tool_msg["tool_call_id"], "c1");
+    assert!(tool_msg["content"]
+        .as_str()
+        .unwrap()
+        .contains("Client: Acme"));
+    let leaves = leaves_json(&s, &s.state.join("audit.db")).unwrap();
+    let req = leaves
+        .iter()
+        .find(|l| l["kind"] == "model.request")
+        .unwrap();
+    assert_eq!(req["target"]["provider"], "openai");
+    assert_eq!(req["target"]["model"], "llama3.1:8b");
+    let id = session_of(&leaves);
+    intents_closed_once(&leaves, &id).unwrap();
+}
