@@ -181,6 +181,13 @@ fn multi_step_receipts_task() {
         .find(|l| l["refs"]["intent_seq"] == write["seq"])
         .unwrap();
     assert!(close["data"]["sha256_after_write"].is_string(), "{close}");
+    // The ended session was attested (DSSE, signed with the log key).
+    let att = s
+        .state
+        .join(format!("audit.db.attestations/{id}.intoto.jsonl"));
+    let env: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&att).unwrap().trim()).unwrap();
+    assert_eq!(env["payloadType"], "application/vnd.in-toto+json", "{env}");
 }
 
 #[test]

@@ -78,6 +78,9 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     finish(&gate, &last, style)?;
+    if !matches!(last, RunEnd::Paused(_)) {
+        session.attest()?;
+    }
     drop(gate);
     drop(agent);
     session.close()?;

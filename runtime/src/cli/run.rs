@@ -174,6 +174,9 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
         }
     };
     finish(&gate, &end, style)?;
+    if !matches!(end, RunEnd::Paused(_)) {
+        session.attest()?;
+    }
     let id = gate.session_id().to_string();
     drop(gate);
     let db = session.db.clone();

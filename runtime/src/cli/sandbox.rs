@@ -182,6 +182,7 @@ fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         Err(_) => Status::Error,
     };
     session.gate.end_session(status, None)?;
+    session.attest()?;
     session.close()?;
     result
 }

@@ -14,7 +14,7 @@ use stele_policy::Bundle;
 use super::run::{drive, exit_code, finish};
 use super::setup::{self, NetworkChoice};
 use crate::agent::progress::ProgressStyle;
-use crate::agent::Budget;
+use crate::agent::{Budget, RunEnd};
 use crate::conversation;
 use crate::gate::approval::approver_for;
 use crate::gate::{ApproveMode, SessionInfo};
@@ -176,7 +176,7 @@ fn resume(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let signer = Arc::new(load_key_file(key).context("the audit signing key")?);
-    let log = setup::open_log(db, signer)?;
+    let log = setup::open_log(db, signer.clone())?;
     let store = log.store()?;
     let messages = conversation::rebuild(&store, id)?;
     let start = conversation::session_leaves(&store, id)?
@@ -220,6 +220,7 @@ fn resume(
         workspace,
         network,
         approver_for(approve, &principal),
+        signer,
     )?;
     let style = if json {
         ProgressStyle::Json
@@ -247,6 +248,9 @@ fn resume(
         }
     };
     finish(&session.gate, &end, style)?;
+    if !matches!(end, RunEnd::Paused(_)) {
+        session.attest()?;
+    }
     session.close()?;
     Ok(exit_code(&end))
 }

@@ -57,6 +57,7 @@ pub struct OpenSession {
     /// Audit database path.
     pub db: PathBuf,
     network: NetworkChoice,
+    signer: Arc<stele_attest::Ed25519Signer>,
 }
 
 /// The principal: the flag, else `$USER`.
@@ -119,11 +120,7 @@ pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Resul
         load_key_file(&key)
             .with_context(|| "the audit signing key (create one with `stele keys init`)")?,
     );
-    let log = Arc::new(AuditLog::open_or_create(
-        &db,
-        signer,
-        LogOptions::default(),
-    )?);
+    let log = open_log(&db, signer.clone())?;
     let facts = SandboxFacts {
         backend: SandboxBackend::Process,
         network: match spec.network {
@@ -157,6 +154,7 @@ pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Resul
         workspace,
         db,
         network: spec.network,
+        signer,
     })
 }
 
@@ -169,6 +167,7 @@ pub fn resume(
     workspace: PathBuf,
     network: NetworkChoice,
     approver: Box<dyn Approver>,
+    signer: Arc<stele_attest::Ed25519Signer>,
 ) -> anyhow::Result<OpenSession> {
     let facts = SandboxFacts {
         backend: SandboxBackend::Process,
@@ -190,6 +189,7 @@ pub fn resume(
         workspace,
         db,
         network,
+        signer,
     })
 }
 
@@ -205,6 +205,30 @@ impl OpenSession {
         let sandbox = ProcessSandbox::new(cfg)
             .context("setting up the sandbox (stele never runs unsandboxed)")?;
         Ok((Arc::new(sandbox), mediator))
+    }
+
+    /// Sign the session attestation (entries, checkpoint, policy digest,
+    /// runtime binary, sandbox settings) once the session has ended; it is
+    /// stored beside the database and included in exports.
+    pub fn attest(&self) -> anyhow::Result<()> {
+        use stele_audit::export::attestation::{attest_session, binary_sha256, SessionContext};
+        let ctx = SessionContext {
+            policy_digest: Some(self.gate.bundle().digest().to_string()),
+            runtime_version: env!("CARGO_PKG_VERSION").to_string(),
+            binary_sha256: binary_sha256()?,
+            sandbox: serde_json::json!({
+                "backend": "process",
+                "network": format!("{:?}", self.network).to_lowercase(),
+                "layers": "namespaces, landlock, seccomp, mediated FUSE workspace",
+            }),
+        };
+        attest_session(
+            &self.log,
+            self.signer.as_ref(),
+            self.gate.session_id(),
+            &ctx,
+        )?;
+        Ok(())
     }
 
     /// Close the log (appends `log.close`).
