@@ -209,8 +209,11 @@ fn resume(
     cfg.base_url_from_env();
     let provider = cfg.build()?;
     let session = setup::resume(
-        log,
-        db.to_path_buf(),
+        setup::OpenedLog {
+            log,
+            db: db.to_path_buf(),
+            signer,
+        },
         bundle,
         SessionInfo {
             id: id.to_string(),
@@ -220,7 +223,6 @@ fn resume(
         workspace,
         network,
         approver_for(approve, &principal),
-        signer,
     )?;
     let style = if json {
         ProgressStyle::Json

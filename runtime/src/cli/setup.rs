@@ -158,17 +158,26 @@ pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Resul
     })
 }
 
-/// Reopen an unfinished session recorded in the log at `db`.
+/// An open audit log with where it lives and the key that signs it.
+pub struct OpenedLog {
+    /// The log.
+    pub log: Arc<AuditLog>,
+    /// Its database.
+    pub db: PathBuf,
+    /// Its signing key.
+    pub signer: Arc<stele_attest::Ed25519Signer>,
+}
+
+/// Reopen an unfinished session recorded in `opened`.
 pub fn resume(
-    log: Arc<AuditLog>,
-    db: PathBuf,
+    opened: OpenedLog,
     bundle: Arc<Bundle>,
     info: SessionInfo,
     workspace: PathBuf,
     network: NetworkChoice,
     approver: Box<dyn Approver>,
-    signer: Arc<stele_attest::Ed25519Signer>,
 ) -> anyhow::Result<OpenSession> {
+    let OpenedLog { log, db, signer } = opened;
     let facts = SandboxFacts {
         backend: SandboxBackend::Process,
         network: match network {
