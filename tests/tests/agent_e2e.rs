@@ -84,6 +84,31 @@ fn run(s: &Stele, ws: &Path, mock: &MockModel, task: &str) -> std::process::Outp
     .unwrap()
 }
 
+/// `stele SUBCOMMAND` for alice on the finance policy against the mock model,
+/// as a process the test controls (kill, stdin).
+fn stele_command(
+    s: &Stele,
+    ws: &Path,
+    mock: &MockModel,
+    sub: &str,
+    extra: &[&str],
+) -> std::process::Command {
+    let mut c = std::process::Command::new(stele_tests::stele_bin());
+    c.args([
+        sub,
+        "--workspace",
+        ws.to_str().unwrap(),
+        "--policy",
+        finance_policy().to_str().unwrap(),
+    ])
+    .args(["--user", "alice", "--model", "anthropic:claude-sonnet-4-5"])
+    .args(extra)
+    .env("STELE_STATE_DIR", &s.state)
+    .env("ANTHROPIC_API_KEY", KEY)
+    .env("ANTHROPIC_BASE_URL", mock.base_url());
+    c
+}
+
 fn session_of(leaves: &[serde_json::Value]) -> String {
     leaves
         .iter()
@@ -424,24 +449,7 @@ fn kill_during_a_tool_call_then_resume() {
             .tool_use("slow", "exec", json!({"argv": ["python3", "-c", slow]}))
             .into(),
     );
-    let mut child = std::process::Command::new(stele_tests::stele_bin())
-        .args([
-            "run",
-            "--workspace",
-            ws.to_str().unwrap(),
-            "--policy",
-            finance_policy().to_str().unwrap(),
-        ])
-        .args([
-            "--user",
-            "alice",
-            "--model",
-            "anthropic:claude-sonnet-4-5",
-            "long task",
-        ])
-        .env("STELE_STATE_DIR", &s.state)
-        .env("ANTHROPIC_API_KEY", KEY)
-        .env("ANTHROPIC_BASE_URL", mock.base_url())
+    let mut child = stele_command(&s, &ws, &mock, "run", &["long task"])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -598,25 +606,7 @@ fn chat_keeps_one_session_across_requests() {
             .tool_use("a2", "final_answer", json!({"answer": "Acme and Globex"}))
             .into(),
     );
-    let mut child = std::process::Command::new(stele_tests::stele_bin())
-        .args([
-            "chat",
-            "--workspace",
-            ws.to_str().unwrap(),
-            "--policy",
-            finance_policy().to_str().unwrap(),
-        ])
-        .args([
-            "--user",
-            "alice",
-            "--model",
-            "anthropic:claude-sonnet-4-5",
-            "--approve",
-            "deny",
-        ])
-        .env("STELE_STATE_DIR", &s.state)
-        .env("ANTHROPIC_API_KEY", KEY)
-        .env("ANTHROPIC_BASE_URL", mock.base_url())
+    let mut child = stele_command(&s, &ws, &mock, "chat", &["--approve", "deny"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
