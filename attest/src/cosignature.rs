@@ -12,7 +12,7 @@ use base64::Engine as _;
 use ed25519_dalek::{Signature, VerifyingKey};
 
 use crate::error::AttestError;
-use crate::note::{valid_key_name, NoteSignature, SignedNote};
+use crate::note::{key_id_for, valid_key_name, NoteSignature, SignedNote};
 use crate::signer::Signer;
 
 /// Signature type byte of Ed25519 cosignatures.
@@ -20,14 +20,7 @@ pub const ALG_COSIGNATURE_V1: u8 = 0x04;
 
 /// The key id of a cosigning key.
 pub fn cosigner_key_id(name: &str, public_key: &[u8; 32]) -> [u8; 4] {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(name.as_bytes());
-    ctx.update(b"\n");
-    ctx.update(&[ALG_COSIGNATURE_V1]);
-    ctx.update(public_key);
-    let mut id = [0u8; 4];
-    id.copy_from_slice(&ctx.finish().as_ref()[..4]);
-    id
+    key_id_for(ALG_COSIGNATURE_V1, name, public_key)
 }
 
 /// The message a cosigner signs.

@@ -28,10 +28,16 @@ pub fn valid_key_name(name: &str) -> bool {
 
 /// The 4-byte key id of an Ed25519 key named `name`.
 pub fn key_id(name: &str, public_key: &[u8; 32]) -> [u8; 4] {
+    key_id_for(ALG_ED25519, name, public_key)
+}
+
+/// The 4-byte signed-note key id: `SHA-256(name ‖ "\n" ‖ alg ‖ key)[..4]`
+/// (the signature type byte distinguishes log keys from cosigner keys).
+pub fn key_id_for(alg: u8, name: &str, public_key: &[u8; 32]) -> [u8; 4] {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(name.as_bytes());
     ctx.update(b"\n");
-    ctx.update(&[ALG_ED25519]);
+    ctx.update(&[alg]);
     ctx.update(public_key);
     let d = ctx.finish();
     let mut id = [0u8; 4];

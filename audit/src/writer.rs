@@ -12,7 +12,7 @@ use stele_attest::{Checkpoint, Signer};
 use crate::error::AuditError;
 use crate::event::{Actor, Event, EventKind, IntentRole};
 use crate::leaf::{hash_b64, now_ts, parse_hash_b64, Leaf, SessionLink, LEAF_VERSION};
-use crate::merkle::{leaf_hash, Frontier, Hash};
+use crate::merkle::{leaf_hash, CompletedNode, Frontier, Hash};
 use crate::payload::{commit_text, parse_commit, seal, SealedPayload};
 use crate::schema::node_id;
 
@@ -56,6 +56,8 @@ struct Built {
     closes: Option<u64>,
     leaf: Vec<u8>,
     hash: Hash,
+    /// Internal tree nodes this leaf completes (hashed once, stored once).
+    nodes: Vec<CompletedNode>,
     payloads: Vec<SealedPayload>,
     redactions: Vec<Hash>,
 }
@@ -111,7 +113,7 @@ impl Writer {
                 .map(|b| b.map(|_| unreachable_receipt()))
                 .collect();
         }
-        match self.write(&built, undo.frontier.clone()) {
+        match self.write(&built) {
             Ok(note) => {
                 self.latest_checkpoint = note.clone();
                 let size = self.frontier.size();
@@ -222,7 +224,8 @@ impl Writer {
         let bytes = leaf.encode()?;
         let hash = leaf_hash(&bytes);
         // Validation is over: from here on, advance state.
-        self.frontier.push(hash, |_| {});
+        let mut nodes = Vec::new();
+        self.frontier.push(hash, |n| nodes.push(n));
         self.last_hash = Some(hash);
         self.last_ts = ts;
         if let Some(link) = session.clone() {
@@ -258,6 +261,7 @@ impl Writer {
             closes,
             leaf: bytes,
             hash,
+            nodes,
             payloads,
             redactions,
         })
@@ -396,11 +400,7 @@ impl Writer {
     }
 
     /// Insert everything and the signed checkpoint, then COMMIT (fsync).
-    fn write(
-        &mut self,
-        built: &[Result<Built, AuditError>],
-        mut replay: Frontier,
-    ) -> Result<Arc<str>, AuditError> {
+    fn write(&mut self, built: &[Result<Built, AuditError>]) -> Result<Arc<str>, AuditError> {
         let path = self.path.clone();
         let e = AuditError::sqlite(&path);
         let tx = self
@@ -432,16 +432,11 @@ impl Writer {
                      ON CONFLICT(id) DO UPDATE SET n = excluded.n, head = excluded.head, ended = excluded.ended",
                 )
                 .map_err(&e)?;
-            // Derive the new tree nodes by replaying the batch on the
-            // frontier as it was before the batch.
-            let first = replay.size();
             for b in built.iter().flatten() {
                 ins_entry
                     .execute(params![b.seq as i64, b.leaf, &b.hash[..]])
                     .map_err(&e)?;
-                let mut nodes = Vec::new();
-                replay.push(b.hash, |n| nodes.push(n));
-                for n in nodes {
+                for n in &b.nodes {
                     ins_node
                         .execute(params![node_id(n.level, n.index), &n.hash[..]])
                         .map_err(&e)?;
@@ -479,12 +474,6 @@ impl Writer {
                         .execute(params![id, *n as i64, &b.hash[..], ended as i64])
                         .map_err(&e)?;
                 }
-            }
-            if replay.root() != self.frontier.root() {
-                return Err(AuditError::Integrity {
-                    index: first,
-                    reason: "internal: replayed tree differs from the sequencer's".into(),
-                });
             }
         }
         let cp = Checkpoint {

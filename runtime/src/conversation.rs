@@ -99,8 +99,13 @@ fn payload(store: &Store, leaf: &Leaf, role: &str) -> Result<Vec<u8>, Conversati
 /// the model, its answer if one was recorded, and a result for every tool
 /// call it made — the recorded output, or a note that the call was
 /// interrupted and not re-run.
-pub fn rebuild(store: &Store, id: &str) -> Result<Vec<Message>, ConversationError> {
-    let leaves = session_leaves(store, id)?;
+/// `leaves` are the session's entries ([`session_leaves`]); `store` supplies
+/// the payload bodies.
+pub fn rebuild(
+    store: &Store,
+    id: &str,
+    leaves: &[Leaf],
+) -> Result<Vec<Message>, ConversationError> {
     if leaves.is_empty() {
         return Err(ConversationError::UnknownSession(id.into()));
     }
@@ -147,7 +152,7 @@ pub fn rebuild(store: &Store, id: &str) -> Result<Vec<Message>, ConversationErro
     let mut results = Vec::new();
     for c in &content {
         if let Content::ToolUse { id: call, .. } = c {
-            results.push(tool_result(store, &leaves, call)?);
+            results.push(tool_result(store, leaves, call)?);
         }
     }
     messages.push(Message::assistant(content));

@@ -455,33 +455,25 @@ fn with_cosignatures(note: &str, lines: Option<&Vec<String>>) -> String {
     s
 }
 
-/// Regular files under `dir`, as `(relative path with /, bytes)`.
+/// Regular files under `dir`, as `(relative path with /, bytes)`, sorted.
+/// Anything else (a symlink) is refused: it could pull in content from
+/// outside the folder.
 fn read_tree(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, ExportError> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).map_err(|e| ExportError::io(&d, e))? {
-            let e = e.map_err(|e| ExportError::io(&d, e))?;
-            let p = e.path();
-            let ft = e.file_type().map_err(|e| ExportError::io(&p, e))?;
-            if ft.is_dir() {
-                stack.push(p);
-            } else if ft.is_file() {
-                let rel = p
-                    .strip_prefix(dir)
-                    .map_err(|_| ExportError::Invalid("path outside the policy folder".into()))?;
-                let rel = rel.to_str().ok_or_else(|| {
-                    ExportError::Invalid(format!("non-UTF-8 name {}", p.display()))
-                })?;
-                out.push((
-                    rel.replace('\\', "/"),
-                    std::fs::read(&p).map_err(|e| ExportError::io(&p, e))?,
-                ));
+    super::list_files(dir)?
+        .into_iter()
+        .map(|rel| {
+            let p = dir.join(&rel);
+            let meta = std::fs::symlink_metadata(&p).map_err(|e| ExportError::io(&p, e))?;
+            if !meta.is_file() {
+                return Err(ExportError::Invalid(format!(
+                    "{} is not a regular file",
+                    p.display()
+                )));
             }
-        }
-    }
-    out.sort();
-    Ok(out)
+            let body = std::fs::read(&p).map_err(|e| ExportError::io(&p, e))?;
+            Ok((rel, body))
+        })
+        .collect()
 }
 
 /// fsync the folder tree, then rename it (or a tar made from it) into place.

@@ -301,7 +301,7 @@ fn read(db: &Path, key: &Path, f: &ReadArgs, tail: Option<u64>) -> anyhow::Resul
     let log = open_for_read(db, key, f.user.clone(), what)?;
     let store = log.store()?;
     let size = store.size()?;
-    let mut out: Vec<(Vec<u8>, Leaf)> = Vec::new();
+    let mut out: std::collections::VecDeque<(Vec<u8>, Leaf)> = std::collections::VecDeque::new();
     let mut scratch = Vec::new();
     store.for_each_entry(0, size, |_, bytes, _| {
         let leaf = Leaf::decode_canonical(bytes, &mut scratch)?;
@@ -311,10 +311,10 @@ fn read(db: &Path, key: &Path, f: &ReadArgs, tail: Option<u64>) -> anyhow::Resul
             .is_none_or(|s| leaf.session.as_ref().is_some_and(|l| &l.id == s))
             && f.kind.as_ref().is_none_or(|k| leaf.kind.as_str() == k);
         if keep {
-            out.push((bytes.to_vec(), leaf));
+            out.push_back((bytes.to_vec(), leaf));
             if let Some(n) = tail {
                 if out.len() as u64 > n {
-                    out.remove(0);
+                    out.pop_front();
                 }
             }
         }

@@ -178,9 +178,10 @@ fn resume(
     let signer = Arc::new(load_key_file(key).context("the audit signing key")?);
     let log = setup::open_log(db, signer.clone())?;
     let store = log.store()?;
-    let messages = conversation::rebuild(&store, id)?;
-    let start = conversation::session_leaves(&store, id)?
-        .into_iter()
+    let leaves = conversation::session_leaves(&store, id)?;
+    let messages = conversation::rebuild(&store, id, &leaves)?;
+    let start = leaves
+        .iter()
         .find(|l| l.kind == EventKind::SessionStart)
         .with_context(|| format!("session {id} has no session.start"))?;
     let data = start.data.clone().unwrap_or_default();
