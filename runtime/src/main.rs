@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => cli::bench::run(args),
         Command::Session(args) => cli::session::run(args),
         Command::Sandbox(args) => cli::sandbox::run(args),
+        Command::Vm(args) => cli::vm::run(args),
         Command::Witness(args) => cli::witness::run(args),
     };
     match result {

@@ -168,4 +168,7 @@ pub enum SandboxError {
     /// The sandbox child vanished without reporting (killed from outside?).
     #[error("sandbox init exited unexpectedly: {0}")]
     Lost(String),
+    /// The micro-VM backend failed (image, boot, channel).
+    #[error("micro-VM: {0}")]
+    Vm(#[from] crate::vm::VmError),
 }

@@ -10,6 +10,7 @@ pub mod mediator;
 pub mod process;
 pub mod proxy;
 pub mod tools;
+pub mod vm;
 
 pub use mediator::{
     FileAccess, FileCloseReport, FileOp, FileRequest, Mediator, NetCloseReport, NetRequest,

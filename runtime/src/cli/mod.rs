@@ -10,6 +10,7 @@ pub mod run;
 pub mod sandbox;
 pub mod session;
 pub mod setup;
+pub mod vm;
 pub mod witness;
 
 use clap::{Parser, Subcommand};
@@ -44,6 +45,8 @@ pub enum Command {
     Session(session::SessionArgs),
     /// Run commands in the sandbox and check what this host supports.
     Sandbox(sandbox::SandboxArgs),
+    /// Build and inspect the micro-VM backend's guest image.
+    Vm(vm::VmArgs),
     /// Run a C2SP witness that cosigns stele logs' checkpoints.
     Witness(witness::WitnessArgs),
 }

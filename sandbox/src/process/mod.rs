@@ -8,12 +8,12 @@
 mod capture;
 mod child;
 pub mod landlock;
-mod loopback;
+pub(crate) mod loopback;
 mod netpool;
 mod plan;
 mod rootfs;
 pub mod seccomp;
-mod spawn;
+pub(crate) mod spawn;
 pub(crate) mod sys;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -26,7 +26,7 @@ fn cstring(s: &str, what: &str) -> Result<CString, SandboxError> {
 }
 
 /// `/workspace/<cwd>` after checking `cwd` stays inside the workspace.
-fn sandbox_cwd(rel: &str) -> Result<String, SandboxError> {
+pub(crate) fn sandbox_cwd(rel: &str) -> Result<String, SandboxError> {
     let mut out = String::from(WORKSPACE_MOUNT);
     if rel.starts_with('/') {
         return Err(SandboxError::InvalidRequest(
@@ -46,7 +46,10 @@ fn sandbox_cwd(rel: &str) -> Result<String, SandboxError> {
 }
 
 /// The scrubbed environment: defaults, the request's variables, the proxy.
-fn environment(req: &ExecRequest, cwd: &str) -> Result<Vec<(String, String)>, SandboxError> {
+pub(crate) fn environment(
+    req: &ExecRequest,
+    cwd: &str,
+) -> Result<Vec<(String, String)>, SandboxError> {
     let mut env: Vec<(String, String)> = [
         ("PATH", DEFAULT_PATH),
         ("HOME", "/tmp"),
@@ -95,7 +98,7 @@ fn programs(argv0: &str, env: &[(String, String)]) -> Result<Vec<CString>, Sandb
         .collect()
 }
 
-fn rlimits(req: &ExecRequest) -> Vec<(libc::__rlimit_resource_t, libc::rlimit)> {
+pub(crate) fn rlimits(req: &ExecRequest) -> Vec<(libc::__rlimit_resource_t, libc::rlimit)> {
     let l = &req.limits;
     let lim = |soft: u64, hard: u64| libc::rlimit {
         rlim_cur: soft,

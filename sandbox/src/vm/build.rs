@@ -1,0 +1,372 @@
+//! `stele vm image build`: the guest image from Debian packages only.
+//!
+//! 1. the kernel: `apt-get download` of the package `linux-image-cloud-amd64`
+//!    depends on (the cloud flavour boots ~2.5× faster under TCG), unpacked
+//!    with `dpkg-deb -x`;
+//! 2. the initramfs: busybox-static, `/init` and the virtio modules with
+//!    their dependencies (read from each module's `.modinfo`), in load order;
+//! 3. the root: `mmdebstrap --variant=minbase` with python3, nodejs, bash and
+//!    coreutils, packed into a read-only ext4 with `mke2fs -d`.
+//!
+//! The directory is named by the hash of the inputs (builder version, suite,
+//! packages, kernel package version, busybox version, init script), built
+//! in a temporary directory and renamed into place when complete.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use ring::digest::{digest, SHA256};
+
+use super::cpio::CpioWriter;
+use super::error::VmError;
+use super::image::{
+    hex, sha256_file, ComponentHashes, GuestImage, ImageStore, Manifest, INITRD_FILE, KERNEL_FILE,
+    MANIFEST_FILE, ROOTFS_FILE,
+};
+
+/// Bump when the recipe changes in a way the inputs below do not capture.
+const BUILDER_VERSION: u32 = 1;
+/// The kernel metapackage.
+const KERNEL_META: &str = "linux-image-cloud-amd64";
+/// Debian suite of the guest root (the host's release, so the agent binary runs as is).
+const SUITE: &str = "bookworm";
+/// Mirror of the root file system.
+const MIRROR: &str = "http://deb.debian.org/debian";
+/// Packages of the root besides minbase.
+const PACKAGES: [&str; 5] = [
+    "python3-minimal",
+    "nodejs",
+    "bash",
+    "coreutils",
+    "ca-certificates",
+];
+/// Modules the guest needs (their dependencies are added).
+const WANTED_MODULES: [&str; 4] = ["virtio_mmio", "virtio_blk", "virtio_console", "virtiofs"];
+/// The guest init script; `@MODULES@` is replaced by the load order.
+const INIT_TEMPLATE: &str = include_str!("init.sh");
+
+/// What the build did.
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    /// The image.
+    pub image: GuestImage,
+    /// True when the image was already built and nothing was done.
+    pub cached: bool,
+}
+
+/// Build (or find) the image for the current inputs, and make it current.
+pub fn build_image(
+    store: &ImageStore,
+    progress: &mut dyn FnMut(&str),
+) -> Result<BuildReport, VmError> {
+    let started = Instant::now();
+    let kernel_pkg = kernel_package()?;
+    let busybox = run_capture(
+        "inputs",
+        Command::new("dpkg-query").args(["-W", "-f=${Version}", "busybox-static"]),
+    )?;
+    let inputs = serde_json::json!({
+        "builder": BUILDER_VERSION,
+        "suite": SUITE,
+        "mirror": MIRROR,
+        "packages": PACKAGES,
+        "kernel": kernel_pkg,
+        "busybox-static": busybox.trim(),
+        "modules": WANTED_MODULES,
+        "init": INIT_TEMPLATE,
+    });
+    let key = hex(&digest(&SHA256, inputs.to_string().as_bytes()).as_ref()[..12]);
+    if let Some(image) = store.get(&key)? {
+        store.set_current(&key)?;
+        return Ok(BuildReport {
+            image,
+            cached: true,
+        });
+    }
+    let root = store.root();
+    mkdir(root)?;
+    let work = root.join(format!(".build-{key}-{}", std::process::id()));
+    if work.exists() {
+        std::fs::remove_dir_all(&work).map_err(|e| file_err("build directory", &work, e))?;
+    }
+    mkdir(&work)?;
+    let result = build_into(&work, &key, &kernel_pkg, progress, started);
+    let manifest = match result {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&work);
+            return Err(e);
+        }
+    };
+    let dir = root.join(&key);
+    // Only the finished files move into place; the scratch tree is dropped.
+    let done = work.join("image");
+    std::fs::rename(&done, &dir).map_err(|e| file_err("image directory", &dir, e))?;
+    let _ = std::fs::remove_dir_all(&work);
+    store.set_current(&key)?;
+    Ok(BuildReport {
+        image: GuestImage { dir, manifest },
+        cached: false,
+    })
+}
+
+fn build_into(
+    work: &Path,
+    key: &str,
+    kernel_pkg: &str,
+    progress: &mut dyn FnMut(&str),
+    started: Instant,
+) -> Result<Manifest, VmError> {
+    let out = work.join("image");
+    mkdir(&out)?;
+
+    progress(&format!("kernel: downloading {kernel_pkg}"));
+    let (pkg_name, _) = kernel_pkg.split_once('=').unwrap_or((kernel_pkg, ""));
+    run(
+        "kernel",
+        Command::new("apt-get")
+            .args(["download", "-q", kernel_pkg])
+            .current_dir(work),
+    )?;
+    let deb = find_file(work, |n| n.starts_with(pkg_name) && n.ends_with(".deb"))?
+        .ok_or_else(|| tool_err("kernel", "apt-get download", "no .deb was downloaded"))?;
+    let kx = work.join("kernel");
+    run(
+        "kernel",
+        Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&kx),
+    )?;
+    let vmlinuz = find_file(&kx.join("boot"), |n| n.starts_with("vmlinuz-"))?
+        .ok_or_else(|| tool_err("kernel", "dpkg-deb -x", "no /boot/vmlinuz-* in the package"))?;
+    let release = vmlinuz
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("vmlinuz-"))
+        .unwrap_or_default()
+        .to_owned();
+    copy(&vmlinuz, &out.join(KERNEL_FILE))?;
+
+    progress("initramfs: busybox + modules");
+    let moddir = kx.join("lib/modules").join(&release);
+    let modules = super::modules::load_order(&moddir, &WANTED_MODULES)?;
+    let init = INIT_TEMPLATE.replace(
+        "@MODULES@",
+        &modules
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    let mut cpio = CpioWriter::default();
+    let cpio_err = |e| file_err("initramfs", &out.join(INITRD_FILE), e);
+    for d in ["bin", "dev", "proc", "sys", "newroot", "modules"] {
+        cpio.dir(d, 0o755).map_err(cpio_err)?;
+    }
+    let busybox = std::fs::read("/bin/busybox")
+        .map_err(|e| file_err("busybox-static", Path::new("/bin/busybox"), e))?;
+    cpio.file("bin/busybox", 0o755, &busybox)
+        .map_err(cpio_err)?;
+    cpio.symlink("bin/sh", "busybox").map_err(cpio_err)?;
+    cpio.file("init", 0o755, init.as_bytes())
+        .map_err(cpio_err)?;
+    for m in &modules {
+        let data = std::fs::read(&m.path).map_err(|e| file_err("kernel module", &m.path, e))?;
+        cpio.file(&format!("modules/{}.ko", m.name), 0o644, &data)
+            .map_err(cpio_err)?;
+    }
+    let bytes = cpio.finish().map_err(cpio_err)?;
+    std::fs::write(out.join(INITRD_FILE), bytes).map_err(cpio_err)?;
+
+    progress(&format!(
+        "root: mmdebstrap {SUITE} (minbase + {})",
+        PACKAGES.join(", ")
+    ));
+    let rootdir = work.join("root");
+    let include = format!("--include={}", PACKAGES.join(","));
+    run(
+        "root",
+        Command::new("mmdebstrap")
+            .args(["--quiet", "--variant=minbase", "--mode=auto", &include])
+            .args([
+                "--dpkgopt=path-exclude=/usr/share/man/*",
+                "--dpkgopt=path-exclude=/usr/share/doc/*",
+                "--dpkgopt=path-exclude=/usr/share/locale/*",
+                "--dpkgopt=path-exclude=/usr/share/info/*",
+                "--customize-hook=mkdir -p \"$1/workspace\" \"$1/run\" \"$1/tmp\"",
+                "--customize-hook=rm -rf \"$1\"/var/cache/apt/* \"$1\"/var/lib/apt/lists/*",
+            ])
+            .arg(SUITE)
+            .arg(&rootdir)
+            .arg(MIRROR),
+    )?;
+    progress("root: mke2fs -d (read-only ext4)");
+    let used = dir_bytes(&rootdir)?;
+    let size_mib = used * 5 / 4 / (1 << 20) + 64;
+    let rootfs = out.join(ROOTFS_FILE);
+    run(
+        "root",
+        Command::new("mke2fs")
+            .args([
+                "-q",
+                "-t",
+                "ext4",
+                "-O",
+                "^has_journal",
+                "-L",
+                "stele-root",
+                "-d",
+            ])
+            .arg(&rootdir)
+            .arg(&rootfs)
+            .arg(format!("{size_mib}M")),
+    )?;
+
+    progress("hashing");
+    let sha256 = ComponentHashes {
+        kernel: sha256_file(&out.join(KERNEL_FILE))?,
+        initrd: sha256_file(&out.join(INITRD_FILE))?,
+        rootfs: sha256_file(&rootfs)?,
+    };
+    let manifest = Manifest {
+        key: key.to_owned(),
+        digest: sha256.digest(),
+        kernel_package: kernel_pkg.to_owned(),
+        kernel_release: release,
+        suite: SUITE.to_owned(),
+        packages: PACKAGES.iter().map(|p| (*p).to_owned()).collect(),
+        modules: modules.iter().map(|m| m.name.clone()).collect(),
+        sha256,
+        build_seconds: started.elapsed().as_secs(),
+    };
+    let text = serde_json::to_string_pretty(&manifest).map_err(|e| VmError::Manifest {
+        path: out.join(MANIFEST_FILE),
+        detail: e.to_string(),
+    })?;
+    std::fs::write(out.join(MANIFEST_FILE), text)
+        .map_err(|e| file_err("image manifest", &out.join(MANIFEST_FILE), e))?;
+    Ok(manifest)
+}
+
+/// `name=version` of the kernel package the metapackage depends on.
+fn kernel_package() -> Result<String, VmError> {
+    let show = run_capture(
+        "inputs",
+        Command::new("apt-cache").args(["show", "--no-all-versions", KERNEL_META]),
+    )?;
+    let depends = show
+        .lines()
+        .find_map(|l| l.strip_prefix("Depends:"))
+        .ok_or_else(|| {
+            tool_err(
+                "inputs",
+                "apt-cache show",
+                "no Depends: line (run apt-get update?)",
+            )
+        })?;
+    // "linux-image-6.1.0-41-cloud-amd64 (= 6.1.158-1)"
+    let first = depends.split(',').next().unwrap_or_default().trim();
+    let (name, version) = match first.split_once('(') {
+        Some((n, v)) => (
+            n.trim(),
+            v.trim_end_matches(')')
+                .trim()
+                .trim_start_matches('=')
+                .trim(),
+        ),
+        None => (first, ""),
+    };
+    if name.is_empty() {
+        return Err(tool_err("inputs", "apt-cache show", "empty Depends: line"));
+    }
+    Ok(if version.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name}={version}")
+    })
+}
+
+fn dir_bytes(dir: &Path) -> Result<u64, VmError> {
+    let mut total = 0u64;
+    let mut stack: Vec<PathBuf> = vec![dir.to_owned()];
+    let mut seen = BTreeSet::new();
+    while let Some(d) = stack.pop() {
+        let rd = std::fs::read_dir(&d).map_err(|e| file_err("root tree", &d, e))?;
+        for entry in rd.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            use std::os::unix::fs::MetadataExt;
+            if !seen.insert((meta.dev(), meta.ino())) {
+                continue;
+            }
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+            total += meta.blocks() * 512;
+        }
+    }
+    Ok(total)
+}
+
+fn find_file(dir: &Path, pred: impl Fn(&str) -> bool) -> Result<Option<PathBuf>, VmError> {
+    let rd = std::fs::read_dir(dir).map_err(|e| file_err("directory", dir, e))?;
+    Ok(rd
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(&pred)))
+}
+
+fn mkdir(p: &Path) -> Result<(), VmError> {
+    std::fs::create_dir_all(p).map_err(|e| file_err("directory", p, e))
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), VmError> {
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|e| file_err("image file", to, e))
+}
+
+fn file_err(what: &'static str, path: &Path, source: std::io::Error) -> VmError {
+    VmError::File {
+        what,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn tool_err(step: &'static str, command: &str, detail: &str) -> VmError {
+    VmError::Tool {
+        step,
+        command: command.to_owned(),
+        detail: detail.to_owned(),
+    }
+}
+
+fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+fn run(step: &'static str, cmd: &mut Command) -> Result<(), VmError> {
+    run_capture(step, cmd).map(|_| ())
+}
+
+fn run_capture(step: &'static str, cmd: &mut Command) -> Result<String, VmError> {
+    let out = cmd
+        .output()
+        .map_err(|e| tool_err(step, &describe(cmd), &e.to_string()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(8).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(tool_err(
+            step,
+            &describe(cmd),
+            &format!("{}: {}", out.status, tail.join(" | ")),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -1,0 +1,35 @@
+//! The micro-VM backend: commands run in a QEMU `-M microvm` guest with its
+//! own kernel, driven by the guest agent `stele-guest` over virtio-serial;
+//! the workspace reaches the guest through the mediated file layer served
+//! over vhost-user-fs (virtio-fs), and the network only through the egress
+//! proxy, carried over the same channel.
+//!
+//! * `build.rs`, `modules.rs`, `cpio.rs`, `image.rs` — the guest image;
+//! * `qemu.rs` — the VMM process, accelerator probe, QMP;
+//! * `agent.rs` — the per-agent initramfs;
+//! * `virtiofs.rs` — the vhost-user-fs backend over the mediated layer;
+//! * `channel.rs`, `protocol.rs` — the host↔guest channel;
+//! * `sandbox.rs` — [`VmSandbox`], the `Sandbox` implementation;
+//! * `check.rs` — what `stele sandbox check` reports;
+//! * `guest/` — the agent itself.
+//!
+//! See `docs/microvm.md`.
+
+mod agent;
+mod build;
+mod channel;
+mod cpio;
+mod error;
+pub mod guest;
+mod image;
+mod modules;
+pub mod protocol;
+mod qemu;
+mod sandbox;
+mod virtiofs;
+
+pub use build::{build_image, BuildReport};
+pub use error::VmError;
+pub use image::{ComponentHashes, GuestImage, ImageStore, Manifest};
+pub use qemu::{probe_kvm, qemu_version, Accel, AccelChoice, KvmProbe};
+pub use sandbox::{VmInfo, VmSandbox, VmSandboxConfig};

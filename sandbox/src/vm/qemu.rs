@@ -1,0 +1,321 @@
+//! Driving QEMU: the accelerator probe, the command line (`-M microvm`,
+//! no defaults, QEMU's own seccomp sandbox, no network device), the
+//! process's own confinement, and QMP for an orderly quit.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::error::VmError;
+
+/// The QEMU binary.
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// How the guest's CPU is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// Hardware virtualisation through /dev/kvm.
+    Kvm,
+    /// QEMU's translator: slow but available everywhere.
+    Tcg,
+}
+
+impl Accel {
+    /// The name used in logs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// Which accelerator to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccelChoice {
+    /// KVM when the probe finds it usable, TCG otherwise.
+    Auto,
+    /// Only KVM.
+    Kvm,
+    /// Only TCG.
+    Tcg,
+}
+
+/// What the KVM probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvmProbe {
+    /// /dev/kvm opens and the CPU has VMX/SVM.
+    Usable,
+    /// Not usable, and why.
+    Unusable(String),
+}
+
+/// Probe /dev/kvm without booting anything. A software PVM (`kvm_pvm`)
+/// answers the KVM ioctls but stock guest kernels hang on it, so it counts
+/// as unusable; a boot with a timeout is still the final word.
+pub fn probe_kvm() -> KvmProbe {
+    if Path::new("/sys/module/kvm_pvm").exists() {
+        return KvmProbe::Unusable(
+            "/dev/kvm is kvm_pvm (software PVM): stock kernels hang on it".into(),
+        );
+    }
+    if let Err(e) = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        return KvmProbe::Unusable(format!("/dev/kvm: {e}"));
+    }
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let has_vt = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
+    if has_vt {
+        KvmProbe::Usable
+    } else {
+        KvmProbe::Unusable("the CPU reports no vmx/svm".into())
+    }
+}
+
+/// `qemu-system-x86_64 --version`, first line, or why it cannot run.
+pub fn qemu_version() -> Result<String, String> {
+    let out = Command::new(QEMU)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("{QEMU}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{QEMU} --version: {}", out.status));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+/// Everything the command line is built from.
+#[derive(Debug, Clone)]
+pub(crate) struct QemuSpec {
+    pub accel: Accel,
+    pub memory_mib: u32,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub rootfs: PathBuf,
+    pub run_dir: PathBuf,
+    pub virtiofs: bool,
+}
+
+impl QemuSpec {
+    pub fn agent_socket(&self) -> PathBuf {
+        self.run_dir.join("agent.sock")
+    }
+    pub fn qmp_socket(&self) -> PathBuf {
+        self.run_dir.join("qmp.sock")
+    }
+    pub fn fs_socket(&self) -> PathBuf {
+        self.run_dir.join("fs.sock")
+    }
+    pub fn console_log(&self) -> PathBuf {
+        self.run_dir.join("console.log")
+    }
+
+    /// The command line (QEMU connects to our sockets as a client).
+    pub fn args(&self) -> Vec<String> {
+        let p = |p: &Path| p.display().to_string();
+        let mut cmdline = String::from("console=ttyS0 quiet panic=-1 reboot=t");
+        if self.accel == Accel::Tcg {
+            // Without it, TCG boots hang at random calibrating the TSC.
+            cmdline.push_str(" tsc_early_khz=2000000");
+        }
+        if self.virtiofs {
+            cmdline.push_str(" stele.ws=1");
+        }
+        let mem = self.memory_mib;
+        let mut a: Vec<String> = vec![
+            "-M".into(),
+            "microvm,memory-backend=mem".into(),
+            "-accel".into(),
+            self.accel.name().into(),
+        ];
+        if self.accel == Accel::Kvm {
+            a.extend(["-cpu".into(), "host,-arch-capabilities".into()]);
+        }
+        a.extend([
+            "-m".into(),
+            format!("{mem}M"),
+            "-smp".into(),
+            "1".into(),
+            // vhost-user devices need guest RAM the backend can map.
+            "-object".into(),
+            format!("memory-backend-memfd,id=mem,size={mem}M,share=on"),
+            "-nodefaults".into(),
+            "-no-user-config".into(),
+            "-display".into(),
+            "none".into(),
+            "-no-reboot".into(),
+            "-sandbox".into(),
+            "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny".into(),
+            "-kernel".into(),
+            p(&self.kernel),
+            "-initrd".into(),
+            p(&self.initrd),
+            "-append".into(),
+            cmdline,
+            "-chardev".into(),
+            format!("file,id=con,path={}", p(&self.console_log())),
+            "-serial".into(),
+            "chardev:con".into(),
+            "-drive".into(),
+            format!(
+                "id=root,file={},format=raw,if=none,readonly=on",
+                p(&self.rootfs)
+            ),
+            "-device".into(),
+            "virtio-blk-device,drive=root".into(),
+            "-device".into(),
+            "virtio-serial-device".into(),
+            "-chardev".into(),
+            format!("socket,id=agent,path={}", p(&self.agent_socket())),
+            "-device".into(),
+            format!(
+                "virtserialport,chardev=agent,name={}",
+                super::protocol::PORT_NAME
+            ),
+            "-chardev".into(),
+            format!("socket,id=qmp,path={}", p(&self.qmp_socket())),
+            "-mon".into(),
+            "chardev=qmp,mode=control".into(),
+        ]);
+        if self.virtiofs {
+            a.extend([
+                "-chardev".into(),
+                format!("socket,id=fs,path={}", p(&self.fs_socket())),
+                "-device".into(),
+                "vhost-user-fs-device,chardev=fs,tag=stele-ws,queue-size=1024".into(),
+            ]);
+        }
+        a
+    }
+}
+
+/// Start QEMU. It gets no network namespace of the host's (a fresh, empty
+/// one when stele is root), no new privileges, and dies with stele.
+pub(crate) fn spawn(spec: &QemuSpec) -> Result<Child, VmError> {
+    let stderr =
+        std::fs::File::create(spec.run_dir.join("qemu.stderr")).map_err(|e| VmError::File {
+            what: "qemu log",
+            path: spec.run_dir.join("qemu.stderr"),
+            source: e,
+        })?;
+    let mut cmd = Command::new(QEMU);
+    cmd.args(spec.args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    // SAFETY: between fork and exec only raw system calls are made.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+                || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // QEMU needs no network at all (the guest has no NIC); as root
+            // it also leaves the host's IPC and hostname behind.
+            if libc::geteuid() == 0
+                && libc::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+        .map_err(|e| VmError::Qemu(format!("cannot start {QEMU}: {e}")))
+}
+
+/// Accept one connection on `listener` before `deadline`, giving up early
+/// if QEMU exits.
+pub(crate) fn accept(
+    listener: &UnixListener,
+    child: &mut Child,
+    deadline: Instant,
+    what: &str,
+) -> Result<UnixStream, VmError> {
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| VmError::Qemu(format!("{what} socket: {e}")))?;
+    loop {
+        match listener.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false)
+                    .map_err(|e| VmError::Qemu(format!("{what} socket: {e}")))?;
+                return Ok(s);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(VmError::Qemu(format!("{what} socket: {e}"))),
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(VmError::Qemu(format!(
+                "exited ({status}) before connecting {what}"
+            )));
+        }
+        if Instant::now() >= deadline {
+            return Err(VmError::Qemu(format!("did not connect {what} in time")));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The QMP connection, used to quit the VM.
+pub(crate) struct Qmp {
+    stream: UnixStream,
+    reader: BufReader<UnixStream>,
+}
+
+impl Qmp {
+    /// Read the greeting and enter command mode.
+    pub fn negotiate(stream: UnixStream, timeout: Duration) -> Result<Qmp, VmError> {
+        let err = |e: std::io::Error| VmError::Qemu(format!("qmp: {e}"));
+        stream.set_read_timeout(Some(timeout)).map_err(err)?;
+        let reader = BufReader::new(stream.try_clone().map_err(err)?);
+        let mut qmp = Qmp { stream, reader };
+        qmp.read_line()?; // greeting
+        qmp.command("qmp_capabilities")?;
+        Ok(qmp)
+    }
+
+    fn read_line(&mut self) -> Result<String, VmError> {
+        let mut line = String::new();
+        self.reader
+            .read_line(&mut line)
+            .map_err(|e| VmError::Qemu(format!("qmp: {e}")))?;
+        Ok(line)
+    }
+
+    /// Run one command and wait for its `return` (events are skipped).
+    pub fn command(&mut self, name: &str) -> Result<(), VmError> {
+        let msg = format!("{{\"execute\":\"{name}\"}}\n");
+        self.stream
+            .write_all(msg.as_bytes())
+            .map_err(|e| VmError::Qemu(format!("qmp {name}: {e}")))?;
+        for _ in 0..64 {
+            let line = self.read_line()?;
+            if line.is_empty() {
+                // `quit` closes the connection once QEMU is on its way out.
+                return Ok(());
+            }
+            if line.contains("\"return\"") {
+                return Ok(());
+            }
+            if line.contains("\"error\"") {
+                return Err(VmError::Qemu(format!("qmp {name}: {}", line.trim())));
+            }
+        }
+        Ok(())
+    }
+}

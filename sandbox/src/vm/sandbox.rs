@@ -1,0 +1,469 @@
+//! [`VmSandbox`]: the `Sandbox` trait over one warm micro-VM, booted when
+//! the sandbox is built and reused for every command.
+
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::process::Child;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::agent::initrd_with_agent;
+use super::channel::{Channel, ExecEvent};
+use super::error::VmError;
+use super::image::GuestImage;
+use super::protocol::{Bytes, ExecSpec, GuestStatus, HostMsg, Rlimit, StreamKind};
+use super::qemu::{self, Accel, AccelChoice, KvmProbe, QemuSpec, Qmp};
+use super::virtiofs::VirtioFsServer;
+use crate::check::LayerReport;
+use crate::error::SandboxError;
+use crate::exec::{
+    BackendKind, Captured, ExecOutcome, ExecRequest, ExitStatus, ResourceUsage, Sandbox, Truncation,
+};
+use crate::fs::{IdMap, MediatedFs};
+use crate::process::spawn::{environment, rlimits, sandbox_cwd};
+use crate::process::NetworkMode;
+use crate::proxy::EgressProxy;
+use crate::{Mediator, Requester};
+
+/// Configuration of a [`VmSandbox`].
+#[derive(Debug, Clone)]
+pub struct VmSandboxConfig {
+    /// The granted workspace folder on the host (served over virtio-fs).
+    pub workspace: PathBuf,
+    /// Asked before every workspace access and outbound connection.
+    pub mediator: Arc<dyn Mediator>,
+    /// The network: the egress proxy through the channel, or nothing.
+    pub network: NetworkMode,
+    /// The guest image.
+    pub image: GuestImage,
+    /// The `stele-guest` binary to run in the guest.
+    pub agent: PathBuf,
+    /// Accelerator.
+    pub accel: AccelChoice,
+    /// Guest RAM in MiB.
+    pub memory_mib: u32,
+    /// Time from QEMU's start to the agent's ready message; longer is an error.
+    pub boot_timeout: Duration,
+}
+
+impl VmSandboxConfig {
+    /// Defaults: egress proxy, accelerator probed, 512 MiB, 60 s boot timeout.
+    pub fn new(
+        workspace: impl Into<PathBuf>,
+        mediator: Arc<dyn Mediator>,
+        image: GuestImage,
+        agent: impl Into<PathBuf>,
+    ) -> Self {
+        VmSandboxConfig {
+            workspace: workspace.into(),
+            mediator,
+            network: NetworkMode::EgressProxy,
+            image,
+            agent: agent.into(),
+            accel: AccelChoice::Auto,
+            memory_mib: 512,
+            boot_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What ran, for the log and attestations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmInfo {
+    /// The accelerator the VM runs on.
+    pub accel: Accel,
+    /// The guest image digest.
+    pub image_digest: String,
+    /// SHA-256 of the agent binary.
+    pub agent_sha256: String,
+    /// Guest kernel release.
+    pub kernel: String,
+    /// Landlock ABI inside the guest.
+    pub guest_landlock_abi: u8,
+    /// Time from starting QEMU to the agent's ready message.
+    pub boot_time: Duration,
+}
+
+/// The micro-VM sandbox (one warm VM).
+pub struct VmSandbox {
+    report: LayerReport,
+    info: VmInfo,
+    vm: Mutex<Option<RunningVm>>,
+    channel: Arc<Channel>,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for VmSandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VmSandbox")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+struct RunningVm {
+    child: Child,
+    qmp: Option<Qmp>,
+    fs: VirtioFsServer,
+    proxy: Option<EgressProxy>,
+    run_dir: PathBuf,
+}
+
+impl VmSandbox {
+    /// Boot the VM and wait for its agent. A VM that does not come up within
+    /// the boot timeout is an error (never a silent fallback).
+    pub fn new(config: VmSandboxConfig) -> Result<VmSandbox, SandboxError> {
+        let report = LayerReport::probe();
+        let accels: Vec<Accel> = match config.accel {
+            AccelChoice::Kvm => vec![Accel::Kvm],
+            AccelChoice::Tcg => vec![Accel::Tcg],
+            AccelChoice::Auto => match qemu::probe_kvm() {
+                KvmProbe::Usable => vec![Accel::Kvm, Accel::Tcg],
+                KvmProbe::Unusable(_) => vec![Accel::Tcg],
+            },
+        };
+        let mut last = None;
+        for (i, accel) in accels.iter().enumerate() {
+            // A KVM attempt that may fall back gets a short leash: on a
+            // broken KVM the guest hangs rather than fails.
+            let timeout = if i + 1 < accels.len() {
+                config.boot_timeout.min(Duration::from_secs(10))
+            } else {
+                config.boot_timeout
+            };
+            match boot(&config, *accel, timeout) {
+                Ok((vm, channel, info)) => {
+                    return Ok(VmSandbox {
+                        report,
+                        info,
+                        vm: Mutex::new(Some(vm)),
+                        channel,
+                        next_id: AtomicU64::new(1),
+                    })
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last
+            .unwrap_or_else(|| VmError::Qemu("no accelerator to try".into()))
+            .into())
+    }
+
+    /// What is running.
+    pub fn info(&self) -> &VmInfo {
+        &self.info
+    }
+
+    /// Power the VM off and release everything (also done on drop).
+    pub fn shutdown(&self) {
+        let vm = self
+            .vm
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(vm) = vm {
+            stop(vm);
+        }
+    }
+}
+
+impl Drop for VmSandbox {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn boot(
+    config: &VmSandboxConfig,
+    accel: Accel,
+    timeout: Duration,
+) -> Result<(RunningVm, Arc<Channel>, VmInfo), VmError> {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let run_dir = run_dir()?;
+    let (initrd, agent_sha256) = initrd_with_agent(&config.image, &config.agent)?;
+    let spec = QemuSpec {
+        accel,
+        memory_mib: config.memory_mib,
+        kernel: config.image.kernel(),
+        initrd,
+        rootfs: config.image.rootfs(),
+        run_dir: run_dir.clone(),
+        virtiofs: true,
+    };
+    let bind = |p: PathBuf| {
+        UnixListener::bind(&p).map_err(|source| VmError::File {
+            what: "socket",
+            path: p,
+            source,
+        })
+    };
+    let agent_listener = bind(spec.agent_socket())?;
+    let qmp_listener = bind(spec.qmp_socket())?;
+    let fs = MediatedFs::new(
+        &config.workspace,
+        config.mediator.clone(),
+        Requester::default(),
+    )
+    .map_err(|e| VmError::VirtioFs(e.to_string()))?;
+    let owner = std::fs::metadata(&config.workspace).map_err(|source| VmError::File {
+        what: "workspace",
+        path: config.workspace.clone(),
+        source,
+    })?;
+    let guest_id = super::guest::GUEST_USER;
+    let fs = fs.with_id_map(IdMap {
+        host_uid: owner.uid(),
+        host_gid: owner.gid(),
+        sandbox_uid: guest_id,
+        sandbox_gid: guest_id,
+    });
+    let fs_server = VirtioFsServer::start(&spec.fs_socket(), fs.layer().clone())?;
+    let (proxy, proxy_addr) = match config.network {
+        NetworkMode::EgressProxy => {
+            let l = TcpListener::bind(("127.0.0.1", 0))
+                .map_err(|e| VmError::Qemu(format!("proxy listener: {e}")))?;
+            let addr: Option<SocketAddr> = l.local_addr().ok();
+            let p = EgressProxy::serve(l, config.mediator.clone(), Requester::default())
+                .map_err(|e| VmError::Qemu(format!("egress proxy: {e}")))?;
+            (Some(p), addr)
+        }
+        NetworkMode::LoopbackOnly => (None, None),
+    };
+    let child = qemu::spawn(&spec)?;
+    let mut vm = RunningVm {
+        child,
+        qmp: None,
+        fs: fs_server,
+        proxy,
+        run_dir: run_dir.clone(),
+    };
+    let connected = (|| {
+        let agent = qemu::accept(
+            &agent_listener,
+            &mut vm.child,
+            deadline,
+            "the agent channel",
+        )?;
+        let qmp = qemu::accept(&qmp_listener, &mut vm.child, deadline, "QMP")?;
+        vm.qmp = Some(Qmp::negotiate(qmp, Duration::from_secs(5))?);
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        Channel::start(agent, left, proxy_addr)
+    })();
+    let (channel, ready) = match connected {
+        Ok(c) => c,
+        Err(e) => {
+            let console = console_tail(&spec);
+            let e = match e {
+                VmError::BootTimeout { timeout_ms, detail } => VmError::BootTimeout {
+                    timeout_ms,
+                    detail: format!("{detail} ({} boot); console: {console}", accel.name()),
+                },
+                other => VmError::Qemu(format!("{other}; console: {console}")),
+            };
+            stop(vm);
+            return Err(e);
+        }
+    };
+    if !ready.errors.is_empty() || !ready.workspace {
+        let detail = if ready.errors.is_empty() {
+            "the workspace is not mounted".to_owned()
+        } else {
+            ready.errors.join("; ")
+        };
+        stop(vm);
+        return Err(VmError::Guest(detail));
+    }
+    let info = VmInfo {
+        accel,
+        image_digest: config.image.manifest.digest.clone(),
+        agent_sha256,
+        kernel: ready.kernel,
+        guest_landlock_abi: ready.landlock_abi,
+        boot_time: started.elapsed(),
+    };
+    Ok((vm, channel, info))
+}
+
+/// Quit QEMU (QMP, then SIGKILL), stop the proxy and file server, remove
+/// the run directory.
+fn stop(mut vm: RunningVm) {
+    if let Some(mut qmp) = vm.qmp.take() {
+        let _ = qmp.command("quit");
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match vm.child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            _ => {
+                let _ = vm.child.kill();
+                let _ = vm.child.wait();
+                break;
+            }
+        }
+    }
+    if let Some(p) = vm.proxy.take() {
+        let _ = p.stop();
+    }
+    vm.fs.join(Duration::from_secs(2));
+    let _ = std::fs::remove_dir_all(&vm.run_dir);
+}
+
+fn console_tail(spec: &QemuSpec) -> String {
+    let mut text = std::fs::read_to_string(spec.console_log()).unwrap_or_default();
+    text.push_str(&std::fs::read_to_string(spec.run_dir.join("qemu.stderr")).unwrap_or_default());
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = lines.len().saturating_sub(6);
+    lines[start..].join(" | ")
+}
+
+/// A private directory for the VM's sockets and logs.
+fn run_dir() -> Result<PathBuf, VmError> {
+    let base = std::env::temp_dir();
+    for n in 0..100u32 {
+        let dir = base.join(format!("stele-vm-{}-{n}", std::process::id()));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+                return Ok(dir);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(source) => {
+                return Err(VmError::File {
+                    what: "VM run directory",
+                    path: dir,
+                    source,
+                })
+            }
+        }
+    }
+    Err(VmError::Qemu("no free VM run directory".into()))
+}
+
+/// Slack on top of the command's own deadline before the VM counts as lost.
+const CHANNEL_SLACK: Duration = Duration::from_secs(30);
+
+impl Sandbox for VmSandbox {
+    fn kind(&self) -> BackendKind {
+        BackendKind::MicroVm
+    }
+
+    fn layers(&self) -> &LayerReport {
+        &self.report
+    }
+
+    fn exec(&self, req: ExecRequest) -> Result<ExecOutcome, SandboxError> {
+        if req.argv.is_empty() {
+            return Err(SandboxError::InvalidRequest("empty argv".into()));
+        }
+        if req.argv.iter().any(|a| a.contains('\0')) {
+            return Err(SandboxError::InvalidRequest(
+                "argv contains a NUL byte".into(),
+            ));
+        }
+        let cwd = sandbox_cwd(&req.cwd)?;
+        let env = environment(&req, &cwd)?;
+        let limits = rlimits(&req)
+            .into_iter()
+            .map(|(resource, l)| Rlimit {
+                resource,
+                soft: l.rlim_cur,
+                hard: l.rlim_max,
+            })
+            .collect();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let cap = req.limits.output_bytes;
+        let spec = ExecSpec {
+            id,
+            argv: req.argv.clone(),
+            cwd,
+            env,
+            stdin: Bytes(req.stdin.clone()),
+            wall_ms: u64::try_from(req.limits.wall_time.as_millis()).unwrap_or(u64::MAX),
+            kill_grace_ms: u64::try_from(req.limits.kill_grace.as_millis()).unwrap_or(u64::MAX),
+            output_bytes: cap as u64,
+            rlimits: limits,
+        };
+        let rx = self.channel.register(id);
+        let result = self
+            .channel
+            .send(&HostMsg::Exec(spec))
+            .map_err(SandboxError::from)
+            .and_then(|()| collect(&rx, &req, cap));
+        self.channel.unregister(id);
+        result
+    }
+}
+
+fn collect(
+    rx: &mpsc::Receiver<ExecEvent>,
+    req: &ExecRequest,
+    cap: usize,
+) -> Result<ExecOutcome, SandboxError> {
+    let deadline = Instant::now() + req.limits.wall_time + req.limits.kill_grace + CHANNEL_SLACK;
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ev = match rx.recv_timeout(left) {
+            Ok(ev) => ev,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                return Err(SandboxError::Lost("the VM did not answer in time".into()))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(SandboxError::Lost("the VM's agent went away".into()))
+            }
+        };
+        match ev {
+            ExecEvent::Output(kind, data) => {
+                let buf = match kind {
+                    StreamKind::Stdout => &mut out,
+                    StreamKind::Stderr => &mut err,
+                };
+                let room = cap.saturating_sub(buf.len());
+                buf.extend_from_slice(&data[..data.len().min(room)]);
+            }
+            ExecEvent::Failed { error, errno } => {
+                return Err(match errno {
+                    Some(e) => SandboxError::Spawn {
+                        program: req.argv.first().cloned().unwrap_or_default(),
+                        source: std::io::Error::from_raw_os_error(e),
+                    },
+                    None => VmError::Guest(error).into(),
+                })
+            }
+            ExecEvent::Exited(r) => {
+                let captured = |bytes: Vec<u8>, total: u64| {
+                    let truncation = if total > bytes.len() as u64 {
+                        Truncation::Truncated { total_bytes: total }
+                    } else {
+                        Truncation::Complete
+                    };
+                    Captured { bytes, truncation }
+                };
+                return Ok(ExecOutcome {
+                    id: req.id.clone(),
+                    status: match r.status {
+                        GuestStatus::Exit(c) => ExitStatus::Exit(c),
+                        GuestStatus::Signal(s) => ExitStatus::Signal(s),
+                        GuestStatus::TimedOut => ExitStatus::TimedOut,
+                    },
+                    stdout: captured(out, r.stdout_total),
+                    stderr: captured(err, r.stderr_total),
+                    usage: ResourceUsage {
+                        user_cpu: Duration::from_micros(r.user_cpu_us),
+                        system_cpu: Duration::from_micros(r.system_cpu_us),
+                        max_rss_bytes: r.max_rss_bytes,
+                    },
+                    duration: Duration::from_micros(r.duration_us),
+                });
+            }
+        }
+    }
+}
