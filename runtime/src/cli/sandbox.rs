@@ -144,6 +144,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             "running_as_root": report.running_as_root,
             "ready": verdict.is_ok(),
             "error": verdict.as_ref().err().map(|e| e.to_string()),
+            "microvm": super::vm::report_json(&super::vm::probe()),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -152,6 +153,10 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             Ok(()) => println!("\nprocess sandbox: READY (all required layers present)"),
             Err(e) => println!("\nprocess sandbox: REFUSES TO START: {e}"),
         }
+        let vm = super::vm::probe();
+        print!("\n{}", vm.render());
+        let state = if vm.ready() { "READY" } else { "NOT AVAILABLE" };
+        println!("\nmicro-VM backend: {state} (`--backend vm`)");
     }
     Ok(if verdict.is_ok() {
         ExitCode::SUCCESS

@@ -35,13 +35,7 @@ const SUITE: &str = "bookworm";
 /// Mirror of the root file system.
 const MIRROR: &str = "http://deb.debian.org/debian";
 /// Packages of the root besides minbase.
-const PACKAGES: [&str; 5] = [
-    "python3-minimal",
-    "nodejs",
-    "bash",
-    "coreutils",
-    "ca-certificates",
-];
+const PACKAGES: [&str; 5] = ["python3", "nodejs", "bash", "coreutils", "ca-certificates"];
 /// Modules the guest needs (their dependencies are added).
 const WANTED_MODULES: [&str; 4] = ["virtio_mmio", "virtio_blk", "virtio_console", "virtiofs"];
 /// The guest init script; `@MODULES@` is replaced by the load order.

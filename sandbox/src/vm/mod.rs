@@ -18,6 +18,7 @@
 mod agent;
 mod build;
 mod channel;
+mod check;
 mod cpio;
 mod error;
 pub mod guest;
@@ -29,6 +30,7 @@ mod sandbox;
 mod virtiofs;
 
 pub use build::{build_image, BuildReport};
+pub use check::VmReport;
 pub use error::VmError;
 pub use image::{ComponentHashes, GuestImage, ImageStore, Manifest};
 pub use qemu::{probe_kvm, qemu_version, Accel, AccelChoice, KvmProbe};

@@ -202,9 +202,56 @@ impl QemuSpec {
     }
 }
 
-/// Start QEMU. It gets no network namespace of the host's (a fresh, empty
-/// one when stele is root), no new privileges, and dies with stele.
-pub(crate) fn spawn(spec: &QemuSpec) -> Result<Child, VmError> {
+/// A started QEMU and the thread that started it.
+///
+/// QEMU is killed when that thread ends (`PR_SET_PDEATHSIG` follows the
+/// spawning *thread*), so a keeper thread lives as long as the VM: the VM
+/// outlives whichever thread booted it, and dies with stele.
+pub(crate) struct Spawned {
+    pub child: Child,
+    keeper: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
+}
+
+impl Spawned {
+    /// Let the keeper thread go (after QEMU has been reaped).
+    pub fn release(&mut self) {
+        if let Some((tx, t)) = self.keeper.take() {
+            drop(tx);
+            let _ = t.join();
+        }
+    }
+}
+
+/// Start QEMU on a keeper thread (see [`Spawned`]).
+pub(crate) fn spawn(spec: &QemuSpec) -> Result<Spawned, VmError> {
+    let (child_tx, child_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let spec = spec.clone();
+    let keeper = std::thread::Builder::new()
+        .name("stele-vm-keeper".into())
+        .spawn(move || {
+            let spawned = spawn_here(&spec);
+            let ok = spawned.is_ok();
+            let _ = child_tx.send(spawned);
+            if ok {
+                // Returns when the sender is dropped.
+                let _ = stop_rx.recv();
+            }
+        })
+        .map_err(|e| VmError::Qemu(format!("keeper thread: {e}")))?;
+    let child = child_rx
+        .recv()
+        .map_err(|_| VmError::Qemu("keeper thread died".into()))??;
+    Ok(Spawned {
+        child,
+        keeper: Some((stop_tx, keeper)),
+    })
+}
+
+/// Start QEMU from the calling thread. It gets no network namespace of the
+/// host's (a fresh, empty one when stele is root), no new privileges, and
+/// dies with the calling thread.
+fn spawn_here(spec: &QemuSpec) -> Result<Child, VmError> {
     let stderr =
         std::fs::File::create(spec.run_dir.join("qemu.stderr")).map_err(|e| VmError::File {
             what: "qemu log",

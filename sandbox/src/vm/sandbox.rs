@@ -5,7 +5,6 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
-use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -105,7 +104,7 @@ impl std::fmt::Debug for VmSandbox {
 }
 
 struct RunningVm {
-    child: Child,
+    qemu: qemu::Spawned,
     qmp: Option<Qmp>,
     fs: VirtioFsServer,
     proxy: Option<EgressProxy>,
@@ -233,9 +232,9 @@ fn boot(
         }
         NetworkMode::LoopbackOnly => (None, None),
     };
-    let child = qemu::spawn(&spec)?;
+    let qemu = qemu::spawn(&spec)?;
     let mut vm = RunningVm {
-        child,
+        qemu,
         qmp: None,
         fs: fs_server,
         proxy,
@@ -244,11 +243,11 @@ fn boot(
     let connected = (|| {
         let agent = qemu::accept(
             &agent_listener,
-            &mut vm.child,
+            &mut vm.qemu.child,
             deadline,
             "the agent channel",
         )?;
-        let qmp = qemu::accept(&qmp_listener, &mut vm.child, deadline, "QMP")?;
+        let qmp = qemu::accept(&qmp_listener, &mut vm.qemu.child, deadline, "QMP")?;
         vm.qmp = Some(Qmp::negotiate(qmp, Duration::from_secs(5))?);
         let left = deadline
             .saturating_duration_since(Instant::now())
@@ -298,16 +297,17 @@ fn stop(mut vm: RunningVm) {
     }
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        match vm.child.try_wait() {
+        match vm.qemu.child.try_wait() {
             Ok(Some(_)) => break,
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
             _ => {
-                let _ = vm.child.kill();
-                let _ = vm.child.wait();
+                let _ = vm.qemu.child.kill();
+                let _ = vm.qemu.child.wait();
                 break;
             }
         }
     }
+    vm.qemu.release();
     if let Some(p) = vm.proxy.take() {
         let _ = p.stop();
     }

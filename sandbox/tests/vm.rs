@@ -1,0 +1,226 @@
+//! End-to-end tests of the micro-VM backend under whatever accelerator the
+//! host offers (TCG on our machines). They need QEMU and the guest image
+//! that `scripts/setup-vm` builds; without them they fail, never skip.
+//!
+//! One VM is booted for the whole binary (booting is the slow part) and
+//! each test works in its own folder of the shared workspace.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use stele_sandbox::exec::{ExecRequest, ExitStatus, Sandbox};
+use stele_sandbox::vm::{ImageStore, VmSandbox, VmSandboxConfig};
+use stele_sandbox::{
+    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Ticket, Verdict,
+};
+
+/// Allows everything except workspace paths containing `denied` and
+/// hosts other than 127.0.0.1; records every question.
+#[derive(Debug, Default)]
+struct Recorder {
+    files: Mutex<Vec<(FileRequest, bool)>>,
+    nets: Mutex<Vec<(NetRequest, bool)>>,
+}
+
+impl Mediator for Recorder {
+    fn file_access(&self, req: &FileRequest) -> Verdict {
+        let allow = !req.path.contains("denied");
+        self.files.lock().unwrap().push((req.clone(), allow));
+        if allow {
+            Verdict::Allow(Ticket(1))
+        } else {
+            Verdict::Deny("test rule".into())
+        }
+    }
+    fn file_closed(&self, _: &FileCloseReport) {}
+    fn net_connect(&self, req: &NetRequest) -> Verdict {
+        let allow = req.host == "127.0.0.1";
+        self.nets.lock().unwrap().push((req.clone(), allow));
+        if allow {
+            Verdict::Allow(Ticket(2))
+        } else {
+            Verdict::Deny("test rule".into())
+        }
+    }
+    fn net_closed(&self, _: &NetCloseReport) {}
+}
+
+struct Vm {
+    sandbox: VmSandbox,
+    recorder: Arc<Recorder>,
+    workspace: PathBuf,
+}
+
+/// Where `stele vm image build` put the image (see runtime/src/cli/vm.rs).
+fn image_store() -> ImageStore {
+    if let Some(p) = std::env::var_os("STELE_VM_IMAGES") {
+        return ImageStore::at(PathBuf::from(p));
+    }
+    let state = if let Some(p) = std::env::var_os("STELE_STATE_DIR") {
+        PathBuf::from(p)
+    } else if let Some(p) = std::env::var_os("XDG_STATE_HOME") {
+        PathBuf::from(p).join("stele")
+    } else {
+        PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".local/state/stele")
+    };
+    ImageStore::at(state.join("vm/images"))
+}
+
+fn vm() -> &'static Vm {
+    static VM: OnceLock<Vm> = OnceLock::new();
+    VM.get_or_init(|| {
+        let image = image_store()
+            .current()
+            .expect("the guest image must be built by scripts/setup-vm (stele vm image build)");
+        let workspace = std::env::temp_dir().join(format!("stele-vm-test-{}", std::process::id()));
+        std::fs::create_dir_all(&workspace).unwrap();
+        let recorder = Arc::new(Recorder::default());
+        let config = VmSandboxConfig::new(
+            &workspace,
+            recorder.clone(),
+            image,
+            env!("CARGO_BIN_EXE_stele-guest"),
+        );
+        let sandbox = VmSandbox::new(config).expect("the VM must boot");
+        eprintln!("vm: {:?}", sandbox.info());
+        Vm {
+            sandbox,
+            recorder,
+            workspace,
+        }
+    })
+}
+
+fn sh(script: &str) -> ExecRequest {
+    ExecRequest::new("t", vec!["/bin/sh".into(), "-c".into(), script.into()])
+}
+
+#[test]
+fn exec_runs_in_the_guest_kernel_as_an_unprivileged_user() {
+    let vm = vm();
+    let out = vm
+        .sandbox
+        .exec(sh("uname -r; id -u; echo err >&2; exit 3"))
+        .unwrap();
+    assert_eq!(out.status, ExitStatus::Exit(3));
+    let stdout = String::from_utf8_lossy(&out.stdout.bytes);
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some(vm.sandbox.info().kernel.as_str()));
+    assert_eq!(lines.next(), Some("1000"));
+    assert_eq!(out.stderr.bytes, b"err\n");
+    // The root file system is read-only to commands.
+    let out = vm.sandbox.exec(sh("touch /usr/x")).unwrap();
+    assert_ne!(out.status, ExitStatus::Exit(0));
+    // A missing program is a spawn error, as in the process backend.
+    let err = vm
+        .sandbox
+        .exec(ExecRequest::new("t", vec!["/no/such/program".into()]))
+        .unwrap_err();
+    assert!(err.to_string().contains("/no/such/program"), "{err}");
+}
+
+#[test]
+fn workspace_goes_through_the_mediator() {
+    let vm = vm();
+    let dir = vm.workspace.join("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("in.txt"), "from the host\n").unwrap();
+    std::fs::write(dir.join("denied.txt"), "secret\n").unwrap();
+    let out = vm
+        .sandbox
+        .exec(sh("cat files/in.txt && echo from-guest > files/out.txt"))
+        .unwrap();
+    assert_eq!(out.status, ExitStatus::Exit(0), "{out:?}");
+    assert_eq!(out.stdout.bytes, b"from the host\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out.txt")).unwrap(),
+        "from-guest\n"
+    );
+    let out = vm.sandbox.exec(sh("cat files/denied.txt")).unwrap();
+    assert_ne!(out.status, ExitStatus::Exit(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr.bytes).contains("Permission denied"),
+        "{out:?}"
+    );
+    let files = vm.recorder.files.lock().unwrap();
+    assert!(files
+        .iter()
+        .any(|(r, allow)| r.path == "files/denied.txt" && !allow));
+    assert!(files.iter().any(|(r, allow)| r.path == "files/out.txt"
+        && *allow
+        && r.access.action() == "file.write"));
+}
+
+/// A one-shot HTTP server on the host's loopback.
+fn http_server() -> (u16, std::thread::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let t = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).unwrap();
+        s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 8\r\n\r\nvia-host")
+            .unwrap();
+    });
+    (port, t)
+}
+
+#[test]
+fn network_only_through_the_proxy() {
+    let vm = vm();
+    let (port, server) = http_server();
+    let fetch = |url: &str| {
+        sh(&format!(
+            "python3 -c 'import urllib.request,sys\ntry:\n print(urllib.request.urlopen(\"{url}\", timeout=20).read().decode())\nexcept Exception as e:\n print(\"ERR\", e)'"
+        ))
+    };
+    let out = vm
+        .sandbox
+        .exec(fetch(&format!("http://127.0.0.1:{port}/")))
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout.bytes).trim(),
+        "via-host",
+        "{out:?}"
+    );
+    server.join().unwrap();
+    let out = vm.sandbox.exec(fetch("http://denied.example/")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout.bytes).contains("403"),
+        "{out:?}"
+    );
+    let nets = vm.recorder.nets.lock().unwrap().clone();
+    assert!(nets
+        .iter()
+        .any(|(r, a)| r.host == "127.0.0.1" && r.port == port && *a));
+    assert!(nets.iter().any(|(r, a)| r.host == "denied.example" && !a));
+    // Around the proxy there is nothing: the guest has no interface but lo.
+    let out = vm
+        .sandbox
+        .exec(sh(
+            "python3 -c 'import socket\ntry:\n socket.create_connection((\"1.1.1.1\", 80), timeout=5); print(\"CONNECTED\")\nexcept OSError as e:\n print(\"ERR\", e)'",
+        ))
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout.bytes);
+    assert!(text.starts_with("ERR"), "{out:?}");
+}
+
+#[test]
+fn deadline_kills_the_command() {
+    let vm = vm();
+    let mut req = sh("sleep 60; echo not-reached");
+    req.limits.wall_time = Duration::from_secs(2);
+    req.limits.kill_grace = Duration::from_millis(500);
+    let started = Instant::now();
+    let out = vm.sandbox.exec(req).unwrap();
+    assert_eq!(out.status, ExitStatus::TimedOut);
+    assert!(out.stdout.bytes.is_empty());
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // The VM is still usable afterwards.
+    let out = vm.sandbox.exec(sh("echo alive")).unwrap();
+    assert_eq!(out.stdout.bytes, b"alive\n");
+}
