@@ -1,10 +1,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 //! Per-entry cost of each verification step on an existing log:
-//! `cargo run --release -p stele-audit --example parse_cost -- PATH/TO/audit.db`.
+//! `cargo run --release -p stele-audit --example parse_cost -- PATH/TO/audit.db`
+//! (add `--verify-only` to run just the full verification, e.g. under perf).
 use std::time::Instant;
 fn main() {
     let db = std::env::args().nth(1).unwrap();
     let store = stele_audit::Store::open(std::path::Path::new(&db)).unwrap();
+    if std::env::args().nth(2).as_deref() == Some("--verify-only") {
+        let vkey = store.meta_required("vkey").unwrap();
+        let verifier = stele_attest::NoteVerifier::parse(&vkey).unwrap();
+        let r = stele_audit::verify::verify_db(std::path::Path::new(&db), &verifier, None).unwrap();
+        println!("{} entries in {:.3} s", r.entries, r.seconds);
+        return;
+    }
     let mut leaves = Vec::new();
     store
         .for_each_entry(0, u64::MAX, |_, b, _| {
@@ -19,6 +27,14 @@ fn main() {
     }
     println!(
         "canonical check: {:.2} us",
+        t.elapsed().as_secs_f64() * 1e6 / n
+    );
+    let t = Instant::now();
+    for l in &leaves {
+        stele_audit::leaf_view::LeafView::scan(l).unwrap();
+    }
+    println!(
+        "one-pass scan:   {:.2} us (canonical form + schema + fields)",
         t.elapsed().as_secs_f64() * 1e6 / n
     );
     let t = Instant::now();
@@ -56,5 +72,32 @@ fn main() {
     println!(
         "sqlite read:     {:.2} us ({c})",
         t.elapsed().as_secs_f64() * 1e6 / n
+    );
+    let vkey = store.meta_required("vkey").unwrap();
+    let verifier = stele_attest::NoteVerifier::parse(&vkey).unwrap();
+    let notes = store.checkpoints().unwrap();
+    let texts: Vec<&str> = notes.iter().map(|(_, t)| t.as_str()).collect();
+    let t = Instant::now();
+    for t in &texts {
+        stele_attest::Checkpoint::open(t, &verifier).unwrap();
+    }
+    println!(
+        "checkpoints one by one: {:.2} us per entry ({} checkpoints)",
+        t.elapsed().as_secs_f64() * 1e6 / n,
+        texts.len()
+    );
+    let t = Instant::now();
+    stele_audit::checkpoints::open_all(&texts, &verifier).unwrap();
+    println!(
+        "checkpoints batched:    {:.2} us per entry",
+        t.elapsed().as_secs_f64() * 1e6 / n
+    );
+    let t = Instant::now();
+    let r = stele_audit::verify::verify_db(std::path::Path::new(&db), &verifier, None).unwrap();
+    println!(
+        "full verify_db:  {:.2} us per entry, {:.0} entries/s ({} entries)",
+        t.elapsed().as_secs_f64() * 1e6 / n,
+        r.entries as f64 / t.elapsed().as_secs_f64(),
+        r.entries
     );
 }

@@ -22,26 +22,47 @@ const MAX_DEPTH: usize = 32;
 /// keys ASCII and strictly increasing, minimal string escapes, integers
 /// without leading zeros, fractions or exponents).
 pub fn check(b: &[u8]) -> Result<(), CanonicalError> {
-    if std::str::from_utf8(b).is_err() {
-        return Err(CanonicalError {
-            offset: 0,
-            what: "not UTF-8",
-        });
-    }
-    let mut c = Cursor { b, i: 0 };
+    let mut c = Cursor::new(b, Ints::Any);
     c.value(0)?;
-    if c.i != b.len() {
-        return c.fail("trailing bytes");
-    }
-    Ok(())
+    c.end()
 }
 
-struct Cursor<'a> {
-    b: &'a [u8],
-    i: usize,
+/// Which integers a value may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ints {
+    /// Any length (RFC 8785 only asks for the shortest spelling).
+    Any,
+    /// Magnitude at most 2^53 - 1 (what leaf `data` allows).
+    Safe,
+}
+
+/// A position in bytes being checked. UTF-8 is validated inside strings only:
+/// outside them every accepted byte is ASCII, so that covers the whole input.
+pub(crate) struct Cursor<'a> {
+    pub(crate) b: &'a [u8],
+    pub(crate) i: usize,
+    ints: Ints,
 }
 
 impl<'a> Cursor<'a> {
+    /// A cursor at the start of `b`.
+    pub(crate) fn new(b: &'a [u8], ints: Ints) -> Self {
+        Self { b, i: 0, ints }
+    }
+
+    /// Require that everything was consumed.
+    pub(crate) fn end(&self) -> Result<(), CanonicalError> {
+        if self.i != self.b.len() {
+            return self.fail("trailing bytes");
+        }
+        Ok(())
+    }
+
+    /// Which integers are accepted from now on.
+    pub(crate) fn set_ints(&mut self, ints: Ints) {
+        self.ints = ints;
+    }
+
     fn fail<T>(&self, what: &'static str) -> Result<T, CanonicalError> {
         Err(CanonicalError {
             offset: self.i,
@@ -49,11 +70,23 @@ impl<'a> Cursor<'a> {
         })
     }
 
-    fn peek(&self) -> Option<u8> {
+    /// The next byte.
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
-    fn value(&mut self, depth: usize) -> Result<(), CanonicalError> {
+    /// Consume `c` if it is next.
+    pub(crate) fn eat(&mut self, c: u8) -> bool {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// One canonical value at nesting `depth`.
+    pub(crate) fn value(&mut self, depth: usize) -> Result<(), CanonicalError> {
         if depth > MAX_DEPTH {
             return self.fail("nested too deeply");
         }
@@ -106,32 +139,89 @@ impl<'a> Cursor<'a> {
         if matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
             return self.fail("only integers are allowed");
         }
+        if self.ints == Ints::Safe && !safe_magnitude(&self.b[digits..self.i]) {
+            return Err(CanonicalError {
+                offset: start,
+                what: "integer beyond 2^53 - 1",
+            });
+        }
         Ok(())
     }
 
-    /// Returns the string's raw content (between the quotes).
-    fn string(&mut self) -> Result<&'a [u8], CanonicalError> {
+    /// A string (the cursor is on its opening quote); returns its raw
+    /// content, between the quotes, escapes not decoded.
+    pub(crate) fn string(&mut self) -> Result<&'a [u8], CanonicalError> {
+        self.string_escaped().map(|(s, _)| s)
+    }
+
+    /// [`Cursor::string`], and whether the content holds an escape.
+    pub(crate) fn string_escaped(&mut self) -> Result<(&'a [u8], bool), CanonicalError> {
         self.i += 1; // opening quote
         let start = self.i;
+        let mut escaped = false;
         loop {
+            self.skip_plain();
             match self.peek() {
                 None => return self.fail("unterminated string"),
                 Some(b'"') => {
                     let s = &self.b[start..self.i];
                     self.i += 1;
-                    return Ok(s);
+                    return Ok((s, escaped));
                 }
                 Some(0x00..=0x1f) => return self.fail("control character must be escaped"),
-                Some(b'\\') => self.escape()?,
-                Some(_) => {
-                    // Skip the run of ordinary bytes in one go (the hot path).
-                    let rest = &self.b[self.i..];
-                    self.i += rest
-                        .iter()
-                        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-                        .unwrap_or(rest.len());
+                Some(b'\\') => {
+                    escaped = true;
+                    self.escape()?;
                 }
+                Some(lead) => self.non_ascii(lead)?,
             }
+        }
+    }
+
+    /// Skip printable ASCII other than `"` and `\`, eight bytes at a time
+    /// (the hot path: most leaf bytes are string content).
+    fn skip_plain(&mut self) {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        // Flags bytes below n (n <= 128). Bytes above a flagged one may be
+        // flagged wrongly, never below it: the lowest flag is exact.
+        let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w & HIGH;
+        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+            let mut w8 = [0u8; 8];
+            w8.copy_from_slice(chunk);
+            let w = u64::from_le_bytes(w8);
+            let special = below(w, 0x20)
+                | below(w ^ (ONES * u64::from(b'"')), 1)
+                | below(w ^ (ONES * u64::from(b'\\')), 1)
+                | (w & HIGH);
+            if special != 0 {
+                self.i += (special.trailing_zeros() / 8) as usize;
+                return;
+            }
+            self.i += 8;
+        }
+        while let Some(&c) = self.b.get(self.i) {
+            if c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c) {
+                return;
+            }
+            self.i += 1;
+        }
+    }
+
+    /// One non-ASCII character: must be well-formed UTF-8.
+    fn non_ascii(&mut self, lead: u8) -> Result<(), CanonicalError> {
+        let width = match lead {
+            0xc2..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf4 => 4,
+            _ => return self.fail("not UTF-8"),
+        };
+        match self.b.get(self.i..self.i + width) {
+            Some(ch) if std::str::from_utf8(ch).is_ok() => {
+                self.i += width;
+                Ok(())
+            }
+            _ => self.fail("not UTF-8"),
         }
     }
 
@@ -161,7 +251,8 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn array(&mut self, depth: usize) -> Result<(), CanonicalError> {
+    /// An array (the cursor is on `[`).
+    pub(crate) fn array(&mut self, depth: usize) -> Result<(), CanonicalError> {
         self.i += 1;
         if self.peek() == Some(b']') {
             self.i += 1;
@@ -180,7 +271,8 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn object(&mut self, depth: usize) -> Result<(), CanonicalError> {
+    /// An object (the cursor is on `{`).
+    pub(crate) fn object(&mut self, depth: usize) -> Result<(), CanonicalError> {
         self.i += 1;
         if self.peek() == Some(b'}') {
             self.i += 1;
@@ -221,6 +313,16 @@ impl<'a> Cursor<'a> {
             }
         }
     }
+}
+
+/// Whether decimal `digits` (no sign, no leading zero) are at most 2^53 - 1.
+fn safe_magnitude(digits: &[u8]) -> bool {
+    digits.len() < 16
+        || (digits.len() == 16
+            && digits
+                .iter()
+                .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'))
+                <= crate::leaf::MAX_SAFE_INT)
 }
 
 fn hex_val(c: u8) -> u8 {

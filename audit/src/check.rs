@@ -9,7 +9,8 @@
 use std::collections::HashMap;
 
 use crate::event::{EventKind, IntentRole};
-use crate::leaf::{parse_hash_b64, Leaf};
+use crate::leaf::{parse_hash_b64, Leaf, LeafError};
+use crate::leaf_view::{DataView, LeafView};
 use crate::merkle::{leaf_hash, CompletedNode, Frontier, Hash};
 use crate::payload::parse_commit;
 
@@ -56,6 +57,45 @@ pub struct Unfinished {
     pub seq: u64,
     /// Its kind.
     pub kind: EventKind,
+}
+
+/// A leaf that passed [`LeafChecker::push`].
+#[derive(Debug)]
+pub struct Checked<'a> {
+    /// Its leaf hash.
+    pub hash: Hash,
+    bytes: &'a [u8],
+    source: Source<'a>,
+}
+
+/// How the leaf was read.
+#[derive(Debug)]
+enum Source<'a> {
+    /// By the one-pass scanner.
+    Scanned(LeafView<'a>),
+    /// By the typed parse (unusual spellings).
+    Typed(Box<Leaf>),
+}
+
+impl<'a> Checked<'a> {
+    /// The fields the checks used.
+    pub fn view(&self) -> LeafView<'_> {
+        match &self.source {
+            Source::Scanned(v) => *v,
+            Source::Typed(l) => LeafView::of(l),
+        }
+    }
+
+    /// The whole typed leaf (parsed now if the scanner read it).
+    pub fn into_leaf(self) -> Result<Leaf, LeafError> {
+        match self.source {
+            Source::Typed(l) => Ok(*l),
+            // Already checked canonical: only the typed parse is left.
+            Source::Scanned(_) => {
+                serde_json::from_slice(self.bytes).map_err(|e| LeafError::Schema(e.to_string()))
+            }
+        }
+    }
 }
 
 /// Streaming checker: feed leaves in index order with [`LeafChecker::push`].
@@ -110,47 +150,84 @@ impl LeafChecker {
     /// Check the next leaf. `stored_hash`, when the source keeps one, must
     /// equal the recomputed leaf hash. `completed` sees every tree node the
     /// leaf completes (for comparing with stored tiles).
-    pub fn push(
+    ///
+    /// The leaf is read by [`LeafView::scan`] (one pass, no allocation) and
+    /// only when that declines by the typed parse, which decides and words
+    /// every parse error.
+    pub fn push<'a>(
+        &mut self,
+        bytes: &'a [u8],
+        stored_hash: Option<&[u8]>,
+        completed: impl FnMut(CompletedNode),
+    ) -> Result<Checked<'a>, LeafFailure> {
+        let i = self.frontier.size();
+        let t = |reason: String| LeafFailure { index: i, reason };
+        let source = match LeafView::scan(bytes) {
+            Some(v) => Source::Scanned(v),
+            None => Source::Typed(Box::new(
+                Leaf::parse_canonical(bytes).map_err(|e| t(e.to_string()))?,
+            )),
+        };
+        let hash = leaf_hash(bytes);
+        if stored_hash.is_some_and(|s| s != hash) {
+            return Err(t("leaf bytes do not match the stored leaf hash".into()));
+        }
+        let checked = Checked {
+            hash,
+            bytes,
+            source,
+        };
+        self.check(&checked.view(), &hash).map_err(t)?;
+        self.frontier.push(hash, completed);
+        self.prev = Some(hash);
+        Ok(checked)
+    }
+
+    /// [`LeafChecker::push`], then the typed leaf (for callers that use
+    /// every field, such as the exporter).
+    pub fn push_leaf(
         &mut self,
         bytes: &[u8],
         stored_hash: Option<&[u8]>,
         completed: impl FnMut(CompletedNode),
     ) -> Result<(Leaf, Hash), LeafFailure> {
         let i = self.frontier.size();
-        let t = |reason: String| LeafFailure { index: i, reason };
-        let leaf = Leaf::parse_canonical(bytes).map_err(|e| t(e.to_string()))?;
-        let h = leaf_hash(bytes);
-        if stored_hash.is_some_and(|s| s != h) {
-            return Err(t("leaf bytes do not match the stored leaf hash".into()));
-        }
+        let c = self.push(bytes, stored_hash, completed)?;
+        let h = c.hash;
+        let leaf = c.into_leaf().map_err(|e| LeafFailure {
+            index: i,
+            reason: e.to_string(),
+        })?;
+        Ok((leaf, h))
+    }
+
+    fn check(&mut self, leaf: &LeafView<'_>, h: &Hash) -> Result<(), String> {
+        let i = self.frontier.size();
         if leaf.seq != i {
-            return Err(t(format!("leaf claims index {}", leaf.seq)));
+            return Err(format!("leaf claims index {}", leaf.seq));
         }
         if leaf.log != self.origin {
-            return Err(t(format!("leaf belongs to log {:?}", leaf.log)));
+            return Err(format!("leaf belongs to log {:?}", leaf.log));
         }
         if (i == 0) != (leaf.kind == EventKind::LogGenesis) {
-            return Err(t("log.genesis must be exactly the first entry".into()));
+            return Err("log.genesis must be exactly the first entry".into());
         }
-        if leaf.prev.as_deref().map(parse_hash_b64) != self.prev.map(Some) {
-            return Err(t(
-                "hash chain broken: prev does not name the previous leaf".into()
-            ));
+        if leaf.prev.map(parse_hash_b64) != self.prev.map(Some) {
+            return Err("hash chain broken: prev does not name the previous leaf".into());
         }
         if let Some((boot, ts)) = &self.last_time {
-            if *boot == leaf.boot && leaf.ts < *ts {
-                return Err(t("time went backwards within one writer boot".into()));
+            if boot == leaf.boot && leaf.ts < ts.as_str() {
+                return Err("time went backwards within one writer boot".into());
             }
         }
-        self.check_session(&leaf, &h).map_err(t)?;
-        self.check_intent(&leaf, &h).map_err(t)?;
-        for p in &leaf.payload {
-            let c = parse_commit(&p.commit)
-                .ok_or_else(|| t(format!("bad commitment {:?}", p.commit)))?;
+        self.check_session(leaf, h)?;
+        self.check_intent(leaf, h)?;
+        for p in leaf.commits() {
+            let c = parse_commit(&p).ok_or_else(|| format!("bad commitment {p:?}"))?;
             self.committed.insert(c, i);
         }
         if leaf.kind == EventKind::Redaction {
-            let (count, reason) = self.redaction_data(&leaf, i).map_err(t)?;
+            let (count, reason) = self.redaction_data(leaf, i)?;
             self.redactions.push(RedactionSeen {
                 seq: i,
                 count,
@@ -158,15 +235,16 @@ impl LeafChecker {
             });
         }
         if self.first_ts.is_none() {
-            self.first_ts = Some(leaf.ts.clone());
+            self.first_ts = Some(leaf.ts.to_string());
         }
         match &mut self.last_time {
-            Some((b, ts)) if *b == leaf.boot => ts.clone_from(&leaf.ts),
-            other => *other = Some((leaf.boot.clone(), leaf.ts.clone())),
+            Some((b, ts)) if b == leaf.boot => {
+                ts.clear();
+                ts.push_str(leaf.ts);
+            }
+            other => *other = Some((leaf.boot.to_string(), leaf.ts.to_string())),
         }
-        self.frontier.push(h, completed);
-        self.prev = Some(h);
-        Ok((leaf, h))
+        Ok(())
     }
 
     /// First and last timestamps seen.
@@ -187,7 +265,7 @@ impl LeafChecker {
         v
     }
 
-    fn check_session(&mut self, leaf: &Leaf, h: &Hash) -> Result<(), String> {
+    fn check_session(&mut self, leaf: &LeafView<'_>, h: &Hash) -> Result<(), String> {
         let Some(s) = &leaf.session else {
             if matches!(
                 leaf.kind,
@@ -201,7 +279,7 @@ impl LeafChecker {
             leaf.kind,
             EventKind::SessionEnd | EventKind::SessionInterrupted
         );
-        match self.sessions.get_mut(&s.id) {
+        match self.sessions.get_mut(s.id) {
             None => {
                 if leaf.kind != EventKind::SessionStart || s.n != 0 || s.prev.is_some() {
                     return Err(format!(
@@ -216,7 +294,7 @@ impl LeafChecker {
                     first: leaf.seq,
                     last: leaf.seq,
                 };
-                self.sessions.insert(s.id.clone(), seen);
+                self.sessions.insert(s.id.to_string(), seen);
             }
             Some(seen) => {
                 if seen.ended {
@@ -225,9 +303,7 @@ impl LeafChecker {
                 if leaf.kind == EventKind::SessionStart {
                     return Err(format!("session {} starts twice", s.id));
                 }
-                if s.n != seen.n + 1
-                    || s.prev.as_deref().and_then(parse_hash_b64) != Some(seen.head)
-                {
+                if s.n != seen.n + 1 || s.prev.and_then(parse_hash_b64) != Some(seen.head) {
                     return Err(format!(
                         "session {} sub-chain broken (n={}, expected {})",
                         s.id,
@@ -244,7 +320,7 @@ impl LeafChecker {
         Ok(())
     }
 
-    fn check_intent(&mut self, leaf: &Leaf, h: &Hash) -> Result<(), String> {
+    fn check_intent(&mut self, leaf: &LeafView<'_>, h: &Hash) -> Result<(), String> {
         let want = match leaf.kind.role() {
             IntentRole::Intent => {
                 self.open.insert(leaf.seq, (leaf.kind, *h));
@@ -256,7 +332,6 @@ impl LeafChecker {
         };
         let r = leaf
             .refs
-            .as_ref()
             .ok_or_else(|| format!("{} does not name its intent", leaf.kind))?;
         let (kind, ih) = self.open.remove(&r.intent_seq).ok_or_else(|| {
             format!(
@@ -264,7 +339,7 @@ impl LeafChecker {
                 leaf.kind, r.intent_seq
             )
         })?;
-        if want.is_some_and(|w| w != kind) || parse_hash_b64(&r.intent_leaf) != Some(ih) {
+        if want.is_some_and(|w| w != kind) || parse_hash_b64(r.intent_leaf) != Some(ih) {
             return Err(format!(
                 "{} does not match intent {}",
                 leaf.kind, r.intent_seq
@@ -276,8 +351,15 @@ impl LeafChecker {
         Ok(())
     }
 
-    fn redaction_data(&mut self, leaf: &Leaf, i: u64) -> Result<(usize, String), String> {
-        let d = leaf.data.as_ref().ok_or("redaction without data")?;
+    fn redaction_data(&mut self, leaf: &LeafView<'_>, i: u64) -> Result<(usize, String), String> {
+        let parsed: serde_json::Value;
+        let d = match leaf.data.ok_or("redaction without data")? {
+            DataView::Typed(v) => v,
+            DataView::Raw(b) => {
+                parsed = serde_json::from_slice(b).map_err(|e| e.to_string())?;
+                &parsed
+            }
+        };
         let commits = d
             .get("commits")
             .and_then(|c| c.as_array())

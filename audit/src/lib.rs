@@ -12,10 +12,12 @@
 pub mod bench;
 pub mod canonical;
 pub mod check;
+pub mod checkpoints;
 pub mod error;
 pub mod event;
 pub mod export;
 pub mod leaf;
+pub mod leaf_view;
 #[cfg(feature = "store")]
 pub mod log;
 pub mod memory_tree;

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use stele_audit::check::LeafChecker;
 use stele_audit::export::layout::Selection;
 use stele_audit::export::tiles::{split_bundle, tile_paths, TileBuilder, TileFile};
+use stele_audit::leaf_view::LeafView;
 use stele_audit::merkle::Hash;
 use stele_audit::payload::parse_commit;
 
@@ -89,10 +90,11 @@ pub(crate) fn run(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<Stre
         }
         for leaf_bytes in leaves {
             nodes.clear();
-            let (leaf, h) = s
+            let checked = s
                 .checker
                 .push(leaf_bytes, None, |n| nodes.push(n))
                 .map_err(|f| Failure::new(path.clone(), Some(f.index), f.reason))?;
+            let h = checked.hash;
             tiles.push_leaf_hash(&h, &mut done);
             for n in &nodes {
                 tiles.push_completed(n, &mut done);
@@ -100,19 +102,23 @@ pub(crate) fn run(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<Stre
             if !done.is_empty() {
                 compare(bundle, m, &mut done)?;
             }
-            if m.predicate.range.selects(&leaf) {
+            let leaf = checked.view();
+            if selects(&m.predicate.range, &leaf) {
                 s.selected += 1;
                 if !all {
-                    for p in &leaf.payload {
-                        if let Some(c) = parse_commit(&p.commit) {
+                    for p in leaf.commits() {
+                        if let Some(c) = parse_commit(&p) {
                             s.selected_commits.insert(c, leaf.seq);
                         }
                     }
                     s.selected_hashes.insert(leaf.seq, h);
                 }
                 match &mut s.span {
-                    None => s.span = Some((leaf.ts.clone(), leaf.ts.clone())),
-                    Some((_, b)) => b.clone_from(&leaf.ts),
+                    None => s.span = Some((leaf.ts.to_string(), leaf.ts.to_string())),
+                    Some((_, b)) => {
+                        b.clear();
+                        b.push_str(leaf.ts);
+                    }
                 }
             }
             while let Some((&at, (root, from))) = checks.peek() {
@@ -157,6 +163,16 @@ pub(crate) fn run(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<Stre
         .map(|(b, a)| b.saturating_sub(a) as f64 / 1e9)
         .unwrap_or(s.seconds);
     Ok(s)
+}
+
+/// Whether the export's selection covers this leaf (the same rule as
+/// `Selection::selects`, on the borrowed view).
+fn selects(range: &Selection, leaf: &LeafView<'_>) -> bool {
+    match range {
+        Selection::All => true,
+        Selection::Session { id } => leaf.session.is_some_and(|s| s.id == id),
+        Selection::Time { since, until } => leaf.ts >= since.as_str() && leaf.ts < until.as_str(),
+    }
 }
 
 fn compare(bundle: &Bundle, m: &Manifest, done: &mut Vec<TileFile>) -> Result<(), Failure> {

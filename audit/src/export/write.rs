@@ -178,7 +178,7 @@ fn build(
         }
         let mut nodes = Vec::new();
         let (leaf, h) = checker
-            .push(bytes, Some(stored), |n| nodes.push(n))
+            .push_leaf(bytes, Some(stored), |n| nodes.push(n))
             .map_err(|f| crate::AuditError::Integrity {
                 index: f.index,
                 reason: f.reason,

@@ -1,0 +1,563 @@
+//! A borrowed view of the leaf fields verification needs, read in one pass
+//! that also checks RFC 8785 canonical form and the whole leaf schema.
+//!
+//! [`LeafView::scan`] accepts only what `Leaf::parse_canonical` accepts and
+//! then agrees with it field for field (a property test checks both). It
+//! knows only the usual spelling of a leaf: anything else — a `null` for an
+//! absent field, an escape inside a field verification compares, a number
+//! that does not fit — makes it answer `None`, and the caller falls back to
+//! the typed parse, which accepts or rejects exactly as before and names the
+//! problem. So the fast path never changes what a valid log is.
+
+use crate::canonical::{Cursor, Ints};
+use crate::event::{EventKind, PayloadRef};
+use crate::leaf::{Leaf, MAX_LEAF_BYTES};
+
+/// A leaf's session link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionView<'a> {
+    /// Session id.
+    pub id: &'a str,
+    /// Position in the session.
+    pub n: u64,
+    /// Base64 leaf hash of the session's previous entry.
+    pub prev: Option<&'a str>,
+}
+
+/// A result's reference to its intent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefsView<'a> {
+    /// Base64 leaf hash of the intent.
+    pub intent_leaf: &'a str,
+    /// Index of the intent.
+    pub intent_seq: u64,
+}
+
+/// The payload list: raw canonical JSON (fast path) or typed.
+#[derive(Debug, Clone, Copy)]
+pub enum PayloadView<'a> {
+    /// The bytes of a checked `payload` array.
+    Raw(&'a [u8]),
+    /// From a typed leaf.
+    Typed(&'a [PayloadRef]),
+}
+
+/// Kind-specific data: raw canonical JSON (fast path) or typed.
+#[derive(Debug, Clone, Copy)]
+pub enum DataView<'a> {
+    /// The bytes of a checked `data` value.
+    Raw(&'a [u8]),
+    /// From a typed leaf.
+    Typed(&'a serde_json::Value),
+}
+
+/// The fields of a leaf that the checks use, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct LeafView<'a> {
+    /// Index.
+    pub seq: u64,
+    /// Kind.
+    pub kind: EventKind,
+    /// Log origin.
+    pub log: &'a str,
+    /// Writer boot id.
+    pub boot: &'a str,
+    /// Timestamp.
+    pub ts: &'a str,
+    /// Base64 hash of the previous leaf.
+    pub prev: Option<&'a str>,
+    /// Session link.
+    pub session: Option<SessionView<'a>>,
+    /// Intent reference.
+    pub refs: Option<RefsView<'a>>,
+    /// Payload commitments.
+    pub payload: PayloadView<'a>,
+    /// Kind-specific data.
+    pub data: Option<DataView<'a>>,
+}
+
+impl<'a> LeafView<'a> {
+    /// Read `bytes` if they are a canonical leaf in the usual spelling;
+    /// `None` means "use the typed parse" (which also reports errors).
+    pub fn scan(bytes: &'a [u8]) -> Option<Self> {
+        if bytes.len() > MAX_LEAF_BYTES {
+            return None;
+        }
+        let mut c = Cursor::new(bytes, Ints::Any);
+        let v = leaf(&mut c)?;
+        c.end().ok()?;
+        Some(v)
+    }
+
+    /// The same view of a typed leaf.
+    pub fn of(leaf: &'a Leaf) -> Self {
+        Self {
+            seq: leaf.seq,
+            kind: leaf.kind,
+            log: &leaf.log,
+            boot: &leaf.boot,
+            ts: &leaf.ts,
+            prev: leaf.prev.as_deref(),
+            session: leaf.session.as_ref().map(|s| SessionView {
+                id: &s.id,
+                n: s.n,
+                prev: s.prev.as_deref(),
+            }),
+            refs: leaf.refs.as_ref().map(|r| RefsView {
+                intent_leaf: &r.intent_leaf,
+                intent_seq: r.intent_seq,
+            }),
+            payload: PayloadView::Typed(&leaf.payload),
+            data: leaf.data.as_ref().map(DataView::Typed),
+        }
+    }
+
+    /// The `commit` text of each payload, in order.
+    pub fn commits(&self) -> Commits<'a> {
+        Commits(match self.payload {
+            PayloadView::Raw(b) => CommitsFrom::Raw(Cursor::new(b, Ints::Any)),
+            PayloadView::Typed(t) => CommitsFrom::Typed(t.iter()),
+        })
+    }
+}
+
+/// Iterator over payload commitment texts.
+pub struct Commits<'a>(CommitsFrom<'a>);
+
+enum CommitsFrom<'a> {
+    /// Walking a checked `payload` array.
+    Raw(Cursor<'a>),
+    /// Walking typed payload references.
+    Typed(std::slice::Iter<'a, PayloadRef>),
+}
+
+impl std::fmt::Debug for Commits<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Commits")
+    }
+}
+
+impl<'a> Iterator for Commits<'a> {
+    type Item = std::borrow::Cow<'a, str>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.0 {
+            CommitsFrom::Typed(it) => it.next().map(|p| p.commit.as_str().into()),
+            CommitsFrom::Raw(c) => {
+                // The array was checked by `payload`: each element is an
+                // object whose first key is "commit", and "commit" was
+                // checked to hold no escapes.
+                if !(c.eat(b'[') || c.eat(b',')) || c.peek() != Some(b'{') {
+                    return None;
+                }
+                c.i += br#"{"commit":"#.len();
+                let s = text(c)?;
+                let mut depth = 1usize;
+                while depth > 0 {
+                    match c.peek()? {
+                        b'"' => {
+                            c.string().ok()?;
+                        }
+                        b'{' | b'[' => {
+                            depth += 1;
+                            c.i += 1;
+                        }
+                        b'}' | b']' => {
+                            depth -= 1;
+                            c.i += 1;
+                        }
+                        _ => c.i += 1,
+                    }
+                }
+                Some(s.into())
+            }
+        }
+    }
+}
+
+/// The wire name of a kind, as bytes, to its kind.
+pub fn kind_from_wire(b: &[u8]) -> Option<EventKind> {
+    use EventKind as K;
+    Some(match b {
+        b"log.genesis" => K::LogGenesis,
+        b"log.open" => K::LogOpen,
+        b"log.close" => K::LogClose,
+        b"heartbeat" => K::Heartbeat,
+        b"session.start" => K::SessionStart,
+        b"session.end" => K::SessionEnd,
+        b"session.interrupted" => K::SessionInterrupted,
+        b"interrupted" => K::Interrupted,
+        b"model.request" => K::ModelRequest,
+        b"model.response" => K::ModelResponse,
+        b"tool.intent" => K::ToolIntent,
+        b"tool.result" => K::ToolResult,
+        b"file.open" => K::FileOpen,
+        b"file.close" => K::FileClose,
+        b"exec.start" => K::ExecStart,
+        b"exec.end" => K::ExecEnd,
+        b"net.connect" => K::NetConnect,
+        b"net.close" => K::NetClose,
+        b"mcp.list" => K::McpList,
+        b"mcp.call" => K::McpCall,
+        b"mcp.result" => K::McpResult,
+        b"policy.decision" => K::PolicyDecision,
+        b"policy.load" => K::PolicyLoad,
+        b"approval.request" => K::ApprovalRequest,
+        b"approval.grant" => K::ApprovalGrant,
+        b"approval.deny" => K::ApprovalDeny,
+        b"redaction" => K::Redaction,
+        b"key.rotation" => K::KeyRotation,
+        b"audit.read" => K::AuditRead,
+        b"audit.export" => K::AuditExport,
+        _ => return None,
+    })
+}
+
+// Field names of each object, in the (sorted) order canonical JSON has them.
+const LEAF: &[&[u8]] = &[
+    b"actor",
+    b"boot",
+    b"data",
+    b"decision",
+    b"kind",
+    b"log",
+    b"outcome",
+    b"payload",
+    b"prev",
+    b"refs",
+    b"seq",
+    b"session",
+    b"target",
+    b"ts",
+    b"v",
+];
+const ACTOR: &[&[u8]] = &[b"host", b"principal", b"runtime", b"teams"];
+const DECISION: &[&[u8]] = &[b"bundle", b"effect", b"layer", b"policies", b"reason"];
+const OUTCOME: &[&[u8]] = &[
+    b"bytes_in",
+    b"bytes_out",
+    b"code",
+    b"detail",
+    b"duration_ms",
+    b"status",
+    b"tokens_in",
+    b"tokens_out",
+];
+const PAYLOAD: &[&[u8]] = &[b"commit", b"media", b"role", b"sha256", b"size"];
+const REFS: &[&[u8]] = &[b"intent_leaf", b"intent_seq"];
+const SESSION: &[&[u8]] = &[b"id", b"n", b"prev"];
+const TARGET: &[&[u8]] = &[
+    b"argv",
+    b"host",
+    b"model",
+    b"path",
+    b"port",
+    b"program",
+    b"provider",
+    b"scheme",
+    b"server",
+    b"tool",
+];
+
+/// Bit mask of the fields `names` at positions `at`.
+const fn mask(at: &[usize]) -> u32 {
+    let mut m = 0;
+    let mut i = 0;
+    while i < at.len() {
+        m |= 1 << at[i];
+        i += 1;
+    }
+    m
+}
+
+/// Walk an object whose keys must be some of `names`, in order, each at
+/// most once; `field` reads the value of the field at the given position.
+/// Returns which fields were present, or `None` if `required` are not all.
+fn object<'a>(
+    c: &mut Cursor<'a>,
+    names: &[&[u8]],
+    required: u32,
+    mut field: impl FnMut(&mut Cursor<'a>, usize) -> Option<()>,
+) -> Option<u32> {
+    if !c.eat(b'{') {
+        return None;
+    }
+    let mut seen = 0u32;
+    if c.eat(b'}') {
+        return (required == 0).then_some(0);
+    }
+    let mut next = 0usize;
+    loop {
+        // The key, matched as `"name":` against the names still allowed
+        // (names need no escapes, so a match is exactly that key).
+        let rest = &c.b[c.i..];
+        let at = next
+            + names[next..].iter().position(|n| {
+                rest.get(1) == n.first()
+                    && rest.get(..n.len() + 3).is_some_and(|k| {
+                        k[0] == b'"' && &k[1..=n.len()] == *n && k[n.len() + 1..] == *b"\":"
+                    })
+            })?;
+        c.i += names[at].len() + 2;
+        next = at + 1;
+        seen |= 1 << at;
+        if !c.eat(b':') {
+            return None;
+        }
+        field(c, at)?;
+        if c.eat(b'}') {
+            return (seen & required == required).then_some(seen);
+        }
+        if !c.eat(b',') || next == names.len() {
+            return None;
+        }
+    }
+}
+
+/// A string whose content is kept: it must hold no escapes (else `None`).
+fn text<'a>(c: &mut Cursor<'a>) -> Option<&'a str> {
+    if c.peek() != Some(b'"') {
+        return None;
+    }
+    let (raw, escaped) = c.string_escaped().ok()?;
+    if escaped {
+        return None;
+    }
+    // Checked as UTF-8 by `string`.
+    std::str::from_utf8(raw).ok()
+}
+
+/// Any canonical string (escapes allowed: the content is not used).
+fn any_string(c: &mut Cursor<'_>) -> Option<()> {
+    if c.peek() != Some(b'"') {
+        return None;
+    }
+    c.string().ok().map(|_| ())
+}
+
+/// A string equal to one of `allowed`.
+fn one_of(c: &mut Cursor<'_>, allowed: &[&[u8]]) -> Option<()> {
+    let raw = c
+        .peek()
+        .filter(|b| *b == b'"')
+        .and_then(|_| c.string().ok())?;
+    allowed.contains(&raw).then_some(())
+}
+
+/// An array of canonical strings.
+fn strings(c: &mut Cursor<'_>) -> Option<()> {
+    if !c.eat(b'[') {
+        return None;
+    }
+    if c.eat(b']') {
+        return Some(());
+    }
+    loop {
+        any_string(c)?;
+        if c.eat(b']') {
+            return Some(());
+        }
+        if !c.eat(b',') {
+            return None;
+        }
+    }
+}
+
+/// A non-negative integer in canonical spelling that fits in `max`.
+fn uint(c: &mut Cursor<'_>, max: u64) -> Option<u64> {
+    let start = c.i;
+    let mut n: u64 = 0;
+    while let Some(d @ b'0'..=b'9') = c.peek() {
+        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        c.i += 1;
+    }
+    let len = c.i - start;
+    let canonical = len == 1 || (len > 1 && c.b[start] != b'0');
+    let ends = !matches!(c.peek(), Some(b'.' | b'e' | b'E'));
+    (canonical && ends && n <= max).then_some(n)
+}
+
+/// A signed 64-bit integer in canonical spelling.
+fn int(c: &mut Cursor<'_>) -> Option<()> {
+    if c.eat(b'-') {
+        // Canonical: no "-0"; magnitude up to 2^63.
+        let m = uint(c, 1 << 63)?;
+        (m != 0).then_some(())
+    } else {
+        uint(c, i64::MAX as u64).map(|_| ())
+    }
+}
+
+fn leaf<'a>(c: &mut Cursor<'a>) -> Option<LeafView<'a>> {
+    let mut v = LeafView {
+        seq: 0,
+        kind: EventKind::Heartbeat,
+        log: "",
+        boot: "",
+        ts: "",
+        prev: None,
+        session: None,
+        refs: None,
+        payload: PayloadView::Raw(b"[]"),
+        data: None,
+    };
+    // actor, boot, kind, log, seq, ts, v
+    const REQUIRED: u32 = mask(&[0, 1, 4, 5, 10, 13, 14]);
+    object(c, LEAF, REQUIRED, |c, at| {
+        match at {
+            0 => actor(c)?,
+            1 => v.boot = text(c)?,
+            2 => v.data = Some(DataView::Raw(data(c)?)),
+            3 => decision(c)?,
+            4 => {
+                let raw = c
+                    .peek()
+                    .filter(|b| *b == b'"')
+                    .and_then(|_| c.string().ok())?;
+                v.kind = kind_from_wire(raw)?;
+            }
+            5 => v.log = text(c)?,
+            6 => outcome(c)?,
+            7 => v.payload = PayloadView::Raw(payload(c)?),
+            8 => v.prev = Some(text(c)?),
+            9 => v.refs = Some(refs(c)?),
+            10 => v.seq = uint(c, u64::MAX)?,
+            11 => v.session = Some(session(c)?),
+            12 => target(c)?,
+            13 => v.ts = text(c)?,
+            _ => {
+                uint(c, u64::from(u32::MAX))?;
+            }
+        }
+        Some(())
+    })?;
+    Some(v)
+}
+
+fn actor(c: &mut Cursor<'_>) -> Option<()> {
+    object(c, ACTOR, mask(&[0, 1, 2]), |c, at| match at {
+        3 => strings(c),
+        _ => any_string(c),
+    })
+    .map(|_| ())
+}
+
+fn decision(c: &mut Cursor<'_>) -> Option<()> {
+    object(c, DECISION, mask(&[0, 1]), |c, at| match at {
+        1 => one_of(c, &[b"allow", b"deny", b"ask"]),
+        3 => strings(c),
+        _ => any_string(c),
+    })
+    .map(|_| ())
+}
+
+fn outcome(c: &mut Cursor<'_>) -> Option<()> {
+    object(c, OUTCOME, mask(&[5]), |c, at| match at {
+        2 => int(c),
+        3 => any_string(c),
+        5 => one_of(c, &[b"ok", b"error", b"denied", b"interrupted", b"timeout"]),
+        _ => uint(c, u64::MAX).map(|_| ()),
+    })
+    .map(|_| ())
+}
+
+fn target(c: &mut Cursor<'_>) -> Option<()> {
+    object(c, TARGET, 0, |c, at| match at {
+        0 => strings(c),
+        4 => uint(c, u64::from(u16::MAX)).map(|_| ()),
+        _ => any_string(c),
+    })
+    .map(|_| ())
+}
+
+fn refs<'a>(c: &mut Cursor<'a>) -> Option<RefsView<'a>> {
+    let mut r = RefsView {
+        intent_leaf: "",
+        intent_seq: 0,
+    };
+    object(c, REFS, mask(&[0, 1]), |c, at| {
+        match at {
+            0 => r.intent_leaf = text(c)?,
+            _ => r.intent_seq = uint(c, u64::MAX)?,
+        }
+        Some(())
+    })?;
+    Some(r)
+}
+
+fn session<'a>(c: &mut Cursor<'a>) -> Option<SessionView<'a>> {
+    let mut s = SessionView {
+        id: "",
+        n: 0,
+        prev: None,
+    };
+    object(c, SESSION, mask(&[0, 1]), |c, at| {
+        match at {
+            0 => s.id = text(c)?,
+            1 => s.n = uint(c, u64::MAX)?,
+            _ => s.prev = Some(text(c)?),
+        }
+        Some(())
+    })?;
+    Some(s)
+}
+
+/// The `payload` array; returns its bytes.
+fn payload<'a>(c: &mut Cursor<'a>) -> Option<&'a [u8]> {
+    let start = c.i;
+    if !c.eat(b'[') {
+        return None;
+    }
+    if !c.eat(b']') {
+        loop {
+            object(c, PAYLOAD, mask(&[0, 1, 2, 4]), |c, at| match at {
+                0 => text(c).map(|_| ()),
+                4 => uint(c, u64::MAX).map(|_| ()),
+                _ => any_string(c),
+            })?;
+            if c.eat(b']') {
+                break;
+            }
+            if !c.eat(b',') {
+                return None;
+            }
+        }
+    }
+    Some(&c.b[start..c.i])
+}
+
+/// The `data` value (not `null`): canonical, integers below 2^53.
+fn data<'a>(c: &mut Cursor<'a>) -> Option<&'a [u8]> {
+    let start = c.i;
+    if c.peek() == Some(b'n') {
+        return None;
+    }
+    c.set_ints(Ints::Safe);
+    let r = c.value(1);
+    c.set_ints(Ints::Any);
+    r.ok()?;
+    Some(&c.b[start..c.i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_lists_are_sorted() {
+        for names in [
+            LEAF, ACTOR, DECISION, OUTCOME, PAYLOAD, REFS, SESSION, TARGET,
+        ] {
+            assert!(names.windows(2).all(|w| w[0] < w[1]), "{names:?}");
+            assert!(names.len() < 32);
+        }
+    }
+
+    #[test]
+    fn every_kind_reads_back() {
+        for k in EventKind::ALL {
+            assert_eq!(kind_from_wire(k.as_str().as_bytes()), Some(k));
+        }
+        assert_eq!(kind_from_wire(b"log.genesiS"), None);
+    }
+}
