@@ -326,6 +326,16 @@ fn bench_in(
         anyhow::bail!("no VM booted");
     };
     println!("boot to agent ready: median {:8.1} ms", ms(median(boots)));
+    let mut pings = Vec::with_capacity(args.runs);
+    for _ in 0..args.runs {
+        pings.push(vm.ping()?);
+    }
+    println!(
+        "channel round trip (no command)    median {:7.2} ms   p99 {:7.2} ms   ({} runs)",
+        ms(median(pings.clone())),
+        ms(p99(pings)),
+        args.runs
+    );
     for argv in [&["/bin/true"][..], &["/bin/sh", "-c", "true"][..]] {
         for _ in 0..3 {
             timed(&vm, argv)?;

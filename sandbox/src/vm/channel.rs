@@ -23,6 +23,8 @@ pub(crate) enum ExecEvent {
     Output(StreamKind, Vec<u8>),
     /// The command finished.
     Exited(ExitReport),
+    /// The answer to a ping.
+    Pong,
     /// The command could not be started.
     Failed {
         /// Why.
@@ -135,6 +137,7 @@ impl Channel {
         };
         match msg {
             GuestMsg::Ready(_) => {}
+            GuestMsg::Pong { id } => to_exec(id, ExecEvent::Pong),
             GuestMsg::Output { id, stream, data } => to_exec(id, ExecEvent::Output(stream, data.0)),
             GuestMsg::Exited(report) => to_exec(report.id, ExecEvent::Exited(report)),
             GuestMsg::Failed { id, error, errno } => {

@@ -88,6 +88,11 @@ pub enum HostMsg {
         /// Stream id.
         stream: u64,
     },
+    /// Answer with `Pong` at once (measures the channel alone).
+    Ping {
+        /// Echoed back.
+        id: u64,
+    },
     /// Flush and power off.
     Shutdown,
 }
@@ -192,6 +197,11 @@ pub enum GuestMsg {
     ProxyClose {
         /// Stream id.
         stream: u64,
+    },
+    /// Answer to `Ping`.
+    Pong {
+        /// The ping's id.
+        id: u64,
     },
 }
 

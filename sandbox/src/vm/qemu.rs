@@ -97,6 +97,24 @@ pub fn qemu_version() -> Result<String, String> {
         .to_owned())
 }
 
+/// The host's TSC frequency in kHz (from /proc/cpuinfo), or 2 GHz.
+fn host_tsc_khz() -> u64 {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("cpu MHz"))
+                .and_then(|v| {
+                    v.trim_start_matches([' ', '\t', ':'])
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                })
+        })
+        .filter(|mhz| *mhz > 100.0)
+        .map_or(2_000_000, |mhz| (mhz * 1000.0) as u64)
+}
+
 /// Everything the command line is built from.
 #[derive(Debug, Clone)]
 pub(crate) struct QemuSpec {
@@ -128,8 +146,11 @@ impl QemuSpec {
         let p = |p: &Path| p.display().to_string();
         let mut cmdline = String::from("console=ttyS0 quiet panic=-1 reboot=t");
         if self.accel == Accel::Tcg {
-            // Without it, TCG boots hang at random calibrating the TSC.
-            cmdline.push_str(" tsc_early_khz=2000000");
+            // Without a given TSC frequency, TCG boots hang at random
+            // calibrating it. TCG's TSC is the host's, so with the host's
+            // frequency and `tsc=reliable` the guest keeps accurate,
+            // fine-grained time (otherwise it falls back to 4 ms jiffies).
+            cmdline.push_str(&format!(" tsc_early_khz={} tsc=reliable", host_tsc_khz()));
         }
         if self.virtiofs {
             cmdline.push_str(" stele.ws=1");

@@ -156,6 +156,24 @@ impl VmSandbox {
         &self.info
     }
 
+    /// One round trip over the guest channel with no command: the
+    /// channel's own latency, for benchmarks.
+    pub fn ping(&self) -> Result<Duration, SandboxError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let rx = self.channel.register(id);
+        let started = Instant::now();
+        let sent = self.channel.send(&HostMsg::Ping { id });
+        let answer =
+            sent.map_err(SandboxError::from)
+                .and_then(|()| match rx.recv_timeout(CHANNEL_SLACK) {
+                    Ok(ExecEvent::Pong) => Ok(started.elapsed()),
+                    Ok(other) => Err(VmError::Channel(format!("unexpected {other:?}")).into()),
+                    Err(_) => Err(SandboxError::Lost("no answer to ping".into())),
+                });
+        self.channel.unregister(id);
+        answer
+    }
+
     /// Power the VM off and release everything (also done on drop).
     pub fn shutdown(&self) {
         let vm = self
@@ -429,6 +447,7 @@ fn collect(
                 let room = cap.saturating_sub(buf.len());
                 buf.extend_from_slice(&data[..data.len().min(room)]);
             }
+            ExecEvent::Pong => {}
             ExecEvent::Failed { error, errno } => {
                 return Err(match errno {
                     Some(e) => SandboxError::Spawn {

@@ -154,6 +154,7 @@ fn agent() -> Result<(), String> {
                 forward::to_client(&streams, &sender, stream, &data.0)
             }
             HostMsg::ProxyClose { stream } => forward::close(&streams, stream),
+            HostMsg::Ping { id } => sender.send(&GuestMsg::Pong { id }),
             HostMsg::Shutdown => {
                 // SAFETY: sync has no preconditions.
                 unsafe { libc::sync() };
