@@ -78,6 +78,9 @@ pub struct ExecArgs {
     /// What to do when policy asks a human.
     #[arg(long, value_enum, default_value_t = ApproveMode::Prompt)]
     pub approve: ApproveMode,
+    /// The sandbox backend.
+    #[arg(long, value_enum, default_value_t = super::vm::BackendChoice::Process)]
+    pub backend: super::vm::BackendChoice,
     /// Audit database [default: $STATE/audit.db].
     #[arg(long)]
     pub db: Option<PathBuf>,
@@ -177,7 +180,11 @@ fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
             db: args.db.as_deref(),
             key: args.key.as_deref(),
             network: args.network,
-            data: json!({ "command": "sandbox exec" }),
+            data: {
+                let mut d = super::vm::backend_data(args.backend)?;
+                d["command"] = json!("sandbox exec");
+                d
+            },
         },
         approver_for(args.approve, &args.user),
     )?;
@@ -193,7 +200,20 @@ fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn exec_in(session: &OpenSession, args: &ExecArgs) -> anyhow::Result<ExitCode> {
-    let (sandbox, _mediator) = session.sandbox()?;
+    let sandbox: Arc<dyn Sandbox> = match args.backend {
+        super::vm::BackendChoice::Process => session.sandbox()?.0,
+        super::vm::BackendChoice::Vm => Arc::new(super::vm::vm_sandbox(
+            &session.workspace,
+            Arc::new(crate::gate::mediator::GateMediator::new(
+                session.gate.clone(),
+                None,
+            )),
+            match args.network {
+                NetworkChoice::None => NetworkMode::LoopbackOnly,
+                NetworkChoice::Proxy => NetworkMode::EgressProxy,
+            },
+        )?),
+    };
     let mut stdin = Vec::new();
     if !std::io::stdin().is_terminal() {
         std::io::stdin().read_to_end(&mut stdin)?;

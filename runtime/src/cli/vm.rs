@@ -377,3 +377,51 @@ fn bench_in(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Which sandbox backend runs the commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// Namespaces + Landlock + seccomp on the host kernel (the default).
+    Process,
+    /// A QEMU micro-VM with its own kernel (`stele vm check`).
+    Vm,
+}
+
+/// What the session-start entry records about the backend: its name and,
+/// for the VM, the guest image digest and kernel.
+pub fn backend_data(backend: BackendChoice) -> anyhow::Result<serde_json::Value> {
+    Ok(match backend {
+        BackendChoice::Process => json!({ "sandbox_backend": "process" }),
+        BackendChoice::Vm => {
+            let image = default_store().current()?;
+            json!({
+                "sandbox_backend": "microvm",
+                "vm_image_digest": image.manifest.digest,
+                "vm_kernel": image.manifest.kernel_release,
+                "vm_kvm": matches!(stele_sandbox::vm::probe_kvm(), stele_sandbox::vm::KvmProbe::Usable),
+            })
+        }
+    })
+}
+
+/// A micro-VM sandbox for `workspace`, mediated by `mediator`. Booting
+/// fails (never falls back) when the VM does not come up in time.
+pub fn vm_sandbox(
+    workspace: &std::path::Path,
+    mediator: Arc<dyn Mediator>,
+    network: NetworkMode,
+) -> anyhow::Result<VmSandbox> {
+    let image = default_store().current()?;
+    let mut cfg = VmSandboxConfig::new(workspace, mediator, image, agent_path());
+    cfg.network = network;
+    let vm = VmSandbox::new(cfg)?;
+    let info = vm.info();
+    eprintln!(
+        "stele: micro-VM up in {:.0} ms ({}, image {}, kernel {})",
+        ms(info.boot_time),
+        info.accel.name(),
+        info.image_digest,
+        info.kernel
+    );
+    Ok(vm)
+}
