@@ -28,7 +28,8 @@ pub enum Action {
     Exec,
     /// Open a network connection through the egress proxy.
     NetConnect,
-    /// List an MCP server's tools.
+    /// Start an MCP server and list its tools (resource: the server), or
+    /// offer one of its tools to the model (resource: the tool).
     McpList,
     /// Call an MCP tool.
     McpCall,
@@ -97,7 +98,10 @@ impl Action {
                 )
                 | (Action::Exec, Resource::Program(_))
                 | (Action::NetConnect, Resource::Host(_))
-                | (Action::McpList, Resource::McpServer { .. })
+                | (
+                    Action::McpList,
+                    Resource::McpServer { .. } | Resource::McpTool { .. }
+                )
                 | (Action::McpCall, Resource::McpTool { .. })
         )
     }

@@ -36,6 +36,8 @@ pub struct ConfigFile {
     pub key: Option<PathBuf>,
     /// Most model turns per run.
     pub max_steps: Option<u32>,
+    /// MCP servers (`[mcp.NAME]`; see docs/mcp.md).
+    pub mcp: Option<std::collections::BTreeMap<String, crate::mcp::McpServerConfig>>,
 }
 
 /// Why configuration could not be used.

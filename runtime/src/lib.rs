@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod conversation;
 pub mod gate;
+pub mod mcp;
 pub mod paths;
 pub mod provider;
 pub mod recovery;

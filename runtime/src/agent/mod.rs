@@ -14,7 +14,7 @@ use crate::gate::{ActionRequest, Authorization, Gate, GateError};
 use crate::provider::{
     ChatRequest, Content, Message, ModelProvider, ProviderKind, Role, StreamEvent,
 };
-use crate::tools::{specs, ToolBox, ToolOutcome};
+use crate::tools::{ToolBox, ToolOutcome};
 pub use progress::Progress;
 
 /// Limits of one run.
@@ -126,11 +126,14 @@ impl Agent {
                 )));
             }
             on(Progress::Step(step));
+            // Built-in tools plus the MCP tools policy offers (blocking: may start servers).
+            let toolbox = self.tools.clone();
+            let tools = blocking(move || toolbox.specs()).await??;
             let req = ChatRequest {
                 model: info.model.clone(),
                 system: self.system.clone(),
                 messages: messages.clone(),
-                tools: specs::all(),
+                tools,
                 max_tokens: self.max_tokens_per_turn,
             };
             let conversation = serde_json::to_vec(&req).unwrap_or_default();

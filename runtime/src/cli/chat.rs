@@ -77,6 +77,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             RunEnd::Paused(_) | RunEnd::ModelDenied(_) | RunEnd::BudgetExhausted(_) => break,
         }
     }
+    agent.tools.shutdown()?;
     finish(&gate, &last, style)?;
     if !matches!(last, RunEnd::Paused(_)) {
         session.attest()?;

@@ -195,12 +195,11 @@ pub(crate) fn agent_for(
 ) -> anyhow::Result<Agent> {
     let gate = &session.gate;
     let (sandbox, mediator) = session.sandbox()?;
-    let tools = Arc::new(ToolBox::new(
-        gate.clone(),
-        session.workspace.clone(),
-        sandbox,
-        mediator,
-    )?);
+    let mcp = crate::mcp::config::servers(&crate::config::load()?, &gate.actor().teams)?;
+    let tools = Arc::new(
+        ToolBox::new(gate.clone(), session.workspace.clone(), sandbox, mediator)?
+            .with_mcp(Arc::new(crate::mcp::McpRegistry::new(mcp)?)),
+    );
     Ok(Agent {
         gate: gate.clone(),
         provider,
@@ -224,7 +223,10 @@ pub(crate) fn drive(
         .enable_all()
         .build()?;
     let mut on = |p: crate::agent::Progress<'_>| progress::print(style, p);
-    Ok(rt.block_on(agent.run(&mut messages, budget, &mut on))?)
+    let end = rt.block_on(agent.run(&mut messages, budget, &mut on));
+    // MCP servers stop with the run, inside the session (each stop logged).
+    agent.tools.shutdown()?;
+    Ok(end?)
 }
 
 pub(crate) fn finish(gate: &Gate, end: &RunEnd, style: ProgressStyle) -> anyhow::Result<()> {

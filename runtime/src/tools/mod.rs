@@ -4,6 +4,7 @@
 
 pub mod exec;
 mod files;
+pub mod mcp;
 pub mod specs;
 
 use std::path::PathBuf;
@@ -15,7 +16,8 @@ use stele_sandbox::exec::Sandbox;
 use stele_sandbox::tools::WorkspaceTools;
 
 use crate::gate::{ActionRequest, Authorization, Denial, Gate, GateError};
-use crate::provider::ToolResultStatus;
+use crate::mcp::McpRegistry;
+use crate::provider::{ToolResultStatus, ToolSpec};
 
 /// How much tool output the model sees; the full output stays in the payload store.
 pub const MODEL_OUTPUT_CAP: usize = 16 * 1024;
@@ -40,6 +42,7 @@ pub struct ToolBox {
     files: WorkspaceTools,
     sandbox: Arc<dyn Sandbox>,
     workspace: PathBuf,
+    mcp: Option<Arc<McpRegistry>>,
 }
 
 impl std::fmt::Debug for ToolBox {
@@ -115,7 +118,33 @@ impl ToolBox {
             files,
             sandbox,
             workspace,
+            mcp: None,
         })
+    }
+
+    /// Offer the tools of these MCP servers too.
+    pub fn with_mcp(mut self, registry: Arc<McpRegistry>) -> Self {
+        self.mcp = (!registry.is_empty()).then_some(registry);
+        self
+    }
+
+    /// The tools offered to the model: the built-in ones, then the MCP
+    /// tools policy lets this principal see (starting servers on first
+    /// use). Blocking: call from a blocking thread.
+    pub fn specs(&self) -> Result<Vec<ToolSpec>, GateError> {
+        let mut all = specs::all();
+        if let Some(m) = &self.mcp {
+            all.extend(m.specs(&self.gate)?);
+        }
+        Ok(all)
+    }
+
+    /// Stop the MCP servers (end of session; each stop is logged).
+    pub fn shutdown(&self) -> Result<(), GateError> {
+        match &self.mcp {
+            Some(m) => m.shutdown(&self.gate),
+            None => Ok(()),
+        }
     }
 
     /// Run one tool call: decide `tool.call`, log the intent with the
@@ -133,6 +162,16 @@ impl ToolBox {
                 .unwrap_or_default()
                 .to_string();
             return Ok(ToolOutcome::Final(answer));
+        }
+        // MCP tools: only names stele itself offered map to a server and tool.
+        if let Some(registry) = &self.mcp {
+            if let Some(tool) = registry.lookup(name) {
+                let ran = mcp::call(&self.gate, registry, call_id, &tool, input)?;
+                return Ok(ToolOutcome::Output {
+                    text: for_model(ran.text.as_bytes()),
+                    status: ran.status,
+                });
+            }
         }
         if !specs::all().iter().any(|s| s.name == name) {
             return Ok(ToolOutcome::Output {

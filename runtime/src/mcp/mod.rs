@@ -1,0 +1,14 @@
+//! MCP integrations: servers configured in TOML (`[mcp.NAME]`), started by
+//! stele on the host with their own environment (credentials never enter
+//! the sandbox, the model's context or the log), their tools filtered by
+//! policy (`mcp.list` per server and per tool) and every call decided
+//! (`mcp.call`) and logged as an intent/result pair. See `docs/mcp.md`.
+
+pub mod client;
+pub mod config;
+pub mod registry;
+pub mod server;
+
+pub use client::McpError;
+pub use config::{McpServerConfig, ServerSpec};
+pub use registry::{McpRegistry, OfferedTool};
