@@ -38,6 +38,12 @@ pub struct ConfigFile {
     pub max_steps: Option<u32>,
     /// MCP servers (`[mcp.NAME]`; see docs/mcp.md).
     pub mcp: Option<std::collections::BTreeMap<String, crate::mcp::McpServerConfig>>,
+    /// Witnesses the log's checkpoints are sent to (`[[witness]]`).
+    pub witness: Option<Vec<crate::witnessing::WitnessEntry>>,
+    /// Cosignatures required at session start and end (0: best effort).
+    pub witness_quorum: Option<u32>,
+    /// OpenTelemetry export (`[telemetry]`).
+    pub telemetry: Option<crate::telemetry::TelemetryConfig>,
 }
 
 /// Why configuration could not be used.

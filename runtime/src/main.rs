@@ -4,10 +4,17 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use stele_runtime::cli::{self, Cli, Command};
+use stele_runtime::witnessing::WitnessingError;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    // Only commands that run an agent produce spans.
+    let traced = matches!(
+        cli.command,
+        Command::Run(_) | Command::Chat(_) | Command::Demo(_) | Command::Session(_)
+    );
+    let telemetry = if traced { init_telemetry() } else { None };
     let result = match cli.command {
         Command::Keys(args) => cli::keys::run(args),
         Command::Audit(args) => cli::audit::run(args),
@@ -21,11 +28,36 @@ fn main() -> ExitCode {
         Command::Vm(args) => cli::vm::run(args),
         Command::Witness(args) => cli::witness::run(args),
     };
+    // Flush the spans before exiting.
+    if let Some(t) = telemetry {
+        t.shutdown();
+    }
     match result {
         Ok(code) => code,
         Err(err) => {
             eprintln!("stele: error: {err:#}");
-            ExitCode::FAILURE
+            match err.downcast_ref::<WitnessingError>() {
+                // A witness saw another history, or too few cosigned: as for a tampered log.
+                Some(
+                    WitnessingError::HistoryConflict(_) | WitnessingError::QuorumNotMet { .. },
+                ) => ExitCode::from(cli::audit::EXIT_TAMPERED),
+                Some(WitnessingError::Config { .. } | WitnessingError::Load(_)) | None => {
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// OpenTelemetry export when configured; a problem with it is a warning, not fatal.
+fn init_telemetry() -> Option<stele_runtime::telemetry::Telemetry> {
+    match stele_runtime::telemetry::init() {
+        Ok(t) => t,
+        // The command itself reports a configuration it cannot read.
+        Err(stele_runtime::telemetry::TelemetryError::Config(_)) => None,
+        Err(e) => {
+            eprintln!("stele: warning: traces are not exported: {e}");
+            None
         }
     }
 }

@@ -13,5 +13,7 @@ pub mod server;
 pub mod state;
 
 pub use protocol::AddCheckpoint;
-pub use publish::{publish_to_witnesses, PublishError, PublishReport, WitnessTarget};
+pub use publish::{
+    publish_to_witness, publish_to_witnesses, Cosigned, PublishError, PublishReport, WitnessTarget,
+};
 pub use server::{serve, Witness, WitnessOutcome};

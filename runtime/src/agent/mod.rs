@@ -12,8 +12,9 @@ use stele_policy::{Action, Resource};
 
 use crate::gate::{ActionRequest, Authorization, Gate, GateError};
 use crate::provider::{
-    ChatRequest, Content, Message, ModelProvider, ProviderKind, Role, StreamEvent,
+    ChatRequest, Content, Message, ModelProvider, ProviderKind, Role, StopReason, StreamEvent,
 };
+use crate::telemetry::spans::RunTrace;
 use crate::tools::{ToolBox, ToolOutcome};
 pub use progress::Progress;
 
@@ -102,12 +103,42 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Agent {
-    /// Run from `messages` (a new task, or a resumed conversation) until done.
+    /// Run from `messages` (a new task, or a resumed conversation) until
+    /// done, traced as one `invoke_agent` span (see [`crate::telemetry`]).
     pub async fn run(
         &self,
         messages: &mut Vec<Message>,
         budget: Budget,
         on: &mut (dyn FnMut(Progress<'_>) + Send),
+    ) -> Result<RunEnd, AgentError> {
+        let info = self.provider.describe();
+        let trace = RunTrace::start(
+            self.gate.session_id(),
+            provider_name(info.kind),
+            &info.model,
+            &info.base_url,
+            self.gate.start_entry(),
+        );
+        let end = self.run_traced(messages, budget, on, &trace).await;
+        let (name, error_type) = match &end {
+            Ok(RunEnd::Answered(_)) => ("answered", None),
+            Ok(RunEnd::Stopped(_)) => ("stopped", None),
+            Ok(RunEnd::BudgetExhausted(_)) => ("budget_exhausted", Some("budget_exhausted")),
+            Ok(RunEnd::Paused(_)) => ("paused", Some("provider_unavailable")),
+            Ok(RunEnd::ModelDenied(_)) => ("model_denied", Some("denied_by_policy")),
+            Err(AgentError::Gate(_)) => ("audit_failure", Some("audit_log")),
+            Err(AgentError::Join(_)) => ("internal_error", Some("_OTHER")),
+        };
+        trace.finish(name, error_type);
+        end
+    }
+
+    async fn run_traced(
+        &self,
+        messages: &mut Vec<Message>,
+        budget: Budget,
+        on: &mut (dyn FnMut(Progress<'_>) + Send),
+        trace: &RunTrace,
     ) -> Result<RunEnd, AgentError> {
         let started = Instant::now();
         let info = self.provider.describe();
@@ -156,11 +187,17 @@ impl Agent {
                 "endpoint": info.base_url,
                 "scripted": info.kind == ProviderKind::Scripted,
             }));
+            let chat = trace.chat(&info.model, self.max_tokens_per_turn);
             let gate = self.gate.clone();
             let permit = match blocking(move || gate.authorize(ar)).await?? {
                 Authorization::Permitted(p) => p,
-                Authorization::Denied(d) => return Ok(RunEnd::ModelDenied(d.reason)),
+                Authorization::Denied(d) => {
+                    let _active = chat.context().attach();
+                    crate::telemetry::spans::note_denied(d.seq);
+                    return Ok(RunEnd::ModelDenied(d.reason));
+                }
             };
+            chat.record_intent(permit.intent_seq(), &permit.intent_leaf());
             let mut show = |ev: StreamEvent| on_stream(ev);
             let reply = self.provider.chat(&req, &mut show).await;
             let gate = self.gate.clone();
@@ -169,7 +206,8 @@ impl Agent {
                     let mut o = Outcome::status(Status::Error);
                     o.detail = Some(e.to_string());
                     let msg = e.to_string();
-                    blocking(move || {
+                    chat.fail(e.kind());
+                    let receipt = blocking(move || {
                         gate.complete(
                             permit,
                             o,
@@ -178,6 +216,10 @@ impl Agent {
                         )
                     })
                     .await??;
+                    if let Some(r) = &receipt {
+                        chat.record_result(r);
+                    }
+                    chat.end();
                     return Ok(RunEnd::Paused(msg));
                 }
                 Ok(r) => r,
@@ -198,7 +240,18 @@ impl Agent {
             ];
             let data =
                 serde_json::json!({ "model": resp.model, "stop": format!("{:?}", resp.stop) });
-            blocking(move || gate.complete(permit, o, payloads, Some(data))).await??;
+            trace.response(
+                &chat,
+                &resp.model,
+                finish_reason(&resp.stop),
+                (resp.usage.input_tokens, resp.usage.output_tokens),
+            );
+            let receipt =
+                blocking(move || gate.complete(permit, o, payloads, Some(data))).await??;
+            if let Some(r) = &receipt {
+                chat.record_result(r);
+            }
+            chat.end();
 
             messages.push(Message::assistant(resp.content.clone()));
             let mut results = Vec::new();
@@ -213,7 +266,20 @@ impl Agent {
                         on(Progress::ToolCall { name, input });
                         let (tools, id2, name2, input2) =
                             (self.tools.clone(), id.clone(), name.clone(), input.clone());
-                        match blocking(move || tools.call(&id2, &name2, &input2)).await?? {
+                        // final_answer is not an effect (no entry): the run's end is its record.
+                        let span = (name.as_str() != crate::tools::specs::FINAL_ANSWER)
+                            .then(|| trace.tool(name, id));
+                        let cx = span.as_ref().map(|s| s.context());
+                        let called = blocking(move || {
+                            // The tool records its audit entries on the active span.
+                            let _active = cx.map(|c| c.attach());
+                            tools.call(&id2, &name2, &input2)
+                        })
+                        .await;
+                        if let Some(s) = span {
+                            s.end();
+                        }
+                        match called?? {
                             ToolOutcome::Final(answer) => return Ok(RunEnd::Answered(answer)),
                             ToolOutcome::Output { text, status } => {
                                 on(Progress::ToolResult {
@@ -244,6 +310,16 @@ impl Agent {
             "step budget of {} reached",
             budget.max_steps
         )))
+    }
+}
+
+/// `gen_ai.response.finish_reasons` value of a stop reason.
+fn finish_reason(stop: &StopReason) -> &str {
+    match stop {
+        StopReason::EndTurn => "stop",
+        StopReason::ToolUse => "tool_call",
+        StopReason::MaxTokens => "length",
+        StopReason::Other(s) => s,
     }
 }
 

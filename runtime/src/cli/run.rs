@@ -21,7 +21,7 @@ pub struct RunArgs {
     /// The folder the agent may work in.
     #[arg(long)]
     pub workspace: PathBuf,
-    /// Policy bundle folder [default: ./policies/strict-default].
+    /// Policy bundle folder [default: $XDG_CONFIG_HOME/stele/policy, /etc/stele/policy, else the built-in strict-default].
     #[arg(long)]
     pub policy: Option<PathBuf>,
     /// The person the agent acts for (must be in the bundle's members file) [default: $USER].
@@ -170,6 +170,11 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
         Ok(e) => e,
         Err(e) => {
             let _ = gate.end_session(Status::Error, Some(format!("{e:#}")));
+            drop(gate);
+            // Closing also sends the final checkpoint to the witnesses.
+            if let Err(w) = session.close() {
+                eprintln!("stele: {w:#}");
+            }
             return Err(e);
         }
     };

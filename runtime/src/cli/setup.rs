@@ -16,6 +16,7 @@ use crate::gate::approval::Approver;
 use crate::gate::mediator::GateMediator;
 use crate::gate::{Gate, SessionInfo};
 use crate::paths;
+use crate::witnessing::{Moment, Witnessing};
 
 /// The sandbox's network for a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
@@ -32,7 +33,7 @@ pub enum NetworkChoice {
 pub struct SessionSpec<'a> {
     /// Granted folder.
     pub workspace: &'a Path,
-    /// Policy bundle [default: ./policies/strict-default].
+    /// Policy bundle [default: the search order of `crate::policy_location`].
     pub policy: Option<&'a Path>,
     /// Principal [default: $USER].
     pub user: Option<&'a str>,
@@ -95,10 +96,9 @@ pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Resul
         "workspace {} is not a folder",
         workspace.display()
     );
-    let policy = spec
-        .policy
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("policies/strict-default"));
+    let witnessing = Witnessing::load()?;
+    let located = crate::policy_location::resolve(spec.policy)?;
+    let policy = located.path;
     let bundle = Arc::new(
         Bundle::load(&policy).with_context(|| format!("policy bundle {}", policy.display()))?,
     );
@@ -132,6 +132,7 @@ pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Resul
     let mut data = serde_json::json!({
         "workspace": workspace.display().to_string(),
         "network": format!("{:?}", spec.network).to_lowercase(),
+        "policy_source": located.origin.as_str(),
     });
     if let (Some(o), serde_json::Value::Object(extra)) = (data.as_object_mut(), spec.data) {
         o.extend(extra);
@@ -148,6 +149,7 @@ pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Resul
         facts,
         data,
     )?);
+    let (gate, log) = witnessed_start(&witnessing, gate, log, &db)?;
     Ok(OpenSession {
         gate,
         log,
@@ -156,6 +158,31 @@ pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Resul
         network: spec.network,
         signer,
     })
+}
+
+/// Publish the log's checkpoint to the configured witnesses before the
+/// session's first action; on a history conflict (rollback, fork) or an unmet
+/// quorum, end the session in error, close the log, and refuse.
+fn witnessed_start(
+    witnessing: &Witnessing,
+    gate: Arc<Gate>,
+    log: Arc<AuditLog>,
+    db: &Path,
+) -> anyhow::Result<(Arc<Gate>, Arc<AuditLog>)> {
+    match witnessing.publish(db, log.verifier(), Moment::SessionStart) {
+        Ok(_) => Ok((gate, log)),
+        Err(e) => {
+            let _ = gate.end_session(
+                stele_audit::Status::Error,
+                Some(format!("refused by witnessing: {e}")),
+            );
+            drop(gate);
+            if let Ok(l) = Arc::try_unwrap(log) {
+                let _ = l.close();
+            }
+            Err(e.into())
+        }
+    }
 }
 
 /// An open audit log with where it lives and the key that signs it.
@@ -177,6 +204,7 @@ pub fn resume(
     network: NetworkChoice,
     approver: Box<dyn Approver>,
 ) -> anyhow::Result<OpenSession> {
+    let witnessing = Witnessing::load()?;
     let OpenedLog { log, db, signer } = opened;
     let facts = SandboxFacts {
         backend: SandboxBackend::Process,
@@ -192,6 +220,7 @@ pub fn resume(
         approver,
         facts,
     )?);
+    let (gate, log) = witnessed_start(&witnessing, gate, log, &db)?;
     Ok(OpenSession {
         gate,
         log,
@@ -241,10 +270,25 @@ impl OpenSession {
     }
 
     /// Close the log (appends `log.close`).
+    /// Then send the final checkpoint to the configured witnesses.
     pub fn close(self) -> anyhow::Result<()> {
         drop(self.gate);
+        let verifier = self.log.verifier().clone();
         if let Ok(log) = Arc::try_unwrap(self.log) {
             log.close()?;
+        }
+        let published = Witnessing::load()?.publish(&self.db, &verifier, Moment::SessionEnd)?;
+        if let Some(c) = published.cosigned.first() {
+            let names: Vec<&str> = published
+                .cosigned
+                .iter()
+                .map(|c| c.witness.as_str())
+                .collect();
+            eprintln!(
+                "stele: checkpoint {} cosigned by {}",
+                c.size,
+                names.join(", ")
+            );
         }
         Ok(())
     }

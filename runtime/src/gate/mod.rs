@@ -112,6 +112,8 @@ pub struct Gate {
     approver: Box<dyn Approver>,
     sandbox: SandboxFacts,
     actor: Actor,
+    // Index and leaf hash of the entry that opened this gate (session.start or policy.load).
+    start_entry: (u64, stele_audit::merkle::Hash),
 }
 
 impl std::fmt::Debug for Gate {
@@ -140,6 +142,7 @@ impl Gate {
             approver,
             sandbox,
             actor,
+            start_entry: (0, [0; 32]),
         }
     }
 
@@ -153,7 +156,7 @@ impl Gate {
         sandbox: SandboxFacts,
         data: serde_json::Value,
     ) -> Result<Self, GateError> {
-        let gate = Self::new(log, bundle, session, approver, sandbox);
+        let mut gate = Self::new(log, bundle, session, approver, sandbox);
         let mut d = serde_json::json!({
             "policy_bundle": gate.bundle.digest().to_string(),
             "policy_root": gate.bundle.root().display().to_string(),
@@ -162,11 +165,12 @@ impl Gate {
         if let (Some(o), serde_json::Value::Object(extra)) = (d.as_object_mut(), data) {
             o.extend(extra);
         }
-        gate.log.append_blocking(
+        let r = gate.log.append_blocking(
             Event::new(EventKind::SessionStart, gate.actor.clone())
                 .in_session(&gate.session.id)
                 .with_data(d),
         )?;
+        gate.start_entry = (r.seq, r.leaf_hash);
         Ok(gate)
     }
 
@@ -180,17 +184,24 @@ impl Gate {
         approver: Box<dyn Approver>,
         sandbox: SandboxFacts,
     ) -> Result<Self, GateError> {
-        let gate = Self::new(log, bundle, session, approver, sandbox);
-        gate.log
-            .append_blocking(
-                gate.event(EventKind::PolicyLoad)
-                    .with_data(serde_json::json!({
+        let mut gate = Self::new(log, bundle, session, approver, sandbox);
+        let r =
+            gate.log
+                .append_blocking(gate.event(EventKind::PolicyLoad).with_data(
+                    serde_json::json!({
                         "resumed": true,
                         "policy_bundle": gate.bundle.digest().to_string(),
                         "policy_root": gate.bundle.root().display().to_string(),
-                    })),
-            )?;
+                    }),
+                ))?;
+        gate.start_entry = (r.seq, r.leaf_hash);
         Ok(gate)
+    }
+
+    /// Index and leaf hash of the entry that opened this gate: `session.start`,
+    /// or the `policy.load` of a resumption.
+    pub fn start_entry(&self) -> (u64, stele_audit::merkle::Hash) {
+        self.start_entry
     }
 
     /// Session id.

@@ -196,12 +196,14 @@ impl ToolBox {
         let permit = match self.gate.authorize(req)? {
             Authorization::Permitted(p) => p,
             Authorization::Denied(d) => {
+                crate::telemetry::spans::note_denied(d.seq);
                 return Ok(ToolOutcome::Output {
                     text: denial_text(&d),
                     status: ToolResultStatus::Error,
                 });
             }
         };
+        crate::telemetry::spans::note_intent(permit.intent_seq(), &permit.intent_leaf());
         let ran = match name {
             specs::EXEC => exec::run(
                 &self.gate,
@@ -212,7 +214,8 @@ impl ToolBox {
             _ => files::run(&self.files, name, input),
         };
         let full = ran.text.into_bytes();
-        self.gate.complete(
+        crate::telemetry::spans::note_outcome(ran.outcome.status);
+        let receipt = self.gate.complete(
             permit,
             ran.outcome,
             vec![PayloadInput {
@@ -223,6 +226,9 @@ impl ToolBox {
             }],
             Some(serde_json::json!({ "tool_use_id": call_id })),
         )?;
+        if let Some(r) = &receipt {
+            crate::telemetry::spans::note_result(r);
+        }
         Ok(ToolOutcome::Output {
             text: for_model(&full),
             status: ran.status,

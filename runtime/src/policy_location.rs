@@ -1,0 +1,312 @@
+//! Where a session's policy bundle comes from when none is given.
+//!
+//! Search order: the configured bundle (`--policy` or the config's `policy`;
+//! missing is an error, never a fallback) > the user's config folder
+//! (`$XDG_CONFIG_HOME/stele/policy`, else `~/.config/stele/policy`) >
+//! `/etc/stele/policy` > the strict-default bundle compiled into the binary,
+//! written read-only under the state folder. Nothing is ever read from the
+//! current folder or the workspace, so `stele run` never runs without policy
+//! and an agent cannot plant one.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use ring::digest::{Context, SHA256};
+
+/// The system-wide bundle folder.
+pub const SYSTEM_POLICY: &str = "/etc/stele/policy";
+
+/// The strict-default bundle as compiled into this binary: (relative path, contents).
+pub const BUILTIN_STRICT_DEFAULT: [(&str, &str); 4] = [
+    (
+        "members.toml",
+        include_str!("../../policies/strict-default/members.toml"),
+    ),
+    (
+        "org/strict.cedar",
+        include_str!("../../policies/strict-default/org/strict.cedar"),
+    ),
+    (
+        "schema.cedarschema",
+        include_str!("../../policies/strict-default/schema.cedarschema"),
+    ),
+    (
+        "tests/strict.json",
+        include_str!("../../policies/strict-default/tests/strict.json"),
+    ),
+];
+
+/// Which step of the search order gave the bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyOrigin {
+    /// `--policy` or the config's `policy`.
+    Configured,
+    /// The user's config folder.
+    User,
+    /// `/etc/stele/policy`.
+    System,
+    /// The strict-default bundle compiled into the binary.
+    BuiltIn,
+}
+
+impl PolicyOrigin {
+    /// Name recorded in `session.start`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Configured => "configured",
+            Self::User => "user-config",
+            Self::System => "system",
+            Self::BuiltIn => "built-in strict-default",
+        }
+    }
+}
+
+/// A bundle folder and how it was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyLocation {
+    /// The folder.
+    pub path: PathBuf,
+    /// Which step found it.
+    pub origin: PolicyOrigin,
+}
+
+/// Why no bundle folder could be settled on.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyLocationError {
+    /// The configured bundle does not exist (never silently replaced).
+    #[error("policy bundle {0} (from --policy or the config's `policy`) does not exist")]
+    ConfiguredMissing(PathBuf),
+    /// A search-order location exists but is not a folder.
+    #[error("policy location {0} exists but is not a folder")]
+    NotAFolder(PathBuf),
+    /// The built-in bundle could not be written under the state folder.
+    #[error("writing the built-in strict-default policy under {path}: {source}")]
+    Materialise {
+        /// The folder.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+/// The user's policy folder: `$XDG_CONFIG_HOME/stele/policy`, else `~/.config/stele/policy`.
+pub fn user_policy_dir() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("XDG_CONFIG_HOME").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p).join("stele/policy"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/stele/policy"))
+}
+
+/// Settle the bundle folder for a session (see the module docs for the order).
+pub fn resolve(configured: Option<&Path>) -> Result<PolicyLocation, PolicyLocationError> {
+    let mut candidates = Vec::new();
+    if let Some(u) = user_policy_dir() {
+        candidates.push((PolicyOrigin::User, u));
+    }
+    candidates.push((PolicyOrigin::System, PathBuf::from(SYSTEM_POLICY)));
+    resolve_in(configured, &candidates, &crate::paths::state_dir())
+}
+
+/// [`resolve`] over explicit candidate folders and state folder.
+pub fn resolve_in(
+    configured: Option<&Path>,
+    candidates: &[(PolicyOrigin, PathBuf)],
+    state_dir: &Path,
+) -> Result<PolicyLocation, PolicyLocationError> {
+    if let Some(p) = configured {
+        if !p.exists() {
+            return Err(PolicyLocationError::ConfiguredMissing(p.to_path_buf()));
+        }
+        return Ok(PolicyLocation {
+            path: p.to_path_buf(),
+            origin: PolicyOrigin::Configured,
+        });
+    }
+    for (origin, dir) in candidates {
+        match fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {
+                return Ok(PolicyLocation {
+                    path: dir.clone(),
+                    origin: *origin,
+                })
+            }
+            Ok(_) => return Err(PolicyLocationError::NotAFolder(dir.clone())),
+            Err(_) => continue,
+        }
+    }
+    let path = materialise_builtin(state_dir)?;
+    Ok(PolicyLocation {
+        path,
+        origin: PolicyOrigin::BuiltIn,
+    })
+}
+
+/// SHA-256 over the built-in files (path, NUL, contents), hex.
+fn builtin_digest() -> String {
+    let mut ctx = Context::new(&SHA256);
+    for (rel, text) in BUILTIN_STRICT_DEFAULT {
+        ctx.update(rel.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(&(text.len() as u64).to_be_bytes());
+        ctx.update(text.as_bytes());
+    }
+    hex::encode(ctx.finish().as_ref())
+}
+
+/// True when `dir` holds exactly the built-in files with the built-in contents.
+fn holds_builtin(dir: &Path) -> bool {
+    BUILTIN_STRICT_DEFAULT
+        .iter()
+        .all(|(rel, text)| fs::read(dir.join(rel)).is_ok_and(|b| b == text.as_bytes()))
+}
+
+/// Write the built-in bundle read-only to
+/// `<state>/policies/strict-default-builtin-<digest>/` (once; a copy whose
+/// contents differ is replaced) and return the folder.
+pub fn materialise_builtin(state_dir: &Path) -> Result<PathBuf, PolicyLocationError> {
+    let parent = state_dir.join("policies");
+    let dir = parent.join(format!(
+        "strict-default-builtin-{}",
+        &builtin_digest()[..16]
+    ));
+    if holds_builtin(&dir) {
+        return Ok(dir);
+    }
+    let err = |source| PolicyLocationError::Materialise {
+        path: dir.clone(),
+        source,
+    };
+    fs::create_dir_all(&parent).map_err(err)?;
+    // Written to a temporary folder and renamed: never a half-written bundle.
+    let tmp = parent.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
+    write_tree(&tmp).map_err(err)?;
+    if dir.exists() {
+        // A modified copy: drop it (read-only folders need write permission to empty).
+        make_writable(&dir).map_err(err)?;
+        fs::remove_dir_all(&dir).map_err(err)?;
+    }
+    if let Err(e) = fs::rename(&tmp, &dir) {
+        let _ = make_writable(&tmp).and_then(|()| fs::remove_dir_all(&tmp));
+        // Another process may have written it first.
+        if holds_builtin(&dir) {
+            return Ok(dir);
+        }
+        return Err(err(e));
+    }
+    Ok(dir)
+}
+
+fn write_tree(root: &Path) -> io::Result<()> {
+    for (rel, text) in BUILTIN_STRICT_DEFAULT {
+        let p = root.join(rel);
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        fs::write(&p, text)?;
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o444))?;
+    }
+    set_dirs_mode(root, 0o555)
+}
+
+fn set_dirs_mode(dir: &Path, mode: u32) -> io::Result<()> {
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            set_dirs_mode(&e.path(), mode)?;
+        }
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+}
+
+fn make_writable(dir: &Path) -> io::Result<()> {
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            make_writable(&e.path())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn configured_wins_and_missing_configured_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let user = d.path().join("user");
+        fs::create_dir_all(&user).unwrap();
+        let cands = [(PolicyOrigin::User, user.clone())];
+        let state = d.path().join("state");
+        let l = resolve_in(Some(&user), &cands, &state).unwrap();
+        assert_eq!(l.origin, PolicyOrigin::Configured);
+        let missing = d.path().join("nope");
+        let e = resolve_in(Some(&missing), &cands, &state).unwrap_err();
+        assert!(e.to_string().contains("nope"), "{e}");
+        assert!(!state.exists(), "no fallback was written");
+    }
+
+    #[test]
+    fn search_order_then_builtin() {
+        let d = tempfile::tempdir().unwrap();
+        let user = d.path().join("user");
+        let system = d.path().join("system");
+        let state = d.path().join("state");
+        let cands = [
+            (PolicyOrigin::User, user.clone()),
+            (PolicyOrigin::System, system.clone()),
+        ];
+        let l = resolve_in(None, &cands, &state).unwrap();
+        assert_eq!(l.origin, PolicyOrigin::BuiltIn);
+        assert!(l.path.starts_with(&state));
+        let b = stele_policy::Bundle::load(&l.path).unwrap();
+        let repo = stele_policy::Bundle::load(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/strict-default"),
+        )
+        .unwrap();
+        assert_eq!(
+            b.digest(),
+            repo.digest(),
+            "the built-in copy is the template"
+        );
+        let mode = fs::metadata(l.path.join("org/strict.cedar"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o222, 0, "read-only");
+
+        fs::create_dir_all(&system).unwrap();
+        assert_eq!(
+            resolve_in(None, &cands, &state).unwrap().origin,
+            PolicyOrigin::System
+        );
+        fs::create_dir_all(&user).unwrap();
+        assert_eq!(
+            resolve_in(None, &cands, &state).unwrap(),
+            PolicyLocation {
+                path: user,
+                origin: PolicyOrigin::User
+            }
+        );
+    }
+
+    #[test]
+    fn a_modified_builtin_copy_is_replaced() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = materialise_builtin(d.path()).unwrap();
+        let f = dir.join("org/strict.cedar");
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&f, "permit(principal, action, resource);").unwrap();
+        assert_eq!(materialise_builtin(d.path()).unwrap(), dir);
+        assert_eq!(
+            fs::read_to_string(&f).unwrap(),
+            BUILTIN_STRICT_DEFAULT[1].1,
+            "restored"
+        );
+    }
+}
