@@ -5,6 +5,10 @@
 //! and open decided by an allow-all mediator, every close reported with
 //! SHA-256). Prints both wall times and the ratio. Needs root and /dev/fuse.
 //!
+//! Python runs under the process sandbox's own seccomp filters in both runs
+//! (as it would in the sandbox; among other things they answer `isatty`'s
+//! `TCGETS` without a FUSE round trip).
+//!
 //! Run: `cargo run --release -p stele-sandbox --example fs_bench [-- ROUNDS]`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -83,12 +87,22 @@ fn run_workload(root: &Path) -> (Duration, Duration) {
     thread_local!(static PY: String = python());
     let c0 = cpu();
     let t0 = Instant::now();
-    let out = Command::new(PY.with(|p| p.clone()))
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(root)
-        .output()
-        .unwrap();
+    thread_local!(static FILTERS: Vec<seccompiler::BpfProgram> =
+        stele_sandbox::process::seccomp::sandbox_filters().unwrap());
+    let filters = FILTERS.with(|f| f.clone());
+    let mut cmd = Command::new(PY.with(|p| p.clone()));
+    // SAFETY: apply_filter only sets no-new-privs and installs the programs
+    // (two system calls on data prepared before the fork).
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            for f in &filters {
+                seccompiler::apply_filter(f).map_err(std::io::Error::other)?;
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.arg("-c").arg(SCRIPT).arg(root).output().unwrap();
     let elapsed = t0.elapsed();
     assert!(
         out.status.success(),

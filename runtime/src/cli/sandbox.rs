@@ -110,6 +110,10 @@ pub struct BenchArgs {
     /// Workspace presentation.
     #[arg(long, value_enum, default_value_t = BenchWorkspace::Mediated)]
     pub workspace: BenchWorkspace,
+    /// The sandbox's network [default: proxy with a mediated workspace (the
+    /// agent's configuration), none with a plain one].
+    #[arg(long, value_enum)]
+    pub network: Option<NetworkChoice>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -377,8 +381,15 @@ fn bench_in(args: &BenchArgs, scratch: &Path) -> anyhow::Result<ExitCode> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(scratch, std::fs::Permissions::from_mode(0o777))?;
         cfg.workspace_mount = WorkspaceMount::PlainBindForTestsOnly;
-        cfg.network = NetworkMode::LoopbackOnly;
     }
+    let network = args.network.unwrap_or(match args.workspace {
+        BenchWorkspace::Mediated => NetworkChoice::Proxy,
+        BenchWorkspace::Plain => NetworkChoice::None,
+    });
+    cfg.network = match network {
+        NetworkChoice::Proxy => NetworkMode::EgressProxy,
+        NetworkChoice::None => NetworkMode::LoopbackOnly,
+    };
     let sandbox = ProcessSandbox::new(cfg)?;
     let (plain, boxed) = time_interleaved(
         args.runs,
@@ -404,6 +415,7 @@ fn bench_in(args: &BenchArgs, scratch: &Path) -> anyhow::Result<ExitCode> {
         let v = json!({
             "runs": args.runs,
             "workspace": format!("{:?}", args.workspace),
+            "network": format!("{network:?}"),
             "plain_median_ms": ms(pm), "plain_p99_ms": ms(pp),
             "sandbox_median_ms": ms(sm), "sandbox_p99_ms": ms(sp),
             "overhead_median_ms": overhead,
@@ -411,8 +423,8 @@ fn bench_in(args: &BenchArgs, scratch: &Path) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
-            "spawn of /usr/bin/true, {} interleaved runs each ({:?} workspace)",
-            args.runs, args.workspace
+            "spawn of /usr/bin/true, {} interleaved runs each ({:?} workspace, network {:?})",
+            args.runs, args.workspace, network
         );
         println!(
             "plain spawn       median {:7.3} ms   p99 {:7.3} ms",

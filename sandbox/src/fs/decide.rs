@@ -49,17 +49,21 @@ impl MediatedLayer {
         entry
     }
 
+    /// Ask every access in `accesses` for one requester; the serial of the
+    /// requester's command comes back with the tickets.
     pub(super) fn ask_all(
         &self,
         ctx: &Context,
         accesses: &[FileAccess],
         op: FileOp,
         path: &str,
-    ) -> io::Result<Vec<crate::Ticket>> {
-        accesses
+    ) -> io::Result<(Vec<crate::Ticket>, Option<u64>)> {
+        let (requester, command) = self.requester(ctx)?;
+        let tickets = accesses
             .iter()
-            .map(|a| self.ask(ctx, *a, op, path))
-            .collect()
+            .map(|a| self.ask_as(&requester, *a, op, path))
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok((tickets, command))
     }
 
     /// Release `handle` in the inner fs and report it, whatever the release returned.
@@ -69,9 +73,12 @@ impl MediatedLayer {
         handle: u64,
         result: io::Result<()>,
     ) -> io::Result<()> {
-        if let Some(open) = self.untrack(handle) {
+        // Report before untracking: a finished command waits until its
+        // handles are untracked, and their reports must be in by then.
+        if let Some(open) = self.handle(handle) {
             self.report_close(ctx, &open);
         }
+        self.untrack(handle);
         result
     }
 }

@@ -6,7 +6,7 @@
 //! (a seek, an append to existing content, a truncate to a middle size,
 //! fallocate) drops the running hash and the file is re-hashed at close.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use ring::digest::{Context as Sha, SHA256};
@@ -110,26 +110,43 @@ pub(crate) struct OpenHandle {
     pub tickets: Vec<Ticket>,
     /// Whether it was opened for writing.
     pub writable: bool,
+    /// The command that opened it, when the server is shared by several.
+    pub command: Option<u64>,
     /// Bytes served to the kernel for reads on this handle.
     pub bytes_read: AtomicU64,
     /// Bytes written through this handle.
     pub bytes_written: AtomicU64,
     /// Hash of the writes; the lock also keeps hashed writes in order.
     pub hash: Mutex<WriteHash>,
+    /// Set by the first close report (there is exactly one per handle).
+    reported: AtomicBool,
 }
 
 impl OpenHandle {
     /// A freshly opened handle.
-    pub fn new(inode: u64, path: String, tickets: Vec<Ticket>, writable: bool) -> Self {
+    pub fn new(
+        inode: u64,
+        path: String,
+        tickets: Vec<Ticket>,
+        writable: bool,
+        command: Option<u64>,
+    ) -> Self {
         OpenHandle {
             inode,
             path,
             tickets,
             writable,
+            command,
             bytes_read: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
             hash: Mutex::new(WriteHash::new()),
+            reported: AtomicBool::new(false),
         }
+    }
+
+    /// Claim the right to report this handle's close: true exactly once.
+    pub fn claim_report(&self) -> bool {
+        !self.reported.swap(true, Ordering::AcqRel)
     }
 
     /// Count `n` bytes read.

@@ -9,13 +9,14 @@ use std::collections::HashMap;
 use std::ffi::CStr;
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use fuse_backend_rs::api::filesystem::{Context, FileSystem};
 use fuse_backend_rs::passthrough::{CachePolicy, Config, PassthroughFs};
 use ring::digest::{Context as Sha, SHA256};
 
+use super::attribution::Attribution;
 use super::bufio::HashingSink;
 use super::handles::OpenHandle;
 use super::idmap::IdMap;
@@ -36,17 +37,19 @@ const REHASH_CHUNK: u32 = 256 * 1024;
 pub struct MediatedLayer {
     pub(super) inner: PassthroughFs<()>,
     mediator: Arc<dyn Mediator>,
-    requester: Requester,
+    attribution: Attribution,
     pub(super) nodes: RwLock<NodeMap>,
     pub(super) handles: RwLock<HashMap<u64, Arc<OpenHandle>>>,
     pub(super) idmap: std::sync::OnceLock<IdMap>,
+    /// Signalled whenever a handle stops being tracked (see `settle_command`).
+    released: (Mutex<()>, Condvar),
 }
 
 impl std::fmt::Debug for MediatedLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MediatedLayer")
             .field("mediator", &self.mediator)
-            .field("requester", &self.requester)
+            .field("attribution", &self.attribution)
             .finish_non_exhaustive()
     }
 }
@@ -56,7 +59,7 @@ impl MediatedLayer {
     pub(super) fn new(
         root: &Path,
         mediator: Arc<dyn Mediator>,
-        requester: Requester,
+        attribution: Attribution,
     ) -> Result<Self, FsError> {
         let root_err = |source| FsError::Root {
             path: root.display().to_string(),
@@ -92,11 +95,20 @@ impl MediatedLayer {
         Ok(MediatedLayer {
             inner,
             mediator,
-            requester,
+            attribution,
             nodes: RwLock::new(NodeMap::new()),
             handles: RwLock::new(HashMap::new()),
             idmap: std::sync::OnceLock::new(),
+            released: (Mutex::new(()), Condvar::new()),
         })
+    }
+
+    /// Who is asking (and the serial of their command, when the server is
+    /// shared by several); EACCES for a process of no command we serve.
+    pub(super) fn requester(&self, ctx: &Context) -> io::Result<(Requester, Option<u64>)> {
+        self.attribution
+            .requester(ctx.pid)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EACCES))
     }
 
     /// Ask the mediator; a denial becomes EACCES.
@@ -107,13 +119,23 @@ impl MediatedLayer {
         op: FileOp,
         path: &str,
     ) -> io::Result<Ticket> {
-        let mut requester = self.requester.clone();
-        requester.pid = sandbox_pid(ctx.pid);
+        let (requester, _) = self.requester(ctx)?;
+        self.ask_as(&requester, access, op, path)
+    }
+
+    /// Ask the mediator on behalf of `requester`; a denial becomes EACCES.
+    pub(super) fn ask_as(
+        &self,
+        requester: &Requester,
+        access: FileAccess,
+        op: FileOp,
+        path: &str,
+    ) -> io::Result<Ticket> {
         let req = FileRequest {
             access,
             op,
             path: path.to_owned(),
-            requester,
+            requester: requester.clone(),
         };
         match self.mediator.file_access(&req) {
             Verdict::Allow(ticket) => Ok(ticket),
@@ -174,14 +196,83 @@ impl MediatedLayer {
 
     /// Stop tracking `handle` and return it.
     pub(super) fn untrack(&self, handle: u64) -> Option<Arc<OpenHandle>> {
-        self.handles
+        let open = self
+            .handles
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&handle)
+            .remove(&handle);
+        if open.as_ref().is_some_and(|o| o.command.is_some()) {
+            // Taking the lock orders this wake-up after a waiter's check.
+            drop(
+                self.released
+                    .0
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+            self.released.1.notify_all();
+        }
+        open
+    }
+
+    fn has_handles_of(&self, command: u64) -> bool {
+        self.handles
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .any(|h| h.command == Some(command))
+    }
+
+    /// A command served by a shared server has ended (all its processes are
+    /// gone): wait up to `timeout` for the kernel to release the handles its
+    /// processes left open (their `RELEASE`s are already on the way), then
+    /// report any still tracked as closed, so every allowed open of the
+    /// command has its close report before the command's end is recorded.
+    pub fn settle_command(&self, command: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self
+            .released
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while self.has_handles_of(command) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            guard = self
+                .released
+                .1
+                .wait_timeout(guard, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        drop(guard);
+        let stragglers: Vec<(u64, Arc<OpenHandle>)> = {
+            let mut handles = self.handles.write().unwrap_or_else(PoisonError::into_inner);
+            let ids: Vec<u64> = handles
+                .iter()
+                .filter(|(_, h)| h.command == Some(command))
+                .map(|(id, _)| *id)
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| handles.remove(&id).map(|h| (id, h)))
+                .collect()
+        };
+        let ctx = Context::default();
+        for (handle, h) in stragglers {
+            self.report_close(&ctx, &h);
+            // A later RELEASE for this handle finds nothing to release.
+            let _ = self
+                .inner
+                .release(&ctx, h.inode, 0, handle, false, false, None);
+        }
     }
 
     /// Report the close of `open` (after the inner handle was released).
     pub(super) fn report_close(&self, ctx: &Context, open: &OpenHandle) {
+        if !open.claim_report() {
+            return;
+        }
         let sha256_after_write = if open.writable {
             self.final_hash(ctx, open)
         } else {
@@ -290,7 +381,7 @@ impl MediatedLayer {
 /// Reading /proc costs more than the rest of a lookup, so answers are cached
 /// for a second: a pid cannot be recycled within that time short of cycling
 /// through the whole pid space, which the sandbox's process limit prevents.
-fn sandbox_pid(host_pid: libc::pid_t) -> Option<u32> {
+pub(crate) fn sandbox_pid(host_pid: libc::pid_t) -> Option<u32> {
     use std::sync::{Mutex, OnceLock};
     use std::time::Instant;
     const TTL: Duration = Duration::from_secs(1);

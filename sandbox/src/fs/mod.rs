@@ -7,11 +7,14 @@
 //! * `paths.rs` — the inode → workspace-path map the decisions are made on;
 //! * `handles.rs` — per-handle counters and the SHA-256 of written data;
 //! * `idmap.rs` — owner translation for user namespaces;
+//! * `attribution.rs` — which command a request comes from, when one server
+//!   serves all the commands of a sandbox ([`CommandTable`]);
 //! * `server.rs` — the /dev/fuse transport ([`FsServer`]).
 //!
 //! A virtio-fs (vhost-user-fs) transport would drive the same
 //! [`MediatedLayer`] from virtqueues instead of /dev/fuse.
 
+mod attribution;
 mod bufio;
 mod decide;
 mod handles;
@@ -26,9 +29,12 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use attribution::{pid_namespace, CommandTable, Registration};
 pub use idmap::IdMap;
 pub use layer::MediatedLayer;
 pub use server::FsServer;
+
+use attribution::Attribution;
 
 use crate::{Mediator, Requester};
 
@@ -107,9 +113,29 @@ impl MediatedFs {
         mediator: Arc<dyn Mediator>,
         requester: Requester,
     ) -> Result<Self, FsError> {
+        Self::with_attribution(root, mediator, Attribution::Fixed(requester))
+    }
+
+    /// Build the file system over `root` for a server shared by several
+    /// commands: each request is attributed to the command whose pid
+    /// namespace the requesting process is in, as registered in `commands`
+    /// (requests from any other process are refused with EACCES).
+    pub fn for_commands(
+        root: &Path,
+        mediator: Arc<dyn Mediator>,
+        commands: Arc<CommandTable>,
+    ) -> Result<Self, FsError> {
+        Self::with_attribution(root, mediator, Attribution::ByPidNamespace(commands))
+    }
+
+    fn with_attribution(
+        root: &Path,
+        mediator: Arc<dyn Mediator>,
+        attribution: Attribution,
+    ) -> Result<Self, FsError> {
         raise_nofile_limit();
         Ok(MediatedFs {
-            layer: Arc::new(MediatedLayer::new(root, mediator, requester)?),
+            layer: Arc::new(MediatedLayer::new(root, mediator, attribution)?),
             threads: server::DEFAULT_SERVER_THREADS,
         })
     }

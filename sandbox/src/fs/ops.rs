@@ -255,8 +255,8 @@ impl FileSystem for MediatedLayer {
             return Err(io::Error::from_raw_os_error(libc::ELOOP));
         }
         let (accesses, op, writable) = open_accesses(flags);
-        let tickets = self.ask_all(ctx, &accesses, op, &path)?;
-        let open = OpenHandle::new(inode, path, tickets, writable);
+        let (tickets, command) = self.ask_all(ctx, &accesses, op, &path)?;
+        let open = OpenHandle::new(inode, path, tickets, writable, command);
         let (handle, opts, passthrough) = match self.inner.open(ctx, inode, flags, fuse_flags) {
             Ok(r) => r,
             Err(e) => {
@@ -286,18 +286,18 @@ impl FileSystem for MediatedLayer {
         if args.flags & libc::O_ACCMODE as u32 == libc::O_RDWR as u32 {
             accesses.push(FileAccess::Read);
         }
-        let tickets = self.ask_all(ctx, &accesses, FileOp::Create, &path)?;
+        let (tickets, command) = self.ask_all(ctx, &accesses, FileOp::Create, &path)?;
         let (entry, handle, opts, passthrough) = match self.inner.create(ctx, parent, name, args) {
             Ok(r) => r,
             Err(e) => {
                 // Allowed but failed (EEXIST, ENOSPC…): close the decision.
-                let failed = OpenHandle::new(0, path, tickets, false);
+                let failed = OpenHandle::new(0, path, tickets, false, command);
                 self.report_close(ctx, &failed);
                 return Err(e);
             }
         };
         self.remember(entry.inode, path.clone(), entry.attr.st_mode);
-        let open = OpenHandle::new(entry.inode, path, tickets, true);
+        let open = OpenHandle::new(entry.inode, path, tickets, true, command);
         match handle {
             Some(h) => self.track(h, open),
             None => self.report_close(ctx, &open),

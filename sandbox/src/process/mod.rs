@@ -15,6 +15,7 @@ mod rootfs;
 pub mod seccomp;
 pub(crate) mod spawn;
 pub(crate) mod sys;
+mod workspace;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -91,6 +92,8 @@ pub struct ProcessSandbox {
     host_id: u32,
     seccomp: Vec<seccompiler::BpfProgram>,
     netns: netpool::NetnsPool,
+    /// The mediated workspace's server, shared by all commands.
+    shared_workspace: Option<workspace::SharedWorkspace>,
 }
 
 impl ProcessSandbox {
@@ -123,6 +126,18 @@ impl ProcessSandbox {
             .unwrap_or(63);
         let euid = sys::geteuid();
         let host_id = if euid == 0 { UNPRIVILEGED_ID } else { euid };
+        let shared_workspace = match config.workspace_mount {
+            WorkspaceMount::Mediated => Some(workspace::SharedWorkspace::start(
+                &workspace,
+                config.mediator.clone(),
+                host_id,
+            )?),
+            WorkspaceMount::PlainBindForTestsOnly => None,
+        };
+        let proxy_mediator = match config.network {
+            NetworkMode::EgressProxy => Some(config.mediator.clone()),
+            NetworkMode::LoopbackOnly => None,
+        };
         Ok(ProcessSandbox {
             workspace,
             report,
@@ -130,8 +145,9 @@ impl ProcessSandbox {
             newroot: prepare_newroot(euid)?,
             cap_last,
             host_id,
-            seccomp: vec![seccomp::build_filter()?, seccomp::build_clone3_filter()?],
-            netns: netpool::NetnsPool::default(),
+            seccomp: seccomp::sandbox_filters()?,
+            netns: netpool::NetnsPool::new(proxy_mediator),
+            shared_workspace,
             config,
         })
     }
@@ -149,6 +165,15 @@ impl ProcessSandbox {
     /// The canonical host path of the workspace.
     pub fn workspace(&self) -> &Path {
         &self.workspace
+    }
+
+    /// FUSE requests the mediated workspace's server has served so far, per
+    /// opcode, busiest first (empty for a plain workspace).
+    pub fn workspace_request_counts(&self) -> Vec<(String, u64)> {
+        self.shared_workspace
+            .as_ref()
+            .map(|w| w.server().request_counts())
+            .unwrap_or_default()
     }
 }
 

@@ -181,6 +181,40 @@ pub(crate) fn build_clone3_filter() -> Result<BpfProgram, SandboxError> {
     compile(m, SeccompAction::Errno(libc::ENOSYS as u32))
 }
 
+/// A third program answering the terminal-query `ioctl`s (`TCGETS`, which
+/// `isatty` and so every `open()` of a Python file makes, and `TIOCGWINSZ`)
+/// with `ENOTTY` without entering the kernel's file code.
+///
+/// Nothing in the sandbox can be a terminal: stdio are pipes, the command
+/// has no controlling terminal (`setsid`) so `/dev/tty` cannot be opened,
+/// and there is no `/dev/pts` or `/dev/ptmx` (and no way to mount one). So
+/// `ENOTTY` is what these calls would return anyway (except `EBADF` for a
+/// closed descriptor) — but on a file of the mediated workspace the kernel
+/// would first forward the `ioctl` to the file server: one FUSE round trip
+/// per opened file, saved here.
+// The request type differs between libc targets (c_ulong vs c_int).
+#[allow(clippy::unnecessary_cast)]
+pub(crate) fn build_tty_filter() -> Result<BpfProgram, SandboxError> {
+    let rules = [libc::TCGETS as u64, libc::TIOCGWINSZ as u64]
+        .into_iter()
+        .map(|req| rule(vec![cond(1, SeccompCmpOp::Eq, req)?]))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut m: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    m.insert(libc::SYS_ioctl, rules);
+    compile(m, SeccompAction::Errno(libc::ENOTTY as u32))
+}
+
+/// Every seccomp program a sandboxed command runs under, in installation
+/// order (built once per sandbox; also for benchmarks that want to run a
+/// program under exactly the sandbox's filters).
+pub fn sandbox_filters() -> Result<Vec<BpfProgram>, SandboxError> {
+    Ok(vec![
+        build_filter()?,
+        build_clone3_filter()?,
+        build_tty_filter()?,
+    ])
+}
+
 /// Names of the system calls denied outright (for docs and `check`).
 pub fn denied_syscalls() -> Vec<&'static str> {
     DENIED.iter().map(|(n, _)| *n).collect()

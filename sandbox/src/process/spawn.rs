@@ -9,14 +9,12 @@ use std::time::{Duration, Instant};
 use super::capture::{self, Io};
 use super::plan::{tag, ChildFds, Plan, RECORD_LEN};
 use super::rootfs::{self, RootSpec, WorkspaceSource, DEVICES};
-use super::sys::{self, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID};
-use super::{child, landlock, netpool, NetworkMode, ProcessSandbox, WorkspaceMount};
+use super::sys;
+use super::{child, landlock, ProcessSandbox};
 use crate::error::{SandboxError, SetupStep};
 use crate::exec::{
     ExecOutcome, ExecRequest, ExitStatus, ResourceUsage, PROXY_ENV, PROXY_URL, WORKSPACE_MOUNT,
 };
-use crate::fs::{FsServer, IdMap, MediatedFs};
-use crate::proxy::EgressProxy;
 use crate::Requester;
 
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -144,29 +142,6 @@ impl Drop for InitGuard {
     }
 }
 
-/// Running helpers that must be stopped whatever happens.
-#[derive(Default)]
-struct Services {
-    fs: Option<FsServer>,
-    proxy: Option<EgressProxy>,
-}
-
-impl Services {
-    fn stop(&mut self) -> Result<(), SandboxError> {
-        let proxy = self.proxy.take().map(EgressProxy::stop).transpose();
-        let fs = self.fs.take().map(FsServer::stop).transpose();
-        proxy?;
-        fs?;
-        Ok(())
-    }
-}
-
-impl Drop for Services {
-    fn drop(&mut self) {
-        let _ = self.stop();
-    }
-}
-
 fn write_byte(f: &mut File) -> Result<(), SandboxError> {
     f.write_all(b"G").map_err(|e| SandboxError::Setup {
         step: SetupStep::Handshake,
@@ -243,44 +218,17 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         pid: None,
         exec_id: Some(req.id.clone()),
     };
-    let cfg = &sb.config;
     let root = sys::geteuid() == 0;
 
-    let mut services = Services::default();
-    // The workspace: a detached FUSE mount created here, in the initial user
-    // namespace, and served at once. The parent never touches it (a stat
-    // would wait on the server); the child attaches it and adds its
-    // Landlock rule from inside.
-    let ws_mount: Option<OwnedFd> = match cfg.workspace_mount {
-        WorkspaceMount::Mediated => {
-            // Files owned by stele's user appear owned by the sandbox's user
-            // (host id 65534 when stele is root), so the sandbox can work
-            // in its workspace; the mount lives in the initial user
-            // namespace, so both sides are host ids.
-            let fs = MediatedFs::new(&sb.workspace, cfg.mediator.clone(), requester.clone())?
-                .with_id_map(IdMap {
-                    host_uid: sys::geteuid(),
-                    host_gid: sys::getegid(),
-                    sandbox_uid: sb.host_id,
-                    sandbox_gid: sb.host_id,
-                });
-            let fuse = sys::open_fuse().map_err(|e| SandboxError::LayerUnavailable {
-                layer: crate::error::Layer::Fuse,
-                detail: e.to_string(),
-            })?;
-            let opts = MediatedFs::mount_options(fuse.as_raw_fd(), sb.host_id, sb.host_id);
-            let m =
-                sys::fuse_fsmount(&opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV).map_err(|e| {
-                    SandboxError::Prepare {
-                        what: "mount the mediated workspace",
-                        source: e,
-                    }
-                })?;
-            services.fs = Some(fs.serve(fuse)?);
-            Some(m)
-        }
-        WorkspaceMount::PlainBindForTestsOnly => None,
-    };
+    // The workspace: a detached copy of the sandbox's mediated mount (whose
+    // server is already running). The parent never touches it (a stat would
+    // wait on the server); the child attaches it and adds its Landlock rule
+    // from inside.
+    let ws_mount: Option<OwnedFd> = sb
+        .shared_workspace
+        .as_ref()
+        .map(|w| w.mount_for_command())
+        .transpose()?;
 
     let system_dirs: Vec<std::path::PathBuf> = sb
         .entries
@@ -355,12 +303,8 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS;
-    let lease = sb.netns.lease()?;
-    let (pid, listener) = lease.enter(|| {
-        let listener = match cfg.network {
-            NetworkMode::EgressProxy => Some(netpool::proxy_listener()?),
-            NetworkMode::LoopbackOnly => None,
-        };
+    let mut lease = sb.netns.lease()?;
+    let pid = lease.enter(|| {
         // SAFETY: the child runs only `child::run_init`, which is
         // async-signal-safe and never returns.
         let pid = unsafe { sys::raw_clone(flags) }.map_err(|e| SandboxError::Prepare {
@@ -370,7 +314,7 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         if pid == 0 {
             child::run_init(&plan);
         }
-        Ok((pid, listener))
+        Ok(pid)
     })?;
     let mut guard = InitGuard { pid, reaped: false };
     // The child's ends and the mount/ruleset live on in the child only.
@@ -382,6 +326,13 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         source: e,
     })?;
     write_id_maps(pid, sb.host_id, root)?;
+    // From here on, workspace requests from the command's pid namespace are
+    // the command's.
+    let registration = sb
+        .shared_workspace
+        .as_ref()
+        .map(|w| w.register(pid, &req.id))
+        .transpose()?;
     let mut go = File::from(go_w);
     let mut report = File::from(rep_r);
     write_byte(&mut go)?;
@@ -391,13 +342,7 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         Some(_) => return Err(SandboxError::Lost("unexpected report".into())),
         None => return Err(SandboxError::Lost("sandbox init died during set-up".into())),
     }
-    if let Some(listener) = listener {
-        services.proxy = Some(EgressProxy::serve(
-            listener,
-            cfg.mediator.clone(),
-            requester.clone(),
-        )?);
-    }
+    lease.begin(requester);
     write_byte(&mut go)?;
     let streams = capture::run(Io {
         pid,
@@ -434,7 +379,11 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
             _ => {}
         }
     }
-    services.stop()?;
+    // Every process of the command is gone: close what it left open.
+    if let (Some(w), Some(r)) = (sb.shared_workspace.as_ref(), registration) {
+        w.settle(r);
+    }
+    lease.finish()?;
     if let Some(f) = failure.filter(|_| !timed_out) {
         return Err(f);
     }

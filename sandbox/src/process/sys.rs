@@ -283,3 +283,18 @@ pub(crate) fn errno() -> i32 {
     // SAFETY: __errno_location always returns a valid thread-local pointer.
     unsafe { *libc::__errno_location() }
 }
+
+/// `OPEN_TREE_CLONE` of `open_tree(2)`.
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+
+/// A new detached copy of the (detached) mount `mount`, sharing its
+/// superblock: `open_tree(mount, "", OPEN_TREE_CLONE | AT_EMPTY_PATH)`.
+pub(crate) fn open_tree_clone(mount: RawFd) -> io::Result<OwnedFd> {
+    let flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
+    // SAFETY: an fd, a valid empty C string and integer flags.
+    let fd = cvt(unsafe { libc::syscall(libc::SYS_open_tree, mount, c"".as_ptr(), flags) })?;
+    let fd = RawFd::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    // SAFETY: open_tree just returned this descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

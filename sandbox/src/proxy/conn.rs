@@ -15,13 +15,12 @@ use crate::{Mediator, NetCloseReport, NetRequest, Requester, Verdict};
 /// Everything a connection thread needs.
 pub(crate) struct Ctx {
     pub mediator: Arc<dyn Mediator>,
-    pub requester: Requester,
     pub config: ProxyConfig,
     pub live: Live,
 }
 
-/// Serve one accepted client connection to completion.
-pub(crate) fn handle(ctx: &Ctx, mut client: TcpStream) {
+/// Serve one accepted client connection of `requester` to completion.
+pub(crate) fn handle(ctx: &Ctx, mut client: TcpStream, requester: Requester) {
     let (head, leftover) = match read_head(
         &mut client,
         ctx.config.max_header_bytes,
@@ -38,7 +37,7 @@ pub(crate) fn handle(ctx: &Ctx, mut client: TcpStream) {
         host: req.host.canonical(),
         port: req.port,
         scheme: req.scheme,
-        requester: ctx.requester.clone(),
+        requester,
     };
     let ticket = match ctx.mediator.net_connect(&net) {
         Verdict::Allow(t) => t,

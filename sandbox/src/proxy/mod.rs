@@ -25,9 +25,10 @@ use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::{Mediator, Requester};
 
@@ -101,12 +102,41 @@ impl Live {
     }
 }
 
+/// Whom new connections are attributed to; `None` between commands, when
+/// connections are refused unread.
+#[derive(Clone, Default)]
+struct Owner {
+    inner: Arc<Mutex<Option<Requester>>>,
+}
+
+impl Owner {
+    fn set(&self, r: Option<Requester>) {
+        *self.inner.lock().unwrap_or_else(PoisonError::into_inner) = r;
+    }
+
+    fn get(&self) -> Option<Requester> {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// How long [`EgressProxy::end_command`] waits for cut connections to finish
+/// (a connection thread may be inside a slow mediator decision or connect).
+const END_WAIT: Duration = Duration::from_secs(30);
+
 /// A running egress proxy; [`EgressProxy::stop`] ends it.
 pub struct EgressProxy {
     stopping: Arc<AtomicBool>,
+    /// Write end of the acceptor's control pipe: a byte asks it to drain its
+    /// backlog and acknowledge; closing it stops the acceptor.
     wake: Option<OwnedFd>,
+    acked: Mutex<Receiver<()>>,
     acceptor: Option<JoinHandle<Vec<JoinHandle<()>>>>,
     live: Live,
+    active: Arc<AtomicU64>,
+    owner: Owner,
     local: Option<std::net::SocketAddr>,
 }
 
@@ -136,28 +166,103 @@ impl EgressProxy {
         requester: Requester,
         config: ProxyConfig,
     ) -> Result<EgressProxy, ProxyError> {
+        Self::start(listener, mediator, Some(requester), config)
+    }
+
+    /// Serve a listener that outlives single commands (the process backend
+    /// keeps one per pooled network namespace): connections are attributed
+    /// to the requester set by [`EgressProxy::begin_command`] and refused,
+    /// unread, while no command owns the listener.
+    pub fn serve_for_commands(
+        listener: TcpListener,
+        mediator: Arc<dyn Mediator>,
+        config: ProxyConfig,
+    ) -> Result<EgressProxy, ProxyError> {
+        Self::start(listener, mediator, None, config)
+    }
+
+    fn start(
+        listener: TcpListener,
+        mediator: Arc<dyn Mediator>,
+        requester: Option<Requester>,
+        config: ProxyConfig,
+    ) -> Result<EgressProxy, ProxyError> {
         listener.set_nonblocking(true)?;
         let local = listener.local_addr().ok();
         let (wake_r, wake_w) = pipe()?;
         let stopping = Arc::new(AtomicBool::new(false));
         let live = Live::default();
+        let active = Arc::new(AtomicU64::new(0));
+        let owner = Owner::default();
+        owner.set(requester);
+        let (ack_tx, ack_rx) = mpsc::channel();
         let ctx = Arc::new(conn::Ctx {
             mediator,
-            requester,
             config,
             live: live.clone(),
         });
-        let stop_flag = stopping.clone();
-        let acceptor = std::thread::Builder::new()
-            .name("stele-proxy-accept".into())
-            .spawn(move || accept_loop(&listener, &wake_r, &stop_flag, &ctx))?;
+        let acceptor = {
+            let (stop_flag, active, owner) = (stopping.clone(), active.clone(), owner.clone());
+            std::thread::Builder::new()
+                .name("stele-proxy-accept".into())
+                .spawn(move || {
+                    accept_loop(&Acceptor {
+                        listener: &listener,
+                        control: &wake_r,
+                        stopping: &stop_flag,
+                        ctx: &ctx,
+                        active: &active,
+                        owner: &owner,
+                        ack: &ack_tx,
+                    })
+                })?
+        };
         Ok(EgressProxy {
             stopping,
             wake: Some(wake_w),
+            acked: Mutex::new(ack_rx),
             acceptor: Some(acceptor),
             live,
+            active,
+            owner,
             local,
         })
+    }
+
+    /// Attribute connections accepted from now on to `requester`.
+    pub fn begin_command(&self, requester: Requester) {
+        self.owner.set(Some(requester));
+    }
+
+    /// The command that owned the listener has ended (its processes are
+    /// gone): refuse connections from now on, drop the ones still waiting in
+    /// the backlog unread, cut the open ones and wait (bounded) until each
+    /// has been reported, so all of the command's connections are closed in
+    /// the log before its end.
+    pub fn end_command(&self) -> Result<(), ProxyError> {
+        self.owner.set(None);
+        let Some(wake) = self.wake.as_ref() else {
+            return Ok(());
+        };
+        let acked = self.acked.lock().unwrap_or_else(PoisonError::into_inner);
+        // SAFETY: writing one byte from a live buffer to our own pipe.
+        let n = unsafe { libc::write(wake.as_raw_fd(), b"e".as_ptr().cast(), 1) };
+        if n != 1 {
+            return Err(ProxyError::Io(io::Error::last_os_error()));
+        }
+        // Every connection accepted before the acknowledgement is in `live`.
+        acked
+            .recv_timeout(END_WAIT)
+            .map_err(|_| ProxyError::Thread)?;
+        drop(acked);
+        self.live.shutdown_all();
+        let deadline = Instant::now() + END_WAIT;
+        let mut pause = Duration::from_micros(50);
+        while self.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+        Ok(())
     }
 
     /// Stop accepting, cut open connections (they are still reported) and
@@ -195,15 +300,44 @@ impl Drop for EgressProxy {
     }
 }
 
+/// What the acceptor thread works with.
+struct Acceptor<'a> {
+    listener: &'a TcpListener,
+    control: &'a OwnedFd,
+    stopping: &'a AtomicBool,
+    ctx: &'a Arc<conn::Ctx>,
+    active: &'a Arc<AtomicU64>,
+    owner: &'a Owner,
+    ack: &'a Sender<()>,
+}
+
+/// Handle the control pipe: `false` when the proxy is stopping.
+fn control(a: &Acceptor<'_>) -> bool {
+    let mut buf = [0u8; 16];
+    // SAFETY: reading into a live local buffer from our own pipe.
+    let n = unsafe { libc::read(a.control.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n <= 0 || a.stopping.load(Ordering::SeqCst) {
+        return false;
+    }
+    // End of a command: whatever still waits in the backlog was opened by
+    // its (now dead) processes; drop it unread.
+    loop {
+        match a.listener.accept() {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    for _ in 0..n {
+        let _ = a.ack.send(());
+    }
+    true
+}
+
 /// Accept until told to stop; returns the connection threads to join.
-fn accept_loop(
-    listener: &TcpListener,
-    wake: &OwnedFd,
-    stopping: &AtomicBool,
-    ctx: &Arc<conn::Ctx>,
-) -> Vec<JoinHandle<()>> {
+fn accept_loop(a: &Acceptor<'_>) -> Vec<JoinHandle<()>> {
+    let (listener, stopping, ctx, active) = (a.listener, a.stopping, a.ctx, a.active);
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
-    let active = Arc::new(AtomicU64::new(0));
     while !stopping.load(Ordering::SeqCst) {
         let mut fds = [
             libc::pollfd {
@@ -212,7 +346,7 @@ fn accept_loop(
                 revents: 0,
             },
             libc::pollfd {
-                fd: wake.as_raw_fd(),
+                fd: a.control.as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             },
@@ -222,7 +356,7 @@ fn accept_loop(
         if rc < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
             break;
         }
-        if fds[1].revents != 0 || stopping.load(Ordering::SeqCst) {
+        if stopping.load(Ordering::SeqCst) || (fds[1].revents != 0 && !control(a)) {
             break;
         }
         workers.retain(|w| !w.is_finished());
@@ -233,6 +367,10 @@ fn accept_loop(
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // ECONNABORTED and friends: that client is gone, keep serving.
                 Err(_) => break,
+            };
+            // No command owns the listener: nobody may connect.
+            let Some(requester) = a.owner.get() else {
+                continue;
             };
             if stream.set_nonblocking(false).is_err() {
                 continue;
@@ -256,7 +394,7 @@ fn accept_loop(
             let spawned = std::thread::Builder::new()
                 .name("stele-proxy-conn".into())
                 .spawn(move || {
-                    conn::handle(&ctx2, stream);
+                    conn::handle(&ctx2, stream, requester);
                     ctx2.live.remove(id);
                     active2.fetch_sub(1, Ordering::SeqCst);
                 });
