@@ -224,3 +224,63 @@ fn deadline_kills_the_command() {
     let out = vm.sandbox.exec(sh("echo alive")).unwrap();
     assert_eq!(out.stdout.bytes, b"alive\n");
 }
+
+#[test]
+fn escape_battery_files_and_network() {
+    let vm = vm();
+    let dir = vm.workspace.join("escape");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A host secret beside the workspace, and links to it planted by the host.
+    let outside = vm.workspace.with_extension("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.txt"), "OUTSIDE-SECRET").unwrap();
+    std::os::unix::fs::symlink(outside.join("secret.txt"), dir.join("abs-link")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../etc/shadow", dir.join("rel-link")).unwrap();
+    let o = vm
+        .sandbox
+        .exec(sh("cd escape; cat abs-link; cat rel-link; \
+                  ln /etc/passwd hard 2>&1 || echo no-hardlink; \
+                  touch /run/stele-guest 2>&1 || echo no-agent-write; \
+                  touch /run/x /var/x /etc/x 2>&1 || echo no-root-write; \
+                  cat /dev/vport* 2>&1 </dev/null || echo no-channel; \
+                  kill -9 1 2>&1 || echo no-kill-init; \
+                  echo done"))
+        .unwrap();
+    let s = String::from_utf8_lossy(&o.stdout.bytes);
+    assert!(s.contains("done"), "{o:?}");
+    assert!(!s.contains("OUTSIDE-SECRET"), "{s}");
+    assert!(!s.contains("root:"), "{s}");
+    for marker in [
+        "no-hardlink",
+        "no-agent-write",
+        "no-root-write",
+        "no-channel",
+        "no-kill-init",
+    ] {
+        assert!(s.contains(marker), "{marker} missing: {s}");
+    }
+    assert!(!dir.join("hard").exists());
+    // Network: no UDP (so no DNS of its own), no raw or vsock sockets, no route out.
+    let o = vm
+        .sandbox
+        .exec(sh("python3 -c '
+import socket
+for fam, ty in ((socket.AF_INET, socket.SOCK_DGRAM), (socket.AF_INET, socket.SOCK_RAW), (socket.AF_VSOCK, socket.SOCK_STREAM), (socket.AF_PACKET, socket.SOCK_RAW)):
+    try:
+        socket.socket(fam, ty); print(\"OPENED\", fam, ty)
+    except OSError as e:
+        print(\"denied\", e.errno)
+try:
+    socket.create_connection((\"10.0.2.2\", 80), timeout=5); print(\"CONNECTED\")
+except OSError as e:
+    print(\"unreachable\", e)
+'"))
+        .unwrap();
+    let s = String::from_utf8_lossy(&o.stdout.bytes);
+    assert!(!s.contains("OPENED") && !s.contains("CONNECTED"), "{o:?}");
+    assert_eq!(s.matches("denied").count(), 4, "{s}");
+    // The VM survived all of it.
+    let o = vm.sandbox.exec(sh("echo alive")).unwrap();
+    assert_eq!(o.stdout.bytes, b"alive\n");
+    let _ = std::fs::remove_dir_all(&outside);
+}

@@ -61,17 +61,22 @@ pub fn build_image(
         "inputs",
         Command::new("dpkg-query").args(["-W", "-f=${Version}", "busybox-static"]),
     )?;
-    let inputs = serde_json::json!({
-        "builder": BUILDER_VERSION,
-        "suite": SUITE,
-        "mirror": MIRROR,
-        "packages": PACKAGES,
-        "kernel": kernel_pkg,
-        "busybox-static": busybox.trim(),
-        "modules": WANTED_MODULES,
-        "init": INIT_TEMPLATE,
-    });
-    let key = hex(&digest(&SHA256, inputs.to_string().as_bytes()).as_ref()[..12]);
+    // One `name=value` line per input, in a fixed order: the key must not
+    // depend on how a serializer happens to order map keys.
+    let inputs = [
+        ("builder", BUILDER_VERSION.to_string()),
+        ("suite", SUITE.to_owned()),
+        ("mirror", MIRROR.to_owned()),
+        ("packages", PACKAGES.join(",")),
+        ("kernel", kernel_pkg.clone()),
+        ("busybox-static", busybox.trim().to_owned()),
+        ("modules", WANTED_MODULES.join(",")),
+        ("init", INIT_TEMPLATE.to_owned()),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={v:?}\n"))
+    .collect::<String>();
+    let key = hex(&digest(&SHA256, inputs.as_bytes()).as_ref()[..12]);
     if let Some(image) = store.get(&key)? {
         store.set_current(&key)?;
         return Ok(BuildReport {
