@@ -12,7 +12,7 @@ use crate::event::{EventKind, IntentRole};
 use crate::leaf::{parse_hash_b64, Leaf, LeafError};
 use crate::leaf_view::{DataView, LeafView};
 use crate::merkle::{leaf_hash, CompletedNode, Frontier, Hash};
-use crate::payload::parse_commit;
+use crate::payload::{parse_commit, COMMIT_PREFIX};
 
 /// The first problem found in a leaf.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -223,7 +223,7 @@ impl LeafChecker {
         self.check_session(leaf, h)?;
         self.check_intent(leaf, h)?;
         for p in leaf.commits() {
-            let c = parse_commit(&p).ok_or_else(|| format!("bad commitment {p:?}"))?;
+            let c = commit_hash(&p).ok_or_else(|| format!("bad commitment {p:?}"))?;
             self.committed.insert(c, i);
         }
         if leaf.kind == EventKind::Redaction {
@@ -367,7 +367,7 @@ impl LeafChecker {
         for c in commits {
             let h = c
                 .as_str()
-                .and_then(parse_commit)
+                .and_then(commit_hash)
                 .ok_or("redaction names a bad commitment")?;
             self.redacted_by.insert(h, i);
         }
@@ -378,4 +378,11 @@ impl LeafChecker {
             .to_string();
         Ok((commits.len(), reason))
     }
+}
+
+/// [`parse_commit`] without allocating in the usual case
+/// (`sha256s:` + base64); anything else goes to `parse_commit` itself.
+pub fn commit_hash(text: &str) -> Option<Hash> {
+    let t = text.strip_prefix(COMMIT_PREFIX).unwrap_or(text);
+    parse_hash_b64(t).or_else(|| parse_commit(text))
 }

@@ -109,14 +109,20 @@ pub fn verify_db(
     };
     let notes = store.checkpoints().map_err(VerifyFailure::Unreadable)?;
     let texts: Vec<&str> = notes.iter().map(|(_, n)| n.as_str()).collect();
-    let opened = crate::checkpoints::open_all(&texts, verifier).map_err(|(i, e)| {
-        let size = notes.get(i).map(|n| n.0).unwrap_or_default();
-        tampered(
-            size.checked_sub(1),
-            format!("checkpoint for size {size} does not verify: {e}"),
-        )
-    })?;
-    for ((size, _), cp) in notes.iter().zip(opened) {
+    // All signatures at once; on a failure, the rows before the bad one
+    // (which opened) are still checked first, so the problem reported is
+    // the first in row order, as when notes were opened one by one.
+    let (opened, bad) = match crate::checkpoints::open_all(&texts, verifier) {
+        Ok(v) => (v, None),
+        Err((i, e)) => {
+            let before = texts[..i]
+                .iter()
+                .filter_map(|t| Checkpoint::open(t, verifier).ok().map(|(c, _)| c))
+                .collect();
+            (before, Some((i, e)))
+        }
+    };
+    for ((size, _), cp) in notes.iter().zip(&opened) {
         if cp.size != *size || cp.origin != origin {
             return Err(tampered(
                 None,
@@ -128,6 +134,13 @@ pub fn verify_db(
         }
         expect.insert(cp.size, (cp.root, "stored checkpoint"));
         report.checkpoints += 1;
+    }
+    if let Some((i, e)) = bad {
+        let size = notes.get(i).map(|n| n.0).unwrap_or_default();
+        return Err(tampered(
+            size.checked_sub(1),
+            format!("checkpoint for size {size} does not verify: {e}"),
+        ));
     }
     let Some((&latest, &(latest_root, _))) = expect.iter().next_back() else {
         return Err(tampered(None, "the log has no signed checkpoint"));

@@ -80,6 +80,60 @@ impl Bundle {
         }
     }
 
+    /// Read `name` into `buf` (replacing its contents). Reusing one buffer
+    /// for the many entry bundles spares a fresh allocation, and so fresh
+    /// zeroed pages, for each.
+    pub fn read_into(&self, name: &str, buf: &mut Vec<u8>) -> Result<(), Failure> {
+        use std::io::Read as _;
+        buf.clear();
+        match self {
+            Self::Dir { root, .. } => std::fs::File::open(root.join(name))
+                .and_then(|mut f| f.read_to_end(buf))
+                .map(|_| ())
+                .map_err(|e| Failure::new(name, None, format!("cannot read: {e}"))),
+            Self::Tar { data, index } => {
+                let b = index
+                    .get(name)
+                    .and_then(|r| data.get(r.clone()))
+                    .ok_or_else(|| Failure::new(name, None, "missing"))?;
+                buf.extend_from_slice(b);
+                Ok(())
+            }
+        }
+    }
+
+    /// SHA-256 of `name`, read in pieces (large derived files such as the
+    /// OCSF export need not be held in memory).
+    pub fn digest(&self, name: &str) -> Result<[u8; 32], Failure> {
+        use std::io::Read as _;
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        match self {
+            Self::Dir { root, .. } => {
+                let fail =
+                    |e: std::io::Error| Failure::new(name, None, format!("cannot read: {e}"));
+                let mut f = std::fs::File::open(root.join(name)).map_err(fail)?;
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = f.read(&mut buf).map_err(fail)?;
+                    if n == 0 {
+                        break;
+                    }
+                    ctx.update(&buf[..n]);
+                }
+            }
+            Self::Tar { data, index } => {
+                let b = index
+                    .get(name)
+                    .and_then(|r| data.get(r.clone()))
+                    .ok_or_else(|| Failure::new(name, None, "missing"))?;
+                ctx.update(b);
+            }
+        }
+        let mut h = [0u8; 32];
+        h.copy_from_slice(ctx.finish().as_ref());
+        Ok(h)
+    }
+
     /// A file's bytes.
     pub fn read(&self, name: &str) -> Result<Vec<u8>, Failure> {
         match self {

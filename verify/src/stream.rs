@@ -3,12 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use stele_audit::check::commit_hash;
 use stele_audit::check::LeafChecker;
 use stele_audit::export::layout::Selection;
 use stele_audit::export::tiles::{split_bundle, tile_paths, TileBuilder, TileFile};
 use stele_audit::leaf_view::LeafView;
 use stele_audit::merkle::Hash;
-use stele_audit::payload::parse_commit;
 
 use crate::manifest::Manifest;
 use crate::{Bundle, Expect, Failure};
@@ -67,17 +67,21 @@ pub(crate) fn run(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<Stre
         span: None,
         entries_bytes: 0,
     };
+    // Most entries of a busy log commit to a payload: size the map once
+    // rather than growing it (bounded, so a huge claimed size costs little).
+    s.checker.committed.reserve(size.min(1 << 21) as usize);
     let started = std::time::Instant::now();
     let cpu0 = thread_cpu_ns();
     let mut tiles = TileBuilder::new();
     let mut nodes = Vec::with_capacity(64);
     let mut done: Vec<TileFile> = Vec::new();
     let mut checks = expect.iter().peekable();
+    let mut bytes = Vec::new();
     for (path, level, _, width) in &expected {
         if level.is_some() {
             continue;
         }
-        let bytes = m.read(bundle, path)?;
+        m.read_into(bundle, path, &mut bytes)?;
         s.entries_bytes += bytes.len() as u64;
         let leaves = split_bundle(&bytes)
             .ok_or_else(|| Failure::new(path.clone(), None, "entry bundle framing is broken"))?;
@@ -107,7 +111,7 @@ pub(crate) fn run(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<Stre
                 s.selected += 1;
                 if !all {
                     for p in leaf.commits() {
-                        if let Some(c) = parse_commit(&p) {
+                        if let Some(c) = commit_hash(&p) {
                             s.selected_commits.insert(c, leaf.seq);
                         }
                     }
