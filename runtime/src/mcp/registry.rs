@@ -293,6 +293,14 @@ impl McpRegistry {
         let result = self
             .handle
             .block_on(conn.call_tool(&tool.tool, arguments, deadline));
+        // Whatever the error looked like, a server that is gone has crashed.
+        let result = match result {
+            Err(e) if !e.breaks_connection() => match slot.exited() {
+                Some(status) => Err(McpError::Closed(format!(" ({status})"))),
+                None => Err(e),
+            },
+            other => other,
+        };
         if let Err(e) = &result {
             if e.breaks_connection() {
                 let phase = match e {

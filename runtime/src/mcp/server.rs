@@ -58,6 +58,11 @@ impl Slot {
         self.conn.as_ref()
     }
 
+    /// Whether the running server has exited (with its status).
+    pub fn exited(&mut self) -> Option<String> {
+        self.conn.as_mut().and_then(Connection::exited)
+    }
+
     /// Whether a start would have to wait for the backoff to elapse.
     pub fn in_backoff(&self) -> bool {
         self.not_before.is_some_and(|t| Instant::now() < t)
