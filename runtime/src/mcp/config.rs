@@ -289,6 +289,57 @@ mod tests {
         assert!(!valid_server_name("a/b"));
     }
 
+    fn file(servers: &[(&str, &str, &[&str])]) -> crate::config::ConfigFile {
+        crate::config::ConfigFile {
+            mcp: Some(
+                servers
+                    .iter()
+                    .map(|(name, cmd, teams)| {
+                        (
+                            name.to_string(),
+                            McpServerConfig {
+                                command: Some(cmd.to_string()),
+                                teams: teams.iter().map(|t| t.to_string()).collect(),
+                                ..Default::default()
+                            },
+                        )
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn managed_names_win_and_teams_filter() {
+        let layers = Layers {
+            managed: Some((
+                "/etc/stele/config.toml".into(),
+                file(&[("gmail", "managed-gmail", &["finance"])]),
+                String::new(),
+            )),
+            user: Some((
+                "/home/a/.config/stele/config.toml".into(),
+                file(&[("gmail", "my-gmail", &[]), ("notes", "notes-server", &[])]),
+            )),
+        };
+        let finance = servers(&layers, &["finance".to_string()]).unwrap();
+        let names: Vec<_> = finance
+            .iter()
+            .map(|s| (s.name.as_str(), s.source.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("gmail", "/etc/stele/config.toml"),
+                ("notes", "/home/a/.config/stele/config.toml")
+            ]
+        );
+        let other = servers(&layers, &["ops".to_string()]).unwrap();
+        assert_eq!(other.len(), 1, "the managed gmail is for finance only");
+        assert_eq!(other[0].name, "notes");
+    }
+
     #[test]
     fn command_or_url() {
         let c = McpServerConfig {
