@@ -342,7 +342,7 @@ impl MediatedLayer {
     /// Report every handle the kernel never released (the connection went
     /// away with files still open), so no allowed open is left without its
     /// close report. Called when the server stops.
-    pub(super) fn close_all(&self) {
+    pub(crate) fn close_all(&self) {
         let open: Vec<(u64, Arc<OpenHandle>)> = self
             .handles
             .write()

@@ -21,7 +21,7 @@ use crate::error::SandboxError;
 use crate::exec::{
     BackendKind, Captured, ExecOutcome, ExecRequest, ExitStatus, ResourceUsage, Sandbox, Truncation,
 };
-use crate::fs::{IdMap, MediatedFs};
+use crate::fs::{IdMap, MediatedFs, MediatedLayer};
 use crate::process::spawn::{environment, rlimits, sandbox_cwd};
 use crate::process::NetworkMode;
 use crate::proxy::EgressProxy;
@@ -105,6 +105,7 @@ impl std::fmt::Debug for VmSandbox {
 
 struct RunningVm {
     qemu: qemu::Spawned,
+    layer: Arc<MediatedLayer>,
     qmp: Option<Qmp>,
     fs: VirtioFsServer,
     proxy: Option<EgressProxy>,
@@ -238,7 +239,8 @@ fn boot(
         sandbox_uid: guest_id,
         sandbox_gid: guest_id,
     });
-    let fs_server = VirtioFsServer::start(&spec.fs_socket(), fs.layer().clone())?;
+    let layer = fs.layer().clone();
+    let fs_server = VirtioFsServer::start(&spec.fs_socket(), layer.clone())?;
     let (proxy, proxy_addr) = match config.network {
         NetworkMode::EgressProxy => {
             let l = TcpListener::bind(("127.0.0.1", 0))
@@ -253,6 +255,7 @@ fn boot(
     let qemu = qemu::spawn(&spec)?;
     let mut vm = RunningVm {
         qemu,
+        layer,
         qmp: None,
         fs: fs_server,
         proxy,
@@ -330,6 +333,9 @@ fn stop(mut vm: RunningVm) {
         let _ = p.stop();
     }
     vm.fs.join(Duration::from_secs(2));
+    // Files the guest still had open when it stopped: report their closes,
+    // so no allowed open is left without one.
+    vm.layer.close_all();
     let _ = std::fs::remove_dir_all(&vm.run_dir);
 }
 
