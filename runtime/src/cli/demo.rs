@@ -127,6 +127,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         model: Some(format!("scripted:{}", dir.join("script.json").display())),
         approve: Some(crate::gate::ApproveMode::Allow),
         network: Some(NetworkChoice::None),
+        backend: super::vm::BackendChoice::Process,
         max_steps: Some(20),
         max_tokens: 1_000_000,
         max_seconds: 600,

@@ -33,6 +33,9 @@ pub struct RunArgs {
     /// What to do when policy asks a human and there is no terminal [default: deny].
     #[arg(long, value_enum)]
     pub approve: Option<ApproveMode>,
+    /// The sandbox backend.
+    #[arg(long, value_enum, default_value_t = super::vm::BackendChoice::Process)]
+    pub backend: super::vm::BackendChoice,
     /// The sandbox's network [default: none].
     #[arg(long, value_enum)]
     pub network: Option<NetworkChoice>,
@@ -131,6 +134,7 @@ pub(crate) fn open_for(
             db: args.db.as_deref(),
             key: args.key.as_deref(),
             network: args.network.unwrap_or(NetworkChoice::None),
+            backend: args.backend,
             data: serde_json::json!({
                 "config": args.config,
                 "model": format!("{:?}:{}", info.kind, info.model).to_lowercase(),

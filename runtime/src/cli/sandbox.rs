@@ -184,11 +184,8 @@ fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
             db: args.db.as_deref(),
             key: args.key.as_deref(),
             network: args.network,
-            data: {
-                let mut d = super::vm::backend_data(args.backend)?;
-                d["command"] = json!("sandbox exec");
-                d
-            },
+            backend: args.backend,
+            data: json!({ "command": "sandbox exec" }),
         },
         approver_for(args.approve, &args.user),
     )?;
@@ -204,20 +201,7 @@ fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn exec_in(session: &OpenSession, args: &ExecArgs) -> anyhow::Result<ExitCode> {
-    let sandbox: Arc<dyn Sandbox> = match args.backend {
-        super::vm::BackendChoice::Process => session.sandbox()?.0,
-        super::vm::BackendChoice::Vm => Arc::new(super::vm::vm_sandbox(
-            &session.workspace,
-            Arc::new(crate::gate::mediator::GateMediator::new(
-                session.gate.clone(),
-                None,
-            )),
-            match args.network {
-                NetworkChoice::None => NetworkMode::LoopbackOnly,
-                NetworkChoice::Proxy => NetworkMode::EgressProxy,
-            },
-        )?),
-    };
+    let (sandbox, _mediator) = session.sandbox()?;
     let mut stdin = Vec::new();
     if !std::io::stdin().is_terminal() {
         std::io::stdin().read_to_end(&mut stdin)?;

@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use stele_attest::load_key_file;
 use stele_audit::{AuditLog, LogOptions};
 use stele_policy::{Bundle, Network, SandboxBackend, SandboxFacts};
+use stele_sandbox::exec::Sandbox;
 use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig};
 use stele_sandbox::Mediator;
 
@@ -43,6 +44,8 @@ pub struct SessionSpec<'a> {
     pub key: Option<&'a Path>,
     /// Sandbox network.
     pub network: NetworkChoice,
+    /// Sandbox backend.
+    pub backend: super::vm::BackendChoice,
     /// Extra `session.start` fields.
     pub data: serde_json::Value,
 }
@@ -58,6 +61,7 @@ pub struct OpenSession {
     /// Audit database path.
     pub db: PathBuf,
     network: NetworkChoice,
+    backend: super::vm::BackendChoice,
     signer: Arc<stele_attest::Ed25519Signer>,
 }
 
@@ -122,7 +126,10 @@ pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Resul
     );
     let log = open_log(&db, signer.clone())?;
     let facts = SandboxFacts {
-        backend: SandboxBackend::Process,
+        backend: match spec.backend {
+            super::vm::BackendChoice::Process => SandboxBackend::Process,
+            super::vm::BackendChoice::Vm => SandboxBackend::Microvm,
+        },
         network: match spec.network {
             NetworkChoice::None => Network::Disabled,
             NetworkChoice::Proxy => Network::ViaProxy,
@@ -134,6 +141,12 @@ pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Resul
         "network": format!("{:?}", spec.network).to_lowercase(),
         "policy_source": located.origin.as_str(),
     });
+    // Which backend runs the commands (and, for the VM, the image digest).
+    if let (Some(o), serde_json::Value::Object(b)) =
+        (data.as_object_mut(), super::vm::backend_data(spec.backend)?)
+    {
+        o.extend(b);
+    }
     if let (Some(o), serde_json::Value::Object(extra)) = (data.as_object_mut(), spec.data) {
         o.extend(extra);
     }
@@ -156,6 +169,7 @@ pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Resul
         workspace,
         db,
         network: spec.network,
+        backend: spec.backend,
         signer,
     })
 }
@@ -227,19 +241,26 @@ pub fn resume(
         workspace,
         db,
         network,
+        backend: super::vm::BackendChoice::Process,
         signer,
     })
 }
 
 impl OpenSession {
     /// The session's sandbox, mediated by its gate.
-    pub fn sandbox(&self) -> anyhow::Result<(Arc<ProcessSandbox>, Arc<dyn Mediator>)> {
+    pub fn sandbox(&self) -> anyhow::Result<(Arc<dyn Sandbox>, Arc<dyn Mediator>)> {
         let mediator: Arc<dyn Mediator> = Arc::new(GateMediator::new(self.gate.clone(), None));
-        let mut cfg = ProcessSandboxConfig::new(&self.workspace, mediator.clone());
-        cfg.network = match self.network {
+        let network = match self.network {
             NetworkChoice::None => NetworkMode::LoopbackOnly,
             NetworkChoice::Proxy => NetworkMode::EgressProxy,
         };
+        if self.backend == super::vm::BackendChoice::Vm {
+            let vm = super::vm::vm_sandbox(&self.workspace, mediator.clone(), network)
+                .context("booting the micro-VM (stele never runs unsandboxed)")?;
+            return Ok((Arc::new(vm), mediator));
+        }
+        let mut cfg = ProcessSandboxConfig::new(&self.workspace, mediator.clone());
+        cfg.network = network;
         let sandbox = ProcessSandbox::new(cfg)
             .context("setting up the sandbox (stele never runs unsandboxed)")?;
         Ok((Arc::new(sandbox), mediator))
@@ -254,11 +275,20 @@ impl OpenSession {
             policy_digest: Some(self.gate.bundle().digest().to_string()),
             runtime_version: env!("CARGO_PKG_VERSION").to_string(),
             binary_sha256: binary_sha256()?,
-            sandbox: serde_json::json!({
-                "backend": "process",
-                "network": format!("{:?}", self.network).to_lowercase(),
-                "layers": "namespaces, landlock, seccomp, mediated FUSE workspace",
-            }),
+            sandbox: match self.backend {
+                super::vm::BackendChoice::Process => serde_json::json!({
+                    "backend": "process",
+                    "network": format!("{:?}", self.network).to_lowercase(),
+                    "layers": "namespaces, landlock, seccomp, mediated FUSE workspace",
+                }),
+                super::vm::BackendChoice::Vm => {
+                    let mut v = super::vm::backend_data(self.backend)?;
+                    v["backend"] = serde_json::json!("microvm");
+                    v["network"] = serde_json::json!(format!("{:?}", self.network).to_lowercase());
+                    v["layers"] = serde_json::json!("QEMU microvm (own kernel), in-guest landlock + seccomp, mediated virtio-fs workspace, proxy-only network");
+                    v
+                }
+            },
         };
         attest_session(
             &self.log,
