@@ -67,9 +67,6 @@ pub(crate) fn run(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<Stre
         span: None,
         entries_bytes: 0,
     };
-    // Most entries of a busy log commit to a payload: size the map once
-    // rather than growing it (bounded, so a huge claimed size costs little).
-    s.checker.committed.reserve(size.min(1 << 21) as usize);
     let started = std::time::Instant::now();
     let cpu0 = thread_cpu_ns();
     let mut tiles = TileBuilder::new();
