@@ -32,6 +32,32 @@ const QUEUE_SIZE: usize = 1024;
 
 type Mem = GuestMemoryAtomic<GuestMemoryMmap>;
 
+/// Offset of `pid` in `fuse_in_header` (len, opcode, unique, nodeid, uid, gid, pid).
+const IN_HEADER_PID: u64 = 32;
+
+/// Zero the requester pid in the request header before the layer sees it.
+///
+/// The pid in a virtio-fs request is a *guest* pid, while the mediated
+/// layer resolves requester pids through the host's /proc (right for the
+/// process backend, whose sandbox shares the host kernel): left as is, the
+/// log would attribute guest accesses to whatever host process has that
+/// number. With 0 the layer records no pid. The guest kernel does not read
+/// the header back, so rewriting this field is invisible to it.
+fn forget_guest_pid<M>(mem: &GuestMemoryMmap, chain: &virtio_queue::DescriptorChain<M>)
+where
+    M: std::ops::Deref<Target = GuestMemoryMmap> + Clone,
+{
+    use vm_memory::{Address, Bytes};
+    let Some(desc) = chain.clone().readable().next() else {
+        return;
+    };
+    if u64::from(desc.len()) >= IN_HEADER_PID + 4 {
+        if let Some(at) = desc.addr().checked_add(IN_HEADER_PID) {
+            let _ = mem.write_obj(0u32, at);
+        }
+    }
+}
+
 /// The vhost-user backend.
 struct FsBackend {
     server: Server<Arc<MediatedLayer>>,
@@ -55,6 +81,7 @@ impl FsBackend {
         let event_idx = self.event_idx.load(Ordering::Relaxed);
         for chain in chains {
             let head = chain.head_index();
+            forget_guest_pid(&*guard, &chain);
             let reader = Reader::from_descriptor_chain(&*guard, chain.clone()).map_err(io_err)?;
             let writer = VirtioFsWriter::new(&*guard, chain).map_err(io_err)?;
             // A request the layer refuses has already been answered with an
