@@ -81,7 +81,7 @@ impl FsBackend {
         let event_idx = self.event_idx.load(Ordering::Relaxed);
         for chain in chains {
             let head = chain.head_index();
-            forget_guest_pid(&*guard, &chain);
+            forget_guest_pid(&guard, &chain);
             let reader = Reader::from_descriptor_chain(&*guard, chain.clone()).map_err(io_err)?;
             let writer = VirtioFsWriter::new(&*guard, chain).map_err(io_err)?;
             // A request the layer refuses has already been answered with an
