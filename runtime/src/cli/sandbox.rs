@@ -421,6 +421,16 @@ fn bench_in(args: &BenchArgs, scratch: &Path) -> anyhow::Result<ExitCode> {
             ms(sp)
         );
         println!("overhead (median) {overhead:7.3} ms   (goal <= 3 ms)");
+        let counts = sandbox.workspace_request_counts();
+        if !counts.is_empty() {
+            let total_runs = (args.runs + 5) as u64;
+            let per_run: Vec<String> = counts
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(op, n)| format!("{op} {:.2}", *n as f64 / total_runs as f64))
+                .collect();
+            println!("workspace FUSE requests per spawn: {}", per_run.join(", "));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
