@@ -284,3 +284,105 @@ except OSError as e:
     assert_eq!(o.stdout.bytes, b"alive\n");
     let _ = std::fs::remove_dir_all(&outside);
 }
+
+/// A `/proc/<pid>/status` field of QEMU, split on whitespace.
+fn status_field(status: &str, key: &str) -> Vec<String> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap_or_else(|| panic!("{key} missing from QEMU's status"))
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn qemu_runs_jailed_unprivileged_in_a_minimal_root() {
+    let vm = vm();
+    let pid = vm.sandbox.vmm_pid().expect("QEMU runs");
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let status = std::fs::read_to_string(proc.join("status")).unwrap();
+    // SAFETY: geteuid/getegid have no preconditions.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let want_uid = if euid == 0 { 65534 } else { euid };
+    for key in ["Uid:", "Gid:"] {
+        let ids = status_field(&status, key);
+        let want = if key == "Uid:" {
+            want_uid
+        } else if euid == 0 {
+            vm.sandbox.info().jail.gid
+        } else {
+            egid
+        };
+        assert_eq!(ids, vec![want.to_string(); 4], "{key} {status}");
+    }
+    for key in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+        assert_eq!(
+            status_field(&status, key),
+            vec!["0000000000000000"],
+            "{key}"
+        );
+    }
+    assert_eq!(status_field(&status, "NoNewPrivs:"), vec!["1"]);
+    assert_eq!(status_field(&status, "Seccomp:"), vec!["2"]);
+    // Groups: none left over from stele (root's groups would open root-group files).
+    if euid == 0 {
+        assert!(status_field(&status, "Groups:").is_empty(), "{status}");
+    }
+    // Namespaces of its own.
+    for ns in ["mnt", "net", "pid", "user", "ipc", "uts"] {
+        let theirs = std::fs::read_link(proc.join("ns").join(ns)).unwrap();
+        let ours = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+        assert_ne!(theirs, ours, "QEMU shares the {ns} namespace");
+    }
+    // PID 1 of its own pid namespace.
+    assert_eq!(
+        status_field(&status, "NSpid:").last().map(String::as_str),
+        Some("1")
+    );
+    // Its root: the system directories, the VM's files, its run
+    // directory, a tiny /dev; nothing of the host's homes, secrets or /tmp.
+    let root = proc.join("root");
+    let mut top: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    top.sort();
+    for name in &top {
+        assert!(
+            ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "proc", "dev", "vm", "run"]
+                .contains(&name.as_str()),
+            "unexpected /{name} in QEMU's root: {top:?}"
+        );
+    }
+    for hidden in ["root", "home", "etc", "etc/shadow", "tmp", "work", "var"] {
+        assert!(!root.join(hidden).exists(), "QEMU sees /{hidden}");
+    }
+    let mut dev: Vec<String> = std::fs::read_dir(root.join("dev"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !["fd", "stdin", "stdout", "stderr"].contains(&n.as_str()))
+        .collect();
+    dev.sort();
+    let kvm = vm.sandbox.info().accel == stele_sandbox::vm::Accel::Kvm;
+    let want: Vec<&str> = if kvm {
+        vec!["kvm", "null", "urandom"]
+    } else {
+        vec!["null", "urandom"]
+    };
+    assert_eq!(dev, want);
+    let mut vmfiles: Vec<String> = std::fs::read_dir(root.join("vm"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    vmfiles.sort();
+    assert_eq!(vmfiles, ["initrd", "kernel", "rootfs.ext4"]);
+    assert!(root.join("run/vm/agent.sock").exists());
+    // QEMU's environment is empty (stele's secrets stay outside).
+    assert!(std::fs::read(proc.join("environ")).unwrap().is_empty());
+    // And the settings are recorded.
+    let jail = &vm.sandbox.info().jail;
+    assert_eq!(jail.uid, want_uid);
+    assert!(jail.namespaces.contains(&"mount") && jail.namespaces.contains(&"net"));
+    assert!(jail.landlock_abi >= 1);
+}

@@ -1,4 +1,5 @@
-//! The sandbox's init (pid 1 of the new pid namespace) and the command it forks.
+//! The sandbox's init (pid 1 of the new pid namespace) and the command it
+//! forks; and the same set-up for a program jailed on its own (QEMU).
 //!
 //! Runs after a raw `clone` from a multithreaded parent: only
 //! async-signal-safe system calls here, no allocation, no locks, no glibc
@@ -357,8 +358,9 @@ fn run_command(plan: &Plan) -> ! {
     }
 }
 
-/// Entry point of the cloned child. Never returns.
-pub(crate) fn run_init(plan: &Plan) -> ! {
+/// Identity, private mounts, hostname, the new root and `pivot_root`: the
+/// part of set-up shared by the sandbox init and the jailed VMM.
+fn build_root(plan: &Plan) {
     close_others(plan);
     await_parent(plan); // uid/gid maps written
     become_root_inside(plan);
@@ -377,7 +379,7 @@ pub(crate) fn run_init(plan: &Plan) -> ! {
     for op in &plan.before_pivot {
         run_op(plan, op);
     }
-    if let Some(fd) = plan.fds.workspace_mount {
+    for &fd in plan.fds.mounts.as_slice() {
         // SAFETY: the detached mount is attached now; our copy is not needed.
         unsafe { libc::close(fd) };
     }
@@ -385,12 +387,34 @@ pub(crate) fn run_init(plan: &Plan) -> ! {
     for op in &plan.after_pivot {
         run_op(plan, op);
     }
-    // SAFETY: report is our pipe's write end.
-    unsafe { sys::write_all_raw(plan.fds.report, &record(tag::READY, 0, 0)) };
-    await_parent(plan); // proxy listening, workspace served
+}
+
+/// Landlock, no capabilities, seccomp: after these the process can only
+/// give up more.
+fn confine(plan: &Plan) {
     apply_landlock(plan);
     drop_capabilities(plan);
     install_seccomp(plan);
+}
+
+/// Entry point of a cloned child that becomes one confined program itself
+/// (the micro-VM's QEMU): the root is built, the process confined, and
+/// the program executed directly, as PID 1 of its namespace. A successful
+/// `execve` closes the report pipe (close-on-exec), which is how the
+/// parent learns it happened. Never returns.
+pub(crate) fn run_jailed(plan: &Plan) -> ! {
+    build_root(plan);
+    confine(plan);
+    run_command(plan)
+}
+
+/// Entry point of the cloned child. Never returns.
+pub(crate) fn run_init(plan: &Plan) -> ! {
+    build_root(plan);
+    // SAFETY: report is our pipe's write end.
+    unsafe { sys::write_all_raw(plan.fds.report, &record(tag::READY, 0, 0)) };
+    await_parent(plan); // proxy listening, workspace served
+    confine(plan);
 
     // SAFETY: installing a handler that only stores to an atomic.
     unsafe {

@@ -73,29 +73,70 @@ fn ll_err(e: impl std::fmt::Display) -> SandboxError {
     }
 }
 
-/// Build the ruleset for kernel ABI `abi`.
-pub(crate) fn prepare(
+/// What a host path (and everything beneath it) may be used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Grant {
+    /// Read, list and execute.
+    ReadExec,
+    /// Read a file (no execute, no write).
+    ReadFile,
+    /// Read, write, truncate and `ioctl` a device node.
+    Device,
+    /// Everything.
+    All,
+}
+
+/// Which TCP operations the ruleset governs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tcp {
+    /// `connect` only to this port (ABI ≥ 4; `bind` is not governed).
+    ConnectOnly(u16),
+    /// Neither `connect` nor `bind` to any port (ABI ≥ 4).
+    Nothing,
+}
+
+impl Grant {
+    fn access(self, abi: ABI) -> BitFlags<AccessFs> {
+        let all = AccessFs::from_all(abi);
+        match self {
+            Grant::ReadExec => AccessFs::from_read(abi),
+            Grant::ReadFile => all & make_bitflags!(AccessFs::{ReadFile}),
+            Grant::Device => {
+                all & make_bitflags!(AccessFs::{ReadFile | WriteFile | Truncate | IoctlDev})
+            }
+            Grant::All => all,
+        }
+    }
+}
+
+/// A ruleset handling every file-system right of kernel ABI `abi_version`
+/// (and TCP, and abstract-socket and signal scoping, where the ABI has
+/// them) that allows `paths` only. Rules attach to the host inodes, so
+/// they hold for the same files bind-mounted into a new root.
+pub(crate) fn ruleset(
     abi_version: u8,
-    system_dirs: &[&Path],
-    devices: &[&Path],
-) -> Result<Prepared, SandboxError> {
+    paths: &[(&Path, Grant)],
+    tcp: Tcp,
+) -> Result<OwnedFd, SandboxError> {
     let abi = ABI::from(i32::from(abi_version));
     if abi == ABI::Unsupported {
         return Err(ll_err("Landlock is not supported by this kernel"));
     }
-    let all = AccessFs::from_all(abi);
-    let read_exec = AccessFs::from_read(abi);
-    let device = all & make_bitflags!(AccessFs::{ReadFile | WriteFile | Truncate | IoctlDev});
-    let LandlockStatus { tcp, scoping, .. } = LandlockStatus::for_abi(abi_version);
-
+    let LandlockStatus {
+        tcp: tcp_status,
+        scoping,
+        ..
+    } = LandlockStatus::for_abi(abi_version);
     let mut ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::HardRequirement)
-        .handle_access(all)
+        .handle_access(AccessFs::from_all(abi))
         .map_err(ll_err)?;
-    if tcp == Enforcement::Enforced {
-        ruleset = ruleset
-            .handle_access(AccessNet::ConnectTcp)
-            .map_err(ll_err)?;
+    if tcp_status == Enforcement::Enforced {
+        let handled = match tcp {
+            Tcp::ConnectOnly(_) => BitFlags::from(AccessNet::ConnectTcp),
+            Tcp::Nothing => AccessNet::ConnectTcp | AccessNet::BindTcp,
+        };
+        ruleset = ruleset.handle_access(handled).map_err(ll_err)?;
     }
     if scoping == Enforcement::Enforced {
         ruleset = ruleset
@@ -103,32 +144,52 @@ pub(crate) fn prepare(
             .map_err(ll_err)?;
     }
     let mut created = ruleset.create().map_err(ll_err)?;
-    for dir in system_dirs {
+    for (path, grant) in paths {
+        let fd = PathFd::new(path).map_err(|e| ll_err(format!("{}: {e}", path.display())))?;
         created = created
-            .add_rule(PathBeneath::new(
-                PathFd::new(dir).map_err(ll_err)?,
-                read_exec,
-            ))
+            .add_rule(PathBeneath::new(fd, grant.access(abi)))
             .map_err(ll_err)?;
     }
-    for dev in devices {
+    if let (Tcp::ConnectOnly(port), Enforcement::Enforced) = (tcp, tcp_status) {
         created = created
-            .add_rule(PathBeneath::new(PathFd::new(dev).map_err(ll_err)?, device))
-            .map_err(ll_err)?;
-    }
-    if tcp == Enforcement::Enforced {
-        created = created
-            .add_rule(NetPort::new(PROXY_PORT, AccessNet::ConnectTcp))
+            .add_rule(NetPort::new(port, AccessNet::ConnectTcp))
             .map_err(ll_err)?;
     }
     let fd: Option<OwnedFd> = created.into();
-    let fd = fd.ok_or_else(|| ll_err("ruleset was not created"))?;
+    fd.ok_or_else(|| ll_err("ruleset was not created"))
+}
 
-    let bits = |b: BitFlags<AccessFs>| b.bits();
+/// A rule the child adds itself, for a path only it can see.
+pub(crate) fn child_rule(
+    abi_version: u8,
+    path: &str,
+    grant: Grant,
+) -> Result<ChildRule, SandboxError> {
+    let abi = ABI::from(i32::from(abi_version));
+    Ok(ChildRule {
+        path: CString::new(path).map_err(ll_err)?,
+        access: grant.access(abi).bits(),
+    })
+}
+
+/// Build the ruleset for kernel ABI `abi`.
+pub(crate) fn prepare(
+    abi_version: u8,
+    system_dirs: &[&Path],
+    devices: &[&Path],
+) -> Result<Prepared, SandboxError> {
+    let abi = ABI::from(i32::from(abi_version));
+    let all = AccessFs::from_all(abi);
+    let paths: Vec<(&Path, Grant)> = system_dirs
+        .iter()
+        .map(|d| (*d, Grant::ReadExec))
+        .chain(devices.iter().map(|d| (*d, Grant::Device)))
+        .collect();
+    let fd = ruleset(abi_version, &paths, Tcp::ConnectOnly(PROXY_PORT))?;
     let rule = |path: &str, access: BitFlags<AccessFs>| -> Result<ChildRule, SandboxError> {
         Ok(ChildRule {
             path: CString::new(path).map_err(ll_err)?,
-            access: bits(access & all),
+            access: (access & all).bits(),
         })
     };
     let child_rules = vec![

@@ -6,12 +6,12 @@
 //! See `docs/sandbox.md` for the layer-by-layer description.
 
 mod capture;
-mod child;
+pub(crate) mod child;
 pub mod landlock;
 pub(crate) mod loopback;
 mod netpool;
-mod plan;
-mod rootfs;
+pub(crate) mod plan;
+pub(crate) mod rootfs;
 pub mod seccomp;
 pub(crate) mod spawn;
 pub(crate) mod sys;
@@ -193,7 +193,7 @@ impl Sandbox for ProcessSandbox {
 
 /// The empty directory the new root is mounted on. Each sandbox mounts over
 /// it inside its own mount namespace, so one directory serves all of them.
-fn prepare_newroot(euid: u32) -> Result<PathBuf, SandboxError> {
+pub(crate) fn prepare_newroot(euid: u32) -> Result<PathBuf, SandboxError> {
     let dir = if euid == 0 {
         PathBuf::from("/run/stele/sandbox-root")
     } else {

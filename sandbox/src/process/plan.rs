@@ -5,7 +5,7 @@
 use std::ffi::CString;
 use std::os::fd::RawFd;
 
-use crate::error::SetupStep;
+use crate::error::{SandboxError, SetupStep};
 
 /// One file-system operation the child performs while building its root.
 #[derive(Debug)]
@@ -30,7 +30,8 @@ pub(crate) enum Op {
         set: u64,
         recursive: bool,
     },
-    /// Attach a detached mount (the FUSE workspace) with `move_mount(2)`.
+    /// Attach a detached mount (the FUSE workspace, or a bind the parent
+    /// cloned with `open_tree(2)`) with `move_mount(2)`.
     MoveMount { fd: RawFd, dst: CString },
     /// `unlink(path)`.
     Unlink { path: CString },
@@ -59,6 +60,49 @@ pub(crate) struct ChildRule {
     pub access: u64,
 }
 
+/// Most detached mounts one child attaches.
+pub(crate) const MAX_MOUNT_FDS: usize = 6;
+
+/// Detached mounts the child attaches with [`Op::MoveMount`] and closes
+/// once they are attached (a fixed array: the child may not allocate).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MountFds {
+    fds: [RawFd; MAX_MOUNT_FDS],
+    len: usize,
+}
+
+impl MountFds {
+    /// No detached mounts.
+    pub(crate) const fn none() -> MountFds {
+        MountFds {
+            fds: [-1; MAX_MOUNT_FDS],
+            len: 0,
+        }
+    }
+
+    /// The given mounts (at most [`MAX_MOUNT_FDS`]).
+    pub(crate) fn of(fds: &[RawFd]) -> Result<MountFds, SandboxError> {
+        let mut m = MountFds::none();
+        if fds.len() > MAX_MOUNT_FDS {
+            return Err(SandboxError::Prepare {
+                what: "detached mounts",
+                source: std::io::Error::other(format!(
+                    "{} mounts, at most {MAX_MOUNT_FDS}",
+                    fds.len()
+                )),
+            });
+        }
+        m.fds[..fds.len()].copy_from_slice(fds);
+        m.len = fds.len();
+        Ok(m)
+    }
+
+    /// The descriptors.
+    pub(crate) fn as_slice(&self) -> &[RawFd] {
+        &self.fds[..self.len]
+    }
+}
+
 /// The descriptors the child uses; every other inherited descriptor is closed.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ChildFds {
@@ -72,27 +116,26 @@ pub(crate) struct ChildFds {
     pub stdout: RawFd,
     /// The command's stderr (write end).
     pub stderr: RawFd,
-    /// Detached FUSE mount to attach at /workspace, if mediated.
-    pub workspace_mount: Option<RawFd>,
+    /// Detached mounts to attach (the FUSE workspace, if mediated).
+    pub mounts: MountFds,
     /// The Landlock ruleset.
     pub ruleset: RawFd,
 }
 
 impl ChildFds {
     /// All descriptors to keep, sorted ascending, in a fixed-size array (no allocation).
-    pub(crate) fn sorted(&self) -> ([RawFd; 7], usize) {
-        let mut out = [-1; 7];
+    pub(crate) fn sorted(&self) -> ([RawFd; 6 + MAX_MOUNT_FDS], usize) {
+        let mut out = [-1; 6 + MAX_MOUNT_FDS];
         let mut n = 0;
-        let all = [
-            Some(self.go),
-            Some(self.report),
-            Some(self.stdin),
-            Some(self.stdout),
-            Some(self.stderr),
-            self.workspace_mount,
-            Some(self.ruleset),
+        let fixed = [
+            self.go,
+            self.report,
+            self.stdin,
+            self.stdout,
+            self.stderr,
+            self.ruleset,
         ];
-        for fd in all.into_iter().flatten() {
+        for &fd in fixed.iter().chain(self.mounts.as_slice()) {
             out[n] = fd;
             n += 1;
         }

@@ -1,4 +1,5 @@
-//! The minimal root file system of the sandbox, as a list of operations.
+//! The minimal root file system of the sandbox, as a list of operations;
+//! its pieces also build the micro-VM's QEMU jail (`vm/jail.rs`).
 //!
 //! Layout: read-only `/usr`, `/bin`, `/sbin`, `/lib*` and `/etc` (secrets
 //! masked), a fresh `/proc`, a minimal `/dev`, a size-capped `/tmp`, the
@@ -109,109 +110,158 @@ pub(crate) struct RootSpec<'a> {
 /// Operations before and after `pivot_root`.
 pub(crate) fn build(spec: &RootSpec<'_>) -> Result<(Vec<Op>, Vec<Op>), SandboxError> {
     let nr = spec.newroot;
-    let at = |rel: &str| -> PathBuf { nr.join(rel) };
     let mut ops = Vec::new();
-    let ro = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
-    let tmpfs = |dst: PathBuf, data: String, flags: libc::c_ulong| -> Result<Op, SandboxError> {
-        Ok(Op::Mount {
-            src: Some(cstr("tmpfs")?),
-            dst: cs(dst)?,
-            fstype: Some(cstr("tmpfs")?),
-            flags,
-            data: Some(cstr(&data)?),
-        })
-    };
-    let bind = |src: PathBuf, dst: PathBuf| -> Result<Op, SandboxError> {
-        Ok(Op::Mount {
-            src: Some(cs(src)?),
-            dst: cs(dst)?,
-            fstype: None,
-            flags: libc::MS_BIND | libc::MS_REC,
-            data: None,
-        })
-    };
-    let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
+    root_tmpfs(&mut ops, nr)?;
+    system(&mut ops, nr, spec.entries)?;
+    proc(&mut ops, nr)?;
+    dev(&mut ops, nr, &DEVICES, Some(spec.tmp_bytes))?;
+    mkdir(&mut ops, nr, "tmp", 0o755)?;
+    ops.push(tmpfs(
+        nr.join("tmp"),
+        &format!(
+            "mode=1777,size={},nr_inodes=65536",
+            spec.tmp_bytes.max(4096)
+        ),
+        libc::MS_NOSUID | libc::MS_NODEV,
+    )?);
+    match spec.workspace {
+        WorkspaceSource::Mount(fd) => attach(&mut ops, nr, "workspace", fd, false)?,
+        WorkspaceSource::Bind(host) => {
+            mkdir(&mut ops, nr, "workspace", 0o755)?;
+            ops.push(bind(host.to_path_buf(), nr.join("workspace"))?);
+            ops.push(Op::SetAttr {
+                path: cs(nr.join("workspace"))?,
+                set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                recursive: true,
+            });
+        }
+    }
+    finish(ops, nr)
+}
 
+fn tmpfs(dst: PathBuf, data: &str, flags: libc::c_ulong) -> Result<Op, SandboxError> {
+    Ok(Op::Mount {
+        src: Some(cstr("tmpfs")?),
+        dst: cs(dst)?,
+        fstype: Some(cstr("tmpfs")?),
+        flags,
+        data: Some(cstr(data)?),
+    })
+}
+
+fn bind(src: PathBuf, dst: PathBuf) -> Result<Op, SandboxError> {
+    Ok(Op::Mount {
+        src: Some(cs(src)?),
+        dst: cs(dst)?,
+        fstype: None,
+        flags: libc::MS_BIND | libc::MS_REC,
+        data: None,
+    })
+}
+
+/// `mkdir newroot/rel`.
+pub(crate) fn mkdir(
+    ops: &mut Vec<Op>,
+    nr: &Path,
+    rel: &str,
+    mode: u32,
+) -> Result<(), SandboxError> {
+    ops.push(Op::Mkdir {
+        path: cs(nr.join(rel))?,
+        mode,
+    });
+    Ok(())
+}
+
+/// The new root: a small tmpfs, with an unreadable empty file to mask
+/// secrets with (removed after `pivot_root` by [`finish`]).
+pub(crate) fn root_tmpfs(ops: &mut Vec<Op>, nr: &Path) -> Result<(), SandboxError> {
     ops.push(tmpfs(
         nr.to_path_buf(),
-        "mode=0755,size=1m,nr_inodes=4096".into(),
-        nosuid_nodev,
+        "mode=0755,size=1m,nr_inodes=4096",
+        libc::MS_NOSUID | libc::MS_NODEV,
     )?);
-    // An unreadable empty file to mask secrets with; removed after pivot.
     ops.push(Op::Touch {
-        path: cs(at(".mask"))?,
+        path: cs(nr.join(".mask"))?,
         mode: 0,
     });
-    for e in spec.entries {
+    Ok(())
+}
+
+/// The host's system directories, read-only (`/etc` with its secrets
+/// masked, when it is among `entries`).
+pub(crate) fn system(
+    ops: &mut Vec<Op>,
+    nr: &Path,
+    entries: &[SystemEntry],
+) -> Result<(), SandboxError> {
+    let ro = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    for e in entries {
         match e {
             SystemEntry::Symlink(name, target) => ops.push(Op::Symlink {
                 target: cstr(target)?,
-                link: cs(at(name))?,
+                link: cs(nr.join(name))?,
             }),
             SystemEntry::Dir(name) => {
-                ops.push(Op::Mkdir {
-                    path: cs(at(name))?,
-                    mode: 0o755,
-                });
-                ops.push(bind(Path::new("/").join(name), at(name))?);
+                mkdir(ops, nr, name, 0o755)?;
+                ops.push(bind(Path::new("/").join(name), nr.join(name))?);
                 if name == "etc" {
-                    mask_etc(&mut ops, nr)?;
+                    mask_etc(ops, nr)?;
                 }
                 ops.push(Op::SetAttr {
-                    path: cs(at(name))?,
+                    path: cs(nr.join(name))?,
                     set: ro,
                     recursive: true,
                 });
             }
         }
     }
-    ops.push(Op::Mkdir {
-        path: cs(at("proc"))?,
-        mode: 0o555,
-    });
+    Ok(())
+}
+
+/// A fresh `/proc` (of the new pid namespace).
+pub(crate) fn proc(ops: &mut Vec<Op>, nr: &Path) -> Result<(), SandboxError> {
+    mkdir(ops, nr, "proc", 0o555)?;
     ops.push(Op::Mount {
         src: Some(cstr("proc")?),
-        dst: cs(at("proc"))?,
+        dst: cs(nr.join("proc"))?,
         fstype: Some(cstr("proc")?),
         flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         data: None,
     });
-    build_dev(&mut ops, nr, spec.tmp_bytes)?;
-    ops.push(Op::Mkdir {
-        path: cs(at("tmp"))?,
-        mode: 0o755,
-    });
-    ops.push(tmpfs(
-        at("tmp"),
-        format!(
-            "mode=1777,size={},nr_inodes=65536",
-            spec.tmp_bytes.max(4096)
-        ),
-        nosuid_nodev,
-    )?);
-    ops.push(Op::Mkdir {
-        path: cs(at("workspace"))?,
-        mode: 0o755,
-    });
-    match spec.workspace {
-        WorkspaceSource::Mount(fd) => ops.push(Op::MoveMount {
-            fd,
-            dst: cs(at("workspace"))?,
-        }),
-        WorkspaceSource::Bind(host) => {
-            ops.push(bind(host.to_path_buf(), at("workspace"))?);
-            ops.push(Op::SetAttr {
-                path: cs(at("workspace"))?,
-                set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-                recursive: true,
-            });
-        }
-    }
-    ops.push(Op::Mkdir {
-        path: cs(at(".oldroot"))?,
-        mode: 0o700,
-    });
+    Ok(())
+}
 
+/// Attach the detached mount `fd` (see [`Op::MoveMount`]) at
+/// `newroot/rel`, on an empty file or directory made for it.
+pub(crate) fn attach(
+    ops: &mut Vec<Op>,
+    nr: &Path,
+    rel: &str,
+    fd: RawFd,
+    file: bool,
+) -> Result<(), SandboxError> {
+    let dst = cs(nr.join(rel))?;
+    ops.push(if file {
+        Op::Touch {
+            path: dst.clone(),
+            mode: 0o444,
+        }
+    } else {
+        Op::Mkdir {
+            path: dst.clone(),
+            mode: 0o755,
+        }
+    });
+    ops.push(Op::MoveMount { fd, dst });
+    Ok(())
+}
+
+/// The `pivot_root` parking place, and the operations after the pivot:
+/// drop the mask file, make `/dev` and `/` read-only.
+pub(crate) fn finish(mut ops: Vec<Op>, nr: &Path) -> Result<(Vec<Op>, Vec<Op>), SandboxError> {
+    let ro = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    mkdir(&mut ops, nr, ".oldroot", 0o700)?;
     let after = vec![
         Op::Unlink {
             path: cstr("/.mask")?,
@@ -258,7 +308,14 @@ fn mask_etc(ops: &mut Vec<Op>, nr: &Path) -> Result<(), SandboxError> {
     Ok(())
 }
 
-fn build_dev(ops: &mut Vec<Op>, nr: &Path, tmp_bytes: u64) -> Result<(), SandboxError> {
+/// A minimal `/dev`: the host's `devices` bound in, the usual
+/// `/proc/self/fd` links, and a `/dev/shm` of `shm_bytes` when given.
+pub(crate) fn dev(
+    ops: &mut Vec<Op>,
+    nr: &Path,
+    devices: &[&str],
+    shm_bytes: Option<u64>,
+) -> Result<(), SandboxError> {
     let dev = nr.join("dev");
     ops.push(Op::Mkdir {
         path: cs(&dev)?,
@@ -271,7 +328,7 @@ fn build_dev(ops: &mut Vec<Op>, nr: &Path, tmp_bytes: u64) -> Result<(), Sandbox
         flags: libc::MS_NOSUID | libc::MS_NOEXEC,
         data: Some(cstr("mode=0755,size=64k,nr_inodes=64")?),
     });
-    for d in DEVICES {
+    for d in devices {
         ops.push(Op::Touch {
             path: cs(dev.join(d))?,
             mode: 0o666,
@@ -296,6 +353,9 @@ fn build_dev(ops: &mut Vec<Op>, nr: &Path, tmp_bytes: u64) -> Result<(), Sandbox
             link: cs(dev.join(link))?,
         });
     }
+    let Some(shm_bytes) = shm_bytes else {
+        return Ok(());
+    };
     ops.push(Op::Mkdir {
         path: cs(dev.join("shm"))?,
         mode: 0o755,
@@ -307,7 +367,7 @@ fn build_dev(ops: &mut Vec<Op>, nr: &Path, tmp_bytes: u64) -> Result<(), Sandbox
         flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         data: Some(cstr(&format!(
             "mode=1777,size={},nr_inodes=4096",
-            (tmp_bytes / 4).max(4096)
+            (shm_bytes / 4).max(4096)
         ))?),
     });
     Ok(())

@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use super::capture::{self, Io};
-use super::plan::{tag, ChildFds, Plan, RECORD_LEN};
+use super::plan::{tag, ChildFds, MountFds, Plan, RECORD_LEN};
 use super::rootfs::{self, RootSpec, WorkspaceSource, DEVICES};
 use super::sys;
 use super::{child, landlock, ProcessSandbox};
@@ -142,7 +142,7 @@ impl Drop for InitGuard {
     }
 }
 
-fn write_byte(f: &mut File) -> Result<(), SandboxError> {
+pub(crate) fn write_byte(f: &mut File) -> Result<(), SandboxError> {
     f.write_all(b"G").map_err(|e| SandboxError::Setup {
         step: SetupStep::Handshake,
         source: e,
@@ -150,7 +150,7 @@ fn write_byte(f: &mut File) -> Result<(), SandboxError> {
 }
 
 /// Read one report record; `None` at end of stream.
-fn read_record(f: &mut File) -> Result<Option<[u8; RECORD_LEN]>, SandboxError> {
+pub(crate) fn read_record(f: &mut File) -> Result<Option<[u8; RECORD_LEN]>, SandboxError> {
     let mut rec = [0u8; RECORD_LEN];
     let mut got = 0;
     while got < RECORD_LEN {
@@ -165,18 +165,25 @@ fn read_record(f: &mut File) -> Result<Option<[u8; RECORD_LEN]>, SandboxError> {
     Ok(Some(rec))
 }
 
-fn record_value(rec: &[u8; RECORD_LEN]) -> i32 {
+pub(crate) fn record_value(rec: &[u8; RECORD_LEN]) -> i32 {
     i32::from_le_bytes([rec[2], rec[3], rec[4], rec[5]])
 }
 
-fn setup_error(rec: &[u8; RECORD_LEN]) -> SandboxError {
+pub(crate) fn setup_error(rec: &[u8; RECORD_LEN]) -> SandboxError {
     SandboxError::Setup {
         step: SetupStep::from_code(rec[1]).unwrap_or(SetupStep::Handshake),
         source: std::io::Error::from_raw_os_error(record_value(rec)),
     }
 }
 
-fn write_id_maps(pid: libc::pid_t, host_id: u32, root: bool) -> Result<(), SandboxError> {
+/// Map uid and gid 0 of the child's new user namespace to the host's
+/// `uid` and `gid` (the only ids it has).
+pub(crate) fn write_id_maps(
+    pid: libc::pid_t,
+    uid: u32,
+    gid: u32,
+    root: bool,
+) -> Result<(), SandboxError> {
     let w = |file: &str, data: String| {
         std::fs::write(format!("/proc/{pid}/{file}"), data).map_err(|e| SandboxError::Prepare {
             what: "user namespace id maps",
@@ -187,8 +194,8 @@ fn write_id_maps(pid: libc::pid_t, host_id: u32, root: bool) -> Result<(), Sandb
         // Without CAP_SETGID outside, the kernel requires setgroups to be off.
         w("setgroups", "deny".into())?;
     }
-    w("uid_map", format!("0 {host_id} 1\n"))?;
-    w("gid_map", format!("0 {host_id} 1\n"))
+    w("uid_map", format!("0 {uid} 1\n"))?;
+    w("gid_map", format!("0 {gid} 1\n"))
 }
 
 fn tv(t: libc::timeval) -> Duration {
@@ -282,7 +289,10 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
             stdin: in_r.as_raw_fd(),
             stdout: out_w.as_raw_fd(),
             stderr: err_w.as_raw_fd(),
-            workspace_mount: ws_mount.as_ref().map(|f| f.as_raw_fd()),
+            mounts: match &ws_mount {
+                Some(fd) => MountFds::of(&[fd.as_raw_fd()])?,
+                None => MountFds::none(),
+            },
             ruleset: ll.fd.as_raw_fd(),
         },
         _argv: argv,
@@ -325,7 +335,7 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         what: "pidfd of the sandbox",
         source: e,
     })?;
-    write_id_maps(pid, sb.host_id, root)?;
+    write_id_maps(pid, sb.host_id, sb.host_id, root)?;
     // From here on, workspace requests from the command's pid namespace are
     // the command's.
     let registration = sb

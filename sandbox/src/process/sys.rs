@@ -32,6 +32,7 @@ pub(crate) struct MountAttr {
 pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
 pub(crate) const MOUNT_ATTR_NOSUID: u64 = 0x0000_0002;
 pub(crate) const MOUNT_ATTR_NODEV: u64 = 0x0000_0004;
+pub(crate) const MOUNT_ATTR_NOEXEC: u64 = 0x0000_0008;
 pub(crate) const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x0000_0004;
 const FSOPEN_CLOEXEC: libc::c_uint = 1;
 const FSCONFIG_SET_FLAG: libc::c_uint = 0;
@@ -297,4 +298,38 @@ pub(crate) fn open_tree_clone(mount: RawFd) -> io::Result<OwnedFd> {
     let fd = RawFd::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
     // SAFETY: open_tree just returned this descriptor.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A detached bind mount of `path` (a file or a directory, not recursive):
+/// `open_tree(AT_FDCWD, path, OPEN_TREE_CLONE)`. Made by a privileged
+/// parent for a child that could not reach `path` itself.
+pub(crate) fn bind_tree(path: &std::ffi::CStr) -> io::Result<OwnedFd> {
+    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    // SAFETY: a valid C string and integer flags.
+    let fd =
+        cvt(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) })?;
+    let fd = RawFd::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    // SAFETY: open_tree just returned this descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Set `MOUNT_ATTR_*` flags `set` on the (detached) mount `mount`.
+pub(crate) fn set_mount_attr(mount: RawFd, set: u64) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: set,
+        ..MountAttr::default()
+    };
+    // SAFETY: an fd, a valid empty C string, and a pointer and size that
+    // describe a live local.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mount,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    cvt(rc).map(|_| ())
 }

@@ -36,6 +36,9 @@ pub enum VmError {
         /// What is wrong.
         detail: String,
     },
+    /// QEMU's jail could not be set up (QEMU is not started without it).
+    #[error("QEMU jail: {0}")]
+    Jail(String),
     /// QEMU could not be started or stopped.
     #[error("qemu: {0}")]
     Qemu(String),

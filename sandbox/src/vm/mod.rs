@@ -6,9 +6,11 @@
 //!
 //! * `build.rs`, `modules.rs`, `cpio.rs`, `image.rs` — the guest image;
 //! * `qemu.rs` — the VMM process, accelerator probe, QMP;
+//! * `jail.rs`, `vmm.rs` — QEMU's jail (stele is its jailer), its process;
 //! * `agent.rs` — the per-agent initramfs;
 //! * `virtiofs.rs` — the vhost-user-fs backend over the mediated layer;
 //! * `channel.rs`, `protocol.rs` — the host↔guest channel;
+//! * `boot.rs` — booting one VM and stopping it;
 //! * `sandbox.rs` — [`VmSandbox`], the `Sandbox` implementation;
 //! * `check.rs` — what `stele sandbox check` reports;
 //! * `guest/` — the agent itself.
@@ -16,6 +18,7 @@
 //! See `docs/microvm.md`.
 
 mod agent;
+mod boot;
 mod build;
 mod channel;
 mod check;
@@ -23,15 +26,18 @@ mod cpio;
 mod error;
 pub mod guest;
 mod image;
+mod jail;
 mod modules;
 pub mod protocol;
 mod qemu;
 mod sandbox;
 mod virtiofs;
+mod vmm;
 
 pub use build::{build_image, BuildReport};
 pub use check::VmReport;
 pub use error::VmError;
 pub use image::{ComponentHashes, GuestImage, ImageStore, Manifest};
+pub use jail::JailInfo;
 pub use qemu::{probe_kvm, qemu_version, Accel, AccelChoice, KvmProbe};
 pub use sandbox::{VmInfo, VmSandbox, VmSandboxConfig};

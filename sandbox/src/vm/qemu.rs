@@ -1,15 +1,17 @@
 //! Driving QEMU: the accelerator probe, the command line (`-M microvm`,
-//! no defaults, QEMU's own seccomp sandbox, no network device), the
-//! process's own confinement, and QMP for an orderly quit.
+//! no defaults, QEMU's own seccomp sandbox, no network device), starting
+//! it in its jail (`jail.rs`) from a keeper thread, and QMP for an orderly
+//! quit.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::error::VmError;
+use super::jail::{self, Identity, JailInfo, JAIL_INITRD, JAIL_KERNEL, JAIL_ROOTFS, JAIL_RUN};
+use super::vmm::Vmm;
 
 /// The QEMU binary.
 pub const QEMU: &str = "qemu-system-x86_64";
@@ -120,30 +122,48 @@ fn host_tsc_khz() -> u64 {
 pub(crate) struct QemuSpec {
     pub accel: Accel,
     pub memory_mib: u32,
+    /// Host paths of the kernel, initramfs and root image.
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     pub rootfs: PathBuf,
+    /// The VM's private run directory (root-only when stele is root).
     pub run_dir: PathBuf,
     pub virtiofs: bool,
+    /// Who QEMU runs as.
+    pub id: Identity,
 }
 
+/// File names in the share directory.
+const AGENT_SOCK: &str = "agent.sock";
+const QMP_SOCK: &str = "qmp.sock";
+const FS_SOCK: &str = "fs.sock";
+const CONSOLE_LOG: &str = "console.log";
+
 impl QemuSpec {
+    /// The directory QEMU sees as its `/run/vm`: sockets and console log.
+    pub fn share_dir(&self) -> PathBuf {
+        self.run_dir.join("vm")
+    }
     pub fn agent_socket(&self) -> PathBuf {
-        self.run_dir.join("agent.sock")
+        self.share_dir().join(AGENT_SOCK)
     }
     pub fn qmp_socket(&self) -> PathBuf {
-        self.run_dir.join("qmp.sock")
+        self.share_dir().join(QMP_SOCK)
     }
     pub fn fs_socket(&self) -> PathBuf {
-        self.run_dir.join("fs.sock")
+        self.share_dir().join(FS_SOCK)
     }
     pub fn console_log(&self) -> PathBuf {
-        self.run_dir.join("console.log")
+        self.share_dir().join(CONSOLE_LOG)
+    }
+    pub fn stderr_log(&self) -> PathBuf {
+        self.run_dir.join("qemu.stderr")
     }
 
-    /// The command line (QEMU connects to our sockets as a client).
+    /// The command line, with paths as QEMU sees them in its jail (QEMU
+    /// connects to our sockets as a client).
     pub fn args(&self) -> Vec<String> {
-        let p = |p: &Path| p.display().to_string();
+        let run = |name: &str| format!("{JAIL_RUN}/{name}");
         let mut cmdline = String::from("console=ttyS0 quiet panic=-1 reboot=t");
         if self.accel == Accel::Tcg {
             // Without a given TSC frequency, TCG boots hang at random
@@ -181,40 +201,37 @@ impl QemuSpec {
             "-sandbox".into(),
             "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny".into(),
             "-kernel".into(),
-            p(&self.kernel),
+            JAIL_KERNEL.into(),
             "-initrd".into(),
-            p(&self.initrd),
+            JAIL_INITRD.into(),
             "-append".into(),
             cmdline,
             "-chardev".into(),
-            format!("file,id=con,path={}", p(&self.console_log())),
+            format!("file,id=con,path={}", run(CONSOLE_LOG)),
             "-serial".into(),
             "chardev:con".into(),
             "-drive".into(),
-            format!(
-                "id=root,file={},format=raw,if=none,readonly=on",
-                p(&self.rootfs)
-            ),
+            format!("id=root,file={JAIL_ROOTFS},format=raw,if=none,readonly=on"),
             "-device".into(),
             "virtio-blk-device,drive=root".into(),
             "-device".into(),
             "virtio-serial-device".into(),
             "-chardev".into(),
-            format!("socket,id=agent,path={}", p(&self.agent_socket())),
+            format!("socket,id=agent,path={}", run(AGENT_SOCK)),
             "-device".into(),
             format!(
                 "virtserialport,chardev=agent,name={}",
                 super::protocol::PORT_NAME
             ),
             "-chardev".into(),
-            format!("socket,id=qmp,path={}", p(&self.qmp_socket())),
+            format!("socket,id=qmp,path={}", run(QMP_SOCK)),
             "-mon".into(),
             "chardev=qmp,mode=control".into(),
         ]);
         if self.virtiofs {
             a.extend([
                 "-chardev".into(),
-                format!("socket,id=fs,path={}", p(&self.fs_socket())),
+                format!("socket,id=fs,path={}", run(FS_SOCK)),
                 "-device".into(),
                 "vhost-user-fs-device,chardev=fs,tag=stele-ws,queue-size=1024".into(),
             ]);
@@ -229,7 +246,9 @@ impl QemuSpec {
 /// spawning *thread*), so a keeper thread lives as long as the VM: the VM
 /// outlives whichever thread booted it, and dies with stele.
 pub(crate) struct Spawned {
-    pub child: Child,
+    pub vmm: Vmm,
+    /// How QEMU is confined.
+    pub jail: JailInfo,
     keeper: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
 }
 
@@ -243,7 +262,7 @@ impl Spawned {
     }
 }
 
-/// Start QEMU on a keeper thread (see [`Spawned`]).
+/// Start QEMU in its jail on a keeper thread (see [`Spawned`]).
 pub(crate) fn spawn(spec: &QemuSpec) -> Result<Spawned, VmError> {
     let (child_tx, child_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
@@ -260,57 +279,42 @@ pub(crate) fn spawn(spec: &QemuSpec) -> Result<Spawned, VmError> {
             }
         })
         .map_err(|e| VmError::Qemu(format!("keeper thread: {e}")))?;
-    let child = child_rx
+    let (vmm, jail) = child_rx
         .recv()
         .map_err(|_| VmError::Qemu("keeper thread died".into()))??;
     Ok(Spawned {
-        child,
+        vmm,
+        jail,
         keeper: Some((stop_tx, keeper)),
     })
 }
 
-/// Start QEMU from the calling thread. It gets no network namespace of the
-/// host's (a fresh, empty one when stele is root), no new privileges, and
-/// dies with the calling thread.
-fn spawn_here(spec: &QemuSpec) -> Result<Child, VmError> {
-    let stderr =
-        std::fs::File::create(spec.run_dir.join("qemu.stderr")).map_err(|e| VmError::File {
-            what: "qemu log",
-            path: spec.run_dir.join("qemu.stderr"),
-            source: e,
-        })?;
-    let mut cmd = Command::new(QEMU);
-    cmd.args(spec.args())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr);
-    // SAFETY: between fork and exec only raw system calls are made.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
-                || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            // QEMU needs no network at all (the guest has no NIC); as root
-            // it also leaves the host's IPC and hostname behind.
-            if libc::geteuid() == 0
-                && libc::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd.spawn()
-        .map_err(|e| VmError::Qemu(format!("cannot start {QEMU}: {e}")))
+/// Start QEMU in its jail from the calling thread; it dies with the
+/// calling thread.
+fn spawn_here(spec: &QemuSpec) -> Result<(Vmm, JailInfo), VmError> {
+    let stderr = std::fs::File::create(spec.stderr_log()).map_err(|e| VmError::File {
+        what: "qemu log",
+        path: spec.stderr_log(),
+        source: e,
+    })?;
+    jail::spawn(jail::JailSpec {
+        args: spec.args(),
+        kernel: &spec.kernel,
+        initrd: &spec.initrd,
+        rootfs: &spec.rootfs,
+        share_dir: &spec.share_dir(),
+        kvm: spec.accel == Accel::Kvm,
+        memory_mib: spec.memory_mib,
+        stderr,
+        id: spec.id,
+    })
 }
 
 /// Accept one connection on `listener` before `deadline`, giving up early
 /// if QEMU exits.
 pub(crate) fn accept(
     listener: &UnixListener,
-    child: &mut Child,
+    vmm: &mut Vmm,
     deadline: Instant,
     what: &str,
 ) -> Result<UnixStream, VmError> {
@@ -327,7 +331,7 @@ pub(crate) fn accept(
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(VmError::Qemu(format!("{what} socket: {e}"))),
         }
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Some(status) = vmm.try_wait() {
             return Err(VmError::Qemu(format!(
                 "exited ({status}) before connecting {what}"
             )));

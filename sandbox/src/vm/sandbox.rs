@@ -1,31 +1,26 @@
 //! [`VmSandbox`]: the `Sandbox` trait over one warm micro-VM, booted when
 //! the sandbox is built and reused for every command.
 
-use std::net::{SocketAddr, TcpListener};
-use std::os::unix::fs::MetadataExt;
-use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::agent::initrd_with_agent;
+use super::boot::{boot, stop, RunningVm};
 use super::channel::{Channel, ExecEvent};
 use super::error::VmError;
 use super::image::GuestImage;
+use super::jail::JailInfo;
 use super::protocol::{Bytes, ExecSpec, GuestStatus, HostMsg, Rlimit, StreamKind};
-use super::qemu::{self, Accel, AccelChoice, KvmProbe, QemuSpec, Qmp};
-use super::virtiofs::VirtioFsServer;
+use super::qemu::{self, Accel, AccelChoice, KvmProbe};
 use crate::check::LayerReport;
 use crate::error::SandboxError;
 use crate::exec::{
     BackendKind, Captured, ExecOutcome, ExecRequest, ExitStatus, ResourceUsage, Sandbox, Truncation,
 };
-use crate::fs::{IdMap, MediatedFs, MediatedLayer};
 use crate::process::spawn::{environment, rlimits, sandbox_cwd};
 use crate::process::NetworkMode;
-use crate::proxy::EgressProxy;
-use crate::{Mediator, Requester};
+use crate::Mediator;
 
 /// Configuration of a [`VmSandbox`].
 #[derive(Debug, Clone)]
@@ -84,6 +79,8 @@ pub struct VmInfo {
     pub guest_landlock_abi: u8,
     /// Time from starting QEMU to the agent's ready message.
     pub boot_time: Duration,
+    /// How QEMU itself is confined.
+    pub jail: JailInfo,
 }
 
 /// The micro-VM sandbox (one warm VM).
@@ -101,15 +98,6 @@ impl std::fmt::Debug for VmSandbox {
             .field("info", &self.info)
             .finish_non_exhaustive()
     }
-}
-
-struct RunningVm {
-    qemu: qemu::Spawned,
-    layer: Arc<MediatedLayer>,
-    qmp: Option<Qmp>,
-    fs: VirtioFsServer,
-    proxy: Option<EgressProxy>,
-    run_dir: PathBuf,
 }
 
 impl VmSandbox {
@@ -157,6 +145,15 @@ impl VmSandbox {
         &self.info
     }
 
+    /// The host pid of the VM's QEMU, while it runs.
+    pub fn vmm_pid(&self) -> Option<u32> {
+        self.vm
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|vm| vm.qemu.vmm.pid())
+    }
+
     /// One round trip over the guest channel with no command: the
     /// channel's own latency, for benchmarks.
     pub fn ping(&self) -> Result<Duration, SandboxError> {
@@ -192,183 +189,6 @@ impl Drop for VmSandbox {
     fn drop(&mut self) {
         self.shutdown();
     }
-}
-
-fn boot(
-    config: &VmSandboxConfig,
-    accel: Accel,
-    timeout: Duration,
-) -> Result<(RunningVm, Arc<Channel>, VmInfo), VmError> {
-    let started = Instant::now();
-    let deadline = started + timeout;
-    let run_dir = run_dir()?;
-    let (initrd, agent_sha256) = initrd_with_agent(&config.image, &config.agent)?;
-    let spec = QemuSpec {
-        accel,
-        memory_mib: config.memory_mib,
-        kernel: config.image.kernel(),
-        initrd,
-        rootfs: config.image.rootfs(),
-        run_dir: run_dir.clone(),
-        virtiofs: true,
-    };
-    let bind = |p: PathBuf| {
-        UnixListener::bind(&p).map_err(|source| VmError::File {
-            what: "socket",
-            path: p,
-            source,
-        })
-    };
-    let agent_listener = bind(spec.agent_socket())?;
-    let qmp_listener = bind(spec.qmp_socket())?;
-    let fs = MediatedFs::new(
-        &config.workspace,
-        config.mediator.clone(),
-        Requester::default(),
-    )
-    .map_err(|e| VmError::VirtioFs(e.to_string()))?;
-    let owner = std::fs::metadata(&config.workspace).map_err(|source| VmError::File {
-        what: "workspace",
-        path: config.workspace.clone(),
-        source,
-    })?;
-    let guest_id = super::guest::GUEST_USER;
-    let fs = fs.with_id_map(IdMap {
-        host_uid: owner.uid(),
-        host_gid: owner.gid(),
-        sandbox_uid: guest_id,
-        sandbox_gid: guest_id,
-    });
-    let layer = fs.layer().clone();
-    let fs_server = VirtioFsServer::start(&spec.fs_socket(), layer.clone())?;
-    let (proxy, proxy_addr) = match config.network {
-        NetworkMode::EgressProxy => {
-            let l = TcpListener::bind(("127.0.0.1", 0))
-                .map_err(|e| VmError::Qemu(format!("proxy listener: {e}")))?;
-            let addr: Option<SocketAddr> = l.local_addr().ok();
-            let p = EgressProxy::serve(l, config.mediator.clone(), Requester::default())
-                .map_err(|e| VmError::Qemu(format!("egress proxy: {e}")))?;
-            (Some(p), addr)
-        }
-        NetworkMode::LoopbackOnly => (None, None),
-    };
-    let qemu = qemu::spawn(&spec)?;
-    let mut vm = RunningVm {
-        qemu,
-        layer,
-        qmp: None,
-        fs: fs_server,
-        proxy,
-        run_dir: run_dir.clone(),
-    };
-    let connected = (|| {
-        let agent = qemu::accept(
-            &agent_listener,
-            &mut vm.qemu.child,
-            deadline,
-            "the agent channel",
-        )?;
-        let qmp = qemu::accept(&qmp_listener, &mut vm.qemu.child, deadline, "QMP")?;
-        vm.qmp = Some(Qmp::negotiate(qmp, Duration::from_secs(5))?);
-        let left = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(1));
-        Channel::start(agent, left, proxy_addr)
-    })();
-    let (channel, ready) = match connected {
-        Ok(c) => c,
-        Err(e) => {
-            let console = console_tail(&spec);
-            let e = match e {
-                VmError::BootTimeout { timeout_ms, detail } => VmError::BootTimeout {
-                    timeout_ms,
-                    detail: format!("{detail} ({} boot); console: {console}", accel.name()),
-                },
-                other => VmError::Qemu(format!("{other}; console: {console}")),
-            };
-            stop(vm);
-            return Err(e);
-        }
-    };
-    if !ready.errors.is_empty() || !ready.workspace {
-        let detail = if ready.errors.is_empty() {
-            "the workspace is not mounted".to_owned()
-        } else {
-            ready.errors.join("; ")
-        };
-        stop(vm);
-        return Err(VmError::Guest(detail));
-    }
-    let info = VmInfo {
-        accel,
-        image_digest: config.image.manifest.digest.clone(),
-        agent_sha256,
-        kernel: ready.kernel,
-        guest_landlock_abi: ready.landlock_abi,
-        boot_time: started.elapsed(),
-    };
-    Ok((vm, channel, info))
-}
-
-/// Quit QEMU (QMP, then SIGKILL), stop the proxy and file server, remove
-/// the run directory.
-fn stop(mut vm: RunningVm) {
-    if let Some(mut qmp) = vm.qmp.take() {
-        let _ = qmp.command("quit");
-    }
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        match vm.qemu.child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            _ => {
-                let _ = vm.qemu.child.kill();
-                let _ = vm.qemu.child.wait();
-                break;
-            }
-        }
-    }
-    vm.qemu.release();
-    if let Some(p) = vm.proxy.take() {
-        let _ = p.stop();
-    }
-    vm.fs.join(Duration::from_secs(2));
-    // Files the guest still had open when it stopped: report their closes,
-    // so no allowed open is left without one.
-    vm.layer.close_all();
-    let _ = std::fs::remove_dir_all(&vm.run_dir);
-}
-
-fn console_tail(spec: &QemuSpec) -> String {
-    let mut text = std::fs::read_to_string(spec.console_log()).unwrap_or_default();
-    text.push_str(&std::fs::read_to_string(spec.run_dir.join("qemu.stderr")).unwrap_or_default());
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let start = lines.len().saturating_sub(6);
-    lines[start..].join(" | ")
-}
-
-/// A private directory for the VM's sockets and logs.
-fn run_dir() -> Result<PathBuf, VmError> {
-    let base = std::env::temp_dir();
-    for n in 0..100u32 {
-        let dir = base.join(format!("stele-vm-{}-{n}", std::process::id()));
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {
-                use std::os::unix::fs::PermissionsExt;
-                let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
-                return Ok(dir);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(source) => {
-                return Err(VmError::File {
-                    what: "VM run directory",
-                    path: dir,
-                    source,
-                })
-            }
-        }
-    }
-    Err(VmError::Qemu("no free VM run directory".into()))
 }
 
 /// Slack on top of the command's own deadline before the VM counts as lost.
