@@ -46,6 +46,8 @@ pub struct BenchReport {
     pub verified_entries: u64,
     /// Verification speed.
     pub verify_per_s: f64,
+    /// Verification rate per CPU second of the verifying thread.
+    pub verify_cpu_per_s: f64,
     /// Average leaf size.
     pub leaf_bytes: f64,
     /// Integrity bytes per entry: leaf hash + tree nodes + checkpoints.
@@ -108,6 +110,14 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, AuditError> {
     let signer: Arc<dyn stele_attest::Signer> =
         Arc::new(Ed25519Signer::generate("bench.stele.invalid/audit")?);
     let verifier = signer.verifier();
+    // A kept log is only useful with the key that checks it.
+    let vkey_file = dir.join("bench-audit.vkey");
+    if opts.keep.is_some() {
+        std::fs::write(&vkey_file, format!("{verifier}\n")).map_err(|source| AuditError::Io {
+            path: vkey_file.clone(),
+            source,
+        })?;
+    }
     let log = Arc::new(AuditLog::create(
         &db,
         signer,
@@ -181,6 +191,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, AuditError> {
         serial_p50: percentile(&serial, 0.50),
         verified_entries: report.entries,
         verify_per_s: report.entries as f64 / report.seconds.max(1e-9),
+        verify_cpu_per_s: report.entries as f64 / report.cpu_seconds.max(1e-9),
         leaf_bytes: store.leaf_bytes()? as f64 / n.max(1) as f64,
         integrity_bytes: integrity as f64 / n.max(1) as f64,
         file_bytes: file_size as f64 / n.max(1) as f64,
@@ -230,8 +241,8 @@ impl std::fmt::Display for BenchReport {
         writeln!(f, "  one writer, one at a time:             {:.0} entries/s (p50 {:.2} ms; bounded by fsync)", self.serial_per_s, ms(self.serial_p50))?;
         writeln!(
             f,
-            "  full verification:                     {:.0} entries/s ({} entries, one core)",
-            self.verify_per_s, self.verified_entries
+            "  full verification:                     {:.0} entries/s per CPU second, one core ({:.0}/s wall; {} entries)",
+            self.verify_cpu_per_s, self.verify_per_s, self.verified_entries
         )?;
         writeln!(
             f,
@@ -242,6 +253,13 @@ impl std::fmt::Display for BenchReport {
         writeln!(f, "  database file:                         {:.0} bytes/entry (everything, SQLite overhead included)", self.file_bytes)?;
         if let Some(k) = &self.kept {
             writeln!(f, "  log kept at {}", k.display())?;
+            writeln!(
+                f,
+                "  verifier key in {}.vkey (stele audit verify --db {} --vkey \"$(cat {}.vkey)\")",
+                k.with_extension("").display(),
+                k.display(),
+                k.with_extension("").display()
+            )?;
         }
         Ok(())
     }

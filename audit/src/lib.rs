@@ -13,6 +13,7 @@ pub mod bench;
 pub mod canonical;
 pub mod check;
 pub mod checkpoints;
+pub mod cpu_time;
 pub mod error;
 pub mod event;
 pub mod export;

@@ -1,10 +1,11 @@
 //! Streaming every entry bundle in order through the shared leaf checks,
 //! rebuilding every tile and comparing it with the exported one.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use stele_audit::check::commit_hash;
-use stele_audit::check::LeafChecker;
+use stele_audit::check::{CheckMap, LeafChecker};
+use stele_audit::cpu_time::{cpu_seconds_since, thread_cpu_ns};
 use stele_audit::export::layout::Selection;
 use stele_audit::export::tiles::{split_bundle, tile_paths, TileBuilder, TileFile};
 use stele_audit::leaf_view::LeafView;
@@ -20,7 +21,7 @@ pub(crate) struct Streamed {
     pub selected: u64,
     /// Commitment → index of the selected entry committing to it (empty
     /// for whole-log exports: then every commitment is selected).
-    pub selected_commits: HashMap<Hash, u64>,
+    pub selected_commits: CheckMap<Hash, u64>,
     /// Whether the selection is the whole log.
     pub all: bool,
     /// Seconds spent streaming the entries and tiles.
@@ -59,7 +60,7 @@ pub(crate) fn run(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<Stre
     let mut s = Streamed {
         checker: LeafChecker::new(&m.predicate.origin),
         selected: 0,
-        selected_commits: HashMap::new(),
+        selected_commits: CheckMap::default(),
         all,
         seconds: 0.0,
         cpu_seconds: 0.0,
@@ -159,10 +160,7 @@ pub(crate) fn run(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<Stre
         ));
     }
     s.seconds = started.elapsed().as_secs_f64();
-    s.cpu_seconds = thread_cpu_ns()
-        .zip(cpu0)
-        .map(|(b, a)| b.saturating_sub(a) as f64 / 1e9)
-        .unwrap_or(s.seconds);
+    s.cpu_seconds = cpu_seconds_since(cpu0, s.seconds);
     Ok(s)
 }
 
@@ -191,11 +189,4 @@ fn compare(bundle: &Bundle, m: &Manifest, done: &mut Vec<TileFile>) -> Result<()
         }
     }
     Ok(())
-}
-
-/// Nanoseconds this thread has run on a CPU (Linux `schedstat`); `None`
-/// elsewhere, where the wall time is used instead.
-fn thread_cpu_ns() -> Option<u64> {
-    let t = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    t.split_whitespace().next()?.parse().ok()
 }
