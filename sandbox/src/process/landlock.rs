@@ -146,8 +146,14 @@ pub(crate) fn ruleset(
     let mut created = ruleset.create().map_err(ll_err)?;
     for (path, grant) in paths {
         let fd = PathFd::new(path).map_err(|e| ll_err(format!("{}: {e}", path.display())))?;
+        // The kernel refuses directory rights on a file: a granted file
+        // gets the file rights of its grant.
+        let mut access = grant.access(abi);
+        if !path.is_dir() {
+            access &= AccessFs::from_file(abi);
+        }
         created = created
-            .add_rule(PathBeneath::new(fd, grant.access(abi)))
+            .add_rule(PathBeneath::new(fd, access))
             .map_err(ll_err)?;
     }
     if let (Tcp::ConnectOnly(port), Enforcement::Enforced) = (tcp, tcp_status) {
@@ -186,21 +192,33 @@ pub(crate) fn prepare(
         .chain(devices.iter().map(|d| (*d, Grant::Device)))
         .collect();
     let fd = ruleset(abi_version, &paths, Tcp::ConnectOnly(PROXY_PORT))?;
+    let mut child_rules = base_child_rules(abi_version)?;
+    // Added by the child, on the mount it attached: the parent never
+    // touches the mediated mount (a stat would wait on the file server).
+    child_rules.push(ChildRule {
+        path: CString::new("/workspace").map_err(ll_err)?,
+        access: all.bits(),
+    });
+    Ok(Prepared { fd, child_rules })
+}
+
+/// The child's rules for the mounts only it can see, common to commands
+/// and services: list `/` and `/dev`, read `/proc`, everything in the
+/// private `/tmp` and `/dev/shm`.
+pub(crate) fn base_child_rules(abi_version: u8) -> Result<Vec<ChildRule>, SandboxError> {
+    let abi = ABI::from(i32::from(abi_version));
+    let all = AccessFs::from_all(abi);
     let rule = |path: &str, access: BitFlags<AccessFs>| -> Result<ChildRule, SandboxError> {
         Ok(ChildRule {
             path: CString::new(path).map_err(ll_err)?,
             access: (access & all).bits(),
         })
     };
-    let child_rules = vec![
+    Ok(vec![
         rule("/", make_bitflags!(AccessFs::{ReadDir}))?,
         rule("/proc", make_bitflags!(AccessFs::{ReadFile | ReadDir}))?,
         rule("/dev", make_bitflags!(AccessFs::{ReadDir}))?,
         rule("/dev/shm", all)?,
         rule("/tmp", all)?,
-        // Added by the child, on the mount it attached: the parent never
-        // touches the mediated mount (a stat would wait on the file server).
-        rule("/workspace", all)?,
-    ];
-    Ok(Prepared { fd, child_rules })
+    ])
 }

@@ -13,6 +13,7 @@ mod netpool;
 pub(crate) mod plan;
 pub(crate) mod rootfs;
 pub mod seccomp;
+pub mod service;
 pub(crate) mod spawn;
 pub(crate) mod sys;
 mod workspace;

@@ -79,7 +79,7 @@ impl NetnsPool {
 
     fn create(&self) -> Result<Prepared, SandboxError> {
         let with_proxy = self.proxy_mediator.is_some();
-        let (ns, listener) = create(with_proxy)?;
+        let (ns, listener) = fresh_namespace(with_proxy)?;
         let proxy = match (listener, &self.proxy_mediator) {
             (Some(l), Some(m)) => Some(
                 EgressProxy::serve_for_commands(l, m.clone(), ProxyConfig::default()).map_err(
@@ -136,14 +136,7 @@ impl Lease<'_> {
             .as_ref()
             .map(|p| &p.ns)
             .ok_or_else(|| SandboxError::Lost("network namespace lease is empty".into()))?;
-        let home = File::open("/proc/thread-self/ns/net")
-            .map_err(prep_err("open this thread's network namespace"))?;
-        setns(ns.as_raw_fd()).map_err(prep_err("join the sandbox network namespace"))?;
-        let result = f();
-        // Returning must not fail silently: a thread left in the sandbox's
-        // namespace would make stele's own connections go nowhere.
-        setns(home.as_raw_fd()).map_err(prep_err("return to stele's network namespace"))?;
-        result
+        in_namespace(ns, f)
     }
 }
 
@@ -172,6 +165,23 @@ impl Drop for Lease<'_> {
     }
 }
 
+/// Run `f` with the calling thread inside the network namespace `ns`, then
+/// move the thread back (also when `f` fails). A child cloned in `f`
+/// inherits `ns`.
+pub(crate) fn in_namespace<T>(
+    ns: &OwnedFd,
+    f: impl FnOnce() -> Result<T, SandboxError>,
+) -> Result<T, SandboxError> {
+    let home = File::open("/proc/thread-self/ns/net")
+        .map_err(prep_err("open this thread's network namespace"))?;
+    setns(ns.as_raw_fd()).map_err(prep_err("join the sandbox network namespace"))?;
+    let result = f();
+    // Returning must not fail silently: a thread left in the sandbox's
+    // namespace would make stele's own connections go nowhere.
+    setns(home.as_raw_fd()).map_err(prep_err("return to stele's network namespace"))?;
+    result
+}
+
 fn setns(fd: i32) -> std::io::Result<()> {
     // SAFETY: fd is an open network namespace file; only this thread moves.
     if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } < 0 {
@@ -182,8 +192,10 @@ fn setns(fd: i32) -> std::io::Result<()> {
 
 /// A fresh namespace with loopback up (and the proxy's listener bound in
 /// it), made on a short-lived thread so the caller's own namespace is never
-/// touched.
-fn create(with_proxy: bool) -> Result<(OwnedFd, Option<TcpListener>), SandboxError> {
+/// touched. Pooled for commands; made once per long-lived service.
+pub(crate) fn fresh_namespace(
+    with_proxy: bool,
+) -> Result<(OwnedFd, Option<TcpListener>), SandboxError> {
     std::thread::Builder::new()
         .name("stele-netns".into())
         .spawn(

@@ -60,8 +60,9 @@ pub(crate) struct ChildRule {
     pub access: u64,
 }
 
-/// Most detached mounts one child attaches.
-pub(crate) const MAX_MOUNT_FDS: usize = 6;
+/// Most detached mounts one child attaches (the VM jail's image files and
+/// share directory; a service's granted host paths).
+pub(crate) const MAX_MOUNT_FDS: usize = 16;
 
 /// Detached mounts the child attaches with [`Op::MoveMount`] and closes
 /// once they are attached (a fixed array: the child may not allocate).

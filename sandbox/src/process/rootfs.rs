@@ -115,15 +115,7 @@ pub(crate) fn build(spec: &RootSpec<'_>) -> Result<(Vec<Op>, Vec<Op>), SandboxEr
     system(&mut ops, nr, spec.entries)?;
     proc(&mut ops, nr)?;
     dev(&mut ops, nr, &DEVICES, Some(spec.tmp_bytes))?;
-    mkdir(&mut ops, nr, "tmp", 0o755)?;
-    ops.push(tmpfs(
-        nr.join("tmp"),
-        &format!(
-            "mode=1777,size={},nr_inodes=65536",
-            spec.tmp_bytes.max(4096)
-        ),
-        libc::MS_NOSUID | libc::MS_NODEV,
-    )?);
+    tmp(&mut ops, nr, spec.tmp_bytes)?;
     match spec.workspace {
         WorkspaceSource::Mount(fd) => attach(&mut ops, nr, "workspace", fd, false)?,
         WorkspaceSource::Bind(host) => {
@@ -137,6 +129,17 @@ pub(crate) fn build(spec: &RootSpec<'_>) -> Result<(Vec<Op>, Vec<Op>), SandboxEr
         }
     }
     finish(ops, nr)
+}
+
+/// A private, size-capped `/tmp`.
+pub(crate) fn tmp(ops: &mut Vec<Op>, nr: &Path, bytes: u64) -> Result<(), SandboxError> {
+    mkdir(ops, nr, "tmp", 0o755)?;
+    ops.push(tmpfs(
+        nr.join("tmp"),
+        &format!("mode=1777,size={},nr_inodes=65536", bytes.max(4096)),
+        libc::MS_NOSUID | libc::MS_NODEV,
+    )?);
+    Ok(())
 }
 
 fn tmpfs(dst: PathBuf, data: &str, flags: libc::c_ulong) -> Result<Op, SandboxError> {

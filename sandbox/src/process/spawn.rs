@@ -19,7 +19,7 @@ use crate::Requester;
 
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-fn cstring(s: &str, what: &str) -> Result<CString, SandboxError> {
+pub(crate) fn cstring(s: &str, what: &str) -> Result<CString, SandboxError> {
     CString::new(s).map_err(|_| SandboxError::InvalidRequest(format!("{what} contains a NUL byte")))
 }
 
@@ -48,6 +48,15 @@ pub(crate) fn environment(
     req: &ExecRequest,
     cwd: &str,
 ) -> Result<Vec<(String, String)>, SandboxError> {
+    scrubbed_env(&req.env, cwd)
+}
+
+/// The scrubbed environment of any sandboxed program: defaults, `extra`
+/// (which may replace a default but never the proxy variables), the proxy.
+pub(crate) fn scrubbed_env(
+    extra: &[(String, String)],
+    cwd: &str,
+) -> Result<Vec<(String, String)>, SandboxError> {
     let mut env: Vec<(String, String)> = [
         ("PATH", DEFAULT_PATH),
         ("HOME", "/tmp"),
@@ -58,7 +67,7 @@ pub(crate) fn environment(
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     env.push(("PWD".into(), cwd.to_string()));
-    for (k, v) in &req.env {
+    for (k, v) in extra {
         if k.is_empty() || k.contains('=') {
             return Err(SandboxError::InvalidRequest(format!(
                 "bad environment variable name {k:?}"
@@ -79,7 +88,10 @@ pub(crate) fn environment(
 }
 
 /// Candidate paths for argv\[0\] (PATH search done here, not after fork).
-fn programs(argv0: &str, env: &[(String, String)]) -> Result<Vec<CString>, SandboxError> {
+pub(crate) fn programs(
+    argv0: &str,
+    env: &[(String, String)],
+) -> Result<Vec<CString>, SandboxError> {
     if argv0.is_empty() {
         return Err(SandboxError::InvalidRequest("empty program name".into()));
     }
@@ -98,6 +110,27 @@ fn programs(argv0: &str, env: &[(String, String)]) -> Result<Vec<CString>, Sandb
 
 pub(crate) fn rlimits(req: &ExecRequest) -> Vec<(libc::__rlimit_resource_t, libc::rlimit)> {
     let l = &req.limits;
+    rlimit_table(&RlimitSet {
+        cpu_seconds: l.cpu_seconds,
+        address_space_bytes: l.address_space_bytes,
+        file_size_bytes: l.file_size_bytes,
+        processes: l.processes,
+        open_files: l.open_files,
+    })
+}
+
+/// The per-process resource limits every sandboxed program gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RlimitSet {
+    pub cpu_seconds: u64,
+    pub address_space_bytes: u64,
+    pub file_size_bytes: u64,
+    pub processes: u64,
+    pub open_files: u64,
+}
+
+/// `setrlimit` arguments for `l`, plus no core dumps.
+pub(crate) fn rlimit_table(l: &RlimitSet) -> Vec<(libc::__rlimit_resource_t, libc::rlimit)> {
     let lim = |soft: u64, hard: u64| libc::rlimit {
         rlim_cur: soft,
         rlim_max: hard,
@@ -123,9 +156,9 @@ pub(crate) fn rlimits(req: &ExecRequest) -> Vec<(libc::__rlimit_resource_t, libc
 }
 
 /// Kills and reaps the sandbox init if we leave early.
-struct InitGuard {
-    pid: libc::pid_t,
-    reaped: bool,
+pub(crate) struct InitGuard {
+    pub(crate) pid: libc::pid_t,
+    pub(crate) reaped: bool,
 }
 
 impl Drop for InitGuard {

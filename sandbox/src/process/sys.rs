@@ -333,3 +333,14 @@ pub(crate) fn set_mount_attr(mount: RawFd, set: u64) -> io::Result<()> {
     };
     cvt(rc).map(|_| ())
 }
+
+/// A detached bind mount of `path` (see [`bind_tree`]) with `MOUNT_ATTR_*`
+/// flags `set` applied, for a child to attach with `move_mount`.
+pub(crate) fn detached_bind(path: &std::path::Path, set: u64) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let fd = bind_tree(&c)?;
+    set_mount_attr(fd.as_raw_fd(), set)?;
+    Ok(fd)
+}
