@@ -386,3 +386,56 @@ fn qemu_runs_jailed_unprivileged_in_a_minimal_root() {
     assert!(jail.namespaces.contains(&"mount") && jail.namespaces.contains(&"net"));
     assert!(jail.landlock_abi >= 1);
 }
+
+#[test]
+fn stdin_output_cap_and_leftover_processes() {
+    let vm = vm();
+    // stdin reaches the command; output beyond the cap is counted, not kept.
+    let mut req = sh("cat; head -c 300000 /dev/zero; echo tail >&2");
+    req.stdin = b"from stdin\n".repeat(10_000);
+    req.limits.output_bytes = 1000;
+    let out = vm.sandbox.exec(req).unwrap();
+    assert_eq!(out.status, ExitStatus::Exit(0), "{out:?}");
+    assert_eq!(out.stdout.bytes.len(), 1000);
+    assert!(out.stdout.bytes.starts_with(b"from stdin\n"));
+    assert_eq!(
+        out.stdout.truncation,
+        stele_sandbox::exec::Truncation::Truncated {
+            total_bytes: 110_000 + 300_000
+        }
+    );
+    assert_eq!(out.stderr.bytes, b"tail\n");
+    // A process that left the command's group and holds its stdout open
+    // does not keep the command from ending.
+    let started = Instant::now();
+    let out = vm
+        .sandbox
+        .exec(sh("setsid sleep 30 & echo started"))
+        .unwrap();
+    assert_eq!(out.status, ExitStatus::Exit(0), "{out:?}");
+    assert_eq!(out.stdout.bytes, b"started\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn commands_inherit_the_filters_and_lose_randomisation_only_under_tcg() {
+    let vm = vm();
+    let out = vm
+        .sandbox
+        .exec(sh(
+            "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; cat /proc/self/personality",
+        ))
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout.bytes);
+    assert!(s.contains("Seccomp:\t2"), "{s}");
+    assert!(s.contains("NoNewPrivs:\t1"), "{s}");
+    let persona = u32::from_str_radix(s.lines().last().unwrap().trim(), 16).unwrap();
+    let no_aslr = persona & 0x0040000 != 0; // ADDR_NO_RANDOMIZE
+    let tcg = vm.sandbox.info().accel == stele_sandbox::vm::Accel::Tcg;
+    assert_eq!(no_aslr, tcg, "persona {persona:#x}");
+    assert_eq!(vm.sandbox.info().guest_aslr, !tcg);
+}

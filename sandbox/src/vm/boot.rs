@@ -136,6 +136,7 @@ pub(crate) fn boot(
         guest_landlock_abi: ready.landlock_abi,
         boot_time: started.elapsed(),
         jail: vm.qemu.jail.clone(),
+        guest_aslr: spec.guest_aslr(),
     };
     Ok((vm, channel, info))
 }

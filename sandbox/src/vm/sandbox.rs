@@ -81,6 +81,9 @@ pub struct VmInfo {
     pub boot_time: Duration,
     /// How QEMU itself is confined.
     pub jail: JailInfo,
+    /// Whether guest commands get address space randomisation (not under
+    /// TCG, where it makes every run translate its code again).
+    pub guest_aslr: bool,
 }
 
 /// The micro-VM sandbox (one warm VM).

@@ -1,25 +1,28 @@
-//! Running one command in the guest: spawn under the confinement, stream
-//! its output, enforce the deadline (SIGTERM, then SIGKILL to the whole
-//! process group), report how it ended and what it used.
+//! Running one command in the guest: spawn under the confinement
+//! (`spawn.rs`), stream its output, enforce the deadline (SIGTERM, then
+//! SIGKILL to the whole process group), report how it ended and what it
+//! used. One (reused) thread per command polls its pipes and its pidfd:
+//! under TCG every thread created costs, and a command used to take five.
 
-use std::io::{Read, Write};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::confine::{Confinement, GUEST_USER};
+use super::confine::Confinement;
+use super::spawn::{self, Prepared};
 use super::Sender;
+use crate::process::sys;
 use crate::vm::protocol::{Bytes, ExecSpec, ExitReport, GuestMsg, GuestStatus, StreamKind, CHUNK};
 
-/// Run `spec` on a thread of its own; everything is reported through `tx`.
+/// How long output is still collected after the command's process group
+/// is gone (a process that left the group may hold the pipes open).
+const DRAIN: Duration = Duration::from_millis(500);
+
+/// Run `spec` on a worker thread; everything is reported through `tx`.
 pub(crate) fn spawn(spec: ExecSpec, confinement: Arc<Confinement>, tx: Sender) {
     let id = spec.id;
     let tx2 = tx.clone();
-    let spawned = std::thread::Builder::new()
-        .name(format!("exec-{id}"))
-        .spawn(move || run(spec, &confinement, &tx2));
+    let spawned = super::workers::run(Box::new(move || run(spec, &confinement, &tx2)));
     if let Err(e) = spawned {
         tx.send(&GuestMsg::Failed {
             id,
@@ -29,181 +32,232 @@ pub(crate) fn spawn(spec: ExecSpec, confinement: Arc<Confinement>, tx: Sender) {
     }
 }
 
-fn run(spec: ExecSpec, confinement: &Arc<Confinement>, tx: &Sender) {
-    let Some((program, args)) = spec.argv.split_first() else {
-        tx.send(&GuestMsg::Failed {
-            id: spec.id,
-            error: "empty argv".into(),
-            errno: None,
-        });
-        return;
-    };
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&spec.cwd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .uid(GUEST_USER)
-        // std drops supplementary groups when root sets a uid.
-        .gid(GUEST_USER);
-    let rlimits = spec.rlimits.clone();
-    let conf = confinement.clone();
-    // SAFETY: the closure runs between fork and exec and only makes raw
-    // system calls (setsid, setrlimit, prctl, landlock, seccomp).
+fn failed(tx: &Sender, id: u64, error: String, errno: Option<i32>) {
+    tx.send(&GuestMsg::Failed { id, error, errno });
+}
+
+fn set_nonblocking(fd: &OwnedFd) {
+    // SAFETY: fcntl on a descriptor we own.
     unsafe {
-        cmd.pre_exec(move || {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            for r in &rlimits {
-                let lim = libc::rlimit {
-                    rlim_cur: r.soft,
-                    rlim_max: r.hard,
-                };
-                if libc::setrlimit(r.resource, &lim) != 0 {
-                    return Err(std::io::Error::last_os_error());
+        let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+}
+
+/// One output stream being forwarded (up to the cap; the rest is counted).
+struct Out {
+    fd: Option<OwnedFd>,
+    kind: StreamKind,
+    total: u64,
+}
+
+impl Out {
+    /// Read what is there; forward it. Closes the stream at end of file.
+    fn pump(&mut self, id: u64, cap: u64, buf: &mut [u8], tx: &Sender) {
+        let Some(fd) = &self.fd else { return };
+        loop {
+            // SAFETY: reading into a live buffer from our descriptor.
+            let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0 {
+                match sys::errno() {
+                    libc::EINTR => continue,
+                    libc::EAGAIN => return,
+                    _ => break,
                 }
             }
-            conf.apply_in_child()
-        });
+            let n = usize::try_from(n).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            let keep = cap.saturating_sub(self.total).min(n as u64) as usize;
+            self.total += n as u64;
+            if keep > 0 {
+                tx.send(&GuestMsg::Output {
+                    id,
+                    stream: self.kind,
+                    data: Bytes(buf[..keep].to_vec()),
+                });
+            }
+        }
+        self.fd = None;
     }
+}
+
+fn run(spec: ExecSpec, confinement: &Arc<Confinement>, tx: &Sender) {
+    let id = spec.id;
+    let prepared = match Prepared::new(&spec.argv, &spec.env, &spec.cwd, &spec.rlimits) {
+        Ok(p) => p,
+        Err(e) => return failed(tx, id, e, None),
+    };
+    let pipes = (|| Ok::<_, std::io::Error>((sys::pipe()?, sys::pipe()?, sys::pipe()?)))();
+    let ((in_r, in_w), (out_r, out_w), (err_r, err_w)) = match pipes {
+        Ok(p) => p,
+        Err(e) => return failed(tx, id, format!("pipes: {e}"), None),
+    };
+    let program = spec.argv.first().cloned().unwrap_or_default();
     let started = Instant::now();
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            tx.send(&GuestMsg::Failed {
-                id: spec.id,
-                error: format!("cannot execute {program:?}: {e}"),
-                errno: e.raw_os_error(),
-            });
-            return;
+    let stdio = [in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
+    let pid = match spawn::spawn(&prepared, confinement, stdio) {
+        Ok(pid) => pid,
+        Err(errno) => {
+            let e = std::io::Error::from_raw_os_error(errno);
+            return failed(
+                tx,
+                id,
+                format!("cannot execute {program:?}: {e}"),
+                Some(errno),
+            );
         }
     };
-    let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
-    let stdin = child.stdin.take();
-    let input = spec.stdin.0;
-    let feeder = std::thread::spawn(move || {
-        if let Some(mut s) = stdin {
-            let _ = s.write_all(&input);
+    drop((in_r, out_w, err_w));
+    let pidfd = match sys::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) => {
+            // SAFETY: killing and reaping the child we just started.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+            return failed(tx, id, format!("pidfd: {e}"), None);
         }
-    });
+    };
+    for fd in [&in_w, &out_r, &err_r] {
+        set_nonblocking(fd);
+    }
+    let mut stdin = (!spec.stdin.0.is_empty()).then_some(in_w);
+    let mut written = 0usize;
+    let mut outs = [
+        Out {
+            fd: Some(out_r),
+            kind: StreamKind::Stdout,
+            total: 0,
+        },
+        Out {
+            fd: Some(err_r),
+            kind: StreamKind::Stderr,
+            total: 0,
+        },
+    ];
     let cap = spec.output_bytes;
-    let readers: Vec<_> = [
-        (
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-            StreamKind::Stdout,
-        ),
-        (
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-            StreamKind::Stderr,
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(r, kind)| r.map(|r| (r, kind)))
-    .map(|(r, kind)| {
-        let tx = tx.clone();
-        let id = spec.id;
-        std::thread::spawn(move || pump(r, kind, id, cap, &tx))
-    })
-    .collect();
-    // Nothing above waited on the child; `child` keeps ownership of the
-    // pid so wait4 below reaps it exactly once.
-    let (done_tx, done_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut status = 0;
-        // SAFETY: rusage is plain data written by the kernel.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: wait for our own child with valid out-pointers.
-        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        let _ = done_tx.send((rc, status, usage));
-        drop(child);
-    });
-    let wall = Duration::from_millis(spec.wall_ms);
+    let mut buf = vec![0u8; CHUNK];
+    let deadline = started + Duration::from_millis(spec.wall_ms);
+    let grace = Duration::from_millis(spec.kill_grace_ms);
     let mut timed_out = false;
-    let waited = match done_rx.recv_timeout(wall) {
-        Ok(w) => Some(w),
-        Err(_) => {
+    // After SIGTERM: when to send SIGKILL (None once sent).
+    let mut kill_at: Option<Instant> = None;
+    let mut exited: Option<(i32, libc::rusage, Duration)> = None;
+    let mut drain_until = None;
+    loop {
+        let now = Instant::now();
+        let wake = match (exited.is_some(), timed_out, kill_at) {
+            (true, ..) => drain_until,
+            (false, false, _) => Some(deadline),
+            (false, true, at) => at,
+        };
+        let timeout_ms = wake.map_or(-1, |w| {
+            i32::try_from(w.saturating_duration_since(now).as_millis()).unwrap_or(i32::MAX)
+        });
+        let mut fds = [libc::pollfd {
+            fd: -1,
+            events: 0,
+            revents: 0,
+        }; 4];
+        for (slot, out) in fds.iter_mut().zip(&outs) {
+            slot.fd = out.fd.as_ref().map_or(-1, |f| f.as_raw_fd());
+            slot.events = libc::POLLIN;
+        }
+        fds[2].fd = stdin.as_ref().map_or(-1, |f| f.as_raw_fd());
+        fds[2].events = libc::POLLOUT;
+        fds[3].fd = if exited.is_none() {
+            pidfd.as_raw_fd()
+        } else {
+            -1
+        };
+        fds[3].events = libc::POLLIN;
+        // SAFETY: a live array of pollfds.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 4, timeout_ms) };
+        if n < 0 && sys::errno() != libc::EINTR {
+            break;
+        }
+        for (slot, out) in fds.iter().zip(outs.iter_mut()) {
+            if slot.revents != 0 {
+                out.pump(id, cap, &mut buf, tx);
+            }
+        }
+        if fds[2].revents != 0 {
+            if let Some(w) = &stdin {
+                let rest = &spec.stdin.0[written..];
+                // SAFETY: writing from a live slice to our descriptor.
+                let r = unsafe { libc::write(w.as_raw_fd(), rest.as_ptr().cast(), rest.len()) };
+                if r > 0 {
+                    written += usize::try_from(r).unwrap_or(0);
+                }
+                if written >= spec.stdin.0.len() || (r < 0 && sys::errno() != libc::EAGAIN) {
+                    stdin = None;
+                }
+            }
+        }
+        if fds[3].revents != 0 && exited.is_none() {
+            // Whatever the command left in its process group ends with
+            // it (it is not yet reaped, so its pid is still the group's).
+            // SAFETY: signalling the command's process group, then reaping
+            // the command (a zombie now) into locals.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+                let mut st = 0;
+                let mut ru: libc::rusage = std::mem::zeroed();
+                if libc::wait4(pid, &mut st, 0, &mut ru) == pid {
+                    exited = Some((st, ru, started.elapsed()));
+                }
+            }
+            stdin = None;
+            drain_until = Some(Instant::now() + DRAIN);
+        }
+        if exited.is_some() && outs.iter().all(|o| o.fd.is_none()) {
+            break;
+        }
+        let now = Instant::now();
+        if exited.is_some() {
+            if drain_until.is_some_and(|d| now >= d) {
+                break;
+            }
+        } else if !timed_out && now >= deadline {
             timed_out = true;
             // SAFETY: signalling the command's process group.
             unsafe { libc::kill(-pid, libc::SIGTERM) };
-            match done_rx.recv_timeout(Duration::from_millis(spec.kill_grace_ms)) {
-                Ok(w) => Some(w),
-                Err(_) => {
-                    // SAFETY: as above.
-                    unsafe { libc::kill(-pid, libc::SIGKILL) };
-                    done_rx.recv().ok()
-                }
-            }
+            kill_at = Some(now + grace);
+        } else if kill_at.is_some_and(|k| now >= k) {
+            // SAFETY: as above.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            kill_at = None;
         }
+    }
+    let Some((status, usage, duration)) = exited else {
+        // SAFETY: the loop ended on a poll failure: kill and reap.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        return failed(tx, id, "lost track of the command".into(), None);
     };
-    // Leftovers of the command (background jobs) would keep the output
-    // pipes open: the command is over, so is its process group.
-    // SAFETY: as above.
-    unsafe { libc::kill(-pid, libc::SIGKILL) };
-    let duration = started.elapsed();
-    let _ = feeder.join();
-    let totals: Vec<u64> = readers.into_iter().map(|r| r.join().unwrap_or(0)).collect();
-    let (status, usage) = match waited {
-        Some((rc, status, usage)) if rc == pid => {
-            let s = if timed_out {
-                GuestStatus::TimedOut
-            } else if libc::WIFEXITED(status) {
-                GuestStatus::Exit(libc::WEXITSTATUS(status))
-            } else {
-                GuestStatus::Signal(libc::WTERMSIG(status))
-            };
-            (s, usage)
-        }
-        _ => {
-            tx.send(&GuestMsg::Failed {
-                id: spec.id,
-                error: "lost track of the command".into(),
-                errno: None,
-            });
-            return;
-        }
+    let status = if timed_out {
+        GuestStatus::TimedOut
+    } else if libc::WIFEXITED(status) {
+        GuestStatus::Exit(libc::WEXITSTATUS(status))
+    } else {
+        GuestStatus::Signal(libc::WTERMSIG(status))
     };
     let us = |tv: libc::timeval| {
         u64::try_from(tv.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(tv.tv_usec).unwrap_or(0)
     };
     tx.send(&GuestMsg::Exited(ExitReport {
-        id: spec.id,
+        id,
         status,
-        stdout_total: totals.first().copied().unwrap_or(0),
-        stderr_total: totals.get(1).copied().unwrap_or(0),
+        stdout_total: outs[0].total,
+        stderr_total: outs[1].total,
         user_cpu_us: us(usage.ru_utime),
         system_cpu_us: us(usage.ru_stime),
         max_rss_bytes: u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024,
         duration_us: u64::try_from(duration.as_micros()).unwrap_or(u64::MAX),
     }));
-}
-
-/// Forward a stream in chunks up to `cap` bytes; count the rest. Returns the total.
-fn pump(mut r: Box<dyn Read + Send>, kind: StreamKind, id: u64, cap: u64, tx: &Sender) -> u64 {
-    let mut buf = vec![0u8; CHUNK];
-    let mut total = 0u64;
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) | Err(_) => return total,
-            Ok(n) => n,
-        };
-        let keep = cap.saturating_sub(total).min(n as u64) as usize;
-        total += n as u64;
-        if keep > 0 {
-            tx.send(&GuestMsg::Output {
-                id,
-                stream: kind,
-                data: Bytes(buf[..keep].to_vec()),
-            });
-        }
-    }
 }

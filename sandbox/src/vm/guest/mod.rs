@@ -12,6 +12,8 @@ mod confine;
 pub(crate) use confine::GUEST_USER;
 mod exec;
 mod forward;
+mod spawn;
+mod workers;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -24,6 +26,10 @@ use super::protocol::{read_frame, write_frame, GuestMsg, HostMsg, ReadyReport, P
 
 /// Where virtio-fs is mounted, and its tag.
 const WORKSPACE_TAG: &str = "stele-ws";
+
+/// The kernel command-line word with which the host turns off address
+/// space randomisation for guest commands (under TCG; see `qemu.rs`).
+pub const ASLR_OFF: &str = "stele.aslr=off";
 
 /// The write half of the channel, shared by every thread that reports.
 #[derive(Clone)]
@@ -105,13 +111,21 @@ fn agent() -> Result<(), String> {
     if !crate::process::loopback::lo_up() {
         errors.push(format!("loopback: {}", std::io::Error::last_os_error()));
     }
-    let confinement = match confine::Confinement::prepare() {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let aslr = !cmdline.split_whitespace().any(|w| w == ASLR_OFF);
+    let confinement = match confine::Confinement::prepare(aslr) {
         Ok(c) => Some(Arc::new(c)),
         Err(e) => {
             errors.push(e);
             None
         }
     };
+    // From here on the agent runs under the commands' seccomp filters.
+    if let Some(c) = &confinement {
+        if let Err(e) = c.enter() {
+            errors.push(e);
+        }
+    }
     let port_path = find_port()?;
     let port = File::options()
         .read(true)
@@ -156,9 +170,11 @@ fn agent() -> Result<(), String> {
             HostMsg::ProxyClose { stream } => forward::close(&streams, stream),
             HostMsg::Ping { id } => sender.send(&GuestMsg::Pong { id }),
             HostMsg::Shutdown => {
+                // PID 1 powers off when the agent is gone (`reboot` is
+                // among the calls the agent's filters deny).
                 // SAFETY: sync has no preconditions.
                 unsafe { libc::sync() };
-                power_off();
+                return Ok(());
             }
         }
     }
