@@ -30,6 +30,13 @@ pub struct ConfigFile {
     pub approve: Option<ApproveMode>,
     /// The sandbox's network.
     pub network: Option<NetworkChoice>,
+    /// The sandbox backend (`process` or `vm`) [default: process].
+    pub backend: Option<crate::cli::backend::BackendChoice>,
+    /// When the micro-VM does not come up: `none` (refuse, the default) or
+    /// `process` (run in the process sandbox instead; warned and logged).
+    pub vm_fallback: Option<crate::cli::backend::VmFallback>,
+    /// Seconds the micro-VM may take to come up [default: 60].
+    pub vm_boot_timeout_secs: Option<u64>,
     /// Audit database.
     pub db: Option<PathBuf>,
     /// Signing key.

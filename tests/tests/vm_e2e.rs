@@ -100,6 +100,15 @@ fn run_with_the_vm_backend() {
         .to_string();
     assert!(start.contains("\"sandbox_backend\":\"microvm\""), "{start}");
     assert!(start.contains("\"vm_image_digest\":\"sha256:"), "{start}");
+    // …and how QEMU itself was jailed.
+    let start_v = leaves
+        .iter()
+        .find(|l| l["kind"] == "session.start")
+        .unwrap();
+    let jail = &start_v["data"]["vm_jail"];
+    assert!(jail["namespaces"].to_string().contains("mount"), "{start}");
+    assert_eq!(jail["capabilities"], "none", "{start}");
+    assert!(jail["landlock_abi"].as_u64().unwrap() >= 1, "{start}");
     let all = serde_json::to_string(&leaves).unwrap();
     assert!(
         all.contains("receipts/in.txt"),
@@ -117,4 +126,245 @@ fn run_with_the_vm_backend() {
         .unwrap()
         .to_string();
     intents_closed_once(&leaves, &session).unwrap();
+}
+
+fn keys(s: &Stele) {
+    let o = s
+        .run(&["keys", "init", "--origin", "vm.stele.invalid/log"])
+        .unwrap();
+    assert!(o.status.success());
+}
+
+/// The predicate of the session attestation `stele` stored beside `db`.
+fn attestation(db: &Path, session: &str) -> serde_json::Value {
+    use base64::Engine;
+    let dir = PathBuf::from(format!("{}.attestations", db.display()));
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains(session))
+        .unwrap_or_else(|| panic!("no attestation for {session} in {}", dir.display()));
+    let env: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(file).unwrap().trim()).unwrap();
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(env["payload"].as_str().unwrap())
+        .unwrap();
+    let statement: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    statement["predicate"].clone()
+}
+
+fn last_start(leaves: &[serde_json::Value]) -> &serde_json::Value {
+    leaves
+        .iter()
+        .rev()
+        .find(|l| l["kind"] == "session.start")
+        .unwrap()
+}
+
+#[test]
+fn a_vm_that_does_not_come_up_is_an_error_unless_fallback_is_configured() {
+    let images = image_store();
+    let d = tempfile::tempdir().unwrap();
+    let ws = d.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let s = Stele::new(&d.path().join("state"));
+    keys(&s);
+    let db = d.path().join("state/audit.db");
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/finance");
+    let exec = |config: &str, images: &Path, extra: &[&str]| {
+        let cfg = d.path().join("config.toml");
+        std::fs::write(&cfg, config).unwrap();
+        let mut args = vec![
+            "sandbox",
+            "exec",
+            "--workspace",
+            ws.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--user",
+            "alice",
+            "--approve",
+            "deny",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "python3", "-c", "print('ran')"]);
+        s.run_env(
+            &args,
+            &[
+                ("STELE_CONFIG", cfg.to_str().unwrap()),
+                ("STELE_VM_IMAGES", images.to_str().unwrap()),
+            ],
+        )
+        .unwrap()
+    };
+
+    // The config's default backend is the VM; with no image it cannot come
+    // up, and without a configured fallback that is an error, in the log too.
+    let no_images = d.path().join("no-images");
+    std::fs::create_dir_all(&no_images).unwrap();
+    let o = exec("backend = \"vm\"\n", &no_images, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("micro-VM did not come up"), "{err}");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("ran"));
+    let leaves = leaves_json(&s, &db).unwrap();
+    let start = last_start(&leaves);
+    assert_eq!(start["data"]["sandbox_backend"], "microvm", "{start}");
+    assert!(
+        start["data"]["sandbox_error"]
+            .as_str()
+            .unwrap()
+            .contains("no guest image"),
+        "{start}"
+    );
+    let id = start["session"]["id"].clone();
+    let end = leaves
+        .iter()
+        .find(|l| l["kind"] == "session.end" && l["session"]["id"] == id)
+        .unwrap();
+    assert_eq!(end["outcome"]["status"], "error", "{end}");
+    assert!(!leaves
+        .iter()
+        .any(|l| l["kind"] == "exec.start" && l["session"]["id"] == id));
+
+    // Allowed by the config: a VM that does not come up within its timeout
+    // (1 s; a TCG boot takes seconds) gives way to the process sandbox,
+    // with a warning, and the log and attestation say what ran and why.
+    let o = exec(
+        "backend = \"vm\"\nvm_fallback = \"process\"\nvm_boot_timeout_secs = 1\n",
+        &images,
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "ran", "{err}");
+    assert!(
+        err.contains("WARNING: the micro-VM did not come up"),
+        "{err}"
+    );
+    let leaves = leaves_json(&s, &db).unwrap();
+    let start = last_start(&leaves);
+    let data = &start["data"];
+    assert_eq!(data["sandbox_backend"], "process", "{start}");
+    assert_eq!(data["sandbox_backend_requested"], "microvm", "{start}");
+    let reason = data["sandbox_fallback"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("did not come up within 1000 ms"),
+        "{reason}"
+    );
+    let id = start["session"]["id"].as_str().unwrap().to_string();
+    assert!(leaves
+        .iter()
+        .any(|l| l["kind"] == "exec.start" && l["session"]["id"] == id.as_str()));
+    let att = attestation(&db, &id);
+    assert_eq!(att["sandbox"]["backend"], "process", "{att}");
+    assert_eq!(
+        att["sandbox"]["sandbox_backend_requested"], "microvm",
+        "{att}"
+    );
+    assert!(
+        att["sandbox"]["sandbox_fallback"]["reason"].is_string(),
+        "{att}"
+    );
+
+    // A managed configuration that forbids the fallback cannot be overridden by a flag.
+    let managed = d.path().join("managed.toml");
+    std::fs::write(&managed, "vm_fallback = \"none\"\n").unwrap();
+    let cfg = d.path().join("config.toml");
+    std::fs::write(&cfg, "backend = \"vm\"\n").unwrap();
+    let o = s
+        .run_env(
+            &[
+                "sandbox",
+                "exec",
+                "--workspace",
+                ws.to_str().unwrap(),
+                "--vm-fallback",
+                "process",
+                "--",
+                "true",
+            ],
+            &[
+                ("STELE_CONFIG", cfg.to_str().unwrap()),
+                ("STELE_MANAGED_CONFIG", managed.to_str().unwrap()),
+            ],
+        )
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("managed configuration"), "{err}");
+}
+
+#[test]
+fn resume_reopens_the_session_in_the_vm() {
+    let images = image_store();
+    let d = tempfile::tempdir().unwrap();
+    let ws = d.path().join("ws");
+    std::fs::create_dir_all(ws.join("reports")).unwrap();
+    let s = Stele::new(&d.path().join("state"));
+    keys(&s);
+    let mock = MockModel::start().unwrap();
+    let uname =
+        json!({"argv": ["python3", "-c", "import os; print('kernel', os.uname().release)"]});
+    mock.push(Turn::new().tool_use("t1", "exec", uname.clone()).into());
+    // Then the model stays down: the session pauses, resumable.
+    for _ in 0..5 {
+        mock.push(stele_tests::mock_model::Reply::server_error());
+    }
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/finance");
+    let base_url = mock.base_url();
+    let env = [
+        ("ANTHROPIC_API_KEY", "sk-ant-test-0123456789"),
+        ("ANTHROPIC_BASE_URL", base_url.as_str()),
+        ("STELE_VM_IMAGES", images.to_str().unwrap()),
+    ];
+    let o = s
+        .run_env(
+            &[
+                "run",
+                "--backend",
+                "vm",
+                "--workspace",
+                ws.to_str().unwrap(),
+                "--policy",
+                policy.to_str().unwrap(),
+                "--model",
+                "anthropic:claude-sonnet-4-5",
+                "What kernel runs your commands?",
+            ],
+            &env,
+        )
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(75), "paused: {err}");
+    let db = d.path().join("state/audit.db");
+    let leaves = leaves_json(&s, &db).unwrap();
+    let id = last_start(&leaves)["session"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    mock.push(Turn::new().tool_use("t2", "exec", uname).into());
+    mock.push(
+        Turn::new()
+            .tool_use("t3", "final_answer", json!({"answer": "a guest kernel"}))
+            .into(),
+    );
+    let o = s.run_env(&["session", "resume", &id], &env).unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("micro-VM up"), "resumed in a VM: {err}");
+    let leaves = leaves_json(&s, &db).unwrap();
+    let resumed = leaves
+        .iter()
+        .find(|l| l["kind"] == "policy.load" && l["data"]["resumed"] == true)
+        .unwrap();
+    assert_eq!(resumed["data"]["sandbox_backend"], "microvm", "{resumed}");
+    assert!(resumed["data"]["vm_image_digest"].is_string(), "{resumed}");
+    // Both commands ran in the guest's kernel.
+    let last = mock.requests().last().unwrap().text();
+    assert_eq!(last.matches("cloud-amd64").count(), 2, "{last}");
+    intents_closed_once(&leaves, &id).unwrap();
+    let att = attestation(&db, &id);
+    assert_eq!(att["sandbox"]["backend"], "microvm", "{att}");
 }

@@ -68,6 +68,8 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         last = match rt.block_on(agent.run(&mut messages, budget, &mut on)) {
             Ok(e) => e,
             Err(e) => {
+                drop(agent);
+                session.release_sandbox();
                 let _ = gate.end_session(Status::Error, Some(format!("{e:#}")));
                 return Err(e.into());
             }
@@ -78,12 +80,14 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     agent.tools.shutdown()?;
+    // The VM stops (and the guest's last closes are logged) inside the session.
+    drop(agent);
+    session.release_sandbox();
     finish(&gate, &last, style)?;
     if !matches!(last, RunEnd::Paused(_)) {
         session.attest()?;
     }
     drop(gate);
-    drop(agent);
     session.close()?;
     Ok(exit_code(&last))
 }

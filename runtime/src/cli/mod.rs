@@ -1,6 +1,7 @@
 //! The `stele` command line: one module per top-level subcommand.
 
 pub mod audit;
+pub mod backend;
 pub mod bench;
 pub mod chat;
 pub mod demo;

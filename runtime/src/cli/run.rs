@@ -33,9 +33,16 @@ pub struct RunArgs {
     /// What to do when policy asks a human and there is no terminal [default: deny].
     #[arg(long, value_enum)]
     pub approve: Option<ApproveMode>,
-    /// The sandbox backend.
-    #[arg(long, value_enum, default_value_t = super::vm::BackendChoice::Process)]
-    pub backend: super::vm::BackendChoice,
+    /// The sandbox backend [default: `backend` in the config, else process].
+    #[arg(long, value_enum)]
+    pub backend: Option<super::backend::BackendChoice>,
+    /// When the micro-VM does not come up: refuse, or run in the process
+    /// sandbox (warned and logged) [default: `vm_fallback` in the config, else none].
+    #[arg(long, value_enum)]
+    pub vm_fallback: Option<super::backend::VmFallback>,
+    /// The micro-VM's boot timeout in seconds (from the config's `vm_boot_timeout_secs`).
+    #[arg(skip)]
+    pub vm_boot_timeout_secs: Option<u64>,
     /// The sandbox's network [default: none].
     #[arg(long, value_enum)]
     pub network: Option<NetworkChoice>,
@@ -110,6 +117,10 @@ pub(crate) fn apply_config(args: &mut RunArgs) -> anyhow::Result<()> {
     args.db = layers.pick("db", args.db.take(), |c| c.db.clone())?;
     args.key = layers.pick("key", args.key.take(), |c| c.key.clone())?;
     args.max_steps = layers.pick("max_steps", args.max_steps, |c| c.max_steps)?;
+    args.backend = layers.pick("backend", args.backend, |c| c.backend)?;
+    args.vm_fallback = layers.pick("vm_fallback", args.vm_fallback, |c| c.vm_fallback)?;
+    args.vm_boot_timeout_secs =
+        layers.pick("vm_boot_timeout_secs", None, |c| c.vm_boot_timeout_secs)?;
     args.config = layers.provenance();
     Ok(())
 }
@@ -134,7 +145,13 @@ pub(crate) fn open_for(
             db: args.db.as_deref(),
             key: args.key.as_deref(),
             network: args.network.unwrap_or(NetworkChoice::None),
-            backend: args.backend,
+            backend: super::backend::BackendSpec {
+                requested: args
+                    .backend
+                    .unwrap_or(super::backend::BackendChoice::Process),
+                fallback: args.vm_fallback.unwrap_or_default(),
+                vm_boot_timeout: args.vm_boot_timeout_secs.map(Duration::from_secs),
+            },
             data: serde_json::json!({
                 "config": args.config,
                 "model": format!("{:?}:{}", info.kind, info.model).to_lowercase(),
@@ -173,6 +190,7 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
     let end = match drive(&session, provider, messages, budget, style) {
         Ok(e) => e,
         Err(e) => {
+            session.release_sandbox();
             let _ = gate.end_session(Status::Error, Some(format!("{e:#}")));
             drop(gate);
             // Closing also sends the final checkpoint to the witnesses.
@@ -182,6 +200,8 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
             return Err(e);
         }
     };
+    // The VM stops (and the guest's last closes are logged) inside the session.
+    session.release_sandbox();
     finish(&gate, &end, style)?;
     if !matches!(end, RunEnd::Paused(_)) {
         session.attest()?;

@@ -78,9 +78,13 @@ pub struct ExecArgs {
     /// What to do when policy asks a human.
     #[arg(long, value_enum, default_value_t = ApproveMode::Prompt)]
     pub approve: ApproveMode,
-    /// The sandbox backend.
-    #[arg(long, value_enum, default_value_t = super::vm::BackendChoice::Process)]
-    pub backend: super::vm::BackendChoice,
+    /// The sandbox backend [default: `backend` in the config, else process].
+    #[arg(long, value_enum)]
+    pub backend: Option<super::backend::BackendChoice>,
+    /// When the micro-VM does not come up: refuse, or run in the process
+    /// sandbox (warned and logged) [default: `vm_fallback` in the config, else none].
+    #[arg(long, value_enum)]
+    pub vm_fallback: Option<super::backend::VmFallback>,
     /// Audit database [default: $STATE/audit.db].
     #[arg(long)]
     pub db: Option<PathBuf>,
@@ -176,6 +180,18 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
 const PASS_ENV: [&str; 4] = ["TERM", "LANG", "LC_ALL", "TZ"];
 
 fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let layers = crate::config::load()?;
+    let backend = super::backend::BackendSpec {
+        requested: layers
+            .pick("backend", args.backend, |c| c.backend)?
+            .unwrap_or(super::backend::BackendChoice::Process),
+        fallback: layers
+            .pick("vm_fallback", args.vm_fallback, |c| c.vm_fallback)?
+            .unwrap_or_default(),
+        vm_boot_timeout: layers
+            .pick("vm_boot_timeout_secs", None, |c| c.vm_boot_timeout_secs)?
+            .map(Duration::from_secs),
+    };
     let session = setup::open(
         SessionSpec {
             workspace: &args.workspace,
@@ -184,12 +200,13 @@ fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
             db: args.db.as_deref(),
             key: args.key.as_deref(),
             network: args.network,
-            backend: args.backend,
+            backend,
             data: json!({ "command": "sandbox exec" }),
         },
         approver_for(args.approve, &args.user),
     )?;
     let result = exec_in(&session, &args);
+    session.release_sandbox();
     let status = match &result {
         Ok(_) => Status::Ok,
         Err(_) => Status::Error,

@@ -11,6 +11,7 @@ use stele_audit::leaf::Leaf;
 use stele_audit::{EventKind, Status};
 use stele_policy::Bundle;
 
+use super::backend::{BackendChoice, BackendSpec};
 use super::run::{drive, exit_code, finish};
 use super::setup::{self, NetworkChoice};
 use crate::agent::progress::ProgressStyle;
@@ -197,6 +198,24 @@ fn resume(
         Some("proxy") => NetworkChoice::Proxy,
         _ => NetworkChoice::None,
     };
+    // The backend the session ran in (not what it asked for: a session that
+    // fell back to the process sandbox resumes there).
+    let recorded = field("sandbox_backend");
+    let requested = match recorded.as_deref() {
+        None => BackendChoice::Process,
+        Some(name) => BackendChoice::from_recorded(name)
+            .with_context(|| format!("session.start names an unknown sandbox backend {name:?}"))?,
+    };
+    let layers = crate::config::load()?;
+    let backend = BackendSpec {
+        requested,
+        fallback: layers
+            .pick("vm_fallback", None, |c| c.vm_fallback)?
+            .unwrap_or_default(),
+        vm_boot_timeout: layers
+            .pick("vm_boot_timeout_secs", None, |c| c.vm_boot_timeout_secs)?
+            .map(Duration::from_secs),
+    };
     let bundle = Arc::new(
         Bundle::load(&policy).with_context(|| format!("policy bundle {}", policy.display()))?,
     );
@@ -223,6 +242,7 @@ fn resume(
         },
         workspace,
         network,
+        backend,
         approver_for(approve, &principal),
     )?;
     let style = if json {
@@ -244,12 +264,14 @@ fn resume(
     let end = match drive(&session, provider, messages, budget, style) {
         Ok(e) => e,
         Err(e) => {
+            session.release_sandbox();
             let _ = session
                 .gate
                 .end_session(Status::Error, Some(format!("{e:#}")));
             return Err(e);
         }
     };
+    session.release_sandbox();
     finish(&session.gate, &end, style)?;
     if !matches!(end, RunEnd::Paused(_)) {
         session.attest()?;

@@ -1,18 +1,21 @@
 //! Opening a session for a command (`run`, `sandbox exec`): the audit log,
-//! the policy bundle, the principal's teams, the gate, and the sandbox.
-//! Any failure refuses to start (fail closed).
+//! the policy bundle, the principal's teams, the sandbox (built before the
+//! session starts, so that `session.start` names the backend that runs;
+//! see `backend.rs`), and the gate. Any failure refuses to start (fail
+//! closed).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context as _;
 use stele_attest::load_key_file;
 use stele_audit::{AuditLog, LogOptions};
 use stele_policy::{Bundle, Network, SandboxBackend, SandboxFacts};
 use stele_sandbox::exec::Sandbox;
-use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig};
+use stele_sandbox::process::NetworkMode;
 use stele_sandbox::Mediator;
 
+use super::backend::{self, BackendChoice, BackendSpec, Built, DeferredMediator};
 use crate::gate::approval::Approver;
 use crate::gate::mediator::GateMediator;
 use crate::gate::{Gate, SessionInfo};
@@ -44,8 +47,8 @@ pub struct SessionSpec<'a> {
     pub key: Option<&'a Path>,
     /// Sandbox network.
     pub network: NetworkChoice,
-    /// Sandbox backend.
-    pub backend: super::vm::BackendChoice,
+    /// Sandbox backend and its fallback.
+    pub backend: BackendSpec,
     /// Extra `session.start` fields.
     pub data: serde_json::Value,
 }
@@ -61,8 +64,40 @@ pub struct OpenSession {
     /// Audit database path.
     pub db: PathBuf,
     network: NetworkChoice,
-    backend: super::vm::BackendChoice,
+    /// The session's sandbox (one for the whole session: a VM stays warm)
+    /// until [`OpenSession::release_sandbox`].
+    sandbox: Mutex<Option<Arc<dyn Sandbox>>>,
+    /// The gate as the sandbox's mediator.
+    mediator: Arc<dyn Mediator>,
+    /// The attestation's sandbox settings.
+    attestation: serde_json::Value,
     signer: Arc<stele_attest::Ed25519Signer>,
+}
+
+fn network_mode(n: NetworkChoice) -> NetworkMode {
+    match n {
+        NetworkChoice::None => NetworkMode::LoopbackOnly,
+        NetworkChoice::Proxy => NetworkMode::EgressProxy,
+    }
+}
+
+fn facts(backend: BackendChoice, network: NetworkChoice) -> SandboxFacts {
+    SandboxFacts {
+        backend: match backend {
+            BackendChoice::Process => SandboxBackend::Process,
+            BackendChoice::Vm => SandboxBackend::Microvm,
+        },
+        network: match network {
+            NetworkChoice::None => Network::Disabled,
+            NetworkChoice::Proxy => Network::ViaProxy,
+        },
+    }
+}
+
+fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
+    if let (Some(o), serde_json::Value::Object(extra)) = (into.as_object_mut(), from) {
+        o.extend(extra);
+    }
 }
 
 /// The principal: the flag, else `$USER`.
@@ -125,51 +160,68 @@ pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Resul
             .with_context(|| "the audit signing key (create one with `stele keys init`)")?,
     );
     let log = open_log(&db, signer.clone())?;
-    let facts = SandboxFacts {
-        backend: match spec.backend {
-            super::vm::BackendChoice::Process => SandboxBackend::Process,
-            super::vm::BackendChoice::Vm => SandboxBackend::Microvm,
-        },
-        network: match spec.network {
-            NetworkChoice::None => Network::Disabled,
-            NetworkChoice::Proxy => Network::ViaProxy,
-        },
-    };
     let id = format!("s-{}", uuid::Uuid::new_v4().simple());
     let mut data = serde_json::json!({
         "workspace": workspace.display().to_string(),
         "network": format!("{:?}", spec.network).to_lowercase(),
         "policy_source": located.origin.as_str(),
     });
-    // Which backend runs the commands (and, for the VM, the image digest).
-    if let (Some(o), serde_json::Value::Object(b)) =
-        (data.as_object_mut(), super::vm::backend_data(spec.backend)?)
-    {
-        o.extend(b);
-    }
-    if let (Some(o), serde_json::Value::Object(extra)) = (data.as_object_mut(), spec.data) {
-        o.extend(extra);
-    }
+    merge(&mut data, spec.data);
+    let info = SessionInfo {
+        id,
+        principal: user,
+        teams,
+    };
+    let deferred = Arc::new(DeferredMediator::default());
+    let built = match backend::build(
+        &spec.backend,
+        &workspace,
+        deferred.clone(),
+        network_mode(spec.network),
+    ) {
+        Ok(b) => b,
+        Err(e) => {
+            // The refusal is in the log too: a session that ran nothing.
+            data["sandbox_error"] = serde_json::json!(format!("{e:#}"));
+            let facts = facts(spec.backend.requested, spec.network);
+            if let Ok(gate) = Gate::start_session(log.clone(), bundle, info, approver, facts, data)
+            {
+                let _ = gate.end_session(stele_audit::Status::Error, Some(format!("{e:#}")));
+            }
+            if let Ok(l) = Arc::try_unwrap(log) {
+                let _ = l.close();
+            }
+            return Err(e);
+        }
+    };
+    let Built {
+        sandbox,
+        ran,
+        record,
+        attestation,
+    } = built;
+    // Which backend runs the commands (and, for the VM, its image, jail…).
+    merge(&mut data, record);
     let gate = Arc::new(Gate::start_session(
         log.clone(),
         bundle,
-        SessionInfo {
-            id,
-            principal: user,
-            teams,
-        },
+        info,
         approver,
-        facts,
+        facts(ran, spec.network),
         data,
     )?);
     let (gate, log) = witnessed_start(&witnessing, gate, log, &db)?;
+    let mediator: Arc<dyn Mediator> = Arc::new(GateMediator::new(gate.clone(), None));
+    deferred.bind(mediator.clone());
     Ok(OpenSession {
         gate,
         log,
         workspace,
         db,
         network: spec.network,
-        backend: spec.backend,
+        sandbox: Mutex::new(Some(sandbox)),
+        mediator,
+        attestation,
         signer,
     })
 }
@@ -209,61 +261,81 @@ pub struct OpenedLog {
     pub signer: Arc<stele_attest::Ed25519Signer>,
 }
 
-/// Reopen an unfinished session recorded in `opened`.
+/// Reopen an unfinished session recorded in `opened`, in the sandbox
+/// backend `backend` asks for (the one the session used).
+#[allow(clippy::too_many_arguments)]
 pub fn resume(
     opened: OpenedLog,
     bundle: Arc<Bundle>,
     info: SessionInfo,
     workspace: PathBuf,
     network: NetworkChoice,
+    backend: BackendSpec,
     approver: Box<dyn Approver>,
 ) -> anyhow::Result<OpenSession> {
     let witnessing = Witnessing::load()?;
     let OpenedLog { log, db, signer } = opened;
-    let facts = SandboxFacts {
-        backend: SandboxBackend::Process,
-        network: match network {
-            NetworkChoice::None => Network::Disabled,
-            NetworkChoice::Proxy => Network::ViaProxy,
-        },
-    };
+    let deferred = Arc::new(DeferredMediator::default());
+    // A sandbox that cannot be built leaves the session open (resumable
+    // later), with nothing run.
+    let Built {
+        sandbox,
+        ran,
+        record,
+        attestation,
+    } = backend::build(
+        &backend,
+        &workspace,
+        deferred.clone(),
+        network_mode(network),
+    )?;
     let gate = Arc::new(Gate::resume_session(
         log.clone(),
         bundle,
         info,
         approver,
-        facts,
+        facts(ran, network),
+        record,
     )?);
     let (gate, log) = witnessed_start(&witnessing, gate, log, &db)?;
+    let mediator: Arc<dyn Mediator> = Arc::new(GateMediator::new(gate.clone(), None));
+    deferred.bind(mediator.clone());
     Ok(OpenSession {
         gate,
         log,
         workspace,
         db,
         network,
-        backend: super::vm::BackendChoice::Process,
+        sandbox: Mutex::new(Some(sandbox)),
+        mediator,
+        attestation,
         signer,
     })
 }
 
 impl OpenSession {
-    /// The session's sandbox, mediated by its gate.
+    /// The session's sandbox, mediated by its gate (the same one on every
+    /// call: a micro-VM stays warm for the whole session).
     pub fn sandbox(&self) -> anyhow::Result<(Arc<dyn Sandbox>, Arc<dyn Mediator>)> {
-        let mediator: Arc<dyn Mediator> = Arc::new(GateMediator::new(self.gate.clone(), None));
-        let network = match self.network {
-            NetworkChoice::None => NetworkMode::LoopbackOnly,
-            NetworkChoice::Proxy => NetworkMode::EgressProxy,
-        };
-        if self.backend == super::vm::BackendChoice::Vm {
-            let vm = super::vm::vm_sandbox(&self.workspace, mediator.clone(), network)
-                .context("booting the micro-VM (stele never runs unsandboxed)")?;
-            return Ok((Arc::new(vm), mediator));
-        }
-        let mut cfg = ProcessSandboxConfig::new(&self.workspace, mediator.clone());
-        cfg.network = network;
-        let sandbox = ProcessSandbox::new(cfg)
-            .context("setting up the sandbox (stele never runs unsandboxed)")?;
-        Ok((Arc::new(sandbox), mediator))
+        let sandbox = self
+            .sandbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .context("the session's sandbox has been released")?;
+        Ok((sandbox, self.mediator.clone()))
+    }
+
+    /// Let the sandbox go before the session ends, so that a VM's shutdown
+    /// (and the closes of files its guest still held) is recorded inside
+    /// the session. It stops once no tool holds it any more.
+    pub fn release_sandbox(&self) {
+        let sandbox = self
+            .sandbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(sandbox);
     }
 
     /// Sign the session attestation (entries, checkpoint, policy digest,
@@ -275,19 +347,10 @@ impl OpenSession {
             policy_digest: Some(self.gate.bundle().digest().to_string()),
             runtime_version: env!("CARGO_PKG_VERSION").to_string(),
             binary_sha256: binary_sha256()?,
-            sandbox: match self.backend {
-                super::vm::BackendChoice::Process => serde_json::json!({
-                    "backend": "process",
-                    "network": format!("{:?}", self.network).to_lowercase(),
-                    "layers": "namespaces, landlock, seccomp, mediated FUSE workspace",
-                }),
-                super::vm::BackendChoice::Vm => {
-                    let mut v = super::vm::backend_data(self.backend)?;
-                    v["backend"] = serde_json::json!("microvm");
-                    v["network"] = serde_json::json!(format!("{:?}", self.network).to_lowercase());
-                    v["layers"] = serde_json::json!("QEMU microvm (own kernel), in-guest landlock + seccomp, mediated virtio-fs workspace, proxy-only network");
-                    v
-                }
+            sandbox: {
+                let mut v = self.attestation.clone();
+                v["network"] = serde_json::json!(format!("{:?}", self.network).to_lowercase());
+                v
             },
         };
         attest_session(
@@ -302,6 +365,8 @@ impl OpenSession {
     /// Close the log (appends `log.close`).
     /// Then send the final checkpoint to the configured witnesses.
     pub fn close(self) -> anyhow::Result<()> {
+        self.release_sandbox();
+        drop(self.mediator);
         drop(self.gate);
         let verifier = self.log.verifier().clone();
         if let Ok(log) = Arc::try_unwrap(self.log) {

@@ -378,31 +378,7 @@ fn bench_in(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Which sandbox backend runs the commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BackendChoice {
-    /// Namespaces + Landlock + seccomp on the host kernel (the default).
-    Process,
-    /// A QEMU micro-VM with its own kernel (`stele vm check`).
-    Vm,
-}
-
-/// What the session-start entry records about the backend: its name and,
-/// for the VM, the guest image digest and kernel.
-pub fn backend_data(backend: BackendChoice) -> anyhow::Result<serde_json::Value> {
-    Ok(match backend {
-        BackendChoice::Process => json!({ "sandbox_backend": "process" }),
-        BackendChoice::Vm => {
-            let image = default_store().current()?;
-            json!({
-                "sandbox_backend": "microvm",
-                "vm_image_digest": image.manifest.digest,
-                "vm_kernel": image.manifest.kernel_release,
-                "vm_kvm": matches!(stele_sandbox::vm::probe_kvm(), stele_sandbox::vm::KvmProbe::Usable),
-            })
-        }
-    })
-}
+pub use super::backend::BackendChoice;
 
 /// A micro-VM sandbox for `workspace`, mediated by `mediator`. Booting
 /// fails (never falls back) when the VM does not come up in time.
@@ -410,11 +386,16 @@ pub fn vm_sandbox(
     workspace: &std::path::Path,
     mediator: Arc<dyn Mediator>,
     network: NetworkMode,
+    boot_timeout: Option<Duration>,
 ) -> anyhow::Result<VmSandbox> {
     let image = default_store().current()?;
     let mut cfg = VmSandboxConfig::new(workspace, mediator, image, agent_path());
     cfg.network = network;
-    let vm = VmSandbox::new(cfg)?;
+    if let Some(t) = boot_timeout {
+        cfg.boot_timeout = t;
+    }
+    // Its message already names the cause (printing the chain would repeat it).
+    let vm = VmSandbox::new(cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
     let info = vm.info();
     eprintln!(
         "stele: micro-VM up in {:.0} ms ({}, image {}, kernel {})",

@@ -176,24 +176,29 @@ impl Gate {
 
     /// Continue an existing, unfinished session: records a `policy.load`
     /// entry in the session with the bundle now in force (it may differ from
-    /// the one the session started with; both digests are in the log).
+    /// the one the session started with; both digests are in the log), the
+    /// sandbox facts now in force and `data`.
     pub fn resume_session(
         log: Arc<AuditLog>,
         bundle: Arc<Bundle>,
         session: SessionInfo,
         approver: Box<dyn Approver>,
         sandbox: SandboxFacts,
+        data: serde_json::Value,
     ) -> Result<Self, GateError> {
         let mut gate = Self::new(log, bundle, session, approver, sandbox);
-        let r =
-            gate.log
-                .append_blocking(gate.event(EventKind::PolicyLoad).with_data(
-                    serde_json::json!({
-                        "resumed": true,
-                        "policy_bundle": gate.bundle.digest().to_string(),
-                        "policy_root": gate.bundle.root().display().to_string(),
-                    }),
-                ))?;
+        let mut d = serde_json::json!({
+            "resumed": true,
+            "policy_bundle": gate.bundle.digest().to_string(),
+            "policy_root": gate.bundle.root().display().to_string(),
+            "sandbox_backend": gate.sandbox.backend.as_str(),
+        });
+        if let (Some(o), serde_json::Value::Object(extra)) = (d.as_object_mut(), data) {
+            o.extend(extra);
+        }
+        let r = gate
+            .log
+            .append_blocking(gate.event(EventKind::PolicyLoad).with_data(d))?;
         gate.start_entry = (r.seq, r.leaf_hash);
         Ok(gate)
     }

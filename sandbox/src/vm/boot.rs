@@ -108,10 +108,16 @@ pub(crate) fn boot(
         Ok(c) => c,
         Err(e) => {
             let console = console_tail(&spec);
+            // Whichever step ran out of time, the VM did not come up
+            // within the boot timeout, and that is what the error says.
             let e = match e {
-                VmError::BootTimeout { timeout_ms, detail } => VmError::BootTimeout {
-                    timeout_ms,
+                VmError::BootTimeout { detail, .. } => VmError::BootTimeout {
+                    timeout_ms: timeout.as_millis(),
                     detail: format!("{detail} ({} boot); console: {console}", accel.name()),
+                },
+                other if Instant::now() >= deadline => VmError::BootTimeout {
+                    timeout_ms: timeout.as_millis(),
+                    detail: format!("{other} ({} boot); console: {console}", accel.name()),
                 },
                 other => VmError::Qemu(format!("{other}; console: {console}")),
             };

@@ -1,0 +1,226 @@
+//! Which sandbox backend a session runs in. The sandbox is built (the VM
+//! booted) *before* `session.start` is written, so that entry, the policy
+//! facts and the attestation name the backend that actually runs; until
+//! the session's gate exists the sandbox is mediated by a
+//! [`DeferredMediator`] that refuses everything.
+//!
+//! A micro-VM that does not come up is an error. Only an explicit
+//! `vm_fallback = "process"` (config or `--vm-fallback process`) lets the
+//! session run in the process sandbox instead; the user is warned and the
+//! log records what was asked for, what ran and why.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::Context as _;
+use serde_json::json;
+use stele_sandbox::exec::Sandbox;
+use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig};
+use stele_sandbox::{FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Verdict};
+
+/// Which sandbox backend runs the commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    /// Namespaces + Landlock + seccomp on the host kernel (the default).
+    Process,
+    /// A QEMU micro-VM with its own kernel (`stele vm check`).
+    Vm,
+}
+
+impl BackendChoice {
+    /// The name the log and policies use (`context.sandbox.backend`).
+    pub fn recorded(self) -> &'static str {
+        match self {
+            BackendChoice::Process => "process",
+            BackendChoice::Vm => "microvm",
+        }
+    }
+
+    /// The backend a `session.start` entry names (`sandbox_backend`).
+    pub fn from_recorded(name: &str) -> Option<BackendChoice> {
+        match name {
+            "process" => Some(BackendChoice::Process),
+            "microvm" => Some(BackendChoice::Vm),
+            _ => None,
+        }
+    }
+}
+
+/// What to do when the micro-VM does not come up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VmFallback {
+    /// Refuse to run (the default).
+    #[default]
+    None,
+    /// Run the session in the process sandbox instead (warned and recorded).
+    Process,
+}
+
+/// A mediator that refuses everything until [`DeferredMediator::bind`]
+/// gives it the session's: the sandbox exists before the gate does.
+#[derive(Debug, Default)]
+pub struct DeferredMediator {
+    target: OnceLock<Arc<dyn Mediator>>,
+}
+
+impl DeferredMediator {
+    /// Hand every later question to `target` (once; later calls are ignored).
+    pub fn bind(&self, target: Arc<dyn Mediator>) {
+        let _ = self.target.set(target);
+    }
+
+    fn refuse() -> Verdict {
+        Verdict::Deny("the session has not started".into())
+    }
+}
+
+impl Mediator for DeferredMediator {
+    fn file_access(&self, req: &FileRequest) -> Verdict {
+        self.target
+            .get()
+            .map_or_else(Self::refuse, |m| m.file_access(req))
+    }
+    fn file_closed(&self, report: &FileCloseReport) {
+        // Nothing was allowed before binding, so nothing unbound can close.
+        if let Some(m) = self.target.get() {
+            m.file_closed(report);
+        }
+    }
+    fn net_connect(&self, req: &NetRequest) -> Verdict {
+        self.target
+            .get()
+            .map_or_else(Self::refuse, |m| m.net_connect(req))
+    }
+    fn net_closed(&self, report: &NetCloseReport) {
+        if let Some(m) = self.target.get() {
+            m.net_closed(report);
+        }
+    }
+}
+
+/// Which backend a session asks for, and what may happen if it fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendSpec {
+    /// The backend asked for.
+    pub requested: BackendChoice,
+    /// What to do when the micro-VM does not come up.
+    pub fallback: VmFallback,
+    /// The micro-VM's boot timeout [default: the backend's, 60 s].
+    pub vm_boot_timeout: Option<std::time::Duration>,
+}
+
+impl BackendSpec {
+    /// The process backend, no fallback.
+    pub fn process() -> BackendSpec {
+        BackendSpec {
+            requested: BackendChoice::Process,
+            fallback: VmFallback::None,
+            vm_boot_timeout: None,
+        }
+    }
+}
+
+/// A built sandbox and what the log says about it.
+pub struct Built {
+    /// The sandbox.
+    pub sandbox: Arc<dyn Sandbox>,
+    /// The backend that runs.
+    pub ran: BackendChoice,
+    /// Fields for `session.start` (or a resumption's `policy.load`).
+    pub record: serde_json::Value,
+    /// The attestation's sandbox settings (the network is added by the caller).
+    pub attestation: serde_json::Value,
+}
+
+/// Build the sandbox `spec` asks for, falling back to the process backend
+/// only when its `fallback` says so.
+pub fn build(
+    spec: &BackendSpec,
+    workspace: &Path,
+    mediator: Arc<dyn Mediator>,
+    network: NetworkMode,
+) -> anyhow::Result<Built> {
+    if spec.requested == BackendChoice::Process {
+        return process(workspace, mediator, network);
+    }
+    let vm_error =
+        match super::vm::vm_sandbox(workspace, mediator.clone(), network, spec.vm_boot_timeout) {
+            Ok(vm) => return Ok(vm_built(vm)),
+            Err(e) => e,
+        };
+    if spec.fallback != VmFallback::Process {
+        return Err(vm_error.context(
+            "the micro-VM did not come up (stele never runs unsandboxed; \
+             `vm_fallback = \"process\"` would allow the process sandbox instead)",
+        ));
+    }
+    // The outermost message already includes its causes.
+    let reason = format!("{vm_error}");
+    eprintln!(
+        "stele: WARNING: the micro-VM did not come up ({reason}); running in the process \
+         sandbox as the configuration allows (vm_fallback = \"process\"); the log records it"
+    );
+    let mut built = process(workspace, mediator, network)
+        .context("the micro-VM did not come up, and neither did the process sandbox")?;
+    let fallback = json!({
+        "from": BackendChoice::Vm.recorded(),
+        "to": BackendChoice::Process.recorded(),
+        "reason": reason,
+        "allowed_by": "vm_fallback = \"process\"",
+    });
+    for v in [&mut built.record, &mut built.attestation] {
+        v["sandbox_backend_requested"] = json!(BackendChoice::Vm.recorded());
+        v["sandbox_fallback"] = fallback.clone();
+    }
+    Ok(built)
+}
+
+fn process(
+    workspace: &Path,
+    mediator: Arc<dyn Mediator>,
+    network: NetworkMode,
+) -> anyhow::Result<Built> {
+    let mut cfg = ProcessSandboxConfig::new(workspace, mediator);
+    cfg.network = network;
+    let sandbox = ProcessSandbox::new(cfg)
+        .context("setting up the sandbox (stele never runs unsandboxed)")?;
+    Ok(Built {
+        sandbox: Arc::new(sandbox),
+        ran: BackendChoice::Process,
+        record: json!({}),
+        attestation: json!({
+            "backend": "process",
+            "layers": "namespaces, landlock, seccomp, mediated FUSE workspace",
+        }),
+    })
+}
+
+fn vm_built(vm: stele_sandbox::vm::VmSandbox) -> Built {
+    let info = vm.info().clone();
+    let record = json!({
+        "vm_image_digest": info.image_digest,
+        "vm_kernel": info.kernel,
+        "vm_accel": info.accel.name(),
+        "vm_kvm": info.accel == stele_sandbox::vm::Accel::Kvm,
+        "vm_agent_sha256": info.agent_sha256,
+        "vm_guest_landlock_abi": info.guest_landlock_abi,
+        "vm_guest_aslr": info.guest_aslr,
+        "vm_boot_ms": u64::try_from(info.boot_time.as_millis()).unwrap_or(u64::MAX),
+        "vm_jail": info.jail.to_json(),
+    });
+    let mut attestation = record.clone();
+    attestation["backend"] = json!("microvm");
+    attestation["layers"] = json!(
+        "QEMU microvm (own kernel) jailed by stele (namespaces, unprivileged uid, minimal root, \
+         landlock, seccomp), in-guest landlock + seccomp, mediated virtio-fs workspace, \
+         proxy-only network"
+    );
+    Built {
+        sandbox: Arc::new(vm),
+        ran: BackendChoice::Vm,
+        record,
+        attestation,
+    }
+}
