@@ -133,7 +133,7 @@ pub enum SandboxError {
         detail: String,
     },
     /// The request was malformed (empty argv, bad cwd, NUL bytes, …).
-    #[error("invalid exec request: {0}")]
+    #[error("invalid sandbox request: {0}")]
     InvalidRequest(String),
     /// Preparing the sandbox in the parent failed.
     #[error("sandbox preparation failed ({what}): {source}")]
