@@ -320,6 +320,33 @@ impl Gate {
         })
     }
 
+    /// Record a refusal that no policy made, before policy is asked: a
+    /// configured limit below policy (an MCP server's allowed hosts). It is
+    /// a `policy.decision` entry with effect deny, no policies and
+    /// `reason`, so every refused action is in the log like any other.
+    pub fn refuse(&self, req: &ActionRequest, reason: String) -> Result<Denial, GateError> {
+        let rec = stele_audit::DecisionRecord {
+            bundle: self.bundle.digest().to_string(),
+            effect: stele_audit::Effect::Deny,
+            layer: None,
+            policies: Vec::new(),
+            reason: Some(reason.clone()),
+        };
+        let mut ev = self
+            .event(EventKind::PolicyDecision)
+            .with_target(record::target(&req.resource, &req.argv))
+            .with_decision(rec)
+            .with_outcome(Outcome::status(Status::Denied));
+        ev.data = req.data.clone();
+        let r = self.log.append_blocking(ev)?;
+        Ok(Denial {
+            seq: r.seq,
+            policies: Vec::new(),
+            layer: None,
+            reason,
+        })
+    }
+
     /// Log the request for approval (with a hash of exactly what is shown),
     /// ask, log the answer, and re-decide with the real approval.
     fn ask(
