@@ -45,6 +45,8 @@ pub struct ConfigFile {
     pub max_steps: Option<u32>,
     /// MCP servers (`[mcp.NAME]`; see docs/mcp.md).
     pub mcp: Option<std::collections::BTreeMap<String, crate::mcp::McpServerConfig>>,
+    /// Rules for all MCP servers (`[mcp_settings]`; see docs/mcp.md).
+    pub mcp_settings: Option<crate::mcp::sandbox_config::McpSettings>,
     /// Witnesses the log's checkpoints are sent to (`[[witness]]`).
     pub witness: Option<Vec<crate::witnessing::WitnessEntry>>,
     /// Cosignatures required at session start and end (0: best effort).
