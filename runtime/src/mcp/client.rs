@@ -17,6 +17,8 @@ use rmcp::ServiceError;
 use tokio::io::AsyncReadExt as _;
 use tokio::process::{Child, Command};
 
+use stele_sandbox::process::service::{ServiceProcess, ServiceSpec};
+
 use super::config::{ServerSpec, Transport};
 
 /// Largest single message accepted from a server (a line on stdio, an
@@ -90,10 +92,29 @@ fn service_error(e: ServiceError) -> McpError {
     }
 }
 
+/// How a stdio server is started.
+#[derive(Debug)]
+pub enum StdioLaunch {
+    /// On the host, as stele's user, with a scrubbed environment.
+    OnHost,
+    /// In its own process sandbox.
+    Sandboxed(Box<ServiceSpec>),
+}
+
+/// The server process behind a connection.
+enum Process {
+    /// A streamable-HTTP server: none of stele's.
+    Remote,
+    /// A child on the host.
+    Host(Child),
+    /// A sandboxed service.
+    Sandboxed(ServiceProcess),
+}
+
 /// A running server connection.
 pub struct Connection {
     service: RunningService<RoleClient, ()>,
-    child: Option<Child>,
+    process: Process,
     stderr: Arc<Mutex<VecDeque<u8>>>,
 }
 
@@ -106,21 +127,60 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Start (stdio) or connect to (HTTP) the server and initialise the
-    /// session, within the server's start-up deadline.
-    pub async fn open(spec: &ServerSpec) -> Result<Self, McpError> {
+    /// Start (stdio, as `launch` says) or connect to (HTTP) the server and
+    /// initialise the session, within the server's start-up deadline.
+    pub async fn open(spec: &ServerSpec, launch: StdioLaunch) -> Result<Self, McpError> {
         let deadline = spec.startup_timeout();
-        match tokio::time::timeout(deadline, Self::open_inner(spec)).await {
+        match tokio::time::timeout(deadline, Self::open_inner(spec, launch)).await {
             Ok(r) => r,
             Err(_) => Err(McpError::Timeout(deadline)),
         }
     }
 
-    async fn open_inner(spec: &ServerSpec) -> Result<Self, McpError> {
-        match &spec.transport {
-            Transport::Stdio { command, args } => Self::open_stdio(spec, command, args).await,
-            Transport::Http { url } => Self::open_http(spec, url).await,
+    async fn open_inner(spec: &ServerSpec, launch: StdioLaunch) -> Result<Self, McpError> {
+        match (&spec.transport, launch) {
+            (Transport::Stdio { command, args }, StdioLaunch::OnHost) => {
+                Self::open_stdio(spec, command, args).await
+            }
+            (Transport::Stdio { .. }, StdioLaunch::Sandboxed(service)) => {
+                Self::open_sandboxed(*service).await
+            }
+            (Transport::Http { url }, _) => Self::open_http(spec, url).await,
         }
+    }
+
+    /// Start the server in its process sandbox (fails closed: no sandbox,
+    /// no server) and speak MCP over its pipes.
+    async fn open_sandboxed(service: ServiceSpec) -> Result<Self, McpError> {
+        let mut svc = tokio::task::spawn_blocking(move || ServiceProcess::start(service))
+            .await
+            .map_err(|e| McpError::Start(format!("sandbox start: {e}")))?
+            .map_err(|e| McpError::Start(format!("sandbox: {e}")))?;
+        let io = svc
+            .take_io()
+            .ok_or_else(|| McpError::Start("no pipes to the server".into()))?;
+        let pipe_err = |e: std::io::Error| McpError::Start(format!("pipes to the server: {e}"));
+        let stdin = tokio::net::unix::pipe::Sender::from_owned_fd(io.stdin).map_err(pipe_err)?;
+        let stdout =
+            tokio::net::unix::pipe::Receiver::from_owned_fd(io.stdout).map_err(pipe_err)?;
+        let err = tokio::net::unix::pipe::Receiver::from_owned_fd(io.stderr).map_err(pipe_err)?;
+        let stderr = Arc::new(Mutex::new(VecDeque::new()));
+        keep_tail(err, stderr.clone());
+        let transport =
+            AsyncRwTransport::new(stdout, stdin).with_max_line_length(MAX_MESSAGE_BYTES);
+        let service = match rmcp::service::serve_client((), transport).await {
+            Ok(s) => s,
+            Err(e) => {
+                // Stopping joins the service's keeper: not on this worker.
+                let _ = tokio::task::spawn_blocking(move || svc.stop()).await;
+                return Err(McpError::Start(format!("initialisation failed: {e}")));
+            }
+        };
+        Ok(Self {
+            service,
+            process: Process::Sandboxed(svc),
+            stderr,
+        })
     }
 
     async fn open_stdio(
@@ -158,20 +218,8 @@ impl Connection {
             return Err(McpError::Start("no pipes to the server".into()));
         };
         let stderr = Arc::new(Mutex::new(VecDeque::new()));
-        if let Some(mut err) = child.stderr.take() {
-            let tail = stderr.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = err.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    let mut t = tail.lock().unwrap_or_else(PoisonError::into_inner);
-                    t.extend(&buf[..n]);
-                    let excess = t.len().saturating_sub(STDERR_TAIL);
-                    t.drain(..excess);
-                }
-            });
+        if let Some(err) = child.stderr.take() {
+            keep_tail(err, stderr.clone());
         }
         let transport =
             AsyncRwTransport::new(stdout, stdin).with_max_line_length(MAX_MESSAGE_BYTES);
@@ -180,7 +228,7 @@ impl Connection {
             .map_err(|e| McpError::Start(format!("initialisation failed: {e}")))?;
         Ok(Self {
             service,
-            child: Some(child),
+            process: Process::Host(child),
             stderr,
         })
     }
@@ -205,14 +253,26 @@ impl Connection {
             .map_err(|e| McpError::Start(format!("initialisation failed: {e}")))?;
         Ok(Self {
             service,
-            child: None,
+            process: Process::Remote,
             stderr: Arc::new(Mutex::new(VecDeque::new())),
         })
     }
 
-    /// Process id of a stdio server.
+    /// Host process id of a stdio server.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().and_then(Child::id)
+        match &self.process {
+            Process::Remote => None,
+            Process::Host(c) => c.id(),
+            Process::Sandboxed(s) => Some(s.pid()),
+        }
+    }
+
+    /// How a sandboxed server is confined, as set up; `None` on the host.
+    pub fn sandbox_info(&self) -> Option<serde_json::Value> {
+        match &self.process {
+            Process::Sandboxed(s) => Some(s.info().to_json()),
+            Process::Remote | Process::Host(_) => None,
+        }
     }
 
     /// What the server says it is (name, version), for the log.
@@ -237,10 +297,18 @@ impl Connection {
     /// Whether the server process has exited or the connection closed;
     /// with the exit status when known.
     pub fn exited(&mut self) -> Option<String> {
-        if let Some(c) = &mut self.child {
-            if let Ok(Some(status)) = c.try_wait() {
-                return Some(status.to_string());
+        match &mut self.process {
+            Process::Host(c) => {
+                if let Ok(Some(status)) = c.try_wait() {
+                    return Some(status.to_string());
+                }
             }
+            Process::Sandboxed(s) => {
+                if let Some(e) = s.try_wait() {
+                    return Some(e.to_string());
+                }
+            }
+            Process::Remote => {}
         }
         self.service
             .is_closed()
@@ -279,7 +347,11 @@ impl Connection {
     /// should exit), wait a moment, then kill its whole process group.
     pub async fn stop(mut self) -> Option<String> {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.service.close()).await;
-        let mut c = self.child.take()?;
+        let mut c = match std::mem::replace(&mut self.process, Process::Remote) {
+            Process::Remote => return None,
+            Process::Sandboxed(s) => return Some(stop_sandboxed(s).await),
+            Process::Host(c) => c,
+        };
         // Taken before waiting: a reaped child no longer reports its pid.
         let pid = c.id();
         let exited = tokio::time::timeout(Duration::from_secs(1), c.wait()).await;
@@ -299,6 +371,41 @@ impl Connection {
             },
         )
     }
+}
+
+/// Give a sandboxed server a second to exit on the end of its input, then
+/// kill it (its whole pid namespace) and wait until its connections are
+/// reported. The waits block, so they run off the async workers.
+async fn stop_sandboxed(s: ServiceProcess) -> String {
+    let stopped = tokio::task::spawn_blocking(move || {
+        let exited = s.wait_timeout(Duration::from_secs(1));
+        s.stop().or(exited)
+    })
+    .await;
+    match stopped {
+        Ok(Some(e)) => e.to_string(),
+        Ok(None) => "did not report an exit".into(),
+        Err(e) => format!("stop failed: {e}"),
+    }
+}
+
+/// Keep the last [`STDERR_TAIL`] bytes `err` produces in `tail`.
+fn keep_tail<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+    mut err: R,
+    tail: Arc<Mutex<VecDeque<u8>>>,
+) {
+    tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = err.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            let mut t = tail.lock().unwrap_or_else(PoisonError::into_inner);
+            t.extend(&buf[..n]);
+            let excess = t.len().saturating_sub(STDERR_TAIL);
+            t.drain(..excess);
+        }
+    });
 }
 
 /// Terminate the process group a stdio server leads.

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::sandbox_config::{self, McpSandboxConfig, SandboxSetting, SandboxSpec};
 use crate::config::Layers;
 
 /// One configured MCP server.
@@ -56,6 +57,9 @@ pub struct McpServerConfig {
     pub call_timeout_s: Option<u64>,
     /// Restarts after a crash before the server is given up for the session [default 3].
     pub max_restarts: Option<u32>,
+    /// Run the (stdio) server in its own process sandbox: `true` or a
+    /// `[mcp.NAME.sandbox]` table (see `sandbox_config`).
+    pub sandbox: Option<SandboxSetting>,
 }
 
 /// How a server is reached.
@@ -101,6 +105,8 @@ pub struct ServerSpec {
     pub config: McpServerConfig,
     /// Which file configured it.
     pub source: String,
+    /// Its process sandbox; `None`: it runs on the host.
+    pub sandbox: Option<SandboxSpec>,
 }
 
 impl ServerSpec {
@@ -180,6 +186,8 @@ impl ServerSpec {
             "startup_timeout_s": self.startup_timeout().as_secs(),
             "call_timeout_s": self.call_timeout().as_secs(),
             "max_restarts": self.max_restarts(),
+            // null: started on the host, outside any sandbox.
+            "sandbox": self.sandbox.as_ref().map(SandboxSpec::describe),
         })
     }
 }
@@ -200,7 +208,39 @@ pub fn valid_server_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
-fn validate(file: &str, name: &str, cfg: &McpServerConfig) -> Result<ServerSpec, McpConfigError> {
+/// The process sandbox of a stdio server: as configured, or with defaults
+/// when `required_by` (a configuration file) requires one.
+fn sandbox_of(
+    cfg: &McpServerConfig,
+    transport: &Transport,
+    required_by: Option<&str>,
+) -> Result<Option<SandboxSpec>, String> {
+    if matches!(transport, Transport::Http { .. }) {
+        return match cfg.sandbox {
+            Some(_) => Err("sandbox applies to stdio servers only".into()),
+            None => Ok(None),
+        };
+    }
+    let required = required_by.map(str::to_string);
+    match (&cfg.sandbox, required_by) {
+        (Some(SandboxSetting::Off), Some(m)) => Err(format!(
+            "{m} requires stdio servers to run sandboxed ([mcp_settings] require_sandbox); \
+             sandbox = false is not allowed"
+        )),
+        (Some(SandboxSetting::Off), None) | (None, None) => Ok(None),
+        (Some(SandboxSetting::On(c)), _) => sandbox_config::validate(c, required).map(Some),
+        (None, Some(_)) => {
+            sandbox_config::validate(&McpSandboxConfig::default(), required).map(Some)
+        }
+    }
+}
+
+fn validate(
+    file: &str,
+    name: &str,
+    cfg: &McpServerConfig,
+    sandbox_required_by: Option<&str>,
+) -> Result<ServerSpec, McpConfigError> {
     let bad = |message: String| McpConfigError::Invalid {
         file: file.to_string(),
         server: name.to_string(),
@@ -241,11 +281,13 @@ fn validate(file: &str, name: &str, cfg: &McpServerConfig) -> Result<ServerSpec,
             "bearer_token_env applies to HTTP servers; give stdio servers env".into(),
         ));
     }
+    let sandbox = sandbox_of(cfg, &transport, sandbox_required_by).map_err(bad)?;
     Ok(ServerSpec {
         name: name.to_string(),
         transport,
         config: cfg.clone(),
         source: file.to_string(),
+        sandbox,
     })
 }
 
@@ -254,6 +296,19 @@ fn validate(file: &str, name: &str, cfg: &McpServerConfig) -> Result<ServerSpec,
 /// user). Servers limited to teams the principal is not in are left out.
 pub fn servers(layers: &Layers, teams: &[String]) -> Result<Vec<ServerSpec>, McpConfigError> {
     let mut out: BTreeMap<String, ServerSpec> = BTreeMap::new();
+    // A requirement to sandbox holds for every server of both files; the
+    // user's file can add it for itself, never lift the managed one.
+    let managed_req = layers
+        .managed
+        .as_ref()
+        .filter(|(_, f, _)| f.mcp_settings.as_ref().is_some_and(|s| s.require_sandbox))
+        .map(|(p, _, _)| p.display().to_string());
+    let user_req = layers
+        .user
+        .as_ref()
+        .filter(|(_, f)| f.mcp_settings.as_ref().is_some_and(|s| s.require_sandbox))
+        .map(|(p, _)| p.display().to_string());
+    let required_by = managed_req.or(user_req);
     let mut files = Vec::new();
     if let Some((path, f, _)) = &layers.managed {
         files.push((path.display().to_string(), f.mcp.clone()));
@@ -263,7 +318,7 @@ pub fn servers(layers: &Layers, teams: &[String]) -> Result<Vec<ServerSpec>, Mcp
     }
     for (file, table) in files {
         for (name, cfg) in table.unwrap_or_default() {
-            let spec = validate(&file, &name, &cfg)?;
+            let spec = validate(&file, &name, &cfg, required_by.as_deref())?;
             out.entry(name).or_insert(spec);
         }
     }
@@ -341,25 +396,88 @@ mod tests {
     }
 
     #[test]
+    fn managed_file_can_require_sandboxing() {
+        let mut managed = file(&[]);
+        managed.mcp_settings = Some(super::super::sandbox_config::McpSettings {
+            require_sandbox: true,
+        });
+        let mut user = file(&[("notes", "notes-server", &[])]);
+        let layers = Layers {
+            managed: Some(("/etc/stele/config.toml".into(), managed, String::new())),
+            user: Some(("/home/a/.config/stele/config.toml".into(), user.clone())),
+        };
+        let s = servers(&layers, &[]).unwrap();
+        let sb = s[0].sandbox.as_ref().expect("sandboxed by requirement");
+        assert_eq!(sb.required_by.as_deref(), Some("/etc/stele/config.toml"));
+        assert!(sb.hosts.is_empty());
+        assert_eq!(
+            s[0].describe()["sandbox"]["required_by"],
+            "/etc/stele/config.toml"
+        );
+        // The user cannot opt out.
+        if let Some(m) = user.mcp.as_mut() {
+            if let Some(c) = m.get_mut("notes") {
+                c.sandbox = Some(SandboxSetting::Off);
+            }
+        }
+        let layers = Layers {
+            user: Some(("/home/a/.config/stele/config.toml".into(), user)),
+            ..layers
+        };
+        let e = servers(&layers, &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("require_sandbox") && e.contains("[mcp.notes]"),
+            "{e}"
+        );
+        // Without the requirement, a server runs on the host unless it asks.
+        let plain = Layers {
+            managed: None,
+            user: Some(("/u.toml".into(), file(&[("notes", "notes-server", &[])]))),
+        };
+        assert!(servers(&plain, &[]).unwrap()[0].sandbox.is_none());
+        assert!(servers(&plain, &[]).unwrap()[0].describe()["sandbox"].is_null());
+    }
+
+    #[test]
+    fn sandbox_is_for_stdio_servers() {
+        let c = McpServerConfig {
+            url: Some("https://x.example/mcp".into()),
+            sandbox: Some(SandboxSetting::On(McpSandboxConfig::default())),
+            ..Default::default()
+        };
+        let e = validate("f.toml", "x", &c, None).unwrap_err().to_string();
+        assert!(e.contains("stdio servers only"), "{e}");
+        // HTTP servers are not processes stele starts: a requirement leaves them be.
+        let c = McpServerConfig {
+            url: Some("https://x.example/mcp".into()),
+            ..Default::default()
+        };
+        assert!(validate("f.toml", "x", &c, Some("/etc/stele/config.toml"))
+            .unwrap()
+            .sandbox
+            .is_none());
+    }
+
+    #[test]
     fn command_or_url() {
         let c = McpServerConfig {
             command: Some("node".into()),
             url: Some("http://x".into()),
             ..Default::default()
         };
-        let e = validate("f.toml", "x", &c).unwrap_err().to_string();
+        let e = validate("f.toml", "x", &c, None).unwrap_err().to_string();
         assert!(e.contains("f.toml") && e.contains("[mcp.x]"), "{e}");
         let c = McpServerConfig {
             url: Some("ftp://x".into()),
             ..Default::default()
         };
-        assert!(validate("f.toml", "x", &c).is_err());
+        assert!(validate("f.toml", "x", &c, None).is_err());
         let c = McpServerConfig {
             command: Some("node".into()),
             env: [("TOKEN".to_string(), "s3cret".to_string())].into(),
             ..Default::default()
         };
-        let s = validate("f.toml", "x", &c).unwrap();
+        let s = validate("f.toml", "x", &c, None).unwrap();
         assert!(!s.describe().to_string().contains("s3cret"));
     }
 }

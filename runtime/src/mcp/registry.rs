@@ -8,7 +8,7 @@
 //! stele's table, never a parse of what the server said.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::Value;
 use stele_policy::{Action, Resource};
@@ -116,7 +116,7 @@ impl McpRegistry {
     /// (first use) and their tools decided one by one (`mcp.list` per tool);
     /// a server that failed is tried again on a later call once its backoff
     /// has passed. Must be called from a blocking thread.
-    pub fn specs(&self, gate: &Gate) -> Result<Vec<ToolSpec>, GateError> {
+    pub fn specs(&self, gate: &Arc<Gate>) -> Result<Vec<ToolSpec>, GateError> {
         for (name, slot) in &self.slots {
             if self.is_listed(name) {
                 continue;
@@ -143,7 +143,7 @@ impl McpRegistry {
             .contains_key(name)
     }
 
-    fn list_server(&self, gate: &Gate, slot: &mut Slot) -> Result<(), GateError> {
+    fn list_server(&self, gate: &Arc<Gate>, slot: &mut Slot) -> Result<(), GateError> {
         let name = slot.spec.name.clone();
         match slot.ensure_running(gate, &self.handle)? {
             Ok(()) => {}
@@ -266,7 +266,7 @@ impl McpRegistry {
     /// call stop it and set its backoff. Must be called from a blocking thread.
     pub fn call(
         &self,
-        gate: &Gate,
+        gate: &Arc<Gate>,
         tool: &OfferedTool,
         arguments: Option<serde_json::Map<String, Value>>,
     ) -> Result<Result<Value, McpError>, GateError> {

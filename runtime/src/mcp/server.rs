@@ -8,8 +8,14 @@ use std::time::{Duration, Instant};
 use stele_audit::{Disclosure, Event, EventKind, Outcome, PayloadInput, Status};
 use stele_policy::{Action, Resource};
 
-use super::client::{Connection, McpError};
+use std::sync::Arc;
+
+use stele_sandbox::process::service::ServiceNetwork;
+
+use super::client::{Connection, McpError, StdioLaunch};
 use super::config::ServerSpec;
+use super::net::McpNetMediator;
+use super::sandboxed;
 use crate::gate::{ActionRequest, Authorization, Gate, GateError};
 
 /// First backoff after a failure; doubled per further failure.
@@ -72,7 +78,7 @@ impl Slot {
     /// decide `mcp.list` on the server, start it and log the outcome.
     pub fn ensure_running(
         &mut self,
-        gate: &Gate,
+        gate: &Arc<Gate>,
         rt: &tokio::runtime::Handle,
     ) -> Result<Result<(), NotRunning>, GateError> {
         if let Some(reason) = &self.denied {
@@ -112,6 +118,13 @@ impl Slot {
                 name: self.spec.name.clone(),
             },
         );
+        // A sandboxed server's grants are worked out now, so the start
+        // entry records exactly what it will be given.
+        let prepared = self
+            .spec
+            .sandbox
+            .as_ref()
+            .map(|sb| sandboxed::prepare(&self.spec, sb));
         let mut data = self.spec.describe();
         if let Some(o) = data.as_object_mut() {
             o.insert(
@@ -120,6 +133,14 @@ impl Slot {
             );
             o.insert("attempt".into(), (self.starts + 1).into());
             o.insert("backoff_ms".into(), (wait.as_millis() as u64).into());
+            if let (Some(p), Some(serde_json::Value::Object(sb))) =
+                (&prepared, o.get_mut("sandbox"))
+            {
+                match p {
+                    Ok(p) => sb.insert("start".into(), p.describe()),
+                    Err(e) => sb.insert("error".into(), e.clone().into()),
+                };
+            }
         }
         req.data = Some(data);
         req.shown = Some(format!(
@@ -139,7 +160,14 @@ impl Slot {
         }
         self.starts += 1;
         let started = Instant::now();
-        match rt.block_on(Connection::open(&self.spec)) {
+        let launch = match self.launch(gate, prepared) {
+            Ok(l) => l,
+            Err(e) => {
+                self.fail(gate, rt, "start_failed", &e)?;
+                return Ok(Err(NotRunning::Failed(e)));
+            }
+        };
+        match rt.block_on(Connection::open(&self.spec, launch)) {
             Ok(conn) => {
                 let mut o = Outcome::status(Status::Ok);
                 o.duration_ms = Some(started.elapsed().as_millis() as u64);
@@ -149,6 +177,8 @@ impl Slot {
                     "pid": conn.pid(),
                     "server_info": conn.server_info(),
                     "attempt": self.starts,
+                    // How it is confined, as set up (null: on the host).
+                    "sandbox": conn.sandbox_info(),
                 });
                 self.conn = Some(conn);
                 gate.log()
@@ -160,6 +190,30 @@ impl Slot {
                 Ok(Err(NotRunning::Failed(e)))
             }
         }
+    }
+
+    /// How to start this server: on the host, or in its sandbox with its
+    /// connections decided by an [`McpNetMediator`] (allowed hosts + policy).
+    fn launch(
+        &self,
+        gate: &Arc<Gate>,
+        prepared: Option<Result<sandboxed::Prepared, String>>,
+    ) -> Result<StdioLaunch, McpError> {
+        let (Some(sandbox), Some(prepared)) = (&self.spec.sandbox, prepared) else {
+            return Ok(StdioLaunch::OnHost);
+        };
+        let prepared = prepared.map_err(|e| McpError::Start(format!("sandbox: {e}")))?;
+        let mediator = McpNetMediator::new(
+            gate.clone(),
+            &self.spec.name,
+            &self.spec.source,
+            sandbox.clone(),
+        );
+        let network = ServiceNetwork::EgressProxy(Arc::new(mediator));
+        let id = format!("mcp:{}", self.spec.name);
+        Ok(StdioLaunch::Sandboxed(Box::new(
+            prepared.service(&id, network),
+        )))
     }
 
     /// Record a failure (crash, failed start, hung call): stop what is

@@ -4,6 +4,8 @@
 //! arguments, the intent logged with the arguments and the result with the
 //! full answer as payloads.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 use stele_audit::{Disclosure, Outcome, PayloadInput, Status};
 use stele_policy::canonical::{canonical_path, CanonicalHost};
@@ -122,7 +124,7 @@ fn shown(tool: &OfferedTool, input: &Value) -> String {
 
 /// Decide, log and run one MCP tool call.
 pub(super) fn call(
-    gate: &Gate,
+    gate: &Arc<Gate>,
     registry: &McpRegistry,
     call_id: &str,
     tool: &OfferedTool,
