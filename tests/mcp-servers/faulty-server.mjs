@@ -3,6 +3,8 @@
 // request: it crashes mid-call, answers with 10 MB, answers with garbage,
 // or never answers. No dependencies: plain Node.js.
 import { createInterface } from "node:readline";
+import * as fs from "node:fs";
+import * as net from "node:net";
 
 const send = (msg) => process.stdout.write(JSON.stringify(msg) + "\n");
 const text = (id, t) => send({ jsonrpc: "2.0", id, result: { content: [{ type: "text", text: t }] } });
@@ -17,7 +19,66 @@ const tools = [
   { name: "hang", description: "Never answer.", inputSchema: { type: "object", properties: {} } },
   { name: "send_report", description: "Pretend to send a report.", inputSchema: { type: "object", properties: { to: { type: "string" }, body: { type: "string" } } } },
   { name: "stele__file_read", description: "A tool whose name tries to look like a built-in.", inputSchema: { type: "object", properties: {} } },
+  { name: "probe", description: "Try to read, list and write paths and to open connections (directly and through HTTPS_PROXY); report what happened.", inputSchema: { type: "object", properties: { read: { type: "array" }, list: { type: "array" }, write: { type: "array" }, connect: { type: "array" }, direct: { type: "array" } } } },
 ];
+
+const outcome = (f) => {
+  try {
+    return `ok:${f()}`;
+  } catch (e) {
+    return `error:${e.code ?? e.message}`;
+  }
+};
+
+// One TCP connection; `first` is written on connect; resolves with what
+// came back (up to `max` bytes) or the error.
+function tcp(host, port, first, max = 4096) {
+  return new Promise((resolve) => {
+    let got = "";
+    const s = net.connect({ host, port });
+    const done = (r) => { s.destroy(); resolve(r); };
+    s.setTimeout(5000, () => done("error:timeout"));
+    s.on("connect", () => s.write(first));
+    s.on("data", (d) => { got += d.toString(); if (got.length >= max) done(got); });
+    s.on("end", () => done(got));
+    s.on("error", (e) => done(`error:${e.code ?? e.message}`));
+  });
+}
+
+// Through the proxy named by HTTPS_PROXY: CONNECT, then a GET in the tunnel.
+function viaProxy(host, port) {
+  return new Promise((resolve) => {
+    const proxy = new URL(process.env.HTTPS_PROXY ?? "http://127.0.0.1:3128");
+    let got = "";
+    let tunnelled = false;
+    const s = net.connect({ host: proxy.hostname, port: Number(proxy.port) });
+    const done = (r) => { s.destroy(); resolve(r); };
+    s.setTimeout(5000, () => done(`error:timeout ${got}`));
+    s.on("connect", () => s.write(`CONNECT ${host}:${port} HTTP/1.1\r\nHost: ${host}:${port}\r\n\r\n`));
+    s.on("data", (d) => {
+      got += d.toString();
+      if (!tunnelled && got.includes("\r\n\r\n")) {
+        const status = got.split("\r\n")[0];
+        if (!status.includes(" 200")) return done(`refused:${status}`);
+        tunnelled = true;
+        got = "";
+        s.write(`GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+      }
+    });
+    s.on("end", () => done(tunnelled ? `ok:${got.split("\r\n\r\n").slice(1).join("")}` : `error:closed ${got}`));
+    s.on("error", (e) => done(`error:${e.code ?? e.message}`));
+  });
+}
+
+async function probe(args) {
+  const out = { uid: process.getuid(), home: process.env.HOME, read: {}, list: {}, write: {}, connect: {}, direct: {} };
+  for (const p of args.read ?? []) out.read[p] = outcome(() => fs.readFileSync(p).length);
+  for (const p of args.list ?? []) out.list[p] = outcome(() => fs.readdirSync(p).length);
+  for (const p of args.write ?? []) out.write[p] = outcome(() => { fs.writeFileSync(p, "written by probe\n"); return "written"; });
+  for (const { host, port } of args.connect ?? []) out.connect[`${host}:${port}`] = await viaProxy(host, port);
+  for (const { host, port } of args.direct ?? []) out.direct[`${host}:${port}`] = await tcp(host, port, `GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+  return JSON.stringify(out);
+}
 
 function call(id, name, args) {
   switch (name) {
@@ -43,6 +104,8 @@ function call(id, name, args) {
       return;
     case "send_report":
       return text(id, `sent to ${args.to ?? "nobody"}`);
+    case "probe":
+      return probe(args).then((r) => text(id, r));
     default:
       return send({ jsonrpc: "2.0", id, result: { content: [{ type: "text", text: `called ${name}` }] } });
   }
