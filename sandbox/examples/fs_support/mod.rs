@@ -137,6 +137,15 @@ pub struct Mounted {
 impl Mounted {
     /// Mount `root` through a `MediatedFs` asking `mediator`.
     pub fn new(root: &Path, mediator: Arc<dyn Mediator>) -> Mounted {
+        Self::with(root, mediator, |fs| fs)
+    }
+
+    /// Like `new`, with the file system adjusted by `configure` before it is served.
+    pub fn with(
+        root: &Path,
+        mediator: Arc<dyn Mediator>,
+        configure: impl FnOnce(MediatedFs) -> MediatedFs,
+    ) -> Mounted {
         let dir = tempfile::tempdir().unwrap();
         let mountpoint = dir.path().join("mnt");
         std::fs::create_dir(&mountpoint).unwrap();
@@ -163,7 +172,7 @@ impl Mounted {
             )
         };
         assert_eq!(rc, 0, "mount: {}", std::io::Error::last_os_error());
-        let fs = MediatedFs::new(root, mediator, Requester::default()).unwrap();
+        let fs = configure(MediatedFs::new(root, mediator, Requester::default()).unwrap());
         let server = fs.serve(dev).unwrap();
         Mounted {
             mountpoint,
@@ -178,6 +187,14 @@ impl Mounted {
             .as_ref()
             .map(|s| s.request_counts())
             .unwrap_or_default()
+    }
+
+    /// Stop the server while the file system is still mounted (as the
+    /// process backend does: the server goes before the mount), then unmount.
+    pub fn stop_while_mounted(mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().unwrap();
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {

@@ -16,6 +16,10 @@ pub(super) fn eacces() -> io::Error {
     io::Error::from_raw_os_error(libc::EACCES)
 }
 
+pub(super) fn ebadf() -> io::Error {
+    io::Error::from_raw_os_error(libc::EBADF)
+}
+
 /// The accesses an open with `flags` needs, and the op to record.
 pub(super) fn open_accesses(flags: u32) -> (Vec<FileAccess>, FileOp, bool) {
     let mode = flags & libc::O_ACCMODE as u32;
@@ -66,20 +70,20 @@ impl MediatedLayer {
         Ok((tickets, command))
     }
 
-    /// Release `handle` in the inner fs and report it, whatever the release returned.
-    pub(super) fn close(
-        &self,
-        ctx: &Context,
-        handle: u64,
-        result: io::Result<()>,
-    ) -> io::Result<()> {
+    /// The kernel released `handle`: report it and let go of its inner
+    /// handle. An unknown handle (already settled) has nothing left to do.
+    pub(super) fn close(&self, ctx: &Context, handle: u64) -> io::Result<()> {
         // Report before untracking: a finished command waits until its
         // handles are untracked, and their reports must be in by then.
-        if let Some(open) = self.handle(handle) {
-            self.report_close(ctx, &open);
+        let Some(open) = self.handle(handle) else {
+            return Ok(());
+        };
+        self.report_close(ctx, &open);
+        match self.untrack(handle) {
+            Some(open) => self.release_inner(ctx, &open),
+            // Settled meanwhile: whoever untracked it released it.
+            None => Ok(()),
         }
-        self.untrack(handle);
-        result
     }
 }
 

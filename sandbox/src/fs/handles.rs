@@ -104,6 +104,11 @@ impl WriteHash {
 pub(crate) struct OpenHandle {
     /// The inode it was opened on.
     pub inode: u64,
+    /// The inner (passthrough) handle that does its I/O.
+    pub inner: u64,
+    /// The open flags it shares `inner` under, when pooled (see `pool.rs`);
+    /// `None`: `inner` is its own.
+    pub pooled: Option<u32>,
     /// Workspace-relative path at open time.
     pub path: String,
     /// Tickets of the decisions that allowed the open (one per access asked).
@@ -123,7 +128,8 @@ pub(crate) struct OpenHandle {
 }
 
 impl OpenHandle {
-    /// A freshly opened handle.
+    /// A handle decided for `path` (not yet backed by an inner handle:
+    /// see [`OpenHandle::backed_by`]).
     pub fn new(
         inode: u64,
         path: String,
@@ -133,6 +139,8 @@ impl OpenHandle {
     ) -> Self {
         OpenHandle {
             inode,
+            inner: 0,
+            pooled: None,
             path,
             tickets,
             writable,
@@ -142,6 +150,14 @@ impl OpenHandle {
             hash: Mutex::new(WriteHash::new()),
             reported: AtomicBool::new(false),
         }
+    }
+
+    /// The same handle, doing its I/O through inner handle `inner` (shared
+    /// under `pooled` flags, or its own).
+    pub fn backed_by(mut self, inner: u64, pooled: Option<u32>) -> Self {
+        self.inner = inner;
+        self.pooled = pooled;
+        self
     }
 
     /// Claim the right to report this handle's close: true exactly once.

@@ -9,8 +9,9 @@ use std::collections::HashMap;
 use std::ffi::CStr;
 use std::io;
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fuse_backend_rs::api::filesystem::{Context, FileSystem};
 use fuse_backend_rs::passthrough::{CachePolicy, Config, PassthroughFs};
@@ -21,6 +22,7 @@ use super::bufio::HashingSink;
 use super::handles::OpenHandle;
 use super::idmap::IdMap;
 use super::paths::NodeMap;
+use super::pool::ReadPool;
 use super::FsError;
 use crate::{
     FileAccess, FileCloseReport, FileOp, FileRequest, Mediator, Requester, Ticket, Verdict,
@@ -39,10 +41,15 @@ pub struct MediatedLayer {
     mediator: Arc<dyn Mediator>,
     attribution: Attribution,
     pub(super) nodes: RwLock<NodeMap>,
+    /// Open file handles by the handle number the kernel was given.
     pub(super) handles: RwLock<HashMap<u64, Arc<OpenHandle>>>,
+    /// The next handle number to give the kernel.
+    pub(super) next_handle: AtomicU64,
+    /// Shared inner handles of read-only opens (see `pool.rs`).
+    pub(super) pool: Mutex<ReadPool>,
     pub(super) idmap: std::sync::OnceLock<IdMap>,
     /// Signalled whenever a handle stops being tracked (see `settle_command`).
-    released: (Mutex<()>, Condvar),
+    pub(super) released: (Mutex<()>, Condvar),
 }
 
 impl std::fmt::Debug for MediatedLayer {
@@ -98,6 +105,8 @@ impl MediatedLayer {
             attribution,
             nodes: RwLock::new(NodeMap::new()),
             handles: RwLock::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+            pool: Mutex::new(ReadPool::new()),
             idmap: std::sync::OnceLock::new(),
             released: (Mutex::new(()), Condvar::new()),
         })
@@ -164,108 +173,6 @@ impl MediatedLayer {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remember(inode, path, mode & libc::S_IFMT);
-    }
-
-    /// Start tracking an opened handle.
-    pub(super) fn track(&self, handle: u64, open: OpenHandle) {
-        self.handles
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(handle, Arc::new(open));
-    }
-
-    /// The tracked handle `handle`, if any.
-    pub(super) fn handle(&self, handle: u64) -> Option<Arc<OpenHandle>> {
-        self.handles
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&handle)
-            .cloned()
-    }
-
-    /// Every tracked handle open on `inode`.
-    pub(super) fn handles_on(&self, inode: u64) -> Vec<Arc<OpenHandle>> {
-        self.handles
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .filter(|h| h.inode == inode)
-            .cloned()
-            .collect()
-    }
-
-    /// Stop tracking `handle` and return it.
-    pub(super) fn untrack(&self, handle: u64) -> Option<Arc<OpenHandle>> {
-        let open = self
-            .handles
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&handle);
-        if open.as_ref().is_some_and(|o| o.command.is_some()) {
-            // Taking the lock orders this wake-up after a waiter's check.
-            drop(
-                self.released
-                    .0
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner),
-            );
-            self.released.1.notify_all();
-        }
-        open
-    }
-
-    fn has_handles_of(&self, command: u64) -> bool {
-        self.handles
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .any(|h| h.command == Some(command))
-    }
-
-    /// A command served by a shared server has ended (all its processes are
-    /// gone): wait up to `timeout` for the kernel to release the handles its
-    /// processes left open (their `RELEASE`s are already on the way), then
-    /// report any still tracked as closed, so every allowed open of the
-    /// command has its close report before the command's end is recorded.
-    pub fn settle_command(&self, command: u64, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        let mut guard = self
-            .released
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        while self.has_handles_of(command) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            guard = self
-                .released
-                .1
-                .wait_timeout(guard, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        drop(guard);
-        let stragglers: Vec<(u64, Arc<OpenHandle>)> = {
-            let mut handles = self.handles.write().unwrap_or_else(PoisonError::into_inner);
-            let ids: Vec<u64> = handles
-                .iter()
-                .filter(|(_, h)| h.command == Some(command))
-                .map(|(id, _)| *id)
-                .collect();
-            ids.into_iter()
-                .filter_map(|id| handles.remove(&id).map(|h| (id, h)))
-                .collect()
-        };
-        let ctx = Context::default();
-        for (handle, h) in stragglers {
-            self.report_close(&ctx, &h);
-            // A later RELEASE for this handle finds nothing to release.
-            let _ = self
-                .inner
-                .release(&ctx, h.inode, 0, handle, false, false, None);
-        }
     }
 
     /// Report the close of `open` (after the inner handle was released).
@@ -337,25 +244,6 @@ impl MediatedLayer {
             .as_ref()
             .try_into()
             .map_err(|_| io::Error::from_raw_os_error(libc::EIO))
-    }
-
-    /// Report every handle the kernel never released (the connection went
-    /// away with files still open), so no allowed open is left without its
-    /// close report. Called when the server stops.
-    pub(crate) fn close_all(&self) {
-        let open: Vec<(u64, Arc<OpenHandle>)> = self
-            .handles
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain()
-            .collect();
-        let ctx = Context::default();
-        for (handle, h) in open {
-            self.report_close(&ctx, &h);
-            let _ = self
-                .inner
-                .release(&ctx, h.inode, 0, handle, false, false, None);
-        }
     }
 
     /// Translate file ownership between the host and the sandbox's user

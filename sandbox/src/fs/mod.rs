@@ -6,22 +6,28 @@
 //!   trait that asks the mediator and delegates to `PassthroughFs`;
 //! * `paths.rs` — the inode → workspace-path map the decisions are made on;
 //! * `handles.rs` — per-handle counters and the SHA-256 of written data;
+//! * `open.rs` / `pool.rs` — the handle numbers given to the kernel and the
+//!   host descriptors behind them (shared for read-only opens);
 //! * `idmap.rs` — owner translation for user namespaces;
 //! * `attribution.rs` — which command a request comes from, when one server
 //!   serves all the commands of a sandbox ([`CommandTable`]);
-//! * `server.rs` — the /dev/fuse transport ([`FsServer`]).
+//! * `server.rs` — the /dev/fuse transport ([`FsServer`]);
+//! * `cpu.rs` — keeping the server on the CPU of the programs it serves.
 //!
 //! A virtio-fs (vhost-user-fs) transport would drive the same
 //! [`MediatedLayer`] from virtqueues instead of /dev/fuse.
 
 mod attribution;
 mod bufio;
+mod cpu;
 mod decide;
 mod handles;
 mod idmap;
 mod layer;
+mod open;
 mod ops;
 mod paths;
+mod pool;
 mod server;
 mod stats;
 
@@ -30,6 +36,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use attribution::{pid_namespace, CommandTable, Registration};
+pub use cpu::{current_cpu, next_cpu, pin_current_thread, pin_task};
 pub use idmap::IdMap;
 pub use layer::MediatedLayer;
 pub use server::FsServer;
@@ -69,6 +76,7 @@ pub enum FsError {
 pub struct MediatedFs {
     layer: Arc<MediatedLayer>,
     threads: usize,
+    cpu: Option<usize>,
 }
 
 /// Pages of data in a fuse-backend-rs session buffer (its
@@ -137,6 +145,7 @@ impl MediatedFs {
         Ok(MediatedFs {
             layer: Arc::new(MediatedLayer::new(root, mediator, attribution)?),
             threads: server::DEFAULT_SERVER_THREADS,
+            cpu: None,
         })
     }
 
@@ -155,6 +164,17 @@ impl MediatedFs {
     /// decision) and sandboxed programs work in parallel.
     pub fn with_server_threads(mut self, n: usize) -> Self {
         self.threads = n.max(1);
+        self
+    }
+
+    /// Run the server threads on `cpu` only. Pin the programs that use the
+    /// workspace to the same CPU ([`pin_current_thread`] before `exec`) and
+    /// every FUSE round trip stays on one CPU: on an otherwise idle machine
+    /// the scheduler would put the woken side on the idle CPU each time, and
+    /// cross-CPU wake-ups are what FUSE round trips mostly cost on the
+    /// development VM (see `docs/mediated-workspace.md`, Performance).
+    pub fn with_cpu(mut self, cpu: usize) -> Self {
+        self.cpu = Some(cpu);
         self
     }
 
@@ -185,6 +205,6 @@ impl MediatedFs {
     /// sandboxed processes): stopping the server closes it, which aborts the
     /// connection.
     pub fn serve(self, fuse_dev: OwnedFd) -> Result<FsServer, FsError> {
-        FsServer::start(self.layer, fuse_dev, self.threads)
+        FsServer::start(self.layer, fuse_dev, self.threads, self.cpu)
     }
 }

@@ -28,7 +28,7 @@ use fuse_backend_rs::api::filesystem::{
 };
 
 use super::bufio::SliceReader;
-use super::decide::{eacces, open_accesses};
+use super::decide::{eacces, ebadf, open_accesses};
 use super::handles::OpenHandle;
 use super::layer::MediatedLayer;
 use crate::{FileAccess, FileOp};
@@ -63,28 +63,38 @@ impl FileSystem for MediatedLayer {
     fn lookup(&self, ctx: &Context, parent: u64, name: &CStr) -> io::Result<Entry> {
         let path = self.child_path(parent, name)?;
         self.ask(ctx, FileAccess::List, FileOp::Lookup, &path)?;
+        self.make_fd_room(ctx);
         let entry = self.inner.lookup(ctx, parent, name)?;
         self.remember(entry.inode, path, entry.attr.st_mode);
         Ok(self.out_entry(entry))
     }
 
     fn forget(&self, ctx: &Context, inode: u64, count: u64) {
-        self.nodes
+        let gone = self
+            .nodes
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .forget(inode, count);
+        if gone {
+            self.forgotten(ctx, inode);
+        }
         self.inner.forget(ctx, inode, count)
     }
 
     fn batch_forget(&self, ctx: &Context, requests: Vec<(u64, u64)>) {
-        {
+        let gone: Vec<u64> = {
             let mut nodes = self
                 .nodes
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for (inode, count) in &requests {
-                nodes.forget(*inode, *count);
-            }
+            requests
+                .iter()
+                .filter(|(inode, count)| nodes.forget(*inode, *count))
+                .map(|(inode, _)| *inode)
+                .collect()
+        };
+        for inode in gone {
+            self.forgotten(ctx, inode);
         }
         self.inner.batch_forget(ctx, requests)
     }
@@ -95,6 +105,7 @@ impl FileSystem for MediatedLayer {
         inode: u64,
         handle: Option<u64>,
     ) -> io::Result<(stat64, Duration)> {
+        let handle = handle.and_then(|h| self.inner_handle(h));
         let (mut st, timeout) = self.inner.getattr(ctx, inode, handle)?;
         self.out_attr(&mut st);
         Ok((st, timeout))
@@ -125,7 +136,8 @@ impl FileSystem for MediatedLayer {
             attr.st_uid = uid.unwrap_or(attr.st_uid);
             attr.st_gid = gid.unwrap_or(attr.st_gid);
         }
-        let mut out = self.inner.setattr(ctx, inode, attr, handle, valid)?;
+        let inner_handle = handle.and_then(|h| self.inner_handle(h));
+        let mut out = self.inner.setattr(ctx, inode, attr, inner_handle, valid)?;
         self.out_attr(&mut out.0);
         if valid.contains(SetattrValid::SIZE) {
             let size = u64::try_from(attr.st_size).unwrap_or(0);
@@ -156,6 +168,7 @@ impl FileSystem for MediatedLayer {
     ) -> io::Result<Entry> {
         let path = self.child_path(parent, name)?;
         self.ask(ctx, FileAccess::Write, FileOp::Symlink, &path)?;
+        self.make_fd_room(ctx);
         let entry = self.inner.symlink(ctx, linkname, parent, name)?;
         self.remember(entry.inode, path, entry.attr.st_mode);
         Ok(self.out_entry(entry))
@@ -172,6 +185,7 @@ impl FileSystem for MediatedLayer {
     ) -> io::Result<Entry> {
         let path = self.child_path(parent, name)?;
         self.ask(ctx, FileAccess::Write, FileOp::Create, &path)?;
+        self.make_fd_room(ctx);
         let entry = self.inner.mknod(ctx, parent, name, mode, rdev, umask)?;
         self.remember(entry.inode, path, entry.attr.st_mode);
         Ok(self.out_entry(entry))
@@ -187,6 +201,7 @@ impl FileSystem for MediatedLayer {
     ) -> io::Result<Entry> {
         let path = self.child_path(parent, name)?;
         self.ask(ctx, FileAccess::Write, FileOp::Mkdir, &path)?;
+        self.make_fd_room(ctx);
         let entry = self.inner.mkdir(ctx, parent, name, mode, umask)?;
         self.remember(entry.inode, path, entry.attr.st_mode);
         Ok(self.out_entry(entry))
@@ -236,6 +251,7 @@ impl FileSystem for MediatedLayer {
         let path = self.child_path(newparent, newname)?;
         self.ask(ctx, FileAccess::Read, FileOp::Link, &source)?;
         self.ask(ctx, FileAccess::Write, FileOp::Link, &path)?;
+        self.make_fd_room(ctx);
         let entry = self.inner.link(ctx, inode, newparent, newname)?;
         self.remember(entry.inode, path, entry.attr.st_mode);
         Ok(self.out_entry(entry))
@@ -257,21 +273,9 @@ impl FileSystem for MediatedLayer {
         let (accesses, op, writable) = open_accesses(flags);
         let (tickets, command) = self.ask_all(ctx, &accesses, op, &path)?;
         let open = OpenHandle::new(inode, path, tickets, writable, command);
-        let (handle, opts, passthrough) = match self.inner.open(ctx, inode, flags, fuse_flags) {
-            Ok(r) => r,
-            Err(e) => {
-                // Allowed but failed: close the decision with an empty report.
-                self.report_close(ctx, &open);
-                return Err(e);
-            }
-        };
-        match handle {
-            Some(h) => self.track(h, open),
-            // No handle means nothing will ever be released: report now so
-            // every allowed decision gets its close report.
-            None => self.report_close(ctx, &open),
-        }
-        Ok((handle, opts, passthrough))
+        let pool_ok = kind == libc::S_IFREG;
+        let (handle, opts) = self.open_tracked(ctx, open, flags, fuse_flags, pool_ok)?;
+        Ok((Some(handle), opts, None))
     }
 
     fn create(
@@ -287,6 +291,7 @@ impl FileSystem for MediatedLayer {
             accesses.push(FileAccess::Read);
         }
         let (tickets, command) = self.ask_all(ctx, &accesses, FileOp::Create, &path)?;
+        self.make_fd_room(ctx);
         let (entry, handle, opts, passthrough) = match self.inner.create(ctx, parent, name, args) {
             Ok(r) => r,
             Err(e) => {
@@ -298,10 +303,15 @@ impl FileSystem for MediatedLayer {
         };
         self.remember(entry.inode, path.clone(), entry.attr.st_mode);
         let open = OpenHandle::new(entry.inode, path, tickets, true, command);
-        match handle {
-            Some(h) => self.track(h, open),
-            None => self.report_close(ctx, &open),
-        }
+        let handle = match handle {
+            Some(h) => Some(self.track(open.backed_by(h, None))),
+            // No handle means nothing will ever be released: report now so
+            // every allowed decision gets its close report.
+            None => {
+                self.report_close(ctx, &open);
+                None
+            }
+        };
         Ok((self.out_entry(entry), handle, opts, passthrough))
     }
 
@@ -320,7 +330,7 @@ impl FileSystem for MediatedLayer {
         let open = self.handle(handle).ok_or_else(eacces)?;
         let n = self
             .inner
-            .read(ctx, inode, handle, w, size, offset, lock_owner, flags)?;
+            .read(ctx, inode, open.inner, w, size, offset, lock_owner, flags)?;
         open.add_read(n);
         Ok(n)
     }
@@ -363,7 +373,7 @@ impl FileSystem for MediatedLayer {
         let n = self.inner.write(
             ctx,
             inode,
-            handle,
+            open.inner,
             reader,
             size,
             offset,
@@ -391,7 +401,8 @@ impl FileSystem for MediatedLayer {
     }
 
     fn fsync(&self, ctx: &Context, inode: u64, datasync: bool, handle: u64) -> io::Result<()> {
-        self.inner.fsync(ctx, inode, datasync, handle)
+        let inner = self.inner_handle(handle).ok_or_else(ebadf)?;
+        self.inner.fsync(ctx, inode, datasync, inner)
     }
 
     fn fallocate(
@@ -408,7 +419,7 @@ impl FileSystem for MediatedLayer {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         }
         self.inner
-            .fallocate(ctx, inode, handle, mode, offset, length)?;
+            .fallocate(ctx, inode, open.inner, mode, offset, length)?;
         open.hash
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -427,10 +438,10 @@ impl FileSystem for MediatedLayer {
         flock_release: bool,
         lock_owner: Option<u64>,
     ) -> io::Result<()> {
-        let result =
-            self.inner
-                .release(ctx, inode, flags, handle, flush, flock_release, lock_owner);
-        self.close(ctx, handle, result)
+        // The passthrough takes no locks or flushes at release: the inner
+        // handle's release needs none of the kernel's arguments.
+        let _ = (inode, flags, flush, flock_release, lock_owner);
+        self.close(ctx, handle)
     }
 
     fn statfs(&self, ctx: &Context, inode: u64) -> io::Result<statvfs64> {
@@ -542,6 +553,7 @@ impl FileSystem for MediatedLayer {
         offset: u64,
         whence: u32,
     ) -> io::Result<u64> {
-        self.inner.lseek(ctx, inode, handle, offset, whence)
+        let inner = self.inner_handle(handle).ok_or_else(ebadf)?;
+        self.inner.lseek(ctx, inode, inner, offset, whence)
     }
 }

@@ -81,17 +81,20 @@ impl NodeMap {
         }
     }
 
-    /// The kernel dropped `count` references to `inode`.
-    pub fn forget(&mut self, inode: u64, count: u64) {
+    /// The kernel dropped `count` references to `inode`; true when that was
+    /// the last one (the kernel no longer knows the inode).
+    pub fn forget(&mut self, inode: u64, count: u64) -> bool {
         if inode == ROOT_ID {
-            return;
+            return false;
         }
         if let Some(node) = self.nodes.get_mut(&inode) {
             node.nlookup = node.nlookup.saturating_sub(count);
             if node.nlookup == 0 {
                 self.nodes.remove(&inode);
+                return true;
             }
         }
+        false
     }
 
     /// `from` was renamed to `to`: rewrite it and everything beneath it.
@@ -167,11 +170,11 @@ mod tests {
         let mut m = NodeMap::new();
         m.remember(2, "a".into(), libc::S_IFREG);
         m.remember(2, "a".into(), libc::S_IFREG);
-        m.forget(2, 1);
+        assert!(!m.forget(2, 1));
         assert!(m.get(2).is_ok());
-        m.forget(2, 1);
+        assert!(m.forget(2, 1));
         assert!(m.get(2).is_err());
-        m.forget(ROOT_ID, 100);
+        assert!(!m.forget(ROOT_ID, 100));
         assert!(m.get(ROOT_ID).is_ok());
     }
 

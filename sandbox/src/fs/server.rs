@@ -1,14 +1,18 @@
 //! The /dev/fuse transport: threads that read requests from an
 //! already-mounted FUSE connection and hand them to the mediated layer.
+//!
+//! The request loop is ours rather than fuse-backend-rs's `FuseChannel`:
+//! that one allocates an event list per request and shares one buffer
+//! between the request and the reply; this one keeps two buffers per thread
+//! for the life of the thread and waits with a single `poll`.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use fuse_backend_rs::api::server::Server;
-use fuse_backend_rs::transport::{FuseChannel, FuseSession};
+use fuse_backend_rs::transport::{FuseBuf, FuseDevWriter, Reader};
 
 use super::layer::MediatedLayer;
 use super::stats::RequestStats;
@@ -24,11 +28,18 @@ use super::FsError;
 /// see [`MediatedFs::with_server_threads`](super::MediatedFs::with_server_threads).
 pub(super) const DEFAULT_SERVER_THREADS: usize = 1;
 
+/// Size of a request buffer: the largest request is a WRITE of `max_write`
+/// (what `init` negotiates, at most the session's 256 pages) plus its headers.
+fn request_buf_size() -> usize {
+    super::max_read() + 0x1000
+}
+
 /// A running file server; [`FsServer::stop`] ends it.
 pub struct FsServer {
-    session: Option<FuseSession>,
+    fuse: Option<Arc<File>>,
+    /// Readable once `stop` has been asked (an eventfd, never reset).
+    stop: Arc<OwnedFd>,
     threads: Vec<JoinHandle<()>>,
-    placeholder: PathBuf,
     layer: Arc<MediatedLayer>,
     stats: Arc<RequestStats>,
 }
@@ -43,69 +54,65 @@ impl std::fmt::Debug for FsServer {
 }
 
 impl FsServer {
-    /// Start serving `fuse_dev` with `layer`.
+    /// Start serving `fuse_dev` with `layer`, on `threads_wanted` threads,
+    /// all restricted to `cpu` when given.
     pub(super) fn start(
         layer: Arc<MediatedLayer>,
         fuse_dev: OwnedFd,
         threads_wanted: usize,
+        cpu: Option<usize>,
     ) -> Result<Self, FsError> {
-        // Several threads poll the same fd; non-blocking reads let the losers
-        // of a wake-up go back to polling instead of blocking where `stop`
-        // cannot reach them.
-        // SAFETY: fcntl on an fd we own, with F_GETFL/F_SETFL only.
-        let flags = unsafe { libc::fcntl(fuse_dev.as_raw_fd(), libc::F_GETFL) };
-        // SAFETY: as above.
-        if flags < 0
-            || unsafe {
-                libc::fcntl(
-                    fuse_dev.as_raw_fd(),
-                    libc::F_SETFL,
-                    flags | libc::O_NONBLOCK,
-                )
-            } < 0
-        {
+        // Several threads may poll the same fd; non-blocking reads let the
+        // losers of a wake-up go back to polling instead of blocking where
+        // `stop` cannot reach them.
+        set_nonblocking(fuse_dev.as_raw_fd()).map_err(FsError::Io)?;
+        let fuse = Arc::new(File::from(fuse_dev));
+        // SAFETY: eventfd has no memory-safety preconditions; the result is
+        // checked before it is wrapped.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if efd < 0 {
             return Err(FsError::Io(std::io::Error::last_os_error()));
         }
-
-        // FuseSession wants a mount point, which it only uses to unmount on
-        // drop. The real mount lives in the sandbox's mount namespace, so give
-        // it a private empty directory where that unmount is a harmless EINVAL.
-        let placeholder = placeholder_dir()?;
-        let mut session = FuseSession::new(&placeholder, "stele-workspace", "", false)
-            .map_err(|e| FsError::Session(e.to_string()))?;
-        session.set_fuse_file(File::from(fuse_dev));
+        // SAFETY: `efd` is a fresh descriptor nothing else owns.
+        let stop = Arc::new(unsafe { OwnedFd::from_raw_fd(efd) });
 
         let server = Arc::new(Server::new(layer.clone()));
         let stats = Arc::new(RequestStats::new());
-        let threads_wanted = threads_wanted.max(1);
-        let mut threads = Vec::with_capacity(threads_wanted);
         let mut me = FsServer {
-            session: None,
+            fuse: Some(fuse.clone()),
+            stop: stop.clone(),
             threads: Vec::new(),
-            placeholder,
             layer,
             stats: stats.clone(),
         };
-        for i in 0..threads_wanted {
-            let channel = session
-                .new_channel()
-                .map_err(|e| FsError::Session(e.to_string()))?;
-            let (server, stats) = (server.clone(), stats.clone());
+        for i in 0..threads_wanted.max(1) {
+            let (server, stats, fuse, stop) =
+                (server.clone(), stats.clone(), fuse.clone(), stop.clone());
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             let spawned = std::thread::Builder::new()
                 .name(format!("stele-fuse-{i}"))
-                .spawn(move || serve_channel(&server, &stats, channel));
-            match spawned {
-                Ok(t) => threads.push(t),
-                Err(e) => {
-                    me.session = Some(session);
-                    me.threads = threads;
-                    let _ = me.shutdown();
-                    return Err(FsError::Io(e));
+                .spawn(move || {
+                    let pinned = cpu.map_or(Ok(()), super::cpu::pin_current_thread);
+                    let ok = pinned.is_ok();
+                    let _ = ready_tx.send(pinned);
+                    if ok {
+                        serve_loop(&server, &stats, fuse.as_raw_fd(), stop.as_raw_fd());
+                    }
+                });
+            let started = match spawned {
+                Ok(t) => {
+                    me.threads.push(t);
+                    ready_rx
+                        .recv()
+                        .unwrap_or_else(|_| Err(std::io::Error::other("server thread died")))
                 }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = started {
+                let _ = me.shutdown();
+                return Err(FsError::Io(e));
             }
         }
-        me.session = Some(session);
-        me.threads = threads;
         Ok(me)
     }
 
@@ -127,10 +134,14 @@ impl FsServer {
 
     fn shutdown(&mut self) -> Result<(), FsError> {
         let mut first_err = None;
-        if let Some(session) = self.session.as_ref() {
-            if let Err(e) = session.wake() {
-                first_err = Some(FsError::Session(e.to_string()));
-            }
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to our eventfd.
+        let wrote = unsafe { libc::write(self.stop.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        if wrote != 8 {
+            first_err = Some(FsError::Session(format!(
+                "wake the server threads: {}",
+                std::io::Error::last_os_error()
+            )));
         }
         for t in self.threads.drain(..) {
             if t.join().is_err() && first_err.is_none() {
@@ -140,58 +151,122 @@ impl FsServer {
         // No thread serves requests any more: account for handles the
         // kernel will never release, before the connection goes away.
         self.layer.close_all();
-        // Dropping the session closes our fd; see `start` for the placeholder.
-        drop(self.session.take());
-        let _ = std::fs::remove_dir(&self.placeholder);
+        // The threads' clones are gone with them: this closes the fd.
+        drop(self.fuse.take());
         first_err.map_or(Ok(()), Err)
     }
 }
 
 impl Drop for FsServer {
     fn drop(&mut self) {
-        let _ = self.shutdown();
-    }
-}
-
-/// One thread's request loop.
-fn serve_channel(
-    server: &Server<Arc<MediatedLayer>>,
-    stats: &RequestStats,
-    mut channel: FuseChannel,
-) {
-    loop {
-        match channel.get_request() {
-            Ok(Some((reader, writer))) => {
-                if let Err(e) = server.handle_message(reader, writer.into(), None, Some(stats)) {
-                    // EBADF while encoding the reply: the kernel shut the session down.
-                    if matches!(e, fuse_backend_rs::Error::EncodeMessage(ref io) if io.raw_os_error() == Some(libc::EBADF))
-                    {
-                        return;
-                    }
-                }
-            }
-            // Woken by `stop`, or the file system was unmounted.
-            Ok(None) => return,
-            Err(_) => return,
+        if self.fuse.is_some() {
+            let _ = self.shutdown();
         }
     }
 }
 
-/// A fresh private directory under the temp dir.
-fn placeholder_dir() -> Result<PathBuf, FsError> {
-    let mut template = std::env::temp_dir()
-        .join("stele-fuse-XXXXXX")
-        .into_os_string()
-        .into_encoded_bytes();
-    template.push(0);
-    // SAFETY: `template` is a NUL-terminated, writable buffer ending in
-    // "XXXXXX", as mkdtemp requires; it rewrites those bytes in place.
-    let p = unsafe { libc::mkdtemp(template.as_mut_ptr().cast()) };
-    if p.is_null() {
-        return Err(FsError::Io(std::io::Error::last_os_error()));
+fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl on an fd we own, with F_GETFL/F_SETFL only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
     }
-    template.pop();
-    // SAFETY: the bytes came from an OsString plus ASCII replacements by mkdtemp.
-    let os = unsafe { std::ffi::OsString::from_encoded_bytes_unchecked(template) };
-    Ok(PathBuf::from(os))
+    Ok(())
+}
+
+/// What waiting for the next request gave.
+enum Wait {
+    Request(usize),
+    Again,
+    Stop,
+}
+
+/// One thread's request loop, until stopped, unmounted or broken.
+fn serve_loop(server: &Server<Arc<MediatedLayer>>, stats: &RequestStats, fuse: RawFd, stop: RawFd) {
+    let size = request_buf_size();
+    let mut request = vec![0u8; size];
+    let mut reply = vec![0u8; size];
+    loop {
+        let len = match next_request(fuse, stop, &mut request) {
+            Ok(Wait::Request(len)) => len,
+            Ok(Wait::Again) => continue,
+            Ok(Wait::Stop) | Err(_) => return,
+        };
+        let Some(buf) = request.get_mut(..len) else {
+            return;
+        };
+        let (Ok(reader), Ok(writer)) = (
+            Reader::from_fuse_buffer(FuseBuf::new(buf)),
+            FuseDevWriter::<()>::new(fuse, &mut reply),
+        ) else {
+            return;
+        };
+        if let Err(e) = server.handle_message(reader, writer.into(), None, Some(stats)) {
+            // EBADF while encoding the reply: the kernel shut the session down.
+            if matches!(e, fuse_backend_rs::Error::EncodeMessage(ref io) if io.raw_os_error() == Some(libc::EBADF))
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// The next request, or the stop signal.
+///
+/// Reads first and polls only when nothing is queued: when the program runs
+/// on the server's CPU, the reply's wake-up lets it run and send its next
+/// request before the server gets the CPU back, so the read usually
+/// succeeds at once and the `poll` (a system call per request) is skipped.
+fn next_request(fuse: RawFd, stop: RawFd, buf: &mut [u8]) -> std::io::Result<Wait> {
+    match read_request(fuse, buf)? {
+        Wait::Again => {}
+        ready => return Ok(ready),
+    }
+    let mut fds = [
+        libc::pollfd {
+            fd: fuse,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: stop,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: `fds` is a live array of two pollfd structs.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EINTR) => Ok(Wait::Again),
+            _ => Err(e),
+        };
+    }
+    if fds[1].revents != 0 {
+        return Ok(Wait::Stop);
+    }
+    if fds[0].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+        return Ok(Wait::Stop);
+    }
+    read_request(fuse, buf)
+}
+
+/// One non-blocking read of the device.
+fn read_request(fuse: RawFd, buf: &mut [u8]) -> std::io::Result<Wait> {
+    // SAFETY: reads at most `buf.len()` bytes into the live buffer.
+    let got = unsafe { libc::read(fuse, buf.as_mut_ptr().cast(), buf.len()) };
+    if got >= 0 {
+        return usize::try_from(got).map(Wait::Request).or(Ok(Wait::Again));
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        // Nothing queued (or another thread took it), an interrupted
+        // request, or a signal.
+        Some(libc::EAGAIN | libc::ENOENT | libc::EINTR) => Ok(Wait::Again),
+        // The file system was unmounted.
+        Some(libc::ENODEV) => Ok(Wait::Stop),
+        _ => Err(e),
+    }
 }
