@@ -53,6 +53,21 @@ pub enum NetworkMode {
     LoopbackOnly,
 }
 
+/// Where a sandbox's commands run relative to its workspace's file server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuPlacement {
+    /// The file server and every command of the sandbox on one CPU (the
+    /// CPUs stele may use are handed out in turn, one per sandbox). Every
+    /// workspace access is a synchronous FUSE round trip; kept on one CPU it
+    /// costs a fraction of a cross-CPU one (`docs/mediated-workspace.md`,
+    /// Performance). The price: a command's own parallel work shares that
+    /// CPU. The default.
+    WithFileServer,
+    /// No placement: the scheduler decides (for commands that compute in
+    /// parallel and touch few files).
+    Scheduler,
+}
+
 /// Configuration of a [`ProcessSandbox`].
 #[derive(Debug, Clone)]
 pub struct ProcessSandboxConfig {
@@ -66,6 +81,8 @@ pub struct ProcessSandboxConfig {
     pub mediator: Arc<dyn Mediator>,
     /// Lowest acceptable Landlock ABI.
     pub landlock_min_abi: u8,
+    /// Where commands run (with a mediated workspace).
+    pub cpu: CpuPlacement,
 }
 
 impl ProcessSandboxConfig {
@@ -77,6 +94,7 @@ impl ProcessSandboxConfig {
             network: NetworkMode::EgressProxy,
             mediator,
             landlock_min_abi: 1,
+            cpu: CpuPlacement::WithFileServer,
         }
     }
 }
@@ -132,6 +150,10 @@ impl ProcessSandbox {
                 &workspace,
                 config.mediator.clone(),
                 host_id,
+                match config.cpu {
+                    CpuPlacement::WithFileServer => crate::fs::next_cpu(),
+                    CpuPlacement::Scheduler => None,
+                },
             )?),
             WorkspaceMount::PlainBindForTestsOnly => None,
         };

@@ -376,6 +376,12 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         .as_ref()
         .map(|w| w.register(pid, &req.id))
         .transpose()?;
+    // On the file server's CPU (`CpuPlacement`): set on init while it waits
+    // for `go`, so the command it forks inherits it. Only a placement: a
+    // command that cannot be placed still runs correctly anywhere.
+    if let Some(cpu) = sb.shared_workspace.as_ref().and_then(|w| w.cpu()) {
+        let _ = crate::fs::pin_task(pid, cpu);
+    }
     let mut go = File::from(go_w);
     let mut report = File::from(rep_r);
     write_byte(&mut go)?;

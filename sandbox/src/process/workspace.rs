@@ -34,14 +34,17 @@ pub(crate) struct SharedWorkspace {
     server: FsServer,
     mount: OwnedFd,
     commands: Arc<CommandTable>,
+    /// The CPU of the server, which the commands share.
+    cpu: Option<usize>,
 }
 
 impl SharedWorkspace {
-    /// Mount `workspace` (detached) and start serving it.
+    /// Mount `workspace` (detached) and start serving it, on `cpu` if given.
     pub(crate) fn start(
         workspace: &Path,
         mediator: Arc<dyn Mediator>,
         sandbox_id: u32,
+        cpu: Option<usize>,
     ) -> Result<Self, SandboxError> {
         let commands = Arc::new(CommandTable::default());
         // Files owned by stele's user appear owned by the sandbox's user
@@ -55,6 +58,10 @@ impl SharedWorkspace {
                 sandbox_uid: sandbox_id,
                 sandbox_gid: sandbox_id,
             });
+        let fs = match cpu {
+            Some(c) => fs.with_cpu(c),
+            None => fs,
+        };
         // Opened here, in the initial user namespace: the kernel accepts a
         // FUSE mount only from the user namespace that opened /dev/fuse.
         let fuse = sys::open_fuse().map_err(|e| SandboxError::LayerUnavailable {
@@ -74,7 +81,13 @@ impl SharedWorkspace {
             server,
             mount,
             commands,
+            cpu,
         })
+    }
+
+    /// The CPU commands should run on (that of the server), if placed.
+    pub(crate) fn cpu(&self) -> Option<usize> {
+        self.cpu
     }
 
     /// A detached mount of the workspace for one command's init to attach.
