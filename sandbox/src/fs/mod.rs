@@ -5,7 +5,8 @@
 //!   implementation of fuse-backend-rs's transport-independent `FileSystem`
 //!   trait that asks the mediator and delegates to `PassthroughFs`;
 //! * `paths.rs` — the inode → workspace-path map the decisions are made on;
-//! * `handles.rs` — per-handle counters and the SHA-256 of written data;
+//! * `handles.rs` / `write.rs` — per-handle counters and the SHA-256 of
+//!   written data;
 //! * `open.rs` / `pool.rs` — the handle numbers given to the kernel and the
 //!   host descriptors behind them (shared for read-only opens);
 //! * `idmap.rs` — owner translation for user namespaces;
@@ -30,6 +31,7 @@ mod paths;
 mod pool;
 mod server;
 mod stats;
+mod write;
 
 use std::os::fd::OwnedFd;
 use std::path::Path;

@@ -6,16 +6,18 @@
 //! inner handle of the passthrough, which for read-only opens of regular
 //! files may be shared with other opens of the same inode (`pool.rs`).
 
+use std::ffi::CStr;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
-use fuse_backend_rs::abi::fuse_abi::OpenOptions;
-use fuse_backend_rs::api::filesystem::{Context, FileSystem};
+use fuse_backend_rs::abi::fuse_abi::{CreateIn, OpenOptions};
+use fuse_backend_rs::api::filesystem::{Context, Entry, FileSystem};
 
 use super::handles::OpenHandle;
 use super::layer::MediatedLayer;
+use crate::{FileAccess, FileOp};
 
 /// Open flags a pooled descriptor may be shared under: read-only, nothing
 /// that changes the file (`O_TRUNC`) or how the host descriptor behaves for
@@ -66,6 +68,45 @@ impl MediatedLayer {
         let pooled = pool && self.pool_insert(ctx, inode, flags, inner, opts);
         let open = open.backed_by(inner, pooled.then_some(flags));
         Ok((self.track(open), opts))
+    }
+
+    /// CREATE of `name` (at workspace path `path`) in `parent`: decided,
+    /// created, tracked as a writable handle of its own.
+    pub(super) fn create_tracked(
+        &self,
+        ctx: &Context,
+        parent: u64,
+        name: &CStr,
+        path: String,
+        args: CreateIn,
+    ) -> io::Result<(Entry, Option<u64>, OpenOptions, Option<u32>)> {
+        let mut accesses = vec![FileAccess::Write];
+        if args.flags & libc::O_ACCMODE as u32 == libc::O_RDWR as u32 {
+            accesses.push(FileAccess::Read);
+        }
+        let (tickets, command) = self.ask_all(ctx, &accesses, FileOp::Create, &path)?;
+        self.make_fd_room(ctx);
+        let (entry, handle, opts, passthrough) = match self.inner.create(ctx, parent, name, args) {
+            Ok(r) => r,
+            Err(e) => {
+                // Allowed but failed (EEXIST, ENOSPC…): close the decision.
+                let failed = OpenHandle::new(0, path, tickets, false, command);
+                self.report_close(ctx, &failed);
+                return Err(e);
+            }
+        };
+        self.remember(entry.inode, path.clone(), entry.attr.st_mode);
+        let open = OpenHandle::new(entry.inode, path, tickets, true, command);
+        let handle = match handle {
+            Some(h) => Some(self.track(open.backed_by(h, None))),
+            // No handle means nothing will ever be released: report now so
+            // every allowed decision gets its close report.
+            None => {
+                self.report_close(ctx, &open);
+                None
+            }
+        };
+        Ok((self.out_entry(entry), handle, opts, passthrough))
     }
 
     /// Pool `inner` for (`inode`, `flags`) if the descriptor budget allows.

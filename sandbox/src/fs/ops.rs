@@ -27,7 +27,6 @@ use fuse_backend_rs::api::filesystem::{
     ZeroCopyWriter,
 };
 
-use super::bufio::SliceReader;
 use super::decide::{eacces, ebadf, open_accesses};
 use super::handles::OpenHandle;
 use super::layer::MediatedLayer;
@@ -140,17 +139,7 @@ impl FileSystem for MediatedLayer {
         let mut out = self.inner.setattr(ctx, inode, attr, inner_handle, valid)?;
         self.out_attr(&mut out.0);
         if valid.contains(SetattrValid::SIZE) {
-            let size = u64::try_from(attr.st_size).unwrap_or(0);
-            for open in self.handles_on(inode) {
-                let mine = handle.is_some_and(|h| {
-                    self.handle(h)
-                        .is_some_and(|o| std::sync::Arc::ptr_eq(&o, &open))
-                });
-                open.hash
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .truncated(size, mine);
-            }
+            self.truncated(inode, handle, u64::try_from(attr.st_size).unwrap_or(0));
         }
         Ok(out)
     }
@@ -286,33 +275,7 @@ impl FileSystem for MediatedLayer {
         args: CreateIn,
     ) -> io::Result<(Entry, Option<u64>, OpenOptions, Option<u32>)> {
         let path = self.child_path(parent, name)?;
-        let mut accesses = vec![FileAccess::Write];
-        if args.flags & libc::O_ACCMODE as u32 == libc::O_RDWR as u32 {
-            accesses.push(FileAccess::Read);
-        }
-        let (tickets, command) = self.ask_all(ctx, &accesses, FileOp::Create, &path)?;
-        self.make_fd_room(ctx);
-        let (entry, handle, opts, passthrough) = match self.inner.create(ctx, parent, name, args) {
-            Ok(r) => r,
-            Err(e) => {
-                // Allowed but failed (EEXIST, ENOSPC…): close the decision.
-                let failed = OpenHandle::new(0, path, tickets, false, command);
-                self.report_close(ctx, &failed);
-                return Err(e);
-            }
-        };
-        self.remember(entry.inode, path.clone(), entry.attr.st_mode);
-        let open = OpenHandle::new(entry.inode, path, tickets, true, command);
-        let handle = match handle {
-            Some(h) => Some(self.track(open.backed_by(h, None))),
-            // No handle means nothing will ever be released: report now so
-            // every allowed decision gets its close report.
-            None => {
-                self.report_close(ctx, &open);
-                None
-            }
-        };
-        Ok((self.out_entry(entry), handle, opts, passthrough))
+        self.create_tracked(ctx, parent, name, path, args)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -349,47 +312,18 @@ impl FileSystem for MediatedLayer {
         flags: u32,
         fuse_flags: u32,
     ) -> io::Result<usize> {
-        let open = self.handle(handle).ok_or_else(eacces)?;
-        if !open.writable {
-            return Err(io::Error::from_raw_os_error(libc::EBADF));
-        }
-        let mut hash = open
-            .hash
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // While writes are sequential, copy each one out once so it can be
-        // hashed as it is written; otherwise let it flow straight through.
-        let sequential = hash.is_sequential_at(offset);
-        let mut data = Vec::new();
-        let mut copied;
-        let reader: &mut dyn ZeroCopyReader = if sequential {
-            data = vec![0u8; size as usize];
-            io::Read::read_exact(r, &mut data)?;
-            copied = SliceReader::new(&mut data);
-            &mut copied
-        } else {
-            r
-        };
-        let n = self.inner.write(
+        self.write_hashed(
             ctx,
             inode,
-            open.inner,
-            reader,
+            handle,
+            r,
             size,
             offset,
             lock_owner,
             delayed_write,
             flags,
             fuse_flags,
-        )?;
-        if sequential {
-            hash.wrote(offset, data.get(..n).unwrap_or_default());
-        } else {
-            hash.wrote_unseen();
-        }
-        drop(hash);
-        open.add_written(n);
-        Ok(n)
+        )
     }
 
     fn flush(&self, _ctx: &Context, _inode: u64, _handle: u64, _lock_owner: u64) -> io::Result<()> {
