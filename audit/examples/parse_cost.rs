@@ -10,7 +10,13 @@ fn main() {
         let vkey = store.meta_required("vkey").unwrap();
         let verifier = stele_attest::NoteVerifier::parse(&vkey).unwrap();
         let r = stele_audit::verify::verify_db(std::path::Path::new(&db), &verifier, None).unwrap();
-        println!("{} entries in {:.3} s", r.entries, r.seconds);
+        println!(
+            "{} entries in {:.3} s wall, {:.3} s CPU ({:.0} entries per CPU second)",
+            r.entries,
+            r.seconds,
+            r.cpu_seconds,
+            r.entries as f64 / r.cpu_seconds
+        );
         return;
     }
     let mut leaves = Vec::new();
