@@ -77,7 +77,10 @@ fn median_ms(mut v: Vec<Duration>) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    assert!(args.len() >= 2, "usage: vm_ab AGENT_A AGENT_B [ROUNDS] [CMD…]");
+    assert!(
+        args.len() >= 2,
+        "usage: vm_ab AGENT_A AGENT_B [ROUNDS] [CMD…]"
+    );
     let rounds: usize = args.get(2).map_or(10, |s| s.parse().expect("rounds"));
     let mut argv: Vec<String> = args.iter().skip(3).cloned().collect();
     if argv.is_empty() {
