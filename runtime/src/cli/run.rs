@@ -224,7 +224,17 @@ pub(crate) fn agent_for(
 ) -> anyhow::Result<Agent> {
     let gate = &session.gate;
     let (sandbox, mediator) = session.sandbox()?;
-    let mcp = crate::mcp::config::servers(&crate::config::load()?, &gate.actor().teams)?;
+    let mut mcp = crate::mcp::config::servers(&crate::config::load()?, &gate.actor().teams)?;
+    // No sandboxed server may be granted the log, its key or the state dir.
+    let db = session.db.display().to_string();
+    let protected: Vec<std::path::PathBuf> = ["", "-wal", "-shm", ".lock", ".attestations"]
+        .iter()
+        .map(|s| std::path::PathBuf::from(format!("{db}{s}")))
+        .chain([session.key.clone(), crate::paths::state_dir()])
+        .collect();
+    for sb in mcp.iter_mut().filter_map(|s| s.sandbox.as_mut()) {
+        sb.protected.clone_from(&protected);
+    }
     let tools = Arc::new(
         ToolBox::new(gate.clone(), session.workspace.clone(), sandbox, mediator)?
             .with_mcp(Arc::new(crate::mcp::McpRegistry::new(mcp)?)),

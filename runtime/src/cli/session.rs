@@ -232,6 +232,7 @@ fn resume(
         setup::OpenedLog {
             log,
             db: db.to_path_buf(),
+            key: key.to_path_buf(),
             signer,
         },
         bundle,

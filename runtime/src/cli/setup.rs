@@ -63,6 +63,8 @@ pub struct OpenSession {
     pub workspace: PathBuf,
     /// Audit database path.
     pub db: PathBuf,
+    /// Signing key file.
+    pub key: PathBuf,
     network: NetworkChoice,
     /// The session's sandbox (one for the whole session: a VM stays warm)
     /// until [`OpenSession::release_sandbox`].
@@ -218,6 +220,7 @@ pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Resul
         log,
         workspace,
         db,
+        key,
         network: spec.network,
         sandbox: Mutex::new(Some(sandbox)),
         mediator,
@@ -257,6 +260,8 @@ pub struct OpenedLog {
     pub log: Arc<AuditLog>,
     /// Its database.
     pub db: PathBuf,
+    /// Its signing key file.
+    pub key: PathBuf,
     /// Its signing key.
     pub signer: Arc<stele_attest::Ed25519Signer>,
 }
@@ -274,7 +279,12 @@ pub fn resume(
     approver: Box<dyn Approver>,
 ) -> anyhow::Result<OpenSession> {
     let witnessing = Witnessing::load()?;
-    let OpenedLog { log, db, signer } = opened;
+    let OpenedLog {
+        log,
+        db,
+        key,
+        signer,
+    } = opened;
     let deferred = Arc::new(DeferredMediator::default());
     // A sandbox that cannot be built leaves the session open (resumable
     // later), with nothing run.
@@ -305,6 +315,7 @@ pub fn resume(
         log,
         workspace,
         db,
+        key,
         network,
         sandbox: Mutex::new(Some(sandbox)),
         mediator,

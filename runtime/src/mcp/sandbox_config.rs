@@ -122,6 +122,9 @@ pub struct SandboxSpec {
     pub limits: ServiceLimits,
     /// The managed file that requires sandboxing, when it does.
     pub required_by: Option<String>,
+    /// stele's own state (the audit log and its siblings, the signing key,
+    /// the state directory), which no grant may expose; set by the session.
+    pub protected: Vec<PathBuf>,
 }
 
 impl SandboxSpec {
@@ -187,6 +190,7 @@ pub fn validate(
         write: cfg.write.clone(),
         limits,
         required_by,
+        protected: Vec::new(),
     })
 }
 

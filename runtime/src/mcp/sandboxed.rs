@@ -172,6 +172,26 @@ fn script_arg(args: &[String], cwd: Option<&Path>) -> Option<PathBuf> {
     std::fs::canonicalize(&p).ok().filter(|p| p.is_file())
 }
 
+/// Refuse a grant that would expose stele's own state: one that contains
+/// a protected path (the audit log, its siblings, the signing key) or lies
+/// inside one (the state directory). A server holding the key could forge
+/// the log; one holding the database could damage it.
+fn refuse_protected(grant: &Path, protected: &[PathBuf]) -> Result<(), String> {
+    let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let g = real(grant);
+    for p in protected {
+        let p = real(p);
+        if p.starts_with(&g) || g.starts_with(&p) {
+            return Err(format!(
+                "grant {} overlaps stele's own state {} (audit log, signing key): refused",
+                grant.display(),
+                p.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Prepare the start of `spec` in `sandbox`.
 pub fn prepare(spec: &ServerSpec, sandbox: &SandboxSpec) -> Result<Prepared, String> {
     let Transport::Stdio { command, args } = &spec.transport else {
@@ -221,6 +241,9 @@ pub fn prepare(spec: &ServerSpec, sandbox: &SandboxSpec) -> Result<Prepared, Str
         }
     }
     env.extend(cfg.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    for (g, _) in &grants {
+        refuse_protected(&g.path, &sandbox.protected)?;
+    }
     let mut argv = vec![program.display().to_string()];
     argv.extend(args.iter().cloned());
     Ok(Prepared {
@@ -235,6 +258,23 @@ pub fn prepare(spec: &ServerSpec, sandbox: &SandboxSpec) -> Result<Prepared, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grants_never_expose_stele_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(state.join("keys")).unwrap();
+        let key = state.join("keys/log.key");
+        std::fs::write(&key, b"k").unwrap();
+        let protected = vec![state.clone(), key.clone()];
+        for bad in [dir.path().to_path_buf(), state.clone(), state.join("keys"), key] {
+            let e = refuse_protected(&bad, &protected).unwrap_err();
+            assert!(e.contains("stele's own state"), "{e}");
+        }
+        let other = dir.path().join("data");
+        std::fs::create_dir_all(&other).unwrap();
+        refuse_protected(&other, &protected).unwrap();
+    }
 
     #[test]
     fn package_roots() {
