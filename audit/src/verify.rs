@@ -10,7 +10,7 @@ use stele_attest::{Checkpoint, NoteVerifier};
 
 use crate::check::LeafChecker;
 use crate::error::AuditError;
-use crate::merkle::Hash;
+use crate::merkle::{Hash, HashedLeaf};
 use crate::payload::commitment;
 use crate::store::Store;
 
@@ -179,40 +179,36 @@ pub fn verify_db(
 
     let mut checker = LeafChecker::new(&origin);
     let mut checks = expect.iter().peekable();
-
-    store
-        .for_each_entry(0, u64::MAX, |seq, bytes, stored_hash| {
-            let i = checker.size();
-            if seq != i {
-                return Err(AuditError::Integrity {
-                    index: i,
-                    reason: format!("entry {i} is missing (the next stored entry is {seq})"),
-                });
-            }
-            checker
-                .push(bytes, Some(stored_hash), |_| {})
-                .map_err(|f| AuditError::Integrity {
-                    index: f.index,
-                    reason: f.reason,
-                })?;
-            while let Some((&size, &(root, what))) = checks.peek() {
-                if size > checker.size() {
-                    break;
-                }
-                if size == checker.size() && checker.root() != root {
-                    return Err(AuditError::Integrity {
-                        index: size - 1,
-                        reason: format!("recomputed root at size {size} differs from the {what}"),
-                    });
-                }
-                checks.next();
-            }
-            Ok(())
-        })
-        .map_err(|e| match e {
-            AuditError::Integrity { index, reason } => tampered(index, reason),
-            other => VerifyFailure::Unreadable(other),
-        })?;
+    // Rows are checked two at a time so their leaf hashes are computed
+    // together (`HashedLeaf::pair`, a fifth faster): the first of two is
+    // held (copied: SQLite reuses its buffer) until the second arrives.
+    // Leaves are still checked one by one in index order, and a held leaf
+    // is checked before anything found after it is reported, so the first
+    // problem reported is the same.
+    let mut held = Held::default();
+    let read = store.for_each_entry(0, u64::MAX, |seq, bytes, stored_hash| {
+        let next = checker.size() + u64::from(held.full);
+        if seq != next {
+            held.check(&mut checker, &mut checks)?;
+            return Err(AuditError::Integrity {
+                index: next,
+                reason: format!("entry {next} is missing (the next stored entry is {seq})"),
+            });
+        }
+        if !held.full {
+            held.hold(bytes, stored_hash);
+            return Ok(());
+        }
+        held.full = false;
+        let (a, b) = HashedLeaf::pair(&held.leaf, bytes);
+        step(&mut checker, &mut checks, a, &held.hash)?;
+        step(&mut checker, &mut checks, b, stored_hash)
+    });
+    let read = held.check(&mut checker, &mut checks).and(read);
+    read.map_err(|e| match e {
+        AuditError::Integrity { index, reason } => tampered(index, reason),
+        other => VerifyFailure::Unreadable(other),
+    })?;
 
     let size = checker.size();
     if size < latest {
@@ -253,6 +249,68 @@ pub fn verify_db(
     report.seconds = started.elapsed().as_secs_f64();
     report.cpu_seconds = crate::cpu_time::cpu_seconds_since(cpu0, report.seconds);
     Ok(report)
+}
+
+/// Signed sizes still to reach, with the root each must have.
+type Checks<'a> =
+    std::iter::Peekable<std::collections::btree_map::Iter<'a, u64, (Hash, &'static str)>>;
+
+/// Check one leaf, then every signed root at the size it reaches.
+fn step(
+    checker: &mut LeafChecker,
+    checks: &mut Checks<'_>,
+    leaf: HashedLeaf<'_>,
+    stored_hash: &[u8],
+) -> Result<(), AuditError> {
+    checker
+        .push_hashed(leaf, Some(stored_hash), |_| {})
+        .map_err(|f| AuditError::Integrity {
+            index: f.index,
+            reason: f.reason,
+        })?;
+    while let Some((&size, &(root, what))) = checks.peek() {
+        if size > checker.size() {
+            break;
+        }
+        if size == checker.size() && checker.root() != root {
+            return Err(AuditError::Integrity {
+                index: size - 1,
+                reason: format!("recomputed root at size {size} differs from the {what}"),
+            });
+        }
+        checks.next();
+    }
+    Ok(())
+}
+
+/// A row waiting for the next one (see `verify_db`); buffers are reused.
+#[derive(Default)]
+struct Held {
+    full: bool,
+    leaf: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+impl Held {
+    fn hold(&mut self, leaf: &[u8], hash: &[u8]) {
+        self.leaf.clear();
+        self.leaf.extend_from_slice(leaf);
+        self.hash.clear();
+        self.hash.extend_from_slice(hash);
+        self.full = true;
+    }
+
+    /// Check the held row, if any, on its own.
+    fn check(
+        &mut self,
+        checker: &mut LeafChecker,
+        checks: &mut Checks<'_>,
+    ) -> Result<(), AuditError> {
+        if !std::mem::take(&mut self.full) {
+            return Ok(());
+        }
+        step(checker, checks, HashedLeaf::new(&self.leaf), &self.hash)
+    }
 }
 
 fn check_payloads(
