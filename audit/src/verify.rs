@@ -234,7 +234,7 @@ pub fn verify_db(
     }
     check_payloads(
         &store,
-        &checker.committed,
+        &checker.committed(),
         &checker.redacted_by,
         &mut report,
     )?;

@@ -61,6 +61,7 @@ pub(crate) fn payloads(
     s: &Streamed,
     report: &mut Report,
 ) -> Result<(), Failure> {
+    let committed = s.checker.committed();
     let mut present = std::collections::BTreeSet::new();
     for name in m.digests.keys().filter(|n| n.starts_with(PAYLOADS_DIR)) {
         let hexc = &name[PAYLOADS_DIR.len()..];
@@ -70,10 +71,10 @@ pub(crate) fn payloads(
             .ok_or_else(|| {
                 Failure::new(name.clone(), None, "payload name is not a hex commitment")
             })?;
-        let by =
-            s.checker.committed.get(&c).copied().ok_or_else(|| {
-                Failure::new(name.clone(), None, "no entry commits to this payload")
-            })?;
+        let by = committed
+            .get(&c)
+            .copied()
+            .ok_or_else(|| Failure::new(name.clone(), None, "no entry commits to this payload"))?;
         let b = m.read(bundle, name)?;
         if b.len() < 32 || sha256(&b) != c {
             return Err(Failure::new(
@@ -92,7 +93,7 @@ pub(crate) fn payloads(
         present.insert(c);
     }
     let selected = if s.all {
-        &s.checker.committed
+        &committed
     } else {
         &s.selected_commits
     };

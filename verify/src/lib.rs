@@ -65,6 +65,7 @@ pub(crate) type Expect = BTreeMap<u64, (Hash, String)>;
 /// Verify a bundle. Stops at the first failure.
 pub fn verify(bundle: &Bundle, opts: &Options) -> Result<Report, Failure> {
     let started = std::time::Instant::now();
+    let cpu0 = stele_audit::cpu_time::thread_cpu_ns();
     let m = manifest::check(bundle, opts)?;
     manifest::derived_files(bundle, &m)?;
     let mut expect: Expect = BTreeMap::new();
@@ -78,5 +79,6 @@ pub fn verify(bundle: &Bundle, opts: &Options) -> Result<Report, Failure> {
     extras::policies(bundle, &m, &mut report)?;
     extras::check_attestations(&atts, &s, &mut report)?;
     report.seconds = started.elapsed().as_secs_f64();
+    report.cpu_seconds = stele_audit::cpu_time::cpu_seconds_since(cpu0, report.seconds);
     Ok(report)
 }

@@ -60,9 +60,12 @@ fn main() -> ExitCode {
             print!("{r}");
             if args.bench {
                 println!(
-                    "entries/s: {:.0} overall, {:.0} streaming entries and tiles",
+                    "entries/s: {:.0} overall, {:.0} streaming entries and tiles; \
+                     per CPU second: {:.0} overall, {:.0} streaming",
                     r.rate(),
-                    r.stream_rate()
+                    r.stream_rate(),
+                    r.overall_cpu_rate(),
+                    r.cpu_rate()
                 );
             }
             ExitCode::SUCCESS

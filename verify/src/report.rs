@@ -52,6 +52,9 @@ pub struct Report {
     pub entry_bytes: u64,
     /// Seconds spent in total.
     pub seconds: f64,
+    /// CPU seconds spent in total (this thread; the wall time where the
+    /// platform does not say).
+    pub cpu_seconds: f64,
     /// Seconds spent streaming entries and tiles (the per-entry work).
     pub stream_seconds: f64,
     /// CPU seconds of that phase (this thread only; equals the wall time on
@@ -106,6 +109,11 @@ impl Report {
     /// Entries verified per second, whole run.
     pub fn rate(&self) -> f64 {
         self.entries as f64 / self.seconds.max(1e-9)
+    }
+
+    /// Entries verified per CPU second, whole run.
+    pub fn overall_cpu_rate(&self) -> f64 {
+        self.entries as f64 / self.cpu_seconds.max(1e-9)
     }
 
     /// Entries per CPU second of the streaming phase.
@@ -186,10 +194,11 @@ impl fmt::Display for Report {
         writeln!(f, "  exporter:     {}", self.exporter)?;
         writeln!(
             f,
-            "  took {:.3} s ({:.0} entries/s overall); entries and tiles: {:.3} s wall, {:.3} s on CPU \
-             ({:.0} entries/s per CPU second, {:.1} MB)",
+            "  took {:.3} s wall, {:.3} s on CPU ({:.0} entries/s overall per CPU second); \
+             entries and tiles: {:.3} s wall, {:.3} s on CPU ({:.0} entries/s per CPU second, {:.1} MB)",
             self.seconds,
-            self.rate(),
+            self.cpu_seconds,
+            self.overall_cpu_rate(),
             self.stream_seconds,
             self.stream_cpu_seconds,
             self.cpu_rate(),

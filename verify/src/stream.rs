@@ -9,7 +9,7 @@ use stele_audit::cpu_time::{cpu_seconds_since, thread_cpu_ns};
 use stele_audit::export::layout::Selection;
 use stele_audit::export::tiles::{split_bundle, tile_paths, TileBuilder, TileFile};
 use stele_audit::leaf_view::LeafView;
-use stele_audit::merkle::Hash;
+use stele_audit::merkle::{Hash, HashedLeaf};
 
 use crate::manifest::Manifest;
 use crate::{Bundle, Expect, Failure};
@@ -90,53 +90,64 @@ pub(crate) fn run(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<Stre
                 format!("holds {} entries, expected {width}", leaves.len()),
             ));
         }
-        for leaf_bytes in leaves {
-            nodes.clear();
-            let checked = s
-                .checker
-                .push(leaf_bytes, None, |n| nodes.push(n))
-                .map_err(|f| Failure::new(path.clone(), Some(f.index), f.reason))?;
-            let h = checked.hash;
-            tiles.push_leaf_hash(&h, &mut done);
-            for n in &nodes {
-                tiles.push_completed(n, &mut done);
-            }
-            if !done.is_empty() {
-                compare(bundle, m, &mut done)?;
-            }
-            let leaf = checked.view();
-            if selects(&m.predicate.range, &leaf) {
-                s.selected += 1;
-                if !all {
-                    for p in leaf.commits() {
-                        if let Some(c) = commit_hash(&p) {
-                            s.selected_commits.insert(c, leaf.seq);
+        // Two leaves at a time: their hashes are computed together
+        // (`HashedLeaf::pair`); each is then checked on its own, in order.
+        for two in leaves.chunks(2) {
+            let (first, second) = match two {
+                [a, b] => {
+                    let (a, b) = HashedLeaf::pair(a, b);
+                    (a, Some(b))
+                }
+                _ => (HashedLeaf::new(two[0]), None),
+            };
+            for leaf in std::iter::once(first).chain(second) {
+                nodes.clear();
+                let checked = s
+                    .checker
+                    .push_hashed(leaf, None, |n| nodes.push(n))
+                    .map_err(|f| Failure::new(path.clone(), Some(f.index), f.reason))?;
+                let h = checked.hash;
+                tiles.push_leaf_hash(&h, &mut done);
+                for n in &nodes {
+                    tiles.push_completed(n, &mut done);
+                }
+                if !done.is_empty() {
+                    compare(bundle, m, &mut done)?;
+                }
+                let leaf = checked.view();
+                if selects(&m.predicate.range, &leaf) {
+                    s.selected += 1;
+                    if !all {
+                        for p in leaf.commits() {
+                            if let Some(c) = commit_hash(&p) {
+                                s.selected_commits.insert(c, leaf.seq);
+                            }
+                        }
+                        s.selected_hashes.insert(leaf.seq, h);
+                    }
+                    match &mut s.span {
+                        None => s.span = Some((leaf.ts.to_string(), leaf.ts.to_string())),
+                        Some((_, b)) => {
+                            b.clear();
+                            b.push_str(leaf.ts);
                         }
                     }
-                    s.selected_hashes.insert(leaf.seq, h);
                 }
-                match &mut s.span {
-                    None => s.span = Some((leaf.ts.to_string(), leaf.ts.to_string())),
-                    Some((_, b)) => {
-                        b.clear();
-                        b.push_str(leaf.ts);
+                while let Some((&at, (root, from))) = checks.peek() {
+                    if at > s.checker.size() {
+                        break;
                     }
+                    if at == s.checker.size() && s.checker.root() != *root {
+                        return Err(Failure::new(
+                            from.clone(),
+                            Some(at - 1),
+                            format!(
+                                "root at size {at} differs from the one recomputed from the entries"
+                            ),
+                        ));
+                    }
+                    checks.next();
                 }
-            }
-            while let Some((&at, (root, from))) = checks.peek() {
-                if at > s.checker.size() {
-                    break;
-                }
-                if at == s.checker.size() && s.checker.root() != *root {
-                    return Err(Failure::new(
-                        from.clone(),
-                        Some(at - 1),
-                        format!(
-                            "root at size {at} differs from the one recomputed from the entries"
-                        ),
-                    ));
-                }
-                checks.next();
             }
         }
     }

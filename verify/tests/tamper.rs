@@ -335,3 +335,52 @@ fn redacted_payloads_verify_as_redacted() {
     assert_eq!(r.redactions.len(), 1);
     log.close().unwrap();
 }
+
+/// Leaves are hashed two at a time; an altered leaf is reported at its own
+/// index whether it is the first or second of a pair, or the last one of
+/// a partial bundle standing alone.
+#[test]
+fn an_altered_leaf_is_named_wherever_it_falls_in_a_pair() {
+    let s = Setup::new();
+    let log = s.log();
+    for i in 0..61 {
+        session(&log, &format!("bulk-{i}"), true);
+    }
+    let out = s.export(&log, Selection::All, "exp", false, false);
+    let o = s.opts();
+    let r = check(&out, &o).unwrap();
+    let last = r.entries - 1;
+    assert!(last > 257, "{last}");
+    // An odd partial bundle: its last leaf is hashed alone.
+    assert_eq!((last + 1) % 256 % 2, 1, "{last}");
+    let files = stele_audit::export::list_files(&out).unwrap();
+    for k in [256, 257, 258, last - 1, last] {
+        let name = files
+            .iter()
+            .find(|f| {
+                f.starts_with(&format!("tile/entries/{:03}", k / 256))
+                    && (k / 256 < last / 256) != f.contains(".p/")
+            })
+            .unwrap()
+            .clone();
+        let t = s.dir.path().join("t");
+        let _ = std::fs::remove_dir_all(&t);
+        copy_dir(&out, &t);
+        let mut bundle = std::fs::read(t.join(&name)).unwrap();
+        // Change the last digit of `"seq":k`: same length, still canonical.
+        let pat = format!("\"seq\":{k},");
+        let at = bundle
+            .windows(pat.len())
+            .position(|w| w == pat.as_bytes())
+            .unwrap()
+            + pat.len()
+            - 2;
+        bundle[at] = b'0' + (bundle[at] - b'0' + 1) % 10;
+        std::fs::write(t.join(&name), &bundle).unwrap();
+        resign(&t, &s.export_key, &o.log_key);
+        let e = check(&t, &o).unwrap_err();
+        assert_eq!((e.file.as_str(), e.index), (name.as_str(), Some(k)), "{e}");
+        assert!(e.reason.contains("claims index"), "{e}");
+    }
+    log.close().unwrap();
+}
