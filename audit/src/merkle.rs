@@ -30,6 +30,21 @@ pub fn leaf_hash_pair(a: &[u8], b: &[u8]) -> (Hash, Hash) {
     (ring_leaf_hash(a), ring_leaf_hash(b))
 }
 
+/// `SHA-256(a)` and `SHA-256(b)` (whole files, e.g. for a manifest),
+/// computed together where the CPU can overlap them; ring otherwise.
+pub fn sha256_pair(a: &[u8], b: &[u8]) -> (Hash, Hash) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(s) = sha_ni::ShaNi::detect() {
+        return s.plain_pair(a, b);
+    }
+    let one = |m: &[u8]| {
+        let mut c = Context::new(&SHA256);
+        c.update(m);
+        finish(c)
+    };
+    (one(a), one(b))
+}
+
 /// `SHA-256(0x01 ‖ left ‖ right)`.
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
     #[cfg(target_arch = "x86_64")]

@@ -268,7 +268,8 @@ fn reference_leaf(l: &[u8]) -> Hash {
 
 /// Every length across the padding boundaries of the first few blocks
 /// (the fast path copies the first and last blocks and reads the middle in
-/// place), one at a time and in pairs of every two lengths.
+/// place), one at a time and in pairs of every two lengths; plain
+/// SHA-256 of pairs likewise.
 #[test]
 fn leaf_and_node_hashes_match_ring_at_every_length() {
     let msgs: Vec<Vec<u8>> = (0..300usize)
@@ -283,6 +284,13 @@ fn leaf_and_node_hashes_match_ring_at_every_length() {
             assert_eq!((ha, hb), (reference_leaf(a), reference_leaf(b)));
         }
     }
+    let plain = |m: &[u8]| stele_audit::export::layout::sha256(m);
+    for a in &msgs {
+        for b in msgs.iter().step_by(5) {
+            let (ha, hb) = stele_audit::merkle::sha256_pair(a, b);
+            assert_eq!((ha, hb), (plain(a), plain(b)), "{} {}", a.len(), b.len());
+        }
+    }
     let (l, r) = ([7u8; 32], [9u8; 32]);
     assert_eq!(
         stele_audit::merkle::node_hash(&l, &r),
@@ -293,7 +301,8 @@ fn leaf_and_node_hashes_match_ring_at_every_length() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
-    /// Leaf hashes, alone and in pairs, and node hashes agree with ring
+    /// Leaf hashes, alone and in pairs, plain SHA-256 in pairs and node
+    /// hashes agree with ring
     /// for any bytes, up to leaves of several kilobytes.
     #[test]
     fn fast_hashes_agree_with_ring(
@@ -307,6 +316,9 @@ proptest! {
         prop_assert_eq!(hb, reference_leaf(&b));
         let (hb2, ha2) = stele_audit::merkle::leaf_hash_pair(&b, &a);
         prop_assert_eq!((ha2, hb2), (ha, hb));
+        let (pa, pb) = stele_audit::merkle::sha256_pair(&a, &b);
+        prop_assert_eq!(pa, stele_audit::export::layout::sha256(&a));
+        prop_assert_eq!(pb, stele_audit::export::layout::sha256(&b));
         prop_assert_eq!(
             stele_audit::merkle::node_hash(&l, &r),
             stele_audit::merkle::ring_node_hash(&l, &r)

@@ -26,31 +26,16 @@ pub(crate) struct Manifest {
 }
 
 impl Manifest {
-    /// Read a listed file and check its digest.
-    pub fn read(&self, bundle: &Bundle, name: &str) -> Result<Vec<u8>, Failure> {
-        let want = self
-            .digests
+    /// The digest the manifest lists for `name`.
+    pub fn listed(&self, name: &str) -> Result<&[u8; 32], Failure> {
+        self.digests
             .get(name)
-            .ok_or_else(|| Failure::new(name, None, "not listed in the manifest"))?;
-        let b = bundle.read(name)?;
-        if &sha256(&b) != want {
-            return Err(Failure::new(
-                name,
-                None,
-                "SHA-256 differs from the manifest (file altered)",
-            ));
-        }
-        Ok(b)
+            .ok_or_else(|| Failure::new(name, None, "not listed in the manifest"))
     }
 
-    /// [`Manifest::read`] into a reused buffer.
-    pub fn read_into(&self, bundle: &Bundle, name: &str, buf: &mut Vec<u8>) -> Result<(), Failure> {
-        let want = self
-            .digests
-            .get(name)
-            .ok_or_else(|| Failure::new(name, None, "not listed in the manifest"))?;
-        bundle.read_into(name, buf)?;
-        if &sha256(buf) != want {
+    /// Fail unless `got` is the listed digest `want` of `name`.
+    pub fn check_sum(&self, name: &str, want: &[u8; 32], got: &[u8; 32]) -> Result<(), Failure> {
+        if got != want {
             return Err(Failure::new(
                 name,
                 None,
@@ -58,6 +43,14 @@ impl Manifest {
             ));
         }
         Ok(())
+    }
+
+    /// Read a listed file and check its digest.
+    pub fn read(&self, bundle: &Bundle, name: &str) -> Result<Vec<u8>, Failure> {
+        let want = self.listed(name)?;
+        let b = bundle.read(name)?;
+        self.check_sum(name, want, &sha256(&b))?;
+        Ok(b)
     }
 
     /// Check a file's digest without keeping its bytes.

@@ -41,7 +41,7 @@ impl ShaNi {
 
     /// `SHA-256(prefix ‖ data)`.
     pub(super) fn prefixed(self, prefix: u8, data: &[u8]) -> Hash {
-        let p = Padded::new(prefix, data);
+        let p = Padded::new(Some(prefix), data);
         let mut s = H0;
         for seg in p.segments() {
             // SAFETY: `self` exists only when `detect` found the features
@@ -53,7 +53,15 @@ impl ShaNi {
 
     /// `SHA-256(prefix ‖ a)` and `SHA-256(prefix ‖ b)`, computed together.
     pub(super) fn prefixed_pair(self, prefix: u8, a: &[u8], b: &[u8]) -> (Hash, Hash) {
-        let (pa, pb) = (Padded::new(prefix, a), Padded::new(prefix, b));
+        self.pair(&Padded::new(Some(prefix), a), &Padded::new(Some(prefix), b))
+    }
+
+    /// `SHA-256(a)` and `SHA-256(b)`, computed together.
+    pub(super) fn plain_pair(self, a: &[u8], b: &[u8]) -> (Hash, Hash) {
+        self.pair(&Padded::new(None, a), &Padded::new(None, b))
+    }
+
+    fn pair(self, pa: &Padded<'_>, pb: &Padded<'_>) -> (Hash, Hash) {
         let (sega, segb) = (pa.segments(), pb.segments());
         let (mut sa, mut sb) = (H0, H0);
         // Walk both block sequences in step, in runs that lie inside one
@@ -110,9 +118,9 @@ impl ShaNi {
 }
 
 /// The padded message `prefix ‖ data ‖ 0x80 ‖ 0… ‖ bit length` as up to
-/// three runs of whole blocks: the first block (copied: it starts with
-/// the prefix), the middle ones read where they are, and the last one or
-/// two (copied, with the padding).
+/// three runs of whole blocks: the first block (copied when it starts with
+/// a prefix), the middle ones read where they are, and the last one or two
+/// (copied, with the padding).
 struct Padded<'a> {
     head: [u8; 64],
     head_len: usize,
@@ -122,24 +130,31 @@ struct Padded<'a> {
 }
 
 impl<'a> Padded<'a> {
-    fn new(prefix: u8, data: &'a [u8]) -> Self {
-        let bits = (data.len() as u64 + 1).wrapping_mul(8);
+    fn new(prefix: Option<u8>, data: &'a [u8]) -> Self {
+        let total = data.len() as u64 + u64::from(prefix.is_some());
+        let bits = total.wrapping_mul(8);
         let mut head = [0u8; 64];
         let mut tail = [0u8; 128];
-        let (head_len, mid, rest, mut n) = match data.split_first_chunk::<63>() {
-            Some((first, rest)) => {
-                head[0] = prefix;
-                head[1..].copy_from_slice(first);
-                let whole = rest.len() - rest.len() % 64;
-                (64, &rest[..whole], &rest[whole..], 0)
-            }
+        let (head_len, mid, rest, mut n) = match prefix {
             None => {
-                tail[0] = prefix;
-                (0, &data[..0], data, 1)
+                let whole = data.len() - data.len() % 64;
+                (0, &data[..whole], &data[whole..], 0)
             }
+            Some(p) => match data.split_first_chunk::<63>() {
+                Some((first, rest)) => {
+                    head[0] = p;
+                    head[1..].copy_from_slice(first);
+                    let whole = rest.len() - rest.len() % 64;
+                    (64, &rest[..whole], &rest[whole..], 0)
+                }
+                None => {
+                    tail[0] = p;
+                    (0, &data[..0], data, 1)
+                }
+            },
         };
-        // `rest` is at most 63 bytes (62 without a head block), so the
-        // padding ends within the 128 bytes.
+        // `n + rest.len()` is at most 63, so the padding ends within the
+        // 128 bytes.
         tail[n..n + rest.len()].copy_from_slice(rest);
         n += rest.len();
         tail[n] = 0x80;
