@@ -17,9 +17,9 @@
 //! `tests/merkle_vectors.rs` for every length up to several blocks.
 
 use std::arch::x86_64::{
-    __m128i, _mm_add_epi32, _mm_alignr_epi8, _mm_blend_epi16, _mm_loadu_si128, _mm_set_epi32,
-    _mm_set_epi64x, _mm_sha256msg1_epu32, _mm_sha256msg2_epu32, _mm_sha256rnds2_epu32,
-    _mm_shuffle_epi32, _mm_shuffle_epi8, _mm_storeu_si128,
+    __m128i, _mm_add_epi32, _mm_alignr_epi8, _mm_blend_epi16, _mm_extract_epi32, _mm_loadu_si128,
+    _mm_set_epi32, _mm_set_epi64x, _mm_sha256msg1_epu32, _mm_sha256msg2_epu32,
+    _mm_sha256rnds2_epu32, _mm_shuffle_epi32, _mm_shuffle_epi8,
 };
 
 use super::Hash;
@@ -230,15 +230,21 @@ fn load_state(s: &[u32; 8]) -> (__m128i, __m128i) {
 fn store_state(s: &mut [u32; 8], abef: __m128i, cdgh: __m128i) {
     let feba = _mm_shuffle_epi32(abef, 0x1B);
     let dchg = _mm_shuffle_epi32(cdgh, 0xB1);
-    let mut out = [0u32; 8];
-    let (lo, hi) = out.split_at_mut(4);
-    // SAFETY: each half of `out` is 16 writable bytes; unaligned stores
-    // have no alignment requirement.
-    unsafe {
-        _mm_storeu_si128(lo.as_mut_ptr().cast(), _mm_blend_epi16(feba, dchg, 0xF0));
-        _mm_storeu_si128(hi.as_mut_ptr().cast(), _mm_alignr_epi8(dchg, feba, 8));
-    }
-    *s = out;
+    let (dcba, hgef) = (
+        _mm_blend_epi16(feba, dchg, 0xF0),
+        _mm_alignr_epi8(dchg, feba, 8),
+    );
+    // Once per message: lane by lane, no store through a pointer needed.
+    *s = [
+        _mm_extract_epi32::<0>(dcba) as u32,
+        _mm_extract_epi32::<1>(dcba) as u32,
+        _mm_extract_epi32::<2>(dcba) as u32,
+        _mm_extract_epi32::<3>(dcba) as u32,
+        _mm_extract_epi32::<0>(hgef) as u32,
+        _mm_extract_epi32::<1>(hgef) as u32,
+        _mm_extract_epi32::<2>(hgef) as u32,
+        _mm_extract_epi32::<3>(hgef) as u32,
+    ];
 }
 
 /// Message words `4i..4i+4` of a block, as big-endian integers.
