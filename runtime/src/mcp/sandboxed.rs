@@ -267,7 +267,12 @@ mod tests {
         let key = state.join("keys/log.key");
         std::fs::write(&key, b"k").unwrap();
         let protected = vec![state.clone(), key.clone()];
-        for bad in [dir.path().to_path_buf(), state.clone(), state.join("keys"), key] {
+        for bad in [
+            dir.path().to_path_buf(),
+            state.clone(),
+            state.join("keys"),
+            key,
+        ] {
             let e = refuse_protected(&bad, &protected).unwrap_err();
             assert!(e.contains("stele's own state"), "{e}");
         }
