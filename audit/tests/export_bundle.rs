@@ -56,7 +56,7 @@ fn session_export_layout_and_logging() {
     // Proofs for the 4 session entries, 2 payloads, no leftovers.
     assert_eq!(std::fs::read_dir(out.join("proofs")).unwrap().count(), 4);
     assert_eq!(std::fs::read_dir(out.join("payloads")).unwrap().count(), 2);
-    let ocsf = std::fs::read_to_string(out.join("ocsf/events.jsonl")).unwrap();
+    let ocsf = gunzip(&out.join("ocsf/events.jsonl.gz"));
     assert_eq!(ocsf.lines().count(), 4);
     let first: serde_json::Value = serde_json::from_str(ocsf.lines().nth(1).unwrap()).unwrap();
     assert_eq!(first["class_uid"], 6003);
@@ -120,4 +120,14 @@ fn failed_export_leaves_nothing() {
     assert!(e.to_string().contains("has not ended"), "{e}");
     assert!(!out.exists());
     log.close().unwrap();
+}
+
+/// The OCSF view, decompressed (one gzip member, as SIEM collectors read it).
+fn gunzip(path: &std::path::Path) -> String {
+    use std::io::Read as _;
+    let mut s = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+        .read_to_string(&mut s)
+        .unwrap();
+    s
 }

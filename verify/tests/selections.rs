@@ -120,8 +120,15 @@ fn time_range_without_payloads_and_ocsf_classes() {
         "the file.open intents have no close: {:?}",
         r.unfinished
     );
-    let classes: Vec<u64> = std::fs::read_to_string(out.join("ocsf/events.jsonl"))
-        .unwrap()
+    let mut ocsf = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(
+            std::fs::File::open(out.join("ocsf/events.jsonl.gz")).unwrap(),
+        ),
+        &mut ocsf,
+    )
+    .unwrap();
+    let classes: Vec<u64> = ocsf
         .lines()
         .map(|l| {
             serde_json::from_str::<serde_json::Value>(l).unwrap()["class_uid"]

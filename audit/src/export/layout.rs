@@ -23,8 +23,9 @@ pub const PROOFS_DIR: &str = "proofs/";
 pub const POLICIES_DIR: &str = "policies/";
 /// Folder of session attestations, `<session>.intoto.jsonl`.
 pub const ATTESTATIONS_DIR: &str = "attestations/";
-/// OCSF view.
-pub const OCSF: &str = "ocsf/events.jsonl";
+/// OCSF view: JSON Lines, one gzip member (SIEM collectors read it as is;
+/// uncompressed it would be about twice the size of the entry bundles).
+pub const OCSF: &str = "ocsf/events.jsonl.gz";
 /// Human summary.
 pub const SUMMARY: &str = "SUMMARY.md";
 /// How to verify.

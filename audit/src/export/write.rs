@@ -158,9 +158,7 @@ fn build(
     let mut done: Vec<TileFile> = Vec::new();
     let ocsf_path = tmp.join(OCSF);
     std::fs::create_dir_all(tmp.join("ocsf")).map_err(|e| ExportError::io(tmp, e))?;
-    let ocsf_file = File::create(&ocsf_path).map_err(|e| ExportError::io(&ocsf_path, e))?;
-    let mut ocsf_w = BufWriter::new(ocsf_file);
-    let mut ocsf_hash = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut ocsf_w = ocsf::OcsfWriter::create(&ocsf_path)?;
     let mut summary = SummaryBuilder::default();
     let mut selected: Vec<u64> = Vec::new();
     let mut selected_count = 0u64;
@@ -196,12 +194,8 @@ fn build(
         if opts.selection.selects(&leaf) {
             selected_count += 1;
             summary.add(&leaf);
-            let mut line =
-                serde_json::to_vec(&ocsf::event(&leaf, &h, &cp.origin)).unwrap_or_default();
-            line.push(b'\n');
-            ocsf_hash.update(&line);
-            if let Err(e) = ocsf_w.write_all(&line) {
-                pending = Err(ExportError::io(&ocsf_path, e));
+            if let Err(e) = ocsf_w.push(&leaf, &h, &cp.origin) {
+                pending = Err(e);
             }
             commits.extend(leaf.payload.iter().filter_map(|p| parse_commit(&p.commit)));
             match &mut span {
@@ -225,13 +219,7 @@ fn build(
     for (p, b) in done.drain(..) {
         o.put(&p, &b)?;
     }
-    ocsf_w.flush().map_err(|e| ExportError::io(&ocsf_path, e))?;
-    ocsf_w
-        .get_ref()
-        .sync_all()
-        .map_err(|e| ExportError::io(&ocsf_path, e))?;
-    let mut d = [0u8; 32];
-    d.copy_from_slice(ocsf_hash.finish().as_ref());
+    let d = ocsf_w.finish()?;
     o.digests.insert(OCSF.to_string(), d);
 
     // Sessions the selection touches.
