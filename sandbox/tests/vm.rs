@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use stele_sandbox::exec::{ExecRequest, ExitStatus, Sandbox};
-use stele_sandbox::vm::{ImageStore, VmSandbox, VmSandboxConfig};
+use stele_sandbox::vm::protocol::{FsErrorKind, FsKind, Links, Listing, Parents, RemoveWhat};
+use stele_sandbox::vm::{GuestFsError, ImageStore, VmSandbox, VmSandboxConfig, WriteOptions};
 use stele_sandbox::{
     FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Ticket, Verdict,
 };
@@ -438,4 +439,161 @@ fn commands_inherit_the_filters_and_lose_randomisation_only_under_tcg() {
     let tcg = vm.sandbox.info().accel == stele_sandbox::vm::Accel::Tcg;
     assert_eq!(no_aslr, tcg, "persona {persona:#x}");
     assert_eq!(vm.sandbox.info().guest_aslr, !tcg);
+}
+
+/// The kind of a failed file request's typed error.
+fn fs_kind(r: Result<impl std::fmt::Debug, GuestFsError>) -> FsErrorKind {
+    match r {
+        Ok(v) => panic!("succeeded: {v:?}"),
+        Err(GuestFsError::Guest(e)) => e.kind,
+        Err(e) => panic!("not a guest error: {e}"),
+    }
+}
+
+#[test]
+fn file_requests_go_through_cap_std_and_the_mediator() {
+    let vm = vm();
+    let files = vm.sandbox.files();
+    let dir = vm.workspace.join("fileops");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("in.txt"), "host data\n").unwrap();
+    std::fs::write(dir.join("denied.txt"), "secret\n").unwrap();
+    let outside = vm.workspace.with_extension("fs-outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.txt"), "OUTSIDE-SECRET").unwrap();
+    std::os::unix::fs::symlink(outside.join("secret.txt"), dir.join("abs-link")).unwrap();
+    let up = format!(
+        "../../{}/secret.txt",
+        outside.file_name().unwrap().to_string_lossy()
+    );
+    std::os::unix::fs::symlink(up, dir.join("rel-link")).unwrap();
+    std::os::unix::fs::symlink("/etc", dir.join("etc-link")).unwrap();
+
+    // Inside the workspace: read, write, mkdir, stat, list, rename, remove.
+    let got = files.read("fileops/in.txt", 5, 100).unwrap();
+    assert_eq!((got.data.0.as_slice(), got.size), (&b"data\n"[..], 10));
+    files
+        .mkdir("fileops/sub/deeper", Parents::Create, 0o750)
+        .unwrap();
+    let w = files
+        .write(
+            "fileops/sub/new.txt",
+            b"from the agent",
+            WriteOptions::default(),
+        )
+        .unwrap();
+    assert_eq!((w.bytes, w.size), (14, 14));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("sub/new.txt")).unwrap(),
+        "from the agent"
+    );
+    let st = files.stat("fileops/sub/new.txt", Links::Follow).unwrap();
+    assert_eq!((st.kind, st.size), (FsKind::File, 14));
+    let st = files.stat("fileops/abs-link", Links::NoFollow).unwrap();
+    assert_eq!(st.kind, FsKind::Symlink);
+    files
+        .rename("fileops/sub/new.txt", "fileops/sub/renamed.txt")
+        .unwrap();
+    assert!(dir.join("sub/renamed.txt").is_file() && !dir.join("sub/new.txt").exists());
+    let listing = files.list("fileops", 100).unwrap();
+    let names: Vec<(&str, FsKind)> = listing
+        .entries
+        .iter()
+        .map(|e| (e.name.as_str(), e.kind))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("abs-link", FsKind::Symlink),
+            ("denied.txt", FsKind::File),
+            ("etc-link", FsKind::Symlink),
+            ("in.txt", FsKind::File),
+            ("rel-link", FsKind::Symlink),
+            ("sub", FsKind::Dir),
+        ]
+    );
+    assert_eq!(listing.listing, Listing::Complete);
+    files.remove("fileops/sub", RemoveWhat::Tree).unwrap();
+    assert!(!dir.join("sub").exists());
+
+    // Out of the workspace: refused by cap-std in the guest, before any
+    // access, so the host's Mediator is never asked about them.
+    let asked_before = vm.recorder.files.lock().unwrap().len();
+    for path in [
+        "../etc/passwd",
+        "fileops/../../etc/passwd",
+        "/etc/passwd",
+        "fileops/abs-link",
+        "fileops/rel-link",
+        "fileops/etc-link/passwd",
+    ] {
+        assert_eq!(
+            fs_kind(files.read(path, 0, 100)),
+            FsErrorKind::Escape,
+            "read {path}"
+        );
+        assert_eq!(
+            fs_kind(files.write(path, b"x", WriteOptions::default())),
+            FsErrorKind::Escape,
+            "write {path}"
+        );
+    }
+    assert_eq!(fs_kind(files.list("..", 10)), FsErrorKind::Escape);
+    assert_eq!(fs_kind(files.list("/", 10)), FsErrorKind::Escape);
+    assert_eq!(
+        fs_kind(files.stat("fileops/rel-link", Links::Follow)),
+        FsErrorKind::Escape
+    );
+    assert_eq!(
+        fs_kind(files.mkdir("../made", Parents::No, 0o755)),
+        FsErrorKind::Escape
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.join("secret.txt")).unwrap(),
+        "OUTSIDE-SECRET"
+    );
+    {
+        let files_asked = vm.recorder.files.lock().unwrap();
+        let after: Vec<&str> = files_asked[asked_before..]
+            .iter()
+            .map(|(r, _)| r.path.as_str())
+            .collect();
+        assert!(
+            after
+                .iter()
+                .all(|p| !p.contains("passwd") && !p.contains("secret") && !p.contains("made")),
+            "{after:?}"
+        );
+    }
+
+    // Inside but denied by the Mediator: fails in the guest, logged on the host.
+    let e = match files.read("fileops/denied.txt", 0, 100) {
+        Err(GuestFsError::Guest(e)) => e,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(e.kind, FsErrorKind::PermissionDenied, "{e}");
+    assert_eq!(e.errno, Some(libc::EACCES));
+    assert_eq!(
+        fs_kind(files.write("fileops/denied-new.txt", b"x", WriteOptions::default())),
+        FsErrorKind::PermissionDenied
+    );
+    assert!(!dir.join("denied-new.txt").exists());
+    let asked = vm.recorder.files.lock().unwrap();
+    assert!(asked
+        .iter()
+        .any(|(r, allow)| r.path == "fileops/denied.txt" && !allow));
+    assert!(asked
+        .iter()
+        .any(|(r, allow)| r.path == "fileops/denied-new.txt" && !allow));
+    // And the allowed accesses were decided (and logged) there too.
+    assert!(asked
+        .iter()
+        .any(|(r, allow)| r.path == "fileops/sub/new.txt"
+            && *allow
+            && r.access.action() == "file.write"));
+    assert!(asked
+        .iter()
+        .any(|(r, allow)| r.path == "fileops/in.txt" && *allow));
+    drop(asked);
+    let _ = std::fs::remove_dir_all(&outside);
 }

@@ -41,6 +41,57 @@ const WANTED_MODULES: [&str; 4] = ["virtio_mmio", "virtio_blk", "virtio_console"
 /// The guest init script; `@MODULES@` is replaced by the load order.
 const INIT_TEMPLATE: &str = include_str!("init.sh");
 
+/// Everything an image is built from; its hash names the image directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ImageInputs {
+    builder: u32,
+    suite: String,
+    mirror: String,
+    packages: Vec<String>,
+    kernel: String,
+    busybox: String,
+    modules: Vec<String>,
+    init: String,
+}
+
+impl ImageInputs {
+    /// This builder's recipe with the kernel package and busybox version
+    /// found on the machine.
+    fn recipe(kernel: &str, busybox: &str) -> ImageInputs {
+        let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect();
+        ImageInputs {
+            builder: BUILDER_VERSION,
+            suite: SUITE.to_owned(),
+            mirror: MIRROR.to_owned(),
+            packages: owned(&PACKAGES),
+            kernel: kernel.to_owned(),
+            busybox: busybox.to_owned(),
+            modules: owned(&WANTED_MODULES),
+            init: INIT_TEMPLATE.to_owned(),
+        }
+    }
+
+    /// The image key: 24 hex digits of the SHA-256 of one `name=value`
+    /// line per input, in a fixed order (the key must not depend on how a
+    /// serializer happens to order map keys).
+    fn key(&self) -> String {
+        let inputs = [
+            ("builder", self.builder.to_string()),
+            ("suite", self.suite.clone()),
+            ("mirror", self.mirror.clone()),
+            ("packages", self.packages.join(",")),
+            ("kernel", self.kernel.clone()),
+            ("busybox-static", self.busybox.clone()),
+            ("modules", self.modules.join(",")),
+            ("init", self.init.clone()),
+        ]
+        .iter()
+        .map(|(k, v)| format!("{k}={v:?}\n"))
+        .collect::<String>();
+        hex(&digest(&SHA256, inputs.as_bytes()).as_ref()[..12])
+    }
+}
+
 /// What the build did.
 #[derive(Debug, Clone)]
 pub struct BuildReport {
@@ -61,22 +112,7 @@ pub fn build_image(
         "inputs",
         Command::new("dpkg-query").args(["-W", "-f=${Version}", "busybox-static"]),
     )?;
-    // One `name=value` line per input, in a fixed order: the key must not
-    // depend on how a serializer happens to order map keys.
-    let inputs = [
-        ("builder", BUILDER_VERSION.to_string()),
-        ("suite", SUITE.to_owned()),
-        ("mirror", MIRROR.to_owned()),
-        ("packages", PACKAGES.join(",")),
-        ("kernel", kernel_pkg.clone()),
-        ("busybox-static", busybox.trim().to_owned()),
-        ("modules", WANTED_MODULES.join(",")),
-        ("init", INIT_TEMPLATE.to_owned()),
-    ]
-    .iter()
-    .map(|(k, v)| format!("{k}={v:?}\n"))
-    .collect::<String>();
-    let key = hex(&digest(&SHA256, inputs.as_bytes()).as_ref()[..12]);
+    let key = ImageInputs::recipe(&kernel_pkg, busybox.trim()).key();
     if let Some(image) = store.get(&key)? {
         store.set_current(&key)?;
         return Ok(BuildReport {
@@ -368,4 +404,53 @@ fn run_capture(step: &'static str, cmd: &mut Command) -> Result<String, VmError>
         ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_inputs_same_key() {
+        let a = ImageInputs::recipe(
+            "linux-image-6.1.0-56-cloud-amd64=6.1.192-2",
+            "1:1.35.0-4+b3",
+        );
+        let b = ImageInputs::recipe(
+            "linux-image-6.1.0-56-cloud-amd64=6.1.192-2",
+            "1:1.35.0-4+b3",
+        );
+        assert_eq!(a.key(), b.key());
+        assert_eq!(a.key().len(), 24);
+        assert!(a.key().bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn any_changed_input_changes_the_key() {
+        let base = ImageInputs::recipe(
+            "linux-image-6.1.0-56-cloud-amd64=6.1.192-2",
+            "1:1.35.0-4+b3",
+        );
+        type Change = (&'static str, fn(&mut ImageInputs));
+        let changes: [Change; 9] = [
+            ("builder", |i| i.builder += 1),
+            ("suite", |i| i.suite = "trixie".into()),
+            ("mirror", |i| i.mirror.push('/')),
+            ("packages", |i| i.packages.push("git".into())),
+            ("package order", |i| i.packages.reverse()),
+            ("kernel", |i| i.kernel.push('1')),
+            ("busybox", |i| i.busybox.push('1')),
+            ("modules", |i| i.modules.push("vsock".into())),
+            ("init", |i| i.init.push('\n')),
+        ];
+        let mut seen = std::collections::BTreeSet::from([base.key()]);
+        for (what, change) in changes {
+            let mut changed = base.clone();
+            change(&mut changed);
+            assert!(
+                seen.insert(changed.key()),
+                "changing the {what} kept the key"
+            );
+        }
+    }
 }

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use super::error::VmError;
 use super::protocol::{
-    read_frame, write_frame, Bytes, ExitReport, GuestMsg, HostMsg, ReadyReport, StreamKind, CHUNK,
+    read_frame, write_frame, Bytes, ExitReport, FsOutcome, GuestMsg, HostMsg, ReadyReport,
+    StreamKind, CHUNK,
 };
 
 /// What a waiting command receives.
@@ -25,6 +26,8 @@ pub(crate) enum ExecEvent {
     Exited(ExitReport),
     /// The answer to a ping.
     Pong,
+    /// The answer to a file request.
+    Fs(FsOutcome),
     /// The command could not be started.
     Failed {
         /// Why.
@@ -138,6 +141,7 @@ impl Channel {
         match msg {
             GuestMsg::Ready(_) => {}
             GuestMsg::Pong { id } => to_exec(id, ExecEvent::Pong),
+            GuestMsg::FsDone { id, outcome } => to_exec(id, ExecEvent::Fs(outcome)),
             GuestMsg::Output { id, stream, data } => to_exec(id, ExecEvent::Output(stream, data.0)),
             GuestMsg::Exited(report) => to_exec(report.id, ExecEvent::Exited(report)),
             GuestMsg::Failed { id, error, errno } => {

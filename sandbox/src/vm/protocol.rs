@@ -1,11 +1,14 @@
 //! The host↔guest protocol over the virtio-serial port `stele`: frames of a
 //! 4-byte big-endian length followed by one JSON message. Byte payloads are
-//! base64 strings. Exec output and proxy traffic are multiplexed by id.
+//! base64 strings. Exec output and proxy traffic are multiplexed by id;
+//! file requests (`fsproto.rs`) are answered by id.
 
 use std::io::{self, Read, Write};
 
 use base64::Engine;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub use super::fsproto::*;
 
 /// The name of the virtio-serial port carrying the protocol.
 pub const PORT_NAME: &str = "stele";
@@ -87,6 +90,13 @@ pub enum HostMsg {
     ProxyClose {
         /// Stream id.
         stream: u64,
+    },
+    /// A file operation on the workspace, answered by `FsDone`.
+    Fs {
+        /// Host-assigned id, unique per VM.
+        id: u64,
+        /// The operation.
+        op: FsOp,
     },
     /// Answer with `Pong` at once (measures the channel alone).
     Ping {
@@ -202,6 +212,13 @@ pub enum GuestMsg {
     Pong {
         /// The ping's id.
         id: u64,
+    },
+    /// Answer to `Fs`.
+    FsDone {
+        /// The request's id.
+        id: u64,
+        /// What came of it.
+        outcome: FsOutcome,
     },
 }
 

@@ -411,3 +411,7 @@ impl Qmp {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "qemu_tests.rs"]
+mod tests;

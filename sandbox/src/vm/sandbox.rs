@@ -91,7 +91,7 @@ pub struct VmSandbox {
     report: LayerReport,
     info: VmInfo,
     vm: Mutex<Option<RunningVm>>,
-    channel: Arc<Channel>,
+    pub(super) channel: Arc<Channel>,
     next_id: AtomicU64,
 }
 
@@ -155,6 +155,11 @@ impl VmSandbox {
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
             .map(|vm| vm.qemu.vmm.pid())
+    }
+
+    /// A fresh request id (commands, pings and file requests share them).
+    pub(super) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// One round trip over the guest channel with no command: the
@@ -276,7 +281,7 @@ fn collect(
                 let room = cap.saturating_sub(buf.len());
                 buf.extend_from_slice(&data[..data.len().min(room)]);
             }
-            ExecEvent::Pong => {}
+            ExecEvent::Pong | ExecEvent::Fs(_) => {}
             ExecEvent::Failed { error, errno } => {
                 return Err(match errno {
                     Some(e) => SandboxError::Spawn {

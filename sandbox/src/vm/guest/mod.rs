@@ -5,12 +5,15 @@
 //! dies); the agent mounts the virtio-fs workspace, brings up loopback,
 //! finds the virtio-serial port named `stele`, reports ready and then serves
 //! the host's requests: commands (each under Landlock + seccomp + rlimits,
-//! as an unprivileged user, with a deadline) and proxy streams (clients of
-//! the forwarder on 127.0.0.1:3128, carried to the host's egress proxy).
+//! as an unprivileged user, with a deadline), file requests (through a
+//! `cap-std` `Dir` handle on the workspace, `files.rs`) and proxy streams
+//! (clients of the forwarder on 127.0.0.1:3128, carried to the host's
+//! egress proxy).
 
 mod confine;
 pub(crate) use confine::GUEST_USER;
 mod exec;
+mod files;
 mod forward;
 mod spawn;
 mod workers;
@@ -43,6 +46,13 @@ impl Sender {
     pub fn send(&self, msg: &GuestMsg) {
         let mut port = self.port.lock().unwrap_or_else(PoisonError::into_inner);
         let _ = write_frame(&mut *port, msg);
+    }
+
+    /// Send one message, reporting failure (`InvalidInput`: too large for
+    /// a frame, nothing was sent).
+    pub fn try_send(&self, msg: &GuestMsg) -> std::io::Result<()> {
+        let mut port = self.port.lock().unwrap_or_else(PoisonError::into_inner);
+        write_frame(&mut *port, msg)
     }
 }
 
@@ -108,6 +118,15 @@ fn agent() -> Result<(), String> {
             false
         }
     };
+    // The granted folder, opened once; every file request goes through it.
+    let granted = match files::Granted::open(workspace.then_some(crate::exec::WORKSPACE_MOUNT)) {
+        Ok(g) => g,
+        Err(e) => {
+            errors.push(e);
+            files::Granted::none()
+        }
+    };
+    let granted = Arc::new(granted);
     if !crate::process::loopback::lo_up() {
         errors.push(format!("loopback: {}", std::io::Error::last_os_error()));
     }
@@ -168,6 +187,7 @@ fn agent() -> Result<(), String> {
                 forward::to_client(&streams, &sender, stream, &data.0)
             }
             HostMsg::ProxyClose { stream } => forward::close(&streams, stream),
+            HostMsg::Fs { id, op } => files::spawn(id, op, granted.clone(), sender.clone()),
             HostMsg::Ping { id } => sender.send(&GuestMsg::Pong { id }),
             HostMsg::Shutdown => {
                 // PID 1 powers off when the agent is gone (`reboot` is
