@@ -256,8 +256,10 @@ fn mcp_faults_crash_big_garbage_hang_and_credentials() {
     let (_, big) = call_pair(&leaves, "faulty", "big");
     assert_eq!(big["outcome"]["status"], "ok");
     assert!(big["data"]["result_bytes"].as_u64().unwrap() > 10 * 1024 * 1024);
+    // Garbage: a malformed answer, reported as such at once (not a timeout).
     let (_, garbage) = call_pair(&leaves, "faulty", "garbage");
-    assert_ne!(garbage["outcome"]["status"], "ok");
+    assert_eq!(garbage["outcome"]["status"], "error");
+    assert_eq!(garbage["data"]["error"], "malformed");
     let (_, hang) = call_pair(&leaves, "faulty", "hang");
     assert_eq!(hang["outcome"]["status"], "timeout");
     assert!(leaves

@@ -3,16 +3,17 @@
 
 use std::io::{BufRead as _, Write as _};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use stele_audit::Status;
 
 use super::run::{agent_for, apply_config, exit_code, finish, open_for, RunArgs};
-use super::setup::principal;
+use super::setup::{principal, OpenSession};
 use crate::agent::progress::{self, ProgressStyle};
-use crate::agent::{Budget, RunEnd};
+use crate::agent::{Agent, Budget, RunEnd};
 use crate::gate::approval::approver_for;
-use crate::gate::ApproveMode;
+use crate::gate::{ApproveMode, Gate};
 use crate::provider::{Content, Message, Role, ToolResultStatus};
 use crate::tools::specs::FINAL_ANSWER;
 
@@ -28,16 +29,54 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         "stele chat: session {} — an empty line or /exit ends it",
         gate.session_id()
     );
-    let agent = agent_for(&session, provider)?;
+    let agent = match agent_for(&session, provider) {
+        Ok(a) => a,
+        Err(e) => return Err(abort(session, gate, e)),
+    };
+    let talked = converse(&args, &agent);
+    // Whatever ended the chat (the person, the model, an error), its MCP
+    // servers stop inside the session, each stop logged.
+    let stopped = agent.tools.shutdown();
+    // The VM stops (and the guest's last closes are logged) inside the session.
+    drop(agent);
+    session.release_sandbox();
+    let last = match (talked, stopped) {
+        (Ok(last), Ok(())) => last,
+        (Err(e), stopped) => {
+            if let Err(s) = stopped {
+                eprintln!("stele: stopping the MCP servers: {s:#}");
+            }
+            return Err(abort(session, gate, e));
+        }
+        (Ok(_), Err(s)) => return Err(abort(session, gate, s.into())),
+    };
+    let style = style_of(&args);
+    finish(&gate, &last, style)?;
+    if !matches!(last, RunEnd::Paused(_)) {
+        session.attest()?;
+    }
+    drop(gate);
+    session.close()?;
+    Ok(exit_code(&last))
+}
+
+fn style_of(args: &RunArgs) -> ProgressStyle {
+    if args.json {
+        ProgressStyle::Json
+    } else {
+        ProgressStyle::Human
+    }
+}
+
+/// The conversation: one agent run per line typed, until the person ends
+/// it or a run ends in a way that stops the chat. Returns how the last run
+/// ended; an error of the agent, the terminal or the runtime ends the chat.
+fn converse(args: &RunArgs, agent: &Agent) -> anyhow::Result<RunEnd> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let style = if args.json {
-        ProgressStyle::Json
-    } else {
-        ProgressStyle::Human
-    };
+    let style = style_of(args);
     let mut messages: Vec<Message> = Vec::new();
     let mut first = (!args.task.is_empty()).then(|| args.task.clone());
     let mut last = RunEnd::Stopped(String::new());
@@ -65,31 +104,25 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             max_time: Duration::from_secs(args.max_seconds),
         };
         let mut on = |p: crate::agent::Progress<'_>| progress::print(style, p);
-        last = match rt.block_on(agent.run(&mut messages, budget, &mut on)) {
-            Ok(e) => e,
-            Err(e) => {
-                drop(agent);
-                session.release_sandbox();
-                let _ = gate.end_session(Status::Error, Some(format!("{e:#}")));
-                return Err(e.into());
-            }
-        };
+        last = rt.block_on(agent.run(&mut messages, budget, &mut on))?;
         match &last {
             RunEnd::Answered(a) | RunEnd::Stopped(a) => println!("stele> {a}"),
             RunEnd::Paused(_) | RunEnd::ModelDenied(_) | RunEnd::BudgetExhausted(_) => break,
         }
     }
-    agent.tools.shutdown()?;
-    // The VM stops (and the guest's last closes are logged) inside the session.
-    drop(agent);
+    Ok(last)
+}
+
+/// End a chat that failed: release the sandbox, end the session as an
+/// error, close it (the final checkpoint goes to the witnesses); `e` back.
+fn abort(session: OpenSession, gate: Arc<Gate>, e: anyhow::Error) -> anyhow::Error {
     session.release_sandbox();
-    finish(&gate, &last, style)?;
-    if !matches!(last, RunEnd::Paused(_)) {
-        session.attest()?;
-    }
+    let _ = gate.end_session(Status::Error, Some(format!("{e:#}")));
     drop(gate);
-    session.close()?;
-    Ok(exit_code(&last))
+    if let Err(w) = session.close() {
+        eprintln!("stele: {w:#}");
+    }
+    e
 }
 
 /// Add the user's next message. A `final_answer` call ending the previous

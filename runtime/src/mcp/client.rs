@@ -3,9 +3,7 @@
 //! endpoint. Every wait has a deadline; every malformed or missing answer is
 //! an [`McpError`], never a panic.
 
-use std::collections::VecDeque;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rmcp::model::{CallToolRequestParams, JsonObject};
@@ -14,20 +12,21 @@ use rmcp::transport::async_rw::AsyncRwTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::ServiceError;
-use tokio::io::AsyncReadExt as _;
 use tokio::process::{Child, Command};
 
 use stele_sandbox::process::service::{ServiceProcess, ServiceSpec};
 
 use super::config::{ServerSpec, Transport};
+use super::stderr::StderrTail;
 
 /// Largest single message accepted from a server (a line on stdio, an
 /// event over HTTP). Larger answers are dropped by the transport and the
 /// call then times out.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
-/// How much of a server's stderr is kept (the tail), for the log when it fails.
-const STDERR_TAIL: usize = 8 * 1024;
+/// How long a server that failed to start is given to exit on its own
+/// (and its last stderr to be read) before it is killed.
+const START_FAILURE_GRACE: Duration = Duration::from_secs(1);
 
 /// The variables of stele's environment a stdio server inherits; everything
 /// else (model API keys, …) stays out.
@@ -92,6 +91,22 @@ fn service_error(e: ServiceError) -> McpError {
     }
 }
 
+/// A start that failed: why, and the server's exit status when it is known
+/// (a server that exited during start-up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenFailure {
+    /// The error.
+    pub error: McpError,
+    /// How the server process ended, if it did.
+    pub exit: Option<String>,
+}
+
+impl From<McpError> for OpenFailure {
+    fn from(error: McpError) -> Self {
+        Self { error, exit: None }
+    }
+}
+
 /// How a stdio server is started.
 #[derive(Debug)]
 pub enum StdioLaunch {
@@ -115,7 +130,7 @@ enum Process {
 pub struct Connection {
     service: RunningService<RoleClient, ()>,
     process: Process,
-    stderr: Arc<Mutex<VecDeque<u8>>>,
+    stderr: StderrTail,
 }
 
 impl std::fmt::Debug for Connection {
@@ -128,30 +143,44 @@ impl std::fmt::Debug for Connection {
 
 impl Connection {
     /// Start (stdio, as `launch` says) or connect to (HTTP) the server and
-    /// initialise the session, within the server's start-up deadline.
-    pub async fn open(spec: &ServerSpec, launch: StdioLaunch) -> Result<Self, McpError> {
+    /// initialise the session, within the server's start-up deadline. What
+    /// a stdio server writes to stderr is kept in `stderr` from the start,
+    /// so that a server failing during start-up leaves its last words.
+    pub async fn open(
+        spec: &ServerSpec,
+        launch: StdioLaunch,
+        stderr: &StderrTail,
+    ) -> Result<Self, OpenFailure> {
         let deadline = spec.startup_timeout();
-        match tokio::time::timeout(deadline, Self::open_inner(spec, launch)).await {
+        match tokio::time::timeout(deadline, Self::open_inner(spec, launch, stderr)).await {
             Ok(r) => r,
-            Err(_) => Err(McpError::Timeout(deadline)),
+            // Dropping the start kills a host child (kill_on_drop).
+            Err(_) => Err(McpError::Timeout(deadline).into()),
         }
     }
 
-    async fn open_inner(spec: &ServerSpec, launch: StdioLaunch) -> Result<Self, McpError> {
+    async fn open_inner(
+        spec: &ServerSpec,
+        launch: StdioLaunch,
+        stderr: &StderrTail,
+    ) -> Result<Self, OpenFailure> {
         match (&spec.transport, launch) {
             (Transport::Stdio { command, args }, StdioLaunch::OnHost) => {
-                Self::open_stdio(spec, command, args).await
+                Self::open_stdio(spec, command, args, stderr).await
             }
             (Transport::Stdio { .. }, StdioLaunch::Sandboxed(service)) => {
-                Self::open_sandboxed(*service).await
+                Self::open_sandboxed(*service, stderr).await
             }
-            (Transport::Http { url }, _) => Self::open_http(spec, url).await,
+            (Transport::Http { url }, _) => Ok(Self::open_http(spec, url).await?),
         }
     }
 
     /// Start the server in its process sandbox (fails closed: no sandbox,
     /// no server) and speak MCP over its pipes.
-    async fn open_sandboxed(service: ServiceSpec) -> Result<Self, McpError> {
+    async fn open_sandboxed(
+        service: ServiceSpec,
+        stderr: &StderrTail,
+    ) -> Result<Self, OpenFailure> {
         let mut svc = tokio::task::spawn_blocking(move || ServiceProcess::start(service))
             .await
             .map_err(|e| McpError::Start(format!("sandbox start: {e}")))?
@@ -164,22 +193,23 @@ impl Connection {
         let stdout =
             tokio::net::unix::pipe::Receiver::from_owned_fd(io.stdout).map_err(pipe_err)?;
         let err = tokio::net::unix::pipe::Receiver::from_owned_fd(io.stderr).map_err(pipe_err)?;
-        let stderr = Arc::new(Mutex::new(VecDeque::new()));
-        keep_tail(err, stderr.clone());
+        stderr.follow(err);
         let transport =
             AsyncRwTransport::new(stdout, stdin).with_max_line_length(MAX_MESSAGE_BYTES);
         let service = match rmcp::service::serve_client((), transport).await {
             Ok(s) => s,
             Err(e) => {
-                // Stopping joins the service's keeper: not on this worker.
-                let _ = tokio::task::spawn_blocking(move || svc.stop()).await;
-                return Err(McpError::Start(format!("initialisation failed: {e}")));
+                let exit = Some(stop_sandboxed(svc).await);
+                return Err(OpenFailure {
+                    error: McpError::Start(format!("initialisation failed: {e}")),
+                    exit,
+                });
             }
         };
         Ok(Self {
             service,
             process: Process::Sandboxed(svc),
-            stderr,
+            stderr: stderr.clone(),
         })
     }
 
@@ -187,7 +217,8 @@ impl Connection {
         spec: &ServerSpec,
         command: &str,
         args: &[String],
-    ) -> Result<Self, McpError> {
+        stderr: &StderrTail,
+    ) -> Result<Self, OpenFailure> {
         let mut cmd = Command::new(command);
         cmd.args(args)
             .env_clear()
@@ -215,21 +246,27 @@ impl Connection {
             .spawn()
             .map_err(|e| McpError::Start(format!("{command}: {e}")))?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(McpError::Start("no pipes to the server".into()));
+            return Err(McpError::Start("no pipes to the server".into()).into());
         };
-        let stderr = Arc::new(Mutex::new(VecDeque::new()));
         if let Some(err) = child.stderr.take() {
-            keep_tail(err, stderr.clone());
+            stderr.follow(err);
         }
         let transport =
             AsyncRwTransport::new(stdout, stdin).with_max_line_length(MAX_MESSAGE_BYTES);
-        let service = rmcp::service::serve_client((), transport)
-            .await
-            .map_err(|e| McpError::Start(format!("initialisation failed: {e}")))?;
+        let service = match rmcp::service::serve_client((), transport).await {
+            Ok(s) => s,
+            Err(e) => {
+                let exit = Some(stop_child(child, START_FAILURE_GRACE).await);
+                return Err(OpenFailure {
+                    error: McpError::Start(format!("initialisation failed: {e}")),
+                    exit,
+                });
+            }
+        };
         Ok(Self {
             service,
             process: Process::Host(child),
-            stderr,
+            stderr: stderr.clone(),
         })
     }
 
@@ -254,7 +291,7 @@ impl Connection {
         Ok(Self {
             service,
             process: Process::Remote,
-            stderr: Arc::new(Mutex::new(VecDeque::new())),
+            stderr: StderrTail::new(),
         })
     }
 
@@ -288,10 +325,10 @@ impl Connection {
         })
     }
 
-    /// The last lines the server wrote to stderr.
-    pub fn stderr_tail(&self) -> String {
-        let t = self.stderr.lock().unwrap_or_else(PoisonError::into_inner);
-        String::from_utf8_lossy(&t.iter().copied().collect::<Vec<u8>>()).into_owned()
+    /// The last lines the server wrote to stderr (shared: it stays
+    /// readable after the connection is stopped).
+    pub fn stderr_tail(&self) -> &StderrTail {
+        &self.stderr
     }
 
     /// Whether the server process has exited or the connection closed;
@@ -347,29 +384,32 @@ impl Connection {
     /// should exit), wait a moment, then kill its whole process group.
     pub async fn stop(mut self) -> Option<String> {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.service.close()).await;
-        let mut c = match std::mem::replace(&mut self.process, Process::Remote) {
-            Process::Remote => return None,
-            Process::Sandboxed(s) => return Some(stop_sandboxed(s).await),
-            Process::Host(c) => c,
-        };
-        // Taken before waiting: a reaped child no longer reports its pid.
-        let pid = c.id();
-        let exited = tokio::time::timeout(Duration::from_secs(1), c.wait()).await;
-        // Whatever the server left running in its group goes with it.
-        if let Some(pid) = pid {
-            signal_group(pid);
+        match std::mem::replace(&mut self.process, Process::Remote) {
+            Process::Remote => None,
+            Process::Sandboxed(s) => Some(stop_sandboxed(s).await),
+            Process::Host(c) => Some(stop_child(c, Duration::from_secs(1)).await),
         }
-        if let Ok(Ok(s)) = exited {
-            return Some(s.to_string());
-        }
-        let _ = c.start_kill();
-        Some(
-            match tokio::time::timeout(Duration::from_secs(3), c.wait()).await {
-                Ok(Ok(s)) => s.to_string(),
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => "did not exit".into(),
-            },
-        )
+    }
+}
+
+/// Give a host server `grace` to exit on its own, then kill its whole
+/// process group; its exit status.
+async fn stop_child(mut c: Child, grace: Duration) -> String {
+    // Taken before waiting: a reaped child no longer reports its pid.
+    let pid = c.id();
+    let exited = tokio::time::timeout(grace, c.wait()).await;
+    // Whatever the server left running in its group goes with it.
+    if let Some(pid) = pid {
+        signal_group(pid);
+    }
+    if let Ok(Ok(s)) = exited {
+        return s.to_string();
+    }
+    let _ = c.start_kill();
+    match tokio::time::timeout(Duration::from_secs(3), c.wait()).await {
+        Ok(Ok(s)) => s.to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "did not exit".into(),
     }
 }
 
@@ -387,25 +427,6 @@ async fn stop_sandboxed(s: ServiceProcess) -> String {
         Ok(None) => "did not report an exit".into(),
         Err(e) => format!("stop failed: {e}"),
     }
-}
-
-/// Keep the last [`STDERR_TAIL`] bytes `err` produces in `tail`.
-fn keep_tail<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
-    mut err: R,
-    tail: Arc<Mutex<VecDeque<u8>>>,
-) {
-    tokio::spawn(async move {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = err.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            let mut t = tail.lock().unwrap_or_else(PoisonError::into_inner);
-            t.extend(&buf[..n]);
-            let excess = t.len().saturating_sub(STDERR_TAIL);
-            t.drain(..excess);
-        }
-    });
 }
 
 /// Terminate the process group a stdio server leads.

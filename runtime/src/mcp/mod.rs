@@ -7,6 +7,7 @@
 //! policy (`mcp.list` per server and per tool) and every call decided
 //! (`mcp.call`) and logged as an intent/result pair. See `docs/mcp.md`.
 
+pub mod args;
 pub mod client;
 pub mod config;
 pub mod net;
@@ -14,6 +15,7 @@ pub mod registry;
 pub mod sandbox_config;
 pub mod sandboxed;
 pub mod server;
+pub mod stderr;
 
 pub use client::McpError;
 pub use config::{McpServerConfig, ServerSpec};

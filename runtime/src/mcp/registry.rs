@@ -167,13 +167,7 @@ impl McpRegistry {
                 if e.breaks_connection() {
                     slot.fail(gate, &self.handle, "list_failed", &e)?;
                 } else {
-                    slot.lifecycle(
-                        gate,
-                        "list_failed",
-                        stele_audit::Status::Error,
-                        Some(e.to_string()),
-                        None,
-                    )?;
+                    slot.list_failed(gate, &e)?;
                     self.mark_listed(&name);
                 }
                 return Ok(());

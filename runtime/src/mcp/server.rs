@@ -12,16 +12,19 @@ use std::sync::Arc;
 
 use stele_sandbox::process::service::ServiceNetwork;
 
-use super::client::{Connection, McpError, StdioLaunch};
+use super::client::{Connection, McpError, OpenFailure, StdioLaunch};
 use super::config::ServerSpec;
 use super::net::McpNetMediator;
 use super::sandboxed;
+use super::stderr::StderrTail;
 use crate::gate::{ActionRequest, Authorization, Gate, GateError};
 
 /// First backoff after a failure; doubled per further failure.
 const BACKOFF_START: Duration = Duration::from_millis(500);
 /// Longest backoff.
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How long the end of a failed server's stderr is waited for.
+const STDERR_GRACE: Duration = Duration::from_millis(500);
 
 /// Why a server is not running.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,7 +170,8 @@ impl Slot {
                 return Ok(Err(NotRunning::Failed(e)));
             }
         };
-        match rt.block_on(Connection::open(&self.spec, launch)) {
+        let stderr = StderrTail::new();
+        match rt.block_on(Connection::open(&self.spec, launch, &stderr)) {
             Ok(conn) => {
                 let mut o = Outcome::status(Status::Ok);
                 o.duration_ms = Some(started.elapsed().as_millis() as u64);
@@ -185,9 +189,11 @@ impl Slot {
                     .append_blocking(self.event(gate).with_outcome(o).with_data(data))?;
                 Ok(Ok(()))
             }
-            Err(e) => {
-                self.fail(gate, rt, "start_failed", &e)?;
-                Ok(Err(NotRunning::Failed(e)))
+            Err(OpenFailure { error, exit }) => {
+                // No connection is left, but what the server said is.
+                let tail = rt.block_on(stderr.settled(STDERR_GRACE));
+                self.record_failure(gate, "start_failed", &error, exit, &tail)?;
+                Ok(Err(NotRunning::Failed(error)))
             }
         }
     }
@@ -227,11 +233,26 @@ impl Slot {
     ) -> Result<(), GateError> {
         let (stderr, status) = match self.conn.take() {
             Some(c) => {
-                let tail = self.spec.scrub(&c.stderr_tail());
-                (tail, rt.block_on(c.stop()))
+                let tail = c.stderr_tail().clone();
+                let status = rt.block_on(c.stop());
+                // Stopped: what it wrote last is in the pipe.
+                (rt.block_on(tail.settled(STDERR_GRACE)), status)
             }
             None => (String::new(), None),
         };
+        self.record_failure(gate, phase, err, status, &stderr)
+    }
+
+    /// Log a failure of the server (which is no longer running) with its
+    /// exit status and stderr tail, and set the backoff.
+    fn record_failure(
+        &mut self,
+        gate: &Gate,
+        phase: &str,
+        err: &McpError,
+        status: Option<String>,
+        stderr: &str,
+    ) -> Result<(), GateError> {
         self.failures += 1;
         let backoff = BACKOFF_START
             .saturating_mul(1u32 << (self.failures - 1).min(10))
@@ -253,13 +274,42 @@ impl Slot {
                 "failures": self.failures,
                 "next_start_after_ms": backoff.as_millis() as u64,
             }));
-        if !stderr.is_empty() {
-            ev = ev.with_payload(PayloadInput {
-                role: "stderr".into(),
-                media: "text/plain".into(),
-                body: stderr.into_bytes(),
-                disclosure: Disclosure::CommitmentOnly,
-            });
+        if let Some(p) = self.stderr_payload(stderr) {
+            ev = ev.with_payload(p);
+        }
+        gate.log().append_blocking(ev)?;
+        Ok(())
+    }
+
+    /// The server's stderr tail as a payload, its credentials redacted;
+    /// none when it wrote nothing.
+    fn stderr_payload(&self, stderr: &str) -> Option<PayloadInput> {
+        (!stderr.is_empty()).then(|| PayloadInput {
+            role: "stderr".into(),
+            media: "text/plain".into(),
+            body: self.spec.scrub(stderr).into_bytes(),
+            disclosure: Disclosure::CommitmentOnly,
+        })
+    }
+
+    /// Log that the running server's tool list could not be used (a
+    /// malformed or refused answer that leaves the connection up): a
+    /// `list_failed` entry with the stderr tail so far. The server keeps
+    /// running; its tools are not offered.
+    pub fn list_failed(&self, gate: &Gate, err: &McpError) -> Result<(), GateError> {
+        let mut o = Outcome::status(Status::Error);
+        o.detail = Some(err.to_string());
+        let mut ev = self
+            .event(gate)
+            .with_outcome(o)
+            .with_data(serde_json::json!({
+                "phase": "list_failed",
+                "server": self.spec.name,
+                "error": err.kind(),
+            }));
+        let tail = self.conn.as_ref().map(|c| c.stderr_tail().text());
+        if let Some(p) = tail.and_then(|t| self.stderr_payload(&t)) {
+            ev = ev.with_payload(p);
         }
         gate.log().append_blocking(ev)?;
         Ok(())

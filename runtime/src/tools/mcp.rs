@@ -1,6 +1,6 @@
 //! MCP tool calls through the gate: an `mcp.call` decision on the tool
 //! (server + original name) with the arguments typed into the policy
-//! context where the tool's schema allows, the approval text showing the
+//! context where the tool's schema allows (`crate::mcp::args`), the approval text showing the
 //! arguments, the intent logged with the arguments and the result with the
 //! full answer as payloads.
 
@@ -8,65 +8,16 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use stele_audit::{Disclosure, Outcome, PayloadInput, Status};
-use stele_policy::canonical::{canonical_path, CanonicalHost};
-use stele_policy::{Action, Resource, ToolArgs};
+use stele_policy::{Action, Resource};
 
 use super::Ran;
 use crate::gate::{ActionRequest, Authorization, Gate, GateError};
+use crate::mcp::args::call_args;
 use crate::mcp::{McpError, McpRegistry, OfferedTool};
 
 /// How much of the arguments an approver is shown (the whole arguments are
 /// in the log; the shown text is hashed there too).
 const SHOWN_ARGS: usize = 4096;
-
-/// The declared JSON type of a property in an input schema.
-fn declared<'a>(schema: &'a Value, key: &str) -> Option<&'a str> {
-    schema.get("properties")?.get(key)?.get("type")?.as_str()
-}
-
-/// The endpoint of a URL: scheme, host (after any user info) and port.
-fn url_endpoint(url: &str) -> Option<CanonicalHost> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    CanonicalHost::parse(&format!("{scheme}://{host_port}")).ok()
-}
-
-/// The typed subset of `args` policies see as `context.args`: a value is
-/// taken only when the tool's schema declares the property with that type
-/// and the value has it (and, for paths and hosts, is canonical).
-pub fn typed_args(schema: &Value, args: &Map<String, Value>) -> ToolArgs {
-    let mut t = ToolArgs::default();
-    let string = |k: &str| {
-        (declared(schema, k) == Some("string"))
-            .then(|| args.get(k).and_then(Value::as_str))
-            .flatten()
-    };
-    let boolean = |k: &str| {
-        (declared(schema, k) == Some("boolean"))
-            .then(|| args.get(k).and_then(Value::as_bool))
-            .flatten()
-    };
-    if let Some(p) = string("path") {
-        t.path = canonical_path(p).ok();
-    }
-    if let Some(h) = string("host") {
-        t.host = stele_policy::canonical::canonical_host_name(h).ok();
-    }
-    if let Some(h) = string("url").and_then(url_endpoint) {
-        t.host = Some(h.name().to_string());
-        t.port = Some(h.port());
-    }
-    if declared(schema, "port") == Some("integer") {
-        if let Some(p) = args.get("port").and_then(Value::as_u64) {
-            t.port = u16::try_from(p).ok();
-        }
-    }
-    t.recursive = boolean("recursive");
-    t.overwrite = boolean("overwrite");
-    t.size_bytes = Some(Value::Object(args.clone()).to_string().len() as u64);
-    t
-}
 
 /// The text of a tool result for the model: its text parts, other parts
 /// summarised, structured content when there is no text.
@@ -142,10 +93,12 @@ pub(super) fn call(
             tool: tool.tool.clone(),
         },
     );
-    req.args = typed_args(
+    // The typed arguments policies see (`context.args`); see `mcp::args`.
+    let seen = call_args(
         &tool.input_schema,
         arguments.as_ref().unwrap_or(&Map::new()),
     );
+    req.args = seen.typed;
     req.payloads.push(PayloadInput {
         role: "args".into(),
         media: "application/json".into(),
@@ -212,22 +165,6 @@ pub(super) fn call(
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn args_are_typed_only_where_the_schema_says_so() {
-        let schema = json!({"type":"object","properties":{
-            "path":{"type":"string"}, "url":{"type":"string"}, "recursive":{"type":"boolean"},
-            "overwrite":{"type":"string"}}});
-        let args = json!({"path":"a/../b.txt","url":"https://user@Example.com:8443/x?q=1",
-            "recursive":true,"overwrite":true,"host":"evil.example"});
-        let t = typed_args(&schema, args.as_object().unwrap());
-        assert_eq!(t.path.as_ref().map(|p| p.as_str()), Some("b.txt"));
-        assert_eq!(t.host.as_deref(), Some("example.com"));
-        assert_eq!(t.port, Some(8443));
-        assert_eq!(t.recursive, Some(true));
-        assert_eq!(t.overwrite, None, "declared string, given bool");
-        assert!(t.size_bytes.unwrap() > 10);
-    }
 
     #[test]
     fn result_text_takes_text_parts() {

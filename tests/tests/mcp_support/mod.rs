@@ -272,3 +272,56 @@ pub fn payload_body(e: &Env, seq: u64) -> Vec<Vec<u8>> {
         .map(Result::unwrap)
         .collect()
 }
+
+/// `stele chat` with `first` as the first message, then `stdin` typed.
+pub fn chat(e: &Env, mock: &MockModel, first: &str, stdin: &[u8]) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(stele_tests::stele_bin())
+        .args([
+            "chat",
+            "--workspace",
+            e.ws.to_str().unwrap(),
+            "--policy",
+            e.policy.to_str().unwrap(),
+            "--user",
+            "alice",
+            "--approve",
+            "deny",
+            "--model",
+            "anthropic:claude-sonnet-4-5",
+            first,
+        ])
+        .env("STELE_STATE_DIR", &e.stele.state)
+        .env("USER", "alice")
+        .env("ANTHROPIC_API_KEY", KEY)
+        .env("ANTHROPIC_BASE_URL", mock.base_url())
+        .env("STELE_CONFIG", &e.config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The `mcp.list` entries of `server` in `phase`.
+pub fn phases<'a>(leaves: &'a [Value], server: &str, phase: &str) -> Vec<&'a Value> {
+    leaves
+        .iter()
+        .filter(|l| {
+            l["kind"] == "mcp.list"
+                && l["target"]["server"] == server
+                && l["data"]["phase"] == phase
+        })
+        .collect()
+}
+
+/// A `[mcp.NAME]` table running the faulty server with `FAULTY_MODE=mode`.
+pub fn faulty_as(name: &str, mode: &str, extra: &str) -> String {
+    let faulty = servers_dir().join("faulty-server.mjs");
+    format!(
+        "\n[mcp.{name}]\ncommand = \"node\"\nargs = [{:?}]\nenv = {{ FAULTY_MODE = \"{mode}\" }}\n{extra}\n",
+        faulty.display().to_string()
+    )
+}
