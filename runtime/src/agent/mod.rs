@@ -194,11 +194,19 @@ impl Agent {
                 Authorization::Denied(d) => {
                     let _active = chat.context().attach();
                     crate::telemetry::spans::note_denied(d.seq);
+                    let detail = serde_json::json!({
+                        "reason": d.reason, "policies": d.policies,
+                        "layer": d.layer, "audit_entry": d.seq,
+                    });
+                    on(Progress::Decision(progress::Decision::Denied {
+                        subject: "model.request",
+                        detail: &detail,
+                    }));
                     return Ok(RunEnd::ModelDenied(d.reason));
                 }
             };
             chat.record_intent(permit.intent_seq(), &permit.intent_leaf());
-            let mut show = |ev: StreamEvent| on_stream(ev);
+            let mut show = |ev: StreamEvent| on_stream(ev, &mut *on);
             let reply = self.provider.chat(&req, &mut show).await;
             let gate = self.gate.clone();
             let resp = match reply {
@@ -282,6 +290,12 @@ impl Agent {
                         match called?? {
                             ToolOutcome::Final(answer) => return Ok(RunEnd::Answered(answer)),
                             ToolOutcome::Output { text, status } => {
+                                if let Some(detail) = progress::denial_in(&text) {
+                                    on(Progress::Decision(progress::Decision::Denied {
+                                        subject: name,
+                                        detail: &detail,
+                                    }));
+                                }
                                 on(Progress::ToolResult {
                                     name,
                                     status,
@@ -323,9 +337,21 @@ fn finish_reason(stop: &StopReason) -> &str {
     }
 }
 
-fn on_stream(_ev: StreamEvent) {
-    // Streaming deltas are not shown one by one: the terminal view prints
-    // whole texts and tool calls (progress without a flood).
+/// Streaming deltas are not shown one by one: the terminal view prints whole
+/// texts and tool calls (progress without a flood). Retries are shown.
+fn on_stream(ev: StreamEvent, on: &mut (dyn FnMut(Progress<'_>) + Send)) {
+    if let StreamEvent::Retrying {
+        attempt,
+        wait,
+        reason,
+    } = ev
+    {
+        on(Progress::Retry {
+            attempt,
+            wait,
+            reason: &reason,
+        });
+    }
 }
 
 fn body(role: &str, b: &[u8]) -> PayloadInput {

@@ -1,5 +1,16 @@
 //! What a person (or a machine, with `--json`) sees while the agent works.
+//!
+//! On a terminal: one short line per step, model text, tool call, tool
+//! result, denial, configured approval answer and retry; everything from the
+//! model is shown escaped (never interpreted by the terminal). With `--json`:
+//! one JSON object per line on stdout, each with an `event` field (`step`,
+//! `text`, `tool_call`, `tool_result`, `decision`, `retry`, `end`).
 
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::gate::approval::{terminal_safe, ApprovalEvent, Approver, Newlines, Observed};
 use crate::provider::ToolResultStatus;
 
 /// One progress event.
@@ -25,6 +36,46 @@ pub enum Progress<'a> {
         /// What the model sees.
         text: &'a str,
     },
+    /// Policy or an approver decided something a person should know.
+    Decision(Decision<'a>),
+    /// A model request failed and is retried after `wait`.
+    Retry {
+        /// The attempt that failed (1-based).
+        attempt: u32,
+        /// The wait before the next attempt.
+        wait: Duration,
+        /// Why it failed.
+        reason: &'a str,
+    },
+}
+
+/// A decision reported as progress.
+#[derive(Debug, Clone, Copy)]
+pub enum Decision<'a> {
+    /// An action was refused (by policy, or because its approval was refused).
+    Denied {
+        /// What was refused: a tool name, or `model.request`.
+        subject: &'a str,
+        /// The structured denial (`reason`, `policies`, `layer`, `audit_entry`).
+        detail: &'a Value,
+    },
+    /// An approver is asked; `shown` is exactly what it sees (and what the
+    /// log's approval entry hashes).
+    Asked {
+        /// The text shown.
+        shown: &'a str,
+    },
+    /// An approver answered.
+    Answered {
+        /// The text that was shown.
+        shown: &'a str,
+        /// Granted or refused.
+        outcome: stele_policy::ApprovalOutcome,
+        /// Who answered.
+        approver: &'a str,
+        /// How (`tty`, `flag`).
+        method: &'a str,
+    },
 }
 
 /// How progress is printed.
@@ -36,8 +87,9 @@ pub enum ProgressStyle {
     Json,
 }
 
+/// `s` on one line, escaped for a terminal, cut to `n` characters.
 fn short(s: &str, n: usize) -> String {
-    let one_line = s.replace('\n', " ⏎ ");
+    let one_line = terminal_safe(&s.replace('\n', " ⏎ "), Newlines::Escape);
     if one_line.chars().count() <= n {
         one_line
     } else {
@@ -45,36 +97,186 @@ fn short(s: &str, n: usize) -> String {
     }
 }
 
+/// The structured denial in a tool result's text, if it is one.
+pub fn denial_in(text: &str) -> Option<Value> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    (v.get("error").and_then(Value::as_str) == Some("denied_by_policy")).then_some(v)
+}
+
+fn outcome_name(o: stele_policy::ApprovalOutcome) -> &'static str {
+    match o {
+        stele_policy::ApprovalOutcome::Granted => "granted",
+        stele_policy::ApprovalOutcome::Refused => "refused",
+    }
+}
+
+/// The event as one JSON object.
+pub fn to_json(p: Progress<'_>) -> Value {
+    match p {
+        Progress::Step(n) => json!({"event": "step", "n": n}),
+        Progress::Text(t) => json!({"event": "text", "text": t}),
+        Progress::ToolCall { name, input } => {
+            json!({"event": "tool_call", "tool": name, "input": input})
+        }
+        Progress::ToolResult { name, status, text } => {
+            json!({"event": "tool_result", "tool": name, "status": status, "text": text})
+        }
+        Progress::Decision(Decision::Denied { subject, detail }) => json!({
+            "event": "decision", "decision": "deny", "subject": subject,
+            "reason": detail.get("reason"), "policies": detail.get("policies"),
+            "layer": detail.get("layer"), "audit_entry": detail.get("audit_entry"),
+        }),
+        Progress::Decision(Decision::Asked { shown }) => {
+            json!({"event": "decision", "decision": "ask", "shown": shown})
+        }
+        Progress::Decision(Decision::Answered {
+            outcome,
+            approver,
+            method,
+            ..
+        }) => json!({
+            "event": "decision", "decision": outcome_name(outcome),
+            "approver": approver, "method": method,
+        }),
+        Progress::Retry {
+            attempt,
+            wait,
+            reason,
+        } => json!({
+            "event": "retry", "attempt": attempt,
+            "wait_ms": u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "reason": reason,
+        }),
+    }
+}
+
+/// The event as a short line for a terminal, or nothing when the person has
+/// already seen it (a prompt they answered, a denial printed as a decision).
+pub fn to_line(p: Progress<'_>) -> Option<String> {
+    Some(match p {
+        Progress::Step(n) => format!("── step {n}"),
+        Progress::Text(t) => format!("   model: {}", short(t, 160)),
+        Progress::ToolCall { name, input } => {
+            format!(
+                "   → {} {}",
+                short(name, 60),
+                short(&input.to_string(), 120)
+            )
+        }
+        // A denial was printed as its decision, just before.
+        Progress::ToolResult { text, .. } if denial_in(text).is_some() => return None,
+        Progress::ToolResult { name, status, text } => {
+            let mark = match status {
+                ToolResultStatus::Ok => "✓",
+                ToolResultStatus::Error => "✗",
+            };
+            format!("   {mark} {}: {}", short(name, 60), short(text, 120))
+        }
+        Progress::Decision(Decision::Denied { subject, detail }) => {
+            let reason = detail.get("reason").and_then(Value::as_str).unwrap_or("");
+            format!("   ✗ denied {}: {}", short(subject, 60), short(reason, 160))
+        }
+        // The prompt itself shows the question; a configured answer is
+        // reported once, with its answer.
+        Progress::Decision(Decision::Asked { .. }) => return None,
+        Progress::Decision(Decision::Answered { method, .. }) if method == "tty" => return None,
+        Progress::Decision(Decision::Answered {
+            shown,
+            outcome,
+            approver,
+            ..
+        }) => format!(
+            "   ? approval {} by {}: {}",
+            outcome_name(outcome),
+            short(approver, 60),
+            short(shown.lines().next().unwrap_or(""), 120)
+        ),
+        Progress::Retry {
+            attempt,
+            wait,
+            reason,
+        } => format!(
+            "   … model request failed (attempt {attempt}: {}); retrying in {:.1}s",
+            short(reason, 120),
+            wait.as_secs_f64()
+        ),
+    })
+}
+
 /// Print one event.
 pub fn print(style: ProgressStyle, p: Progress<'_>) {
     match style {
-        ProgressStyle::Json => {
-            let v = match p {
-                Progress::Step(n) => serde_json::json!({"event": "step", "n": n}),
-                Progress::Text(t) => serde_json::json!({"event": "text", "text": t}),
-                Progress::ToolCall { name, input } => {
-                    serde_json::json!({"event": "tool_call", "tool": name, "input": input})
-                }
-                Progress::ToolResult { name, status, text } => {
-                    serde_json::json!({"event": "tool_result", "tool": name, "status": status, "text": text})
-                }
-            };
-            println!("{v}");
+        ProgressStyle::Json => println!("{}", to_json(p)),
+        ProgressStyle::Human => {
+            if let Some(line) = to_line(p) {
+                eprintln!("{line}");
+            }
         }
-        ProgressStyle::Human => match p {
-            Progress::Step(n) => eprintln!("── step {n}"),
-            Progress::Text(t) => eprintln!("   model: {}", short(t, 160)),
-            Progress::ToolCall { name, input } => {
-                eprintln!("   → {name} {}", short(&input.to_string(), 120))
-            }
-            Progress::ToolResult { name, status, text } => {
-                let mark = match status {
-                    ToolResultStatus::Ok => "✓",
-                    ToolResultStatus::Error if text.contains("denied_by_policy") => "✗ denied",
-                    ToolResultStatus::Error => "✗",
-                };
-                eprintln!("   {mark} {name}: {}", short(text, 120));
-            }
-        },
+    }
+}
+
+/// `inner`, with its questions and answers printed as decision events.
+pub fn observe(inner: Box<dyn Approver>, style: ProgressStyle) -> Box<dyn Approver> {
+    Box::new(Observed::new(inner, move |e: ApprovalEvent<'_>| {
+        let d = match e {
+            ApprovalEvent::Asked { shown } => Decision::Asked { shown },
+            ApprovalEvent::Answered { shown, answer } => Decision::Answered {
+                shown,
+                outcome: answer.outcome,
+                approver: &answer.approver,
+                method: &answer.method,
+            },
+        };
+        print(style, Progress::Decision(d));
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn model_text_cannot_drive_the_terminal() {
+        let line = to_line(Progress::Text("hi\x1b]0;pwned\x07\x1b[2J\nthere")).unwrap();
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(line.contains("\\u{1b}]0;pwned"), "{line}");
+        let v = json!({"cmd": "\u{9b}2J"});
+        let line = to_line(Progress::ToolCall {
+            name: "exec\x1b[1m",
+            input: &v,
+        })
+        .unwrap();
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+    }
+
+    #[test]
+    fn denials_are_one_line_and_json_events_are_typed() {
+        let denial = r#"{"error":"denied_by_policy","policies":["p1"],"layer":"org","reason":"exec of curl","audit_entry":7}"#;
+        let detail = denial_in(denial).unwrap();
+        let d = Progress::Decision(Decision::Denied {
+            subject: "exec",
+            detail: &detail,
+        });
+        assert_eq!(to_line(d).unwrap(), "   ✗ denied exec: exec of curl");
+        let r = Progress::ToolResult {
+            name: "exec",
+            status: ToolResultStatus::Error,
+            text: denial,
+        };
+        assert!(to_line(r).is_none(), "not printed twice");
+        let j = to_json(d);
+        assert_eq!(j["event"], "decision");
+        assert_eq!(j["decision"], "deny");
+        assert_eq!(j["policies"][0], "p1");
+        let retry = to_json(Progress::Retry {
+            attempt: 1,
+            wait: Duration::from_millis(1500),
+            reason: "rate limited",
+        });
+        assert_eq!(
+            retry,
+            json!({"event": "retry", "attempt": 1, "wait_ms": 1500, "reason": "rate limited"})
+        );
+        assert!(denial_in("plain output").is_none());
     }
 }

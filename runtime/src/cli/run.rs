@@ -10,7 +10,7 @@ use stele_audit::Status;
 use super::setup::{self, principal, NetworkChoice, OpenSession, SessionSpec};
 use crate::agent::progress::{self, ProgressStyle};
 use crate::agent::{Agent, Budget, RunEnd, DEFAULT_SYSTEM};
-use crate::gate::approval::{approver_for, Approver};
+use crate::gate::approval::{approver_for, default_mode, Approver};
 use crate::gate::{ApproveMode, Gate};
 use crate::provider::{Message, ProviderConfig};
 use crate::tools::ToolBox;
@@ -30,7 +30,8 @@ pub struct RunArgs {
     /// Model as PROVIDER:NAME, e.g. anthropic:claude-sonnet-4-5, openai:gpt-4.1, ollama:llama3, scripted:FILE.
     #[arg(long)]
     pub model: Option<String>,
-    /// What to do when policy asks a human and there is no terminal [default: deny].
+    /// How requests that policy asks a human about are answered [default: prompt
+    /// on a terminal (stdin and stderr), else deny].
     #[arg(long, value_enum)]
     pub approve: Option<ApproveMode>,
     /// The sandbox backend [default: `backend` in the config, else process].
@@ -90,8 +91,9 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         "give the task as the last argument"
     );
     apply_config(&mut args)?;
+    // Unset by flag and config: ask on a terminal, else refuse ("no-terminal").
     let approver = approver_for(
-        args.approve.unwrap_or(ApproveMode::Deny),
+        args.approve.unwrap_or(ApproveMode::Prompt),
         &principal(args.user.as_deref()),
     );
     let report = run_task(&args, approver)?;
@@ -156,23 +158,28 @@ pub(crate) fn open_for(
                 "config": args.config,
                 "model": format!("{:?}:{}", info.kind, info.model).to_lowercase(),
                 "model_spec": args.model,
-                "approve": format!("{:?}", args.approve.unwrap_or(ApproveMode::Deny)).to_lowercase(),
+                "approve": format!("{:?}", args.approve.unwrap_or_else(default_mode)).to_lowercase(),
             }),
         },
-        approver,
+        progress::observe(approver, style_of(args)),
     )?;
     Ok((session, provider))
+}
+
+/// How progress is printed for `args` (`--json` or a person).
+fn style_of(args: &RunArgs) -> ProgressStyle {
+    if args.json {
+        ProgressStyle::Json
+    } else {
+        ProgressStyle::Human
+    }
 }
 
 /// Set up a session (log, policy, sandbox, tools, model), run the task, end the session.
 pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<RunReport> {
     let (session, provider) = open_for(args, approver)?;
     let gate = session.gate.clone();
-    let style = if args.json {
-        ProgressStyle::Json
-    } else {
-        ProgressStyle::Human
-    };
+    let style = style_of(args);
     if style == ProgressStyle::Human {
         eprintln!(
             "stele: session {} (policy {}, log {})",
@@ -223,7 +230,7 @@ pub(crate) fn agent_for(
     provider: Arc<dyn crate::provider::ModelProvider>,
 ) -> anyhow::Result<Agent> {
     let gate = &session.gate;
-    let (sandbox, mediator) = session.sandbox()?;
+    let (sandbox, _) = session.sandbox()?;
     let mut mcp = crate::mcp::config::servers(&crate::config::load()?, &gate.actor().teams)?;
     // No sandboxed server may be granted the log, its key or the state dir.
     let db = session.db.display().to_string();
@@ -236,7 +243,7 @@ pub(crate) fn agent_for(
         sb.protected.clone_from(&protected);
     }
     let tools = Arc::new(
-        ToolBox::new(gate.clone(), session.workspace.clone(), sandbox, mediator)?
+        ToolBox::new(gate.clone(), session.workspace.clone(), sandbox)?
             .with_mcp(Arc::new(crate::mcp::McpRegistry::new(mcp)?)),
     );
     Ok(Agent {

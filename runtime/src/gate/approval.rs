@@ -21,16 +21,109 @@ pub trait Approver: Send + Sync + std::fmt::Debug {
     fn ask(&self, text: &str) -> ApprovalAnswer;
 }
 
-/// The answer to give when no person can be asked (`--approve`).
+/// How requests that need a human's approval are answered (`--approve`).
+/// Unset, [`default_mode`] picks `prompt` on a terminal and `deny` otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ApproveMode {
-    /// Refuse every request that needs approval (the default).
+    /// Refuse every request that needs approval (the default without a terminal).
     Deny,
     /// Approve every request that needs approval; each approval is logged as given by the flag.
     Allow,
-    /// Ask on the terminal; refuse when there is none.
+    /// Ask on the terminal (the default with one); refuse when there is none.
     Prompt,
+}
+
+/// The mode when neither a flag nor the configuration sets one: ask on the
+/// terminal when stdin and stderr are one, else refuse.
+pub fn default_mode() -> ApproveMode {
+    match Terminal::detect() {
+        Terminal::Present => ApproveMode::Prompt,
+        Terminal::Absent => ApproveMode::Deny,
+    }
+}
+
+/// Whether a person can be asked at this process's terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Terminal {
+    /// stdin and stderr are both terminals.
+    Present,
+    /// At least one of them is not.
+    Absent,
+}
+
+impl Terminal {
+    /// Look at stdin and stderr (what [`TtyApprover`] reads and writes).
+    pub fn detect() -> Self {
+        if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+            Terminal::Present
+        } else {
+            Terminal::Absent
+        }
+    }
+}
+
+/// What [`terminal_safe`] does with a line feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Newlines {
+    /// Keep `\n` (the layout of a multi-line text stays).
+    Keep,
+    /// Show it as `\n` too (one line).
+    Escape,
+}
+
+/// `text` made safe to show on a terminal: control characters (C0 but the
+/// kept line feed, DEL, C1 such as a single-byte CSI), bidirectional
+/// overrides and isolates, zero-width and line/paragraph separators are
+/// shown as escapes (`\u{1b}`, `\r`, `\t`), never sent raw to be
+/// interpreted. The result contains none of them, so applying it twice
+/// changes nothing (the approval's hash and the prompt agree).
+pub fn terminal_safe(text: &str, newlines: Newlines) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' if newlines == Newlines::Keep => out.push('\n'),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if unsafe_on_terminal(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn unsafe_on_terminal(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{feff}'
+        )
+}
+
+/// An argument list as an approver should read it: plain words as they are,
+/// anything else double-quoted with escapes (`"a b"`, `"x\ny"`), so spaces,
+/// quotes and line breaks inside an argument cannot pass for something else.
+pub fn shown_argv(argv: &[String]) -> String {
+    let plain = |a: &str| {
+        !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_alphanumeric() || "_@%+=:,./-".contains(c))
+    };
+    argv.iter()
+        .map(|a| {
+            if plain(a) {
+                a.clone()
+            } else {
+                format!("{a:?}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Answers from a flag, recorded as such.
@@ -60,6 +153,20 @@ impl Approver for FlagApprover {
     }
 }
 
+/// The line the terminal prompt starts with; the shown text follows it.
+pub const PROMPT_START: &str = "── approval needed ──\n";
+/// What follows the shown text on the terminal.
+pub const PROMPT_END: &str = "\nApprove? [y/N] ";
+
+/// Drop input typed before the prompt appeared.
+fn discard_typeahead() {
+    // SAFETY: tcflush(2) on stdin's descriptor touches no memory of ours;
+    // it fails harmlessly when stdin is not a terminal.
+    unsafe {
+        libc::tcflush(libc::STDIN_FILENO, libc::TCIFLUSH);
+    }
+}
+
 /// Prompts on the controlling terminal (stderr + stdin); one prompt at a time.
 #[derive(Debug)]
 pub struct TtyApprover {
@@ -78,7 +185,7 @@ impl TtyApprover {
 
     /// True when both stdin and stderr are terminals.
     pub fn available() -> bool {
-        std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+        Terminal::detect() == Terminal::Present
     }
 }
 
@@ -90,9 +197,17 @@ impl Approver for TtyApprover {
             approver: self.who.clone(),
             method: "tty".into(),
         };
-        let mut err = std::io::stderr();
-        let _ = write!(err, "\n── approval needed ──\n{text}\nApprove? [y/N] ");
+        // Already made safe by the gate (so the hash is of what is shown);
+        // again here, as a no-op then, for any other caller.
+        let text = terminal_safe(text, Newlines::Keep);
+        // Keys typed before the question was shown do not answer it.
+        discard_typeahead();
+        // One write, so nothing else printed can land inside the prompt.
+        let prompt = format!("\n{PROMPT_START}{text}{PROMPT_END}");
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(prompt.as_bytes());
         let _ = err.flush();
+        drop(err);
         let mut line = String::new();
         if std::io::stdin().lock().read_line(&mut line).is_err() {
             return refused;
@@ -104,6 +219,62 @@ impl Approver for TtyApprover {
             },
             _ => refused,
         }
+    }
+}
+
+/// What an [`Observed`] approver reports, for progress output.
+#[derive(Debug, Clone, Copy)]
+pub enum ApprovalEvent<'a> {
+    /// The approver is about to be asked; `shown` is exactly what it sees.
+    Asked {
+        /// The text shown.
+        shown: &'a str,
+    },
+    /// The approver answered.
+    Answered {
+        /// The text that was shown.
+        shown: &'a str,
+        /// The answer.
+        answer: &'a ApprovalAnswer,
+    },
+}
+
+/// An approver whose questions and answers are also reported to `on`.
+pub struct Observed<F> {
+    inner: Box<dyn Approver>,
+    on: F,
+}
+
+impl<F> Observed<F>
+where
+    F: Fn(ApprovalEvent<'_>) + Send + Sync,
+{
+    /// Report what `inner` is asked and answers to `on`.
+    pub fn new(inner: Box<dyn Approver>, on: F) -> Self {
+        Self { inner, on }
+    }
+}
+
+impl<F> std::fmt::Debug for Observed<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observed")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> Approver for Observed<F>
+where
+    F: Fn(ApprovalEvent<'_>) + Send + Sync,
+{
+    fn ask(&self, text: &str) -> ApprovalAnswer {
+        (self.on)(ApprovalEvent::Asked { shown: text });
+        let answer = self.inner.ask(text);
+        (self.on)(ApprovalEvent::Answered {
+            shown: text,
+            answer: &answer,
+        });
+        answer
     }
 }
 
@@ -124,5 +295,74 @@ pub fn approver_for(mode: ApproveMode, principal: &str) -> Box<dyn Approver> {
             stele_policy::ApprovalOutcome::Refused,
             "no-terminal",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        let evil = "rm \x1b[2K\x1b]0;title\x07\r\u{9b}31m\u{7f}\u{202e}txt.exe\u{200b}\tend";
+        let safe = terminal_safe(evil, Newlines::Keep);
+        assert_eq!(
+            safe,
+            "rm \\u{1b}[2K\\u{1b}]0;title\\u{7}\\r\\u{9b}31m\\u{7f}\\u{202e}txt.exe\\u{200b}\\tend"
+        );
+        assert!(!safe.chars().any(unsafe_on_terminal));
+        assert_eq!(terminal_safe(&safe, Newlines::Keep), safe, "idempotent");
+        assert_eq!(terminal_safe("a\nb", Newlines::Keep), "a\nb");
+        assert_eq!(terminal_safe("a\nb", Newlines::Escape), "a\\nb");
+        assert_eq!(terminal_safe("Grüße — ok", Newlines::Keep), "Grüße — ok");
+    }
+
+    #[test]
+    fn argv_is_shown_unambiguously() {
+        let argv: Vec<String> = ["python3", "-c", "print(1)\nprint(2)", "a b", "", "x=1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            shown_argv(&argv),
+            "python3 -c \"print(1)\\nprint(2)\" \"a b\" \"\" x=1"
+        );
+        let esc = shown_argv(&["echo".into(), "\x1b[31mred".into()]);
+        assert_eq!(terminal_safe(&esc, Newlines::Keep), esc);
+        assert!(!esc.contains('\x1b'));
+    }
+
+    #[test]
+    fn observed_reports_question_and_answer() {
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let a = Observed::new(
+            Box::new(FlagApprover::new(
+                stele_policy::ApprovalOutcome::Refused,
+                "flag:--approve=deny",
+            )),
+            move |e: ApprovalEvent<'_>| {
+                let line = match e {
+                    ApprovalEvent::Asked { shown } => format!("asked {shown}"),
+                    ApprovalEvent::Answered { answer, .. } => format!("{:?}", answer.outcome),
+                };
+                log.lock().unwrap().push(line);
+            },
+        );
+        let answer = a.ask("Run x");
+        assert_eq!(answer.outcome, stele_policy::ApprovalOutcome::Refused);
+        assert_eq!(*seen.lock().unwrap(), vec!["asked Run x", "Refused"]);
+    }
+
+    #[test]
+    fn without_a_terminal_the_default_refuses() {
+        // cargo test runs with stdin not a terminal in CI; when it is one,
+        // the default is to ask.
+        let expected = match Terminal::detect() {
+            Terminal::Present => ApproveMode::Prompt,
+            Terminal::Absent => ApproveMode::Deny,
+        };
+        assert_eq!(default_mode(), expected);
     }
 }

@@ -355,7 +355,11 @@ impl Gate {
         policy_req: &Request,
         decision: &Decision,
     ) -> Result<Result<Decision, Denial>, GateError> {
-        let shown = req.shown.clone().unwrap_or_else(|| describe(req, decision));
+        // Escaped for a terminal before hashing: the hash is of what is shown.
+        let shown = approval::terminal_safe(
+            &req.shown.clone().unwrap_or_else(|| describe(req, decision)),
+            approval::Newlines::Keep,
+        );
         let shown_sha256 = hex::encode(digest(&SHA256, shown.as_bytes()));
         let asked = self.log.append_blocking(
             self.event(EventKind::ApprovalRequest)

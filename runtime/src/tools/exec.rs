@@ -63,7 +63,12 @@ pub fn exec_gated(
     let mut req = ActionRequest::new(Action::Exec, Resource::Program(program));
     req.argv = er.argv[1..].to_vec();
     req.data = Some(data);
-    req.shown = Some(format!("Run in the sandbox: {}", er.argv.join(" ")));
+    // Each argument quoted and escaped as needed: what the model sent cannot
+    // pass for another command, nor drive the approver's terminal.
+    req.shown = Some(format!(
+        "Run in the sandbox: {}",
+        crate::gate::approval::shown_argv(&er.argv)
+    ));
     let permit = match gate.authorize(req)? {
         Authorization::Permitted(p) => p,
         Authorization::Denied(d) => return Ok(GatedExec::Denied(d)),
