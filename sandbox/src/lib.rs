@@ -13,6 +13,6 @@ pub mod tools;
 pub mod vm;
 
 pub use mediator::{
-    FileAccess, FileCloseReport, FileOp, FileRequest, Mediator, NetCloseReport, NetRequest,
-    NetScheme, Requester, Ticket, Verdict,
+    ChangeOutcome, FileAccess, FileChangeReport, FileCloseReport, FileOp, FileRequest, Mediator,
+    NetCloseReport, NetRequest, NetScheme, Refusal, Requester, Ticket, Verdict,
 };

@@ -11,7 +11,9 @@
 //! implementation has done whatever it needs *before* the effect (for the
 //! runtime: the intent record is durably committed).
 
+use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What kind of file access is being asked for; maps one-to-one onto the
@@ -119,13 +121,97 @@ pub enum NetScheme {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ticket(pub u64);
 
+/// Why the mediator refused: a reason for people, and an opaque detail the
+/// mediator may attach for whoever reports the refusal upward.
+///
+/// The sandbox never looks inside the detail: it hands the whole `Refusal`
+/// back to the caller of a file tool ([`crate::tools::ToolError::Denied`]),
+/// which gets back exactly the value its mediator attached (the runtime
+/// attaches its logged denial: deciding rules, their layer, the audit
+/// entry). File-system callers see only EACCES; the proxy shows the reason.
+#[derive(Clone)]
+pub struct Refusal {
+    reason: String,
+    detail: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl Refusal {
+    /// A refusal with only a reason.
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            detail: None,
+        }
+    }
+
+    /// A refusal carrying `detail` for the mediator's own caller.
+    pub fn with_detail<T: Any + Send + Sync>(reason: impl Into<String>, detail: T) -> Self {
+        Self {
+            reason: reason.into(),
+            detail: Some(Arc::new(detail)),
+        }
+    }
+
+    /// The reason, for people.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The attached detail, if there is one of type `T`.
+    pub fn detail<T: Any>(&self) -> Option<&T> {
+        self.detail.as_deref().and_then(|d| d.downcast_ref::<T>())
+    }
+}
+
+impl fmt::Debug for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Refusal")
+            .field("reason", &self.reason)
+            .field("detail", &self.detail.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// Two refusals are equal when their reasons are and they carry the same
+/// detail value (or none).
+impl PartialEq for Refusal {
+    fn eq(&self, other: &Self) -> bool {
+        self.reason == other.reason
+            && match (&self.detail, &other.detail) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, Some(_)) | (Some(_), None) => false,
+            }
+    }
+}
+
+impl Eq for Refusal {}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Self {
+        Refusal::new(reason)
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(reason: &str) -> Self {
+        Refusal::new(reason)
+    }
+}
+
 /// The mediator's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Go ahead; report the close against this ticket.
+    /// Go ahead; report the close (or the change's outcome) against this ticket.
     Allow(Ticket),
-    /// Refuse with this reason (the sandbox returns EACCES / HTTP 403).
-    Deny(String),
+    /// Refuse (the sandbox returns EACCES / HTTP 403).
+    Deny(Refusal),
 }
 
 impl Verdict {
@@ -150,6 +236,53 @@ pub struct FileCloseReport {
     pub sha256_after_write: Option<[u8; 32]>,
 }
 
+/// How a one-shot change (mkdir, unlink, rmdir, rename, link, symlink,
+/// setattr) that the mediator allowed came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeOutcome {
+    /// The change was made.
+    Done,
+    /// The file system refused or failed it with this errno (`EEXIST`, …).
+    Failed(i32),
+    /// Not attempted: another access the same operation needed was refused
+    /// (a rename whose target was denied after its source was allowed).
+    Abandoned,
+}
+
+/// The outcome of one allowed one-shot change, reported right after the
+/// sandbox performed (or gave up) the operation. Operations that ask for
+/// several accesses (rename, link) report once per ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileChangeReport {
+    /// The ticket from the `Allow` for this access.
+    pub ticket: Ticket,
+    /// The operation.
+    pub op: FileOp,
+    /// How it came out.
+    pub outcome: ChangeOutcome,
+}
+
+impl FileOp {
+    /// Whether an allowed request for this op is a one-shot change whose
+    /// outcome the sandbox reports with [`Mediator::file_changed`] (the
+    /// others are handles, reported when they close, or name lookups and
+    /// listings, which report nothing).
+    pub fn is_change(self) -> bool {
+        match self {
+            FileOp::Mkdir
+            | FileOp::Unlink
+            | FileOp::Rmdir
+            | FileOp::Rename
+            | FileOp::Link
+            | FileOp::Symlink
+            | FileOp::SetAttr => true,
+            FileOp::Lookup | FileOp::ReadDir | FileOp::Open | FileOp::Create | FileOp::Exec => {
+                false
+            }
+        }
+    }
+}
+
 /// What happened on an allowed connection, reported when it closes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetCloseReport {
@@ -171,6 +304,17 @@ pub trait Mediator: Send + Sync + fmt::Debug {
     fn file_access(&self, req: &FileRequest) -> Verdict;
     /// An allowed file handle was closed.
     fn file_closed(&self, report: &FileCloseReport);
+    /// An allowed one-shot change was made, failed, or was given up
+    /// ([`FileOp::is_change`]). Called on the file-server thread right after
+    /// the operation, before its reply goes back to the sandboxed process.
+    ///
+    /// The default does nothing, for mediators that record no intent for
+    /// changes (test doubles). A mediator that does (the runtime's gate)
+    /// records the result here; one that forwards to another must forward
+    /// this too.
+    fn file_changed(&self, report: &FileChangeReport) {
+        let _ = report;
+    }
     /// Decide one outbound connection.
     fn net_connect(&self, req: &NetRequest) -> Verdict;
     /// An allowed connection was closed.

@@ -52,7 +52,7 @@ impl Mediator for NetRecorder {
         if self.allow.lock().unwrap().contains(&req.host) {
             Verdict::Allow(Ticket(self.next.fetch_add(1, Ordering::SeqCst) + 100))
         } else {
-            Verdict::Deny(format!("{} is not on the allow list", req.host))
+            Verdict::Deny(format!("{} is not on the allow list", req.host).into())
         }
     }
     fn net_closed(&self, report: &NetCloseReport) {

@@ -89,7 +89,8 @@ pub fn leaves_json(s: &Stele, db: &Path) -> Result<Vec<serde_json::Value>, Strin
         .collect()
 }
 
-/// Every intent of `session` is closed by exactly one result that comes after it.
+/// Every intent of `session` is closed by exactly one result that comes after it,
+/// and every result of `session` names an intent that comes before it.
 pub fn intents_closed_once(leaves: &[serde_json::Value], session: &str) -> Result<usize, String> {
     let intents = [
         "model.request",
@@ -122,6 +123,28 @@ pub fn intents_closed_once(leaves: &[serde_json::Value], session: &str) -> Resul
             return Err(format!("the result of intent {seq} comes before it"));
         }
         n += 1;
+    }
+    for r in leaves.iter().filter(in_session) {
+        let Some(target) = r["refs"]["intent_seq"].as_u64() else {
+            continue;
+        };
+        let seq = r["seq"].as_u64().unwrap_or(0);
+        let intent = leaves.iter().find(|l| l["seq"].as_u64() == Some(target));
+        match intent {
+            Some(i) if intents.contains(&i["kind"].as_str().unwrap_or("")) && target < seq => {}
+            Some(i) => {
+                return Err(format!(
+                    "result {seq} ({}) points at {target} ({}), not an earlier intent",
+                    r["kind"], i["kind"]
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "result {seq} ({}) points at {target}, which is not in the log",
+                    r["kind"]
+                ))
+            }
+        }
     }
     Ok(n)
 }

@@ -16,7 +16,9 @@ use anyhow::Context as _;
 use serde_json::json;
 use stele_sandbox::exec::Sandbox;
 use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig};
-use stele_sandbox::{FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Verdict};
+use stele_sandbox::{
+    FileChangeReport, FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Verdict,
+};
 
 /// Which sandbox backend runs the commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
@@ -86,6 +88,11 @@ impl Mediator for DeferredMediator {
         // Nothing was allowed before binding, so nothing unbound can close.
         if let Some(m) = self.target.get() {
             m.file_closed(report);
+        }
+    }
+    fn file_changed(&self, report: &FileChangeReport) {
+        if let Some(m) = self.target.get() {
+            m.file_changed(report);
         }
     }
     fn net_connect(&self, req: &NetRequest) -> Verdict {

@@ -17,7 +17,7 @@ use stele_sandbox::Mediator;
 
 use super::backend::{self, BackendChoice, BackendSpec, Built, DeferredMediator};
 use crate::gate::approval::Approver;
-use crate::gate::mediator::GateMediator;
+use crate::gate::mediator::{GateMediator, Parent};
 use crate::gate::{Gate, SessionInfo};
 use crate::paths;
 use crate::witnessing::{Moment, Witnessing};
@@ -213,7 +213,8 @@ pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Resul
         data,
     )?);
     let (gate, log) = witnessed_start(&witnessing, gate, log, &db)?;
-    let mediator: Arc<dyn Mediator> = Arc::new(GateMediator::new(gate.clone(), None));
+    let mediator: Arc<dyn Mediator> =
+        Arc::new(GateMediator::with_parent(gate.clone(), Parent::Session));
     deferred.bind(mediator.clone());
     Ok(OpenSession {
         gate,
@@ -308,7 +309,8 @@ pub fn resume(
         record,
     )?);
     let (gate, log) = witnessed_start(&witnessing, gate, log, &db)?;
-    let mediator: Arc<dyn Mediator> = Arc::new(GateMediator::new(gate.clone(), None));
+    let mediator: Arc<dyn Mediator> =
+        Arc::new(GateMediator::with_parent(gate.clone(), Parent::Session));
     deferred.bind(mediator.clone());
     Ok(OpenSession {
         gate,

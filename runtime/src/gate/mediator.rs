@@ -1,6 +1,13 @@
 //! The gate as the sandbox's `Mediator`: file accesses and connections made
 //! by any sandboxed process are decided and logged with their session,
 //! principal and the exec (tool call) they belong to.
+//!
+//! Handles (open, create, exec) and one-shot changes (mkdir, unlink, rmdir,
+//! rename, link, symlink, setattr) get an intent before the effect and a
+//! result naming it after (the handle's close, the change's outcome); name
+//! lookups and listings are one decision entry each. A refusal reaches the
+//! sandbox as a [`Refusal`] carrying the logged [`Denial`] (rules, layer,
+//! audit entry), which the file tools hand back to the model.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -9,17 +16,28 @@ use stele_audit::{Outcome, Status};
 use stele_policy::canonical::{canonical_path, CanonicalHost};
 use stele_policy::{Action, Resource, ToolArgs};
 use stele_sandbox::{
-    FileAccess, FileCloseReport, FileOp, FileRequest, Mediator, NetCloseReport, NetRequest,
-    NetScheme, Ticket, Verdict,
+    ChangeOutcome, FileAccess, FileChangeReport, FileCloseReport, FileOp, FileRequest, Mediator,
+    NetCloseReport, NetRequest, NetScheme, Refusal, Ticket, Verdict,
 };
 
-use super::{ActionRequest, Authorization, Gate, Permit};
+use super::{ActionRequest, Authorization, Denial, Gate, Permit};
 
-/// Mediates one sandboxed command (or a session's file tools) through the gate.
+/// What the entries a mediator makes belong to, for reviewers to group them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parent {
+    /// The whole session: the sandbox names each command (its exec id).
+    Session,
+    /// One command, by the index of its `exec.start` intent.
+    Exec(u64),
+    /// One built-in tool call, by the index of its `tool.intent`.
+    ToolCall(u64),
+}
+
+/// Mediates a session's sandbox, one command, or one built-in tool call
+/// through the gate.
 pub struct GateMediator {
     gate: Arc<Gate>,
-    /// Index of the exec intent this belongs to, for reviewers to group entries.
-    parent: Option<u64>,
+    parent: Parent,
     open: Mutex<HashMap<u64, Permit>>,
     /// Name lookups already decided: the kernel repeats them constantly and
     /// the answer cannot change within a session (the bundle is fixed).
@@ -37,8 +55,14 @@ impl std::fmt::Debug for GateMediator {
 }
 
 impl GateMediator {
-    /// A mediator for the command whose exec intent is `parent`.
+    /// A mediator for the command whose exec intent is `parent`, or for the
+    /// whole session with `None`.
     pub fn new(gate: Arc<Gate>, parent: Option<u64>) -> Self {
+        Self::with_parent(gate, parent.map_or(Parent::Session, Parent::Exec))
+    }
+
+    /// A mediator whose entries belong to `parent`.
+    pub fn with_parent(gate: Arc<Gate>, parent: Parent) -> Self {
         Self {
             gate,
             parent,
@@ -64,17 +88,22 @@ impl GateMediator {
     fn exec_ref(&self, requester: &stele_sandbox::Requester) -> serde_json::Value {
         match (&requester.exec_id, self.parent) {
             (Some(id), _) => serde_json::json!(id),
-            (None, Some(p)) => serde_json::json!(p.to_string()),
-            (None, None) => serde_json::Value::Null,
+            (None, Parent::Exec(p)) => serde_json::json!(p.to_string()),
+            (None, Parent::Session | Parent::ToolCall(_)) => serde_json::Value::Null,
         }
     }
 
     fn data(&self, op: FileOp, requester: &stele_sandbox::Requester) -> serde_json::Value {
-        serde_json::json!({
+        let mut d = serde_json::json!({
             "exec": self.exec_ref(requester),
-            "op": format!("{op:?}").to_lowercase(),
+            "op": op_name(op),
             "pid": requester.pid,
-        })
+        });
+        match self.parent {
+            Parent::ToolCall(seq) => d["tool_call"] = serde_json::json!(seq),
+            Parent::Session | Parent::Exec(_) => {}
+        }
+        d
     }
 
     /// Keep the permit of an allowed handle or connection until it closes.
@@ -88,7 +117,7 @@ impl GateMediator {
                     .insert(t.0, p);
                 Verdict::Allow(t)
             }
-            Ok(Authorization::Denied(d)) => Verdict::Deny(d.reason),
+            Ok(Authorization::Denied(d)) => Verdict::Deny(d.into()),
             Err(e) => self.fail_closed(what, &e),
         }
     }
@@ -104,7 +133,81 @@ impl GateMediator {
         {
             tracing::error!("{msg}");
         }
-        Verdict::Deny(msg)
+        Verdict::Deny(Refusal::new(msg))
+    }
+
+    /// Decide a name lookup or listing once per session: one decision entry.
+    fn lookup(&self, req: &FileRequest, ar: ActionRequest) -> Verdict {
+        let key = (req.access, req.path.clone());
+        if let Some(v) = self
+            .lookups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return v.clone();
+        }
+        let action = ar.action;
+        let v = match self.gate.check(ar) {
+            Ok(Ok(seq)) => Verdict::Allow(Ticket(seq)),
+            Ok(Err(d)) => Verdict::Deny(d.into()),
+            Err(e) => return self.fail_closed(action.as_str(), &e),
+        };
+        self.lookups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, v.clone());
+        v
+    }
+
+    fn take(&self, ticket: Ticket) -> Option<Permit> {
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&ticket.0)
+    }
+}
+
+/// The name an op is recorded under (`data.op`).
+fn op_name(op: FileOp) -> &'static str {
+    match op {
+        FileOp::Lookup => "lookup",
+        FileOp::ReadDir => "readdir",
+        FileOp::Open => "open",
+        FileOp::Create => "create",
+        FileOp::Mkdir => "mkdir",
+        FileOp::Unlink => "unlink",
+        FileOp::Rmdir => "rmdir",
+        FileOp::Rename => "rename",
+        FileOp::Link => "link",
+        FileOp::Symlink => "symlink",
+        FileOp::SetAttr => "setattr",
+        FileOp::Exec => "exec",
+    }
+}
+
+/// The result entry's outcome for a one-shot change.
+fn change_outcome(outcome: ChangeOutcome) -> Outcome {
+    match outcome {
+        ChangeOutcome::Done => Outcome::status(Status::Ok),
+        ChangeOutcome::Failed(errno) => {
+            let mut o = Outcome::status(Status::Error);
+            o.code = Some(i64::from(errno));
+            o.detail = Some(std::io::Error::from_raw_os_error(errno).to_string());
+            o
+        }
+        ChangeOutcome::Abandoned => {
+            let mut o = Outcome::status(Status::Denied);
+            o.detail = Some("not attempted: another access the operation needs was refused".into());
+            o
+        }
+    }
+}
+
+impl From<Denial> for Refusal {
+    /// The sandbox's refusal, carrying the logged denial for the tools.
+    fn from(d: Denial) -> Self {
+        Refusal::with_detail(d.reason.clone(), d)
     }
 }
 
@@ -121,7 +224,9 @@ impl Mediator for GateMediator {
     fn file_access(&self, req: &FileRequest) -> Verdict {
         let path = match canonical_path(&req.path) {
             Ok(p) => p,
-            Err(e) => return Verdict::Deny(format!("path {:?} refused: {e}", req.path)),
+            Err(e) => {
+                return Verdict::Deny(Refusal::new(format!("path {:?} refused: {e}", req.path)))
+            }
         };
         let action = action_of(req.access);
         let mut ar = ActionRequest::new(action, Resource::File(path.clone()));
@@ -132,52 +237,24 @@ impl Mediator for GateMediator {
         ar.data = Some(self.data(req.op, &req.requester));
         match req.op {
             // Handles: an intent now, the result (bytes, hash) when it closes.
-            FileOp::Open | FileOp::Create | FileOp::Exec => {
-                self.hold(action.as_str(), self.gate.authorize(ar))
-            }
-            FileOp::Lookup | FileOp::ReadDir => {
-                let key = (req.access, req.path.clone());
-                if let Some(v) = self
-                    .lookups
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .get(&key)
-                {
-                    return v.clone();
-                }
-                let v = match self.gate.check(ar) {
-                    Ok(Ok(seq)) => Verdict::Allow(Ticket(seq)),
-                    Ok(Err(d)) => Verdict::Deny(d.reason),
-                    Err(e) => return self.fail_closed(action.as_str(), &e),
-                };
-                self.lookups
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(key, v.clone());
-                v
-            }
-            // One-shot changes: one decision entry each, logged before the change.
-            FileOp::Mkdir
+            // One-shot changes: an intent now, the result (done or the errno)
+            // when the sandbox reports the outcome.
+            FileOp::Open
+            | FileOp::Create
+            | FileOp::Exec
+            | FileOp::Mkdir
             | FileOp::Unlink
             | FileOp::Rmdir
             | FileOp::Rename
             | FileOp::Link
             | FileOp::Symlink
-            | FileOp::SetAttr => match self.gate.check(ar) {
-                Ok(Ok(seq)) => Verdict::Allow(Ticket(seq)),
-                Ok(Err(d)) => Verdict::Deny(d.reason),
-                Err(e) => self.fail_closed(action.as_str(), &e),
-            },
+            | FileOp::SetAttr => self.hold(action.as_str(), self.gate.authorize(ar)),
+            FileOp::Lookup | FileOp::ReadDir => self.lookup(req, ar),
         }
     }
 
     fn file_closed(&self, report: &FileCloseReport) {
-        let Some(permit) = self
-            .open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&report.ticket.0)
-        else {
+        let Some(permit) = self.take(report.ticket) else {
             return;
         };
         let mut o = Outcome::status(Status::Ok);
@@ -191,6 +268,21 @@ impl Mediator for GateMediator {
         }
     }
 
+    fn file_changed(&self, report: &FileChangeReport) {
+        let Some(permit) = self.take(report.ticket) else {
+            return;
+        };
+        let data = serde_json::json!({ "op": op_name(report.op) });
+        if let Err(e) = self.gate.complete(
+            permit,
+            change_outcome(report.outcome),
+            Vec::new(),
+            Some(data),
+        ) {
+            tracing::error!("could not record the outcome of a {:?}: {e}", report.op);
+        }
+    }
+
     fn net_connect(&self, req: &NetRequest) -> Verdict {
         let scheme = match req.scheme {
             NetScheme::Connect => "https",
@@ -198,7 +290,9 @@ impl Mediator for GateMediator {
         };
         let host = match CanonicalHost::new(scheme, &req.host, Some(req.port)) {
             Ok(h) => h,
-            Err(e) => return Verdict::Deny(format!("host {:?} refused: {e}", req.host)),
+            Err(e) => {
+                return Verdict::Deny(Refusal::new(format!("host {:?} refused: {e}", req.host)))
+            }
         };
         let mut ar = ActionRequest::new(Action::NetConnect, Resource::Host(host.clone()));
         ar.args = ToolArgs {
@@ -213,12 +307,7 @@ impl Mediator for GateMediator {
     }
 
     fn net_closed(&self, report: &NetCloseReport) {
-        let Some(permit) = self
-            .open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&report.ticket.0)
-        else {
+        let Some(permit) = self.take(report.ticket) else {
             return;
         };
         let mut o = Outcome::status(if report.error.is_some() {
@@ -235,3 +324,7 @@ impl Mediator for GateMediator {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "mediator_tests.rs"]
+pub(crate) mod tests;

@@ -71,7 +71,7 @@ impl Mediator for McpNetMediator {
         // addresses; this only normalises.
         let host = match CanonicalHost::new(scheme, &req.host, Some(req.port)) {
             Ok(h) => h,
-            Err(e) => return Verdict::Deny(format!("host {:?} refused: {e}", req.host)),
+            Err(e) => return Verdict::Deny(format!("host {:?} refused: {e}", req.host).into()),
         };
         let listed = self.sandbox.allows(host.name(), host.port());
         let mut ar = ActionRequest::new(Action::NetConnect, Resource::Host(host.clone()));
@@ -94,10 +94,10 @@ impl Mediator for McpNetMediator {
                 self.source
             );
             return match self.gate.refuse(&ar, reason.clone()) {
-                Ok(d) => Verdict::Deny(d.reason),
+                Ok(d) => Verdict::Deny(d.into()),
                 Err(e) => {
                     tracing::error!("could not record a refused MCP connection: {e}");
-                    Verdict::Deny(reason)
+                    Verdict::Deny(reason.into())
                 }
             };
         }
@@ -110,11 +110,11 @@ impl Mediator for McpNetMediator {
                     .insert(t.0, p);
                 Verdict::Allow(t)
             }
-            Ok(Authorization::Denied(d)) => Verdict::Deny(d.reason),
+            Ok(Authorization::Denied(d)) => Verdict::Deny(d.into()),
             // The log cannot be written: no connection.
             Err(e) => {
                 tracing::error!("net.connect of MCP server {}: refusing: {e}", self.server);
-                Verdict::Deny(format!("audit/policy failure, refusing: {e}"))
+                Verdict::Deny(format!("audit/policy failure, refusing: {e}").into())
             }
         }
     }

@@ -2,8 +2,10 @@
 
 use serde_json::Value;
 use stele_sandbox::tools::{ToolError, WorkspaceTools};
+use stele_sandbox::Refusal;
 
-use super::{specs, Ran};
+use super::{denial_json, specs, Ran};
+use crate::gate::Denial;
 
 fn arg<'a>(input: &'a Value, key: &str) -> Result<&'a str, String> {
     input
@@ -23,22 +25,34 @@ pub(super) fn run(files: &WorkspaceTools, name: &str, input: &Value) -> Ran {
         Err(Failure::Tool(ToolError::Denied {
             action,
             path,
-            reason,
-        })) => {
-            let mut r = Ran::error(
-                serde_json::json!({
-                    "error": "denied_by_policy",
-                    "action": action,
-                    "path": path,
-                    "reason": reason,
-                })
-                .to_string(),
-            );
-            r.outcome.status = stele_audit::Status::Denied;
-            r
-        }
+            refusal,
+        })) => denied(action, &path, &refusal),
         Err(Failure::Tool(e)) => Ran::error(e.to_string()),
     }
+}
+
+/// A refused file access as the model sees it: the logged denial (rules,
+/// layer, audit entry) with the action and path, or, when the refusal was
+/// not a policy decision (an unusable path, the log failing), its reason.
+fn denied(action: &str, path: &str, refusal: &Refusal) -> Ran {
+    let text = match refusal.detail::<Denial>() {
+        Some(d) => {
+            let mut v = denial_json(d);
+            v["action"] = action.into();
+            v["path"] = path.into();
+            v
+        }
+        None => serde_json::json!({
+            "error": "refused",
+            "action": action,
+            "path": path,
+            "reason": refusal.reason(),
+        }),
+    };
+    let mut r = Ran::error(text.to_string());
+    r.outcome.status = stele_audit::Status::Denied;
+    r.outcome.detail = Some(refusal.reason().chars().take(200).collect());
+    r
 }
 
 enum Failure {
@@ -90,5 +104,51 @@ fn run_inner(files: &WorkspaceTools, name: &str, input: &Value) -> Result<String
                 .join("\n"))
         }
         other => Err(Failure::Arg(format!("{other} is not a file tool"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use std::sync::Arc;
+
+    use serde_json::json;
+    use stele_sandbox::tools::WorkspaceTools;
+    use stele_sandbox::Requester;
+
+    use crate::gate::mediator::tests::setup;
+    use crate::gate::mediator::{GateMediator, Parent};
+    use crate::provider::ToolResultStatus;
+
+    #[test]
+    fn a_file_tool_denial_names_the_rule_and_its_layer() {
+        let s = setup();
+        let ws = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(ws.path().join("reports/audit-export")).unwrap();
+        let m = Arc::new(GateMediator::with_parent(
+            s.gate.clone(),
+            Parent::ToolCall(3),
+        ));
+        let files = WorkspaceTools::open(ws.path(), m, Requester::default()).unwrap();
+        let input = json!({"path": "reports/audit-export/x.csv", "content": "a,b\n"});
+        let ran = super::run(&files, super::specs::FILE_WRITE, &input);
+        assert_eq!(ran.status, ToolResultStatus::Error);
+        assert_eq!(ran.outcome.status, stele_audit::Status::Denied);
+        let v: serde_json::Value = serde_json::from_str(&ran.text).unwrap();
+        assert_eq!(v["error"], "denied_by_policy");
+        assert_eq!(v["policies"], json!(["project.no-audit-exports"]));
+        assert_eq!(v["layer"], "project");
+        assert_eq!(v["action"], "file.write");
+        assert_eq!(v["path"], "reports/audit-export/x.csv");
+        assert!(v["audit_entry"].as_u64().is_some(), "{v}");
+        assert!(!ws.path().join("reports/audit-export/x.csv").exists());
+        // A refusal no policy made says so, without inventing a rule.
+        let ran = super::run(
+            &files,
+            super::specs::FILE_READ,
+            &json!({"path": "/etc/passwd"}),
+        );
+        assert_eq!(ran.status, ToolResultStatus::Error);
+        assert!(!ran.text.contains("denied_by_policy"), "{}", ran.text);
     }
 }

@@ -1,6 +1,7 @@
 //! The agent's tools. Every call is a `tool.call` decision and a logged
-//! intent/result pair; file tools then ask the gate per file (through the
-//! sandbox's Mediator) and `exec` is an `exec` decision of its own.
+//! intent/result pair; file tools then ask the gate per file (through a
+//! Mediator of the call's own, so their entries name the call's intent)
+//! and `exec` is an `exec` decision of its own.
 
 pub mod exec;
 mod files;
@@ -15,6 +16,7 @@ use stele_policy::{Action, Resource};
 use stele_sandbox::exec::Sandbox;
 use stele_sandbox::tools::WorkspaceTools;
 
+use crate::gate::mediator::{GateMediator, Parent};
 use crate::gate::{ActionRequest, Authorization, Denial, Gate, GateError};
 use crate::mcp::McpRegistry;
 use crate::provider::{ToolResultStatus, ToolSpec};
@@ -92,6 +94,11 @@ impl Ran {
 
 /// The structured error the model receives for a denial: the rule and layer.
 pub fn denial_text(d: &Denial) -> String {
+    denial_json(d).to_string()
+}
+
+/// [`denial_text`] as a JSON object, for callers that add fields.
+pub(crate) fn denial_json(d: &Denial) -> serde_json::Value {
     serde_json::json!({
         "error": "denied_by_policy",
         "policies": d.policies,
@@ -99,20 +106,23 @@ pub fn denial_text(d: &Denial) -> String {
         "reason": d.reason,
         "audit_entry": d.seq,
     })
-    .to_string()
 }
 
 impl ToolBox {
-    /// Tools over `workspace`, running commands in `sandbox`, with file
-    /// accesses mediated by `mediator` (the gate's).
+    /// Tools over `workspace`, running commands in `sandbox`. Each file
+    /// tool call's accesses are mediated by the gate on behalf of that call.
     pub fn new(
         gate: Arc<Gate>,
         workspace: PathBuf,
         sandbox: Arc<dyn Sandbox>,
-        mediator: Arc<dyn stele_sandbox::Mediator>,
     ) -> Result<Self, stele_sandbox::tools::ToolError> {
-        let files =
-            WorkspaceTools::open(&workspace, mediator, stele_sandbox::Requester::default())?;
+        // Each call runs the tools with a mediator of its own (see
+        // `run_file_tool`); this one, for the session, is never asked.
+        let files = WorkspaceTools::open(
+            &workspace,
+            Arc::new(GateMediator::with_parent(gate.clone(), Parent::Session)),
+            stele_sandbox::Requester::default(),
+        )?;
         Ok(Self {
             gate,
             files,
@@ -211,7 +221,7 @@ impl ToolBox {
                 permit.intent_seq(),
                 input,
             )?,
-            _ => files::run(&self.files, name, input),
+            _ => self.run_file_tool(permit.intent_seq(), name, input)?,
         };
         let full = ran.text.into_bytes();
         crate::telemetry::spans::note_outcome(ran.outcome.status);
@@ -233,6 +243,36 @@ impl ToolBox {
             text: for_model(&full),
             status: ran.status,
         })
+    }
+}
+
+impl ToolBox {
+    /// Run a built-in file tool whose `tool.intent` is `intent`: its file
+    /// entries name that intent. Any access left open (none, unless a tool
+    /// forgot to report a close) is closed as interrupted.
+    fn run_file_tool(
+        &self,
+        intent: u64,
+        name: &str,
+        input: &serde_json::Value,
+    ) -> Result<Ran, GateError> {
+        let mediator = Arc::new(GateMediator::with_parent(
+            self.gate.clone(),
+            Parent::ToolCall(intent),
+        ));
+        let files = self
+            .files
+            .with_mediator(mediator.clone(), stele_sandbox::Requester::default());
+        let ran = files::run(&files, name, input);
+        for permit in mediator.take_open() {
+            self.gate.complete(
+                permit,
+                Outcome::status(Status::Interrupted),
+                Vec::new(),
+                None,
+            )?;
+        }
+        Ok(ran)
     }
 }
 

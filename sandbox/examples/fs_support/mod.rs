@@ -96,7 +96,7 @@ impl Mediator for Recorder {
         }
         for rule in self.rules.lock().unwrap().iter() {
             if let Some(reason) = rule(req) {
-                return Verdict::Deny(reason);
+                return Verdict::Deny(reason.into());
             }
         }
         Verdict::Allow(Ticket(self.next.fetch_add(1, Ordering::Relaxed)))

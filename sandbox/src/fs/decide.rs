@@ -1,13 +1,15 @@
 //! Helpers of the `FileSystem` implementation: which accesses an open asks
-//! for, ownership translation of replies, closing decisions.
+//! for, ownership translation of replies, closing decisions, and one-shot
+//! changes (asked, performed, their outcome reported).
 
+use std::ffi::CStr;
 use std::io;
 
 use fuse_backend_rs::abi::fuse_abi::stat64;
-use fuse_backend_rs::api::filesystem::{Context, Entry};
+use fuse_backend_rs::api::filesystem::{Context, Entry, FileSystem};
 
 use super::layer::MediatedLayer;
-use crate::{FileAccess, FileOp};
+use crate::{ChangeOutcome, FileAccess, FileChangeReport, FileCloseReport, FileOp, Ticket};
 
 /// `__FMODE_EXEC`: set in the open flags the kernel forwards for execve.
 const FMODE_EXEC: u32 = 0x20;
@@ -54,20 +56,119 @@ impl MediatedLayer {
     }
 
     /// Ask every access in `accesses` for one requester; the serial of the
-    /// requester's command comes back with the tickets.
+    /// requester's command comes back with the tickets. When one is refused,
+    /// the handles already allowed are reported closed (nothing was opened).
     pub(super) fn ask_all(
         &self,
         ctx: &Context,
         accesses: &[FileAccess],
         op: FileOp,
         path: &str,
-    ) -> io::Result<(Vec<crate::Ticket>, Option<u64>)> {
+    ) -> io::Result<(Vec<Ticket>, Option<u64>)> {
         let (requester, command) = self.requester(ctx)?;
-        let tickets = accesses
-            .iter()
-            .map(|a| self.ask_as(&requester, *a, op, path))
-            .collect::<io::Result<Vec<_>>>()?;
+        let mut tickets = Vec::with_capacity(accesses.len());
+        for access in accesses {
+            match self.ask_as(&requester, *access, op, path) {
+                Ok(t) => tickets.push(t),
+                Err(e) => {
+                    for t in tickets {
+                        self.closed_unused(t, path);
+                    }
+                    return Err(e);
+                }
+            }
+        }
         Ok((tickets, command))
+    }
+
+    /// An allowed handle that was never opened (or a node made without
+    /// one, like mknod): report it closed with nothing read or written.
+    pub(super) fn closed_unused(&self, ticket: Ticket, path: &str) {
+        self.mediator.file_closed(&FileCloseReport {
+            ticket,
+            path: path.to_owned(),
+            bytes_read: 0,
+            bytes_written: 0,
+            sha256_after_write: None,
+        });
+    }
+
+    /// A one-shot change: ask each of `asks` (access, path) for `op`, run
+    /// `act` only if all are allowed, and report its outcome against every
+    /// ticket (the mediator's result entries), also when a later ask was
+    /// refused after earlier ones were allowed.
+    pub(super) fn change<T>(
+        &self,
+        ctx: &Context,
+        op: FileOp,
+        asks: &[(FileAccess, &str)],
+        act: impl FnOnce() -> io::Result<T>,
+    ) -> io::Result<T> {
+        debug_assert!(op.is_change(), "{op:?} is not a one-shot change");
+        let (requester, _) = self.requester(ctx)?;
+        let mut tickets = Vec::with_capacity(asks.len());
+        for (access, path) in asks {
+            match self.ask_as(&requester, *access, op, path) {
+                Ok(t) => tickets.push(t),
+                Err(e) => {
+                    self.report_change(&tickets, op, ChangeOutcome::Abandoned);
+                    return Err(e);
+                }
+            }
+        }
+        let result = act();
+        let outcome = match &result {
+            Ok(_) => ChangeOutcome::Done,
+            Err(e) => ChangeOutcome::Failed(e.raw_os_error().unwrap_or(libc::EIO)),
+        };
+        self.report_change(&tickets, op, outcome);
+        result
+    }
+
+    /// RENAME: `file.delete` on the source and `file.write` on the target
+    /// (both ways for an exchange), one change; the node map follows.
+    pub(super) fn rename_mediated(
+        &self,
+        ctx: &Context,
+        olddir: u64,
+        oldname: &CStr,
+        newdir: u64,
+        newname: &CStr,
+        flags: u32,
+    ) -> io::Result<()> {
+        let from = self.child_path(olddir, oldname)?;
+        let to = self.child_path(newdir, newname)?;
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        let plain = [
+            (FileAccess::Delete, from.as_str()),
+            (FileAccess::Write, &to),
+        ];
+        let both = [
+            (FileAccess::Delete, from.as_str()),
+            (FileAccess::Write, &to),
+            (FileAccess::Delete, &to),
+            (FileAccess::Write, &from),
+        ];
+        let asks: &[(FileAccess, &str)] = if exchange { &both } else { &plain };
+        self.change(ctx, FileOp::Rename, asks, || {
+            self.inner
+                .rename(ctx, olddir, oldname, newdir, newname, flags)
+        })?;
+        self.nodes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .rename(&from, &to, exchange);
+        Ok(())
+    }
+
+    fn report_change(&self, tickets: &[Ticket], op: FileOp, outcome: ChangeOutcome) {
+        for ticket in tickets {
+            self.mediator.file_changed(&FileChangeReport {
+                ticket: *ticket,
+                op,
+                outcome,
+            });
+        }
     }
 
     /// The kernel released `handle`: report it and let go of its inner

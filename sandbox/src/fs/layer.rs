@@ -38,7 +38,7 @@ const REHASH_CHUNK: u32 = 256 * 1024;
 /// The mediated passthrough file system (transport-independent).
 pub struct MediatedLayer {
     pub(super) inner: PassthroughFs<()>,
-    mediator: Arc<dyn Mediator>,
+    pub(super) mediator: Arc<dyn Mediator>,
     attribution: Attribution,
     pub(super) nodes: RwLock<NodeMap>,
     /// Open file handles by the handle number the kernel was given.

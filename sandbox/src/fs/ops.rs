@@ -15,6 +15,11 @@
 //!
 //! Reads, writes, getattr, readlink, readdir on an already-decided inode or
 //! handle are not asked again: the decision was made once, at lookup/open.
+//!
+//! Opens and creates are reported when their handle closes; one-shot
+//! changes (mkdir, symlink, link, unlink, rmdir, rename, setattr and the
+//! xattr calls) report their outcome — done, the errno, or abandoned when a
+//! later ask was refused — right after the operation (`decide.rs`).
 
 use std::ffi::CStr;
 use std::io;
@@ -125,23 +130,7 @@ impl FileSystem for MediatedLayer {
         handle: Option<u64>,
         valid: SetattrValid,
     ) -> io::Result<(stat64, Duration)> {
-        let (path, _) = self.node(inode)?;
-        self.ask(ctx, FileAccess::Write, FileOp::SetAttr, &path)?;
-        let mut attr = attr;
-        if let Some(map) = self.idmap.get() {
-            let uid = valid.contains(SetattrValid::UID).then_some(attr.st_uid);
-            let gid = valid.contains(SetattrValid::GID).then_some(attr.st_gid);
-            let (uid, gid) = map.chown_to_host(uid, gid)?;
-            attr.st_uid = uid.unwrap_or(attr.st_uid);
-            attr.st_gid = gid.unwrap_or(attr.st_gid);
-        }
-        let inner_handle = handle.and_then(|h| self.inner_handle(h));
-        let mut out = self.inner.setattr(ctx, inode, attr, inner_handle, valid)?;
-        self.out_attr(&mut out.0);
-        if valid.contains(SetattrValid::SIZE) {
-            self.truncated(inode, handle, u64::try_from(attr.st_size).unwrap_or(0));
-        }
-        Ok(out)
+        self.setattr_mediated(ctx, inode, attr, handle, valid)
     }
 
     fn readlink(&self, ctx: &Context, inode: u64) -> io::Result<Vec<u8>> {
@@ -156,9 +145,11 @@ impl FileSystem for MediatedLayer {
         name: &CStr,
     ) -> io::Result<Entry> {
         let path = self.child_path(parent, name)?;
-        self.ask(ctx, FileAccess::Write, FileOp::Symlink, &path)?;
-        self.make_fd_room(ctx);
-        let entry = self.inner.symlink(ctx, linkname, parent, name)?;
+        let ask = [(FileAccess::Write, path.as_str())];
+        let entry = self.change(ctx, FileOp::Symlink, &ask, || {
+            self.make_fd_room(ctx);
+            self.inner.symlink(ctx, linkname, parent, name)
+        })?;
         self.remember(entry.inode, path, entry.attr.st_mode);
         Ok(self.out_entry(entry))
     }
@@ -173,9 +164,12 @@ impl FileSystem for MediatedLayer {
         umask: u32,
     ) -> io::Result<Entry> {
         let path = self.child_path(parent, name)?;
-        self.ask(ctx, FileAccess::Write, FileOp::Create, &path)?;
+        let ticket = self.ask(ctx, FileAccess::Write, FileOp::Create, &path)?;
         self.make_fd_room(ctx);
-        let entry = self.inner.mknod(ctx, parent, name, mode, rdev, umask)?;
+        let made = self.inner.mknod(ctx, parent, name, mode, rdev, umask);
+        // A node made without a handle: its decision closes now.
+        self.closed_unused(ticket, &path);
+        let entry = made?;
         self.remember(entry.inode, path, entry.attr.st_mode);
         Ok(self.out_entry(entry))
     }
@@ -189,23 +183,29 @@ impl FileSystem for MediatedLayer {
         umask: u32,
     ) -> io::Result<Entry> {
         let path = self.child_path(parent, name)?;
-        self.ask(ctx, FileAccess::Write, FileOp::Mkdir, &path)?;
-        self.make_fd_room(ctx);
-        let entry = self.inner.mkdir(ctx, parent, name, mode, umask)?;
+        let ask = [(FileAccess::Write, path.as_str())];
+        let entry = self.change(ctx, FileOp::Mkdir, &ask, || {
+            self.make_fd_room(ctx);
+            self.inner.mkdir(ctx, parent, name, mode, umask)
+        })?;
         self.remember(entry.inode, path, entry.attr.st_mode);
         Ok(self.out_entry(entry))
     }
 
     fn unlink(&self, ctx: &Context, parent: u64, name: &CStr) -> io::Result<()> {
         let path = self.child_path(parent, name)?;
-        self.ask(ctx, FileAccess::Delete, FileOp::Unlink, &path)?;
-        self.inner.unlink(ctx, parent, name)
+        let ask = [(FileAccess::Delete, path.as_str())];
+        self.change(ctx, FileOp::Unlink, &ask, || {
+            self.inner.unlink(ctx, parent, name)
+        })
     }
 
     fn rmdir(&self, ctx: &Context, parent: u64, name: &CStr) -> io::Result<()> {
         let path = self.child_path(parent, name)?;
-        self.ask(ctx, FileAccess::Delete, FileOp::Rmdir, &path)?;
-        self.inner.rmdir(ctx, parent, name)
+        let ask = [(FileAccess::Delete, path.as_str())];
+        self.change(ctx, FileOp::Rmdir, &ask, || {
+            self.inner.rmdir(ctx, parent, name)
+        })
     }
 
     fn rename(
@@ -217,31 +217,20 @@ impl FileSystem for MediatedLayer {
         newname: &CStr,
         flags: u32,
     ) -> io::Result<()> {
-        let from = self.child_path(olddir, oldname)?;
-        let to = self.child_path(newdir, newname)?;
-        let exchange = flags & libc::RENAME_EXCHANGE != 0;
-        self.ask(ctx, FileAccess::Delete, FileOp::Rename, &from)?;
-        self.ask(ctx, FileAccess::Write, FileOp::Rename, &to)?;
-        if exchange {
-            self.ask(ctx, FileAccess::Delete, FileOp::Rename, &to)?;
-            self.ask(ctx, FileAccess::Write, FileOp::Rename, &from)?;
-        }
-        self.inner
-            .rename(ctx, olddir, oldname, newdir, newname, flags)?;
-        self.nodes
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .rename(&from, &to, exchange);
-        Ok(())
+        self.rename_mediated(ctx, olddir, oldname, newdir, newname, flags)
     }
 
     fn link(&self, ctx: &Context, inode: u64, newparent: u64, newname: &CStr) -> io::Result<Entry> {
         let (source, _) = self.node(inode)?;
         let path = self.child_path(newparent, newname)?;
-        self.ask(ctx, FileAccess::Read, FileOp::Link, &source)?;
-        self.ask(ctx, FileAccess::Write, FileOp::Link, &path)?;
-        self.make_fd_room(ctx);
-        let entry = self.inner.link(ctx, inode, newparent, newname)?;
+        let asks = [
+            (FileAccess::Read, source.as_str()),
+            (FileAccess::Write, &path),
+        ];
+        let entry = self.change(ctx, FileOp::Link, &asks, || {
+            self.make_fd_room(ctx);
+            self.inner.link(ctx, inode, newparent, newname)
+        })?;
         self.remember(entry.inode, path, entry.attr.st_mode);
         Ok(self.out_entry(entry))
     }
@@ -391,8 +380,10 @@ impl FileSystem for MediatedLayer {
         flags: u32,
     ) -> io::Result<()> {
         let (path, _) = self.node(inode)?;
-        self.ask(ctx, FileAccess::Write, FileOp::SetAttr, &path)?;
-        self.inner.setxattr(ctx, inode, name, value, flags)
+        let ask = [(FileAccess::Write, path.as_str())];
+        self.change(ctx, FileOp::SetAttr, &ask, || {
+            self.inner.setxattr(ctx, inode, name, value, flags)
+        })
     }
 
     fn getxattr(
@@ -411,8 +402,10 @@ impl FileSystem for MediatedLayer {
 
     fn removexattr(&self, ctx: &Context, inode: u64, name: &CStr) -> io::Result<()> {
         let (path, _) = self.node(inode)?;
-        self.ask(ctx, FileAccess::Write, FileOp::SetAttr, &path)?;
-        self.inner.removexattr(ctx, inode, name)
+        let ask = [(FileAccess::Write, path.as_str())];
+        self.change(ctx, FileOp::SetAttr, &ask, || {
+            self.inner.removexattr(ctx, inode, name)
+        })
     }
 
     fn opendir(

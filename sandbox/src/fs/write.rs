@@ -1,14 +1,19 @@
 //! Changes through decided handles: the byte count and the running
-//! SHA-256 of writes, and what a truncate does to the running hashes.
+//! SHA-256 of writes, and what a truncate does to the running hashes;
+//! SETATTR (a one-shot change, decided and reported on its own).
 
 use std::io;
 use std::sync::{Arc, PoisonError};
 
+use std::time::Duration;
+
+use fuse_backend_rs::abi::fuse_abi::{stat64, SetattrValid};
 use fuse_backend_rs::api::filesystem::{Context, FileSystem, ZeroCopyReader};
 
 use super::bufio::SliceReader;
 use super::decide::eacces;
 use super::layer::MediatedLayer;
+use crate::{FileAccess, FileOp};
 
 impl MediatedLayer {
     /// A WRITE on the kernel's `handle`: refused unless it was opened for
@@ -81,5 +86,37 @@ impl MediatedLayer {
                 .unwrap_or_else(PoisonError::into_inner)
                 .truncated(size, mine);
         }
+    }
+
+    /// SETATTR on `inode`: `file.write` asked and its outcome reported as a
+    /// one-shot change; ownership translated to the host; a size change
+    /// passed on to the running hashes.
+    pub(super) fn setattr_mediated(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        attr: stat64,
+        handle: Option<u64>,
+        valid: SetattrValid,
+    ) -> io::Result<(stat64, Duration)> {
+        let (path, _) = self.node(inode)?;
+        let mut attr = attr;
+        let ask = [(FileAccess::Write, path.as_str())];
+        let mut out = self.change(ctx, FileOp::SetAttr, &ask, || {
+            if let Some(map) = self.idmap.get() {
+                let uid = valid.contains(SetattrValid::UID).then_some(attr.st_uid);
+                let gid = valid.contains(SetattrValid::GID).then_some(attr.st_gid);
+                let (uid, gid) = map.chown_to_host(uid, gid)?;
+                attr.st_uid = uid.unwrap_or(attr.st_uid);
+                attr.st_gid = gid.unwrap_or(attr.st_gid);
+            }
+            let inner_handle = handle.and_then(|h| self.inner_handle(h));
+            self.inner.setattr(ctx, inode, attr, inner_handle, valid)
+        })?;
+        self.out_attr(&mut out.0);
+        if valid.contains(SetattrValid::SIZE) {
+            self.truncated(inode, handle, u64::try_from(attr.st_size).unwrap_or(0));
+        }
+        Ok(out)
     }
 }

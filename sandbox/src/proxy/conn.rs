@@ -46,7 +46,7 @@ pub(crate) fn handle(ctx: &Ctx, mut client: TcpStream, requester: Requester) {
                 "stele: connection to {}:{} denied: {}\n",
                 net.host,
                 net.port,
-                sanitize(&reason)
+                sanitize(reason.reason())
             );
             return respond(&mut client, 403, "Forbidden", &body);
         }

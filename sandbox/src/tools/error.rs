@@ -15,14 +15,15 @@ pub enum ToolError {
     #[error("path {0:?} escapes the workspace")]
     Escape(String),
     /// The mediator refused.
-    #[error("{action} on {path:?} denied: {reason}")]
+    #[error("{action} on {path:?} denied: {refusal}")]
     Denied {
         /// The policy action (`file.read`, …).
         action: &'static str,
         /// Workspace-relative path.
         path: String,
-        /// The mediator's reason.
-        reason: String,
+        /// The mediator's refusal: its reason, and whatever detail it
+        /// attached for the tool's caller (see [`crate::Refusal`]).
+        refusal: crate::Refusal,
     },
     /// No such file or directory.
     #[error("{0:?} does not exist")]

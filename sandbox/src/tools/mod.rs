@@ -31,7 +31,7 @@ use crate::{
 /// File tools bound to one workspace.
 #[derive(Debug)]
 pub struct WorkspaceTools {
-    dir: Dir,
+    dir: Arc<Dir>,
     mediator: Arc<dyn Mediator>,
     requester: Requester,
 }
@@ -48,10 +48,25 @@ impl WorkspaceTools {
             source: e,
         })?;
         Ok(WorkspaceTools {
-            dir,
+            dir: Arc::new(dir),
             mediator,
             requester,
         })
+    }
+
+    /// The same workspace (the same directory handle), with accesses asked
+    /// of `mediator` on behalf of `requester`: the runtime gives each tool
+    /// call a mediator of its own, so its entries name the call.
+    pub fn with_mediator(
+        &self,
+        mediator: Arc<dyn Mediator>,
+        requester: Requester,
+    ) -> WorkspaceTools {
+        WorkspaceTools {
+            dir: self.dir.clone(),
+            mediator,
+            requester,
+        }
     }
 
     /// Ask the mediator; `Err(Denied)` unless it allows.
@@ -64,10 +79,10 @@ impl WorkspaceTools {
         };
         match self.mediator.file_access(&req) {
             Verdict::Allow(t) => Ok(t),
-            Verdict::Deny(reason) => Err(ToolError::Denied {
+            Verdict::Deny(refusal) => Err(ToolError::Denied {
                 action: access.action(),
                 path: path.to_string(),
-                reason,
+                refusal,
             }),
         }
     }
