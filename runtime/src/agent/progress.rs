@@ -178,7 +178,7 @@ pub fn to_line(p: Progress<'_>) -> Option<String> {
         // The prompt itself shows the question; a configured answer is
         // reported once, with its answer.
         Progress::Decision(Decision::Asked { .. }) => return None,
-        Progress::Decision(Decision::Answered { method, .. }) if method == "tty" => return None,
+        Progress::Decision(Decision::Answered { method: "tty", .. }) => return None,
         Progress::Decision(Decision::Answered {
             shown,
             outcome,

@@ -10,7 +10,7 @@ use stele_audit::Status;
 use super::setup::{self, principal, NetworkChoice, OpenSession, SessionSpec};
 use crate::agent::progress::{self, ProgressStyle};
 use crate::agent::{Agent, Budget, RunEnd, DEFAULT_SYSTEM};
-use crate::gate::approval::{approver_for, default_mode, Approver};
+use crate::gate::approval::{approver_for, default_mode, terminal_safe, Approver, Newlines};
 use crate::gate::{ApproveMode, Gate};
 use crate::provider::{Message, ProviderConfig};
 use crate::tools::ToolBox;
@@ -293,11 +293,15 @@ pub(crate) fn finish(gate: &Gate, end: &RunEnd, style: ProgressStyle) -> anyhow:
             serde_json::json!({"event": "end", "session": gate.session_id(), "result": format!("{end:?}")})
         ),
         ProgressStyle::Human => match end {
-            RunEnd::Answered(a) | RunEnd::Stopped(a) => eprintln!("\n{a}"),
+            // The model's words, shown escaped: they cannot drive the terminal.
+            RunEnd::Answered(a) | RunEnd::Stopped(a) => {
+                eprintln!("\n{}", terminal_safe(a, Newlines::Keep))
+            }
             RunEnd::BudgetExhausted(w) => eprintln!("stopped: {w}"),
             RunEnd::ModelDenied(w) => eprintln!("stopped: the model request was denied: {w}"),
             RunEnd::Paused(w) => eprintln!(
-                "paused: {w}\nthe session is kept; continue later with `stele session resume {}`",
+                "paused: {}\nthe session is kept; continue later with `stele session resume {}`",
+                terminal_safe(w, Newlines::Keep),
                 gate.session_id()
             ),
         },
