@@ -12,7 +12,7 @@ use super::run::{agent_for, apply_config, exit_code, finish, open_for, RunArgs};
 use super::setup::{principal, OpenSession};
 use crate::agent::progress::{self, ProgressStyle};
 use crate::agent::{Agent, Budget, RunEnd};
-use crate::gate::approval::approver_for;
+use crate::gate::approval::{approver_for, terminal_safe, Newlines};
 use crate::gate::{ApproveMode, Gate};
 use crate::provider::{Content, Message, Role, ToolResultStatus};
 use crate::tools::specs::FINAL_ANSWER;
@@ -106,7 +106,10 @@ fn converse(args: &RunArgs, agent: &Agent) -> anyhow::Result<RunEnd> {
         let mut on = |p: crate::agent::Progress<'_>| progress::print(style, p);
         last = rt.block_on(agent.run(&mut messages, budget, &mut on))?;
         match &last {
-            RunEnd::Answered(a) | RunEnd::Stopped(a) => println!("stele> {a}"),
+            // The model's words, never terminal commands.
+            RunEnd::Answered(a) | RunEnd::Stopped(a) => {
+                println!("stele> {}", terminal_safe(a, Newlines::Keep))
+            }
             RunEnd::Paused(_) | RunEnd::ModelDenied(_) | RunEnd::BudgetExhausted(_) => break,
         }
     }

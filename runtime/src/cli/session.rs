@@ -60,9 +60,10 @@ pub enum SessionCommand {
         /// Use this policy bundle instead of the one the session started with.
         #[arg(long)]
         policy: Option<PathBuf>,
-        /// What to do when policy asks a human and there is no terminal.
-        #[arg(long, value_enum, default_value_t = ApproveMode::Deny)]
-        approve: ApproveMode,
+        /// What to do when policy asks a human [default: `approve` in the
+        /// config, else prompt on a terminal and refuse without one].
+        #[arg(long, value_enum)]
+        approve: Option<ApproveMode>,
         /// Most model turns for this run.
         #[arg(long, default_value_t = 40)]
         max_steps: u32,
@@ -172,7 +173,7 @@ fn resume(
     id: &str,
     model: Option<String>,
     policy: Option<PathBuf>,
-    approve: ApproveMode,
+    approve: Option<ApproveMode>,
     max_steps: u32,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -207,6 +208,11 @@ fn resume(
             .with_context(|| format!("session.start names an unknown sandbox backend {name:?}"))?,
     };
     let layers = crate::config::load()?;
+    // As for `stele run`: unset by flag and config, ask on a terminal, else
+    // refuse ("no-terminal"); a managed `approve` cannot be overridden.
+    let approve = layers
+        .pick("approve", approve, |c| c.approve)?
+        .unwrap_or(ApproveMode::Prompt);
     let backend = BackendSpec {
         requested,
         fallback: layers
