@@ -286,3 +286,119 @@ unless { context.args has path && context.args.path like "public/*" };
         assert_eq!(d["decision"]["policies"][0], "t.fs-public-only", "{d}");
     }
 }
+
+/// Whether the policy schema carries MCP arguments by name
+/// (`context.args.text`, `number`, `flag`, `abs_path`).
+fn schema_has_named_args() -> bool {
+    let schema =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy/schema/stele.cedarschema");
+    let ok = std::fs::read_to_string(schema)
+        .unwrap()
+        .contains("entity ArgText");
+    if !ok {
+        eprintln!("SKIPPED: the policy schema has no arguments by name (context.args.text …)");
+    }
+    ok
+}
+
+#[test]
+fn mcp_policy_on_absolute_paths_and_named_arguments() {
+    if !sandbox_available("mcp_policy_on_absolute_paths_and_named_arguments")
+        || !schema_has_named_args()
+    {
+        return;
+    }
+    let e = env();
+    let shared = e.shared.canonicalize().unwrap();
+    let policy = format!(
+        r#"
+@id("t.fs-abs-public")
+forbid (principal, action == Action::"mcp.call", resource == McpTool::"filesystem/read_text_file")
+unless {{ context.args.abs_path.hasTag("path")
+  && context.args.abs_path.getTag("path") like "{}/public/*" }};
+
+@id("t.echo-no-secrets")
+forbid (principal, action == Action::"mcp.call", resource == McpTool::"everything/echo")
+when {{ context.args.text.hasTag("message") && context.args.text.getTag("message") like "*secret*" }};
+
+@id("t.small-sums")
+permit (principal, action == Action::"mcp.call", resource == McpTool::"everything/get-sum")
+when {{ context.args.number.hasTag("a") && context.args.number.getTag("a") < 10 }};
+"#,
+        shared.display()
+    );
+    std::fs::write(e.policy.join("org/args.cedar"), policy).unwrap();
+    for (dir, text) in [("public", "open to all"), ("private", "eyes only")] {
+        std::fs::create_dir_all(shared.join(dir)).unwrap();
+        std::fs::write(shared.join(dir).join("a.txt"), format!("{text}\n")).unwrap();
+    }
+    let abs = |p: &str| format!("{}/{p}", shared.display());
+    let read = "mcp__filesystem__read_text_file";
+    let mock = MockModel::start().unwrap();
+    mock.push(call("b1", read, json!({"path": abs("public/a.txt")})));
+    mock.push(call(
+        "b2",
+        read,
+        json!({"path": abs("public/../private/a.txt")}),
+    ));
+    mock.push(call("b3", read, json!({"path": abs("private/a.txt")})));
+    mock.push(call(
+        "b4",
+        "mcp__everything__echo",
+        json!({"message": "hello"}),
+    ));
+    mock.push(call(
+        "b5",
+        "mcp__everything__echo",
+        json!({"message": "my secret"}),
+    ));
+    mock.push(call(
+        "b6",
+        "mcp__everything__get-sum",
+        json!({"a": 2, "b": 3}),
+    ));
+    mock.push(call(
+        "b7",
+        "mcp__everything__get-sum",
+        json!({"a": 200, "b": 3}),
+    ));
+    finish(&mock);
+    let o = run(&e, &mock, "deny");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    assert!(tool_result(&mock, 1, "b1").contains("open to all"));
+    assert!(tool_result(&mock, 4, "b4").contains("hello"));
+    assert!(tool_result(&mock, 6, "b6").contains('5'));
+    for (i, id) in [(2, "b2"), (3, "b3"), (5, "b5"), (7, "b7")] {
+        let told = tool_result(&mock, i, id);
+        assert!(
+            told.contains("denied_by_policy") && !told.contains("eyes only"),
+            "{id}: {told}"
+        );
+    }
+    let (leaves, _) = session_leaves(&e);
+    let denied_by = |tool: &str| -> Vec<String> {
+        leaves
+            .iter()
+            .filter(|l| {
+                l["kind"] == "policy.decision"
+                    && l["target"]["tool"] == tool
+                    && l["decision"]["effect"] == "deny"
+            })
+            .map(|l| {
+                l["decision"]["policies"][0]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(
+        denied_by("read_text_file"),
+        ["t.fs-abs-public", "t.fs-abs-public"]
+    );
+    assert_eq!(denied_by("echo"), ["t.echo-no-secrets"]);
+    assert_eq!(denied_by("get-sum").len(), 1);
+    let (intent, _) = call_pair(&leaves, "everything", "get-sum");
+    assert_eq!(intent["decision"]["policies"][0], "t.small-sums");
+}
