@@ -11,7 +11,7 @@ use cedar_policy::{
 };
 
 use crate::error::PolicyError;
-use crate::request::{Action, ApprovalOutcome, Network, Request, Resource};
+use crate::request::{Action, ApprovalOutcome, ArgValue, Network, Request, Resource};
 
 /// Pre-parsed Cedar names, built once per bundle so that deciding does not
 /// re-parse type names.
@@ -31,6 +31,9 @@ impl Names {
     pub fn new() -> Result<Self, PolicyError> {
         let mut resource_types = HashMap::new();
         for t in [
+            "ArgText",
+            "ArgNumber",
+            "ArgFlag",
             "File",
             "Program",
             "Host",
@@ -74,6 +77,14 @@ impl Names {
 
     pub fn team_uid(&self, id: &str) -> EntityUid {
         EntityUid::from_type_name_and_id(self.team.clone(), EntityId::new(id))
+    }
+
+    /// The uid of the entity holding the arguments of `attr` (of type `ty`).
+    fn arg_uid(&self, ty: &'static str, attr: &str) -> Result<EntityUid, PolicyError> {
+        Ok(EntityUid::from_type_name_and_id(
+            self.resource_type(ty)?,
+            EntityId::new(attr),
+        ))
     }
 
     fn resource_type(&self, t: &'static str) -> Result<EntityTypeName, PolicyError> {
@@ -162,7 +173,42 @@ fn resource_attrs(resource: &Resource) -> HashMap<String, RestrictedExpression> 
     attrs
 }
 
-fn context(req: &Request) -> Result<Context, PolicyError> {
+/// The tag-holding entities of `context.args`: attribute and entity type.
+const ARG_ENTITIES: [(&str, &str); 4] = [
+    ("text", "ArgText"),
+    ("number", "ArgNumber"),
+    ("flag", "ArgFlag"),
+    ("abs_path", "ArgText"),
+];
+
+/// The entities holding the arguments by name, as tags.
+fn arg_entities(names: &Names, req: &Request) -> Result<Vec<Entity>, PolicyError> {
+    let a = &req.context.args;
+    let mut tags: [Vec<(String, RestrictedExpression)>; 4] = Default::default();
+    for (k, v) in &a.values {
+        let (i, e) = match v {
+            ArgValue::Text(t) => (0, s(t)),
+            ArgValue::Number(n) => (1, RestrictedExpression::new_long(*n)),
+            ArgValue::Flag(b) => (2, RestrictedExpression::new_bool(*b)),
+        };
+        tags[i].push((k.clone(), e));
+    }
+    tags[3] = a.abs_paths.iter().map(|(k, p)| (k.clone(), s(p))).collect();
+    // An entity without tags is left out of the store (every request that
+    // is not an MCP call): `hasTag` on it is false all the same, and each
+    // entity costs a schema check per decision.
+    ARG_ENTITIES
+        .iter()
+        .zip(tags)
+        .filter(|(_, tags)| !tags.is_empty())
+        .map(|((attr, ty), tags)| {
+            Entity::new_with_tags(names.arg_uid(ty, attr)?, [], [], tags)
+                .map_err(|e| PolicyError::Internal(e.to_string()))
+        })
+        .collect()
+}
+
+fn context(names: &Names, req: &Request) -> Result<Context, PolicyError> {
     let c = &req.context;
     let sandbox = record(vec![
         ("backend", s(c.sandbox.backend.as_str())),
@@ -192,6 +238,10 @@ fn context(req: &Request) -> Result<Context, PolicyError> {
     }
     if let Some(b) = c.args.overwrite {
         args.push(("overwrite", RestrictedExpression::new_bool(b)));
+    }
+    for (attr, ty) in ARG_ENTITIES {
+        let uid = names.arg_uid(ty, attr)?;
+        args.push((attr, RestrictedExpression::new_entity_uid(uid)));
     }
     let mut pairs = vec![
         ("session_id".to_owned(), s(&c.session_id)),
@@ -261,13 +311,15 @@ pub(crate) fn cedar_input(
             .collect::<HashSet<_>>(),
     )
     .map_err(|e| PolicyError::Internal(e.to_string()))?;
-    let entities = Entities::from_entities([user, res_entity], schema)
-        .map_err(|e| PolicyError::Request(e.to_string()))?;
+    let mut all = vec![user, res_entity];
+    all.extend(arg_entities(names, req)?);
+    let entities =
+        Entities::from_entities(all, schema).map_err(|e| PolicyError::Request(e.to_string()))?;
     let request = cedar_policy::Request::new(
         facts.principal.clone(),
         names.action(req.action)?.clone(),
         facts.resource.clone(),
-        context(req)?,
+        context(names, req)?,
         schema,
     )
     .map_err(|e| PolicyError::Request(e.to_string()))?;

@@ -63,6 +63,7 @@ pub fn context_from_json(value: &serde_json::Value) -> Result<RequestContext, Po
             size_bytes: a.size_bytes,
             recursive: a.recursive,
             overwrite: a.overwrite,
+            ..ToolArgs::default()
         },
     };
     Ok(RequestContext {

@@ -65,7 +65,7 @@ pub use layer::{Layer, LayerKind};
 pub use layout::SCHEMA_FILE;
 pub use members::{Members, MEMBERS_FILE};
 pub use request::{
-    Action, Approval, ApprovalOutcome, Network, Request, RequestBuilder, RequestContext, Resource,
-    SandboxBackend, SandboxFacts, ToolArgs,
+    Action, Approval, ApprovalOutcome, ArgValue, Network, Request, RequestBuilder, RequestContext,
+    Resource, SandboxBackend, SandboxFacts, ToolArgs,
 };
 pub use schema::{SCHEMA_VERSION, STELE_SCHEMA};

@@ -1,6 +1,7 @@
 //! Typed requests: what the runtime asks the policy about. Every value in a
 //! [`Request`] is canonical by construction (see [`crate::canonical`]).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -313,6 +314,17 @@ pub enum ApprovalOutcome {
     Refused,
 }
 
+/// One tool argument by name (`context.args.text`/`number`/`flag`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgValue {
+    /// A string (`context.args.text`).
+    Text(String),
+    /// An integer (`context.args.number`).
+    Number(i64),
+    /// A boolean (`context.args.flag`).
+    Flag(bool),
+}
+
 /// The typed subset of tool arguments visible to policies (`context.args`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ToolArgs {
@@ -328,6 +340,11 @@ pub struct ToolArgs {
     pub recursive: Option<bool>,
     /// Overwrite an existing file.
     pub overwrite: Option<bool>,
+    /// Arguments by name (MCP calls), as entity tags of `context.args.text`,
+    /// `number` and `flag`. Names must be safe (the enforcement point's job).
+    pub values: BTreeMap<String, ArgValue>,
+    /// Absolute path arguments by name, normalised (`context.args.abs_path`).
+    pub abs_paths: BTreeMap<String, String>,
 }
 
 /// The request context (`context` in policies).

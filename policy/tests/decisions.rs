@@ -6,8 +6,8 @@ mod common;
 use common::{bundle, write};
 use stele_policy::canonical::{canonical_path, CanonicalHost, ProgramRef};
 use stele_policy::{
-    Action, Approval, ApprovalOutcome, Bundle, Effect, Layer, LayerKind, Network, PolicyEffect,
-    Request, Resource, SandboxBackend, SandboxFacts, ToolArgs, Verdict,
+    Action, Approval, ApprovalOutcome, ArgValue, Bundle, Effect, Layer, LayerKind, Network,
+    PolicyEffect, Request, Resource, SandboxBackend, SandboxFacts, ToolArgs, Verdict,
 };
 
 fn file(p: &str) -> Resource {
@@ -267,6 +267,81 @@ when { context.args has size_bytes && context.args.size_bytes * 1000 > 100000000
 }
 
 #[test]
+fn mcp_arguments_by_name_are_tags() {
+    let dir = bundle(&[(
+        "org/a.cedar",
+        r#"
+@id("org.mcp")
+permit (principal, action == Action::"mcp.call", resource);
+
+@id("org.mail-inside")
+forbid (principal, action == Action::"mcp.call", resource)
+unless { context.args.text.hasTag("to") && context.args.text.getTag("to") like "*@example.com" };
+
+@id("org.small")
+forbid (principal, action == Action::"mcp.call", resource)
+when { context.args.number.hasTag("count") && context.args.number.getTag("count") > 10 };
+
+@id("org.abs")
+forbid (principal, action == Action::"mcp.call", resource)
+when { context.args.abs_path.hasTag("path") && context.args.abs_path.getTag("path") like "/etc/*" };
+"#,
+    )]);
+    let b = Bundle::load(dir.path()).unwrap();
+    let call = |values: &[(&str, ArgValue)], abs: &[(&str, &str)]| {
+        let req = Request::builder(
+            "alice",
+            Action::McpCall,
+            Resource::McpTool {
+                server: "mail".into(),
+                tool: "send".into(),
+            },
+        )
+        .args(ToolArgs {
+            values: values
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            abs_paths: abs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..ToolArgs::default()
+        })
+        .build()
+        .unwrap();
+        b.decide(&req)
+    };
+    let to = |a: &str| ("to", ArgValue::Text(a.into()));
+    let d = call(&[to("cfo@example.com")], &[]);
+    assert_eq!(d.effect, Effect::Allow, "{d:?}");
+    let d = call(&[to("x@elsewhere.org")], &[]);
+    assert_eq!(d.effect, Effect::Deny);
+    assert!(d.errors.is_empty(), "a plain deny: {d:?}");
+    // No such argument: hasTag is false (no evaluation error), so denied.
+    let d = call(&[], &[]);
+    assert_eq!(d.effect, Effect::Deny);
+    assert!(d.errors.is_empty(), "{d:?}");
+    // A flag named `to` is not a text `to`.
+    let d = call(&[("to", ArgValue::Flag(true))], &[]);
+    assert_eq!(d.effect, Effect::Deny);
+    let d = call(
+        &[to("cfo@example.com"), ("count", ArgValue::Number(11))],
+        &[],
+    );
+    assert_eq!(d.effect, Effect::Deny);
+    let d = call(
+        &[to("cfo@example.com"), ("count", ArgValue::Number(3))],
+        &[],
+    );
+    assert_eq!(d.effect, Effect::Allow);
+    let d = call(&[to("cfo@example.com")], &[("path", "/etc/shadow")]);
+    assert_eq!(d.effect, Effect::Deny);
+    let d = call(&[to("cfo@example.com")], &[("path", "/srv/a.txt")]);
+    assert_eq!(d.effect, Effect::Allow);
+}
+
+#[test]
 fn digest_is_stable_and_covers_policies_only() {
     let dir = layered();
     let a = *Bundle::load(dir.path()).unwrap().digest();
@@ -306,6 +381,16 @@ fn typed_requests_match_the_schema() {
         size_bytes: Some(5),
         recursive: Some(true),
         overwrite: Some(false),
+        values: [
+            ("to".to_owned(), ArgValue::Text("cfo@example.com".into())),
+            ("count".to_owned(), ArgValue::Number(3)),
+            ("dryRun".to_owned(), ArgValue::Flag(true)),
+        ]
+        .into_iter()
+        .collect(),
+        abs_paths: [("path".to_owned(), "/srv/shared/a.txt".to_owned())]
+            .into_iter()
+            .collect(),
     };
     let resources = vec![
         (Action::FileRead, file("a")),

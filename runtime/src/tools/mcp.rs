@@ -12,7 +12,7 @@ use stele_policy::{Action, Resource};
 
 use super::Ran;
 use crate::gate::{ActionRequest, Authorization, Gate, GateError};
-use crate::mcp::args::call_args;
+use crate::mcp::args::{call_args, ArgValue};
 use crate::mcp::{McpError, McpRegistry, OfferedTool};
 
 /// How much of the arguments an approver is shown (the whole arguments are
@@ -98,7 +98,22 @@ pub(super) fn call(
         &tool.input_schema,
         arguments.as_ref().unwrap_or(&Map::new()),
     );
-    req.args = seen.typed;
+    req.args = stele_policy::ToolArgs {
+        values: seen
+            .values
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    ArgValue::Text(t) => stele_policy::ArgValue::Text(t),
+                    ArgValue::Number(n) => stele_policy::ArgValue::Number(n),
+                    ArgValue::Flag(b) => stele_policy::ArgValue::Flag(b),
+                };
+                (k, v)
+            })
+            .collect(),
+        abs_paths: seen.abs_paths,
+        ..seen.typed
+    };
     req.payloads.push(PayloadInput {
         role: "args".into(),
         media: "application/json".into(),
