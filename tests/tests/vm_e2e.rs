@@ -51,6 +51,16 @@ fn run_with_the_vm_backend() {
             .tool_use("t1", "exec", json!({"argv": ["python3", "-c", py]}))
             .into(),
     );
+    // Two more commands in the same session: the VM is kept warm, so both
+    // see the same guest boot.
+    for (id, out) in [("t1b", "reports/boot1.txt"), ("t1c", "reports/boot2.txt")] {
+        let sh = format!("cat /proc/sys/kernel/random/boot_id > {out}");
+        mock.push(
+            Turn::new()
+                .tool_use(id, "exec", json!({"argv": ["sh", "-c", sh]}))
+                .into(),
+        );
+    }
     mock.push(
         Turn::new()
             .tool_use("t2", "final_answer", json!({"answer": "done"}))
@@ -90,6 +100,18 @@ fn run_with_the_vm_backend() {
     assert!(
         sum.contains("cloud-amd64"),
         "the guest kernel wrote it: {sum}"
+    );
+    let boot1 = std::fs::read_to_string(ws.join("reports/boot1.txt")).unwrap();
+    let boot2 = std::fs::read_to_string(ws.join("reports/boot2.txt")).unwrap();
+    assert_eq!(boot1.trim().len(), 36, "a guest boot id: {boot1:?}");
+    assert_eq!(
+        boot1, boot2,
+        "one warm VM serves every command of a session"
+    );
+    assert_eq!(
+        err.matches("micro-VM up").count(),
+        1,
+        "one boot per session: {err}"
     );
     // The log: backend and image in session.start, the guest's file accesses decided.
     let leaves = leaves_json(&s, &d.path().join("state/audit.db")).unwrap();
@@ -367,4 +389,50 @@ fn resume_reopens_the_session_in_the_vm() {
     intents_closed_once(&leaves, &id).unwrap();
     let att = attestation(&db, &id);
     assert_eq!(att["sandbox"]["backend"], "microvm", "{att}");
+}
+
+#[test]
+fn sandbox_check_reports_the_vm_backend() {
+    let images = image_store();
+    let d = tempfile::tempdir().unwrap();
+    let s = Stele::new(&d.path().join("state"));
+    let check = |images: &Path, json: bool| {
+        let mut args = vec!["sandbox", "check"];
+        if json {
+            args.push("--json");
+        }
+        s.run_env(&args, &[("STELE_VM_IMAGES", images.to_str().unwrap())])
+            .unwrap()
+    };
+    // With the image scripts/setup-vm built: QEMU, TCG and the image are
+    // found, and the KVM verdict is explained when KVM is not usable.
+    let o = check(&images, true);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)));
+    let vm = &v["microvm"];
+    assert_eq!(vm["tcg"], true, "{vm}");
+    assert!(vm["qemu"].is_string(), "{vm}");
+    assert!(
+        vm["image_digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:")),
+        "{vm}"
+    );
+    if vm["kvm_usable"] == false {
+        assert!(
+            vm["kvm_detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{vm}"
+        );
+    }
+    assert_eq!(vm["ready"], true, "{vm}");
+    // Without an image the backend is reported unavailable, saying why.
+    let empty = d.path().join("no-images");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = check(&empty, true);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["microvm"]["ready"], false, "{v}");
+    assert!(v["microvm"]["image_error"].is_string(), "{v}");
+    let o = check(&empty, false);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("micro-VM backend: NOT AVAILABLE"), "{out}");
 }
