@@ -51,13 +51,13 @@ fn run_with_the_vm_backend() {
             .tool_use("t1", "exec", json!({"argv": ["python3", "-c", py]}))
             .into(),
     );
-    // Two more commands in the same session: the VM is kept warm, so both
-    // see the same guest boot.
+    // Two more commands in the same session (python3: the finance policy's
+    // programs): the VM is kept warm, so both see the same guest boot.
     for (id, out) in [("t1b", "reports/boot1.txt"), ("t1c", "reports/boot2.txt")] {
-        let sh = format!("cat /proc/sys/kernel/random/boot_id > {out}");
+        let py = format!("open('{out}','w').write(open('/proc/sys/kernel/random/boot_id').read())");
         mock.push(
             Turn::new()
-                .tool_use(id, "exec", json!({"argv": ["sh", "-c", sh]}))
+                .tool_use(id, "exec", json!({"argv": ["python3", "-c", py]}))
                 .into(),
         );
     }
