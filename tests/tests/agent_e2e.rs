@@ -319,6 +319,23 @@ fn prompt_injection_is_denied_logged_and_explained() {
             .is_none_or(|p| !p.contains(".ssh"))),
         "no .ssh access reached the gate as a workspace path"
     );
+    // The refused reads are in the log with why they were refused.
+    for (call, why) in [
+        ("b", "absolute paths are not allowed"),
+        ("c", "`..` is not allowed"),
+    ] {
+        let result = leaves
+            .iter()
+            .find(|l| l["kind"] == "tool.result" && l["data"]["tool_use_id"] == call)
+            .unwrap_or_else(|| panic!("no tool.result for {call}"));
+        assert_eq!(result["outcome"]["status"], "error", "{result}");
+        assert!(
+            result["outcome"]["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains(why) && d.contains(".ssh/id_rsa")),
+            "{result}"
+        );
+    }
     let id = session_of(&leaves);
     intents_closed_once(&leaves, &id).unwrap();
 }
