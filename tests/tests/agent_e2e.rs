@@ -392,6 +392,27 @@ fn provider_faults_retry_then_pause() {
         .find(|l| l["kind"] == "model.response")
         .unwrap();
     assert_eq!(failed["outcome"]["status"], "error");
+    // `session list` tells the paused session from ended ones.
+    let o = s.run(&["session", "list", "--json"]).unwrap();
+    assert!(o.status.success());
+    let states: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let paused = states.iter().find(|v| v["id"] == last_session).unwrap();
+    assert!(
+        paused["state"]
+            .as_str()
+            .is_some_and(|st| st.starts_with("paused: ") && st.ends_with("(resumable)")),
+        "{paused}"
+    );
+    assert!(
+        states
+            .iter()
+            .filter(|v| v["id"] != last_session)
+            .all(|v| v["state"] == "ok"),
+        "{states:?}"
+    );
 }
 
 #[test]

@@ -109,41 +109,86 @@ fn list(db: &std::path::Path, key: &std::path::Path, json: bool) -> anyhow::Resu
     )?;
     let leaves = all_leaves(&log.store()?)?;
     log.close()?;
-    for start in leaves.iter().filter(|l| l.kind == EventKind::SessionStart) {
-        let Some(id) = start.session.as_ref().map(|s| s.id.as_str()) else {
+    // One pass: sessions in the order they started, each with its entry
+    // count, its end (if any) and its last entry.
+    let mut order: Vec<&str> = Vec::new();
+    let mut seen: std::collections::HashMap<&str, SessionSummary<'_>> =
+        std::collections::HashMap::new();
+    for l in &leaves {
+        let Some(id) = l.session.as_ref().map(|s| s.id.as_str()) else {
             continue;
         };
-        let mine = leaves
-            .iter()
-            .filter(|l| l.session.as_ref().is_some_and(|s| s.id == id));
-        let (count, end) = mine.fold((0u64, None), |(n, e), l| {
-            let e = if matches!(
-                l.kind,
-                EventKind::SessionEnd | EventKind::SessionInterrupted
-            ) {
-                Some(l)
-            } else {
-                e
-            };
-            (n + 1, e)
+        let e = seen.entry(id).or_insert_with(|| {
+            order.push(id);
+            SessionSummary::default()
         });
-        let state = match end.and_then(|e| e.outcome.as_ref()) {
-            Some(o) => format!("{:?}", o.status).to_lowercase(),
-            None => "open (resumable)".into(),
-        };
+        e.entries += 1;
+        if l.kind == EventKind::SessionStart && e.start.is_none() {
+            e.start = Some(l);
+        }
+        if matches!(
+            l.kind,
+            EventKind::SessionEnd | EventKind::SessionInterrupted
+        ) {
+            e.end = Some(l);
+        }
+        e.last = Some(l);
+    }
+    for id in order {
+        let Some(sum) = seen.get(id) else { continue };
+        let Some(start) = sum.start else { continue };
+        let state = sum.state();
         if json {
             println!(
                 "{}",
-                serde_json::json!({"id": id, "principal": start.actor.principal, "started": start.ts, "entries": count, "state": state})
+                serde_json::json!({"id": id, "principal": start.actor.principal, "started": start.ts, "entries": sum.entries, "state": state})
             );
         } else {
             println!(
                 "{id}  {}  {:<10} {:>5} entries  {state}",
-                start.ts, start.actor.principal, count
+                start.ts, start.actor.principal, sum.entries
             );
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `session list` shows of one session.
+#[derive(Default)]
+struct SessionSummary<'a> {
+    start: Option<&'a Leaf>,
+    end: Option<&'a Leaf>,
+    last: Option<&'a Leaf>,
+    entries: u64,
+}
+
+impl SessionSummary<'_> {
+    /// Ended (with its status), paused by a provider failure (its last
+    /// entry is a failed model response: `stele run` exits 75 there and
+    /// keeps the session), or open: running, or stopped by a crash or a
+    /// kill. The last two are resumable.
+    fn state(&self) -> String {
+        if let Some(o) = self.end.and_then(|e| e.outcome.as_ref()) {
+            return format!("{:?}", o.status).to_lowercase();
+        }
+        match self.last {
+            Some(l)
+                if l.kind == EventKind::ModelResponse
+                    && l.outcome.as_ref().is_some_and(|o| o.status != Status::Ok) =>
+            {
+                let why = l
+                    .outcome
+                    .as_ref()
+                    .and_then(|o| o.detail.as_deref())
+                    .unwrap_or("provider failure");
+                format!(
+                    "paused: {} (resumable)",
+                    why.chars().take(80).collect::<String>()
+                )
+            }
+            _ => "open: running, or stopped by a crash (resumable)".into(),
+        }
+    }
 }
 
 fn show(db: &std::path::Path, key: &std::path::Path, id: &str) -> anyhow::Result<ExitCode> {
