@@ -468,6 +468,15 @@ fn demo_runs_and_verifies() {
         leaves.iter().any(|l| l["decision"]["effect"] == "deny"),
         "one denial"
     );
+    // Every model turn is marked as the scripted provider's, not a model's.
+    let requests: Vec<&serde_json::Value> = leaves
+        .iter()
+        .filter(|l| l["kind"] == "model.request")
+        .collect();
+    assert!(!requests.is_empty());
+    for r in &requests {
+        assert_eq!(r["target"]["provider"], "scripted", "{r}");
+    }
     let id = session_of(&leaves);
     intents_closed_once(&leaves, &id).unwrap();
 }
