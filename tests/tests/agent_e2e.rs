@@ -510,11 +510,23 @@ fn kill_during_a_tool_call_then_resume() {
     }
     child.kill().unwrap(); // SIGKILL, mid tool call
     child.wait().unwrap();
+    // The sandboxed command dies with stele (nothing runs on unwatched).
+    let t = std::time::Instant::now();
+    while still_running("reports/finished") {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "the sandboxed python outlived the killed stele"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 
     let o = s.run(&["session", "list", "--json"]).unwrap();
     let list = String::from_utf8_lossy(&o.stdout).to_string();
     let row: serde_json::Value = serde_json::from_str(list.lines().next().unwrap()).unwrap();
-    assert_eq!(row["state"], "open (resumable)", "{list}");
+    assert_eq!(
+        row["state"], "open: running, or stopped by a crash (resumable)",
+        "{list}"
+    );
     let id = row["id"].as_str().unwrap().to_string();
 
     mock.push(
@@ -572,6 +584,14 @@ fn kill_during_a_tool_call_then_resume() {
         .iter()
         .any(|l| l["kind"] == "session.end" && l["session"]["id"] == id.as_str()));
     intents_closed_once(&leaves, &id).unwrap();
+}
+
+/// Whether a process whose command line contains `marker` is alive.
+fn still_running(marker: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+    })
 }
 
 #[test]
