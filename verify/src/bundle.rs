@@ -1,5 +1,6 @@
 //! Reading an export bundle: a folder or a `.tar` file, as a map from
-//! bundle-relative path to bytes.
+//! bundle-relative path to bytes. A tar file is indexed once and its
+//! members read in place (never loaded whole: a large export is gigabytes).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,12 +19,12 @@ pub enum Bundle {
         /// Every regular file, bundle-relative.
         files: Vec<String>,
     },
-    /// A tar file held in memory.
+    /// A tar file.
     Tar {
-        /// The archive bytes.
-        data: Vec<u8>,
-        /// Member name → content range.
-        index: BTreeMap<String, std::ops::Range<usize>>,
+        /// The archive, read with positioned reads.
+        file: std::fs::File,
+        /// Member name → content range in the file.
+        index: BTreeMap<String, std::ops::Range<u64>>,
     },
 }
 
@@ -40,12 +41,10 @@ impl Bundle {
                 files,
             })
         } else {
-            let data = std::fs::read(path)
-                .map_err(|e| Failure::new(path.display().to_string(), None, e.to_string()))?;
+            let fail = |e: String| Failure::new(path.display().to_string(), None, e);
+            let mut file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
             let mut index = BTreeMap::new();
-            for (name, range) in tar::read_index(&data)
-                .map_err(|e| Failure::new(path.display().to_string(), None, e.to_string()))?
-            {
+            for (name, range) in tar::read_index(&mut file).map_err(|e| fail(e.to_string()))? {
                 if name
                     .split('/')
                     .any(|c| c == ".." || c.is_empty() || c == ".")
@@ -60,7 +59,7 @@ impl Bundle {
                     ));
                 }
             }
-            Ok(Self::Tar { data, index })
+            Ok(Self::Tar { file, index })
         }
     }
 
@@ -91,13 +90,12 @@ impl Bundle {
                 .and_then(|mut f| f.read_to_end(buf))
                 .map(|_| ())
                 .map_err(|e| Failure::new(name, None, format!("cannot read: {e}"))),
-            Self::Tar { data, index } => {
-                let b = index
+            Self::Tar { file, index } => {
+                let r = index
                     .get(name)
-                    .and_then(|r| data.get(r.clone()))
                     .ok_or_else(|| Failure::new(name, None, "missing"))?;
-                buf.extend_from_slice(b);
-                Ok(())
+                buf.resize(member_len(name, r)?, 0);
+                read_at(file, name, buf, r.start)
             }
         }
     }
@@ -121,12 +119,18 @@ impl Bundle {
                     ctx.update(&buf[..n]);
                 }
             }
-            Self::Tar { data, index } => {
-                let b = index
+            Self::Tar { file, index } => {
+                let r = index
                     .get(name)
-                    .and_then(|r| data.get(r.clone()))
                     .ok_or_else(|| Failure::new(name, None, "missing"))?;
-                ctx.update(b);
+                let mut buf = vec![0u8; 1 << 20];
+                let mut at = r.start;
+                while at < r.end {
+                    let n = usize::try_from(r.end - at).map_or(buf.len(), |n| n.min(buf.len()));
+                    read_at(file, name, &mut buf[..n], at)?;
+                    ctx.update(&buf[..n]);
+                    at += n as u64;
+                }
             }
         }
         let mut h = [0u8; 32];
@@ -139,11 +143,24 @@ impl Bundle {
         match self {
             Self::Dir { root, .. } => std::fs::read(root.join(name))
                 .map_err(|e| Failure::new(name, None, format!("cannot read: {e}"))),
-            Self::Tar { data, index } => index
-                .get(name)
-                .and_then(|r| data.get(r.clone()))
-                .map(<[u8]>::to_vec)
-                .ok_or_else(|| Failure::new(name, None, "missing")),
+            Self::Tar { .. } => {
+                let mut buf = Vec::new();
+                self.read_into(name, &mut buf)?;
+                Ok(buf)
+            }
         }
     }
+}
+
+/// The length of a member, as a buffer size.
+fn member_len(name: &str, r: &std::ops::Range<u64>) -> Result<usize, Failure> {
+    usize::try_from(r.end - r.start)
+        .map_err(|_| Failure::new(name, None, "member too large for this machine"))
+}
+
+/// Fill `buf` from `file` at `offset`.
+fn read_at(file: &std::fs::File, name: &str, buf: &mut [u8], offset: u64) -> Result<(), Failure> {
+    use std::os::unix::fs::FileExt as _;
+    file.read_exact_at(buf, offset)
+        .map_err(|e| Failure::new(name, None, format!("cannot read: {e}")))
 }

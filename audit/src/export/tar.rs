@@ -1,141 +1,190 @@
-//! A minimal POSIX ustar writer and reader for single-file exports: regular
-//! files and directories only, no links, no extensions. Enough for a bundle
-//! whose names the exporter chooses; the reader rejects anything else.
+//! Single-file exports as POSIX ustar archives (the `tar` crate): regular
+//! files only, written with fixed metadata (mode 0644, owner 0, time 0) so
+//! the same bundle always makes the same archive. The reader indexes the
+//! members without loading the archive and refuses anything but regular
+//! files and directories.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{Seek, Write};
+use std::ops::Range;
+use std::os::unix::fs::FileExt as _;
 
-const BLOCK: usize = 512;
-
-fn octal(field: &mut [u8], v: u64) {
-    let s = format!("{:0width$o}", v, width = field.len() - 1);
-    field[..s.len()].copy_from_slice(s.as_bytes());
-}
-
-/// Why a name cannot be stored.
+/// Why an archive cannot be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum TarError {
-    /// The name does not fit ustar's 100 + 155 bytes.
-    #[error("name too long for a tar header: {0}")]
-    NameTooLong(String),
+    /// The name does not fit a ustar header.
+    #[error("name cannot be stored in a tar header: {0}")]
+    BadName(String),
     /// The archive is malformed or uses a feature the reader refuses.
     #[error("malformed tar archive at offset {offset}: {reason}")]
     Malformed {
-        /// Byte offset of the header.
-        offset: usize,
+        /// Byte offset of the member's header (or of the failure).
+        offset: u64,
         /// What is wrong.
         reason: String,
     },
-    /// Writing failed.
-    #[error("writing the tar archive: {0}")]
+    /// Reading or writing failed.
+    #[error("tar archive: {0}")]
     Io(#[from] std::io::Error),
 }
 
-fn header(name: &str, size: u64) -> Result<[u8; BLOCK], TarError> {
-    let mut h = [0u8; BLOCK];
-    let (prefix, base) = if name.len() <= 100 {
-        ("", name)
-    } else {
-        let cut = name[..name.len().min(156)]
-            .rfind('/')
-            .ok_or_else(|| TarError::NameTooLong(name.into()))?;
-        (&name[..cut], &name[cut + 1..])
-    };
-    if base.len() > 100 || prefix.len() > 155 {
-        return Err(TarError::NameTooLong(name.into()));
+/// Writes an archive of regular files.
+pub struct TarWriter<W: Write> {
+    inner: ::tar::Builder<W>,
+}
+
+impl<W: Write> TarWriter<W> {
+    /// Start an archive on `w`.
+    pub fn new(w: W) -> Self {
+        let mut inner = ::tar::Builder::new(w);
+        inner.mode(::tar::HeaderMode::Deterministic);
+        Self { inner }
     }
-    h[..base.len()].copy_from_slice(base.as_bytes());
-    octal(&mut h[100..108], 0o644);
-    octal(&mut h[108..116], 0);
-    octal(&mut h[116..124], 0);
-    octal(&mut h[124..136], size);
-    octal(&mut h[136..148], 0);
-    h[156] = b'0';
-    h[257..263].copy_from_slice(b"ustar\0");
-    h[263..265].copy_from_slice(b"00");
-    h[345..345 + prefix.len()].copy_from_slice(prefix.as_bytes());
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u64 = h.iter().map(|b| u64::from(*b)).sum();
-    let s = format!("{sum:06o}\0 ");
-    h[148..156].copy_from_slice(s.as_bytes());
-    Ok(h)
+
+    /// Append one regular file.
+    pub fn file(&mut self, name: &str, data: &[u8]) -> Result<(), TarError> {
+        let mut h = ::tar::Header::new_ustar();
+        h.set_path(name)
+            .map_err(|e| TarError::BadName(format!("{name}: {e}")))?;
+        h.set_entry_type(::tar::EntryType::Regular);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        self.inner.append(&h, data)?;
+        Ok(())
+    }
+
+    /// Write the end-of-archive marker and hand back the writer.
+    pub fn finish(self) -> Result<W, TarError> {
+        Ok(self.inner.into_inner()?)
+    }
 }
 
-/// Append one regular file.
-pub fn write_file(w: &mut impl Write, name: &str, data: &[u8]) -> Result<(), TarError> {
-    w.write_all(&header(name, data.len() as u64)?)?;
-    w.write_all(data)?;
-    let pad = (BLOCK - data.len() % BLOCK) % BLOCK;
-    w.write_all(&vec![0u8; pad])?;
-    Ok(())
-}
-
-/// Write the end-of-archive marker.
-pub fn finish(w: &mut impl Write) -> Result<(), TarError> {
-    w.write_all(&[0u8; BLOCK * 2])?;
-    Ok(())
+impl<W: Write> std::fmt::Debug for TarWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TarWriter")
+    }
 }
 
 /// The regular files of an archive: `(name, byte range of the contents)`.
-pub fn read_index(data: &[u8]) -> Result<Vec<(String, std::ops::Range<usize>)>, TarError> {
+/// Reads headers only. A member whose contents run past the end of the file,
+/// or a missing end-of-archive marker, is a truncated archive: an error.
+pub fn read_index(file: &mut File) -> Result<Vec<(String, Range<u64>)>, TarError> {
+    let len = file.metadata()?.len();
+    file.rewind()?;
     let mut out = Vec::new();
-    let mut off = 0usize;
-    let bad = |offset: usize, r: &str| TarError::Malformed {
-        offset,
-        reason: r.to_string(),
-    };
-    loop {
-        let h = data
-            .get(off..off + BLOCK)
-            .ok_or_else(|| bad(off, "archive ends without the end marker (truncated)"))?;
-        if h.iter().all(|b| *b == 0) {
-            return Ok(out);
-        }
-        let mut check = h.to_vec();
-        check[148..156].copy_from_slice(b"        ");
-        let sum: u64 = check.iter().map(|b| u64::from(*b)).sum();
-        let field =
-            std::str::from_utf8(&h[148..156]).map_err(|_| bad(off, "bad checksum field"))?;
-        let stored = u64::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
-            .map_err(|_| bad(off, "bad checksum field"))?;
-        if stored != sum {
-            return Err(bad(off, "header checksum mismatch"));
-        }
-        let cstr = |b: &[u8]| -> Result<String, TarError> {
-            let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
-            String::from_utf8(b[..end].to_vec()).map_err(|_| bad(off, "name is not UTF-8"))
-        };
-        let base = cstr(&h[..100])?;
-        let prefix = cstr(&h[345..500])?;
-        let name = if prefix.is_empty() {
-            base
-        } else {
-            format!("{prefix}/{base}")
-        };
-        let size_s = std::str::from_utf8(&h[124..136]).map_err(|_| bad(off, "bad size"))?;
-        let size = usize::from_str_radix(size_s.trim_matches(|c: char| c == '\0' || c == ' '), 8)
-            .map_err(|_| bad(off, "bad size"))?;
-        match h[156] {
-            b'0' | 0 => {}
-            b'5' => {
-                off += BLOCK;
-                continue;
+    let mut offset = 0u64;
+    // Where the end-of-archive marker must start: after the last member.
+    let mut next = 0u64;
+    {
+        let mut archive = ::tar::Archive::new(&mut *file);
+        let entries = archive
+            .entries_with_seek()
+            .map_err(|e| TarError::Malformed {
+                offset,
+                reason: e.to_string(),
+            })?;
+        for entry in entries {
+            let entry = entry.map_err(|e| TarError::Malformed {
+                offset: next,
+                reason: format!("{e} (truncated or not a tar archive)"),
+            })?;
+            let start = entry.raw_file_position();
+            offset = start.saturating_sub(512);
+            let bad = |reason: String| TarError::Malformed { offset, reason };
+            let size = entry
+                .header()
+                .entry_size()
+                .map_err(|e| bad(e.to_string()))?;
+            next = start.saturating_add(size.div_ceil(512).saturating_mul(512));
+            match entry.header().entry_type() {
+                ::tar::EntryType::Regular => {}
+                ::tar::EntryType::Directory => continue,
+                t => {
+                    return Err(bad(format!(
+                        "entry type {t:?} is not allowed (only regular files)"
+                    )))
+                }
             }
-            t => {
-                return Err(bad(
-                    off,
-                    &format!(
-                        "entry type {:?} is not allowed (only regular files)",
-                        t as char
-                    ),
-                ))
-            }
+            let name = std::str::from_utf8(&entry.path_bytes())
+                .map_err(|_| bad("name is not UTF-8".into()))?
+                .to_string();
+            let end = start
+                .checked_add(size)
+                .filter(|e| *e <= len)
+                .ok_or_else(|| bad(format!("{name} runs past the end of the file (truncated)")))?;
+            out.push((name, start..end));
         }
-        let start = off + BLOCK;
-        let end = start
-            .checked_add(size)
-            .filter(|e| *e <= data.len())
-            .ok_or_else(|| bad(off, "file runs past the end (truncated)"))?;
-        out.push((name, start..end));
-        off = start + size.div_ceil(BLOCK) * BLOCK;
+    }
+    // Two zero blocks end an archive; without them it was cut short.
+    let mut marker = [0u8; 1024];
+    let ended = next.checked_add(1024).is_some_and(|e| e <= len)
+        && file.read_exact_at(&mut marker, next).is_ok()
+        && marker.iter().all(|b| *b == 0);
+    if !ended {
+        return Err(TarError::Malformed {
+            offset: next,
+            reason: "archive ends without the end-of-archive marker (truncated)".into(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn archive(files: &[(&str, &[u8])]) -> (tempfile::TempDir, std::path::PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.tar");
+        let mut w = TarWriter::new(File::create(&p).unwrap());
+        for (n, b) in files {
+            w.file(n, b).unwrap();
+        }
+        w.finish().unwrap();
+        (d, p)
+    }
+
+    fn contents(p: &std::path::Path, r: &Range<u64>) -> Vec<u8> {
+        let b = std::fs::read(p).unwrap();
+        b[r.start as usize..r.end as usize].to_vec()
+    }
+
+    #[test]
+    fn round_trip_with_long_names_and_same_bytes_every_time() {
+        let long = format!("tile/entries/{}x.p/7", "x123/".repeat(25));
+        let files: [(&str, &[u8]); 3] = [("a", b"one"), (&long, b""), ("b/c", &[7u8; 1000])];
+        let (_d, p) = archive(&files);
+        let idx = read_index(&mut File::open(&p).unwrap()).unwrap();
+        assert_eq!(idx.len(), 3);
+        for ((name, body), (got, r)) in files.iter().zip(&idx) {
+            assert_eq!(name, got);
+            assert_eq!(&contents(&p, r), body);
+        }
+        let (_d2, p2) = archive(&files);
+        assert_eq!(std::fs::read(&p).unwrap(), std::fs::read(&p2).unwrap());
+    }
+
+    #[test]
+    fn truncation_and_links_are_refused() {
+        let (_d, p) = archive(&[("a", b"one"), ("b", &[1u8; 600])]);
+        let full = std::fs::read(&p).unwrap();
+        for cut in [full.len() - 1024, full.len() - 512, 1024 + 300, 100] {
+            std::fs::write(&p, &full[..cut]).unwrap();
+            let e = read_index(&mut File::open(&p).unwrap()).unwrap_err();
+            assert!(e.to_string().contains("truncated"), "{cut}: {e}");
+        }
+        let mut b = ::tar::Builder::new(Vec::new());
+        let mut h = ::tar::Header::new_ustar();
+        h.set_entry_type(::tar::EntryType::Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, "l", "/etc/shadow").unwrap();
+        std::fs::write(&p, b.into_inner().unwrap()).unwrap();
+        let e = read_index(&mut File::open(&p).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("not allowed"), "{e}");
     }
 }

@@ -470,13 +470,13 @@ fn finish(tmp: &Path, out: &Path, tar: bool) -> Result<(), ExportError> {
         let files = super::list_files(tmp)?;
         let tmp_tar = tmp.with_extension("tar.partial");
         let f = File::create(&tmp_tar).map_err(|e| ExportError::io(&tmp_tar, e))?;
-        let mut w = BufWriter::new(f);
+        let mut w = super::tar::TarWriter::new(BufWriter::new(f));
         for rel in &files {
             let b = std::fs::read(tmp.join(rel)).map_err(|e| ExportError::io(&tmp.join(rel), e))?;
-            super::tar::write_file(&mut w, rel, &b)?;
+            w.file(rel, &b)?;
         }
-        super::tar::finish(&mut w)?;
         let f = w
+            .finish()?
             .into_inner()
             .map_err(|e| ExportError::io(&tmp_tar, e.into_error()))?;
         f.sync_all().map_err(|e| ExportError::io(&tmp_tar, e))?;
