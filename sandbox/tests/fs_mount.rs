@@ -233,7 +233,7 @@ fn close_reports_carry_byte_counts_and_sha256() {
     assert!(out.status.success(), "{}", stderr(&out));
     let host = fs::read(ws.path().join("seq.bin")).unwrap();
     assert_eq!(host.len(), 100_000);
-    let reports = rec.closes_for("seq.bin");
+    let reports = rec.closes_settled("seq.bin", 1);
     assert_eq!(reports.len(), 1, "{reports:?}");
     assert_eq!(reports[0].bytes_written, 100_000);
     assert_eq!(reports[0].bytes_read, 0);
@@ -242,7 +242,7 @@ fn close_reports_carry_byte_counts_and_sha256() {
     // Reading: bytes read equal the file, no hash.
     let out = run("cat", &[m.path("in.bin").to_str().unwrap()]);
     assert_eq!(out.stdout, original);
-    let reports = rec.closes_for("in.bin");
+    let reports = rec.closes_settled("in.bin", 1);
     assert_eq!(reports.len(), 1, "{reports:?}");
     assert_eq!(reports[0].bytes_read, original.len() as u64);
     assert_eq!(reports[0].bytes_written, 0);
@@ -258,7 +258,7 @@ fn close_reports_carry_byte_counts_and_sha256() {
     assert!(out.status.success(), "{}", stderr(&out));
     let host = fs::read(ws.path().join("in.bin")).unwrap();
     assert_eq!(&host[1000..1007], b"PATCHED");
-    let reports = rec.closes_for("in.bin");
+    let reports = rec.closes_settled("in.bin", 2);
     // O_RDWR asks read and write: one report per ticket, same figures.
     assert_eq!(reports.len(), 2, "{reports:?}");
     assert_ne!(reports[0].ticket, reports[1].ticket);
@@ -275,7 +275,7 @@ fn close_reports_carry_byte_counts_and_sha256() {
     rec.clear();
     assert!(py(&code).status.success());
     let host = fs::read(ws.path().join("seq.bin")).unwrap();
-    let reports = rec.closes_for("seq.bin");
+    let reports = rec.closes_settled("seq.bin", 1);
     assert_eq!(reports.len(), 1, "{reports:?}");
     assert_eq!(reports[0].bytes_written, 4);
     assert_eq!(reports[0].sha256_after_write, Some(sha256(&host)));
@@ -380,10 +380,10 @@ fn large_files_stream_through_with_correct_reports() {
     let copied = fs::read(ws.path().join("big.out")).unwrap();
     assert!(copied == data, "copy differs");
 
-    let r = rec.closes_for("big.in");
+    let r = rec.closes_settled("big.in", 1);
     assert_eq!(r.len(), 1, "{r:?}");
     assert_eq!(r[0].bytes_read, data.len() as u64);
-    let w = rec.closes_for("big.out");
+    let w = rec.closes_settled("big.out", 1);
     assert_eq!(w.len(), 1, "{w:?}");
     assert_eq!(w[0].bytes_written, data.len() as u64);
     assert_eq!(w[0].sha256_after_write, Some(sha256(&data)));

@@ -83,6 +83,20 @@ impl Recorder {
             .collect()
     }
 
+    /// The close reports for `path` once `n` have arrived, or what arrived
+    /// within 5 s: RELEASE is asynchronous, so a report can follow the exit
+    /// of the program that closed the file.
+    pub fn closes_settled(&self, path: &str, n: usize) -> Vec<FileCloseReport> {
+        let t = std::time::Instant::now();
+        loop {
+            let got = self.closes_for(path);
+            if got.len() >= n || t.elapsed() > std::time::Duration::from_secs(5) {
+                return got;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     pub fn clear(&self) {
         self.requests.lock().unwrap().clear();
         self.closes.lock().unwrap().clear();
