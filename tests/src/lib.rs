@@ -148,3 +148,18 @@ pub fn intents_closed_once(leaves: &[serde_json::Value], session: &str) -> Resul
     }
     Ok(n)
 }
+
+/// Make `p` (recursively) readable and writable by the sandbox's user:
+/// sandboxed processes run as another uid than the test.
+pub fn share(p: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let m = std::fs::metadata(p)?;
+    let mode = if m.is_dir() { 0o777 } else { 0o666 };
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))?;
+    if m.is_dir() {
+        for e in std::fs::read_dir(p)? {
+            share(&e?.path())?;
+        }
+    }
+    Ok(())
+}

@@ -5,7 +5,6 @@
 //! made in the sandbox (mkdir, rename, unlink, rmdir, symlink, chmod) each
 //! have one intent before and one result after.
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -49,17 +48,6 @@ fn policy(dir: &Path, tidy: bool) -> PathBuf {
     dst
 }
 
-fn share(p: &Path) {
-    let m = std::fs::metadata(p).unwrap();
-    let mode = if m.is_dir() { 0o777 } else { 0o666 };
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-    if m.is_dir() {
-        for e in std::fs::read_dir(p).unwrap() {
-            share(&e.unwrap().path());
-        }
-    }
-}
-
 fn workspace(dir: &Path) -> PathBuf {
     let ws = dir.join("ws");
     for d in ["receipts", "reports/audit-export"] {
@@ -70,7 +58,7 @@ fn workspace(dir: &Path) -> PathBuf {
         "Client: Acme\nAmount: 10.50 EUR\n",
     )
     .unwrap();
-    share(&ws);
+    stele_tests::share(&ws).unwrap();
     ws
 }
 

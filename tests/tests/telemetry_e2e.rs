@@ -89,18 +89,6 @@ fn int_attr(s: &Span, k: &str) -> i64 {
     }
 }
 
-fn share(p: &Path) {
-    use std::os::unix::fs::PermissionsExt as _;
-    let m = std::fs::metadata(p).unwrap();
-    let mode = if m.is_dir() { 0o777 } else { 0o666 };
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-    if m.is_dir() {
-        for e in std::fs::read_dir(p).unwrap() {
-            share(&e.unwrap().path());
-        }
-    }
-}
-
 /// Every leaf of the log: (parsed, base64 leaf hash).
 fn leaves(s: &Stele) -> Vec<(Value, String)> {
     let o = s.run(&["audit", "tail", "-n", "100000", "--json"]).unwrap();
@@ -149,7 +137,7 @@ fn genai_spans_carry_the_audit_entries() {
     let ws = d.path().join("ws");
     std::fs::create_dir_all(ws.join("receipts")).unwrap();
     std::fs::write(ws.join("receipts/r1.txt"), "Client: SECRET-ACME-CONTENT\n").unwrap();
-    share(&ws);
+    stele_tests::share(&ws).unwrap();
     let rx = start_receiver();
     let config = d.path().join("config.toml");
     std::fs::write(

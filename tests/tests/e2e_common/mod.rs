@@ -4,7 +4,6 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Read as _;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -35,20 +34,6 @@ pub fn env(wire: Wire, mock: &MockModel) -> Vec<(String, String)> {
     ]
 }
 
-fn share(p: &Path) {
-    let m = std::fs::metadata(p).unwrap();
-    std::fs::set_permissions(
-        p,
-        std::fs::Permissions::from_mode(if m.is_dir() { 0o777 } else { 0o666 }),
-    )
-    .unwrap();
-    if m.is_dir() {
-        for e in std::fs::read_dir(p).unwrap() {
-            share(&e.unwrap().path());
-        }
-    }
-}
-
 /// A workspace with two receipts and a reports folder.
 pub fn workspace(dir: &Path) -> PathBuf {
     let ws = dir.join("ws");
@@ -65,7 +50,7 @@ pub fn workspace(dir: &Path) -> PathBuf {
         "Client: Globex\nAmount: 4.00 EUR\n",
     )
     .unwrap();
-    share(&ws);
+    stele_tests::share(&ws).unwrap();
     ws
 }
 
