@@ -53,6 +53,7 @@ pub mod schema;
 mod source;
 pub mod synthetic;
 pub mod tests_format;
+mod tool_args;
 
 pub use bundle::Bundle;
 pub use canonical::{CanonicalHost, CanonicalPath, ProgramRef};

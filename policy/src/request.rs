@@ -1,7 +1,6 @@
 //! Typed requests: what the runtime asks the policy about. Every value in a
 //! [`Request`] is canonical by construction (see [`crate::canonical`]).
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -9,6 +8,7 @@ use serde::Deserialize;
 
 use crate::canonical::{canonical_path, program_name, CanonicalHost, CanonicalPath, ProgramRef};
 use crate::error::PolicyError;
+pub use crate::tool_args::{ArgValue, ToolArgs};
 
 /// The actions of the stele schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -312,39 +312,6 @@ pub enum ApprovalOutcome {
     Granted,
     /// Refused.
     Refused,
-}
-
-/// One tool argument by name (`context.args.text`/`number`/`flag`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ArgValue {
-    /// A string (`context.args.text`).
-    Text(String),
-    /// An integer (`context.args.number`).
-    Number(i64),
-    /// A boolean (`context.args.flag`).
-    Flag(bool),
-}
-
-/// The typed subset of tool arguments visible to policies (`context.args`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ToolArgs {
-    /// A canonical workspace path the tool acts on.
-    pub path: Option<CanonicalPath>,
-    /// A canonical host name the tool contacts.
-    pub host: Option<String>,
-    /// A port the tool contacts.
-    pub port: Option<u16>,
-    /// Size of the data written or requested.
-    pub size_bytes: Option<u64>,
-    /// Recursive operation (list, delete).
-    pub recursive: Option<bool>,
-    /// Overwrite an existing file.
-    pub overwrite: Option<bool>,
-    /// Arguments by name (MCP calls), as entity tags of `context.args.text`,
-    /// `number` and `flag`. Names must be safe (the enforcement point's job).
-    pub values: BTreeMap<String, ArgValue>,
-    /// Absolute path arguments by name, normalised (`context.args.abs_path`).
-    pub abs_paths: BTreeMap<String, String>,
 }
 
 /// The request context (`context` in policies).
