@@ -69,7 +69,8 @@ pub struct LayerReport {
     pub pidfd: Availability,
     /// Cgroup v2 delegation.
     pub cgroup: CgroupSupport,
-    /// Whether stele runs as host root (sandboxed processes are then mapped to 65534).
+    /// Whether stele runs as host root (sandboxed processes are then mapped to
+    /// [`crate::process::UNPRIVILEGED_ID`]).
     pub running_as_root: bool,
 }
 
@@ -199,9 +200,12 @@ impl LayerReport {
         };
         out.push_str(&format!("{:<22} {}\n", "cgroup v2", cg));
         let who = if self.running_as_root {
-            "stele runs as root: sandboxed processes run as host uid/gid 65534"
+            format!(
+                "stele runs as root: sandboxed processes run as host uid/gid {} (used by nothing else)",
+                crate::process::UNPRIVILEGED_ID
+            )
         } else {
-            "stele runs unprivileged: sandboxed processes keep the invoking uid"
+            "stele runs unprivileged: sandboxed processes keep the invoking uid".to_string()
         };
         out.push_str(&format!("{:<22} {}\n", "identity", who));
         out

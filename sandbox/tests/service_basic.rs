@@ -168,7 +168,7 @@ fn dirs() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     }
     std::fs::write(ro.join("data.txt"), "read me\n").unwrap();
     std::fs::write(hidden.join("secret.txt"), "not granted\n").unwrap();
-    // The service's host uid (65534 under root) must be able to write here.
+    // The service's host uid (UNPRIVILEGED_ID under root) must be able to write here.
     std::fs::set_permissions(&rw, std::fs::Permissions::from_mode(0o777)).unwrap();
     (d, ro, rw, hidden)
 }

@@ -305,7 +305,11 @@ fn qemu_runs_jailed_unprivileged_in_a_minimal_root() {
     let status = std::fs::read_to_string(proc.join("status")).unwrap();
     // SAFETY: geteuid/getegid have no preconditions.
     let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    let want_uid = if euid == 0 { 65534 } else { euid };
+    let want_uid = if euid == 0 {
+        stele_sandbox::process::UNPRIVILEGED_ID
+    } else {
+        euid
+    };
     for key in ["Uid:", "Gid:"] {
         let ids = status_field(&status, key);
         let want = if key == "Uid:" {

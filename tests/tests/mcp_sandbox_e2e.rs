@@ -105,7 +105,7 @@ fn mcp_sandboxed_npm_servers_work_end_to_end() {
         assert_eq!(sb["capabilities"], "none");
         assert!(sb["namespaces"].as_array().unwrap().contains(&json!("net")));
         if running_as_root() {
-            assert_eq!(sb["uid"], 65534);
+            assert_eq!(sb["uid"], stele_sandbox::process::UNPRIVILEGED_ID);
         }
         lifecycle(&leaves, s, "stopped");
     }

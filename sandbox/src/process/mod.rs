@@ -29,8 +29,13 @@ use crate::Mediator;
 
 pub use self::landlock::{Enforcement, LandlockStatus};
 
-/// The host uid/gid sandboxed processes run as when stele runs as root.
-pub const UNPRIVILEGED_ID: u32 = 65534;
+/// The host uid/gid sandboxed processes (and the jailed QEMU) run as when
+/// stele runs as root. Not `nobody` (65534): other host services run as
+/// `nobody`, and a process of the same uid can `ptrace` a dumpable one. This
+/// id lies in 1879048192–2147483647, a range no distribution, login service
+/// or container manager allocates from (systemd's UID/GID conventions call
+/// it unused), so no other host process shares it.
+pub const UNPRIVILEGED_ID: u32 = 0x7800_0000;
 
 /// How the workspace is presented at `/workspace`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

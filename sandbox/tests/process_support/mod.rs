@@ -119,7 +119,7 @@ pub fn mediated(ws: &Path, m: Arc<Recorder>) -> ProcessSandbox {
 }
 
 /// A sandbox with a plain bind-mounted workspace and no proxy (for tests of
-/// the other layers). The workspace is made accessible to uid 65534.
+/// the other layers). The workspace is made accessible to the sandbox's host uid.
 pub fn plain(ws: &Path, m: Arc<Recorder>) -> ProcessSandbox {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(ws, std::fs::Permissions::from_mode(0o777)).unwrap();
