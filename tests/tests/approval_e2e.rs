@@ -281,7 +281,13 @@ fn on_a_terminal_the_configured_answer_wins() {
         return;
     };
     assert_eq!(code, 0, "{screen}");
-    let leaves = leaves_json(&t.s, &t.s.state.join("audit.db")).unwrap();
+    assert_refused_and_nothing_ran(&t.s, "flag:--approve=deny");
+}
+
+/// The last session's log: every intent closed once, started with approvals
+/// refused, the ask refused by `approver`, and nothing executed.
+fn assert_refused_and_nothing_ran(s: &Stele, approver: &str) {
+    let leaves = leaves_json(s, &s.state.join("audit.db")).unwrap();
     let id = last_session(&leaves);
     intents_closed_once(&leaves, &id).unwrap();
     let mine = of_session(&leaves, &id);
@@ -293,9 +299,12 @@ fn on_a_terminal_the_configured_answer_wins() {
     let refused = mine
         .iter()
         .find(|l| l["kind"] == "approval.deny")
-        .expect("refused by the configured answer");
-    assert_eq!(refused["data"]["approver"], "flag:--approve=deny");
-    assert!(!mine.iter().any(|l| l["kind"] == "exec.start"));
+        .expect("the refusal is logged");
+    assert_eq!(refused["data"]["approver"], approver);
+    assert!(
+        !mine.iter().any(|l| l["kind"] == "exec.start"),
+        "never a silent allow"
+    );
 }
 
 fn json_lines(out: &str) -> Vec<Value> {
@@ -374,24 +383,7 @@ fn without_a_terminal_json_progress_reports_decisions_and_retries() {
     // Progress is on stdout only: nothing for a person on stderr but the session line.
     assert!(!err.contains("── step"), "{err}");
 
-    let leaves = leaves_json(&t.s, &t.s.state.join("audit.db")).unwrap();
-    let id = last_session(&leaves);
-    intents_closed_once(&leaves, &id).unwrap();
-    let mine = of_session(&leaves, &id);
-    assert!(
-        mine[0].to_string().contains(r#""approve":"deny""#),
-        "{}",
-        mine[0]
-    );
-    let refused = mine
-        .iter()
-        .find(|l| l["kind"] == "approval.deny")
-        .expect("the refusal is logged");
-    assert_eq!(refused["data"]["approver"], "no-terminal");
-    assert!(
-        !mine.iter().any(|l| l["kind"] == "exec.start"),
-        "never a silent allow"
-    );
+    assert_refused_and_nothing_ran(&t.s, "no-terminal");
 }
 
 #[test]
