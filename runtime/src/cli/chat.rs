@@ -23,7 +23,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     // A chat has a person at the keyboard: ask on the terminal unless told otherwise.
     let mode = args.approve.unwrap_or(ApproveMode::Prompt);
     let (session, provider) =
-        open_for(&args, approver_for(mode, &principal(args.user.as_deref())))?;
+        open_for(&args, approver_for(mode, &principal(args.user.as_deref())?))?;
     let gate = session.gate.clone();
     eprintln!(
         "stele chat: session {} — an empty line or /exit ends it",
