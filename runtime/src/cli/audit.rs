@@ -213,7 +213,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
         AuditCommand::VerifyProof { file, vkey } => {
             let v = NoteVerifier::parse(&vkey)?;
             let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
+                .with_context(|| format!("reading {}", terminal_safe::path(&file)))?;
             match stele_audit::proof::verify(&text, &v) {
                 Ok(p) => {
                     println!(
@@ -247,9 +247,10 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             reason,
             user,
         } => {
+            let actor = human_actor(user)?;
             let signer = Arc::new(load_key_file(&key)?);
             let log = AuditLog::open(&db, signer, LogOptions::default())?;
-            let r = log.redact_blocking(vec![commitment.clone()], reason, human_actor(user)?)?;
+            let r = log.redact_blocking(vec![commitment.clone()], reason, actor)?;
             log.close()?;
             println!(
                 "redacted {}: redaction entry {}",
@@ -305,14 +306,15 @@ pub(crate) fn open_for_read(
     user: Option<String>,
     what: serde_json::Value,
 ) -> anyhow::Result<AuditLog> {
+    let actor = human_actor(user)?;
     let signer = Arc::new(load_key_file(key)?);
     let log = AuditLog::open(db, signer, LogOptions::default()).with_context(|| {
         format!(
             "opening {} (reads of the audit log are themselves logged)",
-            db.display()
+            terminal_safe::path(db)
         )
     })?;
-    log.append_blocking(Event::new(EventKind::AuditRead, human_actor(user)?).with_data(what))?;
+    log.append_blocking(Event::new(EventKind::AuditRead, actor).with_data(what))?;
     Ok(log)
 }
 
@@ -575,7 +577,7 @@ fn export(db: &Path, key: &Path, mut a: ExportArgs) -> anyhow::Result<ExitCode> 
         // The engine's digest is the one leaves name in `decision.bundle`.
         let digest = stele_policy::Bundle::load(dir)
             .map(|b| b.digest().to_string())
-            .with_context(|| format!("loading policy bundle {}", dir.display()))?;
+            .with_context(|| format!("loading policy bundle {}", terminal_safe::path(dir)))?;
         policies.push(PolicyInput {
             dir: dir.clone(),
             bundle_digest: Some(digest),
@@ -587,7 +589,10 @@ fn export(db: &Path, key: &Path, mut a: ExportArgs) -> anyhow::Result<ExitCode> 
         None => None,
     };
     let log = AuditLog::open(db, signer.clone(), LogOptions::default())
-        .with_context(|| format!("opening {} (exports are themselves logged)", db.display()))?;
+        .with_context(|| format!(
+            "opening {} (exports are themselves logged)",
+            terminal_safe::path(db)
+        ))?;
     let tar = a.out.extension().is_some_and(|e| e == "tar");
     let opts = ExportOptions {
         selection,

@@ -44,7 +44,10 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         (Ok(last), Ok(())) => last,
         (Err(e), stopped) => {
             if let Err(s) = stopped {
-                eprintln!("stele: stopping the MCP servers: {s:#}");
+                eprintln!(
+                    "stele: stopping the MCP servers: {}",
+                    terminal_safe(&format!("{s:#}"), Newlines::Escape)
+                );
             }
             return Err(abort(session, gate, e));
         }
@@ -123,7 +126,7 @@ fn abort(session: OpenSession, gate: Arc<Gate>, e: anyhow::Error) -> anyhow::Err
     let _ = gate.end_session(Status::Error, Some(format!("{e:#}")));
     drop(gate);
     if let Err(w) = session.close() {
-        eprintln!("stele: {w:#}");
+        eprintln!("stele: {}", terminal_safe(&format!("{w:#}"), Newlines::Escape));
     }
     e
 }

@@ -213,7 +213,7 @@ fn fresh_dir(base: &Path) -> anyhow::Result<PathBuf> {
             return Ok(d);
         }
     }
-    anyhow::bail!("too many demo folders in {}", base.display())
+    anyhow::bail!("too many demo folders in {}", terminal_safe::path(base))
 }
 
 fn write_workspace(ws: &Path) -> anyhow::Result<()> {

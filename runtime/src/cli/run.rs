@@ -202,7 +202,7 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
             drop(gate);
             // Closing also sends the final checkpoint to the witnesses.
             if let Err(w) = session.close() {
-                eprintln!("stele: {w:#}");
+                eprintln!("stele: {}", terminal_safe(&format!("{w:#}"), Newlines::Escape));
             }
             return Err(e);
         }

@@ -212,7 +212,7 @@ fn show(db: &std::path::Path, key: &std::path::Path, id: &str) -> anyhow::Result
     anyhow::ensure!(
         !leaves.is_empty(),
         "session {id} is not in {}",
-        db.display()
+        terminal_safe::path(db)
     );
     for l in &leaves {
         println!("{}", super::audit::summary(l));
@@ -290,7 +290,7 @@ fn resume(
             .map(Duration::from_secs),
     };
     let bundle = Arc::new(
-        Bundle::load(&policy).with_context(|| format!("policy bundle {}", policy.display()))?,
+        Bundle::load(&policy).with_context(|| format!("policy bundle {}", terminal_safe::path(&policy)))?,
     );
     let teams: Vec<String> = bundle
         .members()

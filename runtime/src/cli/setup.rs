@@ -135,11 +135,11 @@ pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Resul
     let workspace = spec
         .workspace
         .canonicalize()
-        .with_context(|| format!("workspace {}", spec.workspace.display()))?;
+        .with_context(|| format!("workspace {}", crate::terminal_safe::path(spec.workspace)))?;
     anyhow::ensure!(
         workspace.is_dir(),
         "workspace {} is not a folder",
-        workspace.display()
+        crate::terminal_safe::path(&workspace)
     );
     let user = principal(spec.user)?;
     let witnessing = Witnessing::load()?;
@@ -164,7 +164,7 @@ pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Resul
     let located = crate::policy_location::resolve(spec.policy)?;
     let policy = located.path;
     let bundle = Arc::new(
-        Bundle::load(&policy).with_context(|| format!("policy bundle {}", policy.display()))?,
+        Bundle::load(&policy).with_context(|| format!("policy bundle {}", crate::terminal_safe::path(&policy)))?,
     );
     let teams: Vec<String> = bundle
         .members()
@@ -401,10 +401,10 @@ impl OpenSession {
         }
         let published = Witnessing::load()?.publish(&self.db, &verifier, Moment::SessionEnd)?;
         if let Some(c) = published.cosigned.first() {
-            let names: Vec<&str> = published
+            let names: Vec<String> = published
                 .cosigned
                 .iter()
-                .map(|c| c.witness.as_str())
+                .map(|c| crate::terminal_safe::line(&c.witness))
                 .collect();
             eprintln!(
                 "stele: checkpoint {} cosigned by {}",

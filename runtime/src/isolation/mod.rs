@@ -21,7 +21,8 @@
 //!
 //! Paths are compared as the kernel resolves them ([`resolve`]): symlinks
 //! followed, canonical paths, device and inode (bind mounts), and the
-//! path inside the file system (bind mounts of a subfolder). The signing
+//! path inside the file system (bind mounts of a subfolder); a file system
+//! mounted inside the workspace counts as part of it. The signing
 //! key and the database must have exactly one name (a hard link elsewhere
 //! could be inside a workspace).
 
@@ -278,6 +279,19 @@ pub fn check(workspace: &Path, locations: &[Location]) -> Result<(), IsolationEr
     let mounts = Mounts::load();
     let ws = resolved("the workspace", workspace)?;
     let w = Identity::of(&ws.canonical, &mounts);
+    // What the workspace reaches: itself and whatever is mounted inside it.
+    let reach: Vec<Identity> = std::iter::once(w.clone())
+        .chain(
+            mounts
+                .points_under(&ws.canonical)
+                .iter()
+                .map(|p| Identity::of(p, &mounts)),
+        )
+        .collect();
+    let reached = |p: &Path| {
+        let id = Identity::of(p, &mounts);
+        reach.iter().any(|r| id.within(r))
+    };
     for loc in locations {
         let r = resolved(&loc.kind.describe(), &loc.path)?;
         let refuse = |overlap| IsolationError::Overlap {
@@ -286,14 +300,10 @@ pub fn check(workspace: &Path, locations: &[Location]) -> Result<(), IsolationEr
             kind: loc.kind.clone(),
             path: r.canonical.clone(),
         };
-        if Identity::of(&r.canonical, &mounts).within(&w) {
+        if reached(&r.canonical) {
             return Err(refuse(Overlap::Holds));
         }
-        if let Some(dir) = r
-            .traversed
-            .iter()
-            .find(|d| Identity::of(d, &mounts).within(&w))
-        {
+        if let Some(dir) = r.traversed.iter().find(|d| reached(d)) {
             return Err(refuse(Overlap::Through(dir.clone())));
         }
         if loc.kind.refuses_inside() && r.exists && w.within(&Identity::of(&r.canonical, &mounts))

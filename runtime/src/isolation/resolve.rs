@@ -141,6 +141,19 @@ impl Mounts {
         Mounts(v)
     }
 
+    /// Mount points strictly inside `p`: a program given `p` reaches
+    /// what is mounted there too.
+    pub fn points_under(&self, p: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = self
+            .0
+            .iter()
+            .filter(|m| m.point != p && m.point.starts_with(p))
+            .map(|m| m.point.clone())
+            .collect();
+        v.dedup();
+        v
+    }
+
     /// The file system holding `p` and the path of `p` inside it. The mount
     /// with the longest mount point wins; of equal ones, the last mounted
     /// (it covers the earlier).
@@ -300,6 +313,10 @@ mod tests {
         assert_eq!(
             m.locate(Path::new("/home/u")),
             Some(("8:1", PathBuf::from("/home/u")))
+        );
+        assert_eq!(
+            m.points_under(Path::new("/mnt")),
+            vec![PathBuf::from("/mnt/my home")]
         );
     }
 }
