@@ -5,7 +5,7 @@
 //! home (default state folder, nothing from the caller's environment):
 //! `keys init`, `audit init`, `sandbox exec`, `run` with the mock model,
 //! `demo`, `audit export` (folder and tar), a witness publishing its state,
-//! and the session attestations they leave. Then every path stele made is
+//! the micro-VM image store, and the session attestations they leave. Then every path stele made is
 //! checked. Workspaces are not stele's: they are shared with the sandbox's
 //! user on purpose, inside a private folder.
 //!
@@ -168,6 +168,20 @@ fn everything_stele_creates_is_private_under_umask_0000() {
     std::fs::create_dir_all(&exports).unwrap();
     e.stele(&["audit", "export", "--out", exports.join("all").to_str().unwrap()]);
     e.stele(&["audit", "export", "--out", exports.join("all.tar").to_str().unwrap()]);
+    // The micro-VM image store as `vm image build` makes it (the build
+    // itself stops at once: no apt-cache on this PATH).
+    let o = Command::new("/bin/sh")
+        .env_clear()
+        .env("HOME", &home)
+        .env("PATH", "/nonexistent")
+        .current_dir(&root)
+        .args(["-c", "umask 0000; exec \"$0\" \"$@\""])
+        .arg(stele_bin())
+        .args(["vm", "image", "build"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the build needs apt-cache");
+    assert!(state.join("vm/images").is_dir(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(state.join("witness/w.key.state.json").exists(), "the witness kept its state");
     assert!(state.join("audit.db.attestations").exists(), "sessions were attested");
 

@@ -294,7 +294,7 @@ fn stele(s: &Stele, args: &[&OsStr]) -> Output {
 #[test]
 fn model_output_is_shown_escaped_and_json_stays_faithful() {
     let all: String = HOSTILE.iter().map(|(_, v)| *v).collect();
-    for json_mode in [false, true] {
+    for (command, json_mode) in [("run", false), ("run", true), ("chat", false)] {
         let d = tempfile::tempdir().unwrap();
         let s = setup(d.path());
         let ws = d.path().join("ws");
@@ -311,7 +311,7 @@ fn model_output_is_shown_escaped_and_json_stays_faithful() {
         mock.push(Turn::new().tool_use("t3", &format!("tool{all}"), json!({})).into());
         mock.push(Turn::new().tool_use("t4", "final_answer", json!({"answer": format!("done{all}")})).into());
         let url = mock.base_url();
-        let mut args = vec!["run", "--workspace", ws.to_str().unwrap(), "--model", "anthropic:claude-sonnet-4-5"];
+        let mut args = vec![command, "--workspace", ws.to_str().unwrap(), "--model", "anthropic:claude-sonnet-4-5"];
         if json_mode {
             args.push("--json");
         }
@@ -320,7 +320,7 @@ fn model_output_is_shown_escaped_and_json_stays_faithful() {
             .run_env(&args, &[("ANTHROPIC_API_KEY", "sk-ant-test-0123456789"), ("ANTHROPIC_BASE_URL", &url)])
             .unwrap();
         assert!(o.status.success(), "{}", err(&o));
-        assert_safe(&o, if json_mode { "run --json" } else { "run" });
+        assert_safe(&o, &format!("{command} json={json_mode}"));
         if json_mode {
             let events: Vec<Value> = out(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
             assert!(
@@ -328,7 +328,9 @@ fn model_output_is_shown_escaped_and_json_stays_faithful() {
                 "the model's text, decoded, is exactly what it said: {events:?}"
             );
         } else {
-            assert!(err(&o).contains("done\\u{1b}[2J"), "{}", err(&o));
+            // run shows the answer on stderr, chat on stdout.
+            let shown = format!("{}{}", out(&o), err(&o));
+            assert!(shown.contains("done\\u{1b}[2J"), "{shown}");
         }
         // The session's entries (paths, programs, tools) as a reviewer sees them.
         let o = s.run(&["audit", "show"]).unwrap();

@@ -54,7 +54,10 @@ pub fn run(args: WitnessArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         WitnessCommand::Vkey { key } => {
             let k = load_key_file(&key)?;
-            println!("{}", CosignatureVerifier::of(&k));
+            println!(
+                "{}",
+                crate::terminal_safe::line(&CosignatureVerifier::of(&k).to_string())
+            );
             Ok(ExitCode::SUCCESS)
         }
         WitnessCommand::Serve {
@@ -93,7 +96,8 @@ pub fn run(args: WitnessArgs) -> anyhow::Result<ExitCode> {
                     .await
                     .with_context(|| format!("listening on {listen}"))?;
                 eprintln!(
-                    "stele witness {vkey} listening on {}",
+                    "stele witness {} listening on {}",
+                    crate::terminal_safe::line(&vkey.to_string()),
                     listener.local_addr()?
                 );
                 tokio::select! {

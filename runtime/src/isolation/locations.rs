@@ -124,7 +124,8 @@ fn server_locations(name: &str, cfg: &McpServerConfig) -> Vec<Location> {
             v.push(file(p));
         }
     }
-    // Files named by the server's environment (e.g. a credentials file).
+    // Files named by the server's environment (e.g. a credentials file;
+    // folders such as a HOME are not the server's own).
     let host: Vec<String> = cfg
         .env_from_host
         .iter()
@@ -132,7 +133,7 @@ fn server_locations(name: &str, cfg: &McpServerConfig) -> Vec<Location> {
         .collect();
     for val in cfg.env.values().chain(host.iter()) {
         let p = Path::new(val);
-        if p.is_absolute() && p.exists() {
+        if p.is_absolute() && p.is_file() {
             v.push(file(p.to_path_buf()));
         }
     }
