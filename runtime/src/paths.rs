@@ -161,7 +161,10 @@ mod tests {
         let f = d.path().join("a/b/c/f");
         write_private_file(&f, b"x").unwrap();
         for p in ["a", "a/b", "a/b/c"] {
-            let m = std::fs::metadata(d.path().join(p)).unwrap().permissions().mode();
+            let m = std::fs::metadata(d.path().join(p))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(m & 0o777, 0o700, "{p}");
         }
         let m = std::fs::metadata(&f).unwrap().permissions().mode();

@@ -284,7 +284,10 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o400, "read-only, the owner's only");
-        let dmode = fs::metadata(l.path.join("org")).unwrap().permissions().mode();
+        let dmode = fs::metadata(l.path.join("org"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(dmode & 0o777, 0o500);
 
         fs::create_dir_all(&system).unwrap();

@@ -148,7 +148,17 @@ mod tests {
     fn each_class_is_refused_with_its_field() {
         let forged = "mallory\x1b[2J\x1b[H\n  99999  2026-01-01T00:00:00.000000Z  log.genesis  system  FORGED";
         let e = validate("--user", forged).unwrap_err();
-        assert!(matches!(e, PrincipalError::Unsafe { hazard: Hazard::Control, at: 8, .. }), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                PrincipalError::Unsafe {
+                    hazard: Hazard::Control,
+                    at: 8,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         let msg = e.to_string();
         assert!(msg.starts_with("--user: "), "{msg}");
         assert!(!msg.contains('\x1b') && !msg.contains('\n'), "{msg:?}");
@@ -171,11 +181,17 @@ mod tests {
         }
         for ws in ["a b", "a\u{a0}b", "a\u{3000}b", " a", "a "] {
             assert!(
-                matches!(validate("--user", ws), Err(PrincipalError::Whitespace { .. })),
+                matches!(
+                    validate("--user", ws),
+                    Err(PrincipalError::Whitespace { .. })
+                ),
                 "{ws:?}"
             );
         }
-        assert!(matches!(validate("--user", ""), Err(PrincipalError::Empty { .. })));
+        assert!(matches!(
+            validate("--user", ""),
+            Err(PrincipalError::Empty { .. })
+        ));
         let long = validate("--user", &"a".repeat(MAX_CHARS + 1)).unwrap_err();
         assert!(long.to_string().contains("129 characters"), "{long}");
     }

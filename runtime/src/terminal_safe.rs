@@ -63,9 +63,11 @@ pub fn hazard(c: char) -> Option<Hazard> {
         return Some(Hazard::Control);
     }
     match c {
-        '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
-            Some(Hazard::Bidi)
-        }
+        '\u{061c}'
+        | '\u{200e}'
+        | '\u{200f}'
+        | '\u{202a}'..='\u{202e}'
+        | '\u{2066}'..='\u{2069}' => Some(Hazard::Bidi),
         '\u{2028}' | '\u{2029}' => Some(Hazard::LineBreak),
         '\u{00ad}'
         | '\u{034f}'
@@ -188,11 +190,42 @@ mod tests {
 
     /// One sample of every class, including the edges of each range.
     const DANGEROUS: &[char] = &[
-        '\0', '\x07', '\x08', '\x1b', '\r', '\x7f', '\u{80}', '\u{85}', '\u{9b}', '\u{9f}',
-        '\u{61c}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{202e}', '\u{2066}', '\u{2069}',
-        '\u{2028}', '\u{2029}', '\u{ad}', '\u{34f}', '\u{200b}', '\u{200c}', '\u{200d}',
-        '\u{2060}', '\u{2064}', '\u{180e}', '\u{3164}', '\u{fe0f}', '\u{feff}', '\u{fff9}',
-        '\u{e0001}', '\u{e0041}', '\u{e007f}', '\u{e01ef}', '\u{1d173}',
+        '\0',
+        '\x07',
+        '\x08',
+        '\x1b',
+        '\r',
+        '\x7f',
+        '\u{80}',
+        '\u{85}',
+        '\u{9b}',
+        '\u{9f}',
+        '\u{61c}',
+        '\u{200e}',
+        '\u{200f}',
+        '\u{202a}',
+        '\u{202e}',
+        '\u{2066}',
+        '\u{2069}',
+        '\u{2028}',
+        '\u{2029}',
+        '\u{ad}',
+        '\u{34f}',
+        '\u{200b}',
+        '\u{200c}',
+        '\u{200d}',
+        '\u{2060}',
+        '\u{2064}',
+        '\u{180e}',
+        '\u{3164}',
+        '\u{fe0f}',
+        '\u{feff}',
+        '\u{fff9}',
+        '\u{e0001}',
+        '\u{e0041}',
+        '\u{e007f}',
+        '\u{e01ef}',
+        '\u{1d173}',
     ];
 
     #[test]
@@ -233,7 +266,10 @@ mod tests {
 
     #[test]
     fn invalid_utf8_bytes_are_shown_as_hex() {
-        assert_eq!(bytes(b"ok\xff\xfe\x1b[2J", Newlines::Escape), "ok\\xff\\xfe\\u{1b}[2J");
+        assert_eq!(
+            bytes(b"ok\xff\xfe\x1b[2J", Newlines::Escape),
+            "ok\\xff\\xfe\\u{1b}[2J"
+        );
         use std::os::unix::ffi::OsStrExt as _;
         let p = Path::new(std::ffi::OsStr::from_bytes(b"/w/r\xe9sum\xe9\n.txt"));
         assert_eq!(path(p), "/w/r\\xe9sum\\xe9\\n.txt");

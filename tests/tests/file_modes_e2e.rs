@@ -139,35 +139,96 @@ fn everything_stele_creates_is_private_under_umask_0000() {
     e.stele(&["keys", "init", "--origin", "modes.stele.invalid/log"]);
     e.stele(&["audit", "init"]);
     let wkey = state.join("witness/w.key");
-    e.stele(&["keys", "init", "--key", wkey.to_str().unwrap(), "--origin", "witness.modes.invalid/w"]);
-    let log_vkey = String::from_utf8_lossy(&e.stele(&["keys", "show"]).stdout).trim().to_string();
-    let wvkey = String::from_utf8_lossy(&e.stele(&["witness", "vkey", "--key", wkey.to_str().unwrap()]).stdout)
+    e.stele(&[
+        "keys",
+        "init",
+        "--key",
+        wkey.to_str().unwrap(),
+        "--origin",
+        "witness.modes.invalid/w",
+    ]);
+    let log_vkey = String::from_utf8_lossy(&e.stele(&["keys", "show"]).stdout)
         .trim()
         .to_string();
+    let wvkey = String::from_utf8_lossy(
+        &e.stele(&["witness", "vkey", "--key", wkey.to_str().unwrap()])
+            .stdout,
+    )
+    .trim()
+    .to_string();
     let (_witness, url) = start_witness(&e, &wkey, &log_vkey);
     // The configuration is the user's own file (stele never writes one):
     // kept beside the home, not under it, so that only stele's files are checked.
     let config = root.join("config.toml");
-    std::fs::write(&config, format!("[[witness]]\nurl = {url:?}\nkey = {wvkey:?}\n")).unwrap();
-    e.extra.push(("STELE_CONFIG".into(), config.to_str().unwrap().into()));
+    std::fs::write(
+        &config,
+        format!("[[witness]]\nurl = {url:?}\nkey = {wvkey:?}\n"),
+    )
+    .unwrap();
+    e.extra
+        .push(("STELE_CONFIG".into(), config.to_str().unwrap().into()));
 
     // A sandboxed command, a run with the mock model, the demo.
-    e.stele(&["sandbox", "exec", "--workspace", w, "--", "python3", "-c", "open('reports/a.txt','w').write('a')"]);
+    e.stele(&[
+        "sandbox",
+        "exec",
+        "--workspace",
+        w,
+        "--",
+        "python3",
+        "-c",
+        "open('reports/a.txt','w').write('a')",
+    ]);
     let mock = MockModel::start().unwrap();
-    mock.push(Turn::new().tool_use("t1", "file_write", json!({"path": "reports/b.txt", "content": "b"})).into());
-    mock.push(Turn::new().tool_use("t2", "final_answer", json!({"answer": "done"})).into());
-    e.extra.push(("ANTHROPIC_API_KEY".into(), "sk-ant-test-0123456789".into()));
+    mock.push(
+        Turn::new()
+            .tool_use(
+                "t1",
+                "file_write",
+                json!({"path": "reports/b.txt", "content": "b"}),
+            )
+            .into(),
+    );
+    mock.push(
+        Turn::new()
+            .tool_use("t2", "final_answer", json!({"answer": "done"}))
+            .into(),
+    );
+    e.extra
+        .push(("ANTHROPIC_API_KEY".into(), "sk-ant-test-0123456789".into()));
     e.extra.push(("ANTHROPIC_BASE_URL".into(), mock.base_url()));
-    e.stele(&["run", "--workspace", w, "--model", "anthropic:claude-sonnet-4-5", "Write b"]);
+    e.stele(&[
+        "run",
+        "--workspace",
+        w,
+        "--model",
+        "anthropic:claude-sonnet-4-5",
+        "Write b",
+    ]);
     e.stele(&["demo"]);
     let demo_base = home.join(".local/share/stele/demo");
-    assert!(demo_base.join("run-1/workspace/reports/by-client.csv").exists(), "the demo ran in its default folder");
+    assert!(
+        demo_base
+            .join("run-1/workspace/reports/by-client.csv")
+            .exists(),
+        "the demo ran in its default folder"
+    );
 
     // Exports: a folder and a tar file.
     let exports = root.join("exports");
     std::fs::create_dir_all(&exports).unwrap();
-    e.stele(&["audit", "export", "--out", exports.join("all").to_str().unwrap()]);
-    e.stele(&["audit", "export", "--out", exports.join("all.tar").to_str().unwrap()]);
+    e.stele(&[
+        "audit",
+        "export",
+        "--out",
+        exports.join("all").to_str().unwrap(),
+    ]);
+    e.stele(&[
+        "audit",
+        "export",
+        "--out",
+        exports.join("all.tar").to_str().unwrap(),
+    ]);
     // The micro-VM image store as `vm image build` makes it (the build
     // itself stops at once: no apt-cache on this PATH).
     let o = Command::new("/bin/sh")
@@ -181,16 +242,24 @@ fn everything_stele_creates_is_private_under_umask_0000() {
         .output()
         .unwrap();
     assert!(!o.status.success(), "the build needs apt-cache");
-    assert!(state.join("vm/images").is_dir(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(state.join("witness/w.key.state.json").exists(), "the witness kept its state");
-    assert!(state.join("audit.db.attestations").exists(), "sessions were attested");
+    assert!(
+        state.join("vm/images").is_dir(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        state.join("witness/w.key.state.json").exists(),
+        "the witness kept its state"
+    );
+    assert!(
+        state.join("audit.db.attestations").exists(),
+        "sessions were attested"
+    );
 
     // Everything stele made: the folders it created in the empty home, the
     // state, the demo (but its workspace), the exports.
     let mut paths = Vec::new();
-    for top in [home.join(".local")] {
-        walk(&top, &mut paths);
-    }
+    walk(&home.join(".local"), &mut paths);
     walk(&exports.join("all"), &mut paths);
     paths.push(exports.join("all.tar"));
     let demo_ws = demo_base.join("run-1/workspace");
@@ -212,7 +281,10 @@ fn everything_stele_creates_is_private_under_umask_0000() {
     }
     assert!(checked > 40, "only {checked} paths checked");
     // The demo's workspace is the sandbox's, inside a private folder.
-    let run1 = std::fs::metadata(demo_base.join("run-1")).unwrap().permissions().mode();
+    let run1 = std::fs::metadata(demo_base.join("run-1"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(run1 & 0o777, 0o700);
     assert!(
         runtime.is_empty() && audit_crate.is_empty(),

@@ -53,7 +53,11 @@ impl Home {
     }
 
     fn stele(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        self.cmd(stele_bin()).args(args).envs(env.iter().copied()).output().unwrap()
+        self.cmd(stele_bin())
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
     }
 
     /// `sandbox exec --workspace WS -- true` (and extra arguments first).
@@ -97,7 +101,11 @@ fn assert_refused(o: &Output, what: &str, paths: &[&Path]) {
     assert!(e.contains("refusing to start"), "{e}");
     assert!(e.contains(what), "expected {what:?} in: {e}");
     for p in paths {
-        assert!(e.contains(p.to_str().unwrap()), "expected {} in: {e}", p.display());
+        assert!(
+            e.contains(p.to_str().unwrap()),
+            "expected {} in: {e}",
+            p.display()
+        );
     }
     assert!(
         e.contains("Grant a folder that holds only the work"),
@@ -118,7 +126,11 @@ fn a_workspace_holding_the_state_is_refused_by_every_session_command() {
     let h = Home::new();
     let what = "contains stele's state folder";
     assert_refused(&h.exec(&h.home, &[], &[]), what, &[&h.home, &h.state]);
-    assert_refused(&h.exec(&h.home, &["--backend", "vm"], &[]), what, &[&h.home]);
+    assert_refused(
+        &h.exec(&h.home, &["--backend", "vm"], &[]),
+        what,
+        &[&h.home],
+    );
     assert_refused(&h.agent("run", &h.home, &[]), what, &[&h.home, &h.state]);
     assert_refused(&h.agent("chat", &h.home, &[]), what, &[&h.home, &h.state]);
     // A demo folder inside the state folder: refused before anything is made.
@@ -141,9 +153,19 @@ fn locations_set_by_the_environment_or_flags_into_the_workspace_are_refused() {
     let h = Home::new();
     let w = &h.work;
     let ws = |rel: &str| w.join(rel).to_str().unwrap().to_string();
-    let cases: Vec<(Vec<(&str, String)>, Vec<String>, &str)> = vec![
-        (vec![("STELE_STATE_DIR", ws("state"))], vec![], "stele's state folder"),
-        (vec![("XDG_STATE_HOME", ws("xdg"))], vec![], "stele's state folder"),
+    // (environment, flags, what the refusal names)
+    type Case<'a> = (Vec<(&'a str, String)>, Vec<String>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            vec![("STELE_STATE_DIR", ws("state"))],
+            vec![],
+            "stele's state folder",
+        ),
+        (
+            vec![("XDG_STATE_HOME", ws("xdg"))],
+            vec![],
+            "stele's state folder",
+        ),
         (
             vec![("XDG_CONFIG_HOME", ws("cfg"))],
             vec![],
@@ -159,9 +181,21 @@ fn locations_set_by_the_environment_or_flags_into_the_workspace_are_refused() {
             vec![],
             "stele's managed configuration file",
         ),
-        (vec![("STELE_VM_IMAGES", ws("images"))], vec![], "the micro-VM image store"),
-        (vec![], vec!["--db".into(), ws("audit.db")], "the audit database"),
-        (vec![], vec!["--key".into(), ws("log.key")], "the log signing key"),
+        (
+            vec![("STELE_VM_IMAGES", ws("images"))],
+            vec![],
+            "the micro-VM image store",
+        ),
+        (
+            vec![],
+            vec!["--db".into(), ws("audit.db")],
+            "the audit database",
+        ),
+        (
+            vec![],
+            vec!["--key".into(), ws("log.key")],
+            "the log signing key",
+        ),
     ];
     for (env, flags, what) in &cases {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -183,7 +217,11 @@ fn locations_set_by_the_environment_or_flags_into_the_workspace_are_refused() {
     let user_policy = h.home.join(".config/stele/policy/project");
     std::fs::create_dir_all(&user_policy).unwrap();
     let o = h.exec(&user_policy, &[], &[]);
-    assert_refused(&o, "lies inside stele's user configuration folder", &[&user_policy]);
+    assert_refused(
+        &o,
+        "lies inside stele's user configuration folder",
+        &[&user_policy],
+    );
     std::fs::remove_dir_all(h.home.join(".config")).unwrap();
     assert_nothing_written(&h);
 }
@@ -244,7 +282,11 @@ fn symlinks_and_hard_links_do_not_hide_the_state() {
     // A workspace that is a symlink to the home.
     let link = h.root().join("link-to-home");
     std::os::unix::fs::symlink(&h.home, &link).unwrap();
-    assert_refused(&h.exec(&link, &[], &[]), "contains stele's state folder", &[&h.home]);
+    assert_refused(
+        &h.exec(&link, &[], &[]),
+        "contains stele's state folder",
+        &[&h.home],
+    );
     // A key path that passes through a symlink the workspace holds: the
     // program could repoint it between sessions.
     std::os::unix::fs::symlink(h.state.join("keys"), h.work.join("keys")).unwrap();
@@ -264,7 +306,10 @@ fn symlinks_and_hard_links_do_not_hide_the_state() {
     let o = h.exec(&h.work, &[], &[]);
     let e = err(&o);
     assert!(!o.status.success(), "{e}");
-    assert!(e.contains("has 2 names (hard links)") && e.contains(key.to_str().unwrap()), "{e}");
+    assert!(
+        e.contains("has 2 names (hard links)") && e.contains(key.to_str().unwrap()),
+        "{e}"
+    );
     std::fs::remove_file(h.work.join("copy.key")).unwrap();
     assert_nothing_written(&h);
 }
@@ -298,15 +343,51 @@ fn bind_mounts_do_not_hide_the_state() {
     );
     // The workspace is the home, mounted elsewhere.
     let m1 = root.join("m1");
-    let o = with_bind(&h, &h.home, &m1, &["sandbox", "exec", "--workspace", m1.to_str().unwrap(), "--", "true"]);
+    let o = with_bind(
+        &h,
+        &h.home,
+        &m1,
+        &[
+            "sandbox",
+            "exec",
+            "--workspace",
+            m1.to_str().unwrap(),
+            "--",
+            "true",
+        ],
+    );
     assert_refused(&o, "contains stele's state folder", &[&m1]);
     // The state folder mounted inside an ordinary workspace.
     let inner = h.work.join("mounted");
-    let o = with_bind(&h, &h.state, &inner, &["sandbox", "exec", "--workspace", h.work.to_str().unwrap(), "--", "true"]);
+    let o = with_bind(
+        &h,
+        &h.state,
+        &inner,
+        &[
+            "sandbox",
+            "exec",
+            "--workspace",
+            h.work.to_str().unwrap(),
+            "--",
+            "true",
+        ],
+    );
     assert_refused(&o, "contains stele's state folder", &[&h.work]);
     // The workspace is the state's keys folder, mounted elsewhere.
     let m2 = root.join("m2");
-    let o = with_bind(&h, &h.state.join("keys"), &m2, &["sandbox", "exec", "--workspace", m2.to_str().unwrap(), "--", "true"]);
+    let o = with_bind(
+        &h,
+        &h.state.join("keys"),
+        &m2,
+        &[
+            "sandbox",
+            "exec",
+            "--workspace",
+            m2.to_str().unwrap(),
+            "--",
+            "true",
+        ],
+    );
     assert_refused(&o, "lies inside stele's state folder", &[&m2]);
     assert_nothing_written(&h);
 }
@@ -321,9 +402,18 @@ fn files_of_configured_mcp_servers_are_kept_out_of_the_workspace() {
     let creds = w.join("creds.json");
     let cases = [
         format!("command = {:?}", w.join("server.sh").to_str().unwrap()),
-        format!("command = \"node\"\nargs = [{:?}]", w.join("server.js").to_str().unwrap()),
-        format!("command = \"node\"\ncwd = {:?}", w.join("srv").to_str().unwrap()),
-        format!("command = \"node\"\nargs = [\"--config\", {:?}]", creds.to_str().unwrap()),
+        format!(
+            "command = \"node\"\nargs = [{:?}]",
+            w.join("server.js").to_str().unwrap()
+        ),
+        format!(
+            "command = \"node\"\ncwd = {:?}",
+            w.join("srv").to_str().unwrap()
+        ),
+        format!(
+            "command = \"node\"\nargs = [\"--config\", {:?}]",
+            creds.to_str().unwrap()
+        ),
         format!(
             "command = \"node\"\nenv = {{ GOOGLE_APPLICATION_CREDENTIALS = {:?} }}",
             creds.to_str().unwrap()
@@ -338,7 +428,10 @@ fn files_of_configured_mcp_servers_are_kept_out_of_the_workspace() {
     // A server whose working folder holds the workspace (a home folder) is fine.
     std::fs::write(
         &cfg,
-        format!("[mcp.files]\ncommand = \"node\"\ncwd = {:?}\n", h.root().to_str().unwrap()),
+        format!(
+            "[mcp.files]\ncommand = \"node\"\ncwd = {:?}\n",
+            h.root().to_str().unwrap()
+        ),
     )
     .unwrap();
     std::fs::remove_dir_all(w.join("srv")).unwrap();
@@ -363,7 +456,10 @@ fn exports_are_never_written_into_or_granted_with_a_workspace() {
         let o = h.stele(&["audit", "export", "--out", out.to_str().unwrap()], &[]);
         let e = err(&o);
         assert!(!o.status.success(), "{e}");
-        assert!(e.contains("a workspace of this log") && e.contains(w1.to_str().unwrap()), "{e}");
+        assert!(
+            e.contains("a workspace of this log") && e.contains(w1.to_str().unwrap()),
+            "{e}"
+        );
         assert!(!out.exists());
     }
     // Relative, from inside the workspace.
@@ -373,7 +469,11 @@ fn exports_are_never_written_into_or_granted_with_a_workspace() {
         .args(["audit", "export", "--out", "rel-export"])
         .output()
         .unwrap();
-    assert!(!o.status.success() && !w1.join("rel-export").exists(), "{}", err(&o));
+    assert!(
+        !o.status.success() && !w1.join("rel-export").exists(),
+        "{}",
+        err(&o)
+    );
     // Elsewhere: written; then a workspace holding it is refused.
     let out = w2.join("exports/e1");
     let o = h.stele(&["audit", "export", "--out", out.to_str().unwrap()], &[]);
@@ -433,13 +533,29 @@ fn session_resume_checks_the_workspace_again() {
     // The bundle to resume with lies in the workspace.
     let bundle = h.work.join("policy");
     copy_dir(&repo().join("policies/strict-default"), &bundle);
-    let o = h.stele(&["session", "resume", &id, "--policy", bundle.to_str().unwrap()], &env);
+    let o = h.stele(
+        &[
+            "session",
+            "resume",
+            &id,
+            "--policy",
+            bundle.to_str().unwrap(),
+        ],
+        &env,
+    );
     assert_refused(&o, "contains the policy bundle in use", &[&h.work, &bundle]);
     // The configuration now points into the workspace.
     let cfg = h.work.join("config.toml");
     std::fs::write(&cfg, "").unwrap();
-    let o = h.stele(&["session", "resume", &id], &[env[0], env[1], ("STELE_CONFIG", cfg.to_str().unwrap())]);
-    assert_refused(&o, "contains stele's user configuration file", &[&h.work, &cfg]);
+    let o = h.stele(
+        &["session", "resume", &id],
+        &[env[0], env[1], ("STELE_CONFIG", cfg.to_str().unwrap())],
+    );
+    assert_refused(
+        &o,
+        "contains stele's user configuration file",
+        &[&h.work, &cfg],
+    );
     assert_eq!(entry_count(&db), before, "a refused resume writes nothing");
     assert_eq!(mock.requests().len(), 1, "and asks no model");
 }
@@ -490,11 +606,22 @@ fn sandbox_cannot_reach_the_log_or_key(backend: &str, env: &[(&str, &str)]) {
     assert!(!out.contains("LEAK"), "{backend}: {out}");
     let key_text = String::from_utf8_lossy(&key_before);
     let secret = key_text.trim().rsplit('+').next().unwrap();
-    assert!(!out.contains(secret) && !err(&o).contains(secret), "{backend}: the key leaked");
-    assert_eq!(std::fs::read(h.state.join("keys/log.key")).unwrap(), key_before);
+    assert!(
+        !out.contains(secret) && !err(&o).contains(secret),
+        "{backend}: the key leaked"
+    );
+    assert_eq!(
+        std::fs::read(h.state.join("keys/log.key")).unwrap(),
+        key_before
+    );
     // The key still has one name, and the log verifies.
     use std::os::unix::fs::MetadataExt as _;
-    assert_eq!(std::fs::metadata(h.state.join("keys/log.key")).unwrap().nlink(), 1);
+    assert_eq!(
+        std::fs::metadata(h.state.join("keys/log.key"))
+            .unwrap()
+            .nlink(),
+        1
+    );
     let o = h.stele(&["audit", "verify"], env);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
     // The links the program made stay in the workspace; a later session

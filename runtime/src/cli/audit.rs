@@ -359,7 +359,10 @@ fn read(db: &Path, key: &Path, f: &ReadArgs, tail: Option<u64>) -> anyhow::Resul
         if f.json {
             // The leaf as stored, with the characters a terminal would act
             // on as JSON escapes (the same value for any JSON reader).
-            println!("{}", terminal_safe::json_text(&String::from_utf8_lossy(bytes)));
+            println!(
+                "{}",
+                terminal_safe::json_text(&String::from_utf8_lossy(bytes))
+            );
         } else {
             println!("{}", summary(leaf));
         }
@@ -444,7 +447,10 @@ fn verify(
     match verify_db(db, &verifier, anchor.as_deref()) {
         Ok(r) => {
             if json {
-                println!("{}", terminal_safe::json_line(&report_json(&r, "verified", None)));
+                println!(
+                    "{}",
+                    terminal_safe::json_line(&report_json(&r, "verified", None))
+                );
             } else {
                 print_report(&r);
             }
@@ -588,11 +594,12 @@ fn export(db: &Path, key: &Path, mut a: ExportArgs) -> anyhow::Result<ExitCode> 
         Some(p) => Some(load_key_file(p)?),
         None => None,
     };
-    let log = AuditLog::open(db, signer.clone(), LogOptions::default())
-        .with_context(|| format!(
+    let log = AuditLog::open(db, signer.clone(), LogOptions::default()).with_context(|| {
+        format!(
             "opening {} (exports are themselves logged)",
             terminal_safe::path(db)
-        ))?;
+        )
+    })?;
     let tar = a.out.extension().is_some_and(|e| e == "tar");
     let opts = ExportOptions {
         selection,
@@ -609,6 +616,8 @@ fn export(db: &Path, key: &Path, mut a: ExportArgs) -> anyhow::Result<ExitCode> 
     let r = export(&log, mk, &opts, &a.out);
     log.close()?;
     let r = r?;
+    // Later sessions find this export quickly (no workspace may hold it).
+    crate::isolation::exports::refresh_index(db);
     println!(
         "exported {} ({} entries in the tiles, {} selected, {} files; recorded as entry {})",
         terminal_safe::path(&a.out),

@@ -126,7 +126,10 @@ fn abort(session: OpenSession, gate: Arc<Gate>, e: anyhow::Error) -> anyhow::Err
     let _ = gate.end_session(Status::Error, Some(format!("{e:#}")));
     drop(gate);
     if let Err(w) = session.close() {
-        eprintln!("stele: {}", terminal_safe(&format!("{w:#}"), Newlines::Escape));
+        eprintln!(
+            "stele: {}",
+            terminal_safe(&format!("{w:#}"), Newlines::Escape)
+        );
     }
     e
 }

@@ -171,7 +171,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         terminal_safe::block(&describe(&report.end))
     );
     println!("  workspace:   {}", p(&workspace));
-    println!("  report:      {}", p(&workspace.join("reports/by-client.csv")));
+    println!(
+        "  report:      {}",
+        p(&workspace.join("reports/by-client.csv"))
+    );
     println!("  policy:      {}", p(&policy));
     println!(
         "  audit log:   {} ({} entries, verified)",

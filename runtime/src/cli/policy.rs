@@ -77,8 +77,8 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
             context,
             json,
         } => {
-            let b =
-                Bundle::load(&bundle).with_context(|| format!("loading {}", safe::path(&bundle)))?;
+            let b = Bundle::load(&bundle)
+                .with_context(|| format!("loading {}", safe::path(&bundle)))?;
             let context = context
                 .map(|c| serde_json::from_str::<serde_json::Value>(&c))
                 .transpose()

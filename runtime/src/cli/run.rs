@@ -202,7 +202,10 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
             drop(gate);
             // Closing also sends the final checkpoint to the witnesses.
             if let Err(w) = session.close() {
-                eprintln!("stele: {}", terminal_safe(&format!("{w:#}"), Newlines::Escape));
+                eprintln!(
+                    "stele: {}",
+                    terminal_safe(&format!("{w:#}"), Newlines::Escape)
+                );
             }
             return Err(e);
         }
@@ -301,7 +304,9 @@ pub(crate) fn finish(gate: &Gate, end: &RunEnd, style: ProgressStyle) -> anyhow:
             RunEnd::Answered(a) | RunEnd::Stopped(a) => {
                 eprintln!("\n{}", terminal_safe(a, Newlines::Keep))
             }
-            RunEnd::BudgetExhausted(w) => eprintln!("stopped: {}", terminal_safe(w, Newlines::Keep)),
+            RunEnd::BudgetExhausted(w) => {
+                eprintln!("stopped: {}", terminal_safe(w, Newlines::Keep))
+            }
             RunEnd::ModelDenied(w) => eprintln!(
                 "stopped: the model request was denied: {}",
                 terminal_safe(w, Newlines::Keep)

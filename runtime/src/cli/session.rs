@@ -248,7 +248,10 @@ fn resume(
         .or_else(|| field("policy_root").map(PathBuf::from))
         .context("session.start names no policy bundle")?;
     let principal = start.actor.principal.clone();
-    crate::principal::validate("the session's principal (its session.start entry)", &principal)?;
+    crate::principal::validate(
+        "the session's principal (its session.start entry)",
+        &principal,
+    )?;
     crate::isolation::check_session(&crate::isolation::SessionPaths {
         workspace: &workspace,
         db,
@@ -290,7 +293,8 @@ fn resume(
             .map(Duration::from_secs),
     };
     let bundle = Arc::new(
-        Bundle::load(&policy).with_context(|| format!("policy bundle {}", terminal_safe::path(&policy)))?,
+        Bundle::load(&policy)
+            .with_context(|| format!("policy bundle {}", terminal_safe::path(&policy)))?,
     );
     let teams: Vec<String> = bundle
         .members()

@@ -164,7 +164,8 @@ pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Resul
     let located = crate::policy_location::resolve(spec.policy)?;
     let policy = located.path;
     let bundle = Arc::new(
-        Bundle::load(&policy).with_context(|| format!("policy bundle {}", crate::terminal_safe::path(&policy)))?,
+        Bundle::load(&policy)
+            .with_context(|| format!("policy bundle {}", crate::terminal_safe::path(&policy)))?,
     );
     let teams: Vec<String> = bundle
         .members()
@@ -399,6 +400,8 @@ impl OpenSession {
         if let Ok(log) = Arc::try_unwrap(self.log) {
             log.close()?;
         }
+        // Keeps the next session's workspace check from rescanning this one.
+        crate::isolation::exports::refresh_index(&self.db);
         let published = Witnessing::load()?.publish(&self.db, &verifier, Moment::SessionEnd)?;
         if let Some(c) = published.cosigned.first() {
             let names: Vec<String> = published

@@ -157,10 +157,9 @@ fn program(command: &str, cwd: Option<&Path>) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The exports recorded in the log at `db` (`audit.export` entries name
-/// their output). Read-only; nothing when the database does not exist yet.
+/// The exports recorded in the log at `db` (see [`super::exports`]).
 pub fn export_locations(db: &Path) -> Result<Vec<Location>, IsolationError> {
-    Ok(recorded(db, "audit.export", "out")?
+    Ok(super::exports::recorded_exports(db)?
         .into_iter()
         .map(|p| Location::new(Kind::Export, p))
         .collect())
@@ -168,47 +167,5 @@ pub fn export_locations(db: &Path) -> Result<Vec<Location>, IsolationError> {
 
 /// The workspaces recorded in the log at `db` (`session.start` entries).
 pub fn recorded_workspaces(db: &Path) -> Result<Vec<PathBuf>, IsolationError> {
-    recorded(db, "session.start", "workspace")
-}
-
-/// The absolute paths in `data.<field>` of the entries of `kind`.
-fn recorded(db: &Path, kind: &str, field: &str) -> Result<Vec<PathBuf>, IsolationError> {
-    if !db.exists() {
-        return Ok(Vec::new());
-    }
-    let err = |e: &dyn std::fmt::Display| IsolationError::Exports(format!("{}: {e}", db.display()));
-    let store = stele_audit::Store::open(db).map_err(|e| err(&e))?;
-    // A scan inside SQLite for the kind's canonical-JSON spelling (each
-    // hit is then parsed and its kind checked): far cheaper than decoding
-    // every leaf.
-    let needle = format!("\"kind\":\"{kind}\"").into_bytes();
-    let mut stmt = store
-        .conn()
-        .prepare("SELECT leaf FROM entries WHERE instr(leaf, ?1) > 0 ORDER BY seq")
-        .map_err(|e| err(&e))?;
-    let rows = stmt
-        .query_map([needle], |r| r.get::<_, Vec<u8>>(0))
-        .map_err(|e| err(&e))?;
-    let mut out = Vec::new();
-    for row in rows {
-        let bytes = row.map_err(|e| err(&e))?;
-        let Ok(leaf) = stele_audit::leaf::Leaf::parse_canonical(&bytes) else {
-            continue;
-        };
-        if leaf.kind.as_str() != kind {
-            continue;
-        }
-        let p = leaf
-            .data
-            .as_ref()
-            .and_then(|d| d.get(field))
-            .and_then(|v| v.as_str())
-            .map(PathBuf::from);
-        if let Some(p) = p.filter(|p| p.is_absolute()) {
-            if !out.contains(&p) {
-                out.push(p);
-            }
-        }
-    }
-    Ok(out)
+    Ok(super::exports::scan(db, "session.start", "workspace", 0)?.paths)
 }

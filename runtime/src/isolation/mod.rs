@@ -26,6 +26,7 @@
 //! key and the database must have exactly one name (a hard link elsewhere
 //! could be inside a workspace).
 
+pub mod exports;
 pub mod locations;
 pub mod resolve;
 
@@ -105,7 +106,10 @@ impl Kind {
                 "Grant a folder that holds only the work, or keep stele's state elsewhere \
                  (STELE_STATE_DIR, --db, --key)."
             }
-            Kind::UserConfigDir | Kind::UserConfig | Kind::ManagedConfigDir | Kind::ManagedConfig => {
+            Kind::UserConfigDir
+            | Kind::UserConfig
+            | Kind::ManagedConfigDir
+            | Kind::ManagedConfig => {
                 "Grant a folder that holds only the work; stele's configuration stays out of \
                  the agent's reach (STELE_CONFIG, XDG_CONFIG_HOME)."
             }
@@ -306,8 +310,7 @@ pub fn check(workspace: &Path, locations: &[Location]) -> Result<(), IsolationEr
         if let Some(dir) = r.traversed.iter().find(|d| reached(d)) {
             return Err(refuse(Overlap::Through(dir.clone())));
         }
-        if loc.kind.refuses_inside() && r.exists && w.within(&Identity::of(&r.canonical, &mounts))
-        {
+        if loc.kind.refuses_inside() && r.exists && w.within(&Identity::of(&r.canonical, &mounts)) {
             return Err(refuse(Overlap::Inside));
         }
         if loc.kind.single_name() {

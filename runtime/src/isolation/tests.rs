@@ -27,7 +27,10 @@ impl Fixture {
     fn locs(&self) -> Vec<Location> {
         vec![
             Location::new(Kind::StateDir, self.p("home/.local/state/stele")),
-            Location::new(Kind::SigningKey, self.p("home/.local/state/stele/keys/log.key")),
+            Location::new(
+                Kind::SigningKey,
+                self.p("home/.local/state/stele/keys/log.key"),
+            ),
             // Missing: a later run would read it once created.
             Location::new(Kind::PolicySearch, self.p("home/.config/stele/policy")),
         ]
@@ -77,9 +80,15 @@ fn symlinks_are_followed_both_ways() {
     // The key reached through a symlink that lives in the workspace: the
     // program could point it anywhere.
     std::os::unix::fs::symlink(f.p("home/.local/state/stele/keys"), f.p("home/work/keys")).unwrap();
-    let through = [Location::new(Kind::SigningKey, f.p("home/work/keys/log.key"))];
+    let through = [Location::new(
+        Kind::SigningKey,
+        f.p("home/work/keys/log.key"),
+    )];
     let (o, k) = overlap(check(&f.p("home/work"), &through));
-    assert_eq!((o, k), (Overlap::Through(f.p("home/work")), Kind::SigningKey));
+    assert_eq!(
+        (o, k),
+        (Overlap::Through(f.p("home/work")), Kind::SigningKey)
+    );
     // A state folder configured as a symlink into the workspace.
     std::fs::create_dir_all(f.p("home/work/state")).unwrap();
     std::os::unix::fs::symlink(f.p("home/work/state"), f.p("elsewhere/state")).unwrap();
@@ -126,30 +135,4 @@ fn messages_name_both_paths_and_what_to_do_escaped() {
     assert!(e.contains("STELE_STATE_DIR"), "{e}");
     assert!(e.contains("\\u{202e}\\u{1b}[2J/state"), "{e}");
     assert!(!e.contains('\x1b') && !e.contains('\u{202e}'), "{e:?}");
-}
-
-#[test]
-fn exports_and_workspaces_are_read_from_the_log() {
-    let d = tempfile::tempdir().unwrap();
-    let db = d.path().join("audit.db");
-    assert!(export_free(&db));
-    let key = d.path().join("k");
-    let signer = std::sync::Arc::new(stele_attest::generate_key_file(&key, "t.invalid/log").unwrap());
-    let log = stele_audit::AuditLog::create(&db, signer, stele_audit::LogOptions::default()).unwrap();
-    let actor = stele_audit::Actor::system();
-    for (kind, data) in [
-        (stele_audit::EventKind::AuditExport, serde_json::json!({"out": "/srv/exports/e1"})),
-        (stele_audit::EventKind::AuditExport, serde_json::json!({"out": "relative/e2"})),
-        (stele_audit::EventKind::AuditRead, serde_json::json!({"out": "/not/an/export"})),
-    ] {
-        log.append_blocking(stele_audit::Event::new(kind, actor.clone()).with_data(data))
-            .unwrap();
-    }
-    log.close().unwrap();
-    let exports = locations::export_locations(&db).unwrap();
-    assert_eq!(exports, vec![Location::new(Kind::Export, "/srv/exports/e1")]);
-}
-
-fn export_free(db: &Path) -> bool {
-    locations::export_locations(db).unwrap().is_empty()
 }

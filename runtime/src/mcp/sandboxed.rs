@@ -192,10 +192,7 @@ fn refuse_protected(grant: &Path, protected: &[PathBuf]) -> Result<(), String> {
             crate::terminal_safe::path(grant),
             crate::terminal_safe::path(&path)
         )),
-        Err(e) => Err(format!(
-            "grant {}: {e}",
-            crate::terminal_safe::path(grant)
-        )),
+        Err(e) => Err(format!("grant {}: {e}", crate::terminal_safe::path(grant))),
     }
 }
 
