@@ -259,7 +259,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Export(a) => export(&db, &key, a),
+        AuditCommand::Export(a) => super::audit_export::export(&db, &key, a),
         AuditCommand::Publish { witnesses } => publish(&db, &key, &witnesses),
         AuditCommand::Bench {
             writers,
@@ -281,7 +281,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
 
 /// The person reading, redacting or exporting: `--user`, else `$USER`,
 /// else `$LOGNAME`, checked where it enters (it is shown to reviewers).
-fn human_actor(user: Option<String>) -> anyhow::Result<Actor> {
+pub(crate) fn human_actor(user: Option<String>) -> anyhow::Result<Actor> {
     let mut a = Actor::system();
     a.principal = crate::principal::from_flag_or_env(user.as_deref(), "unknown")?;
     Ok(a)
@@ -364,54 +364,10 @@ fn read(db: &Path, key: &Path, f: &ReadArgs, tail: Option<u64>) -> anyhow::Resul
                 terminal_safe::json_text(&String::from_utf8_lossy(bytes))
             );
         } else {
-            println!("{}", summary(leaf));
+            println!("{}", super::entry_line::summary(leaf));
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// One entry on one line. Every field that comes from the log is escaped
-/// (line feeds too): a principal, path or program name can neither drive
-/// the reviewer's terminal nor forge another line.
-pub(crate) fn summary(l: &Leaf) -> String {
-    let f = terminal_safe::line;
-    let mut s = format!(
-        "{:>7}  {}  {:<19} {}",
-        l.seq,
-        f(&l.ts),
-        l.kind.as_str(),
-        f(&l.actor.principal)
-    );
-    if let Some(sess) = &l.session {
-        s.push_str(&format!("  session={}#{}", f(&sess.id), sess.n));
-    }
-    if let Some(t) = &l.target {
-        for (k, v) in [
-            ("path", &t.path),
-            ("program", &t.program),
-            ("host", &t.host),
-            ("tool", &t.tool),
-            ("model", &t.model),
-        ] {
-            if let Some(v) = v {
-                s.push_str(&format!("  {k}={}", f(v)));
-            }
-        }
-    }
-    if let Some(d) = &l.decision {
-        s.push_str(&format!("  {:?}", d.effect).to_lowercase());
-        if !d.policies.is_empty() {
-            let ids: Vec<String> = d.policies.iter().map(|p| f(p)).collect();
-            s.push_str(&format!(" [{}]", ids.join(",")));
-        }
-    }
-    if let Some(o) = &l.outcome {
-        s.push_str(&format!("  -> {:?}", o.status).to_lowercase());
-    }
-    if let Some(r) = &l.refs {
-        s.push_str(&format!(" (intent {})", r.intent_seq));
-    }
-    s
 }
 
 fn verify(
@@ -557,102 +513,6 @@ fn print_report(r: &VerifyReport) {
         r.cpu_seconds,
         r.entries as f64 / r.cpu_seconds.max(1e-9)
     );
-}
-
-fn export(db: &Path, key: &Path, mut a: ExportArgs) -> anyhow::Result<ExitCode> {
-    use stele_audit::export::layout::Selection;
-    use stele_audit::export::write::{export, ExportOptions, PolicyInput};
-    // An export holds every payload of what it exports: private (folders
-    // 0700, files 0600) whatever the umask.
-    paths::private_umask();
-    // Recorded absolute, so that later sessions can refuse a workspace
-    // that holds it; and never written into a workspace of this log.
-    a.out = std::path::absolute(&a.out)?;
-    let exporter = human_actor(a.user.clone())?;
-    refuse_export_into_workspace(db, &a.out)?;
-    let selection = match (&a.session, &a.since, &a.until) {
-        (Some(id), _, _) => Selection::Session { id: id.clone() },
-        (None, Some(since), Some(until)) => Selection::Time {
-            since: since.clone(),
-            until: until.clone(),
-        },
-        _ => Selection::All,
-    };
-    let mut policies = Vec::new();
-    for dir in &a.policies {
-        // The engine's digest is the one leaves name in `decision.bundle`.
-        let digest = stele_policy::Bundle::load(dir)
-            .map(|b| b.digest().to_string())
-            .with_context(|| format!("loading policy bundle {}", terminal_safe::path(dir)))?;
-        policies.push(PolicyInput {
-            dir: dir.clone(),
-            bundle_digest: Some(digest),
-        });
-    }
-    let signer = Arc::new(load_key_file(key)?);
-    let manifest_key = match &a.export_key {
-        Some(p) => Some(load_key_file(p)?),
-        None => None,
-    };
-    let log = AuditLog::open(db, signer.clone(), LogOptions::default()).with_context(|| {
-        format!(
-            "opening {} (exports are themselves logged)",
-            terminal_safe::path(db)
-        )
-    })?;
-    let tar = a.out.extension().is_some_and(|e| e == "tar");
-    let opts = ExportOptions {
-        selection,
-        payloads: !a.no_payloads,
-        policies,
-        exporter,
-        allow_open_session: a.allow_open_session,
-        tar,
-    };
-    let mk: &dyn stele_attest::Signer = match &manifest_key {
-        Some(k) => k,
-        None => signer.as_ref(),
-    };
-    let r = export(&log, mk, &opts, &a.out);
-    log.close()?;
-    let r = r?;
-    // Later sessions find this export quickly (no workspace may hold it).
-    crate::isolation::exports::refresh_index(db);
-    println!(
-        "exported {} ({} entries in the tiles, {} selected, {} files; recorded as entry {})",
-        terminal_safe::path(&a.out),
-        r.tree_size,
-        r.selected,
-        r.files + 1,
-        r.export_entry
-    );
-    println!(
-        "verify with: stele-verify {} --key '{}'",
-        terminal_safe::path(&a.out),
-        terminal_safe::line(&signer.verifier().to_string())
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-/// An export written into (or over) a workspace this log records would be
-/// read by a later session's sandbox: every payload of every exported
-/// session. Refused, naming both folders.
-fn refuse_export_into_workspace(db: &Path, out: &Path) -> anyhow::Result<()> {
-    use crate::isolation::{self, Kind, Location};
-    for ws in isolation::locations::recorded_workspaces(db)? {
-        // The output seen as a location the workspace must not hold.
-        if let Err(e) = isolation::check(&ws, &[Location::new(Kind::Export, out)]) {
-            if matches!(e, isolation::IsolationError::Overlap { .. }) {
-                anyhow::bail!(
-                    "refusing to export to {}: it is inside {}, a workspace of this log \
-                     (a later session could read every exported payload). Export elsewhere.",
-                    terminal_safe::path(out),
-                    terminal_safe::path(&ws)
-                );
-            }
-        }
-    }
-    Ok(())
 }
 
 fn publish(db: &Path, key: &Path, witnesses: &[String]) -> anyhow::Result<ExitCode> {

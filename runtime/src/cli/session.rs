@@ -215,7 +215,7 @@ fn show(db: &std::path::Path, key: &std::path::Path, id: &str) -> anyhow::Result
         terminal_safe::path(db)
     );
     for l in &leaves {
-        println!("{}", super::audit::summary(l));
+        println!("{}", super::entry_line::summary(l));
     }
     Ok(ExitCode::SUCCESS)
 }
