@@ -166,8 +166,9 @@ pub fn build(
     // The outermost message already includes its causes.
     let reason = format!("{vm_error}");
     eprintln!(
-        "stele: WARNING: the micro-VM did not come up ({reason}); running in the process \
-         sandbox as the configuration allows (vm_fallback = \"process\"); the log records it"
+        "stele: WARNING: the micro-VM did not come up ({}); running in the process \
+         sandbox as the configuration allows (vm_fallback = \"process\"); the log records it",
+        crate::terminal_safe::line(&reason)
     );
     let mut built = process(workspace, mediator, network)
         .context("the micro-VM did not come up, and neither did the process sandbox")?;

@@ -8,6 +8,8 @@ use anyhow::Context as _;
 use stele_policy::tests_format::{request_from_parts, run_tests, CaseOutcome};
 use stele_policy::{explain, synthetic, Bundle, Effect};
 
+use crate::terminal_safe as safe;
+
 /// Arguments of `stele policy`.
 #[derive(Debug, clap::Args)]
 pub struct PolicyArgs {
@@ -75,8 +77,8 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
             context,
             json,
         } => {
-            let b =
-                Bundle::load(&bundle).with_context(|| format!("loading {}", bundle.display()))?;
+            let b = Bundle::load(&bundle)
+                .with_context(|| format!("loading {}", safe::path(&bundle)))?;
             let context = context
                 .map(|c| serde_json::from_str::<serde_json::Value>(&c))
                 .transpose()
@@ -84,10 +86,11 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
             let request = request_from_parts(&principal, &action, &resource, context.as_ref())?;
             b.check_request(&request)?;
             let d = b.decide(&request);
+            // Names in the request and the bundle's ids and reasons, escaped.
             if json {
-                println!("{}", serde_json::to_string_pretty(&d)?);
+                println!("{}", safe::json_pretty(&serde_json::to_value(&d)?));
             } else {
-                print!("{}", explain::render(&request, &d));
+                print!("{}", safe::block(&explain::render(&request, &d)));
             }
             Ok(match d.effect {
                 Effect::Allow => ExitCode::SUCCESS,
@@ -131,8 +134,8 @@ fn validate(bundle: &std::path::Path) -> anyhow::Result<ExitCode> {
     let b = match Bundle::load(bundle) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("error: {e}");
-            eprintln!("bundle refused: {}", bundle.display());
+            eprintln!("error: {}", safe::line(&e.to_string()));
+            eprintln!("bundle refused: {}", safe::path(bundle));
             return Ok(ExitCode::from(1));
         }
     };
@@ -140,7 +143,7 @@ fn validate(bundle: &std::path::Path) -> anyhow::Result<ExitCode> {
     let tests = match run_tests(&b) {
         Ok(r) => r.cases.len(),
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", safe::line(&e.to_string()));
             return Ok(ExitCode::from(1));
         }
     };
@@ -159,28 +162,31 @@ fn test(bundle: &std::path::Path) -> anyhow::Result<ExitCode> {
     let b = match Bundle::load(bundle) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", safe::line(&e.to_string()));
             return Ok(ExitCode::from(1));
         }
     };
     let report = match run_tests(&b) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", safe::line(&e.to_string()));
             return Ok(ExitCode::from(1));
         }
     };
     for c in &report.cases {
         match &c.outcome {
-            CaseOutcome::Pass => println!("  test {} ... ok", c.name),
-            CaseOutcome::Fail(why) => {
-                println!("  test {} ... FAIL ({}): {why}", c.name, c.location)
-            }
+            CaseOutcome::Pass => println!("  test {} ... ok", safe::line(&c.name)),
+            CaseOutcome::Fail(why) => println!(
+                "  test {} ... FAIL ({}): {}",
+                safe::line(&c.name),
+                safe::line(&c.location.to_string()),
+                safe::line(why)
+            ),
         }
     }
     println!("{} passed, {} failed", report.passed(), report.failed());
     if report.cases.is_empty() {
-        eprintln!("error: no tests in {}/tests/*.json", bundle.display());
+        eprintln!("error: no tests in {}/tests/*.json", safe::path(bundle));
         return Ok(ExitCode::from(1));
     }
     Ok(if report.failed() == 0 {
