@@ -8,6 +8,7 @@
 
 pub mod approval;
 pub mod mediator;
+pub mod net;
 mod permit;
 pub mod record;
 
