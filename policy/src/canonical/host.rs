@@ -74,7 +74,9 @@ impl CanonicalHost {
                 "" => None,
                 t => Some(t.strip_prefix(':').ok_or_else(bad)?),
             };
-            (inner, port)
+            // Keep the brackets: only an IPv6 literal may be in them.
+            let close = inner.len() + 2;
+            (rest.get(..close).ok_or_else(bad)?, port)
         } else {
             match rest.rsplit_once(':') {
                 Some((h, p)) => (h, Some(p)),
