@@ -181,3 +181,7 @@ impl Gate {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "net_tests.rs"]
+mod tests;
