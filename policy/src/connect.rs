@@ -16,18 +16,18 @@ pub enum ConnectStep {
     /// a name resolved once); connect to exactly `resolution.host.address()`.
     Decide {
         /// The request with the resolved host.
-        request: Request,
+        request: Box<Request>,
         /// The address chosen and all the resolver returned.
         resolution: Resolution,
         /// The decision by name alone, for a name (`None` for a literal).
-        by_name: Option<Decision>,
+        by_name: Option<Box<Decision>>,
     },
     /// Refused by name alone: the name was never resolved.
-    RefusedByName(Decision),
+    RefusedByName(Box<Decision>),
     /// Not refused by name, but the name does not resolve.
     Unresolvable {
         /// The decision by name alone.
-        by_name: Decision,
+        by_name: Box<Decision>,
         /// Why it did not resolve.
         error: ResolveError,
     },
@@ -52,7 +52,7 @@ impl Bundle {
         };
         if host.address().is_some() {
             return Ok(ConnectStep::Decide {
-                request: request.clone(),
+                request: Box::new(request.clone()),
                 resolution: Resolution {
                     host: host.clone(),
                     all: host.address().into_iter().collect(),
@@ -60,7 +60,7 @@ impl Bundle {
                 by_name: None,
             });
         }
-        let by_name = self.decide(request);
+        let by_name = Box::new(self.decide(request));
         if by_name.effect == Effect::Deny {
             return Ok(ConnectStep::RefusedByName(by_name));
         }
@@ -69,7 +69,7 @@ impl Bundle {
                 let mut resolved = request.clone();
                 resolved.resource = Resource::Host(resolution.host.clone());
                 ConnectStep::Decide {
-                    request: resolved,
+                    request: Box::new(resolved),
                     resolution,
                     by_name: Some(by_name),
                 }

@@ -130,8 +130,7 @@ impl Level {
 
     /// Depth of this level, with `open_child` the depth of a group still open in it.
     fn depth(&self, open_child: u32) -> u32 {
-        self.best
-            .max(self.ops() + self.child.max(open_child))
+        self.best.max(self.ops() + self.child.max(open_child))
     }
 }
 
@@ -390,7 +389,10 @@ mod tests {
             .collect();
         assert!(ok(&cedar(&alternatives.join(" || ")), Syntax::Cedar));
         // Elements of a set are side by side.
-        let set = format!("[{}].contains(resource.path)", vec!["\"a\""; 5000].join(", "));
+        let set = format!(
+            "[{}].contains(resource.path)",
+            vec!["\"a\""; 5000].join(", ")
+        );
         assert!(ok(&cedar(&set), Syntax::Cedar));
     }
 
@@ -422,7 +424,10 @@ mod tests {
             other => panic!("expected TooDeep, got {other:?}"),
         }
         assert!(!ok(&cedar(&vec!["true"; 400].join(" && ")), Syntax::Cedar));
-        assert!(!ok(&cedar(&format!("context{} == 1", ".a".repeat(400))), Syntax::Cedar));
+        assert!(!ok(
+            &cedar(&format!("context{} == 1", ".a".repeat(400))),
+            Syntax::Cedar
+        ));
         assert!(!ok(
             &format!("type T = {}Long{};", "Set<".repeat(70), ">".repeat(70)),
             Syntax::CedarSchema
@@ -435,7 +440,10 @@ mod tests {
     fn operators_before_an_if_count_with_its_branches() {
         let branch = format!("context{} == 1", ".a".repeat(200));
         let prefix = vec!["true"; 150].join(" && ");
-        assert!(ok(&cedar(&format!("if true then true else {branch}")), Syntax::Cedar));
+        assert!(ok(
+            &cedar(&format!("if true then true else {branch}")),
+            Syntax::Cedar
+        ));
         assert!(!ok(
             &cedar(&format!("{prefix} && if true then true else {branch}")),
             Syntax::Cedar

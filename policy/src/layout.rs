@@ -268,10 +268,7 @@ pub(crate) fn read_bundle(root: &Path) -> Result<BundleFiles, PolicyError> {
 }
 
 /// `teams/`: one folder per team, nothing else.
-fn read_teams(
-    root: &Path,
-    dir: &Path,
-) -> Result<BTreeMap<String, Vec<TextFile>>, PolicyError> {
+fn read_teams(root: &Path, dir: &Path) -> Result<BTreeMap<String, Vec<TextFile>>, PolicyError> {
     let mut teams = BTreeMap::new();
     for (team, tpath, kind) in entries(root, dir)? {
         let rel = rel_path(root, &tpath);

@@ -61,8 +61,8 @@ pub mod tests_format;
 mod tool_args;
 
 pub use bundle::Bundle;
-pub use connect::ConnectStep;
 pub use canonical::{AddressClass, CanonicalHost, CanonicalPath, ProgramRef};
+pub use connect::ConnectStep;
 pub use decision::{
     Decision, DeterminingPolicy, Effect, EvalError, LayerVerdict, PolicyEffect, Verdict,
 };

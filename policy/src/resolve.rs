@@ -71,7 +71,10 @@ pub struct Resolution {
 /// Resolve `host` (a name) once and pick the address to decide on and
 /// connect to: the resolver's first. An IP literal resolves to itself
 /// without asking the resolver.
-pub fn resolve_host(host: &CanonicalHost, resolver: &dyn Resolve) -> Result<Resolution, ResolveError> {
+pub fn resolve_host(
+    host: &CanonicalHost,
+    resolver: &dyn Resolve,
+) -> Result<Resolution, ResolveError> {
     if let Some(address) = host.address() {
         return Ok(Resolution {
             host: host.clone(),
@@ -86,12 +89,10 @@ pub fn resolve_host(host: &CanonicalHost, resolver: &dyn Resolve) -> Result<Reso
     let first = *all
         .first()
         .ok_or_else(|| ResolveError::NoAddress(host.name().to_owned()))?;
-    let host = host
-        .resolved(first)
-        .map_err(|e| ResolveError::Lookup {
-            name: host.name().to_owned(),
-            message: e.to_string(),
-        })?;
+    let host = host.resolved(first).map_err(|e| ResolveError::Lookup {
+        name: host.name().to_owned(),
+        message: e.to_string(),
+    })?;
     Ok(Resolution { host, all })
 }
 
@@ -106,10 +107,13 @@ mod tests {
 
     impl Resolve for Table {
         fn resolve(&self, name: &str, _port: u16) -> Result<Vec<IpAddr>, ResolveError> {
-            self.0.get(name).cloned().ok_or_else(|| ResolveError::Lookup {
-                name: name.to_owned(),
-                message: "NXDOMAIN".into(),
-            })
+            self.0
+                .get(name)
+                .cloned()
+                .ok_or_else(|| ResolveError::Lookup {
+                    name: name.to_owned(),
+                    message: "NXDOMAIN".into(),
+                })
         }
     }
 
@@ -117,7 +121,10 @@ mod tests {
     fn first_address_canonicalised_and_literals_untouched() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let t = Table(HashMap::from([
-            ("mixed.example", vec![ip("::ffff:10.0.0.7"), ip("93.184.216.34")]),
+            (
+                "mixed.example",
+                vec![ip("::ffff:10.0.0.7"), ip("93.184.216.34")],
+            ),
             ("empty.example", vec![]),
         ]));
         let h = CanonicalHost::new("https", "Mixed.Example", None).unwrap();
@@ -127,15 +134,24 @@ mod tests {
         let lit = CanonicalHost::new("https", "[::ffff:7f00:1]", None).unwrap();
         assert_eq!(resolve_host(&lit, &t).unwrap().all, vec![ip("127.0.0.1")]);
         let e = CanonicalHost::new("https", "empty.example", None).unwrap();
-        assert!(matches!(resolve_host(&e, &t), Err(ResolveError::NoAddress(_))));
+        assert!(matches!(
+            resolve_host(&e, &t),
+            Err(ResolveError::NoAddress(_))
+        ));
         let n = CanonicalHost::new("https", "nx.example", None).unwrap();
-        assert!(matches!(resolve_host(&n, &t), Err(ResolveError::Lookup { .. })));
+        assert!(matches!(
+            resolve_host(&n, &t),
+            Err(ResolveError::Lookup { .. })
+        ));
     }
 
     #[test]
     fn the_system_resolver_knows_localhost() {
         let h = CanonicalHost::new("http", "localhost", Some(80)).unwrap();
         let r = resolve_host(&h, &SystemResolver).unwrap();
-        assert_eq!(r.host.class(), Some(crate::canonical::AddressClass::Loopback));
+        assert_eq!(
+            r.host.class(),
+            Some(crate::canonical::AddressClass::Loopback)
+        );
     }
 }

@@ -153,8 +153,7 @@ fn check(case: &Case, bundle: &Bundle) -> Result<CaseOutcome, PolicyError> {
         ));
     }
     let r = &case.request;
-    let mut request =
-        request_from_parts(&r.principal, &r.action, &r.resource, r.context.as_ref())?;
+    let mut request = request_from_parts(&r.principal, &r.action, &r.resource, r.context.as_ref())?;
     if let Some(a) = &r.address {
         request = request.with_address(a)?;
     }

@@ -62,11 +62,13 @@ unless { context has approval && context.approval.granted && context.approval.ti
     assert_eq!(b.decide(&r).effect, Effect::Ask);
     // After the answer, the real approval decides.
     assert_eq!(
-        b.decide_with_approval(&r, approval("carol", "CHG-1234")).effect,
+        b.decide_with_approval(&r, approval("carol", "CHG-1234"))
+            .effect,
         Effect::Allow
     );
     assert_eq!(
-        b.decide_with_approval(&r, approval("carol", "audit:77")).effect,
+        b.decide_with_approval(&r, approval("carol", "audit:77"))
+            .effect,
         Effect::Deny
     );
 }
@@ -116,7 +118,11 @@ fn ask_on_a_permit_is_refused() {
             &format!("// c\n@id(\"org.p\")\n@{key}(\"human\")\npermit (principal, action, resource is File);\n"),
         )]);
         match Bundle::load(dir.path()) {
-            Err(PolicyError::Annotation { location, policy, message }) => {
+            Err(PolicyError::Annotation {
+                location,
+                policy,
+                message,
+            }) => {
                 assert_eq!(location.file, "org/a.cedar");
                 assert_eq!(location.line, Some(2));
                 assert_eq!(policy, "org.p");
@@ -132,7 +138,12 @@ fn lints_of(files: &[(&str, &str)]) -> Vec<(LintId, String)> {
     let b = Bundle::load(dir.path()).unwrap();
     b.lints()
         .iter()
-        .map(|l| (l.id, l.policy.clone().unwrap_or_else(|| l.location.to_string())))
+        .map(|l| {
+            (
+                l.id,
+                l.policy.clone().unwrap_or_else(|| l.location.to_string()),
+            )
+        })
         .collect()
 }
 
@@ -144,7 +155,10 @@ fn lints() {
             "org/a.cedar",
             &format!("@id(\"org.f\")\n@{key}(\"human\")\nforbid (principal, action, resource is File)\nunless {{ context has approval && context.approval.granted }};\n"),
         )]);
-        assert!(l.contains(&(LintId::AskMisspelt, "org.f".into())), "@{key}: {l:?}");
+        assert!(
+            l.contains(&(LintId::AskMisspelt, "org.f".into())),
+            "@{key}: {l:?}"
+        );
     }
     // An org forbid an approval can lift: the one exception, pointed out.
     let l = lints_of(&[(
@@ -169,8 +183,14 @@ fn lints() {
     // A team nobody is in.
     let l = lints_of(&[
         ("org/a.cedar", PERMIT_CALLS),
-        ("teams/ghost/a.cedar", "@id(\"g.x\")\npermit (principal, action == Action::\"mcp.call\", resource);\n"),
-        ("teams/real/a.cedar", "@id(\"r.x\")\npermit (principal, action == Action::\"mcp.call\", resource);\n"),
+        (
+            "teams/ghost/a.cedar",
+            "@id(\"g.x\")\npermit (principal, action == Action::\"mcp.call\", resource);\n",
+        ),
+        (
+            "teams/real/a.cedar",
+            "@id(\"r.x\")\npermit (principal, action == Action::\"mcp.call\", resource);\n",
+        ),
         ("members.toml", "[users]\nann = [\"real\"]\n"),
     ]);
     assert_eq!(l, vec![(LintId::TeamWithoutMembers, "teams/ghost/".into())]);

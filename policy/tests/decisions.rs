@@ -359,10 +359,18 @@ fn digest_is_stable_and_covers_every_file_read() {
     changed("a test file");
     write(dir.path(), "tests/t.json", "[ ]");
     changed("a test file's content");
-    write(dir.path(), "members.toml", "[users]\nalice = [\"finance\"]\n");
+    write(
+        dir.path(),
+        "members.toml",
+        "[users]\nalice = [\"finance\"]\n",
+    );
     changed("members.toml");
     let org = std::fs::read_to_string(dir.path().join("org/org.cedar")).unwrap();
-    write(dir.path(), "org/org.cedar", &format!("// a comment is content too\n{org}"));
+    write(
+        dir.path(),
+        "org/org.cedar",
+        &format!("// a comment is content too\n{org}"),
+    );
     changed("a comment in a policy file");
     write(
         dir.path(),

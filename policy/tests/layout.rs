@@ -86,7 +86,10 @@ fn folders_symlinks_fifos_and_odd_names_in_layers_are_refused() {
     // A FIFO (reading it would block the loader forever).
     let dir = base();
     let fifo = dir.path().join("org/pipe.cedar");
-    let st = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
     assert!(st.success());
     refused(dir.path(), "org/pipe.cedar");
     // A name that is not UTF-8.
@@ -119,10 +122,19 @@ fn other_folders_hold_only_what_they_are_for() {
         refused(dir.path(), name);
     }
     // tests/: *.json only.
-    for name in ["tests/t.JSON", "tests/t.json.bak", "tests/.t.json.swp", "tests/sub/t.json"] {
+    for name in [
+        "tests/t.JSON",
+        "tests/t.json.bak",
+        "tests/.t.json.swp",
+        "tests/sub/t.json",
+    ] {
         let dir = base();
         write(dir.path(), name, "[]");
-        let expect = if name.ends_with("sub/t.json") { "tests/sub" } else { name };
+        let expect = if name.ends_with("sub/t.json") {
+            "tests/sub"
+        } else {
+            name
+        };
         refused(dir.path(), expect);
     }
     // The root: known names in another case, policy files anywhere else.
@@ -138,7 +150,11 @@ fn other_folders_hold_only_what_they_are_for() {
         let dir = base();
         write(dir.path(), name, FORBID);
         let first = name.split('/').next().unwrap();
-        let expect = if first.contains('.') || name.starts_with("ORG") { first } else { name };
+        let expect = if first.contains('.') || name.starts_with("ORG") {
+            first
+        } else {
+            name
+        };
         refused(dir.path(), expect);
     }
     // Known names of the wrong kind.

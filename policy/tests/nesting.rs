@@ -7,8 +7,8 @@
 mod common;
 
 use common::{bundle, write, ORG_ALLOW_ALL_FILES};
-use stele_policy::tests_format::run_tests;
 use stele_policy::canonical::canonical_path;
+use stele_policy::tests_format::run_tests;
 use stele_policy::{Action, Bundle, PolicyError, Request, Resource};
 
 /// Run `f` on a thread with a 2 MiB stack (a stack overflow aborts the
@@ -48,7 +48,10 @@ fn deep_conditions(n: usize) -> Vec<(&'static str, String)> {
         ("-( chain", format!("{} == 1", nested("-(", "1", ")"))),
         ("attribute chain", format!("context{} == 1", ".a".repeat(n))),
         ("has chain", format!("context{} has b", ".a".repeat(n))),
-        ("index chain", format!("context{} == 1", "[\"a\"]".repeat(n))),
+        (
+            "index chain",
+            format!("context{} == 1", "[\"a\"]".repeat(n)),
+        ),
         ("method chain", format!("[1]{}", ".contains(1)".repeat(n))),
         ("call arguments", nested("ip(", "\"1.2.3.4\"", ")")),
         ("like chain", vec!["\"a\""; n].join(" like ")),
@@ -105,9 +108,21 @@ fn deep_expressions_are_refused_in_every_position_and_layer() {
 fn deep_nesting_in_scope_and_annotations() {
     let n = 5_000;
     for text in [
-        format!("@id(\"x\")\npermit (principal, action in {}Action::\"file.read\"{}, resource);", "[".repeat(n), "]".repeat(n)),
-        format!("@id(\"x\")\npermit {}principal, action, resource{};", "(".repeat(n), ")".repeat(n)),
-        format!("@id{}\"x\"{}\npermit (principal, action, resource);", "(".repeat(n), ")".repeat(n)),
+        format!(
+            "@id(\"x\")\npermit (principal, action in {}Action::\"file.read\"{}, resource);",
+            "[".repeat(n),
+            "]".repeat(n)
+        ),
+        format!(
+            "@id(\"x\")\npermit {}principal, action, resource{};",
+            "(".repeat(n),
+            ")".repeat(n)
+        ),
+        format!(
+            "@id{}\"x\"{}\npermit (principal, action, resource);",
+            "(".repeat(n),
+            ")".repeat(n)
+        ),
     ] {
         let e = load(vec![("org/a.cedar".into(), text)]).err().unwrap();
         assert!(matches!(e, PolicyError::TooDeep { .. }), "{e}");
@@ -120,8 +135,18 @@ fn deep_schema_members_and_tests_are_refused() {
     let n = 10_000;
     // The schema: nested record types and Set<…>.
     for schema in [
-        format!("{}\ntype Deep = {}Long{};\n", stele_policy::STELE_SCHEMA, "Set<".repeat(n), ">".repeat(n)),
-        format!("{}\ntype Deep = {}Long{};\n", stele_policy::STELE_SCHEMA, "{a: ".repeat(n), "}".repeat(n)),
+        format!(
+            "{}\ntype Deep = {}Long{};\n",
+            stele_policy::STELE_SCHEMA,
+            "Set<".repeat(n),
+            ">".repeat(n)
+        ),
+        format!(
+            "{}\ntype Deep = {}Long{};\n",
+            stele_policy::STELE_SCHEMA,
+            "{a: ".repeat(n),
+            "}".repeat(n)
+        ),
     ] {
         let e = load(vec![
             ("org/a.cedar".into(), ORG_ALLOW_ALL_FILES.into()),
@@ -227,7 +252,12 @@ fn the_deepest_accepted_nesting_loads_and_decides_on_a_small_stack() {
                 .unwrap()
             };
             let (a, b2) = (b.decide(&r("a")), b.decide(&r("b")));
-            (a.effect, b2.effect, a.errors.len(), format!("{:?}", a.errors))
+            (
+                a.effect,
+                b2.effect,
+                a.errors.len(),
+                format!("{:?}", a.errors),
+            )
         });
         eprintln!("{what}: deepest accepted n = {n}");
         assert_eq!(ok.0, stele_policy::Effect::Allow, "{what} x{n}: {}", ok.3);

@@ -77,13 +77,25 @@ const SPELLINGS: &[(&str, &str, AddressClass)] = &[
     ("[fd00::5]", "fd00::5", AddressClass::Private),
     ("[64:ff9b::a00:5]", "64:ff9b::a00:5", AddressClass::Private),
     ("[2002:a00:5::1]", "2002:a00:5::1", AddressClass::Private),
-    ("169.254.169.254", "169.254.169.254", AddressClass::LinkLocal),
-    ("[::ffff:a9fe:a9fe]", "169.254.169.254", AddressClass::LinkLocal),
+    (
+        "169.254.169.254",
+        "169.254.169.254",
+        AddressClass::LinkLocal,
+    ),
+    (
+        "[::ffff:a9fe:a9fe]",
+        "169.254.169.254",
+        AddressClass::LinkLocal,
+    ),
     ("0xa9fea9fe", "169.254.169.254", AddressClass::LinkLocal),
     ("[fe80::1]", "fe80::1", AddressClass::LinkLocal),
     ("224.0.0.251", "224.0.0.251", AddressClass::Multicast),
     ("[ff02::fb]", "ff02::fb", AddressClass::Multicast),
-    ("255.255.255.255", "255.255.255.255", AddressClass::Broadcast),
+    (
+        "255.255.255.255",
+        "255.255.255.255",
+        AddressClass::Broadcast,
+    ),
     ("192.0.2.1", "192.0.2.1", AddressClass::Reserved),
     ("[2001:db8::1]", "2001:db8::1", AddressClass::Reserved),
     ("93.184.216.34", "93.184.216.34", AddressClass::Public),
@@ -97,7 +109,10 @@ fn every_spelling_is_one_canonical_host_with_its_class() {
         let h = host(spelling, 8080);
         assert_eq!(h.name(), *canonical, "{spelling}");
         assert_eq!(h.class(), Some(*class), "{spelling}");
-        assert_eq!(h.address().map(|a| a.to_string()).as_deref(), Some(*canonical));
+        assert_eq!(
+            h.address().map(|a| a.to_string()).as_deref(),
+            Some(*canonical)
+        );
         // What `stele policy explain` parses is the same host.
         let uid = format!("Host::\"https://{spelling}:8080\"");
         let from_uid = Resource::parse_uid(&uid, UidForm::Canonicalise).unwrap();
@@ -116,7 +131,11 @@ fn every_non_public_spelling_is_refused_and_public_ones_allowed() {
             assert_eq!(d.effect, Effect::Allow, "{spelling}");
         } else {
             assert_eq!(d.effect, Effect::Deny, "{spelling}");
-            assert_eq!(d.reasons().collect::<Vec<_>>(), ["org.no-internal"], "{spelling}");
+            assert_eq!(
+                d.reasons().collect::<Vec<_>>(),
+                ["org.no-internal"],
+                "{spelling}"
+            );
         }
     }
 }
@@ -161,7 +180,12 @@ impl Table {
         Self {
             names: entries
                 .iter()
-                .map(|(n, a)| (n.to_string(), a.iter().map(|x| x.parse().unwrap()).collect()))
+                .map(|(n, a)| {
+                    (
+                        n.to_string(),
+                        a.iter().map(|x| x.parse().unwrap()).collect(),
+                    )
+                })
                 .collect(),
             calls: Mutex::new(Vec::new()),
         }
@@ -180,9 +204,11 @@ impl Resolve for Table {
 
 fn final_effect(b: &Bundle, step: ConnectStep) -> (Effect, Option<AddressClass>) {
     match step {
-        ConnectStep::Decide { request, resolution, .. } => {
-            (b.decide(&request).effect, resolution.host.class())
-        }
+        ConnectStep::Decide {
+            request,
+            resolution,
+            ..
+        } => (b.decide(&request).effect, resolution.host.class()),
         ConnectStep::RefusedByName(d) => (d.effect, None),
         ConnectStep::Unresolvable { .. } => (Effect::Deny, None),
     }
@@ -245,7 +271,10 @@ fn a_name_refused_by_name_is_never_resolved() {
 fn the_system_resolver_sees_localhost_as_loopback() {
     let b = net_bundle();
     let step = b
-        .connect_step(&request(host("LocalHost.", 80)), &stele_policy::SystemResolver)
+        .connect_step(
+            &request(host("LocalHost.", 80)),
+            &stele_policy::SystemResolver,
+        )
         .unwrap();
     assert_eq!(
         final_effect(&b, step),
@@ -254,7 +283,12 @@ fn the_system_resolver_sees_localhost_as_loopback() {
 }
 
 fn template(name: &str) -> Bundle {
-    Bundle::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies").join(name)).unwrap()
+    Bundle::load(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../policies")
+            .join(name),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -262,9 +296,13 @@ fn the_templates_forbid_every_non_public_class() {
     for (name, user) in [("strict-default", "anyone"), ("finance", "alice")] {
         let b = template(name);
         for (spelling, _, class) in SPELLINGS {
-            let r = Request::builder(user, Action::NetConnect, Resource::Host(host(spelling, 443)))
-                .build()
-                .unwrap();
+            let r = Request::builder(
+                user,
+                Action::NetConnect,
+                Resource::Host(host(spelling, 443)),
+            )
+            .build()
+            .unwrap();
             let d = b.decide(&r);
             assert_eq!(d.effect, Effect::Deny, "{name}: {spelling}");
             let reasons: Vec<&str> = d.reasons().collect();
@@ -286,7 +324,11 @@ fn tests_can_give_the_address_a_name_resolved_to() {
     let resolved = r.with_address("::ffff:10.0.0.5").unwrap();
     assert_eq!(b.decide(&resolved).effect, Effect::Deny);
     // A literal cannot be given another address; other resources none.
-    assert!(request(host("10.0.0.5", 443)).with_address("10.0.0.6").is_err());
-    assert!(request(host("10.0.0.5", 443)).with_address("10.0.0.5").is_ok());
+    assert!(request(host("10.0.0.5", 443))
+        .with_address("10.0.0.6")
+        .is_err());
+    assert!(request(host("10.0.0.5", 443))
+        .with_address("10.0.0.5")
+        .is_ok());
     assert!(r.with_address("not-an-address").is_err());
 }

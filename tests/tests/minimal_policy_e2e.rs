@@ -15,7 +15,13 @@ use serde_json::json;
 use stele_tests::leaves_json;
 use stele_tests::mock_model::{MockModel, Turn, Wire};
 
-fn run_minimal(approve: &str) -> (tempfile::TempDir, std::process::Output, Vec<serde_json::Value>) {
+fn run_minimal(
+    approve: &str,
+) -> (
+    tempfile::TempDir,
+    std::process::Output,
+    Vec<serde_json::Value>,
+) {
     let d = tempfile::tempdir().unwrap();
     let s = setup(d.path());
     let ws = d.path().join("ws");
@@ -26,7 +32,11 @@ fn run_minimal(approve: &str) -> (tempfile::TempDir, std::process::Output, Vec<s
     let mock = MockModel::start().unwrap();
     mock.push(
         Turn::new()
-            .tool_use("w", "file_write", json!({"path": "work/in.txt", "content": "3\n4\n"}))
+            .tool_use(
+                "w",
+                "file_write",
+                json!({"path": "work/in.txt", "content": "3\n4\n"}),
+            )
             .into(),
     );
     let py = "n = sum(int(l) for l in open('work/in.txt'))\nopen('work/sum.txt', 'w').write(str(n))\nprint(n)\n";
@@ -37,7 +47,11 @@ fn run_minimal(approve: &str) -> (tempfile::TempDir, std::process::Output, Vec<s
     );
     mock.push(
         Turn::new()
-            .tool_use("o", "file_write", json!({"path": "outbox/letter.txt", "content": "total 7\n"}))
+            .tool_use(
+                "o",
+                "file_write",
+                json!({"path": "outbox/letter.txt", "content": "total 7\n"}),
+            )
             .into(),
     );
     mock.push(
@@ -66,7 +80,10 @@ fn the_minimum_working_team_runs_and_asks_before_outbox_writes() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     let ws = d.path().join("ws");
-    assert_eq!(std::fs::read_to_string(ws.join("work/sum.txt")).unwrap(), "7");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("work/sum.txt")).unwrap(),
+        "7"
+    );
     assert_eq!(
         std::fs::read_to_string(ws.join("outbox/letter.txt")).unwrap(),
         "total 7\n"
@@ -83,8 +100,10 @@ fn the_minimum_working_team_runs_and_asks_before_outbox_writes() {
     );
     assert!(leaves.iter().any(|l| l["kind"] == "approval.grant"));
     assert!(
-        leaves.iter().any(|l| l["target"]["path"] == "outbox/letter.txt"
-            && l["decision"]["effect"] == "allow"),
+        leaves
+            .iter()
+            .any(|l| l["target"]["path"] == "outbox/letter.txt"
+                && l["decision"]["effect"] == "allow"),
         "no allowed write to outbox/letter.txt"
     );
 }
@@ -94,7 +113,10 @@ fn refusing_the_approval_leaves_the_outbox_empty() {
     let (d, o, leaves) = run_minimal("deny");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let ws = d.path().join("ws");
-    assert_eq!(std::fs::read_to_string(ws.join("work/sum.txt")).unwrap(), "7");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("work/sum.txt")).unwrap(),
+        "7"
+    );
     assert!(!ws.join("outbox/letter.txt").exists());
     assert!(leaves.iter().any(|l| l["kind"] == "approval.deny"));
 }

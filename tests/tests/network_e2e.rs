@@ -321,9 +321,16 @@ fn every_spelling_is_refused(backend: &str) {
         assert_eq!(r["status"], "403", "{backend}: {r}");
     }
     for r in allowed {
-        assert_eq!(r["status"], "200", "{backend}: the control was not reached: {r}");
+        assert_eq!(
+            r["status"], "200",
+            "{backend}: the control was not reached: {r}"
+        );
     }
-    assert_eq!(target.count(), 0, "{backend}: a refused spelling reached loopback");
+    assert_eq!(
+        target.count(),
+        0,
+        "{backend}: a refused spelling reached loopback"
+    );
     assert!(control.count() >= 3, "{backend}: {}", control.count());
 
     // Each refused attempt is one decision entry, with why.
@@ -335,9 +342,15 @@ fn every_spelling_is_refused(backend: &str) {
         let requested = en["data"]["requested_host"].as_str();
         let invalid = requested.is_some_and(|h| INVALID.contains(&h));
         if invalid {
-            assert!(en["decision"]["policies"].as_array().unwrap().is_empty(), "{en}");
             assert!(
-                en["decision"]["reason"].as_str().unwrap().contains("not a valid host"),
+                en["decision"]["policies"].as_array().unwrap().is_empty(),
+                "{en}"
+            );
+            assert!(
+                en["decision"]["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("not a valid host"),
                 "{en}"
             );
         } else {
@@ -400,7 +413,7 @@ fn explain_agrees(e: &Env, port: u16, entries: &[serde_json::Value]) {
         // from the canonical one.
         let en = logged
             .get(*h)
-            .or_else(|| logged.get(&h.trim_matches(['[', ']']).to_owned()))
+            .or_else(|| logged.get(h.trim_matches(['[', ']'])))
             .copied();
         if INVALID.contains(h) {
             assert_eq!(code, Some(4), "{h}: {}", String::from_utf8_lossy(&o.stderr));
@@ -494,7 +507,10 @@ fn no_network_attempts_are_logged(backend: &str) {
         want.extend(["registry.example", "pip.example"]);
     }
     for h in want {
-        assert!(hosts.contains(&h), "{backend}: no logged refusal for {h}: {hosts:?}");
+        assert!(
+            hosts.contains(&h),
+            "{backend}: no logged refusal for {h}: {hosts:?}"
+        );
     }
     for l in &refusals {
         assert_eq!(l["decision"]["effect"], "deny");

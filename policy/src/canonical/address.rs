@@ -139,7 +139,11 @@ fn classify_v4(ip: Ipv4Addr) -> AddressClass {
 /// `addr` is inside `net/len`.
 fn in_v6(addr: u128, net: [u16; 8], len: u32) -> bool {
     let net = u128::from(Ipv6Addr::from(net));
-    let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+    let mask = if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - len)
+    };
     addr & mask == net & mask
 }
 
@@ -220,16 +224,14 @@ fn ipv4_number(part: &str) -> Option<u64> {
     if part.is_empty() {
         return None;
     }
-    let (digits, radix) = if let Some(h) = part
-        .strip_prefix("0x")
-        .or_else(|| part.strip_prefix("0X"))
-    {
-        (h, 16)
-    } else if part.len() > 1 && part.starts_with('0') {
-        (&part[1..], 8)
-    } else {
-        (part, 10)
-    };
+    let (digits, radix) =
+        if let Some(h) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+            (h, 16)
+        } else if part.len() > 1 && part.starts_with('0') {
+            (&part[1..], 8)
+        } else {
+            (part, 10)
+        };
     if digits.is_empty() {
         return Some(0);
     }
@@ -263,10 +265,11 @@ pub(crate) fn ends_in_a_number(host: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap_or_else(|_| IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        s.parse().unwrap()
     }
 
     #[test]

@@ -269,8 +269,14 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(canon("Example.COM.").as_deref(), Ok("example.com"));
-        assert_eq!(canon("Bücher.example").as_deref(), Ok("xn--bcher-kva.example"));
-        assert_eq!(canon("BÜCHER.example.").as_deref(), Ok("xn--bcher-kva.example"));
+        assert_eq!(
+            canon("Bücher.example").as_deref(),
+            Ok("xn--bcher-kva.example")
+        );
+        assert_eq!(
+            canon("BÜCHER.example.").as_deref(),
+            Ok("xn--bcher-kva.example")
+        );
         assert_eq!(canon("LOCALHOST").as_deref(), Ok("localhost"));
     }
 

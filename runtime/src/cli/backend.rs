@@ -17,8 +17,8 @@ use serde_json::json;
 use stele_sandbox::exec::Sandbox;
 use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig};
 use stele_sandbox::{
-    FileChangeReport, FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict,
-    Verdict,
+    FileChangeReport, FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest,
+    NetVerdict, Verdict,
 };
 
 /// Which sandbox backend runs the commands.

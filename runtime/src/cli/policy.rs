@@ -9,8 +9,8 @@ use stele_policy::context_json::context_from_json;
 use stele_policy::request::parse_principal;
 use stele_policy::tests_format::{run_tests, CaseOutcome};
 use stele_policy::{
-    explain, synthetic, Action, Bundle, ConnectStep, Decision, Effect, Request, Resource,
-    Severity, SystemResolver, UidForm,
+    explain, synthetic, Action, Bundle, ConnectStep, Decision, Effect, Request, Resource, Severity,
+    SystemResolver, UidForm,
 };
 
 /// `stele policy explain` exit codes (documented in docs/policy-guide.md).
@@ -212,13 +212,13 @@ fn explain_request(b: &Bundle, request: &Request, json: bool) -> anyhow::Result<
                     "resolved": resolution.all.iter().map(ToString::to_string).collect::<Vec<_>>(),
                     "by_name": by_name.as_ref().map(|d| d.effect),
                 });
-                (request, d, Some(dest))
+                (*request, d, Some(dest))
             }
             ConnectStep::RefusedByName(d) => {
                 let dest = serde_json::json!({
                     "address": null, "class": null, "resolved": [], "by_name": d.effect,
                 });
-                (request.clone(), d, Some(dest))
+                (request.clone(), *d, Some(dest))
             }
             ConnectStep::Unresolvable { by_name, error } => {
                 let dest = serde_json::json!({
@@ -443,7 +443,13 @@ mod tests {
         // unknown action, bad context JSON, an uncanonicalisable host.
         assert_eq!(explain("File::\"x\"", None), exit(exit::INVALID_REQUEST));
         assert_eq!(
-            explain_as(template("finance"), "file.rename", "File::\"x\"", None, None),
+            explain_as(
+                template("finance"),
+                "file.rename",
+                "File::\"x\"",
+                None,
+                None
+            ),
             exit(exit::INVALID_REQUEST)
         );
         assert_eq!(

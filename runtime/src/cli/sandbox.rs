@@ -15,8 +15,7 @@ use stele_sandbox::process::{
     LandlockStatus, NetworkMode, ProcessSandbox, ProcessSandboxConfig, WorkspaceMount,
 };
 use stele_sandbox::{
-    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict, Ticket,
-    Verdict,
+    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict, Ticket, Verdict,
 };
 
 use super::setup::{self, NetworkChoice, OpenSession, SessionSpec};

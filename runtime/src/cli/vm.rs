@@ -14,8 +14,7 @@ use stele_sandbox::vm::{
     build_image, AccelChoice, ImageStore, VmReport, VmSandbox, VmSandboxConfig,
 };
 use stele_sandbox::{
-    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict, Ticket,
-    Verdict,
+    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict, Ticket, Verdict,
 };
 
 /// Arguments of `stele vm`.

@@ -74,9 +74,11 @@ impl Gate {
                     "net.connect refused: host {:?} is not a valid host name or address ({e})",
                     req.host
                 );
-                let mut target = Target::default();
-                target.port = Some(req.port);
-                target.scheme = Some(scheme.to_string());
+                let target = Target {
+                    port: Some(req.port),
+                    scheme: Some(scheme.to_string()),
+                    ..Target::default()
+                };
                 self.refuse_target(target, data, reason).map(Err)
             }
         }
@@ -96,7 +98,9 @@ impl Gate {
         resolver: &dyn Resolve,
     ) -> Result<Connection, GateError> {
         let by_name = self.net_request(&attempt, None);
-        let step = self.bundle.connect_step(&self.request(&by_name)?, resolver)?;
+        let step = self
+            .bundle
+            .connect_step(&self.request(&by_name)?, resolver)?;
         match step {
             ConnectStep::RefusedByName(d) => self.deny(&by_name, &d).map(Connection::Denied),
             ConnectStep::Unresolvable { error, .. } => {

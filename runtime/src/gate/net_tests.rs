@@ -190,7 +190,10 @@ fn the_address_decided_is_the_address_returned() {
     let data = e.data.unwrap();
     assert_eq!(data["address"], "93.184.216.34");
     assert_eq!(data["class"], "public");
-    assert_eq!(data["resolved"], serde_json::json!(["93.184.216.34", "10.0.0.1"]));
+    assert_eq!(
+        data["resolved"],
+        serde_json::json!(["93.184.216.34", "10.0.0.1"])
+    );
     assert_eq!(data["requested_host"], "Pub.Test.");
     // Explicitly allowed by name, though loopback: the mapped address is
     // canonicalised before it is decided on and handed out.
@@ -207,7 +210,10 @@ fn a_name_refused_by_name_is_logged_and_never_resolved() {
     let Connection::Denied(d) = decide(&s, "secret-data.x.evil.test", &t) else {
         panic!()
     };
-    assert!(t.asked.lock().unwrap().is_empty(), "resolved before deciding");
+    assert!(
+        t.asked.lock().unwrap().is_empty(),
+        "resolved before deciding"
+    );
     let e = entry(&s, d.seq);
     assert_eq!(e.kind, EventKind::PolicyDecision);
     assert!(e.data.unwrap().get("address").is_none());
@@ -216,10 +222,7 @@ fn a_name_refused_by_name_is_logged_and_never_resolved() {
         panic!()
     };
     assert!(d.reason.contains("nx.test"), "{}", d.reason);
-    assert_eq!(
-        entry(&s, d.seq).outcome.unwrap().status,
-        Status::Denied
-    );
+    assert_eq!(entry(&s, d.seq).outcome.unwrap().status, Status::Denied);
     assert_eq!(*t.asked.lock().unwrap(), ["nx.test"]);
 }
 
@@ -245,7 +248,11 @@ fn every_spelling_of_loopback_through_the_mediator_is_a_logged_refusal() {
         let d = r.detail::<crate::gate::Denial>().expect("logged");
         let e = entry(&s, d.seq);
         assert_eq!(e.kind, EventKind::PolicyDecision, "{spelling}");
-        assert_eq!(e.decision.unwrap().policies, ["org.no-internal"], "{spelling}");
+        assert_eq!(
+            e.decision.unwrap().policies,
+            ["org.no-internal"],
+            "{spelling}"
+        );
         let data = e.data.unwrap();
         assert_eq!(data["class"], "loopback", "{spelling}");
         assert_eq!(data["exec"], "3");
@@ -256,7 +263,12 @@ fn every_spelling_of_loopback_through_the_mediator_is_a_logged_refusal() {
 fn a_host_that_does_not_canonicalise_is_a_logged_refusal() {
     let s = setup(Network::ViaProxy);
     let m = GateMediator::new(s.gate.clone(), None);
-    for bad in ["%31%32%37.0.0.1", "exa_mple!.com", "1.2.3.4.5", "[fe80::1%25lo]"] {
+    for bad in [
+        "%31%32%37.0.0.1",
+        "exa_mple!.com",
+        "1.2.3.4.5",
+        "[fe80::1%25lo]",
+    ] {
         let NetVerdict::Deny(r) = m.net_connect(&net(bad, 443)) else {
             panic!("{bad} was permitted")
         };

@@ -78,7 +78,9 @@ impl Mediator for McpNetMediator {
             Ok(Err(d)) => return NetVerdict::Deny(d.into()),
             Err(e) => return refuse(&e),
         };
-        let listed = self.sandbox.allows(attempt.host.name(), attempt.host.port());
+        let listed = self
+            .sandbox
+            .allows(attempt.host.name(), attempt.host.port());
         attempt.data["in_server_hosts"] = serde_json::json!(listed);
         if !listed {
             let reason = format!(

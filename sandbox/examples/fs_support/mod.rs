@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use stele_sandbox::fs::{FsServer, MediatedFs};
 use stele_sandbox::{
-    FileAccess, FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict, Requester,
-    Ticket, Verdict,
+    FileAccess, FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict,
+    Requester, Ticket, Verdict,
 };
 
 /// A rule: return `Some(reason)` to deny the request.

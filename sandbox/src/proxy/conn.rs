@@ -277,8 +277,7 @@ pub(crate) fn respond(client: &mut TcpStream, code: u16, reason: &str, body: &st
 /// Text (a reason, the host as the client wrote it) safe to put on one
 /// line of a response body.
 fn sanitize(text: &str) -> String {
-    text
-        .chars()
+    text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(200)
         .collect()

@@ -9,7 +9,8 @@ use stele_sandbox::check::LayerReport;
 use stele_sandbox::exec::{ExecOutcome, ExecRequest, Limits, Sandbox};
 use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig, WorkspaceMount};
 use stele_sandbox::{
-    FileAccess, FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict, Ticket, Verdict,
+    FileAccess, FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict,
+    Ticket, Verdict,
 };
 
 /// What the recording mediator allows.
