@@ -127,9 +127,12 @@ impl Bundle {
                         }
                     }
                     let ask = annotations.contains_key("ask") && effect == PolicyEffect::Forbid;
+                    // Only a forbid with conditions can read the approval.
                     let est = match effect {
-                        PolicyEffect::Forbid => crate::guard::est(&policy),
-                        PolicyEffect::Permit => None,
+                        PolicyEffect::Forbid if policy.has_non_scope_constraint() => {
+                            crate::guard::est(&policy)
+                        }
+                        PolicyEffect::Forbid | PolicyEffect::Permit => None,
                     };
                     let approval_literals = match (&est, ask) {
                         (Some(e), true) => crate::ask::literals(e),

@@ -32,6 +32,12 @@ unless { resource.name like "*.evil.test" };
 forbid (principal, action == Action::"net.connect", resource)
 when { resource has class && resource.class != "public" }
 unless { resource.name == "allowed.test" };
+
+@id("org.ask-for-uploads")
+@ask("human")
+forbid (principal, action == Action::"net.connect", resource)
+when { resource.name == "upload.test" }
+unless { context has approval && context.approval.granted };
 "#;
 
 struct Setup {
@@ -41,6 +47,13 @@ struct Setup {
 }
 
 fn setup(network: Network) -> Setup {
+    setup_with(
+        network,
+        Box::new(FlagApprover::new(ApprovalOutcome::Refused, "flag:test")),
+    )
+}
+
+fn setup_with(network: Network, approver: Box<dyn crate::gate::Approver>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let bundle_dir = dir.path().join("bundle");
     std::fs::create_dir_all(bundle_dir.join("org")).unwrap();
@@ -72,7 +85,7 @@ fn setup(network: Network) -> Setup {
             principal: "alice".into(),
             teams: vec![],
         },
-        Box::new(FlagApprover::new(ApprovalOutcome::Refused, "flag:test")),
+        approver,
         SandboxFacts {
             backend: SandboxBackend::Process,
             network,
@@ -298,4 +311,38 @@ fn without_network_every_attempt_is_a_logged_refusal() {
             assert_eq!(e.decision.unwrap().reason.as_deref(), Some(NO_NETWORK));
         }
     }
+}
+
+/// Grants everything and keeps what it was shown.
+#[derive(Debug, Default)]
+struct Shown(Arc<Mutex<Vec<String>>>);
+
+impl crate::gate::Approver for Shown {
+    fn ask(&self, text: &str) -> crate::gate::ApprovalAnswer {
+        self.0.lock().unwrap().push(text.to_owned());
+        crate::gate::ApprovalAnswer {
+            outcome: ApprovalOutcome::Granted,
+            approver: "bob".into(),
+            method: "test".into(),
+        }
+    }
+}
+
+#[test]
+fn an_approver_is_shown_the_address_a_name_resolved_to() {
+    let shown = Arc::new(Mutex::new(Vec::new()));
+    let s = setup_with(Network::ViaProxy, Box::new(Shown(shown.clone())));
+    let t = Table::new(&[("upload.test", &["93.184.216.34"])]);
+    let Connection::Permitted { address, .. } = decide(&s, "upload.test", &t) else {
+        panic!("the approved upload was refused")
+    };
+    assert_eq!(address, "93.184.216.34".parse::<IpAddr>().unwrap());
+    let shown = shown.lock().unwrap();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert!(shown[0].contains("https://upload.test:443"), "{}", shown[0]);
+    assert!(
+        shown[0].contains("Address:  93.184.216.34 (public)"),
+        "{}",
+        shown[0]
+    );
 }
