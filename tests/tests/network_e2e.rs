@@ -73,6 +73,7 @@ fd00::5 ula.test
 0.0.0.0 zero.test
 ::1 six.test
 127.0.0.1 allowed.test
+10.0.0.7 xn--bcher-kva.example
 ";
 
 /// Spellings of destinations the class rule must refuse (literals).
@@ -120,6 +121,9 @@ const NAMES: &[&str] = &[
     "loop.test",
     "zero.test",
     "six.test",
+    // IDNA: the proxy and `explain` must both see xn--bcher-kva.example.
+    "Bücher.example",
+    "BÜCHER.example.",
 ];
 
 /// Spellings no enforcement point accepts as a host.
