@@ -91,7 +91,12 @@ fn bench_gate(
             principal: "alice".into(),
             teams: vec!["finance".into()],
         },
-        Box::new(FlagApprover::new(ApprovalOutcome::Refused, "bench")),
+        Box::new(FlagApprover::new(
+            ApprovalOutcome::Refused,
+            "alice",
+            "flag",
+            "bench",
+        )),
         SandboxFacts::default(),
         serde_json::json!({}),
     )?;

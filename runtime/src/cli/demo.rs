@@ -54,25 +54,12 @@ const TEMPLATE: &[(&str, &str)] = &[
     ),
 ];
 
-/// The demo's additions to the finance template: the scripted "model" is
-/// allowed (and marked as scripted in the log), and writing to the outbox
-/// needs a human's approval.
-const DEMO_POLICY: &str = r#"
-// Added by `stele demo`.
-@id("demo.outbox-write")
-permit (principal in Team::"finance", action == Action::"file.write", resource is File)
-when { resource.path like "outbox/*" };
+/// The member of the finance team who approves alice's outbox letter in
+/// the demo (the template needs someone other than the requester).
+pub const DEMO_APPROVER: &str = "bob";
 
-@id("demo.outbox-needs-approval")
-@ask("human")
-forbid (principal in Team::"finance", action == Action::"file.write", resource is File)
-when { resource.path like "outbox/*" }
-unless { context has approval && context.approval.granted };
-
-@id("demo.list-outbox")
-permit (principal in Team::"finance", action == Action::"file.list", resource is File)
-when { resource.path == "outbox" };
-"#;
+/// How the demo's approvals are recorded: given by the demo, not typed.
+pub const DEMO_METHOD: &str = "demo";
 
 const RECEIPTS: &[(&str, &str, &str, &str)] = &[
     (
@@ -155,11 +142,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             .into(),
         config: serde_json::json!({ "demo": true }),
     };
-    // The demo has no one at the keyboard: approvals are given by the demo
-    // and recorded as such in the log.
+    // The demo has no one at the keyboard: the finance template wants
+    // another member of finance to approve alice's outbox letter, so the
+    // demo approves in bob's name, recorded with the method `demo`.
     let approver = Box::new(FlagApprover::new(
         stele_policy::ApprovalOutcome::Granted,
-        "demo:auto-approve",
+        DEMO_APPROVER,
+        DEMO_METHOD,
+        "stele demo approves in the name of another finance member; no person was asked",
     ));
     let report = run_task(&run_args, approver)?;
     let verifier = signer.verifier();
@@ -280,7 +270,7 @@ pub(crate) fn write_policy(dir: &Path) -> anyhow::Result<()> {
                     t != *text,
                     "the finance template no longer names its model; update stele demo"
                 );
-                format!("{t}\n{DEMO_POLICY}")
+                t
             }
             _ => text.to_string(),
         };
