@@ -281,12 +281,13 @@ fn on_a_terminal_the_configured_answer_wins() {
         return;
     };
     assert_eq!(code, 0, "{screen}");
-    assert_refused_and_nothing_ran(&t.s, "flag:--approve=deny");
+    assert_refused_and_nothing_ran(&t.s, "flag", "--approve=deny");
 }
 
 /// The last session's log: every intent closed once, started with approvals
-/// refused, the ask refused by `approver`, and nothing executed.
-fn assert_refused_and_nothing_ran(s: &Stele, approver: &str) {
+/// refused, the ask refused in alice's name by `method` (`detail` saying
+/// which setting), and nothing executed.
+fn assert_refused_and_nothing_ran(s: &Stele, method: &str, detail: &str) {
     let leaves = leaves_json(s, &s.state.join("audit.db")).unwrap();
     let id = last_session(&leaves);
     intents_closed_once(&leaves, &id).unwrap();
@@ -300,7 +301,12 @@ fn assert_refused_and_nothing_ran(s: &Stele, approver: &str) {
         .iter()
         .find(|l| l["kind"] == "approval.deny")
         .expect("the refusal is logged");
-    assert_eq!(refused["data"]["approver"], approver);
+    assert_eq!(refused["data"]["approver"], "alice", "{refused}");
+    assert_eq!(refused["data"]["method"], method, "{refused}");
+    assert!(
+        refused["data"]["detail"].as_str().unwrap().contains(detail),
+        "{refused}"
+    );
     assert!(
         !mine.iter().any(|l| l["kind"] == "exec.start"),
         "never a silent allow"
@@ -375,7 +381,8 @@ fn without_a_terminal_json_progress_reports_decisions_and_retries() {
         .as_str()
         .unwrap()
         .starts_with("Run in the sandbox: python3"));
-    assert_eq!(decisions[1]["approver"], "no-terminal");
+    assert_eq!(decisions[1]["approver"], "alice");
+    assert_eq!(decisions[1]["method"], "no-terminal");
     assert_eq!(decisions[2]["subject"], "exec");
     assert!(decisions[3]["policies"].is_array(), "{}", decisions[3]);
     assert!(decisions[3]["audit_entry"].is_u64(), "{}", decisions[3]);
@@ -383,7 +390,7 @@ fn without_a_terminal_json_progress_reports_decisions_and_retries() {
     // Progress is on stdout only: nothing for a person on stderr but the session line.
     assert!(!err.contains("── step"), "{err}");
 
-    assert_refused_and_nothing_ran(&t.s, "no-terminal");
+    assert_refused_and_nothing_ran(&t.s, "no-terminal", "no terminal");
 }
 
 #[test]
@@ -408,7 +415,7 @@ fn flag_allow_is_reported_and_logged_as_the_flag() {
     // One line for the person, escaped like everything the model sent.
     let line = err
         .lines()
-        .find(|l| l.contains("approval granted by flag:--approve=allow"))
+        .find(|l| l.contains("approval granted by alice"))
         .unwrap_or_else(|| panic!("{err}"));
     assert!(line.contains("Run in the sandbox: python3"), "{line}");
     assert!(!err.contains('\x1b'), "{err}");
@@ -419,6 +426,8 @@ fn flag_allow_is_reported_and_logged_as_the_flag() {
         .into_iter()
         .find(|l| l["kind"] == "approval.grant")
         .unwrap();
-    assert_eq!(grant["data"]["approver"], "flag:--approve=allow");
+    // In the name of the person who gave the flag, saying it was the flag.
+    assert_eq!(grant["data"]["approver"], "alice");
     assert_eq!(grant["data"]["method"], "flag");
+    assert_eq!(grant["data"]["detail"], "--approve=allow");
 }
