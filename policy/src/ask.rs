@@ -236,11 +236,19 @@ where
     M: Fn(&str) -> I,
     I: Iterator<Item = String>,
 {
-    let strings = distinct(literals.clone().flat_map(|l| l.strings.iter().map(String::as_str)));
+    let strings = distinct(
+        literals
+            .clone()
+            .flat_map(|l| l.strings.iter().map(String::as_str)),
+    );
     let (approvers, methods): (Vec<String>, Vec<&str>) = match asked {
         Asked::Anyone => {
             let mut approvers = vec![HYPOTHETICAL_APPROVER.to_owned()];
-            let users = distinct(literals.clone().flat_map(|l| l.users.iter().map(String::as_str)));
+            let users = distinct(
+                literals
+                    .clone()
+                    .flat_map(|l| l.users.iter().map(String::as_str)),
+            );
             approvers.extend(users.iter().map(|u| (*u).to_owned()));
             let teams = distinct(literals.flat_map(|l| l.teams.iter().map(String::as_str)));
             for t in teams {
@@ -342,7 +350,9 @@ mod tests {
                 method: "tty",
             },
         );
-        assert!(only.iter().all(|a| a.approver == "alice" && a.method == "tty"));
+        assert!(only
+            .iter()
+            .all(|a| a.approver == "alice" && a.method == "tty"));
         assert!(only.iter().any(|a| a.ticket == "CHG-0"));
     }
 }

@@ -329,7 +329,11 @@ impl Bundle {
                 .into_iter()
         };
         for approval in crate::ask::candidates(literals, members, asked) {
-            if self.evaluate(&request.with_approval(approval), mode)?.effect == Effect::Allow {
+            if self
+                .evaluate(&request.with_approval(approval), mode)?
+                .effect
+                == Effect::Allow
+            {
                 return Ok(true);
             }
         }

@@ -20,6 +20,7 @@ use crate::tools::specs::FINAL_ANSWER;
 /// Run `stele chat` (the `task` argument, if given, is the first message).
 pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     apply_config(&mut args)?;
+    args.client = super::run::Client::Chat;
     // A chat has a person at the keyboard: ask on the terminal unless told otherwise.
     let mode = args.approve.unwrap_or(ApproveMode::Prompt);
     let (session, provider) =

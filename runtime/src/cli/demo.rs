@@ -141,6 +141,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                and leave a short summary for Acme in outbox/."
             .into(),
         config: serde_json::json!({ "demo": true }),
+        client: super::run::Client::Demo,
     };
     // The demo has no one at the keyboard: the finance template wants
     // another member of finance to approve alice's outbox letter, so the

@@ -71,6 +71,39 @@ pub struct RunArgs {
     /// Where the configuration came from (filled in from the config layers).
     #[arg(skip)]
     pub config: serde_json::Value,
+    /// Which command runs the session (recorded in `session.start`).
+    #[arg(skip)]
+    pub client: Client,
+}
+
+/// The front end that opened a session, as `session.start` records it
+/// (`client`): a reviewer reads whether a person typed a task at `stele
+/// run`, talked in `stele chat`, or watched `stele demo`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Client {
+    /// `stele run`.
+    #[default]
+    Run,
+    /// `stele chat`.
+    Chat,
+    /// `stele demo`.
+    Demo,
+}
+
+impl Client {
+    /// The record: `{"kind": "cli", "command": …, "version": …}`.
+    pub fn record(self) -> serde_json::Value {
+        let command = match self {
+            Client::Run => "run",
+            Client::Chat => "chat",
+            Client::Demo => "demo",
+        };
+        serde_json::json!({
+            "kind": "cli",
+            "command": command,
+            "version": env!("CARGO_PKG_VERSION"),
+        })
+    }
 }
 
 /// The result of a finished run, for callers such as `stele demo`.
@@ -158,7 +191,11 @@ pub(crate) fn open_for(
                 "config": args.config,
                 "model": format!("{:?}:{}", info.kind, info.model).to_lowercase(),
                 "model_spec": args.model,
+                "model_base_url": info.base_url,
                 "approve": format!("{:?}", args.approve.unwrap_or_else(default_mode)).to_lowercase(),
+                "client": args.client.record(),
+                // Committed as the session's `task` payload (redactable), not kept here.
+                (crate::gate::TASK_MEMBER): args.task,
             }),
         },
         progress::observe(approver, style_of(args)),

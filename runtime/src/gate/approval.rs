@@ -182,9 +182,9 @@ pub fn parse_answer(line: &str) -> (stele_policy::ApprovalOutcome, Option<String
     if rest.is_empty() {
         return (Granted, None);
     }
-    let printable = rest
-        .chars()
-        .all(|c| !c.is_control() && terminal_safe(&c.to_string(), Newlines::Escape).len() == c.len_utf8());
+    let printable = rest.chars().all(|c| {
+        !c.is_control() && terminal_safe(&c.to_string(), Newlines::Escape).len() == c.len_utf8()
+    });
     if rest.chars().count() > MAX_TICKET_CHARS || !printable {
         return (Refused, None);
     }

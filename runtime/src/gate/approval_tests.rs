@@ -121,7 +121,8 @@ fn finance() -> std::path::PathBuf {
 /// mediator, which shows approvers the content).
 fn write_tool(s: &Setup, path: &str, content: &str) -> crate::tools::Ran {
     let m = GateMediator::with_parent(s.gate.clone(), Parent::ToolCall(1));
-    let dir = Arc::new(cap_std::fs::Dir::open_ambient_dir(&s.ws, cap_std::ambient_authority()).unwrap());
+    let dir =
+        Arc::new(cap_std::fs::Dir::open_ambient_dir(&s.ws, cap_std::ambient_authority()).unwrap());
     let input = json!({"path": path, "content": content});
     let m = match crate::tools::files::show_write(&dir, "file_write", &input) {
         Some(show) => m.showing_writes(show),
@@ -137,7 +138,11 @@ fn of_kind(l: &[Leaf], k: EventKind) -> Vec<&Leaf> {
 
 fn shown_payload(db: &Path, request: &Leaf) -> String {
     let store = Store::open(db).unwrap();
-    let cmt = &request.payload.first().expect("the shown text is a payload").commit;
+    let cmt = &request
+        .payload
+        .first()
+        .expect("the shown text is a payload")
+        .commit;
     let p = store
         .payload(&stele_audit::payload::parse_commit(cmt).unwrap())
         .unwrap()
@@ -159,16 +164,27 @@ fn a_self_approval_under_the_finance_template_is_refused_without_asking() {
         let seen = person.seen.clone();
         let s = setup_on(&finance(), Box::new(person));
         let ran = write_tool(&s, "outbox/letter.txt", "Dear Acme,\n");
-        assert_eq!(ran.outcome.status, stele_audit::Status::Denied, "{}", ran.text);
+        assert_eq!(
+            ran.outcome.status,
+            stele_audit::Status::Denied,
+            "{}",
+            ran.text
+        );
         assert!(seen.lock().unwrap().is_empty(), "{method}: alice was asked");
         assert!(!s.ws.join("outbox/letter.txt").exists());
         let v: serde_json::Value = serde_json::from_str(&ran.text).unwrap();
         assert_eq!(v["policies"], json!(["finance.outbox-four-eyes"]), "{v}");
         let reason = v["reason"].as_str().unwrap();
         assert!(reason.contains(&format!("alice ({method})")), "{reason}");
-        assert!(reason.contains("someone other than the requester"), "{reason}");
+        assert!(
+            reason.contains("someone other than the requester"),
+            "{reason}"
+        );
         let l = leaves(&s.db);
-        assert!(of_kind(&l, EventKind::ApprovalRequest).is_empty(), "{method}");
+        assert!(
+            of_kind(&l, EventKind::ApprovalRequest).is_empty(),
+            "{method}"
+        );
         let d = of_kind(&l, EventKind::PolicyDecision);
         let refusal = d
             .iter()
@@ -203,7 +219,10 @@ fn another_member_sees_the_letter_and_their_grant_is_recorded() {
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 1);
     let shown = &seen[0];
-    assert!(shown.starts_with("Write file: outbox/acme.txt\n"), "{shown}");
+    assert!(
+        shown.starts_with("Write file: outbox/acme.txt\n"),
+        "{shown}"
+    );
     assert!(
         shown.contains(
             "| Dear Acme,\n| your March receipts are summarised in reports/by-client.csv.\n"
@@ -232,11 +251,22 @@ fn replacing_a_file_shows_its_changes() {
     let bob = Person::granting("bob");
     let seen = bob.seen.clone();
     let s = setup_on(&finance(), Box::new(bob));
-    std::fs::write(s.ws.join("outbox/acme.txt"), "Dear Acme,\ntotal: 50.50 EUR\nBye\n").unwrap();
-    let ran = write_tool(&s, "outbox/acme.txt", "Dear Acme,\ntotal: 5050.00 EUR\nBye\n");
+    std::fs::write(
+        s.ws.join("outbox/acme.txt"),
+        "Dear Acme,\ntotal: 50.50 EUR\nBye\n",
+    )
+    .unwrap();
+    let ran = write_tool(
+        &s,
+        "outbox/acme.txt",
+        "Dear Acme,\ntotal: 5050.00 EUR\nBye\n",
+    );
     assert_eq!(ran.outcome.status, stele_audit::Status::Ok, "{}", ran.text);
     let shown = seen.lock().unwrap()[0].clone();
-    assert!(shown.contains("Replaces the current file (32 bytes"), "{shown}");
+    assert!(
+        shown.contains("Replaces the current file (32 bytes"),
+        "{shown}"
+    );
     assert!(
         shown.contains("-total: 50.50 EUR\n+total: 5050.00 EUR\n"),
         "{shown}"
@@ -288,7 +318,12 @@ unless { context has approval && context.approval.granted && context.approval.ti
         };
         let s = setup_on(b, Box::new(person));
         let ran = write_tool(&s, "reports/r.txt", "x\n");
-        assert_eq!(s.ws.join("reports/r.txt").exists(), written, "{ticket:?}: {}", ran.text);
+        assert_eq!(
+            s.ws.join("reports/r.txt").exists(),
+            written,
+            "{ticket:?}: {}",
+            ran.text
+        );
         let l = leaves(&s.db);
         let grant = of_kind(&l, EventKind::ApprovalGrant)[0];
         let g = grant.data.as_ref().unwrap();

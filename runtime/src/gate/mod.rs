@@ -42,6 +42,12 @@ pub enum GateError {
     Policy(#[from] PolicyError),
 }
 
+/// The member of the `data` given to [`Gate::start_session`] that holds the
+/// task as the person gave it: it is taken out of `data` and committed as
+/// the entry's `task` payload (so it can be redacted like any body), with
+/// its size in `data.task_bytes`. An empty task is left out.
+pub const TASK_MEMBER: &str = "task";
+
 /// Who the session acts for.
 #[derive(Debug, Clone)]
 pub struct SessionInfo {
@@ -170,11 +176,23 @@ impl Gate {
         if let (Some(o), serde_json::Value::Object(extra)) = (d.as_object_mut(), data) {
             o.extend(extra);
         }
-        let r = gate.log.append_blocking(
-            Event::new(EventKind::SessionStart, gate.actor.clone())
-                .in_session(&gate.session.id)
-                .with_data(d),
-        )?;
+        let task = d
+            .as_object_mut()
+            .and_then(|o| o.remove(TASK_MEMBER))
+            .and_then(|t| t.as_str().map(str::to_owned))
+            .filter(|t| !t.is_empty());
+        let mut ev =
+            Event::new(EventKind::SessionStart, gate.actor.clone()).in_session(&gate.session.id);
+        if let Some(t) = task {
+            d["task_bytes"] = serde_json::json!(t.len());
+            ev = ev.with_payload(PayloadInput {
+                role: "task".into(),
+                media: "text/plain".into(),
+                body: t.into_bytes(),
+                disclosure: Disclosure::CommitmentOnly,
+            });
+        }
+        let r = gate.log.append_blocking(ev.with_data(d))?;
         gate.start_entry = (r.seq, r.leaf_hash);
         Ok(gate)
     }
@@ -375,17 +393,14 @@ impl Gate {
         decision: &Decision,
     ) -> Result<Result<Decision, Denial>, GateError> {
         let reachable = self.approver.reachable();
-        if !reachable
-            .iter()
-            .any(|r| self.bundle.could_grant(policy_req, decision, &r.approver, &r.method))
-        {
+        if !reachable.iter().any(|r| {
+            self.bundle
+                .could_grant(policy_req, decision, &r.approver, &r.method)
+        }) {
             return self.refuse_unreachable(req, decision, &reachable).map(Err);
         }
         // Escaped for a terminal before hashing: the hash is of what is shown.
-        let shown = approval::terminal_safe(
-            &req.shown.clone().unwrap_or_else(|| describe(req, decision)),
-            approval::Newlines::Keep,
-        );
+        let shown = approval::terminal_safe(&shown_text(req, decision), approval::Newlines::Keep);
         let shown_sha256 = hex::encode(digest(&SHA256, shown.as_bytes()));
         let asked = self.log.append_blocking(
             self.event(EventKind::ApprovalRequest)
@@ -419,9 +434,7 @@ impl Gate {
         if let Some(d) = &answer.detail {
             data["detail"] = serde_json::json!(d);
         }
-        let answered = self
-            .log
-            .append_blocking(self.event(kind).with_data(data))?;
+        let answered = self.log.append_blocking(self.event(kind).with_data(data))?;
         match answer.outcome {
             ApprovalOutcome::Refused => Ok(Err(Denial {
                 seq: answered.seq,
@@ -536,9 +549,22 @@ impl Gate {
     }
 }
 
-/// The default text shown to an approver: the action, the resource, the
-/// arguments, what is known of its effect, and the rule that asks.
-fn describe(req: &ActionRequest, decision: &Decision) -> String {
+/// What an approver is shown: what the caller says would happen (else a
+/// description of the request), then the rule that asks.
+fn shown_text(req: &ActionRequest, decision: &Decision) -> String {
+    let what = match &req.shown {
+        Some(s) => s.trim_end().to_string(),
+        None => describe(req),
+    };
+    format!(
+        "{what}\nBecause:  {}",
+        record::reason_text(decision, req.action)
+    )
+}
+
+/// The default description of a request: the action, the resource, the
+/// arguments, and what is known of its effect.
+fn describe(req: &ActionRequest) -> String {
     let mut s = match (&req.resource, req.action) {
         // A connection: where it goes, part by part, and the address it
         // really goes to (a name as resolved, once).
@@ -555,9 +581,9 @@ fn describe(req: &ActionRequest, decision: &Decision) -> String {
             }
             s
         }
-        (Resource::File(p), Action::FileWrite) => {
-            shown::file_write_by_program(p.as_str()).trim_end().to_string()
-        }
+        (Resource::File(p), Action::FileWrite) => shown::file_write_by_program(p.as_str())
+            .trim_end()
+            .to_string(),
         _ => format!(
             "Action:   {}\nResource: {}",
             req.action.as_str(),
@@ -567,9 +593,5 @@ fn describe(req: &ActionRequest, decision: &Decision) -> String {
     if !req.argv.is_empty() {
         s.push_str(&format!("\nCommand:  {}", approval::shown_argv(&req.argv)));
     }
-    s.push_str(&format!(
-        "\nBecause:  {}",
-        record::reason_text(decision, req.action)
-    ));
     s
 }

@@ -80,10 +80,7 @@ fn content_block(content: &[u8]) -> String {
         Ok("") => "Content: (empty)\n".to_string(),
         Ok(text) => {
             let (body, left_out) = marked(text, "| ");
-            format!(
-                "Content:\n{body}{}",
-                cut_note(left_out, content, "content")
-            )
+            format!("Content:\n{body}{}", cut_note(left_out, content, "content"))
         }
         Err(_) => {
             let head = &content[..content.len().min(64)];
@@ -241,11 +238,18 @@ mod tests {
         let t = file_write("big.txt", big.as_bytes(), &Current::Absent);
         assert!(t.len() < MAX_SHOWN_CONTENT + 2048, "{}", t.len());
         let hash = sha256_hex(big.as_bytes());
-        assert!(t.contains(&format!("the whole is {} bytes, sha256 {hash}", big.len())), "{t}");
+        assert!(
+            t.contains(&format!("the whole is {} bytes, sha256 {hash}", big.len())),
+            "{t}"
+        );
         // A multi-byte character at the cut is not split.
         let wide = "é".repeat(MAX_SHOWN_CONTENT);
         let t = file_write("w.txt", wide.as_bytes(), &Current::Absent);
-        assert!(t.contains("more bytes of the content not shown"), "{}", t.len());
+        assert!(
+            t.contains("more bytes of the content not shown"),
+            "{}",
+            t.len()
+        );
     }
 
     #[test]
@@ -270,7 +274,10 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("Arguments: 4 (program included)"), "{t}");
-        assert!(t.contains("Working folder: /workspace (the granted folder)"), "{t}");
+        assert!(
+            t.contains("Working folder: /workspace (the granted folder)"),
+            "{t}"
+        );
         assert!(exec(&argv, "reports", "x").contains("Working folder: /workspace/reports"));
     }
 

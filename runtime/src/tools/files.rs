@@ -65,10 +65,10 @@ fn current(dir: &cap_std::fs::Dir, path: &str) -> Current {
         return Current::NotRead(Some(meta.len()));
     }
     let mut bytes = Vec::new();
-    match dir.open(path).and_then(|f| {
-        f.take(MAX_DIFFED_FILE as u64 + 1)
-            .read_to_end(&mut bytes)
-    }) {
+    match dir
+        .open(path)
+        .and_then(|f| f.take(MAX_DIFFED_FILE as u64 + 1).read_to_end(&mut bytes))
+    {
         Ok(n) if n <= MAX_DIFFED_FILE => Current::Present(bytes),
         Ok(n) => Current::NotRead(Some(n as u64)),
         Err(_) => Current::NotRead(Some(meta.len())),
