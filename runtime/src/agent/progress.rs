@@ -205,10 +205,10 @@ pub fn to_line(p: Progress<'_>) -> Option<String> {
 /// Print one event.
 pub fn print(style: ProgressStyle, p: Progress<'_>) {
     match style {
-        ProgressStyle::Json => println!("{}", crate::terminal_safe::json_line(&to_json(p))),
+        ProgressStyle::Json => crate::outln!("{}", crate::terminal_safe::json_line(&to_json(p))),
         ProgressStyle::Human => {
             if let Some(line) = to_line(p) {
-                eprintln!("{line}");
+                crate::errln!("{line}");
             }
         }
     }

@@ -75,7 +75,7 @@ pub(crate) fn export(db: &Path, key: &Path, mut a: ExportArgs) -> anyhow::Result
     let r = r?;
     // Later sessions find this export quickly (no workspace may hold it).
     crate::isolation::exports::refresh_index(db);
-    println!(
+    crate::outln!(
         "exported {} ({} entries in the tiles, {} selected, {} files; recorded as entry {})",
         terminal_safe::path(&a.out),
         r.tree_size,
@@ -83,7 +83,7 @@ pub(crate) fn export(db: &Path, key: &Path, mut a: ExportArgs) -> anyhow::Result
         r.files + 1,
         r.export_entry
     );
-    println!(
+    crate::outln!(
         "verify with: stele-verify {} --key '{}'",
         terminal_safe::path(&a.out),
         terminal_safe::line(&signer.verifier().to_string())

@@ -167,7 +167,7 @@ pub fn build(
     }
     // The outermost message already includes its causes.
     let reason = format!("{vm_error}");
-    eprintln!(
+    crate::errln!(
         "stele: WARNING: the micro-VM did not come up ({}); running in the process \
          sandbox as the configuration allows (vm_fallback = \"process\"); the log records it",
         crate::terminal_safe::line(&reason)

@@ -157,31 +157,31 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let verified = stele_audit::verify::verify_db(&db, &verifier, None)
         .map_err(|e| anyhow::anyhow!("the demo's audit log did not verify: {e}"))?;
     let p = terminal_safe::path;
-    println!(
+    crate::outln!(
         "\nstele demo finished: {}",
         terminal_safe::block(&describe(&report.end))
     );
-    println!("  workspace:   {}", p(&workspace));
-    println!(
+    crate::outln!("  workspace:   {}", p(&workspace));
+    crate::outln!(
         "  report:      {}",
         p(&workspace.join("reports/by-client.csv"))
     );
-    println!("  policy:      {}", p(&policy));
-    println!(
+    crate::outln!("  policy:      {}", p(&policy));
+    crate::outln!(
         "  audit log:   {} ({} entries, verified)",
         p(&db),
         verified.entries
     );
-    println!("  verifier key {verifier}");
-    println!("  session:     {}", report.session);
-    println!("\nLook at what happened and check it:");
+    crate::outln!("  verifier key {verifier}");
+    crate::outln!("  session:     {}", report.session);
+    crate::outln!("\nLook at what happened and check it:");
     let d = p(&db);
     let k = p(&key);
-    println!(
+    crate::outln!(
         "  stele audit show --db {d} --key {k} --session {}",
         report.session
     );
-    println!("  stele audit verify --db {d} --vkey '{verifier}'");
+    crate::outln!("  stele audit verify --db {d} --vkey '{verifier}'");
     let ok = matches!(report.end, RunEnd::Answered(_));
     Ok(if ok {
         ExitCode::SUCCESS

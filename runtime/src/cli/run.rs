@@ -218,7 +218,7 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
     let gate = session.gate.clone();
     let style = style_of(args);
     if style == ProgressStyle::Human {
-        eprintln!(
+        crate::errln!(
             "stele: session {} (policy {}, log {})",
             gate.session_id(),
             gate.bundle().digest(),
@@ -239,7 +239,7 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
             drop(gate);
             // Closing also sends the final checkpoint to the witnesses.
             if let Err(w) = session.close() {
-                eprintln!(
+                crate::errln!(
                     "stele: {}",
                     terminal_safe(&format!("{w:#}"), Newlines::Escape)
                 );
@@ -330,7 +330,7 @@ pub(crate) fn finish(gate: &Gate, end: &RunEnd, style: ProgressStyle) -> anyhow:
         gate.end_session(s, Some(text.chars().take(500).collect()))?;
     }
     match style {
-        ProgressStyle::Json => println!(
+        ProgressStyle::Json => crate::outln!(
             "{}",
             crate::terminal_safe::json_line(
                 &serde_json::json!({"event": "end", "session": gate.session_id(), "result": format!("{end:?}")})
@@ -339,16 +339,16 @@ pub(crate) fn finish(gate: &Gate, end: &RunEnd, style: ProgressStyle) -> anyhow:
         ProgressStyle::Human => match end {
             // The model's words, shown escaped: they cannot drive the terminal.
             RunEnd::Answered(a) | RunEnd::Stopped(a) => {
-                eprintln!("\n{}", terminal_safe(a, Newlines::Keep))
+                crate::errln!("\n{}", terminal_safe(a, Newlines::Keep))
             }
             RunEnd::BudgetExhausted(w) => {
-                eprintln!("stopped: {}", terminal_safe(w, Newlines::Keep))
+                crate::errln!("stopped: {}", terminal_safe(w, Newlines::Keep))
             }
-            RunEnd::ModelDenied(w) => eprintln!(
+            RunEnd::ModelDenied(w) => crate::errln!(
                 "stopped: the model request was denied: {}",
                 terminal_safe(w, Newlines::Keep)
             ),
-            RunEnd::Paused(w) => eprintln!(
+            RunEnd::Paused(w) => crate::errln!(
                 "paused: {}\nthe session is kept; continue later with `stele session resume {}`",
                 terminal_safe(w, Newlines::Keep),
                 gate.session_id()
