@@ -8,14 +8,20 @@
 //! else to API Activity (6003); model calls carry `ai_operation`-profile
 //! style model fields under `ai_model`.
 
+#[cfg(feature = "store")]
 use std::fs::File;
+#[cfg(feature = "store")]
 use std::io::{BufWriter, Write};
+#[cfg(feature = "store")]
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "store")]
 use flate2::write::GzEncoder;
+#[cfg(feature = "store")]
 use flate2::Compression;
 use serde_json::{json, Map, Value};
 
+#[cfg(feature = "store")]
 use super::ExportError;
 
 use crate::event::{Effect, EventKind, Status};
@@ -139,6 +145,7 @@ pub fn event(leaf: &Leaf, hash: &Hash, origin: &str) -> Value {
     Value::Object(e)
 }
 
+#[cfg(feature = "store")]
 /// Writes the OCSF view: one event per line, gzip-compressed, the SHA-256
 /// of the compressed bytes kept as they are written.
 pub struct OcsfWriter {
@@ -147,6 +154,7 @@ pub struct OcsfWriter {
     line: Vec<u8>,
 }
 
+#[cfg(feature = "store")]
 impl OcsfWriter {
     /// Create the file at `path`.
     pub fn create(path: &Path) -> Result<Self, ExportError> {
@@ -187,6 +195,7 @@ impl OcsfWriter {
     }
 }
 
+#[cfg(feature = "store")]
 impl std::fmt::Debug for OcsfWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OcsfWriter")
@@ -195,6 +204,7 @@ impl std::fmt::Debug for OcsfWriter {
     }
 }
 
+#[cfg(feature = "store")]
 /// Passes bytes on to `inner` and keeps their SHA-256 (the digest of a file
 /// as written, without reading it back).
 struct HashingWriter<W> {
@@ -202,6 +212,7 @@ struct HashingWriter<W> {
     hash: ring::digest::Context,
 }
 
+#[cfg(feature = "store")]
 impl<W: Write> HashingWriter<W> {
     fn new(inner: W) -> Self {
         Self {
@@ -218,6 +229,7 @@ impl<W: Write> HashingWriter<W> {
     }
 }
 
+#[cfg(feature = "store")]
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;

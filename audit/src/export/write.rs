@@ -327,11 +327,7 @@ fn build(
         }
     }
 
-    let selection_text = match &opts.selection {
-        Selection::All => "all entries".to_string(),
-        Selection::Session { id } => format!("session {id}"),
-        Selection::Time { since, until } => format!("entries from {since} until {until}"),
-    };
+    let selection_text = super::layout::selection_text(&opts.selection);
     o.put(
         SUMMARY,
         summary.render(&cp.origin, size, &selection_text).as_bytes(),

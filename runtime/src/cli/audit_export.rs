@@ -83,8 +83,19 @@ pub(crate) fn export(db: &Path, key: &Path, mut a: ExportArgs) -> anyhow::Result
         r.files + 1,
         r.export_entry
     );
+    // Every key the verifier needs: without the export key a reviewer's
+    // first run fails as if the manifest had been tampered with.
+    let export_key = manifest_key
+        .as_ref()
+        .map(|k| {
+            format!(
+                " --export-key '{}'",
+                terminal_safe::line(&k.verifier().to_string())
+            )
+        })
+        .unwrap_or_default();
     crate::outln!(
-        "verify with: stele-verify {} --key '{}'",
+        "verify with: stele-verify {} --key '{}'{export_key}",
         terminal_safe::path(&a.out),
         terminal_safe::line(&signer.verifier().to_string())
     );
