@@ -292,6 +292,10 @@ fn edits() -> Vec<(&'static str, Edit)> {
             let first = s.lines().next().unwrap().to_string();
             write_ocsf(d, &(s + &first + "\n"));
         }),
+        ("ocsf: the same events written with other spacing", |d| {
+            let s = read_ocsf(d);
+            write_ocsf(d, &s.replace(",\"", ", \""));
+        }),
         ("ocsf: the approver's user renamed", |d| {
             let s = read_ocsf(d);
             write_ocsf(d, &s.replace("\"alice\"", "\"mallory\""));

@@ -63,6 +63,9 @@ pub struct ExportReport {
     pub export_entry: u64,
 }
 
+/// Entries between progress reports.
+const PROGRESS_EVERY: u64 = 4096;
+
 /// Collects files in the temporary folder and their digests.
 struct Out {
     dir: PathBuf,
@@ -75,12 +78,40 @@ impl Out {
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent).map_err(|e| ExportError::io(parent, e))?;
         }
+        // Not synced one by one (an fsync per proof and payload file made a
+        // session export minutes long): `finish` flushes them all at once
+        // before the folder is renamed into place.
         let mut f = File::create(&p).map_err(|e| ExportError::io(&p, e))?;
         f.write_all(bytes).map_err(|e| ExportError::io(&p, e))?;
-        f.sync_all().map_err(|e| ExportError::io(&p, e))?;
         self.digests.insert(rel.to_string(), sha256(bytes));
         Ok(())
     }
+}
+
+/// How far an export has got, for a progress line on a terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportProgress {
+    /// Entries read, re-checked and tiled, of all in the log.
+    Entries {
+        /// Done.
+        done: u64,
+        /// Of.
+        total: u64,
+    },
+    /// Inclusion proofs written, of the selected entries'.
+    Proofs {
+        /// Done.
+        done: u64,
+        /// Of.
+        total: u64,
+    },
+    /// Payload files written, of the commitments selected.
+    Payloads {
+        /// Done.
+        done: u64,
+        /// Of.
+        total: u64,
+    },
 }
 
 /// Export from an open log. The `audit.export` entry is appended (and
@@ -92,6 +123,17 @@ pub fn export(
     manifest_signer: &dyn Signer,
     opts: &ExportOptions,
     out: &Path,
+) -> Result<ExportReport, ExportError> {
+    export_with_progress(log, manifest_signer, opts, out, &mut |_| {})
+}
+
+/// [`export`], telling `progress` how far it has got now and then.
+pub fn export_with_progress(
+    log: &AuditLog,
+    manifest_signer: &dyn Signer,
+    opts: &ExportOptions,
+    out: &Path,
+    progress: &mut dyn FnMut(ExportProgress),
 ) -> Result<ExportReport, ExportError> {
     if out.exists() {
         return Err(ExportError::Invalid(format!(
@@ -126,6 +168,7 @@ pub fn export(
         receipt.seq,
         receipt.size,
         &receipt.checkpoint,
+        progress,
     )
     .and_then(|report| finish(&tmp, out, opts.tar).map(|()| report));
     if r.is_err() {
@@ -143,6 +186,7 @@ fn build(
     export_entry: u64,
     size: u64,
     note: &str,
+    progress: &mut dyn FnMut(ExportProgress),
 ) -> Result<ExportReport, ExportError> {
     std::fs::create_dir_all(tmp).map_err(|e| ExportError::io(tmp, e))?;
     let mut o = Out {
@@ -168,6 +212,12 @@ fn build(
     let mut pending: Result<(), ExportError> = Ok(());
 
     store.for_each_entry(0, size, |seq, bytes, stored| {
+        if seq % PROGRESS_EVERY == 0 {
+            progress(ExportProgress::Entries {
+                done: seq,
+                total: size,
+            });
+        }
         if seq != checker.size() {
             return Err(crate::AuditError::Integrity {
                 index: checker.size(),
@@ -268,7 +318,13 @@ fn build(
     }
 
     // Inclusion proofs of the selected entries.
-    for seq in &selected {
+    for (i, seq) in selected.iter().enumerate() {
+        if i as u64 % (PROGRESS_EVERY / 16) == 0 {
+            progress(ExportProgress::Proofs {
+                done: i as u64,
+                total: selected.len() as u64,
+            });
+        }
         let path = inclusion_proof(&store, *seq, size)?;
         let leaf = leaves_for_proofs
             .get(seq)
@@ -282,7 +338,13 @@ fn build(
 
     // Payloads (salt ‖ body) of selected entries, unless redacted or withheld.
     if opts.payloads {
-        for c in &commits {
+        for (i, c) in commits.iter().enumerate() {
+            if i as u64 % (PROGRESS_EVERY / 16) == 0 {
+                progress(ExportProgress::Payloads {
+                    done: i as u64,
+                    total: commits.len() as u64,
+                });
+            }
             if let Some(p) = store.payload(c)? {
                 if let (Some(salt), Some(body)) = (p.salt, p.body) {
                     let mut b = salt;
@@ -479,11 +541,10 @@ fn finish(tmp: &Path, out: &Path, tar: bool) -> Result<(), ExportError> {
         std::fs::rename(&tmp_tar, out).map_err(|e| ExportError::io(out, e))?;
         let _ = std::fs::remove_dir_all(tmp);
     } else {
-        for d in super::list_dirs(tmp)? {
-            File::open(&d)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| ExportError::io(&d, e))?;
-        }
+        // Every file and folder written under `tmp`, durable in one call
+        // (syncfs), before the rename makes the export visible.
+        let d = File::open(tmp).map_err(|e| ExportError::io(tmp, e))?;
+        rustix::fs::syncfs(&d).map_err(|e| ExportError::io(tmp, e.into()))?;
         std::fs::rename(tmp, out).map_err(|e| ExportError::io(out, e))?;
     }
     let parent = out
