@@ -142,7 +142,12 @@ pub fn event(leaf: &Leaf, hash: &Hash, origin: &str) -> Value {
         }
     }
     e.insert("unmapped".into(), json!({"stele_kind": leaf.kind.as_str(), "payload_commitments": leaf.payload.iter().map(|p| &p.commit).collect::<Vec<_>>()}));
-    Value::Object(e)
+    // Keys in sorted order whatever serde_json's features in the binary
+    // (`preserve_order` keeps insertion order): the verifier, another
+    // binary, recomputes the same bytes.
+    let mut v = Value::Object(e);
+    v.sort_all_objects();
+    v
 }
 
 #[cfg(feature = "store")]
