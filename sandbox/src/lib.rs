@@ -9,6 +9,7 @@ pub mod fs;
 pub mod mediator;
 pub mod process;
 pub mod proxy;
+pub mod resources;
 pub mod tools;
 pub mod vm;
 

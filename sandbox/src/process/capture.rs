@@ -101,6 +101,8 @@ pub(crate) struct Io<'a> {
     pub cap: usize,
     pub deadline: Instant,
     pub grace: Duration,
+    /// The command's `cgroup.kill`, when it has a cgroup.
+    pub group_kill: Option<&'a std::fs::File>,
 }
 
 /// Run until the init has exited and both streams are closed.
@@ -141,8 +143,13 @@ pub(crate) fn run(io: Io<'_>) -> Streams {
                     term_sent = Some(now);
                 }
                 Some(t) if !killed && now >= t + io.grace => {
+                    // Every process of the command's cgroup at once.
+                    if let Some(mut k) = io.group_kill {
+                        use std::io::Write;
+                        let _ = k.write_all(b"1");
+                    }
                     // SAFETY: as above; SIGKILL of a pid-namespace init
-                    // kills the whole namespace.
+                    // kills the whole namespace (also without a cgroup).
                     unsafe { libc::kill(io.pid, libc::SIGKILL) };
                     killed = true;
                 }

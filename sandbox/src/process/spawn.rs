@@ -346,17 +346,47 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS;
-    let mut lease = sb.netns.lease()?;
-    let pid = lease.enter(|| {
-        // SAFETY: the child runs only `child::run_init`, which is
-        // async-signal-safe and never returns.
-        let pid = unsafe { sys::raw_clone(flags) }.map_err(|e| SandboxError::Prepare {
-            what: "clone into new namespaces",
+    // The command's cgroup: its init is cloned into it, so every process
+    // of the command is in it from its first instruction.
+    let leaf = sb
+        .cgroups
+        .as_ref()
+        .map(|s| s.command_leaf())
+        .transpose()
+        .map_err(|e| SandboxError::Prepare {
+            what: "the command's cgroup",
             source: e,
         })?;
-        if pid == 0 {
-            child::run_init(&plan);
-        }
+    let mut lease = sb.netns.lease()?;
+    let pid = lease.enter(|| {
+        let clone_err = |e| SandboxError::Prepare {
+            what: "clone into new namespaces",
+            source: e,
+        };
+        let pid = match &leaf {
+            Some(leaf) => {
+                let _in_leaf = leaf.enter_thread().map_err(|e| SandboxError::Prepare {
+                    what: "the command's v1 cgroups",
+                    source: e,
+                })?;
+                // SAFETY: the child runs only `child::run_init`, which is
+                // async-signal-safe and never returns (so the guard
+                // moving this thread back is dropped in the parent only).
+                let pid = unsafe { sys::raw_clone_into(flags, leaf.clone_fd()) }.map_err(clone_err)?;
+                if pid == 0 {
+                    child::run_init(&plan);
+                }
+                pid
+            }
+            None => {
+                // SAFETY: as above.
+                let pid = unsafe { sys::raw_clone(flags) }.map_err(clone_err)?;
+                if pid == 0 {
+                    child::run_init(&plan);
+                }
+                pid
+            }
+        };
         Ok(pid)
     })?;
     let mut guard = InitGuard { pid, reaped: false };
@@ -403,6 +433,7 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         cap: req.limits.output_bytes,
         deadline: started + req.limits.wall_time,
         grace: req.limits.kill_grace,
+        group_kill: leaf.as_ref().map(|l| l.killer()),
     });
     let timed_out = streams.timed_out;
     let mut status = 0;
@@ -428,6 +459,10 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
             _ => {}
         }
     }
+    // The init is reaped, so every process of its namespace is gone; the
+    // leaf is empty (`finish` kills and waits should anything remain).
+    let group = leaf.map(|l| l.finish());
+    let session = sb.cgroups.as_ref().map(|s| s.usage());
     // Every process of the command is gone: close what it left open.
     if let (Some(w), Some(r)) = (sb.shared_workspace.as_ref(), registration) {
         w.settle(r);
@@ -442,6 +477,14 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         match cmd_status {
             Some(st) if libc::WIFEXITED(st) => ExitStatus::Exit(libc::WEXITSTATUS(st)),
             Some(st) if libc::WIFSIGNALED(st) => ExitStatus::Signal(libc::WTERMSIG(st)),
+            // The OOM killer may pick the init itself (it is in the
+            // command's group): the whole command was killed for memory.
+            None if libc::WIFSIGNALED(status)
+                && libc::WTERMSIG(status) == libc::SIGKILL
+                && group.is_some_and(|g| g.oom_kills > 0) =>
+            {
+                ExitStatus::Signal(libc::SIGKILL)
+            }
             _ => {
                 return Err(SandboxError::Lost(format!(
                     "sandbox init ended without a command status (wait status {status:#x})"
@@ -458,6 +501,8 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
             user_cpu: tv(ru.ru_utime),
             system_cpu: tv(ru.ru_stime),
             max_rss_bytes: u64::try_from(ru.ru_maxrss).unwrap_or(0) * 1024,
+            group,
+            session,
         },
         duration: started.elapsed(),
     })

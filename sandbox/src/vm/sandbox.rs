@@ -313,6 +313,8 @@ fn collect(
                         user_cpu: Duration::from_micros(r.user_cpu_us),
                         system_cpu: Duration::from_micros(r.system_cpu_us),
                         max_rss_bytes: r.max_rss_bytes,
+                        group: None,
+                        session: None,
                     },
                     duration: Duration::from_micros(r.duration_us),
                 });

@@ -54,6 +54,9 @@ fn probe() -> Result<u8, SandboxError> {
     report.require(&Requirements {
         landlock_min_abi: 1,
         fuse: FuseRequirement::NotRequired,
+        // Services are bounded by their rlimits (`ServiceLimits`), not
+        // (yet) by a cgroup of their own.
+        cgroups: crate::resources::CgroupRequirement::AllowWithout,
     })?;
     Ok(report.landlock_abi)
 }

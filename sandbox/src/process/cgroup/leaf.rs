@@ -1,0 +1,240 @@
+//! One command's group (or the micro-VM's QEMU's): made ahead of time,
+//! entered by the clone, read when the command ends, and removed in the
+//! background.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
+
+use super::control::Node;
+use super::layout::Controller;
+use super::tree;
+use crate::resources::{GroupLimits, GroupUsage};
+
+/// Work for the session's janitor thread.
+pub(crate) enum Job {
+    /// Make a spare leaf for the next command.
+    Prepare,
+    /// Kill what is left in a leaf and remove it (v2 directory first).
+    Remove(Vec<PathBuf>),
+    /// Finish and exit.
+    Stop,
+}
+
+/// One command's group, removed when finished or dropped.
+#[derive(Debug)]
+pub struct LeafGroup {
+    homes: Arc<Vec<File>>,
+    nodes: Vec<Node>,
+    dir_fd: OwnedFd,
+    kill: File,
+    /// One `tasks` per v1 hierarchy, in `homes` order.
+    tasks: Vec<File>,
+    /// The files `usage` reads, opened ahead, per node.
+    stats: Vec<Vec<(&'static str, File)>>,
+    limits: GroupLimits,
+    janitor: Option<mpsc::Sender<Job>>,
+    finished: bool,
+}
+
+/// The spawning thread's stay in a leaf's v1 groups; back home on drop.
+#[derive(Debug)]
+pub struct ThreadInLeaf<'a> {
+    homes: &'a [File],
+}
+
+impl Drop for ThreadInLeaf<'_> {
+    fn drop(&mut self) {
+        for mut h in self.homes {
+            // "0" is the calling thread. A failure leaves this thread
+            // counted in the leaf, which then cannot be removed: visible,
+            // never an escape of the command.
+            let _ = h.write_all(b"0");
+        }
+    }
+}
+
+/// The controllers of `node`'s hierarchy a command's leaf uses: memory and
+/// pids always (their peaks are the command's figures), cpu only when
+/// commands have a CPU limit of their own (else the command shares the
+/// session's CPU group, if there is one; see `tree::used_controllers`).
+pub(crate) fn leaf_controllers(node: &Node, limits: &GroupLimits) -> Vec<Controller> {
+    node.controllers
+        .iter()
+        .copied()
+        .filter(|c| *c != Controller::Cpu || limits.cpu.is_some())
+        .collect()
+}
+
+fn open(path: &Path, flags: libc::c_int, write: bool) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .custom_flags(flags | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+impl LeafGroup {
+    /// Make leaf `name` under the session's `session` nodes with `limits`.
+    pub(crate) fn create(
+        session: &[Node],
+        homes: Arc<Vec<File>>,
+        name: &str,
+        limits: &GroupLimits,
+        janitor: Option<mpsc::Sender<Job>>,
+    ) -> io::Result<LeafGroup> {
+        // The v2 node always; a v1 node where the leaf has a controller
+        // (elsewhere the command stays in the session's group).
+        let nodes: Vec<Node> = session
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| {
+                let controllers = leaf_controllers(n, limits);
+                (i == 0 || !controllers.is_empty()).then(|| Node {
+                    dir: n.dir.join(name),
+                    version: n.version,
+                    controllers,
+                })
+            })
+            .collect();
+        let mut made = Vec::new();
+        let setup = (|| -> io::Result<_> {
+            for n in &nodes {
+                tree::mkdir(&n.dir)?;
+                made.push(n.dir.clone());
+                n.apply(limits)?;
+            }
+            let dir = open(&nodes[0].dir, libc::O_DIRECTORY, false)?;
+            let kill = open(&nodes[0].dir.join("cgroup.kill"), 0, true)?;
+            let tasks = session[1..]
+                .iter()
+                .map(|s| {
+                    let dir = nodes
+                        .iter()
+                        .find(|n| n.dir.parent() == Some(s.dir.as_path()))
+                        .map_or(&s.dir, |n| &n.dir);
+                    open(&dir.join("tasks"), 0, true)
+                })
+                .collect::<io::Result<Vec<_>>>()?;
+            let stats = nodes
+                .iter()
+                .map(|n| {
+                    n.stat_files()
+                        .into_iter()
+                        // A file this kernel lacks is simply not reported.
+                        .filter_map(|f| open(&n.dir.join(f), 0, false).ok().map(|h| (f, h)))
+                        .collect()
+                })
+                .collect();
+            Ok((OwnedFd::from(dir), kill, tasks, stats))
+        })();
+        match setup {
+            Ok((dir_fd, kill, tasks, stats)) => Ok(LeafGroup {
+                homes,
+                nodes,
+                dir_fd,
+                kill,
+                tasks,
+                stats,
+                limits: *limits,
+                janitor,
+                finished: false,
+            }),
+            Err(e) => {
+                tree::remove_dirs(&made);
+                Err(e)
+            }
+        }
+    }
+
+    /// The v2 directory's descriptor, for `clone3(CLONE_INTO_CGROUP)`.
+    pub fn clone_fd(&self) -> RawFd {
+        self.dir_fd.as_raw_fd()
+    }
+
+    /// The leaf's v2 directory.
+    pub fn dir(&self) -> &Path {
+        &self.nodes[0].dir
+    }
+
+    /// Move the calling thread into the leaf's v1 groups (none on a pure
+    /// v2 host) until the returned guard drops; a process cloned meanwhile
+    /// starts in them.
+    pub fn enter_thread(&self) -> io::Result<ThreadInLeaf<'_>> {
+        for (i, mut t) in self.tasks.iter().enumerate() {
+            if let Err(e) = t.write_all(b"0") {
+                // Back out of the ones already entered.
+                drop(ThreadInLeaf {
+                    homes: &self.homes[..i],
+                });
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("entering the command's v1 cgroups: {e}"),
+                ));
+            }
+        }
+        Ok(ThreadInLeaf { homes: &self.homes })
+    }
+
+    /// Kill every process in the leaf at once (`cgroup.kill`).
+    pub fn kill(&self) {
+        let _ = (&self.kill).write_all(b"1");
+    }
+
+    /// The leaf's open `cgroup.kill`, for the wait loop.
+    pub fn killer(&self) -> &File {
+        &self.kill
+    }
+
+    /// What the leaf's processes used so far.
+    pub fn usage(&self) -> GroupUsage {
+        let mut u = GroupUsage {
+            limits: Some(self.limits),
+            ..GroupUsage::default()
+        };
+        for (n, files) in self.nodes.iter().zip(&self.stats) {
+            n.usage_from(&mut u, &|name| {
+                let (_, f) = files.iter().find(|(f, _)| *f == name)?;
+                let mut buf = vec![0u8; 4096];
+                // From the start every time: the kernel regenerates the text.
+                let len = f.read_at(&mut buf, 0).ok()?;
+                buf.truncate(len);
+                String::from_utf8(buf).ok()
+            });
+        }
+        u
+    }
+
+    /// What the leaf's processes used; then the leaf is killed (should
+    /// anything remain) and removed, in the background when the session has
+    /// its janitor.
+    pub fn finish(mut self) -> GroupUsage {
+        let u = self.usage();
+        self.remove();
+        u
+    }
+
+    fn remove(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let dirs: Vec<PathBuf> = self.nodes.iter().map(|n| n.dir.clone()).collect();
+        let dirs = match self.janitor.take().map(|j| j.send(Job::Remove(dirs))) {
+            Some(Ok(())) => return,
+            Some(Err(mpsc::SendError(Job::Remove(dirs)))) => dirs,
+            Some(Err(_)) | None => self.nodes.iter().map(|n| n.dir.clone()).collect(),
+        };
+        tree::remove_group(&dirs);
+    }
+}
+
+impl Drop for LeafGroup {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
