@@ -68,6 +68,11 @@ pub struct LayerReport {
     pub running_as_root: bool,
 }
 
+/// What a refusal for want of cgroups adds.
+pub const CGROUP_HINT: &str = "stele limits memory, processes and CPU per command and per \
+     session with cgroups; `cgroups = \"optional\"` in the [resources] configuration runs \
+     with per-process rlimits only, and records that it did";
+
 /// Which layers a sandbox must have before it agrees to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Requirements {
@@ -168,7 +173,7 @@ impl LayerReport {
         if let (CgroupRequirement::Required, Err(why)) = (req.cgroups, &self.cgroup.usable) {
             return Err(SandboxError::LayerUnavailable {
                 layer: Layer::Cgroup,
-                detail: why.clone(),
+                detail: format!("{why} ({CGROUP_HINT})"),
             });
         }
         Ok(())

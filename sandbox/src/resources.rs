@@ -205,13 +205,23 @@ pub struct GroupUsage {
 }
 
 impl GroupUsage {
-    /// The limits the group reached.
+    /// The limits that bound the group while it ran: its own (its peak
+    /// reached it, or the kernel counted it) or an enclosing group's (the
+    /// kernel refused a fork or OOM-killed one of its processes).
     pub fn limits_hit(&self) -> Vec<LimitHit> {
+        let reached = |peak: Option<u64>, limit: Option<u64>| match (peak, limit) {
+            (Some(p), Some(l)) => p >= l,
+            _ => false,
+        };
+        let limits = self.limits.unwrap_or(GroupLimits::NONE);
         let mut hit = Vec::new();
-        if self.oom_kills > 0 || self.memory_limit_events > 0 {
+        if self.oom_kills > 0
+            || self.memory_limit_events > 0
+            || reached(self.memory_peak_bytes, limits.memory_bytes)
+        {
             hit.push(LimitHit::Memory);
         }
-        if self.process_limit_events > 0 {
+        if self.process_limit_events > 0 || reached(self.processes_peak, limits.processes) {
             hit.push(LimitHit::Processes);
         }
         if self.cpu_throttled_periods > 0 {

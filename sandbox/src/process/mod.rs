@@ -264,11 +264,7 @@ pub(crate) fn session_group(
         Err(e) => match limits.requirement {
             CgroupRequirement::Required => Err(SandboxError::LayerUnavailable {
                 layer: crate::error::Layer::Cgroup,
-                detail: format!(
-                    "{e} (stele limits memory, processes and CPU per command and per session \
-                     with cgroups; `cgroups = \"optional\"` in the [resources] configuration \
-                     runs with per-process rlimits only, and records that it did)"
-                ),
+                detail: format!("{e} ({})", crate::check::CGROUP_HINT),
             }),
             CgroupRequirement::AllowWithout => Ok((None, Some(e.to_string()))),
         },

@@ -129,6 +129,32 @@ pub fn plain(ws: &Path, m: Arc<Recorder>) -> ProcessSandbox {
     ProcessSandbox::new(cfg).expect("sandbox")
 }
 
+/// [`plain`] with the given group (cgroup) limits.
+pub fn plain_with(
+    ws: &Path,
+    m: Arc<Recorder>,
+    resources: stele_sandbox::resources::ResourceLimits,
+) -> ProcessSandbox {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(ws, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut cfg = ProcessSandboxConfig::new(ws, m);
+    cfg.workspace_mount = WorkspaceMount::PlainBindForTestsOnly;
+    cfg.network = NetworkMode::LoopbackOnly;
+    cfg.resources = resources;
+    ProcessSandbox::new(cfg).expect("sandbox")
+}
+
+/// [`mediated`] with the given group (cgroup) limits.
+pub fn mediated_with(
+    ws: &Path,
+    m: Arc<Recorder>,
+    resources: stele_sandbox::resources::ResourceLimits,
+) -> ProcessSandbox {
+    let mut cfg = ProcessSandboxConfig::new(ws, m);
+    cfg.resources = resources;
+    ProcessSandbox::new(cfg).expect("sandbox")
+}
+
 /// Run `sh -c script` with small limits.
 pub fn sh(sb: &ProcessSandbox, script: &str) -> ExecOutcome {
     sh_with(sb, script, test_limits())

@@ -127,6 +127,7 @@ impl Node {
                     f.extend([
                         "memory.max_usage_in_bytes",
                         "memory.failcnt",
+                        "memory.memsw.failcnt",
                         "memory.oom_control",
                     ]);
                 }
@@ -180,7 +181,10 @@ impl Node {
             Version::V1 => {
                 if self.has(Controller::Memory) {
                     u.memory_peak_bytes = single("memory.max_usage_in_bytes");
-                    u.memory_limit_events = single("memory.failcnt").unwrap_or(0);
+                    // With swap accounting the memory+swap counter (same
+                    // limit) is charged first and fails first.
+                    u.memory_limit_events = single("memory.failcnt").unwrap_or(0)
+                        + single("memory.memsw.failcnt").unwrap_or(0);
                     if let Some(oc) = read("memory.oom_control") {
                         u.oom_kills = keyed(&oc, "oom_kill").unwrap_or(0);
                     }

@@ -7,10 +7,11 @@ use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
 use super::control::Node;
-use super::layout::Controller;
+use super::layout::{Controller, Version};
 use super::tree;
 use crate::resources::{GroupLimits, GroupUsage};
 
@@ -22,6 +23,18 @@ pub(crate) enum Job {
     Remove(Vec<PathBuf>),
     /// Finish and exit.
     Stop,
+}
+
+/// What a v1 hierarchy records only in the group where it happened (a
+/// leaf's OOM kills, and its refused forks whichever group's limit refused
+/// them), summed over the session's finished leaves; v2 counts both
+/// hierarchically.
+#[derive(Debug, Default)]
+pub(crate) struct V1Events {
+    /// Processes OOM-killed.
+    pub oom_kills: AtomicU64,
+    /// Forks refused.
+    pub fork_failures: AtomicU64,
 }
 
 /// One command's group, removed when finished or dropped.
@@ -37,6 +50,8 @@ pub struct LeafGroup {
     stats: Vec<Vec<(&'static str, File)>>,
     limits: GroupLimits,
     janitor: Option<mpsc::Sender<Job>>,
+    /// The session's counts of what v1 records only in the leaf.
+    v1_events: Arc<V1Events>,
     finished: bool,
 }
 
@@ -86,6 +101,7 @@ impl LeafGroup {
         name: &str,
         limits: &GroupLimits,
         janitor: Option<mpsc::Sender<Job>>,
+        v1_events: Arc<V1Events>,
     ) -> io::Result<LeafGroup> {
         // The v2 node always; a v1 node where the leaf has a controller
         // (elsewhere the command stays in the session's group).
@@ -142,6 +158,7 @@ impl LeafGroup {
                 stats,
                 limits: *limits,
                 janitor,
+                v1_events,
                 finished: false,
             }),
             Err(e) => {
@@ -214,6 +231,19 @@ impl LeafGroup {
     /// its janitor.
     pub fn finish(mut self) -> GroupUsage {
         let u = self.usage();
+        let v1 = |c| {
+            self.nodes
+                .iter()
+                .any(|n| n.version == Version::V1 && n.controllers.contains(&c))
+        };
+        if v1(Controller::Memory) {
+            self.v1_events.oom_kills.fetch_add(u.oom_kills, Ordering::Relaxed);
+        }
+        if v1(Controller::Pids) {
+            self.v1_events
+                .fork_failures
+                .fetch_add(u.process_limit_events, Ordering::Relaxed);
+        }
         self.remove();
         u
     }

@@ -24,7 +24,7 @@ use std::thread::JoinHandle;
 
 use super::control::Node;
 use super::layout::Layout;
-use super::leaf::{Job, LeafGroup};
+use super::leaf::{Job, LeafGroup, V1Events};
 use super::{tree, CgroupUnavailable};
 use crate::resources::{GroupLimits, GroupUsage, ResourceLimits, DEFAULT_CGROUP_PARENT};
 
@@ -40,6 +40,8 @@ struct Shared {
     next: AtomicU64,
     /// A leaf made ahead for the next command.
     spare: Mutex<Option<LeafGroup>>,
+    /// What v1 groups record only in the leaves.
+    v1_events: Arc<V1Events>,
 }
 
 impl Shared {
@@ -49,7 +51,14 @@ impl Shared {
         janitor: Option<mpsc::Sender<Job>>,
     ) -> std::io::Result<LeafGroup> {
         let name = format!("cmd-{}", self.next.fetch_add(1, Ordering::Relaxed));
-        LeafGroup::create(&self.nodes, self.homes.clone(), &name, limits, janitor)
+        LeafGroup::create(
+            &self.nodes,
+            self.homes.clone(),
+            &name,
+            limits,
+            janitor,
+            self.v1_events.clone(),
+        )
     }
 }
 
@@ -160,6 +169,7 @@ impl SessionGroup {
             limits: limits.clone(),
             next: AtomicU64::new(1),
             spare: Mutex::new(None),
+            v1_events: Arc::default(),
         });
         let (tx, rx) = mpsc::channel();
         let worker = {
@@ -204,6 +214,11 @@ impl SessionGroup {
         for n in &self.shared.nodes {
             n.usage(&mut u);
         }
+        let v1 = &self.shared.v1_events;
+        u.oom_kills = u.oom_kills.max(v1.oom_kills.load(Ordering::Relaxed));
+        u.process_limit_events = u
+            .process_limit_events
+            .max(v1.fork_failures.load(Ordering::Relaxed));
         u
     }
 
