@@ -253,8 +253,13 @@ impl GroupUsage {
         }
     }
 
-    /// As plain JSON values (for `exec.end`, `--json` outputs).
+    /// As plain JSON values (for `exec.end`, `--json` outputs); what is not
+    /// known (or not limited) is left out rather than `null`.
     pub fn to_json(&self) -> serde_json::Value {
+        without_nulls(self.to_json_with_nulls())
+    }
+
+    fn to_json_with_nulls(&self) -> serde_json::Value {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let limits = self.limits.map(|l| {
             serde_json::json!({
@@ -275,6 +280,31 @@ impl GroupUsage {
             "process_limit_events": self.process_limit_events,
             "limits_hit": self.limits_hit().iter().map(|h| h.name()).collect::<Vec<_>>(),
         })
+    }
+}
+
+/// `limits` as JSON: the limits set (unlimited ones left out).
+pub fn limits_json(l: &GroupLimits) -> serde_json::Value {
+    without_nulls(serde_json::json!({
+        "memory_bytes": l.memory_bytes,
+        "processes": l.processes,
+        "cpu_millicpus": l.cpu.map(|c| c.0),
+    }))
+}
+
+/// `v` with every `null` member of an object removed (recursively).
+pub fn without_nulls(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => serde_json::Value::Object(
+            m.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, without_nulls(v)))
+                .collect(),
+        ),
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.into_iter().map(without_nulls).collect())
+        }
+        other => other,
     }
 }
 
@@ -328,5 +358,10 @@ mod tests {
         let j = d.to_json();
         assert_eq!(j["limits_hit"], serde_json::json!(["processes"]));
         assert_eq!(j["cpu_user_ms"], serde_json::json!(250));
+        // Unknown figures are left out, not null.
+        assert!(j.get("memory_peak_bytes").is_none(), "{j}");
+        assert!(j.get("limits").is_none(), "{j}");
+        let l = limits_json(&GroupLimits::COMMAND_DEFAULT);
+        assert_eq!(l, serde_json::json!({"memory_bytes": 4u64 << 30, "processes": 512}));
     }
 }

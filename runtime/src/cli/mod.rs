@@ -7,6 +7,7 @@ pub mod chat;
 pub mod demo;
 pub mod keys;
 pub mod policy;
+pub mod resources;
 pub mod run;
 pub mod sandbox;
 pub mod session;

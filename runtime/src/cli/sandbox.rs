@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use stele_sandbox::check::LayerReport;
+use stele_sandbox::check::{LayerReport, Requirements};
 use stele_sandbox::exec::{ExecOutcome, ExecRequest, ExitStatus, Limits, Sandbox, Truncation};
 use stele_sandbox::process::{
-    LandlockStatus, NetworkMode, ProcessSandbox, ProcessSandboxConfig, WorkspaceMount,
+    Enforcement, LandlockStatus, NetworkMode, ProcessSandbox, ProcessSandboxConfig, WorkspaceMount,
 };
+use stele_sandbox::resources::{limits_json, CgroupRequirement};
 use stele_sandbox::{
     FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Ticket, Verdict,
 };
@@ -91,6 +92,9 @@ pub struct ExecArgs {
     /// Signing key [default: $STATE/keys/log.key].
     #[arg(long)]
     pub key: Option<PathBuf>,
+    /// Group limits (memory, processes, CPU) for this session.
+    #[command(flatten)]
+    pub limits: super::resources::LimitArgs,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -132,9 +136,22 @@ pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// An optional Landlock feature as a plain JSON value.
+fn enforced(e: Enforcement) -> bool {
+    match e {
+        Enforcement::Enforced => true,
+        Enforcement::NotSupportedByKernel => false,
+    }
+}
+
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let report = LayerReport::probe();
-    let verdict = report.require(&Default::default());
+    // The limits and cgroup place this host's sessions would get.
+    let limits = super::resources::resource_limits(&crate::config::load()?, &[])?;
+    let report = LayerReport::probe_with(&limits);
+    let verdict = report.require(&Requirements {
+        cgroups: limits.requirement,
+        ..Requirements::default()
+    });
     let ll = LandlockStatus::for_abi(report.landlock_abi);
     if args.json {
         let ns: serde_json::Map<String, serde_json::Value> = report
@@ -142,16 +159,20 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|(l, a)| (l.to_string(), json!(a.is_available())))
             .collect();
+        let mut cgroup = report.cgroup.to_json();
+        cgroup["required"] = json!(limits.requirement == CgroupRequirement::Required);
+        cgroup["command_limits"] = limits_json(&limits.command);
+        cgroup["session_limits"] = limits_json(&limits.session);
         let v = json!({
             "namespaces": ns,
             "landlock_abi": report.landlock_abi,
-            "landlock_tcp": format!("{:?}", ll.tcp),
-            "landlock_scoping": format!("{:?}", ll.scoping),
+            "landlock_tcp": enforced(ll.tcp),
+            "landlock_scoping": enforced(ll.scoping),
             "seccomp": report.seccomp.is_available(),
             "fuse": report.fuse.is_available(),
             "mount_setattr": report.mount_setattr.is_available(),
             "pidfd": report.pidfd.is_available(),
-            "cgroup": format!("{:?}", report.cgroup),
+            "cgroup": cgroup,
             "running_as_root": report.running_as_root,
             "ready": verdict.is_ok(),
             "error": verdict.as_ref().err().map(|e| e.to_string()),
@@ -160,6 +181,22 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", report.render());
+        println!(
+            "{:<22} per command: {}",
+            "cgroup limits",
+            super::resources::describe(&limits.command)
+        );
+        println!(
+            "{:<22} per session: {}",
+            "",
+            super::resources::describe(&limits.session)
+        );
+        if limits.requirement == CgroupRequirement::AllowWithout {
+            println!(
+                "{:<22} cgroups = \"optional\": sessions run with rlimits only where cgroups are unusable",
+                ""
+            );
+        }
         match &verdict {
             Ok(()) => println!("\nprocess sandbox: READY (all required layers present)"),
             Err(e) => println!("\nprocess sandbox: REFUSES TO START: {e}"),
@@ -191,6 +228,7 @@ fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         vm_boot_timeout: layers
             .pick("vm_boot_timeout_secs", None, |c| c.vm_boot_timeout_secs)?
             .map(Duration::from_secs),
+        resources: super::resources::resource_limits(&layers, &args.limits.limits)?,
     };
     let session = setup::open(
         SessionSpec {
@@ -289,6 +327,18 @@ fn summary(o: &ExecOutcome) -> String {
         ),
         format!("max rss {} KiB", o.usage.max_rss_bytes / 1024),
     ];
+    if let Some(g) = o.usage.group {
+        if let Some(peak) = g.memory_peak_bytes {
+            parts.push(format!("group peak {} KiB", peak / 1024));
+        }
+        if let Some(p) = g.processes_peak {
+            parts.push(format!("{p} processes at most"));
+        }
+        let hit: Vec<&str> = g.limits_hit().iter().map(|h| h.name()).collect();
+        if !hit.is_empty() {
+            parts.push(format!("LIMITS REACHED: {}", hit.join(", ")));
+        }
+    }
     parts.extend(trunc_text("stdout", o.stdout.truncation));
     parts.extend(trunc_text("stderr", o.stderr.truncation));
     format!("stele sandbox: {}", parts.join(", "))
@@ -310,6 +360,8 @@ fn outcome_json(o: &ExecOutcome) -> serde_json::Value {
         "user_cpu_ms": o.usage.user_cpu.as_secs_f64() * 1e3,
         "system_cpu_ms": o.usage.system_cpu.as_secs_f64() * 1e3,
         "max_rss_bytes": o.usage.max_rss_bytes,
+        "resources": o.usage.group.map(|g| g.to_json()),
+        "session_resources": o.usage.session.map(|s| s.to_json()),
         "duration_ms": o.duration.as_secs_f64() * 1e3,
     })
 }
@@ -415,8 +467,14 @@ fn bench_in(args: &BenchArgs, scratch: &Path) -> anyhow::Result<ExitCode> {
     if args.json {
         let v = json!({
             "runs": args.runs,
-            "workspace": format!("{:?}", args.workspace),
-            "network": format!("{network:?}"),
+            "workspace": match args.workspace {
+                BenchWorkspace::Mediated => "mediated",
+                BenchWorkspace::Plain => "plain",
+            },
+            "network": match network {
+                NetworkChoice::Proxy => "proxy",
+                NetworkChoice::None => "none",
+            },
             "plain_median_ms": ms(pm), "plain_p99_ms": ms(pp),
             "sandbox_median_ms": ms(sm), "sandbox_p99_ms": ms(sp),
             "overhead_median_ms": overhead,

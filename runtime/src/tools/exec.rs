@@ -80,12 +80,13 @@ pub fn exec_gated(
                 stream("stdout", &out.stdout.bytes),
                 stream("stderr", &out.stderr.bytes),
             ];
-            let data = serde_json::json!({
+            let mut data = serde_json::json!({
                 "stdout_truncated": matches!(out.stdout.truncation, Truncation::Truncated { .. }),
                 "stderr_truncated": matches!(out.stderr.truncation, Truncation::Truncated { .. }),
                 "cpu_ms": (out.usage.user_cpu + out.usage.system_cpu).as_millis() as u64,
                 "max_rss_bytes": out.usage.max_rss_bytes,
             });
+            resource_fields(&mut data, &out);
             gate.complete(permit, exec_outcome(&out), payloads, Some(data))?;
             Ok(GatedExec::Ran(out))
         }
@@ -132,8 +133,9 @@ pub(super) fn run(
         GatedExec::Failed(msg) => Ran::error(msg),
         GatedExec::Ran(out) => {
             let text = format!(
-                "exit: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                "exit: {}{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
                 describe(out.status),
+                limits_note(&out),
                 String::from_utf8_lossy(&out.stdout.bytes),
                 String::from_utf8_lossy(&out.stderr.bytes)
             );
@@ -148,6 +150,18 @@ pub(super) fn run(
             }
         }
     })
+}
+
+/// The command's group figures (whole process tree: peak memory,
+/// processes, CPU, limits hit) and the session's after it, in `exec.end`'s
+/// data; left out when the sandbox ran without cgroups.
+fn resource_fields(data: &mut Value, out: &ExecOutcome) {
+    if let Some(g) = out.usage.group {
+        data["resources"] = g.to_json();
+    }
+    if let Some(s) = out.usage.session {
+        data["session_resources"] = s.to_json();
+    }
 }
 
 fn stream(role: &str, bytes: &[u8]) -> PayloadInput {
@@ -165,6 +179,16 @@ fn describe(s: ExitStatus) -> String {
         ExitStatus::Signal(n) => format!("killed by signal {n}"),
         ExitStatus::TimedOut => "timed out (killed)".into(),
     }
+}
+
+/// What the model is told about limits its command reached.
+fn limits_note(out: &ExecOutcome) -> String {
+    let hit = out.usage.group.map(|g| g.limits_hit()).unwrap_or_default();
+    if hit.is_empty() {
+        return String::new();
+    }
+    let names: Vec<&str> = hit.iter().map(|h| h.name()).collect();
+    format!("\nlimits reached: {}", names.join(", "))
 }
 
 fn exec_outcome(out: &ExecOutcome) -> Outcome {

@@ -277,21 +277,15 @@ pub(crate) fn resources_json(
     group: Option<&cgroup::SessionGroup>,
     without: Option<&str>,
 ) -> serde_json::Value {
-    let l = |g: &crate::resources::GroupLimits| {
-        serde_json::json!({
-            "memory_bytes": g.memory_bytes,
-            "processes": g.processes,
-            "cpu_millicpus": g.cpu.map(|c| c.0),
-        })
-    };
-    serde_json::json!({
+    use crate::resources::{limits_json, without_nulls};
+    without_nulls(serde_json::json!({
         "cgroups": group.map(|g| g.layout().kind()),
         "session_cgroup": group.map(|g| g.dir().display().to_string()),
-        "command_limits": l(&limits.command),
-        "session_limits": l(&limits.session),
+        "command_limits": limits_json(&limits.command),
+        "session_limits": limits_json(&limits.session),
         "without_cgroups": without,
         "allowed_by": without.map(|_| "resources.cgroups = \"optional\""),
-    })
+    }))
 }
 
 /// The empty directory the new root is mounted on. Each sandbox mounts over

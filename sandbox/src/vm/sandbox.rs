@@ -41,6 +41,9 @@ pub struct VmSandboxConfig {
     pub memory_mib: u32,
     /// Time from QEMU's start to the agent's ready message; longer is an error.
     pub boot_timeout: Duration,
+    /// The session's limits (QEMU's cgroup) and each command's (a cgroup in
+    /// the guest).
+    pub resources: crate::resources::ResourceLimits,
 }
 
 impl VmSandboxConfig {
@@ -60,6 +63,7 @@ impl VmSandboxConfig {
             accel: AccelChoice::Auto,
             memory_mib: 512,
             boot_timeout: Duration::from_secs(60),
+            resources: crate::resources::ResourceLimits::default(),
         }
     }
 }

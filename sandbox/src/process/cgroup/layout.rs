@@ -120,7 +120,11 @@ impl Layout {
                 .strip_prefix(root.trim_end_matches('/'))
                 .unwrap_or(path)
                 .trim_start_matches('/');
-            mount.join(rel)
+            if rel.is_empty() {
+                mount.to_path_buf()
+            } else {
+                mount.join(rel)
+            }
         };
         let unified = mounts
             .iter()

@@ -34,6 +34,8 @@ pub struct CgroupReport {
     pub layout: Option<Layout>,
     /// Where stele's session groups go in the v2 hierarchy.
     pub subtree: Option<PathBuf>,
+    /// The controllers the probed limits use (cpu only with a CPU limit).
+    pub used: Vec<Controller>,
     /// Whether a session group with the default limits and a command leaf
     /// could be created (and were removed again), or why not.
     pub usable: Result<(), String>,
@@ -61,6 +63,7 @@ impl CgroupReport {
         CgroupReport {
             layout,
             subtree,
+            used: tree::used_controllers(limits),
             usable,
         }
     }
@@ -78,7 +81,11 @@ impl CgroupReport {
                     Placement::V1(h) => format!("v1 {}", h.own.display()),
                     Placement::Missing => "missing".to_string(),
                 };
-                (c.name(), at)
+                if self.used.contains(c) {
+                    (c.name(), at)
+                } else {
+                    (c.name(), format!("{at} (not used: no limit configured)"))
+                }
             })
             .collect()
     }
@@ -98,6 +105,8 @@ impl CgroupReport {
                     }),
                     Placement::Missing => serde_json::json!({ "hierarchy": null }),
                 };
+                let mut v = v;
+                v["used"] = serde_json::json!(self.used.contains(c));
                 (c.name().to_string(), v)
             })
             .collect();
