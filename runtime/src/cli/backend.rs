@@ -235,6 +235,7 @@ fn vm_built(vm: stele_sandbox::vm::VmSandbox) -> Built {
         "vm_guest_aslr": info.guest_aslr,
         "vm_boot_ms": u64::try_from(info.boot_time.as_millis()).unwrap_or(u64::MAX),
         "vm_jail": info.jail.to_json(),
+        "sandbox_resources": vm.resources_json(),
     });
     let mut attestation = record.clone();
     attestation["backend"] = json!("microvm");

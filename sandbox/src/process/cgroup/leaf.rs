@@ -202,6 +202,45 @@ impl LeafGroup {
         let _ = (&self.kill).write_all(b"1");
     }
 
+    /// The leaf's `cgroup.procs`, open for writing: a process that writes
+    /// `0` to it moves itself into the leaf (for a child that cannot be
+    /// cloned into it, e.g. a `CLONE_VM` one). Only on a v2-only layout
+    /// (v1 hierarchies would need their own moves).
+    pub fn procs_file(&self) -> io::Result<File> {
+        if self.nodes.len() != 1 || !self.tasks.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "moving into a leaf by cgroup.procs needs a v2-only layout",
+            ));
+        }
+        open(&self.nodes[0].dir.join("cgroup.procs"), 0, true)
+    }
+
+    /// The processes in the leaf now.
+    pub fn pids(&self) -> Vec<libc::pid_t> {
+        std::fs::read_to_string(self.nodes[0].dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// Kill everything in the leaf and wait until it is empty (the last
+    /// process gone, reaped); `false` if it is not within `timeout`.
+    pub fn kill_and_wait(&self, timeout: std::time::Duration) -> bool {
+        let until = std::time::Instant::now() + timeout;
+        loop {
+            if !tree::populated(self.dir()) {
+                return true;
+            }
+            self.kill();
+            if std::time::Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// The leaf's open `cgroup.kill`, for the wait loop.
     pub fn killer(&self) -> &File {
         &self.kill
