@@ -175,6 +175,10 @@ pub struct ExecOutcome {
     pub usage: ResourceUsage,
     /// Wall-clock time from spawn to the last process gone.
     pub duration: Duration,
+    /// Network attempts the sandbox refused by itself (sockets of other
+    /// kinds, connections elsewhere than the egress proxy); each distinct
+    /// one was reported to the Mediator ([`crate::Mediator::net_refused`]).
+    pub network_refusals: u64,
 }
 
 /// Which kind of backend a sandbox is.

@@ -15,5 +15,6 @@ pub mod vm;
 
 pub use mediator::{
     ChangeOutcome, FileAccess, FileChangeReport, FileCloseReport, FileOp, FileRequest, Mediator,
-    NetCloseReport, NetRequest, NetScheme, Refusal, Requester, Ticket, Verdict,
+    NetAttempt, NetAttemptKind, NetCloseReport, NetRequest, NetScheme, Refusal, Requester, Ticket,
+    Verdict,
 };

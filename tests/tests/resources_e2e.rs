@@ -234,3 +234,51 @@ fn sandbox_check_reports_cgroups_in_plain_json() {
         assert!(text.contains("per command: memory 4 GiB, 512 processes"), "{text}");
     }
 }
+
+#[test]
+fn refused_network_attempts_are_decision_entries() {
+    if !sandbox_available("refused_network_attempts_are_decision_entries") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (s, ws) = setup(dir.path());
+    let code = "import socket\nfor i in range(3):\n    try:\n        socket.create_connection(('1.2.3.4', 443), timeout=2)\n    except OSError as e:\n        print('tcp', e.errno)\ntry:\n    socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nexcept OSError as e:\n    print('udp', e.errno)\n";
+    let o = s
+        .run(&[
+            "sandbox",
+            "exec",
+            "--workspace",
+            ws.to_str().unwrap(),
+            "--json",
+            "--",
+            "python3",
+            "-c",
+            code,
+        ])
+        .unwrap();
+    let out = json_out(&o);
+    let stdout = out["stdout"].as_str().unwrap();
+    assert_eq!(stdout.matches("tcp 13").count(), 3, "{out}");
+    assert!(stdout.contains("udp 13"), "{out}");
+    let leaves = leaves_json(&s, &s.state.join("audit.db")).unwrap();
+    let start = of_kind(&leaves, "exec.start");
+    let exec_seq = start.last().unwrap()["seq"].as_u64().unwrap().to_string();
+    let refusals: Vec<&Value> = leaves
+        .iter()
+        .filter(|l| {
+            l["kind"] == "policy.decision" && l["data"]["refused_by"] == "sandbox"
+        })
+        .collect();
+    assert_eq!(refusals.len(), 2, "one entry per distinct attempt: {refusals:?}");
+    let tcp = refusals.iter().find(|l| l["target"]["scheme"] == "tcp").unwrap();
+    assert_eq!(tcp["target"]["host"], "1.2.3.4", "{tcp}");
+    assert_eq!(tcp["target"]["port"], 443);
+    assert_eq!(tcp["decision"]["effect"], "deny");
+    assert_eq!(tcp["outcome"]["status"], "denied");
+    assert!(tcp["decision"]["reason"].as_str().unwrap().contains("refused by the sandbox"), "{tcp}");
+    assert_eq!(tcp["data"]["exec"], exec_seq, "attributed to its command");
+    let udp = refusals.iter().find(|l| l["target"]["scheme"] == "udp").unwrap();
+    assert!(udp["target"].get("host").is_none(), "{udp}");
+    let end = of_kind(&leaves, "exec.end");
+    assert_eq!(end.last().unwrap()["data"]["network_refusals"], 4);
+}

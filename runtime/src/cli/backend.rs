@@ -18,7 +18,8 @@ use stele_sandbox::exec::Sandbox;
 use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig};
 use stele_sandbox::resources::ResourceLimits;
 use stele_sandbox::{
-    FileChangeReport, FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Verdict,
+    FileChangeReport, FileCloseReport, FileRequest, Mediator, NetAttempt, NetCloseReport,
+    NetRequest, Verdict,
 };
 
 /// Which sandbox backend runs the commands.
@@ -104,6 +105,12 @@ impl Mediator for DeferredMediator {
     fn net_closed(&self, report: &NetCloseReport) {
         if let Some(m) = self.target.get() {
             m.net_closed(report);
+        }
+    }
+    fn net_refused(&self, attempt: &NetAttempt) {
+        // Before binding nothing runs, so nothing can be refused unseen.
+        if let Some(m) = self.target.get() {
+            m.net_refused(attempt);
         }
     }
 }

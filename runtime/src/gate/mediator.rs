@@ -17,10 +17,10 @@ use stele_policy::canonical::{canonical_path, CanonicalHost};
 use stele_policy::{Action, Resource, ToolArgs};
 use stele_sandbox::{
     ChangeOutcome, FileAccess, FileChangeReport, FileCloseReport, FileOp, FileRequest, Mediator,
-    NetCloseReport, NetRequest, NetScheme, Refusal, Ticket, Verdict,
+    NetAttempt, NetAttemptKind, NetCloseReport, NetRequest, NetScheme, Refusal, Ticket, Verdict,
 };
 
-use super::{ActionRequest, Authorization, Denial, Gate, Permit};
+use super::{record, ActionRequest, Authorization, Denial, Gate, Permit};
 
 /// What the entries a mediator makes belong to, for reviewers to group them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,6 +304,37 @@ impl Mediator for GateMediator {
             serde_json::json!({ "exec": self.exec_ref(&req.requester), "pid": req.requester.pid }),
         );
         self.hold("net.connect", self.gate.authorize(ar))
+    }
+
+    fn net_refused(&self, attempt: &NetAttempt) {
+        let reason = format!(
+            "net.connect refused by the sandbox: {} (the only way out is stele's egress proxy)",
+            attempt.kind.describe()
+        );
+        let data = serde_json::json!({
+            "exec": self.exec_ref(&attempt.requester),
+            "pid": attempt.requester.pid,
+            "refused_by": "sandbox",
+            "transport": attempt.kind.transport(),
+        });
+        let mut target = stele_audit::Target {
+            scheme: Some(attempt.kind.transport()),
+            ..stele_audit::Target::default()
+        };
+        if let NetAttemptKind::Connect(addr) = attempt.kind {
+            // An IP literal, canonical as policy would have it (a mapped
+            // IPv4 address as IPv4, …); a port 0 stays as given.
+            match CanonicalHost::new("tcp", &addr.ip().to_string(), Some(addr.port())) {
+                Ok(h) => target = record::target(&Resource::Host(h), &[]),
+                Err(_) => {
+                    target.host = Some(addr.ip().to_string());
+                    target.port = Some(addr.port());
+                }
+            }
+        }
+        if let Err(e) = self.gate.refuse_target(target, reason, Some(data)) {
+            tracing::error!("could not record a refused network attempt: {e}");
+        }
     }
 
     fn net_closed(&self, report: &NetCloseReport) {

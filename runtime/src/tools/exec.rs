@@ -156,6 +156,8 @@ pub(super) fn run(
 /// processes, CPU, limits hit) and the session's after it, in `exec.end`'s
 /// data; left out when the sandbox ran without cgroups.
 fn resource_fields(data: &mut Value, out: &ExecOutcome) {
+    // Each distinct one is its own refusal entry; this counts them all.
+    data["network_refusals"] = serde_json::json!(out.network_refusals);
     if let Some(g) = out.usage.group {
         data["resources"] = g.to_json();
     }

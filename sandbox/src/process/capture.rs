@@ -9,8 +9,10 @@
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
+use super::netnotify::{self, NetNotify};
 use super::sys;
 use crate::exec::{Captured, Truncation};
+use crate::Mediator;
 
 /// How long to keep draining output after the init exited (every writer is
 /// gone by then, so EOF is immediate unless a stray descriptor lingers).
@@ -88,6 +90,19 @@ pub(crate) struct Streams {
     pub stderr: Captured,
     /// The deadline passed and the sandbox was killed.
     pub timed_out: bool,
+    /// Network attempts the sandbox refused (see `netnotify.rs`).
+    pub network_refusals: u64,
+}
+
+/// Where the command's seccomp listener comes from, and who records what
+/// it refuses.
+pub(crate) struct NetIo {
+    /// The parent's end of the socket the init sends the listener over.
+    pub sock: OwnedFd,
+    /// Records refused attempts.
+    pub mediator: std::sync::Arc<dyn Mediator>,
+    /// The command.
+    pub exec_id: String,
 }
 
 /// The descriptors and limits of one wait.
@@ -103,6 +118,8 @@ pub(crate) struct Io<'a> {
     pub grace: Duration,
     /// The command's `cgroup.kill`, when it has a cgroup.
     pub group_kill: Option<&'a std::fs::File>,
+    /// Network attempts handed to stele by seccomp.
+    pub net: NetIo,
 }
 
 /// Run until the init has exited and both streams are closed.
@@ -123,6 +140,9 @@ pub(crate) fn run(io: Io<'_>) -> Streams {
     }
     let mut fed = 0usize;
     let mut buf = vec![0u8; 64 * 1024];
+    let mut sock = Some(io.net.sock);
+    let mut notify: Option<NetNotify> = None;
+    let mut notify_open = false;
     let mut exited_at: Option<Instant> = None;
     let mut term_sent: Option<Instant> = None;
     let mut killed = false;
@@ -162,7 +182,7 @@ pub(crate) fn run(io: Io<'_>) -> Streams {
             (None, Some(_)) => now + Duration::from_millis(100),
             (None, None) => io.deadline,
         };
-        let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(4);
+        let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(6);
         let mut add = |fd: RawFd, events: libc::c_short| {
             pfds.push(libc::pollfd {
                 fd,
@@ -179,6 +199,12 @@ pub(crate) fn run(io: Io<'_>) -> Streams {
             -1
         };
         add(pidfd, libc::POLLIN);
+        add(sock.as_ref().map_or(-1, |s| s.as_raw_fd()), libc::POLLIN);
+        let listener = match &notify {
+            Some(n) if notify_open => n.fd(),
+            _ => -1,
+        };
+        add(listener, libc::POLLIN);
         let ms = wake.saturating_duration_since(now).as_millis().min(60_000) as libc::c_int;
         // SAFETY: polling a live array of pollfds (negative fds are ignored).
         let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms.max(1)) };
@@ -210,10 +236,32 @@ pub(crate) fn run(io: Io<'_>) -> Streams {
             exited_at = Some(Instant::now());
             stdin = None;
         }
+        if pfds[4].revents != 0 {
+            // The listener, or the end of the socket without one.
+            if let Some(fd) = sock.take().as_ref().and_then(netnotify::receive) {
+                notify = Some(NetNotify::new(
+                    fd,
+                    Some(io.net.mediator.clone()),
+                    &io.net.exec_id,
+                ));
+                notify_open = true;
+            }
+        }
+        if pfds[5].revents != 0 {
+            if let Some(n) = notify.as_mut() {
+                if pfds[5].revents & libc::POLLIN != 0 {
+                    n.handle();
+                } else {
+                    // Every program under the filter is gone.
+                    notify_open = false;
+                }
+            }
+        }
     }
     Streams {
         stdout: out.finish(),
         stderr: err.finish(),
         timed_out,
+        network_refusals: notify.map_or(0, |n| n.refused),
     }
 }

@@ -10,6 +10,7 @@ pub mod cgroup;
 pub(crate) mod child;
 pub mod landlock;
 pub(crate) mod loopback;
+mod netnotify;
 mod netpool;
 pub(crate) mod plan;
 pub(crate) mod rootfs;
@@ -121,6 +122,9 @@ pub struct ProcessSandbox {
     cap_last: u32,
     host_id: u32,
     seccomp: Vec<seccompiler::BpfProgram>,
+    /// The program handing network attempts to stele (installed by each
+    /// command's init with a listener; see `netnotify.rs`).
+    notify_filter: seccompiler::BpfProgram,
     netns: netpool::NetnsPool,
     /// The mediated workspace's server, shared by all commands.
     shared_workspace: Option<workspace::SharedWorkspace>,
@@ -186,7 +190,8 @@ impl ProcessSandbox {
             newroot: prepare_newroot(euid)?,
             cap_last,
             host_id,
-            seccomp: seccomp::sandbox_filters()?,
+            seccomp: seccomp::sandbox_filters_for(seccomp::NetworkAttempts::Notify)?,
+            notify_filter: seccomp::build_notify_filter()?,
             netns: netpool::NetnsPool::new(proxy_mediator),
             shared_workspace,
             cgroups,

@@ -302,6 +302,11 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
     let (in_r, in_w) = pipe("stdin pipe")?;
     let (out_r, out_w) = pipe("stdout pipe")?;
     let (err_r, err_w) = pipe("stderr pipe")?;
+    let (notify_r, notify_w) =
+        super::netnotify::socketpair().map_err(|e| SandboxError::Prepare {
+            what: "seccomp listener socket",
+            source: e,
+        })?;
 
     let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
@@ -327,6 +332,7 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
                 None => MountFds::none(),
             },
             ruleset: ll.fd.as_raw_fd(),
+            notify: notify_w.as_raw_fd(),
         },
         _argv: argv,
         argv_ptrs,
@@ -336,6 +342,7 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         cwd: cstring(&cwd, "cwd")?,
         rlimits: rlimits(&req),
         seccomp: sb.seccomp.clone(),
+        notify_filter: Some(sb.notify_filter.clone()),
         cap_last: sb.cap_last,
     };
 
@@ -391,7 +398,7 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
     })?;
     let mut guard = InitGuard { pid, reaped: false };
     // The child's ends and the mount/ruleset live on in the child only.
-    drop((go_r, rep_w, in_r, out_w, err_w, ws_mount, ll.fd));
+    drop((go_r, rep_w, in_r, out_w, err_w, ws_mount, ll.fd, notify_w));
     drop(plan);
 
     let pidfd = sys::pidfd_open(pid).map_err(|e| SandboxError::Prepare {
@@ -434,6 +441,11 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         deadline: started + req.limits.wall_time,
         grace: req.limits.kill_grace,
         group_kill: leaf.as_ref().map(|l| l.killer()),
+        net: capture::NetIo {
+            sock: notify_r,
+            mediator: sb.config.mediator.clone(),
+            exec_id: req.id.clone(),
+        },
     });
     let timed_out = streams.timed_out;
     let mut status = 0;
@@ -505,5 +517,6 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
             session,
         },
         duration: started.elapsed(),
+        network_refusals: streams.network_refusals,
     })
 }

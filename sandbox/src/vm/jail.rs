@@ -348,6 +348,7 @@ pub(crate) fn spawn(spec: JailSpec<'_>) -> Result<(Vmm, JailInfo), VmError> {
             stderr: spec.stderr.as_raw_fd(),
             mounts: MountFds::of(&mount_fds).map_err(sys_err)?,
             ruleset: ruleset.as_raw_fd(),
+            notify: -1,
         },
         _argv: argv,
         argv_ptrs,
@@ -369,6 +370,7 @@ pub(crate) fn spawn(spec: JailSpec<'_>) -> Result<(Vmm, JailInfo), VmError> {
             })
             .collect(),
         seccomp: seccomp::sandbox_filters().map_err(sys_err)?,
+        notify_filter: None,
         cap_last: std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()
             .and_then(|s| s.trim().parse().ok())

@@ -30,6 +30,8 @@ pub struct Recorder {
     pub files: Mutex<Vec<FileRequest>>,
     pub closes: Mutex<Vec<FileCloseReport>>,
     pub nets: Mutex<Vec<NetRequest>>,
+    /// Network attempts the sandbox refused by itself.
+    pub refused: Mutex<Vec<stele_sandbox::NetAttempt>>,
     next: Mutex<u64>,
 }
 
@@ -40,6 +42,7 @@ impl Recorder {
             files: Mutex::new(Vec::new()),
             closes: Mutex::new(Vec::new()),
             nets: Mutex::new(Vec::new()),
+            refused: Mutex::new(Vec::new()),
             next: Mutex::new(1),
         })
     }
@@ -84,6 +87,9 @@ impl Mediator for Recorder {
         Verdict::Deny("no network in tests".into())
     }
     fn net_closed(&self, _report: &NetCloseReport) {}
+    fn net_refused(&self, attempt: &stele_sandbox::NetAttempt) {
+        self.refused.lock().unwrap().push(attempt.clone());
+    }
 }
 
 /// Print a loud skip line and return false when this host lacks what the
