@@ -9,10 +9,9 @@
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use super::netnotify::{self, NetNotify};
+use super::netnotify::NetNotify;
 use super::sys;
 use crate::exec::{Captured, Truncation};
-use crate::Mediator;
 
 /// How long to keep draining output after the init exited (every writer is
 /// gone by then, so EOF is immediate unless a stray descriptor lingers).
@@ -94,16 +93,7 @@ pub(crate) struct Streams {
     pub network_refusals: u64,
 }
 
-/// Where the command's seccomp listener comes from, and who records what
-/// it refuses.
-pub(crate) struct NetIo {
-    /// The parent's end of the socket the init sends the listener over.
-    pub sock: OwnedFd,
-    /// Records refused attempts.
-    pub mediator: std::sync::Arc<dyn Mediator>,
-    /// The command.
-    pub exec_id: String,
-}
+
 
 /// The descriptors and limits of one wait.
 pub(crate) struct Io<'a> {
@@ -118,8 +108,8 @@ pub(crate) struct Io<'a> {
     pub grace: Duration,
     /// The command's `cgroup.kill`, when it has a cgroup.
     pub group_kill: Option<&'a std::fs::File>,
-    /// Network attempts handed to stele by seccomp.
-    pub net: NetIo,
+    /// The command's seccomp listener for network attempts.
+    pub net: Option<NetNotify>,
 }
 
 /// Run until the init has exited and both streams are closed.
@@ -140,9 +130,8 @@ pub(crate) fn run(io: Io<'_>) -> Streams {
     }
     let mut fed = 0usize;
     let mut buf = vec![0u8; 64 * 1024];
-    let mut sock = Some(io.net.sock);
-    let mut notify: Option<NetNotify> = None;
-    let mut notify_open = false;
+    let mut notify = io.net;
+    let mut notify_open = notify.is_some();
     let mut exited_at: Option<Instant> = None;
     let mut term_sent: Option<Instant> = None;
     let mut killed = false;
@@ -199,7 +188,6 @@ pub(crate) fn run(io: Io<'_>) -> Streams {
             -1
         };
         add(pidfd, libc::POLLIN);
-        add(sock.as_ref().map_or(-1, |s| s.as_raw_fd()), libc::POLLIN);
         let listener = match &notify {
             Some(n) if notify_open => n.fd(),
             _ => -1,
@@ -237,19 +225,8 @@ pub(crate) fn run(io: Io<'_>) -> Streams {
             stdin = None;
         }
         if pfds[4].revents != 0 {
-            // The listener, or the end of the socket without one.
-            if let Some(fd) = sock.take().as_ref().and_then(netnotify::receive) {
-                notify = Some(NetNotify::new(
-                    fd,
-                    Some(io.net.mediator.clone()),
-                    &io.net.exec_id,
-                ));
-                notify_open = true;
-            }
-        }
-        if pfds[5].revents != 0 {
             if let Some(n) = notify.as_mut() {
-                if pfds[5].revents & libc::POLLIN != 0 {
+                if pfds[4].revents & libc::POLLIN != 0 {
                     n.handle();
                 } else {
                     // Every program under the filter is gone.

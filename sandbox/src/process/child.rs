@@ -310,14 +310,14 @@ fn install_seccomp(plan: &Plan) {
             fail(plan, SetupStep::Seccomp);
         }
     }
-    if let Some(prog) = &plan.notify_filter {
-        install_notify(plan, prog);
-    }
 }
 
 /// Install the notifying program with a listener, hand the listener to
 /// the parent over `fds.notify`, and keep no copy of it (nothing in the
-/// sandbox may answer its own notifications).
+/// sandbox may answer its own notifications). Done before READY (the init
+/// still has every capability in its user namespace, so no-new-privs is
+/// not needed yet), so the listener is there when the parent reads READY
+/// and its wait loop needs no extra wake-up for it.
 fn install_notify(plan: &Plan, prog: &seccompiler::BpfProgram) {
     let fprog = libc::sock_fprog {
         len: prog.len() as libc::c_ushort,
@@ -463,6 +463,9 @@ pub(crate) fn run_jailed(plan: &Plan) -> ! {
 /// Entry point of the cloned child. Never returns.
 pub(crate) fn run_init(plan: &Plan) -> ! {
     build_root(plan);
+    if let Some(prog) = &plan.notify_filter {
+        install_notify(plan, prog);
+    }
     // SAFETY: report is our pipe's write end.
     unsafe { sys::write_all_raw(plan.fds.report, &record(tag::READY, 0, 0)) };
     await_parent(plan); // proxy listening, workspace served

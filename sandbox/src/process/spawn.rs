@@ -399,6 +399,7 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
     let mut guard = InitGuard { pid, reaped: false };
     // The child's ends and the mount/ruleset live on in the child only.
     drop((go_r, rep_w, in_r, out_w, err_w, ws_mount, ll.fd, notify_w));
+    let plan_notify = plan.notify_filter.is_some();
     drop(plan);
 
     let pidfd = sys::pidfd_open(pid).map_err(|e| SandboxError::Prepare {
@@ -428,6 +429,13 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         Some(_) => return Err(SandboxError::Lost("unexpected report".into())),
         None => return Err(SandboxError::Lost("sandbox init died during set-up".into())),
     }
+    // Sent before READY: there now (or never, if the init failed first).
+    let listener = if plan_notify {
+        super::netnotify::receive(&notify_r)
+    } else {
+        None
+    };
+    drop(notify_r);
     lease.begin(requester);
     write_byte(&mut go)?;
     let streams = capture::run(Io {
@@ -441,11 +449,9 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         deadline: started + req.limits.wall_time,
         grace: req.limits.kill_grace,
         group_kill: leaf.as_ref().map(|l| l.killer()),
-        net: capture::NetIo {
-            sock: notify_r,
-            mediator: sb.config.mediator.clone(),
-            exec_id: req.id.clone(),
-        },
+        net: listener.map(|l| {
+            super::netnotify::NetNotify::new(l, Some(sb.config.mediator.clone()), &req.id)
+        }),
     });
     let timed_out = streams.timed_out;
     let mut status = 0;
