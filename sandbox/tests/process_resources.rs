@@ -404,3 +404,34 @@ fn unusable_cgroups_refuse_unless_allowed() {
     assert_eq!(j["command_limits"]["memory_bytes"], serde_json::json!(4u64 << 30));
 }
 
+
+#[test]
+fn a_command_does_not_inherit_the_previous_ones_figures() {
+    if !ready() {
+        return;
+    }
+    let ws = workspace();
+    let command = GroupLimits {
+        memory_bytes: Some(256 << 20),
+        ..GroupLimits::COMMAND_DEFAULT
+    };
+    let sb = plain_with(
+        ws.path(),
+        Recorder::new(Rule::AllowFiles),
+        limits(command, GroupLimits::SESSION_DEFAULT),
+    );
+    for round in 0..3 {
+        let hog = python(&sb, "x = b'x' * (400 << 20)", test_limits());
+        let g = group(&hog);
+        assert!(g.oom_kills >= 1, "round {round}: {g:?}");
+        // Let the group it ran in be reset and handed out again.
+        std::thread::sleep(Duration::from_millis(300));
+        let quiet = sh(&sb, "echo quiet");
+        assert_eq!(out(&quiet), "quiet\n");
+        let g = group(&quiet);
+        assert_eq!(g.oom_kills, 0, "round {round}: {g:?}");
+        assert_eq!(g.memory_limit_events, 0, "round {round}: {g:?}");
+        assert!(g.memory_peak_bytes.unwrap() < 64 << 20, "round {round}: {g:?}");
+        assert!(g.limits_hit().is_empty(), "round {round}: {g:?}");
+    }
+}

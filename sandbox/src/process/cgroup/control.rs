@@ -33,6 +33,39 @@ pub(crate) fn write(dir: &Path, name: &str, value: &str) -> io::Result<()> {
         .map_err(|e| io::Error::new(e.kind(), format!("writing {value:?} to {}: {e}", path.display())))
 }
 
+/// A node's stat files ([`Node::stat_files`]), opened once and read from
+/// the start each time (the kernel regenerates the text): no open and
+/// close per read on a command's path.
+#[derive(Debug)]
+pub(crate) struct OpenStats(Vec<(&'static str, std::fs::File)>);
+
+impl OpenStats {
+    /// Open what `node` reads (a file this kernel lacks is left out).
+    pub fn open(node: &Node) -> OpenStats {
+        OpenStats(
+            node.stat_files()
+                .into_iter()
+                .filter_map(|f| std::fs::File::open(node.dir.join(f)).ok().map(|h| (f, h)))
+                .collect(),
+        )
+    }
+
+    /// The current text of `name`.
+    pub fn read(&self, name: &str) -> Option<String> {
+        use std::os::unix::fs::FileExt;
+        let (_, f) = self.0.iter().find(|(f, _)| *f == name)?;
+        let mut buf = vec![0u8; 4096];
+        let len = f.read_at(&mut buf, 0).ok()?;
+        buf.truncate(len);
+        String::from_utf8(buf).ok()
+    }
+
+    /// Add what `node` (these stats' node) accounts to `u`.
+    pub fn usage(&self, node: &Node, u: &mut GroupUsage) {
+        node.usage_from(u, &|name| self.read(name));
+    }
+}
+
 /// The contents of `dir/name`, `None` when the file does not exist (an
 /// older kernel without it).
 pub(crate) fn read(dir: &Path, name: &str) -> Option<String> {

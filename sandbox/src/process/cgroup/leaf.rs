@@ -5,12 +5,13 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
-use super::control::Node;
+use super::control::{Node, OpenStats};
+use super::slots::MemSlot;
 use super::layout::{Controller, Version};
 use super::tree;
 use crate::resources::{GroupLimits, GroupUsage};
@@ -21,6 +22,8 @@ pub(crate) enum Job {
     Prepare,
     /// Kill what is left in a leaf and remove it (v2 directory first).
     Remove(Vec<PathBuf>),
+    /// Reset a memory slot and put it back in the session's pool.
+    Recycle(MemSlot),
     /// Finish and exit.
     Stop,
 }
@@ -47,7 +50,9 @@ pub struct LeafGroup {
     /// One `tasks` per v1 hierarchy, in `homes` order.
     tasks: Vec<File>,
     /// The files `usage` reads, opened ahead, per node.
-    stats: Vec<Vec<(&'static str, File)>>,
+    stats: Vec<OpenStats>,
+    /// The reused v1 memory group, where the host has one.
+    slot: Option<MemSlot>,
     limits: GroupLimits,
     janitor: Option<mpsc::Sender<Job>>,
     /// The session's counts of what v1 records only in the leaf.
@@ -102,12 +107,15 @@ impl LeafGroup {
         limits: &GroupLimits,
         janitor: Option<mpsc::Sender<Job>>,
         v1_events: Arc<V1Events>,
+        slot: Option<MemSlot>,
     ) -> io::Result<LeafGroup> {
         // The v2 node always; a v1 node where the leaf has a controller
-        // (elsewhere the command stays in the session's group).
+        // (elsewhere the command stays in the session's group), except
+        // the memory one when a reused slot stands in for it.
         let nodes: Vec<Node> = session
             .iter()
             .enumerate()
+            .filter(|(_, n)| slot.is_none() || !MemSlot::fits(n))
             .filter_map(|(i, n)| {
                 let controllers = leaf_controllers(n, limits);
                 (i == 0 || !controllers.is_empty()).then(|| Node {
@@ -129,6 +137,9 @@ impl LeafGroup {
             let tasks = session[1..]
                 .iter()
                 .map(|s| {
+                    if let Some(slot) = slot.as_ref().filter(|_| MemSlot::fits(s)) {
+                        return slot.tasks();
+                    }
                     let dir = nodes
                         .iter()
                         .find(|n| n.dir.parent() == Some(s.dir.as_path()))
@@ -136,16 +147,7 @@ impl LeafGroup {
                     open(&dir.join("tasks"), 0, true)
                 })
                 .collect::<io::Result<Vec<_>>>()?;
-            let stats = nodes
-                .iter()
-                .map(|n| {
-                    n.stat_files()
-                        .into_iter()
-                        // A file this kernel lacks is simply not reported.
-                        .filter_map(|f| open(&n.dir.join(f), 0, false).ok().map(|h| (f, h)))
-                        .collect()
-                })
-                .collect();
+            let stats = nodes.iter().map(OpenStats::open).collect();
             Ok((OwnedFd::from(dir), kill, tasks, stats))
         })();
         match setup {
@@ -156,6 +158,7 @@ impl LeafGroup {
                 kill,
                 tasks,
                 stats,
+                slot,
                 limits: *limits,
                 janitor,
                 v1_events,
@@ -163,6 +166,9 @@ impl LeafGroup {
             }),
             Err(e) => {
                 tree::remove_dirs(&made);
+                if let Some(s) = slot {
+                    s.remove();
+                }
                 Err(e)
             }
         }
@@ -252,15 +258,11 @@ impl LeafGroup {
             limits: Some(self.limits),
             ..GroupUsage::default()
         };
-        for (n, files) in self.nodes.iter().zip(&self.stats) {
-            n.usage_from(&mut u, &|name| {
-                let (_, f) = files.iter().find(|(f, _)| *f == name)?;
-                let mut buf = vec![0u8; 4096];
-                // From the start every time: the kernel regenerates the text.
-                let len = f.read_at(&mut buf, 0).ok()?;
-                buf.truncate(len);
-                String::from_utf8(buf).ok()
-            });
+        for (n, stats) in self.nodes.iter().zip(&self.stats) {
+            stats.usage(n, &mut u);
+        }
+        if let Some(s) = &self.slot {
+            s.usage_into(&mut u);
         }
         u
     }
@@ -271,9 +273,11 @@ impl LeafGroup {
     pub fn finish(mut self) -> GroupUsage {
         let u = self.usage();
         let v1 = |c| {
-            self.nodes
-                .iter()
-                .any(|n| n.version == Version::V1 && n.controllers.contains(&c))
+            self.slot.is_some() && c == Controller::Memory
+                || self
+                    .nodes
+                    .iter()
+                    .any(|n| n.version == Version::V1 && n.controllers.contains(&c))
         };
         if v1(Controller::Memory) {
             self.v1_events.oom_kills.fetch_add(u.oom_kills, Ordering::Relaxed);
@@ -293,12 +297,22 @@ impl LeafGroup {
         }
         self.finished = true;
         let dirs: Vec<PathBuf> = self.nodes.iter().map(|n| n.dir.clone()).collect();
-        let dirs = match self.janitor.take().map(|j| j.send(Job::Remove(dirs))) {
-            Some(Ok(())) => return,
-            Some(Err(mpsc::SendError(Job::Remove(dirs)))) => dirs,
-            Some(Err(_)) | None => self.nodes.iter().map(|n| n.dir.clone()).collect(),
+        let Some(janitor) = self.janitor.take() else {
+            tree::remove_group(&dirs);
+            if let Some(s) = self.slot.take() {
+                s.remove();
+            }
+            return;
         };
-        tree::remove_group(&dirs);
+        // The leaf first: once its processes are gone the slot empties.
+        if let Err(mpsc::SendError(Job::Remove(dirs))) = janitor.send(Job::Remove(dirs)) {
+            tree::remove_group(&dirs);
+        }
+        if let Some(s) = self.slot.take() {
+            if let Err(mpsc::SendError(Job::Recycle(s))) = janitor.send(Job::Recycle(s)) {
+                s.remove();
+            }
+        }
     }
 }
 

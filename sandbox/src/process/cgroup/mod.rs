@@ -12,6 +12,7 @@ mod control;
 pub mod layout;
 mod leaf;
 mod session;
+mod slots;
 mod tree;
 
 use std::path::PathBuf;

@@ -22,9 +22,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
-use super::control::Node;
+use super::control::{Node, OpenStats};
 use super::layout::Layout;
 use super::leaf::{Job, LeafGroup, V1Events};
+use super::slots::MemSlot;
 use super::{tree, CgroupUnavailable};
 use crate::resources::{GroupLimits, GroupUsage, ResourceLimits, DEFAULT_CGROUP_PARENT};
 
@@ -42,6 +43,18 @@ struct Shared {
     spare: Mutex<Option<LeafGroup>>,
     /// What v1 groups record only in the leaves.
     v1_events: Arc<V1Events>,
+    /// Reset v1 memory groups for the next commands (see `slots.rs`).
+    slots: Mutex<Vec<MemSlot>>,
+}
+
+/// Whether a new leaf may take a reused memory group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MemoryGroup {
+    /// A slot from the pool, or a new one (commands, with the session's
+    /// command limits).
+    Reused,
+    /// A fresh group of its own (other limits).
+    Fresh,
 }
 
 impl Shared {
@@ -49,15 +62,31 @@ impl Shared {
         &self,
         limits: &GroupLimits,
         janitor: Option<mpsc::Sender<Job>>,
+        memory: MemoryGroup,
     ) -> std::io::Result<LeafGroup> {
-        let name = format!("cmd-{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let slot = match (memory, self.nodes.iter().find(|n| MemSlot::fits(n))) {
+            (MemoryGroup::Reused, Some(parent)) => {
+                let pooled = self
+                    .slots
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .pop();
+                Some(match pooled {
+                    Some(s) => s,
+                    None => MemSlot::create(parent, &format!("mem-{n}"), limits)?,
+                })
+            }
+            _ => None,
+        };
         LeafGroup::create(
             &self.nodes,
             self.homes.clone(),
-            &name,
+            &format!("cmd-{n}"),
             limits,
             janitor,
             self.v1_events.clone(),
+            slot,
         )
     }
 }
@@ -67,6 +96,8 @@ impl Shared {
 pub struct SessionGroup {
     layout: Layout,
     shared: Arc<Shared>,
+    /// The session nodes' stat files, opened once.
+    stats: Vec<OpenStats>,
     janitor: Mutex<Option<(mpsc::Sender<Job>, JoinHandle<()>)>>,
 }
 
@@ -83,11 +114,19 @@ fn janitor(shared: Arc<Shared>, tx: mpsc::Sender<Job>, rx: mpsc::Receiver<Job>) 
                     // A failure here shows again, as an error, when the
                     // next command makes its leaf itself.
                     *spare = shared
-                        .make_leaf(&shared.limits.command, Some(tx.clone()))
+                        .make_leaf(&shared.limits.command, Some(tx.clone()), MemoryGroup::Reused)
                         .ok();
                 }
             }
             Job::Remove(dirs) => tree::remove_group(&dirs),
+            Job::Recycle(mut slot) => match slot.reset() {
+                Ok(()) => shared
+                    .slots
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(slot),
+                Err(_) => slot.remove(),
+            },
             Job::Stop => break,
         }
     }
@@ -170,6 +209,7 @@ impl SessionGroup {
             next: AtomicU64::new(1),
             spare: Mutex::new(None),
             v1_events: Arc::default(),
+            slots: Mutex::new(Vec::new()),
         });
         let (tx, rx) = mpsc::channel();
         let worker = {
@@ -185,6 +225,7 @@ impl SessionGroup {
         }
         Ok(SessionGroup {
             layout,
+            stats: shared.nodes.iter().map(OpenStats::open).collect(),
             shared,
             janitor: Mutex::new(janitor),
         })
@@ -211,8 +252,8 @@ impl SessionGroup {
             limits: Some(self.shared.limits.session),
             ..GroupUsage::default()
         };
-        for n in &self.shared.nodes {
-            n.usage(&mut u);
+        for (n, stats) in self.shared.nodes.iter().zip(&self.stats) {
+            stats.usage(n, &mut u);
         }
         let v1 = &self.shared.v1_events;
         u.oom_kills = u.oom_kills.max(v1.oom_kills.load(Ordering::Relaxed));
@@ -242,9 +283,10 @@ impl SessionGroup {
         let tx = self.janitor_tx();
         let leaf = match spare {
             Some(l) => l,
-            None => self
-                .shared
-                .make_leaf(&self.shared.limits.command, tx.clone())?,
+            None => {
+                self.shared
+                    .make_leaf(&self.shared.limits.command, tx.clone(), MemoryGroup::Reused)?
+            }
         };
         if let Some(tx) = tx {
             let _ = tx.send(Job::Prepare);
@@ -254,7 +296,8 @@ impl SessionGroup {
 
     /// A new leaf with `limits` (made now).
     pub fn leaf(&self, limits: &GroupLimits) -> std::io::Result<LeafGroup> {
-        self.shared.make_leaf(limits, self.janitor_tx())
+        self.shared
+            .make_leaf(limits, self.janitor_tx(), MemoryGroup::Fresh)
     }
 }
 
@@ -270,7 +313,7 @@ impl Drop for SessionGroup {
             drop(tx);
             let _ = handle.join();
         }
-        // The spare (and any leaf still queued) goes with the session.
+        // The spare and the pooled slots go with the session.
         drop(
             self.shared
                 .spare
@@ -278,6 +321,16 @@ impl Drop for SessionGroup {
                 .unwrap_or_else(PoisonError::into_inner)
                 .take(),
         );
+        let slots: Vec<MemSlot> = self
+            .shared
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+            .collect();
+        for s in slots {
+            s.remove();
+        }
         let dirs: Vec<_> = self.shared.nodes.iter().map(|n| n.dir.clone()).collect();
         tree::remove_group(&dirs);
     }
