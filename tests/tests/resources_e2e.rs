@@ -282,3 +282,61 @@ fn refused_network_attempts_are_decision_entries() {
     let end = of_kind(&leaves, "exec.end");
     assert_eq!(end.last().unwrap()["data"]["network_refusals"], 4);
 }
+
+/// The predicate of the session attestation stored beside `db`.
+fn attestation(db: &Path, session: &str) -> Value {
+    use base64::Engine;
+    let dir = std::path::PathBuf::from(format!("{}.attestations", db.display()));
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains(session))
+        .unwrap_or_else(|| panic!("no attestation for {session} in {}", dir.display()));
+    let env: Value = serde_json::from_str(std::fs::read_to_string(file).unwrap().trim()).unwrap();
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(env["payload"].as_str().unwrap())
+        .unwrap();
+    let statement: Value = serde_json::from_slice(&payload).unwrap();
+    statement["predicate"].clone()
+}
+
+#[test]
+fn running_without_cgroups_only_when_configured_and_recorded() {
+    if !sandbox_available("running_without_cgroups_only_when_configured_and_recorded") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (s, ws) = setup(dir.path());
+    let cfg = dir.path().join("config.toml");
+    // A parent that cannot be made (`cgroup.procs` is a file): no cgroups.
+    std::fs::write(&cfg, "[resources]\ncgroup_parent = \"cgroup.procs/stele\"\n").unwrap();
+    let env = [("STELE_CONFIG", cfg.to_str().unwrap())];
+    let args = ["sandbox", "exec", "--workspace", ws.to_str().unwrap(), "--", "echo", "ran"];
+    let o = s.run_env(&args, &env).unwrap();
+    assert!(!o.status.success(), "ran without cgroups though they are required");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cgroup") && err.contains("optional"), "{err}");
+    std::fs::write(
+        &cfg,
+        "[resources]\ncgroup_parent = \"cgroup.procs/stele\"\ncgroups = \"optional\"\n",
+    )
+    .unwrap();
+    let o = s.run_env(&args, &env).unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "ran\n");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("WARNING: running without cgroup limits"), "{err}");
+    let db = s.state.join("audit.db");
+    let leaves = leaves_json(&s, &db).unwrap();
+    let start = *of_kind(&leaves, "session.start").last().unwrap();
+    let res = &start["data"]["sandbox_resources"];
+    assert!(res.get("cgroups").is_none(), "{res}");
+    assert!(res["without_cgroups"].as_str().unwrap().contains("cgroup.procs"), "{res}");
+    assert_eq!(res["allowed_by"], "resources.cgroups = \"optional\"");
+    let end = *of_kind(&leaves, "exec.end").last().unwrap();
+    assert!(end["data"].get("resources").is_none(), "{end}");
+    let session = start["session"]["id"].as_str().unwrap();
+    let predicate = attestation(&db, session);
+    let text = predicate.to_string();
+    assert!(text.contains("without_cgroups"), "{text}");
+}

@@ -206,3 +206,54 @@ fn exec_outcome(out: &ExecOutcome) -> Outcome {
     o.bytes_out = Some(out.stdout.bytes.len() as u64 + out.stderr.bytes.len() as u64);
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use stele_sandbox::exec::{Captured, ResourceUsage};
+    use stele_sandbox::resources::{GroupLimits, GroupUsage};
+
+    use super::*;
+
+    fn outcome(group: Option<GroupUsage>) -> ExecOutcome {
+        let none = Captured {
+            bytes: Vec::new(),
+            truncation: Truncation::Complete,
+        };
+        ExecOutcome {
+            id: "1".into(),
+            status: ExitStatus::Signal(9),
+            stdout: none.clone(),
+            stderr: none,
+            usage: ResourceUsage {
+                group,
+                ..ResourceUsage::default()
+            },
+            duration: Duration::from_millis(5),
+            network_refusals: 3,
+        }
+    }
+
+    #[test]
+    fn limits_reached_are_told_and_recorded() {
+        let g = GroupUsage {
+            limits: Some(GroupLimits::COMMAND_DEFAULT),
+            oom_kills: 1,
+            ..GroupUsage::default()
+        };
+        let out = outcome(Some(g));
+        assert_eq!(limits_note(&out), "\nlimits reached: memory");
+        let mut data = serde_json::json!({});
+        resource_fields(&mut data, &out);
+        assert_eq!(data["resources"]["limits_hit"], serde_json::json!(["memory"]));
+        assert_eq!(data["network_refusals"], 3);
+        assert!(data.get("session_resources").is_none());
+        // Without cgroups: nothing to tell, no figures.
+        let out = outcome(None);
+        assert_eq!(limits_note(&out), "");
+        let mut data = serde_json::json!({});
+        resource_fields(&mut data, &out);
+        assert!(data.get("resources").is_none());
+    }
+}
