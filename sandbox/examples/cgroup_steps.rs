@@ -11,7 +11,16 @@ fn main() {
     let t = Instant::now();
     let s = SessionGroup::create(&limits).expect("session group");
     println!("session create {:?}", t.elapsed());
-    let names = ["leaf", "thread in", "fork", "thread out", "wait", "usage", "finish", "session usage"];
+    let names = [
+        "leaf",
+        "thread in",
+        "fork",
+        "thread out",
+        "wait",
+        "usage",
+        "finish",
+        "session usage",
+    ];
     let mut steps: Vec<Vec<Duration>> = vec![vec![]; names.len()];
     for _ in 0..300 {
         let mut ts = vec![Instant::now()];
@@ -44,6 +53,10 @@ fn main() {
     }
     for (name, mut v) in names.iter().zip(steps) {
         v.sort();
-        println!("{name:<14} median {:?}  p90 {:?}", v[v.len() / 2], v[v.len() * 9 / 10]);
+        println!(
+            "{name:<14} median {:?}  p90 {:?}",
+            v[v.len() / 2],
+            v[v.len() * 9 / 10]
+        );
     }
 }

@@ -354,7 +354,10 @@ mod tests {
         assert_eq!(d.oom_kills, 0);
         assert_eq!(d.cpu_user, Duration::from_millis(250));
         assert_eq!(d.limits_hit(), vec![LimitHit::Processes]);
-        assert_eq!(after.limits_hit(), vec![LimitHit::Memory, LimitHit::Processes]);
+        assert_eq!(
+            after.limits_hit(),
+            vec![LimitHit::Memory, LimitHit::Processes]
+        );
         let j = d.to_json();
         assert_eq!(j["limits_hit"], serde_json::json!(["processes"]));
         assert_eq!(j["cpu_user_ms"], serde_json::json!(250));
@@ -362,6 +365,9 @@ mod tests {
         assert!(j.get("memory_peak_bytes").is_none(), "{j}");
         assert!(j.get("limits").is_none(), "{j}");
         let l = limits_json(&GroupLimits::COMMAND_DEFAULT);
-        assert_eq!(l, serde_json::json!({"memory_bytes": 4u64 << 30, "processes": 512}));
+        assert_eq!(
+            l,
+            serde_json::json!({"memory_bytes": 4u64 << 30, "processes": 512})
+        );
     }
 }

@@ -27,7 +27,10 @@ fn python_ok() -> bool {
 }
 
 fn py(sb: &ProcessSandbox, code: &str) -> ExecOutcome {
-    let mut req = ExecRequest::new("net", vec!["/usr/bin/python3".into(), "-c".into(), code.into()]);
+    let mut req = ExecRequest::new(
+        "net",
+        vec!["/usr/bin/python3".into(), "-c".into(), code.into()],
+    );
     req.limits = test_limits();
     sb.exec(req).expect("exec")
 }
@@ -52,7 +55,9 @@ fn setup(mediated_ws: bool) -> Option<(tempfile::TempDir, Arc<Recorder>, Process
 
 #[test]
 fn denied_sockets_are_refused_with_eacces_and_recorded() {
-    let Some((_ws, rec, sb)) = setup(false) else { return };
+    let Some((_ws, rec, sb)) = setup(false) else {
+        return;
+    };
     let o = py(
         &sb,
         r#"
@@ -76,7 +81,10 @@ for name, fam, ty, proto in tries:
     let s = out(&o);
     assert!(!s.contains("ALLOWED"), "{s}\n{}", err(&o));
     for name in ["udp", "udp6", "raw", "packet", "vsock"] {
-        assert!(s.contains(&format!("{name} 13\n")), "{name} not EACCES: {s}");
+        assert!(
+            s.contains(&format!("{name} 13\n")),
+            "{name} not EACCES: {s}"
+        );
     }
     // Netlink is no network attempt: still EPERM, not recorded.
     assert!(s.contains("netlink 1\n"), "{s}");
@@ -94,7 +102,9 @@ for name, fam, ty, proto in tries:
     ] {
         assert!(r.contains(&k), "{k:?} not recorded: {r:?}");
     }
-    assert!(!r.iter().any(|k| matches!(k, NetAttemptKind::Socket { family, .. } if *family == libc::AF_NETLINK)));
+    assert!(!r.iter().any(
+        |k| matches!(k, NetAttemptKind::Socket { family, .. } if *family == libc::AF_NETLINK)
+    ));
     assert_eq!(o.network_refusals, 5, "{o:?}");
     let a = rec.refused.lock().unwrap()[0].clone();
     assert_eq!(a.requester.exec_id.as_deref(), Some("net"));
@@ -104,7 +114,9 @@ for name, fam, ty, proto in tries:
 
 #[test]
 fn direct_connections_are_refused_and_recorded() {
-    let Some((_ws, rec, sb)) = setup(false) else { return };
+    let Some((_ws, rec, sb)) = setup(false) else {
+        return;
+    };
     let o = py(
         &sb,
         r#"
@@ -142,7 +154,9 @@ except OSError as e:
 
 #[test]
 fn fast_open_sends_are_connections_too() {
-    let Some((_ws, rec, sb)) = setup(false) else { return };
+    let Some((_ws, rec, sb)) = setup(false) else {
+        return;
+    };
     let o = py(
         &sb,
         r#"
@@ -163,15 +177,31 @@ except OSError as e:
     );
     let s = out(&o);
     assert!(!s.contains("SENT"), "{s}");
-    assert!(s.contains("sendto 13") && s.contains("sendmsg 13"), "{s}\n{}", err(&o));
+    assert!(
+        s.contains("sendto 13") && s.contains("sendmsg 13"),
+        "{s}\n{}",
+        err(&o)
+    );
     let r = refused(&rec);
-    assert!(r.contains(&NetAttemptKind::Connect("93.184.216.34:80".parse().unwrap())), "{r:?}");
-    assert!(r.contains(&NetAttemptKind::Connect("93.184.216.35:80".parse().unwrap())), "{r:?}");
+    assert!(
+        r.contains(&NetAttemptKind::Connect(
+            "93.184.216.34:80".parse().unwrap()
+        )),
+        "{r:?}"
+    );
+    assert!(
+        r.contains(&NetAttemptKind::Connect(
+            "93.184.216.35:80".parse().unwrap()
+        )),
+        "{r:?}"
+    );
 }
 
 #[test]
 fn the_proxy_stays_reachable_and_repeats_are_counted_not_flooded() {
-    let Some((_ws, rec, sb)) = setup(true) else { return };
+    let Some((_ws, rec, sb)) = setup(true) else {
+        return;
+    };
     let o = py(
         &sb,
         r#"
@@ -194,15 +224,26 @@ print("refused", n)
     // The proxy answered (the test Mediator denies every host: 403).
     assert!(s.contains(" 403"), "{s}\n{}", err(&o));
     assert!(s.contains("refused 500"), "{s}");
-    assert_eq!(rec.nets.lock().unwrap().len(), 1, "the CONNECT was put to the Mediator");
+    assert_eq!(
+        rec.nets.lock().unwrap().len(),
+        1,
+        "the CONNECT was put to the Mediator"
+    );
     let r = refused(&rec);
-    assert_eq!(r.len(), 1, "one record for one repeated attempt: {}", r.len());
+    assert_eq!(
+        r.len(),
+        1,
+        "one record for one repeated attempt: {}",
+        r.len()
+    );
     assert_eq!(o.network_refusals, 500);
 }
 
 #[test]
 fn an_address_swapped_after_the_check_reaches_nothing() {
-    let Some((_ws, _rec, sb)) = setup(false) else { return };
+    let Some((_ws, _rec, sb)) = setup(false) else {
+        return;
+    };
     // A listener inside the sandbox's own network namespace on 8080, and
     // threads rewriting a connect() address between the proxy's and 8080
     // while it is being checked: stele lets the proxy's through, and the

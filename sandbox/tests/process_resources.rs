@@ -51,7 +51,10 @@ fn group(o: &ExecOutcome) -> GroupUsage {
 }
 
 fn python(sb: &ProcessSandbox, code: &str, l: Limits) -> ExecOutcome {
-    let mut req = ExecRequest::new("py", vec!["/usr/bin/python3".into(), "-c".into(), code.into()]);
+    let mut req = ExecRequest::new(
+        "py",
+        vec!["/usr/bin/python3".into(), "-c".into(), code.into()],
+    );
     req.limits = l;
     sb.exec(req).expect("exec")
 }
@@ -92,7 +95,10 @@ fn memory_is_limited_for_the_whole_command_not_per_process() {
         peak <= 512 << 20,
         "the three processes held {peak} bytes together, over the 512 MiB limit"
     );
-    assert!(peak >= 300 << 20, "peak {peak}: the allocations did not run");
+    assert!(
+        peak >= 300 << 20,
+        "peak {peak}: the allocations did not run"
+    );
     assert_eq!(g.limits.and_then(|l| l.memory_bytes), Some(512 << 20));
 }
 
@@ -127,7 +133,13 @@ fn peak_memory_is_of_the_whole_tree() {
 const FORK_BOMB: &str = "import os, time\nn = 0\ntry:\n    while n < 2000:\n        if os.fork() == 0:\n            time.sleep(30)\n            os._exit(0)\n        n += 1\nexcept OSError as e:\n    print('refused', e.errno)\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]))";
 
 fn procs(o: &ExecOutcome) -> u64 {
-    out(o).lines().last().unwrap_or("").trim().parse().unwrap_or(u64::MAX)
+    out(o)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .trim()
+        .parse()
+        .unwrap_or(u64::MAX)
 }
 
 /// Per-process rlimits far above the group limits, so the group is what binds.
@@ -167,7 +179,11 @@ fn fork_bomb_is_bounded_by_the_command_group() {
     let mut l = loose_rlimits();
     l.wall_time = Duration::from_secs(2);
     let o = sh_with(&sb, "b() { b | b & }; b; sleep 5", l);
-    assert!(matches!(o.status, ExitStatus::TimedOut | ExitStatus::Exit(_)), "{:?}", o.status);
+    assert!(
+        matches!(o.status, ExitStatus::TimedOut | ExitStatus::Exit(_)),
+        "{:?}",
+        o.status
+    );
     assert!(group(&o).processes_peak.is_none_or(|p| p <= 40));
 }
 
@@ -192,7 +208,11 @@ fn the_session_limit_binds_across_its_commands() {
     );
     let o = python(&sb, FORK_BOMB, loose_rlimits());
     assert!(out(&o).contains("refused 11"), "{} {}", out(&o), err(&o));
-    assert!(procs(&o) <= 30, "{} processes ran under a session limit of 30", procs(&o));
+    assert!(
+        procs(&o) <= 30,
+        "{} processes ran under a session limit of 30",
+        procs(&o)
+    );
     let s = o.usage.session.expect("session usage");
     assert!(s.process_limit_events >= 1, "{s:?}");
     assert!(s.limits_hit().contains(&LimitHit::Processes));
@@ -228,7 +248,10 @@ fn concurrent_commands_share_the_session_memory_limit() {
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let killed: u64 = outs.iter().map(|o| group(o).oom_kills).sum();
-    assert!(killed >= 1, "two commands held 500 MiB under a 400 MiB session limit");
+    assert!(
+        killed >= 1,
+        "two commands held 500 MiB under a 400 MiB session limit"
+    );
     let kept = outs.iter().filter(|o| out(o).contains("kept")).count();
     assert!(kept <= 1, "both kept their memory");
     let s = sb.session_usage().unwrap();
@@ -301,7 +324,10 @@ fn cpu_limit_throttles_a_hog() {
     let o = python(&free, &busy(0.5), test_limits());
     let g = group(&o);
     assert_eq!(g.cpu_throttled_periods, 0);
-    assert!(g.cpu_user + g.cpu_system >= Duration::from_millis(50), "{g:?}");
+    assert!(
+        g.cpu_user + g.cpu_system >= Duration::from_millis(50),
+        "{g:?}"
+    );
 }
 
 fn populated(dir: &Path) -> bool {
@@ -356,10 +382,15 @@ fn no_process_outlives_its_command() {
     assert!(!populated(sb.session_cgroup().unwrap()));
     std::thread::sleep(Duration::from_secs(2));
     for f in ["late-setsid.txt", "late-double.txt", "late-nohup.txt"] {
-        assert!(!ws.path().join(f).exists(), "{f} was written after the command ended");
+        assert!(
+            !ws.path().join(f).exists(),
+            "{f} was written after the command ended"
+        );
     }
     assert!(
-        !rec.asked(FileAccess::Write).iter().any(|p| p.starts_with("late")),
+        !rec.asked(FileAccess::Write)
+            .iter()
+            .any(|p| p.starts_with("late")),
         "a leftover process reached the file server: {:?}",
         rec.asked(FileAccess::Write)
     );
@@ -396,14 +427,26 @@ fn unusable_cgroups_refuse_unless_allowed() {
     assert_eq!(o.usage.group, None);
     let j = sb.resources_json();
     assert!(j.get("cgroups").is_none(), "{j}");
-    assert!(j["without_cgroups"].as_str().unwrap().contains("cgroup.procs"), "{j}");
+    assert!(
+        j["without_cgroups"]
+            .as_str()
+            .unwrap()
+            .contains("cgroup.procs"),
+        "{j}"
+    );
     assert!(j["allowed_by"].as_str().is_some(), "{j}");
-    let with = plain_with(ws.path(), Recorder::new(Rule::AllowFiles), ResourceLimits::default());
+    let with = plain_with(
+        ws.path(),
+        Recorder::new(Rule::AllowFiles),
+        ResourceLimits::default(),
+    );
     let j = with.resources_json();
     assert!(j["cgroups"].is_string(), "{j}");
-    assert_eq!(j["command_limits"]["memory_bytes"], serde_json::json!(4u64 << 30));
+    assert_eq!(
+        j["command_limits"]["memory_bytes"],
+        serde_json::json!(4u64 << 30)
+    );
 }
-
 
 #[test]
 fn a_command_does_not_inherit_the_previous_ones_figures() {
@@ -431,7 +474,10 @@ fn a_command_does_not_inherit_the_previous_ones_figures() {
         let g = group(&quiet);
         assert_eq!(g.oom_kills, 0, "round {round}: {g:?}");
         assert_eq!(g.memory_limit_events, 0, "round {round}: {g:?}");
-        assert!(g.memory_peak_bytes.unwrap() < 64 << 20, "round {round}: {g:?}");
+        assert!(
+            g.memory_peak_bytes.unwrap() < 64 << 20,
+            "round {round}: {g:?}"
+        );
         assert!(g.limits_hit().is_empty(), "round {round}: {g:?}");
     }
 }

@@ -634,7 +634,10 @@ fn no_guest_process_outlives_its_command() {
                   echo started"))
         .unwrap();
     assert_eq!(out.stdout.bytes, b"started\n", "{out:?}");
-    let g = out.usage.group.expect("the guest reports the command's group");
+    let g = out
+        .usage
+        .group
+        .expect("the guest reports the command's group");
     assert!(g.processes_peak.is_none_or(|p| p >= 4), "{g:?}");
     // The next command runs while the escapees would be writing.
     let next = vm.sandbox.exec(sh("sleep 2; echo next")).unwrap();
@@ -654,7 +657,10 @@ fn no_guest_process_outlives_its_command() {
         .map(|(r, _)| r.path.clone())
         .filter(|p| p.contains("late-"))
         .collect();
-    assert!(asked.is_empty(), "leftover processes reached the host: {asked:?}");
+    assert!(
+        asked.is_empty(),
+        "leftover processes reached the host: {asked:?}"
+    );
 }
 
 #[test]
@@ -674,7 +680,10 @@ fn a_timed_out_guest_command_is_ended_as_a_whole() {
     assert!(size > 0, "the ticker never ran");
     std::thread::sleep(Duration::from_secs(2));
     let later = std::fs::metadata(&tick).map(|m| m.len()).unwrap_or(0);
-    assert_eq!(size, later, "a process of the timed-out command kept writing");
+    assert_eq!(
+        size, later,
+        "a process of the timed-out command kept writing"
+    );
 }
 
 #[test]
@@ -694,7 +703,10 @@ fn guest_commands_are_limited_as_a_whole_tree() {
     let bomb = "import os, time\nn = 0\ntry:\n    while n < 400:\n        if os.fork() == 0:\n            time.sleep(20)\n            os._exit(0)\n        n += 1\nexcept OSError as e:\n    print('refused', e.errno)\nprint(n)";
     let out = vm
         .sandbox
-        .exec(ExecRequest::new("bomb", vec!["python3".into(), "-c".into(), bomb.into()]))
+        .exec(ExecRequest::new(
+            "bomb",
+            vec!["python3".into(), "-c".into(), bomb.into()],
+        ))
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout.bytes).into_owned();
     assert!(text.contains("refused 11"), "{out:?}");
@@ -705,7 +717,10 @@ fn guest_commands_are_limited_as_a_whole_tree() {
     // The whole VM is accounted to the session's host cgroup.
     let s = out.usage.session.expect("the session's host group");
     assert!(s.memory_peak_bytes.unwrap() > 100 << 20, "{s:?}");
-    assert!(s.cpu_user + s.cpu_system > Duration::from_millis(100), "{s:?}");
+    assert!(
+        s.cpu_user + s.cpu_system > Duration::from_millis(100),
+        "{s:?}"
+    );
 }
 
 #[test]

@@ -64,7 +64,10 @@ fn exec_end_records_the_group_figures_and_the_limit_hit() {
     assert_eq!(r["limits"]["memory_bytes"], 256u64 << 20, "{out}");
     assert!(r["oom_kills"].as_u64().unwrap() >= 1, "{out}");
     assert_eq!(r["limits_hit"], serde_json::json!(["memory"]), "{out}");
-    assert!(r["memory_peak_bytes"].as_u64().unwrap() <= 256 << 20, "{out}");
+    assert!(
+        r["memory_peak_bytes"].as_u64().unwrap() <= 256 << 20,
+        "{out}"
+    );
     assert!(out["session_resources"]["limits"]["memory_bytes"].is_u64());
 
     let leaves = leaves_json(&s, &s.state.join("audit.db")).unwrap();
@@ -73,13 +76,22 @@ fn exec_end_records_the_group_figures_and_the_limit_hit() {
     let logged = &end["data"]["resources"];
     assert_eq!(logged["limits_hit"], serde_json::json!(["memory"]), "{end}");
     assert_eq!(logged["oom_kills"], r["oom_kills"]);
-    assert!(logged["cpu_system_ms"].is_u64() && logged["processes_peak"].is_u64(), "{end}");
-    assert!(end["data"]["session_resources"]["memory_peak_bytes"].is_u64(), "{end}");
+    assert!(
+        logged["cpu_system_ms"].is_u64() && logged["processes_peak"].is_u64(),
+        "{end}"
+    );
+    assert!(
+        end["data"]["session_resources"]["memory_peak_bytes"].is_u64(),
+        "{end}"
+    );
     let start = of_kind(&leaves, "session.start");
     let res = &start.last().unwrap()["data"]["sandbox_resources"];
     assert!(res["cgroups"].is_string(), "{res}");
     assert_eq!(res["command_limits"]["memory_bytes"], 256u64 << 20);
-    assert!(res["session_cgroup"].as_str().unwrap().contains("stele.slice/session-"));
+    assert!(res["session_cgroup"]
+        .as_str()
+        .unwrap()
+        .contains("stele.slice/session-"));
 }
 
 #[test]
@@ -126,21 +138,37 @@ fn the_resources_section_configures_the_limits() {
     std::fs::write(&cfg, "[resources]\ncommand_memory = \"plenty\"\n").unwrap();
     let o = s
         .run_env(
-            &["sandbox", "exec", "--workspace", ws.to_str().unwrap(), "--", "true"],
+            &[
+                "sandbox",
+                "exec",
+                "--workspace",
+                ws.to_str().unwrap(),
+                "--",
+                "true",
+            ],
             &[("STELE_CONFIG", cfg.to_str().unwrap())],
         )
         .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains(cfg.to_str().unwrap()) && err.contains("command_memory") && err.contains("plenty"),
+        err.contains(cfg.to_str().unwrap())
+            && err.contains("command_memory")
+            && err.contains("plenty"),
         "{err}"
     );
     // An unknown key too.
     std::fs::write(&cfg, "[resources]\nmemory = 1\n").unwrap();
     let o = s
         .run_env(
-            &["sandbox", "exec", "--workspace", ws.to_str().unwrap(), "--", "true"],
+            &[
+                "sandbox",
+                "exec",
+                "--workspace",
+                ws.to_str().unwrap(),
+                "--",
+                "true",
+            ],
             &[("STELE_CONFIG", cfg.to_str().unwrap())],
         )
         .unwrap();
@@ -194,12 +222,18 @@ fn a_managed_limit_cannot_be_raised_by_a_flag() {
     let o = s.run_env(&args("session_memory=64G"), &env).unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("managed") && err.contains("session_memory"), "{err}");
+    assert!(
+        err.contains("managed") && err.contains("session_memory"),
+        "{err}"
+    );
     // Asking for exactly the managed value, or another key, is fine.
     let o = s.run_env(&args("command_memory=512M"), &env).unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = json_out(&o);
-    assert_eq!(out["session_resources"]["limits"]["memory_bytes"], 1u64 << 30);
+    assert_eq!(
+        out["session_resources"]["limits"]["memory_bytes"],
+        1u64 << 30
+    );
     assert_eq!(out["resources"]["limits"]["memory_bytes"], 512u64 << 20);
 }
 
@@ -215,23 +249,41 @@ fn sandbox_check_reports_cgroups_in_plain_json() {
     for ctl in ["memory", "pids", "cpu"] {
         let h = &c["controllers"][ctl];
         assert!(h["used"].is_boolean(), "{c}");
-        assert!(h["hierarchy"].is_string() || h.get("hierarchy").is_none(), "{c}");
+        assert!(
+            h["hierarchy"].is_string() || h.get("hierarchy").is_none(),
+            "{c}"
+        );
     }
     assert_eq!(c["command_limits"]["memory_bytes"], 4u64 << 30, "{c}");
     assert_eq!(c["session_limits"]["processes"], 1024, "{c}");
     // No Rust Debug text anywhere: every string is a plain value.
-    assert!(v["landlock_tcp"].is_boolean() && v["landlock_scoping"].is_boolean(), "{v}");
+    assert!(
+        v["landlock_tcp"].is_boolean() && v["landlock_scoping"].is_boolean(),
+        "{v}"
+    );
     let text = v.to_string();
-    for debug in ["Enforced", "Available", "Some(", "Delegated", "NotSupportedByKernel"] {
+    for debug in [
+        "Enforced",
+        "Available",
+        "Some(",
+        "Delegated",
+        "NotSupportedByKernel",
+    ] {
         assert!(!text.contains(debug), "{debug} in {text}");
     }
     if c["usable"] == true {
         assert!(c["layout"].is_string() && c["subtree"].is_string(), "{c}");
-        assert_eq!(c["controllers"]["cpu"]["used"], false, "no CPU limit by default");
+        assert_eq!(
+            c["controllers"]["cpu"]["used"], false,
+            "no CPU limit by default"
+        );
         let t = s.run(&["sandbox", "check"]).unwrap();
         let text = String::from_utf8_lossy(&t.stdout);
         assert!(text.contains("cgroup                 active"), "{text}");
-        assert!(text.contains("per command: memory 4 GiB, 512 processes"), "{text}");
+        assert!(
+            text.contains("per command: memory 4 GiB, 512 processes"),
+            "{text}"
+        );
     }
 }
 
@@ -265,19 +317,33 @@ fn refused_network_attempts_are_decision_entries() {
     let exec_seq = start.last().unwrap()["seq"].as_u64().unwrap().to_string();
     let refusals: Vec<&Value> = leaves
         .iter()
-        .filter(|l| {
-            l["kind"] == "policy.decision" && l["data"]["refused_by"] == "sandbox"
-        })
+        .filter(|l| l["kind"] == "policy.decision" && l["data"]["refused_by"] == "sandbox")
         .collect();
-    assert_eq!(refusals.len(), 2, "one entry per distinct attempt: {refusals:?}");
-    let tcp = refusals.iter().find(|l| l["target"]["scheme"] == "tcp").unwrap();
+    assert_eq!(
+        refusals.len(),
+        2,
+        "one entry per distinct attempt: {refusals:?}"
+    );
+    let tcp = refusals
+        .iter()
+        .find(|l| l["target"]["scheme"] == "tcp")
+        .unwrap();
     assert_eq!(tcp["target"]["host"], "1.2.3.4", "{tcp}");
     assert_eq!(tcp["target"]["port"], 443);
     assert_eq!(tcp["decision"]["effect"], "deny");
     assert_eq!(tcp["outcome"]["status"], "denied");
-    assert!(tcp["decision"]["reason"].as_str().unwrap().contains("refused by the sandbox"), "{tcp}");
+    assert!(
+        tcp["decision"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("refused by the sandbox"),
+        "{tcp}"
+    );
     assert_eq!(tcp["data"]["exec"], exec_seq, "attributed to its command");
-    let udp = refusals.iter().find(|l| l["target"]["scheme"] == "udp").unwrap();
+    let udp = refusals
+        .iter()
+        .find(|l| l["target"]["scheme"] == "udp")
+        .unwrap();
     assert!(udp["target"].get("host").is_none(), "{udp}");
     let end = of_kind(&leaves, "exec.end");
     assert_eq!(end.last().unwrap()["data"]["network_refusals"], 4);
@@ -309,11 +375,26 @@ fn running_without_cgroups_only_when_configured_and_recorded() {
     let (s, ws) = setup(dir.path());
     let cfg = dir.path().join("config.toml");
     // A parent that cannot be made (`cgroup.procs` is a file): no cgroups.
-    std::fs::write(&cfg, "[resources]\ncgroup_parent = \"cgroup.procs/stele\"\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[resources]\ncgroup_parent = \"cgroup.procs/stele\"\n",
+    )
+    .unwrap();
     let env = [("STELE_CONFIG", cfg.to_str().unwrap())];
-    let args = ["sandbox", "exec", "--workspace", ws.to_str().unwrap(), "--", "echo", "ran"];
+    let args = [
+        "sandbox",
+        "exec",
+        "--workspace",
+        ws.to_str().unwrap(),
+        "--",
+        "echo",
+        "ran",
+    ];
     let o = s.run_env(&args, &env).unwrap();
-    assert!(!o.status.success(), "ran without cgroups though they are required");
+    assert!(
+        !o.status.success(),
+        "ran without cgroups though they are required"
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("cgroup") && err.contains("optional"), "{err}");
     std::fs::write(
@@ -325,13 +406,22 @@ fn running_without_cgroups_only_when_configured_and_recorded() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "ran\n");
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("WARNING: running without cgroup limits"), "{err}");
+    assert!(
+        err.contains("WARNING: running without cgroup limits"),
+        "{err}"
+    );
     let db = s.state.join("audit.db");
     let leaves = leaves_json(&s, &db).unwrap();
     let start = *of_kind(&leaves, "session.start").last().unwrap();
     let res = &start["data"]["sandbox_resources"];
     assert!(res.get("cgroups").is_none(), "{res}");
-    assert!(res["without_cgroups"].as_str().unwrap().contains("cgroup.procs"), "{res}");
+    assert!(
+        res["without_cgroups"]
+            .as_str()
+            .unwrap()
+            .contains("cgroup.procs"),
+        "{res}"
+    );
     assert_eq!(res["allowed_by"], "resources.cgroups = \"optional\"");
     let end = *of_kind(&leaves, "exec.end").last().unwrap();
     assert!(end["data"].get("resources").is_none(), "{end}");

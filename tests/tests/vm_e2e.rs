@@ -501,7 +501,10 @@ fn a_guest_process_does_not_outlive_its_command() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
-    assert!(!ws.join("reports/late.txt").exists(), "the escapee wrote after its command");
+    assert!(
+        !ws.join("reports/late.txt").exists(),
+        "the escapee wrote after its command"
+    );
     let leaves = leaves_json(&s, &d.path().join("state/audit.db")).unwrap();
     // No file access at all under that name (the script's own text is in
     // its exec.start).
@@ -519,10 +522,19 @@ fn a_guest_process_does_not_outlive_its_command() {
     for e in &ends {
         let r = &e["data"]["resources"];
         assert_eq!(r["limits"]["processes"], 64, "{e}");
-        assert!(r["processes_peak"].is_u64() || r["cpu_system_ms"].is_u64(), "{e}");
+        assert!(
+            r["processes_peak"].is_u64() || r["cpu_system_ms"].is_u64(),
+            "{e}"
+        );
         // The VM as a whole: QEMU's group on the host.
-        assert!(e["data"]["session_resources"]["memory_peak_bytes"].is_u64(), "{e}");
+        assert!(
+            e["data"]["session_resources"]["memory_peak_bytes"].is_u64(),
+            "{e}"
+        );
     }
     let start = last_start(&leaves);
-    assert!(start["data"]["sandbox_resources"]["cgroups"].is_string(), "{start}");
+    assert!(
+        start["data"]["sandbox_resources"]["cgroups"].is_string(),
+        "{start}"
+    );
 }

@@ -250,15 +250,17 @@ pub struct LimitArgs {
 
 /// The limits as one line for people (`stele sandbox check`).
 pub fn describe(l: &GroupLimits) -> String {
-    let mem = l
-        .memory_bytes
-        .map_or("no memory limit".to_string(), |b| format!("memory {}", human_bytes(b)));
+    let mem = l.memory_bytes.map_or("no memory limit".to_string(), |b| {
+        format!("memory {}", human_bytes(b))
+    });
     let procs = l
         .processes
         .map_or("no process limit".to_string(), |p| format!("{p} processes"));
-    let cpu = l.cpu.map_or("no CPU limit (CPU time accounted)".to_string(), |c| {
-        format!("{:.2} CPUs", f64::from(c.0) / 1000.0)
-    });
+    let cpu = l
+        .cpu
+        .map_or("no CPU limit (CPU time accounted)".to_string(), |c| {
+            format!("{:.2} CPUs", f64::from(c.0) / 1000.0)
+        });
     format!("{mem}, {procs}, {cpu}")
 }
 
@@ -313,14 +315,18 @@ mod tests {
         let e = apply(&mut l, "cgroups", "maybe").unwrap_err();
         assert!(e.contains("required"), "{e}");
         let pairs = flag_pairs(&["command.memory=1G".into()]).unwrap();
-        assert_eq!(pairs, vec![("command_memory".to_string(), "1G".to_string())]);
+        assert_eq!(
+            pairs,
+            vec![("command_memory".to_string(), "1G".to_string())]
+        );
         assert!(flag_pairs(&["command_memory".into()]).is_err());
     }
 
     #[test]
     fn layers_and_managed_values() {
         let user: crate::config::ConfigFile =
-            toml::from_str("[resources]\ncommand_memory = \"1G\"\nsession_processes = 99\n").unwrap();
+            toml::from_str("[resources]\ncommand_memory = \"1G\"\nsession_processes = 99\n")
+                .unwrap();
         let managed: crate::config::ConfigFile =
             toml::from_str("[resources]\nsession_memory = \"2G\"\n").unwrap();
         let layers = Layers {
@@ -328,7 +334,11 @@ mod tests {
             user: Some(("/u/config.toml".into(), user)),
         };
         let l = resource_limits(&layers, &["command_memory=3G".into()]).unwrap();
-        assert_eq!(l.command.memory_bytes, Some(3 << 30), "a flag beats the user's file");
+        assert_eq!(
+            l.command.memory_bytes,
+            Some(3 << 30),
+            "a flag beats the user's file"
+        );
         assert_eq!(l.session.processes, Some(99));
         assert_eq!(l.session.memory_bytes, Some(2 << 30));
         let e = resource_limits(&layers, &["session_memory=4G".into()]).unwrap_err();
@@ -342,7 +352,10 @@ mod tests {
             user: Some(("/u/config.toml".into(), bad)),
         };
         let e = resource_limits(&layers, &[]).unwrap_err().to_string();
-        assert!(e.contains("/u/config.toml") && e.contains("command_memory"), "{e}");
+        assert!(
+            e.contains("/u/config.toml") && e.contains("command_memory"),
+            "{e}"
+        );
         // Unknown keys in the section are refused by the parser itself.
         assert!(toml::from_str::<crate::config::ConfigFile>("[resources]\nmemory = 1\n").is_err());
     }

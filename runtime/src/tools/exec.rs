@@ -246,7 +246,10 @@ mod tests {
         assert_eq!(limits_note(&out), "\nlimits reached: memory");
         let mut data = serde_json::json!({});
         resource_fields(&mut data, &out);
-        assert_eq!(data["resources"]["limits_hit"], serde_json::json!(["memory"]));
+        assert_eq!(
+            data["resources"]["limits_hit"],
+            serde_json::json!(["memory"])
+        );
         assert_eq!(data["network_refusals"], 3);
         assert!(data.get("session_resources").is_none());
         // Without cgroups: nothing to tell, no figures.

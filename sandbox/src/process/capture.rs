@@ -93,8 +93,6 @@ pub(crate) struct Streams {
     pub network_refusals: u64,
 }
 
-
-
 /// The descriptors and limits of one wait.
 pub(crate) struct Io<'a> {
     pub pid: libc::pid_t,

@@ -259,7 +259,10 @@ mod tests {
         unix.extend(b"/tmp/sock\0");
         assert!(parse_inet(&unix).is_none());
         assert!(parse_inet(&[2]).is_none());
-        assert!(matches!(address_answer(Some(v4([10, 0, 0, 1], 22))), Answer::Refuse(_)));
+        assert!(matches!(
+            address_answer(Some(v4([10, 0, 0, 1], 22))),
+            Answer::Refuse(_)
+        ));
         assert!(matches!(address_answer(Some(unix)), Answer::Continue));
         assert!(matches!(address_answer(None), Answer::Continue));
     }

@@ -379,7 +379,8 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
                 // SAFETY: the child runs only `child::run_init`, which is
                 // async-signal-safe and never returns (so the guard
                 // moving this thread back is dropped in the parent only).
-                let pid = unsafe { sys::raw_clone_into(flags, leaf.clone_fd()) }.map_err(clone_err)?;
+                let pid =
+                    unsafe { sys::raw_clone_into(flags, leaf.clone_fd()) }.map_err(clone_err)?;
                 if pid == 0 {
                     child::run_init(&plan);
                 }

@@ -185,10 +185,7 @@ struct CloneArgs {
 ///
 /// # Safety
 /// As [`raw_clone`].
-pub(crate) unsafe fn raw_clone_into(
-    flags: libc::c_int,
-    cgroup: RawFd,
-) -> io::Result<libc::pid_t> {
+pub(crate) unsafe fn raw_clone_into(flags: libc::c_int, cgroup: RawFd) -> io::Result<libc::pid_t> {
     let args = CloneArgs {
         // The flags are a bit set: reinterpret, do not sign-extend.
         flags: u64::from(flags as u32) | CLONE_INTO_CGROUP,

@@ -18,9 +18,9 @@ use super::sandbox::{VmInfo, VmSandboxConfig};
 use super::virtiofs::VirtioFsServer;
 use crate::fs::{IdMap, MediatedFs, MediatedLayer};
 use crate::process::cgroup::{LeafGroup, SessionGroup};
-use crate::resources::GroupLimits;
 use crate::process::NetworkMode;
 use crate::proxy::EgressProxy;
+use crate::resources::GroupLimits;
 use crate::Requester;
 
 /// A booted VM and what serves it.

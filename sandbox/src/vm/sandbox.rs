@@ -18,8 +18,8 @@ use crate::error::SandboxError;
 use crate::exec::{
     BackendKind, Captured, ExecOutcome, ExecRequest, ExitStatus, ResourceUsage, Sandbox, Truncation,
 };
-use crate::process::spawn::{environment, rlimits, sandbox_cwd};
 use crate::process::cgroup::SessionGroup;
+use crate::process::spawn::{environment, rlimits, sandbox_cwd};
 use crate::process::NetworkMode;
 use crate::resources::{GroupLimits, GroupUsage, ResourceLimits};
 use crate::Mediator;

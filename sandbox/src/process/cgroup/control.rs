@@ -29,8 +29,12 @@ pub(crate) fn write(dir: &Path, name: &str, value: &str) -> io::Result<()> {
         .write(true)
         .open(&path)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-    f.write_all(value.as_bytes())
-        .map_err(|e| io::Error::new(e.kind(), format!("writing {value:?} to {}: {e}", path.display())))
+    f.write_all(value.as_bytes()).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("writing {value:?} to {}: {e}", path.display()),
+        )
+    })
 }
 
 /// A node's stat files ([`Node::stat_files`]), opened once and read from
@@ -261,7 +265,11 @@ mod tests {
         let d = dir.path();
         std::fs::write(d.join("cpu.stat"), "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 9\nnr_throttled 4\nthrottled_usec 7000\n").unwrap();
         std::fs::write(d.join("memory.peak"), "123456\n").unwrap();
-        std::fs::write(d.join("memory.events"), "low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\n").unwrap();
+        std::fs::write(
+            d.join("memory.events"),
+            "low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\n",
+        )
+        .unwrap();
         std::fs::write(d.join("pids.events"), "max 3\n").unwrap();
         let node = Node {
             dir: d.to_path_buf(),

@@ -304,7 +304,9 @@ mod tests {
     fn unified_host() {
         let mounts = "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
         let own = "0::/user.slice/user-0.slice/session-3.scope\n";
-        let l = Layout::from_tables(mounts, own, |_| "cpuset cpu io memory hugetlb pids\n".into());
+        let l = Layout::from_tables(mounts, own, |_| {
+            "cpuset cpu io memory hugetlb pids\n".into()
+        });
         assert_eq!(l.kind(), "v2");
         assert!(Controller::ALL
             .iter()

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
 use super::control::{Node, OpenStats};
-use super::slots::MemSlot;
 use super::layout::{Controller, Version};
+use super::slots::MemSlot;
 use super::tree;
 use crate::resources::{GroupLimits, GroupUsage};
 
@@ -280,7 +280,9 @@ impl LeafGroup {
                     .any(|n| n.version == Version::V1 && n.controllers.contains(&c))
         };
         if v1(Controller::Memory) {
-            self.v1_events.oom_kills.fetch_add(u.oom_kills, Ordering::Relaxed);
+            self.v1_events
+                .oom_kills
+                .fetch_add(u.oom_kills, Ordering::Relaxed);
         }
         if v1(Controller::Pids) {
             self.v1_events

@@ -47,7 +47,10 @@ impl CgroupReport {
     /// `limits` under `limits.cgroup_parent`.
     pub fn probe(limits: &ResourceLimits) -> CgroupReport {
         let layout = Layout::discover().ok();
-        let parent = limits.cgroup_parent.as_deref().unwrap_or(DEFAULT_CGROUP_PARENT);
+        let parent = limits
+            .cgroup_parent
+            .as_deref()
+            .unwrap_or(DEFAULT_CGROUP_PARENT);
         let subtree = layout
             .as_ref()
             .and_then(|l| l.unified.as_ref())

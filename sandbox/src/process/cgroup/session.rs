@@ -114,7 +114,11 @@ fn janitor(shared: Arc<Shared>, tx: mpsc::Sender<Job>, rx: mpsc::Receiver<Job>) 
                     // A failure here shows again, as an error, when the
                     // next command makes its leaf itself.
                     *spare = shared
-                        .make_leaf(&shared.limits.command, Some(tx.clone()), MemoryGroup::Reused)
+                        .make_leaf(
+                            &shared.limits.command,
+                            Some(tx.clone()),
+                            MemoryGroup::Reused,
+                        )
                         .ok();
                 }
             }
@@ -283,10 +287,11 @@ impl SessionGroup {
         let tx = self.janitor_tx();
         let leaf = match spare {
             Some(l) => l,
-            None => {
-                self.shared
-                    .make_leaf(&self.shared.limits.command, tx.clone(), MemoryGroup::Reused)?
-            }
+            None => self.shared.make_leaf(
+                &self.shared.limits.command,
+                tx.clone(),
+                MemoryGroup::Reused,
+            )?,
         };
         if let Some(tx) = tx {
             let _ = tx.send(Job::Prepare);

@@ -128,8 +128,7 @@ pub(crate) fn prepare_bases(mount: &Path, bases: &[Node]) -> Result<(), CgroupUn
         ))
     })?;
     for b in &bases[1..] {
-        step(&b.dir)
-            .map_err(|e| CgroupUnavailable(format!("creating stele's v1 subtree: {e}")))?;
+        step(&b.dir).map_err(|e| CgroupUnavailable(format!("creating stele's v1 subtree: {e}")))?;
     }
     Ok(())
 }

@@ -35,9 +35,7 @@ pub(crate) fn spawn(
 ) {
     let id = spec.id;
     let tx2 = tx.clone();
-    let spawned = super::workers::run(Box::new(move || {
-        run(spec, &confinement, &groups, &tx2)
-    }));
+    let spawned = super::workers::run(Box::new(move || run(spec, &confinement, &groups, &tx2)));
     if let Err(e) = spawned {
         tx.send(&GuestMsg::Failed {
             id,
