@@ -255,11 +255,11 @@ impl GroupUsage {
 
     /// As plain JSON values (for `exec.end`, `--json` outputs); what is not
     /// known (or not limited) is left out rather than `null`.
-    pub fn to_json(&self) -> serde_json::Value {
-        without_nulls(self.to_json_with_nulls())
+    pub fn to_json(self) -> serde_json::Value {
+        without_nulls(self.json_with_nulls())
     }
 
-    fn to_json_with_nulls(&self) -> serde_json::Value {
+    fn json_with_nulls(self) -> serde_json::Value {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let limits = self.limits.map(|l| {
             serde_json::json!({

@@ -189,7 +189,7 @@ fn flag_pairs(flags: &[String]) -> anyhow::Result<Vec<(String, String)>> {
             let (k, v) = f.split_once('=').ok_or_else(|| {
                 anyhow::anyhow!("--limit {f:?}: expected KEY=VALUE, e.g. command_memory=2G")
             })?;
-            let k = k.trim().replace('.', "_").replace('-', "_");
+            let k = k.trim().replace(['.', '-'], "_");
             Ok((k, v.trim().to_string()))
         })
         .collect()
@@ -267,7 +267,7 @@ pub fn describe(l: &GroupLimits) -> String {
 /// `4 GiB`, `512 MiB`, or bytes.
 pub fn human_bytes(b: u64) -> String {
     for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
-        if b >= 1 << shift && b % (1 << shift) == 0 {
+        if b >= 1 << shift && b.is_multiple_of(1 << shift) {
             return format!("{} {unit}", b >> shift);
         }
     }

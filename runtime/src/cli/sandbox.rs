@@ -278,7 +278,7 @@ fn exec_in(session: &OpenSession, args: &ExecArgs) -> anyhow::Result<ExitCode> {
         req,
         json!({ "cwd": args.cwd }),
     )? {
-        GatedExec::Ran(o) => o,
+        GatedExec::Ran(o) => *o,
         GatedExec::Denied(d) => {
             eprintln!(
                 "stele sandbox: denied: {} (audit entry {})",

@@ -34,7 +34,7 @@ pub enum GatedExec {
     /// Refused by policy or a human; nothing ran.
     Denied(crate::gate::Denial),
     /// It ran (the outcome is recorded in `exec.end`).
-    Ran(ExecOutcome),
+    Ran(Box<ExecOutcome>),
     /// The program could not be resolved, or the sandbox failed (recorded).
     Failed(String),
 }
@@ -88,7 +88,7 @@ pub fn exec_gated(
             });
             resource_fields(&mut data, &out);
             gate.complete(permit, exec_outcome(&out), payloads, Some(data))?;
-            Ok(GatedExec::Ran(out))
+            Ok(GatedExec::Ran(Box::new(out)))
         }
         Err(e) => {
             let mut o = Outcome::status(Status::Error);

@@ -229,45 +229,6 @@ fn sandbox_pid(host_pid: u32) -> Option<u32> {
     line.split_whitespace().last()?.parse().ok()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn v4(ip: [u8; 4], port: u16) -> Vec<u8> {
-        let mut b = (libc::AF_INET as u16).to_ne_bytes().to_vec();
-        b.extend(port.to_be_bytes());
-        b.extend(ip);
-        b.extend([0u8; 8]);
-        b
-    }
-
-    #[test]
-    fn addresses() {
-        let proxy = parse_inet(&v4([127, 0, 0, 1], 3128)).unwrap();
-        assert!(is_proxy(&proxy));
-        let other = parse_inet(&v4([127, 0, 0, 1], 8080)).unwrap();
-        assert!(!is_proxy(&other));
-        let far = parse_inet(&v4([1, 2, 3, 4], 443)).unwrap();
-        assert_eq!(far.to_string(), "1.2.3.4:443");
-        let mut v6 = (libc::AF_INET6 as u16).to_ne_bytes().to_vec();
-        v6.extend(3128u16.to_be_bytes());
-        v6.extend([0u8; 4]);
-        v6.extend(Ipv4Addr::LOCALHOST.to_ipv6_mapped().octets());
-        v6.extend([0u8; 4]);
-        assert!(is_proxy(&parse_inet(&v6).unwrap()));
-        let mut unix = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
-        unix.extend(b"/tmp/sock\0");
-        assert!(parse_inet(&unix).is_none());
-        assert!(parse_inet(&[2]).is_none());
-        assert!(matches!(
-            address_answer(Some(v4([10, 0, 0, 1], 22))),
-            Answer::Refuse(_)
-        ));
-        assert!(matches!(address_answer(Some(unix)), Answer::Continue));
-        assert!(matches!(address_answer(None), Answer::Continue));
-    }
-}
-
 /// The listener the init sends over `sock` (`None` if the init ended
 /// without sending one: a set-up failure, reported on its own pipe).
 pub(crate) fn receive(sock: &OwnedFd) -> Option<OwnedFd> {
@@ -322,4 +283,43 @@ pub(crate) fn socketpair() -> std::io::Result<(OwnedFd, OwnedFd)> {
     }
     // SAFETY: both were just created and are owned by nobody else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(ip: [u8; 4], port: u16) -> Vec<u8> {
+        let mut b = (libc::AF_INET as u16).to_ne_bytes().to_vec();
+        b.extend(port.to_be_bytes());
+        b.extend(ip);
+        b.extend([0u8; 8]);
+        b
+    }
+
+    #[test]
+    fn addresses() {
+        let proxy = parse_inet(&v4([127, 0, 0, 1], 3128)).unwrap();
+        assert!(is_proxy(&proxy));
+        let other = parse_inet(&v4([127, 0, 0, 1], 8080)).unwrap();
+        assert!(!is_proxy(&other));
+        let far = parse_inet(&v4([1, 2, 3, 4], 443)).unwrap();
+        assert_eq!(far.to_string(), "1.2.3.4:443");
+        let mut v6 = (libc::AF_INET6 as u16).to_ne_bytes().to_vec();
+        v6.extend(3128u16.to_be_bytes());
+        v6.extend([0u8; 4]);
+        v6.extend(Ipv4Addr::LOCALHOST.to_ipv6_mapped().octets());
+        v6.extend([0u8; 4]);
+        assert!(is_proxy(&parse_inet(&v6).unwrap()));
+        let mut unix = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
+        unix.extend(b"/tmp/sock\0");
+        assert!(parse_inet(&unix).is_none());
+        assert!(parse_inet(&[2]).is_none());
+        assert!(matches!(
+            address_answer(Some(v4([10, 0, 0, 1], 22))),
+            Answer::Refuse(_)
+        ));
+        assert!(matches!(address_answer(Some(unix)), Answer::Continue));
+        assert!(matches!(address_answer(None), Answer::Continue));
+    }
 }
