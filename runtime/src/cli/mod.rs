@@ -10,6 +10,7 @@ pub mod policy;
 pub mod resources;
 pub mod run;
 pub mod sandbox;
+pub mod sandbox_check;
 pub mod session;
 pub mod setup;
 pub mod vm;

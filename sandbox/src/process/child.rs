@@ -312,58 +312,6 @@ fn install_seccomp(plan: &Plan) {
     }
 }
 
-/// Install the notifying program with a listener, hand the listener to
-/// the parent over `fds.notify`, and keep no copy of it (nothing in the
-/// sandbox may answer its own notifications). Done before READY (the init
-/// still has every capability in its user namespace, so no-new-privs is
-/// not needed yet), so the listener is there when the parent reads READY
-/// and its wait loop needs no extra wake-up for it.
-fn install_notify(plan: &Plan, prog: &seccompiler::BpfProgram) {
-    let fprog = libc::sock_fprog {
-        len: prog.len() as libc::c_ushort,
-        filter: prog.as_ptr() as *mut libc::sock_filter,
-    };
-    // SAFETY: fprog points at the plan's program, alive for the call.
-    let listener = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
-            &fprog as *const libc::sock_fprog,
-        )
-    };
-    check(plan, listener, SetupStep::Seccomp);
-    let listener = listener as libc::c_int;
-    // One byte of data and the descriptor as SCM_RIGHTS, all on the stack.
-    let mut byte = [b'L'];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    #[repr(C, align(8))]
-    struct Control([u8; 64]);
-    let mut control = Control([0; 64]);
-    // SAFETY (all): msghdr and cmsghdr are plain data on our stack; the
-    // CMSG_* helpers compute offsets inside `control`, which is large
-    // enough for one descriptor.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.0.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as usize;
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), listener);
-        let sent = libc::sendmsg(plan.fds.notify, &msg, libc::MSG_NOSIGNAL);
-        libc::close(listener);
-        libc::close(plan.fds.notify);
-        check(plan, sent as libc::c_long, SetupStep::Seccomp);
-    }
-}
-
 /// The command process: stdio, cwd, limits, exec.
 fn run_command(plan: &Plan) -> ! {
     // SAFETY (all): plain system calls on descriptors and CStrings of the plan.
@@ -464,7 +412,8 @@ pub(crate) fn run_jailed(plan: &Plan) -> ! {
 pub(crate) fn run_init(plan: &Plan) -> ! {
     build_root(plan);
     if let Some(prog) = &plan.notify_filter {
-        install_notify(plan, prog);
+        let rc = super::netnotify::install_and_send(prog, plan.fds.notify);
+        check(plan, rc, SetupStep::Seccomp);
     }
     // SAFETY: report is our pipe's write end.
     unsafe { sys::write_all_raw(plan.fds.report, &record(tag::READY, 0, 0)) };

@@ -13,6 +13,7 @@ pub(crate) mod loopback;
 mod netnotify;
 mod netpool;
 pub(crate) mod plan;
+pub(crate) mod rlimits;
 pub(crate) mod rootfs;
 pub mod seccomp;
 pub mod service;

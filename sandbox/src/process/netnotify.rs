@@ -229,6 +229,62 @@ fn sandbox_pid(host_pid: u32) -> Option<u32> {
     line.split_whitespace().last()?.parse().ok()
 }
 
+/// In the init (after a raw clone: system calls only, no allocation):
+/// install the notifying program with a listener, hand the listener to
+/// the parent over `sock`, and keep no copy of it (nothing in the
+/// sandbox may answer its own notifications). Done before READY (the init
+/// still has every capability in its user namespace, so no-new-privs is
+/// not needed yet), so the listener is there when the parent reads READY
+/// and its wait loop needs no extra wake-up for it. Returns the failing
+/// call's result (negative, errno set) or the bytes sent.
+pub(crate) fn install_and_send(prog: &seccompiler::BpfProgram, sock: RawFd) -> libc::c_long {
+    let fprog = libc::sock_fprog {
+        len: prog.len() as libc::c_ushort,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: fprog points at the plan's program, alive for the call.
+    let listener = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if listener < 0 {
+        return listener;
+    }
+    let listener = listener as libc::c_int;
+    // One byte of data and the descriptor as SCM_RIGHTS, all on the stack.
+    let mut byte = [b'L'];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    #[repr(C, align(8))]
+    struct Control([u8; 64]);
+    let mut control = Control([0; 64]);
+    // SAFETY (all): msghdr and cmsghdr are plain data on our stack; the
+    // CMSG_* helpers compute offsets inside `control`, which is large
+    // enough for one descriptor.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), listener);
+        let sent = libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL);
+        libc::close(listener);
+        libc::close(sock);
+        sent as libc::c_long
+    }
+}
+
 /// The listener the init sends over `sock` (`None` if the init ended
 /// without sending one: a set-up failure, reported on its own pipe).
 pub(crate) fn receive(sock: &OwnedFd) -> Option<OwnedFd> {

@@ -17,6 +17,8 @@ use crate::exec::{
 };
 use crate::Requester;
 
+pub(crate) use super::rlimits::{rlimit_table, rlimits, RlimitSet};
+
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 pub(crate) fn cstring(s: &str, what: &str) -> Result<CString, SandboxError> {
@@ -106,53 +108,6 @@ pub(crate) fn programs(
         .filter(|d| !d.is_empty())
         .map(|d| cstring(&format!("{}/{argv0}", d.trim_end_matches('/')), "PATH"))
         .collect()
-}
-
-pub(crate) fn rlimits(req: &ExecRequest) -> Vec<(libc::__rlimit_resource_t, libc::rlimit)> {
-    let l = &req.limits;
-    rlimit_table(&RlimitSet {
-        cpu_seconds: l.cpu_seconds,
-        address_space_bytes: l.address_space_bytes,
-        file_size_bytes: l.file_size_bytes,
-        processes: l.processes,
-        open_files: l.open_files,
-    })
-}
-
-/// The per-process resource limits every sandboxed program gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct RlimitSet {
-    pub cpu_seconds: u64,
-    pub address_space_bytes: u64,
-    pub file_size_bytes: u64,
-    pub processes: u64,
-    pub open_files: u64,
-}
-
-/// `setrlimit` arguments for `l`, plus no core dumps.
-pub(crate) fn rlimit_table(l: &RlimitSet) -> Vec<(libc::__rlimit_resource_t, libc::rlimit)> {
-    let lim = |soft: u64, hard: u64| libc::rlimit {
-        rlim_cur: soft,
-        rlim_max: hard,
-    };
-    vec![
-        // The soft limit sends SIGXCPU, the hard one a second later SIGKILL.
-        (
-            libc::RLIMIT_CPU,
-            lim(l.cpu_seconds, l.cpu_seconds.saturating_add(1)),
-        ),
-        (
-            libc::RLIMIT_AS,
-            lim(l.address_space_bytes, l.address_space_bytes),
-        ),
-        (
-            libc::RLIMIT_FSIZE,
-            lim(l.file_size_bytes, l.file_size_bytes),
-        ),
-        (libc::RLIMIT_NPROC, lim(l.processes, l.processes)),
-        (libc::RLIMIT_NOFILE, lim(l.open_files, l.open_files)),
-        (libc::RLIMIT_CORE, lim(0, 0)),
-    ]
 }
 
 /// Kills and reaps the sandbox init if we leave early.
