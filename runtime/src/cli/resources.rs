@@ -210,6 +210,14 @@ pub fn resource_limits(layers: &Layers, flags: &[String]) -> anyhow::Result<Reso
         }
     }
     let flags = flag_pairs(flags)?;
+    if flags.iter().any(|(k, _)| k == "cgroups") {
+        // Running without the layer is a decision for the configuration
+        // (where a managed file can fix it), not for one invocation.
+        anyhow::bail!(
+            "--limit cgroups=…: whether sessions may run without cgroups is set in the \
+             [resources] configuration only"
+        );
+    }
     for (k, v) in &flags {
         apply(&mut limits, k, v).map_err(|e| anyhow::anyhow!("--limit {e}"))?;
     }
@@ -341,6 +349,8 @@ mod tests {
         );
         assert_eq!(l.session.processes, Some(99));
         assert_eq!(l.session.memory_bytes, Some(2 << 30));
+        let e = resource_limits(&layers, &["cgroups=optional".into()]).unwrap_err();
+        assert!(e.to_string().contains("configuration only"), "{e}");
         let e = resource_limits(&layers, &["session_memory=4G".into()]).unwrap_err();
         assert!(e.to_string().contains("managed"), "{e}");
         // The same value as the managed one is fine.
