@@ -53,6 +53,9 @@ pub struct ConfigFile {
     pub witness_quorum: Option<u32>,
     /// OpenTelemetry export (`[telemetry]`).
     pub telemetry: Option<crate::telemetry::TelemetryConfig>,
+    /// Memory, process and CPU limits per command and per session
+    /// (`[resources]`; see docs/sandbox.md).
+    pub resources: Option<crate::cli::resources::ResourcesConfig>,
 }
 
 /// Why configuration could not be used.

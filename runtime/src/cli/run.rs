@@ -44,6 +44,9 @@ pub struct RunArgs {
     /// The micro-VM's boot timeout in seconds (from the config's `vm_boot_timeout_secs`).
     #[arg(skip)]
     pub vm_boot_timeout_secs: Option<u64>,
+    /// Group limits (memory, processes, CPU) for this session.
+    #[command(flatten)]
+    pub limits: super::resources::LimitArgs,
     /// The sandbox's network [default: none].
     #[arg(long, value_enum)]
     pub network: Option<NetworkChoice>,
@@ -153,6 +156,10 @@ pub(crate) fn open_for(
                     .unwrap_or(super::backend::BackendChoice::Process),
                 fallback: args.vm_fallback.unwrap_or_default(),
                 vm_boot_timeout: args.vm_boot_timeout_secs.map(Duration::from_secs),
+                resources: super::resources::resource_limits(
+                    &crate::config::load()?,
+                    &args.limits.limits,
+                )?,
             },
             data: serde_json::json!({
                 "config": args.config,
