@@ -48,6 +48,7 @@ mod guard;
 pub mod layer;
 mod layout;
 pub mod members;
+pub mod model_endpoint;
 pub mod request;
 pub mod schema;
 mod source;
@@ -65,6 +66,7 @@ pub use error::{CanonError, Location, PolicyError};
 pub use layer::{Layer, LayerKind};
 pub use layout::SCHEMA_FILE;
 pub use members::{Members, MEMBERS_FILE};
+pub use model_endpoint::ModelEndpoint;
 pub use request::{
     Action, Approval, ApprovalOutcome, ArgValue, Network, Request, RequestBuilder, RequestContext,
     Resource, SandboxBackend, SandboxFacts, ToolArgs,
