@@ -7,6 +7,7 @@ pub mod conversation;
 pub mod gate;
 pub mod mcp;
 pub mod paths;
+pub mod payloads;
 pub mod policy_location;
 pub mod provider;
 pub mod recovery;

@@ -186,6 +186,7 @@ fn describe(end: &RunEnd) -> String {
         RunEnd::Answered(a) => format!("answered — {a}"),
         RunEnd::Stopped(t) => format!("stopped — {t}"),
         RunEnd::BudgetExhausted(w) | RunEnd::Paused(w) | RunEnd::ModelDenied(w) => w.clone(),
+        RunEnd::Refused { .. } => end.detail(),
     }
 }
 
@@ -246,10 +247,11 @@ pub(crate) fn write_policy(dir: &Path) -> anyhow::Result<()> {
             std::fs::create_dir_all(parent)?;
         }
         let text = match *name {
+            // The demo's "model" is the scripted provider, a local file (file://localhost).
             "org/ceilings.cedar" => replace_once(
                 text,
-                r#"resource.provider == "anthropic""#,
-                r#"["anthropic", "scripted"].contains(resource.provider)"#,
+                r#"resource.provider == "anthropic" &&"#,
+                r#"(resource.provider == "scripted" && resource.scheme == "file") || resource.provider == "anthropic" &&"#,
             )?,
             "teams/finance/finance.cedar" => {
                 let t = text.replace(

@@ -2,7 +2,7 @@
 //! llama.cpp server. Tool calls carry their arguments as JSON *strings*; streamed tool calls
 //! arrive as fragments keyed by `index`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use serde_json::{json, Value};
@@ -13,7 +13,9 @@ use super::http::{Assembled, Outgoing, Step, StreamAssembler, Streaming, Transpo
 use super::retry::{RetryPolicy, Timeouts};
 use super::secret::Secret;
 use super::sse::SseEvent;
-use super::types::{ChatRequest, ChatResponse, Content, Role, StopReason, ToolResultStatus, Usage};
+use super::types::{
+    ChatRequest, ChatResponse, Content, Role, StopReason, ToolResultStatus, Usage, WireIds,
+};
 use super::{endpoint, ModelProvider, ProviderInfo, ProviderKind, StreamEvent};
 
 /// A client of an OpenAI-compatible Chat Completions endpoint.
@@ -100,6 +102,7 @@ pub fn request_body(
     streaming: Streaming,
     token_field: TokenLimitField,
 ) -> Value {
+    let ids = WireIds::new(&req.messages);
     let mut messages = Vec::new();
     if !req.system.is_empty() {
         messages.push(json!({"role": "system", "content": req.system}));
@@ -110,10 +113,16 @@ pub fn request_body(
         for c in &m.content {
             match c {
                 Content::Text(t) => text.push_str(t),
-                Content::ToolUse { id, name, input } => calls.push(json!({
-                    "id": id,
+                Content::ToolUse {
+                    id, name, input, ..
+                } => calls.push(json!({
+                    "id": ids.of(id),
                     "type": "function",
-                    "function": {"name": name, "arguments": input.to_string()},
+                    // Raw text the model wrote (invalid or cut JSON, never run) goes back as it was.
+                    "function": {"name": name, "arguments": match input {
+                        Value::String(raw) => raw.clone(),
+                        other => other.to_string(),
+                    }},
                 })),
                 // Tool results are messages of their own and must directly follow the assistant
                 // message that asked for them, before any user text.
@@ -127,7 +136,7 @@ pub fn request_body(
                         ToolResultStatus::Error => format!("{ERROR_PREFIX}{content}"),
                     };
                     messages.push(
-                        json!({"role": "tool", "tool_call_id": tool_use_id, "content": content}),
+                        json!({"role": "tool", "tool_call_id": ids.of(tool_use_id), "content": content}),
                     );
                 }
             }
@@ -201,12 +210,9 @@ fn malformed(detail: String) -> ProviderError {
 
 /// Tool arguments as the model wrote them. Small local models sometimes write invalid JSON; that
 /// is passed on as a JSON string so the tool layer rejects it and the model can correct itself,
-/// instead of failing the whole turn.
-fn arguments(raw: &str) -> Value {
-    if raw.trim().is_empty() {
-        return json!({});
-    }
-    serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
+/// instead of failing the whole turn (see `anthropic::tool_input`).
+fn arguments(raw: &str, truncated_empty: bool) -> Value {
+    super::anthropic::tool_input(raw, truncated_empty)
 }
 
 fn usage_of(u: &Value) -> Usage {
@@ -217,14 +223,17 @@ fn usage_of(u: &Value) -> Usage {
     }
 }
 
+/// The finish reasons of Chat Completions (`stop`, `length`, `tool_calls`, `content_filter`,
+/// the older `function_call`); anything else is kept verbatim.
 fn stop_of(reason: Option<&str>, content: &[Content]) -> StopReason {
     let has_calls = content.iter().any(|c| matches!(c, Content::ToolUse { .. }));
     match reason {
+        Some("length") => StopReason::MaxTokens,
+        Some("content_filter") => StopReason::ContentFilter,
         // Some servers say "stop" even when the reply is tool calls.
         _ if has_calls => StopReason::ToolUse,
         Some("stop") | None => StopReason::EndTurn,
         Some("tool_calls" | "function_call") => StopReason::ToolUse,
-        Some("length") => StopReason::MaxTokens,
         Some(other) => StopReason::Other(other.to_string()),
     }
 }
@@ -289,13 +298,14 @@ impl Wire for OpenAiWire {
                 content.push(Content::Text(t.to_string()));
             }
         }
-        for (n, call) in msg
+        let finish = choice.get("finish_reason").and_then(Value::as_str);
+        let calls: Vec<&Value> = msg
             .get("tool_calls")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .enumerate()
-        {
+            .collect();
+        for (n, call) in calls.iter().enumerate() {
             let f = call
                 .get("function")
                 .ok_or_else(|| malformed("tool call without function".into()))?;
@@ -303,26 +313,20 @@ impl Wire for OpenAiWire {
                 .get("name")
                 .and_then(Value::as_str)
                 .ok_or_else(|| malformed("tool call without name".into()))?;
-            let id = call
-                .get("id")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("call_{n}"));
+            let truncated_empty = finish == Some("length") && n + 1 == calls.len();
             let input = match f.get("arguments") {
-                Some(Value::String(s)) => arguments(s),
+                Some(Value::String(s)) => arguments(s, truncated_empty),
                 Some(other) => other.clone(), // some servers send an object
-                None => json!({}),
+                None => arguments("", truncated_empty),
             };
             content.push(Content::ToolUse {
-                id,
+                id: String::new(),
+                wire_id: call.get("id").and_then(Value::as_str).map(str::to_string),
                 name: name.to_string(),
                 input,
             });
         }
-        let stop = stop_of(
-            choice.get("finish_reason").and_then(Value::as_str),
-            &content,
-        );
+        let stop = stop_of(finish, &content);
         let usage = v.get("usage").map(usage_of).unwrap_or_default();
         let model = v
             .get("model")
@@ -334,13 +338,17 @@ impl Wire for OpenAiWire {
             stop,
             usage,
             model,
+            positions: HashMap::new(),
         })
     }
 }
 
+/// The block key of the text in [`Step::Bulk`] (calls are keyed by their index).
+const TEXT_KEY: u64 = u64::MAX;
+
 #[derive(Default)]
 struct Call {
-    id: String,
+    wire_id: Option<String>,
     name: String,
     args: String,
     announced: bool,
@@ -354,54 +362,64 @@ struct Assembler {
     model: String,
     finish: Option<String>,
     saw_content: bool,
+    started: bool,
 }
 
 impl Assembler {
+    /// One tool-call delta; returns its call's index and whether it carried progress.
     fn on_tool_delta(
         &mut self,
         d: &Value,
         out: &mut (dyn FnMut(StreamEvent) + Send),
-    ) -> Result<(), ProviderError> {
-        let index = d
-            .get("index")
-            .and_then(Value::as_u64)
-            .unwrap_or(self.calls.len() as u64);
-        let call = self.calls.entry(index).or_default();
-        if let Some(id) = d.get("id").and_then(Value::as_str) {
-            call.id = id.to_string();
-        }
+    ) -> (u64, bool) {
         let f = d.get("function").unwrap_or(&Value::Null);
+        let starts = d.get("id").is_some() || f.get("name").is_some();
+        // Without an index, a delta naming an id or a function starts the next call, and one
+        // that carries only arguments continues the last.
+        let index = d.get("index").and_then(Value::as_u64).unwrap_or_else(|| {
+            let last = self.calls.keys().next_back().copied();
+            match (starts, last) {
+                (false, Some(l)) => l,
+                (_, Some(l)) => l + 1,
+                (_, None) => 0,
+            }
+        });
+        let call = self.calls.entry(index).or_default();
+        if let Some(id) = d.get("id").and_then(Value::as_str).filter(|i| !i.is_empty()) {
+            call.wire_id = Some(id.to_string());
+        }
         if let Some(name) = f.get("name").and_then(Value::as_str) {
             call.name.push_str(name);
         }
-        if call.id.is_empty() {
-            call.id = format!("call_{index}");
-        }
+        let label = call.wire_id.clone().unwrap_or_else(|| format!("#{index}"));
+        let mut progress = false;
         if !call.announced && !call.name.is_empty() {
             call.announced = true;
             self.saw_content = true;
+            progress = true;
             out(StreamEvent::ToolUseStart {
-                id: call.id.clone(),
+                id: label.clone(),
                 name: call.name.clone(),
             });
         }
         if let Some(piece) = f.get("arguments").and_then(Value::as_str) {
             call.args.push_str(piece);
             if !piece.is_empty() {
+                progress = true;
                 out(StreamEvent::ToolInputDelta {
-                    id: call.id.clone(),
+                    id: label,
                     partial_json: piece.to_string(),
                 });
             }
         }
-        Ok(())
+        (index, progress)
     }
 }
 
 impl StreamAssembler for Assembler {
     fn on_event(
         &mut self,
-        ev: SseEvent,
+        ev: &SseEvent,
         out: &mut (dyn FnMut(StreamEvent) + Send),
     ) -> Result<Step, ProviderError> {
         if ev.data.trim() == "[DONE]" {
@@ -412,11 +430,15 @@ impl StreamAssembler for Assembler {
         if let Some(e) = embedded_error(&v) {
             return Err(e);
         }
+        let first = !self.started;
+        self.started = true;
         if let Some(m) = v.get("model").and_then(Value::as_str) {
             self.model = m.to_string();
         }
+        let mut step = if first { Step::Progress } else { Step::Idle };
         if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
             self.usage = usage_of(u);
+            step = Step::Progress;
         }
         for choice in v
             .get("choices")
@@ -430,6 +452,7 @@ impl StreamAssembler for Assembler {
                     self.text.push_str(t);
                     self.saw_content = true;
                     out(StreamEvent::TextDelta(t.to_string()));
+                    step = Step::Bulk(TEXT_KEY);
                 }
             }
             for d in delta
@@ -438,35 +461,50 @@ impl StreamAssembler for Assembler {
                 .into_iter()
                 .flatten()
             {
-                self.on_tool_delta(d, out)?;
+                let (index, progress) = self.on_tool_delta(d, out);
+                if progress && step != Step::Bulk(TEXT_KEY) {
+                    step = Step::Bulk(index);
+                }
             }
             if let Some(r) = choice.get("finish_reason").and_then(Value::as_str) {
                 self.finish = Some(r.to_string());
+                step = Step::Progress;
             }
         }
-        Ok(Step::Continue)
+        Ok(step)
     }
 
     fn saw_content(&self) -> bool {
         self.saw_content
     }
 
+    fn stop_seen(&self) -> bool {
+        self.finish.is_some()
+    }
+
     fn finish(self: Box<Self>) -> Result<Assembled, ProviderError> {
         let mut content = Vec::new();
+        let mut positions = HashMap::new();
         if !self.text.is_empty() {
+            positions.insert(TEXT_KEY, 0);
             content.push(Content::Text(self.text));
         }
-        for (_, call) in self.calls {
+        let cut = self.finish.as_deref() == Some("length");
+        let last = self.calls.keys().next_back().copied();
+        for (index, call) in self.calls {
             if call.name.is_empty() {
                 return Err(malformed(format!(
                     "tool call {} has no function name",
-                    call.id
+                    call.wire_id.unwrap_or_else(|| format!("#{index}"))
                 )));
             }
+            positions.insert(index, content.len());
+            let truncated_empty = cut && Some(index) == last && call.args.trim().is_empty();
             content.push(Content::ToolUse {
-                id: call.id,
+                id: String::new(),
+                wire_id: call.wire_id,
                 name: call.name,
-                input: arguments(&call.args),
+                input: arguments(&call.args, truncated_empty),
             });
         }
         let stop = stop_of(self.finish.as_deref(), &content);
@@ -475,6 +513,7 @@ impl StreamAssembler for Assembler {
             stop,
             usage: self.usage,
             model: self.model,
+            positions,
         })
     }
 }
