@@ -204,16 +204,20 @@ pub fn rebuild_session(
                 detail: e.to_string(),
             }
         })?;
+    // Sessions recorded before stele named calls itself carry the provider's id only.
+    let named = leaves.iter().any(|l| {
+        l.seq > req.seq
+            && l.data
+                .as_ref()
+                .is_some_and(|d| d.get("call_id").is_some())
+    }) || content.iter().any(|c| matches!(c, Content::ToolUse { id, .. } if id.starts_with("call-")));
     let mut results = Vec::new();
     for c in &content {
-        if let Content::ToolUse {
-            id: call, wire_id, ..
-        } = c
-        {
-            // Replies recorded before stele named calls carry the provider's id only.
-            let key = match wire_id {
-                Some(_) => Key::CallId(call),
-                None => Key::ToolUseId(call),
+        if let Content::ToolUse { id: call, .. } = c {
+            let key = if named {
+                Key::CallId(call)
+            } else {
+                Key::ToolUseId(call)
             };
             results.push(tool_result(store, leaves, req.seq, call, key, &mut large)?);
         }

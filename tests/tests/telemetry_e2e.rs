@@ -170,7 +170,7 @@ fn genai_spans_carry_the_audit_entries() {
             .usage(300, 50)
             .into(),
     );
-    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/finance");
+    let policy = stele_tests::mock_template("finance");
     let o = s
         .run_env(
             &[
