@@ -198,8 +198,10 @@ async fn serve(
     let mut listener = Some(listener);
     loop {
         let Some(l) = listener.take() else { return };
+        // Requests of real sessions may be large (a conversation holding a big tool input).
         let app = axum::Router::new()
             .fallback(handle::handle)
+            .layer(axum::extract::DefaultBodyLimit::max(512 << 20))
             .with_state(shared.clone());
         // Stop abruptly: a stalled response must not keep the test waiting.
         tokio::select! {
