@@ -241,32 +241,49 @@ fn make_shared(p: &Path) -> anyhow::Result<()> {
 }
 
 pub(crate) fn write_policy(dir: &Path) -> anyhow::Result<()> {
-    for (name, text) in TEMPLATE {
-        let p = dir.join(name);
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let text = match *name {
+    let mut problem = None;
+    write_template(dir, |name, text| {
+        let edited = match name {
             // The demo's "model" is the scripted provider, a local file (file://localhost).
             "org/ceilings.cedar" => replace_once(
                 text,
                 r#"resource.provider == "anthropic" &&"#,
                 r#"(resource.provider == "scripted" && resource.scheme == "file") || resource.provider == "anthropic" &&"#,
-            )?,
+            ),
             "teams/finance/finance.cedar" => {
                 let t = text.replace(
                     r#"Model::"anthropic/claude-sonnet-4-5""#,
                     r#"Model::"scripted/scripted""#,
                 );
-                anyhow::ensure!(
-                    t != *text,
-                    "the finance template no longer names its model; update stele demo"
-                );
-                format!("{t}\n{DEMO_POLICY}")
+                if t == text {
+                    Err(anyhow::anyhow!(
+                        "the finance template no longer names its model; update stele demo"
+                    ))
+                } else {
+                    Ok(format!("{t}\n{DEMO_POLICY}"))
+                }
             }
-            _ => text.to_string(),
+            _ => Ok(text.to_string()),
         };
-        std::fs::write(&p, text)?;
+        edited.unwrap_or_else(|e| {
+            problem = Some(e);
+            text.to_string()
+        })
+    })?;
+    problem.map_or(Ok(()), Err)
+}
+
+/// Write the finance template to `dir`, each file as `edit(name, text)` makes it.
+pub(crate) fn write_template(
+    dir: &Path,
+    mut edit: impl FnMut(&str, &str) -> String,
+) -> anyhow::Result<()> {
+    for (name, text) in TEMPLATE {
+        let p = dir.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&p, edit(name, text))?;
     }
     Ok(())
 }

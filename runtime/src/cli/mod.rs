@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod backend;
 pub mod bench;
+pub mod bench_tool_call;
 pub mod chat;
 pub mod demo;
 pub mod keys;
