@@ -53,9 +53,8 @@ fn a_sealed_payload_is_stored_once_and_shared() {
     assert_eq!((n - n0, b - b0), (1, 200_000), "one row, one body");
     // The leaves list it, under the role each gave.
     let store = log.store().unwrap();
-    let leaf = |seq| {
-        stele_audit::leaf::Leaf::parse_canonical(&store.entry(seq).unwrap().leaf).unwrap()
-    };
+    let leaf =
+        |seq| stele_audit::leaf::Leaf::parse_canonical(&store.entry(seq).unwrap().leaf).unwrap();
     assert_eq!(leaf(first.seq).payload[0].commit, commit);
     assert_eq!(leaf(first.seq + 1).payload[0].role, "args");
     assert_eq!(leaf(first.seq + 3).payload[0].commit, commit);
@@ -67,7 +66,10 @@ fn a_sealed_payload_is_stored_once_and_shared() {
     drop(store);
     drop(log);
     let rep = verify_db(&f.db, &f.verifier(), None).unwrap();
-    assert_eq!(rep.payloads_present, n as u64, "one payload, however many entries list it");
+    assert_eq!(
+        rep.payloads_present, n as u64,
+        "one payload, however many entries list it"
+    );
 
     // Redacting it once erases it for every entry that lists it; the log still verifies.
     let log = f.open().unwrap();

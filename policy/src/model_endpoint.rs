@@ -118,8 +118,8 @@ mod tests {
         assert_eq!(e.to_string(), "https://api.anthropic.com:443");
         let e = ModelEndpoint::new("http", "[::1]", Some(8000)).unwrap();
         assert_eq!((e.host(), e.port()), ("::1", 8000));
-        let r = model_from_uid(r#"Model::"openai-compat/llama3:8b" at http://127.0.0.1:8000"#)
-            .unwrap();
+        let r =
+            model_from_uid(r#"Model::"openai-compat/llama3:8b" at http://127.0.0.1:8000"#).unwrap();
         assert_eq!(r.entity_id(), "openai-compat/llama3:8b");
         for bad in [
             r#"Model::"anthropic/claude""#,

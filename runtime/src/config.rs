@@ -56,9 +56,8 @@ pub struct ConfigFile {
     /// Model provider settings (`[provider.NAME]`, NAME as in `--model NAME:MODEL`: base URL,
     /// API key variable, output tokens, timeouts, retries; see docs/providers.md). A managed
     /// value pins that field.
-    pub provider: Option<
-        std::collections::BTreeMap<String, crate::provider::settings::ProviderSettings>,
-    >,
+    pub provider:
+        Option<std::collections::BTreeMap<String, crate::provider::settings::ProviderSettings>>,
 }
 
 /// Why configuration could not be used.

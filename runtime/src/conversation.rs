@@ -109,7 +109,12 @@ fn payload(
     })
 }
 
-fn body_of(store: &Store, seq: u64, role: &str, commit: &str) -> Result<Vec<u8>, ConversationError> {
+fn body_of(
+    store: &Store,
+    seq: u64,
+    role: &str,
+    commit: &str,
+) -> Result<Vec<u8>, ConversationError> {
     let cmt = parse_commit(commit).ok_or_else(|| ConversationError::Corrupt {
         seq,
         detail: "bad commitment".into(),
@@ -183,10 +188,12 @@ pub fn rebuild_session(
             why: "the session never asked the model".into(),
         });
     };
-    let chat: ChatRequest = serde_json::from_slice(&payload(store, req, "conversation", &mut large)?)
-        .map_err(|e| ConversationError::Corrupt {
-            seq: req.seq,
-            detail: e.to_string(),
+    let chat: ChatRequest =
+        serde_json::from_slice(&payload(store, req, "conversation", &mut large)?).map_err(|e| {
+            ConversationError::Corrupt {
+                seq: req.seq,
+                detail: e.to_string(),
+            }
         })?;
     let mut messages = chat.messages;
     let response = leaves.iter().find(|l| {
@@ -205,12 +212,12 @@ pub fn rebuild_session(
             }
         })?;
     // Sessions recorded before stele named calls itself carry the provider's id only.
-    let named = leaves.iter().any(|l| {
-        l.seq > req.seq
-            && l.data
-                .as_ref()
-                .is_some_and(|d| d.get("call_id").is_some())
-    }) || content.iter().any(|c| matches!(c, Content::ToolUse { id, .. } if id.starts_with("call-")));
+    let named = leaves
+        .iter()
+        .any(|l| l.seq > req.seq && l.data.as_ref().is_some_and(|d| d.get("call_id").is_some()))
+        || content
+            .iter()
+            .any(|c| matches!(c, Content::ToolUse { id, .. } if id.starts_with("call-")));
     let mut results = Vec::new();
     for c in &content {
         if let Content::ToolUse { id: call, .. } = c {
@@ -243,7 +250,12 @@ enum Key<'a> {
 
 impl Key<'_> {
     fn names(&self, l: &Leaf) -> bool {
-        let field = |k: &str| l.data.as_ref().and_then(|d| d.get(k)).and_then(|v| v.as_str());
+        let field = |k: &str| {
+            l.data
+                .as_ref()
+                .and_then(|d| d.get(k))
+                .and_then(|v| v.as_str())
+        };
         match self {
             Key::CallId(id) => field("call_id") == Some(id),
             Key::ToolUseId(id) => field("tool_use_id") == Some(id),
@@ -300,7 +312,9 @@ fn tool_result(
     if let Some(d) = later().find(|l| {
         l.kind == EventKind::PolicyDecision
             && key.names(l)
-            && l.outcome.as_ref().is_some_and(|o| o.status == Status::Denied)
+            && l.outcome
+                .as_ref()
+                .is_some_and(|o| o.status == Status::Denied)
     }) {
         return Ok(result(refusal_text(d), false));
     }
@@ -328,9 +342,8 @@ fn tool_result(
             return Ok(result(text.to_string(), false));
         }
     }
-    let started = later().any(|l| {
-        matches!(l.kind, EventKind::ToolIntent | EventKind::McpCall) && key.names(l)
-    });
+    let started = later()
+        .any(|l| matches!(l.kind, EventKind::ToolIntent | EventKind::McpCall) && key.names(l));
     let text = if started {
         "interrupted: stele stopped while this tool call was running; it was NOT re-run. \
          Check the workspace before repeating it."

@@ -99,7 +99,12 @@ pub struct Stored {
 impl LargeValues {
     /// Seal `body` as a new large value (to be committed by the entry being written) and
     /// remember it.
-    pub fn seal(&mut self, role: &str, media: &str, body: Vec<u8>) -> Result<SealedPayload, AuditError> {
+    pub fn seal(
+        &mut self,
+        role: &str,
+        media: &str,
+        body: Vec<u8>,
+    ) -> Result<SealedPayload, AuditError> {
         let sealed = seal(
             &self.rng,
             PayloadInput {
@@ -115,7 +120,11 @@ impl LargeValues {
 
     /// Remember a value an earlier entry committed (a resumed session's).
     pub fn remember(&mut self, body: Vec<u8>, reference: PayloadRef) {
-        if self.known.iter().any(|k| k.reference.commit == reference.commit) {
+        if self
+            .known
+            .iter()
+            .any(|k| k.reference.commit == reference.commit)
+        {
             return;
         }
         let escaped = json_escaped(&body).filter(|e| *e != body);
@@ -240,13 +249,16 @@ pub enum ResolveError {
     Audit(#[from] AuditError),
 }
 
+/// Reads a payload's body by its commitment text (`None`: missing or redacted).
+pub type Fetch<'a> = dyn FnMut(&str) -> Result<Option<Vec<u8>>, AuditError> + 'a;
+
 /// The bytes of a stored body: `body` itself, or for a [`SPLICED_MEDIA`] body the bytes it
 /// stands for, with referenced payloads read by `fetch` (commitment text → body). `seen` is
 /// told each referenced value (to remember it when a session resumes).
 pub fn resolve(
     media: &str,
     body: Vec<u8>,
-    fetch: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>, AuditError>,
+    fetch: &mut Fetch<'_>,
     seen: &mut dyn FnMut(&str, &[u8]),
 ) -> Result<Vec<u8>, ResolveError> {
     if media != SPLICED_MEDIA {
@@ -275,7 +287,8 @@ pub fn resolve(
                 match o.get("form").and_then(Value::as_str) {
                     Some("raw") => out.extend_from_slice(&value),
                     Some("json-string") => out.extend_from_slice(
-                        &json_escaped(&value).ok_or_else(|| bad("a json-string value is not UTF-8"))?,
+                        &json_escaped(&value)
+                            .ok_or_else(|| bad("a json-string value is not UTF-8"))?,
                     ),
                     _ => return Err(bad("unknown form")),
                 }
@@ -312,10 +325,13 @@ mod tests {
         let mut v = LargeValues::default();
         let input = json!({"path": "big.csv", "content": "a,\"b\"\n".repeat(20_000)});
         let raw = input.to_string().into_bytes();
-        let sealed = v.seal("tool_input", "application/json", raw.clone()).unwrap();
+        let sealed = v
+            .seal("tool_input", "application/json", raw.clone())
+            .unwrap();
         // Anthropic-style body (the input as an object) and OpenAI-style (as a JSON string).
         let anthropic = json!({"messages": [{"content": [{"type": "tool_use", "input": input}]}]});
-        let openai = json!({"messages": [{"tool_calls": [{"function": {"arguments": input.to_string()}}]}]});
+        let openai =
+            json!({"messages": [{"tool_calls": [{"function": {"arguments": input.to_string()}}]}]});
         for body in [anthropic.to_string(), openai.to_string()] {
             let s = round_trip(&v, std::slice::from_ref(&sealed), body.as_bytes());
             let p = s.payload.unwrap();
@@ -329,7 +345,7 @@ mod tests {
         assert!(s.payload.is_none());
         assert_eq!(s.refers[0].role, "args");
         // A body without it is stored whole.
-        let s = round_trip(&v, &[sealed.clone()], b"{\"small\":1}");
+        let s = round_trip(&v, std::slice::from_ref(&sealed), b"{\"small\":1}");
         assert_eq!(s.payload.unwrap().media, "application/json");
         assert!(s.refers.is_empty());
         // Twice in one body: two references, one shared payload.

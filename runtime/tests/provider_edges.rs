@@ -18,7 +18,13 @@ const KEY: &str = "sk-test-edges-0123456789";
 const WIRES: [Wire; 2] = [Wire::Anthropic, Wire::OpenAi];
 const BOTH: [Streaming; 2] = [Streaming::On, Streaming::Off];
 
-fn build(mock: &MockModel, wire: Wire, streaming: Streaming, retry: RetryPolicy, t: Timeouts) -> Arc<dyn ModelProvider> {
+fn build(
+    mock: &MockModel,
+    wire: Wire,
+    streaming: Streaming,
+    retry: RetryPolicy,
+    t: Timeouts,
+) -> Arc<dyn ModelProvider> {
     let spec = match wire {
         Wire::Anthropic => "anthropic:claude-test",
         Wire::OpenAi => "openai-compat:llama-test",
@@ -55,10 +61,15 @@ fn req(messages: Vec<Message>) -> ChatRequest {
     }
 }
 
-async fn chat(p: &dyn ModelProvider, messages: Vec<Message>) -> (Result<ChatResponse, ProviderError>, Vec<StreamEvent>) {
+async fn chat(
+    p: &dyn ModelProvider,
+    messages: Vec<Message>,
+) -> (Result<ChatResponse, ProviderError>, Vec<StreamEvent>) {
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
-    let r = p.chat(&req(messages), &mut move |e| sink.lock().unwrap().push(e)).await;
+    let r = p
+        .chat(&req(messages), &mut move |e| sink.lock().unwrap().push(e))
+        .await;
     let ev = events.lock().unwrap().clone();
     (r, ev)
 }
@@ -82,7 +93,9 @@ fn sent_ids(wire: Wire, body: &Value) -> (Vec<String>, Vec<String>) {
                 for c in m["content"].as_array().into_iter().flatten() {
                     match c["type"].as_str() {
                         Some("tool_use") => calls.push(c["id"].as_str().unwrap().to_string()),
-                        Some("tool_result") => results.push(c["tool_use_id"].as_str().unwrap().to_string()),
+                        Some("tool_result") => {
+                            results.push(c["tool_use_id"].as_str().unwrap().to_string())
+                        }
                         _ => {}
                     }
                 }
@@ -109,8 +122,19 @@ async fn missing_and_repeated_ids_pair_results_with_their_calls() {
             let mock = MockModel::start().unwrap();
             let a = json!({"argv": ["python3", "append.py", "1"]});
             let b = json!({"argv": ["python3", "append.py", "2"]});
-            mock.push(Turn::new().tool_use("x", "exec", a.clone()).tool_use("x", "exec", b.clone()).without_ids().into());
-            mock.push(Turn::new().tool_use("call_0", "exec", a.clone()).tool_use("call_0", "exec", b.clone()).into());
+            mock.push(
+                Turn::new()
+                    .tool_use("x", "exec", a.clone())
+                    .tool_use("x", "exec", b.clone())
+                    .without_ids()
+                    .into(),
+            );
+            mock.push(
+                Turn::new()
+                    .tool_use("call_0", "exec", a.clone())
+                    .tool_use("call_0", "exec", b.clone())
+                    .into(),
+            );
             mock.push(Turn::new().tool_use("call_0", "exec", a.clone()).into());
             mock.push(Turn::new().text("done").into());
             let p = provider(&mock, wire, streaming);
@@ -120,9 +144,15 @@ async fn missing_and_repeated_ids_pair_results_with_their_calls() {
                 let mut content = r.unwrap().content;
                 let ids = wire_ids(&content);
                 if turn == 0 {
-                    assert!(ids.iter().all(Option::is_none), "{wire:?} {streaming:?}: {ids:?}");
+                    assert!(
+                        ids.iter().all(Option::is_none),
+                        "{wire:?} {streaming:?}: {ids:?}"
+                    );
                 } else {
-                    assert!(ids.iter().all(|i| i.as_deref() == Some("call_0")), "{ids:?}");
+                    assert!(
+                        ids.iter().all(|i| i.as_deref() == Some("call_0")),
+                        "{ids:?}"
+                    );
                 }
                 assign_call_ids(&mut content, &format!("call-{turn}"));
                 let results: Vec<Content> = content
@@ -137,7 +167,10 @@ async fn missing_and_repeated_ids_pair_results_with_their_calls() {
                     })
                     .collect();
                 conv.push(Message::assistant(content));
-                conv.push(Message { role: Role::User, content: results });
+                conv.push(Message {
+                    role: Role::User,
+                    content: results,
+                });
             }
             let (r, _) = chat(p.as_ref(), conv.clone()).await;
             r.unwrap();
@@ -165,22 +198,37 @@ async fn missing_and_repeated_ids_pair_results_with_their_calls() {
 async fn unique_provider_ids_are_echoed() {
     for wire in WIRES {
         let mock = MockModel::start().unwrap();
-        mock.push(Turn::new().tool_use("toolu_01A", "exec", json!({"argv": ["true"]})).into());
+        mock.push(
+            Turn::new()
+                .tool_use("toolu_01A", "exec", json!({"argv": ["true"]}))
+                .into(),
+        );
         mock.push(Turn::new().text("ok").into());
         let p = provider(&mock, wire, Streaming::On);
-        let mut content = chat(p.as_ref(), vec![Message::user_text("go")]).await.0.unwrap().content;
+        let mut content = chat(p.as_ref(), vec![Message::user_text("go")])
+            .await
+            .0
+            .unwrap()
+            .content;
         assign_call_ids(&mut content, "call-9");
         let conv = vec![
             Message::user_text("go"),
             Message::assistant(content),
             Message {
                 role: Role::User,
-                content: vec![Content::ToolResult { tool_use_id: "call-9-1".into(), content: "ok".into(), status: ToolResultStatus::Ok }],
+                content: vec![Content::ToolResult {
+                    tool_use_id: "call-9-1".into(),
+                    content: "ok".into(),
+                    status: ToolResultStatus::Ok,
+                }],
             },
         ];
         chat(p.as_ref(), conv).await.0.unwrap();
         let (calls, results) = sent_ids(wire, &mock.requests()[1].json());
-        assert_eq!((calls, results), (vec!["toolu_01A".to_string()], vec!["toolu_01A".to_string()]));
+        assert_eq!(
+            (calls, results),
+            (vec!["toolu_01A".to_string()], vec!["toolu_01A".to_string()])
+        );
     }
 }
 
@@ -192,8 +240,22 @@ async fn unique_provider_ids_are_echoed() {
 async fn stream_without_terminator_is_complete_after_the_stop_reason() {
     for wire in WIRES {
         let mock = MockModel::start().unwrap();
-        mock.push(Turn::new().text("All done here.").without_terminator().into());
-        let p = build(&mock, wire, Streaming::On, RetryPolicy { max_attempts: 1, ..quick() }, Timeouts::default());
+        mock.push(
+            Turn::new()
+                .text("All done here.")
+                .without_terminator()
+                .into(),
+        );
+        let p = build(
+            &mock,
+            wire,
+            Streaming::On,
+            RetryPolicy {
+                max_attempts: 1,
+                ..quick()
+            },
+            Timeouts::default(),
+        );
         let (r, _) = chat(p.as_ref(), vec![Message::user_text("go")]).await;
         let r = r.unwrap();
         assert_eq!(r.text(), "All done here.");
@@ -211,9 +273,15 @@ async fn stream_without_terminator_is_complete_after_the_stop_reason() {
             Wire::Anthropic => 5,
             Wire::OpenAi => 3,
         };
-        mock.push(Reply::Cut { turn: Turn::new().text("All done here."), after_events: before });
+        mock.push(Reply::Cut {
+            turn: Turn::new().text("All done here."),
+            after_events: before,
+        });
         let (r, _) = chat(p.as_ref(), vec![Message::user_text("go")]).await;
-        assert!(matches!(r, Err(ProviderError::StreamCut { .. })), "{wire:?}: {r:?}");
+        assert!(
+            matches!(r, Err(ProviderError::StreamCut { .. })),
+            "{wire:?}: {r:?}"
+        );
     }
 }
 
@@ -226,7 +294,11 @@ async fn stop_reasons_are_recognised() {
         (Wire::Anthropic, "stop_sequence", StopReason::StopSequence),
         (Wire::Anthropic, "pause_turn", StopReason::PauseTurn),
         (Wire::Anthropic, "refusal", StopReason::Refusal),
-        (Wire::Anthropic, "model_context_window_exceeded", StopReason::Other("model_context_window_exceeded".into())),
+        (
+            Wire::Anthropic,
+            "model_context_window_exceeded",
+            StopReason::Other("model_context_window_exceeded".into()),
+        ),
         (Wire::OpenAi, "stop", StopReason::EndTurn),
         (Wire::OpenAi, "length", StopReason::MaxTokens),
         (Wire::OpenAi, "content_filter", StopReason::ContentFilter),
@@ -236,7 +308,10 @@ async fn stop_reasons_are_recognised() {
             let mock = MockModel::start().unwrap();
             mock.push(Turn::new().text("Some text").stop(word).into());
             let p = provider(&mock, wire, streaming);
-            let r = chat(p.as_ref(), vec![Message::user_text("go")]).await.0.unwrap();
+            let r = chat(p.as_ref(), vec![Message::user_text("go")])
+                .await
+                .0
+                .unwrap();
             assert_eq!(r.stop, want, "{wire:?} {word} {streaming:?}");
             // The log's name for it is the Anthropic word, or the provider's own for others.
             if let StopReason::Other(s) = &want {
@@ -258,9 +333,19 @@ async fn a_tool_input_cut_by_the_limit_is_not_an_object() {
         for cut in [12usize, 0] {
             let mock = MockModel::start().unwrap();
             let input = json!({"path": "reports/long.csv", "content": "a,b\n".repeat(50)});
-            mock.push(Turn::new().text("Writing.").tool_use("t1", "file_write", input.clone()).stop(limit).cut_input_at(cut).into());
+            mock.push(
+                Turn::new()
+                    .text("Writing.")
+                    .tool_use("t1", "file_write", input.clone())
+                    .stop(limit)
+                    .cut_input_at(cut)
+                    .into(),
+            );
             let p = provider(&mock, wire, Streaming::On);
-            let r = chat(p.as_ref(), vec![Message::user_text("go")]).await.0.unwrap();
+            let r = chat(p.as_ref(), vec![Message::user_text("go")])
+                .await
+                .0
+                .unwrap();
             assert_eq!(r.stop, StopReason::MaxTokens);
             let (_, _, got) = r.tool_uses()[0];
             assert!(got.is_string(), "{wire:?} cut at {cut}: {got}");
@@ -270,9 +355,18 @@ async fn a_tool_input_cut_by_the_limit_is_not_an_object() {
         // back too; OpenAI's arguments string shows it.
         let mock = MockModel::start().unwrap();
         let input = json!({"path": "a"});
-        mock.push(Turn::new().tool_use("t1", "file_write", input.clone()).stop(limit).cut_input_at(5).into());
+        mock.push(
+            Turn::new()
+                .tool_use("t1", "file_write", input.clone())
+                .stop(limit)
+                .cut_input_at(5)
+                .into(),
+        );
         let p = provider(&mock, wire, Streaming::Off);
-        let r = chat(p.as_ref(), vec![Message::user_text("go")]).await.0.unwrap();
+        let r = chat(p.as_ref(), vec![Message::user_text("go")])
+            .await
+            .0
+            .unwrap();
         assert!(r.tool_uses()[0].2.is_string(), "{wire:?}: {:?}", r.content);
     }
 }
@@ -281,20 +375,33 @@ async fn a_tool_input_cut_by_the_limit_is_not_an_object() {
 /// attempt is retried after the stall timeout, not held until a deadline.
 #[tokio::test]
 async fn pings_do_not_hold_a_stalled_call() {
-    let t = Timeouts { connect: Duration::from_secs(5), stall: Duration::from_millis(600), request: Duration::from_secs(60) };
+    let t = Timeouts {
+        connect: Duration::from_secs(5),
+        stall: Duration::from_millis(600),
+        request: Duration::from_secs(60),
+    };
     for wire in WIRES {
         let mock = MockModel::start().unwrap();
         let after = match wire {
             Wire::Anthropic => 1,
             Wire::OpenAi => 1,
         };
-        mock.push(Reply::PingStall { turn: Turn::new().text("late"), after_events: after, hold: Duration::from_secs(30), every: Duration::from_millis(100) });
+        mock.push(Reply::PingStall {
+            turn: Turn::new().text("late"),
+            after_events: after,
+            hold: Duration::from_secs(30),
+            every: Duration::from_millis(100),
+        });
         mock.push(Turn::new().text("on time").into());
         let p = build(&mock, wire, Streaming::On, quick(), t);
         let started = Instant::now();
         let (r, events) = chat(p.as_ref(), vec![Message::user_text("go")]).await;
         assert_eq!(r.unwrap().text(), "on time");
-        assert!(started.elapsed() < Duration::from_secs(10), "held for {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "held for {:?}",
+            started.elapsed()
+        );
         let reasons: Vec<&str> = events
             .iter()
             .filter_map(|e| match e {
@@ -306,15 +413,44 @@ async fn pings_do_not_hold_a_stalled_call() {
         // Progress that keeps coming is not a stall, however long in all.
         let mock = MockModel::start().unwrap();
         mock.push(Turn::new().text(&"slow but steady ".repeat(40)).into());
-        let p = build(&mock, wire, Streaming::On, RetryPolicy { max_attempts: 1, ..quick() }, t);
-        assert!(chat(p.as_ref(), vec![Message::user_text("go")]).await.0.is_ok());
+        let p = build(
+            &mock,
+            wire,
+            Streaming::On,
+            RetryPolicy {
+                max_attempts: 1,
+                ..quick()
+            },
+            t,
+        );
+        assert!(chat(p.as_ref(), vec![Message::user_text("go")])
+            .await
+            .0
+            .is_ok());
     }
     // The timeout names the phase.
     let mock = MockModel::start().unwrap();
-    mock.push(Reply::PingStall { turn: Turn::new().text("late"), after_events: 1, hold: Duration::from_secs(30), every: Duration::from_millis(100) });
-    let p = build(&mock, Wire::Anthropic, Streaming::On, RetryPolicy { max_attempts: 1, ..quick() }, t);
+    mock.push(Reply::PingStall {
+        turn: Turn::new().text("late"),
+        after_events: 1,
+        hold: Duration::from_secs(30),
+        every: Duration::from_millis(100),
+    });
+    let p = build(
+        &mock,
+        Wire::Anthropic,
+        Streaming::On,
+        RetryPolicy {
+            max_attempts: 1,
+            ..quick()
+        },
+        t,
+    );
     match chat(p.as_ref(), vec![Message::user_text("go")]).await.0 {
-        Err(ProviderError::Timeout { phase: TimeoutPhase::Stall, .. }) => {}
+        Err(ProviderError::Timeout {
+            phase: TimeoutPhase::Stall,
+            ..
+        }) => {}
         other => panic!("{other:?}"),
     }
 }
@@ -324,9 +460,17 @@ async fn pings_do_not_hold_a_stalled_call() {
 async fn ignored_stream_flag_is_understood() {
     for wire in WIRES {
         let mock = MockModel::start().unwrap();
-        mock.push(Reply::Whole(Turn::new().text("whole").tool_use("c", "exec", json!({"argv": ["true"]})).without_ids()));
+        mock.push(Reply::Whole(
+            Turn::new()
+                .text("whole")
+                .tool_use("c", "exec", json!({"argv": ["true"]}))
+                .without_ids(),
+        ));
         let p = provider(&mock, wire, Streaming::On);
-        let r = chat(p.as_ref(), vec![Message::user_text("go")]).await.0.unwrap();
+        let r = chat(p.as_ref(), vec![Message::user_text("go")])
+            .await
+            .0
+            .unwrap();
         assert_eq!(r.text(), "whole");
         assert_eq!(r.stream_end, StreamEnd::Whole);
         assert_eq!(wire_ids(&r.content), vec![None]);
@@ -340,7 +484,9 @@ async fn ignored_stream_flag_is_understood() {
 async fn an_outage_is_ridden_out_within_patience() {
     for wire in WIRES {
         let mock = MockModel::start().unwrap();
-        mock.push(Reply::Outage { refused_for: Duration::from_secs(3) });
+        mock.push(Reply::Outage {
+            refused_for: Duration::from_secs(3),
+        });
         mock.push(Turn::new().text("back").into());
         let p = provider(&mock, wire, Streaming::On);
         let (r, events) = chat(p.as_ref(), vec![Message::user_text("go")]).await;
@@ -349,23 +495,52 @@ async fn an_outage_is_ridden_out_within_patience() {
         let retries: Vec<(u32, &str, Duration)> = events
             .iter()
             .filter_map(|e| match e {
-                StreamEvent::Retrying { attempt, kind, elapsed, .. } => Some((*attempt, *kind, *elapsed)),
+                StreamEvent::Retrying {
+                    attempt,
+                    kind,
+                    elapsed,
+                    ..
+                } => Some((*attempt, *kind, *elapsed)),
                 _ => None,
             })
             .collect();
         assert!(retries.len() >= 4, "{wire:?}: {retries:?}");
         assert_eq!(r.attempts as usize, retries.len() + 1);
-        assert!(retries.iter().skip(1).any(|(_, k, _)| *k == "network"), "connection refused: {retries:?}");
-        assert!(retries.last().unwrap().2 >= Duration::from_millis(2500), "{retries:?}");
-        assert!(retries.windows(2).all(|w| w[1].2 >= w[0].2), "elapsed grows");
+        assert!(
+            retries.iter().skip(1).any(|(_, k, _)| *k == "network"),
+            "connection refused: {retries:?}"
+        );
+        assert!(
+            retries.last().unwrap().2 >= Duration::from_millis(2500),
+            "{retries:?}"
+        );
+        assert!(
+            retries.windows(2).all(|w| w[1].2 >= w[0].2),
+            "elapsed grows"
+        );
         // Past the patience, the last error is returned.
         let mock = MockModel::start().unwrap();
-        mock.push(Reply::Outage { refused_for: Duration::from_secs(30) });
-        let p = build(&mock, wire, Streaming::On, RetryPolicy { patience: Duration::from_secs(2), ..quick() }, Timeouts::default());
+        mock.push(Reply::Outage {
+            refused_for: Duration::from_secs(30),
+        });
+        let p = build(
+            &mock,
+            wire,
+            Streaming::On,
+            RetryPolicy {
+                patience: Duration::from_secs(2),
+                ..quick()
+            },
+            Timeouts::default(),
+        );
         let started = Instant::now();
         let (r, _) = chat(p.as_ref(), vec![Message::user_text("go")]).await;
         assert!(matches!(r, Err(ProviderError::Network { .. })), "{r:?}");
-        assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }
 
@@ -375,16 +550,28 @@ async fn an_outage_is_ridden_out_within_patience() {
 async fn large_blocks_are_left_out_of_the_response_record() {
     for wire in WIRES {
         let mock = MockModel::start().unwrap();
-        let big = json!({"path": "reports/big.csv", "content": "north,12.50\n".repeat(LARGE_BLOCK / 6)});
-        mock.push(Turn::new().text("Writing it.").tool_use("t1", "file_write", big.clone()).into());
+        let big =
+            json!({"path": "reports/big.csv", "content": "north,12.50\n".repeat(LARGE_BLOCK / 6)});
+        mock.push(
+            Turn::new()
+                .text("Writing it.")
+                .tool_use("t1", "file_write", big.clone())
+                .into(),
+        );
         let p = provider(&mock, wire, Streaming::On);
-        let r = chat(p.as_ref(), vec![Message::user_text("go")]).await.0.unwrap();
+        let r = chat(p.as_ref(), vec![Message::user_text("go")])
+            .await
+            .0
+            .unwrap();
         assert_eq!(r.tool_uses()[0].2, &big);
         assert_eq!(r.elided.len(), 1, "{wire:?}");
         assert_eq!(r.elided[0].block, 1);
         let record = String::from_utf8(r.response_body.clone()).unwrap();
         assert!(record.len() < 8 * 1024, "{} bytes", record.len());
-        assert!(record.contains(": stele: the delta events of content block 1"), "{record}");
+        assert!(
+            record.contains(": stele: the delta events of content block 1"),
+            "{record}"
+        );
         assert!(record.contains("\"Writ\""), "small blocks kept: {record}");
     }
 }

@@ -87,7 +87,9 @@ async fn tool_use_round_trip() {
         // stele names the call; the provider's id is kept for the wire.
         let mut content = r1.content.clone();
         assign_call_ids(&mut content, "call-7");
-        assert!(matches!(&content[1], Content::ToolUse { id, wire_id: Some(w), .. } if id == "call-7-1" && w == "call_1"));
+        assert!(
+            matches!(&content[1], Content::ToolUse { id, wire_id: Some(w), .. } if id == "call-7-1" && w == "call_1")
+        );
         assert_eq!(
             r1.usage,
             Usage {

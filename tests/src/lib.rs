@@ -169,7 +169,8 @@ pub const REAL_MODEL_ENDPOINT: &str =
     r#"resource.scheme == "https" && resource.host == "api.anthropic.com" && resource.port == 443"#;
 
 /// The same pin for the mock model server on this machine (any port).
-pub const MOCK_MODEL_ENDPOINT: &str = r#"resource.scheme == "http" && resource.host == "127.0.0.1""#;
+pub const MOCK_MODEL_ENDPOINT: &str =
+    r#"resource.scheme == "http" && resource.host == "127.0.0.1""#;
 
 /// Copy the policy template `policies/NAME` to `dst` (its tests left out), with the model
 /// endpoint pin moved from Anthropic's API to the mock on this machine: the templates never
@@ -201,7 +202,9 @@ pub fn template_for_mock(name: &str, dst: &Path) -> PathBuf {
 /// A per-process copy of `policies/NAME` for the mock ([`template_for_mock`]), made once.
 pub fn mock_template(name: &str) -> PathBuf {
     static MADE: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
-    let mut made = MADE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut made = MADE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some((_, p)) = made.iter().find(|(n, _)| n == name) {
         return p.clone();
     }

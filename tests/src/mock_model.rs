@@ -172,7 +172,6 @@ impl Drop for MockModel {
     }
 }
 
-
 /// Listen, answer, and on an outage close the port for a while and listen again on it.
 async fn serve(
     shared: SharedState,

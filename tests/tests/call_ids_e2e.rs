@@ -127,9 +127,10 @@ fn check(wire: Wire, body: &Value) -> Vec<String> {
                     problems.push(format!("exec of step {k} was told: {text:?}"));
                 }
             }
-            None if text.contains("appended ") => {
-                problems.push(format!("{} {} was told an exec's output: {text:?}", p.name, p.input))
-            }
+            None if text.contains("appended ") => problems.push(format!(
+                "{} {} was told an exec's output: {text:?}",
+                p.name, p.input
+            )),
             None => {}
         }
     }
@@ -172,11 +173,19 @@ fn respond(wire: Wire, ids: Ids, n: u32, delay: &str, req: &RecordedRequest) -> 
     let mut turn = if unsure {
         Turn::new().tool_use(&id(0), "file_read", json!({"path": "reports/steps.log"}))
     } else if done >= n {
-        Turn::new().tool_use(&id(0), "final_answer", json!({"answer": format!("{n} steps")}))
+        Turn::new().tool_use(
+            &id(0),
+            "final_answer",
+            json!({"answer": format!("{n} steps")}),
+        )
     } else {
         let k = (done + 1).to_string();
         Turn::new()
-            .tool_use(&id(0), "exec", json!({"argv": ["python3", "tools/append.py", k, delay]}))
+            .tool_use(
+                &id(0),
+                "exec",
+                json!({"argv": ["python3", "tools/append.py", k, delay]}),
+            )
             .tool_use(&id(1), "file_list", json!({"path": "reports"}))
     };
     if matches!(ids, Ids::Omitted) {
@@ -274,7 +283,11 @@ impl Case {
                 problems.push(format!("request {i}: {p}"));
             }
         }
-        assert!(problems.is_empty(), "{} requests; {problems:#?}", reqs.len());
+        assert!(
+            problems.is_empty(),
+            "{} requests; {problems:#?}",
+            reqs.len()
+        );
     }
 
     /// Each step ran exactly once, in order.
@@ -292,7 +305,14 @@ impl Drop for Case {
         if std::thread::panicking() {
             let log = std::fs::read_to_string(self.s.state.with_file_name("stele-stderr.log"))
                 .unwrap_or_default();
-            let tail: String = log.chars().rev().take(6000).collect::<Vec<_>>().into_iter().rev().collect();
+            let tail: String = log
+                .chars()
+                .rev()
+                .take(6000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
             eprintln!("--- stele stderr (tail) ---\n{tail}");
         }
     }

@@ -18,10 +18,27 @@ fn the_demo_starts_by_listing_the_workspace_root() {
         .run(&["demo", "--dir", d.path().join("demo").to_str().unwrap()])
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{}\n{err}", String::from_utf8_lossy(&o.stdout));
-    let (db, key) = (d.path().join("demo/state/audit.db"), d.path().join("demo/state/log.key"));
+    assert!(
+        o.status.success(),
+        "{}\n{err}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let (db, key) = (
+        d.path().join("demo/state/audit.db"),
+        d.path().join("demo/state/log.key"),
+    );
     let o = s
-        .run(&["audit", "tail", "-n", "100000", "--json", "--db", db.to_str().unwrap(), "--key", key.to_str().unwrap()])
+        .run(&[
+            "audit",
+            "tail",
+            "-n",
+            "100000",
+            "--json",
+            "--db",
+            db.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ])
         .unwrap();
     let leaves: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
         .lines()

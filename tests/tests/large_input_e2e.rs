@@ -20,10 +20,13 @@ const MB: usize = 1 << 20;
 
 /// Payload rows and the bytes of their bodies.
 fn stored(db: &Path) -> (i64, i64) {
-    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    c.query_row("SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM payloads", [], |r| {
-        Ok((r.get(0)?, r.get(1)?))
-    })
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap();
+    c.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM payloads",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
     .unwrap()
 }
 
@@ -49,17 +52,33 @@ fn a_large_input_is_stored_once(wire: Wire) {
     let mock = MockModel::start().unwrap();
     let line = "north,2026-03-01,Acme \"café\",12.50\n";
     // STELE_LARGE_INPUT_MB=50 reproduces the figure (8 by default, to stay quick).
-    let mb: usize = std::env::var("STELE_LARGE_INPUT_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
+    let mb: usize = std::env::var("STELE_LARGE_INPUT_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
     let content = line.repeat(mb * MB / line.len());
     let input = json!({"path": "reports/big.csv", "content": content});
     let size = input.to_string().len();
-    mock.push(Turn::new().text("Writing the table.").tool_use("w1", "file_write", input.clone()).into());
+    mock.push(
+        Turn::new()
+            .text("Writing the table.")
+            .tool_use("w1", "file_write", input.clone())
+            .into(),
+    );
     // The next reply fails for good: the session pauses, to be resumed.
     mock.push(Reply::Malformed);
     let c = run_command(&s, &ws, &policy, wire, &mock, &[], "Write the big table");
     let o = run_bounded(c, LIMIT);
-    assert_eq!(o.status.code(), Some(75), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(std::fs::read_to_string(ws.join("reports/big.csv")).unwrap(), content);
+    assert_eq!(
+        o.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("reports/big.csv")).unwrap(),
+        content
+    );
     let db = s.state.join("audit.db");
     let (rows, bytes) = stored(&db);
     eprintln!("{wire:?}: tool input of {size} bytes; {rows} payloads of {bytes} bytes in all");
@@ -73,7 +92,11 @@ fn a_large_input_is_stored_once(wire: Wire) {
     assert_eq!(sent_input(&reqs[1].json()), Some(input.clone()));
 
     // Resume: the conversation is rebuilt from the spliced bodies and sent again.
-    mock.push(Turn::new().tool_use("f", "final_answer", json!({"answer": "written"})).into());
+    mock.push(
+        Turn::new()
+            .tool_use("f", "final_answer", json!({"answer": "written"}))
+            .into(),
+    );
     let leaves = leaves_json(&s, &db).unwrap();
     let id = last_session(&leaves);
     let mut r = std::process::Command::new(stele_tests::stele_bin());
@@ -84,7 +107,10 @@ fn a_large_input_is_stored_once(wire: Wire) {
     let o = run_bounded(r, LIMIT);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let reqs = mock.requests();
-    assert_eq!(reqs[2].body, reqs[1].body, "the resumed request is the same request, byte for byte");
+    assert_eq!(
+        reqs[2].body, reqs[1].body,
+        "the resumed request is the same request, byte for byte"
+    );
     let (_, after) = stored(&db);
     assert!(
         ((after - bytes) as usize) < size / 10,
@@ -94,7 +120,10 @@ fn a_large_input_is_stored_once(wire: Wire) {
     // Which entries list it: the reply's, the call's, each request's.
     let leaves = leaves_json(&s, &db).unwrap();
     intents_closed_once(&leaves, &id).unwrap();
-    let resp = of_session(&leaves, &id).into_iter().find(|l| l["kind"] == "model.response").unwrap();
+    let resp = of_session(&leaves, &id)
+        .into_iter()
+        .find(|l| l["kind"] == "model.response")
+        .unwrap();
     let blob = resp["payload"]
         .as_array()
         .unwrap()
@@ -114,7 +143,14 @@ fn a_large_input_is_stored_once(wire: Wire) {
         })
         .collect();
     assert!(listing.contains(&("tool.intent", "args")), "{listing:?}");
-    assert!(listing.iter().filter(|(k, _)| *k == "model.request").count() >= 2, "{listing:?}");
+    assert!(
+        listing
+            .iter()
+            .filter(|(k, _)| *k == "model.request")
+            .count()
+            >= 2,
+        "{listing:?}"
+    );
     assert!(resp["data"]["elided"][0]["block"] == 1, "{}", resp["data"]);
     let spliced = |l: &Value| {
         l["payload"]
@@ -126,11 +162,27 @@ fn a_large_input_is_stored_once(wire: Wire) {
     assert!(spliced(resp), "{resp}");
 
     // The log verifies; an export of the session holds the value once.
-    let v = s.run(&["audit", "verify", "--db", db.to_str().unwrap()]).unwrap();
-    assert!(v.status.success(), "{}{}", String::from_utf8_lossy(&v.stdout), String::from_utf8_lossy(&v.stderr));
+    let v = s
+        .run(&["audit", "verify", "--db", db.to_str().unwrap()])
+        .unwrap();
+    assert!(
+        v.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
     let out = dir.path().join("export");
     let e = s
-        .run(&["audit", "export", "--db", db.to_str().unwrap(), "--session", &id, "--out", out.to_str().unwrap()])
+        .run(&[
+            "audit",
+            "export",
+            "--db",
+            db.to_str().unwrap(),
+            "--session",
+            &id,
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .unwrap();
     assert!(e.status.success(), "{}", String::from_utf8_lossy(&e.stderr));
     let big: Vec<u64> = std::fs::read_dir(out.join("payloads"))

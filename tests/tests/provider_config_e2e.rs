@@ -42,9 +42,23 @@ impl Case {
 
     /// `stele run` with `policy` (None: the built-in default), `model`, and exactly `env`
     /// (plus a user config file, `config`).
-    fn run(&self, policy: Option<&Path>, model: &str, config: &str, env: &[(&str, &str)]) -> Output {
+    fn run(
+        &self,
+        policy: Option<&Path>,
+        model: &str,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Output {
         let cfg = self.file("user.toml", config);
-        let mut args = vec!["run", "--workspace", self.ws.to_str().unwrap(), "--user", "alice", "--model", model];
+        let mut args = vec![
+            "run",
+            "--workspace",
+            self.ws.to_str().unwrap(),
+            "--user",
+            "alice",
+            "--model",
+            model,
+        ];
         if let Some(p) = policy {
             args.extend(["--policy", p.to_str().unwrap()]);
         }
@@ -58,7 +72,10 @@ impl Case {
             ("OPENAI_BASE_URL", String::new()),
         ];
         all.retain(|(k, _)| !env.iter().any(|(e, _)| e == k));
-        let owned: Vec<(&str, String)> = all.into_iter().chain(env.iter().map(|(k, v)| (*k, v.to_string()))).collect();
+        let owned: Vec<(&str, String)> = all
+            .into_iter()
+            .chain(env.iter().map(|(k, v)| (*k, v.to_string())))
+            .collect();
         let refs: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
         self.s.run_env(&args, &refs).unwrap()
     }
@@ -68,12 +85,20 @@ impl Case {
     }
 
     fn ok(&self) {
-        self.mock.push(Turn::new().tool_use("t", "final_answer", json!({"answer": "ok"})).into());
+        self.mock.push(
+            Turn::new()
+                .tool_use("t", "final_answer", json!({"answer": "ok"}))
+                .into(),
+        );
     }
 
     fn start(&self) -> serde_json::Value {
         let leaves = leaves_json(&self.s, &self.s.state.join("audit.db")).unwrap();
-        leaves.into_iter().rev().find(|l| l["kind"] == "session.start").unwrap()
+        leaves
+            .into_iter()
+            .rev()
+            .find(|l| l["kind"] == "session.start")
+            .unwrap()
     }
 }
 
@@ -94,7 +119,12 @@ fn base_url_key_variable_and_max_tokens_from_the_config_file() {
         "[provider.anthropic]\nbase_url = \"{}\"\napi_key_env = \"MY_CLAUDE_KEY\"\nmax_tokens = 1234\n",
         c.mock.base_url()
     );
-    let o = c.run(Some(&c.finance()), MODEL, &config, &[("MY_CLAUDE_KEY", "sk-ant-from-my-var")]);
+    let o = c.run(
+        Some(&c.finance()),
+        MODEL,
+        &config,
+        &[("MY_CLAUDE_KEY", "sk-ant-from-my-var")],
+    );
     assert!(o.status.success(), "{}", err(&o));
     let r = &c.mock.requests()[0];
     assert_eq!(r.json()["max_tokens"], 1234);
@@ -106,7 +136,11 @@ fn base_url_key_variable_and_max_tokens_from_the_config_file() {
     // The variable named but not set: the error names it and the setting.
     let o = c.run(Some(&c.finance()), MODEL, &config, &[]);
     assert!(!o.status.success());
-    assert!(err(&o).contains("MY_CLAUDE_KEY") && err(&o).contains("api_key_env"), "{}", err(&o));
+    assert!(
+        err(&o).contains("MY_CLAUDE_KEY") && err(&o).contains("api_key_env"),
+        "{}",
+        err(&o)
+    );
 }
 
 #[test]
@@ -120,22 +154,53 @@ fn the_environment_overrides_the_user_but_not_a_managed_pin() {
     c.ok();
     let user = "[provider.anthropic]\nbase_url = \"http://127.0.0.1:9\"\n";
     let url = c.mock.base_url();
-    let o = c.run(Some(&c.finance()), MODEL, user, &[key, ("ANTHROPIC_BASE_URL", &url)]);
+    let o = c.run(
+        Some(&c.finance()),
+        MODEL,
+        user,
+        &[key, ("ANTHROPIC_BASE_URL", &url)],
+    );
     assert!(o.status.success(), "{}", err(&o));
-    assert_eq!(c.start()["data"]["model_base_url_source"], "ANTHROPIC_BASE_URL");
+    assert_eq!(
+        c.start()["data"]["model_base_url_source"],
+        "ANTHROPIC_BASE_URL"
+    );
 
     // A managed file pins the base URL: a different ANTHROPIC_BASE_URL is refused, naming both.
-    let managed = c.file("managed.toml", &format!("[provider.anthropic]\nbase_url = \"{url}\"\n"));
+    let managed = c.file(
+        "managed.toml",
+        &format!("[provider.anthropic]\nbase_url = \"{url}\"\n"),
+    );
     let m = managed.to_str().unwrap();
-    let o = c.run(Some(&c.finance()), MODEL, "", &[key, ("STELE_MANAGED_CONFIG", m), ("ANTHROPIC_BASE_URL", "https://evil.example")]);
+    let o = c.run(
+        Some(&c.finance()),
+        MODEL,
+        "",
+        &[
+            key,
+            ("STELE_MANAGED_CONFIG", m),
+            ("ANTHROPIC_BASE_URL", "https://evil.example"),
+        ],
+    );
     assert!(!o.status.success());
     let e = err(&o);
-    assert!(e.contains("pinned") && e.contains("managed.toml") && e.contains("evil.example"), "{e}");
+    assert!(
+        e.contains("pinned") && e.contains("managed.toml") && e.contains("evil.example"),
+        "{e}"
+    );
     // The same value is fine, as is none.
     c.ok();
-    let o = c.run(Some(&c.finance()), MODEL, user, &[key, ("STELE_MANAGED_CONFIG", m)]);
+    let o = c.run(
+        Some(&c.finance()),
+        MODEL,
+        user,
+        &[key, ("STELE_MANAGED_CONFIG", m)],
+    );
     assert!(o.status.success(), "{}", err(&o));
-    assert!(c.start()["data"]["model_base_url_source"].as_str().unwrap().starts_with("managed"));
+    assert!(c.start()["data"]["model_base_url_source"]
+        .as_str()
+        .unwrap()
+        .starts_with("managed"));
 }
 
 #[test]
@@ -149,10 +214,25 @@ fn plain_http_to_another_machine_is_refused_unless_allowed() {
     let o = c.run(None, MODEL, config, &[key]);
     assert_eq!(o.status.code(), Some(1));
     let e = err(&o);
-    assert!(e.contains("http://192.0.2.10:8000") && e.contains("allow_plain_http = true"), "{e}");
-    assert!(!c.s.state.join("audit.db").exists() || leaves_json(&c.s, &c.s.state.join("audit.db")).unwrap().iter().all(|l| l["kind"] != "session.start"), "refused before any session");
+    assert!(
+        e.contains("http://192.0.2.10:8000") && e.contains("allow_plain_http = true"),
+        "{e}"
+    );
+    assert!(
+        !c.s.state.join("audit.db").exists()
+            || leaves_json(&c.s, &c.s.state.join("audit.db"))
+                .unwrap()
+                .iter()
+                .all(|l| l["kind"] != "session.start"),
+        "refused before any session"
+    );
     // From the environment too.
-    let o = c.run(None, MODEL, "", &[key, ("ANTHROPIC_BASE_URL", "http://192.0.2.10:8000")]);
+    let o = c.run(
+        None,
+        MODEL,
+        "",
+        &[key, ("ANTHROPIC_BASE_URL", "http://192.0.2.10:8000")],
+    );
     assert!(err(&o).contains("allow_plain_http"), "{}", err(&o));
     // https to another machine, http on this one, and plain http where the configuration
     // allows it, are not refused for it (the session starts; policy decides the endpoint).
@@ -174,11 +254,26 @@ fn bad_provider_settings_name_the_table_and_field() {
     let c = Case::new();
     let key = ("ANTHROPIC_API_KEY", "sk-ant-test");
     for (cfg, want) in [
-        ("[provider.anthropic]\nstall_timeout_secs = 0\n", "[provider.anthropic] stall_timeout_secs"),
-        ("[provider.anthropic]\nmax_tokens = 0\n", "[provider.anthropic] max_tokens"),
-        ("[provider.anthropic]\napi_key_env = \"not a name\"\n", "[provider.anthropic] api_key_env"),
-        ("[provider.anthropic]\nbase_url = \"ftp://x\"\n", "[provider.anthropic] base_url"),
-        ("[provider.anthropic]\npatience = 5\n", "unknown field `patience`"),
+        (
+            "[provider.anthropic]\nstall_timeout_secs = 0\n",
+            "[provider.anthropic] stall_timeout_secs",
+        ),
+        (
+            "[provider.anthropic]\nmax_tokens = 0\n",
+            "[provider.anthropic] max_tokens",
+        ),
+        (
+            "[provider.anthropic]\napi_key_env = \"not a name\"\n",
+            "[provider.anthropic] api_key_env",
+        ),
+        (
+            "[provider.anthropic]\nbase_url = \"ftp://x\"\n",
+            "[provider.anthropic] base_url",
+        ),
+        (
+            "[provider.anthropic]\npatience = 5\n",
+            "unknown field `patience`",
+        ),
     ] {
         let o = c.run(None, MODEL, cfg, &[key]);
         assert_eq!(o.status.code(), Some(1), "{cfg}");
@@ -191,8 +286,19 @@ fn run_help_documents_the_provider_settings() {
     let c = Case::new();
     let o = c.s.run(&["run", "--help"]).unwrap();
     let help = String::from_utf8_lossy(&o.stdout);
-    for word in ["[provider.PROVIDER]", "api_key_env", "max_tokens", "stall_timeout_secs", "patience_secs", "ANTHROPIC_BASE_URL", "allow_plain_http"] {
-        assert!(help.contains(word), "{word} missing from `stele run --help`:\n{help}");
+    for word in [
+        "[provider.PROVIDER]",
+        "api_key_env",
+        "max_tokens",
+        "stall_timeout_secs",
+        "patience_secs",
+        "ANTHROPIC_BASE_URL",
+        "allow_plain_http",
+    ] {
+        assert!(
+            help.contains(word),
+            "{word} missing from `stele run --help`:\n{help}"
+        );
     }
 }
 
@@ -207,15 +313,37 @@ fn a_model_served_elsewhere_is_denied_by_the_templates() {
     let c = Case::new();
     let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/finance");
     let url = c.mock.base_url();
-    let o = c.run(Some(&template), MODEL, "", &[("ANTHROPIC_API_KEY", "sk-ant-test"), ("ANTHROPIC_BASE_URL", &url)]);
+    let o = c.run(
+        Some(&template),
+        MODEL,
+        "",
+        &[
+            ("ANTHROPIC_API_KEY", "sk-ant-test"),
+            ("ANTHROPIC_BASE_URL", &url),
+        ],
+    );
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
-    assert!(err(&o).contains(r#"resource == Model::"anthropic/claude-sonnet-4-5""#), "{}", err(&o));
-    assert!(err(&o).contains(r#"resource.host == "127.0.0.1""#), "{}", err(&o));
+    assert!(
+        err(&o).contains(r#"resource == Model::"anthropic/claude-sonnet-4-5""#),
+        "{}",
+        err(&o)
+    );
+    assert!(
+        err(&o).contains(r#"resource.host == "127.0.0.1""#),
+        "{}",
+        err(&o)
+    );
     assert!(c.mock.requests().is_empty(), "nothing was sent");
     let leaves = leaves_json(&c.s, &c.s.state.join("audit.db")).unwrap();
-    let d = leaves.iter().find(|l| l["kind"] == "policy.decision" && l["target"]["model"].is_string()).unwrap();
+    let d = leaves
+        .iter()
+        .find(|l| l["kind"] == "policy.decision" && l["target"]["model"].is_string())
+        .unwrap();
     assert_eq!(d["decision"]["effect"], "deny");
-    assert_eq!((d["target"]["host"].as_str(), d["target"]["scheme"].as_str()), (Some("127.0.0.1"), Some("http")));
+    assert_eq!(
+        (d["target"]["host"].as_str(), d["target"]["scheme"].as_str()),
+        (Some("127.0.0.1"), Some("http"))
+    );
 }
 
 /// An `openai-compat:` model with the default policy (no bundle configured): denied with the
@@ -231,17 +359,28 @@ fn openai_compat_with_the_default_policy_says_what_to_allow() {
     let o = c.run(None, "openai-compat:llama3.1", "", &env);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     let e = err(&o);
-    let start = e.find("permit (").unwrap_or_else(|| panic!("no rule in: {e}"));
+    let start = e
+        .find("permit (")
+        .unwrap_or_else(|| panic!("no rule in: {e}"));
     let rule = &e[start..=start + e[start..].find("};").unwrap() + 1];
-    assert!(rule.contains(r#"Model::"openai/llama3.1""#) && rule.contains("127.0.0.1"), "{rule}");
+    assert!(
+        rule.contains(r#"Model::"openai/llama3.1""#) && rule.contains("127.0.0.1"),
+        "{rule}"
+    );
     // The built-in bundle plus the rule the message gave.
     let bundle = c.dir.path().join("xdg/stele/policy");
     for f in ["schema.cedarschema", "members.toml", "org/strict.cedar"] {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/strict-default").join(f);
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../policies/strict-default")
+            .join(f);
         std::fs::create_dir_all(bundle.join(f).parent().unwrap()).unwrap();
         std::fs::copy(src, bundle.join(f)).unwrap();
     }
-    std::fs::write(bundle.join("org/local-model.cedar"), format!("@id(\"local-model\")\n{rule}\n")).unwrap();
+    std::fs::write(
+        bundle.join("org/local-model.cedar"),
+        format!("@id(\"local-model\")\n{rule}\n"),
+    )
+    .unwrap();
     c.ok();
     let o = c.run(None, "openai-compat:llama3.1", "", &env);
     assert!(o.status.success(), "{}", err(&o));

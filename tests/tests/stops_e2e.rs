@@ -43,7 +43,15 @@ impl Case {
     }
 
     fn run(&self) -> (Output, Vec<Value>) {
-        let c = run_command(&self.s, &self.ws, &self.policy, self.wire, &self.mock, &["--json"], "Sum the receipts");
+        let c = run_command(
+            &self.s,
+            &self.ws,
+            &self.policy,
+            self.wire,
+            &self.mock,
+            &["--json"],
+            "Sum the receipts",
+        );
         let o = run_bounded(c, LIMIT);
         let events = String::from_utf8_lossy(&o.stdout)
             .lines()
@@ -73,11 +81,16 @@ fn events<'a>(all: &'a [Value], kind: &str) -> Vec<&'a Value> {
 }
 
 fn kinds<'a>(leaves: &'a [Value], id: &str, kind: &str) -> Vec<&'a Value> {
-    of_session(leaves, id).into_iter().filter(|l| l["kind"] == kind).collect()
+    of_session(leaves, id)
+        .into_iter()
+        .filter(|l| l["kind"] == kind)
+        .collect()
 }
 
 fn finish() -> Reply {
-    Turn::new().tool_use("f", "final_answer", json!({"answer": "done"})).into()
+    Turn::new()
+        .tool_use("f", "final_answer", json!({"answer": "done"}))
+        .into()
 }
 
 /// A call cut by the output limit is not run: a refusal entry names it, the model is told
@@ -85,10 +98,27 @@ fn finish() -> Reply {
 fn a_call_cut_by_the_limit_is_not_run(wire: Wire) {
     let c = Case::new(wire);
     let input = json!({"path": "reports/summary.csv", "content": "client,total\nAcme,10.50\n"});
-    c.mock.push(Turn::new().text("Writing the report.").tool_use("w1", "file_write", input.clone()).stop(c.limit()).cut_input_at(30).into());
+    c.mock.push(
+        Turn::new()
+            .text("Writing the report.")
+            .tool_use("w1", "file_write", input.clone())
+            .stop(c.limit())
+            .cut_input_at(30)
+            .into(),
+    );
     // And cut before any input at all: an empty input is not `{}`.
-    c.mock.push(Turn::new().tool_use("w2", "file_write", input.clone()).stop(c.limit()).cut_input_at(0).into());
-    c.mock.push(Turn::new().tool_use("w3", "file_write", input.clone()).into());
+    c.mock.push(
+        Turn::new()
+            .tool_use("w2", "file_write", input.clone())
+            .stop(c.limit())
+            .cut_input_at(0)
+            .into(),
+    );
+    c.mock.push(
+        Turn::new()
+            .tool_use("w3", "file_write", input.clone())
+            .into(),
+    );
     c.mock.push(finish());
     let (o, ev) = c.run();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -101,14 +131,30 @@ fn a_call_cut_by_the_limit_is_not_run(wire: Wire) {
     let reqs = c.mock.requests();
     let max = |i: usize| {
         let b = reqs[i].json();
-        b["max_tokens"].as_u64().or(b["max_completion_tokens"].as_u64()).unwrap()
+        b["max_tokens"]
+            .as_u64()
+            .or(b["max_completion_tokens"].as_u64())
+            .unwrap()
     };
-    assert!(max(1) > max(0) && max(2) > max(1), "the limit is raised after each cut: {} {} {}", max(0), max(1), max(2));
-    assert!(reqs[1].text().contains("cut off at the output limit"), "{}", reqs[1].text());
+    assert!(
+        max(1) > max(0) && max(2) > max(1),
+        "the limit is raised after each cut: {} {} {}",
+        max(0),
+        max(1),
+        max(2)
+    );
+    assert!(
+        reqs[1].text().contains("cut off at the output limit"),
+        "{}",
+        reqs[1].text()
+    );
     let stops = events(&ev, "stop");
     assert_eq!(stops.len(), 2, "{ev:?}");
     assert_eq!(stops[0]["action"], "continue");
-    let refused: Vec<&Value> = events(&ev, "decision").into_iter().filter(|e| e["decision"] == "deny").collect();
+    let refused: Vec<&Value> = events(&ev, "decision")
+        .into_iter()
+        .filter(|e| e["decision"] == "deny")
+        .collect();
     assert_eq!(refused.len(), 2, "{ev:?}");
     let (leaves, id) = c.log();
     let decisions: Vec<&Value> = kinds(&leaves, &id, "policy.decision")
@@ -117,8 +163,15 @@ fn a_call_cut_by_the_limit_is_not_run(wire: Wire) {
         .collect();
     assert_eq!(decisions.len(), 2);
     assert_eq!(decisions[0]["outcome"]["status"], "denied");
-    assert!(decisions[0]["data"]["call_id"].as_str().unwrap().starts_with("call-"));
-    assert_eq!(kinds(&leaves, &id, "tool.intent").len(), 1, "only the complete call ran");
+    assert!(decisions[0]["data"]["call_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("call-"));
+    assert_eq!(
+        kinds(&leaves, &id, "tool.intent").len(),
+        1,
+        "only the complete call ran"
+    );
     let responses = kinds(&leaves, &id, "model.response");
     assert_eq!(responses[0]["data"]["stop"], "max_tokens");
     assert_eq!(responses[2]["data"]["stop"], "tool_use");
@@ -127,7 +180,12 @@ fn a_call_cut_by_the_limit_is_not_run(wire: Wire) {
 /// A text answer cut by the limit: the model is asked to go on, with a higher limit.
 fn a_text_cut_by_the_limit_continues(wire: Wire) {
     let c = Case::new(wire);
-    c.mock.push(Turn::new().text("The totals are: Acme 10.50, Glo").stop(c.limit()).into());
+    c.mock.push(
+        Turn::new()
+            .text("The totals are: Acme 10.50, Glo")
+            .stop(c.limit())
+            .into(),
+    );
     c.mock.push(Turn::new().text("bex 4.00.").into());
     let (o, ev) = c.run();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -147,9 +205,20 @@ fn a_refusal_ends_the_run(wire: Wire) {
         Wire::Anthropic => "refusal",
         Wire::OpenAi => "content_filter",
     };
-    c.mock.push(Turn::new().text("I can't help with that.").tool_use("x", "file_read", json!({"path": "receipts/r1.txt"})).stop(word).into());
+    c.mock.push(
+        Turn::new()
+            .text("I can't help with that.")
+            .tool_use("x", "file_read", json!({"path": "receipts/r1.txt"}))
+            .stop(word)
+            .into(),
+    );
     let (o, ev) = c.run();
-    assert_eq!(o.status.code(), Some(4), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let end = events(&ev, "end")[0];
     assert_eq!(end["outcome"], "refused");
     assert!(end["detail"].as_str().unwrap().contains(word), "{end}");
@@ -159,7 +228,10 @@ fn a_refusal_ends_the_run(wire: Wire) {
     let end = kinds(&leaves, &id, "session.end")[0];
     assert_eq!(end["outcome"]["status"], "denied");
     assert!(end["outcome"]["detail"].as_str().unwrap().contains(word));
-    assert_eq!(kinds(&leaves, &id, "model.response")[0]["data"]["stop"], word);
+    assert_eq!(
+        kinds(&leaves, &id, "model.response")[0]["data"]["stop"],
+        word
+    );
 }
 
 /// `pause_turn` (Anthropic): the turn is sent back for the model to go on (no user message
@@ -170,13 +242,19 @@ fn a_paused_turn_is_continued() {
         return;
     }
     let c = Case::new(Wire::Anthropic);
-    c.mock.push(Turn::new().text("Searching…").stop("pause_turn").into());
+    c.mock
+        .push(Turn::new().text("Searching…").stop("pause_turn").into());
     c.mock.push(finish());
     let (o, ev) = c.run();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(events(&ev, "stop")[0]["action"], "resume");
     let second = c.mock.requests()[1].json();
-    let last = second["messages"].as_array().unwrap().last().unwrap().clone();
+    let last = second["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     assert_eq!(last["role"], "assistant", "{second}");
 }
 
@@ -184,14 +262,31 @@ fn a_paused_turn_is_continued() {
 /// name (escaped), and the model told which tools exist.
 fn an_unknown_tool_is_refused_and_logged(wire: Wire) {
     let c = Case::new(wire);
-    c.mock.push(Turn::new().tool_use("u1", "send_email\u{1b}[2J\u{202e}", json!({"to": "x@example.com"})).into());
+    c.mock.push(
+        Turn::new()
+            .tool_use(
+                "u1",
+                "send_email\u{1b}[2J\u{202e}",
+                json!({"to": "x@example.com"}),
+            )
+            .into(),
+    );
     c.mock.push(finish());
     let (o, ev) = c.run();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let told = c.mock.requests()[1].text();
-    assert!(told.contains("unknown_tool") && told.contains("file_read"), "{told}");
-    let deny = events(&ev, "decision").into_iter().find(|e| e["decision"] == "deny").unwrap();
-    assert!(deny["reason"].as_str().unwrap().contains("no tool named"), "{deny}");
+    assert!(
+        told.contains("unknown_tool") && told.contains("file_read"),
+        "{told}"
+    );
+    let deny = events(&ev, "decision")
+        .into_iter()
+        .find(|e| e["decision"] == "deny")
+        .unwrap();
+    assert!(
+        deny["reason"].as_str().unwrap().contains("no tool named"),
+        "{deny}"
+    );
     let (leaves, id) = c.log();
     let d = kinds(&leaves, &id, "policy.decision")
         .into_iter()
@@ -200,7 +295,10 @@ fn an_unknown_tool_is_refused_and_logged(wire: Wire) {
     assert_eq!(d["decision"]["effect"], "deny");
     assert_eq!(d["outcome"]["status"], "denied");
     let name = d["target"]["tool"].as_str().unwrap();
-    assert!(!name.chars().any(|ch| ch.is_control() || ch == '\u{202e}'), "{name:?}");
+    assert!(
+        !name.chars().any(|ch| ch.is_control() || ch == '\u{202e}'),
+        "{name:?}"
+    );
     assert!(name.starts_with("send_email"), "{name}");
     assert!(d["data"]["call_id"].is_string());
     assert!(!String::from_utf8_lossy(&o.stderr).contains('\u{1b}'));
@@ -210,8 +308,18 @@ fn an_unknown_tool_is_refused_and_logged(wire: Wire) {
 /// recorded as such; one cut before it is not.
 fn a_stream_without_terminator_is_complete(wire: Wire) {
     let c = Case::new(wire);
-    c.mock.push(Turn::new().tool_use("r", "file_read", json!({"path": "receipts/r1.txt"})).without_terminator().into());
-    c.mock.push(Turn::new().tool_use("f", "final_answer", json!({"answer": "10.50"})).without_terminator().into());
+    c.mock.push(
+        Turn::new()
+            .tool_use("r", "file_read", json!({"path": "receipts/r1.txt"}))
+            .without_terminator()
+            .into(),
+    );
+    c.mock.push(
+        Turn::new()
+            .tool_use("f", "final_answer", json!({"answer": "10.50"}))
+            .without_terminator()
+            .into(),
+    );
     let (o, _) = c.run();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(c.mock.requests().len(), 2, "not retried, not paused");

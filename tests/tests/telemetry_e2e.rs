@@ -6,7 +6,6 @@
 //! (kind and leaf hash checked against the log). No payload leaves.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;

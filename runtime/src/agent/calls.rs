@@ -43,8 +43,11 @@ impl Agent {
             on(Progress::ToolCall { id, name, input });
             // A large input was stored once with the reply: the call's arguments refer to it.
             let args = (block_size(c) >= LARGE_BLOCK).then(|| {
-                self.large_values()
-                    .store("args", "application/json", input.to_string().into_bytes())
+                self.large_values().store(
+                    "args",
+                    "application/json",
+                    input.to_string().into_bytes(),
+                )
             });
             let call = CallRef {
                 call_id: id.clone(),

@@ -161,7 +161,9 @@ pub enum StopAction {
 /// The action for a stop reason.
 pub fn stop_action(stop: &StopReason) -> StopAction {
     match stop {
-        StopReason::EndTurn | StopReason::ToolUse | StopReason::StopSequence => StopAction::RunCalls,
+        StopReason::EndTurn | StopReason::ToolUse | StopReason::StopSequence => {
+            StopAction::RunCalls
+        }
         StopReason::MaxTokens => StopAction::Continue,
         StopReason::PauseTurn => StopAction::Resume,
         StopReason::Refusal | StopReason::ContentFilter => StopAction::Refuse,
@@ -277,12 +279,20 @@ impl Agent {
             }
             let cut = action == StopAction::Continue;
             let next_max = if cut {
-                max_tokens.saturating_mul(2).min(self.max_tokens_limit).max(max_tokens)
+                max_tokens
+                    .saturating_mul(2)
+                    .min(self.max_tokens_limit)
+                    .max(max_tokens)
             } else {
                 max_tokens
             };
             let outcome = self
-                .run_calls(&resp.content, cut.then_some((max_tokens, next_max)), on, trace)
+                .run_calls(
+                    &resp.content,
+                    cut.then_some((max_tokens, next_max)),
+                    on,
+                    trace,
+                )
                 .await?;
             let limit_was = std::mem::replace(&mut max_tokens, next_max);
             let mut results = match outcome {

@@ -376,7 +376,12 @@ mod tests {
         })
         .unwrap();
         assert!(!line.chars().any(char::is_control), "{line:?}");
-        assert!(line.contains("attempt 3") && line.contains("next try in 8.0s") && line.contains("1:15 of 5:00"), "{line}");
+        assert!(
+            line.contains("attempt 3")
+                && line.contains("next try in 8.0s")
+                && line.contains("1:15 of 5:00"),
+            "{line}"
+        );
         assert!(denial_in("plain output").is_none());
     }
 }

@@ -89,7 +89,9 @@ impl Agent {
         };
         let mut ar = ActionRequest::new(Action::ModelRequest, resource.clone());
         let conversation = serde_json::to_vec(&req).unwrap_or_default();
-        let stored = self.large_values().store("conversation", "application/json", conversation);
+        let stored = self
+            .large_values()
+            .store("conversation", "application/json", conversation);
         ar.payloads.extend(stored.payload);
         ar.shared = stored.refers;
         ar.data = Some(json!({
@@ -159,10 +161,7 @@ impl Agent {
                         .last()
                         .and_then(|f| f["after_ms"].as_u64())
                         .unwrap_or(0);
-                    format!(
-                        "{e} (after {attempts} attempts over {}s)",
-                        waited / 1000
-                    )
+                    format!("{e} (after {attempts} attempts over {}s)", waited / 1000)
                 } else {
                     e.to_string()
                 };
@@ -208,8 +207,7 @@ impl Agent {
             finish_reason(&resp.stop),
             (resp.usage.input_tokens, resp.usage.output_tokens),
         );
-        let receipt =
-            blocking(move || gate.complete_with(permit, o, bodies, Some(data))).await??;
+        let receipt = blocking(move || gate.complete_with(permit, o, bodies, Some(data))).await??;
         if let Some(r) = &receipt {
             chat.record_result(r);
         }
@@ -227,9 +225,11 @@ impl Agent {
                 continue;
             }
             let (role, media, body) = match c {
-                Content::ToolUse { input, .. } => {
-                    ("tool_input", "application/json", input.to_string().into_bytes())
-                }
+                Content::ToolUse { input, .. } => (
+                    "tool_input",
+                    "application/json",
+                    input.to_string().into_bytes(),
+                ),
                 Content::Text(t) => ("text", "text/plain", t.clone().into_bytes()),
                 Content::ToolResult { .. } => continue,
             };
@@ -243,7 +243,10 @@ impl Agent {
         let stored = large.store("response", "application/json", resp.response_body.clone());
         add(&mut bodies, stored);
         let assistant = serde_json::to_vec(&resp.content).unwrap_or_default();
-        add(&mut bodies, large.store("assistant", "application/json", assistant));
+        add(
+            &mut bodies,
+            large.store("assistant", "application/json", assistant),
+        );
         Ok(bodies)
     }
 

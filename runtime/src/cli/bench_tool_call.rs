@@ -57,7 +57,12 @@ pub fn run(calls: usize) -> anyhow::Result<ExitCode> {
     let times = result?;
     let (intent, program): (Vec<u128>, Vec<u128>) = times
         .iter()
-        .map(|c| (c.intent.saturating_sub(c.last_event), c.program.saturating_sub(c.last_event)))
+        .map(|c| {
+            (
+                c.intent.saturating_sub(c.last_event),
+                c.program.saturating_sub(c.last_event),
+            )
+        })
         .unzip();
     println!(
         "stele bench tool-call ({} calls: Anthropic wire over loopback, finance policy, process sandbox, `date +%s%N`)",
@@ -73,7 +78,11 @@ pub fn run(calls: usize) -> anyhow::Result<ExitCode> {
             let i = ((v.len().saturating_sub(1)) as f64 * p).round() as usize;
             v.get(i).copied().unwrap_or(0) as f64 / 1e6
         };
-        println!("  {what:<46} p50 {:>7.2} ms   p99 {:>7.2} ms", pct(0.5), pct(0.99));
+        println!(
+            "  {what:<46} p50 {:>7.2} ms   p99 {:>7.2} ms",
+            pct(0.5),
+            pct(0.99)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -113,7 +122,10 @@ fn bench(dir: &Path, calls: usize) -> anyhow::Result<Vec<Call>> {
             backend: super::backend::BackendSpec::process(),
             data: json!({"bench": "tool-call"}),
         },
-        Box::new(FlagApprover::new(stele_policy::ApprovalOutcome::Refused, "bench")),
+        Box::new(FlagApprover::new(
+            stele_policy::ApprovalOutcome::Refused,
+            "bench",
+        )),
     )?;
     let agent = agent_for(&session, &model, Default::default())?;
     let seen = shared.clone();
@@ -134,7 +146,9 @@ fn bench(dir: &Path, calls: usize) -> anyhow::Result<Vec<Call>> {
     drop(agent);
     session.release_sandbox();
     let end = end?;
-    let _ = session.gate.end_session(stele_audit::Status::Ok, Some("bench".into()));
+    let _ = session
+        .gate
+        .end_session(stele_audit::Status::Ok, Some("bench".into()));
     session.close()?;
     server.abort();
     anyhow::ensure!(
@@ -153,7 +167,8 @@ fn bench(dir: &Path, calls: usize) -> anyhow::Result<Vec<Call>> {
 /// The finance template, with its model pin moved to the bench's local server and `date`
 /// allowed to run.
 fn write_policy(dir: &Path) -> anyhow::Result<()> {
-    super::demo::write_template(dir, |name, text| match name {
+    super::demo::write_template(dir, |name, text| {
+        match name {
         "org/ceilings.cedar" => text.replace(
             r#"resource.scheme == "https" && resource.host == "api.anthropic.com" && resource.port == 443"#,
             r#"resource.scheme == "http" && resource.host == "127.0.0.1""#,
@@ -162,6 +177,7 @@ fn write_policy(dir: &Path) -> anyhow::Result<()> {
             "{text}\n@id(\"bench.date\")\npermit (principal in Team::\"finance\", action == Action::\"exec\", resource is Program)\nwhen {{ resource.name == \"date\" }};\n"
         ),
         _ => text.to_string(),
+    }
     })
 }
 
@@ -182,7 +198,8 @@ async fn serve(listener: tokio::net::TcpListener, shared: Arc<Mutex<Shared>>, tu
         }
         let last = turn + 1 == turns;
         let (first, end) = events(turn, last);
-        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+        let head =
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
         if sock.write_all(head.as_bytes()).await.is_err()
             || sock.write_all(first.as_bytes()).await.is_err()
             || sock.flush().await.is_err()
@@ -250,14 +267,34 @@ fn events(turn: usize, last: bool) -> (String, String) {
         json!({"type": "message_start", "message": {"id": format!("msg_{turn}"), "type": "message", "role": "assistant", "content": [], "model": "bench", "usage": {"input_tokens": 1, "output_tokens": 1}}}),
     );
     let (block, input, stop) = if last {
-        (json!({"type": "tool_use", "id": format!("toolu_{turn}"), "name": "final_answer", "input": {}}), json!({"answer": "done"}), "tool_use")
+        (
+            json!({"type": "tool_use", "id": format!("toolu_{turn}"), "name": "final_answer", "input": {}}),
+            json!({"answer": "done"}),
+            "tool_use",
+        )
     } else {
-        (json!({"type": "tool_use", "id": format!("toolu_{turn}"), "name": "exec", "input": {}}), json!({"argv": ["date", "+%s%N"]}), "tool_use")
+        (
+            json!({"type": "tool_use", "id": format!("toolu_{turn}"), "name": "exec", "input": {}}),
+            json!({"argv": ["date", "+%s%N"]}),
+            "tool_use",
+        )
     };
-    s += &ev("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": block}));
-    s += &ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": input.to_string()}}));
-    s += &ev("content_block_stop", json!({"type": "content_block_stop", "index": 0}));
-    s += &ev("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": stop}, "usage": {"output_tokens": 5}}));
+    s += &ev(
+        "content_block_start",
+        json!({"type": "content_block_start", "index": 0, "content_block": block}),
+    );
+    s += &ev(
+        "content_block_delta",
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": input.to_string()}}),
+    );
+    s += &ev(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    );
+    s += &ev(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": stop}, "usage": {"output_tokens": 5}}),
+    );
     (s, ev("message_stop", json!({"type": "message_stop"})))
 }
 

@@ -22,8 +22,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     apply_config(&mut args)?;
     // A chat has a person at the keyboard: ask on the terminal unless told otherwise.
     let mode = args.approve.unwrap_or(ApproveMode::Prompt);
-    let (session, model) =
-        open_for(&args, approver_for(mode, &principal(args.user.as_deref())))?;
+    let (session, model) = open_for(&args, approver_for(mode, &principal(args.user.as_deref())))?;
     let gate = session.gate.clone();
     eprintln!(
         "stele chat: session {} — an empty line or /exit ends it",

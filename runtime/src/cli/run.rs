@@ -235,7 +235,14 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
         max_time: Duration::from_secs(args.max_seconds),
     };
     let messages = vec![Message::user_text(args.task.clone())];
-    let end = match drive(&session, &model, messages, Default::default(), budget, style) {
+    let end = match drive(
+        &session,
+        &model,
+        messages,
+        Default::default(),
+        budget,
+        style,
+    ) {
         Ok(e) => e,
         Err(e) => {
             session.release_sandbox();

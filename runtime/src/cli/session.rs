@@ -225,10 +225,8 @@ fn resume(
     let log = setup::open_log(db, signer.clone())?;
     let store = log.store()?;
     let leaves = conversation::session_leaves(&store, id)?;
-    let conversation::Rebuilt {
-        messages,
-        large,
-    } = conversation::rebuild_session(&store, id, &leaves)?;
+    let conversation::Rebuilt { messages, large } =
+        conversation::rebuild_session(&store, id, &leaves)?;
     let start = leaves
         .iter()
         .find(|l| l.kind == EventKind::SessionStart)

@@ -382,7 +382,8 @@ impl Gate {
         let shown_sha256 = hex::encode(digest(&SHA256, shown.as_bytes()));
         // The request's own fields (a tool call's ids) too, so the answer can be paired with it.
         let mut data = serde_json::json!({ "shown_sha256": shown_sha256 });
-        if let (Some(d), Some(serde_json::Value::Object(extra))) = (data.as_object_mut(), &req.data) {
+        if let (Some(d), Some(serde_json::Value::Object(extra))) = (data.as_object_mut(), &req.data)
+        {
             for (k, v) in extra {
                 d.entry(k.clone()).or_insert_with(|| v.clone());
             }

@@ -176,7 +176,10 @@ impl ProviderConfig {
         let provider = spec.split_once(':').map(|(p, _)| p).unwrap_or(spec);
         let layered = ProviderSettings::layered(managed.map(|(_, m)| m), user);
         layered.apply(&mut cfg, provider)?;
-        let mut source = match (managed.and_then(|(p, m)| m.base_url.as_ref().map(|_| p)), user.and_then(|u| u.base_url.as_ref())) {
+        let mut source = match (
+            managed.and_then(|(p, m)| m.base_url.as_ref().map(|_| p)),
+            user.and_then(|u| u.base_url.as_ref()),
+        ) {
             (Some(path), _) => BaseUrlSource::Managed(path.to_path_buf()),
             (None, Some(_)) => BaseUrlSource::User,
             (None, None) => BaseUrlSource::Default,
@@ -230,7 +233,11 @@ impl ProviderConfig {
     pub fn build(&self) -> Result<Arc<dyn ModelProvider>, ProviderError> {
         if self.kind != ProviderKind::Scripted {
             check_base_url(&self.base_url).map_err(|e| ProviderError::Config { detail: e })?;
-            let clear = self.base_url.trim().to_ascii_lowercase().starts_with("http://")
+            let clear = self
+                .base_url
+                .trim()
+                .to_ascii_lowercase()
+                .starts_with("http://")
                 && !is_loopback_url(&self.base_url)?;
             if clear && self.plain_http == PlainHttp::Refuse {
                 return Err(ProviderError::Config {
@@ -283,7 +290,8 @@ impl ProviderConfig {
 
 /// Why `url` cannot be a base URL (not a URL, not http(s), no host, credentials in it), or Ok.
 pub fn check_base_url(url: &str) -> Result<(), String> {
-    let u = reqwest::Url::parse(url.trim()).map_err(|e| format!("base URL {url:?} is not a URL: {e}"))?;
+    let u = reqwest::Url::parse(url.trim())
+        .map_err(|e| format!("base URL {url:?} is not a URL: {e}"))?;
     if !matches!(u.scheme(), "http" | "https") {
         return Err(format!("base URL {url:?} must be http or https"));
     }
@@ -321,7 +329,9 @@ pub fn is_loopback_url(url: &str) -> Result<bool, ProviderError> {
 
 /// The endpoint of a provider as policy sees it (the `Model` resource's `scheme`, `host` and
 /// `port`): the base URL's origin; for the scripted provider, `file://localhost`.
-pub fn model_endpoint(info: &super::ProviderInfo) -> Result<stele_policy::ModelEndpoint, ProviderError> {
+pub fn model_endpoint(
+    info: &super::ProviderInfo,
+) -> Result<stele_policy::ModelEndpoint, ProviderError> {
     if info.kind == ProviderKind::Scripted {
         return Ok(stele_policy::ModelEndpoint::local_file());
     }

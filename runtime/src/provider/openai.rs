@@ -385,7 +385,11 @@ impl Assembler {
             }
         });
         let call = self.calls.entry(index).or_default();
-        if let Some(id) = d.get("id").and_then(Value::as_str).filter(|i| !i.is_empty()) {
+        if let Some(id) = d
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|i| !i.is_empty())
+        {
             call.wire_id = Some(id.to_string());
         }
         if let Some(name) = f.get("name").and_then(Value::as_str) {

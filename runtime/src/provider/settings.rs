@@ -111,7 +111,10 @@ pub enum BaseUrlSource {
 impl ProviderSettings {
     /// Managed values over the user's, field by field.
     pub fn layered(managed: Option<&Self>, user: Option<&Self>) -> Self {
-        let (m, u) = (managed.cloned().unwrap_or_default(), user.cloned().unwrap_or_default());
+        let (m, u) = (
+            managed.cloned().unwrap_or_default(),
+            user.cloned().unwrap_or_default(),
+        );
         Self {
             base_url: m.base_url.or(u.base_url),
             api_key_env: m.api_key_env.or(u.api_key_env),
@@ -142,11 +145,13 @@ impl ProviderSettings {
         }
         if let Some(v) = &self.api_key_env {
             let ok = !v.is_empty()
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
                 && !v.as_bytes()[0].is_ascii_digit();
             if !ok {
-                return Err(bad("api_key_env", "must be an environment variable name (letters, digits, _)"));
+                return Err(bad(
+                    "api_key_env",
+                    "must be an environment variable name (letters, digits, _)",
+                ));
             }
             cfg.api_key_env = Some(v.clone());
         }
@@ -175,7 +180,8 @@ impl ProviderSettings {
                 TokenField::MaxCompletionTokens => TokenLimitField::MaxCompletionTokens,
             };
         }
-        let d = |v: Option<Seconds>, field: &str| v.map(|s| s.duration(field, provider)).transpose();
+        let d =
+            |v: Option<Seconds>, field: &str| v.map(|s| s.duration(field, provider)).transpose();
         if let Some(t) = d(self.connect_timeout_secs, "connect_timeout_secs")? {
             cfg.timeouts.connect = t;
         }
@@ -195,10 +201,7 @@ impl ProviderSettings {
             cfg.retry.max_backoff = t;
         }
         if cfg.retry.max_backoff < cfg.retry.initial_backoff {
-            return Err(bad(
-                "max_backoff_secs",
-                "is below initial_backoff_secs",
-            ));
+            return Err(bad("max_backoff_secs", "is below initial_backoff_secs"));
         }
         if let Some(n) = self.max_attempts {
             if n == 0 {
@@ -207,7 +210,11 @@ impl ProviderSettings {
             cfg.retry.max_attempts = n;
         }
         if let Some(a) = self.allow_plain_http {
-            cfg.plain_http = if a { PlainHttp::Allow } else { PlainHttp::Refuse };
+            cfg.plain_http = if a {
+                PlainHttp::Allow
+            } else {
+                PlainHttp::Refuse
+            };
         }
         Ok(())
     }
@@ -230,7 +237,8 @@ mod tests {
     #[test]
     fn layered_and_applied() {
         let managed: ProviderSettings =
-            toml::from_str("base_url = \"https://api.anthropic.com\"\npatience_secs = 600").unwrap();
+            toml::from_str("base_url = \"https://api.anthropic.com\"\npatience_secs = 600")
+                .unwrap();
         let user: ProviderSettings = toml::from_str(
             "base_url = \"http://127.0.0.1:9\"\npatience_secs = 5\nstall_timeout_secs = 0.5\nmax_tokens = 100",
         )
@@ -252,7 +260,10 @@ mod tests {
             "initial_backoff_secs = 10\nmax_backoff_secs = 1",
         ] {
             let s: ProviderSettings = toml::from_str(bad).unwrap();
-            let e = s.apply(&mut cfg.clone(), "anthropic").unwrap_err().to_string();
+            let e = s
+                .apply(&mut cfg.clone(), "anthropic")
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("[provider.anthropic]"), "{bad}: {e}");
         }
         assert!(toml::from_str::<ProviderSettings>("max_token = 5").is_err());

@@ -299,10 +299,13 @@ impl WireIds {
     pub fn new(messages: &[Message]) -> Self {
         let mut count: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         let calls = || {
-            messages.iter().flat_map(|m| &m.content).filter_map(|c| match c {
-                Content::ToolUse { id, wire_id, .. } => Some((id, wire_id)),
-                _ => None,
-            })
+            messages
+                .iter()
+                .flat_map(|m| &m.content)
+                .filter_map(|c| match c {
+                    Content::ToolUse { id, wire_id, .. } => Some((id, wire_id)),
+                    _ => None,
+                })
         };
         for (_, w) in calls() {
             if let Some(w) = w {

@@ -245,7 +245,12 @@ impl ToolBox {
         why: Refusal,
     ) -> Result<ToolOutcome, GateError> {
         let shown = shown_name(name);
-        let mut req = ActionRequest::new(Action::ToolCall, Resource::Tool { name: shown.clone() });
+        let mut req = ActionRequest::new(
+            Action::ToolCall,
+            Resource::Tool {
+                name: shown.clone(),
+            },
+        );
         let mut data = call.data();
         data["refused"] = serde_json::json!(why.code());
         data["tool"] = serde_json::json!(shown);

@@ -235,7 +235,8 @@ pub(super) fn full_body(wire: Wire, turn: &Turn, model: &str) -> Value {
                 .map(|b| match b {
                     Block::Text(t) => json!({"type": "text", "text": t}),
                     Block::ToolUse { id, name, input } => {
-                        let mut v = json!({"type": "tool_use", "id": id, "name": name, "input": input});
+                        let mut v =
+                            json!({"type": "tool_use", "id": id, "name": name, "input": input});
                         if turn.omit_ids {
                             v.as_object_mut().map(|o| o.remove("id"));
                         }
