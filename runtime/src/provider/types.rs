@@ -312,10 +312,18 @@ impl WireIds {
                 *count.entry(w.as_str()).or_default() += 1;
             }
         }
+        // A provider id that looks like one of stele's ids would collide with it.
+        let ours: std::collections::HashSet<&str> = calls().map(|(id, _)| id.as_str()).collect();
         let by_call = calls()
             .map(|(id, w)| {
                 let wire = match w {
-                    Some(w) if count.get(w.as_str()) == Some(&1) && wire_safe(w) => w.clone(),
+                    Some(w)
+                        if count.get(w.as_str()) == Some(&1)
+                            && wire_safe(w)
+                            && (!ours.contains(w.as_str()) || w == id) =>
+                    {
+                        w.clone()
+                    }
                     _ => id.clone(),
                 };
                 (id.clone(), wire)
@@ -337,4 +345,51 @@ fn wire_safe(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(id: &str, wire: Option<&str>) -> Content {
+        Content::ToolUse {
+            id: id.into(),
+            wire_id: wire.map(str::to_string),
+            name: "exec".into(),
+            input: serde_json::json!({}),
+        }
+    }
+
+    #[test]
+    fn wire_ids_are_the_providers_only_where_they_name_one_call() {
+        let messages = vec![
+            Message::assistant(vec![call("call-1-1", None), call("call-1-2", Some("dup"))]),
+            Message::assistant(vec![
+                call("call-5-1", Some("dup")),
+                call("call-5-2", Some("toolu_A")),
+            ]),
+            // A provider id that is one of stele's ids, and one no API accepts.
+            Message::assistant(vec![
+                call("call-9-1", Some("call-1-1")),
+                call("call-9-2", Some("a b")),
+            ]),
+        ];
+        let ids = WireIds::new(&messages);
+        assert_eq!(ids.of("call-1-1"), "call-1-1", "no id from the server");
+        assert_eq!(ids.of("call-1-2"), "call-1-2", "a repeated id");
+        assert_eq!(ids.of("call-5-1"), "call-5-1");
+        assert_eq!(ids.of("call-5-2"), "toolu_A", "a unique id is echoed");
+        assert_eq!(ids.of("call-9-1"), "call-9-1", "a colliding id");
+        assert_eq!(ids.of("call-9-2"), "call-9-2", "an id with a space");
+        assert_eq!(ids.of("unknown"), "unknown");
+        let mut all: Vec<&str> = [
+            "call-1-1", "call-1-2", "call-5-1", "call-5-2", "call-9-1", "call-9-2",
+        ]
+        .iter()
+        .map(|i| ids.of(i))
+        .collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 6, "distinct on the wire");
+    }
 }
