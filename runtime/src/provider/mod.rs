@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 mod http;
 pub mod openai;
+mod openai_stream;
 pub mod retry;
 pub mod scripted;
 pub mod secret;
