@@ -273,7 +273,7 @@ pub fn print(style: ProgressStyle, p: Progress<'_>) {
     use std::io::IsTerminal as _;
     use std::sync::atomic::Ordering;
     match style {
-        ProgressStyle::Json => println!("{}", to_json(p)),
+        ProgressStyle::Json => println!("{}", crate::terminal_safe::json_line(&to_json(p))),
         ProgressStyle::Human => {
             let Some(line) = to_line(p) else { return };
             let tty = std::io::stderr().is_terminal();

@@ -22,7 +22,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     apply_config(&mut args)?;
     // A chat has a person at the keyboard: ask on the terminal unless told otherwise.
     let mode = args.approve.unwrap_or(ApproveMode::Prompt);
-    let (session, model) = open_for(&args, approver_for(mode, &principal(args.user.as_deref())))?;
+    let (session, model) = open_for(&args, approver_for(mode, &principal(args.user.as_deref())?))?;
     let gate = session.gate.clone();
     eprintln!(
         "stele chat: session {} — an empty line or /exit ends it",
@@ -43,7 +43,10 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         (Ok(last), Ok(())) => last,
         (Err(e), stopped) => {
             if let Err(s) = stopped {
-                eprintln!("stele: stopping the MCP servers: {s:#}");
+                eprintln!(
+                    "stele: stopping the MCP servers: {}",
+                    terminal_safe(&format!("{s:#}"), Newlines::Escape)
+                );
             }
             return Err(abort(session, gate, e));
         }
@@ -126,7 +129,10 @@ fn abort(session: OpenSession, gate: Arc<Gate>, e: anyhow::Error) -> anyhow::Err
     let _ = gate.end_session(Status::Error, Some(format!("{e:#}")));
     drop(gate);
     if let Err(w) = session.close() {
-        eprintln!("stele: {w:#}");
+        eprintln!(
+            "stele: {}",
+            terminal_safe(&format!("{w:#}"), Newlines::Escape)
+        );
     }
     e
 }

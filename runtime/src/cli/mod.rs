@@ -1,11 +1,13 @@
 //! The `stele` command line: one module per top-level subcommand.
 
 pub mod audit;
+pub mod audit_export;
 pub mod backend;
 pub mod bench;
 pub mod bench_tool_call;
 pub mod chat;
 pub mod demo;
+pub mod entry_line;
 pub mod keys;
 pub mod policy;
 pub mod run;
