@@ -66,7 +66,7 @@ fn run_with_the_vm_backend() {
             .tool_use("t2", "final_answer", json!({"answer": "done"}))
             .into(),
     );
-    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/finance");
+    let policy = stele_tests::mock_template("finance");
     let o = s
         .run_env(
             &[
@@ -192,7 +192,7 @@ fn a_vm_that_does_not_come_up_is_an_error_unless_fallback_is_configured() {
     let s = Stele::new(&d.path().join("state"));
     keys(&s);
     let db = d.path().join("state/audit.db");
-    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/finance");
+    let policy = stele_tests::mock_template("finance");
     let exec = |config: &str, images: &Path, extra: &[&str]| {
         let cfg = d.path().join("config.toml");
         std::fs::write(&cfg, config).unwrap();
@@ -333,7 +333,7 @@ fn resume_reopens_the_session_in_the_vm() {
     for _ in 0..5 {
         mock.push(stele_tests::mock_model::Reply::server_error());
     }
-    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/finance");
+    let policy = stele_tests::mock_template("finance");
     let base_url = mock.base_url();
     let env = [
         ("ANTHROPIC_API_KEY", "sk-ant-test-0123456789"),

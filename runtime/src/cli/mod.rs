@@ -4,6 +4,7 @@ pub mod audit;
 pub mod audit_export;
 pub mod backend;
 pub mod bench;
+pub mod bench_tool_call;
 pub mod chat;
 pub mod demo;
 pub mod entry_line;
