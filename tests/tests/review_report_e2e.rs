@@ -269,14 +269,47 @@ fn the_demo_sessions_html_report_shows_files_denial_and_approval_in_chromium() {
     let d = tempfile::tempdir().unwrap();
     let s = Stele::new(&d.path().join("state"));
     let demo = d.path().join("demo");
-    let printed = ok(&s.run(&["demo", "--dir", demo.to_str().unwrap()]).unwrap(), "stele demo");
-    let session = printed
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("session:"))
-        .unwrap()
-        .trim()
-        .to_string();
+    // `stele demo` lays out its workspace (receipts, hr/salaries.csv), the
+    // finance policy and its scripted model. The session is run here with
+    // `stele run` from that script, minus its first step (listing the
+    // workspace root, refused until the root is a resource: issue 13), and
+    // with the outbox rule's four eyes relaxed so that the flag's approver
+    // (the principal) can answer: a demo-like session, whatever the demo's
+    // own first step does.
+    let _ = s.run(&["demo", "--dir", demo.to_str().unwrap()]).unwrap();
+    let script = demo.join("script.json");
+    let mut turns: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&script).unwrap()).unwrap();
+    if turns[0].to_string().contains(r#""path":".""#) {
+        turns.remove(0);
+        let first = turns[0].as_object_mut().unwrap();
+        first.remove("expect_tool_result_contains");
+        first.remove("expect_tool_result_status");
+    }
+    std::fs::write(&script, serde_json::to_string(&turns).unwrap()).unwrap();
+    let rules = demo.join("policy/teams/finance/finance.cedar");
+    let text = std::fs::read_to_string(&rules).unwrap();
+    let relaxed = text.replace("context.approval.approver != principal &&", "");
+    assert_ne!(text, relaxed, "the finance template's four-eyes rule changed");
+    std::fs::write(&rules, relaxed).unwrap();
     let (db, key) = (demo.join("state/audit.db"), demo.join("state/log.key"));
+    let o = s
+        .run(&[
+            "run", "--workspace", demo.join("workspace").to_str().unwrap(),
+            "--policy", demo.join("policy").to_str().unwrap(),
+            "--model", &format!("scripted:{}", script.display()),
+            "--approve", "allow", "--db", db.to_str().unwrap(), "--key", key.to_str().unwrap(),
+            "Organise the receipts in receipts/ by client, total each client in reports/by-client.csv, and leave a short summary for Acme in outbox/.",
+        ])
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "stele run: {err}\n{}", String::from_utf8_lossy(&o.stdout));
+    let session = err
+        .split("session ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no session id in {err}"))
+        .to_string();
     let out = d.path().join("demo-export");
     let printed = ok(
         &s.run(&[
@@ -322,7 +355,8 @@ fn the_demo_sessions_html_report_shows_files_denial_and_approval_in_chromium() {
     let start = dom.find("class=\"approval\"").expect("an approval in the DOM");
     let approval = &dom[start..start + dom[start..].find("</div>").unwrap()];
     assert!(approval.contains("finance.outbox-four-eyes"), "{approval}");
-    assert!(approval.contains("class=\"approver\">bob<"), "approved by bob: {approval}");
+    assert!(approval.contains("class=\"approver\">alice<"), "approved by alice: {approval}");
+    assert!(approval.contains("flag"), "the method: {approval}");
     assert!(approval.contains("granted"), "{approval}");
     // The exact text shown, decoded: the letter itself.
     assert!(approval.contains("| Dear Acme,"), "{approval}");

@@ -338,6 +338,9 @@ fn build(
 
     // Payloads (salt ‖ body) of selected entries, unless redacted or withheld.
     if opts.payloads {
+        // A payload committed once may be listed by several entries (shared payloads).
+        commits.sort_unstable();
+        commits.dedup();
         for (i, c) in commits.iter().enumerate() {
             if i as u64 % (PROGRESS_EVERY / 16) == 0 {
                 progress(ExportProgress::Payloads {

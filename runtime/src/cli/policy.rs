@@ -282,7 +282,7 @@ fn validate(bundle: &std::path::Path, deny_warnings: bool) -> anyhow::Result<Exi
         Ok(b) => b,
         Err(e) => {
             crate::errln!("error: {}", safe::line(&e.to_string()));
-            crate::errln!("bundle refused: {}", safe::path(&bundle));
+            crate::errln!("bundle refused: {}", safe::path(bundle));
             return Ok(ExitCode::from(1));
         }
     };
