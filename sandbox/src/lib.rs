@@ -5,6 +5,7 @@
 pub mod check;
 pub mod error;
 pub mod exec;
+mod file_refusal;
 pub mod fs;
 pub mod mediator;
 pub mod process;
@@ -12,7 +13,9 @@ pub mod proxy;
 pub mod tools;
 pub mod vm;
 
+pub use file_refusal::{printable_path, FileRefusal, RefusalRule};
 pub use mediator::{
-    ChangeOutcome, FileAccess, FileChangeReport, FileCloseReport, FileOp, FileRequest, Mediator,
-    NetCloseReport, NetRequest, NetScheme, Refusal, Requester, Ticket, Verdict,
+    policy_path, ChangeOutcome, FileAccess, FileChangeReport, FileCloseReport, FileOp,
+    FileRequest, Mediator, NetCloseReport, NetRequest, NetScheme, Refusal, Requester, Ticket,
+    Verdict, ROOT_PATH,
 };

@@ -17,7 +17,8 @@ use serde_json::json;
 use stele_sandbox::exec::Sandbox;
 use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig};
 use stele_sandbox::{
-    FileChangeReport, FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Verdict,
+    FileChangeReport, FileCloseReport, FileRefusal, FileRequest, Mediator, NetCloseReport,
+    NetRequest, Refusal, Verdict,
 };
 
 /// Which sandbox backend runs the commands.
@@ -93,6 +94,12 @@ impl Mediator for DeferredMediator {
     fn file_changed(&self, report: &FileChangeReport) {
         if let Some(m) = self.target.get() {
             m.file_changed(report);
+        }
+    }
+    fn file_refused(&self, refusal: &FileRefusal) -> Refusal {
+        match self.target.get() {
+            Some(m) => m.file_refused(refusal),
+            None => Refusal::new(refusal.reason()),
         }
     }
     fn net_connect(&self, req: &NetRequest) -> Verdict {

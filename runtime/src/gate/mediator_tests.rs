@@ -142,6 +142,7 @@ fn one_shot_changes_have_an_intent_before_and_a_result_after() {
             ticket: t,
             op,
             outcome,
+            sha256_after: None,
         });
         tickets.push(t);
     }
@@ -150,6 +151,7 @@ fn one_shot_changes_have_an_intent_before_and_a_result_after() {
         ticket: tickets[0],
         op: FileOp::Mkdir,
         outcome: ChangeOutcome::Done,
+        sha256_after: None,
     });
     assert!(m.take_open().is_empty());
     s.gate.end_session(Status::Ok, None).unwrap();

@@ -325,6 +325,19 @@ impl Gate {
     /// a `policy.decision` entry with effect deny, no policies and
     /// `reason`, so every refused action is in the log like any other.
     pub fn refuse(&self, req: &ActionRequest, reason: String) -> Result<Denial, GateError> {
+        let target = record::target(&req.resource, &req.argv);
+        self.refuse_target(target, reason, req.data.clone())
+    }
+
+    /// [`Gate::refuse`] for a request that has no canonical resource (a
+    /// path refused *because* it cannot be canonicalised, or leads out of
+    /// the workspace): `target` names it as given, made printable.
+    pub fn refuse_target(
+        &self,
+        target: stele_audit::Target,
+        reason: String,
+        data: Option<serde_json::Value>,
+    ) -> Result<Denial, GateError> {
         let rec = stele_audit::DecisionRecord {
             bundle: self.bundle.digest().to_string(),
             effect: stele_audit::Effect::Deny,
@@ -334,10 +347,10 @@ impl Gate {
         };
         let mut ev = self
             .event(EventKind::PolicyDecision)
-            .with_target(record::target(&req.resource, &req.argv))
+            .with_target(target)
             .with_decision(rec)
             .with_outcome(Outcome::status(Status::Denied));
-        ev.data = req.data.clone();
+        ev.data = data;
         let r = self.log.append_blocking(ev)?;
         Ok(Denial {
             seq: r.seq,

@@ -5,6 +5,7 @@ use stele_sandbox::tools::{ToolError, WorkspaceTools};
 use stele_sandbox::Refusal;
 
 use super::{denial_json, specs, Ran};
+use crate::gate::mediator::RefusedBeforePolicy;
 use crate::gate::Denial;
 
 fn arg<'a>(input: &'a Value, key: &str) -> Result<&'a str, String> {
@@ -22,20 +23,39 @@ pub(super) fn run(files: &WorkspaceTools, name: &str, input: &Value) -> Ran {
     match run_inner(files, name, input) {
         Ok(text) => Ran::ok(text),
         Err(Failure::Arg(e)) => Ran::error(e),
-        Err(Failure::Tool(ToolError::Denied {
-            action,
-            path,
-            refusal,
-        })) => denied(action, &path, &refusal),
+        Err(Failure::Tool(
+            ToolError::Denied {
+                action,
+                path,
+                refusal,
+            }
+            | ToolError::Refused {
+                action,
+                path,
+                refusal,
+                ..
+            },
+        )) => denied(action, &path, &refusal),
         Err(Failure::Tool(e)) => Ran::error(e.to_string()),
     }
 }
 
 /// A refused file access as the model sees it: the logged denial (rules,
-/// layer, audit entry) with the action and path, or, when the refusal was
-/// not a policy decision (an unusable path, the log failing), its reason.
+/// layer, audit entry) with the action and path; a refusal made before
+/// policy (an unusable path, an escape, a FIFO…) with its rule and audit
+/// entry; or, when nothing could be logged, the reason.
 fn denied(action: &str, path: &str, refusal: &Refusal) -> Ran {
-    let text = match refusal.detail::<Denial>() {
+    let text = if let Some(r) = refusal.detail::<RefusedBeforePolicy>() {
+        serde_json::json!({
+            "error": "refused",
+            "action": action,
+            "path": path,
+            "rule": r.rule,
+            "reason": r.denial.reason,
+            "audit_entry": r.denial.seq,
+        })
+    } else {
+        match refusal.detail::<Denial>() {
         Some(d) => {
             let mut v = denial_json(d);
             v["action"] = action.into();
@@ -48,6 +68,7 @@ fn denied(action: &str, path: &str, refusal: &Refusal) -> Ran {
             "path": path,
             "reason": refusal.reason(),
         }),
+        }
     };
     let mut r = Ran::error(text.to_string());
     r.outcome.status = stele_audit::Status::Denied;
@@ -85,8 +106,11 @@ fn run_inner(files: &WorkspaceTools, name: &str, input: &Value) -> Result<String
             Ok(format!("edited {} ({} bytes)", out.path, out.bytes_written))
         }
         specs::FILE_LIST => {
-            let path = input.get("path").and_then(Value::as_str).unwrap_or(".");
-            let path = if path == "." { "" } else { path };
+            // No path, "", "." and "./" all name the workspace root.
+            let path = match input.get("path") {
+                None | Some(Value::Null) => ".",
+                Some(_) => a("path")?,
+            };
             let entries = files.list(path)?;
             Ok(entries
                 .iter()

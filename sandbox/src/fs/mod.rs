@@ -18,10 +18,12 @@
 //! A virtio-fs (vhost-user-fs) transport would drive the same
 //! [`MediatedLayer`] from virtqueues instead of /dev/fuse.
 
+pub(crate) mod aliases;
 mod attribution;
 mod bufio;
 mod cpu;
 mod decide;
+mod guard;
 mod handles;
 mod idmap;
 mod layer;
@@ -29,6 +31,7 @@ mod open;
 mod ops;
 mod paths;
 mod pool;
+mod quota;
 mod server;
 mod stats;
 mod write;
@@ -39,7 +42,9 @@ use std::sync::Arc;
 
 pub use attribution::{pid_namespace, CommandTable, Registration};
 pub use cpu::{current_cpu, next_cpu, pin_current_thread, pin_task};
+pub use guard::{Owner, WORKSPACE_UMASK};
 pub use idmap::IdMap;
+pub use quota::{WriteQuota, WriteUsage, DEFAULT_WRITE_QUOTA};
 pub use layer::MediatedLayer;
 pub use server::FsServer;
 

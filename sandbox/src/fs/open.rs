@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use fuse_backend_rs::abi::fuse_abi::{CreateIn, OpenOptions};
 use fuse_backend_rs::api::filesystem::{Context, Entry, FileSystem};
 
+use super::guard::{creation_mode, WORKSPACE_UMASK};
 use super::handles::OpenHandle;
 use super::layer::MediatedLayer;
 use crate::{FileAccess, FileOp};
@@ -71,7 +72,8 @@ impl MediatedLayer {
     }
 
     /// CREATE of `name` (at workspace path `path`) in `parent`: decided,
-    /// created, tracked as a writable handle of its own.
+    /// created with a sanitised mode, given to the workspace's owner,
+    /// tracked as a writable handle of its own.
     pub(super) fn create_tracked(
         &self,
         ctx: &Context,
@@ -84,9 +86,11 @@ impl MediatedLayer {
         if args.flags & libc::O_ACCMODE as u32 == libc::O_RDWR as u32 {
             accesses.push(FileAccess::Read);
         }
-        let (tickets, command) = self.ask_all(ctx, &accesses, FileOp::Create, &path)?;
+        let names = [path.clone()];
+        let (tickets, command) = self.ask_all(ctx, &accesses, FileOp::Create, &names)?;
         self.make_fd_room(ctx);
-        let (entry, handle, opts, passthrough) = match self.inner.create(ctx, parent, name, args) {
+        let made = self.create_inner(ctx, parent, name, args);
+        let (entry, handle, opts, passthrough) = match made {
             Ok(r) => r,
             Err(e) => {
                 // Allowed but failed (EEXIST, ENOSPC…): close the decision.
@@ -95,7 +99,7 @@ impl MediatedLayer {
                 return Err(e);
             }
         };
-        self.remember(entry.inode, path.clone(), entry.attr.st_mode);
+        self.remember(parent, name, path.clone(), &entry);
         let open = OpenHandle::new(entry.inode, path, tickets, true, command);
         let handle = match handle {
             Some(h) => Some(self.track(open.backed_by(h, None))),
@@ -107,6 +111,64 @@ impl MediatedLayer {
             }
         };
         Ok((self.out_entry(entry), handle, opts, passthrough))
+    }
+
+    /// Create the file exclusively, so a new file is known to be ours (and
+    /// is settled: owner, mode); when the name exists meanwhile (made on the
+    /// host after the kernel's lookup) and the program did not ask for
+    /// `O_EXCL`, open the existing file instead, which is then not given
+    /// away but loses setuid/setgid bits before it is written.
+    #[allow(clippy::type_complexity)]
+    fn create_inner(
+        &self,
+        ctx: &Context,
+        parent: u64,
+        name: &CStr,
+        args: CreateIn,
+    ) -> io::Result<(Entry, Option<u64>, OpenOptions, Option<u32>)> {
+        let excl = CreateIn {
+            flags: args.flags | libc::O_EXCL as u32,
+            mode: creation_mode(args.mode, args.umask, WORKSPACE_UMASK),
+            umask: 0,
+            fuse_flags: args.fuse_flags,
+        };
+        match self.inner.create(ctx, parent, name, excl) {
+            Ok((entry, handle, opts, pt)) => match self.settle_new(entry) {
+                Ok(entry) => Ok((entry, handle, opts, pt)),
+                Err(e) => {
+                    if let Some(h) = handle {
+                        let _ = self.inner.release(ctx, 0, 0, h, false, false, None);
+                    }
+                    Err(e)
+                }
+            },
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST)
+                && args.flags & libc::O_EXCL as u32 == 0 =>
+            {
+                let existing = self.inner.lookup(ctx, parent, name)?;
+                let inode = existing.inode;
+                let aliased = existing.attr.st_nlink > 1;
+                let kept = if aliased {
+                    // Decided under one name only: an alias appeared in the
+                    // meantime; let the program look it up and open it.
+                    Err(io::Error::from_raw_os_error(libc::EEXIST))
+                } else {
+                    Ok(())
+                };
+                let kept = kept.and_then(|()| self.drop_setid(inode)).and_then(|()| {
+                    let plain = CreateIn {
+                        mode: excl.mode,
+                        umask: 0,
+                        ..args
+                    };
+                    self.inner.create(ctx, parent, name, plain)
+                });
+                // The lookup above took a reference the kernel never saw.
+                self.inner.forget(ctx, inode, 1);
+                kept
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Pool `inner` for (`inode`, `flags`) if the descriptor budget allows.

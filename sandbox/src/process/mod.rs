@@ -88,6 +88,8 @@ pub struct ProcessSandboxConfig {
     pub landlock_min_abi: u8,
     /// Where commands run (with a mediated workspace).
     pub cpu: CpuPlacement,
+    /// Bytes the sandbox's commands may write into the workspace, together.
+    pub workspace_quota: crate::fs::WriteQuota,
 }
 
 impl ProcessSandboxConfig {
@@ -100,6 +102,7 @@ impl ProcessSandboxConfig {
             mediator,
             landlock_min_abi: 1,
             cpu: CpuPlacement::WithFileServer,
+            workspace_quota: crate::fs::WriteQuota::default(),
         }
     }
 }
@@ -155,6 +158,7 @@ impl ProcessSandbox {
                 &workspace,
                 config.mediator.clone(),
                 host_id,
+                config.workspace_quota,
                 match config.cpu {
                     CpuPlacement::WithFileServer => crate::fs::next_cpu(),
                     CpuPlacement::Scheduler => None,
@@ -216,6 +220,12 @@ impl Sandbox for ProcessSandbox {
 
     fn exec(&self, req: ExecRequest) -> Result<ExecOutcome, SandboxError> {
         spawn::run(self, req)
+    }
+
+    fn workspace_usage(&self) -> Option<crate::fs::WriteUsage> {
+        self.shared_workspace
+            .as_ref()
+            .map(|w| w.server().layer().write_usage())
     }
 }
 

@@ -41,6 +41,8 @@ pub struct VmSandboxConfig {
     pub memory_mib: u32,
     /// Time from QEMU's start to the agent's ready message; longer is an error.
     pub boot_timeout: Duration,
+    /// Bytes the VM's commands may write into the workspace, together.
+    pub workspace_quota: crate::fs::WriteQuota,
 }
 
 impl VmSandboxConfig {
@@ -60,6 +62,7 @@ impl VmSandboxConfig {
             accel: AccelChoice::Auto,
             memory_mib: 512,
             boot_timeout: Duration::from_secs(60),
+            workspace_quota: crate::fs::WriteQuota::default(),
         }
     }
 }
@@ -251,6 +254,14 @@ impl Sandbox for VmSandbox {
             .and_then(|()| collect(&rx, &req, cap));
         self.channel.unregister(id);
         result
+    }
+
+    fn workspace_usage(&self) -> Option<crate::fs::WriteUsage> {
+        self.vm
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|vm| vm.layer().write_usage())
     }
 }
 
