@@ -47,6 +47,9 @@ pub enum RefusalRule {
     ExtendedAttribute,
     /// The session's workspace write quota is used up.
     WriteQuota,
+    /// The file server's descriptors (remembered inodes and open files)
+    /// are all in use; more would take those the rest of stele needs.
+    OpenFiles,
 }
 
 impl RefusalRule {
@@ -67,6 +70,7 @@ impl RefusalRule {
             RefusalRule::DeviceNode => "file.device_node",
             RefusalRule::ExtendedAttribute => "file.extended_attribute",
             RefusalRule::WriteQuota => "workspace.write_quota",
+            RefusalRule::OpenFiles => "workspace.open_files",
         }
     }
 
@@ -89,6 +93,7 @@ impl RefusalRule {
             RefusalRule::DeviceNode => "device nodes are refused",
             RefusalRule::ExtendedAttribute => "extended attributes cannot be set or removed",
             RefusalRule::WriteQuota => "the session's workspace write quota is used up",
+            RefusalRule::OpenFiles => "the file server's descriptors are all in use",
         }
     }
 }

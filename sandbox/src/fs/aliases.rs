@@ -194,8 +194,8 @@ impl MediatedLayer {
             asks.push((FileAccess::Write, n));
         }
         asks.push((FileAccess::Write, &path));
+        self.fd_room(ctx, FileAccess::Write, FileOp::Link, &path)?;
         let entry = self.change(ctx, FileOp::Link, &asks, || {
-            self.make_fd_room(ctx);
             self.inner.link(ctx, inode, newparent, newname)
         })?;
         self.remember(newparent, newname, path.clone(), &entry);

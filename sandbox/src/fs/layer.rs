@@ -19,6 +19,7 @@ use fuse_backend_rs::passthrough::{CachePolicy, Config, PassthroughFs};
 use ring::digest::{Context as Sha, SHA256};
 
 use super::attribution::Attribution;
+use super::budget::Budget;
 use super::bufio::HashingSink;
 use super::guard::Owner;
 use super::handles::OpenHandle;
@@ -62,6 +63,8 @@ pub struct MediatedLayer {
     pub(super) owner: Owner,
     /// The session's write quota and what it has used.
     pub(super) quota: QuotaCounter,
+    /// How many descriptors the layer may hold (`budget.rs`).
+    pub(super) budget: Budget,
 }
 
 impl std::fmt::Debug for MediatedLayer {
@@ -113,6 +116,7 @@ impl MediatedLayer {
         let inner = PassthroughFs::<()>::new(cfg).map_err(FsError::Passthrough)?;
         let root_dir = File::open(&canonical).map_err(root_err)?;
         let owner = Owner::of(&canonical).map_err(root_err)?;
+        let budget = Budget::new();
         Ok(MediatedLayer {
             inner,
             mediator,
@@ -120,12 +124,13 @@ impl MediatedLayer {
             nodes: RwLock::new(NodeMap::new()),
             handles: RwLock::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
-            pool: Mutex::new(ReadPool::new()),
+            pool: Mutex::new(ReadPool::with_budget(budget.max())),
             idmap: std::sync::OnceLock::new(),
             released: (Mutex::new(()), Condvar::new()),
             root_dir,
             owner,
             quota: QuotaCounter::new(WriteQuota::default()),
+            budget,
         })
     }
 
@@ -242,10 +247,35 @@ impl MediatedLayer {
             mode: entry.attr.st_mode,
             nlink: u64::from(entry.attr.st_nlink),
         };
-        self.nodes
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remember(entry.inode, parent, name, path, seen);
+        let known = {
+            let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
+            nodes.remember(entry.inode, parent, name, path, seen);
+            nodes.len()
+        };
+        self.budget.note(known + self.open_handles());
+    }
+
+    /// Limit the inodes and open handles the layer holds together to `max`
+    /// (before serving; see `budget.rs`).
+    pub fn set_max_open(&self, max: usize) {
+        self.budget.set_max(max);
+        *self.pool.lock().unwrap_or_else(PoisonError::into_inner) = ReadPool::with_budget(max);
+    }
+
+    /// Inodes and open handles the layer may hold together.
+    pub fn max_open(&self) -> usize {
+        self.budget.max()
+    }
+
+    /// Block until the layer holds more than its high-water mark (true),
+    /// or eviction was stopped (false).
+    pub(super) fn wait_for_eviction(&self) -> bool {
+        self.budget.wait()
+    }
+
+    /// End [`MediatedLayer::wait_for_eviction`] for good.
+    pub(super) fn stop_evicting(&self) {
+        self.budget.stop();
     }
 
     /// The write quota of this layer (one per sandbox: the session's).
@@ -353,6 +383,7 @@ pub(super) fn refusal_errno(rule: RefusalRule) -> i32 {
         }
         RefusalRule::ExtendedAttribute => libc::EOPNOTSUPP,
         RefusalRule::WriteQuota => libc::EDQUOT,
+        RefusalRule::OpenFiles => libc::ENFILE,
         RefusalRule::EmptyName
         | RefusalRule::ControlCharacter
         | RefusalRule::NotUtf8

@@ -20,6 +20,7 @@
 
 pub(crate) mod aliases;
 mod attribution;
+mod budget;
 mod bufio;
 mod cpu;
 mod decide;
@@ -99,27 +100,6 @@ fn max_read() -> usize {
     SESSION_BUF_PAGES * page
 }
 
-/// The passthrough keeps one `O_PATH` fd per inode the kernel remembers, so
-/// a workspace with many files needs far more descriptors than the usual
-/// soft limit of 1024. Raise the soft limit to the hard limit (never lower
-/// it), as virtiofsd does; past that, lookups fail with EMFILE.
-fn raise_nofile_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass and nothing else.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return;
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: setrlimit reads the struct we pass; raising the soft limit
-        // up to the hard limit needs no privilege.
-        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
-    }
-}
-
 impl MediatedFs {
     /// Build the file system over `root`. Decisions are attributed to
     /// `requester` (its pid is filled in per request).
@@ -148,7 +128,6 @@ impl MediatedFs {
         mediator: Arc<dyn Mediator>,
         attribution: Attribution,
     ) -> Result<Self, FsError> {
-        raise_nofile_limit();
         Ok(MediatedFs {
             layer: Arc::new(MediatedLayer::new(root, mediator, attribution)?),
             threads: server::DEFAULT_SERVER_THREADS,
@@ -163,6 +142,18 @@ impl MediatedFs {
     /// the sandbox's ids are the host's, e.g. no user namespace).
     pub fn with_id_map(self, map: IdMap) -> Self {
         self.layer.set_id_map(map);
+        self
+    }
+
+    /// Hold at most `max` remembered inodes and open handles together
+    /// (each takes a host descriptor). The default is the process's
+    /// descriptor limit (raised as far as allowed) less a reserve of an
+    /// eighth of it, at least 1,024, for the rest of stele; past three
+    /// quarters of it the least recently used entries are dropped from the
+    /// kernel's cache, and past all of it new lookups and opens fail with
+    /// `ENFILE` (reported). See `docs/mediated-workspace.md`.
+    pub fn with_max_open(self, max: usize) -> Self {
+        self.layer.set_max_open(max);
         self
     }
 

@@ -18,6 +18,7 @@ use fuse_backend_rs::api::filesystem::{Context, Entry, FileSystem};
 use super::guard::{creation_mode, WORKSPACE_UMASK};
 use super::handles::OpenHandle;
 use super::layer::MediatedLayer;
+use crate::file_refusal::RefusalRule;
 use crate::{FileAccess, FileOp};
 
 /// Open flags a pooled descriptor may be shared under: read-only, nothing
@@ -52,6 +53,15 @@ impl MediatedLayer {
                 let opts = OpenOptions::from_bits_truncate(opts);
                 return Ok((self.track(open.backed_by(inner, Some(flags))), opts));
             }
+        }
+        let access = if open.writable {
+            FileAccess::Write
+        } else {
+            FileAccess::Read
+        };
+        if let Err(e) = self.fd_room(ctx, access, FileOp::Open, &open.path) {
+            self.report_close(ctx, &open);
+            return Err(e);
         }
         let (inner, opts, _) = match self.inner.open(ctx, inode, flags, fuse_flags) {
             Ok((Some(h), opts, passthrough)) => (h, opts, passthrough),
@@ -88,7 +98,11 @@ impl MediatedLayer {
         }
         let names = [path.clone()];
         let (tickets, command) = self.ask_all(ctx, &accesses, FileOp::Create, &names)?;
-        self.make_fd_room(ctx);
+        if let Err(e) = self.fd_room(ctx, FileAccess::Write, FileOp::Create, &path) {
+            let failed = OpenHandle::new(0, path, tickets, false, command);
+            self.report_close(ctx, &failed);
+            return Err(e);
+        }
         let made = self.create_inner(ctx, parent, name, args);
         let (entry, handle, opts, passthrough) = match made {
             Ok(r) => r,
@@ -191,16 +205,59 @@ impl MediatedLayer {
         pooled
     }
 
-    /// The inner fs is about to take a descriptor for a new inode: make the
-    /// pool give back idle descriptors if the budget needs them.
-    pub(super) fn make_fd_room(&self, ctx: &Context) {
-        let others = self.known_inodes() + self.open_handles();
+    /// The inner fs is about to take a descriptor (a new inode or an own
+    /// handle) for `access` by `op` on `path`: make the pool give back idle
+    /// descriptors if the budget needs them, and refuse (reported, ENFILE)
+    /// when the budget is used up even so.
+    pub(super) fn fd_room(
+        &self,
+        ctx: &Context,
+        access: FileAccess,
+        op: FileOp,
+        path: &str,
+    ) -> io::Result<()> {
+        let held = self.known_inodes() + self.open_handles();
         let mut evicted = Vec::new();
         self.pool
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .shed(others, &mut evicted);
+            .shed(held, &mut evicted);
         self.release_evicted(ctx, evicted);
+        if self.budget.has_room(held) {
+            return Ok(());
+        }
+        self.budget.note(held);
+        Err(self.refuse(
+            ctx,
+            access,
+            op,
+            path.as_bytes(),
+            RefusalRule::OpenFiles,
+            format!("{held} of {} in use", self.budget.max()),
+        ))
+    }
+
+    /// Entries the kernel should be asked to drop, least recently used
+    /// first, to bring the layer back under half its high-water mark:
+    /// (inode, parent inode, name). Inodes with open handles are kept.
+    pub(crate) fn eviction_victims(&self) -> Vec<(u64, u64, String)> {
+        let known = self.known_inodes();
+        let high = self.budget.high_water();
+        if known + self.open_handles() <= high {
+            return Vec::new();
+        }
+        let busy: std::collections::HashSet<u64> = self
+            .handles
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .map(|h| h.inode)
+            .collect();
+        let n = known.saturating_sub(high / 2);
+        self.nodes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .least_recently_used(n, &|ino| busy.contains(&ino))
     }
 
     /// Close inner handles the pool let go of.
@@ -255,7 +312,7 @@ impl MediatedLayer {
             .collect()
     }
 
-    fn open_handles(&self) -> usize {
+    pub(super) fn open_handles(&self) -> usize {
         self.handles
             .read()
             .unwrap_or_else(PoisonError::into_inner)

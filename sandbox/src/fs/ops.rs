@@ -69,7 +69,7 @@ impl FileSystem for MediatedLayer {
     fn lookup(&self, ctx: &Context, parent: u64, name: &CStr) -> io::Result<Entry> {
         let path = self.child_path(ctx, parent, name, FileAccess::List, FileOp::Lookup)?;
         self.ask(ctx, FileAccess::List, FileOp::Lookup, &path)?;
-        self.make_fd_room(ctx);
+        self.fd_room(ctx, FileAccess::List, FileOp::Lookup, &path)?;
         let entry = self.inner.lookup(ctx, parent, name)?;
         self.remember(parent, name, path, &entry);
         Ok(self.out_entry(entry))
@@ -148,9 +148,9 @@ impl FileSystem for MediatedLayer {
         name: &CStr,
     ) -> io::Result<Entry> {
         let path = self.child_path(ctx, parent, name, FileAccess::Write, FileOp::Symlink)?;
+        self.fd_room(ctx, FileAccess::Write, FileOp::Symlink, &path)?;
         let ask = [(FileAccess::Write, path.as_str())];
         let entry = self.change(ctx, FileOp::Symlink, &ask, || {
-            self.make_fd_room(ctx);
             let made = self.inner.symlink(ctx, linkname, parent, name)?;
             self.settle_new(made)
         })?;
@@ -184,8 +184,8 @@ impl FileSystem for MediatedLayer {
             ));
         }
         let mode = creation_mode(mode, umask, WORKSPACE_UMASK);
+        self.fd_room(ctx, FileAccess::Write, FileOp::Create, &path)?;
         let ticket = self.ask(ctx, FileAccess::Write, FileOp::Create, &path)?;
-        self.make_fd_room(ctx);
         let made = self
             .inner
             .mknod(ctx, parent, name, mode, rdev, 0)
@@ -207,9 +207,9 @@ impl FileSystem for MediatedLayer {
     ) -> io::Result<Entry> {
         let path = self.child_path(ctx, parent, name, FileAccess::Write, FileOp::Mkdir)?;
         let mode = creation_mode(libc::S_IFDIR | (mode & 0o7777), umask, WORKSPACE_UMASK) & 0o7777;
+        self.fd_room(ctx, FileAccess::Write, FileOp::Mkdir, &path)?;
         let ask = [(FileAccess::Write, path.as_str())];
         let entry = self.change(ctx, FileOp::Mkdir, &ask, || {
-            self.make_fd_room(ctx);
             let made = self.inner.mkdir(ctx, parent, name, mode, 0)?;
             self.settle_new(made)
         })?;
