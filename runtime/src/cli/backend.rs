@@ -15,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 use anyhow::Context as _;
 use serde_json::json;
 use stele_sandbox::exec::Sandbox;
+use stele_sandbox::fs::WriteQuota;
 use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig};
 use stele_sandbox::{
     FileChangeReport, FileCloseReport, FileRefusal, FileRequest, Mediator, NetCloseReport,
@@ -123,17 +124,31 @@ pub struct BackendSpec {
     pub fallback: VmFallback,
     /// The micro-VM's boot timeout [default: the backend's, 60 s].
     pub vm_boot_timeout: Option<std::time::Duration>,
+    /// What the session's commands may write into the workspace, together.
+    pub workspace_quota: WriteQuota,
 }
 
 impl BackendSpec {
-    /// The process backend, no fallback.
+    /// The process backend, no fallback, the default quota.
     pub fn process() -> BackendSpec {
         BackendSpec {
             requested: BackendChoice::Process,
             fallback: VmFallback::None,
             vm_boot_timeout: None,
+            workspace_quota: WriteQuota::default(),
         }
     }
+}
+
+/// The workspace write quota: the managed value, else `flag`, else the
+/// user's `workspace_write_quota`, else the default (4 GiB).
+pub fn workspace_quota(
+    layers: &crate::config::Layers,
+    flag: Option<WriteQuota>,
+) -> anyhow::Result<WriteQuota> {
+    Ok(layers
+        .pick("workspace_write_quota", flag, |c| c.workspace_write_quota)?
+        .unwrap_or_default())
 }
 
 /// A built sandbox and what the log says about it.
@@ -157,13 +172,18 @@ pub fn build(
     network: NetworkMode,
 ) -> anyhow::Result<Built> {
     if spec.requested == BackendChoice::Process {
-        return process(workspace, mediator, network);
+        return process(workspace, mediator, network, spec.workspace_quota);
     }
-    let vm_error =
-        match super::vm::vm_sandbox(workspace, mediator.clone(), network, spec.vm_boot_timeout) {
-            Ok(vm) => return Ok(vm_built(vm)),
-            Err(e) => e,
-        };
+    let vm_error = match super::vm::vm_sandbox(
+        workspace,
+        mediator.clone(),
+        network,
+        spec.vm_boot_timeout,
+        spec.workspace_quota,
+    ) {
+        Ok(vm) => return Ok(vm_built(vm, spec.workspace_quota)),
+        Err(e) => e,
+    };
     if spec.fallback != VmFallback::Process {
         return Err(vm_error.context(
             "the micro-VM did not come up (stele never runs unsandboxed; \
@@ -176,7 +196,7 @@ pub fn build(
         "stele: WARNING: the micro-VM did not come up ({reason}); running in the process \
          sandbox as the configuration allows (vm_fallback = \"process\"); the log records it"
     );
-    let mut built = process(workspace, mediator, network)
+    let mut built = process(workspace, mediator, network, spec.workspace_quota)
         .context("the micro-VM did not come up, and neither did the process sandbox")?;
     let fallback = json!({
         "from": BackendChoice::Vm.recorded(),
@@ -195,23 +215,26 @@ fn process(
     workspace: &Path,
     mediator: Arc<dyn Mediator>,
     network: NetworkMode,
+    quota: WriteQuota,
 ) -> anyhow::Result<Built> {
     let mut cfg = ProcessSandboxConfig::new(workspace, mediator);
     cfg.network = network;
+    cfg.workspace_quota = quota;
     let sandbox = ProcessSandbox::new(cfg)
         .context("setting up the sandbox (stele never runs unsandboxed)")?;
     Ok(Built {
         sandbox: Arc::new(sandbox),
         ran: BackendChoice::Process,
-        record: json!({}),
+        record: json!({ "workspace_write_quota": quota.limit() }),
         attestation: json!({
             "backend": "process",
             "layers": "namespaces, landlock, seccomp, mediated FUSE workspace",
+            "workspace_write_quota": quota.limit(),
         }),
     })
 }
 
-fn vm_built(vm: stele_sandbox::vm::VmSandbox) -> Built {
+fn vm_built(vm: stele_sandbox::vm::VmSandbox, quota: WriteQuota) -> Built {
     let info = vm.info().clone();
     let record = json!({
         "vm_image_digest": info.image_digest,
@@ -223,6 +246,7 @@ fn vm_built(vm: stele_sandbox::vm::VmSandbox) -> Built {
         "vm_guest_aslr": info.guest_aslr,
         "vm_boot_ms": u64::try_from(info.boot_time.as_millis()).unwrap_or(u64::MAX),
         "vm_jail": info.jail.to_json(),
+        "workspace_write_quota": quota.limit(),
     });
     let mut attestation = record.clone();
     attestation["backend"] = json!("microvm");

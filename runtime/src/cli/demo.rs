@@ -130,6 +130,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         backend: Some(super::backend::BackendChoice::Process),
         vm_fallback: None,
         vm_boot_timeout_secs: None,
+        workspace_quota: None,
         max_steps: Some(20),
         max_tokens: 1_000_000,
         max_seconds: 600,

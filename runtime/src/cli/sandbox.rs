@@ -91,6 +91,11 @@ pub struct ExecArgs {
     /// Signing key [default: $STATE/keys/log.key].
     #[arg(long)]
     pub key: Option<PathBuf>,
+    /// Bytes the session's commands may write into the workspace, e.g.
+    /// 512MiB, 4GiB or "unlimited" [default: `workspace_write_quota` in the
+    /// config, else 4GiB].
+    #[arg(long)]
+    pub workspace_quota: Option<stele_sandbox::fs::WriteQuota>,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -133,6 +138,9 @@ pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let quota = crate::config::load()
+        .map_err(anyhow::Error::from)
+        .and_then(|l| super::backend::workspace_quota(&l, None));
     let report = LayerReport::probe();
     let verdict = report.require(&Default::default());
     let ll = LandlockStatus::for_abi(report.landlock_abi);
@@ -156,10 +164,18 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             "ready": verdict.is_ok(),
             "error": verdict.as_ref().err().map(|e| e.to_string()),
             "microvm": super::vm::report_json(&super::vm::probe()),
+            "workspace_write_quota": quota.as_ref().ok().map(|q| q.limit()),
+            "workspace_write_quota_error": quota.as_ref().err().map(|e| format!("{e:#}")),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", report.render());
+        match &quota {
+            Ok(q) => println!(
+                "workspace write quota: {q} per session (`workspace_write_quota`, --workspace-quota)"
+            ),
+            Err(e) => println!("workspace write quota: configuration error: {e:#}"),
+        }
         match &verdict {
             Ok(()) => println!("\nprocess sandbox: READY (all required layers present)"),
             Err(e) => println!("\nprocess sandbox: REFUSES TO START: {e}"),
@@ -191,6 +207,7 @@ fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         vm_boot_timeout: layers
             .pick("vm_boot_timeout_secs", None, |c| c.vm_boot_timeout_secs)?
             .map(Duration::from_secs),
+        workspace_quota: super::backend::workspace_quota(&layers, args.workspace_quota)?,
     };
     let session = setup::open(
         SessionSpec {

@@ -266,6 +266,7 @@ fn resume(
         vm_boot_timeout: layers
             .pick("vm_boot_timeout_secs", None, |c| c.vm_boot_timeout_secs)?
             .map(Duration::from_secs),
+        workspace_quota: super::backend::workspace_quota(&layers, None)?,
     };
     let bundle = Arc::new(
         Bundle::load(&policy).with_context(|| format!("policy bundle {}", policy.display()))?,

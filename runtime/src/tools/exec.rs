@@ -80,12 +80,18 @@ pub fn exec_gated(
                 stream("stdout", &out.stdout.bytes),
                 stream("stderr", &out.stderr.bytes),
             ];
-            let data = serde_json::json!({
+            let mut data = serde_json::json!({
                 "stdout_truncated": matches!(out.stdout.truncation, Truncation::Truncated { .. }),
                 "stderr_truncated": matches!(out.stderr.truncation, Truncation::Truncated { .. }),
                 "cpu_ms": (out.usage.user_cpu + out.usage.system_cpu).as_millis() as u64,
                 "max_rss_bytes": out.usage.max_rss_bytes,
             });
+            // The session's workspace writes so far, against its quota.
+            if let Some(w) = sandbox.workspace_usage() {
+                data["workspace_bytes_written"] = serde_json::json!(w.bytes_written);
+                data["workspace_write_quota"] = serde_json::json!(w.quota.limit());
+                data["workspace_writes_refused"] = serde_json::json!(w.refused_writes);
+            }
             gate.complete(permit, exec_outcome(&out), payloads, Some(data))?;
             Ok(GatedExec::Ran(out))
         }

@@ -11,8 +11,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The quota a sandbox is built with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The quota a sandbox is built with. In configuration files it is a
+/// string such as `"4GiB"` or `"unlimited"` (see its `FromStr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum WriteQuota {
     /// At most this many bytes per session.
     Bytes(u64),
@@ -35,6 +37,69 @@ impl WriteQuota {
         match self {
             WriteQuota::Bytes(n) => Some(n),
             WriteQuota::Unlimited => None,
+        }
+    }
+}
+
+/// Why a quota could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid write quota {given:?}: expected a size such as 512MiB, 4GiB or 1073741824 (bytes), or \"unlimited\"")]
+pub struct QuotaParseError {
+    /// What was given.
+    pub given: String,
+}
+
+impl std::str::FromStr for WriteQuota {
+    type Err = QuotaParseError;
+
+    /// `unlimited`, or a number of bytes with an optional binary unit:
+    /// `K`/`KiB`, `M`/`MiB`, `G`/`GiB`, `T`/`TiB` (case-insensitive; `B`
+    /// alone is bytes).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || QuotaParseError {
+            given: s.to_owned(),
+        };
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("unlimited") {
+            return Ok(WriteQuota::Unlimited);
+        }
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        let shift = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 0,
+            "k" | "kib" => 10,
+            "m" | "mib" => 20,
+            "g" | "gib" => 30,
+            "t" | "tib" => 40,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(1u64 << shift)
+            .map(WriteQuota::Bytes)
+            .ok_or_else(bad)
+    }
+}
+
+impl TryFrom<String> for WriteQuota {
+    type Error = QuotaParseError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl std::fmt::Display for WriteQuota {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            WriteQuota::Unlimited => f.write_str("unlimited"),
+            WriteQuota::Bytes(n) => {
+                for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
+                    if n >= 1 << shift && n % (1 << shift) == 0 {
+                        return write!(f, "{} {unit}", n >> shift);
+                    }
+                }
+                write!(f, "{n} bytes")
+            }
         }
     }
 }
@@ -137,6 +202,26 @@ mod tests {
         q.give_back(10);
         assert!(q.reserve(10));
         assert!(!q.reserve(u64::MAX));
+    }
+
+    #[test]
+    fn quotas_parse_and_print() {
+        for (text, q) in [
+            ("4GiB", WriteQuota::Bytes(4 << 30)),
+            ("4g", WriteQuota::Bytes(4 << 30)),
+            ("512 MiB", WriteQuota::Bytes(512 << 20)),
+            ("1024", WriteQuota::Bytes(1024)),
+            ("10KiB", WriteQuota::Bytes(10 << 10)),
+            ("unlimited", WriteQuota::Unlimited),
+        ] {
+            assert_eq!(text.parse::<WriteQuota>(), Ok(q), "{text}");
+        }
+        for bad in ["", "4 gigabytes", "-1", "1.5G", "99999999999T"] {
+            assert!(bad.parse::<WriteQuota>().is_err(), "{bad}");
+        }
+        assert_eq!(WriteQuota::Bytes(4 << 30).to_string(), "4 GiB");
+        assert_eq!(WriteQuota::Bytes(1000).to_string(), "1000 bytes");
+        assert_eq!(DEFAULT_WRITE_QUOTA.to_string(), "4 GiB");
     }
 
     #[test]
