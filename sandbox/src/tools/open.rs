@@ -70,7 +70,8 @@ impl WorkspaceTools {
     }
 
     /// Every name `p` must be decided under: `p`, or all names of a
-    /// hard-linked file (refused when some are not in the workspace).
+    /// hard-linked file, `p` first (refused when some are not in the
+    /// workspace).
     pub(super) fn names(
         &self,
         access: FileAccess,
@@ -88,9 +89,9 @@ impl WorkspaceTools {
             .into_std_file();
         match aliases::all_names(&root, meta.dev(), meta.ino(), meta.nlink()) {
             Ok(mut names) => {
-                if !names.iter().any(|n| n == p) {
-                    names.push(p.to_owned());
-                }
+                // The name the tool was given is decided first.
+                names.retain(|n| n != p);
+                names.insert(0, p.to_owned());
                 Ok(names)
             }
             Err(u) => Err(self.refused(
