@@ -157,6 +157,14 @@ impl MediatedFs {
         self
     }
 
+    /// Limit what the sandbox may write into the workspace over the
+    /// server's life (a session) to `quota` (default
+    /// [`DEFAULT_WRITE_QUOTA`]); writes beyond it fail with `EDQUOT`.
+    pub fn with_write_quota(self, quota: WriteQuota) -> Self {
+        self.layer.set_write_quota(quota);
+        self
+    }
+
     /// Serve with `n` request threads instead of the default (one). Worth it
     /// only when the mediator blocks for long (e.g. a disk commit per
     /// decision) and sandboxed programs work in parallel.
