@@ -35,6 +35,8 @@ pub struct Recorder {
     pub nets: Mutex<Vec<NetRequest>>,
     /// Paths (and everything below them) every access to is denied.
     pub denied_paths: Mutex<Vec<String>>,
+    /// Paths (and everything below them) writes and deletes to are denied.
+    pub protected_paths: Mutex<Vec<String>>,
     next: Mutex<u64>,
 }
 
@@ -48,6 +50,7 @@ impl Recorder {
             refusals: Mutex::new(Vec::new()),
             nets: Mutex::new(Vec::new()),
             denied_paths: Mutex::new(Vec::new()),
+            protected_paths: Mutex::new(Vec::new()),
             next: Mutex::new(1),
         })
     }
@@ -66,6 +69,11 @@ impl Recorder {
     /// Deny every access to `path` and below it, whatever the rule.
     pub fn deny_path(&self, path: &str) {
         self.denied_paths.lock().unwrap().push(path.to_string());
+    }
+
+    /// Deny writes and deletes under `path`, whatever the rule.
+    pub fn protect(&self, path: &str) {
+        self.protected_paths.lock().unwrap().push(path.to_string());
     }
 
     /// Refusals reported with `rule`, as (path, detail).
@@ -92,6 +100,10 @@ impl Mediator for Recorder {
         let under = |p: &String| req.path == *p || req.path.starts_with(&format!("{p}/"));
         if self.denied_paths.lock().unwrap().iter().any(under) {
             return Verdict::Deny("test path rule".into());
+        }
+        let changes = matches!(req.access, FileAccess::Write | FileAccess::Delete);
+        if changes && self.protected_paths.lock().unwrap().iter().any(under) {
+            return Verdict::Deny("test protected path".into());
         }
         let allow = match self.rule {
             Rule::AllowFiles => true,
@@ -144,6 +156,17 @@ pub fn facilities_ok(need_fuse: bool) -> bool {
         return false;
     }
     true
+}
+
+/// A mediated sandbox over `ws` whose commands may write `quota` bytes.
+pub fn mediated_with_quota(
+    ws: &Path,
+    m: Arc<Recorder>,
+    quota: stele_sandbox::fs::WriteQuota,
+) -> ProcessSandbox {
+    let mut cfg = ProcessSandboxConfig::new(ws, m);
+    cfg.workspace_quota = quota;
+    ProcessSandbox::new(cfg).expect("sandbox")
 }
 
 /// A mediated sandbox (FUSE workspace, egress proxy) over `ws`.
