@@ -15,12 +15,13 @@
 //!   leaving a reserve of descriptors ([`reserve_for`]) to the rest of the
 //!   process; a lookup, create or open beyond it is refused with `ENFILE`
 //!   (and reported), never taken from the reserve;
-//! * above a high-water mark (three quarters of `max`) the /dev/fuse
+//! * above a high-water mark (half of `max`) the /dev/fuse
 //!   transport asks the kernel to drop the least recently used entries
 //!   (`FUSE_NOTIFY_INVAL_ENTRY`, from a thread of its own: never from a
 //!   request handler, where the kernel may hold the directory's lock); the
 //!   kernel then forgets those inodes (`FORGET`) and their descriptors
-//!   close. Entries with open handles are kept. The micro-VM's virtio-fs
+//!   close, down to a quarter of `max`. Entries with open handles are kept.
+//!   The micro-VM's virtio-fs
 //!   has no notification queue: its guest forgets under its own memory
 //!   pressure, and the hard limit applies.
 //!
@@ -122,9 +123,11 @@ impl Budget {
         self.max.store(max.max(16), Ordering::Relaxed);
     }
 
-    /// Above this many, the least recently used entries are invalidated.
+    /// Above this many (half the maximum), the least recently used entries
+    /// are invalidated: the other half is the slack a fast program has
+    /// while the kernel processes the invalidations and sends its FORGETs.
     pub fn high_water(&self) -> usize {
-        self.max() / 4 * 3
+        self.max() / 2
     }
 
     /// Whether `held` descriptors leave room for one more.
@@ -212,8 +215,8 @@ mod tests {
         let b = Budget::with_max(100);
         assert!(b.has_room(99));
         assert!(!b.has_room(100));
-        assert_eq!(b.high_water(), 75);
-        b.note(76);
+        assert_eq!(b.high_water(), 50);
+        b.note(51);
         assert!(b.wait());
         b.stop();
         assert!(!b.wait());

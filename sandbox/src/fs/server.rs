@@ -90,7 +90,7 @@ impl FsServer {
         };
         let evict_fuse = fuse.clone();
         let spawned = std::thread::Builder::new()
-            .name("stele-fuse-evict".into())
+            .name("stele-fs-evict".into())
             .spawn(move || evict_loop(&layer, evict_fuse.as_raw_fd()));
         match spawned {
             Ok(t) => me.evictor = Some(t),
