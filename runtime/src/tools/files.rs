@@ -174,5 +174,60 @@ mod tests {
         );
         assert_eq!(ran.status, ToolResultStatus::Error);
         assert!(!ran.text.contains("denied_by_policy"), "{}", ran.text);
+        // It is a denial all the same, with its rule and its entry.
+        assert_eq!(ran.outcome.status, stele_audit::Status::Denied);
+        let v: serde_json::Value = serde_json::from_str(&ran.text).unwrap();
+        assert_eq!(v["error"], "refused");
+        assert_eq!(v["rule"], "path.absolute");
+        assert!(v["audit_entry"].as_u64().is_some(), "{v}");
+    }
+
+    #[test]
+    fn the_root_is_listed_and_searched_and_escapes_are_logged_denials() {
+        let s = setup();
+        let ws = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(ws.path().join("receipts")).unwrap();
+        std::fs::write(ws.path().join("receipts/r1.txt"), "north 12\n").unwrap();
+        let fifo = std::ffi::CString::new(ws.path().join("receipts/pipe").to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let m = Arc::new(GateMediator::with_parent(
+            s.gate.clone(),
+            Parent::ToolCall(3),
+        ));
+        let files = WorkspaceTools::open(ws.path(), m, Requester::default()).unwrap();
+        // The model's natural first call, in every spelling (finance lets
+        // its members list ".").
+        for input in [json!({}), json!({"path": "."}), json!({"path": ""}), json!({"path": "./"})] {
+            let ran = super::run(&files, super::specs::FILE_LIST, &input);
+            assert_eq!(ran.status, ToolResultStatus::Ok, "{input}: {}", ran.text);
+            assert!(ran.text.contains("receipts"), "{input}: {}", ran.text);
+        }
+        let ran = super::run(&files, super::specs::FILE_SEARCH, &json!({"query": "north"}));
+        assert!(ran.text.contains("receipts/r1.txt:1: north 12"), "{}", ran.text);
+        // A FIFO is refused at once (reading it would block the run).
+        let started = std::time::Instant::now();
+        let ran = super::run(&files, super::specs::FILE_READ, &json!({"path": "receipts/pipe"}));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(ran.outcome.status, stele_audit::Status::Denied, "{}", ran.text);
+        let v: serde_json::Value = serde_json::from_str(&ran.text).unwrap();
+        assert_eq!(v["rule"], "file.not_regular");
+        // Escapes are denials in the log: a policy.decision, status denied.
+        let ran = super::run(&files, super::specs::FILE_READ, &json!({"path": "../../etc/passwd"}));
+        let v: serde_json::Value = serde_json::from_str(&ran.text).unwrap();
+        assert_eq!(v["rule"], "path.parent_dir");
+        let seq = v["audit_entry"].as_u64().unwrap();
+        s.gate.end_session(stele_audit::Status::Ok, None).unwrap();
+        let l = crate::gate::mediator::tests::leaves(&s.db);
+        let e = &l[seq as usize];
+        assert_eq!(e.kind, stele_audit::EventKind::PolicyDecision);
+        assert_eq!(e.outcome.as_ref().unwrap().status, stele_audit::Status::Denied);
+        assert_eq!(e.target.as_ref().unwrap().path.as_deref(), Some("../../etc/passwd"));
+        assert_eq!(e.data.as_ref().unwrap()["tool_call"], 3);
+        assert_eq!(e.data.as_ref().unwrap()["refusal"]["rule"], "path.parent_dir");
+        // The root's listing was decided, as ".".
+        assert!(l.iter().any(|e| e.kind == stele_audit::EventKind::PolicyDecision
+            && e.target.as_ref().and_then(|t| t.path.as_deref()) == Some(".")
+            && e.decision.as_ref().is_some_and(|d| d.effect == stele_audit::Effect::Allow)));
     }
 }
