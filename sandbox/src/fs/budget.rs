@@ -9,8 +9,8 @@
 //!
 //! So:
 //! * the limit is raised once (`raise_nofile_limit`: to the hard limit,
-//!   and as root the hard limit itself up to the kernel's `nr_open`, at
-//!   most 2^20);
+//!   and with `CAP_SYS_RESOURCE` the hard limit itself up to the kernel's
+//!   `nr_open`, at most 2^20);
 //! * the layer may name at most `max` inodes plus open handles together,
 //!   leaving a reserve of descriptors ([`reserve_for`]) to the rest of the
 //!   process; a lookup, create or open beyond it is refused with `ENFILE`
@@ -44,9 +44,11 @@ const NOFILE_CEILING: u64 = 1 << 20;
 const FUSE_NOTIFY_INVAL_ENTRY: i32 = 3;
 
 /// Descriptors left to the rest of the process under a limit of `limit`:
-/// an eighth of it, and at least [`MIN_RESERVE`].
+/// an eighth of it, and at least [`MIN_RESERVE`] — or half of it when the
+/// limit is so low (stele started under a tight `ulimit -n`, without the
+/// privilege to raise it) that [`MIN_RESERVE`] would leave the layer nothing.
 pub(crate) fn reserve_for(limit: usize) -> usize {
-    (limit / 8).max(MIN_RESERVE)
+    (limit / 8).max(MIN_RESERVE.min(limit / 2))
 }
 
 /// The soft `RLIMIT_NOFILE`, after raising it as far as allowed: the soft
@@ -208,6 +210,9 @@ mod tests {
         assert_eq!(reserve_for(20_000), 2_500);
         assert_eq!(reserve_for(4_096), 1_024);
         assert_eq!(reserve_for(1 << 20), 131_072);
+        // A tight limit is shared half and half.
+        assert_eq!(reserve_for(1_024), 512);
+        assert_eq!(reserve_for(256), 128);
     }
 
     #[test]

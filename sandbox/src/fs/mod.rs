@@ -148,7 +148,8 @@ impl MediatedFs {
     /// Hold at most `max` remembered inodes and open handles together
     /// (each takes a host descriptor). The default is the process's
     /// descriptor limit (raised as far as allowed) less a reserve of an
-    /// eighth of it, at least 1,024, for the rest of stele; past half of it
+    /// eighth of it, at least 1,024 (half of a limit below 2,048), for the
+    /// rest of stele; past half of it
     /// the least recently used entries are dropped from the
     /// kernel's cache, and past all of it new lookups and opens fail with
     /// `ENFILE` (reported). See `docs/mediated-workspace.md`.
