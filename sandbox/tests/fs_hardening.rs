@@ -259,3 +259,36 @@ fn a_setuid_file_loses_its_bits_when_written_or_truncated() {
     assert!(sh(&m.mountpoint, "cat r > /dev/null").status.success());
     assert_eq!(mode(&ws.path().join("r")), 0o4755);
 }
+
+#[test]
+fn a_setuid_file_cannot_be_linked_or_moved_to_a_new_name() {
+    if !fuse_available() {
+        return;
+    }
+    let ws = tempfile::tempdir().unwrap();
+    fs::create_dir(ws.path().join("private")).unwrap();
+    fs::create_dir(ws.path().join("public")).unwrap();
+    fs::copy("/usr/bin/id", ws.path().join("private/tool")).unwrap();
+    fs::set_permissions(ws.path().join("private/tool"), fs::Permissions::from_mode(0o4755))
+        .unwrap();
+    let rec = Recorder::new();
+    let m = Mounted::new(ws.path(), rec.clone());
+    let o = sh(
+        &m.mountpoint,
+        "ln private/tool public/tool; echo ln=$?; mv private/tool public/tool; echo mv=$?; \
+         cp private/tool public/copy; echo cp=$?",
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("ln=1") && out.contains("mv=1"), "{out}");
+    // A copy is a new file of the sandbox's: without the bits.
+    assert!(out.contains("cp=0"), "{out}");
+    assert!(!ws.path().join("public/tool").exists());
+    assert_eq!(mode(&ws.path().join("private/tool")), 0o4755);
+    assert_eq!(mode(&ws.path().join("public/copy")) & 0o7000, 0);
+    let refused = rec.refused(RefusalRule::PrivilegedMode);
+    assert_eq!(
+        refused.iter().filter(|(p, _)| p == "private/tool").count(),
+        2,
+        "{refused:?}"
+    );
+}

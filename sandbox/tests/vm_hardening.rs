@@ -262,4 +262,30 @@ fn the_quota_holds_and_fifos_do_not_block_file_requests() {
     let e = vm.sandbox.files().read("q/pipe", 0, 10).unwrap_err();
     assert_eq!(e.fs_error().map(|e| e.kind), Some(FsErrorKind::NotAFile), "{e}");
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert!(vm
+        .recorder
+        .refused(RefusalRule::NotRegular)
+        .iter()
+        .any(|(p, _)| p == "q/pipe"));
+}
+
+#[test]
+fn the_agents_file_requests_report_their_refusals() {
+    let vm = vm();
+    std::os::unix::fs::symlink("/etc", vm.workspace.join("etc-link")).unwrap();
+    let files = vm.sandbox.files();
+    for (path, rule, kind) in [
+        ("../etc/passwd", RefusalRule::ParentDir, FsErrorKind::Escape),
+        ("/etc/passwd", RefusalRule::Absolute, FsErrorKind::Escape),
+        ("etc-link/passwd", RefusalRule::SymlinkEscape, FsErrorKind::Escape),
+        // Through virtio-fs to the layer, which refuses the name.
+        ("esc\u{1b}[2J", RefusalRule::ControlCharacter, FsErrorKind::PermissionDenied),
+    ] {
+        let e = files.read(path, 0, 10).unwrap_err();
+        assert_eq!(e.fs_error().map(|e| e.kind), Some(kind), "{path}: {e}");
+        assert!(!vm.recorder.refused(rule).is_empty(), "{path}: {rule:?} not reported");
+    }
+    // Nothing of /etc came back, and no access was put to policy for them.
+    let asked = vm.recorder.files.lock().unwrap().clone();
+    assert!(!asked.iter().any(|r| r.path.contains("passwd")), "{asked:?}");
 }

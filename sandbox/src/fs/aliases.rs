@@ -187,6 +187,17 @@ impl MediatedLayer {
         newname: &CStr,
     ) -> io::Result<Entry> {
         let path = self.child_path(ctx, newparent, newname, FileAccess::Write, FileOp::Link)?;
+        if let Some(detail) = self.setid_file(inode)? {
+            let (source, _) = self.node(inode)?;
+            return Err(self.refuse(
+                ctx,
+                FileAccess::Write,
+                FileOp::Link,
+                source.as_bytes(),
+                crate::file_refusal::RefusalRule::PrivilegedMode,
+                detail,
+            ));
+        }
         let names = self.names_to_decide(ctx, inode, FileAccess::Read, FileOp::Link)?;
         let mut asks: Vec<(FileAccess, &str)> = Vec::with_capacity(names.len() * 2 + 1);
         for n in &names {

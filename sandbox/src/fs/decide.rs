@@ -198,6 +198,22 @@ impl MediatedLayer {
             ));
         }
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        let mut moved = vec![(olddir, oldname, &from)];
+        if exchange {
+            moved.push((newdir, newname, &to));
+        }
+        for (dir, name, path) in moved {
+            if let Some(detail) = self.setid_entry(ctx, dir, name)? {
+                return Err(self.refuse(
+                    ctx,
+                    FileAccess::Write,
+                    FileOp::Rename,
+                    path.as_bytes(),
+                    RefusalRule::PrivilegedMode,
+                    detail,
+                ));
+            }
+        }
         let plain = [
             (FileAccess::Delete, from.as_str()),
             (FileAccess::Write, &to),

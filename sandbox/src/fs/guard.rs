@@ -23,6 +23,9 @@
 //!   unprivileged writers (the server is privileged, so the kernel does not).
 //! * `mknod` of a character or block device, `RENAME_WHITEOUT` (which makes
 //!   one), `setxattr` and `removexattr` are refused.
+//! * A setuid/setgid file cannot be given a new name (`link`, `rename`):
+//!   moved or linked into a folder others can reach, a privileged program
+//!   would become reachable.
 //!
 //! Every refusal is reported to the mediator ([`crate::RefusalRule`]).
 
@@ -214,6 +217,42 @@ impl MediatedLayer {
         // Nothing changes hands: do not even pass the no-op on.
         valid.remove(SetattrValid::UID | SetattrValid::GID);
         Ok(None)
+    }
+
+    /// A LINK or RENAME must not carry a setuid/setgid file to a new
+    /// name: it could make a privileged program reachable by host users
+    /// who could not reach it where it was. `Some(detail)` when `inode` is
+    /// such a file.
+    pub(super) fn setid_file(&self, inode: u64) -> io::Result<Option<String>> {
+        let (st, _) = self.inner.getattr(&Context::default(), inode, None)?;
+        let regular = st.st_mode & libc::S_IFMT == libc::S_IFREG;
+        Ok((regular && st.st_mode & SETID != 0)
+            .then(|| format!("a file of mode {:o}", st.st_mode & 0o7777)))
+    }
+
+    /// The inode `name` in `parent` names, when it is a setuid/setgid
+    /// file (see [`MediatedLayer::setid_file`]).
+    pub(super) fn setid_entry(
+        &self,
+        ctx: &Context,
+        parent: u64,
+        name: &std::ffi::CStr,
+    ) -> io::Result<Option<String>> {
+        let entry = match self.inner.lookup(ctx, parent, name) {
+            Ok(e) => e,
+            // Nothing there: the rename will say so itself.
+            Err(_) => return Ok(None),
+        };
+        let found = if entry.attr.st_mode & libc::S_IFMT == libc::S_IFREG
+            && entry.attr.st_mode & SETID != 0
+        {
+            Some(format!("a file of mode {:o}", entry.attr.st_mode & 0o7777))
+        } else {
+            None
+        };
+        // The lookup took a reference the kernel never saw.
+        self.inner.forget(ctx, entry.inode, 1);
+        Ok(found)
     }
 
     /// SETXATTR / REMOVEXATTR of `name` on `inode`: refused and reported.

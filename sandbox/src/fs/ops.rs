@@ -3,15 +3,21 @@
 //! | FUSE op                      | asks                                       |
 //! |------------------------------|--------------------------------------------|
 //! | lookup                       | `file.list` on the child path              |
-//! | opendir                      | `file.list` on the directory               |
+//! | opendir                      | `file.list` on the directory (root: `.`)   |
 //! | open (read / write / rdwr)   | `file.read` / `file.write` / both          |
 //! | open for exec                | `file.read`, op `Exec`                     |
 //! | create, mknod                | `file.write` (+ `file.read` for O_RDWR)    |
 //! | mkdir, symlink               | `file.write` on the new path               |
-//! | link                         | `file.read` source, `file.write` new name  |
+//! | link                         | `file.read` + `file.write` on every source name, `file.write` new name |
 //! | unlink, rmdir                | `file.delete`                              |
 //! | rename                       | `file.delete` source, `file.write` target  |
-//! | setattr, setxattr, removexattr | `file.write`                             |
+//! | setattr                      | `file.write`                               |
+//! | setxattr, removexattr        | refused (`guard.rs`)                       |
+//!
+//! Opens, setattr and links of a hard-linked file ask under every name
+//! (`aliases.rs`); what the workspace may never hold (setuid bits, device
+//! nodes, other owners…) is refused before anything is asked (`guard.rs`),
+//! and every refusal is reported to the mediator.
 //!
 //! Reads, writes, getattr, readlink, readdir on an already-decided inode or
 //! handle are not asked again: the decision was made once, at lookup/open.

@@ -96,6 +96,9 @@ pub struct VmSandbox {
     vm: Mutex<Option<RunningVm>>,
     pub(super) channel: Arc<Channel>,
     next_id: AtomicU64,
+    /// The sandbox's mediator, told of file requests refused before they
+    /// reach the workspace (`files.rs`).
+    pub(super) mediator: Arc<dyn Mediator>,
 }
 
 impl std::fmt::Debug for VmSandbox {
@@ -136,6 +139,7 @@ impl VmSandbox {
                         vm: Mutex::new(Some(vm)),
                         channel,
                         next_id: AtomicU64::new(1),
+                        mediator: config.mediator.clone(),
                     })
                 }
                 Err(e) => last = Some(e),
