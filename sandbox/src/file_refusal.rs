@@ -208,7 +208,10 @@ mod tests {
             printable_path("x\u{202e}gpj.exe".as_bytes()),
             "x\\u{202e}gpj.exe"
         );
-        assert_eq!(printable_path("zero\u{200b}width".as_bytes()), "zero\\u{200b}width");
+        assert_eq!(
+            printable_path("zero\u{200b}width".as_bytes()),
+            "zero\\u{200b}width"
+        );
         assert_eq!(printable_path("Bücher".as_bytes()), "Bücher");
         // An escape sequence typed literally cannot pass for an escaped byte.
         assert_ne!(printable_path(b"\\xff"), printable_path(b"\xff"));

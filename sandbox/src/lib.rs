@@ -15,7 +15,7 @@ pub mod vm;
 
 pub use file_refusal::{printable_path, FileRefusal, RefusalRule};
 pub use mediator::{
-    policy_path, ChangeOutcome, FileAccess, FileChangeReport, FileCloseReport, FileOp,
-    FileRequest, Mediator, NetCloseReport, NetRequest, NetScheme, Refusal, Requester, Ticket,
-    Verdict, ROOT_PATH,
+    policy_path, ChangeOutcome, FileAccess, FileChangeReport, FileCloseReport, FileOp, FileRequest,
+    Mediator, NetCloseReport, NetRequest, NetScheme, Refusal, Requester, Ticket, Verdict,
+    ROOT_PATH,
 };

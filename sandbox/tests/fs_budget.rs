@@ -48,14 +48,24 @@ fn a_100k_file_workspace_is_walked_within_the_budget() {
             .arg(&m.mountpoint)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), FILES.to_string());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            FILES.to_string()
+        );
         let known = m.layer().known_inodes();
         assert!(known <= MAX, "the layer holds {known} inodes, budget {MAX}");
         // The descriptors behind them are bounded too (a few for the pool
         // and the test harness's own).
         let grown = open_fds().saturating_sub(before);
-        assert!(grown <= MAX + 64, "{grown} descriptors more than before the walk");
+        assert!(
+            grown <= MAX + 64,
+            "{grown} descriptors more than before the walk"
+        );
     }
     assert!(
         rec.refused(RefusalRule::OpenFiles).is_empty(),
@@ -92,5 +102,8 @@ fn past_the_budget_lookups_fail_with_enfile_and_are_reported() {
     assert!(m.layer().known_inodes() <= MAX);
     let refusals = rec.refused(RefusalRule::OpenFiles);
     assert!(!refusals.is_empty());
-    assert!(refusals[0].1.contains(&format!("of {MAX} in use")), "{refusals:?}");
+    assert!(
+        refusals[0].1.contains(&format!("of {MAX} in use")),
+        "{refusals:?}"
+    );
 }

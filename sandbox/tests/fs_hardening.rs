@@ -73,7 +73,12 @@ fn setuid_setgid_and_sticky_files_cannot_be_made() {
     }
     assert!(out.contains("plain=0"), "{out}");
     assert_eq!(mode(&ws.path().join("myid")), 0o755);
-    assert_eq!(mode(&ws.path().join("d")) & 0o7000, 0, "{:o}", mode(&ws.path().join("d")));
+    assert_eq!(
+        mode(&ws.path().join("d")) & 0o7000,
+        0,
+        "{:o}",
+        mode(&ws.path().join("d"))
+    );
     // Modes asked at creation lose their special bits (and get the umask).
     let said = py(
         &m.mountpoint,
@@ -91,8 +96,14 @@ fn setuid_setgid_and_sticky_files_cannot_be_made() {
     // Sticky directories restrict, and stay allowed.
     assert_eq!(mode(&ws.path().join("t1777")), 0o1750);
     let refused = rec.refused(RefusalRule::PrivilegedMode);
-    assert!(refused.iter().any(|(p, d)| p == "myid" && d == "mode 4755"), "{refused:?}");
-    assert!(refused.iter().any(|(p, d)| p == "d" && d.contains("2")), "{refused:?}");
+    assert!(
+        refused.iter().any(|(p, d)| p == "myid" && d == "mode 4755"),
+        "{refused:?}"
+    );
+    assert!(
+        refused.iter().any(|(p, d)| p == "d" && d.contains("2")),
+        "{refused:?}"
+    );
 }
 
 #[test]
@@ -114,7 +125,12 @@ fn new_files_belong_to_the_workspace_owner_with_umask_027() {
          python3 -c \"open('py','w').write('x')\"; echo y > shared/in; mkdir shared/sub",
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    for (name, want) in [("file", 0o640), ("dir", 0o750), ("fifo", 0o640), ("py", 0o640)] {
+    for (name, want) in [
+        ("file", 0o640),
+        ("dir", 0o750),
+        ("fifo", 0o640),
+        ("py", 0o640),
+    ] {
         let meta = fs::symlink_metadata(ws.path().join(name)).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (12345, 12346), "{name}");
         assert_eq!(meta.mode() & 0o7777, want, "{name}: {:o}", meta.mode());
@@ -167,7 +183,10 @@ fn device_nodes_and_whiteouts_are_refused() {
         "mknod mem c 1 1; echo chr=$?; mknod disk b 8 0; echo blk=$?; mkfifo ok; echo fifo=$?",
     );
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("chr=1") && out.contains("blk=1") && out.contains("fifo=0"), "{out}");
+    assert!(
+        out.contains("chr=1") && out.contains("blk=1") && out.contains("fifo=0"),
+        "{out}"
+    );
     assert!(!ws.path().join("mem").exists() && !ws.path().join("disk").exists());
     // renameat2(RENAME_WHITEOUT) leaves a 0/0 character device behind.
     let said = py(
@@ -180,8 +199,18 @@ fn device_nodes_and_whiteouts_are_refused() {
     assert!(said.contains("rc -1"), "{said}");
     assert!(ws.path().join("a").exists() && !ws.path().join("b").exists());
     let refused = rec.refused(RefusalRule::DeviceNode);
-    assert!(refused.iter().any(|(p, d)| p == "mem" && d == "a character device"), "{refused:?}");
-    assert!(refused.iter().any(|(p, d)| p == "disk" && d == "a block device"), "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .any(|(p, d)| p == "mem" && d == "a character device"),
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|(p, d)| p == "disk" && d == "a block device"),
+        "{refused:?}"
+    );
     assert!(refused.iter().any(|(p, _)| p == "a"), "{refused:?}");
 }
 
@@ -227,10 +256,15 @@ fn extended_attributes_cannot_be_set_or_removed() {
     }
     let refused = rec.refused(RefusalRule::ExtendedAttribute);
     assert!(
-        refused.iter().any(|(p, d)| p == "f" && d == "setxattr security.capability"),
+        refused
+            .iter()
+            .any(|(p, d)| p == "f" && d == "setxattr security.capability"),
         "{refused:?}"
     );
-    assert!(refused.iter().any(|(_, d)| d == "removexattr user.note"), "{refused:?}");
+    assert!(
+        refused.iter().any(|(_, d)| d == "removexattr user.note"),
+        "{refused:?}"
+    );
 }
 
 #[test]
@@ -269,8 +303,11 @@ fn a_setuid_file_cannot_be_linked_or_moved_to_a_new_name() {
     fs::create_dir(ws.path().join("private")).unwrap();
     fs::create_dir(ws.path().join("public")).unwrap();
     fs::copy("/usr/bin/id", ws.path().join("private/tool")).unwrap();
-    fs::set_permissions(ws.path().join("private/tool"), fs::Permissions::from_mode(0o4755))
-        .unwrap();
+    fs::set_permissions(
+        ws.path().join("private/tool"),
+        fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
     let rec = Recorder::new();
     let m = Mounted::new(ws.path(), rec.clone());
     let o = sh(

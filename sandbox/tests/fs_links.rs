@@ -61,7 +61,12 @@ fn a_new_link_to_a_protected_file_is_refused() {
     assert!(failed(&said, "link"), "{said}");
     // The append made a file of its own; the protected one has one link.
     use std::os::unix::fs::MetadataExt;
-    assert_eq!(fs::metadata(ws.path().join("receipts/r1.csv")).unwrap().nlink(), 1);
+    assert_eq!(
+        fs::metadata(ws.path().join("receipts/r1.csv"))
+            .unwrap()
+            .nlink(),
+        1
+    );
     assert_eq!(
         fs::read_to_string(ws.path().join("receipts/r1.csv")).unwrap(),
         "client,amount\nacme,10\n"
@@ -69,7 +74,9 @@ fn a_new_link_to_a_protected_file_is_refused() {
     // The link asked to write the source under its own name, and was denied.
     let asked = rec.requests.lock().unwrap().clone();
     assert!(
-        asked.iter().any(|r| r.access == FileAccess::Write && r.path == "receipts/r1.csv"),
+        asked
+            .iter()
+            .any(|r| r.access == FileAccess::Write && r.path == "receipts/r1.csv"),
         "{asked:?}"
     );
 }
@@ -81,7 +88,11 @@ fn a_pre_existing_link_is_decided_under_both_names() {
     }
     let ws = tempfile::tempdir().unwrap();
     finance(ws.path());
-    fs::hard_link(ws.path().join("receipts/r1.csv"), ws.path().join("reports/r1.csv")).unwrap();
+    fs::hard_link(
+        ws.path().join("receipts/r1.csv"),
+        ws.path().join("reports/r1.csv"),
+    )
+    .unwrap();
     let rec = Recorder::new();
     rec.deny(Some(FileAccess::Write), "receipts");
     let m = Mounted::new(ws.path(), rec.clone());
@@ -108,7 +119,10 @@ fn a_pre_existing_link_is_decided_under_both_names() {
         .filter(|r| r.access == FileAccess::Write)
         .map(|r| r.path.clone())
         .collect();
-    assert!(writes.contains(&"receipts/r1.csv".to_string()), "{writes:?}");
+    assert!(
+        writes.contains(&"receipts/r1.csv".to_string()),
+        "{writes:?}"
+    );
     let reads: Vec<String> = rec
         .requests
         .lock()
@@ -118,7 +132,8 @@ fn a_pre_existing_link_is_decided_under_both_names() {
         .map(|r| r.path.clone())
         .collect();
     assert!(
-        reads.contains(&"receipts/r1.csv".to_string()) && reads.contains(&"reports/r1.csv".to_string()),
+        reads.contains(&"receipts/r1.csv".to_string())
+            && reads.contains(&"reports/r1.csv".to_string()),
         "{reads:?}"
     );
 }
@@ -175,12 +190,16 @@ fn a_file_linked_from_outside_the_workspace_is_refused() {
     );
     assert!(!said.contains("OUTSIDE"), "{said}");
     assert!(failed(&said, "read") && failed(&said, "write"), "{said}");
-    assert_eq!(fs::read_to_string(base.path().join("outside.txt")).unwrap(), "OUTSIDE");
+    assert_eq!(
+        fs::read_to_string(base.path().join("outside.txt")).unwrap(),
+        "OUTSIDE"
+    );
     let refused = rec.refused(RefusalRule::HardLinkUnresolved);
     assert!(
         refused
             .iter()
-            .any(|(p, d)| p == "inside.txt" && d == "2 hard links, 1 of them named inside the workspace"),
+            .any(|(p, d)| p == "inside.txt"
+                && d == "2 hard links, 1 of them named inside the workspace"),
         "{refused:?}"
     );
 }
@@ -200,7 +219,10 @@ fn links_made_and_removed_in_the_workspace_are_followed() {
         "ln a b; echo two >> b; echo w=$?; mv b c; echo three >> c; rm a; echo four >> c; echo end=$?",
     );
     assert!(said.contains("w=0") && said.contains("end=0"), "{said}");
-    assert_eq!(fs::read_to_string(ws.path().join("c")).unwrap(), "one\ntwo\nthree\nfour\n");
+    assert_eq!(
+        fs::read_to_string(ws.path().join("c")).unwrap(),
+        "one\ntwo\nthree\nfour\n"
+    );
     let writes: Vec<String> = rec
         .requests
         .lock()
@@ -211,7 +233,10 @@ fn links_made_and_removed_in_the_workspace_are_followed() {
         .collect();
     // Writes through b were decided under a too; after the rename under c
     // and a; after a was removed, under c alone.
-    assert!(writes.iter().filter(|p| *p == "a").count() >= 2, "{writes:?}");
+    assert!(
+        writes.iter().filter(|p| *p == "a").count() >= 2,
+        "{writes:?}"
+    );
     assert!(writes.contains(&"c".to_string()), "{writes:?}");
     assert!(rec.refused(RefusalRule::HardLinkUnresolved).is_empty());
 }

@@ -39,8 +39,16 @@ fn the_root_is_asked_about_as_dot() {
     let m = Mounted::new(ws.path(), rec.clone());
     let said = run(&m.mountpoint, "ls", &["-a", "."]);
     assert!(said.contains("a.txt"), "{said}");
-    assert!(rec.saw(FileAccess::List, "."), "the listing was asked as \".\"");
-    assert!(!rec.requests.lock().unwrap().iter().any(|r| r.path.is_empty()));
+    assert!(
+        rec.saw(FileAccess::List, "."),
+        "the listing was asked as \".\""
+    );
+    assert!(!rec
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|r| r.path.is_empty()));
     // A policy that refuses "." refuses the listing.
     let rec = Recorder::new();
     rec.deny(Some(FileAccess::List), ".");
@@ -78,8 +86,14 @@ fn names_policy_cannot_see_are_refused_and_reported() {
     assert!(!said.contains(" ok"), "{said}");
     assert!(!ws.path().join("new\u{7}bell").exists());
     let controls = rec.refused(RefusalRule::ControlCharacter);
-    assert!(controls.iter().any(|(p, _)| p == "esc\\u{1b}[2J"), "{controls:?}");
-    assert!(controls.iter().any(|(p, _)| p == "new\\u{7}bell"), "{controls:?}");
+    assert!(
+        controls.iter().any(|(p, _)| p == "esc\\u{1b}[2J"),
+        "{controls:?}"
+    );
+    assert!(
+        controls.iter().any(|(p, _)| p == "new\\u{7}bell"),
+        "{controls:?}"
+    );
     let bytes = rec.refused(RefusalRule::NotUtf8);
     assert!(bytes.iter().any(|(p, _)| p == "bad\\xff"), "{bytes:?}");
     assert!(bytes.iter().any(|(p, _)| p == "new\\xfe"), "{bytes:?}");
@@ -198,6 +212,15 @@ fn the_write_quota_holds_and_is_reported() {
     // Reported once per handle (the two refused writes on `big` are one),
     // and once for each refused truncate and fallocate.
     let refused = rec.refused(RefusalRule::WriteQuota);
-    assert_eq!(refused.iter().filter(|(p, _)| p == "big").count(), 2, "{refused:?}");
-    assert!(refused.iter().any(|(p, d)| p == "fal" && d.contains("1048576 of 1048576")), "{refused:?}");
+    assert_eq!(
+        refused.iter().filter(|(p, _)| p == "big").count(),
+        2,
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|(p, d)| p == "fal" && d.contains("1048576 of 1048576")),
+        "{refused:?}"
+    );
 }

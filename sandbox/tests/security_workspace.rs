@@ -225,9 +225,18 @@ fn no_setuid_binary_can_be_planted_on_the_host() {
     for k in ["suid", "sgid", "sticky", "mkdir"] {
         assert!(failed(&said, k), "{k}: {said} {}", err(&o));
     }
-    assert!(!failed(&said, "py") && !failed(&said, "plain"), "{said} {}", err(&o));
+    assert!(
+        !failed(&said, "py") && !failed(&said, "plain"),
+        "{said} {}",
+        err(&o)
+    );
     let w = ws.path();
-    assert_eq!(host_mode(&w.join("myid")) & 0o7000, 0, "{:o}", host_mode(&w.join("myid")));
+    assert_eq!(
+        host_mode(&w.join("myid")) & 0o7000,
+        0,
+        "{:o}",
+        host_mode(&w.join("myid"))
+    );
     assert_eq!(host_mode(&w.join("d")) & 0o7000, 0);
     assert_eq!(host_mode(&w.join("p")), 0o750);
     assert_eq!(host_mode(&w.join("q")), 0o750);
@@ -266,11 +275,23 @@ fn hard_links_cannot_reach_protected_files() {
     let said = out(&o);
     assert!(failed(&said, "link") && failed(&said, "write"), "{said}");
     assert!(!failed(&said, "read"), "{said} {}", err(&o));
-    assert_eq!(std::fs::read_to_string(w.join("receipts/r1.csv")).unwrap(), "acme,10\n");
-    assert_eq!(std::fs::read_to_string(w.join("receipts/r2.csv")).unwrap(), "globex,20\n");
+    assert_eq!(
+        std::fs::read_to_string(w.join("receipts/r1.csv")).unwrap(),
+        "acme,10\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.join("receipts/r2.csv")).unwrap(),
+        "globex,20\n"
+    );
     let writes = rec.asked(FileAccess::Write);
-    assert!(writes.contains(&"receipts/r1.csv".to_string()), "{writes:?}");
-    assert!(writes.contains(&"receipts/r2.csv".to_string()), "{writes:?}");
+    assert!(
+        writes.contains(&"receipts/r1.csv".to_string()),
+        "{writes:?}"
+    );
+    assert!(
+        writes.contains(&"receipts/r2.csv".to_string()),
+        "{writes:?}"
+    );
 }
 
 #[test]
@@ -287,7 +308,11 @@ fn the_root_lists_and_odd_names_are_refused_and_reported() {
          touch \"$(printf 'x\\033y')\"; echo esc=$?",
     );
     let said = out(&o);
-    assert!(!failed(&said, "root") && !failed(&said, "abs"), "{said} {}", err(&o));
+    assert!(
+        !failed(&said, "root") && !failed(&said, "abs"),
+        "{said} {}",
+        err(&o)
+    );
     assert!(failed(&said, "esc"), "{said}");
     assert!(rec.asked(FileAccess::List).contains(&".".to_string()));
     assert!(rec
@@ -304,7 +329,10 @@ fn the_session_write_quota_holds() {
     let ws = owned_workspace(&[]);
     let rec = Recorder::new(Rule::AllowFiles);
     let sb = mediated_with_quota(ws.path(), rec.clone(), WriteQuota::Bytes(1 << 20));
-    let o = sh(&sb, "dd if=/dev/zero of=a bs=64k count=12 2>/dev/null; echo a=$?");
+    let o = sh(
+        &sb,
+        "dd if=/dev/zero of=a bs=64k count=12 2>/dev/null; echo a=$?",
+    );
     assert!(!failed(&out(&o), "a"), "{}", out(&o));
     // The quota is the session's: the next command has what is left.
     let o = sh(&sb, "dd if=/dev/zero of=b bs=64k count=12 2>&1; echo b=$?");

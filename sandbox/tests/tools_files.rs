@@ -8,8 +8,8 @@ mod support;
 use std::os::unix::fs::symlink;
 use std::sync::Arc;
 
-use stele_sandbox::exec::Truncation;
 use std::os::unix::fs::FileTypeExt;
+use stele_sandbox::exec::Truncation;
 
 use stele_sandbox::tools::{Creation, EntryKind, ToolError, WorkspaceTools};
 use stele_sandbox::{FileAccess, RefusalRule, Requester};
@@ -215,12 +215,30 @@ fn the_root_is_dot_for_listing_search_and_stat() {
     got.sort();
     assert_eq!(got, ["data/sales.csv", "top.txt"]);
     // Policy is asked about the root as ".", never as "".
-    let asked: Vec<String> = rec.files.lock().unwrap().iter().map(|r| r.path.clone()).collect();
+    let asked: Vec<String> = rec
+        .files
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
     assert!(asked.contains(&".".to_string()), "{asked:?}");
     assert!(!asked.iter().any(String::is_empty), "{asked:?}");
     // The root is no file: reading or writing it is a reported refusal.
-    assert!(matches!(t.read(".", 10), Err(ToolError::Refused { rule: RefusalRule::NotRegular, .. })));
-    assert!(matches!(t.write("", b"x"), Err(ToolError::Refused { rule: RefusalRule::NotRegular, .. })));
+    assert!(matches!(
+        t.read(".", 10),
+        Err(ToolError::Refused {
+            rule: RefusalRule::NotRegular,
+            ..
+        })
+    ));
+    assert!(matches!(
+        t.write("", b"x"),
+        Err(ToolError::Refused {
+            rule: RefusalRule::NotRegular,
+            ..
+        })
+    ));
     // A policy that refuses the root refuses listing it, under ".".
     let (t, rec) = tools(ws.path(), Rule::AllowFiles);
     rec.deny_path(".");
@@ -240,14 +258,29 @@ fn fifos_sockets_and_directories_are_refused_without_blocking() {
     let started = std::time::Instant::now();
     for p in ["pipe", "sock", "dir"] {
         assert!(
-            matches!(t.read(p, 10), Err(ToolError::Refused { rule: RefusalRule::NotRegular, .. })),
+            matches!(
+                t.read(p, 10),
+                Err(ToolError::Refused {
+                    rule: RefusalRule::NotRegular,
+                    ..
+                })
+            ),
             "{p}"
         );
         assert!(
-            matches!(t.write(p, b"x"), Err(ToolError::Refused { rule: RefusalRule::NotRegular, .. })),
+            matches!(
+                t.write(p, b"x"),
+                Err(ToolError::Refused {
+                    rule: RefusalRule::NotRegular,
+                    ..
+                })
+            ),
             "{p}"
         );
-        assert!(matches!(t.edit(p, "a", "b"), Err(ToolError::Refused { .. })), "{p}");
+        assert!(
+            matches!(t.edit(p, "a", "b"), Err(ToolError::Refused { .. })),
+            "{p}"
+        );
     }
     // A search walks past them (it reads regular files only).
     assert_eq!(t.search("fine", None, 10).unwrap().len(), 1);
@@ -256,10 +289,19 @@ fn fifos_sockets_and_directories_are_refused_without_blocking() {
     let read: Vec<String> = rec.asked(FileAccess::Read);
     assert!(!read.iter().any(|p| p == "pipe" || p == "sock"), "{read:?}");
     let refused = rec.refused(RefusalRule::NotRegular);
-    assert!(refused.iter().any(|(p, d)| p == "pipe" && d == "a FIFO"), "{refused:?}");
-    assert!(refused.iter().any(|(p, d)| p == "sock" && d == "a socket"), "{refused:?}");
+    assert!(
+        refused.iter().any(|(p, d)| p == "pipe" && d == "a FIFO"),
+        "{refused:?}"
+    );
+    assert!(
+        refused.iter().any(|(p, d)| p == "sock" && d == "a socket"),
+        "{refused:?}"
+    );
     // The FIFO still has no writer waiting on it, and nothing was written.
-    assert!(std::fs::symlink_metadata(ws.path().join("pipe")).unwrap().file_type().is_fifo());
+    assert!(std::fs::symlink_metadata(ws.path().join("pipe"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
 }
 
 #[test]
@@ -276,35 +318,72 @@ fn hard_linked_files_are_decided_under_every_name() {
     let (t, rec) = tools(ws.path(), Rule::AllowFiles);
     rec.deny_path("receipts");
     // Writing or reading the allowed name reaches the protected file: refused.
-    assert!(matches!(t.write("reports/r1.csv", b"changed"), Err(ToolError::Denied { .. })));
-    assert!(matches!(t.read("reports/r1.csv", 100), Err(ToolError::Denied { .. })));
-    assert!(matches!(t.edit("reports/r1.csv", "protected", "x"), Err(ToolError::Denied { .. })));
+    assert!(matches!(
+        t.write("reports/r1.csv", b"changed"),
+        Err(ToolError::Denied { .. })
+    ));
+    assert!(matches!(
+        t.read("reports/r1.csv", 100),
+        Err(ToolError::Denied { .. })
+    ));
+    assert!(matches!(
+        t.edit("reports/r1.csv", "protected", "x"),
+        Err(ToolError::Denied { .. })
+    ));
     assert_eq!(
         std::fs::read_to_string(ws.path().join("receipts/r1.csv")).unwrap(),
         "protected"
     );
     // Both names were asked; the program's own name among them.
     let written = rec.asked(FileAccess::Write);
-    assert!(written.contains(&"reports/r1.csv".to_string()), "{written:?}");
-    assert!(written.contains(&"receipts/r1.csv".to_string()), "{written:?}");
+    assert!(
+        written.contains(&"reports/r1.csv".to_string()),
+        "{written:?}"
+    );
+    assert!(
+        written.contains(&"receipts/r1.csv".to_string()),
+        "{written:?}"
+    );
     // A search skips it too (each refusal decided and reported).
     assert!(t.search("protected", None, 10).unwrap().is_empty());
     // With both names allowed, both are decided and reported closed.
     let (t, rec) = tools(ws.path(), Rule::AllowFiles);
     t.write("reports/r1.csv", b"both allowed").unwrap();
-    let closed: Vec<String> = rec.closes.lock().unwrap().iter().map(|c| c.path.clone()).collect();
-    assert!(closed.contains(&"receipts/r1.csv".to_string()) && closed.contains(&"reports/r1.csv".to_string()), "{closed:?}");
+    let closed: Vec<String> = rec
+        .closes
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.path.clone())
+        .collect();
+    assert!(
+        closed.contains(&"receipts/r1.csv".to_string())
+            && closed.contains(&"reports/r1.csv".to_string()),
+        "{closed:?}"
+    );
     // A name outside the workspace cannot be decided: refused.
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(ws.path().join("shared.txt"), "x").unwrap();
     std::fs::hard_link(ws.path().join("shared.txt"), outside.path().join("alias")).unwrap();
-    for r in [t.read("shared.txt", 10).err(), t.write("shared.txt", b"y").err()] {
+    for r in [
+        t.read("shared.txt", 10).err(),
+        t.write("shared.txt", b"y").err(),
+    ] {
         assert!(
-            matches!(r, Some(ToolError::Refused { rule: RefusalRule::HardLinkUnresolved, .. })),
+            matches!(
+                r,
+                Some(ToolError::Refused {
+                    rule: RefusalRule::HardLinkUnresolved,
+                    ..
+                })
+            ),
             "{r:?}"
         );
     }
-    assert_eq!(std::fs::read_to_string(outside.path().join("alias")).unwrap(), "x");
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("alias")).unwrap(),
+        "x"
+    );
 }
 
 #[test]
@@ -324,7 +403,11 @@ fn written_files_get_a_sane_mode_and_lose_setid_bits() {
     assert_eq!((m.uid(), m.gid()), (owner.uid(), owner.gid()));
     // A pre-existing setuid file rewritten by the tool loses the bit.
     std::fs::write(ws.path().join("suid"), "old").unwrap();
-    std::fs::set_permissions(ws.path().join("suid"), std::fs::Permissions::from_mode(0o6755)).unwrap();
+    std::fs::set_permissions(
+        ws.path().join("suid"),
+        std::fs::Permissions::from_mode(0o6755),
+    )
+    .unwrap();
     t.write("suid", b"new").unwrap();
     let m = std::fs::metadata(ws.path().join("suid")).unwrap();
     assert_eq!(m.mode() & 0o7777, 0o755, "{:o}", m.mode());
@@ -340,7 +423,10 @@ fn names_policy_cannot_see_are_listed_escaped_and_skipped_by_search() {
     let (t, rec) = tools(ws.path(), Rule::AllowFiles);
     let names: Vec<String> = t.list(".").unwrap().into_iter().map(|e| e.name).collect();
     assert!(names.contains(&"bad\\xffname.txt".to_string()), "{names:?}");
-    assert!(names.contains(&"x\\u{202e}txt.exe".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"x\\u{202e}txt.exe".to_string()),
+        "{names:?}"
+    );
     // The UTF-8 one is searched (its hit names it as it is); the other is
     // refused as a name policy cannot see, and reported.
     let hits = t.search("needle", None, 10).unwrap();

@@ -160,7 +160,12 @@ fn no_setuid_binary_and_new_files_belong_to_the_owner() {
     }
     assert!(!failed(&said, "made"), "{said}");
     let d = vm.workspace.join("modes");
-    assert_eq!(mode(&d.join("myid")) & 0o7000, 0, "{:o}", mode(&d.join("myid")));
+    assert_eq!(
+        mode(&d.join("myid")) & 0o7000,
+        0,
+        "{:o}",
+        mode(&d.join("myid"))
+    );
     assert_eq!(mode(&d.join("d")) & 0o7000, 0);
     assert_eq!(mode(&d.join("f")), 0o640);
     assert_eq!(mode(&d.join("e")), 0o750);
@@ -197,14 +202,22 @@ fn hard_links_cannot_reach_protected_files() {
     );
     assert!(failed(&said, "link") && failed(&said, "write"), "{said}");
     assert!(!failed(&said, "read"), "{said}");
-    assert_eq!(std::fs::read_to_string(ws.join("receipts/r1.csv")).unwrap(), "acme,10\n");
-    assert_eq!(std::fs::read_to_string(ws.join("receipts/r2.csv")).unwrap(), "globex,20\n");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("receipts/r1.csv")).unwrap(),
+        "acme,10\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("receipts/r2.csv")).unwrap(),
+        "globex,20\n"
+    );
     assert!(!ws.join("reports/r1.csv").exists());
     // Refused by the layer, under the protected names.
     let asked = vm.recorder.files.lock().unwrap().clone();
     for p in ["receipts/r1.csv", "receipts/r2.csv"] {
         assert!(
-            asked.iter().any(|r| r.access == FileAccess::Write && r.path == p),
+            asked
+                .iter()
+                .any(|r| r.access == FileAccess::Write && r.path == p),
             "{p}: {asked:?}"
         );
     }
@@ -227,13 +240,21 @@ fn refusals_hashes_and_the_root() {
     assert!(!failed(&said, "root") && !failed(&said, "trunc"), "{said}");
     assert!(failed(&said, "esc") && failed(&said, "xattr"), "{said}");
     let files = vm.recorder.files.lock().unwrap().clone();
-    assert!(files.iter().any(|r| r.access == FileAccess::List && r.path == "."), "root asked as .");
+    assert!(
+        files
+            .iter()
+            .any(|r| r.access == FileAccess::List && r.path == "."),
+        "root asked as ."
+    );
     assert!(vm
         .recorder
         .refused(RefusalRule::ControlCharacter)
         .iter()
         .any(|(p, _)| p == "misc/esc\\u{1b}x"));
-    assert!(!vm.recorder.refused(RefusalRule::ExtendedAttribute).is_empty());
+    assert!(!vm
+        .recorder
+        .refused(RefusalRule::ExtendedAttribute)
+        .is_empty());
     let want = ring::digest::digest(&ring::digest::SHA256, b"0123");
     assert!(vm
         .recorder
@@ -260,7 +281,11 @@ fn the_quota_holds_and_fifos_do_not_block_file_requests() {
     // The agent's own file request on the FIFO is refused at once.
     let started = std::time::Instant::now();
     let e = vm.sandbox.files().read("q/pipe", 0, 10).unwrap_err();
-    assert_eq!(e.fs_error().map(|e| e.kind), Some(FsErrorKind::NotAFile), "{e}");
+    assert_eq!(
+        e.fs_error().map(|e| e.kind),
+        Some(FsErrorKind::NotAFile),
+        "{e}"
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
     assert!(vm
         .recorder
@@ -277,15 +302,29 @@ fn the_agents_file_requests_report_their_refusals() {
     for (path, rule, kind) in [
         ("../etc/passwd", RefusalRule::ParentDir, FsErrorKind::Escape),
         ("/etc/passwd", RefusalRule::Absolute, FsErrorKind::Escape),
-        ("etc-link/passwd", RefusalRule::SymlinkEscape, FsErrorKind::Escape),
+        (
+            "etc-link/passwd",
+            RefusalRule::SymlinkEscape,
+            FsErrorKind::Escape,
+        ),
         // Through virtio-fs to the layer, which refuses the name.
-        ("esc\u{1b}[2J", RefusalRule::ControlCharacter, FsErrorKind::PermissionDenied),
+        (
+            "esc\u{1b}[2J",
+            RefusalRule::ControlCharacter,
+            FsErrorKind::PermissionDenied,
+        ),
     ] {
         let e = files.read(path, 0, 10).unwrap_err();
         assert_eq!(e.fs_error().map(|e| e.kind), Some(kind), "{path}: {e}");
-        assert!(!vm.recorder.refused(rule).is_empty(), "{path}: {rule:?} not reported");
+        assert!(
+            !vm.recorder.refused(rule).is_empty(),
+            "{path}: {rule:?} not reported"
+        );
     }
     // Nothing of /etc came back, and no access was put to policy for them.
     let asked = vm.recorder.files.lock().unwrap().clone();
-    assert!(!asked.iter().any(|r| r.path.contains("passwd")), "{asked:?}");
+    assert!(
+        !asked.iter().any(|r| r.path.contains("passwd")),
+        "{asked:?}"
+    );
 }

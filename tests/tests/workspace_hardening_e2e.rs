@@ -150,7 +150,10 @@ fn setuid_case(backend: Backend) {
     let out = text(&o);
     assert!(o.status.success(), "{out}");
     for k in ["chmod4755", "chmod2755", "setgid_dir"] {
-        assert!(out.contains(&format!("{k}=EPERM")), "{backend:?} {k}: {out}");
+        assert!(
+            out.contains(&format!("{k}=EPERM")),
+            "{backend:?} {k}: {out}"
+        );
     }
     for k in ["create6777", "mkdir2777", "plain"] {
         assert!(out.contains(&format!("{k}=ok")), "{backend:?} {k}: {out}");
@@ -158,9 +161,20 @@ fn setuid_case(backend: Backend) {
     assert!(!out.contains("chown=ok"), "{backend:?}: {out}");
     // On the host: no special bits, the owner's files, umask 027.
     // (shutil.copy copies the mode bits it may: 0755.)
-    for (name, mode) in [("myid", 0o755), ("d", 0o750), ("c", 0o750), ("e", 0o750), ("plain", 0o640)] {
+    for (name, mode) in [
+        ("myid", 0o755),
+        ("d", 0o750),
+        ("c", 0o750),
+        ("e", 0o750),
+        ("plain", 0o640),
+    ] {
         let m = std::fs::metadata(ws.join(name)).unwrap();
-        assert_eq!(m.mode() & 0o7777, mode, "{backend:?} {name}: {:o}", m.mode());
+        assert_eq!(
+            m.mode() & 0o7777,
+            mode,
+            "{backend:?} {name}: {:o}",
+            m.mode()
+        );
         assert_eq!((m.uid(), m.gid()), OWNER, "{backend:?} {name}");
     }
     // Each refused chmod is a denied decision naming its rule.
@@ -172,7 +186,10 @@ fn setuid_case(backend: Backend) {
             .any(|e| e["target"]["path"] == "myid" && e["data"]["refusal"]["detail"] == "mode 4755"),
         "{backend:?}: {privileged:?}"
     );
-    assert!(privileged.iter().any(|e| e["target"]["path"] == "d"), "{backend:?}");
+    assert!(
+        privileged.iter().any(|e| e["target"]["path"] == "d"),
+        "{backend:?}"
+    );
 }
 
 #[test]
@@ -207,11 +224,20 @@ fn hard_link_case(backend: Backend) {
     let o = exec(&s, &ws, &finance(), backend, &[], &code);
     let out = text(&o);
     for k in ["link", "write_alias", "truncate_alias"] {
-        assert!(out.contains(&format!("{k}=EACCES")), "{backend:?} {k}: {out}");
+        assert!(
+            out.contains(&format!("{k}=EACCES")),
+            "{backend:?} {k}: {out}"
+        );
     }
     assert!(out.contains("read_receipt=ok"), "{backend:?}: {out}");
-    assert_eq!(std::fs::read_to_string(ws.join("receipts/r1.csv")).unwrap(), "acme,10\n");
-    assert_eq!(std::fs::read_to_string(ws.join("receipts/r2.csv")).unwrap(), "globex,20\n");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("receipts/r1.csv")).unwrap(),
+        "acme,10\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("receipts/r2.csv")).unwrap(),
+        "globex,20\n"
+    );
     assert!(!ws.join("reports/r1.csv").exists());
     // The log shows the writes refused under the names the policy protects.
     let l = leaves(&s);
@@ -255,18 +281,34 @@ fn quota_case(backend: Backend) {
          t('grow', lambda: os.truncate('big', 100 << 20))\n\
          t('shrink', lambda: os.truncate('t', 4))\n"
     );
-    let o = exec(&s, &ws, &policy, backend, &["--workspace-quota", "1MiB"], &code);
+    let o = exec(
+        &s,
+        &ws,
+        &policy,
+        backend,
+        &["--workspace-quota", "1MiB"],
+        &code,
+    );
     let out = text(&o);
-    assert!(out.contains("fill=EDQUOT") && out.contains("grow=EDQUOT"), "{backend:?}: {out}");
+    assert!(
+        out.contains("fill=EDQUOT") && out.contains("grow=EDQUOT"),
+        "{backend:?}: {out}"
+    );
     assert!(out.contains("shrink=ok"), "{backend:?}: {out}");
     assert!(std::fs::metadata(ws.join("big")).unwrap().len() <= 1 << 20);
     let l = leaves(&s);
-    assert!(!refusals(&l, "workspace.write_quota").is_empty(), "{backend:?}");
+    assert!(
+        !refusals(&l, "workspace.write_quota").is_empty(),
+        "{backend:?}"
+    );
     let end = l.iter().rev().find(|e| e["kind"] == "exec.end").unwrap();
     assert_eq!(end["data"]["workspace_write_quota"], 1 << 20, "{end}");
     let written = end["data"]["workspace_bytes_written"].as_u64().unwrap();
-    assert!(written <= 1 << 20 && written >= 1 << 19, "{end}");
-    assert!(end["data"]["workspace_writes_refused"].as_u64().unwrap() >= 2, "{end}");
+    assert!((1 << 19..=1 << 20).contains(&written), "{end}");
+    assert!(
+        end["data"]["workspace_writes_refused"].as_u64().unwrap() >= 2,
+        "{end}"
+    );
     let start = l.iter().find(|e| e["kind"] == "session.start").unwrap();
     assert_eq!(start["data"]["workspace_write_quota"], 1 << 20, "{start}");
     // The truncate's result carries the hash of what it left.
@@ -307,11 +349,22 @@ fn the_quota_comes_from_the_config_and_sandbox_check_shows_it() {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["workspace_write_quota"], 65536, "{v}");
     let o = s.run_env(&["sandbox", "check"], &cfg).unwrap();
-    assert!(text(&o).contains("workspace write quota: 64 KiB per session"), "{}", text(&o));
+    assert!(
+        text(&o).contains("workspace write quota: 64 KiB per session"),
+        "{}",
+        text(&o)
+    );
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/strict-default");
     let args = [
-        "sandbox", "exec", "--workspace", ws.to_str().unwrap(), "--policy",
-        policy.to_str().unwrap(), "--", "python3", "-c",
+        "sandbox",
+        "exec",
+        "--workspace",
+        ws.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+        "--",
+        "python3",
+        "-c",
         "open('f', 'wb').write(b'x' * 100000)",
     ];
     let o = s.run_env(&args, &cfg).unwrap();
@@ -321,7 +374,10 @@ fn the_quota_comes_from_the_config_and_sandbox_check_shows_it() {
     let o = s.run_env(&args, &cfg).unwrap();
     assert!(!o.status.success());
     let err = text(&o);
-    assert!(err.contains("line 2") && err.contains("invalid write quota"), "{err}");
+    assert!(
+        err.contains("line 2") && err.contains("invalid write quota"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -342,7 +398,14 @@ fn the_root_is_the_policy_resource_dot() {
     let team = policy.join("teams/finance/finance.cedar");
     let rules = std::fs::read_to_string(&team).unwrap();
     assert!(rules.contains(r#"["." , "receipts", "reports"]"#));
-    std::fs::write(&team, rules.replace(r#"["." , "receipts", "reports"]"#, r#"["receipts", "reports"]"#)).unwrap();
+    std::fs::write(
+        &team,
+        rules.replace(
+            r#"["." , "receipts", "reports"]"#,
+            r#"["receipts", "reports"]"#,
+        ),
+    )
+    .unwrap();
     let o = exec(&s, &ws, &policy, Backend::Process, &[], &code);
     assert!(text(&o).contains("root=EACCES"), "{}", text(&o));
     let l = leaves(&s);
@@ -350,9 +413,18 @@ fn the_root_is_the_policy_resource_dot() {
         .iter()
         .filter(|e| e["kind"] == "policy.decision" && e["target"]["path"] == ".")
         .collect();
-    assert!(on_root.iter().any(|e| e["decision"]["effect"] == "allow"), "{on_root:?}");
-    assert!(on_root.iter().any(|e| e["decision"]["effect"] == "deny"), "{on_root:?}");
-    assert!(!l.iter().any(|e| e["target"]["path"] == ""), "no entry names the root \"\"");
+    assert!(
+        on_root.iter().any(|e| e["decision"]["effect"] == "allow"),
+        "{on_root:?}"
+    );
+    assert!(
+        on_root.iter().any(|e| e["decision"]["effect"] == "deny"),
+        "{on_root:?}"
+    );
+    assert!(
+        !l.iter().any(|e| e["target"]["path"] == ""),
+        "no entry names the root \"\""
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -386,11 +458,19 @@ fn a_run_lists_the_root_and_every_refusal_is_a_denied_decision() {
         ("l4", "file_list", json!({"path": "./"})),
         ("s1", "file_search", json!({"query": "north"})),
         // A program makes a FIFO; reading it must not hang the run.
-        ("x1", "exec", json!({"argv": ["python3", "-c", "import os; os.mkfifo('data/pipe')"]})),
+        (
+            "x1",
+            "exec",
+            json!({"argv": ["python3", "-c", "import os; os.mkfifo('data/pipe')"]}),
+        ),
         ("f1", "file_read", json!({"path": "data/pipe"})),
         ("e1", "file_read", json!({"path": "../../etc/passwd"})),
         ("e2", "file_read", json!({"path": "/etc/passwd"})),
-        ("e3", "file_write", json!({"path": "data/\u{1b}[2Jx", "content": "x"})),
+        (
+            "e3",
+            "file_write",
+            json!({"path": "data/\u{1b}[2Jx", "content": "x"}),
+        ),
     ];
     for (id, name, input) in &calls {
         mock.push(Turn::new().tool_use(id, name, input.clone()).into());
@@ -405,9 +485,16 @@ fn a_run_lists_the_root_and_every_refusal_is_a_denied_decision() {
     let o = s
         .run_env(
             &[
-                "run", "--workspace", ws.to_str().unwrap(), "--policy",
-                policy.to_str().unwrap(), "--model", "anthropic:claude-sonnet-4-5",
-                "--max-seconds", "300", "Look around",
+                "run",
+                "--workspace",
+                ws.to_str().unwrap(),
+                "--policy",
+                policy.to_str().unwrap(),
+                "--model",
+                "anthropic:claude-sonnet-4-5",
+                "--max-seconds",
+                "300",
+                "Look around",
             ],
             &[
                 ("ANTHROPIC_API_KEY", "sk-ant-test-hardening-0123456789"),
@@ -438,7 +525,11 @@ fn a_run_lists_the_root_and_every_refusal_is_a_denied_decision() {
         assert!(t.contains("data"), "{id}: {t}");
         assert!(!t.contains("refused"), "{id}: {t}");
     }
-    assert!(told("s1").contains("data/sales.csv:2: north,12"), "{}", told("s1"));
+    assert!(
+        told("s1").contains("data/sales.csv:2: north,12"),
+        "{}",
+        told("s1")
+    );
     let l = leaves(&s);
     for (id, rule) in [
         ("f1", "file.not_regular"),
@@ -502,8 +593,16 @@ fn stating_thousands_of_files_leaves_stele_working() {
         .arg("--nofile=1024:1024")
         .arg(stele_tests::stele_bin())
         .args([
-            "run", "--workspace", ws.to_str().unwrap(), "--policy", policy.to_str().unwrap(),
-            "--model", "anthropic:claude-sonnet-4-5", "--max-seconds", "900", "Walk",
+            "run",
+            "--workspace",
+            ws.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--model",
+            "anthropic:claude-sonnet-4-5",
+            "--max-seconds",
+            "900",
+            "Walk",
         ])
         .env("STELE_STATE_DIR", &s.state)
         .env("USER", "alice")

@@ -24,9 +24,8 @@ use stele_audit::{Outcome, Status, Target};
 use stele_policy::canonical::{canonical_path, CanonicalHost};
 use stele_policy::{Action, CanonError, Resource, ToolArgs};
 use stele_sandbox::{
-    ChangeOutcome, FileAccess, FileChangeReport, FileCloseReport, FileOp, FileRefusal,
-    FileRequest, Mediator, NetCloseReport, NetRequest, NetScheme, Refusal, RefusalRule, Ticket,
-    Verdict,
+    ChangeOutcome, FileAccess, FileChangeReport, FileCloseReport, FileOp, FileRefusal, FileRequest,
+    Mediator, NetCloseReport, NetRequest, NetScheme, Refusal, RefusalRule, Ticket, Verdict,
 };
 
 use super::{ActionRequest, Authorization, Denial, Gate, Permit};

@@ -243,7 +243,10 @@ fn refusals_before_policy_are_denied_decision_entries() {
     let first = m.file_refused(&lookup);
     let again = m.file_refused(&lookup);
     let once = first.detail::<RefusedBeforePolicy>().unwrap().denial.seq;
-    assert_eq!(again.detail::<RefusedBeforePolicy>().unwrap().denial.seq, once);
+    assert_eq!(
+        again.detail::<RefusedBeforePolicy>().unwrap().denial.seq,
+        once
+    );
     // The root is a resource policy decides, as ".".
     let root = allowed(&m, FileAccess::List, FileOp::ReadDir, ".");
     // A truncate's result carries the hash of what it left.
@@ -266,7 +269,11 @@ fn refusals_before_policy_are_denied_decision_entries() {
         assert!(d.reason.as_ref().unwrap().contains(rule), "{d:?}");
         let data = e.data.as_ref().unwrap();
         assert_eq!(data["refusal"]["rule"], rule);
-        assert_eq!(e.target.as_ref().unwrap().path.as_deref(), Some(path), "{rule}");
+        assert_eq!(
+            e.target.as_ref().unwrap().path.as_deref(),
+            Some(path),
+            "{rule}"
+        );
         data.clone()
     };
     for (seq, rule, shown) in seqs {
@@ -276,14 +283,24 @@ fn refusals_before_policy_are_denied_decision_entries() {
     let data = check(setuid, "file.privileged_mode", "myid");
     assert_eq!(data["refusal"]["detail"], "mode 4755");
     assert_eq!(data["refusal"]["access"], "file.write");
-    assert_eq!((data["pid"].clone(), data["exec"].clone()), (7.into(), "9".into()));
+    assert_eq!(
+        (data["pid"].clone(), data["exec"].clone()),
+        (7.into(), "9".into())
+    );
     check(once, "path.not_utf8", "bad\\xff");
     let refusals = l
         .iter()
-        .filter(|e| e.data.as_ref().is_some_and(|d| d["refusal"]["rule"] == "path.not_utf8"))
+        .filter(|e| {
+            e.data
+                .as_ref()
+                .is_some_and(|d| d["refusal"]["rule"] == "path.not_utf8")
+        })
         .count();
     assert_eq!(refusals, 1);
-    assert_eq!(l[root.0 as usize].target.as_ref().unwrap().path.as_deref(), Some("."));
+    assert_eq!(
+        l[root.0 as usize].target.as_ref().unwrap().path.as_deref(),
+        Some(".")
+    );
     let result = l
         .iter()
         .find(|e| e.refs.as_ref().is_some_and(|r| r.intent_seq == t.0))

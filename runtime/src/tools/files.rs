@@ -56,18 +56,18 @@ fn denied(action: &str, path: &str, refusal: &Refusal) -> Ran {
         })
     } else {
         match refusal.detail::<Denial>() {
-        Some(d) => {
-            let mut v = denial_json(d);
-            v["action"] = action.into();
-            v["path"] = path.into();
-            v
-        }
-        None => serde_json::json!({
-            "error": "refused",
-            "action": action,
-            "path": path,
-            "reason": refusal.reason(),
-        }),
+            Some(d) => {
+                let mut v = denial_json(d);
+                v["action"] = action.into();
+                v["path"] = path.into();
+                v
+            }
+            None => serde_json::json!({
+                "error": "refused",
+                "action": action,
+                "path": path,
+                "reason": refusal.reason(),
+            }),
         }
     };
     let mut r = Ran::error(text.to_string());
@@ -188,7 +188,8 @@ mod tests {
         let ws = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(ws.path().join("receipts")).unwrap();
         std::fs::write(ws.path().join("receipts/r1.txt"), "north 12\n").unwrap();
-        let fifo = std::ffi::CString::new(ws.path().join("receipts/pipe").to_str().unwrap()).unwrap();
+        let fifo =
+            std::ffi::CString::new(ws.path().join("receipts/pipe").to_str().unwrap()).unwrap();
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
         let m = Arc::new(GateMediator::with_parent(
@@ -198,22 +199,48 @@ mod tests {
         let files = WorkspaceTools::open(ws.path(), m, Requester::default()).unwrap();
         // The model's natural first call, in every spelling (finance lets
         // its members list ".").
-        for input in [json!({}), json!({"path": "."}), json!({"path": ""}), json!({"path": "./"})] {
+        for input in [
+            json!({}),
+            json!({"path": "."}),
+            json!({"path": ""}),
+            json!({"path": "./"}),
+        ] {
             let ran = super::run(&files, super::specs::FILE_LIST, &input);
             assert_eq!(ran.status, ToolResultStatus::Ok, "{input}: {}", ran.text);
             assert!(ran.text.contains("receipts"), "{input}: {}", ran.text);
         }
-        let ran = super::run(&files, super::specs::FILE_SEARCH, &json!({"query": "north"}));
-        assert!(ran.text.contains("receipts/r1.txt:1: north 12"), "{}", ran.text);
+        let ran = super::run(
+            &files,
+            super::specs::FILE_SEARCH,
+            &json!({"query": "north"}),
+        );
+        assert!(
+            ran.text.contains("receipts/r1.txt:1: north 12"),
+            "{}",
+            ran.text
+        );
         // A FIFO is refused at once (reading it would block the run).
         let started = std::time::Instant::now();
-        let ran = super::run(&files, super::specs::FILE_READ, &json!({"path": "receipts/pipe"}));
+        let ran = super::run(
+            &files,
+            super::specs::FILE_READ,
+            &json!({"path": "receipts/pipe"}),
+        );
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
-        assert_eq!(ran.outcome.status, stele_audit::Status::Denied, "{}", ran.text);
+        assert_eq!(
+            ran.outcome.status,
+            stele_audit::Status::Denied,
+            "{}",
+            ran.text
+        );
         let v: serde_json::Value = serde_json::from_str(&ran.text).unwrap();
         assert_eq!(v["rule"], "file.not_regular");
         // Escapes are denials in the log: a policy.decision, status denied.
-        let ran = super::run(&files, super::specs::FILE_READ, &json!({"path": "../../etc/passwd"}));
+        let ran = super::run(
+            &files,
+            super::specs::FILE_READ,
+            &json!({"path": "../../etc/passwd"}),
+        );
         let v: serde_json::Value = serde_json::from_str(&ran.text).unwrap();
         assert_eq!(v["rule"], "path.parent_dir");
         let seq = v["audit_entry"].as_u64().unwrap();
@@ -221,13 +248,26 @@ mod tests {
         let l = crate::gate::mediator::tests::leaves(&s.db);
         let e = &l[seq as usize];
         assert_eq!(e.kind, stele_audit::EventKind::PolicyDecision);
-        assert_eq!(e.outcome.as_ref().unwrap().status, stele_audit::Status::Denied);
-        assert_eq!(e.target.as_ref().unwrap().path.as_deref(), Some("../../etc/passwd"));
+        assert_eq!(
+            e.outcome.as_ref().unwrap().status,
+            stele_audit::Status::Denied
+        );
+        assert_eq!(
+            e.target.as_ref().unwrap().path.as_deref(),
+            Some("../../etc/passwd")
+        );
         assert_eq!(e.data.as_ref().unwrap()["tool_call"], 3);
-        assert_eq!(e.data.as_ref().unwrap()["refusal"]["rule"], "path.parent_dir");
+        assert_eq!(
+            e.data.as_ref().unwrap()["refusal"]["rule"],
+            "path.parent_dir"
+        );
         // The root's listing was decided, as ".".
-        assert!(l.iter().any(|e| e.kind == stele_audit::EventKind::PolicyDecision
-            && e.target.as_ref().and_then(|t| t.path.as_deref()) == Some(".")
-            && e.decision.as_ref().is_some_and(|d| d.effect == stele_audit::Effect::Allow)));
+        assert!(l
+            .iter()
+            .any(|e| e.kind == stele_audit::EventKind::PolicyDecision
+                && e.target.as_ref().and_then(|t| t.path.as_deref()) == Some(".")
+                && e.decision
+                    .as_ref()
+                    .is_some_and(|d| d.effect == stele_audit::Effect::Allow)));
     }
 }

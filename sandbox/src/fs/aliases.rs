@@ -16,13 +16,13 @@
 //! The search costs a walk of the workspace, once per hard-linked inode the
 //! kernel remembers; files with one link (nearly all) cost nothing.
 
+use cap_std::fs::MetadataExt as _;
 use std::collections::BTreeSet;
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use cap_std::fs::MetadataExt as _;
 use std::sync::PoisonError;
 
 use fuse_backend_rs::abi::fuse_abi::stat64;
@@ -112,7 +112,8 @@ fn search(root: &File, dev: u64, ino: u64, want: u64) -> io::Result<Found> {
 
 /// Open `name` in `dir` as a directory, never through a symbolic link.
 fn open_dir_nofollow(dir: &File, name: &OsStr) -> io::Result<File> {
-    let c = CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let c =
+        CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     open_at(dir, &c)
 }
 
@@ -134,7 +135,12 @@ fn open_at(dir: &File, name: &CStr) -> io::Result<File> {
 
 /// Every name under `root` of the host file `(dev, ino)` with `links`
 /// links: all of them, or why not.
-pub(crate) fn all_names(root: &File, dev: u64, ino: u64, links: u64) -> Result<Vec<String>, Unresolved> {
+pub(crate) fn all_names(
+    root: &File,
+    dev: u64,
+    ino: u64,
+    links: u64,
+) -> Result<Vec<String>, Unresolved> {
     let unresolved = |found| Unresolved { links, found };
     let found = search(root, dev, ino, links).map_err(|_| unresolved(0))?;
     if found.unusable > 0 || (found.names.len() as u64) < links {
@@ -157,7 +163,7 @@ impl MediatedLayer {
         }
         // The link count the host reports now, and which file to look for.
         let (st, _) = self.inner.getattr(&Context::default(), inode, None)?;
-        let links = u64::from(st.st_nlink);
+        let links = st.st_nlink;
         if links <= 1 {
             let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
             nodes.saw_nlink(inode, links);
@@ -212,7 +218,7 @@ impl MediatedLayer {
         self.remember(newparent, newname, path.clone(), &entry);
         let mut all = names;
         all.push(path);
-        let links = u64::from(entry.attr.st_nlink);
+        let links = entry.attr.st_nlink;
         self.nodes
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -231,7 +237,7 @@ impl MediatedLayer {
     /// A GETATTR reply: keep the link count current (a link made on the
     /// host makes the file's names incomplete).
     pub(super) fn saw_attr(&self, inode: u64, st: &stat64) {
-        let nlink = u64::from(st.st_nlink);
+        let nlink = st.st_nlink;
         let differs = self
             .nodes
             .read()

@@ -179,7 +179,8 @@ impl Budget {
 /// (`FUSE_NOTIFY_INVAL_ENTRY`); the inode is forgotten once unused.
 pub(crate) fn notify_inval_entry(fuse: RawFd, parent: u64, name: &str) -> io::Result<()> {
     let name = name.as_bytes();
-    let namelen = u32::try_from(name.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let namelen =
+        u32::try_from(name.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // fuse_out_header { len: u32, error: i32, unique: u64 } and
     // fuse_notify_inval_entry_out { parent: u64, namelen: u32, flags: u32 },
     // then the name and its NUL.

@@ -14,6 +14,9 @@ use crate::{
     policy_path, ChangeOutcome, FileAccess, FileChangeReport, FileCloseReport, FileOp, Ticket,
 };
 
+/// Tickets of decisions, each with the name it was decided under.
+pub(super) type Decided = Vec<(Ticket, String)>;
+
 /// `__FMODE_EXEC`: set in the open flags the kernel forwards for execve.
 const FMODE_EXEC: u32 = 0x20;
 
@@ -68,7 +71,7 @@ impl MediatedLayer {
         accesses: &[FileAccess],
         op: FileOp,
         names: &[String],
-    ) -> io::Result<(Vec<(Ticket, String)>, Option<u64>)> {
+    ) -> io::Result<(Decided, Option<u64>)> {
         let (requester, command) = self.requester(ctx)?;
         let mut tickets = Vec::with_capacity(accesses.len() * names.len());
         for path in names {

@@ -305,7 +305,10 @@ mod tests {
         assert_eq!(creation_mode(dir | 0o2777, 0, 0o027), dir | 0o750);
         // Sticky is kept on directories only.
         assert_eq!(creation_mode(dir | 0o1777, 0, 0o027), dir | 0o1750);
-        assert_eq!(creation_mode(libc::S_IFIFO | 0o666, 0o002, 0o027), libc::S_IFIFO | 0o640);
+        assert_eq!(
+            creation_mode(libc::S_IFIFO | 0o666, 0o002, 0o027),
+            libc::S_IFIFO | 0o640
+        );
     }
 
     #[test]

@@ -191,8 +191,7 @@ impl MediatedLayer {
             return io::Error::from_raw_os_error(libc::EACCES);
         };
         let path = if path.is_empty() { b"." } else { path };
-        let refusal =
-            FileRefusal::new(access, op, path, rule, requester).with_detail(detail);
+        let refusal = FileRefusal::new(access, op, path, rule, requester).with_detail(detail);
         self.mediator.file_refused(&refusal);
         io::Error::from_raw_os_error(refusal_errno(rule))
     }
@@ -245,7 +244,7 @@ impl MediatedLayer {
     ) {
         let seen = Seen {
             mode: entry.attr.st_mode,
-            nlink: u64::from(entry.attr.st_nlink),
+            nlink: entry.attr.st_nlink,
         };
         let known = {
             let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);

@@ -45,8 +45,8 @@ pub use attribution::{pid_namespace, CommandTable, Registration};
 pub use cpu::{current_cpu, next_cpu, pin_current_thread, pin_task};
 pub use guard::{Owner, WORKSPACE_UMASK};
 pub use idmap::IdMap;
-pub use quota::{QuotaParseError, WriteQuota, WriteUsage, DEFAULT_WRITE_QUOTA};
 pub use layer::MediatedLayer;
+pub use quota::{QuotaParseError, WriteQuota, WriteUsage, DEFAULT_WRITE_QUOTA};
 pub use server::FsServer;
 
 use attribution::Attribution;

@@ -156,8 +156,9 @@ impl MediatedLayer {
                     Err(e)
                 }
             },
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST)
-                && args.flags & libc::O_EXCL as u32 == 0 =>
+            Err(e)
+                if e.raw_os_error() == Some(libc::EEXIST)
+                    && args.flags & libc::O_EXCL as u32 == 0 =>
             {
                 let existing = self.inner.lookup(ctx, parent, name)?;
                 let inode = existing.inode;

@@ -153,7 +153,7 @@ impl NodeMap {
             node.complete = false;
         }
         node.nlink = seen.nlink;
-        if node.names.iter().any(|n| *n == path) {
+        if node.names.contains(&path) {
             return;
         }
         let stale: Vec<String> = if kind == libc::S_IFDIR || seen.nlink <= 1 {
@@ -426,7 +426,10 @@ mod tests {
         let mut m = NodeMap::new();
         remember(&mut m, 5, "receipts/r1.csv", file(2));
         remember(&mut m, 5, "reports/r1.csv", file(2));
-        assert_eq!(m.get(5).unwrap().names, ["receipts/r1.csv", "reports/r1.csv"]);
+        assert_eq!(
+            m.get(5).unwrap().names,
+            ["receipts/r1.csv", "reports/r1.csv"]
+        );
         // The directory path of a multi-name file is never swapped for the last.
         assert_eq!(m.get(5).unwrap().path(), "receipts/r1.csv");
         m.unlinked("receipts/r1.csv");

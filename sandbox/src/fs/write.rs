@@ -137,12 +137,14 @@ impl MediatedLayer {
         if !open.writable {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         }
-        let frees = mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_COLLAPSE_RANGE) as u32 != 0;
+        let frees =
+            mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_COLLAPSE_RANGE) as u32 != 0;
         let cost = if frees { 0 } else { length };
         self.take_quota(ctx, &open, cost)?;
-        let done = self
-            .drop_setid(inode)
-            .and_then(|()| self.inner.fallocate(ctx, inode, open.inner, mode, offset, length));
+        let done = self.drop_setid(inode).and_then(|()| {
+            self.inner
+                .fallocate(ctx, inode, open.inner, mode, offset, length)
+        });
         if done.is_err() {
             self.quota.give_back(cost);
         }
@@ -186,8 +188,10 @@ impl MediatedLayer {
             ));
         }
         let names = self.names_to_decide(ctx, inode, FileAccess::Write, FileOp::SetAttr)?;
-        let asks: Vec<(FileAccess, &str)> =
-            names.iter().map(|n| (FileAccess::Write, n.as_str())).collect();
+        let asks: Vec<(FileAccess, &str)> = names
+            .iter()
+            .map(|n| (FileAccess::Write, n.as_str()))
+            .collect();
         let resizes = valid.contains(SetattrValid::SIZE);
         let new_size = u64::try_from(attr.st_size).unwrap_or(0);
         let inner_handle = handle.and_then(|h| self.inner_handle(h));

@@ -126,8 +126,8 @@ impl WorkspaceTools {
         detail: &str,
     ) -> ToolError {
         let path = if path.is_empty() { b"." } else { path };
-        let r = FileRefusal::new(access, op, path, rule, self.requester.clone())
-            .with_detail(detail);
+        let r =
+            FileRefusal::new(access, op, path, rule, self.requester.clone()).with_detail(detail);
         let refusal = self.mediator.file_refused(&r);
         ToolError::Refused {
             action: access.action(),

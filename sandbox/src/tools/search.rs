@@ -104,8 +104,9 @@ impl WorkspaceTools {
                 Ok(mut h) => hits.append(&mut h),
                 // Refused files (each logged) are skipped, like files a
                 // policy refuses, and so are files gone meanwhile.
-                Err(ToolError::Denied { .. } | ToolError::Refused { .. } | ToolError::NotFound(_)) => {
-                }
+                Err(
+                    ToolError::Denied { .. } | ToolError::Refused { .. } | ToolError::NotFound(_),
+                ) => {}
                 Err(e) => {
                     err = Some(e);
                     return false;

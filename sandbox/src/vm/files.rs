@@ -16,9 +16,9 @@ use super::protocol::{
     Bytes, Create, FsData, FsError, FsErrorKind, FsListing, FsOp, FsOutcome, FsReply, FsStat,
     FsWritten, HostMsg, Links, Parents, RemoveWhat, WriteAt,
 };
-use crate::{FileAccess, FileOp, FileRefusal, RefusalRule};
 use super::sandbox::VmSandbox;
 use crate::error::SandboxError;
+use crate::{FileAccess, FileOp, FileRefusal, RefusalRule};
 
 /// How long a file request may take before the VM counts as lost.
 const FS_TIMEOUT: Duration = Duration::from_secs(60);
@@ -229,8 +229,14 @@ impl GuestFiles<'_> {
             _ => return,
         };
         let shown = if path.is_empty() { "." } else { path };
-        let r = FileRefusal::new(access, fop, shown.as_bytes(), rule, crate::Requester::default())
-            .with_detail("refused in the guest");
+        let r = FileRefusal::new(
+            access,
+            fop,
+            shown.as_bytes(),
+            rule,
+            crate::Requester::default(),
+        )
+        .with_detail("refused in the guest");
         self.vm.mediator.file_refused(&r);
     }
 }
