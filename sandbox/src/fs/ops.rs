@@ -287,7 +287,7 @@ impl FileSystem for MediatedLayer {
             }
         }
         self.nodes
-            .write()
+            .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .touch(inode);
         let open = OpenHandle::new(inode, path, tickets, writable, command);

@@ -19,13 +19,14 @@
 use std::collections::HashMap;
 use std::ffi::CStr;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use fuse_backend_rs::api::filesystem::ROOT_ID;
 
 use crate::file_refusal::RefusalRule;
 
 /// One inode the kernel currently knows.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Node {
     /// Canonical workspace-relative names ("" for the root); directories
     /// and single-link files have exactly one.
@@ -39,8 +40,9 @@ pub(crate) struct Node {
     pub complete: bool,
     /// A (parent inode, name) the kernel reached it by, for invalidation.
     pub entry: Option<(u64, String)>,
-    /// When it was last handed to the kernel (a counter, for LRU).
-    pub last_used: u64,
+    /// When it was last handed to the kernel or opened (a counter, for
+    /// LRU; atomic so an open can mark it under the map's read lock).
+    pub last_used: AtomicU64,
     /// Outstanding kernel lookup references.
     nlookup: u64,
 }
@@ -68,7 +70,7 @@ pub(crate) struct NodeMap {
     nodes: HashMap<u64, Node>,
     /// Name → inode, for every name in `nodes`.
     by_path: HashMap<String, u64>,
-    clock: u64,
+    clock: AtomicU64,
 }
 
 impl NodeMap {
@@ -83,7 +85,7 @@ impl NodeMap {
                 nlink: 1,
                 complete: true,
                 entry: None,
-                last_used: 0,
+                last_used: AtomicU64::new(0),
                 // The root is never forgotten.
                 nlookup: u64::MAX / 2,
             },
@@ -93,7 +95,7 @@ impl NodeMap {
         NodeMap {
             nodes,
             by_path,
-            clock: 0,
+            clock: AtomicU64::new(0),
         }
     }
 
@@ -121,8 +123,7 @@ impl NodeMap {
         if inode == 0 {
             return;
         }
-        self.clock += 1;
-        let clock = self.clock;
+        let clock = self.tick();
         let kind = seen.mode & libc::S_IFMT;
         let entry = name
             .to_str()
@@ -135,11 +136,11 @@ impl NodeMap {
             nlink: seen.nlink,
             complete: false,
             entry: None,
-            last_used: clock,
+            last_used: AtomicU64::new(clock),
             nlookup: 0,
         });
         node.nlookup = node.nlookup.saturating_add(1);
-        node.last_used = clock;
+        node.last_used.store(clock, Ordering::Relaxed);
         if inode == ROOT_ID {
             return;
         }
@@ -180,12 +181,15 @@ impl NodeMap {
         }
     }
 
-    /// Mark `inode` used now (it was handed out again or opened).
-    pub fn touch(&mut self, inode: u64) {
-        self.clock += 1;
-        let clock = self.clock;
-        if let Some(n) = self.nodes.get_mut(&inode) {
-            n.last_used = clock;
+    /// The next value of the LRU clock.
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Mark `inode` used now (it was opened): needs only a read lock.
+    pub fn touch(&self, inode: u64) {
+        if let Some(n) = self.nodes.get(&inode) {
+            n.last_used.store(self.tick(), Ordering::Relaxed);
         }
     }
 
@@ -304,7 +308,12 @@ impl NodeMap {
             .filter(|(ino, _)| **ino != ROOT_ID && !busy(**ino))
             .filter_map(|(ino, node)| {
                 let (parent, name) = node.entry.as_ref()?;
-                Some((node.last_used, *ino, *parent, name.as_str()))
+                Some((
+                    node.last_used.load(Ordering::Relaxed),
+                    *ino,
+                    *parent,
+                    name.as_str(),
+                ))
             })
             .collect();
         if all.len() > n {
