@@ -115,6 +115,7 @@ fn every_change_of_contents_has_a_hash_after_it() {
     fs::write(ws.path().join("t"), "0123456789").unwrap();
     fs::write(ws.path().join("z"), "gone soon").unwrap();
     fs::write(ws.path().join("src"), "copied by copy_file_range").unwrap();
+    fs::write(ws.path().join("emptied"), "content").unwrap();
     let rec = Recorder::new();
     let m = Mounted::new(ws.path(), rec.clone());
     // truncate(path): a one-shot change whose report carries the new hash.
@@ -146,7 +147,11 @@ fn every_change_of_contents_has_a_hash_after_it() {
         ],
     );
     assert!(said.contains("copied 25"), "{said}");
+    // Emptied by O_TRUNC, made by O_CREAT: changes, though nothing is written.
+    run(&m.mountpoint, "sh", &["-c", "true > emptied; touch made"]);
     let wanted = [
+        ("emptied", sha256(b"")),
+        ("made", sha256(b"")),
         ("h", sha256(b"abc")),
         ("fa", sha256(&[0u8; 4096])),
         ("dst", sha256(b"copied by copy_file_range")),

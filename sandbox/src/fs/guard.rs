@@ -150,7 +150,8 @@ pub(crate) fn is_device(mode: u32) -> bool {
 impl MediatedLayer {
     /// A node the sandbox just created: give it to the workspace's owner
     /// and clear special bits a file got anyway. Returns the entry with the
-    /// attributes after that.
+    /// attributes after that; on failure the entry is let go of (the
+    /// caller answers with the error, so the kernel never holds it).
     pub(super) fn settle_new(&self, entry: Entry) -> io::Result<Entry> {
         let mut entry = entry;
         let st = entry.attr;
@@ -178,11 +179,19 @@ impl MediatedLayer {
         if valid.is_empty() {
             return Ok(entry);
         }
-        let (after, _) = self
-            .inner
-            .setattr(&Context::default(), entry.inode, attr, None, valid)?;
-        entry.attr = after;
-        Ok(entry)
+        let ctx = Context::default();
+        match self.inner.setattr(&ctx, entry.inode, attr, None, valid) {
+            Ok((after, _)) => {
+                entry.attr = after;
+                Ok(entry)
+            }
+            Err(e) => {
+                // The kernel will not hear of the node: drop the
+                // passthrough's reference to it.
+                self.inner.forget(&ctx, entry.inode, 1);
+                Err(e)
+            }
+        }
     }
 
     /// SETATTR's mode and owner changes, checked before anything is asked:

@@ -21,6 +21,19 @@ use super::layer::MediatedLayer;
 use crate::file_refusal::RefusalRule;
 use crate::{FileAccess, FileOp};
 
+/// What the passthrough's CREATE answers: the entry, the inner handle, the
+/// open options and the passthrough's own extra.
+type Created = (Entry, Option<u64>, OpenOptions, Option<u32>);
+
+/// Whether a CREATE made the file or found it there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fresh {
+    /// Made by this request.
+    New,
+    /// Made meanwhile by someone else (the program did not ask for `O_EXCL`).
+    Existing,
+}
+
 /// Open flags a pooled descriptor may be shared under: read-only, nothing
 /// that changes the file (`O_TRUNC`) or how the host descriptor behaves for
 /// anyone but the opener. Everything else gets its own descriptor.
@@ -104,7 +117,7 @@ impl MediatedLayer {
             return Err(e);
         }
         let made = self.create_inner(ctx, parent, name, args);
-        let (entry, handle, opts, passthrough) = match made {
+        let ((entry, handle, opts, passthrough), fresh) = match made {
             Ok(r) => r,
             Err(e) => {
                 // Allowed but failed (EEXIST, ENOSPC…): close the decision.
@@ -115,6 +128,15 @@ impl MediatedLayer {
         };
         self.remember(parent, name, path.clone(), &entry);
         let open = OpenHandle::new(entry.inode, path, tickets, true, command);
+        let truncates = args.flags & libc::O_TRUNC as u32 != 0;
+        if fresh == Fresh::New || truncates {
+            // Made (or emptied) by this handle: a change of contents, whose
+            // close report carries a hash even when nothing is written.
+            open.hash
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .truncated(0, true);
+        }
         let handle = match handle {
             Some(h) => Some(self.track(open.backed_by(h, None))),
             // No handle means nothing will ever be released: report now so
@@ -132,14 +154,13 @@ impl MediatedLayer {
     /// host after the kernel's lookup) and the program did not ask for
     /// `O_EXCL`, open the existing file instead, which is then not given
     /// away but loses setuid/setgid bits before it is written.
-    #[allow(clippy::type_complexity)]
     fn create_inner(
         &self,
         ctx: &Context,
         parent: u64,
         name: &CStr,
         args: CreateIn,
-    ) -> io::Result<(Entry, Option<u64>, OpenOptions, Option<u32>)> {
+    ) -> io::Result<(Created, Fresh)> {
         let excl = CreateIn {
             flags: args.flags | libc::O_EXCL as u32,
             mode: creation_mode(args.mode, args.umask, WORKSPACE_UMASK),
@@ -147,15 +168,18 @@ impl MediatedLayer {
             fuse_flags: args.fuse_flags,
         };
         match self.inner.create(ctx, parent, name, excl) {
-            Ok((entry, handle, opts, pt)) => match self.settle_new(entry) {
-                Ok(entry) => Ok((entry, handle, opts, pt)),
-                Err(e) => {
-                    if let Some(h) = handle {
-                        let _ = self.inner.release(ctx, 0, 0, h, false, false, None);
+            Ok((entry, handle, opts, pt)) => {
+                let inode = entry.inode;
+                match self.settle_new(entry) {
+                    Ok(entry) => Ok(((entry, handle, opts, pt), Fresh::New)),
+                    Err(e) => {
+                        if let Some(h) = handle {
+                            let _ = self.inner.release(ctx, inode, 0, h, false, false, None);
+                        }
+                        Err(e)
                     }
-                    Err(e)
                 }
-            },
+            }
             Err(e)
                 if e.raw_os_error() == Some(libc::EEXIST)
                     && args.flags & libc::O_EXCL as u32 == 0 =>
@@ -180,7 +204,7 @@ impl MediatedLayer {
                 });
                 // The lookup above took a reference the kernel never saw.
                 self.inner.forget(ctx, inode, 1);
-                kept
+                kept.map(|created| (created, Fresh::Existing))
             }
             Err(e) => Err(e),
         }

@@ -274,6 +274,12 @@ impl FileSystem for MediatedLayer {
         }
         let (accesses, op, writable) = open_accesses(flags);
         let first = accesses.first().copied().unwrap_or(FileAccess::Read);
+        if writable {
+            // A write must not reach a name we do not know of: the host's
+            // link count now, not when the kernel looked the file up.
+            let (st, _) = self.inner.getattr(ctx, inode, None)?;
+            self.saw_attr(inode, &st);
+        }
         let names = self.names_to_decide(ctx, inode, first, op)?;
         let (tickets, command) = self.ask_all(ctx, &accesses, op, &names)?;
         if writable {
@@ -291,6 +297,14 @@ impl FileSystem for MediatedLayer {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .touch(inode);
         let open = OpenHandle::new(inode, path, tickets, writable, command);
+        if flags & libc::O_TRUNC as u32 != 0 {
+            // Emptied by this open: a change with a hash after it, even if
+            // nothing is written.
+            open.hash
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .truncated(0, true);
+        }
         let pool_ok = kind == libc::S_IFREG;
         let (handle, opts) = self.open_tracked(ctx, open, flags, fuse_flags, pool_ok)?;
         Ok((Some(handle), opts, None))

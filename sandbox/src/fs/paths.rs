@@ -262,6 +262,12 @@ impl NodeMap {
     /// With `exchange`, the two trees swap names. A plain rename over an
     /// existing `to` removes that name from the inode it belonged to.
     pub fn rename(&mut self, from: &str, to: &str, exchange: bool) {
+        let same =
+            self.by_path.get(from).is_some() && self.by_path.get(from) == self.by_path.get(to);
+        if from == to || same {
+            // Two names of one file: rename(2) does nothing.
+            return;
+        }
         if !exchange {
             self.unlinked(to);
         }
@@ -465,6 +471,16 @@ mod tests {
         m.rename("z", "y", false);
         assert_eq!(m.get(7).unwrap().names, ["x"]);
         assert_eq!(m.get(8).unwrap().names, ["y"]);
+    }
+
+    #[test]
+    fn renaming_a_name_onto_another_of_the_same_file_changes_nothing() {
+        let mut m = NodeMap::new();
+        remember(&mut m, 9, "a", file(2));
+        remember(&mut m, 9, "b", file(2));
+        m.rename("a", "b", false);
+        assert_eq!(m.get(9).unwrap().names, ["a", "b"]);
+        assert_eq!(m.get(9).unwrap().nlink, 2);
     }
 
     #[test]
