@@ -15,12 +15,14 @@
 //!   leaving a reserve of descriptors ([`reserve_for`]) to the rest of the
 //!   process; a lookup, create or open beyond it is refused with `ENFILE`
 //!   (and reported), never taken from the reserve;
-//! * above a high-water mark (half of `max`) the /dev/fuse
+//! * above a high-water mark (`max` less a quarter of it, at least 2,048
+//!   entries below it, but never below half of it) the /dev/fuse
 //!   transport asks the kernel to drop the least recently used entries
 //!   (`FUSE_NOTIFY_INVAL_ENTRY`, from a thread of its own: never from a
 //!   request handler, where the kernel may hold the directory's lock); the
 //!   kernel then forgets those inodes (`FORGET`) and their descriptors
-//!   close, down to a quarter of `max`. Entries with open handles are kept.
+//!   close, down to half the high-water mark. Entries with open handles are
+//!   kept.
 //!   The micro-VM's virtio-fs
 //!   has no notification queue: its guest forgets under its own memory
 //!   pressure, and the hard limit applies.
@@ -36,6 +38,9 @@ use std::time::Duration;
 
 /// Descriptors kept for everything that is not the layer's, at least.
 const MIN_RESERVE: usize = 1024;
+
+/// Entries below the maximum where eviction starts, at least.
+const MIN_SLACK: usize = 2048;
 
 /// Most descriptors asked for when raising the limit.
 const NOFILE_CEILING: u64 = 1 << 20;
@@ -125,11 +130,16 @@ impl Budget {
         self.max.store(max.max(16), Ordering::Relaxed);
     }
 
-    /// Above this many (half the maximum), the least recently used entries
-    /// are invalidated: the other half is the slack a fast program has
-    /// while the kernel processes the invalidations and sends its FORGETs.
+    /// Above this many the least recently used entries are invalidated:
+    /// the maximum less a slack of a quarter of it and at least
+    /// [`MIN_SLACK`] (but never below half of it) — the room a fast program
+    /// has while the kernel processes the invalidations and sends its
+    /// FORGETs. Evicting costs the evicted entries a new lookup when they
+    /// are used again, so it starts only this close to the limit.
     pub fn high_water(&self) -> usize {
-        self.max() / 2
+        let max = self.max();
+        let slack = (max / 4).max(MIN_SLACK);
+        max.saturating_sub(slack).max(max / 2)
     }
 
     /// Whether `held` descriptors leave room for one more.
@@ -214,6 +224,14 @@ mod tests {
         // A tight limit is shared half and half.
         assert_eq!(reserve_for(1_024), 512);
         assert_eq!(reserve_for(256), 128);
+    }
+
+    #[test]
+    fn eviction_starts_near_the_limit_with_room_to_spare() {
+        assert_eq!(Budget::with_max(17_500).high_water(), 13_125);
+        assert_eq!(Budget::with_max(4_096).high_water(), 2_048);
+        assert_eq!(Budget::with_max(917_504).high_water(), 688_128);
+        assert_eq!(Budget::with_max(512).high_water(), 256);
     }
 
     #[test]

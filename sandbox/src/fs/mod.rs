@@ -149,8 +149,8 @@ impl MediatedFs {
     /// (each takes a host descriptor). The default is the process's
     /// descriptor limit (raised as far as allowed) less a reserve of an
     /// eighth of it, at least 1,024 (half of a limit below 2,048), for the
-    /// rest of stele; past half of it
-    /// the least recently used entries are dropped from the
+    /// rest of stele; near it (see `budget.rs`) the least recently used
+    /// entries are dropped from the
     /// kernel's cache, and past all of it new lookups and opens fail with
     /// `ENFILE` (reported). See `docs/mediated-workspace.md`.
     pub fn with_max_open(self, max: usize) -> Self {

@@ -263,8 +263,7 @@ impl MediatedLayer {
     }
 
     /// Entries the kernel should be asked to drop, least recently used
-    /// first, to bring the layer back to half its high-water mark (a
-    /// quarter of the budget):
+    /// first, to bring the layer back to half its high-water mark:
     /// (inode, parent inode, name). Inodes with open handles are kept.
     pub(crate) fn eviction_victims(&self) -> Vec<(u64, u64, String)> {
         let known = self.known_inodes();
