@@ -263,7 +263,7 @@ impl NodeMap {
     /// existing `to` removes that name from the inode it belonged to.
     pub fn rename(&mut self, from: &str, to: &str, exchange: bool) {
         let same =
-            self.by_path.get(from).is_some() && self.by_path.get(from) == self.by_path.get(to);
+            self.by_path.contains_key(from) && self.by_path.get(from) == self.by_path.get(to);
         if from == to || same {
             // Two names of one file: rename(2) does nothing.
             return;
