@@ -14,7 +14,11 @@
 //! * the layer may name at most `max` inodes plus open handles together,
 //!   leaving a reserve of descriptors ([`reserve_for`]) to the rest of the
 //!   process; a lookup, create or open beyond it is refused with `ENFILE`
-//!   (and reported), never taken from the reserve;
+//!   (and reported) — once the evictor has had a round (below) to make
+//!   room; entries the kernel was asked to drop count as leaving (at most
+//!   [`MAX_BORROWED`] of them, never more than a quarter of the budget:
+//!   borrowed from the reserve, which is at least twice that, until their
+//!   FORGETs are handled);
 //! * above a high-water mark (`max` less a quarter of it, at least 2,048
 //!   entries below it, but never below half of it) the /dev/fuse
 //!   transport asks the kernel to drop the least recently used entries
@@ -41,6 +45,11 @@ const MIN_RESERVE: usize = 1024;
 
 /// Entries below the maximum where eviction starts, at least.
 const MIN_SLACK: usize = 2048;
+
+/// Most descriptors of entries on their way out (FORGET pending) that may be
+/// borrowed from the reserve: half of [`MIN_RESERVE`], so the rest of the
+/// process keeps at least as many whatever the limit.
+const MAX_BORROWED: usize = MIN_RESERVE / 2;
 
 /// Most descriptors asked for when raising the limit.
 const NOFILE_CEILING: u64 = 1 << 20;
@@ -101,6 +110,11 @@ pub(crate) struct Budget {
     pending: Mutex<bool>,
     wake: Condvar,
     stopped: AtomicBool,
+    /// Whether a transport runs an evictor for this layer.
+    evictor: AtomicBool,
+    /// Eviction rounds finished; with `done`.
+    rounds: Mutex<u64>,
+    done: Condvar,
 }
 
 impl Budget {
@@ -117,6 +131,9 @@ impl Budget {
             pending: Mutex::new(false),
             wake: Condvar::new(),
             stopped: AtomicBool::new(false),
+            evictor: AtomicBool::new(false),
+            rounds: Mutex::new(0),
+            done: Condvar::new(),
         }
     }
 
@@ -142,9 +159,63 @@ impl Budget {
         max.saturating_sub(slack).max(max / 2)
     }
 
-    /// Whether `held` descriptors leave room for one more.
-    pub fn has_room(&self, held: usize) -> bool {
-        held < self.max()
+    /// Whether `held` descriptors, of which `leaving` belong to entries
+    /// the kernel was asked to drop (their FORGETs are on the way: the
+    /// request thread handles them as soon as it is done with the current
+    /// request), leave room for one more. At most a quarter of the
+    /// maximum, and at most [`MAX_BORROWED`], is counted as leaving: those
+    /// are borrowed from the reserve.
+    pub fn has_room(&self, held: usize, leaving: usize) -> bool {
+        let borrowed = leaving.min(self.max() / 4).min(MAX_BORROWED);
+        held.saturating_sub(borrowed) < self.max()
+    }
+
+    /// A transport runs an evictor for this layer (from now, or no longer).
+    pub fn set_evictor(&self, running: bool) {
+        self.evictor.store(running, Ordering::Release);
+    }
+
+    /// Whether a transport runs an evictor for this layer.
+    pub fn has_evictor(&self) -> bool {
+        self.evictor.load(Ordering::Acquire) && !self.stopped.load(Ordering::Acquire)
+    }
+
+    /// The evictor made progress (asked the kernel to drop some entries).
+    pub fn progress(&self) {
+        let mut r = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
+        *r += 1;
+        self.done.notify_all();
+    }
+
+    /// Wake the evictor and wait until `room()` says there is room, each
+    /// time the evictor reports progress, at most until `deadline`: a
+    /// request with no room waits for the eviction rather than failing
+    /// while a starved evictor has not run yet. Whether there is room.
+    pub fn wait_for_room(&self, deadline: std::time::Instant, room: &dyn Fn() -> bool) -> bool {
+        loop {
+            let mut r = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
+            if room() {
+                return true;
+            }
+            let seen = *r;
+            {
+                let mut p = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+                *p = true;
+                self.wake.notify_one();
+            }
+            while *r == seen {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() || !self.has_evictor() {
+                    drop(r);
+                    return room();
+                }
+                r = self
+                    .done
+                    .wait_timeout(r, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+        }
     }
 
     /// `held` are in use: wake the evictor if that is above the high-water mark.
@@ -180,8 +251,12 @@ impl Budget {
     /// End the evictor.
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
-        let _guard = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        self.wake.notify_all();
+        {
+            let _guard = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            self.wake.notify_all();
+        }
+        let _guard = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
+        self.done.notify_all();
     }
 }
 
@@ -214,6 +289,7 @@ pub(crate) fn notify_inval_entry(fuse: RawFd, parent: u64, name: &str) -> io::Re
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -237,8 +313,34 @@ mod tests {
     #[test]
     fn room_and_high_water() {
         let b = Budget::with_max(100);
-        assert!(b.has_room(99));
-        assert!(!b.has_room(100));
+        assert!(b.has_room(99, 0));
+        assert!(!b.has_room(100, 0));
+        // Entries on their way out count, up to a quarter of the maximum.
+        assert!(b.has_room(110, 20));
+        assert!(!b.has_room(130, 40));
+        // Never more than MAX_BORROWED, whatever the budget: the reserve
+        // (at least MIN_RESERVE) keeps half of itself.
+        let big = Budget::with_max(917_504);
+        assert!(big.has_room(917_504 + MAX_BORROWED - 1, 200_000));
+        assert!(!big.has_room(917_504 + MAX_BORROWED, 200_000));
+        // Without an evictor, nobody is waited for.
+        let started = std::time::Instant::now();
+        let deadline = started + Duration::from_secs(5);
+        assert!(!b.wait_for_room(deadline, &|| false));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        // With one, each report of progress is a chance to find room.
+        let b = std::sync::Arc::new(Budget::with_max(100));
+        b.set_evictor(true);
+        let freed = std::sync::Arc::new(AtomicBool::new(false));
+        let (b2, f2) = (b.clone(), freed.clone());
+        let evictor = std::thread::spawn(move || {
+            assert!(b2.wait());
+            f2.store(true, Ordering::Release);
+            b2.progress();
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        assert!(b.wait_for_room(deadline, &|| freed.load(Ordering::Acquire)));
+        evictor.join().unwrap();
         assert_eq!(b.high_water(), 50);
         b.note(51);
         assert!(b.wait());

@@ -277,6 +277,11 @@ impl MediatedLayer {
         self.budget.stop();
     }
 
+    /// A transport runs an evictor for this layer (or no longer does).
+    pub(super) fn set_evictor(&self, running: bool) {
+        self.budget.set_evictor(running);
+    }
+
     /// The write quota of this layer (one per sandbox: the session's).
     pub fn set_write_quota(&self, quota: WriteQuota) {
         self.quota.set(quota);

@@ -34,6 +34,9 @@ enum Fresh {
     Existing,
 }
 
+/// How long a request with no descriptor left waits for an eviction round.
+const EVICTION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Open flags a pooled descriptor may be shared under: read-only, nothing
 /// that changes the file (`O_TRUNC`) or how the host descriptor behaves for
 /// anyone but the opener. Everything else gets its own descriptor.
@@ -248,10 +251,22 @@ impl MediatedLayer {
             .unwrap_or_else(PoisonError::into_inner)
             .shed(held, &mut evicted);
         self.release_evicted(ctx, evicted);
-        if self.budget.has_room(held) {
+        if self.budget.has_room(held, self.leaving()) {
             return Ok(());
         }
-        self.budget.note(held);
+        if self.budget.has_evictor() {
+            // Let the evictor (a thread that may not have had the CPU yet)
+            // make room before refusing.
+            let room = || {
+                let held = self.known_inodes() + self.open_handles();
+                self.budget.has_room(held, self.leaving())
+            };
+            let deadline = std::time::Instant::now() + EVICTION_WAIT;
+            if self.budget.wait_for_room(deadline, &room) {
+                return Ok(());
+            }
+        }
+        let held = self.known_inodes() + self.open_handles();
         Err(self.refuse(
             ctx,
             access,
@@ -266,7 +281,7 @@ impl MediatedLayer {
     /// first, to bring the layer back to half its high-water mark:
     /// (inode, parent inode, name). Inodes with open handles are kept.
     pub(crate) fn eviction_victims(&self) -> Vec<(u64, u64, String)> {
-        let known = self.known_inodes();
+        let known = self.known_inodes().saturating_sub(self.leaving());
         let high = self.budget.high_water();
         if known + self.open_handles() <= high {
             return Vec::new();
@@ -283,6 +298,23 @@ impl MediatedLayer {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .least_recently_used(n, &|ino| busy.contains(&ino))
+    }
+
+    /// Inodes the kernel was asked to drop whose FORGET is pending.
+    fn leaving(&self) -> usize {
+        self.nodes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .evicted()
+    }
+
+    /// The kernel was asked to drop these inodes' entries (the evictor).
+    pub(crate) fn evicted(&self, inodes: &[u64]) {
+        self.nodes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .mark_evicted(inodes);
+        self.budget.progress();
     }
 
     /// Close inner handles the pool let go of.

@@ -43,6 +43,8 @@ pub(crate) struct Node {
     /// When it was last handed to the kernel or opened (a counter, for
     /// LRU; atomic so an open can mark it under the map's read lock).
     pub last_used: AtomicU64,
+    /// The kernel was asked to drop its entry; its FORGET is pending.
+    evicted: bool,
     /// Outstanding kernel lookup references.
     nlookup: u64,
 }
@@ -71,6 +73,8 @@ pub(crate) struct NodeMap {
     /// Name → inode, for every name in `nodes`.
     by_path: HashMap<String, u64>,
     clock: AtomicU64,
+    /// Nodes whose entry the kernel was asked to drop, FORGET pending.
+    evicted: usize,
 }
 
 impl NodeMap {
@@ -86,6 +90,7 @@ impl NodeMap {
                 complete: true,
                 entry: None,
                 last_used: AtomicU64::new(0),
+                evicted: false,
                 // The root is never forgotten.
                 nlookup: u64::MAX / 2,
             },
@@ -96,6 +101,7 @@ impl NodeMap {
             nodes,
             by_path,
             clock: AtomicU64::new(0),
+            evicted: 0,
         }
     }
 
@@ -137,9 +143,15 @@ impl NodeMap {
             complete: false,
             entry: None,
             last_used: AtomicU64::new(clock),
+            evicted: false,
             nlookup: 0,
         });
         node.nlookup = node.nlookup.saturating_add(1);
+        if node.evicted {
+            // Looked up again before the kernel forgot it: in use after all.
+            node.evicted = false;
+            self.evicted = self.evicted.saturating_sub(1);
+        }
         node.last_used.store(clock, Ordering::Relaxed);
         if inode == ROOT_ID {
             return;
@@ -248,6 +260,9 @@ impl NodeMap {
         };
         if gone {
             if let Some(node) = self.nodes.remove(&inode) {
+                if node.evicted {
+                    self.evicted = self.evicted.saturating_sub(1);
+                }
                 for n in node.names {
                     if self.by_path.get(&n) == Some(&inode) {
                         self.by_path.remove(&n);
@@ -301,6 +316,23 @@ impl NodeMap {
         self.nodes.len()
     }
 
+    /// The kernel was asked to drop these inodes' entries.
+    pub fn mark_evicted(&mut self, inodes: &[u64]) {
+        for ino in inodes {
+            if let Some(n) = self.nodes.get_mut(ino) {
+                if !n.evicted {
+                    n.evicted = true;
+                    self.evicted += 1;
+                }
+            }
+        }
+    }
+
+    /// Inodes whose FORGET is pending after an eviction.
+    pub fn evicted(&self) -> usize {
+        self.evicted
+    }
+
     /// Up to `n` inodes not used for longest, with the entry the kernel
     /// reached each by, skipping `busy` ones (open handles).
     pub fn least_recently_used(
@@ -311,7 +343,7 @@ impl NodeMap {
         let mut all: Vec<(u64, u64, u64, &str)> = self
             .nodes
             .iter()
-            .filter(|(ino, _)| **ino != ROOT_ID && !busy(**ino))
+            .filter(|(ino, node)| **ino != ROOT_ID && !node.evicted && !busy(**ino))
             .filter_map(|(ino, node)| {
                 let (parent, name) = node.entry.as_ref()?;
                 Some((
@@ -434,6 +466,32 @@ mod tests {
         assert!(m.get(2).is_err());
         assert!(!m.forget(ROOT_ID, 100));
         assert!(m.get(ROOT_ID).is_ok());
+    }
+
+    #[test]
+    fn evicted_entries_count_as_leaving_until_forgotten_or_used_again() {
+        let mut m = NodeMap::new();
+        remember(&mut m, 2, "a", file(1));
+        remember(&mut m, 3, "b", file(1));
+        remember(&mut m, 4, "c", file(1));
+        m.mark_evicted(&[2, 3, 3, 99]);
+        assert_eq!(m.evicted(), 2);
+        // Entries already asked to leave are not asked again.
+        let lru: Vec<u64> = m
+            .least_recently_used(10, &|_| false)
+            .into_iter()
+            .map(|(ino, _, _)| ino)
+            .collect();
+        assert_eq!(lru, [4]);
+        // Looked up again before the FORGET: in use, no longer leaving.
+        remember(&mut m, 3, "b", file(1));
+        assert_eq!(m.evicted(), 1);
+        // Forgotten: gone, and no longer counted.
+        assert!(m.forget(2, 1));
+        assert_eq!(m.evicted(), 0);
+        assert!(!m.forget(3, 1));
+        assert!(m.forget(3, 1));
+        assert_eq!(m.evicted(), 0);
     }
 
     #[test]

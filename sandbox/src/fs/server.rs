@@ -201,13 +201,30 @@ fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
 /// A thread of its own: the kernel may hold a directory's lock while it
 /// waits for a reply from a request thread.
 fn evict_loop(layer: &MediatedLayer, fuse: RawFd) {
+    layer.set_evictor(true);
     while layer.wait_for_eviction() {
-        for (_, parent, name) in layer.eviction_victims() {
+        let mut asked = Vec::new();
+        for (inode, parent, name) in layer.eviction_victims() {
             // ENOENT: the kernel no longer has the entry; nothing to do.
-            let _ = super::budget::notify_inval_entry(fuse, parent, &name);
+            if super::budget::notify_inval_entry(fuse, parent, &name).is_ok() {
+                asked.push(inode);
+            }
+            // Progress as it goes: a request waiting for room may proceed
+            // (and release the directory lock a later notification of
+            // this round may wait for).
+            if asked.len() >= EVICTION_BATCH {
+                layer.evicted(&asked);
+                asked.clear();
+            }
         }
+        layer.evicted(&asked);
     }
+    layer.set_evictor(false);
 }
+
+/// Entries the evictor asks the kernel to drop between two reports of
+/// progress.
+const EVICTION_BATCH: usize = 32;
 
 /// What waiting for the next request gave.
 enum Wait {
