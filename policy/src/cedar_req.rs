@@ -157,10 +157,22 @@ fn resource_attrs(resource: &Resource) -> HashMap<String, RestrictedExpression> 
             attrs.insert("name".to_owned(), s(h.name()));
             attrs.insert("port".to_owned(), long(h.port()));
             attrs.insert("scheme".to_owned(), s(h.scheme()));
+            // Absent until known: a name before it is resolved.
+            if let (Some(a), Some(c)) = (h.address(), h.class()) {
+                attrs.insert("address".to_owned(), s(&a.to_string()));
+                attrs.insert("class".to_owned(), s(c.as_str()));
+            }
         }
-        Resource::Model { provider, name } => {
+        Resource::Model {
+            provider,
+            name,
+            endpoint,
+        } => {
             attrs.insert("provider".to_owned(), s(provider));
             attrs.insert("name".to_owned(), s(name));
+            attrs.insert("scheme".to_owned(), s(endpoint.scheme()));
+            attrs.insert("host".to_owned(), s(endpoint.host()));
+            attrs.insert("port".to_owned(), long(endpoint.port()));
         }
         Resource::McpServer { name } | Resource::Tool { name } => {
             attrs.insert("name".to_owned(), s(name));

@@ -41,6 +41,10 @@ impl Guard {
 }
 
 /// The string attributes of a resource, as the schema defines them.
+///
+/// `address` and `class` of a host are not listed: they are optional (a
+/// guard on them must not skip a policy Cedar would find in error), and
+/// `address` is not stored as text.
 fn resource_attr<'a>(resource: &'a Resource, attr: &str) -> Option<&'a str> {
     match (resource, attr) {
         (Resource::File(p), "path") => Some(p.as_str()),
@@ -50,6 +54,8 @@ fn resource_attr<'a>(resource: &'a Resource, attr: &str) -> Option<&'a str> {
         (Resource::Host(h), "scheme") => Some(h.scheme()),
         (Resource::Model { provider, .. }, "provider") => Some(provider),
         (Resource::Model { name, .. }, "name") => Some(name),
+        (Resource::Model { endpoint, .. }, "scheme") => Some(endpoint.scheme()),
+        (Resource::Model { endpoint, .. }, "host") => Some(endpoint.host()),
         (Resource::McpServer { name }, "name") | (Resource::Tool { name }, "name") => Some(name),
         (Resource::McpTool { server, .. }, "server") => Some(server),
         (Resource::McpTool { tool, .. }, "tool") => Some(tool),

@@ -56,6 +56,14 @@ pub struct ConfigFile {
     pub witness_quorum: Option<u32>,
     /// OpenTelemetry export (`[telemetry]`).
     pub telemetry: Option<crate::telemetry::TelemetryConfig>,
+    /// Memory, process and CPU limits per command and per session
+    /// (`[resources]`; see docs/sandbox.md).
+    pub resources: Option<crate::cli::resources::ResourcesConfig>,
+    /// Model provider settings (`[provider.NAME]`, NAME as in `--model NAME:MODEL`: base URL,
+    /// API key variable, output tokens, timeouts, retries; see docs/providers.md). A managed
+    /// value pins that field.
+    pub provider:
+        Option<std::collections::BTreeMap<String, crate::provider::settings::ProviderSettings>>,
 }
 
 /// Why configuration could not be used.
@@ -129,24 +137,29 @@ pub fn read(path: &Path) -> Result<Option<(ConfigFile, String)>, ConfigError> {
     Ok(Some((file, digest)))
 }
 
-fn user_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("STELE_CONFIG") {
-        return Some(PathBuf::from(p));
+/// The user's file: `$STELE_CONFIG`, else `config.toml` in
+/// [`crate::paths::user_config_dir`].
+pub fn user_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("STELE_CONFIG").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        return Some(std::path::absolute(&p).unwrap_or(p));
     }
-    if let Some(p) = std::env::var_os("XDG_CONFIG_HOME") {
-        return Some(PathBuf::from(p).join("stele/config.toml"));
+    crate::paths::user_config_dir().map(|d| d.join("config.toml"))
+}
+
+/// The managed file in force: [`MANAGED_PATH`] when it exists, else
+/// `$STELE_MANAGED_CONFIG`.
+pub fn managed_path() -> Option<PathBuf> {
+    if Path::new(MANAGED_PATH).exists() {
+        Some(PathBuf::from(MANAGED_PATH))
+    } else {
+        std::env::var_os("STELE_MANAGED_CONFIG").map(PathBuf::from)
     }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/stele/config.toml"))
 }
 
 /// Load the managed and user files.
 pub fn load() -> Result<Layers, ConfigError> {
-    let managed_path = if Path::new(MANAGED_PATH).exists() {
-        Some(PathBuf::from(MANAGED_PATH))
-    } else {
-        std::env::var_os("STELE_MANAGED_CONFIG").map(PathBuf::from)
-    };
-    let managed = match managed_path {
+    let managed = match managed_path() {
         Some(p) => read(&p)?.map(|(f, d)| (p, f, d)),
         None => None,
     };
@@ -182,6 +195,27 @@ impl Layers {
             }
         }
         Ok(flag.or_else(|| self.user.as_ref().and_then(|(_, u)| get(u))))
+    }
+
+    /// The `[provider.NAME]` settings of the managed file (with its path) and of the user's.
+    pub fn provider_settings(
+        &self,
+        name: &str,
+    ) -> (
+        Option<(&Path, &crate::provider::settings::ProviderSettings)>,
+        Option<&crate::provider::settings::ProviderSettings>,
+    ) {
+        let managed = self.managed.as_ref().and_then(|(p, m, _)| {
+            m.provider
+                .as_ref()
+                .and_then(|t| t.get(name))
+                .map(|s| (p.as_path(), s))
+        });
+        let user = self
+            .user
+            .as_ref()
+            .and_then(|(_, u)| u.provider.as_ref().and_then(|t| t.get(name)));
+        (managed, user)
     }
 
     /// Where the configuration came from, for `session.start`.

@@ -35,7 +35,12 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("stele: error: {err:#}");
+            // Errors quote paths, names and text from the log, the model
+            // and the workspace: shown escaped, on one line.
+            eprintln!(
+                "stele: error: {}",
+                stele_runtime::terminal_safe::line(&format!("{err:#}"))
+            );
             match err.downcast_ref::<WitnessingError>() {
                 // A witness saw another history, or too few cosigned: as for a tampered log.
                 Some(
@@ -66,8 +71,11 @@ fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STELE_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("warn,fuse_backend_rs::transport=off")
     });
+    // Colour codes only for a terminal: a log file or a pipe gets plain lines.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .try_init();
 }

@@ -10,12 +10,13 @@ pub mod fs;
 pub mod mediator;
 pub mod process;
 pub mod proxy;
+pub mod resources;
 pub mod tools;
 pub mod vm;
 
 pub use file_refusal::{printable_path, FileRefusal, RefusalRule};
 pub use mediator::{
     policy_path, ChangeOutcome, FileAccess, FileChangeReport, FileCloseReport, FileOp, FileRequest,
-    Mediator, NetCloseReport, NetRequest, NetScheme, Refusal, Requester, Ticket, Verdict,
-    ROOT_PATH,
+    Mediator, NetAttempt, NetAttemptKind, NetCloseReport, NetRequest, NetScheme, NetVerdict,
+    Refusal, Requester, Ticket, Verdict, ROOT_PATH,
 };

@@ -13,6 +13,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -110,7 +111,11 @@ pub fn policy_path(path: &str) -> &str {
 /// A request to open one outbound connection through the egress proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetRequest {
-    /// Host as the client named it (the runtime canonicalises it before deciding).
+    /// Host exactly as the client wrote it in the request's authority
+    /// (`Example.COM.`, `[::ffff:7f00:1]`, `0x7f.1`, `Bücher.example`). The
+    /// proxy only splits host and port: the mediator canonicalises the host
+    /// (with the same function `stele policy explain` uses), resolves a name
+    /// once and answers with the one address to connect to.
     pub host: String,
     /// Destination port.
     pub port: u16,
@@ -218,6 +223,31 @@ impl From<&str> for Refusal {
     }
 }
 
+/// The mediator's answer to a connection request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetVerdict {
+    /// Connect to exactly `address` (on the requested port) and report the
+    /// close against `ticket`. The mediator decided on this address: a name
+    /// is resolved once, by the mediator, before its decision, and the proxy
+    /// never resolves it again (DNS cannot change the destination between
+    /// the decision and the connection).
+    Allow {
+        /// Ticket for the close report.
+        ticket: Ticket,
+        /// The decided destination address.
+        address: IpAddr,
+    },
+    /// Refuse (the proxy answers HTTP 403 with the reason).
+    Deny(Refusal),
+}
+
+impl NetVerdict {
+    /// True when the verdict allows the connection.
+    pub fn is_allow(&self) -> bool {
+        matches!(self, NetVerdict::Allow { .. })
+    }
+}
+
 /// The mediator's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -315,6 +345,67 @@ pub struct NetCloseReport {
     pub error: Option<String>,
 }
 
+/// A network attempt the sandbox itself refused, before any policy could
+/// be asked: the only way out of the sandbox is the egress proxy, so a
+/// direct connection or a socket of another kind can never be allowed;
+/// it is reported so that the attempt is on the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetAttempt {
+    /// What was tried.
+    pub kind: NetAttemptKind,
+    /// Who tried.
+    pub requester: Requester,
+}
+
+/// What a refused network attempt was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NetAttemptKind {
+    /// `connect(2)` (or a TCP Fast Open send) to an address other than
+    /// the egress proxy's.
+    Connect(std::net::SocketAddr),
+    /// `socket(2)` of a family or type the sandbox does not allow (UDP,
+    /// raw, packet, …): `family` and `socket_type` as the program passed them.
+    Socket {
+        /// `AF_*`.
+        family: i32,
+        /// `SOCK_*` (flags removed).
+        socket_type: i32,
+    },
+}
+
+impl NetAttemptKind {
+    /// The transport as a scheme name (`tcp`, `udp`, `raw`, `packet`, …).
+    pub fn transport(&self) -> String {
+        match self {
+            NetAttemptKind::Connect(_) => "tcp".into(),
+            NetAttemptKind::Socket {
+                family,
+                socket_type,
+            } => match (*family, *socket_type) {
+                (libc::AF_INET | libc::AF_INET6, libc::SOCK_DGRAM) => "udp".into(),
+                (libc::AF_INET | libc::AF_INET6, libc::SOCK_RAW) => "raw".into(),
+                (libc::AF_INET | libc::AF_INET6, libc::SOCK_SEQPACKET) => "sctp".into(),
+                (libc::AF_PACKET, _) => "packet".into(),
+                (libc::AF_VSOCK, _) => "vsock".into(),
+                (libc::AF_BLUETOOTH, _) => "bluetooth".into(),
+                (libc::AF_CAN, _) => "can".into(),
+                (libc::AF_XDP, _) => "xdp".into(),
+                (f, t) => format!("family-{f}-type-{t}"),
+            },
+        }
+    }
+
+    /// For people: what was tried.
+    pub fn describe(&self) -> String {
+        match self {
+            NetAttemptKind::Connect(a) => format!("a direct TCP connection to {a}"),
+            NetAttemptKind::Socket { .. } => {
+                format!("a {} socket", self.transport())
+            }
+        }
+    }
+}
+
 /// The policy-and-audit hook every sandbox effect passes through.
 pub trait Mediator: Send + Sync + fmt::Debug {
     /// Decide one file access. Must not return `Allow` before the effect may happen.
@@ -344,8 +435,18 @@ pub trait Mediator: Send + Sync + fmt::Debug {
     fn file_refused(&self, refusal: &crate::FileRefusal) -> Refusal {
         Refusal::new(refusal.reason())
     }
-    /// Decide one outbound connection.
-    fn net_connect(&self, req: &NetRequest) -> Verdict;
+    /// Decide one outbound connection: canonicalise the host, decide, and
+    /// name the address the proxy must connect to.
+    fn net_connect(&self, req: &NetRequest) -> NetVerdict;
     /// An allowed connection was closed.
     fn net_closed(&self, report: &NetCloseReport);
+    /// The sandbox refused a network attempt by itself (no policy can
+    /// allow it; see [`NetAttempt`]); record it. The program gets EACCES
+    /// whatever this does.
+    ///
+    /// The default does nothing, for test doubles; the runtime's gate
+    /// records a refusal, and a mediator that forwards must forward this.
+    fn net_refused(&self, attempt: &NetAttempt) {
+        let _ = attempt;
+    }
 }

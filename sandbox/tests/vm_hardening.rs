@@ -18,7 +18,7 @@ use stele_sandbox::vm::protocol::FsErrorKind;
 use stele_sandbox::vm::{ImageStore, VmSandbox, VmSandboxConfig};
 use stele_sandbox::{
     FileAccess, FileChangeReport, FileCloseReport, FileRefusal, FileRequest, Mediator,
-    NetCloseReport, NetRequest, Refusal, RefusalRule, Ticket, Verdict,
+    NetCloseReport, NetRequest, NetVerdict, Refusal, RefusalRule, Ticket, Verdict,
 };
 
 /// Allows every file access except writes under `receipts/`; records
@@ -61,8 +61,8 @@ impl Mediator for Recorder {
         self.refusals.lock().unwrap().push(refusal.clone());
         Refusal::new(refusal.reason())
     }
-    fn net_connect(&self, _: &NetRequest) -> Verdict {
-        Verdict::Deny("no network here".into())
+    fn net_connect(&self, _: &NetRequest) -> NetVerdict {
+        NetVerdict::Deny("no network here".into())
     }
     fn net_closed(&self, _: &NetCloseReport) {}
 }

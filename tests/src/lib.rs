@@ -163,3 +163,141 @@ pub fn share(p: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// A `Command` for `program` with a clean environment: `PATH`, `HOME` set
+/// to `home` and `USER=alice`, nothing else of the caller's (no `XDG_*` or
+/// `STELE_*` leaks in), stdin empty. For tests of where stele keeps and
+/// looks for its files.
+pub fn clean_command(program: impl AsRef<std::ffi::OsStr>, home: &Path) -> Command {
+    let mut c = Command::new(program);
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("USER", "alice")
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+/// One sample of each class of character a terminal acts on or hides
+/// (class name, sample), for tests that feed them to stele.
+pub const HOSTILE: &[(&str, &str)] = &[
+    ("ESC sequence", "\x1b[2J\x1b[H"),
+    ("OSC title", "\x1b]0;pwned\x07"),
+    ("C0 backspace", "\x08\x08"),
+    ("carriage return", "\rFORGED"),
+    ("line feed", "\n  99999  FORGED"),
+    ("C1 CSI", "\u{9b}31m"),
+    ("DEL", "\u{7f}"),
+    ("bidi override", "\u{202e}gpj.exe"),
+    ("bidi isolate", "\u{2066}x\u{2069}"),
+    ("zero-width", "\u{200b}\u{200d}\u{feff}"),
+    ("line separator", "\u{2028}"),
+];
+
+/// Every raw character in `out` that a terminal would act on or hide: C0
+/// controls but the line feed, DEL, C1 controls, bidirectional controls,
+/// zero-width characters, line and paragraph separators, and bytes that
+/// are not UTF-8. Written independently of stele's own escaping, so that
+/// a class stele forgets is caught. Empty when `out` is safe to show.
+pub fn terminal_hazards(out: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    for chunk in out.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            let bad = match c {
+                '\n' => false,
+                '\0'..='\x1f' | '\x7f'..='\u{9f}' => true,
+                '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' => true,
+                '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{00ad}' => true,
+                _ => false,
+            };
+            if bad {
+                found.push(format!("U+{:04X}", c as u32));
+            }
+        }
+        for b in chunk.invalid() {
+            found.push(format!("byte 0x{b:02x}"));
+        }
+    }
+    found
+}
+
+/// How the policy templates pin Anthropic models to Anthropic's own API (`policies/*`).
+pub const REAL_MODEL_ENDPOINT: &str =
+    r#"resource.scheme == "https" && resource.host == "api.anthropic.com" && resource.port == 443"#;
+
+/// The same pin for the mock model server on this machine (any port).
+pub const MOCK_MODEL_ENDPOINT: &str =
+    r#"resource.scheme == "http" && resource.host == "127.0.0.1""#;
+
+/// Copy the policy template `policies/NAME` to `dst` (its tests left out), with the model
+/// endpoint pin moved from Anthropic's API to the mock on this machine: the templates never
+/// allow a local server, tests' own bundles do.
+pub fn template_for_mock(name: &str, dst: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../policies")
+        .join(name);
+    copy_tree(&src, dst);
+    let _ = std::fs::remove_dir_all(dst.join("tests"));
+    let mut pinned = 0;
+    for p in cedar_files(dst) {
+        let Ok(text) = std::fs::read_to_string(&p) else {
+            continue;
+        };
+        if text.contains(REAL_MODEL_ENDPOINT) {
+            pinned += 1;
+            let _ = std::fs::write(&p, text.replace(REAL_MODEL_ENDPOINT, MOCK_MODEL_ENDPOINT));
+        }
+    }
+    assert!(
+        pinned > 0,
+        "policies/{name} no longer pins the model endpoint as `{REAL_MODEL_ENDPOINT}`"
+    );
+    dst.to_path_buf()
+}
+
+/// A per-process copy of `policies/NAME` for the mock ([`template_for_mock`]), made once.
+pub fn mock_template(name: &str) -> PathBuf {
+    static MADE: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut made = MADE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, p)) = made.iter().find(|(n, _)| n == name) {
+        return p.clone();
+    }
+    let mut dir = stele_bin();
+    dir.pop();
+    let dst = dir
+        .join("test-bundles")
+        .join(std::process::id().to_string())
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dst);
+    let p = template_for_mock(name, &dst);
+    made.push((name.to_string(), p.clone()));
+    p
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let _ = std::fs::create_dir_all(to);
+    for e in std::fs::read_dir(from).into_iter().flatten().flatten() {
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if src.is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            let _ = std::fs::copy(&src, &dst);
+        }
+    }
+}
+
+/// The `.cedar` files under `dir`, at any depth.
+fn cedar_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(cedar_files(&p));
+        } else if p.extension().is_some_and(|x| x == "cedar") {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -17,9 +17,10 @@ use serde_json::json;
 use stele_sandbox::exec::Sandbox;
 use stele_sandbox::fs::WriteQuota;
 use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig};
+use stele_sandbox::resources::ResourceLimits;
 use stele_sandbox::{
-    FileChangeReport, FileCloseReport, FileRefusal, FileRequest, Mediator, NetCloseReport,
-    NetRequest, Refusal, Verdict,
+    FileChangeReport, FileCloseReport, FileRefusal, FileRequest, Mediator, NetAttempt,
+    NetCloseReport, NetRequest, NetVerdict, Refusal, Verdict,
 };
 
 /// Which sandbox backend runs the commands.
@@ -103,20 +104,27 @@ impl Mediator for DeferredMediator {
             None => Refusal::new(refusal.reason()),
         }
     }
-    fn net_connect(&self, req: &NetRequest) -> Verdict {
-        self.target
-            .get()
-            .map_or_else(Self::refuse, |m| m.net_connect(req))
+    fn net_connect(&self, req: &NetRequest) -> NetVerdict {
+        self.target.get().map_or_else(
+            || NetVerdict::Deny("the session has not started".into()),
+            |m| m.net_connect(req),
+        )
     }
     fn net_closed(&self, report: &NetCloseReport) {
         if let Some(m) = self.target.get() {
             m.net_closed(report);
         }
     }
+    fn net_refused(&self, attempt: &NetAttempt) {
+        // Before binding nothing runs, so nothing can be refused unseen.
+        if let Some(m) = self.target.get() {
+            m.net_refused(attempt);
+        }
+    }
 }
 
 /// Which backend a session asks for, and what may happen if it fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendSpec {
     /// The backend asked for.
     pub requested: BackendChoice,
@@ -126,6 +134,8 @@ pub struct BackendSpec {
     pub vm_boot_timeout: Option<std::time::Duration>,
     /// What the session's commands may write into the workspace, together.
     pub workspace_quota: WriteQuota,
+    /// Memory, process and CPU limits per command and for the session.
+    pub resources: ResourceLimits,
 }
 
 impl BackendSpec {
@@ -136,6 +146,7 @@ impl BackendSpec {
             fallback: VmFallback::None,
             vm_boot_timeout: None,
             workspace_quota: WriteQuota::default(),
+            resources: ResourceLimits::default(),
         }
     }
 }
@@ -172,7 +183,7 @@ pub fn build(
     network: NetworkMode,
 ) -> anyhow::Result<Built> {
     if spec.requested == BackendChoice::Process {
-        return process(workspace, mediator, network, spec.workspace_quota);
+        return process(workspace, mediator, network, spec.workspace_quota, &spec.resources);
     }
     let vm_error = match super::vm::vm_sandbox(
         workspace,
@@ -180,6 +191,7 @@ pub fn build(
         network,
         spec.vm_boot_timeout,
         spec.workspace_quota,
+        &spec.resources,
     ) {
         Ok(vm) => return Ok(vm_built(vm, spec.workspace_quota)),
         Err(e) => e,
@@ -193,10 +205,11 @@ pub fn build(
     // The outermost message already includes its causes.
     let reason = format!("{vm_error}");
     eprintln!(
-        "stele: WARNING: the micro-VM did not come up ({reason}); running in the process \
-         sandbox as the configuration allows (vm_fallback = \"process\"); the log records it"
+        "stele: WARNING: the micro-VM did not come up ({}); running in the process \
+         sandbox as the configuration allows (vm_fallback = \"process\"); the log records it",
+        crate::terminal_safe::line(&reason)
     );
-    let mut built = process(workspace, mediator, network, spec.workspace_quota)
+    let mut built = process(workspace, mediator, network, spec.workspace_quota, &spec.resources)
         .context("the micro-VM did not come up, and neither did the process sandbox")?;
     let fallback = json!({
         "from": BackendChoice::Vm.recorded(),
@@ -216,20 +229,33 @@ fn process(
     mediator: Arc<dyn Mediator>,
     network: NetworkMode,
     quota: WriteQuota,
+    resources: &ResourceLimits,
 ) -> anyhow::Result<Built> {
     let mut cfg = ProcessSandboxConfig::new(workspace, mediator);
     cfg.network = network;
     cfg.workspace_quota = quota;
+    cfg.resources = resources.clone();
     let sandbox = ProcessSandbox::new(cfg)
         .context("setting up the sandbox (stele never runs unsandboxed)")?;
+    let resources = sandbox.resources_json();
+    if let Some(why) = resources["without_cgroups"].as_str() {
+        eprintln!(
+            "stele: WARNING: running without cgroup limits ({why}); the configuration allows it \
+             (resources.cgroups = \"optional\"); the log records it"
+        );
+    }
     Ok(Built {
         sandbox: Arc::new(sandbox),
         ran: BackendChoice::Process,
-        record: json!({ "workspace_write_quota": quota.limit() }),
+        record: json!({
+            "workspace_write_quota": quota.limit(),
+            "sandbox_resources": resources,
+        }),
         attestation: json!({
             "backend": "process",
-            "layers": "namespaces, landlock, seccomp, mediated FUSE workspace",
+            "layers": "namespaces, landlock, seccomp, cgroups, mediated FUSE workspace",
             "workspace_write_quota": quota.limit(),
+            "resources": resources,
         }),
     })
 }
@@ -247,6 +273,7 @@ fn vm_built(vm: stele_sandbox::vm::VmSandbox, quota: WriteQuota) -> Built {
         "vm_boot_ms": u64::try_from(info.boot_time.as_millis()).unwrap_or(u64::MAX),
         "vm_jail": info.jail.to_json(),
         "workspace_write_quota": quota.limit(),
+        "sandbox_resources": vm.resources_json(),
     });
     let mut attestation = record.clone();
     attestation["backend"] = json!("microvm");

@@ -1,14 +1,19 @@
 //! The `stele` command line: one module per top-level subcommand.
 
 pub mod audit;
+pub mod audit_export;
 pub mod backend;
 pub mod bench;
+pub mod bench_tool_call;
 pub mod chat;
 pub mod demo;
+pub mod entry_line;
 pub mod keys;
 pub mod policy;
+pub mod resources;
 pub mod run;
 pub mod sandbox;
+pub mod sandbox_check;
 pub mod session;
 pub mod setup;
 pub mod vm;

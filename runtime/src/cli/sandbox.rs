@@ -9,13 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use stele_sandbox::check::LayerReport;
 use stele_sandbox::exec::{ExecOutcome, ExecRequest, ExitStatus, Limits, Sandbox, Truncation};
-use stele_sandbox::process::{
-    LandlockStatus, NetworkMode, ProcessSandbox, ProcessSandboxConfig, WorkspaceMount,
-};
+use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig, WorkspaceMount};
 use stele_sandbox::{
-    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Ticket, Verdict,
+    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict, Ticket, Verdict,
 };
 
 use super::setup::{self, NetworkChoice, OpenSession, SessionSpec};
@@ -60,9 +57,9 @@ pub struct ExecArgs {
     /// Policy bundle folder (default: the shipped strict default).
     #[arg(long)]
     pub policy: Option<PathBuf>,
-    /// The user on whose behalf the command runs.
-    #[arg(long, env = "USER", default_value = "local")]
-    pub user: String,
+    /// The user on whose behalf the command runs [default: $USER, else $LOGNAME, else local].
+    #[arg(long)]
+    pub user: Option<String>,
     /// Wall-clock timeout in seconds.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
@@ -96,6 +93,9 @@ pub struct ExecArgs {
     /// config, else 4GiB].
     #[arg(long)]
     pub workspace_quota: Option<stele_sandbox::fs::WriteQuota>,
+    /// Group limits (memory, processes, CPU) for this session.
+    #[command(flatten)]
+    pub limits: super::resources::LimitArgs,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -131,71 +131,17 @@ pub struct BenchArgs {
 /// Run `stele sandbox`.
 pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        SandboxCommand::Check(a) => check(a),
+        SandboxCommand::Check(a) => super::sandbox_check::check(a),
         SandboxCommand::Exec(a) => exec(a),
         SandboxCommand::Bench(a) => bench(a),
     }
-}
-
-fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let quota = crate::config::load()
-        .map_err(anyhow::Error::from)
-        .and_then(|l| super::backend::workspace_quota(&l, None));
-    let report = LayerReport::probe();
-    let verdict = report.require(&Default::default());
-    let ll = LandlockStatus::for_abi(report.landlock_abi);
-    if args.json {
-        let ns: serde_json::Map<String, serde_json::Value> = report
-            .namespaces
-            .iter()
-            .map(|(l, a)| (l.to_string(), json!(a.is_available())))
-            .collect();
-        let v = json!({
-            "namespaces": ns,
-            "landlock_abi": report.landlock_abi,
-            "landlock_tcp": format!("{:?}", ll.tcp),
-            "landlock_scoping": format!("{:?}", ll.scoping),
-            "seccomp": report.seccomp.is_available(),
-            "fuse": report.fuse.is_available(),
-            "mount_setattr": report.mount_setattr.is_available(),
-            "pidfd": report.pidfd.is_available(),
-            "cgroup": format!("{:?}", report.cgroup),
-            "running_as_root": report.running_as_root,
-            "ready": verdict.is_ok(),
-            "error": verdict.as_ref().err().map(|e| e.to_string()),
-            "microvm": super::vm::report_json(&super::vm::probe()),
-            "workspace_write_quota": quota.as_ref().ok().map(|q| q.limit()),
-            "workspace_write_quota_error": quota.as_ref().err().map(|e| format!("{e:#}")),
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        print!("{}", report.render());
-        match &quota {
-            Ok(q) => println!(
-                "workspace write quota: {q} per session (`workspace_write_quota`, --workspace-quota)"
-            ),
-            Err(e) => println!("workspace write quota: configuration error: {e:#}"),
-        }
-        match &verdict {
-            Ok(()) => println!("\nprocess sandbox: READY (all required layers present)"),
-            Err(e) => println!("\nprocess sandbox: REFUSES TO START: {e}"),
-        }
-        let vm = super::vm::probe();
-        print!("\n{}", vm.render());
-        let state = if vm.ready() { "READY" } else { "NOT AVAILABLE" };
-        println!("\nmicro-VM backend: {state} (`--backend vm`)");
-    }
-    Ok(if verdict.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }
 
 /// Host variables passed through to the sandbox (everything else is scrubbed).
 const PASS_ENV: [&str; 4] = ["TERM", "LANG", "LC_ALL", "TZ"];
 
 fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let user = crate::principal::from_flag_or_env(args.user.as_deref(), "local")?;
     let layers = crate::config::load()?;
     let backend = super::backend::BackendSpec {
         requested: layers
@@ -208,19 +154,20 @@ fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
             .pick("vm_boot_timeout_secs", None, |c| c.vm_boot_timeout_secs)?
             .map(Duration::from_secs),
         workspace_quota: super::backend::workspace_quota(&layers, args.workspace_quota)?,
+        resources: super::resources::resource_limits(&layers, &args.limits.limits)?,
     };
     let session = setup::open(
         SessionSpec {
             workspace: &args.workspace,
             policy: args.policy.as_deref(),
-            user: Some(&args.user),
+            user: Some(&user),
             db: args.db.as_deref(),
             key: args.key.as_deref(),
             network: args.network,
             backend,
             data: json!({ "command": "sandbox exec" }),
         },
-        approver_for(args.approve, &args.user),
+        approver_for(args.approve, &user),
     )?;
     let result = exec_in(&session, &args);
     session.release_sandbox();
@@ -257,25 +204,45 @@ fn exec_in(session: &OpenSession, args: &ExecArgs) -> anyhow::Result<ExitCode> {
         req,
         json!({ "cwd": args.cwd }),
     )? {
-        GatedExec::Ran(o) => o,
+        GatedExec::Ran(o) => *o,
         GatedExec::Denied(d) => {
             eprintln!(
                 "stele sandbox: denied: {} (audit entry {})",
-                d.reason, d.seq
+                crate::terminal_safe::line(&d.reason),
+                d.seq
             );
             return Ok(ExitCode::from(126));
         }
-        GatedExec::Failed(msg) => anyhow::bail!("{msg}"),
+        GatedExec::Failed(msg) => anyhow::bail!("{}", crate::terminal_safe::line(&msg)),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&outcome_json(&outcome))?);
+        println!(
+            "{}",
+            crate::terminal_safe::json_pretty(&outcome_json(&outcome))
+        );
     } else {
-        std::io::stdout().write_all(&outcome.stdout.bytes)?;
-        std::io::stderr().write_all(&outcome.stderr.bytes)?;
+        relay(&mut std::io::stdout(), &outcome.stdout.bytes)?;
+        relay(&mut std::io::stderr(), &outcome.stderr.bytes)?;
         eprintln!("{}", summary(&outcome));
     }
     let code = u8::try_from(outcome.status.code().clamp(0, 255)).unwrap_or(1);
     Ok(ExitCode::from(code))
+}
+
+/// A sandboxed program's output: byte for byte into a pipe or a file; on
+/// a terminal, escaped (line feeds kept), so that it can neither drive the
+/// terminal nor pass for stele's own lines.
+fn relay(out: &mut (impl Write + IsTerminal), bytes: &[u8]) -> std::io::Result<()> {
+    if out.is_terminal() {
+        let shown = crate::terminal_safe::bytes(bytes, crate::terminal_safe::Newlines::Keep);
+        out.write_all(shown.as_bytes())?;
+        if !shown.is_empty() && !shown.ends_with('\n') {
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    } else {
+        out.write_all(bytes)
+    }
 }
 
 fn status_text(s: ExitStatus) -> String {
@@ -306,6 +273,18 @@ fn summary(o: &ExecOutcome) -> String {
         ),
         format!("max rss {} KiB", o.usage.max_rss_bytes / 1024),
     ];
+    if let Some(g) = o.usage.group {
+        if let Some(peak) = g.memory_peak_bytes {
+            parts.push(format!("group peak {} KiB", peak / 1024));
+        }
+        if let Some(p) = g.processes_peak {
+            parts.push(format!("{p} processes at most"));
+        }
+        let hit: Vec<&str> = g.limits_hit().iter().map(|h| h.name()).collect();
+        if !hit.is_empty() {
+            parts.push(format!("LIMITS REACHED: {}", hit.join(", ")));
+        }
+    }
     parts.extend(trunc_text("stdout", o.stdout.truncation));
     parts.extend(trunc_text("stderr", o.stderr.truncation));
     format!("stele sandbox: {}", parts.join(", "))
@@ -327,6 +306,8 @@ fn outcome_json(o: &ExecOutcome) -> serde_json::Value {
         "user_cpu_ms": o.usage.user_cpu.as_secs_f64() * 1e3,
         "system_cpu_ms": o.usage.system_cpu.as_secs_f64() * 1e3,
         "max_rss_bytes": o.usage.max_rss_bytes,
+        "resources": o.usage.group.map(|g| g.to_json()),
+        "session_resources": o.usage.session.map(|s| s.to_json()),
         "duration_ms": o.duration.as_secs_f64() * 1e3,
     })
 }
@@ -342,8 +323,8 @@ impl Mediator for BenchMediator {
         Verdict::Allow(Ticket(self.next.fetch_add(1, Ordering::Relaxed)))
     }
     fn file_closed(&self, _report: &FileCloseReport) {}
-    fn net_connect(&self, _req: &NetRequest) -> Verdict {
-        Verdict::Deny("benchmark".into())
+    fn net_connect(&self, _req: &NetRequest) -> NetVerdict {
+        NetVerdict::Deny("benchmark".into())
     }
     fn net_closed(&self, _report: &NetCloseReport) {}
 }
@@ -432,8 +413,14 @@ fn bench_in(args: &BenchArgs, scratch: &Path) -> anyhow::Result<ExitCode> {
     if args.json {
         let v = json!({
             "runs": args.runs,
-            "workspace": format!("{:?}", args.workspace),
-            "network": format!("{network:?}"),
+            "workspace": match args.workspace {
+                BenchWorkspace::Mediated => "mediated",
+                BenchWorkspace::Plain => "plain",
+            },
+            "network": match network {
+                NetworkChoice::Proxy => "proxy",
+                NetworkChoice::None => "none",
+            },
             "plain_median_ms": ms(pm), "plain_p99_ms": ms(pp),
             "sandbox_median_ms": ms(sm), "sandbox_p99_ms": ms(sp),
             "overhead_median_ms": overhead,

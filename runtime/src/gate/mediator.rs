@@ -22,13 +22,20 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use stele_audit::{Outcome, Status, Target};
 use stele_policy::canonical::{canonical_path, CanonicalHost};
-use stele_policy::{Action, CanonError, Resource, ToolArgs};
+use stele_policy::{Action, CanonError, Resource, SystemResolver, ToolArgs};
 use stele_sandbox::{
     ChangeOutcome, FileAccess, FileChangeReport, FileCloseReport, FileOp, FileRefusal, FileRequest,
-    Mediator, NetCloseReport, NetRequest, NetScheme, Refusal, RefusalRule, Ticket, Verdict,
+    Mediator, NetAttempt, NetAttemptKind, NetCloseReport, NetRequest, NetVerdict, Refusal,
+    RefusalRule, Ticket, Verdict,
 };
 
-use super::{ActionRequest, Authorization, Denial, Gate, Permit};
+use super::net::Connection;
+use super::{record, ActionRequest, Authorization, Denial, Gate, Permit};
+
+/// Why every connection of a session without network is refused.
+pub const NO_NETWORK: &str =
+    "net.connect refused: this session has no network (--network none); every connection \
+     is refused";
 
 /// What the entries a mediator makes belong to, for reviewers to group them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -384,27 +391,69 @@ impl Mediator for GateMediator {
         self.log_refusal(refusal)
     }
 
-    fn net_connect(&self, req: &NetRequest) -> Verdict {
-        let scheme = match req.scheme {
-            NetScheme::Connect => "https",
-            NetScheme::Http => "http",
+    fn net_connect(&self, req: &NetRequest) -> NetVerdict {
+        let fail = |e: &dyn std::fmt::Display| match self.fail_closed("net.connect", e) {
+            Verdict::Deny(r) => NetVerdict::Deny(r),
+            Verdict::Allow(_) => NetVerdict::Deny(Refusal::new("net.connect: refusing")),
         };
-        let host = match CanonicalHost::new(scheme, &req.host, Some(req.port)) {
-            Ok(h) => h,
-            Err(e) => {
-                return Verdict::Deny(Refusal::new(format!("host {:?} refused: {e}", req.host)))
+        let data =
+            serde_json::json!({ "exec": self.exec_ref(&req.requester), "pid": req.requester.pid });
+        let attempt = match self.gate.net_attempt(req, data) {
+            Ok(Ok(a)) => a,
+            Ok(Err(d)) => return NetVerdict::Deny(d.into()),
+            Err(e) => return fail(&e),
+        };
+        // `--network none`: the proxy is there so that every attempt is a
+        // decision in the log, and every one is refused.
+        if !self.gate.has_network() {
+            return match self.gate.net_refuse(&attempt, NO_NETWORK.into()) {
+                Ok(d) => NetVerdict::Deny(d.into()),
+                Err(e) => fail(&e),
+            };
+        }
+        match self.gate.net_connect(attempt, &SystemResolver) {
+            Ok(Connection::Permitted { permit, address }) => {
+                let ticket = Ticket(permit.intent_seq());
+                self.open
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(ticket.0, permit);
+                NetVerdict::Allow { ticket, address }
             }
-        };
-        let mut ar = ActionRequest::new(Action::NetConnect, Resource::Host(host.clone()));
-        ar.args = ToolArgs {
-            host: Some(host.name().to_string()),
-            port: Some(host.port()),
-            ..ToolArgs::default()
-        };
-        ar.data = Some(
-            serde_json::json!({ "exec": self.exec_ref(&req.requester), "pid": req.requester.pid }),
+            Ok(Connection::Denied(d)) => NetVerdict::Deny(d.into()),
+            Err(e) => fail(&e),
+        }
+    }
+
+    fn net_refused(&self, attempt: &NetAttempt) {
+        let reason = format!(
+            "net.connect refused by the sandbox: {} (the only way out is stele's egress proxy)",
+            attempt.kind.describe()
         );
-        self.hold("net.connect", self.gate.authorize(ar))
+        let data = serde_json::json!({
+            "exec": self.exec_ref(&attempt.requester),
+            "pid": attempt.requester.pid,
+            "refused_by": "sandbox",
+            "transport": attempt.kind.transport(),
+        });
+        let mut target = stele_audit::Target {
+            scheme: Some(attempt.kind.transport()),
+            ..stele_audit::Target::default()
+        };
+        if let NetAttemptKind::Connect(addr) = attempt.kind {
+            // An IP literal, canonical as policy would have it (a mapped
+            // IPv4 address as IPv4, …); a port 0 stays as given.
+            match CanonicalHost::new("tcp", &addr.ip().to_string(), Some(addr.port())) {
+                Ok(h) => target = record::target(&Resource::Host(h), &[]),
+                Err(_) => {
+                    target.host = Some(addr.ip().to_string());
+                    target.port = Some(addr.port());
+                }
+            }
+        }
+        if let Err(e) = self.gate.refuse_target(target, reason, Some(data)) {
+            tracing::error!("could not record a refused network attempt: {e}");
+        }
     }
 
     fn net_closed(&self, report: &NetCloseReport) {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use stele_sandbox::fs::{FsServer, MediatedFs, MediatedLayer};
 use stele_sandbox::{
     FileAccess, FileChangeReport, FileCloseReport, FileRefusal, FileRequest, Mediator,
-    NetCloseReport, NetRequest, Refusal, RefusalRule, Requester, Ticket, Verdict,
+    NetCloseReport, NetRequest, NetVerdict, Refusal, RefusalRule, Requester, Ticket, Verdict,
 };
 
 /// A rule: return `Some(reason)` to deny the request.
@@ -150,8 +150,8 @@ impl Mediator for Recorder {
         Refusal::new(refusal.reason())
     }
 
-    fn net_connect(&self, _req: &NetRequest) -> Verdict {
-        Verdict::Deny("files only".into())
+    fn net_connect(&self, _req: &NetRequest) -> NetVerdict {
+        NetVerdict::Deny("files only".into())
     }
 
     fn net_closed(&self, _report: &NetCloseReport) {}

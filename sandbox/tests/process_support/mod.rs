@@ -10,7 +10,7 @@ use stele_sandbox::exec::{ExecOutcome, ExecRequest, Limits, Sandbox};
 use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig, WorkspaceMount};
 use stele_sandbox::{
     FileAccess, FileChangeReport, FileCloseReport, FileRefusal, FileRequest, Mediator,
-    NetCloseReport, NetRequest, Refusal, RefusalRule, Ticket, Verdict,
+    NetCloseReport, NetRequest, NetVerdict, Refusal, RefusalRule, Ticket, Verdict,
 };
 
 /// What the recording mediator allows.
@@ -37,6 +37,8 @@ pub struct Recorder {
     pub denied_paths: Mutex<Vec<String>>,
     /// Paths (and everything below them) writes and deletes to are denied.
     pub protected_paths: Mutex<Vec<String>>,
+    /// Network attempts the sandbox refused by itself.
+    pub refused: Mutex<Vec<stele_sandbox::NetAttempt>>,
     next: Mutex<u64>,
 }
 
@@ -51,6 +53,7 @@ impl Recorder {
             nets: Mutex::new(Vec::new()),
             denied_paths: Mutex::new(Vec::new()),
             protected_paths: Mutex::new(Vec::new()),
+            refused: Mutex::new(Vec::new()),
             next: Mutex::new(1),
         })
     }
@@ -126,11 +129,14 @@ impl Mediator for Recorder {
         self.refusals.lock().unwrap().push(refusal.clone());
         Refusal::new(refusal.reason())
     }
-    fn net_connect(&self, req: &NetRequest) -> Verdict {
+    fn net_connect(&self, req: &NetRequest) -> NetVerdict {
         self.nets.lock().unwrap().push(req.clone());
-        Verdict::Deny("no network in tests".into())
+        NetVerdict::Deny("no network in tests".into())
     }
     fn net_closed(&self, _report: &NetCloseReport) {}
+    fn net_refused(&self, attempt: &stele_sandbox::NetAttempt) {
+        self.refused.lock().unwrap().push(attempt.clone());
+    }
 }
 
 /// Print a loud skip line and return false when this host lacks what the
@@ -184,6 +190,32 @@ pub fn plain(ws: &Path, m: Arc<Recorder>) -> ProcessSandbox {
     let mut cfg = ProcessSandboxConfig::new(ws, m);
     cfg.workspace_mount = WorkspaceMount::PlainBindForTestsOnly;
     cfg.network = NetworkMode::LoopbackOnly;
+    ProcessSandbox::new(cfg).expect("sandbox")
+}
+
+/// [`plain`] with the given group (cgroup) limits.
+pub fn plain_with(
+    ws: &Path,
+    m: Arc<Recorder>,
+    resources: stele_sandbox::resources::ResourceLimits,
+) -> ProcessSandbox {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(ws, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut cfg = ProcessSandboxConfig::new(ws, m);
+    cfg.workspace_mount = WorkspaceMount::PlainBindForTestsOnly;
+    cfg.network = NetworkMode::LoopbackOnly;
+    cfg.resources = resources;
+    ProcessSandbox::new(cfg).expect("sandbox")
+}
+
+/// [`mediated`] with the given group (cgroup) limits.
+pub fn mediated_with(
+    ws: &Path,
+    m: Arc<Recorder>,
+    resources: stele_sandbox::resources::ResourceLimits,
+) -> ProcessSandbox {
+    let mut cfg = ProcessSandboxConfig::new(ws, m);
+    cfg.resources = resources;
     ProcessSandbox::new(cfg).expect("sandbox")
 }
 
