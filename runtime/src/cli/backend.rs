@@ -183,7 +183,13 @@ pub fn build(
     network: NetworkMode,
 ) -> anyhow::Result<Built> {
     if spec.requested == BackendChoice::Process {
-        return process(workspace, mediator, network, spec.workspace_quota, &spec.resources);
+        return process(
+            workspace,
+            mediator,
+            network,
+            spec.workspace_quota,
+            &spec.resources,
+        );
     }
     let vm_error = match super::vm::vm_sandbox(
         workspace,
@@ -209,8 +215,14 @@ pub fn build(
          sandbox as the configuration allows (vm_fallback = \"process\"); the log records it",
         crate::terminal_safe::line(&reason)
     );
-    let mut built = process(workspace, mediator, network, spec.workspace_quota, &spec.resources)
-        .context("the micro-VM did not come up, and neither did the process sandbox")?;
+    let mut built = process(
+        workspace,
+        mediator,
+        network,
+        spec.workspace_quota,
+        &spec.resources,
+    )
+    .context("the micro-VM did not come up, and neither did the process sandbox")?;
     let fallback = json!({
         "from": BackendChoice::Vm.recorded(),
         "to": BackendChoice::Process.recorded(),

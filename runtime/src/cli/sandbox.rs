@@ -35,7 +35,7 @@ pub enum SandboxCommand {
     /// Report which sandbox layers are active on this host (by probing them).
     Check(CheckArgs),
     /// Run one command in the sandbox, through the policy gate.
-    Exec(ExecArgs),
+    Exec(Box<ExecArgs>),
     /// Measure the process sandbox's spawn overhead against a plain spawn.
     Bench(BenchArgs),
 }
@@ -132,7 +132,7 @@ pub struct BenchArgs {
 pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         SandboxCommand::Check(a) => super::sandbox_check::check(a),
-        SandboxCommand::Exec(a) => exec(a),
+        SandboxCommand::Exec(a) => exec(*a),
         SandboxCommand::Bench(a) => bench(a),
     }
 }
