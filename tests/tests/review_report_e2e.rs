@@ -47,19 +47,37 @@ struct Exported {
 fn export_simple() -> Exported {
     let d = tempfile::tempdir().unwrap();
     let s = Stele::new(&d.path().join("state"));
-    ok(&s.run(&["keys", "init", "--origin", "audit.test.invalid/review"]).unwrap(), "keys init");
+    ok(
+        &s.run(&["keys", "init", "--origin", "audit.test.invalid/review"])
+            .unwrap(),
+        "keys init",
+    );
     let ek = d.path().join("export.key");
     ok(
-        &s.run(&["keys", "init", "--origin", "export.test.invalid", "--key", ek.to_str().unwrap()])
-            .unwrap(),
+        &s.run(&[
+            "keys",
+            "init",
+            "--origin",
+            "export.test.invalid",
+            "--key",
+            ek.to_str().unwrap(),
+        ])
+        .unwrap(),
         "keys init export",
     );
     ok(&s.run(&["audit", "init"]).unwrap(), "audit init");
     ok(&s.run(&["audit", "show"]).unwrap(), "audit show");
     let out = d.path().join("export");
     let printed = ok(
-        &s.run(&["audit", "export", "--out", out.to_str().unwrap(), "--export-key", ek.to_str().unwrap()])
-            .unwrap(),
+        &s.run(&[
+            "audit",
+            "export",
+            "--out",
+            out.to_str().unwrap(),
+            "--export-key",
+            ek.to_str().unwrap(),
+        ])
+        .unwrap(),
         "audit export",
     );
     let verify_line = printed
@@ -110,7 +128,12 @@ fn the_printed_verify_line_verifies_an_export_signed_with_an_export_key() {
     let out = ok(&o, "the printed verify line");
     assert!(out.starts_with("OK: export of"), "{out}");
     // Without the export key it fails: the line must carry it.
-    let without: String = e.verify_line.split(" --export-key").next().unwrap().to_string();
+    let without: String = e
+        .verify_line
+        .split(" --export-key")
+        .next()
+        .unwrap()
+        .to_string();
     let o = run_line(&without, &[]);
     assert_eq!(o.status.code(), Some(3));
 }
@@ -188,7 +211,10 @@ fn with_closed_stdout(program: &Path, args: &[&str], state: Option<&Path>) -> Ou
 /// writer's.
 fn piped_to_head(line: &str) -> std::process::ExitStatus {
     Command::new("bash")
-        .args(["-c", &format!("set -o pipefail; {line} | head -1 >/dev/null")])
+        .args([
+            "-c",
+            &format!("set -o pipefail; {line} | head -1 >/dev/null"),
+        ])
         .status()
         .unwrap()
 }
@@ -196,20 +222,42 @@ fn piped_to_head(line: &str) -> std::process::ExitStatus {
 #[test]
 fn a_closed_pipe_is_no_panic_for_stele_or_stele_verify() {
     let e = export_simple();
-    let line = e.verify_line.replacen(
-        "stele-verify",
-        verify_bin().to_str().unwrap(),
-        1,
-    );
-    let key = line.split("--key '").nth(1).unwrap().split('\'').next().unwrap().to_string();
-    let ekey = line.split("--export-key '").nth(1).unwrap().split('\'').next().unwrap().to_string();
+    let line = e
+        .verify_line
+        .replacen("stele-verify", verify_bin().to_str().unwrap(), 1);
+    let key = line
+        .split("--key '")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap()
+        .to_string();
+    let ekey = line
+        .split("--export-key '")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap()
+        .to_string();
     let out = e.out.to_str().unwrap();
     let report = e.out.with_file_name("r.md");
     let verify_cases: Vec<Vec<&str>> = vec![
         vec![out, "--key", &key, "--export-key", &ekey],
         vec![out, "--key", &key, "--export-key", &ekey, "--json"],
         vec![out, "--key", &key, "--export-key", &ekey, "--report", "md"],
-        vec![out, "--key", &key, "--export-key", &ekey, "--report", "html", "--out", report.to_str().unwrap()],
+        vec![
+            out,
+            "--key",
+            &key,
+            "--export-key",
+            &ekey,
+            "--report",
+            "html",
+            "--out",
+            report.to_str().unwrap(),
+        ],
     ];
     for args in &verify_cases {
         let o = with_closed_stdout(&verify_bin(), args, None);
@@ -238,10 +286,25 @@ fn a_closed_pipe_is_no_panic_for_stele_or_stele_verify() {
     );
     assert!(piped_to_head(&st).success(), "{st} | head -1");
     // Any other write error is not passed off as success.
-    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
-    let o = Command::new(verify_bin()).args(&verify_cases[0]).stdout(full).output().unwrap();
-    assert_eq!(o.status.code(), Some(74), "{}", String::from_utf8_lossy(&o.stderr));
-    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let o = Command::new(verify_bin())
+        .args(&verify_cases[0])
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(74),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
     let o = Command::new(stele_bin())
         .args(["audit", "show"])
         .env("STELE_STATE_DIR", &e.s.state)
@@ -249,7 +312,12 @@ fn a_closed_pipe_is_no_panic_for_stele_or_stele_verify() {
         .stdout(full)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(74), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(74),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 fn chromium() -> PathBuf {
@@ -263,7 +331,9 @@ fn chromium() -> PathBuf {
 
 #[test]
 fn the_demo_sessions_html_report_shows_files_denial_and_approval_in_chromium() {
-    if !sandbox_available("the_demo_sessions_html_report_shows_files_denial_and_approval_in_chromium") {
+    if !sandbox_available(
+        "the_demo_sessions_html_report_shows_files_denial_and_approval_in_chromium",
+    ) {
         return;
     }
     let d = tempfile::tempdir().unwrap();
@@ -290,7 +360,10 @@ fn the_demo_sessions_html_report_shows_files_denial_and_approval_in_chromium() {
     let rules = demo.join("policy/teams/finance/finance.cedar");
     let text = std::fs::read_to_string(&rules).unwrap();
     let relaxed = text.replace("context.approval.approver != principal &&", "");
-    assert_ne!(text, relaxed, "the finance template's four-eyes rule changed");
+    assert_ne!(
+        text, relaxed,
+        "the finance template's four-eyes rule changed"
+    );
     std::fs::write(&rules, relaxed).unwrap();
     let (db, key) = (demo.join("state/audit.db"), demo.join("state/log.key"));
     let o = s
@@ -303,7 +376,11 @@ fn the_demo_sessions_html_report_shows_files_denial_and_approval_in_chromium() {
         ])
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(o.status.success(), "stele run: {err}\n{}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        o.status.success(),
+        "stele run: {err}\n{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     let session = err
         .split("session ")
         .nth(1)
@@ -313,19 +390,36 @@ fn the_demo_sessions_html_report_shows_files_denial_and_approval_in_chromium() {
     let out = d.path().join("demo-export");
     let printed = ok(
         &s.run(&[
-            "audit", "export", "--db", db.to_str().unwrap(), "--key", key.to_str().unwrap(),
-            "--session", &session, "--out", out.to_str().unwrap(),
+            "audit",
+            "export",
+            "--db",
+            db.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--session",
+            &session,
+            "--out",
+            out.to_str().unwrap(),
         ])
         .unwrap(),
         "audit export",
     );
-    let line = printed.lines().find_map(|l| l.strip_prefix("verify with: ")).unwrap();
+    let line = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("verify with: "))
+        .unwrap();
     let html = d.path().join("review.html");
-    ok(&run_line(line, &["--report", "html", "--out", html.to_str().unwrap()]), "--report html");
+    ok(
+        &run_line(line, &["--report", "html", "--out", html.to_str().unwrap()]),
+        "--report html",
+    );
     let page = std::fs::read_to_string(&html).unwrap();
     // Self-contained: nothing to load.
     for outside in ["src=", "href=", "<script", "@import", "url("] {
-        assert!(!page.contains(outside), "the report loads something ({outside})");
+        assert!(
+            !page.contains(outside),
+            "the report loads something ({outside})"
+        );
     }
     let o = Command::new(chromium())
         .args([
@@ -341,26 +435,44 @@ fn the_demo_sessions_html_report_shows_files_denial_and_approval_in_chromium() {
         .unwrap();
     let dom = ok(&o, "chromium --dump-dom");
     let section = |id: &str| -> String {
-        let start = dom.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id} in the DOM"));
+        let start = dom
+            .find(&format!("id=\"{id}\""))
+            .unwrap_or_else(|| panic!("no #{id} in the DOM"));
         let end = dom[start..].find("</table>").unwrap() + start;
         dom[start..end].to_string()
     };
     let files = section("files");
-    for f in ["receipts/2026-03-02-acme-coffee.txt", "receipts/2026-03-04-acme-taxi.txt", "reports/by-client.csv", "outbox/acme-summary.txt"] {
+    for f in [
+        "receipts/2026-03-02-acme-coffee.txt",
+        "receipts/2026-03-04-acme-taxi.txt",
+        "reports/by-client.csv",
+        "outbox/acme-summary.txt",
+    ] {
         assert!(files.contains(f), "the files read and written lack {f}");
     }
     let denials = section("denials");
     assert!(denials.contains("hr/salaries.csv"), "{denials}");
-    assert!(denials.contains("denied by default: no policy permits it"), "the denial's rule: {denials}");
-    let start = dom.find("class=\"approval\"").expect("an approval in the DOM");
+    assert!(
+        denials.contains("denied by default: no policy permits it"),
+        "the denial's rule: {denials}"
+    );
+    let start = dom
+        .find("class=\"approval\"")
+        .expect("an approval in the DOM");
     let approval = &dom[start..start + dom[start..].find("</div>").unwrap()];
     assert!(approval.contains("finance.outbox-four-eyes"), "{approval}");
-    assert!(approval.contains("class=\"approver\">alice<"), "approved by alice: {approval}");
+    assert!(
+        approval.contains("class=\"approver\">alice<"),
+        "approved by alice: {approval}"
+    );
     assert!(approval.contains("flag"), "the method: {approval}");
     assert!(approval.contains("granted"), "{approval}");
     // The exact text shown, decoded: the letter itself.
     assert!(approval.contains("| Dear Acme,"), "{approval}");
-    assert!(approval.contains("Write file: outbox/acme-summary.txt"), "{approval}");
+    assert!(
+        approval.contains("Write file: outbox/acme-summary.txt"),
+        "{approval}"
+    );
     let task = section("session");
     assert!(task.contains("alice"), "{task}");
     assert!(dom.contains("Organise the receipts"), "the task as given");
@@ -381,5 +493,9 @@ fn the_demo_sessions_html_report_shows_files_denial_and_approval_in_chromium() {
         .unwrap();
     ok(&o, "chromium --screenshot");
     let bytes = std::fs::read(&png).unwrap();
-    assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000, "{} bytes", bytes.len());
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+        "{} bytes",
+        bytes.len()
+    );
 }

@@ -127,9 +127,10 @@ impl Derived {
     pub(crate) fn finish(mut self, bundle: &Bundle, m: &Manifest) -> Result<(), Failure> {
         if let Some(o) = &mut self.ocsf {
             o.buf.clear();
-            let n = o.reader.read_line(&mut o.buf).map_err(|e| {
-                Failure::new(OCSF, None, format!("cannot be decompressed: {e}"))
-            })?;
+            let n = o
+                .reader
+                .read_line(&mut o.buf)
+                .map_err(|e| Failure::new(OCSF, None, format!("cannot be decompressed: {e}")))?;
             if n > 0 {
                 return Err(Failure::new(
                     OCSF,
@@ -167,18 +168,16 @@ fn compare_text(file: &str, got: &str, want: &str) -> Result<(), Failure> {
         n += 1;
         match (g.next(), w.next()) {
             (Some(a), Some(b)) if a == b => continue,
-            (a, b) => {
-                return Err(Failure::new(
-                    file,
-                    None,
-                    format!(
-                        "differs from the summary recomputed from the verified entries at line {n}: \
+            (a, b) => return Err(Failure::new(
+                file,
+                None,
+                format!(
+                    "differs from the summary recomputed from the verified entries at line {n}: \
                          exported {}, recomputed {}",
-                        a.map_or("(end of file)".to_string(), |a| format!("{a:?}")),
-                        b.map_or("(end of file)".to_string(), |b| format!("{b:?}")),
-                    ),
-                ))
-            }
+                    a.map_or("(end of file)".to_string(), |a| format!("{a:?}")),
+                    b.map_or("(end of file)".to_string(), |b| format!("{b:?}")),
+                ),
+            )),
         }
     }
 }

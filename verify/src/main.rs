@@ -109,13 +109,14 @@ fn run(args: &Args) -> ExitCode {
     let report = args.report.map(|f| match f {
         ReportFormat::Md => stele_verify::account::markdown::render(&r.account),
         ReportFormat::Html => stele_verify::account::html::render(&r.account),
-        ReportFormat::Json => {
-            serde_json::to_string_pretty(&r.account).unwrap_or_default() + "\n"
-        }
+        ReportFormat::Json => serde_json::to_string_pretty(&r.account).unwrap_or_default() + "\n",
     });
     if let (Some(text), Some(path)) = (&report, &args.out) {
         if let Err(e) = output::write_file(path, text.as_bytes()) {
-            err(format_args!("stele-verify: cannot write {}: {e}\n", path.display()));
+            err(format_args!(
+                "stele-verify: cannot write {}: {e}\n",
+                path.display()
+            ));
             return ExitCode::from(4);
         }
     }

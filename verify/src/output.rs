@@ -35,7 +35,11 @@ fn write(to_stdout: bool, args: std::fmt::Arguments<'_>) {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             let mut first = FIRST_ERROR.lock().unwrap_or_else(|p| p.into_inner());
             if first.is_none() {
-                let name = if to_stdout { "standard output" } else { "standard error" };
+                let name = if to_stdout {
+                    "standard output"
+                } else {
+                    "standard error"
+                };
                 *first = Some(format!("could not write to {name}: {e}"));
             }
         }
@@ -54,7 +58,10 @@ pub fn err(args: std::fmt::Arguments<'_>) {
 
 /// The first write error other than a closed pipe.
 pub fn failure() -> Option<String> {
-    FIRST_ERROR.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    FIRST_ERROR
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
 }
 
 /// Write `bytes` to `path` whole: into a temporary file beside it, synced,

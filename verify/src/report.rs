@@ -90,7 +90,9 @@ pub(crate) fn account(
         }
         // Present payloads were checked against their commitments already.
         match m.read(bundle, &format!("{PAYLOADS_DIR}{}", hex::encode(c))) {
-            Ok(b) if b.len() >= 32 => PayloadText::Present(String::from_utf8_lossy(&b[32..]).into_owned()),
+            Ok(b) if b.len() >= 32 => {
+                PayloadText::Present(String::from_utf8_lossy(&b[32..]).into_owned())
+            }
             _ => PayloadText::Withheld,
         }
     };
@@ -103,10 +105,16 @@ pub(crate) fn account(
         unchecked.push("no checkpoint held elsewhere given (--checkpoint): a log truncated before export would not be caught".to_string());
     }
     if r.payloads_withheld > 0 {
-        unchecked.push(format!("{} payload(s) withheld by the exporter: their text is not shown", r.payloads_withheld));
+        unchecked.push(format!(
+            "{} payload(s) withheld by the exporter: their text is not shown",
+            r.payloads_withheld
+        ));
     }
     if r.policies.is_empty() {
-        unchecked.push("no policy files in the export: rule texts are as recorded in each decision".to_string());
+        unchecked.push(
+            "no policy files in the export: rule texts are as recorded in each decision"
+                .to_string(),
+        );
     }
     Account {
         schema: account::SCHEMA,
@@ -121,7 +129,10 @@ pub(crate) fn account(
             witnesses: r
                 .cosigned
                 .iter()
-                .map(|(w, n)| Witnessed { witness: w.clone(), size: *n })
+                .map(|(w, n)| Witnessed {
+                    witness: w.clone(),
+                    size: *n,
+                })
                 .collect(),
             payloads_verified: r.payloads_verified,
             payloads_redacted: r.payloads_redacted,

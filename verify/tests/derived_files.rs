@@ -24,7 +24,8 @@ use stele_verify::{verify, Bundle, Failure, Options, Report};
 
 const ORIGIN: &str = "audit.test.invalid/derived";
 const SESSION: &str = "s-review";
-const SHOWN: &str = "Write file: outbox/letter.txt\nContent:\n| Dear Acme, the totals are attached.\n";
+const SHOWN: &str =
+    "Write file: outbox/letter.txt\nContent:\n| Dear Acme, the totals are attached.\n";
 
 fn actor() -> Actor {
     Actor {
@@ -67,7 +68,9 @@ fn demo_like_session(log: &AuditLog) {
     let ev = |k| Event::new(k, actor()).in_session(SESSION);
     log.append_blocking(
         ev(EventKind::SessionStart)
-            .with_data(serde_json::json!({"client": {"kind": "cli", "command": "run"}, "network": "none"}))
+            .with_data(
+                serde_json::json!({"client": {"kind": "cli", "command": "run"}, "network": "none"}),
+            )
             .with_payload(text("task", "Total the receipts by client.")),
     )
     .unwrap();
@@ -79,14 +82,22 @@ fn demo_like_session(log: &AuditLog) {
                     provider: Some("anthropic".into()),
                     ..Default::default()
                 })
-                .with_decision(decision(Effect::Allow, &["org.models"], "model.request permitted by org.models (org, org/ceilings.cedar:3)")),
+                .with_decision(decision(
+                    Effect::Allow,
+                    &["org.models"],
+                    "model.request permitted by org.models (org, org/ceilings.cedar:3)",
+                )),
         )
         .unwrap();
     let mut o = Outcome::status(Status::Ok);
     o.tokens_in = Some(120);
     o.tokens_out = Some(30);
-    log.append_blocking(ev(EventKind::ModelResponse).with_refs(refs(&m)).with_outcome(o))
-        .unwrap();
+    log.append_blocking(
+        ev(EventKind::ModelResponse)
+            .with_refs(refs(&m))
+            .with_outcome(o),
+    )
+    .unwrap();
     let r = log
         .append_blocking(
             ev(EventKind::FileOpen)
@@ -103,7 +114,11 @@ fn demo_like_session(log: &AuditLog) {
         ev(EventKind::PolicyDecision)
             .with_target(path("hr/salaries.csv"))
             .with_data(serde_json::json!({"op": "open"}))
-            .with_decision(decision(Effect::Deny, &["finance.no-hr"], "file.read denied by finance.no-hr (team:finance, teams/finance/finance.cedar:40)"))
+            .with_decision(decision(
+                Effect::Deny,
+                &["finance.no-hr"],
+                "file.read denied by finance.no-hr (team:finance, teams/finance/finance.cedar:40)",
+            ))
             .with_outcome(Outcome::status(Status::Denied)),
     )
     .unwrap();
@@ -177,8 +192,12 @@ impl Setup {
             heartbeat: None,
             ..LogOptions::default()
         };
-        AuditLog::open_or_create(&self.dir.path().join("audit.db"), self.log_key.clone(), opts)
-            .unwrap()
+        AuditLog::open_or_create(
+            &self.dir.path().join("audit.db"),
+            self.log_key.clone(),
+            opts,
+        )
+        .unwrap()
     }
     fn signer(&self, k: ManifestKey) -> &Ed25519Signer {
         match k {
@@ -266,16 +285,27 @@ fn edits() -> Vec<(&'static str, Edit)> {
         ("summary: the denial deleted", |d| {
             let s = std::fs::read_to_string(d.join(SUMMARY)).unwrap();
             assert!(s.contains("hr/salaries.csv"), "{s}");
-            let kept: Vec<&str> = s.lines().filter(|l| !l.contains("hr/salaries.csv")).collect();
+            let kept: Vec<&str> = s
+                .lines()
+                .filter(|l| !l.contains("hr/salaries.csv"))
+                .collect();
             std::fs::write(d.join(SUMMARY), kept.join("\n") + "\n").unwrap();
         }),
         ("summary: the denial count lowered", |d| {
             let s = std::fs::read_to_string(d.join(SUMMARY)).unwrap();
-            std::fs::write(d.join(SUMMARY), s.replace("## Denials (1)", "## Denials (0)")).unwrap();
+            std::fs::write(
+                d.join(SUMMARY),
+                s.replace("## Denials (1)", "## Denials (0)"),
+            )
+            .unwrap();
         }),
         ("summary: a line added at the end", |d| {
             let s = std::fs::read_to_string(d.join(SUMMARY)).unwrap();
-            std::fs::write(d.join(SUMMARY), s + "- all actions were approved by the CFO\n").unwrap();
+            std::fs::write(
+                d.join(SUMMARY),
+                s + "- all actions were approved by the CFO\n",
+            )
+            .unwrap();
         }),
         ("ocsf: the denial turned into an allow", |d| {
             let s = read_ocsf(d);
@@ -284,7 +314,10 @@ fn edits() -> Vec<(&'static str, Edit)> {
         }),
         ("ocsf: the denied event dropped", |d| {
             let s = read_ocsf(d);
-            let kept: Vec<&str> = s.lines().filter(|l| !l.contains("hr/salaries.csv")).collect();
+            let kept: Vec<&str> = s
+                .lines()
+                .filter(|l| !l.contains("hr/salaries.csv"))
+                .collect();
             write_ocsf(d, &(kept.join("\n") + "\n"));
         }),
         ("ocsf: an event added", |d| {
@@ -317,7 +350,11 @@ fn altered_summary_or_ocsf_fails_whichever_key_re_signs() {
                 let e = check(&t, &o).err().unwrap_or_else(|| {
                     panic!("{what} (manifest re-signed with the {key:?} key) verified")
                 });
-                let want = if what.starts_with("summary") { SUMMARY } else { OCSF };
+                let want = if what.starts_with("summary") {
+                    SUMMARY
+                } else {
+                    OCSF
+                };
                 assert_eq!(e.file, want, "{what}: {e}");
                 assert!(
                     e.reason.contains("line ") && e.reason.contains("recomputed"),
@@ -338,10 +375,15 @@ fn the_same_ocsf_events_written_otherwise_verify() {
     let mut out = String::new();
     for l in text.lines() {
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        let serde_json::Value::Object(m) = v else { panic!("{l}") };
+        let serde_json::Value::Object(m) = v else {
+            panic!("{l}")
+        };
         let mut pairs: Vec<(String, serde_json::Value)> = m.into_iter().collect();
         pairs.reverse();
-        let parts: Vec<String> = pairs.iter().map(|(k, v)| format!("{:?} : {v}", k)).collect();
+        let parts: Vec<String> = pairs
+            .iter()
+            .map(|(k, v)| format!("{:?} : {v}", k))
+            .collect();
         out.push_str(&format!("{{ {} }}\n", parts.join(" , ")));
     }
     write_ocsf(&good, &out);
@@ -352,7 +394,11 @@ fn the_same_ocsf_events_written_otherwise_verify() {
 #[test]
 fn ocsf_failure_names_the_entry_and_field() {
     let s = Setup::new();
-    let good = s.export(ManifestKey::Export, Selection::Session { id: SESSION.into() }, "x");
+    let good = s.export(
+        ManifestKey::Export,
+        Selection::Session { id: SESSION.into() },
+        "x",
+    );
     let t = s.dir.path().join("x-blocked");
     copy_dir(&good, &t);
     let text = read_ocsf(&t);
@@ -363,13 +409,20 @@ fn ocsf_failure_names_the_entry_and_field() {
     // denial is the first Blocked event): whatever its index, it is named.
     assert!(e.index.is_some(), "{e}");
     assert!(e.reason.contains("/disposition"), "{e}");
-    assert!(e.reason.contains("\"Allowed\"") && e.reason.contains("\"Blocked\""), "{e}");
+    assert!(
+        e.reason.contains("\"Allowed\"") && e.reason.contains("\"Blocked\""),
+        "{e}"
+    );
 }
 
 #[test]
 fn the_report_is_derived_from_the_entries_not_the_summary() {
     let s = Setup::new();
-    let good = s.export(ManifestKey::Export, Selection::Session { id: SESSION.into() }, "r");
+    let good = s.export(
+        ManifestKey::Export,
+        Selection::Session { id: SESSION.into() },
+        "r",
+    );
     // The exporter's prose removed altogether (files and manifest lines):
     // the report does not need it.
     let t = s.dir.path().join("r-no-prose");
@@ -388,28 +441,63 @@ fn the_report_is_derived_from_the_entries_not_the_summary() {
             stele_verify::account::PayloadText::Present("Total the receipts by client.".into())
         );
         assert_eq!(x.models.len(), 1);
-        assert_eq!((x.models[0].requests, x.models[0].tokens_in, x.models[0].tokens_out), (1, 120, 30));
-        let files: Vec<(&str, &str)> = x.files.iter().map(|f| (f.path.as_str(), f.access.as_str())).collect();
+        assert_eq!(
+            (
+                x.models[0].requests,
+                x.models[0].tokens_in,
+                x.models[0].tokens_out
+            ),
+            (1, 120, 30)
+        );
+        let files: Vec<(&str, &str)> = x
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f.access.as_str()))
+            .collect();
         assert_eq!(
             files,
-            [("receipts/acme.txt", "read"), ("hr/salaries.csv", "read"), ("outbox/letter.txt", "write")]
+            [
+                ("receipts/acme.txt", "read"),
+                ("hr/salaries.csv", "read"),
+                ("outbox/letter.txt", "write")
+            ]
         );
         assert_eq!(x.files[0].bytes_read, Some(82));
-        assert_eq!(x.files[2].sha256_after_write.as_deref(), Some("ab".repeat(32).as_str()));
+        assert_eq!(
+            x.files[2].sha256_after_write.as_deref(),
+            Some("ab".repeat(32).as_str())
+        );
         assert_eq!(x.denials.len(), 1);
         assert_eq!(x.denials[0].target, "hr/salaries.csv");
         assert_eq!(x.denials[0].rule.policies, ["finance.no-hr"]);
-        assert!(x.denials[0].rule.reason.as_deref().unwrap().contains("finance.cedar:40"));
+        assert!(x.denials[0]
+            .rule
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("finance.cedar:40"));
         assert_eq!(x.approvals.len(), 1);
         let ap = &x.approvals[0];
-        assert_eq!((ap.requester.as_str(), ap.answer.as_str()), ("alice", "granted"));
+        assert_eq!(
+            (ap.requester.as_str(), ap.answer.as_str()),
+            ("alice", "granted")
+        );
         assert_eq!(ap.approver.as_deref(), Some("bob"));
         assert_eq!(ap.method.as_deref(), Some("terminal"));
-        assert_eq!(ap.shown, stele_verify::account::PayloadText::Present(SHOWN.into()));
+        assert_eq!(
+            ap.shown,
+            stele_verify::account::PayloadText::Present(SHOWN.into())
+        );
         // Every rendering carries the same facts.
         let md = stele_verify::account::markdown::render(a);
         let html = stele_verify::account::html::render(a);
-        for needle in ["receipts/acme.txt", "hr/salaries.csv", "finance.no-hr", "bob", "Dear Acme, the totals are attached."] {
+        for needle in [
+            "receipts/acme.txt",
+            "hr/salaries.csv",
+            "finance.no-hr",
+            "bob",
+            "Dear Acme, the totals are attached.",
+        ] {
             assert!(md.contains(needle), "markdown lacks {needle}");
             assert!(html.contains(needle), "html lacks {needle}");
         }
@@ -434,6 +522,14 @@ fn withheld_payloads_are_said_to_be_withheld() {
     let r = check(&out, &s.opts(ManifestKey::Export)).unwrap();
     let x = &r.account.sessions[0];
     assert_eq!(x.task, stele_verify::account::PayloadText::Withheld);
-    assert_eq!(x.approvals[0].shown, stele_verify::account::PayloadText::Withheld);
-    assert!(r.account.verification.unchecked.iter().any(|u| u.contains("withheld")));
+    assert_eq!(
+        x.approvals[0].shown,
+        stele_verify::account::PayloadText::Withheld
+    );
+    assert!(r
+        .account
+        .verification
+        .unchecked
+        .iter()
+        .any(|u| u.contains("withheld")));
 }

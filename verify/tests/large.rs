@@ -108,7 +108,10 @@ fn a_session_export_in_a_large_log() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(d)
     };
-    let (n, in_session) = (env("STELE_EXPORT_LOG", 50_000), env("STELE_EXPORT_SESSION", 5_000));
+    let (n, in_session) = (
+        env("STELE_EXPORT_LOG", 50_000),
+        env("STELE_EXPORT_SESSION", 5_000),
+    );
     let dir = tempfile::tempdir().unwrap();
     let key = Arc::new(Ed25519Signer::from_seed("audit.test.invalid/big", &[1; 32]).unwrap());
     let opts = LogOptions {
@@ -154,7 +157,8 @@ fn a_session_export_in_a_large_log() {
             log.append_blocking(Event::new(EventKind::SessionStart, actor.clone()).in_session(id))
                 .unwrap();
             for i in 0..in_session.saturating_sub(2) {
-                log.append_blocking(event(&actor, 999, i).in_session(id)).unwrap();
+                log.append_blocking(event(&actor, 999, i).in_session(id))
+                    .unwrap();
             }
             log.append_blocking(Event::new(EventKind::SessionEnd, actor.clone()).in_session(id))
                 .unwrap();
@@ -177,7 +181,12 @@ fn a_session_export_in_a_large_log() {
         let r = export(&log, key.as_ref(), &o, &out).unwrap();
         (out, r, t.elapsed().as_secs_f64())
     };
-    let (sout, sr, st) = export_of(Selection::Session { id: "s-bench".into() }, "session");
+    let (sout, sr, st) = export_of(
+        Selection::Session {
+            id: "s-bench".into(),
+        },
+        "session",
+    );
     let (_, wr, wt) = export_of(Selection::All, "whole");
     let vopts = Options {
         log_key: key.verifier(),

@@ -212,7 +212,7 @@ fn build(
     let mut pending: Result<(), ExportError> = Ok(());
 
     store.for_each_entry(0, size, |seq, bytes, stored| {
-        if seq % PROGRESS_EVERY == 0 {
+        if seq.is_multiple_of(PROGRESS_EVERY) {
             progress(ExportProgress::Entries {
                 done: seq,
                 total: size,
@@ -319,7 +319,7 @@ fn build(
 
     // Inclusion proofs of the selected entries.
     for (i, seq) in selected.iter().enumerate() {
-        if i as u64 % (PROGRESS_EVERY / 16) == 0 {
+        if (i as u64).is_multiple_of(PROGRESS_EVERY / 16) {
             progress(ExportProgress::Proofs {
                 done: i as u64,
                 total: selected.len() as u64,
@@ -342,7 +342,7 @@ fn build(
         commits.sort_unstable();
         commits.dedup();
         for (i, c) in commits.iter().enumerate() {
-            if i as u64 % (PROGRESS_EVERY / 16) == 0 {
+            if (i as u64).is_multiple_of(PROGRESS_EVERY / 16) {
                 progress(ExportProgress::Payloads {
                     done: i as u64,
                     total: commits.len() as u64,

@@ -386,7 +386,9 @@ fn verify(
         None => match load_key_file(key) {
             Ok(s) => s.verifier(),
             Err(e) => {
-                crate::errln!("stele: cannot use the key file ({e}); give the trusted key with --vkey");
+                crate::errln!(
+                    "stele: cannot use the key file ({e}); give the trusted key with --vkey"
+                );
                 return Ok(ExitCode::from(EXIT_UNREADABLE));
             }
         },
@@ -484,11 +486,13 @@ fn print_report(r: &VerifyReport) {
     }
     crate::outln!(
         "  sessions:     {} ({} without an end entry)",
-        r.sessions, r.open_sessions
+        r.sessions,
+        r.open_sessions
     );
     crate::outln!(
         "  payloads:     {} verified, {} redacted",
-        r.payloads_present, r.payloads_redacted
+        r.payloads_present,
+        r.payloads_redacted
     );
     for x in &r.redactions {
         crate::outln!(
@@ -508,7 +512,8 @@ fn print_report(r: &VerifyReport) {
     for u in &r.unfinished {
         crate::outln!(
             "  unfinished:   intent {} ({}) has no result",
-            u.seq, u.kind
+            u.seq,
+            u.kind
         );
     }
     crate::outln!(

@@ -63,7 +63,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "  of which policy decision:    p50 {:.1} µs",
         decide.as_secs_f64() * 1e6
     );
-    crate::outln!("  (two durable appends per call: intent before, result after; each waits for fsync)");
+    crate::outln!(
+        "  (two durable appends per call: intent before, result after; each waits for fsync)"
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -160,7 +160,9 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
             crate::outln!("max:       {:.2} µs", r.max.as_secs_f64() * 1e6);
             crate::outln!(
                 "effects:   {} allow, {} deny, {} ask",
-                r.effects[0], r.effects[1], r.effects[2]
+                r.effects[0],
+                r.effects[1],
+                r.effects[2]
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -233,7 +235,9 @@ fn explain_request(b: &Bundle, request: &Request, json: bool) -> anyhow::Result<
                     crate::outln!("{}", safe::json_pretty(&v));
                 } else {
                     crate::out!("{}", safe::block(&explain::render(request, &by_name)));
-                    crate::outln!("decision: deny — {error}: the proxy would refuse the connection");
+                    crate::outln!(
+                        "decision: deny — {error}: the proxy would refuse the connection"
+                    );
                 }
                 return Ok(ExitCode::from(exit::DENY));
             }

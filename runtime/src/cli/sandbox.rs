@@ -438,7 +438,9 @@ fn bench_in(args: &BenchArgs, scratch: &Path) -> anyhow::Result<ExitCode> {
     } else {
         crate::outln!(
             "spawn of /usr/bin/true, {} interleaved runs each ({:?} workspace, network {:?})",
-            args.runs, args.workspace, network
+            args.runs,
+            args.workspace,
+            network
         );
         crate::outln!(
             "plain spawn       median {:7.3} ms   p99 {:7.3} ms",

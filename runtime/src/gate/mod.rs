@@ -436,7 +436,8 @@ impl Gate {
         let shown = approval::terminal_safe(&shown_text(req, decision), approval::Newlines::Keep);
         let shown_sha256 = hex::encode(digest(&SHA256, shown.as_bytes()));
         // The request's own fields (a tool call's ids) too, so the answer can be paired with it.
-        let mut data = serde_json::json!({ "shown_sha256": shown_sha256, "shown_bytes": shown.len() });
+        let mut data =
+            serde_json::json!({ "shown_sha256": shown_sha256, "shown_bytes": shown.len() });
         if let (Some(d), Some(serde_json::Value::Object(extra))) = (data.as_object_mut(), &req.data)
         {
             for (k, v) in extra {

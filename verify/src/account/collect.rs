@@ -149,7 +149,10 @@ impl AccountBuilder {
                 },
             });
         }
-        let denied = l.decision.as_ref().is_some_and(|d| d.effect == Effect::Deny);
+        let denied = l
+            .decision
+            .as_ref()
+            .is_some_and(|d| d.effect == Effect::Deny);
         if denied {
             s.denials.push(Denial {
                 seq: l.seq,
@@ -205,7 +208,10 @@ impl AccountBuilder {
                     }
                 };
                 s.models[i].requests += 1;
-                if l.decision.as_ref().is_some_and(|d| d.effect == Effect::Deny) {
+                if l.decision
+                    .as_ref()
+                    .is_some_and(|d| d.effect == Effect::Deny)
+                {
                     s.models[i].denied += 1;
                 }
                 self.intents.insert(l.seq, (si, Slot::Model(i)));

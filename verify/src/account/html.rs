@@ -128,9 +128,16 @@ pub fn render(a: &Account) -> String {
         let _ = writeln!(s, "<li>{t}</li>");
     };
     li(format!("result: {}", esc(v.result)));
-    li(format!("signed checkpoints verified at sizes {:?}", v.checkpoints));
+    li(format!(
+        "signed checkpoints verified at sizes {:?}",
+        v.checkpoints
+    ));
     for w in &v.witnesses {
-        li(format!("witness <code>{}</code> cosigned size {}", esc(&w.witness), w.size));
+        li(format!(
+            "witness <code>{}</code> cosigned size {}",
+            esc(&w.witness),
+            w.size
+        ));
     }
     li(format!(
         "payloads: {} verified, {} redacted, {} withheld by the exporter",
@@ -171,12 +178,24 @@ fn session(s: &mut String, x: &SessionAccount) {
         opt(&x.policy_bundle),
         x.entries
     );
-    let _ = writeln!(s, "<h3>Task</h3><div id=\"task\">{}</div>", payload(&x.task));
+    let _ = writeln!(
+        s,
+        "<h3>Task</h3><div id=\"task\">{}</div>",
+        payload(&x.task)
+    );
     let _ = writeln!(s, "<h3>Models</h3>");
     table(
         s,
         "models",
-        &["model", "provider", "endpoint", "requests", "denied", "tokens in", "tokens out"],
+        &[
+            "model",
+            "provider",
+            "endpoint",
+            "requests",
+            "denied",
+            "tokens in",
+            "tokens out",
+        ],
         x.models
             .iter()
             .map(|m| {
@@ -196,7 +215,16 @@ fn session(s: &mut String, x: &SessionAccount) {
     table(
         s,
         "files",
-        &["entry", "time", "access", "path", "bytes read", "bytes written", "SHA-256 after write", "decision"],
+        &[
+            "entry",
+            "time",
+            "access",
+            "path",
+            "bytes read",
+            "bytes written",
+            "SHA-256 after write",
+            "decision",
+        ],
         x.files
             .iter()
             .map(|f| {
@@ -217,7 +245,15 @@ fn session(s: &mut String, x: &SessionAccount) {
     table(
         s,
         "commands",
-        &["entry", "time", "program and arguments", "folder", "exit", "ms", "decision"],
+        &[
+            "entry",
+            "time",
+            "program and arguments",
+            "folder",
+            "exit",
+            "ms",
+            "decision",
+        ],
         x.commands
             .iter()
             .map(|c| {
@@ -226,7 +262,11 @@ fn session(s: &mut String, x: &SessionAccount) {
                     esc(&c.ts),
                     format!(
                         "<pre>{}</pre>",
-                        esc(&format!("{} {:?}", c.program.as_deref().unwrap_or(""), c.argv))
+                        esc(&format!(
+                            "{} {:?}",
+                            c.program.as_deref().unwrap_or(""),
+                            c.argv
+                        ))
                     ),
                     opt(&c.cwd),
                     format!("{} {}", opt(&c.exit), opt(&c.status)),
@@ -240,7 +280,9 @@ fn session(s: &mut String, x: &SessionAccount) {
     table(
         s,
         "connections",
-        &["entry", "time", "host", "port", "scheme", "sent", "received", "decision"],
+        &[
+            "entry", "time", "host", "port", "scheme", "sent", "received", "decision",
+        ],
         x.connections
             .iter()
             .map(|c| {
@@ -343,5 +385,10 @@ fn session(s: &mut String, x: &SessionAccount) {
             String::new(),
         ]);
     }
-    table(s, "timeline", &["entry", "time", "kind", "target", "outcome"], rows);
+    table(
+        s,
+        "timeline",
+        &["entry", "time", "kind", "target", "outcome"],
+        rows,
+    );
 }

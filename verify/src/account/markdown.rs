@@ -49,7 +49,11 @@ pub(super) fn rule_text(r: &Rule) -> String {
     } else {
         r.policies.join(", ")
     };
-    let layer = r.layer.as_deref().map(|l| format!(" [{l}]")).unwrap_or_default();
+    let layer = r
+        .layer
+        .as_deref()
+        .map(|l| format!(" [{l}]"))
+        .unwrap_or_default();
     let why = r.reason.as_deref().unwrap_or("");
     format!("{} by {}{layer}: {why}", r.effect, who)
 }
@@ -123,7 +127,11 @@ fn session(s: &mut String, x: &SessionAccount) {
         if x.teams.is_empty() {
             "none".into()
         } else {
-            x.teams.iter().map(|t| code(t)).collect::<Vec<_>>().join(", ")
+            x.teams
+                .iter()
+                .map(|t| code(t))
+                .collect::<Vec<_>>()
+                .join(", ")
         }
     );
     if let Some(a) = &x.authentication {
