@@ -168,16 +168,18 @@ fn compare_text(file: &str, got: &str, want: &str) -> Result<(), Failure> {
         n += 1;
         match (g.next(), w.next()) {
             (Some(a), Some(b)) if a == b => continue,
-            (a, b) => return Err(Failure::new(
-                file,
-                None,
-                format!(
+            (a, b) => {
+                return Err(Failure::new(
+                    file,
+                    None,
+                    format!(
                     "differs from the summary recomputed from the verified entries at line {n}: \
                          exported {}, recomputed {}",
                     a.map_or("(end of file)".to_string(), |a| format!("{a:?}")),
                     b.map_or("(end of file)".to_string(), |b| format!("{b:?}")),
                 ),
-            )),
+                ))
+            }
         }
     }
 }
