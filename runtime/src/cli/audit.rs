@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use stele_attest::{load_key_file, NoteVerifier, Signer as _};
@@ -166,6 +165,11 @@ pub struct ReadArgs {
     /// Who is reading [default: $USER].
     #[arg(long)]
     pub user: Option<String>,
+    /// Read without recording, with the log's verifier key instead of its
+    /// signing key (`stele keys show` prints it): the log is verified first
+    /// and only verified entries are shown; nothing is written.
+    #[arg(long)]
+    pub vkey: Option<String>,
 }
 
 /// Run `stele audit`.
@@ -176,7 +180,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
         AuditCommand::Init => {
             // What the audit crate creates here is private whatever the umask.
             paths::private_umask();
-            let signer = Arc::new(load_key_file(&key)?);
+            let signer = super::state::signing_key(&key)?;
             if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
                 paths::ensure_private_dir(dir)?;
             }
@@ -248,7 +252,8 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             user,
         } => {
             let actor = human_actor(user)?;
-            let signer = Arc::new(load_key_file(&key)?);
+            let signer = super::state::signing_key(&key)?;
+            super::state::existing_log(&db)?;
             let log = AuditLog::open(&db, signer, LogOptions::default())?;
             let r = log.redact_blocking(vec![commitment.clone()], reason, actor)?;
             log.close()?;
@@ -307,7 +312,13 @@ pub(crate) fn open_for_read(
     what: serde_json::Value,
 ) -> anyhow::Result<AuditLog> {
     let actor = human_actor(user)?;
-    let signer = Arc::new(load_key_file(key)?);
+    super::state::existing_log(db)?;
+    let signer = super::state::signing_key(key).map_err(|e| {
+        e.context(
+            "reads of the live log are recorded in it, which needs its signing key; to read \
+             without recording (a reviewer's copy), give the log's verifier key with --vkey",
+        )
+    })?;
     let log = AuditLog::open(db, signer, LogOptions::default()).with_context(|| {
         format!(
             "opening {} (reads of the audit log are themselves logged)",
@@ -332,29 +343,40 @@ fn read(db: &Path, key: &Path, f: &ReadArgs, tail: Option<u64>) -> anyhow::Resul
             );
         }
     }
-    let log = open_for_read(db, key, f.user.clone(), what)?;
-    let store = log.store()?;
-    let size = store.size()?;
+    let reader = super::audit_read::open(db, key, f.vkey.as_deref(), f.user.clone(), what)?;
     let mut out: std::collections::VecDeque<(Vec<u8>, Leaf)> = std::collections::VecDeque::new();
-    let mut scratch = Vec::new();
-    store.for_each_entry(0, size, |_, bytes, _| {
-        let leaf = Leaf::decode_canonical(bytes, &mut scratch)?;
-        let keep = f
-            .session
-            .as_ref()
-            .is_none_or(|s| leaf.session.as_ref().is_some_and(|l| &l.id == s))
-            && f.kind.as_ref().is_none_or(|k| leaf.kind.as_str() == k);
-        if keep {
-            out.push_back((bytes.to_vec(), leaf));
-            if let Some(n) = tail {
-                if out.len() as u64 > n {
-                    out.pop_front();
+    reader.with_store(|store, size| {
+        let mut scratch = Vec::new();
+        store.for_each_entry(0, size, |_, bytes, _| {
+            let leaf = Leaf::decode_canonical(bytes, &mut scratch)?;
+            let keep = f
+                .session
+                .as_ref()
+                .is_none_or(|s| leaf.session.as_ref().is_some_and(|l| &l.id == s))
+                && f.kind.as_ref().is_none_or(|k| leaf.kind.as_str() == k);
+            if keep {
+                out.push_back((bytes.to_vec(), leaf));
+                if let Some(n) = tail {
+                    if out.len() as u64 > n {
+                        out.pop_front();
+                    }
                 }
             }
-        }
+            Ok(())
+        })?;
         Ok(())
     })?;
-    log.close()?;
+    reader.close()?;
+    // Filtered by session: the id is said once, not on every line.
+    let column = match &f.session {
+        Some(id) => {
+            if !f.json {
+                println!("session {}", terminal_safe::line(id));
+            }
+            super::entry_line::SessionColumn::Implied
+        }
+        None => super::entry_line::SessionColumn::Shown,
+    };
     for (bytes, leaf) in &out {
         if f.json {
             // The leaf as stored, with the characters a terminal would act
@@ -364,7 +386,7 @@ fn read(db: &Path, key: &Path, f: &ReadArgs, tail: Option<u64>) -> anyhow::Resul
                 terminal_safe::json_text(&String::from_utf8_lossy(bytes))
             );
         } else {
-            println!("{}", super::entry_line::summary(leaf));
+            println!("{}", super::entry_line::line(leaf, column));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -526,7 +548,7 @@ fn publish(db: &Path, key: &Path, witnesses: &[String]) -> anyhow::Result<ExitCo
             key: CosignatureVerifier::parse(vkey)?,
         });
     }
-    let verifier = load_key_file(key)?.verifier();
+    let verifier = super::state::signing_key(key)?.verifier();
     match publish_to_witnesses(db, &verifier, &targets) {
         Ok(r) => {
             let names: Vec<String> = r.cosigned.iter().map(|n| terminal_safe::line(n)).collect();

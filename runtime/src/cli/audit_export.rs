@@ -5,7 +5,6 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use stele_attest::{load_key_file, Signer as _};
@@ -46,7 +45,7 @@ pub(crate) fn export(db: &Path, key: &Path, mut a: ExportArgs) -> anyhow::Result
             bundle_digest: Some(digest),
         });
     }
-    let signer = Arc::new(load_key_file(key)?);
+    let signer = super::state::signing_key(key)?;
     let manifest_key = match &a.export_key {
         Some(p) => Some(load_key_file(p)?),
         None => None,

@@ -192,8 +192,7 @@ fn process(
 ) -> anyhow::Result<Built> {
     let mut cfg = ProcessSandboxConfig::new(workspace, mediator);
     cfg.network = network;
-    let sandbox = ProcessSandbox::new(cfg)
-        .context("setting up the sandbox (stele never runs unsandboxed)")?;
+    let sandbox = ProcessSandbox::new(cfg).map_err(super::exit::sandbox_refusal)?;
     Ok(Built {
         sandbox: Arc::new(sandbox),
         ran: BackendChoice::Process,

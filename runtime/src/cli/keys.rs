@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use stele_attest::{generate_key_file, load_key_file, Signer as _};
+use stele_attest::{generate_key_file, Signer as _};
 
 use crate::paths;
 use crate::terminal_safe;
@@ -67,7 +67,7 @@ pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
         }
         KeysCommand::Show { key } => {
             let path = key.unwrap_or_else(paths::default_key);
-            let signer = load_key_file(&path)?;
+            let signer = super::state::signing_key(&path)?;
             println!("{}", terminal_safe::line(&signer.verifier().to_string()));
         }
     }

@@ -2,18 +2,23 @@
 
 pub mod audit;
 pub mod audit_export;
+pub mod audit_read;
 pub mod backend;
 pub mod bench;
 pub mod chat;
 pub mod demo;
 pub mod entry_line;
+pub mod exit;
 pub mod keys;
 pub mod policy;
 pub mod run;
 pub mod sandbox;
 pub mod session;
 pub mod setup;
+pub mod state;
+pub mod ticker;
 pub mod vm;
+pub mod vm_image;
 pub mod witness;
 
 use clap::{Parser, Subcommand};

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use stele_attest::load_key_file;
 use stele_audit::leaf::Leaf;
 use stele_audit::{EventKind, Status};
 use stele_policy::Bundle;
@@ -45,11 +44,17 @@ pub enum SessionCommand {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        /// Read without recording, with the log's verifier key (see `stele audit show --vkey`).
+        #[arg(long)]
+        vkey: Option<String>,
     },
     /// Show one session's entries (recorded as an audit read).
     Show {
         /// Session id.
         id: String,
+        /// Read without recording, with the log's verifier key (see `stele audit show --vkey`).
+        #[arg(long)]
+        vkey: Option<String>,
     },
     /// Continue an unfinished session (crashed, killed, or paused by a provider outage).
     Resume {
@@ -79,8 +84,8 @@ pub fn run(args: SessionArgs) -> anyhow::Result<ExitCode> {
     let db = args.db.clone().unwrap_or_else(paths::default_db);
     let key = args.key.clone().unwrap_or_else(paths::default_key);
     match args.command {
-        SessionCommand::List { json } => list(&db, &key, json),
-        SessionCommand::Show { id } => show(&db, &key, &id),
+        SessionCommand::List { json, vkey } => list(&db, &key, vkey.as_deref(), json),
+        SessionCommand::Show { id, vkey } => show(&db, &key, vkey.as_deref(), &id),
         SessionCommand::Resume {
             id,
             model,
@@ -92,24 +97,30 @@ pub fn run(args: SessionArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn all_leaves(store: &stele_audit::Store) -> anyhow::Result<Vec<Leaf>> {
+fn all_leaves(store: &stele_audit::Store, size: u64) -> anyhow::Result<Vec<Leaf>> {
     let mut v = Vec::new();
-    store.for_each_entry(0, u64::MAX, |_, b, _| {
+    store.for_each_entry(0, size, |_, b, _| {
         v.push(Leaf::parse_canonical(b)?);
         Ok(())
     })?;
     Ok(v)
 }
 
-fn list(db: &std::path::Path, key: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
-    let log = super::audit::open_for_read(
+fn list(
+    db: &std::path::Path,
+    key: &std::path::Path,
+    vkey: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let reader = super::audit_read::open(
         db,
         key,
+        vkey,
         None,
         serde_json::json!({"command": "session list"}),
     )?;
-    let leaves = all_leaves(&log.store()?)?;
-    log.close()?;
+    let leaves = reader.with_store(all_leaves)?;
+    reader.close()?;
     // One pass: sessions in the order they started, each with its entry
     // count, its end (if any) and its last entry.
     let mut order: Vec<&str> = Vec::new();
@@ -200,22 +211,38 @@ impl SessionSummary<'_> {
     }
 }
 
-fn show(db: &std::path::Path, key: &std::path::Path, id: &str) -> anyhow::Result<ExitCode> {
-    let log = super::audit::open_for_read(
+fn show(
+    db: &std::path::Path,
+    key: &std::path::Path,
+    vkey: Option<&str>,
+    id: &str,
+) -> anyhow::Result<ExitCode> {
+    let reader = super::audit_read::open(
         db,
         key,
+        vkey,
         None,
         serde_json::json!({"command": "session show", "session": id}),
     )?;
-    let leaves = conversation::session_leaves(&log.store()?, id)?;
-    log.close()?;
+    // Only what was verified (a read-only reader) or what the log held.
+    let leaves: Vec<Leaf> = reader.with_store(|store, size| {
+        Ok(conversation::session_leaves(store, id)?
+            .into_iter()
+            .filter(|l| l.seq < size)
+            .collect())
+    })?;
+    reader.close()?;
     anyhow::ensure!(
         !leaves.is_empty(),
         "session {id} is not in {}",
         terminal_safe::path(db)
     );
+    println!("session {}", terminal_safe::line(id));
     for l in &leaves {
-        println!("{}", super::entry_line::summary(l));
+        println!(
+            "{}",
+            super::entry_line::line(l, super::entry_line::SessionColumn::Implied)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -231,7 +258,7 @@ fn resume(
     max_steps: u32,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let signer = Arc::new(load_key_file(key).context("the audit signing key")?);
+    let signer = super::state::signing_key(key)?;
     // Read (read-only) where the session worked, and check that folder
     // before anything is written to the log or run.
     let start = {

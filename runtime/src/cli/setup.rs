@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context as _;
-use stele_attest::load_key_file;
 use stele_audit::{AuditLog, LogOptions};
 use stele_policy::{Bundle, Network, SandboxBackend, SandboxFacts};
 use stele_sandbox::exec::Sandbox;
@@ -172,10 +171,7 @@ pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Resul
         .teams_of(&user)
         .map(str::to_string)
         .collect();
-    let signer = Arc::new(
-        load_key_file(&key)
-            .with_context(|| "the audit signing key (create one with `stele keys init`)")?,
-    );
+    let signer = super::state::signing_key(&key)?;
     let log = open_log(&db, signer.clone())?;
     let id = format!("s-{}", uuid::Uuid::new_v4().simple());
     let mut data = serde_json::json!({

@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use stele_sandbox::exec::{ExecRequest, ExitStatus, Sandbox};
 use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig};
-use stele_sandbox::vm::{
-    build_image, AccelChoice, ImageStore, VmReport, VmSandbox, VmSandboxConfig,
-};
+use stele_sandbox::vm::{AccelChoice, ImageStore, VmReport, VmSandbox, VmSandboxConfig};
 use stele_sandbox::{
     FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Ticket, Verdict,
 };
@@ -175,20 +173,15 @@ pub fn run(args: VmArgs) -> anyhow::Result<ExitCode> {
         VmCommand::Image(ImageArgs {
             command: ImageCommand::Build(a),
         }) => {
-            let store = store(&a);
-            // A new store is private (0700); the images inside stay
-            // readable by the jailed QEMU, which gets them as mounts.
-            crate::paths::ensure_private_dir(store.root())?;
-            let started = Instant::now();
-            let report = build_image(&store, &mut |step| eprintln!("vm image: {step}"))?;
-            let m = &report.image.manifest;
-            if report.cached {
-                eprintln!("vm image: cached ({})", report.image.dir.display());
+            let built = super::vm_image::build(&store(&a), super::vm_image::Why::Asked)?;
+            let m = &built.image.manifest;
+            if built.cached {
+                eprintln!("vm image: cached ({})", built.image.dir.display());
             } else {
                 eprintln!(
                     "vm image: built in {:.1} s ({})",
-                    started.elapsed().as_secs_f64(),
-                    report.image.dir.display()
+                    built.seconds,
+                    built.image.dir.display()
                 );
             }
             eprintln!(
@@ -388,7 +381,7 @@ pub fn vm_sandbox(
     network: NetworkMode,
     boot_timeout: Option<Duration>,
 ) -> anyhow::Result<VmSandbox> {
-    let image = default_store().current()?;
+    let image = super::vm_image::current_or_build(&default_store())?;
     let mut cfg = VmSandboxConfig::new(workspace, mediator, image, agent_path());
     cfg.network = network;
     if let Some(t) = boot_timeout {
