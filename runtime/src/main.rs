@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     );
     let telemetry = if traced { init_telemetry() } else { None };
     let result = match cli.command {
+        Command::Doctor(args) => cli::doctor::run(args),
         Command::Keys(args) => cli::keys::run(args),
         Command::Audit(args) => cli::audit::run(args),
         Command::Policy(args) => cli::policy::run(args),

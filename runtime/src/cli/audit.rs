@@ -26,24 +26,45 @@ pub const EXIT_UNREADABLE: u8 = 4;
 /// Arguments of `stele audit`.
 #[derive(Debug, clap::Args)]
 pub struct AuditArgs {
-    /// Audit database [default: $STATE/audit.db].
-    #[arg(long, global = true)]
-    pub db: Option<PathBuf>,
-    /// Signing key file [default: $STATE/keys/log.key].
-    #[arg(long, global = true)]
-    pub key: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: AuditCommand,
+}
+
+/// Which log, and its key: only the subcommands that open a log take them
+/// (`verify-proof` and `bench` work without one).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LogArgs {
+    /// Audit database [default: $STATE/audit.db].
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Signing key file [default: $STATE/keys/log.key].
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+}
+
+impl LogArgs {
+    /// The database: `--db`, else the default.
+    pub fn db(&self) -> PathBuf {
+        self.db.clone().unwrap_or_else(paths::default_db)
+    }
+
+    /// The key file: `--key`, else the default.
+    pub fn key(&self) -> PathBuf {
+        self.key.clone().unwrap_or_else(paths::default_key)
+    }
 }
 
 /// `stele audit` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
     /// Create a new, empty log signed by the key (its name is the origin).
-    Init,
+    Init(LogArgs),
     /// Re-derive and check everything; exit 0 verified, 3 tampered, 4 unreadable.
     Verify {
+        #[command(flatten)]
+        /// The log.
+        log: LogArgs,
         /// A checkpoint note kept outside this machine (catches truncation and rollback).
         #[arg(long)]
         checkpoint: Option<PathBuf>,
@@ -70,8 +91,12 @@ pub enum AuditCommand {
     Proof {
         /// Entry index.
         index: u64,
+        #[command(flatten)]
+        /// The log.
+        log: LogArgs,
     },
-    /// Check a tlog-proof file offline.
+    /// Check a tlog-proof file offline: only the file and the verifier key
+    /// are used (no log, no key file).
     VerifyProof {
         /// The proof file.
         file: PathBuf,
@@ -80,7 +105,7 @@ pub enum AuditCommand {
         vkey: String,
     },
     /// Print the newest signed checkpoint (keep it elsewhere as an anchor).
-    Checkpoint,
+    Checkpoint(LogArgs),
     /// Erase a payload body; appends a signed redaction entry saying who and why.
     Redact {
         /// The commitment (sha256s:… as shown in the leaf).
@@ -91,6 +116,9 @@ pub enum AuditCommand {
         /// Who is redacting [default: $USER].
         #[arg(long)]
         user: Option<String>,
+        #[command(flatten)]
+        /// The log.
+        log: LogArgs,
     },
     /// Write a signed export bundle for reviewers (recorded in the log first).
     Export(ExportArgs),
@@ -100,6 +128,9 @@ pub enum AuditCommand {
         /// A witness as URL=VKEY (its cosignature/v1 verifier key); repeatable.
         #[arg(long = "witness", required = true)]
         witnesses: Vec<String>,
+        #[command(flatten)]
+        /// The log.
+        log: LogArgs,
     },
     /// Measure appends, latency, verification speed and overhead on a scratch log.
     Bench {
@@ -148,6 +179,9 @@ pub struct ExportArgs {
     /// Output folder, or a file ending in .tar.
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    /// The log.
+    pub log: LogArgs,
 }
 
 /// Filters for reading.
@@ -170,14 +204,16 @@ pub struct ReadArgs {
     /// and only verified entries are shown; nothing is written.
     #[arg(long)]
     pub vkey: Option<String>,
+    #[command(flatten)]
+    /// The log.
+    pub log: LogArgs,
 }
 
 /// Run `stele audit`.
 pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
-    let db = args.db.clone().unwrap_or_else(paths::default_db);
-    let key = args.key.clone().unwrap_or_else(paths::default_key);
     match args.command {
-        AuditCommand::Init => {
+        AuditCommand::Init(log) => {
+            let (db, key) = (log.db(), log.key());
             // What the audit crate creates here is private whatever the umask.
             paths::private_umask();
             let signer = super::state::signing_key(&key)?;
@@ -195,13 +231,15 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Verify {
+            log,
             checkpoint,
             vkey,
             json,
-        } => verify(&db, &key, checkpoint.as_deref(), vkey, json),
-        AuditCommand::Show(f) => read(&db, &key, &f, None),
-        AuditCommand::Tail { lines, filter } => read(&db, &key, &filter, Some(lines)),
-        AuditCommand::Proof { index } => {
+        } => verify(&log.db(), &log.key(), checkpoint.as_deref(), vkey, json),
+        AuditCommand::Show(f) => read(&f, None),
+        AuditCommand::Tail { lines, filter } => read(&filter, Some(lines)),
+        AuditCommand::Proof { index, log } => {
+            let (db, key) = (log.db(), log.key());
             let log = open_for_read(
                 &db,
                 &key,
@@ -238,7 +276,9 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        AuditCommand::Checkpoint => {
+        AuditCommand::Checkpoint(log) => {
+            let db = log.db();
+            super::state::existing_log(&db)?;
             let store = Store::open(&db)?;
             let (_, note) = store
                 .latest_checkpoint()?
@@ -250,7 +290,9 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             commitment,
             reason,
             user,
+            log,
         } => {
+            let (db, key) = (log.db(), log.key());
             let actor = human_actor(user)?;
             let signer = super::state::signing_key(&key)?;
             super::state::existing_log(&db)?;
@@ -264,8 +306,8 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Export(a) => super::audit_export::export(&db, &key, a),
-        AuditCommand::Publish { witnesses } => publish(&db, &key, &witnesses),
+        AuditCommand::Export(a) => super::audit_export::export(&a.log.db(), &a.log.key(), a),
+        AuditCommand::Publish { witnesses, log } => publish(&log.db(), &log.key(), &witnesses),
         AuditCommand::Bench {
             writers,
             entries,
@@ -329,7 +371,8 @@ pub(crate) fn open_for_read(
     Ok(log)
 }
 
-fn read(db: &Path, key: &Path, f: &ReadArgs, tail: Option<u64>) -> anyhow::Result<ExitCode> {
+fn read(f: &ReadArgs, tail: Option<u64>) -> anyhow::Result<ExitCode> {
+    let (db, key) = (&f.log.db(), &f.log.key());
     let what = serde_json::json!({
         "command": if tail.is_some() { "tail" } else { "show" },
         "session": f.session, "kind": f.kind,

@@ -7,6 +7,7 @@ pub mod backend;
 pub mod bench;
 pub mod chat;
 pub mod demo;
+pub mod doctor;
 pub mod entry_line;
 pub mod exit;
 pub mod keys;
@@ -25,7 +26,16 @@ use clap::{Parser, Subcommand};
 
 /// stele: an audit-first agent runtime.
 #[derive(Debug, Parser)]
-#[command(name = "stele", version, about, long_about = None)]
+#[command(
+    name = "stele",
+    version,
+    about = "stele: an agent that works in a folder you grant it, under policy, and proves \
+             afterwards what it did (every model request, tool call and file access decided \
+             and signed into an append-only log before it happens)",
+    after_help = "First time here? `stele doctor` says what is set up and what is missing; \
+                  `stele demo` runs the whole product with no model account.",
+    long_about = None
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -35,6 +45,8 @@ pub struct Cli {
 /// Top-level subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Who you are here, what the policy lets you do, and whether the sandbox, key, log and model are ready (each problem with its fix).
+    Doctor(doctor::DoctorArgs),
     /// Manage signing keys.
     Keys(keys::KeysArgs),
     /// Inspect, verify, prove, redact and benchmark the audit log.

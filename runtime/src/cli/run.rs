@@ -132,6 +132,24 @@ pub(crate) fn open_for(
     args: &RunArgs,
     approver: Box<dyn Approver>,
 ) -> anyhow::Result<(OpenSession, Arc<dyn crate::provider::ModelProvider>)> {
+    // The workspace, policy and key are checked first: a missing API key
+    // must not hide a mistake in them.
+    let prepared = setup::prepare(&SessionSpec {
+        workspace: &args.workspace,
+        policy: args.policy.as_deref(),
+        user: args.user.as_deref(),
+        db: args.db.as_deref(),
+        key: args.key.as_deref(),
+        network: args.network.unwrap_or(NetworkChoice::None),
+        backend: super::backend::BackendSpec {
+            requested: args
+                .backend
+                .unwrap_or(super::backend::BackendChoice::Process),
+            fallback: args.vm_fallback.unwrap_or_default(),
+            vm_boot_timeout: args.vm_boot_timeout_secs.map(Duration::from_secs),
+        },
+        data: serde_json::Value::Null,
+    })?;
     let spec = args.model.as_deref().ok_or_else(|| {
         anyhow::anyhow!("no model: give --model PROVIDER:NAME or set `model` in the config")
     })?;
@@ -139,28 +157,13 @@ pub(crate) fn open_for(
     cfg.base_url_from_env();
     let provider = cfg.build()?;
     let info = provider.describe();
-    let session = setup::open(
-        SessionSpec {
-            workspace: &args.workspace,
-            policy: args.policy.as_deref(),
-            user: args.user.as_deref(),
-            db: args.db.as_deref(),
-            key: args.key.as_deref(),
-            network: args.network.unwrap_or(NetworkChoice::None),
-            backend: super::backend::BackendSpec {
-                requested: args
-                    .backend
-                    .unwrap_or(super::backend::BackendChoice::Process),
-                fallback: args.vm_fallback.unwrap_or_default(),
-                vm_boot_timeout: args.vm_boot_timeout_secs.map(Duration::from_secs),
-            },
-            data: serde_json::json!({
-                "config": args.config,
-                "model": format!("{:?}:{}", info.kind, info.model).to_lowercase(),
-                "model_spec": args.model,
-                "approve": format!("{:?}", args.approve.unwrap_or_else(default_mode)).to_lowercase(),
-            }),
-        },
+    let session = prepared.start(
+        serde_json::json!({
+            "config": args.config,
+            "model": format!("{:?}:{}", info.kind, info.model).to_lowercase(),
+            "model_spec": args.model,
+            "approve": format!("{:?}", args.approve.unwrap_or_else(default_mode)).to_lowercase(),
+        }),
         progress::observe(approver, style_of(args)),
     )?;
     Ok((session, provider))

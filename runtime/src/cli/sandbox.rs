@@ -57,10 +57,11 @@ pub struct ExecArgs {
     /// The granted workspace folder (appears as /workspace).
     #[arg(long)]
     pub workspace: PathBuf,
-    /// Policy bundle folder (default: the shipped strict default).
+    /// Policy bundle folder [default: as for `stele run`: `policy` in the config,
+    /// $XDG_CONFIG_HOME/stele/policy, /etc/stele/policy, else the built-in strict-default].
     #[arg(long)]
     pub policy: Option<PathBuf>,
-    /// The user on whose behalf the command runs [default: $USER, else $LOGNAME, else local].
+    /// The person the command runs for (as for `stele run`) [default: $USER, else $LOGNAME].
     #[arg(long)]
     pub user: Option<String>,
     /// Wall-clock timeout in seconds.
@@ -72,12 +73,13 @@ pub struct ExecArgs {
     /// Print a JSON result on stdout instead of the command's output.
     #[arg(long)]
     pub json: bool,
-    /// The sandbox's network.
-    #[arg(long, value_enum, default_value_t = NetworkChoice::None)]
-    pub network: NetworkChoice,
-    /// What to do when policy asks a human.
-    #[arg(long, value_enum, default_value_t = ApproveMode::Prompt)]
-    pub approve: ApproveMode,
+    /// The sandbox's network [default: `network` in the config, else none].
+    #[arg(long, value_enum)]
+    pub network: Option<NetworkChoice>,
+    /// What to do when policy asks a human [default: `approve` in the config,
+    /// else prompt on a terminal and refuse without one, as `stele run`].
+    #[arg(long, value_enum)]
+    pub approve: Option<ApproveMode>,
     /// The sandbox backend [default: `backend` in the config, else process].
     #[arg(long, value_enum)]
     pub backend: Option<super::backend::BackendChoice>,
@@ -180,8 +182,18 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
 const PASS_ENV: [&str; 4] = ["TERM", "LANG", "LC_ALL", "TZ"];
 
 fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
-    let user = crate::principal::from_flag_or_env(args.user.as_deref(), "local")?;
+    // The same defaults as `stele run`: flags, then the configuration.
+    let user = setup::principal(args.user.as_deref())?;
     let layers = crate::config::load()?;
+    let policy = layers.pick("policy", args.policy.clone(), |c| c.policy.clone())?;
+    let network = layers
+        .pick("network", args.network, |c| c.network)?
+        .unwrap_or(NetworkChoice::None);
+    let approve = layers
+        .pick("approve", args.approve, |c| c.approve)?
+        .unwrap_or(ApproveMode::Prompt);
+    let db = layers.pick("db", args.db.clone(), |c| c.db.clone())?;
+    let key = layers.pick("key", args.key.clone(), |c| c.key.clone())?;
     let backend = super::backend::BackendSpec {
         requested: layers
             .pick("backend", args.backend, |c| c.backend)?
@@ -196,15 +208,15 @@ fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let session = setup::open(
         SessionSpec {
             workspace: &args.workspace,
-            policy: args.policy.as_deref(),
+            policy: policy.as_deref(),
             user: Some(&user),
-            db: args.db.as_deref(),
-            key: args.key.as_deref(),
-            network: args.network,
+            db: db.as_deref(),
+            key: key.as_deref(),
+            network,
             backend,
             data: json!({ "command": "sandbox exec" }),
         },
-        approver_for(args.approve, &user),
+        approver_for(approve, &user),
     )?;
     let result = exec_in(&session, &args);
     session.release_sandbox();
