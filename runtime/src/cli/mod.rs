@@ -7,6 +7,7 @@ pub mod backend;
 pub mod bench;
 pub mod chat;
 pub mod demo;
+pub mod denial_words;
 pub mod doctor;
 pub mod entry_line;
 pub mod exit;

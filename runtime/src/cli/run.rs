@@ -100,13 +100,16 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(exit_code(&report.end))
 }
 
-/// Exit status of a run: 0 done, 2 budget or model denied, 75 paused (resumable).
+/// Exit status of a run (docs/exit-codes.md): 0 done, 10 a budget ran out,
+/// 11 policy denied the model request, 75 paused (resumable).
 pub(crate) fn exit_code(end: &RunEnd) -> ExitCode {
-    match end {
-        RunEnd::Answered(_) | RunEnd::Stopped(_) => ExitCode::SUCCESS,
-        RunEnd::BudgetExhausted(_) | RunEnd::ModelDenied(_) => ExitCode::from(2),
-        RunEnd::Paused(_) => ExitCode::from(75),
-    }
+    use super::exit;
+    ExitCode::from(match end {
+        RunEnd::Answered(_) | RunEnd::Stopped(_) => exit::OK,
+        RunEnd::BudgetExhausted(_) => exit::BUDGET,
+        RunEnd::ModelDenied(_) => exit::MODEL_DENIED,
+        RunEnd::Paused(_) => exit::PAUSED,
+    })
 }
 
 /// Fill unset arguments from the configuration layers (managed values win).
@@ -312,7 +315,12 @@ pub(crate) fn finish(gate: &Gate, end: &RunEnd, style: ProgressStyle) -> anyhow:
             }
             RunEnd::ModelDenied(w) => eprintln!(
                 "stopped: the model request was denied: {}",
-                terminal_safe(w, Newlines::Keep)
+                super::denial_words::model_denied(
+                    gate.bundle(),
+                    &gate.actor().principal,
+                    &gate.actor().teams,
+                    w
+                )
             ),
             RunEnd::Paused(w) => eprintln!(
                 "paused: {}\nthe session is kept; continue later with `stele session resume {}`",

@@ -129,7 +129,16 @@ pub struct BenchArgs {
 pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         SandboxCommand::Check(a) => check(a),
-        SandboxCommand::Exec(a) => exec(a),
+        SandboxCommand::Exec(a) => match exec(a) {
+            // The command's own exit codes pass through; stele's own
+            // failures are 125 (as for env(1), timeout(1)), unless they have
+            // a code of their own (69 no sandbox here, 78 not set up).
+            Err(e) if super::exit::code_of(&e) == super::exit::FAILURE => {
+                eprintln!("stele: error: {}", crate::terminal_safe::line(&format!("{e:#}")));
+                Ok(ExitCode::from(super::exit::EXEC_FAILED))
+            }
+            other => other,
+        },
         SandboxCommand::Bench(a) => bench(a),
     }
 }
@@ -174,7 +183,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     Ok(if verdict.is_ok() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::FAILURE
+        ExitCode::from(super::exit::SANDBOX_UNAVAILABLE)
     })
 }
 
@@ -260,7 +269,7 @@ fn exec_in(session: &OpenSession, args: &ExecArgs) -> anyhow::Result<ExitCode> {
                 crate::terminal_safe::line(&d.reason),
                 d.seq
             );
-            return Ok(ExitCode::from(126));
+            return Ok(ExitCode::from(super::exit::EXEC_DENIED));
         }
         GatedExec::Failed(msg) => anyhow::bail!("{}", crate::terminal_safe::line(&msg)),
     };

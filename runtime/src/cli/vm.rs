@@ -166,7 +166,7 @@ pub fn run(args: VmArgs) -> anyhow::Result<ExitCode> {
             Ok(if r.ready() {
                 ExitCode::SUCCESS
             } else {
-                ExitCode::FAILURE
+                ExitCode::from(super::exit::SANDBOX_UNAVAILABLE)
             })
         }
         VmCommand::Bench(a) => bench(&a),
