@@ -68,6 +68,18 @@ fn demo_build_and_test_build_share_every_dependency() {
 }
 
 #[test]
+fn every_script_is_executable() {
+    use std::os::unix::fs::PermissionsExt as _;
+    for e in std::fs::read_dir(root().join("scripts")).unwrap() {
+        let p = e.unwrap().path();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert!(mode & 0o111 == 0o111, "{} is not executable ({mode:o})", p.display());
+    }
+    let ci = std::fs::metadata(root().join(".ci/run")).unwrap().permissions().mode();
+    assert!(ci & 0o100 != 0, ".ci/run is not executable");
+}
+
+#[test]
 fn the_demo_installs_only_what_it_needs() {
     let demo = std::fs::read_to_string(root().join("scripts/demo")).unwrap();
     assert!(demo.contains("scripts/setup-demo"), "{demo}");
