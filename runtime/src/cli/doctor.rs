@@ -172,7 +172,10 @@ pub fn examine(args: &DoctorArgs) -> anyhow::Result<DoctorReport> {
         (Some(b), Some(p)) => grants::probe(b, p, facts),
         _ => Vec::new(),
     };
-    if bundle.is_some() && principal.is_some() {
+    // (Not said again for someone who is not a member: that is the cause.)
+    let member_or_no_teams =
+        !teams.is_empty() || bundle.as_ref().is_some_and(|b| b.teams().next().is_none());
+    if bundle.is_some() && principal.is_some() && member_or_no_teams {
         if !grants.iter().any(|g| g.action == "model.request") {
             problem(
                 "policy",
