@@ -179,6 +179,9 @@ pub struct ExportArgs {
     /// Output folder, or a file ending in .tar.
     #[arg(long)]
     pub out: PathBuf,
+    /// Print what was exported as JSON (docs/json/audit-export.schema.json).
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     /// The log.
     pub log: LogArgs,
@@ -468,10 +471,7 @@ fn verify(
     match verify_db(db, &verifier, anchor.as_deref()) {
         Ok(r) => {
             if json {
-                println!(
-                    "{}",
-                    terminal_safe::json_line(&report_json(&r, "verified", None))
-                );
+                super::json::line(&report_json(&r))?;
             } else {
                 print_report(&r);
             }
@@ -479,12 +479,7 @@ fn verify(
         }
         Err(f @ VerifyFailure::Tampered { .. }) => {
             if json {
-                println!(
-                    "{}",
-                    terminal_safe::json_line(
-                        &serde_json::json!({"result": "tampered", "error": f.to_string()})
-                    )
-                );
+                super::json::line(&failure_json(super::json::VerifyResult::Tampered, &f))?;
             }
             eprintln!(
                 "{}: {}",
@@ -495,12 +490,7 @@ fn verify(
         }
         Err(f @ VerifyFailure::Unreadable(_)) => {
             if json {
-                println!(
-                    "{}",
-                    terminal_safe::json_line(
-                        &serde_json::json!({"result": "unreadable", "error": f.to_string()})
-                    )
-                );
+                super::json::line(&failure_json(super::json::VerifyResult::Unreadable, &f))?;
             }
             eprintln!(
                 "{}: {}",
@@ -512,23 +502,52 @@ fn verify(
     }
 }
 
-fn report_json(r: &VerifyReport, result: &str, _e: Option<&str>) -> serde_json::Value {
-    serde_json::json!({
-        "result": result,
-        "origin": r.origin,
-        "entries": r.entries,
-        "checkpoints": r.checkpoints,
-        "root": r.root,
-        "sessions": r.sessions,
-        "open_sessions": r.open_sessions,
-        "payloads_present": r.payloads_present,
-        "payloads_redacted": r.payloads_redacted,
-        "redactions": r.redactions.iter().map(|x| serde_json::json!({"seq": x.seq, "count": x.count, "reason": x.reason})).collect::<Vec<_>>(),
-        "unfinished_intents": r.unfinished.iter().map(|u| serde_json::json!({"seq": u.seq, "kind": u.kind.as_str()})).collect::<Vec<_>>(),
-        "interrupted": r.interrupted,
-        "time_span": r.time_span,
-        "anchor_size": r.anchor_size,
-    })
+fn report_json(r: &VerifyReport) -> super::json::VerifyOutput {
+    use super::json::{RedactionFigure, UnfinishedFigure, VerifyFigures, VerifyOutput, VerifyResult};
+    VerifyOutput {
+        result: VerifyResult::Verified,
+        error: None,
+        report: Some(VerifyFigures {
+            origin: r.origin.clone(),
+            entries: r.entries,
+            checkpoints: r.checkpoints,
+            root: r.root.clone(),
+            sessions: r.sessions,
+            open_sessions: r.open_sessions,
+            payloads_present: r.payloads_present,
+            payloads_redacted: r.payloads_redacted,
+            redactions: r
+                .redactions
+                .iter()
+                .map(|x| RedactionFigure {
+                    seq: x.seq,
+                    count: x.count as u64,
+                    reason: x.reason.clone(),
+                })
+                .collect(),
+            unfinished_intents: r
+                .unfinished
+                .iter()
+                .map(|u| UnfinishedFigure {
+                    seq: u.seq,
+                    kind: u.kind.as_str().to_string(),
+                })
+                .collect(),
+            interrupted: r.interrupted,
+            time_span: r.time_span.clone(),
+            anchor_size: r.anchor_size,
+            seconds: r.seconds,
+            cpu_seconds: r.cpu_seconds,
+        }),
+    }
+}
+
+fn failure_json(result: super::json::VerifyResult, e: &VerifyFailure) -> super::json::VerifyOutput {
+    super::json::VerifyOutput {
+        result,
+        error: Some(e.to_string()),
+        report: None,
+    }
 }
 
 fn print_report(r: &VerifyReport) {
@@ -572,12 +591,20 @@ fn print_report(r: &VerifyReport) {
             u.seq, u.kind
         );
     }
-    println!(
-        "  took {:.3} s wall, {:.3} s CPU ({:.0} entries/s on one core)",
-        r.seconds,
-        r.cpu_seconds,
-        r.entries as f64 / r.cpu_seconds.max(1e-9)
-    );
+    // A rate from a few milliseconds of CPU is noise ("62000000000 entries/s").
+    if r.cpu_seconds >= 0.05 {
+        println!(
+            "  took {:.3} s wall, {:.3} s CPU ({:.0} entries/s on one core)",
+            r.seconds,
+            r.cpu_seconds,
+            r.entries as f64 / r.cpu_seconds
+        );
+    } else {
+        println!(
+            "  took {:.3} s wall, {:.3} s CPU (too little to give a rate)",
+            r.seconds, r.cpu_seconds
+        );
+    }
 }
 
 fn publish(db: &Path, key: &Path, witnesses: &[String]) -> anyhow::Result<ExitCode> {

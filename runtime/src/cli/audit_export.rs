@@ -69,11 +69,24 @@ pub(crate) fn export(db: &Path, key: &Path, mut a: ExportArgs) -> anyhow::Result
         Some(k) => k,
         None => signer.as_ref(),
     };
+    let ticker = super::ticker::Ticker::start("exporting");
     let r = export(&log, mk, &opts, &a.out);
+    drop(ticker);
     log.close()?;
     let r = r?;
     // Later sessions find this export quickly (no workspace may hold it).
     crate::isolation::exports::refresh_index(db);
+    if a.json {
+        super::json::pretty(&super::json::ExportReport {
+            out: a.out.display().to_string(),
+            tree_size: r.tree_size,
+            selected: r.selected,
+            files: r.files as u64 + 1,
+            export_entry: r.export_entry,
+            verifier: signer.verifier().to_string(),
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "exported {} ({} entries in the tiles, {} selected, {} files; recorded as entry {})",
         terminal_safe::path(&a.out),

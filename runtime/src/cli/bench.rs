@@ -28,6 +28,9 @@ pub enum BenchWhat {
         /// Tool calls to measure.
         #[arg(long, default_value_t = 500)]
         calls: usize,
+        /// Print the figures as JSON (docs/json/bench-gate.schema.json).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -38,11 +41,22 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 
 /// Run `stele bench`.
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let BenchWhat::Gate { calls } = args.what;
+    let BenchWhat::Gate { calls, json } = args.what;
     let dir = tempfile_dir()?;
+    let ticker = super::ticker::Ticker::start(&format!("bench gate: {calls} tool calls"));
     let result = bench_gate(&dir, calls);
+    drop(ticker);
     let _ = std::fs::remove_dir_all(&dir);
     let (p50, p99, decide) = result?;
+    if json {
+        super::json::pretty(&super::json::GateBench {
+            calls,
+            p50_ms: ms(p50),
+            p99_ms: ms(p99),
+            decide_p50_us: decide.as_secs_f64() * 1e6,
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("stele bench gate ({calls} tool calls, finance policy, one at a time)");
     println!(
         "  gate overhead per tool call: p50 {:.2} ms, p99 {:.2} ms",

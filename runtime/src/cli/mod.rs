@@ -11,6 +11,7 @@ pub mod denial_words;
 pub mod doctor;
 pub mod entry_line;
 pub mod exit;
+pub mod json;
 pub mod keys;
 pub mod policy;
 pub mod run;

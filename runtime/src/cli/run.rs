@@ -167,7 +167,7 @@ pub(crate) fn open_for(
             "model_spec": args.model,
             "approve": format!("{:?}", args.approve.unwrap_or_else(default_mode)).to_lowercase(),
         }),
-        progress::observe(approver, style_of(args)),
+        super::ticker::quiet_while_asking(progress::observe(approver, style_of(args))),
     )?;
     Ok((session, provider))
 }
@@ -279,7 +279,18 @@ pub(crate) fn drive(
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let mut on = |p: crate::agent::Progress<'_>| progress::print(style, p);
+    // A tool that runs for more than a second shows how long it has run
+    // (on a terminal; held while an approval is asked).
+    let mut running: Option<super::ticker::Ticker> = None;
+    let mut on = |p: crate::agent::Progress<'_>| {
+        if matches!(p, crate::agent::Progress::ToolResult { .. }) {
+            running = None;
+        }
+        progress::print(style, p);
+        if let (ProgressStyle::Human, crate::agent::Progress::ToolCall { name, .. }) = (style, p) {
+            running = Some(super::ticker::Ticker::start(&format!("{name} running")));
+        }
+    };
     let end = rt.block_on(agent.run(&mut messages, budget, &mut on));
     // MCP servers stop with the run, inside the session (each stop logged).
     agent.tools.shutdown()?;

@@ -225,7 +225,7 @@ fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
             backend,
             data: json!({ "command": "sandbox exec" }),
         },
-        approver_for(approve, &user),
+        super::ticker::quiet_while_asking(approver_for(approve, &user)),
     )?;
     let result = exec_in(&session, &args);
     session.release_sandbox();
@@ -256,12 +256,18 @@ fn exec_in(session: &OpenSession, args: &ExecArgs) -> anyhow::Result<ExitCode> {
         wall_time: Duration::from_secs(args.timeout),
         ..Limits::default()
     };
-    let outcome = match exec_gated(
+    let ticker = super::ticker::Ticker::start(&format!(
+        "{} running in the sandbox",
+        args.command.first().map(String::as_str).unwrap_or("command")
+    ));
+    let gated = exec_gated(
         &session.gate,
         sandbox.as_ref(),
         req,
         json!({ "cwd": args.cwd }),
-    )? {
+    );
+    drop(ticker);
+    let outcome = match gated? {
         GatedExec::Ran(o) => o,
         GatedExec::Denied(d) => {
             eprintln!(
@@ -274,10 +280,7 @@ fn exec_in(session: &OpenSession, args: &ExecArgs) -> anyhow::Result<ExitCode> {
         GatedExec::Failed(msg) => anyhow::bail!("{}", crate::terminal_safe::line(&msg)),
     };
     if args.json {
-        println!(
-            "{}",
-            crate::terminal_safe::json_pretty(&outcome_json(&outcome))
-        );
+        super::json::pretty(&outcome_json(&outcome))?;
     } else {
         relay(&mut std::io::stdout(), &outcome.stdout.bytes)?;
         relay(&mut std::io::stderr(), &outcome.stderr.bytes)?;
@@ -336,24 +339,24 @@ fn summary(o: &ExecOutcome) -> String {
     format!("stele sandbox: {}", parts.join(", "))
 }
 
-fn outcome_json(o: &ExecOutcome) -> serde_json::Value {
+fn outcome_json(o: &ExecOutcome) -> super::json::ExecReport {
     let trunc = |t: Truncation| match t {
-        Truncation::Complete => serde_json::Value::Null,
-        Truncation::Truncated { total_bytes } => json!(total_bytes),
+        Truncation::Complete => None,
+        Truncation::Truncated { total_bytes } => Some(total_bytes as u64),
     };
-    json!({
-        "id": o.id,
-        "status": status_text(o.status),
-        "exit_code": o.status.code(),
-        "stdout": String::from_utf8_lossy(&o.stdout.bytes),
-        "stderr": String::from_utf8_lossy(&o.stderr.bytes),
-        "stdout_truncated_total": trunc(o.stdout.truncation),
-        "stderr_truncated_total": trunc(o.stderr.truncation),
-        "user_cpu_ms": o.usage.user_cpu.as_secs_f64() * 1e3,
-        "system_cpu_ms": o.usage.system_cpu.as_secs_f64() * 1e3,
-        "max_rss_bytes": o.usage.max_rss_bytes,
-        "duration_ms": o.duration.as_secs_f64() * 1e3,
-    })
+    super::json::ExecReport {
+        id: o.id.clone(),
+        status: status_text(o.status),
+        exit_code: o.status.code(),
+        stdout: String::from_utf8_lossy(&o.stdout.bytes).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr.bytes).into_owned(),
+        stdout_truncated_total: trunc(o.stdout.truncation),
+        stderr_truncated_total: trunc(o.stderr.truncation),
+        user_cpu_ms: o.usage.user_cpu.as_secs_f64() * 1e3,
+        system_cpu_ms: o.usage.system_cpu.as_secs_f64() * 1e3,
+        max_rss_bytes: o.usage.max_rss_bytes,
+        duration_ms: o.duration.as_secs_f64() * 1e3,
+    }
 }
 
 /// The benchmark's own mediator: allows the scratch workspace, no network.
@@ -455,15 +458,24 @@ fn bench_in(args: &BenchArgs, scratch: &Path) -> anyhow::Result<ExitCode> {
     let (sm, sp) = (percentile(&boxed, 0.5), percentile(&boxed, 0.99));
     let overhead = ms(sm) - ms(pm);
     if args.json {
-        let v = json!({
-            "runs": args.runs,
-            "workspace": format!("{:?}", args.workspace),
-            "network": format!("{network:?}"),
-            "plain_median_ms": ms(pm), "plain_p99_ms": ms(pp),
-            "sandbox_median_ms": ms(sm), "sandbox_p99_ms": ms(sp),
-            "overhead_median_ms": overhead,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        super::json::pretty(&super::json::SpawnBench {
+            runs: args.runs,
+            workspace: match args.workspace {
+                BenchWorkspace::Mediated => "mediated",
+                BenchWorkspace::Plain => "plain",
+            }
+            .into(),
+            network: match network {
+                NetworkChoice::None => "none",
+                NetworkChoice::Proxy => "proxy",
+            }
+            .into(),
+            plain_median_ms: ms(pm),
+            plain_p99_ms: ms(pp),
+            sandbox_median_ms: ms(sm),
+            sandbox_p99_ms: ms(sp),
+            overhead_median_ms: overhead,
+        })?;
     } else {
         println!(
             "spawn of /usr/bin/true, {} interleaved runs each ({:?} workspace, network {:?})",

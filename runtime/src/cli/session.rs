@@ -55,6 +55,9 @@ pub enum SessionCommand {
         /// Read without recording, with the log's verifier key (see `stele audit show --vkey`).
         #[arg(long)]
         vkey: Option<String>,
+        /// One JSON leaf per line (the log's own format, docs/audit-format.md).
+        #[arg(long)]
+        json: bool,
     },
     /// Continue an unfinished session (crashed, killed, or paused by a provider outage).
     Resume {
@@ -85,7 +88,7 @@ pub fn run(args: SessionArgs) -> anyhow::Result<ExitCode> {
     let key = args.key.clone().unwrap_or_else(paths::default_key);
     match args.command {
         SessionCommand::List { json, vkey } => list(&db, &key, vkey.as_deref(), json),
-        SessionCommand::Show { id, vkey } => show(&db, &key, vkey.as_deref(), &id),
+        SessionCommand::Show { id, vkey, json } => show(&db, &key, vkey.as_deref(), &id, json),
         SessionCommand::Resume {
             id,
             model,
@@ -151,12 +154,13 @@ fn list(
         let Some(start) = sum.start else { continue };
         let state = sum.state();
         if json {
-            println!(
-                "{}",
-                terminal_safe::json_line(
-                    &serde_json::json!({"id": id, "principal": start.actor.principal, "started": start.ts, "entries": sum.entries, "state": state})
-                )
-            );
+            super::json::line(&super::json::SessionSummary {
+                id: id.to_string(),
+                principal: start.actor.principal.clone(),
+                started: start.ts.clone(),
+                entries: sum.entries,
+                state,
+            })?;
         } else {
             // Every field from the log on one line, escaped: none can
             // drive the terminal or forge another line.
@@ -216,6 +220,7 @@ fn show(
     key: &std::path::Path,
     vkey: Option<&str>,
     id: &str,
+    json: bool,
 ) -> anyhow::Result<ExitCode> {
     let reader = super::audit_read::open(
         db,
@@ -237,6 +242,16 @@ fn show(
         "session {id} is not in {}",
         terminal_safe::path(db)
     );
+    if json {
+        for l in &leaves {
+            // The leaf in its canonical form, as the log stores it.
+            println!(
+                "{}",
+                terminal_safe::json_text(&String::from_utf8_lossy(&l.encode()?))
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("session {}", terminal_safe::line(id));
     for l in &leaves {
         println!(

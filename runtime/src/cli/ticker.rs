@@ -9,6 +9,34 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Held while a person is asked something (an approval prompt): no line
+/// is drawn over the question.
+static HOLD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Stop drawing progress lines (and clear the one shown) until [`release`].
+pub fn hold() {
+    HOLD.fetch_add(1, Ordering::SeqCst);
+    // The drawing thread clears its line at its next tick; a prompt printed
+    // now starts on a line of its own either way.
+    let _ = write!(std::io::stderr(), "\r\x1b[2K");
+}
+
+/// Draw progress lines again.
+pub fn release() {
+    let _ = HOLD.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+}
+
+/// `inner`, with progress lines held while it asks a person.
+pub fn quiet_while_asking(
+    inner: Box<dyn crate::gate::Approver>,
+) -> Box<dyn crate::gate::Approver> {
+    use crate::gate::approval::{ApprovalEvent, Observed};
+    Box::new(Observed::new(inner, |e: ApprovalEvent<'_>| match e {
+        ApprovalEvent::Asked { .. } => hold(),
+        ApprovalEvent::Answered { .. } => release(),
+    }))
+}
+
 /// How long work may take before the line appears.
 const QUIET_FOR: Duration = Duration::from_secs(1);
 /// How often the line is redrawn.
@@ -81,6 +109,10 @@ fn draw_until_done(s: &Shared) {
         std::thread::sleep(EVERY);
         let elapsed = s.started.elapsed();
         if elapsed < QUIET_FOR || s.done.load(Ordering::Relaxed) {
+            continue;
+        }
+        if HOLD.load(Ordering::SeqCst) > 0 {
+            s.drawn.store(false, Ordering::Relaxed);
             continue;
         }
         let label = s

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use stele_sandbox::exec::{ExecRequest, ExitStatus, Sandbox};
 use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig};
 use stele_sandbox::vm::{AccelChoice, ImageStore, VmReport, VmSandbox, VmSandboxConfig};
@@ -132,21 +131,26 @@ pub fn probe() -> VmReport {
     VmReport::probe(&default_store(), &agent_path())
 }
 
-/// The report as JSON.
+/// The report as JSON (docs/json/vm-check.schema.json).
 pub fn report_json(r: &VmReport) -> serde_json::Value {
-    json!({
-        "qemu": r.qemu.as_ref().ok(),
-        "kvm_usable": r.kvm == stele_sandbox::vm::KvmProbe::Usable,
-        "kvm_detail": match &r.kvm {
+    serde_json::to_value(vm_check(r)).unwrap_or_default()
+}
+
+/// The report as its typed shape.
+pub fn vm_check(r: &VmReport) -> super::json::VmCheck {
+    super::json::VmCheck {
+        qemu: r.qemu.as_ref().ok().cloned(),
+        kvm_usable: r.kvm == stele_sandbox::vm::KvmProbe::Usable,
+        kvm_detail: match &r.kvm {
             stele_sandbox::vm::KvmProbe::Usable => None,
             stele_sandbox::vm::KvmProbe::Unusable(why) => Some(why.clone()),
         },
-        "tcg": r.tcg,
-        "image_digest": r.image.as_ref().ok().map(|(d, _)| d.clone()),
-        "image_error": r.image.as_ref().err(),
-        "agent": r.agent.as_ref().ok().map(|p| p.display().to_string()),
-        "ready": r.ready(),
-    })
+        tcg: r.tcg,
+        image_digest: r.image.as_ref().ok().map(|(d, _)| d.clone()),
+        image_error: r.image.as_ref().err().cloned(),
+        agent: r.agent.as_ref().ok().map(|p| p.display().to_string()),
+        ready: r.ready(),
+    }
 }
 
 /// Run `stele vm`.
@@ -155,7 +159,7 @@ pub fn run(args: VmArgs) -> anyhow::Result<ExitCode> {
         VmCommand::Check(a) => {
             let r = probe();
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&report_json(&r))?);
+                super::json::pretty(&vm_check(&r))?;
             } else {
                 print!("{}", r.render());
                 println!(

@@ -13,6 +13,7 @@ use stele_policy::{Action, Bundle, Effect, Request, Resource, SandboxFacts};
 
 /// One thing the policy allows (or asks about) for the person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Grant {
     /// The action, e.g. `file.read`.
     pub action: String,

@@ -7,6 +7,7 @@ use super::grants::Grant;
 
 /// Everything `stele doctor` found.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DoctorReport {
     /// True when no problem was found.
     pub ok: bool,
@@ -30,6 +31,7 @@ pub struct DoctorReport {
 
 /// Who stele acts for.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct You {
     /// The principal (`--user`, else `$USER`, else `$LOGNAME`).
     pub principal: Option<String>,
@@ -39,6 +41,7 @@ pub struct You {
 
 /// The policy bundle.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PolicyState {
     /// Where it is.
     pub path: Option<String>,
@@ -54,6 +57,7 @@ pub struct PolicyState {
 
 /// One sandbox layer.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LayerState {
     /// The layer.
     pub name: String,
@@ -65,6 +69,7 @@ pub struct LayerState {
 
 /// The sandbox backends.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SandboxState {
     /// The process sandbox would start.
     pub process_ready: bool,
@@ -80,6 +85,7 @@ pub struct SandboxState {
 
 /// The signing key.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct KeyState {
     /// The key file.
     pub path: String,
@@ -93,6 +99,7 @@ pub struct KeyState {
 
 /// The audit log.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LogState {
     /// The database.
     pub path: String,
@@ -108,6 +115,7 @@ pub struct LogState {
 
 /// The model provider.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ModelState {
     /// `PROVIDER:NAME`, from `--model` or the config.
     pub spec: Option<String>,
@@ -126,6 +134,7 @@ pub struct ModelState {
 
 /// A problem and how to fix it.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Problem {
     /// Which part (`you`, `policy`, `sandbox`, `key`, `log`, `model`).
     pub area: String,
