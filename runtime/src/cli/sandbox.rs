@@ -15,7 +15,7 @@ use stele_sandbox::process::{
     LandlockStatus, NetworkMode, ProcessSandbox, ProcessSandboxConfig, WorkspaceMount,
 };
 use stele_sandbox::{
-    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Ticket, Verdict,
+    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict, Ticket, Verdict,
 };
 
 use super::setup::{self, NetworkChoice, OpenSession, SessionSpec};
@@ -370,8 +370,8 @@ impl Mediator for BenchMediator {
         Verdict::Allow(Ticket(self.next.fetch_add(1, Ordering::Relaxed)))
     }
     fn file_closed(&self, _report: &FileCloseReport) {}
-    fn net_connect(&self, _req: &NetRequest) -> Verdict {
-        Verdict::Deny("benchmark".into())
+    fn net_connect(&self, _req: &NetRequest) -> NetVerdict {
+        NetVerdict::Deny("benchmark".into())
     }
     fn net_closed(&self, _report: &NetCloseReport) {}
 }

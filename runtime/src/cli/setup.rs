@@ -75,10 +75,13 @@ pub struct OpenSession {
     signer: Arc<stele_attest::Ed25519Signer>,
 }
 
+/// The sandbox's network. Under `--network none` the egress proxy is there
+/// too, so that a program's attempt is a refused, logged `net.connect`
+/// decision rather than a silent connection error; the gate refuses every
+/// connection of a session whose facts say it has no network.
 fn network_mode(n: NetworkChoice) -> NetworkMode {
     match n {
-        NetworkChoice::None => NetworkMode::LoopbackOnly,
-        NetworkChoice::Proxy => NetworkMode::EgressProxy,
+        NetworkChoice::None | NetworkChoice::Proxy => NetworkMode::EgressProxy,
     }
 }
 

@@ -11,7 +11,7 @@ use stele_sandbox::exec::{ExecRequest, ExitStatus, Sandbox};
 use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig};
 use stele_sandbox::vm::{AccelChoice, ImageStore, VmReport, VmSandbox, VmSandboxConfig};
 use stele_sandbox::{
-    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Ticket, Verdict,
+    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict, Ticket, Verdict,
 };
 
 /// Arguments of `stele vm`.
@@ -219,8 +219,8 @@ impl Mediator for BenchMediator {
         Verdict::Allow(Ticket(self.next.fetch_add(1, Ordering::Relaxed)))
     }
     fn file_closed(&self, _report: &FileCloseReport) {}
-    fn net_connect(&self, _req: &NetRequest) -> Verdict {
-        Verdict::Deny("benchmark".into())
+    fn net_connect(&self, _req: &NetRequest) -> NetVerdict {
+        NetVerdict::Deny("benchmark".into())
     }
     fn net_closed(&self, _report: &NetCloseReport) {}
 }
