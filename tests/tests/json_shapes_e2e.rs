@@ -163,3 +163,66 @@ fn doctor_shape() {
     check("doctor", &v);
     assert_eq!(v["ok"], sandbox_available("doctor_shape"), "{v}");
 }
+
+#[test]
+fn policy_validate_and_test_shapes() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Stele::new(&d.path().join("state"));
+    let finance = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/finance");
+    let v = json_of(&s.run(&["policy", "validate", "--json", p(&finance)]).unwrap());
+    check("policy-validate", &v);
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["digest"].as_str().unwrap().starts_with("sha256:"), "{v}");
+    assert!(v["tests"].as_u64().unwrap() > 0, "{v}");
+    let t = json_of(&s.run(&["policy", "test", "--json", p(&finance)]).unwrap());
+    check("policy-test", &t);
+    assert_eq!(t["ok"], true, "{t}");
+    assert_eq!(t["failed"], 0);
+    assert_eq!(t["passed"].as_u64().unwrap() as usize, t["cases"].as_array().unwrap().len());
+
+    // A copy whose test expects the wrong decision: exit 1, the same shape,
+    // the case named with why.
+    let bad = d.path().join("bad");
+    copy_dir(&finance, &bad);
+    let tests = bad.join("tests/finance.json");
+    let text = std::fs::read_to_string(&tests).unwrap();
+    let mut cases: Value = serde_json::from_str(&text).unwrap();
+    let first = &mut cases[0];
+    let flipped = if first["decision"] == "allow" { "deny" } else { "allow" };
+    first["decision"] = Value::from(flipped);
+    let name = first["name"].as_str().unwrap().to_string();
+    std::fs::write(&tests, serde_json::to_string(&cases).unwrap()).unwrap();
+    let o = s.run(&["policy", "test", "--json", p(&bad)]).unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let t: Value = serde_json::from_slice(&o.stdout).unwrap();
+    check("policy-test", &t);
+    assert_eq!(t["ok"], false);
+    assert_eq!(t["failed"], 1);
+    let failed: Vec<&Value> = t["cases"].as_array().unwrap().iter().filter(|c| c["result"] == "fail").collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["name"], name.as_str());
+    assert!(failed[0]["why"].as_str().is_some_and(|w| !w.is_empty()), "{t}");
+
+    // A bundle that does not load: exit 1, the error with its file.
+    std::fs::write(bad.join("org/broken.cedar"), "permit (principal, action, resource) when {").unwrap();
+    let o = s.run(&["policy", "validate", "--json", p(&bad)]).unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    check("policy-validate", &v);
+    assert_eq!(v["ok"], false);
+    assert!(v["error"].as_str().unwrap().contains("broken.cedar"), "{v}");
+    assert_eq!(v["digest"], Value::Null);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}

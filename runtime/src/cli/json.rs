@@ -3,7 +3,6 @@
 //! `runtime/tests/json_schemas.rs` fails when a checked-in schema is stale,
 //! and the end-to-end tests validate real output against them). No Rust
 //! debug strings: enums serialise as their documented lower-case names.
-//! The run/chat/resume progress events are `stele_protocol`'s.
 
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -253,5 +252,7 @@ pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
         ("sandbox-bench", schema_for!(SpawnBench)),
         ("bench-gate", schema_for!(GateBench)),
         ("vm-check", schema_for!(VmCheck)),
+        ("policy-validate", schema_for!(super::policy_json::ValidateReport)),
+        ("policy-test", schema_for!(super::policy_json::TestReport)),
     ]
 }

@@ -14,6 +14,7 @@ pub mod exit;
 pub mod json;
 pub mod keys;
 pub mod policy;
+pub mod policy_json;
 pub mod run;
 pub mod sandbox;
 pub mod session;

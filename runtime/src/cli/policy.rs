@@ -49,11 +49,17 @@ pub enum PolicyCommand {
         /// Exit 1 when a lint of severity warning is found.
         #[arg(long)]
         deny_warnings: bool,
+        /// Print the result as JSON (docs/json/policy-validate.schema.json).
+        #[arg(long)]
+        json: bool,
     },
     /// Run the bundle's tests/*.json (Cedar JSON test format: decision and reasons).
     Test {
         /// Bundle folder.
         bundle: PathBuf,
+        /// Print the results as JSON (docs/json/policy-test.schema.json).
+        #[arg(long)]
+        json: bool,
     },
     /// Decide one request and explain why.
     Explain {
@@ -100,8 +106,18 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
         PolicyCommand::Validate {
             bundle,
             deny_warnings,
+            json: true,
+        } => super::policy_json::validate(&bundle, deny_warnings),
+        PolicyCommand::Validate {
+            bundle,
+            deny_warnings,
+            json: false,
         } => validate(&bundle, deny_warnings),
-        PolicyCommand::Test { bundle } => test(&bundle),
+        PolicyCommand::Test { bundle, json: true } => super::policy_json::test(&bundle),
+        PolicyCommand::Test {
+            bundle,
+            json: false,
+        } => test(&bundle),
         PolicyCommand::Explain {
             bundle,
             principal,
@@ -407,6 +423,7 @@ mod tests {
                     code(PolicyCommand::Validate {
                         bundle: template(name),
                         deny_warnings,
+                        json: false,
                     }),
                     ok,
                     "{name}: the templates have no warnings"
@@ -414,7 +431,8 @@ mod tests {
             }
             assert_eq!(
                 code(PolicyCommand::Test {
-                    bundle: template(name)
+                    bundle: template(name),
+                    json: false,
                 }),
                 ok
             );
@@ -423,7 +441,8 @@ mod tests {
         assert_ne!(
             code(PolicyCommand::Validate {
                 bundle: missing,
-                deny_warnings: false
+                deny_warnings: false,
+                json: false,
             }),
             ok
         );

@@ -1,0 +1,204 @@
+//! `stele policy validate --json` and `stele policy test --json`: the same
+//! checks and exit codes as the text forms (0 valid / all passed, 1 not),
+//! as one JSON document each (docs/json/policy-validate.schema.json,
+//! policy-test.schema.json).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use stele_policy::tests_format::{run_tests, CaseOutcome};
+use stele_policy::{Bundle, Severity};
+
+/// `stele policy validate --json`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateReport {
+    /// The bundle loads, its tests parse (and, with `--deny-warnings`, no warning).
+    pub ok: bool,
+    /// Why it does not (the file, line and what is wrong).
+    pub error: Option<String>,
+    /// The bundle's digest (in every decision of the log).
+    pub digest: Option<String>,
+    /// Policies loaded.
+    pub policies: usize,
+    /// Teams.
+    pub teams: usize,
+    /// Users in members.toml.
+    pub users: usize,
+    /// Test cases in tests/*.json.
+    pub tests: usize,
+    /// Rules that load but are probably mistakes.
+    pub lints: Vec<LintReport>,
+}
+
+/// One lint.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LintReport {
+    /// The lint's id, e.g. `ask-misspelt`.
+    pub id: String,
+    /// `note` or `warning`.
+    pub severity: LintSeverity,
+    /// Where (file:line).
+    pub location: String,
+    /// The policy concerned.
+    pub policy: Option<String>,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// How serious a lint is.
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LintSeverity {
+    /// Worth knowing.
+    Note,
+    /// Probably a mistake (fatal with `--deny-warnings`).
+    Warning,
+}
+
+/// `stele policy test --json`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestReport {
+    /// Every case passed (and there was at least one).
+    pub ok: bool,
+    /// Why the tests could not run.
+    pub error: Option<String>,
+    /// Cases passed.
+    pub passed: usize,
+    /// Cases failed.
+    pub failed: usize,
+    /// Each case.
+    pub cases: Vec<CaseReport>,
+}
+
+/// One test case.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaseReport {
+    /// Its name.
+    pub name: String,
+    /// Where it is written.
+    pub location: String,
+    /// `pass` or `fail`.
+    pub result: CaseResultName,
+    /// Why it failed.
+    pub why: Option<String>,
+}
+
+/// A case's result.
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CaseResultName {
+    /// As expected.
+    Pass,
+    /// Not as expected.
+    Fail,
+}
+
+fn code(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `stele policy validate --json`.
+pub fn validate(bundle: &Path, deny_warnings: bool) -> anyhow::Result<ExitCode> {
+    let mut r = ValidateReport {
+        ok: false,
+        error: None,
+        digest: None,
+        policies: 0,
+        teams: 0,
+        users: 0,
+        tests: 0,
+        lints: Vec::new(),
+    };
+    match Bundle::load(bundle) {
+        Err(e) => r.error = Some(e.to_string()),
+        Ok(b) => {
+            r.digest = Some(b.digest().to_string());
+            r.policies = b.policy_count();
+            r.teams = b.teams().count();
+            r.users = b.members().users().count();
+            r.lints = b
+                .lints()
+                .iter()
+                .map(|l| LintReport {
+                    id: l.id.as_str().to_string(),
+                    severity: match l.id.severity() {
+                        Severity::Note => LintSeverity::Note,
+                        Severity::Warning => LintSeverity::Warning,
+                    },
+                    location: l.location.to_string(),
+                    policy: l.policy.clone(),
+                    message: l.message.clone(),
+                })
+                .collect();
+            match run_tests(&b) {
+                Ok(t) => {
+                    r.tests = t.cases.len();
+                    let warnings = r
+                        .lints
+                        .iter()
+                        .filter(|l| matches!(l.severity, LintSeverity::Warning))
+                        .count();
+                    r.ok = !(deny_warnings && warnings > 0);
+                    if !r.ok {
+                        r.error = Some(format!("{warnings} warning(s) and --deny-warnings"));
+                    }
+                }
+                Err(e) => r.error = Some(e.to_string()),
+            }
+        }
+    }
+    super::json::pretty(&r)?;
+    Ok(code(r.ok))
+}
+
+/// `stele policy test --json`.
+pub fn test(bundle: &Path) -> anyhow::Result<ExitCode> {
+    let mut r = TestReport {
+        ok: false,
+        error: None,
+        passed: 0,
+        failed: 0,
+        cases: Vec::new(),
+    };
+    match Bundle::load(bundle).map_err(|e| e.to_string()).and_then(|b| {
+        run_tests(&b).map_err(|e| e.to_string())
+    }) {
+        Err(e) => r.error = Some(e),
+        Ok(report) => {
+            r.passed = report.passed();
+            r.failed = report.failed();
+            r.cases = report
+                .cases
+                .iter()
+                .map(|c| CaseReport {
+                    name: c.name.clone(),
+                    location: c.location.to_string(),
+                    result: match c.outcome {
+                        CaseOutcome::Pass => CaseResultName::Pass,
+                        CaseOutcome::Fail(_) => CaseResultName::Fail,
+                    },
+                    why: match &c.outcome {
+                        CaseOutcome::Pass => None,
+                        CaseOutcome::Fail(w) => Some(w.clone()),
+                    },
+                })
+                .collect();
+            r.ok = r.failed == 0 && !r.cases.is_empty();
+            if r.cases.is_empty() {
+                r.error = Some(format!("no tests in {}/tests/*.json", bundle.display()));
+            }
+        }
+    }
+    super::json::pretty(&r)?;
+    Ok(code(r.ok))
+}
