@@ -268,7 +268,9 @@ impl LeafChecker {
         Ok(())
     }
 
-    /// Payload commitment → index of the (last) entry committing to it.
+    /// Payload commitment → index of the first entry that lists it: the entry that
+    /// committed it (later entries listing the same commitment refer to it, and the payload
+    /// is stored once, under the first).
     ///
     /// Built at the end rather than entry by entry: a million commitments
     /// make a table far larger than the caches, and inserting as entries
@@ -276,7 +278,9 @@ impl LeafChecker {
     /// time. In one loop here the misses of successive inserts overlap.
     pub fn committed(&self) -> CheckMap<Hash, u64> {
         let mut m = CheckMap::with_capacity_and_hasher(self.commits.len(), Default::default());
-        m.extend(self.commits.iter().copied());
+        for (c, seq) in &self.commits {
+            m.entry(*c).or_insert(*seq);
+        }
         m
     }
 

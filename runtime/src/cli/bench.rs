@@ -32,6 +32,13 @@ pub enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// A whole tool call: from the model's last streamed event to the call's durable
+    /// `tool.intent`, and to the sandboxed program's first instruction (p50, p99).
+    ToolCall {
+        /// Tool calls to measure (the first, which warms the sandbox up, is left out).
+        #[arg(long, default_value_t = 100)]
+        calls: usize,
+    },
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -41,7 +48,10 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 
 /// Run `stele bench`.
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let BenchWhat::Gate { calls, json } = args.what;
+    let (calls, json) = match args.what {
+        BenchWhat::Gate { calls, json } => (calls, json),
+        BenchWhat::ToolCall { calls } => return super::bench_tool_call::run(calls),
+    };
     let dir = tempfile_dir()?;
     let ticker = super::ticker::Ticker::start(&format!("bench gate: {calls} tool calls"));
     let result = bench_gate(&dir, calls);

@@ -94,6 +94,11 @@ pub struct ExecReport {
     pub system_cpu_ms: f64,
     /// Peak resident memory.
     pub max_rss_bytes: u64,
+    /// The command's cgroup figures: limits, peaks, CPU, limit events
+    /// (docs/sandbox.md, "Resource limits"); null without cgroups.
+    pub resources: Option<serde_json::Value>,
+    /// The session group's figures after the command; null without cgroups.
+    pub session_resources: Option<serde_json::Value>,
     /// Wall time.
     pub duration_ms: f64,
 }

@@ -221,7 +221,7 @@ pub fn prepare(spec: &SessionSpec<'_>) -> anyhow::Result<Prepared> {
         bundle,
         origin: located.origin.as_str(),
         network: spec.network,
-        backend: spec.backend,
+        backend: spec.backend.clone(),
     })
 }
 
