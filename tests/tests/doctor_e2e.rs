@@ -104,9 +104,17 @@ fn a_healthy_machine_has_no_problem_and_says_what_alice_may_do() {
     assert_eq!(grant(&v, "file.read", "receipts/*").as_deref(), Some("allow"), "{v}");
     assert_eq!(grant(&v, "file.write", "reports/*").as_deref(), Some("allow"));
     assert_eq!(grant(&v, "exec", "python3").as_deref(), Some("allow"));
+    // Models with the endpoint they are served from: the configured one
+    // (the policy allows this machine's), not Anthropic's API here.
     assert_eq!(
-        grant(&v, "model.request", "anthropic/claude-sonnet-4-5").as_deref(),
-        Some("allow")
+        grant(&v, "model.request", &format!("anthropic/claude-sonnet-4-5 at {}", m.url())).as_deref(),
+        Some("allow"),
+        "{v}"
+    );
+    assert_eq!(
+        grant(&v, "model.request", "anthropic/claude-sonnet-4-5 at https://api.anthropic.com:443"),
+        None,
+        "{v}"
     );
     assert_eq!(grant(&v, "mcp.call", "gmail/send_email").as_deref(), Some("ask"));
     // Not what it forbids, nor "anything".
@@ -154,6 +162,17 @@ fn each_problem_is_reported_alone_with_its_fix() {
             }),
             "does not load",
             "stele policy validate",
+        ),
+        (
+            "policy",
+            Box::new(|_| {
+                (
+                    vec!["--offline".into()],
+                    vec![("ANTHROPIC_BASE_URL".into(), "https://api.anthropic.com".into())],
+                )
+            }),
+            "the policy does not allow your model anthropic/claude-sonnet-4-5 at https://api.anthropic.com:443",
+            "ask for a `model.request` permit naming this model and endpoint",
         ),
         (
             "model",

@@ -273,7 +273,8 @@ fn a_host_that_cannot_sandbox_says_what_is_needed_with_exit_69() {
     assert_eq!(o.status.code(), Some(69), "{}", out(&o));
 }
 
-fn denied_run(user: &str, model: &str) -> (Output, String) {
+/// A run denied its model: the output, the members file, the model's endpoint.
+fn denied_run(user: &str, model: &str) -> (Output, String, String) {
     let d = tempfile::tempdir().unwrap();
     let s = setup(d.path());
     let ws = workspace(d.path());
@@ -287,7 +288,7 @@ fn denied_run(user: &str, model: &str) -> (Output, String) {
         .envs(e2e_common::env(Wire::Anthropic, &mock));
     let o = run_bounded(c, Duration::from_secs(120));
     assert!(mock.requests().is_empty(), "no request reached the model");
-    (o, bundle.join("members.toml").display().to_string())
+    (o, bundle.join("members.toml").display().to_string(), mock.base_url())
 }
 
 #[test]
@@ -295,7 +296,7 @@ fn a_person_missing_from_members_is_told_in_words_first() {
     if !sandbox_available("a_person_missing_from_members_is_told_in_words_first") {
         return;
     }
-    let (o, members) = denied_run("dave", "anthropic:claude-sonnet-4-5");
+    let (o, members, _) = denied_run("dave", "anthropic:claude-sonnet-4-5");
     assert_eq!(o.status.code(), Some(11), "{}", err(&o));
     let e = err(&o);
     assert!(
@@ -323,16 +324,16 @@ fn a_model_the_policy_does_not_allow_names_the_allowed_one() {
     if !sandbox_available("a_model_the_policy_does_not_allow_names_the_allowed_one") {
         return;
     }
-    let (o, _) = denied_run("alice", "anthropic:claude-opus-4");
+    let (o, _, endpoint) = denied_run("alice", "anthropic:claude-opus-4");
     assert_eq!(o.status.code(), Some(11), "{}", err(&o));
     let e = err(&o);
     let stop = e.lines().find(|l| l.starts_with("stopped: ")).unwrap();
     assert!(
-        stop.starts_with(
+        stop.starts_with(&format!(
             "stopped: the model request was denied: this model is not one the policy allows \
-             you (alice); it allows: anthropic/claude-sonnet-4-5 (give --model PROVIDER:NAME). \
-             Rule: model.request denied by finance.only-one-model (team:finance, "
-        ),
+             you (alice); it allows: anthropic/claude-sonnet-4-5 at {endpoint} (give --model \
+             PROVIDER:NAME). Rule: model.request denied by finance.only-one-model (team:finance, "
+        )),
         "{stop}"
     );
     assert!(!e.contains("not in this"), "alice is a member: {e}");

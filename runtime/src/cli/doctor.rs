@@ -168,14 +168,22 @@ pub fn examine(args: &DoctorArgs) -> anyhow::Result<DoctorReport> {
         },
         ..SandboxFacts::default()
     };
+    // The model first: its endpoint is part of what policy decides about it.
+    let (model_state, configured) = model_state(&layers, model.as_deref(), args.offline, &mut problem);
+    let mut endpoints: Vec<stele_policy::ModelEndpoint> =
+        configured.iter().map(|(_, e)| e.clone()).collect();
+    endpoints.extend(grants::default_endpoints());
+    if let Some(b) = &bundle {
+        endpoints.extend(grants::policy_endpoints(b.root()));
+    }
     let grants = match (&bundle, &principal) {
-        (Some(b), Some(p)) => grants::probe(b, p, facts),
+        (Some(b), Some(p)) => grants::probe(b, p, facts, &endpoints),
         _ => Vec::new(),
     };
     // (Not said again for someone who is not a member: that is the cause.)
     let member_or_no_teams =
         !teams.is_empty() || bundle.as_ref().is_some_and(|b| b.teams().next().is_none());
-    if bundle.is_some() && principal.is_some() && member_or_no_teams {
+    if let (Some(b), Some(p), true) = (&bundle, &principal, member_or_no_teams) {
         if !grants.iter().any(|g| g.action == "model.request") {
             problem(
                 "policy",
@@ -184,13 +192,25 @@ pub fn examine(args: &DoctorArgs) -> anyhow::Result<DoctorReport> {
                     .into(),
                 "ask for a `model.request` permit (docs/policy-guide.md)",
             );
+        } else if let Some((resource, endpoint)) = &configured {
+            if let Some(why) = model_refused(b, p, facts, resource) {
+                problem(
+                    "policy",
+                    format!(
+                        "the policy does not allow your model {} at {endpoint}: {why}",
+                        resource.entity_id()
+                    ),
+                    "use a model the policy allows you (listed above), or ask for a \
+                     `model.request` permit naming this model and endpoint \
+                     (docs/policy-guide.md, \"Models and their endpoints\")",
+                );
+            }
         }
     }
 
     let sandbox = sandbox_state(&mut problem);
     let key_state = key_state(&key, &mut problem);
     let log_state = log_state(&db, &mut problem);
-    let model_state = model_state(model.as_deref(), args.offline, &mut problem);
 
     Ok(DoctorReport {
         ok: problems.is_empty(),
@@ -320,11 +340,31 @@ fn log_state(db: &std::path::Path, problem: &mut impl FnMut(&str, String, &str))
     s
 }
 
+/// Why policy denies `principal` a request to `model`, in one line (`None`: allowed or asks).
+fn model_refused(
+    bundle: &Bundle,
+    principal: &str,
+    facts: SandboxFacts,
+    model: &stele_policy::Resource,
+) -> Option<String> {
+    let request = stele_policy::Request::builder(principal, stele_policy::Action::ModelRequest, model.clone())
+        .session("doctor")
+        .sandbox(facts)
+        .build()
+        .ok()?;
+    let d = bundle.decide(&request);
+    (d.effect == stele_policy::Effect::Deny).then(|| stele_policy::explain::summary(&d))
+}
+
+/// The configured model as policy sees it: the `Model` resource and its endpoint.
+type Configured = Option<(stele_policy::Resource, stele_policy::ModelEndpoint)>;
+
 fn model_state(
+    layers: &crate::config::Layers,
     spec: Option<&str>,
     offline: bool,
     problem: &mut impl FnMut(&str, String, &str),
-) -> ModelState {
+) -> (ModelState, Configured) {
     let mut s = ModelState {
         spec: spec.map(str::to_string),
         endpoint: None,
@@ -340,17 +380,40 @@ fn model_state(
             "give --model PROVIDER:NAME (e.g. anthropic:claude-sonnet-4-5) or set `model` in \
              the config; `stele demo` needs none",
         );
-        return s;
+        return (s, None);
     };
-    let mut cfg = match crate::provider::ProviderConfig::from_spec(spec) {
-        Ok(c) => c,
+    // As `stele run` configures it: [provider.NAME] (managed over user), then
+    // the base-URL variable, which a managed base_url pins.
+    let name = spec.split_once(':').map(|(p, _)| p).unwrap_or(spec);
+    let (managed, user) = layers.provider_settings(name);
+    let cfg = match crate::provider::ProviderConfig::configure(spec, managed, user) {
+        Ok((c, _)) => c,
         Err(e) => {
-            problem("model", e.to_string(), "give --model PROVIDER:NAME");
-            return s;
+            problem(
+                "model",
+                e.to_string(),
+                "give --model PROVIDER:NAME, and check [provider.NAME] in the config and \
+                 ANTHROPIC_BASE_URL / OPENAI_BASE_URL (docs/providers.md)",
+            );
+            return (s, None);
         }
     };
-    cfg.base_url_from_env();
     s.endpoint = Some(cfg.base_url.clone());
+    let info = crate::provider::ProviderInfo {
+        kind: cfg.kind,
+        base_url: cfg.base_url.clone(),
+        model: cfg.model.clone(),
+    };
+    let configured = crate::provider::config::model_endpoint(&info)
+        .ok()
+        .map(|e| {
+            let r = stele_policy::Resource::Model {
+                provider: crate::agent::provider_name(info.kind).into(),
+                name: info.model.clone(),
+                endpoint: e.clone(),
+            };
+            (r, e)
+        });
     s.api_key_variable = cfg.api_key_env.clone();
     s.api_key_set = cfg.resolve_key().ok().flatten().is_some();
     if let Err(e) = cfg.resolve_key() {
@@ -362,7 +425,7 @@ fn model_state(
         );
     }
     if cfg.kind == crate::provider::ProviderKind::Scripted || offline {
-        return s;
+        return (s, configured);
     }
     let (reachable, detail) = reach(&cfg.base_url, Duration::from_secs(3));
     s.reachable = Some(reachable);
@@ -375,7 +438,7 @@ fn model_state(
         );
     }
     s.detail = Some(detail);
-    s
+    (s, configured)
 }
 
 /// Open (and close) a TCP connection to the URL's host and port.

@@ -271,7 +271,7 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
     };
     // The VM stops (and the guest's last closes are logged) inside the session.
     session.release_sandbox();
-    finish(&gate, &end, style)?;
+    finish(&gate, &end, &model, style)?;
     if !matches!(end, RunEnd::Paused(_)) {
         session.attest()?;
     }
@@ -356,7 +356,12 @@ pub(crate) fn drive(
     Ok(end?)
 }
 
-pub(crate) fn finish(gate: &Gate, end: &RunEnd, style: ProgressStyle) -> anyhow::Result<()> {
+pub(crate) fn finish(
+    gate: &Gate,
+    end: &RunEnd,
+    model: &Model,
+    style: ProgressStyle,
+) -> anyhow::Result<()> {
     let (status, text) = match end {
         RunEnd::Answered(a) => (Some(Status::Ok), a.clone()),
         RunEnd::Stopped(t) => (Some(Status::Ok), t.clone()),
@@ -392,6 +397,9 @@ pub(crate) fn finish(gate: &Gate, end: &RunEnd, style: ProgressStyle) -> anyhow:
                     gate.bundle(),
                     &gate.actor().principal,
                     &gate.actor().teams,
+                    crate::provider::config::model_endpoint(&model.provider.describe())
+                        .ok()
+                        .as_ref(),
                     w
                 )
             ),

@@ -391,7 +391,7 @@ fn resume(
         }
     };
     session.release_sandbox();
-    finish(&session.gate, &end, style)?;
+    finish(&session.gate, &end, &model, style)?;
     if !matches!(end, RunEnd::Paused(_)) {
         session.attest()?;
     }
