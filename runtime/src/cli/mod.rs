@@ -65,13 +65,13 @@ pub enum Command {
     Chat(run::RunArgs),
     /// Run one task with an agent, under policy and audit.
     Run(run::RunArgs),
-    /// Measure the gate's overhead.
+    /// Measure the gate's overhead per tool call and a whole tool call's latency.
     Bench(bench::BenchArgs),
     /// List, show and resume sessions.
     Session(session::SessionArgs),
     /// Run commands in the sandbox and check what this host supports.
     Sandbox(sandbox::SandboxArgs),
-    /// Build and inspect the micro-VM backend's guest image.
+    /// The micro-VM backend: its guest image, whether a VM can run here, its timings.
     Vm(vm::VmArgs),
     /// Run a C2SP witness that cosigns stele logs' checkpoints.
     Witness(witness::WitnessArgs),
