@@ -4,9 +4,12 @@
 //! strings (`Foo(\"…\")`, `Some(…)`) anywhere in it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
+mod e2e_common;
 
-use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
 use stele_tests::{check_json_shape, sandbox_available, Stele};
 
 fn json_of(o: &std::process::Output) -> Value {
@@ -224,5 +227,43 @@ fn copy_dir(from: &Path, to: &Path) {
         } else {
             std::fs::copy(e.path(), dst).unwrap();
         }
+    }
+}
+
+/// `stele run --json`: the first event says which session (before anything
+/// else happens), the last one ends the same session; no event carries a
+/// Rust debug string.
+#[test]
+fn run_events_start_with_the_session() {
+    if !sandbox_available("run_events_start_with_the_session") {
+        return;
+    }
+    use stele_tests::mock_model::{MockModel, Turn, Wire};
+    let d = tempfile::tempdir().unwrap();
+    let s = e2e_common::setup(d.path());
+    let ws = e2e_common::workspace(d.path());
+    let bundle = e2e_common::policy(d.path(), Wire::Anthropic, "");
+    let mock = MockModel::start().unwrap();
+    mock.push(Turn::new().tool_use("r", "file_read", json!({"path": "receipts/r1.txt"})).into());
+    mock.push(Turn::new().tool_use("f", "final_answer", json!({"answer": "10.50"})).into());
+    let c = e2e_common::run_command(&s, &ws, &bundle, Wire::Anthropic, &mock, &["--json"], "Sum");
+    let o = e2e_common::run_bounded(c, Duration::from_secs(120));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let events: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let first = &events[0];
+    check("run-start", first);
+    assert_eq!(first["event"], "start");
+    assert_eq!(first["principal"], "alice");
+    let id = first["session"].as_str().unwrap();
+    assert!(id.starts_with("s-"), "{first}");
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "end");
+    assert_eq!(last["session"], id);
+    assert_eq!(last["outcome"], "answered");
+    for e in &events {
+        no_debug_strings(e);
     }
 }

@@ -21,6 +21,31 @@ pub fn pretty<T: Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The first event of `stele run --json` (one JSON object per line; the
+/// other events are described in docs/runtime.md).
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunStart {
+    /// Always `start`.
+    pub event: StartEvent,
+    /// The session's id (`stele session show ID`, `stele session resume ID`).
+    pub session: String,
+    /// The person the session runs for.
+    pub principal: String,
+    /// The policy bundle's digest (in every decision of the session).
+    pub policy: String,
+    /// The audit database.
+    pub log: String,
+}
+
+/// The tag of [`RunStart`].
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StartEvent {
+    /// The session started.
+    Start,
+}
+
 /// `stele keys show --json` and `stele keys init --json`.
 #[derive(Debug, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -257,6 +282,7 @@ pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
         ("sandbox-bench", schema_for!(SpawnBench)),
         ("bench-gate", schema_for!(GateBench)),
         ("vm-check", schema_for!(VmCheck)),
+        ("run-start", schema_for!(RunStart)),
         ("policy-validate", schema_for!(super::policy_json::ValidateReport)),
         ("policy-test", schema_for!(super::policy_json::TestReport)),
     ]

@@ -227,19 +227,34 @@ fn style_of(args: &RunArgs) -> ProgressStyle {
     }
 }
 
+/// Say which session started, first: on stderr for a person; with `--json`
+/// as the first event (`start`), so a script knows the session's id before
+/// anything else happens (and even if the run is killed).
+pub(crate) fn announce(gate: &Gate, db: &std::path::Path, style: ProgressStyle) -> anyhow::Result<()> {
+    match style {
+        ProgressStyle::Human => eprintln!(
+            "stele: session {} (policy {}, log {})",
+            gate.session_id(),
+            gate.bundle().digest(),
+            crate::terminal_safe::path(db)
+        ),
+        ProgressStyle::Json => super::json::line(&super::json::RunStart {
+            event: super::json::StartEvent::Start,
+            session: gate.session_id().to_string(),
+            principal: gate.actor().principal.clone(),
+            policy: gate.bundle().digest().to_string(),
+            log: db.display().to_string(),
+        })?,
+    }
+    Ok(())
+}
+
 /// Set up a session (log, policy, sandbox, tools, model), run the task, end the session.
 pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<RunReport> {
     let (session, model) = open_for(args, approver)?;
     let gate = session.gate.clone();
     let style = style_of(args);
-    if style == ProgressStyle::Human {
-        eprintln!(
-            "stele: session {} (policy {}, log {})",
-            gate.session_id(),
-            gate.bundle().digest(),
-            crate::terminal_safe::path(&session.db)
-        );
-    }
+    announce(&gate, &session.db, style)?;
     let budget = Budget {
         max_steps: args.max_steps.unwrap_or(40),
         max_tokens: args.max_tokens,
@@ -380,7 +395,6 @@ pub(crate) fn finish(
             crate::terminal_safe::json_line(&serde_json::json!({
                 "event": "end", "session": gate.session_id(), "outcome": end.name(),
                 "detail": end.detail(), "resumable": matches!(end, RunEnd::Paused(_)),
-                "result": format!("{end:?}"),
             }))
         ),
         ProgressStyle::Human => match end {

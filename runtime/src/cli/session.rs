@@ -374,6 +374,8 @@ fn resume(
             terminal_safe::line(id),
             messages.len()
         );
+    } else {
+        super::run::announce(&session.gate, &session.db, style)?;
     }
     let budget = Budget {
         max_steps,
