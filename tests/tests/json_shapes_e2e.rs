@@ -267,3 +267,26 @@ fn run_events_start_with_the_session() {
         no_debug_strings(e);
     }
 }
+
+/// The benches' figures as JSON (small runs: the shape, not the speed).
+#[test]
+fn bench_shapes() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Stele::new(&d.path().join("state"));
+    let a = json_of(
+        &s.run(&["audit", "bench", "--json", "--writers", "2", "--entries", "200", "--serial", "20"])
+            .unwrap(),
+    );
+    check("audit-bench", &a);
+    assert_eq!(a["writers"], 2);
+    assert_eq!(a["entries"], 200);
+    assert!(a["appends_per_s"].as_f64().unwrap() > 0.0, "{a}");
+    assert_eq!(a["kept"], Value::Null);
+    if sandbox_available("bench_shapes (tool-call)") {
+        let t = json_of(&s.run(&["bench", "tool-call", "--json", "--calls", "3"]).unwrap());
+        check("bench-tool-call", &t);
+        assert!(t["calls"].as_u64().unwrap() >= 2, "{t}");
+        let (i, p) = (t["intent_p50_ms"].as_f64().unwrap(), t["program_p50_ms"].as_f64().unwrap());
+        assert!(i > 0.0 && p >= i, "the program starts after its intent is durable: {t}");
+    }
+}

@@ -146,6 +146,9 @@ pub enum AuditCommand {
         /// Keep the scratch log in this folder.
         #[arg(long)]
         keep: Option<PathBuf>,
+        /// Print the figures as JSON (docs/json/audit-bench.schema.json).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -316,14 +319,40 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             entries,
             serial,
             keep,
+            json,
         } => {
+            let ticker = super::ticker::Ticker::start(&format!(
+                "audit bench: {entries} entries, {writers} writers"
+            ));
             let r = stele_audit::bench::run(&stele_audit::bench::BenchOptions {
                 writers,
                 entries,
                 serial_entries: serial,
                 keep,
-            })?;
-            print!("{r}");
+            });
+            drop(ticker);
+            let r = r?;
+            if json {
+                let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+                super::json::pretty(&super::json::AuditBench {
+                    writers: r.writers,
+                    entries: r.entries,
+                    appends_per_s: r.appends_per_s,
+                    latency_p50_ms: ms(r.latency_p50),
+                    latency_p99_ms: ms(r.latency_p99),
+                    serial_per_s: r.serial_per_s,
+                    serial_p50_ms: ms(r.serial_p50),
+                    verified_entries: r.verified_entries,
+                    verify_per_s: r.verify_per_s,
+                    verify_cpu_per_s: r.verify_cpu_per_s,
+                    leaf_bytes: r.leaf_bytes,
+                    integrity_bytes: r.integrity_bytes,
+                    file_bytes: r.file_bytes,
+                    kept: r.kept.as_ref().map(|p| p.display().to_string()),
+                })?;
+            } else {
+                print!("{r}");
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -38,6 +38,9 @@ pub enum BenchWhat {
         /// Tool calls to measure (the first, which warms the sandbox up, is left out).
         #[arg(long, default_value_t = 100)]
         calls: usize,
+        /// Print the figures as JSON (docs/json/bench-tool-call.schema.json).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -50,7 +53,7 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let (calls, json) = match args.what {
         BenchWhat::Gate { calls, json } => (calls, json),
-        BenchWhat::ToolCall { calls } => return super::bench_tool_call::run(calls),
+        BenchWhat::ToolCall { calls, json } => return super::bench_tool_call::run(calls, json),
     };
     let dir = tempfile_dir()?;
     let ticker = super::ticker::Ticker::start(&format!("bench gate: {calls} tool calls"));

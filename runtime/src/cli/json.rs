@@ -46,6 +46,56 @@ pub enum StartEvent {
     Start,
 }
 
+/// `stele bench tool-call --json`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolCallBench {
+    /// Tool calls measured (the warm-up call left out).
+    pub calls: usize,
+    /// Model's last streamed event → the call's durable `tool.intent`, p50.
+    pub intent_p50_ms: f64,
+    /// The same, p99.
+    pub intent_p99_ms: f64,
+    /// Model's last streamed event → the sandboxed program's first instruction, p50.
+    pub program_p50_ms: f64,
+    /// The same, p99.
+    pub program_p99_ms: f64,
+}
+
+/// `stele audit bench --json`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditBench {
+    /// Concurrent writers.
+    pub writers: usize,
+    /// Entries appended concurrently.
+    pub entries: u64,
+    /// Durable, acknowledged appends per second with `writers` writers.
+    pub appends_per_s: f64,
+    /// Append → acknowledged (signed checkpoint), p50.
+    pub latency_p50_ms: f64,
+    /// The same, p99.
+    pub latency_p99_ms: f64,
+    /// Appends per second with one writer waiting for each acknowledgement.
+    pub serial_per_s: f64,
+    /// One serial append, p50.
+    pub serial_p50_ms: f64,
+    /// Entries in the verified log.
+    pub verified_entries: u64,
+    /// Verification speed (entries per wall-clock second).
+    pub verify_per_s: f64,
+    /// Verification speed per CPU second of the verifying thread.
+    pub verify_cpu_per_s: f64,
+    /// Average leaf size in bytes.
+    pub leaf_bytes: f64,
+    /// Integrity bytes per entry (leaf hash, tree nodes, checkpoints).
+    pub integrity_bytes: f64,
+    /// Database file bytes per entry, everything included.
+    pub file_bytes: f64,
+    /// Where the scratch log was kept (`--keep`), else null.
+    pub kept: Option<String>,
+}
+
 /// `stele keys show --json` and `stele keys init --json`.
 #[derive(Debug, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -283,6 +333,8 @@ pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
         ("bench-gate", schema_for!(GateBench)),
         ("vm-check", schema_for!(VmCheck)),
         ("run-start", schema_for!(RunStart)),
+        ("bench-tool-call", schema_for!(ToolCallBench)),
+        ("audit-bench", schema_for!(AuditBench)),
         ("policy-validate", schema_for!(super::policy_json::ValidateReport)),
         ("policy-test", schema_for!(super::policy_json::TestReport)),
     ]
