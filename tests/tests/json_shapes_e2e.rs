@@ -282,6 +282,13 @@ fn bench_shapes() {
     assert_eq!(a["entries"], 200);
     assert!(a["appends_per_s"].as_f64().unwrap() > 0.0, "{a}");
     assert_eq!(a["kept"], Value::Null);
+    let p = json_of(
+        &s.run(&["policy", "bench", "--json", "--policies", "100", "--decisions", "500"]).unwrap(),
+    );
+    check("policy-bench", &p);
+    assert_eq!(p["decisions"], 500);
+    let effects: u64 = ["allow", "deny", "ask"].iter().map(|k| p[k].as_u64().unwrap()).sum();
+    assert_eq!(effects, 500, "{p}");
     if sandbox_available("bench_shapes (tool-call)") {
         let t = json_of(&s.run(&["bench", "tool-call", "--json", "--calls", "3"]).unwrap());
         check("bench-tool-call", &t);

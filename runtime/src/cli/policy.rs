@@ -97,6 +97,9 @@ pub enum PolicyCommand {
         /// Decisions to time.
         #[arg(long, default_value_t = 100_000)]
         decisions: usize,
+        /// Print the figures as JSON (docs/json/policy-bench.schema.json).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -158,27 +161,14 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
         PolicyCommand::Bench {
             policies,
             decisions,
+            json,
         } => {
-            let r = synthetic::run_in_temp_dir(policies, decisions)?;
-            println!(
-                "policies:  {} (org, {} teams, project)",
-                r.policies,
-                synthetic::TEAMS
-            );
-            println!(
-                "load:      {:.1} ms first, {:.1} ms median of 5",
-                r.load.as_secs_f64() * 1e3,
-                r.load_median.as_secs_f64() * 1e3
-            );
-            println!("decisions: {}", r.decisions);
-            println!("p50:       {:.2} µs", r.p50.as_secs_f64() * 1e6);
-            println!("p99:       {:.2} µs", r.p99.as_secs_f64() * 1e6);
-            println!("max:       {:.2} µs", r.max.as_secs_f64() * 1e6);
-            println!(
-                "effects:   {} allow, {} deny, {} ask",
-                r.effects[0], r.effects[1], r.effects[2]
-            );
-            Ok(ExitCode::SUCCESS)
+            let ticker = super::ticker::Ticker::start(&format!(
+                "policy bench: {policies} policies, {decisions} decisions"
+            ));
+            let r = synthetic::run_in_temp_dir(policies, decisions);
+            drop(ticker);
+            super::policy_json::bench(&r?, json)
         }
     }
 }

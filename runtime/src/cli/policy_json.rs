@@ -1,7 +1,8 @@
 //! `stele policy validate --json` and `stele policy test --json`: the same
 //! checks and exit codes as the text forms (0 valid / all passed, 1 not),
 //! as one JSON document each (docs/json/policy-validate.schema.json,
-//! policy-test.schema.json).
+//! policy-test.schema.json); and `stele policy bench`'s figures, as text or
+//! JSON (policy-bench.schema.json).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use std::process::ExitCode;
 use schemars::JsonSchema;
 use serde::Serialize;
 use stele_policy::tests_format::{run_tests, CaseOutcome};
+use stele_policy::synthetic::{self, BenchReport};
 use stele_policy::{Bundle, Severity};
 
 /// `stele policy validate --json`.
@@ -201,4 +203,65 @@ pub fn test(bundle: &Path) -> anyhow::Result<ExitCode> {
     }
     super::json::pretty(&r)?;
     Ok(code(r.ok))
+}
+
+/// `stele policy bench --json`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyBench {
+    /// Policies in the synthetic bundle (org, teams, project).
+    pub policies: usize,
+    /// Teams in it.
+    pub teams: usize,
+    /// First load (read, parse, validate, index, digest), in ms.
+    pub load_ms: f64,
+    /// Median of five further loads, in ms.
+    pub load_median_ms: f64,
+    /// Decisions timed.
+    pub decisions: usize,
+    /// Median decision, in µs.
+    pub p50_us: f64,
+    /// 99th percentile, in µs.
+    pub p99_us: f64,
+    /// Slowest decision, in µs.
+    pub max_us: f64,
+    /// Decisions that allowed.
+    pub allow: usize,
+    /// Decisions that denied.
+    pub deny: usize,
+    /// Decisions that would ask a person.
+    pub ask: usize,
+}
+
+/// Print `stele policy bench`'s figures.
+pub fn bench(r: &BenchReport, json: bool) -> anyhow::Result<ExitCode> {
+    let us = |d: std::time::Duration| d.as_secs_f64() * 1e6;
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    if json {
+        super::json::pretty(&PolicyBench {
+            policies: r.policies,
+            teams: synthetic::TEAMS,
+            load_ms: ms(r.load),
+            load_median_ms: ms(r.load_median),
+            decisions: r.decisions,
+            p50_us: us(r.p50),
+            p99_us: us(r.p99),
+            max_us: us(r.max),
+            allow: r.effects[0],
+            deny: r.effects[1],
+            ask: r.effects[2],
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("policies:  {} (org, {} teams, project)", r.policies, synthetic::TEAMS);
+    println!("load:      {:.1} ms first, {:.1} ms median of 5", ms(r.load), ms(r.load_median));
+    println!("decisions: {}", r.decisions);
+    println!("p50:       {:.2} µs", us(r.p50));
+    println!("p99:       {:.2} µs", us(r.p99));
+    println!("max:       {:.2} µs", us(r.max));
+    println!(
+        "effects:   {} allow, {} deny, {} ask",
+        r.effects[0], r.effects[1], r.effects[2]
+    );
+    Ok(ExitCode::SUCCESS)
 }
