@@ -193,8 +193,7 @@ fn heartbeats_when_idle() {
         let mut beats = 0;
         store
             .for_each_entry(0, u64::MAX, |_, b, _| {
-                if Leaf::decode_canonical(b, &mut Vec::new()).unwrap().kind
-                    == EventKind::Heartbeat
+                if Leaf::decode_canonical(b, &mut Vec::new()).unwrap().kind == EventKind::Heartbeat
                 {
                     beats += 1;
                 }
@@ -209,7 +208,10 @@ fn heartbeats_when_idle() {
     }
     drop(log);
     let beats = count();
-    assert!(beats >= 3, "only {beats} heartbeats at a 50 ms interval in 60 s");
+    assert!(
+        beats >= 3,
+        "only {beats} heartbeats at a 50 ms interval in 60 s"
+    );
 }
 
 #[test]

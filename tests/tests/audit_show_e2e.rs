@@ -33,14 +33,26 @@ fn audit_show_says_the_action_the_approver_and_the_rule() {
     let mock = MockModel::start().unwrap();
     for t in [
         Turn::new().tool_use("r", "file_read", json!({"path": "receipts/r1.txt"})),
-        Turn::new().tool_use("w", "file_write", json!({"path": "reports/t.csv", "content": "x\n"})),
+        Turn::new().tool_use(
+            "w",
+            "file_write",
+            json!({"path": "reports/t.csv", "content": "x\n"}),
+        ),
         Turn::new().tool_use("h", "file_read", json!({"path": "hr/salaries.txt"})),
         Turn::new().tool_use("x", "exec", json!({"argv": ["python3", "-c", "print(1)"]})),
         Turn::new().tool_use("f", "final_answer", json!({"answer": "done"})),
     ] {
         mock.push(t.into());
     }
-    let c = run_command(&s, &ws, &bundle, Wire::Anthropic, &mock, &["--approve", "allow"], "Work");
+    let c = run_command(
+        &s,
+        &ws,
+        &bundle,
+        Wire::Anthropic,
+        &mock,
+        &["--approve", "allow"],
+        "Work",
+    );
     let o = run_bounded(c, Duration::from_secs(180));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let leaves = leaves_json(&s, &s.state.join("audit.db")).unwrap();
@@ -59,7 +71,10 @@ fn audit_show_says_the_action_the_approver_and_the_rule() {
     assert_eq!(lines.next().unwrap(), format!("session {id}"));
     let body: Vec<&str> = lines.collect();
     assert!(body.len() > 5, "{shown}");
-    assert!(body.iter().all(|l| !l.contains(&id)), "the id repeated: {shown}");
+    assert!(
+        body.iter().all(|l| !l.contains(&id)),
+        "the id repeated: {shown}"
+    );
     assert!(body.iter().any(|l| l.contains("  #1  ")), "{shown}");
 
     // file.open lines say which action was decided, and by which rule.
@@ -89,7 +104,10 @@ fn audit_show_says_the_action_the_approver_and_the_rule() {
         .iter()
         .find(|l| l.contains("approval.grant"))
         .unwrap_or_else(|| panic!("{shown}"));
-    assert!(grant.contains("granted by flag:--approve=allow (flag) for entry "), "{grant}");
+    assert!(
+        grant.contains("granted by flag:--approve=allow (flag) for entry "),
+        "{grant}"
+    );
     let asked = body
         .iter()
         .find(|l| l.contains("approval.request"))

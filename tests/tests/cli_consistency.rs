@@ -89,7 +89,10 @@ fn words(cmd: &str) -> Vec<String> {
 
 /// Every command path a doc line names (alternatives `a|b` and `a | b`
 /// expanded) with the flags written after it.
-fn resolve(cmd: &str, cache: &mut BTreeMap<Vec<String>, Option<String>>) -> Result<Vec<(Vec<String>, Vec<String>)>, String> {
+fn resolve(
+    cmd: &str,
+    cache: &mut BTreeMap<Vec<String>, Option<String>>,
+) -> Result<Vec<(Vec<String>, Vec<String>)>, String> {
     let mut helpof = |p: &Vec<String>| cache.entry(p.clone()).or_insert_with(|| help(p)).clone();
     let w = words(cmd);
     let mut paths: Vec<Vec<String>> = vec![Vec::new()];
@@ -99,7 +102,9 @@ fn resolve(cmd: &str, cache: &mut BTreeMap<Vec<String>, Option<String>>) -> Resu
         let alts: Vec<&str> = w[i].split('|').collect();
         let mut next = Vec::new();
         for p in &paths {
-            let subs = subcommands(&helpof(p).ok_or_else(|| format!("`stele {}` does not exist", p.join(" ")))?);
+            let subs = subcommands(
+                &helpof(p).ok_or_else(|| format!("`stele {}` does not exist", p.join(" ")))?,
+            );
             if alts.iter().all(|a| subs.iter().any(|s| s == a)) {
                 for a in &alts {
                     let mut q = p.clone();
@@ -170,9 +175,14 @@ fn every_command_the_docs_show_exists_with_its_flags() {
                         checked += 1;
                         let h = cache.get(&p).cloned().flatten().unwrap_or_default();
                         for f in flags {
-                            let known = h.contains(&format!("{f} ")) || h.contains(&format!("{f},")) || h.contains(&format!("{f}\n"));
+                            let known = h.contains(&format!("{f} "))
+                                || h.contains(&format!("{f},"))
+                                || h.contains(&format!("{f}\n"));
                             if !known {
-                                wrong.push(format!("{name}:{line}: `stele {}` has no {f}", p.join(" ")));
+                                wrong.push(format!(
+                                    "{name}:{line}: `stele {}` has no {f}",
+                                    p.join(" ")
+                                ));
                             }
                         }
                     }
@@ -181,7 +191,11 @@ fn every_command_the_docs_show_exists_with_its_flags() {
         }
     }
     assert!(checked > 40, "the docs' commands were found ({checked})");
-    assert!(wrong.is_empty(), "commands the docs show that stele does not have:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "commands the docs show that stele does not have:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -194,13 +208,22 @@ fn the_help_says_what_stele_is() {
         .find_map(|l| l.strip_prefix("description = \""))
         .unwrap()
         .trim_end_matches('"');
-    assert_ne!(about, description, "the about line is the crate's description");
+    assert_ne!(
+        about, description,
+        "the about line is the crate's description"
+    );
     for w in ["agent", "folder", "policy", "log"] {
         assert!(about.contains(w), "{about}");
     }
-    assert!(h.contains("stele doctor") && h.contains("stele demo"), "a first step is named: {h}");
+    assert!(
+        h.contains("stele doctor") && h.contains("stele demo"),
+        "a first step is named: {h}"
+    );
     // Each command's one-line description covers all its subcommands.
-    for (cmd, subs) in [("vm", ["image", "check", "bench"].as_slice()), ("bench", ["gate", "tool-call"].as_slice())] {
+    for (cmd, subs) in [
+        ("vm", ["image", "check", "bench"].as_slice()),
+        ("bench", ["gate", "tool-call"].as_slice()),
+    ] {
         let line = h
             .lines()
             .find(|l| l.trim_start().starts_with(&format!("{cmd} ")))
@@ -231,8 +254,21 @@ fn verify_proof_takes_only_the_file_and_the_verifier_key() {
     assert!(h.contains("--vkey"), "{h}");
     // A log or key flag is a usage error (2), not silently ignored.
     for flag in ["--db", "--key"] {
-        let o = run(&["audit", "verify-proof", "p.tlog-proof", "--vkey", "v", flag, "x"]);
-        assert_eq!(o.status.code(), Some(2), "{flag}: {}", String::from_utf8_lossy(&o.stderr));
+        let o = run(&[
+            "audit",
+            "verify-proof",
+            "p.tlog-proof",
+            "--vkey",
+            "v",
+            flag,
+            "x",
+        ]);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{flag}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
 }
 
@@ -246,12 +282,25 @@ fn sandbox_exec_takes_runs_defaults_from_the_config() {
     let d = tempfile::tempdir().unwrap();
     let s: Stele = e2e_common::setup(d.path());
     let ws = e2e_common::workspace(d.path());
-    let bundle = e2e_common::policy(d.path(), stele_tests::mock_model::Wire::Anthropic, e2e_common::EXEC_NEEDS_APPROVAL);
+    let bundle = e2e_common::policy(
+        d.path(),
+        stele_tests::mock_model::Wire::Anthropic,
+        e2e_common::EXEC_NEEDS_APPROVAL,
+    );
     let cfg = d.path().join("config.toml");
     let exec = |config: &str| {
         std::fs::write(&cfg, config).unwrap();
         s.run_env(
-            &["sandbox", "exec", "--workspace", ws.to_str().unwrap(), "--", "python3", "-c", "print(6*7)"],
+            &[
+                "sandbox",
+                "exec",
+                "--workspace",
+                ws.to_str().unwrap(),
+                "--",
+                "python3",
+                "-c",
+                "print(6*7)",
+            ],
             &[
                 ("STELE_CONFIG", cfg.to_str().unwrap()),
                 ("XDG_CONFIG_HOME", d.path().join("xdg").to_str().unwrap()),
@@ -261,14 +310,34 @@ fn sandbox_exec_takes_runs_defaults_from_the_config() {
         .unwrap()
     };
     // policy and approve from the config, the person from $USER (alice, in finance).
-    let o = exec(&format!("policy = \"{}\"\napprove = \"allow\"\n", bundle.display()));
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = exec(&format!(
+        "policy = \"{}\"\napprove = \"allow\"\n",
+        bundle.display()
+    ));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "42");
     let leaves = leaves_json(&s, &s.state.join("audit.db")).unwrap();
-    let start = leaves.iter().rev().find(|l| l["kind"] == "session.start").unwrap();
+    let start = leaves
+        .iter()
+        .rev()
+        .find(|l| l["kind"] == "session.start")
+        .unwrap();
     assert_eq!(start["actor"]["principal"], "alice");
     assert!(leaves.iter().any(|l| l["kind"] == "approval.grant"));
     // approve = "deny" in the config: refused, as `stele run` would (126).
-    let o = exec(&format!("policy = \"{}\"\napprove = \"deny\"\n", bundle.display()));
-    assert_eq!(o.status.code(), Some(126), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = exec(&format!(
+        "policy = \"{}\"\napprove = \"deny\"\n",
+        bundle.display()
+    ));
+    assert_eq!(
+        o.status.code(),
+        Some(126),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

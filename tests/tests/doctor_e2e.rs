@@ -55,7 +55,10 @@ impl Machine {
             "anthropic:claude-sonnet-4-5",
         ];
         args.extend_from_slice(extra);
-        let mut all = vec![("ANTHROPIC_API_KEY", "sk-test"), ("ANTHROPIC_BASE_URL", url.as_str())];
+        let mut all = vec![
+            ("ANTHROPIC_API_KEY", "sk-test"),
+            ("ANTHROPIC_BASE_URL", url.as_str()),
+        ];
         all.extend_from_slice(env);
         self.s.run_env(&args, &all).unwrap()
     }
@@ -65,7 +68,11 @@ impl Machine {
         a.push("--json");
         let o = self.doctor(&a, env);
         let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-            panic!("{e}: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+            panic!(
+                "{e}: {}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
         });
         (o.status.code(), v)
     }
@@ -92,7 +99,12 @@ fn a_healthy_machine_has_no_problem_and_says_what_alice_may_do() {
     let m = Machine::healthy();
     let o = m.doctor(&[], &[]);
     let text = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(text.contains("No problems found."), "{text}");
     assert!(text.contains("alice, teams: finance"), "{text}");
     let (code, v) = m.json(&[], &[]);
@@ -101,22 +113,41 @@ fn a_healthy_machine_has_no_problem_and_says_what_alice_may_do() {
     assert_eq!(v["you"]["principal"], "alice");
     assert_eq!(v["you"]["teams"], serde_json::json!(["finance"]));
     // What the finance policy lets alice do, as its rules name it.
-    assert_eq!(grant(&v, "file.read", "receipts/*").as_deref(), Some("allow"), "{v}");
-    assert_eq!(grant(&v, "file.write", "reports/*").as_deref(), Some("allow"));
-    assert_eq!(grant(&v, "exec", "python3").as_deref(), Some("allow"));
-    // Models with the endpoint they are served from: the configured one
-    // (the policy allows this machine's), not Anthropic's API here.
     assert_eq!(
-        grant(&v, "model.request", &format!("anthropic/claude-sonnet-4-5 at {}", m.url())).as_deref(),
+        grant(&v, "file.read", "receipts/*").as_deref(),
         Some("allow"),
         "{v}"
     );
     assert_eq!(
-        grant(&v, "model.request", "anthropic/claude-sonnet-4-5 at https://api.anthropic.com:443"),
+        grant(&v, "file.write", "reports/*").as_deref(),
+        Some("allow")
+    );
+    assert_eq!(grant(&v, "exec", "python3").as_deref(), Some("allow"));
+    // Models with the endpoint they are served from: the configured one
+    // (the policy allows this machine's), not Anthropic's API here.
+    assert_eq!(
+        grant(
+            &v,
+            "model.request",
+            &format!("anthropic/claude-sonnet-4-5 at {}", m.url())
+        )
+        .as_deref(),
+        Some("allow"),
+        "{v}"
+    );
+    assert_eq!(
+        grant(
+            &v,
+            "model.request",
+            "anthropic/claude-sonnet-4-5 at https://api.anthropic.com:443"
+        ),
         None,
         "{v}"
     );
-    assert_eq!(grant(&v, "mcp.call", "gmail/send_email").as_deref(), Some("ask"));
+    assert_eq!(
+        grant(&v, "mcp.call", "gmail/send_email").as_deref(),
+        Some("ask")
+    );
     // Not what it forbids, nor "anything".
     assert_eq!(grant(&v, "file.read", "*"), None, "{v}");
     assert_eq!(grant(&v, "net.connect", "*"), None);
@@ -132,7 +163,10 @@ fn a_healthy_machine_has_no_problem_and_says_what_alice_may_do() {
     assert_eq!(v["model"]["api_key_variable"], "ANTHROPIC_API_KEY");
     assert_eq!(v["model"]["api_key_set"], true);
     assert_eq!(v["model"]["reachable"], true, "{v}");
-    assert!(!v.to_string().contains("sk-test"), "the key's value is never shown");
+    assert!(
+        !v.to_string().contains("sk-test"),
+        "the key's value is never shown"
+    );
 }
 
 /// Each problem alone: exit 13, that problem (and only it) with its fix.
@@ -208,21 +242,26 @@ fn each_problem_is_reported_alone_with_its_fix() {
         let o = m.doctor(&args, &env);
         let text = String::from_utf8_lossy(&o.stdout);
         assert_eq!(o.status.code(), Some(13));
-        assert!(text.contains("Problems (1)") && text.contains(fix), "{area}: {text}");
+        assert!(
+            text.contains("Problems (1)") && text.contains(fix),
+            "{area}: {text}"
+        );
     }
 }
 
 #[test]
 fn no_model_configured_is_a_problem_and_the_demo_needs_none() {
     let m = Machine::healthy();
-    let o = m
-        .s
-        .run(&["doctor", "--policy", m.policy.to_str().unwrap(), "--json"])
-        .unwrap();
+    let o =
+        m.s.run(&["doctor", "--policy", m.policy.to_str().unwrap(), "--json"])
+            .unwrap();
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(o.status.code(), Some(13));
     assert_eq!(areas(&v), vec!["model".to_string()], "{v}");
-    assert!(v["problems"][0]["fix"].as_str().unwrap().contains("stele demo"));
+    assert!(v["problems"][0]["fix"]
+        .as_str()
+        .unwrap()
+        .contains("stele demo"));
 }
 
 #[test]
@@ -256,7 +295,10 @@ fn a_host_that_cannot_sandbox_is_a_problem() {
         .iter()
         .find(|p| p["area"] == "sandbox")
         .unwrap();
-    assert!(p["fix"].as_str().unwrap().contains("stele sandbox check"), "{p}");
+    assert!(
+        p["fix"].as_str().unwrap().contains("stele sandbox check"),
+        "{p}"
+    );
     let missing: Vec<&Value> = v["sandbox"]["layers"]
         .as_array()
         .unwrap()

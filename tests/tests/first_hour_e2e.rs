@@ -58,7 +58,14 @@ fn no_key_yet_says_keys_init_once_with_exit_78() {
     );
     // run and sandbox exec: the key, not the OS error (once, not twice).
     for args in [
-        vec!["run", "--workspace", p(&ws), "--model", "scripted:/x.json", "task"],
+        vec![
+            "run",
+            "--workspace",
+            p(&ws),
+            "--model",
+            "scripted:/x.json",
+            "task",
+        ],
         vec!["sandbox", "exec", "--workspace", p(&ws), "--", "true"],
     ] {
         let o = s.run(&args).unwrap();
@@ -67,7 +74,10 @@ fn no_key_yet_says_keys_init_once_with_exit_78() {
         assert!(!err(&o).contains("os error"), "{args:?}: {}", err(&o));
     }
     let o = s.run(&["keys", "show"]).unwrap();
-    assert_eq!((o.status.code(), error_line(&o)), (Some(78), no_key.clone()));
+    assert_eq!(
+        (o.status.code(), error_line(&o)),
+        (Some(78), no_key.clone())
+    );
     // Reading: no log yet is said first (it is the first thing missing).
     for args in [
         vec!["audit", "show"],
@@ -146,7 +156,11 @@ fn the_log_is_read_with_the_verifier_key_without_writing() {
         );
     }
     let o = s.run(&["audit", "show", "--vkey", &vkey]).unwrap();
-    assert_eq!(out(&o).lines().count() as u64, n, "every verified entry shown");
+    assert_eq!(
+        out(&o).lines().count() as u64,
+        n,
+        "every verified entry shown"
+    );
     assert_eq!(entries(&s, &db, &vkey), n, "read-only reads write nothing");
     // Another log's key: nothing shown, exit 3 (as audit verify).
     let stranger = d.path().join("stranger.key");
@@ -159,7 +173,8 @@ fn the_log_is_read_with_the_verifier_key_without_writing() {
     assert!(out(&o).is_empty(), "nothing shown: {}", out(&o));
     // A tampered entry: nothing shown, exit 3.
     let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute_batch("DROP TRIGGER entries_no_update;").unwrap();
+    conn.execute_batch("DROP TRIGGER entries_no_update;")
+        .unwrap();
     let changed = conn
         .execute(
             "UPDATE entries SET leaf = CAST(replace(CAST(leaf AS TEXT), '\"ts\":\"2', \
@@ -206,9 +221,17 @@ fn the_workspace_and_policy_are_checked_before_the_api_key() {
     );
     let broken = d.path().join("broken");
     std::fs::create_dir_all(broken.join("org")).unwrap();
-    std::fs::copy(bundle.join("schema.cedarschema"), broken.join("schema.cedarschema")).unwrap();
+    std::fs::copy(
+        bundle.join("schema.cedarschema"),
+        broken.join("schema.cedarschema"),
+    )
+    .unwrap();
     std::fs::copy(bundle.join("members.toml"), broken.join("members.toml")).unwrap();
-    std::fs::write(broken.join("org/bad.cedar"), "permit (principal, action, resource) when {").unwrap();
+    std::fs::write(
+        broken.join("org/bad.cedar"),
+        "permit (principal, action, resource) when {",
+    )
+    .unwrap();
     let o = run(&ws, &broken);
     assert_eq!(o.status.code(), Some(1));
     assert!(
@@ -267,7 +290,11 @@ fn a_host_that_cannot_sandbox_says_what_is_needed_with_exit_69() {
     // The demo fails the same way, with the same code.
     let o = as_other(&["demo", "--dir", p(&root.join("demo"))]);
     assert_eq!(o.status.code(), Some(69), "{}", err(&o));
-    assert!(error_line(&o).contains("`stele sandbox check`"), "{}", err(&o));
+    assert!(
+        error_line(&o).contains("`stele sandbox check`"),
+        "{}",
+        err(&o)
+    );
     // sandbox check names what is missing and exits 69 too.
     let o = as_other(&["sandbox", "check"]);
     assert_eq!(o.status.code(), Some(69), "{}", out(&o));
@@ -288,7 +315,11 @@ fn denied_run(user: &str, model: &str) -> (Output, String, String) {
         .envs(e2e_common::env(Wire::Anthropic, &mock));
     let o = run_bounded(c, Duration::from_secs(120));
     assert!(mock.requests().is_empty(), "no request reached the model");
-    (o, bundle.join("members.toml").display().to_string(), mock.base_url())
+    (
+        o,
+        bundle.join("members.toml").display().to_string(),
+        mock.base_url(),
+    )
 }
 
 #[test]

@@ -19,20 +19,32 @@ fn json_of(o: &std::process::Output) -> Value {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!("{e}: {}", String::from_utf8_lossy(&o.stdout))
-    })
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
 }
 
 /// No value anywhere in `v` looks like Rust's `{:?}` of an enum or option.
 fn no_debug_strings(v: &Value) {
     match v {
         Value::String(s) => {
-            let debugish = ["Some(", "None", "(\"", "Answered", "NotDelegated", "Truncated {"];
+            let debugish = [
+                "Some(",
+                "None",
+                "(\"",
+                "Answered",
+                "NotDelegated",
+                "Truncated {",
+            ];
             for d in debugish {
-                assert!(!s.starts_with(d) && !s.contains(&format!("{d}\\\"")), "debug string {s:?}");
+                assert!(
+                    !s.starts_with(d) && !s.contains(&format!("{d}\\\"")),
+                    "debug string {s:?}"
+                );
             }
-            assert!(!(s.contains("(\"") && s.ends_with("\")")), "debug string {s:?}");
+            assert!(
+                !(s.contains("(\"") && s.ends_with("\")")),
+                "debug string {s:?}"
+            );
         }
         Value::Array(a) => a.iter().for_each(no_debug_strings),
         Value::Object(o) => o.values().for_each(no_debug_strings),
@@ -53,7 +65,16 @@ fn p(path: &Path) -> &str {
 fn keys_log_and_export_shapes() {
     let d = tempfile::tempdir().unwrap();
     let s = Stele::new(&d.path().join("state"));
-    let init = json_of(&s.run(&["keys", "init", "--json", "--origin", "json.stele.invalid/log"]).unwrap());
+    let init = json_of(
+        &s.run(&[
+            "keys",
+            "init",
+            "--json",
+            "--origin",
+            "json.stele.invalid/log",
+        ])
+        .unwrap(),
+    );
     check("keys", &init);
     assert_eq!(init["created"], true);
     assert_eq!(init["origin"], "json.stele.invalid/log");
@@ -85,7 +106,10 @@ fn keys_log_and_export_shapes() {
     check("audit-verify", &tampered);
     assert_eq!(tampered["result"], "tampered");
     let out = d.path().join("export");
-    let export = json_of(&s.run(&["audit", "export", "--json", "--out", p(&out)]).unwrap());
+    let export = json_of(
+        &s.run(&["audit", "export", "--json", "--out", p(&out)])
+            .unwrap(),
+    );
     check("audit-export", &export);
     assert_eq!(export["out"], p(&out));
     assert_eq!(export["verifier"], init["verifier"]);
@@ -109,8 +133,18 @@ fn sandbox_and_session_shapes() {
     std::fs::create_dir_all(&ws).unwrap();
     stele_tests::share(&ws).unwrap();
     let exec = json_of(
-        &s.run(&["sandbox", "exec", "--json", "--workspace", p(&ws), "--", "python3", "-c", "print('hi')"])
-            .unwrap(),
+        &s.run(&[
+            "sandbox",
+            "exec",
+            "--json",
+            "--workspace",
+            p(&ws),
+            "--",
+            "python3",
+            "-c",
+            "print('hi')",
+        ])
+        .unwrap(),
     );
     check("sandbox-exec", &exec);
     assert_eq!(exec["stdout"], "hi\n");
@@ -133,7 +167,10 @@ fn sandbox_and_session_shapes() {
         .collect();
     assert!(leaves.iter().any(|l| l["kind"] == "session.start"));
     assert!(leaves.iter().all(|l| l["session"]["id"] == id));
-    let bench = json_of(&s.run(&["sandbox", "bench", "--json", "--runs", "3"]).unwrap());
+    let bench = json_of(
+        &s.run(&["sandbox", "bench", "--json", "--runs", "3"])
+            .unwrap(),
+    );
     check("sandbox-bench", &bench);
     assert_eq!(bench["workspace"], "mediated");
     let gate = json_of(&s.run(&["bench", "gate", "--json", "--calls", "5"]).unwrap());
@@ -151,14 +188,24 @@ fn doctor_shape() {
     let s = Stele::new(&d.path().join("state"));
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/finance");
     // With problems (no key, no model) and without: the same schema.
-    let o = s.run(&["doctor", "--json", "--offline", "--policy", p(&policy)]).unwrap();
+    let o = s
+        .run(&["doctor", "--json", "--offline", "--policy", p(&policy)])
+        .unwrap();
     assert_eq!(o.status.code(), Some(13));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     check("doctor", &v);
     assert!(s.run(&["keys", "init"]).unwrap().status.success());
     let o = s
         .run_env(
-            &["doctor", "--json", "--offline", "--policy", p(&policy), "--model", "anthropic:claude-sonnet-4-5"],
+            &[
+                "doctor",
+                "--json",
+                "--offline",
+                "--policy",
+                p(&policy),
+                "--model",
+                "anthropic:claude-sonnet-4-5",
+            ],
             &[("ANTHROPIC_API_KEY", "k")],
         )
         .unwrap();
@@ -172,7 +219,10 @@ fn policy_validate_and_test_shapes() {
     let d = tempfile::tempdir().unwrap();
     let s = Stele::new(&d.path().join("state"));
     let finance = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/finance");
-    let v = json_of(&s.run(&["policy", "validate", "--json", p(&finance)]).unwrap());
+    let v = json_of(
+        &s.run(&["policy", "validate", "--json", p(&finance)])
+            .unwrap(),
+    );
     check("policy-validate", &v);
     assert_eq!(v["ok"], true, "{v}");
     assert!(v["digest"].as_str().unwrap().starts_with("sha256:"), "{v}");
@@ -181,7 +231,10 @@ fn policy_validate_and_test_shapes() {
     check("policy-test", &t);
     assert_eq!(t["ok"], true, "{t}");
     assert_eq!(t["failed"], 0);
-    assert_eq!(t["passed"].as_u64().unwrap() as usize, t["cases"].as_array().unwrap().len());
+    assert_eq!(
+        t["passed"].as_u64().unwrap() as usize,
+        t["cases"].as_array().unwrap().len()
+    );
 
     // A copy whose test expects the wrong decision: exit 1, the same shape,
     // the case named with why.
@@ -191,7 +244,11 @@ fn policy_validate_and_test_shapes() {
     let text = std::fs::read_to_string(&tests).unwrap();
     let mut cases: Value = serde_json::from_str(&text).unwrap();
     let first = &mut cases[0];
-    let flipped = if first["decision"] == "allow" { "deny" } else { "allow" };
+    let flipped = if first["decision"] == "allow" {
+        "deny"
+    } else {
+        "allow"
+    };
     first["decision"] = Value::from(flipped);
     let name = first["name"].as_str().unwrap().to_string();
     std::fs::write(&tests, serde_json::to_string(&cases).unwrap()).unwrap();
@@ -201,13 +258,25 @@ fn policy_validate_and_test_shapes() {
     check("policy-test", &t);
     assert_eq!(t["ok"], false);
     assert_eq!(t["failed"], 1);
-    let failed: Vec<&Value> = t["cases"].as_array().unwrap().iter().filter(|c| c["result"] == "fail").collect();
+    let failed: Vec<&Value> = t["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["result"] == "fail")
+        .collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["name"], name.as_str());
-    assert!(failed[0]["why"].as_str().is_some_and(|w| !w.is_empty()), "{t}");
+    assert!(
+        failed[0]["why"].as_str().is_some_and(|w| !w.is_empty()),
+        "{t}"
+    );
 
     // A bundle that does not load: exit 1, the error with its file.
-    std::fs::write(bad.join("org/broken.cedar"), "permit (principal, action, resource) when {").unwrap();
+    std::fs::write(
+        bad.join("org/broken.cedar"),
+        "permit (principal, action, resource) when {",
+    )
+    .unwrap();
     let o = s.run(&["policy", "validate", "--json", p(&bad)]).unwrap();
     assert_eq!(o.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -244,8 +313,16 @@ fn run_events_start_with_the_session() {
     let ws = e2e_common::workspace(d.path());
     let bundle = e2e_common::policy(d.path(), Wire::Anthropic, "");
     let mock = MockModel::start().unwrap();
-    mock.push(Turn::new().tool_use("r", "file_read", json!({"path": "receipts/r1.txt"})).into());
-    mock.push(Turn::new().tool_use("f", "final_answer", json!({"answer": "10.50"})).into());
+    mock.push(
+        Turn::new()
+            .tool_use("r", "file_read", json!({"path": "receipts/r1.txt"}))
+            .into(),
+    );
+    mock.push(
+        Turn::new()
+            .tool_use("f", "final_answer", json!({"answer": "10.50"}))
+            .into(),
+    );
     let c = e2e_common::run_command(&s, &ws, &bundle, Wire::Anthropic, &mock, &["--json"], "Sum");
     let o = e2e_common::run_bounded(c, Duration::from_secs(120));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -274,8 +351,18 @@ fn bench_shapes() {
     let d = tempfile::tempdir().unwrap();
     let s = Stele::new(&d.path().join("state"));
     let a = json_of(
-        &s.run(&["audit", "bench", "--json", "--writers", "2", "--entries", "200", "--serial", "20"])
-            .unwrap(),
+        &s.run(&[
+            "audit",
+            "bench",
+            "--json",
+            "--writers",
+            "2",
+            "--entries",
+            "200",
+            "--serial",
+            "20",
+        ])
+        .unwrap(),
     );
     check("audit-bench", &a);
     assert_eq!(a["writers"], 2);
@@ -283,17 +370,38 @@ fn bench_shapes() {
     assert!(a["appends_per_s"].as_f64().unwrap() > 0.0, "{a}");
     assert_eq!(a["kept"], Value::Null);
     let p = json_of(
-        &s.run(&["policy", "bench", "--json", "--policies", "100", "--decisions", "500"]).unwrap(),
+        &s.run(&[
+            "policy",
+            "bench",
+            "--json",
+            "--policies",
+            "100",
+            "--decisions",
+            "500",
+        ])
+        .unwrap(),
     );
     check("policy-bench", &p);
     assert_eq!(p["decisions"], 500);
-    let effects: u64 = ["allow", "deny", "ask"].iter().map(|k| p[k].as_u64().unwrap()).sum();
+    let effects: u64 = ["allow", "deny", "ask"]
+        .iter()
+        .map(|k| p[k].as_u64().unwrap())
+        .sum();
     assert_eq!(effects, 500, "{p}");
     if sandbox_available("bench_shapes (tool-call)") {
-        let t = json_of(&s.run(&["bench", "tool-call", "--json", "--calls", "3"]).unwrap());
+        let t = json_of(
+            &s.run(&["bench", "tool-call", "--json", "--calls", "3"])
+                .unwrap(),
+        );
         check("bench-tool-call", &t);
         assert!(t["calls"].as_u64().unwrap() >= 2, "{t}");
-        let (i, p) = (t["intent_p50_ms"].as_f64().unwrap(), t["program_p50_ms"].as_f64().unwrap());
-        assert!(i > 0.0 && p >= i, "the program starts after its intent is durable: {t}");
+        let (i, p) = (
+            t["intent_p50_ms"].as_f64().unwrap(),
+            t["program_p50_ms"].as_f64().unwrap(),
+        );
+        assert!(
+            i > 0.0 && p >= i,
+            "the program starts after its intent is durable: {t}"
+        );
     }
 }

@@ -157,10 +157,19 @@ fn a_programs_write_to_the_outbox_asks_too() {
         .envs(env(Wire::Anthropic, &mock));
     let o = run_bounded(c, Duration::from_secs(180));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(std::fs::read_to_string(ws.join("work/done.txt")).unwrap(), "1");
-    assert!(!ws.join("outbox/sent.txt").exists(), "nothing written to the outbox");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("work/done.txt")).unwrap(),
+        "1"
+    );
+    assert!(
+        !ws.join("outbox/sent.txt").exists(),
+        "nothing written to the outbox"
+    );
     let told = mock.requests()[1].text();
-    assert!(told.contains("REFUSED"), "the program saw its write refused: {told}");
+    assert!(
+        told.contains("REFUSED"),
+        "the program saw its write refused: {told}"
+    );
     let leaves = leaves_json(&s, &s.state.join("audit.db")).unwrap();
     let asked: Vec<&serde_json::Value> = leaves
         .iter()

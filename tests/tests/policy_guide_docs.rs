@@ -13,7 +13,10 @@ fn root() -> PathBuf {
 
 /// Rules by `@id`, with whitespace collapsed and comments dropped.
 fn rules_by_id(text: &str) -> BTreeMap<String, String> {
-    let code: Vec<&str> = text.lines().map(|l| l.split("//").next().unwrap()).collect();
+    let code: Vec<&str> = text
+        .lines()
+        .map(|l| l.split("//").next().unwrap())
+        .collect();
     let code = code.join(" ");
     let mut out = BTreeMap::new();
     for part in code.split("@id(\"").skip(1) {
@@ -51,15 +54,28 @@ fn the_guides_minimal_rules_are_the_templates() {
     let have = rules_by_id(&template);
     let mut shown = BTreeMap::new();
     for b in cedar_blocks(&guide) {
-        shown.extend(rules_by_id(&b).into_iter().filter(|(id, _)| id.starts_with("dev.")));
+        shown.extend(
+            rules_by_id(&b)
+                .into_iter()
+                .filter(|(id, _)| id.starts_with("dev.")),
+        );
     }
     // The three a team cannot do without, and the recipe's two.
-    for id in ["dev.model", "dev.tools", "dev.list", "dev.outbox", "dev.outbox-needs-approval"] {
+    for id in [
+        "dev.model",
+        "dev.tools",
+        "dev.list",
+        "dev.outbox",
+        "dev.outbox-needs-approval",
+    ] {
         assert!(shown.contains_key(id), "the guide no longer shows {id}");
     }
     // (Other `dev.` examples in the guide, e.g. `dev.internet`, are not the template's.)
     for (id, rule) in shown.iter().filter(|(id, _)| have.contains_key(*id)) {
-        assert_eq!(rule, &have[id], "{id}: the guide and policies/minimal differ");
+        assert_eq!(
+            rule, &have[id],
+            "{id}: the guide and policies/minimal differ"
+        );
     }
 }
 
@@ -72,8 +88,18 @@ fn the_docs_name_the_built_in_tools_as_the_runtime_does() {
         .filter(|l| l.trim_start().starts_with("pub const") && l.contains(": &str = \""))
         .map(|l| l.split('"').nth(1).unwrap().to_string())
         .collect();
-    for t in ["file_read", "file_write", "file_edit", "file_list", "file_search", "exec"] {
-        assert!(tools.contains(&t.to_string()), "{t} is no longer a built-in tool: {tools:?}");
+    for t in [
+        "file_read",
+        "file_write",
+        "file_edit",
+        "file_list",
+        "file_search",
+        "exec",
+    ] {
+        assert!(
+            tools.contains(&t.to_string()),
+            "{t} is no longer a built-in tool: {tools:?}"
+        );
     }
     let guide = std::fs::read_to_string(root().join("docs/policy-guide.md")).unwrap();
     let listed = guide
@@ -85,14 +111,26 @@ fn the_docs_name_the_built_in_tools_as_the_runtime_does() {
         .unwrap()
         .to_string();
     for t in tools.iter().filter(|t| *t != "final_answer") {
-        assert!(listed.contains(&format!("`{t}`")), "the guide's list lacks {t}: {listed}");
+        assert!(
+            listed.contains(&format!("`{t}`")),
+            "the guide's list lacks {t}: {listed}"
+        );
     }
     // Tool names the model could be told, as the docs write them in scripts and examples.
-    for doc in ["docs/providers.md", "docs/policy-guide.md", "README.md", "docs/runtime.md"] {
+    for doc in [
+        "docs/providers.md",
+        "docs/policy-guide.md",
+        "README.md",
+        "docs/runtime.md",
+    ] {
         let text = std::fs::read_to_string(root().join(doc)).unwrap();
         for (i, chunk) in text.split("\"name\": \"").enumerate().skip(1) {
             let name = chunk.split('"').next().unwrap();
-            let is_tool_use = text.split("\"name\": \"").nth(i - 1).unwrap().contains("tool_use");
+            let is_tool_use = text
+                .split("\"name\": \"")
+                .nth(i - 1)
+                .unwrap()
+                .contains("tool_use");
             if is_tool_use {
                 assert!(
                     tools.iter().any(|t| t == name) || name == "final_answer" || name.contains('/'),

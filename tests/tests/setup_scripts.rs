@@ -73,9 +73,16 @@ fn every_script_is_executable() {
     for e in std::fs::read_dir(root().join("scripts")).unwrap() {
         let p = e.unwrap().path();
         let mode = std::fs::metadata(&p).unwrap().permissions().mode();
-        assert!(mode & 0o111 == 0o111, "{} is not executable ({mode:o})", p.display());
+        assert!(
+            mode & 0o111 == 0o111,
+            "{} is not executable ({mode:o})",
+            p.display()
+        );
     }
-    let ci = std::fs::metadata(root().join(".ci/run")).unwrap().permissions().mode();
+    let ci = std::fs::metadata(root().join(".ci/run"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert!(ci & 0o100 != 0, ".ci/run is not executable");
 }
 
@@ -84,7 +91,10 @@ fn the_demo_installs_only_what_it_needs() {
     let demo = std::fs::read_to_string(root().join("scripts/demo")).unwrap();
     assert!(demo.contains("scripts/setup-demo"), "{demo}");
     for heavy in ["scripts/setup\n", "setup-vm", "setup-mcp", "--release"] {
-        assert!(!demo.contains(heavy), "scripts/demo runs {heavy:?}:\n{demo}");
+        assert!(
+            !demo.contains(heavy),
+            "scripts/demo runs {heavy:?}:\n{demo}"
+        );
     }
     let setup_demo = std::fs::read_to_string(root().join("scripts/setup-demo")).unwrap();
     for heavy in ["qemu", "mmdebstrap", "npm", "vm image build"] {

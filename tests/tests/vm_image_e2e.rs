@@ -42,8 +42,12 @@ fn link_tree(from: &Path, to: &Path) {
 #[test]
 fn a_vm_session_builds_a_missing_image_on_first_use() {
     let images = image_store();
-    let current = std::fs::read_to_string(images.join("current"))
-        .unwrap_or_else(|e| panic!("no guest image in {} ({e}); scripts/setup-vm builds it", images.display()));
+    let current = std::fs::read_to_string(images.join("current")).unwrap_or_else(|e| {
+        panic!(
+            "no guest image in {} ({e}); scripts/setup-vm builds it",
+            images.display()
+        )
+    });
     let key = current.trim();
     // A store with the image's files but no current image: what a machine
     // that never used the VM backend has, once the builder has run.
@@ -58,8 +62,16 @@ fn a_vm_session_builds_a_missing_image_on_first_use() {
     let o = s
         .run_env(
             &[
-                "sandbox", "exec", "--backend", "vm", "--workspace", ws.to_str().unwrap(), "--",
-                "python3", "-c", "print('in the vm')",
+                "sandbox",
+                "exec",
+                "--backend",
+                "vm",
+                "--workspace",
+                ws.to_str().unwrap(),
+                "--",
+                "python3",
+                "-c",
+                "print('in the vm')",
             ],
             &[("STELE_VM_IMAGES", store.to_str().unwrap())],
         )
@@ -70,17 +82,31 @@ fn a_vm_session_builds_a_missing_image_on_first_use() {
         err.contains("the micro-VM backend has no guest image yet; building it now"),
         "the build is announced: {err}"
     );
-    assert!(err.contains("vm image: ["), "each step with its time: {err}");
+    assert!(
+        err.contains("vm image: ["),
+        "each step with its time: {err}"
+    );
     assert_eq!(String::from_utf8_lossy(&o.stdout), "in the vm\n");
     assert_eq!(
-        std::fs::read_to_string(store.join("current")).unwrap().trim(),
+        std::fs::read_to_string(store.join("current"))
+            .unwrap()
+            .trim(),
         key,
         "the image is current afterwards"
     );
     // The second session finds it: no build.
     let o = s
         .run_env(
-            &["sandbox", "exec", "--backend", "vm", "--workspace", ws.to_str().unwrap(), "--", "true"],
+            &[
+                "sandbox",
+                "exec",
+                "--backend",
+                "vm",
+                "--workspace",
+                ws.to_str().unwrap(),
+                "--",
+                "true",
+            ],
             &[("STELE_VM_IMAGES", store.to_str().unwrap())],
         )
         .unwrap();

@@ -532,7 +532,9 @@ fn verify(
 }
 
 fn report_json(r: &VerifyReport) -> super::json::VerifyOutput {
-    use super::json::{RedactionFigure, UnfinishedFigure, VerifyFigures, VerifyOutput, VerifyResult};
+    use super::json::{
+        RedactionFigure, UnfinishedFigure, VerifyFigures, VerifyOutput, VerifyResult,
+    };
     VerifyOutput {
         result: VerifyResult::Verified,
         error: None,

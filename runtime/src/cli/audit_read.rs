@@ -58,8 +58,9 @@ pub fn open(
         )?));
     };
     super::state::existing_log(db)?;
-    let verifier = NoteVerifier::parse(vkey)
-        .map_err(|e| anyhow::anyhow!("--vkey: not a verifier key ({e}); `stele keys show` prints the log's"))?;
+    let verifier = NoteVerifier::parse(vkey).map_err(|e| {
+        anyhow::anyhow!("--vkey: not a verifier key ({e}); `stele keys show` prints the log's")
+    })?;
     let report = verify_db(db, &verifier, None).map_err(|f| {
         let code = match f {
             VerifyFailure::Tampered { .. } => exit::INTEGRITY,

@@ -46,11 +46,9 @@ pub fn model_denied(
         let allowed: Vec<String> = grants
             .into_iter()
             .filter(|g| g.action == "model.request" && g.effect == GrantEffect::Allow)
-            .map(|g| {
-                match g.resource.strip_prefix("* at ") {
-                    Some(endpoint) => format!("any model at {}", terminal_safe::line(endpoint)),
-                    None => terminal_safe::line(&g.resource),
-                }
+            .map(|g| match g.resource.strip_prefix("* at ") {
+                Some(endpoint) => format!("any model at {}", terminal_safe::line(endpoint)),
+                None => terminal_safe::line(&g.resource),
             })
             .collect();
         if allowed.is_empty() {

@@ -48,7 +48,10 @@ pub struct DoctorArgs {
 pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let report = examine(&args)?;
     if args.json {
-        println!("{}", terminal_safe::json_pretty(&serde_json::to_value(&report)?));
+        println!(
+            "{}",
+            terminal_safe::json_pretty(&serde_json::to_value(&report)?)
+        );
     } else {
         print!("{}", render(&report));
     }
@@ -112,7 +115,10 @@ pub fn examine(args: &DoctorArgs) -> anyhow::Result<DoctorReport> {
             Err(e) => {
                 problem(
                     "policy",
-                    format!("the policy bundle {} does not load: {e}", located.path.display()),
+                    format!(
+                        "the policy bundle {} does not load: {e}",
+                        located.path.display()
+                    ),
                     "fix the file it names (`stele policy validate BUNDLE` shows every error)",
                 );
                 (
@@ -128,7 +134,11 @@ pub fn examine(args: &DoctorArgs) -> anyhow::Result<DoctorReport> {
             }
         },
         Err(e) => {
-            problem("policy", e.to_string(), "give --policy BUNDLE or set `policy` in the config");
+            problem(
+                "policy",
+                e.to_string(),
+                "give --policy BUNDLE or set `policy` in the config",
+            );
             (
                 PolicyState {
                     path: None,
@@ -169,7 +179,8 @@ pub fn examine(args: &DoctorArgs) -> anyhow::Result<DoctorReport> {
         ..SandboxFacts::default()
     };
     // The model first: its endpoint is part of what policy decides about it.
-    let (model_state, configured) = model_state(&layers, model.as_deref(), args.offline, &mut problem);
+    let (model_state, configured) =
+        model_state(&layers, model.as_deref(), args.offline, &mut problem);
     let mut endpoints: Vec<stele_policy::ModelEndpoint> =
         configured.iter().map(|(_, e)| e.clone()).collect();
     endpoints.extend(grants::default_endpoints());
@@ -347,11 +358,15 @@ fn model_refused(
     facts: SandboxFacts,
     model: &stele_policy::Resource,
 ) -> Option<String> {
-    let request = stele_policy::Request::builder(principal, stele_policy::Action::ModelRequest, model.clone())
-        .session("doctor")
-        .sandbox(facts)
-        .build()
-        .ok()?;
+    let request = stele_policy::Request::builder(
+        principal,
+        stele_policy::Action::ModelRequest,
+        model.clone(),
+    )
+    .session("doctor")
+    .sandbox(facts)
+    .build()
+    .ok()?;
     let d = bundle.decide(&request);
     (d.effect == stele_policy::Effect::Deny).then(|| stele_policy::explain::summary(&d))
 }
@@ -432,7 +447,10 @@ fn model_state(
     if !reachable {
         problem(
             "model",
-            format!("the model's endpoint {} is not reachable: {detail}", cfg.base_url),
+            format!(
+                "the model's endpoint {} is not reachable: {detail}",
+                cfg.base_url
+            ),
             "check the network or the base URL (`base_url` under [provider.NAME], or \
              ANTHROPIC_BASE_URL / OPENAI_BASE_URL)",
         );
@@ -449,7 +467,9 @@ fn reach(url: &str, timeout: Duration) -> (bool, String) {
     };
     let authority = rest.split('/').next().unwrap_or(rest);
     let default_port = if scheme == "https" { 443 } else { 80 };
-    let hostport = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    let hostport = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
     {
         authority.to_string()
     } else {
@@ -466,7 +486,10 @@ fn reach(url: &str, timeout: Duration) -> (bool, String) {
             Ok(_) => {
                 return (
                     true,
-                    format!("TCP connection to {a} in {} ms", started.elapsed().as_millis()),
+                    format!(
+                        "TCP connection to {a} in {} ms",
+                        started.elapsed().as_millis()
+                    ),
                 )
             }
             Err(e) => last = format!("{a}: {e}"),
@@ -483,7 +506,12 @@ pub fn render(r: &DoctorReport) -> String {
     let mut o = String::from("stele doctor\n\nYou\n");
     match &r.you.principal {
         Some(p) if r.you.teams.is_empty() => {
-            let _ = writeln!(o, "  {} {} (no team)", mark(r.policy.teams.is_empty()), f(p));
+            let _ = writeln!(
+                o,
+                "  {} {} (no team)",
+                mark(r.policy.teams.is_empty()),
+                f(p)
+            );
         }
         Some(p) => {
             let _ = writeln!(o, "  ✓ {}, teams: {}", f(p), f(&r.you.teams.join(", ")));
@@ -502,7 +530,11 @@ pub fn render(r: &DoctorReport) -> String {
             );
         }
         _ => {
-            let _ = writeln!(o, "  ✗ {}", f(r.policy.error.as_deref().unwrap_or("not found")));
+            let _ = writeln!(
+                o,
+                "  ✗ {}",
+                f(r.policy.error.as_deref().unwrap_or("not found"))
+            );
         }
     }
     o.push_str("\nWhat the policy lets you do (the names its rules mention, probed)\n");
@@ -516,7 +548,13 @@ pub fn render(r: &DoctorReport) -> String {
             r.grants
                 .iter()
                 .filter(|g| g.action == a && g.effect == e)
-                .map(|g| if g.resource == "*" { "anything".to_string() } else { f(&g.resource) })
+                .map(|g| {
+                    if g.resource == "*" {
+                        "anything".to_string()
+                    } else {
+                        f(&g.resource)
+                    }
+                })
                 .collect::<Vec<_>>()
         };
         let allowed = list(grants::GrantEffect::Allow);
@@ -580,7 +618,11 @@ pub fn render(r: &DoctorReport) -> String {
             let _ = writeln!(o, "  ✗ log {}: unreadable", f(&r.log.path));
         }
         (false, _) => {
-            let _ = writeln!(o, "  · log {}: not created yet (the first session creates it)", f(&r.log.path));
+            let _ = writeln!(
+                o,
+                "  · log {}: not created yet (the first session creates it)",
+                f(&r.log.path)
+            );
         }
     }
     o.push_str("\nModel\n");
@@ -596,7 +638,14 @@ pub fn render(r: &DoctorReport) -> String {
                 r.model
                     .api_key_variable
                     .as_deref()
-                    .map(|v| format!(", key in ${v}{}", if r.model.api_key_set { "" } else { " (not set)" }))
+                    .map(|v| format!(
+                        ", key in ${v}{}",
+                        if r.model.api_key_set {
+                            ""
+                        } else {
+                            " (not set)"
+                        }
+                    ))
                     .unwrap_or_default(),
                 match r.model.reachable {
                     Some(true) => ", reachable".to_string(),

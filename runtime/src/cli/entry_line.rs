@@ -93,7 +93,11 @@ fn decided_action(l: &Leaf) -> Option<String> {
 /// Who answered an approval, how, and for which request.
 fn approval(l: &Leaf) -> Option<String> {
     let data = l.data.as_ref()?;
-    let text = |k: &str| data.get(k).and_then(|v| v.as_str()).map(terminal_safe::line);
+    let text = |k: &str| {
+        data.get(k)
+            .and_then(|v| v.as_str())
+            .map(terminal_safe::line)
+    };
     let by = || {
         format!(
             "by {} ({}) for entry {}",

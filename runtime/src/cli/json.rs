@@ -335,7 +335,10 @@ pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
         ("run-start", schema_for!(RunStart)),
         ("bench-tool-call", schema_for!(ToolCallBench)),
         ("audit-bench", schema_for!(AuditBench)),
-        ("policy-validate", schema_for!(super::policy_json::ValidateReport)),
+        (
+            "policy-validate",
+            schema_for!(super::policy_json::ValidateReport),
+        ),
         ("policy-bench", schema_for!(super::policy_json::PolicyBench)),
         ("policy-test", schema_for!(super::policy_json::TestReport)),
     ]

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 
 use schemars::JsonSchema;
 use serde::Serialize;
-use stele_policy::tests_format::{run_tests, CaseOutcome};
 use stele_policy::synthetic::{self, BenchReport};
+use stele_policy::tests_format::{run_tests, CaseOutcome};
 use stele_policy::{Bundle, Severity};
 
 /// `stele policy validate --json`.
@@ -172,9 +172,10 @@ pub fn test(bundle: &Path) -> anyhow::Result<ExitCode> {
         failed: 0,
         cases: Vec::new(),
     };
-    match Bundle::load(bundle).map_err(|e| e.to_string()).and_then(|b| {
-        run_tests(&b).map_err(|e| e.to_string())
-    }) {
+    match Bundle::load(bundle)
+        .map_err(|e| e.to_string())
+        .and_then(|b| run_tests(&b).map_err(|e| e.to_string()))
+    {
         Err(e) => r.error = Some(e),
         Ok(report) => {
             r.passed = report.passed();
@@ -253,8 +254,16 @@ pub fn bench(r: &BenchReport, json: bool) -> anyhow::Result<ExitCode> {
         })?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("policies:  {} (org, {} teams, project)", r.policies, synthetic::TEAMS);
-    println!("load:      {:.1} ms first, {:.1} ms median of 5", ms(r.load), ms(r.load_median));
+    println!(
+        "policies:  {} (org, {} teams, project)",
+        r.policies,
+        synthetic::TEAMS
+    );
+    println!(
+        "load:      {:.1} ms first, {:.1} ms median of 5",
+        ms(r.load),
+        ms(r.load_median)
+    );
     println!("decisions: {}", r.decisions);
     println!("p50:       {:.2} µs", us(r.p50));
     println!("p99:       {:.2} µs", us(r.p99));

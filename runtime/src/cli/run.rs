@@ -230,7 +230,11 @@ fn style_of(args: &RunArgs) -> ProgressStyle {
 /// Say which session started, first: on stderr for a person; with `--json`
 /// as the first event (`start`), so a script knows the session's id before
 /// anything else happens (and even if the run is killed).
-pub(crate) fn announce(gate: &Gate, db: &std::path::Path, style: ProgressStyle) -> anyhow::Result<()> {
+pub(crate) fn announce(
+    gate: &Gate,
+    db: &std::path::Path,
+    style: ProgressStyle,
+) -> anyhow::Result<()> {
     match style {
         ProgressStyle::Human => eprintln!(
             "stele: session {} (policy {}, log {})",

@@ -134,7 +134,10 @@ pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
             // failures are 125 (as for env(1), timeout(1)), unless they have
             // a code of their own (69 no sandbox here, 78 not set up).
             Err(e) if super::exit::code_of(&e) == super::exit::FAILURE => {
-                eprintln!("stele: error: {}", crate::terminal_safe::line(&format!("{e:#}")));
+                eprintln!(
+                    "stele: error: {}",
+                    crate::terminal_safe::line(&format!("{e:#}"))
+                );
                 Ok(ExitCode::from(super::exit::EXEC_FAILED))
             }
             other => other,
@@ -215,7 +218,10 @@ fn exec_in(session: &OpenSession, args: &ExecArgs) -> anyhow::Result<ExitCode> {
     };
     let ticker = super::ticker::Ticker::start(&format!(
         "{} running in the sandbox",
-        args.command.first().map(String::as_str).unwrap_or("command")
+        args.command
+            .first()
+            .map(String::as_str)
+            .unwrap_or("command")
     ));
     let gated = exec_gated(
         &session.gate,

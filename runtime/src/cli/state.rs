@@ -15,9 +15,7 @@ use crate::terminal_safe;
 pub fn signing_key(path: &Path) -> anyhow::Result<Arc<Ed25519Signer>> {
     match load_key_file(path) {
         Ok(k) => Ok(Arc::new(k)),
-        Err(AttestError::KeyIo { source, .. })
-            if source.kind() == std::io::ErrorKind::NotFound =>
-        {
+        Err(AttestError::KeyIo { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             Err(Stop::NotSetUp {
                 what: format!(
                     "no audit signing key at {} (this machine has none yet)",

@@ -27,9 +27,7 @@ pub fn release() {
 }
 
 /// `inner`, with progress lines held while it asks a person.
-pub fn quiet_while_asking(
-    inner: Box<dyn crate::gate::Approver>,
-) -> Box<dyn crate::gate::Approver> {
+pub fn quiet_while_asking(inner: Box<dyn crate::gate::Approver>) -> Box<dyn crate::gate::Approver> {
     use crate::gate::approval::{ApprovalEvent, Observed};
     Box::new(Observed::new(inner, |e: ApprovalEvent<'_>| match e {
         ApprovalEvent::Asked { .. } => hold(),

@@ -98,7 +98,10 @@ fn candidates(action: Action, lits: &BTreeSet<String>) -> Vec<(String, String)> 
     match action {
         Action::FileRead | Action::FileWrite | Action::FileList | Action::FileDelete => {
             v.push(("*".into(), uid("File", &format!("{UNLISTED}/{UNLISTED}"))));
-            for l in lits.iter().filter(|l| !l.contains("::") && !l.contains(' ')) {
+            for l in lits
+                .iter()
+                .filter(|l| !l.contains("::") && !l.contains(' '))
+            {
                 v.push((l.clone(), uid("File", &example(l))));
             }
         }
@@ -114,7 +117,10 @@ fn candidates(action: Action, lits: &BTreeSet<String>) -> Vec<(String, String)> 
             }
         }
         Action::NetConnect => {
-            v.push(("*".into(), uid("Host", &format!("https://{UNLISTED}.example:443"))));
+            v.push((
+                "*".into(),
+                uid("Host", &format!("https://{UNLISTED}.example:443")),
+            ));
             for l in lits.iter().filter(|l| l.contains('.') && is_name(l)) {
                 let host = l.trim_start_matches("*.");
                 v.push((l.clone(), uid("Host", &format!("https://{host}:443"))));
@@ -130,7 +136,11 @@ fn candidates(action: Action, lits: &BTreeSet<String>) -> Vec<(String, String)> 
         }
         Action::McpList | Action::McpCall => {
             for l in lits.iter().filter(|l| is_name(&l.replace('/', ""))) {
-                let ty = if l.contains('/') { "McpTool" } else { "McpServer" };
+                let ty = if l.contains('/') {
+                    "McpTool"
+                } else {
+                    "McpServer"
+                };
                 v.push((l.clone(), uid(ty, l)));
             }
         }
@@ -230,8 +240,7 @@ fn cedar_texts(root: &Path) -> Vec<String> {
 /// A plain name: letters, digits, `.`, `-`, `_`, `/` (no spaces, no patterns).
 fn is_name(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/'))
 }
 
@@ -331,7 +340,10 @@ mod tests {
             "permit (principal, action, resource) when { resource.host == \"test.example\" };",
         )
         .unwrap();
-        let mut got: Vec<String> = policy_endpoints(d.path()).iter().map(ToString::to_string).collect();
+        let mut got: Vec<String> = policy_endpoints(d.path())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         got.sort();
         assert_eq!(got, ["http://127.0.0.1:11434", "https://llm.example:443"]);
     }
