@@ -87,12 +87,15 @@ fn words(cmd: &str) -> Vec<String> {
     cmd.split_whitespace().map(str::to_string).collect()
 }
 
+/// A command path (`["audit", "show"]`) and the flags written after it.
+type PathAndFlags = (Vec<String>, Vec<String>);
+
 /// Every command path a doc line names (alternatives `a|b` and `a | b`
 /// expanded) with the flags written after it.
 fn resolve(
     cmd: &str,
     cache: &mut BTreeMap<Vec<String>, Option<String>>,
-) -> Result<Vec<(Vec<String>, Vec<String>)>, String> {
+) -> Result<Vec<PathAndFlags>, String> {
     let mut helpof = |p: &Vec<String>| cache.entry(p.clone()).or_insert_with(|| help(p)).clone();
     let w = words(cmd);
     let mut paths: Vec<Vec<String>> = vec![Vec::new()];

@@ -169,10 +169,13 @@ fn a_healthy_machine_has_no_problem_and_says_what_alice_may_do() {
     );
 }
 
+/// Makes one problem on a healthy machine: the extra arguments and environment.
+type MakeProblem = Box<dyn Fn(&Machine) -> (Vec<String>, Vec<(String, String)>)>;
+
 /// Each problem alone: exit 13, that problem (and only it) with its fix.
 #[test]
 fn each_problem_is_reported_alone_with_its_fix() {
-    let cases: Vec<(&str, Box<dyn Fn(&Machine) -> (Vec<String>, Vec<(String, String)>)>, &str, &str)> = vec![
+    let cases: Vec<(&str, MakeProblem, &str, &str)> = vec![
         (
             "key",
             Box::new(|m: &Machine| {

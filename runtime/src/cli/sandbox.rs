@@ -317,7 +317,7 @@ fn summary(o: &ExecOutcome) -> String {
 fn outcome_json(o: &ExecOutcome) -> super::json::ExecReport {
     let trunc = |t: Truncation| match t {
         Truncation::Complete => None,
-        Truncation::Truncated { total_bytes } => Some(total_bytes as u64),
+        Truncation::Truncated { total_bytes } => Some(total_bytes),
     };
     super::json::ExecReport {
         id: o.id.clone(),
