@@ -17,8 +17,11 @@ static HOLD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::ne
 pub fn hold() {
     HOLD.fetch_add(1, Ordering::SeqCst);
     // The drawing thread clears its line at its next tick; a prompt printed
-    // now starts on a line of its own either way.
-    let _ = write!(std::io::stderr(), "\r\x1b[2K");
+    // now starts on a line of its own either way. Only a terminal has a
+    // line to clear: a pipe or a log file gets no control characters.
+    if std::io::stderr().is_terminal() {
+        let _ = write!(std::io::stderr(), "\r\x1b[2K");
+    }
 }
 
 /// Draw progress lines again.
