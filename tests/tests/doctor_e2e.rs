@@ -212,6 +212,15 @@ fn each_problem_is_reported_alone_with_its_fix() {
             "ask for a `model.request` permit naming this model and endpoint",
         ),
         (
+            "log",
+            Box::new(|m: &Machine| {
+                std::fs::write(m.s.state.join("audit.db"), b"not a database, not at all").unwrap();
+                (vec![], vec![])
+            }),
+            "cannot be read",
+            "stele audit verify",
+        ),
+        (
             "model",
             Box::new(|_| (vec![], vec![("ANTHROPIC_API_KEY".into(), String::new())])),
             "ANTHROPIC_API_KEY",
