@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use stele_runtime::cli::{self, Cli, Command};
-use stele_runtime::witnessing::WitnessingError;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -17,6 +16,7 @@ fn main() -> ExitCode {
     );
     let telemetry = if traced { init_telemetry() } else { None };
     let result = match cli.command {
+        Command::Doctor(args) => cli::doctor::run(args),
         Command::Keys(args) => cli::keys::run(args),
         Command::Audit(args) => cli::audit::run(args),
         Command::Policy(args) => cli::policy::run(args),
@@ -48,15 +48,8 @@ fn main() -> ExitCode {
                 "stele: error: {}",
                 stele_runtime::terminal_safe::line(&format!("{err:#}"))
             );
-            match err.downcast_ref::<WitnessingError>() {
-                // A witness saw another history, or too few cosigned: as for a tampered log.
-                Some(
-                    WitnessingError::HistoryConflict(_) | WitnessingError::QuorumNotMet { .. },
-                ) => ExitCode::from(cli::audit::EXIT_TAMPERED),
-                Some(WitnessingError::Config { .. } | WitnessingError::Load(_)) | None => {
-                    ExitCode::FAILURE
-                }
-            }
+            // Each failure's code is in docs/exit-codes.md.
+            ExitCode::from(cli::exit::code_of(&err))
         }
     }
 }

@@ -150,7 +150,8 @@ fn service_stop_kills_a_service_that_ignores_eof() {
     assert_eq!(svc.wait_timeout(Duration::from_millis(300)), None);
     let t = Instant::now();
     assert_eq!(svc.stop(), Some(ServiceExit::Killed));
-    assert!(t.elapsed() < Duration::from_secs(5));
+    // Killed, not waited for (its sleep is 300 s).
+    assert!(t.elapsed() < Duration::from_secs(120));
 }
 
 fn dirs() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {

@@ -227,14 +227,15 @@ fn network_only_through_the_proxy() {
 #[test]
 fn deadline_kills_the_command() {
     let vm = vm();
-    let mut req = sh("sleep 60; echo not-reached");
+    let mut req = sh("sleep 600; echo not-reached");
     req.limits.wall_time = Duration::from_secs(2);
     req.limits.kill_grace = Duration::from_millis(500);
     let started = Instant::now();
     let out = vm.sandbox.exec(req).unwrap();
     assert_eq!(out.status, ExitStatus::TimedOut);
     assert!(out.stdout.bytes.is_empty());
-    assert!(started.elapsed() < Duration::from_secs(30));
+    // Ended at its deadline, not after its sleep (TCG on a busy machine is slow).
+    assert!(started.elapsed() < Duration::from_secs(300));
     // The VM is still usable afterwards.
     let out = vm.sandbox.exec(sh("echo alive")).unwrap();
     assert_eq!(out.stdout.bytes, b"alive\n");
@@ -429,12 +430,12 @@ fn stdin_output_cap_and_leftover_processes() {
     let started = Instant::now();
     let out = vm
         .sandbox
-        .exec(sh("setsid sleep 30 & echo started"))
+        .exec(sh("setsid sleep 600 & echo started"))
         .unwrap();
     assert_eq!(out.status, ExitStatus::Exit(0), "{out:?}");
     assert_eq!(out.stdout.bytes, b"started\n");
     assert!(
-        started.elapsed() < Duration::from_secs(10),
+        started.elapsed() < Duration::from_secs(300),
         "{:?}",
         started.elapsed()
     );

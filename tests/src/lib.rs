@@ -221,6 +221,27 @@ pub fn terminal_hazards(out: &[u8]) -> Vec<String> {
     found
 }
 
+/// Check `value` against the checked-in schema docs/json/`name`.schema.json
+/// (generated from the types stele prints); the error lists every
+/// violation with its path.
+pub fn check_json_shape(name: &str, value: &serde_json::Value) -> Result<(), String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs/json")
+        .join(format!("{name}.schema.json"));
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let schema: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let validator = jsonschema::validator_for(&schema).map_err(|e| format!("{name}: {e}"))?;
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{name}: {}\n{value}", errors.join("; ")))
+    }
+}
 /// How the policy templates pin Anthropic models to Anthropic's own API (`policies/*`).
 pub const REAL_MODEL_ENDPOINT: &str =
     r#"resource.scheme == "https" && resource.host == "api.anthropic.com" && resource.port == 443"#;

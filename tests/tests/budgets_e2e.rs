@@ -75,7 +75,7 @@ fn a_step_budget_ends_a_run_that_would_go_on() {
     }
     let o = c.run(&["--max-steps", "3"], "Summarise the receipts");
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(o.status.code(), Some(10), "{err}");
     assert_eq!(c.mock.requests().len(), 3, "three model turns, no more");
     let (leaves, id) = c.log();
     let mine = of_session(&leaves, &id);

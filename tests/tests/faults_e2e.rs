@@ -129,7 +129,7 @@ fn rate_limit_retry_after_is_honoured(wire: Wire) {
     assert_eq!(reqs.len(), 2);
     let gap = reqs[1].at - reqs[0].at;
     assert!(
-        gap >= Duration::from_millis(1900) && gap < Duration::from_secs(10),
+        gap >= Duration::from_millis(1900) && gap < Duration::from_secs(60),
         "Retry-After: 2 not honoured: retried after {gap:?}"
     );
     assert_eq!(reqs[0].body, reqs[1].body, "the same request is sent again");

@@ -120,3 +120,64 @@ fn refusing_the_approval_leaves_the_outbox_empty() {
     assert!(!ws.join("outbox/letter.txt").exists());
     assert!(leaves.iter().any(|l| l["kind"] == "approval.deny"));
 }
+
+/// The recipe holds for programs too: a sandboxed program's write to
+/// `outbox/` asks, and refusing it leaves nothing there (the program sees
+/// the write refused), while its writes to `work/` need no one.
+#[test]
+fn a_programs_write_to_the_outbox_asks_too() {
+    let d = tempfile::tempdir().unwrap();
+    let s = setup(d.path());
+    let ws = d.path().join("ws");
+    for f in ["work", "outbox"] {
+        std::fs::create_dir_all(ws.join(f)).unwrap();
+    }
+    stele_tests::share(&ws).unwrap();
+    let mock = MockModel::start().unwrap();
+    let py = "open('work/done.txt', 'w').write('1')\ntry:\n    open('outbox/sent.txt', 'w').write('x')\n    print('WROTE')\nexcept OSError as e:\n    print('REFUSED', e.errno)\n";
+    mock.push(
+        Turn::new()
+            .tool_use("x", "exec", json!({"argv": ["python3", "-c", py]}))
+            .into(),
+    );
+    mock.push(
+        Turn::new()
+            .tool_use("f", "final_answer", json!({"answer": "done"}))
+            .into(),
+    );
+    let policy = stele_tests::mock_template("minimal");
+    let mut c = std::process::Command::new(stele_tests::stele_bin());
+    c.args(["run", "--workspace", ws.to_str().unwrap()])
+        .args(["--policy", policy.to_str().unwrap()])
+        .args(["--user", "alice", "--model", "anthropic:claude-sonnet-4-5"])
+        .args(["--approve", "deny"])
+        .arg("Send it")
+        .env("STELE_STATE_DIR", &s.state)
+        .env("USER", "alice")
+        .envs(env(Wire::Anthropic, &mock));
+    let o = run_bounded(c, Duration::from_secs(180));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read_to_string(ws.join("work/done.txt")).unwrap(),
+        "1"
+    );
+    assert!(
+        !ws.join("outbox/sent.txt").exists(),
+        "nothing written to the outbox"
+    );
+    let told = mock.requests()[1].text();
+    assert!(
+        told.contains("REFUSED"),
+        "the program saw its write refused: {told}"
+    );
+    let leaves = leaves_json(&s, &s.state.join("audit.db")).unwrap();
+    let asked: Vec<&serde_json::Value> = leaves
+        .iter()
+        .filter(|l| l["kind"] == "approval.request")
+        .collect();
+    assert!(!asked.is_empty(), "the program's write was asked about");
+    assert!(asked
+        .iter()
+        .all(|a| a["decision"]["policies"] == json!(["dev.outbox-needs-approval"])));
+    assert!(leaves.iter().any(|l| l["kind"] == "approval.deny"));
+}

@@ -76,7 +76,7 @@ fn default_policy_search_order() {
     // the message says what to permit.
     let o = run(&s, &ws, &xdg, &mock, &[]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(o.status.code(), Some(11), "{err}");
     assert!(
         err.contains(r#"Model::"anthropic/claude-sonnet-4-5""#)
             && err.contains(r#"resource.host == "127.0.0.1""#),

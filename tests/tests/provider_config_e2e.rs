@@ -245,7 +245,7 @@ fn plain_http_to_another_machine_is_refused_unless_allowed() {
         let cfg = format!("[provider.anthropic]\nbase_url = \"{url}\"\n{allow}connect_timeout_secs = 0.2\npatience_secs = 0.5\n");
         let o = c.run(None, MODEL, &cfg, &[key]);
         assert!(!err(&o).contains("allow_plain_http"), "{url}: {}", err(&o));
-        assert_eq!(o.status.code(), Some(2), "{url}: {}", err(&o));
+        assert_eq!(o.status.code(), Some(11), "{url}: {}", err(&o));
     }
 }
 
@@ -322,7 +322,7 @@ fn a_model_served_elsewhere_is_denied_by_the_templates() {
             ("ANTHROPIC_BASE_URL", &url),
         ],
     );
-    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(11), "{}", err(&o));
     assert!(
         err(&o).contains(r#"resource == Model::"anthropic/claude-sonnet-4-5""#),
         "{}",
@@ -357,7 +357,7 @@ fn openai_compat_with_the_default_policy_says_what_to_allow() {
     let url = c.mock.base_url();
     let env = [("OPENAI_BASE_URL", url.as_str())];
     let o = c.run(None, "openai-compat:llama3.1", "", &env);
-    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(11), "{}", err(&o));
     let e = err(&o);
     let start = e
         .find("permit (")

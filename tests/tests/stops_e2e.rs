@@ -198,7 +198,7 @@ fn a_text_cut_by_the_limit_continues(wire: Wire) {
 }
 
 /// `refusal` (Anthropic) and `content_filter` (OpenAI): the run ends, nothing the reply asked
-/// for runs, exit 4, the session ends as denied with the reason.
+/// for runs, exit 12, the session ends as denied with the reason.
 fn a_refusal_ends_the_run(wire: Wire) {
     let c = Case::new(wire);
     let word = match wire {
@@ -215,7 +215,7 @@ fn a_refusal_ends_the_run(wire: Wire) {
     let (o, ev) = c.run();
     assert_eq!(
         o.status.code(),
-        Some(4),
+        Some(12),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );

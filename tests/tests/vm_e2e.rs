@@ -224,7 +224,12 @@ fn a_vm_that_does_not_come_up_is_an_error_unless_fallback_is_configured() {
     // up, and without a configured fallback that is an error, in the log too.
     let no_images = d.path().join("no-images");
     std::fs::create_dir_all(&no_images).unwrap();
-    let o = exec("backend = \"vm\"\n", &no_images, &[]);
+    // (`vm_image_build = "never"`: no image is built for the session.)
+    let o = exec(
+        "backend = \"vm\"\nvm_image_build = \"never\"\n",
+        &no_images,
+        &[],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{err}");
     assert!(err.contains("micro-VM did not come up"), "{err}");

@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use stele_attest::{load_key_file, NoteVerifier, Signer as _};
@@ -27,24 +26,45 @@ pub const EXIT_UNREADABLE: u8 = 4;
 /// Arguments of `stele audit`.
 #[derive(Debug, clap::Args)]
 pub struct AuditArgs {
-    /// Audit database [default: $STATE/audit.db].
-    #[arg(long, global = true)]
-    pub db: Option<PathBuf>,
-    /// Signing key file [default: $STATE/keys/log.key].
-    #[arg(long, global = true)]
-    pub key: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: AuditCommand,
+}
+
+/// Which log, and its key: only the subcommands that open a log take them
+/// (`verify-proof` and `bench` work without one).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LogArgs {
+    /// Audit database [default: $STATE/audit.db].
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Signing key file [default: $STATE/keys/log.key].
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+}
+
+impl LogArgs {
+    /// The database: `--db`, else the default.
+    pub fn db(&self) -> PathBuf {
+        self.db.clone().unwrap_or_else(paths::default_db)
+    }
+
+    /// The key file: `--key`, else the default.
+    pub fn key(&self) -> PathBuf {
+        self.key.clone().unwrap_or_else(paths::default_key)
+    }
 }
 
 /// `stele audit` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
     /// Create a new, empty log signed by the key (its name is the origin).
-    Init,
+    Init(LogArgs),
     /// Re-derive and check everything; exit 0 verified, 3 tampered, 4 unreadable.
     Verify {
+        #[command(flatten)]
+        /// The log.
+        log: LogArgs,
         /// A checkpoint note kept outside this machine (catches truncation and rollback).
         #[arg(long)]
         checkpoint: Option<PathBuf>,
@@ -71,8 +91,12 @@ pub enum AuditCommand {
     Proof {
         /// Entry index.
         index: u64,
+        #[command(flatten)]
+        /// The log.
+        log: LogArgs,
     },
-    /// Check a tlog-proof file offline.
+    /// Check a tlog-proof file offline: only the file and the verifier key
+    /// are used (no log, no key file).
     VerifyProof {
         /// The proof file.
         file: PathBuf,
@@ -81,7 +105,7 @@ pub enum AuditCommand {
         vkey: String,
     },
     /// Print the newest signed checkpoint (keep it elsewhere as an anchor).
-    Checkpoint,
+    Checkpoint(LogArgs),
     /// Erase a payload body; appends a signed redaction entry saying who and why.
     Redact {
         /// The commitment (sha256s:… as shown in the leaf).
@@ -92,6 +116,9 @@ pub enum AuditCommand {
         /// Who is redacting [default: $USER].
         #[arg(long)]
         user: Option<String>,
+        #[command(flatten)]
+        /// The log.
+        log: LogArgs,
     },
     /// Write a signed export bundle for reviewers (recorded in the log first).
     Export(ExportArgs),
@@ -101,6 +128,9 @@ pub enum AuditCommand {
         /// A witness as URL=VKEY (its cosignature/v1 verifier key); repeatable.
         #[arg(long = "witness", required = true)]
         witnesses: Vec<String>,
+        #[command(flatten)]
+        /// The log.
+        log: LogArgs,
     },
     /// Measure appends, latency, verification speed and overhead on a scratch log.
     Bench {
@@ -116,6 +146,9 @@ pub enum AuditCommand {
         /// Keep the scratch log in this folder.
         #[arg(long)]
         keep: Option<PathBuf>,
+        /// Print the figures as JSON (docs/json/audit-bench.schema.json).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -149,6 +182,12 @@ pub struct ExportArgs {
     /// Output folder, or a file ending in .tar.
     #[arg(long)]
     pub out: PathBuf,
+    /// Print what was exported as JSON (docs/json/audit-export.schema.json).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    /// The log.
+    pub log: LogArgs,
 }
 
 /// Filters for reading.
@@ -166,17 +205,24 @@ pub struct ReadArgs {
     /// Who is reading [default: $USER].
     #[arg(long)]
     pub user: Option<String>,
+    /// Read without recording, with the log's verifier key instead of its
+    /// signing key (`stele keys show` prints it): the log is verified first
+    /// and only verified entries are shown; nothing is written.
+    #[arg(long)]
+    pub vkey: Option<String>,
+    #[command(flatten)]
+    /// The log.
+    pub log: LogArgs,
 }
 
 /// Run `stele audit`.
 pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
-    let db = args.db.clone().unwrap_or_else(paths::default_db);
-    let key = args.key.clone().unwrap_or_else(paths::default_key);
     match args.command {
-        AuditCommand::Init => {
+        AuditCommand::Init(log) => {
+            let (db, key) = (log.db(), log.key());
             // What the audit crate creates here is private whatever the umask.
             paths::private_umask();
-            let signer = Arc::new(load_key_file(&key)?);
+            let signer = super::state::signing_key(&key)?;
             if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
                 paths::ensure_private_dir(dir)?;
             }
@@ -191,13 +237,15 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Verify {
+            log,
             checkpoint,
             vkey,
             json,
-        } => verify(&db, &key, checkpoint.as_deref(), vkey, json),
-        AuditCommand::Show(f) => read(&db, &key, &f, None),
-        AuditCommand::Tail { lines, filter } => read(&db, &key, &filter, Some(lines)),
-        AuditCommand::Proof { index } => {
+        } => verify(&log.db(), &log.key(), checkpoint.as_deref(), vkey, json),
+        AuditCommand::Show(f) => read(&f, None),
+        AuditCommand::Tail { lines, filter } => read(&filter, Some(lines)),
+        AuditCommand::Proof { index, log } => {
+            let (db, key) = (log.db(), log.key());
             let log = open_for_read(
                 &db,
                 &key,
@@ -234,7 +282,9 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        AuditCommand::Checkpoint => {
+        AuditCommand::Checkpoint(log) => {
+            let db = log.db();
+            super::state::existing_log(&db)?;
             let store = Store::open(&db)?;
             let (_, note) = store
                 .latest_checkpoint()?
@@ -246,9 +296,12 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             commitment,
             reason,
             user,
+            log,
         } => {
+            let (db, key) = (log.db(), log.key());
             let actor = human_actor(user)?;
-            let signer = Arc::new(load_key_file(&key)?);
+            let signer = super::state::signing_key(&key)?;
+            super::state::existing_log(&db)?;
             let log = AuditLog::open(&db, signer, LogOptions::default())?;
             let r = log.redact_blocking(vec![commitment.clone()], reason, actor)?;
             log.close()?;
@@ -259,21 +312,47 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Export(a) => super::audit_export::export(&db, &key, a),
-        AuditCommand::Publish { witnesses } => publish(&db, &key, &witnesses),
+        AuditCommand::Export(a) => super::audit_export::export(&a.log.db(), &a.log.key(), a),
+        AuditCommand::Publish { witnesses, log } => publish(&log.db(), &log.key(), &witnesses),
         AuditCommand::Bench {
             writers,
             entries,
             serial,
             keep,
+            json,
         } => {
+            let ticker = super::ticker::Ticker::start(&format!(
+                "audit bench: {entries} entries, {writers} writers"
+            ));
             let r = stele_audit::bench::run(&stele_audit::bench::BenchOptions {
                 writers,
                 entries,
                 serial_entries: serial,
                 keep,
-            })?;
-            crate::out!("{r}");
+            });
+            drop(ticker);
+            let r = r?;
+            if json {
+                let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+                super::json::pretty(&super::json::AuditBench {
+                    writers: r.writers,
+                    entries: r.entries,
+                    appends_per_s: r.appends_per_s,
+                    latency_p50_ms: ms(r.latency_p50),
+                    latency_p99_ms: ms(r.latency_p99),
+                    serial_per_s: r.serial_per_s,
+                    serial_p50_ms: ms(r.serial_p50),
+                    verified_entries: r.verified_entries,
+                    verify_per_s: r.verify_per_s,
+                    verify_cpu_per_s: r.verify_cpu_per_s,
+                    leaf_bytes: r.leaf_bytes,
+                    integrity_bytes: r.integrity_bytes,
+                    file_bytes: r.file_bytes,
+                    kept: r.kept.as_ref().map(|p| p.display().to_string()),
+                })?;
+            } else {
+                crate::out!("{r}");
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -307,7 +386,13 @@ pub(crate) fn open_for_read(
     what: serde_json::Value,
 ) -> anyhow::Result<AuditLog> {
     let actor = human_actor(user)?;
-    let signer = Arc::new(load_key_file(key)?);
+    super::state::existing_log(db)?;
+    let signer = super::state::signing_key(key).map_err(|e| {
+        e.context(
+            "reads of the live log are recorded in it, which needs its signing key; to read \
+             without recording (a reviewer's copy), give the log's verifier key with --vkey",
+        )
+    })?;
     let log = AuditLog::open(db, signer, LogOptions::default()).with_context(|| {
         format!(
             "opening {} (reads of the audit log are themselves logged)",
@@ -318,7 +403,8 @@ pub(crate) fn open_for_read(
     Ok(log)
 }
 
-fn read(db: &Path, key: &Path, f: &ReadArgs, tail: Option<u64>) -> anyhow::Result<ExitCode> {
+fn read(f: &ReadArgs, tail: Option<u64>) -> anyhow::Result<ExitCode> {
+    let (db, key) = (&f.log.db(), &f.log.key());
     let what = serde_json::json!({
         "command": if tail.is_some() { "tail" } else { "show" },
         "session": f.session, "kind": f.kind,
@@ -332,29 +418,40 @@ fn read(db: &Path, key: &Path, f: &ReadArgs, tail: Option<u64>) -> anyhow::Resul
             );
         }
     }
-    let log = open_for_read(db, key, f.user.clone(), what)?;
-    let store = log.store()?;
-    let size = store.size()?;
+    let reader = super::audit_read::open(db, key, f.vkey.as_deref(), f.user.clone(), what)?;
     let mut out: std::collections::VecDeque<(Vec<u8>, Leaf)> = std::collections::VecDeque::new();
-    let mut scratch = Vec::new();
-    store.for_each_entry(0, size, |_, bytes, _| {
-        let leaf = Leaf::decode_canonical(bytes, &mut scratch)?;
-        let keep = f
-            .session
-            .as_ref()
-            .is_none_or(|s| leaf.session.as_ref().is_some_and(|l| &l.id == s))
-            && f.kind.as_ref().is_none_or(|k| leaf.kind.as_str() == k);
-        if keep {
-            out.push_back((bytes.to_vec(), leaf));
-            if let Some(n) = tail {
-                if out.len() as u64 > n {
-                    out.pop_front();
+    reader.with_store(|store, size| {
+        let mut scratch = Vec::new();
+        store.for_each_entry(0, size, |_, bytes, _| {
+            let leaf = Leaf::decode_canonical(bytes, &mut scratch)?;
+            let keep = f
+                .session
+                .as_ref()
+                .is_none_or(|s| leaf.session.as_ref().is_some_and(|l| &l.id == s))
+                && f.kind.as_ref().is_none_or(|k| leaf.kind.as_str() == k);
+            if keep {
+                out.push_back((bytes.to_vec(), leaf));
+                if let Some(n) = tail {
+                    if out.len() as u64 > n {
+                        out.pop_front();
+                    }
                 }
             }
-        }
+            Ok(())
+        })?;
         Ok(())
     })?;
-    log.close()?;
+    reader.close()?;
+    // Filtered by session: the id is said once, not on every line.
+    let column = match &f.session {
+        Some(id) => {
+            if !f.json {
+                crate::outln!("session {}", terminal_safe::line(id));
+            }
+            super::entry_line::SessionColumn::Implied
+        }
+        None => super::entry_line::SessionColumn::Shown,
+    };
     for (bytes, leaf) in &out {
         // The reader has gone (`| head`): formatting the rest is waste.
         if crate::printing::closed(crate::printing::Stream::Out) {
@@ -368,7 +465,7 @@ fn read(db: &Path, key: &Path, f: &ReadArgs, tail: Option<u64>) -> anyhow::Resul
                 terminal_safe::json_text(&String::from_utf8_lossy(bytes))
             );
         } else {
-            crate::outln!("{}", super::entry_line::summary(leaf));
+            crate::outln!("{}", super::entry_line::line(leaf, column));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -409,10 +506,7 @@ fn verify(
     match verify_db(db, &verifier, anchor.as_deref()) {
         Ok(r) => {
             if json {
-                crate::outln!(
-                    "{}",
-                    terminal_safe::json_line(&report_json(&r, "verified", None))
-                );
+                super::json::line(&report_json(&r))?;
             } else {
                 print_report(&r);
             }
@@ -420,12 +514,7 @@ fn verify(
         }
         Err(f @ VerifyFailure::Tampered { .. }) => {
             if json {
-                crate::outln!(
-                    "{}",
-                    terminal_safe::json_line(
-                        &serde_json::json!({"result": "tampered", "error": f.to_string()})
-                    )
-                );
+                super::json::line(&failure_json(super::json::VerifyResult::Tampered, &f))?;
             }
             crate::errln!(
                 "{}: {}",
@@ -436,12 +525,7 @@ fn verify(
         }
         Err(f @ VerifyFailure::Unreadable(_)) => {
             if json {
-                crate::outln!(
-                    "{}",
-                    terminal_safe::json_line(
-                        &serde_json::json!({"result": "unreadable", "error": f.to_string()})
-                    )
-                );
+                super::json::line(&failure_json(super::json::VerifyResult::Unreadable, &f))?;
             }
             crate::errln!(
                 "{}: {}",
@@ -453,23 +537,54 @@ fn verify(
     }
 }
 
-fn report_json(r: &VerifyReport, result: &str, _e: Option<&str>) -> serde_json::Value {
-    serde_json::json!({
-        "result": result,
-        "origin": r.origin,
-        "entries": r.entries,
-        "checkpoints": r.checkpoints,
-        "root": r.root,
-        "sessions": r.sessions,
-        "open_sessions": r.open_sessions,
-        "payloads_present": r.payloads_present,
-        "payloads_redacted": r.payloads_redacted,
-        "redactions": r.redactions.iter().map(|x| serde_json::json!({"seq": x.seq, "count": x.count, "reason": x.reason})).collect::<Vec<_>>(),
-        "unfinished_intents": r.unfinished.iter().map(|u| serde_json::json!({"seq": u.seq, "kind": u.kind.as_str()})).collect::<Vec<_>>(),
-        "interrupted": r.interrupted,
-        "time_span": r.time_span,
-        "anchor_size": r.anchor_size,
-    })
+fn report_json(r: &VerifyReport) -> super::json::VerifyOutput {
+    use super::json::{
+        RedactionFigure, UnfinishedFigure, VerifyFigures, VerifyOutput, VerifyResult,
+    };
+    VerifyOutput {
+        result: VerifyResult::Verified,
+        error: None,
+        report: Some(VerifyFigures {
+            origin: r.origin.clone(),
+            entries: r.entries,
+            checkpoints: r.checkpoints,
+            root: r.root.clone(),
+            sessions: r.sessions,
+            open_sessions: r.open_sessions,
+            payloads_present: r.payloads_present,
+            payloads_redacted: r.payloads_redacted,
+            redactions: r
+                .redactions
+                .iter()
+                .map(|x| RedactionFigure {
+                    seq: x.seq,
+                    count: x.count as u64,
+                    reason: x.reason.clone(),
+                })
+                .collect(),
+            unfinished_intents: r
+                .unfinished
+                .iter()
+                .map(|u| UnfinishedFigure {
+                    seq: u.seq,
+                    kind: u.kind.as_str().to_string(),
+                })
+                .collect(),
+            interrupted: r.interrupted,
+            time_span: r.time_span.clone(),
+            anchor_size: r.anchor_size,
+            seconds: r.seconds,
+            cpu_seconds: r.cpu_seconds,
+        }),
+    }
+}
+
+fn failure_json(result: super::json::VerifyResult, e: &VerifyFailure) -> super::json::VerifyOutput {
+    super::json::VerifyOutput {
+        result,
+        error: Some(e.to_string()),
+        report: None,
+    }
 }
 
 fn print_report(r: &VerifyReport) {
@@ -516,12 +631,20 @@ fn print_report(r: &VerifyReport) {
             u.kind
         );
     }
-    crate::outln!(
-        "  took {:.3} s wall, {:.3} s CPU ({:.0} entries/s on one core)",
-        r.seconds,
-        r.cpu_seconds,
-        r.entries as f64 / r.cpu_seconds.max(1e-9)
-    );
+    // A rate from a few milliseconds of CPU is noise ("62000000000 entries/s").
+    if r.cpu_seconds >= 0.05 {
+        crate::outln!(
+            "  took {:.3} s wall, {:.3} s CPU ({:.0} entries/s on one core)",
+            r.seconds,
+            r.cpu_seconds,
+            r.entries as f64 / r.cpu_seconds
+        );
+    } else {
+        crate::outln!(
+            "  took {:.3} s wall, {:.3} s CPU (too little to give a rate)",
+            r.seconds, r.cpu_seconds
+        );
+    }
 }
 
 fn publish(db: &Path, key: &Path, witnesses: &[String]) -> anyhow::Result<ExitCode> {
@@ -535,7 +658,7 @@ fn publish(db: &Path, key: &Path, witnesses: &[String]) -> anyhow::Result<ExitCo
             key: CosignatureVerifier::parse(vkey)?,
         });
     }
-    let verifier = load_key_file(key)?.verifier();
+    let verifier = super::state::signing_key(key)?.verifier();
     match publish_to_witnesses(db, &verifier, &targets) {
         Ok(r) => {
             let names: Vec<String> = r.cosigned.iter().map(|n| terminal_safe::line(n)).collect();

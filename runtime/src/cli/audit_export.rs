@@ -5,7 +5,6 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use stele_attest::{load_key_file, Signer as _};
@@ -46,7 +45,7 @@ pub(crate) fn export(db: &Path, key: &Path, mut a: ExportArgs) -> anyhow::Result
             bundle_digest: Some(digest),
         });
     }
-    let signer = Arc::new(load_key_file(key)?);
+    let signer = super::state::signing_key(key)?;
     let manifest_key = match &a.export_key {
         Some(p) => Some(load_key_file(p)?),
         None => None,
@@ -77,6 +76,17 @@ pub(crate) fn export(db: &Path, key: &Path, mut a: ExportArgs) -> anyhow::Result
     let r = r?;
     // Later sessions find this export quickly (no workspace may hold it).
     crate::isolation::exports::refresh_index(db);
+    if a.json {
+        super::json::pretty(&super::json::ExportReport {
+            out: a.out.display().to_string(),
+            tree_size: r.tree_size,
+            selected: r.selected,
+            files: r.files as u64 + 1,
+            export_entry: r.export_entry,
+            verifier: signer.verifier().to_string(),
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
     crate::outln!(
         "exported {} ({} entries in the tiles, {} selected, {} files; recorded as entry {})",
         terminal_safe::path(&a.out),

@@ -247,8 +247,7 @@ fn process(
     cfg.network = network;
     cfg.workspace_quota = quota;
     cfg.resources = resources.clone();
-    let sandbox = ProcessSandbox::new(cfg)
-        .context("setting up the sandbox (stele never runs unsandboxed)")?;
+    let sandbox = ProcessSandbox::new(cfg).map_err(super::exit::sandbox_refusal)?;
     let resources = sandbox.resources_json();
     if let Some(why) = resources["without_cgroups"].as_str() {
         crate::errln!(

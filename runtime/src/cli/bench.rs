@@ -28,6 +28,9 @@ pub enum BenchWhat {
         /// Tool calls to measure.
         #[arg(long, default_value_t = 500)]
         calls: usize,
+        /// Print the figures as JSON (docs/json/bench-gate.schema.json).
+        #[arg(long)]
+        json: bool,
     },
     /// A whole tool call: from the model's last streamed event to the call's durable
     /// `tool.intent`, and to the sandboxed program's first instruction (p50, p99).
@@ -35,6 +38,9 @@ pub enum BenchWhat {
         /// Tool calls to measure (the first, which warms the sandbox up, is left out).
         #[arg(long, default_value_t = 100)]
         calls: usize,
+        /// Print the figures as JSON (docs/json/bench-tool-call.schema.json).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -45,14 +51,25 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 
 /// Run `stele bench`.
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let calls = match args.what {
-        BenchWhat::Gate { calls } => calls,
-        BenchWhat::ToolCall { calls } => return super::bench_tool_call::run(calls),
+    let (calls, json) = match args.what {
+        BenchWhat::Gate { calls, json } => (calls, json),
+        BenchWhat::ToolCall { calls, json } => return super::bench_tool_call::run(calls, json),
     };
     let dir = tempfile_dir()?;
+    let ticker = super::ticker::Ticker::start(&format!("bench gate: {calls} tool calls"));
     let result = bench_gate(&dir, calls);
+    drop(ticker);
     let _ = std::fs::remove_dir_all(&dir);
     let (p50, p99, decide) = result?;
+    if json {
+        super::json::pretty(&super::json::GateBench {
+            calls,
+            p50_ms: ms(p50),
+            p99_ms: ms(p99),
+            decide_p50_us: decide.as_secs_f64() * 1e6,
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
     crate::outln!("stele bench gate ({calls} tool calls, finance policy, one at a time)");
     crate::outln!(
         "  gate overhead per tool call: p50 {:.2} ms, p99 {:.2} ms",

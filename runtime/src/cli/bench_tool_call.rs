@@ -49,10 +49,12 @@ fn lock(s: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
 }
 
 /// Run the benchmark and print its figures.
-pub fn run(calls: usize) -> anyhow::Result<ExitCode> {
+pub fn run(calls: usize, json: bool) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(calls >= 2, "--calls must be at least 2");
     let dir = std::env::temp_dir().join(format!("stele-bench-tool-call-{}", std::process::id()));
+    let ticker = super::ticker::Ticker::start(&format!("bench tool-call: {calls} tool calls"));
     let result = bench(&dir, calls);
+    drop(ticker);
     let _ = std::fs::remove_dir_all(&dir);
     let times = result?;
     let (intent, program): (Vec<u128>, Vec<u128>) = times
@@ -64,6 +66,18 @@ pub fn run(calls: usize) -> anyhow::Result<ExitCode> {
             )
         })
         .unzip();
+    if json {
+        let (i50, i99) = percentiles(intent.clone());
+        let (p50, p99) = percentiles(program.clone());
+        super::json::pretty(&super::json::ToolCallBench {
+            calls: times.len(),
+            intent_p50_ms: i50,
+            intent_p99_ms: i99,
+            program_p50_ms: p50,
+            program_p99_ms: p99,
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
     crate::outln!(
         "stele bench tool-call ({} calls: Anthropic wire over loopback, finance policy, process sandbox, `date +%s%N`)",
         times.len()
@@ -72,19 +86,20 @@ pub fn run(calls: usize) -> anyhow::Result<ExitCode> {
         ("last SSE event → tool.intent durable", intent),
         ("last SSE event → program's first instruction", program),
     ] {
-        let mut v = v;
-        v.sort_unstable();
-        let pct = |p: f64| {
-            let i = ((v.len().saturating_sub(1)) as f64 * p).round() as usize;
-            v.get(i).copied().unwrap_or(0) as f64 / 1e6
-        };
-        crate::outln!(
-            "  {what:<46} p50 {:>7.2} ms   p99 {:>7.2} ms",
-            pct(0.5),
-            pct(0.99)
-        );
+        let (p50, p99) = percentiles(v);
+        crate::outln!("  {what:<46} p50 {p50:>7.2} ms   p99 {p99:>7.2} ms");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// p50 and p99 of nanosecond figures, in milliseconds.
+fn percentiles(mut v: Vec<u128>) -> (f64, f64) {
+    v.sort_unstable();
+    let pct = |p: f64| {
+        let i = ((v.len().saturating_sub(1)) as f64 * p).round() as usize;
+        v.get(i).copied().unwrap_or(0) as f64 / 1e6
+    };
+    (pct(0.5), pct(0.99))
 }
 
 fn bench(dir: &Path, calls: usize) -> anyhow::Result<Vec<Call>> {

@@ -54,7 +54,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         (Ok(_), Err(s)) => return Err(abort(session, gate, s.into())),
     };
     let style = style_of(&args);
-    finish(&gate, &last, style)?;
+    finish(&gate, &last, &model, style)?;
     if !matches!(last, RunEnd::Paused(_)) {
         session.attest()?;
     }

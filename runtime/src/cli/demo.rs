@@ -178,17 +178,20 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     crate::outln!("  session:     {}", report.session);
     crate::outln!("\nLook at what happened and check it:");
     let d = p(&db);
-    let k = p(&key);
+    // Read-only with the verifier key: a reviewer needs no private key.
     crate::outln!(
-        "  stele audit show --db {d} --key {k} --session {}",
+        "  stele audit show --db {d} --vkey '{verifier}' --session {}",
         report.session
     );
     crate::outln!("  stele audit verify --db {d} --vkey '{verifier}'");
-    let ok = matches!(report.end, RunEnd::Answered(_));
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    crate::outln!(
+        "  stele doctor --user alice --policy {}   # what the policy lets alice do",
+        p(&policy)
+    );
+    Ok(match report.end {
+        RunEnd::Answered(_) => ExitCode::SUCCESS,
+        // The run's own code (budget, denied model, paused).
+        _ => super::run::exit_code(&report.end),
     })
 }
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use stele_attest::{generate_key_file, load_key_file, Signer as _};
+use stele_attest::{generate_key_file, Signer as _};
 
 use crate::paths;
 use crate::terminal_safe;
@@ -29,19 +29,25 @@ pub enum KeysCommand {
         /// [default: stele/<host>/<random>].
         #[arg(long)]
         origin: Option<String>,
+        /// Print the new key's file, origin and verifier key as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the verifier key in signed-note form (give this to reviewers).
     Show {
         /// Key file [default: $STATE/keys/log.key].
         #[arg(long)]
         key: Option<PathBuf>,
+        /// Print the key file, origin and verifier key as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
 /// Run `stele keys`.
 pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        KeysCommand::Init { key, origin } => {
+        KeysCommand::Init { key, origin, json } => {
             // The key's folders are private (0700) and the key 0600,
             // whatever the umask.
             paths::private_umask();
@@ -59,19 +65,43 @@ pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             }
             let signer = generate_key_file(&path, &origin)
                 .with_context(|| format!("creating key {}", terminal_safe::path(&path)))?;
-            crate::outln!("created {}", terminal_safe::path(&path));
-            crate::outln!(
-                "verifier key: {}",
-                terminal_safe::line(&signer.verifier().to_string())
-            );
+            if json {
+                super::json::pretty(&key_info(&path, &signer, true))?;
+            } else {
+                crate::outln!("created {}", terminal_safe::path(&path));
+                crate::outln!(
+                    "verifier key: {}",
+                    terminal_safe::line(&signer.verifier().to_string())
+                );
+            }
         }
-        KeysCommand::Show { key } => {
+        KeysCommand::Show { key, json } => {
             let path = key.unwrap_or_else(paths::default_key);
-            let signer = load_key_file(&path)?;
-            crate::outln!("{}", terminal_safe::line(&signer.verifier().to_string()));
+            let signer = super::state::signing_key(&path)?;
+            if json {
+                super::json::pretty(&key_info(&path, &signer, false))?;
+            } else {
+                crate::outln!("{}", terminal_safe::line(&signer.verifier().to_string()));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn key_info(
+    path: &std::path::Path,
+    signer: &stele_attest::Ed25519Signer,
+    created: bool,
+) -> super::json::KeyInfo {
+    let verifier = signer.verifier();
+    let text = verifier.to_string();
+    super::json::KeyInfo {
+        key_file: path.display().to_string(),
+        // The signed-note verifier key is NAME+HASH+KEY; names hold no '+'.
+        origin: text.split('+').next().unwrap_or_default().to_string(),
+        verifier: text,
+        created,
+    }
 }
 
 /// A log origin is shown to every reviewer (checkpoints, `audit verify`):

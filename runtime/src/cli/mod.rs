@@ -2,28 +2,46 @@
 
 pub mod audit;
 pub mod audit_export;
+pub mod audit_read;
 pub mod backend;
 pub mod bench;
 pub mod bench_tool_call;
 pub mod chat;
 pub mod demo;
+pub mod denial_words;
+pub mod doctor;
 pub mod entry_line;
+pub mod exit;
+pub mod json;
 pub mod keys;
 pub mod policy;
+pub mod policy_json;
 pub mod resources;
 pub mod run;
 pub mod sandbox;
 pub mod sandbox_check;
 pub mod session;
 pub mod setup;
+pub mod state;
+pub mod ticker;
 pub mod vm;
+pub mod vm_image;
 pub mod witness;
 
 use clap::{Parser, Subcommand};
 
 /// stele: an audit-first agent runtime.
 #[derive(Debug, Parser)]
-#[command(name = "stele", version, about, long_about = None)]
+#[command(
+    name = "stele",
+    version,
+    about = "stele: an agent that works in a folder you grant it, under policy, and proves \
+             afterwards what it did (every model request, tool call and file access decided \
+             and signed into an append-only log before it happens)",
+    after_help = "First time here? `stele doctor` says what is set up and what is missing; \
+                  `stele demo` runs the whole product with no model account.",
+    long_about = None
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -33,6 +51,8 @@ pub struct Cli {
 /// Top-level subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Who you are here, what the policy lets you do, and whether the sandbox, key, log and model are ready (each problem with its fix).
+    Doctor(doctor::DoctorArgs),
     /// Manage signing keys.
     Keys(keys::KeysArgs),
     /// Inspect, verify, prove, redact and benchmark the audit log.
@@ -45,13 +65,13 @@ pub enum Command {
     Chat(run::RunArgs),
     /// Run one task with an agent, under policy and audit.
     Run(run::RunArgs),
-    /// Measure the gate's overhead.
+    /// Measure the gate's overhead per tool call and a whole tool call's latency.
     Bench(bench::BenchArgs),
     /// List, show and resume sessions.
     Session(session::SessionArgs),
     /// Run commands in the sandbox and check what this host supports.
     Sandbox(sandbox::SandboxArgs),
-    /// Build and inspect the micro-VM backend's guest image.
+    /// The micro-VM backend: its guest image, whether a VM can run here, its timings.
     Vm(vm::VmArgs),
     /// Run a C2SP witness that cosigns stele logs' checkpoints.
     Witness(witness::WitnessArgs),

@@ -49,11 +49,17 @@ pub enum PolicyCommand {
         /// Exit 1 when a lint of severity warning is found.
         #[arg(long)]
         deny_warnings: bool,
+        /// Print the result as JSON (docs/json/policy-validate.schema.json).
+        #[arg(long)]
+        json: bool,
     },
     /// Run the bundle's tests/*.json (Cedar JSON test format: decision and reasons).
     Test {
         /// Bundle folder.
         bundle: PathBuf,
+        /// Print the results as JSON (docs/json/policy-test.schema.json).
+        #[arg(long)]
+        json: bool,
     },
     /// Decide one request and explain why.
     Explain {
@@ -91,6 +97,9 @@ pub enum PolicyCommand {
         /// Decisions to time.
         #[arg(long, default_value_t = 100_000)]
         decisions: usize,
+        /// Print the figures as JSON (docs/json/policy-bench.schema.json).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -100,8 +109,18 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
         PolicyCommand::Validate {
             bundle,
             deny_warnings,
+            json: true,
+        } => super::policy_json::validate(&bundle, deny_warnings),
+        PolicyCommand::Validate {
+            bundle,
+            deny_warnings,
+            json: false,
         } => validate(&bundle, deny_warnings),
-        PolicyCommand::Test { bundle } => test(&bundle),
+        PolicyCommand::Test { bundle, json: true } => super::policy_json::test(&bundle),
+        PolicyCommand::Test {
+            bundle,
+            json: false,
+        } => test(&bundle),
         PolicyCommand::Explain {
             bundle,
             principal,
@@ -142,29 +161,14 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
         PolicyCommand::Bench {
             policies,
             decisions,
+            json,
         } => {
-            let r = synthetic::run_in_temp_dir(policies, decisions)?;
-            crate::outln!(
-                "policies:  {} (org, {} teams, project)",
-                r.policies,
-                synthetic::TEAMS
-            );
-            crate::outln!(
-                "load:      {:.1} ms first, {:.1} ms median of 5",
-                r.load.as_secs_f64() * 1e3,
-                r.load_median.as_secs_f64() * 1e3
-            );
-            crate::outln!("decisions: {}", r.decisions);
-            crate::outln!("p50:       {:.2} µs", r.p50.as_secs_f64() * 1e6);
-            crate::outln!("p99:       {:.2} µs", r.p99.as_secs_f64() * 1e6);
-            crate::outln!("max:       {:.2} µs", r.max.as_secs_f64() * 1e6);
-            crate::outln!(
-                "effects:   {} allow, {} deny, {} ask",
-                r.effects[0],
-                r.effects[1],
-                r.effects[2]
-            );
-            Ok(ExitCode::SUCCESS)
+            let ticker = super::ticker::Ticker::start(&format!(
+                "policy bench: {policies} policies, {decisions} decisions"
+            ));
+            let r = synthetic::run_in_temp_dir(policies, decisions);
+            drop(ticker);
+            super::policy_json::bench(&r?, json)
         }
     }
 }
@@ -411,6 +415,7 @@ mod tests {
                     code(PolicyCommand::Validate {
                         bundle: template(name),
                         deny_warnings,
+                        json: false,
                     }),
                     ok,
                     "{name}: the templates have no warnings"
@@ -418,7 +423,8 @@ mod tests {
             }
             assert_eq!(
                 code(PolicyCommand::Test {
-                    bundle: template(name)
+                    bundle: template(name),
+                    json: false,
                 }),
                 ok
             );
@@ -427,7 +433,8 @@ mod tests {
         assert_ne!(
             code(PolicyCommand::Validate {
                 bundle: missing,
-                deny_warnings: false
+                deny_warnings: false,
+                json: false,
             }),
             ok
         );

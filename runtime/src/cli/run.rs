@@ -147,15 +147,18 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(exit_code(&report.end))
 }
 
-/// Exit status of a run: 0 done, 2 budget or model denied, 4 the model or its provider
-/// declined (`refusal`, `content_filter`), 75 paused (resumable).
+/// Exit status of a run (docs/exit-codes.md): 0 done, 10 a budget ran out,
+/// 11 policy denied the model request, 12 the model or its provider declined
+/// (`refusal`, `content_filter`), 75 paused (resumable).
 pub(crate) fn exit_code(end: &RunEnd) -> ExitCode {
-    match end {
-        RunEnd::Answered(_) | RunEnd::Stopped(_) => ExitCode::SUCCESS,
-        RunEnd::BudgetExhausted(_) | RunEnd::ModelDenied(_) => ExitCode::from(2),
-        RunEnd::Refused { .. } => ExitCode::from(4),
-        RunEnd::Paused(_) => ExitCode::from(75),
-    }
+    use super::exit;
+    ExitCode::from(match end {
+        RunEnd::Answered(_) | RunEnd::Stopped(_) => exit::OK,
+        RunEnd::BudgetExhausted(_) => exit::BUDGET,
+        RunEnd::ModelDenied(_) => exit::MODEL_DENIED,
+        RunEnd::Refused { .. } => exit::MODEL_REFUSED,
+        RunEnd::Paused(_) => exit::PAUSED,
+    })
 }
 
 /// The model of a session: its provider and output-token limits.
@@ -218,44 +221,45 @@ pub(crate) fn open_for(
     args: &RunArgs,
     approver: Box<dyn Approver>,
 ) -> anyhow::Result<(OpenSession, Model)> {
+    // The workspace, policy and key are checked first: a missing API key
+    // must not hide a mistake in them.
+    let layers = crate::config::load()?;
+    let prepared = setup::prepare(&SessionSpec {
+        workspace: &args.workspace,
+        policy: args.policy.as_deref(),
+        user: args.user.as_deref(),
+        db: args.db.as_deref(),
+        key: args.key.as_deref(),
+        network: args.network.unwrap_or(NetworkChoice::None),
+        backend: super::backend::BackendSpec {
+            requested: args
+                .backend
+                .unwrap_or(super::backend::BackendChoice::Process),
+            fallback: args.vm_fallback.unwrap_or_default(),
+            vm_boot_timeout: args.vm_boot_timeout_secs.map(Duration::from_secs),
+            workspace_quota: args.workspace_quota.unwrap_or_default(),
+            resources: super::resources::resource_limits(&layers, &args.limits.limits)?,
+        },
+        data: serde_json::Value::Null,
+    })?;
     let spec = args.model.as_deref().ok_or_else(|| {
         anyhow::anyhow!("no model: give --model PROVIDER:NAME or set `model` in the config")
     })?;
-    let model = model_for(&crate::config::load()?, spec)?;
+    let model = model_for(&layers, spec)?;
     let info = model.provider.describe();
-    let session = setup::open(
-        SessionSpec {
-            workspace: &args.workspace,
-            policy: args.policy.as_deref(),
-            user: args.user.as_deref(),
-            db: args.db.as_deref(),
-            key: args.key.as_deref(),
-            network: args.network.unwrap_or(NetworkChoice::None),
-            backend: super::backend::BackendSpec {
-                requested: args
-                    .backend
-                    .unwrap_or(super::backend::BackendChoice::Process),
-                fallback: args.vm_fallback.unwrap_or_default(),
-                vm_boot_timeout: args.vm_boot_timeout_secs.map(Duration::from_secs),
-                workspace_quota: args.workspace_quota.unwrap_or_default(),
-                resources: super::resources::resource_limits(
-                    &crate::config::load()?,
-                    &args.limits.limits,
-                )?,
-            },
-            data: serde_json::json!({
-                "config": args.config,
-                "model": format!("{:?}:{}", info.kind, info.model).to_lowercase(),
-                "model_spec": args.model,
-                "model_base_url": info.base_url,
-                "model_base_url_source": model.base_url_source,
-                "approve": format!("{:?}", args.approve.unwrap_or_else(default_mode)).to_lowercase(),
-                "client": args.client.record(),
-                // Committed as the session's `task` payload (redactable), not kept here.
-                (crate::gate::TASK_MEMBER): args.task,
-            }),
-        },
-        progress::observe(approver, style_of(args)),
+    let session = prepared.start(
+        serde_json::json!({
+            "config": args.config,
+            "model": format!("{:?}:{}", info.kind, info.model).to_lowercase(),
+            "model_spec": args.model,
+            "model_base_url": info.base_url,
+            "model_base_url_source": model.base_url_source,
+            "approve": format!("{:?}", args.approve.unwrap_or_else(default_mode)).to_lowercase(),
+            "client": args.client.record(),
+            // Committed as the session's `task` payload (redactable), not kept here.
+            (crate::gate::TASK_MEMBER): args.task,
+        }),
+        super::ticker::quiet_while_asking(progress::observe(approver, style_of(args))),
     )?;
     Ok((session, model))
 }
@@ -269,19 +273,38 @@ fn style_of(args: &RunArgs) -> ProgressStyle {
     }
 }
 
+/// Say which session started, first: on stderr for a person; with `--json`
+/// as the first event (`start`), so a script knows the session's id before
+/// anything else happens (and even if the run is killed).
+pub(crate) fn announce(
+    gate: &Gate,
+    db: &std::path::Path,
+    style: ProgressStyle,
+) -> anyhow::Result<()> {
+    match style {
+        ProgressStyle::Human => crate::errln!(
+            "stele: session {} (policy {}, log {})",
+            gate.session_id(),
+            gate.bundle().digest(),
+            crate::terminal_safe::path(db)
+        ),
+        ProgressStyle::Json => super::json::line(&super::json::RunStart {
+            event: super::json::StartEvent::Start,
+            session: gate.session_id().to_string(),
+            principal: gate.actor().principal.clone(),
+            policy: gate.bundle().digest().to_string(),
+            log: db.display().to_string(),
+        })?,
+    }
+    Ok(())
+}
+
 /// Set up a session (log, policy, sandbox, tools, model), run the task, end the session.
 pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<RunReport> {
     let (session, model) = open_for(args, approver)?;
     let gate = session.gate.clone();
     let style = style_of(args);
-    if style == ProgressStyle::Human {
-        crate::errln!(
-            "stele: session {} (policy {}, log {})",
-            gate.session_id(),
-            gate.bundle().digest(),
-            crate::terminal_safe::path(&session.db)
-        );
-    }
+    announce(&gate, &session.db, style)?;
     let budget = Budget {
         max_steps: args.max_steps.unwrap_or(40),
         max_tokens: args.max_tokens,
@@ -313,7 +336,7 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
     };
     // The VM stops (and the guest's last closes are logged) inside the session.
     session.release_sandbox();
-    finish(&gate, &end, style)?;
+    finish(&gate, &end, &model, style)?;
     if !matches!(end, RunEnd::Paused(_)) {
         session.attest()?;
     }
@@ -379,7 +402,18 @@ pub(crate) fn drive(
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let mut on = |p: crate::agent::Progress<'_>| progress::print(style, p);
+    // A tool that runs for more than a second shows how long it has run
+    // (on a terminal; held while an approval is asked).
+    let mut running: Option<super::ticker::Ticker> = None;
+    let mut on = |p: crate::agent::Progress<'_>| {
+        if matches!(p, crate::agent::Progress::ToolResult { .. }) {
+            running = None;
+        }
+        progress::print(style, p);
+        if let (ProgressStyle::Human, crate::agent::Progress::ToolCall { name, .. }) = (style, p) {
+            running = Some(super::ticker::Ticker::start(&format!("{name} running")));
+        }
+    };
     let end = rt.block_on(agent.run(&mut messages, budget, &mut on));
     progress::end_retry_line();
     // MCP servers stop with the run, inside the session (each stop logged).
@@ -387,7 +421,12 @@ pub(crate) fn drive(
     Ok(end?)
 }
 
-pub(crate) fn finish(gate: &Gate, end: &RunEnd, style: ProgressStyle) -> anyhow::Result<()> {
+pub(crate) fn finish(
+    gate: &Gate,
+    end: &RunEnd,
+    model: &Model,
+    style: ProgressStyle,
+) -> anyhow::Result<()> {
     let (status, text) = match end {
         RunEnd::Answered(a) => (Some(Status::Ok), a.clone()),
         RunEnd::Stopped(t) => (Some(Status::Ok), t.clone()),
@@ -406,7 +445,6 @@ pub(crate) fn finish(gate: &Gate, end: &RunEnd, style: ProgressStyle) -> anyhow:
             crate::terminal_safe::json_line(&serde_json::json!({
                 "event": "end", "session": gate.session_id(), "outcome": end.name(),
                 "detail": end.detail(), "resumable": matches!(end, RunEnd::Paused(_)),
-                "result": format!("{end:?}"),
             }))
         ),
         ProgressStyle::Human => match end {
@@ -419,7 +457,15 @@ pub(crate) fn finish(gate: &Gate, end: &RunEnd, style: ProgressStyle) -> anyhow:
             }
             RunEnd::ModelDenied(w) => crate::errln!(
                 "stopped: the model request was denied: {}",
-                terminal_safe(w, Newlines::Keep)
+                super::denial_words::model_denied(
+                    gate.bundle(),
+                    &gate.actor().principal,
+                    &gate.actor().teams,
+                    crate::provider::config::model_endpoint(&model.provider.describe())
+                        .ok()
+                        .as_ref(),
+                    w
+                )
             ),
             RunEnd::Refused { .. } => {
                 crate::errln!("stopped: {}", terminal_safe(&end.detail(), Newlines::Keep))

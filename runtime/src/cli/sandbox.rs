@@ -54,10 +54,11 @@ pub struct ExecArgs {
     /// The granted workspace folder (appears as /workspace).
     #[arg(long)]
     pub workspace: PathBuf,
-    /// Policy bundle folder (default: the shipped strict default).
+    /// Policy bundle folder [default: as for `stele run`: `policy` in the config,
+    /// $XDG_CONFIG_HOME/stele/policy, /etc/stele/policy, else the built-in strict-default].
     #[arg(long)]
     pub policy: Option<PathBuf>,
-    /// The user on whose behalf the command runs [default: $USER, else $LOGNAME, else local].
+    /// The person the command runs for (as for `stele run`) [default: $USER, else $LOGNAME].
     #[arg(long)]
     pub user: Option<String>,
     /// Wall-clock timeout in seconds.
@@ -69,12 +70,13 @@ pub struct ExecArgs {
     /// Print a JSON result on stdout instead of the command's output.
     #[arg(long)]
     pub json: bool,
-    /// The sandbox's network.
-    #[arg(long, value_enum, default_value_t = NetworkChoice::None)]
-    pub network: NetworkChoice,
-    /// What to do when policy asks a human.
-    #[arg(long, value_enum, default_value_t = ApproveMode::Prompt)]
-    pub approve: ApproveMode,
+    /// The sandbox's network [default: `network` in the config, else none].
+    #[arg(long, value_enum)]
+    pub network: Option<NetworkChoice>,
+    /// What to do when policy asks a human [default: `approve` in the config,
+    /// else prompt on a terminal and refuse without one, as `stele run`].
+    #[arg(long, value_enum)]
+    pub approve: Option<ApproveMode>,
     /// The sandbox backend [default: `backend` in the config, else process].
     #[arg(long, value_enum)]
     pub backend: Option<super::backend::BackendChoice>,
@@ -132,7 +134,19 @@ pub struct BenchArgs {
 pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         SandboxCommand::Check(a) => super::sandbox_check::check(a),
-        SandboxCommand::Exec(a) => exec(*a),
+        SandboxCommand::Exec(a) => match exec(*a) {
+            // The command's own exit codes pass through; stele's own
+            // failures are 125 (as for env(1), timeout(1)), unless they have
+            // a code of their own (69 no sandbox here, 78 not set up).
+            Err(e) if super::exit::code_of(&e) == super::exit::FAILURE => {
+                crate::errln!(
+                    "stele: error: {}",
+                    crate::terminal_safe::line(&format!("{e:#}"))
+                );
+                Ok(ExitCode::from(super::exit::EXEC_FAILED))
+            }
+            other => other,
+        },
         SandboxCommand::Bench(a) => bench(a),
     }
 }
@@ -141,8 +155,18 @@ pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
 const PASS_ENV: [&str; 4] = ["TERM", "LANG", "LC_ALL", "TZ"];
 
 fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
-    let user = crate::principal::from_flag_or_env(args.user.as_deref(), "local")?;
+    // The same defaults as `stele run`: flags, then the configuration.
+    let user = setup::principal(args.user.as_deref())?;
     let layers = crate::config::load()?;
+    let policy = layers.pick("policy", args.policy.clone(), |c| c.policy.clone())?;
+    let network = layers
+        .pick("network", args.network, |c| c.network)?
+        .unwrap_or(NetworkChoice::None);
+    let approve = layers
+        .pick("approve", args.approve, |c| c.approve)?
+        .unwrap_or(ApproveMode::Prompt);
+    let db = layers.pick("db", args.db.clone(), |c| c.db.clone())?;
+    let key = layers.pick("key", args.key.clone(), |c| c.key.clone())?;
     let backend = super::backend::BackendSpec {
         requested: layers
             .pick("backend", args.backend, |c| c.backend)?
@@ -159,15 +183,15 @@ fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let session = setup::open(
         SessionSpec {
             workspace: &args.workspace,
-            policy: args.policy.as_deref(),
+            policy: policy.as_deref(),
             user: Some(&user),
-            db: args.db.as_deref(),
-            key: args.key.as_deref(),
-            network: args.network,
+            db: db.as_deref(),
+            key: key.as_deref(),
+            network,
             backend,
             data: json!({ "command": "sandbox exec" }),
         },
-        approver_for(args.approve, &user),
+        super::ticker::quiet_while_asking(approver_for(approve, &user)),
     )?;
     let result = exec_in(&session, &args);
     session.release_sandbox();
@@ -198,12 +222,21 @@ fn exec_in(session: &OpenSession, args: &ExecArgs) -> anyhow::Result<ExitCode> {
         wall_time: Duration::from_secs(args.timeout),
         ..Limits::default()
     };
-    let outcome = match exec_gated(
+    let ticker = super::ticker::Ticker::start(&format!(
+        "{} running in the sandbox",
+        args.command
+            .first()
+            .map(String::as_str)
+            .unwrap_or("command")
+    ));
+    let gated = exec_gated(
         &session.gate,
         sandbox.as_ref(),
         req,
         json!({ "cwd": args.cwd }),
-    )? {
+    );
+    drop(ticker);
+    let outcome = match gated? {
         GatedExec::Ran(o) => *o,
         GatedExec::Denied(d) => {
             crate::errln!(
@@ -211,15 +244,12 @@ fn exec_in(session: &OpenSession, args: &ExecArgs) -> anyhow::Result<ExitCode> {
                 crate::terminal_safe::line(&d.reason),
                 d.seq
             );
-            return Ok(ExitCode::from(126));
+            return Ok(ExitCode::from(super::exit::EXEC_DENIED));
         }
         GatedExec::Failed(msg) => anyhow::bail!("{}", crate::terminal_safe::line(&msg)),
     };
     if args.json {
-        crate::outln!(
-            "{}",
-            crate::terminal_safe::json_pretty(&outcome_json(&outcome))
-        );
+        super::json::pretty(&outcome_json(&outcome))?;
     } else {
         relay(&mut std::io::stdout(), &outcome.stdout.bytes)?;
         relay(&mut std::io::stderr(), &outcome.stderr.bytes)?;
@@ -299,26 +329,26 @@ fn summary(o: &ExecOutcome) -> String {
     format!("stele sandbox: {}", parts.join(", "))
 }
 
-fn outcome_json(o: &ExecOutcome) -> serde_json::Value {
+fn outcome_json(o: &ExecOutcome) -> super::json::ExecReport {
     let trunc = |t: Truncation| match t {
-        Truncation::Complete => serde_json::Value::Null,
-        Truncation::Truncated { total_bytes } => json!(total_bytes),
+        Truncation::Complete => None,
+        Truncation::Truncated { total_bytes } => Some(total_bytes),
     };
-    json!({
-        "id": o.id,
-        "status": status_text(o.status),
-        "exit_code": o.status.code(),
-        "stdout": String::from_utf8_lossy(&o.stdout.bytes),
-        "stderr": String::from_utf8_lossy(&o.stderr.bytes),
-        "stdout_truncated_total": trunc(o.stdout.truncation),
-        "stderr_truncated_total": trunc(o.stderr.truncation),
-        "user_cpu_ms": o.usage.user_cpu.as_secs_f64() * 1e3,
-        "system_cpu_ms": o.usage.system_cpu.as_secs_f64() * 1e3,
-        "max_rss_bytes": o.usage.max_rss_bytes,
-        "resources": o.usage.group.map(|g| g.to_json()),
-        "session_resources": o.usage.session.map(|s| s.to_json()),
-        "duration_ms": o.duration.as_secs_f64() * 1e3,
-    })
+    super::json::ExecReport {
+        id: o.id.clone(),
+        status: status_text(o.status),
+        exit_code: o.status.code(),
+        stdout: String::from_utf8_lossy(&o.stdout.bytes).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr.bytes).into_owned(),
+        stdout_truncated_total: trunc(o.stdout.truncation),
+        stderr_truncated_total: trunc(o.stderr.truncation),
+        user_cpu_ms: o.usage.user_cpu.as_secs_f64() * 1e3,
+        system_cpu_ms: o.usage.system_cpu.as_secs_f64() * 1e3,
+        max_rss_bytes: o.usage.max_rss_bytes,
+        resources: o.usage.group.map(|g| g.to_json()),
+        session_resources: o.usage.session.map(|s| s.to_json()),
+        duration_ms: o.duration.as_secs_f64() * 1e3,
+    }
 }
 
 /// The benchmark's own mediator: allows the scratch workspace, no network.
@@ -420,21 +450,24 @@ fn bench_in(args: &BenchArgs, scratch: &Path) -> anyhow::Result<ExitCode> {
     let (sm, sp) = (percentile(&boxed, 0.5), percentile(&boxed, 0.99));
     let overhead = ms(sm) - ms(pm);
     if args.json {
-        let v = json!({
-            "runs": args.runs,
-            "workspace": match args.workspace {
+        super::json::pretty(&super::json::SpawnBench {
+            runs: args.runs,
+            workspace: match args.workspace {
                 BenchWorkspace::Mediated => "mediated",
                 BenchWorkspace::Plain => "plain",
-            },
-            "network": match network {
-                NetworkChoice::Proxy => "proxy",
+            }
+            .into(),
+            network: match network {
                 NetworkChoice::None => "none",
-            },
-            "plain_median_ms": ms(pm), "plain_p99_ms": ms(pp),
-            "sandbox_median_ms": ms(sm), "sandbox_p99_ms": ms(sp),
-            "overhead_median_ms": overhead,
-        });
-        crate::outln!("{}", serde_json::to_string_pretty(&v)?);
+                NetworkChoice::Proxy => "proxy",
+            }
+            .into(),
+            plain_median_ms: ms(pm),
+            plain_p99_ms: ms(pp),
+            sandbox_median_ms: ms(sm),
+            sandbox_p99_ms: ms(sp),
+            overhead_median_ms: overhead,
+        })?;
     } else {
         crate::outln!(
             "spawn of /usr/bin/true, {} interleaved runs each ({:?} workspace, network {:?})",

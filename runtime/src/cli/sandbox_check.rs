@@ -94,6 +94,6 @@ pub(crate) fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     Ok(if verdict.is_ok() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::FAILURE
+        ExitCode::from(super::exit::SANDBOX_UNAVAILABLE)
     })
 }

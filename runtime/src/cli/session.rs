@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use stele_attest::load_key_file;
 use stele_audit::leaf::Leaf;
 use stele_audit::{EventKind, Status};
 use stele_policy::Bundle;
@@ -44,11 +43,20 @@ pub enum SessionCommand {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        /// Read without recording, with the log's verifier key (see `stele audit show --vkey`).
+        #[arg(long)]
+        vkey: Option<String>,
     },
     /// Show one session's entries (recorded as an audit read).
     Show {
         /// Session id.
         id: String,
+        /// Read without recording, with the log's verifier key (see `stele audit show --vkey`).
+        #[arg(long)]
+        vkey: Option<String>,
+        /// One JSON leaf per line (the log's own format, docs/audit-format.md).
+        #[arg(long)]
+        json: bool,
     },
     /// Continue an unfinished session (crashed, killed, or paused by a provider outage).
     Resume {
@@ -78,8 +86,8 @@ pub fn run(args: SessionArgs) -> anyhow::Result<ExitCode> {
     let db = args.db.clone().unwrap_or_else(paths::default_db);
     let key = args.key.clone().unwrap_or_else(paths::default_key);
     match args.command {
-        SessionCommand::List { json } => list(&db, &key, json),
-        SessionCommand::Show { id } => show(&db, &key, &id),
+        SessionCommand::List { json, vkey } => list(&db, &key, vkey.as_deref(), json),
+        SessionCommand::Show { id, vkey, json } => show(&db, &key, vkey.as_deref(), &id, json),
         SessionCommand::Resume {
             id,
             model,
@@ -91,24 +99,30 @@ pub fn run(args: SessionArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn all_leaves(store: &stele_audit::Store) -> anyhow::Result<Vec<Leaf>> {
+fn all_leaves(store: &stele_audit::Store, size: u64) -> anyhow::Result<Vec<Leaf>> {
     let mut v = Vec::new();
-    store.for_each_entry(0, u64::MAX, |_, b, _| {
+    store.for_each_entry(0, size, |_, b, _| {
         v.push(Leaf::parse_canonical(b)?);
         Ok(())
     })?;
     Ok(v)
 }
 
-fn list(db: &std::path::Path, key: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
-    let log = super::audit::open_for_read(
+fn list(
+    db: &std::path::Path,
+    key: &std::path::Path,
+    vkey: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let reader = super::audit_read::open(
         db,
         key,
+        vkey,
         None,
         serde_json::json!({"command": "session list"}),
     )?;
-    let leaves = all_leaves(&log.store()?)?;
-    log.close()?;
+    let leaves = reader.with_store(all_leaves)?;
+    reader.close()?;
     // One pass: sessions in the order they started, each with its entry
     // count, its end (if any) and its last entry.
     let mut order: Vec<&str> = Vec::new();
@@ -139,12 +153,13 @@ fn list(db: &std::path::Path, key: &std::path::Path, json: bool) -> anyhow::Resu
         let Some(start) = sum.start else { continue };
         let state = sum.state();
         if json {
-            crate::outln!(
-                "{}",
-                terminal_safe::json_line(
-                    &serde_json::json!({"id": id, "principal": start.actor.principal, "started": start.ts, "entries": sum.entries, "state": state})
-                )
-            );
+            super::json::line(&super::json::SessionSummary {
+                id: id.to_string(),
+                principal: start.actor.principal.clone(),
+                started: start.ts.clone(),
+                entries: sum.entries,
+                state,
+            })?;
         } else {
             // Every field from the log on one line, escaped: none can
             // drive the terminal or forge another line.
@@ -199,22 +214,49 @@ impl SessionSummary<'_> {
     }
 }
 
-fn show(db: &std::path::Path, key: &std::path::Path, id: &str) -> anyhow::Result<ExitCode> {
-    let log = super::audit::open_for_read(
+fn show(
+    db: &std::path::Path,
+    key: &std::path::Path,
+    vkey: Option<&str>,
+    id: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let reader = super::audit_read::open(
         db,
         key,
+        vkey,
         None,
         serde_json::json!({"command": "session show", "session": id}),
     )?;
-    let leaves = conversation::session_leaves(&log.store()?, id)?;
-    log.close()?;
+    // Only what was verified (a read-only reader) or what the log held.
+    let leaves: Vec<Leaf> = reader.with_store(|store, size| {
+        Ok(conversation::session_leaves(store, id)?
+            .into_iter()
+            .filter(|l| l.seq < size)
+            .collect())
+    })?;
+    reader.close()?;
     anyhow::ensure!(
         !leaves.is_empty(),
         "session {id} is not in {}",
         terminal_safe::path(db)
     );
+    if json {
+        for l in &leaves {
+            // The leaf in its canonical form, as the log stores it.
+            crate::outln!(
+                "{}",
+                terminal_safe::json_text(&String::from_utf8_lossy(&l.encode()?))
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    crate::outln!("session {}", terminal_safe::line(id));
     for l in &leaves {
-        crate::outln!("{}", super::entry_line::summary(l));
+        crate::outln!(
+            "{}",
+            super::entry_line::line(l, super::entry_line::SessionColumn::Implied)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -230,7 +272,7 @@ fn resume(
     max_steps: u32,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let signer = Arc::new(load_key_file(key).context("the audit signing key")?);
+    let signer = super::state::signing_key(key)?;
     // Read (read-only) where the session worked, and check that folder
     // before anything is written to the log or run.
     let start = {
@@ -333,6 +375,8 @@ fn resume(
             terminal_safe::line(id),
             messages.len()
         );
+    } else {
+        super::run::announce(&session.gate, &session.db, style)?;
     }
     let budget = Budget {
         max_steps,
@@ -350,7 +394,7 @@ fn resume(
         }
     };
     session.release_sandbox();
-    finish(&session.gate, &end, style)?;
+    finish(&session.gate, &end, &model, style)?;
     if !matches!(end, RunEnd::Paused(_)) {
         session.attest()?;
     }

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context as _;
-use stele_attest::load_key_file;
 use stele_audit::{AuditLog, LogOptions};
 use stele_policy::{Bundle, Network, SandboxBackend, SandboxFacts};
 use stele_sandbox::exec::Sandbox;
@@ -135,6 +134,30 @@ pub fn open_log(
 
 /// Open the log, load the policy, start the session.
 pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Result<OpenSession> {
+    let data = spec.data.clone();
+    prepare(&spec)?.start(data, approver)
+}
+
+/// Everything a session needs checked, before anything is written: the
+/// workspace, the principal, the isolation of stele's own files, the
+/// policy bundle and the signing key. A caller checks its own inputs (a
+/// model's API key) after these, so that one mistake does not hide another.
+pub struct Prepared {
+    workspace: PathBuf,
+    user: String,
+    teams: Vec<String>,
+    witnessing: Witnessing,
+    db: PathBuf,
+    key: PathBuf,
+    signer: Arc<stele_attest::Ed25519Signer>,
+    bundle: Arc<Bundle>,
+    origin: &'static str,
+    network: NetworkChoice,
+    backend: BackendSpec,
+}
+
+/// Check what `spec` names (see [`Prepared`]); nothing is written.
+pub fn prepare(spec: &SessionSpec<'_>) -> anyhow::Result<Prepared> {
     let workspace = spec
         .workspace
         .canonicalize()
@@ -175,77 +198,123 @@ pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Resul
         .teams_of(&user)
         .map(str::to_string)
         .collect();
-    let signer = Arc::new(
-        load_key_file(&key)
-            .with_context(|| "the audit signing key (create one with `stele keys init`)")?,
-    );
-    let log = open_log(&db, signer.clone())?;
-    let id = format!("s-{}", uuid::Uuid::new_v4().simple());
-    let mut data = serde_json::json!({
-        "workspace": workspace.display().to_string(),
-        "network": format!("{:?}", spec.network).to_lowercase(),
-        "policy_source": located.origin.as_str(),
-    });
-    merge(&mut data, spec.data);
-    let info = SessionInfo {
-        id,
-        principal: user,
-        teams,
-    };
-    let deferred = Arc::new(DeferredMediator::default());
-    let built = match backend::build(
-        &spec.backend,
-        &workspace,
-        deferred.clone(),
-        network_mode(spec.network),
-    ) {
-        Ok(b) => b,
-        Err(e) => {
-            // The refusal is in the log too: a session that ran nothing.
-            data["sandbox_error"] = serde_json::json!(format!("{e:#}"));
-            let facts = facts(spec.backend.requested, spec.network);
-            if let Ok(gate) = Gate::start_session(log.clone(), bundle, info, approver, facts, data)
-            {
-                let _ = gate.end_session(stele_audit::Status::Error, Some(format!("{e:#}")));
-            }
-            if let Ok(l) = Arc::try_unwrap(log) {
-                let _ = l.close();
-            }
-            return Err(e);
-        }
-    };
-    let Built {
-        sandbox,
-        ran,
-        record,
-        attestation,
-    } = built;
-    // Which backend runs the commands (and, for the VM, its image, jail…).
-    merge(&mut data, record);
-    let gate = Arc::new(Gate::start_session(
-        log.clone(),
-        bundle,
-        info,
-        approver,
-        facts(ran, spec.network),
-        data,
-    )?);
-    let (gate, log) = witnessed_start(&witnessing, gate, log, &db)?;
-    let mediator: Arc<dyn Mediator> =
-        Arc::new(GateMediator::with_parent(gate.clone(), Parent::Session));
-    deferred.bind(mediator.clone());
-    Ok(OpenSession {
-        gate,
-        log,
+    if teams.is_empty() && bundle.teams().next().is_some() {
+        // Said before anything runs: every denial that follows has this cause
+        // (a bundle without teams, like the strict default, has no members).
+        crate::errln!(
+            "stele: warning: you ({}) are not in this policy's members list ({}): rules \
+             written for teams will not apply to you; ask whoever maintains the policy to add \
+             you, or give --user",
+            crate::terminal_safe::line(&user),
+            crate::terminal_safe::path(&policy.join("members.toml"))
+        );
+    }
+    let signer = super::state::signing_key(&key)?;
+    Ok(Prepared {
         workspace,
+        user,
+        teams,
+        witnessing,
         db,
         key,
-        network: spec.network,
-        sandbox: Mutex::new(Some(sandbox)),
-        mediator,
-        attestation,
         signer,
+        bundle,
+        origin: located.origin.as_str(),
+        network: spec.network,
+        backend: spec.backend.clone(),
     })
+}
+
+impl Prepared {
+    /// Open the log, build the sandbox and start the session, with `extra`
+    /// fields in `session.start`.
+    pub fn start(
+        self,
+        extra: serde_json::Value,
+        approver: Box<dyn Approver>,
+    ) -> anyhow::Result<OpenSession> {
+        let Prepared {
+            workspace,
+            user,
+            teams,
+            witnessing,
+            db,
+            key,
+            signer,
+            bundle,
+            origin,
+            network,
+            backend: backend_spec,
+        } = self;
+        let log = open_log(&db, signer.clone())?;
+        let id = format!("s-{}", uuid::Uuid::new_v4().simple());
+        let mut data = serde_json::json!({
+            "workspace": workspace.display().to_string(),
+            "network": format!("{:?}", network).to_lowercase(),
+            "policy_source": origin,
+        });
+        merge(&mut data, extra);
+        let info = SessionInfo {
+            id,
+            principal: user,
+            teams,
+        };
+        let deferred = Arc::new(DeferredMediator::default());
+        let built = match backend::build(
+            &backend_spec,
+            &workspace,
+            deferred.clone(),
+            network_mode(network),
+        ) {
+            Ok(b) => b,
+            Err(e) => {
+                // The refusal is in the log too: a session that ran nothing.
+                data["sandbox_error"] = serde_json::json!(format!("{e:#}"));
+                let facts = facts(backend_spec.requested, network);
+                if let Ok(gate) =
+                    Gate::start_session(log.clone(), bundle, info, approver, facts, data)
+                {
+                    let _ = gate.end_session(stele_audit::Status::Error, Some(format!("{e:#}")));
+                }
+                if let Ok(l) = Arc::try_unwrap(log) {
+                    let _ = l.close();
+                }
+                return Err(e);
+            }
+        };
+        let Built {
+            sandbox,
+            ran,
+            record,
+            attestation,
+        } = built;
+        // Which backend runs the commands (and, for the VM, its image, jail…).
+        merge(&mut data, record);
+        let gate = Arc::new(Gate::start_session(
+            log.clone(),
+            bundle,
+            info,
+            approver,
+            facts(ran, network),
+            data,
+        )?);
+        let (gate, log) = witnessed_start(&witnessing, gate, log, &db)?;
+        let mediator: Arc<dyn Mediator> =
+            Arc::new(GateMediator::with_parent(gate.clone(), Parent::Session));
+        deferred.bind(mediator.clone());
+        Ok(OpenSession {
+            gate,
+            log,
+            workspace,
+            db,
+            key,
+            network,
+            sandbox: Mutex::new(Some(sandbox)),
+            mediator,
+            attestation,
+            signer,
+        })
+    }
 }
 
 /// Publish the log's checkpoint to the configured witnesses before the

@@ -7,12 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use stele_sandbox::exec::{ExecRequest, ExitStatus, Sandbox};
 use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig};
-use stele_sandbox::vm::{
-    build_image, AccelChoice, ImageStore, VmReport, VmSandbox, VmSandboxConfig,
-};
+use stele_sandbox::vm::{AccelChoice, ImageStore, VmReport, VmSandbox, VmSandboxConfig};
 use stele_sandbox::{
     FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict, Ticket, Verdict,
 };
@@ -134,21 +131,26 @@ pub fn probe() -> VmReport {
     VmReport::probe(&default_store(), &agent_path())
 }
 
-/// The report as JSON.
+/// The report as JSON (docs/json/vm-check.schema.json).
 pub fn report_json(r: &VmReport) -> serde_json::Value {
-    json!({
-        "qemu": r.qemu.as_ref().ok(),
-        "kvm_usable": r.kvm == stele_sandbox::vm::KvmProbe::Usable,
-        "kvm_detail": match &r.kvm {
+    serde_json::to_value(vm_check(r)).unwrap_or_default()
+}
+
+/// The report as its typed shape.
+pub fn vm_check(r: &VmReport) -> super::json::VmCheck {
+    super::json::VmCheck {
+        qemu: r.qemu.as_ref().ok().cloned(),
+        kvm_usable: r.kvm == stele_sandbox::vm::KvmProbe::Usable,
+        kvm_detail: match &r.kvm {
             stele_sandbox::vm::KvmProbe::Usable => None,
             stele_sandbox::vm::KvmProbe::Unusable(why) => Some(why.clone()),
         },
-        "tcg": r.tcg,
-        "image_digest": r.image.as_ref().ok().map(|(d, _)| d.clone()),
-        "image_error": r.image.as_ref().err(),
-        "agent": r.agent.as_ref().ok().map(|p| p.display().to_string()),
-        "ready": r.ready(),
-    })
+        tcg: r.tcg,
+        image_digest: r.image.as_ref().ok().map(|(d, _)| d.clone()),
+        image_error: r.image.as_ref().err().cloned(),
+        agent: r.agent.as_ref().ok().map(|p| p.display().to_string()),
+        ready: r.ready(),
+    }
 }
 
 /// Run `stele vm`.
@@ -157,7 +159,7 @@ pub fn run(args: VmArgs) -> anyhow::Result<ExitCode> {
         VmCommand::Check(a) => {
             let r = probe();
             if a.json {
-                crate::outln!("{}", serde_json::to_string_pretty(&report_json(&r))?);
+                super::json::pretty(&vm_check(&r))?;
             } else {
                 crate::out!("{}", r.render());
                 crate::outln!(
@@ -168,27 +170,22 @@ pub fn run(args: VmArgs) -> anyhow::Result<ExitCode> {
             Ok(if r.ready() {
                 ExitCode::SUCCESS
             } else {
-                ExitCode::FAILURE
+                ExitCode::from(super::exit::SANDBOX_UNAVAILABLE)
             })
         }
         VmCommand::Bench(a) => bench(&a),
         VmCommand::Image(ImageArgs {
             command: ImageCommand::Build(a),
         }) => {
-            let store = store(&a);
-            // A new store is private (0700); the images inside stay
-            // readable by the jailed QEMU, which gets them as mounts.
-            crate::paths::ensure_private_dir(store.root())?;
-            let started = Instant::now();
-            let report = build_image(&store, &mut |step| crate::errln!("vm image: {step}"))?;
-            let m = &report.image.manifest;
-            if report.cached {
-                crate::errln!("vm image: cached ({})", report.image.dir.display());
+            let built = super::vm_image::build(&store(&a), super::vm_image::Why::Asked)?;
+            let m = &built.image.manifest;
+            if built.cached {
+                crate::errln!("vm image: cached ({})", built.image.dir.display());
             } else {
                 crate::errln!(
                     "vm image: built in {:.1} s ({})",
-                    started.elapsed().as_secs_f64(),
-                    report.image.dir.display()
+                    built.seconds,
+                    built.image.dir.display()
                 );
             }
             crate::errln!(
@@ -390,7 +387,7 @@ pub fn vm_sandbox(
     quota: stele_sandbox::fs::WriteQuota,
     resources: &stele_sandbox::resources::ResourceLimits,
 ) -> anyhow::Result<VmSandbox> {
-    let image = default_store().current()?;
+    let image = super::vm_image::current_or_build(&default_store())?;
     let mut cfg = VmSandboxConfig::new(workspace, mediator, image, agent_path());
     cfg.network = network;
     cfg.workspace_quota = quota;

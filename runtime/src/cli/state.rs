@@ -1,0 +1,45 @@
+//! stele's own files as commands meet them: the signing key and the log,
+//! with an error that says how to create what is missing (not the system's
+//! "No such file or directory" on its own).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use stele_attest::{load_key_file, AttestError, Ed25519Signer};
+
+use super::exit::Stop;
+use crate::terminal_safe;
+
+/// The log's signing key at `path`; a missing key is [`Stop::NotSetUp`]
+/// naming `stele keys init`.
+pub fn signing_key(path: &Path) -> anyhow::Result<Arc<Ed25519Signer>> {
+    match load_key_file(path) {
+        Ok(k) => Ok(Arc::new(k)),
+        Err(AttestError::KeyIo { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(Stop::NotSetUp {
+                what: format!(
+                    "no audit signing key at {} (this machine has none yet)",
+                    terminal_safe::path(path)
+                ),
+                fix: "create one with `stele keys init` (or give the key with --key FILE)".into(),
+            }
+            .into())
+        }
+        // Its message names the file and the cause once (no repeated chain).
+        Err(e) => Err(anyhow::anyhow!("{e}")),
+    }
+}
+
+/// Refuse a log that does not exist yet, saying how it comes to be.
+pub fn existing_log(db: &Path) -> anyhow::Result<()> {
+    if db.exists() {
+        return Ok(());
+    }
+    Err(Stop::NotSetUp {
+        what: format!("no audit log at {} yet", terminal_safe::path(db)),
+        fix: "stele creates it with the first session (`stele run`, `stele sandbox exec`), \
+              or create it now with `stele audit init` (or give the log with --db FILE)"
+            .into(),
+    }
+    .into())
+}
