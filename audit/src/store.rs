@@ -59,12 +59,19 @@ pub struct OpenIntent {
 }
 
 impl Store {
-    /// Open an existing database read-only.
+    /// Open an existing database read-only (never writes, so it runs on
+    /// copies and read-only media). A file with more than one hard link is
+    /// refused (see `writer_lock`: another name may see another state).
     pub fn open(path: &Path) -> Result<Self, AuditError> {
-        if !path.exists() {
-            return Err(AuditError::Io {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::metadata(path).map_err(|source| AuditError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if meta.nlink() > 1 {
+            return Err(AuditError::HardLinked {
                 path: path.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                links: meta.nlink(),
             });
         }
         let conn = Connection::open_with_flags(
@@ -88,6 +95,23 @@ impl Store {
     /// The underlying connection.
     pub fn conn(&self) -> &Connection {
         &self.conn
+    }
+
+    /// Read everything that follows from one consistent state of the
+    /// database (one read transaction), however much a writer appends
+    /// meanwhile, until the returned guard is dropped. Without it each
+    /// query would see the log as it is when that query starts: checkpoints
+    /// read before entries then disagree with a live log.
+    pub fn snapshot(&self) -> Result<Snapshot<'_>, AuditError> {
+        self.conn
+            .execute_batch("BEGIN DEFERRED")
+            .map_err(self.err())?;
+        let guard = Snapshot { store: self };
+        // A deferred transaction takes its snapshot at its first read.
+        self.conn
+            .query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0))
+            .map_err(self.err())?;
+        Ok(guard)
     }
 
     /// The database path.
@@ -238,13 +262,20 @@ impl Store {
 
     /// All payload rows.
     pub fn payloads(&self) -> Result<Vec<StoredPayload>, AuditError> {
+        self.payloads_from(0)
+    }
+
+    /// Payload rows of entries from index `from` on, in index order.
+    pub fn payloads_from(&self, from: u64) -> Result<Vec<StoredPayload>, AuditError> {
         let mut st = self
             .conn
             .prepare(
-                "SELECT cmt, seq, media, size, salt, body, redacted_seq FROM payloads ORDER BY seq",
+                "SELECT cmt, seq, media, size, salt, body, redacted_seq FROM payloads WHERE seq >= ?1 ORDER BY seq",
             )
             .map_err(self.err())?;
-        let rows = st.query_map([], payload_row).map_err(self.err())?;
+        let rows = st
+            .query_map([from as i64], payload_row)
+            .map_err(self.err())?;
         rows.collect::<Result<_, _>>().map_err(self.err())
     }
 
@@ -307,6 +338,19 @@ impl Store {
             .query_row("SELECT sum(length(leaf)) FROM entries", [], |r| r.get(0))
             .map_err(self.err())?;
         Ok(c.unwrap_or(0) as u64)
+    }
+}
+
+/// An open read transaction on a [`Store`]; ends when dropped.
+#[derive(Debug)]
+pub struct Snapshot<'a> {
+    store: &'a Store,
+}
+
+impl Drop for Snapshot<'_> {
+    fn drop(&mut self) {
+        // Read-only: nothing to keep or lose.
+        let _ = self.store.conn.execute_batch("ROLLBACK");
     }
 }
 

@@ -282,7 +282,7 @@ fn forked_history_contradicting_the_anchor_is_caught() {
     let log = g.create();
     sample_session(&log, "x");
     for _ in 0..20 {
-        log.append_blocking(Event::new(EventKind::Heartbeat, actor()))
+        log.append_blocking(Event::new(EventKind::PolicyDecision, actor()))
             .unwrap();
     }
     log.close().unwrap();

@@ -153,7 +153,7 @@ fn build(
     let verifier = log.verifier().clone();
     let (cp, _) = Checkpoint::open(note, &verifier)?;
 
-    let mut checker = LeafChecker::new(log.origin());
+    let mut checker = LeafChecker::new(log.origin(), &log.verifier().to_string());
     let mut tiles = TileBuilder::new();
     let mut done: Vec<TileFile> = Vec::new();
     let ocsf_path = tmp.join(OCSF);
