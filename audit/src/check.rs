@@ -252,7 +252,7 @@ impl LeafChecker {
         if leaf.log != self.origin {
             return Err(format!("leaf belongs to log {:?}", leaf.log));
         }
-        crate::rules::check_values(leaf, &self.log_key)?;
+        crate::rules::check_values_but_links(leaf, &self.log_key)?;
         if (i == 0) != (leaf.kind == EventKind::LogGenesis) {
             return Err("log.genesis must be exactly the first entry".into());
         }
@@ -376,6 +376,7 @@ impl LeafChecker {
         match self.sessions.get_mut(s.id) {
             // A session that began before a resumed checker's start.
             None if self.start > 0 && leaf.kind != EventKind::SessionStart && s.n > 0 => {
+                crate::rules::hash_field("session.prev", s.prev.unwrap_or_default())?;
                 let seen = SessionSeen {
                     n: s.n,
                     head: *h,
@@ -441,6 +442,7 @@ impl LeafChecker {
         let Some((kind, ih)) = self.open.remove(&r.intent_seq) else {
             if r.intent_seq < self.start {
                 // Opened before a resumed checker's start: not seen here.
+                crate::rules::hash_field("refs.intent_leaf", r.intent_leaf)?;
                 self.interrupted += u64::from(leaf.kind == EventKind::Interrupted);
                 return Ok(());
             }

@@ -193,6 +193,8 @@ pub(crate) fn prepare(
     configure(&conn).map_err(not_a_log)?;
     let verifier = signer.verifier();
     let store = Store::from_conn(conn, path);
+    store.check_is_log()?;
+    crate::schema::upgrade(store.conn()).map_err(AuditError::sqlite(path))?;
     let now = crate::marker::now_secs();
     let checked = startup::check(
         &store,

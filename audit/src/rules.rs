@@ -16,9 +16,33 @@ use crate::payload::COMMIT_PREFIX;
 /// Longest session id, in bytes.
 pub const MAX_SESSION_ID: usize = 128;
 
-/// Check every value rule of one leaf. `log_key` is the log's verifier
-/// key in text form (the genesis entry must name it).
+/// Check every value rule of one leaf, the hash texts included. `log_key`
+/// is the log's verifier key in text form (the genesis entry must name it).
 pub fn check_values(leaf: &LeafView<'_>, log_key: &str) -> Result<(), String> {
+    check_values_but_links(leaf, log_key)?;
+    if let Some(s) = &leaf.session {
+        if let Some(p) = s.prev {
+            hash_field("session.prev", p)?;
+        }
+    }
+    if let Some(p) = leaf.prev {
+        hash_field("prev", p)?;
+    }
+    if let Some(r) = &leaf.refs {
+        hash_field("refs.intent_leaf", r.intent_leaf)?;
+    }
+    for c in leaf.commits() {
+        commit_field(&c)?;
+    }
+    Ok(())
+}
+
+/// [`check_values`] without the hash texts (`prev`, `session.prev`,
+/// `refs.intent_leaf`, payload commitments): the chain checks in
+/// [`crate::check`] decode each of those anyway (a text that does not
+/// decode to the one right hash fails there), so a verifier need not
+/// decode them twice.
+pub fn check_values_but_links(leaf: &LeafView<'_>, log_key: &str) -> Result<(), String> {
     if leaf.v != LEAF_VERSION {
         return Err(format!(
             "format version {} (only {LEAF_VERSION} is defined)",
@@ -34,17 +58,11 @@ pub fn check_values(leaf: &LeafView<'_>, log_key: &str) -> Result<(), String> {
                 s.id.len()
             ));
         }
-        if let Some(p) = s.prev {
-            hash_field("session.prev", p)?;
-        }
-    }
-    if let Some(p) = leaf.prev {
-        hash_field("prev", p)?;
     }
     let closes = matches!(leaf.kind.role(), IntentRole::Result(_))
         || leaf.kind == EventKind::Interrupted;
     match (&leaf.refs, closes) {
-        (Some(r), true) => hash_field("refs.intent_leaf", r.intent_leaf)?,
+        (Some(_), true) => {}
         (None, true) => return Err(format!("{} must name its intent (refs)", leaf.kind)),
         (Some(_), false) => {
             return Err(format!(
@@ -53,9 +71,6 @@ pub fn check_values(leaf: &LeafView<'_>, log_key: &str) -> Result<(), String> {
             ))
         }
         (None, false) => {}
-    }
-    for c in leaf.commits() {
-        commit_field(&c)?;
     }
     check_data(leaf, log_key)
 }
@@ -122,7 +137,7 @@ pub fn is_lower_hex(c: u8) -> bool {
 }
 
 /// A hash field: canonical standard base64 (with padding) of 32 bytes.
-fn hash_field(name: &str, v: &str) -> Result<(), String> {
+pub fn hash_field(name: &str, v: &str) -> Result<(), String> {
     parse_hash_b64(v)
         .map(|_| ())
         .ok_or_else(|| format!("{name} is not the base64 of a 32-byte hash"))

@@ -146,7 +146,15 @@ pub(crate) fn verify_store(
                 ),
             ));
         }
-        expect.insert(cp.size, (cp.root, "stored checkpoint"));
+        if expect
+            .insert(cp.size, (cp.root, "stored checkpoint"))
+            .is_some_and(|(r, _)| r != cp.root)
+        {
+            return Err(tampered(
+                size.checked_sub(1),
+                format!("two signed checkpoints for size {size} have different roots (fork)"),
+            ));
+        }
         report.checkpoints += 1;
     }
     let Some((&latest, &(latest_root, _))) = expect.iter().next_back() else {

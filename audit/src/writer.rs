@@ -86,6 +86,8 @@ pub(crate) struct Writer {
     pub refused: Option<String>,
     /// Size of the newest verified-through marker recorded.
     pub verified_size: u64,
+    /// Where the tree's internal nodes go.
+    pub tree: crate::schema::TreeLayout,
 }
 
 /// A request to the sequencer that needs an entry.
@@ -110,7 +112,9 @@ impl Writer {
         open_intents: HashMap<u64, (EventKind, Hash)>,
         latest_note: &str,
     ) -> Result<Self, AuditError> {
+        let tree = crate::schema::TreeLayout::of(&conn).map_err(AuditError::sqlite(path))?;
         Ok(Self {
+            tree,
             conn,
             path: path.to_path_buf(),
             origin: signer.name().to_string(),

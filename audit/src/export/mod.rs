@@ -8,6 +8,8 @@
 
 #[cfg(feature = "store")]
 pub mod attestation;
+#[cfg(feature = "store")]
+pub mod binary_digest;
 pub mod layout;
 #[cfg(feature = "store")]
 pub mod ocsf;

@@ -9,7 +9,6 @@ use stele_attest::Checkpoint;
 use super::{Built, Writer};
 use crate::error::AuditError;
 use crate::event::{EventKind, IntentRole};
-use crate::schema::node_id;
 
 impl Writer {
     /// Insert everything and the signed checkpoint, then COMMIT (fsync).
@@ -25,7 +24,12 @@ impl Writer {
                 .prepare_cached("INSERT INTO entries(seq, leaf, leaf_hash) VALUES (?1, ?2, ?3)")
                 .map_err(&e)?;
             let mut ins_node = tx
-                .prepare_cached("INSERT INTO tree_hashes(id, h) VALUES (?1, ?2)")
+                .prepare_cached(match self.tree {
+                    crate::schema::TreeLayout::Tlog => "INSERT INTO tree_nodes(id, h) VALUES (?1, ?2)",
+                    crate::schema::TreeLayout::Legacy => {
+                        "INSERT INTO tree_hashes(id, h) VALUES (?1, ?2)"
+                    }
+                })
                 .map_err(&e)?;
             let mut ins_payload = tx
                 .prepare_cached("INSERT INTO payloads(cmt, seq, media, size, salt, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
@@ -41,8 +45,8 @@ impl Writer {
                 .map_err(&e)?;
             let mut up_session = tx
                 .prepare_cached(
-                    "INSERT INTO sessions(id, n, head, ended) VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT(id) DO UPDATE SET n = excluded.n, head = excluded.head, ended = excluded.ended",
+                    "INSERT INTO sessions(id, n, head, ended, first, last) VALUES (?1, ?2, ?3, ?4, ?5, ?5) \
+                     ON CONFLICT(id) DO UPDATE SET n = excluded.n, head = excluded.head, ended = excluded.ended, last = excluded.last",
                 )
                 .map_err(&e)?;
             for b in built.iter().flatten() {
@@ -51,7 +55,7 @@ impl Writer {
                     .map_err(&e)?;
                 for n in &b.nodes {
                     ins_node
-                        .execute(params![node_id(n.level, n.index), &n.hash[..]])
+                        .execute(params![self.tree.row_id(n.level, n.index), &n.hash[..]])
                         .map_err(&e)?;
                 }
                 for p in &b.payloads {
@@ -84,7 +88,7 @@ impl Writer {
                         EventKind::SessionEnd | EventKind::SessionInterrupted
                     );
                     up_session
-                        .execute(params![id, *n as i64, &b.hash[..], ended as i64])
+                        .execute(params![id, *n as i64, &b.hash[..], ended as i64, b.seq as i64])
                         .map_err(&e)?;
                 }
             }
@@ -102,8 +106,14 @@ impl Writer {
             root: self.frontier.root(),
         };
         let note = cp.sign(self.signer.as_ref())?.to_text();
+        // The newest checkpoint replaces the one before: a stored
+        // checkpoint per commit added nothing a verifier needs (it
+        // recomputes every root) and made verification check a signature
+        // every few entries; and an attacker holding only the file now has
+        // no signed checkpoint to cut the log back to.
         tx.execute(
-            "INSERT INTO checkpoints(size, note) VALUES (?1, ?2)",
+            "INSERT INTO head(id, size, note) VALUES (1, ?1, ?2) \
+             ON CONFLICT(id) DO UPDATE SET size = excluded.size, note = excluded.note",
             params![cp.size as i64, note],
         )
         .map_err(&e)?;

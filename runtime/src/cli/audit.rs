@@ -101,7 +101,8 @@ pub enum AuditCommand {
         #[arg(long = "witness", required = true)]
         witnesses: Vec<String>,
     },
-    /// Measure appends, latency, verification speed and overhead on a scratch log.
+    /// Measure appends, latency, the start-up check, verification speed
+    /// and overhead on a scratch log.
     Bench {
         /// Concurrent writers.
         #[arg(long, default_value_t = 64)]
@@ -110,8 +111,19 @@ pub enum AuditCommand {
         #[arg(long, default_value_t = 200_000)]
         entries: u64,
         /// Appends in the one-writer, one-at-a-time run.
-        #[arg(long, default_value_t = 300)]
+        #[arg(long, default_value_t = 1000)]
         serial: u64,
+        /// Append on top of a log already holding this many entries; a
+        /// comma-separated list runs once per size (e.g. 0,1000000,10000000).
+        #[arg(long, value_delimiter = ',', default_value = "0")]
+        existing: Vec<u64>,
+        /// Where the logs of --existing sizes are built once and kept
+        /// [default: $XDG_CACHE_HOME/stele/bench or ~/.cache/stele/bench].
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// Skip verifying the whole log afterwards.
+        #[arg(long)]
+        no_verify: bool,
         /// Keep the scratch log in this folder.
         #[arg(long)]
         keep: Option<PathBuf>,
@@ -244,15 +256,28 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             writers,
             entries,
             serial,
+            existing,
+            cache,
+            no_verify,
             keep,
         } => {
-            let r = stele_audit::bench::run(&stele_audit::bench::BenchOptions {
-                writers,
-                entries,
-                serial_entries: serial,
-                keep,
-            })?;
-            print!("{r}");
+            let mut reports = Vec::new();
+            for n in existing {
+                let r = stele_audit::bench::run(&stele_audit::bench::BenchOptions {
+                    writers,
+                    entries,
+                    serial_entries: serial,
+                    existing: n,
+                    cache: cache.clone().unwrap_or_else(stele_audit::bench::default_cache),
+                    keep: keep.clone(),
+                    verify: !no_verify,
+                })?;
+                print!("{r}");
+                reports.push(r);
+            }
+            if reports.len() > 1 {
+                print!("{}", stele_audit::bench::summary(&reports));
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -485,12 +510,13 @@ fn print_report(r: &VerifyReport) {
             u.seq, u.kind
         );
     }
-    println!(
-        "  took {:.3} s wall, {:.3} s CPU ({:.0} entries/s on one core)",
-        r.seconds,
-        r.cpu_seconds,
-        r.entries as f64 / r.cpu_seconds.max(1e-9)
-    );
+    match stele_audit::cpu_time::meaningful_rate(r.entries, r.cpu_seconds) {
+        Some(rate) => println!(
+            "  took {:.3} s wall, {:.3} s CPU ({rate:.0} entries/s on one core)",
+            r.seconds, r.cpu_seconds
+        ),
+        None => println!("  took {:.3} s wall, {:.3} s CPU", r.seconds, r.cpu_seconds),
+    }
 }
 
 fn export(db: &Path, key: &Path, a: ExportArgs) -> anyhow::Result<ExitCode> {
