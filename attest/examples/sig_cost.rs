@@ -34,7 +34,10 @@ fn main() {
     let sk = SigningKey::from_bytes(&[9; 32]);
     let vk = sk.verifying_key();
     let msgs: Vec<Vec<u8>> = (0..n)
-        .map(|i| format!("audit.example/log\n{i}\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n").into_bytes())
+        .map(|i| {
+            format!("audit.example/log\n{i}\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n")
+                .into_bytes()
+        })
         .collect();
     let sigs: Vec<Signature> = msgs.iter().map(|m| sk.sign(m)).collect();
     let nv = NoteVerifier::new("audit.example/log", vk.to_bytes());

@@ -59,7 +59,10 @@ mod tests {
                 x = x.wrapping_mul(31).wrapping_add(i);
             }
             rounds += 1;
-            assert!(rounds < 100_000, "no CPU time counted after {rounds} rounds of work");
+            assert!(
+                rounds < 100_000,
+                "no CPU time counted after {rounds} rounds of work"
+            );
         }
         std::hint::black_box(x);
         let spent = cpu_seconds_since(start, -1.0);

@@ -21,6 +21,13 @@ use crate::store::Store;
 pub(crate) struct Background {
     thread: JoinHandle<()>,
     interrupt: Arc<Mutex<Option<InterruptHandle>>>,
+    signal: mpsc::Sender<Signal>,
+}
+
+/// Told to the background thread while it waits to start.
+enum Signal {
+    Start,
+    Cancel,
 }
 
 impl Background {
@@ -29,17 +36,27 @@ impl Background {
         path: PathBuf,
         verifier: NoteVerifier,
         anchor: Option<String>,
+        after: std::time::Duration,
         to: mpsc::Sender<Msg>,
     ) -> Option<Self> {
         let interrupt = Arc::new(Mutex::new(None));
         let slot = interrupt.clone();
+        let (signal, signals) = mpsc::channel::<Signal>();
         let thread = std::thread::Builder::new()
             .name("stele-audit-full-check".into())
             .spawn(move || {
+                match signals.recv_timeout(after) {
+                    Ok(Signal::Start) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    // Closed before it was time to start.
+                    Ok(Signal::Cancel) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
                 let store = match Store::open(&path) {
                     Ok(s) => s,
                     Err(e) => {
-                        tracing::warn!("background verification of {} could not start: {e}", path.display());
+                        tracing::warn!(
+                            "background verification of {} could not start: {e}",
+                            path.display()
+                        );
                         return;
                     }
                 };
@@ -68,11 +85,16 @@ impl Background {
                 let _ = to.send(Msg::FullChecked(res));
             })
             .ok()?;
-        Some(Self { thread, interrupt })
+        Some(Self {
+            thread,
+            interrupt,
+            signal,
+        })
     }
 
     /// Stop it (the log is closing): its result no longer matters.
     pub fn cancel(self) {
+        let _ = self.signal.send(Signal::Cancel);
         if let Ok(s) = self.interrupt.lock() {
             if let Some(h) = s.as_ref() {
                 h.interrupt();
@@ -81,8 +103,9 @@ impl Background {
         let _ = self.thread.join();
     }
 
-    /// Wait for it to finish.
+    /// Wait for it to finish (starting it now if it is still waiting).
     pub fn join(self) {
+        let _ = self.signal.send(Signal::Start);
         let _ = self.thread.join();
     }
 }

@@ -17,10 +17,10 @@ pub mod cpu_time;
 pub mod error;
 pub mod event;
 pub mod export;
-pub mod leaf;
-pub mod leaf_view;
 #[cfg(feature = "store")]
 mod full_check;
+pub mod leaf;
+pub mod leaf_view;
 #[cfg(feature = "store")]
 pub mod log;
 #[cfg(feature = "store")]

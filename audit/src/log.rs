@@ -35,6 +35,9 @@ pub struct LogOptions {
     /// When the whole log is verified again (in the background, or before
     /// any write when it is overdue): see `startup`.
     pub full_verification: FullVerification,
+    /// How many of the newest entries the start-up check verifies in full
+    /// even if an earlier start-up already did.
+    pub recheck_tail: u64,
     /// How long to wait for another writer of the same database file to
     /// finish before answering [`AuditError::Busy`].
     pub lock_wait: Duration,
@@ -50,6 +53,7 @@ impl Default for LogOptions {
             anchor: None,
             system_actor: Actor::system(),
             full_verification: FullVerification::default(),
+            recheck_tail: 1024,
             lock_wait: Duration::from_secs(2),
             genesis_data: None,
         }

@@ -148,9 +148,13 @@ fn start(
     let origin = w.origin.clone();
     let (tx, rx) = mpsc::channel();
     let background = match due {
-        FullDue::Background => {
-            Background::spawn(path.to_path_buf(), verifier.clone(), opts.anchor.clone(), tx.clone())
-        }
+        FullDue::Background => Background::spawn(
+            path.to_path_buf(),
+            verifier.clone(),
+            opts.anchor.clone(),
+            opts.full_verification.start_after,
+            tx.clone(),
+        ),
         FullDue::No | FullDue::Done(_) => None,
     };
     let heartbeat = opts.heartbeat;
@@ -201,6 +205,7 @@ pub(crate) fn prepare(
         &verifier,
         opts.anchor.as_deref(),
         opts.full_verification,
+        opts.recheck_tail,
         now,
     );
     let (resume, altered) = match checked {

@@ -142,9 +142,8 @@ fn open_lines<'a>(note: &'a str, verifier: &NoteVerifier, header: &str) -> Optio
 
 /// A decimal number without leading zeros.
 fn number(s: &str) -> Option<u64> {
-    let canonical = !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_digit())
-        && (s == "0" || !s.starts_with('0'));
+    let canonical =
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     canonical.then(|| s.parse().ok()).flatten()
 }
 

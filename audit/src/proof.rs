@@ -86,7 +86,9 @@ pub fn verify(text: &str, verifier: &NoteVerifier) -> Result<VerifiedProof, Stri
         .next()
         .and_then(|l| l.strip_prefix("extra "))
         .ok_or("the second line must be `extra <base64 leaf>` (the leaf is required)")?;
-    let leaf = B64.decode(leaf).map_err(|_| "extra is not canonical base64")?;
+    let leaf = B64
+        .decode(leaf)
+        .map_err(|_| "extra is not canonical base64")?;
     let index = lines
         .next()
         .and_then(|l| l.strip_prefix("index "))
@@ -115,7 +117,10 @@ pub fn verify(text: &str, verifier: &NoteVerifier) -> Result<VerifiedProof, Stri
             parsed.seq, parsed.log, cp.origin
         ));
     }
-    crate::rules::check_values(&crate::leaf_view::LeafView::of(&parsed), &verifier.to_string())?;
+    crate::rules::check_values(
+        &crate::leaf_view::LeafView::of(&parsed),
+        &verifier.to_string(),
+    )?;
     Ok(VerifiedProof {
         index,
         leaf,

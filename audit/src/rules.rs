@@ -59,8 +59,8 @@ pub fn check_values_but_links(leaf: &LeafView<'_>, log_key: &str) -> Result<(), 
             ));
         }
     }
-    let closes = matches!(leaf.kind.role(), IntentRole::Result(_))
-        || leaf.kind == EventKind::Interrupted;
+    let closes =
+        matches!(leaf.kind.role(), IntentRole::Result(_)) || leaf.kind == EventKind::Interrupted;
     match (&leaf.refs, closes) {
         (Some(_), true) => {}
         (None, true) => return Err(format!("{} must name its intent (refs)", leaf.kind)),
@@ -307,7 +307,12 @@ mod tests {
     #[test]
     fn boot_ids() {
         assert!(check_boot("0123456789abcdef").is_ok());
-        for bad in ["0123456789ABCDEF", "0123456789abcde", "0123456789abcdef0", ""] {
+        for bad in [
+            "0123456789ABCDEF",
+            "0123456789abcde",
+            "0123456789abcdef0",
+            "",
+        ] {
             assert!(check_boot(bad).is_err(), "{bad}");
         }
     }

@@ -151,7 +151,9 @@ fn full_checked(w: &mut Writer, res: FullResult, actor: &Actor) {
                         w.verified_size = size;
                     }
                     if let Err(e) = w.flush_meta() {
-                        tracing::error!("could not record the full verification of the audit log: {e}");
+                        tracing::error!(
+                            "could not record the full verification of the audit log: {e}"
+                        );
                     }
                 }
                 Err(e) => tracing::error!("could not sign the full verification marker: {e}"),

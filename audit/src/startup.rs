@@ -7,12 +7,14 @@
 //!    right edge equals its root (O(log n) reads). A checkpoint held
 //!    elsewhere (an anchor) must be consistent with the log.
 //! 2. Every entry appended since the previous start-up (the entries from
-//!    the signed [`VerifiedThrough`] marker on) is verified in full: form
-//!    and rules, index, chain, time order, sessions and intents as far as
-//!    they are visible from there, leaf hashes, the tree they extend (its
-//!    left part authenticated by the marker's signed root) up to the newest
-//!    checkpoint's root, and their payloads. Cost: proportional to what was
-//!    appended since the last start-up, not to the log's size.
+//!    the signed [`VerifiedThrough`] marker on), and at least the newest
+//!    `recheck_tail` (1,024 by default), is verified in full: form and
+//!    rules, index, chain, time order, sessions and intents as far as they
+//!    are visible from there, leaf hashes, and the tree they extend up to
+//!    the newest checkpoint's root — which authenticates them all, the
+//!    older ones through the `prev` chain — and their payloads. Cost:
+//!    proportional to what was appended since the last start-up (plus the
+//!    fixed tail), not to the log's size.
 //! 3. When the last full verification ([`FullCheck`]) is older than
 //!    `FullVerification::at_most` — or there is none — the whole log is
 //!    verified now, before any write (as `stele audit verify` does, plus
@@ -42,13 +44,18 @@ pub struct FullVerification {
     pub every: std::time::Duration,
     /// Verify before accepting writes when it is older (or there is none).
     pub at_most: std::time::Duration,
+    /// How long a writer must have been open before the background
+    /// verification starts (a one-shot command that closes the log sooner
+    /// does not start one only to cancel it).
+    pub start_after: std::time::Duration,
 }
 
 impl Default for FullVerification {
     fn default() -> Self {
         Self {
-            every: std::time::Duration::from_secs(24 * 3600),
-            at_most: std::time::Duration::from_secs(7 * 24 * 3600),
+            every: std::time::Duration::from_secs(3600),
+            at_most: std::time::Duration::from_secs(24 * 3600),
+            start_after: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -108,6 +115,7 @@ pub(crate) fn check(
     verifier: &NoteVerifier,
     anchor: Option<&str>,
     policy: FullVerification,
+    recheck_tail: u64,
     now: u64,
 ) -> Result<Resume, Refusal> {
     store.check_is_log()?;
@@ -119,7 +127,8 @@ pub(crate) fn check(
             given: verifier.to_string(),
         }));
     }
-    let integrity = |index: u64, reason: String| Refusal::Broken(AuditError::Integrity { index, reason });
+    let integrity =
+        |index: u64, reason: String| Refusal::Broken(AuditError::Integrity { index, reason });
     let (cp_size, note) = store
         .latest_checkpoint()?
         .ok_or_else(|| integrity(0, "the log has no checkpoint".into()))?;
@@ -165,7 +174,9 @@ pub(crate) fn check(
         0 => None,
         n => Some(leaf_hash(&store.entry(n - 1)?.leaf)),
     };
-    let full_marker = store.meta(FULL_CHECK)?.and_then(|n| FullCheck::open(&n, verifier));
+    let full_marker = store
+        .meta(FULL_CHECK)?
+        .and_then(|n| FullCheck::open(&n, verifier));
     if let Some(FullCheck {
         finding: Finding::Tampered(index),
         at,
@@ -206,9 +217,11 @@ pub(crate) fn check(
         let marked = store
             .meta(VERIFIED_THROUGH)?
             .and_then(|n| VerifiedThrough::open(&n, verifier))
-            .filter(|m| m.size <= size);
-        resume.checked_entries = size - marked.map_or(0, |m| m.size);
-        tail(store, verifier, &origin, &cp, marked)?
+            .filter(|m| m.size <= size)
+            .map_or(0, |m| m.size);
+        let from = marked.min(size.saturating_sub(recheck_tail));
+        resume.checked_entries = size - from;
+        tail(store, verifier, &origin, &cp, from)?
             .map(|(index, reason)| ("start-up", index, reason))
     };
     match found {
@@ -248,29 +261,23 @@ pub(crate) fn full(
     r
 }
 
-/// Step 2: the entries from the `marked` size on (all of them without a
-/// marker), the left part of the tree authenticated by the marker's root.
+/// Step 2: the entries from `from` on. The tree's left part at `from` is
+/// read from the stored nodes; with the leaves from `from` it must give the
+/// newest checkpoint's root, which authenticates both — and through the
+/// `prev` chain, every leaf from `from` on.
 fn tail(
     store: &Store,
     verifier: &NoteVerifier,
     origin: &str,
     newest: &Checkpoint,
-    marked: Option<VerifiedThrough>,
+    from: u64,
 ) -> Result<Option<Found>, AuditError> {
     let log_key = verifier.to_string();
-    let from = marked.map_or(0, |m| m.size);
-    let mut checker = match marked {
-        None | Some(VerifiedThrough { size: 0, .. }) => LeafChecker::new(origin, &log_key),
-        Some(m) => {
-        let left = frontier_at(store, from)?;
-        if m.root != left.root() {
-            return Ok(Some((
-                Some(from - 1),
-                format!("the stored tree below index {from} changed after it was verified"),
-            )));
-        }
-        let prev = leaf_hash(&store.entry(from - 1)?.leaf);
-        LeafChecker::resume(origin, &log_key, left, Some(prev))
+    let mut checker = match from {
+        0 => LeafChecker::new(origin, &log_key),
+        _ => {
+            let prev = leaf_hash(&store.entry(from - 1)?.leaf);
+            LeafChecker::resume(origin, &log_key, frontier_at(store, from)?, Some(prev))
         }
     };
     let mut expect = BTreeMap::new();

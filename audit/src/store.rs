@@ -376,7 +376,11 @@ impl Store {
         let layout = TreeLayout::of(&self.conn).map_err(self.err())?;
         let c: i64 = self
             .conn
-            .query_row(&format!("SELECT count(*) FROM {}", layout.table()), [], |r| r.get(0))
+            .query_row(
+                &format!("SELECT count(*) FROM {}", layout.table()),
+                [],
+                |r| r.get(0),
+            )
             .map_err(self.err())?;
         Ok(c as u64)
     }
@@ -386,7 +390,10 @@ impl Store {
         let c: Option<i64> = self
             .conn
             .query_row(
-                &format!("SELECT sum(length(note)) FROM ({})", self.all_checkpoints()?),
+                &format!(
+                    "SELECT sum(length(note)) FROM ({})",
+                    self.all_checkpoints()?
+                ),
                 [],
                 |r| r.get(0),
             )

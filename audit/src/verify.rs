@@ -217,9 +217,7 @@ pub(crate) fn check_leaves(
     let Some((&latest, &(latest_root, _))) = expect.iter().next_back() else {
         return Err(tampered(None, "the log has no signed checkpoint"));
     };
-    let mut checks = expect
-        .range(checker.size().saturating_add(1)..)
-        .peekable();
+    let mut checks = expect.range(checker.size().saturating_add(1)..).peekable();
     // Rows are checked two at a time so their leaf hashes are computed
     // together (`HashedLeaf::pair`, a fifth faster): the first of two is
     // held (copied: SQLite reuses its buffer) until the second arrives.
@@ -255,7 +253,7 @@ pub(crate) fn check_leaves(
     if size < latest {
         return Err(tampered(
             size,
-            format!("the newest checkpoint covers {latest} entries but only {size} are stored"),
+            format!("truncated: the newest checkpoint covers {latest} entries but only {size} are stored"),
         ));
     }
     if size > latest {
@@ -347,7 +345,9 @@ pub(crate) fn check_payloads(
     redacted_by: &crate::check::CheckMap<Hash, u64>,
     report: &mut VerifyReport,
 ) -> Result<(), VerifyFailure> {
-    let rows = store.payloads_from(from).map_err(VerifyFailure::Unreadable)?;
+    let rows = store
+        .payloads_from(from)
+        .map_err(VerifyFailure::Unreadable)?;
     let mut seen = std::collections::HashSet::new();
     for p in rows {
         let cmt: Hash = p

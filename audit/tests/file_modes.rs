@@ -40,7 +40,11 @@ fn walk(root: &Path) -> Vec<PathBuf> {
 
 fn assert_private(root: &Path, what: &str) {
     let all = walk(root);
-    assert!(!all.is_empty(), "{what}: nothing created under {}", root.display());
+    assert!(
+        !all.is_empty(),
+        "{what}: nothing created under {}",
+        root.display()
+    );
     for p in all {
         let want = if p.is_dir() { 0o700 } else { 0o600 };
         assert_eq!(

@@ -62,7 +62,13 @@ fn verifying_a_live_log_never_raises_a_false_alarm() {
     let run = std::path::PathBuf::from(format!("{}.run", f.db.display()));
     std::fs::write(&run, b"").unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "live_writer_child", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "live_writer_child",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env(CHILD_ENV, &f.db)
         .stdout(Stdio::null())
         .spawn()

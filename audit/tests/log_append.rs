@@ -191,8 +191,7 @@ fn heartbeats_when_idle() {
         let mut beats = 0;
         store
             .for_each_entry(0, u64::MAX, |_, b, _| {
-                if Leaf::decode_canonical(b, &mut Vec::new()).unwrap().kind
-                    == EventKind::Heartbeat
+                if Leaf::decode_canonical(b, &mut Vec::new()).unwrap().kind == EventKind::Heartbeat
                 {
                     beats += 1;
                 }

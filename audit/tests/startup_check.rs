@@ -132,9 +132,12 @@ const ALTERATIONS: [(&str, Tamper); 6] = [
     ("a payload erased without redaction", erase_body),
 ];
 
+/// Only what was appended since the previous start-up is re-read (no
+/// fixed tail), so that what each check covers is what is tested.
 fn opts(full: FullVerification) -> LogOptions {
     LogOptions {
         full_verification: full,
+        recheck_tail: 0,
         ..Fixture::opts()
     }
 }
@@ -142,14 +145,17 @@ fn opts(full: FullVerification) -> LogOptions {
 const NOT_DUE: FullVerification = FullVerification {
     every: Duration::from_secs(3600),
     at_most: Duration::from_secs(7200),
+    start_after: Duration::ZERO,
 };
 const OVERDUE: FullVerification = FullVerification {
     every: Duration::ZERO,
     at_most: Duration::ZERO,
+    start_after: Duration::ZERO,
 };
 const BACKGROUND: FullVerification = FullVerification {
     every: Duration::ZERO,
     at_most: Duration::from_secs(7200),
+    start_after: Duration::ZERO,
 };
 
 /// Three sessions with payloads; returns the size before and after them.
@@ -251,17 +257,52 @@ fn older_changes_stop_the_writer_when_the_background_verification_finds_them() {
         tamper(&c, lo, hi);
         drop(c);
         let mut log = AuditLog::open(&f.db, f.signer.clone(), opts(BACKGROUND)).unwrap();
-        assert!(log.wait_for_full_verification().unwrap(), "{what}: none ran");
+        assert!(
+            log.wait_for_full_verification().unwrap(),
+            "{what}: none ran"
+        );
         let e = log
             .append_blocking(stele_audit::Event::new(EventKind::PolicyDecision, actor()))
             .unwrap_err();
         assert!(matches!(e, AuditError::Refused(_)), "{what}: {e}");
         assert!(e.to_string().contains("altered"), "{what}: {e}");
         drop(log);
-        assert_refused_and_recorded(&f, Err(AuditError::Integrity {
-            index: 0,
-            reason: "altered (recorded in the background)".into(),
-        }), what);
+        assert_refused_and_recorded(
+            &f,
+            Err(AuditError::Integrity {
+                index: 0,
+                reason: "altered (recorded in the background)".into(),
+            }),
+            what,
+        );
+    }
+}
+
+#[test]
+fn the_newest_entries_are_rechecked_at_every_start() {
+    for (what, tamper) in ALTERATIONS {
+        let f = Fixture::new();
+        let log = AuditLog::create(&f.db, f.signer.clone(), opts(NOT_DUE)).unwrap();
+        let (lo, hi) = sessions(&f, &log, "s");
+        log.close().unwrap();
+        AuditLog::open(&f.db, f.signer.clone(), opts(NOT_DUE))
+            .unwrap()
+            .close()
+            .unwrap();
+        let c = raw(&f.db);
+        drop_triggers(&c);
+        tamper(&c, lo, hi);
+        drop(c);
+        // Checked once already, but among the newest 1,024 (the default).
+        let r = AuditLog::open(
+            &f.db,
+            f.signer.clone(),
+            LogOptions {
+                full_verification: NOT_DUE,
+                ..Fixture::opts()
+            },
+        );
+        assert_refused_and_recorded(&f, r, what);
     }
 }
 

@@ -69,9 +69,15 @@ fn lock_child() {
 
 fn child(mode: &str, db: &Path) -> Command {
     let mut c = Command::new(std::env::current_exe().unwrap());
-    c.args(["--exact", "lock_child", "--nocapture", "--test-threads", "1"])
-        .env(CHILD_ENV, format!("{mode}|{}", db.display()))
-        .stdout(Stdio::piped());
+    c.args([
+        "--exact",
+        "lock_child",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ])
+    .env(CHILD_ENV, format!("{mode}|{}", db.display()))
+    .stdout(Stdio::piped());
     c
 }
 
@@ -207,7 +213,11 @@ fn a_second_writer_waits_for_the_first_within_its_bound() {
         t.join().unwrap();
     }
     let r = verify_db(&g.db, &g.verifier(), None).unwrap();
-    assert!(r.entries >= 6, "genesis, 2 decisions, open, 2 closes: {}", r.entries);
+    assert!(
+        r.entries >= 6,
+        "genesis, 2 decisions, open, 2 closes: {}",
+        r.entries
+    );
 }
 
 /// A bind mount of the folder, and of the database file itself, in a
@@ -221,7 +231,11 @@ fn bind_mounts_reach_the_same_lock() {
     let alias_file = f.dir.path().join("bound-file.db");
     std::fs::write(&alias_file, b"").unwrap();
     for (source, target, db) in [
-        (f.dir.path().to_path_buf(), alias_dir.clone(), alias_dir.join("audit.db")),
+        (
+            f.dir.path().to_path_buf(),
+            alias_dir.clone(),
+            alias_dir.join("audit.db"),
+        ),
         (f.db.clone(), alias_file.clone(), alias_file.clone()),
     ] {
         let exe = std::env::current_exe().unwrap();

@@ -127,7 +127,9 @@ fn base() -> Base {
         .find(|p| p.body.as_deref() == Some(b"secret"))
         .unwrap();
     log.redact_blocking(
-        vec![stele_audit::payload::commit_text(&secret.cmt.try_into().unwrap())],
+        vec![stele_audit::payload::commit_text(
+            &secret.cmt.try_into().unwrap(),
+        )],
         "erasure request".into(),
         actor(),
     )
@@ -326,7 +328,10 @@ fn write_bundle(dir: &Path, leaves: &[Vec<u8>], b: &Base, note: NoteHook) {
     )
     .sign(b.key.as_ref())
     .unwrap();
-    files.insert(MANIFEST.into(), (env.to_json().unwrap() + "\n").into_bytes());
+    files.insert(
+        MANIFEST.into(),
+        (env.to_json().unwrap() + "\n").into_bytes(),
+    );
     for (n, v) in files {
         let p = dir.join(n);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -346,7 +351,12 @@ fn opts(b: &Base) -> Options {
 }
 
 /// Both verifiers' answers on the log made of `leaves`.
-fn check_both(b: &Base, name: &str, leaves: &[Vec<u8>], note: NoteHook) -> (Result<(), String>, Result<(), String>) {
+fn check_both(
+    b: &Base,
+    name: &str,
+    leaves: &[Vec<u8>],
+    note: NoteHook,
+) -> (Result<(), String>, Result<(), String>) {
     let dir: PathBuf = b.dir.path().join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("audit.db");
@@ -379,31 +389,171 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
-    Case { rule: "v is 1", kind: "session.start", change: |v| v["v"] = json!(2), expect: "version" },
-    Case { rule: "ts has microseconds", kind: "session.start", change: |v| v["ts"] = json!("2026-01-01T00:00:00Z"), expect: "ts" },
-    Case { rule: "ts is a date that exists", kind: "session.start", change: |v| v["ts"] = json!("2026-02-30T00:00:00.000000Z"), expect: "ts" },
-    Case { rule: "ts is a time of day", kind: "session.start", change: |v| v["ts"] = json!("2026-01-01T24:00:00.000000Z"), expect: "ts" },
-    Case { rule: "boot is 16 lowercase hex", kind: "session.start", change: |v| v["boot"] = json!(v["boot"].as_str().unwrap().to_uppercase()), expect: "boot" },
-    Case { rule: "no null for an absent field", kind: "session.start", change: |v| v["outcome"] = Value::Null, expect: "spelling" },
-    Case { rule: "teams absent when empty", kind: "session.start", change: |v| v["actor"]["teams"] = json!([]), expect: "spelling" },
-    Case { rule: "payload absent when empty", kind: "session.start", change: |v| v["payload"] = json!([]), expect: "spelling" },
-    Case { rule: "decision.policies present", kind: "policy.decision", change: |v| { v["decision"].as_object_mut().unwrap().remove("policies"); }, expect: "spelling" },
-    Case { rule: "data is an object", kind: "session.start", change: |v| v["data"] = json!("text"), expect: "object" },
-    Case { rule: "integers below 2^53", kind: "tool.result", change: |v| v["outcome"]["bytes_in"] = json!(9_007_199_254_740_992u64), expect: "2^53" },
-    Case { rule: "negative integers above -2^53", kind: "tool.result", change: |v| v["outcome"]["code"] = json!(-9_007_199_254_740_992i64), expect: "2^53" },
-    Case { rule: "target.port is 0..65535", kind: "tool.intent", change: |v| v["target"]["port"] = json!(70000), expect: "leaf" },
-    Case { rule: "payload sha256 is lowercase hex", kind: "tool.result", change: |v| { let h = v["payload"][0]["sha256"].as_str().unwrap().to_uppercase(); v["payload"][0]["sha256"] = json!(h) }, expect: "sha256" },
-    Case { rule: "a commitment is sha256s:<base64>", kind: "tool.intent", change: |v| { let c = v["payload"][0]["commit"].as_str().unwrap().trim_start_matches("sha256s:").to_string(); let h = B64.decode(c).unwrap(); v["payload"][0]["commit"] = json!(hex::encode(h)) }, expect: "commitment" },
-    Case { rule: "refs only on results", kind: "policy.decision", change: |v| v["refs"] = json!({"intent_leaf": B64.encode([0u8; 32]), "intent_seq": 0}), expect: "refs" },
-    Case { rule: "unknown fields", kind: "session.start", change: |v| v["extension"] = json!(1), expect: "extension" },
-    Case { rule: "unknown kinds", kind: "policy.decision", change: |v| v["kind"] = json!("file.delete"), expect: "file.delete" },
-    Case { rule: "genesis names the log's key", kind: "log.genesis", change: |v| v["data"]["vkey"] = json!("audit.test.invalid/log+00000000+AQ=="), expect: "vkey" },
-    Case { rule: "genesis data is closed", kind: "log.genesis", change: |v| v["data"]["more"] = json!(1), expect: "more" },
-    Case { rule: "genesis nonce is 32 hex", kind: "log.genesis", change: |v| v["data"]["nonce"] = json!("00"), expect: "nonce" },
-    Case { rule: "log.open says the previous size", kind: "log.open", change: |v| { v["data"].as_object_mut().unwrap().remove("previous_size"); }, expect: "previous_size" },
-    Case { rule: "redaction needs a reason", kind: "redaction", change: |v| v["data"]["reason"] = json!(" "), expect: "reason" },
-    Case { rule: "redaction names commitments made before", kind: "redaction", change: |v| v["data"]["commits"] = json!([format!("sha256s:{}", B64.encode([9u8; 32]))]), expect: "committed" },
-    Case { rule: "time does not go backwards in a boot", kind: "session.end", change: |v| v["ts"] = json!("2000-01-01T00:00:00.000000Z"), expect: "backwards" },
+    Case {
+        rule: "v is 1",
+        kind: "session.start",
+        change: |v| v["v"] = json!(2),
+        expect: "version",
+    },
+    Case {
+        rule: "ts has microseconds",
+        kind: "session.start",
+        change: |v| v["ts"] = json!("2026-01-01T00:00:00Z"),
+        expect: "ts",
+    },
+    Case {
+        rule: "ts is a date that exists",
+        kind: "session.start",
+        change: |v| v["ts"] = json!("2026-02-30T00:00:00.000000Z"),
+        expect: "ts",
+    },
+    Case {
+        rule: "ts is a time of day",
+        kind: "session.start",
+        change: |v| v["ts"] = json!("2026-01-01T24:00:00.000000Z"),
+        expect: "ts",
+    },
+    Case {
+        rule: "boot is 16 lowercase hex",
+        kind: "session.start",
+        change: |v| v["boot"] = json!(v["boot"].as_str().unwrap().to_uppercase()),
+        expect: "boot",
+    },
+    Case {
+        rule: "no null for an absent field",
+        kind: "session.start",
+        change: |v| v["outcome"] = Value::Null,
+        expect: "spelling",
+    },
+    Case {
+        rule: "teams absent when empty",
+        kind: "session.start",
+        change: |v| v["actor"]["teams"] = json!([]),
+        expect: "spelling",
+    },
+    Case {
+        rule: "payload absent when empty",
+        kind: "session.start",
+        change: |v| v["payload"] = json!([]),
+        expect: "spelling",
+    },
+    Case {
+        rule: "decision.policies present",
+        kind: "policy.decision",
+        change: |v| {
+            v["decision"].as_object_mut().unwrap().remove("policies");
+        },
+        expect: "spelling",
+    },
+    Case {
+        rule: "data is an object",
+        kind: "session.start",
+        change: |v| v["data"] = json!("text"),
+        expect: "object",
+    },
+    Case {
+        rule: "integers below 2^53",
+        kind: "tool.result",
+        change: |v| v["outcome"]["bytes_in"] = json!(9_007_199_254_740_992u64),
+        expect: "2^53",
+    },
+    Case {
+        rule: "negative integers above -2^53",
+        kind: "tool.result",
+        change: |v| v["outcome"]["code"] = json!(-9_007_199_254_740_992i64),
+        expect: "2^53",
+    },
+    Case {
+        rule: "target.port is 0..65535",
+        kind: "tool.intent",
+        change: |v| v["target"]["port"] = json!(70000),
+        expect: "leaf",
+    },
+    Case {
+        rule: "payload sha256 is lowercase hex",
+        kind: "tool.result",
+        change: |v| {
+            let h = v["payload"][0]["sha256"].as_str().unwrap().to_uppercase();
+            v["payload"][0]["sha256"] = json!(h)
+        },
+        expect: "sha256",
+    },
+    Case {
+        rule: "a commitment is sha256s:<base64>",
+        kind: "tool.intent",
+        change: |v| {
+            let c = v["payload"][0]["commit"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("sha256s:")
+                .to_string();
+            let h = B64.decode(c).unwrap();
+            v["payload"][0]["commit"] = json!(hex::encode(h))
+        },
+        expect: "commitment",
+    },
+    Case {
+        rule: "refs only on results",
+        kind: "policy.decision",
+        change: |v| v["refs"] = json!({"intent_leaf": B64.encode([0u8; 32]), "intent_seq": 0}),
+        expect: "refs",
+    },
+    Case {
+        rule: "unknown fields",
+        kind: "session.start",
+        change: |v| v["extension"] = json!(1),
+        expect: "extension",
+    },
+    Case {
+        rule: "unknown kinds",
+        kind: "policy.decision",
+        change: |v| v["kind"] = json!("file.delete"),
+        expect: "file.delete",
+    },
+    Case {
+        rule: "genesis names the log's key",
+        kind: "log.genesis",
+        change: |v| v["data"]["vkey"] = json!("audit.test.invalid/log+00000000+AQ=="),
+        expect: "vkey",
+    },
+    Case {
+        rule: "genesis data is closed",
+        kind: "log.genesis",
+        change: |v| v["data"]["more"] = json!(1),
+        expect: "more",
+    },
+    Case {
+        rule: "genesis nonce is 32 hex",
+        kind: "log.genesis",
+        change: |v| v["data"]["nonce"] = json!("00"),
+        expect: "nonce",
+    },
+    Case {
+        rule: "log.open says the previous size",
+        kind: "log.open",
+        change: |v| {
+            v["data"].as_object_mut().unwrap().remove("previous_size");
+        },
+        expect: "previous_size",
+    },
+    Case {
+        rule: "redaction needs a reason",
+        kind: "redaction",
+        change: |v| v["data"]["reason"] = json!(" "),
+        expect: "reason",
+    },
+    Case {
+        rule: "redaction names commitments made before",
+        kind: "redaction",
+        change: |v| v["data"]["commits"] = json!([format!("sha256s:{}", B64.encode([9u8; 32]))]),
+        expect: "committed",
+    },
+    Case {
+        rule: "time does not go backwards in a boot",
+        kind: "session.end",
+        change: |v| v["ts"] = json!("2000-01-01T00:00:00.000000Z"),
+        expect: "backwards",
+    },
 ];
 
 #[test]
@@ -422,9 +572,9 @@ fn every_rule_broken_once_is_rejected_by_both_verifiers() {
         for (who, r) in [("stele audit verify", db), ("stele-verify", bundle)] {
             match r {
                 Ok(()) => failures.push(format!("{}: {who} accepted it", c.rule)),
-                Err(e) if !e.to_lowercase().contains(&c.expect.to_lowercase()) => {
-                    failures.push(format!("{}: {who} rejected it for another reason: {e}", c.rule))
-                }
+                Err(e) if !e.to_lowercase().contains(&c.expect.to_lowercase()) => failures.push(
+                    format!("{}: {who} rejected it for another reason: {e}", c.rule),
+                ),
                 Err(_) => {}
             }
         }
@@ -464,7 +614,9 @@ fn duplicate_commitments_and_non_canonical_bytes_are_rejected_by_both() {
 
 fn with_extension(cp: &Checkpoint, key: &Ed25519Signer) -> String {
     let body = format!("{}extension line\n", cp.body());
-    stele_attest::SignedNote::sign(&body, key).unwrap().to_text()
+    stele_attest::SignedNote::sign(&body, key)
+        .unwrap()
+        .to_text()
 }
 
 fn torsion_r(cp: &Checkpoint, key: &Ed25519Signer) -> String {
@@ -503,7 +655,10 @@ fn the_derived_files_are_mandatory_in_a_bundle() {
     let mut leaves = b.leaves.clone();
     let bytes = rechain(&mut leaves, None);
     for missing in [SUMMARY, VERIFY_MD, OCSF] {
-        let dir = b.dir.path().join(format!("m-{}", missing.replace('/', "_")));
+        let dir = b
+            .dir
+            .path()
+            .join(format!("m-{}", missing.replace('/', "_")));
         write_bundle(&dir, &bytes, &b, plain_note);
         // Removed and re-signed without it: still refused.
         std::fs::remove_file(dir.join(missing)).unwrap();

@@ -43,14 +43,15 @@ pub(crate) fn bench_options() -> LogOptions {
         full_verification: crate::FullVerification {
             every: long,
             at_most: long,
+            start_after: long,
         },
         ..LogOptions::default()
     }
 }
 
-/// The cached log of `n` entries in `cache` (built now if missing), copied
-/// to `to`. Returns the seconds spent building (0 when cached).
-pub(crate) fn copy_of(n: u64, cache: &Path, to: &Path) -> Result<f64, AuditError> {
+/// The cached log of `n` entries in `cache`, built now if missing; returns
+/// its path and the seconds spent building (0 when cached).
+pub(crate) fn cached(n: u64, cache: &Path) -> Result<(PathBuf, f64), AuditError> {
     let cached = cache.join(format!("existing-{n}-{SHAPE}.db"));
     let mut built = 0.0;
     if !cached.exists() {
@@ -58,6 +59,12 @@ pub(crate) fn copy_of(n: u64, cache: &Path, to: &Path) -> Result<f64, AuditError
         build(&cached, n)?;
         built = t.elapsed().as_secs_f64();
     }
+    Ok((cached, built))
+}
+
+/// [`cached`], copied to `to` (every run starts from the same entries).
+pub(crate) fn copy_of(n: u64, cache: &Path, to: &Path) -> Result<f64, AuditError> {
+    let (cached, built) = cached(n, cache)?;
     eprintln!("copying the {n}-entry log from {}", cached.display());
     let io = |source| AuditError::Io {
         path: to.to_path_buf(),
@@ -86,7 +93,9 @@ fn build(path: &Path, n: u64) -> Result<(), AuditError> {
     let (mut w, _, _) = prepare(&tmp, signer, &opts, Opening::Existing)?;
     let e = AuditError::sqlite(&tmp);
     // Only for building this cache (see the module docs).
-    w.conn.pragma_update(None, "synchronous", "OFF").map_err(&e)?;
+    w.conn
+        .pragma_update(None, "synchronous", "OFF")
+        .map_err(&e)?;
     fill(&mut w, n)?;
     let size = w.frontier.size();
     let root = w.frontier.root();
@@ -104,7 +113,9 @@ fn build(path: &Path, n: u64) -> Result<(), AuditError> {
     w.pending_meta.push((VERIFIED_THROUGH, vt));
     w.pending_meta.push((FULL_CHECK, full));
     w.flush_meta()?;
-    w.conn.pragma_update(None, "synchronous", "FULL").map_err(&e)?;
+    w.conn
+        .pragma_update(None, "synchronous", "FULL")
+        .map_err(&e)?;
     w.conn
         .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
         .map_err(&e)?;
@@ -144,10 +155,9 @@ fn fill(w: &mut Writer, n: u64) -> Result<(), AuditError> {
             let run = format!("e{k}g{}", s.generation);
             let (step, ev) = match (s.written, s.open) {
                 (0, _) => (Step::Start, workload::start(&run, k)),
-                (_, Some((seq, h))) => (
-                    Step::Result,
-                    workload::result(&run, k, s.written, seq, &h),
-                ),
+                (_, Some((seq, h))) => {
+                    (Step::Result, workload::result(&run, k, s.written, seq, &h))
+                }
                 (done, None) if done + 2 >= SESSION_LEN => (Step::End, workload::end(&run, k)),
                 _ => (Step::Intent, workload::intent(&run, k, s.written)),
             };

@@ -31,6 +31,9 @@ pub struct BenchOptions {
     /// Where logs of `existing` entries are kept between runs (built once
     /// per size; each run works on a copy).
     pub cache: PathBuf,
+    /// Append to the cached log itself rather than a copy (no second
+    /// copy on disk; the cached log keeps what each run appends).
+    pub in_place: bool,
     /// Keep the measured log in this folder.
     pub keep: Option<PathBuf>,
     /// Also verify the whole log afterwards (the verification figure).
@@ -71,7 +74,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, AuditError> {
             tmp.0.clone()
         }
     };
-    let db = dir.join("bench-audit.db");
+    let mut db = dir.join("bench-audit.db");
     let signer = existing::bench_signer()?;
     let verifier = signer.verifier();
     if opts.keep.is_some() {
@@ -89,7 +92,13 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, AuditError> {
         let log = AuditLog::create(&db, signer, existing::bench_options())?;
         (log, started.elapsed().as_secs_f64())
     } else {
-        built_seconds = existing::copy_of(opts.existing, &opts.cache, &db)?;
+        if opts.in_place {
+            let (cached, built) = existing::cached(opts.existing, &opts.cache)?;
+            db = cached;
+            built_seconds = built;
+        } else {
+            built_seconds = existing::copy_of(opts.existing, &opts.cache, &db)?;
+        }
         let started = Instant::now();
         let log = AuditLog::open(&db, signer, existing::bench_options())?;
         (log, started.elapsed().as_secs_f64())
@@ -110,6 +119,20 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, AuditError> {
     let log =
         Arc::try_unwrap(log).map_err(|_| AuditError::Stopped(Some("log still shared".into())))?;
     log.close()?;
+    // The start-up when the full verification is due (it runs before the
+    // log accepts a write).
+    let full_start_seconds = match opts.verify {
+        true => {
+            let mut o = existing::bench_options();
+            o.full_verification.at_most = Duration::ZERO;
+            let started = Instant::now();
+            let log = AuditLog::open(&db, existing::bench_signer()?, o)?;
+            let t = started.elapsed().as_secs_f64();
+            log.close()?;
+            Some(t)
+        }
+        false => None,
+    };
 
     let store = crate::store::Store::open(&db)?;
     let n = store.size()?;
@@ -120,13 +143,16 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, AuditError> {
         .map(|m| m.len())
         .sum();
     let verified = match opts.verify {
-        true => Some(verify_db(&db, &verifier, None).map_err(|e| AuditError::Invalid(e.to_string()))?),
+        true => {
+            Some(verify_db(&db, &verifier, None).map_err(|e| AuditError::Invalid(e.to_string()))?)
+        }
         false => None,
     };
     Ok(BenchReport {
         existing: existing_entries,
         built_seconds,
         open_seconds,
+        full_start_seconds,
         concurrent,
         serial,
         verified_entries: verified.as_ref().map_or(0, |r| r.entries),
@@ -185,7 +211,9 @@ fn appends(
         commits.extend(sizes);
     }
     let elapsed = start.elapsed();
-    let written = bytes_written().zip(written0).map(|(b, a)| b.saturating_sub(a));
+    let written = bytes_written()
+        .zip(written0)
+        .map(|(b, a)| b.saturating_sub(a));
     lat.sort();
     let n = lat.len() as u64;
     Ok(AppendFigures {

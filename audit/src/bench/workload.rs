@@ -64,8 +64,8 @@ pub(crate) fn intent(run: &str, w: usize, i: u64) -> Event {
             policies: vec!["finance.read-receipts".into()],
             reason: None,
         })
-        .with_data(serde_json::json!({ "op": if i % 3 == 0 { "write" } else { "read" } }));
-    if i % 8 == 0 {
+        .with_data(serde_json::json!({ "op": if i.is_multiple_of(3) { "write" } else { "read" } }));
+    if i.is_multiple_of(8) {
         let mut body = format!("{{\"path\":\"receipts/{w}/{i}\",\"pad\":\"").into_bytes();
         body.resize(255, b'x');
         body.push(b'}');
@@ -91,7 +91,7 @@ pub(crate) fn result(run: &str, w: usize, i: u64, seq: u64, hash: &Hash) -> Even
             intent_seq: seq,
         })
         .with_outcome(o);
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         let digest = hex::encode(crate::payload::commitment(&i.to_be_bytes(), b"bench"));
         ev = ev.with_data(serde_json::json!({ "sha256_after_write": digest }));
     }

@@ -129,10 +129,13 @@ fn find_session(
             }
             let tail = store.entry(last)?;
             let head_leaf = Leaf::parse_canonical(&tail.leaf).map_err(crate::AuditError::Leaf)?;
-            let start_leaf =
-                Leaf::parse_canonical(&store.entry(first)?.leaf).map_err(crate::AuditError::Leaf)?;
+            let start_leaf = Leaf::parse_canonical(&store.entry(first)?.leaf)
+                .map_err(crate::AuditError::Leaf)?;
             let h = leaf_hash(&tail.leaf);
-            let ok = head_leaf.session.as_ref().is_some_and(|s| s.id == id && s.n == row.n)
+            let ok = head_leaf
+                .session
+                .as_ref()
+                .is_some_and(|s| s.id == id && s.n == row.n)
                 && h == row.head
                 && start_leaf.kind == EventKind::SessionStart
                 && start_leaf

@@ -66,7 +66,10 @@ pub fn binary_sha256(cache_dir: Option<&Path>) -> Result<String, ExportError> {
         keep.insert(0, format!("{k} {digest}"));
         // Only a speed-up: failing to store it is not an error.
         if let Err(e) = write_cache(c, &keep) {
-            tracing::debug!("could not cache the executable's digest in {}: {e}", c.display());
+            tracing::debug!(
+                "could not cache the executable's digest in {}: {e}",
+                c.display()
+            );
         }
     }
     Ok(digest)

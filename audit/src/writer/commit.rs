@@ -12,7 +12,10 @@ use crate::event::{EventKind, IntentRole};
 
 impl Writer {
     /// Insert everything and the signed checkpoint, then COMMIT (fsync).
-    pub(super) fn write(&mut self, built: &[Result<Built, AuditError>]) -> Result<Arc<str>, AuditError> {
+    pub(super) fn write(
+        &mut self,
+        built: &[Result<Built, AuditError>],
+    ) -> Result<Arc<str>, AuditError> {
         let path = self.path.clone();
         let e = AuditError::sqlite(&path);
         let tx = self
@@ -25,7 +28,9 @@ impl Writer {
                 .map_err(&e)?;
             let mut ins_node = tx
                 .prepare_cached(match self.tree {
-                    crate::schema::TreeLayout::Tlog => "INSERT INTO tree_nodes(id, h) VALUES (?1, ?2)",
+                    crate::schema::TreeLayout::Tlog => {
+                        "INSERT INTO tree_nodes(id, h) VALUES (?1, ?2)"
+                    }
                     crate::schema::TreeLayout::Legacy => {
                         "INSERT INTO tree_hashes(id, h) VALUES (?1, ?2)"
                     }
@@ -88,7 +93,13 @@ impl Writer {
                         EventKind::SessionEnd | EventKind::SessionInterrupted
                     );
                     up_session
-                        .execute(params![id, *n as i64, &b.hash[..], ended as i64, b.seq as i64])
+                        .execute(params![
+                            id,
+                            *n as i64,
+                            &b.hash[..],
+                            ended as i64,
+                            b.seq as i64
+                        ])
                         .map_err(&e)?;
                 }
             }

@@ -124,6 +124,10 @@ pub enum AuditCommand {
         /// Skip verifying the whole log afterwards.
         #[arg(long)]
         no_verify: bool,
+        /// Append to the cached --existing log itself instead of a copy
+        /// (saves its size in disk space; it keeps what each run appends).
+        #[arg(long)]
+        in_place: bool,
         /// Keep the scratch log in this folder.
         #[arg(long)]
         keep: Option<PathBuf>,
@@ -259,6 +263,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             existing,
             cache,
             no_verify,
+            in_place,
             keep,
         } => {
             let mut reports = Vec::new();
@@ -268,8 +273,11 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
                     entries,
                     serial_entries: serial,
                     existing: n,
-                    cache: cache.clone().unwrap_or_else(stele_audit::bench::default_cache),
+                    cache: cache
+                        .clone()
+                        .unwrap_or_else(stele_audit::bench::default_cache),
                     keep: keep.clone(),
+                    in_place,
                     verify: !no_verify,
                 })?;
                 print!("{r}");
