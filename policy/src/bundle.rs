@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use cedar_policy::{EntityUid, Policy, Schema};
 
+use crate::ask::{ask_spelling, AskSpelling};
 use crate::cedar_req::{cedar_input, facts, Names};
 use crate::decision::{
     combine, Decision, Effect, EvalError, LayerResult, PolicyEffect, PolicyInfo,
@@ -12,9 +13,10 @@ use crate::decision::{
 use crate::digest::BundleDigest;
 use crate::error::PolicyError;
 use crate::layer::{Layer, LayerKind, LazyInput, Mode, Part};
-use crate::layout::{read_bundle, BundleFiles, TextFile, SCHEMA_FILE};
+use crate::layout::{read_bundle, BundleFiles, TextFile};
+use crate::lint::{policy_lints, team_lints, Lint, PolicyFacts};
 use crate::members::{Members, MEMBERS_FILE};
-use crate::request::{Approval, ApprovalOutcome, Request};
+use crate::request::{Approval, Request};
 use crate::schema::{check_bundle_schema, stele_schema, SCHEMA_VERSION};
 use crate::source::{parse_file, SourcePolicy};
 
@@ -33,6 +35,7 @@ pub struct Bundle {
     team_uids: HashMap<String, Vec<EntityUid>>,
     info: HashMap<String, PolicyInfo>,
     tests: Vec<TextFile>,
+    lints: Vec<Lint>,
 }
 
 impl Bundle {
@@ -54,15 +57,24 @@ impl Bundle {
 
         let known_teams: BTreeSet<String> = files.teams.keys().cloned().collect();
         let mut info: HashMap<String, PolicyInfo> = HashMap::new();
-        let mut digest_input: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut facts: Vec<PolicyFacts> = Vec::new();
         let mut load_layer = |layer: Layer,
                               layer_files: &[TextFile],
                               info: &mut HashMap<String, PolicyInfo>|
          -> Result<Vec<(String, Policy)>, PolicyError> {
             let mut policies = Vec::new();
             for f in layer_files {
-                digest_input.push((f.rel.clone(), f.text.as_bytes().to_vec()));
-                for sp in parse_file(&f.rel, &f.text, &validator)? {
+                let parsed = parse_file(&f.rel, &f.text, &validator)?;
+                if parsed.is_empty() {
+                    return Err(PolicyError::Layout {
+                        location: crate::error::Location::file(&f.rel),
+                        message: "this policy file holds no policies (empty, or only \
+                                  comments): a file in a layer folder must hold at least one \
+                                  policy; delete it if it is not needed"
+                            .into(),
+                    });
+                }
+                for sp in parsed {
                     let SourcePolicy {
                         policy,
                         id,
@@ -95,6 +107,49 @@ impl Bundle {
                         cedar_policy::Effect::Permit => PolicyEffect::Permit,
                         cedar_policy::Effect::Forbid => PolicyEffect::Forbid,
                     };
+                    let spellings: Vec<(&String, AskSpelling)> =
+                        annotations.keys().map(|k| (k, ask_spelling(k))).collect();
+                    if effect == PolicyEffect::Permit {
+                        if let Some((key, _)) = spellings
+                            .iter()
+                            .find(|(_, a)| matches!(a, AskSpelling::Exact | AskSpelling::Variant))
+                        {
+                            return Err(PolicyError::Annotation {
+                                location,
+                                policy: id,
+                                message: format!(
+                                    "`@{key}` on a permit: a permit allows without asking, so \
+                                     this would never ask; to ask first, add a forbid with \
+                                     `@ask` and `unless {{ context has approval && \
+                                     context.approval.granted }}` next to the permit"
+                                ),
+                            });
+                        }
+                    }
+                    let ask = annotations.contains_key("ask") && effect == PolicyEffect::Forbid;
+                    // Only a forbid with conditions can read the approval.
+                    let est = match effect {
+                        PolicyEffect::Forbid if policy.has_non_scope_constraint() => {
+                            crate::guard::est(&policy)
+                        }
+                        PolicyEffect::Forbid | PolicyEffect::Permit => None,
+                    };
+                    let approval_literals = match (&est, ask) {
+                        (Some(e), true) => crate::ask::literals(e),
+                        _ => Vec::new(),
+                    };
+                    facts.push(PolicyFacts {
+                        id: id.clone(),
+                        org: layer == Layer::Org,
+                        forbid: effect == PolicyEffect::Forbid,
+                        location: location.clone(),
+                        ask,
+                        misspelt_ask: spellings
+                            .iter()
+                            .find(|(_, a)| matches!(a, AskSpelling::Variant | AskSpelling::Near))
+                            .map(|(k, _)| (*k).clone()),
+                        mentions_approval: est.as_ref().is_some_and(crate::ask::mentions_approval),
+                    });
                     info.insert(
                         id.clone(),
                         PolicyInfo {
@@ -102,6 +157,7 @@ impl Bundle {
                             effect,
                             location,
                             annotations,
+                            approval_literals,
                         },
                     );
                     policies.push((id, policy));
@@ -146,11 +202,17 @@ impl Bundle {
             })
             .collect();
 
-        if let Some(s) = &files.schema {
-            digest_input.push((SCHEMA_FILE.to_owned(), s.text.as_bytes().to_vec()));
-        }
-        digest_input.push((MEMBERS_FILE.to_owned(), members_text.as_bytes().to_vec()));
+        // Every file the bundle was read from: nothing in it can change
+        // without changing the digest.
+        let digest_input: Vec<(String, Vec<u8>)> = files
+            .all()
+            .map(|f| (f.rel.clone(), f.text.as_bytes().to_vec()))
+            .collect();
         let digest = BundleDigest::of_files(&digest_input);
+        let mut lints: Vec<Lint> = facts.iter().flat_map(policy_lints).collect();
+        lints.extend(team_lints(teams.keys().map(String::as_str), |t| {
+            members.users().any(|u| members.teams_of(u).any(|x| x == t))
+        }));
 
         Ok(Bundle {
             root,
@@ -164,7 +226,14 @@ impl Bundle {
             team_uids,
             info,
             tests: files.tests,
+            lints,
         })
+    }
+
+    /// What `stele policy validate` points out: rules that load but are
+    /// probably not what their author meant (see [`crate::lint`]).
+    pub fn lints(&self) -> &[Lint] {
+        &self.lints
     }
 
     /// The bundle digest, `sha256:…` when displayed.
@@ -220,26 +289,32 @@ impl Bundle {
         if first.effect != Effect::Deny || !self.is_ask_candidate(request, &first) {
             return first;
         }
-        // @ask rule (c): only ask if a granted approval would actually allow.
-        let hypothetical = request.with_approval(Approval {
-            outcome: ApprovalOutcome::Granted,
-            approver: "(hypothetical)".into(),
-            ticket: String::new(),
-        });
-        match self.evaluate(&hypothetical, mode) {
-            Ok(again) if again.effect == Effect::Allow => Decision {
-                effect: Effect::Ask,
-                layer: first
-                    .determining
-                    .iter()
-                    .map(|d| d.layer.kind())
-                    .max()
-                    .or(first.layer),
-                ..first
-            },
-            Ok(_) => first,
-            Err(e) => self.internal_deny(e),
+        // @ask rule (c): only ask if some granted approval would actually
+        // allow (see crate::ask for the candidates tried).
+        let literals = first
+            .determining
+            .iter()
+            .filter_map(|d| self.info.get(&d.id))
+            .flat_map(|i| i.approval_literals.iter().map(String::as_str));
+        for approval in crate::ask::candidates(literals) {
+            match self.evaluate(&request.with_approval(approval), mode) {
+                Ok(again) if again.effect == Effect::Allow => {
+                    return Decision {
+                        effect: Effect::Ask,
+                        layer: first
+                            .determining
+                            .iter()
+                            .map(|d| d.layer.kind())
+                            .max()
+                            .or(first.layer),
+                        ..first
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return self.internal_deny(e),
+            }
         }
+        first
     }
 
     /// Decide again after an approver answered an `Ask`: the request with the
@@ -267,7 +342,7 @@ impl Bundle {
             && !d.determining.is_empty()
             && d.determining
                 .iter()
-                .all(|p| p.annotations.contains_key("ask"))
+                .all(|p| p.effect == PolicyEffect::Forbid && p.annotations.contains_key("ask"))
     }
 
     fn internal_deny(&self, e: PolicyError) -> Decision {

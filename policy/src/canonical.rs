@@ -4,10 +4,15 @@
 //! single definition of the canonical forms the schema promises.
 
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::CanonError;
+
+mod address;
+mod host;
+
+pub use address::{canonical_ip, classify, AddressClass};
+pub use host::{canonical_host_name, default_port, CanonicalHost};
 
 /// A workspace-relative, lexically normalised path: no leading `/`, no `.`
 /// or `..` components, no empty components, no NUL. The workspace root is `.`.
@@ -123,144 +128,6 @@ pub fn resolve_in_workspace(root: &Path, relative: &str) -> Result<CanonicalPath
     canonical_path(&parts.join("/"))
 }
 
-/// A canonical network endpoint: lowercase scheme, ASCII (IDNA) lowercase
-/// host name or normalised IP literal, and an explicit port.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CanonicalHost {
-    scheme: String,
-    name: String,
-    port: u16,
-}
-
-impl CanonicalHost {
-    /// Canonicalise a scheme, host and optional port. Without a port, the
-    /// scheme's default is used (http/ws 80, https/wss 443, ssh 22).
-    pub fn new(scheme: &str, host: &str, port: Option<u16>) -> Result<Self, CanonError> {
-        let scheme = canonical_scheme(scheme)?;
-        let name = canonical_host_name(host)?;
-        let port = match port {
-            Some(0) => return Err(CanonError::InvalidPort(host.to_owned())),
-            Some(p) => p,
-            None => {
-                default_port(&scheme).ok_or_else(|| CanonError::UnknownScheme(scheme.clone()))?
-            }
-        };
-        Ok(Self { scheme, name, port })
-    }
-
-    /// Parse `scheme://host[:port]` (an optional trailing `/` is accepted;
-    /// paths, user info and queries are not: they are not part of an endpoint).
-    pub fn parse(endpoint: &str) -> Result<Self, CanonError> {
-        let bad = || CanonError::InvalidHost(endpoint.to_owned());
-        reject_controls("host", endpoint)?;
-        let (scheme, rest) = endpoint.split_once("://").ok_or_else(bad)?;
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
-        if rest.contains(['/', '@', '?', '#']) {
-            return Err(bad());
-        }
-        let (host, port) = if let Some(after) = rest.strip_prefix('[') {
-            let (inner, tail) = after.split_once(']').ok_or_else(bad)?;
-            let port = match tail {
-                "" => None,
-                t => Some(t.strip_prefix(':').ok_or_else(bad)?),
-            };
-            (inner, port)
-        } else {
-            match rest.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (rest, None),
-            }
-        };
-        let port = match port {
-            Some(p) => Some(
-                p.parse::<u16>()
-                    .map_err(|_| CanonError::InvalidPort(endpoint.to_owned()))?,
-            ),
-            None => None,
-        };
-        Self::new(scheme, host, port)
-    }
-
-    /// Lowercase scheme (`https`).
-    pub fn scheme(&self) -> &str {
-        &self.scheme
-    }
-    /// ASCII host name or IP literal (IPv6 without brackets).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-    /// Port.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-}
-
-impl fmt::Display for CanonicalHost {
-    /// `scheme://name:port`, with brackets around IPv6 literals; this is
-    /// the `Host` entity id policies see.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.name.contains(':') {
-            write!(f, "{}://[{}]:{}", self.scheme, self.name, self.port)
-        } else {
-            write!(f, "{}://{}:{}", self.scheme, self.name, self.port)
-        }
-    }
-}
-
-fn canonical_scheme(scheme: &str) -> Result<String, CanonError> {
-    let s = scheme.to_ascii_lowercase();
-    let mut chars = s.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
-    if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')) {
-        return Err(CanonError::InvalidHost(scheme.to_owned()));
-    }
-    Ok(s)
-}
-
-/// Default port for a scheme, if stele knows one.
-pub fn default_port(scheme: &str) -> Option<u16> {
-    match scheme {
-        "http" | "ws" => Some(80),
-        "https" | "wss" => Some(443),
-        "ssh" => Some(22),
-        _ => None,
-    }
-}
-
-/// Canonicalise a host name: IP literals are normalised, names go through
-/// IDNA (UTS 46) to lowercase ASCII, a trailing dot is dropped. Ambiguous
-/// numeric forms (`127.1`, `0x7f.0.0.1`) that some resolvers read as IPv4
-/// are refused, so a policy on `127.0.0.1` cannot be dodged.
-pub fn canonical_host_name(host: &str) -> Result<String, CanonError> {
-    if host.is_empty() {
-        return Err(CanonError::Empty("host"));
-    }
-    reject_controls("host", host)?;
-    let bad = || CanonError::InvalidHost(host.to_owned());
-    let inner = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    if let Ok(v6) = inner.parse::<Ipv6Addr>() {
-        return Ok(v6.to_string());
-    }
-    let trimmed = inner.strip_suffix('.').unwrap_or(inner);
-    if let Ok(v4) = trimmed.parse::<Ipv4Addr>() {
-        return Ok(v4.to_string());
-    }
-    let ascii = idna::domain_to_ascii_strict(trimmed).map_err(|_| bad())?;
-    if ascii.is_empty() {
-        return Err(bad());
-    }
-    let last = ascii.rsplit('.').next().unwrap_or("");
-    let numeric_like = last.chars().all(|c| c.is_ascii_digit())
-        || (last.starts_with("0x") && last[2..].chars().all(|c| c.is_ascii_hexdigit()));
-    if numeric_like {
-        return Err(bad());
-    }
-    Ok(ascii)
-}
-
 /// A program, by its resolved absolute path and its basename.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ProgramRef {
@@ -343,27 +210,6 @@ mod tests {
             Err(CanonError::ControlCharacter(_))
         ));
         assert!(matches!(canonical_path(""), Err(CanonError::Empty(_))));
-    }
-
-    #[test]
-    fn hosts() {
-        let h = CanonicalHost::parse("HTTPS://Bücher.Example.").unwrap();
-        assert_eq!(h.to_string(), "https://xn--bcher-kva.example:443");
-        let h = CanonicalHost::parse("http://[::FFFF:7f00:1]:8080").unwrap();
-        assert_eq!(h.name(), "::ffff:127.0.0.1");
-        assert_eq!(h.port(), 8080);
-        assert_eq!(
-            CanonicalHost::new("ssh", "Git.Example", None)
-                .unwrap()
-                .port(),
-            22
-        );
-        assert!(CanonicalHost::parse("gopher://x.example").is_err());
-        assert!(CanonicalHost::parse("https://127.1").is_err());
-        assert!(CanonicalHost::parse("https://0x7f.0.0.1").is_err());
-        assert!(CanonicalHost::parse("https://u@x.example").is_err());
-        assert!(CanonicalHost::parse("https://x.example:0").is_err());
-        assert!(CanonicalHost::parse("https://x.example/path").is_err());
     }
 
     #[test]

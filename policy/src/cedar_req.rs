@@ -157,6 +157,11 @@ fn resource_attrs(resource: &Resource) -> HashMap<String, RestrictedExpression> 
             attrs.insert("name".to_owned(), s(h.name()));
             attrs.insert("port".to_owned(), long(h.port()));
             attrs.insert("scheme".to_owned(), s(h.scheme()));
+            // Absent until known: a name before it is resolved.
+            if let (Some(a), Some(c)) = (h.address(), h.class()) {
+                attrs.insert("address".to_owned(), s(&a.to_string()));
+                attrs.insert("class".to_owned(), s(c.as_str()));
+            }
         }
         Resource::Model { provider, name } => {
             attrs.insert("provider".to_owned(), s(provider));

@@ -156,6 +156,9 @@ pub(crate) struct PolicyInfo {
     pub effect: PolicyEffect,
     pub location: Location,
     pub annotations: BTreeMap<String, String>,
+    /// For an `@ask` forbid: the strings and pattern instances its
+    /// conditions hold, from which candidate approvals are built.
+    pub approval_literals: Vec<String>,
 }
 
 impl PolicyInfo {

@@ -66,6 +66,16 @@ pub enum PolicyError {
         /// What is wrong.
         message: String,
     },
+    /// A file nests brackets, `if`s or operator chains deeper than stele
+    /// lets any parser see (refused before parsing: deep nesting would
+    /// exhaust the stack and abort the process).
+    #[error("{location}: nested too deeply: {message}")]
+    TooDeep {
+        /// Where the limit was crossed.
+        location: Location,
+        /// What was too deep, and what to do instead.
+        message: String,
+    },
     /// A `.cedar` file does not parse.
     #[error("{location}: syntax error: {message}")]
     Syntax {
@@ -99,6 +109,16 @@ pub enum PolicyError {
     PolicyId {
         /// Where.
         location: Location,
+        /// What is wrong.
+        message: String,
+    },
+    /// An annotation that cannot mean what it says (`@ask` on a permit).
+    #[error("{location}: policy `{policy}`: {message}")]
+    Annotation {
+        /// Where.
+        location: Location,
+        /// The policy.
+        policy: String,
         /// What is wrong.
         message: String,
     },
@@ -169,4 +189,12 @@ pub enum CanonError {
     /// A program name that is not a plain basename.
     #[error("invalid program name `{0}`")]
     InvalidProgram(String),
+    /// An IP literal host given a different address than its own.
+    #[error("host `{host}` is an address; it cannot resolve to {address}")]
+    AddressMismatch {
+        /// The literal.
+        host: String,
+        /// The other address.
+        address: String,
+    },
 }

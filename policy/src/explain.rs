@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::decision::{Decision, Effect, PolicyEffect, Verdict};
-use crate::request::Request;
+use crate::request::{Request, Resource};
 
 /// A one-line reason suitable for a denial message to the model or user:
 /// names the rule(s) and layer.
@@ -41,6 +41,20 @@ pub fn render(request: &Request, d: &Decision) -> String {
         request.resource().type_name(),
         request.resource().entity_id()
     );
+    if let Resource::Host(h) = request.resource() {
+        match (h.address(), h.class()) {
+            (Some(a), Some(c)) => {
+                let _ = writeln!(out, "address:  {a} (class {c})");
+            }
+            _ => {
+                let _ = writeln!(
+                    out,
+                    "address:  (not resolved: the decision by name alone, without \
+                     resource.address and resource.class)"
+                );
+            }
+        }
+    }
     let layers: Vec<String> = d
         .layers
         .iter()

@@ -41,6 +41,10 @@ impl Guard {
 }
 
 /// The string attributes of a resource, as the schema defines them.
+///
+/// `address` and `class` of a host are not listed: they are optional (a
+/// guard on them must not skip a policy Cedar would find in error), and
+/// `address` is not stored as text.
 fn resource_attr<'a>(resource: &'a Resource, attr: &str) -> Option<&'a str> {
     match (resource, attr) {
         (Resource::File(p), "path") => Some(p.as_str()),

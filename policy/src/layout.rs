@@ -1,7 +1,9 @@
 //! Reading a bundle folder. The layout is strict so that nothing is silently
-//! ignored: a `.cedar` file anywhere other than `org/`, `teams/<team>/` or
-//! `project/` is an error, and so is any symlink (a bundle must not reach
-//! outside itself).
+//! ignored: every entry of a layer folder (`org/`, `teams/<team>/`,
+//! `project/`) is a regular `*.cedar` file holding policies, or the bundle
+//! is refused; so is every entry of `teams/` that is not a team folder and of
+//! `tests/` that is not a `*.json` file; a policy file anywhere else, a
+//! symlink, a FIFO or device anywhere, and a name that is not UTF-8.
 //!
 //! ```text
 //! BUNDLE/
@@ -12,8 +14,12 @@
 //!   project/*.cedar        optional
 //!   tests/*.json           optional, Cedar JSON test format
 //! ```
+//!
+//! Other files at the root (a README) and other folders are not read, but a
+//! folder anywhere that holds something named like a policy file is refused.
 
 use std::collections::BTreeMap;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Location, PolicyError};
@@ -21,6 +27,10 @@ use crate::members::{valid_name, MEMBERS_FILE};
 
 /// Schema file name inside a bundle.
 pub const SCHEMA_FILE: &str = "schema.cedarschema";
+
+/// The largest file a bundle may hold (policies are text; anything bigger
+/// is a mistake or an attack on the loader's memory).
+pub(crate) const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// A file read from the bundle: relative path and text.
 #[derive(Debug, Clone)]
@@ -40,6 +50,26 @@ pub(crate) struct BundleFiles {
     pub tests: Vec<TextFile>,
 }
 
+impl BundleFiles {
+    /// Every file that was read, for the digest.
+    pub fn all(&self) -> impl Iterator<Item = &TextFile> {
+        self.schema
+            .iter()
+            .chain(self.members.iter())
+            .chain(self.org.iter())
+            .chain(self.teams.values().flatten())
+            .chain(self.project.iter())
+            .chain(self.tests.iter())
+    }
+}
+
+/// What a directory entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    File,
+    Dir,
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PolicyError + '_ {
     move |source| PolicyError::Io {
         path: path.to_path_buf(),
@@ -54,8 +84,9 @@ fn layout(rel: &str, message: impl Into<String>) -> PolicyError {
     }
 }
 
-/// Sorted entries of a directory, refusing symlinks.
-fn entries(root: &Path, dir: &Path) -> Result<Vec<(String, PathBuf, bool)>, PolicyError> {
+/// Sorted entries of a directory, refusing symlinks, anything that is not a
+/// regular file or folder, and names that are not UTF-8.
+fn entries(root: &Path, dir: &Path) -> Result<Vec<(String, PathBuf, Kind)>, PolicyError> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let entry = entry.map_err(io(dir))?;
@@ -65,11 +96,23 @@ fn entries(root: &Path, dir: &Path) -> Result<Vec<(String, PathBuf, bool)>, Poli
         if ft.is_symlink() {
             return Err(layout(&rel, "symlinks are not allowed in a policy bundle"));
         }
-        let name = entry
-            .file_name()
-            .into_string()
-            .map_err(|_| layout(&rel, "file names must be UTF-8"))?;
-        out.push((name, path, ft.is_dir()));
+        let kind = if ft.is_dir() {
+            Kind::Dir
+        } else if ft.is_file() {
+            Kind::File
+        } else {
+            return Err(layout(
+                &rel,
+                "not a regular file or folder (a FIFO, socket or device) in a policy bundle",
+            ));
+        };
+        let name = entry.file_name().into_string().map_err(|_| {
+            layout(
+                &rel,
+                "file name is not UTF-8 (shown with U+FFFD); rename or remove it",
+            )
+        })?;
+        out.push((name, path, kind));
     }
     out.sort();
     Ok(out)
@@ -85,31 +128,68 @@ fn rel_path(root: &Path, path: &Path) -> String {
 
 fn read(root: &Path, path: &Path) -> Result<TextFile, PolicyError> {
     let rel = rel_path(root, path);
-    let bytes = std::fs::read(path).map_err(io(path))?;
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io(path))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(layout(
+            &rel,
+            format!("larger than {} MiB", MAX_FILE_BYTES / (1024 * 1024)),
+        ));
+    }
     let text = String::from_utf8(bytes).map_err(|_| layout(&rel, "file is not valid UTF-8"))?;
     Ok(TextFile { rel, text })
 }
 
-/// Read the `.cedar` files directly in `dir`; anything nested deeper that
-/// is (or contains) a `.cedar` file is an error.
+/// Whether a name looks like it was meant to be a policy file (any case,
+/// any suffix: `rules.CEDAR`, `rules.cedar.txt`, `rules.cedar~`).
+fn policy_like(name: &str) -> bool {
+    name.to_lowercase().contains(".cedar")
+}
+
+/// Read a layer folder: every entry must be a regular `*.cedar` file.
 fn read_layer(root: &Path, dir: &Path) -> Result<Vec<TextFile>, PolicyError> {
     let mut out = Vec::new();
-    for (name, path, is_dir) in entries(root, dir)? {
-        if is_dir {
-            refuse_stray_cedar(root, &path)?;
-        } else if name.ends_with(".cedar") {
-            out.push(read(root, &path)?);
+    for (name, path, kind) in entries(root, dir)? {
+        let rel = rel_path(root, &path);
+        if kind == Kind::Dir {
+            return Err(layout(
+                &rel,
+                "a folder inside a layer folder is not read: a layer folder holds only \
+                 *.cedar files; move its policies up or remove it",
+            ));
         }
+        if name.starts_with('.') {
+            return Err(layout(
+                &rel,
+                "hidden file in a layer folder (an editor's swap or backup file?): a layer \
+                 folder holds only *.cedar files; remove it",
+            ));
+        }
+        if !name.ends_with(".cedar") {
+            let why = if policy_like(&name) {
+                "policy file names end in `.cedar` exactly (lowercase, nothing after it): \
+                 this file would be ignored; rename or remove it"
+            } else {
+                "not a policy file: a layer folder holds only *.cedar files; move it out of \
+                 the bundle's layers"
+            };
+            return Err(layout(&rel, why));
+        }
+        out.push(read(root, &path)?);
     }
     Ok(out)
 }
 
-/// Error on any `.cedar` file under `dir` (used where none may be).
-fn refuse_stray_cedar(root: &Path, dir: &Path) -> Result<(), PolicyError> {
-    for (name, path, is_dir) in entries(root, dir)? {
-        if is_dir {
-            refuse_stray_cedar(root, &path)?;
-        } else if name.ends_with(".cedar") {
+/// Error on anything under `dir` that looks like a policy file (used where
+/// none may be: it would be silently ignored).
+fn refuse_stray_policies(root: &Path, dir: &Path) -> Result<(), PolicyError> {
+    for (name, path, kind) in entries(root, dir)? {
+        if kind == Kind::Dir {
+            refuse_stray_policies(root, &path)?;
+        } else if policy_like(&name) {
             return Err(layout(
                 &rel_path(root, &path),
                 "policy file outside org/, teams/<team>/ and project/ would be ignored; \
@@ -119,6 +199,16 @@ fn refuse_stray_cedar(root: &Path, dir: &Path) -> Result<(), PolicyError> {
     }
     Ok(())
 }
+
+/// The known root entries, and what each must be.
+const KNOWN: [(&str, Kind); 6] = [
+    (SCHEMA_FILE, Kind::File),
+    (MEMBERS_FILE, Kind::File),
+    ("org", Kind::Dir),
+    ("teams", Kind::Dir),
+    ("project", Kind::Dir),
+    ("tests", Kind::Dir),
+];
 
 /// Read a bundle folder.
 pub(crate) fn read_bundle(root: &Path) -> Result<BundleFiles, PolicyError> {
@@ -131,47 +221,40 @@ pub(crate) fn read_bundle(root: &Path) -> Result<BundleFiles, PolicyError> {
     }
     let mut files = BundleFiles::default();
     let mut saw_org = false;
-    for (name, path, is_dir) in entries(root, root)? {
-        match (name.as_str(), is_dir) {
-            (SCHEMA_FILE, false) => files.schema = Some(read(root, &path)?),
-            (MEMBERS_FILE, false) => files.members = Some(read(root, &path)?),
-            ("org", true) => {
+    for (name, path, kind) in entries(root, root)? {
+        let known = KNOWN.iter().find(|(k, _)| *k == name);
+        match (known, kind) {
+            (Some((_, want)), kind) if *want != kind => {
+                let what = match want {
+                    Kind::File => "a file",
+                    Kind::Dir => "a folder",
+                };
+                return Err(layout(&name, format!("must be {what}")));
+            }
+            (Some((SCHEMA_FILE, _)), _) => files.schema = Some(read(root, &path)?),
+            (Some((MEMBERS_FILE, _)), _) => files.members = Some(read(root, &path)?),
+            (Some(("org", _)), _) => {
                 saw_org = true;
                 files.org = read_layer(root, &path)?;
             }
-            ("project", true) => files.project = read_layer(root, &path)?,
-            ("teams", true) => {
-                for (team, tpath, tdir) in entries(root, &path)? {
-                    let rel = rel_path(root, &tpath);
-                    if !tdir {
-                        if team.ends_with(".cedar") {
-                            return Err(layout(&rel, "team policies go in teams/<team>/*.cedar"));
-                        }
-                        continue;
-                    }
-                    if !valid_name(&team) {
-                        return Err(layout(&rel, format!("invalid team name `{team}`")));
-                    }
-                    files.teams.insert(team, read_layer(root, &tpath)?);
-                }
-            }
-            ("tests", true) => {
-                for (tname, tpath, tdir) in entries(root, &path)? {
-                    if tdir {
-                        refuse_stray_cedar(root, &tpath)?;
-                    } else if tname.ends_with(".json") {
-                        files.tests.push(read(root, &tpath)?);
-                    }
-                }
-            }
-            (_, true) => refuse_stray_cedar(root, &path)?,
-            (other, false) if other.ends_with(".cedar") => {
+            (Some(("project", _)), _) => files.project = read_layer(root, &path)?,
+            (Some(("teams", _)), _) => files.teams = read_teams(root, &path)?,
+            (Some(("tests", _)), _) => files.tests = read_tests(root, &path)?,
+            (Some(_), _) => {}
+            (None, _) if KNOWN.iter().any(|(k, _)| k.eq_ignore_ascii_case(&name)) => {
                 return Err(layout(
-                    other,
+                    &name,
+                    "names in a bundle are lowercase: this would be ignored; rename it",
+                ));
+            }
+            (None, Kind::Dir) => refuse_stray_policies(root, &path)?,
+            (None, Kind::File) if policy_like(&name) => {
+                return Err(layout(
+                    &name,
                     "policy file at the bundle root would be ignored; move it into a layer",
                 ))
             }
-            _ => {}
+            (None, Kind::File) => {}
         }
     }
     if !saw_org || files.org.is_empty() {
@@ -182,4 +265,47 @@ pub(crate) fn read_bundle(root: &Path) -> Result<BundleFiles, PolicyError> {
         ));
     }
     Ok(files)
+}
+
+/// `teams/`: one folder per team, nothing else.
+fn read_teams(root: &Path, dir: &Path) -> Result<BTreeMap<String, Vec<TextFile>>, PolicyError> {
+    let mut teams = BTreeMap::new();
+    for (team, tpath, kind) in entries(root, dir)? {
+        let rel = rel_path(root, &tpath);
+        if kind == Kind::File {
+            let why = if policy_like(&team) {
+                "team policies go in teams/<team>/*.cedar"
+            } else {
+                "teams/ holds only one folder per team; remove this file"
+            };
+            return Err(layout(&rel, why));
+        }
+        if !valid_name(&team) {
+            return Err(layout(
+                &rel,
+                format!(
+                    "invalid team name `{team}` (letters, digits, - _ . @; not starting with .)"
+                ),
+            ));
+        }
+        teams.insert(team, read_layer(root, &tpath)?);
+    }
+    Ok(teams)
+}
+
+/// `tests/`: `*.json` files, nothing else.
+fn read_tests(root: &Path, dir: &Path) -> Result<Vec<TextFile>, PolicyError> {
+    let mut out = Vec::new();
+    for (name, path, kind) in entries(root, dir)? {
+        let rel = rel_path(root, &path);
+        if kind == Kind::Dir || name.starts_with('.') || !name.ends_with(".json") {
+            return Err(layout(
+                &rel,
+                "tests/ holds only *.json test files (a test file named otherwise would not \
+                 run); rename or remove it",
+            ));
+        }
+        out.push(read(root, &path)?);
+    }
+    Ok(out)
 }

@@ -36,19 +36,24 @@
 //! # Ok(()) }
 //! ```
 
+mod ask;
 pub mod bundle;
 pub mod canonical;
 mod cedar_req;
+pub mod connect;
 pub mod context_json;
 pub mod decision;
+mod depth;
 pub mod digest;
 pub mod error;
 pub mod explain;
 mod guard;
 pub mod layer;
 mod layout;
+pub mod lint;
 pub mod members;
 pub mod request;
+pub mod resolve;
 pub mod schema;
 mod source;
 pub mod synthetic;
@@ -56,7 +61,8 @@ pub mod tests_format;
 mod tool_args;
 
 pub use bundle::Bundle;
-pub use canonical::{CanonicalHost, CanonicalPath, ProgramRef};
+pub use canonical::{AddressClass, CanonicalHost, CanonicalPath, ProgramRef};
+pub use connect::ConnectStep;
 pub use decision::{
     Decision, DeterminingPolicy, Effect, EvalError, LayerVerdict, PolicyEffect, Verdict,
 };
@@ -64,9 +70,11 @@ pub use digest::BundleDigest;
 pub use error::{CanonError, Location, PolicyError};
 pub use layer::{Layer, LayerKind};
 pub use layout::SCHEMA_FILE;
+pub use lint::{Lint, LintId, Severity};
 pub use members::{Members, MEMBERS_FILE};
 pub use request::{
     Action, Approval, ApprovalOutcome, ArgValue, Network, Request, RequestBuilder, RequestContext,
-    Resource, SandboxBackend, SandboxFacts, ToolArgs,
+    Resource, SandboxBackend, SandboxFacts, ToolArgs, UidForm,
 };
+pub use resolve::{resolve_host, Resolution, Resolve, ResolveError, SystemResolver};
 pub use schema::{SCHEMA_VERSION, STELE_SCHEMA};

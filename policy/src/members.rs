@@ -50,6 +50,7 @@ impl Members {
             let (l, c) = line_col(text, offset);
             Location::at(MEMBERS_FILE, l, c)
         };
+        crate::depth::check(MEMBERS_FILE, text, crate::depth::Syntax::Toml)?;
         let raw: Raw = toml::from_str(text).map_err(|e| PolicyError::Members {
             location: e
                 .span()

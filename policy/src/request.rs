@@ -192,9 +192,16 @@ impl Resource {
     }
 
     /// Parse a Cedar entity uid such as `File::"receipts/a.pdf"` (used by
-    /// tests and `stele policy explain`). Attributes are derived from the id;
-    /// the id must already be canonical.
+    /// tests). Attributes are derived from the id; the id must already be
+    /// canonical.
     pub fn from_uid(uid: &str) -> Result<Self, PolicyError> {
+        Self::parse_uid(uid, UidForm::Canonical)
+    }
+
+    /// Parse a Cedar entity uid; with [`UidForm::Canonicalise`], file paths
+    /// and hosts are canonicalised the way an enforcement point would
+    /// (`stele policy explain` shows what a spelling becomes).
+    pub fn parse_uid(uid: &str, form: UidForm) -> Result<Self, PolicyError> {
         let bad = |why: &str| PolicyError::Request(format!("resource `{uid}`: {why}"));
         let (ty, rest) = uid
             .split_once("::\"")
@@ -214,7 +221,7 @@ impl Resource {
         let resource = match ty {
             "File" => {
                 let p = canonical_path(id)?;
-                if p.as_str() != id {
+                if form == UidForm::Canonical && p.as_str() != id {
                     return Err(bad(&format!("not canonical (canonical form: `{p}`)")));
                 }
                 Resource::File(p)
@@ -222,7 +229,7 @@ impl Resource {
             "Program" => Resource::Program(ProgramRef::from_resolved_path(id)?),
             "Host" => {
                 let h = CanonicalHost::parse(id)?;
-                if h.to_string() != id {
+                if form == UidForm::Canonical && h.to_string() != id {
                     return Err(bad(&format!("not canonical (canonical form: `{h}`)")));
                 }
                 Resource::Host(h)
@@ -245,6 +252,16 @@ impl Resource {
         };
         Ok(resource)
     }
+}
+
+/// Whether a uid must already be canonical.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UidForm {
+    /// The id must be exactly its canonical form (policy tests).
+    Canonical,
+    /// The id is canonicalised (paths normalised, hosts through IDNA and
+    /// address canonicalisation) as an enforcement point would.
+    Canonicalise,
 }
 
 /// Which sandbox backend runs the session.
@@ -397,6 +414,25 @@ impl Request {
     /// The context.
     pub fn context(&self) -> &RequestContext {
         &self.context
+    }
+
+    /// The same `net.connect` request with its host resolved to `address`
+    /// (any spelling of an address; canonicalised). Refused for other
+    /// resources, and for an IP literal host given another address.
+    pub fn with_address(&self, address: &str) -> Result<Request, PolicyError> {
+        let Resource::Host(h) = &self.resource else {
+            return Err(PolicyError::Request(format!(
+                "an address only applies to a Host resource, not a {}",
+                self.resource.type_name()
+            )));
+        };
+        let ip = crate::canonical::canonical_host_name(address)
+            .ok()
+            .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+            .ok_or_else(|| PolicyError::Request(format!("`{address}` is not an IP address")))?;
+        let mut r = self.clone();
+        r.resource = Resource::Host(h.resolved(ip)?);
+        Ok(r)
     }
 
     /// The same request with `approval` in its context (re-evaluation after

@@ -11,7 +11,7 @@ use crate::layout::SCHEMA_FILE;
 pub const STELE_SCHEMA: &str = include_str!("../schema/stele.cedarschema");
 
 /// Version of [`STELE_SCHEMA`], recorded in every decision.
-pub const SCHEMA_VERSION: &str = "stele-2";
+pub const SCHEMA_VERSION: &str = "stele-3";
 
 /// Parse the built-in schema.
 pub(crate) fn stele_schema() -> Result<Schema, PolicyError> {
@@ -43,14 +43,19 @@ pub(crate) fn check_bundle_schema(text: Option<&str>) -> Result<(), PolicyError>
             message: "missing; copy it from `stele policy schema`".into(),
         });
     };
-    // Parse first so a broken file gets Cedar's message, not just "differs".
+    let ours = normalise(STELE_SCHEMA);
+    if normalise(text) == ours {
+        return Ok(());
+    }
+    // It differs. Parse it (bounded first: Cedar's schema parser recurses)
+    // so a broken file gets Cedar's message, not just "differs".
+    crate::depth::check(SCHEMA_FILE, text, crate::depth::Syntax::CedarSchema)?;
     if let Err(e) = Schema::from_cedarschema_str(text) {
         return Err(PolicyError::SchemaFile {
             location: Location::file(SCHEMA_FILE),
             message: format!("does not parse: {e}"),
         });
     }
-    let ours = normalise(STELE_SCHEMA);
     let theirs = normalise(text);
     let n = ours.len().max(theirs.len());
     for i in 0..n {

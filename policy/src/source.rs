@@ -55,6 +55,8 @@ pub(crate) fn parse_file(
     text: &str,
     validator: &Validator,
 ) -> Result<Vec<SourcePolicy>, PolicyError> {
+    // Before Cedar's (recursive) parser sees anything.
+    crate::depth::check(file, text, crate::depth::Syntax::Cedar)?;
     let pset = PolicySet::from_str(text).map_err(|e| {
         let location = diag_location(file, text, &e);
         PolicyError::Syntax {

@@ -24,6 +24,10 @@
 //! absent, because stele derives entities itself (teams from `members.toml`,
 //! attributes from the canonical resource id), so tests exercise the real
 //! membership. `context` uses the JSON form in [`crate::context_json`].
+//! A `net.connect` case whose host is a name may give `"address"` (next to
+//! `resource`): the address the name resolved to, so the case checks the
+//! decision after resolution (with `resource.address` and `resource.class`);
+//! without it, the case checks the decision by name alone.
 
 use std::collections::BTreeSet;
 
@@ -56,6 +60,10 @@ struct CaseRequest {
     resource: String,
     #[serde(default)]
     context: Option<serde_json::Value>,
+    /// For a `Host` that is a name: the address it resolved to (the
+    /// decision after resolution). Absent: the decision by name alone.
+    #[serde(default)]
+    address: Option<String>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -145,7 +153,10 @@ fn check(case: &Case, bundle: &Bundle) -> Result<CaseOutcome, PolicyError> {
         ));
     }
     let r = &case.request;
-    let request = request_from_parts(&r.principal, &r.action, &r.resource, r.context.as_ref())?;
+    let mut request = request_from_parts(&r.principal, &r.action, &r.resource, r.context.as_ref())?;
+    if let Some(a) = &r.address {
+        request = request.with_address(a)?;
+    }
     bundle.check_request(&request)?;
     let d = bundle.decide(&request);
     Ok(compare(case, &d))
@@ -200,6 +211,7 @@ pub fn run_tests(bundle: &Bundle) -> Result<TestReport, PolicyError> {
             ),
             message: e.to_string(),
         };
+        crate::depth::check(&file.rel, &file.text, crate::depth::Syntax::Json)?;
         let cases: Vec<Case> = serde_json::from_str(&file.text).map_err(loc_err)?;
         let mut cursor = 0;
         for (i, case) in cases.iter().enumerate() {

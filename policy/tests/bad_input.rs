@@ -146,9 +146,15 @@ fn missing_org_layer_is_refused() {
     )]);
     assert!(matches!(e, PolicyError::Layout { .. }), "{e}");
     assert!(e.to_string().contains("org layer"), "{e}");
-    // An org folder without policies is no better.
-    let e = load_err(&[("org/empty.cedar", "// nothing\n")]);
+    // An org folder without policy files is no better.
+    let dir = bundle(&[]);
+    std::fs::create_dir(dir.path().join("org")).unwrap();
+    let e = Bundle::load(dir.path()).unwrap_err();
     assert!(e.to_string().contains("org layer"), "{e}");
+    // A policy file without policies is refused, naming it.
+    let e = load_err(&[("org/empty.cedar", "// nothing\n")]);
+    assert!(e.to_string().starts_with("org/empty.cedar: "), "{e}");
+    assert!(e.to_string().contains("holds no policies"), "{e}");
 }
 
 #[test]

@@ -342,27 +342,45 @@ when { context.args.abs_path.hasTag("path") && context.args.abs_path.getTag("pat
 }
 
 #[test]
-fn digest_is_stable_and_covers_policies_only() {
+fn digest_is_stable_and_covers_every_file_read() {
     let dir = layered();
     let a = *Bundle::load(dir.path()).unwrap().digest();
     assert_eq!(a, *Bundle::load(dir.path()).unwrap().digest());
+    // A README at the root is not read, so it is not covered.
     write(dir.path(), "README.md", "notes");
-    write(dir.path(), "tests/t.json", "[]");
     assert_eq!(a, *Bundle::load(dir.path()).unwrap().digest());
+    let mut seen = vec![a];
+    let mut changed = |what: &str| {
+        let d = *Bundle::load(dir.path()).unwrap().digest();
+        assert!(!seen.contains(&d), "{what} did not change the digest");
+        seen.push(d);
+    };
+    write(dir.path(), "tests/t.json", "[]");
+    changed("a test file");
+    write(dir.path(), "tests/t.json", "[ ]");
+    changed("a test file's content");
     write(
         dir.path(),
         "members.toml",
         "[users]\nalice = [\"finance\"]\n",
     );
-    let b = *Bundle::load(dir.path()).unwrap().digest();
-    assert_ne!(a, b);
+    changed("members.toml");
+    let org = std::fs::read_to_string(dir.path().join("org/org.cedar")).unwrap();
     write(
         dir.path(),
-        "org/org2.cedar",
-        "// a comment is content too\n",
+        "org/org.cedar",
+        &format!("// a comment is content too\n{org}"),
     );
-    let c = *Bundle::load(dir.path()).unwrap().digest();
-    assert_ne!(b, c);
+    changed("a comment in a policy file");
+    write(
+        dir.path(),
+        "teams/ops/extra.cedar",
+        "@id(\"ops.extra\")\nforbid (principal, action, resource is Host);\n",
+    );
+    changed("a new policy file");
+    let schema = std::fs::read_to_string(dir.path().join("schema.cedarschema")).unwrap();
+    write(dir.path(), "schema.cedarschema", &format!("{schema}\n\n"));
+    changed("trailing lines in the schema");
     assert!(a.to_string().starts_with("sha256:") && a.to_string().len() == 7 + 64);
 }
 

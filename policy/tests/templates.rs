@@ -42,8 +42,13 @@ fn strict_default_template_tests_pass() {
 }
 
 #[test]
+fn minimal_template_tests_pass() {
+    assert_template_tests_pass("minimal", 20);
+}
+
+#[test]
 fn template_schema_copies_match_the_builtin_schema() {
-    for name in ["finance", "strict-default"] {
+    for name in ["finance", "strict-default", "minimal"] {
         let text = std::fs::read_to_string(template(name).join("schema.cedarschema")).unwrap();
         assert_eq!(text, stele_policy::STELE_SCHEMA, "{name}");
     }

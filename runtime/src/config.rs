@@ -126,24 +126,29 @@ pub fn read(path: &Path) -> Result<Option<(ConfigFile, String)>, ConfigError> {
     Ok(Some((file, digest)))
 }
 
-fn user_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("STELE_CONFIG") {
-        return Some(PathBuf::from(p));
+/// The user's file: `$STELE_CONFIG`, else `config.toml` in
+/// [`crate::paths::user_config_dir`].
+pub fn user_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("STELE_CONFIG").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        return Some(std::path::absolute(&p).unwrap_or(p));
     }
-    if let Some(p) = std::env::var_os("XDG_CONFIG_HOME") {
-        return Some(PathBuf::from(p).join("stele/config.toml"));
+    crate::paths::user_config_dir().map(|d| d.join("config.toml"))
+}
+
+/// The managed file in force: [`MANAGED_PATH`] when it exists, else
+/// `$STELE_MANAGED_CONFIG`.
+pub fn managed_path() -> Option<PathBuf> {
+    if Path::new(MANAGED_PATH).exists() {
+        Some(PathBuf::from(MANAGED_PATH))
+    } else {
+        std::env::var_os("STELE_MANAGED_CONFIG").map(PathBuf::from)
     }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/stele/config.toml"))
 }
 
 /// Load the managed and user files.
 pub fn load() -> Result<Layers, ConfigError> {
-    let managed_path = if Path::new(MANAGED_PATH).exists() {
-        Some(PathBuf::from(MANAGED_PATH))
-    } else {
-        std::env::var_os("STELE_MANAGED_CONFIG").map(PathBuf::from)
-    };
-    let managed = match managed_path {
+    let managed = match managed_path() {
         Some(p) => read(&p)?.map(|(f, d)| (p, f, d)),
         None => None,
     };

@@ -35,7 +35,12 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("stele: error: {err:#}");
+            // Errors quote paths, names and text from the log, the model
+            // and the workspace: shown escaped, on one line.
+            eprintln!(
+                "stele: error: {}",
+                stele_runtime::terminal_safe::line(&format!("{err:#}"))
+            );
             match err.downcast_ref::<WitnessingError>() {
                 // A witness saw another history, or too few cosigned: as for a tampered log.
                 Some(

@@ -91,22 +91,26 @@ pub enum PolicyLocationError {
     },
 }
 
-/// The user's policy folder: `$XDG_CONFIG_HOME/stele/policy`, else `~/.config/stele/policy`.
+/// The user's policy folder: `$XDG_CONFIG_HOME/stele/policy`, else `~/.config/stele/policy`
+/// (empty or relative `$XDG_CONFIG_HOME` ignored).
 pub fn user_policy_dir() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("XDG_CONFIG_HOME").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p).join("stele/policy"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/stele/policy"))
+    crate::paths::user_config_dir().map(|d| d.join("policy"))
 }
 
-/// Settle the bundle folder for a session (see the module docs for the order).
-pub fn resolve(configured: Option<&Path>) -> Result<PolicyLocation, PolicyLocationError> {
+/// Every folder the search order reads when no bundle is configured, in
+/// order (the user's, then the system's): no workspace may hold them.
+pub fn search_folders() -> Vec<(PolicyOrigin, PathBuf)> {
     let mut candidates = Vec::new();
     if let Some(u) = user_policy_dir() {
         candidates.push((PolicyOrigin::User, u));
     }
     candidates.push((PolicyOrigin::System, PathBuf::from(SYSTEM_POLICY)));
-    resolve_in(configured, &candidates, &crate::paths::state_dir())
+    candidates
+}
+
+/// Settle the bundle folder for a session (see the module docs for the order).
+pub fn resolve(configured: Option<&Path>) -> Result<PolicyLocation, PolicyLocationError> {
+    resolve_in(configured, &search_folders(), &crate::paths::state_dir())
 }
 
 /// [`resolve`] over explicit candidate folders and state folder.
@@ -162,7 +166,8 @@ fn holds_builtin(dir: &Path) -> bool {
         .all(|(rel, text)| fs::read(dir.join(rel)).is_ok_and(|b| b == text.as_bytes()))
 }
 
-/// Write the built-in bundle read-only to
+/// Write the built-in bundle read-only (files 0400, folders 0500, under a
+/// private `policies/` folder) to
 /// `<state>/policies/strict-default-builtin-<digest>/` (once; a copy whose
 /// contents differ is replaced) and return the folder.
 pub fn materialise_builtin(state_dir: &Path) -> Result<PathBuf, PolicyLocationError> {
@@ -178,7 +183,7 @@ pub fn materialise_builtin(state_dir: &Path) -> Result<PathBuf, PolicyLocationEr
         path: dir.clone(),
         source,
     };
-    fs::create_dir_all(&parent).map_err(err)?;
+    crate::paths::ensure_private_dir(&parent).map_err(err)?;
     // Written to a temporary folder and renamed: never a half-written bundle.
     let tmp = parent.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
     write_tree(&tmp).map_err(err)?;
@@ -205,9 +210,9 @@ fn write_tree(root: &Path) -> io::Result<()> {
             fs::create_dir_all(parent)?;
         }
         fs::write(&p, text)?;
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o444))?;
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o400))?;
     }
-    set_dirs_mode(root, 0o555)
+    set_dirs_mode(root, 0o500)
 }
 
 fn set_dirs_mode(dir: &Path, mode: u32) -> io::Result<()> {
@@ -221,7 +226,7 @@ fn set_dirs_mode(dir: &Path, mode: u32) -> io::Result<()> {
 }
 
 fn make_writable(dir: &Path) -> io::Result<()> {
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
     for e in fs::read_dir(dir)? {
         let e = e?;
         if e.file_type()?.is_dir() {
@@ -278,7 +283,12 @@ mod tests {
             .unwrap()
             .permissions()
             .mode();
-        assert_eq!(mode & 0o222, 0, "read-only");
+        assert_eq!(mode & 0o777, 0o400, "read-only, the owner's only");
+        let dmode = fs::metadata(l.path.join("org"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dmode & 0o777, 0o500);
 
         fs::create_dir_all(&system).unwrap();
         assert_eq!(

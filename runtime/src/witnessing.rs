@@ -214,7 +214,8 @@ impl Witnessing {
         for e in &out.failed {
             tracing::warn!(error = %e, moment = moment.as_str(), "witness did not cosign");
             eprintln!(
-                "stele: warning: {e} (checkpoint not witnessed by it at {})",
+                "stele: warning: {} (checkpoint not witnessed by it at {})",
+                crate::terminal_safe::line(&e.to_string()),
                 moment.as_str()
             );
         }
@@ -227,7 +228,8 @@ fn shout(e: &PublishError, moment: Moment) {
     let bar = "=".repeat(72);
     tracing::error!(error = %e, moment = moment.as_str(), "witness reports a history conflict");
     eprintln!(
-        "stele: {bar}\nstele: {e}\nstele: detected at {}; refusing to append further actions to this log.\nstele: {bar}",
+        "stele: {bar}\nstele: {}\nstele: detected at {}; refusing to append further actions to this log.\nstele: {bar}",
+        crate::terminal_safe::line(&e.to_string()),
         moment.as_str()
     );
 }

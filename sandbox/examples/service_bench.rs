@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stele_sandbox::process::service::{ServiceNetwork, ServiceProcess, ServiceSpec};
-use stele_sandbox::{FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Verdict};
+use stele_sandbox::{
+    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict, Verdict,
+};
 
 #[derive(Debug)]
 struct DenyAll;
@@ -21,8 +23,8 @@ impl Mediator for DenyAll {
         Verdict::Deny("bench".into())
     }
     fn file_closed(&self, _: &FileCloseReport) {}
-    fn net_connect(&self, _: &NetRequest) -> Verdict {
-        Verdict::Deny("bench".into())
+    fn net_connect(&self, _: &NetRequest) -> NetVerdict {
+        NetVerdict::Deny("bench".into())
     }
     fn net_closed(&self, _: &NetCloseReport) {}
 }

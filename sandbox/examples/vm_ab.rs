@@ -20,7 +20,7 @@ use stele_sandbox::exec::{ExecRequest, ExitStatus, Sandbox};
 use stele_sandbox::process::NetworkMode;
 use stele_sandbox::vm::{AccelChoice, ImageStore, VmSandbox, VmSandboxConfig};
 use stele_sandbox::{
-    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Ticket, Verdict,
+    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict, Ticket, Verdict,
 };
 
 #[derive(Debug)]
@@ -31,8 +31,8 @@ impl Mediator for AllowFiles {
         Verdict::Allow(Ticket(1))
     }
     fn file_closed(&self, _: &FileCloseReport) {}
-    fn net_connect(&self, _: &NetRequest) -> Verdict {
-        Verdict::Deny("benchmark".into())
+    fn net_connect(&self, _: &NetRequest) -> NetVerdict {
+        NetVerdict::Deny("benchmark".into())
     }
     fn net_closed(&self, _: &NetCloseReport) {}
 }

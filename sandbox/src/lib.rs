@@ -14,5 +14,5 @@ pub mod vm;
 
 pub use mediator::{
     ChangeOutcome, FileAccess, FileChangeReport, FileCloseReport, FileOp, FileRequest, Mediator,
-    NetCloseReport, NetRequest, NetScheme, Refusal, Requester, Ticket, Verdict,
+    NetCloseReport, NetRequest, NetScheme, NetVerdict, Refusal, Requester, Ticket, Verdict,
 };

@@ -13,6 +13,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,7 +98,11 @@ pub struct FileRequest {
 /// A request to open one outbound connection through the egress proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetRequest {
-    /// Host as the client named it (the runtime canonicalises it before deciding).
+    /// Host exactly as the client wrote it in the request's authority
+    /// (`Example.COM.`, `[::ffff:7f00:1]`, `0x7f.1`, `Bücher.example`). The
+    /// proxy only splits host and port: the mediator canonicalises the host
+    /// (with the same function `stele policy explain` uses), resolves a name
+    /// once and answers with the one address to connect to.
     pub host: String,
     /// Destination port.
     pub port: u16,
@@ -202,6 +207,31 @@ impl From<String> for Refusal {
 impl From<&str> for Refusal {
     fn from(reason: &str) -> Self {
         Refusal::new(reason)
+    }
+}
+
+/// The mediator's answer to a connection request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetVerdict {
+    /// Connect to exactly `address` (on the requested port) and report the
+    /// close against `ticket`. The mediator decided on this address: a name
+    /// is resolved once, by the mediator, before its decision, and the proxy
+    /// never resolves it again (DNS cannot change the destination between
+    /// the decision and the connection).
+    Allow {
+        /// Ticket for the close report.
+        ticket: Ticket,
+        /// The decided destination address.
+        address: IpAddr,
+    },
+    /// Refuse (the proxy answers HTTP 403 with the reason).
+    Deny(Refusal),
+}
+
+impl NetVerdict {
+    /// True when the verdict allows the connection.
+    pub fn is_allow(&self) -> bool {
+        matches!(self, NetVerdict::Allow { .. })
     }
 }
 
@@ -315,8 +345,9 @@ pub trait Mediator: Send + Sync + fmt::Debug {
     fn file_changed(&self, report: &FileChangeReport) {
         let _ = report;
     }
-    /// Decide one outbound connection.
-    fn net_connect(&self, req: &NetRequest) -> Verdict;
+    /// Decide one outbound connection: canonicalise the host, decide, and
+    /// name the address the proxy must connect to.
+    fn net_connect(&self, req: &NetRequest) -> NetVerdict;
     /// An allowed connection was closed.
     fn net_closed(&self, report: &NetCloseReport);
 }

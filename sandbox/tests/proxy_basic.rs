@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -10,23 +10,34 @@ use std::time::{Duration, Instant};
 
 use stele_sandbox::proxy::{EgressProxy, ProxyConfig};
 use stele_sandbox::{
-    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetScheme, Requester,
-    Ticket, Verdict,
+    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetScheme, NetVerdict,
+    Requester, Ticket, Verdict,
 };
 
-/// Allows hosts on its list, records everything.
+/// Allows hosts on its list (as written), each at the address it names;
+/// records everything.
 #[derive(Debug, Default)]
 struct NetRecorder {
-    allow: Mutex<Vec<String>>,
+    allow: Mutex<Vec<(String, IpAddr)>>,
     requests: Mutex<Vec<NetRequest>>,
     closes: Mutex<Vec<NetCloseReport>>,
     next: AtomicU64,
 }
 
 impl NetRecorder {
+    /// Allow `hosts` at 127.0.0.1.
     fn allowing(hosts: &[&str]) -> Arc<Self> {
+        let at: Vec<(&str, IpAddr)> = hosts
+            .iter()
+            .map(|h| (*h, IpAddr::from(Ipv4Addr::LOCALHOST)))
+            .collect();
+        Self::allowing_at(&at)
+    }
+
+    /// Allow each host at the address given with it.
+    fn allowing_at(hosts: &[(&str, IpAddr)]) -> Arc<Self> {
         let r = NetRecorder::default();
-        *r.allow.lock().unwrap() = hosts.iter().map(|h| h.to_string()).collect();
+        *r.allow.lock().unwrap() = hosts.iter().map(|(h, a)| (h.to_string(), *a)).collect();
         Arc::new(r)
     }
 
@@ -47,12 +58,21 @@ impl Mediator for NetRecorder {
         Verdict::Deny("network only".into())
     }
     fn file_closed(&self, _report: &FileCloseReport) {}
-    fn net_connect(&self, req: &NetRequest) -> Verdict {
+    fn net_connect(&self, req: &NetRequest) -> NetVerdict {
         self.requests.lock().unwrap().push(req.clone());
-        if self.allow.lock().unwrap().contains(&req.host) {
-            Verdict::Allow(Ticket(self.next.fetch_add(1, Ordering::SeqCst) + 100))
-        } else {
-            Verdict::Deny(format!("{} is not on the allow list", req.host).into())
+        let allowed = self
+            .allow
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(h, _)| *h == req.host)
+            .map(|(_, a)| *a);
+        match allowed {
+            Some(address) => NetVerdict::Allow {
+                ticket: Ticket(self.next.fetch_add(1, Ordering::SeqCst) + 100),
+                address,
+            },
+            None => NetVerdict::Deny(format!("{} is not on the allow list", req.host).into()),
         }
     }
     fn net_closed(&self, report: &NetCloseReport) {
@@ -168,7 +188,7 @@ fn connect_allowed_relays_and_reports_bytes() {
 }
 
 #[test]
-fn connect_denied_gets_403_with_reason_and_canonical_host() {
+fn connect_denied_gets_403_with_the_mediators_reason() {
     let rec = NetRecorder::allowing(&[]);
     let (proxy, pport) = start(&rec, ProxyConfig::default());
     let mut c = client(pport);
@@ -177,14 +197,15 @@ fn connect_denied_gets_403_with_reason_and_canonical_host() {
     let resp = read_all(&mut c);
     assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
     assert!(
-        resp.contains("blocked.example is not on the allow list"),
+        resp.contains("Blocked.EXAMPLE. is not on the allow list"),
         "{resp}"
     );
+    // The host reaches the mediator as written: canonicalising is its job.
     let reqs = rec.requests.lock().unwrap().clone();
     assert_eq!(reqs.len(), 1);
     assert_eq!(
         (reqs[0].host.as_str(), reqs[0].port),
-        ("blocked.example", 443)
+        ("Blocked.EXAMPLE.", 443)
     );
     assert!(rec.closes.lock().unwrap().is_empty());
 
@@ -236,9 +257,10 @@ fn malformed_and_non_proxy_requests_get_400_without_a_decision() {
     for bad in [
         "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
         "garbage\r\n\r\n",
-        "CONNECT exa_mple!.com:443 HTTP/1.1\r\n\r\n",
         "CONNECT example.com HTTP/1.1\r\n\r\n",
-        "CONNECT 2130706433:443 HTTP/1.1\r\n\r\n",
+        "CONNECT ::1:443 HTTP/1.1\r\n\r\n",
+        "CONNECT [::1:443 HTTP/1.1\r\n\r\n",
+        "CONNECT a/b:443 HTTP/1.1\r\n\r\n",
         "GET https://example.com/ HTTP/1.1\r\n\r\n",
         "GET http://example.com:99999/ HTTP/1.1\r\n\r\n",
     ] {
@@ -317,40 +339,89 @@ fn stop_cuts_open_tunnels_and_still_reports() {
     drop(slow);
 }
 
+/// Every spelling that could be a host reaches the mediator verbatim (so
+/// its refusal is a logged decision there), never a silent `400` here.
 #[test]
-fn names_resolving_to_loopback_need_the_loopback_name_itself() {
-    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
-    let alias = ["ip6-localhost", "ip6-loopback"]
-        .into_iter()
-        .find(|a| hosts.split_whitespace().any(|w| w == *a));
-    let rec = NetRecorder::allowing(&["localhost", "ip6-localhost", "ip6-loopback"]);
+fn every_plausible_host_reaches_the_mediator_as_written() {
+    let rec = NetRecorder::allowing(&[]);
     let (proxy, pport) = start(&rec, ProxyConfig::default());
+    let spellings = [
+        "[::ffff:127.0.0.1]",
+        "[::ffff:7f00:1]",
+        "0.0.0.0",
+        "2130706433",
+        "0x7f.1",
+        "127.1",
+        "Bücher.example",
+        "exa_mple!.com",
+        "%31%32%37.0.0.1",
+        "[fe80::1%25lo]",
+    ];
+    for host in spellings {
+        let mut c = client(pport);
+        write!(c, "CONNECT {host}:9 HTTP/1.1\r\n\r\n").unwrap();
+        let resp = read_all(&mut c);
+        assert!(resp.starts_with("HTTP/1.1 403"), "{host} -> {resp}");
+    }
+    let seen: Vec<String> = rec
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.host.clone())
+        .collect();
+    assert_eq!(seen, spellings.map(String::from).to_vec());
+    proxy.stop().unwrap();
+}
 
-    // `localhost`, allowed by that name, reaches the loopback echo server.
+/// An echo server for one connection on `ip`; returns its port.
+fn echo_server_on(ip: Ipv4Addr) -> u16 {
+    let l = TcpListener::bind((ip, 0)).unwrap();
+    let port = l.local_addr().unwrap().port();
+    thread::spawn(move || {
+        if let Ok((mut s, _)) = l.accept() {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 || s.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    port
+}
+
+/// The proxy connects to exactly the address the mediator decided on: it
+/// never resolves the name itself (a second resolution would let DNS swap
+/// the destination after the decision).
+#[test]
+fn the_proxy_connects_to_exactly_the_decided_address() {
+    // A name that resolves nowhere, decided to be 127.0.0.1: reached.
     let dest = echo_server();
+    let rec = NetRecorder::allowing_at(&[
+        ("no-such-name.invalid", IpAddr::from(Ipv4Addr::LOCALHOST)),
+        // The client names 127.0.0.1; the mediator decided 127.0.0.2.
+        ("127.0.0.1", IpAddr::from(Ipv4Addr::new(127, 0, 0, 2))),
+    ]);
+    let (proxy, pport) = start(&rec, ProxyConfig::default());
     let mut c = client(pport);
-    write!(c, "CONNECT LocalHost.:{dest} HTTP/1.1\r\n\r\n").unwrap();
+    write!(c, "CONNECT no-such-name.invalid:{dest} HTTP/1.1\r\n\r\n").unwrap();
     assert!(read_head(&mut c).starts_with("HTTP/1.1 200"));
     c.write_all(b"hi").unwrap();
     c.shutdown(Shutdown::Write).unwrap();
     assert_eq!(read_all(&mut c), "hi");
     assert_eq!(rec.wait_closes(1).len(), 1);
 
-    // Another name that DNS (here /etc/hosts) maps to loopback is refused
-    // even though the mediator allowed the name.
-    if let Some(alias) = alias {
-        let mut c = client(pport);
-        write!(c, "CONNECT {alias}:{dest} HTTP/1.1\r\n\r\n").unwrap();
-        let resp = read_all(&mut c);
-        assert!(resp.starts_with("HTTP/1.1 502"), "{resp}");
-        let closes = rec.wait_closes(2);
-        assert_eq!(closes.len(), 2);
-        assert!(
-            closes[1].error.as_deref().unwrap_or("").contains("connect"),
-            "{closes:?}"
-        );
-    } else {
-        eprintln!("no loopback alias in /etc/hosts; alias half of the test not run");
-    }
+    // Only 127.0.0.2 listens on this port: the connection must land there.
+    let only_on_2 = echo_server_on(Ipv4Addr::new(127, 0, 0, 2));
+    let mut c = client(pport);
+    write!(c, "CONNECT 127.0.0.1:{only_on_2} HTTP/1.1\r\n\r\n").unwrap();
+    assert!(read_head(&mut c).starts_with("HTTP/1.1 200"));
+    c.write_all(b"two").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_all(&mut c), "two");
+    let closes = rec.wait_closes(2);
+    assert_eq!(closes.len(), 2);
+    assert_eq!(closes[1].error, None, "{closes:?}");
     proxy.stop().unwrap();
 }

@@ -19,7 +19,7 @@ use stele_sandbox::process::service::{
     GrantAccess, HostGrant, ServiceExit, ServiceLimits, ServiceNetwork, ServiceProcess, ServiceSpec,
 };
 use stele_sandbox::{
-    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Ticket, Verdict,
+    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict, Ticket, Verdict,
 };
 use support::facilities_ok;
 
@@ -291,12 +291,15 @@ impl Mediator for OneHost {
         Verdict::Deny("no workspace".into())
     }
     fn file_closed(&self, _report: &FileCloseReport) {}
-    fn net_connect(&self, req: &NetRequest) -> Verdict {
+    fn net_connect(&self, req: &NetRequest) -> NetVerdict {
         self.asked.lock().unwrap().push(req.clone());
         if req.host == "127.0.0.1" && req.port == self.port {
-            Verdict::Allow(Ticket(7))
+            NetVerdict::Allow {
+                ticket: Ticket(7),
+                address: std::net::Ipv4Addr::LOCALHOST.into(),
+            }
         } else {
-            Verdict::Deny("not the allowed host".into())
+            NetVerdict::Deny("not the allowed host".into())
         }
     }
     fn net_closed(&self, report: &NetCloseReport) {

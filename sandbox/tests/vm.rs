@@ -16,7 +16,7 @@ use stele_sandbox::exec::{ExecRequest, ExitStatus, Sandbox};
 use stele_sandbox::vm::protocol::{FsErrorKind, FsKind, Links, Listing, Parents, RemoveWhat};
 use stele_sandbox::vm::{GuestFsError, ImageStore, VmSandbox, VmSandboxConfig, WriteOptions};
 use stele_sandbox::{
-    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Ticket, Verdict,
+    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict, Ticket, Verdict,
 };
 
 /// Allows everything except workspace paths containing `denied` and
@@ -38,13 +38,16 @@ impl Mediator for Recorder {
         }
     }
     fn file_closed(&self, _: &FileCloseReport) {}
-    fn net_connect(&self, req: &NetRequest) -> Verdict {
+    fn net_connect(&self, req: &NetRequest) -> NetVerdict {
         let allow = req.host == "127.0.0.1";
         self.nets.lock().unwrap().push((req.clone(), allow));
         if allow {
-            Verdict::Allow(Ticket(2))
+            NetVerdict::Allow {
+                ticket: Ticket(2),
+                address: std::net::Ipv4Addr::LOCALHOST.into(),
+            }
         } else {
-            Verdict::Deny("test rule".into())
+            NetVerdict::Deny("test rule".into())
         }
     }
     fn net_closed(&self, _: &NetCloseReport) {}

@@ -163,3 +163,60 @@ pub fn share(p: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// A `Command` for `program` with a clean environment: `PATH`, `HOME` set
+/// to `home` and `USER=alice`, nothing else of the caller's (no `XDG_*` or
+/// `STELE_*` leaks in), stdin empty. For tests of where stele keeps and
+/// looks for its files.
+pub fn clean_command(program: impl AsRef<std::ffi::OsStr>, home: &Path) -> Command {
+    let mut c = Command::new(program);
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("USER", "alice")
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+/// One sample of each class of character a terminal acts on or hides
+/// (class name, sample), for tests that feed them to stele.
+pub const HOSTILE: &[(&str, &str)] = &[
+    ("ESC sequence", "\x1b[2J\x1b[H"),
+    ("OSC title", "\x1b]0;pwned\x07"),
+    ("C0 backspace", "\x08\x08"),
+    ("carriage return", "\rFORGED"),
+    ("line feed", "\n  99999  FORGED"),
+    ("C1 CSI", "\u{9b}31m"),
+    ("DEL", "\u{7f}"),
+    ("bidi override", "\u{202e}gpj.exe"),
+    ("bidi isolate", "\u{2066}x\u{2069}"),
+    ("zero-width", "\u{200b}\u{200d}\u{feff}"),
+    ("line separator", "\u{2028}"),
+];
+
+/// Every raw character in `out` that a terminal would act on or hide: C0
+/// controls but the line feed, DEL, C1 controls, bidirectional controls,
+/// zero-width characters, line and paragraph separators, and bytes that
+/// are not UTF-8. Written independently of stele's own escaping, so that
+/// a class stele forgets is caught. Empty when `out` is safe to show.
+pub fn terminal_hazards(out: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    for chunk in out.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            let bad = match c {
+                '\n' => false,
+                '\0'..='\x1f' | '\x7f'..='\u{9f}' => true,
+                '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' => true,
+                '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{00ad}' => true,
+                _ => false,
+            };
+            if bad {
+                found.push(format!("U+{:04X}", c as u32));
+            }
+        }
+        for b in chunk.invalid() {
+            found.push(format!("byte 0x{b:02x}"));
+        }
+    }
+    found
+}

@@ -205,7 +205,7 @@ pub fn to_line(p: Progress<'_>) -> Option<String> {
 /// Print one event.
 pub fn print(style: ProgressStyle, p: Progress<'_>) {
     match style {
-        ProgressStyle::Json => println!("{}", to_json(p)),
+        ProgressStyle::Json => println!("{}", crate::terminal_safe::json_line(&to_json(p))),
         ProgressStyle::Human => {
             if let Some(line) = to_line(p) {
                 eprintln!("{line}");

@@ -15,6 +15,7 @@ use stele_audit::verify::{verify_db, VerifyFailure, VerifyReport};
 use stele_audit::{Actor, AuditLog, Event, EventKind, LogOptions, Store};
 
 use crate::paths;
+use crate::terminal_safe;
 
 /// Exit code: the log verified.
 pub const EXIT_VERIFIED: u8 = 0;
@@ -189,11 +190,20 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     let key = args.key.clone().unwrap_or_else(paths::default_key);
     match args.command {
         AuditCommand::Init => {
+            // What the audit crate creates here is private whatever the umask.
+            paths::private_umask();
             let signer = Arc::new(load_key_file(&key)?);
+            if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+                paths::ensure_private_dir(dir)?;
+            }
             let log = AuditLog::create(&db, signer, LogOptions::default())?;
             let v = log.verifier().to_string();
             log.close()?;
-            println!("created audit log {}\nverifier key: {v}", db.display());
+            println!(
+                "created audit log {}\nverifier key: {}",
+                terminal_safe::path(&db),
+                terminal_safe::line(&v)
+            );
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Verify {
@@ -213,23 +223,29 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             let store = log.store()?;
             let text = stele_audit::proof::make(&store, log.verifier(), index)?;
             log.close()?;
-            print!("{text}");
+            print!("{}", data_for_stdout(&text));
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::VerifyProof { file, vkey } => {
             let v = NoteVerifier::parse(&vkey)?;
             let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
+                .with_context(|| format!("reading {}", terminal_safe::path(&file)))?;
             match stele_audit::proof::verify(&text, &v) {
                 Ok(p) => {
                     println!(
                         "OK: entry {} is included in {} at size {}",
-                        p.index, p.checkpoint.origin, p.checkpoint.size
+                        p.index,
+                        terminal_safe::line(&p.checkpoint.origin),
+                        p.checkpoint.size
                     );
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
-                    eprintln!("FAILED: {}: {e}", file.display());
+                    eprintln!(
+                        "FAILED: {}: {}",
+                        terminal_safe::path(&file),
+                        terminal_safe::line(&e.to_string())
+                    );
                     Ok(ExitCode::from(EXIT_TAMPERED))
                 }
             }
@@ -239,7 +255,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             let (_, note) = store
                 .latest_checkpoint()?
                 .context("the log has no checkpoint")?;
-            print!("{note}");
+            print!("{}", data_for_stdout(&note));
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Redact {
@@ -247,14 +263,19 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             reason,
             user,
         } => {
+            let actor = human_actor(user)?;
             let signer = Arc::new(load_key_file(&key)?);
             let log = AuditLog::open(&db, signer, LogOptions::default())?;
-            let r = log.redact_blocking(vec![commitment.clone()], reason, human_actor(user))?;
+            let r = log.redact_blocking(vec![commitment.clone()], reason, actor)?;
             log.close()?;
-            println!("redacted {commitment}: redaction entry {}", r.seq);
+            println!(
+                "redacted {}: redaction entry {}",
+                terminal_safe::line(&commitment),
+                r.seq
+            );
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Export(a) => export(&db, &key, a),
+        AuditCommand::Export(a) => super::audit_export::export(&db, &key, a),
         AuditCommand::Publish { witnesses } => publish(&db, &key, &witnesses),
         AuditCommand::Bench {
             writers,
@@ -291,13 +312,24 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn human_actor(user: Option<String>) -> Actor {
+/// The person reading, redacting or exporting: `--user`, else `$USER`,
+/// else `$LOGNAME`, checked where it enters (it is shown to reviewers).
+pub(crate) fn human_actor(user: Option<String>) -> anyhow::Result<Actor> {
     let mut a = Actor::system();
-    a.principal = user
-        .or_else(|| std::env::var("USER").ok())
-        .or_else(|| std::env::var("LOGNAME").ok())
-        .unwrap_or_else(|| "unknown".into());
-    a
+    a.principal = crate::principal::from_flag_or_env(user.as_deref(), "unknown")?;
+    Ok(a)
+}
+
+/// A data format printed for a person or a program (a proof, a
+/// checkpoint note): byte for byte into a pipe or file, escaped on a
+/// terminal (the formats hold no control characters unless forged).
+fn data_for_stdout(text: &str) -> String {
+    use std::io::IsTerminal as _;
+    if std::io::stdout().is_terminal() {
+        terminal_safe::block(text)
+    } else {
+        text.to_string()
+    }
 }
 
 /// Open the log for writing and record the read before anything is shown.
@@ -307,14 +339,15 @@ pub(crate) fn open_for_read(
     user: Option<String>,
     what: serde_json::Value,
 ) -> anyhow::Result<AuditLog> {
+    let actor = human_actor(user)?;
     let signer = Arc::new(load_key_file(key)?);
     let log = AuditLog::open(db, signer, LogOptions::default()).with_context(|| {
         format!(
             "opening {} (reads of the audit log are themselves logged)",
-            db.display()
+            terminal_safe::path(db)
         )
     })?;
-    log.append_blocking(Event::new(EventKind::AuditRead, human_actor(user)).with_data(what))?;
+    log.append_blocking(Event::new(EventKind::AuditRead, actor).with_data(what))?;
     Ok(log)
 }
 
@@ -326,7 +359,8 @@ fn read(db: &Path, key: &Path, f: &ReadArgs, tail: Option<u64>) -> anyhow::Resul
     if let Some(k) = &f.kind {
         if EventKind::parse(k).is_none() {
             anyhow::bail!(
-                "unknown kind {k:?}; kinds: {}",
+                "unknown kind \"{}\"; kinds: {}",
+                terminal_safe::line(k),
                 EventKind::ALL.map(|k| k.as_str()).join(", ")
             );
         }
@@ -356,51 +390,17 @@ fn read(db: &Path, key: &Path, f: &ReadArgs, tail: Option<u64>) -> anyhow::Resul
     log.close()?;
     for (bytes, leaf) in &out {
         if f.json {
-            println!("{}", String::from_utf8_lossy(bytes));
+            // The leaf as stored, with the characters a terminal would act
+            // on as JSON escapes (the same value for any JSON reader).
+            println!(
+                "{}",
+                terminal_safe::json_text(&String::from_utf8_lossy(bytes))
+            );
         } else {
-            println!("{}", summary(leaf));
+            println!("{}", super::entry_line::summary(leaf));
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-pub(crate) fn summary(l: &Leaf) -> String {
-    let mut s = format!(
-        "{:>7}  {}  {:<19} {}",
-        l.seq,
-        l.ts,
-        l.kind.as_str(),
-        l.actor.principal
-    );
-    if let Some(sess) = &l.session {
-        s.push_str(&format!("  session={}#{}", sess.id, sess.n));
-    }
-    if let Some(t) = &l.target {
-        for (k, v) in [
-            ("path", &t.path),
-            ("program", &t.program),
-            ("host", &t.host),
-            ("tool", &t.tool),
-            ("model", &t.model),
-        ] {
-            if let Some(v) = v {
-                s.push_str(&format!("  {k}={v}"));
-            }
-        }
-    }
-    if let Some(d) = &l.decision {
-        s.push_str(&format!("  {:?}", d.effect).to_lowercase());
-        if !d.policies.is_empty() {
-            s.push_str(&format!(" [{}]", d.policies.join(",")));
-        }
-    }
-    if let Some(o) = &l.outcome {
-        s.push_str(&format!("  -> {:?}", o.status).to_lowercase());
-    }
-    if let Some(r) = &l.refs {
-        s.push_str(&format!(" (intent {})", r.intent_seq));
-    }
-    s
 }
 
 fn verify(
@@ -424,7 +424,10 @@ fn verify(
         Some(p) => match std::fs::read_to_string(p) {
             Ok(t) => Some(t),
             Err(e) => {
-                eprintln!("stele: cannot read checkpoint {}: {e}", p.display());
+                eprintln!(
+                    "stele: cannot read checkpoint {}: {e}",
+                    terminal_safe::path(p)
+                );
                 return Ok(ExitCode::from(EXIT_UNREADABLE));
             }
         },
@@ -433,7 +436,10 @@ fn verify(
     match verify_db(db, &verifier, anchor.as_deref()) {
         Ok(r) => {
             if json {
-                println!("{}", report_json(&r, "verified", None));
+                println!(
+                    "{}",
+                    terminal_safe::json_line(&report_json(&r, "verified", None))
+                );
             } else {
                 print_report(&r);
             }
@@ -443,20 +449,32 @@ fn verify(
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"result": "tampered", "error": f.to_string()})
+                    terminal_safe::json_line(
+                        &serde_json::json!({"result": "tampered", "error": f.to_string()})
+                    )
                 );
             }
-            eprintln!("{}: {f}", db.display());
+            eprintln!(
+                "{}: {}",
+                terminal_safe::path(db),
+                terminal_safe::line(&f.to_string())
+            );
             Ok(ExitCode::from(EXIT_TAMPERED))
         }
         Err(f @ VerifyFailure::Unreadable(_)) => {
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"result": "unreadable", "error": f.to_string()})
+                    terminal_safe::json_line(
+                        &serde_json::json!({"result": "unreadable", "error": f.to_string()})
+                    )
                 );
             }
-            eprintln!("{}: {f}", db.display());
+            eprintln!(
+                "{}: {}",
+                terminal_safe::path(db),
+                terminal_safe::line(&f.to_string())
+            );
             Ok(ExitCode::from(EXIT_UNREADABLE))
         }
     }
@@ -482,14 +500,16 @@ fn report_json(r: &VerifyReport, result: &str, _e: Option<&str>) -> serde_json::
 }
 
 fn print_report(r: &VerifyReport) {
-    println!("OK: {} verified", r.origin);
-    println!("  entries:      {} (root {})", r.entries, r.root);
+    // The origin, times, reasons and kinds come from the log: escaped.
+    let f = terminal_safe::line;
+    println!("OK: {} verified", f(&r.origin));
+    println!("  entries:      {} (root {})", r.entries, f(&r.root));
     println!(
         "  checkpoints:  {} signed checkpoints verified",
         r.checkpoints
     );
     if let Some((a, b)) = &r.time_span {
-        println!("  time span:    {a} .. {b}");
+        println!("  time span:    {} .. {}", f(a), f(b));
     }
     println!(
         "  sessions:     {} ({} without an end entry)",
@@ -502,7 +522,9 @@ fn print_report(r: &VerifyReport) {
     for x in &r.redactions {
         println!(
             "  redaction:    entry {} erased {} payload(s): {}",
-            x.seq, x.count, x.reason
+            x.seq,
+            x.count,
+            f(&x.reason)
         );
     }
     if let Some(s) = r.anchor_size {
@@ -527,67 +549,6 @@ fn print_report(r: &VerifyReport) {
     }
 }
 
-fn export(db: &Path, key: &Path, a: ExportArgs) -> anyhow::Result<ExitCode> {
-    use stele_audit::export::layout::Selection;
-    use stele_audit::export::write::{export, ExportOptions, PolicyInput};
-    let selection = match (&a.session, &a.since, &a.until) {
-        (Some(id), _, _) => Selection::Session { id: id.clone() },
-        (None, Some(since), Some(until)) => Selection::Time {
-            since: since.clone(),
-            until: until.clone(),
-        },
-        _ => Selection::All,
-    };
-    let mut policies = Vec::new();
-    for dir in &a.policies {
-        // The engine's digest is the one leaves name in `decision.bundle`.
-        let digest = stele_policy::Bundle::load(dir)
-            .map(|b| b.digest().to_string())
-            .with_context(|| format!("loading policy bundle {}", dir.display()))?;
-        policies.push(PolicyInput {
-            dir: dir.clone(),
-            bundle_digest: Some(digest),
-        });
-    }
-    let signer = Arc::new(load_key_file(key)?);
-    let manifest_key = match &a.export_key {
-        Some(p) => Some(load_key_file(p)?),
-        None => None,
-    };
-    let log = AuditLog::open(db, signer.clone(), LogOptions::default())
-        .with_context(|| format!("opening {} (exports are themselves logged)", db.display()))?;
-    let tar = a.out.extension().is_some_and(|e| e == "tar");
-    let opts = ExportOptions {
-        selection,
-        payloads: !a.no_payloads,
-        policies,
-        exporter: human_actor(a.user.clone()),
-        allow_open_session: a.allow_open_session,
-        tar,
-    };
-    let mk: &dyn stele_attest::Signer = match &manifest_key {
-        Some(k) => k,
-        None => signer.as_ref(),
-    };
-    let r = export(&log, mk, &opts, &a.out);
-    log.close()?;
-    let r = r?;
-    println!(
-        "exported {} ({} entries in the tiles, {} selected, {} files; recorded as entry {})",
-        a.out.display(),
-        r.tree_size,
-        r.selected,
-        r.files + 1,
-        r.export_entry
-    );
-    println!(
-        "verify with: stele-verify {} --key '{}'",
-        a.out.display(),
-        signer.verifier()
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
 fn publish(db: &Path, key: &Path, witnesses: &[String]) -> anyhow::Result<ExitCode> {
     use stele_attest::cosignature::CosignatureVerifier;
     use stele_audit::witness::{publish_to_witnesses, WitnessTarget};
@@ -602,15 +563,16 @@ fn publish(db: &Path, key: &Path, witnesses: &[String]) -> anyhow::Result<ExitCo
     let verifier = load_key_file(key)?.verifier();
     match publish_to_witnesses(db, &verifier, &targets) {
         Ok(r) => {
+            let names: Vec<String> = r.cosigned.iter().map(|n| terminal_safe::line(n)).collect();
             println!(
                 "published size {}: cosigned by {}",
                 r.size,
-                r.cosigned.join(", ")
+                names.join(", ")
             );
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("stele: {e}");
+            eprintln!("stele: {}", terminal_safe::block(&e.to_string()));
             Ok(ExitCode::from(EXIT_TAMPERED))
         }
     }

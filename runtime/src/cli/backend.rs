@@ -17,7 +17,8 @@ use serde_json::json;
 use stele_sandbox::exec::Sandbox;
 use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig};
 use stele_sandbox::{
-    FileChangeReport, FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Verdict,
+    FileChangeReport, FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest,
+    NetVerdict, Verdict,
 };
 
 /// Which sandbox backend runs the commands.
@@ -95,10 +96,11 @@ impl Mediator for DeferredMediator {
             m.file_changed(report);
         }
     }
-    fn net_connect(&self, req: &NetRequest) -> Verdict {
-        self.target
-            .get()
-            .map_or_else(Self::refuse, |m| m.net_connect(req))
+    fn net_connect(&self, req: &NetRequest) -> NetVerdict {
+        self.target.get().map_or_else(
+            || NetVerdict::Deny("the session has not started".into()),
+            |m| m.net_connect(req),
+        )
     }
     fn net_closed(&self, report: &NetCloseReport) {
         if let Some(m) = self.target.get() {
@@ -166,8 +168,9 @@ pub fn build(
     // The outermost message already includes its causes.
     let reason = format!("{vm_error}");
     eprintln!(
-        "stele: WARNING: the micro-VM did not come up ({reason}); running in the process \
-         sandbox as the configuration allows (vm_fallback = \"process\"); the log records it"
+        "stele: WARNING: the micro-VM did not come up ({}); running in the process \
+         sandbox as the configuration allows (vm_fallback = \"process\"); the log records it",
+        crate::terminal_safe::line(&reason)
     );
     let mut built = process(workspace, mediator, network)
         .context("the micro-VM did not come up, and neither did the process sandbox")?;

@@ -23,7 +23,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     // A chat has a person at the keyboard: ask on the terminal unless told otherwise.
     let mode = args.approve.unwrap_or(ApproveMode::Prompt);
     let (session, provider) =
-        open_for(&args, approver_for(mode, &principal(args.user.as_deref())))?;
+        open_for(&args, approver_for(mode, &principal(args.user.as_deref())?))?;
     let gate = session.gate.clone();
     eprintln!(
         "stele chat: session {} — an empty line or /exit ends it",
@@ -44,7 +44,10 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         (Ok(last), Ok(())) => last,
         (Err(e), stopped) => {
             if let Err(s) = stopped {
-                eprintln!("stele: stopping the MCP servers: {s:#}");
+                eprintln!(
+                    "stele: stopping the MCP servers: {}",
+                    terminal_safe(&format!("{s:#}"), Newlines::Escape)
+                );
             }
             return Err(abort(session, gate, e));
         }
@@ -123,7 +126,10 @@ fn abort(session: OpenSession, gate: Arc<Gate>, e: anyhow::Error) -> anyhow::Err
     let _ = gate.end_session(Status::Error, Some(format!("{e:#}")));
     drop(gate);
     if let Err(w) = session.close() {
-        eprintln!("stele: {w:#}");
+        eprintln!(
+            "stele: {}",
+            terminal_safe(&format!("{w:#}"), Newlines::Escape)
+        );
     }
     e
 }

@@ -14,11 +14,14 @@ use super::setup::NetworkChoice;
 use crate::agent::RunEnd;
 use crate::gate::approval::FlagApprover;
 use crate::paths;
+use crate::terminal_safe;
 
 /// Arguments of `stele demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Where to put the demo [default: a new folder under $STATE/demo].
+    /// Where to put the demo [default: a new folder under
+    /// $XDG_DATA_HOME/stele/demo, else ~/.local/share/stele/demo; never
+    /// under the state folder, which no workspace may lie in].
     #[arg(long)]
     pub dir: Option<PathBuf>,
 }
@@ -102,24 +105,35 @@ const RECEIPTS: &[(&str, &str, &str, &str)] = &[
 /// Run `stele demo`.
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let dir = match args.dir {
-        Some(d) => d,
-        None => fresh_dir(&paths::state_dir().join("demo"))?,
+        Some(d) => std::path::absolute(&d)?,
+        None => fresh_dir(&paths::demo_base())?,
     };
     anyhow::ensure!(
         !dir.join("workspace").exists(),
         "{} already holds a demo; pick another --dir",
-        dir.display()
+        terminal_safe::path(&dir)
     );
     let workspace = dir.join("workspace");
     let policy = dir.join("policy");
     let state = dir.join("state");
+    let key = state.join("log.key");
+    let db = state.join("audit.db");
+    // Checked before anything is written: a demo folder inside stele's
+    // state (or holding it) is refused, not half-made.
+    crate::isolation::check_session(&crate::isolation::SessionPaths {
+        workspace: &workspace,
+        db: &db,
+        key: &key,
+        policy: &policy,
+    })?;
+    // The demo's log, key, policy and script are private; its workspace
+    // is shared with the sandbox's user (inside the private folder).
+    paths::ensure_private_dir(&dir)?;
+    paths::ensure_private_dir(&state)?;
     write_workspace(&workspace)?;
     write_policy(&policy)?;
-    std::fs::create_dir_all(&state)?;
-    std::fs::write(dir.join("script.json"), SCRIPT)?;
-    let key = state.join("log.key");
+    paths::write_private_file(&dir.join("script.json"), SCRIPT.as_bytes())?;
     let signer = generate_key_file(&key, "demo.stele.invalid/audit")?;
-    let db = state.join("audit.db");
     let run_args = RunArgs {
         workspace: workspace.clone(),
         policy: Some(policy.clone()),
@@ -151,23 +165,27 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let verifier = signer.verifier();
     let verified = stele_audit::verify::verify_db(&db, &verifier, None)
         .map_err(|e| anyhow::anyhow!("the demo's audit log did not verify: {e}"))?;
-    println!("\nstele demo finished: {}", describe(&report.end));
-    println!("  workspace:   {}", workspace.display());
+    let p = terminal_safe::path;
+    println!(
+        "\nstele demo finished: {}",
+        terminal_safe::block(&describe(&report.end))
+    );
+    println!("  workspace:   {}", p(&workspace));
     println!(
         "  report:      {}",
-        workspace.join("reports/by-client.csv").display()
+        p(&workspace.join("reports/by-client.csv"))
     );
-    println!("  policy:      {}", policy.display());
+    println!("  policy:      {}", p(&policy));
     println!(
         "  audit log:   {} ({} entries, verified)",
-        db.display(),
+        p(&db),
         verified.entries
     );
     println!("  verifier key {verifier}");
     println!("  session:     {}", report.session);
     println!("\nLook at what happened and check it:");
-    let d = db.display();
-    let k = key.display();
+    let d = p(&db);
+    let k = p(&key);
     println!(
         "  stele audit show --db {d} --key {k} --session {}",
         report.session
@@ -190,14 +208,15 @@ fn describe(end: &RunEnd) -> String {
 }
 
 fn fresh_dir(base: &Path) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(base).with_context(|| format!("creating {}", base.display()))?;
+    paths::ensure_private_dir(base)
+        .with_context(|| format!("creating {}", terminal_safe::path(base)))?;
     for n in 1..10_000 {
         let d = base.join(format!("run-{n}"));
         if !d.exists() {
             return Ok(d);
         }
     }
-    anyhow::bail!("too many demo folders in {}", base.display())
+    anyhow::bail!("too many demo folders in {}", terminal_safe::path(base))
 }
 
 fn write_workspace(ws: &Path) -> anyhow::Result<()> {
@@ -239,11 +258,12 @@ fn make_shared(p: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Write the demo's policy bundle into `dir` (private: folders 0700, files 0600).
 pub(crate) fn write_policy(dir: &Path) -> anyhow::Result<()> {
     for (name, text) in TEMPLATE {
         let p = dir.join(name);
         if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent)?;
+            paths::ensure_private_dir(parent)?;
         }
         let text = match *name {
             "org/ceilings.cedar" => replace_once(
@@ -264,7 +284,7 @@ pub(crate) fn write_policy(dir: &Path) -> anyhow::Result<()> {
             }
             _ => text.to_string(),
         };
-        std::fs::write(&p, text)?;
+        paths::write_private_file(&p, text.as_bytes())?;
     }
     Ok(())
 }

@@ -1,10 +1,12 @@
 //! The `stele` command line: one module per top-level subcommand.
 
 pub mod audit;
+pub mod audit_export;
 pub mod backend;
 pub mod bench;
 pub mod chat;
 pub mod demo;
+pub mod entry_line;
 pub mod keys;
 pub mod policy;
 pub mod run;

@@ -5,8 +5,30 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use stele_policy::tests_format::{request_from_parts, run_tests, CaseOutcome};
-use stele_policy::{explain, synthetic, Bundle, Effect};
+use stele_policy::context_json::context_from_json;
+use stele_policy::request::parse_principal;
+use stele_policy::tests_format::{run_tests, CaseOutcome};
+use crate::terminal_safe as safe;
+use stele_policy::{
+    explain, synthetic, Action, Bundle, ConnectStep, Decision, Effect, Request, Resource, Severity,
+    SystemResolver, UidForm,
+};
+
+/// `stele policy explain` exit codes (documented in docs/policy-guide.md).
+pub mod exit {
+    /// The request is allowed.
+    pub const ALLOW: u8 = 0;
+    /// The request is denied (including a name that does not resolve).
+    pub const DENY: u8 = 1;
+    /// The request needs a human's approval.
+    pub const ASK: u8 = 3;
+    /// The request could not be built (unknown action, a resource the
+    /// action does not apply to, a value that cannot be canonicalised, bad
+    /// context JSON).
+    pub const INVALID_REQUEST: u8 = 4;
+    /// The bundle does not load (it would be refused at run time too).
+    pub const BUNDLE_REFUSED: u8 = 5;
+}
 
 /// Arguments of `stele policy`.
 #[derive(Debug, clap::Args)]
@@ -19,10 +41,14 @@ pub struct PolicyArgs {
 /// `stele policy` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum PolicyCommand {
-    /// Load a bundle with strict validation (and parse its tests); print a summary.
+    /// Load a bundle with strict validation (and parse its tests); print a
+    /// summary and the lints (rules that load but are probably mistakes).
     Validate {
         /// Bundle folder.
         bundle: PathBuf,
+        /// Exit 1 when a lint of severity warning is found.
+        #[arg(long)]
+        deny_warnings: bool,
     },
     /// Run the bundle's tests/*.json (Cedar JSON test format: decision and reasons).
     Test {
@@ -39,9 +65,15 @@ pub enum PolicyCommand {
         /// Action, e.g. `file.read`.
         #[arg(long)]
         action: String,
-        /// Resource uid, e.g. `File::"receipts/a.pdf"`, `Host::"https://pypi.org:443"`.
+        /// Resource uid, e.g. `File::"receipts/a.pdf"`, `Host::"https://pypi.org:443"`;
+        /// paths and hosts are canonicalised as stele's enforcement points do
+        /// (`Host::"https://0x7f.1:443"` is `https://127.0.0.1:443`).
         #[arg(long)]
         resource: String,
+        /// For `net.connect` to a name: decide as if it resolved to this
+        /// address instead of asking the system resolver.
+        #[arg(long)]
+        address: Option<String>,
         /// Context as JSON, e.g. `{"sandbox":{"backend":"process","network":false}}`.
         #[arg(long)]
         context: Option<String>,
@@ -65,35 +97,43 @@ pub enum PolicyCommand {
 /// Run `stele policy`.
 pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        PolicyCommand::Validate { bundle } => validate(&bundle),
+        PolicyCommand::Validate {
+            bundle,
+            deny_warnings,
+        } => validate(&bundle, deny_warnings),
         PolicyCommand::Test { bundle } => test(&bundle),
         PolicyCommand::Explain {
             bundle,
             principal,
             action,
             resource,
+            address,
             context,
             json,
         } => {
-            let b =
-                Bundle::load(&bundle).with_context(|| format!("loading {}", bundle.display()))?;
-            let context = context
-                .map(|c| serde_json::from_str::<serde_json::Value>(&c))
-                .transpose()
-                .context("--context is not valid JSON")?;
-            let request = request_from_parts(&principal, &action, &resource, context.as_ref())?;
-            b.check_request(&request)?;
-            let d = b.decide(&request);
-            if json {
-                println!("{}", serde_json::to_string_pretty(&d)?);
-            } else {
-                print!("{}", explain::render(&request, &d));
-            }
-            Ok(match d.effect {
-                Effect::Allow => ExitCode::SUCCESS,
-                Effect::Deny => ExitCode::from(1),
-                Effect::Ask => ExitCode::from(3),
-            })
+            let b = match Bundle::load(&bundle) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("error: {}", safe::line(&e.to_string()));
+                    eprintln!("bundle refused: {}", safe::path(&bundle));
+                    return Ok(ExitCode::from(exit::BUNDLE_REFUSED));
+                }
+            };
+            let parts = Parts {
+                principal: &principal,
+                action: &action,
+                resource: &resource,
+                address: address.as_deref(),
+                context: context.as_deref(),
+            };
+            let request = match parts.request(&b) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {}", safe::line(&format!("{e:#}")));
+                    return Ok(ExitCode::from(exit::INVALID_REQUEST));
+                }
+            };
+            explain_request(&b, &request, json)
         }
         PolicyCommand::Schema => {
             print!("{}", stele_policy::STELE_SCHEMA);
@@ -127,12 +167,122 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn validate(bundle: &std::path::Path) -> anyhow::Result<ExitCode> {
+/// The parts of an explained request, as given on the command line.
+struct Parts<'a> {
+    principal: &'a str,
+    action: &'a str,
+    resource: &'a str,
+    address: Option<&'a str>,
+    context: Option<&'a str>,
+}
+
+impl Parts<'_> {
+    fn request(&self, b: &Bundle) -> anyhow::Result<Request> {
+        let context = match self.context {
+            Some(c) => serde_json::from_str::<serde_json::Value>(c)
+                .context("--context is not valid JSON")?,
+            None => serde_json::json!({}),
+        };
+        let action: Action = self.action.parse()?;
+        let resource = Resource::parse_uid(self.resource, UidForm::Canonicalise)?;
+        let mut request = Request::builder(parse_principal(self.principal)?, action, resource)
+            .context(context_from_json(&context)?)
+            .build()?;
+        if let Some(a) = self.address {
+            request = request.with_address(a)?;
+        }
+        b.check_request(&request)?;
+        Ok(request)
+    }
+}
+
+/// Decide and print; a connection to a name goes through the same steps as
+/// at run time (decided by name, resolved once, decided with the address).
+fn explain_request(b: &Bundle, request: &Request, json: bool) -> anyhow::Result<ExitCode> {
+    let (request, decision, destination) = if request.action() == Action::NetConnect {
+        match b.connect_step(request, &SystemResolver)? {
+            ConnectStep::Decide {
+                request,
+                resolution,
+                by_name,
+            } => {
+                let d = b.decide(&request);
+                let dest = serde_json::json!({
+                    "address": resolution.host.address().map(|a| a.to_string()),
+                    "class": resolution.host.class().map(|c| c.as_str()),
+                    "resolved": resolution.all.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "by_name": by_name.as_ref().map(|d| d.effect),
+                });
+                (*request, d, Some(dest))
+            }
+            ConnectStep::RefusedByName(d) => {
+                let dest = serde_json::json!({
+                    "address": null, "class": null, "resolved": [], "by_name": d.effect,
+                });
+                (request.clone(), *d, Some(dest))
+            }
+            ConnectStep::Unresolvable { by_name, error } => {
+                let dest = serde_json::json!({
+                    "address": null, "class": null, "resolved": [],
+                    "by_name": by_name.effect, "error": error.to_string(),
+                });
+                if json {
+                    let mut v = serde_json::to_value(&by_name)?;
+                    v["effect"] = serde_json::json!("deny");
+                    v["destination"] = dest;
+                    println!("{}", safe::json_pretty(&v));
+                } else {
+                    print!("{}", safe::block(&explain::render(request, &by_name)));
+                    println!("decision: deny — {error}: the proxy would refuse the connection");
+                }
+                return Ok(ExitCode::from(exit::DENY));
+            }
+        }
+    } else {
+        (request.clone(), b.decide(request), None)
+    };
+    print_decision(&request, &decision, destination, json)?;
+    Ok(ExitCode::from(match decision.effect {
+        Effect::Allow => exit::ALLOW,
+        Effect::Deny => exit::DENY,
+        Effect::Ask => exit::ASK,
+    }))
+}
+
+fn print_decision(
+    request: &Request,
+    d: &Decision,
+    destination: Option<serde_json::Value>,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        let mut v = serde_json::to_value(d)?;
+        if let Some(dest) = destination {
+            v["destination"] = dest;
+        }
+        println!("{}", safe::json_pretty(&v));
+        return Ok(());
+    }
+    print!("{}", safe::block(&explain::render(request, d)));
+    if let Some(by_name) = destination
+        .as_ref()
+        .and_then(|v| v["by_name"].as_str().map(str::to_owned))
+    {
+        let what = match by_name.as_str() {
+            "deny" => "refused by name alone: the name was not resolved",
+            _ => "not refused by name alone, so the name was resolved once",
+        };
+        println!("by name:  {by_name} ({what})");
+    }
+    Ok(())
+}
+
+fn validate(bundle: &std::path::Path, deny_warnings: bool) -> anyhow::Result<ExitCode> {
     let b = match Bundle::load(bundle) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("error: {e}");
-            eprintln!("bundle refused: {}", bundle.display());
+            eprintln!("error: {}", safe::line(&e.to_string()));
+            eprintln!("bundle refused: {}", safe::path(&bundle));
             return Ok(ExitCode::from(1));
         }
     };
@@ -140,18 +290,31 @@ fn validate(bundle: &std::path::Path) -> anyhow::Result<ExitCode> {
     let tests = match run_tests(&b) {
         Ok(r) => r.cases.len(),
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", safe::line(&e.to_string()));
             return Ok(ExitCode::from(1));
         }
     };
+    for lint in b.lints() {
+        eprintln!("{}", safe::line(&lint.to_string()));
+    }
+    let warnings = b
+        .lints()
+        .iter()
+        .filter(|l| l.id.severity() == Severity::Warning)
+        .count();
     println!(
-        "ok: {} policies, {} teams, {} users, {} tests",
+        "ok: {} policies, {} teams, {} users, {} tests, {} warnings",
         b.policy_count(),
         b.teams().count(),
         b.members().users().count(),
-        tests
+        tests,
+        warnings
     );
     println!("digest: {}", b.digest());
+    if deny_warnings && warnings > 0 {
+        eprintln!("error: {warnings} warning(s) and --deny-warnings");
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -159,28 +322,33 @@ fn test(bundle: &std::path::Path) -> anyhow::Result<ExitCode> {
     let b = match Bundle::load(bundle) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", safe::line(&e.to_string()));
             return Ok(ExitCode::from(1));
         }
     };
     let report = match run_tests(&b) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", safe::line(&e.to_string()));
             return Ok(ExitCode::from(1));
         }
     };
     for c in &report.cases {
         match &c.outcome {
-            CaseOutcome::Pass => println!("  test {} ... ok", c.name),
+            CaseOutcome::Pass => println!("  test {} ... ok", safe::line(&c.name)),
             CaseOutcome::Fail(why) => {
-                println!("  test {} ... FAIL ({}): {why}", c.name, c.location)
+                println!(
+                    "  test {} ... FAIL ({}): {}",
+                    safe::line(&c.name),
+                    safe::line(&c.location.to_string()),
+                    safe::line(why)
+                )
             }
         }
     }
     println!("{} passed, {} failed", report.passed(), report.failed());
     if report.cases.is_empty() {
-        eprintln!("error: no tests in {}/tests/*.json", bundle.display());
+        eprintln!("error: no tests in {}/tests/*.json", safe::path(bundle));
         return Ok(ExitCode::from(1));
     }
     Ok(if report.failed() == 0 {
@@ -204,27 +372,46 @@ mod tests {
         format!("{:?}", run(PolicyArgs { command }).unwrap())
     }
 
-    fn explain(resource: &str, context: Option<&str>) -> String {
+    fn exit(code: u8) -> String {
+        format!("{:?}", ExitCode::from(code))
+    }
+
+    fn explain_as(
+        bundle: PathBuf,
+        action: &str,
+        resource: &str,
+        address: Option<&str>,
+        context: Option<&str>,
+    ) -> String {
         code(PolicyCommand::Explain {
-            bundle: template("finance"),
+            bundle,
             principal: "alice".into(),
-            action: "mcp.call".into(),
+            action: action.into(),
             resource: resource.into(),
+            address: address.map(str::to_owned),
             context: context.map(str::to_owned),
             json: false,
         })
     }
 
+    fn explain(resource: &str, context: Option<&str>) -> String {
+        explain_as(template("finance"), "mcp.call", resource, None, context)
+    }
+
     #[test]
     fn validate_and_test_the_templates() {
         let ok = format!("{:?}", ExitCode::SUCCESS);
-        for name in ["finance", "strict-default"] {
-            assert_eq!(
-                code(PolicyCommand::Validate {
-                    bundle: template(name)
-                }),
-                ok
-            );
+        for name in ["finance", "strict-default", "minimal"] {
+            for deny_warnings in [false, true] {
+                assert_eq!(
+                    code(PolicyCommand::Validate {
+                        bundle: template(name),
+                        deny_warnings,
+                    }),
+                    ok,
+                    "{name}: the templates have no warnings"
+                );
+            }
             assert_eq!(
                 code(PolicyCommand::Test {
                     bundle: template(name)
@@ -233,41 +420,80 @@ mod tests {
             );
         }
         let missing = template("does-not-exist");
-        assert_ne!(code(PolicyCommand::Validate { bundle: missing }), ok);
+        assert_ne!(
+            code(PolicyCommand::Validate {
+                bundle: missing,
+                deny_warnings: false
+            }),
+            ok
+        );
     }
 
     #[test]
-    fn explain_exit_codes_follow_the_effect() {
+    fn explain_exit_codes_are_distinct() {
         assert_eq!(
             explain("McpTool::\"gmail/read_inbox\"", None),
-            format!("{:?}", ExitCode::SUCCESS)
+            exit(exit::ALLOW)
         );
         assert_eq!(
             explain("McpTool::\"gmail/send_email\"", None),
-            format!("{:?}", ExitCode::from(3))
+            exit(exit::ASK)
         );
-        assert_eq!(
-            explain("McpTool::\"slack/post\"", None),
-            format!("{:?}", ExitCode::from(1))
-        );
+        assert_eq!(explain("McpTool::\"slack/post\"", None), exit(exit::DENY));
         let approved = r#"{"approval":{"granted":true,"approver":"m","ticket":"T"}}"#;
         assert_eq!(
             explain("McpTool::\"gmail/send_email\"", Some(approved)),
-            format!("{:?}", ExitCode::SUCCESS)
+            exit(exit::ALLOW)
         );
-        let bad = run(PolicyArgs {
-            command: PolicyCommand::Explain {
-                bundle: template("finance"),
-                principal: "alice".into(),
-                action: "mcp.call".into(),
-                resource: "File::\"x\"".into(),
-                context: None,
-                json: true,
-            },
-        });
-        assert!(
-            bad.is_err(),
-            "a resource the action does not apply to is an error"
+        // Invalid requests: a resource the action does not apply to, an
+        // unknown action, bad context JSON, an uncanonicalisable host.
+        assert_eq!(explain("File::\"x\"", None), exit(exit::INVALID_REQUEST));
+        assert_eq!(
+            explain_as(
+                template("finance"),
+                "file.rename",
+                "File::\"x\"",
+                None,
+                None
+            ),
+            exit(exit::INVALID_REQUEST)
         );
+        assert_eq!(
+            explain("McpTool::\"gmail/send_email\"", Some("{not json")),
+            exit(exit::INVALID_REQUEST)
+        );
+        assert_eq!(
+            explain_as(
+                template("finance"),
+                "net.connect",
+                "Host::\"https://1.2.3.4.5:443\"",
+                None,
+                None
+            ),
+            exit(exit::INVALID_REQUEST)
+        );
+        // A bundle that does not load.
+        let broken = tempfile::tempdir().unwrap();
+        std::fs::create_dir(broken.path().join("org")).unwrap();
+        assert_eq!(
+            explain_as(
+                broken.path().to_path_buf(),
+                "mcp.call",
+                "McpTool::\"a/b\"",
+                None,
+                None
+            ),
+            exit(exit::BUNDLE_REFUSED)
+        );
+        let codes = [
+            exit::ALLOW,
+            exit::DENY,
+            exit::ASK,
+            exit::INVALID_REQUEST,
+            exit::BUNDLE_REFUSED,
+            2, // clap's usage error
+        ];
+        let unique: std::collections::BTreeSet<u8> = codes.into_iter().collect();
+        assert_eq!(unique.len(), codes.len());
     }
 }

@@ -94,7 +94,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     // Unset by flag and config: ask on a terminal, else refuse ("no-terminal").
     let approver = approver_for(
         args.approve.unwrap_or(ApproveMode::Prompt),
-        &principal(args.user.as_deref()),
+        &principal(args.user.as_deref())?,
     );
     let report = run_task(&args, approver)?;
     Ok(exit_code(&report.end))
@@ -185,7 +185,7 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
             "stele: session {} (policy {}, log {})",
             gate.session_id(),
             gate.bundle().digest(),
-            session.db.display()
+            crate::terminal_safe::path(&session.db)
         );
     }
     let budget = Budget {
@@ -202,7 +202,10 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
             drop(gate);
             // Closing also sends the final checkpoint to the witnesses.
             if let Err(w) = session.close() {
-                eprintln!("stele: {w:#}");
+                eprintln!(
+                    "stele: {}",
+                    terminal_safe(&format!("{w:#}"), Newlines::Escape)
+                );
             }
             return Err(e);
         }
@@ -232,13 +235,15 @@ pub(crate) fn agent_for(
     let gate = &session.gate;
     let (sandbox, _) = session.sandbox()?;
     let mut mcp = crate::mcp::config::servers(&crate::config::load()?, &gate.actor().teams)?;
-    // No sandboxed server may be granted the log, its key or the state dir.
-    let db = session.db.display().to_string();
-    let protected: Vec<std::path::PathBuf> = ["", "-wal", "-shm", ".lock", ".attestations"]
-        .iter()
-        .map(|s| std::path::PathBuf::from(format!("{db}{s}")))
-        .chain([session.key.clone(), crate::paths::state_dir()])
-        .collect();
+    // No sandboxed server may be granted the log, its key, the state
+    // folder, the configuration or a policy folder (the same locations no
+    // workspace may hold).
+    let protected: Vec<std::path::PathBuf> =
+        crate::isolation::locations::stele_locations(&session.db, &session.key)
+            .into_iter()
+            .map(|l| l.path)
+            .chain([gate.bundle().root().to_path_buf()])
+            .collect();
     for sb in mcp.iter_mut().filter_map(|s| s.sandbox.as_mut()) {
         sb.protected.clone_from(&protected);
     }
@@ -290,15 +295,22 @@ pub(crate) fn finish(gate: &Gate, end: &RunEnd, style: ProgressStyle) -> anyhow:
     match style {
         ProgressStyle::Json => println!(
             "{}",
-            serde_json::json!({"event": "end", "session": gate.session_id(), "result": format!("{end:?}")})
+            crate::terminal_safe::json_line(
+                &serde_json::json!({"event": "end", "session": gate.session_id(), "result": format!("{end:?}")})
+            )
         ),
         ProgressStyle::Human => match end {
             // The model's words, shown escaped: they cannot drive the terminal.
             RunEnd::Answered(a) | RunEnd::Stopped(a) => {
                 eprintln!("\n{}", terminal_safe(a, Newlines::Keep))
             }
-            RunEnd::BudgetExhausted(w) => eprintln!("stopped: {w}"),
-            RunEnd::ModelDenied(w) => eprintln!("stopped: the model request was denied: {w}"),
+            RunEnd::BudgetExhausted(w) => {
+                eprintln!("stopped: {}", terminal_safe(w, Newlines::Keep))
+            }
+            RunEnd::ModelDenied(w) => eprintln!(
+                "stopped: the model request was denied: {}",
+                terminal_safe(w, Newlines::Keep)
+            ),
             RunEnd::Paused(w) => eprintln!(
                 "paused: {}\nthe session is kept; continue later with `stele session resume {}`",
                 terminal_safe(w, Newlines::Keep),

@@ -15,7 +15,7 @@ use stele_sandbox::process::{
     LandlockStatus, NetworkMode, ProcessSandbox, ProcessSandboxConfig, WorkspaceMount,
 };
 use stele_sandbox::{
-    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Ticket, Verdict,
+    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict, Ticket, Verdict,
 };
 
 use super::setup::{self, NetworkChoice, OpenSession, SessionSpec};
@@ -60,9 +60,9 @@ pub struct ExecArgs {
     /// Policy bundle folder (default: the shipped strict default).
     #[arg(long)]
     pub policy: Option<PathBuf>,
-    /// The user on whose behalf the command runs.
-    #[arg(long, env = "USER", default_value = "local")]
-    pub user: String,
+    /// The user on whose behalf the command runs [default: $USER, else $LOGNAME, else local].
+    #[arg(long)]
+    pub user: Option<String>,
     /// Wall-clock timeout in seconds.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
@@ -180,6 +180,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
 const PASS_ENV: [&str; 4] = ["TERM", "LANG", "LC_ALL", "TZ"];
 
 fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let user = crate::principal::from_flag_or_env(args.user.as_deref(), "local")?;
     let layers = crate::config::load()?;
     let backend = super::backend::BackendSpec {
         requested: layers
@@ -196,14 +197,14 @@ fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         SessionSpec {
             workspace: &args.workspace,
             policy: args.policy.as_deref(),
-            user: Some(&args.user),
+            user: Some(&user),
             db: args.db.as_deref(),
             key: args.key.as_deref(),
             network: args.network,
             backend,
             data: json!({ "command": "sandbox exec" }),
         },
-        approver_for(args.approve, &args.user),
+        approver_for(args.approve, &user),
     )?;
     let result = exec_in(&session, &args);
     session.release_sandbox();
@@ -244,21 +245,41 @@ fn exec_in(session: &OpenSession, args: &ExecArgs) -> anyhow::Result<ExitCode> {
         GatedExec::Denied(d) => {
             eprintln!(
                 "stele sandbox: denied: {} (audit entry {})",
-                d.reason, d.seq
+                crate::terminal_safe::line(&d.reason),
+                d.seq
             );
             return Ok(ExitCode::from(126));
         }
-        GatedExec::Failed(msg) => anyhow::bail!("{msg}"),
+        GatedExec::Failed(msg) => anyhow::bail!("{}", crate::terminal_safe::line(&msg)),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&outcome_json(&outcome))?);
+        println!(
+            "{}",
+            crate::terminal_safe::json_pretty(&outcome_json(&outcome))
+        );
     } else {
-        std::io::stdout().write_all(&outcome.stdout.bytes)?;
-        std::io::stderr().write_all(&outcome.stderr.bytes)?;
+        relay(&mut std::io::stdout(), &outcome.stdout.bytes)?;
+        relay(&mut std::io::stderr(), &outcome.stderr.bytes)?;
         eprintln!("{}", summary(&outcome));
     }
     let code = u8::try_from(outcome.status.code().clamp(0, 255)).unwrap_or(1);
     Ok(ExitCode::from(code))
+}
+
+/// A sandboxed program's output: byte for byte into a pipe or a file; on
+/// a terminal, escaped (line feeds kept), so that it can neither drive the
+/// terminal nor pass for stele's own lines.
+fn relay(out: &mut (impl Write + IsTerminal), bytes: &[u8]) -> std::io::Result<()> {
+    if out.is_terminal() {
+        let shown = crate::terminal_safe::bytes(bytes, crate::terminal_safe::Newlines::Keep);
+        out.write_all(shown.as_bytes())?;
+        if !shown.is_empty() && !shown.ends_with('\n') {
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    } else {
+        out.write_all(bytes)
+    }
 }
 
 fn status_text(s: ExitStatus) -> String {
@@ -325,8 +346,8 @@ impl Mediator for BenchMediator {
         Verdict::Allow(Ticket(self.next.fetch_add(1, Ordering::Relaxed)))
     }
     fn file_closed(&self, _report: &FileCloseReport) {}
-    fn net_connect(&self, _req: &NetRequest) -> Verdict {
-        Verdict::Deny("benchmark".into())
+    fn net_connect(&self, _req: &NetRequest) -> NetVerdict {
+        NetVerdict::Deny("benchmark".into())
     }
     fn net_closed(&self, _report: &NetCloseReport) {}
 }

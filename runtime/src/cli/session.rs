@@ -21,6 +21,7 @@ use crate::gate::approval::approver_for;
 use crate::gate::{ApproveMode, SessionInfo};
 use crate::paths;
 use crate::provider::ProviderConfig;
+use crate::terminal_safe;
 
 /// Arguments of `stele session`.
 #[derive(Debug, clap::Args)]
@@ -141,12 +142,20 @@ fn list(db: &std::path::Path, key: &std::path::Path, json: bool) -> anyhow::Resu
         if json {
             println!(
                 "{}",
-                serde_json::json!({"id": id, "principal": start.actor.principal, "started": start.ts, "entries": sum.entries, "state": state})
+                terminal_safe::json_line(
+                    &serde_json::json!({"id": id, "principal": start.actor.principal, "started": start.ts, "entries": sum.entries, "state": state})
+                )
             );
         } else {
+            // Every field from the log on one line, escaped: none can
+            // drive the terminal or forge another line.
             println!(
-                "{id}  {}  {:<10} {:>5} entries  {state}",
-                start.ts, start.actor.principal, sum.entries
+                "{}  {}  {:<10} {:>5} entries  {}",
+                terminal_safe::line(id),
+                terminal_safe::line(&start.ts),
+                terminal_safe::line(&start.actor.principal),
+                sum.entries,
+                terminal_safe::line(&state)
             );
         }
     }
@@ -203,10 +212,10 @@ fn show(db: &std::path::Path, key: &std::path::Path, id: &str) -> anyhow::Result
     anyhow::ensure!(
         !leaves.is_empty(),
         "session {id} is not in {}",
-        db.display()
+        terminal_safe::path(db)
     );
     for l in &leaves {
-        println!("{}", super::audit::summary(l));
+        println!("{}", super::entry_line::summary(l));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -223,20 +232,36 @@ fn resume(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let signer = Arc::new(load_key_file(key).context("the audit signing key")?);
-    let log = setup::open_log(db, signer.clone())?;
-    let store = log.store()?;
-    let leaves = conversation::session_leaves(&store, id)?;
-    let messages = conversation::rebuild(&store, id, &leaves)?;
-    let start = leaves
-        .iter()
-        .find(|l| l.kind == EventKind::SessionStart)
-        .with_context(|| format!("session {id} has no session.start"))?;
+    // Read (read-only) where the session worked, and check that folder
+    // before anything is written to the log or run.
+    let start = {
+        let store = stele_audit::Store::open(db)?;
+        conversation::session_leaves(&store, id)?
+            .into_iter()
+            .find(|l| l.kind == EventKind::SessionStart)
+            .with_context(|| format!("session {id} has no session.start"))?
+    };
     let data = start.data.clone().unwrap_or_default();
     let field = |k: &str| data.get(k).and_then(|v| v.as_str()).map(str::to_string);
     let workspace = PathBuf::from(field("workspace").context("session.start names no workspace")?);
     let policy = policy
         .or_else(|| field("policy_root").map(PathBuf::from))
         .context("session.start names no policy bundle")?;
+    let principal = start.actor.principal.clone();
+    crate::principal::validate(
+        "the session's principal (its session.start entry)",
+        &principal,
+    )?;
+    crate::isolation::check_session(&crate::isolation::SessionPaths {
+        workspace: &workspace,
+        db,
+        key,
+        policy: &policy,
+    })?;
+    let log = setup::open_log(db, signer.clone())?;
+    let store = log.store()?;
+    let leaves = conversation::session_leaves(&store, id)?;
+    let messages = conversation::rebuild(&store, id, &leaves)?;
     let spec = model
         .or_else(|| field("model_spec"))
         .context("no model: give --model PROVIDER:NAME")?;
@@ -268,9 +293,9 @@ fn resume(
             .map(Duration::from_secs),
     };
     let bundle = Arc::new(
-        Bundle::load(&policy).with_context(|| format!("policy bundle {}", policy.display()))?,
+        Bundle::load(&policy)
+            .with_context(|| format!("policy bundle {}", terminal_safe::path(&policy)))?,
     );
-    let principal = start.actor.principal.clone();
     let teams: Vec<String> = bundle
         .members()
         .teams_of(&principal)
@@ -304,7 +329,8 @@ fn resume(
     };
     if style == ProgressStyle::Human {
         eprintln!(
-            "stele: resuming session {id} from the log ({} messages)",
+            "stele: resuming session {} from the log ({} messages)",
+            terminal_safe::line(id),
             messages.len()
         );
     }

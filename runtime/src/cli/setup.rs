@@ -76,10 +76,13 @@ pub struct OpenSession {
     signer: Arc<stele_attest::Ed25519Signer>,
 }
 
+/// The sandbox's network. Under `--network none` the egress proxy is there
+/// too, so that a program's attempt is a refused, logged `net.connect`
+/// decision rather than a silent connection error; the gate refuses every
+/// connection of a session whose facts say it has no network.
 fn network_mode(n: NetworkChoice) -> NetworkMode {
     match n {
-        NetworkChoice::None => NetworkMode::LoopbackOnly,
-        NetworkChoice::Proxy => NetworkMode::EgressProxy,
+        NetworkChoice::None | NetworkChoice::Proxy => NetworkMode::EgressProxy,
     }
 }
 
@@ -102,11 +105,10 @@ fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
     }
 }
 
-/// The principal: the flag, else `$USER`.
-pub fn principal(user: Option<&str>) -> String {
-    user.map(str::to_string)
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "unknown".into())
+/// The principal: the flag, else `$USER`, else `$LOGNAME`, each checked
+/// where it enters (see [`crate::principal`]).
+pub fn principal(user: Option<&str>) -> anyhow::Result<String> {
+    Ok(crate::principal::from_flag_or_env(user, "unknown")?)
 }
 
 /// Open (or create) the log and close any intents a crashed run left open.
@@ -114,6 +116,11 @@ pub fn open_log(
     db: &Path,
     signer: Arc<stele_attest::Ed25519Signer>,
 ) -> anyhow::Result<Arc<AuditLog>> {
+    // The folder holding a new log is private (0700), whatever the umask.
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        paths::ensure_private_dir(dir)
+            .with_context(|| format!("creating {}", crate::terminal_safe::path(dir)))?;
+    }
     let log = Arc::new(AuditLog::open_or_create(db, signer, LogOptions::default())?);
     let closed = crate::recovery::close_interrupted(&log)?;
     if !closed.is_empty() {
@@ -131,24 +138,14 @@ pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Resul
     let workspace = spec
         .workspace
         .canonicalize()
-        .with_context(|| format!("workspace {}", spec.workspace.display()))?;
+        .with_context(|| format!("workspace {}", crate::terminal_safe::path(spec.workspace)))?;
     anyhow::ensure!(
         workspace.is_dir(),
         "workspace {} is not a folder",
-        workspace.display()
+        crate::terminal_safe::path(&workspace)
     );
+    let user = principal(spec.user)?;
     let witnessing = Witnessing::load()?;
-    let located = crate::policy_location::resolve(spec.policy)?;
-    let policy = located.path;
-    let bundle = Arc::new(
-        Bundle::load(&policy).with_context(|| format!("policy bundle {}", policy.display()))?,
-    );
-    let user = principal(spec.user);
-    let teams: Vec<String> = bundle
-        .members()
-        .teams_of(&user)
-        .map(str::to_string)
-        .collect();
     let db = spec
         .db
         .map(Path::to_path_buf)
@@ -157,6 +154,27 @@ pub fn open(spec: SessionSpec<'_>, approver: Box<dyn Approver>) -> anyhow::Resul
         .key
         .map(Path::to_path_buf)
         .unwrap_or_else(paths::default_key);
+    // Before anything is written (the built-in policy is written under the
+    // state folder, which the check covers as a whole).
+    crate::isolation::check_session(&crate::isolation::SessionPaths {
+        workspace: &workspace,
+        db: &db,
+        key: &key,
+        policy: &spec
+            .policy
+            .map_or_else(|| paths::state_dir().join("policies"), Path::to_path_buf),
+    })?;
+    let located = crate::policy_location::resolve(spec.policy)?;
+    let policy = located.path;
+    let bundle = Arc::new(
+        Bundle::load(&policy)
+            .with_context(|| format!("policy bundle {}", crate::terminal_safe::path(&policy)))?,
+    );
+    let teams: Vec<String> = bundle
+        .members()
+        .teams_of(&user)
+        .map(str::to_string)
+        .collect();
     let signer = Arc::new(
         load_key_file(&key)
             .with_context(|| "the audit signing key (create one with `stele keys init`)")?,
@@ -385,12 +403,14 @@ impl OpenSession {
         if let Ok(log) = Arc::try_unwrap(self.log) {
             log.close()?;
         }
+        // Keeps the next session's workspace check from rescanning this one.
+        crate::isolation::exports::refresh_index(&self.db);
         let published = Witnessing::load()?.publish(&self.db, &verifier, Moment::SessionEnd)?;
         if let Some(c) = published.cosigned.first() {
-            let names: Vec<&str> = published
+            let names: Vec<String> = published
                 .cosigned
                 .iter()
-                .map(|c| c.witness.as_str())
+                .map(|c| crate::terminal_safe::line(&c.witness))
                 .collect();
             eprintln!(
                 "stele: checkpoint {} cosigned by {}",

@@ -14,7 +14,7 @@ use stele_sandbox::vm::{
     build_image, AccelChoice, ImageStore, VmReport, VmSandbox, VmSandboxConfig,
 };
 use stele_sandbox::{
-    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Ticket, Verdict,
+    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict, Ticket, Verdict,
 };
 
 /// Arguments of `stele vm`.
@@ -111,10 +111,7 @@ pub struct StoreArgs {
 /// from per-session state so that tests with a private state directory still
 /// find the image the setup script built.
 pub fn default_store() -> ImageStore {
-    match std::env::var_os("STELE_VM_IMAGES") {
-        Some(p) => ImageStore::at(PathBuf::from(p)),
-        None => ImageStore::at(crate::paths::state_dir().join("vm/images")),
-    }
+    ImageStore::at(crate::paths::vm_image_store())
 }
 
 fn store(args: &StoreArgs) -> ImageStore {
@@ -179,6 +176,9 @@ pub fn run(args: VmArgs) -> anyhow::Result<ExitCode> {
             command: ImageCommand::Build(a),
         }) => {
             let store = store(&a);
+            // A new store is private (0700); the images inside stay
+            // readable by the jailed QEMU, which gets them as mounts.
+            crate::paths::ensure_private_dir(store.root())?;
             let started = Instant::now();
             let report = build_image(&store, &mut |step| eprintln!("vm image: {step}"))?;
             let m = &report.image.manifest;
@@ -222,8 +222,8 @@ impl Mediator for BenchMediator {
         Verdict::Allow(Ticket(self.next.fetch_add(1, Ordering::Relaxed)))
     }
     fn file_closed(&self, _report: &FileCloseReport) {}
-    fn net_connect(&self, _req: &NetRequest) -> Verdict {
-        Verdict::Deny("benchmark".into())
+    fn net_connect(&self, _req: &NetRequest) -> NetVerdict {
+        NetVerdict::Deny("benchmark".into())
     }
     fn net_closed(&self, _report: &NetCloseReport) {}
 }

@@ -54,7 +54,10 @@ pub fn run(args: WitnessArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         WitnessCommand::Vkey { key } => {
             let k = load_key_file(&key)?;
-            println!("{}", CosignatureVerifier::of(&k));
+            println!(
+                "{}",
+                crate::terminal_safe::line(&CosignatureVerifier::of(&k).to_string())
+            );
             Ok(ExitCode::SUCCESS)
         }
         WitnessCommand::Serve {
@@ -63,18 +66,27 @@ pub fn run(args: WitnessArgs) -> anyhow::Result<ExitCode> {
             logs,
             state,
         } => {
+            // The witness's state (the newest checkpoint of each log it
+            // cosigned) is private whatever the umask.
+            crate::paths::private_umask();
             let signer: Arc<dyn Signer> = Arc::new(load_key_file(&key)?);
             let logs = logs
                 .iter()
                 .map(|l| NoteVerifier::parse(l))
                 .collect::<Result<Vec<_>, _>>()
                 .context("--log")?;
-            let state =
-                state.unwrap_or_else(|| PathBuf::from(format!("{}.state.json", key.display())));
+            let state = state.unwrap_or_else(|| {
+                let mut s = key.clone().into_os_string();
+                s.push(".state.json");
+                PathBuf::from(s)
+            });
+            if let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty()) {
+                crate::paths::ensure_private_dir(dir)?;
+            }
             let vkey = CosignatureVerifier::of(signer.as_ref());
             let w = Arc::new(
                 Witness::new(signer, logs, state.clone())
-                    .with_context(|| format!("loading {}", state.display()))?,
+                    .with_context(|| format!("loading {}", crate::terminal_safe::path(&state)))?,
             );
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -84,7 +96,8 @@ pub fn run(args: WitnessArgs) -> anyhow::Result<ExitCode> {
                     .await
                     .with_context(|| format!("listening on {listen}"))?;
                 eprintln!(
-                    "stele witness {vkey} listening on {}",
+                    "stele witness {} listening on {}",
+                    crate::terminal_safe::line(&vkey.to_string()),
                     listener.local_addr()?
                 );
                 tokio::select! {

@@ -63,47 +63,8 @@ impl Terminal {
     }
 }
 
-/// What [`terminal_safe`] does with a line feed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Newlines {
-    /// Keep `\n` (the layout of a multi-line text stays).
-    Keep,
-    /// Show it as `\n` too (one line).
-    Escape,
-}
-
-/// `text` made safe to show on a terminal: control characters (C0 but the
-/// kept line feed, DEL, C1 such as a single-byte CSI), bidirectional
-/// overrides and isolates, zero-width and line/paragraph separators are
-/// shown as escapes (`\u{1b}`, `\r`, `\t`), never sent raw to be
-/// interpreted. The result contains none of them, so applying it twice
-/// changes nothing (the approval's hash and the prompt agree).
-pub fn terminal_safe(text: &str, newlines: Newlines) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\n' if newlines == Newlines::Keep => out.push('\n'),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if unsafe_on_terminal(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn unsafe_on_terminal(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{061c}'
-                | '\u{200b}'..='\u{200f}'
-                | '\u{2028}'..='\u{202e}'
-                | '\u{2060}'..='\u{2069}'
-                | '\u{feff}'
-        )
-}
+// The escaping rule is shared by every printing command.
+pub use crate::terminal_safe::{terminal_safe, Newlines};
 
 /// An argument list as an approver should read it: plain words as they are,
 /// anything else double-quoted with escapes (`"a b"`, `"x\ny"`), so spaces,
@@ -302,21 +263,6 @@ pub fn approver_for(mode: ApproveMode, principal: &str) -> Box<dyn Approver> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn control_characters_are_shown_escaped() {
-        let evil = "rm \x1b[2K\x1b]0;title\x07\r\u{9b}31m\u{7f}\u{202e}txt.exe\u{200b}\tend";
-        let safe = terminal_safe(evil, Newlines::Keep);
-        assert_eq!(
-            safe,
-            "rm \\u{1b}[2K\\u{1b}]0;title\\u{7}\\r\\u{9b}31m\\u{7f}\\u{202e}txt.exe\\u{200b}\\tend"
-        );
-        assert!(!safe.chars().any(unsafe_on_terminal));
-        assert_eq!(terminal_safe(&safe, Newlines::Keep), safe, "idempotent");
-        assert_eq!(terminal_safe("a\nb", Newlines::Keep), "a\nb");
-        assert_eq!(terminal_safe("a\nb", Newlines::Escape), "a\\nb");
-        assert_eq!(terminal_safe("Grüße — ok", Newlines::Keep), "Grüße — ok");
-    }
 
     #[test]
     fn argv_is_shown_unambiguously() {

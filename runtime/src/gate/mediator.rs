@@ -13,14 +13,20 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use stele_audit::{Outcome, Status};
-use stele_policy::canonical::{canonical_path, CanonicalHost};
-use stele_policy::{Action, Resource, ToolArgs};
+use stele_policy::canonical::canonical_path;
+use stele_policy::{Action, Resource, SystemResolver, ToolArgs};
 use stele_sandbox::{
     ChangeOutcome, FileAccess, FileChangeReport, FileCloseReport, FileOp, FileRequest, Mediator,
-    NetCloseReport, NetRequest, NetScheme, Refusal, Ticket, Verdict,
+    NetCloseReport, NetRequest, NetVerdict, Refusal, Ticket, Verdict,
 };
 
+use super::net::Connection;
 use super::{ActionRequest, Authorization, Denial, Gate, Permit};
+
+/// Why every connection of a session without network is refused.
+pub const NO_NETWORK: &str =
+    "net.connect refused: this session has no network (--network none); every connection \
+     is refused";
 
 /// What the entries a mediator makes belong to, for reviewers to group them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,27 +289,38 @@ impl Mediator for GateMediator {
         }
     }
 
-    fn net_connect(&self, req: &NetRequest) -> Verdict {
-        let scheme = match req.scheme {
-            NetScheme::Connect => "https",
-            NetScheme::Http => "http",
+    fn net_connect(&self, req: &NetRequest) -> NetVerdict {
+        let fail = |e: &dyn std::fmt::Display| match self.fail_closed("net.connect", e) {
+            Verdict::Deny(r) => NetVerdict::Deny(r),
+            Verdict::Allow(_) => NetVerdict::Deny(Refusal::new("net.connect: refusing")),
         };
-        let host = match CanonicalHost::new(scheme, &req.host, Some(req.port)) {
-            Ok(h) => h,
-            Err(e) => {
-                return Verdict::Deny(Refusal::new(format!("host {:?} refused: {e}", req.host)))
+        let data =
+            serde_json::json!({ "exec": self.exec_ref(&req.requester), "pid": req.requester.pid });
+        let attempt = match self.gate.net_attempt(req, data) {
+            Ok(Ok(a)) => a,
+            Ok(Err(d)) => return NetVerdict::Deny(d.into()),
+            Err(e) => return fail(&e),
+        };
+        // `--network none`: the proxy is there so that every attempt is a
+        // decision in the log, and every one is refused.
+        if !self.gate.has_network() {
+            return match self.gate.net_refuse(&attempt, NO_NETWORK.into()) {
+                Ok(d) => NetVerdict::Deny(d.into()),
+                Err(e) => fail(&e),
+            };
+        }
+        match self.gate.net_connect(attempt, &SystemResolver) {
+            Ok(Connection::Permitted { permit, address }) => {
+                let ticket = Ticket(permit.intent_seq());
+                self.open
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(ticket.0, permit);
+                NetVerdict::Allow { ticket, address }
             }
-        };
-        let mut ar = ActionRequest::new(Action::NetConnect, Resource::Host(host.clone()));
-        ar.args = ToolArgs {
-            host: Some(host.name().to_string()),
-            port: Some(host.port()),
-            ..ToolArgs::default()
-        };
-        ar.data = Some(
-            serde_json::json!({ "exec": self.exec_ref(&req.requester), "pid": req.requester.pid }),
-        );
-        self.hold("net.connect", self.gate.authorize(ar))
+            Ok(Connection::Denied(d)) => NetVerdict::Deny(d.into()),
+            Err(e) => fail(&e),
+        }
     }
 
     fn net_closed(&self, report: &NetCloseReport) {

@@ -8,6 +8,7 @@
 
 pub mod approval;
 pub mod mediator;
+pub mod net;
 mod permit;
 pub mod record;
 
@@ -456,6 +457,12 @@ fn describe(req: &ActionRequest, decision: &Decision) -> String {
     );
     if !req.argv.is_empty() {
         s.push_str(&format!("\nCommand:  {}", req.argv.join(" ")));
+    }
+    // A connection: where it really goes (a name as resolved, once).
+    if let Resource::Host(h) = &req.resource {
+        if let (Some(a), Some(c)) = (h.address(), h.class()) {
+            s.push_str(&format!("\nAddress:  {a} ({c})"));
+        }
     }
     s.push_str(&format!(
         "\nBecause:  {}",

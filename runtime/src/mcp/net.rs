@@ -13,14 +13,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use stele_audit::{Outcome, Status};
-use stele_policy::canonical::CanonicalHost;
-use stele_policy::{Action, Resource, ToolArgs};
+use stele_policy::SystemResolver;
 use stele_sandbox::{
-    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetScheme, Ticket, Verdict,
+    FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict, Ticket, Verdict,
 };
 
 use super::sandbox_config::SandboxSpec;
-use crate::gate::{ActionRequest, Authorization, Gate, Permit};
+use crate::gate::net::Connection;
+use crate::gate::{Gate, Permit};
 
 /// Decides the connections of one sandboxed MCP server.
 pub struct McpNetMediator {
@@ -62,60 +62,54 @@ impl Mediator for McpNetMediator {
 
     fn file_closed(&self, _report: &FileCloseReport) {}
 
-    fn net_connect(&self, req: &NetRequest) -> Verdict {
-        let scheme = match req.scheme {
-            NetScheme::Connect => "https",
-            NetScheme::Http => "http",
+    fn net_connect(&self, req: &NetRequest) -> NetVerdict {
+        let refuse = |e: &dyn std::fmt::Display| {
+            tracing::error!("net.connect of MCP server {}: refusing: {e}", self.server);
+            NetVerdict::Deny(format!("audit/policy failure, refusing: {e}").into())
         };
-        // The proxy has already refused hosts that are not valid names or
-        // addresses; this only normalises.
-        let host = match CanonicalHost::new(scheme, &req.host, Some(req.port)) {
-            Ok(h) => h,
-            Err(e) => return Verdict::Deny(format!("host {:?} refused: {e}", req.host).into()),
-        };
-        let listed = self.sandbox.allows(host.name(), host.port());
-        let mut ar = ActionRequest::new(Action::NetConnect, Resource::Host(host.clone()));
-        ar.args = ToolArgs {
-            host: Some(host.name().to_string()),
-            port: Some(host.port()),
-            ..ToolArgs::default()
-        };
-        ar.data = Some(serde_json::json!({
+        let data = serde_json::json!({
             "mcp_server": self.server,
             "exec": req.requester.exec_id,
-            "in_server_hosts": listed,
-        }));
+        });
+        // The host as the server's client wrote it, canonicalised as the
+        // agent's proxy and `stele policy explain` do; refusals are logged.
+        let mut attempt = match self.gate.net_attempt(req, data) {
+            Ok(Ok(a)) => a,
+            Ok(Err(d)) => return NetVerdict::Deny(d.into()),
+            Err(e) => return refuse(&e),
+        };
+        let listed = self
+            .sandbox
+            .allows(attempt.host.name(), attempt.host.port());
+        attempt.data["in_server_hosts"] = serde_json::json!(listed);
         if !listed {
             let reason = format!(
                 "net.connect to {}:{} denied: not among the hosts of [mcp.{}.sandbox] ({})",
-                host.name(),
-                host.port(),
+                attempt.host.name(),
+                attempt.host.port(),
                 self.server,
                 self.source
             );
-            return match self.gate.refuse(&ar, reason.clone()) {
-                Ok(d) => Verdict::Deny(d.into()),
+            return match self.gate.net_refuse(&attempt, reason.clone()) {
+                Ok(d) => NetVerdict::Deny(d.into()),
                 Err(e) => {
                     tracing::error!("could not record a refused MCP connection: {e}");
-                    Verdict::Deny(reason.into())
+                    NetVerdict::Deny(reason.into())
                 }
             };
         }
-        match self.gate.authorize(ar) {
-            Ok(Authorization::Permitted(p)) => {
-                let t = Ticket(p.intent_seq());
+        match self.gate.net_connect(attempt, &SystemResolver) {
+            Ok(Connection::Permitted { permit, address }) => {
+                let ticket = Ticket(permit.intent_seq());
                 self.open
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .insert(t.0, p);
-                Verdict::Allow(t)
+                    .insert(ticket.0, permit);
+                NetVerdict::Allow { ticket, address }
             }
-            Ok(Authorization::Denied(d)) => Verdict::Deny(d.into()),
+            Ok(Connection::Denied(d)) => NetVerdict::Deny(d.into()),
             // The log cannot be written: no connection.
-            Err(e) => {
-                tracing::error!("net.connect of MCP server {}: refusing: {e}", self.server);
-                Verdict::Deny(format!("audit/policy failure, refusing: {e}").into())
-            }
+            Err(e) => refuse(&e),
         }
     }
 

@@ -173,23 +173,27 @@ fn script_arg(args: &[String], cwd: Option<&Path>) -> Option<PathBuf> {
 }
 
 /// Refuse a grant that would expose stele's own state: one that contains
-/// a protected path (the audit log, its siblings, the signing key) or lies
-/// inside one (the state directory). A server holding the key could forge
-/// the log; one holding the database could damage it.
+/// a protected path (the audit log, its siblings, the signing key, the
+/// configuration, a policy folder) or lies inside one (the state
+/// directory). A server holding the key could forge the log; one holding
+/// the database could damage it. Compared as the workspace is
+/// (`crate::isolation`): symlinks followed, bind mounts recognised.
 fn refuse_protected(grant: &Path, protected: &[PathBuf]) -> Result<(), String> {
-    let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    let g = real(grant);
-    for p in protected {
-        let p = real(p);
-        if p.starts_with(&g) || g.starts_with(&p) {
-            return Err(format!(
-                "grant {} overlaps stele's own state {} (audit log, signing key): refused",
-                grant.display(),
-                p.display()
-            ));
-        }
+    use crate::isolation::{self, IsolationError, Kind, Location};
+    let locs: Vec<Location> = protected
+        .iter()
+        .map(|p| Location::new(Kind::StateDir, p))
+        .collect();
+    match isolation::check(grant, &locs) {
+        Ok(()) => Ok(()),
+        Err(IsolationError::Overlap { path, .. }) => Err(format!(
+            "grant {} overlaps stele's own state {} (audit log, signing key, configuration, \
+             policy): refused",
+            crate::terminal_safe::path(grant),
+            crate::terminal_safe::path(&path)
+        )),
+        Err(e) => Err(format!("grant {}: {e}", crate::terminal_safe::path(grant))),
     }
-    Ok(())
 }
 
 /// Prepare the start of `spec` in `sandbox`.

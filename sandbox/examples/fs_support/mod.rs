@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use stele_sandbox::fs::{FsServer, MediatedFs};
 use stele_sandbox::{
-    FileAccess, FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Requester,
-    Ticket, Verdict,
+    FileAccess, FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict,
+    Requester, Ticket, Verdict,
 };
 
 /// A rule: return `Some(reason)` to deny the request.
@@ -122,8 +122,8 @@ impl Mediator for Recorder {
         }
     }
 
-    fn net_connect(&self, _req: &NetRequest) -> Verdict {
-        Verdict::Deny("files only".into())
+    fn net_connect(&self, _req: &NetRequest) -> NetVerdict {
+        NetVerdict::Deny("files only".into())
     }
 
     fn net_closed(&self, _report: &NetCloseReport) {}

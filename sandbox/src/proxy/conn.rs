@@ -2,15 +2,14 @@
 //! host side, relay, report.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::host::Host;
 use super::request::{parse, read_head, HeadError, ProxyRequest};
 use super::{Live, ProxyConfig};
-use crate::{Mediator, NetCloseReport, NetRequest, Requester, Verdict};
+use crate::{Mediator, NetCloseReport, NetRequest, NetVerdict, Requester};
 
 /// Everything a connection thread needs.
 pub(crate) struct Ctx {
@@ -34,17 +33,17 @@ pub(crate) fn handle(ctx: &Ctx, mut client: TcpStream, requester: Requester) {
         Err(e) => return refuse_head(&mut client, e),
     };
     let net = NetRequest {
-        host: req.host.canonical(),
+        host: req.host.clone(),
         port: req.port,
         scheme: req.scheme,
         requester,
     };
-    let ticket = match ctx.mediator.net_connect(&net) {
-        Verdict::Allow(t) => t,
-        Verdict::Deny(reason) => {
+    let (ticket, address) = match ctx.mediator.net_connect(&net) {
+        NetVerdict::Allow { ticket, address } => (ticket, address),
+        NetVerdict::Deny(reason) => {
             let body = format!(
                 "stele: connection to {}:{} denied: {}\n",
-                net.host,
+                sanitize(&net.host),
                 net.port,
                 sanitize(reason.reason())
             );
@@ -53,10 +52,15 @@ pub(crate) fn handle(ctx: &Ctx, mut client: TcpStream, requester: Requester) {
     };
 
     let started = Instant::now();
-    let outcome = match connect(&req.host, req.port, ctx.config.connect_timeout) {
+    let dest = SocketAddr::new(address, req.port);
+    let outcome = match TcpStream::connect_timeout(&dest, ctx.config.connect_timeout) {
         Ok(upstream) => tunnel(ctx, client, upstream, req),
         Err(e) => {
-            let body = format!("stele: cannot reach {}:{}: {e}\n", net.host, net.port);
+            let body = format!(
+                "stele: cannot reach {}:{} ({dest}): {e}\n",
+                sanitize(&net.host),
+                net.port
+            );
             respond(&mut client, 502, "Bad Gateway", &body);
             Outcome {
                 bytes_out: 0,
@@ -79,56 +83,6 @@ struct Outcome {
     bytes_out: u64,
     bytes_in: u64,
     error: Option<String>,
-}
-
-/// Resolve on the host (the sandbox has no DNS) and connect.
-///
-/// A DNS name that resolves to a loopback, unspecified or link-local address
-/// is refused: the mediator allowed a *name*, and DNS must not turn that into
-/// a connection to services on the host itself. Literal addresses (and
-/// `localhost`) reach such addresses only when the mediator allowed them by
-/// that very name.
-fn connect(host: &Host, port: u16, timeout: Duration) -> io::Result<TcpStream> {
-    let addrs: Vec<SocketAddr> = match host {
-        Host::V4(a) => vec![SocketAddr::from((*a, port))],
-        Host::V6(a) => vec![SocketAddr::from((*a, port))],
-        Host::Name(n) => usable(n, (n.as_str(), port).to_socket_addrs()?.collect()),
-    };
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "no usable address");
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, timeout) {
-            Ok(s) => return Ok(s),
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
-}
-
-/// The resolved addresses of `name` the proxy may connect to.
-fn usable(name: &str, resolved: Vec<SocketAddr>) -> Vec<SocketAddr> {
-    if name == "localhost" {
-        resolved
-    } else {
-        resolved.into_iter().filter(|a| !is_local(a)).collect()
-    }
-}
-
-fn is_local(a: &SocketAddr) -> bool {
-    match a {
-        SocketAddr::V4(v4) => {
-            let ip = v4.ip();
-            ip.is_loopback() || ip.is_unspecified() || ip.is_link_local()
-        }
-        SocketAddr::V6(v6) => {
-            let ip = v6.ip();
-            ip.is_loopback()
-                || ip.is_unspecified()
-                || (ip.segments()[0] & 0xffc0) == 0xfe80
-                || ip
-                    .to_ipv4_mapped()
-                    .is_some_and(|m| m.is_loopback() || m.is_unspecified())
-        }
-    }
 }
 
 /// Start the tunnel (CONNECT) or forward the request (plain HTTP), then
@@ -320,48 +274,11 @@ pub(crate) fn respond(client: &mut TcpStream, code: u16, reason: &str, body: &st
     }
 }
 
-/// A reason safe to put on one line of a response body.
-fn sanitize(reason: &str) -> String {
-    reason
-        .chars()
+/// Text (a reason, the host as the client wrote it) safe to put on one
+/// line of a response body.
+fn sanitize(text: &str) -> String {
+    text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(200)
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn local_addresses_are_recognised() {
-        for local in [
-            "127.0.0.1:1",
-            "127.9.9.9:1",
-            "0.0.0.0:1",
-            "169.254.1.1:1",
-            "[::1]:1",
-            "[::]:1",
-            "[fe80::1]:1",
-            "[::ffff:127.0.0.1]:1",
-        ] {
-            assert!(is_local(&local.parse().unwrap()), "{local}");
-        }
-        for remote in ["93.184.216.34:443", "10.0.0.1:80", "[2001:db8::1]:443"] {
-            assert!(!is_local(&remote.parse().unwrap()), "{remote}");
-        }
-    }
-
-    #[test]
-    fn names_resolving_to_local_addresses_are_filtered() {
-        let a = |s: &str| -> SocketAddr { s.parse().unwrap() };
-        let mixed = vec![a("127.0.0.1:80"), a("93.184.216.34:80"), a("[::1]:80")];
-        assert_eq!(
-            usable("rebind.example", mixed.clone()),
-            vec![a("93.184.216.34:80")]
-        );
-        assert!(usable("rebind.example", vec![a("127.0.0.1:80")]).is_empty());
-        assert_eq!(usable("localhost", mixed.clone()), mixed);
-    }
 }

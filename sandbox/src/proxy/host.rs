@@ -1,74 +1,20 @@
-//! Canonical destination names: what the mediator is asked about must be
-//! exactly what the proxy then connects to.
+//! Splitting a request's authority into host and port.
+//!
+//! The host goes to the mediator exactly as the client wrote it. What it
+//! *means* — IDNA, the numeric IPv4 spellings resolvers accept (`127.1`,
+//! `0x7f.1`, `2130706433`), IPv4-mapped IPv6, trailing dots, the class of
+//! the address — is decided by the mediator with the one canonicalisation
+//! function `stele policy explain` uses too, so the two cannot disagree and
+//! every refused spelling is a logged decision rather than a silent `400`.
+//! Only what is not an authority at all is refused here.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+/// Longest host accepted (a DNS name is at most 253 octets; this leaves room
+/// for internationalised names before IDNA and for IPv6 literals).
+pub(crate) const MAX_HOST_BYTES: usize = 512;
 
-/// A destination host the proxy will accept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Host {
-    /// A DNS name: lowercase, no trailing dot, letters/digits/hyphens.
-    Name(String),
-    /// An IPv4 literal in dotted-quad form.
-    V4(Ipv4Addr),
-    /// An IPv6 literal (written in brackets in requests).
-    V6(Ipv6Addr),
-}
-
-impl Host {
-    /// The canonical text the mediator sees (IPv6 without brackets).
-    pub fn canonical(&self) -> String {
-        match self {
-            Host::Name(n) => n.clone(),
-            Host::V4(a) => a.to_string(),
-            Host::V6(a) => a.to_string(),
-        }
-    }
-}
-
-/// Parse and canonicalise a host as written in a request (`example.COM.`,
-/// `10.0.0.1`, `[::1]`). Anything that is not a plain DNS name or a strict IP
-/// literal is refused, including numeric forms like `2130706433` or
-/// `0x7f.1` that resolvers would silently turn into addresses the policy
-/// never saw.
-pub(crate) fn parse_host(raw: &str) -> Option<Host> {
-    if let Some(inner) = raw.strip_prefix('[') {
-        let inner = inner.strip_suffix(']')?;
-        return inner.parse::<Ipv6Addr>().ok().map(Host::V6);
-    }
-    if let Ok(v4) = raw.parse::<Ipv4Addr>() {
-        return Some(Host::V4(v4));
-    }
-    let lower = raw.to_ascii_lowercase();
-    let name = lower.strip_suffix('.').unwrap_or(&lower);
-    if name.is_empty() || name.len() > 253 {
-        return None;
-    }
-    let labels: Vec<&str> = name.split('.').collect();
-    for label in &labels {
-        let ok_chars = label
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if label.is_empty()
-            || label.len() > 63
-            || !ok_chars
-            || label.starts_with('-')
-            || label.ends_with('-')
-        {
-            return None;
-        }
-    }
-    let last = labels.last()?;
-    let numeric = last.bytes().all(|b| b.is_ascii_digit())
-        || (last.starts_with("0x") && last.bytes().skip(2).all(|b| b.is_ascii_hexdigit()));
-    if numeric {
-        return None;
-    }
-    Some(Host::Name(name.to_owned()))
-}
-
-/// Split `host:port` (authority form). The port is mandatory unless
-/// `default_port` is given.
-pub(crate) fn parse_authority(raw: &str, default_port: Option<u16>) -> Option<(Host, u16)> {
+/// Split `host:port` (authority form; IPv6 literals in brackets). The port is
+/// mandatory unless `default_port` is given. The host is returned as written.
+pub(crate) fn parse_authority(raw: &str, default_port: Option<u16>) -> Option<(String, u16)> {
     let (host, port) = if raw.starts_with('[') {
         let close = raw.find(']')?;
         let (h, rest) = raw.split_at(close + 1);
@@ -87,7 +33,23 @@ pub(crate) fn parse_authority(raw: &str, default_port: Option<u16>) -> Option<(H
         Some(p) => parse_port(p)?,
         None => default_port?,
     };
-    Some((parse_host(host)?, port))
+    plausible_host(host).then(|| (host.to_owned(), port))
+}
+
+/// Whether `host` can be a host at all: non-empty, bounded, no whitespace,
+/// control characters or URL delimiters, brackets only around the whole.
+fn plausible_host(host: &str) -> bool {
+    let inner = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    !inner.is_empty()
+        && host.len() <= MAX_HOST_BYTES
+        && !inner.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '[' | ']' | '/' | '@' | '?' | '#')
+        })
+        // An unbracketed host with a colon is not an authority's host.
+        && (host.starts_with('[') || !inner.contains(':'))
 }
 
 fn parse_port(p: &str) -> Option<u16> {
@@ -101,65 +63,69 @@ fn parse_port(p: &str) -> Option<u16> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn canonicalises_names() {
-        assert_eq!(
-            parse_host("Example.COM.").map(|h| h.canonical()),
-            Some("example.com".into())
-        );
-        assert_eq!(
-            parse_host("[::1]").map(|h| h.canonical()),
-            Some("::1".into())
-        );
-        assert_eq!(
-            parse_host("127.0.0.1").map(|h| h.canonical()),
-            Some("127.0.0.1".into())
-        );
+    fn host(raw: &str) -> Option<String> {
+        parse_authority(raw, None).map(|(h, _)| h)
     }
 
     #[test]
-    fn rejects_garbage() {
-        for bad in [
-            "",
-            ".",
-            "a..b",
-            "-a.com",
-            "a-.com",
-            "exa mple.com",
-            "a_b.com",
-            "2130706433",
+    fn hosts_are_passed_as_written() {
+        // Canonicalising is the mediator's job: every spelling reaches it.
+        for raw in [
+            "Example.COM.",
+            "[::ffff:7f00:1]",
+            "[::ffff:127.0.0.1]",
             "0x7f.1",
+            "2130706433",
             "127.1",
-            "1.2.3",
-            "[::1",
-            "::1",
-            "é.com",
-            "a.com..",
-            "x\r\n.com",
+            "Bücher.example",
+            "%31%32%37.0.0.1",
+            "exa_mple!.com",
         ] {
-            assert_eq!(parse_host(bad), None, "{bad:?}");
+            assert_eq!(host(&format!("{raw}:443")).as_deref(), Some(raw), "{raw}");
         }
-        assert_eq!(parse_host(&"a".repeat(64)), None);
     }
 
     #[test]
-    fn authorities() {
+    fn what_is_not_an_authority_is_refused() {
+        for bad in [
+            ":443",
+            "[]:443",
+            "[::1:443",
+            "[::1]x:443",
+            "::1:443",
+            "a:b:80",
+            "exa mple.com:443",
+            "a/b:443",
+            "u@a:443",
+            "a?b:443",
+            "x\r\n.com:443",
+            "[[::1]]:443",
+        ] {
+            assert_eq!(parse_authority(bad, None), None, "{bad:?}");
+        }
+        assert_eq!(
+            parse_authority(&format!("{}:443", "a".repeat(MAX_HOST_BYTES + 1)), None),
+            None
+        );
+    }
+
+    #[test]
+    fn ports() {
         assert_eq!(
             parse_authority("Example.com:443", None),
-            Some((Host::Name("example.com".into()), 443))
+            Some(("Example.com".into(), 443))
         );
         assert_eq!(parse_authority("example.com", None), None);
         assert_eq!(
             parse_authority("example.com", Some(80)),
-            Some((Host::Name("example.com".into()), 80))
+            Some(("example.com".into(), 80))
         );
         assert_eq!(
-            parse_authority("[::1]:8080", None).map(|(h, p)| (h.canonical(), p)),
-            Some(("::1".into(), 8080))
+            parse_authority("[::1]:8080", None),
+            Some(("[::1]".into(), 8080))
         );
         assert_eq!(parse_authority("example.com:0", None), None);
         assert_eq!(parse_authority("example.com:70000", None), None);
         assert_eq!(parse_authority("example.com:+80", None), None);
-        assert_eq!(parse_authority("a:b:80", None), None);
     }
 }

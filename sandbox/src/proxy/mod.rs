@@ -7,14 +7,16 @@
 //!
 //! 1. read the request head (size-bounded, with a total deadline);
 //! 2. parse `CONNECT host:port` or an absolute `http://` request; anything
-//!    else is answered `400`;
-//! 3. canonicalise the host (lowercase, no trailing dot, strict syntax);
-//! 4. ask `net_connect(host, port, scheme)`; a denial is answered `403`;
-//! 5. resolve and connect on the host side, relay bytes both ways;
-//! 6. report `net_closed` with bytes, duration and error.
+//!    that is not a proxy request with an authority is answered `400`;
+//! 3. ask `net_connect(host as written, port, scheme)`: the mediator
+//!    canonicalises the host, resolves a name once, decides on the address
+//!    and names it; a denial is answered `403`;
+//! 4. connect on the host side to exactly that address (never resolving
+//!    again), relay bytes both ways;
+//! 5. report `net_closed` with bytes, duration and error.
 //!
-//! * `host.rs` — host canonicalisation; `request.rs` — head reading/parsing;
-//!   `conn.rs` — one connection end to end.
+//! * `host.rs` — splitting the authority; `request.rs` — head reading and
+//!   parsing; `conn.rs` — one connection end to end.
 
 mod conn;
 mod host;

@@ -4,7 +4,7 @@ use std::io::{self, Read};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use super::host::{parse_authority, Host};
+use super::host::parse_authority;
 use crate::NetScheme;
 
 /// Why a request head could not be accepted; each maps to one HTTP status.
@@ -23,8 +23,8 @@ pub(crate) enum HeadError {
 /// A parsed proxy request.
 #[derive(Debug)]
 pub(crate) struct ProxyRequest {
-    /// Destination host.
-    pub host: Host,
+    /// Destination host, as the client wrote it (the mediator canonicalises).
+    pub host: String,
     /// Destination port.
     pub port: u16,
     /// CONNECT tunnel or forwarded plain HTTP.
@@ -202,8 +202,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (r.host.canonical(), r.port, r.scheme),
-            ("example.com".into(), 443, NetScheme::Connect)
+            (r.host.as_str(), r.port, r.scheme),
+            ("Example.com", 443, NetScheme::Connect)
         );
         assert_eq!(r.leftover, vec![1]);
     }

@@ -9,7 +9,8 @@ use stele_sandbox::check::LayerReport;
 use stele_sandbox::exec::{ExecOutcome, ExecRequest, Limits, Sandbox};
 use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig, WorkspaceMount};
 use stele_sandbox::{
-    FileAccess, FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, Ticket, Verdict,
+    FileAccess, FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict,
+    Ticket, Verdict,
 };
 
 /// What the recording mediator allows.
@@ -79,9 +80,9 @@ impl Mediator for Recorder {
     fn file_closed(&self, report: &FileCloseReport) {
         self.closes.lock().unwrap().push(report.clone());
     }
-    fn net_connect(&self, req: &NetRequest) -> Verdict {
+    fn net_connect(&self, req: &NetRequest) -> NetVerdict {
         self.nets.lock().unwrap().push(req.clone());
-        Verdict::Deny("no network in tests".into())
+        NetVerdict::Deny("no network in tests".into())
     }
     fn net_closed(&self, _report: &NetCloseReport) {}
 }
