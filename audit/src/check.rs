@@ -291,7 +291,9 @@ impl LeafChecker {
         Ok(())
     }
 
-    /// Payload commitment → index of the (last) entry committing to it.
+    /// Payload commitment → index of the first entry that lists it: the entry that
+    /// committed it (later entries listing the same commitment refer to it, and the payload
+    /// is stored once, under the first).
     ///
     /// Built at the end rather than entry by entry: a million commitments
     /// make a table far larger than the caches, and inserting as entries
@@ -299,23 +301,28 @@ impl LeafChecker {
     /// time. In one loop here the misses of successive inserts overlap.
     pub fn committed(&self) -> CheckMap<Hash, u64> {
         let mut m = CheckMap::with_capacity_and_hasher(self.commits.len(), Default::default());
-        m.extend(self.commits.iter().copied());
+        for (c, seq) in &self.commits {
+            m.entry(*c).or_insert(*seq);
+        }
         m
     }
 
     /// The rules about commitments across the whole log, once every leaf
-    /// is checked (`committed` = [`LeafChecker::committed`]): no commitment
-    /// is made by two leaves, and every commitment a redaction names was
-    /// made by an earlier leaf.
+    /// is checked (`committed` = [`LeafChecker::committed`]): no leaf lists
+    /// a commitment twice (a later leaf may list one an earlier leaf made:
+    /// a reference to the same stored body), and every commitment a
+    /// redaction names was made by an earlier leaf.
     pub fn check_commitments(&self, committed: &CheckMap<Hash, u64>) -> Result<(), LeafFailure> {
         if committed.len() != self.commits.len() {
-            let mut seen = CheckMap::default();
+            // `commits` is in index order: a repeat within one leaf is a
+            // repeat of the previous index's entry in `seen`.
+            let mut seen: CheckMap<Hash, u64> = CheckMap::default();
             for (c, i) in &self.commits {
-                if let Some(first) = seen.insert(*c, *i) {
+                if seen.insert(*c, *i) == Some(*i) {
                     return Err(LeafFailure {
                         index: *i,
                         reason: format!(
-                            "payload commitment {} was already made by entry {first}",
+                            "payload commitment {} is listed twice in entry {i}",
                             crate::payload::commit_text(c)
                         ),
                     });

@@ -449,6 +449,14 @@ pub struct Event {
     pub outcome: Option<Outcome>,
     /// Bodies to commit to.
     pub payloads: Vec<PayloadInput>,
+    /// Bodies the caller has already sealed ([`crate::payload::seal`]), so that it knows their
+    /// commitments before the entry is written (to refer to them from other bodies). Stored
+    /// and listed in the leaf like `payloads`, after them.
+    pub sealed: Vec<crate::payload::SealedPayload>,
+    /// Payloads committed by an earlier entry that this entry refers to again: listed in the
+    /// leaf (role as given here), stored once. The writer refuses a commitment it does not
+    /// hold.
+    pub shared: Vec<PayloadRef>,
     /// Kind-specific extra fields (integers and strings only; no floats).
     pub data: Option<serde_json::Value>,
 }
@@ -465,6 +473,8 @@ impl Event {
             refs: None,
             outcome: None,
             payloads: Vec::new(),
+            sealed: Vec::new(),
+            shared: Vec::new(),
             data: None,
         }
     }
@@ -502,6 +512,18 @@ impl Event {
     /// Add a payload.
     pub fn with_payload(mut self, p: PayloadInput) -> Self {
         self.payloads.push(p);
+        self
+    }
+
+    /// Add a payload sealed by the caller.
+    pub fn with_sealed_payload(mut self, p: crate::payload::SealedPayload) -> Self {
+        self.sealed.push(p);
+        self
+    }
+
+    /// Refer to a payload an earlier entry committed.
+    pub fn with_shared_payload(mut self, r: PayloadRef) -> Self {
+        self.shared.push(r);
         self
     }
 

@@ -51,8 +51,8 @@ mod writer_lock;
 
 pub use error::AuditError;
 pub use event::{
-    Actor, DecisionRecord, Disclosure, Effect, Event, EventKind, Outcome, PayloadInput, Refs,
-    Status, Target,
+    Actor, DecisionRecord, Disclosure, Effect, Event, EventKind, Outcome, PayloadInput, PayloadRef,
+    Refs, Status, Target,
 };
 #[cfg(feature = "store")]
 pub use log::{AuditLog, FullVerification, LogOptions};

@@ -17,7 +17,7 @@ use crate::merkle::Hash;
 pub const COMMIT_PREFIX: &str = "sha256s:";
 
 /// A payload ready to store: its leaf reference plus what goes in the table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedPayload {
     /// Goes into the leaf.
     pub reference: PayloadRef,

@@ -48,6 +48,8 @@ struct Undo {
     intents_added: Vec<u64>,
     intents_removed: Vec<(u64, (EventKind, Hash))>,
     last_ts: String,
+    /// Payload commitments of the batch's entries built so far (not yet in the table).
+    batch_commits: HashMap<Hash, u64>,
 }
 
 /// One entry built and validated, ready to insert.
@@ -244,11 +246,18 @@ impl Writer {
             }
         };
         let closes = self.check_refs(&ev)?;
-        let payloads = ev
+        let mut payloads = ev
             .payloads
             .into_iter()
             .map(|p| seal(&self.rng, p))
             .collect::<Result<Vec<_>, _>>()?;
+        for p in &ev.sealed {
+            self.check_sealed(p, undo)?;
+        }
+        payloads.extend(ev.sealed);
+        for r in &ev.shared {
+            self.check_shared(r, undo)?;
+        }
         let now = now_ts();
         let ts = if now > self.last_ts {
             now
@@ -263,7 +272,11 @@ impl Writer {
             kind: ev.kind,
             log: self.origin.clone(),
             outcome: ev.outcome,
-            payload: payloads.iter().map(|p| p.reference.clone()).collect(),
+            payload: payloads
+                .iter()
+                .map(|p| p.reference.clone())
+                .chain(ev.shared)
+                .collect(),
             prev: self.last_hash.as_ref().map(hash_b64),
             refs: ev.refs,
             seq,
@@ -311,6 +324,9 @@ impl Writer {
         if ev.kind.role() == IntentRole::Intent {
             self.open_intents.insert(seq, (ev.kind, hash));
             undo.intents_added.push(seq);
+        }
+        for p in &payloads {
+            undo.batch_commits.insert(p.cmt, p.body.len() as u64);
         }
         let session = leaf.session.map(|s| (s.id, s.n));
         Ok(Built {
@@ -420,6 +436,58 @@ impl Writer {
             )));
         }
         Ok(Some(r.intent_seq))
+    }
+
+    /// A payload the caller sealed must match its commitment and be new.
+    fn check_sealed(&self, p: &SealedPayload, undo: &Undo) -> Result<(), AuditError> {
+        if crate::payload::commitment(&p.salt, &p.body) != p.cmt
+            || p.reference.commit != commit_text(&p.cmt)
+            || p.reference.size != p.body.len() as u64
+        {
+            return Err(AuditError::Invalid(
+                "a sealed payload does not match its commitment".into(),
+            ));
+        }
+        if undo.batch_commits.contains_key(&p.cmt) || self.stored_size(&p.cmt)?.is_some() {
+            return Err(AuditError::Invalid(format!(
+                "payload {} is already committed; refer to it instead",
+                p.reference.commit
+            )));
+        }
+        Ok(())
+    }
+
+    /// A shared payload must be committed already (earlier in this batch, or stored), with
+    /// the size the reference gives.
+    fn check_shared(&self, r: &crate::event::PayloadRef, undo: &Undo) -> Result<(), AuditError> {
+        let h = parse_commit(&r.commit)
+            .ok_or_else(|| AuditError::Invalid(format!("{:?} is not a commitment", r.commit)))?;
+        let size = match undo.batch_commits.get(&h) {
+            Some(s) => Some(*s),
+            None => self.stored_size(&h)?,
+        };
+        match size {
+            None => Err(AuditError::NotFound(format!(
+                "payload {} (an entry can only refer to a payload an earlier entry committed)",
+                r.commit
+            ))),
+            Some(s) if s != r.size => Err(AuditError::Invalid(format!(
+                "payload {} has {s} bytes, not {}",
+                r.commit, r.size
+            ))),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn stored_size(&self, h: &Hash) -> Result<Option<u64>, AuditError> {
+        let size: Option<i64> = self
+            .conn
+            .query_row("SELECT size FROM payloads WHERE cmt = ?1", [&h[..]], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.err())?;
+        Ok(size.map(|s| s as u64))
     }
 
     fn redaction_event(

@@ -163,9 +163,16 @@ fn resource_attrs(resource: &Resource) -> HashMap<String, RestrictedExpression> 
                 attrs.insert("class".to_owned(), s(c.as_str()));
             }
         }
-        Resource::Model { provider, name } => {
+        Resource::Model {
+            provider,
+            name,
+            endpoint,
+        } => {
             attrs.insert("provider".to_owned(), s(provider));
             attrs.insert("name".to_owned(), s(name));
+            attrs.insert("scheme".to_owned(), s(endpoint.scheme()));
+            attrs.insert("host".to_owned(), s(endpoint.host()));
+            attrs.insert("port".to_owned(), long(endpoint.port()));
         }
         Resource::McpServer { name } | Resource::Tool { name } => {
             attrs.insert("name".to_owned(), s(name));

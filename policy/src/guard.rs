@@ -54,6 +54,8 @@ fn resource_attr<'a>(resource: &'a Resource, attr: &str) -> Option<&'a str> {
         (Resource::Host(h), "scheme") => Some(h.scheme()),
         (Resource::Model { provider, .. }, "provider") => Some(provider),
         (Resource::Model { name, .. }, "name") => Some(name),
+        (Resource::Model { endpoint, .. }, "scheme") => Some(endpoint.scheme()),
+        (Resource::Model { endpoint, .. }, "host") => Some(endpoint.host()),
         (Resource::McpServer { name }, "name") | (Resource::Tool { name }, "name") => Some(name),
         (Resource::McpTool { server, .. }, "server") => Some(server),
         (Resource::McpTool { tool, .. }, "tool") => Some(tool),

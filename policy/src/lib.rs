@@ -52,6 +52,7 @@ pub mod layer;
 mod layout;
 pub mod lint;
 pub mod members;
+pub mod model_endpoint;
 pub mod request;
 pub mod resolve;
 pub mod schema;
@@ -72,6 +73,7 @@ pub use layer::{Layer, LayerKind};
 pub use layout::SCHEMA_FILE;
 pub use lint::{Lint, LintId, Severity};
 pub use members::{Members, MEMBERS_FILE};
+pub use model_endpoint::ModelEndpoint;
 pub use request::{
     Action, Approval, ApprovalOutcome, ArgValue, Network, Request, RequestBuilder, RequestContext,
     Resource, SandboxBackend, SandboxFacts, ToolArgs, UidForm,

@@ -138,12 +138,14 @@ pub enum Resource {
     Program(ProgramRef),
     /// A network endpoint.
     Host(CanonicalHost),
-    /// A model.
+    /// A model, served from an endpoint.
     Model {
         /// Provider, e.g. `anthropic`.
         provider: String,
         /// Model name, e.g. `claude-sonnet-4`.
         name: String,
+        /// Where it is served (scheme, host, port of the base URL).
+        endpoint: crate::model_endpoint::ModelEndpoint,
     },
     /// An MCP server, by its configured name.
     McpServer {
@@ -184,7 +186,7 @@ impl Resource {
             Resource::File(p) => p.as_str().to_owned(),
             Resource::Program(p) => p.path().to_owned(),
             Resource::Host(h) => h.to_string(),
-            Resource::Model { provider, name } => format!("{provider}/{name}"),
+            Resource::Model { provider, name, .. } => format!("{provider}/{name}"),
             Resource::McpServer { name } => name.clone(),
             Resource::McpTool { server, tool } => format!("{server}/{tool}"),
             Resource::Tool { name } => name.clone(),
@@ -202,6 +204,10 @@ impl Resource {
     /// and hosts are canonicalised the way an enforcement point would
     /// (`stele policy explain` shows what a spelling becomes).
     pub fn parse_uid(uid: &str, form: UidForm) -> Result<Self, PolicyError> {
+        if uid.starts_with("Model::\"") {
+            // A model needs its endpoint, written after the uid: see `model_endpoint`.
+            return crate::model_endpoint::model_from_uid(uid);
+        }
         let bad = |why: &str| PolicyError::Request(format!("resource `{uid}`: {why}"));
         let (ty, rest) = uid
             .split_once("::\"")
@@ -233,10 +239,6 @@ impl Resource {
                     return Err(bad(&format!("not canonical (canonical form: `{h}`)")));
                 }
                 Resource::Host(h)
-            }
-            "Model" => {
-                let (provider, name) = split2("model ids are \"provider/name\"")?;
-                Resource::Model { provider, name }
             }
             "McpServer" => Resource::McpServer {
                 name: program_name(id).map_err(|_| bad("invalid server name"))?,

@@ -184,6 +184,7 @@ pub fn requests(n: usize, seed: u64) -> Result<Vec<Request>, PolicyError> {
             Action::ModelRequest => Resource::Model {
                 provider: format!("p{}", k % 5),
                 name: format!("m{k}-large"),
+                endpoint: crate::ModelEndpoint::new("https", &format!("p{}.example", k % 5), None)?,
             },
             Action::ToolCall => Resource::Tool {
                 name: format!("tool{k}"),

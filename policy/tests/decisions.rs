@@ -425,6 +425,7 @@ fn typed_requests_match_the_schema() {
             Resource::Model {
                 provider: "anthropic".into(),
                 name: "claude".into(),
+                endpoint: stele_policy::ModelEndpoint::parse("https://api.anthropic.com").unwrap(),
             },
         ),
         (

@@ -53,6 +53,14 @@ pub struct ConfigFile {
     pub witness_quorum: Option<u32>,
     /// OpenTelemetry export (`[telemetry]`).
     pub telemetry: Option<crate::telemetry::TelemetryConfig>,
+    /// Memory, process and CPU limits per command and per session
+    /// (`[resources]`; see docs/sandbox.md).
+    pub resources: Option<crate::cli::resources::ResourcesConfig>,
+    /// Model provider settings (`[provider.NAME]`, NAME as in `--model NAME:MODEL`: base URL,
+    /// API key variable, output tokens, timeouts, retries; see docs/providers.md). A managed
+    /// value pins that field.
+    pub provider:
+        Option<std::collections::BTreeMap<String, crate::provider::settings::ProviderSettings>>,
 }
 
 /// Why configuration could not be used.
@@ -184,6 +192,27 @@ impl Layers {
             }
         }
         Ok(flag.or_else(|| self.user.as_ref().and_then(|(_, u)| get(u))))
+    }
+
+    /// The `[provider.NAME]` settings of the managed file (with its path) and of the user's.
+    pub fn provider_settings(
+        &self,
+        name: &str,
+    ) -> (
+        Option<(&Path, &crate::provider::settings::ProviderSettings)>,
+        Option<&crate::provider::settings::ProviderSettings>,
+    ) {
+        let managed = self.managed.as_ref().and_then(|(p, m, _)| {
+            m.provider
+                .as_ref()
+                .and_then(|t| t.get(name))
+                .map(|s| (p.as_path(), s))
+        });
+        let user = self
+            .user
+            .as_ref()
+            .and_then(|(_, u)| u.provider.as_ref().and_then(|t| t.get(name)));
+        (managed, user)
     }
 
     /// Where the configuration came from, for `session.start`.

@@ -3,8 +3,9 @@
 
 use stele_audit::leaf::Leaf;
 use stele_audit::payload::parse_commit;
-use stele_audit::{AuditError, EventKind, Status, Store};
+use stele_audit::{AuditError, EventKind, PayloadRef, Status, Store};
 
+use crate::payloads::{resolve, LargeValues};
 use crate::provider::{ChatRequest, Content, Message, Role, ToolResultStatus};
 
 /// Why a conversation cannot be rebuilt.
@@ -71,7 +72,14 @@ fn is_refs_only(l: &Leaf) -> bool {
     l.session.is_none() && l.kind == EventKind::Interrupted
 }
 
-fn payload(store: &Store, leaf: &Leaf, role: &str) -> Result<Vec<u8>, ConversationError> {
+/// A payload's body, rebuilt if it was stored spliced; the large values it referred to are
+/// remembered in `large`.
+fn payload(
+    store: &Store,
+    leaf: &Leaf,
+    role: &str,
+    large: &mut LargeValues,
+) -> Result<Vec<u8>, ConversationError> {
     let p = leaf
         .payload
         .iter()
@@ -81,18 +89,54 @@ fn payload(store: &Store, leaf: &Leaf, role: &str) -> Result<Vec<u8>, Conversati
             role: role.into(),
             why: "not recorded".into(),
         })?;
-    let cmt = parse_commit(&p.commit).ok_or_else(|| ConversationError::Corrupt {
+    let body = body_of(store, leaf.seq, role, &p.commit)?;
+    let mut fetch = |c: &str| -> Result<Option<Vec<u8>>, stele_audit::AuditError> {
+        let Some(h) = parse_commit(c) else {
+            return Ok(None);
+        };
+        Ok(store.payload(&h)?.and_then(|p| p.body))
+    };
+    let refs: Vec<PayloadRef> = leaf.payload.clone();
+    let mut seen = |c: &str, b: &[u8]| {
+        if let Some(r) = refs.iter().find(|r| r.commit == c) {
+            large.remember(b.to_vec(), r.clone());
+        }
+    };
+    resolve(&p.media, body, &mut fetch, &mut seen).map_err(|e| ConversationError::Payload {
         seq: leaf.seq,
+        role: role.into(),
+        why: e.to_string(),
+    })
+}
+
+fn body_of(
+    store: &Store,
+    seq: u64,
+    role: &str,
+    commit: &str,
+) -> Result<Vec<u8>, ConversationError> {
+    let cmt = parse_commit(commit).ok_or_else(|| ConversationError::Corrupt {
+        seq,
         detail: "bad commitment".into(),
     })?;
     match store.payload(&cmt)?.and_then(|p| p.body) {
         Some(b) => Ok(b),
         None => Err(ConversationError::Payload {
-            seq: leaf.seq,
+            seq,
             role: role.into(),
             why: "redacted".into(),
         }),
     }
+}
+
+/// A session's conversation as rebuilt from the log, with the large values its bodies refer
+/// to (so that the resumed run stores them once more by reference, not again).
+#[derive(Debug, Default)]
+pub struct Rebuilt {
+    /// The messages to continue with.
+    pub messages: Vec<Message>,
+    /// The large values already in the log.
+    pub large: LargeValues,
 }
 
 /// The messages to continue the session with: the last conversation sent to
@@ -106,6 +150,22 @@ pub fn rebuild(
     id: &str,
     leaves: &[Leaf],
 ) -> Result<Vec<Message>, ConversationError> {
+    Ok(rebuild_session(store, id, leaves)?.messages)
+}
+
+/// [`rebuild`], with the large values the bodies refer to.
+///
+/// Results are paired with calls by stele's call id (`data.call_id` of the call's entries),
+/// never by the provider's id, which servers omit, repeat and reuse. Each call of the last
+/// recorded reply gets: its recorded output (`tool.result`, `mcp.result`); its refusal (a
+/// `policy.decision` naming it, or a refused approval); or, if its intent has no result, the
+/// note that it was interrupted and NOT re-run; or, with no entry at all, that it never started.
+pub fn rebuild_session(
+    store: &Store,
+    id: &str,
+    leaves: &[Leaf],
+) -> Result<Rebuilt, ConversationError> {
+    let mut large = LargeValues::default();
     if leaves.is_empty() {
         return Err(ConversationError::UnknownSession(id.into()));
     }
@@ -129,7 +189,7 @@ pub fn rebuild(
         });
     };
     let chat: ChatRequest =
-        serde_json::from_slice(&payload(store, req, "conversation")?).map_err(|e| {
+        serde_json::from_slice(&payload(store, req, "conversation", &mut large)?).map_err(|e| {
             ConversationError::Corrupt {
                 seq: req.seq,
                 detail: e.to_string(),
@@ -142,17 +202,31 @@ pub fn rebuild(
             && l.outcome.as_ref().is_some_and(|o| o.status == Status::Ok)
     });
     let Some(resp) = response else {
-        return Ok(messages);
+        return Ok(Rebuilt { messages, large });
     };
-    let content: Vec<Content> = serde_json::from_slice(&payload(store, resp, "assistant")?)
-        .map_err(|e| ConversationError::Corrupt {
-            seq: resp.seq,
-            detail: e.to_string(),
+    let content: Vec<Content> =
+        serde_json::from_slice(&payload(store, resp, "assistant", &mut large)?).map_err(|e| {
+            ConversationError::Corrupt {
+                seq: resp.seq,
+                detail: e.to_string(),
+            }
         })?;
+    // Sessions recorded before stele named calls itself carry the provider's id only.
+    let named = leaves
+        .iter()
+        .any(|l| l.seq > req.seq && l.data.as_ref().is_some_and(|d| d.get("call_id").is_some()))
+        || content
+            .iter()
+            .any(|c| matches!(c, Content::ToolUse { id, .. } if id.starts_with("call-")));
     let mut results = Vec::new();
     for c in &content {
         if let Content::ToolUse { id: call, .. } = c {
-            results.push(tool_result(store, leaves, call)?);
+            let key = if named {
+                Key::CallId(call)
+            } else {
+                Key::ToolUseId(call)
+            };
+            results.push(tool_result(store, leaves, req.seq, call, key, &mut large)?);
         }
     }
     messages.push(Message::assistant(content));
@@ -162,46 +236,143 @@ pub fn rebuild(
             content: results,
         });
     }
-    Ok(messages)
+    Ok(Rebuilt { messages, large })
 }
 
-fn tool_use_id(l: &Leaf) -> Option<&str> {
-    l.data.as_ref()?.get("tool_use_id")?.as_str()
+/// How a call's entries name it.
+#[derive(Clone, Copy)]
+enum Key<'a> {
+    /// stele's id (`data.call_id`).
+    CallId(&'a str),
+    /// The provider's id (`data.tool_use_id`), in sessions recorded before call ids.
+    ToolUseId(&'a str),
 }
 
-fn tool_result(store: &Store, leaves: &[Leaf], call: &str) -> Result<Content, ConversationError> {
-    let done = leaves
-        .iter()
-        .find(|l| l.kind == EventKind::ToolResult && tool_use_id(l) == Some(call));
-    let (content, status) = match done {
-        Some(r) => {
-            let full = payload(store, r, "output")?;
-            let ok = r.outcome.as_ref().is_some_and(|o| o.status == Status::Ok);
-            (
-                crate::tools::for_model(&full),
-                if ok {
-                    ToolResultStatus::Ok
-                } else {
-                    ToolResultStatus::Error
-                },
-            )
+impl Key<'_> {
+    fn names(&self, l: &Leaf) -> bool {
+        let field = |k: &str| {
+            l.data
+                .as_ref()
+                .and_then(|d| d.get(k))
+                .and_then(|v| v.as_str())
+        };
+        match self {
+            Key::CallId(id) => field("call_id") == Some(id),
+            Key::ToolUseId(id) => field("tool_use_id") == Some(id),
         }
-        None => {
-            let started = leaves
-                .iter()
-                .any(|l| l.kind == EventKind::ToolIntent && tool_use_id(l) == Some(call));
-            let text = if started {
-                "interrupted: stele stopped while this tool call was running; it was NOT re-run. \
-                 Check the workspace before repeating it."
-            } else {
-                "not run: the session stopped before this tool call started."
-            };
-            (text.to_string(), ToolResultStatus::Error)
-        }
-    };
-    Ok(Content::ToolResult {
+    }
+}
+
+fn tool_result(
+    store: &Store,
+    leaves: &[Leaf],
+    after: u64,
+    call: &str,
+    key: Key<'_>,
+    large: &mut LargeValues,
+) -> Result<Content, ConversationError> {
+    // Only entries after the request: an old-style provider id may repeat across turns.
+    let later = || leaves.iter().filter(|l| l.seq > after);
+    let result = |content: String, ok: bool| Content::ToolResult {
         tool_use_id: call.to_string(),
         content,
-        status,
-    })
+        status: if ok {
+            ToolResultStatus::Ok
+        } else {
+            ToolResultStatus::Error
+        },
+    };
+    let ok_of = |l: &Leaf| l.outcome.as_ref().is_some_and(|o| o.status == Status::Ok);
+    if let Some(r) = later().find(|l| l.kind == EventKind::ToolResult && key.names(l)) {
+        let full = payload(store, r, "output", large)?;
+        return Ok(result(crate::tools::for_model(&full), ok_of(r)));
+    }
+    if let Some(r) = later().find(|l| l.kind == EventKind::McpResult && key.names(l)) {
+        let is_error = r
+            .data
+            .as_ref()
+            .and_then(|d| d.get("is_error"))
+            .and_then(|v| v.as_bool())
+            == Some(true);
+        let text = match payload(store, r, "result", large) {
+            Ok(body) => serde_json::from_slice(&body)
+                .map(|v| crate::tools::mcp::result_text(&v))
+                .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned()),
+            Err(_) => r
+                .outcome
+                .as_ref()
+                .and_then(|o| o.detail.clone())
+                .unwrap_or_else(|| "the MCP call failed".into()),
+        };
+        return Ok(result(
+            crate::tools::for_model(text.as_bytes()),
+            ok_of(r) && !is_error,
+        ));
+    }
+    if let Some(d) = later().find(|l| {
+        l.kind == EventKind::PolicyDecision
+            && key.names(l)
+            && l.outcome
+                .as_ref()
+                .is_some_and(|o| o.status == Status::Denied)
+    }) {
+        return Ok(result(refusal_text(d), false));
+    }
+    if let Some(asked) = later().find(|l| l.kind == EventKind::ApprovalRequest && key.names(l)) {
+        let answer = later().find(|l| {
+            l.data
+                .as_ref()
+                .and_then(|d| d.get("request_seq"))
+                .and_then(|v| v.as_u64())
+                == Some(asked.seq)
+        });
+        if let Some(a) = answer.filter(|a| a.kind == EventKind::ApprovalDeny) {
+            let who = a
+                .data
+                .as_ref()
+                .and_then(|d| d.get("approver"))
+                .and_then(|v| v.as_str())
+                .unwrap_or("the approver");
+            let text = serde_json::json!({
+                "error": "denied_by_policy",
+                "policies": asked.decision.as_ref().map(|d| d.policies.clone()).unwrap_or_default(),
+                "reason": format!("it needs approval and {who} refused it"),
+                "audit_entry": a.seq,
+            });
+            return Ok(result(text.to_string(), false));
+        }
+    }
+    let started = later()
+        .any(|l| matches!(l.kind, EventKind::ToolIntent | EventKind::McpCall) && key.names(l));
+    let text = if started {
+        "interrupted: stele stopped while this tool call was running; it was NOT re-run. \
+         Check the workspace before repeating it."
+    } else {
+        "not run: the session stopped before this tool call started."
+    };
+    Ok(result(text.to_string(), false))
+}
+
+/// What the model was told of a refusal recorded as a `policy.decision` entry.
+fn refusal_text(d: &Leaf) -> String {
+    let rec = d.decision.as_ref();
+    let reason = rec.and_then(|r| r.reason.clone()).unwrap_or_default();
+    let refused = d
+        .data
+        .as_ref()
+        .and_then(|x| x.get("refused"))
+        .and_then(|v| v.as_str());
+    match refused {
+        Some(code) => serde_json::json!({
+            "error": code, "reason": reason, "audit_entry": d.seq,
+        }),
+        None => serde_json::json!({
+            "error": "denied_by_policy",
+            "policies": rec.map(|r| r.policies.clone()).unwrap_or_default(),
+            "layer": rec.and_then(|r| r.layer.clone()),
+            "reason": reason,
+            "audit_entry": d.seq,
+        }),
+    }
+    .to_string()
 }

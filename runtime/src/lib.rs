@@ -8,6 +8,7 @@ pub mod gate;
 pub mod isolation;
 pub mod mcp;
 pub mod paths;
+pub mod payloads;
 pub mod policy_location;
 pub mod principal;
 pub mod provider;

@@ -71,8 +71,11 @@ fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STELE_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("warn,fuse_backend_rs::transport=off")
     });
+    // Colour codes only for a terminal: a log file or a pipe gets plain lines.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .try_init();
 }

@@ -19,7 +19,7 @@ fn retry(max_attempts: u32) -> RetryPolicy {
         max_attempts,
         initial_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(50),
-        deadline: Duration::from_secs(60),
+        patience: Duration::from_secs(60),
     }
 }
 
@@ -111,6 +111,7 @@ async fn rate_limit_honours_retry_after() {
                 attempt,
                 wait,
                 reason,
+                ..
             } => {
                 assert_eq!(*attempt, 1);
                 assert_eq!(*wait, Duration::from_secs(1));
@@ -122,13 +123,13 @@ async fn rate_limit_honours_retry_after() {
 }
 
 #[tokio::test]
-async fn retry_after_beyond_deadline_gives_up_at_once() {
+async fn retry_after_beyond_patience_gives_up_at_once() {
     for wire in WIRES {
         let mock = MockModel::start().unwrap();
         mock.push(Reply::rate_limited("30"));
         mock.push(answer().into());
         let mut policy = retry(5);
-        policy.deadline = Duration::from_secs(5);
+        policy.patience = Duration::from_secs(5);
         let (r, _) = chat(provider(&mock, wire, policy).as_ref()).await;
         match r {
             Err(ProviderError::RateLimited { retry_after, .. }) => {
@@ -340,7 +341,8 @@ async fn other_client_errors_are_rejected_not_retried() {
 async fn stalled_stream_times_out() {
     let timeouts = Timeouts {
         connect: Duration::from_secs(5),
-        read: Duration::from_millis(300),
+        stall: Duration::from_millis(300),
+        request: Duration::from_secs(60),
     };
     for wire in WIRES {
         for streaming in [Streaming::On, Streaming::Off] {
@@ -354,7 +356,7 @@ async fn stalled_stream_times_out() {
             let (r, _) = chat(p.as_ref()).await;
             match r {
                 Err(ProviderError::Timeout {
-                    phase: TimeoutPhase::Read,
+                    phase: TimeoutPhase::Stall,
                     after,
                 }) => assert_eq!(after, Duration::from_millis(300)),
                 other => panic!("{wire:?} {streaming:?}: {other:?}"),
@@ -367,7 +369,8 @@ async fn stalled_stream_times_out() {
 async fn stall_before_content_is_retried() {
     let timeouts = Timeouts {
         connect: Duration::from_secs(5),
-        read: Duration::from_millis(300),
+        stall: Duration::from_millis(300),
+        request: Duration::from_secs(60),
     };
     for wire in WIRES {
         let mock = MockModel::start().unwrap();

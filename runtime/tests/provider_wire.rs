@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use serde_json::json;
 use stele_runtime::provider::{
-    ChatRequest, Content, Message, ModelProvider, ProviderConfig, ProviderKind, RetryPolicy, Role,
-    Secret, StopReason, StreamEvent, Streaming, ToolResultStatus, ToolSpec, Usage,
+    assign_call_ids, ChatRequest, Content, Message, ModelProvider, ProviderConfig, ProviderKind,
+    RetryPolicy, Role, Secret, StopReason, StreamEvent, Streaming, ToolResultStatus, ToolSpec,
+    Usage,
 };
 use stele_tests::mock_model::{MockModel, Turn, Wire};
 
@@ -27,7 +28,7 @@ fn provider(mock: &MockModel, wire: Wire, streaming: Streaming) -> Arc<dyn Model
         max_attempts: 3,
         initial_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(50),
-        deadline: Duration::from_secs(30),
+        patience: Duration::from_secs(30),
     };
     cfg.build().unwrap()
 }
@@ -83,7 +84,12 @@ async fn tool_use_round_trip() {
             .unwrap();
         assert_eq!(r1.stop, StopReason::ToolUse, "{wire:?} {streaming:?}");
         assert_eq!(r1.text(), "Let me read it.");
-        assert_eq!(r1.tool_uses(), vec![("call_1", "read_file", &input)]);
+        // stele names the call; the provider's id is kept for the wire.
+        let mut content = r1.content.clone();
+        assign_call_ids(&mut content, "call-7");
+        assert!(
+            matches!(&content[1], Content::ToolUse { id, wire_id: Some(w), .. } if id == "call-7-1" && w == "call_1")
+        );
         assert_eq!(
             r1.usage,
             Usage {
@@ -134,11 +140,11 @@ async fn tool_use_round_trip() {
             serde_json::from_slice::<serde_json::Value>(&r1.response_body).unwrap();
         }
 
-        conv.push(Message::assistant(r1.content.clone()));
+        conv.push(Message::assistant(content));
         conv.push(Message {
             role: Role::User,
             content: vec![Content::ToolResult {
-                tool_use_id: "call_1".into(),
+                tool_use_id: "call-7-1".into(),
                 content: "total: 42.50".into(),
                 status: ToolResultStatus::Ok,
             }],
@@ -237,6 +243,7 @@ async fn tool_errors_are_marked() {
             Message::user_text("go"),
             Message::assistant(vec![Content::ToolUse {
                 id: "t9".into(),
+                wire_id: None,
                 name: "exec".into(),
                 input: json!({"cmd": "cat ~/.ssh/id_rsa"}),
             }]),
@@ -294,6 +301,7 @@ async fn describe_and_conversation_json_round_trip() {
             Content::Text("x".into()),
             Content::ToolUse {
                 id: "a".into(),
+                wire_id: Some("toolu_1".into()),
                 name: "b".into(),
                 input: json!({"k": [1]}),
             },
@@ -347,12 +355,14 @@ async fn parallel_tool_calls_keep_their_order() {
             vec![
                 Content::Text("Reading both.".into()),
                 Content::ToolUse {
-                    id: "call_a".into(),
+                    id: String::new(),
+                    wire_id: Some("call_a".into()),
                     name: "read_file".into(),
                     input: a.clone()
                 },
                 Content::ToolUse {
-                    id: "call_b".into(),
+                    id: String::new(),
+                    wire_id: Some("call_b".into()),
                     name: "read_file".into(),
                     input: b.clone()
                 },

@@ -7,7 +7,9 @@
 use std::fmt;
 
 use crate::error::{Layer, SandboxError};
+use crate::process::cgroup::CgroupReport;
 use crate::process::sys;
+use crate::resources::{CgroupRequirement, ResourceLimits};
 
 /// Whether a layer is usable here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,15 +43,6 @@ impl fmt::Display for Availability {
     }
 }
 
-/// Cgroup v2 delegation (reported only; the process backend uses rlimits).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CgroupSupport {
-    /// A writable cgroup v2 hierarchy with these controllers.
-    Delegated(String),
-    /// No usable cgroup v2 delegation.
-    NotDelegated(String),
-}
-
 /// What this host offers, layer by layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerReport {
@@ -67,12 +60,18 @@ pub struct LayerReport {
     pub mount_setattr: Availability,
     /// `pidfd_open(2)` exists.
     pub pidfd: Availability,
-    /// Cgroup v2 delegation.
-    pub cgroup: CgroupSupport,
+    /// The cgroup layer: where the controllers are, and whether stele can
+    /// create a session group and a command's group (probed by doing).
+    pub cgroup: CgroupReport,
     /// Whether stele runs as host root (sandboxed processes are then mapped to
     /// [`crate::process::UNPRIVILEGED_ID`]).
     pub running_as_root: bool,
 }
+
+/// What a refusal for want of cgroups adds.
+pub const CGROUP_HINT: &str = "stele limits memory, processes and CPU per command and per \
+     session with cgroups; `cgroups = \"optional\"` in the [resources] configuration runs \
+     with per-process rlimits only, and records that it did";
 
 /// Which layers a sandbox must have before it agrees to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +80,8 @@ pub struct Requirements {
     pub landlock_min_abi: u8,
     /// Whether `/dev/fuse` is needed (the mediated workspace).
     pub fuse: FuseRequirement,
+    /// Whether cgroups are needed (the default) or may be missing.
+    pub cgroups: CgroupRequirement,
 }
 
 /// Whether the mediated workspace (and so FUSE) is required.
@@ -97,6 +98,7 @@ impl Default for Requirements {
         Requirements {
             landlock_min_abi: 1,
             fuse: FuseRequirement::Required,
+            cgroups: CgroupRequirement::Required,
         }
     }
 }
@@ -120,8 +122,14 @@ pub fn landlock_features(abi: u8) -> Vec<&'static str> {
 }
 
 impl LayerReport {
-    /// Probe this host.
+    /// Probe this host (cgroups with the default limits and place).
     pub fn probe() -> LayerReport {
+        Self::probe_with(&ResourceLimits::default())
+    }
+
+    /// Probe this host; the cgroup probe creates (and removes) a session
+    /// group with `limits` where they say.
+    pub fn probe_with(limits: &ResourceLimits) -> LayerReport {
         let namespaces = probe_namespaces();
         let (landlock_abi, landlock_detail) = match sys::landlock_abi() {
             Ok(v) => (v, None),
@@ -135,7 +143,7 @@ impl LayerReport {
             fuse: Availability::from_result(sys::probe_fuse()),
             mount_setattr: Availability::from_result(sys::probe_mount_setattr()),
             pidfd: Availability::from_result(sys::probe_pidfd()),
-            cgroup: probe_cgroup(),
+            cgroup: CgroupReport::probe(limits),
             running_as_root: sys::geteuid() == 0,
         }
     }
@@ -161,6 +169,12 @@ impl LayerReport {
         missing(Layer::Pidfd, &self.pidfd)?;
         if req.fuse == FuseRequirement::Required {
             missing(Layer::Fuse, &self.fuse)?;
+        }
+        if let (CgroupRequirement::Required, Err(why)) = (req.cgroups, &self.cgroup.usable) {
+            return Err(SandboxError::LayerUnavailable {
+                layer: Layer::Cgroup,
+                detail: format!("{why} ({CGROUP_HINT})"),
+            });
         }
         Ok(())
     }
@@ -194,11 +208,7 @@ impl LayerReport {
         for (name, avail) in rows {
             out.push_str(&format!("{name:<22} {avail}\n"));
         }
-        let cg = match &self.cgroup {
-            CgroupSupport::Delegated(c) => format!("delegated ({c}); not used, rlimits apply"),
-            CgroupSupport::NotDelegated(why) => format!("not delegated ({why}); rlimits apply"),
-        };
-        out.push_str(&format!("{:<22} {}\n", "cgroup v2", cg));
+        out.push_str(&render_cgroup(&self.cgroup));
         let who = if self.running_as_root {
             format!(
                 "stele runs as root: sandboxed processes run as host uid/gid {} (used by nothing else)",
@@ -252,19 +262,28 @@ fn probe_namespaces() -> Vec<(Layer, Availability)> {
         .collect()
 }
 
-fn probe_cgroup() -> CgroupSupport {
-    let base = std::path::Path::new("/sys/fs/cgroup");
-    match std::fs::read_to_string(base.join("cgroup.controllers")) {
-        Ok(c) => {
-            let writable = std::fs::metadata(base.join("cgroup.subtree_control"))
-                .map(|m| !m.permissions().readonly())
-                .unwrap_or(false);
-            if writable {
-                CgroupSupport::Delegated(c.trim().to_string())
-            } else {
-                CgroupSupport::NotDelegated("cgroup2 root not writable".into())
-            }
-        }
-        Err(_) => CgroupSupport::NotDelegated("no unified cgroup2 hierarchy mounted".into()),
+fn render_cgroup(c: &CgroupReport) -> String {
+    let state = match &c.usable {
+        Ok(()) => "active".to_string(),
+        Err(why) => format!("MISSING ({why})"),
+    };
+    let mut out = format!("{:<22} {state}\n", "cgroup");
+    if let Some(l) = &c.layout {
+        let v2 = l
+            .unified
+            .as_ref()
+            .map_or("none".to_string(), |u| u.mount.display().to_string());
+        out.push_str(&format!(
+            "{:<22} {} (v2 hierarchy: {v2}; membership, cgroup.kill, CPU time)\n",
+            "  layout",
+            l.kind()
+        ));
     }
+    for (name, at) in c.placements() {
+        out.push_str(&format!("{:<22} {at}\n", format!("  {name}")));
+    }
+    if let Some(s) = &c.subtree {
+        out.push_str(&format!("{:<22} {}\n", "  stele's subtree", s.display()));
+    }
+    out
 }

@@ -30,6 +30,8 @@ pub enum Layer {
     MountSetattr,
     /// `pidfd_open(2)`, used to wait for the sandbox with a deadline.
     Pidfd,
+    /// cgroups: memory, process and CPU limits per command and per session.
+    Cgroup,
 }
 
 impl fmt::Display for Layer {
@@ -46,6 +48,7 @@ impl fmt::Display for Layer {
             Layer::Fuse => "fuse (/dev/fuse)",
             Layer::MountSetattr => "mount_setattr",
             Layer::Pidfd => "pidfd",
+            Layer::Cgroup => "cgroup (resource limits)",
         };
         f.write_str(s)
     }

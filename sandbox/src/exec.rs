@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::check::LayerReport;
 use crate::error::SandboxError;
+use crate::resources::GroupUsage;
 
 /// The address of the egress proxy as seen from inside the sandbox.
 pub const PROXY_URL: &str = "http://127.0.0.1:3128";
@@ -150,6 +151,13 @@ pub struct ResourceUsage {
     pub system_cpu: Duration,
     /// Largest resident set of any one process, in bytes.
     pub max_rss_bytes: u64,
+    /// The command's whole process tree, as its cgroup accounted it (peak
+    /// memory of all processes together, processes, CPU, limits hit);
+    /// `None` when the sandbox runs without cgroups.
+    pub group: Option<GroupUsage>,
+    /// The session's group after the command (all commands so far; its
+    /// counters are cumulative), `None` without cgroups.
+    pub session: Option<GroupUsage>,
 }
 
 /// The result of one command.
@@ -167,6 +175,10 @@ pub struct ExecOutcome {
     pub usage: ResourceUsage,
     /// Wall-clock time from spawn to the last process gone.
     pub duration: Duration,
+    /// Network attempts the sandbox refused by itself (sockets of other
+    /// kinds, connections elsewhere than the egress proxy); each distinct
+    /// one was reported to the Mediator ([`crate::Mediator::net_refused`]).
+    pub network_refusals: u64,
 }
 
 /// Which kind of backend a sandbox is.

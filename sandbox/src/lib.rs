@@ -9,10 +9,12 @@ pub mod fs;
 pub mod mediator;
 pub mod process;
 pub mod proxy;
+pub mod resources;
 pub mod tools;
 pub mod vm;
 
 pub use mediator::{
     ChangeOutcome, FileAccess, FileChangeReport, FileCloseReport, FileOp, FileRequest, Mediator,
-    NetCloseReport, NetRequest, NetScheme, NetVerdict, Refusal, Requester, Ticket, Verdict,
+    NetAttempt, NetAttemptKind, NetCloseReport, NetRequest, NetScheme, NetVerdict, Refusal,
+    Requester, Ticket, Verdict,
 };

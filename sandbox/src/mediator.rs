@@ -328,6 +328,67 @@ pub struct NetCloseReport {
     pub error: Option<String>,
 }
 
+/// A network attempt the sandbox itself refused, before any policy could
+/// be asked: the only way out of the sandbox is the egress proxy, so a
+/// direct connection or a socket of another kind can never be allowed;
+/// it is reported so that the attempt is on the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetAttempt {
+    /// What was tried.
+    pub kind: NetAttemptKind,
+    /// Who tried.
+    pub requester: Requester,
+}
+
+/// What a refused network attempt was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NetAttemptKind {
+    /// `connect(2)` (or a TCP Fast Open send) to an address other than
+    /// the egress proxy's.
+    Connect(std::net::SocketAddr),
+    /// `socket(2)` of a family or type the sandbox does not allow (UDP,
+    /// raw, packet, …): `family` and `socket_type` as the program passed them.
+    Socket {
+        /// `AF_*`.
+        family: i32,
+        /// `SOCK_*` (flags removed).
+        socket_type: i32,
+    },
+}
+
+impl NetAttemptKind {
+    /// The transport as a scheme name (`tcp`, `udp`, `raw`, `packet`, …).
+    pub fn transport(&self) -> String {
+        match self {
+            NetAttemptKind::Connect(_) => "tcp".into(),
+            NetAttemptKind::Socket {
+                family,
+                socket_type,
+            } => match (*family, *socket_type) {
+                (libc::AF_INET | libc::AF_INET6, libc::SOCK_DGRAM) => "udp".into(),
+                (libc::AF_INET | libc::AF_INET6, libc::SOCK_RAW) => "raw".into(),
+                (libc::AF_INET | libc::AF_INET6, libc::SOCK_SEQPACKET) => "sctp".into(),
+                (libc::AF_PACKET, _) => "packet".into(),
+                (libc::AF_VSOCK, _) => "vsock".into(),
+                (libc::AF_BLUETOOTH, _) => "bluetooth".into(),
+                (libc::AF_CAN, _) => "can".into(),
+                (libc::AF_XDP, _) => "xdp".into(),
+                (f, t) => format!("family-{f}-type-{t}"),
+            },
+        }
+    }
+
+    /// For people: what was tried.
+    pub fn describe(&self) -> String {
+        match self {
+            NetAttemptKind::Connect(a) => format!("a direct TCP connection to {a}"),
+            NetAttemptKind::Socket { .. } => {
+                format!("a {} socket", self.transport())
+            }
+        }
+    }
+}
+
 /// The policy-and-audit hook every sandbox effect passes through.
 pub trait Mediator: Send + Sync + fmt::Debug {
     /// Decide one file access. Must not return `Allow` before the effect may happen.
@@ -350,4 +411,13 @@ pub trait Mediator: Send + Sync + fmt::Debug {
     fn net_connect(&self, req: &NetRequest) -> NetVerdict;
     /// An allowed connection was closed.
     fn net_closed(&self, report: &NetCloseReport);
+    /// The sandbox refused a network attempt by itself (no policy can
+    /// allow it; see [`NetAttempt`]); record it. The program gets EACCES
+    /// whatever this does.
+    ///
+    /// The default does nothing, for test doubles; the runtime's gate
+    /// records a refusal, and a mediator that forwards must forward this.
+    fn net_refused(&self, attempt: &NetAttempt) {
+        let _ = attempt;
+    }
 }

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use stele_sandbox::exec::{ExecRequest, ExitStatus, Sandbox};
+use stele_sandbox::resources::{GroupLimits, LimitHit};
 use stele_sandbox::vm::protocol::{FsErrorKind, FsKind, Links, Listing, Parents, RemoveWhat};
 use stele_sandbox::vm::{GuestFsError, ImageStore, VmSandbox, VmSandboxConfig, WriteOptions};
 use stele_sandbox::{
@@ -83,12 +84,18 @@ fn vm() -> &'static Vm {
         let workspace = std::env::temp_dir().join(format!("stele-vm-test-{}", std::process::id()));
         std::fs::create_dir_all(&workspace).unwrap();
         let recorder = Arc::new(Recorder::default());
-        let config = VmSandboxConfig::new(
+        let mut config = VmSandboxConfig::new(
             &workspace,
             recorder.clone(),
             image,
             env!("CARGO_BIN_EXE_stele-guest"),
         );
+        // Small enough for the guest's 512 MiB to show them binding.
+        config.resources.command = GroupLimits {
+            memory_bytes: Some(COMMAND_MEMORY),
+            processes: Some(COMMAND_PROCESSES),
+            cpu: None,
+        };
         let sandbox = VmSandbox::new(config).expect("the VM must boot");
         eprintln!("vm: {:?}", sandbox.info());
         Vm {
@@ -98,6 +105,10 @@ fn vm() -> &'static Vm {
         }
     })
 }
+
+/// The guest commands' group limits in this binary's VM.
+const COMMAND_MEMORY: u64 = 192 << 20;
+const COMMAND_PROCESSES: u64 = 96;
 
 fn sh(script: &str) -> ExecRequest {
     ExecRequest::new("t", vec!["/bin/sh".into(), "-c".into(), script.into()])
@@ -603,4 +614,132 @@ fn file_requests_go_through_cap_std_and_the_mediator() {
         .any(|(r, allow)| r.path == "fileops/in.txt" && *allow));
     drop(asked);
     let _ = std::fs::remove_dir_all(&outside);
+}
+
+/// A guest file of the shared workspace, as the host sees it.
+fn host_file(vm: &Vm, rel: &str) -> PathBuf {
+    vm.workspace.join(rel)
+}
+
+#[test]
+fn no_guest_process_outlives_its_command() {
+    let vm = vm();
+    let dir = vm.workspace.join("outlive");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Escapes from the command's process group and session: a new
+    // session, a double fork, nohup; each writes a second later.
+    let out = vm
+        .sandbox
+        .exec(sh("cd outlive; \
+                  (setsid sh -c 'sleep 1; echo late > late-setsid' &) ; \
+                  (sh -c 'sleep 1; echo late > late-double' &) & \
+                  nohup sh -c 'sleep 1; echo late > late-nohup' >/dev/null 2>&1 & \
+                  echo started"))
+        .unwrap();
+    assert_eq!(out.stdout.bytes, b"started\n", "{out:?}");
+    let g = out
+        .usage
+        .group
+        .expect("the guest reports the command's group");
+    assert!(g.processes_peak.is_none_or(|p| p >= 4), "{g:?}");
+    // The next command runs while the escapees would be writing.
+    let next = vm.sandbox.exec(sh("sleep 2; echo next")).unwrap();
+    assert_eq!(next.stdout.bytes, b"next\n");
+    for f in ["late-setsid", "late-double", "late-nohup"] {
+        assert!(
+            !host_file(vm, &format!("outlive/{f}")).exists(),
+            "{f} was written after its command had ended"
+        );
+    }
+    let asked: Vec<String> = vm
+        .recorder
+        .files
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(r, _)| r.path.clone())
+        .filter(|p| p.contains("late-"))
+        .collect();
+    assert!(
+        asked.is_empty(),
+        "leftover processes reached the host: {asked:?}"
+    );
+}
+
+#[test]
+fn a_timed_out_guest_command_is_ended_as_a_whole() {
+    let vm = vm();
+    let dir = vm.workspace.join("ticks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut req = sh("cd ticks; trap '' TERM; \
+                      setsid sh -c \"trap '' TERM; while :; do echo x >> tick; sleep 0.2; done\" & \
+                      while :; do sleep 0.2; done");
+    req.limits.wall_time = Duration::from_secs(3);
+    req.limits.kill_grace = Duration::from_millis(500);
+    let out = vm.sandbox.exec(req).unwrap();
+    assert_eq!(out.status, ExitStatus::TimedOut);
+    let tick = host_file(vm, "ticks/tick");
+    let size = std::fs::metadata(&tick).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 0, "the ticker never ran");
+    std::thread::sleep(Duration::from_secs(2));
+    let later = std::fs::metadata(&tick).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(
+        size, later,
+        "a process of the timed-out command kept writing"
+    );
+}
+
+#[test]
+fn guest_commands_are_limited_as_a_whole_tree() {
+    let vm = vm();
+    // Three processes of 80 MiB under a 192 MiB command limit.
+    let out = vm
+        .sandbox
+        .exec(sh("for i in 1 2 3; do python3 -c 'import time; x = b\"x\" * (80 << 20); time.sleep(2)' & done; wait; echo done"))
+        .unwrap();
+    let g = out.usage.group.expect("group figures");
+    assert!(g.oom_kills >= 1, "{g:?} {out:?}");
+    assert!(g.limits_hit().contains(&LimitHit::Memory), "{g:?}");
+    assert!(g.memory_peak_bytes.unwrap() <= COMMAND_MEMORY, "{g:?}");
+    assert_eq!(g.limits.unwrap().memory_bytes, Some(COMMAND_MEMORY));
+    // A fork bomb stops at the group's limit (the per-user rlimit is 256).
+    let bomb = "import os, time\nn = 0\ntry:\n    while n < 400:\n        if os.fork() == 0:\n            time.sleep(20)\n            os._exit(0)\n        n += 1\nexcept OSError as e:\n    print('refused', e.errno)\nprint(n)";
+    let out = vm
+        .sandbox
+        .exec(ExecRequest::new(
+            "bomb",
+            vec!["python3".into(), "-c".into(), bomb.into()],
+        ))
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout.bytes).into_owned();
+    assert!(text.contains("refused 11"), "{out:?}");
+    let forked: u64 = text.lines().last().unwrap().trim().parse().unwrap();
+    assert!(forked < COMMAND_PROCESSES, "{forked} forks");
+    let g = out.usage.group.unwrap();
+    assert!(g.process_limit_events >= 1, "{g:?}");
+    // The whole VM is accounted to the session's host cgroup.
+    let s = out.usage.session.expect("the session's host group");
+    assert!(s.memory_peak_bytes.unwrap() > 100 << 20, "{s:?}");
+    assert!(
+        s.cpu_user + s.cpu_system > Duration::from_millis(100),
+        "{s:?}"
+    );
+}
+
+#[test]
+fn qemu_runs_in_the_sessions_cgroup() {
+    let vm = vm();
+    let pid = vm.sandbox.vmm_pid().expect("QEMU runs");
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let dir = vm.sandbox.session_cgroup().expect("a session cgroup");
+    let rel = dir
+        .to_string_lossy()
+        .split("stele.slice/")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let v2 = cg.lines().find(|l| l.starts_with("0::")).unwrap();
+    assert!(v2.contains(&format!("stele.slice/{rel}/")), "{cg}");
+    let j = vm.sandbox.resources_json();
+    assert!(j["cgroups"].is_string(), "{j}");
 }

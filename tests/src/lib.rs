@@ -220,3 +220,84 @@ pub fn terminal_hazards(out: &[u8]) -> Vec<String> {
     }
     found
 }
+
+/// How the policy templates pin Anthropic models to Anthropic's own API (`policies/*`).
+pub const REAL_MODEL_ENDPOINT: &str =
+    r#"resource.scheme == "https" && resource.host == "api.anthropic.com" && resource.port == 443"#;
+
+/// The same pin for the mock model server on this machine (any port).
+pub const MOCK_MODEL_ENDPOINT: &str =
+    r#"resource.scheme == "http" && resource.host == "127.0.0.1""#;
+
+/// Copy the policy template `policies/NAME` to `dst` (its tests left out), with the model
+/// endpoint pin moved from Anthropic's API to the mock on this machine: the templates never
+/// allow a local server, tests' own bundles do.
+pub fn template_for_mock(name: &str, dst: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../policies")
+        .join(name);
+    copy_tree(&src, dst);
+    let _ = std::fs::remove_dir_all(dst.join("tests"));
+    let mut pinned = 0;
+    for p in cedar_files(dst) {
+        let Ok(text) = std::fs::read_to_string(&p) else {
+            continue;
+        };
+        if text.contains(REAL_MODEL_ENDPOINT) {
+            pinned += 1;
+            let _ = std::fs::write(&p, text.replace(REAL_MODEL_ENDPOINT, MOCK_MODEL_ENDPOINT));
+        }
+    }
+    assert!(
+        pinned > 0,
+        "policies/{name} no longer pins the model endpoint as `{REAL_MODEL_ENDPOINT}`"
+    );
+    dst.to_path_buf()
+}
+
+/// A per-process copy of `policies/NAME` for the mock ([`template_for_mock`]), made once.
+pub fn mock_template(name: &str) -> PathBuf {
+    static MADE: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut made = MADE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, p)) = made.iter().find(|(n, _)| n == name) {
+        return p.clone();
+    }
+    let mut dir = stele_bin();
+    dir.pop();
+    let dst = dir
+        .join("test-bundles")
+        .join(std::process::id().to_string())
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dst);
+    let p = template_for_mock(name, &dst);
+    made.push((name.to_string(), p.clone()));
+    p
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let _ = std::fs::create_dir_all(to);
+    for e in std::fs::read_dir(from).into_iter().flatten().flatten() {
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if src.is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            let _ = std::fs::copy(&src, &dst);
+        }
+    }
+}
+
+/// The `.cedar` files under `dir`, at any depth.
+fn cedar_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(cedar_files(&p));
+        } else if p.extension().is_some_and(|x| x == "cedar") {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -10,8 +10,9 @@ use stele_tests::{intents_closed_once, leaves_json, sandbox_available, Stele};
 
 const KEY: &str = "sk-ant-test-SECRET-0123456789";
 
+/// The finance template, its model endpoint pin moved to the mock on this machine.
 fn finance_policy() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/finance")
+    stele_tests::mock_template("finance")
 }
 
 fn workspace(dir: &Path) -> PathBuf {
@@ -709,10 +710,15 @@ fn local_model_policy(dir: &Path) -> PathBuf {
         let to = dst.join(rel);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         let text = std::fs::read_to_string(src.join(rel)).unwrap();
-        let text = text.replace(
-            r#"resource.provider == "anthropic" && resource.name like "claude-*""#,
-            r#"resource.provider == "openai" && resource.name like "llama*""#,
-        );
+        let text = text
+            .replace(
+                r#"resource.provider == "anthropic" && resource.name like "claude-*""#,
+                r#"resource.provider == "openai" && resource.name like "llama*""#,
+            )
+            .replace(
+                stele_tests::REAL_MODEL_ENDPOINT,
+                stele_tests::MOCK_MODEL_ENDPOINT,
+            );
         std::fs::write(to, text).unwrap();
     }
     dst

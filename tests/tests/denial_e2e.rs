@@ -16,25 +16,10 @@ const KEY: &str = "sk-ant-test-denial-0123456789";
 const EACCES: i64 = 13;
 const ENOTEMPTY: i64 = 39;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
 /// The finance bundle, with deletion under reports/ permitted to the team
 /// when `tidy` (so renames and removals there can happen).
 fn policy(dir: &Path, tidy: bool) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/finance");
-    let dst = dir.join("policy");
-    copy_dir(&src, &dst);
+    let dst = stele_tests::template_for_mock("finance", &dir.join("policy"));
     if tidy {
         let f = dst.join("teams/finance/finance.cedar");
         let mut text = std::fs::read_to_string(&f).unwrap();

@@ -163,7 +163,10 @@ fn server_error_then_success(wire: Wire) {
     let o = c.run(&[]);
     let (_, err) = text(&o);
     assert!(o.status.success(), "{err}");
-    assert!(err.contains("retrying"), "the retry is shown: {err}");
+    assert!(
+        err.contains("waiting for the model") && err.contains("next try in"),
+        "the retry is shown: {err}"
+    );
     let reqs = c.mock.requests();
     assert_eq!(reqs.len(), 3);
     assert_eq!(reqs[0].body, reqs[1].body);

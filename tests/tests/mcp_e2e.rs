@@ -71,7 +71,7 @@ fn mcp_listing_filtered_and_calls_decided_on_real_servers() {
     assert!(tool_result(&mock, 1, "c1").contains("hi there"));
     assert!(tool_result(&mock, 2, "c2").contains("denied_by_policy"));
     assert!(tool_result(&mock, 3, "c3").contains("hello from the shared folder"));
-    assert!(tool_result(&mock, 4, "c4").contains("unknown tool"));
+    assert!(tool_result(&mock, 4, "c4").contains("unknown_tool"));
 
     let (leaves, _id) = session_leaves(&e);
     // The allowed call: decision, args payload, result payload.

@@ -150,7 +150,7 @@ permit (principal, action == Action::"file.read", resource);
         "{real}"
     );
     assert!(tool_result(&mock, 4, "p4").contains("called mcp__everything__echo"));
-    assert!(tool_result(&mock, 5, "p5").contains("unknown tool"));
+    assert!(tool_result(&mock, 5, "p5").contains("unknown_tool"));
     assert!(tool_result(&mock, 6, "p6").contains("called final_answer"));
     assert_eq!(
         mock.requests().len(),

@@ -71,9 +71,17 @@ fn default_policy_search_order() {
     std::fs::create_dir_all(&xdg).unwrap();
     let mock = MockModel::start().unwrap();
 
-    // Nothing configured: the built-in strict-default, under the state folder.
+    // Nothing configured: the built-in strict-default, under the state folder. It allows
+    // Anthropic models from Anthropic's API only: the mock on this machine is refused, and
+    // the message says what to permit.
     let o = run(&s, &ws, &xdg, &mock, &[]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(r#"Model::"anthropic/claude-sonnet-4-5""#)
+            && err.contains(r#"resource.host == "127.0.0.1""#),
+        "{err}"
+    );
     let start = last_start(&s);
     assert_eq!(
         start["data"]["policy_source"], "built-in strict-default",
@@ -92,10 +100,7 @@ fn default_policy_search_order() {
 
     // A bundle in the user's config folder wins over the built-in one.
     let user = xdg.join("stele/policy");
-    copy_tree(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/finance"),
-        &user,
-    );
+    stele_tests::template_for_mock("finance", &user);
     let o = run(&s, &ws, &xdg, &mock, &["--user", "alice"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let start = last_start(&s);
@@ -117,17 +122,4 @@ fn default_policy_search_order() {
         err.contains("no-such-bundle") && err.contains("does not exist"),
         "{err}"
     );
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let p = e.path();
-        if p.is_dir() {
-            copy_tree(&p, &to.join(e.file_name()));
-        } else {
-            std::fs::copy(&p, to.join(e.file_name())).unwrap();
-        }
-    }
 }

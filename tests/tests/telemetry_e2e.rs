@@ -6,7 +6,6 @@
 //! (kind and leaf hash checked against the log). No payload leaves.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
@@ -170,7 +169,7 @@ fn genai_spans_carry_the_audit_entries() {
             .usage(300, 50)
             .into(),
     );
-    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/finance");
+    let policy = stele_tests::mock_template("finance");
     let o = s
         .run_env(
             &[

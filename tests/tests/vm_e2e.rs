@@ -66,7 +66,7 @@ fn run_with_the_vm_backend() {
             .tool_use("t2", "final_answer", json!({"answer": "done"}))
             .into(),
     );
-    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/finance");
+    let policy = stele_tests::mock_template("finance");
     let o = s
         .run_env(
             &[
@@ -192,7 +192,7 @@ fn a_vm_that_does_not_come_up_is_an_error_unless_fallback_is_configured() {
     let s = Stele::new(&d.path().join("state"));
     keys(&s);
     let db = d.path().join("state/audit.db");
-    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/finance");
+    let policy = stele_tests::mock_template("finance");
     let exec = |config: &str, images: &Path, extra: &[&str]| {
         let cfg = d.path().join("config.toml");
         std::fs::write(&cfg, config).unwrap();
@@ -333,7 +333,7 @@ fn resume_reopens_the_session_in_the_vm() {
     for _ in 0..5 {
         mock.push(stele_tests::mock_model::Reply::server_error());
     }
-    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/finance");
+    let policy = stele_tests::mock_template("finance");
     let base_url = mock.base_url();
     let env = [
         ("ANTHROPIC_API_KEY", "sk-ant-test-0123456789"),
@@ -435,4 +435,106 @@ fn sandbox_check_reports_the_vm_backend() {
     let o = check(&empty, false);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("micro-VM backend: NOT AVAILABLE"), "{out}");
+}
+
+/// The reproduction of issue 12 item 7 (VM): a process that outlived its
+/// command kept writing during the next one (entries with `exec: null`).
+/// Now a command's whole tree in the guest ends before its result is
+/// reported, and `exec.end` carries the group's figures.
+#[test]
+fn a_guest_process_does_not_outlive_its_command() {
+    let images = image_store();
+    assert!(images.join("current").exists(), "no guest image");
+    let d = tempfile::tempdir().unwrap();
+    let ws = d.path().join("ws");
+    std::fs::create_dir_all(ws.join("reports")).unwrap();
+    let s = Stele::new(&d.path().join("state"));
+    keys(&s);
+    let mock = MockModel::start().unwrap();
+    // A grandchild in a new session (double fork + setsid) that writes a
+    // second after its command has returned.
+    let escape = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(1)\n        open('reports/late.txt', 'w').write('late')\n        os._exit(0)\n    os._exit(0)\nprint('started')\n";
+    mock.push(
+        Turn::new()
+            .tool_use("t1", "exec", json!({"argv": ["python3", "-c", escape]}))
+            .into(),
+    );
+    mock.push(
+        Turn::new()
+            .tool_use(
+                "t2",
+                "exec",
+                json!({"argv": ["python3", "-c", "import time; time.sleep(2.5); print('next')"]}),
+            )
+            .into(),
+    );
+    mock.push(
+        Turn::new()
+            .tool_use("t3", "final_answer", json!({"answer": "done"}))
+            .into(),
+    );
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/finance");
+    let o = s
+        .run_env(
+            &[
+                "run",
+                "--backend",
+                "vm",
+                "--workspace",
+                ws.to_str().unwrap(),
+                "--policy",
+                policy.to_str().unwrap(),
+                "--user",
+                "alice",
+                "--model",
+                "anthropic:claude-sonnet-4-5",
+                "--limit",
+                "command_processes=64",
+                "Start a helper",
+            ],
+            &[
+                ("ANTHROPIC_API_KEY", "sk-ant-test-0123456789"),
+                ("ANTHROPIC_BASE_URL", &mock.base_url()),
+                ("STELE_VM_IMAGES", images.to_str().unwrap()),
+            ],
+        )
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        !ws.join("reports/late.txt").exists(),
+        "the escapee wrote after its command"
+    );
+    let leaves = leaves_json(&s, &d.path().join("state/audit.db")).unwrap();
+    // No file access at all under that name (the script's own text is in
+    // its exec.start).
+    let late: Vec<&serde_json::Value> = leaves
+        .iter()
+        .filter(|l| {
+            l["target"]["path"]
+                .as_str()
+                .is_some_and(|p| p.contains("late.txt"))
+        })
+        .collect();
+    assert!(late.is_empty(), "entries for the escapee's write: {late:?}");
+    let ends: Vec<&serde_json::Value> = leaves.iter().filter(|l| l["kind"] == "exec.end").collect();
+    assert_eq!(ends.len(), 2, "two commands ran");
+    for e in &ends {
+        let r = &e["data"]["resources"];
+        assert_eq!(r["limits"]["processes"], 64, "{e}");
+        assert!(
+            r["processes_peak"].is_u64() || r["cpu_system_ms"].is_u64(),
+            "{e}"
+        );
+        // The VM as a whole: QEMU's group on the host.
+        assert!(
+            e["data"]["session_resources"]["memory_peak_bytes"].is_u64(),
+            "{e}"
+        );
+    }
+    let start = last_start(&leaves);
+    assert!(
+        start["data"]["sandbox_resources"]["cgroups"].is_string(),
+        "{start}"
+    );
 }

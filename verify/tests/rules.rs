@@ -585,16 +585,22 @@ fn every_rule_broken_once_is_rejected_by_both_verifiers() {
 #[test]
 fn duplicate_commitments_and_non_canonical_bytes_are_rejected_by_both() {
     let b = base();
-    // The same commitment in two leaves.
+    // The same commitment twice in one leaf.
     let mut leaves = b.leaves.clone();
     let i = index_of(&b, "tool.intent");
     let copied = leaves[i]["payload"][0].clone();
-    leaves[index_of(&b, "session.end")]["payload"] = json!([copied]);
+    leaves[i]["payload"] = json!([copied.clone(), copied.clone()]);
     let (db, bundle) = check_both(&b, "dup", &rechain(&mut leaves, None), plain_note);
     for r in [db, bundle] {
         let e = r.unwrap_err();
-        assert!(e.contains("already made by entry"), "{e}");
+        assert!(e.contains("listed twice in entry"), "{e}");
     }
+    // A later leaf listing a commitment an earlier one made refers to the
+    // same stored body (shared payloads): accepted by both.
+    let mut leaves = b.leaves.clone();
+    leaves[index_of(&b, "session.end")]["payload"] = json!([copied]);
+    let (db, bundle) = check_both(&b, "shared", &rechain(&mut leaves, None), plain_note);
+    assert_eq!((db, bundle), (Ok(()), Ok(())));
     // Valid JSON of the schema, not canonical (a space after a colon).
     let mut leaves = b.leaves.clone();
     let at = index_of(&b, "session.end");

@@ -283,6 +283,9 @@ fn build(
 
     // Payloads (salt ‖ body) of selected entries, unless redacted or withheld.
     if opts.payloads {
+        // A payload committed once may be listed by several entries (shared payloads).
+        commits.sort_unstable();
+        commits.dedup();
         for c in &commits {
             if let Some(p) = store.payload(c)? {
                 if let (Some(salt), Some(body)) = (p.salt, p.body) {

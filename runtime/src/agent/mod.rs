@@ -1,21 +1,23 @@
 //! The agent loop: ask the model (a gated, logged `model.request`), run the
 //! tools it calls (each gated and logged), feed results back, until it gives
 //! a final answer or a step/token/time budget is reached.
+//!
+//! Every reply's stop reason is acted on (see [`StopAction`] and docs/providers.md); every
+//! tool call carries a stele-assigned id (`call-<model.request index>-<n>`), recorded in the
+//! log and used to pair results with calls on resume, whatever ids the provider sent.
 
+mod calls;
 pub mod progress;
+mod turn;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use stele_audit::{Disclosure, Outcome, PayloadInput, Status};
-use stele_policy::{Action, Resource};
-
-use crate::gate::{ActionRequest, Authorization, Gate, GateError};
-use crate::provider::{
-    ChatRequest, Content, Message, ModelProvider, ProviderKind, Role, StopReason, StreamEvent,
-};
+use crate::gate::{Gate, GateError};
+use crate::payloads::LargeValues;
+use crate::provider::{Content, Message, ModelProvider, ProviderKind, Role, StopReason};
 use crate::telemetry::spans::RunTrace;
-use crate::tools::{ToolBox, ToolOutcome};
+use crate::tools::ToolBox;
 pub use progress::Progress;
 
 /// Limits of one run.
@@ -52,6 +54,42 @@ pub enum RunEnd {
     Paused(String),
     /// Policy refused the model request itself.
     ModelDenied(String),
+    /// The model or its provider declined to answer: a `refusal` or `content_filter` stop.
+    Refused {
+        /// The stop reason (`refusal`, `content_filter`).
+        reason: String,
+        /// What the model said, if anything.
+        text: String,
+    },
+}
+
+impl RunEnd {
+    /// A stable name for `--json` events and traces.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RunEnd::Answered(_) => "answered",
+            RunEnd::Stopped(_) => "stopped",
+            RunEnd::BudgetExhausted(_) => "budget_exhausted",
+            RunEnd::Paused(_) => "paused",
+            RunEnd::ModelDenied(_) => "model_denied",
+            RunEnd::Refused { .. } => "refused",
+        }
+    }
+
+    /// The text that goes with it (answer, reason).
+    pub fn detail(&self) -> String {
+        match self {
+            RunEnd::Answered(t)
+            | RunEnd::Stopped(t)
+            | RunEnd::BudgetExhausted(t)
+            | RunEnd::Paused(t)
+            | RunEnd::ModelDenied(t) => t.clone(),
+            RunEnd::Refused { reason, text } if text.is_empty() => {
+                format!("the model stopped with {reason} and gave no answer")
+            }
+            RunEnd::Refused { reason, text } => format!("the model stopped with {reason}: {text}"),
+        }
+    }
 }
 
 /// Why the loop stopped abnormally: the log or a task failed.
@@ -77,6 +115,10 @@ pub struct Agent {
     pub system: String,
     /// Max tokens per model turn.
     pub max_tokens_per_turn: u32,
+    /// The most a turn may be given after a reply was cut by the limit.
+    pub max_tokens_limit: u32,
+    /// Large values already in the log (stored once, referred to after).
+    pub large: Arc<Mutex<LargeValues>>,
 }
 
 /// The system prompt used unless configured otherwise.
@@ -86,7 +128,7 @@ sandbox. Every action is checked against policy and recorded in an audit log; if
 denied by policy, do not try to work around it — explain it in your answer. When the task is done, call \
 final_answer with a short summary.";
 
-fn provider_name(k: ProviderKind) -> &'static str {
+pub(crate) fn provider_name(k: ProviderKind) -> &'static str {
     match k {
         ProviderKind::Anthropic => "anthropic",
         ProviderKind::OpenAi => "openai",
@@ -94,12 +136,40 @@ fn provider_name(k: ProviderKind) -> &'static str {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, AgentError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| AgentError::Join(e.to_string()))
+}
+
+/// What the loop does with a reply, by its stop reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopAction {
+    /// Run its tool calls (if none, the run stops with the model's text).
+    RunCalls,
+    /// The reply was cut by the output limit: run the calls whose input is complete, refuse
+    /// the cut one, raise the limit, and ask the model to go on.
+    Continue,
+    /// The provider paused the turn: send the conversation again for the model to go on.
+    Resume,
+    /// The model or provider declined: end the run ([`RunEnd::Refused`]), running nothing.
+    Refuse,
+}
+
+/// The action for a stop reason.
+pub fn stop_action(stop: &StopReason) -> StopAction {
+    match stop {
+        StopReason::EndTurn | StopReason::ToolUse | StopReason::StopSequence => {
+            StopAction::RunCalls
+        }
+        StopReason::MaxTokens => StopAction::Continue,
+        StopReason::PauseTurn => StopAction::Resume,
+        StopReason::Refusal | StopReason::ContentFilter => StopAction::Refuse,
+        // An unknown reason: what the reply holds decides (calls run, text ends the run).
+        StopReason::Other(_) => StopAction::RunCalls,
+    }
 }
 
 impl Agent {
@@ -121,11 +191,11 @@ impl Agent {
         );
         let end = self.run_traced(messages, budget, on, &trace).await;
         let (name, error_type) = match &end {
-            Ok(RunEnd::Answered(_)) => ("answered", None),
-            Ok(RunEnd::Stopped(_)) => ("stopped", None),
-            Ok(RunEnd::BudgetExhausted(_)) => ("budget_exhausted", Some("budget_exhausted")),
-            Ok(RunEnd::Paused(_)) => ("paused", Some("provider_unavailable")),
-            Ok(RunEnd::ModelDenied(_)) => ("model_denied", Some("denied_by_policy")),
+            Ok(e @ RunEnd::Answered(_)) | Ok(e @ RunEnd::Stopped(_)) => (e.name(), None),
+            Ok(e @ RunEnd::BudgetExhausted(_)) => (e.name(), Some("budget_exhausted")),
+            Ok(e @ RunEnd::Paused(_)) => (e.name(), Some("provider_unavailable")),
+            Ok(e @ RunEnd::ModelDenied(_)) => (e.name(), Some("denied_by_policy")),
+            Ok(e @ RunEnd::Refused { .. }) => (e.name(), Some("model_refused")),
             Err(AgentError::Gate(_)) => ("audit_failure", Some("audit_log")),
             Err(AgentError::Join(_)) => ("internal_error", Some("_OTHER")),
         };
@@ -141,8 +211,8 @@ impl Agent {
         trace: &RunTrace,
     ) -> Result<RunEnd, AgentError> {
         let started = Instant::now();
-        let info = self.provider.describe();
         let mut tokens = 0u64;
+        let mut max_tokens = self.max_tokens_per_turn;
         for step in 1..=budget.max_steps {
             if started.elapsed() > budget.max_time {
                 return Ok(RunEnd::BudgetExhausted(format!(
@@ -157,163 +227,87 @@ impl Agent {
                 )));
             }
             on(Progress::Step(step));
-            // Built-in tools plus the MCP tools policy offers (blocking: may start servers).
-            let toolbox = self.tools.clone();
-            let tools = blocking(move || toolbox.specs()).await??;
-            let req = ChatRequest {
-                model: info.model.clone(),
-                system: self.system.clone(),
-                messages: messages.clone(),
-                tools,
-                max_tokens: self.max_tokens_per_turn,
-            };
-            let conversation = serde_json::to_vec(&req).unwrap_or_default();
-            let mut ar = ActionRequest::new(
-                Action::ModelRequest,
-                Resource::Model {
-                    provider: provider_name(info.kind).into(),
-                    name: info.model.clone(),
-                },
-            );
-            ar.payloads.push(PayloadInput {
-                role: "conversation".into(),
-                media: "application/json".into(),
-                body: conversation,
-                disclosure: Disclosure::CommitmentOnly,
-            });
-            ar.data = Some(serde_json::json!({
-                "step": step,
-                "provider": provider_name(info.kind),
-                "endpoint": info.base_url,
-                "scripted": info.kind == ProviderKind::Scripted,
-            }));
-            let chat = trace.chat(&info.model, self.max_tokens_per_turn);
-            let gate = self.gate.clone();
-            let permit = match blocking(move || gate.authorize(ar)).await?? {
-                Authorization::Permitted(p) => p,
-                Authorization::Denied(d) => {
-                    let _active = chat.context().attach();
-                    crate::telemetry::spans::note_denied(d.seq);
-                    let detail = serde_json::json!({
-                        "reason": d.reason, "policies": d.policies,
-                        "layer": d.layer, "audit_entry": d.seq,
-                    });
-                    on(Progress::Decision(progress::Decision::Denied {
-                        subject: "model.request",
-                        detail: &detail,
-                    }));
-                    return Ok(RunEnd::ModelDenied(d.reason));
-                }
-            };
-            chat.record_intent(permit.intent_seq(), &permit.intent_leaf());
-            let mut show = |ev: StreamEvent| on_stream(ev, &mut *on);
-            let reply = self.provider.chat(&req, &mut show).await;
-            let gate = self.gate.clone();
-            let resp = match reply {
-                Err(e) => {
-                    let mut o = Outcome::status(Status::Error);
-                    o.detail = Some(e.to_string());
-                    let msg = e.to_string();
-                    chat.fail(e.kind());
-                    let receipt = blocking(move || {
-                        gate.complete(
-                            permit,
-                            o,
-                            Vec::new(),
-                            Some(serde_json::json!({"error": e.kind()})),
-                        )
-                    })
-                    .await??;
-                    if let Some(r) = &receipt {
-                        chat.record_result(r);
-                    }
-                    chat.end();
-                    return Ok(RunEnd::Paused(msg));
-                }
-                Ok(r) => r,
+            let resp = match self.ask(step, messages, max_tokens, on, trace).await? {
+                turn::Asked::Reply(r) => r,
+                turn::Asked::End(end) => return Ok(end),
             };
             tokens += resp.usage.input_tokens + resp.usage.output_tokens;
-            let mut o = Outcome::status(Status::Ok);
-            o.tokens_in = Some(resp.usage.input_tokens);
-            o.tokens_out = Some(resp.usage.output_tokens);
-            let payloads = vec![
-                body("request", &resp.request_body),
-                body("response", &resp.response_body),
-                PayloadInput {
-                    role: "assistant".into(),
-                    media: "application/json".into(),
-                    body: serde_json::to_vec(&resp.content).unwrap_or_default(),
-                    disclosure: Disclosure::CommitmentOnly,
-                },
-            ];
-            let data =
-                serde_json::json!({ "model": resp.model, "stop": format!("{:?}", resp.stop) });
-            trace.response(
-                &chat,
-                &resp.model,
-                finish_reason(&resp.stop),
-                (resp.usage.input_tokens, resp.usage.output_tokens),
-            );
-            let receipt =
-                blocking(move || gate.complete(permit, o, payloads, Some(data))).await??;
-            if let Some(r) = &receipt {
-                chat.record_result(r);
+            let action = stop_action(&resp.stop);
+            let text: String = resp
+                .content
+                .iter()
+                .filter_map(|c| match c {
+                    Content::Text(t) => Some(t.as_str()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            if action != StopAction::RunCalls {
+                on(Progress::Stop {
+                    reason: resp.stop.as_str(),
+                    action: match action {
+                        StopAction::Continue => "continue",
+                        StopAction::Resume => "resume",
+                        StopAction::Refuse => "end",
+                        StopAction::RunCalls => "run_calls",
+                    },
+                    max_tokens,
+                });
             }
-            chat.end();
-
             messages.push(Message::assistant(resp.content.clone()));
-            let mut results = Vec::new();
-            let mut last_text = String::new();
-            for c in &resp.content {
-                match c {
-                    Content::Text(t) => {
-                        on(Progress::Text(t));
-                        last_text = t.clone();
-                    }
-                    Content::ToolUse { id, name, input } => {
-                        on(Progress::ToolCall { name, input });
-                        let (tools, id2, name2, input2) =
-                            (self.tools.clone(), id.clone(), name.clone(), input.clone());
-                        // final_answer is not an effect (no entry): the run's end is its record.
-                        let span = (name.as_str() != crate::tools::specs::FINAL_ANSWER)
-                            .then(|| trace.tool(name, id));
-                        let cx = span.as_ref().map(|s| s.context());
-                        let called = blocking(move || {
-                            // The tool records its audit entries on the active span.
-                            let _active = cx.map(|c| c.attach());
-                            tools.call(&id2, &name2, &input2)
-                        })
-                        .await;
-                        if let Some(s) = span {
-                            s.end();
-                        }
-                        match called?? {
-                            ToolOutcome::Final(answer) => return Ok(RunEnd::Answered(answer)),
-                            ToolOutcome::Output { text, status } => {
-                                if let Some(detail) = progress::denial_in(&text) {
-                                    on(Progress::Decision(progress::Decision::Denied {
-                                        subject: name,
-                                        detail: &detail,
-                                    }));
-                                }
-                                on(Progress::ToolResult {
-                                    name,
-                                    status,
-                                    text: &text,
-                                });
-                                results.push(Content::ToolResult {
-                                    tool_use_id: id.clone(),
-                                    content: text,
-                                    status,
-                                });
-                            }
+            match action {
+                StopAction::Refuse => {
+                    for c in &resp.content {
+                        if let Content::Text(t) = c {
+                            on(Progress::Text(t));
                         }
                     }
-                    Content::ToolResult { .. } => {}
+                    return Ok(RunEnd::Refused {
+                        reason: resp.stop.as_str().to_string(),
+                        text,
+                    });
                 }
+                StopAction::Resume => {
+                    for c in &resp.content {
+                        if let Content::Text(t) = c {
+                            on(Progress::Text(t));
+                        }
+                    }
+                    continue;
+                }
+                StopAction::RunCalls | StopAction::Continue => {}
+            }
+            let cut = action == StopAction::Continue;
+            let next_max = if cut {
+                max_tokens
+                    .saturating_mul(2)
+                    .min(self.max_tokens_limit)
+                    .max(max_tokens)
+            } else {
+                max_tokens
+            };
+            let outcome = self
+                .run_calls(
+                    &resp.content,
+                    cut.then_some((max_tokens, next_max)),
+                    on,
+                    trace,
+                )
+                .await?;
+            let limit_was = std::mem::replace(&mut max_tokens, next_max);
+            let mut results = match outcome {
+                calls::Ran::Final(answer) => return Ok(RunEnd::Answered(answer)),
+                calls::Ran::Results(r) => r,
+            };
+            if cut && results.is_empty() {
+                // A text answer cut short: ask for the rest.
+                results.push(Content::Text(format!(
+                    "[stele] Your reply was cut off at the output limit ({limit_was} tokens) and is incomplete. \
+                     Continue exactly where it stopped; the next reply may use up to {next_max} tokens."
+                )));
             }
             if results.is_empty() {
-                return Ok(RunEnd::Stopped(last_text));
+                return Ok(RunEnd::Stopped(text));
             }
             messages.push(Message {
                 role: Role::User,
@@ -324,41 +318,5 @@ impl Agent {
             "step budget of {} reached",
             budget.max_steps
         )))
-    }
-}
-
-/// `gen_ai.response.finish_reasons` value of a stop reason.
-fn finish_reason(stop: &StopReason) -> &str {
-    match stop {
-        StopReason::EndTurn => "stop",
-        StopReason::ToolUse => "tool_call",
-        StopReason::MaxTokens => "length",
-        StopReason::Other(s) => s,
-    }
-}
-
-/// Streaming deltas are not shown one by one: the terminal view prints whole
-/// texts and tool calls (progress without a flood). Retries are shown.
-fn on_stream(ev: StreamEvent, on: &mut (dyn FnMut(Progress<'_>) + Send)) {
-    if let StreamEvent::Retrying {
-        attempt,
-        wait,
-        reason,
-    } = ev
-    {
-        on(Progress::Retry {
-            attempt,
-            wait,
-            reason: &reason,
-        });
-    }
-}
-
-fn body(role: &str, b: &[u8]) -> PayloadInput {
-    PayloadInput {
-        role: role.into(),
-        media: "application/json".into(),
-        body: b.to_vec(),
-        disclosure: Disclosure::CommitmentOnly,
     }
 }

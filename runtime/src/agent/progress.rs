@@ -1,10 +1,14 @@
 //! What a person (or a machine, with `--json`) sees while the agent works.
 //!
 //! On a terminal: one short line per step, model text, tool call, tool
-//! result, denial, configured approval answer and retry; everything from the
-//! model is shown escaped (never interpreted by the terminal). With `--json`:
-//! one JSON object per line on stdout, each with an `event` field (`step`,
-//! `text`, `tool_call`, `tool_result`, `decision`, `retry`, `end`).
+//! result, denial, configured approval answer and stop reason; while a model
+//! request is being retried, one line that is updated in place (state,
+//! attempt, next try, time waited of the patience). Everything from the model
+//! is shown escaped (never interpreted by the terminal). Without a terminal,
+//! the same lines, one per retry, with no control characters at all. With
+//! `--json`: one JSON object per line on stdout, each with an `event` field
+//! (`step`, `text`, `tool_call`, `tool_result`, `decision`, `retry`, `stop`,
+//! `end`).
 
 use std::time::Duration;
 
@@ -22,6 +26,8 @@ pub enum Progress<'a> {
     Text(&'a str),
     /// The model calls a tool.
     ToolCall {
+        /// stele's id for the call.
+        id: &'a str,
         /// Tool name.
         name: &'a str,
         /// Arguments.
@@ -46,6 +52,20 @@ pub enum Progress<'a> {
         wait: Duration,
         /// Why it failed.
         reason: &'a str,
+        /// Time since the first failed attempt.
+        elapsed: Duration,
+        /// How long failures are ridden out before the run pauses.
+        patience: Duration,
+    },
+    /// A reply stopped for a reason other than finishing its turn or calling tools.
+    Stop {
+        /// The stop reason (`max_tokens`, `refusal`, `content_filter`, `pause_turn`).
+        reason: &'a str,
+        /// What stele does: `continue` (limit raised, model asked to go on), `resume`
+        /// (the paused turn is sent again), `end`.
+        action: &'a str,
+        /// The output-token limit the reply had.
+        max_tokens: u32,
     },
 }
 
@@ -97,10 +117,21 @@ fn short(s: &str, n: usize) -> String {
     }
 }
 
-/// The structured denial in a tool result's text, if it is one.
+/// The structured denial in a tool result's text, if it is one: a policy's, or stele's own
+/// refusal of a call it does not run (unknown tool, cut or invalid input).
 pub fn denial_in(text: &str) -> Option<Value> {
     let v: Value = serde_json::from_str(text).ok()?;
-    (v.get("error").and_then(Value::as_str) == Some("denied_by_policy")).then_some(v)
+    let kind = v.get("error").and_then(Value::as_str)?;
+    let refused = matches!(
+        kind,
+        "denied_by_policy" | "unknown_tool" | "input_cut" | "input_not_object"
+    ) && v.get("audit_entry").is_some();
+    refused.then_some(v)
+}
+
+fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    format!("{}:{:02}", s / 60, s % 60)
 }
 
 fn outcome_name(o: stele_policy::ApprovalOutcome) -> &'static str {
@@ -115,8 +146,8 @@ pub fn to_json(p: Progress<'_>) -> Value {
     match p {
         Progress::Step(n) => json!({"event": "step", "n": n}),
         Progress::Text(t) => json!({"event": "text", "text": t}),
-        Progress::ToolCall { name, input } => {
-            json!({"event": "tool_call", "tool": name, "input": input})
+        Progress::ToolCall { id, name, input } => {
+            json!({"event": "tool_call", "id": id, "tool": name, "input": input})
         }
         Progress::ToolResult { name, status, text } => {
             json!({"event": "tool_result", "tool": name, "status": status, "text": text})
@@ -142,10 +173,23 @@ pub fn to_json(p: Progress<'_>) -> Value {
             attempt,
             wait,
             reason,
-        } => json!({
-            "event": "retry", "attempt": attempt,
-            "wait_ms": u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "reason": reason,
-        }),
+            elapsed,
+            patience,
+        } => {
+            let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            let next = time::OffsetDateTime::now_utc() + wait;
+            json!({
+                "event": "retry", "state": "waiting", "attempt": attempt,
+                "wait_ms": ms(wait), "reason": reason,
+                "elapsed_ms": ms(elapsed), "patience_ms": ms(patience),
+                "next_try_at": next.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            })
+        }
+        Progress::Stop {
+            reason,
+            action,
+            max_tokens,
+        } => json!({"event": "stop", "reason": reason, "action": action, "max_tokens": max_tokens}),
     }
 }
 
@@ -155,7 +199,7 @@ pub fn to_line(p: Progress<'_>) -> Option<String> {
     Some(match p {
         Progress::Step(n) => format!("── step {n}"),
         Progress::Text(t) => format!("   model: {}", short(t, 160)),
-        Progress::ToolCall { name, input } => {
+        Progress::ToolCall { name, input, .. } => {
             format!(
                 "   → {} {}",
                 short(name, 60),
@@ -173,7 +217,11 @@ pub fn to_line(p: Progress<'_>) -> Option<String> {
         }
         Progress::Decision(Decision::Denied { subject, detail }) => {
             let reason = detail.get("reason").and_then(Value::as_str).unwrap_or("");
-            format!("   ✗ denied {}: {}", short(subject, 60), short(reason, 160))
+            let what = match detail.get("error").and_then(Value::as_str) {
+                Some("denied_by_policy") | None => "denied",
+                Some(_) => "refused",
+            };
+            format!("   ✗ {what} {}: {}", short(subject, 60), short(reason, 160))
         }
         // The prompt itself shows the question; a configured answer is
         // reported once, with its answer.
@@ -194,23 +242,59 @@ pub fn to_line(p: Progress<'_>) -> Option<String> {
             attempt,
             wait,
             reason,
+            elapsed,
+            patience,
         } => format!(
-            "   … model request failed (attempt {attempt}: {}); retrying in {:.1}s",
-            short(reason, 120),
-            wait.as_secs_f64()
+            "   … waiting for the model: attempt {attempt} failed ({}); next try in {:.1}s, waited {} of {}",
+            short(reason, 100),
+            wait.as_secs_f64(),
+            clock(elapsed),
+            clock(patience)
         ),
+        Progress::Stop {
+            reason,
+            action,
+            max_tokens,
+        } => match action {
+            "continue" => format!(
+                "   ! the reply was cut at the output limit ({max_tokens} tokens): asking the model to go on with a higher limit"
+            ),
+            "resume" => format!("   ! the provider paused the turn ({}); continuing it", short(reason, 40)),
+            _ => format!("   ! the model stopped: {}", short(reason, 40)),
+        },
     })
 }
 
+/// Whether a retry line is on the terminal, to be updated or ended.
+static RETRY_LINE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Print one event.
 pub fn print(style: ProgressStyle, p: Progress<'_>) {
+    use std::io::IsTerminal as _;
+    use std::sync::atomic::Ordering;
     match style {
         ProgressStyle::Json => println!("{}", crate::terminal_safe::json_line(&to_json(p))),
         ProgressStyle::Human => {
-            if let Some(line) = to_line(p) {
-                eprintln!("{line}");
+            let Some(line) = to_line(p) else { return };
+            let tty = std::io::stderr().is_terminal();
+            if tty && matches!(p, Progress::Retry { .. }) {
+                // One line, rewritten in place: carriage return, erase line.
+                eprint!("\r\x1b[2K{line}");
+                RETRY_LINE.store(true, Ordering::Relaxed);
+                return;
             }
+            if RETRY_LINE.swap(false, Ordering::Relaxed) {
+                eprintln!();
+            }
+            eprintln!("{line}");
         }
+    }
+}
+
+/// End a retry line left open on the terminal (before printing anything else).
+pub fn end_retry_line() {
+    if RETRY_LINE.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        eprintln!();
     }
 }
 
@@ -242,6 +326,7 @@ mod tests {
         assert!(line.contains("\\u{1b}]0;pwned"), "{line}");
         let v = json!({"cmd": "\u{9b}2J"});
         let line = to_line(Progress::ToolCall {
+            id: "call-1-1",
             name: "exec\x1b[1m",
             input: &v,
         })
@@ -272,10 +357,30 @@ mod tests {
             attempt: 1,
             wait: Duration::from_millis(1500),
             reason: "rate limited",
+            elapsed: Duration::from_millis(200),
+            patience: Duration::from_secs(300),
         });
-        assert_eq!(
-            retry,
-            json!({"event": "retry", "attempt": 1, "wait_ms": 1500, "reason": "rate limited"})
+        assert_eq!(retry["event"], "retry");
+        assert_eq!(retry["attempt"], 1);
+        assert_eq!(retry["wait_ms"], 1500);
+        assert_eq!(retry["elapsed_ms"], 200);
+        assert_eq!(retry["patience_ms"], 300_000);
+        assert_eq!(retry["reason"], "rate limited");
+        assert!(retry["next_try_at"].as_str().unwrap().ends_with('Z'));
+        let line = to_line(Progress::Retry {
+            attempt: 3,
+            wait: Duration::from_secs(8),
+            reason: "network error: connection refused\x1b[31m",
+            elapsed: Duration::from_secs(75),
+            patience: Duration::from_secs(300),
+        })
+        .unwrap();
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(
+            line.contains("attempt 3")
+                && line.contains("next try in 8.0s")
+                && line.contains("1:15 of 5:00"),
+            "{line}"
         );
         assert!(denial_in("plain output").is_none());
     }

@@ -16,9 +16,10 @@ use anyhow::Context as _;
 use serde_json::json;
 use stele_sandbox::exec::Sandbox;
 use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig};
+use stele_sandbox::resources::ResourceLimits;
 use stele_sandbox::{
-    FileChangeReport, FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest,
-    NetVerdict, Verdict,
+    FileChangeReport, FileCloseReport, FileRequest, Mediator, NetAttempt, NetCloseReport,
+    NetRequest, NetVerdict, Verdict,
 };
 
 /// Which sandbox backend runs the commands.
@@ -107,10 +108,16 @@ impl Mediator for DeferredMediator {
             m.net_closed(report);
         }
     }
+    fn net_refused(&self, attempt: &NetAttempt) {
+        // Before binding nothing runs, so nothing can be refused unseen.
+        if let Some(m) = self.target.get() {
+            m.net_refused(attempt);
+        }
+    }
 }
 
 /// Which backend a session asks for, and what may happen if it fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendSpec {
     /// The backend asked for.
     pub requested: BackendChoice,
@@ -118,6 +125,8 @@ pub struct BackendSpec {
     pub fallback: VmFallback,
     /// The micro-VM's boot timeout [default: the backend's, 60 s].
     pub vm_boot_timeout: Option<std::time::Duration>,
+    /// Memory, process and CPU limits per command and for the session.
+    pub resources: ResourceLimits,
 }
 
 impl BackendSpec {
@@ -127,6 +136,7 @@ impl BackendSpec {
             requested: BackendChoice::Process,
             fallback: VmFallback::None,
             vm_boot_timeout: None,
+            resources: ResourceLimits::default(),
         }
     }
 }
@@ -152,13 +162,18 @@ pub fn build(
     network: NetworkMode,
 ) -> anyhow::Result<Built> {
     if spec.requested == BackendChoice::Process {
-        return process(workspace, mediator, network);
+        return process(workspace, mediator, network, &spec.resources);
     }
-    let vm_error =
-        match super::vm::vm_sandbox(workspace, mediator.clone(), network, spec.vm_boot_timeout) {
-            Ok(vm) => return Ok(vm_built(vm)),
-            Err(e) => e,
-        };
+    let vm_error = match super::vm::vm_sandbox(
+        workspace,
+        mediator.clone(),
+        network,
+        spec.vm_boot_timeout,
+        &spec.resources,
+    ) {
+        Ok(vm) => return Ok(vm_built(vm)),
+        Err(e) => e,
+    };
     if spec.fallback != VmFallback::Process {
         return Err(vm_error.context(
             "the micro-VM did not come up (stele never runs unsandboxed; \
@@ -172,7 +187,7 @@ pub fn build(
          sandbox as the configuration allows (vm_fallback = \"process\"); the log records it",
         crate::terminal_safe::line(&reason)
     );
-    let mut built = process(workspace, mediator, network)
+    let mut built = process(workspace, mediator, network, &spec.resources)
         .context("the micro-VM did not come up, and neither did the process sandbox")?;
     let fallback = json!({
         "from": BackendChoice::Vm.recorded(),
@@ -191,18 +206,28 @@ fn process(
     workspace: &Path,
     mediator: Arc<dyn Mediator>,
     network: NetworkMode,
+    resources: &ResourceLimits,
 ) -> anyhow::Result<Built> {
     let mut cfg = ProcessSandboxConfig::new(workspace, mediator);
     cfg.network = network;
+    cfg.resources = resources.clone();
     let sandbox = ProcessSandbox::new(cfg)
         .context("setting up the sandbox (stele never runs unsandboxed)")?;
+    let resources = sandbox.resources_json();
+    if let Some(why) = resources["without_cgroups"].as_str() {
+        eprintln!(
+            "stele: WARNING: running without cgroup limits ({why}); the configuration allows it \
+             (resources.cgroups = \"optional\"); the log records it"
+        );
+    }
     Ok(Built {
         sandbox: Arc::new(sandbox),
         ran: BackendChoice::Process,
-        record: json!({}),
+        record: json!({ "sandbox_resources": resources }),
         attestation: json!({
             "backend": "process",
-            "layers": "namespaces, landlock, seccomp, mediated FUSE workspace",
+            "layers": "namespaces, landlock, seccomp, cgroups, mediated FUSE workspace",
+            "resources": resources,
         }),
     })
 }
@@ -219,6 +244,7 @@ fn vm_built(vm: stele_sandbox::vm::VmSandbox) -> Built {
         "vm_guest_aslr": info.guest_aslr,
         "vm_boot_ms": u64::try_from(info.boot_time.as_millis()).unwrap_or(u64::MAX),
         "vm_jail": info.jail.to_json(),
+        "sandbox_resources": vm.resources_json(),
     });
     let mut attestation = record.clone();
     attestation["backend"] = json!("microvm");

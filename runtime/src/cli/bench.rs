@@ -29,6 +29,13 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 500)]
         calls: usize,
     },
+    /// A whole tool call: from the model's last streamed event to the call's durable
+    /// `tool.intent`, and to the sandboxed program's first instruction (p50, p99).
+    ToolCall {
+        /// Tool calls to measure (the first, which warms the sandbox up, is left out).
+        #[arg(long, default_value_t = 100)]
+        calls: usize,
+    },
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -38,7 +45,10 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 
 /// Run `stele bench`.
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let BenchWhat::Gate { calls } = args.what;
+    let calls = match args.what {
+        BenchWhat::Gate { calls } => calls,
+        BenchWhat::ToolCall { calls } => return super::bench_tool_call::run(calls),
+    };
     let dir = tempfile_dir()?;
     let result = bench_gate(&dir, calls);
     let _ = std::fs::remove_dir_all(&dir);

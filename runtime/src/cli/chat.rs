@@ -22,14 +22,13 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     apply_config(&mut args)?;
     // A chat has a person at the keyboard: ask on the terminal unless told otherwise.
     let mode = args.approve.unwrap_or(ApproveMode::Prompt);
-    let (session, provider) =
-        open_for(&args, approver_for(mode, &principal(args.user.as_deref())?))?;
+    let (session, model) = open_for(&args, approver_for(mode, &principal(args.user.as_deref())?))?;
     let gate = session.gate.clone();
     eprintln!(
         "stele chat: session {} — an empty line or /exit ends it",
         gate.session_id()
     );
-    let agent = match agent_for(&session, provider) {
+    let agent = match agent_for(&session, &model, Default::default()) {
         Ok(a) => a,
         Err(e) => return Err(abort(session, gate, e)),
     };
@@ -108,12 +107,16 @@ fn converse(args: &RunArgs, agent: &Agent) -> anyhow::Result<RunEnd> {
         };
         let mut on = |p: crate::agent::Progress<'_>| progress::print(style, p);
         last = rt.block_on(agent.run(&mut messages, budget, &mut on))?;
+        progress::end_retry_line();
         match &last {
             // The model's words, never terminal commands.
             RunEnd::Answered(a) | RunEnd::Stopped(a) => {
                 println!("stele> {}", terminal_safe(a, Newlines::Keep))
             }
-            RunEnd::Paused(_) | RunEnd::ModelDenied(_) | RunEnd::BudgetExhausted(_) => break,
+            RunEnd::Paused(_)
+            | RunEnd::ModelDenied(_)
+            | RunEnd::BudgetExhausted(_)
+            | RunEnd::Refused { .. } => break,
         }
     }
     Ok(last)

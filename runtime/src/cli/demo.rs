@@ -144,6 +144,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         backend: Some(super::backend::BackendChoice::Process),
         vm_fallback: None,
         vm_boot_timeout_secs: None,
+        limits: Default::default(),
         max_steps: Some(20),
         max_tokens: 1_000_000,
         max_seconds: 600,
@@ -204,6 +205,7 @@ fn describe(end: &RunEnd) -> String {
         RunEnd::Answered(a) => format!("answered — {a}"),
         RunEnd::Stopped(t) => format!("stopped — {t}"),
         RunEnd::BudgetExhausted(w) | RunEnd::Paused(w) | RunEnd::ModelDenied(w) => w.clone(),
+        RunEnd::Refused { .. } => end.detail(),
     }
 }
 
@@ -260,31 +262,50 @@ fn make_shared(p: &Path) -> anyhow::Result<()> {
 
 /// Write the demo's policy bundle into `dir` (private: folders 0700, files 0600).
 pub(crate) fn write_policy(dir: &Path) -> anyhow::Result<()> {
-    for (name, text) in TEMPLATE {
-        let p = dir.join(name);
-        if let Some(parent) = p.parent() {
-            paths::ensure_private_dir(parent)?;
-        }
-        let text = match *name {
+    let mut problem = None;
+    write_template(dir, |name, text| {
+        let edited = match name {
+            // The demo's "model" is the scripted provider, a local file (file://localhost).
             "org/ceilings.cedar" => replace_once(
                 text,
-                r#"resource.provider == "anthropic""#,
-                r#"["anthropic", "scripted"].contains(resource.provider)"#,
-            )?,
+                r#"resource.provider == "anthropic" &&"#,
+                r#"(resource.provider == "scripted" && resource.scheme == "file") || resource.provider == "anthropic" &&"#,
+            ),
             "teams/finance/finance.cedar" => {
                 let t = text.replace(
                     r#"Model::"anthropic/claude-sonnet-4-5""#,
                     r#"Model::"scripted/scripted""#,
                 );
-                anyhow::ensure!(
-                    t != *text,
-                    "the finance template no longer names its model; update stele demo"
-                );
-                format!("{t}\n{DEMO_POLICY}")
+                if t == text {
+                    Err(anyhow::anyhow!(
+                        "the finance template no longer names its model; update stele demo"
+                    ))
+                } else {
+                    Ok(format!("{t}\n{DEMO_POLICY}"))
+                }
             }
-            _ => text.to_string(),
+            _ => Ok(text.to_string()),
         };
-        paths::write_private_file(&p, text.as_bytes())?;
+        edited.unwrap_or_else(|e| {
+            problem = Some(e);
+            text.to_string()
+        })
+    })?;
+    problem.map_or(Ok(()), Err)
+}
+
+/// Write the finance template to `dir` (private: folders 0700, files 0600), each file as
+/// `edit(name, text)` makes it.
+pub(crate) fn write_template(
+    dir: &Path,
+    mut edit: impl FnMut(&str, &str) -> String,
+) -> anyhow::Result<()> {
+    for (name, text) in TEMPLATE {
+        let p = dir.join(name);
+        if let Some(parent) = p.parent() {
+            paths::ensure_private_dir(parent)?;
+        }
+        paths::write_private_file(&p, edit(name, text).as_bytes())?;
     }
     Ok(())
 }

@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::terminal_safe as safe;
 use anyhow::Context as _;
 use stele_policy::context_json::context_from_json;
 use stele_policy::request::parse_principal;
 use stele_policy::tests_format::{run_tests, CaseOutcome};
-use crate::terminal_safe as safe;
 use stele_policy::{
     explain, synthetic, Action, Bundle, ConnectStep, Decision, Effect, Request, Resource, Severity,
     SystemResolver, UidForm,
@@ -282,7 +282,7 @@ fn validate(bundle: &std::path::Path, deny_warnings: bool) -> anyhow::Result<Exi
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {}", safe::line(&e.to_string()));
-            eprintln!("bundle refused: {}", safe::path(&bundle));
+            eprintln!("bundle refused: {}", safe::path(bundle));
             return Ok(ExitCode::from(1));
         }
     };

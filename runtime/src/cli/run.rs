@@ -27,8 +27,14 @@ pub struct RunArgs {
     /// The person the agent acts for (must be in the bundle's members file) [default: $USER].
     #[arg(long)]
     pub user: Option<String>,
-    /// Model as PROVIDER:NAME, e.g. anthropic:claude-sonnet-4-5, openai:gpt-4.1, ollama:llama3, scripted:FILE.
-    #[arg(long)]
+    /// Model as PROVIDER:NAME, e.g. anthropic:claude-sonnet-4-5, openai:gpt-4.1, ollama:llama3,
+    /// openai-compat:NAME, scripted:FILE. Its settings are the config file's [provider.PROVIDER]
+    /// table: base_url, api_key_env, max_tokens, max_tokens_limit, stall_timeout_secs,
+    /// request_timeout_secs, connect_timeout_secs, patience_secs (how long an outage is ridden
+    /// out before the run pauses; default 300), initial_backoff_secs, max_backoff_secs,
+    /// max_attempts, streaming, allow_plain_http. ANTHROPIC_BASE_URL / OPENAI_BASE_URL override
+    /// the base URL unless the managed config pins it. See docs/providers.md.
+    #[arg(long, verbatim_doc_comment)]
     pub model: Option<String>,
     /// How requests that policy asks a human about are answered [default: prompt
     /// on a terminal (stdin and stderr), else deny].
@@ -44,6 +50,9 @@ pub struct RunArgs {
     /// The micro-VM's boot timeout in seconds (from the config's `vm_boot_timeout_secs`).
     #[arg(skip)]
     pub vm_boot_timeout_secs: Option<u64>,
+    /// Group limits (memory, processes, CPU) for this session.
+    #[command(flatten)]
+    pub limits: super::resources::LimitArgs,
     /// The sandbox's network [default: none].
     #[arg(long, value_enum)]
     pub network: Option<NetworkChoice>,
@@ -100,13 +109,48 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(exit_code(&report.end))
 }
 
-/// Exit status of a run: 0 done, 2 budget or model denied, 75 paused (resumable).
+/// Exit status of a run: 0 done, 2 budget or model denied, 4 the model or its provider
+/// declined (`refusal`, `content_filter`), 75 paused (resumable).
 pub(crate) fn exit_code(end: &RunEnd) -> ExitCode {
     match end {
         RunEnd::Answered(_) | RunEnd::Stopped(_) => ExitCode::SUCCESS,
         RunEnd::BudgetExhausted(_) | RunEnd::ModelDenied(_) => ExitCode::from(2),
+        RunEnd::Refused { .. } => ExitCode::from(4),
         RunEnd::Paused(_) => ExitCode::from(75),
     }
+}
+
+/// The model of a session: its provider and output-token limits.
+pub(crate) struct Model {
+    /// The provider.
+    pub provider: Arc<dyn crate::provider::ModelProvider>,
+    /// Output tokens per reply.
+    pub max_tokens: u32,
+    /// The most a reply may be given after one was cut by the limit.
+    pub max_tokens_limit: u32,
+    /// Where the base URL came from (`default`, `user`, `managed`, an environment variable).
+    pub base_url_source: String,
+}
+
+/// The provider for `spec`, configured by the layers' `[provider.NAME]` tables and the
+/// base-URL environment variable (which a managed `base_url` pins).
+pub(crate) fn model_for(layers: &crate::config::Layers, spec: &str) -> anyhow::Result<Model> {
+    use crate::provider::settings::BaseUrlSource;
+    let name = spec.split_once(':').map(|(p, _)| p).unwrap_or(spec);
+    let (managed, user) = layers.provider_settings(name);
+    let (cfg, source) = ProviderConfig::configure(spec, managed, user)?;
+    let provider = cfg.build()?;
+    Ok(Model {
+        provider,
+        max_tokens: cfg.max_tokens,
+        max_tokens_limit: cfg.max_tokens_limit,
+        base_url_source: match source {
+            BaseUrlSource::Default => "default".into(),
+            BaseUrlSource::User => "user".into(),
+            BaseUrlSource::Managed(p) => format!("managed {}", p.display()),
+            BaseUrlSource::Environment(v) => v.to_string(),
+        },
+    })
 }
 
 /// Fill unset arguments from the configuration layers (managed values win).
@@ -131,14 +175,12 @@ pub(crate) fn apply_config(args: &mut RunArgs) -> anyhow::Result<()> {
 pub(crate) fn open_for(
     args: &RunArgs,
     approver: Box<dyn Approver>,
-) -> anyhow::Result<(OpenSession, Arc<dyn crate::provider::ModelProvider>)> {
+) -> anyhow::Result<(OpenSession, Model)> {
     let spec = args.model.as_deref().ok_or_else(|| {
         anyhow::anyhow!("no model: give --model PROVIDER:NAME or set `model` in the config")
     })?;
-    let mut cfg = ProviderConfig::from_spec(spec)?;
-    cfg.base_url_from_env();
-    let provider = cfg.build()?;
-    let info = provider.describe();
+    let model = model_for(&crate::config::load()?, spec)?;
+    let info = model.provider.describe();
     let session = setup::open(
         SessionSpec {
             workspace: &args.workspace,
@@ -153,17 +195,23 @@ pub(crate) fn open_for(
                     .unwrap_or(super::backend::BackendChoice::Process),
                 fallback: args.vm_fallback.unwrap_or_default(),
                 vm_boot_timeout: args.vm_boot_timeout_secs.map(Duration::from_secs),
+                resources: super::resources::resource_limits(
+                    &crate::config::load()?,
+                    &args.limits.limits,
+                )?,
             },
             data: serde_json::json!({
                 "config": args.config,
                 "model": format!("{:?}:{}", info.kind, info.model).to_lowercase(),
                 "model_spec": args.model,
+                "model_base_url": info.base_url,
+                "model_base_url_source": model.base_url_source,
                 "approve": format!("{:?}", args.approve.unwrap_or_else(default_mode)).to_lowercase(),
             }),
         },
         progress::observe(approver, style_of(args)),
     )?;
-    Ok((session, provider))
+    Ok((session, model))
 }
 
 /// How progress is printed for `args` (`--json` or a person).
@@ -177,7 +225,7 @@ fn style_of(args: &RunArgs) -> ProgressStyle {
 
 /// Set up a session (log, policy, sandbox, tools, model), run the task, end the session.
 pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<RunReport> {
-    let (session, provider) = open_for(args, approver)?;
+    let (session, model) = open_for(args, approver)?;
     let gate = session.gate.clone();
     let style = style_of(args);
     if style == ProgressStyle::Human {
@@ -194,7 +242,14 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
         max_time: Duration::from_secs(args.max_seconds),
     };
     let messages = vec![Message::user_text(args.task.clone())];
-    let end = match drive(&session, provider, messages, budget, style) {
+    let end = match drive(
+        &session,
+        &model,
+        messages,
+        Default::default(),
+        budget,
+        style,
+    ) {
         Ok(e) => e,
         Err(e) => {
             session.release_sandbox();
@@ -227,10 +282,12 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
     })
 }
 
-/// The agent of an open session: its sandbox, tools and model.
+/// The agent of an open session: its sandbox, tools and model; `large` are the large values
+/// of the session already in the log (a resumed session's).
 pub(crate) fn agent_for(
     session: &OpenSession,
-    provider: Arc<dyn crate::provider::ModelProvider>,
+    model: &Model,
+    large: crate::payloads::LargeValues,
 ) -> anyhow::Result<Agent> {
     let gate = &session.gate;
     let (sandbox, _) = session.sandbox()?;
@@ -253,28 +310,32 @@ pub(crate) fn agent_for(
     );
     Ok(Agent {
         gate: gate.clone(),
-        provider,
+        provider: model.provider.clone(),
         tools,
         system: DEFAULT_SYSTEM.into(),
-        max_tokens_per_turn: 4096,
+        max_tokens_per_turn: model.max_tokens,
+        max_tokens_limit: model.max_tokens_limit,
+        large: Arc::new(std::sync::Mutex::new(large)),
     })
 }
 
 /// Run the agent in an open session from `messages` until it ends.
 pub(crate) fn drive(
     session: &OpenSession,
-    provider: Arc<dyn crate::provider::ModelProvider>,
+    model: &Model,
     mut messages: Vec<Message>,
+    large: crate::payloads::LargeValues,
     budget: Budget,
     style: ProgressStyle,
 ) -> anyhow::Result<RunEnd> {
-    let agent = agent_for(session, provider)?;
+    let agent = agent_for(session, model, large)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let mut on = |p: crate::agent::Progress<'_>| progress::print(style, p);
     let end = rt.block_on(agent.run(&mut messages, budget, &mut on));
+    progress::end_retry_line();
     // MCP servers stop with the run, inside the session (each stop logged).
     agent.tools.shutdown()?;
     Ok(end?)
@@ -286,6 +347,7 @@ pub(crate) fn finish(gate: &Gate, end: &RunEnd, style: ProgressStyle) -> anyhow:
         RunEnd::Stopped(t) => (Some(Status::Ok), t.clone()),
         RunEnd::BudgetExhausted(w) => (Some(Status::Timeout), w.clone()),
         RunEnd::ModelDenied(w) => (Some(Status::Denied), w.clone()),
+        RunEnd::Refused { .. } => (Some(Status::Denied), end.detail()),
         // Paused: the session stays open so it can be resumed.
         RunEnd::Paused(w) => (None, w.clone()),
     };
@@ -295,9 +357,11 @@ pub(crate) fn finish(gate: &Gate, end: &RunEnd, style: ProgressStyle) -> anyhow:
     match style {
         ProgressStyle::Json => println!(
             "{}",
-            crate::terminal_safe::json_line(
-                &serde_json::json!({"event": "end", "session": gate.session_id(), "result": format!("{end:?}")})
-            )
+            crate::terminal_safe::json_line(&serde_json::json!({
+                "event": "end", "session": gate.session_id(), "outcome": end.name(),
+                "detail": end.detail(), "resumable": matches!(end, RunEnd::Paused(_)),
+                "result": format!("{end:?}"),
+            }))
         ),
         ProgressStyle::Human => match end {
             // The model's words, shown escaped: they cannot drive the terminal.
@@ -311,6 +375,9 @@ pub(crate) fn finish(gate: &Gate, end: &RunEnd, style: ProgressStyle) -> anyhow:
                 "stopped: the model request was denied: {}",
                 terminal_safe(w, Newlines::Keep)
             ),
+            RunEnd::Refused { .. } => {
+                eprintln!("stopped: {}", terminal_safe(&end.detail(), Newlines::Keep))
+            }
             RunEnd::Paused(w) => eprintln!(
                 "paused: {}\nthe session is kept; continue later with `stele session resume {}`",
                 terminal_safe(w, Newlines::Keep),

@@ -9,11 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use stele_sandbox::check::LayerReport;
 use stele_sandbox::exec::{ExecOutcome, ExecRequest, ExitStatus, Limits, Sandbox, Truncation};
-use stele_sandbox::process::{
-    LandlockStatus, NetworkMode, ProcessSandbox, ProcessSandboxConfig, WorkspaceMount,
-};
+use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig, WorkspaceMount};
 use stele_sandbox::{
     FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict, Ticket, Verdict,
 };
@@ -91,6 +88,9 @@ pub struct ExecArgs {
     /// Signing key [default: $STATE/keys/log.key].
     #[arg(long)]
     pub key: Option<PathBuf>,
+    /// Group limits (memory, processes, CPU) for this session.
+    #[command(flatten)]
+    pub limits: super::resources::LimitArgs,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -126,54 +126,10 @@ pub struct BenchArgs {
 /// Run `stele sandbox`.
 pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        SandboxCommand::Check(a) => check(a),
+        SandboxCommand::Check(a) => super::sandbox_check::check(a),
         SandboxCommand::Exec(a) => exec(a),
         SandboxCommand::Bench(a) => bench(a),
     }
-}
-
-fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let report = LayerReport::probe();
-    let verdict = report.require(&Default::default());
-    let ll = LandlockStatus::for_abi(report.landlock_abi);
-    if args.json {
-        let ns: serde_json::Map<String, serde_json::Value> = report
-            .namespaces
-            .iter()
-            .map(|(l, a)| (l.to_string(), json!(a.is_available())))
-            .collect();
-        let v = json!({
-            "namespaces": ns,
-            "landlock_abi": report.landlock_abi,
-            "landlock_tcp": format!("{:?}", ll.tcp),
-            "landlock_scoping": format!("{:?}", ll.scoping),
-            "seccomp": report.seccomp.is_available(),
-            "fuse": report.fuse.is_available(),
-            "mount_setattr": report.mount_setattr.is_available(),
-            "pidfd": report.pidfd.is_available(),
-            "cgroup": format!("{:?}", report.cgroup),
-            "running_as_root": report.running_as_root,
-            "ready": verdict.is_ok(),
-            "error": verdict.as_ref().err().map(|e| e.to_string()),
-            "microvm": super::vm::report_json(&super::vm::probe()),
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        print!("{}", report.render());
-        match &verdict {
-            Ok(()) => println!("\nprocess sandbox: READY (all required layers present)"),
-            Err(e) => println!("\nprocess sandbox: REFUSES TO START: {e}"),
-        }
-        let vm = super::vm::probe();
-        print!("\n{}", vm.render());
-        let state = if vm.ready() { "READY" } else { "NOT AVAILABLE" };
-        println!("\nmicro-VM backend: {state} (`--backend vm`)");
-    }
-    Ok(if verdict.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }
 
 /// Host variables passed through to the sandbox (everything else is scrubbed).
@@ -192,6 +148,7 @@ fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         vm_boot_timeout: layers
             .pick("vm_boot_timeout_secs", None, |c| c.vm_boot_timeout_secs)?
             .map(Duration::from_secs),
+        resources: super::resources::resource_limits(&layers, &args.limits.limits)?,
     };
     let session = setup::open(
         SessionSpec {
@@ -241,7 +198,7 @@ fn exec_in(session: &OpenSession, args: &ExecArgs) -> anyhow::Result<ExitCode> {
         req,
         json!({ "cwd": args.cwd }),
     )? {
-        GatedExec::Ran(o) => o,
+        GatedExec::Ran(o) => *o,
         GatedExec::Denied(d) => {
             eprintln!(
                 "stele sandbox: denied: {} (audit entry {})",
@@ -310,6 +267,18 @@ fn summary(o: &ExecOutcome) -> String {
         ),
         format!("max rss {} KiB", o.usage.max_rss_bytes / 1024),
     ];
+    if let Some(g) = o.usage.group {
+        if let Some(peak) = g.memory_peak_bytes {
+            parts.push(format!("group peak {} KiB", peak / 1024));
+        }
+        if let Some(p) = g.processes_peak {
+            parts.push(format!("{p} processes at most"));
+        }
+        let hit: Vec<&str> = g.limits_hit().iter().map(|h| h.name()).collect();
+        if !hit.is_empty() {
+            parts.push(format!("LIMITS REACHED: {}", hit.join(", ")));
+        }
+    }
     parts.extend(trunc_text("stdout", o.stdout.truncation));
     parts.extend(trunc_text("stderr", o.stderr.truncation));
     format!("stele sandbox: {}", parts.join(", "))
@@ -331,6 +300,8 @@ fn outcome_json(o: &ExecOutcome) -> serde_json::Value {
         "user_cpu_ms": o.usage.user_cpu.as_secs_f64() * 1e3,
         "system_cpu_ms": o.usage.system_cpu.as_secs_f64() * 1e3,
         "max_rss_bytes": o.usage.max_rss_bytes,
+        "resources": o.usage.group.map(|g| g.to_json()),
+        "session_resources": o.usage.session.map(|s| s.to_json()),
         "duration_ms": o.duration.as_secs_f64() * 1e3,
     })
 }
@@ -436,8 +407,14 @@ fn bench_in(args: &BenchArgs, scratch: &Path) -> anyhow::Result<ExitCode> {
     if args.json {
         let v = json!({
             "runs": args.runs,
-            "workspace": format!("{:?}", args.workspace),
-            "network": format!("{network:?}"),
+            "workspace": match args.workspace {
+                BenchWorkspace::Mediated => "mediated",
+                BenchWorkspace::Plain => "plain",
+            },
+            "network": match network {
+                NetworkChoice::Proxy => "proxy",
+                NetworkChoice::None => "none",
+            },
             "plain_median_ms": ms(pm), "plain_p99_ms": ms(pp),
             "sandbox_median_ms": ms(sm), "sandbox_p99_ms": ms(sp),
             "overhead_median_ms": overhead,

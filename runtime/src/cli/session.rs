@@ -20,7 +20,6 @@ use crate::conversation;
 use crate::gate::approval::approver_for;
 use crate::gate::{ApproveMode, SessionInfo};
 use crate::paths;
-use crate::provider::ProviderConfig;
 use crate::terminal_safe;
 
 /// Arguments of `stele session`.
@@ -261,7 +260,8 @@ fn resume(
     let log = setup::open_log(db, signer.clone())?;
     let store = log.store()?;
     let leaves = conversation::session_leaves(&store, id)?;
-    let messages = conversation::rebuild(&store, id, &leaves)?;
+    let conversation::Rebuilt { messages, large } =
+        conversation::rebuild_session(&store, id, &leaves)?;
     let spec = model
         .or_else(|| field("model_spec"))
         .context("no model: give --model PROVIDER:NAME")?;
@@ -291,6 +291,7 @@ fn resume(
         vm_boot_timeout: layers
             .pick("vm_boot_timeout_secs", None, |c| c.vm_boot_timeout_secs)?
             .map(Duration::from_secs),
+        resources: super::resources::resource_limits(&layers, &[])?,
     };
     let bundle = Arc::new(
         Bundle::load(&policy)
@@ -301,9 +302,7 @@ fn resume(
         .teams_of(&principal)
         .map(str::to_string)
         .collect();
-    let mut cfg = ProviderConfig::from_spec(&spec)?;
-    cfg.base_url_from_env();
-    let provider = cfg.build()?;
+    let model = super::run::model_for(&layers, &spec)?;
     let session = setup::resume(
         setup::OpenedLog {
             log,
@@ -339,7 +338,7 @@ fn resume(
         max_tokens: 2_000_000,
         max_time: Duration::from_secs(3600),
     };
-    let end = match drive(&session, provider, messages, budget, style) {
+    let end = match drive(&session, &model, messages, large, budget, style) {
         Ok(e) => e,
         Err(e) => {
             session.release_sandbox();

@@ -387,10 +387,12 @@ pub fn vm_sandbox(
     mediator: Arc<dyn Mediator>,
     network: NetworkMode,
     boot_timeout: Option<Duration>,
+    resources: &stele_sandbox::resources::ResourceLimits,
 ) -> anyhow::Result<VmSandbox> {
     let image = default_store().current()?;
     let mut cfg = VmSandboxConfig::new(workspace, mediator, image, agent_path());
     cfg.network = network;
+    cfg.resources = resources.clone();
     if let Some(t) = boot_timeout {
         cfg.boot_timeout = t;
     }

@@ -13,15 +13,15 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use stele_audit::{Outcome, Status};
-use stele_policy::canonical::canonical_path;
+use stele_policy::canonical::{canonical_path, CanonicalHost};
 use stele_policy::{Action, Resource, SystemResolver, ToolArgs};
 use stele_sandbox::{
     ChangeOutcome, FileAccess, FileChangeReport, FileCloseReport, FileOp, FileRequest, Mediator,
-    NetCloseReport, NetRequest, NetVerdict, Refusal, Ticket, Verdict,
+    NetAttempt, NetAttemptKind, NetCloseReport, NetRequest, NetVerdict, Refusal, Ticket, Verdict,
 };
 
 use super::net::Connection;
-use super::{ActionRequest, Authorization, Denial, Gate, Permit};
+use super::{record, ActionRequest, Authorization, Denial, Gate, Permit};
 
 /// Why every connection of a session without network is refused.
 pub const NO_NETWORK: &str =
@@ -320,6 +320,37 @@ impl Mediator for GateMediator {
             }
             Ok(Connection::Denied(d)) => NetVerdict::Deny(d.into()),
             Err(e) => fail(&e),
+        }
+    }
+
+    fn net_refused(&self, attempt: &NetAttempt) {
+        let reason = format!(
+            "net.connect refused by the sandbox: {} (the only way out is stele's egress proxy)",
+            attempt.kind.describe()
+        );
+        let data = serde_json::json!({
+            "exec": self.exec_ref(&attempt.requester),
+            "pid": attempt.requester.pid,
+            "refused_by": "sandbox",
+            "transport": attempt.kind.transport(),
+        });
+        let mut target = stele_audit::Target {
+            scheme: Some(attempt.kind.transport()),
+            ..stele_audit::Target::default()
+        };
+        if let NetAttemptKind::Connect(addr) = attempt.kind {
+            // An IP literal, canonical as policy would have it (a mapped
+            // IPv4 address as IPv4, …); a port 0 stays as given.
+            match CanonicalHost::new("tcp", &addr.ip().to_string(), Some(addr.port())) {
+                Ok(h) => target = record::target(&Resource::Host(h), &[]),
+                Err(_) => {
+                    target.host = Some(addr.ip().to_string());
+                    target.port = Some(addr.port());
+                }
+            }
+        }
+        if let Err(e) = self.gate.refuse_target(target, reason, Some(data)) {
+            tracing::error!("could not record a refused network attempt: {e}");
         }
     }
 

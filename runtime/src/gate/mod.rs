@@ -62,6 +62,10 @@ pub struct ActionRequest {
     pub args: ToolArgs,
     /// Bodies to commit with the intent (tool arguments, request body).
     pub payloads: Vec<PayloadInput>,
+    /// Bodies sealed by the caller (large values other bodies refer to; see `crate::payloads`).
+    pub sealed: Vec<stele_audit::payload::SealedPayload>,
+    /// Payloads of earlier entries this intent refers to again (stored once).
+    pub shared: Vec<stele_audit::PayloadRef>,
     /// Extra fields for the intent entry.
     pub data: Option<serde_json::Value>,
     /// What an approver is shown; defaults to a description of the request.
@@ -77,10 +81,23 @@ impl ActionRequest {
             argv: Vec::new(),
             args: ToolArgs::default(),
             payloads: Vec::new(),
+            sealed: Vec::new(),
+            shared: Vec::new(),
             data: None,
             shown: None,
         }
     }
+}
+
+/// The bodies of a result entry.
+#[derive(Debug, Default)]
+pub struct Bodies {
+    /// Bodies to commit.
+    pub payloads: Vec<PayloadInput>,
+    /// Bodies the caller sealed.
+    pub sealed: Vec<stele_audit::payload::SealedPayload>,
+    /// Payloads of earlier entries referred to again.
+    pub shared: Vec<stele_audit::PayloadRef>,
 }
 
 /// A refusal, already logged.
@@ -294,6 +311,8 @@ impl Gate {
             .with_target(record::target(&req.resource, &req.argv))
             .with_decision(record::decision_record(decision, req.action));
         ev.payloads = req.payloads;
+        ev.sealed = req.sealed;
+        ev.shared = req.shared;
         ev.data = req.data;
         let r = self.log.append_blocking(ev)?;
         Ok(Permit {
@@ -326,6 +345,18 @@ impl Gate {
     /// a `policy.decision` entry with effect deny, no policies and
     /// `reason`, so every refused action is in the log like any other.
     pub fn refuse(&self, req: &ActionRequest, reason: String) -> Result<Denial, GateError> {
+        let target = record::target(&req.resource, &req.argv);
+        self.refuse_target(target, reason, req.data.clone())
+    }
+
+    /// [`Gate::refuse`] for an attempt without a policy resource (a socket
+    /// of a refused kind has no destination yet): the target as given.
+    pub fn refuse_target(
+        &self,
+        target: stele_audit::Target,
+        reason: String,
+        data: Option<serde_json::Value>,
+    ) -> Result<Denial, GateError> {
         let rec = stele_audit::DecisionRecord {
             bundle: self.bundle.digest().to_string(),
             effect: stele_audit::Effect::Deny,
@@ -335,10 +366,10 @@ impl Gate {
         };
         let mut ev = self
             .event(EventKind::PolicyDecision)
-            .with_target(record::target(&req.resource, &req.argv))
+            .with_target(target)
             .with_decision(rec)
             .with_outcome(Outcome::status(Status::Denied));
-        ev.data = req.data.clone();
+        ev.data = data;
         let r = self.log.append_blocking(ev)?;
         Ok(Denial {
             seq: r.seq,
@@ -362,11 +393,19 @@ impl Gate {
             approval::Newlines::Keep,
         );
         let shown_sha256 = hex::encode(digest(&SHA256, shown.as_bytes()));
+        // The request's own fields (a tool call's ids) too, so the answer can be paired with it.
+        let mut data = serde_json::json!({ "shown_sha256": shown_sha256 });
+        if let (Some(d), Some(serde_json::Value::Object(extra))) = (data.as_object_mut(), &req.data)
+        {
+            for (k, v) in extra {
+                d.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
         let asked = self.log.append_blocking(
             self.event(EventKind::ApprovalRequest)
                 .with_target(record::target(&req.resource, &req.argv))
                 .with_decision(record::decision_record(decision, req.action))
-                .with_data(serde_json::json!({ "shown_sha256": shown_sha256 }))
+                .with_data(data)
                 .with_payload(PayloadInput {
                     role: "shown".into(),
                     media: "text/plain".into(),
@@ -418,6 +457,26 @@ impl Gate {
         payloads: Vec<PayloadInput>,
         data: Option<serde_json::Value>,
     ) -> Result<Option<Receipt>, GateError> {
+        self.complete_with(
+            permit,
+            outcome,
+            Bodies {
+                payloads,
+                ..Bodies::default()
+            },
+            data,
+        )
+    }
+
+    /// [`Gate::complete`] with bodies sealed by the caller and payloads of earlier entries
+    /// referred to again (see `crate::payloads`).
+    pub fn complete_with(
+        &self,
+        permit: Permit,
+        outcome: Outcome,
+        bodies: Bodies,
+        data: Option<serde_json::Value>,
+    ) -> Result<Option<Receipt>, GateError> {
         let Some(kind) = permit.result_kind else {
             return Ok(None);
         };
@@ -428,7 +487,9 @@ impl Gate {
                 intent_seq: permit.intent_seq,
             })
             .with_outcome(outcome);
-        ev.payloads = payloads;
+        ev.payloads = bodies.payloads;
+        ev.sealed = bodies.sealed;
+        ev.shared = bodies.shared;
         ev.data = data;
         Ok(Some(self.log.append_blocking(ev)?))
     }

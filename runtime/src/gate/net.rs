@@ -13,7 +13,7 @@
 
 use std::net::IpAddr;
 
-use stele_audit::{DecisionRecord, EventKind, Outcome, Status, Target};
+use stele_audit::Target;
 use stele_policy::canonical::CanonicalHost;
 use stele_policy::{Action, ConnectStep, Resolve, Resource, ToolArgs};
 use stele_sandbox::{NetRequest, NetScheme};
@@ -79,7 +79,7 @@ impl Gate {
                     scheme: Some(scheme.to_string()),
                     ..Target::default()
                 };
-                self.refuse_target(target, data, reason).map(Err)
+                self.refuse_target(target, reason, Some(data)).map(Err)
             }
         }
     }
@@ -147,35 +147,6 @@ impl Gate {
         ar
     }
 
-    /// A refusal entry with an explicit target (the host did not
-    /// canonicalise, so there is no resource).
-    fn refuse_target(
-        &self,
-        target: Target,
-        data: serde_json::Value,
-        reason: String,
-    ) -> Result<Denial, GateError> {
-        let rec = DecisionRecord {
-            bundle: self.bundle.digest().to_string(),
-            effect: stele_audit::Effect::Deny,
-            layer: None,
-            policies: Vec::new(),
-            reason: Some(reason.clone()),
-        };
-        let mut ev = self
-            .event(EventKind::PolicyDecision)
-            .with_target(target)
-            .with_decision(rec)
-            .with_outcome(Outcome::status(Status::Denied));
-        ev.data = Some(data);
-        let r = self.log.append_blocking(ev)?;
-        Ok(Denial {
-            seq: r.seq,
-            policies: Vec::new(),
-            layer: None,
-            reason,
-        })
-    }
 
     /// Whether the session's sandbox has a network (`--network proxy`).
     pub fn has_network(&self) -> bool {

@@ -85,9 +85,16 @@ pub fn target(resource: &Resource, argv: &[String]) -> Target {
             t.port = Some(h.port());
             t.scheme = Some(h.scheme().to_string());
         }
-        Resource::Model { provider, name } => {
+        Resource::Model {
+            provider,
+            name,
+            endpoint,
+        } => {
             t.provider = Some(provider.clone());
             t.model = Some(name.clone());
+            t.host = Some(endpoint.host().to_string());
+            t.port = Some(endpoint.port());
+            t.scheme = Some(endpoint.scheme().to_string());
         }
         Resource::McpServer { name } => t.server = Some(name.clone()),
         Resource::McpTool { server, tool } => {

@@ -246,6 +246,16 @@ impl McpRegistry {
             .insert(name.to_string(), ());
     }
 
+    /// The model-facing names of the tools offered so far.
+    pub fn offered_names(&self) -> Vec<String> {
+        self.offered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// The tool behind a model-facing name, if it was offered.
     pub fn lookup(&self, model_name: &str) -> Option<OfferedTool> {
         self.offered

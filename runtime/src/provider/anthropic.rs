@@ -1,6 +1,6 @@
 //! The Anthropic Messages API (`POST {base}/v1/messages`), with tool use and SSE streaming.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use serde_json::{json, Value};
@@ -11,7 +11,9 @@ use super::http::{Assembled, Outgoing, Step, StreamAssembler, Streaming, Transpo
 use super::retry::{RetryPolicy, Timeouts};
 use super::secret::Secret;
 use super::sse::SseEvent;
-use super::types::{ChatRequest, ChatResponse, Content, Role, StopReason, ToolResultStatus, Usage};
+use super::types::{
+    ChatRequest, ChatResponse, Content, Role, StopReason, ToolResultStatus, Usage, WireIds,
+};
 use super::{endpoint, ModelProvider, ProviderInfo, ProviderKind, StreamEvent};
 
 /// The API version this client speaks.
@@ -64,6 +66,7 @@ impl AnthropicProvider {
 
 /// The request body for `req` (no secrets: the key is a header).
 pub fn request_body(req: &ChatRequest, streaming: Streaming) -> Value {
+    let ids = WireIds::new(&req.messages);
     let messages: Vec<Value> = req
         .messages
         .iter()
@@ -79,16 +82,21 @@ pub fn request_body(req: &ChatRequest, streaming: Streaming) -> Value {
                     // The API rejects empty text blocks.
                     Content::Text(t) if t.is_empty() => None,
                     Content::Text(t) => Some(json!({"type": "text", "text": t})),
-                    Content::ToolUse { id, name, input } => {
-                        Some(json!({"type": "tool_use", "id": id, "name": name, "input": input}))
-                    }
+                    Content::ToolUse {
+                        id, name, input, ..
+                    } => Some(json!({
+                        "type": "tool_use", "id": ids.of(id), "name": name,
+                        // The API takes only objects; raw text the model wrote (invalid or cut
+                        // JSON, never run) goes back wrapped so the model sees what it sent.
+                        "input": if input.is_object() { input.clone() } else { json!({"_raw_input": input}) },
+                    })),
                     Content::ToolResult {
                         tool_use_id,
                         content,
                         status,
                     } => Some(json!({
                         "type": "tool_result",
-                        "tool_use_id": tool_use_id,
+                        "tool_use_id": ids.of(tool_use_id),
                         "content": content,
                         "is_error": *status == ToolResultStatus::Error,
                     })),
@@ -168,7 +176,8 @@ impl Wire for AnthropicWire {
             match b.get("type").and_then(Value::as_str) {
                 Some("text") => content.push(Content::Text(str_field(b, "text")?)),
                 Some("tool_use") => content.push(Content::ToolUse {
-                    id: str_field(b, "id")?,
+                    id: String::new(),
+                    wire_id: b.get("id").and_then(Value::as_str).map(str::to_string),
                     name: str_field(b, "name")?,
                     input: b.get("input").cloned().unwrap_or_else(|| json!({})),
                 }),
@@ -177,7 +186,15 @@ impl Wire for AnthropicWire {
             }
         }
         let usage = v.get("usage").map(usage_of).unwrap_or_default();
-        let stop = stop_of(v.get("stop_reason").and_then(Value::as_str), &content);
+        let reason = v.get("stop_reason").and_then(Value::as_str);
+        if reason == Some("max_tokens") {
+            // A whole body does not show whether the limit cut the last call's input short:
+            // it is kept as raw text, which is never run (the model is asked to send it again).
+            if let Some(Content::ToolUse { input, .. }) = content.last_mut() {
+                *input = Value::String(input.to_string());
+            }
+        }
+        let stop = stop_of(reason, &content);
         let model = v
             .get("model")
             .and_then(Value::as_str)
@@ -188,6 +205,7 @@ impl Wire for AnthropicWire {
             stop,
             usage,
             model,
+            positions: HashMap::new(),
         })
     }
 }
@@ -216,11 +234,16 @@ fn usage_of(u: &Value) -> Usage {
     }
 }
 
+/// The stop reasons of the Messages API (`end_turn`, `max_tokens`, `stop_sequence`,
+/// `tool_use`, `pause_turn`, `refusal`); anything newer is kept verbatim.
 fn stop_of(reason: Option<&str>, content: &[Content]) -> StopReason {
     match reason {
         Some("end_turn") => StopReason::EndTurn,
         Some("tool_use") => StopReason::ToolUse,
         Some("max_tokens") => StopReason::MaxTokens,
+        Some("stop_sequence") => StopReason::StopSequence,
+        Some("pause_turn") => StopReason::PauseTurn,
+        Some("refusal") => StopReason::Refusal,
         Some(other) => StopReason::Other(other.to_string()),
         None if content.iter().any(|c| matches!(c, Content::ToolUse { .. })) => StopReason::ToolUse,
         None => StopReason::EndTurn,
@@ -231,7 +254,7 @@ fn stop_of(reason: Option<&str>, content: &[Content]) -> StopReason {
 enum Block {
     Text(String),
     Tool {
-        id: String,
+        wire_id: Option<String>,
         name: String,
         json: String,
     },
@@ -252,7 +275,7 @@ struct Assembler {
 impl StreamAssembler for Assembler {
     fn on_event(
         &mut self,
-        ev: SseEvent,
+        ev: &SseEvent,
         out: &mut (dyn FnMut(StreamEvent) + Send),
     ) -> Result<Step, ProviderError> {
         let v: Value = serde_json::from_str(&ev.data)
@@ -290,15 +313,16 @@ impl StreamAssembler for Assembler {
                             .to_string(),
                     ),
                     Some("tool_use") => {
-                        let id = str_field(cb, "id")?;
+                        // A server may leave the id out: stele names every call itself.
+                        let wire_id = cb.get("id").and_then(Value::as_str).map(str::to_string);
                         let name = str_field(cb, "name")?;
                         self.saw_content = true;
                         out(StreamEvent::ToolUseStart {
-                            id: id.clone(),
+                            id: wire_id.clone().unwrap_or_else(|| format!("#{i}")),
                             name: name.clone(),
                         });
                         Block::Tool {
-                            id,
+                            wire_id,
                             name,
                             json: String::new(),
                         }
@@ -323,26 +347,30 @@ impl StreamAssembler for Assembler {
                         text.push_str(piece);
                         self.saw_content = true;
                         out(StreamEvent::TextDelta(piece.to_string()));
+                        return Ok(Step::Bulk(i));
                     }
-                    (Some("input_json_delta"), Block::Tool { id, json, .. }) => {
+                    (Some("input_json_delta"), Block::Tool { wire_id, json, .. }) => {
                         let piece = delta
                             .get("partial_json")
                             .and_then(Value::as_str)
                             .unwrap_or_default();
                         json.push_str(piece);
                         out(StreamEvent::ToolInputDelta {
-                            id: id.clone(),
+                            id: wire_id.clone().unwrap_or_else(|| format!("#{i}")),
                             partial_json: piece.to_string(),
                         });
+                        return Ok(Step::Bulk(i));
                     }
                     (Some("text_delta" | "input_json_delta"), _) => {
                         return Err(malformed(format!(
                             "delta type does not match content block {i}"
                         )))
                     }
-                    _ => {} // thinking/signature/citations deltas
+                    // thinking/signature/citations deltas: the model is working
+                    _ => {}
                 }
             }
+            "content_block_stop" => {}
             "message_delta" => {
                 if let Some(r) = v
                     .get("delta")
@@ -383,30 +411,46 @@ impl StreamAssembler for Assembler {
                     None,
                 ));
             }
-            // ping, content_block_stop, and event types added by later API versions
-            _ => {}
+            // ping, and event types added by later API versions: not progress
+            _ => return Ok(Step::Idle),
         }
-        Ok(Step::Continue)
+        Ok(Step::Progress)
     }
 
     fn saw_content(&self) -> bool {
         self.saw_content
     }
 
+    fn stop_seen(&self) -> bool {
+        self.started && self.stop.is_some()
+    }
+
     fn finish(self: Box<Self>) -> Result<Assembled, ProviderError> {
+        let cut = self.stop.as_deref() == Some("max_tokens");
+        let last = self.blocks.keys().next_back().copied();
         let mut content = Vec::new();
-        for (_, block) in self.blocks {
+        let mut positions = HashMap::new();
+        for (i, block) in self.blocks {
             match block {
-                Block::Text(t) => content.push(Content::Text(t)),
-                Block::Tool { id, name, json } => {
-                    let input = if json.trim().is_empty() {
-                        json!({})
-                    } else {
-                        serde_json::from_str(&json).map_err(|e| {
-                            malformed(format!("tool `{name}` input is not JSON: {e}"))
-                        })?
-                    };
-                    content.push(Content::ToolUse { id, name, input });
+                Block::Text(t) => {
+                    positions.insert(i, content.len());
+                    content.push(Content::Text(t));
+                }
+                Block::Tool {
+                    wire_id,
+                    name,
+                    json,
+                } => {
+                    positions.insert(i, content.len());
+                    // A block the output limit cut before any input arrived is not an empty
+                    // input: it is kept as (empty) raw text, which is never run.
+                    let truncated_empty = cut && Some(i) == last && json.trim().is_empty();
+                    content.push(Content::ToolUse {
+                        id: String::new(),
+                        wire_id,
+                        name,
+                        input: tool_input(&json, truncated_empty),
+                    });
                 }
                 Block::Other => {}
             }
@@ -417,6 +461,21 @@ impl StreamAssembler for Assembler {
             stop,
             usage: self.usage,
             model: self.model,
+            positions,
         })
     }
+}
+
+/// A tool call's input from its streamed JSON: no fragments is `{}`, unless the reply was cut
+/// there; text that is not JSON (the model's mistake, or the output limit cutting it) is kept
+/// as a JSON string, never run as given.
+pub(crate) fn tool_input(raw: &str, truncated_empty: bool) -> Value {
+    if raw.trim().is_empty() {
+        return if truncated_empty {
+            Value::String(String::new())
+        } else {
+            json!({})
+        };
+    }
+    serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
 }

@@ -9,18 +9,19 @@ use std::time::Duration;
 pub enum TimeoutPhase {
     /// Opening the TCP/TLS connection.
     Connect,
-    /// Waiting for the response headers or for the next bytes of the body (a stalled stream).
-    Read,
-    /// The whole call, retries included.
-    Deadline,
+    /// No progress: no headers, or no event that advances the reply (a stalled stream; pings
+    /// do not count).
+    Stall,
+    /// One whole attempt took longer than the request timeout.
+    Request,
 }
 
 impl std::fmt::Display for TimeoutPhase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             TimeoutPhase::Connect => "connecting",
-            TimeoutPhase::Read => "waiting for data (the response stalled)",
-            TimeoutPhase::Deadline => "the overall deadline for the call",
+            TimeoutPhase::Stall => "waiting for progress (the response stalled)",
+            TimeoutPhase::Request => "the request timeout for one attempt",
         })
     }
 }
@@ -125,14 +126,10 @@ impl ProviderError {
             | ProviderError::Network { .. }
             | ProviderError::StreamCut { .. } => Retry::Retryable,
             ProviderError::Timeout {
-                phase: TimeoutPhase::Connect | TimeoutPhase::Read,
+                phase: TimeoutPhase::Connect | TimeoutPhase::Stall | TimeoutPhase::Request,
                 ..
             } => Retry::Retryable,
-            ProviderError::Timeout {
-                phase: TimeoutPhase::Deadline,
-                ..
-            }
-            | ProviderError::Auth { .. }
+            ProviderError::Auth { .. }
             | ProviderError::ContextOverflow { .. }
             | ProviderError::Rejected { .. }
             | ProviderError::Malformed { .. }

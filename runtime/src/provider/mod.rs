@@ -17,23 +17,25 @@ pub mod config;
 pub mod error;
 mod http;
 pub mod openai;
+mod openai_stream;
 pub mod retry;
 pub mod scripted;
 pub mod secret;
+pub mod settings;
 mod sse;
 pub mod types;
 
 pub use anthropic::AnthropicProvider;
-pub use config::{KeyRequirement, ProviderConfig};
+pub use config::{model_endpoint, KeyRequirement, PlainHttp, ProviderConfig};
 pub use error::{ProviderError, Retry, TimeoutPhase};
-pub use http::Streaming;
+pub use http::{block_size, Streaming, LARGE_BLOCK};
 pub use openai::{OpenAiProvider, TokenLimitField};
 pub use retry::{RetryPolicy, Timeouts};
 pub use scripted::ScriptedProvider;
 pub use secret::Secret;
 pub use types::{
-    ChatRequest, ChatResponse, Content, Message, Role, StopReason, ToolResultStatus, ToolSpec,
-    Usage,
+    assign_call_ids, ChatRequest, ChatResponse, Content, Elided, Message, Role, StopReason,
+    StreamEnd, ToolResultStatus, ToolSpec, Usage, WireIds,
 };
 
 /// Progress reported while a turn is generated, for display only (the returned
@@ -65,6 +67,12 @@ pub enum StreamEvent {
         wait: Duration,
         /// Why it failed.
         reason: String,
+        /// The error's stable name (`network`, `timeout`, `server`, …).
+        kind: &'static str,
+        /// Time since the first failed attempt of this call.
+        elapsed: Duration,
+        /// How long failures are ridden out before the call gives up.
+        patience: Duration,
     },
 }
 

@@ -2,18 +2,19 @@
 //! llama.cpp server. Tool calls carry their arguments as JSON *strings*; streamed tool calls
 //! arrive as fragments keyed by `index`.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use serde_json::{json, Value};
 
 use super::classify::{classify_parts, status_for_error_type};
 use super::error::{clip, ProviderError};
-use super::http::{Assembled, Outgoing, Step, StreamAssembler, Streaming, Transport, Wire};
+use super::http::{Assembled, Outgoing, StreamAssembler, Streaming, Transport, Wire};
 use super::retry::{RetryPolicy, Timeouts};
 use super::secret::Secret;
-use super::sse::SseEvent;
-use super::types::{ChatRequest, ChatResponse, Content, Role, StopReason, ToolResultStatus, Usage};
+use super::types::{
+    ChatRequest, ChatResponse, Content, Role, StopReason, ToolResultStatus, Usage, WireIds,
+};
 use super::{endpoint, ModelProvider, ProviderInfo, ProviderKind, StreamEvent};
 
 /// A client of an OpenAI-compatible Chat Completions endpoint.
@@ -100,6 +101,7 @@ pub fn request_body(
     streaming: Streaming,
     token_field: TokenLimitField,
 ) -> Value {
+    let ids = WireIds::new(&req.messages);
     let mut messages = Vec::new();
     if !req.system.is_empty() {
         messages.push(json!({"role": "system", "content": req.system}));
@@ -110,10 +112,16 @@ pub fn request_body(
         for c in &m.content {
             match c {
                 Content::Text(t) => text.push_str(t),
-                Content::ToolUse { id, name, input } => calls.push(json!({
-                    "id": id,
+                Content::ToolUse {
+                    id, name, input, ..
+                } => calls.push(json!({
+                    "id": ids.of(id),
                     "type": "function",
-                    "function": {"name": name, "arguments": input.to_string()},
+                    // Raw text the model wrote (invalid or cut JSON, never run) goes back as it was.
+                    "function": {"name": name, "arguments": match input {
+                        Value::String(raw) => raw.clone(),
+                        other => other.to_string(),
+                    }},
                 })),
                 // Tool results are messages of their own and must directly follow the assistant
                 // message that asked for them, before any user text.
@@ -127,7 +135,7 @@ pub fn request_body(
                         ToolResultStatus::Error => format!("{ERROR_PREFIX}{content}"),
                     };
                     messages.push(
-                        json!({"role": "tool", "tool_call_id": tool_use_id, "content": content}),
+                        json!({"role": "tool", "tool_call_id": ids.of(tool_use_id), "content": content}),
                     );
                 }
             }
@@ -195,21 +203,18 @@ impl ModelProvider for OpenAiProvider {
     }
 }
 
-fn malformed(detail: String) -> ProviderError {
+pub(super) fn malformed(detail: String) -> ProviderError {
     ProviderError::Malformed { detail }
 }
 
 /// Tool arguments as the model wrote them. Small local models sometimes write invalid JSON; that
 /// is passed on as a JSON string so the tool layer rejects it and the model can correct itself,
-/// instead of failing the whole turn.
-fn arguments(raw: &str) -> Value {
-    if raw.trim().is_empty() {
-        return json!({});
-    }
-    serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
+/// instead of failing the whole turn (see `anthropic::tool_input`).
+pub(super) fn arguments(raw: &str, truncated_empty: bool) -> Value {
+    super::anthropic::tool_input(raw, truncated_empty)
 }
 
-fn usage_of(u: &Value) -> Usage {
+pub(super) fn usage_of(u: &Value) -> Usage {
     let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
     Usage {
         input_tokens: n("prompt_tokens"),
@@ -217,20 +222,23 @@ fn usage_of(u: &Value) -> Usage {
     }
 }
 
-fn stop_of(reason: Option<&str>, content: &[Content]) -> StopReason {
+/// The finish reasons of Chat Completions (`stop`, `length`, `tool_calls`, `content_filter`,
+/// the older `function_call`); anything else is kept verbatim.
+pub(super) fn stop_of(reason: Option<&str>, content: &[Content]) -> StopReason {
     let has_calls = content.iter().any(|c| matches!(c, Content::ToolUse { .. }));
     match reason {
+        Some("length") => StopReason::MaxTokens,
+        Some("content_filter") => StopReason::ContentFilter,
         // Some servers say "stop" even when the reply is tool calls.
         _ if has_calls => StopReason::ToolUse,
         Some("stop") | None => StopReason::EndTurn,
         Some("tool_calls" | "function_call") => StopReason::ToolUse,
-        Some("length") => StopReason::MaxTokens,
         Some(other) => StopReason::Other(other.to_string()),
     }
 }
 
 /// An error object inside a 200 response or stream chunk.
-fn embedded_error(v: &Value) -> Option<ProviderError> {
+pub(super) fn embedded_error(v: &Value) -> Option<ProviderError> {
     let e = v.get("error")?;
     if e.is_null() {
         return None;
@@ -267,7 +275,7 @@ struct OpenAiWire;
 
 impl Wire for OpenAiWire {
     fn assembler(&self) -> Box<dyn StreamAssembler> {
-        Box::new(Assembler::default())
+        Box::new(super::openai_stream::Assembler::default())
     }
 
     fn parse_full(&self, body: &[u8]) -> Result<Assembled, ProviderError> {
@@ -289,13 +297,14 @@ impl Wire for OpenAiWire {
                 content.push(Content::Text(t.to_string()));
             }
         }
-        for (n, call) in msg
+        let finish = choice.get("finish_reason").and_then(Value::as_str);
+        let calls: Vec<&Value> = msg
             .get("tool_calls")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .enumerate()
-        {
+            .collect();
+        for (n, call) in calls.iter().enumerate() {
             let f = call
                 .get("function")
                 .ok_or_else(|| malformed("tool call without function".into()))?;
@@ -303,26 +312,20 @@ impl Wire for OpenAiWire {
                 .get("name")
                 .and_then(Value::as_str)
                 .ok_or_else(|| malformed("tool call without name".into()))?;
-            let id = call
-                .get("id")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("call_{n}"));
+            let truncated_empty = finish == Some("length") && n + 1 == calls.len();
             let input = match f.get("arguments") {
-                Some(Value::String(s)) => arguments(s),
+                Some(Value::String(s)) => arguments(s, truncated_empty),
                 Some(other) => other.clone(), // some servers send an object
-                None => json!({}),
+                None => arguments("", truncated_empty),
             };
             content.push(Content::ToolUse {
-                id,
+                id: String::new(),
+                wire_id: call.get("id").and_then(Value::as_str).map(str::to_string),
                 name: name.to_string(),
                 input,
             });
         }
-        let stop = stop_of(
-            choice.get("finish_reason").and_then(Value::as_str),
-            &content,
-        );
+        let stop = stop_of(finish, &content);
         let usage = v.get("usage").map(usage_of).unwrap_or_default();
         let model = v
             .get("model")
@@ -334,147 +337,7 @@ impl Wire for OpenAiWire {
             stop,
             usage,
             model,
-        })
-    }
-}
-
-#[derive(Default)]
-struct Call {
-    id: String,
-    name: String,
-    args: String,
-    announced: bool,
-}
-
-#[derive(Default)]
-struct Assembler {
-    text: String,
-    calls: BTreeMap<u64, Call>,
-    usage: Usage,
-    model: String,
-    finish: Option<String>,
-    saw_content: bool,
-}
-
-impl Assembler {
-    fn on_tool_delta(
-        &mut self,
-        d: &Value,
-        out: &mut (dyn FnMut(StreamEvent) + Send),
-    ) -> Result<(), ProviderError> {
-        let index = d
-            .get("index")
-            .and_then(Value::as_u64)
-            .unwrap_or(self.calls.len() as u64);
-        let call = self.calls.entry(index).or_default();
-        if let Some(id) = d.get("id").and_then(Value::as_str) {
-            call.id = id.to_string();
-        }
-        let f = d.get("function").unwrap_or(&Value::Null);
-        if let Some(name) = f.get("name").and_then(Value::as_str) {
-            call.name.push_str(name);
-        }
-        if call.id.is_empty() {
-            call.id = format!("call_{index}");
-        }
-        if !call.announced && !call.name.is_empty() {
-            call.announced = true;
-            self.saw_content = true;
-            out(StreamEvent::ToolUseStart {
-                id: call.id.clone(),
-                name: call.name.clone(),
-            });
-        }
-        if let Some(piece) = f.get("arguments").and_then(Value::as_str) {
-            call.args.push_str(piece);
-            if !piece.is_empty() {
-                out(StreamEvent::ToolInputDelta {
-                    id: call.id.clone(),
-                    partial_json: piece.to_string(),
-                });
-            }
-        }
-        Ok(())
-    }
-}
-
-impl StreamAssembler for Assembler {
-    fn on_event(
-        &mut self,
-        ev: SseEvent,
-        out: &mut (dyn FnMut(StreamEvent) + Send),
-    ) -> Result<Step, ProviderError> {
-        if ev.data.trim() == "[DONE]" {
-            return Ok(Step::Done);
-        }
-        let v: Value = serde_json::from_str(&ev.data)
-            .map_err(|e| malformed(format!("stream chunk is not JSON: {e}")))?;
-        if let Some(e) = embedded_error(&v) {
-            return Err(e);
-        }
-        if let Some(m) = v.get("model").and_then(Value::as_str) {
-            self.model = m.to_string();
-        }
-        if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
-            self.usage = usage_of(u);
-        }
-        for choice in v
-            .get("choices")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let delta = choice.get("delta").unwrap_or(&Value::Null);
-            if let Some(t) = delta.get("content").and_then(Value::as_str) {
-                if !t.is_empty() {
-                    self.text.push_str(t);
-                    self.saw_content = true;
-                    out(StreamEvent::TextDelta(t.to_string()));
-                }
-            }
-            for d in delta
-                .get("tool_calls")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                self.on_tool_delta(d, out)?;
-            }
-            if let Some(r) = choice.get("finish_reason").and_then(Value::as_str) {
-                self.finish = Some(r.to_string());
-            }
-        }
-        Ok(Step::Continue)
-    }
-
-    fn saw_content(&self) -> bool {
-        self.saw_content
-    }
-
-    fn finish(self: Box<Self>) -> Result<Assembled, ProviderError> {
-        let mut content = Vec::new();
-        if !self.text.is_empty() {
-            content.push(Content::Text(self.text));
-        }
-        for (_, call) in self.calls {
-            if call.name.is_empty() {
-                return Err(malformed(format!(
-                    "tool call {} has no function name",
-                    call.id
-                )));
-            }
-            content.push(Content::ToolUse {
-                id: call.id,
-                name: call.name,
-                input: arguments(&call.args),
-            });
-        }
-        let stop = stop_of(self.finish.as_deref(), &content);
-        Ok(Assembled {
-            content,
-            stop,
-            usage: self.usage,
-            model: self.model,
+            positions: HashMap::new(),
         })
     }
 }

@@ -1,48 +1,55 @@
-//! Retry policy: bounded attempts, exponential backoff with jitter, `Retry-After`, a deadline.
+//! Retry policy: exponential backoff with jitter and a cap, `Retry-After`, and a patience: how
+//! long an outage is ridden out before the run pauses.
 
 use std::time::{Duration, SystemTime};
 
 /// How a provider retries and how long it waits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Attempts in total, the first included (1 = never retry).
+    /// Attempts in total, the first included (1 = never retry); `u32::MAX`: only patience
+    /// bounds them.
     pub max_attempts: u32,
     /// Backoff before the second attempt; doubled for each later one.
     pub initial_backoff: Duration,
     /// Upper bound on one computed backoff (a server's `Retry-After` may ask for longer).
     pub max_backoff: Duration,
-    /// The whole call, retries and waits included, must finish within this; a wait that would
-    /// cross it is not started and the last error is returned instead.
-    pub deadline: Duration,
+    /// How long an outage is ridden out, from the first failed attempt: a wait that would end
+    /// after it is not started, and the last error is returned (the run pauses, resumable).
+    pub patience: Duration,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            max_attempts: 5,
-            initial_backoff: Duration::from_millis(500),
+            max_attempts: u32::MAX,
+            initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
-            // Long enough for a long streamed answer; stalls are caught by the read timeout.
-            deadline: Duration::from_secs(1200),
+            // A few minutes without connectivity (a train, a flaky uplink, a provider's bad
+            // afternoon) should not cost a session.
+            patience: Duration::from_secs(300),
         }
     }
 }
 
-/// Network timeouts for one attempt.
+/// Timeouts of one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     /// Opening the connection.
     pub connect: Duration,
-    /// Waiting for the response headers, and for each next piece of the body. A stream that
-    /// stalls for longer fails with a timeout instead of hanging the session.
-    pub read: Duration,
+    /// The longest time without progress: for the response headers, then between events that
+    /// advance the reply. Keep-alives (`ping` events, SSE comments, empty deltas) are not
+    /// progress, so a server that only pings fails after this instead of holding the call.
+    pub stall: Duration,
+    /// One whole attempt, however steadily it progresses.
+    pub request: Duration,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
         Self {
             connect: Duration::from_secs(10),
-            read: Duration::from_secs(120),
+            stall: Duration::from_secs(90),
+            request: Duration::from_secs(1200),
         }
     }
 }
@@ -145,7 +152,7 @@ mod tests {
             max_attempts: 10,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(1000),
-            deadline: Duration::from_secs(60),
+            patience: Duration::from_secs(60),
         };
         for attempt in 1..10 {
             let full = (Duration::from_millis(100) * (1 << (attempt - 1)))

@@ -212,7 +212,8 @@ impl ModelProvider for ScriptedProvider {
                         partial_json: input.to_string(),
                     });
                     content.push(Content::ToolUse {
-                        id,
+                        id: String::new(),
+                        wire_id: Some(id),
                         name: name.clone(),
                         input: input.clone(),
                     });
@@ -234,6 +235,8 @@ impl ModelProvider for ScriptedProvider {
             request_body: serde_json::to_vec(req).unwrap_or_default(),
             response_body: serde_json::to_vec(turn).unwrap_or_default(),
             attempts: 1,
+            stream_end: super::StreamEnd::Whole,
+            elided: Vec::new(),
         })
     }
 

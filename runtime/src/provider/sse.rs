@@ -10,6 +10,9 @@ pub(crate) struct SseEvent {
     pub event: String,
     /// The `data:` lines joined with `\n`.
     pub data: String,
+    /// Where its lines are in the whole body: `[start, end)` byte offsets, the blank line that
+    /// ends it included (comments and blank lines between events are in no event's span).
+    pub span: (u64, u64),
 }
 
 /// Incremental SSE parser.
@@ -18,6 +21,10 @@ pub(crate) struct SseParser {
     line: Vec<u8>,
     event: String,
     data: Vec<String>,
+    /// Bytes consumed so far.
+    pos: u64,
+    /// Where the event being read began (its first field line).
+    start: Option<u64>,
 }
 
 impl SseParser {
@@ -25,6 +32,11 @@ impl SseParser {
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
         let mut out = Vec::new();
         for &b in chunk {
+            if self.line.is_empty() && b != b'\n' && b != b'\r' && self.start.is_none() && b != b':'
+            {
+                self.start = Some(self.pos);
+            }
+            self.pos += 1;
             if b == b'\n' {
                 let mut line = std::mem::take(&mut self.line);
                 if line.last() == Some(&b'\r') {
@@ -52,10 +64,12 @@ impl SseParser {
 
     fn line_done(&mut self, line: &[u8], out: &mut Vec<SseEvent>) {
         if line.is_empty() {
+            let start = self.start.take().unwrap_or(self.pos);
             if !self.data.is_empty() {
                 out.push(SseEvent {
                     event: std::mem::take(&mut self.event),
                     data: std::mem::take(&mut self.data).join("\n"),
+                    span: (start, self.pos),
                 });
             }
             self.event.clear();
@@ -98,6 +112,11 @@ mod tests {
             assert_eq!(evs[1].data, "é");
             assert_eq!(evs[2].event, "");
             assert_eq!(evs[2].data, "[DONE]");
+            // Spans cover each event's own lines, never the comment between them.
+            let text = |e: &SseEvent| &body[e.span.0 as usize..e.span.1 as usize];
+            assert_eq!(text(&evs[0]), "event: a\ndata: {\"x\":\r\ndata: 1}\n\n");
+            assert_eq!(text(&evs[1]), "event: b\ndata: é\n\n");
+            assert_eq!(text(&evs[2]), "data: [DONE]");
         }
     }
 }

@@ -34,7 +34,7 @@ pub enum GatedExec {
     /// Refused by policy or a human; nothing ran.
     Denied(crate::gate::Denial),
     /// It ran (the outcome is recorded in `exec.end`).
-    Ran(ExecOutcome),
+    Ran(Box<ExecOutcome>),
     /// The program could not be resolved, or the sandbox failed (recorded).
     Failed(String),
 }
@@ -80,14 +80,15 @@ pub fn exec_gated(
                 stream("stdout", &out.stdout.bytes),
                 stream("stderr", &out.stderr.bytes),
             ];
-            let data = serde_json::json!({
+            let mut data = serde_json::json!({
                 "stdout_truncated": matches!(out.stdout.truncation, Truncation::Truncated { .. }),
                 "stderr_truncated": matches!(out.stderr.truncation, Truncation::Truncated { .. }),
                 "cpu_ms": (out.usage.user_cpu + out.usage.system_cpu).as_millis() as u64,
                 "max_rss_bytes": out.usage.max_rss_bytes,
             });
+            resource_fields(&mut data, &out);
             gate.complete(permit, exec_outcome(&out), payloads, Some(data))?;
-            Ok(GatedExec::Ran(out))
+            Ok(GatedExec::Ran(Box::new(out)))
         }
         Err(e) => {
             let mut o = Outcome::status(Status::Error);
@@ -132,8 +133,9 @@ pub(super) fn run(
         GatedExec::Failed(msg) => Ran::error(msg),
         GatedExec::Ran(out) => {
             let text = format!(
-                "exit: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                "exit: {}{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
                 describe(out.status),
+                limits_note(&out),
                 String::from_utf8_lossy(&out.stdout.bytes),
                 String::from_utf8_lossy(&out.stderr.bytes)
             );
@@ -148,6 +150,20 @@ pub(super) fn run(
             }
         }
     })
+}
+
+/// The command's group figures (whole process tree: peak memory,
+/// processes, CPU, limits hit) and the session's after it, in `exec.end`'s
+/// data; left out when the sandbox ran without cgroups.
+fn resource_fields(data: &mut Value, out: &ExecOutcome) {
+    // Each distinct one is its own refusal entry; this counts them all.
+    data["network_refusals"] = serde_json::json!(out.network_refusals);
+    if let Some(g) = out.usage.group {
+        data["resources"] = g.to_json();
+    }
+    if let Some(s) = out.usage.session {
+        data["session_resources"] = s.to_json();
+    }
 }
 
 fn stream(role: &str, bytes: &[u8]) -> PayloadInput {
@@ -167,6 +183,16 @@ fn describe(s: ExitStatus) -> String {
     }
 }
 
+/// What the model is told about limits its command reached.
+fn limits_note(out: &ExecOutcome) -> String {
+    let hit = out.usage.group.map(|g| g.limits_hit()).unwrap_or_default();
+    if hit.is_empty() {
+        return String::new();
+    }
+    let names: Vec<&str> = hit.iter().map(|h| h.name()).collect();
+    format!("\nlimits reached: {}", names.join(", "))
+}
+
 fn exec_outcome(out: &ExecOutcome) -> Outcome {
     let status = match out.status {
         ExitStatus::Exit(0) => Status::Ok,
@@ -179,4 +205,58 @@ fn exec_outcome(out: &ExecOutcome) -> Outcome {
     o.duration_ms = Some(out.duration.as_millis() as u64);
     o.bytes_out = Some(out.stdout.bytes.len() as u64 + out.stderr.bytes.len() as u64);
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use stele_sandbox::exec::{Captured, ResourceUsage};
+    use stele_sandbox::resources::{GroupLimits, GroupUsage};
+
+    use super::*;
+
+    fn outcome(group: Option<GroupUsage>) -> ExecOutcome {
+        let none = Captured {
+            bytes: Vec::new(),
+            truncation: Truncation::Complete,
+        };
+        ExecOutcome {
+            id: "1".into(),
+            status: ExitStatus::Signal(9),
+            stdout: none.clone(),
+            stderr: none,
+            usage: ResourceUsage {
+                group,
+                ..ResourceUsage::default()
+            },
+            duration: Duration::from_millis(5),
+            network_refusals: 3,
+        }
+    }
+
+    #[test]
+    fn limits_reached_are_told_and_recorded() {
+        let g = GroupUsage {
+            limits: Some(GroupLimits::COMMAND_DEFAULT),
+            oom_kills: 1,
+            ..GroupUsage::default()
+        };
+        let out = outcome(Some(g));
+        assert_eq!(limits_note(&out), "\nlimits reached: memory");
+        let mut data = serde_json::json!({});
+        resource_fields(&mut data, &out);
+        assert_eq!(
+            data["resources"]["limits_hit"],
+            serde_json::json!(["memory"])
+        );
+        assert_eq!(data["network_refusals"], 3);
+        assert!(data.get("session_resources").is_none());
+        // Without cgroups: nothing to tell, no figures.
+        let out = outcome(None);
+        assert_eq!(limits_note(&out), "");
+        let mut data = serde_json::json!({});
+        resource_fields(&mut data, &out);
+        assert!(data.get("resources").is_none());
+    }
 }

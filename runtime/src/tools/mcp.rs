@@ -77,7 +77,7 @@ fn shown(tool: &OfferedTool, input: &Value) -> String {
 pub(super) fn call(
     gate: &Arc<Gate>,
     registry: &McpRegistry,
-    call_id: &str,
+    call: &super::CallRef,
     tool: &OfferedTool,
     input: &Value,
 ) -> Result<Ran, GateError> {
@@ -114,16 +114,10 @@ pub(super) fn call(
         abs_paths: seen.abs_paths,
         ..seen.typed
     };
-    req.payloads.push(PayloadInput {
-        role: "args".into(),
-        media: "application/json".into(),
-        body: input.to_string().into_bytes(),
-        disclosure: Disclosure::CommitmentOnly,
-    });
-    req.data = Some(serde_json::json!({
-        "tool_use_id": call_id,
-        "model_name": tool.spec.name,
-    }));
+    call.args_into(&mut req, input);
+    let mut data = call.data();
+    data["model_name"] = serde_json::json!(tool.spec.name);
+    req.data = Some(data);
     req.shown = Some(shown(tool, input));
     let permit = match gate.authorize(req)? {
         Authorization::Permitted(p) => p,
@@ -149,11 +143,9 @@ pub(super) fn call(
                 Ran::ok(text)
             };
             r.outcome.bytes_out = Some(body.len() as u64);
-            let data = serde_json::json!({
-                "tool_use_id": call_id,
-                "is_error": is_error,
-                "result_bytes": body.len(),
-            });
+            let mut data = call.data();
+            data["is_error"] = serde_json::json!(is_error);
+            data["result_bytes"] = serde_json::json!(body.len());
             let p = vec![PayloadInput {
                 role: "result".into(),
                 media: "application/json".into(),
@@ -167,7 +159,8 @@ pub(super) fn call(
             if matches!(e, McpError::Timeout(_)) {
                 r.outcome.status = Status::Timeout;
             }
-            let data = serde_json::json!({ "tool_use_id": call_id, "error": e.kind() });
+            let mut data = call.data();
+            data["error"] = serde_json::json!(e.kind());
             (r, Vec::new(), data)
         }
     };

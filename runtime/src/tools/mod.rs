@@ -38,6 +38,103 @@ pub enum ToolOutcome {
     Final(String),
 }
 
+/// One tool call as the log names it.
+#[derive(Debug, Clone, Default)]
+pub struct CallRef {
+    /// stele's id for the call (`call-<model.request index>-<n>`): what results and the log
+    /// name, and what a resumed session pairs by.
+    pub call_id: String,
+    /// The id the provider gave it, if any (recorded, never trusted for identity).
+    pub tool_use_id: Option<String>,
+    /// How to store the arguments when they are a large value already in the log (see
+    /// [`crate::payloads`]); `None`: stored whole.
+    pub args: Option<crate::payloads::Stored>,
+}
+
+impl CallRef {
+    /// The ids for an entry's `data`: `call_id`, and `tool_use_id` when the provider gave one.
+    pub fn data(&self) -> serde_json::Value {
+        let mut d = serde_json::json!({ "call_id": self.call_id });
+        if let Some(t) = &self.tool_use_id {
+            d["tool_use_id"] = serde_json::json!(t);
+        }
+        d
+    }
+
+    /// Put the arguments `input` on `req`: whole, or as the stored large value.
+    fn args_into(&self, req: &mut ActionRequest, input: &serde_json::Value) {
+        match &self.args {
+            Some(stored) => {
+                req.payloads.extend(stored.payload.clone());
+                req.shared.extend(stored.refers.iter().cloned());
+            }
+            None => req.payloads.push(PayloadInput {
+                role: "args".into(),
+                media: "application/json".into(),
+                body: input.to_string().into_bytes(),
+                disclosure: Disclosure::CommitmentOnly,
+            }),
+        }
+    }
+}
+
+/// Why a tool call is not run, before any tool or policy sees it. Each is a `policy.decision`
+/// entry (effect deny, no policies, the reason) naming the call, and a structured error for
+/// the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The reply was cut by the output limit before the call's input was complete.
+    InputCut {
+        /// The limit the reply had.
+        limit: u32,
+        /// The limit the next reply has.
+        next: u32,
+    },
+    /// The input the model wrote is not a JSON object.
+    InputNotObject,
+    /// No tool of that name is offered.
+    UnknownTool,
+}
+
+impl Refusal {
+    /// The stable name in the model's error and the log (`input_cut`, …).
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::InputCut { .. } => "input_cut",
+            Refusal::InputNotObject => "input_not_object",
+            Refusal::UnknownTool => "unknown_tool",
+        }
+    }
+
+    fn reason(self, name: &str) -> String {
+        match self {
+            Refusal::InputCut { limit, next } => format!(
+                "not run: the reply was cut off at the output limit ({limit} tokens) before the input of this {name} call was complete. \
+                 The next reply may use up to {next} tokens: send the call again, and split a large input into smaller steps if it does not fit"
+            ),
+            Refusal::InputNotObject => format!(
+                "not run: the input of this {name} call is not a JSON object; send it again as an object matching the tool's schema"
+            ),
+            Refusal::UnknownTool => format!("not run: there is no tool named {name}"),
+        }
+    }
+}
+
+/// A name from the model, safe to log and show: control, bidi and zero-width characters
+/// escaped, at most 100 characters.
+fn shown_name(name: &str) -> String {
+    let safe = crate::gate::approval::terminal_safe(name, crate::gate::approval::Newlines::Escape);
+    let mut out: String = safe.chars().take(100).collect();
+    if safe.chars().count() > 100 {
+        out.push('…');
+    }
+    out
+}
+
+/// Called with the `tool.intent` index once a tool call's intent is durable (for timing
+/// measurements: `stele bench agent`).
+pub type IntentObserver = Box<dyn Fn(u64) + Send + Sync>;
+
 /// The tools of one session.
 pub struct ToolBox {
     gate: Arc<Gate>,
@@ -45,6 +142,7 @@ pub struct ToolBox {
     sandbox: Arc<dyn Sandbox>,
     workspace: PathBuf,
     mcp: Option<Arc<McpRegistry>>,
+    observer: std::sync::OnceLock<IntentObserver>,
 }
 
 impl std::fmt::Debug for ToolBox {
@@ -129,6 +227,53 @@ impl ToolBox {
             sandbox,
             workspace,
             mcp: None,
+            observer: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Be told each tool call's `tool.intent` index as soon as it is durable (once per box).
+    pub fn observe_intents(&self, observer: IntentObserver) {
+        let _ = self.observer.set(observer);
+    }
+
+    /// Refuse a call without running it: a `policy.decision` entry (deny, no policies, the
+    /// reason, the call's ids and the tool's name escaped) and the model's structured error.
+    pub fn refuse(
+        &self,
+        call: &CallRef,
+        name: &str,
+        why: Refusal,
+    ) -> Result<ToolOutcome, GateError> {
+        let shown = shown_name(name);
+        let mut req = ActionRequest::new(
+            Action::ToolCall,
+            Resource::Tool {
+                name: shown.clone(),
+            },
+        );
+        let mut data = call.data();
+        data["refused"] = serde_json::json!(why.code());
+        data["tool"] = serde_json::json!(shown);
+        req.data = Some(data);
+        let reason = why.reason(&format!("{shown:?}"));
+        let d = self.gate.refuse(&req, reason.clone())?;
+        crate::telemetry::spans::note_denied(d.seq);
+        let mut text = serde_json::json!({
+            "error": why.code(),
+            "tool": shown,
+            "reason": reason,
+            "audit_entry": d.seq,
+        });
+        if why == Refusal::UnknownTool {
+            let mut names: Vec<String> = specs::all().into_iter().map(|s| s.name).collect();
+            if let Some(m) = &self.mcp {
+                names.extend(m.offered_names());
+            }
+            text["available"] = serde_json::json!(names);
+        }
+        Ok(ToolOutcome::Output {
+            text: text.to_string(),
+            status: ToolResultStatus::Error,
         })
     }
 
@@ -161,7 +306,7 @@ impl ToolBox {
     /// arguments, run, log the result with the full output.
     pub fn call(
         &self,
-        call_id: &str,
+        call: &CallRef,
         name: &str,
         input: &serde_json::Value,
     ) -> Result<ToolOutcome, GateError> {
@@ -176,7 +321,7 @@ impl ToolBox {
         // MCP tools: only names stele itself offered map to a server and tool.
         if let Some(registry) = &self.mcp {
             if let Some(tool) = registry.lookup(name) {
-                let ran = mcp::call(&self.gate, registry, call_id, &tool, input)?;
+                let ran = mcp::call(&self.gate, registry, call, &tool, input)?;
                 return Ok(ToolOutcome::Output {
                     text: for_model(ran.text.as_bytes()),
                     status: ran.status,
@@ -184,10 +329,7 @@ impl ToolBox {
             }
         }
         if !specs::all().iter().any(|s| s.name == name) {
-            return Ok(ToolOutcome::Output {
-                text: format!("unknown tool {name:?}"),
-                status: ToolResultStatus::Error,
-            });
+            return self.refuse(call, name, Refusal::UnknownTool);
         }
         let mut req = ActionRequest::new(
             Action::ToolCall,
@@ -195,13 +337,8 @@ impl ToolBox {
                 name: name.to_string(),
             },
         );
-        req.payloads.push(PayloadInput {
-            role: "args".into(),
-            media: "application/json".into(),
-            body: input.to_string().into_bytes(),
-            disclosure: Disclosure::CommitmentOnly,
-        });
-        req.data = Some(serde_json::json!({ "tool_use_id": call_id }));
+        call.args_into(&mut req, input);
+        req.data = Some(call.data());
         req.shown = Some(format!("Tool call: {name}\nArguments: {input}"));
         let permit = match self.gate.authorize(req)? {
             Authorization::Permitted(p) => p,
@@ -214,6 +351,9 @@ impl ToolBox {
             }
         };
         crate::telemetry::spans::note_intent(permit.intent_seq(), &permit.intent_leaf());
+        if let Some(o) = self.observer.get() {
+            o(permit.intent_seq());
+        }
         let ran = match name {
             specs::EXEC => exec::run(
                 &self.gate,
@@ -234,7 +374,7 @@ impl ToolBox {
                 body: full.clone(),
                 disclosure: Disclosure::CommitmentOnly,
             }],
-            Some(serde_json::json!({ "tool_use_id": call_id })),
+            Some(call.data()),
         )?;
         if let Some(r) = &receipt {
             crate::telemetry::spans::note_result(r);

@@ -9,6 +9,7 @@
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
+use super::netnotify::NetNotify;
 use super::sys;
 use crate::exec::{Captured, Truncation};
 
@@ -88,6 +89,8 @@ pub(crate) struct Streams {
     pub stderr: Captured,
     /// The deadline passed and the sandbox was killed.
     pub timed_out: bool,
+    /// Network attempts the sandbox refused (see `netnotify.rs`).
+    pub network_refusals: u64,
 }
 
 /// The descriptors and limits of one wait.
@@ -101,6 +104,10 @@ pub(crate) struct Io<'a> {
     pub cap: usize,
     pub deadline: Instant,
     pub grace: Duration,
+    /// The command's `cgroup.kill`, when it has a cgroup.
+    pub group_kill: Option<&'a std::fs::File>,
+    /// The command's seccomp listener for network attempts.
+    pub net: Option<NetNotify>,
 }
 
 /// Run until the init has exited and both streams are closed.
@@ -121,6 +128,8 @@ pub(crate) fn run(io: Io<'_>) -> Streams {
     }
     let mut fed = 0usize;
     let mut buf = vec![0u8; 64 * 1024];
+    let mut notify = io.net;
+    let mut notify_open = notify.is_some();
     let mut exited_at: Option<Instant> = None;
     let mut term_sent: Option<Instant> = None;
     let mut killed = false;
@@ -141,8 +150,13 @@ pub(crate) fn run(io: Io<'_>) -> Streams {
                     term_sent = Some(now);
                 }
                 Some(t) if !killed && now >= t + io.grace => {
+                    // Every process of the command's cgroup at once.
+                    if let Some(mut k) = io.group_kill {
+                        use std::io::Write;
+                        let _ = k.write_all(b"1");
+                    }
                     // SAFETY: as above; SIGKILL of a pid-namespace init
-                    // kills the whole namespace.
+                    // kills the whole namespace (also without a cgroup).
                     unsafe { libc::kill(io.pid, libc::SIGKILL) };
                     killed = true;
                 }
@@ -155,7 +169,7 @@ pub(crate) fn run(io: Io<'_>) -> Streams {
             (None, Some(_)) => now + Duration::from_millis(100),
             (None, None) => io.deadline,
         };
-        let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(4);
+        let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(6);
         let mut add = |fd: RawFd, events: libc::c_short| {
             pfds.push(libc::pollfd {
                 fd,
@@ -172,6 +186,11 @@ pub(crate) fn run(io: Io<'_>) -> Streams {
             -1
         };
         add(pidfd, libc::POLLIN);
+        let listener = match &notify {
+            Some(n) if notify_open => n.fd(),
+            _ => -1,
+        };
+        add(listener, libc::POLLIN);
         let ms = wake.saturating_duration_since(now).as_millis().min(60_000) as libc::c_int;
         // SAFETY: polling a live array of pollfds (negative fds are ignored).
         let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms.max(1)) };
@@ -203,10 +222,21 @@ pub(crate) fn run(io: Io<'_>) -> Streams {
             exited_at = Some(Instant::now());
             stdin = None;
         }
+        if pfds[4].revents != 0 {
+            if let Some(n) = notify.as_mut() {
+                if pfds[4].revents & libc::POLLIN != 0 {
+                    n.handle();
+                } else {
+                    // Every program under the filter is gone.
+                    notify_open = false;
+                }
+            }
+        }
     }
     Streams {
         stdout: out.finish(),
         stderr: err.finish(),
         timed_out,
+        network_refusals: notify.map_or(0, |n| n.refused),
     }
 }

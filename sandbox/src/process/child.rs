@@ -411,6 +411,10 @@ pub(crate) fn run_jailed(plan: &Plan) -> ! {
 /// Entry point of the cloned child. Never returns.
 pub(crate) fn run_init(plan: &Plan) -> ! {
     build_root(plan);
+    if let Some(prog) = &plan.notify_filter {
+        let rc = super::netnotify::install_and_send(prog, plan.fds.notify);
+        check(plan, rc, SetupStep::Seccomp);
+    }
     // SAFETY: report is our pipe's write end.
     unsafe { sys::write_all_raw(plan.fds.report, &record(tag::READY, 0, 0)) };
     await_parent(plan); // proxy listening, workspace served

@@ -6,11 +6,14 @@
 //! See `docs/sandbox.md` for the layer-by-layer description.
 
 mod capture;
+pub mod cgroup;
 pub(crate) mod child;
 pub mod landlock;
 pub(crate) mod loopback;
+mod netnotify;
 mod netpool;
 pub(crate) mod plan;
+pub(crate) mod rlimits;
 pub(crate) mod rootfs;
 pub mod seccomp;
 pub mod service;
@@ -25,6 +28,7 @@ use std::sync::Arc;
 use crate::check::{FuseRequirement, LayerReport, Requirements};
 use crate::error::SandboxError;
 use crate::exec::{BackendKind, ExecOutcome, ExecRequest, Sandbox};
+use crate::resources::{CgroupRequirement, GroupUsage, ResourceLimits};
 use crate::Mediator;
 
 pub use self::landlock::{Enforcement, LandlockStatus};
@@ -88,6 +92,9 @@ pub struct ProcessSandboxConfig {
     pub landlock_min_abi: u8,
     /// Where commands run (with a mediated workspace).
     pub cpu: CpuPlacement,
+    /// Memory, process and CPU limits per command and for the whole
+    /// session (cgroups), and whether the sandbox may run without them.
+    pub resources: ResourceLimits,
 }
 
 impl ProcessSandboxConfig {
@@ -100,6 +107,7 @@ impl ProcessSandboxConfig {
             mediator,
             landlock_min_abi: 1,
             cpu: CpuPlacement::WithFileServer,
+            resources: ResourceLimits::default(),
         }
     }
 }
@@ -115,22 +123,31 @@ pub struct ProcessSandbox {
     cap_last: u32,
     host_id: u32,
     seccomp: Vec<seccompiler::BpfProgram>,
+    /// The program handing network attempts to stele (installed by each
+    /// command's init with a listener; see `netnotify.rs`).
+    notify_filter: seccompiler::BpfProgram,
     netns: netpool::NetnsPool,
     /// The mediated workspace's server, shared by all commands.
     shared_workspace: Option<workspace::SharedWorkspace>,
+    /// The session's cgroup (each command gets a leaf under it); `None`
+    /// only when cgroups are unusable and the configuration allows that.
+    cgroups: Option<cgroup::SessionGroup>,
+    /// Why the sandbox runs without cgroups, when it does.
+    without_cgroups: Option<String>,
 }
 
 impl ProcessSandbox {
     /// Probe the host, refuse if a required layer is missing, and prepare
     /// what does not change between commands.
     pub fn new(config: ProcessSandboxConfig) -> Result<ProcessSandbox, SandboxError> {
-        let report = LayerReport::probe();
+        let report = LayerReport::probe_with(&config.resources);
         let req = Requirements {
             landlock_min_abi: config.landlock_min_abi.max(1),
             fuse: match config.workspace_mount {
                 WorkspaceMount::Mediated => FuseRequirement::Required,
                 WorkspaceMount::PlainBindForTestsOnly => FuseRequirement::NotRequired,
             },
+            cgroups: config.resources.requirement,
         };
         report.require(&req)?;
         let workspace =
@@ -162,6 +179,7 @@ impl ProcessSandbox {
             )?),
             WorkspaceMount::PlainBindForTestsOnly => None,
         };
+        let (cgroups, without_cgroups) = session_group(&config.resources)?;
         let proxy_mediator = match config.network {
             NetworkMode::EgressProxy => Some(config.mediator.clone()),
             NetworkMode::LoopbackOnly => None,
@@ -173,11 +191,34 @@ impl ProcessSandbox {
             newroot: prepare_newroot(euid)?,
             cap_last,
             host_id,
-            seccomp: seccomp::sandbox_filters()?,
+            seccomp: seccomp::sandbox_filters_for(seccomp::NetworkAttempts::Notify)?,
+            notify_filter: seccomp::build_notify_filter()?,
             netns: netpool::NetnsPool::new(proxy_mediator),
             shared_workspace,
+            cgroups,
+            without_cgroups,
             config,
         })
+    }
+
+    /// What the session's commands used so far, as its cgroup accounted
+    /// it (`None` without cgroups).
+    pub fn session_usage(&self) -> Option<GroupUsage> {
+        self.cgroups.as_ref().map(cgroup::SessionGroup::usage)
+    }
+
+    /// The session's cgroup directory in the v2 hierarchy.
+    pub fn session_cgroup(&self) -> Option<&Path> {
+        self.cgroups.as_ref().map(cgroup::SessionGroup::dir)
+    }
+
+    /// The resource layer as set up, for `session.start` and attestations.
+    pub fn resources_json(&self) -> serde_json::Value {
+        resources_json(
+            &self.config.resources,
+            self.cgroups.as_ref(),
+            self.without_cgroups.as_deref(),
+        )
     }
 
     /// The configuration.
@@ -217,6 +258,40 @@ impl Sandbox for ProcessSandbox {
     fn exec(&self, req: ExecRequest) -> Result<ExecOutcome, SandboxError> {
         spawn::run(self, req)
     }
+}
+
+/// The session's cgroup, or — only when cgroups are unusable and
+/// `resources.requirement` allows it — none and why.
+pub(crate) fn session_group(
+    limits: &ResourceLimits,
+) -> Result<(Option<cgroup::SessionGroup>, Option<String>), SandboxError> {
+    match cgroup::SessionGroup::create(limits) {
+        Ok(g) => Ok((Some(g), None)),
+        Err(e) => match limits.requirement {
+            CgroupRequirement::Required => Err(SandboxError::LayerUnavailable {
+                layer: crate::error::Layer::Cgroup,
+                detail: format!("{e} ({})", crate::check::CGROUP_HINT),
+            }),
+            CgroupRequirement::AllowWithout => Ok((None, Some(e.to_string()))),
+        },
+    }
+}
+
+/// The resource layer as JSON (plain values) for the log.
+pub(crate) fn resources_json(
+    limits: &ResourceLimits,
+    group: Option<&cgroup::SessionGroup>,
+    without: Option<&str>,
+) -> serde_json::Value {
+    use crate::resources::{limits_json, without_nulls};
+    without_nulls(serde_json::json!({
+        "cgroups": group.map(|g| g.layout().kind()),
+        "session_cgroup": group.map(|g| g.dir().display().to_string()),
+        "command_limits": limits_json(&limits.command),
+        "session_limits": limits_json(&limits.session),
+        "without_cgroups": without,
+        "allowed_by": without.map(|_| "resources.cgroups = \"optional\""),
+    }))
 }
 
 /// The empty directory the new root is mounted on. Each sandbox mounts over

@@ -121,12 +121,14 @@ pub(crate) struct ChildFds {
     pub mounts: MountFds,
     /// The Landlock ruleset.
     pub ruleset: RawFd,
+    /// The unix socket the init sends its seccomp listener over (-1: none).
+    pub notify: RawFd,
 }
 
 impl ChildFds {
     /// All descriptors to keep, sorted ascending, in a fixed-size array (no allocation).
-    pub(crate) fn sorted(&self) -> ([RawFd; 6 + MAX_MOUNT_FDS], usize) {
-        let mut out = [-1; 6 + MAX_MOUNT_FDS];
+    pub(crate) fn sorted(&self) -> ([RawFd; 7 + MAX_MOUNT_FDS], usize) {
+        let mut out = [-1; 7 + MAX_MOUNT_FDS];
         let mut n = 0;
         let fixed = [
             self.go,
@@ -135,8 +137,12 @@ impl ChildFds {
             self.stdout,
             self.stderr,
             self.ruleset,
+            self.notify,
         ];
         for &fd in fixed.iter().chain(self.mounts.as_slice()) {
+            if fd < 0 {
+                continue;
+            }
             out[n] = fd;
             n += 1;
         }
@@ -189,6 +195,9 @@ pub(crate) struct Plan {
     pub rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
     /// The compiled seccomp filters, installed in order.
     pub seccomp: Vec<seccompiler::BpfProgram>,
+    /// The program handing network attempts to stele, installed last with
+    /// a listener that goes to the parent over `fds.notify`.
+    pub notify_filter: Option<seccompiler::BpfProgram>,
     /// `/proc/sys/kernel/cap_last_cap`.
     pub cap_last: u32,
 }

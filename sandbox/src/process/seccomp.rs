@@ -114,16 +114,25 @@ fn ns_flag_rules(arg: u8) -> Result<Vec<SeccompRule>, SandboxError> {
 /// other than unix/inet/inet6, and inet/inet6 sockets that are not streams
 /// (no UDP, so no DNS except through the proxy; no raw sockets).
 fn socket_rules() -> Result<Vec<SeccompRule>, SandboxError> {
+    denied_socket_rules(&[])
+}
+
+/// [`socket_rules`] without the families in `except`.
+fn denied_socket_rules(except: &[libc::c_int]) -> Result<Vec<SeccompRule>, SandboxError> {
     let (unix, inet, inet6) = (
         libc::AF_UNIX as u64,
         libc::AF_INET as u64,
         libc::AF_INET6 as u64,
     );
-    let mut rules = vec![rule(vec![
+    let mut other = vec![
         cond(0, SeccompCmpOp::Ne, unix)?,
         cond(0, SeccompCmpOp::Ne, inet)?,
         cond(0, SeccompCmpOp::Ne, inet6)?,
-    ])?];
+    ];
+    for f in except {
+        other.push(cond(0, SeccompCmpOp::Ne, *f as u64)?);
+    }
+    let mut rules = vec![rule(other)?];
     let stream = libc::SOCK_STREAM as u64;
     for family in [inet, inet6] {
         // The low 4 bits of `type` are the socket type (the rest are flags).
@@ -160,18 +169,86 @@ fn compile(
     BpfProgram::try_from(filter).map_err(seccomp_err)
 }
 
+/// How the sandbox answers network attempts it never allows (sockets of
+/// other kinds than unix and TCP, connections elsewhere than the proxy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkAttempts {
+    /// `EPERM` from the filter itself, unrecorded (services, the guest).
+    Deny,
+    /// A user notification to stele, which records the attempt with the
+    /// Mediator and answers `EACCES` (commands of the process backend;
+    /// see `netnotify.rs`). The main filter then leaves those sockets to
+    /// the notifying one: `EPERM` would take precedence over a notification.
+    Notify,
+}
+
 /// Build the sandbox's main BPF program (denials answer `EPERM`).
 pub(crate) fn build_filter() -> Result<BpfProgram, SandboxError> {
+    build_main_filter(NetworkAttempts::Deny)
+}
+
+/// The main program for `net`.
+fn build_main_filter(net: NetworkAttempts) -> Result<BpfProgram, SandboxError> {
     let mut deny: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for (_, nr) in DENIED {
         deny.insert(*nr, Vec::new());
     }
     deny.insert(libc::SYS_clone, ns_flag_rules(0)?);
     deny.insert(libc::SYS_unshare, ns_flag_rules(0)?);
-    deny.insert(libc::SYS_socket, socket_rules()?);
+    let sockets = match net {
+        NetworkAttempts::Deny => socket_rules()?,
+        // Only what is not a network attempt stays here: netlink (libc's
+        // address-configuration queries make it constantly).
+        NetworkAttempts::Notify => vec![rule(vec![cond(
+            0,
+            SeccompCmpOp::Eq,
+            libc::AF_NETLINK as u64,
+        )?])?],
+    };
+    deny.insert(libc::SYS_socket, sockets);
     deny.insert(libc::SYS_ioctl, ioctl_rules()?);
+    // Fast Open sends over several messages at once: refused outright
+    // (`sendto`/`sendmsg` with MSG_FASTOPEN go to the notifying filter).
+    deny.insert(libc::SYS_sendmmsg, vec![fastopen_rule(3)?]);
     let main = compile(deny, SeccompAction::Errno(libc::EPERM as u32))?;
     Ok(main)
+}
+
+/// A rule matching `MSG_FASTOPEN` in argument `arg` (an implicit connect).
+fn fastopen_rule(arg: u8) -> Result<SeccompRule, SandboxError> {
+    let f = libc::MSG_FASTOPEN as u64;
+    rule(vec![cond(arg, SeccompCmpOp::MaskedEq(f), f)?])
+}
+
+/// The `SECCOMP_RET_TRACE` data the notifying program is compiled with
+/// and then rewritten from (`seccompiler` has no user-notification action).
+const NOTIFY_PLACEHOLDER: u32 = 0x5e1e;
+
+/// The program that hands network attempts to stele: `socket` of the kinds
+/// [`socket_rules`] denies (but netlink), every `connect` (the address is
+/// in the program's memory, which only stele can read), and `sendto` /
+/// `sendmsg` with `MSG_FASTOPEN`. It must be installed with
+/// `SECCOMP_FILTER_FLAG_NEW_LISTENER`.
+pub(crate) fn build_notify_filter() -> Result<BpfProgram, SandboxError> {
+    let mut m: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    m.insert(libc::SYS_socket, denied_socket_rules(&[libc::AF_NETLINK])?);
+    m.insert(libc::SYS_connect, Vec::new());
+    m.insert(libc::SYS_sendto, vec![fastopen_rule(3)?]);
+    m.insert(libc::SYS_sendmsg, vec![fastopen_rule(2)?]);
+    let mut prog = compile(m, SeccompAction::Trace(NOTIFY_PLACEHOLDER))?;
+    let placeholder = libc::SECCOMP_RET_TRACE | NOTIFY_PLACEHOLDER;
+    let ret_k = (libc::BPF_RET | libc::BPF_K) as u16;
+    let mut rewritten = 0;
+    for insn in prog.iter_mut() {
+        if insn.code == ret_k && insn.k == placeholder {
+            insn.k = libc::SECCOMP_RET_USER_NOTIF;
+            rewritten += 1;
+        }
+    }
+    if rewritten == 0 {
+        return Err(seccomp_err("no notifying return in the compiled program"));
+    }
+    Ok(prog)
 }
 
 /// A second program making `clone3` fail with `ENOSYS`.
@@ -204,15 +281,22 @@ pub(crate) fn build_tty_filter() -> Result<BpfProgram, SandboxError> {
     compile(m, SeccompAction::Errno(libc::ENOTTY as u32))
 }
 
-/// Every seccomp program a sandboxed command runs under, in installation
+/// Every seccomp program a sandboxed program runs under, in installation
 /// order (built once per sandbox; also for benchmarks that want to run a
-/// program under exactly the sandbox's filters).
-pub fn sandbox_filters() -> Result<Vec<BpfProgram>, SandboxError> {
+/// program under exactly the sandbox's filters). With
+/// [`NetworkAttempts::Notify`], the notifying program
+/// ([`build_notify_filter`]) goes on top, installed by the init itself.
+pub fn sandbox_filters_for(net: NetworkAttempts) -> Result<Vec<BpfProgram>, SandboxError> {
     Ok(vec![
-        build_filter()?,
+        build_main_filter(net)?,
         build_clone3_filter()?,
         build_tty_filter()?,
     ])
+}
+
+/// [`sandbox_filters_for`] with network attempts denied by the filter.
+pub fn sandbox_filters() -> Result<Vec<BpfProgram>, SandboxError> {
+    sandbox_filters_for(NetworkAttempts::Deny)
 }
 
 /// Names of the system calls denied outright (for docs and `check`).

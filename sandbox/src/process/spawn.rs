@@ -17,6 +17,8 @@ use crate::exec::{
 };
 use crate::Requester;
 
+pub(crate) use super::rlimits::{rlimit_table, rlimits, RlimitSet};
+
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 pub(crate) fn cstring(s: &str, what: &str) -> Result<CString, SandboxError> {
@@ -106,53 +108,6 @@ pub(crate) fn programs(
         .filter(|d| !d.is_empty())
         .map(|d| cstring(&format!("{}/{argv0}", d.trim_end_matches('/')), "PATH"))
         .collect()
-}
-
-pub(crate) fn rlimits(req: &ExecRequest) -> Vec<(libc::__rlimit_resource_t, libc::rlimit)> {
-    let l = &req.limits;
-    rlimit_table(&RlimitSet {
-        cpu_seconds: l.cpu_seconds,
-        address_space_bytes: l.address_space_bytes,
-        file_size_bytes: l.file_size_bytes,
-        processes: l.processes,
-        open_files: l.open_files,
-    })
-}
-
-/// The per-process resource limits every sandboxed program gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct RlimitSet {
-    pub cpu_seconds: u64,
-    pub address_space_bytes: u64,
-    pub file_size_bytes: u64,
-    pub processes: u64,
-    pub open_files: u64,
-}
-
-/// `setrlimit` arguments for `l`, plus no core dumps.
-pub(crate) fn rlimit_table(l: &RlimitSet) -> Vec<(libc::__rlimit_resource_t, libc::rlimit)> {
-    let lim = |soft: u64, hard: u64| libc::rlimit {
-        rlim_cur: soft,
-        rlim_max: hard,
-    };
-    vec![
-        // The soft limit sends SIGXCPU, the hard one a second later SIGKILL.
-        (
-            libc::RLIMIT_CPU,
-            lim(l.cpu_seconds, l.cpu_seconds.saturating_add(1)),
-        ),
-        (
-            libc::RLIMIT_AS,
-            lim(l.address_space_bytes, l.address_space_bytes),
-        ),
-        (
-            libc::RLIMIT_FSIZE,
-            lim(l.file_size_bytes, l.file_size_bytes),
-        ),
-        (libc::RLIMIT_NPROC, lim(l.processes, l.processes)),
-        (libc::RLIMIT_NOFILE, lim(l.open_files, l.open_files)),
-        (libc::RLIMIT_CORE, lim(0, 0)),
-    ]
 }
 
 /// Kills and reaps the sandbox init if we leave early.
@@ -302,6 +257,11 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
     let (in_r, in_w) = pipe("stdin pipe")?;
     let (out_r, out_w) = pipe("stdout pipe")?;
     let (err_r, err_w) = pipe("stderr pipe")?;
+    let (notify_r, notify_w) =
+        super::netnotify::socketpair().map_err(|e| SandboxError::Prepare {
+            what: "seccomp listener socket",
+            source: e,
+        })?;
 
     let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
@@ -327,6 +287,7 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
                 None => MountFds::none(),
             },
             ruleset: ll.fd.as_raw_fd(),
+            notify: notify_w.as_raw_fd(),
         },
         _argv: argv,
         argv_ptrs,
@@ -336,6 +297,7 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         cwd: cstring(&cwd, "cwd")?,
         rlimits: rlimits(&req),
         seccomp: sb.seccomp.clone(),
+        notify_filter: Some(sb.notify_filter.clone()),
         cap_last: sb.cap_last,
     };
 
@@ -346,22 +308,54 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS;
-    let mut lease = sb.netns.lease()?;
-    let pid = lease.enter(|| {
-        // SAFETY: the child runs only `child::run_init`, which is
-        // async-signal-safe and never returns.
-        let pid = unsafe { sys::raw_clone(flags) }.map_err(|e| SandboxError::Prepare {
-            what: "clone into new namespaces",
+    // The command's cgroup: its init is cloned into it, so every process
+    // of the command is in it from its first instruction.
+    let leaf = sb
+        .cgroups
+        .as_ref()
+        .map(|s| s.command_leaf())
+        .transpose()
+        .map_err(|e| SandboxError::Prepare {
+            what: "the command's cgroup",
             source: e,
         })?;
-        if pid == 0 {
-            child::run_init(&plan);
-        }
+    let mut lease = sb.netns.lease()?;
+    let pid = lease.enter(|| {
+        let clone_err = |e| SandboxError::Prepare {
+            what: "clone into new namespaces",
+            source: e,
+        };
+        let pid = match &leaf {
+            Some(leaf) => {
+                let _in_leaf = leaf.enter_thread().map_err(|e| SandboxError::Prepare {
+                    what: "the command's v1 cgroups",
+                    source: e,
+                })?;
+                // SAFETY: the child runs only `child::run_init`, which is
+                // async-signal-safe and never returns (so the guard
+                // moving this thread back is dropped in the parent only).
+                let pid =
+                    unsafe { sys::raw_clone_into(flags, leaf.clone_fd()) }.map_err(clone_err)?;
+                if pid == 0 {
+                    child::run_init(&plan);
+                }
+                pid
+            }
+            None => {
+                // SAFETY: as above.
+                let pid = unsafe { sys::raw_clone(flags) }.map_err(clone_err)?;
+                if pid == 0 {
+                    child::run_init(&plan);
+                }
+                pid
+            }
+        };
         Ok(pid)
     })?;
     let mut guard = InitGuard { pid, reaped: false };
     // The child's ends and the mount/ruleset live on in the child only.
-    drop((go_r, rep_w, in_r, out_w, err_w, ws_mount, ll.fd));
+    drop((go_r, rep_w, in_r, out_w, err_w, ws_mount, ll.fd, notify_w));
+    let plan_notify = plan.notify_filter.is_some();
     drop(plan);
 
     let pidfd = sys::pidfd_open(pid).map_err(|e| SandboxError::Prepare {
@@ -391,6 +385,13 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         Some(_) => return Err(SandboxError::Lost("unexpected report".into())),
         None => return Err(SandboxError::Lost("sandbox init died during set-up".into())),
     }
+    // Sent before READY: there now (or never, if the init failed first).
+    let listener = if plan_notify {
+        super::netnotify::receive(&notify_r)
+    } else {
+        None
+    };
+    drop(notify_r);
     lease.begin(requester);
     write_byte(&mut go)?;
     let streams = capture::run(Io {
@@ -403,6 +404,10 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         cap: req.limits.output_bytes,
         deadline: started + req.limits.wall_time,
         grace: req.limits.kill_grace,
+        group_kill: leaf.as_ref().map(|l| l.killer()),
+        net: listener.map(|l| {
+            super::netnotify::NetNotify::new(l, Some(sb.config.mediator.clone()), &req.id)
+        }),
     });
     let timed_out = streams.timed_out;
     let mut status = 0;
@@ -428,6 +433,10 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
             _ => {}
         }
     }
+    // The init is reaped, so every process of its namespace is gone; the
+    // leaf is empty (`finish` kills and waits should anything remain).
+    let group = leaf.map(|l| l.finish());
+    let session = sb.cgroups.as_ref().map(|s| s.usage());
     // Every process of the command is gone: close what it left open.
     if let (Some(w), Some(r)) = (sb.shared_workspace.as_ref(), registration) {
         w.settle(r);
@@ -442,6 +451,14 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         match cmd_status {
             Some(st) if libc::WIFEXITED(st) => ExitStatus::Exit(libc::WEXITSTATUS(st)),
             Some(st) if libc::WIFSIGNALED(st) => ExitStatus::Signal(libc::WTERMSIG(st)),
+            // The OOM killer may pick the init itself (it is in the
+            // command's group): the whole command was killed for memory.
+            None if libc::WIFSIGNALED(status)
+                && libc::WTERMSIG(status) == libc::SIGKILL
+                && group.is_some_and(|g| g.oom_kills > 0) =>
+            {
+                ExitStatus::Signal(libc::SIGKILL)
+            }
             _ => {
                 return Err(SandboxError::Lost(format!(
                     "sandbox init ended without a command status (wait status {status:#x})"
@@ -458,7 +475,10 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
             user_cpu: tv(ru.ru_utime),
             system_cpu: tv(ru.ru_stime),
             max_rss_bytes: u64::try_from(ru.ru_maxrss).unwrap_or(0) * 1024,
+            group,
+            session,
         },
         duration: started.elapsed(),
+        network_refusals: streams.network_refusals,
     })
 }

@@ -17,13 +17,17 @@ use super::qemu::{self, Accel, QemuSpec, Qmp};
 use super::sandbox::{VmInfo, VmSandboxConfig};
 use super::virtiofs::VirtioFsServer;
 use crate::fs::{IdMap, MediatedFs, MediatedLayer};
+use crate::process::cgroup::{LeafGroup, SessionGroup};
 use crate::process::NetworkMode;
 use crate::proxy::EgressProxy;
+use crate::resources::GroupLimits;
 use crate::Requester;
 
 /// A booted VM and what serves it.
 pub(crate) struct RunningVm {
     pub qemu: qemu::Spawned,
+    /// QEMU's cgroup (removed once QEMU is reaped).
+    cgroup: Option<Arc<LeafGroup>>,
     layer: Arc<MediatedLayer>,
     qmp: Option<Qmp>,
     fs: VirtioFsServer,
@@ -36,6 +40,7 @@ pub(crate) fn boot(
     config: &VmSandboxConfig,
     accel: Accel,
     timeout: Duration,
+    session: Option<&SessionGroup>,
 ) -> Result<(RunningVm, Arc<Channel>, VmInfo), VmError> {
     let started = Instant::now();
     let deadline = started + timeout;
@@ -71,7 +76,19 @@ pub(crate) fn boot(
         }
         NetworkMode::LoopbackOnly => (None, None),
     };
-    let qemu = match qemu::spawn(&spec) {
+    // QEMU (and so the whole guest) under the session's limits.
+    let cgroup = match session.map(|s| s.leaf(&GroupLimits::NONE)).transpose() {
+        Ok(c) => c.map(Arc::new),
+        Err(e) => {
+            fs_server.join(Duration::from_millis(1));
+            if let Some(p) = proxy {
+                let _ = p.stop();
+            }
+            let _ = std::fs::remove_dir_all(&run_dir);
+            return Err(VmError::Jail(format!("QEMU's cgroup: {e}")));
+        }
+    };
+    let qemu = match qemu::spawn(&spec, cgroup.clone()) {
         Ok(q) => q,
         Err(e) => {
             fs_server.join(Duration::from_millis(1));
@@ -84,6 +101,7 @@ pub(crate) fn boot(
     };
     let mut vm = RunningVm {
         qemu,
+        cgroup,
         layer,
         qmp: None,
         fs: fs_server,
@@ -166,6 +184,8 @@ pub(crate) fn stop(mut vm: RunningVm) {
         std::thread::sleep(Duration::from_millis(5));
     }
     vm.qemu.release();
+    // QEMU is reaped: its cgroup is empty and goes.
+    drop(vm.cgroup.take());
     if let Some(p) = vm.proxy.take() {
         let _ = p.stop();
     }

@@ -166,6 +166,8 @@ pub(crate) struct JailSpec<'a> {
     pub stderr: File,
     /// Who QEMU runs as.
     pub id: Identity,
+    /// The cgroup QEMU starts in (the session's limits apply to it).
+    pub cgroup: Option<&'a crate::process::cgroup::LeafGroup>,
 }
 
 fn jail_err(what: &str) -> impl Fn(std::io::Error) -> VmError + '_ {
@@ -346,6 +348,7 @@ pub(crate) fn spawn(spec: JailSpec<'_>) -> Result<(Vmm, JailInfo), VmError> {
             stderr: spec.stderr.as_raw_fd(),
             mounts: MountFds::of(&mount_fds).map_err(sys_err)?,
             ruleset: ruleset.as_raw_fd(),
+            notify: -1,
         },
         _argv: argv,
         argv_ptrs,
@@ -367,6 +370,7 @@ pub(crate) fn spawn(spec: JailSpec<'_>) -> Result<(Vmm, JailInfo), VmError> {
             })
             .collect(),
         seccomp: seccomp::sandbox_filters().map_err(sys_err)?,
+        notify_filter: None,
         cap_last: std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -379,12 +383,29 @@ pub(crate) fn spawn(spec: JailSpec<'_>) -> Result<(Vmm, JailInfo), VmError> {
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWCGROUP;
-    // SAFETY: the child runs only `child::run_jailed`, which makes
-    // async-signal-safe raw system calls on the pre-built plan and never returns.
-    let pid = unsafe { sys::raw_clone(flags) }.map_err(jail_err("clone into new namespaces"))?;
-    if pid == 0 {
-        child::run_jailed(&plan);
-    }
+    let pid = match spec.cgroup {
+        Some(leaf) => {
+            let _in_leaf = leaf.enter_thread().map_err(jail_err("QEMU's v1 cgroups"))?;
+            // SAFETY: the child runs only `child::run_jailed`, which makes
+            // async-signal-safe raw system calls on the pre-built plan and
+            // never returns (the guard is dropped in the parent only).
+            let pid = unsafe { sys::raw_clone_into(flags, leaf.clone_fd()) }
+                .map_err(jail_err("clone into new namespaces and QEMU's cgroup"))?;
+            if pid == 0 {
+                child::run_jailed(&plan);
+            }
+            pid
+        }
+        None => {
+            // SAFETY: as above.
+            let pid =
+                unsafe { sys::raw_clone(flags) }.map_err(jail_err("clone into new namespaces"))?;
+            if pid == 0 {
+                child::run_jailed(&plan);
+            }
+            pid
+        }
+    };
     let vmm = Vmm::new(pid);
     // The child's ends, mounts and ruleset live on in the child only.
     drop((go_r, rep_w, null, spec.stderr, mounts, ruleset));

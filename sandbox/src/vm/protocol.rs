@@ -71,6 +71,103 @@ pub struct ExecSpec {
     pub output_bytes: u64,
     /// Resource limits.
     pub rlimits: Vec<Rlimit>,
+    /// Limits on the command's whole process tree (its cgroup in the guest).
+    #[serde(default)]
+    pub group: GroupSpec,
+}
+
+/// Limits on a guest command's cgroup (`None`: no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSpec {
+    /// Memory of all its processes together, bytes.
+    pub memory_bytes: Option<u64>,
+    /// Processes and threads at once.
+    pub processes: Option<u64>,
+    /// CPU bandwidth in thousandths of a CPU.
+    pub cpu_millicpus: Option<u32>,
+}
+
+impl From<&crate::resources::GroupLimits> for GroupSpec {
+    fn from(l: &crate::resources::GroupLimits) -> Self {
+        GroupSpec {
+            memory_bytes: l.memory_bytes,
+            processes: l.processes,
+            cpu_millicpus: l.cpu.map(|c| c.0),
+        }
+    }
+}
+
+impl From<GroupSpec> for crate::resources::GroupLimits {
+    fn from(g: GroupSpec) -> Self {
+        crate::resources::GroupLimits {
+            memory_bytes: g.memory_bytes,
+            processes: g.processes,
+            cpu: g.cpu_millicpus.map(crate::resources::MilliCpus),
+        }
+    }
+}
+
+/// What a guest command's cgroup accounted (see
+/// [`crate::resources::GroupUsage`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupReport {
+    /// Peak memory of the whole tree, bytes.
+    pub memory_peak_bytes: Option<u64>,
+    /// Most processes at once (where the guest kernel tracks it).
+    pub processes_peak: Option<u64>,
+    /// User CPU, microseconds.
+    pub cpu_user_us: u64,
+    /// System CPU, microseconds.
+    pub cpu_system_us: u64,
+    /// Time throttled by the CPU limit, microseconds.
+    pub cpu_throttled_us: u64,
+    /// Periods throttled.
+    pub cpu_throttled_periods: u64,
+    /// Processes OOM-killed.
+    pub oom_kills: u64,
+    /// Times the memory limit was reached.
+    pub memory_limit_events: u64,
+    /// Forks refused at the process limit.
+    pub process_limit_events: u64,
+    /// Processes still in the group after the command ended, which the
+    /// agent killed before reporting (0: none outlived it).
+    pub leftover_processes: u64,
+}
+
+impl GroupReport {
+    /// From what the guest's cgroup layer read.
+    pub fn from_usage(u: &crate::resources::GroupUsage, leftover_processes: u64) -> Self {
+        let us = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        GroupReport {
+            memory_peak_bytes: u.memory_peak_bytes,
+            processes_peak: u.processes_peak,
+            cpu_user_us: us(u.cpu_user),
+            cpu_system_us: us(u.cpu_system),
+            cpu_throttled_us: us(u.cpu_throttled),
+            cpu_throttled_periods: u.cpu_throttled_periods,
+            oom_kills: u.oom_kills,
+            memory_limit_events: u.memory_limit_events,
+            process_limit_events: u.process_limit_events,
+            leftover_processes,
+        }
+    }
+
+    /// As the host reports it, with the limits that applied.
+    pub fn usage(&self, limits: crate::resources::GroupLimits) -> crate::resources::GroupUsage {
+        let d = std::time::Duration::from_micros;
+        crate::resources::GroupUsage {
+            limits: Some(limits),
+            memory_peak_bytes: self.memory_peak_bytes,
+            processes_peak: self.processes_peak,
+            cpu_user: d(self.cpu_user_us),
+            cpu_system: d(self.cpu_system_us),
+            cpu_throttled: d(self.cpu_throttled_us),
+            cpu_throttled_periods: self.cpu_throttled_periods,
+            oom_kills: self.oom_kills,
+            memory_limit_events: self.memory_limit_events,
+            process_limit_events: self.process_limit_events,
+        }
+    }
 }
 
 /// Messages from the host.
@@ -148,6 +245,9 @@ pub struct ExitReport {
     pub max_rss_bytes: u64,
     /// Spawn to exit, microseconds.
     pub duration_us: u64,
+    /// The command's cgroup (its whole tree, ended before this report).
+    #[serde(default)]
+    pub group: Option<GroupReport>,
 }
 
 /// What the agent reports once it is up.

@@ -282,15 +282,19 @@ impl Spawned {
     }
 }
 
-/// Start QEMU in its jail on a keeper thread (see [`Spawned`]).
-pub(crate) fn spawn(spec: &QemuSpec) -> Result<Spawned, VmError> {
+/// Start QEMU in its jail on a keeper thread (see [`Spawned`]), in
+/// `cgroup` when given.
+pub(crate) fn spawn(
+    spec: &QemuSpec,
+    cgroup: Option<std::sync::Arc<crate::process::cgroup::LeafGroup>>,
+) -> Result<Spawned, VmError> {
     let (child_tx, child_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let spec = spec.clone();
     let keeper = std::thread::Builder::new()
         .name("stele-vm-keeper".into())
         .spawn(move || {
-            let spawned = spawn_here(&spec);
+            let spawned = spawn_here(&spec, cgroup.as_deref());
             let ok = spawned.is_ok();
             let _ = child_tx.send(spawned);
             if ok {
@@ -311,7 +315,10 @@ pub(crate) fn spawn(spec: &QemuSpec) -> Result<Spawned, VmError> {
 
 /// Start QEMU in its jail from the calling thread; it dies with the
 /// calling thread.
-fn spawn_here(spec: &QemuSpec) -> Result<(Vmm, JailInfo), VmError> {
+fn spawn_here(
+    spec: &QemuSpec,
+    cgroup: Option<&crate::process::cgroup::LeafGroup>,
+) -> Result<(Vmm, JailInfo), VmError> {
     let stderr = std::fs::File::create(spec.stderr_log()).map_err(|e| VmError::File {
         what: "qemu log",
         path: spec.stderr_log(),
@@ -327,6 +334,7 @@ fn spawn_here(spec: &QemuSpec) -> Result<(Vmm, JailInfo), VmError> {
         memory_mib: spec.memory_mib,
         stderr,
         id: spec.id,
+        cgroup,
     })
 }
 

@@ -11,15 +11,17 @@ use super::channel::{Channel, ExecEvent};
 use super::error::VmError;
 use super::image::GuestImage;
 use super::jail::JailInfo;
-use super::protocol::{Bytes, ExecSpec, GuestStatus, HostMsg, Rlimit, StreamKind};
+use super::protocol::{Bytes, ExecSpec, GroupSpec, GuestStatus, HostMsg, Rlimit, StreamKind};
 use super::qemu::{self, Accel, AccelChoice, KvmProbe};
 use crate::check::LayerReport;
 use crate::error::SandboxError;
 use crate::exec::{
     BackendKind, Captured, ExecOutcome, ExecRequest, ExitStatus, ResourceUsage, Sandbox, Truncation,
 };
+use crate::process::cgroup::SessionGroup;
 use crate::process::spawn::{environment, rlimits, sandbox_cwd};
 use crate::process::NetworkMode;
+use crate::resources::{GroupLimits, GroupUsage, ResourceLimits};
 use crate::Mediator;
 
 /// Configuration of a [`VmSandbox`].
@@ -41,6 +43,9 @@ pub struct VmSandboxConfig {
     pub memory_mib: u32,
     /// Time from QEMU's start to the agent's ready message; longer is an error.
     pub boot_timeout: Duration,
+    /// The session's limits (QEMU's cgroup) and each command's (a cgroup in
+    /// the guest).
+    pub resources: crate::resources::ResourceLimits,
 }
 
 impl VmSandboxConfig {
@@ -60,6 +65,7 @@ impl VmSandboxConfig {
             accel: AccelChoice::Auto,
             memory_mib: 512,
             boot_timeout: Duration::from_secs(60),
+            resources: crate::resources::ResourceLimits::default(),
         }
     }
 }
@@ -93,6 +99,11 @@ pub struct VmSandbox {
     vm: Mutex<Option<RunningVm>>,
     pub(super) channel: Arc<Channel>,
     next_id: AtomicU64,
+    resources: ResourceLimits,
+    /// The session's host cgroup, holding QEMU (declared after `vm`: it
+    /// goes once QEMU is gone).
+    cgroups: Option<SessionGroup>,
+    without_cgroups: Option<String>,
 }
 
 impl std::fmt::Debug for VmSandbox {
@@ -107,7 +118,19 @@ impl VmSandbox {
     /// Boot the VM and wait for its agent. A VM that does not come up within
     /// the boot timeout is an error (never a silent fallback).
     pub fn new(config: VmSandboxConfig) -> Result<VmSandbox, SandboxError> {
-        let report = LayerReport::probe();
+        let report = LayerReport::probe_with(&config.resources);
+        if let Some(limit) = config.resources.session.memory_bytes {
+            let needed = (u64::from(config.memory_mib) << 20) + QEMU_OVERHEAD_BYTES;
+            if limit < needed {
+                return Err(SandboxError::InvalidRequest(format!(
+                    "the session memory limit ({limit} bytes) is below what the VM needs: its \
+                     {} MiB of RAM plus {} MiB for QEMU itself",
+                    config.memory_mib,
+                    QEMU_OVERHEAD_BYTES >> 20
+                )));
+            }
+        }
+        let (cgroups, without_cgroups) = crate::process::session_group(&config.resources)?;
         let accels: Vec<Accel> = match config.accel {
             AccelChoice::Kvm => vec![Accel::Kvm],
             AccelChoice::Tcg => vec![Accel::Tcg],
@@ -125,7 +148,7 @@ impl VmSandbox {
             } else {
                 config.boot_timeout
             };
-            match boot(&config, *accel, timeout) {
+            match boot(&config, *accel, timeout, cgroups.as_ref()) {
                 Ok((vm, channel, info)) => {
                     return Ok(VmSandbox {
                         report,
@@ -133,6 +156,9 @@ impl VmSandbox {
                         vm: Mutex::new(Some(vm)),
                         channel,
                         next_id: AtomicU64::new(1),
+                        resources: config.resources.clone(),
+                        cgroups,
+                        without_cgroups,
                     })
                 }
                 Err(e) => last = Some(e),
@@ -146,6 +172,26 @@ impl VmSandbox {
     /// What is running.
     pub fn info(&self) -> &VmInfo {
         &self.info
+    }
+
+    /// What the VM (QEMU and everything in the guest) used so far, as its
+    /// host cgroup accounted it.
+    pub fn session_usage(&self) -> Option<GroupUsage> {
+        self.cgroups.as_ref().map(SessionGroup::usage)
+    }
+
+    /// The session's host cgroup directory (QEMU is in a leaf below it).
+    pub fn session_cgroup(&self) -> Option<&std::path::Path> {
+        self.cgroups.as_ref().map(SessionGroup::dir)
+    }
+
+    /// The resource layer as set up, for `session.start` and attestations.
+    pub fn resources_json(&self) -> serde_json::Value {
+        crate::process::resources_json(
+            &self.resources,
+            self.cgroups.as_ref(),
+            self.without_cgroups.as_deref(),
+        )
     }
 
     /// The host pid of the VM's QEMU, while it runs.
@@ -201,6 +247,9 @@ impl Drop for VmSandbox {
 
 /// Slack on top of the command's own deadline before the VM counts as lost.
 const CHANNEL_SLACK: Duration = Duration::from_secs(30);
+/// QEMU's own memory on top of the guest's RAM (TCG's translation cache,
+/// device state; measured ~220-230 MB under TCG).
+const QEMU_OVERHEAD_BYTES: u64 = 256 << 20;
 
 impl Sandbox for VmSandbox {
     fn kind(&self) -> BackendKind {
@@ -242,15 +291,19 @@ impl Sandbox for VmSandbox {
             kill_grace_ms: u64::try_from(req.limits.kill_grace.as_millis()).unwrap_or(u64::MAX),
             output_bytes: cap as u64,
             rlimits: limits,
+            group: GroupSpec::from(&self.resources.command),
         };
         let rx = self.channel.register(id);
         let result = self
             .channel
             .send(&HostMsg::Exec(spec))
             .map_err(SandboxError::from)
-            .and_then(|()| collect(&rx, &req, cap));
+            .and_then(|()| collect(&rx, &req, cap, self.resources.command));
         self.channel.unregister(id);
-        result
+        result.map(|mut out| {
+            out.usage.session = self.session_usage();
+            out
+        })
     }
 }
 
@@ -258,6 +311,7 @@ fn collect(
     rx: &mpsc::Receiver<ExecEvent>,
     req: &ExecRequest,
     cap: usize,
+    group_limits: GroupLimits,
 ) -> Result<ExecOutcome, SandboxError> {
     let deadline = Instant::now() + req.limits.wall_time + req.limits.kill_grace + CHANNEL_SLACK;
     let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -313,8 +367,13 @@ fn collect(
                         user_cpu: Duration::from_micros(r.user_cpu_us),
                         system_cpu: Duration::from_micros(r.system_cpu_us),
                         max_rss_bytes: r.max_rss_bytes,
+                        group: r.group.map(|g| g.usage(group_limits)),
+                        session: None,
                     },
                     duration: Duration::from_micros(r.duration_us),
+                    // The guest denies such sockets with its filter (EPERM,
+                    // unrecorded); see docs/microvm.md.
+                    network_refusals: 0,
                 });
             }
         }

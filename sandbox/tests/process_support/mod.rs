@@ -31,6 +31,8 @@ pub struct Recorder {
     pub files: Mutex<Vec<FileRequest>>,
     pub closes: Mutex<Vec<FileCloseReport>>,
     pub nets: Mutex<Vec<NetRequest>>,
+    /// Network attempts the sandbox refused by itself.
+    pub refused: Mutex<Vec<stele_sandbox::NetAttempt>>,
     next: Mutex<u64>,
 }
 
@@ -41,6 +43,7 @@ impl Recorder {
             files: Mutex::new(Vec::new()),
             closes: Mutex::new(Vec::new()),
             nets: Mutex::new(Vec::new()),
+            refused: Mutex::new(Vec::new()),
             next: Mutex::new(1),
         })
     }
@@ -85,6 +88,9 @@ impl Mediator for Recorder {
         NetVerdict::Deny("no network in tests".into())
     }
     fn net_closed(&self, _report: &NetCloseReport) {}
+    fn net_refused(&self, attempt: &stele_sandbox::NetAttempt) {
+        self.refused.lock().unwrap().push(attempt.clone());
+    }
 }
 
 /// Print a loud skip line and return false when this host lacks what the
@@ -127,6 +133,32 @@ pub fn plain(ws: &Path, m: Arc<Recorder>) -> ProcessSandbox {
     let mut cfg = ProcessSandboxConfig::new(ws, m);
     cfg.workspace_mount = WorkspaceMount::PlainBindForTestsOnly;
     cfg.network = NetworkMode::LoopbackOnly;
+    ProcessSandbox::new(cfg).expect("sandbox")
+}
+
+/// [`plain`] with the given group (cgroup) limits.
+pub fn plain_with(
+    ws: &Path,
+    m: Arc<Recorder>,
+    resources: stele_sandbox::resources::ResourceLimits,
+) -> ProcessSandbox {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(ws, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut cfg = ProcessSandboxConfig::new(ws, m);
+    cfg.workspace_mount = WorkspaceMount::PlainBindForTestsOnly;
+    cfg.network = NetworkMode::LoopbackOnly;
+    cfg.resources = resources;
+    ProcessSandbox::new(cfg).expect("sandbox")
+}
+
+/// [`mediated`] with the given group (cgroup) limits.
+pub fn mediated_with(
+    ws: &Path,
+    m: Arc<Recorder>,
+    resources: stele_sandbox::resources::ResourceLimits,
+) -> ProcessSandbox {
+    let mut cfg = ProcessSandboxConfig::new(ws, m);
+    cfg.resources = resources;
     ProcessSandbox::new(cfg).expect("sandbox")
 }
 

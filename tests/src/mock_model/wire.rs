@@ -11,6 +11,12 @@ use serde_json::{json, Value};
 
 use super::{Block, Turn, Wire};
 
+/// Pieces a value is streamed in: small ones (splits inside UTF-8 characters, escapes and
+/// numbers are exercised), larger for large values so a multi-megabyte input streams quickly.
+fn piece_size(len: usize, small: usize) -> usize {
+    small.max(len / 256)
+}
+
 pub(super) fn plain(status: u16, content_type: &str, body: Body) -> Response {
     let mut r = Response::new(body);
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -80,6 +86,23 @@ pub(super) fn pieces(s: &str, n: usize) -> Vec<String> {
     chars.chunks(n.max(1)).map(|c| c.iter().collect()).collect()
 }
 
+/// Keep-alives for `hold`, one every `every`: Anthropic `ping` events, OpenAI SSE comments.
+pub(super) fn keep_alives(wire: Wire, hold: Duration, every: Duration) -> Vec<Step> {
+    let mut out = Vec::new();
+    let mut left = hold;
+    let every = every.max(Duration::from_millis(1));
+    while left > Duration::ZERO {
+        let d = every.min(left);
+        out.push(Step::Sleep(d));
+        left -= d;
+        out.push(match wire {
+            Wire::Anthropic => event("ping", &json!({"type": "ping"})),
+            Wire::OpenAi => Step::Send(Bytes::from_static(b": keep-alive\n\n")),
+        });
+    }
+    out
+}
+
 pub(super) fn event(name: &str, data: &Value) -> Step {
     Step::Send(Bytes::from(format!("event: {name}\ndata: {data}\n\n")))
 }
@@ -107,18 +130,26 @@ pub(super) fn anthropic_sse(turn: &Turn, model: &str) -> Vec<Step> {
         let (start, deltas) = match b {
             Block::Text(t) => (
                 json!({"type": "text", "text": ""}),
-                pieces(t, 4)
+                pieces(t, piece_size(t.len(), 4))
                     .into_iter()
                     .map(|p| json!({"type": "text_delta", "text": p}))
                     .collect::<Vec<_>>(),
             ),
-            Block::ToolUse { id, name, input } => (
-                json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
-                pieces(&input.to_string(), 5)
-                    .into_iter()
-                    .map(|p| json!({"type": "input_json_delta", "partial_json": p}))
-                    .collect(),
-            ),
+            Block::ToolUse { id, name, input } => {
+                let mut start = json!({"type": "tool_use", "id": id, "name": name, "input": {}});
+                if turn.omit_ids {
+                    start.as_object_mut().map(|o| o.remove("id"));
+                }
+                let text = turn.input_text(i, input);
+                let n = piece_size(text.len(), 5);
+                (
+                    start,
+                    pieces(&text, n)
+                        .into_iter()
+                        .map(|p| json!({"type": "input_json_delta", "partial_json": p}))
+                        .collect(),
+                )
+            }
         };
         s.push(event(
             "content_block_start",
@@ -135,16 +166,14 @@ pub(super) fn anthropic_sse(turn: &Turn, model: &str) -> Vec<Step> {
             &json!({"type": "content_block_stop", "index": i}),
         ));
     }
-    let stop = if turn.has_tools() {
-        "tool_use"
-    } else {
-        "end_turn"
-    };
+    let stop = turn.stop_reason(Wire::Anthropic);
     s.push(event(
         "message_delta",
         &json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": turn.output_tokens}}),
     ));
-    s.push(event("message_stop", &json!({"type": "message_stop"})));
+    if !turn.no_terminator {
+        s.push(event("message_stop", &json!({"type": "message_stop"})));
+    }
     s
 }
 
@@ -160,19 +189,21 @@ pub(super) fn openai_sse(turn: &Turn, model: &str, usage_chunk: bool) -> Vec<Ste
         Value::Null,
     )];
     let mut call = 0;
-    for b in &turn.blocks {
+    for (i, b) in turn.blocks.iter().enumerate() {
         match b {
             Block::Text(t) => {
-                for p in pieces(t, 4) {
+                for p in pieces(t, piece_size(t.len(), 4)) {
                     s.push(chunk(json!({"content": p}), Value::Null));
                 }
             }
             Block::ToolUse { id, name, input } => {
-                s.push(chunk(
-                    json!({"tool_calls": [{"index": call, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
-                    Value::Null,
-                ));
-                for p in pieces(&input.to_string(), 5) {
+                let mut start = json!({"index": call, "id": id, "type": "function", "function": {"name": name, "arguments": ""}});
+                if turn.omit_ids {
+                    start.as_object_mut().map(|o| o.remove("id"));
+                }
+                s.push(chunk(json!({ "tool_calls": [start] }), Value::Null));
+                let text = turn.input_text(i, input);
+                for p in pieces(&text, piece_size(text.len(), 5)) {
                     s.push(chunk(
                         json!({"tool_calls": [{"index": call, "function": {"arguments": p}}]}),
                         Value::Null,
@@ -182,18 +213,16 @@ pub(super) fn openai_sse(turn: &Turn, model: &str, usage_chunk: bool) -> Vec<Ste
             }
         }
     }
-    let finish = if turn.has_tools() {
-        "tool_calls"
-    } else {
-        "stop"
-    };
+    let finish = turn.stop_reason(Wire::OpenAi);
     s.push(chunk(json!({}), json!(finish)));
     if usage_chunk {
         let (i, o) = (turn.input_tokens, turn.output_tokens);
         s.push(data(&json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [],
             "usage": {"prompt_tokens": i, "completion_tokens": o, "total_tokens": i + o}})));
     }
-    s.push(Step::Send(Bytes::from_static(b"data: [DONE]\n\n")));
+    if !turn.no_terminator {
+        s.push(Step::Send(Bytes::from_static(b"data: [DONE]\n\n")));
+    }
     s
 }
 
@@ -206,12 +235,17 @@ pub(super) fn full_body(wire: Wire, turn: &Turn, model: &str) -> Value {
                 .map(|b| match b {
                     Block::Text(t) => json!({"type": "text", "text": t}),
                     Block::ToolUse { id, name, input } => {
-                        json!({"type": "tool_use", "id": id, "name": name, "input": input})
+                        let mut v =
+                            json!({"type": "tool_use", "id": id, "name": name, "input": input});
+                        if turn.omit_ids {
+                            v.as_object_mut().map(|o| o.remove("id"));
+                        }
+                        v
                     }
                 })
                 .collect();
             json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": model, "content": content,
-                "stop_reason": if turn.has_tools() { "tool_use" } else { "end_turn" }, "stop_sequence": null,
+                "stop_reason": turn.stop_reason(Wire::Anthropic), "stop_sequence": null,
                 "usage": {"input_tokens": turn.input_tokens, "output_tokens": turn.output_tokens}})
         }
         Wire::OpenAi => {
@@ -229,9 +263,14 @@ pub(super) fn full_body(wire: Wire, turn: &Turn, model: &str) -> Value {
             let calls: Vec<Value> = turn
                 .blocks
                 .iter()
-                .filter_map(|b| match b {
+                .enumerate()
+                .filter_map(|(i, b)| match b {
                     Block::ToolUse { id, name, input } => {
-                        Some(json!({"id": id, "type": "function", "function": {"name": name, "arguments": input.to_string()}}))
+                        let mut v = json!({"id": id, "type": "function", "function": {"name": name, "arguments": turn.input_text(i, input)}});
+                        if turn.omit_ids {
+                            v.as_object_mut().map(|o| o.remove("id"));
+                        }
+                        Some(v)
                     }
                     Block::Text(_) => None,
                 })
@@ -242,7 +281,7 @@ pub(super) fn full_body(wire: Wire, turn: &Turn, model: &str) -> Value {
             }
             let (i, o) = (turn.input_tokens, turn.output_tokens);
             json!({"id": "chatcmpl-mock", "object": "chat.completion", "created": 0, "model": model,
-                "choices": [{"index": 0, "message": message, "finish_reason": if turn.has_tools() { "tool_calls" } else { "stop" }}],
+                "choices": [{"index": 0, "message": message, "finish_reason": turn.stop_reason(Wire::OpenAi)}],
                 "usage": {"prompt_tokens": i, "completion_tokens": o, "total_tokens": i + o}})
         }
     }

@@ -64,19 +64,6 @@ pub fn setup(dir: &Path) -> Stele {
     s
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let (src, dst) = (e.path(), to.join(e.file_name()));
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&src, &dst);
-        } else {
-            std::fs::copy(&src, &dst).unwrap();
-        }
-    }
-}
-
 fn replace_in(path: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(path).unwrap();
     assert!(
@@ -87,13 +74,11 @@ fn replace_in(path: &Path, from: &str, to: &str) {
     std::fs::write(path, text.replace(from, to)).unwrap();
 }
 
-/// The finance bundle (alice is in finance), allowing [`model`]`(wire)`,
-/// with `extra` Cedar appended to the finance team's policies.
+/// The finance bundle (alice is in finance), allowing [`model`]`(wire)` served by
+/// the mock, with `extra` Cedar appended to the finance team's policies.
 pub fn policy(dir: &Path, wire: Wire, extra: &str) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/finance");
-    let dst = dir.join("policy");
-    copy_dir(&src, &dst);
-    let _ = std::fs::remove_dir_all(dst.join("tests"));
+    // The template pins Anthropic's API; this bundle allows the mock on this machine.
+    let dst = stele_tests::template_for_mock("finance", &dir.join("policy"));
     let team = dst.join("teams/finance/finance.cedar");
     if wire == Wire::OpenAi {
         replace_in(

@@ -54,6 +54,9 @@ fn probe() -> Result<u8, SandboxError> {
     report.require(&Requirements {
         landlock_min_abi: 1,
         fuse: FuseRequirement::NotRequired,
+        // Services are bounded by their rlimits (`ServiceLimits`), not
+        // (yet) by a cgroup of their own.
+        cgroups: crate::resources::CgroupRequirement::AllowWithout,
     })?;
     Ok(report.landlock_abi)
 }
@@ -175,6 +178,7 @@ pub(super) fn launch(spec: &ServiceSpec) -> Result<Launched, SandboxError> {
             stderr: err_w.as_raw_fd(),
             mounts: MountFds::of(&mount_fds)?,
             ruleset: ruleset.as_raw_fd(),
+            notify: -1,
         },
         _argv: argv,
         argv_ptrs,
@@ -184,6 +188,7 @@ pub(super) fn launch(spec: &ServiceSpec) -> Result<Launched, SandboxError> {
         cwd: cstring(&cwd, "cwd")?,
         rlimits: spawn::rlimit_table(&limits),
         seccomp: seccomp::sandbox_filters()?,
+        notify_filter: None,
         cap_last: std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()
             .and_then(|s| s.trim().parse().ok())

@@ -1,28 +1,41 @@
 //! Running one command in the guest: spawn under the confinement
-//! (`spawn.rs`), stream its output, enforce the deadline (SIGTERM, then
-//! SIGKILL to the whole process group), report how it ended and what it
-//! used. One (reused) thread per command polls its pipes and its pidfd:
-//! under TCG every thread created costs, and a command used to take five.
+//! (`spawn.rs`) in a cgroup of its own (`groups.rs`), stream its output,
+//! enforce the deadline (SIGTERM to every process of its cgroup, then
+//! `cgroup.kill`), end its whole process tree when it exits, and report
+//! how it ended and what it used. One (reused) thread per command polls
+//! its pipes and its pidfd: under TCG every thread created costs, and a
+//! command used to take five.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::confine::Confinement;
+use super::groups::Groups;
 use super::spawn::{self, Prepared};
 use super::Sender;
 use crate::process::sys;
-use crate::vm::protocol::{Bytes, ExecSpec, ExitReport, GuestMsg, GuestStatus, StreamKind, CHUNK};
+use crate::vm::protocol::{
+    Bytes, ExecSpec, ExitReport, GroupReport, GuestMsg, GuestStatus, StreamKind, CHUNK,
+};
 
-/// How long output is still collected after the command's process group
-/// is gone (a process that left the group may hold the pipes open).
+/// How long output is still collected after the command's tree is gone
+/// (every writer is dead then, so the pipes close at once).
 const DRAIN: Duration = Duration::from_millis(500);
+/// How long the end of a command's tree may take (processes blocked in
+/// the kernel die when they return to user space).
+const TREE_END: Duration = Duration::from_secs(5);
 
 /// Run `spec` on a worker thread; everything is reported through `tx`.
-pub(crate) fn spawn(spec: ExecSpec, confinement: Arc<Confinement>, tx: Sender) {
+pub(crate) fn spawn(
+    spec: ExecSpec,
+    confinement: Arc<Confinement>,
+    groups: Arc<Groups>,
+    tx: Sender,
+) {
     let id = spec.id;
     let tx2 = tx.clone();
-    let spawned = super::workers::run(Box::new(move || run(spec, &confinement, &tx2)));
+    let spawned = super::workers::run(Box::new(move || run(spec, &confinement, &groups, &tx2)));
     if let Err(e) = spawned {
         tx.send(&GuestMsg::Failed {
             id,
@@ -83,11 +96,28 @@ impl Out {
     }
 }
 
-fn run(spec: ExecSpec, confinement: &Arc<Confinement>, tx: &Sender) {
+/// Send SIGTERM to every process of the command's cgroup (children in
+/// other sessions and process groups included).
+fn terminate_all(leaf: &crate::process::cgroup::LeafGroup) {
+    for p in leaf.pids() {
+        // SAFETY: signalling a process of the command's group.
+        unsafe { libc::kill(p, libc::SIGTERM) };
+    }
+}
+
+fn run(spec: ExecSpec, confinement: &Arc<Confinement>, groups: &Groups, tx: &Sender) {
     let id = spec.id;
     let prepared = match Prepared::new(&spec.argv, &spec.env, &spec.cwd, &spec.rlimits) {
         Ok(p) => p,
         Err(e) => return failed(tx, id, e, None),
+    };
+    let leaf = match groups.leaf(&spec.group) {
+        Ok(l) => l,
+        Err(e) => return failed(tx, id, e, None),
+    };
+    let procs = match leaf.procs_file() {
+        Ok(f) => f,
+        Err(e) => return failed(tx, id, format!("the command's cgroup: {e}"), None),
     };
     let pipes = (|| Ok::<_, std::io::Error>((sys::pipe()?, sys::pipe()?, sys::pipe()?)))();
     let ((in_r, in_w), (out_r, out_w), (err_r, err_w)) = match pipes {
@@ -97,7 +127,7 @@ fn run(spec: ExecSpec, confinement: &Arc<Confinement>, tx: &Sender) {
     let program = spec.argv.first().cloned().unwrap_or_default();
     let started = Instant::now();
     let stdio = [in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
-    let pid = match spawn::spawn(&prepared, confinement, stdio) {
+    let pid = match spawn::spawn(&prepared, confinement, stdio, procs.as_raw_fd()) {
         Ok(pid) => pid,
         Err(errno) => {
             let e = std::io::Error::from_raw_os_error(errno);
@@ -109,18 +139,18 @@ fn run(spec: ExecSpec, confinement: &Arc<Confinement>, tx: &Sender) {
             );
         }
     };
-    drop((in_r, out_w, err_w));
+    drop((in_r, out_w, err_w, procs));
     let pidfd = match sys::pidfd_open(pid) {
         Ok(fd) => fd,
         Err(e) => {
-            // SAFETY: killing and reaping the child we just started.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
-            }
+            leaf.kill_and_wait(TREE_END);
+            // SAFETY: reaping the child we just started (killed above).
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
             return failed(tx, id, format!("pidfd: {e}"), None);
         }
     };
+    // Processes the command left running when it exited (ended then).
+    let mut leftover = 0u64;
     for fd in [&in_w, &out_r, &err_r] {
         set_nonblocking(fd);
     }
@@ -198,12 +228,14 @@ fn run(spec: ExecSpec, confinement: &Arc<Confinement>, tx: &Sender) {
             }
         }
         if fds[3].revents != 0 && exited.is_none() {
-            // Whatever the command left in its process group ends with
-            // it (it is not yet reaped, so its pid is still the group's).
-            // SAFETY: signalling the command's process group, then reaping
-            // the command (a zombie now) into locals.
+            // Whatever the command started ends with it, wherever it went
+            // (other sessions, double forks): its whole cgroup, before the
+            // result is reported, so nothing of it runs on into the next
+            // command.
+            leftover = leaf.pids().len() as u64;
+            leaf.kill_and_wait(TREE_END);
+            // SAFETY: reaping the command (a zombie now) into locals.
             unsafe {
-                libc::kill(-pid, libc::SIGKILL);
                 let mut st = 0;
                 let mut ru: libc::rusage = std::mem::zeroed();
                 if libc::wait4(pid, &mut st, 0, &mut ru) == pid {
@@ -223,23 +255,22 @@ fn run(spec: ExecSpec, confinement: &Arc<Confinement>, tx: &Sender) {
             }
         } else if !timed_out && now >= deadline {
             timed_out = true;
-            // SAFETY: signalling the command's process group.
-            unsafe { libc::kill(-pid, libc::SIGTERM) };
+            terminate_all(&leaf);
             kill_at = Some(now + grace);
         } else if kill_at.is_some_and(|k| now >= k) {
-            // SAFETY: as above.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            // Every process of the command at once.
+            leaf.kill();
             kill_at = None;
         }
     }
     let Some((status, usage, duration)) = exited else {
-        // SAFETY: the loop ended on a poll failure: kill and reap.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-            libc::waitpid(pid, std::ptr::null_mut(), 0);
-        }
+        leaf.kill_and_wait(TREE_END);
+        // SAFETY: the loop ended on a poll failure: reap (killed above).
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
         return failed(tx, id, "lost track of the command".into(), None);
     };
+    // Empty now (ended above); its figures, then it is removed.
+    let group = GroupReport::from_usage(&leaf.finish(), leftover);
     let status = if timed_out {
         GuestStatus::TimedOut
     } else if libc::WIFEXITED(status) {
@@ -259,5 +290,6 @@ fn run(spec: ExecSpec, confinement: &Arc<Confinement>, tx: &Sender) {
         system_cpu_us: us(usage.ru_stime),
         max_rss_bytes: u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024,
         duration_us: u64::try_from(duration.as_micros()).unwrap_or(u64::MAX),
+        group: Some(group),
     }));
 }

@@ -15,6 +15,7 @@ pub(crate) use confine::GUEST_USER;
 mod exec;
 mod files;
 mod forward;
+mod groups;
 mod spawn;
 mod workers;
 
@@ -130,6 +131,12 @@ fn agent() -> Result<(), String> {
     if !crate::process::loopback::lo_up() {
         errors.push(format!("loopback: {}", std::io::Error::last_os_error()));
     }
+    // Before the seccomp filters (they deny mount): each command gets a
+    // cgroup of its own under this hierarchy.
+    if let Err(e) = groups::mount() {
+        errors.push(e);
+    }
+    let groups = Arc::new(groups::Groups::default());
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let aslr = !cmdline.split_whitespace().any(|w| w == ASLR_OFF);
     let confinement = match confine::Confinement::prepare(aslr) {
@@ -176,7 +183,7 @@ fn agent() -> Result<(), String> {
         };
         match msg {
             HostMsg::Exec(spec) => match (&confinement, errors.is_empty()) {
-                (Some(c), true) => exec::spawn(spec, c.clone(), sender.clone()),
+                (Some(c), true) => exec::spawn(spec, c.clone(), groups.clone(), sender.clone()),
                 _ => sender.send(&GuestMsg::Failed {
                     id: spec.id,
                     error: format!("guest set-up failed: {}", errors.join("; ")),

@@ -82,15 +82,20 @@ struct Ctx<'a> {
     prepared: &'a Prepared,
     confinement: &'a Confinement,
     stdio: [RawFd; 3],
+    /// The command's `cgroup.procs`, open for writing.
+    cgroup_procs: RawFd,
     report: RawFd,
 }
 
-/// Start the command with `stdio` as its standard streams. Returns its
+/// Start the command with `stdio` as its standard streams, in the cgroup
+/// whose `cgroup.procs` is open as `cgroup_procs` (it moves itself there
+/// before anything else, so everything it starts is in it). Returns its
 /// pid once it has executed, or the errno of the step that failed.
 pub(crate) fn spawn(
     prepared: &Prepared,
     confinement: &Confinement,
     stdio: [RawFd; 3],
+    cgroup_procs: RawFd,
 ) -> Result<libc::pid_t, i32> {
     let (report_r, report_w) = sys::pipe().map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
     use std::os::fd::AsRawFd;
@@ -98,6 +103,7 @@ pub(crate) fn spawn(
         prepared,
         confinement,
         stdio,
+        cgroup_procs,
         report: report_w.as_raw_fd(),
     };
     let mut stack = vec![0u8; STACK_BYTES];
@@ -175,6 +181,11 @@ fn child(ctx: &Ctx<'_>) -> i32 {
     // SAFETY (all): raw system calls on descriptors and C strings prepared
     // by the parent; nothing allocates or takes a lock.
     unsafe {
+        // Into the command's cgroup first ("0": the calling process),
+        // while still root, before it can start anything.
+        if libc::write(ctx.cgroup_procs, b"0".as_ptr().cast(), 1) != 1 {
+            return sys::errno();
+        }
         if libc::setsid() < 0 {
             return sys::errno();
         }
