@@ -303,10 +303,10 @@ proptest! {
 fn unusual_but_valid_spellings_go_to_the_typed_parse() {
     let base = r#"{"actor":{"host":"h","principal":"p","runtime":"r"},"boot":"b","kind":"heartbeat","log":"l","seq":3,"ts":"t","v":1}"#;
     assert!(LeafView::scan(base.as_bytes()).is_some());
-    for odd in [base.replace(r#""boot":"b""#, r#""boot":"b\n""#)] {
-        assert!(LeafView::scan(odd.as_bytes()).is_none(), "{odd}");
-        assert!(Leaf::parse_canonical(odd.as_bytes()).is_ok(), "{odd}");
-    }
+    // An escape inside a compared field.
+    let odd = base.replace(r#""boot":"b""#, r#""boot":"b\n""#);
+    assert!(LeafView::scan(odd.as_bytes()).is_none(), "{odd}");
+    assert!(Leaf::parse_canonical(odd.as_bytes()).is_ok(), "{odd}");
     let with_decision = base.replace(
         r#""boot":"b","#,
         r#""boot":"b","decision":{"bundle":"x","effect":"allow","policies":[]},"#,

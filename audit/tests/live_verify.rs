@@ -36,7 +36,7 @@ fn live_writer_child() {
                 let mut i = 0u64;
                 while run.exists() {
                     let mut ev = Event::new(EventKind::PolicyDecision, actor());
-                    if i % 5 == 0 {
+                    if i.is_multiple_of(5) {
                         ev = ev.with_payload(PayloadInput {
                             role: "args".into(),
                             media: "text/plain".into(),

@@ -172,7 +172,10 @@ fn b64(h: &Hash) -> Value {
 /// Encode every leaf canonically, recomputing the chain links that follow
 /// from the (changed) leaves before: `prev`, `session.prev`,
 /// `refs.intent_leaf`. `bytes` changes the encoded bytes of one leaf.
-fn rechain(vals: &mut [Value], bytes: Option<(usize, fn(&mut Vec<u8>))>) -> Vec<Vec<u8>> {
+/// A change to the bytes of the leaf at an index, after it is encoded.
+type ByteEdit = Option<(usize, fn(&mut Vec<u8>))>;
+
+fn rechain(vals: &mut [Value], bytes: ByteEdit) -> Vec<Vec<u8>> {
     let mut prev: Option<Hash> = None;
     let mut sessions: HashMap<String, Hash> = HashMap::new();
     let mut by_seq: HashMap<u64, Hash> = HashMap::new();

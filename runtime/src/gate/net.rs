@@ -147,7 +147,6 @@ impl Gate {
         ar
     }
 
-
     /// Whether the session's sandbox has a network (`--network proxy`).
     pub fn has_network(&self) -> bool {
         match self.sandbox.network {
