@@ -188,6 +188,29 @@ mod tests {
     }
 
     #[test]
+    fn every_spelling_of_the_root_is_dot() {
+        // The one name a policy rule on the workspace root (`File::"."`)
+        // can match; "" is no spelling of it (an empty name is refused).
+        for root in [".", "./", ".//.", "././", "a/./..", "a/b/../.."] {
+            assert_eq!(
+                canonical_path(root).unwrap(),
+                CanonicalPath::root(),
+                "{root:?}"
+            );
+        }
+        assert!(matches!(canonical_path(""), Err(CanonError::Empty(_))));
+        let ws = std::env::temp_dir();
+        assert_eq!(
+            resolve_in_workspace(&ws, ".").unwrap(),
+            CanonicalPath::root()
+        );
+        assert_eq!(
+            resolve_in_workspace(&ws, "./").unwrap(),
+            CanonicalPath::root()
+        );
+    }
+
+    #[test]
     fn paths_refused() {
         assert!(matches!(
             canonical_path("/etc/passwd"),

@@ -37,6 +37,9 @@ pub struct ConfigFile {
     pub vm_fallback: Option<crate::cli::backend::VmFallback>,
     /// Seconds the micro-VM may take to come up [default: 60].
     pub vm_boot_timeout_secs: Option<u64>,
+    /// Bytes one session's sandboxed commands may write into the workspace,
+    /// together (`"4GiB"`, `"512MiB"`, `"unlimited"`) [default: 4GiB].
+    pub workspace_write_quota: Option<stele_sandbox::fs::WriteQuota>,
     /// Audit database.
     pub db: Option<PathBuf>,
     /// Signing key.

@@ -199,4 +199,9 @@ pub trait Sandbox: Send + Sync {
     fn layers(&self) -> &LayerReport;
     /// Run one command to completion (or to its deadline).
     fn exec(&self, req: ExecRequest) -> Result<ExecOutcome, SandboxError>;
+    /// How much of the workspace write quota the sandbox (the session) has
+    /// used, when its workspace is mediated.
+    fn workspace_usage(&self) -> Option<crate::fs::WriteUsage> {
+        None
+    }
 }

@@ -5,6 +5,7 @@
 pub mod check;
 pub mod error;
 pub mod exec;
+mod file_refusal;
 pub mod fs;
 pub mod mediator;
 pub mod process;
@@ -13,8 +14,9 @@ pub mod resources;
 pub mod tools;
 pub mod vm;
 
+pub use file_refusal::{printable_path, FileRefusal, RefusalRule};
 pub use mediator::{
-    ChangeOutcome, FileAccess, FileChangeReport, FileCloseReport, FileOp, FileRequest, Mediator,
-    NetAttempt, NetAttemptKind, NetCloseReport, NetRequest, NetScheme, NetVerdict, Refusal,
-    Requester, Ticket, Verdict,
+    policy_path, ChangeOutcome, FileAccess, FileChangeReport, FileCloseReport, FileOp, FileRequest,
+    Mediator, NetAttempt, NetAttemptKind, NetCloseReport, NetRequest, NetScheme, NetVerdict,
+    Refusal, Requester, Ticket, Verdict, ROOT_PATH,
 };

@@ -88,11 +88,24 @@ pub struct FileRequest {
     pub access: FileAccess,
     /// The operation that caused it.
     pub op: FileOp,
-    /// Workspace-relative path, `/`-separated, no `.`/`..`, no leading `/`;
-    /// the empty string is the workspace root.
+    /// Workspace-relative path, `/`-separated, no `.`/`..` components, no
+    /// leading `/`; the workspace root is `.` (the name policies use).
     pub path: String,
     /// Who asked.
     pub requester: Requester,
+}
+
+/// The path the mediator is asked about for the workspace root.
+pub const ROOT_PATH: &str = ".";
+
+/// A workspace-relative path as the mediator is asked about it: `""`
+/// (the root, as the sandbox's path joins keep it) becomes [`ROOT_PATH`].
+pub fn policy_path(path: &str) -> &str {
+    if path.is_empty() {
+        ROOT_PATH
+    } else {
+        path
+    }
 }
 
 /// A request to open one outbound connection through the egress proxy.
@@ -290,6 +303,10 @@ pub struct FileChangeReport {
     pub op: FileOp,
     /// How it came out.
     pub outcome: ChangeOutcome,
+    /// SHA-256 of the file's whole contents after a change of contents that
+    /// was made (a truncate or extension through `setattr`); `None` for
+    /// changes that leave contents alone, and when the re-hash failed.
+    pub sha256_after: Option<[u8; 32]>,
 }
 
 impl FileOp {
@@ -405,6 +422,18 @@ pub trait Mediator: Send + Sync + fmt::Debug {
     /// this too.
     fn file_changed(&self, report: &FileChangeReport) {
         let _ = report;
+    }
+    /// The sandbox refused a file access on its own, before or instead of
+    /// asking [`Mediator::file_access`] (a name that cannot be put to
+    /// policy, an escape, a device node, a privileged mode, the write
+    /// quota…: see [`RefusalRule`](crate::RefusalRule)). Called before the
+    /// refusal reaches the program. The runtime records it as a denial;
+    /// the returned [`Refusal`] goes back to a file tool's caller.
+    ///
+    /// The default records nothing (test doubles); a mediator that
+    /// forwards to another must forward this too.
+    fn file_refused(&self, refusal: &crate::FileRefusal) -> Refusal {
+        Refusal::new(refusal.reason())
     }
     /// Decide one outbound connection: canonicalise the host, decide, and
     /// name the address the proxy must connect to.

@@ -11,7 +11,7 @@ use fs_support::Recorder;
 use fuse_backend_rs::abi::fuse_abi::FsOptions;
 use fuse_backend_rs::api::filesystem::{Context, FileSystem, ROOT_ID};
 use stele_sandbox::fs::MediatedFs;
-use stele_sandbox::{FileAccess, Requester};
+use stele_sandbox::{FileAccess, RefusalRule, Requester};
 
 fn setup() -> (tempfile::TempDir, std::sync::Arc<Recorder>, MediatedFs) {
     let ws = tempfile::tempdir().unwrap();
@@ -50,9 +50,32 @@ fn dot_dot_and_slashes_are_refused_without_reaching_the_host() {
         let e = fs.layer().lookup(&ctx, ROOT_ID, name).unwrap_err();
         assert_eq!(errno(e), libc::EACCES, "{name:?}");
     }
-    // Not even asked: such names have no canonical workspace path.
+    // Not even asked: such names have no canonical workspace path. Each
+    // refusal is reported, with its rule.
     assert!(rec.requests.lock().unwrap().is_empty());
     assert_eq!(fs.layer().known_inodes(), 1);
+    assert_eq!(rec.refused(RefusalRule::ParentDir).len(), 2);
+    let slashes: Vec<String> = rec
+        .refused(RefusalRule::SlashInName)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(slashes, ["a/b", "../etc"]);
+}
+
+#[test]
+fn serving_leaves_the_process_umask_alone() {
+    // The passthrough sets the umask to 0 when it imports its root (at
+    // INIT and DESTROY); stele's own files would then be world-writable.
+    // SAFETY: umask has no preconditions; the previous value is restored.
+    let before = unsafe { libc::umask(0o027) };
+    let ws = tempfile::tempdir().unwrap();
+    let fs = MediatedFs::new(ws.path(), Recorder::new(), Requester::default()).unwrap();
+    fs.layer().init(FsOptions::all()).unwrap();
+    fs.layer().destroy();
+    // SAFETY: as above.
+    let after = unsafe { libc::umask(before) };
+    assert_eq!(after, 0o027, "umask became {after:o}");
 }
 
 #[test]

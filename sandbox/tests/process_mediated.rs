@@ -127,12 +127,13 @@ fn sandbox_user_owns_stele_users_workspace_files() {
         "v1\nv2\n"
     );
     let made = std::fs::metadata(ws.path().join("out/made.txt")).unwrap();
-    // Created on the host as stele's user, with the sandbox's umask (022).
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(made.uid(), unsafe { libc::geteuid() });
-    assert_eq!(made.mode() & 0o777, 0o644, "{}", out(&o));
+    // Created on the host as the workspace's owner (here stele's user),
+    // with the sandbox's umask (022) and the workspace's (027).
+    let owner = std::fs::metadata(ws.path()).unwrap();
+    assert_eq!((made.uid(), made.gid()), (owner.uid(), owner.gid()));
+    assert_eq!(made.mode() & 0o777, 0o640, "{}", out(&o));
     assert!(
-        out(&o).starts_with("0 644\n"),
+        out(&o).starts_with("0 644\n0 640\n"),
         "inside, the files are the sandbox user's: {}",
         out(&o)
     );

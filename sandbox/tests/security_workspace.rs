@@ -6,10 +6,12 @@
 #[path = "process_support/mod.rs"]
 mod support;
 
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, MetadataExt};
+use std::path::Path;
 
-use stele_sandbox::exec::ExitStatus;
-use stele_sandbox::{FileAccess, FileOp};
+use stele_sandbox::exec::{ExitStatus, Sandbox};
+use stele_sandbox::fs::WriteQuota;
+use stele_sandbox::{FileAccess, FileOp, RefusalRule};
 use support::*;
 
 /// A host directory beside the workspace holding a secret.
@@ -176,4 +178,171 @@ fn writes_denied_by_policy_never_reach_the_host() {
         denied_kinds.contains(&FileAccess::Delete),
         "{denied_kinds:?}"
     );
+}
+
+/// Whether the script's `echo NAME=$?` said NAME failed.
+fn failed(said: &str, name: &str) -> bool {
+    said.lines()
+        .filter_map(|l| l.strip_prefix(&format!("{name}=")))
+        .any(|code| code != "0")
+}
+
+/// The host user the test workspaces belong to (not stele's own).
+const OWNER: (u32, u32) = (12345, 12346);
+
+/// A workspace of [`OWNER`]'s, with these folders (also theirs).
+fn owned_workspace(dirs: &[&str]) -> tempfile::TempDir {
+    let ws = workspace();
+    std::os::unix::fs::chown(ws.path(), Some(OWNER.0), Some(OWNER.1)).unwrap();
+    for d in dirs {
+        std::fs::create_dir_all(ws.path().join(d)).unwrap();
+        std::os::unix::fs::chown(ws.path().join(d), Some(OWNER.0), Some(OWNER.1)).unwrap();
+    }
+    ws
+}
+
+fn host_mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().mode() & 0o7777
+}
+
+#[test]
+fn no_setuid_binary_can_be_planted_on_the_host() {
+    if !facilities_ok(true) {
+        return;
+    }
+    let ws = owned_workspace(&[]);
+    let rec = Recorder::new(Rule::AllowFiles);
+    let sb = mediated(ws.path(), rec.clone());
+    // The reproduction, and its variants.
+    let o = sh(
+        &sb,
+        "cp /usr/bin/id ./myid && chmod 4755 ./myid; echo suid=$?; chmod 2755 myid; echo sgid=$?; \
+         chmod 1755 myid; echo sticky=$?; mkdir -m 2777 d; echo mkdir=$?; \
+         python3 -c \"import os; os.close(os.open('p', os.O_CREAT|os.O_WRONLY, 0o6777)); os.mkdir('q', 0o2777)\"; echo py=$?; \
+         umask 0; echo x > plain; echo plain=$?",
+    );
+    let said = out(&o);
+    for k in ["suid", "sgid", "sticky", "mkdir"] {
+        assert!(failed(&said, k), "{k}: {said} {}", err(&o));
+    }
+    assert!(
+        !failed(&said, "py") && !failed(&said, "plain"),
+        "{said} {}",
+        err(&o)
+    );
+    let w = ws.path();
+    assert_eq!(
+        host_mode(&w.join("myid")) & 0o7000,
+        0,
+        "{:o}",
+        host_mode(&w.join("myid"))
+    );
+    assert_eq!(host_mode(&w.join("d")) & 0o7000, 0);
+    assert_eq!(host_mode(&w.join("p")), 0o750);
+    assert_eq!(host_mode(&w.join("q")), 0o750);
+    assert_eq!(host_mode(&w.join("plain")), 0o640);
+    for name in ["myid", "d", "p", "q", "plain"] {
+        let m = std::fs::metadata(w.join(name)).unwrap();
+        assert_eq!((m.uid(), m.gid()), OWNER, "{name}");
+    }
+    assert!(rec
+        .refused(RefusalRule::PrivilegedMode)
+        .iter()
+        .any(|(p, d)| p == "myid" && d == "mode 4755"));
+}
+
+#[test]
+fn hard_links_cannot_reach_protected_files() {
+    if !facilities_ok(true) {
+        return;
+    }
+    let ws = owned_workspace(&["receipts", "reports"]);
+    let w = ws.path();
+    for (name, text) in [("r1.csv", "acme,10\n"), ("r2.csv", "globex,20\n")] {
+        std::fs::write(w.join("receipts").join(name), text).unwrap();
+        std::os::unix::fs::chown(w.join("receipts").join(name), Some(OWNER.0), Some(OWNER.1))
+            .unwrap();
+    }
+    std::fs::hard_link(w.join("receipts/r2.csv"), w.join("reports/r2.csv")).unwrap();
+    let rec = Recorder::new(Rule::AllowFiles);
+    rec.protect("receipts");
+    let sb = mediated(w, rec.clone());
+    let o = sh(
+        &sb,
+        "python3 -c \"import os; os.link('receipts/r1.csv','reports/r1.csv')\"; echo link=$?; \
+         echo tampered >> reports/r2.csv; echo write=$?; cat reports/r2.csv > /dev/null; echo read=$?",
+    );
+    let said = out(&o);
+    assert!(failed(&said, "link") && failed(&said, "write"), "{said}");
+    assert!(!failed(&said, "read"), "{said} {}", err(&o));
+    assert_eq!(
+        std::fs::read_to_string(w.join("receipts/r1.csv")).unwrap(),
+        "acme,10\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.join("receipts/r2.csv")).unwrap(),
+        "globex,20\n"
+    );
+    let writes = rec.asked(FileAccess::Write);
+    assert!(
+        writes.contains(&"receipts/r1.csv".to_string()),
+        "{writes:?}"
+    );
+    assert!(
+        writes.contains(&"receipts/r2.csv".to_string()),
+        "{writes:?}"
+    );
+}
+
+#[test]
+fn the_root_lists_and_odd_names_are_refused_and_reported() {
+    if !facilities_ok(true) {
+        return;
+    }
+    let ws = owned_workspace(&["data"]);
+    let rec = Recorder::new(Rule::AllowFiles);
+    let sb = mediated(ws.path(), rec.clone());
+    let o = sh(
+        &sb,
+        "ls -a . > /dev/null; echo root=$?; ls -a /workspace > /dev/null; echo abs=$?; \
+         touch \"$(printf 'x\\033y')\"; echo esc=$?",
+    );
+    let said = out(&o);
+    assert!(
+        !failed(&said, "root") && !failed(&said, "abs"),
+        "{said} {}",
+        err(&o)
+    );
+    assert!(failed(&said, "esc"), "{said}");
+    assert!(rec.asked(FileAccess::List).contains(&".".to_string()));
+    assert!(rec
+        .refused(RefusalRule::ControlCharacter)
+        .iter()
+        .any(|(p, _)| p == "x\\u{1b}y"));
+}
+
+#[test]
+fn the_session_write_quota_holds() {
+    if !facilities_ok(true) {
+        return;
+    }
+    let ws = owned_workspace(&[]);
+    let rec = Recorder::new(Rule::AllowFiles);
+    let sb = mediated_with_quota(ws.path(), rec.clone(), WriteQuota::Bytes(1 << 20));
+    let o = sh(
+        &sb,
+        "dd if=/dev/zero of=a bs=64k count=12 2>/dev/null; echo a=$?",
+    );
+    assert!(!failed(&out(&o), "a"), "{}", out(&o));
+    // The quota is the session's: the next command has what is left.
+    let o = sh(&sb, "dd if=/dev/zero of=b bs=64k count=12 2>&1; echo b=$?");
+    assert!(failed(&out(&o), "b"), "{}", out(&o));
+    assert!(out(&o).contains("quota exceeded"), "{}", out(&o));
+    let usage = sb.workspace_usage().unwrap();
+    assert_eq!(usage.bytes_written, 1 << 20);
+    assert_eq!(usage.quota, WriteQuota::Bytes(1 << 20));
+    let on_disk = std::fs::metadata(ws.path().join("a")).unwrap().len()
+        + std::fs::metadata(ws.path().join("b")).unwrap().len();
+    assert_eq!(on_disk, 1 << 20);
+    assert_eq!(rec.refused(RefusalRule::WriteQuota).len(), 1);
 }

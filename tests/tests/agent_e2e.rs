@@ -299,27 +299,40 @@ fn prompt_injection_is_denied_logged_and_explained() {
         .as_str()
         .unwrap()
         .starts_with("sha256:"));
-    assert!(
-        leaves.iter().all(|l| l["target"]["path"]
+    // No .ssh access reached the gate as a workspace path: the only
+    // entries naming it are the refusals, denied before policy was asked.
+    for l in &leaves {
+        if l["target"]["path"]
             .as_str()
-            .is_none_or(|p| !p.contains(".ssh"))),
-        "no .ssh access reached the gate as a workspace path"
-    );
-    // The refused reads are in the log with why they were refused.
-    for (call, why) in [
-        ("b", "absolute paths are not allowed"),
-        ("c", "`..` is not allowed"),
+            .is_some_and(|p| p.contains(".ssh"))
+        {
+            assert_eq!(l["kind"], "policy.decision", "{l}");
+            assert_eq!(l["outcome"]["status"], "denied", "{l}");
+            assert!(l["data"]["refusal"]["rule"].is_string(), "{l}");
+        }
+    }
+    // The refused reads are in the log as denials, with the rule that
+    // refused them: a decision entry, and the tool call's result.
+    for (call, rule, path) in [
+        ("b", "path.absolute", "/root/.ssh/id_rsa"),
+        ("c", "path.parent_dir", "../../../root/.ssh/id_rsa"),
     ] {
         let result = leaves
             .iter()
             .find(|l| l["kind"] == "tool.result" && l["data"]["tool_use_id"] == call)
             .unwrap_or_else(|| panic!("no tool.result for {call}"));
-        assert_eq!(result["outcome"]["status"], "error", "{result}");
+        assert_eq!(result["outcome"]["status"], "denied", "{result}");
         assert!(
             result["outcome"]["detail"]
                 .as_str()
-                .is_some_and(|d| d.contains(why) && d.contains(".ssh/id_rsa")),
+                .is_some_and(|d| d.contains(rule) && d.contains(".ssh/id_rsa")),
             "{result}"
+        );
+        assert!(
+            denials
+                .iter()
+                .any(|l| l["target"]["path"] == path && l["data"]["refusal"]["rule"] == rule),
+            "no denied decision for {path}"
         );
     }
     let id = session_of(&leaves);

@@ -508,11 +508,15 @@ fn session_resume_checks_the_workspace_again() {
         ("ANTHROPIC_API_KEY", "sk-ant-test-0123456789"),
         ("ANTHROPIC_BASE_URL", url.as_str()),
     ];
+    // The template pins Anthropic's API; this copy allows the mock.
+    let policy = stele_tests::mock_template("strict-default");
     let o = h.stele(
         &[
             "run",
             "--workspace",
             h.work.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
             "--model",
             "anthropic:claude-sonnet-4-5",
             "Summarise",

@@ -432,10 +432,14 @@ fn model_output_is_shown_escaped_and_json_stays_faithful() {
                 .into(),
         );
         let url = mock.base_url();
+        // The template pins Anthropic's API; this copy allows the mock.
+        let policy = stele_tests::mock_template("strict-default");
         let mut args = vec![
             command,
             "--workspace",
             ws.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
             "--model",
             "anthropic:claude-sonnet-4-5",
         ];

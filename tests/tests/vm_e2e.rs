@@ -473,7 +473,7 @@ fn a_guest_process_does_not_outlive_its_command() {
             .tool_use("t3", "final_answer", json!({"answer": "done"}))
             .into(),
     );
-    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/finance");
+    let policy = stele_tests::mock_template("finance");
     let o = s
         .run_env(
             &[

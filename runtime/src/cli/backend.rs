@@ -15,11 +15,12 @@ use std::sync::{Arc, OnceLock};
 use anyhow::Context as _;
 use serde_json::json;
 use stele_sandbox::exec::Sandbox;
+use stele_sandbox::fs::WriteQuota;
 use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig};
 use stele_sandbox::resources::ResourceLimits;
 use stele_sandbox::{
-    FileChangeReport, FileCloseReport, FileRequest, Mediator, NetAttempt, NetCloseReport,
-    NetRequest, NetVerdict, Verdict,
+    FileChangeReport, FileCloseReport, FileRefusal, FileRequest, Mediator, NetAttempt,
+    NetCloseReport, NetRequest, NetVerdict, Refusal, Verdict,
 };
 
 /// Which sandbox backend runs the commands.
@@ -97,6 +98,12 @@ impl Mediator for DeferredMediator {
             m.file_changed(report);
         }
     }
+    fn file_refused(&self, refusal: &FileRefusal) -> Refusal {
+        match self.target.get() {
+            Some(m) => m.file_refused(refusal),
+            None => Refusal::new(refusal.reason()),
+        }
+    }
     fn net_connect(&self, req: &NetRequest) -> NetVerdict {
         self.target.get().map_or_else(
             || NetVerdict::Deny("the session has not started".into()),
@@ -125,20 +132,34 @@ pub struct BackendSpec {
     pub fallback: VmFallback,
     /// The micro-VM's boot timeout [default: the backend's, 60 s].
     pub vm_boot_timeout: Option<std::time::Duration>,
+    /// What the session's commands may write into the workspace, together.
+    pub workspace_quota: WriteQuota,
     /// Memory, process and CPU limits per command and for the session.
     pub resources: ResourceLimits,
 }
 
 impl BackendSpec {
-    /// The process backend, no fallback.
+    /// The process backend, no fallback, the default quota.
     pub fn process() -> BackendSpec {
         BackendSpec {
             requested: BackendChoice::Process,
             fallback: VmFallback::None,
             vm_boot_timeout: None,
+            workspace_quota: WriteQuota::default(),
             resources: ResourceLimits::default(),
         }
     }
+}
+
+/// The workspace write quota: the managed value, else `flag`, else the
+/// user's `workspace_write_quota`, else the default (4 GiB).
+pub fn workspace_quota(
+    layers: &crate::config::Layers,
+    flag: Option<WriteQuota>,
+) -> anyhow::Result<WriteQuota> {
+    Ok(layers
+        .pick("workspace_write_quota", flag, |c| c.workspace_write_quota)?
+        .unwrap_or_default())
 }
 
 /// A built sandbox and what the log says about it.
@@ -162,16 +183,23 @@ pub fn build(
     network: NetworkMode,
 ) -> anyhow::Result<Built> {
     if spec.requested == BackendChoice::Process {
-        return process(workspace, mediator, network, &spec.resources);
+        return process(
+            workspace,
+            mediator,
+            network,
+            spec.workspace_quota,
+            &spec.resources,
+        );
     }
     let vm_error = match super::vm::vm_sandbox(
         workspace,
         mediator.clone(),
         network,
         spec.vm_boot_timeout,
+        spec.workspace_quota,
         &spec.resources,
     ) {
-        Ok(vm) => return Ok(vm_built(vm)),
+        Ok(vm) => return Ok(vm_built(vm, spec.workspace_quota)),
         Err(e) => e,
     };
     if spec.fallback != VmFallback::Process {
@@ -187,8 +215,14 @@ pub fn build(
          sandbox as the configuration allows (vm_fallback = \"process\"); the log records it",
         crate::terminal_safe::line(&reason)
     );
-    let mut built = process(workspace, mediator, network, &spec.resources)
-        .context("the micro-VM did not come up, and neither did the process sandbox")?;
+    let mut built = process(
+        workspace,
+        mediator,
+        network,
+        spec.workspace_quota,
+        &spec.resources,
+    )
+    .context("the micro-VM did not come up, and neither did the process sandbox")?;
     let fallback = json!({
         "from": BackendChoice::Vm.recorded(),
         "to": BackendChoice::Process.recorded(),
@@ -206,10 +240,12 @@ fn process(
     workspace: &Path,
     mediator: Arc<dyn Mediator>,
     network: NetworkMode,
+    quota: WriteQuota,
     resources: &ResourceLimits,
 ) -> anyhow::Result<Built> {
     let mut cfg = ProcessSandboxConfig::new(workspace, mediator);
     cfg.network = network;
+    cfg.workspace_quota = quota;
     cfg.resources = resources.clone();
     let sandbox = ProcessSandbox::new(cfg)
         .context("setting up the sandbox (stele never runs unsandboxed)")?;
@@ -223,16 +259,20 @@ fn process(
     Ok(Built {
         sandbox: Arc::new(sandbox),
         ran: BackendChoice::Process,
-        record: json!({ "sandbox_resources": resources }),
+        record: json!({
+            "workspace_write_quota": quota.limit(),
+            "sandbox_resources": resources,
+        }),
         attestation: json!({
             "backend": "process",
             "layers": "namespaces, landlock, seccomp, cgroups, mediated FUSE workspace",
+            "workspace_write_quota": quota.limit(),
             "resources": resources,
         }),
     })
 }
 
-fn vm_built(vm: stele_sandbox::vm::VmSandbox) -> Built {
+fn vm_built(vm: stele_sandbox::vm::VmSandbox, quota: WriteQuota) -> Built {
     let info = vm.info().clone();
     let record = json!({
         "vm_image_digest": info.image_digest,
@@ -244,6 +284,7 @@ fn vm_built(vm: stele_sandbox::vm::VmSandbox) -> Built {
         "vm_guest_aslr": info.guest_aslr,
         "vm_boot_ms": u64::try_from(info.boot_time.as_millis()).unwrap_or(u64::MAX),
         "vm_jail": info.jail.to_json(),
+        "workspace_write_quota": quota.limit(),
         "sandbox_resources": vm.resources_json(),
     });
     let mut attestation = record.clone();

@@ -144,6 +144,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         backend: Some(super::backend::BackendChoice::Process),
         vm_fallback: None,
         vm_boot_timeout_secs: None,
+        workspace_quota: None,
         limits: Default::default(),
         max_steps: Some(20),
         max_tokens: 1_000_000,

@@ -50,6 +50,11 @@ pub struct RunArgs {
     /// The micro-VM's boot timeout in seconds (from the config's `vm_boot_timeout_secs`).
     #[arg(skip)]
     pub vm_boot_timeout_secs: Option<u64>,
+    /// Bytes the agent's commands may write into the workspace over the
+    /// session, e.g. 512MiB, 4GiB or "unlimited" [default:
+    /// `workspace_write_quota` in the config, else 4GiB].
+    #[arg(long)]
+    pub workspace_quota: Option<stele_sandbox::fs::WriteQuota>,
     /// Group limits (memory, processes, CPU) for this session.
     #[command(flatten)]
     pub limits: super::resources::LimitArgs,
@@ -167,6 +172,10 @@ pub(crate) fn apply_config(args: &mut RunArgs) -> anyhow::Result<()> {
     args.vm_fallback = layers.pick("vm_fallback", args.vm_fallback, |c| c.vm_fallback)?;
     args.vm_boot_timeout_secs =
         layers.pick("vm_boot_timeout_secs", None, |c| c.vm_boot_timeout_secs)?;
+    args.workspace_quota = Some(super::backend::workspace_quota(
+        &layers,
+        args.workspace_quota,
+    )?);
     args.config = layers.provenance();
     Ok(())
 }
@@ -195,6 +204,7 @@ pub(crate) fn open_for(
                     .unwrap_or(super::backend::BackendChoice::Process),
                 fallback: args.vm_fallback.unwrap_or_default(),
                 vm_boot_timeout: args.vm_boot_timeout_secs.map(Duration::from_secs),
+                workspace_quota: args.workspace_quota.unwrap_or_default(),
                 resources: super::resources::resource_limits(
                     &crate::config::load()?,
                     &args.limits.limits,

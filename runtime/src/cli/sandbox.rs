@@ -35,7 +35,7 @@ pub enum SandboxCommand {
     /// Report which sandbox layers are active on this host (by probing them).
     Check(CheckArgs),
     /// Run one command in the sandbox, through the policy gate.
-    Exec(ExecArgs),
+    Exec(Box<ExecArgs>),
     /// Measure the process sandbox's spawn overhead against a plain spawn.
     Bench(BenchArgs),
 }
@@ -88,6 +88,11 @@ pub struct ExecArgs {
     /// Signing key [default: $STATE/keys/log.key].
     #[arg(long)]
     pub key: Option<PathBuf>,
+    /// Bytes the session's commands may write into the workspace, e.g.
+    /// 512MiB, 4GiB or "unlimited" [default: `workspace_write_quota` in the
+    /// config, else 4GiB].
+    #[arg(long)]
+    pub workspace_quota: Option<stele_sandbox::fs::WriteQuota>,
     /// Group limits (memory, processes, CPU) for this session.
     #[command(flatten)]
     pub limits: super::resources::LimitArgs,
@@ -127,7 +132,7 @@ pub struct BenchArgs {
 pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         SandboxCommand::Check(a) => super::sandbox_check::check(a),
-        SandboxCommand::Exec(a) => exec(a),
+        SandboxCommand::Exec(a) => exec(*a),
         SandboxCommand::Bench(a) => bench(a),
     }
 }
@@ -148,6 +153,7 @@ fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         vm_boot_timeout: layers
             .pick("vm_boot_timeout_secs", None, |c| c.vm_boot_timeout_secs)?
             .map(Duration::from_secs),
+        workspace_quota: super::backend::workspace_quota(&layers, args.workspace_quota)?,
         resources: super::resources::resource_limits(&layers, &args.limits.limits)?,
     };
     let session = setup::open(

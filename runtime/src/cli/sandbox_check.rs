@@ -21,7 +21,9 @@ fn enforced(e: Enforcement) -> bool {
 
 pub(crate) fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     // The limits and cgroup place this host's sessions would get.
-    let limits = super::resources::resource_limits(&crate::config::load()?, &[])?;
+    let layers = crate::config::load()?;
+    let limits = super::resources::resource_limits(&layers, &[])?;
+    let quota = super::backend::workspace_quota(&layers, None);
     let report = LayerReport::probe_with(&limits);
     let verdict = report.require(&Requirements {
         cgroups: limits.requirement,
@@ -52,6 +54,8 @@ pub(crate) fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             "ready": verdict.is_ok(),
             "error": verdict.as_ref().err().map(|e| e.to_string()),
             "microvm": super::vm::report_json(&super::vm::probe()),
+            "workspace_write_quota": quota.as_ref().ok().map(|q| q.limit()),
+            "workspace_write_quota_error": quota.as_ref().err().map(|e| format!("{e:#}")),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -71,6 +75,12 @@ pub(crate) fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 "{:<22} cgroups = \"optional\": sessions run with rlimits only where cgroups are unusable",
                 ""
             );
+        }
+        match &quota {
+            Ok(q) => println!(
+                "workspace write quota: {q} per session (`workspace_write_quota`, --workspace-quota)"
+            ),
+            Err(e) => println!("workspace write quota: configuration error: {e:#}"),
         }
         match &verdict {
             Ok(()) => println!("\nprocess sandbox: READY (all required layers present)"),

@@ -291,6 +291,7 @@ fn resume(
         vm_boot_timeout: layers
             .pick("vm_boot_timeout_secs", None, |c| c.vm_boot_timeout_secs)?
             .map(Duration::from_secs),
+        workspace_quota: super::backend::workspace_quota(&layers, None)?,
         resources: super::resources::resource_limits(&layers, &[])?,
     };
     let bundle = Arc::new(

@@ -387,11 +387,13 @@ pub fn vm_sandbox(
     mediator: Arc<dyn Mediator>,
     network: NetworkMode,
     boot_timeout: Option<Duration>,
+    quota: stele_sandbox::fs::WriteQuota,
     resources: &stele_sandbox::resources::ResourceLimits,
 ) -> anyhow::Result<VmSandbox> {
     let image = default_store().current()?;
     let mut cfg = VmSandboxConfig::new(workspace, mediator, image, agent_path());
     cfg.network = network;
+    cfg.workspace_quota = quota;
     cfg.resources = resources.clone();
     if let Some(t) = boot_timeout {
         cfg.boot_timeout = t;

@@ -8,16 +8,25 @@
 //! lookups and listings are one decision entry each. A refusal reaches the
 //! sandbox as a [`Refusal`] carrying the logged [`Denial`] (rules, layer,
 //! audit entry), which the file tools hand back to the model.
+//!
+//! Refusals the sandbox makes on its own (a name policy cannot see, an
+//! escape, a device node, a privileged mode, the write quota:
+//! [`Mediator::file_refused`]), and paths this mediator cannot canonicalise,
+//! are `policy.decision` entries too: effect deny, status denied, no
+//! policies, the reason naming the rule, and `data.refusal` with the rule's
+//! name (`path.parent_dir`, `file.not_regular`, …) — so an auditor who
+//! filters denials sees every refused action.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use stele_audit::{Outcome, Status};
+use stele_audit::{Outcome, Status, Target};
 use stele_policy::canonical::{canonical_path, CanonicalHost};
-use stele_policy::{Action, Resource, SystemResolver, ToolArgs};
+use stele_policy::{Action, CanonError, Resource, SystemResolver, ToolArgs};
 use stele_sandbox::{
-    ChangeOutcome, FileAccess, FileChangeReport, FileCloseReport, FileOp, FileRequest, Mediator,
-    NetAttempt, NetAttemptKind, NetCloseReport, NetRequest, NetVerdict, Refusal, Ticket, Verdict,
+    ChangeOutcome, FileAccess, FileChangeReport, FileCloseReport, FileOp, FileRefusal, FileRequest,
+    Mediator, NetAttempt, NetAttemptKind, NetCloseReport, NetRequest, NetVerdict, Refusal,
+    RefusalRule, Ticket, Verdict,
 };
 
 use super::net::Connection;
@@ -48,7 +57,19 @@ pub struct GateMediator {
     /// Name lookups already decided: the kernel repeats them constantly and
     /// the answer cannot change within a session (the bundle is fixed).
     lookups: Mutex<HashMap<(FileAccess, String), Verdict>>,
+    /// Refused lookups and listings already logged (same reasoning).
+    refused_lookups: Mutex<HashMap<(FileAccess, RefusalRule, String), Refusal>>,
     warned: Mutex<HashSet<String>>,
+}
+
+/// A refusal made before any policy was asked, as the file tools hand it
+/// back: the logged denial and the rule that refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedBeforePolicy {
+    /// The `policy.decision` entry that records it.
+    pub denial: Denial,
+    /// The rule's stable name (`path.absolute`, …).
+    pub rule: &'static str,
 }
 
 impl std::fmt::Debug for GateMediator {
@@ -74,6 +95,7 @@ impl GateMediator {
             parent,
             open: Mutex::new(HashMap::new()),
             lookups: Mutex::new(HashMap::new()),
+            refused_lookups: Mutex::new(HashMap::new()),
             warned: Mutex::new(HashSet::new()),
         }
     }
@@ -217,6 +239,71 @@ impl From<Denial> for Refusal {
     }
 }
 
+/// The refusal rule for a path canonicalisation refused.
+fn canon_rule(e: &CanonError) -> RefusalRule {
+    match e {
+        CanonError::Empty(_) => RefusalRule::EmptyName,
+        CanonError::ControlCharacter(_) => RefusalRule::ControlCharacter,
+        CanonError::AbsolutePath(_) => RefusalRule::Absolute,
+        CanonError::EscapesWorkspace(_) => RefusalRule::ParentDir,
+        // The host and program variants are never produced for a path.
+        _ => RefusalRule::EmptyName,
+    }
+}
+
+impl GateMediator {
+    /// Log a refusal the sandbox (or canonicalisation) made: one
+    /// `policy.decision` entry, status denied; lookups and listings once
+    /// per session, like their decisions.
+    fn log_refusal(&self, r: &FileRefusal) -> Refusal {
+        let once = matches!(r.op, FileOp::Lookup | FileOp::ReadDir);
+        let key = (r.access, r.rule, r.path.clone());
+        if once {
+            if let Some(done) = self
+                .refused_lookups
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&key)
+            {
+                return done.clone();
+            }
+        }
+        let mut data = self.data(r.op, &r.requester);
+        data["refusal"] = serde_json::json!({
+            "rule": r.rule.name(),
+            "access": r.access.action(),
+        });
+        if !r.detail.is_empty() {
+            data["refusal"]["detail"] = serde_json::json!(r.detail);
+        }
+        let target = Target {
+            path: Some(r.path.clone()),
+            ..Target::default()
+        };
+        let reason = r.reason();
+        let refusal = match self.gate.refuse_target(target, reason.clone(), Some(data)) {
+            Ok(denial) => Refusal::with_detail(
+                reason,
+                RefusedBeforePolicy {
+                    denial,
+                    rule: r.rule.name(),
+                },
+            ),
+            Err(e) => match self.fail_closed(r.access.action(), &e) {
+                Verdict::Deny(refusal) => refusal,
+                Verdict::Allow(_) => Refusal::new(reason),
+            },
+        };
+        if once {
+            self.refused_lookups
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(key, refusal.clone());
+        }
+        refusal
+    }
+}
+
 fn action_of(access: FileAccess) -> Action {
     match access {
         FileAccess::Read => Action::FileRead,
@@ -231,7 +318,15 @@ impl Mediator for GateMediator {
         let path = match canonical_path(&req.path) {
             Ok(p) => p,
             Err(e) => {
-                return Verdict::Deny(Refusal::new(format!("path {:?} refused: {e}", req.path)))
+                let refusal = FileRefusal::new(
+                    req.access,
+                    req.op,
+                    req.path.as_bytes(),
+                    canon_rule(&e),
+                    req.requester.clone(),
+                )
+                .with_detail(e.to_string());
+                return Verdict::Deny(self.log_refusal(&refusal));
             }
         };
         let action = action_of(req.access);
@@ -278,7 +373,10 @@ impl Mediator for GateMediator {
         let Some(permit) = self.take(report.ticket) else {
             return;
         };
-        let data = serde_json::json!({ "op": op_name(report.op) });
+        let mut data = serde_json::json!({ "op": op_name(report.op) });
+        if let Some(h) = report.sha256_after {
+            data["sha256_after_write"] = serde_json::json!(hex::encode(h));
+        }
         if let Err(e) = self.gate.complete(
             permit,
             change_outcome(report.outcome),
@@ -287,6 +385,10 @@ impl Mediator for GateMediator {
         ) {
             tracing::error!("could not record the outcome of a {:?}: {e}", report.op);
         }
+    }
+
+    fn file_refused(&self, refusal: &FileRefusal) -> Refusal {
+        self.log_refusal(refusal)
     }
 
     fn net_connect(&self, req: &NetRequest) -> NetVerdict {

@@ -10,11 +10,11 @@ use stele_audit::leaf::Leaf;
 use stele_audit::{AuditLog, EventKind, LogOptions, Status, Store};
 use stele_policy::{ApprovalOutcome, Bundle, SandboxFacts};
 use stele_sandbox::{
-    ChangeOutcome, FileAccess, FileChangeReport, FileOp, FileRequest, Mediator, Requester, Ticket,
-    Verdict,
+    ChangeOutcome, FileAccess, FileChangeReport, FileOp, FileRefusal, FileRequest, Mediator,
+    RefusalRule, Requester, Ticket, Verdict,
 };
 
-use super::{GateMediator, Parent};
+use super::{GateMediator, Parent, RefusedBeforePolicy};
 use crate::gate::approval::FlagApprover;
 use crate::gate::{Denial, Gate, SessionInfo};
 
@@ -142,6 +142,7 @@ fn one_shot_changes_have_an_intent_before_and_a_result_after() {
             ticket: t,
             op,
             outcome,
+            sha256_after: None,
         });
         tickets.push(t);
     }
@@ -150,6 +151,7 @@ fn one_shot_changes_have_an_intent_before_and_a_result_after() {
         ticket: tickets[0],
         op: FileOp::Mkdir,
         outcome: ChangeOutcome::Done,
+        sha256_after: None,
     });
     assert!(m.take_open().is_empty());
     s.gate.end_session(Status::Ok, None).unwrap();
@@ -191,4 +193,120 @@ fn entries_of_a_tool_call_name_its_intent() {
     let t = allowed(&m, FileAccess::Read, FileOp::Open, "receipts/r2.txt");
     let data = leaves(&s.db)[t.0 as usize].data.clone().unwrap();
     assert!(data.get("tool_call").is_none());
+}
+
+#[test]
+fn refusals_before_policy_are_denied_decision_entries() {
+    let s = setup();
+    let m = GateMediator::new(s.gate.clone(), Some(4));
+    // Paths canonicalisation refuses: each a logged denial naming the rule.
+    let mut seqs = Vec::new();
+    for (path, rule, shown) in [
+        ("../etc/passwd", "path.parent_dir", "../etc/passwd"),
+        ("/etc/passwd", "path.absolute", "/etc/passwd"),
+        ("", "path.empty", ""),
+        ("a\u{1b}[2Jb", "path.control_character", "a\\u{1b}[2Jb"),
+    ] {
+        let Verdict::Deny(r) = m.file_access(&req(FileAccess::Read, FileOp::Open, path)) else {
+            panic!("{path:?} was allowed")
+        };
+        let refused = r
+            .detail::<RefusedBeforePolicy>()
+            .expect("the logged refusal travels with it");
+        assert_eq!(refused.rule, rule);
+        seqs.push((refused.denial.seq, rule, shown));
+    }
+    // The sandbox's own refusals, with who asked and why.
+    let requester = Requester {
+        pid: Some(7),
+        exec_id: Some("9".into()),
+    };
+    let r = m.file_refused(
+        &FileRefusal::new(
+            FileAccess::Write,
+            FileOp::SetAttr,
+            b"myid",
+            RefusalRule::PrivilegedMode,
+            requester.clone(),
+        )
+        .with_detail("mode 4755"),
+    );
+    let setuid = r.detail::<RefusedBeforePolicy>().unwrap().denial.seq;
+    // A refused lookup is logged once per session, like a decided one.
+    let lookup = FileRefusal::new(
+        FileAccess::List,
+        FileOp::Lookup,
+        b"bad\xff",
+        RefusalRule::NotUtf8,
+        requester,
+    );
+    let first = m.file_refused(&lookup);
+    let again = m.file_refused(&lookup);
+    let once = first.detail::<RefusedBeforePolicy>().unwrap().denial.seq;
+    assert_eq!(
+        again.detail::<RefusedBeforePolicy>().unwrap().denial.seq,
+        once
+    );
+    // The root is a resource policy decides, as ".".
+    let root = allowed(&m, FileAccess::List, FileOp::ReadDir, ".");
+    // A truncate's result carries the hash of what it left.
+    let t = allowed(&m, FileAccess::Write, FileOp::SetAttr, "reports/a.csv");
+    m.file_changed(&FileChangeReport {
+        ticket: t,
+        op: FileOp::SetAttr,
+        outcome: ChangeOutcome::Done,
+        sha256_after: Some([0xab; 32]),
+    });
+    s.gate.end_session(Status::Ok, None).unwrap();
+    let l = leaves(&s.db);
+    let check = |seq: u64, rule: &str, path: &str| {
+        let e = &l[seq as usize];
+        assert_eq!(e.kind, EventKind::PolicyDecision, "{rule}");
+        assert_eq!(e.outcome.as_ref().unwrap().status, Status::Denied, "{rule}");
+        let d = e.decision.as_ref().unwrap();
+        assert_eq!(d.effect, stele_audit::Effect::Deny);
+        assert!(d.policies.is_empty());
+        assert!(d.reason.as_ref().unwrap().contains(rule), "{d:?}");
+        let data = e.data.as_ref().unwrap();
+        assert_eq!(data["refusal"]["rule"], rule);
+        assert_eq!(
+            e.target.as_ref().unwrap().path.as_deref(),
+            Some(path),
+            "{rule}"
+        );
+        data.clone()
+    };
+    for (seq, rule, shown) in seqs {
+        let data = check(seq, rule, shown);
+        assert_eq!(data["exec"], "4");
+    }
+    let data = check(setuid, "file.privileged_mode", "myid");
+    assert_eq!(data["refusal"]["detail"], "mode 4755");
+    assert_eq!(data["refusal"]["access"], "file.write");
+    assert_eq!(
+        (data["pid"].clone(), data["exec"].clone()),
+        (7.into(), "9".into())
+    );
+    check(once, "path.not_utf8", "bad\\xff");
+    let refusals = l
+        .iter()
+        .filter(|e| {
+            e.data
+                .as_ref()
+                .is_some_and(|d| d["refusal"]["rule"] == "path.not_utf8")
+        })
+        .count();
+    assert_eq!(refusals, 1);
+    assert_eq!(
+        l[root.0 as usize].target.as_ref().unwrap().path.as_deref(),
+        Some(".")
+    );
+    let result = l
+        .iter()
+        .find(|e| e.refs.as_ref().is_some_and(|r| r.intent_seq == t.0))
+        .unwrap();
+    assert_eq!(
+        result.data.as_ref().unwrap()["sha256_after_write"],
+        hex::encode([0xab; 32])
+    );
 }

@@ -349,8 +349,10 @@ impl Gate {
         self.refuse_target(target, reason, req.data.clone())
     }
 
-    /// [`Gate::refuse`] for an attempt without a policy resource (a socket
-    /// of a refused kind has no destination yet): the target as given.
+    /// [`Gate::refuse`] for a request without a canonical policy resource:
+    /// a path refused *because* it cannot be canonicalised or leads out of
+    /// the workspace, or a socket of a refused kind (no destination yet).
+    /// `target` names it as given, made printable.
     pub fn refuse_target(
         &self,
         target: stele_audit::Target,

@@ -87,6 +87,12 @@ pub fn exec_gated(
                 "max_rss_bytes": out.usage.max_rss_bytes,
             });
             resource_fields(&mut data, &out);
+            // The session's workspace writes so far, against its quota.
+            if let Some(w) = sandbox.workspace_usage() {
+                data["workspace_bytes_written"] = serde_json::json!(w.bytes_written);
+                data["workspace_write_quota"] = serde_json::json!(w.quota.limit());
+                data["workspace_writes_refused"] = serde_json::json!(w.refused_writes);
+            }
             gate.complete(permit, exec_outcome(&out), payloads, Some(data))?;
             Ok(GatedExec::Ran(Box::new(out)))
         }

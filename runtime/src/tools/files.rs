@@ -5,6 +5,7 @@ use stele_sandbox::tools::{ToolError, WorkspaceTools};
 use stele_sandbox::Refusal;
 
 use super::{denial_json, specs, Ran};
+use crate::gate::mediator::RefusedBeforePolicy;
 use crate::gate::Denial;
 
 fn arg<'a>(input: &'a Value, key: &str) -> Result<&'a str, String> {
@@ -22,32 +23,52 @@ pub(super) fn run(files: &WorkspaceTools, name: &str, input: &Value) -> Ran {
     match run_inner(files, name, input) {
         Ok(text) => Ran::ok(text),
         Err(Failure::Arg(e)) => Ran::error(e),
-        Err(Failure::Tool(ToolError::Denied {
-            action,
-            path,
-            refusal,
-        })) => denied(action, &path, &refusal),
+        Err(Failure::Tool(
+            ToolError::Denied {
+                action,
+                path,
+                refusal,
+            }
+            | ToolError::Refused {
+                action,
+                path,
+                refusal,
+                ..
+            },
+        )) => denied(action, &path, &refusal),
         Err(Failure::Tool(e)) => Ran::error(e.to_string()),
     }
 }
 
 /// A refused file access as the model sees it: the logged denial (rules,
-/// layer, audit entry) with the action and path, or, when the refusal was
-/// not a policy decision (an unusable path, the log failing), its reason.
+/// layer, audit entry) with the action and path; a refusal made before
+/// policy (an unusable path, an escape, a FIFO…) with its rule and audit
+/// entry; or, when nothing could be logged, the reason.
 fn denied(action: &str, path: &str, refusal: &Refusal) -> Ran {
-    let text = match refusal.detail::<Denial>() {
-        Some(d) => {
-            let mut v = denial_json(d);
-            v["action"] = action.into();
-            v["path"] = path.into();
-            v
-        }
-        None => serde_json::json!({
+    let text = if let Some(r) = refusal.detail::<RefusedBeforePolicy>() {
+        serde_json::json!({
             "error": "refused",
             "action": action,
             "path": path,
-            "reason": refusal.reason(),
-        }),
+            "rule": r.rule,
+            "reason": r.denial.reason,
+            "audit_entry": r.denial.seq,
+        })
+    } else {
+        match refusal.detail::<Denial>() {
+            Some(d) => {
+                let mut v = denial_json(d);
+                v["action"] = action.into();
+                v["path"] = path.into();
+                v
+            }
+            None => serde_json::json!({
+                "error": "refused",
+                "action": action,
+                "path": path,
+                "reason": refusal.reason(),
+            }),
+        }
     };
     let mut r = Ran::error(text.to_string());
     r.outcome.status = stele_audit::Status::Denied;
@@ -85,8 +106,11 @@ fn run_inner(files: &WorkspaceTools, name: &str, input: &Value) -> Result<String
             Ok(format!("edited {} ({} bytes)", out.path, out.bytes_written))
         }
         specs::FILE_LIST => {
-            let path = input.get("path").and_then(Value::as_str).unwrap_or(".");
-            let path = if path == "." { "" } else { path };
+            // No path, "", "." and "./" all name the workspace root.
+            let path = match input.get("path") {
+                None | Some(Value::Null) => ".",
+                Some(_) => a("path")?,
+            };
             let entries = files.list(path)?;
             Ok(entries
                 .iter()
@@ -150,5 +174,100 @@ mod tests {
         );
         assert_eq!(ran.status, ToolResultStatus::Error);
         assert!(!ran.text.contains("denied_by_policy"), "{}", ran.text);
+        // It is a denial all the same, with its rule and its entry.
+        assert_eq!(ran.outcome.status, stele_audit::Status::Denied);
+        let v: serde_json::Value = serde_json::from_str(&ran.text).unwrap();
+        assert_eq!(v["error"], "refused");
+        assert_eq!(v["rule"], "path.absolute");
+        assert!(v["audit_entry"].as_u64().is_some(), "{v}");
+    }
+
+    #[test]
+    fn the_root_is_listed_and_searched_and_escapes_are_logged_denials() {
+        let s = setup();
+        let ws = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(ws.path().join("receipts")).unwrap();
+        std::fs::write(ws.path().join("receipts/r1.txt"), "north 12\n").unwrap();
+        let fifo =
+            std::ffi::CString::new(ws.path().join("receipts/pipe").to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let m = Arc::new(GateMediator::with_parent(
+            s.gate.clone(),
+            Parent::ToolCall(3),
+        ));
+        let files = WorkspaceTools::open(ws.path(), m, Requester::default()).unwrap();
+        // The model's natural first call, in every spelling (finance lets
+        // its members list ".").
+        for input in [
+            json!({}),
+            json!({"path": "."}),
+            json!({"path": ""}),
+            json!({"path": "./"}),
+        ] {
+            let ran = super::run(&files, super::specs::FILE_LIST, &input);
+            assert_eq!(ran.status, ToolResultStatus::Ok, "{input}: {}", ran.text);
+            assert!(ran.text.contains("receipts"), "{input}: {}", ran.text);
+        }
+        let ran = super::run(
+            &files,
+            super::specs::FILE_SEARCH,
+            &json!({"query": "north"}),
+        );
+        assert!(
+            ran.text.contains("receipts/r1.txt:1: north 12"),
+            "{}",
+            ran.text
+        );
+        // A FIFO is refused at once (reading it would block the run).
+        let started = std::time::Instant::now();
+        let ran = super::run(
+            &files,
+            super::specs::FILE_READ,
+            &json!({"path": "receipts/pipe"}),
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(
+            ran.outcome.status,
+            stele_audit::Status::Denied,
+            "{}",
+            ran.text
+        );
+        let v: serde_json::Value = serde_json::from_str(&ran.text).unwrap();
+        assert_eq!(v["rule"], "file.not_regular");
+        // Escapes are denials in the log: a policy.decision, status denied.
+        let ran = super::run(
+            &files,
+            super::specs::FILE_READ,
+            &json!({"path": "../../etc/passwd"}),
+        );
+        let v: serde_json::Value = serde_json::from_str(&ran.text).unwrap();
+        assert_eq!(v["rule"], "path.parent_dir");
+        let seq = v["audit_entry"].as_u64().unwrap();
+        s.gate.end_session(stele_audit::Status::Ok, None).unwrap();
+        let l = crate::gate::mediator::tests::leaves(&s.db);
+        let e = &l[seq as usize];
+        assert_eq!(e.kind, stele_audit::EventKind::PolicyDecision);
+        assert_eq!(
+            e.outcome.as_ref().unwrap().status,
+            stele_audit::Status::Denied
+        );
+        assert_eq!(
+            e.target.as_ref().unwrap().path.as_deref(),
+            Some("../../etc/passwd")
+        );
+        assert_eq!(e.data.as_ref().unwrap()["tool_call"], 3);
+        assert_eq!(
+            e.data.as_ref().unwrap()["refusal"]["rule"],
+            "path.parent_dir"
+        );
+        // The root's listing was decided, as ".".
+        assert!(l
+            .iter()
+            .any(|e| e.kind == stele_audit::EventKind::PolicyDecision
+                && e.target.as_ref().and_then(|t| t.path.as_deref()) == Some(".")
+                && e.decision
+                    .as_ref()
+                    .is_some_and(|d| d.effect == stele_audit::Effect::Allow)));
     }
 }

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use stele_sandbox::fs::{FsServer, MediatedFs};
+use stele_sandbox::fs::{FsServer, MediatedFs, MediatedLayer};
 use stele_sandbox::{
-    FileAccess, FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict,
-    Requester, Ticket, Verdict,
+    FileAccess, FileChangeReport, FileCloseReport, FileRefusal, FileRequest, Mediator,
+    NetCloseReport, NetRequest, NetVerdict, Refusal, RefusalRule, Requester, Ticket, Verdict,
 };
 
 /// A rule: return `Some(reason)` to deny the request.
@@ -25,6 +25,8 @@ pub struct Recorder {
     rules: Mutex<Vec<Rule>>,
     pub requests: Mutex<Vec<FileRequest>>,
     pub closes: Mutex<Vec<FileCloseReport>>,
+    pub changes: Mutex<Vec<FileChangeReport>>,
+    pub refusals: Mutex<Vec<FileRefusal>>,
     /// When false, nothing is recorded (benchmark mode: decisions still run).
     pub record: bool,
     next: AtomicU64,
@@ -46,6 +48,8 @@ impl Recorder {
             rules: Mutex::new(Vec::new()),
             requests: Mutex::new(Vec::new()),
             closes: Mutex::new(Vec::new()),
+            changes: Mutex::new(Vec::new()),
+            refusals: Mutex::new(Vec::new()),
             record,
             next: AtomicU64::new(1),
         }
@@ -97,9 +101,22 @@ impl Recorder {
         }
     }
 
+    /// Refusals reported with `rule`, as (path, detail).
+    pub fn refused(&self, rule: RefusalRule) -> Vec<(String, String)> {
+        self.refusals
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.rule == rule)
+            .map(|r| (r.path.clone(), r.detail.clone()))
+            .collect()
+    }
+
     pub fn clear(&self) {
         self.requests.lock().unwrap().clear();
         self.closes.lock().unwrap().clear();
+        self.changes.lock().unwrap().clear();
+        self.refusals.lock().unwrap().clear();
     }
 }
 
@@ -120,6 +137,17 @@ impl Mediator for Recorder {
         if self.record {
             self.closes.lock().unwrap().push(report.clone());
         }
+    }
+
+    fn file_changed(&self, report: &FileChangeReport) {
+        if self.record {
+            self.changes.lock().unwrap().push(*report);
+        }
+    }
+
+    fn file_refused(&self, refusal: &FileRefusal) -> Refusal {
+        self.refusals.lock().unwrap().push(refusal.clone());
+        Refusal::new(refusal.reason())
     }
 
     fn net_connect(&self, _req: &NetRequest) -> NetVerdict {
@@ -193,6 +221,11 @@ impl Mounted {
             _dir: dir,
             server: Some(server),
         }
+    }
+
+    /// The layer being served.
+    pub fn layer(&self) -> &Arc<MediatedLayer> {
+        self.server.as_ref().unwrap().layer()
     }
 
     /// FUSE requests served so far, per opcode.

@@ -9,7 +9,13 @@ use fuse_backend_rs::abi::fuse_abi::stat64;
 use fuse_backend_rs::api::filesystem::{Context, Entry, FileSystem};
 
 use super::layer::MediatedLayer;
-use crate::{ChangeOutcome, FileAccess, FileChangeReport, FileCloseReport, FileOp, Ticket};
+use crate::file_refusal::RefusalRule;
+use crate::{
+    policy_path, ChangeOutcome, FileAccess, FileChangeReport, FileCloseReport, FileOp, Ticket,
+};
+
+/// Tickets of decisions, each with the name it was decided under.
+pub(super) type Decided = Vec<(Ticket, String)>;
 
 /// `__FMODE_EXEC`: set in the open flags the kernel forwards for execve.
 const FMODE_EXEC: u32 = 0x20;
@@ -55,30 +61,59 @@ impl MediatedLayer {
         entry
     }
 
-    /// Ask every access in `accesses` for one requester; the serial of the
-    /// requester's command comes back with the tickets. When one is refused,
-    /// the handles already allowed are reported closed (nothing was opened).
+    /// Ask every access in `accesses` under every name in `names` for one
+    /// requester; the serial of the requester's command comes back with the
+    /// tickets. When one is refused, the handles already allowed are
+    /// reported closed (nothing was opened).
     pub(super) fn ask_all(
         &self,
         ctx: &Context,
         accesses: &[FileAccess],
         op: FileOp,
-        path: &str,
-    ) -> io::Result<(Vec<Ticket>, Option<u64>)> {
+        names: &[String],
+    ) -> io::Result<(Decided, Option<u64>)> {
         let (requester, command) = self.requester(ctx)?;
-        let mut tickets = Vec::with_capacity(accesses.len());
-        for access in accesses {
-            match self.ask_as(&requester, *access, op, path) {
-                Ok(t) => tickets.push(t),
-                Err(e) => {
-                    for t in tickets {
-                        self.closed_unused(t, path);
+        let mut tickets = Vec::with_capacity(accesses.len() * names.len());
+        for path in names {
+            for access in accesses {
+                match self.ask_as(&requester, *access, op, path) {
+                    Ok(t) => tickets.push((t, path.clone())),
+                    Err(e) => {
+                        for (t, p) in tickets {
+                            self.closed_unused(t, &p);
+                        }
+                        return Err(e);
                     }
-                    return Err(e);
                 }
             }
         }
         Ok((tickets, command))
+    }
+
+    /// The names an access of `access` by `op` to `inode` is decided
+    /// under (see `aliases.rs`); a hard-linked file whose names are not all
+    /// known workspace paths is refused here.
+    pub(super) fn names_to_decide(
+        &self,
+        ctx: &Context,
+        inode: u64,
+        access: FileAccess,
+        op: FileOp,
+    ) -> io::Result<Vec<String>> {
+        match self.decision_names(inode)? {
+            Ok(names) => Ok(names),
+            Err(unresolved) => {
+                let (path, _) = self.node(inode)?;
+                Err(self.refuse(
+                    ctx,
+                    access,
+                    op,
+                    path.as_bytes(),
+                    RefusalRule::HardLinkUnresolved,
+                    unresolved.to_string(),
+                ))
+            }
+        }
     }
 
     /// An allowed handle that was never opened (or a node made without
@@ -86,7 +121,7 @@ impl MediatedLayer {
     pub(super) fn closed_unused(&self, ticket: Ticket, path: &str) {
         self.mediator.file_closed(&FileCloseReport {
             ticket,
-            path: path.to_owned(),
+            path: policy_path(path).to_owned(),
             bytes_read: 0,
             bytes_written: 0,
             sha256_after_write: None,
@@ -104,6 +139,18 @@ impl MediatedLayer {
         asks: &[(FileAccess, &str)],
         act: impl FnOnce() -> io::Result<T>,
     ) -> io::Result<T> {
+        self.change_hashed(ctx, op, asks, || act().map(|t| (t, None)))
+    }
+
+    /// [`MediatedLayer::change`] for a change that may leave new contents:
+    /// `act` gives the SHA-256 of the file after it, reported with the outcome.
+    pub(super) fn change_hashed<T>(
+        &self,
+        ctx: &Context,
+        op: FileOp,
+        asks: &[(FileAccess, &str)],
+        act: impl FnOnce() -> io::Result<(T, Option<[u8; 32]>)>,
+    ) -> io::Result<T> {
         debug_assert!(op.is_change(), "{op:?} is not a one-shot change");
         let (requester, _) = self.requester(ctx)?;
         let mut tickets = Vec::with_capacity(asks.len());
@@ -111,22 +158,27 @@ impl MediatedLayer {
             match self.ask_as(&requester, *access, op, path) {
                 Ok(t) => tickets.push(t),
                 Err(e) => {
-                    self.report_change(&tickets, op, ChangeOutcome::Abandoned);
+                    self.report_change(&tickets, op, ChangeOutcome::Abandoned, None);
                     return Err(e);
                 }
             }
         }
-        let result = act();
-        let outcome = match &result {
-            Ok(_) => ChangeOutcome::Done,
-            Err(e) => ChangeOutcome::Failed(e.raw_os_error().unwrap_or(libc::EIO)),
-        };
-        self.report_change(&tickets, op, outcome);
-        result
+        match act() {
+            Ok((t, sha)) => {
+                self.report_change(&tickets, op, ChangeOutcome::Done, sha);
+                Ok(t)
+            }
+            Err(e) => {
+                let errno = e.raw_os_error().unwrap_or(libc::EIO);
+                self.report_change(&tickets, op, ChangeOutcome::Failed(errno), None);
+                Err(e)
+            }
+        }
     }
 
     /// RENAME: `file.delete` on the source and `file.write` on the target
     /// (both ways for an exchange), one change; the node map follows.
+    /// `RENAME_WHITEOUT` (it leaves a device node behind) is refused.
     pub(super) fn rename_mediated(
         &self,
         ctx: &Context,
@@ -136,9 +188,35 @@ impl MediatedLayer {
         newname: &CStr,
         flags: u32,
     ) -> io::Result<()> {
-        let from = self.child_path(olddir, oldname)?;
-        let to = self.child_path(newdir, newname)?;
+        let from = self.child_path(ctx, olddir, oldname, FileAccess::Delete, FileOp::Rename)?;
+        let to = self.child_path(ctx, newdir, newname, FileAccess::Write, FileOp::Rename)?;
+        if flags & libc::RENAME_WHITEOUT != 0 {
+            return Err(self.refuse(
+                ctx,
+                FileAccess::Write,
+                FileOp::Rename,
+                from.as_bytes(),
+                RefusalRule::DeviceNode,
+                "RENAME_WHITEOUT leaves a whiteout device".into(),
+            ));
+        }
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        let mut moved = vec![(olddir, oldname, &from)];
+        if exchange {
+            moved.push((newdir, newname, &to));
+        }
+        for (dir, name, path) in moved {
+            if let Some(detail) = self.setid_entry(ctx, dir, name)? {
+                return Err(self.refuse(
+                    ctx,
+                    FileAccess::Write,
+                    FileOp::Rename,
+                    path.as_bytes(),
+                    RefusalRule::PrivilegedMode,
+                    detail,
+                ));
+            }
+        }
         let plain = [
             (FileAccess::Delete, from.as_str()),
             (FileAccess::Write, &to),
@@ -161,12 +239,19 @@ impl MediatedLayer {
         Ok(())
     }
 
-    fn report_change(&self, tickets: &[Ticket], op: FileOp, outcome: ChangeOutcome) {
+    fn report_change(
+        &self,
+        tickets: &[Ticket],
+        op: FileOp,
+        outcome: ChangeOutcome,
+        sha256_after: Option<[u8; 32]>,
+    ) {
         for ticket in tickets {
             self.mediator.file_changed(&FileChangeReport {
                 ticket: *ticket,
                 op,
                 outcome,
+                sha256_after,
             });
         }
     }

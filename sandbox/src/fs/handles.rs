@@ -109,10 +109,11 @@ pub(crate) struct OpenHandle {
     /// The open flags it shares `inner` under, when pooled (see `pool.rs`);
     /// `None`: `inner` is its own.
     pub pooled: Option<u32>,
-    /// Workspace-relative path at open time.
+    /// Workspace-relative path at open time (the first of its names).
     pub path: String,
-    /// Tickets of the decisions that allowed the open (one per access asked).
-    pub tickets: Vec<Ticket>,
+    /// Tickets of the decisions that allowed the open, with the name each
+    /// was decided under (one per access and name asked).
+    pub tickets: Vec<(Ticket, String)>,
     /// Whether it was opened for writing.
     pub writable: bool,
     /// The command that opened it, when the server is shared by several.
@@ -125,6 +126,8 @@ pub(crate) struct OpenHandle {
     pub hash: Mutex<WriteHash>,
     /// Set by the first close report (there is exactly one per handle).
     reported: AtomicBool,
+    /// Set when a write was first refused for the quota (reported once).
+    quota_hit: AtomicBool,
 }
 
 impl OpenHandle {
@@ -133,7 +136,7 @@ impl OpenHandle {
     pub fn new(
         inode: u64,
         path: String,
-        tickets: Vec<Ticket>,
+        tickets: Vec<(Ticket, String)>,
         writable: bool,
         command: Option<u64>,
     ) -> Self {
@@ -149,7 +152,13 @@ impl OpenHandle {
             bytes_written: AtomicU64::new(0),
             hash: Mutex::new(WriteHash::new()),
             reported: AtomicBool::new(false),
+            quota_hit: AtomicBool::new(false),
         }
+    }
+
+    /// Whether this is the first write on the handle refused for the quota.
+    pub fn first_quota_hit(&self) -> bool {
+        !self.quota_hit.swap(true, Ordering::AcqRel)
     }
 
     /// The same handle, doing its I/O through inner handle `inner` (shared

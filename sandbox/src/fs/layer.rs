@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::ffi::CStr;
+use std::fs::File;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
@@ -18,14 +19,19 @@ use fuse_backend_rs::passthrough::{CachePolicy, Config, PassthroughFs};
 use ring::digest::{Context as Sha, SHA256};
 
 use super::attribution::Attribution;
+use super::budget::Budget;
 use super::bufio::HashingSink;
+use super::guard::Owner;
 use super::handles::OpenHandle;
 use super::idmap::IdMap;
-use super::paths::NodeMap;
+use super::paths::{NameError, NodeMap, Seen};
 use super::pool::ReadPool;
+use super::quota::{QuotaCounter, WriteQuota, WriteUsage};
 use super::FsError;
+use crate::file_refusal::{FileRefusal, RefusalRule};
 use crate::{
-    FileAccess, FileCloseReport, FileOp, FileRequest, Mediator, Requester, Ticket, Verdict,
+    policy_path, FileAccess, FileCloseReport, FileOp, FileRequest, Mediator, Requester, Ticket,
+    Verdict,
 };
 
 /// How long the kernel may cache names and attributes. Lookups are decided
@@ -50,6 +56,15 @@ pub struct MediatedLayer {
     pub(super) idmap: std::sync::OnceLock<IdMap>,
     /// Signalled whenever a handle stops being tracked (see `settle_command`).
     pub(super) released: (Mutex<()>, Condvar),
+    /// The workspace root, opened once, for searching a hard-linked file's
+    /// other names (`aliases.rs`).
+    pub(super) root_dir: File,
+    /// Who owns the workspace: what the sandbox creates is given to them.
+    pub(super) owner: Owner,
+    /// The session's write quota and what it has used.
+    pub(super) quota: QuotaCounter,
+    /// How many descriptors the layer may hold (`budget.rs`).
+    pub(super) budget: Budget,
 }
 
 impl std::fmt::Debug for MediatedLayer {
@@ -99,6 +114,9 @@ impl MediatedLayer {
             ..Config::default()
         };
         let inner = PassthroughFs::<()>::new(cfg).map_err(FsError::Passthrough)?;
+        let root_dir = File::open(&canonical).map_err(root_err)?;
+        let owner = Owner::of(&canonical).map_err(root_err)?;
+        let budget = Budget::new();
         Ok(MediatedLayer {
             inner,
             mediator,
@@ -106,9 +124,13 @@ impl MediatedLayer {
             nodes: RwLock::new(NodeMap::new()),
             handles: RwLock::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
-            pool: Mutex::new(ReadPool::new()),
+            pool: Mutex::new(ReadPool::with_budget(budget.max())),
             idmap: std::sync::OnceLock::new(),
             released: (Mutex::new(()), Condvar::new()),
+            root_dir,
+            owner,
+            quota: QuotaCounter::new(WriteQuota::default()),
+            budget,
         })
     }
 
@@ -143,7 +165,7 @@ impl MediatedLayer {
         let req = FileRequest {
             access,
             op,
-            path: path.to_owned(),
+            path: policy_path(path).to_owned(),
             requester: requester.clone(),
         };
         match self.mediator.file_access(&req) {
@@ -152,27 +174,122 @@ impl MediatedLayer {
         }
     }
 
-    /// Path of `name` in `parent`.
-    pub(super) fn child_path(&self, parent: u64, name: &CStr) -> io::Result<String> {
-        self.nodes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .child_path(parent, name)
+    /// Refuse `access` by `op` on `path` (raw bytes, workspace-relative) by
+    /// `rule`: reported to the mediator, and the errno for the program.
+    pub(super) fn refuse(
+        &self,
+        ctx: &Context,
+        access: FileAccess,
+        op: FileOp,
+        path: &[u8],
+        rule: RefusalRule,
+        detail: String,
+    ) -> io::Error {
+        // A process of no command we serve is refused without a report,
+        // as for every other request of it.
+        let Ok((requester, _)) = self.requester(ctx) else {
+            return io::Error::from_raw_os_error(libc::EACCES);
+        };
+        let path = if path.is_empty() { b"." } else { path };
+        let refusal = FileRefusal::new(access, op, path, rule, requester).with_detail(detail);
+        self.mediator.file_refused(&refusal);
+        io::Error::from_raw_os_error(refusal_errno(rule))
     }
 
-    /// Path and file type of `inode`.
+    /// Path of `name` in `parent`, for `access` by `op`; a name that cannot
+    /// be put to policy is refused (and reported) here.
+    pub(super) fn child_path(
+        &self,
+        ctx: &Context,
+        parent: u64,
+        name: &CStr,
+        access: FileAccess,
+        op: FileOp,
+    ) -> io::Result<String> {
+        let r = self
+            .nodes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .child_path(parent, name);
+        match r {
+            Ok(p) => Ok(p),
+            Err(NameError::Io(e)) => Err(e),
+            Err(NameError::Refused(rule)) => {
+                let (dir, _) = self.node(parent)?;
+                let mut raw = Vec::from(dir.as_bytes());
+                if !dir.is_empty() {
+                    raw.extend_from_slice(b"/");
+                }
+                raw.extend_from_slice(name.to_bytes());
+                Err(self.refuse(ctx, access, op, &raw, rule, String::new()))
+            }
+        }
+    }
+
+    /// Path (as a directory: its first name) and file type of `inode`.
     pub(super) fn node(&self, inode: u64) -> io::Result<(String, u32)> {
         let nodes = self.nodes.read().unwrap_or_else(PoisonError::into_inner);
         let node = nodes.get(inode)?;
-        Ok((node.path.clone(), node.kind))
+        Ok((node.path().to_owned(), node.kind))
     }
 
-    /// Record that the kernel now holds a reference to `inode` at `path`.
-    pub(super) fn remember(&self, inode: u64, path: String, mode: u32) {
-        self.nodes
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remember(inode, path, mode & libc::S_IFMT);
+    /// Record that the kernel now holds a reference to the inode of
+    /// `entry`, reached as `name` in `parent` at `path`.
+    pub(super) fn remember(
+        &self,
+        parent: u64,
+        name: &CStr,
+        path: String,
+        entry: &fuse_backend_rs::api::filesystem::Entry,
+    ) {
+        let seen = Seen {
+            mode: entry.attr.st_mode,
+            nlink: entry.attr.st_nlink,
+        };
+        let known = {
+            let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
+            nodes.remember(entry.inode, parent, name, path, seen);
+            nodes.len()
+        };
+        self.budget.note(known + self.open_handles());
+    }
+
+    /// Limit the inodes and open handles the layer holds together to `max`
+    /// (before serving; see `budget.rs`).
+    pub fn set_max_open(&self, max: usize) {
+        self.budget.set_max(max);
+        *self.pool.lock().unwrap_or_else(PoisonError::into_inner) = ReadPool::with_budget(max);
+    }
+
+    /// Inodes and open handles the layer may hold together.
+    pub fn max_open(&self) -> usize {
+        self.budget.max()
+    }
+
+    /// Block until the layer holds more than its high-water mark (true),
+    /// or eviction was stopped (false).
+    pub(super) fn wait_for_eviction(&self) -> bool {
+        self.budget.wait()
+    }
+
+    /// End [`MediatedLayer::wait_for_eviction`] for good.
+    pub(super) fn stop_evicting(&self) {
+        self.budget.stop();
+    }
+
+    /// A transport runs an evictor for this layer (or no longer does).
+    pub(super) fn set_evictor(&self, running: bool) {
+        self.budget.set_evictor(running);
+    }
+
+    /// The write quota of this layer (one per sandbox: the session's).
+    pub fn set_write_quota(&self, quota: WriteQuota) {
+        self.quota.set(quota);
+    }
+
+    /// What the write quota has used so far.
+    pub fn write_usage(&self) -> WriteUsage {
+        self.quota.usage()
     }
 
     /// Report the close of `open` (after the inner handle was released).
@@ -189,10 +306,10 @@ impl MediatedLayer {
         let bytes_written = open
             .bytes_written
             .load(std::sync::atomic::Ordering::Relaxed);
-        for ticket in &open.tickets {
+        for (ticket, path) in &open.tickets {
             self.mediator.file_closed(&FileCloseReport {
                 ticket: *ticket,
-                path: open.path.clone(),
+                path: policy_path(path).to_owned(),
                 bytes_read,
                 bytes_written,
                 sha256_after_write,
@@ -259,6 +376,27 @@ impl MediatedLayer {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
+    }
+}
+
+/// The errno a program gets for a refusal by `rule`.
+pub(super) fn refusal_errno(rule: RefusalRule) -> i32 {
+    match rule {
+        RefusalRule::PrivilegedMode | RefusalRule::Ownership | RefusalRule::DeviceNode => {
+            libc::EPERM
+        }
+        RefusalRule::ExtendedAttribute => libc::EOPNOTSUPP,
+        RefusalRule::WriteQuota => libc::EDQUOT,
+        RefusalRule::OpenFiles => libc::ENFILE,
+        RefusalRule::EmptyName
+        | RefusalRule::ControlCharacter
+        | RefusalRule::NotUtf8
+        | RefusalRule::ParentDir
+        | RefusalRule::Absolute
+        | RefusalRule::SlashInName
+        | RefusalRule::SymlinkEscape
+        | RefusalRule::NotRegular
+        | RefusalRule::HardLinkUnresolved => libc::EACCES,
     }
 }
 

@@ -18,10 +18,13 @@
 //! A virtio-fs (vhost-user-fs) transport would drive the same
 //! [`MediatedLayer`] from virtqueues instead of /dev/fuse.
 
+pub(crate) mod aliases;
 mod attribution;
+mod budget;
 mod bufio;
 mod cpu;
 mod decide;
+mod guard;
 mod handles;
 mod idmap;
 mod layer;
@@ -29,6 +32,7 @@ mod open;
 mod ops;
 mod paths;
 mod pool;
+mod quota;
 mod server;
 mod stats;
 mod write;
@@ -39,8 +43,10 @@ use std::sync::Arc;
 
 pub use attribution::{pid_namespace, CommandTable, Registration};
 pub use cpu::{current_cpu, next_cpu, pin_current_thread, pin_task};
+pub use guard::{Owner, WORKSPACE_UMASK};
 pub use idmap::IdMap;
 pub use layer::MediatedLayer;
+pub use quota::{QuotaParseError, WriteQuota, WriteUsage, DEFAULT_WRITE_QUOTA};
 pub use server::FsServer;
 
 use attribution::Attribution;
@@ -94,27 +100,6 @@ fn max_read() -> usize {
     SESSION_BUF_PAGES * page
 }
 
-/// The passthrough keeps one `O_PATH` fd per inode the kernel remembers, so
-/// a workspace with many files needs far more descriptors than the usual
-/// soft limit of 1024. Raise the soft limit to the hard limit (never lower
-/// it), as virtiofsd does; past that, lookups fail with EMFILE.
-fn raise_nofile_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass and nothing else.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return;
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: setrlimit reads the struct we pass; raising the soft limit
-        // up to the hard limit needs no privilege.
-        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
-    }
-}
-
 impl MediatedFs {
     /// Build the file system over `root`. Decisions are attributed to
     /// `requester` (its pid is filled in per request).
@@ -143,7 +128,6 @@ impl MediatedFs {
         mediator: Arc<dyn Mediator>,
         attribution: Attribution,
     ) -> Result<Self, FsError> {
-        raise_nofile_limit();
         Ok(MediatedFs {
             layer: Arc::new(MediatedLayer::new(root, mediator, attribution)?),
             threads: server::DEFAULT_SERVER_THREADS,
@@ -158,6 +142,27 @@ impl MediatedFs {
     /// the sandbox's ids are the host's, e.g. no user namespace).
     pub fn with_id_map(self, map: IdMap) -> Self {
         self.layer.set_id_map(map);
+        self
+    }
+
+    /// Hold at most `max` remembered inodes and open handles together
+    /// (each takes a host descriptor). The default is the process's
+    /// descriptor limit (raised as far as allowed) less a reserve of an
+    /// eighth of it, at least 1,024 (half of a limit below 2,048), for the
+    /// rest of stele; near it (see `budget.rs`) the least recently used
+    /// entries are dropped from the
+    /// kernel's cache, and past all of it new lookups and opens fail with
+    /// `ENFILE` (reported). See `docs/mediated-workspace.md`.
+    pub fn with_max_open(self, max: usize) -> Self {
+        self.layer.set_max_open(max);
+        self
+    }
+
+    /// Limit what the sandbox may write into the workspace over the
+    /// server's life (a session) to `quota` (default
+    /// [`DEFAULT_WRITE_QUOTA`]); writes beyond it fail with `EDQUOT`.
+    pub fn with_write_quota(self, quota: WriteQuota) -> Self {
+        self.layer.set_write_quota(quota);
         self
     }
 

@@ -15,9 +15,27 @@ use std::time::{Duration, Instant};
 use fuse_backend_rs::abi::fuse_abi::{CreateIn, OpenOptions};
 use fuse_backend_rs::api::filesystem::{Context, Entry, FileSystem};
 
+use super::guard::{creation_mode, WORKSPACE_UMASK};
 use super::handles::OpenHandle;
 use super::layer::MediatedLayer;
+use crate::file_refusal::RefusalRule;
 use crate::{FileAccess, FileOp};
+
+/// What the passthrough's CREATE answers: the entry, the inner handle, the
+/// open options and the passthrough's own extra.
+type Created = (Entry, Option<u64>, OpenOptions, Option<u32>);
+
+/// Whether a CREATE made the file or found it there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fresh {
+    /// Made by this request.
+    New,
+    /// Made meanwhile by someone else (the program did not ask for `O_EXCL`).
+    Existing,
+}
+
+/// How long a request with no descriptor left waits for an eviction round.
+const EVICTION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Open flags a pooled descriptor may be shared under: read-only, nothing
 /// that changes the file (`O_TRUNC`) or how the host descriptor behaves for
@@ -52,6 +70,15 @@ impl MediatedLayer {
                 return Ok((self.track(open.backed_by(inner, Some(flags))), opts));
             }
         }
+        let access = if open.writable {
+            FileAccess::Write
+        } else {
+            FileAccess::Read
+        };
+        if let Err(e) = self.fd_room(ctx, access, FileOp::Open, &open.path) {
+            self.report_close(ctx, &open);
+            return Err(e);
+        }
         let (inner, opts, _) = match self.inner.open(ctx, inode, flags, fuse_flags) {
             Ok((Some(h), opts, passthrough)) => (h, opts, passthrough),
             Ok((None, _, _)) => {
@@ -71,7 +98,8 @@ impl MediatedLayer {
     }
 
     /// CREATE of `name` (at workspace path `path`) in `parent`: decided,
-    /// created, tracked as a writable handle of its own.
+    /// created with a sanitised mode, given to the workspace's owner,
+    /// tracked as a writable handle of its own.
     pub(super) fn create_tracked(
         &self,
         ctx: &Context,
@@ -84,9 +112,15 @@ impl MediatedLayer {
         if args.flags & libc::O_ACCMODE as u32 == libc::O_RDWR as u32 {
             accesses.push(FileAccess::Read);
         }
-        let (tickets, command) = self.ask_all(ctx, &accesses, FileOp::Create, &path)?;
-        self.make_fd_room(ctx);
-        let (entry, handle, opts, passthrough) = match self.inner.create(ctx, parent, name, args) {
+        let names = [path.clone()];
+        let (tickets, command) = self.ask_all(ctx, &accesses, FileOp::Create, &names)?;
+        if let Err(e) = self.fd_room(ctx, FileAccess::Write, FileOp::Create, &path) {
+            let failed = OpenHandle::new(0, path, tickets, false, command);
+            self.report_close(ctx, &failed);
+            return Err(e);
+        }
+        let made = self.create_inner(ctx, parent, name, args);
+        let ((entry, handle, opts, passthrough), fresh) = match made {
             Ok(r) => r,
             Err(e) => {
                 // Allowed but failed (EEXIST, ENOSPC…): close the decision.
@@ -95,8 +129,17 @@ impl MediatedLayer {
                 return Err(e);
             }
         };
-        self.remember(entry.inode, path.clone(), entry.attr.st_mode);
+        self.remember(parent, name, path.clone(), &entry);
         let open = OpenHandle::new(entry.inode, path, tickets, true, command);
+        let truncates = args.flags & libc::O_TRUNC as u32 != 0;
+        if fresh == Fresh::New || truncates {
+            // Made (or emptied) by this handle: a change of contents, whose
+            // close report carries a hash even when nothing is written.
+            open.hash
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .truncated(0, true);
+        }
         let handle = match handle {
             Some(h) => Some(self.track(open.backed_by(h, None))),
             // No handle means nothing will ever be released: report now so
@@ -107,6 +150,67 @@ impl MediatedLayer {
             }
         };
         Ok((self.out_entry(entry), handle, opts, passthrough))
+    }
+
+    /// Create the file exclusively, so a new file is known to be ours (and
+    /// is settled: owner, mode); when the name exists meanwhile (made on the
+    /// host after the kernel's lookup) and the program did not ask for
+    /// `O_EXCL`, open the existing file instead, which is then not given
+    /// away but loses setuid/setgid bits before it is written.
+    fn create_inner(
+        &self,
+        ctx: &Context,
+        parent: u64,
+        name: &CStr,
+        args: CreateIn,
+    ) -> io::Result<(Created, Fresh)> {
+        let excl = CreateIn {
+            flags: args.flags | libc::O_EXCL as u32,
+            mode: creation_mode(args.mode, args.umask, WORKSPACE_UMASK),
+            umask: 0,
+            fuse_flags: args.fuse_flags,
+        };
+        match self.inner.create(ctx, parent, name, excl) {
+            Ok((entry, handle, opts, pt)) => {
+                let inode = entry.inode;
+                match self.settle_new(entry) {
+                    Ok(entry) => Ok(((entry, handle, opts, pt), Fresh::New)),
+                    Err(e) => {
+                        if let Some(h) = handle {
+                            let _ = self.inner.release(ctx, inode, 0, h, false, false, None);
+                        }
+                        Err(e)
+                    }
+                }
+            }
+            Err(e)
+                if e.raw_os_error() == Some(libc::EEXIST)
+                    && args.flags & libc::O_EXCL as u32 == 0 =>
+            {
+                let existing = self.inner.lookup(ctx, parent, name)?;
+                let inode = existing.inode;
+                let aliased = existing.attr.st_nlink > 1;
+                let kept = if aliased {
+                    // Decided under one name only: an alias appeared in the
+                    // meantime; let the program look it up and open it.
+                    Err(io::Error::from_raw_os_error(libc::EEXIST))
+                } else {
+                    Ok(())
+                };
+                let kept = kept.and_then(|()| self.drop_setid(inode)).and_then(|()| {
+                    let plain = CreateIn {
+                        mode: excl.mode,
+                        umask: 0,
+                        ..args
+                    };
+                    self.inner.create(ctx, parent, name, plain)
+                });
+                // The lookup above took a reference the kernel never saw.
+                self.inner.forget(ctx, inode, 1);
+                kept.map(|created| (created, Fresh::Existing))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Pool `inner` for (`inode`, `flags`) if the descriptor budget allows.
@@ -129,16 +233,88 @@ impl MediatedLayer {
         pooled
     }
 
-    /// The inner fs is about to take a descriptor for a new inode: make the
-    /// pool give back idle descriptors if the budget needs them.
-    pub(super) fn make_fd_room(&self, ctx: &Context) {
-        let others = self.known_inodes() + self.open_handles();
+    /// The inner fs is about to take a descriptor (a new inode or an own
+    /// handle) for `access` by `op` on `path`: make the pool give back idle
+    /// descriptors if the budget needs them, and refuse (reported, ENFILE)
+    /// when the budget is used up even so.
+    pub(super) fn fd_room(
+        &self,
+        ctx: &Context,
+        access: FileAccess,
+        op: FileOp,
+        path: &str,
+    ) -> io::Result<()> {
+        let held = self.known_inodes() + self.open_handles();
         let mut evicted = Vec::new();
         self.pool
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .shed(others, &mut evicted);
+            .shed(held, &mut evicted);
         self.release_evicted(ctx, evicted);
+        if self.budget.has_room(held, self.leaving()) {
+            return Ok(());
+        }
+        if self.budget.has_evictor() {
+            // Let the evictor (a thread that may not have had the CPU yet)
+            // make room before refusing.
+            let room = || {
+                let held = self.known_inodes() + self.open_handles();
+                self.budget.has_room(held, self.leaving())
+            };
+            let deadline = std::time::Instant::now() + EVICTION_WAIT;
+            if self.budget.wait_for_room(deadline, &room) {
+                return Ok(());
+            }
+        }
+        let held = self.known_inodes() + self.open_handles();
+        Err(self.refuse(
+            ctx,
+            access,
+            op,
+            path.as_bytes(),
+            RefusalRule::OpenFiles,
+            format!("{held} of {} in use", self.budget.max()),
+        ))
+    }
+
+    /// Entries the kernel should be asked to drop, least recently used
+    /// first, to bring the layer back to half its high-water mark:
+    /// (inode, parent inode, name). Inodes with open handles are kept.
+    pub(crate) fn eviction_victims(&self) -> Vec<(u64, u64, String)> {
+        let known = self.known_inodes().saturating_sub(self.leaving());
+        let high = self.budget.high_water();
+        if known + self.open_handles() <= high {
+            return Vec::new();
+        }
+        let busy: std::collections::HashSet<u64> = self
+            .handles
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .map(|h| h.inode)
+            .collect();
+        let n = known.saturating_sub(high / 2);
+        self.nodes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .least_recently_used(n, &|ino| busy.contains(&ino))
+    }
+
+    /// Inodes the kernel was asked to drop whose FORGET is pending.
+    fn leaving(&self) -> usize {
+        self.nodes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .evicted()
+    }
+
+    /// The kernel was asked to drop these inodes' entries (the evictor).
+    pub(crate) fn evicted(&self, inodes: &[u64]) {
+        self.nodes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .mark_evicted(inodes);
+        self.budget.progress();
     }
 
     /// Close inner handles the pool let go of.
@@ -193,7 +369,7 @@ impl MediatedLayer {
             .collect()
     }
 
-    fn open_handles(&self) -> usize {
+    pub(super) fn open_handles(&self) -> usize {
         self.handles
             .read()
             .unwrap_or_else(PoisonError::into_inner)

@@ -3,15 +3,21 @@
 //! | FUSE op                      | asks                                       |
 //! |------------------------------|--------------------------------------------|
 //! | lookup                       | `file.list` on the child path              |
-//! | opendir                      | `file.list` on the directory               |
+//! | opendir                      | `file.list` on the directory (root: `.`)   |
 //! | open (read / write / rdwr)   | `file.read` / `file.write` / both          |
 //! | open for exec                | `file.read`, op `Exec`                     |
 //! | create, mknod                | `file.write` (+ `file.read` for O_RDWR)    |
 //! | mkdir, symlink               | `file.write` on the new path               |
-//! | link                         | `file.read` source, `file.write` new name  |
+//! | link                         | `file.read` + `file.write` on every source name, `file.write` new name |
 //! | unlink, rmdir                | `file.delete`                              |
 //! | rename                       | `file.delete` source, `file.write` target  |
-//! | setattr, setxattr, removexattr | `file.write`                             |
+//! | setattr                      | `file.write`                               |
+//! | setxattr, removexattr        | refused (`guard.rs`)                       |
+//!
+//! Opens, setattr and links of a hard-linked file ask under every name
+//! (`aliases.rs`); what the workspace may never hold (setuid bits, device
+//! nodes, other owners…) is refused before anything is asked (`guard.rs`),
+//! and every refusal is reported to the mediator.
 //!
 //! Reads, writes, getattr, readlink, readdir on an already-decided inode or
 //! handle are not asked again: the decision was made once, at lookup/open.
@@ -33,8 +39,10 @@ use fuse_backend_rs::api::filesystem::{
 };
 
 use super::decide::{eacces, ebadf, open_accesses};
+use super::guard::{creation_mode, is_device, with_private_umask, WORKSPACE_UMASK};
 use super::handles::OpenHandle;
 use super::layer::MediatedLayer;
+use crate::file_refusal::RefusalRule;
 use crate::{FileAccess, FileOp};
 
 impl FileSystem for MediatedLayer {
@@ -42,7 +50,7 @@ impl FileSystem for MediatedLayer {
     type Handle = u64;
 
     fn init(&self, capable: FsOptions) -> io::Result<FsOptions> {
-        let mut opts = self.inner.init(capable)?;
+        let mut opts = with_private_umask(|| self.inner.init(capable))?;
         // READDIRPLUS would hand the kernel inodes (and attributes) for every
         // entry of a listed directory without a lookup, i.e. without asking
         // `file.list` per name. Plain READDIR + LOOKUP keeps mediation complete.
@@ -61,15 +69,15 @@ impl FileSystem for MediatedLayer {
     }
 
     fn destroy(&self) {
-        self.inner.destroy()
+        with_private_umask(|| self.inner.destroy())
     }
 
     fn lookup(&self, ctx: &Context, parent: u64, name: &CStr) -> io::Result<Entry> {
-        let path = self.child_path(parent, name)?;
+        let path = self.child_path(ctx, parent, name, FileAccess::List, FileOp::Lookup)?;
         self.ask(ctx, FileAccess::List, FileOp::Lookup, &path)?;
-        self.make_fd_room(ctx);
+        self.fd_room(ctx, FileAccess::List, FileOp::Lookup, &path)?;
         let entry = self.inner.lookup(ctx, parent, name)?;
-        self.remember(entry.inode, path, entry.attr.st_mode);
+        self.remember(parent, name, path, &entry);
         Ok(self.out_entry(entry))
     }
 
@@ -111,6 +119,7 @@ impl FileSystem for MediatedLayer {
     ) -> io::Result<(stat64, Duration)> {
         let handle = handle.and_then(|h| self.inner_handle(h));
         let (mut st, timeout) = self.inner.getattr(ctx, inode, handle)?;
+        self.saw_attr(inode, &st);
         self.out_attr(&mut st);
         Ok((st, timeout))
     }
@@ -144,13 +153,14 @@ impl FileSystem for MediatedLayer {
         parent: u64,
         name: &CStr,
     ) -> io::Result<Entry> {
-        let path = self.child_path(parent, name)?;
+        let path = self.child_path(ctx, parent, name, FileAccess::Write, FileOp::Symlink)?;
+        self.fd_room(ctx, FileAccess::Write, FileOp::Symlink, &path)?;
         let ask = [(FileAccess::Write, path.as_str())];
         let entry = self.change(ctx, FileOp::Symlink, &ask, || {
-            self.make_fd_room(ctx);
-            self.inner.symlink(ctx, linkname, parent, name)
+            let made = self.inner.symlink(ctx, linkname, parent, name)?;
+            self.settle_new(made)
         })?;
-        self.remember(entry.inode, path, entry.attr.st_mode);
+        self.remember(parent, name, path, &entry);
         Ok(self.out_entry(entry))
     }
 
@@ -163,14 +173,33 @@ impl FileSystem for MediatedLayer {
         rdev: u32,
         umask: u32,
     ) -> io::Result<Entry> {
-        let path = self.child_path(parent, name)?;
+        let path = self.child_path(ctx, parent, name, FileAccess::Write, FileOp::Create)?;
+        if is_device(mode) {
+            let kind = if mode & libc::S_IFMT == libc::S_IFBLK {
+                "a block device"
+            } else {
+                "a character device"
+            };
+            return Err(self.refuse(
+                ctx,
+                FileAccess::Write,
+                FileOp::Create,
+                path.as_bytes(),
+                RefusalRule::DeviceNode,
+                kind.into(),
+            ));
+        }
+        let mode = creation_mode(mode, umask, WORKSPACE_UMASK);
+        self.fd_room(ctx, FileAccess::Write, FileOp::Create, &path)?;
         let ticket = self.ask(ctx, FileAccess::Write, FileOp::Create, &path)?;
-        self.make_fd_room(ctx);
-        let made = self.inner.mknod(ctx, parent, name, mode, rdev, umask);
+        let made = self
+            .inner
+            .mknod(ctx, parent, name, mode, rdev, 0)
+            .and_then(|e| self.settle_new(e));
         // A node made without a handle: its decision closes now.
         self.closed_unused(ticket, &path);
         let entry = made?;
-        self.remember(entry.inode, path, entry.attr.st_mode);
+        self.remember(parent, name, path, &entry);
         Ok(self.out_entry(entry))
     }
 
@@ -182,30 +211,36 @@ impl FileSystem for MediatedLayer {
         mode: u32,
         umask: u32,
     ) -> io::Result<Entry> {
-        let path = self.child_path(parent, name)?;
+        let path = self.child_path(ctx, parent, name, FileAccess::Write, FileOp::Mkdir)?;
+        let mode = creation_mode(libc::S_IFDIR | (mode & 0o7777), umask, WORKSPACE_UMASK) & 0o7777;
+        self.fd_room(ctx, FileAccess::Write, FileOp::Mkdir, &path)?;
         let ask = [(FileAccess::Write, path.as_str())];
         let entry = self.change(ctx, FileOp::Mkdir, &ask, || {
-            self.make_fd_room(ctx);
-            self.inner.mkdir(ctx, parent, name, mode, umask)
+            let made = self.inner.mkdir(ctx, parent, name, mode, 0)?;
+            self.settle_new(made)
         })?;
-        self.remember(entry.inode, path, entry.attr.st_mode);
+        self.remember(parent, name, path, &entry);
         Ok(self.out_entry(entry))
     }
 
     fn unlink(&self, ctx: &Context, parent: u64, name: &CStr) -> io::Result<()> {
-        let path = self.child_path(parent, name)?;
+        let path = self.child_path(ctx, parent, name, FileAccess::Delete, FileOp::Unlink)?;
         let ask = [(FileAccess::Delete, path.as_str())];
         self.change(ctx, FileOp::Unlink, &ask, || {
             self.inner.unlink(ctx, parent, name)
-        })
+        })?;
+        self.name_removed(&path);
+        Ok(())
     }
 
     fn rmdir(&self, ctx: &Context, parent: u64, name: &CStr) -> io::Result<()> {
-        let path = self.child_path(parent, name)?;
+        let path = self.child_path(ctx, parent, name, FileAccess::Delete, FileOp::Rmdir)?;
         let ask = [(FileAccess::Delete, path.as_str())];
         self.change(ctx, FileOp::Rmdir, &ask, || {
             self.inner.rmdir(ctx, parent, name)
-        })
+        })?;
+        self.name_removed(&path);
+        Ok(())
     }
 
     fn rename(
@@ -221,18 +256,7 @@ impl FileSystem for MediatedLayer {
     }
 
     fn link(&self, ctx: &Context, inode: u64, newparent: u64, newname: &CStr) -> io::Result<Entry> {
-        let (source, _) = self.node(inode)?;
-        let path = self.child_path(newparent, newname)?;
-        let asks = [
-            (FileAccess::Read, source.as_str()),
-            (FileAccess::Write, &path),
-        ];
-        let entry = self.change(ctx, FileOp::Link, &asks, || {
-            self.make_fd_room(ctx);
-            self.inner.link(ctx, inode, newparent, newname)
-        })?;
-        self.remember(entry.inode, path, entry.attr.st_mode);
-        Ok(self.out_entry(entry))
+        self.link_mediated(ctx, inode, newparent, newname)
     }
 
     fn open(
@@ -249,8 +273,38 @@ impl FileSystem for MediatedLayer {
             return Err(io::Error::from_raw_os_error(libc::ELOOP));
         }
         let (accesses, op, writable) = open_accesses(flags);
-        let (tickets, command) = self.ask_all(ctx, &accesses, op, &path)?;
+        let first = accesses.first().copied().unwrap_or(FileAccess::Read);
+        if writable {
+            // A write must not reach a name we do not know of: the host's
+            // link count now, not when the kernel looked the file up.
+            let (st, _) = self.inner.getattr(ctx, inode, None)?;
+            self.saw_attr(inode, &st);
+        }
+        let names = self.names_to_decide(ctx, inode, first, op)?;
+        let (tickets, command) = self.ask_all(ctx, &accesses, op, &names)?;
+        if writable {
+            // A setuid file written by the (privileged) server would keep
+            // its bits: drop them first, as the kernel would.
+            if let Err(e) = self.drop_setid(inode) {
+                for (t, p) in tickets {
+                    self.closed_unused(t, &p);
+                }
+                return Err(e);
+            }
+        }
+        self.nodes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .touch(inode);
         let open = OpenHandle::new(inode, path, tickets, writable, command);
+        if flags & libc::O_TRUNC as u32 != 0 {
+            // Emptied by this open: a change with a hash after it, even if
+            // nothing is written.
+            open.hash
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .truncated(0, true);
+        }
         let pool_ok = kind == libc::S_IFREG;
         let (handle, opts) = self.open_tracked(ctx, open, flags, fuse_flags, pool_ok)?;
         Ok((Some(handle), opts, None))
@@ -263,7 +317,7 @@ impl FileSystem for MediatedLayer {
         name: &CStr,
         args: CreateIn,
     ) -> io::Result<(Entry, Option<u64>, OpenOptions, Option<u32>)> {
-        let path = self.child_path(parent, name)?;
+        let path = self.child_path(ctx, parent, name, FileAccess::Write, FileOp::Create)?;
         self.create_tracked(ctx, parent, name, path, args)
     }
 
@@ -337,17 +391,7 @@ impl FileSystem for MediatedLayer {
         offset: u64,
         length: u64,
     ) -> io::Result<()> {
-        let open = self.handle(handle).ok_or_else(eacces)?;
-        if !open.writable {
-            return Err(io::Error::from_raw_os_error(libc::EBADF));
-        }
-        self.inner
-            .fallocate(ctx, inode, open.inner, mode, offset, length)?;
-        open.hash
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .invalidate();
-        Ok(())
+        self.fallocate_counted(ctx, inode, handle, mode, offset, length)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -379,11 +423,10 @@ impl FileSystem for MediatedLayer {
         value: &[u8],
         flags: u32,
     ) -> io::Result<()> {
-        let (path, _) = self.node(inode)?;
-        let ask = [(FileAccess::Write, path.as_str())];
-        self.change(ctx, FileOp::SetAttr, &ask, || {
-            self.inner.setxattr(ctx, inode, name, value, flags)
-        })
+        // Capabilities (`security.capability`), ACLs granting more than the
+        // mode, and every other attribute: the workspace takes none.
+        let _ = (value, flags);
+        Err(self.xattr_refused(ctx, inode, name, "setxattr"))
     }
 
     fn getxattr(
@@ -401,11 +444,7 @@ impl FileSystem for MediatedLayer {
     }
 
     fn removexattr(&self, ctx: &Context, inode: u64, name: &CStr) -> io::Result<()> {
-        let (path, _) = self.node(inode)?;
-        let ask = [(FileAccess::Write, path.as_str())];
-        self.change(ctx, FileOp::SetAttr, &ask, || {
-            self.inner.removexattr(ctx, inode, name)
-        })
+        Err(self.xattr_refused(ctx, inode, name, "removexattr"))
     }
 
     fn opendir(

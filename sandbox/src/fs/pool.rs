@@ -12,8 +12,8 @@
 //!
 //! The budget: the passthrough already holds one `O_PATH` descriptor per
 //! inode the kernel knows, so pooled descriptors are limited to what the
-//! process's `RLIMIT_NOFILE` leaves after those, with headroom (see
-//! [`ReadPool::new`]). A new entry may displace an idle one only if that has
+//! layer's descriptor budget (`budget.rs`, which keeps a reserve for the
+//! rest of the process) leaves after those and the open handles. A new entry may displace an idle one only if that has
 //! been idle for [`MIN_IDLE_TO_DISPLACE`]; otherwise the open gets a
 //! descriptor of its own, as without the pool. (Displacing the oldest idle
 //! entry unconditionally would make a working set slightly larger than the
@@ -54,33 +54,14 @@ pub(crate) struct ReadPool {
     fd_budget: usize,
 }
 
-/// Descriptors left to everything else (sockets, files the mediator opens,
-/// handles that could not be pooled, the inner fs's own).
-const HEADROOM: usize = 1024;
-
 /// Room new inodes may take before idle entries are shed for them: the pool
 /// stops growing this far below the budget, so a lookup of an inode the
 /// passthrough already holds (which takes no descriptor) sheds nothing.
 const SLACK: usize = 256;
 
 impl ReadPool {
-    /// A pool that keeps pooled descriptors plus the inodes the kernel knows
-    /// below the soft `RLIMIT_NOFILE` minus a headroom.
-    pub fn new() -> Self {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes into the struct we pass and nothing else.
-        let limit = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-            usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
-        } else {
-            0
-        };
-        Self::with_budget(limit.saturating_sub(HEADROOM))
-    }
-
-    /// A pool with an explicit descriptor budget (tests).
+    /// A pool whose descriptors, together with the inodes and handles the
+    /// layer holds, stay within `fd_budget` (the layer's budget: `budget.rs`).
     pub fn with_budget(fd_budget: usize) -> Self {
         ReadPool {
             by_inode: HashMap::new(),

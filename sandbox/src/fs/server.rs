@@ -40,6 +40,8 @@ pub struct FsServer {
     /// Readable once `stop` has been asked (an eventfd, never reset).
     stop: Arc<OwnedFd>,
     threads: Vec<JoinHandle<()>>,
+    /// Asks the kernel to drop least recently used entries (`budget.rs`).
+    evictor: Option<JoinHandle<()>>,
     layer: Arc<MediatedLayer>,
     stats: Arc<RequestStats>,
 }
@@ -82,9 +84,21 @@ impl FsServer {
             fuse: Some(fuse.clone()),
             stop: stop.clone(),
             threads: Vec::new(),
-            layer,
+            evictor: None,
+            layer: layer.clone(),
             stats: stats.clone(),
         };
+        let evict_fuse = fuse.clone();
+        let spawned = std::thread::Builder::new()
+            .name("stele-fs-evict".into())
+            .spawn(move || evict_loop(&layer, evict_fuse.as_raw_fd()));
+        match spawned {
+            Ok(t) => me.evictor = Some(t),
+            Err(e) => {
+                let _ = me.shutdown();
+                return Err(FsError::Io(e));
+            }
+        }
         for i in 0..threads_wanted.max(1) {
             let (server, stats, fuse, stop) =
                 (server.clone(), stats.clone(), fuse.clone(), stop.clone());
@@ -148,6 +162,12 @@ impl FsServer {
                 first_err = Some(FsError::Thread);
             }
         }
+        self.layer.stop_evicting();
+        if let Some(t) = self.evictor.take() {
+            if t.join().is_err() && first_err.is_none() {
+                first_err = Some(FsError::Thread);
+            }
+        }
         // No thread serves requests any more: account for handles the
         // kernel will never release, before the connection goes away.
         self.layer.close_all();
@@ -174,6 +194,37 @@ fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Until the server stops: whenever the layer holds more than its
+/// high-water mark of inodes, ask the kernel to drop the least recently
+/// used entries, whose inodes it then forgets (and their descriptors close).
+/// A thread of its own: the kernel may hold a directory's lock while it
+/// waits for a reply from a request thread.
+fn evict_loop(layer: &MediatedLayer, fuse: RawFd) {
+    layer.set_evictor(true);
+    while layer.wait_for_eviction() {
+        let mut asked = Vec::new();
+        for (inode, parent, name) in layer.eviction_victims() {
+            // ENOENT: the kernel no longer has the entry; nothing to do.
+            if super::budget::notify_inval_entry(fuse, parent, &name).is_ok() {
+                asked.push(inode);
+            }
+            // Progress as it goes: a request waiting for room may proceed
+            // (and release the directory lock a later notification of
+            // this round may wait for).
+            if asked.len() >= EVICTION_BATCH {
+                layer.evicted(&asked);
+                asked.clear();
+            }
+        }
+        layer.evicted(&asked);
+    }
+    layer.set_evictor(false);
+}
+
+/// Entries the evictor asks the kernel to drop between two reports of
+/// progress.
+const EVICTION_BATCH: usize = 32;
 
 /// What waiting for the next request gave.
 enum Wait {

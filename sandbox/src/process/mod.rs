@@ -92,6 +92,8 @@ pub struct ProcessSandboxConfig {
     pub landlock_min_abi: u8,
     /// Where commands run (with a mediated workspace).
     pub cpu: CpuPlacement,
+    /// Bytes the sandbox's commands may write into the workspace, together.
+    pub workspace_quota: crate::fs::WriteQuota,
     /// Memory, process and CPU limits per command and for the whole
     /// session (cgroups), and whether the sandbox may run without them.
     pub resources: ResourceLimits,
@@ -107,6 +109,7 @@ impl ProcessSandboxConfig {
             mediator,
             landlock_min_abi: 1,
             cpu: CpuPlacement::WithFileServer,
+            workspace_quota: crate::fs::WriteQuota::default(),
             resources: ResourceLimits::default(),
         }
     }
@@ -172,6 +175,7 @@ impl ProcessSandbox {
                 &workspace,
                 config.mediator.clone(),
                 host_id,
+                config.workspace_quota,
                 match config.cpu {
                     CpuPlacement::WithFileServer => crate::fs::next_cpu(),
                     CpuPlacement::Scheduler => None,
@@ -257,6 +261,12 @@ impl Sandbox for ProcessSandbox {
 
     fn exec(&self, req: ExecRequest) -> Result<ExecOutcome, SandboxError> {
         spawn::run(self, req)
+    }
+
+    fn workspace_usage(&self) -> Option<crate::fs::WriteUsage> {
+        self.shared_workspace
+            .as_ref()
+            .map(|w| w.server().layer().write_usage())
     }
 }
 

@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use super::sys::{self, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID};
 use crate::error::{Layer, SandboxError};
-use crate::fs::{pid_namespace, CommandTable, FsServer, IdMap, MediatedFs, Registration};
+use crate::fs::{
+    pid_namespace, CommandTable, FsServer, IdMap, MediatedFs, Owner, Registration, WriteQuota,
+};
 use crate::Mediator;
 
 /// How long a finished command's open handles may take to be released by
@@ -44,20 +46,27 @@ impl SharedWorkspace {
         workspace: &Path,
         mediator: Arc<dyn Mediator>,
         sandbox_id: u32,
+        quota: WriteQuota,
         cpu: Option<usize>,
     ) -> Result<Self, SandboxError> {
         let commands = Arc::new(CommandTable::default());
-        // Files owned by stele's user appear owned by the sandbox's user
-        // (host id 65534 when stele is root), so the sandbox can work in its
-        // workspace; the mount lives in the initial user namespace, so both
-        // sides are host ids.
+        // Files owned by the workspace's owner appear owned by the
+        // sandbox's user (host id UNPRIVILEGED_ID when stele is root), so
+        // the sandbox can work in its workspace, and what it creates is
+        // given to that owner; the mount lives in the initial user
+        // namespace, so both sides are host ids.
+        let owner = Owner::of(workspace).map_err(|e| SandboxError::Prepare {
+            what: "workspace owner",
+            source: e,
+        })?;
         let fs =
             MediatedFs::for_commands(workspace, mediator, commands.clone())?.with_id_map(IdMap {
-                host_uid: sys::geteuid(),
-                host_gid: sys::getegid(),
+                host_uid: owner.uid,
+                host_gid: owner.gid,
                 sandbox_uid: sandbox_id,
                 sandbox_gid: sandbox_id,
             });
+        fs.layer().set_write_quota(quota);
         let fs = match cpu {
             Some(c) => fs.with_cpu(c),
             None => fs,

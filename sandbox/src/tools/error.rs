@@ -1,19 +1,28 @@
 //! Errors of the agent file tools.
 
+use crate::RefusalRule;
+
 /// Why a file tool call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
-    /// The path is not a clean workspace-relative path (absolute, `..`, NUL).
-    #[error("invalid workspace path {path:?}: {why}")]
-    InvalidPath {
-        /// The path as given.
+    /// The tool refused on its own, before or instead of asking policy:
+    /// a path that is absolute, climbs with `..`, holds control
+    /// characters or leads out of the workspace through a symbolic link,
+    /// a file that is not a regular file, a hard-linked file whose names
+    /// are not all in the workspace. The refusal was reported to the
+    /// mediator ([`crate::Mediator::file_refused`]), which logs it.
+    #[error("{action} on \"{path}\" refused: {refusal}")]
+    Refused {
+        /// The policy action that was wanted (`file.read`, …).
+        action: &'static str,
+        /// The path as given, made printable.
         path: String,
-        /// What is wrong with it.
-        why: &'static str,
+        /// The rule that refused it.
+        rule: RefusalRule,
+        /// What the mediator made of it (the runtime attaches the logged
+        /// denial entry).
+        refusal: crate::Refusal,
     },
-    /// The path resolves (through symlinks) outside the workspace.
-    #[error("path {0:?} escapes the workspace")]
-    Escape(String),
     /// The mediator refused.
     #[error("{action} on {path:?} denied: {refusal}")]
     Denied {
@@ -61,12 +70,12 @@ pub enum ToolError {
 }
 
 impl ToolError {
-    /// Map an I/O error, turning "not found" and escapes into their own variants.
+    /// Map an I/O error, turning "not found" into its own variant.
+    /// (Escapes are found before any I/O error can name them: see
+    /// `WorkspaceTools::resolve`.)
     pub(crate) fn io(path: &str, e: std::io::Error) -> ToolError {
         match e.kind() {
             std::io::ErrorKind::NotFound => ToolError::NotFound(path.to_string()),
-            // cap-std reports an attempted escape as PermissionDenied.
-            std::io::ErrorKind::PermissionDenied => ToolError::Escape(path.to_string()),
             _ => ToolError::Io {
                 path: path.to_string(),
                 source: e,

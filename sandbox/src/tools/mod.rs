@@ -7,8 +7,17 @@
 //! canonical workspace-relative form *before* the Mediator is asked, so the
 //! policy judges the file that is really touched. Every access asks the
 //! Mediator first and reports the close (bytes, SHA-256 of written content).
+//!
+//! What the tools refuse on their own — an absolute path, `..`, control
+//! characters, a symbolic link leading out, a file that is not a regular
+//! file (a FIFO would block a read forever), a hard-linked file whose names
+//! are not all in the workspace — is reported to the Mediator
+//! ([`Mediator::file_refused`]) and comes back as [`ToolError::Refused`]:
+//! the runtime logs it as a denial like any other. The workspace root is
+//! `""`, `.` or `./`, and policy is asked about it as `.`.
 
 mod error;
+mod open;
 pub mod path;
 mod read;
 mod search;
@@ -24,14 +33,17 @@ pub use self::error::ToolError;
 pub use self::read::{DirEntryInfo, EntryKind, FileInfo, ReadOutput};
 pub use self::search::SearchHit;
 pub use self::write::{Creation, WriteOutput};
+use crate::fs::Owner;
 use crate::{
-    FileAccess, FileCloseReport, FileOp, FileRequest, Mediator, Requester, Ticket, Verdict,
+    policy_path, FileAccess, FileCloseReport, FileOp, FileRefusal, FileRequest, Mediator,
+    RefusalRule, Requester, Ticket, Verdict,
 };
 
 /// File tools bound to one workspace.
 #[derive(Debug)]
 pub struct WorkspaceTools {
     dir: Arc<Dir>,
+    owner: Owner,
     mediator: Arc<dyn Mediator>,
     requester: Requester,
 }
@@ -43,12 +55,15 @@ impl WorkspaceTools {
         mediator: Arc<dyn Mediator>,
         requester: Requester,
     ) -> Result<WorkspaceTools, ToolError> {
-        let dir = Dir::open_ambient_dir(root, ambient_authority()).map_err(|e| ToolError::Io {
+        let io = |e| ToolError::Io {
             path: root.display().to_string(),
             source: e,
-        })?;
+        };
+        let dir = Dir::open_ambient_dir(root, ambient_authority()).map_err(io)?;
+        let owner = Owner::of(root).map_err(io)?;
         Ok(WorkspaceTools {
             dir: Arc::new(dir),
+            owner,
             mediator,
             requester,
         })
@@ -64,6 +79,7 @@ impl WorkspaceTools {
     ) -> WorkspaceTools {
         WorkspaceTools {
             dir: self.dir.clone(),
+            owner: self.owner,
             mediator,
             requester,
         }
@@ -74,16 +90,50 @@ impl WorkspaceTools {
         let req = FileRequest {
             access,
             op,
-            path: path.to_string(),
+            path: policy_path(path).to_string(),
             requester: self.requester.clone(),
         };
         match self.mediator.file_access(&req) {
             Verdict::Allow(t) => Ok(t),
             Verdict::Deny(refusal) => Err(ToolError::Denied {
                 action: access.action(),
-                path: path.to_string(),
+                path: policy_path(path).to_string(),
                 refusal,
             }),
+        }
+    }
+
+    /// Refuse `access` by `op` on `path` (as given) by `rule`: reported to
+    /// the mediator, which logs it.
+    fn refused(
+        &self,
+        access: FileAccess,
+        op: FileOp,
+        path: &str,
+        rule: RefusalRule,
+        detail: &str,
+    ) -> ToolError {
+        self.refused_raw(access, op, path.as_bytes(), rule, detail)
+    }
+
+    /// [`WorkspaceTools::refused`] for a path as raw bytes.
+    fn refused_raw(
+        &self,
+        access: FileAccess,
+        op: FileOp,
+        path: &[u8],
+        rule: RefusalRule,
+        detail: &str,
+    ) -> ToolError {
+        let path = if path.is_empty() { b"." } else { path };
+        let r =
+            FileRefusal::new(access, op, path, rule, self.requester.clone()).with_detail(detail);
+        let refusal = self.mediator.file_refused(&r);
+        ToolError::Refused {
+            action: access.action(),
+            path: r.path,
+            rule,
+            refusal,
         }
     }
 
@@ -91,53 +141,65 @@ impl WorkspaceTools {
     fn closed(&self, ticket: Ticket, path: &str, read: u64, written: u64, sha: Option<[u8; 32]>) {
         self.mediator.file_closed(&FileCloseReport {
             ticket,
-            path: path.to_string(),
+            path: policy_path(path).to_string(),
             bytes_read: read,
             bytes_written: written,
             sha256_after_write: sha,
         });
     }
 
-    /// Canonical workspace-relative form of an existing path (symlinks
-    /// resolved inside the workspace; escapes refused).
-    fn resolve(&self, rel: &str) -> Result<String, ToolError> {
-        let norm = path::normalize(rel)?;
+    /// Canonical workspace-relative form of an existing path, for `access`
+    /// by `op` (symlinks resolved inside the workspace; escapes refused).
+    fn resolve(&self, access: FileAccess, op: FileOp, rel: &str) -> Result<String, ToolError> {
+        let norm = path::normalize(rel).map_err(|rule| self.refused(access, op, rel, rule, ""))?;
         if norm.is_empty() {
             return Ok(norm);
         }
-        let canon = self
-            .dir
-            .canonicalize(&norm)
-            .map_err(|e| ToolError::io(&norm, e))?;
-        let s = canon.to_str().ok_or_else(|| ToolError::InvalidPath {
-            path: rel.to_string(),
-            why: "not valid UTF-8",
-        })?;
-        let out = path::normalize(s)?;
-        Ok(out)
+        let canon = match self.dir.canonicalize(&norm) {
+            Ok(c) => c,
+            // cap-std reports an attempted escape as PermissionDenied.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(self.refused(access, op, rel, RefusalRule::SymlinkEscape, ""))
+            }
+            Err(e) => return Err(ToolError::io(&norm, e)),
+        };
+        let Some(s) = canon.to_str() else {
+            return Err(self.refused(access, op, rel, RefusalRule::NotUtf8, "after symlinks"));
+        };
+        path::normalize(s).map_err(|rule| self.refused(access, op, rel, rule, "after symlinks"))
     }
 
     /// Canonical form of a path that may not exist yet: the parent must
     /// exist; an existing final symlink is followed (inside the workspace).
-    fn resolve_for_create(&self, rel: &str) -> Result<String, ToolError> {
-        let norm = path::normalize(rel)?;
+    fn resolve_for_create(&self, op: FileOp, rel: &str) -> Result<String, ToolError> {
+        let access = FileAccess::Write;
+        let norm = path::normalize(rel).map_err(|rule| self.refused(access, op, rel, rule, ""))?;
         let (parent, name) = match norm.rsplit_once('/') {
             Some((p, n)) => (p, n),
             None => ("", norm.as_str()),
         };
         if name.is_empty() {
-            return Err(ToolError::InvalidPath {
-                path: rel.to_string(),
-                why: "names the workspace root",
-            });
+            return Err(self.refused(
+                access,
+                op,
+                rel,
+                RefusalRule::NotRegular,
+                "the workspace root is a directory",
+            ));
         }
         match self.dir.symlink_metadata(&norm) {
-            Ok(m) if m.file_type().is_symlink() => self.resolve(&norm).map_err(|e| match e {
-                ToolError::NotFound(p) => ToolError::Escape(p),
-                e => e,
-            }),
+            Ok(m) if m.file_type().is_symlink() => {
+                self.resolve(access, op, &norm).map_err(|e| match e {
+                    // A link to nothing: where it points is not the
+                    // workspace's to create.
+                    ToolError::NotFound(_) => {
+                        self.refused(access, op, rel, RefusalRule::SymlinkEscape, "dangling")
+                    }
+                    e => e,
+                })
+            }
             _ => {
-                let parent = self.resolve(parent)?;
+                let parent = self.resolve(access, op, parent)?;
                 Ok(path::join(&parent, name))
             }
         }

@@ -1,28 +1,28 @@
 //! Workspace-relative paths and glob patterns.
 
 use super::error::ToolError;
+use crate::RefusalRule;
 
 /// Normalise a workspace-relative path: `/`-separated, no leading `/`, no
-/// `.`/`..`, no empty components; `""` is the workspace root.
+/// `.`/`..`, no empty components. The workspace root is `""` here (`""`,
+/// `.`, `./` all name it); policy is asked about it as `.`.
 ///
 /// `..` is refused outright rather than resolved: a caller that needs it
 /// is trying to leave a directory, and the policy must see the final name.
-pub fn normalize(path: &str) -> Result<String, ToolError> {
-    let bad = |why| ToolError::InvalidPath {
-        path: path.to_string(),
-        why,
-    };
-    if path.contains('\0') {
-        return Err(bad("contains a NUL byte"));
+/// So are absolute paths and control characters (NUL included); the rule
+/// that refused comes back.
+pub fn normalize(path: &str) -> Result<String, RefusalRule> {
+    if path.chars().any(char::is_control) {
+        return Err(RefusalRule::ControlCharacter);
     }
     if path.starts_with('/') {
-        return Err(bad("absolute paths are not allowed"));
+        return Err(RefusalRule::Absolute);
     }
     let mut parts = Vec::new();
     for c in path.split('/') {
         match c {
             "" | "." => {}
-            ".." => return Err(bad("`..` is not allowed")),
+            ".." => return Err(RefusalRule::ParentDir),
             c => parts.push(c),
         }
     }
@@ -97,10 +97,13 @@ mod tests {
     #[test]
     fn normalize_rejects_escapes() {
         assert_eq!(normalize("a/./b//c").unwrap(), "a/b/c");
-        assert_eq!(normalize("").unwrap(), "");
-        assert!(normalize("/etc/passwd").is_err());
-        assert!(normalize("a/../../b").is_err());
-        assert!(normalize("a\0b").is_err());
+        for root in ["", ".", "./", ".//./"] {
+            assert_eq!(normalize(root).unwrap(), "", "{root:?}");
+        }
+        assert_eq!(normalize("/etc/passwd"), Err(RefusalRule::Absolute));
+        assert_eq!(normalize("a/../../b"), Err(RefusalRule::ParentDir));
+        assert_eq!(normalize("a\0b"), Err(RefusalRule::ControlCharacter));
+        assert_eq!(normalize("a\u{1b}[2J"), Err(RefusalRule::ControlCharacter));
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! read, stat, list.
 
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::time::SystemTime;
 
 use super::{ToolError, WorkspaceTools};
 use crate::exec::Truncation;
-use crate::{FileAccess, FileOp};
+use crate::{policy_path, FileAccess, FileOp, RefusalRule};
 
 /// What kind of object a directory entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +49,7 @@ pub struct ReadOutput {
 /// The result of `stat`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileInfo {
-    /// Canonical workspace-relative path.
+    /// Canonical workspace-relative path (`.` for the root).
     pub path: String,
     /// Kind of object.
     pub kind: EntryKind,
@@ -63,7 +64,7 @@ pub struct FileInfo {
 /// One entry of `list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirEntryInfo {
-    /// The entry's name.
+    /// The entry's name, made printable ([`crate::printable_path`]).
     pub name: String,
     /// Kind of object (symlinks are reported, not followed).
     pub kind: EntryKind,
@@ -72,28 +73,37 @@ pub struct DirEntryInfo {
 }
 
 impl WorkspaceTools {
-    /// Read a file, keeping at most `limit` bytes.
+    /// Read a regular file, keeping at most `limit` bytes. A hard-linked
+    /// file is decided under each of its names.
     pub fn read(&self, rel: &str, limit: usize) -> Result<ReadOutput, ToolError> {
-        let p = self.resolve(rel)?;
-        let ticket = self.ask(FileAccess::Read, FileOp::Open, &p)?;
-        let result = (|| {
-            let f = self.dir.open(&p).map_err(|e| ToolError::io(&p, e))?;
-            let meta = f.metadata().map_err(|e| ToolError::io(&p, e))?;
-            if !meta.is_file() {
-                return Err(ToolError::WrongKind {
-                    path: p.clone(),
-                    expected: "regular file",
-                });
+        let (access, op) = (FileAccess::Read, FileOp::Open);
+        let p = self.resolve(access, op, rel)?;
+        if p.is_empty() {
+            return Err(self.refused(access, op, rel, RefusalRule::NotRegular, "a directory"));
+        }
+        let (id, meta) = self.regular(access, op, &p)?;
+        let names = self.names(access, op, &p, &meta)?;
+        let mut tickets = Vec::with_capacity(names.len());
+        for n in &names {
+            match self.ask(access, op, n) {
+                Ok(t) => tickets.push((t, n.clone())),
+                Err(e) => {
+                    for (t, n) in tickets {
+                        self.closed(t, &n, 0, 0, None);
+                    }
+                    return Err(e);
+                }
             }
+        }
+        let result = self.open_read(op, &p, id).and_then(|f| {
+            let size = f.metadata().map_err(|e| ToolError::io(&p, e))?.len();
             let mut content = Vec::new();
             let cap = u64::try_from(limit).unwrap_or(u64::MAX);
             f.take(cap)
                 .read_to_end(&mut content)
                 .map_err(|e| ToolError::io(&p, e))?;
-            let truncation = if meta.len() > content.len() as u64 {
-                Truncation::Truncated {
-                    total_bytes: meta.len(),
-                }
+            let truncation = if size > content.len() as u64 {
+                Truncation::Truncated { total_bytes: size }
             } else {
                 Truncation::Complete
             };
@@ -102,15 +112,17 @@ impl WorkspaceTools {
                 content,
                 truncation,
             })
-        })();
+        });
         let n = result.as_ref().map_or(0, |r| r.content.len() as u64);
-        self.closed(ticket, &p, n, 0, None);
+        for (t, name) in tickets {
+            self.closed(t, &name, n, 0, None);
+        }
         result
     }
 
-    /// Metadata of a file or directory.
+    /// Metadata of a file or directory (the root is `""`, `.` or `./`).
     pub fn stat(&self, rel: &str) -> Result<FileInfo, ToolError> {
-        let p = self.resolve(rel)?;
+        let p = self.resolve(FileAccess::Read, FileOp::Lookup, rel)?;
         let ticket = self.ask(FileAccess::Read, FileOp::Lookup, &p)?;
         let result = if p.is_empty() {
             self.dir.dir_metadata()
@@ -122,7 +134,7 @@ impl WorkspaceTools {
         let m = result?;
         use cap_std::fs::PermissionsExt;
         Ok(FileInfo {
-            path: p,
+            path: policy_path(&p).to_owned(),
             kind: EntryKind::of(m.file_type()),
             size: m.len(),
             modified: m.modified().ok().map(|t| t.into_std()),
@@ -130,17 +142,26 @@ impl WorkspaceTools {
         })
     }
 
-    /// List a directory (sorted by name).
+    /// List a directory (sorted by name; the root is `""`, `.` or `./`).
+    /// Names that are not UTF-8 or hold control or invisible formatting
+    /// characters are listed escaped ([`crate::printable_path`]).
     pub fn list(&self, rel: &str) -> Result<Vec<DirEntryInfo>, ToolError> {
-        let p = self.resolve(rel)?;
+        let p = self.resolve(FileAccess::List, FileOp::ReadDir, rel)?;
         let ticket = self.ask(FileAccess::List, FileOp::ReadDir, &p)?;
         let result = self.list_unmediated(&p);
         self.closed(ticket, &p, 0, 0, None);
-        result
+        Ok(result?
+            .into_iter()
+            .map(|e| DirEntryInfo {
+                name: crate::printable_path(e.name.as_bytes()),
+                kind: e.kind,
+                size: e.size,
+            })
+            .collect())
     }
 
-    /// Read a directory the mediator already allowed.
-    pub(super) fn list_unmediated(&self, p: &str) -> Result<Vec<DirEntryInfo>, ToolError> {
+    /// Read a directory the mediator already allowed: names as they are.
+    pub(super) fn list_unmediated(&self, p: &str) -> Result<Vec<RawEntry>, ToolError> {
         let rd = if p.is_empty() {
             self.dir.entries()
         } else {
@@ -150,14 +171,14 @@ impl WorkspaceTools {
         let mut out = Vec::new();
         for entry in rd {
             let entry = entry.map_err(|e| ToolError::io(p, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+            let name = entry.file_name();
             let ft = entry.file_type().map_err(|e| ToolError::io(p, e))?;
             let size = if ft.is_file() {
                 entry.metadata().map(|m| m.len()).unwrap_or(0)
             } else {
                 0
             };
-            out.push(DirEntryInfo {
+            out.push(RawEntry {
                 name,
                 kind: EntryKind::of(ft),
                 size,
@@ -166,4 +187,11 @@ impl WorkspaceTools {
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
+}
+
+/// A directory entry with its name as the file system has it.
+pub(super) struct RawEntry {
+    pub name: std::ffi::OsString,
+    pub kind: EntryKind,
+    pub size: u64,
 }

@@ -2,11 +2,12 @@
 //! directory it lists and every file it reads, and never follows symlinks.
 
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 
 use super::path::{join, Glob};
 use super::read::EntryKind;
 use super::{ToolError, WorkspaceTools};
-use crate::{FileAccess, FileOp};
+use crate::{FileAccess, FileOp, RefusalRule};
 
 /// Deepest directory nesting walked.
 const MAX_DEPTH: usize = 64;
@@ -44,7 +45,20 @@ impl WorkspaceTools {
         let entries = self.list_unmediated(dir);
         self.closed(ticket, dir, 0, 0, None);
         for e in entries? {
-            let p = join(dir, &e.name);
+            // A name policy cannot see is skipped, and the refusal logged:
+            // a lossy form of it would name another file.
+            let Some(name) = e.name.to_str().filter(|n| !n.chars().any(char::is_control)) else {
+                let raw = [dir.as_bytes(), b"/", e.name.as_bytes()].concat();
+                let raw = if dir.is_empty() { &raw[1..] } else { &raw[..] };
+                let rule = if e.name.to_str().is_some() {
+                    RefusalRule::ControlCharacter
+                } else {
+                    RefusalRule::NotUtf8
+                };
+                let _ = self.refused_raw(FileAccess::List, FileOp::Lookup, raw, rule, "skipped");
+                continue;
+            };
+            let p = join(dir, name);
             let go_on = match e.kind {
                 EntryKind::Dir => self.walk(&p, depth + 1, visit)?,
                 EntryKind::File => visit(&p),
@@ -88,7 +102,11 @@ impl WorkspaceTools {
             }
             match self.search_file(p, needle, max - hits.len().min(max)) {
                 Ok(mut h) => hits.append(&mut h),
-                Err(ToolError::Denied { .. }) => {}
+                // Refused files (each logged) are skipped, like files a
+                // policy refuses, and so are files gone meanwhile.
+                Err(
+                    ToolError::Denied { .. } | ToolError::Refused { .. } | ToolError::NotFound(_),
+                ) => {}
                 Err(e) => {
                     err = Some(e);
                     return false;
@@ -103,14 +121,30 @@ impl WorkspaceTools {
     }
 
     fn search_file(&self, p: &str, needle: &str, max: usize) -> Result<Vec<SearchHit>, ToolError> {
-        let ticket = self.ask(FileAccess::Read, FileOp::Open, p)?;
+        let (access, op) = (FileAccess::Read, FileOp::Open);
+        let (id, meta) = self.regular(access, op, p)?;
+        let names = self.names(access, op, p, &meta)?;
+        let mut tickets = Vec::with_capacity(names.len());
+        for n in &names {
+            match self.ask(access, op, n) {
+                Ok(t) => tickets.push((t, n.clone())),
+                Err(e) => {
+                    for (t, n) in tickets {
+                        self.closed(t, &n, 0, 0, None);
+                    }
+                    return Err(e);
+                }
+            }
+        }
         let mut buf = Vec::new();
-        let read = self
-            .dir
-            .open(p)
-            .and_then(|f| f.take(MAX_SEARCH_FILE).read_to_end(&mut buf))
-            .map_err(|e| ToolError::io(p, e));
-        self.closed(ticket, p, buf.len() as u64, 0, None);
+        let read = self.open_read(op, p, id).and_then(|f| {
+            f.take(MAX_SEARCH_FILE)
+                .read_to_end(&mut buf)
+                .map_err(|e| ToolError::io(p, e))
+        });
+        for (t, n) in tickets {
+            self.closed(t, &n, buf.len() as u64, 0, None);
+        }
         read?;
         // Binary files (a NUL in the first block) are not searched.
         if buf.iter().take(8192).any(|b| *b == 0) {

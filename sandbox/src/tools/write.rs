@@ -1,8 +1,6 @@
 //! write and edit.
 
-use std::io::{Read, Write};
-
-use cap_std::fs::OpenOptions;
+use std::io::Write;
 
 use super::{sha256, ToolError, WorkspaceTools};
 use crate::{FileAccess, FileOp};
@@ -31,49 +29,69 @@ pub struct WriteOutput {
 
 impl WorkspaceTools {
     /// Write `content` to a file (created if missing, replaced otherwise).
+    /// A new file gets mode 0666 less the workspace umask and belongs to
+    /// the workspace's owner; an existing one must be a regular file (a
+    /// hard-linked one is decided under each of its names) and loses any
+    /// setuid/setgid bits.
     pub fn write(&self, rel: &str, content: &[u8]) -> Result<WriteOutput, ToolError> {
-        let p = self.resolve_for_create(rel)?;
-        let exists = match self.dir.symlink_metadata(&p) {
-            Ok(m) if m.is_dir() => {
-                return Err(ToolError::WrongKind {
-                    path: p,
-                    expected: "file",
-                })
-            }
-            Ok(_) => true,
-            Err(_) => false,
+        let access = FileAccess::Write;
+        let p = self.resolve_for_create(FileOp::Create, rel)?;
+        let existing = match self.dir.symlink_metadata(&p) {
+            Ok(_) => Some(self.regular(access, FileOp::Open, &p)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(ToolError::io(&p, e)),
         };
-        let op = if exists { FileOp::Open } else { FileOp::Create };
-        let ticket = self.ask(FileAccess::Write, op, &p)?;
-        let result = (|| {
-            let mut f = self
-                .dir
-                .open_with(
-                    &p,
-                    OpenOptions::new().write(true).create(true).truncate(true),
-                )
-                .map_err(|e| ToolError::io(&p, e))?;
-            f.write_all(content).map_err(|e| ToolError::io(&p, e))?;
-            f.sync_all().map_err(|e| ToolError::io(&p, e))?;
-            Ok(())
-        })();
+        let op = if existing.is_some() {
+            FileOp::Open
+        } else {
+            FileOp::Create
+        };
+        let names = match &existing {
+            Some((_, meta)) => self.names(access, op, &p, meta)?,
+            None => vec![p.clone()],
+        };
+        let mut tickets = Vec::with_capacity(names.len());
+        for n in &names {
+            match self.ask(access, op, n) {
+                Ok(t) => tickets.push((t, n.clone())),
+                Err(e) => {
+                    for (t, n) in tickets {
+                        self.closed(t, &n, 0, 0, None);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let result = self
+            .open_write(op, &p, existing.map(|(id, _)| id))
+            .and_then(|mut w| {
+                w.file
+                    .write_all(content)
+                    .and_then(|()| w.file.sync_all())
+                    .map_err(|e| ToolError::io(&p, e))?;
+                Ok(w.created)
+            });
         let sha = sha256(content);
         match result {
-            Ok(()) => {
-                self.closed(ticket, &p, 0, content.len() as u64, Some(sha));
+            Ok(created) => {
+                for (t, n) in tickets {
+                    self.closed(t, &n, 0, content.len() as u64, Some(sha));
+                }
                 Ok(WriteOutput {
                     path: p,
                     bytes_written: content.len() as u64,
                     sha256: sha,
-                    creation: if exists {
-                        Creation::Replaced
-                    } else {
+                    creation: if created {
                         Creation::Created
+                    } else {
+                        Creation::Replaced
                     },
                 })
             }
             Err(e) => {
-                self.closed(ticket, &p, 0, 0, None);
+                for (t, n) in tickets {
+                    self.closed(t, &n, 0, 0, None);
+                }
                 Err(e)
             }
         }
@@ -81,19 +99,15 @@ impl WorkspaceTools {
 
     /// Replace the single occurrence of `old` with `new` in a text file.
     pub fn edit(&self, rel: &str, old: &str, new: &str) -> Result<WriteOutput, ToolError> {
-        let p = self.resolve(rel)?;
+        let read = self.read(rel, usize::MAX)?;
+        let p = read.path;
         if old.is_empty() {
             return Err(ToolError::NoMatch(p));
         }
-        let ticket = self.ask(FileAccess::Read, FileOp::Open, &p)?;
-        let mut text = String::new();
-        let read = self
-            .dir
-            .open(&p)
-            .and_then(|mut f| f.read_to_string(&mut text))
-            .map_err(|e| ToolError::io(&p, e));
-        self.closed(ticket, &p, text.len() as u64, 0, None);
-        read?;
+        let text = String::from_utf8(read.content).map_err(|e| ToolError::Io {
+            path: p.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })?;
         let count = text.matches(old).count();
         match count {
             0 => return Err(ToolError::NoMatch(p)),

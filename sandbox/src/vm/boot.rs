@@ -35,6 +35,13 @@ pub(crate) struct RunningVm {
     run_dir: PathBuf,
 }
 
+impl RunningVm {
+    /// The mediated workspace the VM's virtio-fs device is served from.
+    pub(crate) fn layer(&self) -> &Arc<MediatedLayer> {
+        &self.layer
+    }
+}
+
 /// Boot one VM on `accel` and wait up to `timeout` for its agent.
 pub(crate) fn boot(
     config: &VmSandboxConfig,
@@ -251,6 +258,7 @@ fn prepare_run_dir(
         sandbox_gid: guest_id,
     });
     let layer = fs.layer().clone();
+    layer.set_write_quota(config.workspace_quota);
     let fs_server = VirtioFsServer::start(&spec.fs_socket(), layer.clone())?;
     jail::hand_over(&spec.fs_socket(), spec.id)?;
     Ok((agent_listener, qmp_listener, fs_server, layer))

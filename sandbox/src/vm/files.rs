@@ -1,19 +1,24 @@
 //! [`GuestFiles`]: file requests to the guest agent, which does them
 //! through a `cap-std` `Dir` handle on its virtio-fs workspace mount. Paths
-//! leading out of the workspace are refused in the guest by `cap-std`; what
-//! stays inside reaches the host over virtio-fs, where the Mediator decides
-//! and logs each access as for any command in the guest.
+//! leading out of the workspace (absolute, `..`, symbolic links pointing
+//! out) are refused in the guest by `cap-std`, and FIFOs, sockets and
+//! devices without blocking; each such refusal is reported to the sandbox's
+//! Mediator ([`Mediator::file_refused`](crate::Mediator::file_refused)),
+//! which logs it. What stays inside reaches the host over virtio-fs, where
+//! the Mediator decides and logs each access as for any command in the
+//! guest (names policy cannot see are refused and reported there).
 
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
 use super::channel::ExecEvent;
 use super::protocol::{
-    Bytes, Create, FsData, FsError, FsListing, FsOp, FsOutcome, FsReply, FsStat, FsWritten,
-    HostMsg, Links, Parents, RemoveWhat, WriteAt,
+    Bytes, Create, FsData, FsError, FsErrorKind, FsListing, FsOp, FsOutcome, FsReply, FsStat,
+    FsWritten, HostMsg, Links, Parents, RemoveWhat, WriteAt,
 };
 use super::sandbox::VmSandbox;
 use crate::error::SandboxError;
+use crate::{FileAccess, FileOp, FileRefusal, RefusalRule};
 
 /// How long a file request may take before the VM counts as lost.
 const FS_TIMEOUT: Duration = Duration::from_secs(60);
@@ -109,7 +114,10 @@ impl GuestFiles<'_> {
                 op.check_reply(&reply).map_err(GuestFsError::Protocol)?;
                 Ok(reply)
             }
-            FsOutcome::Err(e) => Err(GuestFsError::Guest(e)),
+            FsOutcome::Err(e) => {
+                self.report(&op, &e);
+                Err(GuestFsError::Guest(e))
+            }
         }
     }
 
@@ -200,6 +208,62 @@ impl GuestFiles<'_> {
             FsReply::Done => Ok(()),
             other => Err(unexpected(&other)),
         }
+    }
+
+    /// A refusal the guest made without asking the host's layer (an
+    /// escape `cap-std` caught, a FIFO): report it to the sandbox's
+    /// mediator, with the rule the path breaks (`..`, absolute) or, for a
+    /// clean path, the symbolic link that led out.
+    fn report(&self, op: &FsOp, e: &FsError) {
+        let (access, fop) = accesses(op);
+        let named = paths(op);
+        let Some(first) = named.first().copied() else {
+            return;
+        };
+        let (path, rule) = match e.kind {
+            FsErrorKind::Escape => named
+                .iter()
+                .find_map(|p| crate::tools::path::normalize(p).err().map(|r| (*p, r)))
+                .unwrap_or((first, RefusalRule::SymlinkEscape)),
+            FsErrorKind::NotAFile => (first, RefusalRule::NotRegular),
+            _ => return,
+        };
+        let shown = if path.is_empty() { "." } else { path };
+        let r = FileRefusal::new(
+            access,
+            fop,
+            shown.as_bytes(),
+            rule,
+            crate::Requester::default(),
+        )
+        .with_detail("refused in the guest");
+        self.vm.mediator.file_refused(&r);
+    }
+}
+
+/// The access and operation a request amounts to (for refusals).
+fn accesses(op: &FsOp) -> (FileAccess, FileOp) {
+    match op {
+        FsOp::Read { .. } => (FileAccess::Read, FileOp::Open),
+        FsOp::Write { .. } => (FileAccess::Write, FileOp::Open),
+        FsOp::List { .. } => (FileAccess::List, FileOp::ReadDir),
+        FsOp::Stat { .. } => (FileAccess::Read, FileOp::Lookup),
+        FsOp::Mkdir { .. } => (FileAccess::Write, FileOp::Mkdir),
+        FsOp::Remove { .. } => (FileAccess::Delete, FileOp::Unlink),
+        FsOp::Rename { .. } => (FileAccess::Delete, FileOp::Rename),
+    }
+}
+
+/// The workspace paths a request names.
+fn paths(op: &FsOp) -> Vec<&str> {
+    match op {
+        FsOp::Read { path, .. }
+        | FsOp::Write { path, .. }
+        | FsOp::List { path, .. }
+        | FsOp::Stat { path, .. }
+        | FsOp::Mkdir { path, .. }
+        | FsOp::Remove { path, .. } => vec![path.as_str()],
+        FsOp::Rename { from, to } => vec![from.as_str(), to.as_str()],
     }
 }
 

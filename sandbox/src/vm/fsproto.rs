@@ -259,6 +259,10 @@ pub enum FsErrorKind {
     IsADirectory,
     /// `ENOTEMPTY`.
     DirectoryNotEmpty,
+    /// Not a regular file where one is needed (a FIFO, socket or device:
+    /// reading or writing it could block or act on open). Refused without
+    /// blocking.
+    NotAFile,
     /// The request is malformed (a NUL byte, a bad mode, …).
     InvalidRequest,
     /// The request or its answer exceeds a cap.

@@ -43,6 +43,8 @@ pub struct VmSandboxConfig {
     pub memory_mib: u32,
     /// Time from QEMU's start to the agent's ready message; longer is an error.
     pub boot_timeout: Duration,
+    /// Bytes the VM's commands may write into the workspace, together.
+    pub workspace_quota: crate::fs::WriteQuota,
     /// The session's limits (QEMU's cgroup) and each command's (a cgroup in
     /// the guest).
     pub resources: crate::resources::ResourceLimits,
@@ -65,6 +67,7 @@ impl VmSandboxConfig {
             accel: AccelChoice::Auto,
             memory_mib: 512,
             boot_timeout: Duration::from_secs(60),
+            workspace_quota: crate::fs::WriteQuota::default(),
             resources: crate::resources::ResourceLimits::default(),
         }
     }
@@ -99,6 +102,9 @@ pub struct VmSandbox {
     vm: Mutex<Option<RunningVm>>,
     pub(super) channel: Arc<Channel>,
     next_id: AtomicU64,
+    /// The sandbox's mediator, told of file requests refused before they
+    /// reach the workspace (`files.rs`).
+    pub(super) mediator: Arc<dyn Mediator>,
     resources: ResourceLimits,
     /// The session's host cgroup, holding QEMU (declared after `vm`: it
     /// goes once QEMU is gone).
@@ -156,6 +162,7 @@ impl VmSandbox {
                         vm: Mutex::new(Some(vm)),
                         channel,
                         next_id: AtomicU64::new(1),
+                        mediator: config.mediator.clone(),
                         resources: config.resources.clone(),
                         cgroups,
                         without_cgroups,
@@ -304,6 +311,14 @@ impl Sandbox for VmSandbox {
             out.usage.session = self.session_usage();
             out
         })
+    }
+
+    fn workspace_usage(&self) -> Option<crate::fs::WriteUsage> {
+        self.vm
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|vm| vm.layer().write_usage())
     }
 }
 

@@ -9,8 +9,8 @@ use stele_sandbox::check::LayerReport;
 use stele_sandbox::exec::{ExecOutcome, ExecRequest, Limits, Sandbox};
 use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig, WorkspaceMount};
 use stele_sandbox::{
-    FileAccess, FileCloseReport, FileRequest, Mediator, NetCloseReport, NetRequest, NetVerdict,
-    Ticket, Verdict,
+    FileAccess, FileChangeReport, FileCloseReport, FileRefusal, FileRequest, Mediator,
+    NetCloseReport, NetRequest, NetVerdict, Refusal, RefusalRule, Ticket, Verdict,
 };
 
 /// What the recording mediator allows.
@@ -30,7 +30,13 @@ pub struct Recorder {
     pub rule: Rule,
     pub files: Mutex<Vec<FileRequest>>,
     pub closes: Mutex<Vec<FileCloseReport>>,
+    pub changes: Mutex<Vec<FileChangeReport>>,
+    pub refusals: Mutex<Vec<FileRefusal>>,
     pub nets: Mutex<Vec<NetRequest>>,
+    /// Paths (and everything below them) every access to is denied.
+    pub denied_paths: Mutex<Vec<String>>,
+    /// Paths (and everything below them) writes and deletes to are denied.
+    pub protected_paths: Mutex<Vec<String>>,
     /// Network attempts the sandbox refused by itself.
     pub refused: Mutex<Vec<stele_sandbox::NetAttempt>>,
     next: Mutex<u64>,
@@ -42,7 +48,11 @@ impl Recorder {
             rule,
             files: Mutex::new(Vec::new()),
             closes: Mutex::new(Vec::new()),
+            changes: Mutex::new(Vec::new()),
+            refusals: Mutex::new(Vec::new()),
             nets: Mutex::new(Vec::new()),
+            denied_paths: Mutex::new(Vec::new()),
+            protected_paths: Mutex::new(Vec::new()),
             refused: Mutex::new(Vec::new()),
             next: Mutex::new(1),
         })
@@ -59,6 +69,27 @@ impl Recorder {
             .collect()
     }
 
+    /// Deny every access to `path` and below it, whatever the rule.
+    pub fn deny_path(&self, path: &str) {
+        self.denied_paths.lock().unwrap().push(path.to_string());
+    }
+
+    /// Deny writes and deletes under `path`, whatever the rule.
+    pub fn protect(&self, path: &str) {
+        self.protected_paths.lock().unwrap().push(path.to_string());
+    }
+
+    /// Refusals reported with `rule`, as (path, detail).
+    pub fn refused(&self, rule: RefusalRule) -> Vec<(String, String)> {
+        self.refusals
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.rule == rule)
+            .map(|r| (r.path.clone(), r.detail.clone()))
+            .collect()
+    }
+
     fn ticket(&self) -> Ticket {
         let mut n = self.next.lock().unwrap();
         *n += 1;
@@ -69,6 +100,14 @@ impl Recorder {
 impl Mediator for Recorder {
     fn file_access(&self, req: &FileRequest) -> Verdict {
         self.files.lock().unwrap().push(req.clone());
+        let under = |p: &String| req.path == *p || req.path.starts_with(&format!("{p}/"));
+        if self.denied_paths.lock().unwrap().iter().any(under) {
+            return Verdict::Deny("test path rule".into());
+        }
+        let changes = matches!(req.access, FileAccess::Write | FileAccess::Delete);
+        if changes && self.protected_paths.lock().unwrap().iter().any(under) {
+            return Verdict::Deny("test protected path".into());
+        }
         let allow = match self.rule {
             Rule::AllowFiles => true,
             Rule::ReadOnly => matches!(req.access, FileAccess::Read | FileAccess::List),
@@ -82,6 +121,13 @@ impl Mediator for Recorder {
     }
     fn file_closed(&self, report: &FileCloseReport) {
         self.closes.lock().unwrap().push(report.clone());
+    }
+    fn file_changed(&self, report: &FileChangeReport) {
+        self.changes.lock().unwrap().push(*report);
+    }
+    fn file_refused(&self, refusal: &FileRefusal) -> Refusal {
+        self.refusals.lock().unwrap().push(refusal.clone());
+        Refusal::new(refusal.reason())
     }
     fn net_connect(&self, req: &NetRequest) -> NetVerdict {
         self.nets.lock().unwrap().push(req.clone());
@@ -116,6 +162,17 @@ pub fn facilities_ok(need_fuse: bool) -> bool {
         return false;
     }
     true
+}
+
+/// A mediated sandbox over `ws` whose commands may write `quota` bytes.
+pub fn mediated_with_quota(
+    ws: &Path,
+    m: Arc<Recorder>,
+    quota: stele_sandbox::fs::WriteQuota,
+) -> ProcessSandbox {
+    let mut cfg = ProcessSandboxConfig::new(ws, m);
+    cfg.workspace_quota = quota;
+    ProcessSandbox::new(cfg).expect("sandbox")
 }
 
 /// A mediated sandbox (FUSE workspace, egress proxy) over `ws`.

@@ -158,9 +158,30 @@ fn run(dir: &Dir, op: &FsOp) -> Result<FsReply, FsError> {
     }
 }
 
+/// Open flags that make opening anything safe: a FIFO without a writer,
+/// or a device, never blocks the opener, and no terminal becomes ours.
+const SAFE_OPEN: i32 = libc::O_NONBLOCK | libc::O_NOCTTY;
+
+/// The opened `file` must be a regular file.
+fn regular(file: &std::fs::File) -> Result<std::fs::Metadata, FsError> {
+    let meta = file.metadata().map_err(io_err)?;
+    if meta.is_dir() {
+        return Err(io_err(io::Error::from_raw_os_error(libc::EISDIR)));
+    }
+    if !meta.is_file() {
+        return Err(FsError::new(
+            FsErrorKind::NotAFile,
+            "not a regular file (a FIFO, socket or device)",
+        ));
+    }
+    Ok(meta)
+}
+
 fn read(dir: &Dir, path: &str, offset: u64, len: u64) -> Result<FsReply, FsError> {
-    let file = dir.open(path).map_err(io_err)?.into_std();
-    let size = file.metadata().map_err(io_err)?.len();
+    let mut options = OpenOptions::new();
+    options.read(true).custom_flags(SAFE_OPEN);
+    let file = dir.open_with(path, &options).map_err(io_err)?.into_std();
+    let size = regular(&file)?.len();
     // `len` is capped by `check`; never allocate more than the file holds.
     let want = len.min(size.saturating_sub(offset));
     let mut buf = vec![0u8; usize::try_from(want).unwrap_or(0)];
@@ -189,7 +210,7 @@ fn write(
     mode: u32,
 ) -> Result<FsReply, FsError> {
     let mut options = OpenOptions::new();
-    options.write(true).mode(mode);
+    options.write(true).mode(mode).custom_flags(SAFE_OPEN);
     match create {
         Create::Existing => {}
         Create::IfMissing => {
@@ -200,15 +221,17 @@ fn write(
         }
     }
     match at {
-        WriteAt::Truncate => {
-            options.truncate(true);
-        }
+        // Truncated only once the file is known to be a regular file.
+        WriteAt::Truncate | WriteAt::Offset(_) => {}
         WriteAt::Append => {
             options.append(true);
         }
-        WriteAt::Offset(_) => {}
     }
     let mut file = dir.open_with(path, &options).map_err(io_err)?.into_std();
+    regular(&file)?;
+    if at == WriteAt::Truncate {
+        file.set_len(0).map_err(io_err)?;
+    }
     match at {
         WriteAt::Offset(o) => file.write_all_at(data, o),
         WriteAt::Truncate | WriteAt::Append => file.write_all(data),

@@ -299,3 +299,44 @@ fn caps_are_checked_before_any_access() {
     let e = err(&f.dir, read("a\0b"));
     assert_eq!(e.kind, FsErrorKind::InvalidRequest);
 }
+
+#[test]
+fn fifos_sockets_and_the_root_are_refused_without_blocking() {
+    let f = folder();
+    let fifo = std::ffi::CString::new(f.root.join("fifo").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let _sock = std::os::unix::net::UnixListener::bind(f.root.join("sock")).unwrap();
+    let started = std::time::Instant::now();
+    for p in ["fifo", "sock"] {
+        let e = err(&f.dir, read(p));
+        assert!(
+            matches!(e.kind, FsErrorKind::NotAFile | FsErrorKind::Io),
+            "{p}: {e:?}"
+        );
+        for at in [WriteAt::Truncate, WriteAt::Append, WriteAt::Offset(0)] {
+            let e = err(&f.dir, write(p, b"x", at, Create::IfMissing));
+            assert!(
+                matches!(e.kind, FsErrorKind::NotAFile | FsErrorKind::Io),
+                "{p} {at:?}: {e:?}"
+            );
+        }
+    }
+    // Reading a FIFO with no writer would block for ever.
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(err(&f.dir, read("fifo")).kind, FsErrorKind::NotAFile);
+    // The workspace itself is a directory, listed as "" or ".".
+    assert_eq!(err(&f.dir, read("")).kind, FsErrorKind::IsADirectory);
+    for root in ["", "."] {
+        let FsReply::Entries(l) = ok(
+            &f.dir,
+            FsOp::List {
+                path: root.into(),
+                max_entries: 10,
+            },
+        ) else {
+            panic!("not a listing")
+        };
+        assert!(l.entries.iter().any(|e| e.name == "fifo"), "{root:?}");
+    }
+}
