@@ -5,12 +5,19 @@
 //! A decision is Ask when (a) the bundle denies, (b) every determining
 //! policy is a forbid carrying `@ask`, and (c) some granted approval would
 //! make the bundle allow. For (c) stele decides again with each of a few
-//! candidate approvals, all granted: approver `(hypothetical)` with an empty
-//! ticket, and approvals whose approver and ticket are built from the
-//! strings and `like` patterns the determining `@ask` rules contain (each
-//! `*` of a pattern as nothing and as `0`). So a rule that requires
-//! `context.approval.ticket like "CHG-*"` asks (a ticket `CHG-` would lift
-//! it), and a rule no approval can lift is a plain Deny.
+//! candidate approvals, all granted. Their approvers are `(hypothetical)`
+//! (a user who is no one, so no principal), the users the determining
+//! `@ask` rules name (`User::"…"`) and the first members of the teams they
+//! name (`Team::"…"`); their methods and tickets are empty, or the strings
+//! and `like` patterns those rules contain (each `*` of a pattern as
+//! nothing and as `0`). So a rule that requires `context.approval.ticket
+//! like "CHG-*"` asks (a ticket `CHG-` would lift it), so does one that
+//! requires an approver other than the principal or in a team, and a rule
+//! no approval can lift is a plain Deny.
+//!
+//! The runtime asks the same question about the approvers it can reach
+//! ([`crate::Bundle::could_grant`]): a rule only someone else may lift is
+//! refused, not asked, when the requester is the only person there.
 
 use std::collections::BTreeSet;
 
@@ -18,11 +25,27 @@ use serde_json::Value;
 
 use crate::request::{Approval, ApprovalOutcome};
 
-/// The approver of the default candidate approval.
+/// The approver (and method) of the default candidate approval.
 pub(crate) const HYPOTHETICAL_APPROVER: &str = "(hypothetical)";
 
-/// Most strings taken from one decision's `@ask` rules for each field.
+/// Most strings, users or members per team taken from one decision's
+/// `@ask` rules.
 const MAX_VALUES: usize = 8;
+
+/// Most candidate approvals tried for one decision.
+const MAX_CANDIDATES: usize = 1024;
+
+/// What an `@ask` forbid's conditions hold, from which candidate approvals
+/// are built.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct AskLiterals {
+    /// Strings and `like`-pattern instances (methods and tickets).
+    pub strings: Vec<String>,
+    /// Ids of `User::"…"` literals (approvers).
+    pub users: Vec<String>,
+    /// Ids of `Team::"…"` literals (their members are approvers).
+    pub teams: Vec<String>,
+}
 
 /// How close an annotation key is to `@ask`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,10 +103,12 @@ fn osa_distance(a: &str, b: &str) -> usize {
     d[n][m]
 }
 
-/// The strings and `like`-pattern instances in a policy's conditions (from
-/// its JSON form): the values a candidate approval is built from.
-pub(crate) fn literals(est: &Value) -> Vec<String> {
-    let mut out = BTreeSet::new();
+/// The strings, `like`-pattern instances and user and team literals in a
+/// policy's conditions (from its JSON form).
+pub(crate) fn literals(est: &Value) -> AskLiterals {
+    let mut strings = BTreeSet::new();
+    let mut users = BTreeSet::new();
+    let mut teams = BTreeSet::new();
     // An explicit work list: the expression may be deep.
     let mut todo: Vec<&Value> = est
         .get("conditions")
@@ -93,8 +118,25 @@ pub(crate) fn literals(est: &Value) -> Vec<String> {
     while let Some(v) = todo.pop() {
         match v {
             Value::Object(map) => {
-                if let Some(Value::String(s)) = map.get("Value") {
-                    out.insert(s.clone());
+                match map.get("Value") {
+                    Some(Value::String(s)) => {
+                        strings.insert(s.clone());
+                    }
+                    Some(Value::Object(lit)) => {
+                        let entity = lit.get("__entity");
+                        let ty = entity.and_then(|e| e.get("type")).and_then(Value::as_str);
+                        let id = entity.and_then(|e| e.get("id")).and_then(Value::as_str);
+                        match (ty, id) {
+                            (Some("User"), Some(id)) => {
+                                users.insert(id.to_owned());
+                            }
+                            (Some("Team"), Some(id)) => {
+                                teams.insert(id.to_owned());
+                            }
+                            _ => {}
+                        }
+                    }
+                    _ => {}
                 }
                 if let Some(pattern) = map
                     .get("like")
@@ -106,7 +148,7 @@ pub(crate) fn literals(est: &Value) -> Vec<String> {
                             .iter()
                             .map(|p| p.get("Literal").and_then(Value::as_str).unwrap_or(wildcard))
                             .collect();
-                        out.insert(s);
+                        strings.insert(s);
                     }
                 }
                 todo.extend(map.values());
@@ -115,7 +157,11 @@ pub(crate) fn literals(est: &Value) -> Vec<String> {
             _ => {}
         }
     }
-    out.into_iter().collect()
+    AskLiterals {
+        strings: strings.into_iter().collect(),
+        users: users.into_iter().collect(),
+        teams: teams.into_iter().collect(),
+    }
 }
 
 /// Whether a policy's conditions mention `context.approval` (an attribute
@@ -151,26 +197,86 @@ pub(crate) fn mentions_approval(est: &Value) -> bool {
     false
 }
 
-/// The granted approvals to try for check (c), the default first.
-pub(crate) fn candidates<'a>(literals: impl Iterator<Item = &'a str>) -> Vec<Approval> {
-    let mut values: Vec<&str> = Vec::new();
-    for l in literals {
-        if values.len() == MAX_VALUES {
+/// Up to [`MAX_VALUES`] distinct values, in order.
+fn distinct<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::new();
+    for v in values {
+        if out.len() == MAX_VALUES {
             break;
         }
-        if !values.contains(&l) {
-            values.push(l);
+        if !out.contains(&v) {
+            out.push(v);
         }
     }
-    let approvers = std::iter::once(HYPOTHETICAL_APPROVER).chain(values.iter().copied());
+    out
+}
+
+/// Who may be asked, and how, when trying candidate approvals.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Asked<'a> {
+    /// Anyone: the approvers the rules suggest (check (c)).
+    Anyone,
+    /// This one approver through this method (can they lift it?).
+    Only {
+        /// User id.
+        approver: &'a str,
+        /// Method.
+        method: &'a str,
+    },
+}
+
+/// The granted approvals to try, the default first; `members_of` lists a
+/// team's users.
+pub(crate) fn candidates<'a, M, I>(
+    literals: impl Iterator<Item = &'a AskLiterals> + Clone,
+    members_of: M,
+    asked: Asked<'_>,
+) -> Vec<Approval>
+where
+    M: Fn(&str) -> I,
+    I: Iterator<Item = String>,
+{
+    let strings = distinct(
+        literals
+            .clone()
+            .flat_map(|l| l.strings.iter().map(String::as_str)),
+    );
+    let (approvers, methods): (Vec<String>, Vec<&str>) = match asked {
+        Asked::Anyone => {
+            let mut approvers = vec![HYPOTHETICAL_APPROVER.to_owned()];
+            let users = distinct(
+                literals
+                    .clone()
+                    .flat_map(|l| l.users.iter().map(String::as_str)),
+            );
+            approvers.extend(users.iter().map(|u| (*u).to_owned()));
+            let teams = distinct(literals.flat_map(|l| l.teams.iter().map(String::as_str)));
+            for t in teams {
+                approvers.extend(members_of(t).take(MAX_VALUES));
+            }
+            let mut seen = BTreeSet::new();
+            approvers.retain(|a| seen.insert(a.clone()));
+            let methods = std::iter::once(HYPOTHETICAL_APPROVER)
+                .chain(strings.iter().copied())
+                .collect();
+            (approvers, methods)
+        }
+        Asked::Only { approver, method } => (vec![approver.to_owned()], vec![method]),
+    };
     let mut out = Vec::new();
-    for approver in approvers {
-        for ticket in std::iter::once("").chain(values.iter().copied()) {
-            out.push(Approval {
-                outcome: ApprovalOutcome::Granted,
-                approver: approver.to_owned(),
-                ticket: ticket.to_owned(),
-            });
+    'all: for approver in &approvers {
+        for method in &methods {
+            for ticket in std::iter::once("").chain(strings.iter().copied()) {
+                if out.len() == MAX_CANDIDATES {
+                    break 'all;
+                }
+                out.push(Approval {
+                    outcome: ApprovalOutcome::Granted,
+                    approver: approver.clone(),
+                    method: (*method).to_owned(),
+                    ticket: ticket.to_owned(),
+                });
+            }
         }
     }
     out
@@ -212,19 +318,41 @@ mod tests {
     #[test]
     fn literals_and_approval_mentions() {
         let e = est(
-            r#"forbid (principal, action, resource) unless { context has approval && context.approval.granted && context.approval.ticket like "CHG-*" && context.approval.approver != "bob" };"#,
+            r#"forbid (principal, action, resource) unless { context has approval && context.approval.granted && context.approval.ticket like "CHG-*" && context.approval.approver != User::"bob" && context.approval.approver in Team::"controllers" && context.approval.method == "web" };"#,
         );
         let l = literals(&e);
-        assert!(l.contains(&"CHG-".to_owned()), "{l:?}");
-        assert!(l.contains(&"CHG-0".to_owned()), "{l:?}");
-        assert!(l.contains(&"bob".to_owned()), "{l:?}");
+        assert!(l.strings.contains(&"CHG-".to_owned()), "{l:?}");
+        assert!(l.strings.contains(&"CHG-0".to_owned()), "{l:?}");
+        assert!(l.strings.contains(&"web".to_owned()), "{l:?}");
+        assert_eq!(l.users, ["bob"]);
+        assert_eq!(l.teams, ["controllers"]);
         assert!(mentions_approval(&e));
         assert!(!mentions_approval(&est(
             r#"forbid (principal, action, resource) when { context.sandbox.network };"#
         )));
-        let c = candidates(l.iter().map(String::as_str));
+        let members = |t: &str| {
+            assert_eq!(t, "controllers");
+            ["carol", "dave"].into_iter().map(str::to_owned)
+        };
+        let c = candidates(std::iter::once(&l), members, Asked::Anyone);
         assert_eq!(c[0].approver, HYPOTHETICAL_APPROVER);
         assert_eq!(c[0].ticket, "");
         assert!(c.iter().any(|a| a.ticket == "CHG-"));
+        assert!(c.iter().any(|a| a.method == "web"));
+        for who in ["bob", "carol", "dave"] {
+            assert!(c.iter().any(|a| a.approver == who), "{who}");
+        }
+        let only = candidates(
+            std::iter::once(&l),
+            members,
+            Asked::Only {
+                approver: "alice",
+                method: "tty",
+            },
+        );
+        assert!(only
+            .iter()
+            .all(|a| a.approver == "alice" && a.method == "tty"));
+        assert!(only.iter().any(|a| a.ticket == "CHG-0"));
     }
 }

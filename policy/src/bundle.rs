@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use cedar_policy::{EntityUid, Policy, Schema};
 
-use crate::ask::{ask_spelling, AskSpelling};
+use crate::ask::{ask_spelling, AskSpelling, Asked};
 use crate::cedar_req::{cedar_input, facts, Names};
 use crate::decision::{
     combine, Decision, Effect, EvalError, LayerResult, PolicyEffect, PolicyInfo,
@@ -136,7 +136,7 @@ impl Bundle {
                     };
                     let approval_literals = match (&est, ask) {
                         (Some(e), true) => crate::ask::literals(e),
-                        _ => Vec::new(),
+                        _ => crate::ask::AskLiterals::default(),
                     };
                     facts.push(PolicyFacts {
                         id: id.clone(),
@@ -291,30 +291,77 @@ impl Bundle {
         }
         // @ask rule (c): only ask if some granted approval would actually
         // allow (see crate::ask for the candidates tried).
-        let literals = first
+        match self.some_candidate_allows(request, &first, Asked::Anyone, mode) {
+            Ok(true) => Decision {
+                effect: Effect::Ask,
+                layer: first
+                    .determining
+                    .iter()
+                    .map(|d| d.layer.kind())
+                    .max()
+                    .or(first.layer),
+                ..first
+            },
+            Ok(false) => first,
+            Err(e) => self.internal_deny(e),
+        }
+    }
+
+    /// Whether one of the candidate approvals for `denied`'s determining
+    /// `@ask` rules makes the bundle allow `request`.
+    fn some_candidate_allows(
+        &self,
+        request: &Request,
+        denied: &Decision,
+        asked: Asked<'_>,
+        mode: Mode,
+    ) -> Result<bool, PolicyError> {
+        let literals = denied
             .determining
             .iter()
             .filter_map(|d| self.info.get(&d.id))
-            .flat_map(|i| i.approval_literals.iter().map(String::as_str));
-        for approval in crate::ask::candidates(literals) {
-            match self.evaluate(&request.with_approval(approval), mode) {
-                Ok(again) if again.effect == Effect::Allow => {
-                    return Decision {
-                        effect: Effect::Ask,
-                        layer: first
-                            .determining
-                            .iter()
-                            .map(|d| d.layer.kind())
-                            .max()
-                            .or(first.layer),
-                        ..first
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => return self.internal_deny(e),
+            .map(|i| &i.approval_literals);
+        let members = |t: &str| {
+            self.members
+                .members_of(t)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        for approval in crate::ask::candidates(literals, members, asked) {
+            if self
+                .evaluate(&request.with_approval(approval), mode)?
+                .effect
+                == Effect::Allow
+            {
+                return Ok(true);
             }
         }
-        first
+        Ok(false)
+    }
+
+    /// Whether `approver`, answering through `method`, could lift an
+    /// [`Effect::Ask`] decision on `request` by granting it (with some
+    /// ticket the rules name, or none). The runtime asks this of the
+    /// approvers it can reach before asking one: a rule that needs someone
+    /// other than the requester is refused, not asked, when the requester
+    /// is the only person there. False for any other decision.
+    pub fn could_grant(
+        &self,
+        request: &Request,
+        decision: &Decision,
+        approver: &str,
+        method: &str,
+    ) -> bool {
+        decision.effect == Effect::Ask
+            && self
+                .some_candidate_allows(
+                    request,
+                    decision,
+                    Asked::Only { approver, method },
+                    Mode::Indexed,
+                )
+                .unwrap_or(false)
     }
 
     /// Decide again after an approver answered an `Ask`: the request with the
@@ -327,8 +374,7 @@ impl Bundle {
     /// Check a request against the schema as Cedar sees it (for tools and
     /// tests; `decide` trusts the typed builder and skips this for speed).
     pub fn check_request(&self, request: &Request) -> Result<(), PolicyError> {
-        let teams = self.teams_for(request.principal());
-        let f = facts(&self.names, request, teams)?;
+        let f = facts(&self.names, request, |u| self.teams_for(u))?;
         cedar_input(&self.names, request, &f, Some(&self.schema)).map(|_| ())
     }
 
@@ -361,7 +407,7 @@ impl Bundle {
     }
 
     fn evaluate(&self, request: &Request, mode: Mode) -> Result<Decision, PolicyError> {
-        let facts = facts(&self.names, request, self.teams_for(request.principal()))?;
+        let facts = facts(&self.names, request, |u| self.teams_for(u))?;
         let build = || cedar_input(&self.names, request, &facts, None);
         let mut input = LazyInput {
             build: &build,

@@ -102,6 +102,10 @@ pub(crate) struct Facts {
     pub principal_ancestors: Vec<EntityUid>,
     pub resource: EntityUid,
     pub resource_ancestors: Vec<EntityUid>,
+    /// The approver of a recorded approval, with their teams (so that
+    /// `context.approval.approver in Team::"…"` sees them), when it is
+    /// someone other than the principal.
+    pub approver: Option<(EntityUid, Vec<EntityUid>)>,
 }
 
 /// The Cedar request and entity store, built only when some policy
@@ -274,7 +278,11 @@ fn context(names: &Names, req: &Request) -> Result<Context, PolicyError> {
             "approval".to_owned(),
             record(vec![
                 ("granted", RestrictedExpression::new_bool(granted)),
-                ("approver", s(&a.approver)),
+                (
+                    "approver",
+                    RestrictedExpression::new_entity_uid(names.user_uid(&a.approver)),
+                ),
+                ("method", s(&a.method)),
                 ("ticket", s(&a.ticket)),
             ])?,
         ));
@@ -282,18 +290,25 @@ fn context(names: &Names, req: &Request) -> Result<Context, PolicyError> {
     Context::from_pairs(pairs).map_err(|e| PolicyError::Internal(e.to_string()))
 }
 
-/// The request's identities; `teams` are the principal's team uids.
-pub(crate) fn facts(
+/// The request's identities; `teams_of` gives a user's team uids.
+pub(crate) fn facts<'t>(
     names: &Names,
     req: &Request,
-    teams: &[EntityUid],
+    teams_of: impl Fn(&str) -> &'t [EntityUid],
 ) -> Result<Facts, PolicyError> {
     let (resource, resource_ancestors) = resource_uid(names, &req.resource)?;
+    let approver = req
+        .context
+        .approval
+        .as_ref()
+        .filter(|a| a.approver != req.principal)
+        .map(|a| (names.user_uid(&a.approver), teams_of(&a.approver).to_vec()));
     Ok(Facts {
         principal: names.user_uid(&req.principal),
-        principal_ancestors: teams.to_vec(),
+        principal_ancestors: teams_of(&req.principal).to_vec(),
         resource,
         resource_ancestors,
+        approver,
     })
 }
 
@@ -324,6 +339,12 @@ pub(crate) fn cedar_input(
     )
     .map_err(|e| PolicyError::Internal(e.to_string()))?;
     let mut all = vec![user, res_entity];
+    if let Some((uid, teams)) = &facts.approver {
+        all.push(Entity::new_no_attrs(
+            uid.clone(),
+            teams.iter().cloned().collect::<HashSet<_>>(),
+        ));
+    }
     all.extend(arg_entities(names, req)?);
     let entities =
         Entities::from_entities(all, schema).map_err(|e| PolicyError::Request(e.to_string()))?;

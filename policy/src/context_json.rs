@@ -2,7 +2,9 @@
 //! `stele policy explain --context`. It mirrors the schema's `Ctx`, except
 //! that `command` is derived from `argv` and every field is optional:
 //! `session_id` defaults to `"test"`, `sandbox` to
-//! `{"backend": "process", "network": false}`, `argv` to `[]`, `args` to `{}`.
+//! `{"backend": "process", "network": false}`, `argv` to `[]`, `args` to `{}`;
+//! an `approval` needs `granted` and `approver` (a user id, as policies see
+//! it: `User::"<approver>"`), its `method` and `ticket` default to `""`.
 
 use serde::Deserialize;
 
@@ -46,6 +48,8 @@ struct ApprovalJson {
     granted: bool,
     approver: String,
     #[serde(default)]
+    method: String,
+    #[serde(default)]
     ticket: String,
 }
 
@@ -87,6 +91,7 @@ pub fn context_from_json(value: &serde_json::Value) -> Result<RequestContext, Po
                 ApprovalOutcome::Refused
             },
             approver: a.approver,
+            method: a.method,
             ticket: a.ticket,
         }),
     })

@@ -156,9 +156,9 @@ pub(crate) struct PolicyInfo {
     pub effect: PolicyEffect,
     pub location: Location,
     pub annotations: BTreeMap<String, String>,
-    /// For an `@ask` forbid: the strings and pattern instances its
-    /// conditions hold, from which candidate approvals are built.
-    pub approval_literals: Vec<String>,
+    /// For an `@ask` forbid: the strings, pattern instances, users and
+    /// teams its conditions hold, from which candidate approvals are built.
+    pub approval_literals: crate::ask::AskLiterals,
 }
 
 impl PolicyInfo {

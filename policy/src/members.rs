@@ -109,4 +109,12 @@ impl Members {
     pub fn users(&self) -> impl Iterator<Item = &str> {
         self.users.keys().map(String::as_str)
     }
+
+    /// The users of `team`, sorted.
+    pub fn members_of<'a>(&'a self, team: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.users
+            .iter()
+            .filter(move |(_, teams)| teams.contains(team))
+            .map(|(u, _)| u.as_str())
+    }
 }

@@ -318,8 +318,10 @@ impl Default for SandboxFacts {
 pub struct Approval {
     /// Granted or refused.
     pub outcome: ApprovalOutcome,
-    /// Who decided.
+    /// Who decided: a user id (`User::"…"` in policies).
     pub approver: String,
+    /// How the answer was given (`tty`, `flag`, …).
+    pub method: String,
     /// Ticket or reference, may be empty.
     pub ticket: String,
 }

@@ -42,6 +42,7 @@ fn approval(approver: &str, ticket: &str) -> Approval {
     Approval {
         outcome: ApprovalOutcome::Granted,
         approver: approver.into(),
+        method: "tty".into(),
         ticket: ticket.into(),
     }
 }
@@ -76,17 +77,113 @@ unless { context has approval && context.approval.granted && context.approval.ti
 #[test]
 fn asks_for_approver_and_exact_ticket_conditions() {
     for cond in [
-        r#"context.approval.approver == "release-manager""#,
+        r#"context.approval.approver == User::"release-manager""#,
         r#"context.approval.ticket == "INC-42""#,
-        r#"context.approval.approver like "ops-*" && context.approval.ticket like "*-prod""#,
+        r#"context.approval.method == "web" && context.approval.ticket like "*-prod""#,
         r#"context.approval.ticket like "CHG-*" && context.approval.ticket != "CHG-""#,
-        r#"["a", "b"].contains(context.approval.approver)"#,
+        r#"[User::"a", User::"b"].contains(context.approval.approver)"#,
+        r#"context.approval.approver != principal"#,
     ] {
         let b = load(&format!(
             "@id(\"project.x\")\n@ask(\"human\")\nforbid (principal, action == Action::\"mcp.call\", resource)\nunless {{ context has approval && context.approval.granted && {cond} }};\n"
         ));
         assert_eq!(b.decide(&call(&b)).effect, Effect::Ask, "{cond}");
     }
+}
+
+const FOUR_EYES: &str = r#"
+@id("project.four-eyes")
+@ask("human")
+forbid (principal, action == Action::"mcp.call", resource)
+unless {
+  context has approval && context.approval.granted &&
+  context.approval.approver != principal && context.approval.approver in Team::"finance"
+};
+"#;
+
+fn four_eyes_bundle() -> Bundle {
+    let dir = bundle(&[
+        ("org/a.cedar", PERMIT_CALLS),
+        ("project/ask.cedar", FOUR_EYES),
+        (
+            "members.toml",
+            "[users]\nann = [\"finance\"]\nbob = [\"finance\"]\ncarol = [\"ops\"]\n",
+        ),
+        (
+            "teams/finance/f.cedar",
+            "@id(\"finance.calls\")\npermit (principal in Team::\"finance\", action == Action::\"mcp.call\", resource);\n",
+        ),
+        (
+            "teams/ops/o.cedar",
+            "@id(\"ops.calls\")\npermit (principal in Team::\"ops\", action == Action::\"mcp.call\", resource);\n",
+        ),
+    ]);
+    Bundle::load(dir.path()).unwrap()
+}
+
+/// Segregation of duties: the approver is a user, compared with the
+/// principal; only another member of the team lifts the rule, and the
+/// runtime can tell beforehand that the requester cannot.
+#[test]
+fn segregation_of_duties_needs_another_member() {
+    let b = four_eyes_bundle();
+    let r = call(&b);
+    let d = b.decide(&r);
+    assert_eq!(d.effect, Effect::Ask, "{d:?}");
+    // The requester cannot lift it, whatever the method or ticket.
+    for method in ["tty", "flag", "web"] {
+        assert!(!b.could_grant(&r, &d, "ann", method), "{method}");
+    }
+    // Another member can; someone outside the team cannot.
+    assert!(b.could_grant(&r, &d, "bob", "tty"));
+    assert!(!b.could_grant(&r, &d, "carol", "tty"));
+    assert!(!b.could_grant(&r, &d, "zed", "tty"));
+    // The real answers decide the same way.
+    for (who, want) in [
+        ("ann", Effect::Deny),
+        ("bob", Effect::Allow),
+        ("carol", Effect::Deny),
+        ("zed", Effect::Deny),
+    ] {
+        let again = b.decide_with_approval(&r, approval(who, "audit:9"));
+        assert_eq!(again.effect, want, "{who}: {again:?}");
+        if want == Effect::Deny {
+            assert_eq!(
+                again.reasons().collect::<Vec<_>>(),
+                vec!["project.four-eyes"],
+                "{who}"
+            );
+        }
+    }
+    // could_grant speaks of Ask decisions only.
+    let allowed = b.decide_with_approval(&r, approval("bob", ""));
+    assert!(!b.could_grant(&r, &allowed, "bob", "tty"));
+}
+
+/// A rule that only reads `granted` can be lifted by the requester.
+#[test]
+fn a_plain_ask_can_be_granted_by_the_requester() {
+    let b = load(
+        "@id(\"project.x\")\n@ask(\"human\")\nforbid (principal, action == Action::\"mcp.call\", resource)\nunless { context has approval && context.approval.granted };\n",
+    );
+    let r = call(&b);
+    let d = b.decide(&r);
+    assert_eq!(d.effect, Effect::Ask);
+    assert!(b.could_grant(&r, &d, "ann", "tty"));
+    assert!(b.could_grant(&r, &d, "ann", "flag"));
+}
+
+/// A method requirement: only the named method lifts it.
+#[test]
+fn a_method_requirement_is_asked_and_checked() {
+    let b = load(
+        "@id(\"project.x\")\n@ask(\"human\")\nforbid (principal, action == Action::\"mcp.call\", resource)\nunless { context has approval && context.approval.granted && context.approval.method != \"flag\" };\n",
+    );
+    let r = call(&b);
+    let d = b.decide(&r);
+    assert_eq!(d.effect, Effect::Ask);
+    assert!(b.could_grant(&r, &d, "ann", "tty"));
+    assert!(!b.could_grant(&r, &d, "ann", "flag"));
 }
 
 #[test]

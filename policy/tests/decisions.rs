@@ -203,6 +203,7 @@ fn ask_then_approval() {
     let approval = |outcome| Approval {
         outcome,
         approver: "boss".into(),
+        method: "tty".into(),
         ticket: "T-1".into(),
     };
     let d = b.decide_with_approval(&r, approval(ApprovalOutcome::Granted));
@@ -451,6 +452,7 @@ fn typed_requests_match_the_schema() {
             .approval(Approval {
                 outcome: ApprovalOutcome::Granted,
                 approver: "x".into(),
+                method: "flag".into(),
                 ticket: String::new(),
             })
             .build()

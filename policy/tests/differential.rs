@@ -17,7 +17,12 @@ fn variants(r: &Request, i: usize) -> Request {
     if i.is_multiple_of(5) {
         c.approval = Some(Approval {
             outcome: ApprovalOutcome::Granted,
-            approver: "a".into(),
+            approver: if i.is_multiple_of(2) {
+                "a".into()
+            } else {
+                r.principal().into()
+            },
+            method: "tty".into(),
             ticket: String::new(),
         });
     }

@@ -1,4 +1,6 @@
 //! stele's runtime: the gate, the agent loop and the `stele` command line.
+// Every printing path goes through `printing` (no panic on a closed pipe).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod agent;
 pub mod cli;
@@ -11,6 +13,7 @@ pub mod paths;
 pub mod payloads;
 pub mod policy_location;
 pub mod principal;
+pub mod printing;
 pub mod provider;
 pub mod recovery;
 pub mod telemetry;

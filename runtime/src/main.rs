@@ -1,4 +1,5 @@
 //! The `stele` binary.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 use std::process::ExitCode;
 
@@ -32,12 +33,18 @@ fn main() -> ExitCode {
     if let Some(t) = telemetry {
         t.shutdown();
     }
+    // Output that could not be written (other than to a closed pipe) must
+    // not pass for a complete answer.
+    if let Some(why) = stele_runtime::printing::failure() {
+        stele_runtime::errln!("stele: error: {why}");
+        return ExitCode::from(stele_runtime::printing::EXIT_OUTPUT_FAILED);
+    }
     match result {
         Ok(code) => code,
         Err(err) => {
             // Errors quote paths, names and text from the log, the model
             // and the workspace: shown escaped, on one line.
-            eprintln!(
+            stele_runtime::errln!(
                 "stele: error: {}",
                 stele_runtime::terminal_safe::line(&format!("{err:#}"))
             );
@@ -61,7 +68,7 @@ fn init_telemetry() -> Option<stele_runtime::telemetry::Telemetry> {
         // The command itself reports a configuration it cannot read.
         Err(stele_runtime::telemetry::TelemetryError::Config(_)) => None,
         Err(e) => {
-            eprintln!("stele: warning: traces are not exported: {e}");
+            stele_runtime::errln!("stele: warning: traces are not exported: {e}");
             None
         }
     }

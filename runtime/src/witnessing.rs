@@ -213,7 +213,7 @@ impl Witnessing {
         }
         for e in &out.failed {
             tracing::warn!(error = %e, moment = moment.as_str(), "witness did not cosign");
-            eprintln!(
+            crate::errln!(
                 "stele: warning: {} (checkpoint not witnessed by it at {})",
                 crate::terminal_safe::line(&e.to_string()),
                 moment.as_str()
@@ -227,7 +227,7 @@ impl Witnessing {
 fn shout(e: &PublishError, moment: Moment) {
     let bar = "=".repeat(72);
     tracing::error!(error = %e, moment = moment.as_str(), "witness reports a history conflict");
-    eprintln!(
+    crate::errln!(
         "stele: {bar}\nstele: {}\nstele: detected at {}; refusing to append further actions to this log.\nstele: {bar}",
         crate::terminal_safe::line(&e.to_string()),
         moment.as_str()

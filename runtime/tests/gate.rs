@@ -50,7 +50,7 @@ fn setup(answer: ApprovalOutcome) -> Setup {
         log,
         bundle,
         session,
-        Box::new(FlagApprover::new(answer, "flag:test")),
+        Box::new(FlagApprover::new(answer, "alice", "flag", "test")),
         SandboxFacts::default(),
         serde_json::json!({}),
     )
@@ -180,7 +180,8 @@ fn ask_then_approve_logs_request_grant_and_intent() {
             .unwrap(),
         shown
     );
-    assert_eq!(l[at + 1].data.as_ref().unwrap()["approver"], "flag:test");
+    assert_eq!(l[at + 1].data.as_ref().unwrap()["approver"], "alice");
+    assert_eq!(l[at + 1].data.as_ref().unwrap()["method"], "flag");
     assert_eq!(
         l[at + 2].decision.as_ref().unwrap().policies,
         vec!["finance.mcp-gmail".to_string()]

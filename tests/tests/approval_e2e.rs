@@ -7,15 +7,12 @@
 
 mod e2e_common;
 
-use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use e2e_common::pty::{prompt_text, run_on_pty};
 use e2e_common::{last_session, of_session, run_bounded, run_command, EXEC_NEEDS_APPROVAL};
 use serde_json::{json, Value};
-use stele_runtime::gate::approval::{PROMPT_END, PROMPT_START};
 use stele_tests::mock_model::{MockModel, Reply, Turn, Wire};
 use stele_tests::{intents_closed_once, leaves_json, sandbox_available, Stele};
 
@@ -68,85 +65,6 @@ fn push_exec_then_finish(mock: &MockModel) {
             .tool_use("f", "final_answer", json!({"answer": "done"}))
             .into(),
     );
-}
-
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// Run `c` on a pseudo-terminal (util-linux `script`), answer the approval
-/// prompt with `answer` once it is on the screen (`None`: expect no prompt),
-/// and return the exit code and everything the terminal showed (line ends as
-/// `\n`).
-fn run_on_pty(c: &Command, answer: Option<&str>) -> Option<(i32, String)> {
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: util-linux `script` is needed for a pseudo-terminal");
-        return None;
-    }
-    let line: Vec<String> = std::iter::once(c.get_program())
-        .chain(c.get_args())
-        .map(|a| sh_quote(&a.to_string_lossy()))
-        .collect();
-    let mut pty = Command::new("script");
-    pty.args(["-qefc", &line.join(" "), "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in c.get_envs() {
-        if let Some(v) = v {
-            pty.env(k, v);
-        }
-    }
-    let mut child = pty.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let screen = Arc::new(Mutex::new(Vec::new()));
-    let sink = screen.clone();
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = out.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
-    let shown =
-        |s: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&s.lock().unwrap()).replace("\r\n", "\n");
-    let started = Instant::now();
-    let mut answered = false;
-    let code = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st.code().unwrap_or(-1);
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            panic!("hung on the terminal:\n{}", shown(&screen));
-        }
-        if let (false, Some(answer)) = (answered, answer) {
-            if shown(&screen).contains(PROMPT_END) {
-                stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
-                stdin.flush().unwrap();
-                answered = true;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    drop(stdin);
-    reader.join().unwrap();
-    let screen = shown(&screen);
-    match answer {
-        Some(_) => assert!(answered, "no prompt appeared:\n{screen}"),
-        None => assert!(!screen.contains(PROMPT_START), "prompted:\n{screen}"),
-    }
-    Some((code, screen))
-}
-
-/// The text between the prompt's frame on the terminal.
-fn prompt_text(screen: &str) -> &str {
-    let start = screen.find(PROMPT_START).expect("prompt shown") + PROMPT_START.len();
-    let len = screen[start..].find(PROMPT_END).expect("prompt ends");
-    &screen[start..start + len]
 }
 
 /// Approval entries of the last session: request and answer, with the hash
@@ -281,12 +199,13 @@ fn on_a_terminal_the_configured_answer_wins() {
         return;
     };
     assert_eq!(code, 0, "{screen}");
-    assert_refused_and_nothing_ran(&t.s, "flag:--approve=deny");
+    assert_refused_and_nothing_ran(&t.s, "flag", "--approve=deny");
 }
 
 /// The last session's log: every intent closed once, started with approvals
-/// refused, the ask refused by `approver`, and nothing executed.
-fn assert_refused_and_nothing_ran(s: &Stele, approver: &str) {
+/// refused, the ask refused in alice's name by `method` (`detail` saying
+/// which setting), and nothing executed.
+fn assert_refused_and_nothing_ran(s: &Stele, method: &str, detail: &str) {
     let leaves = leaves_json(s, &s.state.join("audit.db")).unwrap();
     let id = last_session(&leaves);
     intents_closed_once(&leaves, &id).unwrap();
@@ -300,7 +219,12 @@ fn assert_refused_and_nothing_ran(s: &Stele, approver: &str) {
         .iter()
         .find(|l| l["kind"] == "approval.deny")
         .expect("the refusal is logged");
-    assert_eq!(refused["data"]["approver"], approver);
+    assert_eq!(refused["data"]["approver"], "alice", "{refused}");
+    assert_eq!(refused["data"]["method"], method, "{refused}");
+    assert!(
+        refused["data"]["detail"].as_str().unwrap().contains(detail),
+        "{refused}"
+    );
     assert!(
         !mine.iter().any(|l| l["kind"] == "exec.start"),
         "never a silent allow"
@@ -375,7 +299,8 @@ fn without_a_terminal_json_progress_reports_decisions_and_retries() {
         .as_str()
         .unwrap()
         .starts_with("Run in the sandbox: python3"));
-    assert_eq!(decisions[1]["approver"], "no-terminal");
+    assert_eq!(decisions[1]["approver"], "alice");
+    assert_eq!(decisions[1]["method"], "no-terminal");
     assert_eq!(decisions[2]["subject"], "exec");
     assert!(decisions[3]["policies"].is_array(), "{}", decisions[3]);
     assert!(decisions[3]["audit_entry"].is_u64(), "{}", decisions[3]);
@@ -383,7 +308,7 @@ fn without_a_terminal_json_progress_reports_decisions_and_retries() {
     // Progress is on stdout only: nothing for a person on stderr but the session line.
     assert!(!err.contains("── step"), "{err}");
 
-    assert_refused_and_nothing_ran(&t.s, "no-terminal");
+    assert_refused_and_nothing_ran(&t.s, "no-terminal", "no terminal");
 }
 
 #[test]
@@ -408,7 +333,7 @@ fn flag_allow_is_reported_and_logged_as_the_flag() {
     // One line for the person, escaped like everything the model sent.
     let line = err
         .lines()
-        .find(|l| l.contains("approval granted by flag:--approve=allow"))
+        .find(|l| l.contains("approval granted by alice"))
         .unwrap_or_else(|| panic!("{err}"));
     assert!(line.contains("Run in the sandbox: python3"), "{line}");
     assert!(!err.contains('\x1b'), "{err}");
@@ -419,6 +344,8 @@ fn flag_allow_is_reported_and_logged_as_the_flag() {
         .into_iter()
         .find(|l| l["kind"] == "approval.grant")
         .unwrap();
-    assert_eq!(grant["data"]["approver"], "flag:--approve=allow");
+    // In the name of the person who gave the flag, saying it was the flag.
+    assert_eq!(grant["data"]["approver"], "alice");
     assert_eq!(grant["data"]["method"], "flag");
+    assert_eq!(grant["data"]["detail"], "--approve=allow");
 }

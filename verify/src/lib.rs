@@ -4,7 +4,9 @@
 //! per-leaf rules come from `stele_audit::check`, the same code the runtime's
 //! own `stele audit verify` runs, so both agree on what a valid log is.
 
+pub mod account;
 pub mod bundle;
+mod derived;
 mod extras;
 mod manifest;
 mod report;
@@ -17,7 +19,7 @@ use stele_attest::NoteVerifier;
 use stele_audit::merkle::Hash;
 
 pub use bundle::Bundle;
-pub use report::Report;
+pub use report::{Report, VERIFY_SCHEMA};
 
 /// The first problem found: which file, which entry, what.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,13 +73,18 @@ pub fn verify(bundle: &Bundle, opts: &Options) -> Result<Report, Failure> {
     let mut expect: Expect = BTreeMap::new();
     let cps = manifest::checkpoints(bundle, opts, &m, &mut expect)?;
     let atts = extras::read_attestations(bundle, opts, &m, &mut expect)?;
-    let s = stream::run(bundle, &m, &expect)?;
+    let mut s = stream::run(bundle, &m, &expect)?;
+    if let Some(d) = s.derived.take() {
+        d.finish(bundle, &m)?;
+    }
     let mut report = Report::new(&m, &cps, &s);
     extras::sessions(&m, &s)?;
     extras::payloads(bundle, &m, &s, &mut report)?;
     extras::proofs(bundle, opts, &m, &s, &mut report)?;
     extras::policies(bundle, &m, &mut report)?;
     extras::check_attestations(&atts, &s, &mut report)?;
+    let account = s.account.take().unwrap_or_default();
+    report.account = report::account(account, bundle, &m, &s, &report, opts);
     report.seconds = started.elapsed().as_secs_f64();
     report.cpu_seconds = stele_audit::cpu_time::cpu_seconds_since(cpu0, report.seconds);
     Ok(report)

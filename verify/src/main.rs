@@ -2,10 +2,16 @@
 //!
 //! Exit codes: 0 verified, 3 verification failed (the first failure is
 //! printed with the file and entry concerned), 4 the inputs could not be
-//! read or parsed.
+//! read or parsed, 74 the output could not be written.
+// Output goes through `out`, which never panics on a closed pipe.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+mod output;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use output::{err, out, EXIT_OUTPUT_FAILED};
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -37,44 +43,128 @@ struct Args {
     /// Also print the verification rate on its own line (for benchmarks).
     #[arg(long)]
     bench: bool,
+    /// Print the result as one JSON object (schema in docs/review-report.md).
+    #[arg(long)]
+    json: bool,
+    /// Write the reviewer's report, derived from the verified entries.
+    #[arg(long, value_enum)]
+    report: Option<ReportFormat>,
+    /// Where to write the report [default: standard output].
+    #[arg(long, requires = "report")]
+    out: Option<PathBuf>,
+}
+
+/// Report formats.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    /// Markdown.
+    Md,
+    /// One self-contained HTML file.
+    Html,
+    /// JSON (docs/review-report.md).
+    Json,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let opts = match options(&args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("stele-verify: {e:#}");
-            return ExitCode::from(4);
+    let code = run(&args);
+    match output::failure() {
+        Some(why) => {
+            err(format_args!("stele-verify: {why}\n"));
+            ExitCode::from(EXIT_OUTPUT_FAILED)
         }
+        None => code,
+    }
+}
+
+fn run(args: &Args) -> ExitCode {
+    if args.json && args.report.is_some() && args.out.is_none() {
+        err(format_args!(
+            "stele-verify: --json prints the result on standard output; give the report a file with --out\n"
+        ));
+        return ExitCode::from(4);
+    }
+    let opts = match options(args) {
+        Ok(o) => o,
+        Err(e) => return unreadable(args, &format!("{e:#}")),
     };
     let bundle = match Bundle::open(&args.bundle) {
         Ok(b) => b,
+        Err(f) => return unreadable(args, &format!("cannot open {}: {f}", args.bundle.display())),
+    };
+    let r = match verify(&bundle, &opts) {
+        Ok(r) => r,
         Err(f) => {
-            eprintln!("stele-verify: cannot open {}: {f}", args.bundle.display());
-            return ExitCode::from(4);
+            if args.json {
+                let v = serde_json::json!({
+                    "schema": stele_verify::VERIFY_SCHEMA, "result": "failed",
+                    "file": f.file, "entry": f.index, "reason": f.reason,
+                });
+                out(format_args!("{v}\n"));
+            }
+            err(format_args!("{}: {f}\n", args.bundle.display()));
+            return ExitCode::from(3);
         }
     };
-    match verify(&bundle, &opts) {
-        Ok(r) => {
-            print!("{r}");
-            if args.bench {
-                println!(
-                    "entries/s: {:.0} overall, {:.0} streaming entries and tiles; \
-                     per CPU second: {:.0} overall, {:.0} streaming",
-                    r.rate(),
-                    r.stream_rate(),
-                    r.overall_cpu_rate(),
-                    r.cpu_rate()
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        Err(f) => {
-            eprintln!("{}: {f}", args.bundle.display());
-            ExitCode::from(3)
+    let report = args.report.map(|f| match f {
+        ReportFormat::Md => stele_verify::account::markdown::render(&r.account),
+        ReportFormat::Html => stele_verify::account::html::render(&r.account),
+        ReportFormat::Json => serde_json::to_string_pretty(&r.account).unwrap_or_default() + "\n",
+    });
+    if let (Some(text), Some(path)) = (&report, &args.out) {
+        if let Err(e) = output::write_file(path, text.as_bytes()) {
+            err(format_args!(
+                "stele-verify: cannot write {}: {e}\n",
+                path.display()
+            ));
+            return ExitCode::from(4);
         }
     }
+    let status_to_stderr = report.is_some() && args.out.is_none();
+    if args.json {
+        out(format_args!("{}\n", r.to_json()));
+    } else if status_to_stderr {
+        // The report is the output; the result is said on stderr.
+        err(format_args!(
+            "OK: export of {} verified ({} entries)\n",
+            r.origin, r.entries
+        ));
+    } else {
+        out(format_args!("{r}"));
+        if let Some(p) = &args.out {
+            out(format_args!("  report:       {}\n", p.display()));
+        }
+    }
+    if let (Some(text), None) = (&report, &args.out) {
+        out(format_args!("{text}"));
+    }
+    if args.bench {
+        let line = format!(
+            "entries/s: {:.0} overall, {:.0} streaming entries and tiles; \
+             per CPU second: {:.0} overall, {:.0} streaming\n",
+            r.rate(),
+            r.stream_rate(),
+            r.overall_cpu_rate(),
+            r.cpu_rate()
+        );
+        if args.json {
+            err(format_args!("{line}"));
+        } else {
+            out(format_args!("{line}"));
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn unreadable(args: &Args, why: &str) -> ExitCode {
+    if args.json {
+        let v = serde_json::json!({
+            "schema": stele_verify::VERIFY_SCHEMA, "result": "unreadable", "error": why,
+        });
+        out(format_args!("{v}\n"));
+    }
+    err(format_args!("stele-verify: {why}\n"));
+    ExitCode::from(4)
 }
 
 fn options(a: &Args) -> anyhow::Result<Options> {

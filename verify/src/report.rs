@@ -2,10 +2,16 @@
 
 use std::fmt;
 
-use stele_audit::export::layout::Selection;
+use stele_audit::check::commit_hash;
+use stele_audit::export::layout::{Selection, PAYLOADS_DIR};
 
+use crate::account::{self, Account, AccountBuilder, PayloadText, Verification, Witnessed};
 use crate::manifest::{Checkpoints, Manifest};
 use crate::stream::Streamed;
+use crate::{Bundle, Options};
+
+/// Schema identifier of `stele-verify --json` output.
+pub const VERIFY_SCHEMA: &str = "https://stele.dev/stele-verify/v1";
 
 /// What a successful verification established.
 #[derive(Debug, Clone, Default)]
@@ -60,6 +66,85 @@ pub struct Report {
     /// CPU seconds of that phase (this thread only; equals the wall time on
     /// an idle machine, and is the honest figure on a shared one).
     pub stream_cpu_seconds: f64,
+    /// The reviewer's account, derived from the verified entries.
+    pub account: Account,
+}
+
+/// The reviewer's account: the sessions collected from the verified
+/// leaves, their payload texts read from verified payload files, and the
+/// verification facts, including what could not be checked.
+pub(crate) fn account(
+    b: AccountBuilder,
+    bundle: &Bundle,
+    m: &Manifest,
+    s: &Streamed,
+    r: &Report,
+    opts: &Options,
+) -> Account {
+    let text = |commit: &str| -> PayloadText {
+        let Some(c) = commit_hash(commit) else {
+            return PayloadText::None;
+        };
+        if s.checker.redacted_by.contains_key(&c) {
+            return PayloadText::Redacted;
+        }
+        // Present payloads were checked against their commitments already.
+        match m.read(bundle, &format!("{PAYLOADS_DIR}{}", hex::encode(c))) {
+            Ok(b) if b.len() >= 32 => {
+                PayloadText::Present(String::from_utf8_lossy(&b[32..]).into_owned())
+            }
+            _ => PayloadText::Withheld,
+        }
+    };
+    let (sessions, redactions) = b.finish(text);
+    let mut unchecked = Vec::new();
+    if opts.witnesses.is_empty() {
+        unchecked.push("no witness key given (--witness): that no other version of this log was shown to others is not established".to_string());
+    }
+    if opts.anchors.is_empty() {
+        unchecked.push("no checkpoint held elsewhere given (--checkpoint): a log truncated before export would not be caught".to_string());
+    }
+    if r.payloads_withheld > 0 {
+        unchecked.push(format!(
+            "{} payload(s) withheld by the exporter: their text is not shown",
+            r.payloads_withheld
+        ));
+    }
+    if r.policies.is_empty() {
+        unchecked.push(
+            "no policy files in the export: rule texts are as recorded in each decision"
+                .to_string(),
+        );
+    }
+    Account {
+        schema: account::SCHEMA,
+        origin: r.origin.clone(),
+        selection: r.selection.clone(),
+        verification: Verification {
+            result: "verified",
+            entries: r.entries,
+            selected: r.selected,
+            root: r.root.clone(),
+            checkpoints: r.checkpoints.clone(),
+            witnesses: r
+                .cosigned
+                .iter()
+                .map(|(w, n)| Witnessed {
+                    witness: w.clone(),
+                    size: *n,
+                })
+                .collect(),
+            payloads_verified: r.payloads_verified,
+            payloads_redacted: r.payloads_redacted,
+            payloads_withheld: r.payloads_withheld,
+            proofs: r.proofs,
+            derived_files_match: true,
+            unchecked,
+            exporter: r.exporter.clone(),
+        },
+        sessions,
+        redactions,
+    }
 }
 
 impl Report {
@@ -104,6 +189,35 @@ impl Report {
             stream_cpu_seconds: s.cpu_seconds,
             ..Default::default()
         }
+    }
+
+    /// The verification result as JSON (`stele-verify --json`; the shape is
+    /// documented in `docs/review-report.md`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "schema": VERIFY_SCHEMA,
+            "result": "verified",
+            "origin": self.origin,
+            "entries": self.entries,
+            "root": self.root,
+            "selection": self.selection,
+            "selected": self.selected,
+            "time_span": self.time_span.as_ref().map(|(a, b)| serde_json::json!({"first": a, "last": b})),
+            "sessions": self.sessions.0,
+            "sessions_without_end": self.sessions.1,
+            "checkpoints": self.checkpoints,
+            "witnesses": self.cosigned.iter().map(|(w, n)| serde_json::json!({"witness": w, "size": n})).collect::<Vec<_>>(),
+            "anchors": self.anchors.iter().map(|(n, src)| serde_json::json!({"size": n, "source": src})).collect::<Vec<_>>(),
+            "payloads": {"verified": self.payloads_verified, "redacted": self.payloads_redacted, "withheld": self.payloads_withheld},
+            "redactions": self.redactions.iter().map(|(seq, n, why)| serde_json::json!({"entry": seq, "count": n, "reason": why})).collect::<Vec<_>>(),
+            "proofs": self.proofs,
+            "policies": self.policies.iter().map(|(n, d, b)| serde_json::json!({"name": n, "files_digest": d, "bundle_digest": b})).collect::<Vec<_>>(),
+            "attestations": self.attestations,
+            "unfinished": self.unfinished.iter().map(|(seq, k)| serde_json::json!({"entry": seq, "kind": k})).collect::<Vec<_>>(),
+            "derived_files": "recomputed and matched",
+            "exporter": self.exporter,
+            "seconds": self.seconds,
+        })
     }
 
     /// Entries verified per second, whole run.

@@ -12,6 +12,8 @@ use stele_audit::export::tiles::{split_bundle, tile_paths, TileBuilder, TileFile
 use stele_audit::leaf_view::LeafView;
 use stele_audit::merkle::{sha256_pair, CompletedNode, Hash, HashedLeaf};
 
+use crate::account::AccountBuilder;
+use crate::derived::Derived;
 use crate::manifest::Manifest;
 use crate::{Bundle, Expect, Failure};
 
@@ -33,6 +35,10 @@ pub(crate) struct Streamed {
     pub selected_hashes: BTreeMap<u64, Hash>,
     pub span: Option<(String, String)>,
     pub entries_bytes: u64,
+    /// The exporter's derived files, recomputed (taken when finished).
+    pub derived: Option<Derived>,
+    /// The reviewer's account of the selected entries (taken when finished).
+    pub account: Option<AccountBuilder>,
 }
 
 pub(crate) fn run(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<Streamed, Failure> {
@@ -68,6 +74,8 @@ pub(crate) fn run(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<Stre
         selected_hashes: BTreeMap::new(),
         span: None,
         entries_bytes: 0,
+        derived: Some(Derived::open(bundle, m)?),
+        account: Some(AccountBuilder::default()),
     };
     let started = std::time::Instant::now();
     let cpu0 = thread_cpu_ns();
@@ -204,8 +212,10 @@ impl Run<'_> {
         if !self.done.is_empty() {
             compare(self.bundle, m, &mut self.done)?;
         }
-        let leaf = checked.view();
-        if selects(&m.predicate.range, &leaf) {
+        let view = checked.view();
+        let (selected, seq) = (selects(&m.predicate.range, &view), view.seq);
+        if selected {
+            let leaf = view;
             s.selected += 1;
             if !s.all {
                 for p in leaf.commits() {
@@ -221,6 +231,18 @@ impl Run<'_> {
                     b.clear();
                     b.push_str(leaf.ts);
                 }
+            }
+        }
+        if selected {
+            // The readable views are derived from the typed, verified leaf.
+            let typed = checked
+                .into_leaf()
+                .map_err(|e| Failure::new(path, Some(seq), e.to_string()))?;
+            if let Some(d) = &mut s.derived {
+                d.add(&typed, &h, &m.predicate.origin)?;
+            }
+            if let Some(a) = &mut s.account {
+                a.add(&typed);
             }
         }
         while let Some((&at, (root, from))) = self.checks.peek() {

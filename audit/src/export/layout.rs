@@ -31,6 +31,16 @@ pub const SUMMARY: &str = "SUMMARY.md";
 /// How to verify.
 pub const VERIFY_MD: &str = "VERIFY.md";
 
+/// How `SUMMARY.md` names a selection (the exporter writes it, the
+/// verifier recomputes it).
+pub fn selection_text(selection: &Selection) -> String {
+    match selection {
+        Selection::All => "all entries".to_string(),
+        Selection::Session { id } => format!("session {id}"),
+        Selection::Time { since, until } => format!("entries from {since} until {until}"),
+    }
+}
+
 /// Which entries an export is about (payloads, proofs, OCSF, summary).
 /// The tiles always hold the whole prefix `[0, tree_size)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

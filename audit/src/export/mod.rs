@@ -2,7 +2,8 @@
 //!
 //! - [`layout`]: file names and the signed predicate (shared with the verifier);
 //! - [`tiles`]: C2SP tlog-tiles hash tiles and entry bundles;
-//! - `ocsf` (feature `store`), [`summary`]: derived views for SIEMs and people;
+//! - [`ocsf`] (its writer: feature `store`), [`summary`]: derived views for
+//!   SIEMs and people, recomputed by the verifier;
 //! - [`tar`]: single-file bundles;
 //! - `write` (feature `store`): the exporter; `attestation`: session attestations.
 
@@ -11,7 +12,6 @@ pub mod attestation;
 #[cfg(feature = "store")]
 pub mod binary_digest;
 pub mod layout;
-#[cfg(feature = "store")]
 pub mod ocsf;
 pub mod summary;
 pub mod tar;

@@ -8,14 +8,20 @@
 //! else to API Activity (6003); model calls carry `ai_operation`-profile
 //! style model fields under `ai_model`.
 
+#[cfg(feature = "store")]
 use std::fs::File;
+#[cfg(feature = "store")]
 use std::io::{BufWriter, Write};
+#[cfg(feature = "store")]
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "store")]
 use flate2::write::GzEncoder;
+#[cfg(feature = "store")]
 use flate2::Compression;
 use serde_json::{json, Map, Value};
 
+#[cfg(feature = "store")]
 use super::ExportError;
 
 use crate::event::{Effect, EventKind, Status};
@@ -136,9 +142,15 @@ pub fn event(leaf: &Leaf, hash: &Hash, origin: &str) -> Value {
         }
     }
     e.insert("unmapped".into(), json!({"stele_kind": leaf.kind.as_str(), "payload_commitments": leaf.payload.iter().map(|p| &p.commit).collect::<Vec<_>>()}));
-    Value::Object(e)
+    // Keys in sorted order whatever serde_json's features in the binary
+    // (`preserve_order` keeps insertion order): the verifier, another
+    // binary, recomputes the same bytes.
+    let mut v = Value::Object(e);
+    v.sort_all_objects();
+    v
 }
 
+#[cfg(feature = "store")]
 /// Writes the OCSF view: one event per line, gzip-compressed, the SHA-256
 /// of the compressed bytes kept as they are written.
 pub struct OcsfWriter {
@@ -147,6 +159,7 @@ pub struct OcsfWriter {
     line: Vec<u8>,
 }
 
+#[cfg(feature = "store")]
 impl OcsfWriter {
     /// Create the file at `path`.
     pub fn create(path: &Path) -> Result<Self, ExportError> {
@@ -188,6 +201,7 @@ impl OcsfWriter {
     }
 }
 
+#[cfg(feature = "store")]
 impl std::fmt::Debug for OcsfWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OcsfWriter")
@@ -196,6 +210,7 @@ impl std::fmt::Debug for OcsfWriter {
     }
 }
 
+#[cfg(feature = "store")]
 /// Passes bytes on to `inner` and keeps their SHA-256 (the digest of a file
 /// as written, without reading it back).
 struct HashingWriter<W> {
@@ -203,6 +218,7 @@ struct HashingWriter<W> {
     hash: ring::digest::Context,
 }
 
+#[cfg(feature = "store")]
 impl<W: Write> HashingWriter<W> {
     fn new(inner: W) -> Self {
         Self {
@@ -219,6 +235,7 @@ impl<W: Write> HashingWriter<W> {
     }
 }
 
+#[cfg(feature = "store")]
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;

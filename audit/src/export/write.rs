@@ -64,6 +64,9 @@ pub struct ExportReport {
     pub export_entry: u64,
 }
 
+/// Entries between progress reports.
+const PROGRESS_EVERY: u64 = 4096;
+
 /// Collects files in the temporary folder and their digests.
 struct Out {
     dir: PathBuf,
@@ -76,12 +79,40 @@ impl Out {
         if let Some(parent) = p.parent() {
             private_fs::create_dir_all(parent).map_err(|e| ExportError::io(parent, e))?;
         }
+        // Not synced one by one (an fsync per proof and payload file made a
+        // session export minutes long): `finish` flushes them all at once
+        // before the folder is renamed into place. Private whatever the umask.
         let mut f = private_fs::create_file(&p).map_err(|e| ExportError::io(&p, e))?;
         f.write_all(bytes).map_err(|e| ExportError::io(&p, e))?;
-        f.sync_all().map_err(|e| ExportError::io(&p, e))?;
         self.digests.insert(rel.to_string(), sha256(bytes));
         Ok(())
     }
+}
+
+/// How far an export has got, for a progress line on a terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportProgress {
+    /// Entries read, re-checked and tiled, of all in the log.
+    Entries {
+        /// Done.
+        done: u64,
+        /// Of.
+        total: u64,
+    },
+    /// Inclusion proofs written, of the selected entries'.
+    Proofs {
+        /// Done.
+        done: u64,
+        /// Of.
+        total: u64,
+    },
+    /// Payload files written, of the commitments selected.
+    Payloads {
+        /// Done.
+        done: u64,
+        /// Of.
+        total: u64,
+    },
 }
 
 /// Export from an open log. The `audit.export` entry is appended (and
@@ -93,6 +124,17 @@ pub fn export(
     manifest_signer: &dyn Signer,
     opts: &ExportOptions,
     out: &Path,
+) -> Result<ExportReport, ExportError> {
+    export_with_progress(log, manifest_signer, opts, out, &mut |_| {})
+}
+
+/// [`export`], telling `progress` how far it has got now and then.
+pub fn export_with_progress(
+    log: &AuditLog,
+    manifest_signer: &dyn Signer,
+    opts: &ExportOptions,
+    out: &Path,
+    progress: &mut dyn FnMut(ExportProgress),
 ) -> Result<ExportReport, ExportError> {
     if out.exists() {
         return Err(ExportError::Invalid(format!(
@@ -127,6 +169,7 @@ pub fn export(
         receipt.seq,
         receipt.size,
         &receipt.checkpoint,
+        progress,
     )
     .and_then(|report| finish(&tmp, out, opts.tar).map(|()| report));
     if r.is_err() {
@@ -144,6 +187,7 @@ fn build(
     export_entry: u64,
     size: u64,
     note: &str,
+    progress: &mut dyn FnMut(ExportProgress),
 ) -> Result<ExportReport, ExportError> {
     private_fs::create_dir_all(tmp).map_err(|e| ExportError::io(tmp, e))?;
     let mut o = Out {
@@ -169,6 +213,12 @@ fn build(
     let mut pending: Result<(), ExportError> = Ok(());
 
     store.for_each_entry(0, size, |seq, bytes, stored| {
+        if seq.is_multiple_of(PROGRESS_EVERY) {
+            progress(ExportProgress::Entries {
+                done: seq,
+                total: size,
+            });
+        }
         if seq != checker.size() {
             return Err(crate::AuditError::Integrity {
                 index: checker.size(),
@@ -269,7 +319,13 @@ fn build(
     }
 
     // Inclusion proofs of the selected entries.
-    for seq in &selected {
+    for (i, seq) in selected.iter().enumerate() {
+        if (i as u64).is_multiple_of(PROGRESS_EVERY / 16) {
+            progress(ExportProgress::Proofs {
+                done: i as u64,
+                total: selected.len() as u64,
+            });
+        }
         let path = inclusion_proof(&store, *seq, size)?;
         let leaf = leaves_for_proofs
             .get(seq)
@@ -286,7 +342,13 @@ fn build(
         // A payload committed once may be listed by several entries (shared payloads).
         commits.sort_unstable();
         commits.dedup();
-        for c in &commits {
+        for (i, c) in commits.iter().enumerate() {
+            if (i as u64).is_multiple_of(PROGRESS_EVERY / 16) {
+                progress(ExportProgress::Payloads {
+                    done: i as u64,
+                    total: commits.len() as u64,
+                });
+            }
             if let Some(p) = store.payload(c)? {
                 if let (Some(salt), Some(body)) = (p.salt, p.body) {
                     let mut b = salt;
@@ -331,11 +393,7 @@ fn build(
         }
     }
 
-    let selection_text = match &opts.selection {
-        Selection::All => "all entries".to_string(),
-        Selection::Session { id } => format!("session {id}"),
-        Selection::Time { since, until } => format!("entries from {since} until {until}"),
-    };
+    let selection_text = super::layout::selection_text(&opts.selection);
     o.put(
         SUMMARY,
         summary.render(&cp.origin, size, &selection_text).as_bytes(),
@@ -487,11 +545,10 @@ fn finish(tmp: &Path, out: &Path, tar: bool) -> Result<(), ExportError> {
         std::fs::rename(&tmp_tar, out).map_err(|e| ExportError::io(out, e))?;
         let _ = std::fs::remove_dir_all(tmp);
     } else {
-        for d in super::list_dirs(tmp)? {
-            File::open(&d)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| ExportError::io(&d, e))?;
-        }
+        // Every file and folder written under `tmp`, durable in one call
+        // (syncfs), before the rename makes the export visible.
+        let d = File::open(tmp).map_err(|e| ExportError::io(tmp, e))?;
+        rustix::fs::syncfs(&d).map_err(|e| ExportError::io(tmp, e.into()))?;
         std::fs::rename(tmp, out).map_err(|e| ExportError::io(out, e))?;
     }
     let parent = out

@@ -273,20 +273,20 @@ pub fn print(style: ProgressStyle, p: Progress<'_>) {
     use std::io::IsTerminal as _;
     use std::sync::atomic::Ordering;
     match style {
-        ProgressStyle::Json => println!("{}", crate::terminal_safe::json_line(&to_json(p))),
+        ProgressStyle::Json => crate::outln!("{}", crate::terminal_safe::json_line(&to_json(p))),
         ProgressStyle::Human => {
             let Some(line) = to_line(p) else { return };
             let tty = std::io::stderr().is_terminal();
             if tty && matches!(p, Progress::Retry { .. }) {
                 // One line, rewritten in place: carriage return, erase line.
-                eprint!("\r\x1b[2K{line}");
+                crate::errout!("\r\x1b[2K{line}");
                 RETRY_LINE.store(true, Ordering::Relaxed);
                 return;
             }
             if RETRY_LINE.swap(false, Ordering::Relaxed) {
-                eprintln!();
+                crate::errln!();
             }
-            eprintln!("{line}");
+            crate::errln!("{line}");
         }
     }
 }
@@ -294,7 +294,7 @@ pub fn print(style: ProgressStyle, p: Progress<'_>) {
 /// End a retry line left open on the terminal (before printing anything else).
 pub fn end_retry_line() {
     if RETRY_LINE.swap(false, std::sync::atomic::Ordering::Relaxed) {
-        eprintln!();
+        crate::errln!();
     }
 }
 

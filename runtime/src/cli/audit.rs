@@ -199,7 +199,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             let log = AuditLog::create(&db, signer, LogOptions::default())?;
             let v = log.verifier().to_string();
             log.close()?;
-            println!(
+            crate::outln!(
                 "created audit log {}\nverifier key: {}",
                 terminal_safe::path(&db),
                 terminal_safe::line(&v)
@@ -223,7 +223,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             let store = log.store()?;
             let text = stele_audit::proof::make(&store, log.verifier(), index)?;
             log.close()?;
-            print!("{}", data_for_stdout(&text));
+            crate::out!("{}", data_for_stdout(&text));
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::VerifyProof { file, vkey } => {
@@ -232,7 +232,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("reading {}", terminal_safe::path(&file)))?;
             match stele_audit::proof::verify(&text, &v) {
                 Ok(p) => {
-                    println!(
+                    crate::outln!(
                         "OK: entry {} is included in {} at size {}",
                         p.index,
                         terminal_safe::line(&p.checkpoint.origin),
@@ -241,7 +241,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
-                    eprintln!(
+                    crate::errln!(
                         "FAILED: {}: {}",
                         terminal_safe::path(&file),
                         terminal_safe::line(&e.to_string())
@@ -255,7 +255,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             let (_, note) = store
                 .latest_checkpoint()?
                 .context("the log has no checkpoint")?;
-            print!("{}", data_for_stdout(&note));
+            crate::out!("{}", data_for_stdout(&note));
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Redact {
@@ -268,7 +268,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             let log = AuditLog::open(&db, signer, LogOptions::default())?;
             let r = log.redact_blocking(vec![commitment.clone()], reason, actor)?;
             log.close()?;
-            println!(
+            crate::outln!(
                 "redacted {}: redaction entry {}",
                 terminal_safe::line(&commitment),
                 r.seq
@@ -301,11 +301,11 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
                     in_place,
                     verify: !no_verify,
                 })?;
-                print!("{r}");
+                crate::out!("{r}");
                 reports.push(r);
             }
             if reports.len() > 1 {
-                print!("{}", stele_audit::bench::summary(&reports));
+                crate::out!("{}", stele_audit::bench::summary(&reports));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -389,15 +389,19 @@ fn read(db: &Path, key: &Path, f: &ReadArgs, tail: Option<u64>) -> anyhow::Resul
     })?;
     log.close()?;
     for (bytes, leaf) in &out {
+        // The reader has gone (`| head`): formatting the rest is waste.
+        if crate::printing::closed(crate::printing::Stream::Out) {
+            break;
+        }
         if f.json {
             // The leaf as stored, with the characters a terminal would act
             // on as JSON escapes (the same value for any JSON reader).
-            println!(
+            crate::outln!(
                 "{}",
                 terminal_safe::json_text(&String::from_utf8_lossy(bytes))
             );
         } else {
-            println!("{}", super::entry_line::summary(leaf));
+            crate::outln!("{}", super::entry_line::summary(leaf));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -415,7 +419,9 @@ fn verify(
         None => match load_key_file(key) {
             Ok(s) => s.verifier(),
             Err(e) => {
-                eprintln!("stele: cannot use the key file ({e}); give the trusted key with --vkey");
+                crate::errln!(
+                    "stele: cannot use the key file ({e}); give the trusted key with --vkey"
+                );
                 return Ok(ExitCode::from(EXIT_UNREADABLE));
             }
         },
@@ -424,7 +430,7 @@ fn verify(
         Some(p) => match std::fs::read_to_string(p) {
             Ok(t) => Some(t),
             Err(e) => {
-                eprintln!(
+                crate::errln!(
                     "stele: cannot read checkpoint {}: {e}",
                     terminal_safe::path(p)
                 );
@@ -436,7 +442,7 @@ fn verify(
     match verify_db(db, &verifier, anchor.as_deref()) {
         Ok(r) => {
             if json {
-                println!(
+                crate::outln!(
                     "{}",
                     terminal_safe::json_line(&report_json(&r, "verified", None))
                 );
@@ -447,14 +453,14 @@ fn verify(
         }
         Err(f @ VerifyFailure::Tampered { .. }) => {
             if json {
-                println!(
+                crate::outln!(
                     "{}",
                     terminal_safe::json_line(
                         &serde_json::json!({"result": "tampered", "error": f.to_string()})
                     )
                 );
             }
-            eprintln!(
+            crate::errln!(
                 "{}: {}",
                 terminal_safe::path(db),
                 terminal_safe::line(&f.to_string())
@@ -463,14 +469,14 @@ fn verify(
         }
         Err(f @ VerifyFailure::Unreadable(_)) => {
             if json {
-                println!(
+                crate::outln!(
                     "{}",
                     terminal_safe::json_line(
                         &serde_json::json!({"result": "unreadable", "error": f.to_string()})
                     )
                 );
             }
-            eprintln!(
+            crate::errln!(
                 "{}: {}",
                 terminal_safe::path(db),
                 terminal_safe::line(&f.to_string())
@@ -502,25 +508,27 @@ fn report_json(r: &VerifyReport, result: &str, _e: Option<&str>) -> serde_json::
 fn print_report(r: &VerifyReport) {
     // The origin, times, reasons and kinds come from the log: escaped.
     let f = terminal_safe::line;
-    println!("OK: {} verified", f(&r.origin));
-    println!("  entries:      {} (root {})", r.entries, f(&r.root));
-    println!(
+    crate::outln!("OK: {} verified", f(&r.origin));
+    crate::outln!("  entries:      {} (root {})", r.entries, f(&r.root));
+    crate::outln!(
         "  checkpoints:  {} signed checkpoints verified",
         r.checkpoints
     );
     if let Some((a, b)) = &r.time_span {
-        println!("  time span:    {} .. {}", f(a), f(b));
+        crate::outln!("  time span:    {} .. {}", f(a), f(b));
     }
-    println!(
+    crate::outln!(
         "  sessions:     {} ({} without an end entry)",
-        r.sessions, r.open_sessions
+        r.sessions,
+        r.open_sessions
     );
-    println!(
+    crate::outln!(
         "  payloads:     {} verified, {} redacted",
-        r.payloads_present, r.payloads_redacted
+        r.payloads_present,
+        r.payloads_redacted
     );
     for x in &r.redactions {
-        println!(
+        crate::outln!(
             "  redaction:    entry {} erased {} payload(s): {}",
             x.seq,
             x.count,
@@ -528,24 +536,26 @@ fn print_report(r: &VerifyReport) {
         );
     }
     if let Some(s) = r.anchor_size {
-        println!("  anchor:       consistent with the checkpoint held elsewhere (size {s})");
+        crate::outln!("  anchor:       consistent with the checkpoint held elsewhere (size {s})");
     }
-    println!(
+    crate::outln!(
         "  interrupted:  {} intent(s) closed as interrupted",
         r.interrupted
     );
     for u in &r.unfinished {
-        println!(
+        crate::outln!(
             "  unfinished:   intent {} ({}) has no result",
-            u.seq, u.kind
+            u.seq,
+            u.kind
         );
     }
     match stele_audit::cpu_time::meaningful_rate(r.entries, r.cpu_seconds) {
-        Some(rate) => println!(
+        Some(rate) => crate::outln!(
             "  took {:.3} s wall, {:.3} s CPU ({rate:.0} entries/s on one core)",
-            r.seconds, r.cpu_seconds
+            r.seconds,
+            r.cpu_seconds
         ),
-        None => println!("  took {:.3} s wall, {:.3} s CPU", r.seconds, r.cpu_seconds),
+        None => crate::outln!("  took {:.3} s wall, {:.3} s CPU", r.seconds, r.cpu_seconds),
     }
 }
 
@@ -564,7 +574,7 @@ fn publish(db: &Path, key: &Path, witnesses: &[String]) -> anyhow::Result<ExitCo
     match publish_to_witnesses(db, &verifier, &targets) {
         Ok(r) => {
             let names: Vec<String> = r.cosigned.iter().map(|n| terminal_safe::line(n)).collect();
-            println!(
+            crate::outln!(
                 "published size {}: cosigned by {}",
                 r.size,
                 names.join(", ")
@@ -572,7 +582,7 @@ fn publish(db: &Path, key: &Path, witnesses: &[String]) -> anyhow::Result<ExitCo
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("stele: {}", terminal_safe::block(&e.to_string()));
+            crate::errln!("stele: {}", terminal_safe::block(&e.to_string()));
             Ok(ExitCode::from(EXIT_TAMPERED))
         }
     }

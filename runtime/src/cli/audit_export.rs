@@ -18,7 +18,7 @@ use crate::terminal_safe;
 /// Run `stele audit export`.
 pub(crate) fn export(db: &Path, key: &Path, mut a: ExportArgs) -> anyhow::Result<ExitCode> {
     use stele_audit::export::layout::Selection;
-    use stele_audit::export::write::{export, ExportOptions, PolicyInput};
+    use stele_audit::export::write::{export_with_progress, ExportOptions, PolicyInput};
     // An export holds every payload of what it exports: private (folders
     // 0700, files 0600) whatever the umask.
     paths::private_umask();
@@ -70,12 +70,14 @@ pub(crate) fn export(db: &Path, key: &Path, mut a: ExportArgs) -> anyhow::Result
         Some(k) => k,
         None => signer.as_ref(),
     };
-    let r = export(&log, mk, &opts, &a.out);
+    let mut progress = Progress::new();
+    let r = export_with_progress(&log, mk, &opts, &a.out, &mut |p| progress.show(p));
+    progress.done();
     log.close()?;
     let r = r?;
     // Later sessions find this export quickly (no workspace may hold it).
     crate::isolation::exports::refresh_index(db);
-    println!(
+    crate::outln!(
         "exported {} ({} entries in the tiles, {} selected, {} files; recorded as entry {})",
         terminal_safe::path(&a.out),
         r.tree_size,
@@ -83,12 +85,69 @@ pub(crate) fn export(db: &Path, key: &Path, mut a: ExportArgs) -> anyhow::Result
         r.files + 1,
         r.export_entry
     );
-    println!(
-        "verify with: stele-verify {} --key '{}'",
+    // Every key the verifier needs: without the export key a reviewer's
+    // first run fails as if the manifest had been tampered with.
+    let export_key = manifest_key
+        .as_ref()
+        .map(|k| {
+            format!(
+                " --export-key '{}'",
+                terminal_safe::line(&k.verifier().to_string())
+            )
+        })
+        .unwrap_or_default();
+    crate::outln!(
+        "verify with: stele-verify {} --key '{}'{export_key}",
         terminal_safe::path(&a.out),
         terminal_safe::line(&signer.verifier().to_string())
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A progress line on standard error when it is a terminal, for exports
+/// that take more than a second; nothing in a pipe or a file.
+struct Progress {
+    started: std::time::Instant,
+    last: Option<std::time::Instant>,
+    terminal: bool,
+}
+
+impl Progress {
+    fn new() -> Self {
+        use std::io::IsTerminal as _;
+        Self {
+            started: std::time::Instant::now(),
+            last: None,
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn show(&mut self, p: stele_audit::export::write::ExportProgress) {
+        use stele_audit::export::write::ExportProgress as P;
+        let now = std::time::Instant::now();
+        if !self.terminal
+            || now.duration_since(self.started) < std::time::Duration::from_secs(1)
+            || self
+                .last
+                .is_some_and(|l| now.duration_since(l) < std::time::Duration::from_millis(200))
+        {
+            return;
+        }
+        self.last = Some(now);
+        let (what, done, total) = match p {
+            P::Entries { done, total } => ("entries checked and tiled", done, total),
+            P::Proofs { done, total } => ("inclusion proofs", done, total),
+            P::Payloads { done, total } => ("payloads", done, total),
+        };
+        // Erase the line, then rewrite it.
+        crate::errout!("\r\x1b[2Kstele: exporting: {what} {done}/{total}");
+    }
+
+    fn done(&self) {
+        if self.last.is_some() {
+            crate::errout!("\r\x1b[2K");
+        }
+    }
 }
 
 /// An export written into (or over) a workspace this log records would be

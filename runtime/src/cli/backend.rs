@@ -210,7 +210,7 @@ pub fn build(
     }
     // The outermost message already includes its causes.
     let reason = format!("{vm_error}");
-    eprintln!(
+    crate::errln!(
         "stele: WARNING: the micro-VM did not come up ({}); running in the process \
          sandbox as the configuration allows (vm_fallback = \"process\"); the log records it",
         crate::terminal_safe::line(&reason)
@@ -251,7 +251,7 @@ fn process(
         .context("setting up the sandbox (stele never runs unsandboxed)")?;
     let resources = sandbox.resources_json();
     if let Some(why) = resources["without_cgroups"].as_str() {
-        eprintln!(
+        crate::errln!(
             "stele: WARNING: running without cgroup limits ({why}); the configuration allows it \
              (resources.cgroups = \"optional\"); the log records it"
         );

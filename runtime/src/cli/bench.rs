@@ -53,17 +53,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let result = bench_gate(&dir, calls);
     let _ = std::fs::remove_dir_all(&dir);
     let (p50, p99, decide) = result?;
-    println!("stele bench gate ({calls} tool calls, finance policy, one at a time)");
-    println!(
+    crate::outln!("stele bench gate ({calls} tool calls, finance policy, one at a time)");
+    crate::outln!(
         "  gate overhead per tool call: p50 {:.2} ms, p99 {:.2} ms",
         ms(p50),
         ms(p99)
     );
-    println!(
+    crate::outln!(
         "  of which policy decision:    p50 {:.1} µs",
         decide.as_secs_f64() * 1e6
     );
-    println!("  (two durable appends per call: intent before, result after; each waits for fsync)");
+    crate::outln!(
+        "  (two durable appends per call: intent before, result after; each waits for fsync)"
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -101,7 +103,12 @@ fn bench_gate(
             principal: "alice".into(),
             teams: vec!["finance".into()],
         },
-        Box::new(FlagApprover::new(ApprovalOutcome::Refused, "bench")),
+        Box::new(FlagApprover::new(
+            ApprovalOutcome::Refused,
+            "alice",
+            "flag",
+            "bench",
+        )),
         SandboxFacts::default(),
         serde_json::json!({}),
     )?;

@@ -64,7 +64,7 @@ pub fn run(calls: usize) -> anyhow::Result<ExitCode> {
             )
         })
         .unzip();
-    println!(
+    crate::outln!(
         "stele bench tool-call ({} calls: Anthropic wire over loopback, finance policy, process sandbox, `date +%s%N`)",
         times.len()
     );
@@ -78,7 +78,7 @@ pub fn run(calls: usize) -> anyhow::Result<ExitCode> {
             let i = ((v.len().saturating_sub(1)) as f64 * p).round() as usize;
             v.get(i).copied().unwrap_or(0) as f64 / 1e6
         };
-        println!(
+        crate::outln!(
             "  {what:<46} p50 {:>7.2} ms   p99 {:>7.2} ms",
             pct(0.5),
             pct(0.99)
@@ -125,6 +125,8 @@ fn bench(dir: &Path, calls: usize) -> anyhow::Result<Vec<Call>> {
         Box::new(FlagApprover::new(
             stele_policy::ApprovalOutcome::Refused,
             "bench",
+            "flag",
+            "stele bench tool-call answers no approval",
         )),
     )?;
     let agent = agent_for(&session, &model, Default::default())?;

@@ -20,11 +20,12 @@ use crate::tools::specs::FINAL_ANSWER;
 /// Run `stele chat` (the `task` argument, if given, is the first message).
 pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     apply_config(&mut args)?;
+    args.client = super::run::Client::Chat;
     // A chat has a person at the keyboard: ask on the terminal unless told otherwise.
     let mode = args.approve.unwrap_or(ApproveMode::Prompt);
     let (session, model) = open_for(&args, approver_for(mode, &principal(args.user.as_deref())?))?;
     let gate = session.gate.clone();
-    eprintln!(
+    crate::errln!(
         "stele chat: session {} — an empty line or /exit ends it",
         gate.session_id()
     );
@@ -43,7 +44,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         (Ok(last), Ok(())) => last,
         (Err(e), stopped) => {
             if let Err(s) = stopped {
-                eprintln!(
+                crate::errln!(
                     "stele: stopping the MCP servers: {}",
                     terminal_safe(&format!("{s:#}"), Newlines::Escape)
                 );
@@ -87,7 +88,7 @@ fn converse(args: &RunArgs, agent: &Agent) -> anyhow::Result<RunEnd> {
         let line = match first.take() {
             Some(t) => t,
             None => {
-                eprint!("you> ");
+                crate::errout!("you> ");
                 let _ = std::io::stderr().flush();
                 let mut l = String::new();
                 if stdin.lock().read_line(&mut l)? == 0 {
@@ -111,7 +112,7 @@ fn converse(args: &RunArgs, agent: &Agent) -> anyhow::Result<RunEnd> {
         match &last {
             // The model's words, never terminal commands.
             RunEnd::Answered(a) | RunEnd::Stopped(a) => {
-                println!("stele> {}", terminal_safe(a, Newlines::Keep))
+                crate::outln!("stele> {}", terminal_safe(a, Newlines::Keep))
             }
             RunEnd::Paused(_)
             | RunEnd::ModelDenied(_)
@@ -129,7 +130,7 @@ fn abort(session: OpenSession, gate: Arc<Gate>, e: anyhow::Error) -> anyhow::Err
     let _ = gate.end_session(Status::Error, Some(format!("{e:#}")));
     drop(gate);
     if let Err(w) = session.close() {
-        eprintln!(
+        crate::errln!(
             "stele: {}",
             terminal_safe(&format!("{w:#}"), Newlines::Escape)
         );

@@ -54,25 +54,12 @@ const TEMPLATE: &[(&str, &str)] = &[
     ),
 ];
 
-/// The demo's additions to the finance template: the scripted "model" is
-/// allowed (and marked as scripted in the log), and writing to the outbox
-/// needs a human's approval.
-const DEMO_POLICY: &str = r#"
-// Added by `stele demo`.
-@id("demo.outbox-write")
-permit (principal in Team::"finance", action == Action::"file.write", resource is File)
-when { resource.path like "outbox/*" };
+/// The member of the finance team who approves alice's outbox letter in
+/// the demo (the template needs someone other than the requester).
+pub const DEMO_APPROVER: &str = "bob";
 
-@id("demo.outbox-needs-approval")
-@ask("human")
-forbid (principal in Team::"finance", action == Action::"file.write", resource is File)
-when { resource.path like "outbox/*" }
-unless { context has approval && context.approval.granted };
-
-@id("demo.list-outbox")
-permit (principal in Team::"finance", action == Action::"file.list", resource is File)
-when { resource.path == "outbox" };
-"#;
+/// How the demo's approvals are recorded: given by the demo, not typed.
+pub const DEMO_METHOD: &str = "demo";
 
 const RECEIPTS: &[(&str, &str, &str, &str)] = &[
     (
@@ -156,43 +143,47 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                and leave a short summary for Acme in outbox/."
             .into(),
         config: serde_json::json!({ "demo": true }),
+        client: super::run::Client::Demo,
     };
-    // The demo has no one at the keyboard: approvals are given by the demo
-    // and recorded as such in the log.
+    // The demo has no one at the keyboard: the finance template wants
+    // another member of finance to approve alice's outbox letter, so the
+    // demo approves in bob's name, recorded with the method `demo`.
     let approver = Box::new(FlagApprover::new(
         stele_policy::ApprovalOutcome::Granted,
-        "demo:auto-approve",
+        DEMO_APPROVER,
+        DEMO_METHOD,
+        "stele demo approves in the name of another finance member; no person was asked",
     ));
     let report = run_task(&run_args, approver)?;
     let verifier = signer.verifier();
     let verified = stele_audit::verify::verify_db(&db, &verifier, None)
         .map_err(|e| anyhow::anyhow!("the demo's audit log did not verify: {e}"))?;
     let p = terminal_safe::path;
-    println!(
+    crate::outln!(
         "\nstele demo finished: {}",
         terminal_safe::block(&describe(&report.end))
     );
-    println!("  workspace:   {}", p(&workspace));
-    println!(
+    crate::outln!("  workspace:   {}", p(&workspace));
+    crate::outln!(
         "  report:      {}",
         p(&workspace.join("reports/by-client.csv"))
     );
-    println!("  policy:      {}", p(&policy));
-    println!(
+    crate::outln!("  policy:      {}", p(&policy));
+    crate::outln!(
         "  audit log:   {} ({} entries, verified)",
         p(&db),
         verified.entries
     );
-    println!("  verifier key {verifier}");
-    println!("  session:     {}", report.session);
-    println!("\nLook at what happened and check it:");
+    crate::outln!("  verifier key {verifier}");
+    crate::outln!("  session:     {}", report.session);
+    crate::outln!("\nLook at what happened and check it:");
     let d = p(&db);
     let k = p(&key);
-    println!(
+    crate::outln!(
         "  stele audit show --db {d} --key {k} --session {}",
         report.session
     );
-    println!("  stele audit verify --db {d} --vkey '{verifier}'");
+    crate::outln!("  stele audit verify --db {d} --vkey '{verifier}'");
     let ok = matches!(report.end, RunEnd::Answered(_));
     Ok(if ok {
         ExitCode::SUCCESS
@@ -282,7 +273,8 @@ pub(crate) fn write_policy(dir: &Path) -> anyhow::Result<()> {
                         "the finance template no longer names its model; update stele demo"
                     ))
                 } else {
-                    Ok(format!("{t}\n{DEMO_POLICY}"))
+                    // The template's own outbox rules ask another finance member.
+                    Ok(t)
                 }
             }
             _ => Ok(text.to_string()),

@@ -59,8 +59,8 @@ pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             }
             let signer = generate_key_file(&path, &origin)
                 .with_context(|| format!("creating key {}", terminal_safe::path(&path)))?;
-            println!("created {}", terminal_safe::path(&path));
-            println!(
+            crate::outln!("created {}", terminal_safe::path(&path));
+            crate::outln!(
                 "verifier key: {}",
                 terminal_safe::line(&signer.verifier().to_string())
             );
@@ -68,7 +68,7 @@ pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
         KeysCommand::Show { key } => {
             let path = key.unwrap_or_else(paths::default_key);
             let signer = load_key_file(&path)?;
-            println!("{}", terminal_safe::line(&signer.verifier().to_string()));
+            crate::outln!("{}", terminal_safe::line(&signer.verifier().to_string()));
         }
     }
     Ok(ExitCode::SUCCESS)

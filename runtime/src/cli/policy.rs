@@ -114,8 +114,8 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
             let b = match Bundle::load(&bundle) {
                 Ok(b) => b,
                 Err(e) => {
-                    eprintln!("error: {}", safe::line(&e.to_string()));
-                    eprintln!("bundle refused: {}", safe::path(&bundle));
+                    crate::errln!("error: {}", safe::line(&e.to_string()));
+                    crate::errln!("bundle refused: {}", safe::path(&bundle));
                     return Ok(ExitCode::from(exit::BUNDLE_REFUSED));
                 }
             };
@@ -129,14 +129,14 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
             let request = match parts.request(&b) {
                 Ok(r) => r,
                 Err(e) => {
-                    eprintln!("error: {}", safe::line(&format!("{e:#}")));
+                    crate::errln!("error: {}", safe::line(&format!("{e:#}")));
                     return Ok(ExitCode::from(exit::INVALID_REQUEST));
                 }
             };
             explain_request(&b, &request, json)
         }
         PolicyCommand::Schema => {
-            print!("{}", stele_policy::STELE_SCHEMA);
+            crate::out!("{}", stele_policy::STELE_SCHEMA);
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Bench {
@@ -144,23 +144,25 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
             decisions,
         } => {
             let r = synthetic::run_in_temp_dir(policies, decisions)?;
-            println!(
+            crate::outln!(
                 "policies:  {} (org, {} teams, project)",
                 r.policies,
                 synthetic::TEAMS
             );
-            println!(
+            crate::outln!(
                 "load:      {:.1} ms first, {:.1} ms median of 5",
                 r.load.as_secs_f64() * 1e3,
                 r.load_median.as_secs_f64() * 1e3
             );
-            println!("decisions: {}", r.decisions);
-            println!("p50:       {:.2} µs", r.p50.as_secs_f64() * 1e6);
-            println!("p99:       {:.2} µs", r.p99.as_secs_f64() * 1e6);
-            println!("max:       {:.2} µs", r.max.as_secs_f64() * 1e6);
-            println!(
+            crate::outln!("decisions: {}", r.decisions);
+            crate::outln!("p50:       {:.2} µs", r.p50.as_secs_f64() * 1e6);
+            crate::outln!("p99:       {:.2} µs", r.p99.as_secs_f64() * 1e6);
+            crate::outln!("max:       {:.2} µs", r.max.as_secs_f64() * 1e6);
+            crate::outln!(
                 "effects:   {} allow, {} deny, {} ask",
-                r.effects[0], r.effects[1], r.effects[2]
+                r.effects[0],
+                r.effects[1],
+                r.effects[2]
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -230,10 +232,12 @@ fn explain_request(b: &Bundle, request: &Request, json: bool) -> anyhow::Result<
                     let mut v = serde_json::to_value(&by_name)?;
                     v["effect"] = serde_json::json!("deny");
                     v["destination"] = dest;
-                    println!("{}", safe::json_pretty(&v));
+                    crate::outln!("{}", safe::json_pretty(&v));
                 } else {
-                    print!("{}", safe::block(&explain::render(request, &by_name)));
-                    println!("decision: deny — {error}: the proxy would refuse the connection");
+                    crate::out!("{}", safe::block(&explain::render(request, &by_name)));
+                    crate::outln!(
+                        "decision: deny — {error}: the proxy would refuse the connection"
+                    );
                 }
                 return Ok(ExitCode::from(exit::DENY));
             }
@@ -260,10 +264,10 @@ fn print_decision(
         if let Some(dest) = destination {
             v["destination"] = dest;
         }
-        println!("{}", safe::json_pretty(&v));
+        crate::outln!("{}", safe::json_pretty(&v));
         return Ok(());
     }
-    print!("{}", safe::block(&explain::render(request, d)));
+    crate::out!("{}", safe::block(&explain::render(request, d)));
     if let Some(by_name) = destination
         .as_ref()
         .and_then(|v| v["by_name"].as_str().map(str::to_owned))
@@ -272,7 +276,7 @@ fn print_decision(
             "deny" => "refused by name alone: the name was not resolved",
             _ => "not refused by name alone, so the name was resolved once",
         };
-        println!("by name:  {by_name} ({what})");
+        crate::outln!("by name:  {by_name} ({what})");
     }
     Ok(())
 }
@@ -281,8 +285,8 @@ fn validate(bundle: &std::path::Path, deny_warnings: bool) -> anyhow::Result<Exi
     let b = match Bundle::load(bundle) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("error: {}", safe::line(&e.to_string()));
-            eprintln!("bundle refused: {}", safe::path(bundle));
+            crate::errln!("error: {}", safe::line(&e.to_string()));
+            crate::errln!("bundle refused: {}", safe::path(bundle));
             return Ok(ExitCode::from(1));
         }
     };
@@ -290,19 +294,19 @@ fn validate(bundle: &std::path::Path, deny_warnings: bool) -> anyhow::Result<Exi
     let tests = match run_tests(&b) {
         Ok(r) => r.cases.len(),
         Err(e) => {
-            eprintln!("error: {}", safe::line(&e.to_string()));
+            crate::errln!("error: {}", safe::line(&e.to_string()));
             return Ok(ExitCode::from(1));
         }
     };
     for lint in b.lints() {
-        eprintln!("{}", safe::line(&lint.to_string()));
+        crate::errln!("{}", safe::line(&lint.to_string()));
     }
     let warnings = b
         .lints()
         .iter()
         .filter(|l| l.id.severity() == Severity::Warning)
         .count();
-    println!(
+    crate::outln!(
         "ok: {} policies, {} teams, {} users, {} tests, {} warnings",
         b.policy_count(),
         b.teams().count(),
@@ -310,9 +314,9 @@ fn validate(bundle: &std::path::Path, deny_warnings: bool) -> anyhow::Result<Exi
         tests,
         warnings
     );
-    println!("digest: {}", b.digest());
+    crate::outln!("digest: {}", b.digest());
     if deny_warnings && warnings > 0 {
-        eprintln!("error: {warnings} warning(s) and --deny-warnings");
+        crate::errln!("error: {warnings} warning(s) and --deny-warnings");
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
@@ -322,22 +326,22 @@ fn test(bundle: &std::path::Path) -> anyhow::Result<ExitCode> {
     let b = match Bundle::load(bundle) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("error: {}", safe::line(&e.to_string()));
+            crate::errln!("error: {}", safe::line(&e.to_string()));
             return Ok(ExitCode::from(1));
         }
     };
     let report = match run_tests(&b) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {}", safe::line(&e.to_string()));
+            crate::errln!("error: {}", safe::line(&e.to_string()));
             return Ok(ExitCode::from(1));
         }
     };
     for c in &report.cases {
         match &c.outcome {
-            CaseOutcome::Pass => println!("  test {} ... ok", safe::line(&c.name)),
+            CaseOutcome::Pass => crate::outln!("  test {} ... ok", safe::line(&c.name)),
             CaseOutcome::Fail(why) => {
-                println!(
+                crate::outln!(
                     "  test {} ... FAIL ({}): {}",
                     safe::line(&c.name),
                     safe::line(&c.location.to_string()),
@@ -346,9 +350,9 @@ fn test(bundle: &std::path::Path) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    println!("{} passed, {} failed", report.passed(), report.failed());
+    crate::outln!("{} passed, {} failed", report.passed(), report.failed());
     if report.cases.is_empty() {
-        eprintln!("error: no tests in {}/tests/*.json", safe::path(bundle));
+        crate::errln!("error: no tests in {}/tests/*.json", safe::path(bundle));
         return Ok(ExitCode::from(1));
     }
     Ok(if report.failed() == 0 {

@@ -85,6 +85,39 @@ pub struct RunArgs {
     /// Where the configuration came from (filled in from the config layers).
     #[arg(skip)]
     pub config: serde_json::Value,
+    /// Which command runs the session (recorded in `session.start`).
+    #[arg(skip)]
+    pub client: Client,
+}
+
+/// The front end that opened a session, as `session.start` records it
+/// (`client`): a reviewer reads whether a person typed a task at `stele
+/// run`, talked in `stele chat`, or watched `stele demo`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Client {
+    /// `stele run`.
+    #[default]
+    Run,
+    /// `stele chat`.
+    Chat,
+    /// `stele demo`.
+    Demo,
+}
+
+impl Client {
+    /// The record: `{"kind": "cli", "command": …, "version": …}`.
+    pub fn record(self) -> serde_json::Value {
+        let command = match self {
+            Client::Run => "run",
+            Client::Chat => "chat",
+            Client::Demo => "demo",
+        };
+        serde_json::json!({
+            "kind": "cli",
+            "command": command,
+            "version": env!("CARGO_PKG_VERSION"),
+        })
+    }
 }
 
 /// The result of a finished run, for callers such as `stele demo`.
@@ -217,6 +250,9 @@ pub(crate) fn open_for(
                 "model_base_url": info.base_url,
                 "model_base_url_source": model.base_url_source,
                 "approve": format!("{:?}", args.approve.unwrap_or_else(default_mode)).to_lowercase(),
+                "client": args.client.record(),
+                // Committed as the session's `task` payload (redactable), not kept here.
+                (crate::gate::TASK_MEMBER): args.task,
             }),
         },
         progress::observe(approver, style_of(args)),
@@ -239,7 +275,7 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
     let gate = session.gate.clone();
     let style = style_of(args);
     if style == ProgressStyle::Human {
-        eprintln!(
+        crate::errln!(
             "stele: session {} (policy {}, log {})",
             gate.session_id(),
             gate.bundle().digest(),
@@ -267,7 +303,7 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
             drop(gate);
             // Closing also sends the final checkpoint to the witnesses.
             if let Err(w) = session.close() {
-                eprintln!(
+                crate::errln!(
                     "stele: {}",
                     terminal_safe(&format!("{w:#}"), Newlines::Escape)
                 );
@@ -365,7 +401,7 @@ pub(crate) fn finish(gate: &Gate, end: &RunEnd, style: ProgressStyle) -> anyhow:
         gate.end_session(s, Some(text.chars().take(500).collect()))?;
     }
     match style {
-        ProgressStyle::Json => println!(
+        ProgressStyle::Json => crate::outln!(
             "{}",
             crate::terminal_safe::json_line(&serde_json::json!({
                 "event": "end", "session": gate.session_id(), "outcome": end.name(),
@@ -376,19 +412,19 @@ pub(crate) fn finish(gate: &Gate, end: &RunEnd, style: ProgressStyle) -> anyhow:
         ProgressStyle::Human => match end {
             // The model's words, shown escaped: they cannot drive the terminal.
             RunEnd::Answered(a) | RunEnd::Stopped(a) => {
-                eprintln!("\n{}", terminal_safe(a, Newlines::Keep))
+                crate::errln!("\n{}", terminal_safe(a, Newlines::Keep))
             }
             RunEnd::BudgetExhausted(w) => {
-                eprintln!("stopped: {}", terminal_safe(w, Newlines::Keep))
+                crate::errln!("stopped: {}", terminal_safe(w, Newlines::Keep))
             }
-            RunEnd::ModelDenied(w) => eprintln!(
+            RunEnd::ModelDenied(w) => crate::errln!(
                 "stopped: the model request was denied: {}",
                 terminal_safe(w, Newlines::Keep)
             ),
             RunEnd::Refused { .. } => {
-                eprintln!("stopped: {}", terminal_safe(&end.detail(), Newlines::Keep))
+                crate::errln!("stopped: {}", terminal_safe(&end.detail(), Newlines::Keep))
             }
-            RunEnd::Paused(w) => eprintln!(
+            RunEnd::Paused(w) => crate::errln!(
                 "paused: {}\nthe session is kept; continue later with `stele session resume {}`",
                 terminal_safe(w, Newlines::Keep),
                 gate.session_id()

@@ -206,7 +206,7 @@ fn exec_in(session: &OpenSession, args: &ExecArgs) -> anyhow::Result<ExitCode> {
     )? {
         GatedExec::Ran(o) => *o,
         GatedExec::Denied(d) => {
-            eprintln!(
+            crate::errln!(
                 "stele sandbox: denied: {} (audit entry {})",
                 crate::terminal_safe::line(&d.reason),
                 d.seq
@@ -216,14 +216,14 @@ fn exec_in(session: &OpenSession, args: &ExecArgs) -> anyhow::Result<ExitCode> {
         GatedExec::Failed(msg) => anyhow::bail!("{}", crate::terminal_safe::line(&msg)),
     };
     if args.json {
-        println!(
+        crate::outln!(
             "{}",
             crate::terminal_safe::json_pretty(&outcome_json(&outcome))
         );
     } else {
         relay(&mut std::io::stdout(), &outcome.stdout.bytes)?;
         relay(&mut std::io::stderr(), &outcome.stderr.bytes)?;
-        eprintln!("{}", summary(&outcome));
+        crate::errln!("{}", summary(&outcome));
     }
     let code = u8::try_from(outcome.status.code().clamp(0, 255)).unwrap_or(1);
     Ok(ExitCode::from(code))
@@ -233,6 +233,15 @@ fn exec_in(session: &OpenSession, args: &ExecArgs) -> anyhow::Result<ExitCode> {
 /// a terminal, escaped (line feeds kept), so that it can neither drive the
 /// terminal nor pass for stele's own lines.
 fn relay(out: &mut (impl Write + IsTerminal), bytes: &[u8]) -> std::io::Result<()> {
+    let r = relay_bytes(out, bytes);
+    match r {
+        // The reader stopped reading (`| head`): its choice, not a failure.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
+    }
+}
+
+fn relay_bytes(out: &mut (impl Write + IsTerminal), bytes: &[u8]) -> std::io::Result<()> {
     if out.is_terminal() {
         let shown = crate::terminal_safe::bytes(bytes, crate::terminal_safe::Newlines::Keep);
         out.write_all(shown.as_bytes())?;
@@ -425,23 +434,25 @@ fn bench_in(args: &BenchArgs, scratch: &Path) -> anyhow::Result<ExitCode> {
             "sandbox_median_ms": ms(sm), "sandbox_p99_ms": ms(sp),
             "overhead_median_ms": overhead,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!(
+        crate::outln!(
             "spawn of /usr/bin/true, {} interleaved runs each ({:?} workspace, network {:?})",
-            args.runs, args.workspace, network
+            args.runs,
+            args.workspace,
+            network
         );
-        println!(
+        crate::outln!(
             "plain spawn       median {:7.3} ms   p99 {:7.3} ms",
             ms(pm),
             ms(pp)
         );
-        println!(
+        crate::outln!(
             "process sandbox   median {:7.3} ms   p99 {:7.3} ms",
             ms(sm),
             ms(sp)
         );
-        println!("overhead (median) {overhead:7.3} ms   (goal <= 3 ms)");
+        crate::outln!("overhead (median) {overhead:7.3} ms   (goal <= 3 ms)");
         let counts = sandbox.workspace_request_counts();
         if !counts.is_empty() {
             let total_runs = (args.runs + 5) as u64;
@@ -450,7 +461,7 @@ fn bench_in(args: &BenchArgs, scratch: &Path) -> anyhow::Result<ExitCode> {
                 .filter(|(_, n)| *n > 0)
                 .map(|(op, n)| format!("{op} {:.2}", *n as f64 / total_runs as f64))
                 .collect();
-            println!("workspace FUSE requests per spawn: {}", per_run.join(", "));
+            crate::outln!("workspace FUSE requests per spawn: {}", per_run.join(", "));
         }
     }
     Ok(ExitCode::SUCCESS)

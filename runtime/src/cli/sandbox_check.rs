@@ -57,39 +57,39 @@ pub(crate) fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             "workspace_write_quota": quota.as_ref().ok().map(|q| q.limit()),
             "workspace_write_quota_error": quota.as_ref().err().map(|e| format!("{e:#}")),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", report.render());
-        println!(
+        crate::out!("{}", report.render());
+        crate::outln!(
             "{:<22} per command: {}",
             "cgroup limits",
             super::resources::describe(&limits.command)
         );
-        println!(
+        crate::outln!(
             "{:<22} per session: {}",
             "",
             super::resources::describe(&limits.session)
         );
         if limits.requirement == CgroupRequirement::AllowWithout {
-            println!(
+            crate::outln!(
                 "{:<22} cgroups = \"optional\": sessions run with rlimits only where cgroups are unusable",
                 ""
             );
         }
         match &quota {
-            Ok(q) => println!(
+            Ok(q) => crate::outln!(
                 "workspace write quota: {q} per session (`workspace_write_quota`, --workspace-quota)"
             ),
-            Err(e) => println!("workspace write quota: configuration error: {e:#}"),
+            Err(e) => crate::outln!("workspace write quota: configuration error: {e:#}"),
         }
         match &verdict {
-            Ok(()) => println!("\nprocess sandbox: READY (all required layers present)"),
-            Err(e) => println!("\nprocess sandbox: REFUSES TO START: {e}"),
+            Ok(()) => crate::outln!("\nprocess sandbox: READY (all required layers present)"),
+            Err(e) => crate::outln!("\nprocess sandbox: REFUSES TO START: {e}"),
         }
         let vm = super::vm::probe();
-        print!("\n{}", vm.render());
+        crate::out!("\n{}", vm.render());
         let state = if vm.ready() { "READY" } else { "NOT AVAILABLE" };
-        println!("\nmicro-VM backend: {state} (`--backend vm`)");
+        crate::outln!("\nmicro-VM backend: {state} (`--backend vm`)");
     }
     Ok(if verdict.is_ok() {
         ExitCode::SUCCESS

@@ -139,7 +139,7 @@ fn list(db: &std::path::Path, key: &std::path::Path, json: bool) -> anyhow::Resu
         let Some(start) = sum.start else { continue };
         let state = sum.state();
         if json {
-            println!(
+            crate::outln!(
                 "{}",
                 terminal_safe::json_line(
                     &serde_json::json!({"id": id, "principal": start.actor.principal, "started": start.ts, "entries": sum.entries, "state": state})
@@ -148,7 +148,7 @@ fn list(db: &std::path::Path, key: &std::path::Path, json: bool) -> anyhow::Resu
         } else {
             // Every field from the log on one line, escaped: none can
             // drive the terminal or forge another line.
-            println!(
+            crate::outln!(
                 "{}  {}  {:<10} {:>5} entries  {}",
                 terminal_safe::line(id),
                 terminal_safe::line(&start.ts),
@@ -214,7 +214,7 @@ fn show(db: &std::path::Path, key: &std::path::Path, id: &str) -> anyhow::Result
         terminal_safe::path(db)
     );
     for l in &leaves {
-        println!("{}", super::entry_line::summary(l));
+        crate::outln!("{}", super::entry_line::summary(l));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -328,7 +328,7 @@ fn resume(
         ProgressStyle::Human
     };
     if style == ProgressStyle::Human {
-        eprintln!(
+        crate::errln!(
             "stele: resuming session {} from the log ({} messages)",
             terminal_safe::line(id),
             messages.len()

@@ -124,7 +124,7 @@ pub fn open_log(
     let log = Arc::new(AuditLog::open_or_create(db, signer, LogOptions::default())?);
     let closed = crate::recovery::close_interrupted(&log)?;
     if !closed.is_empty() {
-        eprintln!(
+        crate::errln!(
             "stele: {} action(s) of an earlier run never recorded a result (crash or kill); closed as interrupted, not re-run: entries {:?}",
             closed.len(),
             closed
@@ -412,7 +412,7 @@ impl OpenSession {
                 .iter()
                 .map(|c| crate::terminal_safe::line(&c.witness))
                 .collect();
-            eprintln!(
+            crate::errln!(
                 "stele: checkpoint {} cosigned by {}",
                 c.size,
                 names.join(", ")

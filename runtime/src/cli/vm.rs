@@ -157,10 +157,10 @@ pub fn run(args: VmArgs) -> anyhow::Result<ExitCode> {
         VmCommand::Check(a) => {
             let r = probe();
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&report_json(&r))?);
+                crate::outln!("{}", serde_json::to_string_pretty(&report_json(&r))?);
             } else {
-                print!("{}", r.render());
-                println!(
+                crate::out!("{}", r.render());
+                crate::outln!(
                     "\nmicro-VM backend: {}",
                     if r.ready() { "READY" } else { "NOT AVAILABLE" }
                 );
@@ -180,32 +180,32 @@ pub fn run(args: VmArgs) -> anyhow::Result<ExitCode> {
             // readable by the jailed QEMU, which gets them as mounts.
             crate::paths::ensure_private_dir(store.root())?;
             let started = Instant::now();
-            let report = build_image(&store, &mut |step| eprintln!("vm image: {step}"))?;
+            let report = build_image(&store, &mut |step| crate::errln!("vm image: {step}"))?;
             let m = &report.image.manifest;
             if report.cached {
-                eprintln!("vm image: cached ({})", report.image.dir.display());
+                crate::errln!("vm image: cached ({})", report.image.dir.display());
             } else {
-                eprintln!(
+                crate::errln!(
                     "vm image: built in {:.1} s ({})",
                     started.elapsed().as_secs_f64(),
                     report.image.dir.display()
                 );
             }
-            eprintln!(
+            crate::errln!(
                 "vm image: kernel {} ({}), root {} + {}",
                 m.kernel_release,
                 m.kernel_package,
                 m.suite,
                 m.packages.join(", ")
             );
-            println!("{}", m.digest);
+            crate::outln!("{}", m.digest);
             Ok(ExitCode::SUCCESS)
         }
         VmCommand::Image(ImageArgs {
             command: ImageCommand::Show(a),
         }) => {
             let image = store(&a).current()?;
-            println!("{}", serde_json::to_string_pretty(&image.manifest)?);
+            crate::outln!("{}", serde_json::to_string_pretty(&image.manifest)?);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -308,12 +308,12 @@ fn bench_in(
     let mut cfg = VmSandboxConfig::new(scratch, mediator.clone(), image, agent_path());
     cfg.accel = args.accel.choice();
     cfg.network = NetworkMode::LoopbackOnly;
-    println!("micro-VM benchmark (image {})", cfg.image.manifest.digest);
+    crate::outln!("micro-VM benchmark (image {})", cfg.image.manifest.digest);
     let mut boots = Vec::new();
     let mut warm = None;
     for i in 0..args.boots.max(1) {
         let sb = VmSandbox::new(cfg.clone())?;
-        println!(
+        crate::outln!(
             "boot {}: {:8.1} ms to agent ready ({})",
             i + 1,
             ms(sb.info().boot_time),
@@ -325,12 +325,12 @@ fn bench_in(
     let Some(vm) = warm else {
         anyhow::bail!("no VM booted");
     };
-    println!("boot to agent ready: median {:8.1} ms", ms(median(boots)));
+    crate::outln!("boot to agent ready: median {:8.1} ms", ms(median(boots)));
     let mut pings = Vec::with_capacity(args.runs);
     for _ in 0..args.runs {
         pings.push(vm.ping()?);
     }
-    println!(
+    crate::outln!(
         "channel round trip (no command)    median {:7.2} ms   p99 {:7.2} ms   ({} runs)",
         ms(median(pings.clone())),
         ms(p99(pings)),
@@ -344,7 +344,7 @@ fn bench_in(
         for _ in 0..args.runs {
             t.push(timed(&vm, argv)?);
         }
-        println!(
+        crate::outln!(
             "warm round trip {:<18} median {:7.2} ms   p99 {:7.2} ms   ({} runs; goal <= 10 ms)",
             argv.join(" "),
             ms(median(t.clone())),
@@ -355,7 +355,7 @@ fn bench_in(
     if !args.no_files {
         populate(scratch)?;
         let in_vm = timed(&vm, &["python3", "-c", FILE_WORKLOAD, "/workspace"])?;
-        println!(
+        crate::outln!(
             "file workload (10,000 reads + 1,000 writes): micro-VM      {:8.1} ms",
             ms(in_vm)
         );
@@ -366,13 +366,13 @@ fn bench_in(
         match ProcessSandbox::new(pcfg) {
             Ok(p) => {
                 let in_proc = timed(&p, &["python3", "-c", FILE_WORKLOAD, "/workspace"])?;
-                println!(
+                crate::outln!(
                     "file workload (10,000 reads + 1,000 writes): process sandbox {:8.1} ms   (micro-VM / process = {:.1}x)",
                     ms(in_proc),
                     in_vm.as_secs_f64() / in_proc.as_secs_f64()
                 );
             }
-            Err(e) => println!("process sandbox unavailable for comparison: {e}"),
+            Err(e) => crate::outln!("process sandbox unavailable for comparison: {e}"),
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -401,7 +401,7 @@ pub fn vm_sandbox(
     // Its message already names the cause (printing the chain would repeat it).
     let vm = VmSandbox::new(cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
     let info = vm.info();
-    eprintln!(
+    crate::errln!(
         "stele: micro-VM up in {:.0} ms ({}, image {}, kernel {})",
         ms(info.boot_time),
         info.accel.name(),

@@ -54,7 +54,7 @@ pub fn run(args: WitnessArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         WitnessCommand::Vkey { key } => {
             let k = load_key_file(&key)?;
-            println!(
+            crate::outln!(
                 "{}",
                 crate::terminal_safe::line(&CosignatureVerifier::of(&k).to_string())
             );
@@ -95,7 +95,7 @@ pub fn run(args: WitnessArgs) -> anyhow::Result<ExitCode> {
                 let listener = tokio::net::TcpListener::bind(&listen)
                     .await
                     .with_context(|| format!("listening on {listen}"))?;
-                eprintln!(
+                crate::errln!(
                     "stele witness {} listening on {}",
                     crate::terminal_safe::line(&vkey.to_string()),
                     listener.local_addr()?

@@ -4,14 +4,31 @@
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::sync::Mutex;
 
-/// What the approver was shown and what it answered.
+/// What the approver answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalAnswer {
     /// Granted or refused.
     pub outcome: stele_policy::ApprovalOutcome,
-    /// Who answered (a person, or `flag:--approve` for a configured answer).
+    /// Who answered: a user id, like principals (`User::"…"` in policies).
+    /// For a configured answer (`--approve`), the person who configured it:
+    /// the session's principal.
     pub approver: String,
-    /// How (`tty`, `flag`, …).
+    /// How: `tty` (the terminal prompt), `flag` (`--approve allow|deny`),
+    /// `no-terminal` (a prompt with no terminal to show it on: refused),
+    /// or another front end's name.
+    pub method: String,
+    /// The reference the approver gave with the answer (a change ticket).
+    pub ticket: Option<String>,
+    /// More about the method, for the record (`--approve=allow`).
+    pub detail: Option<String>,
+}
+
+/// A person an approver can put a question to, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reachable {
+    /// User id.
+    pub approver: String,
+    /// The method they would answer through.
     pub method: String,
 }
 
@@ -19,6 +36,12 @@ pub struct ApprovalAnswer {
 pub trait Approver: Send + Sync + std::fmt::Debug {
     /// Show `text` (exactly what would happen) and return the answer.
     fn ask(&self, text: &str) -> ApprovalAnswer;
+
+    /// Who could answer, and how. Before asking, the gate checks that one
+    /// of them could lift the rule (a rule that needs someone other than
+    /// the requester is refused, not asked, when only the requester is
+    /// there).
+    fn reachable(&self) -> Vec<Reachable>;
 }
 
 /// How requests that need a human's approval are answered (`--approve`).
@@ -87,19 +110,29 @@ pub fn shown_argv(argv: &[String]) -> String {
         .join(" ")
 }
 
-/// Answers from a flag, recorded as such.
+/// A fixed answer, given without asking anyone, recorded as such.
 #[derive(Debug)]
 pub struct FlagApprover {
     mode: stele_policy::ApprovalOutcome,
     who: String,
+    method: String,
+    detail: String,
 }
 
 impl FlagApprover {
-    /// A fixed answer on behalf of `who`.
-    pub fn new(outcome: stele_policy::ApprovalOutcome, who: &str) -> Self {
+    /// A fixed answer in the name of `who` (a user id), given through
+    /// `method`, with `detail` for the record.
+    pub fn new(
+        outcome: stele_policy::ApprovalOutcome,
+        who: &str,
+        method: &str,
+        detail: &str,
+    ) -> Self {
         Self {
             mode: outcome,
             who: who.to_string(),
+            method: method.to_string(),
+            detail: detail.to_string(),
         }
     }
 }
@@ -109,15 +142,54 @@ impl Approver for FlagApprover {
         ApprovalAnswer {
             outcome: self.mode,
             approver: self.who.clone(),
-            method: "flag".into(),
+            method: self.method.clone(),
+            ticket: None,
+            detail: Some(self.detail.clone()),
         }
+    }
+
+    fn reachable(&self) -> Vec<Reachable> {
+        vec![Reachable {
+            approver: self.who.clone(),
+            method: self.method.clone(),
+        }]
     }
 }
 
 /// The line the terminal prompt starts with; the shown text follows it.
 pub const PROMPT_START: &str = "── approval needed ──\n";
 /// What follows the shown text on the terminal.
-pub const PROMPT_END: &str = "\nApprove? [y/N] ";
+pub const PROMPT_END: &str = "\nApprove? [y/N; y TICKET to give a reference] ";
+
+/// Longest ticket a person may type, in characters.
+pub const MAX_TICKET_CHARS: usize = 128;
+
+/// Read an answer line: `y`/`yes` (any case) grants, optionally followed by
+/// a ticket (a reference such as a change number: printable, no spaces at
+/// either end, at most [`MAX_TICKET_CHARS`]); anything else refuses. A
+/// ticket that is not acceptable refuses too (nothing is granted on input
+/// stele could not record exactly).
+pub fn parse_answer(line: &str) -> (stele_policy::ApprovalOutcome, Option<String>) {
+    use stele_policy::ApprovalOutcome::{Granted, Refused};
+    let line = line.trim();
+    let (word, rest) = match line.split_once(char::is_whitespace) {
+        Some((w, r)) => (w, r.trim()),
+        None => (line, ""),
+    };
+    if !word.eq_ignore_ascii_case("y") && !word.eq_ignore_ascii_case("yes") {
+        return (Refused, None);
+    }
+    if rest.is_empty() {
+        return (Granted, None);
+    }
+    let printable = rest.chars().all(|c| {
+        !c.is_control() && terminal_safe(&c.to_string(), Newlines::Escape).len() == c.len_utf8()
+    });
+    if rest.chars().count() > MAX_TICKET_CHARS || !printable {
+        return (Refused, None);
+    }
+    (Granted, Some(rest.to_string()))
+}
 
 /// Drop input typed before the prompt appeared.
 fn discard_typeahead() {
@@ -151,12 +223,22 @@ impl TtyApprover {
 }
 
 impl Approver for TtyApprover {
+    fn reachable(&self) -> Vec<Reachable> {
+        // A terminal has one person at it: the one who started the session.
+        vec![Reachable {
+            approver: self.who.clone(),
+            method: "tty".into(),
+        }]
+    }
+
     fn ask(&self, text: &str) -> ApprovalAnswer {
         let _guard = self.lock.lock();
         let refused = ApprovalAnswer {
             outcome: stele_policy::ApprovalOutcome::Refused,
             approver: self.who.clone(),
             method: "tty".into(),
+            ticket: None,
+            detail: None,
         };
         // Already made safe by the gate (so the hash is of what is shown);
         // again here, as a no-op then, for any other caller.
@@ -173,12 +255,11 @@ impl Approver for TtyApprover {
         if std::io::stdin().lock().read_line(&mut line).is_err() {
             return refused;
         }
-        match line.trim() {
-            "y" | "Y" | "yes" | "YES" | "Yes" => ApprovalAnswer {
-                outcome: stele_policy::ApprovalOutcome::Granted,
-                ..refused
-            },
-            _ => refused,
+        let (outcome, ticket) = parse_answer(&line);
+        ApprovalAnswer {
+            outcome,
+            ticket,
+            ..refused
         }
     }
 }
@@ -228,6 +309,10 @@ impl<F> Approver for Observed<F>
 where
     F: Fn(ApprovalEvent<'_>) + Send + Sync,
 {
+    fn reachable(&self) -> Vec<Reachable> {
+        self.inner.reachable()
+    }
+
     fn ask(&self, text: &str) -> ApprovalAnswer {
         (self.on)(ApprovalEvent::Asked { shown: text });
         let answer = self.inner.ask(text);
@@ -240,21 +325,30 @@ where
 }
 
 /// The approver for a run: `Prompt` uses the terminal when there is one and
-/// refuses otherwise.
+/// refuses otherwise. Every answer is in the name of `principal`, the person
+/// who started the run (at its terminal, or by its flag): a rule that needs
+/// someone else's approval is refused.
 pub fn approver_for(mode: ApproveMode, principal: &str) -> Box<dyn Approver> {
+    use stele_policy::ApprovalOutcome::{Granted, Refused};
     match mode {
         ApproveMode::Deny => Box::new(FlagApprover::new(
-            stele_policy::ApprovalOutcome::Refused,
-            "flag:--approve=deny",
+            Refused,
+            principal,
+            "flag",
+            "--approve=deny",
         )),
         ApproveMode::Allow => Box::new(FlagApprover::new(
-            stele_policy::ApprovalOutcome::Granted,
-            "flag:--approve=allow",
+            Granted,
+            principal,
+            "flag",
+            "--approve=allow",
         )),
         ApproveMode::Prompt if TtyApprover::available() => Box::new(TtyApprover::new(principal)),
         ApproveMode::Prompt => Box::new(FlagApprover::new(
-            stele_policy::ApprovalOutcome::Refused,
+            Refused,
+            principal,
             "no-terminal",
+            "no terminal to ask on (stdin and stderr must both be one)",
         )),
     }
 }
@@ -286,7 +380,9 @@ mod tests {
         let a = Observed::new(
             Box::new(FlagApprover::new(
                 stele_policy::ApprovalOutcome::Refused,
-                "flag:--approve=deny",
+                "alice",
+                "flag",
+                "--approve=deny",
             )),
             move |e: ApprovalEvent<'_>| {
                 let line = match e {
@@ -299,6 +395,48 @@ mod tests {
         let answer = a.ask("Run x");
         assert_eq!(answer.outcome, stele_policy::ApprovalOutcome::Refused);
         assert_eq!(*seen.lock().unwrap(), vec!["asked Run x", "Refused"]);
+    }
+
+    #[test]
+    fn answers_and_tickets() {
+        use stele_policy::ApprovalOutcome::{Granted, Refused};
+        for (line, want) in [
+            ("y\n", (Granted, None)),
+            ("YES\n", (Granted, None)),
+            ("  y  CHG-1234 \n", (Granted, Some("CHG-1234".to_string()))),
+            ("yes INC 42\n", (Granted, Some("INC 42".to_string()))),
+            ("n\n", (Refused, None)),
+            ("\n", (Refused, None)),
+            ("yep\n", (Refused, None)),
+            ("no CHG-1\n", (Refused, None)),
+            // A ticket stele could not record exactly refuses.
+            ("y CHG\x1b[2J\n", (Refused, None)),
+            ("y A\u{202e}B\n", (Refused, None)),
+        ] {
+            assert_eq!(parse_answer(line), want, "{line:?}");
+        }
+        let long = format!("y {}", "x".repeat(MAX_TICKET_CHARS + 1));
+        assert_eq!(parse_answer(&long), (Refused, None));
+        let max = format!("y {}", "x".repeat(MAX_TICKET_CHARS));
+        assert_eq!(parse_answer(&max).0, Granted);
+    }
+
+    #[test]
+    fn every_configured_answer_is_in_the_principals_name() {
+        let mut modes = vec![ApproveMode::Deny, ApproveMode::Allow];
+        // With a terminal, Prompt would wait for someone to answer.
+        if Terminal::detect() == Terminal::Absent {
+            modes.push(ApproveMode::Prompt);
+        }
+        for mode in modes {
+            let a = approver_for(mode, "alice");
+            let reach = a.reachable();
+            assert_eq!(reach.len(), 1, "{mode:?}");
+            assert_eq!(reach[0].approver, "alice", "{mode:?}");
+            let answer = a.ask("x");
+            assert_eq!(answer.approver, "alice", "{mode:?}");
+            assert_eq!(answer.method, reach[0].method, "{mode:?}");
+        }
     }
 
     #[test]

@@ -48,11 +48,16 @@ pub enum Parent {
     ToolCall(u64),
 }
 
+/// What an approver of a write to a (canonical) path is shown, from the one
+/// who knows the content (the file tools); `None`: the default text.
+pub type ShowWrite = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Mediates a session's sandbox, one command, or one built-in tool call
 /// through the gate.
 pub struct GateMediator {
     gate: Arc<Gate>,
     parent: Parent,
+    show_write: Option<ShowWrite>,
     open: Mutex<HashMap<u64, Permit>>,
     /// Name lookups already decided: the kernel repeats them constantly and
     /// the answer cannot change within a session (the bundle is fixed).
@@ -93,11 +98,19 @@ impl GateMediator {
         Self {
             gate,
             parent,
+            show_write: None,
             open: Mutex::new(HashMap::new()),
             lookups: Mutex::new(HashMap::new()),
             refused_lookups: Mutex::new(HashMap::new()),
             warned: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Show approvers of this mediator's writes what `show` says (the
+    /// content being written).
+    pub fn showing_writes(mut self, show: ShowWrite) -> Self {
+        self.show_write = Some(show);
+        self
     }
 
     /// Intents still open (handles not yet closed); the caller closes them
@@ -331,6 +344,9 @@ impl Mediator for GateMediator {
         };
         let action = action_of(req.access);
         let mut ar = ActionRequest::new(action, Resource::File(path.clone()));
+        if let (Action::FileWrite, Some(show)) = (action, &self.show_write) {
+            ar.shown = show(path.as_str());
+        }
         ar.args = ToolArgs {
             path: Some(path),
             ..ToolArgs::default()

@@ -49,7 +49,12 @@ pub(crate) fn setup() -> Setup {
             principal: "alice".into(),
             teams: vec!["finance".into()],
         },
-        Box::new(FlagApprover::new(ApprovalOutcome::Refused, "flag:test")),
+        Box::new(FlagApprover::new(
+            ApprovalOutcome::Refused,
+            "alice",
+            "flag",
+            "test",
+        )),
         SandboxFacts::default(),
         serde_json::json!({}),
     )

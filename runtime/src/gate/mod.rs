@@ -11,6 +11,10 @@ pub mod mediator;
 pub mod net;
 mod permit;
 pub mod record;
+pub mod shown;
+
+#[cfg(test)]
+mod approval_tests;
 
 use std::sync::Arc;
 
@@ -37,6 +41,12 @@ pub enum GateError {
     #[error("policy request: {0}")]
     Policy(#[from] PolicyError),
 }
+
+/// The member of the `data` given to [`Gate::start_session`] that holds the
+/// task as the person gave it: it is taken out of `data` and committed as
+/// the entry's `task` payload (so it can be redacted like any body), with
+/// its size in `data.task_bytes`. An empty task is left out.
+pub const TASK_MEMBER: &str = "task";
 
 /// Who the session acts for.
 #[derive(Debug, Clone)]
@@ -183,11 +193,23 @@ impl Gate {
         if let (Some(o), serde_json::Value::Object(extra)) = (d.as_object_mut(), data) {
             o.extend(extra);
         }
-        let r = gate.log.append_blocking(
-            Event::new(EventKind::SessionStart, gate.actor.clone())
-                .in_session(&gate.session.id)
-                .with_data(d),
-        )?;
+        let task = d
+            .as_object_mut()
+            .and_then(|o| o.remove(TASK_MEMBER))
+            .and_then(|t| t.as_str().map(str::to_owned))
+            .filter(|t| !t.is_empty());
+        let mut ev =
+            Event::new(EventKind::SessionStart, gate.actor.clone()).in_session(&gate.session.id);
+        if let Some(t) = task {
+            d["task_bytes"] = serde_json::json!(t.len());
+            ev = ev.with_payload(PayloadInput {
+                role: "task".into(),
+                media: "text/plain".into(),
+                body: t.into_bytes(),
+                disclosure: Disclosure::CommitmentOnly,
+            });
+        }
+        let r = gate.log.append_blocking(ev.with_data(d))?;
         gate.start_entry = (r.seq, r.leaf_hash);
         Ok(gate)
     }
@@ -250,6 +272,17 @@ impl Gate {
     /// The actor entries of this session carry.
     pub fn actor(&self) -> &Actor {
         &self.actor
+    }
+
+    /// The sandbox as an approver reads it: backend and network.
+    pub fn sandbox_text(&self) -> String {
+        let network = match self.sandbox.network {
+            stele_policy::Network::Disabled => "no network",
+            stele_policy::Network::ViaProxy => {
+                "network only through stele's proxy, each connection decided"
+            }
+        };
+        format!("{}, {network}", self.sandbox.backend.as_str())
     }
 
     fn request(&self, req: &ActionRequest) -> Result<Request, GateError> {
@@ -382,21 +415,29 @@ impl Gate {
     }
 
     /// Log the request for approval (with a hash of exactly what is shown),
-    /// ask, log the answer, and re-decide with the real approval.
+    /// ask, log the answer (who, how, with what ticket), and re-decide with
+    /// the real approval. When no approver this session can reach could
+    /// lift the rule (it needs someone other than the requester, and only
+    /// the requester is there), refuse without asking, saying so.
     fn ask(
         &self,
         req: &ActionRequest,
         policy_req: &Request,
         decision: &Decision,
     ) -> Result<Result<Decision, Denial>, GateError> {
+        let reachable = self.approver.reachable();
+        if !reachable.iter().any(|r| {
+            self.bundle
+                .could_grant(policy_req, decision, &r.approver, &r.method)
+        }) {
+            return self.refuse_unreachable(req, decision, &reachable).map(Err);
+        }
         // Escaped for a terminal before hashing: the hash is of what is shown.
-        let shown = approval::terminal_safe(
-            &req.shown.clone().unwrap_or_else(|| describe(req, decision)),
-            approval::Newlines::Keep,
-        );
+        let shown = approval::terminal_safe(&shown_text(req, decision), approval::Newlines::Keep);
         let shown_sha256 = hex::encode(digest(&SHA256, shown.as_bytes()));
         // The request's own fields (a tool call's ids) too, so the answer can be paired with it.
-        let mut data = serde_json::json!({ "shown_sha256": shown_sha256 });
+        let mut data =
+            serde_json::json!({ "shown_sha256": shown_sha256, "shown_bytes": shown.len() });
         if let (Some(d), Some(serde_json::Value::Object(extra))) = (data.as_object_mut(), &req.data)
         {
             for (k, v) in extra {
@@ -420,14 +461,19 @@ impl Gate {
             ApprovalOutcome::Granted => EventKind::ApprovalGrant,
             ApprovalOutcome::Refused => EventKind::ApprovalDeny,
         };
-        let answered = self
-            .log
-            .append_blocking(self.event(kind).with_data(serde_json::json!({
-                "approver": answer.approver,
-                "method": answer.method,
-                "request_seq": asked.seq,
-                "shown_sha256": shown_sha256,
-            })))?;
+        let mut data = serde_json::json!({
+            "approver": answer.approver,
+            "method": answer.method,
+            "request_seq": asked.seq,
+            "shown_sha256": shown_sha256,
+        });
+        if let Some(t) = &answer.ticket {
+            data["ticket"] = serde_json::json!(t);
+        }
+        if let Some(d) = &answer.detail {
+            data["detail"] = serde_json::json!(d);
+        }
+        let answered = self.log.append_blocking(self.event(kind).with_data(data))?;
         match answer.outcome {
             ApprovalOutcome::Refused => Ok(Err(Denial {
                 seq: answered.seq,
@@ -444,11 +490,65 @@ impl Gate {
                 let approval = Approval {
                     outcome: ApprovalOutcome::Granted,
                     approver: answer.approver,
-                    ticket: format!("audit:{}", answered.seq),
+                    method: answer.method,
+                    ticket: answer
+                        .ticket
+                        .unwrap_or_else(|| format!("audit:{}", answered.seq)),
                 };
                 Ok(Ok(self.bundle.decide_with_approval(policy_req, approval)))
             }
         }
+    }
+
+    /// Refuse an Ask that no reachable approver could lift, without asking:
+    /// a `policy.decision` deny naming the rules and who could be reached.
+    fn refuse_unreachable(
+        &self,
+        req: &ActionRequest,
+        decision: &Decision,
+        reachable: &[approval::Reachable],
+    ) -> Result<Denial, GateError> {
+        let who = if reachable.is_empty() {
+            "no one".to_string()
+        } else {
+            reachable
+                .iter()
+                .map(|r| format!("{} ({})", r.approver, r.method))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let reason = format!(
+            "{}; no approver this session can reach may give that approval: an approval by \
+             {who} would not lift the rule (it needs someone other than the requester, or \
+             someone the rule names), so it was refused without asking",
+            record::reason_text(decision, req.action)
+        );
+        let mut rec = record::decision_record(decision, req.action);
+        rec.effect = stele_audit::Effect::Deny;
+        rec.reason = Some(reason.clone());
+        let mut data = req.data.clone().unwrap_or_else(|| serde_json::json!({}));
+        if let Some(d) = data.as_object_mut() {
+            d.insert(
+                "approval_unreachable".into(),
+                reachable
+                    .iter()
+                    .map(|r| serde_json::json!({"approver": r.approver, "method": r.method}))
+                    .collect(),
+            );
+        }
+        let r = self.log.append_blocking(
+            self.event(EventKind::PolicyDecision)
+                .with_target(record::target(&req.resource, &req.argv))
+                .with_decision(rec.clone())
+                .with_outcome(Outcome::status(Status::Denied))
+                .with_data(data),
+        )?;
+        Ok(Denial {
+            seq: r.seq,
+            policies: rec.policies,
+            layer: rec.layer,
+            reason,
+        })
     }
 
     /// Record the result of a permitted action, naming its intent.
@@ -510,26 +610,49 @@ impl Gate {
     }
 }
 
-/// The default text shown to an approver: the action, the resource, the
-/// arguments, and the rule that asks.
-fn describe(req: &ActionRequest, decision: &Decision) -> String {
-    let mut s = format!(
-        "Action:   {}\nResource: {}",
-        req.action.as_str(),
-        req.resource.entity_id()
-    );
-    if !req.argv.is_empty() {
-        s.push_str(&format!("\nCommand:  {}", req.argv.join(" ")));
-    }
-    // A connection: where it really goes (a name as resolved, once).
-    if let Resource::Host(h) = &req.resource {
-        if let (Some(a), Some(c)) = (h.address(), h.class()) {
-            s.push_str(&format!("\nAddress:  {a} ({c})"));
-        }
-    }
-    s.push_str(&format!(
-        "\nBecause:  {}",
+/// What an approver is shown: what the caller says would happen (else a
+/// description of the request), then the rule that asks.
+fn shown_text(req: &ActionRequest, decision: &Decision) -> String {
+    let what = match &req.shown {
+        Some(s) => s.trim_end().to_string(),
+        None => describe(req),
+    };
+    format!(
+        "{what}\nBecause:  {}",
         record::reason_text(decision, req.action)
-    ));
+    )
+}
+
+/// The default description of a request: the action, the resource, the
+/// arguments, and what is known of its effect.
+fn describe(req: &ActionRequest) -> String {
+    let mut s = match (&req.resource, req.action) {
+        // A connection: where it goes, part by part, and the address it
+        // really goes to (a name as resolved, once).
+        (Resource::Host(h), _) => {
+            let mut s = format!(
+                "Connect to: {}\nHost:     {}\nPort:     {}\nScheme:   {}",
+                req.resource.entity_id(),
+                h.name(),
+                h.port(),
+                h.scheme()
+            );
+            if let (Some(a), Some(c)) = (h.address(), h.class()) {
+                s.push_str(&format!("\nAddress:  {a} ({c})"));
+            }
+            s
+        }
+        (Resource::File(p), Action::FileWrite) => shown::file_write_by_program(p.as_str())
+            .trim_end()
+            .to_string(),
+        _ => format!(
+            "Action:   {}\nResource: {}",
+            req.action.as_str(),
+            req.resource.entity_id()
+        ),
+    };
+    if !req.argv.is_empty() {
+        s.push_str(&format!("\nCommand:  {}", approval::shown_argv(&req.argv)));
+    }
     s
 }

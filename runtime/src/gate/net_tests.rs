@@ -49,7 +49,12 @@ struct Setup {
 fn setup(network: Network) -> Setup {
     setup_with(
         network,
-        Box::new(FlagApprover::new(ApprovalOutcome::Refused, "flag:test")),
+        Box::new(FlagApprover::new(
+            ApprovalOutcome::Refused,
+            "alice",
+            "flag",
+            "test",
+        )),
     )
 }
 
@@ -324,7 +329,16 @@ impl crate::gate::Approver for Shown {
             outcome: ApprovalOutcome::Granted,
             approver: "bob".into(),
             method: "test".into(),
+            ticket: None,
+            detail: None,
         }
+    }
+
+    fn reachable(&self) -> Vec<crate::gate::approval::Reachable> {
+        vec![crate::gate::approval::Reachable {
+            approver: "bob".into(),
+            method: "test".into(),
+        }]
     }
 }
 

@@ -146,7 +146,7 @@ impl Telemetry {
         if let Some(rt) = self.runtime.take() {
             if let Err(e) = self.provider.shutdown_with_timeout(Duration::from_secs(5)) {
                 tracing::warn!(error = %e, "telemetry: spans not all exported");
-                eprintln!("stele: warning: telemetry: spans not all exported: {e}");
+                crate::errln!("stele: warning: telemetry: spans not all exported: {e}");
             }
             rt.shutdown_timeout(Duration::from_secs(1));
         }

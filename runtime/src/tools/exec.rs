@@ -65,9 +65,10 @@ pub fn exec_gated(
     req.data = Some(data);
     // Each argument quoted and escaped as needed: what the model sent cannot
     // pass for another command, nor drive the approver's terminal.
-    req.shown = Some(format!(
-        "Run in the sandbox: {}",
-        crate::gate::approval::shown_argv(&er.argv)
+    req.shown = Some(crate::gate::shown::exec(
+        &er.argv,
+        &er.cwd,
+        &gate.sandbox_text(),
     ));
     let permit = match gate.authorize(req)? {
         Authorization::Permitted(p) => p,

@@ -1,12 +1,79 @@
 //! The workspace file tools (through cap-std; each file access is mediated).
 
+use std::io::Read as _;
+use std::sync::Arc;
+
 use serde_json::Value;
 use stele_sandbox::tools::{ToolError, WorkspaceTools};
 use stele_sandbox::Refusal;
 
 use super::{denial_json, specs, Ran};
-use crate::gate::mediator::RefusedBeforePolicy;
+use crate::gate::mediator::{RefusedBeforePolicy, ShowWrite};
+use crate::gate::shown::{self, Current, MAX_DIFFED_FILE};
 use crate::gate::Denial;
+
+/// What an approver of a `file_write` or `file_edit` call is shown: the
+/// content written, or its changes to the current file (read by stele
+/// through `dir`, for the approver only). `None` for other tools.
+pub(crate) fn show_write(
+    dir: &Arc<cap_std::fs::Dir>,
+    name: &str,
+    input: &Value,
+) -> Option<ShowWrite> {
+    let text = |k: &str| input.get(k).and_then(Value::as_str).map(str::to_owned);
+    let dir = dir.clone();
+    match name {
+        specs::FILE_WRITE => {
+            let content = text("content")?;
+            Some(Box::new(move |path: &str| {
+                Some(shown::file_write(
+                    path,
+                    content.as_bytes(),
+                    &current(&dir, path),
+                ))
+            }))
+        }
+        specs::FILE_EDIT => {
+            let (old, new) = (text("old_text")?, text("new_text")?);
+            Some(Box::new(move |path: &str| {
+                let cur = current(&dir, path);
+                // The same replacement the tool makes; when it would fail,
+                // the tool fails before writing, and the default text stands.
+                let Current::Present(bytes) = &cur else {
+                    return None;
+                };
+                let before = std::str::from_utf8(bytes).ok()?;
+                if old.is_empty() || before.matches(old.as_str()).count() != 1 {
+                    return None;
+                }
+                let after = before.replacen(old.as_str(), &new, 1);
+                Some(shown::file_write(path, after.as_bytes(), &cur))
+            }))
+        }
+        _ => None,
+    }
+}
+
+/// The file at `path` as an approver should see it replaced.
+fn current(dir: &cap_std::fs::Dir, path: &str) -> Current {
+    let meta = match dir.symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Current::Absent,
+        Err(_) => return Current::NotRead(None),
+    };
+    if !meta.is_file() || meta.len() > MAX_DIFFED_FILE as u64 {
+        return Current::NotRead(Some(meta.len()));
+    }
+    let mut bytes = Vec::new();
+    match dir
+        .open(path)
+        .and_then(|f| f.take(MAX_DIFFED_FILE as u64 + 1).read_to_end(&mut bytes))
+    {
+        Ok(n) if n <= MAX_DIFFED_FILE => Current::Present(bytes),
+        Ok(n) => Current::NotRead(Some(n as u64)),
+        Err(_) => Current::NotRead(Some(meta.len())),
+    }
+}
 
 fn arg<'a>(input: &'a Value, key: &str) -> Result<&'a str, String> {
     input
@@ -19,7 +86,7 @@ fn arg<'a>(input: &'a Value, key: &str) -> Result<&'a str, String> {
 const READ_LIMIT: usize = 1 << 20;
 
 /// Run a file tool; errors become tool errors for the model.
-pub(super) fn run(files: &WorkspaceTools, name: &str, input: &Value) -> Ran {
+pub(crate) fn run(files: &WorkspaceTools, name: &str, input: &Value) -> Ran {
     match run_inner(files, name, input) {
         Ok(text) => Ran::ok(text),
         Err(Failure::Arg(e)) => Ran::error(e),

@@ -15,10 +15,6 @@ use crate::gate::{ActionRequest, Authorization, Gate, GateError};
 use crate::mcp::args::{call_args, ArgValue};
 use crate::mcp::{McpError, McpRegistry, OfferedTool};
 
-/// How much of the arguments an approver is shown (the whole arguments are
-/// in the log; the shown text is hashed there too).
-const SHOWN_ARGS: usize = 4096;
-
 /// The text of a tool result for the model: its text parts, other parts
 /// summarised, structured content when there is no text.
 pub fn result_text(result: &Value) -> String {
@@ -55,22 +51,7 @@ pub fn result_text(result: &Value) -> String {
 }
 
 fn shown(tool: &OfferedTool, input: &Value) -> String {
-    let pretty = serde_json::to_string_pretty(input).unwrap_or_default();
-    let mut cut = pretty.len().min(SHOWN_ARGS);
-    while !pretty.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    let more = if cut < pretty.len() {
-        format!("\n[… {} more bytes]", pretty.len() - cut)
-    } else {
-        String::new()
-    };
-    format!(
-        "MCP call\nServer:    {}\nTool:      {}\nArguments: {}{more}",
-        tool.server,
-        tool.tool,
-        &pretty[..cut]
-    )
+    crate::gate::shown::mcp_call(&tool.server, &tool.tool, input)
 }
 
 /// Decide, log and run one MCP tool call.

@@ -4,7 +4,7 @@
 //! and `exec` is an `exec` decision of its own.
 
 pub mod exec;
-mod files;
+pub(crate) mod files;
 pub mod mcp;
 pub mod specs;
 
@@ -139,6 +139,9 @@ pub type IntentObserver = Box<dyn Fn(u64) + Send + Sync>;
 pub struct ToolBox {
     gate: Arc<Gate>,
     files: WorkspaceTools,
+    // The workspace for stele's own look at a file a write replaces (to
+    // show an approver the changes), never the agent's.
+    dir: Arc<cap_std::fs::Dir>,
     sandbox: Arc<dyn Sandbox>,
     workspace: PathBuf,
     mcp: Option<Arc<McpRegistry>>,
@@ -155,9 +158,9 @@ impl std::fmt::Debug for ToolBox {
 
 /// A tool's own result before it is recorded.
 pub(crate) struct Ran {
-    text: String,
-    status: ToolResultStatus,
-    outcome: Outcome,
+    pub(crate) text: String,
+    pub(crate) status: ToolResultStatus,
+    pub(crate) outcome: Outcome,
 }
 
 impl Ran {
@@ -221,9 +224,15 @@ impl ToolBox {
             Arc::new(GateMediator::with_parent(gate.clone(), Parent::Session)),
             stele_sandbox::Requester::default(),
         )?;
+        let dir = cap_std::fs::Dir::open_ambient_dir(&workspace, cap_std::ambient_authority())
+            .map_err(|e| stele_sandbox::tools::ToolError::Io {
+                path: workspace.display().to_string(),
+                source: e,
+            })?;
         Ok(Self {
             gate,
             files,
+            dir: Arc::new(dir),
             sandbox,
             workspace,
             mcp: None,
@@ -396,10 +405,11 @@ impl ToolBox {
         name: &str,
         input: &serde_json::Value,
     ) -> Result<Ran, GateError> {
-        let mediator = Arc::new(GateMediator::with_parent(
-            self.gate.clone(),
-            Parent::ToolCall(intent),
-        ));
+        let mut mediator = GateMediator::with_parent(self.gate.clone(), Parent::ToolCall(intent));
+        if let Some(show) = files::show_write(&self.dir, name, input) {
+            mediator = mediator.showing_writes(show);
+        }
+        let mediator = Arc::new(mediator);
         let files = self
             .files
             .with_mediator(mediator.clone(), stele_sandbox::Requester::default());
