@@ -1,7 +1,9 @@
 //! C2SP tlog-checkpoint bodies (<https://c2sp.org/tlog-checkpoint>).
 //!
-//! `<origin>\n<size>\n<base64 root>\n`, optionally followed by extension
-//! lines (which stele never writes and only tolerates when parsing).
+//! `<origin>\n<size>\n<base64 root>\n` and nothing else: the C2SP format
+//! allows extension lines after the root, stele's (docs/audit-format.md)
+//! does not — it never writes them, and every verifier refuses them, so a
+//! signed body means one thing only.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -57,6 +59,15 @@ impl Checkpoint {
             .map_err(|_| bad("root must be 32 bytes"))?;
         if !text.ends_with('\n') {
             return Err(bad("must end with a newline"));
+        }
+        // After the root's newline: nothing.
+        if lines.next() != Some("") || lines.next().is_some() {
+            return Err(bad(
+                "a checkpoint is exactly three lines (origin, size, root): extension lines are not allowed",
+            ));
+        }
+        if !crate::note::valid_key_name(origin) {
+            return Err(bad("origin holds a space, '+' or a control character"));
         }
         Ok(Self {
             origin: origin.to_string(),
@@ -123,5 +134,13 @@ mod tests {
                 .size,
             0
         );
+        for ext in [
+            format!("o\n1\n{root}\nextension\n"),
+            format!("o\n1\n{root}\n\n"),
+            format!("o\n1\n{root}\nx"),
+            format!("o p\n1\n{root}\n"),
+        ] {
+            assert!(Checkpoint::parse_body(&ext).is_err(), "{ext:?}");
+        }
     }
 }

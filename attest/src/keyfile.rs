@@ -2,11 +2,12 @@
 //!
 //! The format is the signed-note signer key text form,
 //! `PRIVATE+KEY+<name>+<hex key id>+<base64(0x01 ‖ seed)>` followed by a newline.
-//! Files are created with mode 0600 and refused if group or others can read them.
+//! Files are created with mode 0600 (folders 0700, whatever the umask) and
+//! refused if group or others can read them.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -26,7 +27,7 @@ pub fn generate_key_file(path: &Path, name: &str) -> Result<Ed25519Signer, Attes
         source,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir).map_err(io)?;
+        crate::private_fs::create_dir_all(dir).map_err(io)?;
     }
     let mut raw = vec![ALG_ED25519];
     raw.extend_from_slice(&signer.seed());
@@ -35,12 +36,7 @@ pub fn generate_key_file(path: &Path, name: &str) -> Result<Ed25519Signer, Attes
         hex::encode(key_id(name, &signer.public_key())),
         B64.encode(&raw)
     );
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
+    let mut f = crate::private_fs::create_new_file(path).map_err(io)?;
     f.write_all(text.as_bytes()).map_err(io)?;
     f.sync_all().map_err(io)?;
     Ok(signer)

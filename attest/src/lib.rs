@@ -17,7 +17,9 @@ pub mod error;
 pub mod intoto;
 pub mod keyfile;
 pub mod note;
+pub mod private_fs;
 pub mod signer;
+pub mod strict;
 
 pub use checkpoint::Checkpoint;
 pub use error::AttestError;

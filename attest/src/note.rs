@@ -6,10 +6,11 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use ed25519_dalek::{Signature, VerifyingKey};
+use std::sync::Arc;
 
 use crate::error::AttestError;
 use crate::signer::Signer;
+use crate::strict::StrictKey;
 
 /// Signature type byte of Ed25519 in signed notes.
 pub const ALG_ED25519: u8 = 0x01;
@@ -46,12 +47,22 @@ pub fn key_id_for(alg: u8, name: &str, public_key: &[u8; 32]) -> [u8; 4] {
 }
 
 /// A public key that can check signatures in notes: `name+hash+base64`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct NoteVerifier {
     name: String,
     id: [u8; 4],
     key: [u8; 32],
+    /// The key's precomputed tables, shared by clones.
+    strict: Arc<StrictKey>,
 }
+
+impl PartialEq for NoteVerifier {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.key == other.key
+    }
+}
+
+impl Eq for NoteVerifier {}
 
 impl NoteVerifier {
     /// A verifier for an Ed25519 public key named `name`.
@@ -60,6 +71,7 @@ impl NoteVerifier {
             name: name.to_string(),
             id: key_id(name, &key),
             key,
+            strict: Arc::new(StrictKey::new(key)),
         }
     }
 
@@ -94,7 +106,11 @@ impl NoteVerifier {
         if v.id != id {
             return Err(bad("key hash does not match the name and key"));
         }
-        VerifyingKey::from_bytes(&k).map_err(|_| bad("not a valid Ed25519 point"))?;
+        if !v.strict.is_usable() {
+            return Err(bad(
+                "not a canonical Ed25519 point of large order (no signature could verify)",
+            ));
+        }
         Ok(v)
     }
 
@@ -113,12 +129,10 @@ impl NoteVerifier {
         self.key
     }
 
-    /// Check a raw Ed25519 signature over `msg` (strict verification).
+    /// Check a raw Ed25519 signature over `msg` (strict verification, the
+    /// one rule every path uses: [`crate::strict`]).
     pub fn verify(&self, msg: &[u8], sig: &[u8; 64]) -> bool {
-        match VerifyingKey::from_bytes(&self.key) {
-            Ok(vk) => vk.verify_strict(msg, &Signature::from_bytes(sig)).is_ok(),
-            Err(_) => false,
-        }
+        self.strict.verify(msg, sig)
     }
 }
 

@@ -27,6 +27,17 @@ pub fn check(b: &[u8]) -> Result<(), CanonicalError> {
     c.end()
 }
 
+/// [`check`], and every integer's magnitude at most 2^53 − 1 (what leaves
+/// allow anywhere); an integer beyond is reported as [`UNSAFE_INTEGER`].
+pub fn check_safe(b: &[u8]) -> Result<(), CanonicalError> {
+    let mut c = Cursor::new(b, Ints::Safe);
+    c.value(0)?;
+    c.end()
+}
+
+/// The `what` of an integer beyond 2^53 − 1.
+pub const UNSAFE_INTEGER: &str = "integer beyond 2^53 - 1";
+
 /// Which integers a value may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ints {
@@ -142,7 +153,7 @@ impl<'a> Cursor<'a> {
         if self.ints == Ints::Safe && !safe_magnitude(&self.b[digits..self.i]) {
             return Err(CanonicalError {
                 offset: start,
-                what: "integer beyond 2^53 - 1",
+                what: UNSAFE_INTEGER,
             });
         }
         Ok(())

@@ -19,7 +19,7 @@ use crate::event::{EventKind, IntentRole};
 use crate::leaf::{parse_hash_b64, Leaf, LeafError};
 use crate::leaf_view::{DataView, LeafView};
 use crate::merkle::{CompletedNode, Frontier, Hash, HashedLeaf};
-use crate::payload::{parse_commit, COMMIT_PREFIX};
+use crate::payload::COMMIT_PREFIX;
 
 /// The first problem found in a leaf.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,6 +109,11 @@ impl<'a> Checked<'a> {
 #[derive(Debug)]
 pub struct LeafChecker {
     origin: String,
+    /// The log's verifier key (text form), named by the genesis entry.
+    log_key: String,
+    /// Index of the first leaf checked: 0, or where [`LeafChecker::resume`]
+    /// took up a log whose prefix was checked earlier.
+    start: u64,
     frontier: Frontier,
     prev: Option<Hash>,
     /// Sessions by id.
@@ -128,10 +133,13 @@ pub struct LeafChecker {
 }
 
 impl LeafChecker {
-    /// A checker for the log named `origin`, starting at index 0.
-    pub fn new(origin: &str) -> Self {
+    /// A checker for the log named `origin` whose verifier key (text form)
+    /// is `log_key`, starting at index 0.
+    pub fn new(origin: &str, log_key: &str) -> Self {
         Self {
             origin: origin.to_string(),
+            log_key: log_key.to_string(),
+            start: 0,
             frontier: Frontier::new(),
             prev: None,
             sessions: CheckMap::default(),
@@ -143,6 +151,20 @@ impl LeafChecker {
             last_time: None,
             first_ts: None,
         }
+    }
+
+    /// A checker that takes up a log at the size of `frontier` (its
+    /// authenticated right edge), after a prefix checked earlier: the
+    /// start-up check of what was appended since the last verification.
+    /// `prev` is the leaf hash of the entry before. Sessions and intents
+    /// that began in the prefix are taken up as the continuing leaves state
+    /// them (the prefix is not read); every other rule applies in full.
+    pub fn resume(origin: &str, log_key: &str, frontier: Frontier, prev: Option<Hash>) -> Self {
+        let mut c = Self::new(origin, log_key);
+        c.start = frontier.size();
+        c.frontier = frontier;
+        c.prev = prev;
+        c
     }
 
     /// Leaves checked so far (the next expected index).
@@ -230,6 +252,7 @@ impl LeafChecker {
         if leaf.log != self.origin {
             return Err(format!("leaf belongs to log {:?}", leaf.log));
         }
+        crate::rules::check_values_but_links(leaf, &self.log_key)?;
         if (i == 0) != (leaf.kind == EventKind::LogGenesis) {
             return Err("log.genesis must be exactly the first entry".into());
         }
@@ -284,6 +307,47 @@ impl LeafChecker {
         m
     }
 
+    /// The rules about commitments across the whole log, once every leaf
+    /// is checked (`committed` = [`LeafChecker::committed`]): no leaf lists
+    /// a commitment twice (a later leaf may list one an earlier leaf made:
+    /// a reference to the same stored body), and every commitment a
+    /// redaction names was made by an earlier leaf.
+    pub fn check_commitments(&self, committed: &CheckMap<Hash, u64>) -> Result<(), LeafFailure> {
+        if committed.len() != self.commits.len() {
+            // `commits` is in index order: a repeat within one leaf is a
+            // repeat of the previous index's entry in `seen`.
+            let mut seen: CheckMap<Hash, u64> = CheckMap::default();
+            for (c, i) in &self.commits {
+                if seen.insert(*c, *i) == Some(*i) {
+                    return Err(LeafFailure {
+                        index: *i,
+                        reason: format!(
+                            "payload commitment {} is listed twice in entry {i}",
+                            crate::payload::commit_text(c)
+                        ),
+                    });
+                }
+            }
+        }
+        for (c, r) in &self.redacted_by {
+            let by = committed.get(c);
+            // A resumed checker has not seen commitments made before it.
+            if by.is_none() && self.start > 0 {
+                continue;
+            }
+            if by.is_none_or(|by| by >= r) {
+                return Err(LeafFailure {
+                    index: *r,
+                    reason: format!(
+                        "redaction names {}, which no earlier entry committed",
+                        crate::payload::commit_text(c)
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// First and last timestamps seen.
     pub fn time_span(&self) -> Option<(String, String)> {
         self.first_ts
@@ -317,6 +381,18 @@ impl LeafChecker {
             EventKind::SessionEnd | EventKind::SessionInterrupted
         );
         match self.sessions.get_mut(s.id) {
+            // A session that began before a resumed checker's start.
+            None if self.start > 0 && leaf.kind != EventKind::SessionStart && s.n > 0 => {
+                crate::rules::hash_field("session.prev", s.prev.unwrap_or_default())?;
+                let seen = SessionSeen {
+                    n: s.n,
+                    head: *h,
+                    ended: ends,
+                    first: leaf.seq,
+                    last: leaf.seq,
+                };
+                self.sessions.insert(s.id.to_string(), seen);
+            }
             None => {
                 if leaf.kind != EventKind::SessionStart || s.n != 0 || s.prev.is_some() {
                     return Err(format!(
@@ -370,12 +446,18 @@ impl LeafChecker {
         let r = leaf
             .refs
             .ok_or_else(|| format!("{} does not name its intent", leaf.kind))?;
-        let (kind, ih) = self.open.remove(&r.intent_seq).ok_or_else(|| {
-            format!(
+        let Some((kind, ih)) = self.open.remove(&r.intent_seq) else {
+            if r.intent_seq < self.start {
+                // Opened before a resumed checker's start: not seen here.
+                crate::rules::hash_field("refs.intent_leaf", r.intent_leaf)?;
+                self.interrupted += u64::from(leaf.kind == EventKind::Interrupted);
+                return Ok(());
+            }
+            return Err(format!(
                 "{} names intent {} which is not open",
                 leaf.kind, r.intent_seq
-            )
-        })?;
+            ));
+        };
         if want.is_some_and(|w| w != kind) || parse_hash_b64(r.intent_leaf) != Some(ih) {
             return Err(format!(
                 "{} does not match intent {}",
@@ -406,7 +488,12 @@ impl LeafChecker {
                 .as_str()
                 .and_then(commit_hash)
                 .ok_or("redaction names a bad commitment")?;
-            self.redacted_by.insert(h, i);
+            if let Some(before) = self.redacted_by.insert(h, i) {
+                return Err(format!(
+                    "redaction names {}, already redacted by entry {before}",
+                    c.as_str().unwrap_or_default()
+                ));
+            }
         }
         let reason = d
             .get("reason")
@@ -417,9 +504,8 @@ impl LeafChecker {
     }
 }
 
-/// [`parse_commit`] without allocating in the usual case
-/// (`sha256s:` + base64); anything else goes to `parse_commit` itself.
+/// The hash of a commitment as leaves write it: `sha256s:` and the
+/// canonical base64 of 32 bytes (nothing else is a commitment in a leaf).
 pub fn commit_hash(text: &str) -> Option<Hash> {
-    let t = text.strip_prefix(COMMIT_PREFIX).unwrap_or(text);
-    parse_hash_b64(t).or_else(|| parse_commit(text))
+    parse_hash_b64(text.strip_prefix(COMMIT_PREFIX)?)
 }

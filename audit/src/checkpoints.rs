@@ -1,20 +1,17 @@
 //! Opening many signed checkpoints at once.
 //!
 //! A log signs a checkpoint for every group commit, so a busy log holds one
-//! for every few dozen entries, and checking their Ed25519 signatures one by
-//! one costs more than checking the entries. All of them are signed by one
-//! trusted key, so they are checked together with Ed25519 batch verification
-//! (`ed25519_dalek::verify_batch`: one multi-scalar multiplication with
-//! 128-bit coefficients derived from all inputs), which accepts a batch only
-//! if every signature in it is valid, except with probability about 2^-128.
-//!
-//! Every other rule of `Checkpoint::open` is applied to each note as before,
-//! and when anything fails, the notes are opened one by one with
-//! `Checkpoint::open` (strict single verification), so the first failing
-//! note and its error are exactly the ones it reports.
+//! for every few entries to every few dozen. Each is opened with
+//! `Checkpoint::open`: strict Ed25519 verification, the one rule every path
+//! uses (`stele_attest::strict`). Batch verification used to check them
+//! together, but its random linear combination accepts, with a probability
+//! an attacker can retry for, a signature whose `R` carries a small-order
+//! component — one that strict verification (the start-up check,
+//! `stele-verify`, third-party verifiers) rejects. The trusted key's
+//! multiples are precomputed once instead (`NoteVerifier`), which keeps
+//! most of the speed batching gave.
 
-use ed25519_dalek::{Signature, VerifyingKey};
-use stele_attest::{AttestError, Checkpoint, NoteVerifier, SignedNote};
+use stele_attest::{AttestError, Checkpoint, NoteVerifier};
 
 /// Open every note in `notes` with the log's key; returns their
 /// checkpoints in order, or the position of the first note that fails and
@@ -23,67 +20,24 @@ pub fn open_all(
     notes: &[&str],
     verifier: &NoteVerifier,
 ) -> Result<Vec<Checkpoint>, (usize, AttestError)> {
-    match batch(notes, verifier) {
-        Some(cps) => Ok(cps),
-        None => notes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                Checkpoint::open(n, verifier)
-                    .map(|(c, _)| c)
-                    .map_err(|e| (i, e))
-            })
-            .collect(),
-    }
-}
-
-/// The batch path; `None` when anything is off (then notes are opened one
-/// by one to find and name the problem).
-fn batch(notes: &[&str], verifier: &NoteVerifier) -> Option<Vec<Checkpoint>> {
-    let key = VerifyingKey::from_bytes(&verifier.public_key()).ok()?;
-    if key.is_weak() {
-        return None;
-    }
-    let mut parsed = Vec::with_capacity(notes.len());
-    let mut cps = Vec::with_capacity(notes.len());
-    let mut sigs = Vec::with_capacity(notes.len());
-    for note in notes {
-        let n = SignedNote::parse(note).ok()?;
-        // The same lines `SignedNote::verify` checks: every line naming
-        // this key must hold a valid signature, and there must be one.
-        let mine: Vec<&[u8]> = n
-            .signatures
-            .iter()
-            .filter(|s| s.name == verifier.name() && s.key_id == verifier.key_id())
-            .map(|s| s.sig.as_slice())
-            .collect();
-        if mine.is_empty() {
-            return None;
-        }
-        for s in mine {
-            sigs.push((parsed.len(), Signature::from_slice(s).ok()?));
-        }
-        let c = Checkpoint::parse_body(&n.text).ok()?;
-        if c.origin != verifier.name() {
-            return None;
-        }
-        cps.push(c);
-        parsed.push(n);
-    }
-    let messages: Vec<&[u8]> = sigs
+    notes
         .iter()
-        .map(|(i, _)| parsed[*i].text.as_bytes())
-        .collect();
-    let signatures: Vec<Signature> = sigs.iter().map(|(_, s)| *s).collect();
-    let keys = vec![key; signatures.len()];
-    ed25519_dalek::verify_batch(&messages, &signatures, &keys).ok()?;
-    Some(cps)
+        .enumerate()
+        .map(|(i, n)| {
+            Checkpoint::open(n, verifier)
+                .map(|(c, _)| c)
+                .map_err(|e| (i, e))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine as _;
+    use curve25519_dalek::edwards::CompressedEdwardsY;
     use stele_attest::{Ed25519Signer, Signer as _};
 
     fn notes(signer: &Ed25519Signer, n: u64) -> Vec<String> {
@@ -129,5 +83,48 @@ mod tests {
         forged[3] = notes(&other, 4).pop().unwrap();
         let refs: Vec<&str> = forged.iter().map(String::as_str).collect();
         assert_eq!(open_all(&refs, &v).unwrap_err().0, 3);
+    }
+
+    /// The note with its signature's R replaced by R + T.
+    fn perturbed(note: &str, t: &curve25519_dalek::EdwardsPoint) -> String {
+        let (body, line) = note.split_once("\n\n").unwrap();
+        let (head, b64) = line.trim_end().rsplit_once(' ').unwrap();
+        let mut raw = B64.decode(b64).unwrap();
+        let r = CompressedEdwardsY(raw[4..36].try_into().unwrap())
+            .decompress()
+            .unwrap();
+        raw[4..36].copy_from_slice(&(r + t).compress().to_bytes());
+        format!("{body}\n\n{head} {}\n", B64.encode(raw))
+    }
+
+    /// A checkpoint re-signed so that only the cofactored equation holds
+    /// (R' = R + a small-order point) is rejected every time, wherever it
+    /// sits among valid ones: the old batch path let it through in most
+    /// trials.
+    #[test]
+    fn small_order_perturbed_signatures_are_always_rejected() {
+        let signer = Ed25519Signer::generate("example.org/log").unwrap();
+        let v = signer.verifier();
+        let good = notes(&signer, 24);
+        for (k, t) in curve25519_dalek::constants::EIGHT_TORSION
+            .iter()
+            .enumerate()
+            .skip(1)
+        {
+            for trial in 0..6 {
+                let at = (k * 5 + trial * 3) % good.len();
+                let mut bad = good.clone();
+                bad[at] = perturbed(&good[at], t);
+                let refs: Vec<&str> = bad.iter().map(String::as_str).collect();
+                let (i, e) = open_all(&refs, &v).unwrap_err();
+                assert_eq!(i, at, "torsion point {k}, trial {trial}");
+                assert!(matches!(e, AttestError::BadSignature(_)), "{e}");
+                // Two perturbed notes (their torsion could cancel in a sum).
+                let other = (at + 11) % good.len();
+                bad[other] = perturbed(&good[other], &-t);
+                let refs: Vec<&str> = bad.iter().map(String::as_str).collect();
+                assert_eq!(open_all(&refs, &v).unwrap_err().0, at.min(other));
+            }
+        }
     }
 }

@@ -27,9 +27,17 @@ pub enum AuditError {
     /// A log already exists where one was to be created.
     #[error("{0} already exists; refusing to create a new log over it")]
     Exists(PathBuf),
-    /// Another process holds the writer lock.
-    #[error("audit log {0} is open for writing by another process")]
+    /// Another writer holds the lock on this database file.
+    #[error("audit log {0} is busy: another stele process (or another writer in this one) is writing to it; only one writer at a time, try again when it has finished")]
     Busy(PathBuf),
+    /// The database file has more than one name (hard links).
+    #[error("audit log {path} has {links} hard links: SQLite keeps the write-ahead log beside the name it is opened by, so two names can see two different states of one log; remove the other links and open it by one name")]
+    HardLinked {
+        /// The file.
+        path: PathBuf,
+        /// Its link count.
+        links: u64,
+    },
     /// The signing key does not belong to this log.
     #[error("wrong key for this log: the log is signed by {log_key}, the key file holds {given}")]
     WrongKey {
@@ -55,6 +63,10 @@ pub enum AuditError {
     /// Signing failed.
     #[error("signing failed: {0}")]
     Sign(#[from] stele_attest::AttestError),
+    /// The log was found altered by its own verification: it refuses to
+    /// record anything more (an `audit.alert` entry says what was found).
+    #[error("the audit log refuses writes: {0}")]
+    Refused(String),
     /// The writer has stopped (after a failure or close).
     #[error("the audit writer has stopped{}", .0.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
     Stopped(Option<String>),

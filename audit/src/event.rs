@@ -99,6 +99,9 @@ pub enum EventKind {
     /// Someone exported the log.
     #[serde(rename = "audit.export")]
     AuditExport,
+    /// The log's own verification found it altered; the writer stops.
+    #[serde(rename = "audit.alert")]
+    AuditAlert,
 }
 
 /// Whether a kind opens an action that must later be closed by a result.
@@ -114,7 +117,7 @@ pub enum IntentRole {
 
 impl EventKind {
     /// All kinds, for documentation and exhaustive tests.
-    pub const ALL: [EventKind; 30] = [
+    pub const ALL: [EventKind; 31] = [
         Self::LogGenesis,
         Self::LogOpen,
         Self::LogClose,
@@ -145,6 +148,7 @@ impl EventKind {
         Self::KeyRotation,
         Self::AuditRead,
         Self::AuditExport,
+        Self::AuditAlert,
     ];
 
     /// The wire name, e.g. `tool.intent`.
@@ -180,6 +184,7 @@ impl EventKind {
             Self::KeyRotation => "key.rotation",
             Self::AuditRead => "audit.read",
             Self::AuditExport => "audit.export",
+            Self::AuditAlert => "audit.alert",
         }
     }
 
@@ -220,7 +225,8 @@ impl EventKind {
             | Self::Redaction
             | Self::KeyRotation
             | Self::AuditRead
-            | Self::AuditExport => IntentRole::Plain,
+            | Self::AuditExport
+            | Self::AuditAlert => IntentRole::Plain,
         }
     }
 }

@@ -92,11 +92,17 @@ pub enum LeafError {
     /// Contains a float, an unsafe integer or a non-ASCII object key.
     #[error("leaf data not allowed: {0}")]
     Data(String),
+    /// Valid JSON of the schema, but not the one spelling the format
+    /// allows (`null` for an absent field, `[]` for an empty list that is
+    /// written by leaving the field out, a missing `decision.policies`).
+    #[error("leaf is not in the format's spelling: {0}")]
+    Spelling(String),
 }
 
 impl Leaf {
     /// Encode canonically, checking size and data restrictions.
     pub fn encode(&self) -> Result<Vec<u8>, LeafError> {
+        self.check_types()?;
         let mut sorted;
         let leaf = match &self.data {
             Some(d) => {
@@ -116,18 +122,75 @@ impl Leaf {
         Ok(bytes)
     }
 
-    /// Parse stored bytes and check they are exactly the canonical encoding.
+    /// Parse stored bytes and check they are exactly the canonical
+    /// encoding, in the one spelling the format allows: what
+    /// [`Leaf::encode`] writes for the parsed value, byte for byte.
     pub fn parse_canonical(bytes: &[u8]) -> Result<Self, LeafError> {
         if bytes.len() > MAX_LEAF_BYTES {
             return Err(LeafError::TooLarge(bytes.len()));
         }
-        crate::canonical::check(bytes).map_err(|_| LeafError::NotCanonical)?;
+        crate::canonical::check_safe(bytes).map_err(|e| match e.what {
+            crate::canonical::UNSAFE_INTEGER => LeafError::Data(e.to_string()),
+            _ => LeafError::NotCanonical,
+        })?;
         let leaf: Leaf =
             serde_json::from_slice(bytes).map_err(|e| LeafError::Schema(e.to_string()))?;
-        if let Some(d) = &leaf.data {
-            check_data(d)?;
+        // The scanner accepts only the format's one spelling (a property
+        // test holds it to that); what it declines is checked by encoding
+        // the value again, which costs several times more.
+        if crate::leaf_view::LeafView::scan(bytes).is_some() {
+            return Ok(leaf);
+        }
+        if leaf.encode()? != bytes {
+            return Err(LeafError::Spelling(
+                "a field is null or an empty list where the format leaves it out, or decision.policies is missing"
+                    .into(),
+            ));
         }
         Ok(leaf)
+    }
+
+    /// The type rules serde's types do not express: `data` is an object,
+    /// a payload's plain digest is 64 lowercase hex digits, integers stay
+    /// below 2^53.
+    fn check_types(&self) -> Result<(), LeafError> {
+        if self.data.as_ref().is_some_and(|d| !d.is_object()) {
+            return Err(LeafError::Data("data must be an object".into()));
+        }
+        for p in &self.payload {
+            if p.sha256
+                .as_deref()
+                .is_some_and(|h| !crate::leaf_view::is_sha256_hex(h))
+            {
+                return Err(LeafError::Data(
+                    "payload sha256 must be 64 lowercase hex digits".into(),
+                ));
+            }
+        }
+        let mut ints = vec![self.seq];
+        ints.extend(self.session.as_ref().map(|s| s.n));
+        ints.extend(self.refs.as_ref().map(|r| r.intent_seq));
+        ints.extend(self.payload.iter().map(|p| p.size));
+        if let Some(o) = &self.outcome {
+            ints.extend(
+                [
+                    o.bytes_in,
+                    o.bytes_out,
+                    o.duration_ms,
+                    o.tokens_in,
+                    o.tokens_out,
+                ]
+                .into_iter()
+                .flatten(),
+            );
+            ints.extend(o.code.map(i64::unsigned_abs));
+        }
+        if let Some(n) = ints.into_iter().find(|n| *n > MAX_SAFE_INT) {
+            return Err(LeafError::Data(format!(
+                "integer {n} (only integers below 2^53)"
+            )));
+        }
+        Ok(())
     }
 
     /// Same as [`Leaf::parse_canonical`]; `_scratch` is unused and the

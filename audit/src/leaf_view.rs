@@ -11,7 +11,7 @@
 
 use crate::canonical::{Cursor, Ints};
 use crate::event::{EventKind, PayloadRef};
-use crate::leaf::{Leaf, MAX_LEAF_BYTES};
+use crate::leaf::{Leaf, MAX_LEAF_BYTES, MAX_SAFE_INT};
 
 mod fields;
 
@@ -61,6 +61,8 @@ pub enum DataView<'a> {
 /// The fields of a leaf that the checks use, borrowed.
 #[derive(Debug, Clone, Copy)]
 pub struct LeafView<'a> {
+    /// Format version.
+    pub v: u32,
     /// Index.
     pub seq: u64,
     /// Kind.
@@ -99,6 +101,7 @@ impl<'a> LeafView<'a> {
     /// The same view of a typed leaf.
     pub fn of(leaf: &'a Leaf) -> Self {
         Self {
+            v: leaf.v,
             seq: leaf.seq,
             kind: leaf.kind,
             log: &leaf.log,
@@ -216,6 +219,7 @@ pub fn kind_from_wire(b: &[u8]) -> Option<EventKind> {
         b"key.rotation" => K::KeyRotation,
         b"audit.read" => K::AuditRead,
         b"audit.export" => K::AuditExport,
+        b"audit.alert" => K::AuditAlert,
         _ => return None,
     })
 }
@@ -291,18 +295,20 @@ fn one_of(c: &mut Cursor<'_>, allowed: &[&[u8]]) -> Option<()> {
     allowed.contains(&raw).then_some(())
 }
 
-/// An array of canonical strings.
-fn strings(c: &mut Cursor<'_>) -> Option<()> {
+/// An array of canonical strings; returns how many.
+fn strings(c: &mut Cursor<'_>) -> Option<usize> {
     if !c.eat(b'[') {
         return None;
     }
     if c.eat(b']') {
-        return Some(());
+        return Some(0);
     }
+    let mut n = 0;
     loop {
         any_string(c)?;
+        n += 1;
         if c.eat(b']') {
-            return Some(());
+            return Some(n);
         }
         if !c.eat(b',') {
             return None;
@@ -324,19 +330,20 @@ fn uint(c: &mut Cursor<'_>, max: u64) -> Option<u64> {
     (canonical && ends && n <= max).then_some(n)
 }
 
-/// A signed 64-bit integer in canonical spelling.
+/// An integer of magnitude at most 2^53 − 1 in canonical spelling.
 fn int(c: &mut Cursor<'_>) -> Option<()> {
     if c.eat(b'-') {
-        // Canonical: no "-0"; magnitude up to 2^63.
-        let m = uint(c, 1 << 63)?;
+        // Canonical: no "-0".
+        let m = uint(c, MAX_SAFE_INT)?;
         (m != 0).then_some(())
     } else {
-        uint(c, i64::MAX as u64).map(|_| ())
+        uint(c, MAX_SAFE_INT).map(|_| ())
     }
 }
 
 fn leaf<'a>(c: &mut Cursor<'a>) -> Option<LeafView<'a>> {
     let mut v = LeafView {
+        v: 0,
         seq: 0,
         kind: EventKind::Heartbeat,
         log: "",
@@ -368,13 +375,11 @@ fn leaf<'a>(c: &mut Cursor<'a>) -> Option<LeafView<'a>> {
             7 => v.payload = PayloadView::Raw(payload(c)?),
             8 => v.prev = Some(text(c)?),
             9 => v.refs = Some(refs(c)?),
-            10 => v.seq = uint(c, u64::MAX)?,
+            10 => v.seq = uint(c, MAX_SAFE_INT)?,
             11 => v.session = Some(session(c)?),
             12 => target(c)?,
             13 => v.ts = text(c)?,
-            _ => {
-                uint(c, u64::from(u32::MAX))?;
-            }
+            _ => v.v = u32::try_from(uint(c, u64::from(u32::MAX))?).ok()?,
         }
         Some(())
     })?;
@@ -383,16 +388,18 @@ fn leaf<'a>(c: &mut Cursor<'a>) -> Option<LeafView<'a>> {
 
 fn actor(c: &mut Cursor<'_>) -> Option<()> {
     object(c, &ACTOR_KEYS, mask(&[0, 1, 2]), |c, at| match at {
-        3 => strings(c),
+        // Absent when there are none: `[]` is not the writer's spelling.
+        3 => strings(c).filter(|&n| n > 0).map(|_| ()),
         _ => any_string(c),
     })
     .map(|_| ())
 }
 
 fn decision(c: &mut Cursor<'_>) -> Option<()> {
-    object(c, &DECISION_KEYS, mask(&[0, 1]), |c, at| match at {
+    // `policies` is always written, possibly empty.
+    object(c, &DECISION_KEYS, mask(&[0, 1, 3]), |c, at| match at {
         1 => one_of(c, &[b"allow", b"deny", b"ask"]),
-        3 => strings(c),
+        3 => strings(c).map(|_| ()),
         _ => any_string(c),
     })
     .map(|_| ())
@@ -403,14 +410,14 @@ fn outcome(c: &mut Cursor<'_>) -> Option<()> {
         2 => int(c),
         3 => any_string(c),
         5 => one_of(c, &[b"ok", b"error", b"denied", b"interrupted", b"timeout"]),
-        _ => uint(c, u64::MAX).map(|_| ()),
+        _ => uint(c, MAX_SAFE_INT).map(|_| ()),
     })
     .map(|_| ())
 }
 
 fn target(c: &mut Cursor<'_>) -> Option<()> {
     object(c, &TARGET_KEYS, 0, |c, at| match at {
-        0 => strings(c),
+        0 => strings(c).map(|_| ()),
         4 => uint(c, u64::from(u16::MAX)).map(|_| ()),
         _ => any_string(c),
     })
@@ -425,7 +432,7 @@ fn refs<'a>(c: &mut Cursor<'a>) -> Option<RefsView<'a>> {
     object(c, &REFS_KEYS, mask(&[0, 1]), |c, at| {
         match at {
             0 => r.intent_leaf = text(c)?,
-            _ => r.intent_seq = uint(c, u64::MAX)?,
+            _ => r.intent_seq = uint(c, MAX_SAFE_INT)?,
         }
         Some(())
     })?;
@@ -441,7 +448,7 @@ fn session<'a>(c: &mut Cursor<'a>) -> Option<SessionView<'a>> {
     object(c, &SESSION_KEYS, mask(&[0, 1]), |c, at| {
         match at {
             0 => s.id = text(c)?,
-            1 => s.n = uint(c, u64::MAX)?,
+            1 => s.n = uint(c, MAX_SAFE_INT)?,
             _ => s.prev = Some(text(c)?),
         }
         Some(())
@@ -449,34 +456,39 @@ fn session<'a>(c: &mut Cursor<'a>) -> Option<SessionView<'a>> {
     Some(s)
 }
 
-/// The `payload` array; returns its bytes.
+/// The `payload` array (absent when empty: `[]` is not the writer's
+/// spelling); returns its bytes.
 fn payload<'a>(c: &mut Cursor<'a>) -> Option<&'a [u8]> {
     let start = c.i;
-    if !c.eat(b'[') {
+    if !c.eat(b'[') || c.peek() == Some(b']') {
         return None;
     }
-    if !c.eat(b']') {
-        loop {
-            object(c, &PAYLOAD_KEYS, mask(&[0, 1, 2, 4]), |c, at| match at {
-                0 => text(c).map(|_| ()),
-                4 => uint(c, u64::MAX).map(|_| ()),
-                _ => any_string(c),
-            })?;
-            if c.eat(b']') {
-                break;
-            }
-            if !c.eat(b',') {
-                return None;
-            }
+    loop {
+        object(c, &PAYLOAD_KEYS, mask(&[0, 1, 2, 4]), |c, at| match at {
+            0 => text(c).map(|_| ()),
+            3 => text(c).filter(|h| is_sha256_hex(h)).map(|_| ()),
+            4 => uint(c, MAX_SAFE_INT).map(|_| ()),
+            _ => any_string(c),
+        })?;
+        if c.eat(b']') {
+            break;
+        }
+        if !c.eat(b',') {
+            return None;
         }
     }
     Some(&c.b[start..c.i])
 }
 
-/// The `data` value (not `null`): canonical, integers below 2^53.
+/// A payload's plain digest: 64 lowercase hex digits.
+pub fn is_sha256_hex(h: &str) -> bool {
+    h.len() == 64 && h.bytes().all(crate::rules::is_lower_hex)
+}
+
+/// The `data` value, an object: canonical, integers below 2^53.
 fn data<'a>(c: &mut Cursor<'a>) -> Option<&'a [u8]> {
     let start = c.i;
-    if c.peek() == Some(b'n') {
+    if c.peek() != Some(b'{') {
         return None;
     }
     c.set_ints(Ints::Safe);

@@ -17,16 +17,25 @@ pub mod cpu_time;
 pub mod error;
 pub mod event;
 pub mod export;
+#[cfg(feature = "store")]
+mod full_check;
 pub mod leaf;
 pub mod leaf_view;
 #[cfg(feature = "store")]
 pub mod log;
+#[cfg(feature = "store")]
+mod log_open;
+#[cfg(feature = "store")]
+mod marker;
 pub mod memory_tree;
 pub mod merkle;
 pub mod payload;
 pub mod proof;
+pub mod rules;
 #[cfg(feature = "store")]
 pub mod schema;
+#[cfg(feature = "store")]
+mod sequencer;
 #[cfg(feature = "store")]
 mod startup;
 #[cfg(feature = "store")]
@@ -37,6 +46,8 @@ pub mod verify;
 pub mod witness;
 #[cfg(feature = "store")]
 mod writer;
+#[cfg(feature = "store")]
+mod writer_lock;
 
 pub use error::AuditError;
 pub use event::{
@@ -44,7 +55,7 @@ pub use event::{
     Refs, Status, Target,
 };
 #[cfg(feature = "store")]
-pub use log::{AuditLog, LogOptions};
+pub use log::{AuditLog, FullVerification, LogOptions};
 #[cfg(feature = "store")]
 pub use store::Store;
 #[cfg(feature = "store")]

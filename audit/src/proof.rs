@@ -69,37 +69,58 @@ pub fn render(leaf: &[u8], index: u64, path: &[Hash], note: &str) -> String {
     text
 }
 
-/// Parse and verify a proof with the log's key.
+/// Parse and verify a proof with the log's key. The form is strict: the
+/// header, then `extra` (the leaf, required), then `index` (decimal, no
+/// leading zeros), then one canonical base64 hash per line, a blank line
+/// and the signed checkpoint; the leaf must be a valid leaf of this log at
+/// that index.
 pub fn verify(text: &str, verifier: &NoteVerifier) -> Result<VerifiedProof, String> {
     let (head, note) = text
         .split_once("\n\n")
         .ok_or("no blank line before the checkpoint")?;
-    let mut lines = head.lines();
+    let mut lines = head.split('\n');
     if lines.next() != Some(HEADER) {
         return Err(format!("first line must be {HEADER}"));
     }
-    let mut leaf = None;
-    let mut index = None;
+    let leaf = lines
+        .next()
+        .and_then(|l| l.strip_prefix("extra "))
+        .ok_or("the second line must be `extra <base64 leaf>` (the leaf is required)")?;
+    let leaf = B64
+        .decode(leaf)
+        .map_err(|_| "extra is not canonical base64")?;
+    let index = lines
+        .next()
+        .and_then(|l| l.strip_prefix("index "))
+        .ok_or("the third line must be `index <n>`")?;
+    if index.is_empty()
+        || !index.bytes().all(|b| b.is_ascii_digit())
+        || (index.len() > 1 && index.starts_with('0'))
+    {
+        return Err("index must be a decimal number without leading zeros".into());
+    }
+    let index: u64 = index.parse().map_err(|_| "index out of range")?;
     let mut path: Vec<Hash> = Vec::new();
     for l in lines {
-        if let Some(x) = l.strip_prefix("extra ") {
-            leaf = Some(B64.decode(x).map_err(|_| "extra is not base64")?);
-        } else if let Some(x) = l.strip_prefix("index ") {
-            index = Some(x.parse::<u64>().map_err(|_| "index is not a number")?);
-        } else {
-            let h = B64
-                .decode(l)
-                .ok()
-                .and_then(|v| Hash::try_from(v).ok())
-                .ok_or("bad hash line")?;
-            path.push(h);
-        }
+        let h = crate::leaf::parse_hash_b64(l)
+            .ok_or("each audit path line must be the canonical base64 of a 32-byte hash")?;
+        path.push(h);
     }
-    let leaf = leaf.ok_or("no leaf (extra line)")?;
-    let index = index.ok_or("no index line")?;
     let (cp, _) = Checkpoint::open(note, verifier).map_err(|e| e.to_string())?;
     verify_inclusion(&leaf_hash(&leaf), index, cp.size, &path, &cp.root)
         .map_err(|e| e.to_string())?;
+    // What is proven included must be a leaf of this log at this index.
+    let parsed = crate::leaf::Leaf::parse_canonical(&leaf).map_err(|e| e.to_string())?;
+    if parsed.seq != index || parsed.log != cp.origin {
+        return Err(format!(
+            "the leaf claims index {} of log {:?}, not index {index} of {:?}",
+            parsed.seq, parsed.log, cp.origin
+        ));
+    }
+    crate::rules::check_values(
+        &crate::leaf_view::LeafView::of(&parsed),
+        &verifier.to_string(),
+    )?;
     Ok(VerifiedProof {
         index,
         leaf,

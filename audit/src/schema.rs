@@ -2,27 +2,36 @@
 
 use rusqlite::Connection;
 
-/// Schema version stored in `meta`.
-pub const SCHEMA_VERSION: &str = "1";
+/// Schema version stored in `meta` by this version (new logs, and logs
+/// it has opened for writing).
+pub const SCHEMA_VERSION: &str = "2";
+/// Versions this version reads: 1 (before `head`, `sessions.first/last`
+/// and the `tree_nodes` layout; upgraded when opened for writing) and 2.
+pub const READABLE_VERSIONS: [&str; 2] = ["1", "2"];
 
 /// Tables, indexes and the append-only triggers. Triggers are defence in depth
 /// against accidents; the hashes and signatures catch deliberate edits.
 pub const SCHEMA: &str = r#"
 CREATE TABLE meta(k TEXT PRIMARY KEY, v TEXT NOT NULL) STRICT;
 CREATE TABLE entries(seq INTEGER PRIMARY KEY, leaf BLOB NOT NULL, leaf_hash BLOB NOT NULL) STRICT;
--- internal nodes of complete subtrees, id = level << 48 | index (level >= 1)
-CREATE TABLE tree_hashes(id INTEGER PRIMARY KEY, h BLOB NOT NULL) STRICT;
+-- internal nodes of complete subtrees (level >= 1), id = the node's index in
+-- creation order (Go tlog's StoredHashIndex): every commit appends at the end
+CREATE TABLE tree_nodes(id INTEGER PRIMARY KEY, h BLOB NOT NULL) STRICT;
+-- the newest signed checkpoint, replaced by every commit (one row)
+CREATE TABLE head(id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL, note TEXT NOT NULL) STRICT;
+-- checkpoints kept for good: those sent to witnesses (and, in logs written
+-- before `head` existed, one per commit)
 CREATE TABLE checkpoints(size INTEGER PRIMARY KEY, note TEXT NOT NULL, published INTEGER NOT NULL DEFAULT 0) STRICT;
 CREATE TABLE cosignatures(size INTEGER NOT NULL, witness TEXT NOT NULL, line TEXT NOT NULL, received_at INTEGER NOT NULL, PRIMARY KEY(size, witness)) STRICT;
 CREATE TABLE payloads(cmt BLOB PRIMARY KEY, seq INTEGER NOT NULL, media TEXT NOT NULL, size INTEGER NOT NULL, salt BLOB, body BLOB, redacted_seq INTEGER) STRICT;
 CREATE INDEX payloads_seq ON payloads(seq);
 -- derived state kept for fast start-up; verification recomputes it from the leaves
-CREATE TABLE sessions(id TEXT PRIMARY KEY, n INTEGER NOT NULL, head BLOB NOT NULL, ended INTEGER NOT NULL DEFAULT 0) STRICT;
+CREATE TABLE sessions(id TEXT PRIMARY KEY, n INTEGER NOT NULL, head BLOB NOT NULL, ended INTEGER NOT NULL DEFAULT 0, first INTEGER, last INTEGER) STRICT;
 CREATE TABLE open_intents(seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, session TEXT, leaf_hash BLOB NOT NULL) STRICT;
 CREATE TRIGGER entries_no_update BEFORE UPDATE ON entries BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END;
 CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END;
-CREATE TRIGGER tree_no_update BEFORE UPDATE ON tree_hashes BEGIN SELECT RAISE(ABORT, 'tree hashes are append-only'); END;
-CREATE TRIGGER tree_no_delete BEFORE DELETE ON tree_hashes BEGIN SELECT RAISE(ABORT, 'tree hashes are append-only'); END;
+CREATE TRIGGER tree_no_update BEFORE UPDATE ON tree_nodes BEGIN SELECT RAISE(ABORT, 'tree hashes are append-only'); END;
+CREATE TRIGGER tree_no_delete BEFORE DELETE ON tree_nodes BEGIN SELECT RAISE(ABORT, 'tree hashes are append-only'); END;
 CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
 CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints WHEN NEW.note != OLD.note OR NEW.size != OLD.size
   BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
@@ -31,6 +40,36 @@ CREATE TRIGGER payloads_redact_only BEFORE UPDATE ON payloads
   WHEN NEW.cmt != OLD.cmt OR NEW.seq != OLD.seq OR NEW.body IS NOT NULL OR NEW.salt IS NOT NULL OR NEW.redacted_seq IS NULL
   BEGIN SELECT RAISE(ABORT, 'payloads may only be redacted'); END;
 "#;
+
+/// Bring a database written by an earlier version up to [`SCHEMA`] (the
+/// writer runs this; additions only): `sessions.first` and
+/// `sessions.last` (where a session's entries are) and the `head` table
+/// (earlier versions kept every commit's checkpoint in `checkpoints`;
+/// those rows stay and are still verified).
+pub fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS head(id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL, note TEXT NOT NULL) STRICT;",
+    )?;
+    let mut has = std::collections::HashSet::new();
+    {
+        let mut st = conn.prepare("PRAGMA table_info(sessions)")?;
+        let names = st.query_map([], |r| r.get::<_, String>(1))?;
+        for n in names {
+            has.insert(n?);
+        }
+    }
+    for col in ["first", "last"] {
+        if !has.contains(col) {
+            conn.execute_batch(&format!("ALTER TABLE sessions ADD COLUMN {col} INTEGER"))?;
+        }
+    }
+    // Version 1 logs keep their `tree_hashes` (TreeLayout::Legacy).
+    conn.execute(
+        "UPDATE meta SET v = ?1 WHERE k = 'schema' AND v != ?1",
+        [SCHEMA_VERSION],
+    )?;
+    Ok(())
+}
 
 /// Settings for every connection: WAL, full fsync on commit.
 pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -42,7 +81,87 @@ pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Row id of an internal tree node.
-pub fn node_id(level: u8, index: u64) -> i64 {
-    ((u64::from(level) << 48) | index) as i64
+/// Where a log keeps its internal tree nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeLayout {
+    /// `tree_nodes`, id = [`stored_index`]: appends only (schema 2).
+    Tlog,
+    /// `tree_hashes`, id = `level << 48 | index` (logs created with schema
+    /// 1): each level's end is a different page, so a commit rewrote about
+    /// one page per level, more as the log grew.
+    Legacy,
+}
+
+impl TreeLayout {
+    /// The layout of the database on `conn`.
+    pub fn of(conn: &Connection) -> rusqlite::Result<Self> {
+        let legacy: i64 = conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'tree_hashes'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(if legacy > 0 { Self::Legacy } else { Self::Tlog })
+    }
+
+    /// Row id of the node at `(level, index)`, `level >= 1`.
+    pub fn row_id(self, level: u8, index: u64) -> i64 {
+        match self {
+            Self::Tlog => stored_index(level, index) as i64,
+            Self::Legacy => ((u64::from(level) << 48) | index) as i64,
+        }
+    }
+
+    /// The table.
+    pub fn table(self) -> &'static str {
+        match self {
+            Self::Tlog => "tree_nodes",
+            Self::Legacy => "tree_hashes",
+        }
+    }
+}
+
+/// The position of tree node `(level, index)` in the order nodes are
+/// created as leaves are appended one by one (leaves included): Go's
+/// `tlog.StoredHashIndex`. Level L's n-th node comes right after level
+/// L+1's (2n+1)-th... i.e. right after the leaf that completes it.
+pub fn stored_index(level: u8, index: u64) -> u64 {
+    let mut n = index;
+    for _ in 0..level {
+        n = 2 * n + 1;
+    }
+    let mut i = 0u64;
+    while n > 0 {
+        i += n;
+        n >>= 1;
+    }
+    i + u64::from(level)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Creation order: appending leaf n stores its hash, then every node
+    /// it completes, bottom up; the indices count up by one each time.
+    #[test]
+    fn stored_index_is_creation_order() {
+        let mut f = crate::merkle::Frontier::new();
+        let mut next = 0u64;
+        for leaf in 0..5000u64 {
+            assert_eq!(stored_index(0, leaf), next, "leaf {leaf}");
+            next += 1;
+            let mut done = Vec::new();
+            f.push([0; 32], |n| done.push(n));
+            for n in done {
+                assert_eq!(stored_index(n.level, n.index), next, "{n:?}");
+                next += 1;
+            }
+        }
+        // Go's tlog test vectors.
+        assert_eq!(stored_index(0, 0), 0);
+        assert_eq!(stored_index(0, 1), 1);
+        assert_eq!(stored_index(1, 0), 2);
+        assert_eq!(stored_index(0, 2), 3);
+        assert_eq!(stored_index(2, 0), 6);
+    }
 }

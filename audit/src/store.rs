@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use crate::error::AuditError;
 use crate::merkle::{Hash, NodeReader};
-use crate::schema::node_id;
+use crate::schema::TreeLayout;
 
 /// A read-only view of an audit database.
 #[derive(Debug)]
@@ -45,6 +45,21 @@ pub struct StoredPayload {
     pub redacted_seq: Option<u64>,
 }
 
+/// A row of the derived `sessions` table (not trusted by verification).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    /// Position of the session's newest entry.
+    pub n: u64,
+    /// Leaf hash of that entry.
+    pub head: Hash,
+    /// Whether the session ended.
+    pub ended: bool,
+    /// Index of its first entry (absent in logs written before it was kept).
+    pub first: Option<u64>,
+    /// Index of its newest entry (likewise).
+    pub last: Option<u64>,
+}
+
 /// An intent with no result yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenIntent {
@@ -59,12 +74,19 @@ pub struct OpenIntent {
 }
 
 impl Store {
-    /// Open an existing database read-only.
+    /// Open an existing database read-only (never writes, so it runs on
+    /// copies and read-only media). A file with more than one hard link is
+    /// refused (see `writer_lock`: another name may see another state).
     pub fn open(path: &Path) -> Result<Self, AuditError> {
-        if !path.exists() {
-            return Err(AuditError::Io {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::metadata(path).map_err(|source| AuditError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if meta.nlink() > 1 {
+            return Err(AuditError::HardLinked {
                 path: path.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                links: meta.nlink(),
             });
         }
         let conn = Connection::open_with_flags(
@@ -90,6 +112,23 @@ impl Store {
         &self.conn
     }
 
+    /// Read everything that follows from one consistent state of the
+    /// database (one read transaction), however much a writer appends
+    /// meanwhile, until the returned guard is dropped. Without it each
+    /// query would see the log as it is when that query starts: checkpoints
+    /// read before entries then disagree with a live log.
+    pub fn snapshot(&self) -> Result<Snapshot<'_>, AuditError> {
+        self.conn
+            .execute_batch("BEGIN DEFERRED")
+            .map_err(self.err())?;
+        let guard = Snapshot { store: self };
+        // A deferred transaction takes its snapshot at its first read.
+        self.conn
+            .query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0))
+            .map_err(self.err())?;
+        Ok(guard)
+    }
+
     /// The database path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -106,7 +145,7 @@ impl Store {
             other => other,
         })?;
         match v.as_deref() {
-            Some(crate::schema::SCHEMA_VERSION) => Ok(()),
+            Some(v) if crate::schema::READABLE_VERSIONS.contains(&v) => Ok(()),
             Some(other) => Err(AuditError::NotALog {
                 path: self.path.clone(),
                 detail: format!("unsupported schema version {other}"),
@@ -202,22 +241,23 @@ impl Store {
 
     /// The newest checkpoint `(size, note)`.
     pub fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, AuditError> {
+        let sql = format!(
+            "SELECT size, note FROM ({}) ORDER BY size DESC LIMIT 1",
+            self.all_checkpoints()?
+        );
         self.conn
-            .query_row(
-                "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1",
-                [],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
-            )
+            .query_row(&sql, [], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
             .optional()
             .map_err(self.err())
     }
 
-    /// All checkpoints in size order.
+    /// Every stored checkpoint — the `head` row (the newest, replaced by
+    /// each commit) and the kept ones (published; in logs written before
+    /// `head` existed, one per commit) — in size order. The same size
+    /// twice means two different signed notes for it.
     pub fn checkpoints(&self) -> Result<Vec<(u64, String)>, AuditError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT size, note FROM checkpoints ORDER BY size")
-            .map_err(self.err())?;
+        let sql = format!("{} ORDER BY size", self.all_checkpoints()?);
+        let mut st = self.conn.prepare(&sql).map_err(self.err())?;
         let rows = st
             .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
             .map_err(self.err())?;
@@ -226,25 +266,50 @@ impl Store {
 
     /// The checkpoint stored for exactly `size`.
     pub fn checkpoint_at(&self, size: u64) -> Result<Option<String>, AuditError> {
+        let sql = format!(
+            "SELECT note FROM ({}) WHERE size = ?1 LIMIT 1",
+            self.all_checkpoints()?
+        );
         self.conn
-            .query_row(
-                "SELECT note FROM checkpoints WHERE size = ?1",
-                [size as i64],
-                |r| r.get(0),
-            )
+            .query_row(&sql, [size as i64], |r| r.get(0))
             .optional()
             .map_err(self.err())
     }
 
+    /// The query of all stored checkpoints (`head` is absent in logs no
+    /// writer of this version has opened).
+    fn all_checkpoints(&self) -> Result<&'static str, AuditError> {
+        let has_head: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'head'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.err())?;
+        Ok(if has_head > 0 {
+            "SELECT size, note FROM checkpoints UNION SELECT size, note FROM head"
+        } else {
+            "SELECT size, note FROM checkpoints"
+        })
+    }
+
     /// All payload rows.
     pub fn payloads(&self) -> Result<Vec<StoredPayload>, AuditError> {
+        self.payloads_from(0)
+    }
+
+    /// Payload rows of entries from index `from` on, in index order.
+    pub fn payloads_from(&self, from: u64) -> Result<Vec<StoredPayload>, AuditError> {
         let mut st = self
             .conn
             .prepare(
-                "SELECT cmt, seq, media, size, salt, body, redacted_seq FROM payloads ORDER BY seq",
+                "SELECT cmt, seq, media, size, salt, body, redacted_seq FROM payloads WHERE seq >= ?1 ORDER BY seq",
             )
             .map_err(self.err())?;
-        let rows = st.query_map([], payload_row).map_err(self.err())?;
+        let rows = st
+            .query_map([from as i64], payload_row)
+            .map_err(self.err())?;
         rows.collect::<Result<_, _>>().map_err(self.err())
     }
 
@@ -280,11 +345,42 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(self.err())
     }
 
+    /// The derived row of session `id`, if any.
+    pub fn session_row(&self, id: &str) -> Result<Option<SessionRow>, AuditError> {
+        let has_range = self
+            .conn
+            .prepare("SELECT first, last FROM sessions LIMIT 0")
+            .is_ok();
+        let sql = if has_range {
+            "SELECT n, head, ended, first, last FROM sessions WHERE id = ?1"
+        } else {
+            "SELECT n, head, ended, NULL, NULL FROM sessions WHERE id = ?1"
+        };
+        self.conn
+            .query_row(sql, [id], |r| {
+                let head: Vec<u8> = r.get(1)?;
+                Ok(SessionRow {
+                    n: r.get::<_, i64>(0)? as u64,
+                    head: head.try_into().unwrap_or([0; 32]),
+                    ended: r.get::<_, i64>(2)? != 0,
+                    first: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+                    last: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+                })
+            })
+            .optional()
+            .map_err(self.err())
+    }
+
     /// Number of stored internal tree nodes.
     pub fn tree_node_count(&self) -> Result<u64, AuditError> {
+        let layout = TreeLayout::of(&self.conn).map_err(self.err())?;
         let c: i64 = self
             .conn
-            .query_row("SELECT count(*) FROM tree_hashes", [], |r| r.get(0))
+            .query_row(
+                &format!("SELECT count(*) FROM {}", layout.table()),
+                [],
+                |r| r.get(0),
+            )
             .map_err(self.err())?;
         Ok(c as u64)
     }
@@ -293,9 +389,14 @@ impl Store {
     pub fn checkpoint_bytes(&self) -> Result<u64, AuditError> {
         let c: Option<i64> = self
             .conn
-            .query_row("SELECT sum(length(note)) FROM checkpoints", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                &format!(
+                    "SELECT sum(length(note)) FROM ({})",
+                    self.all_checkpoints()?
+                ),
+                [],
+                |r| r.get(0),
+            )
             .map_err(self.err())?;
         Ok(c.unwrap_or(0) as u64)
     }
@@ -307,6 +408,19 @@ impl Store {
             .query_row("SELECT sum(length(leaf)) FROM entries", [], |r| r.get(0))
             .map_err(self.err())?;
         Ok(c.unwrap_or(0) as u64)
+    }
+}
+
+/// An open read transaction on a [`Store`]; ends when dropped.
+#[derive(Debug)]
+pub struct Snapshot<'a> {
+    store: &'a Store,
+}
+
+impl Drop for Snapshot<'_> {
+    fn drop(&mut self) {
+        // Read-only: nothing to keep or lose.
+        let _ = self.store.conn.execute_batch("ROLLBACK");
     }
 }
 
@@ -333,7 +447,8 @@ fn not_a_log(path: &Path, e: rusqlite::Error) -> AuditError {
 impl NodeReader for Store {
     type Error = AuditError;
     fn node(&self, level: u8, index: u64) -> Result<Hash, AuditError> {
-        read_node(&self.conn, &self.path, level, index)
+        let layout = TreeLayout::of(&self.conn).map_err(self.err())?;
+        read_node(&self.conn, &self.path, layout, level, index)
     }
 }
 
@@ -341,6 +456,7 @@ impl NodeReader for Store {
 pub fn read_node(
     conn: &Connection,
     path: &Path,
+    layout: TreeLayout,
     level: u8,
     index: u64,
 ) -> Result<Hash, AuditError> {
@@ -348,11 +464,14 @@ pub fn read_node(
         conn.prepare_cached("SELECT leaf_hash FROM entries WHERE seq = ?1")
             .and_then(|mut s| s.query_row([index as i64], |r| r.get(0)).optional())
     } else {
-        conn.prepare_cached("SELECT h FROM tree_hashes WHERE id = ?1")
-            .and_then(|mut s| {
-                s.query_row([node_id(level, index)], |r| r.get(0))
-                    .optional()
-            })
+        let sql = match layout {
+            TreeLayout::Tlog => "SELECT h FROM tree_nodes WHERE id = ?1",
+            TreeLayout::Legacy => "SELECT h FROM tree_hashes WHERE id = ?1",
+        };
+        conn.prepare_cached(sql).and_then(|mut s| {
+            s.query_row([layout.row_id(level, index)], |r| r.get(0))
+                .optional()
+        })
     }
     .map_err(AuditError::sqlite(path))?;
     let v = v.ok_or_else(|| AuditError::Integrity {

@@ -76,7 +76,10 @@ pub struct VerifyReport {
 }
 
 /// Verify the database at `path` against the trusted `verifier` key and an
-/// optional checkpoint held elsewhere.
+/// optional checkpoint held elsewhere. Everything is read from one
+/// consistent state of the database (one read transaction), so a log that
+/// a writer is appending to verifies as the state it had when verification
+/// began.
 pub fn verify_db(
     path: &Path,
     verifier: &NoteVerifier,
@@ -88,6 +91,21 @@ pub fn verify_db(
     // One sequential pass over the file: reading it through a memory map
     // saves a copy of every page. Only a speed hint, so failure is ignored.
     let _ = store.conn().pragma_update(None, "mmap_size", 1i64 << 40);
+    let snapshot = store.snapshot().map_err(VerifyFailure::Unreadable)?;
+    let mut report = verify_store(&store, verifier, anchor)?;
+    drop(snapshot);
+    report.seconds = started.elapsed().as_secs_f64();
+    report.cpu_seconds = crate::cpu_time::cpu_seconds_since(cpu0, report.seconds);
+    Ok(report)
+}
+
+/// [`verify_db`] on an open store, inside a [`Store::snapshot`] the caller
+/// holds (the writer's background check runs this on its own connection).
+pub(crate) fn verify_store(
+    store: &Store,
+    verifier: &NoteVerifier,
+    anchor: Option<&str>,
+) -> Result<VerifyReport, VerifyFailure> {
     let un = VerifyFailure::Unreadable;
     let origin = store.meta_required("origin").map_err(un)?;
     let vkey = store
@@ -112,21 +130,13 @@ pub fn verify_db(
         ..Default::default()
     };
     let notes = store.checkpoints().map_err(VerifyFailure::Unreadable)?;
-    let texts: Vec<&str> = notes.iter().map(|(_, n)| n.as_str()).collect();
-    // All signatures at once; on a failure, the rows before the bad one
-    // (which opened) are still checked first, so the problem reported is
-    // the first in row order, as when notes were opened one by one.
-    let (opened, bad) = match crate::checkpoints::open_all(&texts, verifier) {
-        Ok(v) => (v, None),
-        Err((i, e)) => {
-            let before = texts[..i]
-                .iter()
-                .filter_map(|t| Checkpoint::open(t, verifier).ok().map(|(c, _)| c))
-                .collect();
-            (before, Some((i, e)))
-        }
-    };
-    for ((size, _), cp) in notes.iter().zip(&opened) {
+    for (size, note) in &notes {
+        let (cp, _) = Checkpoint::open(note, verifier).map_err(|e| {
+            tampered(
+                size.checked_sub(1),
+                format!("checkpoint for size {size} does not verify: {e}"),
+            )
+        })?;
         if cp.size != *size || cp.origin != origin {
             return Err(tampered(
                 None,
@@ -136,19 +146,21 @@ pub fn verify_db(
                 ),
             ));
         }
-        expect.insert(cp.size, (cp.root, "stored checkpoint"));
+        if expect
+            .insert(cp.size, (cp.root, "stored checkpoint"))
+            .is_some_and(|(r, _)| r != cp.root)
+        {
+            return Err(tampered(
+                size.checked_sub(1),
+                format!("two signed checkpoints for size {size} have different roots (fork)"),
+            ));
+        }
         report.checkpoints += 1;
-    }
-    if let Some((i, e)) = bad {
-        let size = notes.get(i).map(|n| n.0).unwrap_or_default();
-        return Err(tampered(
-            size.checked_sub(1),
-            format!("checkpoint for size {size} does not verify: {e}"),
-        ));
     }
     let Some((&latest, &(latest_root, _))) = expect.iter().next_back() else {
         return Err(tampered(None, "the log has no signed checkpoint"));
     };
+    report.root = crate::leaf::hash_b64(&latest_root);
     if let Some(a) = anchor {
         let (cp, _) = Checkpoint::open(a, verifier).map_err(|e| {
             tampered(
@@ -177,8 +189,35 @@ pub fn verify_db(
         report.anchor_size = Some(cp.size);
     }
 
-    let mut checker = LeafChecker::new(&origin);
-    let mut checks = expect.iter().peekable();
+    let mut checker = LeafChecker::new(&origin, &vkey);
+    check_leaves(store, &mut checker, &expect)?;
+    let committed = checker.committed();
+    checker
+        .check_commitments(&committed)
+        .map_err(|f| tampered(f.index, f.reason))?;
+    check_payloads(store, 0, &committed, &checker.redacted_by, &mut report)?;
+    report.entries = checker.size();
+    report.sessions = checker.sessions.len() as u64;
+    report.open_sessions = checker.sessions.values().filter(|s| !s.ended).count() as u64;
+    report.unfinished = checker.unfinished();
+    report.redactions = std::mem::take(&mut checker.redactions);
+    report.interrupted = checker.interrupted;
+    report.time_span = checker.time_span();
+    Ok(report)
+}
+
+/// Stream every stored entry from `checker.size()` on through `checker`,
+/// checking each signed root of `expect` at its size; the entries must end
+/// exactly at the newest one, with its root.
+pub(crate) fn check_leaves(
+    store: &Store,
+    checker: &mut LeafChecker,
+    expect: &BTreeMap<u64, (Hash, &'static str)>,
+) -> Result<(), VerifyFailure> {
+    let Some((&latest, &(latest_root, _))) = expect.iter().next_back() else {
+        return Err(tampered(None, "the log has no signed checkpoint"));
+    };
+    let mut checks = expect.range(checker.size().saturating_add(1)..).peekable();
     // Rows are checked two at a time so their leaf hashes are computed
     // together (`HashedLeaf::pair`, a fifth faster): the first of two is
     // held (copied: SQLite reuses its buffer) until the second arrives.
@@ -186,10 +225,10 @@ pub fn verify_db(
     // is checked before anything found after it is reported, so the first
     // problem reported is the same.
     let mut held = Held::default();
-    let read = store.for_each_entry(0, u64::MAX, |seq, bytes, stored_hash| {
+    let read = store.for_each_entry(checker.size(), u64::MAX, |seq, bytes, stored_hash| {
         let next = checker.size() + u64::from(held.full);
         if seq != next {
-            held.check(&mut checker, &mut checks)?;
+            held.check(checker, &mut checks)?;
             return Err(AuditError::Integrity {
                 index: next,
                 reason: format!("entry {next} is missing (the next stored entry is {seq})"),
@@ -201,10 +240,10 @@ pub fn verify_db(
         }
         held.full = false;
         let (a, b) = HashedLeaf::pair(&held.leaf, bytes);
-        step(&mut checker, &mut checks, a, &held.hash)?;
-        step(&mut checker, &mut checks, b, stored_hash)
+        step(checker, &mut checks, a, &held.hash)?;
+        step(checker, &mut checks, b, stored_hash)
     });
-    let read = held.check(&mut checker, &mut checks).and(read);
+    let read = held.check(checker, &mut checks).and(read);
     read.map_err(|e| match e {
         AuditError::Integrity { index, reason } => tampered(index, reason),
         other => VerifyFailure::Unreadable(other),
@@ -214,7 +253,7 @@ pub fn verify_db(
     if size < latest {
         return Err(tampered(
             size,
-            format!("the newest checkpoint covers {latest} entries but only {size} are stored"),
+            format!("truncated: the newest checkpoint covers {latest} entries but only {size} are stored"),
         ));
     }
     if size > latest {
@@ -232,28 +271,12 @@ pub fn verify_db(
             "root differs from the newest checkpoint",
         ));
     }
-    check_payloads(
-        &store,
-        &checker.committed(),
-        &checker.redacted_by,
-        &mut report,
-    )?;
-    report.entries = size;
-    report.root = crate::leaf::hash_b64(&latest_root);
-    report.sessions = checker.sessions.len() as u64;
-    report.open_sessions = checker.sessions.values().filter(|s| !s.ended).count() as u64;
-    report.unfinished = checker.unfinished();
-    report.redactions = std::mem::take(&mut checker.redactions);
-    report.interrupted = checker.interrupted;
-    report.time_span = checker.time_span();
-    report.seconds = started.elapsed().as_secs_f64();
-    report.cpu_seconds = crate::cpu_time::cpu_seconds_since(cpu0, report.seconds);
-    Ok(report)
+    Ok(())
 }
 
 /// Signed sizes still to reach, with the root each must have.
 type Checks<'a> =
-    std::iter::Peekable<std::collections::btree_map::Iter<'a, u64, (Hash, &'static str)>>;
+    std::iter::Peekable<std::collections::btree_map::Range<'a, u64, (Hash, &'static str)>>;
 
 /// Check one leaf, then every signed root at the size it reaches.
 fn step(
@@ -313,13 +336,18 @@ impl Held {
     }
 }
 
-fn check_payloads(
+/// Every stored payload of an entry from index `from` on: committed by
+/// that entry, matching its commitment, or erased by a redaction entry.
+pub(crate) fn check_payloads(
     store: &Store,
+    from: u64,
     committed: &crate::check::CheckMap<Hash, u64>,
     redacted_by: &crate::check::CheckMap<Hash, u64>,
     report: &mut VerifyReport,
 ) -> Result<(), VerifyFailure> {
-    let rows = store.payloads().map_err(VerifyFailure::Unreadable)?;
+    let rows = store
+        .payloads_from(from)
+        .map_err(VerifyFailure::Unreadable)?;
     let mut seen = std::collections::HashSet::new();
     for p in rows {
         let cmt: Hash = p
@@ -372,6 +400,17 @@ fn check_payloads(
     }
     for (cmt, seq) in committed {
         if !seen.contains(cmt) && !redacted_by.contains_key(cmt) {
+            // Checking from `from` on, a leaf may refer to a payload an
+            // entry before `from` made (shared payloads): stored under that
+            // entry, and checked with it.
+            if from > 0
+                && store
+                    .payload(cmt)
+                    .map_err(VerifyFailure::Unreadable)?
+                    .is_some_and(|p| p.seq < from)
+            {
+                continue;
+            }
             return Err(tampered(
                 *seq,
                 format!(

@@ -6,15 +6,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ring::rand::SystemRandom;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use stele_attest::{Checkpoint, Signer};
+use rusqlite::{Connection, OptionalExtension};
+use stele_attest::Signer;
 
 use crate::error::AuditError;
 use crate::event::{Actor, Event, EventKind, IntentRole};
 use crate::leaf::{hash_b64, now_ts, parse_hash_b64, Leaf, SessionLink, LEAF_VERSION};
+use crate::leaf_view::LeafView;
 use crate::merkle::{leaf_hash, CompletedNode, Frontier, Hash};
 use crate::payload::{commit_text, parse_commit, seal, SealedPayload};
-use crate::schema::node_id;
+
+mod commit;
 
 /// What an acknowledged append returns: the entry is durable and covered by
 /// the signed checkpoint.
@@ -51,7 +53,7 @@ struct Undo {
 }
 
 /// One entry built and validated, ready to insert.
-struct Built {
+pub(crate) struct Built {
     seq: u64,
     kind: EventKind,
     session: Option<(String, u64)>,
@@ -70,6 +72,8 @@ pub(crate) struct Writer {
     pub path: PathBuf,
     pub signer: Arc<dyn Signer>,
     pub origin: String,
+    /// The log's verifier key, text form (the genesis entry names it).
+    pub log_key: String,
     pub boot: String,
     pub frontier: Frontier,
     pub last_hash: Option<Hash>,
@@ -78,6 +82,14 @@ pub(crate) struct Writer {
     pub open_intents: HashMap<u64, (EventKind, Hash)>,
     pub rng: SystemRandom,
     pub latest_checkpoint: Arc<str>,
+    /// `meta` notes to write with the next commit (verification markers).
+    pub pending_meta: Vec<(&'static str, String)>,
+    /// Set when the log was found altered: every append is refused.
+    pub refused: Option<String>,
+    /// Size of the newest verified-through marker recorded.
+    pub verified_size: u64,
+    /// Where the tree's internal nodes go.
+    pub tree: crate::schema::TreeLayout,
 }
 
 /// A request to the sequencer that needs an entry.
@@ -91,6 +103,39 @@ pub(crate) enum Work {
 }
 
 impl Writer {
+    /// A writer continuing the tree `frontier` (empty for a new log).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        conn: Connection,
+        path: &std::path::Path,
+        signer: Arc<dyn Signer>,
+        frontier: Frontier,
+        last_hash: Option<Hash>,
+        open_intents: HashMap<u64, (EventKind, Hash)>,
+        latest_note: &str,
+    ) -> Result<Self, AuditError> {
+        let tree = crate::schema::TreeLayout::of(&conn).map_err(AuditError::sqlite(path))?;
+        Ok(Self {
+            tree,
+            conn,
+            path: path.to_path_buf(),
+            origin: signer.name().to_string(),
+            log_key: signer.verifier().to_string(),
+            signer,
+            boot: crate::log_open::new_boot_id()?,
+            frontier,
+            last_hash,
+            last_ts: String::new(),
+            sessions: HashMap::new(),
+            open_intents,
+            rng: SystemRandom::new(),
+            latest_checkpoint: Arc::from(latest_note),
+            pending_meta: Vec::new(),
+            refused: None,
+            verified_size: 0,
+        })
+    }
+
     fn err(&self) -> impl Fn(rusqlite::Error) -> AuditError + '_ {
         AuditError::sqlite(&self.path)
     }
@@ -99,6 +144,12 @@ impl Writer {
     /// one result per item, in order; a storage failure fails them all and
     /// leaves the in-memory state as it was.
     pub fn commit_batch(&mut self, batch: Vec<Work>) -> Vec<Result<Receipt, AuditError>> {
+        if let Some(why) = &self.refused {
+            return batch
+                .iter()
+                .map(|_| Err(AuditError::Refused(why.clone())))
+                .collect();
+        }
         let mut undo = Undo {
             frontier: self.frontier.clone(),
             last_hash: self.last_hash,
@@ -235,6 +286,14 @@ impl Writer {
             v: LEAF_VERSION,
         };
         let bytes = leaf.encode()?;
+        // Never write what a verifier would reject.
+        let view = match LeafView::scan(&bytes) {
+            Some(v) => crate::rules::check_values(&v, &self.log_key),
+            None => Leaf::parse_canonical(&bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|l| crate::rules::check_values(&LeafView::of(&l), &self.log_key)),
+        };
+        view.map_err(|why| AuditError::Invalid(format!("{}: {why}", ev.kind)))?;
         let hash = leaf_hash(&bytes);
         // Validation is over: from here on, advance state.
         let mut nodes = Vec::new();
@@ -465,98 +524,6 @@ impl Writer {
         let ev = Event::new(EventKind::Redaction, actor)
             .with_data(serde_json::json!({ "commits": names, "reason": reason }));
         Ok((ev, raw))
-    }
-
-    /// Insert everything and the signed checkpoint, then COMMIT (fsync).
-    fn write(&mut self, built: &[Result<Built, AuditError>]) -> Result<Arc<str>, AuditError> {
-        let path = self.path.clone();
-        let e = AuditError::sqlite(&path);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&e)?;
-        {
-            let mut ins_entry = tx
-                .prepare_cached("INSERT INTO entries(seq, leaf, leaf_hash) VALUES (?1, ?2, ?3)")
-                .map_err(&e)?;
-            let mut ins_node = tx
-                .prepare_cached("INSERT INTO tree_hashes(id, h) VALUES (?1, ?2)")
-                .map_err(&e)?;
-            let mut ins_payload = tx
-                .prepare_cached("INSERT INTO payloads(cmt, seq, media, size, salt, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-                .map_err(&e)?;
-            let mut redact = tx
-                .prepare_cached("UPDATE payloads SET salt = NULL, body = NULL, redacted_seq = ?2 WHERE cmt = ?1")
-                .map_err(&e)?;
-            let mut ins_intent = tx
-                .prepare_cached("INSERT INTO open_intents(seq, kind, session, leaf_hash) VALUES (?1, ?2, ?3, ?4)")
-                .map_err(&e)?;
-            let mut del_intent = tx
-                .prepare_cached("DELETE FROM open_intents WHERE seq = ?1")
-                .map_err(&e)?;
-            let mut up_session = tx
-                .prepare_cached(
-                    "INSERT INTO sessions(id, n, head, ended) VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT(id) DO UPDATE SET n = excluded.n, head = excluded.head, ended = excluded.ended",
-                )
-                .map_err(&e)?;
-            for b in built.iter().flatten() {
-                ins_entry
-                    .execute(params![b.seq as i64, b.leaf, &b.hash[..]])
-                    .map_err(&e)?;
-                for n in &b.nodes {
-                    ins_node
-                        .execute(params![node_id(n.level, n.index), &n.hash[..]])
-                        .map_err(&e)?;
-                }
-                for p in &b.payloads {
-                    ins_payload
-                        .execute(params![
-                            &p.cmt[..],
-                            b.seq as i64,
-                            p.reference.media,
-                            p.body.len() as i64,
-                            &p.salt[..],
-                            p.body
-                        ])
-                        .map_err(&e)?;
-                }
-                for c in &b.redactions {
-                    redact.execute(params![&c[..], b.seq as i64]).map_err(&e)?;
-                }
-                if b.kind.role() == IntentRole::Intent {
-                    let sid = b.session.as_ref().map(|s| &s.0);
-                    ins_intent
-                        .execute(params![b.seq as i64, b.kind.as_str(), sid, &b.hash[..]])
-                        .map_err(&e)?;
-                }
-                if let Some(intent) = b.closes {
-                    del_intent.execute([intent as i64]).map_err(&e)?;
-                }
-                if let Some((id, n)) = &b.session {
-                    let ended = matches!(
-                        b.kind,
-                        EventKind::SessionEnd | EventKind::SessionInterrupted
-                    );
-                    up_session
-                        .execute(params![id, *n as i64, &b.hash[..], ended as i64])
-                        .map_err(&e)?;
-                }
-            }
-        }
-        let cp = Checkpoint {
-            origin: self.origin.clone(),
-            size: self.frontier.size(),
-            root: self.frontier.root(),
-        };
-        let note = cp.sign(self.signer.as_ref())?.to_text();
-        tx.execute(
-            "INSERT INTO checkpoints(size, note) VALUES (?1, ?2)",
-            params![cp.size as i64, note],
-        )
-        .map_err(&e)?;
-        tx.commit().map_err(&e)?;
-        Ok(Arc::from(note))
     }
 }
 

@@ -67,7 +67,11 @@ fn sigkill_during_appends_loses_nothing_acknowledged() {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let run_for = Duration::from_millis(20 + (seed >> 33) % 200);
+        // Killed after a random number of acknowledgements plus a random
+        // delay: a random point of the write path, however loaded the
+        // machine is (a fixed time might pass before the first append).
+        let after_acks = (seed >> 33) % 40;
+        let then = Duration::from_millis((seed >> 20) % 30);
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
@@ -82,24 +86,32 @@ fn sigkill_during_appends_loses_nothing_acknowledged() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|l| {
-                    let (s, h) = l.split_once(' ')?;
-                    Some((s.parse::<u64>().ok()?, h.to_string()))
-                })
-                .collect::<Vec<_>>()
+            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let parsed = l
+                    .split_once(' ')
+                    .and_then(|(s, h)| Some((s.parse::<u64>().ok()?, h.to_string())));
+                if let Some(a) = parsed {
+                    if tx.send(a).is_err() {
+                        break;
+                    }
+                }
+            }
         });
-        let t = Instant::now();
-        while t.elapsed() < run_for {
-            std::thread::sleep(Duration::from_millis(5));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut got = Vec::new();
+        while (got.len() as u64) < after_acks && Instant::now() < deadline {
+            if let Ok(a) = rx.recv_timeout(Duration::from_millis(100)) {
+                got.push(a);
+            }
         }
+        std::thread::sleep(then);
         // SIGKILL: no destructor, no log.close.
         child.kill().unwrap();
         child.wait().unwrap();
-        let got = reader.join().unwrap();
+        reader.join().unwrap();
+        got.extend(rx.try_iter());
         acked.extend(got);
         // Killed before the log was created: nothing may have been acknowledged.
         if !f.db.exists() {
@@ -116,7 +128,7 @@ fn sigkill_during_appends_loses_nothing_acknowledged() {
     let store = Store::open(&f.db).unwrap();
     assert!(
         acked.len() > 100,
-        "the writers made progress ({} acks)",
+        "the writers made progress ({} acks; each run waits for its share)",
         acked.len()
     );
     for (seq, hash) in &acked {

@@ -116,3 +116,47 @@ fn references_must_name_a_stored_payload_of_the_right_size() {
     drop(log);
     verify_db(&f.db, &f.verifier(), None).unwrap();
 }
+
+/// The start-up check reads only what was appended since the previous
+/// start-up (and a fixed tail): a reference there to a payload made before
+/// it is not "missing" (a false alarm would refuse an intact log).
+#[test]
+fn the_start_up_check_accepts_references_to_payloads_made_before_it_looks() {
+    use std::time::Duration;
+    use stele_audit::{AuditLog, FullVerification, LogOptions};
+    let f = Fixture::new();
+    // No full verification in the way: only the start-up check looks.
+    let opts = || LogOptions {
+        recheck_tail: 0,
+        full_verification: FullVerification {
+            every: Duration::from_secs(3600),
+            at_most: Duration::from_secs(7200),
+            start_after: Duration::from_secs(3600),
+        },
+        ..Fixture::opts()
+    };
+    let log = AuditLog::create(&f.db, f.signer.clone(), opts()).unwrap();
+    let sealed = seal(&SystemRandom::new(), big()).unwrap();
+    log.append_blocking(
+        Event::new(EventKind::PolicyDecision, actor()).with_sealed_payload(sealed.clone()),
+    )
+    .unwrap();
+    log.close().unwrap();
+    // Checked once, then referred to by an entry the next start-up reads.
+    let log = AuditLog::open(&f.db, f.signer.clone(), opts()).unwrap();
+    log.append_blocking(
+        Event::new(EventKind::PolicyDecision, actor()).with_shared_payload(sealed.reference),
+    )
+    .unwrap();
+    log.close().unwrap();
+    AuditLog::open(&f.db, f.signer.clone(), opts())
+        .unwrap()
+        .close()
+        .unwrap();
+    verify_db(&f.db, &f.verifier(), None).unwrap();
+    // The fixed tail reaching back over both entries: the same answer.
+    AuditLog::open(&f.db, f.signer.clone(), Fixture::opts())
+        .unwrap()
+        .close()
+        .unwrap();
+}

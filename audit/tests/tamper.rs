@@ -29,6 +29,8 @@ fn drop_triggers(c: &rusqlite::Connection) {
         "checkpoints_no_update",
         "payloads_redact_only",
         "payloads_no_delete",
+        "tree_no_update",
+        "tree_no_delete",
     ] {
         c.execute_batch(&format!("DROP TRIGGER {t};")).unwrap();
     }
@@ -50,7 +52,8 @@ fn triggers_refuse_update_and_delete() {
         .unwrap_err();
     assert!(e.to_string().contains("append-only"), "{e}");
     assert!(c.execute("DELETE FROM entries WHERE seq = 1", []).is_err());
-    assert!(c.execute("DELETE FROM checkpoints", []).is_err());
+    assert!(c.execute("DELETE FROM tree_nodes", []).is_err());
+    assert!(c.execute("UPDATE tree_nodes SET h = x'00'", []).is_err());
     assert!(c.execute("UPDATE payloads SET body = x'00'", []).is_err());
 }
 
@@ -112,9 +115,10 @@ fn rewritten_leaf_with_recomputed_hash_is_caught_by_the_chain() {
     )
     .unwrap();
     let (index, reason) = tampered_at(&f, None);
-    // The first signed root covering the rewritten leaf no longer matches.
-    assert_eq!(index, Some(seq), "{reason}");
-    assert!(reason.contains("root"), "{reason}");
+    // The next leaf's `prev` no longer names it (the signed root would not
+    // match either).
+    assert_eq!(index, Some(seq + 1), "{reason}");
+    assert!(reason.contains("chain"), "{reason}");
 }
 
 #[test]
@@ -208,22 +212,38 @@ fn reordered_rows_are_detected() {
 
 #[test]
 fn truncated_tail_is_caught_by_a_checkpoint_kept_outside() {
-    let f = populated();
+    let f = Fixture::new();
+    let log = f.create();
+    sample_session(&log, "a");
+    // A checkpoint someone kept (a receipt, a published one): an attacker
+    // who holds it can cut the log back to it...
+    let (cut, older) = log.store().unwrap().latest_checkpoint().unwrap().unwrap();
+    sample_session(&log, "b");
+    log.close().unwrap();
     let (size, outside) = stele_audit::Store::open(&f.db)
         .unwrap()
         .latest_checkpoint()
         .unwrap()
         .unwrap();
+    // Cut without a signed checkpoint for the shorter size: the stored
+    // newest checkpoint no longer matches.
     let c = raw(&f.db);
     drop_triggers(&c);
-    let cut = size - 4;
-    c.execute("DELETE FROM entries WHERE seq >= ?1", [cut])
+    c.execute("DELETE FROM entries WHERE seq >= ?1", [size - 2])
         .unwrap();
-    c.execute("DELETE FROM checkpoints WHERE size > ?1", [cut])
+    let (_, reason) = tampered_at(&f, None);
+    assert!(reason.contains("only"), "{reason}");
+    // Cut back to the kept checkpoint, installed as the newest.
+    c.execute("DELETE FROM entries WHERE seq >= ?1", [cut])
         .unwrap();
     c.execute("DELETE FROM payloads WHERE seq >= ?1", [cut])
         .unwrap();
-    // A truncated log is a valid prefix on its own...
+    c.execute(
+        "UPDATE head SET size = ?1, note = ?2",
+        rusqlite::params![cut as i64, older],
+    )
+    .unwrap();
+    // ...a valid prefix on its own...
     verify_db(&f.db, &f.verifier(), None).unwrap();
     // ...but not against the checkpoint kept elsewhere.
     let (index, reason) = tampered_at(&f, Some(&outside));
@@ -282,7 +302,7 @@ fn forked_history_contradicting_the_anchor_is_caught() {
     let log = g.create();
     sample_session(&log, "x");
     for _ in 0..20 {
-        log.append_blocking(Event::new(EventKind::Heartbeat, actor()))
+        log.append_blocking(Event::new(EventKind::PolicyDecision, actor()))
             .unwrap();
     }
     log.close().unwrap();
@@ -307,7 +327,7 @@ fn checkpoint_forged_with_another_key_is_detected() {
     let evil = Ed25519Signer::generate(common::ORIGIN).unwrap();
     let forged = cp.sign(&evil).unwrap().to_text();
     c.execute(
-        "UPDATE checkpoints SET note = ?1 WHERE size = ?2",
+        "UPDATE head SET note = ?1 WHERE size = ?2",
         rusqlite::params![forged, size],
     )
     .unwrap();

@@ -197,8 +197,13 @@ fn everything_stele_creates_is_private_under_umask_0000() {
     e.extra
         .push(("ANTHROPIC_API_KEY".into(), "sk-ant-test-0123456789".into()));
     e.extra.push(("ANTHROPIC_BASE_URL".into(), mock.base_url()));
+    // The default template pins Anthropic's API: a copy (outside the
+    // home, so not checked here) that allows the mock on this machine.
+    let policy = stele_tests::template_for_mock("strict-default", &root.join("policy"));
     e.stele(&[
         "run",
+        "--policy",
+        policy.to_str().unwrap(),
         "--workspace",
         w,
         "--model",

@@ -62,6 +62,9 @@ pub(crate) fn payloads(
     report: &mut Report,
 ) -> Result<(), Failure> {
     let committed = s.checker.committed();
+    s.checker
+        .check_commitments(&committed)
+        .map_err(|f| Failure::new("tile/entries", Some(f.index), f.reason))?;
     let mut present = std::collections::BTreeSet::new();
     for name in m.digests.keys().filter(|n| n.starts_with(PAYLOADS_DIR)) {
         let hexc = &name[PAYLOADS_DIR.len()..];

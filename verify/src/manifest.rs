@@ -255,9 +255,19 @@ fn open_note(
     Ok((cp, note))
 }
 
-/// The derived files (summary, OCSF view, instructions) are checked against
-/// the manifest; any name outside the format is refused.
+/// The derived files (summary, OCSF view, instructions) are required and
+/// checked against the manifest; any name outside the format is refused.
 pub(crate) fn derived_files(bundle: &Bundle, m: &Manifest) -> Result<(), Failure> {
+    // Always written by stele: their absence means a changed export.
+    for name in [SUMMARY, VERIFY_MD, OCSF] {
+        if !m.digests.contains_key(name) {
+            return Err(Failure::new(
+                name,
+                None,
+                "required in every export but missing from the manifest",
+            ));
+        }
+    }
     let dirs = [
         "tile/",
         CHECKPOINTS_DIR,

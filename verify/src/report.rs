@@ -306,16 +306,22 @@ impl fmt::Display for Report {
             writeln!(f, "  unfinished:   intent {seq} ({k}) has no result")?;
         }
         writeln!(f, "  exporter:     {}", self.exporter)?;
+        // A rate only when the run was long enough for one to mean
+        // something (a small export verifies in microseconds).
+        let rate = |secs: f64, what: &str| {
+            stele_audit::cpu_time::meaningful_rate(self.entries, secs)
+                .map(|r| format!(" ({r:.0} entries/s {what}per CPU second)"))
+                .unwrap_or_default()
+        };
         writeln!(
             f,
-            "  took {:.3} s wall, {:.3} s on CPU ({:.0} entries/s overall per CPU second); \
-             entries and tiles: {:.3} s wall, {:.3} s on CPU ({:.0} entries/s per CPU second, {:.1} MB)",
+            "  took {:.3} s wall, {:.3} s on CPU{}; entries and tiles: {:.3} s wall, {:.3} s on CPU{} ({:.1} MB)",
             self.seconds,
             self.cpu_seconds,
-            self.overall_cpu_rate(),
+            rate(self.cpu_seconds, "overall "),
             self.stream_seconds,
             self.stream_cpu_seconds,
-            self.cpu_rate(),
+            rate(self.stream_cpu_seconds, ""),
             self.entry_bytes as f64 / 1e6
         )
     }

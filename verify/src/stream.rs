@@ -65,7 +65,7 @@ pub(crate) fn run(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<Stre
     }
     let all = matches!(m.predicate.range, Selection::All);
     let s = Streamed {
-        checker: LeafChecker::new(&m.predicate.origin),
+        checker: LeafChecker::new(&m.predicate.origin, &m.predicate.log_key),
         selected: 0,
         selected_commits: CheckMap::default(),
         all,

@@ -424,13 +424,16 @@ fn the_report_is_derived_from_the_entries_not_the_summary() {
         "r",
     );
     // The exporter's prose removed altogether (files and manifest lines):
-    // the report does not need it.
+    // the derived files are required in every bundle (export-format §2),
+    // so that is refused, naming the file.
     let t = s.dir.path().join("r-no-prose");
     copy_dir(&good, &t);
     std::fs::remove_file(t.join(SUMMARY)).unwrap();
     std::fs::remove_file(t.join(OCSF)).unwrap();
     resign(&t, &s.export_key);
-    for dir in [&good, &t] {
+    let e = check(&t, &s.opts(ManifestKey::Export)).unwrap_err();
+    assert!(e.to_string().contains("required in every export"), "{e}");
+    for dir in [&good] {
         let r = check(dir, &s.opts(ManifestKey::Export)).unwrap();
         let a = &r.account;
         assert_eq!(a.sessions.len(), 1);

@@ -99,6 +99,8 @@ fn time_range_without_payloads_and_ocsf_classes() {
     std::thread::sleep(std::time::Duration::from_millis(20));
     let since = stele_audit::leaf::now_ts();
     exec_and_file(&log, "late");
+    // The bound is exclusive: a later microsecond than the last entry's.
+    std::thread::sleep(std::time::Duration::from_millis(2));
     let until = stele_audit::leaf::now_ts();
     let out = dir.path().join("exp");
     let o = ExportOptions {

@@ -49,7 +49,7 @@ fn quorum_and_attestation() {
     let ctx = SessionContext {
         policy_digest: Some("sha256:00".into()),
         runtime_version: "0.1.0".into(),
-        binary_sha256: stele_audit::export::attestation::binary_sha256().unwrap(),
+        binary_sha256: stele_audit::export::attestation::binary_sha256(None).unwrap(),
         sandbox: serde_json::json!({"backend": "process", "network": "proxy"}),
     };
     attest_session(&log, key.as_ref(), "s-1", &ctx).unwrap();

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use stele_attest::dsse::Envelope;
 use stele_attest::intoto::{Statement, Subject};
-use stele_attest::{Checkpoint, Signer};
+use stele_attest::{private_fs, Checkpoint, Signer};
 
 use super::layout::{sha256, SESSION_PREDICATE_TYPE};
 use super::ExportError;
@@ -32,13 +32,7 @@ pub struct SessionContext {
     pub sandbox: serde_json::Value,
 }
 
-/// Hex SHA-256 of the running executable.
-pub fn binary_sha256() -> Result<String, ExportError> {
-    let exe =
-        std::env::current_exe().map_err(|e| ExportError::io(Path::new("current executable"), e))?;
-    let b = std::fs::read(&exe).map_err(|e| ExportError::io(&exe, e))?;
-    Ok(hex::encode(sha256(&b)))
-}
+pub use super::binary_digest::binary_sha256;
 
 /// A file-name-safe stem for a session id.
 pub fn file_stem(id: &str) -> String {
@@ -69,28 +63,14 @@ pub fn attest_session(
     ctx: &SessionContext,
 ) -> Result<Envelope, ExportError> {
     let store = log.store()?;
+    // The checkpoint and the session's entries from one state of the log.
+    let snapshot = store.snapshot()?;
     let (size, note) = store
         .latest_checkpoint()?
         .ok_or_else(|| ExportError::Invalid("the log has no checkpoint".into()))?;
     let (cp, _) = Checkpoint::open(&note, log.verifier())?;
-    let mut found: Option<(u64, u64, u64, bool, [u8; 32])> = None;
-    store.for_each_entry(0, size, |seq, bytes, _| {
-        let leaf = Leaf::parse_canonical(bytes)?;
-        if leaf.session.as_ref().is_some_and(|s| s.id == id) {
-            let ended = matches!(
-                leaf.kind,
-                EventKind::SessionEnd | EventKind::SessionInterrupted
-            );
-            let h = leaf_hash(bytes);
-            found = Some(match found {
-                None => (seq, seq, 1, ended, h),
-                Some((first, _, n, _, _)) => (first, seq, n + 1, ended, h),
-            });
-        }
-        Ok(())
-    })?;
-    let (first, last, entries, ended, last_hash) =
-        found.ok_or_else(|| ExportError::Invalid(format!("no session {id:?} in the log")))?;
+    let (first, last, entries, ended, last_hash) = find_session(&store, id, size)?;
+    drop(snapshot);
     let predicate = serde_json::json!({
         "origin": cp.origin,
         "session": id,
@@ -107,9 +87,16 @@ pub fn attest_session(
     let env = Statement::new(subject, SESSION_PREDICATE_TYPE, predicate).sign(signer)?;
     let path = attestation_path(log.path(), id);
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| ExportError::io(dir, e))?;
+    // Beside the database, as private as it (session ids, digests).
+    private_fs::create_dir_all(dir).map_err(|e| ExportError::io(dir, e))?;
+    if let Some(old) = private_fs::tighten(dir).map_err(|e| ExportError::io(dir, e))? {
+        tracing::warn!(
+            "{} was open to others (mode {old:o}): now 0700",
+            dir.display()
+        );
+    }
     let tmp = path.with_extension("partial");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| ExportError::io(&tmp, e))?;
+    let mut f = private_fs::create_file(&tmp).map_err(|e| ExportError::io(&tmp, e))?;
     let mut line = env.to_json()?;
     line.push('\n');
     f.write_all(line.as_bytes())
@@ -120,4 +107,69 @@ pub fn attest_session(
         .and_then(|d| d.sync_all())
         .map_err(|e| ExportError::io(dir, e))?;
     Ok(env)
+}
+
+/// `(first, last, entries, ended, last leaf hash)` of session `id` in the
+/// log's first `size` entries. The derived `sessions` table says where the
+/// session starts and ends (a scan of the whole log cost a second per
+/// million entries at every session's end); what it says is checked
+/// against the leaves it names — the last leaf is the session's with that
+/// count and that hash, the first its `session.start` — and a log written
+/// before the table kept those indices is scanned instead.
+fn find_session(
+    store: &crate::store::Store,
+    id: &str,
+    size: u64,
+) -> Result<(u64, u64, u64, bool, [u8; 32]), ExportError> {
+    let bad = |why: String| ExportError::Invalid(format!("session {id:?}: {why}"));
+    if let Some(row) = store.session_row(id)? {
+        if let (Some(first), Some(last)) = (row.first, row.last) {
+            if last >= size || first > last {
+                return Err(bad(format!("its entries run past the checkpoint ({size})")));
+            }
+            let tail = store.entry(last)?;
+            let head_leaf = Leaf::parse_canonical(&tail.leaf).map_err(crate::AuditError::Leaf)?;
+            let start_leaf = Leaf::parse_canonical(&store.entry(first)?.leaf)
+                .map_err(crate::AuditError::Leaf)?;
+            let h = leaf_hash(&tail.leaf);
+            let ok = head_leaf
+                .session
+                .as_ref()
+                .is_some_and(|s| s.id == id && s.n == row.n)
+                && h == row.head
+                && start_leaf.kind == EventKind::SessionStart
+                && start_leaf
+                    .session
+                    .as_ref()
+                    .is_some_and(|s| s.id == id && s.n == 0);
+            if !ok {
+                return Err(bad(
+                    "the sessions table disagrees with the leaves it names (run stele audit verify)"
+                        .into(),
+                ));
+            }
+            let ended = matches!(
+                head_leaf.kind,
+                EventKind::SessionEnd | EventKind::SessionInterrupted
+            );
+            return Ok((first, last, row.n + 1, ended, h));
+        }
+    }
+    let mut found: Option<(u64, u64, u64, bool, [u8; 32])> = None;
+    store.for_each_entry(0, size, |seq, bytes, _| {
+        let leaf = Leaf::parse_canonical(bytes)?;
+        if leaf.session.as_ref().is_some_and(|s| s.id == id) {
+            let ended = matches!(
+                leaf.kind,
+                EventKind::SessionEnd | EventKind::SessionInterrupted
+            );
+            let h = leaf_hash(bytes);
+            found = Some(match found {
+                None => (seq, seq, 1, ended, h),
+                Some((first, _, n, _, _)) => (first, seq, n + 1, ended, h),
+            });
+        }
+        Ok(())
+    })?;
+    found.ok_or_else(|| ExportError::Invalid(format!("no session {id:?} in the log")))
 }

@@ -9,6 +9,8 @@
 
 #[cfg(feature = "store")]
 pub mod attestation;
+#[cfg(feature = "store")]
+pub mod binary_digest;
 pub mod layout;
 pub mod ocsf;
 pub mod summary;

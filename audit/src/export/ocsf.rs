@@ -163,7 +163,8 @@ pub struct OcsfWriter {
 impl OcsfWriter {
     /// Create the file at `path`.
     pub fn create(path: &Path) -> Result<Self, ExportError> {
-        let file = File::create(path).map_err(|e| ExportError::io(path, e))?;
+        let file =
+            stele_attest::private_fs::create_file(path).map_err(|e| ExportError::io(path, e))?;
         Ok(Self {
             path: path.to_path_buf(),
             // Fast compression: about a tenth of the JSON's size at a few

@@ -1,5 +1,5 @@
 //! Single-file exports as POSIX ustar archives (the `tar` crate): regular
-//! files only, written with fixed metadata (mode 0644, owner 0, time 0) so
+//! files only, written with fixed metadata (mode 0600, owner 0, time 0) so
 //! the same bundle always makes the same archive. The reader indexes the
 //! members without loading the archive and refuses anything but regular
 //! files and directories.
@@ -48,7 +48,7 @@ impl<W: Write> TarWriter<W> {
             .map_err(|e| TarError::BadName(format!("{name}: {e}")))?;
         h.set_entry_type(::tar::EntryType::Regular);
         h.set_size(data.len() as u64);
-        h.set_mode(0o644);
+        h.set_mode(0o600);
         h.set_uid(0);
         h.set_gid(0);
         h.set_mtime(0);

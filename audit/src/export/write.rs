@@ -8,6 +8,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use stele_attest::intoto::{Statement, Subject};
+use stele_attest::private_fs;
 use stele_attest::{Checkpoint, Signer};
 
 use super::layout::*;
@@ -76,12 +77,12 @@ impl Out {
     fn put(&mut self, rel: &str, bytes: &[u8]) -> Result<(), ExportError> {
         let p = self.dir.join(rel);
         if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| ExportError::io(parent, e))?;
+            private_fs::create_dir_all(parent).map_err(|e| ExportError::io(parent, e))?;
         }
         // Not synced one by one (an fsync per proof and payload file made a
         // session export minutes long): `finish` flushes them all at once
-        // before the folder is renamed into place.
-        let mut f = File::create(&p).map_err(|e| ExportError::io(&p, e))?;
+        // before the folder is renamed into place. Private whatever the umask.
+        let mut f = private_fs::create_file(&p).map_err(|e| ExportError::io(&p, e))?;
         f.write_all(bytes).map_err(|e| ExportError::io(&p, e))?;
         self.digests.insert(rel.to_string(), sha256(bytes));
         Ok(())
@@ -188,7 +189,7 @@ fn build(
     note: &str,
     progress: &mut dyn FnMut(ExportProgress),
 ) -> Result<ExportReport, ExportError> {
-    std::fs::create_dir_all(tmp).map_err(|e| ExportError::io(tmp, e))?;
+    private_fs::create_dir_all(tmp).map_err(|e| ExportError::io(tmp, e))?;
     let mut o = Out {
         dir: tmp.to_path_buf(),
         digests: BTreeMap::new(),
@@ -197,11 +198,11 @@ fn build(
     let verifier = log.verifier().clone();
     let (cp, _) = Checkpoint::open(note, &verifier)?;
 
-    let mut checker = LeafChecker::new(log.origin());
+    let mut checker = LeafChecker::new(log.origin(), &log.verifier().to_string());
     let mut tiles = TileBuilder::new();
     let mut done: Vec<TileFile> = Vec::new();
     let ocsf_path = tmp.join(OCSF);
-    std::fs::create_dir_all(tmp.join("ocsf")).map_err(|e| ExportError::io(tmp, e))?;
+    private_fs::create_dir_all(&tmp.join("ocsf")).map_err(|e| ExportError::io(tmp, e))?;
     let mut ocsf_w = ocsf::OcsfWriter::create(&ocsf_path)?;
     let mut summary = SummaryBuilder::default();
     let mut selected: Vec<u64> = Vec::new();
@@ -530,7 +531,7 @@ fn finish(tmp: &Path, out: &Path, tar: bool) -> Result<(), ExportError> {
     if tar {
         let files = super::list_files(tmp)?;
         let tmp_tar = tmp.with_extension("tar.partial");
-        let f = File::create(&tmp_tar).map_err(|e| ExportError::io(&tmp_tar, e))?;
+        let f = private_fs::create_file(&tmp_tar).map_err(|e| ExportError::io(&tmp_tar, e))?;
         let mut w = super::tar::TarWriter::new(BufWriter::new(f));
         for rel in &files {
             let b = std::fs::read(tmp.join(rel)).map_err(|e| ExportError::io(&tmp.join(rel), e))?;

@@ -242,9 +242,11 @@ pub fn publish_to_witness(
         params![size as i64, name, first, now as i64],
     )
     .map_err(AuditError::sqlite(db))?;
+    // Kept for good from now on (the head row is replaced by every commit).
     conn.execute(
-        "UPDATE checkpoints SET published = 1 WHERE size = ?1",
-        [size as i64],
+        "INSERT INTO checkpoints(size, note, published) VALUES (?1, ?2, 1) \
+         ON CONFLICT(size) DO UPDATE SET published = 1",
+        params![size as i64, note],
     )
     .map_err(AuditError::sqlite(db))?;
     Ok(Cosigned {

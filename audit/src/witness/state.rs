@@ -41,7 +41,7 @@ impl WitnessState {
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let tmp = PathBuf::from(format!("{}.tmp", path.display()));
         let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = stele_attest::private_fs::create_file(&tmp)?;
         f.write_all(&bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;

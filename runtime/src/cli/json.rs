@@ -66,6 +66,12 @@ pub struct ToolCallBench {
 #[derive(Debug, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditBench {
+    /// Entries in the log before the measured appends (`--existing`).
+    pub existing: u64,
+    /// Opening the log (its start-up check), in ms.
+    pub open_ms: f64,
+    /// Opening it when its full verification is due, in ms (null when not measured).
+    pub full_start_ms: Option<f64>,
     /// Concurrent writers.
     pub writers: usize,
     /// Entries appended concurrently.
@@ -76,16 +82,19 @@ pub struct AuditBench {
     pub latency_p50_ms: f64,
     /// The same, p99.
     pub latency_p99_ms: f64,
+    /// Bytes written to storage per appended entry, where the platform says.
+    pub bytes_written_per_entry: Option<f64>,
     /// Appends per second with one writer waiting for each acknowledgement.
     pub serial_per_s: f64,
     /// One serial append, p50.
     pub serial_p50_ms: f64,
-    /// Entries in the verified log.
+    /// Entries in the verified log (0 with `--no-verify`).
     pub verified_entries: u64,
-    /// Verification speed (entries per wall-clock second).
-    pub verify_per_s: f64,
-    /// Verification speed per CPU second of the verifying thread.
-    pub verify_cpu_per_s: f64,
+    /// Verification speed (entries per wall-clock second; null when not verified).
+    pub verify_per_s: Option<f64>,
+    /// Verification speed per CPU second of the verifying thread (null when
+    /// too little CPU was used to give a rate).
+    pub verify_cpu_per_s: Option<f64>,
     /// Average leaf size in bytes.
     pub leaf_bytes: f64,
     /// Integrity bytes per entry (leaf hash, tree nodes, checkpoints).

@@ -446,7 +446,7 @@ impl OpenSession {
         let ctx = SessionContext {
             policy_digest: Some(self.gate.bundle().digest().to_string()),
             runtime_version: env!("CARGO_PKG_VERSION").to_string(),
-            binary_sha256: binary_sha256()?,
+            binary_sha256: binary_sha256(self.log.path().parent())?,
             sandbox: {
                 let mut v = self.attestation.clone();
                 v["network"] = serde_json::json!(format!("{:?}", self.network).to_lowercase());
