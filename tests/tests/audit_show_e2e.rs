@@ -105,7 +105,7 @@ fn audit_show_says_the_action_the_approver_and_the_rule() {
         .find(|l| l.contains("approval.grant"))
         .unwrap_or_else(|| panic!("{shown}"));
     assert!(
-        grant.contains("granted by flag:--approve=allow (flag) for entry "),
+        grant.contains("granted by alice (flag) for entry "),
         "{grant}"
     );
     let asked = body

@@ -397,12 +397,12 @@ fn the_root_is_the_policy_resource_dot() {
     copy_dir(&finance(), &policy);
     let team = policy.join("teams/finance/finance.cedar");
     let rules = std::fs::read_to_string(&team).unwrap();
-    assert!(rules.contains(r#"["." , "receipts", "reports"]"#));
+    assert!(rules.contains(r#"["." , "receipts", "reports", "outbox"]"#));
     std::fs::write(
         &team,
         rules.replace(
-            r#"["." , "receipts", "reports"]"#,
-            r#"["receipts", "reports"]"#,
+            r#"["." , "receipts", "reports", "outbox"]"#,
+            r#"["receipts", "reports", "outbox"]"#,
         ),
     )
     .unwrap();

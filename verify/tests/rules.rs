@@ -298,9 +298,27 @@ fn write_bundle(dir: &Path, leaves: &[Vec<u8>], b: &Base, note: NoteHook) {
         v.extend(p.body.clone().unwrap());
         files.insert(format!("{PAYLOADS_DIR}{}", hex::encode(&p.cmt)), v);
     }
-    for name in [SUMMARY, VERIFY_MD, OCSF] {
-        files.insert(name.into(), b"derived view".to_vec());
+    files.insert(VERIFY_MD.into(), b"how to verify".to_vec());
+    // The readable views as the exporter makes them (stele-verify recomputes
+    // and compares both): from every leaf that parses (a broken one is
+    // rejected by its rule first).
+    let mut summary = stele_audit::export::summary::SummaryBuilder::default();
+    let mut ocsf = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for l in leaves {
+        if let Ok(leaf) = serde_json::from_slice::<stele_audit::leaf::Leaf>(l) {
+            summary.add(&leaf);
+            let event = stele_audit::export::ocsf::event(&leaf, &leaf_hash(l), ORIGIN);
+            serde_json::to_writer(&mut ocsf, &event).unwrap();
+            std::io::Write::write_all(&mut ocsf, b"\n").unwrap();
+        }
     }
+    files.insert(
+        SUMMARY.into(),
+        summary
+            .render(ORIGIN, f.size(), &selection_text(&Selection::All))
+            .into_bytes(),
+    );
+    files.insert(OCSF.into(), ocsf.finish().unwrap());
     let predicate = ExportPredicate {
         origin: ORIGIN.into(),
         log_key: b.key.verifier().to_string(),

@@ -270,7 +270,9 @@ pub fn bench(r: &BenchReport, json: bool) -> anyhow::Result<ExitCode> {
     crate::outln!("max:       {:.2} µs", us(r.max));
     crate::outln!(
         "effects:   {} allow, {} deny, {} ask",
-        r.effects[0], r.effects[1], r.effects[2]
+        r.effects[0],
+        r.effects[1],
+        r.effects[2]
     );
     Ok(ExitCode::SUCCESS)
 }

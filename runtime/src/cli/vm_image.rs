@@ -94,6 +94,15 @@ pub fn build(store: &ImageStore, why: Why) -> anyhow::Result<Built> {
         ));
         ticker.set(&format!("vm image: {step}"));
     });
+    if let Ok(r) = &report {
+        if r.cached {
+            ticker.println(&format!(
+                "vm image: [{}] the image of these inputs is in the store already ({})",
+                elapsed_text(started.elapsed()),
+                crate::terminal_safe::path(&r.image.dir)
+            ));
+        }
+    }
     drop(ticker);
     let report = report.map_err(|e| {
         anyhow::anyhow!(
