@@ -18,6 +18,17 @@ pub(super) fn code(s: &str) -> String {
     format!("{fence} {s} {fence}")
 }
 
+/// A short field the format keeps plain (a time, a status, an access):
+/// as it is when it is, else quoted like any other text from the log.
+fn word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, ':' | '.' | '-' | '+' | '_');
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_string()
+    } else {
+        code(s)
+    }
+}
+
 fn longest_run(s: &str, c: char) -> usize {
     let (mut best, mut cur) = (0, 0);
     for ch in s.chars() {
@@ -85,7 +96,7 @@ pub fn render(a: &Account) -> String {
                 s,
                 "- #{} {} by {}: {} payload(s) erased — {}",
                 r.seq,
-                r.ts,
+                word(&r.ts),
                 code(&r.actor),
                 r.count,
                 code(&r.reason)
@@ -143,9 +154,9 @@ fn session(s: &mut String, x: &SessionAccount) {
     let _ = writeln!(
         s,
         "- started {}, {} ({} entries)",
-        x.started,
+        word(&x.started),
         match (&x.ended, &x.end_status) {
-            (Some(t), Some(st)) => format!("ended {t}: {st}"),
+            (Some(t), Some(st)) => format!("ended {}: {}", word(t), word(st)),
             _ => "NOT ENDED".into(),
         },
         x.entries
@@ -181,8 +192,8 @@ fn session(s: &mut String, x: &SessionAccount) {
             s,
             "- #{} {} **{}** {} — read {} B, written {} B{} — {}",
             f.seq,
-            f.ts,
-            f.access,
+            word(&f.ts),
+            word(&f.access),
             code(&f.path),
             opt(&f.bytes_read),
             opt(&f.bytes_written),
@@ -199,7 +210,7 @@ fn session(s: &mut String, x: &SessionAccount) {
             s,
             "- #{} {} {} in {}: exit {}, {} ms, {} — {}",
             c.seq,
-            c.ts,
+            word(&c.ts),
             code(&format!("{} {:?}", opt(&c.program), c.argv)),
             code(&opt(&c.cwd)),
             opt(&c.exit),
@@ -214,7 +225,7 @@ fn session(s: &mut String, x: &SessionAccount) {
             s,
             "- #{} {} {}:{} ({}) sent {} B, received {} B — {}",
             c.seq,
-            c.ts,
+            word(&c.ts),
             code(&opt(&c.host)),
             opt(&c.port),
             opt(&c.scheme),
@@ -230,7 +241,7 @@ fn session(s: &mut String, x: &SessionAccount) {
                 s,
                 "- #{} {} {} / {}: {} — {}",
                 c.seq,
-                c.ts,
+                word(&c.ts),
                 code(&opt(&c.server)),
                 code(&opt(&c.tool)),
                 opt(&c.status),
@@ -244,7 +255,7 @@ fn session(s: &mut String, x: &SessionAccount) {
             s,
             "- #{} {} {} {} — {}",
             d.seq,
-            d.ts,
+            word(&d.ts),
             d.kind,
             code(&d.target),
             code(&rule_text(&d.rule))
@@ -256,7 +267,7 @@ fn session(s: &mut String, x: &SessionAccount) {
             s,
             "- #{} {}: {} asked for {} under {}\n  - answer: **{}** by {} (method {}{}) at {}\n  - shown (SHA-256 {}):\n",
             a.seq,
-            a.ts,
+            word(&a.ts),
             code(&a.requester),
             code(&a.target),
             code(&rule_text(&a.rule)),
@@ -275,7 +286,7 @@ fn session(s: &mut String, x: &SessionAccount) {
             s,
             "- #{} {} {} {} {}",
             t.seq,
-            t.ts,
+            word(&t.ts),
             t.kind,
             code(&t.target),
             t.outcome

@@ -13,6 +13,10 @@ mod collect;
 pub mod html;
 pub mod markdown;
 
+#[cfg(test)]
+#[path = "escape_tests.rs"]
+mod escape_tests;
+
 use serde::Serialize;
 
 pub use collect::AccountBuilder;
