@@ -14,6 +14,8 @@ pub mod canonical;
 pub mod check;
 pub mod checkpoints;
 pub mod cpu_time;
+#[cfg(feature = "store")]
+mod durability;
 pub mod error;
 pub mod event;
 pub mod export;
@@ -59,4 +61,7 @@ pub use log::{AuditLog, FullVerification, LogOptions};
 #[cfg(feature = "store")]
 pub use store::Store;
 #[cfg(feature = "store")]
-pub use writer::Receipt;
+#[cfg(feature = "store")]
+pub use durability::sync_wal;
+#[cfg(feature = "store")]
+pub use writer::{Receipt, Sequenced};

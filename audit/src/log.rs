@@ -15,7 +15,7 @@ use crate::event::{Actor, Event};
 use crate::full_check::Background;
 use crate::sequencer::{Msg, ReplyTo};
 use crate::store::Store;
-use crate::writer::{Receipt, Work};
+use crate::writer::{Receipt, Sequenced, Work};
 use crate::writer_lock::WriterLock;
 
 pub use crate::startup::FullVerification;
@@ -153,6 +153,29 @@ impl AuditLog {
     pub fn append_blocking(&self, ev: Event) -> Result<Receipt, AuditError> {
         let (tx, rx) = mpsc::sync_channel(1);
         self.send(Msg::Work(Work::Append(Box::new(ev)), ReplyTo::Blocking(tx)))?;
+        rx.recv().map_err(|_| AuditError::Stopped(None))?
+    }
+
+    /// Append an event that takes effect only inside the sandbox (a read, a
+    /// lookup, a listing, the close of a handle): resolves as soon as the
+    /// entry has its place in the log's one sequence, without waiting for
+    /// it to be durable. Anything appended later with [`AuditLog::append`]
+    /// is durable only with everything ordered before it, so nothing that
+    /// depends on this entry can leave the sandbox before it is durable
+    /// (external synchrony; see SECURITY.md, "Durability").
+    pub async fn append_released(&self, ev: Event) -> Result<Sequenced, AuditError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Msg::Work(
+            Work::Append(Box::new(ev)),
+            ReplyTo::ReleasedAsync(tx),
+        ))?;
+        rx.await.map_err(|_| AuditError::Stopped(None))?
+    }
+
+    /// Blocking form of [`AuditLog::append_released`].
+    pub fn append_released_blocking(&self, ev: Event) -> Result<Sequenced, AuditError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Msg::Work(Work::Append(Box::new(ev)), ReplyTo::Released(tx)))?;
         rx.recv().map_err(|_| AuditError::Stopped(None))?
     }
 

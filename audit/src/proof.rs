@@ -41,6 +41,8 @@ pub fn make(store: &Store, verifier: &NoteVerifier, seq: u64) -> Result<String, 
     let (size, note) = store
         .latest_checkpoint()?
         .ok_or_else(|| AuditError::NotFound("checkpoint".into()))?;
+    // Handed to someone outside: what it covers must survive a power failure.
+    crate::durability::sync_wal(store.path())?;
     if seq >= size {
         return Err(AuditError::NotFound(format!(
             "entry {seq} (the log has {size} entries)"

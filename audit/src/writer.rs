@@ -16,7 +16,11 @@ use crate::leaf_view::LeafView;
 use crate::merkle::{leaf_hash, CompletedNode, Frontier, Hash};
 use crate::payload::{commit_text, parse_commit, seal, SealedPayload};
 
+mod batch;
 mod commit;
+
+pub use batch::Sequenced;
+pub(crate) use batch::Prepared;
 
 /// What an acknowledged append returns: the entry is durable and covered by
 /// the signed checkpoint.
@@ -41,7 +45,7 @@ pub(crate) struct SessionState {
 
 /// Undo information for one batch, applied when its transaction fails.
 #[derive(Default)]
-struct Undo {
+pub(crate) struct Undo {
     frontier: Frontier,
     last_hash: Option<Hash>,
     sessions: Vec<(String, Option<SessionState>)>,
@@ -140,87 +144,9 @@ impl Writer {
         AuditError::sqlite(&self.path)
     }
 
-    /// Commit a batch in one transaction with one signed checkpoint. Returns
-    /// one result per item, in order; a storage failure fails them all and
-    /// leaves the in-memory state as it was.
-    pub fn commit_batch(&mut self, batch: Vec<Work>) -> Vec<Result<Receipt, AuditError>> {
-        if let Some(why) = &self.refused {
-            return batch
-                .iter()
-                .map(|_| Err(AuditError::Refused(why.clone())))
-                .collect();
-        }
-        let mut undo = Undo {
-            frontier: self.frontier.clone(),
-            last_hash: self.last_hash,
-            last_ts: self.last_ts.clone(),
-            ..Undo::default()
-        };
-        let mut built: Vec<Result<Built, AuditError>> = Vec::with_capacity(batch.len());
-        for w in batch {
-            built.push(self.build(w, &mut undo));
-        }
-        if !built.iter().any(Result::is_ok) {
-            return built
-                .into_iter()
-                .map(|b| b.map(|_| unreachable_receipt()))
-                .collect();
-        }
-        match self.write(&built) {
-            Ok(note) => {
-                self.latest_checkpoint = note.clone();
-                let size = self.frontier.size();
-                built
-                    .into_iter()
-                    .map(|b| {
-                        b.map(|b| Receipt {
-                            seq: b.seq,
-                            leaf_hash: b.hash,
-                            size,
-                            checkpoint: note.clone(),
-                        })
-                    })
-                    .collect()
-            }
-            Err(e) => {
-                self.rollback_state(undo);
-                let msg = e.to_string();
-                let mut out = Vec::with_capacity(built.len());
-                let mut first = Some(e);
-                for b in built {
-                    out.push(match b {
-                        Err(own) => Err(own),
-                        Ok(_) => Err(first
-                            .take()
-                            .unwrap_or_else(|| AuditError::Stopped(Some(msg.clone())))),
-                    });
-                }
-                out
-            }
-        }
-    }
-
-    fn rollback_state(&mut self, undo: Undo) {
-        self.frontier = undo.frontier;
-        self.last_hash = undo.last_hash;
-        self.last_ts = undo.last_ts;
-        for (id, old) in undo.sessions.into_iter().rev() {
-            match old {
-                Some(s) => self.sessions.insert(id, s),
-                None => self.sessions.remove(&id),
-            };
-        }
-        for seq in undo.intents_added {
-            self.open_intents.remove(&seq);
-        }
-        for (seq, v) in undo.intents_removed {
-            self.open_intents.insert(seq, v);
-        }
-    }
-
     /// Validate one item and turn it into a leaf, advancing the in-memory
     /// state (recorded in `undo`). On error the state is untouched.
-    fn build(&mut self, w: Work, undo: &mut Undo) -> Result<Built, AuditError> {
+    pub(crate) fn build(&mut self, w: Work, undo: &mut Undo) -> Result<Built, AuditError> {
         let (ev, redactions) = match w {
             Work::Append(ev) => (*ev, Vec::new()),
             Work::Redact {
@@ -524,14 +450,5 @@ impl Writer {
         let ev = Event::new(EventKind::Redaction, actor)
             .with_data(serde_json::json!({ "commits": names, "reason": reason }));
         Ok((ev, raw))
-    }
-}
-
-fn unreachable_receipt() -> Receipt {
-    Receipt {
-        seq: 0,
-        leaf_hash: [0; 32],
-        size: 0,
-        checkpoint: Arc::from(""),
     }
 }

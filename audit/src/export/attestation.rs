@@ -68,6 +68,8 @@ pub fn attest_session(
     let (size, note) = store
         .latest_checkpoint()?
         .ok_or_else(|| ExportError::Invalid("the log has no checkpoint".into()))?;
+    // Signed and handed out: what it covers must survive a power failure.
+    crate::durability::sync_wal(log.path())?;
     let (cp, _) = Checkpoint::open(&note, log.verifier())?;
     let (first, last, entries, ended, last_hash) = find_session(&store, id, size)?;
     drop(snapshot);

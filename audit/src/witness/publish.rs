@@ -135,6 +135,9 @@ pub fn publish_to_witness(
     let (size, note) = store
         .latest_checkpoint()?
         .ok_or_else(|| AuditError::NotFound("checkpoint".into()))?;
+    // A witness must never hold a checkpoint a power failure could take
+    // back (the log would then look rolled back): flush what was read.
+    crate::durability::sync_wal(db)?;
     // The note must be ours: never send a checkpoint another key signed.
     Checkpoint::open(&note, log_key).map_err(AuditError::Sign)?;
     let conn = Connection::open_with_flags(

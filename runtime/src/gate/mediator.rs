@@ -294,7 +294,7 @@ impl GateMediator {
             ..Target::default()
         };
         let reason = r.reason();
-        let refusal = match self.gate.refuse_target(target, reason.clone(), Some(data)) {
+        let refusal = match self.gate.refuse_in_sandbox(target, reason.clone(), Some(data)) {
             Ok(denial) => Refusal::with_detail(
                 reason,
                 RefusedBeforePolicy {
@@ -380,7 +380,7 @@ impl Mediator for GateMediator {
         let data = report
             .sha256_after_write
             .map(|h| serde_json::json!({ "sha256_after_write": hex::encode(h) }));
-        if let Err(e) = self.gate.complete(permit, o, Vec::new(), data) {
+        if let Err(e) = self.gate.complete_released(permit, o, data) {
             tracing::error!("could not record the close of {}: {e}", report.path);
         }
     }
@@ -467,7 +467,7 @@ impl Mediator for GateMediator {
                 }
             }
         }
-        if let Err(e) = self.gate.refuse_target(target, reason, Some(data)) {
+        if let Err(e) = self.gate.refuse_in_sandbox(target, reason, Some(data)) {
             tracing::error!("could not record a refused network attempt: {e}");
         }
     }

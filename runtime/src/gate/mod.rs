@@ -7,6 +7,7 @@
 //! layer. If the log cannot be written, no permit is created.
 
 pub mod approval;
+mod durability;
 pub mod mediator;
 pub mod net;
 mod permit;
@@ -29,6 +30,7 @@ use stele_policy::{
 };
 
 pub use approval::{ApprovalAnswer, ApproveMode, Approver};
+pub use durability::Durability;
 pub use permit::Permit;
 
 /// Why the gate could not decide or record; the action must not happen.
@@ -329,7 +331,7 @@ impl Gate {
                     .with_target(record::target(&req.resource, &req.argv))
                     .with_decision(record::decision_record(&decision, req.action));
                 ev.data = req.data;
-                let r = self.log.append_blocking(ev)?;
+                let r = self.append(ev, Durability::of(req.action))?;
                 Ok(Ok(r.seq))
             }
             // Metadata operations do not interrupt a program to ask a human.
@@ -346,8 +348,9 @@ impl Gate {
         ev.payloads = req.payloads;
         ev.sealed = req.sealed;
         ev.shared = req.shared;
+        let durability = Durability::of(req.action);
         ev.data = req.data;
-        let r = self.log.append_blocking(ev)?;
+        let r = self.append(ev, durability)?;
         Ok(Permit {
             intent_seq: r.seq,
             intent_leaf: r.leaf_hash,
@@ -364,7 +367,9 @@ impl Gate {
             .with_decision(rec.clone())
             .with_outcome(Outcome::status(Status::Denied));
         ev.data = req.data.clone();
-        let r = self.log.append_blocking(ev)?;
+        // A refusal has no effect; telling anyone outside about it is
+        // itself recorded durably (a tool result, a command's end).
+        let r = self.append(ev, Durability::of(req.action))?;
         Ok(Denial {
             seq: r.seq,
             policies: rec.policies,
@@ -392,6 +397,28 @@ impl Gate {
         reason: String,
         data: Option<serde_json::Value>,
     ) -> Result<Denial, GateError> {
+        self.refuse_target_with(target, reason, data, Durability::Durable)
+    }
+
+    /// [`Gate::refuse_target`] for a refusal only the sandboxed program
+    /// learns of (EACCES, a refused socket): it waits only for its place
+    /// in the log, like a read.
+    pub fn refuse_in_sandbox(
+        &self,
+        target: stele_audit::Target,
+        reason: String,
+        data: Option<serde_json::Value>,
+    ) -> Result<Denial, GateError> {
+        self.refuse_target_with(target, reason, data, Durability::Released)
+    }
+
+    fn refuse_target_with(
+        &self,
+        target: stele_audit::Target,
+        reason: String,
+        data: Option<serde_json::Value>,
+        durability: Durability,
+    ) -> Result<Denial, GateError> {
         let rec = stele_audit::DecisionRecord {
             bundle: self.bundle.digest().to_string(),
             effect: stele_audit::Effect::Deny,
@@ -405,7 +432,7 @@ impl Gate {
             .with_decision(rec)
             .with_outcome(Outcome::status(Status::Denied));
         ev.data = data;
-        let r = self.log.append_blocking(ev)?;
+        let r = self.append(ev, durability)?;
         Ok(Denial {
             seq: r.seq,
             policies: Vec::new(),
@@ -579,9 +606,21 @@ impl Gate {
         bodies: Bodies,
         data: Option<serde_json::Value>,
     ) -> Result<Option<Receipt>, GateError> {
-        let Some(kind) = permit.result_kind else {
+        let Some(ev) = self.result_event(permit, outcome, bodies, data) else {
             return Ok(None);
         };
+        Ok(Some(self.log.append_blocking(ev)?))
+    }
+
+    /// The result entry closing `permit`'s intent (`None`: the action has no result kind).
+    fn result_event(
+        &self,
+        permit: Permit,
+        outcome: Outcome,
+        bodies: Bodies,
+        data: Option<serde_json::Value>,
+    ) -> Option<Event> {
+        let kind = permit.result_kind?;
         let mut ev = self
             .event(kind)
             .with_refs(Refs {
@@ -593,7 +632,7 @@ impl Gate {
         ev.sealed = bodies.sealed;
         ev.shared = bodies.shared;
         ev.data = data;
-        Ok(Some(self.log.append_blocking(ev)?))
+        Some(ev)
     }
 
     /// Record the end of the session.
