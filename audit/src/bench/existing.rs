@@ -76,6 +76,20 @@ pub(crate) fn copy_of(n: u64, cache: &Path, to: &Path) -> Result<f64, AuditError
 }
 
 fn build(path: &Path, n: u64) -> Result<(), AuditError> {
+    build_signed(path, n, bench_signer()?)
+}
+
+/// A new log at `path` (which must not exist) holding `n` entries of the
+/// benchmark's shape, signed by `signer`: for measuring a real command on
+/// a log of a given size (`stele bench workload --existing`).
+pub fn prefill(path: &Path, n: u64, signer: Arc<dyn Signer>) -> Result<(), AuditError> {
+    if path.exists() {
+        return Err(AuditError::Exists(path.to_path_buf()));
+    }
+    build_signed(path, n, signer)
+}
+
+fn build_signed(path: &Path, n: u64, signer: Arc<dyn Signer>) -> Result<(), AuditError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     stele_attest::private_fs::create_dir_all(dir).map_err(|source| AuditError::Io {
         path: dir.to_path_buf(),
@@ -85,7 +99,6 @@ fn build(path: &Path, n: u64) -> Result<(), AuditError> {
     for s in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{s}", tmp.display()));
     }
-    let signer = bench_signer()?;
     let opts = bench_options();
     AuditLog::create(&tmp, signer.clone(), opts.clone())?.close()?;
     let tmp = crate::writer_lock::canonical(&tmp)?;

@@ -15,6 +15,7 @@ mod existing;
 mod report;
 mod workload;
 
+pub use existing::prefill;
 pub use report::{summary, AppendFigures, BenchReport};
 
 /// What to measure.

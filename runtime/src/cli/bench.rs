@@ -42,6 +42,9 @@ pub enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// A file-heavy command (read 10,000 small files, write 1,000) plainly and through
+    /// `stele sandbox exec` with the real gate and log, interleaved; prints the ratio.
+    Workload(super::bench_workload::WorkloadArgs),
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -54,6 +57,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let (calls, json) = match args.what {
         BenchWhat::Gate { calls, json } => (calls, json),
         BenchWhat::ToolCall { calls, json } => return super::bench_tool_call::run(calls, json),
+        BenchWhat::Workload(w) => return super::bench_workload::run(&w),
     };
     let dir = tempfile_dir()?;
     let ticker = super::ticker::Ticker::start(&format!("bench gate: {calls} tool calls"));

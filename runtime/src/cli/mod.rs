@@ -6,6 +6,7 @@ pub mod audit_read;
 pub mod backend;
 pub mod bench;
 pub mod bench_tool_call;
+pub mod bench_workload;
 pub mod chat;
 pub mod demo;
 pub mod denial_words;
