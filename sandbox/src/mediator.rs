@@ -9,7 +9,9 @@
 //! Calls are synchronous: they come from file-server threads and proxy tasks
 //! (which use `spawn_blocking`). A call must not return `Allow` until the
 //! implementation has done whatever it needs *before* the effect (for the
-//! runtime: the intent record is durably committed).
+//! runtime: the intent record is durably committed, or — for reads, lookups
+//! and listings, which take effect only when what was read leaves the
+//! sandbox — ordered in the log ahead of anything that could carry it out).
 
 use std::any::Any;
 use std::fmt;
