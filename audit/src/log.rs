@@ -243,10 +243,17 @@ impl AuditLog {
         b.join();
         // The result reached the sequencer before the thread ended; a
         // round trip through the sequencer makes sure it was handled.
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.send(Msg::Sync(tx))?;
-        rx.recv().map_err(|_| AuditError::Stopped(None))?;
+        self.sync_blocking()?;
         Ok(true)
+    }
+
+    /// Wait until every entry appended before the call (released ones
+    /// too) is written and durable; returns the newest checkpoint's receipt
+    /// (the last entry, the size, the signed note).
+    pub fn sync_blocking(&self) -> Result<Receipt, AuditError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Msg::Sync(ReplyTo::Blocking(tx)))?;
+        rx.recv().map_err(|_| AuditError::Stopped(None))?
     }
 
     /// How many entries the start-up check read in full when this log was

@@ -81,8 +81,8 @@ pub(crate) enum Msg {
     Work(Work, ReplyTo),
     Close(ReplyTo),
     FullChecked(FullResult),
-    /// Answered once everything sent before it was handled.
-    Sync(mpsc::SyncSender<()>),
+    /// Answered once everything sent before it is written and durable.
+    Sync(ReplyTo),
 }
 
 /// The sequencer's loop; returns when the log is closed or every sender is
@@ -196,7 +196,15 @@ fn run_with(
         for m in after {
             match m {
                 Msg::FullChecked(res) => full_checked(w, res, actor),
-                Msg::Sync(tx) => drop(tx.send(())),
+                Msg::Sync(r) => {
+                    let head = Receipt {
+                        seq: w.frontier.size().saturating_sub(1),
+                        leaf_hash: w.last_hash.unwrap_or_default(),
+                        size: w.frontier.size(),
+                        checkpoint: w.latest_checkpoint.clone(),
+                    };
+                    syncer.submit(vec![(r, Ok(head))]);
+                }
                 Msg::Work(..) | Msg::Close(_) => {}
             }
         }

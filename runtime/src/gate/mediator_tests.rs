@@ -66,6 +66,15 @@ pub(crate) fn setup() -> Setup {
     }
 }
 
+impl Setup {
+    /// Every entry so far (reads are released before they are written:
+    /// wait for them first).
+    pub(crate) fn leaves(&self) -> Vec<Leaf> {
+        self.gate.log().sync_blocking().unwrap();
+        leaves(&self.db)
+    }
+}
+
 pub(crate) fn leaves(db: &Path) -> Vec<Leaf> {
     let s = Store::open(db).unwrap();
     let mut v = Vec::new();
@@ -121,7 +130,7 @@ fn a_refusal_carries_the_rule_and_its_layer() {
     };
     assert!(r.detail::<Denial>().is_none());
     s.gate.end_session(Status::Ok, None).unwrap();
-    let l = leaves(&s.db);
+    let l = s.leaves();
     let entry = &l[d.seq as usize];
     assert_eq!(entry.kind, EventKind::PolicyDecision);
     assert_eq!(entry.outcome.as_ref().unwrap().status, Status::Denied);
@@ -160,7 +169,7 @@ fn one_shot_changes_have_an_intent_before_and_a_result_after() {
     });
     assert!(m.take_open().is_empty());
     s.gate.end_session(Status::Ok, None).unwrap();
-    let l = leaves(&s.db);
+    let l = s.leaves();
     let want = [
         ("mkdir", Status::Ok, None),
         ("setattr", Status::Error, Some(i64::from(libc::ENOENT))),
@@ -190,13 +199,13 @@ fn entries_of_a_tool_call_name_its_intent() {
     let s = setup();
     let m = GateMediator::with_parent(s.gate.clone(), Parent::ToolCall(7));
     let t = allowed(&m, FileAccess::Read, FileOp::Open, "receipts/r1.txt");
-    let data = leaves(&s.db)[t.0 as usize].data.clone().unwrap();
+    let data = s.leaves()[t.0 as usize].data.clone().unwrap();
     assert_eq!(data["tool_call"], 7);
     assert_eq!(data["exec"], serde_json::Value::Null);
     // The session's own mediator names no tool call.
     let m = GateMediator::with_parent(s.gate.clone(), Parent::Session);
     let t = allowed(&m, FileAccess::Read, FileOp::Open, "receipts/r2.txt");
-    let data = leaves(&s.db)[t.0 as usize].data.clone().unwrap();
+    let data = s.leaves()[t.0 as usize].data.clone().unwrap();
     assert!(data.get("tool_call").is_none());
 }
 
@@ -263,7 +272,7 @@ fn refusals_before_policy_are_denied_decision_entries() {
         sha256_after: Some([0xab; 32]),
     });
     s.gate.end_session(Status::Ok, None).unwrap();
-    let l = leaves(&s.db);
+    let l = s.leaves();
     let check = |seq: u64, rule: &str, path: &str| {
         let e = &l[seq as usize];
         assert_eq!(e.kind, EventKind::PolicyDecision, "{rule}");
