@@ -257,18 +257,54 @@ fn mediator_logs_sandbox_file_access_and_closes_handles() {
 #[test]
 fn a_log_that_cannot_be_written_permits_nothing() {
     let s = setup(ApprovalOutcome::Refused);
-    // Stop the writer: every later append fails.
     let log = s.gate.log().clone();
     let store = log.store().unwrap();
     let before = store.size().unwrap();
     drop(store);
-    // Simulate an unwritable log by making the database read-only underneath.
+    // Simulate an unwritable log: every insert of an entry fails underneath.
     let c = rusqlite::Connection::open(&s.db).unwrap();
     c.execute_batch("CREATE TRIGGER block BEFORE INSERT ON entries BEGIN SELECT RAISE(ABORT, 'disk gone'); END;").unwrap();
-    let r = s
-        .gate
-        .authorize(file(stele_policy::Action::FileRead, "receipts/a.txt"));
-    assert!(r.is_err(), "no permit without a durable intent");
+    // Effects that reach the host or leave wait for their durable intent:
+    // no permit.
+    for action in [
+        stele_policy::Action::FileWrite,
+        stele_policy::Action::FileDelete,
+    ] {
+        let r = s.gate.authorize(file(action, "receipts/a.txt"));
+        assert!(r.is_err(), "{action:?}: no permit without a durable intent");
+    }
     c.execute_batch("DROP TRIGGER block;").unwrap();
+    assert_eq!(Store::open(&s.db).unwrap().size().unwrap(), before);
+}
+
+#[test]
+fn a_read_released_before_a_failed_write_stops_every_effect_after_it() {
+    let s = setup(ApprovalOutcome::Refused);
+    let before = Store::open(&s.db).unwrap().size().unwrap();
+    let c = rusqlite::Connection::open(&s.db).unwrap();
+    c.execute_batch("CREATE TRIGGER block BEFORE INSERT ON entries BEGIN SELECT RAISE(ABORT, 'disk gone'); END;").unwrap();
+    // A read inside the sandbox waits only for its place in the log
+    // (external synchrony, SECURITY.md "Durability")...
+    let read = s
+        .gate
+        .authorize(file(stele_policy::Action::FileRead, "receipts/a.txt"))
+        .unwrap();
+    assert!(matches!(read, Authorization::Permitted(_)));
+    // ...so nothing that could carry what was read may happen after it:
+    // the next durable intent fails, and so does every one after, even
+    // once the disk is back (an entry someone relied on was lost).
+    let w = s
+        .gate
+        .authorize(file(stele_policy::Action::FileWrite, "receipts/a.txt"));
+    assert!(w.is_err(), "a write after a lost read must not be permitted");
+    c.execute_batch("DROP TRIGGER block;").unwrap();
+    for action in [
+        stele_policy::Action::FileWrite,
+        stele_policy::Action::FileRead,
+    ] {
+        let r = s.gate.authorize(file(action, "receipts/a.txt"));
+        assert!(r.is_err(), "{action:?} after the lost entry");
+    }
+    assert!(s.gate.end_session(Status::Ok, None).is_err());
     assert_eq!(Store::open(&s.db).unwrap().size().unwrap(), before);
 }
