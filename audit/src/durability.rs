@@ -84,7 +84,10 @@ impl Syncer {
             return inline;
         };
         if let Err(e) = conn.pragma_update(None, "synchronous", "NORMAL") {
-            tracing::warn!("audit log {}: {e}; every commit waits for its own fsync", db.display());
+            tracing::warn!(
+                "audit log {}: {e}; every commit waits for its own fsync",
+                db.display()
+            );
             return inline;
         }
         let (tx, rx) = mpsc::channel::<Waiting>();
@@ -99,7 +102,9 @@ impl Syncer {
                 failed,
             },
             Err(e) => {
-                tracing::warn!("audit log: no syncer thread ({e}); every commit waits for its own fsync");
+                tracing::warn!(
+                    "audit log: no syncer thread ({e}); every commit waits for its own fsync"
+                );
                 // Back to flushing on every commit before anything is written.
                 let _ = conn.pragma_update(None, "synchronous", "FULL");
                 inline

@@ -51,6 +51,9 @@ mod writer;
 #[cfg(feature = "store")]
 mod writer_lock;
 
+#[cfg(feature = "store")]
+#[cfg(feature = "store")]
+pub use durability::sync_wal;
 pub use error::AuditError;
 pub use event::{
     Actor, DecisionRecord, Disclosure, Effect, Event, EventKind, Outcome, PayloadInput, PayloadRef,
@@ -60,8 +63,5 @@ pub use event::{
 pub use log::{AuditLog, FullVerification, LogOptions};
 #[cfg(feature = "store")]
 pub use store::Store;
-#[cfg(feature = "store")]
-#[cfg(feature = "store")]
-pub use durability::sync_wal;
 #[cfg(feature = "store")]
 pub use writer::{Receipt, Sequenced};

@@ -18,11 +18,11 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use crate::durability::Syncer;
 use crate::error::AuditError;
 use crate::event::{Actor, Event, EventKind};
 use crate::marker::{Finding, FullCheck, VerifiedThrough, FULL_CHECK, VERIFIED_THROUGH};
 use crate::merkle::Hash;
-use crate::durability::Syncer;
 use crate::writer::{Prepared, Receipt, Sequenced, Work, Writer};
 
 /// Where an answer goes.

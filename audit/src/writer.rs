@@ -19,8 +19,8 @@ use crate::payload::{commit_text, parse_commit, seal, SealedPayload};
 mod batch;
 mod commit;
 
-pub use batch::Sequenced;
 pub(crate) use batch::Prepared;
+pub use batch::Sequenced;
 
 /// What an acknowledged append returns: the entry is durable and covered by
 /// the signed checkpoint.

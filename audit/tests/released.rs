@@ -50,10 +50,10 @@ fn released_and_durable_appends_share_one_order_and_one_flush() {
 fn released_entries_alone_are_written_soon_and_on_close() {
     let f = Fixture::new();
     let log = f.create();
-    let last = (0..20)
-        .map(|_| log.append_released_blocking(decision()).unwrap().seq)
-        .last()
-        .unwrap();
+    let mut last = 0;
+    for _ in 0..20 {
+        last = log.append_released_blocking(decision()).unwrap().seq;
+    }
     // Written within moments even with no durable append after them.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while Store::open(&f.db).unwrap().size().unwrap() <= last {
@@ -66,7 +66,11 @@ fn released_entries_alone_are_written_soon_and_on_close() {
     let more = log.append_released_blocking(decision()).unwrap();
     log.close().unwrap();
     let rep = verify_db(&f.db, &f.verifier(), None).unwrap();
-    assert_eq!(rep.entries, more.seq + 2, "the last released one and log.close");
+    assert_eq!(
+        rep.entries,
+        more.seq + 2,
+        "the last released one and log.close"
+    );
 }
 
 /// A write that fails: the next insert at or after `seq` is refused by a
@@ -81,9 +85,7 @@ fn fail_inserts_from(f: &Fixture, seq: u64) {
 }
 
 fn heal(f: &Fixture) {
-    raw(&f.db)
-        .execute_batch("DROP TRIGGER fail_from;")
-        .unwrap();
+    raw(&f.db).execute_batch("DROP TRIGGER fail_from;").unwrap();
 }
 
 #[test]

@@ -296,7 +296,10 @@ fn a_read_released_before_a_failed_write_stops_every_effect_after_it() {
     let w = s
         .gate
         .authorize(file(stele_policy::Action::FileWrite, "receipts/a.txt"));
-    assert!(w.is_err(), "a write after a lost read must not be permitted");
+    assert!(
+        w.is_err(),
+        "a write after a lost read must not be permitted"
+    );
     c.execute_batch("DROP TRIGGER block;").unwrap();
     for action in [
         stele_policy::Action::FileWrite,

@@ -226,7 +226,9 @@ fn check(run: &Run, connections: usize, label: &str) {
 
 #[test]
 fn after_kill_9_every_write_and_connection_has_every_read_before_it() {
-    if !stele_tests::sandbox_available("after_kill_9_every_write_and_connection_has_every_read_before_it") {
+    if !stele_tests::sandbox_available(
+        "after_kill_9_every_write_and_connection_has_every_read_before_it",
+    ) {
         return;
     }
     let (port, seen) = service();

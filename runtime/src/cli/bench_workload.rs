@@ -161,9 +161,7 @@ fn run_in(args: &WorkloadArgs, scratch: &Path) -> anyhow::Result<ExitCode> {
         args.writes,
         args.backend
     );
-    crate::outln!(
-        "  log before the first run: {entries_before} entries; each run adds {per_run}"
-    );
+    crate::outln!("  log before the first run: {entries_before} entries; each run adds {per_run}");
     crate::outln!(
         "  plain python3:        median {:8.1} ms  (runs: {})",
         ms(pm),
@@ -187,7 +185,10 @@ fn make_workspace(ws: &Path, files: usize) -> anyhow::Result<()> {
         if i % 1000 == 0 {
             std::fs::create_dir_all(&d)?;
         }
-        std::fs::write(d.join(format!("f{i}.txt")), format!("{}{i}", "x".repeat(200)))?;
+        std::fs::write(
+            d.join(format!("f{i}.txt")),
+            format!("{}{i}", "x".repeat(200)),
+        )?;
     }
     std::fs::create_dir_all(ws.join("in"))?;
     std::fs::create_dir_all(ws.join("out"))?;

@@ -294,7 +294,10 @@ impl GateMediator {
             ..Target::default()
         };
         let reason = r.reason();
-        let refusal = match self.gate.refuse_in_sandbox(target, reason.clone(), Some(data)) {
+        let refusal = match self
+            .gate
+            .refuse_in_sandbox(target, reason.clone(), Some(data))
+        {
             Ok(denial) => Refusal::with_detail(
                 reason,
                 RefusedBeforePolicy {
