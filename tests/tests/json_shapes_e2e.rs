@@ -176,6 +176,17 @@ fn sandbox_and_session_shapes() {
     let gate = json_of(&s.run(&["bench", "gate", "--json", "--calls", "5"]).unwrap());
     check("bench-gate", &gate);
     assert_eq!(gate["calls"], 5);
+    // A small workload through the real gate and log: one measured run of each.
+    let wl = json_of(
+        &s.run(&[
+            "bench", "workload", "--json", "--files", "40", "--writes", "4", "--runs", "1",
+        ])
+        .unwrap(),
+    );
+    check("bench-workload", &wl);
+    assert_eq!(wl["stele_ms"].as_array().unwrap().len(), 1);
+    // Each run reads and writes through the gate: every file is an entry at least.
+    assert!(wl["entries_per_run"].as_u64().unwrap() >= 44, "{wl}");
     // vm check reports either way (ready or not) with the same shape.
     let o = s.run(&["vm", "check", "--json"]).unwrap();
     let vm: Value = serde_json::from_slice(&o.stdout).unwrap();

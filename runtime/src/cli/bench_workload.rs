@@ -32,6 +32,9 @@ pub struct WorkloadArgs {
     /// The sandbox backend (`process` or `vm`).
     #[arg(long, default_value = "process")]
     pub backend: String,
+    /// Print the figures as JSON (docs/json/bench-workload.schema.json).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The command both ways run: read all of `in/`, write `out/`.
@@ -155,6 +158,21 @@ fn run_in(args: &WorkloadArgs, scratch: &Path) -> anyhow::Result<ExitCode> {
     s.sort();
     let (pm, sm) = (median(&p), median(&s));
     let per_run = (entries_after - entries_before) / (args.runs as u64 + 1);
+    let ratio = ms(sm) / ms(pm).max(1e-3);
+    if args.json {
+        super::json::pretty(&super::json::WorkloadBench {
+            files: args.files,
+            writes: args.writes,
+            backend: args.backend.clone(),
+            runs: args.runs,
+            entries_before,
+            entries_per_run: per_run,
+            plain_ms: p.iter().map(|d| ms(*d)).collect(),
+            stele_ms: s.iter().map(|d| ms(*d)).collect(),
+            ratio,
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
     crate::outln!(
         "stele bench workload: read {} files, write {} ({} backend, real gate and audit log, fsync on)",
         args.files,
@@ -172,10 +190,7 @@ fn run_in(args: &WorkloadArgs, scratch: &Path) -> anyhow::Result<ExitCode> {
         ms(sm),
         list(&s)
     );
-    crate::outln!(
-        "  ratio (median):       {:.2}x   (goal <= 2.0x)",
-        ms(sm) / ms(pm).max(1e-3)
-    );
+    crate::outln!("  ratio (median):       {ratio:.2}x   (goal <= 2.0x)");
     Ok(ExitCode::SUCCESS)
 }
 

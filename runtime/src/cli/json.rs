@@ -223,6 +223,30 @@ pub struct GateBench {
     pub decide_p50_us: f64,
 }
 
+/// `stele bench workload --json`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadBench {
+    /// Small files the command read.
+    pub files: usize,
+    /// Files it wrote.
+    pub writes: usize,
+    /// Sandbox backend (`process`, `vm`).
+    pub backend: String,
+    /// Measured runs of each (after one warm-up run of each).
+    pub runs: usize,
+    /// Entries in the audit log before the first run.
+    pub entries_before: u64,
+    /// Entries each run added.
+    pub entries_per_run: u64,
+    /// Plain `python3`, each measured run, milliseconds, sorted.
+    pub plain_ms: Vec<f64>,
+    /// Through `stele sandbox exec`, each measured run, milliseconds, sorted.
+    pub stele_ms: Vec<f64>,
+    /// Median through stele over median plain.
+    pub ratio: f64,
+}
+
 /// `stele vm check --json` (and `microvm` in `stele sandbox check --json`).
 #[derive(Debug, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -340,6 +364,7 @@ pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
         ("sandbox-exec", schema_for!(ExecReport)),
         ("sandbox-bench", schema_for!(SpawnBench)),
         ("bench-gate", schema_for!(GateBench)),
+        ("bench-workload", schema_for!(WorkloadBench)),
         ("vm-check", schema_for!(VmCheck)),
         ("run-start", schema_for!(RunStart)),
         ("bench-tool-call", schema_for!(ToolCallBench)),
