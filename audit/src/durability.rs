@@ -90,6 +90,19 @@ impl Syncer {
             );
             return inline;
         }
+        // Closing the log need not copy the WAL into the database (two more
+        // flushes and a rewrite at the end of every command): the WAL is as
+        // durable, and the next writer or SQLite's own auto-checkpoint
+        // carries it over.
+        if let Err(e) = conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        ) {
+            tracing::debug!(
+                "audit log {}: checkpoint on close stays on: {e}",
+                db.display()
+            );
+        }
         let (tx, rx) = mpsc::channel::<Waiting>();
         let f = failed.clone();
         let thread = std::thread::Builder::new()

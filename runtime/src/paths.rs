@@ -118,6 +118,16 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
 
 /// Write `contents` to a new private file (0600 whatever the umask).
 pub fn write_private_file(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_private(path, contents)?.sync_all()
+}
+
+/// [`write_private_file`] without the flush: for caches that a crash may
+/// lose (they are rebuilt from the log).
+pub fn write_private_cache(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_private(path, contents).map(drop)
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> io::Result<std::fs::File> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut f = std::fs::OpenOptions::new()
@@ -130,7 +140,7 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> io::Result<()> {
     // file keeps its own: set it explicitly.
     f.set_permissions(std::fs::Permissions::from_mode(PRIVATE_FILE))?;
     f.write_all(contents)?;
-    f.sync_all()
+    Ok(f)
 }
 
 /// Set the process's umask to 0077 (files 0600, folders 0700 at most) for

@@ -138,7 +138,8 @@ pub fn refresh_index(db: &Path) {
     let mut tmp = path.clone().into_os_string();
     tmp.push(format!(".tmp-{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
-    if crate::paths::write_private_file(&tmp, &text).is_ok() && std::fs::rename(&tmp, &path).is_ok()
+    if crate::paths::write_private_cache(&tmp, &text).is_ok()
+        && std::fs::rename(&tmp, &path).is_ok()
     {
         return;
     }
