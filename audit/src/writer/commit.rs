@@ -54,6 +54,9 @@ impl Writer {
                      ON CONFLICT(id) DO UPDATE SET n = excluded.n, head = excluded.head, ended = excluded.ended, last = excluded.last",
                 )
                 .map_err(&e)?;
+            let mut ins_session_entry = tx
+                .prepare_cached("INSERT INTO session_entries(session, n, seq) VALUES (?1, ?2, ?3)")
+                .map_err(&e)?;
             for b in built.iter().flatten() {
                 ins_entry
                     .execute(params![b.seq as i64, b.leaf, &b.hash[..]])
@@ -100,6 +103,10 @@ impl Writer {
                             ended as i64,
                             b.seq as i64
                         ])
+                        .map_err(&e)?;
+                    // The index by session (derived, like `sessions`).
+                    ins_session_entry
+                        .execute(params![id, *n as i64, b.seq as i64])
                         .map_err(&e)?;
                 }
             }
