@@ -11,11 +11,15 @@
 pub mod attestation;
 #[cfg(feature = "store")]
 pub mod binary_digest;
+#[cfg(feature = "store")]
+mod bundle_out;
 pub mod layout;
 pub mod ocsf;
 pub mod summary;
 pub mod tar;
 pub mod tiles;
+#[cfg(feature = "store")]
+mod session;
 #[cfg(feature = "store")]
 pub mod write;
 
