@@ -270,35 +270,9 @@ fn build(
     let d = ocsf_w.finish()?;
     o.digests.insert(OCSF.to_string(), d);
 
-    // Sessions the selection touches.
-    let mut sessions: Vec<SessionRange> = Vec::new();
-    let wanted: Vec<String> = match &opts.selection {
-        Selection::Session { id } => {
-            if !checker.sessions.contains_key(id) {
-                return Err(ExportError::Invalid(format!(
-                    "no session {id:?} in the log"
-                )));
-            }
-            vec![id.clone()]
-        }
-        _ => Vec::new(),
-    };
-    for id in &wanted {
-        if let Some(s) = checker.sessions.get(id) {
-            if !s.ended && !opts.allow_open_session {
-                return Err(ExportError::Invalid(format!(
-                    "session {id} has not ended; its completeness cannot be shown (export after it ends)"
-                )));
-            }
-            sessions.push(SessionRange {
-                id: id.clone(),
-                first: s.first,
-                last: s.last,
-                entries: s.n + 1,
-                ended: s.ended,
-            });
-        }
-    }
+    // Whole-log and time exports name no session (a session export is a
+    // session bundle: `super::session`).
+    let sessions: Vec<SessionRange> = Vec::new();
 
     // Checkpoints: the newest, plus every published or cosigned one below it.
     let cosigs = cosignature_lines(&store)?;
