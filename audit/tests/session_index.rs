@@ -93,7 +93,9 @@ fn an_old_log_gets_the_index_once_opened_for_writing_and_reads_the_same_without_
     log.close().unwrap();
     // As a schema-2 log: no index.
     let c = rusqlite::Connection::open(&f.db).unwrap();
-    c.execute_batch("DROP TABLE session_entries; UPDATE meta SET v = '2' WHERE k = 'schema';")
+    c.execute_batch(
+        "DROP TABLE session_links; UPDATE meta SET v = '2' WHERE k = 'schema'; UPDATE sessions SET first = NULL, last = NULL;",
+    )
         .unwrap();
     drop(c);
     // Read-only: by scan, the same entries.
@@ -133,36 +135,41 @@ fn an_old_log_gets_the_index_once_opened_for_writing_and_reads_the_same_without_
 /// written.
 #[test]
 fn a_damaged_index_fails_the_export_closed() {
-    type Damage = (&'static str, &'static str);
-    let damages: [Damage; 5] = [
+    // `{aN}`: the index of session a's entry n; `{b}`: of session b's last.
+    let damages: [(&str, &str); 5] = [
+        ("a middle link deleted", "DELETE FROM session_links WHERE seq = {a3}"),
         (
-            "a middle row deleted",
-            "DELETE FROM session_entries WHERE session = 'a' AND n = 3",
+            "a link to another session's entry",
+            "UPDATE session_links SET prev = {b} WHERE seq = {a1}",
         ),
         (
-            "a row pointing at another session's entry",
-            "UPDATE session_entries SET seq = (SELECT seq FROM session_entries WHERE session = 'b' AND n = 1) WHERE session = 'a' AND n = 2",
+            "the session's newest entry moved back",
+            "UPDATE sessions SET last = {a4} WHERE id = 'a'",
         ),
         (
-            "the last rows deleted",
-            "DELETE FROM session_entries WHERE session = 'a' AND n >= 5",
+            "a link that loops",
+            "UPDATE session_links SET prev = {a3} WHERE seq = {a3}",
         ),
         (
-            "a row pointing at a missing entry",
-            "UPDATE session_entries SET seq = 0 WHERE session = 'a' AND n = 1",
-        ),
-        (
-            "two rows swapped",
-            "UPDATE session_entries SET seq = CASE n WHEN 1 THEN (SELECT seq FROM session_entries WHERE session = 'a' AND n = 2) ELSE (SELECT seq FROM session_entries WHERE session = 'a' AND n = 1) END WHERE session = 'a' AND n IN (1, 2)",
+            "a link that skips an entry",
+            "UPDATE session_links SET prev = {a1} WHERE seq = {a3}",
         ),
     ];
     for (what, sql) in damages {
         let f = Fixture::new();
         let log = f.create();
         interleaved(&log);
+        let store = log.store().unwrap();
+        let a = by_hand(&store, "a");
+        let b = by_hand(&store, "b");
+        drop(store);
         log.close().unwrap();
+        let mut sql = sql.replace("{b}", &b.last().unwrap().1.to_string());
+        for k in 0..a.len() {
+            sql = sql.replace(&format!("{{a{k}}}"), &a[k].1.to_string());
+        }
         let c = rusqlite::Connection::open(&f.db).unwrap();
-        assert!(c.execute(sql, []).unwrap() > 0, "{what}");
+        assert!(c.execute(&sql, []).unwrap() > 0, "{what}");
         drop(c);
         let log = f.open().unwrap();
         let out = f.dir.path().join("exp");

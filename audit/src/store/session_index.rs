@@ -1,10 +1,12 @@
-//! Reading one session's entries: through the derived `session_entries`
-//! index (cost proportional to the session) when the log has it, else by
+//! Reading one session's entries: through the derived `session_links`
+//! (each session entry names the session's previous one; `sessions.last`
+//! the newest), at a cost proportional to the session, when the log has
+//! them, else by
 //! reading every entry (a read-only view of a log no writer of schema 3 has
 //! opened). Derived data is never trusted: callers check each entry's
 //! session id, position and sub-chain link.
 
-use rusqlite::params;
+use rusqlite::OptionalExtension as _;
 
 use super::Store;
 use crate::error::AuditError;
@@ -21,7 +23,8 @@ pub enum SessionLookup {
 /// One entry of a session as the store gives it.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionEntry<'a> {
-    /// Its position in the session as the index (or scan) states it.
+    /// Its position in the session as the index gives it (counted from
+    /// the first entry found) or the scanned leaf states it.
     pub n: u64,
     /// Its index in the log.
     pub seq: u64,
@@ -62,38 +65,50 @@ impl Store {
             })?;
             return Ok(SessionLookup::Scan);
         }
-        let mut st = self
+        let damaged = |seq: u64, reason: String| AuditError::Integrity {
+            index: seq,
+            reason: format!("session {id}: {reason} (the index by session is damaged)"),
+        };
+        let Some(row) = self.session_row(id)? else {
+            return Ok(SessionLookup::Index);
+        };
+        let mut at = row.last.ok_or_else(|| {
+            damaged(0, "the session's row does not name its newest entry".into())
+        })?;
+        // Newest to oldest; at most as many steps as the session has
+        // entries (so a damaged link cannot make a loop).
+        let mut seqs = Vec::new();
+        let mut link = self
             .conn()
-            .prepare_cached(
-                "SELECT s.n, s.seq, e.leaf, e.leaf_hash FROM session_entries s \
-                 LEFT JOIN entries e ON e.seq = s.seq \
-                 WHERE s.session = ?1 AND s.seq < ?2 ORDER BY s.n",
-            )
+            .prepare_cached("SELECT prev FROM session_links WHERE seq = ?1")
             .map_err(&err)?;
-        let mut rows = st
-            .query(params![id, below.min(i64::MAX as u64) as i64])
-            .map_err(&err)?;
-        while let Some(row) = rows.next().map_err(&err)? {
-            let n: i64 = row.get(0).map_err(&err)?;
-            let seq: i64 = row.get(1).map_err(&err)?;
-            let blob = |i: usize| {
-                row.get_ref(i)
-                    .and_then(|v| v.as_blob_or_null().map_err(Into::into))
-                    .map_err(&err)
-            };
-            let (Some(leaf), Some(leaf_hash)) = (blob(2)?, blob(3)?) else {
-                return Err(AuditError::Integrity {
-                    index: seq as u64,
-                    reason: format!(
-                        "the index by session names entry {seq} as n={n} of session {id:?}, but there is no such entry"
-                    ),
-                });
-            };
+        for _ in 0..=row.n {
+            if at < below {
+                seqs.push(at);
+            }
+            let prev: Option<Option<i64>> = link
+                .query_row([at as i64], |r| r.get(0))
+                .optional()
+                .map_err(&err)?;
+            match prev {
+                None => return Err(damaged(at, format!("entry {at} has no link"))),
+                Some(None) => break,
+                Some(Some(p)) if (p as u64) < at => at = p as u64,
+                Some(Some(p)) => {
+                    return Err(damaged(at, format!("entry {at} links forward to {p}")))
+                }
+            }
+        }
+        seqs.reverse();
+        for (n, seq) in seqs.into_iter().enumerate() {
+            let e = self.entry(seq).map_err(|_| {
+                damaged(seq, format!("it leads to entry {seq}, which is missing"))
+            })?;
             f(SessionEntry {
                 n: n as u64,
-                seq: seq as u64,
-                leaf,
-                leaf_hash,
+                seq,
+                leaf: &e.leaf,
+                leaf_hash: &e.leaf_hash,
             })?;
         }
         Ok(SessionLookup::Index)
