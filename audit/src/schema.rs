@@ -108,7 +108,8 @@ fn build_session_index(conn: &Connection) -> rusqlite::Result<()> {
                 last.insert(id, seq);
             }
         }
-        let mut up = conn.prepare("UPDATE sessions SET last = ?2 WHERE id = ?1 AND last IS NULL")?;
+        let mut up =
+            conn.prepare("UPDATE sessions SET last = ?2 WHERE id = ?1 AND last IS NULL")?;
         for (id, seq) in &last {
             up.execute(rusqlite::params![id, seq])?;
         }

@@ -65,10 +65,7 @@ fn session_export_layout_and_logging() {
     assert_eq!(p.tree_size, r.tree_size);
     assert_eq!(p.sessions.len(), 1);
     assert!(p.sessions[0].ended);
-    assert_eq!(
-        p.layout,
-        stele_audit::export::layout::BundleLayout::Session
-    );
+    assert_eq!(p.layout, stele_audit::export::layout::BundleLayout::Session);
     assert_eq!(st.subject.len(), files.len() - 1);
     // Nothing temporary left beside the output.
     let leftovers: Vec<_> = std::fs::read_dir(f.dir.path())

@@ -42,7 +42,10 @@ fn by_hand(store: &Store, id: &str) -> Vec<(u64, u64, Vec<u8>)> {
 /// Sessions a and b2 side by side, with whole sessions b and c between.
 fn interleaved(log: &stele_audit::AuditLog) {
     use stele_audit::{Event, EventKind};
-    let ev = |k, id: &str| log.append_blocking(Event::new(k, actor()).in_session(id)).unwrap();
+    let ev = |k, id: &str| {
+        log.append_blocking(Event::new(k, actor()).in_session(id))
+            .unwrap()
+    };
     sample_session(log, "c");
     ev(EventKind::SessionStart, "a");
     ev(EventKind::SessionStart, "b2");
@@ -88,7 +91,10 @@ fn an_old_log_gets_the_index_once_opened_for_writing_and_reads_the_same_without_
     let log = f.create();
     interleaved(&log);
     let store = log.store().unwrap();
-    let want: Vec<_> = ["a", "b", "c"].iter().map(|id| read(&store, id).0).collect();
+    let want: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|id| read(&store, id).0)
+        .collect();
     drop(store);
     log.close().unwrap();
     // As a schema-2 log: no index.
@@ -137,7 +143,10 @@ fn an_old_log_gets_the_index_once_opened_for_writing_and_reads_the_same_without_
 fn a_damaged_index_fails_the_export_closed() {
     // `{aN}`: the index of session a's entry n; `{b}`: of session b's last.
     let damages: [(&str, &str); 5] = [
-        ("a middle link deleted", "DELETE FROM session_links WHERE seq = {a3}"),
+        (
+            "a middle link deleted",
+            "DELETE FROM session_links WHERE seq = {a3}",
+        ),
         (
             "a link to another session's entry",
             "UPDATE session_links SET prev = {b} WHERE seq = {a1}",

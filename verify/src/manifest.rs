@@ -8,9 +8,7 @@ use stele_attest::{Checkpoint, SignedNote};
 use stele_audit::export::layout::{
     sha256, ExportPredicate, CHECKPOINT, CHECKPOINTS_DIR, MANIFEST, PREDICATE_TYPE,
 };
-use stele_audit::export::layout::{
-    BundleLayout, CONSISTENCY_DIR, REDACTIONS_DIR,
-};
+use stele_audit::export::layout::{BundleLayout, CONSISTENCY_DIR, REDACTIONS_DIR};
 use stele_audit::export::layout::{
     ATTESTATIONS_DIR, OCSF, PAYLOADS_DIR, POLICIES_DIR, PROOFS_DIR, SUMMARY, VERIFY_MD,
 };

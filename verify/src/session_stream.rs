@@ -47,7 +47,9 @@ pub(crate) fn verify(
         return Err(mf("a session bundle must select a session".into()));
     };
     let [range] = m.predicate.sessions.as_slice() else {
-        return Err(mf("a session bundle describes exactly its one session".into()));
+        return Err(mf(
+            "a session bundle describes exactly its one session".into()
+        ));
     };
     if &range.id != id {
         return Err(mf(format!("describes session {}, not {id}", range.id)));
@@ -140,7 +142,9 @@ pub(crate) fn verify(
             return Err(Failure::new(
                 name,
                 Some(seq),
-                format!("redaction names a payload first committed by entry {by}, which is not earlier"),
+                format!(
+                    "redaction names a payload first committed by entry {by}, which is not earlier"
+                ),
             ));
         }
         extra_entries += 1;
@@ -168,7 +172,10 @@ pub(crate) fn verify(
     report.layout = stele_audit::export::layout::BundleLayout::Session;
     report.entries = count + extra_entries;
     report.proofs = count + extra_entries;
-    report.unfinished = chain.unfinished().map(|(q, k)| (q, k.to_string())).collect();
+    report.unfinished = chain
+        .unfinished()
+        .map(|(q, k)| (q, k.to_string()))
+        .collect();
     report.sessions = (1, 0);
     payloads(bundle, m, &s, &mut report)?;
     extras::policies(bundle, m, &mut report)?;
@@ -200,7 +207,9 @@ fn indexed(m: &Manifest, dir: &str) -> Result<Vec<(u64, String)>, Failure> {
             .strip_suffix(".tlog-proof")
             .filter(|x| !x.is_empty() && (x.len() == 1 || !x.starts_with('0')))
             .and_then(|x| x.parse::<u64>().ok())
-            .ok_or_else(|| Failure::new(name.clone(), None, "proof name must be <index>.tlog-proof"))?;
+            .ok_or_else(|| {
+                Failure::new(name.clone(), None, "proof name must be <index>.tlog-proof")
+            })?;
         v.push((seq, name.clone()));
     }
     v.sort_unstable();
@@ -228,15 +237,20 @@ impl<'a> Proofs<'a> {
     /// the tree of the bundle's checkpoint.
     fn read(&mut self, bundle: &Bundle, name: &str, seq: u64) -> Result<Vec<u8>, Failure> {
         let f = |r: String| Failure::new(name, Some(seq), r);
-        let text = String::from_utf8(self.m.read(bundle, name)?)
-            .map_err(|_| f("not UTF-8".into()))?;
+        let text =
+            String::from_utf8(self.m.read(bundle, name)?).map_err(|_| f("not UTF-8".into()))?;
         let p = stele_audit::proof::parse(&text).map_err(f)?;
         if p.index != seq {
-            return Err(f(format!("proves index {}, not the {seq} its name says", p.index)));
+            return Err(f(format!(
+                "proves index {}, not the {seq} its name says",
+                p.index
+            )));
         }
         if !self.notes.contains(p.note) {
             let (cp, _) = Checkpoint::open(p.note, &self.opts.log_key).map_err(|e| {
-                f(format!("checkpoint does not verify with the trusted log key: {e}"))
+                f(format!(
+                    "checkpoint does not verify with the trusted log key: {e}"
+                ))
             })?;
             let pr = &self.m.predicate;
             if cp.origin != pr.origin || cp.size != pr.tree_size || cp.root != self.m.root {
@@ -285,7 +299,10 @@ fn redaction(
     seen: &mut Vec<RedactionSeen>,
 ) -> Result<(), Failure> {
     let f = |r: String| Failure::new(name, Some(leaf.seq), r);
-    let d = leaf.data.as_ref().ok_or_else(|| f("redaction without data".into()))?;
+    let d = leaf
+        .data
+        .as_ref()
+        .ok_or_else(|| f("redaction without data".into()))?;
     let list = d["commits"]
         .as_array()
         .ok_or_else(|| f("redaction without commits".into()))?;
@@ -295,7 +312,9 @@ fn redaction(
             .and_then(commit_hash)
             .ok_or_else(|| f("redaction names a bad commitment".into()))?;
         if let Some(before) = by.insert(h, leaf.seq) {
-            return Err(f(format!("redaction names a payload already redacted by entry {before}")));
+            return Err(f(format!(
+                "redaction names a payload already redacted by entry {before}"
+            )));
         }
     }
     seen.push(RedactionSeen {
@@ -329,7 +348,11 @@ fn consistency(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<(), Fai
             .lines()
             .map(|l| {
                 parse_hash_b64(l).ok_or_else(|| {
-                    Failure::new(name.clone(), None, "each line must be the base64 of a 32-byte hash")
+                    Failure::new(
+                        name.clone(),
+                        None,
+                        "each line must be the base64 of a 32-byte hash",
+                    )
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -357,22 +380,41 @@ fn consistency(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<(), Fai
 }
 
 /// Payload files against the session's commitments.
-fn payloads(bundle: &Bundle, m: &Manifest, s: &Streamed, report: &mut Report) -> Result<(), Failure> {
+fn payloads(
+    bundle: &Bundle,
+    m: &Manifest,
+    s: &Streamed,
+    report: &mut Report,
+) -> Result<(), Failure> {
     let mut present = BTreeSet::new();
     for name in m.digests.keys().filter(|n| n.starts_with(PAYLOADS_DIR)) {
         let c: Hash = hex::decode(&name[PAYLOADS_DIR.len()..])
             .ok()
             .and_then(|v| v.try_into().ok())
-            .ok_or_else(|| Failure::new(name.clone(), None, "payload name is not a hex commitment"))?;
+            .ok_or_else(|| {
+                Failure::new(name.clone(), None, "payload name is not a hex commitment")
+            })?;
         let by = s.selected_commits.get(&c).copied().ok_or_else(|| {
-            Failure::new(name.clone(), None, "no entry of the session commits to this payload")
+            Failure::new(
+                name.clone(),
+                None,
+                "no entry of the session commits to this payload",
+            )
         })?;
         let b = m.read(bundle, name)?;
         if b.len() < 32 || sha256(&b) != c {
-            return Err(Failure::new(name.clone(), Some(by), "payload (salt ‖ body) does not match its commitment"));
+            return Err(Failure::new(
+                name.clone(),
+                Some(by),
+                "payload (salt ‖ body) does not match its commitment",
+            ));
         }
         if s.checker.redacted_by.contains_key(&c) {
-            return Err(Failure::new(name.clone(), Some(by), "payload is present although a redaction erased it"));
+            return Err(Failure::new(
+                name.clone(),
+                Some(by),
+                "payload is present although a redaction erased it",
+            ));
         }
         present.insert(c);
     }

@@ -171,7 +171,12 @@ fn proof_indices(dir: &Path) -> Vec<u64> {
     let mut v: Vec<u64> = stele_audit::export::list_files(dir)
         .unwrap()
         .iter()
-        .filter_map(|f| f.strip_prefix("proofs/")?.strip_suffix(".tlog-proof")?.parse().ok())
+        .filter_map(|f| {
+            f.strip_prefix("proofs/")?
+                .strip_suffix(".tlog-proof")?
+                .parse()
+                .ok()
+        })
         .collect();
     v.sort_unstable();
     v
@@ -247,7 +252,9 @@ fn every_way_of_making_a_session_bundle_lie_fails_naming_it() {
     let seqs = proof_indices(&out);
     let (first, mid, last) = (seqs[0], seqs[seqs.len() / 2], *seqs.last().unwrap());
     let fails = |t: &Path, file: &str, index: Option<u64>, words: &str| {
-        let e = s.check(t).expect_err(&format!("accepted; expected {words}"));
+        let e = s
+            .check(t)
+            .expect_err(&format!("accepted; expected {words}"));
         assert_eq!(e.file, file, "{e}");
         assert_eq!(e.index, index, "{e}");
         assert!(e.reason.contains(words), "wanted {words:?}: {e}");
@@ -287,7 +294,12 @@ fn every_way_of_making_a_session_bundle_lie_fails_naming_it() {
     let t = s.copy(&out);
     std::fs::remove_file(t.join(proof_name(first))).unwrap();
     s.resign(&t, |_| {});
-    fails(&t, &proof_name(seqs[1]), Some(seqs[1]), "does not begin with session.start");
+    fails(
+        &t,
+        &proof_name(seqs[1]),
+        Some(seqs[1]),
+        "does not begin with session.start",
+    );
 
     // An entry of another session (or of none) added, with a valid proof
     // against the same checkpoint.
@@ -299,7 +311,11 @@ fn every_way_of_making_a_session_bundle_lie_fails_naming_it() {
         std::fs::write(t.join(proof_name(foreign)), proof).unwrap();
         s.resign(&t, |_| {});
         let e = s.check(&t).unwrap_err();
-        assert_eq!((e.file.clone(), e.index), (proof_name(foreign), Some(foreign)), "{e}");
+        assert_eq!(
+            (e.file.clone(), e.index),
+            (proof_name(foreign), Some(foreign)),
+            "{e}"
+        );
         assert!(
             e.reason.contains("not to session a") || e.reason.contains("does not begin"),
             "{e}"
@@ -316,7 +332,12 @@ fn every_way_of_making_a_session_bundle_lie_fails_naming_it() {
         lines[1] = format!("extra {}", B64.encode(&leaf));
     });
     s.resign(&t, |_| {});
-    fails(&t, &proof_name(mid), Some(mid), "inclusion proof does not verify");
+    fails(
+        &t,
+        &proof_name(mid),
+        Some(mid),
+        "inclusion proof does not verify",
+    );
 
     // A hash of the audit path altered.
     let t = s.copy(&out);
@@ -326,7 +347,12 @@ fn every_way_of_making_a_session_bundle_lie_fails_naming_it() {
         lines[3] = B64.encode(&h);
     });
     s.resign(&t, |_| {});
-    fails(&t, &proof_name(mid), Some(mid), "inclusion proof does not verify");
+    fails(
+        &t,
+        &proof_name(mid),
+        Some(mid),
+        "inclusion proof does not verify",
+    );
 
     // Two entries swapped (each file holding the other's proof).
     let t = s.copy(&out);
@@ -371,18 +397,32 @@ fn every_way_of_making_a_session_bundle_lie_fails_naming_it() {
     // ...and another log's checkpoint (another key, same origin).
     let other = Ed25519Signer::from_seed(ORIGIN, &[23; 32]).unwrap();
     let t = s.copy(&out);
-    let body = stele_attest::SignedNote::parse(&std::fs::read_to_string(t.join("checkpoint")).unwrap())
+    let body =
+        stele_attest::SignedNote::parse(&std::fs::read_to_string(t.join("checkpoint")).unwrap())
+            .unwrap()
+            .text;
+    let forged = Checkpoint::parse_body(&body)
         .unwrap()
-        .text;
-    let forged = Checkpoint::parse_body(&body).unwrap().sign(&other).unwrap().to_text();
+        .sign(&other)
+        .unwrap()
+        .to_text();
     std::fs::write(t.join("checkpoint"), forged).unwrap();
     s.resign(&t, |_| {});
-    fails(&t, "checkpoint", None, "does not verify with the trusted log key");
+    fails(
+        &t,
+        "checkpoint",
+        None,
+        "does not verify with the trusted log key",
+    );
 
     // The readable views edited and re-signed.
     let t = s.copy(&out);
     let sm = std::fs::read_to_string(t.join(SUMMARY)).unwrap();
-    let edited: String = sm.lines().filter(|l| !l.contains("exec")).map(|l| format!("{l}\n")).collect();
+    let edited: String = sm
+        .lines()
+        .filter(|l| !l.contains("exec"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     assert_ne!(sm, edited);
     std::fs::write(t.join(SUMMARY), edited).unwrap();
     s.resign(&t, |_| {});
@@ -404,7 +444,12 @@ fn every_way_of_making_a_session_bundle_lie_fails_naming_it() {
     std::fs::create_dir_all(t.join("tile/entries")).unwrap();
     std::fs::write(t.join("tile/entries/000"), b"x").unwrap();
     s.resign(&t, |_| {});
-    fails(&t, "tile/entries/000", None, "not part of the export format");
+    fails(
+        &t,
+        "tile/entries/000",
+        None,
+        "not part of the export format",
+    );
     let t = s.copy(&out);
     let payload = stele_audit::export::list_files(&t)
         .unwrap()
@@ -442,7 +487,8 @@ fn redacted_payloads_come_with_their_redaction_entry() {
         .unwrap()
         .into_iter()
         .find(|p| {
-            let l = stele_audit::leaf::Leaf::parse_canonical(&store.entry(p.seq).unwrap().leaf).unwrap();
+            let l = stele_audit::leaf::Leaf::parse_canonical(&store.entry(p.seq).unwrap().leaf)
+                .unwrap();
             l.session.is_some_and(|x| x.id == "a")
         })
         .unwrap();
@@ -467,7 +513,11 @@ fn redacted_payloads_come_with_their_redaction_entry() {
     let t = s.copy(&out);
     let other = stele_audit::proof::make(&store, &s.key.verifier(), red.seq - 1).unwrap();
     std::fs::remove_file(t.join(&name)).unwrap();
-    std::fs::write(t.join(format!("redactions/{}.tlog-proof", red.seq - 1)), other).unwrap();
+    std::fs::write(
+        t.join(format!("redactions/{}.tlog-proof", red.seq - 1)),
+        other,
+    )
+    .unwrap();
     s.resign(&t, |_| {});
     let e = s.check(&t).unwrap_err();
     assert_eq!(e.index, Some(red.seq - 1), "{e}");
@@ -478,7 +528,8 @@ fn redacted_payloads_come_with_their_redaction_entry() {
         .unwrap()
         .into_iter()
         .find(|p| {
-            let l = stele_audit::leaf::Leaf::parse_canonical(&store.entry(p.seq).unwrap().leaf).unwrap();
+            let l = stele_audit::leaf::Leaf::parse_canonical(&store.entry(p.seq).unwrap().leaf)
+                .unwrap();
             l.session.is_some_and(|x| x.id == "b")
         })
         .unwrap();

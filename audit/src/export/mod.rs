@@ -15,11 +15,11 @@ pub mod binary_digest;
 mod bundle_out;
 pub mod layout;
 pub mod ocsf;
+#[cfg(feature = "store")]
+mod session;
 pub mod summary;
 pub mod tar;
 pub mod tiles;
-#[cfg(feature = "store")]
-mod session;
 #[cfg(feature = "store")]
 pub mod write;
 

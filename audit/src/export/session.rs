@@ -111,7 +111,9 @@ pub(super) fn build(
         .map_err(|x| AuditError::Invalid(x.to_string()))
     })?;
     let Some(seen) = chain.seen().cloned() else {
-        return Err(ExportError::Invalid(format!("no session {id:?} in the log")));
+        return Err(ExportError::Invalid(format!(
+            "no session {id:?} in the log"
+        )));
     };
     progress(ExportProgress::SessionEntries {
         done: count,
@@ -251,7 +253,8 @@ fn payloads(
             index: r,
             reason: x.to_string(),
         })?;
-        if leaf.kind != EventKind::Redaction || crate::merkle::leaf_hash(&e.leaf)[..] != e.leaf_hash[..]
+        if leaf.kind != EventKind::Redaction
+            || crate::merkle::leaf_hash(&e.leaf)[..] != e.leaf_hash[..]
         {
             return Err(ExportError::Invalid(format!(
                 "entry {r}, named as the redaction of a session payload, is not a redaction entry with its stored hash"
@@ -312,4 +315,3 @@ impl NodeReader for Nodes<'_> {
         Ok(h)
     }
 }
-

@@ -161,15 +161,15 @@ pub fn export_with_progress(
             progress,
         ),
         Selection::All | Selection::Time { .. } => build(
-        log,
-        manifest_signer,
-        opts,
-        &tmp,
-        receipt.seq,
-        receipt.size,
-        &receipt.checkpoint,
-        progress,
-    ),
+            log,
+            manifest_signer,
+            opts,
+            &tmp,
+            receipt.seq,
+            receipt.size,
+            &receipt.checkpoint,
+            progress,
+        ),
     }
     .and_then(|report| finish(&tmp, out, opts.tar).map(|()| report));
     if r.is_err() {

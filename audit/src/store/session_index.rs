@@ -52,8 +52,10 @@ impl Store {
     ) -> Result<SessionLookup, AuditError> {
         let err = AuditError::sqlite(self.path());
         if !self.has_session_index()? {
-            self.for_each_entry(0, below, |seq, leaf, leaf_hash| {
-                match crate::schema::session_of(leaf) {
+            self.for_each_entry(
+                0,
+                below,
+                |seq, leaf, leaf_hash| match crate::schema::session_of(leaf) {
                     Some((sid, n)) if sid == id => f(SessionEntry {
                         n,
                         seq,
@@ -61,8 +63,8 @@ impl Store {
                         leaf_hash,
                     }),
                     _ => Ok(()),
-                }
-            })?;
+                },
+            )?;
             return Ok(SessionLookup::Scan);
         }
         let damaged = |seq: u64, reason: String| AuditError::Integrity {
@@ -72,9 +74,9 @@ impl Store {
         let Some(row) = self.session_row(id)? else {
             return Ok(SessionLookup::Index);
         };
-        let mut at = row.last.ok_or_else(|| {
-            damaged(0, "the session's row does not name its newest entry".into())
-        })?;
+        let mut at = row
+            .last
+            .ok_or_else(|| damaged(0, "the session's row does not name its newest entry".into()))?;
         // Newest to oldest; at most as many steps as the session has
         // entries (so a damaged link cannot make a loop).
         let mut seqs = Vec::new();
@@ -101,9 +103,9 @@ impl Store {
         }
         seqs.reverse();
         for (n, seq) in seqs.into_iter().enumerate() {
-            let e = self.entry(seq).map_err(|_| {
-                damaged(seq, format!("it leads to entry {seq}, which is missing"))
-            })?;
+            let e = self
+                .entry(seq)
+                .map_err(|_| damaged(seq, format!("it leads to entry {seq}, which is missing")))?;
             f(SessionEntry {
                 n: n as u64,
                 seq,

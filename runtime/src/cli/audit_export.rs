@@ -158,7 +158,9 @@ impl Progress {
             P::Entries { done, total } => ("entries checked and tiled", done, total),
             // A session bundle: its entries read through the index by
             // session, checked and proven one by one.
-            P::SessionEntries { done, total } => ("session entries checked and proven", done, total),
+            P::SessionEntries { done, total } => {
+                ("session entries checked and proven", done, total)
+            }
             P::Proofs { done, total } => ("inclusion proofs", done, total),
             P::Payloads { done, total } => ("payloads", done, total),
         };
