@@ -174,8 +174,8 @@ fn a_damaged_index_fails_the_export_closed() {
         drop(store);
         log.close().unwrap();
         let mut sql = sql.replace("{b}", &b.last().unwrap().1.to_string());
-        for k in 0..a.len() {
-            sql = sql.replace(&format!("{{a{k}}}"), &a[k].1.to_string());
+        for (k, (_, seq, _)) in a.iter().enumerate() {
+            sql = sql.replace(&format!("{{a{k}}}"), &seq.to_string());
         }
         let c = rusqlite::Connection::open(&f.db).unwrap();
         assert!(c.execute(&sql, []).unwrap() > 0, "{what}");

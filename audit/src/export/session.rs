@@ -226,13 +226,13 @@ fn payloads(
     for c in commits.iter() {
         let Some(p) = store.payload(c)? else { continue };
         match (p.salt, p.body, p.redacted_seq) {
-            (Some(salt), Some(body), _) => {
-                if opts.payloads {
-                    let mut b = salt;
-                    b.extend_from_slice(&body);
-                    o.put(&format!("{PAYLOADS_DIR}{}", hex::encode(c)), &b)?;
-                }
+            // Present: written unless withheld (`--no-payloads`).
+            (Some(salt), Some(body), _) if opts.payloads => {
+                let mut b = salt;
+                b.extend_from_slice(&body);
+                o.put(&format!("{PAYLOADS_DIR}{}", hex::encode(c)), &b)?;
             }
+            (Some(_), Some(_), _) => {}
             (_, _, Some(r)) if r < t.size => {
                 redactions.insert(r);
             }
