@@ -38,6 +38,7 @@ pub mod rules;
 pub mod schema;
 #[cfg(feature = "store")]
 mod sequencer;
+pub mod session_chain;
 #[cfg(feature = "store")]
 mod startup;
 #[cfg(feature = "store")]

@@ -71,12 +71,23 @@ pub fn render(leaf: &[u8], index: u64, path: &[Hash], note: &str) -> String {
     text
 }
 
-/// Parse and verify a proof with the log's key. The form is strict: the
-/// header, then `extra` (the leaf, required), then `index` (decimal, no
-/// leading zeros), then one canonical base64 hash per line, a blank line
-/// and the signed checkpoint; the leaf must be a valid leaf of this log at
-/// that index.
-pub fn verify(text: &str, verifier: &NoteVerifier) -> Result<VerifiedProof, String> {
+/// A proof's parts, read but not yet verified.
+#[derive(Debug, Clone)]
+pub struct ParsedProof<'a> {
+    /// Leaf index.
+    pub index: u64,
+    /// The leaf bytes carried in `extra`.
+    pub leaf: Vec<u8>,
+    /// The audit path.
+    pub path: Vec<Hash>,
+    /// The signed checkpoint note, as written.
+    pub note: &'a str,
+}
+
+/// Read a proof in the strict form [`verify`] describes, without checking
+/// any signature or hash (for a verifier that checks many proofs against
+/// one checkpoint it has verified once).
+pub fn parse(text: &str) -> Result<ParsedProof<'_>, String> {
     let (head, note) = text
         .split_once("\n\n")
         .ok_or("no blank line before the checkpoint")?;
@@ -108,6 +119,26 @@ pub fn verify(text: &str, verifier: &NoteVerifier) -> Result<VerifiedProof, Stri
             .ok_or("each audit path line must be the canonical base64 of a 32-byte hash")?;
         path.push(h);
     }
+    Ok(ParsedProof {
+        index,
+        leaf,
+        path,
+        note,
+    })
+}
+
+/// Parse and verify a proof with the log's key. The form is strict: the
+/// header, then `extra` (the leaf, required), then `index` (decimal, no
+/// leading zeros), then one canonical base64 hash per line, a blank line
+/// and the signed checkpoint; the leaf must be a valid leaf of this log at
+/// that index.
+pub fn verify(text: &str, verifier: &NoteVerifier) -> Result<VerifiedProof, String> {
+    let ParsedProof {
+        index,
+        leaf,
+        path,
+        note,
+    } = parse(text)?;
     let (cp, _) = Checkpoint::open(note, verifier).map_err(|e| e.to_string())?;
     verify_inclusion(&leaf_hash(&leaf), index, cp.size, &path, &cp.root)
         .map_err(|e| e.to_string())?;

@@ -4,10 +4,13 @@ use rusqlite::Connection;
 
 /// Schema version stored in `meta` by this version (new logs, and logs
 /// it has opened for writing).
-pub const SCHEMA_VERSION: &str = "2";
+pub const SCHEMA_VERSION: &str = "3";
 /// Versions this version reads: 1 (before `head`, `sessions.first/last`
-/// and the `tree_nodes` layout; upgraded when opened for writing) and 2.
-pub const READABLE_VERSIONS: [&str; 2] = ["1", "2"];
+/// and the `tree_nodes` layout), 2 (before `session_links`) — both
+/// upgraded when opened for writing — and 3. Version 3 exists so that a
+/// writer that does not keep `session_links` refuses the log instead of
+/// leaving the index silently behind.
+pub const READABLE_VERSIONS: [&str; 3] = ["1", "2", "3"];
 
 /// Tables, indexes and the append-only triggers. Triggers are defence in depth
 /// against accidents; the hashes and signatures catch deliberate edits.
@@ -27,6 +30,12 @@ CREATE TABLE payloads(cmt BLOB PRIMARY KEY, seq INTEGER NOT NULL, media TEXT NOT
 CREATE INDEX payloads_seq ON payloads(seq);
 -- derived state kept for fast start-up; verification recomputes it from the leaves
 CREATE TABLE sessions(id TEXT PRIMARY KEY, n INTEGER NOT NULL, head BLOB NOT NULL, ended INTEGER NOT NULL DEFAULT 0, first INTEGER, last INTEGER) STRICT;
+-- derived index by session: each session entry `seq` names the session's
+-- previous entry (`sessions.last` names its newest): appended in index
+-- order like `entries` (a table keyed by session cost a third of the
+-- many-writer append rate: every commit wrote a page per active session);
+-- checked (id, n, sub-chain) by whoever reads it
+CREATE TABLE session_links(seq INTEGER PRIMARY KEY, prev INTEGER) STRICT;
 CREATE TABLE open_intents(seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, session TEXT, leaf_hash BLOB NOT NULL) STRICT;
 CREATE TRIGGER entries_no_update BEFORE UPDATE ON entries BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END;
 CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END;
@@ -63,12 +72,78 @@ pub fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
             conn.execute_batch(&format!("ALTER TABLE sessions ADD COLUMN {col} INTEGER"))?;
         }
     }
+    build_session_index(conn)?;
     // Version 1 logs keep their `tree_hashes` (TreeLayout::Legacy).
     conn.execute(
         "UPDATE meta SET v = ?1 WHERE k = 'schema' AND v != ?1",
         [SCHEMA_VERSION],
     )?;
     Ok(())
+}
+
+/// Create `session_links` and fill it from the stored entries, in one
+/// transaction (the table exists only complete), unless it exists; set
+/// `sessions.last` where a log older than schema 2 left it empty. Leaves
+/// are read with the verifiers' own reader; one that does not parse is left
+/// out here (the start-up check that follows refuses such a log anyway, and
+/// an export checks every entry the links lead it to).
+fn build_session_index(conn: &Connection) -> rusqlite::Result<()> {
+    if has_session_index(conn)? {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "SAVEPOINT session_index;
+         CREATE TABLE session_links(seq INTEGER PRIMARY KEY, prev INTEGER) STRICT;",
+    )?;
+    let fill = || -> rusqlite::Result<()> {
+        let mut ins = conn.prepare("INSERT INTO session_links(seq, prev) VALUES (?1, ?2)")?;
+        let mut last: std::collections::HashMap<String, i64> = Default::default();
+        let mut st = conn.prepare("SELECT seq, leaf FROM entries ORDER BY seq")?;
+        let mut rows = st.query([])?;
+        while let Some(row) = rows.next()? {
+            let seq: i64 = row.get(0)?;
+            let leaf = row.get_ref(1)?.as_blob()?;
+            if let Some((id, _)) = session_of(leaf) {
+                ins.execute(rusqlite::params![seq, last.get(&id)])?;
+                last.insert(id, seq);
+            }
+        }
+        let mut up =
+            conn.prepare("UPDATE sessions SET last = ?2 WHERE id = ?1 AND last IS NULL")?;
+        for (id, seq) in &last {
+            up.execute(rusqlite::params![id, seq])?;
+        }
+        Ok(())
+    };
+    match fill() {
+        Ok(()) => conn.execute_batch("RELEASE session_index"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK TO session_index; RELEASE session_index");
+            Err(e)
+        }
+    }
+}
+
+/// The session id and position a leaf states, read as the verifiers read it.
+pub(crate) fn session_of(leaf: &[u8]) -> Option<(String, u64)> {
+    match crate::leaf_view::LeafView::scan(leaf) {
+        Some(v) => v.session.map(|s| (s.id.to_string(), s.n)),
+        None => crate::leaf::Leaf::parse_canonical(leaf)
+            .ok()?
+            .session
+            .map(|s| (s.id, s.n)),
+    }
+}
+
+/// Whether the database on `conn` has the index by session (a log no
+/// writer of schema 3 has opened has not).
+pub fn has_session_index(conn: &Connection) -> rusqlite::Result<bool> {
+    let has: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'session_links'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(has > 0)
 }
 
 /// Settings for every connection: WAL, full fsync on commit.

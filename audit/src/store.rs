@@ -8,6 +8,9 @@ use crate::error::AuditError;
 use crate::merkle::{Hash, NodeReader};
 use crate::schema::TreeLayout;
 
+mod session_index;
+pub use session_index::{SessionEntry, SessionLookup};
+
 /// A read-only view of an audit database.
 #[derive(Debug)]
 pub struct Store {

@@ -271,7 +271,7 @@ pub(crate) fn read_attestations(
 
 pub(crate) fn check_attestations(
     atts: &[Attestation],
-    s: &Streamed,
+    sessions: &stele_audit::check::CheckMap<String, stele_audit::check::SessionSeen>,
     report: &mut Report,
 ) -> Result<(), Failure> {
     for a in atts {
@@ -280,9 +280,7 @@ pub(crate) fn check_attestations(
         let id = p["session"]
             .as_str()
             .ok_or_else(|| f("no session".into()))?;
-        let seen = s
-            .checker
-            .sessions
+        let seen = sessions
             .get(id)
             .ok_or_else(|| f(format!("session {id} is not in the entries")))?;
         let ok = p["first"].as_u64() == Some(seen.first)

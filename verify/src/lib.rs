@@ -10,6 +10,7 @@ mod derived;
 mod extras;
 mod manifest;
 mod report;
+mod session_stream;
 mod stream;
 
 use std::collections::BTreeMap;
@@ -73,6 +74,12 @@ pub fn verify(bundle: &Bundle, opts: &Options) -> Result<Report, Failure> {
     let mut expect: Expect = BTreeMap::new();
     let cps = manifest::checkpoints(bundle, opts, &m, &mut expect)?;
     let atts = extras::read_attestations(bundle, opts, &m, &mut expect)?;
+    if m.predicate.layout == stele_audit::export::layout::BundleLayout::Session {
+        let mut report = session_stream::verify(bundle, opts, &m, &cps, &atts, &expect)?;
+        report.seconds = started.elapsed().as_secs_f64();
+        report.cpu_seconds = stele_audit::cpu_time::cpu_seconds_since(cpu0, report.seconds);
+        return Ok(report);
+    }
     let mut s = stream::run(bundle, &m, &expect)?;
     if let Some(d) = s.derived.take() {
         d.finish(bundle, &m)?;
@@ -82,7 +89,7 @@ pub fn verify(bundle: &Bundle, opts: &Options) -> Result<Report, Failure> {
     extras::payloads(bundle, &m, &s, &mut report)?;
     extras::proofs(bundle, opts, &m, &s, &mut report)?;
     extras::policies(bundle, &m, &mut report)?;
-    extras::check_attestations(&atts, &s, &mut report)?;
+    extras::check_attestations(&atts, &s.checker.sessions, &mut report)?;
     let account = s.account.take().unwrap_or_default();
     report.account = report::account(account, bundle, &m, &s, &report, opts);
     report.seconds = started.elapsed().as_secs_f64();

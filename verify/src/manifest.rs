@@ -8,6 +8,7 @@ use stele_attest::{Checkpoint, SignedNote};
 use stele_audit::export::layout::{
     sha256, ExportPredicate, CHECKPOINT, CHECKPOINTS_DIR, MANIFEST, PREDICATE_TYPE,
 };
+use stele_audit::export::layout::{BundleLayout, CONSISTENCY_DIR, REDACTIONS_DIR};
 use stele_audit::export::layout::{
     ATTESTATIONS_DIR, OCSF, PAYLOADS_DIR, POLICIES_DIR, PROOFS_DIR, SUMMARY, VERIFY_MD,
 };
@@ -268,8 +269,15 @@ pub(crate) fn derived_files(bundle: &Bundle, m: &Manifest) -> Result<(), Failure
             ));
         }
     }
+    // Tiles in a bundle proven by tiles; consistency proofs and the
+    // redaction entries a session's payloads need in a session bundle.
+    let by_layout: [&str; 2] = match m.predicate.layout {
+        BundleLayout::Tiles => ["tile/", "tile/"],
+        BundleLayout::Session => [CONSISTENCY_DIR, REDACTIONS_DIR],
+    };
     let dirs = [
-        "tile/",
+        by_layout[0],
+        by_layout[1],
         CHECKPOINTS_DIR,
         PAYLOADS_DIR,
         PROOFS_DIR,

@@ -68,6 +68,9 @@ pub struct Report {
     pub stream_cpu_seconds: f64,
     /// The reviewer's account, derived from the verified entries.
     pub account: Account,
+    /// What proved the entries: every tile of the log prefix, or (a
+    /// session bundle) the session's entries with inclusion proofs.
+    pub layout: stele_audit::export::layout::BundleLayout,
 }
 
 /// The reviewer's account: the sessions collected from the verified
@@ -244,11 +247,18 @@ impl Report {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "OK: export of {} verified", self.origin)?;
-        writeln!(
-            f,
-            "  entries:      {} (root {}), every leaf, chain, session sub-chain and tile checked",
-            self.entries, self.root
-        )?;
+        match self.layout {
+            stele_audit::export::layout::BundleLayout::Tiles => writeln!(
+                f,
+                "  entries:      {} (root {}), every leaf, chain, session sub-chain and tile checked",
+                self.entries, self.root
+            )?,
+            stele_audit::export::layout::BundleLayout::Session => writeln!(
+                f,
+                "  entries:      {} of the session (and its redactions), each proven included at the checkpoint (root {}); its sub-chain complete from session.start to its end; the rest of the log is not in the bundle",
+                self.entries, self.root
+            )?,
+        }
         writeln!(
             f,
             "  selection:    {} ({} entries)",

@@ -337,6 +337,7 @@ fn write_bundle(dir: &Path, leaves: &[Vec<u8>], b: &Base, note: NoteHook) {
         policies: vec![],
         payloads_included: true,
         checkpoints: vec![],
+        layout: Default::default(),
     };
     let subjects = files
         .iter()

@@ -136,14 +136,13 @@ fn every_damage_is_rejected_precisely() {
     for i in 0..110 {
         session(&log, &format!("bulk-{i}"), true);
     }
+    // A time range (session exports hold no tiles: tests/session_bundle.rs).
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let since = stele_audit::leaf::now_ts();
     session(&log, "s-1", true);
-    let out = s.export(
-        &log,
-        Selection::Session { id: "s-1".into() },
-        "exp",
-        false,
-        false,
-    );
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let until = stele_audit::leaf::now_ts();
+    let out = s.export(&log, Selection::Time { since, until }, "exp", false, false);
     let o = s.opts();
     let r = check(&out, &o).unwrap();
     assert_eq!(r.proofs, 5);

@@ -19,6 +19,14 @@ pub const CHECKPOINTS_DIR: &str = "checkpoints/";
 pub const PAYLOADS_DIR: &str = "payloads/";
 /// Folder of tlog-proofs, named `<index>.tlog-proof`.
 pub const PROOFS_DIR: &str = "proofs/";
+/// Session bundles: folder of RFC 6962 consistency proofs, `<size>`, from
+/// each earlier checkpoint in the bundle to `checkpoint` (one base64 hash
+/// a line).
+pub const CONSISTENCY_DIR: &str = "consistency/";
+/// Session bundles: folder of the `redaction` entries (outside the
+/// session) that erased payloads of session entries, as
+/// `<index>.tlog-proof`.
+pub const REDACTIONS_DIR: &str = "redactions/";
 /// Folder of policy bundle copies, `policies/<name>/<relative path>`.
 pub const POLICIES_DIR: &str = "policies/";
 /// Folder of session attestations, `<session>.intoto.jsonl`.
@@ -72,6 +80,27 @@ impl Selection {
                 leaf.ts.as_str() >= since.as_str() && leaf.ts.as_str() < until.as_str()
             }
         }
+    }
+}
+
+/// What proves the selected entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BundleLayout {
+    /// Every tile of the tree `[0, tree_size)`: the whole log prefix is
+    /// recomputed (whole-log and time exports; session exports before
+    /// session bundles). Not written in the predicate.
+    #[default]
+    Tiles,
+    /// A session bundle: only the session's entries, each with its
+    /// inclusion proof against `checkpoint` (`proofs/`), and no tiles.
+    Session,
+}
+
+impl BundleLayout {
+    /// Whether this is [`BundleLayout::Tiles`] (left out of the predicate).
+    pub fn is_tiles(&self) -> bool {
+        *self == Self::Tiles
     }
 }
 
@@ -147,6 +176,9 @@ pub struct ExportPredicate {
     pub payloads_included: bool,
     /// Sizes of the files under `checkpoints/`.
     pub checkpoints: Vec<u64>,
+    /// What proves the selected entries (absent: tiles).
+    #[serde(default, skip_serializing_if = "BundleLayout::is_tiles")]
+    pub layout: BundleLayout,
 }
 
 /// `sha256:<hex>` over files framed as `path NUL len(u64 BE) bytes`, sorted by

@@ -11,8 +11,12 @@
 pub mod attestation;
 #[cfg(feature = "store")]
 pub mod binary_digest;
+#[cfg(feature = "store")]
+mod bundle_out;
 pub mod layout;
 pub mod ocsf;
+#[cfg(feature = "store")]
+mod session;
 pub mod summary;
 pub mod tar;
 pub mod tiles;

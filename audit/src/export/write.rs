@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-use stele_attest::intoto::{Statement, Subject};
 use stele_attest::private_fs;
 use stele_attest::{Checkpoint, Signer};
 
+use super::bundle_out::{cosignature_lines, published_checkpoints, with_cosignatures, Out};
 use super::layout::*;
 use super::ocsf;
 use super::summary::SummaryBuilder;
@@ -22,7 +22,6 @@ use crate::leaf::hash_b64;
 use crate::log::AuditLog;
 use crate::merkle::{inclusion_proof, Hash};
 use crate::payload::parse_commit;
-use crate::store::Store;
 
 /// A policy bundle folder to include.
 #[derive(Debug, Clone)]
@@ -67,28 +66,6 @@ pub struct ExportReport {
 /// Entries between progress reports.
 const PROGRESS_EVERY: u64 = 4096;
 
-/// Collects files in the temporary folder and their digests.
-struct Out {
-    dir: PathBuf,
-    digests: BTreeMap<String, [u8; 32]>,
-}
-
-impl Out {
-    fn put(&mut self, rel: &str, bytes: &[u8]) -> Result<(), ExportError> {
-        let p = self.dir.join(rel);
-        if let Some(parent) = p.parent() {
-            private_fs::create_dir_all(parent).map_err(|e| ExportError::io(parent, e))?;
-        }
-        // Not synced one by one (an fsync per proof and payload file made a
-        // session export minutes long): `finish` flushes them all at once
-        // before the folder is renamed into place. Private whatever the umask.
-        let mut f = private_fs::create_file(&p).map_err(|e| ExportError::io(&p, e))?;
-        f.write_all(bytes).map_err(|e| ExportError::io(&p, e))?;
-        self.digests.insert(rel.to_string(), sha256(bytes));
-        Ok(())
-    }
-}
-
 /// How far an export has got, for a progress line on a terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportProgress {
@@ -104,6 +81,14 @@ pub enum ExportProgress {
         /// Done.
         done: u64,
         /// Of.
+        total: u64,
+    },
+    /// Session entries read, checked and proven (session bundles), of the
+    /// session's entries.
+    SessionEntries {
+        /// Done.
+        done: u64,
+        /// Of (0 when not known in advance).
         total: u64,
     },
     /// Payload files written, of the commitments selected.
@@ -161,16 +146,31 @@ pub fn export_with_progress(
         Event::new(EventKind::AuditExport, opts.exporter.clone()).with_data(data),
     )?;
     let _ = std::fs::remove_dir_all(&tmp);
-    let r = build(
-        log,
-        manifest_signer,
-        opts,
-        &tmp,
-        receipt.seq,
-        receipt.size,
-        &receipt.checkpoint,
-        progress,
-    )
+    let r = match &opts.selection {
+        Selection::Session { id } => super::session::build(
+            log,
+            manifest_signer,
+            opts,
+            id,
+            &super::session::Target {
+                tmp: &tmp,
+                export_entry: receipt.seq,
+                size: receipt.size,
+                note: &receipt.checkpoint,
+            },
+            progress,
+        ),
+        Selection::All | Selection::Time { .. } => build(
+            log,
+            manifest_signer,
+            opts,
+            &tmp,
+            receipt.seq,
+            receipt.size,
+            &receipt.checkpoint,
+            progress,
+        ),
+    }
     .and_then(|report| finish(&tmp, out, opts.tar).map(|()| report));
     if r.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -190,10 +190,7 @@ fn build(
     progress: &mut dyn FnMut(ExportProgress),
 ) -> Result<ExportReport, ExportError> {
     private_fs::create_dir_all(tmp).map_err(|e| ExportError::io(tmp, e))?;
-    let mut o = Out {
-        dir: tmp.to_path_buf(),
-        digests: BTreeMap::new(),
-    };
+    let mut o = Out::new(tmp);
     let store = log.store()?;
     let verifier = log.verifier().clone();
     let (cp, _) = Checkpoint::open(note, &verifier)?;
@@ -273,35 +270,9 @@ fn build(
     let d = ocsf_w.finish()?;
     o.digests.insert(OCSF.to_string(), d);
 
-    // Sessions the selection touches.
-    let mut sessions: Vec<SessionRange> = Vec::new();
-    let wanted: Vec<String> = match &opts.selection {
-        Selection::Session { id } => {
-            if !checker.sessions.contains_key(id) {
-                return Err(ExportError::Invalid(format!(
-                    "no session {id:?} in the log"
-                )));
-            }
-            vec![id.clone()]
-        }
-        _ => Vec::new(),
-    };
-    for id in &wanted {
-        if let Some(s) = checker.sessions.get(id) {
-            if !s.ended && !opts.allow_open_session {
-                return Err(ExportError::Invalid(format!(
-                    "session {id} has not ended; its completeness cannot be shown (export after it ends)"
-                )));
-            }
-            sessions.push(SessionRange {
-                id: id.clone(),
-                first: s.first,
-                last: s.last,
-                entries: s.n + 1,
-                ended: s.ended,
-            });
-        }
-    }
+    // Whole-log and time exports name no session (a session export is a
+    // session bundle: `super::session`).
+    let sessions: Vec<SessionRange> = Vec::new();
 
     // Checkpoints: the newest, plus every published or cosigned one below it.
     let cosigs = cosignature_lines(&store)?;
@@ -359,54 +330,14 @@ fn build(
         }
     }
 
-    // Policy bundles.
-    let mut policies = Vec::new();
-    for (i, p) in opts.policies.iter().enumerate() {
-        let files = read_tree(&p.dir)?;
-        let base = p
-            .dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("policy");
-        let name = format!("{i}-{base}");
-        for (rel, b) in &files {
-            o.put(&format!("{POLICIES_DIR}{name}/{rel}"), b)?;
-        }
-        policies.push(PolicyRecord {
-            name,
-            files_digest: files_digest(&files),
-            bundle_digest: p.bundle_digest.clone(),
-        });
-    }
-
-    // Session attestations stored beside the database.
-    for s in &sessions {
-        let f = super::attestation::attestation_path(log.path(), &s.id);
-        if let Ok(b) = std::fs::read(&f) {
-            o.put(
-                &format!(
-                    "{ATTESTATIONS_DIR}{}.intoto.jsonl",
-                    super::attestation::file_stem(&s.id)
-                ),
-                &b,
-            )?;
-        }
-    }
+    let policies = o.policies(&opts.policies)?;
+    o.attestations(log.path(), &sessions)?;
 
     let selection_text = super::layout::selection_text(&opts.selection);
     o.put(
         SUMMARY,
         summary.render(&cp.origin, size, &selection_text).as_bytes(),
     )?;
-    o.put(
-        VERIFY_MD,
-        super::verify_md(
-            &verifier.to_string(),
-            &manifest_signer.verifier().to_string(),
-        )
-        .as_bytes(),
-    )?;
-
     let predicate = ExportPredicate {
         origin: cp.origin.clone(),
         log_key: verifier.to_string(),
@@ -425,105 +356,15 @@ fn build(
         policies,
         payloads_included: opts.payloads,
         checkpoints: cp_sizes,
+        layout: BundleLayout::Tiles,
     };
-    let files = o.digests.len();
-    let subjects: Vec<Subject> = o
-        .digests
-        .iter()
-        .map(|(n, d)| Subject::sha256(n.clone(), d))
-        .collect();
-    let pv = serde_json::to_value(&predicate).map_err(|e| ExportError::Invalid(e.to_string()))?;
-    let env = Statement::new(subjects, PREDICATE_TYPE, pv).sign(manifest_signer)?;
-    let mut line = env.to_json()?;
-    line.push('\n');
-    o.put(MANIFEST, line.as_bytes())?;
+    let files = o.seal(&predicate, &verifier.to_string(), manifest_signer)?;
     Ok(ExportReport {
         tree_size: size,
         selected: selected_count,
         files,
         export_entry,
     })
-}
-
-/// Stored cosignature lines by checkpoint size.
-fn cosignature_lines(store: &Store) -> Result<BTreeMap<u64, Vec<String>>, ExportError> {
-    let mut st = store
-        .conn()
-        .prepare("SELECT size, line FROM cosignatures ORDER BY size, witness")
-        .map_err(crate::AuditError::sqlite(store.path()))?;
-    let rows = st
-        .query_map([], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
-        })
-        .map_err(crate::AuditError::sqlite(store.path()))?;
-    let mut m: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    for row in rows {
-        let (s, l) = row.map_err(crate::AuditError::sqlite(store.path()))?;
-        m.entry(s).or_default().push(l);
-    }
-    Ok(m)
-}
-
-fn published_checkpoints(
-    store: &Store,
-    below: u64,
-    cosigs: &BTreeMap<u64, Vec<String>>,
-) -> Result<Vec<(u64, String)>, ExportError> {
-    let mut st = store
-        .conn()
-        .prepare(
-            "SELECT size, note FROM checkpoints WHERE published != 0 AND size < ?1 ORDER BY size",
-        )
-        .map_err(crate::AuditError::sqlite(store.path()))?;
-    let rows = st
-        .query_map([below as i64], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
-        })
-        .map_err(crate::AuditError::sqlite(store.path()))?;
-    let mut out: BTreeMap<u64, String> = BTreeMap::new();
-    for row in rows {
-        let (s, n) = row.map_err(crate::AuditError::sqlite(store.path()))?;
-        out.insert(s, n);
-    }
-    for s in cosigs.keys().filter(|s| **s < below) {
-        if !out.contains_key(s) {
-            if let Some(n) = store.checkpoint_at(*s)? {
-                out.insert(*s, n);
-            }
-        }
-    }
-    Ok(out.into_iter().collect())
-}
-
-/// Append cosignature lines to a signed note.
-fn with_cosignatures(note: &str, lines: Option<&Vec<String>>) -> String {
-    let mut s = note.to_string();
-    for l in lines.into_iter().flatten() {
-        s.push_str(l.trim_end_matches('\n'));
-        s.push('\n');
-    }
-    s
-}
-
-/// Regular files under `dir`, as `(relative path with /, bytes)`, sorted.
-/// Anything else (a symlink) is refused: it could pull in content from
-/// outside the folder.
-fn read_tree(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, ExportError> {
-    super::list_files(dir)?
-        .into_iter()
-        .map(|rel| {
-            let p = dir.join(&rel);
-            let meta = std::fs::symlink_metadata(&p).map_err(|e| ExportError::io(&p, e))?;
-            if !meta.is_file() {
-                return Err(ExportError::Invalid(format!(
-                    "{} is not a regular file",
-                    p.display()
-                )));
-            }
-            let body = std::fs::read(&p).map_err(|e| ExportError::io(&p, e))?;
-            Ok((rel, body))
-        })
-        .collect()
 }
 
 /// fsync the folder tree, then rename it (or a tar made from it) into place.

@@ -54,6 +54,13 @@ impl Writer {
                      ON CONFLICT(id) DO UPDATE SET n = excluded.n, head = excluded.head, ended = excluded.ended, last = excluded.last",
                 )
                 .map_err(&e)?;
+            // Before `sessions` is updated: its `last` is then the
+            // session's previous entry.
+            let mut ins_session_link = tx
+                .prepare_cached(
+                    "INSERT INTO session_links(seq, prev) VALUES (?1, (SELECT last FROM sessions WHERE id = ?2))",
+                )
+                .map_err(&e)?;
             for b in built.iter().flatten() {
                 ins_entry
                     .execute(params![b.seq as i64, b.leaf, &b.hash[..]])
@@ -92,6 +99,10 @@ impl Writer {
                         b.kind,
                         EventKind::SessionEnd | EventKind::SessionInterrupted
                     );
+                    // The index by session (derived, like `sessions`).
+                    ins_session_link
+                        .execute(params![b.seq as i64, id])
+                        .map_err(&e)?;
                     up_session
                         .execute(params![
                             id,

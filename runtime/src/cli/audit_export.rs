@@ -87,14 +87,24 @@ pub(crate) fn export(db: &Path, key: &Path, mut a: ExportArgs) -> anyhow::Result
         })?;
         return Ok(ExitCode::SUCCESS);
     }
-    crate::outln!(
-        "exported {} ({} entries in the tiles, {} selected, {} files; recorded as entry {})",
-        terminal_safe::path(&a.out),
-        r.tree_size,
-        r.selected,
-        r.files + 1,
-        r.export_entry
-    );
+    match &opts.selection {
+        Selection::Session { .. } => crate::outln!(
+            "exported {} (a session bundle: the session's {} entries, each proven in the log at size {}; {} files; recorded as entry {})",
+            terminal_safe::path(&a.out),
+            r.selected,
+            r.tree_size,
+            r.files + 1,
+            r.export_entry
+        ),
+        Selection::All | Selection::Time { .. } => crate::outln!(
+            "exported {} ({} entries in the tiles, {} selected, {} files; recorded as entry {})",
+            terminal_safe::path(&a.out),
+            r.tree_size,
+            r.selected,
+            r.files + 1,
+            r.export_entry
+        ),
+    }
     // Every key the verifier needs: without the export key a reviewer's
     // first run fails as if the manifest had been tampered with.
     let export_key = manifest_key
@@ -146,6 +156,11 @@ impl Progress {
         self.last = Some(now);
         let (what, done, total) = match p {
             P::Entries { done, total } => ("entries checked and tiled", done, total),
+            // A session bundle: its entries read through the index by
+            // session, checked and proven one by one.
+            P::SessionEntries { done, total } => {
+                ("session entries checked and proven", done, total)
+            }
             P::Proofs { done, total } => ("inclusion proofs", done, total),
             P::Payloads { done, total } => ("payloads", done, total),
         };

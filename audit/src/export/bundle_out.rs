@@ -1,0 +1,205 @@
+//! What every kind of bundle writes the same way: files collected with
+//! their digests, stored checkpoints and cosignatures, policy copies,
+//! session attestations, and the signed manifest.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use stele_attest::intoto::{Statement, Subject};
+use stele_attest::private_fs;
+use stele_attest::Signer;
+
+use super::layout::*;
+use super::write::PolicyInput;
+use super::ExportError;
+use crate::store::Store;
+
+/// Collects files in the temporary folder and their digests.
+pub(super) struct Out {
+    pub(super) dir: PathBuf,
+    pub(super) digests: BTreeMap<String, [u8; 32]>,
+}
+
+impl Out {
+    /// Files go into `dir` (created by the caller).
+    pub(super) fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            digests: BTreeMap::new(),
+        }
+    }
+
+    pub(super) fn put(&mut self, rel: &str, bytes: &[u8]) -> Result<(), ExportError> {
+        let p = self.dir.join(rel);
+        if let Some(parent) = p.parent() {
+            private_fs::create_dir_all(parent).map_err(|e| ExportError::io(parent, e))?;
+        }
+        // Not synced one by one (an fsync per proof and payload file made a
+        // session export minutes long): `finish` flushes them all at once
+        // before the folder is renamed into place. Private whatever the umask.
+        let mut f = private_fs::create_file(&p).map_err(|e| ExportError::io(&p, e))?;
+        f.write_all(bytes).map_err(|e| ExportError::io(&p, e))?;
+        self.digests.insert(rel.to_string(), sha256(bytes));
+        Ok(())
+    }
+
+    /// Copy the policy bundle folders under `policies/`.
+    pub(super) fn policies(
+        &mut self,
+        inputs: &[PolicyInput],
+    ) -> Result<Vec<PolicyRecord>, ExportError> {
+        let mut policies = Vec::new();
+        for (i, p) in inputs.iter().enumerate() {
+            let files = read_tree(&p.dir)?;
+            let base = p
+                .dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("policy");
+            let name = format!("{i}-{base}");
+            for (rel, b) in &files {
+                self.put(&format!("{POLICIES_DIR}{name}/{rel}"), b)?;
+            }
+            policies.push(PolicyRecord {
+                name,
+                files_digest: files_digest(&files),
+                bundle_digest: p.bundle_digest.clone(),
+            });
+        }
+        Ok(policies)
+    }
+
+    /// Copy the attestations stored beside the database of the given
+    /// sessions; returns their bytes.
+    pub(super) fn attestations(
+        &mut self,
+        db: &Path,
+        sessions: &[SessionRange],
+    ) -> Result<Vec<Vec<u8>>, ExportError> {
+        let mut out = Vec::new();
+        for s in sessions {
+            let f = super::attestation::attestation_path(db, &s.id);
+            if let Ok(b) = std::fs::read(&f) {
+                self.put(
+                    &format!(
+                        "{ATTESTATIONS_DIR}{}.intoto.jsonl",
+                        super::attestation::file_stem(&s.id)
+                    ),
+                    &b,
+                )?;
+                out.push(b);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `VERIFY.md` and the manifest over every file written; returns the
+    /// number of files before the manifest.
+    pub(super) fn seal(
+        mut self,
+        predicate: &ExportPredicate,
+        log_key: &str,
+        manifest_signer: &dyn Signer,
+    ) -> Result<usize, ExportError> {
+        self.put(
+            VERIFY_MD,
+            super::verify_md(log_key, &manifest_signer.verifier().to_string()).as_bytes(),
+        )?;
+        let files = self.digests.len();
+        let subjects: Vec<Subject> = self
+            .digests
+            .iter()
+            .map(|(n, d)| Subject::sha256(n.clone(), d))
+            .collect();
+        let pv =
+            serde_json::to_value(predicate).map_err(|e| ExportError::Invalid(e.to_string()))?;
+        let env = Statement::new(subjects, PREDICATE_TYPE, pv).sign(manifest_signer)?;
+        let mut line = env.to_json()?;
+        line.push('\n');
+        self.put(MANIFEST, line.as_bytes())?;
+        Ok(files)
+    }
+}
+
+/// Stored cosignature lines by checkpoint size.
+pub(super) fn cosignature_lines(store: &Store) -> Result<BTreeMap<u64, Vec<String>>, ExportError> {
+    let mut st = store
+        .conn()
+        .prepare("SELECT size, line FROM cosignatures ORDER BY size, witness")
+        .map_err(crate::AuditError::sqlite(store.path()))?;
+    let rows = st
+        .query_map([], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+        })
+        .map_err(crate::AuditError::sqlite(store.path()))?;
+    let mut m: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for row in rows {
+        let (s, l) = row.map_err(crate::AuditError::sqlite(store.path()))?;
+        m.entry(s).or_default().push(l);
+    }
+    Ok(m)
+}
+
+/// Published and cosigned checkpoints below `below`, by size.
+pub(super) fn published_checkpoints(
+    store: &Store,
+    below: u64,
+    cosigs: &BTreeMap<u64, Vec<String>>,
+) -> Result<Vec<(u64, String)>, ExportError> {
+    let mut st = store
+        .conn()
+        .prepare(
+            "SELECT size, note FROM checkpoints WHERE published != 0 AND size < ?1 ORDER BY size",
+        )
+        .map_err(crate::AuditError::sqlite(store.path()))?;
+    let rows = st
+        .query_map([below as i64], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+        })
+        .map_err(crate::AuditError::sqlite(store.path()))?;
+    let mut out: BTreeMap<u64, String> = BTreeMap::new();
+    for row in rows {
+        let (s, n) = row.map_err(crate::AuditError::sqlite(store.path()))?;
+        out.insert(s, n);
+    }
+    for s in cosigs.keys().filter(|s| **s < below) {
+        if !out.contains_key(s) {
+            if let Some(n) = store.checkpoint_at(*s)? {
+                out.insert(*s, n);
+            }
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// Append cosignature lines to a signed note.
+pub(super) fn with_cosignatures(note: &str, lines: Option<&Vec<String>>) -> String {
+    let mut s = note.to_string();
+    for l in lines.into_iter().flatten() {
+        s.push_str(l.trim_end_matches('\n'));
+        s.push('\n');
+    }
+    s
+}
+
+/// Regular files under `dir`, as `(relative path with /, bytes)`, sorted.
+/// Anything else (a symlink) is refused: it could pull in content from
+/// outside the folder.
+fn read_tree(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, ExportError> {
+    super::list_files(dir)?
+        .into_iter()
+        .map(|rel| {
+            let p = dir.join(&rel);
+            let meta = std::fs::symlink_metadata(&p).map_err(|e| ExportError::io(&p, e))?;
+            if !meta.is_file() {
+                return Err(ExportError::Invalid(format!(
+                    "{} is not a regular file",
+                    p.display()
+                )));
+            }
+            let body = std::fs::read(&p).map_err(|e| ExportError::io(&p, e))?;
+            Ok((rel, body))
+        })
+        .collect()
+}
