@@ -14,6 +14,9 @@
 //! flush covers every entry written before it. SQLite itself still flushes
 //! the WAL before each checkpoint into the database and the database after
 //! it, and the WAL header when the file is reused (what NORMAL keeps).
+//! Closing the log still copies the WAL into the database (two more
+//! flushes per command, kept on purpose): a copy of the database file alone,
+//! as people make backups, then holds every entry.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -89,19 +92,6 @@ impl Syncer {
                 db.display()
             );
             return inline;
-        }
-        // Closing the log need not copy the WAL into the database (two more
-        // flushes and a rewrite at the end of every command): the WAL is as
-        // durable, and the next writer or SQLite's own auto-checkpoint
-        // carries it over.
-        if let Err(e) = conn.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-            true,
-        ) {
-            tracing::debug!(
-                "audit log {}: checkpoint on close stays on: {e}",
-                db.display()
-            );
         }
         let (tx, rx) = mpsc::channel::<Waiting>();
         let f = failed.clone();
