@@ -14,6 +14,12 @@ use crate::event::{EventKind, PayloadRef};
 use crate::leaf::{Leaf, MAX_LEAF_BYTES, MAX_SAFE_INT};
 
 mod fields;
+mod text;
+
+pub use text::{
+    escape_into, ActorText, DecisionText, JsonStr, LeafText, OutcomeText, StrIter, StrList,
+    TargetText,
+};
 
 use fields::{
     key_at, mask, Key, ACTOR_KEYS, DECISION_KEYS, LEAF_KEYS, OUTCOME_KEYS, PAYLOAD_KEYS, REFS_KEYS,
@@ -124,7 +130,14 @@ impl<'a> LeafView<'a> {
 
     /// The `commit` text of each payload, in order.
     pub fn commits(&self) -> Commits<'a> {
-        Commits(match self.payload {
+        self.payload.commits()
+    }
+}
+
+impl<'a> PayloadView<'a> {
+    /// The `commit` text of each payload, in order.
+    pub fn commits(self) -> Commits<'a> {
+        Commits(match self {
             PayloadView::Raw(b) => CommitsFrom::Raw(Cursor::new(b, Ints::Any)),
             PayloadView::Typed(t) => CommitsFrom::Typed(t.iter()),
         })

@@ -41,7 +41,12 @@ pub(crate) struct Streamed {
     pub account: Option<AccountBuilder>,
 }
 
-pub(crate) fn run(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<Streamed, Failure> {
+pub(crate) fn run(
+    bundle: &Bundle,
+    m: &Manifest,
+    expect: &Expect,
+    account: Option<AccountBuilder>,
+) -> Result<Streamed, Failure> {
     let size = m.predicate.tree_size;
     let expected = tile_paths(size);
     let want: BTreeSet<&str> = expected.iter().map(|t| t.0.as_str()).collect();
@@ -75,7 +80,7 @@ pub(crate) fn run(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<Stre
         span: None,
         entries_bytes: 0,
         derived: Some(Derived::open(bundle, m)?),
-        account: Some(AccountBuilder::default()),
+        account,
     };
     let started = std::time::Instant::now();
     let cpu0 = thread_cpu_ns();
@@ -199,6 +204,7 @@ impl Run<'_> {
     fn leaf(&mut self, path: &str, leaf: HashedLeaf<'_>) -> Result<(), Failure> {
         let (s, m) = (&mut self.s, self.m);
         let nodes = &mut self.nodes;
+        let bytes = leaf.bytes();
         nodes.clear();
         let checked = s
             .checker
@@ -234,14 +240,14 @@ impl Run<'_> {
             }
         }
         if selected {
-            // The readable views are derived from the typed, verified leaf.
-            let typed = checked
-                .into_leaf()
-                .map_err(|e| Failure::new(path, Some(seq), e.to_string()))?;
+            // The readable views are derived from the verified leaf bytes.
             if let Some(d) = &mut s.derived {
-                d.add(&typed, &h, &m.predicate.origin)?;
+                d.add(bytes, seq, &h)?;
             }
             if let Some(a) = &mut s.account {
+                let typed = checked
+                    .into_leaf()
+                    .map_err(|e| Failure::new(path, Some(seq), e.to_string()))?;
                 a.add(&typed);
             }
         }
