@@ -13,7 +13,7 @@ use stele_audit::event::PayloadRef;
 use stele_audit::export::ocsf::{event, write_event, OcsfOrigin};
 use stele_audit::export::summary::SummaryBuilder;
 use stele_audit::leaf::{Leaf, SessionLink};
-use stele_audit::leaf_view::LeafText;
+use stele_audit::leaf_view::{LeafText, LeafView};
 use stele_audit::{Actor, DecisionRecord, Effect, EventKind, Outcome, Refs, Status, Target};
 
 fn arb_text() -> impl Strategy<Value = String> {
@@ -181,6 +181,16 @@ proptest! {
         let mut got = Vec::new();
         write_event(&scanned, &hash, &o, &mut got);
         prop_assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want), "from the bytes");
+        // The text the checks' one-pass scanner keeps (what `stele-verify`
+        // uses), whenever the scanner reads the leaf.
+        let mut kept = None;
+        if LeafView::scan_text(&bytes, &mut kept).is_some() {
+            let mut got = Vec::new();
+            write_event(kept.as_ref().unwrap(), &hash, &o, &mut got);
+            prop_assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want), "kept by the scanner");
+        } else {
+            prop_assert!(LeafView::scan(&bytes).is_none(), "scan_text reads what scan reads");
+        }
         let mut typed = Vec::new();
         write_event(&LeafText::of(&parsed), &hash, &o, &mut typed);
         prop_assert_eq!(String::from_utf8_lossy(&typed), String::from_utf8_lossy(&want), "from the typed leaf");
@@ -200,7 +210,11 @@ proptest! {
         for b in &encoded {
             let parsed = Leaf::parse_canonical(b).unwrap();
             typed.add(&parsed);
-            fast.add_text(&LeafText::scan(b).unwrap());
+            let mut kept = None;
+            match LeafView::scan_text(b, &mut kept) {
+                Some(_) => fast.add_text(kept.as_ref().unwrap()),
+                None => fast.add_text(&LeafText::scan(b).unwrap()),
+            }
         }
         let a = typed.render("audit.example/log", 99, "all entries");
         let b = fast.render("audit.example/log", 99, "all entries");

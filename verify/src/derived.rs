@@ -34,7 +34,7 @@ pub(crate) struct Derived {
 struct OcsfStream {
     /// Every gzip member, as a SIEM's `zcat` would read them: a member
     /// appended after the first is compared like the rest.
-    gz: flate2::read::MultiGzDecoder<std::io::Cursor<Vec<u8>>>,
+    gz: flate2::bufread::MultiGzDecoder<std::io::Cursor<Vec<u8>>>,
     buf: Vec<u8>,
     /// Unread bytes are `buf[pos..end]`.
     pos: usize,
@@ -108,7 +108,7 @@ impl Derived {
         let ocsf = if m.digests.contains_key(OCSF) {
             let gz = m.read(bundle, OCSF)?;
             Some(OcsfStream {
-                gz: flate2::read::MultiGzDecoder::new(std::io::Cursor::new(gz)),
+                gz: flate2::bufread::MultiGzDecoder::new(std::io::Cursor::new(gz)),
                 buf: Vec::new(),
                 pos: 0,
                 end: 0,
@@ -127,26 +127,41 @@ impl Derived {
         })
     }
 
-    /// One selected, verified entry: its bytes and leaf hash.
-    pub(crate) fn add(&mut self, bytes: &[u8], seq: u64, hash: &Hash) -> Result<(), Failure> {
-        // The borrowed text of the leaf; a leaf in an unusual spelling (one
-        // the walk declines) through the typed parse, printed the same way.
+    /// One selected, verified entry: its text as the checks read it (if
+    /// they did), its bytes and leaf hash.
+    pub(crate) fn add(
+        &mut self,
+        text: Option<&LeafText<'_>>,
+        bytes: &[u8],
+        seq: u64,
+        hash: &Hash,
+    ) -> Result<(), Failure> {
+        // A leaf in an unusual spelling (one the scanner declines) through
+        // the typed parse, printed the same way.
         let typed: Leaf;
-        let text = match LeafText::scan(bytes) {
+        let read: LeafText<'_>;
+        let text = match text {
             Some(t) => t,
             None => {
-                typed = serde_json::from_slice(bytes)
-                    .map_err(|e| Failure::new(OCSF, Some(seq), format!("entry {seq}: {e}")))?;
-                LeafText::of(&typed)
+                read = match LeafText::scan(bytes) {
+                    Some(t) => t,
+                    None => {
+                        typed = serde_json::from_slice(bytes).map_err(|e| {
+                            Failure::new(OCSF, Some(seq), format!("entry {seq}: {e}"))
+                        })?;
+                        LeafText::of(&typed)
+                    }
+                };
+                &read
             }
         };
-        self.summary.add_text(&text);
+        self.summary.add_text(text);
         let Some(o) = &mut self.ocsf else {
             return Ok(());
         };
         o.line_no += 1;
         o.want.clear();
-        ocsf::write_event(&text, hash, &self.origin, &mut o.want);
+        ocsf::write_event(text, hash, &self.origin, &mut o.want);
         o.want.push(b'\n');
         let n = o.want.len();
         let undecodable = |line_no: u64, e: std::io::Error| {

@@ -206,9 +206,10 @@ impl Run<'_> {
         let nodes = &mut self.nodes;
         let bytes = leaf.bytes();
         nodes.clear();
+        let mut text = None;
         let checked = s
             .checker
-            .push_hashed(leaf, None, |n| nodes.push(n))
+            .push_hashed_text(leaf, None, |n| nodes.push(n), &mut text)
             .map_err(|f| Failure::new(path, Some(f.index), f.reason))?;
         let h = checked.hash;
         self.tiles.push_leaf_hash(&h, &mut self.done);
@@ -242,7 +243,7 @@ impl Run<'_> {
         if selected {
             // The readable views are derived from the verified leaf bytes.
             if let Some(d) = &mut s.derived {
-                d.add(bytes, seq, &h)?;
+                d.add(text.as_ref(), bytes, seq, &h)?;
             }
             if let Some(a) = &mut s.account {
                 let typed = checked

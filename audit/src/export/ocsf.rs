@@ -119,7 +119,10 @@ fn push_u64(out: &mut Vec<u8>, mut n: u64) {
             break;
         }
     }
-    out.extend_from_slice(&buf[i..]);
+    // Byte by byte: a few digits, where a call to `memcpy` cost more.
+    for &d in &buf[i..] {
+        out.push(d);
+    }
 }
 
 fn push_i64(out: &mut Vec<u8>, n: i64) {

@@ -1,9 +1,9 @@
 //! `SUMMARY.md`: what a person reads first. Derived from the leaves; every
 //! statement in it can be checked against them.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
+use crate::check::CheckMap;
 use crate::event::{Effect, EventKind};
 use crate::leaf::Leaf;
 use crate::leaf_view::{JsonStr, LeafText};
@@ -28,8 +28,8 @@ struct SessionLine {
 pub struct SummaryBuilder {
     /// Entries per kind, by `EventKind as usize`.
     kinds: [u64; EventKind::ALL.len()],
-    principals: HashMap<String, u64>,
-    sessions: HashMap<String, SessionLine>,
+    principals: CheckMap<String, u64>,
+    sessions: CheckMap<String, SessionLine>,
     denials: Vec<String>,
     denials_total: usize,
     approvals: Vec<String>,
