@@ -17,7 +17,7 @@ pub type CheckMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 use crate::event::{EventKind, IntentRole};
 use crate::leaf::{parse_hash_b64, Leaf, LeafError};
-use crate::leaf_view::{DataView, LeafView};
+use crate::leaf_view::{DataView, LeafText, LeafView};
 use crate::merkle::{CompletedNode, Frontier, Hash, HashedLeaf};
 use crate::payload::COMMIT_PREFIX;
 
@@ -202,10 +202,36 @@ impl LeafChecker {
         stored_hash: Option<&[u8]>,
         completed: impl FnMut(CompletedNode),
     ) -> Result<Checked<'a>, LeafFailure> {
+        self.push_scanned(leaf, stored_hash, completed, LeafView::scan)
+    }
+
+    /// [`LeafChecker::push_hashed`], also keeping in `text` the text of the
+    /// leaf that the derived views print, read in the same pass (`None`
+    /// when the leaf went to the typed parse: [`LeafText::of`] it).
+    pub fn push_hashed_text<'a>(
+        &mut self,
+        leaf: HashedLeaf<'a>,
+        stored_hash: Option<&[u8]>,
+        completed: impl FnMut(CompletedNode),
+        text: &mut Option<LeafText<'a>>,
+    ) -> Result<Checked<'a>, LeafFailure> {
+        *text = None;
+        self.push_scanned(leaf, stored_hash, completed, |b| {
+            LeafView::scan_text(b, text)
+        })
+    }
+
+    fn push_scanned<'a>(
+        &mut self,
+        leaf: HashedLeaf<'a>,
+        stored_hash: Option<&[u8]>,
+        completed: impl FnMut(CompletedNode),
+        scan: impl FnOnce(&'a [u8]) -> Option<LeafView<'a>>,
+    ) -> Result<Checked<'a>, LeafFailure> {
         let i = self.frontier.size();
         let t = |reason: String| LeafFailure { index: i, reason };
         let bytes = leaf.bytes();
-        let source = match LeafView::scan(bytes) {
+        let source = match scan(bytes) {
             Some(v) => Source::Scanned(v),
             None => Source::Typed(Box::new(
                 Leaf::parse_canonical(bytes).map_err(|e| t(e.to_string()))?,

@@ -10,10 +10,17 @@
 //! problem. So the fast path never changes what a valid log is.
 
 use crate::canonical::{Cursor, Ints};
-use crate::event::{EventKind, PayloadRef};
+use crate::event::{Effect, EventKind, PayloadRef, Status};
 use crate::leaf::{Leaf, MAX_LEAF_BYTES, MAX_SAFE_INT};
 
 mod fields;
+mod text;
+
+pub use text::{
+    escape_into, ActorText, DecisionText, JsonStr, LeafText, OutcomeText, StrIter, StrList,
+    TargetText,
+};
+use text::{Sink, TextParts};
 
 use fields::{
     key_at, mask, Key, ACTOR_KEYS, DECISION_KEYS, LEAF_KEYS, OUTCOME_KEYS, PAYLOAD_KEYS, REFS_KEYS,
@@ -93,8 +100,23 @@ impl<'a> LeafView<'a> {
             return None;
         }
         let mut c = Cursor::new(bytes, Ints::Any);
-        let v = leaf(&mut c)?;
+        let v = leaf(&mut c, &mut ())?;
         c.end().ok()?;
+        Some(v)
+    }
+
+    /// [`LeafView::scan`], also keeping the text the derived views print
+    /// ([`LeafText`]) in the same pass, in `text` (written in place: it is
+    /// large, and returning it cost a copy per leaf).
+    pub fn scan_text(bytes: &'a [u8], text: &mut Option<LeafText<'a>>) -> Option<Self> {
+        if bytes.len() > MAX_LEAF_BYTES {
+            return None;
+        }
+        let mut c = Cursor::new(bytes, Ints::Any);
+        let mut parts = TextParts::default();
+        let v = leaf(&mut c, &mut parts)?;
+        c.end().ok()?;
+        *text = Some(parts.into_text(&v)?);
         Some(v)
     }
 
@@ -124,7 +146,14 @@ impl<'a> LeafView<'a> {
 
     /// The `commit` text of each payload, in order.
     pub fn commits(&self) -> Commits<'a> {
-        Commits(match self.payload {
+        self.payload.commits()
+    }
+}
+
+impl<'a> PayloadView<'a> {
+    /// The `commit` text of each payload, in order.
+    pub fn commits(self) -> Commits<'a> {
+        Commits(match self {
             PayloadView::Raw(b) => CommitsFrom::Raw(Cursor::new(b, Ints::Any)),
             PayloadView::Typed(t) => CommitsFrom::Typed(t.iter()),
         })
@@ -278,21 +307,31 @@ fn text<'a>(c: &mut Cursor<'a>) -> Option<&'a str> {
     Some(unsafe { std::str::from_utf8_unchecked(raw) })
 }
 
-/// Any canonical string (escapes allowed: the content is not used).
-fn any_string(c: &mut Cursor<'_>) -> Option<()> {
+/// Any canonical string: its content between the quotes, escapes as
+/// written.
+fn content<'a>(c: &mut Cursor<'a>) -> Option<&'a str> {
     if c.peek() != Some(b'"') {
         return None;
     }
-    c.string().ok().map(|_| ())
+    let raw = c.string().ok()?;
+    // SAFETY: as in `text`: `string` accepted every byte of `raw` (escapes
+    // are ASCII), so it is valid UTF-8.
+    Some(unsafe { std::str::from_utf8_unchecked(raw) })
 }
 
-/// A string equal to one of `allowed`.
-fn one_of(c: &mut Cursor<'_>, allowed: &[&[u8]]) -> Option<()> {
-    let raw = c
-        .peek()
-        .filter(|b| *b == b'"')
-        .and_then(|_| c.string().ok())?;
-    allowed.contains(&raw).then_some(())
+/// Any canonical string (escapes allowed: the content is not used).
+fn any_string(c: &mut Cursor<'_>) -> Option<()> {
+    content(c).map(|_| ())
+}
+
+/// An array of canonical strings: how many, and the array's text.
+fn list<'a>(c: &mut Cursor<'a>) -> Option<(usize, &'a str)> {
+    let start = c.i;
+    let n = strings(c)?;
+    // SAFETY: strings accepted by `string`, `[`, `,` and `]`: valid UTF-8.
+    Some((n, unsafe {
+        std::str::from_utf8_unchecked(&c.b[start..c.i])
+    }))
 }
 
 /// An array of canonical strings; returns how many.
@@ -341,7 +380,7 @@ fn int(c: &mut Cursor<'_>) -> Option<()> {
     }
 }
 
-fn leaf<'a>(c: &mut Cursor<'a>) -> Option<LeafView<'a>> {
+fn leaf<'a, T: Sink<'a>>(c: &mut Cursor<'a>, t: &mut T) -> Option<LeafView<'a>> {
     let mut v = LeafView {
         v: 0,
         seq: 0,
@@ -359,10 +398,10 @@ fn leaf<'a>(c: &mut Cursor<'a>) -> Option<LeafView<'a>> {
     const REQUIRED: u32 = mask(&[0, 1, 4, 5, 10, 13, 14]);
     object(c, &LEAF_KEYS, REQUIRED, |c, at| {
         match at {
-            0 => actor(c)?,
+            0 => actor(c, t)?,
             1 => v.boot = text(c)?,
             2 => v.data = Some(DataView::Raw(data(c)?)),
-            3 => decision(c)?,
+            3 => decision(c, t)?,
             4 => {
                 let raw = c
                     .peek()
@@ -371,13 +410,13 @@ fn leaf<'a>(c: &mut Cursor<'a>) -> Option<LeafView<'a>> {
                 v.kind = kind_from_wire(raw)?;
             }
             5 => v.log = text(c)?,
-            6 => outcome(c)?,
+            6 => outcome(c, t)?,
             7 => v.payload = PayloadView::Raw(payload(c)?),
             8 => v.prev = Some(text(c)?),
             9 => v.refs = Some(refs(c)?),
             10 => v.seq = uint(c, MAX_SAFE_INT)?,
             11 => v.session = Some(session(c)?),
-            12 => target(c)?,
+            12 => target(c, t)?,
             13 => v.ts = text(c)?,
             _ => v.v = u32::try_from(uint(c, u64::from(u32::MAX))?).ok()?,
         }
@@ -386,40 +425,70 @@ fn leaf<'a>(c: &mut Cursor<'a>) -> Option<LeafView<'a>> {
     Some(v)
 }
 
-fn actor(c: &mut Cursor<'_>) -> Option<()> {
+fn actor<'a, T: Sink<'a>>(c: &mut Cursor<'a>, t: &mut T) -> Option<()> {
     object(c, &ACTOR_KEYS, mask(&[0, 1, 2]), |c, at| match at {
         // Absent when there are none: `[]` is not the writer's spelling.
-        3 => strings(c).filter(|&n| n > 0).map(|_| ()),
-        _ => any_string(c),
+        3 => list(c).filter(|&(n, _)| n > 0).map(|(_, l)| t.teams(l)),
+        _ => content(c).map(|s| t.actor(at, s)),
     })
     .map(|_| ())
 }
 
-fn decision(c: &mut Cursor<'_>) -> Option<()> {
+fn decision<'a, T: Sink<'a>>(c: &mut Cursor<'a>, t: &mut T) -> Option<()> {
+    t.decision_begin();
     // `policies` is always written, possibly empty.
     object(c, &DECISION_KEYS, mask(&[0, 1, 3]), |c, at| match at {
-        1 => one_of(c, &[b"allow", b"deny", b"ask"]),
-        3 => strings(c).map(|_| ()),
-        _ => any_string(c),
+        1 => {
+            let e = match c
+                .peek()
+                .filter(|b| *b == b'"')
+                .and_then(|_| c.string().ok())?
+            {
+                b"allow" => Effect::Allow,
+                b"deny" => Effect::Deny,
+                b"ask" => Effect::Ask,
+                _ => return None,
+            };
+            t.effect(e);
+            Some(())
+        }
+        3 => list(c).map(|(_, l)| t.policies(l)),
+        _ => content(c).map(|s| t.decision(at, s)),
     })
     .map(|_| ())
 }
 
-fn outcome(c: &mut Cursor<'_>) -> Option<()> {
+fn outcome<'a, T: Sink<'a>>(c: &mut Cursor<'a>, t: &mut T) -> Option<()> {
     object(c, &OUTCOME_KEYS, mask(&[5]), |c, at| match at {
         2 => int(c),
-        3 => any_string(c),
-        5 => one_of(c, &[b"ok", b"error", b"denied", b"interrupted", b"timeout"]),
+        3 => content(c).map(|s| t.detail(s)),
+        5 => {
+            let s = match c
+                .peek()
+                .filter(|b| *b == b'"')
+                .and_then(|_| c.string().ok())?
+            {
+                b"ok" => Status::Ok,
+                b"error" => Status::Error,
+                b"denied" => Status::Denied,
+                b"interrupted" => Status::Interrupted,
+                b"timeout" => Status::Timeout,
+                _ => return None,
+            };
+            t.status(s);
+            Some(())
+        }
         _ => uint(c, MAX_SAFE_INT).map(|_| ()),
     })
     .map(|_| ())
 }
 
-fn target(c: &mut Cursor<'_>) -> Option<()> {
+fn target<'a, T: Sink<'a>>(c: &mut Cursor<'a>, t: &mut T) -> Option<()> {
+    t.target_begin();
     object(c, &TARGET_KEYS, 0, |c, at| match at {
-        0 => strings(c).map(|_| ()),
-        4 => uint(c, u64::from(u16::MAX)).map(|_| ()),
-        _ => any_string(c),
+        0 => list(c).map(|(_, l)| t.argv(l)),
+        4 => uint(c, u64::from(u16::MAX)).map(|p| t.port(p)),
+        _ => content(c).map(|s| t.target(at, s)),
     })
     .map(|_| ())
 }

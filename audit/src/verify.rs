@@ -99,6 +99,29 @@ pub fn verify_db(
     Ok(report)
 }
 
+/// [`verify_db`], then `then` on the same store inside the same read
+/// transaction: whatever it reads (entries below `report.entries`,
+/// payloads) is the state that verified, however much a writer appends
+/// meanwhile. Its error is returned as it is, beside the report.
+pub fn verify_db_then<T, E>(
+    path: &Path,
+    verifier: &NoteVerifier,
+    anchor: Option<&str>,
+    then: impl FnOnce(&Store, &VerifyReport) -> Result<T, E>,
+) -> Result<(VerifyReport, Result<T, E>), VerifyFailure> {
+    let started = Instant::now();
+    let cpu0 = crate::cpu_time::thread_cpu_ns();
+    let store = Store::open(path).map_err(VerifyFailure::Unreadable)?;
+    let _ = store.conn().pragma_update(None, "mmap_size", 1i64 << 40);
+    let snapshot = store.snapshot().map_err(VerifyFailure::Unreadable)?;
+    let mut report = verify_store(&store, verifier, anchor)?;
+    report.seconds = started.elapsed().as_secs_f64();
+    report.cpu_seconds = crate::cpu_time::cpu_seconds_since(cpu0, report.seconds);
+    let out = then(&store, &report);
+    drop(snapshot);
+    Ok((report, out))
+}
+
 /// [`verify_db`] on an open store, inside a [`Store::snapshot`] the caller
 /// holds (the writer's background check runs this on its own connection).
 pub(crate) fn verify_store(

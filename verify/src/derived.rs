@@ -5,13 +5,14 @@
 //! first difference — naming the file, the line and, for OCSF, the entry
 //! and field.
 
-use std::io::BufRead as _;
+use std::io::Read as _;
 
 use serde_json::Value;
 use stele_audit::export::layout::{selection_text, OCSF, SUMMARY};
-use stele_audit::export::ocsf;
+use stele_audit::export::ocsf::{self, OcsfOrigin};
 use stele_audit::export::summary::SummaryBuilder;
 use stele_audit::leaf::Leaf;
+use stele_audit::leaf_view::LeafText;
 use stele_audit::merkle::Hash;
 
 use crate::manifest::Manifest;
@@ -20,16 +21,77 @@ use crate::{Bundle, Failure};
 /// Recomputes the derived files while the selected entries stream past.
 pub(crate) struct Derived {
     summary: SummaryBuilder,
-    /// The exported OCSF view, decompressed as it is read (absent when the
-    /// export has none).
-    ocsf: Option<OcsfLines>,
+    /// The exported OCSF view, decompressed as it is compared (absent when
+    /// the export has none).
+    ocsf: Option<OcsfStream>,
+    origin: OcsfOrigin,
+    origin_text: String,
 }
 
-struct OcsfLines {
-    reader: std::io::BufReader<flate2::read::GzDecoder<std::io::Cursor<Vec<u8>>>>,
+/// Decompressed bytes of the exported OCSF view, compared with the events
+/// recomputed from the entries as they stream: no file is held
+/// decompressed and no line is parsed unless it differs.
+struct OcsfStream {
+    /// Every gzip member, as a SIEM's `zcat` would read them: a member
+    /// appended after the first is compared like the rest.
+    gz: flate2::bufread::MultiGzDecoder<std::io::Cursor<Vec<u8>>>,
+    buf: Vec<u8>,
+    /// Unread bytes are `buf[pos..end]`.
+    pos: usize,
+    end: usize,
+    eof: bool,
     line_no: u64,
-    buf: String,
+    /// The recomputed event of the current entry.
     want: Vec<u8>,
+}
+
+/// Bytes decompressed at a time.
+const CHUNK: usize = 256 * 1024;
+
+impl OcsfStream {
+    /// Make at least `n` unread bytes available, unless the stream ends.
+    fn fill(&mut self, n: usize) -> std::io::Result<()> {
+        while self.end - self.pos < n && !self.eof {
+            if self.pos > 0 && (self.pos >= self.buf.len() / 2 || self.end == self.buf.len()) {
+                self.buf.copy_within(self.pos..self.end, 0);
+                self.end -= self.pos;
+                self.pos = 0;
+            }
+            if self.buf.len() - self.end < CHUNK.min(n.max(4096)) {
+                let len = (self.end + n.max(CHUNK)).max(self.buf.len());
+                self.buf.resize(len, 0);
+            }
+            let got = self.gz.read(&mut self.buf[self.end..])?;
+            if got == 0 {
+                self.eof = true;
+            }
+            self.end += got;
+        }
+        Ok(())
+    }
+
+    /// The next line, without its newline (`None` at the end).
+    fn line(&mut self) -> std::io::Result<Option<&[u8]>> {
+        let mut from = self.pos;
+        loop {
+            if let Some(i) = self.buf[from..self.end].iter().position(|b| *b == b'\n') {
+                let line = self.pos..from + i;
+                self.pos = from + i + 1;
+                return Ok(Some(&self.buf[line]));
+            }
+            if self.eof {
+                if self.pos == self.end {
+                    return Ok(None);
+                }
+                let line = self.pos..self.end;
+                self.pos = self.end;
+                return Ok(Some(&self.buf[line]));
+            }
+            let seen = self.end - self.pos;
+            self.fill(seen + 1)?;
+            from = self.pos + seen;
+        }
+    }
 }
 
 impl std::fmt::Debug for Derived {
@@ -45,12 +107,13 @@ impl Derived {
     pub(crate) fn open(bundle: &Bundle, m: &Manifest) -> Result<Self, Failure> {
         let ocsf = if m.digests.contains_key(OCSF) {
             let gz = m.read(bundle, OCSF)?;
-            Some(OcsfLines {
-                reader: std::io::BufReader::new(flate2::read::GzDecoder::new(
-                    std::io::Cursor::new(gz),
-                )),
+            Some(OcsfStream {
+                gz: flate2::bufread::MultiGzDecoder::new(std::io::Cursor::new(gz)),
+                buf: Vec::new(),
+                pos: 0,
+                end: 0,
+                eof: false,
                 line_no: 0,
-                buf: String::new(),
                 want: Vec::with_capacity(2048),
             })
         } else {
@@ -59,63 +122,87 @@ impl Derived {
         Ok(Self {
             summary: SummaryBuilder::default(),
             ocsf,
+            origin: OcsfOrigin::new(&m.predicate.origin),
+            origin_text: m.predicate.origin.clone(),
         })
     }
 
-    /// One selected, verified entry.
-    pub(crate) fn add(&mut self, leaf: &Leaf, hash: &Hash, origin: &str) -> Result<(), Failure> {
-        self.summary.add(leaf);
+    /// One selected, verified entry: its text as the checks read it (if
+    /// they did), its bytes and leaf hash.
+    pub(crate) fn add(
+        &mut self,
+        text: Option<&LeafText<'_>>,
+        bytes: &[u8],
+        seq: u64,
+        hash: &Hash,
+    ) -> Result<(), Failure> {
+        // A leaf in an unusual spelling (one the scanner declines) through
+        // the typed parse, printed the same way.
+        let typed: Leaf;
+        let read: LeafText<'_>;
+        let text = match text {
+            Some(t) => t,
+            None => {
+                read = match LeafText::scan(bytes) {
+                    Some(t) => t,
+                    None => {
+                        typed = serde_json::from_slice(bytes).map_err(|e| {
+                            Failure::new(OCSF, Some(seq), format!("entry {seq}: {e}"))
+                        })?;
+                        LeafText::of(&typed)
+                    }
+                };
+                &read
+            }
+        };
+        self.summary.add_text(text);
         let Some(o) = &mut self.ocsf else {
             return Ok(());
         };
         o.line_no += 1;
-        o.buf.clear();
-        let n = o.reader.read_line(&mut o.buf).map_err(|e| {
+        o.want.clear();
+        ocsf::write_event(text, hash, &self.origin, &mut o.want);
+        o.want.push(b'\n');
+        let n = o.want.len();
+        let undecodable = |line_no: u64, e: std::io::Error| {
             Failure::new(
                 OCSF,
-                Some(leaf.seq),
-                format!("line {}: cannot be decompressed: {e}", o.line_no),
+                Some(seq),
+                format!("line {line_no}: cannot be decompressed: {e}"),
             )
-        })?;
-        if n == 0 {
-            return Err(Failure::new(
-                OCSF,
-                Some(leaf.seq),
-                format!(
-                    "ends at line {}, but entry {} is selected and has no event",
-                    o.line_no, leaf.seq
-                ),
-            ));
-        }
-        let want = ocsf::event(leaf, hash, origin);
-        // The exporter writes this serialisation (keys sorted): equal bytes
-        // are the common case and cheap; anything else is compared as JSON
-        // values, and a difference named by its field.
-        let line = o.buf.strip_suffix('\n').unwrap_or(&o.buf);
-        o.want.clear();
-        if serde_json::to_writer(&mut o.want, &want).is_ok() && o.want == line.as_bytes() {
+        };
+        o.fill(n).map_err(|e| undecodable(o.line_no, e))?;
+        // The exporter writes these bytes: equal bytes are the common case.
+        if o.buf[o.pos..o.end].starts_with(&o.want) {
+            o.pos += n;
             return Ok(());
         }
-        let got: Value = serde_json::from_str(line).map_err(|e| {
-            Failure::new(
+        let line_no = o.line_no;
+        let Some(line) = o.line().map_err(|e| undecodable(line_no, e))? else {
+            return Err(Failure::new(
                 OCSF,
-                Some(leaf.seq),
-                format!("line {} is not JSON: {e}", o.line_no),
-            )
-        })?;
+                Some(seq),
+                format!("ends at line {line_no}, but entry {seq} is selected and has no event"),
+            ));
+        };
         // The same event written otherwise (key order, spacing: an export
-        // from a binary whose JSON keeps insertion order) is the same event.
+        // from a binary whose JSON keeps insertion order) is the same
+        // event: compared as JSON values, a difference named by its field.
+        let got: Value = serde_json::from_slice(line).map_err(|e| {
+            Failure::new(OCSF, Some(seq), format!("line {line_no} is not JSON: {e}"))
+        })?;
+        let leaf: Leaf = serde_json::from_slice(bytes)
+            .map_err(|e| Failure::new(OCSF, Some(seq), format!("entry {seq}: {e}")))?;
+        let want = ocsf::event(&leaf, hash, &self.origin_text);
         let Some(path) = first_difference(&got, &want, String::new()) else {
             return Ok(());
         };
         Err(Failure::new(
             OCSF,
-            Some(leaf.seq),
+            Some(seq),
             format!(
-                "line {} differs from the event recomputed from entry {} at `{path}` \
+                "line {line_no} differs from the event recomputed from entry {seq} at `{path}` \
                  (exported {}, recomputed {})",
-                o.line_no,
-                leaf.seq,
                 short(pointer(&got, &path)),
                 short(pointer(&want, &path)),
             ),
@@ -126,12 +213,9 @@ impl Derived {
     /// equal to the one recomputed.
     pub(crate) fn finish(mut self, bundle: &Bundle, m: &Manifest) -> Result<(), Failure> {
         if let Some(o) = &mut self.ocsf {
-            o.buf.clear();
-            let n = o
-                .reader
-                .read_line(&mut o.buf)
+            o.fill(1)
                 .map_err(|e| Failure::new(OCSF, None, format!("cannot be decompressed: {e}")))?;
-            if n > 0 {
+            if o.pos < o.end {
                 return Err(Failure::new(
                     OCSF,
                     None,

@@ -65,8 +65,29 @@ pub struct Options {
 /// Roots that the recomputed tree must match at given sizes, with where each came from.
 pub(crate) type Expect = BTreeMap<u64, (Hash, String)>;
 
-/// Verify a bundle. Stops at the first failure.
+/// What a verification produces besides its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Produce {
+    /// The result and facts only (`Report::account` stays empty): what a
+    /// verification without `--report` needs, at full speed.
+    Result,
+    /// Also the reviewer's account (`Report::account`).
+    ResultAndAccount,
+}
+
+/// Verify a bundle and build the reviewer's account. Stops at the first
+/// failure.
 pub fn verify(bundle: &Bundle, opts: &Options) -> Result<Report, Failure> {
+    verify_producing(bundle, opts, Produce::ResultAndAccount)
+}
+
+/// Verify a bundle, producing what `produce` asks for. Stops at the first
+/// failure.
+pub fn verify_producing(
+    bundle: &Bundle,
+    opts: &Options,
+    produce: Produce,
+) -> Result<Report, Failure> {
     let started = std::time::Instant::now();
     let cpu0 = stele_audit::cpu_time::thread_cpu_ns();
     let m = manifest::check(bundle, opts)?;
@@ -80,7 +101,11 @@ pub fn verify(bundle: &Bundle, opts: &Options) -> Result<Report, Failure> {
         report.cpu_seconds = stele_audit::cpu_time::cpu_seconds_since(cpu0, report.seconds);
         return Ok(report);
     }
-    let mut s = stream::run(bundle, &m, &expect)?;
+    let builder = match produce {
+        Produce::Result => None,
+        Produce::ResultAndAccount => Some(account::AccountBuilder::default()),
+    };
+    let mut s = stream::run(bundle, &m, &expect, builder)?;
     if let Some(d) = s.derived.take() {
         d.finish(bundle, &m)?;
     }
@@ -90,8 +115,9 @@ pub fn verify(bundle: &Bundle, opts: &Options) -> Result<Report, Failure> {
     extras::proofs(bundle, opts, &m, &s, &mut report)?;
     extras::policies(bundle, &m, &mut report)?;
     extras::check_attestations(&atts, &s.checker.sessions, &mut report)?;
-    let account = s.account.take().unwrap_or_default();
-    report.account = report::account(account, bundle, &m, &s, &report, opts);
+    if let Some(account) = s.account.take() {
+        report.account = report::account(account, bundle, &m, &s, &report, opts);
+    }
     report.seconds = started.elapsed().as_secs_f64();
     report.cpu_seconds = stele_audit::cpu_time::cpu_seconds_since(cpu0, report.seconds);
     Ok(report)

@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use stele_attest::cosignature::CosignatureVerifier;
 use stele_attest::NoteVerifier;
-use stele_verify::{verify, Bundle, Options};
+use stele_verify::{verify_producing, Bundle, Options, Produce};
 
 /// Verify a signed stele audit export (folder or .tar) without trusting its producer.
 #[derive(Debug, Parser)]
@@ -92,7 +92,13 @@ fn run(args: &Args) -> ExitCode {
         Ok(b) => b,
         Err(f) => return unreadable(args, &format!("cannot open {}: {f}", args.bundle.display())),
     };
-    let r = match verify(&bundle, &opts) {
+    // The account is built only for a report (a plain verification runs
+    // at full speed without it).
+    let produce = match args.report {
+        Some(_) => Produce::ResultAndAccount,
+        None => Produce::Result,
+    };
+    let r = match verify_producing(&bundle, &opts, produce) {
         Ok(r) => r,
         Err(f) => {
             if args.json {

@@ -84,7 +84,7 @@ pub(crate) fn verify(
             None => span = Some((leaf.ts.clone(), leaf.ts.clone())),
             Some((_, b)) => b.clone_from(&leaf.ts),
         }
-        derived.add(&leaf, &h, &m.predicate.origin)?;
+        derived.add(None, &leaf_bytes, seq, &h)?;
         account.add(&leaf);
     }
     let seen = chain

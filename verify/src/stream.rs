@@ -41,7 +41,12 @@ pub(crate) struct Streamed {
     pub account: Option<AccountBuilder>,
 }
 
-pub(crate) fn run(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<Streamed, Failure> {
+pub(crate) fn run(
+    bundle: &Bundle,
+    m: &Manifest,
+    expect: &Expect,
+    account: Option<AccountBuilder>,
+) -> Result<Streamed, Failure> {
     let size = m.predicate.tree_size;
     let expected = tile_paths(size);
     let want: BTreeSet<&str> = expected.iter().map(|t| t.0.as_str()).collect();
@@ -75,7 +80,7 @@ pub(crate) fn run(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<Stre
         span: None,
         entries_bytes: 0,
         derived: Some(Derived::open(bundle, m)?),
-        account: Some(AccountBuilder::default()),
+        account,
     };
     let started = std::time::Instant::now();
     let cpu0 = thread_cpu_ns();
@@ -199,10 +204,12 @@ impl Run<'_> {
     fn leaf(&mut self, path: &str, leaf: HashedLeaf<'_>) -> Result<(), Failure> {
         let (s, m) = (&mut self.s, self.m);
         let nodes = &mut self.nodes;
+        let bytes = leaf.bytes();
         nodes.clear();
+        let mut text = None;
         let checked = s
             .checker
-            .push_hashed(leaf, None, |n| nodes.push(n))
+            .push_hashed_text(leaf, None, |n| nodes.push(n), &mut text)
             .map_err(|f| Failure::new(path, Some(f.index), f.reason))?;
         let h = checked.hash;
         self.tiles.push_leaf_hash(&h, &mut self.done);
@@ -234,14 +241,14 @@ impl Run<'_> {
             }
         }
         if selected {
-            // The readable views are derived from the typed, verified leaf.
-            let typed = checked
-                .into_leaf()
-                .map_err(|e| Failure::new(path, Some(seq), e.to_string()))?;
+            // The readable views are derived from the verified leaf bytes.
             if let Some(d) = &mut s.derived {
-                d.add(&typed, &h, &m.predicate.origin)?;
+                d.add(text.as_ref(), bytes, seq, &h)?;
             }
             if let Some(a) = &mut s.account {
+                let typed = checked
+                    .into_leaf()
+                    .map_err(|e| Failure::new(path, Some(seq), e.to_string()))?;
                 a.add(&typed);
             }
         }

@@ -329,7 +329,56 @@ fn edits() -> Vec<(&'static str, Edit)> {
             let s = read_ocsf(d);
             write_ocsf(d, &s.replace("\"alice\"", "\"mallory\""));
         }),
+        // `zcat` and SIEM collectors read every gzip member of a file: an
+        // event in a second member is an event the SIEM ingests.
+        ("ocsf: a forged event in a second gzip member", |d| {
+            let s = read_ocsf(d);
+            let forged = s
+                .lines()
+                .next()
+                .unwrap()
+                .replace("\"alice\"", "\"mallory\"");
+            append_gzip_member(d, &(forged + "\n"));
+        }),
+        ("ocsf: an empty line in a second gzip member", |d| {
+            append_gzip_member(d, "\n");
+        }),
     ]
+}
+
+/// Append a gzip member holding `text` to the OCSF file.
+fn append_gzip_member(dir: &Path, text: &str) {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(text.as_bytes()).unwrap();
+    let mut bytes = std::fs::read(dir.join(OCSF)).unwrap();
+    bytes.extend_from_slice(&gz.finish().unwrap());
+    std::fs::write(dir.join(OCSF), bytes).unwrap();
+}
+
+/// Bytes after the gzip stream that are not a gzip member at all are
+/// refused too (whatever a reader would make of them), naming the file.
+#[test]
+fn bytes_after_the_ocsf_stream_fail() {
+    let s = Setup::new();
+    let good = s.export(ManifestKey::Export, Selection::All, "trail");
+    for (what, tail) in [
+        ("text", &b"{\"forged\":true}\n"[..]),
+        ("a truncated gzip header", &[0x1f, 0x8b, 0x08][..]),
+    ] {
+        let t = s
+            .dir
+            .path()
+            .join(format!("trail-{}", what.replace(' ', "-")));
+        copy_dir(&good, &t);
+        let mut bytes = std::fs::read(t.join(OCSF)).unwrap();
+        bytes.extend_from_slice(tail);
+        std::fs::write(t.join(OCSF), bytes).unwrap();
+        resign(&t, &s.export_key);
+        let e = check(&t, &s.opts(ManifestKey::Export))
+            .err()
+            .unwrap_or_else(|| panic!("{what} after the OCSF stream verified"));
+        assert_eq!(e.file, OCSF, "{what}: {e}");
+    }
 }
 
 #[test]

@@ -1,21 +1,35 @@
 //! `SUMMARY.md`: what a person reads first. Derived from the leaves; every
 //! statement in it can be checked against them.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::check::CheckMap;
 use crate::event::{Effect, EventKind};
 use crate::leaf::Leaf;
+use crate::leaf_view::{JsonStr, LeafText};
 
 /// Most items listed per section (the rest are counted).
 const MAX_LISTED: usize = 200;
 
-/// Collects the summary while selected leaves stream past.
+/// A session as the summary lists it.
+#[derive(Debug, Clone)]
+struct SessionLine {
+    principal: String,
+    first: u64,
+    last: u64,
+    entries: u64,
+    ended: bool,
+}
+
+/// Collects the summary while selected leaves stream past. Counting is
+/// done on borrowed text ([`LeafText`]) without allocating; only listed
+/// entries (denials, approvals, redactions) are formatted.
 #[derive(Debug, Default)]
 pub struct SummaryBuilder {
-    kinds: BTreeMap<&'static str, u64>,
-    principals: BTreeMap<String, u64>,
-    sessions: BTreeMap<String, (String, u64, u64, u64, bool)>,
+    /// Entries per kind, by `EventKind as usize`.
+    kinds: [u64; EventKind::ALL.len()],
+    principals: CheckMap<String, u64>,
+    sessions: CheckMap<String, SessionLine>,
     denials: Vec<String>,
     denials_total: usize,
     approvals: Vec<String>,
@@ -25,13 +39,13 @@ pub struct SummaryBuilder {
     span: Option<(String, String)>,
 }
 
-fn target_text(l: &Leaf) -> String {
+fn target_text(l: &LeafText<'_>) -> String {
     let Some(t) = &l.target else {
         return String::new();
     };
-    [&t.tool, &t.path, &t.program, &t.host, &t.model]
+    [t.tool, t.path, t.program, t.host, t.model]
         .iter()
-        .filter_map(|v| v.as_deref())
+        .filter_map(|v| v.map(JsonStr::text))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -39,69 +53,93 @@ fn target_text(l: &Leaf) -> String {
 impl SummaryBuilder {
     /// Add a selected leaf.
     pub fn add(&mut self, l: &Leaf) {
+        self.add_text(&LeafText::of(l));
+    }
+
+    /// Add a selected leaf, read as borrowed text (the verifier reads it
+    /// from the leaf bytes with [`LeafText::scan`]).
+    pub fn add_text(&mut self, l: &LeafText<'_>) {
         self.selected += 1;
-        *self.kinds.entry(l.kind.as_str()).or_default() += 1;
-        *self
-            .principals
-            .entry(l.actor.principal.clone())
-            .or_default() += 1;
-        match &mut self.span {
-            None => self.span = Some((l.ts.clone(), l.ts.clone())),
-            Some((_, last)) => last.clone_from(&l.ts),
+        if let Some(n) = self.kinds.get_mut(l.kind as usize) {
+            *n += 1;
         }
-        if let Some(s) = &l.session {
-            let e = self.sessions.entry(s.id.clone()).or_insert((
-                l.actor.principal.clone(),
-                l.seq,
-                l.seq,
-                0,
-                false,
-            ));
-            e.2 = l.seq;
-            e.3 += 1;
-            e.4 = matches!(
+        let principal = l.actor.principal.text();
+        match self.principals.get_mut(principal.as_ref()) {
+            Some(n) => *n += 1,
+            None => {
+                self.principals.insert(principal.clone().into_owned(), 1);
+            }
+        }
+        let ts = l.ts.text();
+        match &mut self.span {
+            None => self.span = Some((ts.to_string(), ts.to_string())),
+            Some((_, last)) => {
+                last.clear();
+                last.push_str(&ts);
+            }
+        }
+        if let Some(id) = l.session {
+            let id = id.text();
+            let ended = matches!(
                 l.kind,
                 EventKind::SessionEnd | EventKind::SessionInterrupted
             );
+            match self.sessions.get_mut(id.as_ref()) {
+                Some(s) => {
+                    s.last = l.seq;
+                    s.entries += 1;
+                    s.ended = ended;
+                }
+                None => {
+                    self.sessions.insert(
+                        id.into_owned(),
+                        SessionLine {
+                            principal: principal.clone().into_owned(),
+                            first: l.seq,
+                            last: l.seq,
+                            entries: 1,
+                            ended,
+                        },
+                    );
+                }
+            }
+        }
+        let denied = l.decision.is_some_and(|d| d.effect == Effect::Deny);
+        let approval = matches!(
+            l.kind,
+            EventKind::ApprovalRequest | EventKind::ApprovalGrant | EventKind::ApprovalDeny
+        );
+        let redaction = l.kind == EventKind::Redaction;
+        if !(denied || approval || redaction) {
+            return;
         }
         let line = format!(
             "- #{} {} {} {} {}",
             l.seq,
-            l.ts,
-            l.actor.principal,
+            ts,
+            principal,
             l.kind,
             target_text(l)
         );
-        if l.decision
-            .as_ref()
-            .is_some_and(|d| d.effect == Effect::Deny)
-        {
+        if denied {
             self.denials_total += 1;
             if self.denials.len() < MAX_LISTED {
                 let why = l
                     .decision
-                    .as_ref()
-                    .and_then(|d| d.reason.clone())
+                    .and_then(|d| d.reason)
+                    .map(JsonStr::text)
                     .unwrap_or_default();
                 self.denials.push(format!("{line} — {why}"));
             }
         }
-        if matches!(
-            l.kind,
-            EventKind::ApprovalRequest | EventKind::ApprovalGrant | EventKind::ApprovalDeny
-        ) {
+        if approval {
             self.approvals_total += 1;
             if self.approvals.len() < MAX_LISTED {
                 self.approvals.push(line.clone());
             }
         }
-        if l.kind == EventKind::Redaction {
-            let reason = l
-                .data
-                .as_ref()
-                .and_then(|d| d.get("reason"))
-                .and_then(|r| r.as_str())
-                .unwrap_or("");
+        if redaction {
+            let reason = l.data_str("reason").unwrap_or_default();
             self.redactions.push(format!("{line} — {reason}"));
         }
     }
@@ -120,19 +158,32 @@ impl SummaryBuilder {
         }
         let _ = writeln!(s, "\nThis summary is derived from the signed entries; `VERIFY.md` says how to check them.\n");
         let _ = writeln!(s, "## Sessions ({})\n", self.sessions.len());
-        for (id, (who, first, last, n, ended)) in self.sessions.iter().take(MAX_LISTED) {
-            let state = if *ended { "ended" } else { "NOT ENDED" };
+        let mut sessions: Vec<(&String, &SessionLine)> = self.sessions.iter().collect();
+        sessions.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (id, x) in sessions.into_iter().take(MAX_LISTED) {
+            let state = if x.ended { "ended" } else { "NOT ENDED" };
             let _ = writeln!(
                 s,
-                "- {id}: {who}, entries #{first}..#{last} ({n} in selection), {state}"
+                "- {id}: {}, entries #{}..#{} ({} in selection), {state}",
+                x.principal, x.first, x.last, x.entries
             );
         }
         let _ = writeln!(s, "\n## Who\n");
-        for (p, n) in &self.principals {
+        let mut principals: Vec<(&String, &u64)> = self.principals.iter().collect();
+        principals.sort_unstable();
+        for (p, n) in principals {
             let _ = writeln!(s, "- {p}: {n} entries");
         }
         let _ = writeln!(s, "\n## What\n");
-        for (k, n) in &self.kinds {
+        let mut kinds: Vec<(&str, u64)> = EventKind::ALL
+            .iter()
+            .filter_map(|k| {
+                let n = self.kinds.get(*k as usize).copied().unwrap_or(0);
+                (n > 0).then_some((k.as_str(), n))
+            })
+            .collect();
+        kinds.sort_unstable();
+        for (k, n) in kinds {
             let _ = writeln!(s, "- {k}: {n}");
         }
         for (title, list, total) in [
@@ -149,5 +200,17 @@ impl SummaryBuilder {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_index_their_counts() {
+        for (i, k) in EventKind::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i, "{k}");
+        }
     }
 }

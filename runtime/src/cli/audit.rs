@@ -122,6 +122,9 @@ pub enum AuditCommand {
     },
     /// Write a signed export bundle for reviewers (recorded in the log first).
     Export(ExportArgs),
+    /// The reviewer's report of the live log (or one session), verified
+    /// first, read-only: what stele-verify --report shows for an export.
+    Report(super::audit_report::ReportArgs),
     /// Send the newest checkpoint to witnesses and store their cosignatures
     /// (fails closed when a witness has seen more of this log: rollback).
     Publish {
@@ -329,6 +332,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Export(a) => super::audit_export::export(&a.log.db(), &a.log.key(), a),
+        AuditCommand::Report(a) => super::audit_report::run(a),
         AuditCommand::Publish { witnesses, log } => publish(&log.db(), &log.key(), &witnesses),
         AuditCommand::Bench {
             writers,

@@ -375,5 +375,6 @@ pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
         ),
         ("policy-bench", schema_for!(super::policy_json::PolicyBench)),
         ("policy-test", schema_for!(super::policy_json::TestReport)),
+        ("review-report", schema_for!(stele_verify::account::Account)),
     ]
 }

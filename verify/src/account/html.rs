@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::markdown::rule_text;
-use super::{Account, PayloadText, SessionAccount};
+use super::{Account, PayloadText, SessionAccount, Source};
 
 /// HTML-escape `s` (text and attribute values).
 pub fn esc(s: &str) -> String {
@@ -91,11 +91,21 @@ pub fn render(a: &Account) -> String {
          <title>Review of {}</title><style>{STYLE}</style></head><body>\n",
         esc(&a.origin)
     );
+    let (what, by) = match v.source {
+        Source::Export => (
+            "an audit export of",
+            "stele-verify from the verified entries and payloads, not from the exporter's summary",
+        ),
+        Source::LiveLog => (
+            "the audit log",
+            "<code>stele audit report</code> from the entries and payloads of the live log, \
+             verified in one read transaction (there is no export manifest)",
+        ),
+    };
     let _ = writeln!(
         s,
-        "<h1>Review of an audit export of <code>{}</code></h1>\n<p class=\"ok\">Verified: {} entries \
-         (root <code>{}</code>), {} selected ({}). Everything below is derived by stele-verify from the \
-         verified entries and payloads, not from the exporter's summary.</p>",
+        "<h1>Review of {what} <code>{}</code></h1>\n<p class=\"ok\">Verified: {} entries \
+         (root <code>{}</code>), {} selected ({}). Everything below is derived by {by}.</p>",
         esc(&a.origin),
         v.entries,
         esc(&v.root),
@@ -139,19 +149,32 @@ pub fn render(a: &Account) -> String {
             w.size
         ));
     }
-    li(format!(
-        "payloads: {} verified, {} redacted, {} withheld by the exporter",
-        v.payloads_verified, v.payloads_redacted, v.payloads_withheld
-    ));
-    li(format!("inclusion proofs verified: {}", v.proofs));
-    li(format!(
-        "SUMMARY.md and OCSF view recomputed and matched: {}",
-        if v.derived_files_match { "yes" } else { "no" }
-    ));
+    match v.source {
+        Source::Export => {
+            li(format!(
+                "payloads: {} verified, {} redacted, {} withheld by the exporter",
+                v.payloads_verified, v.payloads_redacted, v.payloads_withheld
+            ));
+            li(format!("inclusion proofs verified: {}", v.proofs));
+            li(format!(
+                "SUMMARY.md and OCSF view recomputed and matched: {}",
+                if v.derived_files_match { "yes" } else { "no" }
+            ));
+        }
+        Source::LiveLog => li(format!(
+            "payloads: {} verified, {} redacted",
+            v.payloads_verified, v.payloads_redacted
+        )),
+    }
     for u in &v.unchecked {
         li(format!("not checked: {}", esc(u)));
     }
-    li(format!("exporter: <code>{}</code>", esc(&v.exporter)));
+    if let Some(e) = &v.exporter {
+        li(format!("exporter: <code>{}</code>", esc(e)));
+    }
+    if let Some(f) = &v.log_file {
+        li(format!("live log: <code>{}</code>", esc(f)));
+    }
     s.push_str("</ul></body></html>\n");
     s
 }

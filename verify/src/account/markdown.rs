@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Account, PayloadText, Rule, SessionAccount};
+use super::{Account, PayloadText, Rule, SessionAccount, Source};
 
 /// A code span holding `s` on one line.
 pub(super) fn code(s: &str) -> String {
@@ -77,15 +77,30 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
 pub fn render(a: &Account) -> String {
     let mut s = String::new();
     let v = &a.verification;
-    let _ = writeln!(s, "# Review of an audit export of {}\n", code(&a.origin));
-    let _ = writeln!(
-        s,
-        "Derived by stele-verify from {} verified entries ({} selected: {}); \
-         nothing here is taken from the exporter's own summary.\n",
-        v.entries,
-        v.selected,
-        code(&a.selection)
-    );
+    match v.source {
+        Source::Export => {
+            let _ = writeln!(s, "# Review of an audit export of {}\n", code(&a.origin));
+            let _ = writeln!(
+                s,
+                "Derived by stele-verify from {} verified entries ({} selected: {}); \
+                 nothing here is taken from the exporter's own summary.\n",
+                v.entries,
+                v.selected,
+                code(&a.selection)
+            );
+        }
+        Source::LiveLog => {
+            let _ = writeln!(s, "# Review of the audit log {}\n", code(&a.origin));
+            let _ = writeln!(
+                s,
+                "Derived by `stele audit report` from {} entries of the live log, verified in one \
+                 read transaction ({} selected: {}); there is no export manifest.\n",
+                v.entries,
+                v.selected,
+                code(&a.selection)
+            );
+        }
+    }
     for x in &a.sessions {
         session(&mut s, x);
     }
@@ -111,21 +126,37 @@ pub fn render(a: &Account) -> String {
     for w in &v.witnesses {
         let _ = writeln!(s, "- witness {} cosigned size {}", code(&w.witness), w.size);
     }
-    let _ = writeln!(
-        s,
-        "- payloads: {} verified, {} redacted, {} withheld by the exporter",
-        v.payloads_verified, v.payloads_redacted, v.payloads_withheld
-    );
-    let _ = writeln!(s, "- inclusion proofs verified: {}", v.proofs);
-    let _ = writeln!(
-        s,
-        "- SUMMARY.md and OCSF view recomputed and matched: {}",
-        if v.derived_files_match { "yes" } else { "no" }
-    );
+    match v.source {
+        Source::Export => {
+            let _ = writeln!(
+                s,
+                "- payloads: {} verified, {} redacted, {} withheld by the exporter",
+                v.payloads_verified, v.payloads_redacted, v.payloads_withheld
+            );
+            let _ = writeln!(s, "- inclusion proofs verified: {}", v.proofs);
+            let _ = writeln!(
+                s,
+                "- SUMMARY.md and OCSF view recomputed and matched: {}",
+                if v.derived_files_match { "yes" } else { "no" }
+            );
+        }
+        Source::LiveLog => {
+            let _ = writeln!(
+                s,
+                "- payloads: {} verified, {} redacted",
+                v.payloads_verified, v.payloads_redacted
+            );
+        }
+    }
     for u in &v.unchecked {
         let _ = writeln!(s, "- not checked: {u}");
     }
-    let _ = writeln!(s, "- exporter: {}", code(&v.exporter));
+    if let Some(e) = &v.exporter {
+        let _ = writeln!(s, "- exporter: {}", code(e));
+    }
+    if let Some(f) = &v.log_file {
+        let _ = writeln!(s, "- live log: {}", code(f));
+    }
     s
 }
 

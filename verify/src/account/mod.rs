@@ -29,6 +29,7 @@ pub const MAX_TIMELINE: usize = 5_000;
 
 /// The report.
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Account {
     /// [`SCHEMA`].
     pub schema: &'static str,
@@ -46,6 +47,7 @@ pub struct Account {
 
 /// Verification facts (what was and was not checked).
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Verification {
     /// Always "verified": a report is only produced for a verified export.
     pub result: &'static str,
@@ -71,12 +73,30 @@ pub struct Verification {
     pub derived_files_match: bool,
     /// What could not be checked, in words.
     pub unchecked: Vec<String>,
-    /// Who exported.
-    pub exporter: String,
+    /// What was verified: an export bundle or the live log.
+    pub source: Source,
+    /// Who exported (an export), as the manifest says.
+    pub exporter: Option<String>,
+    /// The database file (the live log).
+    pub log_file: Option<String>,
+}
+
+/// What a report was derived from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// A signed export bundle, verified by `stele-verify`.
+    #[default]
+    Export,
+    /// The live log, verified in one read transaction by `stele audit
+    /// report` (there is no export manifest).
+    LiveLog,
 }
 
 /// A witness cosignature.
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Witnessed {
     /// Witness name.
     pub witness: String,
@@ -86,6 +106,7 @@ pub struct Witnessed {
 
 /// Text from a payload: shown when the export holds it, else why not.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "state", content = "text", rename_all = "snake_case")]
 pub enum PayloadText {
     /// The verified body (UTF-8, lossily decoded).
@@ -101,6 +122,7 @@ pub enum PayloadText {
 
 /// One session.
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SessionAccount {
     /// Session id.
     pub id: String,
@@ -150,6 +172,7 @@ pub struct SessionAccount {
 
 /// A decision, as recorded.
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Rule {
     /// "allow", "deny" or "ask".
     pub effect: String,
@@ -163,6 +186,7 @@ pub struct Rule {
 
 /// Model use.
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ModelUse {
     /// Model name.
     pub model: String,
@@ -182,6 +206,7 @@ pub struct ModelUse {
 
 /// A file access.
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FileAccess {
     /// Entry of the decision.
     pub seq: u64,
@@ -205,6 +230,7 @@ pub struct FileAccess {
 
 /// A command.
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CommandRun {
     /// Entry of the start.
     pub seq: u64,
@@ -228,6 +254,7 @@ pub struct CommandRun {
 
 /// A connection attempt.
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Connection {
     /// Entry of the decision.
     pub seq: u64,
@@ -249,6 +276,7 @@ pub struct Connection {
 
 /// An MCP call.
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct McpCall {
     /// Entry of the call.
     pub seq: u64,
@@ -266,6 +294,7 @@ pub struct McpCall {
 
 /// A denial.
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Denial {
     /// Entry.
     pub seq: u64,
@@ -281,6 +310,7 @@ pub struct Denial {
 
 /// An approval asked for, and its answer.
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Approval {
     /// Entry of the request.
     pub seq: u64,
@@ -310,6 +340,7 @@ pub struct Approval {
 
 /// One line of the timeline.
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TimelineItem {
     /// Entry.
     pub seq: u64,
@@ -325,6 +356,7 @@ pub struct TimelineItem {
 
 /// A redaction.
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Redaction {
     /// Entry.
     pub seq: u64,
