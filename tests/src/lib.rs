@@ -42,7 +42,7 @@ impl Stele {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
                 format!(
-                    "{} is missing: build it with `cargo build -p stele-runtime`",
+                    "{} is missing: build it with `cargo build -p stele-cli`",
                     bin.display()
                 ),
             ));
