@@ -188,7 +188,10 @@ mod tests {
             })
         );
         let back: serde_json::Value = serde_json::to_value(&deny).unwrap();
-        assert_eq!(back, serde_json::from_str::<serde_json::Value>(text).unwrap());
+        assert_eq!(
+            back,
+            serde_json::from_str::<serde_json::Value>(text).unwrap()
+        );
         assert_eq!(
             serde_json::to_value(SessionEvent::Step { n: 3 }).unwrap(),
             serde_json::json!({"event": "step", "n": 3})

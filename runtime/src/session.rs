@@ -191,7 +191,9 @@ pub fn conclude(session: OpenSession, end: &RunEnd) -> anyhow::Result<()> {
 /// an error, close it; the error of closing, if any, is returned beside `e`.
 pub fn abort(session: OpenSession, e: &anyhow::Error) -> Option<anyhow::Error> {
     session.release_sandbox();
-    let _ = session.gate.end_session(Status::Error, Some(format!("{e:#}")));
+    let _ = session
+        .gate
+        .end_session(Status::Error, Some(format!("{e:#}")));
     session.close().err()
 }
 

@@ -170,8 +170,14 @@ mod tests {
         for (text, want) in [
             ("[server]\nlisten = \"nowhere\"\n", "listen"),
             ("[server]\nmax_sessions = 0\n", "server.max_sessions"),
-            ("[workspace.books]\npath = \"/srv\"\nteams = []\n", "workspace.books.teams"),
-            ("[workspace.books]\npath = \"rel\"\nteams = [\"a\"]\n", "workspace.books.path"),
+            (
+                "[workspace.books]\npath = \"/srv\"\nteams = []\n",
+                "workspace.books.teams",
+            ),
+            (
+                "[workspace.books]\npath = \"rel\"\nteams = [\"a\"]\n",
+                "workspace.books.path",
+            ),
             ("[server]\nlisten_on = \"127.0.0.1:1\"\n", "listen_on"),
         ] {
             std::fs::write(&p, text).unwrap();

@@ -46,12 +46,10 @@ pub fn open(config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
         .map_err(|e| start_error("the audit log", e))?;
     let located = stele_runtime::policy_location::resolve(config.server.policy.as_deref())
         .map_err(|e| start_error("the policy bundle", e))?;
-    let bundle = Arc::new(Bundle::load(&located.path).map_err(|e| {
-        start_error(
-            &format!("the policy bundle {}", located.path.display()),
-            e,
-        )
-    })?);
+    let bundle =
+        Arc::new(Bundle::load(&located.path).map_err(|e| {
+            start_error(&format!("the policy bundle {}", located.path.display()), e)
+        })?);
     let store = SqliteStore::open(&config.store_path())?;
     Ok(Arc::new(AppState {
         sessions: Manager::new(config.server.max_sessions),

@@ -26,12 +26,32 @@ fn every_progress_event_is_a_protocol_event() {
     let events = [
         Progress::Step(1),
         Progress::Text("hello"),
-        Progress::ToolCall { id: "call-1-1", name: "file_list", input: &input },
-        Progress::ToolResult { name: "exec", status: ToolResultStatus::Ok, text: "42" },
-        Progress::ToolResult { name: "exec", status: ToolResultStatus::Error, text: "no" },
-        Progress::Decision(Decision::Denied { subject: "exec", detail: &denial }),
-        Progress::Decision(Decision::Denied { subject: "frobnicate", detail: &bare }),
-        Progress::Decision(Decision::Asked { shown: "Run in the sandbox: python3" }),
+        Progress::ToolCall {
+            id: "call-1-1",
+            name: "file_list",
+            input: &input,
+        },
+        Progress::ToolResult {
+            name: "exec",
+            status: ToolResultStatus::Ok,
+            text: "42",
+        },
+        Progress::ToolResult {
+            name: "exec",
+            status: ToolResultStatus::Error,
+            text: "no",
+        },
+        Progress::Decision(Decision::Denied {
+            subject: "exec",
+            detail: &denial,
+        }),
+        Progress::Decision(Decision::Denied {
+            subject: "frobnicate",
+            detail: &bare,
+        }),
+        Progress::Decision(Decision::Asked {
+            shown: "Run in the sandbox: python3",
+        }),
         Progress::Decision(Decision::Answered {
             shown: "x",
             outcome: stele_policy::ApprovalOutcome::Granted,
@@ -51,9 +71,21 @@ fn every_progress_event_is_a_protocol_event() {
             elapsed: Duration::from_secs(3),
             patience: Duration::from_secs(300),
         },
-        Progress::Stop { reason: "max_tokens", action: "continue", max_tokens: 4096 },
-        Progress::Stop { reason: "pause_turn", action: "resume", max_tokens: 4096 },
-        Progress::Stop { reason: "refusal", action: "end", max_tokens: 4096 },
+        Progress::Stop {
+            reason: "max_tokens",
+            action: "continue",
+            max_tokens: 4096,
+        },
+        Progress::Stop {
+            reason: "pause_turn",
+            action: "resume",
+            max_tokens: 4096,
+        },
+        Progress::Stop {
+            reason: "refusal",
+            action: "end",
+            max_tokens: 4096,
+        },
     ];
     for p in events {
         same(to_json(p));

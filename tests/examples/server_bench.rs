@@ -28,7 +28,10 @@ fn main() {
     let sessions: usize = args.next().map_or(20, |a| a.parse().unwrap());
     let requests: usize = args.next().map_or(500, |a| a.parse().unwrap());
     let srv = Server::start("", "max_sessions = 64\n");
-    println!("start to ready: {:.1} ms", srv.started.as_secs_f64() * 1000.0);
+    println!(
+        "start to ready: {:.1} ms",
+        srv.started.as_secs_f64() * 1000.0
+    );
     for _ in 0..sessions {
         srv.mock.push(
             Turn::new()

@@ -160,7 +160,10 @@ fn requests_without_a_live_token_are_refused_and_logged() {
             ("wrong scheme", Some(format!("Basic {alice}"))),
             ("empty", Some("Bearer ".into())),
             // A live token with one character changed is another token.
-            ("altered", Some(format!("Bearer {}x", &alice[..alice.len() - 1]))),
+            (
+                "altered",
+                Some(format!("Bearer {}x", &alice[..alice.len() - 1])),
+            ),
         ];
         for path in ["/api/v1/sessions", "/api/v1/approvals"] {
             for (what, header) in &cases {
@@ -181,7 +184,10 @@ fn requests_without_a_live_token_are_refused_and_logged() {
             }
         }
         // The live token works; health needs none.
-        assert_eq!(get(&srv, Some(&alice), "/api/v1/sessions").await.status(), 200);
+        assert_eq!(
+            get(&srv, Some(&alice), "/api/v1/sessions").await.status(),
+            200
+        );
         assert_eq!(get(&srv, None, "/healthz").await.status(), 200);
     });
     srv.stop();
@@ -246,7 +252,10 @@ fn a_session_over_the_api_runs_to_its_end_and_its_events_replay() {
         let typed: stele_protocol::SessionEvent = serde_json::from_value(e.clone()).unwrap();
         assert_eq!(&serde_json::to_value(&typed).unwrap(), e);
     }
-    let kinds: Vec<&str> = all.iter().map(|(_, e)| e["event"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = all
+        .iter()
+        .map(|(_, e)| e["event"].as_str().unwrap())
+        .collect();
     for k in ["step", "text", "tool_call", "tool_result"] {
         assert!(kinds.contains(&k), "{k} missing: {kinds:?}");
     }
@@ -270,7 +279,12 @@ fn a_session_over_the_api_runs_to_its_end_and_its_events_replay() {
         wait_state(&srv, &alice, &id, "ended").await;
         // Who sees it: the owner, a finance approver and reviewer; not another
         // member, not another team's approver.
-        for (token, sees) in [(&alice, true), (&bob, true), (&dave, false), (&carol, false)] {
+        for (token, sees) in [
+            (&alice, true),
+            (&bob, true),
+            (&dave, false),
+            (&carol, false),
+        ] {
             let l: Value = get(&srv, Some(token), "/api/v1/sessions")
                 .await
                 .json()
@@ -293,12 +307,36 @@ fn a_session_over_the_api_runs_to_its_end_and_its_events_replay() {
             }
         }
         // Bad input: a clear 400 naming the field.
-        let r = post(&srv, &alice, "/api/v1/sessions", json!({"workspace": "nope", "task": "x"})).await;
-        assert!(problem(r, 400).await["detail"].as_str().unwrap().contains("workspace"));
-        let r = post(&srv, &alice, "/api/v1/sessions", json!({"workspace": "books"})).await;
-        assert!(problem(r, 400).await["detail"].as_str().unwrap().contains("task"));
+        let r = post(
+            &srv,
+            &alice,
+            "/api/v1/sessions",
+            json!({"workspace": "nope", "task": "x"}),
+        )
+        .await;
+        assert!(problem(r, 400).await["detail"]
+            .as_str()
+            .unwrap()
+            .contains("workspace"));
+        let r = post(
+            &srv,
+            &alice,
+            "/api/v1/sessions",
+            json!({"workspace": "books"}),
+        )
+        .await;
+        assert!(problem(r, 400).await["detail"]
+            .as_str()
+            .unwrap()
+            .contains("task"));
         // carol's team has no right to the books workspace.
-        let r = post(&srv, &carol, "/api/v1/sessions", json!({"workspace": "books", "task": "x"})).await;
+        let r = post(
+            &srv,
+            &carol,
+            "/api/v1/sessions",
+            json!({"workspace": "books", "task": "x"}),
+        )
+        .await;
         problem(r, 403).await;
     });
     srv.stop();
@@ -323,7 +361,11 @@ const EXEC_ASKS: &str = e2e_common::EXEC_NEEDS_APPROVAL;
 fn push_exec_then_finish(srv: &Server) {
     srv.mock.push(
         Turn::new()
-            .tool_use("x", "exec", json!({"argv": ["python3", "-c", "print(6*7)"]}))
+            .tool_use(
+                "x",
+                "exec",
+                json!({"argv": ["python3", "-c", "print(6*7)"]}),
+            )
             .into(),
     );
     srv.mock.push(
@@ -363,10 +405,19 @@ fn an_approval_by_a_second_user_unblocks_the_session_once() {
         wait_state(&srv, &alice, &id, "waiting_approval").await;
         // Other team, a reviewer: not theirs to answer, and not listed for them.
         for t in [&carol, &rita] {
-            let l: Value = get(&srv, Some(t), "/api/v1/approvals").await.json().await.unwrap();
+            let l: Value = get(&srv, Some(t), "/api/v1/approvals")
+                .await
+                .json()
+                .await
+                .unwrap();
             assert_eq!(l["approvals"], json!([]));
-            let r = post(&srv, t, &format!("/api/v1/approvals/{aid}"),
-                json!({"shown_sha256": sha, "outcome": "granted"})).await;
+            let r = post(
+                &srv,
+                t,
+                &format!("/api/v1/approvals/{aid}"),
+                json!({"shown_sha256": sha, "outcome": "granted"}),
+            )
+            .await;
             problem(r, 403).await;
         }
         // A wrong hash: refused, still pending. Unknown fields are refused too.
@@ -377,13 +428,23 @@ fn an_approval_by_a_second_user_unblocks_the_session_once() {
             let r = post(&srv, &bob, &format!("/api/v1/approvals/{aid}"), bad).await;
             problem(r, 409).await;
         }
-        let r = post(&srv, &bob, &format!("/api/v1/approvals/{aid}"),
-            json!({"shown_sha256": sha, "outcome": "granted", "approver": "alice"})).await;
+        let r = post(
+            &srv,
+            &bob,
+            &format!("/api/v1/approvals/{aid}"),
+            json!({"shown_sha256": sha, "outcome": "granted", "approver": "alice"}),
+        )
+        .await;
         problem(r, 400).await;
         assert_eq!(pending_for(&srv, &bob).await.len(), 1);
         // bob grants.
-        let r = post(&srv, &bob, &format!("/api/v1/approvals/{aid}"),
-            json!({"shown_sha256": sha, "outcome": "granted", "ticket": "CHG-7"})).await;
+        let r = post(
+            &srv,
+            &bob,
+            &format!("/api/v1/approvals/{aid}"),
+            json!({"shown_sha256": sha, "outcome": "granted", "ticket": "CHG-7"}),
+        )
+        .await;
         assert_eq!(r.status(), 200);
         let done: Value = r.json().await.unwrap();
         assert_eq!(done["state"], "granted");
@@ -391,8 +452,13 @@ fn an_approval_by_a_second_user_unblocks_the_session_once() {
         // Replayed, by bob or anyone: counted once.
         for t in [&bob, &alice] {
             for outcome in ["granted", "refused"] {
-                let r = post(&srv, t, &format!("/api/v1/approvals/{aid}"),
-                    json!({"shown_sha256": sha, "outcome": outcome})).await;
+                let r = post(
+                    &srv,
+                    t,
+                    &format!("/api/v1/approvals/{aid}"),
+                    json!({"shown_sha256": sha, "outcome": outcome}),
+                )
+                .await;
                 problem(r, 409).await;
             }
         }
@@ -402,26 +468,46 @@ fn an_approval_by_a_second_user_unblocks_the_session_once() {
     });
     let kinds: Vec<String> = all
         .iter()
-        .map(|(_, e)| format!("{}/{}", e["event"].as_str().unwrap(), e["decision"].as_str().unwrap_or("")))
+        .map(|(_, e)| {
+            format!(
+                "{}/{}",
+                e["event"].as_str().unwrap(),
+                e["decision"].as_str().unwrap_or("")
+            )
+        })
         .collect();
-    let at = |k: &str| kinds.iter().position(|x| x == k).unwrap_or_else(|| panic!("{k}: {kinds:?}"));
+    let at = |k: &str| {
+        kinds
+            .iter()
+            .position(|x| x == k)
+            .unwrap_or_else(|| panic!("{k}: {kinds:?}"))
+    };
     assert!(at("approval_requested/") > at("decision/ask"));
     assert!(at("decision/granted") > at("approval_requested/"));
     let granted = &all[at("decision/granted")].1;
-    assert_eq!((granted["approver"].as_str(), granted["method"].as_str()), (Some("bob"), Some("token")));
+    assert_eq!(
+        (granted["approver"].as_str(), granted["method"].as_str()),
+        (Some("bob"), Some("token"))
+    );
     assert_eq!(all.last().unwrap().1["outcome"], "answered");
     srv.stop();
     let leaves = srv.leaves();
     stele_tests::intents_closed_once(&leaves, &id).unwrap();
     let mine = e2e_common::of_session(&leaves, &id);
-    let grants: Vec<&&Value> = mine.iter().filter(|l| l["kind"] == "approval.grant").collect();
+    let grants: Vec<&&Value> = mine
+        .iter()
+        .filter(|l| l["kind"] == "approval.grant")
+        .collect();
     assert_eq!(grants.len(), 1, "counted once");
     let g = grants[0];
     assert_eq!(g["data"]["approver"], "bob");
     assert_eq!(g["data"]["method"], "token");
     assert_eq!(g["data"]["ticket"], "CHG-7");
     assert_eq!(g["data"]["shown_sha256"], sha.as_str());
-    let req = mine.iter().find(|l| l["kind"] == "approval.request").unwrap();
+    let req = mine
+        .iter()
+        .find(|l| l["kind"] == "approval.request")
+        .unwrap();
     assert_eq!(req["data"]["shown_sha256"], sha.as_str());
     // The program ran once, after the grant.
     let execs: Vec<&&Value> = mine.iter().filter(|l| l["kind"] == "exec.end").collect();
@@ -432,7 +518,10 @@ fn an_approval_by_a_second_user_unblocks_the_session_once() {
         .filter(|l| l["decision"]["effect"] == "deny")
         .collect();
     for who in ["carol", "rita", "bob", "alice"] {
-        assert!(refused.iter().any(|l| l["actor"]["principal"] == who), "{who}");
+        assert!(
+            refused.iter().any(|l| l["actor"]["principal"] == who),
+            "{who}"
+        );
     }
     srv.verify();
 }
@@ -446,7 +535,11 @@ fn a_self_approval_under_the_finance_template_is_refused() {
     let mut srv = Server::start("", "");
     srv.mock.push(
         Turn::new()
-            .tool_use("w", "file_write", json!({"path": "outbox/letter.txt", "content": "Dear Acme"}))
+            .tool_use(
+                "w",
+                "file_write",
+                json!({"path": "outbox/letter.txt", "content": "Dear Acme"}),
+            )
             .into(),
     );
     srv.mock.push(
@@ -460,16 +553,35 @@ fn a_self_approval_under_the_finance_template_is_refused() {
         let id = start_session(&srv, &alice, "write the letter").await;
         // alice may answer her own session's asks (as at a terminal) ...
         let a = pending_for(&srv, &alice).await;
-        let (aid, sha) = (a[0]["approval_id"].as_str().unwrap(), a[0]["shown_sha256"].clone());
+        let (aid, sha) = (
+            a[0]["approval_id"].as_str().unwrap(),
+            a[0]["shown_sha256"].clone(),
+        );
         // ... but her grant cannot lift the four-eyes rule: refused, still open.
-        let r = post(&srv, &alice, &format!("/api/v1/approvals/{aid}"),
-            json!({"shown_sha256": sha, "outcome": "granted"})).await;
+        let r = post(
+            &srv,
+            &alice,
+            &format!("/api/v1/approvals/{aid}"),
+            json!({"shown_sha256": sha, "outcome": "granted"}),
+        )
+        .await;
         let p = problem(r, 403).await;
-        assert!(p["detail"].as_str().unwrap().contains("segregation of duties"), "{p}");
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap()
+                .contains("segregation of duties"),
+            "{p}"
+        );
         assert!(!srv.ws.join("outbox/letter.txt").exists());
         assert_eq!(pending_for(&srv, &bob).await[0]["approval_id"], aid);
-        let r = post(&srv, &bob, &format!("/api/v1/approvals/{aid}"),
-            json!({"shown_sha256": sha, "outcome": "granted"})).await;
+        let r = post(
+            &srv,
+            &bob,
+            &format!("/api/v1/approvals/{aid}"),
+            json!({"shown_sha256": sha, "outcome": "granted"}),
+        )
+        .await;
         assert_eq!(r.status(), 200);
         wait_state(&srv, &alice, &id, "ended").await;
         id
@@ -481,12 +593,15 @@ fn a_self_approval_under_the_finance_template_is_refused() {
     srv.stop();
     let leaves = srv.leaves();
     let mine = e2e_common::of_session(&leaves, &id);
-    let grants: Vec<&&Value> = mine.iter().filter(|l| l["kind"] == "approval.grant").collect();
+    let grants: Vec<&&Value> = mine
+        .iter()
+        .filter(|l| l["kind"] == "approval.grant")
+        .collect();
     assert_eq!(grants.len(), 1);
     assert_eq!(grants[0]["data"]["approver"], "bob");
-    assert!(server_decisions(&leaves, "session.approve").iter().any(|l| {
-        l["actor"]["principal"] == "alice" && l["decision"]["effect"] == "deny"
-    }));
+    assert!(server_decisions(&leaves, "session.approve")
+        .iter()
+        .any(|l| { l["actor"]["principal"] == "alice" && l["decision"]["effect"] == "deny" }));
     srv.verify();
 }
 
@@ -502,12 +617,23 @@ fn an_unanswered_approval_expires_refused_and_logged() {
     let id = rt.block_on(async {
         let id = start_session(&srv, &alice, "compute").await;
         let a = pending_for(&srv, &bob).await;
-        let (aid, sha) = (a[0]["approval_id"].as_str().unwrap().to_string(), a[0]["shown_sha256"].clone());
+        let (aid, sha) = (
+            a[0]["approval_id"].as_str().unwrap().to_string(),
+            a[0]["shown_sha256"].clone(),
+        );
         wait_state(&srv, &alice, &id, "ended").await;
         // Too late: the question was refused at its deadline.
-        let r = post(&srv, &bob, &format!("/api/v1/approvals/{aid}"),
-            json!({"shown_sha256": sha, "outcome": "granted"})).await;
-        assert!(problem(r, 409).await["detail"].as_str().unwrap().contains("Expired"));
+        let r = post(
+            &srv,
+            &bob,
+            &format!("/api/v1/approvals/{aid}"),
+            json!({"shown_sha256": sha, "outcome": "granted"}),
+        )
+        .await;
+        assert!(problem(r, 409).await["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Expired"));
         id
     });
     srv.stop();
@@ -515,6 +641,9 @@ fn an_unanswered_approval_expires_refused_and_logged() {
     let mine = e2e_common::of_session(&leaves, &id);
     let deny = mine.iter().find(|l| l["kind"] == "approval.deny").unwrap();
     assert_eq!(deny["data"]["method"], "deadline");
-    assert!(mine.iter().all(|l| l["kind"] != "exec.start"), "nothing ran");
+    assert!(
+        mine.iter().all(|l| l["kind"] != "exec.start"),
+        "nothing ran"
+    );
     srv.verify();
 }

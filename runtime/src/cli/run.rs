@@ -213,8 +213,11 @@ pub(crate) fn open_for(
     let model = model_for(&layers, spec)?;
     let mut record = crate::session::model_record(&model, spec);
     record["config"] = args.config.clone();
-    record["approve"] =
-        serde_json::json!(format!("{:?}", args.approve.unwrap_or_else(default_mode)).to_lowercase());
+    record["approve"] = serde_json::json!(format!(
+        "{:?}",
+        args.approve.unwrap_or_else(default_mode)
+    )
+    .to_lowercase());
     record["client"] = args.client.record();
     // Committed as the session's `task` payload (redactable), not kept here.
     record[crate::gate::TASK_MEMBER] = serde_json::json!(args.task);

@@ -1,9 +1,9 @@
 //! Passwords of local accounts: argon2id (the crate's defaults, OWASP's
 //! minimum: 19 MiB, 2 passes), stored as PHC strings.
 
-use ring::rand::SecureRandom as _;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::Argon2;
+use ring::rand::SecureRandom as _;
 
 use crate::error::ServerError;
 

@@ -26,7 +26,10 @@ pub fn generate() -> Result<(String, String), ServerError> {
 
 /// The SHA-256 (hex) a secret is kept as.
 pub fn hash(secret: &str) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, secret.as_bytes()))
+    hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        secret.as_bytes(),
+    ))
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use stele_audit::Effect;
-use stele_protocol::{ApprovalAnswer, ApprovalList, ApprovalOutcome, ApprovalRequest, ApprovalState};
+use stele_protocol::{
+    ApprovalAnswer, ApprovalList, ApprovalOutcome, ApprovalRequest, ApprovalState,
+};
 
 use super::sessions::{permitted, workspace_teams};
 use super::{rfc3339, Body};
@@ -124,7 +126,10 @@ pub async fn answer(
             &who,
             &id,
             StatusCode::CONFLICT,
-            format!("approval {id} is no longer pending ({:?}): an approval is answered once", a.state),
+            format!(
+                "approval {id} is no longer pending ({:?}): an approval is answered once",
+                a.state
+            ),
         )
         .await);
     }

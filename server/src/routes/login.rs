@@ -52,7 +52,8 @@ pub async fn login(
     }
     let (token, token_hash) = tokens::generate()?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let expires = now.saturating_add(i64::try_from(state.config.server.login_ttl_secs).unwrap_or(0));
+    let expires =
+        now.saturating_add(i64::try_from(state.config.server.login_ttl_secs).unwrap_or(0));
     // Recorded before the token is handed out.
     state
         .record(ServerDecision {

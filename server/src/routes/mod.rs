@@ -68,7 +68,10 @@ pub async fn authorize(
 ) -> Result<u64, ApiError> {
     let decided = authz::decide(&who.user, action, on);
     let (effect, reason) = match &decided {
-        Ok(()) => (Effect::Allow, format!("{} allowed by role", action.as_str())),
+        Ok(()) => (
+            Effect::Allow,
+            format!("{} allowed by role", action.as_str()),
+        ),
         Err(why) => (Effect::Deny, why.clone()),
     };
     let mut data = data;

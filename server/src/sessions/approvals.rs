@@ -147,8 +147,7 @@ impl Approver for WebApprover {
             let left = until.saturating_duration_since(Instant::now());
             match crx.recv_timeout(left) {
                 Ok(c) => {
-                    if c.outcome == ApprovalOutcome::Granted && !could_lift(&c.approver, c.method)
-                    {
+                    if c.outcome == ApprovalOutcome::Granted && !could_lift(&c.approver, c.method) {
                         let _ = c.reply.send(Verdict::CannotLift);
                         continue;
                     }

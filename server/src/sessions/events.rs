@@ -82,10 +82,7 @@ pub async fn pump(
                 r
             }
             WorkerMsg::State(s, detail) => {
-                state
-                    .store
-                    .set_session_state(&id, s, detail, now())
-                    .await
+                state.store.set_session_state(&id, s, detail, now()).await
             }
             WorkerMsg::Ask(a) => {
                 let r = state.store.add_approval(a).await;
@@ -99,9 +96,11 @@ pub async fn pump(
                     Err(e) => Err(e),
                 }
             }
-            WorkerMsg::Settled(approval, s) => {
-                state.store.settle_approval(&approval, s, None).await.map(|_| ())
-            }
+            WorkerMsg::Settled(approval, s) => state
+                .store
+                .settle_approval(&approval, s, None)
+                .await
+                .map(|_| ()),
         };
         if let Err(e) = done {
             // The log is the record; the store's copy is for watchers. Say so loudly.

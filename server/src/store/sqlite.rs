@@ -180,7 +180,8 @@ fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRecord> {
 
 const USER_COLS: &str = "name, teams, role, password_hash";
 const SESSION_COLS: &str = "id, owner, workspace, state, detail, created, updated";
-const APPROVAL_COLS: &str = "id, session, shown, shown_sha256, requester, deadline, state, approver";
+const APPROVAL_COLS: &str =
+    "id, session, shown, shown_sha256, requester, deadline, state, approver";
 
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
@@ -308,7 +309,9 @@ impl Store for SqliteStore {
     async fn put_session(&self, s: SessionRecord) -> Result<(), ServerError> {
         self.call(move |c| {
             c.execute(
-                &format!("INSERT INTO sessions ({SESSION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                &format!(
+                    "INSERT INTO sessions ({SESSION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                ),
                 params![
                     s.id,
                     s.owner,
@@ -503,7 +506,10 @@ mod tests {
             .await
             .unwrap());
         let a = s.approval("a1").await.unwrap().unwrap();
-        assert_eq!((a.state, a.approver.as_deref()), (ApprovalState::Granted, Some("bob")));
+        assert_eq!(
+            (a.state, a.approver.as_deref()),
+            (ApprovalState::Granted, Some("bob"))
+        );
     }
 
     #[test]

@@ -61,7 +61,14 @@ impl Server {
         for (name, team, role) in ACCOUNTS {
             let o = s
                 .run(&[
-                    "user", "add", name, "--team", team, "--role", role, "--config",
+                    "user",
+                    "add",
+                    name,
+                    "--team",
+                    team,
+                    "--role",
+                    role,
+                    "--config",
                     config.to_str().unwrap(),
                 ])
                 .unwrap();
@@ -147,7 +154,11 @@ impl Server {
         let o = self
             .s
             .run(&[
-                "token", "create", "--user", user, "--config",
+                "token",
+                "create",
+                "--user",
+                user,
+                "--config",
                 self.config.to_str().unwrap(),
             ])
             .unwrap();
