@@ -30,6 +30,8 @@ struct Cli {
 
 /// The runtime's commands and the server's.
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Top {
     #[command(flatten)]
     Local(Command),
