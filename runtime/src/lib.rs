@@ -16,6 +16,7 @@ pub mod principal;
 pub mod printing;
 pub mod provider;
 pub mod recovery;
+pub mod session;
 pub mod telemetry;
 pub mod terminal_safe;
 pub mod tools;

@@ -5,11 +5,11 @@ pub mod mock_model;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// Path of the `stele` binary built alongside the tests (`target/<profile>/stele`).
+/// Path of the `stele` binary built alongside the tests and examples (`target/<profile>/stele`).
 pub fn stele_bin() -> PathBuf {
     let mut dir = std::env::current_exe().unwrap_or_default();
     dir.pop();
-    if dir.ends_with("deps") {
+    if dir.ends_with("deps") || dir.ends_with("examples") {
         dir.pop();
     }
     dir.join("stele")
@@ -42,7 +42,7 @@ impl Stele {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
                 format!(
-                    "{} is missing: build it with `cargo build -p stele-runtime`",
+                    "{} is missing: build it with `cargo build -p stele-cli`",
                     bin.display()
                 ),
             ));

@@ -46,9 +46,9 @@ fn features(args: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
 
 #[test]
 fn demo_build_and_test_build_share_every_dependency() {
-    // scripts/demo: `cargo build -p stele-runtime --bin stele` (no
+    // scripts/demo: `cargo build -p stele-cli --bin stele` (no
     // dev-dependencies); scripts/test: the whole workspace, all targets.
-    let demo = features(&["-p", "stele-runtime", "-e", "no-dev"]);
+    let demo = features(&["-p", "stele-cli", "-e", "no-dev"]);
     let tests = features(&["--workspace"]);
     assert!(demo.len() > 100, "cargo tree listed too little: {demo:?}");
     let differ: Vec<String> = demo

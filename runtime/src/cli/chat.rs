@@ -6,8 +6,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use stele_audit::Status;
-
 use super::run::{agent_for, apply_config, exit_code, finish, open_for, RunArgs};
 use super::setup::{principal, OpenSession};
 use crate::agent::progress::{self, ProgressStyle};
@@ -126,10 +124,9 @@ fn converse(args: &RunArgs, agent: &Agent) -> anyhow::Result<RunEnd> {
 /// End a chat that failed: release the sandbox, end the session as an
 /// error, close it (the final checkpoint goes to the witnesses); `e` back.
 fn abort(session: OpenSession, gate: Arc<Gate>, e: anyhow::Error) -> anyhow::Error {
-    session.release_sandbox();
-    let _ = gate.end_session(Status::Error, Some(format!("{e:#}")));
+    // The log closes only once no gate holds it.
     drop(gate);
-    if let Err(w) = session.close() {
+    if let Some(w) = crate::session::abort(session, &e) {
         crate::errln!(
             "stele: {}",
             terminal_safe(&format!("{w:#}"), Newlines::Escape)

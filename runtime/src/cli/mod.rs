@@ -30,25 +30,7 @@ pub mod vm;
 pub mod vm_image;
 pub mod witness;
 
-use clap::{Parser, Subcommand};
-
-/// stele: an audit-first agent runtime.
-#[derive(Debug, Parser)]
-#[command(
-    name = "stele",
-    version,
-    about = "stele: an agent that works in a folder you grant it, under policy, and proves \
-             afterwards what it did (every model request, tool call and file access decided \
-             and signed into an append-only log before it happens)",
-    after_help = "First time here? `stele doctor` says what is set up and what is missing; \
-                  `stele demo` runs the whole product with no model account.",
-    long_about = None
-)]
-pub struct Cli {
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
-}
+use clap::Subcommand;
 
 /// Top-level subcommands.
 #[derive(Debug, Subcommand)]

@@ -2,18 +2,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
-
-use stele_audit::Status;
 
 use super::setup::{self, principal, NetworkChoice, OpenSession, SessionSpec};
 use crate::agent::progress::{self, ProgressStyle};
-use crate::agent::{Agent, Budget, RunEnd, DEFAULT_SYSTEM};
+use crate::agent::{Budget, RunEnd};
 use crate::gate::approval::{approver_for, default_mode, terminal_safe, Approver, Newlines};
 use crate::gate::{ApproveMode, Gate};
-use crate::provider::{Message, ProviderConfig};
-use crate::tools::ToolBox;
+use crate::provider::Message;
 
 /// Arguments of `stele run`.
 #[derive(Debug, clap::Args)]
@@ -161,38 +157,7 @@ pub(crate) fn exit_code(end: &RunEnd) -> ExitCode {
     })
 }
 
-/// The model of a session: its provider and output-token limits.
-pub(crate) struct Model {
-    /// The provider.
-    pub provider: Arc<dyn crate::provider::ModelProvider>,
-    /// Output tokens per reply.
-    pub max_tokens: u32,
-    /// The most a reply may be given after one was cut by the limit.
-    pub max_tokens_limit: u32,
-    /// Where the base URL came from (`default`, `user`, `managed`, an environment variable).
-    pub base_url_source: String,
-}
-
-/// The provider for `spec`, configured by the layers' `[provider.NAME]` tables and the
-/// base-URL environment variable (which a managed `base_url` pins).
-pub(crate) fn model_for(layers: &crate::config::Layers, spec: &str) -> anyhow::Result<Model> {
-    use crate::provider::settings::BaseUrlSource;
-    let name = spec.split_once(':').map(|(p, _)| p).unwrap_or(spec);
-    let (managed, user) = layers.provider_settings(name);
-    let (cfg, source) = ProviderConfig::configure(spec, managed, user)?;
-    let provider = cfg.build()?;
-    Ok(Model {
-        provider,
-        max_tokens: cfg.max_tokens,
-        max_tokens_limit: cfg.max_tokens_limit,
-        base_url_source: match source {
-            BaseUrlSource::Default => "default".into(),
-            BaseUrlSource::User => "user".into(),
-            BaseUrlSource::Managed(p) => format!("managed {}", p.display()),
-            BaseUrlSource::Environment(v) => v.to_string(),
-        },
-    })
-}
+pub(crate) use crate::session::{agent_for, model_for, Model};
 
 /// Fill unset arguments from the configuration layers (managed values win).
 pub(crate) fn apply_config(args: &mut RunArgs) -> anyhow::Result<()> {
@@ -246,19 +211,18 @@ pub(crate) fn open_for(
         anyhow::anyhow!("no model: give --model PROVIDER:NAME or set `model` in the config")
     })?;
     let model = model_for(&layers, spec)?;
-    let info = model.provider.describe();
+    let mut record = crate::session::model_record(&model, spec);
+    record["config"] = args.config.clone();
+    record["approve"] = serde_json::json!(format!(
+        "{:?}",
+        args.approve.unwrap_or_else(default_mode)
+    )
+    .to_lowercase());
+    record["client"] = args.client.record();
+    // Committed as the session's `task` payload (redactable), not kept here.
+    record[crate::gate::TASK_MEMBER] = serde_json::json!(args.task);
     let session = prepared.start(
-        serde_json::json!({
-            "config": args.config,
-            "model": format!("{:?}:{}", info.kind, info.model).to_lowercase(),
-            "model_spec": args.model,
-            "model_base_url": info.base_url,
-            "model_base_url_source": model.base_url_source,
-            "approve": format!("{:?}", args.approve.unwrap_or_else(default_mode)).to_lowercase(),
-            "client": args.client.record(),
-            // Committed as the session's `task` payload (redactable), not kept here.
-            (crate::gate::TASK_MEMBER): args.task,
-        }),
+        record,
         super::ticker::quiet_while_asking(progress::observe(approver, style_of(args))),
     )?;
     Ok((session, model))
@@ -321,11 +285,9 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
     ) {
         Ok(e) => e,
         Err(e) => {
-            session.release_sandbox();
-            let _ = gate.end_session(Status::Error, Some(format!("{e:#}")));
             drop(gate);
             // Closing also sends the final checkpoint to the witnesses.
-            if let Err(w) = session.close() {
+            if let Some(w) = crate::session::abort(session, &e) {
                 crate::errln!(
                     "stele: {}",
                     terminal_safe(&format!("{w:#}"), Newlines::Escape)
@@ -351,57 +313,15 @@ pub fn run_task(args: &RunArgs, approver: Box<dyn Approver>) -> anyhow::Result<R
     })
 }
 
-/// The agent of an open session: its sandbox, tools and model; `large` are the large values
-/// of the session already in the log (a resumed session's).
-pub(crate) fn agent_for(
-    session: &OpenSession,
-    model: &Model,
-    large: crate::payloads::LargeValues,
-) -> anyhow::Result<Agent> {
-    let gate = &session.gate;
-    let (sandbox, _) = session.sandbox()?;
-    let mut mcp = crate::mcp::config::servers(&crate::config::load()?, &gate.actor().teams)?;
-    // No sandboxed server may be granted the log, its key, the state
-    // folder, the configuration or a policy folder (the same locations no
-    // workspace may hold).
-    let protected: Vec<std::path::PathBuf> =
-        crate::isolation::locations::stele_locations(&session.db, &session.key)
-            .into_iter()
-            .map(|l| l.path)
-            .chain([gate.bundle().root().to_path_buf()])
-            .collect();
-    for sb in mcp.iter_mut().filter_map(|s| s.sandbox.as_mut()) {
-        sb.protected.clone_from(&protected);
-    }
-    let tools = Arc::new(
-        ToolBox::new(gate.clone(), session.workspace.clone(), sandbox)?
-            .with_mcp(Arc::new(crate::mcp::McpRegistry::new(mcp)?)),
-    );
-    Ok(Agent {
-        gate: gate.clone(),
-        provider: model.provider.clone(),
-        tools,
-        system: DEFAULT_SYSTEM.into(),
-        max_tokens_per_turn: model.max_tokens,
-        max_tokens_limit: model.max_tokens_limit,
-        large: Arc::new(std::sync::Mutex::new(large)),
-    })
-}
-
 /// Run the agent in an open session from `messages` until it ends.
 pub(crate) fn drive(
     session: &OpenSession,
     model: &Model,
-    mut messages: Vec<Message>,
+    messages: Vec<Message>,
     large: crate::payloads::LargeValues,
     budget: Budget,
     style: ProgressStyle,
 ) -> anyhow::Result<RunEnd> {
-    let agent = agent_for(session, model, large)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
     // A tool that runs for more than a second shows how long it has run
     // (on a terminal; held while an approval is asked).
     let mut running: Option<super::ticker::Ticker> = None;
@@ -414,11 +334,9 @@ pub(crate) fn drive(
             running = Some(super::ticker::Ticker::start(&format!("{name} running")));
         }
     };
-    let end = rt.block_on(agent.run(&mut messages, budget, &mut on));
+    let end = crate::session::drive(session, model, messages, large, budget, &mut on);
     progress::end_retry_line();
-    // MCP servers stop with the run, inside the session (each stop logged).
-    agent.tools.shutdown()?;
-    Ok(end?)
+    end
 }
 
 pub(crate) fn finish(
@@ -427,25 +345,11 @@ pub(crate) fn finish(
     model: &Model,
     style: ProgressStyle,
 ) -> anyhow::Result<()> {
-    let (status, text) = match end {
-        RunEnd::Answered(a) => (Some(Status::Ok), a.clone()),
-        RunEnd::Stopped(t) => (Some(Status::Ok), t.clone()),
-        RunEnd::BudgetExhausted(w) => (Some(Status::Timeout), w.clone()),
-        RunEnd::ModelDenied(w) => (Some(Status::Denied), w.clone()),
-        RunEnd::Refused { .. } => (Some(Status::Denied), end.detail()),
-        // Paused: the session stays open so it can be resumed.
-        RunEnd::Paused(w) => (None, w.clone()),
-    };
-    if let Some(s) = status {
-        gate.end_session(s, Some(text.chars().take(500).collect()))?;
-    }
+    crate::session::record_end(gate, end)?;
     match style {
         ProgressStyle::Json => crate::outln!(
             "{}",
-            crate::terminal_safe::json_line(&serde_json::json!({
-                "event": "end", "session": gate.session_id(), "outcome": end.name(),
-                "detail": end.detail(), "resumable": matches!(end, RunEnd::Paused(_)),
-            }))
+            crate::terminal_safe::json_line(&crate::session::end_event(gate, end))
         ),
         ProgressStyle::Human => match end {
             // The model's words, shown escaped: they cannot drive the terminal.

@@ -73,6 +73,30 @@ pub struct OpenSession {
     /// The attestation's sandbox settings.
     attestation: serde_json::Value,
     signer: Arc<stele_attest::Ed25519Signer>,
+    /// Whether closing the session closes the log.
+    owner: LogOwner,
+}
+
+/// Who closes a session's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogOwner {
+    /// The session opened the log for itself (a CLI command) and closes it.
+    Session,
+    /// The caller holds the log for many sessions (the server) and closes it.
+    Caller,
+}
+
+impl LogOwner {
+    /// Close `log` if this owner says the session does, and no one else holds it.
+    fn close(self, log: Arc<AuditLog>) -> Result<(), stele_audit::AuditError> {
+        match self {
+            LogOwner::Session => match Arc::try_unwrap(log) {
+                Ok(l) => l.close().map(|_| ()),
+                Err(_) => Ok(()),
+            },
+            LogOwner::Caller => Ok(()),
+        }
+    }
 }
 
 /// The sandbox's network. Under `--network none` the egress proxy is there
@@ -233,6 +257,20 @@ impl Prepared {
         extra: serde_json::Value,
         approver: Box<dyn Approver>,
     ) -> anyhow::Result<OpenSession> {
+        let log = open_log(&self.db, self.signer.clone())?;
+        self.start_on(log, LogOwner::Session, extra, approver)
+    }
+
+    /// Start the session on `log`, which the caller already holds (the
+    /// server holds one log for all its sessions); `owner` says whether
+    /// closing the session closes the log.
+    pub fn start_on(
+        self,
+        log: Arc<AuditLog>,
+        owner: LogOwner,
+        extra: serde_json::Value,
+        approver: Box<dyn Approver>,
+    ) -> anyhow::Result<OpenSession> {
         let Prepared {
             workspace,
             user,
@@ -246,7 +284,6 @@ impl Prepared {
             network,
             backend: backend_spec,
         } = self;
-        let log = open_log(&db, signer.clone())?;
         let id = format!("s-{}", uuid::Uuid::new_v4().simple());
         let mut data = serde_json::json!({
             "workspace": workspace.display().to_string(),
@@ -276,9 +313,7 @@ impl Prepared {
                 {
                     let _ = gate.end_session(stele_audit::Status::Error, Some(format!("{e:#}")));
                 }
-                if let Ok(l) = Arc::try_unwrap(log) {
-                    let _ = l.close();
-                }
+                let _ = owner.close(log);
                 return Err(e);
             }
         };
@@ -298,7 +333,7 @@ impl Prepared {
             facts(ran, network),
             data,
         )?);
-        let (gate, log) = witnessed_start(&witnessing, gate, log, &db)?;
+        let (gate, log) = witnessed_start(&witnessing, gate, log, &db, owner)?;
         let mediator: Arc<dyn Mediator> =
             Arc::new(GateMediator::with_parent(gate.clone(), Parent::Session));
         deferred.bind(mediator.clone());
@@ -313,6 +348,7 @@ impl Prepared {
             mediator,
             attestation,
             signer,
+            owner,
         })
     }
 }
@@ -325,6 +361,7 @@ fn witnessed_start(
     gate: Arc<Gate>,
     log: Arc<AuditLog>,
     db: &Path,
+    owner: LogOwner,
 ) -> anyhow::Result<(Arc<Gate>, Arc<AuditLog>)> {
     match witnessing.publish(db, log.verifier(), Moment::SessionStart) {
         Ok(_) => Ok((gate, log)),
@@ -334,9 +371,7 @@ fn witnessed_start(
                 Some(format!("refused by witnessing: {e}")),
             );
             drop(gate);
-            if let Ok(l) = Arc::try_unwrap(log) {
-                let _ = l.close();
-            }
+            let _ = owner.close(log);
             Err(e.into())
         }
     }
@@ -395,7 +430,8 @@ pub fn resume(
         facts(ran, network),
         record,
     )?);
-    let (gate, log) = witnessed_start(&witnessing, gate, log, &db)?;
+    let owner = LogOwner::Session;
+    let (gate, log) = witnessed_start(&witnessing, gate, log, &db, owner)?;
     let mediator: Arc<dyn Mediator> =
         Arc::new(GateMediator::with_parent(gate.clone(), Parent::Session));
     deferred.bind(mediator.clone());
@@ -410,6 +446,7 @@ pub fn resume(
         mediator,
         attestation,
         signer,
+        owner,
     })
 }
 
@@ -469,9 +506,7 @@ impl OpenSession {
         drop(self.mediator);
         drop(self.gate);
         let verifier = self.log.verifier().clone();
-        if let Ok(log) = Arc::try_unwrap(self.log) {
-            log.close()?;
-        }
+        self.owner.close(self.log)?;
         // Keeps the next session's workspace check from rescanning this one.
         crate::isolation::exports::refresh_index(&self.db);
         let published = Witnessing::load()?.publish(&self.db, &verifier, Moment::SessionEnd)?;

@@ -37,6 +37,17 @@ pub trait Approver: Send + Sync + std::fmt::Debug {
     /// Show `text` (exactly what would happen) and return the answer.
     fn ask(&self, text: &str) -> ApprovalAnswer;
 
+    /// [`Approver::ask`], for an approver that hears from several people:
+    /// `could_lift(approver, method)` says whether a grant by that person,
+    /// given that way, would lift the rule (policy's segregation of duties),
+    /// so that an answer that could not is refused to its giver and the
+    /// question stays open for someone who can. The gate re-decides with
+    /// the answer either way.
+    fn ask_checked(&self, text: &str, could_lift: &dyn Fn(&str, &str) -> bool) -> ApprovalAnswer {
+        let _ = could_lift;
+        self.ask(text)
+    }
+
     /// Who could answer, and how. Before asking, the gate checks that one
     /// of them could lift the rule (a rule that needs someone other than
     /// the requester is refused, not asked, when only the requester is
@@ -314,8 +325,12 @@ where
     }
 
     fn ask(&self, text: &str) -> ApprovalAnswer {
+        self.ask_checked(text, &|_, _| true)
+    }
+
+    fn ask_checked(&self, text: &str, could_lift: &dyn Fn(&str, &str) -> bool) -> ApprovalAnswer {
         (self.on)(ApprovalEvent::Asked { shown: text });
-        let answer = self.inner.ask(text);
+        let answer = self.inner.ask_checked(text, could_lift);
         (self.on)(ApprovalEvent::Answered {
             shown: text,
             answer: &answer,

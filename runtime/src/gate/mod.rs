@@ -483,7 +483,9 @@ impl Gate {
                     disclosure: Disclosure::WithDigest,
                 }),
         )?;
-        let answer = self.approver.ask(&shown);
+        let answer = self.approver.ask_checked(&shown, &|who, how| {
+            self.bundle.could_grant(policy_req, decision, who, how)
+        });
         let kind = match answer.outcome {
             ApprovalOutcome::Granted => EventKind::ApprovalGrant,
             ApprovalOutcome::Refused => EventKind::ApprovalDeny,

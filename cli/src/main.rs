@@ -1,21 +1,64 @@
-//! The `stele` binary.
+//! The `stele` binary: argument parsing and terminal output over the
+//! runtime (`stele run`, `chat`, `audit`, …) and the server (`stele serve`,
+//! `user`, `token`).
 #![deny(clippy::print_stdout, clippy::print_stderr)]
+
+mod server;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use stele_runtime::cli::{self, Cli, Command};
+use clap::{Parser, Subcommand};
+use stele_runtime::cli::{self, Command};
+
+/// stele: an audit-first agent runtime.
+#[derive(Debug, Parser)]
+#[command(
+    name = "stele",
+    version,
+    about = "stele: an agent that works in a folder you grant it, under policy, and proves \
+             afterwards what it did (every model request, tool call and file access decided \
+             and signed into an append-only log before it happens)",
+    after_help = "First time here? `stele doctor` says what is set up and what is missing; \
+                  `stele demo` runs the whole product with no model account.",
+    long_about = None
+)]
+struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    command: Top,
+}
+
+/// The runtime's commands and the server's.
+#[derive(Debug, Subcommand)]
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Top {
+    #[command(flatten)]
+    Local(Command),
+    /// Run the team server: sessions over an HTTP API, approvals from anywhere (docs/server.md).
+    Serve(server::ServeArgs),
+    /// Manage the server's local accounts.
+    User(server::UserArgs),
+    /// Manage the server's API tokens.
+    Token(server::TokenArgs),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    let command = match cli.command {
+        Top::Local(c) => c,
+        Top::Serve(a) => return finish(server::serve(a)),
+        Top::User(a) => return finish(server::user(a)),
+        Top::Token(a) => return finish(server::token(a)),
+    };
     // Only commands that run an agent produce spans.
     let traced = matches!(
-        cli.command,
+        command,
         Command::Run(_) | Command::Chat(_) | Command::Demo(_) | Command::Session(_)
     );
     let telemetry = if traced { init_telemetry() } else { None };
-    let result = match cli.command {
+    let result = match command {
         Command::Doctor(args) => cli::doctor::run(args),
         Command::Keys(args) => cli::keys::run(args),
         Command::Audit(args) => cli::audit::run(args),
@@ -33,6 +76,11 @@ fn main() -> ExitCode {
     if let Some(t) = telemetry {
         t.shutdown();
     }
+    finish(result)
+}
+
+/// The exit status of a command's result, its error printed.
+fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     // Output that could not be written (other than to a closed pipe) must
     // not pass for a complete answer.
     if let Some(why) = stele_runtime::printing::failure() {

@@ -1,0 +1,143 @@
+//! `stele serve`, `stele user add`, `stele token create`: arguments and
+//! terminal output over `stele_server`.
+
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use stele_server::store::Role;
+
+/// Arguments of `stele serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Listen on this address (plain HTTP: loopback only) [default: `server.listen`, else 127.0.0.1:8650].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// The server's configuration file (docs/server.md).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// Arguments of `stele user`.
+#[derive(Debug, clap::Args)]
+pub struct UserArgs {
+    /// The server's configuration file (it says where server.db is).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: UserCommand,
+}
+
+/// `stele user` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum UserCommand {
+    /// Add a local account; prints a one-time set-up link unless --password-stdin.
+    Add {
+        /// The account name (the principal policies name).
+        name: String,
+        /// A team (repeat for several).
+        #[arg(long = "team", required = true)]
+        teams: Vec<String>,
+        /// member, approver, reviewer or admin.
+        #[arg(long, default_value = "member", value_parser = parse_role)]
+        role: Role,
+        /// Read the password from stdin instead of printing a set-up link.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+/// Arguments of `stele token`.
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// The server's configuration file (it says where server.db is).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+/// `stele token` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token for an account; printed once, kept only as its SHA-256.
+    Create {
+        /// The account.
+        #[arg(long)]
+        user: String,
+        /// Days it works.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// A name for it (what it is for).
+        #[arg(long, default_value = "api")]
+        name: String,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| format!("{s:?}: a role is member, approver, reviewer or admin"))
+}
+
+/// Run `stele serve`.
+pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    stele_server::serve(stele_server::ServeOptions {
+        config: args.config,
+        listen: args.listen,
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Run `stele user`.
+pub fn user(args: UserArgs) -> anyhow::Result<ExitCode> {
+    let config = stele_server::serve::load_config(args.config.as_deref())?;
+    match args.command {
+        UserCommand::Add {
+            name,
+            teams,
+            role,
+            password_stdin,
+        } => {
+            let password = if password_stdin {
+                let mut p = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut p)
+                    .context("reading the password from stdin")?;
+                Some(p.trim_end_matches(['\n', '\r']).to_string())
+            } else {
+                None
+            };
+            match stele_server::admin::add_user(&config, &name, teams, role, password.as_deref())? {
+                stele_server::admin::Added::WithPassword => {
+                    stele_runtime::errln!("stele: account {name} added, password set")
+                }
+                stele_server::admin::Added::SetupLink(link) => {
+                    stele_runtime::errln!(
+                        "stele: account {name} added; give them this one-time set-up link \
+                         (valid 72 hours, shown only now):"
+                    );
+                    stele_runtime::outln!("{link}");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Run `stele token`.
+pub fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
+    let config = stele_server::serve::load_config(args.config.as_deref())?;
+    match args.command {
+        TokenCommand::Create { user, days, name } => {
+            let (token, _) = stele_server::admin::create_token(&config, &user, &name, days)?;
+            stele_runtime::errln!(
+                "stele: token for {user}, valid {days} days; shown only now, kept only as its hash:"
+            );
+            stele_runtime::outln!("{token}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

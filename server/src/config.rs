@@ -1,0 +1,188 @@
+//! The server's configuration file (`stele serve --config FILE`): where it
+//! listens, its limits, the workspaces it manages and who may use each.
+//! Model settings (`[provider.NAME]`) stay in stele's own configuration
+//! layers, as for `stele run`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::ServerError;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `[server]`.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// `[workspace.NAME]`: the folders sessions may work in.
+    #[serde(default)]
+    pub workspace: BTreeMap<String, WorkspaceConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address to listen on; plain HTTP is only served on loopback.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The address people reach the server at (for set-up links).
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Most sessions running at once; more are refused with 429.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// Seconds an approval waits for an answer before it is refused.
+    #[serde(default = "default_ask_deadline")]
+    pub ask_deadline_secs: u64,
+    /// Seconds a token from `POST /api/v1/login` stays valid.
+    #[serde(default = "default_login_ttl")]
+    pub login_ttl_secs: u64,
+    /// Policy bundle [default: stele's search order, as for `stele run`].
+    #[serde(default)]
+    pub policy: Option<PathBuf>,
+    /// Default model for sessions that name none [default: `model` in stele's config].
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Audit database [default: $STATE/audit.db]; `server.db` is kept beside it.
+    #[serde(default)]
+    pub db: Option<PathBuf>,
+    /// Signing key [default: $STATE/keys/log.key].
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: default_listen(),
+            public_url: None,
+            max_sessions: default_max_sessions(),
+            ask_deadline_secs: default_ask_deadline(),
+            login_ttl_secs: default_login_ttl(),
+            policy: None,
+            model: None,
+            db: None,
+            key: None,
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8650))
+}
+fn default_max_sessions() -> usize {
+    4
+}
+fn default_ask_deadline() -> u64 {
+    900
+}
+fn default_login_ttl() -> u64 {
+    12 * 3600
+}
+
+/// `[workspace.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceConfig {
+    /// The folder.
+    pub path: PathBuf,
+    /// Teams whose members may start sessions in it.
+    pub teams: Vec<String>,
+}
+
+impl ServerConfig {
+    /// Read `path`; a mistake is an error naming the file, line and field.
+    pub fn load(path: &Path) -> Result<ServerConfig, ServerError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ServerError::Config {
+            file: path.to_path_buf(),
+            why: e.to_string(),
+        })?;
+        let cfg: ServerConfig = toml::from_str(&text).map_err(|e| ServerError::Config {
+            file: path.to_path_buf(),
+            // toml's message names the line, the column and the field.
+            why: e.to_string(),
+        })?;
+        cfg.check().map_err(|why| ServerError::Config {
+            file: path.to_path_buf(),
+            why,
+        })?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.server.max_sessions == 0 {
+            return Err("server.max_sessions: must be at least 1".into());
+        }
+        if self.server.ask_deadline_secs == 0 {
+            return Err("server.ask_deadline_secs: must be at least 1".into());
+        }
+        for (name, ws) in &self.workspace {
+            if ws.teams.is_empty() {
+                return Err(format!(
+                    "workspace.{name}.teams: name at least one team (nobody could use it)"
+                ));
+            }
+            if !ws.path.is_absolute() {
+                return Err(format!("workspace.{name}.path: must be an absolute path"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The audit database.
+    pub fn db(&self) -> PathBuf {
+        self.server
+            .db
+            .clone()
+            .unwrap_or_else(stele_runtime::paths::default_db)
+    }
+
+    /// The signing key.
+    pub fn key(&self) -> PathBuf {
+        self.server
+            .key
+            .clone()
+            .unwrap_or_else(stele_runtime::paths::default_key)
+    }
+
+    /// `server.db`, beside the audit database.
+    pub fn store_path(&self) -> PathBuf {
+        let db = self.db();
+        db.parent()
+            .map_or_else(|| PathBuf::from("server.db"), |d| d.join("server.db"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn mistakes_name_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("server.toml");
+        for (text, want) in [
+            ("[server]\nlisten = \"nowhere\"\n", "listen"),
+            ("[server]\nmax_sessions = 0\n", "server.max_sessions"),
+            (
+                "[workspace.books]\npath = \"/srv\"\nteams = []\n",
+                "workspace.books.teams",
+            ),
+            (
+                "[workspace.books]\npath = \"rel\"\nteams = [\"a\"]\n",
+                "workspace.books.path",
+            ),
+            ("[server]\nlisten_on = \"127.0.0.1:1\"\n", "listen_on"),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let e = ServerConfig::load(&p).unwrap_err().to_string();
+            assert!(e.contains(want) && e.contains("server.toml"), "{text}: {e}");
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The HTTP API. Routes only extract and check input, decide with
+//! [`crate::authz`], record, and call the services; errors are RFC 9457
+//! problems.
+
+mod approvals;
+mod events;
+mod health;
+mod login;
+mod sessions;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::routing::{get, post};
+use axum::Router;
+use stele_audit::Effect;
+
+use crate::auth::Principal;
+use crate::authz::{self, ServerAction, Subject};
+use crate::error::ApiError;
+use crate::record::ServerDecision;
+use crate::state::Shared;
+
+/// The whole API.
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/api/v1/login", post(login::login))
+        .route("/api/v1/setup", post(login::setup))
+        .route(
+            "/api/v1/sessions",
+            get(sessions::list).post(sessions::start),
+        )
+        .route("/api/v1/sessions/{id}", get(sessions::get_one))
+        .route("/api/v1/sessions/{id}/events", get(events::stream))
+        .route("/api/v1/approvals", get(approvals::list))
+        .route("/api/v1/approvals/{id}", post(approvals::answer))
+        .fallback(|| async { ApiError::not_found("no such endpoint (the API is under /api/v1)") })
+        .with_state(state)
+}
+
+/// A JSON body whose rejection is a problem naming what was wrong.
+pub struct Body<T>(pub T);
+
+impl<T, S> FromRequest<S> for Body<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Body(v)),
+            // serde's message names the field and the position.
+            Err(e) => Err(ApiError::bad_request(e.body_text())),
+        }
+    }
+}
+
+/// Decide `action` for `who` on `on` and record the decision; a refusal is a 403 naming its entry.
+pub async fn authorize(
+    state: &Shared,
+    who: &Principal,
+    action: ServerAction,
+    on: Subject<'_>,
+    data: serde_json::Value,
+) -> Result<u64, ApiError> {
+    let decided = authz::decide(&who.user, action, on);
+    let (effect, reason) = match &decided {
+        Ok(()) => (
+            Effect::Allow,
+            format!("{} allowed by role", action.as_str()),
+        ),
+        Err(why) => (Effect::Deny, why.clone()),
+    };
+    let mut data = data;
+    data["method"] = serde_json::json!(who.method);
+    data["status"] = serde_json::json!(if decided.is_ok() { 200 } else { 403 });
+    let seq = state
+        .record(ServerDecision {
+            principal: who.user.name.clone(),
+            teams: who.user.teams.clone(),
+            action: action.as_str(),
+            effect,
+            reason: reason.clone(),
+            data,
+        })
+        .await?;
+    match decided {
+        Ok(()) => Ok(seq),
+        Err(_) => Err(ApiError::new(axum::http::StatusCode::FORBIDDEN, reason).logged(seq)),
+    }
+}
+
+/// A time as RFC 3339.
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,209 @@
+//! `POST /api/v1/sessions` (start), `GET /api/v1/sessions` (those the
+//! caller may see), `GET /api/v1/sessions/{id}`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use stele_audit::Effect;
+use stele_protocol::{SessionList, SessionSummary, StartSession, StartedSession};
+
+use super::{authorize, rfc3339, Body};
+use crate::auth::Principal;
+use crate::authz::{self, ServerAction, Subject};
+use crate::error::ApiError;
+use crate::record::ServerDecision;
+use crate::sessions::events::pump;
+use crate::sessions::worker::{self, Job};
+use crate::state::Shared;
+use crate::store::SessionRecord;
+
+/// Longest task accepted, in bytes.
+pub const MAX_TASK_BYTES: usize = 64 * 1024;
+
+fn summary(s: SessionRecord) -> SessionSummary {
+    SessionSummary {
+        id: s.id,
+        owner: s.owner,
+        workspace: s.workspace,
+        state: s.state,
+        detail: s.detail,
+        created: rfc3339(s.created),
+        updated: rfc3339(s.updated),
+    }
+}
+
+/// The teams of workspace `name` (none: it is not configured any more).
+pub fn workspace_teams(state: &Shared, name: &str) -> Vec<String> {
+    state
+        .config
+        .workspace
+        .get(name)
+        .map(|w| w.teams.clone())
+        .unwrap_or_default()
+}
+
+/// Start a session; answers once it is in the log (or why it could not start).
+pub async fn start(
+    State(state): State<Shared>,
+    who: Principal,
+    Body(req): Body<StartSession>,
+) -> Result<(StatusCode, Json<StartedSession>), ApiError> {
+    let Some(ws) = state.config.workspace.get(&req.workspace).cloned() else {
+        let known: Vec<&String> = state.config.workspace.keys().collect();
+        return Err(ApiError::bad_request(format!(
+            "workspace: no workspace {:?} on this server (it has {known:?})",
+            req.workspace
+        )));
+    };
+    if req.task.trim().is_empty() || req.task.len() > MAX_TASK_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "task: give a task of 1 to {MAX_TASK_BYTES} bytes"
+        )));
+    }
+    let model = req
+        .model
+        .clone()
+        .or_else(|| state.config.server.model.clone())
+        .ok_or_else(|| {
+            ApiError::bad_request("model: give a model (the server has no default `model`)")
+        })?;
+    authorize(
+        &state,
+        &who,
+        ServerAction::SessionStart,
+        Subject {
+            owner: &who.user.name,
+            teams: &ws.teams,
+        },
+        serde_json::json!({"workspace": req.workspace}),
+    )
+    .await?;
+    let Some(slot) = state.sessions.slot() else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "the server runs its most sessions at once ({}); try again when one ends",
+                state.config.server.max_sessions
+            ),
+        ));
+    };
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (live, _) = tokio::sync::broadcast::channel(crate::sessions::manager::WATCH_BUFFER);
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(pump(state.clone(), rx, live, started_tx));
+    let job = Job {
+        principal: who.user.name.clone(),
+        workspace: req.workspace.clone(),
+        path: ws.path.clone(),
+        task: req.task,
+        model,
+        max_steps: req.max_steps,
+    };
+    worker::spawn(state.clone(), job, tx, slot).map_err(|e| {
+        ApiError::from(crate::error::ServerError::Io {
+            what: "starting a session thread".into(),
+            source: e,
+        })
+    })?;
+    match started_rx.await {
+        Ok(Ok(id)) => Ok((
+            StatusCode::CREATED,
+            Json(StartedSession {
+                events: format!("/api/v1/sessions/{id}/events"),
+                id,
+            }),
+        )),
+        Ok(Err(why)) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the session did not start: {why}"),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the session's worker ended before saying whether it started",
+        )),
+    }
+}
+
+/// The sessions the caller may see, newest first (one recorded view).
+pub async fn list(
+    State(state): State<Shared>,
+    who: Principal,
+) -> Result<Json<SessionList>, ApiError> {
+    let all = state.store.sessions().await?;
+    let visible: Vec<SessionSummary> = all
+        .into_iter()
+        .filter(|s| {
+            let teams = workspace_teams(&state, &s.workspace);
+            authz::decide(
+                &who.user,
+                ServerAction::SessionView,
+                Subject {
+                    owner: &s.owner,
+                    teams: &teams,
+                },
+            )
+            .is_ok()
+        })
+        .map(summary)
+        .collect();
+    state
+        .record(ServerDecision {
+            principal: who.user.name.clone(),
+            teams: who.user.teams.clone(),
+            action: "session.list",
+            effect: Effect::Allow,
+            reason: "the sessions the caller may view".into(),
+            data: serde_json::json!({
+                "method": who.method,
+                "status": 200,
+                "sessions": visible.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+            }),
+        })
+        .await?;
+    Ok(Json(SessionList { sessions: visible }))
+}
+
+/// Load session `id` and check that `who` may `action` it (recorded).
+pub async fn permitted(
+    state: &Shared,
+    who: &Principal,
+    id: &str,
+    action: ServerAction,
+    data: serde_json::Value,
+) -> Result<SessionRecord, ApiError> {
+    let Some(s) = state.store.session(id).await? else {
+        return Err(ApiError::not_found(format!("no session {id:?}")));
+    };
+    let teams = workspace_teams(state, &s.workspace);
+    let mut data = data;
+    data["session"] = serde_json::json!(id);
+    authorize(
+        state,
+        who,
+        action,
+        Subject {
+            owner: &s.owner,
+            teams: &teams,
+        },
+        data,
+    )
+    .await?;
+    Ok(s)
+}
+
+/// One session.
+pub async fn get_one(
+    State(state): State<Shared>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<SessionSummary>, ApiError> {
+    let s = permitted(
+        &state,
+        &who,
+        &id,
+        ServerAction::SessionView,
+        serde_json::json!({}),
+    )
+    .await?;
+    Ok(Json(summary(s)))
+}

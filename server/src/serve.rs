@@ -1,0 +1,128 @@
+//! `stele serve`: open the log, the policy, the store; listen; answer until
+//! SIGINT or SIGTERM. Anything that does not open refuses to start (fail
+//! closed), with a message naming it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use stele_policy::Bundle;
+
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+use crate::sessions::approvals::Pending;
+use crate::sessions::manager::Manager;
+use crate::state::AppState;
+use crate::store::sqlite::SqliteStore;
+
+/// How `stele serve` was asked to run.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// The server's configuration file [default: built-in defaults, no workspaces].
+    pub config: Option<PathBuf>,
+    /// Listen here instead of `server.listen`.
+    pub listen: Option<SocketAddr>,
+}
+
+/// The configuration `opts` names.
+pub fn load_config(config: Option<&std::path::Path>) -> Result<ServerConfig, ServerError> {
+    match config {
+        Some(p) => ServerConfig::load(p),
+        None => Ok(ServerConfig::default()),
+    }
+}
+
+fn start_error(what: &str, e: impl std::fmt::Display) -> ServerError {
+    ServerError::Start(format!("{what}: {e:#}"))
+}
+
+/// Open everything the server needs; the shared state.
+pub fn open(config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
+    let (db, key) = (config.db(), config.key());
+    let signer = stele_runtime::cli::state::signing_key(&key)
+        .map_err(|e| start_error("the log's signing key", e))?;
+    let log = stele_runtime::session::open_log(&db, signer)
+        .map_err(|e| start_error("the audit log", e))?;
+    let located = stele_runtime::policy_location::resolve(config.server.policy.as_deref())
+        .map_err(|e| start_error("the policy bundle", e))?;
+    let bundle =
+        Arc::new(Bundle::load(&located.path).map_err(|e| {
+            start_error(&format!("the policy bundle {}", located.path.display()), e)
+        })?);
+    let store = SqliteStore::open(&config.store_path())?;
+    Ok(Arc::new(AppState {
+        sessions: Manager::new(config.server.max_sessions),
+        pending: Pending::default(),
+        config,
+        store: Arc::new(store),
+        log,
+        bundle,
+    }))
+}
+
+/// Run the server until SIGINT or SIGTERM.
+pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
+    let began = Instant::now();
+    let mut config = load_config(opts.config.as_deref())?;
+    if let Some(l) = opts.listen {
+        config.server.listen = l;
+    }
+    let listen = config.server.listen;
+    if !listen.ip().is_loopback() {
+        // TLS (rustls from certificate files) is a later part of issue 18.
+        return Err(ServerError::Start(format!(
+            "--listen {listen}: plain HTTP is served only on loopback (127.0.0.1, ::1), for a \
+             reverse proxy that terminates TLS; TLS in stele itself is not built yet"
+        )));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| start_error("the async runtime", e))?;
+    let state = open(config)?;
+    let serving = state.clone();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| start_error(&format!("listening on {listen}"), e))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| start_error("the listening address", e))?;
+        stele_runtime::errln!(
+            "stele serve: listening on http://{bound} (ready after {} ms; log {}, store {})",
+            began.elapsed().as_millis(),
+            serving.config.db().display(),
+            serving.config.store_path().display()
+        );
+        axum::serve(listener, crate::routes::router(serving))
+            .with_graceful_shutdown(shutdown())
+            .await
+            .map_err(|e| start_error("serving", e))
+    })?;
+    drop(rt);
+    // Sessions still running keep their threads; pausing them resumably on
+    // shutdown is a later part of issue 18. The log closes when the last
+    // holder lets it go (the process exit closes its file either way).
+    if let Ok(state) = Arc::try_unwrap(state) {
+        if let Ok(log) = Arc::try_unwrap(state.log) {
+            log.close()?;
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}

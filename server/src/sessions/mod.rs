@@ -1,0 +1,9 @@
+//! Sessions run headless in the server: each on a worker thread of its own
+//! (the runtime's session library, over the server's one audit log), its
+//! progress events numbered, kept for replay and broadcast to watchers, its
+//! approvals answered through the API.
+
+pub mod approvals;
+pub mod events;
+pub mod manager;
+pub mod worker;

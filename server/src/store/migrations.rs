@@ -1,0 +1,51 @@
+//! The store's schema, as numbered migrations (SQLite's `user_version`
+//! counts those applied). Append new ones; never edit an applied one.
+
+/// Migration `i` brings the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: accounts, tokens, sessions, events, approvals.
+    "CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        teams TEXT NOT NULL,
+        role TEXT NOT NULL,
+        password_hash TEXT,
+        setup_hash TEXT UNIQUE,
+        setup_expires INTEGER,
+        created INTEGER NOT NULL
+    );
+    CREATE TABLE tokens (
+        hash TEXT PRIMARY KEY,
+        user TEXT NOT NULL REFERENCES users(name),
+        label TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        expires INTEGER NOT NULL
+    );
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        workspace TEXT NOT NULL,
+        state TEXT NOT NULL,
+        detail TEXT,
+        created INTEGER NOT NULL,
+        updated INTEGER NOT NULL
+    );
+    CREATE INDEX sessions_created ON sessions(created);
+    CREATE TABLE events (
+        session TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        json TEXT NOT NULL,
+        PRIMARY KEY (session, n)
+    );
+    CREATE TABLE approvals (
+        id TEXT PRIMARY KEY,
+        session TEXT NOT NULL,
+        shown TEXT NOT NULL,
+        shown_sha256 TEXT NOT NULL,
+        requester TEXT NOT NULL,
+        deadline INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        approver TEXT,
+        created INTEGER NOT NULL
+    );
+    CREATE INDEX approvals_state ON approvals(state);",
+];
