@@ -123,7 +123,7 @@ impl Out {
 }
 
 /// Stored cosignature lines by checkpoint size.
-pub(super) fn cosignature_lines(store: &Store) -> Result<BTreeMap<u64, Vec<String>>, ExportError> {
+fn cosignature_lines(store: &Store) -> Result<BTreeMap<u64, Vec<String>>, ExportError> {
     let mut st = store
         .conn()
         .prepare("SELECT size, line FROM cosignatures ORDER BY size, witness")
@@ -142,7 +142,7 @@ pub(super) fn cosignature_lines(store: &Store) -> Result<BTreeMap<u64, Vec<Strin
 }
 
 /// Published and cosigned checkpoints below `below`, by size.
-pub(super) fn published_checkpoints(
+fn published_checkpoints(
     store: &Store,
     below: u64,
     cosigs: &BTreeMap<u64, Vec<String>>,
@@ -173,8 +173,33 @@ pub(super) fn published_checkpoints(
     Ok(out.into_iter().collect())
 }
 
+/// Write the newest checkpoint (`note`, at `size`) and every published or
+/// cosigned one below it, each with its cosignatures; returns the sizes of
+/// the ones below.
+pub(super) fn put_checkpoints(
+    o: &mut Out,
+    store: &Store,
+    note: &str,
+    size: u64,
+) -> Result<Vec<u64>, ExportError> {
+    let cosigs = cosignature_lines(store)?;
+    o.put(
+        CHECKPOINT,
+        with_cosignatures(note, cosigs.get(&size)).as_bytes(),
+    )?;
+    let mut sizes = Vec::new();
+    for (s, n) in published_checkpoints(store, size, &cosigs)? {
+        o.put(
+            &format!("{CHECKPOINTS_DIR}{s}"),
+            with_cosignatures(&n, cosigs.get(&s)).as_bytes(),
+        )?;
+        sizes.push(s);
+    }
+    Ok(sizes)
+}
+
 /// Append cosignature lines to a signed note.
-pub(super) fn with_cosignatures(note: &str, lines: Option<&Vec<String>>) -> String {
+fn with_cosignatures(note: &str, lines: Option<&Vec<String>>) -> String {
     let mut s = note.to_string();
     for l in lines.into_iter().flatten() {
         s.push_str(l.trim_end_matches('\n'));

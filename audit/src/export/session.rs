@@ -13,7 +13,7 @@ use stele_attest::intoto::Statement;
 use stele_attest::private_fs;
 use stele_attest::{Checkpoint, NoteVerifier, Signer};
 
-use super::bundle_out::{cosignature_lines, published_checkpoints, with_cosignatures, Out};
+use super::bundle_out::{put_checkpoints, Out};
 use super::layout::*;
 use super::ocsf;
 use super::summary::SummaryBuilder;
@@ -148,21 +148,8 @@ pub(super) fn build(
 
     // Checkpoints: the newest, the published or cosigned ones below it and
     // the ones attestations sign, each earlier one with a consistency proof.
-    let cosigs = cosignature_lines(&store)?;
-    o.put(
-        CHECKPOINT,
-        with_cosignatures(note, cosigs.get(&size)).as_bytes(),
-    )?;
-    let mut cp_sizes = Vec::new();
-    let mut consistent = BTreeSet::new();
-    for (s, n) in published_checkpoints(&store, size, &cosigs)? {
-        o.put(
-            &format!("{CHECKPOINTS_DIR}{s}"),
-            with_cosignatures(&n, cosigs.get(&s)).as_bytes(),
-        )?;
-        cp_sizes.push(s);
-        consistent.insert(s);
-    }
+    let cp_sizes = put_checkpoints(&mut o, &store, note, size)?;
+    let mut consistent: BTreeSet<u64> = cp_sizes.iter().copied().collect();
     let policies = o.policies(&opts.policies)?;
     for a in o.attestations(log.path(), &sessions)? {
         if let Some(s) = attested_size(&a, &verifier).filter(|s| *s < size) {

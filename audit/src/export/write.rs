@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use stele_attest::private_fs;
 use stele_attest::{Checkpoint, Signer};
 
-use super::bundle_out::{cosignature_lines, published_checkpoints, with_cosignatures, Out};
+use super::bundle_out::{put_checkpoints, Out};
 use super::layout::*;
 use super::ocsf;
 use super::summary::SummaryBuilder;
@@ -275,19 +275,7 @@ fn build(
     let sessions: Vec<SessionRange> = Vec::new();
 
     // Checkpoints: the newest, plus every published or cosigned one below it.
-    let cosigs = cosignature_lines(&store)?;
-    o.put(
-        CHECKPOINT,
-        with_cosignatures(note, cosigs.get(&size)).as_bytes(),
-    )?;
-    let mut cp_sizes = Vec::new();
-    for (s, n) in published_checkpoints(&store, size, &cosigs)? {
-        o.put(
-            &format!("{CHECKPOINTS_DIR}{s}"),
-            with_cosignatures(&n, cosigs.get(&s)).as_bytes(),
-        )?;
-        cp_sizes.push(s);
-    }
+    let cp_sizes = put_checkpoints(&mut o, &store, note, size)?;
 
     // Inclusion proofs of the selected entries.
     for (i, seq) in selected.iter().enumerate() {
