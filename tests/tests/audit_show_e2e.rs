@@ -126,4 +126,113 @@ fn audit_show_says_the_action_the_approver_and_the_rule() {
     let ss = text(&s.run(&["session", "show", &id]).unwrap());
     assert_eq!(ss.matches(&id).count(), 1, "{ss}");
     assert!(ss.contains("action=file.write"), "{ss}");
+
+    filters_answer_a_reviewers_questions(&s, &leaves);
+}
+
+/// The seqs `stele audit show ARGS --json` prints.
+fn shown_seqs(s: &stele_tests::Stele, args: &[&str]) -> Vec<u64> {
+    let mut all = vec!["audit", "show", "--json"];
+    all.extend_from_slice(args);
+    text(&s.run(&all).unwrap())
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// `--path`, `--decision`, `--principal`, `--since`, `--until` keep exactly
+/// the entries the leaves say they should (computed here from the leaves,
+/// not by stele), and a bad value is named before anything is read.
+fn filters_answer_a_reviewers_questions(s: &stele_tests::Stele, leaves: &[serde_json::Value]) {
+    let path_of = |l: &serde_json::Value| l["target"]["path"].as_str().map(str::to_string);
+    let expect = |f: &dyn Fn(&serde_json::Value) -> bool| -> Vec<u64> {
+        leaves
+            .iter()
+            .filter(|l| f(l))
+            .map(|l| l["seq"].as_u64().unwrap())
+            .collect()
+    };
+    // Everything about hr/ (the denied read), by whole path components.
+    let hr = expect(&|l| path_of(l).is_some_and(|p| p == "hr" || p.starts_with("hr/")));
+    assert!(!hr.is_empty());
+    assert_eq!(shown_seqs(s, &["--path", "hr/"]), hr);
+    assert!(shown_seqs(s, &["--path", "h"]).is_empty());
+    // Every denial.
+    let denied = expect(&|l| l["decision"]["effect"] == "deny");
+    assert!(!denied.is_empty());
+    assert_eq!(shown_seqs(s, &["--decision", "deny"]), denied);
+    // Reads under receipts/ allowed for the session's principal.
+    let who = leaves
+        .iter()
+        .find(|l| l["kind"] == "session.start")
+        .unwrap()["actor"]["principal"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reads = expect(&|l| {
+        l["kind"] == "file.open"
+            && l["actor"]["principal"] == who.as_str()
+            && l["decision"]["effect"] == "allow"
+            && path_of(l).is_some_and(|p| p.starts_with("receipts/"))
+    });
+    assert!(!reads.is_empty());
+    assert_eq!(
+        shown_seqs(
+            s,
+            &[
+                "--kind",
+                "file.open",
+                "--principal",
+                &who,
+                "--decision",
+                "allow",
+                "--path",
+                "receipts"
+            ]
+        ),
+        reads
+    );
+    assert!(shown_seqs(s, &["--principal", "mallory"]).is_empty());
+    // A time window: from the session's start up to (not including) its end.
+    let ts = |kind: &str| {
+        leaves.iter().find(|l| l["kind"] == kind).unwrap()["ts"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (start, end) = (ts("session.start"), ts("session.end"));
+    let window = expect(&|l| {
+        let t = l["ts"].as_str().unwrap();
+        t >= start.as_str() && t < end.as_str() && l["seq"].as_u64().unwrap() < leaves.len() as u64
+    });
+    assert_eq!(shown_seqs(s, &["--since", &start, "--until", &end]), window);
+    assert!(shown_seqs(s, &["--since", "2999-01-01"]).is_empty());
+    // Bad values are named, exit non-zero, and nothing is read or recorded.
+    let reads = |s: &stele_tests::Stele| {
+        leaves_json(s, &s.state.join("audit.db"))
+            .unwrap()
+            .iter()
+            .filter(|l| l["kind"] == "audit.read")
+            .count()
+    };
+    let before = reads(s);
+    for (flag, value) in [
+        ("--since", "last tuesday"),
+        ("--until", "2026-13-01"),
+        ("--decision", "maybe"),
+        ("--path", "/etc/passwd"),
+        ("--path", "receipts/../hr"),
+        ("--kind", "file.opne"),
+    ] {
+        let o = s.run(&["audit", "show", flag, value]).unwrap();
+        assert!(!o.status.success(), "{flag} {value} was accepted");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(flag), "{flag} {value}: {err}");
+    }
+    // `leaves_json` itself records one read; the refused commands none.
+    assert_eq!(reads(s), before + 1);
 }

@@ -9,7 +9,6 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use stele_attest::{load_key_file, NoteVerifier, Signer as _};
-use stele_audit::leaf::Leaf;
 use stele_audit::verify::{verify_db, VerifyFailure, VerifyReport};
 use stele_audit::{Actor, AuditLog, Event, EventKind, LogOptions, Store};
 
@@ -76,7 +75,7 @@ pub enum AuditCommand {
         json: bool,
     },
     /// Print entries (recorded as an audit read).
-    Show(ReadArgs),
+    Show(super::audit_show::ReadArgs),
     /// Print the newest entries (recorded as an audit read).
     Tail {
         /// How many.
@@ -84,7 +83,7 @@ pub enum AuditCommand {
         lines: u64,
         #[command(flatten)]
         /// Filters.
-        filter: ReadArgs,
+        filter: super::audit_show::ReadArgs,
     },
     /// Print an inclusion proof for an entry against the newest checkpoint
     /// (C2SP tlog-proof form; recorded as an audit read).
@@ -209,31 +208,6 @@ pub struct ExportArgs {
     pub log: LogArgs,
 }
 
-/// Filters for reading.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ReadArgs {
-    /// Only this session.
-    #[arg(long)]
-    pub session: Option<String>,
-    /// Only this kind (e.g. tool.intent).
-    #[arg(long)]
-    pub kind: Option<String>,
-    /// One JSON leaf per line.
-    #[arg(long)]
-    pub json: bool,
-    /// Who is reading [default: $USER].
-    #[arg(long)]
-    pub user: Option<String>,
-    /// Read without recording, with the log's verifier key instead of its
-    /// signing key (`stele keys show` prints it): the log is verified first
-    /// and only verified entries are shown; nothing is written.
-    #[arg(long)]
-    pub vkey: Option<String>,
-    #[command(flatten)]
-    /// The log.
-    pub log: LogArgs,
-}
-
 /// Run `stele audit`.
 pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     match args.command {
@@ -261,8 +235,8 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             vkey,
             json,
         } => verify(&log.db(), &log.key(), checkpoint.as_deref(), vkey, json),
-        AuditCommand::Show(f) => read(&f, None),
-        AuditCommand::Tail { lines, filter } => read(&filter, Some(lines)),
+        AuditCommand::Show(f) => super::audit_show::read(&f, None),
+        AuditCommand::Tail { lines, filter } => super::audit_show::read(&filter, Some(lines)),
         AuditCommand::Proof { index, log } => {
             let (db, key) = (log.db(), log.key());
             let log = open_for_read(
@@ -423,74 +397,6 @@ pub(crate) fn open_for_read(
     })?;
     log.append_blocking(Event::new(EventKind::AuditRead, actor).with_data(what))?;
     Ok(log)
-}
-
-fn read(f: &ReadArgs, tail: Option<u64>) -> anyhow::Result<ExitCode> {
-    let (db, key) = (&f.log.db(), &f.log.key());
-    let what = serde_json::json!({
-        "command": if tail.is_some() { "tail" } else { "show" },
-        "session": f.session, "kind": f.kind,
-    });
-    if let Some(k) = &f.kind {
-        if EventKind::parse(k).is_none() {
-            anyhow::bail!(
-                "unknown kind \"{}\"; kinds: {}",
-                terminal_safe::line(k),
-                EventKind::ALL.map(|k| k.as_str()).join(", ")
-            );
-        }
-    }
-    let reader = super::audit_read::open(db, key, f.vkey.as_deref(), f.user.clone(), what)?;
-    let mut out: std::collections::VecDeque<(Vec<u8>, Leaf)> = std::collections::VecDeque::new();
-    reader.with_store(|store, size| {
-        let mut scratch = Vec::new();
-        store.for_each_entry(0, size, |_, bytes, _| {
-            let leaf = Leaf::decode_canonical(bytes, &mut scratch)?;
-            let keep = f
-                .session
-                .as_ref()
-                .is_none_or(|s| leaf.session.as_ref().is_some_and(|l| &l.id == s))
-                && f.kind.as_ref().is_none_or(|k| leaf.kind.as_str() == k);
-            if keep {
-                out.push_back((bytes.to_vec(), leaf));
-                if let Some(n) = tail {
-                    if out.len() as u64 > n {
-                        out.pop_front();
-                    }
-                }
-            }
-            Ok(())
-        })?;
-        Ok(())
-    })?;
-    reader.close()?;
-    // Filtered by session: the id is said once, not on every line.
-    let column = match &f.session {
-        Some(id) => {
-            if !f.json {
-                crate::outln!("session {}", terminal_safe::line(id));
-            }
-            super::entry_line::SessionColumn::Implied
-        }
-        None => super::entry_line::SessionColumn::Shown,
-    };
-    for (bytes, leaf) in &out {
-        // The reader has gone (`| head`): formatting the rest is waste.
-        if crate::printing::closed(crate::printing::Stream::Out) {
-            break;
-        }
-        if f.json {
-            // The leaf as stored, with the characters a terminal would act
-            // on as JSON escapes (the same value for any JSON reader).
-            crate::outln!(
-                "{}",
-                terminal_safe::json_text(&String::from_utf8_lossy(bytes))
-            );
-        } else {
-            crate::outln!("{}", super::entry_line::line(leaf, column));
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn verify(
