@@ -1,5 +1,6 @@
 //! Account and token administration on the server's host (`stele user add`,
-//! `stele token create`), straight into the server's store.
+//! `stele token create`), into the server's store — inert until the server
+//! has recorded the change in the audit log (`admin_record.rs`).
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use crate::auth::{password, tokens};
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Role, Store, User};
+use crate::store::{AdminAction, AdminChange, Role, Store, User};
 
 /// How long a set-up link works.
 pub const SETUP_TTL_SECS: i64 = 72 * 3600;
@@ -35,6 +36,30 @@ fn store(config: &ServerConfig) -> Result<Arc<dyn Store>, ServerError> {
 
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// The change to queue: made by the host user running the command (its
+/// name and numeric uid, which `$USER` cannot fake).
+fn change(
+    action: AdminAction,
+    subject: &str,
+    detail: serde_json::Value,
+) -> Result<AdminChange, ServerError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    let by = stele_runtime::principal::from_flag_or_env(None, "unknown")
+        .map_err(|e| ServerError::Start(e.to_string()))?;
+    let mut detail = detail;
+    if let Some(o) = detail.as_object_mut() {
+        o.insert("uid".into(), serde_json::json!(uid));
+    }
+    Ok(AdminChange {
+        by,
+        action,
+        subject: subject.to_string(),
+        detail,
+        at: now(),
+    })
 }
 
 /// Add account `name` in `teams` with `role`; with `password` it is set,
@@ -71,6 +96,15 @@ pub fn add_user(
             )
         }
     };
+    let change = change(
+        AdminAction::AccountAdd,
+        name,
+        serde_json::json!({
+            "teams": teams,
+            "role": role.as_str(),
+            "credential": if setup.0.is_some() { "password" } else { "setup-link" },
+        }),
+    )?;
     let user = User {
         name: name.to_string(),
         teams,
@@ -78,7 +112,7 @@ pub fn add_user(
         password_hash: setup.0,
     };
     let s = store(config)?;
-    if !block_on(s.add_user(user, setup.1))?? {
+    if !block_on(s.add_user(user, setup.1, Some(change)))?? {
         return Err(ServerError::Start(format!(
             "NAME: an account {name:?} exists already"
         )));
@@ -99,7 +133,7 @@ pub fn create_token(
         ));
     }
     let s = store(config)?;
-    if block_on(s.user(user))??.is_none() {
+    if !block_on(s.account_exists(user))?? {
         return Err(ServerError::Start(format!(
             "--user: no account {user:?} (add it with `stele user add`)"
         )));
@@ -107,6 +141,13 @@ pub fn create_token(
     let (token, hash) = tokens::generate()?;
     let t = now();
     let expires = t + i64::from(ttl_days) * 86_400;
-    block_on(s.add_token(user, &hash, label, t, expires))??;
+    // The token's hash prefix lets a reviewer tell tokens apart without it
+    // being usable (the full hash is what the store keeps).
+    let change = change(
+        AdminAction::TokenCreate,
+        user,
+        serde_json::json!({"label": label, "expires": expires, "token_id": &hash[..hash.len().min(12)]}),
+    )?;
+    block_on(s.add_token(user, &hash, label, (t, expires), Some(change)))??;
     Ok((token, expires))
 }

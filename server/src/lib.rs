@@ -7,6 +7,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod admin;
+pub mod admin_record;
 pub mod auth;
 pub mod authz;
 pub mod config;

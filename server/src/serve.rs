@@ -54,6 +54,7 @@ pub fn open(config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
     Ok(Arc::new(AppState {
         sessions: Manager::new(config.server.max_sessions),
         pending: Pending::default(),
+        admin_changes: tokio::sync::Mutex::new(()),
         config,
         store: Arc::new(store),
         log,
@@ -83,6 +84,19 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
     let state = open(config)?;
     let serving = state.clone();
     rt.block_on(async move {
+        // Accounts and tokens made on the host while the server was down
+        // are recorded before anyone can use them; then, while it runs, as
+        // they come.
+        crate::admin_record::record_admin_changes(&serving).await?;
+        let watcher = serving.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(crate::admin_record::POLL).await;
+                if let Err(e) = crate::admin_record::record_admin_changes(&watcher).await {
+                    tracing::warn!("recording account and token changes: {e}");
+                }
+            }
+        });
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| start_error(&format!("listening on {listen}"), e))?;

@@ -26,6 +26,8 @@ pub struct AppState {
     pub sessions: Manager,
     /// Approvals waiting for an answer.
     pub pending: Pending,
+    /// Held while host-side changes are recorded (`admin_record.rs`).
+    pub admin_changes: tokio::sync::Mutex<()>,
 }
 
 impl AppState {

@@ -647,3 +647,118 @@ fn an_unanswered_approval_expires_refused_and_logged() {
     );
     srv.verify();
 }
+
+/// Accounts and tokens made on the host (`stele user add`, `stele token
+/// create`) are recorded in the log before they work: made while the server
+/// is down they stay inert until its start records them; made while it runs
+/// they are recorded at first use (or within the poll) — and no entry holds
+/// the token itself.
+#[test]
+fn account_and_token_changes_are_recorded_before_they_work() {
+    let mut srv = Server::start("", "");
+    let store = |srv: &Server| rusqlite::Connection::open(srv.store()).unwrap();
+    let queued = |srv: &Server| -> i64 {
+        store(srv)
+            .query_row("SELECT count(*) FROM admin_changes", [], |r| r.get(0))
+            .unwrap()
+    };
+    let add_user = |srv: &Server, name: &str| {
+        let o = srv
+            .s
+            .run(&[
+                "user",
+                "add",
+                name,
+                "--team",
+                "finance",
+                "--config",
+                srv.config.to_str().unwrap(),
+            ])
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    // The accounts made before the start were recorded by it.
+    assert_eq!(queued(&srv), 0);
+    let rt = runtime();
+    // Made while the server runs: works at its first use.
+    let alice = srv.token("alice");
+    rt.block_on(async {
+        assert_eq!(
+            get(&srv, Some(&alice), "/api/v1/sessions").await.status(),
+            200
+        );
+    });
+    // Made while it is down: inert in the store until the server records it.
+    srv.stop();
+    let rita = srv.token("rita");
+    add_user(&srv, "erin");
+    assert_eq!(queued(&srv), 2);
+    let inert: i64 = store(&srv)
+        .query_row(
+            "SELECT count(*) FROM tokens WHERE user = 'rita' AND pending_change IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(inert, 1);
+    srv.spawn();
+    assert_eq!(queued(&srv), 0, "the start records what was queued");
+    rt.block_on(async {
+        assert_eq!(
+            get(&srv, Some(&rita), "/api/v1/sessions").await.status(),
+            200
+        );
+    });
+    // Made while it runs and never used: recorded within the poll.
+    add_user(&srv, "frank");
+    let began = Instant::now();
+    while queued(&srv) > 0 {
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "frank was never recorded"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    srv.stop();
+    let leaves = srv.leaves();
+    let adds = server_decisions(&leaves, "account.add");
+    let tokens = server_decisions(&leaves, "token.create");
+    let subjects = |v: &[&Value]| -> Vec<String> {
+        v.iter()
+            .map(|l| l["data"]["subject"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut added = subjects(&adds);
+    added.sort();
+    let mut expected: Vec<String> = server_support::ACCOUNTS
+        .iter()
+        .map(|(n, _, _)| n.to_string())
+        .chain(["erin".to_string(), "frank".to_string()])
+        .collect();
+    expected.sort();
+    assert_eq!(added, expected);
+    assert_eq!(subjects(&tokens), ["alice", "rita"]);
+    for l in adds.iter().chain(&tokens) {
+        assert_eq!(l["decision"]["effect"], "allow", "{l}");
+        assert!(l["data"]["change_id"].as_u64().is_some(), "{l}");
+        assert!(l["data"]["uid"].as_u64().is_some(), "{l}");
+    }
+    assert_eq!(adds[0]["data"]["role"], "member");
+    // Each token's creation comes before the first request it made.
+    for (who, token_entry) in [("alice", tokens[0]), ("rita", tokens[1])] {
+        let first_use = leaves
+            .iter()
+            .find(|l| {
+                l["data"]["server_action"] == "session.list" && l["actor"]["principal"] == who
+            })
+            .unwrap();
+        assert!(
+            token_entry["seq"].as_u64() < first_use["seq"].as_u64(),
+            "{who}: {token_entry} after {first_use}"
+        );
+    }
+    // The secrets are nowhere in the log.
+    let all = serde_json::to_string(&leaves).unwrap();
+    assert!(!all.contains(&alice) && !all.contains(&rita));
+    srv.verify();
+}

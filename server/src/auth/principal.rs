@@ -36,6 +36,18 @@ fn missing(parts: &Parts) -> Result<String, &'static str> {
     }
 }
 
+/// The token's owner; a token (or account) made on the host a moment ago
+/// works once its creation is recorded, so an unknown token first has the
+/// queued changes recorded and is looked up again.
+async fn lookup(state: &Shared, hash: &str, now: i64) -> Result<TokenLookup, ApiError> {
+    let found = state.store.token(hash, now).await?;
+    if found == TokenLookup::Unknown && crate::admin_record::record_admin_changes(state).await? > 0
+    {
+        return Ok(state.store.token(hash, now).await?);
+    }
+    Ok(found)
+}
+
 impl FromRequestParts<Shared> for Principal {
     type Rejection = ApiError;
 
@@ -43,11 +55,7 @@ impl FromRequestParts<Shared> for Principal {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let (who, reason) = match missing(parts) {
             Err(why) => ("anonymous".to_string(), why.to_string()),
-            Ok(token) => match state
-                .store
-                .token(&crate::auth::tokens::hash(&token), now)
-                .await?
-            {
+            Ok(token) => match lookup(state, &crate::auth::tokens::hash(&token), now).await? {
                 TokenLookup::Valid(user) => {
                     return Ok(Principal {
                         user,

@@ -48,4 +48,16 @@ pub const MIGRATIONS: &[&str] = &[
         created INTEGER NOT NULL
     );
     CREATE INDEX approvals_state ON approvals(state);",
+    // 2: host-side account and token changes wait here until the server has
+    // recorded them in the audit log; what they create works only after.
+    "CREATE TABLE admin_changes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        by TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    ALTER TABLE users ADD COLUMN pending_change INTEGER;
+    ALTER TABLE tokens ADD COLUMN pending_change INTEGER;",
 ];

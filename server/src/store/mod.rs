@@ -69,6 +69,49 @@ impl std::fmt::Debug for User {
     }
 }
 
+/// An account or token change made on the server's host (`stele user add`,
+/// `stele token create`). It takes effect only once the server has recorded
+/// it in the audit log: until then the account or token does not work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminChange {
+    /// Who made it: the host user who ran the command.
+    pub by: String,
+    /// What was done.
+    pub action: AdminAction,
+    /// The account it concerns.
+    pub subject: String,
+    /// What a reviewer needs: teams, role, token label and expiry (never a secret).
+    pub detail: serde_json::Value,
+    /// Unix seconds when it was made.
+    pub at: i64,
+}
+
+/// The kinds of host-side administration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminAction {
+    /// An account was added.
+    AccountAdd,
+    /// An API token was created.
+    TokenCreate,
+}
+
+impl AdminAction {
+    /// Its name in the store and in the log's `server_action`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminAction::AccountAdd => "account.add",
+            AdminAction::TokenCreate => "token.create",
+        }
+    }
+
+    /// Parse a stored name.
+    pub fn parse(s: &str) -> Option<AdminAction> {
+        [AdminAction::AccountAdd, AdminAction::TokenCreate]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+    }
+}
+
 /// What a presented token turns out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenLookup {
@@ -124,11 +167,22 @@ pub struct ApprovalRecord {
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Add an account; `setup` is the hash of a one-time set-up secret and its expiry.
-    /// False when the name is taken.
-    async fn add_user(&self, user: User, setup: Option<(String, i64)>)
-        -> Result<bool, ServerError>;
-    /// The account `name`.
+    /// With `change`, the account works only once the change is recorded
+    /// ([`Store::admin_change_recorded`]). False when the name is taken.
+    async fn add_user(
+        &self,
+        user: User,
+        setup: Option<(String, i64)>,
+        change: Option<AdminChange>,
+    ) -> Result<bool, ServerError>;
+    /// The account `name`, if it works (its creation is recorded).
     async fn user(&self, name: &str) -> Result<Option<User>, ServerError>;
+    /// Whether an account `name` exists, recorded or not.
+    async fn account_exists(&self, name: &str) -> Result<bool, ServerError>;
+    /// Host-side changes not yet in the audit log, oldest first, with their ids.
+    async fn pending_admin_changes(&self) -> Result<Vec<(i64, AdminChange)>, ServerError>;
+    /// Change `id` is in the log: what it made starts to work.
+    async fn admin_change_recorded(&self, id: i64) -> Result<(), ServerError>;
     /// Set the password of the account whose live set-up secret hashes to
     /// `setup_hash`, and spend the secret; the account's name, or None.
     async fn complete_setup(
@@ -139,16 +193,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<String>, ServerError>;
     /// Set an account's password.
     async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, ServerError>;
-    /// Remember a token by its hash.
+    /// Remember a token by its hash; with `change`, it works only once the
+    /// change is recorded.
     async fn add_token(
         &self,
         user: &str,
         token_hash: &str,
         label: &str,
-        created: i64,
-        expires: i64,
+        lifetime: (i64, i64),
+        change: Option<AdminChange>,
     ) -> Result<(), ServerError>;
-    /// Whose token hashes to `token_hash`, and whether it is still live at `now`.
+    /// Whose token hashes to `token_hash`, and whether it is still live at
+    /// `now` (a token or account whose creation is not recorded is unknown).
     async fn token(&self, token_hash: &str, now: i64) -> Result<TokenLookup, ServerError>;
     /// Add a session to the index.
     async fn put_session(&self, s: SessionRecord) -> Result<(), ServerError>;

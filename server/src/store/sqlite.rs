@@ -9,7 +9,9 @@ use rusqlite::{params, Connection, OptionalExtension as _};
 use stele_protocol::{ApprovalState, SessionState};
 
 use super::migrations::MIGRATIONS;
-use super::{ApprovalRecord, Role, SessionRecord, Store, TokenLookup, User};
+use super::{
+    AdminAction, AdminChange, ApprovalRecord, Role, SessionRecord, Store, TokenLookup, User,
+};
 use crate::error::ServerError;
 
 /// The SQLite store. One connection, used from blocking tasks.
@@ -183,6 +185,22 @@ const SESSION_COLS: &str = "id, owner, workspace, state, detail, created, update
 const APPROVAL_COLS: &str =
     "id, session, shown, shown_sha256, requester, deadline, state, approver";
 
+/// Queue `ch`; its id.
+fn insert_change(c: &Connection, ch: &AdminChange) -> rusqlite::Result<i64> {
+    c.query_row(
+        "INSERT INTO admin_changes (at, by, action, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5) \
+         RETURNING id",
+        params![
+            ch.at,
+            ch.by,
+            ch.action.as_str(),
+            ch.subject,
+            ch.detail.to_string()
+        ],
+        |r| r.get(0),
+    )
+}
+
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -193,13 +211,16 @@ impl Store for SqliteStore {
         &self,
         user: User,
         setup: Option<(String, i64)>,
+        change: Option<AdminChange>,
     ) -> Result<bool, ServerError> {
         let teams = serde_json::to_string(&user.teams).unwrap_or_else(|_| "[]".into());
         self.call(move |c| {
+            let tx = c.unchecked_transaction()?;
+            let pending = change.map(|ch| insert_change(&tx, &ch)).transpose()?;
             let (sh, se) = setup.map_or((None, None), |(h, e)| (Some(h), Some(e)));
-            let n = c.execute(
+            let n = tx.execute(
                 "INSERT OR IGNORE INTO users (name, teams, role, password_hash, setup_hash, \
-                 setup_expires, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 setup_expires, created, pending_change) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     user.name,
                     teams,
@@ -207,9 +228,14 @@ impl Store for SqliteStore {
                     user.password_hash,
                     sh,
                     se,
-                    now()
+                    now(),
+                    pending
                 ],
             )?;
+            // A taken name changes nothing, not even the queue.
+            if n == 1 {
+                tx.commit()?;
+            }
             Ok(n == 1)
         })
         .await
@@ -219,11 +245,68 @@ impl Store for SqliteStore {
         let name = name.to_string();
         self.call(move |c| {
             c.query_row(
-                &format!("SELECT {USER_COLS} FROM users WHERE name = ?1"),
+                &format!(
+                    "SELECT {USER_COLS} FROM users WHERE name = ?1 AND pending_change IS NULL"
+                ),
                 params![name],
                 user_row,
             )
             .optional()
+        })
+        .await
+    }
+
+    async fn account_exists(&self, name: &str) -> Result<bool, ServerError> {
+        let name = name.to_string();
+        self.call(move |c| {
+            c.query_row("SELECT 1 FROM users WHERE name = ?1", params![name], |_| {
+                Ok(())
+            })
+            .optional()
+            .map(|r| r.is_some())
+        })
+        .await
+    }
+
+    async fn pending_admin_changes(&self) -> Result<Vec<(i64, AdminChange)>, ServerError> {
+        self.call(|c| {
+            let mut st = c.prepare(
+                "SELECT id, at, by, action, subject, detail FROM admin_changes ORDER BY id",
+            )?;
+            let rows = st.query_map([], |r| {
+                let action: String = r.get(3)?;
+                let detail: String = r.get(5)?;
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    AdminChange {
+                        at: r.get(1)?,
+                        by: r.get(2)?,
+                        // An unknown name cannot come from this code; it is
+                        // recorded as an account change rather than lost.
+                        action: AdminAction::parse(&action).unwrap_or(AdminAction::AccountAdd),
+                        subject: r.get(4)?,
+                        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+                    },
+                ))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn admin_change_recorded(&self, id: i64) -> Result<(), ServerError> {
+        self.call(move |c| {
+            let tx = c.unchecked_transaction()?;
+            tx.execute(
+                "UPDATE users SET pending_change = NULL WHERE pending_change = ?1",
+                params![id],
+            )?;
+            tx.execute(
+                "UPDATE tokens SET pending_change = NULL WHERE pending_change = ?1",
+                params![id],
+            )?;
+            tx.execute("DELETE FROM admin_changes WHERE id = ?1", params![id])?;
+            tx.commit()
         })
         .await
     }
@@ -264,16 +347,20 @@ impl Store for SqliteStore {
         user: &str,
         token_hash: &str,
         label: &str,
-        created: i64,
-        expires: i64,
+        lifetime: (i64, i64),
+        change: Option<AdminChange>,
     ) -> Result<(), ServerError> {
         let (u, h, l) = (user.to_string(), token_hash.to_string(), label.to_string());
+        let (created, expires) = lifetime;
         self.call(move |c| {
-            c.execute(
-                "INSERT INTO tokens (hash, user, label, created, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![h, u, l, created, expires],
-            )
-            .map(|_| ())
+            let tx = c.unchecked_transaction()?;
+            let pending = change.map(|ch| insert_change(&tx, &ch)).transpose()?;
+            tx.execute(
+                "INSERT INTO tokens (hash, user, label, created, expires, pending_change) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![h, u, l, created, expires, pending],
+            )?;
+            tx.commit()
         })
         .await
     }
@@ -283,7 +370,7 @@ impl Store for SqliteStore {
         self.call(move |c| {
             let row: Option<(String, i64)> = c
                 .query_row(
-                    "SELECT user, expires FROM tokens WHERE hash = ?1",
+                    "SELECT user, expires FROM tokens WHERE hash = ?1 AND pending_change IS NULL",
                     params![h],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
@@ -296,7 +383,9 @@ impl Store for SqliteStore {
             }
             let u = c
                 .query_row(
-                    &format!("SELECT {USER_COLS} FROM users WHERE name = ?1"),
+                    &format!(
+                        "SELECT {USER_COLS} FROM users WHERE name = ?1 AND pending_change IS NULL"
+                    ),
                     params![user],
                     user_row,
                 )

@@ -91,7 +91,8 @@ impl Server {
         server
     }
 
-    fn spawn(&mut self) {
+    /// Start (again) the server of this set-up and wait until it is ready.
+    pub fn spawn(&mut self) {
         let began = Instant::now();
         let mut child = Command::new(stele_tests::stele_bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
