@@ -120,6 +120,13 @@ pub enum AuditCommand {
         /// The log.
         log: LogArgs,
     },
+    /// Erase payload bodies past their retention class (managed
+    /// configuration `[retention]`), each erasure under a signed
+    /// `payload.expiry` entry; held payloads are kept.
+    Expire(super::audit_retention::ExpireArgs),
+    /// Legal holds: place, release (two hold officers), list.
+    #[command(subcommand)]
+    Hold(super::audit_retention::HoldCommand),
     /// Write a signed export bundle for reviewers (recorded in the log first).
     Export(ExportArgs),
     /// The reviewer's report of the live log (or one session), verified
@@ -331,6 +338,8 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        AuditCommand::Expire(a) => super::audit_retention::expire(a),
+        AuditCommand::Hold(c) => super::audit_retention::hold(c),
         AuditCommand::Export(a) => super::audit_export::export(&a.log.db(), &a.log.key(), a),
         AuditCommand::Report(a) => super::audit_report::run(a),
         AuditCommand::Publish { witnesses, log } => publish(&log.db(), &log.key(), &witnesses),
