@@ -147,7 +147,7 @@ pub struct HoldState {
 impl HoldState {
     /// Whether it was in force just before entry `seq` was appended.
     pub fn active_at(&self, seq: u64) -> bool {
-        self.id < seq && self.released.is_none_or(|r| r > seq)
+        self.id < seq && self.released.is_none_or(|r| r >= seq)
     }
 }
 
