@@ -348,7 +348,10 @@ impl LeafChecker {
             }
             EventKind::LogArchive => {
                 let d = data_object(leaf)?;
-                let through = d.get("through").and_then(|v| v.as_u64()).unwrap_or(u64::MAX);
+                let through = d
+                    .get("through")
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(u64::MAX);
                 if through > i {
                     return Err(format!(
                         "log.archive names {through} archived entries, more than precede it"
@@ -609,7 +612,10 @@ impl Erasure {
 
 /// A leaf's `data` as an object (the kinds that call this require one).
 fn data_object(leaf: &LeafView<'_>) -> Result<serde_json::Map<String, serde_json::Value>, String> {
-    let v = match leaf.data.ok_or_else(|| format!("{} without data", leaf.kind))? {
+    let v = match leaf
+        .data
+        .ok_or_else(|| format!("{} without data", leaf.kind))?
+    {
         DataView::Typed(v) => v.clone(),
         DataView::Raw(b) => serde_json::from_slice(b).map_err(|e| e.to_string())?,
     };

@@ -275,9 +275,12 @@ impl HoldBook {
                 let n = |k: &str| data.get(k).and_then(Value::as_u64).unwrap_or(u64::MAX);
                 let hold = n("hold");
                 if hold >= seq {
-                    return Err(format!("hold.release names entry {hold}, not an earlier one"));
+                    return Err(format!(
+                        "hold.release names entry {hold}, not an earlier one"
+                    ));
                 }
-                self.release(seq, hold, n("approval"), principal).map(|_| ())
+                self.release(seq, hold, n("approval"), principal)
+                    .map(|_| ())
             }
             _ => Ok(()),
         }
@@ -329,14 +332,29 @@ mod tests {
         let mut b = HoldBook::default();
         b.place(5, HoldScope::Principal("x".into()), "alice", "case 1");
         assert_eq!(b.release(6, 5, 1, "alice"), Ok(Approval::First));
-        assert!(b.release(7, 5, 2, "alice").unwrap_err().contains("dual control"));
-        assert!(b.release(7, 5, 1, "bob").unwrap_err().contains("approval 2 is due"));
+        assert!(b
+            .release(7, 5, 2, "alice")
+            .unwrap_err()
+            .contains("dual control"));
+        assert!(b
+            .release(7, 5, 1, "bob")
+            .unwrap_err()
+            .contains("approval 2 is due"));
         assert_eq!(b.release(7, 5, 2, "bob"), Ok(Approval::Second));
-        assert!(b.release(8, 5, 1, "carol").unwrap_err().contains("already released"));
-        assert!(b.release(8, 4, 1, "carol").unwrap_err().contains("not a legal hold"));
+        assert!(b
+            .release(8, 5, 1, "carol")
+            .unwrap_err()
+            .contains("already released"));
+        assert!(b
+            .release(8, 4, 1, "carol")
+            .unwrap_err()
+            .contains("not a legal hold"));
         let a = attrs(None, "x", "2026-01-01T00:00:00.000000Z");
         assert!(b.holding_at(6, &a).is_some());
-        assert!(b.holding_at(7, &a).is_some(), "in force until entry 7 itself");
+        assert!(
+            b.holding_at(7, &a).is_some(),
+            "in force until entry 7 itself"
+        );
         assert!(b.holding_at(8, &a).is_none());
         assert!(b.holding_at(5, &a).is_none(), "not before it was placed");
     }
@@ -345,8 +363,14 @@ mod tests {
     fn exactly_one_scope() {
         let m = |v: Value| v.as_object().cloned().unwrap();
         assert!(HoldScope::from_data(&m(serde_json::json!({"session": "s"}))).is_ok());
-        assert!(HoldScope::from_data(&m(serde_json::json!({"session": "s", "principal": "p"}))).is_err());
-        assert!(HoldScope::from_data(&m(serde_json::json!({"from": "2026-01-01T00:00:00.000000Z"}))).is_err());
+        assert!(
+            HoldScope::from_data(&m(serde_json::json!({"session": "s", "principal": "p"})))
+                .is_err()
+        );
+        assert!(HoldScope::from_data(&m(
+            serde_json::json!({"from": "2026-01-01T00:00:00.000000Z"})
+        ))
+        .is_err());
         assert!(HoldScope::from_data(&m(serde_json::json!({
             "from": "2026-02-01T00:00:00.000000Z", "until": "2026-01-01T00:00:00.000000Z"
         })))

@@ -16,8 +16,8 @@ pub mod checkpoints;
 pub mod cpu_time;
 #[cfg(feature = "store")]
 mod durability;
-pub mod error;
 mod erasure_check;
+pub mod error;
 pub mod event;
 pub mod export;
 #[cfg(feature = "store")]

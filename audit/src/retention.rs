@@ -39,12 +39,14 @@ impl Period {
             "d" => Period::Days(n),
             _ => {
                 return Err(format!(
-                    "retention {s:?}: the unit must be y (years), mo (months), w (weeks) or d (days)"
-                ))
+                "retention {s:?}: the unit must be y (years), mo (months), w (weeks) or d (days)"
+            ))
             }
         };
         if n == 0 {
-            return Err(format!("retention {s:?}: the period must be longer than zero"));
+            return Err(format!(
+                "retention {s:?}: the period must be longer than zero"
+            ));
         }
         if p.approx_days() > 36_525 {
             return Err(format!("retention {s:?}: at most 100 years"));
@@ -113,7 +115,9 @@ pub fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     Date::parse(s, &fmt)
         .map(|d| PrimitiveDateTime::new(d, Time::MIDNIGHT).assume_utc())
-        .map_err(|_| format!("{s:?} is not a time (YYYY-MM-DD or RFC 3339, e.g. 2026-01-01T00:00:00Z)"))
+        .map_err(|_| {
+            format!("{s:?} is not a time (YYYY-MM-DD or RFC 3339, e.g. 2026-01-01T00:00:00Z)")
+        })
 }
 
 /// `[retention]` of the managed configuration.
@@ -174,8 +178,7 @@ impl Retention {
     pub fn new(cfg: &RetentionConfig, config_digest: String) -> Result<Self, String> {
         let mut classes = BTreeMap::new();
         for (name, p) in &cfg.classes {
-            let period =
-                Period::parse(p).map_err(|e| format!("retention.classes.{name}: {e}"))?;
+            let period = Period::parse(p).map_err(|e| format!("retention.classes.{name}: {e}"))?;
             classes.insert(
                 name.clone(),
                 Class {
@@ -187,12 +190,16 @@ impl Retention {
         }
         if let Some(d) = &cfg.default {
             if !classes.contains_key(d) {
-                return Err(format!("retention.default: no class {d:?} in retention.classes"));
+                return Err(format!(
+                    "retention.default: no class {d:?} in retention.classes"
+                ));
             }
         }
         for (team, c) in &cfg.teams {
             if !classes.contains_key(c) {
-                return Err(format!("retention.teams.{team}: no class {c:?} in retention.classes"));
+                return Err(format!(
+                    "retention.teams.{team}: no class {c:?} in retention.classes"
+                ));
             }
         }
         Ok(Self {
@@ -298,10 +305,14 @@ mod tests {
         assert_eq!(name(&[]).as_deref(), Some("ai"));
         let mut bad = cfg.clone();
         bad.default = Some("nope".into());
-        assert!(Retention::new(&bad, String::new()).unwrap_err().contains("retention.default"));
+        assert!(Retention::new(&bad, String::new())
+            .unwrap_err()
+            .contains("retention.default"));
         let mut bad = cfg;
         bad.classes.insert("x".into(), "5".into());
-        assert!(Retention::new(&bad, String::new()).unwrap_err().contains("retention.classes.x"));
+        assert!(Retention::new(&bad, String::new())
+            .unwrap_err()
+            .contains("retention.classes.x"));
     }
 
     fn toml_like(classes: &[(&str, &str)]) -> RetentionConfig {

@@ -87,10 +87,8 @@ pub fn plan(store: &Store, r: &Retention, now: OffsetDateTime) -> Result<Plan, A
         let cmt: Vec<u8> = row.get(0).map_err(&e)?;
         let seq = row.get::<_, i64>(1).map_err(&e)? as u64;
         let leaf = row.get_ref(2).and_then(|v| Ok(v.as_blob()?)).map_err(&e)?;
-        let a = MakerAttrs::of_leaf(leaf).map_err(|reason| AuditError::Integrity {
-            index: seq,
-            reason,
-        })?;
+        let a = MakerAttrs::of_leaf(leaf)
+            .map_err(|reason| AuditError::Integrity { index: seq, reason })?;
         let Some(class) = r.class_for(&a.teams) else {
             unclassed += 1;
             continue;
@@ -101,12 +99,13 @@ pub fn plan(store: &Store, r: &Retention, now: OffsetDateTime) -> Result<Plan, A
         if a.ts >= cp.before {
             continue;
         }
-        let cmt: crate::merkle::Hash = cmt.as_slice().try_into().map_err(|_| {
-            AuditError::Integrity {
-                index: seq,
-                reason: "payload key is not 32 bytes".into(),
-            }
-        })?;
+        let cmt: crate::merkle::Hash =
+            cmt.as_slice()
+                .try_into()
+                .map_err(|_| AuditError::Integrity {
+                    index: seq,
+                    reason: "payload key is not 32 bytes".into(),
+                })?;
         let due = Due {
             commit: commit_text(&cmt),
             maker: seq,

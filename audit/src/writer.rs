@@ -196,7 +196,10 @@ impl Writer {
                 reason,
                 config,
                 actor,
-            } => (self.place_hold_event(scope, reason, config, actor)?, Vec::new()),
+            } => (
+                self.place_hold_event(scope, reason, config, actor)?,
+                Vec::new(),
+            ),
             Work::ReleaseHold {
                 hold,
                 reason,

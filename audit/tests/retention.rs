@@ -131,9 +131,12 @@ fn expiry_erases_what_is_due_once_and_the_log_still_verifies() {
     assert_eq!(rep.expiries[0].actor, "retention");
 }
 
+/// A hold scope, given the time the held session starts.
+type ScopeOf = fn(&str) -> HoldScope;
+
 #[test]
 fn held_payloads_are_refused_to_expiry_and_redaction_for_every_scope() {
-    let scopes: [(&str, fn(&str) -> HoldScope); 3] = [
+    let scopes: [(&str, ScopeOf); 3] = [
         ("session", |_| HoldScope::Session("held".into())),
         ("principal", |_| HoldScope::Principal("carol".into())),
         ("time range", |from| HoldScope::Range {
@@ -174,7 +177,11 @@ fn held_payloads_are_refused_to_expiry_and_redaction_for_every_scope() {
         }
         // One held commitment in a request refuses all of it.
         let e = log
-            .redact_blocking(vec![free.clone(), held.clone()], "x".into(), as_user("alice"))
+            .redact_blocking(
+                vec![free.clone(), held.clone()],
+                "x".into(),
+                as_user("alice"),
+            )
             .unwrap_err();
         assert!(matches!(e, AuditError::Held(_)), "{name}: {e:?}");
         execute(&log, &p, &as_user("retention")).unwrap();
@@ -218,7 +225,10 @@ fn release_needs_two_different_principals_and_then_expiry_proceeds() {
         .unwrap_err();
     assert!(matches!(e, AuditError::Denied(_)), "{e:?}");
     assert!(e.to_string().contains("dual control"), "{e}");
-    assert!(matches!(expire_one(&log, &held).unwrap_err(), AuditError::Held(_)));
+    assert!(matches!(
+        expire_one(&log, &held).unwrap_err(),
+        AuditError::Held(_)
+    ));
     // Not a hold; an empty reason.
     let e = log
         .release_hold_blocking(one.seq, "x".into(), None, as_user("bob"))
@@ -256,14 +266,22 @@ fn holds_survive_a_restart_of_the_writer() {
     let log = f.create();
     let held = session_by(&log, "held", "carol");
     let h = log
-        .place_hold_blocking(HoldScope::Principal("carol".into()), "m".into(), None, as_user("alice"))
+        .place_hold_blocking(
+            HoldScope::Principal("carol".into()),
+            "m".into(),
+            None,
+            as_user("alice"),
+        )
         .unwrap()
         .seq;
     log.release_hold_blocking(h, "ok".into(), None, as_user("alice"))
         .unwrap();
     log.close().unwrap();
     let log = f.open().unwrap();
-    assert!(matches!(expire_one(&log, &held).unwrap_err(), AuditError::Held(_)));
+    assert!(matches!(
+        expire_one(&log, &held).unwrap_err(),
+        AuditError::Held(_)
+    ));
     let e = log
         .release_hold_blocking(h, "ok".into(), None, as_user("alice"))
         .unwrap_err();
@@ -275,8 +293,13 @@ fn an_erasure_of_a_held_payload_is_caught_even_when_the_writers_index_was_emptie
     let f = Fixture::new();
     let log = f.create();
     let held = session_by(&log, "held", "carol");
-    log.place_hold_blocking(HoldScope::Session("held".into()), "m".into(), None, as_user("alice"))
-        .unwrap();
+    log.place_hold_blocking(
+        HoldScope::Session("held".into()),
+        "m".into(),
+        None,
+        as_user("alice"),
+    )
+    .unwrap();
     log.close().unwrap();
     // Someone with the file empties the derived index the writer trusts…
     raw(&f.db).execute("DELETE FROM hold_entries", []).unwrap();
@@ -302,7 +325,8 @@ fn a_body_erased_without_its_expiry_entry_is_caught() {
     log.close().unwrap();
     // b's body erased and pointed at the expiry entry, which does not name it.
     let c = raw(&f.db);
-    c.execute_batch("DROP TRIGGER payloads_redact_only").unwrap();
+    c.execute_batch("DROP TRIGGER payloads_redact_only")
+        .unwrap();
     c.execute(
         "UPDATE payloads SET body = NULL, salt = NULL, redacted_seq = ?1 WHERE cmt = ?2",
         rusqlite::params![
@@ -312,7 +336,10 @@ fn a_body_erased_without_its_expiry_entry_is_caught() {
     )
     .unwrap();
     let (_, reason) = tampered(&f);
-    assert!(reason.contains("without a redaction or expiry entry"), "{reason}");
+    assert!(
+        reason.contains("without a redaction or expiry entry"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -374,14 +401,14 @@ fn kill_9_during_expiry_loses_nothing_and_a_rerun_finishes() {
             let log = log.clone();
             std::thread::spawn(move || {
                 for i in 0..PAYLOADS / 8 {
-                    log.append_blocking(Event::new(EventKind::PolicyDecision, actor()).with_payload(
-                        PayloadInput {
+                    log.append_blocking(
+                        Event::new(EventKind::PolicyDecision, actor()).with_payload(PayloadInput {
                             role: "args".into(),
                             media: "text/plain".into(),
                             body: format!("{t}/{i}").into_bytes(),
                             disclosure: Disclosure::CommitmentOnly,
-                        },
-                    ))
+                        }),
+                    )
                     .unwrap();
                 }
             })
@@ -413,15 +440,35 @@ fn kill_9_during_expiry_loses_nothing_and_a_rerun_finishes() {
     // The log verifies as it was left: every erased body is named by an
     // expiry entry that is in the log, and every acknowledged one is there.
     let rep = verified(&f);
-    assert!(rep.expiries.len() >= acked.len(), "{} < {}", rep.expiries.len(), acked.len());
-    assert!(rep.expiries.len() < PAYLOADS / 5, "the kill came before the end");
+    assert!(
+        rep.expiries.len() >= acked.len(),
+        "{} < {}",
+        rep.expiries.len(),
+        acked.len()
+    );
+    assert!(
+        rep.expiries.len() < PAYLOADS / 5,
+        "the kill came before the end"
+    );
     let seen: Vec<u64> = rep.expiries.iter().map(|e| e.seq).collect();
     for a in &acked {
-        assert!(seen.contains(a), "acknowledged expiry entry {a} is in the log");
+        assert!(
+            seen.contains(a),
+            "acknowledged expiry entry {a} is in the log"
+        );
     }
     let store = Store::open(&f.db).unwrap();
-    let erased = store.payloads().unwrap().into_iter().filter(|p| p.body.is_none()).count();
-    assert_eq!(erased, 5 * rep.expiries.len(), "exactly the named bodies are gone");
+    let erased = store
+        .payloads()
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.body.is_none())
+        .count();
+    assert_eq!(
+        erased,
+        5 * rep.expiries.len(),
+        "exactly the named bodies are gone"
+    );
     drop(store);
     // A re-run finishes the job.
     let log = f.open().unwrap();

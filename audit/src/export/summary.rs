@@ -164,7 +164,10 @@ impl SummaryBuilder {
         if retention {
             // An expiry names its class; holds and archives their reason.
             let what = match l.data_str("class") {
-                Some(c) => format!("class {c}, made before {}", l.data_str("before").unwrap_or_default()),
+                Some(c) => format!(
+                    "class {c}, made before {}",
+                    l.data_str("before").unwrap_or_default()
+                ),
                 None => l.data_str("reason").unwrap_or_default().to_string(),
             };
             self.retention.push(format!("{line} — {what}"));

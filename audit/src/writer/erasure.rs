@@ -119,7 +119,9 @@ impl Writer {
             match body {
                 None => return Err(AuditError::NotFound(format!("payload {c}"))),
                 Some(None) => {
-                    return Err(AuditError::Invalid(format!("payload {c} is already erased")))
+                    return Err(AuditError::Invalid(format!(
+                        "payload {c} is already erased"
+                    )))
                 }
                 Some(Some(_)) if undo.batch_erased.contains(&h) || raw.contains(&h) => {
                     return Err(AuditError::Invalid(format!(
@@ -250,7 +252,9 @@ pub(crate) fn load_holds(
         )
         .map_err(&e)?;
     let rows = st
-        .query_map(params![], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?)))
+        .query_map(params![], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
+        })
         .map_err(&e)?;
     let mut book = HoldBook::default();
     for row in rows {

@@ -189,7 +189,11 @@ fn report(
         });
         return super::json::line(&v);
     }
-    let verb = if done.is_some() { "erased" } else { "would erase" };
+    let verb = if done.is_some() {
+        "erased"
+    } else {
+        "would erase"
+    };
     if plan.classes.is_empty() {
         crate::outln!("nothing is past its retention ({})", plan.now);
     }

@@ -392,12 +392,22 @@ impl AccountBuilder {
 /// every other kind).
 fn retention_detail(l: &Leaf) -> Option<String> {
     let d = l.data.as_ref();
-    let s = |k: &str| d.and_then(|d| d.get(k)).and_then(|v| v.as_str()).unwrap_or_default();
-    let n = |k: &str| d.and_then(|d| d.get(k)).and_then(|v| v.as_u64()).unwrap_or(0);
+    let s = |k: &str| {
+        d.and_then(|d| d.get(k))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+    };
+    let n = |k: &str| {
+        d.and_then(|d| d.get(k))
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0)
+    };
     Some(match l.kind {
         EventKind::PayloadExpiry => format!(
             "{} payload(s) erased: retention class {} ({}), made before {} (configuration {})",
-            d.and_then(|d| d.get("commits")).and_then(|c| c.as_array()).map_or(0, Vec::len),
+            d.and_then(|d| d.get("commits"))
+                .and_then(|c| c.as_array())
+                .map_or(0, Vec::len),
             s("class"),
             s("retention"),
             s("before"),
@@ -415,7 +425,11 @@ fn retention_detail(l: &Leaf) -> Option<String> {
             "approval {} of 2 to release legal hold {}{}: {}",
             n("approval"),
             n("hold"),
-            if n("approval") == 2 { " (released)" } else { "" },
+            if n("approval") == 2 {
+                " (released)"
+            } else {
+                ""
+            },
             s("reason")
         ),
         EventKind::LogArchive => format!(
