@@ -648,6 +648,27 @@ fn print_report(r: &VerifyReport) {
             f(&x.reason)
         );
     }
+    for x in &r.expiries {
+        crate::outln!(
+            "  expiry:       entry {} erased {} payload(s) of class {} ({}) made before {}",
+            x.seq,
+            x.count,
+            f(&x.class),
+            f(&x.retention),
+            x.before
+        );
+    }
+    for h in &r.holds {
+        let state = match h.released {
+            Some(at) => format!("released by entry {at}"),
+            None => "in force".into(),
+        };
+        crate::outln!(
+            "  legal hold:   {} on {}: {state}",
+            h.id,
+            f(&h.scope.to_string())
+        );
+    }
     if let Some(s) = r.anchor_size {
         crate::outln!("  anchor:       consistent with the checkpoint held elsewhere (size {s})");
     }
