@@ -57,6 +57,23 @@ pub struct RedactionSeen {
     pub reason: String,
 }
 
+/// A `payload.expiry` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpirySeen {
+    /// Index of the expiry entry.
+    pub seq: u64,
+    /// How many payloads it erased.
+    pub count: usize,
+    /// The retention class.
+    pub class: String,
+    /// The class's retention period as configured (`6y`, `12mo`, …).
+    pub retention: String,
+    /// Payloads made before this time were past their retention.
+    pub before: String,
+    /// Who ran it.
+    pub actor: String,
+}
+
 /// An intent with no result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unfinished {
@@ -126,6 +143,12 @@ pub struct LeafChecker {
     pub redacted_by: CheckMap<Hash, u64>,
     /// Redaction entries seen.
     pub redactions: Vec<RedactionSeen>,
+    /// `payload.expiry` entries seen.
+    pub expiries: Vec<ExpirySeen>,
+    /// Legal holds, as `hold.place` / `hold.release` entries left them.
+    pub holds: crate::holds::HoldBook,
+    /// `log.archive` entries seen: (index, archived size).
+    pub archives: Vec<(u64, u64)>,
     /// Intents closed as interrupted.
     pub interrupted: u64,
     last_time: Option<(String, String)>,
@@ -147,6 +170,9 @@ impl LeafChecker {
             commits: Vec::new(),
             redacted_by: CheckMap::default(),
             redactions: Vec::new(),
+            expiries: Vec::new(),
+            holds: crate::holds::HoldBook::default(),
+            archives: Vec::new(),
             interrupted: 0,
             last_time: None,
             first_ts: None,
@@ -246,7 +272,7 @@ impl LeafChecker {
             bytes,
             source,
         };
-        self.check(&checked.view(), &hash).map_err(t)?;
+        self.check(&checked.view(), &hash, bytes).map_err(t)?;
         self.frontier.push(hash, completed);
         self.prev = Some(hash);
         Ok(checked)
@@ -270,7 +296,7 @@ impl LeafChecker {
         Ok((leaf, h))
     }
 
-    fn check(&mut self, leaf: &LeafView<'_>, h: &Hash) -> Result<(), String> {
+    fn check(&mut self, leaf: &LeafView<'_>, h: &Hash, bytes: &[u8]) -> Result<(), String> {
         let i = self.frontier.size();
         if leaf.seq != i {
             return Err(format!("leaf claims index {}", leaf.seq));
@@ -296,13 +322,44 @@ impl LeafChecker {
             let c = commit_hash(&p).ok_or_else(|| format!("bad commitment {p:?}"))?;
             self.commits.push((c, i));
         }
-        if leaf.kind == EventKind::Redaction {
-            let (count, reason) = self.redaction_data(leaf, i)?;
-            self.redactions.push(RedactionSeen {
-                seq: i,
-                count,
-                reason,
-            });
+        match leaf.kind {
+            EventKind::Redaction => {
+                let d = self.erasure_data(leaf, i)?;
+                self.redactions.push(RedactionSeen {
+                    seq: i,
+                    count: d.count,
+                    reason: d.text("reason"),
+                });
+            }
+            // retention, legal hold and archival
+            EventKind::PayloadExpiry => {
+                let d = self.erasure_data(leaf, i)?;
+                self.expiries.push(ExpirySeen {
+                    seq: i,
+                    count: d.count,
+                    class: d.text("class"),
+                    retention: d.text("retention"),
+                    before: d.text("before"),
+                    actor: crate::holds::EntryAttrs::of_leaf(bytes)?.principal,
+                });
+            }
+            EventKind::HoldPlace | EventKind::HoldRelease => {
+                self.hold_entry(leaf, i, bytes)?;
+            }
+            EventKind::LogArchive => {
+                let d = data_object(leaf)?;
+                let through = d
+                    .get("through")
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(u64::MAX);
+                if through > i {
+                    return Err(format!(
+                        "log.archive names {through} archived entries, more than precede it"
+                    ));
+                }
+                self.archives.push((i, through));
+            }
+            _ => {}
         }
         if self.first_ts.is_none() {
             self.first_ts = Some(leaf.ts.to_string());
@@ -496,37 +553,75 @@ impl LeafChecker {
         Ok(())
     }
 
-    fn redaction_data(&mut self, leaf: &LeafView<'_>, i: u64) -> Result<(usize, String), String> {
-        let parsed: serde_json::Value;
-        let d = match leaf.data.ok_or("redaction without data")? {
-            DataView::Typed(v) => v,
-            DataView::Raw(b) => {
-                parsed = serde_json::from_slice(b).map_err(|e| e.to_string())?;
-                &parsed
-            }
-        };
+    /// A redaction's or expiry's commitments, each erased once.
+    fn erasure_data(&mut self, leaf: &LeafView<'_>, i: u64) -> Result<Erasure, String> {
+        let d = data_object(leaf)?;
         let commits = d
             .get("commits")
             .and_then(|c| c.as_array())
-            .ok_or("redaction without commits")?;
+            .ok_or_else(|| format!("{} without commits", leaf.kind))?;
         for c in commits {
             let h = c
                 .as_str()
                 .and_then(commit_hash)
-                .ok_or("redaction names a bad commitment")?;
+                .ok_or_else(|| format!("{} names a bad commitment", leaf.kind))?;
             if let Some(before) = self.redacted_by.insert(h, i) {
                 return Err(format!(
-                    "redaction names {}, already redacted by entry {before}",
+                    "{} names {}, already erased by entry {before}",
+                    leaf.kind,
                     c.as_str().unwrap_or_default()
                 ));
             }
         }
-        let reason = d
-            .get("reason")
+        Ok(Erasure {
+            count: commits.len(),
+            data: d,
+        })
+    }
+
+    /// Replay a `hold.place` / `hold.release` (dual control). A resumed
+    /// checker cannot judge the release of a hold placed before its start.
+    fn hold_entry(&mut self, leaf: &LeafView<'_>, i: u64, bytes: &[u8]) -> Result<(), String> {
+        let d = data_object(leaf)?;
+        let principal = crate::holds::EntryAttrs::of_leaf(bytes)?.principal;
+        if leaf.kind == EventKind::HoldRelease && self.start > 0 {
+            let hold = d.get("hold").and_then(|v| v.as_u64()).unwrap_or(0);
+            if hold < self.start && !self.holds.holds.contains_key(&hold) {
+                return Ok(());
+            }
+        }
+        self.holds.replay(leaf.kind, i, &principal, &d)
+    }
+}
+
+/// The data of a redaction or expiry, read once.
+struct Erasure {
+    count: usize,
+    data: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Erasure {
+    fn text(&self, k: &str) -> String {
+        self.data
+            .get(k)
             .and_then(|r| r.as_str())
             .unwrap_or_default()
-            .to_string();
-        Ok((commits.len(), reason))
+            .to_string()
+    }
+}
+
+/// A leaf's `data` as an object (the kinds that call this require one).
+fn data_object(leaf: &LeafView<'_>) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let v = match leaf
+        .data
+        .ok_or_else(|| format!("{} without data", leaf.kind))?
+    {
+        DataView::Typed(v) => v.clone(),
+        DataView::Raw(b) => serde_json::from_slice(b).map_err(|e| e.to_string())?,
+    };
+    match v {
+        serde_json::Value::Object(m) => Ok(m),
+        _ => Err(format!("{} data must be an object", leaf.kind)),
     }
 }
 

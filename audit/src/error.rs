@@ -81,6 +81,13 @@ pub enum AuditError {
     /// Something asked for is not in the log.
     #[error("not found: {0}")]
     NotFound(String),
+    /// A payload is under a legal hold: it cannot be erased or archived.
+    #[error("refused: {0}")]
+    Held(String),
+    /// A rule of the log's own operations refuses the request (e.g. the
+    /// same principal approving a hold's release twice: dual control).
+    #[error("refused: {0}")]
+    Denied(String),
 }
 
 #[cfg(feature = "store")]

@@ -102,6 +102,21 @@ pub enum EventKind {
     /// The log's own verification found it altered; the writer stops.
     #[serde(rename = "audit.alert")]
     AuditAlert,
+    // --- retention, legal hold and archival (issue 21) ---
+    /// Payload bodies past their retention were erased; names the
+    /// commitments, the retention class, the cut-off and the configuration.
+    #[serde(rename = "payload.expiry")]
+    PayloadExpiry,
+    /// A legal hold was placed on a session, a principal or a time range.
+    #[serde(rename = "hold.place")]
+    HoldPlace,
+    /// One of the two approvals that release a legal hold (dual control).
+    #[serde(rename = "hold.release")]
+    HoldRelease,
+    /// A sealed prefix of the log was moved into an archive bundle.
+    #[serde(rename = "log.archive")]
+    LogArchive,
+    // --- end of retention kinds ---
 }
 
 /// Whether a kind opens an action that must later be closed by a result.
@@ -117,7 +132,7 @@ pub enum IntentRole {
 
 impl EventKind {
     /// All kinds, for documentation and exhaustive tests.
-    pub const ALL: [EventKind; 31] = [
+    pub const ALL: [EventKind; 35] = [
         Self::LogGenesis,
         Self::LogOpen,
         Self::LogClose,
@@ -149,6 +164,11 @@ impl EventKind {
         Self::AuditRead,
         Self::AuditExport,
         Self::AuditAlert,
+        // retention, legal hold and archival
+        Self::PayloadExpiry,
+        Self::HoldPlace,
+        Self::HoldRelease,
+        Self::LogArchive,
     ];
 
     /// The wire name, e.g. `tool.intent`.
@@ -185,6 +205,11 @@ impl EventKind {
             Self::AuditRead => "audit.read",
             Self::AuditExport => "audit.export",
             Self::AuditAlert => "audit.alert",
+            // retention, legal hold and archival
+            Self::PayloadExpiry => "payload.expiry",
+            Self::HoldPlace => "hold.place",
+            Self::HoldRelease => "hold.release",
+            Self::LogArchive => "log.archive",
         }
     }
 
@@ -226,7 +251,12 @@ impl EventKind {
             | Self::KeyRotation
             | Self::AuditRead
             | Self::AuditExport
-            | Self::AuditAlert => IntentRole::Plain,
+            | Self::AuditAlert
+            // retention, legal hold and archival
+            | Self::PayloadExpiry
+            | Self::HoldPlace
+            | Self::HoldRelease
+            | Self::LogArchive => IntentRole::Plain,
         }
     }
 }

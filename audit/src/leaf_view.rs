@@ -249,6 +249,11 @@ pub fn kind_from_wire(b: &[u8]) -> Option<EventKind> {
         b"audit.read" => K::AuditRead,
         b"audit.export" => K::AuditExport,
         b"audit.alert" => K::AuditAlert,
+        // retention, legal hold and archival
+        b"payload.expiry" => K::PayloadExpiry,
+        b"hold.place" => K::HoldPlace,
+        b"hold.release" => K::HoldRelease,
+        b"log.archive" => K::LogArchive,
         _ => return None,
     })
 }

@@ -16,11 +16,13 @@ pub mod checkpoints;
 pub mod cpu_time;
 #[cfg(feature = "store")]
 mod durability;
+mod erasure_check;
 pub mod error;
 pub mod event;
 pub mod export;
 #[cfg(feature = "store")]
 mod full_check;
+pub mod holds;
 pub mod leaf;
 pub mod leaf_view;
 #[cfg(feature = "store")]
@@ -33,6 +35,9 @@ pub mod memory_tree;
 pub mod merkle;
 pub mod payload;
 pub mod proof;
+pub mod retention;
+#[cfg(feature = "store")]
+pub mod retention_plan;
 pub mod rules;
 #[cfg(feature = "store")]
 pub mod schema;
@@ -64,5 +69,7 @@ pub use event::{
 pub use log::{AuditLog, FullVerification, LogOptions};
 #[cfg(feature = "store")]
 pub use store::Store;
+#[cfg(feature = "store")]
+pub use writer::erasure::ExpiryRequest;
 #[cfg(feature = "store")]
 pub use writer::{Receipt, Sequenced};

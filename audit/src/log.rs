@@ -199,6 +199,55 @@ impl AuditLog {
         rx.recv().map_err(|_| AuditError::Stopped(None))?
     }
 
+    /// Erase payload bodies past their retention and append the
+    /// `payload.expiry` entry naming them (one transaction; see
+    /// [`crate::retention_plan`] for choosing them). Refused, erasing
+    /// nothing, if any is held, already erased or made at or after the
+    /// cut-off.
+    pub fn expire_blocking(&self, req: crate::ExpiryRequest) -> Result<Receipt, AuditError> {
+        self.work_blocking(Work::Expire(Box::new(req)))
+    }
+
+    /// Place a legal hold; its id is the receipt's index.
+    pub fn place_hold_blocking(
+        &self,
+        scope: crate::holds::HoldScope,
+        reason: String,
+        config: Option<String>,
+        actor: Actor,
+    ) -> Result<Receipt, AuditError> {
+        self.work_blocking(Work::PlaceHold {
+            scope,
+            reason,
+            config,
+            actor,
+        })
+    }
+
+    /// Approve the release of hold `hold` as `actor`: the first approval
+    /// is recorded; a second by a different principal releases the hold;
+    /// the same principal twice is refused ([`AuditError::Denied`]).
+    pub fn release_hold_blocking(
+        &self,
+        hold: u64,
+        reason: String,
+        config: Option<String>,
+        actor: Actor,
+    ) -> Result<Receipt, AuditError> {
+        self.work_blocking(Work::ReleaseHold {
+            hold,
+            reason,
+            config,
+            actor,
+        })
+    }
+
+    fn work_blocking(&self, w: Work) -> Result<Receipt, AuditError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Msg::Work(w, ReplyTo::Blocking(tx)))?;
+        rx.recv().map_err(|_| AuditError::Stopped(None))?
+    }
+
     fn send(&self, m: Msg) -> Result<(), AuditError> {
         self.tx
             .as_ref()

@@ -174,6 +174,35 @@ fn check_data(leaf: &LeafView<'_>, log_key: &str) -> Result<(), String> {
             ("reason", Member::Required(Type::NonEmptyText)),
             ("size", Member::Required(Type::Count)),
         ],
+        // retention, legal hold and archival (docs/retention.md)
+        EventKind::PayloadExpiry => &[
+            ("before", Member::Required(Type::Time)),
+            ("class", Member::Required(Type::NonEmptyText)),
+            ("commits", Member::Required(Type::Commits)),
+            ("config", Member::Required(Type::Digest)),
+            ("retention", Member::Required(Type::NonEmptyText)),
+        ],
+        EventKind::HoldPlace => &[
+            ("config", Member::Optional(Type::Digest)),
+            ("from", Member::Optional(Type::Time)),
+            ("principal", Member::Optional(Type::NonEmptyText)),
+            ("reason", Member::Required(Type::NonEmptyText)),
+            ("session", Member::Optional(Type::NonEmptyText)),
+            ("until", Member::Optional(Type::Time)),
+        ],
+        EventKind::HoldRelease => &[
+            ("approval", Member::Required(Type::Count)),
+            ("config", Member::Optional(Type::Digest)),
+            ("hold", Member::Required(Type::Count)),
+            ("reason", Member::Required(Type::NonEmptyText)),
+        ],
+        EventKind::LogArchive => &[
+            ("bundle", Member::Required(Type::Digest)),
+            ("prev", Member::Required(Type::Hash)),
+            ("reason", Member::Required(Type::NonEmptyText)),
+            ("root", Member::Required(Type::Hash)),
+            ("through", Member::Required(Type::Count)),
+        ],
         _ => return Ok(()),
     };
     let kind = leaf.kind;
@@ -207,6 +236,7 @@ fn check_data(leaf: &LeafView<'_>, log_key: &str) -> Result<(), String> {
             }
         }
     }
+    crate::holds::check_shape(kind, obj)?;
     if kind == EventKind::LogGenesis && obj.get("vkey").and_then(|v| v.as_str()) != Some(log_key) {
         return Err("log.genesis data.vkey is not the log's key".into());
     }
@@ -228,6 +258,12 @@ enum Type {
     Hex(usize),
     /// A non-empty array of payload commitments.
     Commits,
+    /// A leaf time ([`check_ts`]).
+    Time,
+    /// `sha256:` and 64 lowercase hex digits.
+    Digest,
+    /// A hash text (canonical base64 of 32 bytes).
+    Hash,
 }
 
 impl Type {
@@ -249,6 +285,12 @@ impl Type {
                 }
                 true
             }
+            Type::Time => v.as_str().is_some_and(|s| check_ts(s).is_ok()),
+            Type::Digest => v.as_str().is_some_and(|s| {
+                s.strip_prefix("sha256:")
+                    .is_some_and(|h| h.len() == 64 && h.bytes().all(is_lower_hex))
+            }),
+            Type::Hash => v.as_str().and_then(parse_hash_b64).is_some(),
         };
         if ok {
             Ok(())
@@ -260,6 +302,9 @@ impl Type {
                 Type::Count => "must be an integer from 0 to 2^53-1",
                 Type::Hex(_) => "must be lowercase hex of the stated length",
                 Type::Commits => "must be a non-empty array of commitments",
+                Type::Time => "must be a UTC time YYYY-MM-DDTHH:MM:SS.ffffffZ",
+                Type::Digest => "must be sha256:<64 lowercase hex digits>",
+                Type::Hash => "must be the base64 of a 32-byte hash",
             }
             .into())
         }

@@ -4,13 +4,15 @@ use rusqlite::Connection;
 
 /// Schema version stored in `meta` by this version (new logs, and logs
 /// it has opened for writing).
-pub const SCHEMA_VERSION: &str = "3";
+pub const SCHEMA_VERSION: &str = "4";
 /// Versions this version reads: 1 (before `head`, `sessions.first/last`
 /// and the `tree_nodes` layout), 2 (before `session_links`) — both
 /// upgraded when opened for writing — and 3. Version 3 exists so that a
 /// writer that does not keep `session_links` refuses the log instead of
-/// leaving the index silently behind.
-pub const READABLE_VERSIONS: [&str; 3] = ["1", "2", "3"];
+/// leaving the index silently behind; version 4 (`hold_entries`) so that a
+/// writer that knows no legal holds refuses a log that may hold some,
+/// instead of erasing what they hold.
+pub const READABLE_VERSIONS: [&str; 4] = ["1", "2", "3", "4"];
 
 /// Tables, indexes and the append-only triggers. Triggers are defence in depth
 /// against accidents; the hashes and signatures catch deliberate edits.
@@ -36,6 +38,9 @@ CREATE TABLE sessions(id TEXT PRIMARY KEY, n INTEGER NOT NULL, head BLOB NOT NUL
 -- many-writer append rate: every commit wrote a page per active session);
 -- checked (id, n, sub-chain) by whoever reads it
 CREATE TABLE session_links(seq INTEGER PRIMARY KEY, prev INTEGER) STRICT;
+-- derived index of the `hold.place` / `hold.release` entries: the writer
+-- replays them (the leaves are the truth) to refuse erasing held payloads
+CREATE TABLE hold_entries(seq INTEGER PRIMARY KEY) STRICT;
 CREATE TABLE open_intents(seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, session TEXT, leaf_hash BLOB NOT NULL) STRICT;
 CREATE TRIGGER entries_no_update BEFORE UPDATE ON entries BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END;
 CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END;
@@ -73,6 +78,8 @@ pub fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
         }
     }
     build_session_index(conn)?;
+    // Logs before schema 4 cannot hold `hold.*` entries (the kinds did not exist).
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS hold_entries(seq INTEGER PRIMARY KEY) STRICT;")?;
     // Version 1 logs keep their `tree_hashes` (TreeLayout::Legacy).
     conn.execute(
         "UPDATE meta SET v = ?1 WHERE k = 'schema' AND v != ?1",

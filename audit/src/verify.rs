@@ -60,6 +60,10 @@ pub struct VerifyReport {
     pub payloads_redacted: u64,
     /// Redaction entries.
     pub redactions: Vec<RedactionSeen>,
+    /// `payload.expiry` entries.
+    pub expiries: Vec<crate::check::ExpirySeen>,
+    /// Legal holds, placed and released, in index order.
+    pub holds: Vec<crate::holds::HoldState>,
     /// Intents never closed by a result or `interrupted`.
     pub unfinished: Vec<Unfinished>,
     /// Intents closed as interrupted.
@@ -219,11 +223,19 @@ pub(crate) fn verify_store(
         .check_commitments(&committed)
         .map_err(|f| tampered(f.index, f.reason))?;
     check_payloads(store, 0, &committed, &checker.redacted_by, &mut report)?;
+    checker
+        .check_erasures(&committed, |seq| {
+            let e = store.entry(seq).map_err(|e| e.to_string())?;
+            crate::holds::EntryAttrs::of_leaf(&e.leaf).map(Some)
+        })
+        .map_err(|f| tampered(f.index, f.reason))?;
     report.entries = checker.size();
     report.sessions = checker.sessions.len() as u64;
     report.open_sessions = checker.sessions.values().filter(|s| !s.ended).count() as u64;
     report.unfinished = checker.unfinished();
     report.redactions = std::mem::take(&mut checker.redactions);
+    report.expiries = std::mem::take(&mut checker.expiries);
+    report.holds = checker.holds.holds.values().cloned().collect();
     report.interrupted = checker.interrupted;
     report.time_span = checker.time_span();
     Ok(report)
@@ -411,7 +423,7 @@ pub(crate) fn check_payloads(
                     return Err(tampered(
                         p.seq,
                         format!(
-                            "payload {} of entry {} was erased without a redaction entry",
+                            "payload {} of entry {} was erased without a redaction or expiry entry",
                             crate::payload::commit_text(&cmt),
                             p.seq
                         ),

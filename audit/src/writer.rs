@@ -18,6 +18,7 @@ use crate::payload::{commit_text, parse_commit, seal, SealedPayload};
 
 mod batch;
 mod commit;
+pub(crate) mod erasure;
 
 pub(crate) use batch::Prepared;
 pub use batch::Sequenced;
@@ -54,6 +55,10 @@ pub(crate) struct Undo {
     last_ts: String,
     /// Payload commitments of the batch's entries built so far (not yet in the table).
     batch_commits: HashMap<Hash, u64>,
+    /// Payloads erased by the batch's entries built so far.
+    batch_erased: std::collections::HashSet<Hash>,
+    /// The legal holds before the batch first changed them.
+    holds: Option<Option<crate::holds::HoldBook>>,
 }
 
 /// One entry built and validated, ready to insert.
@@ -67,7 +72,10 @@ pub(crate) struct Built {
     /// Internal tree nodes this leaf completes (hashed once, stored once).
     nodes: Vec<CompletedNode>,
     payloads: Vec<SealedPayload>,
+    /// Payloads this entry erases (redaction, expiry).
     redactions: Vec<Hash>,
+    /// A `hold.*` entry (indexed in `hold_entries`).
+    hold_entry: bool,
 }
 
 /// The sequencer's state.
@@ -94,6 +102,8 @@ pub(crate) struct Writer {
     pub verified_size: u64,
     /// Where the tree's internal nodes go.
     pub tree: crate::schema::TreeLayout,
+    /// The legal holds (read from the log when first needed).
+    pub holds: Option<crate::holds::HoldBook>,
 }
 
 /// A request to the sequencer that needs an entry.
@@ -102,6 +112,22 @@ pub(crate) enum Work {
     Redact {
         commits: Vec<String>,
         reason: String,
+        actor: Actor,
+    },
+    /// Erase payloads past their retention (`payload.expiry`).
+    Expire(Box<crate::writer::erasure::ExpiryRequest>),
+    /// Place a legal hold.
+    PlaceHold {
+        scope: crate::holds::HoldScope,
+        reason: String,
+        config: Option<String>,
+        actor: Actor,
+    },
+    /// Approve the release of a legal hold (the second approval releases it).
+    ReleaseHold {
+        hold: u64,
+        reason: String,
+        config: Option<String>,
         actor: Actor,
     },
 }
@@ -137,6 +163,7 @@ impl Writer {
             pending_meta: Vec::new(),
             refused: None,
             verified_size: 0,
+            holds: None,
         })
     }
 
@@ -147,15 +174,42 @@ impl Writer {
     /// Validate one item and turn it into a leaf, advancing the in-memory
     /// state (recorded in `undo`). On error the state is untouched.
     pub(crate) fn build(&mut self, w: Work, undo: &mut Undo) -> Result<Built, AuditError> {
+        let seq = self.frontier.size();
         let (ev, redactions) = match w {
-            Work::Append(ev) => (*ev, Vec::new()),
+            Work::Append(ev) => {
+                if crate::writer::erasure::dedicated(ev.kind) {
+                    return Err(AuditError::Invalid(format!(
+                        "{} entries are written only by the log's own retention, hold and archive calls",
+                        ev.kind
+                    )));
+                }
+                (*ev, Vec::new())
+            }
             Work::Redact {
                 commits,
                 reason,
                 actor,
-            } => self.redaction_event(commits, reason, actor)?,
+            } => self.redaction_event(commits, reason, actor, seq, undo)?,
+            Work::Expire(req) => self.expiry_event(*req, seq, undo)?,
+            Work::PlaceHold {
+                scope,
+                reason,
+                config,
+                actor,
+            } => (
+                self.place_hold_event(scope, reason, config, actor)?,
+                Vec::new(),
+            ),
+            Work::ReleaseHold {
+                hold,
+                reason,
+                config,
+                actor,
+            } => (
+                self.release_hold_event(hold, reason, config, actor, seq)?,
+                Vec::new(),
+            ),
         };
-        let seq = self.frontier.size();
         let session = match &ev.session {
             Some(id) => Some(self.session_link(id, ev.kind)?),
             None => {
@@ -220,6 +274,10 @@ impl Writer {
                 .and_then(|l| crate::rules::check_values(&LeafView::of(&l), &self.log_key)),
         };
         view.map_err(|why| AuditError::Invalid(format!("{}: {why}", ev.kind)))?;
+        let hold_entry = matches!(ev.kind, EventKind::HoldPlace | EventKind::HoldRelease);
+        if hold_entry {
+            self.record_hold(ev.kind, seq, &leaf, undo)?;
+        }
         let hash = leaf_hash(&bytes);
         // Validation is over: from here on, advance state.
         let mut nodes = Vec::new();
@@ -254,6 +312,7 @@ impl Writer {
         for p in &payloads {
             undo.batch_commits.insert(p.cmt, p.body.len() as u64);
         }
+        undo.batch_erased.extend(redactions.iter().copied());
         let session = leaf.session.map(|s| (s.id, s.n));
         Ok(Built {
             seq,
@@ -265,6 +324,7 @@ impl Writer {
             nodes,
             payloads,
             redactions,
+            hold_entry,
         })
     }
 
@@ -414,41 +474,5 @@ impl Writer {
             .optional()
             .map_err(self.err())?;
         Ok(size.map(|s| s as u64))
-    }
-
-    fn redaction_event(
-        &self,
-        commits: Vec<String>,
-        reason: String,
-        actor: Actor,
-    ) -> Result<(Event, Vec<Hash>), AuditError> {
-        if reason.trim().is_empty() {
-            return Err(AuditError::Invalid("a redaction needs a reason".into()));
-        }
-        let mut raw = Vec::new();
-        for c in &commits {
-            let h = parse_commit(c)
-                .ok_or_else(|| AuditError::Invalid(format!("{c:?} is not a commitment")))?;
-            let body: Option<Option<Vec<u8>>> = self
-                .conn
-                .query_row("SELECT body FROM payloads WHERE cmt = ?1", [&h[..]], |r| {
-                    r.get(0)
-                })
-                .optional()
-                .map_err(self.err())?;
-            match body {
-                None => return Err(AuditError::NotFound(format!("payload {c}"))),
-                Some(None) => {
-                    return Err(AuditError::Invalid(format!(
-                        "payload {c} is already redacted"
-                    )))
-                }
-                Some(Some(_)) => raw.push(h),
-            }
-        }
-        let names: Vec<String> = raw.iter().map(commit_text).collect();
-        let ev = Event::new(EventKind::Redaction, actor)
-            .with_data(serde_json::json!({ "commits": names, "reason": reason }));
-        Ok((ev, raw))
     }
 }

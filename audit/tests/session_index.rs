@@ -117,7 +117,10 @@ fn an_old_log_gets_the_index_once_opened_for_writing_and_reads_the_same_without_
     // and kept from then on.
     let log = f.open().unwrap();
     let store = log.store().unwrap();
-    assert_eq!(store.meta("schema").unwrap().as_deref(), Some("3"));
+    assert_eq!(
+        store.meta("schema").unwrap().as_deref(),
+        Some(stele_audit::schema::SCHEMA_VERSION)
+    );
     for (id, w) in ["a", "b", "c"].iter().zip(&want) {
         let (got, how) = read(&store, id);
         assert_eq!(how, SessionLookup::Index);

@@ -67,6 +67,9 @@ pub struct ConfigFile {
     /// value pins that field.
     pub provider:
         Option<std::collections::BTreeMap<String, crate::provider::settings::ProviderSettings>>,
+    /// Retention classes and hold officers (`[retention]`; managed file
+    /// only, see docs/retention.md).
+    pub retention: Option<stele_audit::retention::RetentionConfig>,
 }
 
 /// Why configuration could not be used.

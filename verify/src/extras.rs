@@ -9,6 +9,7 @@ use stele_audit::export::layout::{
     files_digest, sha256, Selection, ATTESTATIONS_DIR, MAX_PROOFS, PAYLOADS_DIR, POLICIES_DIR,
     PROOFS_DIR, SESSION_PREDICATE_TYPE,
 };
+use stele_audit::export::tiles::{entry_bundle_path, split_bundle, TILE_WIDTH};
 use stele_audit::leaf::parse_hash_b64;
 use stele_audit::merkle::leaf_hash;
 
@@ -64,6 +65,27 @@ pub(crate) fn payloads(
     let committed = s.checker.committed();
     s.checker
         .check_commitments(&committed)
+        .map_err(|f| Failure::new("tile/entries", Some(f.index), f.reason))?;
+    // Erasures against legal holds and expiry cut-offs: the entries that
+    // made the erased payloads, read back from their entry bundles (a
+    // whole-log or range export holds every bundle; each was checked
+    // against its digest and the tree while streaming).
+    let size = m.predicate.tree_size;
+    s.checker
+        .check_erasures(&committed, |seq| {
+            let n = seq / TILE_WIDTH;
+            let w = (size - n * TILE_WIDTH).min(TILE_WIDTH);
+            let name = entry_bundle_path(n, w);
+            if !m.digests.contains_key(&name) {
+                return Ok(None);
+            }
+            let b = m.read(bundle, &name).map_err(|e| e.to_string())?;
+            let leaves = split_bundle(&b).ok_or("entry bundle does not split")?;
+            let leaf = leaves
+                .get((seq % TILE_WIDTH) as usize)
+                .ok_or("entry bundle is short")?;
+            stele_audit::holds::EntryAttrs::of_leaf(leaf).map(Some)
+        })
         .map_err(|f| Failure::new("tile/entries", Some(f.index), f.reason))?;
     let mut present = std::collections::BTreeSet::new();
     for name in m.digests.keys().filter(|n| n.starts_with(PAYLOADS_DIR)) {

@@ -99,7 +99,7 @@ pub(crate) fn account(
             _ => PayloadText::Withheld,
         }
     };
-    let (sessions, redactions) = b.finish(text);
+    let (sessions, redactions, retention) = b.finish(text);
     let mut unchecked = Vec::new();
     if opts.witnesses.is_empty() {
         unchecked.push("no witness key given (--witness): that no other version of this log was shown to others is not established".to_string());
@@ -149,6 +149,7 @@ pub(crate) fn account(
         },
         sessions,
         redactions,
+        retention,
     }
 }
 

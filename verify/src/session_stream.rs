@@ -77,7 +77,7 @@ pub(crate) fn verify(
                 commits.entry(c).or_insert(seq);
             }
         }
-        if leaf.kind == EventKind::Redaction {
+        if matches!(leaf.kind, EventKind::Redaction | EventKind::PayloadExpiry) {
             redaction(&name, &leaf, &mut redacted_by, &mut redactions)?;
         }
         match &mut span {
@@ -285,8 +285,11 @@ fn outside_redaction(name: &str, seq: u64, bytes: &[u8], log_key: &str) -> Resul
     if leaf.seq != seq {
         return Err(f(format!("leaf claims index {}", leaf.seq)));
     }
-    if leaf.kind != EventKind::Redaction {
-        return Err(f(format!("is a {} entry, not a redaction", leaf.kind)));
+    if !matches!(leaf.kind, EventKind::Redaction | EventKind::PayloadExpiry) {
+        return Err(f(format!(
+            "is a {} entry, not a redaction or expiry",
+            leaf.kind
+        )));
     }
     Ok(leaf)
 }
@@ -320,7 +323,15 @@ fn redaction(
     seen.push(RedactionSeen {
         seq: leaf.seq,
         count: list.len(),
-        reason: d["reason"].as_str().unwrap_or_default().to_string(),
+        // An expiry states its class and period instead of a reason.
+        reason: match d["reason"].as_str() {
+            Some(r) => r.to_string(),
+            None => format!(
+                "retention class {} ({}) expired",
+                d["class"].as_str().unwrap_or_default(),
+                d["retention"].as_str().unwrap_or_default()
+            ),
+        },
     });
     Ok(())
 }

@@ -134,6 +134,39 @@ fn base() -> Base {
         actor(),
     )
     .unwrap();
+    // Retention: a hold on another session, the expiry of the tool
+    // result's body, and the hold's release by two principals.
+    let contents = store
+        .payloads()
+        .unwrap()
+        .into_iter()
+        .find(|p| p.body.as_deref() == Some(b"contents"))
+        .unwrap();
+    let hold = log
+        .place_hold_blocking(
+            stele_audit::holds::HoldScope::Session("other".into()),
+            "matter 7".into(),
+            None,
+            actor(),
+        )
+        .unwrap();
+    log.expire_blocking(stele_audit::ExpiryRequest {
+        commits: vec![stele_audit::payload::commit_text(
+            &contents.cmt.try_into().unwrap(),
+        )],
+        class: "pci".into(),
+        retention: "12mo".into(),
+        before: "2999-01-01T00:00:00.000000Z".into(),
+        config: format!("sha256:{}", "ab".repeat(32)),
+        actor: actor(),
+    })
+    .unwrap();
+    for who in ["alice", "bob"] {
+        let mut a = actor();
+        a.principal = who.into();
+        log.release_hold_blocking(hold.seq, "settled".into(), None, a)
+            .unwrap();
+    }
     log.close().unwrap();
     let store = stele_audit::Store::open(&db).unwrap();
     let mut leaves = Vec::new();
@@ -569,6 +602,48 @@ const CASES: &[Case] = &[
         kind: "redaction",
         change: |v| v["data"]["commits"] = json!([format!("sha256s:{}", B64.encode([9u8; 32]))]),
         expect: "committed",
+    },
+    Case {
+        rule: "an expiry names only payloads made before its cut-off",
+        kind: "payload.expiry",
+        change: |v| v["data"]["before"] = json!("2000-01-01T00:00:00.000000Z"),
+        expect: "cut-off",
+    },
+    Case {
+        rule: "no erasure of a payload a hold in force covers",
+        kind: "hold.place",
+        change: |v| v["data"]["session"] = json!("s"),
+        expect: "legal hold",
+    },
+    Case {
+        rule: "a hold names exactly one scope",
+        kind: "hold.place",
+        change: |v| v["data"]["principal"] = json!("carol"),
+        expect: "exactly one scope",
+    },
+    Case {
+        rule: "a hold's release needs two different principals",
+        kind: "hold.release",
+        change: |v| v["actor"]["principal"] = json!("bob"),
+        expect: "dual control",
+    },
+    Case {
+        rule: "a release is approval 1 or 2",
+        kind: "hold.release",
+        change: |v| v["data"]["approval"] = json!(3),
+        expect: "approval",
+    },
+    Case {
+        rule: "expiry data is closed",
+        kind: "payload.expiry",
+        change: |v| v["data"]["note"] = json!("x"),
+        expect: "note",
+    },
+    Case {
+        rule: "an expiry states its configuration digest",
+        kind: "payload.expiry",
+        change: |v| v["data"]["config"] = json!("sha1:00"),
+        expect: "config",
     },
     Case {
         rule: "time does not go backwards in a boot",

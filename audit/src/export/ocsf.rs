@@ -44,6 +44,11 @@ fn class_and_activity(kind: EventKind) -> (u32, u32) {
         | EventKind::NetConnect => (6003, 1),
         EventKind::AuditRead | EventKind::AuditExport | EventKind::McpList => (6003, 2),
         EventKind::Redaction => (6003, 4),
+        // retention, legal hold and archival: expiry and archival remove
+        // (Delete); a hold is placed (Create) or released (Update)
+        EventKind::PayloadExpiry | EventKind::LogArchive => (6003, 4),
+        EventKind::HoldPlace => (6003, 1),
+        EventKind::HoldRelease => (6003, 3),
         _ => (6003, 99),
     }
 }

@@ -240,11 +240,11 @@ fn payloads(
             index: r,
             reason: x.to_string(),
         })?;
-        if leaf.kind != EventKind::Redaction
+        if !matches!(leaf.kind, EventKind::Redaction | EventKind::PayloadExpiry)
             || crate::merkle::leaf_hash(&e.leaf)[..] != e.leaf_hash[..]
         {
             return Err(ExportError::Invalid(format!(
-                "entry {r}, named as the redaction of a session payload, is not a redaction entry with its stored hash"
+                "entry {r}, named as the erasure of a session payload, is not a redaction or expiry entry with its stored hash"
             )));
         }
         let path = inclusion_proof(nodes, r, t.size)?;

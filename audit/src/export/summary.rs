@@ -27,7 +27,7 @@ struct SessionLine {
 #[derive(Debug, Default)]
 pub struct SummaryBuilder {
     /// Entries per kind, by `EventKind as usize`.
-    kinds: [u64; EventKind::ALL.len()],
+    kinds: KindCounts,
     principals: CheckMap<String, u64>,
     sessions: CheckMap<String, SessionLine>,
     denials: Vec<String>,
@@ -35,8 +35,20 @@ pub struct SummaryBuilder {
     approvals: Vec<String>,
     approvals_total: usize,
     redactions: Vec<String>,
+    /// Expiries, legal holds and archival (listed only when there are any).
+    retention: Vec<String>,
     selected: u64,
     span: Option<(String, String)>,
+}
+
+/// Entries per kind (an array longer than `Default` derives for).
+#[derive(Debug)]
+struct KindCounts([u64; EventKind::ALL.len()]);
+
+impl Default for KindCounts {
+    fn default() -> Self {
+        Self([0; EventKind::ALL.len()])
+    }
 }
 
 fn target_text(l: &LeafText<'_>) -> String {
@@ -60,7 +72,7 @@ impl SummaryBuilder {
     /// from the leaf bytes with [`LeafText::scan`]).
     pub fn add_text(&mut self, l: &LeafText<'_>) {
         self.selected += 1;
-        if let Some(n) = self.kinds.get_mut(l.kind as usize) {
+        if let Some(n) = self.kinds.0.get_mut(l.kind as usize) {
             *n += 1;
         }
         let principal = l.actor.principal.text();
@@ -110,7 +122,14 @@ impl SummaryBuilder {
             EventKind::ApprovalRequest | EventKind::ApprovalGrant | EventKind::ApprovalDeny
         );
         let redaction = l.kind == EventKind::Redaction;
-        if !(denied || approval || redaction) {
+        let retention = matches!(
+            l.kind,
+            EventKind::PayloadExpiry
+                | EventKind::HoldPlace
+                | EventKind::HoldRelease
+                | EventKind::LogArchive
+        );
+        if !(denied || approval || redaction || retention) {
             return;
         }
         let line = format!(
@@ -141,6 +160,17 @@ impl SummaryBuilder {
         if redaction {
             let reason = l.data_str("reason").unwrap_or_default();
             self.redactions.push(format!("{line} — {reason}"));
+        }
+        if retention {
+            // An expiry names its class; holds and archives their reason.
+            let what = match l.data_str("class") {
+                Some(c) => format!(
+                    "class {c}, made before {}",
+                    l.data_str("before").unwrap_or_default()
+                ),
+                None => l.data_str("reason").unwrap_or_default().to_string(),
+            };
+            self.retention.push(format!("{line} — {what}"));
         }
     }
 
@@ -178,7 +208,7 @@ impl SummaryBuilder {
         let mut kinds: Vec<(&str, u64)> = EventKind::ALL
             .iter()
             .filter_map(|k| {
-                let n = self.kinds.get(*k as usize).copied().unwrap_or(0);
+                let n = self.kinds.0.get(*k as usize).copied().unwrap_or(0);
                 (n > 0).then_some((k.as_str(), n))
             })
             .collect();
@@ -197,6 +227,16 @@ impl SummaryBuilder {
             }
             if total > list.len() {
                 let _ = writeln!(s, "- … and {} more", total - list.len());
+            }
+        }
+        if !self.retention.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n## Expiries, legal holds and archival ({})\n",
+                self.retention.len()
+            );
+            for l in &self.retention {
+                let _ = writeln!(s, "{l}");
             }
         }
         s

@@ -183,6 +183,9 @@ impl Writer {
         for (seq, v) in undo.intents_removed {
             self.open_intents.insert(seq, v);
         }
+        if let Some(holds) = undo.holds {
+            self.holds = holds;
+        }
     }
 }
 

@@ -45,6 +45,9 @@ impl Writer {
             let mut ins_intent = tx
                 .prepare_cached("INSERT INTO open_intents(seq, kind, session, leaf_hash) VALUES (?1, ?2, ?3, ?4)")
                 .map_err(&e)?;
+            let mut ins_hold = tx
+                .prepare_cached("INSERT INTO hold_entries(seq) VALUES (?1)")
+                .map_err(&e)?;
             let mut del_intent = tx
                 .prepare_cached("DELETE FROM open_intents WHERE seq = ?1")
                 .map_err(&e)?;
@@ -83,7 +86,12 @@ impl Writer {
                         .map_err(&e)?;
                 }
                 for c in &b.redactions {
+                    // In the entry's own transaction: never a body gone
+                    // without its entry, whatever happens next.
                     redact.execute(params![&c[..], b.seq as i64]).map_err(&e)?;
+                }
+                if b.hold_entry {
+                    ins_hold.execute([b.seq as i64]).map_err(&e)?;
                 }
                 if b.kind.role() == IntentRole::Intent {
                     let sid = b.session.as_ref().map(|s| &s.0);

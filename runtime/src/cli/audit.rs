@@ -119,6 +119,13 @@ pub enum AuditCommand {
         /// The log.
         log: LogArgs,
     },
+    /// Erase payload bodies past their retention class (managed
+    /// configuration `[retention]`), each erasure under a signed
+    /// `payload.expiry` entry; held payloads are kept.
+    Expire(super::audit_retention::ExpireArgs),
+    /// Legal holds: place, release (two hold officers), list.
+    #[command(subcommand)]
+    Hold(super::audit_retention::HoldCommand),
     /// Write a signed export bundle for reviewers (recorded in the log first).
     Export(ExportArgs),
     /// The reviewer's report of the live log (or one session), verified
@@ -305,6 +312,8 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        AuditCommand::Expire(a) => super::audit_retention::expire(a),
+        AuditCommand::Hold(c) => super::audit_retention::hold(c),
         AuditCommand::Export(a) => super::audit_export::export(&a.log.db(), &a.log.key(), a),
         AuditCommand::Report(a) => super::audit_report::run(a),
         AuditCommand::Publish { witnesses, log } => publish(&log.db(), &log.key(), &witnesses),
@@ -543,6 +552,27 @@ fn print_report(r: &VerifyReport) {
             x.seq,
             x.count,
             f(&x.reason)
+        );
+    }
+    for x in &r.expiries {
+        crate::outln!(
+            "  expiry:       entry {} erased {} payload(s) of class {} ({}) made before {}",
+            x.seq,
+            x.count,
+            f(&x.class),
+            f(&x.retention),
+            x.before
+        );
+    }
+    for h in &r.holds {
+        let state = match h.released {
+            Some(at) => format!("released by entry {at}"),
+            None => "in force".into(),
+        };
+        crate::outln!(
+            "  legal hold:   {} on {}: {state}",
+            h.id,
+            f(&h.scope.to_string())
         );
     }
     if let Some(s) = r.anchor_size {

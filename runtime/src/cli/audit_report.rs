@@ -178,7 +178,7 @@ fn build(
             Ok(None) | Err(_) => PayloadText::Withheld,
         }
     };
-    let (sessions, redactions) = b.finish(text);
+    let (sessions, redactions, retention) = b.finish(text);
     let mut unchecked = vec![
         "no witness cosignatures checked (`stele audit publish` sends checkpoints to witnesses; \
          `stele-verify --witness` checks them on an export)"
@@ -218,6 +218,7 @@ fn build(
         },
         sessions,
         redactions,
+        retention,
     })
 }
 

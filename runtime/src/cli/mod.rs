@@ -4,6 +4,7 @@ pub mod audit;
 pub mod audit_export;
 pub mod audit_read;
 pub mod audit_report;
+pub mod audit_retention;
 pub mod audit_show;
 pub mod backend;
 pub mod bench;

@@ -9,7 +9,7 @@ use stele_audit::leaf::Leaf;
 
 use super::{
     Approval, CommandRun, Connection, Denial, FileAccess, McpCall, ModelUse, PayloadText,
-    Redaction, Rule, SessionAccount, TimelineItem, MAX_TIMELINE,
+    Redaction, RetentionEvent, Rule, SessionAccount, TimelineItem, MAX_TIMELINE,
 };
 
 /// Where an intent's result belongs.
@@ -33,6 +33,7 @@ pub struct AccountBuilder {
     /// Payload commitments whose text the report shows: (session, which).
     wanted: Vec<(String, usize, Wanted)>,
     redactions: Vec<Redaction>,
+    retention: Vec<RetentionEvent>,
 }
 
 /// Which text a wanted payload fills in.
@@ -118,6 +119,15 @@ impl AccountBuilder {
 
     /// Add one selected, verified leaf.
     pub fn add(&mut self, l: &Leaf) {
+        if let Some(detail) = retention_detail(l) {
+            self.retention.push(RetentionEvent {
+                seq: l.seq,
+                ts: l.ts.clone(),
+                actor: l.actor.principal.clone(),
+                kind: l.kind.as_str().to_string(),
+                detail,
+            });
+        }
         if l.kind == EventKind::Redaction {
             let d = l.data.as_ref();
             self.redactions.push(Redaction {
@@ -365,7 +375,7 @@ impl AccountBuilder {
     pub fn finish(
         mut self,
         text: impl Fn(&str) -> PayloadText,
-    ) -> (Vec<SessionAccount>, Vec<Redaction>) {
+    ) -> (Vec<SessionAccount>, Vec<Redaction>, Vec<RetentionEvent>) {
         for (commit, si, w) in &self.wanted {
             let t = text(commit);
             let s = &mut self.sessions[*si];
@@ -374,6 +384,60 @@ impl AccountBuilder {
                 Wanted::Shown(i) => s.approvals[*i].shown = t,
             }
         }
-        (self.sessions, self.redactions)
+        (self.sessions, self.redactions, self.retention)
     }
+}
+
+/// What a retention, hold or archive entry did, in words (`None` for
+/// every other kind).
+fn retention_detail(l: &Leaf) -> Option<String> {
+    let d = l.data.as_ref();
+    let s = |k: &str| {
+        d.and_then(|d| d.get(k))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+    };
+    let n = |k: &str| {
+        d.and_then(|d| d.get(k))
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0)
+    };
+    Some(match l.kind {
+        EventKind::PayloadExpiry => format!(
+            "{} payload(s) erased: retention class {} ({}), made before {} (configuration {})",
+            d.and_then(|d| d.get("commits"))
+                .and_then(|c| c.as_array())
+                .map_or(0, Vec::len),
+            s("class"),
+            s("retention"),
+            s("before"),
+            s("config")
+        ),
+        EventKind::HoldPlace => {
+            let scope = match (s("session"), s("principal")) {
+                (x, _) if !x.is_empty() => format!("session {x}"),
+                (_, p) if !p.is_empty() => format!("principal {p}"),
+                _ => format!("time range {} .. {}", s("from"), s("until")),
+            };
+            format!("legal hold {} placed on {scope}: {}", l.seq, s("reason"))
+        }
+        EventKind::HoldRelease => format!(
+            "approval {} of 2 to release legal hold {}{}: {}",
+            n("approval"),
+            n("hold"),
+            if n("approval") == 2 {
+                " (released)"
+            } else {
+                ""
+            },
+            s("reason")
+        ),
+        EventKind::LogArchive => format!(
+            "entries 0..{} moved to archive bundle {}: {}",
+            n("through"),
+            s("bundle"),
+            s("reason")
+        ),
+        _ => return None,
+    })
 }

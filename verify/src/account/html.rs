@@ -133,6 +133,24 @@ pub fn render(a: &Account) -> String {
             })
             .collect(),
     );
+    let _ = writeln!(s, "<h2>Retention, legal holds and archival</h2>");
+    table(
+        &mut s,
+        "retention",
+        &["entry", "time", "kind", "by", "what"],
+        a.retention
+            .iter()
+            .map(|r| {
+                vec![
+                    r.seq.to_string(),
+                    esc(&r.ts),
+                    esc(&r.kind),
+                    esc(&r.actor),
+                    esc(&r.detail),
+                ]
+            })
+            .collect(),
+    );
     let _ = writeln!(s, "<h2>Verification</h2><ul>");
     let mut li = |t: String| {
         let _ = writeln!(s, "<li>{t}</li>");

@@ -119,6 +119,21 @@ pub fn render(a: &Account) -> String {
         }
         s.push('\n');
     }
+    if !a.retention.is_empty() {
+        let _ = writeln!(s, "## Retention, legal holds and archival\n");
+        for r in &a.retention {
+            let _ = writeln!(
+                s,
+                "- #{} {} {} by {}: {}",
+                r.seq,
+                word(&r.ts),
+                code(&r.kind),
+                code(&r.actor),
+                code(&r.detail)
+            );
+        }
+        s.push('\n');
+    }
     let _ = writeln!(s, "## Verification\n");
     let _ = writeln!(s, "- result: {}", v.result);
     let _ = writeln!(s, "- entries: {} (root `{}`)", v.entries, v.root);

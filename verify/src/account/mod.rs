@@ -43,6 +43,8 @@ pub struct Account {
     pub sessions: Vec<SessionAccount>,
     /// Redaction entries in the selection.
     pub redactions: Vec<Redaction>,
+    /// Retention expiries, legal holds placed and released, archival.
+    pub retention: Vec<RetentionEvent>,
 }
 
 /// Verification facts (what was and was not checked).
@@ -368,4 +370,22 @@ pub struct Redaction {
     pub count: usize,
     /// Why.
     pub reason: String,
+}
+
+/// A `payload.expiry`, `hold.place`, `hold.release` or `log.archive` entry.
+#[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RetentionEvent {
+    /// Entry.
+    pub seq: u64,
+    /// Time.
+    pub ts: String,
+    /// Who.
+    pub actor: String,
+    /// The entry kind.
+    pub kind: String,
+    /// What it did: the class and cut-off of an expiry and how many
+    /// payloads it erased; the scope of a hold; which hold a release
+    /// approves and whether it released it; what was archived.
+    pub detail: String,
 }
