@@ -93,6 +93,10 @@ pub enum EventKind {
     /// The log signing key changed.
     #[serde(rename = "key.rotation")]
     KeyRotation,
+    /// A former log key is no longer to be trusted from a tree size on
+    /// (it was compromised): names the key, the size and why.
+    #[serde(rename = "key.revocation")]
+    KeyRevocation,
     /// Someone read the log.
     #[serde(rename = "audit.read")]
     AuditRead,
@@ -117,7 +121,7 @@ pub enum IntentRole {
 
 impl EventKind {
     /// All kinds, for documentation and exhaustive tests.
-    pub const ALL: [EventKind; 31] = [
+    pub const ALL: [EventKind; 32] = [
         Self::LogGenesis,
         Self::LogOpen,
         Self::LogClose,
@@ -146,6 +150,7 @@ impl EventKind {
         Self::ApprovalDeny,
         Self::Redaction,
         Self::KeyRotation,
+        Self::KeyRevocation,
         Self::AuditRead,
         Self::AuditExport,
         Self::AuditAlert,
@@ -182,6 +187,7 @@ impl EventKind {
             Self::ApprovalDeny => "approval.deny",
             Self::Redaction => "redaction",
             Self::KeyRotation => "key.rotation",
+            Self::KeyRevocation => "key.revocation",
             Self::AuditRead => "audit.read",
             Self::AuditExport => "audit.export",
             Self::AuditAlert => "audit.alert",
@@ -224,6 +230,7 @@ impl EventKind {
             | Self::ApprovalDeny
             | Self::Redaction
             | Self::KeyRotation
+            | Self::KeyRevocation
             | Self::AuditRead
             | Self::AuditExport
             | Self::AuditAlert => IntentRole::Plain,

@@ -21,6 +21,7 @@ pub mod event;
 pub mod export;
 #[cfg(feature = "store")]
 mod full_check;
+pub mod keys;
 pub mod leaf;
 pub mod leaf_view;
 #[cfg(feature = "store")]

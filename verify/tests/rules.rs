@@ -364,6 +364,8 @@ fn write_bundle(dir: &Path, leaves: &[Vec<u8>], b: &Base, note: NoteHook) {
 fn opts(b: &Base) -> Options {
     Options {
         log_key: b.key.verifier(),
+        more_keys: Vec::new(),
+        revoked: Vec::new(),
         export_key: None,
         witnesses: vec![],
         quorum: None,
