@@ -322,6 +322,8 @@ fn write_bundle(dir: &Path, leaves: &[Vec<u8>], b: &Base, note: NoteHook) {
     let predicate = ExportPredicate {
         origin: ORIGIN.into(),
         log_key: b.key.verifier().to_string(),
+        keys: Vec::new(),
+        revoked: Vec::new(),
         tree_size: f.size(),
         root: B64.encode(f.root()),
         range: Selection::All,
