@@ -256,6 +256,82 @@ impl KeySchedule {
     }
 }
 
+/// Check a `key.rotation` or `key.revocation` leaf against the schedule
+/// so far, and apply it.
+pub fn check_entry(
+    leaf: &crate::leaf_view::LeafView<'_>,
+    origin: &str,
+    keys: &mut KeySchedule,
+    revocations: &mut Vec<Revocation>,
+) -> Result<(), String> {
+    use crate::event::EventKind;
+    use crate::leaf_view::DataView;
+    let value: serde_json::Value = match leaf.data {
+        None => return Err(format!("{} needs data", leaf.kind)),
+        Some(DataView::Typed(v)) => v.clone(),
+        Some(DataView::Raw(b)) => serde_json::from_slice(b).map_err(|e| e.to_string())?,
+    };
+    match leaf.kind {
+        EventKind::KeyRotation => {
+            let d: RotationData =
+                serde_json::from_value(value).map_err(|e| format!("key.rotation data: {e}"))?;
+            keys.apply_rotation(&d, leaf.seq, origin)
+        }
+        EventKind::KeyRevocation => {
+            let d: RevocationData =
+                serde_json::from_value(value).map_err(|e| format!("key.revocation data: {e}"))?;
+            if d.key == keys.current() {
+                return Err("key.revocation revokes the log's current key (rotate first)".into());
+            }
+            let Some(r) = keys.ranges().iter().find(|r| r.key == d.key) else {
+                return Err("key.revocation names a key this log never had".into());
+            };
+            if d.from_size < r.from.max(1) || d.from_size > leaf.seq + 1 {
+                return Err(format!(
+                    "key.revocation from_size {} is outside 1..={}",
+                    d.from_size,
+                    leaf.seq + 1
+                ));
+            }
+            if d.reason.trim().is_empty() {
+                return Err("key.revocation needs a reason".into());
+            }
+            revocations.push(Revocation {
+                key: d.key,
+                from: d.from_size,
+            });
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Open a checkpoint note under a schedule: every key whose range holds
+/// its size and that is not revoked there must have signed it (both keys
+/// at a rotation boundary), and at least one such key must exist.
+pub fn open_checkpoint(
+    note: &str,
+    keys: &KeySchedule,
+    revoked: &[Revocation],
+) -> Result<stele_attest::Checkpoint, String> {
+    let parsed = stele_attest::SignedNote::parse(note).map_err(|e| e.to_string())?;
+    let cp = stele_attest::Checkpoint::parse_body(&parsed.text).map_err(|e| e.to_string())?;
+    let mut trusted = 0;
+    for k in keys.keys_at(cp.size) {
+        if revoked.iter().any(|r| r.key == k && cp.size >= r.from) {
+            continue;
+        }
+        let v = NoteVerifier::parse(k).map_err(|e| e.to_string())?;
+        stele_attest::Checkpoint::open(note, &v)
+            .map_err(|e| format!("not signed by the key for size {}: {e}", cp.size))?;
+        trusted += 1;
+    }
+    if trusted == 0 {
+        return Err(format!("size {} is signed only by a revoked key", cp.size));
+    }
+    Ok(cp)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -336,80 +412,4 @@ mod tests {
         assert_eq!(s.current(), key(2));
         assert_eq!(s.first(), key(1));
     }
-}
-
-/// Check a `key.rotation` or `key.revocation` leaf against the schedule
-/// so far, and apply it.
-pub fn check_entry(
-    leaf: &crate::leaf_view::LeafView<'_>,
-    origin: &str,
-    keys: &mut KeySchedule,
-    revocations: &mut Vec<Revocation>,
-) -> Result<(), String> {
-    use crate::event::EventKind;
-    use crate::leaf_view::DataView;
-    let value: serde_json::Value = match leaf.data {
-        None => return Err(format!("{} needs data", leaf.kind)),
-        Some(DataView::Typed(v)) => v.clone(),
-        Some(DataView::Raw(b)) => serde_json::from_slice(b).map_err(|e| e.to_string())?,
-    };
-    match leaf.kind {
-        EventKind::KeyRotation => {
-            let d: RotationData =
-                serde_json::from_value(value).map_err(|e| format!("key.rotation data: {e}"))?;
-            keys.apply_rotation(&d, leaf.seq, origin)
-        }
-        EventKind::KeyRevocation => {
-            let d: RevocationData =
-                serde_json::from_value(value).map_err(|e| format!("key.revocation data: {e}"))?;
-            if d.key == keys.current() {
-                return Err("key.revocation revokes the log's current key (rotate first)".into());
-            }
-            let Some(r) = keys.ranges().iter().find(|r| r.key == d.key) else {
-                return Err("key.revocation names a key this log never had".into());
-            };
-            if d.from_size < r.from.max(1) || d.from_size > leaf.seq + 1 {
-                return Err(format!(
-                    "key.revocation from_size {} is outside 1..={}",
-                    d.from_size,
-                    leaf.seq + 1
-                ));
-            }
-            if d.reason.trim().is_empty() {
-                return Err("key.revocation needs a reason".into());
-            }
-            revocations.push(Revocation {
-                key: d.key,
-                from: d.from_size,
-            });
-            Ok(())
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Open a checkpoint note under a schedule: every key whose range holds
-/// its size and that is not revoked there must have signed it (both keys
-/// at a rotation boundary), and at least one such key must exist.
-pub fn open_checkpoint(
-    note: &str,
-    keys: &KeySchedule,
-    revoked: &[Revocation],
-) -> Result<stele_attest::Checkpoint, String> {
-    let parsed = stele_attest::SignedNote::parse(note).map_err(|e| e.to_string())?;
-    let cp = stele_attest::Checkpoint::parse_body(&parsed.text).map_err(|e| e.to_string())?;
-    let mut trusted = 0;
-    for k in keys.keys_at(cp.size) {
-        if revoked.iter().any(|r| r.key == k && cp.size >= r.from) {
-            continue;
-        }
-        let v = NoteVerifier::parse(k).map_err(|e| e.to_string())?;
-        stele_attest::Checkpoint::open(note, &v)
-            .map_err(|e| format!("not signed by the key for size {}: {e}", cp.size))?;
-        trusted += 1;
-    }
-    if trusted == 0 {
-        return Err(format!("size {} is signed only by a revoked key", cp.size));
-    }
-    Ok(cp)
 }

@@ -245,7 +245,7 @@ fn open_note(
         Failure::new(
             name,
             None,
-            format!("checkpoint does not verify with the log's key for its size: {e}"),
+            format!("checkpoint does not verify with the trusted log key for its size: {e}"),
         )
     };
     let cp = stele_audit::keys::open_checkpoint(text, &m.keys, &m.revoked).map_err(fail)?;
