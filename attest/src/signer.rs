@@ -26,6 +26,12 @@ pub trait Signer: Send + Sync {
     fn verifier(&self) -> NoteVerifier {
         NoteVerifier::new(self.name(), self.public_key())
     }
+
+    /// Where the private key is kept, in words (`stele doctor`, messages);
+    /// never any secret.
+    fn describe(&self) -> String {
+        "Ed25519 key in process memory".to_string()
+    }
 }
 
 /// An Ed25519 private key held in process memory (zeroed on drop).

@@ -153,6 +153,10 @@ pub struct LeafChecker {
     pub interrupted: u64,
     last_time: Option<(String, String)>,
     first_ts: Option<String>,
+    /// The log's keys as its `key.rotation` entries have set them so far.
+    pub keys: crate::keys::KeySchedule,
+    /// Keys its `key.revocation` entries revoked.
+    pub revocations: Vec<crate::keys::Revocation>,
 }
 
 impl LeafChecker {
@@ -176,7 +180,16 @@ impl LeafChecker {
             interrupted: 0,
             last_time: None,
             first_ts: None,
+            keys: crate::keys::KeySchedule::single(log_key),
+            revocations: Vec::new(),
         }
+    }
+
+    /// Take up with the key schedule in force at the resumed size (the
+    /// genesis key stays the first; see [`crate::keys::KeySchedule::at`]).
+    pub fn with_keys(mut self, keys: crate::keys::KeySchedule) -> Self {
+        self.keys = keys;
+        self
     }
 
     /// A checker that takes up a log at the size of `frontier` (its
@@ -321,6 +334,9 @@ impl LeafChecker {
         for p in leaf.commits() {
             let c = commit_hash(&p).ok_or_else(|| format!("bad commitment {p:?}"))?;
             self.commits.push((c, i));
+        }
+        if matches!(leaf.kind, EventKind::KeyRotation | EventKind::KeyRevocation) {
+            crate::keys::check_entry(leaf, &self.origin, &mut self.keys, &mut self.revocations)?;
         }
         match leaf.kind {
             EventKind::Redaction => {

@@ -93,6 +93,10 @@ pub enum EventKind {
     /// The log signing key changed.
     #[serde(rename = "key.rotation")]
     KeyRotation,
+    /// A former log key is no longer to be trusted from a tree size on
+    /// (it was compromised): names the key, the size and why.
+    #[serde(rename = "key.revocation")]
+    KeyRevocation,
     /// Someone read the log.
     #[serde(rename = "audit.read")]
     AuditRead,
@@ -132,7 +136,7 @@ pub enum IntentRole {
 
 impl EventKind {
     /// All kinds, for documentation and exhaustive tests.
-    pub const ALL: [EventKind; 35] = [
+    pub const ALL: [EventKind; 36] = [
         Self::LogGenesis,
         Self::LogOpen,
         Self::LogClose,
@@ -161,6 +165,7 @@ impl EventKind {
         Self::ApprovalDeny,
         Self::Redaction,
         Self::KeyRotation,
+        Self::KeyRevocation,
         Self::AuditRead,
         Self::AuditExport,
         Self::AuditAlert,
@@ -202,6 +207,7 @@ impl EventKind {
             Self::ApprovalDeny => "approval.deny",
             Self::Redaction => "redaction",
             Self::KeyRotation => "key.rotation",
+            Self::KeyRevocation => "key.revocation",
             Self::AuditRead => "audit.read",
             Self::AuditExport => "audit.export",
             Self::AuditAlert => "audit.alert",
@@ -249,6 +255,7 @@ impl EventKind {
             | Self::ApprovalDeny
             | Self::Redaction
             | Self::KeyRotation
+            | Self::KeyRevocation
             | Self::AuditRead
             | Self::AuditExport
             | Self::AuditAlert

@@ -246,6 +246,7 @@ pub fn kind_from_wire(b: &[u8]) -> Option<EventKind> {
         b"approval.deny" => K::ApprovalDeny,
         b"redaction" => K::Redaction,
         b"key.rotation" => K::KeyRotation,
+        b"key.revocation" => K::KeyRevocation,
         b"audit.read" => K::AuditRead,
         b"audit.export" => K::AuditExport,
         b"audit.alert" => K::AuditAlert,

@@ -23,6 +23,7 @@ pub mod export;
 #[cfg(feature = "store")]
 mod full_check;
 pub mod holds;
+pub mod keys;
 pub mod leaf;
 pub mod leaf_view;
 #[cfg(feature = "store")]

@@ -86,7 +86,8 @@ pub struct AuditLog {
     pub(crate) thread: Option<JoinHandle<()>>,
     pub(crate) path: PathBuf,
     pub(crate) origin: String,
-    pub(crate) verifier: NoteVerifier,
+    /// The current key's verifier (changed by a rotation).
+    pub(crate) verifier: std::sync::RwLock<NoteVerifier>,
     pub(crate) background: Option<Background>,
     /// Entries the start-up check read in full (see `startup`).
     pub(crate) checked_at_start: u64,
@@ -191,6 +192,54 @@ impl AuditLog {
         self.send(Msg::Work(
             Work::Redact {
                 commits,
+                reason,
+                actor,
+            },
+            ReplyTo::Blocking(tx),
+        ))?;
+        rx.recv().map_err(|_| AuditError::Stopped(None))?
+    }
+
+    /// Rotate the log's signing key to `new` (named like the log: its
+    /// origin). Appends a `key.rotation` entry in a commit of its own whose
+    /// checkpoint the current key and `new` both sign; every later
+    /// checkpoint is signed by `new`. Returns that entry's receipt.
+    pub fn rotate_blocking(
+        &self,
+        new: Arc<dyn Signer>,
+        reason: String,
+        actor: Actor,
+    ) -> Result<Receipt, AuditError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let verifier = new.verifier();
+        self.send(Msg::Keys(
+            crate::writer::KeyChange::Rotate { new, reason, actor },
+            ReplyTo::Blocking(tx),
+        ))?;
+        let r = rx.recv().map_err(|_| AuditError::Stopped(None))??;
+        *self
+            .verifier
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = verifier;
+        Ok(r)
+    }
+
+    /// Record that the former key `key` (verifier text form) must not be
+    /// trusted for tree sizes `from_size` and above (it was compromised):
+    /// appends a `key.revocation` entry. The current key cannot be revoked
+    /// (rotate first).
+    pub fn revoke_blocking(
+        &self,
+        key: String,
+        from_size: u64,
+        reason: String,
+        actor: Actor,
+    ) -> Result<Receipt, AuditError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Msg::Keys(
+            crate::writer::KeyChange::Revoke {
+                key,
+                from_size,
                 reason,
                 actor,
             },
@@ -322,9 +371,13 @@ impl AuditLog {
         &self.origin
     }
 
-    /// The log's verifier key.
-    pub fn verifier(&self) -> &NoteVerifier {
-        &self.verifier
+    /// The verifier of the log's current key (the one that signs new
+    /// checkpoints; see [`AuditLog::rotate_blocking`]).
+    pub fn verifier(&self) -> NoteVerifier {
+        self.verifier
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// A fresh read-only view of the database.

@@ -168,6 +168,17 @@ fn check_data(leaf: &LeafView<'_>, log_key: &str) -> Result<(), String> {
             ("commits", Member::Required(Type::Commits)),
             ("reason", Member::Required(Type::NonEmptyText)),
         ],
+        EventKind::KeyRotation => &[
+            ("from_size", Member::Required(Type::Count)),
+            ("new", Member::Required(Type::NonEmptyText)),
+            ("old", Member::Required(Type::NonEmptyText)),
+            ("reason", Member::Required(Type::NonEmptyText)),
+        ],
+        EventKind::KeyRevocation => &[
+            ("from_size", Member::Required(Type::Count)),
+            ("key", Member::Required(Type::NonEmptyText)),
+            ("reason", Member::Required(Type::NonEmptyText)),
+        ],
         EventKind::AuditAlert => &[
             ("check", Member::Required(Type::NonEmptyText)),
             ("index", Member::Optional(Type::Count)),

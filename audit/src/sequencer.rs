@@ -83,6 +83,8 @@ pub(crate) enum Msg {
     FullChecked(FullResult),
     /// Answered once everything sent before it is written and durable.
     Sync(ReplyTo),
+    /// Rotate or revoke a key, after everything sent before it.
+    Keys(crate::writer::KeyChange, ReplyTo),
 }
 
 /// The sequencer's loop; returns when the log is closed or every sender is
@@ -204,6 +206,10 @@ fn run_with(
                         checkpoint: w.latest_checkpoint.clone(),
                     };
                     syncer.submit(vec![(r, Ok(head))]);
+                }
+                Msg::Keys(change, r) => {
+                    let res = w.change_keys(change);
+                    syncer.submit(vec![(r, res)]);
                 }
                 Msg::Work(..) | Msg::Close(_) => {}
             }

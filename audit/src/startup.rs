@@ -75,6 +75,8 @@ pub(crate) enum FullDue {
 #[derive(Debug)]
 pub(crate) struct Resume {
     pub origin: String,
+    /// The log's keys (the last one signs).
+    pub keys: crate::keys::KeySchedule,
     pub frontier: Frontier,
     pub last_hash: Option<Hash>,
     pub open_intents: HashMap<u64, (EventKind, Hash)>,
@@ -120,10 +122,10 @@ pub(crate) fn check(
 ) -> Result<Resume, Refusal> {
     store.check_is_log()?;
     let origin = store.meta_required("origin")?;
-    let log_key = store.meta_required("vkey")?;
-    if log_key != verifier.to_string() {
+    let keys = store.key_schedule()?;
+    if keys.current() != verifier.to_string() {
         return Err(Refusal::Broken(AuditError::WrongKey {
-            log_key,
+            log_key: keys.current().to_string(),
             given: verifier.to_string(),
         }));
     }
@@ -168,7 +170,7 @@ pub(crate) fn check(
         ));
     }
     if let Some(a) = anchor {
-        check_anchor(store, verifier, a, size)?;
+        check_anchor(store, &keys, a, size)?;
     }
     let last_hash = match size {
         0 => None,
@@ -188,6 +190,7 @@ pub(crate) fn check(
         )));
     }
     let mut resume = Resume {
+        keys: keys.clone(),
         origin: origin.clone(),
         frontier,
         last_hash,
@@ -221,8 +224,7 @@ pub(crate) fn check(
             .map_or(0, |m| m.size);
         let from = marked.min(size.saturating_sub(recheck_tail));
         resume.checked_entries = size - from;
-        tail(store, verifier, &origin, &cp, from)?
-            .map(|(index, reason)| ("start-up", index, reason))
+        tail(store, &keys, &origin, &cp, from)?.map(|(index, reason)| ("start-up", index, reason))
     };
     match found {
         None => Ok(resume),
@@ -267,17 +269,18 @@ pub(crate) fn full(
 /// `prev` chain, every leaf from `from` on.
 fn tail(
     store: &Store,
-    verifier: &NoteVerifier,
+    keys: &crate::keys::KeySchedule,
     origin: &str,
     newest: &Checkpoint,
     from: u64,
 ) -> Result<Option<Found>, AuditError> {
-    let log_key = verifier.to_string();
+    let log_key = keys.first();
     let mut checker = match from {
-        0 => LeafChecker::new(origin, &log_key),
+        0 => LeafChecker::new(origin, log_key),
         _ => {
             let prev = leaf_hash(&store.entry(from - 1)?.leaf);
-            LeafChecker::resume(origin, &log_key, frontier_at(store, from)?, Some(prev))
+            LeafChecker::resume(origin, log_key, frontier_at(store, from)?, Some(prev))
+                .with_keys(keys.at(from))
         }
     };
     let mut expect = BTreeMap::new();
@@ -291,7 +294,14 @@ fn tail(
                 index: Some(f.index),
                 reason: f.reason,
             })?;
-        check_payloads(store, from, &committed, &checker.redacted_by, &mut report)
+        check_payloads(store, from, &committed, &checker.redacted_by, &mut report)?;
+        if checker.keys != *keys {
+            return Err(VerifyFailure::Tampered {
+                index: None,
+                reason: "the log's key record differs from its key.rotation entries".into(),
+            });
+        }
+        Ok(())
     });
     match found {
         Ok(()) => Ok(None),
@@ -329,13 +339,13 @@ fn open_intents(store: &Store) -> Result<HashMap<u64, (EventKind, Hash)>, AuditE
 /// or rewritten.
 pub(crate) fn check_anchor(
     store: &Store,
-    verifier: &NoteVerifier,
+    keys: &crate::keys::KeySchedule,
     note: &str,
     size: u64,
 ) -> Result<(), AuditError> {
-    let (a, _) = Checkpoint::open(note, verifier).map_err(|e| AuditError::Integrity {
+    let a = crate::keys::open_checkpoint(note, keys, &[]).map_err(|e| AuditError::Integrity {
         index: 0,
-        reason: format!("the checkpoint held elsewhere does not verify with this log's key: {e}"),
+        reason: format!("the checkpoint held elsewhere does not verify with this log's keys: {e}"),
     })?;
     if a.size > size {
         return Err(AuditError::Integrity {

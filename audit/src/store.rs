@@ -160,7 +160,32 @@ impl Store {
         }
     }
 
-    /// A `meta` value.
+    /// The log's keys with their ranges (`meta` row `keys`; a log never
+    /// rotated has only its genesis key). Checked for form, not trusted:
+    /// verification re-derives it from the `key.rotation` entries.
+    pub fn key_schedule(&self) -> Result<crate::keys::KeySchedule, AuditError> {
+        let origin = self.meta_required("origin")?;
+        let s = match self.meta("keys")? {
+            None => crate::keys::KeySchedule::single(&self.meta_required("vkey")?),
+            Some(text) => serde_json::from_str(&text).map_err(|e| AuditError::Integrity {
+                index: 0,
+                reason: format!("the log's key record is not valid: {e}"),
+            })?,
+        };
+        s.check(&origin).map_err(|reason| AuditError::Integrity {
+            index: 0,
+            reason: format!("the log's key record: {reason}"),
+        })?;
+        if Some(s.first().to_string()) != self.meta("vkey")? {
+            return Err(AuditError::Integrity {
+                index: 0,
+                reason: "the log's key record does not start with its genesis key".into(),
+            });
+        }
+        Ok(s)
+    }
+
+    /// A stored value of `meta`.
     pub fn meta(&self, k: &str) -> Result<Option<String>, AuditError> {
         self.conn
             .query_row("SELECT v FROM meta WHERE k = ?1", [k], |r| r.get(0))

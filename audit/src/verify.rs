@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use stele_attest::{Checkpoint, NoteVerifier};
+use stele_attest::NoteVerifier;
 
 use crate::check::LeafChecker;
 use crate::error::AuditError;
@@ -72,6 +72,10 @@ pub struct VerifyReport {
     pub time_span: Option<(String, String)>,
     /// Whether an outside checkpoint was checked, and its size.
     pub anchor_size: Option<u64>,
+    /// The log's keys with the checkpoint sizes each signs.
+    pub keys: Vec<crate::keys::KeyRange>,
+    /// Former keys the log itself revoked (`key.revocation`).
+    pub revocations: Vec<crate::keys::Revocation>,
     /// Seconds spent (wall clock).
     pub seconds: f64,
     /// CPU seconds this thread spent (equals `seconds` where the platform
@@ -135,13 +139,20 @@ pub(crate) fn verify_store(
 ) -> Result<VerifyReport, VerifyFailure> {
     let un = VerifyFailure::Unreadable;
     let origin = store.meta_required("origin").map_err(un)?;
-    let vkey = store
-        .meta_required("vkey")
-        .map_err(VerifyFailure::Unreadable)?;
-    if vkey != verifier.to_string() {
+    let keys = store
+        .key_schedule()
+        .map_err(|e| tampered(None, e.to_string()))?;
+    let vkey = keys.first().to_string();
+    // Any key of the log may be the reviewer's: each rotation is signed by
+    // both keys at its boundary, so trust reaches every other key.
+    if !keys.ranges().iter().any(|r| r.key == verifier.to_string()) {
+        let names: Vec<&str> = keys.ranges().iter().map(|r| r.key.as_str()).collect();
         return Err(tampered(
             None,
-            format!("the log names key {vkey}, not the trusted key {verifier}"),
+            format!(
+                "the log names key {}, not the trusted key {verifier}",
+                names.join(" then ")
+            ),
         ));
     }
     if origin != verifier.name() {
@@ -158,7 +169,7 @@ pub(crate) fn verify_store(
     };
     let notes = store.checkpoints().map_err(VerifyFailure::Unreadable)?;
     for (size, note) in &notes {
-        let (cp, _) = Checkpoint::open(note, verifier).map_err(|e| {
+        let cp = crate::keys::open_checkpoint(note, &keys, &[]).map_err(|e| {
             tampered(
                 size.checked_sub(1),
                 format!("checkpoint for size {size} does not verify: {e}"),
@@ -188,8 +199,18 @@ pub(crate) fn verify_store(
         return Err(tampered(None, "the log has no signed checkpoint"));
     };
     report.root = crate::leaf::hash_b64(&latest_root);
+    // The checkpoint of every rotation, signed by both keys, is what links
+    // one key to the next: it must be there.
+    if let Some(b) = keys.boundaries().find(|b| !expect.contains_key(b)) {
+        return Err(tampered(
+            b.checked_sub(1),
+            format!(
+                "the checkpoint of the key rotation at size {b} (signed by both keys) is missing"
+            ),
+        ));
+    }
     if let Some(a) = anchor {
-        let (cp, _) = Checkpoint::open(a, verifier).map_err(|e| {
+        let cp = crate::keys::open_checkpoint(a, &keys, &[]).map_err(|e| {
             tampered(
                 None,
                 format!("the checkpoint held elsewhere does not verify: {e}"),
@@ -218,6 +239,14 @@ pub(crate) fn verify_store(
 
     let mut checker = LeafChecker::new(&origin, &vkey);
     check_leaves(store, &mut checker, &expect)?;
+    if checker.keys != keys {
+        return Err(tampered(
+            None,
+            "the log's key record differs from its key.rotation entries",
+        ));
+    }
+    report.keys = keys.ranges().to_vec();
+    report.revocations = std::mem::take(&mut checker.revocations);
     let committed = checker.committed();
     checker
         .check_commitments(&committed)

@@ -19,9 +19,11 @@ use crate::payload::{commit_text, parse_commit, seal, SealedPayload};
 mod batch;
 mod commit;
 pub(crate) mod erasure;
+mod rotate;
 
 pub(crate) use batch::Prepared;
 pub use batch::Sequenced;
+pub(crate) use rotate::KeyChange;
 
 /// What an acknowledged append returns: the entry is durable and covered by
 /// the signed checkpoint.
@@ -84,8 +86,14 @@ pub(crate) struct Writer {
     pub path: PathBuf,
     pub signer: Arc<dyn Signer>,
     pub origin: String,
-    /// The log's verifier key, text form (the genesis entry names it).
+    /// The log's genesis verifier key, text form (the genesis entry names
+    /// it; the rules check it there).
     pub log_key: String,
+    /// Every key of the log with its range; the last one is `signer`'s.
+    pub keys: crate::keys::KeySchedule,
+    /// During a rotation's commit: the new key, which signs its checkpoint
+    /// too (the boundary checkpoint carries both signatures).
+    pub co_signer: Option<Arc<dyn Signer>>,
     pub boot: String,
     pub frontier: Frontier,
     pub last_hash: Option<Hash>,
@@ -130,15 +138,20 @@ pub(crate) enum Work {
         config: Option<String>,
         actor: Actor,
     },
+    /// A `key.rotation` or `key.revocation` entry built by the writer
+    /// itself (`rotate`): the only way such an entry enters the log.
+    Keys(Box<Event>),
 }
 
 impl Writer {
-    /// A writer continuing the tree `frontier` (empty for a new log).
+    /// A writer continuing the tree `frontier` (empty for a new log),
+    /// whose keys are `keys` (the current one `signer`'s).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         conn: Connection,
         path: &std::path::Path,
         signer: Arc<dyn Signer>,
+        keys: crate::keys::KeySchedule,
         frontier: Frontier,
         last_hash: Option<Hash>,
         open_intents: HashMap<u64, (EventKind, Hash)>,
@@ -150,7 +163,9 @@ impl Writer {
             conn,
             path: path.to_path_buf(),
             origin: signer.name().to_string(),
-            log_key: signer.verifier().to_string(),
+            log_key: keys.first().to_string(),
+            keys,
+            co_signer: None,
             signer,
             boot: crate::log_open::new_boot_id()?,
             frontier,
@@ -183,8 +198,15 @@ impl Writer {
                         ev.kind
                     )));
                 }
+                if matches!(ev.kind, EventKind::KeyRotation | EventKind::KeyRevocation) {
+                    return Err(AuditError::Invalid(format!(
+                        "{} entries are written only by the log's own key rotation and revocation",
+                        ev.kind
+                    )));
+                }
                 (*ev, Vec::new())
             }
+            Work::Keys(ev) => (*ev, Vec::new()),
             Work::Redact {
                 commits,
                 reason,

@@ -187,6 +187,8 @@ fn main() {
         &stele_verify::Bundle::open(&out).unwrap(),
         &stele_verify::Options {
             log_key: key.verifier(),
+            more_keys: Vec::new(),
+            revoked: Vec::new(),
             export_key: None,
             witnesses: vec![],
             quorum: None,

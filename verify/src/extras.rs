@@ -142,7 +142,7 @@ pub(crate) fn payloads(
 
 pub(crate) fn proofs(
     bundle: &Bundle,
-    opts: &Options,
+    _opts: &Options,
     m: &Manifest,
     s: &Streamed,
     report: &mut Report,
@@ -165,7 +165,7 @@ pub(crate) fn proofs(
             })?;
         let text = String::from_utf8(m.read(bundle, name)?)
             .map_err(|_| Failure::new((*name).clone(), Some(seq), "not UTF-8"))?;
-        let p = stele_audit::proof::verify(&text, &opts.log_key)
+        let p = stele_audit::proof::verify(&text, &m.current)
             .map_err(|e| Failure::new((*name).clone(), Some(seq), e))?;
         let want = s.selected_hashes.get(&seq).ok_or_else(|| {
             Failure::new(
@@ -252,7 +252,7 @@ pub(crate) struct Attestation {
 
 pub(crate) fn read_attestations(
     bundle: &Bundle,
-    opts: &Options,
+    _opts: &Options,
     m: &Manifest,
     expect: &mut Expect,
 ) -> Result<Vec<Attestation>, Failure> {
@@ -261,8 +261,21 @@ pub(crate) fn read_attestations(
         let b = m.read(bundle, name)?;
         let f = |r: String| Failure::new(name.clone(), None, r);
         let env = Envelope::from_json(&b).map_err(|e| f(e.to_string()))?;
-        let st = Statement::open(&env, &opts.log_key, SESSION_PREDICATE_TYPE)
-            .map_err(|e| f(format!("attestation: {e}")))?;
+        // Signed by the log's key of the time: any key of its schedule.
+        let mut opened = Err(String::from("no key"));
+        for k in m.keys.ranges() {
+            let Ok(v) = stele_attest::NoteVerifier::parse(&k.key) else {
+                continue;
+            };
+            match Statement::open(&env, &v, SESSION_PREDICATE_TYPE) {
+                Ok(st) => {
+                    opened = Ok(st);
+                    break;
+                }
+                Err(e) => opened = Err(e.to_string()),
+            }
+        }
+        let st = opened.map_err(|e| f(format!("attestation: {e}")))?;
         let cp = &st.predicate["checkpoint"];
         let size = cp["size"]
             .as_u64()

@@ -8,6 +8,7 @@ pub mod account;
 pub mod bundle;
 mod derived;
 mod extras;
+mod keys;
 mod manifest;
 mod report;
 mod session_stream;
@@ -50,6 +51,12 @@ impl Failure {
 pub struct Options {
     /// The log's verifier key (obtained out of band).
     pub log_key: NoteVerifier,
+    /// More trusted keys of the same log (earlier or later keys of a
+    /// rotated log; after a revocation every key of the log must be given).
+    pub more_keys: Vec<NoteVerifier>,
+    /// Keys not to be trusted from a tree size on (compromised), besides
+    /// those the log's own `key.revocation` entries name.
+    pub revoked: Vec<stele_audit::keys::Revocation>,
     /// The manifest signing key; `None` means the log key signs manifests.
     pub export_key: Option<NoteVerifier>,
     /// Witness keys.

@@ -25,9 +25,15 @@ use stele_verify::{verify_producing, Bundle, Options, Produce};
 struct Args {
     /// The export: a folder or a .tar file.
     bundle: PathBuf,
-    /// The log's verifier key (name+hash+base64), obtained out of band.
-    #[arg(long)]
-    key: String,
+    /// The log's verifier key (name+hash+base64), obtained out of band;
+    /// repeat for more keys of a rotated log (required for every key once
+    /// one is revoked).
+    #[arg(long = "key", required = true)]
+    keys: Vec<String>,
+    /// A compromised key not to trust for tree sizes SIZE and above, as
+    /// KEY@SIZE (KEY in name+hash+base64 form); repeatable. See docs/keys.md.
+    #[arg(long = "revoked")]
+    revoked: Vec<String>,
     /// The manifest signing key, when exports are signed with a separate key [default: the log key].
     #[arg(long)]
     export_key: Option<String>,
@@ -174,7 +180,37 @@ fn unreadable(args: &Args, why: &str) -> ExitCode {
 }
 
 fn options(a: &Args) -> anyhow::Result<Options> {
-    let log_key = NoteVerifier::parse(&a.key).context("--key")?;
+    let mut keys = a
+        .keys
+        .iter()
+        .map(|k| NoteVerifier::parse(k))
+        .collect::<Result<Vec<_>, _>>()
+        .context("--key")?;
+    let log_key = keys.remove(0);
+    if let Some(k) = keys.iter().find(|k| k.name() != log_key.name()) {
+        anyhow::bail!(
+            "--key: {} names log {:?}, the first --key names {:?}",
+            k,
+            k.name(),
+            log_key.name()
+        );
+    }
+    let mut revoked = Vec::new();
+    for r in &a.revoked {
+        let (k, size) = r
+            .rsplit_once('@')
+            .with_context(|| format!("--revoked {r:?}: expected KEY@SIZE"))?;
+        let v = NoteVerifier::parse(k).with_context(|| format!("--revoked {r:?}: the key"))?;
+        let from: u64 = size
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .with_context(|| format!("--revoked {r:?}: SIZE must be a tree size from 1"))?;
+        revoked.push(stele_audit::keys::Revocation {
+            key: v.to_string(),
+            from,
+        });
+    }
     let export_key = a
         .export_key
         .as_deref()
@@ -201,6 +237,8 @@ fn options(a: &Args) -> anyhow::Result<Options> {
         .unwrap_or(0);
     Ok(Options {
         log_key,
+        more_keys: keys,
+        revoked,
         export_key,
         witnesses,
         quorum: a.quorum,

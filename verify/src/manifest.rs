@@ -3,10 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use stele_attest::dsse::Envelope;
-use stele_attest::intoto::Statement;
 use stele_attest::{Checkpoint, SignedNote};
 use stele_audit::export::layout::{
-    sha256, ExportPredicate, CHECKPOINT, CHECKPOINTS_DIR, MANIFEST, PREDICATE_TYPE,
+    sha256, ExportPredicate, CHECKPOINT, CHECKPOINTS_DIR, KEYS_DIR, MANIFEST,
 };
 use stele_audit::export::layout::{BundleLayout, CONSISTENCY_DIR, REDACTIONS_DIR};
 use stele_audit::export::layout::{
@@ -20,6 +19,13 @@ use crate::{Bundle, Expect, Failure, Options};
 #[derive(Debug)]
 pub(crate) struct Manifest {
     pub predicate: ExportPredicate,
+    /// The log's keys as the predicate states them (checked against the
+    /// rotation entries by the streams).
+    pub keys: stele_audit::keys::KeySchedule,
+    /// Revocations in force: the reviewer's and the log's own.
+    pub revoked: Vec<stele_audit::keys::Revocation>,
+    /// The key that signs `checkpoint` (the log's newest).
+    pub current: stele_attest::NoteVerifier,
     /// Listed file → SHA-256.
     pub digests: BTreeMap<String, [u8; 32]>,
     pub root: [u8; 32],
@@ -77,9 +83,7 @@ pub(crate) fn check(bundle: &Bundle, opts: &Options) -> Result<Manifest, Failure
         .read(MANIFEST)
         .map_err(|_| f("missing: this is not a signed export".into()))?;
     let env = Envelope::from_json(&text).map_err(|e| f(e.to_string()))?;
-    let key = opts.export_key.as_ref().unwrap_or(&opts.log_key);
-    let st = Statement::open(&env, key, PREDICATE_TYPE)
-        .map_err(|e| f(format!("signature check failed: {e}")))?;
+    let st = crate::keys::open_manifest(&env, opts).map_err(f)?;
     let predicate: ExportPredicate =
         serde_json::from_value(st.predicate).map_err(|e| f(format!("predicate: {e}")))?;
     let mut digests = BTreeMap::new();
@@ -113,17 +117,15 @@ pub(crate) fn check(bundle: &Bundle, opts: &Options) -> Result<Manifest, Failure
             "listed in the signed manifest but missing (deleted or truncated export)",
         ));
     }
-    if predicate.origin != opts.log_key.name() || predicate.log_key != opts.log_key.to_string() {
-        return Err(f(format!(
-            "the export is of log {:?} with key {}, not the trusted key",
-            predicate.origin, predicate.log_key
-        )));
-    }
+    let (keys, revoked, current) = crate::keys::trusted_schedule(&predicate, opts).map_err(f)?;
     let root =
         parse_hash_b64(&predicate.root).ok_or_else(|| f("predicate root is not a hash".into()))?;
     let note = String::from_utf8(bundle.read(CHECKPOINT)?)
         .map_err(|_| Failure::new(CHECKPOINT, None, "not UTF-8"))?;
     let m = Manifest {
+        keys,
+        revoked,
+        current,
         predicate,
         digests,
         root,
@@ -149,7 +151,7 @@ pub(crate) fn checkpoints(
 ) -> Result<Checkpoints, Failure> {
     let mut out = Checkpoints::default();
     let p = &m.predicate;
-    let (cp, note) = open_note(&m.note, CHECKPOINT, opts, &mut out)?;
+    let (cp, note) = open_note(&m.note, CHECKPOINT, m, opts, &mut out)?;
     if cp.size != p.tree_size || cp.root != m.root {
         return Err(Failure::new(
             CHECKPOINT,
@@ -179,7 +181,7 @@ pub(crate) fn checkpoints(
     for name in &listed {
         let text = String::from_utf8(m.read(bundle, name)?)
             .map_err(|_| Failure::new(name.clone(), None, "not UTF-8"))?;
-        let (c, _) = open_note(&text, name, opts, &mut out)?;
+        let (c, _) = open_note(&text, name, m, opts, &mut out)?;
         if format!("{CHECKPOINTS_DIR}{}", c.size) != *name || c.size > p.tree_size {
             return Err(Failure::new(
                 name.clone(),
@@ -195,8 +197,18 @@ pub(crate) fn checkpoints(
             "witness quorum not met: {} of the {} trusted witnesses cosigned a checkpoint in this export, {need} required",
             out.cosigned.len(), opts.witnesses.len())));
     }
+    // Each rotation's checkpoint, signed by both keys, links one key to the next.
+    for b in m.keys.boundaries().filter(|b| *b <= p.tree_size) {
+        if !expect.contains_key(&b) {
+            return Err(Failure::new(
+                format!("{CHECKPOINTS_DIR}{b}"),
+                b.checked_sub(1),
+                format!("the checkpoint of the key rotation at size {b} is missing"),
+            ));
+        }
+    }
     for (text, source) in &opts.anchors {
-        let (a, _) = Checkpoint::open(text, &opts.log_key).map_err(|e| {
+        let a = stele_audit::keys::open_checkpoint(text, &m.keys, &m.revoked).map_err(|e| {
             Failure::new(
                 source.clone(),
                 None,
@@ -225,16 +237,19 @@ pub(crate) fn checkpoints(
 fn open_note(
     text: &str,
     name: &str,
+    m: &Manifest,
     opts: &Options,
     out: &mut Checkpoints,
 ) -> Result<(Checkpoint, SignedNote), Failure> {
-    let (cp, note) = Checkpoint::open(text, &opts.log_key).map_err(|e| {
+    let fail = |e: String| {
         Failure::new(
             name,
             None,
-            format!("checkpoint does not verify with the trusted log key: {e}"),
+            format!("checkpoint does not verify with the trusted log key for its size: {e}"),
         )
-    })?;
+    };
+    let cp = stele_audit::keys::open_checkpoint(text, &m.keys, &m.revoked).map_err(fail)?;
+    let note = SignedNote::parse(text).map_err(|e| fail(e.to_string()))?;
     for w in &opts.witnesses {
         if !note.signatures.iter().any(|s| w.matches(s)) {
             continue;
@@ -275,9 +290,14 @@ pub(crate) fn derived_files(bundle: &Bundle, m: &Manifest) -> Result<(), Failure
         BundleLayout::Tiles => ["tile/", "tile/"],
         BundleLayout::Session => [CONSISTENCY_DIR, REDACTIONS_DIR],
     };
+    let keys_dir = match m.predicate.layout {
+        BundleLayout::Tiles => "tile/",
+        BundleLayout::Session => KEYS_DIR,
+    };
     let dirs = [
         by_layout[0],
         by_layout[1],
+        keys_dir,
         CHECKPOINTS_DIR,
         PAYLOADS_DIR,
         PROOFS_DIR,

@@ -16,7 +16,7 @@ use stele_audit::check::{commit_hash, CheckMap, LeafChecker, RedactionSeen};
 use stele_audit::cpu_time::{cpu_seconds_since, thread_cpu_ns};
 use stele_audit::event::EventKind;
 use stele_audit::export::layout::{
-    sha256, Selection, CONSISTENCY_DIR, PAYLOADS_DIR, PROOFS_DIR, REDACTIONS_DIR,
+    sha256, Selection, CONSISTENCY_DIR, KEYS_DIR, PAYLOADS_DIR, PROOFS_DIR, REDACTIONS_DIR,
 };
 use stele_audit::leaf::{parse_hash_b64, Leaf};
 use stele_audit::leaf_view::LeafView;
@@ -55,8 +55,8 @@ pub(crate) fn verify(
         return Err(mf(format!("describes session {}, not {id}", range.id)));
     }
     consistency(bundle, m, expect)?;
-    let mut proofs = Proofs::new(m, opts);
-    let mut chain = SessionChain::new(&m.predicate.origin, &m.predicate.log_key, id);
+    let mut proofs = Proofs::new(m);
+    let mut chain = SessionChain::new(&m.predicate.origin, m.keys.first(), id);
     let mut derived = Derived::open(bundle, m)?;
     let mut account = AccountBuilder::default();
     let mut commits: BTreeMap<Hash, u64> = BTreeMap::new();
@@ -121,9 +121,35 @@ pub(crate) fn verify(
         )));
     }
     let mut extra_entries = 0u64;
+    // The rotations that set the keys of the bundle's checkpoints.
+    let mut keys = stele_audit::keys::KeySchedule::single(m.keys.first());
+    let mut revs = Vec::new();
+    for (seq, name) in indexed(m, KEYS_DIR)? {
+        let leaf_bytes = proofs.read(bundle, &name, seq)?;
+        let leaf = outside_entry(
+            &name,
+            seq,
+            &leaf_bytes,
+            m.keys.first(),
+            &[EventKind::KeyRotation],
+        )?;
+        stele_audit::keys::check_entry(
+            &LeafView::of(&leaf),
+            &m.predicate.origin,
+            &mut keys,
+            &mut revs,
+        )
+        .map_err(|r| Failure::new(name.clone(), Some(seq), r))?;
+        extra_entries += 1;
+    }
+    if keys != m.keys {
+        return Err(mf(
+            "the key ranges differ from the key.rotation entries the bundle proves".into(),
+        ));
+    }
     for (seq, name) in indexed(m, REDACTIONS_DIR)? {
         let leaf_bytes = proofs.read(bundle, &name, seq)?;
-        let leaf = outside_redaction(&name, seq, &leaf_bytes, &m.predicate.log_key)?;
+        let leaf = outside_redaction(&name, seq, &leaf_bytes, m.keys.first())?;
         let before = redactions.len();
         redaction(&name, &leaf, &mut redacted_by, &mut redactions)?;
         let erased: Vec<(Hash, u64)> = redacted_by
@@ -150,7 +176,7 @@ pub(crate) fn verify(
         extra_entries += 1;
     }
     let selected_commits: CheckMap<Hash, u64> = commits.iter().map(|(c, s)| (*c, *s)).collect();
-    let mut checker = LeafChecker::new(&m.predicate.origin, &m.predicate.log_key);
+    let mut checker = LeafChecker::new(&m.predicate.origin, m.keys.first());
     checker.sessions.insert(id.clone(), seen.clone());
     checker.redacted_by = redacted_by;
     checker.redactions = redactions;
@@ -220,15 +246,13 @@ fn indexed(m: &Manifest, dir: &str) -> Result<Vec<(u64, String)>, Failure> {
 /// distinct checkpoint note once.
 struct Proofs<'a> {
     m: &'a Manifest,
-    opts: &'a Options,
     notes: BTreeSet<String>,
 }
 
 impl<'a> Proofs<'a> {
-    fn new(m: &'a Manifest, opts: &'a Options) -> Self {
+    fn new(m: &'a Manifest) -> Self {
         Self {
             m,
-            opts,
             notes: BTreeSet::new(),
         }
     }
@@ -247,7 +271,7 @@ impl<'a> Proofs<'a> {
             )));
         }
         if !self.notes.contains(p.note) {
-            let (cp, _) = Checkpoint::open(p.note, &self.opts.log_key).map_err(|e| {
+            let (cp, _) = Checkpoint::open(p.note, &self.m.current).map_err(|e| {
                 f(format!(
                     "checkpoint does not verify with the trusted log key: {e}"
                 ))
@@ -277,18 +301,37 @@ impl<'a> Proofs<'a> {
     }
 }
 
-/// A `redaction` entry from outside the session: its own rules.
+/// A `redaction` or `payload.expiry` entry from outside the session: its own rules.
 fn outside_redaction(name: &str, seq: u64, bytes: &[u8], log_key: &str) -> Result<Leaf, Failure> {
+    outside_entry(
+        name,
+        seq,
+        bytes,
+        log_key,
+        &[EventKind::Redaction, EventKind::PayloadExpiry],
+    )
+}
+
+/// A proven entry outside the session, of one of `kinds`.
+fn outside_entry(
+    name: &str,
+    seq: u64,
+    bytes: &[u8],
+    log_key: &str,
+    kinds: &[EventKind],
+) -> Result<Leaf, Failure> {
     let f = |r: String| Failure::new(name, Some(seq), r);
     let leaf = Leaf::parse_canonical(bytes).map_err(|e| f(e.to_string()))?;
     stele_audit::rules::check_values(&LeafView::of(&leaf), log_key).map_err(f)?;
     if leaf.seq != seq {
         return Err(f(format!("leaf claims index {}", leaf.seq)));
     }
-    if !matches!(leaf.kind, EventKind::Redaction | EventKind::PayloadExpiry) {
+    if !kinds.contains(&leaf.kind) {
+        let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
         return Err(f(format!(
-            "is a {} entry, not a redaction or expiry",
-            leaf.kind
+            "is a {} entry, not a {} entry",
+            leaf.kind,
+            names.join(" or ")
         )));
     }
     Ok(leaf)

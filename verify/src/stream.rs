@@ -70,7 +70,7 @@ pub(crate) fn run(
     }
     let all = matches!(m.predicate.range, Selection::All);
     let s = Streamed {
-        checker: LeafChecker::new(&m.predicate.origin, &m.predicate.log_key),
+        checker: LeafChecker::new(&m.predicate.origin, m.keys.first()),
         selected: 0,
         selected_commits: CheckMap::default(),
         all,
@@ -153,6 +153,21 @@ pub(crate) fn run(
             "checkpoint",
             None,
             "root recomputed from the entries differs from the checkpoint",
+        ));
+    }
+    // The keys the export states are the ones the log's entries set.
+    if s.checker.keys != m.keys {
+        return Err(Failure::new(
+            "manifest.intoto.jsonl",
+            None,
+            "the key ranges differ from the log's key.rotation entries",
+        ));
+    }
+    if s.checker.revocations != m.predicate.revoked {
+        return Err(Failure::new(
+            "manifest.intoto.jsonl",
+            None,
+            "the revoked keys differ from the log's key.revocation entries",
         ));
     }
     s.seconds = started.elapsed().as_secs_f64();

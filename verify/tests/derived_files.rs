@@ -223,6 +223,8 @@ impl Setup {
     fn opts(&self, k: ManifestKey) -> Options {
         Options {
             log_key: self.log_key.verifier(),
+            more_keys: Vec::new(),
+            revoked: Vec::new(),
             export_key: match k {
                 ManifestKey::Log => None,
                 ManifestKey::Export => Some(self.export_key.verifier()),

@@ -76,6 +76,8 @@ fn hundred_thousand_entries_verify() {
     assert!(r.tree_size > threads * per);
     let opts = Options {
         log_key: key.verifier(),
+        more_keys: Vec::new(),
+        revoked: Vec::new(),
         export_key: None,
         witnesses: vec![],
         quorum: None,
@@ -190,6 +192,8 @@ fn a_session_export_in_a_large_log() {
     let (_, wr, wt) = export_of(Selection::All, "whole");
     let vopts = Options {
         log_key: key.verifier(),
+        more_keys: Vec::new(),
+        revoked: Vec::new(),
         export_key: None,
         witnesses: vec![],
         quorum: None,

@@ -355,6 +355,8 @@ fn write_bundle(dir: &Path, leaves: &[Vec<u8>], b: &Base, note: NoteHook) {
     let predicate = ExportPredicate {
         origin: ORIGIN.into(),
         log_key: b.key.verifier().to_string(),
+        keys: Vec::new(),
+        revoked: Vec::new(),
         tree_size: f.size(),
         root: B64.encode(f.root()),
         range: Selection::All,
@@ -397,6 +399,8 @@ fn write_bundle(dir: &Path, leaves: &[Vec<u8>], b: &Base, note: NoteHook) {
 fn opts(b: &Base) -> Options {
     Options {
         log_key: b.key.verifier(),
+        more_keys: Vec::new(),
+        revoked: Vec::new(),
         export_key: None,
         witnesses: vec![],
         quorum: None,

@@ -41,6 +41,8 @@ fn fixture() -> (tempfile::TempDir, Arc<Ed25519Signer>, AuditLog) {
 fn opts(key: &Ed25519Signer) -> Options {
     Options {
         log_key: key.verifier(),
+        more_keys: Vec::new(),
+        revoked: Vec::new(),
         export_key: None,
         witnesses: vec![],
         quorum: None,

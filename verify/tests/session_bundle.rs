@@ -78,6 +78,8 @@ impl Setup {
     fn opts(&self) -> Options {
         Options {
             log_key: self.key.verifier(),
+            more_keys: Vec::new(),
+            revoked: Vec::new(),
             export_key: Some(self.export_key.verifier()),
             witnesses: vec![],
             quorum: None,

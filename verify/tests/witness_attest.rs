@@ -92,6 +92,8 @@ fn quorum_and_attestation() {
 
     let mut opts = Options {
         log_key: key.verifier(),
+        more_keys: Vec::new(),
+        revoked: Vec::new(),
         export_key: None,
         witnesses: vec![wv],
         quorum: Some(1),

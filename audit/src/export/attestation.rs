@@ -70,7 +70,7 @@ pub fn attest_session(
         .ok_or_else(|| ExportError::Invalid("the log has no checkpoint".into()))?;
     // Signed and handed out: what it covers must survive a power failure.
     crate::durability::sync_wal(log.path())?;
-    let (cp, _) = Checkpoint::open(&note, log.verifier())?;
+    let (cp, _) = Checkpoint::open(&note, &log.verifier())?;
     let (first, last, entries, ended, last_hash) = find_session(&store, id, size)?;
     drop(snapshot);
     let predicate = serde_json::json!({

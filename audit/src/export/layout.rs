@@ -23,6 +23,10 @@ pub const PROOFS_DIR: &str = "proofs/";
 /// each earlier checkpoint in the bundle to `checkpoint` (one base64 hash
 /// a line).
 pub const CONSISTENCY_DIR: &str = "consistency/";
+/// Session bundles: folder of the `key.rotation` and `key.revocation`
+/// entries (outside the session) that set the keys of the bundle's
+/// checkpoints, as `<index>.tlog-proof`.
+pub const KEYS_DIR: &str = "keys/";
 /// Session bundles: folder of the `redaction` entries (outside the
 /// session) that erased payloads of session entries, as
 /// `<index>.tlog-proof`.
@@ -153,8 +157,16 @@ pub struct Exporter {
 pub struct ExportPredicate {
     /// Log origin.
     pub origin: String,
-    /// Log verifier key.
+    /// The verifier key that signs `checkpoint` (the log's current key).
     pub log_key: String,
+    /// Every key of the log with the checkpoint sizes it signs, when the
+    /// log's key was ever rotated (absent: `log_key` alone, from size 0).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<crate::keys::KeyRange>,
+    /// Former keys the log revoked (`key.revocation` entries): their
+    /// signatures on checkpoints of size `from` and above are not trusted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked: Vec<crate::keys::Revocation>,
     /// Entries in the tiles (= newest checkpoint size).
     pub tree_size: u64,
     /// Base64 root at `tree_size`.
@@ -201,4 +213,19 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     let mut h = [0u8; 32];
     h.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
     h
+}
+
+impl ExportPredicate {
+    /// The key schedule the predicate states (`log_key` alone when it
+    /// lists none).
+    pub fn key_schedule(&self) -> Result<crate::keys::KeySchedule, String> {
+        if self.keys.is_empty() {
+            return Ok(crate::keys::KeySchedule::single(&self.log_key));
+        }
+        let s = crate::keys::KeySchedule::from_ranges(self.keys.clone(), &self.origin)?;
+        if s.current() != self.log_key {
+            return Err("the last key of the schedule is not log_key".into());
+        }
+        Ok(s)
+    }
 }

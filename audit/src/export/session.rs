@@ -57,13 +57,14 @@ pub(super) fn build(
     private_fs::create_dir_all(t.tmp).map_err(|e| ExportError::io(t.tmp, e))?;
     let mut o = Out::new(t.tmp);
     let store = log.store()?;
-    let verifier = log.verifier().clone();
+    let keys = super::bundle_out::keys_at(&store, size)?;
+    let verifier = NoteVerifier::parse(keys.current())?;
     let (cp, _) = Checkpoint::open(note, &verifier)?;
     let nodes = Nodes::new(&store)?;
     private_fs::create_dir_all(&t.tmp.join("ocsf")).map_err(|e| ExportError::io(t.tmp, e))?;
     let mut ocsf_w = ocsf::OcsfWriter::create(&t.tmp.join(OCSF))?;
     let mut summary = SummaryBuilder::default();
-    let mut chain = SessionChain::new(log.origin(), &verifier.to_string(), id);
+    let mut chain = SessionChain::new(log.origin(), keys.first(), id);
     let row = store.session_row(id)?;
     let total = row.as_ref().map(|r| r.n + 1).unwrap_or(0);
     let mut commits: Vec<Hash> = Vec::new();
@@ -148,7 +149,18 @@ pub(super) fn build(
 
     // Checkpoints: the newest, the published or cosigned ones below it and
     // the ones attestations sign, each earlier one with a consistency proof.
-    let cp_sizes = put_checkpoints(&mut o, &store, note, size)?;
+    // The rotations that set the keys of its checkpoints, each proven
+    // (the entry before each boundary): a verifier rebuilds the schedule.
+    for b in keys.boundaries() {
+        let r = b - 1;
+        let e = store.entry(r)?;
+        let path = inclusion_proof(&nodes, r, size)?;
+        o.put(
+            &format!("{KEYS_DIR}{r}.tlog-proof"),
+            crate::proof::render(&e.leaf, r, &path, note).as_bytes(),
+        )?;
+    }
+    let cp_sizes = put_checkpoints(&mut o, &store, note, size, &keys, &[])?;
     let mut consistent: BTreeSet<u64> = cp_sizes.iter().copied().collect();
     let policies = o.policies(&opts.policies)?;
     for a in o.attestations(log.path(), &sessions)? {
@@ -170,6 +182,8 @@ pub(super) fn build(
     let predicate = ExportPredicate {
         origin: cp.origin.clone(),
         log_key: verifier.to_string(),
+        keys: super::bundle_out::listed_keys(&keys),
+        revoked: Vec::new(),
         tree_size: size,
         root: hash_b64(&cp.root),
         range: opts.selection.clone(),

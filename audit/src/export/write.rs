@@ -192,10 +192,11 @@ fn build(
     private_fs::create_dir_all(tmp).map_err(|e| ExportError::io(tmp, e))?;
     let mut o = Out::new(tmp);
     let store = log.store()?;
-    let verifier = log.verifier().clone();
+    let keys = super::bundle_out::keys_at(&store, size)?;
+    let verifier = stele_attest::NoteVerifier::parse(keys.current())?;
     let (cp, _) = Checkpoint::open(note, &verifier)?;
 
-    let mut checker = LeafChecker::new(log.origin(), &log.verifier().to_string());
+    let mut checker = LeafChecker::new(log.origin(), keys.first());
     let mut tiles = TileBuilder::new();
     let mut done: Vec<TileFile> = Vec::new();
     let ocsf_path = tmp.join(OCSF);
@@ -258,6 +259,13 @@ fn build(
         Ok(())
     })?;
     pending?;
+    if checker.keys != keys {
+        return Err(ExportError::Invalid(
+            "the log's key record differs from its key.rotation entries (run `stele audit verify`)"
+                .into(),
+        ));
+    }
+    let revoked = std::mem::take(&mut checker.revocations);
     if checker.size() != size || checker.root() != cp.root {
         return Err(ExportError::Invalid(format!(
             "the log does not re-derive the checkpoint at size {size}"
@@ -275,7 +283,7 @@ fn build(
     let sessions: Vec<SessionRange> = Vec::new();
 
     // Checkpoints: the newest, plus every published or cosigned one below it.
-    let cp_sizes = put_checkpoints(&mut o, &store, note, size)?;
+    let cp_sizes = put_checkpoints(&mut o, &store, note, size, &keys, &revoked)?;
 
     // Inclusion proofs of the selected entries.
     for (i, seq) in selected.iter().enumerate() {
@@ -329,6 +337,8 @@ fn build(
     let predicate = ExportPredicate {
         origin: cp.origin.clone(),
         log_key: verifier.to_string(),
+        keys: super::bundle_out::listed_keys(&keys),
+        revoked,
         tree_size: size,
         root: hash_b64(&cp.root),
         range: opts.selection.clone(),

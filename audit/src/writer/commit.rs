@@ -135,7 +135,19 @@ impl Writer {
             size: self.frontier.size(),
             root: self.frontier.root(),
         };
-        let note = cp.sign(self.signer.as_ref())?.to_text();
+        let mut signed = cp.sign(self.signer.as_ref())?;
+        if let Some(new) = &self.co_signer {
+            // A rotation's boundary: the new key signs too, and this
+            // checkpoint is kept (and exported) for good.
+            signed.add_signature(new.as_ref())?;
+            tx.execute(
+                "INSERT INTO checkpoints(size, note, published) VALUES (?1, ?2, 1) \
+                 ON CONFLICT(size) DO UPDATE SET note = excluded.note, published = 1",
+                params![cp.size as i64, signed.to_text()],
+            )
+            .map_err(&e)?;
+        }
+        let note = signed.to_text();
         // The newest checkpoint replaces the one before: a stored
         // checkpoint per commit added nothing a verifier needs (it
         // recomputes every root) and made verification check a signature

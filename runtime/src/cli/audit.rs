@@ -253,7 +253,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
                 serde_json::json!({"command": "proof", "index": index}),
             )?;
             let store = log.store()?;
-            let text = stele_audit::proof::make(&store, log.verifier(), index)?;
+            let text = stele_audit::proof::make(&store, &log.verifier(), index)?;
             log.close()?;
             crate::out!("{}", data_for_stdout(&text));
             Ok(ExitCode::SUCCESS)

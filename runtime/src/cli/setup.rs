@@ -363,7 +363,7 @@ fn witnessed_start(
     db: &Path,
     owner: LogOwner,
 ) -> anyhow::Result<(Arc<Gate>, Arc<AuditLog>)> {
-    match witnessing.publish(db, log.verifier(), Moment::SessionStart) {
+    match witnessing.publish(db, &log.verifier(), Moment::SessionStart) {
         Ok(_) => Ok((gate, log)),
         Err(e) => {
             let _ = gate.end_session(
