@@ -232,7 +232,10 @@ fn the_log_reaches_three_receivers_in_order_through_an_outage_and_a_kill() {
     )
     .unwrap();
     s.append(12, "a");
+    let before = s.size();
     let mut feed = s.spawn_feed(&[]);
+    // The feed records its start (log.open, audit.read, log.close).
+    assert!(wait_for(10, || s.size() >= before + 3), "start not recorded");
     let hashes = s.hashes();
     // Live: everything arrives, in order, at each receiver.
     assert!(
@@ -283,7 +286,7 @@ fn the_log_reaches_three_receivers_in_order_through_an_outage_and_a_kill() {
     let syslog = Rsyslog::start(syslog.dir(), &ca, syslog.port).unwrap();
     hec.restart().unwrap();
     otlp.restart().unwrap();
-    assert!(wait_for(5, || s.size() > total), "the restarted feed records its start");
+    assert!(wait_for(10, || s.size() >= total + 3), "the restarted feed records its start");
     let hashes = s.hashes();
     // rsyslog's file was kept across its restart.
     assert!(
@@ -311,9 +314,9 @@ fn the_log_reaches_three_receivers_in_order_through_an_outage_and_a_kill() {
     feed.kill().unwrap();
     feed.wait().unwrap();
     hec.set_mode(Mode::Normal);
+    let before = s.size();
     let mut feed = s.spawn_feed(&["--sink", "splunk"]);
-    assert!(wait_for(5, || s.size() > 0 && s.hashes().len() as u64 == s.size()));
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(wait_for(10, || s.size() >= before + 3), "start not recorded");
     let hashes = s.hashes();
     assert!(
         wait_for(30, || complete(&hec.received(), &hashes)),
@@ -354,7 +357,9 @@ fn lying_stalling_and_untrusted_receivers_never_advance_the_cursor() {
     s.append(4, "a");
     hec.set_mode(Mode::Garbage);
     otlp.set_mode(Mode::Garbage);
+    let before = s.size();
     let mut feed = s.spawn_feed(&[]);
+    assert!(wait_for(10, || s.size() >= before + 3), "start not recorded");
     let err = |n: &str| s.sink_status(n)["last_error"].as_str().unwrap_or("").to_string();
     assert!(wait_for(20, || err("splunk").contains("not with HEC's JSON")
         && err("otel").contains("not an application/x-protobuf")
@@ -404,7 +409,14 @@ fn an_altered_log_is_reported_as_a_finding_and_stops_the_feed() {
     for t in triggers {
         c.execute_batch(&format!("DROP TRIGGER \"{t}\"")).unwrap();
     }
-    c.execute("UPDATE entries SET leaf = replace(leaf, 'a-1', 'a-9') WHERE seq = 4", []).unwrap();
+    let changed = c
+        .execute(
+            "UPDATE entries SET leaf = CAST(replace(CAST(leaf AS TEXT), 'a-1', 'a-9') AS BLOB) \
+             WHERE CAST(leaf AS TEXT) LIKE '%\"a-1%'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
     drop(c);
     let o = s.run(&["audit", "feed", "run", "--until-caught-up"]);
     assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
