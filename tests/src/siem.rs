@@ -258,6 +258,10 @@ struct Inner {
     mode: Mode,
     token: String,
     received: Vec<Received>,
+    /// Records received (kept or not).
+    count: u64,
+    /// Whether records are kept (a benchmark only counts them).
+    keep: bool,
     requests: u64,
     acks_polled: u64,
 }
@@ -283,6 +287,8 @@ impl HttpReceiver {
             mode: Mode::Normal,
             token: token.to_string(),
             received: Vec::new(),
+            count: 0,
+            keep: true,
             requests: 0,
             acks_polled: 0,
         }));
@@ -342,6 +348,16 @@ impl HttpReceiver {
         lock(&self.inner).received.clone()
     }
 
+    /// Records received so far (also when not kept).
+    pub fn count(&self) -> u64 {
+        lock(&self.inner).count
+    }
+
+    /// Count records without keeping them (for a million of them).
+    pub fn count_only(&self) {
+        lock(&self.inner).keep = false;
+    }
+
     /// Requests answered so far (any outcome).
     pub fn requests(&self) -> u64 {
         lock(&self.inner).requests
@@ -383,6 +399,14 @@ impl HttpReceiver {
 impl Drop for HttpReceiver {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+fn keep(inner: &Mutex<Inner>, got: Vec<Received>) {
+    let mut g = lock(inner);
+    g.count += got.len() as u64;
+    if g.keep {
+        g.received.extend(got);
     }
 }
 
@@ -438,7 +462,7 @@ async fn hec_event(
             event: event.clone(),
         });
     }
-    lock(&inner).received.extend(got);
+    keep(&inner, got);
     if mode == Mode::Ack {
         return json(StatusCode::OK, serde_json::json!({"text": "Success", "code": 0, "ackId": 7}));
     }
@@ -492,7 +516,7 @@ async fn otlp_logs(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, b
             }
         }
     }
-    lock(&inner).received.extend(got);
+    keep(&inner, got);
     let resp = ExportLogsServiceResponse::default().encode_to_vec();
     (StatusCode::OK, [("content-type", "application/x-protobuf")], resp).into_response()
 }
