@@ -458,3 +458,34 @@ fn feed_config_errors_name_the_field_and_no_setting_drops_events() {
     assert!(e.contains("loopback"), "{e}");
     let _ = Path::new("");
 }
+
+#[test]
+fn a_cursor_of_another_log_or_past_its_end_is_refused() {
+    let s = setup();
+    let hec = HttpReceiver::start(TOKEN, 0).unwrap();
+    let token = s.dir.path().join("hec.token");
+    std::fs::write(
+        &s.config,
+        feed_entry("splunk", "hec", &hec.url(), &format!("token_file = \"{}\"", token.display())),
+    )
+    .unwrap();
+    s.append(2, "a");
+    let o = s.run(&["audit", "feed", "run", "--until-caught-up"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let path = s.db.with_file_name("audit.db.feed").join("splunk.json");
+    let good: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(good["cursor"].as_u64().unwrap() > 0);
+    let cases: [(&str, Value, &str); 3] = [
+        ("origin", json!("other.example/log"), "not of"),
+        ("cursor", json!(1_000_000), "rolled back or replaced"),
+        ("last_leaf_hash", json!("00".repeat(32)), "replaced"),
+    ];
+    for (field, v, says) in cases {
+        let mut bad = good.clone();
+        bad[field] = v;
+        std::fs::write(&path, serde_json::to_vec(&bad).unwrap()).unwrap();
+        let o = s.run(&["audit", "feed", "run", "--until-caught-up"]);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && e.contains(says) && e.contains("splunk.json"), "{field}: {e}");
+    }
+}
