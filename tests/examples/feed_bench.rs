@@ -27,7 +27,14 @@ impl LogWriter for NoWrites {
     }
 }
 
-fn entry(name: &str, kind: SinkKind, endpoint: String, ca: Option<&Path>, batch: usize, token: Option<&Path>) -> FeedEntry {
+fn entry(
+    name: &str,
+    kind: SinkKind,
+    endpoint: String,
+    ca: Option<&Path>,
+    batch: usize,
+    token: Option<&Path>,
+) -> FeedEntry {
     FeedEntry {
         name: name.into(),
         kind,
@@ -62,7 +69,10 @@ fn main() {
     let t = Instant::now();
     stele_audit::bench::prefill(&db, n, signer.clone()).unwrap();
     let size = stele_audit::Store::open(&db).unwrap().size().unwrap();
-    println!("prefilled {size} entries in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "prefilled {size} entries in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let ca = TestCa::make(dir.path(), "bench").unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "bench-token").unwrap();
@@ -70,7 +80,14 @@ fn main() {
     let hec = HttpReceiver::start("bench-token", 0).unwrap();
     let otlp = HttpReceiver::start("bench-token", 0).unwrap();
     let sinks = [
-        entry("syslog", SinkKind::Syslog, format!("localhost:{}", syslog.port), Some(&ca.ca), batch, None),
+        entry(
+            "syslog",
+            SinkKind::Syslog,
+            format!("localhost:{}", syslog.port),
+            Some(&ca.ca),
+            batch,
+            None,
+        ),
         entry("hec", SinkKind::Hec, hec.url(), None, batch, Some(&token)),
         entry("otlp", SinkKind::Otlp, otlp.url(), None, batch, None),
     ];
@@ -104,7 +121,11 @@ fn main() {
         );
         // Live lag: follow the log, append one entry at a time.
         let stop = Arc::new(AtomicBool::new(false));
-        let follow = FeedOptions { stop: stop.clone(), mode: RunMode::Follow, ..opts };
+        let follow = FeedOptions {
+            stop: stop.clone(),
+            mode: RunMode::Follow,
+            ..opts
+        };
         let th = std::thread::spawn(move || feed::run(vec![cfg], &follow));
         let log = AuditLog::open(&db, signer.clone(), LogOptions::default()).unwrap();
         std::thread::sleep(Duration::from_millis(300));
@@ -112,7 +133,11 @@ fn main() {
         for _ in 0..50 {
             let before = count(&e.name);
             let t = Instant::now();
-            log.append_blocking(Event::new(EventKind::AuditRead, Actor::system()).with_data(serde_json::json!({"bench": true}))).unwrap();
+            log.append_blocking(
+                Event::new(EventKind::AuditRead, Actor::system())
+                    .with_data(serde_json::json!({"bench": true})),
+            )
+            .unwrap();
             while count(&e.name) <= before {
                 if t.elapsed() > Duration::from_secs(10) {
                     panic!("{}: nothing arrived", e.name);

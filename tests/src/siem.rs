@@ -64,7 +64,13 @@ impl TestCa {
             c.stdout(Stdio::null());
             c
         };
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
         run(ossl().args(["req", "-x509"]).args(ec).args([
             "-keyout",
             &p("ca.key").display().to_string(),
@@ -187,7 +193,10 @@ ruleset(name="feed") {{ action(type="omfile" file="{out}" template="feedline" fl
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if start.elapsed() > Duration::from_secs(10) {
-                return Err(format!("rsyslogd did not listen on {port} (config {})", conf.display()));
+                return Err(format!(
+                    "rsyslogd did not listen on {port} (config {})",
+                    conf.display()
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -423,7 +432,12 @@ async fn before(inner: &Mutex<Inner>) -> Mode {
 }
 
 fn json(status: StatusCode, v: Value) -> Response {
-    (status, [("content-type", "application/json")], v.to_string()).into_response()
+    (
+        status,
+        [("content-type", "application/json")],
+        v.to_string(),
+    )
+        .into_response()
 }
 
 async fn hec_event(
@@ -438,10 +452,18 @@ async fn hec_event(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if auth != format!("Splunk {token}") {
-        return json(StatusCode::UNAUTHORIZED, serde_json::json!({"text": "Invalid authorization", "code": 3}));
+        return json(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"text": "Invalid authorization", "code": 3}),
+        );
     }
     match mode {
-        Mode::Busy => return json(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"text": "Server is busy", "code": 9})),
+        Mode::Busy => {
+            return json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"text": "Server is busy", "code": 9}),
+            )
+        }
         Mode::Garbage => return (StatusCode::OK, "<html>welcome</html>").into_response(),
         _ => {}
     }
@@ -449,12 +471,28 @@ async fn hec_event(
     let mut got = Vec::new();
     for v in serde_json::Deserializer::from_slice(&body).into_iter::<Value>() {
         let Ok(v) = v else {
-            return json(StatusCode::BAD_REQUEST, serde_json::json!({"text": "Invalid data format", "code": 6}));
+            return json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"text": "Invalid data format", "code": 6}),
+            );
         };
-        let (Some(event), Some(fields), Some(_time)) = (v.get("event"), v.get("fields"), v.get("time").and_then(Value::as_f64)) else {
-            return json(StatusCode::BAD_REQUEST, serde_json::json!({"text": "Event field is required", "code": 12}));
+        let (Some(event), Some(fields), Some(_time)) = (
+            v.get("event"),
+            v.get("fields"),
+            v.get("time").and_then(Value::as_f64),
+        ) else {
+            return json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"text": "Event field is required", "code": 12}),
+            );
         };
-        let f = |k: &str| fields.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let f = |k: &str| {
+            fields
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         got.push(Received {
             seq: f("stele_seq").parse().unwrap_or(u64::MAX),
             leaf_hash: f("stele_leaf_hash"),
@@ -464,9 +502,15 @@ async fn hec_event(
     }
     keep(&inner, got);
     if mode == Mode::Ack {
-        return json(StatusCode::OK, serde_json::json!({"text": "Success", "code": 0, "ackId": 7}));
+        return json(
+            StatusCode::OK,
+            serde_json::json!({"text": "Success", "code": 0, "ackId": 7}),
+        );
     }
-    json(StatusCode::OK, serde_json::json!({"text": "Success", "code": 0}))
+    json(
+        StatusCode::OK,
+        serde_json::json!({"text": "Success", "code": 0}),
+    )
 }
 
 async fn hec_ack(State(inner): State<Arc<Mutex<Inner>>>, body: Bytes) -> Response {
@@ -477,10 +521,17 @@ async fn hec_ack(State(inner): State<Arc<Mutex<Inner>>>, body: Bytes) -> Respons
     };
     let ids: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let id = ids["acks"][0].as_u64().unwrap_or(0);
-    json(StatusCode::OK, serde_json::json!({"acks": {id.to_string(): n >= 2}}))
+    json(
+        StatusCode::OK,
+        serde_json::json!({"acks": {id.to_string(): n >= 2}}),
+    )
 }
 
-async fn otlp_logs(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn otlp_logs(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let mode = before(&inner).await;
     match mode {
         Mode::Busy => return (StatusCode::SERVICE_UNAVAILABLE, "unavailable").into_response(),
@@ -497,7 +548,13 @@ async fn otlp_logs(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, b
     for rl in &req.resource_logs {
         for sl in &rl.scope_logs {
             for r in &sl.log_records {
-                let attr = |k: &str| r.attributes.iter().find(|a| a.key == k).and_then(|a| a.value.as_ref()).and_then(|v| v.value.clone());
+                let attr = |k: &str| {
+                    r.attributes
+                        .iter()
+                        .find(|a| a.key == k)
+                        .and_then(|a| a.value.as_ref())
+                        .and_then(|v| v.value.clone())
+                };
                 let seq = match attr("stele.log.index") {
                     Some(any_value::Value::IntValue(i)) => i as u64,
                     _ => u64::MAX,
@@ -518,7 +575,12 @@ async fn otlp_logs(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, b
     }
     keep(&inner, got);
     let resp = ExportLogsServiceResponse::default().encode_to_vec();
-    (StatusCode::OK, [("content-type", "application/x-protobuf")], resp).into_response()
+    (
+        StatusCode::OK,
+        [("content-type", "application/x-protobuf")],
+        resp,
+    )
+        .into_response()
 }
 
 /// Wait until `f` holds or `secs` pass; whether it held.

@@ -174,12 +174,17 @@ fn check_delivery(what: &str, got: &[Received], hashes: &[String]) -> Result<(),
         if r.seq == next {
             next += 1;
         }
-        let want = hashes.get(r.seq as usize).ok_or(format!("{what}: unknown {}", r.seq))?;
+        let want = hashes
+            .get(r.seq as usize)
+            .ok_or(format!("{what}: unknown {}", r.seq))?;
         if &r.leaf_hash != want || r.event["fingerprint"] != *want {
             return Err(format!("{what}: entry {} names another leaf", r.seq));
         }
         if r.event["metadata"]["sequence"] != r.seq {
-            return Err(format!("{what}: entry {} says sequence {}", r.seq, r.event["metadata"]["sequence"]));
+            return Err(format!(
+                "{what}: entry {} says sequence {}",
+                r.seq, r.event["metadata"]["sequence"]
+            ));
         }
     }
     if next != hashes.len() as u64 {
@@ -235,7 +240,10 @@ fn the_log_reaches_three_receivers_in_order_through_an_outage_and_a_kill() {
     let before = s.size();
     let mut feed = s.spawn_feed(&[]);
     // The feed records its start (log.open, audit.read, log.close).
-    assert!(wait_for(10, || s.size() >= before + 3), "start not recorded");
+    assert!(
+        wait_for(10, || s.size() >= before + 3),
+        "start not recorded"
+    );
     let hashes = s.hashes();
     // Live: everything arrives, in order, at each receiver.
     assert!(
@@ -250,14 +258,26 @@ fn the_log_reaches_three_receivers_in_order_through_an_outage_and_a_kill() {
     // Hostile text survived octet counting: the 20 kB path and the forged
     // frame are inside one event each.
     let sys = syslog.received();
-    assert!(sys.iter().any(|r| r.event["file"]["path"].as_str().is_some_and(|p| p.len() > 20_000)));
-    assert!(sys.iter().any(|r| r.event["file"]["path"].as_str().is_some_and(|p| p.contains("\n9 <13>1 forged frame"))));
+    assert!(sys.iter().any(|r| r.event["file"]["path"]
+        .as_str()
+        .is_some_and(|p| p.len() > 20_000)));
+    assert!(sys.iter().any(|r| r.event["file"]["path"]
+        .as_str()
+        .is_some_and(|p| p.contains("\n9 <13>1 forged frame"))));
     // The alert rules: a denial burst, the policy change, an unusual approver.
     let labels: Vec<String> = hec.received().iter().map(|r| r.label.clone()).collect();
-    for f in ["finding.denial_burst", "finding.policy_change", "finding.unusual_approver"] {
+    for f in [
+        "finding.denial_burst",
+        "finding.policy_change",
+        "finding.unusual_approver",
+    ] {
         assert!(labels.iter().any(|l| l == f), "{f} missing from {labels:?}");
     }
-    let unusual = hec.received().into_iter().find(|r| r.label == "finding.unusual_approver").unwrap();
+    let unusual = hec
+        .received()
+        .into_iter()
+        .find(|r| r.label == "finding.unusual_approver")
+        .unwrap();
     assert_eq!(unusual.event["class_uid"], 2004);
     assert_eq!(unusual.event["unmapped"]["fields"]["approver"], "mallory");
 
@@ -267,15 +287,25 @@ fn the_log_reaches_three_receivers_in_order_through_an_outage_and_a_kill() {
     otlp.stop();
     s.append(30, "b");
     let total = s.size();
-    assert!(wait_for(20, || {
-        let k = s.sink_status("splunk");
-        k["last_error"].as_str().is_some_and(|e| e.contains("connect")) && k["backlog_alerted"] == true
-    }), "{}", s.status());
+    assert!(
+        wait_for(20, || {
+            let k = s.sink_status("splunk");
+            k["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("connect"))
+                && k["backlog_alerted"] == true
+        }),
+        "{}",
+        s.status()
+    );
     let st = s.sink_status("splunk");
     assert!(st["lag_entries"].as_u64().unwrap() >= 30, "{st}");
     // The backlog alert is an entry of the log itself.
     let leaves = stele_tests::leaves_json(&s.stele, &s.db).unwrap();
-    let alerts: Vec<&Value> = leaves.iter().filter(|l| l["kind"] == "audit.alert").collect();
+    let alerts: Vec<&Value> = leaves
+        .iter()
+        .filter(|l| l["kind"] == "audit.alert")
+        .collect();
     assert_eq!(alerts.len(), 1, "one alert per crossing: {alerts:?}");
     assert_eq!(alerts[0]["data"]["check"], "feed.backlog");
 
@@ -286,7 +316,10 @@ fn the_log_reaches_three_receivers_in_order_through_an_outage_and_a_kill() {
     let syslog = Rsyslog::start(syslog.dir(), &ca, syslog.port).unwrap();
     hec.restart().unwrap();
     otlp.restart().unwrap();
-    assert!(wait_for(10, || s.size() >= total + 3), "the restarted feed records its start");
+    assert!(
+        wait_for(10, || s.size() >= total + 3),
+        "the restarted feed records its start"
+    );
     let hashes = s.hashes();
     // rsyslog's file was kept across its restart.
     assert!(
@@ -299,7 +332,10 @@ fn the_log_reaches_three_receivers_in_order_through_an_outage_and_a_kill() {
         check_delivery("otlp", &otlp.received(), &hashes)
     );
     // The alert entry itself reached the SIEM as a finding.
-    assert!(hec.received().iter().any(|r| r.label == "finding.log_alert"));
+    assert!(hec
+        .received()
+        .iter()
+        .any(|r| r.label == "finding.log_alert"));
     assert!(wait_for(10, || s.sink_status("splunk")["lag_entries"] == 0));
     let st = s.sink_status("splunk");
     assert_eq!(st["last_error"], Value::Null, "{st}");
@@ -309,14 +345,18 @@ fn the_log_reaches_three_receivers_in_order_through_an_outage_and_a_kill() {
     // the cursor; nothing is lost, at most re-sent.
     hec.set_mode(Mode::Slow(Duration::from_millis(300)));
     s.append(20, "c");
-    assert!(wait_for(10, || hec.requests() > 0 && s.sink_status("splunk")["cursor"].as_u64() > Some(0)));
+    assert!(wait_for(10, || hec.requests() > 0
+        && s.sink_status("splunk")["cursor"].as_u64() > Some(0)));
     std::thread::sleep(Duration::from_millis(400));
     feed.kill().unwrap();
     feed.wait().unwrap();
     hec.set_mode(Mode::Normal);
     let before = s.size();
     let mut feed = s.spawn_feed(&["--sink", "splunk"]);
-    assert!(wait_for(10, || s.size() >= before + 3), "start not recorded");
+    assert!(
+        wait_for(10, || s.size() >= before + 3),
+        "start not recorded"
+    );
     let hashes = s.hashes();
     assert!(
         wait_for(30, || complete(&hec.received(), &hashes)),
@@ -359,27 +399,52 @@ fn lying_stalling_and_untrusted_receivers_never_advance_the_cursor() {
     otlp.set_mode(Mode::Garbage);
     let before = s.size();
     let mut feed = s.spawn_feed(&[]);
-    assert!(wait_for(10, || s.size() >= before + 3), "start not recorded");
-    let err = |n: &str| s.sink_status(n)["last_error"].as_str().unwrap_or("").to_string();
-    assert!(wait_for(20, || err("splunk").contains("not with HEC's JSON")
-        && err("otel").contains("not an application/x-protobuf")
-        && err("rsyslog").contains("UnknownIssuer")),
-        "{}", s.status());
+    assert!(
+        wait_for(10, || s.size() >= before + 3),
+        "start not recorded"
+    );
+    let err = |n: &str| {
+        s.sink_status(n)["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(
+        wait_for(20, || err("splunk").contains("not with HEC's JSON")
+            && err("otel").contains("not an application/x-protobuf")
+            && err("rsyslog").contains("UnknownIssuer")),
+        "{}",
+        s.status()
+    );
     for n in ["splunk", "otel", "rsyslog"] {
-        assert_eq!(s.sink_status(n)["cursor"], 0, "{n} advanced on a failed delivery");
+        assert_eq!(
+            s.sink_status(n)["cursor"],
+            0,
+            "{n} advanced on a failed delivery"
+        );
     }
     assert!(syslog.received().is_empty());
     // A receiver slower than the timeout fails too; then a busy one.
     hec.set_mode(Mode::Slow(Duration::from_secs(3)));
-    assert!(wait_for(20, || err("splunk").contains("timed out") || err("splunk").contains("timeout")), "{}", err("splunk"));
+    assert!(
+        wait_for(20, || err("splunk").contains("timed out")
+            || err("splunk").contains("timeout")),
+        "{}",
+        err("splunk")
+    );
     assert_eq!(s.sink_status("splunk")["cursor"], 0);
     hec.set_mode(Mode::Busy);
-    assert!(wait_for(20, || err("splunk").contains("503")), "{}", err("splunk"));
+    assert!(
+        wait_for(20, || err("splunk").contains("503")),
+        "{}",
+        err("splunk")
+    );
     // Indexer acknowledgement: delivered only once the ack poll says so.
     hec.set_mode(Mode::Ack);
     otlp.set_mode(Mode::Normal);
     let hashes = s.hashes();
-    assert!(wait_for(30, || complete(&hec.received(), &hashes) && complete(&otlp.received(), &hashes)));
+    assert!(wait_for(30, || complete(&hec.received(), &hashes)
+        && complete(&otlp.received(), &hashes)));
     assert!(hec.acks_polled() >= 2);
     assert!(wait_for(10, || s.sink_status("splunk")["lag_entries"] == 0));
     feed.kill().unwrap();
@@ -393,7 +458,12 @@ fn an_altered_log_is_reported_as_a_finding_and_stops_the_feed() {
     let token = s.dir.path().join("hec.token");
     std::fs::write(
         &s.config,
-        feed_entry("splunk", "hec", &hec.url(), &format!("token_file = \"{}\"", token.display())),
+        feed_entry(
+            "splunk",
+            "hec",
+            &hec.url(),
+            &format!("token_file = \"{}\"", token.display()),
+        ),
     )
     .unwrap();
     s.append(3, "a");
@@ -419,10 +489,19 @@ fn an_altered_log_is_reported_as_a_finding_and_stops_the_feed() {
     assert_eq!(changed, 1);
     drop(c);
     let o = s.run(&["audit", "feed", "run", "--until-caught-up"]);
-    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("failed verification"));
     let got = hec.received();
-    assert!(got.iter().all(|r| r.label == "finding.verification_failure"), "nothing unverified delivered: {got:?}");
+    assert!(
+        got.iter()
+            .all(|r| r.label == "finding.verification_failure"),
+        "nothing unverified delivered: {got:?}"
+    );
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].event["severity_id"], 5);
     let st = s.sink_status("splunk");
@@ -448,12 +527,19 @@ fn feed_config_errors_name_the_field_and_no_setting_drops_events() {
         .unwrap();
         let o = s.run(&["audit", "feed", "run", "--until-caught-up"]);
         let e = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success() && e.contains(field) && e.contains("config.toml"), "{line}: {e}");
+        assert!(
+            !o.status.success() && e.contains(field) && e.contains("config.toml"),
+            "{line}: {e}"
+        );
     }
     std::fs::write(&s.config, feed_entry("x", "hec", "http://127.0.0.1:9", "")).unwrap();
     let e = String::from_utf8_lossy(&s.run(&["audit", "feed", "run"]).stderr).to_string();
     assert!(e.contains("token"), "{e}");
-    std::fs::write(&s.config, feed_entry("x", "otlp", "http://example.invalid:9", "")).unwrap();
+    std::fs::write(
+        &s.config,
+        feed_entry("x", "otlp", "http://example.invalid:9", ""),
+    )
+    .unwrap();
     let e = String::from_utf8_lossy(&s.run(&["audit", "feed", "run"]).stderr).to_string();
     assert!(e.contains("loopback"), "{e}");
     let _ = Path::new("");
@@ -466,7 +552,12 @@ fn a_cursor_of_another_log_or_past_its_end_is_refused() {
     let token = s.dir.path().join("hec.token");
     std::fs::write(
         &s.config,
-        feed_entry("splunk", "hec", &hec.url(), &format!("token_file = \"{}\"", token.display())),
+        feed_entry(
+            "splunk",
+            "hec",
+            &hec.url(),
+            &format!("token_file = \"{}\"", token.display()),
+        ),
     )
     .unwrap();
     s.append(2, "a");
@@ -486,6 +577,9 @@ fn a_cursor_of_another_log_or_past_its_end_is_refused() {
         std::fs::write(&path, serde_json::to_vec(&bad).unwrap()).unwrap();
         let o = s.run(&["audit", "feed", "run", "--until-caught-up"]);
         let e = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success() && e.contains(says) && e.contains("splunk.json"), "{field}: {e}");
+        assert!(
+            !o.status.success() && e.contains(says) && e.contains("splunk.json"),
+            "{field}: {e}"
+        );
     }
 }

@@ -82,7 +82,9 @@ fn run_feed(log: &LogArgs, only: &[String], until_caught_up: bool) -> anyhow::Re
     super::state::existing_log(&db)?;
     let sinks = configured(only)?;
     let signer = super::state::signing_key(&key).map_err(|e| {
-        e.context("the feed checks checkpoints with the log's key and logs its start and backlog alerts")
+        e.context(
+            "the feed checks checkpoints with the log's key and logs its start and backlog alerts",
+        )
     })?;
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(stop.clone())?;
@@ -189,7 +191,11 @@ fn status(log: &LogArgs, json: bool) -> anyhow::Result<ExitCode> {
             f(&k.name),
             f(&k.kind),
             f(&k.endpoint),
-            if k.configured { "" } else { " [not configured]" },
+            if k.configured {
+                ""
+            } else {
+                " [not configured]"
+            },
             k.cursor,
             k.lag_entries,
             k.lag_seconds,

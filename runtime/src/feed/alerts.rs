@@ -239,8 +239,9 @@ impl DetectorState {
                 )
             })
         } else {
-            (!rules.approvers.iter().any(|a| a == who))
-                .then(|| format!("{who} answered an approval and is not in the configured approvers list"))
+            (!rules.approvers.iter().any(|a| a == who)).then(|| {
+                format!("{who} answered an approval and is not in the configured approvers list")
+            })
         };
         if let Some(desc) = unusual {
             let basis = if rules.approvers.is_empty() {

@@ -69,7 +69,10 @@ fn gaps_between_entries_of_a_running_writer_are_found() {
     assert_eq!(f["class_uid"], 2004);
     assert_eq!(f["metadata"]["sequence"], 3);
     assert_eq!(f["unmapped"]["fields"]["gap_secs"], 101);
-    assert_eq!(found[1].2["unmapped"]["fields"]["reason"], "unclean_restart");
+    assert_eq!(
+        found[1].2["unmapped"]["fields"]["reason"],
+        "unclean_restart"
+    );
 }
 
 #[test]
@@ -119,7 +122,10 @@ fn policy_changes_denial_bursts_and_unusual_approvers() {
             (14, Rule::UnusualApprover),
         ]
     );
-    assert_eq!(found[1].2["unmapped"]["fields"]["previous_digest"], "sha256:a");
+    assert_eq!(
+        found[1].2["unmapped"]["fields"]["previous_digest"],
+        "sha256:a"
+    );
     assert_eq!(found[2].2["actor"]["user"]["name"], "ann");
     // With a list, only the list counts.
     let listed = AlertRules {
@@ -148,6 +154,9 @@ fn log_alerts_become_findings_with_their_severity() {
             leaf(2, "audit.alert", &ts(1), "system", a("feed.backlog")),
         ],
     );
-    let sev: Vec<_> = found.iter().map(|(_, _, v)| v["severity_id"].clone()).collect();
+    let sev: Vec<_> = found
+        .iter()
+        .map(|(_, _, v)| v["severity_id"].clone())
+        .collect();
     assert_eq!(sev, vec![json!(5), json!(4)]);
 }

@@ -263,9 +263,10 @@ impl FeedEntry {
                 }
                 Ok(Some(Secret::new(t)))
             }
-            (None, Some(var)) => Secret::from_env(var)
-                .map(Some)
-                .ok_or(("token_env", format!("environment variable {var} is unset or empty"))),
+            (None, Some(var)) => Secret::from_env(var).map(Some).ok_or((
+                "token_env",
+                format!("environment variable {var} is unset or empty"),
+            )),
             (None, None) => Ok(None),
         }
     }

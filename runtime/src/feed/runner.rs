@@ -106,7 +106,9 @@ pub fn run(
                 Ok(_) => recorded = true,
                 Err(e) => {
                     if !warned {
-                        tracing::warn!("feed: its start is not recorded yet ({e}); trying again every 30 s");
+                        tracing::warn!(
+                            "feed: its start is not recorded yet ({e}); trying again every 30 s"
+                        );
                         warned = true;
                     }
                     next = Instant::now() + WRITE_RETRY;
@@ -296,13 +298,9 @@ impl SinkRunner {
             let to = (from + self.cfg.batch as u64).min(end);
             let mut detectors = self.state.detectors.clone();
             records.clear();
-            let last = self.source.read(
-                from,
-                to,
-                &self.cfg.alerts,
-                &mut detectors,
-                &mut records,
-            )?;
+            let last =
+                self.source
+                    .read(from, to, &self.cfg.alerts, &mut detectors, &mut records)?;
             if !self.deliver_retrying(&records)? {
                 return Ok(());
             }

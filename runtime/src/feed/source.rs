@@ -81,11 +81,9 @@ impl LogSource {
     /// Leaf hash and time of entry `seq`.
     pub fn entry_meta(&self, seq: u64) -> Result<(Hash, String), FeedError> {
         let e = self.store.entry(seq)?;
-        let hash: Hash = e
-            .leaf_hash
-            .as_slice()
-            .try_into()
-            .map_err(|_| FeedError::Read(format!("entry {seq}: stored leaf hash is not 32 bytes")))?;
+        let hash: Hash = e.leaf_hash.as_slice().try_into().map_err(|_| {
+            FeedError::Read(format!("entry {seq}: stored leaf hash is not 32 bytes"))
+        })?;
         let ts = LeafText::scan(&e.leaf)
             .map(|t| t.ts.text().into_owned())
             .or_else(|| Leaf::parse_canonical(&e.leaf).ok().map(|l| l.ts))
@@ -103,7 +101,10 @@ impl LogSource {
             Ok((cp, _)) => Err(Unverified {
                 from: size,
                 to: size,
-                why: format!("the checkpoint stored for size {size} says size {}", cp.size),
+                why: format!(
+                    "the checkpoint stored for size {size} says size {}",
+                    cp.size
+                ),
             }),
             Err(e) => Err(Unverified {
                 from: size,
@@ -123,7 +124,11 @@ impl LogSource {
         root: &Hash,
     ) -> Result<Result<VerifiedPrefix, Unverified>, FeedError> {
         let from = prefix.size;
-        let fail = |why: String| Unverified { from, to: size, why };
+        let fail = |why: String| Unverified {
+            from,
+            to: size,
+            why,
+        };
         if size < from {
             return Ok(Err(fail(format!(
                 "the log has {size} entries, fewer than the {from} verified before (rolled back or replaced)"

@@ -86,10 +86,7 @@ pub fn status(db: &Path, sinks: &[SinkConfig]) -> Result<FeedStatus, FeedError> 
     for (name, cfg) in names {
         let state = cursor::load(&cursor::path(db, &name))?;
         let (kind, endpoint) = match (cfg, &state) {
-            (Some(c), _) => (
-                c.kind.as_str().to_string(),
-                super::runner::endpoint_text(c),
-            ),
+            (Some(c), _) => (c.kind.as_str().to_string(), super::runner::endpoint_text(c)),
             (None, Some(s)) => (s.kind.clone(), s.endpoint.clone()),
             (None, None) => continue,
         };

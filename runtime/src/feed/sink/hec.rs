@@ -101,7 +101,10 @@ impl HecSink {
             .body(body);
         let (status, _, answer) = self.http.send(req, &format!("HEC {url}"))?;
         let v: Option<Value> = serde_json::from_slice(&answer).ok();
-        let code = v.as_ref().and_then(|v| v.get("code")).and_then(Value::as_i64);
+        let code = v
+            .as_ref()
+            .and_then(|v| v.get("code"))
+            .and_then(Value::as_i64);
         let text = v
             .as_ref()
             .and_then(|v| v.get("text"))

@@ -88,8 +88,8 @@ impl SyslogSink {
             .and_then(|()| sock.set_read_timeout(Some(self.timeout)))
             .and_then(|()| sock.set_nodelay(true))
             .map_err(|e| SinkError(format!("{at}: {e}")))?;
-        let name = ServerName::try_from(self.host.clone())
-            .map_err(|e| SinkError(format!("{at}: {e}")))?;
+        let name =
+            ServerName::try_from(self.host.clone()).map_err(|e| SinkError(format!("{at}: {e}")))?;
         let conn = rustls::ClientConnection::new(self.tls.clone(), name)
             .map_err(|e| SinkError(format!("TLS with {at}: {e}")))?;
         let mut s = rustls::StreamOwned::new(conn, sock);
@@ -298,6 +298,11 @@ mod tests {
             head.starts_with("<110>1 2026-01-02T03:04:05.000006Z "),
             "{head}"
         );
-        assert!(head.contains(" stele - tool.intent [stele@32473 origin=\"o\\\"\\]x\" seq=\"2\" leaf=\"0707"), "{head}");
+        assert!(
+            head.contains(
+                " stele - tool.intent [stele@32473 origin=\"o\\\"\\]x\" seq=\"2\" leaf=\"0707"
+            ),
+            "{head}"
+        );
     }
 }

@@ -20,7 +20,11 @@ fn bad(cfg: &SinkConfig, field: &str, why: String) -> FeedError {
     }
 }
 
-fn certs(cfg: &SinkConfig, field: &str, p: &Path) -> Result<Vec<CertificateDer<'static>>, FeedError> {
+fn certs(
+    cfg: &SinkConfig,
+    field: &str,
+    p: &Path,
+) -> Result<Vec<CertificateDer<'static>>, FeedError> {
     let bytes = std::fs::read(p).map_err(|e| bad(cfg, field, format!("{}: {e}", p.display())))?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
