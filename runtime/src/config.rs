@@ -57,6 +57,9 @@ pub struct ConfigFile {
     pub witness: Option<Vec<crate::witnessing::WitnessEntry>>,
     /// Cosignatures required at session start and end (0: best effort).
     pub witness_quorum: Option<u32>,
+    /// Live SIEM feeds (`[[feed]]`; see docs/siem.md). The managed file's
+    /// list, when it has one, replaces the user's.
+    pub feed: Option<Vec<crate::feed::config::FeedEntry>>,
     /// OpenTelemetry export (`[telemetry]`).
     pub telemetry: Option<crate::telemetry::TelemetryConfig>,
     /// Memory, process and CPU limits per command and per session

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod conversation;
+pub mod feed;
 pub mod gate;
 pub mod isolation;
 pub mod mcp;

@@ -1,6 +1,7 @@
 //! Helpers for end-to-end tests that run the `stele` binary as a user would.
 
 pub mod mock_model;
+pub mod siem;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

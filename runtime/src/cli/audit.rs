@@ -131,6 +131,9 @@ pub enum AuditCommand {
     /// The reviewer's report of the live log (or one session), verified
     /// first, read-only: what stele-verify --report shows for an export.
     Report(super::audit_report::ReportArgs),
+    /// The live SIEM feed: deliver the log to syslog/TLS, Splunk HEC and
+    /// OTLP receivers as it grows, and see each sink's lag (docs/siem.md).
+    Feed(super::audit_feed::FeedArgs),
     /// Send the newest checkpoint to witnesses and store their cosignatures
     /// (fails closed when a witness has seen more of this log: rollback).
     Publish {
@@ -316,6 +319,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
         AuditCommand::Hold(c) => super::audit_retention::hold(c),
         AuditCommand::Export(a) => super::audit_export::export(&a.log.db(), &a.log.key(), a),
         AuditCommand::Report(a) => super::audit_report::run(a),
+        AuditCommand::Feed(a) => super::audit_feed::run(a),
         AuditCommand::Publish { witnesses, log } => publish(&log.db(), &log.key(), &witnesses),
         AuditCommand::Bench {
             writers,

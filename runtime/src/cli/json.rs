@@ -376,5 +376,9 @@ pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
         ("policy-bench", schema_for!(super::policy_json::PolicyBench)),
         ("policy-test", schema_for!(super::policy_json::TestReport)),
         ("review-report", schema_for!(stele_verify::account::Account)),
+        (
+            "audit-feed-status",
+            schema_for!(crate::feed::status::FeedStatus),
+        ),
     ]
 }
