@@ -12,6 +12,7 @@
 pub mod bench;
 pub mod canonical;
 pub mod check;
+pub mod clock;
 pub mod checkpoints;
 pub mod cpu_time;
 #[cfg(feature = "store")]

@@ -157,13 +157,26 @@ fn commit_field(c: &str) -> Result<(), String> {
 fn check_data(leaf: &LeafView<'_>, log_key: &str) -> Result<(), String> {
     let spec: &[(&str, Member)] = match leaf.kind {
         EventKind::LogGenesis => &[
+            ("clock", Member::Optional(Type::Clock)),
             ("extra", Member::Optional(Type::Any)),
             ("nonce", Member::Required(Type::Hex(32))),
             ("software", Member::Required(Type::Text)),
             ("vkey", Member::Required(Type::Text)),
         ],
-        EventKind::LogOpen => &[("previous_size", Member::Required(Type::Count))],
+        EventKind::LogOpen => &[
+            ("clock", Member::Optional(Type::Clock)),
+            ("previous_size", Member::Required(Type::Count)),
+        ],
         EventKind::Heartbeat => &[("interval_s", Member::Required(Type::Count))],
+        EventKind::ClockState => CLOCK_STATE,
+        EventKind::ClockStep => &[
+            ("across", Member::Required(Type::OneOf(&["writer", "restart"]))),
+            ("before", Member::Required(Type::Time)),
+            ("by_us", Member::Required(Type::Count)),
+            ("carried", Member::Required(Type::Time)),
+            ("direction", Member::Required(Type::OneOf(&["back", "forward"]))),
+            ("reading", Member::Required(Type::Time)),
+        ],
         EventKind::Redaction => &[
             ("commits", Member::Required(Type::Commits)),
             ("reason", Member::Required(Type::NonEmptyText)),
@@ -187,11 +200,36 @@ fn check_data(leaf: &LeafView<'_>, log_key: &str) -> Result<(), String> {
             &owned
         }
     };
-    let obj = data
+    check_members(data, spec).map_err(|why| format!("{kind} data{why}"))?;
+    if kind == EventKind::LogGenesis && data.get("vkey").and_then(|v| v.as_str()) != Some(log_key) {
+        return Err("log.genesis data.vkey is not the log's key".into());
+    }
+    Ok(())
+}
+
+/// The members of a clock state (`clock.state` data; the `clock` member of
+/// `log.genesis` and `log.open`).
+const CLOCK_STATE: &[(&str, Member)] = &[
+    ("esterror_us", Member::Required(Type::Count)),
+    ("maxerror_us", Member::Required(Type::Count)),
+    (
+        "reason",
+        Member::Required(Type::OneOf(&["log.open", "session.start", "change"])),
+    ),
+    ("source", Member::Required(Type::Text)),
+    ("state", Member::Required(Type::NonEmptyText)),
+    ("status", Member::Required(Type::Count)),
+    ("synced", Member::Required(Type::Bool)),
+];
+
+/// `data` has exactly the members of `spec`; the error starts with the
+/// path below the data (`.name: why`, or `: why`).
+fn check_members(data: &serde_json::Value, spec: &[(&str, Member)]) -> Result<(), String> {
+        let obj = data
         .as_object()
-        .ok_or_else(|| format!("{kind} data must be an object"))?;
+        .ok_or_else(|| " must be an object".to_string())?;
     if let Some(k) = obj.keys().find(|k| !spec.iter().any(|(n, _)| n == k)) {
-        return Err(format!("{kind} data has no member {k:?} in this format"));
+        return Err(format!(" has no member {k:?} in this format"));
     }
     for (name, m) in spec {
         let (t, required) = match m {
@@ -199,16 +237,15 @@ fn check_data(leaf: &LeafView<'_>, log_key: &str) -> Result<(), String> {
             Member::Optional(t) => (t, false),
         };
         match obj.get(*name) {
-            None if required => return Err(format!("{kind} data.{name} is missing")),
+            None if required => return Err(format!(".{name} is missing")),
             None => {}
             Some(v) => {
-                t.check(v)
-                    .map_err(|why| format!("{kind} data.{name}: {why}"))?;
+                t.check(v).map_err(|why| match why.starts_with(['.', ' ']) {
+                    true => format!(".{name}{why}"),
+                    false => format!(".{name}: {why}"),
+                })?;
             }
         }
-    }
-    if kind == EventKind::LogGenesis && obj.get("vkey").and_then(|v| v.as_str()) != Some(log_key) {
-        return Err("log.genesis data.vkey is not the log's key".into());
     }
     Ok(())
 }
@@ -228,6 +265,14 @@ enum Type {
     Hex(usize),
     /// A non-empty array of payload commitments.
     Commits,
+    /// `true` or `false`.
+    Bool,
+    /// A leaf time string.
+    Time,
+    /// One of these strings.
+    OneOf(&'static [&'static str]),
+    /// An object of the members of a clock state.
+    Clock,
 }
 
 impl Type {
@@ -240,6 +285,10 @@ impl Type {
             Type::Hex(n) => v
                 .as_str()
                 .is_some_and(|s| s.len() == *n && s.bytes().all(is_lower_hex)),
+            Type::Bool => v.is_boolean(),
+            Type::Time => v.as_str().is_some_and(|t| check_ts(t).is_ok()),
+            Type::OneOf(names) => v.as_str().is_some_and(|t| names.contains(&t)),
+            Type::Clock => return check_members(v, CLOCK_STATE),
             Type::Commits => {
                 let Some(a) = v.as_array().filter(|a| !a.is_empty()) else {
                     return Err("must be a non-empty array of commitments".into());
@@ -260,6 +309,10 @@ impl Type {
                 Type::Count => "must be an integer from 0 to 2^53-1",
                 Type::Hex(_) => "must be lowercase hex of the stated length",
                 Type::Commits => "must be a non-empty array of commitments",
+                Type::Bool => "must be true or false",
+                Type::Time => "must be a time YYYY-MM-DDTHH:MM:SS.ffffffZ",
+                Type::OneOf(names) => return Err(format!("must be one of {}", names.join(", "))),
+                Type::Clock => "must be a clock state",
             }
             .into())
         }

@@ -11,7 +11,8 @@ use stele_attest::Signer;
 
 use crate::error::AuditError;
 use crate::event::{Actor, Event, EventKind, IntentRole};
-use crate::leaf::{hash_b64, now_ts, parse_hash_b64, Leaf, SessionLink, LEAF_VERSION};
+use crate::clock::{ClockSource, ClockWatch, Reason};
+use crate::leaf::{hash_b64, parse_hash_b64, Leaf, SessionLink, LEAF_VERSION};
 use crate::leaf_view::LeafView;
 use crate::merkle::{leaf_hash, CompletedNode, Frontier, Hash};
 use crate::payload::{commit_text, parse_commit, seal, SealedPayload};
@@ -52,6 +53,8 @@ pub(crate) struct Undo {
     intents_added: Vec<u64>,
     intents_removed: Vec<(u64, (EventKind, Hash))>,
     last_ts: String,
+    /// The clock watch before the batch.
+    watch: ClockWatch,
     /// Payload commitments of the batch's entries built so far (not yet in the table).
     batch_commits: HashMap<Hash, u64>,
 }
@@ -94,6 +97,14 @@ pub(crate) struct Writer {
     pub verified_size: u64,
     /// Where the tree's internal nodes go.
     pub tree: crate::schema::TreeLayout,
+    /// Where time comes from.
+    pub clock: Arc<dyn ClockSource>,
+    /// What the clock did so far (steps, logged state).
+    pub watch: ClockWatch,
+    /// The time the entries being built carry (read once per batch).
+    now: String,
+    /// The actor of entries the writer adds itself (`clock.*`).
+    pub actor: Actor,
 }
 
 /// A request to the sequencer that needs an entry.
@@ -137,6 +148,10 @@ impl Writer {
             pending_meta: Vec::new(),
             refused: None,
             verified_size: 0,
+            clock: crate::clock::ClockHandle::default().0,
+            watch: ClockWatch::default(),
+            now: String::new(),
+            actor: Actor::system(),
         })
     }
 
@@ -184,9 +199,11 @@ impl Writer {
         for r in &ev.shared {
             self.check_shared(r, undo)?;
         }
-        let now = now_ts();
-        let ts = if now > self.last_ts {
-            now
+        // Never earlier than the entry before: a clock that stepped back
+        // is recorded by a `clock.step` entry (crate::clock), and the
+        // entries carry the last time until it has caught up again.
+        let ts = if self.now > self.last_ts {
+            self.now.clone()
         } else {
             self.last_ts.clone()
         };
@@ -266,6 +283,35 @@ impl Writer {
             payloads,
             redactions,
         })
+    }
+
+    /// Read the clock for a batch (`batch` is about to be built): the
+    /// `clock.step` entries to write before it and the `clock.state`
+    /// entries to write after it.
+    pub(crate) fn read_clock(&mut self, batch: &[Work]) -> (Vec<Event>, Vec<Event>) {
+        let force = batch
+            .iter()
+            .any(|w| matches!(w, Work::Append(e) if e.kind == EventKind::SessionStart))
+            .then_some(Reason::Session);
+        let o = self
+            .watch
+            .observe(self.clock.as_ref(), force, &self.last_ts);
+        self.now = crate::clock::ts_of_ns(o.wall_ns);
+        let (mut before, mut after) = (Vec::new(), Vec::new());
+        for (kind, data) in o.entries {
+            let ev = Event::new(kind, self.actor.clone()).with_data(data);
+            match kind {
+                EventKind::ClockStep => before.push(ev),
+                _ => after.push(ev),
+            }
+        }
+        // The genesis entry is index 0 and alone in its commit; the
+        // opening writer logs the clock's state right after it.
+        if self.frontier.size() == 0 {
+            before.clear();
+            after.clear();
+        }
+        (before, after)
     }
 
     fn session_link(&mut self, id: &str, kind: EventKind) -> Result<SessionLink, AuditError> {

@@ -24,7 +24,7 @@ struct SessionLine {
 /// Collects the summary while selected leaves stream past. Counting is
 /// done on borrowed text ([`LeafText`]) without allocating; only listed
 /// entries (denials, approvals, redactions) are formatted.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SummaryBuilder {
     /// Entries per kind, by `EventKind as usize`.
     kinds: [u64; EventKind::ALL.len()],
@@ -37,6 +37,24 @@ pub struct SummaryBuilder {
     redactions: Vec<String>,
     selected: u64,
     span: Option<(String, String)>,
+}
+
+// By hand: `Default` for arrays stops at 32 elements.
+impl Default for SummaryBuilder {
+    fn default() -> Self {
+        Self {
+            kinds: [0; EventKind::ALL.len()],
+            principals: CheckMap::default(),
+            sessions: CheckMap::default(),
+            denials: Vec::new(),
+            denials_total: 0,
+            approvals: Vec::new(),
+            approvals_total: 0,
+            redactions: Vec::new(),
+            selected: 0,
+            span: None,
+        }
+    }
 }
 
 fn target_text(l: &LeafText<'_>) -> String {
