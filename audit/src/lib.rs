@@ -46,6 +46,8 @@ mod startup;
 pub mod store;
 #[cfg(feature = "store")]
 pub mod verify;
+#[cfg(feature = "tsa")]
+pub mod tsa;
 #[cfg(feature = "witness")]
 pub mod witness;
 #[cfg(feature = "store")]

@@ -369,6 +369,7 @@ fn opts(b: &Base) -> Options {
         quorum: None,
         anchors: vec![],
         now: 4_000_000_000,
+        tsa: None,
     }
 }
 

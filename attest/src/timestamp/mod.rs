@@ -5,8 +5,10 @@
 //! validity). DER is parsed with RustCrypto's `cms`, `x509-cert` and
 //! `x509-tsp`; signatures are checked with `ring`.
 //!
-//! What a token stamps is the SHA-256 of a whole signed checkpoint note
-//! (body and signature lines): [`imprint_of_note`].
+//! What a token stamps is the SHA-256 of a signed checkpoint note as the
+//! log signed it — the body and the log's own signature line, without
+//! witness cosignatures (added later, and not the log's): see
+//! [`imprint_of_checkpoint`].
 
 use der::asn1::{Int, OctetString};
 use der::{Decode, Encode};
@@ -72,13 +74,25 @@ impl TimestampError {
     }
 }
 
-/// The digest a token over a checkpoint note stamps: SHA-256 of the note's
-/// bytes.
-pub fn imprint_of_note(note: &str) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, note.as_bytes());
+/// The digest a token over a checkpoint note stamps: SHA-256 of the note
+/// with only the log's signature line (`log_key`'s), which must be there.
+pub fn imprint_of_checkpoint(
+    note: &str,
+    log_key: &crate::NoteVerifier,
+) -> Result<[u8; 32], TimestampError> {
+    let mut n = crate::SignedNote::parse(note)
+        .map_err(|e| TimestampError::Invalid(format!("checkpoint note: {e}")))?;
+    n.signatures
+        .retain(|s| s.name == log_key.name() && s.key_id == log_key.key_id());
+    if n.signatures.is_empty() {
+        return Err(TimestampError::Invalid(
+            "the checkpoint carries no signature of the log's key".into(),
+        ));
+    }
+    let d = ring::digest::digest(&ring::digest::SHA256, n.to_text().as_bytes());
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
-    out
+    Ok(out)
 }
 
 /// A DER `TimeStampReq` for a SHA-256 digest, asking for the TSA's

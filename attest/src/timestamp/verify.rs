@@ -50,6 +50,8 @@ pub struct Stamp {
     pub serial: String,
     /// The TSA policy it was issued under.
     pub policy: String,
+    /// The nonce it answers, when it has one of at most 64 bits.
+    pub nonce: Option<u64>,
 }
 
 /// Verify a DER token (`ContentInfo`) over `digest` (SHA-256) against
@@ -134,7 +136,18 @@ pub fn verify_token(
         tsa: signer.tbs_certificate.subject.to_string(),
         serial: hex::encode(tst.serial_number.as_bytes()),
         policy: tst.policy.to_string(),
+        nonce: tst.nonce.as_ref().and_then(|n| u64_of(n.as_bytes())),
     })
+}
+
+/// A DER INTEGER's content octets as a u64 (`None` if longer or negative).
+fn u64_of(b: &[u8]) -> Option<u64> {
+    let b = match b {
+        [0, rest @ ..] => rest,
+        [first, ..] if first & 0x80 != 0 => return None,
+        other => other,
+    };
+    (b.len() <= 8).then(|| b.iter().fold(0u64, |n, d| (n << 8) | u64::from(*d)))
 }
 
 /// The DER of the signed attributes (what the signature covers), after

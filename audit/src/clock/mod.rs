@@ -9,9 +9,11 @@
 use std::sync::Arc;
 
 mod kernel;
+#[cfg(feature = "store")]
 mod watch;
 
 pub use kernel::SystemClock;
+#[cfg(feature = "store")]
 pub(crate) use watch::{ClockWatch, Reason};
 
 /// The kernel's synchronisation state of the wall clock at one moment.
