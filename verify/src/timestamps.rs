@@ -1,12 +1,12 @@
 //! RFC 3161 timestamp tokens in an export (`timestamps/<size>.tsr`,
 //! docs/export-format.md §2): each must stamp a checkpoint in the bundle
 //! (the imprint is the SHA-256 of that note with the log's signature line
-//! only); with `--tsa-cert` its signature must verify and chain to the
+//! only), checked with or without a TSA certificate; with `--tsa-cert` its signature must verify and chain to the
 //! given certificate, and its time (genTime) must be plausible for the
 //! checkpoint: not before the newest entry it covers (less
 //! [`EARLIEST_SKEW_S`]), not more than [`LATEST_DELAY_S`] after it.
 
-use stele_attest::timestamp::{imprint_of_checkpoint, verify_token};
+use stele_attest::timestamp::{check_imprint, imprint_of_checkpoint, verify_token};
 use stele_audit::export::layout::{
     timestamp_size, BundleLayout, CHECKPOINTS_DIR, TIMESTAMPS_DIR,
 };
@@ -56,6 +56,7 @@ pub(crate) fn check(
         let fail = |why: String| Failure::new(name.as_str(), size.checked_sub(1), why);
         let digest = imprint_of_checkpoint(&note, &opts.log_key).map_err(|e| fail(e.to_string()))?;
         let Some(trust) = &opts.tsa else {
+            check_imprint(&token, &digest).map_err(|e| fail(e.to_string()))?;
             out.push(TimestampLine {
                 size,
                 gen_time: None,

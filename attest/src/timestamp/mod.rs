@@ -19,7 +19,7 @@ mod oids;
 mod sig;
 mod verify;
 
-pub use verify::{verify_token, Stamp, TsaTrust};
+pub use verify::{check_imprint, verify_token, Stamp, TsaTrust};
 
 /// Why a timestamp request, response or token is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

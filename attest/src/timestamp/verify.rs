@@ -61,50 +61,15 @@ pub fn verify_token(
     digest: &[u8; 32],
     trust: &TsaTrust,
 ) -> Result<Stamp, TimestampError> {
-    let ci = ContentInfo::from_der(token).map_err(TimestampError::malformed("token"))?;
-    if ci.content_type != oids::SIGNED_DATA {
-        return Err(TimestampError::Invalid(format!(
-            "content type {} is not signed data",
-            ci.content_type
-        )));
-    }
-    let sd: SignedData = ci
-        .content
-        .decode_as()
-        .map_err(TimestampError::malformed("signed data"))?;
-    let encap = &sd.encap_content_info;
-    if encap.econtent_type != oids::TST_INFO {
-        return Err(TimestampError::Invalid(format!(
-            "encapsulated content {} is not TSTInfo",
-            encap.econtent_type
-        )));
-    }
-    let econtent: OctetString = encap
-        .econtent
-        .as_ref()
-        .ok_or_else(|| TimestampError::Invalid("no TSTInfo in the token".into()))?
-        .decode_as()
-        .map_err(TimestampError::malformed("TSTInfo octets"))?;
-    let tst_der = econtent.as_bytes();
-    let tst = TstInfo::from_der(tst_der).map_err(TimestampError::malformed("TSTInfo"))?;
-    let mi = &tst.message_imprint;
-    if mi.hash_algorithm.oid != oids::SHA256 || mi.hashed_message.as_bytes() != digest {
-        return Err(TimestampError::WrongImprint {
-            expected: hex::encode(digest),
-            found: format!(
-                "{} {}",
-                mi.hash_algorithm.oid,
-                hex::encode(mi.hashed_message.as_bytes())
-            ),
-        });
-    }
+    let (sd, tst_der, tst) = parse(token)?;
+    imprint_is(&tst, digest)?;
     let mut signers = sd.signer_infos.0.iter();
     let (Some(si), None) = (signers.next(), signers.next()) else {
         return Err(TimestampError::Invalid(
             "a token has exactly one signer".into(),
         ));
     };
-    let signed = check_signed_attrs(si, tst_der)?;
+    let signed = check_signed_attrs(si, &tst_der)?;
     let certs: Vec<&Certificate> = sd
         .certificates
         .iter()
@@ -148,6 +113,60 @@ fn u64_of(b: &[u8]) -> Option<u64> {
         other => other,
     };
     (b.len() <= 8).then(|| b.iter().fold(0u64, |n, d| (n << 8) | u64::from(*d)))
+}
+
+/// Check only that a token stamps `digest` (SHA-256), without its
+/// signature: what can be said of a token when no TSA certificate is
+/// trusted.
+pub fn check_imprint(token: &[u8], digest: &[u8; 32]) -> Result<(), TimestampError> {
+    let (_, _, tst) = parse(token)?;
+    imprint_is(&tst, digest)
+}
+
+/// The signed data, the TSTInfo's DER and the TSTInfo of a token.
+fn parse(token: &[u8]) -> Result<(SignedData, Vec<u8>, TstInfo), TimestampError> {
+    let ci = ContentInfo::from_der(token).map_err(TimestampError::malformed("token"))?;
+    if ci.content_type != oids::SIGNED_DATA {
+        return Err(TimestampError::Invalid(format!(
+            "content type {} is not signed data",
+            ci.content_type
+        )));
+    }
+    let sd: SignedData = ci
+        .content
+        .decode_as()
+        .map_err(TimestampError::malformed("signed data"))?;
+    let encap = &sd.encap_content_info;
+    if encap.econtent_type != oids::TST_INFO {
+        return Err(TimestampError::Invalid(format!(
+            "encapsulated content {} is not TSTInfo",
+            encap.econtent_type
+        )));
+    }
+    let econtent: OctetString = encap
+        .econtent
+        .as_ref()
+        .ok_or_else(|| TimestampError::Invalid("no TSTInfo in the token".into()))?
+        .decode_as()
+        .map_err(TimestampError::malformed("TSTInfo octets"))?;
+    let tst_der = econtent.as_bytes().to_vec();
+    let tst = TstInfo::from_der(&tst_der).map_err(TimestampError::malformed("TSTInfo"))?;
+    Ok((sd, tst_der, tst))
+}
+
+fn imprint_is(tst: &TstInfo, digest: &[u8; 32]) -> Result<(), TimestampError> {
+    let mi = &tst.message_imprint;
+    if mi.hash_algorithm.oid != oids::SHA256 || mi.hashed_message.as_bytes() != digest {
+        return Err(TimestampError::WrongImprint {
+            expected: hex::encode(digest),
+            found: format!(
+                "{} {}",
+                mi.hash_algorithm.oid,
+                hex::encode(mi.hashed_message.as_bytes())
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The DER of the signed attributes (what the signature covers), after
