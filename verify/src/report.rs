@@ -151,6 +151,7 @@ pub(crate) fn account(
         },
         sessions,
         redactions,
+        period: None,
     }
 }
 

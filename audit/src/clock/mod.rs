@@ -66,6 +66,7 @@ impl ClockState {
 
     /// The parts whose change is logged: the error bounds drift every
     /// second and are recorded, not compared.
+    #[cfg(feature = "store")]
     fn key(&self) -> (&str, bool, &'static str) {
         (&self.source, self.synced, self.state)
     }

@@ -12,6 +12,8 @@
 mod collect;
 pub mod html;
 pub mod markdown;
+pub mod period;
+mod period_render;
 
 #[cfg(test)]
 #[path = "escape_tests.rs"]
@@ -43,6 +45,9 @@ pub struct Account {
     pub sessions: Vec<SessionAccount>,
     /// Redaction entries in the selection.
     pub redactions: Vec<Redaction>,
+    /// The period evidence (a report for a time window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<period::Period>,
 }
 
 /// Verification facts (what was and was not checked).
