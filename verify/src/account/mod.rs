@@ -14,6 +14,9 @@ pub mod html;
 pub mod markdown;
 pub mod period;
 mod period_render;
+#[cfg(test)]
+#[path = "period_tests.rs"]
+mod period_tests;
 
 #[cfg(test)]
 #[path = "escape_tests.rs"]
