@@ -57,6 +57,8 @@ pub struct ConfigFile {
     pub witness: Option<Vec<crate::witnessing::WitnessEntry>>,
     /// Cosignatures required at session start and end (0: best effort).
     pub witness_quorum: Option<u32>,
+    /// RFC 3161 timestamps on checkpoints (`[tsa]`; see docs/runtime.md).
+    pub tsa: Option<crate::timestamping::TsaConfig>,
     /// OpenTelemetry export (`[telemetry]`).
     pub telemetry: Option<crate::telemetry::TelemetryConfig>,
     /// Memory, process and CPU limits per command and per session

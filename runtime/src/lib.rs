@@ -20,4 +20,5 @@ pub mod session;
 pub mod telemetry;
 pub mod terminal_safe;
 pub mod tools;
+pub mod timestamping;
 pub mod witnessing;
