@@ -187,6 +187,8 @@ fn check_data(leaf: &LeafView<'_>, log_key: &str) -> Result<(), String> {
             ("reason", Member::Required(Type::NonEmptyText)),
             ("size", Member::Required(Type::Count)),
         ],
+        // Open data, but a `clock` member the log wrote must be a clock state.
+        EventKind::SessionStart => return session_clock(leaf),
         _ => return Ok(()),
     };
     let kind = leaf.kind;
@@ -205,6 +207,25 @@ fn check_data(leaf: &LeafView<'_>, log_key: &str) -> Result<(), String> {
         return Err("log.genesis data.vkey is not the log's key".into());
     }
     Ok(())
+}
+
+/// `session.start` data's `clock` member, when present, is a clock state.
+fn session_clock(leaf: &LeafView<'_>) -> Result<(), String> {
+    let owned;
+    let data = match leaf.data {
+        None => return Ok(()),
+        Some(DataView::Typed(v)) => v,
+        Some(DataView::Raw(b)) => {
+            owned = serde_json::from_slice::<serde_json::Value>(b)
+                .map_err(|e| format!("session.start data: {e}"))?;
+            &owned
+        }
+    };
+    match data.get("clock") {
+        None => Ok(()),
+        Some(c) => check_members(c, CLOCK_STATE)
+            .map_err(|why| format!("session.start data.clock{why}")),
+    }
 }
 
 /// The members of a clock state (`clock.state` data; the `clock` member of

@@ -162,7 +162,7 @@ impl Writer {
     /// Validate one item and turn it into a leaf, advancing the in-memory
     /// state (recorded in `undo`). On error the state is untouched.
     pub(crate) fn build(&mut self, w: Work, undo: &mut Undo) -> Result<Built, AuditError> {
-        let (ev, redactions) = match w {
+        let (mut ev, redactions) = match w {
             Work::Append(ev) => (*ev, Vec::new()),
             Work::Redact {
                 commits,
@@ -187,6 +187,9 @@ impl Writer {
             }
         };
         let closes = self.check_refs(&ev)?;
+        if ev.kind == EventKind::SessionStart {
+            self.clock_into_session_start(&mut ev)?;
+        }
         let mut payloads = ev
             .payloads
             .into_iter()
@@ -289,13 +292,8 @@ impl Writer {
     /// `clock.step` entries to write before it and the `clock.state`
     /// entries to write after it.
     pub(crate) fn read_clock(&mut self, batch: &[Work]) -> (Vec<Event>, Vec<Event>) {
-        let force = batch
-            .iter()
-            .any(|w| matches!(w, Work::Append(e) if e.kind == EventKind::SessionStart))
-            .then_some(Reason::Session);
-        let o = self
-            .watch
-            .observe(self.clock.as_ref(), force, &self.last_ts);
+        let _ = batch;
+        let o = self.watch.observe(self.clock.as_ref(), None, &self.last_ts);
         self.now = crate::clock::ts_of_ns(o.wall_ns);
         let (mut before, mut after) = (Vec::new(), Vec::new());
         for (kind, data) in o.entries {
@@ -312,6 +310,24 @@ impl Writer {
             after.clear();
         }
         (before, after)
+    }
+
+    /// A session starts with the clock's state: the `clock` member of its
+    /// `session.start` data (in the session's own sub-chain, so a session
+    /// export carries it). The member is the log's to write.
+    fn clock_into_session_start(&mut self, ev: &mut Event) -> Result<(), AuditError> {
+        let data = ev.data.get_or_insert_with(|| serde_json::json!({}));
+        let Some(obj) = data.as_object_mut() else {
+            return Ok(());
+        };
+        if obj.contains_key("clock") {
+            return Err(AuditError::Invalid(
+                "session.start data.clock is written by the log, not by its caller".into(),
+            ));
+        }
+        let clock = self.watch.state_now(self.clock.as_ref(), Reason::Session);
+        obj.insert("clock".into(), clock);
+        Ok(())
     }
 
     fn session_link(&mut self, id: &str, kind: EventKind) -> Result<SessionLink, AuditError> {

@@ -3,8 +3,9 @@
 //! `clock.step`), driven through a fake clock source behind the writer's
 //! `ClockSource` hook — never by changing this machine's clock:
 //!
-//! - the state is logged when logging starts (new log, reopened log), at
-//!   every session start and when source or synchronisation change;
+//! - the state is logged when logging starts (new log, reopened log), in
+//!   every session start (its own sub-chain: session exports carry it) and
+//!   when source or synchronisation change;
 //! - a wall clock that steps back, by a microsecond or by an hour, within
 //!   a writer or across a restart, is an entry with both readings; the
 //!   entries after it keep their order and a time no earlier than the one
@@ -103,7 +104,9 @@ fn step_back(clock: &Fake, ns: i128) {
 fn clock_of(l: &Leaf) -> Option<&serde_json::Value> {
     match l.kind {
         EventKind::ClockState => l.data.as_ref(),
-        EventKind::LogGenesis | EventKind::LogOpen => l.data.as_ref()?.get("clock"),
+        EventKind::LogGenesis | EventKind::LogOpen | EventKind::SessionStart => {
+            l.data.as_ref()?.get("clock")
+        }
         _ => None,
     }
 }
@@ -131,8 +134,8 @@ fn logging_starts_with_the_clock_state_and_each_session_logs_it() {
         reasons,
         [
             (EventKind::LogGenesis, "log.open"),
-            (EventKind::ClockState, "session.start"),
-            (EventKind::ClockState, "session.start"),
+            (EventKind::SessionStart, "session.start"),
+            (EventKind::SessionStart, "session.start"),
             (EventKind::LogOpen, "log.open"),
         ],
         "{reasons:?}"
@@ -143,12 +146,26 @@ fn logging_starts_with_the_clock_state_and_each_session_logs_it() {
     assert_eq!(d["status"], 0x2001);
     assert_eq!(d["maxerror_us"], 1500);
     assert_eq!(d["esterror_us"], 12);
-    // Each session's state follows its session.start.
-    for (i, l) in ls.iter().enumerate() {
-        if l.kind == EventKind::SessionStart {
-            assert_eq!(ls[i + 1].kind, EventKind::ClockState, "after {i}");
-        }
-    }
+    // No entry of its own: nothing but the clock changed the log's shape.
+    assert!(of_kind(&ls, EventKind::ClockState).is_empty());
+    verifies(&f);
+}
+
+#[test]
+fn a_caller_cannot_write_the_clock_of_a_session_start() {
+    let f = Fixture::new();
+    let log = f.create();
+    let forged = serde_json::json!({"clock": {"esterror_us": 0, "maxerror_us": 0,
+        "reason": "session.start", "source": "gps", "state": "ok", "status": 0, "synced": true}});
+    let e = log
+        .append_blocking(
+            Event::new(EventKind::SessionStart, actor())
+                .in_session("s")
+                .with_data(forged),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("written by the log"), "{e}");
+    log.close().unwrap();
     verifies(&f);
 }
 

@@ -308,7 +308,9 @@ impl PeriodBuilder {
         }
         let clock = match l.kind {
             EventKind::ClockState => data,
-            EventKind::LogGenesis | EventKind::LogOpen => data.and_then(|d| d.get("clock")),
+            EventKind::LogGenesis | EventKind::LogOpen | EventKind::SessionStart => {
+                data.and_then(|d| d.get("clock"))
+            }
             _ => None,
         };
         if let Some(c) = clock {
