@@ -100,9 +100,22 @@ fn main() {
     let entries: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(32_000);
     let rounds: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
     let sys = SystemClock::new();
-    println!("one kernel state read (adjtimex + sysfs clock source): {:.0} ns", per_call(20_000, || drop(sys.state())));
-    println!("one wall clock reading: {:.0} ns", per_call(1_000_000, || drop(sys.wall_ns())));
-    println!("one monotonic reading: {:.0} ns", per_call(1_000_000, || drop(sys.mono_ns())));
+    println!(
+        "one kernel state read (adjtimex + sysfs clock source): {:.0} ns",
+        per_call(20_000, || drop(std::hint::black_box(sys.state())))
+    );
+    println!(
+        "one wall clock reading: {:.0} ns",
+        per_call(1_000_000, || {
+            std::hint::black_box(sys.wall_ns());
+        })
+    );
+    println!(
+        "one monotonic reading: {:.0} ns",
+        per_call(1_000_000, || {
+            std::hint::black_box(sys.mono_ns());
+        })
+    );
     let mut rates: [Vec<f64>; 3] = Default::default();
     for _ in 0..rounds {
         rates[0].push(appends_per_s(Arc::new(SystemClock::new()), entries, 64));
@@ -133,7 +146,10 @@ fn main() {
         println!(
             "64 writers, {entries} appends, {name}: median {:.0} appends/s (runs: {})",
             v[v.len() / 2],
-            v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", ")
+            v.iter()
+                .map(|x| format!("{x:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
 }

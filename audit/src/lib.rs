@@ -12,8 +12,8 @@
 pub mod bench;
 pub mod canonical;
 pub mod check;
-pub mod clock;
 pub mod checkpoints;
+pub mod clock;
 pub mod cpu_time;
 #[cfg(feature = "store")]
 mod durability;
@@ -44,10 +44,10 @@ pub mod session_chain;
 mod startup;
 #[cfg(feature = "store")]
 pub mod store;
-#[cfg(feature = "store")]
-pub mod verify;
 #[cfg(feature = "tsa")]
 pub mod tsa;
+#[cfg(feature = "store")]
+pub mod verify;
 #[cfg(feature = "witness")]
 pub mod witness;
 #[cfg(feature = "store")]

@@ -15,10 +15,10 @@ use stele_attest::private_fs;
 use stele_attest::Signer;
 
 use crate::clock::{ns_of_ts, ClockState, ClockWatch, Reason};
-use crate::leaf::Leaf;
 use crate::error::AuditError;
 use crate::event::{Event, EventKind};
 use crate::full_check::Background;
+use crate::leaf::Leaf;
 use crate::log::{AuditLog, LogOptions};
 use crate::marker::{Finding, FullCheck, FULL_CHECK, VERIFIED_THROUGH};
 use crate::merkle::Frontier;
@@ -272,9 +272,8 @@ pub(crate) fn prepare(
         Opening::Existing => {
             // Logging starts with the clock's state (R16).
             let clock = w.watch.state_now(w.clock.as_ref(), Reason::Open);
-            let open = Event::new(EventKind::LogOpen, opts.system_actor.clone()).with_data(
-                serde_json::json!({ "previous_size": previous_size, "clock": clock }),
-            );
+            let open = Event::new(EventKind::LogOpen, opts.system_actor.clone())
+                .with_data(serde_json::json!({ "previous_size": previous_size, "clock": clock }));
             first_result(w.commit_batch(vec![Work::Append(Box::new(open))]))?;
         }
     }

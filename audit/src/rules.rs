@@ -170,11 +170,17 @@ fn check_data(leaf: &LeafView<'_>, log_key: &str) -> Result<(), String> {
         EventKind::Heartbeat => &[("interval_s", Member::Required(Type::Count))],
         EventKind::ClockState => CLOCK_STATE,
         EventKind::ClockStep => &[
-            ("across", Member::Required(Type::OneOf(&["writer", "restart"]))),
+            (
+                "across",
+                Member::Required(Type::OneOf(&["writer", "restart"])),
+            ),
             ("before", Member::Required(Type::Time)),
             ("by_us", Member::Required(Type::Count)),
             ("carried", Member::Required(Type::Time)),
-            ("direction", Member::Required(Type::OneOf(&["back", "forward"]))),
+            (
+                "direction",
+                Member::Required(Type::OneOf(&["back", "forward"])),
+            ),
             ("reading", Member::Required(Type::Time)),
         ],
         EventKind::Redaction => &[
@@ -223,8 +229,9 @@ fn session_clock(leaf: &LeafView<'_>) -> Result<(), String> {
     };
     match data.get("clock") {
         None => Ok(()),
-        Some(c) => check_members(c, CLOCK_STATE)
-            .map_err(|why| format!("session.start data.clock{why}")),
+        Some(c) => {
+            check_members(c, CLOCK_STATE).map_err(|why| format!("session.start data.clock{why}"))
+        }
     }
 }
 
@@ -246,7 +253,7 @@ const CLOCK_STATE: &[(&str, Member)] = &[
 /// `data` has exactly the members of `spec`; the error starts with the
 /// path below the data (`.name: why`, or `: why`).
 fn check_members(data: &serde_json::Value, spec: &[(&str, Member)]) -> Result<(), String> {
-        let obj = data
+    let obj = data
         .as_object()
         .ok_or_else(|| " must be an object".to_string())?;
     if let Some(k) = obj.keys().find(|k| !spec.iter().any(|(n, _)| n == k)) {
@@ -261,10 +268,11 @@ fn check_members(data: &serde_json::Value, spec: &[(&str, Member)]) -> Result<()
             None if required => return Err(format!(".{name} is missing")),
             None => {}
             Some(v) => {
-                t.check(v).map_err(|why| match why.starts_with(['.', ' ']) {
-                    true => format!(".{name}{why}"),
-                    false => format!(".{name}: {why}"),
-                })?;
+                t.check(v)
+                    .map_err(|why| match why.starts_with(['.', ' ']) {
+                        true => format!(".{name}{why}"),
+                        false => format!(".{name}: {why}"),
+                    })?;
             }
         }
     }

@@ -184,7 +184,9 @@ fn store_token(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let tx = conn.unchecked_transaction().map_err(AuditError::sqlite(db))?;
+    let tx = conn
+        .unchecked_transaction()
+        .map_err(AuditError::sqlite(db))?;
     tx.execute(
         "INSERT INTO checkpoints(size, note, published) VALUES (?1, ?2, 1) \
          ON CONFLICT(size) DO UPDATE SET published = 1",

@@ -9,9 +9,9 @@ use ring::rand::SystemRandom;
 use rusqlite::{Connection, OptionalExtension};
 use stele_attest::Signer;
 
+use crate::clock::{ClockSource, ClockWatch, Reason};
 use crate::error::AuditError;
 use crate::event::{Actor, Event, EventKind, IntentRole};
-use crate::clock::{ClockSource, ClockWatch, Reason};
 use crate::leaf::{hash_b64, parse_hash_b64, Leaf, SessionLink, LEAF_VERSION};
 use crate::leaf_view::LeafView;
 use crate::merkle::{leaf_hash, CompletedNode, Frontier, Hash};

@@ -260,8 +260,15 @@ fn a_reopened_log_whose_clock_reads_earlier_than_its_newest_entry_says_so() {
     assert_eq!(d["across"], "restart");
     // Leaf times are whole microseconds.
     assert!(d["by_us"].as_u64().unwrap() >= 7_199_999_999, "{d}");
-    let open = ls.iter().position(|l| l.kind == EventKind::LogOpen).unwrap();
-    assert_eq!(steps[0].seq as usize + 1, open, "the step precedes log.open");
+    let open = ls
+        .iter()
+        .position(|l| l.kind == EventKind::LogOpen)
+        .unwrap();
+    assert_eq!(
+        steps[0].seq as usize + 1,
+        open,
+        "the step precedes log.open"
+    );
     verifies(&f);
 }
 

@@ -19,6 +19,6 @@ pub mod recovery;
 pub mod session;
 pub mod telemetry;
 pub mod terminal_safe;
-pub mod tools;
 pub mod timestamping;
+pub mod tools;
 pub mod witnessing;

@@ -77,26 +77,33 @@ fn demo_with(env: &[(&str, &str)]) -> Demo {
     std::fs::write(&script, serde_json::to_string(&turns).unwrap()).unwrap();
     let rules = demo.join("policy/teams/finance/finance.cedar");
     let text = std::fs::read_to_string(&rules).unwrap();
-    std::fs::write(&rules, text.replace("context.approval.approver != principal &&", "")).unwrap();
+    std::fs::write(
+        &rules,
+        text.replace("context.approval.approver != principal &&", ""),
+    )
+    .unwrap();
     let _ = std::fs::remove_file(demo.join("workspace/outbox/acme-summary.txt"));
     let (db, key) = (demo.join("state/audit.db"), demo.join("state/log.key"));
     let o = s
-        .run_env(&[
-            "run",
-            "--workspace",
-            demo.join("workspace").to_str().unwrap(),
-            "--policy",
-            demo.join("policy").to_str().unwrap(),
-            "--model",
-            &format!("scripted:{}", script.display()),
-            "--approve",
-            "allow",
-            "--db",
-            db.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            "Organise the receipts by client and leave a summary for Acme in outbox/.",
-        ], env)
+        .run_env(
+            &[
+                "run",
+                "--workspace",
+                demo.join("workspace").to_str().unwrap(),
+                "--policy",
+                demo.join("policy").to_str().unwrap(),
+                "--model",
+                &format!("scripted:{}", script.display()),
+                "--approve",
+                "allow",
+                "--db",
+                db.to_str().unwrap(),
+                "--key",
+                key.to_str().unwrap(),
+                "Organise the receipts by client and leave a summary for Acme in outbox/.",
+            ],
+            env,
+        )
         .unwrap();
     ok(&o, "stele run");
     Demo {
@@ -129,12 +136,19 @@ fn the_period_report_answers_the_auditors_questions_and_names_its_export() {
     );
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
     stele_tests::check_json_shape("review-report", &r).unwrap();
-    assert!(r["selection"].as_str().unwrap().starts_with("period "), "{}", r["selection"]);
+    assert!(
+        r["selection"].as_str().unwrap().starts_with("period "),
+        "{}",
+        r["selection"]
+    );
     let p = &r["period"];
     assert!(p["entries"].as_u64().unwrap() > 10, "{p}");
     // The run's session (and any `stele demo` recorded while setting up).
     let sessions = r["sessions"].as_array().unwrap();
-    assert!(sessions.iter().any(|s| s["principal"] == "alice"), "{sessions:?}");
+    assert!(
+        sessions.iter().any(|s| s["principal"] == "alice"),
+        "{sessions:?}"
+    );
     // The demo's denial of hr/salaries.csv, grouped under its rule.
     let rules = p["denials_by_rule"].as_array().unwrap();
     assert!(!rules.is_empty(), "{p}");
@@ -142,7 +156,9 @@ fn the_period_report_answers_the_auditors_questions_and_names_its_export() {
     // The approval answered with the flag, by the principal.
     let people = p["approvals_by_approver"].as_array().unwrap();
     assert!(
-        people.iter().any(|a| a["approver"] == "alice" && a["granted"].as_u64().unwrap() >= 1),
+        people
+            .iter()
+            .any(|a| a["approver"] == "alice" && a["granted"].as_u64().unwrap() >= 1),
         "{people:?}"
     );
     // Logging started and stopped; the clock's state recorded when it started.
@@ -153,38 +169,80 @@ fn the_period_report_answers_the_auditors_questions_and_names_its_export() {
         .map(|l| l["kind"].as_str().unwrap())
         .collect();
     assert!(logging.contains(&"log.close"), "{logging:?}");
-    assert!(logging.iter().any(|k| *k == "log.genesis" || *k == "log.open"), "{logging:?}");
+    assert!(
+        logging
+            .iter()
+            .any(|k| *k == "log.genesis" || *k == "log.open"),
+        "{logging:?}"
+    );
     let clock = p["clock_states"].as_array().unwrap();
     assert!(clock.iter().any(|c| c["reason"] == "log.open"), "{clock:?}");
-    assert!(clock.iter().any(|c| c["reason"] == "session.start"), "{clock:?}");
     assert!(
-        p["export_command"].as_str().unwrap().starts_with("stele audit export --since "),
+        clock.iter().any(|c| c["reason"] == "session.start"),
+        "{clock:?}"
+    );
+    assert!(
+        p["export_command"]
+            .as_str()
+            .unwrap()
+            .starts_with("stele audit export --since "),
         "{p}"
     );
     // Markdown and HTML carry the same sections.
     let md = ok(&x.report(&["--since", &day, "--until", &day]), "md");
-    for h in ["## Period", "### Findings", "### Denials by rule", "### Approvals by approver",
-              "### Payload erasures", "### Logging started and stopped", "### Clock"] {
+    for h in [
+        "## Period",
+        "### Findings",
+        "### Denials by rule",
+        "### Approvals by approver",
+        "### Payload erasures",
+        "### Logging started and stopped",
+        "### Clock",
+    ] {
         assert!(md.contains(h), "{h} missing from the Markdown");
     }
-    let html = ok(&x.report(&["--since", &day, "--until", &day, "--format", "html"]), "html");
-    for id in ["denials-by-rule", "approvals-by-approver", "erasures", "logging", "gaps", "clock"] {
-        assert!(html.contains(&format!("id=\"{id}\"")), "table {id} missing from the HTML");
+    let html = ok(
+        &x.report(&["--since", &day, "--until", &day, "--format", "html"]),
+        "html",
+    );
+    for id in [
+        "denials-by-rule",
+        "approvals-by-approver",
+        "erasures",
+        "logging",
+        "gaps",
+        "clock",
+    ] {
+        assert!(
+            html.contains(&format!("id=\"{id}\"")),
+            "table {id} missing from the HTML"
+        );
     }
     // --export: the signed bundle of the period, verified by stele-verify.
     let bundle = x.dir.join("period.tar");
     let o = x.report(&[
-        "--since", &day, "--until", &day, "--out",
+        "--since",
+        &day,
+        "--until",
+        &day,
+        "--out",
         x.dir.join("report.md").to_str().unwrap(),
-        "--export", bundle.to_str().unwrap(),
+        "--export",
+        bundle.to_str().unwrap(),
     ]);
     ok(&o, "audit report --export");
     assert!(x.dir.join("report.md").is_file());
     let vkey = ok(
-        &x.s.run(&["keys", "show", "--key", x.key.to_str().unwrap()]).unwrap(),
+        &x.s.run(&["keys", "show", "--key", x.key.to_str().unwrap()])
+            .unwrap(),
         "keys show",
     );
-    let vkey = vkey.lines().find(|l| l.contains('+')).unwrap().trim().to_string();
+    let vkey = vkey
+        .lines()
+        .find(|l| l.contains('+'))
+        .unwrap()
+        .trim()
+        .to_string();
     let v = std::process::Command::new(stele_bin().with_file_name("stele-verify"))
         .arg(&bundle)
         .args(["--key", &vkey])
@@ -201,7 +259,14 @@ fn an_empty_window_and_bad_time_arguments() {
     }
     let x = demo();
     let out = ok(
-        &x.report(&["--since", "2001-01-01", "--until", "2001-01-02T00:00:00Z", "--format", "json"]),
+        &x.report(&[
+            "--since",
+            "2001-01-01",
+            "--until",
+            "2001-01-02T00:00:00Z",
+            "--format",
+            "json",
+        ]),
         "empty window",
     );
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -211,8 +276,14 @@ fn an_empty_window_and_bad_time_arguments() {
     for (args, names) in [
         (vec!["--since", "yesterday"], "--since \"yesterday\""),
         (vec!["--since", "2026-02-30"], "--since \"2026-02-30\""),
-        (vec!["--since", "2026-12-02", "--until", "2026-12-01"], "is not after"),
-        (vec!["--since", "2026-12-01", "--until", "soon"], "--until \"soon\""),
+        (
+            vec!["--since", "2026-12-02", "--until", "2026-12-01"],
+            "is not after",
+        ),
+        (
+            vec!["--since", "2026-12-01", "--until", "soon"],
+            "--until \"soon\"",
+        ),
         (vec!["--until", "2026-12-01"], "--since"),
         (vec!["--session", "s", "--since", "2026-12-01"], "--session"),
     ] {
@@ -235,7 +306,11 @@ fn a_configured_tsa_stamps_the_session_end_and_the_period_export_carries_it() {
     let cfg = t.dir.path().join("config.toml");
     std::fs::write(
         &cfg,
-        format!("[tsa]\nurl = \"{}\"\ncert = \"{}\"\n", t.url, t.ca_path.display()),
+        format!(
+            "[tsa]\nurl = \"{}\"\ncert = \"{}\"\n",
+            t.url,
+            t.ca_path.display()
+        ),
     )
     .unwrap();
     let x = demo_with(&[("STELE_CONFIG", cfg.to_str().unwrap())]);
@@ -250,17 +325,29 @@ fn a_configured_tsa_stamps_the_session_end_and_the_period_export_carries_it() {
     assert!(stamps[0]["tsa"].as_str().unwrap().contains("Acme TSA"));
     let bundle = x.dir.join("period");
     ok(
-        &x.report(&["--since", &day, "--out", x.dir.join("r.md").to_str().unwrap(),
-                    "--export", bundle.to_str().unwrap()]),
+        &x.report(&[
+            "--since",
+            &day,
+            "--out",
+            x.dir.join("r.md").to_str().unwrap(),
+            "--export",
+            bundle.to_str().unwrap(),
+        ]),
         "report --export",
     );
     let size = stamps[0]["size"].as_u64().unwrap();
     assert!(bundle.join(format!("timestamps/{size}.tsr")).is_file());
     let vkey = ok(
-        &x.s.run(&["keys", "show", "--key", x.key.to_str().unwrap()]).unwrap(),
+        &x.s.run(&["keys", "show", "--key", x.key.to_str().unwrap()])
+            .unwrap(),
         "keys show",
     );
-    let vkey = vkey.lines().find(|l| l.contains('+')).unwrap().trim().to_string();
+    let vkey = vkey
+        .lines()
+        .find(|l| l.contains('+'))
+        .unwrap()
+        .trim()
+        .to_string();
     let v = std::process::Command::new(stele_bin().with_file_name("stele-verify"))
         .arg(&bundle)
         .args(["--key", &vkey, "--tsa-cert"])
@@ -277,5 +364,10 @@ fn a_configured_tsa_stamps_the_session_end_and_the_period_export_carries_it() {
         .arg(&other.ca_path)
         .output()
         .unwrap();
-    assert_eq!(v.status.code(), Some(3), "{}", String::from_utf8_lossy(&v.stdout));
+    assert_eq!(
+        v.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&v.stdout)
+    );
 }

@@ -206,8 +206,8 @@ fn options(a: &Args) -> anyhow::Result<Options> {
         .unwrap_or(0);
     let tsa = match &a.tsa_cert {
         Some(p) => {
-            let pem = std::fs::read_to_string(p)
-                .with_context(|| format!("reading {}", p.display()))?;
+            let pem =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             Some(
                 stele_attest::timestamp::TsaTrust::from_pem(&pem)
                     .with_context(|| format!("{}: not a PEM certificate", p.display()))?,

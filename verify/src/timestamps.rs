@@ -7,9 +7,7 @@
 //! [`EARLIEST_SKEW_S`]), not more than [`LATEST_DELAY_S`] after it.
 
 use stele_attest::timestamp::{check_imprint, imprint_of_checkpoint, verify_token};
-use stele_audit::export::layout::{
-    timestamp_size, BundleLayout, CHECKPOINTS_DIR, TIMESTAMPS_DIR,
-};
+use stele_audit::export::layout::{timestamp_size, BundleLayout, CHECKPOINTS_DIR, TIMESTAMPS_DIR};
 use stele_audit::export::tiles::{entry_bundle_path, split_bundle, TILE_WIDTH};
 
 use crate::manifest::Manifest;
@@ -35,9 +33,8 @@ pub(crate) fn check(
         .filter(|n| n.starts_with(TIMESTAMPS_DIR))
         .collect();
     for name in names {
-        let size = timestamp_size(name).ok_or_else(|| {
-            Failure::new(name.as_str(), None, "not a timestamps/<size>.tsr name")
-        })?;
+        let size = timestamp_size(name)
+            .ok_or_else(|| Failure::new(name.as_str(), None, "not a timestamps/<size>.tsr name"))?;
         let note = if size == m.predicate.tree_size {
             m.note.clone()
         } else {
@@ -54,7 +51,8 @@ pub(crate) fn check(
         };
         let token = m.read(bundle, name)?;
         let fail = |why: String| Failure::new(name.as_str(), size.checked_sub(1), why);
-        let digest = imprint_of_checkpoint(&note, &opts.log_key).map_err(|e| fail(e.to_string()))?;
+        let digest =
+            imprint_of_checkpoint(&note, &opts.log_key).map_err(|e| fail(e.to_string()))?;
         let Some(trust) = &opts.tsa else {
             check_imprint(&token, &digest).map_err(|e| fail(e.to_string()))?;
             out.push(TimestampLine {

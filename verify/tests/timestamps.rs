@@ -78,7 +78,11 @@ fn new_log(offset_s: i64) -> Log {
 }
 
 fn session(l: &Log, id: &str) {
-    for k in [EventKind::SessionStart, EventKind::PolicyDecision, EventKind::SessionEnd] {
+    for k in [
+        EventKind::SessionStart,
+        EventKind::PolicyDecision,
+        EventKind::SessionEnd,
+    ] {
         l.log
             .append_blocking(Event::new(k, actor()).in_session(id))
             .unwrap();
@@ -144,10 +148,16 @@ fn tokens_from_a_real_tsa_travel_in_the_export_and_verify_for_rsa_and_ecdsa() {
             "TSA round trip ({kind:?}): {:.1} ms",
             stamped.round_trip.as_secs_f64() * 1000.0
         );
-        assert!(stamped.stamp.tsa.contains("Acme TSA"), "{:?}", stamped.stamp);
+        assert!(
+            stamped.stamp.tsa.contains("Acme TSA"),
+            "{:?}",
+            stamped.stamp
+        );
         session(&l, "s-2");
         let out = export_all(&l, "exp");
-        assert!(out.join(format!("timestamps/{}.tsr", stamped.size)).is_file());
+        assert!(out
+            .join(format!("timestamps/{}.tsr", stamped.size))
+            .is_file());
         // Trusting the CA, or the TSA's own certificate.
         for trust in [t.ca_pem.clone(), t.tsa_pem()] {
             let r = verify(&Bundle::open(&out).unwrap(), &opts(&l, Some(&trust))).unwrap();
@@ -155,7 +165,10 @@ fn tokens_from_a_real_tsa_travel_in_the_export_and_verify_for_rsa_and_ecdsa() {
             let line = &r.timestamps[0];
             assert!(line.checked);
             assert_eq!(line.size, stamped.size);
-            assert_eq!(line.gen_time.as_deref(), Some(stamped.stamp.gen_time.as_str()));
+            assert_eq!(
+                line.gen_time.as_deref(),
+                Some(stamped.stamp.gen_time.as_str())
+            );
         }
         // Without a TSA certificate: listed, said to be unchecked.
         let r = verify(&Bundle::open(&out).unwrap(), &opts(&l, None)).unwrap();
@@ -169,7 +182,11 @@ fn tokens_from_a_real_tsa_travel_in_the_export_and_verify_for_rsa_and_ecdsa() {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&cli.stdout);
-        assert!(cli.status.success(), "{text}{}", String::from_utf8_lossy(&cli.stderr));
+        assert!(
+            cli.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&cli.stderr)
+        );
         assert!(text.contains("RFC 3161, verified"), "{text}");
     }
 }
@@ -211,7 +228,10 @@ fn a_token_for_another_checkpoint_is_refused() {
     t.replay.store(true, Ordering::SeqCst);
     session(&l, "s-3");
     let e = stamp_latest(&l.db, &l.key.verifier(), &target(&t.url, &t.ca_pem)).unwrap_err();
-    assert!(e.to_string().contains("not the checkpoint's SHA-256"), "{e}");
+    assert!(
+        e.to_string().contains("not the checkpoint's SHA-256"),
+        "{e}"
+    );
     assert_eq!(stored_count(&l.db), 2);
     // The first token put in the place of the second in the database.
     let c = rusqlite::Connection::open(&l.db).unwrap();
@@ -234,7 +254,11 @@ fn a_token_for_another_checkpoint_is_refused() {
 fn alter_stored(db: &std::path::Path, size: u64, at: impl Fn(&[u8]) -> usize) {
     let c = rusqlite::Connection::open(db).unwrap();
     let mut tok: Vec<u8> = c
-        .query_row("SELECT token FROM timestamps WHERE size = ?1", [size as i64], |r| r.get(0))
+        .query_row(
+            "SELECT token FROM timestamps WHERE size = ?1",
+            [size as i64],
+            |r| r.get(0),
+        )
         .unwrap();
     let i = at(&tok);
     tok[i] ^= 0x01;
@@ -287,7 +311,10 @@ fn an_altered_token_is_refused_in_the_bundle_and_when_the_exporter_signed_it() {
 fn a_token_whose_time_is_far_from_the_checkpoints_is_refused() {
     let t = Tsa::start("Acme", KeyKind::P256);
     // The log's clock two days behind the TSA's, then an hour ahead.
-    for (offset_s, says) in [(-2 * 86_400, "after the newest entry"), (3_600, "before the newest entry")] {
+    for (offset_s, says) in [
+        (-2 * 86_400, "after the newest entry"),
+        (3_600, "before the newest entry"),
+    ] {
         let l = new_log(offset_s);
         session(&l, "s-1");
         stamp_latest(&l.db, &l.key.verifier(), &target(&t.url, &t.ca_pem)).unwrap();

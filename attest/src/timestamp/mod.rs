@@ -134,9 +134,9 @@ pub fn token_of_response(resp: &[u8]) -> Result<Vec<u8>, TimestampError> {
             .unwrap_or_default();
         return Err(TimestampError::Refused { status, text });
     }
-    let token = r.time_stamp_token.ok_or_else(|| {
-        TimestampError::Invalid("a granted response without a token".into())
-    })?;
+    let token = r
+        .time_stamp_token
+        .ok_or_else(|| TimestampError::Invalid("a granted response without a token".into()))?;
     token.to_der().map_err(TimestampError::malformed("token"))
 }
 

@@ -48,10 +48,7 @@ pub(crate) fn verify(
     sig: &[u8],
 ) -> Result<(), TimestampError> {
     let unsupported = || {
-        TimestampError::Unsupported(format!(
-            "signature {alg} with a {} key",
-            spki.algorithm.oid
-        ))
+        TimestampError::Unsupported(format!("signature {alg} with a {} key", spki.algorithm.oid))
     };
     let scheme: &'static dyn VerificationAlgorithm = match spki.algorithm.oid {
         oids::RSA => match (*alg, digest) {

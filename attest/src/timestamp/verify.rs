@@ -83,7 +83,9 @@ pub fn verify_token(
     let signer = certs
         .into_iter()
         .find(|c| identifies(&si.sid, c))
-        .ok_or_else(|| TimestampError::Untrusted("the signer's certificate is not in the token".into()))?;
+        .ok_or_else(|| {
+            TimestampError::Untrusted("the signer's certificate is not in the token".into())
+        })?;
     let digest_alg = Digest::of(&si.digest_alg.oid)?;
     sig::verify(
         &signer.tbs_certificate.subject_public_key_info,

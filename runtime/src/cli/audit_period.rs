@@ -88,13 +88,17 @@ pub fn add_stored(p: &mut Period, store: &Store, w: &Window, entries: u64) -> an
             && store
                 .entry(size - 1)
                 .ok()
-                .and_then(|e| stele_audit::leaf_view::LeafView::scan(&e.leaf).map(|v| v.ts.to_string()))
+                .and_then(|e| {
+                    stele_audit::leaf_view::LeafView::scan(&e.leaf).map(|v| v.ts.to_string())
+                })
                 .and_then(|ts| ns_of_ts(&ts))
                 .is_some_and(|t| t >= w.since_ns && t < w.until_ns)
     };
     let conn = store.conn();
     let mut st = conn.prepare("SELECT size, witness FROM cosignatures ORDER BY size, witness")?;
-    let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)))?;
+    let rows = st.query_map([], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+    })?;
     for row in rows {
         let (size, witness) = row?;
         if in_window(size) {
@@ -109,7 +113,11 @@ pub fn add_stored(p: &mut Period, store: &Store, w: &Window, entries: u64) -> an
     if has_tokens > 0 {
         let mut st = conn.prepare("SELECT size, gen_time, tsa FROM timestamps ORDER BY size")?;
         let rows = st.query_map([], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+            ))
         })?;
         for row in rows {
             let (size, gen, tsa) = row?;
@@ -141,9 +149,21 @@ mod tests {
         assert_eq!(ts_of_ns(day), "2026-12-01T00:00:00.000000Z");
         let end = parse_time("--until", "2026-12-01", DateMeans::EndOfDay).unwrap();
         assert_eq!(ts_of_ns(end), "2026-12-02T00:00:00.000000Z");
-        let t = parse_time("--since", "2026-12-01T10:00:00+01:00", DateMeans::StartOfDay).unwrap();
+        let t = parse_time(
+            "--since",
+            "2026-12-01T10:00:00+01:00",
+            DateMeans::StartOfDay,
+        )
+        .unwrap();
         assert_eq!(ts_of_ns(t), "2026-12-01T09:00:00.000000Z");
-        for bad in ["yesterday", "2026-13-01", "2026-02-30", "2026-12-01T25:00:00Z", "", "1701388800"] {
+        for bad in [
+            "yesterday",
+            "2026-13-01",
+            "2026-02-30",
+            "2026-12-01T25:00:00Z",
+            "",
+            "1701388800",
+        ] {
             let e = parse_time("--since", bad, DateMeans::StartOfDay).unwrap_err();
             assert!(e.to_string().starts_with("--since"), "{e}");
         }

@@ -99,7 +99,11 @@ pub fn run(a: ReportArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let window = match &a.since {
-        Some(since) => Some(super::audit_period::window(since, a.until.as_deref(), a.gap)?),
+        Some(since) => Some(super::audit_period::window(
+            since,
+            a.until.as_deref(),
+            a.gap,
+        )?),
         None => None,
     };
     let started = std::time::Instant::now();
@@ -189,12 +193,11 @@ fn build(
     let mut selected = 0u64;
     store.for_each_entry(0, r.entries, |seq, bytes, _| {
         if let Some(p) = period.as_mut() {
-            let leaf: Leaf = serde_json::from_slice(bytes).map_err(|e| {
-                stele_audit::AuditError::Integrity {
+            let leaf: Leaf =
+                serde_json::from_slice(bytes).map_err(|e| stele_audit::AuditError::Integrity {
                     index: seq,
                     reason: format!("verified entry does not parse: {e}"),
-                }
-            })?;
+                })?;
             if p.add(&leaf) {
                 selected += 1;
                 b.add(&leaf);

@@ -281,10 +281,14 @@ impl PeriodBuilder {
 
     fn record(&mut self, l: &Leaf) {
         let data = l.data.as_ref();
-        let s = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let s =
+            |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).unwrap_or("").to_string();
         let n = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_u64()).unwrap_or(0);
         match l.kind {
-            EventKind::LogGenesis | EventKind::LogOpen | EventKind::LogClose | EventKind::AuditAlert => {
+            EventKind::LogGenesis
+            | EventKind::LogOpen
+            | EventKind::LogClose
+            | EventKind::AuditAlert => {
                 self.p.logging.push(LoggingEvent {
                     seq: l.seq,
                     ts: l.ts.clone(),
@@ -326,7 +330,10 @@ impl PeriodBuilder {
         }
         // Any entry that names erased commitments: `redaction` today, the
         // retention expiry entries alike.
-        if let Some(commits) = data.and_then(|d| d.get("commits")).and_then(|c| c.as_array()) {
+        if let Some(commits) = data
+            .and_then(|d| d.get("commits"))
+            .and_then(|c| c.as_array())
+        {
             let reason = data
                 .and_then(|d| d.get("reason").or_else(|| d.get("class")))
                 .and_then(|v| v.as_str())
@@ -398,7 +405,11 @@ fn rule_key(r: &super::Rule) -> String {
     if r.policies.is_empty() {
         "no rule (denied by default)".into()
     } else {
-        let layer = r.layer.as_deref().map(|l| format!(" [{l}]")).unwrap_or_default();
+        let layer = r
+            .layer
+            .as_deref()
+            .map(|l| format!(" [{l}]"))
+            .unwrap_or_default();
         format!("{}{layer}", r.policies.join(", "))
     }
 }
@@ -428,7 +439,10 @@ fn findings(p: &Period) -> Vec<String> {
         ));
     }
     for l in p.logging.iter().filter(|l| l.kind == "audit.alert") {
-        f.push(format!("the log found itself altered at entry {} ({})", l.seq, l.ts));
+        f.push(format!(
+            "the log found itself altered at entry {} ({})",
+            l.seq, l.ts
+        ));
     }
     f
 }

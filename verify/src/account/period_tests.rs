@@ -80,7 +80,12 @@ fn silences_are_told_apart_and_only_unexplained_ones_are_findings() {
         [
             (a.as_str(), b2.as_str(), "log open, no entry", 1800),
             (c.as_str(), d.as_str(), "log closed", 1740),
-            (e.as_str(), f.as_str(), "writer ended without log.close", 600),
+            (
+                e.as_str(),
+                f.as_str(),
+                "writer ended without log.close",
+                600
+            ),
             // After the last entry, up to now (the window ends later).
             (g.as_str(), h.as_str(), "log open, no entry", 450),
         ]
@@ -101,28 +106,62 @@ fn erasures_of_any_kind_clock_steps_and_unsynced_states_are_reported() {
     let clock = serde_json::json!({"esterror_us": 0, "maxerror_us": 16000000, "reason": "log.open",
         "source": "tsc", "state": "error", "status": 64, "synced": false});
     let ls = [
-        leaf(0, &t("10:00:00"), EventKind::LogGenesis, Some(serde_json::json!({"clock": clock}))),
-        leaf(1, &t("10:01:00"), EventKind::Redaction, Some(serde_json::json!({"commits": commits, "reason": "GDPR art. 17"}))),
+        leaf(
+            0,
+            &t("10:00:00"),
+            EventKind::LogGenesis,
+            Some(serde_json::json!({"clock": clock})),
+        ),
+        leaf(
+            1,
+            &t("10:01:00"),
+            EventKind::Redaction,
+            Some(serde_json::json!({"commits": commits, "reason": "GDPR art. 17"})),
+        ),
         // A kind this version does not know by name but that names erased
         // commitments (a retention expiry) is an erasure too.
-        leaf(2, &t("10:02:00"), EventKind::PolicyLoad, Some(serde_json::json!({"commits": ["sha256s:CCCC"], "class": "pci-12-months"}))),
-        leaf(3, &t("10:03:00"), EventKind::ClockStep, Some(serde_json::json!({"across": "writer",
+        leaf(
+            2,
+            &t("10:02:00"),
+            EventKind::PolicyLoad,
+            Some(serde_json::json!({"commits": ["sha256s:CCCC"], "class": "pci-12-months"})),
+        ),
+        leaf(
+            3,
+            &t("10:03:00"),
+            EventKind::ClockStep,
+            Some(serde_json::json!({"across": "writer",
             "before": t("10:03:00"), "by_us": 5_000_000, "carried": t("10:03:00"),
-            "direction": "back", "reading": t("10:02:55")}))),
+            "direction": "back", "reading": t("10:02:55")})),
+        ),
         leaf(4, &t("10:03:00"), EventKind::Heartbeat, None),
     ];
     for l in &ls {
         b.add(l);
     }
     let p = b.finish(&[], ns_of_ts(&t("10:04:00")).unwrap());
-    let er: Vec<(u64, u64, &str)> = p.erasures.iter().map(|e| (e.seq, e.count, e.reason.as_str())).collect();
+    let er: Vec<(u64, u64, &str)> = p
+        .erasures
+        .iter()
+        .map(|e| (e.seq, e.count, e.reason.as_str()))
+        .collect();
     assert_eq!(er, [(1, 2, "GDPR art. 17"), (2, 1, "pci-12-months")]);
     assert_eq!(p.clock_states.len(), 1);
     assert!(!p.clock_states[0].synced);
     assert_eq!(p.clock_steps.len(), 1);
     assert_eq!(p.clock_steps[0].by_us, 5_000_000);
-    assert!(p.findings.iter().any(|f| f.contains("stepped back by 5000000")), "{:?}", p.findings);
-    assert!(p.findings.iter().any(|f| f.contains("not synchronised")), "{:?}", p.findings);
+    assert!(
+        p.findings
+            .iter()
+            .any(|f| f.contains("stepped back by 5000000")),
+        "{:?}",
+        p.findings
+    );
+    assert!(
+        p.findings.iter().any(|f| f.contains("not synchronised")),
+        "{:?}",
+        p.findings
+    );
 }
 
 #[test]

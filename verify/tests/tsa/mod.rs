@@ -90,8 +90,21 @@ impl Tsa {
         openssl(
             d,
             &[
-                "x509", "-req", "-in", "tsa.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                "-CAcreateserial", "-days", "30", "-out", "tsa.crt", "-extfile", "ext.cnf",
+                "x509",
+                "-req",
+                "-in",
+                "tsa.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "30",
+                "-out",
+                "tsa.crt",
+                "-extfile",
+                "ext.cnf",
             ],
         );
         std::fs::write(d.join("serial"), "01\n").unwrap();
