@@ -20,6 +20,7 @@ pub mod note;
 pub mod private_fs;
 pub mod signer;
 pub mod strict;
+pub mod timestamp;
 
 pub use checkpoint::Checkpoint;
 pub use error::AttestError;

@@ -21,6 +21,14 @@ pub enum EventKind {
     /// Nothing happened for the heartbeat interval.
     #[serde(rename = "heartbeat")]
     Heartbeat,
+    /// The wall clock's source and synchronisation state (at log open,
+    /// session start and when it changes).
+    #[serde(rename = "clock.state")]
+    ClockState,
+    /// The wall clock stepped (back, or forward beyond the monotonic
+    /// clock); carries both readings and the time entries carry.
+    #[serde(rename = "clock.step")]
+    ClockStep,
     /// A session started.
     #[serde(rename = "session.start")]
     SessionStart,
@@ -136,11 +144,13 @@ pub enum IntentRole {
 
 impl EventKind {
     /// All kinds, for documentation and exhaustive tests.
-    pub const ALL: [EventKind; 36] = [
+    pub const ALL: [EventKind; 38] = [
         Self::LogGenesis,
         Self::LogOpen,
         Self::LogClose,
         Self::Heartbeat,
+        Self::ClockState,
+        Self::ClockStep,
         Self::SessionStart,
         Self::SessionEnd,
         Self::SessionInterrupted,
@@ -183,6 +193,8 @@ impl EventKind {
             Self::LogOpen => "log.open",
             Self::LogClose => "log.close",
             Self::Heartbeat => "heartbeat",
+            Self::ClockState => "clock.state",
+            Self::ClockStep => "clock.step",
             Self::SessionStart => "session.start",
             Self::SessionEnd => "session.end",
             Self::SessionInterrupted => "session.interrupted",
@@ -243,6 +255,8 @@ impl EventKind {
             | Self::LogOpen
             | Self::LogClose
             | Self::Heartbeat
+            | Self::ClockState
+            | Self::ClockStep
             | Self::SessionStart
             | Self::SessionEnd
             | Self::SessionInterrupted

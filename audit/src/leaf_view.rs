@@ -222,6 +222,8 @@ pub fn kind_from_wire(b: &[u8]) -> Option<EventKind> {
         b"log.open" => K::LogOpen,
         b"log.close" => K::LogClose,
         b"heartbeat" => K::Heartbeat,
+        b"clock.state" => K::ClockState,
+        b"clock.step" => K::ClockStep,
         b"session.start" => K::SessionStart,
         b"session.end" => K::SessionEnd,
         b"session.interrupted" => K::SessionInterrupted,

@@ -13,6 +13,7 @@ pub mod bench;
 pub mod canonical;
 pub mod check;
 pub mod checkpoints;
+pub mod clock;
 pub mod cpu_time;
 #[cfg(feature = "store")]
 mod durability;
@@ -49,6 +50,8 @@ pub mod session_chain;
 mod startup;
 #[cfg(feature = "store")]
 pub mod store;
+#[cfg(feature = "tsa")]
+pub mod tsa;
 #[cfg(feature = "store")]
 pub mod verify;
 #[cfg(feature = "witness")]

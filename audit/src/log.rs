@@ -43,6 +43,9 @@ pub struct LogOptions {
     pub lock_wait: Duration,
     /// Extra genesis fields (e.g. the policy digest) for a new log.
     pub genesis_data: Option<serde_json::Value>,
+    /// Where entry times and the clock's synchronisation state come from
+    /// (the machine's clocks; tests put a fake here).
+    pub clock: crate::clock::ClockHandle,
 }
 
 impl Default for LogOptions {
@@ -56,6 +59,7 @@ impl Default for LogOptions {
             recheck_tail: 1024,
             lock_wait: Duration::from_secs(2),
             genesis_data: None,
+            clock: crate::clock::ClockHandle::default(),
         }
     }
 }

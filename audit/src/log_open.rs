@@ -14,9 +14,11 @@ use rusqlite::{params, Connection, OpenFlags};
 use stele_attest::private_fs;
 use stele_attest::Signer;
 
+use crate::clock::{ns_of_ts, ClockState, ClockWatch, Reason};
 use crate::error::AuditError;
 use crate::event::{Event, EventKind};
 use crate::full_check::Background;
+use crate::leaf::Leaf;
 use crate::log::{AuditLog, LogOptions};
 use crate::marker::{Finding, FullCheck, FULL_CHECK, VERIFIED_THROUGH};
 use crate::merkle::Frontier;
@@ -237,6 +239,9 @@ pub(crate) fn prepare(
         resume.open_intents,
         &resume.latest_note,
     )?;
+    w.clock = opts.clock.0.clone();
+    w.actor = opts.system_actor.clone();
+    w.watch = newest_clock(&w.conn);
     if let Some((check, index, reason)) = altered {
         if let Err(e) = w.record_alteration(check, index, &reason, opts.system_actor.clone()) {
             tracing::error!("could not record the audit alert: {e}");
@@ -262,11 +267,14 @@ pub(crate) fn prepare(
             .push((FULL_CHECK, full.sign(w.signer.as_ref())?));
     }
     match opening {
-        // The genesis entry already marks the start of logging.
+        // The genesis entry already marks the start of logging (and
+        // carries the clock's state).
         Opening::Fresh => w.flush_meta()?,
         Opening::Existing => {
+            // Logging starts with the clock's state (R16).
+            let clock = w.watch.state_now(w.clock.as_ref(), Reason::Open);
             let open = Event::new(EventKind::LogOpen, opts.system_actor.clone())
-                .with_data(serde_json::json!({ "previous_size": previous_size }));
+                .with_data(serde_json::json!({ "previous_size": previous_size, "clock": clock }));
             first_result(w.commit_batch(vec![Work::Append(Box::new(open))]))?;
         }
     }
@@ -318,6 +326,13 @@ fn build_fresh(path: &Path, signer: Arc<dyn Signer>, opts: &LogOptions) -> Resul
         Default::default(),
         "",
     )?;
+    w.clock = opts.clock.0.clone();
+    if let Some(obj) = data.as_object_mut() {
+        obj.insert(
+            "clock".into(),
+            w.watch.state_now(w.clock.as_ref(), Reason::Open),
+        );
+    }
     let genesis = Event::new(EventKind::LogGenesis, opts.system_actor.clone()).with_data(data);
     first_result(w.commit_batch(vec![Work::Append(Box::new(genesis))]))?;
     w.conn
@@ -331,6 +346,32 @@ fn first_result(
     mut v: Vec<Result<crate::writer::Receipt, AuditError>>,
 ) -> Result<crate::writer::Receipt, AuditError> {
     v.pop().unwrap_or(Err(AuditError::Stopped(None)))
+}
+
+/// The clock watch of a writer continuing the log: the time its newest
+/// entry carries (a writer whose clock reads earlier logs a step) and, when
+/// that entry is the genesis of a log just created, the clock state it
+/// recorded.
+fn newest_clock(conn: &Connection) -> ClockWatch {
+    let leaf: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT leaf FROM entries ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .ok();
+    let Some(leaf) = leaf.and_then(|b| Leaf::parse_canonical(&b).ok()) else {
+        return ClockWatch::new(None, None);
+    };
+    let logged = match leaf.kind {
+        EventKind::LogGenesis => leaf
+            .data
+            .as_ref()
+            .and_then(|d| d.get("clock"))
+            .and_then(ClockState::of_data),
+        _ => None,
+    };
+    ClockWatch::new(ns_of_ts(&leaf.ts), logged)
 }
 
 /// A new boot id: 16 lowercase hex digits.

@@ -157,13 +157,32 @@ fn commit_field(c: &str) -> Result<(), String> {
 fn check_data(leaf: &LeafView<'_>, log_key: &str) -> Result<(), String> {
     let spec: &[(&str, Member)] = match leaf.kind {
         EventKind::LogGenesis => &[
+            ("clock", Member::Optional(Type::Clock)),
             ("extra", Member::Optional(Type::Any)),
             ("nonce", Member::Required(Type::Hex(32))),
             ("software", Member::Required(Type::Text)),
             ("vkey", Member::Required(Type::Text)),
         ],
-        EventKind::LogOpen => &[("previous_size", Member::Required(Type::Count))],
+        EventKind::LogOpen => &[
+            ("clock", Member::Optional(Type::Clock)),
+            ("previous_size", Member::Required(Type::Count)),
+        ],
         EventKind::Heartbeat => &[("interval_s", Member::Required(Type::Count))],
+        EventKind::ClockState => CLOCK_STATE,
+        EventKind::ClockStep => &[
+            (
+                "across",
+                Member::Required(Type::OneOf(&["writer", "restart"])),
+            ),
+            ("before", Member::Required(Type::Time)),
+            ("by_us", Member::Required(Type::Count)),
+            ("carried", Member::Required(Type::Time)),
+            (
+                "direction",
+                Member::Required(Type::OneOf(&["back", "forward"])),
+            ),
+            ("reading", Member::Required(Type::Time)),
+        ],
         EventKind::Redaction => &[
             ("commits", Member::Required(Type::Commits)),
             ("reason", Member::Required(Type::NonEmptyText)),
@@ -214,6 +233,8 @@ fn check_data(leaf: &LeafView<'_>, log_key: &str) -> Result<(), String> {
             ("root", Member::Required(Type::Hash)),
             ("through", Member::Required(Type::Count)),
         ],
+        // Open data, but a `clock` member the log wrote must be a clock state.
+        EventKind::SessionStart => return session_clock(leaf),
         _ => return Ok(()),
     };
     let kind = leaf.kind;
@@ -227,11 +248,59 @@ fn check_data(leaf: &LeafView<'_>, log_key: &str) -> Result<(), String> {
             &owned
         }
     };
+    check_members(data, spec).map_err(|why| format!("{kind} data{why}"))?;
+    if let Some(obj) = data.as_object() {
+        crate::holds::check_shape(kind, obj)?;
+    }
+    if kind == EventKind::LogGenesis && data.get("vkey").and_then(|v| v.as_str()) != Some(log_key) {
+        return Err("log.genesis data.vkey is not the log's key".into());
+    }
+    Ok(())
+}
+
+/// `session.start` data's `clock` member, when present, is a clock state.
+fn session_clock(leaf: &LeafView<'_>) -> Result<(), String> {
+    let owned;
+    let data = match leaf.data {
+        None => return Ok(()),
+        Some(DataView::Typed(v)) => v,
+        Some(DataView::Raw(b)) => {
+            owned = serde_json::from_slice::<serde_json::Value>(b)
+                .map_err(|e| format!("session.start data: {e}"))?;
+            &owned
+        }
+    };
+    match data.get("clock") {
+        None => Ok(()),
+        Some(c) => {
+            check_members(c, CLOCK_STATE).map_err(|why| format!("session.start data.clock{why}"))
+        }
+    }
+}
+
+/// The members of a clock state (`clock.state` data; the `clock` member of
+/// `log.genesis` and `log.open`).
+const CLOCK_STATE: &[(&str, Member)] = &[
+    ("esterror_us", Member::Required(Type::Count)),
+    ("maxerror_us", Member::Required(Type::Count)),
+    (
+        "reason",
+        Member::Required(Type::OneOf(&["log.open", "session.start", "change"])),
+    ),
+    ("source", Member::Required(Type::Text)),
+    ("state", Member::Required(Type::NonEmptyText)),
+    ("status", Member::Required(Type::Count)),
+    ("synced", Member::Required(Type::Bool)),
+];
+
+/// `data` has exactly the members of `spec`; the error starts with the
+/// path below the data (`.name: why`, or `: why`).
+fn check_members(data: &serde_json::Value, spec: &[(&str, Member)]) -> Result<(), String> {
     let obj = data
         .as_object()
-        .ok_or_else(|| format!("{kind} data must be an object"))?;
+        .ok_or_else(|| " must be an object".to_string())?;
     if let Some(k) = obj.keys().find(|k| !spec.iter().any(|(n, _)| n == k)) {
-        return Err(format!("{kind} data has no member {k:?} in this format"));
+        return Err(format!(" has no member {k:?} in this format"));
     }
     for (name, m) in spec {
         let (t, required) = match m {
@@ -239,17 +308,16 @@ fn check_data(leaf: &LeafView<'_>, log_key: &str) -> Result<(), String> {
             Member::Optional(t) => (t, false),
         };
         match obj.get(*name) {
-            None if required => return Err(format!("{kind} data.{name} is missing")),
+            None if required => return Err(format!(".{name} is missing")),
             None => {}
             Some(v) => {
                 t.check(v)
-                    .map_err(|why| format!("{kind} data.{name}: {why}"))?;
+                    .map_err(|why| match why.starts_with(['.', ' ']) {
+                        true => format!(".{name}{why}"),
+                        false => format!(".{name}: {why}"),
+                    })?;
             }
         }
-    }
-    crate::holds::check_shape(kind, obj)?;
-    if kind == EventKind::LogGenesis && obj.get("vkey").and_then(|v| v.as_str()) != Some(log_key) {
-        return Err("log.genesis data.vkey is not the log's key".into());
     }
     Ok(())
 }
@@ -269,12 +337,18 @@ enum Type {
     Hex(usize),
     /// A non-empty array of payload commitments.
     Commits,
+    /// `true` or `false`.
+    Bool,
     /// A leaf time ([`check_ts`]).
     Time,
     /// `sha256:` and 64 lowercase hex digits.
     Digest,
     /// A hash text (canonical base64 of 32 bytes).
     Hash,
+    /// One of these strings.
+    OneOf(&'static [&'static str]),
+    /// An object of the members of a clock state.
+    Clock,
 }
 
 impl Type {
@@ -287,6 +361,10 @@ impl Type {
             Type::Hex(n) => v
                 .as_str()
                 .is_some_and(|s| s.len() == *n && s.bytes().all(is_lower_hex)),
+            Type::Bool => v.is_boolean(),
+            Type::Time => v.as_str().is_some_and(|t| check_ts(t).is_ok()),
+            Type::OneOf(names) => v.as_str().is_some_and(|t| names.contains(&t)),
+            Type::Clock => return check_members(v, CLOCK_STATE),
             Type::Commits => {
                 let Some(a) = v.as_array().filter(|a| !a.is_empty()) else {
                     return Err("must be a non-empty array of commitments".into());
@@ -296,7 +374,6 @@ impl Type {
                 }
                 true
             }
-            Type::Time => v.as_str().is_some_and(|s| check_ts(s).is_ok()),
             Type::Digest => v.as_str().is_some_and(|s| {
                 s.strip_prefix("sha256:")
                     .is_some_and(|h| h.len() == 64 && h.bytes().all(is_lower_hex))
@@ -313,9 +390,12 @@ impl Type {
                 Type::Count => "must be an integer from 0 to 2^53-1",
                 Type::Hex(_) => "must be lowercase hex of the stated length",
                 Type::Commits => "must be a non-empty array of commitments",
+                Type::Bool => "must be true or false",
                 Type::Time => "must be a UTC time YYYY-MM-DDTHH:MM:SS.ffffffZ",
                 Type::Digest => "must be sha256:<64 lowercase hex digits>",
                 Type::Hash => "must be the base64 of a 32-byte hash",
+                Type::OneOf(names) => return Err(format!("must be one of {}", names.join(", "))),
+                Type::Clock => "must be a clock state",
             }
             .into())
         }

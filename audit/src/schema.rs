@@ -28,6 +28,8 @@ CREATE TABLE head(id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL, 
 -- before `head` existed, one per commit)
 CREATE TABLE checkpoints(size INTEGER PRIMARY KEY, note TEXT NOT NULL, published INTEGER NOT NULL DEFAULT 0) STRICT;
 CREATE TABLE cosignatures(size INTEGER NOT NULL, witness TEXT NOT NULL, line TEXT NOT NULL, received_at INTEGER NOT NULL, PRIMARY KEY(size, witness)) STRICT;
+-- RFC 3161 tokens over kept checkpoints (DER TimeStampToken), checked before stored
+CREATE TABLE timestamps(size INTEGER PRIMARY KEY, token BLOB NOT NULL, tsa TEXT NOT NULL, gen_time INTEGER NOT NULL, received_at INTEGER NOT NULL) STRICT;
 CREATE TABLE payloads(cmt BLOB PRIMARY KEY, seq INTEGER NOT NULL, media TEXT NOT NULL, size INTEGER NOT NULL, salt BLOB, body BLOB, redacted_seq INTEGER) STRICT;
 CREATE INDEX payloads_seq ON payloads(seq);
 -- derived state kept for fast start-up; verification recomputes it from the leaves
@@ -64,6 +66,7 @@ pub fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS head(id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL, note TEXT NOT NULL) STRICT;",
     )?;
+    upgrade_timestamps(conn)?;
     let mut has = std::collections::HashSet::new();
     {
         let mut st = conn.prepare("PRAGMA table_info(sessions)")?;
@@ -86,6 +89,14 @@ pub fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
         [SCHEMA_VERSION],
     )?;
     Ok(())
+}
+
+/// The `timestamps` table (RFC 3161 tokens over checkpoints), in a log
+/// written before it existed.
+pub fn upgrade_timestamps(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS timestamps(size INTEGER PRIMARY KEY, token BLOB NOT NULL, tsa TEXT NOT NULL, gen_time INTEGER NOT NULL, received_at INTEGER NOT NULL) STRICT;",
+    )
 }
 
 /// Create `session_links` and fill it from the stored entries, in one

@@ -243,14 +243,19 @@ fn order(
             let start = w.prepare_more(&mut b.prepared, works);
             (b, start)
         }
-        None => (
-            Batch {
-                prepared: w.prepare(works),
-                waiting: Vec::new(),
-            },
-            0,
-        ),
+        None => {
+            let (prepared, start) = w.prepare(works);
+            (
+                Batch {
+                    prepared,
+                    waiting: Vec::new(),
+                },
+                start,
+            )
+        }
     };
+    // Clock entries the writer put before the items wait for no one.
+    b.waiting.resize_with(start, || None);
     for (i, r) in replies.into_iter().enumerate() {
         match r {
             Some(r) if r.released() => {
@@ -265,6 +270,8 @@ fn order(
             other => b.waiting.push(other),
         }
     }
+    // Nor those after them.
+    b.waiting.resize_with(b.prepared.len(), || None);
     b
 }
 

@@ -9,9 +9,10 @@ use ring::rand::SystemRandom;
 use rusqlite::{Connection, OptionalExtension};
 use stele_attest::Signer;
 
+use crate::clock::{ClockSource, ClockWatch, Reason};
 use crate::error::AuditError;
 use crate::event::{Actor, Event, EventKind, IntentRole};
-use crate::leaf::{hash_b64, now_ts, parse_hash_b64, Leaf, SessionLink, LEAF_VERSION};
+use crate::leaf::{hash_b64, parse_hash_b64, Leaf, SessionLink, LEAF_VERSION};
 use crate::leaf_view::LeafView;
 use crate::merkle::{leaf_hash, CompletedNode, Frontier, Hash};
 use crate::payload::{commit_text, parse_commit, seal, SealedPayload};
@@ -55,6 +56,8 @@ pub(crate) struct Undo {
     intents_added: Vec<u64>,
     intents_removed: Vec<(u64, (EventKind, Hash))>,
     last_ts: String,
+    /// The clock watch before the batch.
+    watch: ClockWatch,
     /// Payload commitments of the batch's entries built so far (not yet in the table).
     batch_commits: HashMap<Hash, u64>,
     /// Payloads erased by the batch's entries built so far.
@@ -112,6 +115,14 @@ pub(crate) struct Writer {
     pub tree: crate::schema::TreeLayout,
     /// The legal holds (read from the log when first needed).
     pub holds: Option<crate::holds::HoldBook>,
+    /// Where time comes from.
+    pub clock: Arc<dyn ClockSource>,
+    /// What the clock did so far (steps, logged state).
+    pub watch: ClockWatch,
+    /// The time the entries being built carry (read once per batch).
+    now: String,
+    /// The actor of entries the writer adds itself (`clock.*`).
+    pub actor: Actor,
 }
 
 /// A request to the sequencer that needs an entry.
@@ -179,6 +190,10 @@ impl Writer {
             refused: None,
             verified_size: 0,
             holds: None,
+            clock: crate::clock::ClockHandle::default().0,
+            watch: ClockWatch::default(),
+            now: String::new(),
+            actor: Actor::system(),
         })
     }
 
@@ -190,7 +205,7 @@ impl Writer {
     /// state (recorded in `undo`). On error the state is untouched.
     pub(crate) fn build(&mut self, w: Work, undo: &mut Undo) -> Result<Built, AuditError> {
         let seq = self.frontier.size();
-        let (ev, redactions) = match w {
+        let (mut ev, redactions) = match w {
             Work::Append(ev) => {
                 if crate::writer::erasure::dedicated(ev.kind) {
                     return Err(AuditError::Invalid(format!(
@@ -248,6 +263,9 @@ impl Writer {
             }
         };
         let closes = self.check_refs(&ev)?;
+        if ev.kind == EventKind::SessionStart {
+            self.clock_into_session_start(&mut ev)?;
+        }
         let mut payloads = ev
             .payloads
             .into_iter()
@@ -260,9 +278,11 @@ impl Writer {
         for r in &ev.shared {
             self.check_shared(r, undo)?;
         }
-        let now = now_ts();
-        let ts = if now > self.last_ts {
-            now
+        // Never earlier than the entry before: a clock that stepped back
+        // is recorded by a `clock.step` entry (crate::clock), and the
+        // entries carry the last time until it has caught up again.
+        let ts = if self.now > self.last_ts {
+            self.now.clone()
         } else {
             self.last_ts.clone()
         };
@@ -348,6 +368,48 @@ impl Writer {
             redactions,
             hold_entry,
         })
+    }
+
+    /// Read the clock for a batch (`batch` is about to be built): the
+    /// `clock.step` entries to write before it and the `clock.state`
+    /// entries to write after it.
+    pub(crate) fn read_clock(&mut self, batch: &[Work]) -> (Vec<Event>, Vec<Event>) {
+        let _ = batch;
+        let o = self.watch.observe(self.clock.as_ref(), None, &self.last_ts);
+        self.now = crate::clock::ts_of_ns(o.wall_ns);
+        let (mut before, mut after) = (Vec::new(), Vec::new());
+        for (kind, data) in o.entries {
+            let ev = Event::new(kind, self.actor.clone()).with_data(data);
+            match kind {
+                EventKind::ClockStep => before.push(ev),
+                _ => after.push(ev),
+            }
+        }
+        // The genesis entry is index 0 and alone in its commit; the
+        // opening writer logs the clock's state right after it.
+        if self.frontier.size() == 0 {
+            before.clear();
+            after.clear();
+        }
+        (before, after)
+    }
+
+    /// A session starts with the clock's state: the `clock` member of its
+    /// `session.start` data (in the session's own sub-chain, so a session
+    /// export carries it). The member is the log's to write.
+    fn clock_into_session_start(&mut self, ev: &mut Event) -> Result<(), AuditError> {
+        let data = ev.data.get_or_insert_with(|| serde_json::json!({}));
+        let Some(obj) = data.as_object_mut() else {
+            return Ok(());
+        };
+        if obj.contains_key("clock") {
+            return Err(AuditError::Invalid(
+                "session.start data.clock is written by the log, not by its caller".into(),
+            ));
+        }
+        let clock = self.watch.state_now(self.clock.as_ref(), Reason::Session);
+        obj.insert("clock".into(), clock);
+        Ok(())
     }
 
     fn session_link(&mut self, id: &str, kind: EventKind) -> Result<SessionLink, AuditError> {

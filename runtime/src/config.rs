@@ -60,6 +60,8 @@ pub struct ConfigFile {
     /// Live SIEM feeds (`[[feed]]`; see docs/siem.md). The managed file's
     /// list, when it has one, replaces the user's.
     pub feed: Option<Vec<crate::feed::config::FeedEntry>>,
+    /// RFC 3161 timestamps on checkpoints (`[tsa]`; see docs/runtime.md).
+    pub tsa: Option<crate::timestamping::TsaConfig>,
     /// OpenTelemetry export (`[telemetry]`).
     pub telemetry: Option<crate::telemetry::TelemetryConfig>,
     /// Memory, process and CPU limits per command and per session

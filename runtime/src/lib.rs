@@ -20,5 +20,6 @@ pub mod recovery;
 pub mod session;
 pub mod telemetry;
 pub mod terminal_safe;
+pub mod timestamping;
 pub mod tools;
 pub mod witnessing;

@@ -194,6 +194,7 @@ fn main() {
             quorum: None,
             anchors: vec![],
             now: 4_000_000_000,
+            tsa: None,
         },
     )
     .unwrap();

@@ -13,6 +13,7 @@ mod manifest;
 mod report;
 mod session_stream;
 mod stream;
+pub mod timestamps;
 
 use std::collections::BTreeMap;
 
@@ -67,6 +68,9 @@ pub struct Options {
     pub anchors: Vec<(String, String)>,
     /// Current time (POSIX seconds) for cosignature timestamps.
     pub now: u64,
+    /// The TSA certificate(s) RFC 3161 tokens must chain to; without it
+    /// tokens are listed, not checked.
+    pub tsa: Option<stele_attest::timestamp::TsaTrust>,
 }
 
 /// Roots that the recomputed tree must match at given sizes, with where each came from.
@@ -104,6 +108,7 @@ pub fn verify_producing(
     let atts = extras::read_attestations(bundle, opts, &m, &mut expect)?;
     if m.predicate.layout == stele_audit::export::layout::BundleLayout::Session {
         let mut report = session_stream::verify(bundle, opts, &m, &cps, &atts, &expect)?;
+        report.timestamps = timestamps::check(bundle, opts, &m)?;
         report.seconds = started.elapsed().as_secs_f64();
         report.cpu_seconds = stele_audit::cpu_time::cpu_seconds_since(cpu0, report.seconds);
         return Ok(report);
@@ -122,6 +127,7 @@ pub fn verify_producing(
     extras::proofs(bundle, opts, &m, &s, &mut report)?;
     extras::policies(bundle, &m, &mut report)?;
     extras::check_attestations(&atts, &s.checker.sessions, &mut report)?;
+    report.timestamps = timestamps::check(bundle, opts, &m)?;
     if let Some(account) = s.account.take() {
         report.account = report::account(account, bundle, &m, &s, &report, opts);
     }

@@ -46,6 +46,11 @@ struct Args {
     /// A checkpoint you already hold (from a witness, WORM storage, a previous audit); repeatable.
     #[arg(long = "checkpoint")]
     checkpoints: Vec<PathBuf>,
+    /// The certificate (PEM) of the Time Stamping Authority whose RFC 3161
+    /// tokens the export carries, or of the CA that issued it; without it
+    /// tokens are listed but not checked.
+    #[arg(long)]
+    tsa_cert: Option<PathBuf>,
     /// Also print the verification rate on its own line (for benchmarks).
     #[arg(long)]
     bench: bool,
@@ -235,6 +240,17 @@ fn options(a: &Args) -> anyhow::Result<Options> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    let tsa = match &a.tsa_cert {
+        Some(p) => {
+            let pem =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Some(
+                stele_attest::timestamp::TsaTrust::from_pem(&pem)
+                    .with_context(|| format!("{}: not a PEM certificate", p.display()))?,
+            )
+        }
+        None => None,
+    };
     Ok(Options {
         log_key,
         more_keys: keys,
@@ -244,5 +260,6 @@ fn options(a: &Args) -> anyhow::Result<Options> {
         quorum: a.quorum,
         anchors,
         now,
+        tsa,
     })
 }

@@ -7,7 +7,7 @@ use stele_attest::{Checkpoint, SignedNote};
 use stele_audit::export::layout::{
     sha256, ExportPredicate, CHECKPOINT, CHECKPOINTS_DIR, KEYS_DIR, MANIFEST,
 };
-use stele_audit::export::layout::{BundleLayout, CONSISTENCY_DIR, REDACTIONS_DIR};
+use stele_audit::export::layout::{BundleLayout, CONSISTENCY_DIR, REDACTIONS_DIR, TIMESTAMPS_DIR};
 use stele_audit::export::layout::{
     ATTESTATIONS_DIR, OCSF, PAYLOADS_DIR, POLICIES_DIR, PROOFS_DIR, SUMMARY, VERIFY_MD,
 };
@@ -303,6 +303,7 @@ pub(crate) fn derived_files(bundle: &Bundle, m: &Manifest) -> Result<(), Failure
         PROOFS_DIR,
         POLICIES_DIR,
         ATTESTATIONS_DIR,
+        TIMESTAMPS_DIR,
     ];
     for name in m.digests.keys() {
         if [SUMMARY, VERIFY_MD, OCSF].contains(&name.as_str()) {

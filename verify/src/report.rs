@@ -16,6 +16,8 @@ pub const VERIFY_SCHEMA: &str = "https://stele.dev/stele-verify/v1";
 /// What a successful verification established.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
+    /// RFC 3161 timestamp tokens over checkpoints.
+    pub timestamps: Vec<TimestampLine>,
     /// Log origin.
     pub origin: String,
     /// Entries verified (the whole prefix).
@@ -150,7 +152,21 @@ pub(crate) fn account(
         sessions,
         redactions,
         retention,
+        period: None,
     }
+}
+
+/// One RFC 3161 token in the export.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TimestampLine {
+    /// The checkpoint size it stamps.
+    pub size: u64,
+    /// The TSA's time (when checked).
+    pub gen_time: Option<String>,
+    /// The TSA certificate's subject (when checked).
+    pub tsa: Option<String>,
+    /// Whether it was checked against a TSA certificate (`--tsa-cert`).
+    pub checked: bool,
 }
 
 impl Report {
@@ -212,6 +228,7 @@ impl Report {
             "sessions": self.sessions.0,
             "sessions_without_end": self.sessions.1,
             "checkpoints": self.checkpoints,
+            "timestamps": self.timestamps.iter().map(|t| serde_json::json!({"size": t.size, "gen_time": t.gen_time, "tsa": t.tsa, "checked": t.checked})).collect::<Vec<_>>(),
             "witnesses": self.cosigned.iter().map(|(w, n)| serde_json::json!({"witness": w, "size": n})).collect::<Vec<_>>(),
             "anchors": self.anchors.iter().map(|(n, src)| serde_json::json!({"size": n, "source": src})).collect::<Vec<_>>(),
             "payloads": {"verified": self.payloads_verified, "redacted": self.payloads_redacted, "withheld": self.payloads_withheld},
@@ -283,6 +300,20 @@ impl fmt::Display for Report {
         )?;
         for (w, s) in &self.cosigned {
             writeln!(f, "  witness:      {w} cosigned size {s}")?;
+        }
+        for t in &self.timestamps {
+            match (&t.gen_time, &t.tsa) {
+                (Some(g), Some(tsa)) if t.checked => writeln!(
+                    f,
+                    "  timestamp:    checkpoint {} stamped {g} by {tsa} (RFC 3161, verified)",
+                    t.size
+                )?,
+                _ => writeln!(
+                    f,
+                    "  timestamp:    checkpoint {} has an RFC 3161 token, NOT checked (give --tsa-cert)",
+                    t.size
+                )?,
+            }
         }
         for (s, src) in &self.anchors {
             writeln!(f, "  anchor:       consistent with {src} (size {s})")?;

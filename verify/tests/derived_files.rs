@@ -233,6 +233,7 @@ impl Setup {
             quorum: None,
             anchors: vec![],
             now: 4_000_000_000,
+            tsa: None,
         }
     }
 }

@@ -83,6 +83,7 @@ fn hundred_thousand_entries_verify() {
         quorum: None,
         anchors: vec![],
         now: 4_000_000_000,
+        tsa: None,
     };
     let rep = verify(&Bundle::open(&out).unwrap(), &opts).unwrap();
     assert_eq!(rep.entries, r.tree_size);
@@ -199,6 +200,7 @@ fn a_session_export_in_a_large_log() {
         quorum: None,
         anchors: vec![],
         now: 4_000_000_000,
+        tsa: None,
     };
     let t = std::time::Instant::now();
     let rep = verify(&Bundle::open(&sout).unwrap(), &vopts).unwrap();

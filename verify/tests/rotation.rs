@@ -61,6 +61,7 @@ fn opts(trusted: &[&Ed25519Signer]) -> Options {
         quorum: None,
         anchors: vec![],
         now: 4_000_000_000,
+        tsa: None,
     }
 }
 

@@ -406,6 +406,7 @@ fn opts(b: &Base) -> Options {
         quorum: None,
         anchors: vec![],
         now: 4_000_000_000,
+        tsa: None,
     }
 }
 
@@ -648,6 +649,58 @@ const CASES: &[Case] = &[
         kind: "payload.expiry",
         change: |v| v["data"]["config"] = json!("sha1:00"),
         expect: "config",
+    },
+    Case {
+        rule: "the clock of log.genesis is a clock state",
+        kind: "log.genesis",
+        change: |v| v["data"]["clock"]["synced"] = json!("yes"),
+        expect: "synced",
+    },
+    Case {
+        rule: "a clock state is closed",
+        kind: "log.genesis",
+        change: |v| v["data"]["clock"]["ntp_server"] = json!("pool"),
+        expect: "ntp_server",
+    },
+    Case {
+        rule: "the clock of session.start is a clock state",
+        kind: "session.start",
+        change: |v| {
+            v["data"]["clock"].as_object_mut().unwrap().remove("source");
+        },
+        expect: "source",
+    },
+    Case {
+        rule: "a clock step goes back or forward",
+        kind: "policy.decision",
+        change: |v| {
+            v["kind"] = json!("clock.step");
+            let t = v["ts"].clone();
+            v["data"] = json!({"across": "writer", "before": t, "by_us": 1, "carried": t,
+                "direction": "sideways", "reading": t});
+        },
+        expect: "direction",
+    },
+    Case {
+        rule: "a clock step's readings are times",
+        kind: "policy.decision",
+        change: |v| {
+            v["kind"] = json!("clock.step");
+            let t = v["ts"].clone();
+            v["data"] = json!({"across": "writer", "before": "yesterday", "by_us": 1,
+                "carried": t, "direction": "back", "reading": t});
+        },
+        expect: "before",
+    },
+    Case {
+        rule: "a clock state says why it was written",
+        kind: "policy.decision",
+        change: |v| {
+            v["kind"] = json!("clock.state");
+            v["data"] = json!({"esterror_us": 0, "maxerror_us": 0, "reason": "whenever",
+                "source": "tsc", "state": "ok", "status": 0, "synced": true});
+        },
+        expect: "reason",
     },
     Case {
         rule: "time does not go backwards in a boot",

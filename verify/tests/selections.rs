@@ -48,6 +48,7 @@ fn opts(key: &Ed25519Signer) -> Options {
         quorum: None,
         anchors: vec![],
         now: 4_000_000_000,
+        tsa: None,
     }
 }
 

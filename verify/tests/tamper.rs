@@ -97,6 +97,7 @@ impl Setup {
             quorum: None,
             anchors: vec![],
             now: 4_000_000_000,
+            tsa: None,
         }
     }
 }

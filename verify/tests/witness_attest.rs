@@ -99,6 +99,7 @@ fn quorum_and_attestation() {
         quorum: Some(1),
         anchors: vec![],
         now: 4_000_000_000,
+        tsa: None,
     };
     let r = verify(&Bundle::open(&out).unwrap(), &opts).unwrap();
     assert_eq!(r.attestations, vec!["s-1".to_string()]);

@@ -202,7 +202,46 @@ pub(super) fn put_checkpoints(
         )?;
         sizes.push(s);
     }
+    // RFC 3161 tokens over the checkpoints written (stamped ones are kept
+    // for good, so each has its checkpoint here).
+    for (s, token) in stored_tokens(store, size)? {
+        if s == size || sizes.contains(&s) {
+            o.put(&super::layout::timestamp_path(s), &token)?;
+        }
+    }
     Ok(sizes)
+}
+
+/// Stored RFC 3161 tokens by checkpoint size, at most `up_to` (none in a
+/// log written before timestamps existed).
+pub fn stored_tokens(store: &Store, up_to: u64) -> Result<Vec<(u64, Vec<u8>)>, ExportError> {
+    let err = crate::AuditError::sqlite(store.path());
+    let has: bool = store
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'timestamps'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(&err)?
+        > 0;
+    if !has {
+        return Ok(Vec::new());
+    }
+    let mut st = store
+        .conn()
+        .prepare("SELECT size, token FROM timestamps WHERE size <= ?1 ORDER BY size")
+        .map_err(&err)?;
+    let rows = st
+        .query_map([up_to as i64], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
+        })
+        .map_err(&err)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row.map_err(&err)?);
+    }
+    Ok(out)
 }
 
 /// Append cosignature lines to a signed note.

@@ -17,6 +17,21 @@ pub const CHECKPOINT: &str = "checkpoint";
 pub const CHECKPOINTS_DIR: &str = "checkpoints/";
 /// Folder of payloads, named by hex commitment, holding salt ‖ body.
 pub const PAYLOADS_DIR: &str = "payloads/";
+/// RFC 3161 timestamp tokens over checkpoints: `timestamps/<size>.tsr`.
+pub const TIMESTAMPS_DIR: &str = "timestamps/";
+
+/// Where the token over the checkpoint of `size` goes.
+pub fn timestamp_path(size: u64) -> String {
+    format!("{TIMESTAMPS_DIR}{size}.tsr")
+}
+
+/// The checkpoint size a `timestamps/<size>.tsr` name is for (decimal,
+/// no leading zeros).
+pub fn timestamp_size(name: &str) -> Option<u64> {
+    let n = name.strip_prefix(TIMESTAMPS_DIR)?.strip_suffix(".tsr")?;
+    let s: u64 = n.parse().ok()?;
+    (s.to_string() == n).then_some(s)
+}
 /// Folder of tlog-proofs, named `<index>.tlog-proof`.
 pub const PROOFS_DIR: &str = "proofs/";
 /// Session bundles: folder of RFC 6962 consistency proofs, `<size>`, from

@@ -71,16 +71,22 @@ impl Writer {
     /// one result per item, in order; a storage failure fails them all and
     /// leaves the in-memory state as it was.
     pub fn commit_batch(&mut self, batch: Vec<Work>) -> Vec<Result<Receipt, AuditError>> {
-        let p = self.prepare(batch);
-        self.write_prepared(p)
+        let n = batch.len();
+        let (p, start) = self.prepare(batch);
+        let mut all = self.write_prepared(p);
+        // The clock entries the writer added around them answer no one.
+        all.drain(start..(start + n).min(all.len())).collect()
     }
 
-    /// Validate each item and give it its place in the sequence (in memory).
-    pub(crate) fn prepare(&mut self, batch: Vec<Work>) -> Prepared {
+    /// Validate each item and give it its place in the sequence (in
+    /// memory); returns the index of the first item (clock entries may
+    /// come before it, see [`Writer::prepare_more`]).
+    pub(crate) fn prepare(&mut self, batch: Vec<Work>) -> (Prepared, usize) {
         let undo = Undo {
             frontier: self.frontier.clone(),
             last_hash: self.last_hash,
             last_ts: self.last_ts.clone(),
+            watch: self.watch.clone(),
             ..Undo::default()
         };
         let mut p = Prepared {
@@ -88,25 +94,44 @@ impl Writer {
             undo,
             release: Release::NoneReleased,
         };
-        self.prepare_more(&mut p, batch);
-        p
+        let start = self.prepare_more(&mut p, batch);
+        (p, start)
     }
 
     /// Order more items after those of `p`, in the same transaction to
     /// come (payloads made earlier in it can be referred to); returns the
-    /// index in `p` of the first new item.
+    /// index in `p` of the first new item. The clock is read once for
+    /// them: a `clock.step` it calls for goes before them, a
+    /// `clock.state` after them (`crate::clock`); those entries answer
+    /// no caller.
     pub(crate) fn prepare_more(&mut self, p: &mut Prepared, batch: Vec<Work>) -> usize {
-        let start = p.built.len();
         if let Some(why) = &self.refused {
+            let start = p.built.len();
             p.built
                 .extend(batch.iter().map(|_| Err(AuditError::Refused(why.clone()))));
             return start;
         }
+        let (before, after) = self.read_clock(&batch);
+        self.build_own(p, before);
+        let start = p.built.len();
         for w in batch {
             let b = self.build(w, &mut p.undo);
             p.built.push(b);
         }
+        self.build_own(p, after);
         start
+    }
+
+    /// Build entries the writer adds itself (they never fail unless the
+    /// format rules were broken, which is logged).
+    fn build_own(&mut self, p: &mut Prepared, events: Vec<crate::event::Event>) {
+        for ev in events {
+            let kind = ev.kind;
+            match self.build(Work::Append(Box::new(ev)), &mut p.undo) {
+                Ok(b) => p.built.push(Ok(b)),
+                Err(e) => tracing::error!("could not build the writer's own {kind} entry: {e}"),
+            }
+        }
     }
 
     /// Write a prepared batch and its signed checkpoint in one transaction.
@@ -171,6 +196,7 @@ impl Writer {
         self.frontier = undo.frontier;
         self.last_hash = undo.last_hash;
         self.last_ts = undo.last_ts;
+        self.watch = undo.watch;
         for (id, old) in undo.sessions.into_iter().rev() {
             match old {
                 Some(s) => self.sessions.insert(id, s),

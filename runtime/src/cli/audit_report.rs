@@ -15,6 +15,7 @@ use stele_audit::leaf::Leaf;
 use stele_audit::leaf_view::LeafView;
 use stele_audit::verify::{verify_db_then, VerifyFailure, VerifyReport};
 use stele_audit::Store;
+use stele_verify::account::period::PeriodBuilder;
 use stele_verify::account::{self, Account, AccountBuilder, PayloadText, Source, Verification};
 
 use super::audit::LogArgs;
@@ -37,8 +38,25 @@ pub enum ReportFormat {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReportArgs {
     /// Only this session [default: every entry of the log].
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["since", "until"])]
     pub session: Option<String>,
+    /// The period report: entries from this time on (RFC 3339, or a date
+    /// YYYY-MM-DD meaning its first instant, UTC).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// …up to this time, exclusive (a date includes that whole day)
+    /// [default: now].
+    #[arg(long, requires = "since")]
+    pub until: Option<String>,
+    /// Silence longer than this many seconds while the log is open is
+    /// reported as a logging gap (period report).
+    #[arg(long, requires = "since", default_value_t = stele_verify::account::period::DEFAULT_GAP_S)]
+    pub gap: u64,
+    /// Also write the signed export of the period to this folder or .tar
+    /// (as `stele audit export --since … --until …` does; the export is
+    /// recorded in the log).
+    #[arg(long, requires = "since")]
+    pub export: Option<PathBuf>,
     /// The report's form.
     #[arg(long, value_enum, default_value = "md")]
     pub format: ReportFormat,
@@ -80,9 +98,21 @@ pub fn run(a: ReportArgs) -> anyhow::Result<ExitCode> {
         })?),
         None => None,
     };
+    let window = match &a.since {
+        Some(since) => Some(super::audit_period::window(
+            since,
+            a.until.as_deref(),
+            a.gap,
+        )?),
+        None => None,
+    };
     let started = std::time::Instant::now();
     let (report, built) = verify_db_then(&db, &verifier, anchor.as_deref(), |store, r| {
-        build(store, r, a.session.as_deref(), &db, a.checkpoint.is_some())
+        let sel = match &window {
+            Some(w) => Select::Period(w),
+            None => Select::Entries(a.session.as_deref()),
+        };
+        build(store, r, sel, &db, a.checkpoint.is_some())
     })
     .map_err(|f| {
         let code = match f {
@@ -118,7 +148,31 @@ pub fn run(a: ReportArgs) -> anyhow::Result<ExitCode> {
     if let Some(p) = &a.out {
         crate::errln!("stele: report written to {}", terminal_safe::path(p));
     }
+    if let (Some(out), Some(p)) = (&a.export, &account.period) {
+        let args = super::audit::ExportArgs {
+            session: None,
+            since: Some(p.since.clone()),
+            until: Some(p.until.clone()),
+            no_payloads: false,
+            policies: Vec::new(),
+            export_key: None,
+            allow_open_session: false,
+            user: None,
+            out: out.clone(),
+            json: false,
+            log: a.log.clone(),
+        };
+        return super::audit_export::export(&db, &key, args);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the report covers.
+enum Select<'a> {
+    /// The entries of one session, or all.
+    Entries(Option<&'a str>),
+    /// A time window (the period report).
+    Period(&'a stele_verify::account::period::Window),
 }
 
 /// The account of the verified entries `0..r.entries` the selection takes
@@ -127,13 +181,29 @@ pub fn run(a: ReportArgs) -> anyhow::Result<ExitCode> {
 fn build(
     store: &Store,
     r: &VerifyReport,
-    session: Option<&str>,
+    sel: Select<'_>,
     db: &Path,
     anchored: bool,
 ) -> anyhow::Result<Account> {
+    let (session, mut period) = match &sel {
+        Select::Entries(s) => (*s, None),
+        Select::Period(w) => (None, Some(PeriodBuilder::new((*w).clone()))),
+    };
     let mut b = AccountBuilder::default();
     let mut selected = 0u64;
     store.for_each_entry(0, r.entries, |seq, bytes, _| {
+        if let Some(p) = period.as_mut() {
+            let leaf: Leaf =
+                serde_json::from_slice(bytes).map_err(|e| stele_audit::AuditError::Integrity {
+                    index: seq,
+                    reason: format!("verified entry does not parse: {e}"),
+                })?;
+            if p.add(&leaf) {
+                selected += 1;
+                b.add(&leaf);
+            }
+            return Ok(());
+        }
         let wanted = match (session, LeafView::scan(bytes)) {
             (None, _) => true,
             (Some(id), Some(v)) => v.session.is_some_and(|s| s.id == id),
@@ -179,6 +249,15 @@ fn build(
         }
     };
     let (sessions, redactions, retention) = b.finish(text);
+    let period = match (period, &sel) {
+        (Some(p), Select::Period(w)) => {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+            let mut p = p.finish(&sessions, now);
+            super::audit_period::add_stored(&mut p, store, w, r.entries)?;
+            Some(p)
+        }
+        _ => None,
+    };
     let mut unchecked = vec![
         "no witness cosignatures checked (`stele audit publish` sends checkpoints to witnesses; \
          `stele-verify --witness` checks them on an export)"
@@ -194,9 +273,10 @@ fn build(
     Ok(Account {
         schema: account::SCHEMA,
         origin: r.origin.clone(),
-        selection: match session {
-            Some(id) => format!("session {id}"),
-            None => "all entries".into(),
+        selection: match (&period, session) {
+            (Some(p), _) => format!("period {} .. {}", p.since, p.until),
+            (None, Some(id)) => format!("session {id}"),
+            (None, None) => "all entries".into(),
         },
         verification: Verification {
             result: "verified",
@@ -219,6 +299,7 @@ fn build(
         sessions,
         redactions,
         retention,
+        period,
     })
 }
 

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod audit_export;
 pub mod audit_feed;
+pub mod audit_period;
 pub mod audit_read;
 pub mod audit_report;
 pub mod audit_retention;

@@ -510,6 +510,21 @@ impl OpenSession {
         // Keeps the next session's workspace check from rescanning this one.
         crate::isolation::exports::refresh_index(&self.db);
         let published = Witnessing::load()?.publish(&self.db, &verifier, Moment::SessionEnd)?;
+        if let Some(t) = crate::timestamping::Timestamping::load()? {
+            match t.stamp(&self.db, &verifier) {
+                Ok(Some(s)) => crate::errln!(
+                    "stele: checkpoint {} timestamped {} by {}",
+                    s.size,
+                    s.stamp.gen_time,
+                    crate::terminal_safe::line(&s.stamp.tsa)
+                ),
+                Ok(None) => {}
+                Err(e) => crate::errln!(
+                    "stele: warning: no RFC 3161 timestamp: {}",
+                    crate::terminal_safe::line(&e.to_string())
+                ),
+            }
+        }
         if let Some(c) = published.cosigned.first() {
             let names: Vec<String> = published
                 .cosigned

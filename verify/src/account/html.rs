@@ -57,7 +57,7 @@ fn answer(a: &str) -> String {
     format!("<span class=\"{class}\">{}</span>", esc(a))
 }
 
-fn table(s: &mut String, id: &str, head: &[&str], rows: Vec<Vec<String>>) {
+pub(super) fn table(s: &mut String, id: &str, head: &[&str], rows: Vec<Vec<String>>) {
     let _ = write!(s, "<table id=\"{id}\"><tr>");
     for h in head {
         let _ = write!(s, "<th>{h}</th>");
@@ -112,6 +112,9 @@ pub fn render(a: &Account) -> String {
         v.selected,
         esc(&a.selection)
     );
+    if let Some(p) = &a.period {
+        super::period_render::html(&mut s, p);
+    }
     for x in &a.sessions {
         session(&mut s, x);
     }

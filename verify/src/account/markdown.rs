@@ -20,7 +20,7 @@ pub(super) fn code(s: &str) -> String {
 
 /// A short field the format keeps plain (a time, a status, an access):
 /// as it is when it is, else quoted like any other text from the log.
-fn word(s: &str) -> String {
+pub(super) fn word(s: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, ':' | '.' | '-' | '+' | '_');
     if !s.is_empty() && s.chars().all(plain) {
         s.to_string()
@@ -100,6 +100,9 @@ pub fn render(a: &Account) -> String {
                 code(&a.selection)
             );
         }
+    }
+    if let Some(p) = &a.period {
+        super::period_render::markdown(&mut s, p);
     }
     for x in &a.sessions {
         session(&mut s, x);

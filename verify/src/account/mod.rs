@@ -12,6 +12,11 @@
 mod collect;
 pub mod html;
 pub mod markdown;
+pub mod period;
+mod period_render;
+#[cfg(test)]
+#[path = "period_tests.rs"]
+mod period_tests;
 
 #[cfg(test)]
 #[path = "escape_tests.rs"]
@@ -45,6 +50,9 @@ pub struct Account {
     pub redactions: Vec<Redaction>,
     /// Retention expiries, legal holds placed and released, archival.
     pub retention: Vec<RetentionEvent>,
+    /// The period evidence (a report for a time window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<period::Period>,
 }
 
 /// Verification facts (what was and was not checked).
