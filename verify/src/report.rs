@@ -149,9 +149,9 @@ pub(crate) fn account(
             exporter: Some(r.exporter.clone()),
             log_file: None,
         },
+        period: crate::export_period::period(bundle, m, r, &sessions),
         sessions,
         redactions,
-        period: None,
     }
 }
 
