@@ -223,6 +223,32 @@ fn tokens_from_a_real_tsa_travel_in_the_export_and_verify_for_rsa_and_ecdsa() {
 }
 
 #[test]
+fn a_session_bundle_carries_the_token_and_its_checks() {
+    let t = Tsa::start("Acme", KeyKind::P256);
+    let other = Tsa::start("Other", KeyKind::P256);
+    let l = new_log(0);
+    session(&l, "s-1");
+    let s = stamp_latest(&l.db, &l.key.verifier(), &target(&t.url, &t.ca_pem)).unwrap();
+    session(&l, "s-2");
+    let out = l.dir.path().join("exp-session");
+    let o = ExportOptions {
+        selection: Selection::Session { id: "s-2".into() },
+        payloads: true,
+        policies: vec![],
+        exporter: actor(),
+        allow_open_session: false,
+        tar: false,
+    };
+    export(&l.log, l.key.as_ref(), &o, &out).unwrap();
+    assert!(out.join(format!("timestamps/{}.tsr", s.size)).is_file());
+    let r = verify(&Bundle::open(&out).unwrap(), &opts(&l, Some(&t.ca_pem))).unwrap();
+    assert_eq!(r.timestamps.len(), 1);
+    assert!(r.timestamps[0].checked);
+    let f = verify_err(&out, &opts(&l, Some(&other.ca_pem)));
+    assert!(f.reason.contains("not signed by a trusted TSA"), "{f}");
+}
+
+#[test]
 fn a_token_from_another_tsa_is_refused_when_stamping_and_when_verifying() {
     let ours = Tsa::start("Ours", KeyKind::P256);
     let other = Tsa::start("Other", KeyKind::P256);
