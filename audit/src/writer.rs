@@ -9,7 +9,7 @@ use ring::rand::SystemRandom;
 use rusqlite::{Connection, OptionalExtension};
 use stele_attest::Signer;
 
-use crate::clock::{ClockSource, ClockWatch, Reason};
+use crate::clock::{ClockSource, ClockWatch};
 use crate::error::AuditError;
 use crate::event::{Actor, Event, EventKind, IntentRole};
 use crate::leaf::{hash_b64, parse_hash_b64, Leaf, SessionLink, LEAF_VERSION};
@@ -18,6 +18,7 @@ use crate::merkle::{leaf_hash, CompletedNode, Frontier, Hash};
 use crate::payload::{commit_text, parse_commit, seal, SealedPayload};
 
 mod batch;
+mod clock;
 mod commit;
 pub(crate) mod erasure;
 mod rotate;
@@ -368,48 +369,6 @@ impl Writer {
             redactions,
             hold_entry,
         })
-    }
-
-    /// Read the clock for a batch (`batch` is about to be built): the
-    /// `clock.step` entries to write before it and the `clock.state`
-    /// entries to write after it.
-    pub(crate) fn read_clock(&mut self, batch: &[Work]) -> (Vec<Event>, Vec<Event>) {
-        let _ = batch;
-        let o = self.watch.observe(self.clock.as_ref(), None, &self.last_ts);
-        self.now = crate::clock::ts_of_ns(o.wall_ns);
-        let (mut before, mut after) = (Vec::new(), Vec::new());
-        for (kind, data) in o.entries {
-            let ev = Event::new(kind, self.actor.clone()).with_data(data);
-            match kind {
-                EventKind::ClockStep => before.push(ev),
-                _ => after.push(ev),
-            }
-        }
-        // The genesis entry is index 0 and alone in its commit; the
-        // opening writer logs the clock's state right after it.
-        if self.frontier.size() == 0 {
-            before.clear();
-            after.clear();
-        }
-        (before, after)
-    }
-
-    /// A session starts with the clock's state: the `clock` member of its
-    /// `session.start` data (in the session's own sub-chain, so a session
-    /// export carries it). The member is the log's to write.
-    fn clock_into_session_start(&mut self, ev: &mut Event) -> Result<(), AuditError> {
-        let data = ev.data.get_or_insert_with(|| serde_json::json!({}));
-        let Some(obj) = data.as_object_mut() else {
-            return Ok(());
-        };
-        if obj.contains_key("clock") {
-            return Err(AuditError::Invalid(
-                "session.start data.clock is written by the log, not by its caller".into(),
-            ));
-        }
-        let clock = self.watch.state_now(self.clock.as_ref(), Reason::Session);
-        obj.insert("clock".into(), clock);
-        Ok(())
     }
 
     fn session_link(&mut self, id: &str, kind: EventKind) -> Result<SessionLink, AuditError> {

@@ -7,6 +7,7 @@
 pub mod account;
 pub mod bundle;
 mod derived;
+mod export_period;
 mod extras;
 mod keys;
 mod manifest;

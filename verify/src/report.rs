@@ -149,10 +149,10 @@ pub(crate) fn account(
             exporter: Some(r.exporter.clone()),
             log_file: None,
         },
+        period: crate::export_period::period(bundle, m, r, &sessions),
         sessions,
         redactions,
         retention,
-        period: None,
     }
 }
 

@@ -172,6 +172,37 @@ fn tokens_from_a_real_tsa_travel_in_the_export_and_verify_for_rsa_and_ecdsa() {
                 Some(stamped.stamp.gen_time.as_str())
             );
         }
+        // A time-range export's report has the period section, with the
+        // token checked by this verification and the clock's states.
+        let all = l.dir.path().join("exp-period");
+        let o = ExportOptions {
+            selection: Selection::Time {
+                since: "2000-01-01T00:00:00.000000Z".into(),
+                until: "2999-01-01T00:00:00.000000Z".into(),
+            },
+            payloads: true,
+            policies: vec![],
+            exporter: actor(),
+            allow_open_session: false,
+            tar: false,
+        };
+        export(&l.log, l.key.as_ref(), &o, &all).unwrap();
+        let r = verify(&Bundle::open(&all).unwrap(), &opts(&l, Some(&t.ca_pem))).unwrap();
+        let p = r.account.period.as_ref().expect("a period section");
+        assert_eq!(p.timestamps.len(), 1, "{p:?}");
+        assert!(p.timestamps[0].checked);
+        assert!(
+            p.clock_states.iter().any(|c| c.reason == "log.open"),
+            "{p:?}"
+        );
+        assert_eq!(
+            p.clock_states
+                .iter()
+                .filter(|c| c.reason == "session.start")
+                .count(),
+            2
+        );
+        assert!(p.logging.iter().any(|e| e.kind == "log.genesis"));
         // Without a TSA certificate: listed, said to be unchecked.
         let r = verify(&Bundle::open(&out).unwrap(), &opts(&l, None)).unwrap();
         assert!(!r.timestamps[0].checked);
@@ -191,6 +222,32 @@ fn tokens_from_a_real_tsa_travel_in_the_export_and_verify_for_rsa_and_ecdsa() {
         );
         assert!(text.contains("RFC 3161, verified"), "{text}");
     }
+}
+
+#[test]
+fn a_session_bundle_carries_the_token_and_its_checks() {
+    let t = Tsa::start("Acme", KeyKind::P256);
+    let other = Tsa::start("Other", KeyKind::P256);
+    let l = new_log(0);
+    session(&l, "s-1");
+    let s = stamp_latest(&l.db, &l.key.verifier(), &target(&t.url, &t.ca_pem)).unwrap();
+    session(&l, "s-2");
+    let out = l.dir.path().join("exp-session");
+    let o = ExportOptions {
+        selection: Selection::Session { id: "s-2".into() },
+        payloads: true,
+        policies: vec![],
+        exporter: actor(),
+        allow_open_session: false,
+        tar: false,
+    };
+    export(&l.log, l.key.as_ref(), &o, &out).unwrap();
+    assert!(out.join(format!("timestamps/{}.tsr", s.size)).is_file());
+    let r = verify(&Bundle::open(&out).unwrap(), &opts(&l, Some(&t.ca_pem))).unwrap();
+    assert_eq!(r.timestamps.len(), 1);
+    assert!(r.timestamps[0].checked);
+    let f = verify_err(&out, &opts(&l, Some(&other.ca_pem)));
+    assert!(f.reason.contains("not signed by a trusted TSA"), "{f}");
 }
 
 #[test]

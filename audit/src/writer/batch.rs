@@ -111,7 +111,7 @@ impl Writer {
                 .extend(batch.iter().map(|_| Err(AuditError::Refused(why.clone()))));
             return start;
         }
-        let (before, after) = self.read_clock(&batch);
+        let (before, after) = self.read_clock();
         self.build_own(p, before);
         let start = p.built.len();
         for w in batch {
