@@ -242,11 +242,10 @@ impl Layers {
     /// The `[signing] pkcs11` key in force (managed file first, else the
     /// user's) and the file that names it.
     pub fn signing_pkcs11(&self) -> Option<(&Path, &stele_hsm::Pkcs11Config)> {
-        let managed = self.managed.as_ref().and_then(|(p, m, _)| {
-            m.signing
-                .as_ref()
-                .map(|s| (p.as_path(), s.pkcs11.as_ref()))
-        });
+        let managed = self
+            .managed
+            .as_ref()
+            .and_then(|(p, m, _)| m.signing.as_ref().map(|s| (p.as_path(), s.pkcs11.as_ref())));
         if let Some((p, k)) = managed {
             // A managed `[signing]` section decides, even without pkcs11
             // (then the file key is meant).

@@ -86,9 +86,9 @@ impl Pkcs11Flags {
         let layers = crate::config::load()?;
         let base = layers.signing_pkcs11().map(|(_, c)| c.clone());
         let pick = |flag: &Option<String>, conf: Option<&String>, name: &str| {
-            flag.clone()
-                .or_else(|| conf.cloned())
-                .with_context(|| format!("--{name} is missing (and [signing.pkcs11] sets no {name})"))
+            flag.clone().or_else(|| conf.cloned()).with_context(|| {
+                format!("--{name} is missing (and [signing.pkcs11] sets no {name})")
+            })
         };
         let module = self
             .module

@@ -57,7 +57,8 @@ pub struct RotateArgs {
 #[derive(Debug, clap::Args)]
 pub struct RevokeArgs {
     /// The former key, in signed-note verifier form (NAME+HASH+KEY).
-    pub key: String,
+    #[arg(value_name = "KEY")]
+    pub revoked: String,
     /// The first tree size the key may have signed after its compromise.
     #[arg(long)]
     pub from_size: u64,
@@ -133,15 +134,15 @@ pub fn revoke(a: RevokeArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(!a.reason.trim().is_empty(), "--reason is empty");
     let log = open(&a.log)?;
     let r = log
-        .revoke_blocking(a.key.clone(), a.from_size, a.reason, actor)
+        .revoke_blocking(a.revoked.clone(), a.from_size, a.reason, actor)
         .context("recording the revocation")?;
     log.close()?;
     crate::outln!(
         "revoked {} from size {}: entry {} (key.revocation); tell reviewers --revoked {}@{}",
-        terminal_safe::line(&a.key),
+        terminal_safe::line(&a.revoked),
         a.from_size,
         r.seq,
-        terminal_safe::line(&a.key),
+        terminal_safe::line(&a.revoked),
         a.from_size
     );
     Ok(ExitCode::SUCCESS)

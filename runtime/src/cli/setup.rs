@@ -135,10 +135,7 @@ pub fn principal(user: Option<&str>) -> anyhow::Result<String> {
 }
 
 /// Open (or create) the log and close any intents a crashed run left open.
-pub fn open_log(
-    db: &Path,
-    signer: Arc<dyn stele_attest::Signer>,
-) -> anyhow::Result<Arc<AuditLog>> {
+pub fn open_log(db: &Path, signer: Arc<dyn stele_attest::Signer>) -> anyhow::Result<Arc<AuditLog>> {
     // The folder holding a new log is private (0700), whatever the umask.
     if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
         paths::ensure_private_dir(dir)
