@@ -47,6 +47,10 @@ pub struct ConfigFile {
     pub db: Option<PathBuf>,
     /// Signing key.
     pub key: Option<PathBuf>,
+    /// Where the log's signing key is (`[signing]`): a file (`key`, the
+    /// default) or a key in a PKCS#11 token (`pkcs11 = { … }`; see
+    /// docs/keys.md). A managed value wins over the user's.
+    pub signing: Option<SigningConfig>,
     /// Most model turns per run.
     pub max_steps: Option<u32>,
     /// MCP servers (`[mcp.NAME]`; see docs/mcp.md).
@@ -75,6 +79,14 @@ pub struct ConfigFile {
     /// Retention classes and hold officers (`[retention]`; managed file
     /// only, see docs/retention.md).
     pub retention: Option<stele_audit::retention::RetentionConfig>,
+}
+
+/// The `[signing]` section: which key signs the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningConfig {
+    /// A key in a PKCS#11 token (module, token, label, pin_file | pin_env).
+    pub pkcs11: Option<stele_hsm::Pkcs11Config>,
 }
 
 /// Why configuration could not be used.
@@ -227,6 +239,26 @@ impl Layers {
             .as_ref()
             .and_then(|(_, u)| u.provider.as_ref().and_then(|t| t.get(name)));
         (managed, user)
+    }
+
+    /// The `[signing] pkcs11` key in force (managed file first, else the
+    /// user's) and the file that names it.
+    pub fn signing_pkcs11(&self) -> Option<(&Path, &stele_hsm::Pkcs11Config)> {
+        let managed = self
+            .managed
+            .as_ref()
+            .and_then(|(p, m, _)| m.signing.as_ref().map(|s| (p.as_path(), s.pkcs11.as_ref())));
+        if let Some((p, k)) = managed {
+            // A managed `[signing]` section decides, even without pkcs11
+            // (then the file key is meant).
+            return k.map(|k| (p, k));
+        }
+        self.user.as_ref().and_then(|(p, u)| {
+            u.signing
+                .as_ref()
+                .and_then(|s| s.pkcs11.as_ref())
+                .map(|k| (p.as_path(), k))
+        })
     }
 
     /// Where the configuration came from, for `session.start`.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use stele_attest::{load_key_file, NoteVerifier, Signer as _};
+use stele_attest::NoteVerifier;
 use stele_audit::verify::{verify_db, VerifyFailure, VerifyReport};
 use stele_audit::{Actor, AuditLog, Event, EventKind, LogOptions, Store};
 
@@ -421,7 +421,7 @@ fn verify(
 ) -> anyhow::Result<ExitCode> {
     let verifier = match vkey {
         Some(v) => NoteVerifier::parse(&v)?,
-        None => match load_key_file(key) {
+        None => match super::state::signing_key(key) {
             Ok(s) => s.verifier(),
             Err(e) => {
                 crate::errln!(

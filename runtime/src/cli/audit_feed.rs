@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use stele_attest::Signer as _;
 
 use super::audit::LogArgs;
 use crate::feed::{self, FeedError, FeedOptions, OnDemandWriter, RunMode};

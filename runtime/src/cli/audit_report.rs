@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use stele_attest::{load_key_file, NoteVerifier, Signer as _};
+use stele_attest::NoteVerifier;
 use stele_audit::check::commit_hash;
 use stele_audit::leaf::Leaf;
 use stele_audit::leaf_view::LeafView;
@@ -82,7 +82,7 @@ pub fn run(a: ReportArgs) -> anyhow::Result<ExitCode> {
         Some(v) => NoteVerifier::parse(v).map_err(|e| {
             anyhow::anyhow!("--vkey: not a verifier key ({e}); `stele keys show` prints the log's")
         })?,
-        None => load_key_file(&key)
+        None => super::state::signing_key(&key)
             .map_err(|e| NotVerified {
                 message: format!(
                     "cannot use the key file ({e}); give the log's verifier key with --vkey"

@@ -288,7 +288,6 @@ fn sandbox_state(problem: &mut impl FnMut(&str, String, &str)) -> SandboxState {
 }
 
 fn key_state(key: &std::path::Path, problem: &mut impl FnMut(&str, String, &str)) -> KeyState {
-    use stele_attest::Signer as _;
     match super::state::signing_key(key) {
         Ok(s) => KeyState {
             path: key.display().to_string(),

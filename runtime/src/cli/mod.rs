@@ -21,6 +21,7 @@ pub mod entry_line;
 pub mod exit;
 pub mod json;
 pub mod keys;
+pub mod keys_rotate;
 pub mod policy;
 pub mod policy_json;
 pub mod resources;

@@ -72,7 +72,7 @@ pub struct OpenSession {
     mediator: Arc<dyn Mediator>,
     /// The attestation's sandbox settings.
     attestation: serde_json::Value,
-    signer: Arc<stele_attest::Ed25519Signer>,
+    signer: Arc<dyn stele_attest::Signer>,
     /// Whether closing the session closes the log.
     owner: LogOwner,
 }
@@ -135,10 +135,7 @@ pub fn principal(user: Option<&str>) -> anyhow::Result<String> {
 }
 
 /// Open (or create) the log and close any intents a crashed run left open.
-pub fn open_log(
-    db: &Path,
-    signer: Arc<stele_attest::Ed25519Signer>,
-) -> anyhow::Result<Arc<AuditLog>> {
+pub fn open_log(db: &Path, signer: Arc<dyn stele_attest::Signer>) -> anyhow::Result<Arc<AuditLog>> {
     // The folder holding a new log is private (0700), whatever the umask.
     if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
         paths::ensure_private_dir(dir)
@@ -173,7 +170,7 @@ pub struct Prepared {
     witnessing: Witnessing,
     db: PathBuf,
     key: PathBuf,
-    signer: Arc<stele_attest::Ed25519Signer>,
+    signer: Arc<dyn stele_attest::Signer>,
     bundle: Arc<Bundle>,
     origin: &'static str,
     network: NetworkChoice,
@@ -386,7 +383,7 @@ pub struct OpenedLog {
     /// Its signing key file.
     pub key: PathBuf,
     /// Its signing key.
-    pub signer: Arc<stele_attest::Ed25519Signer>,
+    pub signer: Arc<dyn stele_attest::Signer>,
 }
 
 /// Reopen an unfinished session recorded in `opened`, in the sandbox

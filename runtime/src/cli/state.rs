@@ -5,14 +5,45 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use stele_attest::{load_key_file, AttestError, Ed25519Signer};
+use stele_attest::{load_key_file, AttestError, Signer};
 
 use super::exit::Stop;
 use crate::terminal_safe;
 
-/// The log's signing key at `path`; a missing key is [`Stop::NotSetUp`]
-/// naming `stele keys init`.
-pub fn signing_key(path: &Path) -> anyhow::Result<Arc<Ed25519Signer>> {
+/// The log's signing key: the PKCS#11 key of the configuration's
+/// `[signing] pkcs11` when there is one (managed file first), else the key
+/// file at `path`. Every command that signs or opens the log for writing
+/// comes here, so a configured token key is used by all of them.
+pub fn signing_key(path: &Path) -> anyhow::Result<Arc<dyn Signer>> {
+    let layers = crate::config::load()?;
+    match layers.signing_pkcs11() {
+        Some((file, cfg)) => Ok(Arc::new(pkcs11_key(file, cfg)?)),
+        None => Ok(file_key(path)?),
+    }
+}
+
+/// Open the token key `cfg` that the configuration `file` names; errors
+/// name the file and the `[signing.pkcs11]` field.
+pub fn pkcs11_key(
+    file: &Path,
+    cfg: &stele_hsm::Pkcs11Config,
+) -> anyhow::Result<stele_hsm::Pkcs11Signer> {
+    let at = || {
+        format!(
+            "config {}, [signing.pkcs11] (token {:?}, label {:?})",
+            terminal_safe::path(file),
+            terminal_safe::line(&cfg.token),
+            terminal_safe::line(&cfg.label)
+        )
+    };
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+    stele_hsm::Pkcs11Signer::open(cfg).map_err(|e| anyhow::anyhow!("{}: {e}", at()))
+}
+
+/// The key file at `path`; a missing key is [`Stop::NotSetUp`] naming
+/// `stele keys init`.
+pub fn file_key(path: &Path) -> anyhow::Result<Arc<dyn Signer>> {
     match load_key_file(path) {
         Ok(k) => Ok(Arc::new(k)),
         Err(AttestError::KeyIo { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
