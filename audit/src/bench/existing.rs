@@ -1,6 +1,6 @@
 //! A log that already holds N entries, for measuring appends at size.
 //!
-//! Built once per N (and per workload shape) into a cache folder, fast: the
+//! Built once per N (per workload shape and signing key) into a cache folder, fast: the
 //! writer's own code path (leaves, hashes, tree nodes, payloads, derived
 //! tables, one signed checkpoint per batch of 256), but with SQLite's
 //! `synchronous=OFF` and large batches, which a real log never uses — a
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use stele_attest::{Ed25519Signer, Signer};
 
+use super::signing::BenchKey;
 use super::workload::{self, SHAPE};
 use crate::error::AuditError;
 use crate::log::{AuditLog, LogOptions};
@@ -51,20 +52,25 @@ pub(crate) fn bench_options() -> LogOptions {
 
 /// The cached log of `n` entries in `cache`, built now if missing; returns
 /// its path and the seconds spent building (0 when cached).
-pub(crate) fn cached(n: u64, cache: &Path) -> Result<(PathBuf, f64), AuditError> {
-    let cached = cache.join(format!("existing-{n}-{SHAPE}.db"));
+pub(crate) fn cached(n: u64, cache: &Path, key: &BenchKey) -> Result<(PathBuf, f64), AuditError> {
+    let cached = cache.join(format!("existing-{n}-{SHAPE}{}.db", key.cache_tag()));
     let mut built = 0.0;
     if !cached.exists() {
         let t = Instant::now();
-        build(&cached, n)?;
+        build_signed(&cached, n, key.signer()?)?;
         built = t.elapsed().as_secs_f64();
     }
     Ok((cached, built))
 }
 
 /// [`cached`], copied to `to` (every run starts from the same entries).
-pub(crate) fn copy_of(n: u64, cache: &Path, to: &Path) -> Result<f64, AuditError> {
-    let (cached, built) = cached(n, cache)?;
+pub(crate) fn copy_of(
+    n: u64,
+    cache: &Path,
+    key: &BenchKey,
+    to: &Path,
+) -> Result<f64, AuditError> {
+    let (cached, built) = cached(n, cache, key)?;
     eprintln!("copying the {n}-entry log from {}", cached.display());
     let io = |source| AuditError::Io {
         path: to.to_path_buf(),
@@ -73,10 +79,6 @@ pub(crate) fn copy_of(n: u64, cache: &Path, to: &Path) -> Result<f64, AuditError
     std::fs::copy(&cached, to).map_err(io)?;
     stele_attest::private_fs::tighten(to).map_err(io)?;
     Ok(built)
-}
-
-fn build(path: &Path, n: u64) -> Result<(), AuditError> {
-    build_signed(path, n, bench_signer()?)
 }
 
 /// A new log at `path` (which must not exist) holding `n` entries of the

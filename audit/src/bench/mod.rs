@@ -13,10 +13,12 @@ use crate::verify::verify_db;
 
 mod existing;
 mod report;
+mod signing;
 mod workload;
 
 pub use existing::prefill;
 pub use report::{summary, AppendFigures, BenchReport};
+pub use signing::{BenchKey, SigningFigures};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -39,6 +41,8 @@ pub struct BenchOptions {
     pub keep: Option<PathBuf>,
     /// Also verify the whole log afterwards (the verification figure).
     pub verify: bool,
+    /// The key that signs the checkpoints.
+    pub key: BenchKey,
 }
 
 /// The default cache folder: `$XDG_CACHE_HOME/stele/bench`, else
@@ -76,8 +80,10 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, AuditError> {
         }
     };
     let mut db = dir.join("bench-audit.db");
-    let signer = existing::bench_signer()?;
+    let timed = Arc::new(signing::TimedSigner::new(opts.key.signer()?));
+    let signer: Arc<dyn stele_attest::Signer> = timed.clone();
     let verifier = signer.verifier();
+    let signer_words = signer.describe();
     if opts.keep.is_some() {
         let vkey_file = dir.join("bench-audit.vkey");
         let io = |source| AuditError::Io {
@@ -94,11 +100,11 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, AuditError> {
         (log, started.elapsed().as_secs_f64())
     } else {
         if opts.in_place {
-            let (cached, built) = existing::cached(opts.existing, &opts.cache)?;
+            let (cached, built) = existing::cached(opts.existing, &opts.cache, &opts.key)?;
             db = cached;
             built_seconds = built;
         } else {
-            built_seconds = existing::copy_of(opts.existing, &opts.cache, &db)?;
+            built_seconds = existing::copy_of(opts.existing, &opts.cache, &opts.key, &db)?;
         }
         let started = Instant::now();
         let log = AuditLog::open(&db, signer, existing::bench_options())?;
@@ -115,8 +121,12 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, AuditError> {
     );
     let log = Arc::new(log);
     let writers = opts.writers.max(1);
-    let concurrent = appends(&log, &format!("{run_id}c"), writers, opts.entries)?;
-    let serial = appends(&log, &format!("{run_id}s"), 1, opts.serial_entries)?;
+    // Signatures made while opening are not part of the measured runs.
+    timed.take();
+    let mut concurrent = appends(&log, &format!("{run_id}c"), writers, opts.entries)?;
+    concurrent.signing = timed.take();
+    let mut serial = appends(&log, &format!("{run_id}s"), 1, opts.serial_entries)?;
+    serial.signing = timed.take();
     let log =
         Arc::try_unwrap(log).map_err(|_| AuditError::Stopped(Some("log still shared".into())))?;
     log.close()?;
@@ -127,7 +137,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, AuditError> {
             let mut o = existing::bench_options();
             o.full_verification.at_most = Duration::ZERO;
             let started = Instant::now();
-            let log = AuditLog::open(&db, existing::bench_signer()?, o)?;
+            let log = AuditLog::open(&db, opts.key.signer()?, o)?;
             let t = started.elapsed().as_secs_f64();
             log.close()?;
             Some(t)
@@ -136,7 +146,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, AuditError> {
         // start-up check covers what this run appended: otherwise the next
         // run's start-up would be measured re-checking it.
         false if opts.in_place && opts.existing > 0 => {
-            AuditLog::open(&db, existing::bench_signer()?, existing::bench_options())?.close()?;
+            AuditLog::open(&db, opts.key.signer()?, existing::bench_options())?.close()?;
             None
         }
         false => None,
@@ -157,6 +167,8 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, AuditError> {
         false => None,
     };
     Ok(BenchReport {
+        signer: signer_words,
+        verifier: verifier.to_string(),
         existing: existing_entries,
         built_seconds,
         open_seconds,
@@ -231,6 +243,11 @@ fn appends(
         p50: percentile(&lat, 0.50),
         p99: percentile(&lat, 0.99),
         commits: commits.len() as u64,
+        signing: SigningFigures {
+            signatures: 0,
+            p50: Duration::ZERO,
+            p99: Duration::ZERO,
+        },
         bytes_written_per_entry: written.map(|w| w as f64 / n.max(1) as f64),
     })
 }

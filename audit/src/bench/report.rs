@@ -18,6 +18,8 @@ pub struct AppendFigures {
     pub p99: Duration,
     /// Group commits (one fsync and one signed checkpoint each).
     pub commits: u64,
+    /// The checkpoint signatures made during this run.
+    pub signing: super::SigningFigures,
     /// Bytes written to storage per appended entry (WAL frames and
     /// checkpoints into the database file), where the platform says.
     pub bytes_written_per_entry: Option<f64>,
@@ -26,6 +28,10 @@ pub struct AppendFigures {
 /// The figures.
 #[derive(Debug, Clone)]
 pub struct BenchReport {
+    /// Where the signing key is, in words (`Signer::describe`).
+    pub signer: String,
+    /// The verifier key of the measured log.
+    pub verifier: String,
     /// Entries in the log before the measured appends.
     pub existing: u64,
     /// Seconds spent building the cached log of that size (0 when it was
@@ -67,6 +73,7 @@ impl std::fmt::Display for BenchReport {
             "stele audit bench, on a log holding {} entries",
             self.existing
         )?;
+        writeln!(f, "  signing key: {} ({})", self.signer, self.verifier)?;
         if self.built_seconds > 0.0 {
             writeln!(
                 f,
@@ -106,6 +113,13 @@ impl std::fmt::Display for BenchReport {
                 "                                          {} commits ({:.1} entries each){io}",
                 a.commits,
                 a.entries as f64 / a.commits.max(1) as f64
+            )?;
+            writeln!(
+                f,
+                "                                          checkpoint signing p50 {:.3} ms, p99 {:.3} ms ({} signatures)",
+                ms(a.signing.p50),
+                ms(a.signing.p99),
+                a.signing.signatures
             )?;
         }
         if self.verified_entries > 0 {

@@ -144,40 +144,9 @@ pub enum AuditCommand {
         /// The log.
         log: LogArgs,
     },
-    /// Measure appends, latency, the start-up check, verification speed
-    /// and overhead on a scratch log.
-    Bench {
-        /// Concurrent writers.
-        #[arg(long, default_value_t = 64)]
-        writers: usize,
-        /// Entries appended by all writers together.
-        #[arg(long, default_value_t = 200_000)]
-        entries: u64,
-        /// Appends in the one-writer, one-at-a-time run.
-        #[arg(long, default_value_t = 1000)]
-        serial: u64,
-        /// Append on top of a log already holding this many entries; a
-        /// comma-separated list runs once per size (e.g. 0,1000000,10000000).
-        #[arg(long, value_delimiter = ',', default_value = "0")]
-        existing: Vec<u64>,
-        /// Where the logs of --existing sizes are built once and kept
-        /// [default: $XDG_CACHE_HOME/stele/bench or ~/.cache/stele/bench].
-        #[arg(long)]
-        cache: Option<PathBuf>,
-        /// Skip verifying the whole log afterwards.
-        #[arg(long)]
-        no_verify: bool,
-        /// Append to the cached --existing log itself instead of a copy
-        /// (saves its size in disk space; it keeps what each run appends).
-        #[arg(long)]
-        in_place: bool,
-        /// Keep the scratch log in this folder.
-        #[arg(long)]
-        keep: Option<PathBuf>,
-        /// Print the figures as JSON (docs/json/audit-bench.schema.json).
-        #[arg(long)]
-        json: bool,
-    },
+    /// Measure appends, latency, checkpoint signing, the start-up check,
+    /// verification speed and overhead on a scratch log.
+    Bench(super::audit_bench::BenchArgs),
 }
 
 /// Arguments of `stele audit export`.
@@ -321,49 +290,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
         AuditCommand::Report(a) => super::audit_report::run(a),
         AuditCommand::Feed(a) => super::audit_feed::run(a),
         AuditCommand::Publish { witnesses, log } => publish(&log.db(), &log.key(), &witnesses),
-        AuditCommand::Bench {
-            writers,
-            entries,
-            serial,
-            existing,
-            cache,
-            no_verify,
-            in_place,
-            keep,
-            json,
-        } => {
-            let mut reports = Vec::new();
-            for n in existing {
-                let ticker = super::ticker::Ticker::start(&format!(
-                    "audit bench: {entries} entries, {writers} writers, on {n} existing"
-                ));
-                let r = stele_audit::bench::run(&stele_audit::bench::BenchOptions {
-                    writers,
-                    entries,
-                    serial_entries: serial,
-                    existing: n,
-                    cache: cache
-                        .clone()
-                        .unwrap_or_else(stele_audit::bench::default_cache),
-                    keep: keep.clone(),
-                    in_place,
-                    verify: !no_verify,
-                });
-                drop(ticker);
-                let r = r?;
-                if json {
-                    // One document per --existing size (JSON lines).
-                    super::json::line(&bench_json(&r))?;
-                } else {
-                    crate::out!("{r}");
-                }
-                reports.push(r);
-            }
-            if reports.len() > 1 && !json {
-                crate::out!("{}", stele_audit::bench::summary(&reports));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        AuditCommand::Bench(a) => super::audit_bench::run(a),
     }
 }
 
@@ -634,32 +561,5 @@ fn publish(db: &Path, key: &Path, witnesses: &[String]) -> anyhow::Result<ExitCo
             crate::errln!("stele: {}", terminal_safe::block(&e.to_string()));
             Ok(ExitCode::from(EXIT_TAMPERED))
         }
-    }
-}
-
-/// `audit bench --json`: one report's figures (docs/json/audit-bench.schema.json).
-fn bench_json(r: &stele_audit::bench::BenchReport) -> super::json::AuditBench {
-    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-    let per_cpu = stele_audit::cpu_time::meaningful_rate(r.verified_entries, r.verify_cpu_seconds);
-    super::json::AuditBench {
-        existing: r.existing,
-        open_ms: r.open_seconds * 1e3,
-        full_start_ms: r.full_start_seconds.map(|s| s * 1e3),
-        writers: r.concurrent.writers,
-        entries: r.concurrent.entries,
-        appends_per_s: r.concurrent.per_second,
-        latency_p50_ms: ms(r.concurrent.p50),
-        latency_p99_ms: ms(r.concurrent.p99),
-        bytes_written_per_entry: r.concurrent.bytes_written_per_entry,
-        serial_per_s: r.serial.per_second,
-        serial_p50_ms: ms(r.serial.p50),
-        verified_entries: r.verified_entries,
-        verify_per_s: (r.verify_seconds > 0.0)
-            .then(|| r.verified_entries as f64 / r.verify_seconds),
-        verify_cpu_per_s: per_cpu,
-        leaf_bytes: r.leaf_bytes,
-        integrity_bytes: r.integrity_bytes,
-        file_bytes: r.file_bytes,
-        kept: r.kept.as_ref().map(|p| p.display().to_string()),
     }
 }

@@ -66,6 +66,10 @@ pub struct ToolCallBench {
 #[derive(Debug, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditBench {
+    /// Where the signing key is (`--signer`), in words.
+    pub signer: String,
+    /// The measured log's verifier key.
+    pub verifier: String,
     /// Entries in the log before the measured appends (`--existing`).
     pub existing: u64,
     /// Opening the log (its start-up check), in ms.
@@ -82,12 +86,22 @@ pub struct AuditBench {
     pub latency_p50_ms: f64,
     /// The same, p99.
     pub latency_p99_ms: f64,
+    /// Checkpoint signatures made during the concurrent appends.
+    pub signatures: u64,
+    /// One checkpoint signature during the concurrent appends, p50 (ms).
+    pub sign_p50_ms: f64,
+    /// The same, p99.
+    pub sign_p99_ms: f64,
     /// Bytes written to storage per appended entry, where the platform says.
     pub bytes_written_per_entry: Option<f64>,
     /// Appends per second with one writer waiting for each acknowledgement.
     pub serial_per_s: f64,
     /// One serial append, p50.
     pub serial_p50_ms: f64,
+    /// One checkpoint signature during the serial appends, p50 (ms).
+    pub serial_sign_p50_ms: f64,
+    /// The same, p99.
+    pub serial_sign_p99_ms: f64,
     /// Entries in the verified log (0 with `--no-verify`).
     pub verified_entries: u64,
     /// Verification speed (entries per wall-clock second; null when not verified).
