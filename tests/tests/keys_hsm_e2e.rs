@@ -310,3 +310,85 @@ fn a_token_key_signs_the_log_rotates_to_a_file_and_the_export_verifies() {
     let v = e.ok(&["audit", "verify", "--db", db_s, "--key", new_s]);
     assert!(v.starts_with("OK"), "{v}");
 }
+
+/// `stele audit bench --signer configured` signs with the configuration's
+/// token key — on a fresh log and on a cached `--existing` one — and its
+/// log verifies under the token's verifier key only; `--signer memory`
+/// signs with the in-process key. The figures include checkpoint signing.
+#[test]
+fn audit_bench_with_the_configured_signer_signs_with_the_token() {
+    let d = tempfile::tempdir().unwrap();
+    let (conf, pin) = token(d.path());
+    let e = Env {
+        s: Stele::new(&d.path().join("state")),
+        conf,
+        user_config: d.path().join("config.toml"),
+        managed: d.path().join("managed.toml"),
+    };
+    // Without [signing.pkcs11] the configured signer is refused, by name.
+    let err = e.fails(&["audit", "bench", "--signer", "configured", "--entries", "8"]);
+    assert!(err.contains("[signing.pkcs11]"), "{err}");
+    let out = e.ok(&[
+        "keys",
+        "init",
+        "--pkcs11",
+        "--module",
+        MODULE,
+        "--token",
+        TOKEN,
+        "--label",
+        "bench",
+        "--pin-file",
+        pin.to_str().unwrap(),
+        "--origin",
+        ORIGIN,
+    ]);
+    let token_key = verifier_line(&out);
+    std::fs::write(&e.user_config, signing_section(&pin, "bench")).unwrap();
+    let cache = d.path().join("cache");
+    for (signer, existing) in [("configured", "0"), ("configured", "300"), ("memory", "300")] {
+        let keep = d.path().join(format!("kept-{signer}-{existing}"));
+        let out = e.ok(&[
+            "audit",
+            "bench",
+            "--signer",
+            signer,
+            "--writers",
+            "4",
+            "--entries",
+            "40",
+            "--serial",
+            "6",
+            "--existing",
+            existing,
+            "--cache",
+            cache.to_str().unwrap(),
+            "--keep",
+            keep.to_str().unwrap(),
+            "--json",
+        ]);
+        let r: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        let db = keep.join("bench-audit.db");
+        let db_s = db.to_str().unwrap();
+        let vkey = std::fs::read_to_string(keep.join("bench-audit.vkey")).unwrap();
+        assert_eq!(r["verifier"], vkey.trim(), "{r}");
+        assert!(r["signatures"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["existing"].as_u64().unwrap() >= existing.parse().unwrap(), "{r}");
+        let under_token = e.run(&["audit", "verify", "--db", db_s, "--vkey", &token_key]);
+        if signer == "configured" {
+            assert_eq!(vkey.trim(), token_key, "{signer} {existing}");
+            assert!(r["signer"].as_str().unwrap().contains("PKCS#11"), "{r}");
+            assert!(
+                under_token.status.success(),
+                "the bench log does not verify under the token key: {}",
+                String::from_utf8_lossy(&under_token.stderr)
+            );
+        } else {
+            assert_ne!(vkey.trim(), token_key);
+            assert!(r["signer"].as_str().unwrap().contains("memory"), "{r}");
+            assert!(!under_token.status.success(), "memory log verified under the token key");
+            let own = e.ok(&["audit", "verify", "--db", db_s, "--vkey", vkey.trim()]);
+            assert!(own.starts_with("OK"), "{own}");
+        }
+    }
+}

@@ -105,6 +105,9 @@ pub enum AuditCommand {
     },
     /// Print the newest signed checkpoint (keep it elsewhere as an anchor).
     Checkpoint(LogArgs),
+    /// Stamp the newest checkpoint now with the configured `[tsa]` (RFC
+    /// 3161); the token is checked and stored as at a session's end.
+    Timestamp(LogArgs),
     /// Erase a payload body; appends a signed redaction entry saying who and why.
     Redact {
         /// The commitment (sha256s:… as shown in the leaf).
@@ -264,6 +267,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             crate::out!("{}", data_for_stdout(&note));
             Ok(ExitCode::SUCCESS)
         }
+        AuditCommand::Timestamp(log) => super::audit_timestamp::run(&log),
         AuditCommand::Redact {
             commitment,
             reason,

@@ -9,6 +9,7 @@ pub mod audit_read;
 pub mod audit_report;
 pub mod audit_retention;
 pub mod audit_show;
+pub mod audit_timestamp;
 pub mod backend;
 pub mod bench;
 pub mod bench_tool_call;

@@ -19,6 +19,8 @@ use crate::gate::approval::Approver;
 use crate::gate::mediator::{GateMediator, Parent};
 use crate::gate::{Gate, SessionInfo};
 use crate::paths;
+use crate::timestamping::periodic::PeriodicStamps;
+use crate::timestamping::Timestamping;
 use crate::witnessing::{Moment, Witnessing};
 
 /// The sandbox's network for a session.
@@ -75,6 +77,10 @@ pub struct OpenSession {
     signer: Arc<dyn stele_attest::Signer>,
     /// Whether closing the session closes the log.
     owner: LogOwner,
+    /// The configured TSA (`[tsa]`), checked when the session started.
+    timestamping: Option<Timestamping>,
+    /// Stamps while the session runs (`[tsa] every_secs`).
+    stamps: Option<PeriodicStamps>,
 }
 
 /// Who closes a session's log.
@@ -168,6 +174,7 @@ pub struct Prepared {
     user: String,
     teams: Vec<String>,
     witnessing: Witnessing,
+    timestamping: Option<Timestamping>,
     db: PathBuf,
     key: PathBuf,
     signer: Arc<dyn stele_attest::Signer>,
@@ -190,6 +197,8 @@ pub fn prepare(spec: &SessionSpec<'_>) -> anyhow::Result<Prepared> {
     );
     let user = principal(spec.user)?;
     let witnessing = Witnessing::load()?;
+    // A bad `[tsa]` stops the session here, not at its end.
+    let timestamping = Timestamping::load()?;
     let db = spec
         .db
         .map(Path::to_path_buf)
@@ -236,6 +245,7 @@ pub fn prepare(spec: &SessionSpec<'_>) -> anyhow::Result<Prepared> {
         user,
         teams,
         witnessing,
+        timestamping,
         db,
         key,
         signer,
@@ -273,6 +283,7 @@ impl Prepared {
             user,
             teams,
             witnessing,
+            timestamping,
             db,
             key,
             signer,
@@ -334,6 +345,7 @@ impl Prepared {
         let mediator: Arc<dyn Mediator> =
             Arc::new(GateMediator::with_parent(gate.clone(), Parent::Session));
         deferred.bind(mediator.clone());
+        let stamps = periodic_stamps(timestamping.as_ref(), &db, &log)?;
         Ok(OpenSession {
             gate,
             log,
@@ -346,7 +358,23 @@ impl Prepared {
             attestation,
             signer,
             owner,
+            timestamping,
+            stamps,
         })
+    }
+}
+
+/// The thread that stamps the session's log while it runs, when `[tsa]`
+/// says `every_secs`.
+fn periodic_stamps(
+    t: Option<&Timestamping>,
+    db: &Path,
+    log: &AuditLog,
+) -> anyhow::Result<Option<PeriodicStamps>> {
+    match t {
+        Some(t) => PeriodicStamps::start(t, db.to_path_buf(), log.verifier().clone())
+            .context("starting the [tsa] every_secs stamping thread"),
+        None => Ok(None),
     }
 }
 
@@ -399,6 +427,7 @@ pub fn resume(
     approver: Box<dyn Approver>,
 ) -> anyhow::Result<OpenSession> {
     let witnessing = Witnessing::load()?;
+    let timestamping = Timestamping::load()?;
     let OpenedLog {
         log,
         db,
@@ -432,6 +461,7 @@ pub fn resume(
     let mediator: Arc<dyn Mediator> =
         Arc::new(GateMediator::with_parent(gate.clone(), Parent::Session));
     deferred.bind(mediator.clone());
+    let stamps = periodic_stamps(timestamping.as_ref(), &db, &log)?;
     Ok(OpenSession {
         gate,
         log,
@@ -444,6 +474,8 @@ pub fn resume(
         attestation,
         signer,
         owner,
+        timestamping,
+        stamps,
     })
 }
 
@@ -500,6 +532,8 @@ impl OpenSession {
     /// Then send the final checkpoint to the configured witnesses.
     pub fn close(self) -> anyhow::Result<()> {
         self.release_sandbox();
+        // The session's last checkpoint is stamped below, not by the thread.
+        drop(self.stamps);
         drop(self.mediator);
         drop(self.gate);
         let verifier = self.log.verifier().clone();
@@ -507,20 +541,8 @@ impl OpenSession {
         // Keeps the next session's workspace check from rescanning this one.
         crate::isolation::exports::refresh_index(&self.db);
         let published = Witnessing::load()?.publish(&self.db, &verifier, Moment::SessionEnd)?;
-        if let Some(t) = crate::timestamping::Timestamping::load()? {
-            match t.stamp(&self.db, &verifier) {
-                Ok(Some(s)) => crate::errln!(
-                    "stele: checkpoint {} timestamped {} by {}",
-                    s.size,
-                    s.stamp.gen_time,
-                    crate::terminal_safe::line(&s.stamp.tsa)
-                ),
-                Ok(None) => {}
-                Err(e) => crate::errln!(
-                    "stele: warning: no RFC 3161 timestamp: {}",
-                    crate::terminal_safe::line(&e.to_string())
-                ),
-            }
+        if let Some(t) = &self.timestamping {
+            crate::timestamping::report(&t.stamp(&self.db, &verifier));
         }
         if let Some(c) = published.cosigned.first() {
             let names: Vec<String> = published
