@@ -1,6 +1,7 @@
 //! The locations a session's workspace is checked against: stele's state,
-//! configuration, policy folders, image store, exports recorded in the log,
-//! and the files of configured MCP servers.
+//! configuration, policy folders, image store, the files of a PKCS#11
+//! signing key, exports recorded in the log, and the files of configured
+//! MCP servers.
 
 use std::path::{Path, PathBuf};
 
@@ -22,7 +23,8 @@ pub fn for_session(p: &SessionPaths<'_>) -> Result<Vec<Location>, IsolationError
     Ok(v)
 }
 
-/// stele's own files and folders, whatever the session: state, log, key,
+/// stele's own files and folders, whatever the session: state, log, key
+/// (a file, or a token key's PIN file, module and SoftHSM store),
 /// configuration, the policy search order and the image store.
 pub fn stele_locations(db: &Path, key: &Path) -> Vec<Location> {
     let mut v = vec![
@@ -44,6 +46,10 @@ pub fn stele_locations(db: &Path, key: &Path) -> Vec<Location> {
     }
     for (_, dir) in policy_location::search_folders() {
         v.push(Location::new(Kind::PolicySearch, dir));
+    }
+    // A configuration that does not load is reported by the command itself.
+    if let Ok(layers) = config::load() {
+        v.extend(super::hsm::locations(&layers));
     }
     v
 }

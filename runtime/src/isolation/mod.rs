@@ -13,7 +13,9 @@
 //!   its attestations, signing key, user and managed configuration, every
 //!   policy folder of the search order and the bundle in use, the micro-VM
 //!   image store, exports recorded in the log, the files and working folders
-//!   of configured MCP servers, which run on the host with credentials);
+//!   of configured MCP servers, which run on the host with credentials,
+//!   and the files of a PKCS#11 signing key: its PIN file, its module and,
+//!   for SoftHSM, its configuration and token folder — [`hsm`]);
 //! - **lies inside** one of them (a workspace under the state folder or a
 //!   policy folder); or
 //! - **redirects** one: the location's path passes through the workspace
@@ -23,10 +25,11 @@
 //! followed, canonical paths, device and inode (bind mounts), and the
 //! path inside the file system (bind mounts of a subfolder); a file system
 //! mounted inside the workspace counts as part of it. The signing
-//! key and the database must have exactly one name (a hard link elsewhere
+//! key, the PKCS#11 PIN file and the database must have exactly one name (a hard link elsewhere
 //! could be inside a workspace).
 
 pub mod exports;
+pub mod hsm;
 pub mod locations;
 pub mod resolve;
 
@@ -76,6 +79,14 @@ pub enum Kind {
         /// The server's configured name.
         server: String,
     },
+    /// The PIN file of the `[signing.pkcs11]` key.
+    Pkcs11Pin,
+    /// The PKCS#11 module stele loads to sign (code run on the host).
+    Pkcs11Module,
+    /// SoftHSM's configuration (`SOFTHSM2_CONF`; it says where the token is).
+    HsmConfig,
+    /// SoftHSM's token folder (the token's objects, the key among them).
+    HsmTokens,
 }
 
 impl Kind {
@@ -96,6 +107,10 @@ impl Kind {
             Kind::Export => "an export of this audit log".into(),
             Kind::McpFile { server } => format!("a file of MCP server {server:?}"),
             Kind::McpCwd { server } => format!("the working folder of MCP server {server:?}"),
+            Kind::Pkcs11Pin => "the PIN file of the [signing.pkcs11] key".into(),
+            Kind::Pkcs11Module => "the PKCS#11 module of the [signing.pkcs11] key".into(),
+            Kind::HsmConfig => "SoftHSM's configuration (SOFTHSM2_CONF)".into(),
+            Kind::HsmTokens => "SoftHSM's token folder (it holds the signing key)".into(),
         }
     }
 
@@ -125,6 +140,10 @@ impl Kind {
                 "Grant a folder that holds only the work; move the export out of it (it \
                  holds every payload of the exported sessions)."
             }
+            Kind::Pkcs11Pin | Kind::Pkcs11Module | Kind::HsmConfig | Kind::HsmTokens => {
+                "Grant a folder that holds only the work; the token key's PIN file, module and \
+                 token store stay outside every workspace ([signing.pkcs11], SOFTHSM2_CONF)."
+            }
             Kind::McpFile { .. } | Kind::McpCwd { .. } => {
                 "Grant a folder that holds only the work; an MCP server runs on the host \
                  with its credentials, so its program, working folder and the files its \
@@ -142,7 +161,7 @@ impl Kind {
 
     /// Whether the location must have exactly one name.
     fn single_name(&self) -> bool {
-        matches!(self, Kind::AuditDb | Kind::SigningKey)
+        matches!(self, Kind::AuditDb | Kind::SigningKey | Kind::Pkcs11Pin)
     }
 }
 
