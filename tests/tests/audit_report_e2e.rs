@@ -11,9 +11,11 @@
 //! Needs `target/<profile>/stele` and `stele-verify` (`cargo build -p
 //! stele-runtime --bin stele -p stele-verify`).
 
-use std::path::PathBuf;
+mod e2e_common;
+
 use std::process::{Command, Output, Stdio};
 
+use e2e_common::demo_session::{ok, verify_bin, DemoSession};
 use stele_tests::{sandbox_available, stele_bin, Stele};
 
 /// Hostile text in the task as given (it is recorded as the session's
@@ -22,46 +24,18 @@ const HOSTILE_TASK: &str = "Organise the receipts in receipts/ by client, total 
 reports/by-client.csv, and leave a short summary for Acme in outbox/. \
 <script>alert(1)</script> \"><img src=x onerror=alert(1)> a```b\n# Forged heading\n- forged line";
 
-fn verify_bin() -> PathBuf {
-    let b = stele_bin().with_file_name("stele-verify");
-    assert!(
-        b.exists(),
-        "{} is missing: build it with `cargo build -p stele-verify`",
-        b.display()
-    );
-    b
-}
+/// The report tests' session (e2e_common::demo_session), with
+/// [`HOSTILE_TASK`] as its task, and `stele audit report` on its log.
+struct Session(DemoSession);
 
-fn ok(o: &Output, what: &str) -> String {
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        o.status.success(),
-        "{what} failed ({:?}): {out}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    out
-}
-
-/// A log holding one demo-like session.
-struct Session {
-    d: tempfile::TempDir,
-    s: Stele,
-    db: PathBuf,
-    key: PathBuf,
-    id: String,
+impl std::ops::Deref for Session {
+    type Target = DemoSession;
+    fn deref(&self) -> &DemoSession {
+        &self.0
+    }
 }
 
 impl Session {
-    fn log_args(&self) -> Vec<String> {
-        vec![
-            "--db".into(),
-            self.db.display().to_string(),
-            "--key".into(),
-            self.key.display().to_string(),
-        ]
-    }
-
     /// `stele audit report ARGS… --db … --key …`.
     fn report(&self, args: &[&str]) -> Output {
         let mut all: Vec<String> = vec!["audit".into(), "report".into()];
@@ -72,65 +46,8 @@ impl Session {
     }
 }
 
-/// The demo's workspace, policy and script, run with `stele run` (as
-/// `review_report_e2e` does: its first step dropped, the outbox rule's four
-/// eyes relaxed so the flag's approver, the principal, can answer).
 fn demo_session() -> Session {
-    let d = tempfile::tempdir().unwrap();
-    let s = Stele::new(&d.path().join("state"));
-    let demo = d.path().join("demo");
-    let _ = s.run(&["demo", "--dir", demo.to_str().unwrap()]).unwrap();
-    let script = demo.join("script.json");
-    let mut turns: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(&script).unwrap()).unwrap();
-    if turns[0].to_string().contains(r#""path":".""#) {
-        turns.remove(0);
-        let first = turns[0].as_object_mut().unwrap();
-        first.remove("expect_tool_result_contains");
-        first.remove("expect_tool_result_status");
-    }
-    std::fs::write(&script, serde_json::to_string(&turns).unwrap()).unwrap();
-    let rules = demo.join("policy/teams/finance/finance.cedar");
-    let text = std::fs::read_to_string(&rules).unwrap();
-    let relaxed = text.replace("context.approval.approver != principal &&", "");
-    assert_ne!(
-        text, relaxed,
-        "the finance template's four-eyes rule changed"
-    );
-    std::fs::write(&rules, relaxed).unwrap();
-    let _ = std::fs::remove_file(demo.join("workspace/outbox/acme-summary.txt"));
-    let (db, key) = (demo.join("state/audit.db"), demo.join("state/log.key"));
-    let o = s
-        .run(&[
-            "run",
-            "--workspace",
-            demo.join("workspace").to_str().unwrap(),
-            "--policy",
-            demo.join("policy").to_str().unwrap(),
-            "--model",
-            &format!("scripted:{}", script.display()),
-            "--approve",
-            "allow",
-            "--db",
-            db.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            HOSTILE_TASK,
-        ])
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(
-        o.status.success(),
-        "stele run: {err}\n{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    let id = err
-        .split("session ")
-        .nth(1)
-        .and_then(|t| t.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no session id in {err}"))
-        .to_string();
-    Session { d, s, db, key, id }
+    Session(e2e_common::demo_session::demo_session(HOSTILE_TASK, &[]))
 }
 
 /// The report's JSON without its verification facts (which say how it was

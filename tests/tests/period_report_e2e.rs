@@ -14,41 +14,34 @@
 
 #[path = "../../verify/tests/tsa/mod.rs"]
 mod tsa;
+mod e2e_common;
 
 use std::path::PathBuf;
 use std::process::Output;
 
-use stele_tests::{sandbox_available, stele_bin, Stele};
+use e2e_common::demo_session::{ok, DemoSession};
+use stele_tests::{sandbox_available, stele_bin};
 
-fn ok(o: &Output, what: &str) -> String {
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        o.status.success(),
-        "{what} failed ({:?}): {out}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    out
+/// The report tests' session (e2e_common::demo_session) and `stele audit
+/// report` on its log.
+struct Demo {
+    x: DemoSession,
+    /// A scratch folder for what the tests write.
+    dir: PathBuf,
 }
 
-struct Demo {
-    _d: tempfile::TempDir,
-    s: Stele,
-    db: PathBuf,
-    key: PathBuf,
-    dir: PathBuf,
+impl std::ops::Deref for Demo {
+    type Target = DemoSession;
+    fn deref(&self) -> &DemoSession {
+        &self.x
+    }
 }
 
 impl Demo {
     fn report(&self, args: &[&str]) -> Output {
         let mut all: Vec<String> = vec!["audit".into(), "report".into()];
         all.extend(args.iter().map(|a| a.to_string()));
-        all.extend([
-            "--db".into(),
-            self.db.display().to_string(),
-            "--key".into(),
-            self.key.display().to_string(),
-        ]);
+        all.extend(self.log_args());
         let all: Vec<&str> = all.iter().map(String::as_str).collect();
         self.s.run(&all).unwrap()
     }
@@ -61,57 +54,13 @@ fn demo() -> Demo {
 }
 
 fn demo_with(env: &[(&str, &str)]) -> Demo {
-    let d = tempfile::tempdir().unwrap();
-    let s = Stele::new(&d.path().join("state"));
-    let demo = d.path().join("demo");
-    let _ = s.run(&["demo", "--dir", demo.to_str().unwrap()]).unwrap();
-    let script = demo.join("script.json");
-    let mut turns: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(&script).unwrap()).unwrap();
-    if turns[0].to_string().contains(r#""path":".""#) {
-        turns.remove(0);
-        let first = turns[0].as_object_mut().unwrap();
-        first.remove("expect_tool_result_contains");
-        first.remove("expect_tool_result_status");
-    }
-    std::fs::write(&script, serde_json::to_string(&turns).unwrap()).unwrap();
-    let rules = demo.join("policy/teams/finance/finance.cedar");
-    let text = std::fs::read_to_string(&rules).unwrap();
-    std::fs::write(
-        &rules,
-        text.replace("context.approval.approver != principal &&", ""),
-    )
-    .unwrap();
-    let _ = std::fs::remove_file(demo.join("workspace/outbox/acme-summary.txt"));
-    let (db, key) = (demo.join("state/audit.db"), demo.join("state/log.key"));
-    let o = s
-        .run_env(
-            &[
-                "run",
-                "--workspace",
-                demo.join("workspace").to_str().unwrap(),
-                "--policy",
-                demo.join("policy").to_str().unwrap(),
-                "--model",
-                &format!("scripted:{}", script.display()),
-                "--approve",
-                "allow",
-                "--db",
-                db.to_str().unwrap(),
-                "--key",
-                key.to_str().unwrap(),
-                "Organise the receipts by client and leave a summary for Acme in outbox/.",
-            ],
-            env,
-        )
-        .unwrap();
-    ok(&o, "stele run");
+    let x = e2e_common::demo_session::demo_session(
+        "Organise the receipts by client and leave a summary for Acme in outbox/.",
+        env,
+    );
     Demo {
-        dir: d.path().to_path_buf(),
-        _d: d,
-        s,
-        db,
-        key,
+        dir: x.d.path().to_path_buf(),
+        x,
     }
 }
 

@@ -9,31 +9,13 @@
 //! stele-runtime --bin stele -p stele-verify`), and Debian's `chromium`
 //! (`scripts/setup` installs it).
 
+mod e2e_common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use e2e_common::demo_session::{ok, verify_bin};
 use stele_tests::{sandbox_available, stele_bin, Stele};
-
-fn verify_bin() -> PathBuf {
-    let b = stele_bin().with_file_name("stele-verify");
-    assert!(
-        b.exists(),
-        "{} is missing: build it with `cargo build -p stele-verify`",
-        b.display()
-    );
-    b
-}
-
-fn ok(o: &Output, what: &str) -> String {
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        o.status.success(),
-        "{what} failed ({:?}): {out}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    out
-}
 
 /// A log with a little in it, an export of it (manifest signed by a
 /// separate export key), and the printed verify line.
@@ -336,59 +318,10 @@ fn the_demo_sessions_html_report_shows_files_denial_and_approval_in_chromium() {
     ) {
         return;
     }
-    let d = tempfile::tempdir().unwrap();
-    let s = Stele::new(&d.path().join("state"));
-    let demo = d.path().join("demo");
-    // `stele demo` lays out its workspace (receipts, hr/salaries.csv), the
-    // finance policy and its scripted model. The session is run here with
-    // `stele run` from that script, minus its first step (listing the
-    // workspace root, refused until the root is a resource: issue 13), and
-    // with the outbox rule's four eyes relaxed so that the flag's approver
-    // (the principal) can answer: a demo-like session, whatever the demo's
-    // own first step does.
-    let _ = s.run(&["demo", "--dir", demo.to_str().unwrap()]).unwrap();
-    let script = demo.join("script.json");
-    let mut turns: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(&script).unwrap()).unwrap();
-    if turns[0].to_string().contains(r#""path":".""#) {
-        turns.remove(0);
-        let first = turns[0].as_object_mut().unwrap();
-        first.remove("expect_tool_result_contains");
-        first.remove("expect_tool_result_status");
-    }
-    std::fs::write(&script, serde_json::to_string(&turns).unwrap()).unwrap();
-    let rules = demo.join("policy/teams/finance/finance.cedar");
-    let text = std::fs::read_to_string(&rules).unwrap();
-    let relaxed = text.replace("context.approval.approver != principal &&", "");
-    assert_ne!(
-        text, relaxed,
-        "the finance template's four-eyes rule changed"
-    );
-    std::fs::write(&rules, relaxed).unwrap();
-    // The letter is written afresh (the demo may have written it already).
-    let _ = std::fs::remove_file(demo.join("workspace/outbox/acme-summary.txt"));
-    let (db, key) = (demo.join("state/audit.db"), demo.join("state/log.key"));
-    let o = s
-        .run(&[
-            "run", "--workspace", demo.join("workspace").to_str().unwrap(),
-            "--policy", demo.join("policy").to_str().unwrap(),
-            "--model", &format!("scripted:{}", script.display()),
-            "--approve", "allow", "--db", db.to_str().unwrap(), "--key", key.to_str().unwrap(),
-            "Organise the receipts in receipts/ by client, total each client in reports/by-client.csv, and leave a short summary for Acme in outbox/.",
-        ])
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(
-        o.status.success(),
-        "stele run: {err}\n{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    let session = err
-        .split("session ")
-        .nth(1)
-        .and_then(|t| t.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no session id in {err}"))
-        .to_string();
+    // A demo-like session (e2e_common::demo_session: the demo's script
+    // minus its first step, the outbox rule's four eyes relaxed).
+    let x = e2e_common::demo_session::demo_session(e2e_common::demo_session::TASK, &[]);
+    let (d, s, db, key, session) = (&x.d, &x.s, &x.db, &x.key, &x.id);
     let out = d.path().join("demo-export");
     let printed = ok(
         &s.run(&[
@@ -399,7 +332,7 @@ fn the_demo_sessions_html_report_shows_files_denial_and_approval_in_chromium() {
             "--key",
             key.to_str().unwrap(),
             "--session",
-            &session,
+            session,
             "--out",
             out.to_str().unwrap(),
         ])

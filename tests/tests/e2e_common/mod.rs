@@ -3,6 +3,7 @@
 //! `stele` (a run that hangs fails the test instead of hanging it).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod demo_session;
 pub mod pty;
 
 use std::io::Read as _;
