@@ -147,7 +147,9 @@ fn err(o: &Output) -> String {
 fn vm_images() -> String {
     let p = match std::env::var_os("STELE_VM_IMAGES") {
         Some(p) => PathBuf::from(p),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap()).join(".local/state/stele/vm/images"),
+        None => {
+            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".local/state/stele/vm/images")
+        }
     };
     assert!(
         p.join("current").exists(),
@@ -184,7 +186,12 @@ fn a_workspace_may_not_hold_redirect_or_link_the_token_keys_files() {
     // The PIN file in the workspace.
     std::fs::copy(&pin, w.join("pin")).unwrap();
     t.configure(MODULE, &w.join("pin"));
-    assert_refused_by_both(&t, w, &[], "contains the PIN file of the [signing.pkcs11] key");
+    assert_refused_by_both(
+        &t,
+        w,
+        &[],
+        "contains the PIN file of the [signing.pkcs11] key",
+    );
     std::fs::remove_file(w.join("pin")).unwrap();
     // Its path passing through a symlink the workspace holds.
     std::os::unix::fs::symlink(&t.hsm, w.join("hsm-link")).unwrap();
@@ -207,7 +214,12 @@ fn a_workspace_may_not_hold_redirect_or_link_the_token_keys_files() {
     let conf2_s = conf2.to_str().unwrap().to_string();
     std::fs::create_dir_all(w.join("tokens")).unwrap();
     t.write_conf(&conf2, &w.join("tokens"));
-    assert_refused_by_both(&t, w, &[("SOFTHSM2_CONF", &conf2_s)], "SoftHSM's token folder");
+    assert_refused_by_both(
+        &t,
+        w,
+        &[("SOFTHSM2_CONF", &conf2_s)],
+        "SoftHSM's token folder",
+    );
     std::fs::remove_dir_all(w.join("tokens")).unwrap();
     std::os::unix::fs::symlink(&t.hsm, w.join("t-link")).unwrap();
     t.write_conf(&conf2, &w.join("t-link/tokens"));

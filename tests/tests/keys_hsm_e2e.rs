@@ -346,7 +346,11 @@ fn audit_bench_with_the_configured_signer_signs_with_the_token() {
     let token_key = verifier_line(&out);
     std::fs::write(&e.user_config, signing_section(&pin, "bench")).unwrap();
     let cache = d.path().join("cache");
-    for (signer, existing) in [("configured", "0"), ("configured", "300"), ("memory", "300")] {
+    for (signer, existing) in [
+        ("configured", "0"),
+        ("configured", "300"),
+        ("memory", "300"),
+    ] {
         let keep = d.path().join(format!("kept-{signer}-{existing}"));
         let out = e.ok(&[
             "audit",
@@ -373,7 +377,10 @@ fn audit_bench_with_the_configured_signer_signs_with_the_token() {
         let vkey = std::fs::read_to_string(keep.join("bench-audit.vkey")).unwrap();
         assert_eq!(r["verifier"], vkey.trim(), "{r}");
         assert!(r["signatures"].as_u64().unwrap() > 0, "{r}");
-        assert!(r["existing"].as_u64().unwrap() >= existing.parse().unwrap(), "{r}");
+        assert!(
+            r["existing"].as_u64().unwrap() >= existing.parse().unwrap(),
+            "{r}"
+        );
         let under_token = e.run(&["audit", "verify", "--db", db_s, "--vkey", &token_key]);
         if signer == "configured" {
             assert_eq!(vkey.trim(), token_key, "{signer} {existing}");
@@ -386,7 +393,10 @@ fn audit_bench_with_the_configured_signer_signs_with_the_token() {
         } else {
             assert_ne!(vkey.trim(), token_key);
             assert!(r["signer"].as_str().unwrap().contains("memory"), "{r}");
-            assert!(!under_token.status.success(), "memory log verified under the token key");
+            assert!(
+                !under_token.status.success(),
+                "memory log verified under the token key"
+            );
             let own = e.ok(&["audit", "verify", "--db", db_s, "--vkey", vkey.trim()]);
             assert!(own.starts_with("OK"), "{own}");
         }

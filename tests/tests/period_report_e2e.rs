@@ -12,9 +12,9 @@
 //!
 //! Needs `target/<profile>/stele` and `stele-verify`.
 
+mod e2e_common;
 #[path = "../../verify/tests/tsa/mod.rs"]
 mod tsa;
-mod e2e_common;
 
 use std::path::PathBuf;
 use std::process::Output;

@@ -182,7 +182,10 @@ fn audit_timestamp_stamps_the_newest_checkpoint_now_and_stele_verify_checks_it()
     let out = ok(&x.audit("timestamp"), "audit timestamp");
     let (sizes, newest) = x.stamped_sizes();
     assert_eq!(sizes, vec![newest], "{out}");
-    assert!(out.contains(&format!("checkpoint {newest} timestamped")), "{out}");
+    assert!(
+        out.contains(&format!("checkpoint {newest} timestamped")),
+        "{out}"
+    );
     assert!(out.contains("Acme TSA"), "{out}");
     // The log grows (a read is logged); a second stamp covers the new size.
     ok(&x.audit("show"), "audit show");
@@ -216,7 +219,10 @@ fn a_tsa_that_fails_makes_audit_timestamp_fail_and_stores_nothing() {
     )
     .unwrap();
     let o = x.audit("timestamp");
-    assert!(!o.status.success(), "a token of an untrusted TSA was accepted");
+    assert!(
+        !o.status.success(),
+        "a token of an untrusted TSA was accepted"
+    );
     // Nobody listening.
     std::fs::write(
         &x.config,

@@ -64,12 +64,7 @@ pub(crate) fn cached(n: u64, cache: &Path, key: &BenchKey) -> Result<(PathBuf, f
 }
 
 /// [`cached`], copied to `to` (every run starts from the same entries).
-pub(crate) fn copy_of(
-    n: u64,
-    cache: &Path,
-    key: &BenchKey,
-    to: &Path,
-) -> Result<f64, AuditError> {
+pub(crate) fn copy_of(n: u64, cache: &Path, key: &BenchKey, to: &Path) -> Result<f64, AuditError> {
     let (cached, built) = cached(n, cache, key)?;
     eprintln!("copying the {n}-entry log from {}", cached.display());
     let io = |source| AuditError::Io {

@@ -78,12 +78,8 @@ impl TimedSigner {
     /// The figures of the signatures made since the last call (and forget
     /// them).
     pub(crate) fn take(&self) -> SigningFigures {
-        let mut s = std::mem::take(
-            &mut *self
-                .samples
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
+        let mut s =
+            std::mem::take(&mut *self.samples.lock().unwrap_or_else(PoisonError::into_inner));
         s.sort();
         SigningFigures {
             signatures: s.len() as u64,

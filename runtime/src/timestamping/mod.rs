@@ -197,9 +197,5 @@ fn checkpoint_sizes(db: &Path) -> (Option<u64>, Option<u64>) {
 /// an older log has no `timestamps` table until its first token).
 fn stored(db: &Path, sql: &str) -> Option<i64> {
     let store = stele_audit::Store::open(db).ok()?;
-    store
-        .conn()
-        .query_row(sql, [], |r| r.get(0))
-        .ok()
-        .flatten()
+    store.conn().query_row(sql, [], |r| r.get(0)).ok().flatten()
 }
