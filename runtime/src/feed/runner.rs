@@ -34,7 +34,8 @@ pub enum RunMode {
 pub struct FeedOptions {
     /// The log.
     pub db: PathBuf,
-    /// Its verifier key (checkpoints are checked with it).
+    /// A key of the log the feed trusts (any of its keys: each checkpoint
+    /// is checked against the key the log's rotations give its size).
     pub verifier: NoteVerifier,
     /// Where the feed's own entries go.
     pub writer: Arc<dyn LogWriter>,
@@ -252,13 +253,13 @@ impl SinkRunner {
     /// signed checkpoint; a failure is delivered as a finding and stops
     /// the sink.
     fn verify_to_head(&mut self) -> Result<(), FeedError> {
-        let head = self.source.signed_head()?;
-        let checked = match head {
-            Err(u) => Err(u),
-            Ok((size, _)) if size <= self.state.verified.size => return Ok(()),
-            Ok((size, root)) => self.source.verify(&self.state.verified, size, &root)?,
+        let Some((size, note)) = self.source.newest_checkpoint()? else {
+            return Ok(());
         };
-        match checked {
+        if size <= self.state.verified.size {
+            return Ok(());
+        }
+        match self.source.verify(&self.state.verified, size, &note)? {
             Ok(prefix) => {
                 self.state.verified = prefix;
                 Ok(())
