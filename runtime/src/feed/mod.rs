@@ -18,6 +18,7 @@
 pub mod alerts;
 pub mod config;
 pub mod cursor;
+pub mod metrics;
 pub mod record;
 pub mod runner;
 pub mod sink;
@@ -27,6 +28,7 @@ pub mod writer;
 
 use std::path::{Path, PathBuf};
 
+pub use metrics::FeedMetrics;
 pub use runner::{run, FeedOptions, RunMode};
 pub use writer::{LogWriter, OnDemandWriter};
 
