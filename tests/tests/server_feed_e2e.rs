@@ -92,6 +92,19 @@ fn the_server_feeds_its_log_serves_the_metrics_and_stops_cleanly() {
     );
     let m = metrics(&url);
     assert!(m["stele_feed_delivered_entries_total"] > before as f64, "{m:?}");
+    // A second feed for the same sink is refused while the server feeds it.
+    let user_config = token_dir.path().join("config.toml");
+    std::fs::write(&user_config, toml.split_once("\n\n").unwrap().1).unwrap();
+    let o = srv
+        .s
+        .run_env(
+            &["audit", "feed", "run", "--until-caught-up"],
+            &[("STELE_CONFIG", user_config.to_str().unwrap())],
+        )
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("already being fed by another process"), "{err}");
     // The feed's own start is recorded in the server's log, by the server.
     let got = hec.received();
     let read = got
