@@ -27,11 +27,27 @@ fn expected(kind: &str) -> (u64, u64) {
         "audit.read" | "audit.export" | "mcp.list" => (6003, 2),
         "hold.release" => (6003, 3),
         "redaction" | "payload.expiry" | "log.archive" => (6003, 4),
-        "log.genesis" | "log.open" | "log.close" | "heartbeat" | "clock.state"
-        | "clock.step" | "session.start" | "session.end" | "session.interrupted"
-        | "interrupted" | "model.response" | "tool.result" | "mcp.result"
-        | "policy.decision" | "policy.load" | "approval.request" | "approval.grant"
-        | "approval.deny" | "key.rotation" | "key.revocation" | "audit.alert" => (6003, 99),
+        "log.genesis"
+        | "log.open"
+        | "log.close"
+        | "heartbeat"
+        | "clock.state"
+        | "clock.step"
+        | "session.start"
+        | "session.end"
+        | "session.interrupted"
+        | "interrupted"
+        | "model.response"
+        | "tool.result"
+        | "mcp.result"
+        | "policy.decision"
+        | "policy.load"
+        | "approval.request"
+        | "approval.grant"
+        | "approval.deny"
+        | "key.rotation"
+        | "key.revocation"
+        | "audit.alert" => (6003, 99),
         other => panic!("no expected class for {other}: add it here and to docs/siem.md"),
     }
 }
@@ -82,7 +98,12 @@ fn host_target() -> Target {
 fn ocsf(l: &Leaf) -> Value {
     let want = event(l, &[3; 32], "o.test/log");
     let mut got = Vec::new();
-    write_event(&LeafText::of(l), &[3; 32], &OcsfOrigin::new("o.test/log"), &mut got);
+    write_event(
+        &LeafText::of(l),
+        &[3; 32],
+        &OcsfOrigin::new("o.test/log"),
+        &mut got,
+    );
     assert_eq!(
         String::from_utf8(got).unwrap(),
         serde_json::to_string(&want).unwrap()

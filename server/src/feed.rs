@@ -36,8 +36,13 @@ impl HostedFeed {
         let metrics = Arc::new(FeedMetrics::new());
         let server = match config.server.metrics_listen {
             Some(addr) => {
-                let s = MetricsServer::start(addr, Exposure::LoopbackOnly, metrics.clone(), stop.clone())
-                    .map_err(|e| ServerError::Start(format!("server.metrics_listen: {e}")))?;
+                let s = MetricsServer::start(
+                    addr,
+                    Exposure::LoopbackOnly,
+                    metrics.clone(),
+                    stop.clone(),
+                )
+                .map_err(|e| ServerError::Start(format!("server.metrics_listen: {e}")))?;
                 stele_runtime::errln!("stele serve: feed metrics on http://{}/metrics", s.addr);
                 Some(s)
             }

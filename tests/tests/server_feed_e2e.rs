@@ -28,7 +28,10 @@ fn metrics(url: &str) -> HashMap<String, f64> {
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
             let (n, v) = l.rsplit_once(' ')?;
-            Some((n.strip_suffix("{sink=\"splunk\"}")?.to_string(), v.parse().ok()?))
+            Some((
+                n.strip_suffix("{sink=\"splunk\"}")?.to_string(),
+                v.parse().ok()?,
+            ))
         })
         .collect()
 }
@@ -86,12 +89,16 @@ fn the_server_feeds_its_log_serves_the_metrics_and_stops_cleanly() {
     assert!(
         wait_for(10, || {
             let m = metrics(&url);
-            m.get("stele_feed_lag_entries") == Some(&0.0) && m.get("stele_feed_sink_up") == Some(&1.0)
+            m.get("stele_feed_lag_entries") == Some(&0.0)
+                && m.get("stele_feed_sink_up") == Some(&1.0)
         }),
         "metrics: {m:?}"
     );
     let m = metrics(&url);
-    assert!(m["stele_feed_delivered_entries_total"] > before as f64, "{m:?}");
+    assert!(
+        m["stele_feed_delivered_entries_total"] > before as f64,
+        "{m:?}"
+    );
     // A second feed for the same sink is refused while the server feeds it.
     let user_config = token_dir.path().join("config.toml");
     std::fs::write(&user_config, toml.split_once("\n\n").unwrap().1).unwrap();
@@ -104,7 +111,10 @@ fn the_server_feeds_its_log_serves_the_metrics_and_stops_cleanly() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{err}");
-    assert!(err.contains("already being fed by another process"), "{err}");
+    assert!(
+        err.contains("already being fed by another process"),
+        "{err}"
+    );
     // The feed's own start is recorded in the server's log, by the server.
     let got = hec.received();
     let read = got

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use stele_attest::{Checkpoint, Ed25519Signer, Signer, SignedNote};
+use stele_attest::{Checkpoint, Ed25519Signer, SignedNote, Signer};
 use stele_audit::{Actor, AuditLog, Event, EventKind, LogOptions, Store};
 use stele_tests::siem::{wait_for, HttpReceiver, Received};
 use stele_tests::{stele_bin, Stele};
@@ -119,8 +119,7 @@ impl Setup {
         let log = AuditLog::open(&self.db, self.signer(key), LogOptions::default()).unwrap();
         for i in 0..n {
             log.append_blocking(
-                Event::new(EventKind::PolicyDecision, Actor::system())
-                    .with_data(json!({"n": i})),
+                Event::new(EventKind::PolicyDecision, Actor::system()).with_data(json!({"n": i})),
             )
             .unwrap();
         }
@@ -271,11 +270,15 @@ fn a_feed_running_across_a_rotation_and_a_revocation_keeps_delivering() {
         String::from_utf8_lossy(&out.stderr)
     );
     let got = s.hec.received();
-    assert!(failures(&got).is_empty(), "false alert: {:?}", failures(&got));
+    assert!(
+        failures(&got).is_empty(),
+        "false alert: {:?}",
+        failures(&got)
+    );
     // The schedule and the revocation are kept with the cursor, so a
     // restart (now with the new key) resumes without a false alert.
-    let cursor = std::fs::read_to_string(s.db.with_extension("db.feed").join("splunk.json"))
-        .unwrap();
+    let cursor =
+        std::fs::read_to_string(s.db.with_extension("db.feed").join("splunk.json")).unwrap();
     let v: Value = serde_json::from_str(&cursor).unwrap();
     assert_eq!(v["verified"]["keys"].as_array().unwrap().len(), 2, "{v}");
     assert_eq!(v["verified"]["revoked"][0]["from"], 3, "{v}");
@@ -311,7 +314,11 @@ fn a_feed_running_across_a_rotation_and_a_revocation_keeps_delivering() {
     ]));
     let o = s.feed_until_caught_up("fresh", &stranger);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains(&s.verifier(&s.new_key)), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&s.verifier(&s.new_key)),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// A log rotated at `boundary`, with entries past it; nothing delivered yet.

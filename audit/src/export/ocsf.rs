@@ -451,7 +451,10 @@ pub fn event(leaf: &Leaf, hash: &Hash, origin: &str) -> Value {
     if networked {
         e.insert("src_endpoint".into(), json!({"hostname": leaf.actor.host}));
         if leaf.target.is_none() {
-            e.insert("dst_endpoint".into(), json!({"hostname": null, "port": null}));
+            e.insert(
+                "dst_endpoint".into(),
+                json!({"hostname": null, "port": null}),
+            );
             if class_uid == HTTP_ACTIVITY {
                 e.insert(
                     "http_request".into(),

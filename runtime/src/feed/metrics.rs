@@ -159,8 +159,14 @@ impl SinkMetrics {
 
     /// A batch of `entries` entries and `findings` findings acknowledged.
     pub fn delivered(&self, entries: u64, findings: u64) {
-        self.all.delivered.get_or_create(&self.labels).inc_by(entries);
-        self.all.findings.get_or_create(&self.labels).inc_by(findings);
+        self.all
+            .delivered
+            .get_or_create(&self.labels)
+            .inc_by(entries);
+        self.all
+            .findings
+            .get_or_create(&self.labels)
+            .inc_by(findings);
         self.all.up.get_or_create(&self.labels).set(1);
     }
 

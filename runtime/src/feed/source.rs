@@ -138,8 +138,8 @@ impl LogSource {
         };
         // The checker keeps its frontier private: a copy is kept alongside.
         let mut tree = frontier.clone();
-        let mut checker = LeafChecker::resume(&self.origin, keys.first(), frontier, prev)
-            .with_keys(keys);
+        let mut checker =
+            LeafChecker::resume(&self.origin, keys.first(), frontier, prev).with_keys(keys);
         checker.revocations = prefix.revoked.clone();
         // Root of the tree at each rotation's boundary, met on the way.
         let mut boundaries: Vec<(u64, Hash)> = Vec::new();
