@@ -21,6 +21,12 @@ pub struct ServerConfig {
     /// `[workspace.NAME]`: the folders sessions may work in.
     #[serde(default)]
     pub workspace: BTreeMap<String, WorkspaceConfig>,
+    /// `[[feed]]`: SIEM sinks the server feeds its log to (docs/siem.md).
+    #[serde(default)]
+    pub feed: Vec<stele_runtime::feed::config::FeedEntry>,
+    /// The `[[feed]]` entries, checked and their tokens loaded by [`ServerConfig::load`].
+    #[serde(skip)]
+    pub feed_sinks: Vec<stele_runtime::feed::config::SinkConfig>,
 }
 
 /// `[server]`.
@@ -54,6 +60,10 @@ pub struct ServerSection {
     /// Signing key [default: $STATE/keys/log.key].
     #[serde(default)]
     pub key: Option<PathBuf>,
+    /// Serve the SIEM feed's Prometheus metrics on `GET /metrics` here
+    /// (a loopback address only).
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerSection {
@@ -68,6 +78,7 @@ impl Default for ServerSection {
             model: None,
             db: None,
             key: None,
+            metrics_listen: None,
         }
     }
 }
@@ -102,7 +113,7 @@ impl ServerConfig {
             file: path.to_path_buf(),
             why: e.to_string(),
         })?;
-        let cfg: ServerConfig = toml::from_str(&text).map_err(|e| ServerError::Config {
+        let mut cfg: ServerConfig = toml::from_str(&text).map_err(|e| ServerError::Config {
             file: path.to_path_buf(),
             // toml's message names the line, the column and the field.
             why: e.to_string(),
@@ -111,12 +122,26 @@ impl ServerConfig {
             file: path.to_path_buf(),
             why,
         })?;
+        // Each error names the file, the sink and the field.
+        cfg.feed_sinks = cfg
+            .feed
+            .iter()
+            .map(|e| e.check(path))
+            .collect::<Result<_, _>>()
+            .map_err(|e| ServerError::Start(e.to_string()))?;
         Ok(cfg)
     }
 
     fn check(&self) -> Result<(), String> {
         if self.server.max_sessions == 0 {
             return Err("server.max_sessions: must be at least 1".into());
+        }
+        if let Some(m) = self.server.metrics_listen {
+            if !m.ip().is_loopback() {
+                return Err(format!(
+                    "server.metrics_listen: {m} is not a loopback address (the metrics are served without authentication)"
+                ));
+            }
         }
         if self.server.ask_deadline_secs == 0 {
             return Err("server.ask_deadline_secs: must be at least 1".into());

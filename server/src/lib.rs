@@ -12,6 +12,7 @@ pub mod auth;
 pub mod authz;
 pub mod config;
 pub mod error;
+pub mod feed;
 pub mod record;
 pub mod routes;
 pub mod serve;

@@ -82,8 +82,9 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
         .build()
         .map_err(|e| start_error("the async runtime", e))?;
     let state = open(config)?;
+    let hosted = crate::feed::HostedFeed::start(&state.config, &state.log)?;
     let serving = state.clone();
-    rt.block_on(async move {
+    let served = rt.block_on(async move {
         // Accounts and tokens made on the host while the server was down
         // are recorded before anyone can use them; then, while it runs, as
         // they come.
@@ -113,7 +114,13 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
             .with_graceful_shutdown(shutdown())
             .await
             .map_err(|e| start_error("serving", e))
-    })?;
+    });
+    // The feed stops with the server (even when serving failed), before
+    // the log is closed: it holds the log as the writer of its entries.
+    if let Some(f) = hosted {
+        f.stop();
+    }
+    served?;
     drop(rt);
     // Sessions still running keep their threads; pausing them resumably on
     // shutdown is a later part of issue 18. The log closes when the last

@@ -109,6 +109,7 @@ fn main() {
             writer: Arc::new(NoWrites),
             stop: Arc::new(AtomicBool::new(false)),
             mode: RunMode::UntilCaughtUp,
+            metrics: Arc::new(feed::FeedMetrics::new()),
         };
         let t = Instant::now();
         let r = feed::run(vec![cfg.clone()], &opts);

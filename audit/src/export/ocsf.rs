@@ -4,9 +4,11 @@
 //! hash as `fingerprint` and the previous leaf hash as
 //! `prev_event.fingerprint` (hex), so a SIEM can check adjacency without
 //! Merkle code; `chain_uid` is the log origin. File events map to File System
-//! Activity (1001), program starts and ends to Process Activity (1007), all
-//! else to API Activity (6003); model calls carry `ai_operation`-profile
-//! style model fields under `ai_model`.
+//! Activity (1001), program starts and ends to Process Activity (1007),
+//! network connections to Network Activity (4001), model requests to HTTP
+//! Activity (4002), all else to API Activity (6003), policy decisions and
+//! approvals with their outcome in `actor.authorizations`; model calls carry
+//! `ai_operation`-profile style model fields under `ai_model`.
 
 #[cfg(feature = "store")]
 use std::fs::File;
@@ -32,16 +34,23 @@ use crate::merkle::Hash;
 /// OCSF schema version the view follows.
 pub const OCSF_VERSION: &str = "1.3.0";
 
-fn class_and_activity(kind: EventKind) -> (u32, u32) {
+/// OCSF Network Activity: `net.connect` (Open) and `net.close` (Close).
+const NETWORK_ACTIVITY: u32 = 4001;
+/// OCSF HTTP Activity: a model request is an HTTP POST to the provider.
+const HTTP_ACTIVITY: u32 = 4002;
+
+/// The OCSF class and activity of each kind (docs/siem.md, "Field mapping").
+/// Exhaustive, so a new kind must be placed.
+pub fn class_and_activity(kind: EventKind) -> (u32, u32) {
     match kind {
         EventKind::FileOpen => (1001, 14),
         EventKind::FileClose => (1001, 99),
         EventKind::ExecStart => (1007, 1),
         EventKind::ExecEnd => (1007, 2),
-        EventKind::ModelRequest
-        | EventKind::ToolIntent
-        | EventKind::McpCall
-        | EventKind::NetConnect => (6003, 1),
+        EventKind::NetConnect => (NETWORK_ACTIVITY, 1),
+        EventKind::NetClose => (NETWORK_ACTIVITY, 2),
+        EventKind::ModelRequest => (HTTP_ACTIVITY, 6),
+        EventKind::ToolIntent | EventKind::McpCall => (6003, 1),
         EventKind::AuditRead | EventKind::AuditExport | EventKind::McpList => (6003, 2),
         EventKind::Redaction => (6003, 4),
         // retention, legal hold and archival: expiry and archival remove
@@ -49,7 +58,45 @@ fn class_and_activity(kind: EventKind) -> (u32, u32) {
         EventKind::PayloadExpiry | EventKind::LogArchive => (6003, 4),
         EventKind::HoldPlace => (6003, 1),
         EventKind::HoldRelease => (6003, 3),
-        _ => (6003, 99),
+        // Policy decisions and approvals stay API Activity, their outcome
+        // in `actor.authorizations` (OCSF's Authorization Result): Authorize
+        // Session (3003) records privileges given to a session at logon,
+        // not a decision on one request (docs/siem.md).
+        EventKind::PolicyDecision
+        | EventKind::PolicyLoad
+        | EventKind::ApprovalRequest
+        | EventKind::ApprovalGrant
+        | EventKind::ApprovalDeny
+        | EventKind::LogGenesis
+        | EventKind::LogOpen
+        | EventKind::LogClose
+        | EventKind::Heartbeat
+        | EventKind::ClockState
+        | EventKind::ClockStep
+        | EventKind::SessionStart
+        | EventKind::SessionEnd
+        | EventKind::SessionInterrupted
+        | EventKind::Interrupted
+        | EventKind::ModelResponse
+        | EventKind::ToolResult
+        | EventKind::McpResult
+        | EventKind::KeyRotation
+        | EventKind::KeyRevocation
+        | EventKind::AuditAlert => (6003, 99),
+    }
+}
+
+/// The authorization outcome of a leaf (`actor.authorizations[0].decision`):
+/// its policy decision's, else what an approval entry says.
+fn authorization(kind: EventKind, effect: Option<Effect>) -> Option<&'static str> {
+    match (effect, kind) {
+        (Some(Effect::Allow), _) => Some("Allowed"),
+        (Some(Effect::Deny), _) => Some("Denied"),
+        (Some(Effect::Ask), _) => Some("Approval required"),
+        (None, EventKind::ApprovalRequest) => Some("Approval required"),
+        (None, EventKind::ApprovalGrant) => Some("Approved"),
+        (None, EventKind::ApprovalDeny) => Some("Denied"),
+        (None, _) => None,
     }
 }
 
@@ -165,6 +212,21 @@ pub fn write_event(l: &LeafText<'_>, hash: &Hash, origin: &OcsfOrigin, out: &mut
     push_u64(out, u64::from(activity_id));
     put(out, b",\"actor\":{\"app_name\":");
     l.actor.runtime.write_json(out);
+    if let Some(a) = authorization(l.kind, l.decision.as_ref().map(|d| d.effect)) {
+        put(out, b",\"authorizations\":[{\"decision\":\"");
+        put(out, a.as_bytes());
+        out.push(b'"');
+        if let Some(d) = &l.decision {
+            put(out, b",\"policy\":{\"desc\":");
+            opt_str(out, d.reason);
+            put(out, b",\"name\":");
+            d.policies.write_joined(",", out);
+            put(out, b",\"uid\":");
+            d.bundle.write_json(out);
+            out.push(b'}');
+        }
+        put(out, b"}]");
+    }
     put(out, b",\"user\":{\"groups\":[");
     for (i, t) in l.actor.teams.iter().enumerate() {
         if i > 0 {
@@ -193,6 +255,12 @@ pub fn write_event(l: &LeafText<'_>, hash: &Hash, origin: &OcsfOrigin, out: &mut
     origin.write_json(out);
     put(out, b",\"class_uid\":");
     push_u64(out, u64::from(class_uid));
+    if class_uid == NETWORK_ACTIVITY {
+        put(
+            out,
+            b",\"connection_info\":{\"direction\":\"Outbound\",\"direction_id\":2}",
+        );
+    }
     put(out, b",\"device\":{\"hostname\":");
     l.actor.host.write_json(out);
     out.push(b'}');
@@ -207,9 +275,10 @@ pub fn write_event(l: &LeafText<'_>, hash: &Hash, origin: &OcsfOrigin, out: &mut
         put(out, b"\",\"disposition_id\":");
         push_u64(out, id);
     }
-    if let Some(h) = t.host {
+    let networked = class_uid == NETWORK_ACTIVITY || class_uid == HTTP_ACTIVITY;
+    if t.host.is_some() || networked {
         put(out, b",\"dst_endpoint\":{\"hostname\":");
-        h.write_json(out);
+        opt_str(out, t.host);
         put(out, b",\"port\":");
         match t.port {
             Some(p) => push_u64(out, u64::from(p)),
@@ -226,6 +295,21 @@ pub fn write_event(l: &LeafText<'_>, hash: &Hash, origin: &OcsfOrigin, out: &mut
     }
     put(out, b",\"fingerprint\":");
     push_hex(out, hash);
+    if class_uid == HTTP_ACTIVITY {
+        put(
+            out,
+            b",\"http_request\":{\"http_method\":\"POST\",\"url\":{\"hostname\":",
+        );
+        opt_str(out, t.host);
+        put(out, b",\"port\":");
+        match t.port {
+            Some(p) => push_u64(out, u64::from(p)),
+            None => put(out, b"null"),
+        }
+        put(out, b",\"scheme\":");
+        opt_str(out, t.scheme);
+        put(out, b"}}");
+    }
     put(out, b",\"metadata\":{\"log_name\":");
     origin.write_json(out);
     put(
@@ -279,6 +363,11 @@ pub fn write_event(l: &LeafText<'_>, hash: &Hash, origin: &OcsfOrigin, out: &mut
         out.push(b'}');
     }
     put(out, b",\"severity_id\":1");
+    if networked {
+        put(out, b",\"src_endpoint\":{\"hostname\":");
+        l.actor.host.write_json(out);
+        out.push(b'}');
+    }
     if let Some(o) = &l.outcome {
         let ok = o.status == Status::Ok;
         put(
@@ -346,12 +435,40 @@ pub fn event(leaf: &Leaf, hash: &Hash, origin: &str) -> Value {
         e.insert("prev_event".into(), json!({"fingerprint": hex::encode(p)}));
     }
     e.insert("chain_uid".into(), json!(origin));
-    e.insert(
-        "actor".into(),
-        json!({"user": {"name": leaf.actor.principal, "groups": leaf.actor.teams.iter().map(|t| json!({"name": t})).collect::<Vec<_>>()},
-               "app_name": leaf.actor.runtime}),
-    );
+    let mut actor = json!({"user": {"name": leaf.actor.principal, "groups": leaf.actor.teams.iter().map(|t| json!({"name": t})).collect::<Vec<_>>()},
+               "app_name": leaf.actor.runtime});
+    if let Some(a) = authorization(leaf.kind, leaf.decision.as_ref().map(|d| d.effect)) {
+        let mut auth = json!({"decision": a});
+        if let Some(d) = &leaf.decision {
+            auth["policy"] =
+                json!({"uid": d.bundle, "name": d.policies.join(","), "desc": d.reason});
+        }
+        actor["authorizations"] = json!([auth]);
+    }
+    e.insert("actor".into(), actor);
     e.insert("device".into(), json!({"hostname": leaf.actor.host}));
+    let networked = class_uid == NETWORK_ACTIVITY || class_uid == HTTP_ACTIVITY;
+    if networked {
+        e.insert("src_endpoint".into(), json!({"hostname": leaf.actor.host}));
+        if leaf.target.is_none() {
+            e.insert(
+                "dst_endpoint".into(),
+                json!({"hostname": null, "port": null}),
+            );
+            if class_uid == HTTP_ACTIVITY {
+                e.insert(
+                    "http_request".into(),
+                    json!({"http_method": "POST", "url": {"hostname": null, "port": null, "scheme": null}}),
+                );
+            }
+        }
+    }
+    if class_uid == NETWORK_ACTIVITY {
+        e.insert(
+            "connection_info".into(),
+            json!({"direction": "Outbound", "direction_id": 2}),
+        );
+    }
     e.insert("api".into(), json!({"operation": leaf.kind.as_str()}));
     if let Some(s) = &leaf.session {
         e.insert("session".into(), json!({"uid": s.id}));
@@ -372,10 +489,16 @@ pub fn event(leaf: &Leaf, hash: &Hash, origin: &str) -> Value {
                 json!({"name": t.model, "provider": t.provider}),
             );
         }
-        if let Some(h) = &t.host {
+        if t.host.is_some() || networked {
             e.insert(
                 "dst_endpoint".into(),
-                json!({"hostname": h, "port": t.port}),
+                json!({"hostname": t.host, "port": t.port}),
+            );
+        }
+        if class_uid == HTTP_ACTIVITY {
+            e.insert(
+                "http_request".into(),
+                json!({"http_method": "POST", "url": {"hostname": t.host, "port": t.port, "scheme": t.scheme}}),
             );
         }
         if let Some(tool) = &t.tool {

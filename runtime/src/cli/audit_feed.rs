@@ -7,7 +7,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use super::audit::LogArgs;
-use crate::feed::{self, FeedError, FeedOptions, OnDemandWriter, RunMode};
+use crate::feed::metrics::{Exposure, MetricsServer};
+use crate::feed::{self, FeedError, FeedMetrics, FeedOptions, OnDemandWriter, RunMode};
 use crate::terminal_safe;
 
 /// Arguments of `stele audit feed`.
@@ -33,6 +34,15 @@ pub enum FeedCommand {
         /// Exit once everything the log holds now is delivered.
         #[arg(long)]
         until_caught_up: bool,
+        /// Serve Prometheus metrics (lag, deliveries, failures, up) on
+        /// `GET http://ADDR/metrics`; a loopback address unless
+        /// --metrics-allow-remote.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
+        /// Allow --metrics on an address other hosts can reach (the
+        /// metrics name the sinks and their endpoints).
+        #[arg(long, requires = "metrics")]
+        metrics_allow_remote: bool,
     },
     /// Each sink's cursor, the log's size, the lag and the last error.
     Status {
@@ -52,7 +62,21 @@ pub fn run(args: FeedArgs) -> anyhow::Result<ExitCode> {
             log,
             sinks,
             until_caught_up,
-        } => run_feed(&log, &sinks, until_caught_up),
+            metrics,
+            metrics_allow_remote,
+        } => {
+            let exposure = if metrics_allow_remote {
+                Exposure::AnyAddress
+            } else {
+                Exposure::LoopbackOnly
+            };
+            let mode = if until_caught_up {
+                RunMode::UntilCaughtUp
+            } else {
+                RunMode::Follow
+            };
+            run_feed(&log, &sinks, mode, metrics.map(|a| (a, exposure)))
+        }
         FeedCommand::Status { log, json } => status(&log, json),
     }
 }
@@ -76,7 +100,12 @@ fn configured(only: &[String]) -> anyhow::Result<Vec<feed::config::SinkConfig>> 
         .collect())
 }
 
-fn run_feed(log: &LogArgs, only: &[String], until_caught_up: bool) -> anyhow::Result<ExitCode> {
+fn run_feed(
+    log: &LogArgs,
+    only: &[String],
+    mode: RunMode,
+    metrics_at: Option<(std::net::SocketAddr, Exposure)>,
+) -> anyhow::Result<ExitCode> {
     let (db, key) = (log.db(), log.key());
     super::state::existing_log(&db)?;
     let sinks = configured(only)?;
@@ -86,17 +115,25 @@ fn run_feed(log: &LogArgs, only: &[String], until_caught_up: bool) -> anyhow::Re
         )
     })?;
     let stop = Arc::new(AtomicBool::new(false));
+    let metrics = Arc::new(FeedMetrics::new());
+    let server_stop = Arc::new(AtomicBool::new(false));
+    let server = match metrics_at {
+        Some((addr, exposure)) => {
+            let s = MetricsServer::start(addr, exposure, metrics.clone(), server_stop.clone())
+                .map_err(|e| anyhow::anyhow!("--metrics: {e}"))?;
+            crate::errln!("stele: metrics on http://{}/metrics", s.addr);
+            Some(s)
+        }
+        None => None,
+    };
     watch_signals(stop.clone())?;
     let opts = FeedOptions {
         db: db.clone(),
         verifier: signer.verifier(),
         writer: Arc::new(OnDemandWriter::new(db.clone(), signer)),
         stop,
-        mode: if until_caught_up {
-            RunMode::UntilCaughtUp
-        } else {
-            RunMode::Follow
-        },
+        mode,
+        metrics,
     };
     crate::errln!(
         "stele: feeding {} to {}",
@@ -114,6 +151,10 @@ fn run_feed(log: &LogArgs, only: &[String], until_caught_up: bool) -> anyhow::Re
             .join(", ")
     );
     let results = feed::run(sinks, &opts);
+    server_stop.store(true, Ordering::Relaxed);
+    if let Some(s) = server {
+        s.join();
+    }
     let mut code = ExitCode::SUCCESS;
     let mut first_error = None;
     for (name, r) in results {

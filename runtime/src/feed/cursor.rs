@@ -14,6 +14,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use stele_audit::keys::{KeySchedule, Revocation};
 use stele_audit::merkle::{Frontier, Hash};
 
 use super::alerts::DetectorState;
@@ -75,6 +76,14 @@ pub struct VerifiedPrefix {
     pub frontier: Vec<String>,
     /// Leaf hash (hex) of entry `size - 1`.
     pub prev: Option<String>,
+    /// The log's key schedule as the verified entries' `key.rotation`s set
+    /// it (absent in cursors written before rotation was followed: then the
+    /// log's key record at `size` is taken up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<KeySchedule>,
+    /// Keys the verified entries' `key.revocation`s revoked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked: Vec<Revocation>,
 }
 
 impl VerifiedPrefix {
@@ -93,12 +102,20 @@ impl VerifiedPrefix {
         (prev.is_some() == (self.size > 0)).then_some((f, prev))
     }
 
-    /// Encode a frontier and last hash.
-    pub fn encode(f: &Frontier, prev: Option<Hash>) -> Self {
+    /// Encode a frontier, last hash, and the key schedule and revocations
+    /// in force at its size.
+    pub fn encode(
+        f: &Frontier,
+        prev: Option<Hash>,
+        keys: KeySchedule,
+        revoked: Vec<Revocation>,
+    ) -> Self {
         Self {
             size: f.size(),
             frontier: f.nodes().iter().map(hex::encode).collect(),
             prev: prev.map(hex::encode),
+            keys: Some(keys),
+            revoked,
         }
     }
 }
@@ -218,6 +235,7 @@ pub fn lock(db: &Path, name: &str) -> Result<SinkLock, FeedError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use stele_attest::Signer as _;
 
     #[test]
     fn state_round_trips_and_a_torn_file_is_refused() {
@@ -230,7 +248,15 @@ mod tests {
         for i in 0..5u8 {
             f.push([i; 32], |_| {});
         }
-        s.verified = VerifiedPrefix::encode(&f, Some([4; 32]));
+        let key = stele_attest::Ed25519Signer::from_seed("o", &[1; 32])
+            .unwrap()
+            .verifier()
+            .to_string();
+        let revoked = vec![Revocation {
+            key: key.clone(),
+            from: 3,
+        }];
+        s.verified = VerifiedPrefix::encode(&f, Some([4; 32]), KeySchedule::single(&key), revoked);
         s.cursor = 5;
         store(&p, &s).unwrap();
         assert_eq!(load(&p).unwrap(), Some(s.clone()));

@@ -11,13 +11,15 @@
 //! Who runs it: `stele audit feed run`, a long-running reader of the log
 //! (it never takes the writer's lock to read, so it cannot slow the
 //! writer). It wakes by polling the log's size (`poll_ms`, 250 ms by
-//! default: one indexed `max(seq)` query). `stele serve` can host the same
-//! runner on its own threads later, giving it the server's log handle as
-//! its [`LogWriter`] so that its records need no second writer.
+//! default: one indexed `max(seq)` query). `stele serve` hosts the same
+//! runner on its own threads (server/src/feed.rs), giving it the server's
+//! log handle as its [`LogWriter`] so that its records need no second
+//! writer. [`metrics`]: the Prometheus figures of every sink.
 
 pub mod alerts;
 pub mod config;
 pub mod cursor;
+pub mod metrics;
 pub mod record;
 pub mod runner;
 pub mod sink;
@@ -27,6 +29,7 @@ pub mod writer;
 
 use std::path::{Path, PathBuf};
 
+pub use metrics::FeedMetrics;
 pub use runner::{run, FeedOptions, RunMode};
 pub use writer::{LogWriter, OnDemandWriter};
 

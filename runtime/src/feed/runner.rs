@@ -14,6 +14,7 @@ use stele_audit::EventKind;
 use super::alerts;
 use super::config::SinkConfig;
 use super::cursor::{self, CursorState, LastError};
+use super::metrics::{FeedMetrics, SinkMetrics, SinkState};
 use super::record::{FeedRecord, RecordKind};
 use super::sink::{self, Sink};
 use super::source::{LogSource, Unverified};
@@ -34,7 +35,8 @@ pub enum RunMode {
 pub struct FeedOptions {
     /// The log.
     pub db: PathBuf,
-    /// Its verifier key (checkpoints are checked with it).
+    /// A key of the log the feed trusts (any of its keys: each checkpoint
+    /// is checked against the key the log's rotations give its size).
     pub verifier: NoteVerifier,
     /// Where the feed's own entries go.
     pub writer: Arc<dyn LogWriter>,
@@ -42,6 +44,9 @@ pub struct FeedOptions {
     pub stop: Arc<AtomicBool>,
     /// Follow or catch up.
     pub mode: RunMode,
+    /// Where each sink's lag and deliveries are counted (served by
+    /// [`super::metrics::MetricsServer`] when asked for).
+    pub metrics: Arc<FeedMetrics>,
 }
 
 impl std::fmt::Debug for FeedOptions {
@@ -86,7 +91,15 @@ pub fn run(
         let name = cfg.name.clone();
         let t = std::thread::Builder::new()
             .name(format!("feed-{name}"))
-            .spawn(move || SinkRunner::start(cfg, &o).and_then(|mut r| r.run()));
+            .spawn(move || {
+                let m = o.metrics.sink(&cfg.name);
+                m.state(SinkState::Running);
+                let r = SinkRunner::start(cfg, &o, m.clone()).and_then(|mut r| r.run());
+                if let Err(FeedError::Tampered { .. }) = &r {
+                    m.state(SinkState::Stopped);
+                }
+                r
+            });
         threads.push((name, t));
     }
     // Record the feed's start (R7: reads of the log are logged).
@@ -149,10 +162,13 @@ struct SinkRunner {
     _lock: cursor::SinkLock,
     next_alert_try: Instant,
     summary: SinkSummary,
+    metrics: SinkMetrics,
+    /// The time (epoch ms) of the entry at `.0`, the cursor it was read at.
+    oldest: Option<(u64, i64)>,
 }
 
 impl SinkRunner {
-    fn start(cfg: SinkConfig, opts: &FeedOptions) -> Result<Self, FeedError> {
+    fn start(cfg: SinkConfig, opts: &FeedOptions, metrics: SinkMetrics) -> Result<Self, FeedError> {
         let lock = cursor::lock(&opts.db, &cfg.name)?;
         let source = LogSource::open(&opts.db, &opts.verifier)?;
         let path = cursor::path(&opts.db, &cfg.name);
@@ -211,6 +227,8 @@ impl SinkRunner {
             state,
             _lock: lock,
             next_alert_try: Instant::now(),
+            metrics,
+            oldest: None,
         })
     }
 
@@ -252,13 +270,13 @@ impl SinkRunner {
     /// signed checkpoint; a failure is delivered as a finding and stops
     /// the sink.
     fn verify_to_head(&mut self) -> Result<(), FeedError> {
-        let head = self.source.signed_head()?;
-        let checked = match head {
-            Err(u) => Err(u),
-            Ok((size, _)) if size <= self.state.verified.size => return Ok(()),
-            Ok((size, root)) => self.source.verify(&self.state.verified, size, &root)?,
+        let Some((size, note)) = self.source.newest_checkpoint()? else {
+            return Ok(());
         };
-        match checked {
+        if size <= self.state.verified.size {
+            return Ok(());
+        }
+        match self.source.verify(&self.state.verified, size, &note)? {
             Ok(prefix) => {
                 self.state.verified = prefix;
                 Ok(())
@@ -316,6 +334,7 @@ impl SinkRunner {
                 .count() as u64;
             self.summary.findings += findings;
             self.summary.entries += to - from;
+            self.metrics.delivered(to - from, findings);
             let size = self.source.size()?;
             self.check_backlog(size)?;
         }
@@ -332,6 +351,7 @@ impl SinkRunner {
                 Ok(()) => return Ok(true),
                 Err(e) => {
                     attempts += 1;
+                    self.metrics.failed();
                     if attempts == 1 {
                         tracing::warn!(sink = %self.cfg.name, "feed: delivery failed, retrying: {e}");
                     }
@@ -344,9 +364,16 @@ impl SinkRunner {
                     let size = self.source.size()?;
                     self.check_backlog(size)?;
                     let until = Instant::now() + backoff;
+                    let mut refreshed = Instant::now();
                     while Instant::now() < until {
                         if self.stopped() {
                             return Ok(false);
+                        }
+                        // The lag keeps growing while the receiver is down.
+                        if refreshed.elapsed() >= Duration::from_millis(500) {
+                            let size = self.source.size()?;
+                            self.update_position(size)?;
+                            refreshed = Instant::now();
                         }
                         std::thread::sleep(Duration::from_millis(20));
                     }
@@ -356,9 +383,30 @@ impl SinkRunner {
         }
     }
 
+    /// Publish the size, cursor and age of the oldest undelivered entry.
+    fn update_position(&mut self, size: u64) -> Result<(), FeedError> {
+        let cursor = self.state.cursor;
+        let oldest = if cursor >= size {
+            None
+        } else {
+            match self.oldest {
+                Some((c, ms)) if c == cursor => Some(ms),
+                _ => {
+                    let (_, ts) = self.source.entry_meta(cursor)?;
+                    let ms = super::alerts::epoch_ms(&ts).unwrap_or(0);
+                    self.oldest = Some((cursor, ms));
+                    Some(ms)
+                }
+            }
+        };
+        self.metrics.position(size, cursor, oldest);
+        Ok(())
+    }
+
     /// Log an `audit.alert` when the backlog goes over its limit (once per
     /// crossing: again only after it came back to the limit or below).
     fn check_backlog(&mut self, size: u64) -> Result<(), FeedError> {
+        self.update_position(size)?;
         let lag = size.saturating_sub(self.state.cursor);
         let limit = self.cfg.backlog_limit;
         if lag <= limit {

@@ -10,7 +10,6 @@
 
 use std::path::Path;
 
-use stele_attest::checkpoint::Checkpoint;
 use stele_attest::NoteVerifier;
 use stele_audit::check::LeafChecker;
 use stele_audit::export::ocsf::{write_event, OcsfOrigin};
@@ -49,21 +48,30 @@ pub struct Unverified {
 }
 
 impl LogSource {
-    /// Open `db` read-only; its origin and key must be `verifier`'s.
-    pub fn open(db: &Path, verifier: &NoteVerifier) -> Result<Self, FeedError> {
+    /// Open `db` read-only. `trusted` must be one of the log's keys (its
+    /// genesis key or one it rotated to) and carry its origin; which key
+    /// signs which checkpoint is then taken from the log's own
+    /// `key.rotation` entries as they are verified.
+    pub fn open(db: &Path, trusted: &NoteVerifier) -> Result<Self, FeedError> {
         let store = Store::open(db)?;
         let origin = store.meta_required("origin")?;
-        let vkey = store.meta_required("vkey")?;
-        if vkey != verifier.to_string() || origin != verifier.name() {
+        let keys = store.key_schedule()?;
+        let known = keys.ranges().iter().any(|r| r.key == trusted.to_string());
+        if !known || origin != trusted.name() {
             return Err(FeedError::WrongKey {
                 db: db.to_path_buf(),
-                log_key: vkey,
+                log_key: keys
+                    .ranges()
+                    .iter()
+                    .map(|r| r.key.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" then "),
             });
         }
         Ok(Self {
             ocsf_origin: OcsfOrigin::new(&origin),
             store,
-            verifier: verifier.clone(),
+            verifier: trusted.clone(),
             origin,
         })
     }
@@ -91,37 +99,22 @@ impl LogSource {
         Ok((hash, ts))
     }
 
-    /// The newest checkpoint, its signature checked with the log's key.
-    pub fn signed_head(&self) -> Result<Result<(u64, Hash), Unverified>, FeedError> {
-        let Some((size, note)) = self.store.latest_checkpoint()? else {
-            return Ok(Ok((0, stele_audit::merkle::empty_root())));
-        };
-        Ok(match Checkpoint::open(&note, &self.verifier) {
-            Ok((cp, _)) if cp.size == size && cp.origin == self.origin => Ok((size, cp.root)),
-            Ok((cp, _)) => Err(Unverified {
-                from: size,
-                to: size,
-                why: format!(
-                    "the checkpoint stored for size {size} says size {}",
-                    cp.size
-                ),
-            }),
-            Err(e) => Err(Unverified {
-                from: size,
-                to: size,
-                why: format!("the newest checkpoint (size {size}) does not verify: {e}"),
-            }),
-        })
+    /// The newest stored checkpoint `(size, note)`, not yet checked.
+    pub fn newest_checkpoint(&self) -> Result<Option<(u64, String)>, FeedError> {
+        Ok(self.store.latest_checkpoint()?)
     }
 
     /// Check entries `[prefix.size, size)` in full (form, chain, leaf
-    /// hashes) and that the tree they extend has `root`: the signed
-    /// checkpoint then vouches for every one of them.
+    /// hashes, key rotations and revocations), then the checkpoint `note`
+    /// for `size` and the checkpoint of every key rotation in the range
+    /// against the key schedule those entries set: each signed by every
+    /// unrevoked key whose range holds its size, each with the root of the
+    /// entries at its size. The trusted key must be one of the schedule's.
     pub fn verify(
         &self,
         prefix: &VerifiedPrefix,
         size: u64,
-        root: &Hash,
+        note: &str,
     ) -> Result<Result<VerifiedPrefix, Unverified>, FeedError> {
         let from = prefix.size;
         let fail = |why: String| Unverified {
@@ -137,10 +130,19 @@ impl LogSource {
         let Some((frontier, prev)) = prefix.decode() else {
             return Ok(Err(fail("the verified prefix is malformed".into())));
         };
+        let keys = match &prefix.keys {
+            Some(k) => k.clone(),
+            // A cursor from before rotations were followed: its prefix
+            // was verified with the genesis key, which the record names.
+            None => self.store.key_schedule()?.at(from),
+        };
         // The checker keeps its frontier private: a copy is kept alongside.
         let mut tree = frontier.clone();
         let mut checker =
-            LeafChecker::resume(&self.origin, &self.verifier.to_string(), frontier, prev);
+            LeafChecker::resume(&self.origin, keys.first(), frontier, prev).with_keys(keys);
+        checker.revocations = prefix.revoked.clone();
+        // Root of the tree at each rotation's boundary, met on the way.
+        let mut boundaries: Vec<(u64, Hash)> = Vec::new();
         let mut last = prev;
         let mut at = from;
         let mut failure = None;
@@ -154,12 +156,16 @@ impl LogSource {
                     failure = Some(format!("entry {} is missing", checker.size()));
                     return Ok(());
                 }
+                let ranges = checker.keys.ranges().len();
                 match checker.push(bytes, Some(stored), |_| {}) {
                     Ok(c) => {
                         tree.push(c.hash, |_| {});
                         last = Some(c.hash);
                     }
                     Err(e) => failure = Some(e.to_string()),
+                }
+                if checker.keys.ranges().len() != ranges {
+                    boundaries.push((checker.size(), checker.root()));
                 }
                 Ok(())
             })?;
@@ -171,12 +177,57 @@ impl LogSource {
         if let Some(why) = failure {
             return Ok(Err(fail(why)));
         }
-        if checker.root() != *root {
+        let (keys, revoked) = (&checker.keys, &checker.revocations);
+        let open = |note: &str, at: u64| -> Result<Hash, String> {
+            let cp = stele_audit::keys::open_checkpoint(note, keys, revoked)
+                .map_err(|e| format!("the checkpoint for size {at} does not verify: {e}"))?;
+            if cp.size != at || cp.origin != self.origin {
+                return Err(format!(
+                    "the checkpoint stored for size {at} says size {} of {:?}",
+                    cp.size, cp.origin
+                ));
+            }
+            Ok(cp.root)
+        };
+        let root = match open(note, size) {
+            Ok(r) => r,
+            Err(why) => return Ok(Err(fail(why))),
+        };
+        if checker.root() != root {
             return Ok(Err(fail(format!(
                 "the entries' root at size {size} differs from the signed checkpoint's"
             ))));
         }
-        Ok(Ok(VerifiedPrefix::encode(&tree, last)))
+        // Each rotation's checkpoint, signed by the old and the new key, is
+        // what links one key to the next: it must be there and agree.
+        for (b, want) in &boundaries {
+            let Some(n) = self.store.checkpoint_at(*b)? else {
+                return Ok(Err(fail(format!(
+                    "the checkpoint of the key rotation at size {b} (signed by both keys) is missing"
+                ))));
+            };
+            match open(&n, *b) {
+                Ok(r) if r == *want => {}
+                Ok(_) => {
+                    return Ok(Err(fail(format!(
+                        "the entries' root at size {b} differs from the key rotation's checkpoint"
+                    ))))
+                }
+                Err(why) => return Ok(Err(fail(why))),
+            }
+        }
+        let trusted = self.verifier.to_string();
+        if !keys.ranges().iter().any(|r| r.key == trusted) {
+            return Ok(Err(fail(format!(
+                "the log's key.rotation entries never name the trusted key {trusted}"
+            ))));
+        }
+        Ok(Ok(VerifiedPrefix::encode(
+            &tree,
+            last,
+            checker.keys.clone(),
+            checker.revocations.clone(),
+        )))
     }
 
     /// The records of entries `[from, to)` (each entry's OCSF event, then

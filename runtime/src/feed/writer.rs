@@ -2,7 +2,7 @@
 //! (an `audit.read`, R7) and a backlog over its limit (an `audit.alert`).
 //! The CLI's feed opens the log as its writer for each entry, briefly
 //! (a session holding the log makes that wait: the entry stays pending
-//! and is tried again); `stele serve` will pass its own log handle.
+//! and is tried again); `stele serve` passes its own log handle.
 
 use std::path::PathBuf;
 use std::sync::Arc;
