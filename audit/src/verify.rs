@@ -44,8 +44,10 @@ pub use crate::check::{RedactionSeen, Unfinished};
 pub struct VerifyReport {
     /// Log origin.
     pub origin: String,
-    /// Entries verified.
+    /// Entries verified: the log's size (the archived prefix included).
     pub entries: u64,
+    /// Entries below this were archived (0: none); verified from here on.
+    pub archived: u64,
     /// Signed checkpoints verified.
     pub checkpoints: u64,
     /// Root at the newest checkpoint (base64).
@@ -216,13 +218,25 @@ pub(crate) fn verify_store(
         report.anchor_size = Some(cp.size);
     }
 
-    let mut checker = LeafChecker::new(&origin, &vkey);
+    // An archived log is taken up at its newest archived size, from the
+    // frontier kept for it (checked against the signed checkpoint there).
+    let rows = store.archived_rows().map_err(|e| match e {
+        AuditError::Integrity { index, reason } => tampered(index, reason),
+        other => VerifyFailure::Unreadable(other),
+    })?;
+    let from = rows.last().map_or(0, |r| r.size);
+    let mut checker = match rows.last() {
+        None => LeafChecker::new(&origin, &vkey),
+        Some(r) => LeafChecker::resume(&origin, &vkey, r.frontier.clone(), Some(r.prev)),
+    };
     check_leaves(store, &mut checker, &expect)?;
+    crate::archive::check_rows(store, &rows, &checker.archives, &expect)
+        .map_err(|(i, why)| tampered(i, why))?;
     let committed = checker.committed();
     checker
         .check_commitments(&committed)
         .map_err(|f| tampered(f.index, f.reason))?;
-    check_payloads(store, 0, &committed, &checker.redacted_by, &mut report)?;
+    check_payloads(store, from, &committed, &checker.redacted_by, &mut report)?;
     checker
         .check_erasures(&committed, |seq| {
             let e = store.entry(seq).map_err(|e| e.to_string())?;
@@ -230,6 +244,7 @@ pub(crate) fn verify_store(
         })
         .map_err(|f| tampered(f.index, f.reason))?;
     report.entries = checker.size();
+    report.archived = from;
     report.sessions = checker.sessions.len() as u64;
     report.open_sessions = checker.sessions.values().filter(|s| !s.ended).count() as u64;
     report.unfinished = checker.unfinished();

@@ -179,7 +179,7 @@ pub fn export_with_progress(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn build(
+pub(super) fn build(
     log: &AuditLog,
     manifest_signer: &dyn Signer,
     opts: &ExportOptions,
@@ -356,7 +356,7 @@ fn build(
 }
 
 /// fsync the folder tree, then rename it (or a tar made from it) into place.
-fn finish(tmp: &Path, out: &Path, tar: bool) -> Result<(), ExportError> {
+pub(super) fn finish(tmp: &Path, out: &Path, tar: bool) -> Result<(), ExportError> {
     if tar {
         let files = super::list_files(tmp)?;
         let tmp_tar = tmp.with_extension("tar.partial");

@@ -93,6 +93,16 @@ impl Writer {
                 if b.hold_entry {
                     ins_hold.execute([b.seq as i64]).map_err(&e)?;
                 }
+                if let Some(row) = &b.archive {
+                    // In the entry's own transaction: the prefix is gone
+                    // only with its entry and row, whatever happens next.
+                    remove_prefix(&tx, row, self.signer.as_ref(), &self.origin).map_err(
+                        |x| match x {
+                            PrefixError::Sql(s) => e(s),
+                            PrefixError::Audit(a) => a,
+                        },
+                    )?;
+                }
                 if b.kind.role() == IntentRole::Intent {
                     let sid = b.session.as_ref().map(|s| &s.0);
                     ins_intent
@@ -213,4 +223,65 @@ impl Writer {
         ));
         r
     }
+}
+
+/// Why removing an archived prefix failed.
+enum PrefixError {
+    Sql(rusqlite::Error),
+    Audit(AuditError),
+}
+
+impl From<rusqlite::Error> for PrefixError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sql(e)
+    }
+}
+
+/// Keep the `archived` row and the signed checkpoint at its size, then
+/// delete the prefix's entries, payloads and derived rows (the `archived`
+/// row goes first: the delete triggers allow nothing below it otherwise).
+/// The tree's internal nodes stay.
+fn remove_prefix(
+    tx: &rusqlite::Transaction<'_>,
+    row: &crate::archive::ArchivedRow,
+    signer: &dyn stele_attest::Signer,
+    origin: &str,
+) -> Result<(), PrefixError> {
+    let n = row.size as i64;
+    let note = Checkpoint {
+        origin: origin.to_string(),
+        size: row.size,
+        root: row.root,
+    }
+    .sign(signer)
+    .map_err(|x| PrefixError::Audit(x.into()))?
+    .to_text();
+    tx.execute(
+        "INSERT INTO archived(size, root, prev, frontier, bundle, entry) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![n, &row.root[..], &row.prev[..], row.frontier_bytes(), row.bundle, row.entry as i64],
+    )?;
+    // Ed25519 is deterministic: a checkpoint already kept for `n` (one sent
+    // to witnesses, or the archive bundle's own) is this same note.
+    tx.execute(
+        "INSERT INTO checkpoints(size, note) VALUES (?1, ?2) ON CONFLICT(size) DO NOTHING",
+        params![n, note],
+    )?;
+    let kept: String = tx.query_row("SELECT note FROM checkpoints WHERE size = ?1", [n], |r| {
+        r.get(0)
+    })?;
+    if kept != note {
+        return Err(PrefixError::Audit(AuditError::Integrity {
+            index: row.size - 1,
+            reason: format!("the checkpoint kept for size {n} differs from the one signed now"),
+        }));
+    }
+    tx.execute_batch(&format!(
+        "DELETE FROM payloads WHERE seq < {n};
+         DELETE FROM session_links WHERE seq < {n};
+         DELETE FROM sessions WHERE last < {n};
+         DELETE FROM hold_entries WHERE seq < {n};
+         DELETE FROM open_intents WHERE seq < {n};
+         DELETE FROM entries WHERE seq < {n};"
+    ))?;
+    Ok(())
 }
