@@ -195,6 +195,13 @@ pub(super) fn build(
     let verifier = log.verifier().clone();
     let (cp, _) = Checkpoint::open(note, &verifier)?;
 
+    if let Some(a) = store.archived()? {
+        // The tiles of a whole-log bundle begin at index 0.
+        return Err(ExportError::Invalid(format!(
+            "entries below {} are archived: a whole-log or time export of the live part is not supported yet (export a session, or verify the archive bundle and the live log with `stele audit verify --archive`)",
+            a.size
+        )));
+    }
     let mut checker = LeafChecker::new(log.origin(), &log.verifier().to_string());
     let mut tiles = TileBuilder::new();
     let mut done: Vec<TileFile> = Vec::new();
