@@ -139,6 +139,7 @@ impl ArchiveKeys {
 /// archive's record (the entries below its boundary are gone) and the
 /// `key.rotation` / `key.revocation` entries from there to `n`, each
 /// rotation with its inclusion proof at its boundary.
+#[cfg(feature = "store")]
 pub(crate) fn collect(
     store: &crate::store::Store,
     n: u64,

@@ -227,3 +227,92 @@ fn a_held_prefix_or_a_bad_boundary_is_refused_and_nothing_is_written() {
     assert!(!out.exists());
     ok(&s, &["audit", "verify"]);
 }
+
+/// A rotation in the archived prefix (docs/retention.md, "Archival and key
+/// rotation"): a size the old key signed without a kept checkpoint is
+/// refused, naming the first size the new key signs; the rotation's
+/// boundary is archived; the live log verifies with the new and the old
+/// key, `verify --archive` joins the chain, and the log keeps working.
+#[test]
+fn a_rotation_in_the_prefix_archives_at_its_boundary_and_verifies_with_either_key() {
+    let d = tempfile::tempdir().unwrap();
+    let s = new_log(d.path());
+    let new_key = d.path().join("new.key");
+    let nk = new_key.to_str().unwrap();
+    ok(
+        &s,
+        &[
+            "keys",
+            "init",
+            "--key",
+            nk,
+            "--origin",
+            "audit.test.invalid/archive",
+        ],
+    );
+    let r = ok(&s, &["keys", "rotate", "--to-key", nk, "--reason", "yearly"]);
+    assert!(r.contains("key.rotation"), "{r}");
+    let shown = ok(
+        &s,
+        &["audit", "show", "--kind", "key.rotation", "--json", "--key", nk],
+    );
+    let v: serde_json::Value = serde_json::from_str(shown.lines().next().unwrap()).unwrap();
+    let b = v["data"]["from_size"].as_u64().unwrap();
+    ok(&s, &["audit", "tail", "-n", "1", "--key", nk]);
+    let early = d.path().join("early");
+    let (_, m) = refused(
+        &s,
+        &[
+            "audit",
+            "archive",
+            "--through",
+            "3",
+            "--out",
+            early.to_str().unwrap(),
+            "--reason",
+            "x",
+            "--key",
+            nk,
+        ],
+    );
+    assert!(
+        m.contains("an earlier key signs that size") && m.contains(&format!("through {b} or later")),
+        "{m}"
+    );
+    assert!(!early.exists());
+    let out = d.path().join("archive-rot");
+    let o = ok(
+        &s,
+        &[
+            "audit",
+            "archive",
+            "--through",
+            &b.to_string(),
+            "--out",
+            out.to_str().unwrap(),
+            "--reason",
+            "schedule",
+            "--key",
+            nk,
+        ],
+    );
+    assert!(o.contains(&format!("archived entries 0..{b}")), "{o}");
+    ok(&s, &["audit", "tail", "-n", "1", "--key", nk]);
+    let old_key = s.state.join("keys/log.key");
+    for k in [nk, old_key.to_str().unwrap()] {
+        let v = ok(&s, &["audit", "verify", "--key", k]);
+        assert!(v.contains(&format!("archived:     entries 0..{b}")), "{v}");
+    }
+    let v = ok(
+        &s,
+        &[
+            "audit",
+            "verify",
+            "--key",
+            nk,
+            "--archive",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(v.contains("joins the live log"), "{v}");
+}
