@@ -313,7 +313,8 @@ pub(crate) fn check_newest_row(
     let (schedule, _) = replay_keys(store, &seen, keys.first(), origin).map_err(bad)?;
     if schedule != keys.at(r.size) {
         return Err(bad(
-            "the log's key record differs from the key rotations its log.archive entry proves".into(),
+            "the log's key record differs from the key rotations its log.archive entry proves"
+                .into(),
         ));
     }
     Ok(Some(r))

@@ -104,7 +104,9 @@ impl ArchiveKeys {
             crate::keys::check_entry(&view, origin, &mut keys, &mut unused)
                 .map_err(|e| format!("{what}: {e}"))?;
             let note = checkpoint_at(b)?.ok_or_else(|| {
-                format!("{what}: the checkpoint at its boundary {b} (signed by both keys) is missing")
+                format!(
+                    "{what}: the checkpoint at its boundary {b} (signed by both keys) is missing"
+                )
             })?;
             let cp = crate::keys::open_checkpoint(&note, &keys, &[])
                 .map_err(|e| format!("{what}: the checkpoint at size {b}: {e}"))?;

@@ -661,8 +661,9 @@ fn archive_seen(leaf: &LeafView<'_>, i: u64) -> Result<ArchiveSeen, String> {
     };
     let keys = match d.get("keys") {
         None => crate::archive_keys::ArchiveKeys::default(),
-        Some(v) => serde_json::from_value(v.clone())
-            .map_err(|e| format!("log.archive keys: {e}"))?,
+        Some(v) => {
+            serde_json::from_value(v.clone()).map_err(|e| format!("log.archive keys: {e}"))?
+        }
     };
     Ok(ArchiveSeen {
         seq: i,

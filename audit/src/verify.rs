@@ -262,8 +262,15 @@ pub(crate) fn verify_store(
                     ),
                 ),
             })?;
-            let bad = |why: String| tampered(r.size.checked_sub(1), format!("archived row {}: {why}", r.size));
-            let seen = LeafChecker::new("", "").archive_of(&leaf.leaf).map_err(bad)?;
+            let bad = |why: String| {
+                tampered(
+                    r.size.checked_sub(1),
+                    format!("archived row {}: {why}", r.size),
+                )
+            };
+            let seen = LeafChecker::new("", "")
+                .archive_of(&leaf.leaf)
+                .map_err(bad)?;
             let (at_boundary, revoked) =
                 crate::archive::replay_keys(store, &seen, &vkey, &origin).map_err(bad)?;
             let mut c = LeafChecker::resume(&origin, &vkey, r.frontier.clone(), Some(r.prev))

@@ -126,7 +126,10 @@ fn a_rotation_after_an_archive_verifies_and_a_second_archive_carries_both() {
     assert!(n2 > b);
     let store = log.store().unwrap();
     let seen = archive_record(&store);
-    assert!(seen.rotations.is_empty(), "no rotation below the first boundary");
+    assert!(
+        seen.rotations.is_empty(),
+        "no rotation below the first boundary"
+    );
     drop(store);
     log.close().unwrap();
 }
@@ -203,9 +206,11 @@ fn another_key_added_to_the_kept_boundary_checkpoint_forges_nothing() {
     let c = raw(&f.db);
     let evil = key(66);
     let note: String = c
-        .query_row("SELECT note FROM checkpoints WHERE size = ?1", [b as i64], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT note FROM checkpoints WHERE size = ?1",
+            [b as i64],
+            |r| r.get(0),
+        )
         .unwrap();
     let mut signed = stele_attest::SignedNote::parse(&note).unwrap();
     signed.add_signature(evil.as_ref()).unwrap();
@@ -231,7 +236,10 @@ fn another_key_added_to_the_kept_boundary_checkpoint_forges_nothing() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert!(!later.is_empty(), "the checkpoint kept at the archived size");
+    assert!(
+        !later.is_empty(),
+        "the checkpoint kept at the archived size"
+    );
     for (size, note) in later {
         c.execute(
             "UPDATE checkpoints SET note = ?1 WHERE size = ?2",
@@ -242,16 +250,14 @@ fn another_key_added_to_the_kept_boundary_checkpoint_forges_nothing() {
     let head: String = c
         .query_row("SELECT note FROM head", [], |r| r.get(0))
         .unwrap();
-    c.execute("UPDATE head SET note = ?1", [resign(&head)]).unwrap();
+    c.execute("UPDATE head SET note = ?1", [resign(&head)])
+        .unwrap();
     let meta: String = c
         .query_row("SELECT v FROM meta WHERE k = 'keys'", [], |r| r.get(0))
         .unwrap();
     c.execute(
         "UPDATE meta SET v = ?1 WHERE k = 'keys'",
-        [meta.replace(
-            &key(2).verifier().to_string(),
-            &evil.verifier().to_string(),
-        )],
+        [meta.replace(&key(2).verifier().to_string(), &evil.verifier().to_string())],
     )
     .unwrap();
     drop(c);
@@ -265,7 +271,8 @@ fn the_kept_boundary_checkpoint_removed_is_caught() {
     let f = Fixture::new();
     let (b, _) = rotated_then_archived(&f);
     let c = raw(&f.db);
-    c.execute_batch("DROP TRIGGER checkpoints_no_delete;").unwrap();
+    c.execute_batch("DROP TRIGGER checkpoints_no_delete;")
+        .unwrap();
     c.execute("DELETE FROM checkpoints WHERE size = ?1", [b as i64])
         .unwrap();
     drop(c);
@@ -300,7 +307,9 @@ fn every_altered_archived_key_record_fails_its_replay() {
     } else {
         h[0] = b64(&[1; 32]);
     }
-    assert!(replay(&bad_path, n).unwrap_err().contains("not in the tree"));
+    assert!(replay(&bad_path, n)
+        .unwrap_err()
+        .contains("not in the tree"));
     // A boundary past the archived size.
     assert!(replay(&good, b - 1).unwrap_err().contains("not below"));
     // Another genesis key: the rotation's old key is not it.

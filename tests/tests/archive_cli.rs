@@ -250,11 +250,22 @@ fn a_rotation_in_the_prefix_archives_at_its_boundary_and_verifies_with_either_ke
             "audit.test.invalid/archive",
         ],
     );
-    let r = ok(&s, &["keys", "rotate", "--to-key", nk, "--reason", "yearly"]);
+    let r = ok(
+        &s,
+        &["keys", "rotate", "--to-key", nk, "--reason", "yearly"],
+    );
     assert!(r.contains("key.rotation"), "{r}");
     let shown = ok(
         &s,
-        &["audit", "show", "--kind", "key.rotation", "--json", "--key", nk],
+        &[
+            "audit",
+            "show",
+            "--kind",
+            "key.rotation",
+            "--json",
+            "--key",
+            nk,
+        ],
     );
     let v: serde_json::Value = serde_json::from_str(shown.lines().next().unwrap()).unwrap();
     let b = v["data"]["from_size"].as_u64().unwrap();
@@ -276,7 +287,8 @@ fn a_rotation_in_the_prefix_archives_at_its_boundary_and_verifies_with_either_ke
         ],
     );
     assert!(
-        m.contains("an earlier key signs that size") && m.contains(&format!("through {b} or later")),
+        m.contains("an earlier key signs that size")
+            && m.contains(&format!("through {b} or later")),
         "{m}"
     );
     assert!(!early.exists());

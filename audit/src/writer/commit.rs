@@ -96,12 +96,11 @@ impl Writer {
                 if let Some(row) = &b.archive {
                     // In the entry's own transaction: the prefix is gone
                     // only with its entry and row, whatever happens next.
-                    remove_prefix(&tx, row, self.signer.as_ref(), &self.keys, &self.origin).map_err(
-                        |x| match x {
+                    remove_prefix(&tx, row, self.signer.as_ref(), &self.keys, &self.origin)
+                        .map_err(|x| match x {
                             PrefixError::Sql(s) => e(s),
                             PrefixError::Audit(a) => a,
-                        },
-                    )?;
+                        })?;
                 }
                 if b.kind.role() == IntentRole::Intent {
                     let sid = b.session.as_ref().map(|s| &s.0);
