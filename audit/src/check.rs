@@ -74,6 +74,25 @@ pub struct ExpirySeen {
     pub actor: String,
 }
 
+/// What `log.archive` records, as the checker reads it back from a leaf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveSeen {
+    /// Index of the `log.archive` entry.
+    pub seq: u64,
+    /// Entries archived.
+    pub through: u64,
+    /// Root at `through`.
+    pub root: Option<Hash>,
+    /// Leaf hash of entry `through − 1`.
+    pub prev: Option<Hash>,
+    /// Digest of the archive's signed manifest.
+    pub bundle: String,
+    /// The stated reason.
+    pub reason: String,
+    /// The keys below the boundary: rotations with their proofs, revocations.
+    pub keys: crate::archive_keys::ArchiveKeys,
+}
+
 /// An intent with no result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unfinished {
@@ -147,8 +166,8 @@ pub struct LeafChecker {
     pub expiries: Vec<ExpirySeen>,
     /// Legal holds, as `hold.place` / `hold.release` entries left them.
     pub holds: crate::holds::HoldBook,
-    /// `log.archive` entries seen: (index, archived size).
-    pub archives: Vec<(u64, u64)>,
+    /// `log.archive` entries seen.
+    pub archives: Vec<ArchiveSeen>,
     /// Intents closed as interrupted.
     pub interrupted: u64,
     last_time: Option<(String, String)>,
@@ -363,17 +382,8 @@ impl LeafChecker {
                 self.hold_entry(leaf, i, bytes)?;
             }
             EventKind::LogArchive => {
-                let d = data_object(leaf)?;
-                let through = d
-                    .get("through")
-                    .and_then(|v| v.as_u64())
-                    .unwrap_or(u64::MAX);
-                if through > i {
-                    return Err(format!(
-                        "log.archive names {through} archived entries, more than precede it"
-                    ));
-                }
-                self.archives.push((i, through));
+                let seen = archive_seen(leaf, i)?;
+                self.archives.push(seen);
             }
             _ => {}
         }
@@ -595,6 +605,26 @@ impl LeafChecker {
         })
     }
 
+    /// What the `log.archive` leaf `bytes` records (not checked otherwise:
+    /// for a leaf verified already).
+    pub fn archive_of(&mut self, bytes: &[u8]) -> Result<ArchiveSeen, String> {
+        let typed;
+        let view = match LeafView::scan(bytes) {
+            Some(v) => v,
+            None => {
+                typed = Leaf::parse_canonical(bytes).map_err(|e| e.to_string())?;
+                LeafView::of(&typed)
+            }
+        };
+        if view.kind != EventKind::LogArchive {
+            return Err(format!(
+                "entry {} is a {}, not a log.archive",
+                view.seq, view.kind
+            ));
+        }
+        archive_seen(&view, view.seq)
+    }
+
     /// Replay a `hold.place` / `hold.release` (dual control). A resumed
     /// checker cannot judge the release of a hold placed before its start.
     fn hold_entry(&mut self, leaf: &LeafView<'_>, i: u64, bytes: &[u8]) -> Result<(), String> {
@@ -608,6 +638,42 @@ impl LeafChecker {
         }
         self.holds.replay(leaf.kind, i, &principal, &d)
     }
+}
+
+/// What a `log.archive` leaf at index `i` records.
+fn archive_seen(leaf: &LeafView<'_>, i: u64) -> Result<ArchiveSeen, String> {
+    let d = data_object(leaf)?;
+    let through = d
+        .get("through")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(u64::MAX);
+    if through > i {
+        return Err(format!(
+            "log.archive names {through} archived entries, more than precede it"
+        ));
+    }
+    let hash = |k: &str| d.get(k).and_then(|v| v.as_str()).and_then(parse_hash_b64);
+    let text = |k: &str| {
+        d.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let keys = match d.get("keys") {
+        None => crate::archive_keys::ArchiveKeys::default(),
+        Some(v) => {
+            serde_json::from_value(v.clone()).map_err(|e| format!("log.archive keys: {e}"))?
+        }
+    };
+    Ok(ArchiveSeen {
+        seq: i,
+        through,
+        root: hash("root"),
+        prev: hash("prev"),
+        bundle: text("bundle"),
+        reason: text("reason"),
+        keys,
+    })
 }
 
 /// The data of a redaction or expiry, read once.

@@ -9,6 +9,11 @@
 //! - [`verify`]: full re-derivation of a log; [`proof`]: portable inclusion proofs.
 
 #[cfg(feature = "store")]
+pub mod archive;
+#[cfg(feature = "store")]
+mod archive_boundary;
+pub mod archive_keys;
+#[cfg(feature = "store")]
 pub mod bench;
 pub mod canonical;
 pub mod check;

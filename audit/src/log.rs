@@ -295,6 +295,18 @@ impl AuditLog {
         })
     }
 
+    /// Archive the sealed prefix `0 … through−1` whose bundle (written
+    /// and verified by the caller: [`crate::export::archive`]) has the
+    /// given manifest digest: appends `log.archive` and removes the prefix
+    /// in one transaction. Refused, changing nothing, if a session, intent,
+    /// shared payload or legal hold crosses the boundary.
+    pub fn archive_blocking(
+        &self,
+        req: crate::archive::ArchiveRequest,
+    ) -> Result<Receipt, AuditError> {
+        self.work_blocking(Work::Archive(Box::new(req)))
+    }
+
     fn work_blocking(&self, w: Work) -> Result<Receipt, AuditError> {
         let (tx, rx) = mpsc::sync_channel(1);
         self.send(Msg::Work(w, ReplyTo::Blocking(tx)))?;

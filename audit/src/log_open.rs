@@ -22,7 +22,7 @@ use crate::leaf::Leaf;
 use crate::log::{AuditLog, LogOptions};
 use crate::marker::{Finding, FullCheck, FULL_CHECK, VERIFIED_THROUGH};
 use crate::merkle::Frontier;
-use crate::schema::{configure, SCHEMA, SCHEMA_VERSION};
+use crate::schema::{configure, ARCHIVE_TRIGGERS, SCHEMA, SCHEMA_VERSION};
 use crate::startup::{self, FullDue, Refusal};
 use crate::store::Store;
 use crate::writer::{Work, Writer};
@@ -297,7 +297,7 @@ fn build_fresh(path: &Path, signer: Arc<dyn Signer>, opts: &LogOptions) -> Resul
     SystemRandom::new()
         .fill(&mut nonce)
         .map_err(|_| AuditError::Invalid("random source failed".into()))?;
-    conn.execute_batch(&format!("BEGIN; {SCHEMA}"))
+    conn.execute_batch(&format!("BEGIN; {SCHEMA} {ARCHIVE_TRIGGERS}"))
         .map_err(&e)?;
     for (k, v) in [
         ("schema", SCHEMA_VERSION.to_string()),

@@ -228,6 +228,7 @@ fn check_data(leaf: &LeafView<'_>, log_key: &str) -> Result<(), String> {
         ],
         EventKind::LogArchive => &[
             ("bundle", Member::Required(Type::Digest)),
+            ("keys", Member::Required(Type::ArchiveKeys)),
             ("prev", Member::Required(Type::Hash)),
             ("reason", Member::Required(Type::NonEmptyText)),
             ("root", Member::Required(Type::Hash)),
@@ -349,6 +350,9 @@ enum Type {
     OneOf(&'static [&'static str]),
     /// An object of the members of a clock state.
     Clock,
+    /// What `log.archive` records of the keys below its boundary
+    /// ([`crate::archive_keys::ArchiveKeys`]).
+    ArchiveKeys,
 }
 
 impl Type {
@@ -365,6 +369,11 @@ impl Type {
             Type::Time => v.as_str().is_some_and(|t| check_ts(t).is_ok()),
             Type::OneOf(names) => v.as_str().is_some_and(|t| names.contains(&t)),
             Type::Clock => return check_members(v, CLOCK_STATE),
+            Type::ArchiveKeys => {
+                return serde_json::from_value::<crate::archive_keys::ArchiveKeys>(v.clone())
+                    .map(|_| ())
+                    .map_err(|e| format!(": {e}"))
+            }
             Type::Commits => {
                 let Some(a) = v.as_array().filter(|a| !a.is_empty()) else {
                     return Err("must be a non-empty array of commitments".into());
@@ -396,6 +405,7 @@ impl Type {
                 Type::Hash => "must be the base64 of a 32-byte hash",
                 Type::OneOf(names) => return Err(format!("must be one of {}", names.join(", "))),
                 Type::Clock => "must be a clock state",
+                Type::ArchiveKeys => "must be the archived key record",
             }
             .into())
         }

@@ -4,15 +4,17 @@ use rusqlite::Connection;
 
 /// Schema version stored in `meta` by this version (new logs, and logs
 /// it has opened for writing).
-pub const SCHEMA_VERSION: &str = "4";
+pub const SCHEMA_VERSION: &str = "5";
 /// Versions this version reads: 1 (before `head`, `sessions.first/last`
 /// and the `tree_nodes` layout), 2 (before `session_links`) — both
 /// upgraded when opened for writing — and 3. Version 3 exists so that a
 /// writer that does not keep `session_links` refuses the log instead of
 /// leaving the index silently behind; version 4 (`hold_entries`) so that a
 /// writer that knows no legal holds refuses a log that may hold some,
-/// instead of erasing what they hold.
-pub const READABLE_VERSIONS: [&str; 4] = ["1", "2", "3", "4"];
+/// instead of erasing what they hold; version 5 (`archived`) so that a
+/// version that knows no archival refuses a log whose prefix was archived
+/// instead of calling it truncated.
+pub const READABLE_VERSIONS: [&str; 5] = ["1", "2", "3", "4", "5"];
 
 /// Tables, indexes and the append-only triggers. Triggers are defence in depth
 /// against accidents; the hashes and signatures catch deliberate edits.
@@ -43,18 +45,39 @@ CREATE TABLE session_links(seq INTEGER PRIMARY KEY, prev INTEGER) STRICT;
 -- derived index of the `hold.place` / `hold.release` entries: the writer
 -- replays them (the leaves are the truth) to refuse erasing held payloads
 CREATE TABLE hold_entries(seq INTEGER PRIMARY KEY) STRICT;
+-- archived prefixes (docs/audit-format.md §9): entries below `size` were
+-- moved into the archive bundle whose signed manifest has digest `bundle`;
+-- `frontier` = the Merkle frontier at `size` (32-byte hashes, concatenated),
+-- `entry` = the index of the `log.archive` entry that recorded it
+-- (the table and its triggers: ARCHIVE_TRIGGERS)
 CREATE TABLE open_intents(seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, session TEXT, leaf_hash BLOB NOT NULL) STRICT;
 CREATE TRIGGER entries_no_update BEFORE UPDATE ON entries BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END;
-CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END;
 CREATE TRIGGER tree_no_update BEFORE UPDATE ON tree_nodes BEGIN SELECT RAISE(ABORT, 'tree hashes are append-only'); END;
 CREATE TRIGGER tree_no_delete BEFORE DELETE ON tree_nodes BEGIN SELECT RAISE(ABORT, 'tree hashes are append-only'); END;
 CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
 CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints WHEN NEW.note != OLD.note OR NEW.size != OLD.size
   BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
-CREATE TRIGGER payloads_no_delete BEFORE DELETE ON payloads BEGIN SELECT RAISE(ABORT, 'payloads are erased by redaction only'); END;
 CREATE TRIGGER payloads_redact_only BEFORE UPDATE ON payloads
   WHEN NEW.cmt != OLD.cmt OR NEW.seq != OLD.seq OR NEW.body IS NOT NULL OR NEW.salt IS NOT NULL OR NEW.redacted_seq IS NULL
   BEGIN SELECT RAISE(ABORT, 'payloads may only be redacted'); END;
+"#;
+
+/// The triggers that let rows go only by archival: an entry or payload
+/// row may be deleted only below the newest archived size, whose
+/// `archived` row (written first, in the same transaction) is itself
+/// append-only. Created with the schema and by [`upgrade`].
+pub const ARCHIVE_TRIGGERS: &str = r#"
+CREATE TABLE IF NOT EXISTS archived(size INTEGER PRIMARY KEY, root BLOB NOT NULL, prev BLOB NOT NULL, frontier BLOB NOT NULL, bundle TEXT NOT NULL, entry INTEGER NOT NULL) STRICT;
+DROP TRIGGER IF EXISTS entries_no_delete;
+DROP TRIGGER IF EXISTS payloads_no_delete;
+CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries
+  WHEN OLD.seq >= coalesce((SELECT max(size) FROM archived), 0)
+  BEGIN SELECT RAISE(ABORT, 'audit entries are append-only (only an archived prefix is removed)'); END;
+CREATE TRIGGER payloads_no_delete BEFORE DELETE ON payloads
+  WHEN OLD.seq >= coalesce((SELECT max(size) FROM archived), 0)
+  BEGIN SELECT RAISE(ABORT, 'payloads are erased by redaction only (or removed with an archived prefix)'); END;
+CREATE TRIGGER IF NOT EXISTS archived_no_update BEFORE UPDATE ON archived BEGIN SELECT RAISE(ABORT, 'archived rows are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS archived_no_delete BEFORE DELETE ON archived BEGIN SELECT RAISE(ABORT, 'archived rows are append-only'); END;
 "#;
 
 /// Bring a database written by an earlier version up to [`SCHEMA`] (the
@@ -83,6 +106,9 @@ pub fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
     build_session_index(conn)?;
     // Logs before schema 4 cannot hold `hold.*` entries (the kinds did not exist).
     conn.execute_batch("CREATE TABLE IF NOT EXISTS hold_entries(seq INTEGER PRIMARY KEY) STRICT;")?;
+    // Logs before schema 5 have no archived prefix; their delete triggers
+    // refused every delete and are replaced by the archival-aware ones.
+    conn.execute_batch(ARCHIVE_TRIGGERS)?;
     // Version 1 logs keep their `tree_hashes` (TreeLayout::Legacy).
     conn.execute(
         "UPDATE meta SET v = ?1 WHERE k = 'schema' AND v != ?1",

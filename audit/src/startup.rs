@@ -169,6 +169,8 @@ pub(crate) fn check(
             "the stored tree's root differs from the signed checkpoint".into(),
         ));
     }
+    // Where an archived log's live part starts (its row checked: O(1)).
+    let archived = crate::archive::check_newest_row(store, &keys, &origin)?;
     if let Some(a) = anchor {
         check_anchor(store, &keys, a, size)?;
     }
@@ -222,9 +224,13 @@ pub(crate) fn check(
             .and_then(|n| VerifiedThrough::open(&n, verifier))
             .filter(|m| m.size <= size)
             .map_or(0, |m| m.size);
-        let from = marked.min(size.saturating_sub(recheck_tail));
+        // Nothing below an archived prefix is stored to check.
+        let from = marked
+            .min(size.saturating_sub(recheck_tail))
+            .max(archived.as_ref().map_or(0, |r| r.size));
         resume.checked_entries = size - from;
-        tail(store, &keys, &origin, &cp, from)?.map(|(index, reason)| ("start-up", index, reason))
+        tail(store, &keys, &origin, &cp, from, archived.as_ref())?
+            .map(|(index, reason)| ("start-up", index, reason))
     };
     match found {
         None => Ok(resume),
@@ -273,10 +279,20 @@ fn tail(
     origin: &str,
     newest: &Checkpoint,
     from: u64,
+    archived: Option<&crate::archive::ArchivedRow>,
 ) -> Result<Option<Found>, AuditError> {
     let log_key = keys.first();
     let mut checker = match from {
         0 => LeafChecker::new(origin, log_key),
+        // Taken up where the archive left off: the row's frontier and
+        // `prev`, and the key schedule at its size (the row was checked
+        // against its signed checkpoint and its `log.archive` entry, whose
+        // key record replays to this schedule).
+        _ if archived.is_some_and(|r| r.size == from) => match archived {
+            Some(r) => LeafChecker::resume(origin, log_key, r.frontier.clone(), Some(r.prev))
+                .with_keys(keys.at(from)),
+            None => LeafChecker::new(origin, log_key),
+        },
         _ => {
             let prev = leaf_hash(&store.entry(from - 1)?.leaf);
             LeafChecker::resume(origin, log_key, frontier_at(store, from)?, Some(prev))

@@ -502,6 +502,16 @@ pub fn read_node(
         })
     }
     .map_err(AuditError::sqlite(path))?;
+    // The last leaf of an archived prefix is the first live leaf's `prev`
+    // (proofs of live entries may need it as a sibling).
+    let v = match v {
+        None if level == 0 => conn
+            .prepare_cached("SELECT prev FROM archived WHERE size = ?1")
+            .and_then(|mut s| s.query_row([(index + 1) as i64], |r| r.get(0)).optional())
+            .ok()
+            .flatten(),
+        v => v,
+    };
     let v = v.ok_or_else(|| AuditError::Integrity {
         index: index << level,
         reason: format!("tree node (level {level}, index {index}) is missing"),

@@ -44,8 +44,10 @@ pub use crate::check::{RedactionSeen, Unfinished};
 pub struct VerifyReport {
     /// Log origin.
     pub origin: String,
-    /// Entries verified.
+    /// Entries verified: the log's size (the archived prefix included).
     pub entries: u64,
+    /// Entries below this were archived (0: none); verified from here on.
+    pub archived: u64,
     /// Signed checkpoints verified.
     pub checkpoints: u64,
     /// Root at the newest checkpoint (base64).
@@ -237,7 +239,46 @@ pub(crate) fn verify_store(
         report.anchor_size = Some(cp.size);
     }
 
-    let mut checker = LeafChecker::new(&origin, &vkey);
+    // An archived log is taken up at its newest archived size, from the
+    // frontier kept for it (checked against the signed checkpoint there).
+    let rows = store.archived_rows().map_err(|e| match e {
+        AuditError::Integrity { index, reason } => tampered(index, reason),
+        other => VerifyFailure::Unreadable(other),
+    })?;
+    let from = rows.last().map_or(0, |r| r.size);
+    let mut checker = match rows.last() {
+        None => LeafChecker::new(&origin, &vkey),
+        Some(r) => {
+            // The keys at the boundary come from what the newest
+            // `log.archive` entry proves (rotation leaves under the roots
+            // their old keys signed), never from `meta` alone.
+            let leaf = store.entry(r.entry).map_err(|e| match e {
+                AuditError::Integrity { index, reason } => tampered(index, reason),
+                other => tampered(
+                    Some(r.entry),
+                    format!(
+                        "archived row {}: its log.archive entry {} is missing or unreadable: {other}",
+                        r.size, r.entry
+                    ),
+                ),
+            })?;
+            let bad = |why: String| {
+                tampered(
+                    r.size.checked_sub(1),
+                    format!("archived row {}: {why}", r.size),
+                )
+            };
+            let seen = LeafChecker::new("", "")
+                .archive_of(&leaf.leaf)
+                .map_err(bad)?;
+            let (at_boundary, revoked) =
+                crate::archive::replay_keys(store, &seen, &vkey, &origin).map_err(bad)?;
+            let mut c = LeafChecker::resume(&origin, &vkey, r.frontier.clone(), Some(r.prev))
+                .with_keys(at_boundary);
+            c.revocations = revoked;
+            c
+        }
+    };
     check_leaves(store, &mut checker, &expect)?;
     if checker.keys != keys {
         return Err(tampered(
@@ -245,13 +286,15 @@ pub(crate) fn verify_store(
             "the log's key record differs from its key.rotation entries",
         ));
     }
+    crate::archive::check_rows(store, &rows, &checker.archives, &expect)
+        .map_err(|(i, why)| tampered(i, why))?;
     report.keys = keys.ranges().to_vec();
     report.revocations = std::mem::take(&mut checker.revocations);
     let committed = checker.committed();
     checker
         .check_commitments(&committed)
         .map_err(|f| tampered(f.index, f.reason))?;
-    check_payloads(store, 0, &committed, &checker.redacted_by, &mut report)?;
+    check_payloads(store, from, &committed, &checker.redacted_by, &mut report)?;
     checker
         .check_erasures(&committed, |seq| {
             let e = store.entry(seq).map_err(|e| e.to_string())?;
@@ -259,6 +302,7 @@ pub(crate) fn verify_store(
         })
         .map_err(|f| tampered(f.index, f.reason))?;
     report.entries = checker.size();
+    report.archived = from;
     report.sessions = checker.sessions.len() as u64;
     report.open_sessions = checker.sessions.values().filter(|s| !s.ended).count() as u64;
     report.unfinished = checker.unfinished();

@@ -17,6 +17,7 @@ use crate::leaf_view::LeafView;
 use crate::merkle::{leaf_hash, CompletedNode, Frontier, Hash};
 use crate::payload::{commit_text, parse_commit, seal, SealedPayload};
 
+mod archive;
 mod batch;
 mod clock;
 mod commit;
@@ -65,6 +66,8 @@ pub(crate) struct Undo {
     batch_erased: std::collections::HashSet<Hash>,
     /// The legal holds before the batch first changed them.
     holds: Option<Option<crate::holds::HoldBook>>,
+    /// Set by a `log.archive` in the batch: entries below it are going.
+    archive_below: Option<u64>,
 }
 
 /// One entry built and validated, ready to insert.
@@ -82,6 +85,8 @@ pub(crate) struct Built {
     redactions: Vec<Hash>,
     /// A `hold.*` entry (indexed in `hold_entries`).
     hold_entry: bool,
+    /// A `log.archive` entry: the row to keep; the prefix goes.
+    archive: Option<crate::archive::ArchivedRow>,
 }
 
 /// The sequencer's state.
@@ -153,6 +158,8 @@ pub(crate) enum Work {
     /// A `key.rotation` or `key.revocation` entry built by the writer
     /// itself (`rotate`): the only way such an entry enters the log.
     Keys(Box<Event>),
+    /// Archive a sealed prefix (`log.archive`).
+    Archive(Box<crate::archive::ArchiveRequest>),
 }
 
 impl Writer {
@@ -206,6 +213,7 @@ impl Writer {
     /// state (recorded in `undo`). On error the state is untouched.
     pub(crate) fn build(&mut self, w: Work, undo: &mut Undo) -> Result<Built, AuditError> {
         let seq = self.frontier.size();
+        let mut archive = None;
         let (mut ev, redactions) = match w {
             Work::Append(ev) => {
                 if crate::writer::erasure::dedicated(ev.kind) {
@@ -247,6 +255,11 @@ impl Writer {
                 self.release_hold_event(hold, reason, config, actor, seq)?,
                 Vec::new(),
             ),
+            Work::Archive(req) => {
+                let (ev, row) = self.archive_event(*req, seq, undo)?;
+                archive = Some(row);
+                (ev, Vec::new())
+            }
         };
         let session = match &ev.session {
             Some(id) => Some(self.session_link(id, ev.kind)?),
@@ -368,6 +381,7 @@ impl Writer {
             payloads,
             redactions,
             hold_entry,
+            archive,
         })
     }
 
@@ -477,7 +491,7 @@ impl Writer {
                 "a sealed payload does not match its commitment".into(),
             ));
         }
-        if undo.batch_commits.contains_key(&p.cmt) || self.stored_size(&p.cmt)?.is_some() {
+        if undo.batch_commits.contains_key(&p.cmt) || self.stored_size(&p.cmt, None)?.is_some() {
             return Err(AuditError::Invalid(format!(
                 "payload {} is already committed; refer to it instead",
                 p.reference.commit
@@ -493,7 +507,7 @@ impl Writer {
             .ok_or_else(|| AuditError::Invalid(format!("{:?} is not a commitment", r.commit)))?;
         let size = match undo.batch_commits.get(&h) {
             Some(s) => Some(*s),
-            None => self.stored_size(&h)?,
+            None => self.stored_size(&h, undo.archive_below)?,
         };
         match size {
             None => Err(AuditError::NotFound(format!(
@@ -508,14 +522,20 @@ impl Writer {
         }
     }
 
-    fn stored_size(&self, h: &Hash) -> Result<Option<u64>, AuditError> {
-        let size: Option<i64> = self
+    /// The stored size of payload `h`; one made below `archive_below` (an
+    /// archive earlier in the batch removes it) counts as absent.
+    fn stored_size(&self, h: &Hash, archive_below: Option<u64>) -> Result<Option<u64>, AuditError> {
+        let row: Option<(i64, i64)> = self
             .conn
-            .query_row("SELECT size FROM payloads WHERE cmt = ?1", [&h[..]], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT size, seq FROM payloads WHERE cmt = ?1",
+                [&h[..]],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()
             .map_err(self.err())?;
-        Ok(size.map(|s| s as u64))
+        Ok(row
+            .filter(|(_, seq)| archive_below.is_none_or(|n| *seq as u64 >= n))
+            .map(|(s, _)| s as u64))
     }
 }

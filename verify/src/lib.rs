@@ -6,6 +6,7 @@
 
 pub mod account;
 pub mod bundle;
+pub mod chain;
 mod derived;
 mod export_period;
 mod extras;

@@ -8,6 +8,8 @@
 //! - `write` (feature `store`): the exporter; `attestation`: session attestations.
 
 #[cfg(feature = "store")]
+pub mod archive;
+#[cfg(feature = "store")]
 pub mod attestation;
 #[cfg(feature = "store")]
 pub mod binary_digest;

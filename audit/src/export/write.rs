@@ -179,7 +179,7 @@ pub fn export_with_progress(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn build(
+pub(super) fn build(
     log: &AuditLog,
     manifest_signer: &dyn Signer,
     opts: &ExportOptions,
@@ -196,6 +196,13 @@ fn build(
     let verifier = stele_attest::NoteVerifier::parse(keys.current())?;
     let (cp, _) = Checkpoint::open(note, &verifier)?;
 
+    if let Some(a) = store.archived()? {
+        // The tiles of a whole-log bundle begin at index 0.
+        return Err(ExportError::Invalid(format!(
+            "entries below {} are archived: a whole-log or time export of the live part is not supported yet (export a session, or verify the archive bundle and the live log with `stele audit verify --archive`)",
+            a.size
+        )));
+    }
     let mut checker = LeafChecker::new(log.origin(), keys.first());
     let mut tiles = TileBuilder::new();
     let mut done: Vec<TileFile> = Vec::new();
@@ -366,7 +373,7 @@ fn build(
 }
 
 /// fsync the folder tree, then rename it (or a tar made from it) into place.
-fn finish(tmp: &Path, out: &Path, tar: bool) -> Result<(), ExportError> {
+pub(super) fn finish(tmp: &Path, out: &Path, tar: bool) -> Result<(), ExportError> {
     if tar {
         let files = super::list_files(tmp)?;
         let tmp_tar = tmp.with_extension("tar.partial");

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use rusqlite::{params, TransactionBehavior};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use stele_attest::Checkpoint;
 
 use super::{Built, Writer};
@@ -92,6 +92,15 @@ impl Writer {
                 }
                 if b.hold_entry {
                     ins_hold.execute([b.seq as i64]).map_err(&e)?;
+                }
+                if let Some(row) = &b.archive {
+                    // In the entry's own transaction: the prefix is gone
+                    // only with its entry and row, whatever happens next.
+                    remove_prefix(&tx, row, self.signer.as_ref(), &self.keys, &self.origin)
+                        .map_err(|x| match x {
+                            PrefixError::Sql(s) => e(s),
+                            PrefixError::Audit(a) => a,
+                        })?;
                 }
                 if b.kind.role() == IntentRole::Intent {
                     let sid = b.session.as_ref().map(|s| &s.0);
@@ -225,4 +234,92 @@ impl Writer {
         ));
         r
     }
+}
+
+/// Why removing an archived prefix failed.
+enum PrefixError {
+    Sql(rusqlite::Error),
+    Audit(AuditError),
+}
+
+impl From<rusqlite::Error> for PrefixError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sql(e)
+    }
+}
+
+/// Keep the `archived` row and the signed checkpoint at its size, then
+/// delete the prefix's entries, payloads and derived rows (the `archived`
+/// row goes first: the delete triggers allow nothing below it otherwise).
+/// The tree's internal nodes stay. The checkpoint at the size is signed
+/// now if the current key signs that size; a size an earlier key signed
+/// must already have its checkpoint (kept when it was signed).
+fn remove_prefix(
+    tx: &rusqlite::Transaction<'_>,
+    row: &crate::archive::ArchivedRow,
+    signer: &dyn stele_attest::Signer,
+    keys: &crate::keys::KeySchedule,
+    origin: &str,
+) -> Result<(), PrefixError> {
+    let n = row.size as i64;
+    let current = signer.verifier().to_string();
+    tx.execute(
+        "INSERT INTO archived(size, root, prev, frontier, bundle, entry) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![n, &row.root[..], &row.prev[..], row.frontier_bytes(), row.bundle, row.entry as i64],
+    )?;
+    let refuse = |reason: String| {
+        PrefixError::Audit(AuditError::Integrity {
+            index: row.size - 1,
+            reason,
+        })
+    };
+    if keys.keys_at(row.size).contains(&current.as_str()) {
+        let note = Checkpoint {
+            origin: origin.to_string(),
+            size: row.size,
+            root: row.root,
+        }
+        .sign(signer)
+        .map_err(|x| PrefixError::Audit(x.into()))?
+        .to_text();
+        // Ed25519 is deterministic: a checkpoint already kept for `n` (one
+        // sent to witnesses, or the archive bundle's own) is this same note
+        // (or, at a rotation boundary, the note both keys signed).
+        tx.execute(
+            "INSERT INTO checkpoints(size, note) VALUES (?1, ?2) ON CONFLICT(size) DO NOTHING",
+            params![n, note],
+        )?;
+    }
+    let kept: Option<String> = tx
+        .query_row("SELECT note FROM checkpoints WHERE size = ?1", [n], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let Some(kept) = kept else {
+        return Err(refuse(format!(
+            "no checkpoint is kept for size {n}, which an earlier key signs: archive through a size whose checkpoint is kept (a key rotation's boundary, or after the newest rotation)"
+        )));
+    };
+    match crate::keys::open_checkpoint(&kept, keys, &[]) {
+        Ok(cp) if cp.size == row.size && cp.root == row.root => {}
+        Ok(_) => {
+            return Err(refuse(format!(
+                "the checkpoint kept for size {n} differs from the archived root"
+            )))
+        }
+        Err(why) => {
+            return Err(refuse(format!(
+                "the checkpoint kept for size {n} does not verify: {why}"
+            )))
+        }
+    }
+    tx.execute_batch(&format!(
+        "DELETE FROM payloads WHERE seq < {n};
+         DELETE FROM session_links WHERE seq < {n};
+         DELETE FROM sessions WHERE last < {n};
+         DELETE FROM hold_entries WHERE seq < {n};
+         DELETE FROM open_intents WHERE seq < {n};
+         DELETE FROM entries WHERE seq < {n};"
+    ))?;
+    Ok(())
 }

@@ -73,7 +73,18 @@ pub enum AuditCommand {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// The archive bundle of the log's archived prefix: verified too,
+        /// and joined to the live log at the boundary (the chain).
+        #[arg(long)]
+        archive: Option<PathBuf>,
+        /// The key that signed the archive bundle's manifest, if not the log key.
+        #[arg(long, requires = "archive")]
+        archive_export_key: Option<String>,
     },
+    /// Move a sealed prefix of the log into an archive bundle (verified
+    /// first) and remove it from the live database under a signed
+    /// `log.archive` entry.
+    Archive(super::audit_archive::ArchiveArgs),
     /// Print entries (recorded as an audit read).
     Show(super::audit_show::ReadArgs),
     /// Print the newest entries (recorded as an audit read).
@@ -216,7 +227,17 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             checkpoint,
             vkey,
             json,
-        } => verify(&log.db(), &log.key(), checkpoint.as_deref(), vkey, json),
+            archive,
+            archive_export_key,
+        } => verify(
+            &log.db(),
+            &log.key(),
+            checkpoint.as_deref(),
+            vkey,
+            json,
+            archive.as_deref().map(|a| (a, archive_export_key)),
+        ),
+        AuditCommand::Archive(a) => super::audit_archive::archive(a),
         AuditCommand::Show(f) => super::audit_show::read(&f, None),
         AuditCommand::Tail { lines, filter } => super::audit_show::read(&filter, Some(lines)),
         AuditCommand::Proof { index, log } => {
@@ -349,6 +370,7 @@ fn verify(
     checkpoint: Option<&Path>,
     vkey: Option<String>,
     json: bool,
+    archive: Option<(&Path, Option<String>)>,
 ) -> anyhow::Result<ExitCode> {
     let verifier = match vkey {
         Some(v) => NoteVerifier::parse(&v)?,
@@ -375,7 +397,26 @@ fn verify(
         },
         None => None,
     };
-    match verify_db(db, &verifier, anchor.as_deref()) {
+    let verified = verify_db(db, &verifier, anchor.as_deref());
+    if let (Ok(_), Some((bundle, export_key))) = (&verified, archive) {
+        let export_key = export_key.map(|k| NoteVerifier::parse(&k)).transpose()?;
+        match super::audit_archive::chain(db, &verifier, bundle, export_key) {
+            Ok(n) => crate::outln!(
+                "OK: archive {} holds entries 0..{n} and joins the live log",
+                terminal_safe::path(bundle)
+            ),
+            Err(why) => {
+                crate::errln!(
+                    "TAMPERED: the archive chain {} -> {} fails: {}",
+                    terminal_safe::path(bundle),
+                    terminal_safe::path(db),
+                    terminal_safe::line(&why)
+                );
+                return Ok(ExitCode::from(EXIT_TAMPERED));
+            }
+        }
+    }
+    match verified {
         Ok(r) => {
             if json {
                 super::json::line(&report_json(&r))?;
@@ -464,6 +505,12 @@ fn print_report(r: &VerifyReport) {
     let f = terminal_safe::line;
     crate::outln!("OK: {} verified", f(&r.origin));
     crate::outln!("  entries:      {} (root {})", r.entries, f(&r.root));
+    if r.archived > 0 {
+        crate::outln!(
+            "  archived:     entries 0..{} (verified from the kept frontier on)",
+            r.archived
+        );
+    }
     crate::outln!(
         "  checkpoints:  {} signed checkpoints verified",
         r.checkpoints

@@ -178,7 +178,7 @@ impl Progress {
 /// An export written into (or over) a workspace this log records would be
 /// read by a later session's sandbox: every payload of every exported
 /// session. Refused, naming both folders.
-fn refuse_export_into_workspace(db: &Path, out: &Path) -> anyhow::Result<()> {
+pub(crate) fn refuse_export_into_workspace(db: &Path, out: &Path) -> anyhow::Result<()> {
     use crate::isolation::{self, Kind, Location};
     for ws in isolation::locations::recorded_workspaces(db)? {
         // The output seen as a location the workspace must not hold.

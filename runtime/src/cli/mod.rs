@@ -1,6 +1,7 @@
 //! The `stele` command line: one module per top-level subcommand.
 
 pub mod audit;
+pub mod audit_archive;
 pub mod audit_bench;
 pub mod audit_export;
 pub mod audit_feed;

@@ -1,0 +1,330 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! `stele audit archive` as an operator would run it: the bundle is
+//! verified before the prefix goes; `stele audit verify`, `show` and
+//! `report` work on the archived log; `verify --archive` checks the chain
+//! and fails (exit 3) on a changed archive or another log's; a held prefix
+//! is refused naming the hold; a second archive and a whole-log export of
+//! an archived log are refused saying why.
+
+use std::process::Output;
+
+use stele_tests::Stele;
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ok(s: &Stele, args: &[&str]) -> String {
+    let o = s.run_env(args, &[("USER", "alice")]).unwrap();
+    assert!(o.status.success(), "stele {args:?}: {}", text(&o));
+    text(&o)
+}
+
+fn refused(s: &Stele, args: &[&str]) -> (i32, String) {
+    let o = s.run_env(args, &[("USER", "alice")]).unwrap();
+    assert!(
+        !o.status.success(),
+        "stele {args:?} must fail: {}",
+        text(&o)
+    );
+    (o.status.code().unwrap_or(-1), text(&o))
+}
+
+fn new_log(d: &std::path::Path) -> Stele {
+    let s = Stele::new(&d.join("state"));
+    ok(
+        &s,
+        &["keys", "init", "--origin", "audit.test.invalid/archive"],
+    );
+    ok(&s, &["audit", "init"]);
+    // A few entries (each read is itself recorded).
+    for _ in 0..3 {
+        ok(&s, &["audit", "tail", "-n", "1"]);
+    }
+    s
+}
+
+#[test]
+fn archive_verify_the_chain_and_keep_using_the_log() {
+    let d = tempfile::tempdir().unwrap();
+    let s = new_log(d.path());
+    let out = d.path().join("archive-1");
+    let o = ok(
+        &s,
+        &[
+            "audit",
+            "archive",
+            "--through",
+            "4",
+            "--out",
+            out.to_str().unwrap(),
+            "--reason",
+            "schedule",
+        ],
+    );
+    assert!(o.contains("archived entries 0..4"), "{o}");
+    let v = ok(&s, &["audit", "verify"]);
+    assert!(v.contains("archived:     entries 0..4"), "{v}");
+    let v = ok(&s, &["audit", "verify", "--archive", out.to_str().unwrap()]);
+    assert!(v.contains("joins the live log"), "{v}");
+    ok(&s, &["audit", "tail", "-n", "5"]);
+    let shown = ok(&s, &["audit", "show", "--kind", "log.archive", "--json"]);
+    assert_eq!(shown.lines().count(), 1, "{shown}");
+    // A whole-log export of the live part is refused, saying why.
+    let (_, m) = refused(
+        &s,
+        &[
+            "audit",
+            "export",
+            "--out",
+            d.path().join("x").to_str().unwrap(),
+        ],
+    );
+    assert!(m.contains("archived"), "{m}");
+    // A second archive is refused, saying why.
+    let (_, m) = refused(
+        &s,
+        &[
+            "audit",
+            "archive",
+            "--through",
+            "8",
+            "--out",
+            d.path().join("a2").to_str().unwrap(),
+            "--reason",
+            "r",
+        ],
+    );
+    assert!(m.contains("already archived"), "{m}");
+    // A changed archive fails the chain (exit 3).
+    let entries = std::fs::read_dir(out.join("tile/entries")).unwrap();
+    let mut changed = false;
+    for e in entries.flatten() {
+        for f in walk(&e.path()) {
+            let mut b = std::fs::read(&f).unwrap();
+            if let Some(at) = b.windows(7).position(|w| w == b"log.ope") {
+                b[at + 4] = b'O';
+                std::fs::write(&f, b).unwrap();
+                changed = true;
+            }
+        }
+    }
+    assert!(changed);
+    let (code, m) = refused(&s, &["audit", "verify", "--archive", out.to_str().unwrap()]);
+    assert_eq!(code, 3, "{m}");
+    assert!(m.contains("archive chain"), "{m}");
+    // Another log's archive (same key): not this log's.
+    let d2 = tempfile::tempdir().unwrap();
+    let s2 = new_log(d2.path());
+    let out2 = d2.path().join("archive");
+    ok(
+        &s2,
+        &[
+            "audit",
+            "archive",
+            "--before",
+            "2999-01-01",
+            "--out",
+            out2.to_str().unwrap(),
+            "--reason",
+            "r",
+        ],
+    );
+    let (code, m) = refused(
+        &s,
+        &["audit", "verify", "--archive", out2.to_str().unwrap()],
+    );
+    assert_eq!(code, 3, "{m}");
+}
+
+fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
+    if p.is_dir() {
+        std::fs::read_dir(p)
+            .unwrap()
+            .flatten()
+            .flat_map(|e| walk(&e.path()))
+            .collect()
+    } else {
+        vec![p.to_path_buf()]
+    }
+}
+
+#[test]
+fn a_held_prefix_or_a_bad_boundary_is_refused_and_nothing_is_written() {
+    let d = tempfile::tempdir().unwrap();
+    let s = new_log(d.path());
+    let managed = d.path().join("managed.toml");
+    std::fs::write(&managed, "[retention]\ndefault = \"pci\"\nhold_officers = [\"alice\"]\n[retention.classes]\npci = \"12mo\"\n").unwrap();
+    let env = [
+        ("USER", "alice"),
+        ("STELE_MANAGED_CONFIG", managed.to_str().unwrap()),
+    ];
+    let o = s
+        .run_env(
+            &[
+                "audit",
+                "hold",
+                "place",
+                "--from",
+                "2000-01-01",
+                "--until",
+                "2999-01-01",
+                "--reason",
+                "matter 9",
+            ],
+            &env,
+        )
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let out = d.path().join("archive");
+    let (_, m) = refused(
+        &s,
+        &[
+            "audit",
+            "archive",
+            "--through",
+            "3",
+            "--out",
+            out.to_str().unwrap(),
+            "--reason",
+            "r",
+        ],
+    );
+    assert!(m.contains("legal hold"), "{m}");
+    assert!(!out.exists());
+    let (_, m) = refused(
+        &s,
+        &[
+            "audit",
+            "archive",
+            "--through",
+            "0",
+            "--out",
+            out.to_str().unwrap(),
+            "--reason",
+            "r",
+        ],
+    );
+    assert!(m.contains("cannot archive 0"), "{m}");
+    let (_, m) = refused(
+        &s,
+        &[
+            "audit",
+            "archive",
+            "--before",
+            "2026-13-01",
+            "--out",
+            out.to_str().unwrap(),
+            "--reason",
+            "r",
+        ],
+    );
+    assert!(m.contains("--before"), "{m}");
+    assert!(!out.exists());
+    ok(&s, &["audit", "verify"]);
+}
+
+/// A rotation in the archived prefix (docs/retention.md, "Archival and key
+/// rotation"): a size the old key signed without a kept checkpoint is
+/// refused, naming the first size the new key signs; the rotation's
+/// boundary is archived; the live log verifies with the new and the old
+/// key, `verify --archive` joins the chain, and the log keeps working.
+#[test]
+fn a_rotation_in_the_prefix_archives_at_its_boundary_and_verifies_with_either_key() {
+    let d = tempfile::tempdir().unwrap();
+    let s = new_log(d.path());
+    let new_key = d.path().join("new.key");
+    let nk = new_key.to_str().unwrap();
+    ok(
+        &s,
+        &[
+            "keys",
+            "init",
+            "--key",
+            nk,
+            "--origin",
+            "audit.test.invalid/archive",
+        ],
+    );
+    let r = ok(
+        &s,
+        &["keys", "rotate", "--to-key", nk, "--reason", "yearly"],
+    );
+    assert!(r.contains("key.rotation"), "{r}");
+    let shown = ok(
+        &s,
+        &[
+            "audit",
+            "show",
+            "--kind",
+            "key.rotation",
+            "--json",
+            "--key",
+            nk,
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(shown.lines().next().unwrap()).unwrap();
+    let b = v["data"]["from_size"].as_u64().unwrap();
+    ok(&s, &["audit", "tail", "-n", "1", "--key", nk]);
+    let early = d.path().join("early");
+    let (_, m) = refused(
+        &s,
+        &[
+            "audit",
+            "archive",
+            "--through",
+            "3",
+            "--out",
+            early.to_str().unwrap(),
+            "--reason",
+            "x",
+            "--key",
+            nk,
+        ],
+    );
+    assert!(
+        m.contains("an earlier key signs that size")
+            && m.contains(&format!("through {b} or later")),
+        "{m}"
+    );
+    assert!(!early.exists());
+    let out = d.path().join("archive-rot");
+    let o = ok(
+        &s,
+        &[
+            "audit",
+            "archive",
+            "--through",
+            &b.to_string(),
+            "--out",
+            out.to_str().unwrap(),
+            "--reason",
+            "schedule",
+            "--key",
+            nk,
+        ],
+    );
+    assert!(o.contains(&format!("archived entries 0..{b}")), "{o}");
+    ok(&s, &["audit", "tail", "-n", "1", "--key", nk]);
+    let old_key = s.state.join("keys/log.key");
+    for k in [nk, old_key.to_str().unwrap()] {
+        let v = ok(&s, &["audit", "verify", "--key", k]);
+        assert!(v.contains(&format!("archived:     entries 0..{b}")), "{v}");
+    }
+    let v = ok(
+        &s,
+        &[
+            "audit",
+            "verify",
+            "--key",
+            nk,
+            "--archive",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(v.contains("joins the live log"), "{v}");
+}
