@@ -103,6 +103,14 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
         let bound = listener
             .local_addr()
             .map_err(|e| start_error("the listening address", e))?;
+        if !serving.bundle.permits_server_actions() {
+            // Deny by default: the server runs, and refuses every request.
+            stele_runtime::errln!(
+                "stele serve: warning: the policy bundle grants none of the server's actions \
+                 (session.start, session.view, …): every request will be refused (403); add \
+                 the server roles (policies/README.md)"
+            );
+        }
         stele_runtime::errln!(
             "stele serve: listening on http://{bound} (ready after {} ms; log {}, store {})",
             began.elapsed().as_millis(),

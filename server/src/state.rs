@@ -6,7 +6,7 @@ use stele_audit::AuditLog;
 use stele_policy::Bundle;
 
 use crate::config::ServerConfig;
-use crate::record::{record, ServerDecision};
+use crate::record::{record, record_decided, Deciders, ServerDecision};
 use crate::sessions::approvals::Pending;
 use crate::sessions::manager::Manager;
 use crate::store::Store;
@@ -34,6 +34,15 @@ impl AppState {
     /// Record one server decision; its entry's index.
     pub async fn record(&self, d: ServerDecision) -> Result<u64, crate::error::ServerError> {
         record(&self.log, &self.bundle.digest().to_string(), d).await
+    }
+
+    /// Record one server decision the bundle made, naming its policies.
+    pub async fn record_decided(
+        &self,
+        d: ServerDecision,
+        by: Deciders,
+    ) -> Result<u64, crate::error::ServerError> {
+        record_decided(&self.log, &self.bundle.digest().to_string(), d, by).await
     }
 }
 

@@ -15,9 +15,10 @@ use axum::Router;
 use stele_audit::Effect;
 
 use crate::auth::Principal;
-use crate::authz::{self, ServerAction, Subject};
+use crate::authz::{self, ServerAction};
+use stele_policy::ServerResource;
 use crate::error::ApiError;
-use crate::record::ServerDecision;
+use crate::record::{Deciders, ServerDecision};
 use crate::state::Shared;
 
 /// The whole API.
@@ -58,39 +59,48 @@ where
     }
 }
 
-/// Decide `action` for `who` on `on` and record the decision; a refusal is a 403 naming its entry.
+/// Decide `action` for `who` on `on` with the bundle and record the
+/// decision, naming the policies that decided; a refusal is a 403 naming
+/// its entry.
 pub async fn authorize(
     state: &Shared,
     who: &Principal,
     action: ServerAction,
-    on: Subject<'_>,
+    on: ServerResource,
     data: serde_json::Value,
 ) -> Result<u64, ApiError> {
-    let decided = authz::decide(&who.user, action, on);
-    let (effect, reason) = match &decided {
-        Ok(()) => (
-            Effect::Allow,
-            format!("{} allowed by role", action.as_str()),
-        ),
-        Err(why) => (Effect::Deny, why.clone()),
-    };
+    let decided = authz::decide(&state.bundle, &who.user, who.method, action, on);
+    let allowed = decided.allowed();
     let mut data = data;
     data["method"] = serde_json::json!(who.method);
-    data["status"] = serde_json::json!(if decided.is_ok() { 200 } else { 403 });
+    data["status"] = serde_json::json!(if allowed { 200 } else { 403 });
     let seq = state
-        .record(ServerDecision {
-            principal: who.user.name.clone(),
-            teams: who.user.teams.clone(),
-            action: action.as_str(),
-            effect,
-            reason: reason.clone(),
-            data,
-        })
+        .record_decided(
+            ServerDecision {
+                principal: who.user.name.clone(),
+                teams: who.user.teams.clone(),
+                action: action.as_str(),
+                effect: if allowed { Effect::Allow } else { Effect::Deny },
+                reason: decided.reason.clone(),
+                data,
+            },
+            Deciders {
+                layer: decided.decision.layer.map(|l| l.to_string()),
+                policies: decided.policies(),
+            },
+        )
         .await?;
-    match decided {
-        Ok(()) => Ok(seq),
-        Err(_) => Err(ApiError::new(axum::http::StatusCode::FORBIDDEN, reason).logged(seq)),
+    if allowed {
+        Ok(seq)
+    } else {
+        Err(ApiError::new(axum::http::StatusCode::FORBIDDEN, decided.reason).logged(seq))
     }
+}
+
+/// Whether `who` may `action` `on`, without recording (for filtering a
+/// listing, which records one entry naming what it showed).
+pub fn may(state: &Shared, who: &Principal, action: ServerAction, on: ServerResource) -> bool {
+    authz::decide(&state.bundle, &who.user, who.method, action, on).allowed()
 }
 
 /// A time as RFC 3339.
