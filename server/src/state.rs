@@ -20,6 +20,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The one audit log every session and the server itself write.
     pub log: Arc<AuditLog>,
+    /// The log's signing key (it also signs the manifests of exports).
+    pub signer: LogSigner,
     /// The policy bundle in force (its digest is in the server's decisions).
     pub bundle: Arc<Bundle>,
     /// Running sessions.
@@ -43,6 +45,16 @@ impl AppState {
         by: Deciders,
     ) -> Result<u64, crate::error::ServerError> {
         record_decided(&self.log, &self.bundle.digest().to_string(), d, by).await
+    }
+}
+
+/// The log's signing key (no `Debug` of its own: it prints its verifier).
+#[derive(Clone)]
+pub struct LogSigner(pub Arc<dyn stele_attest::Signer>);
+
+impl std::fmt::Debug for LogSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LogSigner({})", self.0.verifier())
     }
 }
 

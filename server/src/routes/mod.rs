@@ -3,6 +3,7 @@
 //! problems.
 
 mod approvals;
+mod audit;
 mod events;
 mod health;
 mod login;
@@ -36,6 +37,9 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/sessions/{id}/events", get(events::stream))
         .route("/api/v1/approvals", get(approvals::list))
         .route("/api/v1/approvals/{id}", post(approvals::answer))
+        .route("/api/v1/audit/entries", get(audit::entries))
+        .route("/api/v1/audit/sessions/{id}/export", get(audit::export))
+        .route("/api/v1/audit/verify", get(audit::verify))
         .fallback(|| async { ApiError::not_found("no such endpoint (the API is under /api/v1)") })
         .with_state(state)
 }
