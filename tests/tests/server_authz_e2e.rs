@@ -476,3 +476,57 @@ fn a_forbid_on_viewing_hides_sessions_from_listings_too() {
     let bob_list = decisions(&leaves, "session.list", "bob");
     assert_eq!(bob_list[0]["data"]["hidden"], 1);
 }
+
+#[test]
+fn legal_holds_over_the_api_need_audit_hold_and_two_principals_to_release() {
+    let mut srv = Server::start("", "");
+    add_account(&srv, "adam", "finance", "admin");
+    add_account(&srv, "ada", "finance", "admin");
+    let (adam, ada, rita) = (srv.token("adam"), srv.token("ada"), srv.token("rita"));
+    let hold = runtime().block_on(async {
+        let body = json!({"principal": "alice", "reason": "matter 42"});
+        // A reviewer has no audit.hold in the template: refused and logged.
+        let r = post(&srv, &rita, "/api/v1/audit/holds", body.clone()).await;
+        assert_eq!(r.status(), 403);
+        // Bad bodies are named.
+        for bad in [
+            json!({"reason": "x"}),
+            json!({"session": "s", "principal": "p", "reason": "x"}),
+            json!({"principal": "alice", "reason": " "}),
+            json!({"principal": "alice", "reason": "x", "user": "ada"}),
+        ] {
+            let r = post(&srv, &adam, "/api/v1/audit/holds", bad.clone()).await;
+            assert_eq!(r.status(), 400, "{bad}");
+        }
+        let r = post(&srv, &adam, "/api/v1/audit/holds", body).await;
+        assert_eq!(r.status(), 201);
+        let hold = r.json::<Value>().await.unwrap()["hold"].as_u64().unwrap();
+        let release = format!("/api/v1/audit/holds/{hold}/release");
+        let why = json!({"reason": "matter closed"});
+        assert_eq!(post(&srv, &rita, &release, why.clone()).await.status(), 403);
+        let first: Value = post(&srv, &adam, &release, why.clone()).await.json().await.unwrap();
+        assert_eq!(first["released"], false, "{first}");
+        // The same principal twice: dual control refuses it.
+        let r = post(&srv, &adam, &release, why.clone()).await;
+        assert_eq!(r.status(), 409);
+        let second: Value = post(&srv, &ada, &release, why).await.json().await.unwrap();
+        assert_eq!(second["released"], true, "{second}");
+        hold
+    });
+    srv.stop();
+    let leaves = srv.leaves();
+    let place: Vec<&Value> = leaves.iter().filter(|l| l["kind"] == "hold.place").collect();
+    assert_eq!(place.len(), 1);
+    assert_eq!(place[0]["actor"]["principal"], "adam");
+    let releases: Vec<&Value> = leaves
+        .iter()
+        .filter(|l| l["kind"] == "hold.release")
+        .map(|l| &l["actor"]["principal"])
+        .collect();
+    assert_eq!(releases, [&json!("adam"), &json!("ada")]);
+    assert!(decisions(&leaves, "audit.hold", "rita")
+        .iter()
+        .all(|l| l["decision"]["effect"] == "deny"));
+    assert!(hold > 0);
+    srv.verify();
+}

@@ -6,6 +6,7 @@ mod approvals;
 mod audit;
 mod events;
 mod health;
+mod holds;
 mod login;
 mod sessions;
 
@@ -40,6 +41,8 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/audit/entries", get(audit::entries))
         .route("/api/v1/audit/sessions/{id}/export", get(audit::export))
         .route("/api/v1/audit/verify", get(audit::verify))
+        .route("/api/v1/audit/holds", post(holds::place))
+        .route("/api/v1/audit/holds/{id}/release", post(holds::release))
         .fallback(|| async { ApiError::not_found("no such endpoint (the API is under /api/v1)") })
         .with_state(state)
 }
