@@ -232,7 +232,9 @@ impl Part {
             let actions: Vec<usize> = match p.action_constraint() {
                 ActionConstraint::Any => (0..SLOTS).collect(),
                 ActionConstraint::Eq(a) => slot_of(names, &a).into_iter().collect(),
-                ActionConstraint::In(list) => list.iter().filter_map(|a| slot_of(names, a)).collect(),
+                ActionConstraint::In(list) => {
+                    list.iter().filter_map(|a| slot_of(names, a)).collect()
+                }
             };
             let unconditional = !p.has_non_scope_constraint();
             // Reading guards needs the policy's JSON form, which costs a

@@ -53,7 +53,10 @@ fn input(
     let internal = |e: &dyn std::fmt::Display| PolicyError::Request(e.to_string());
     let user = Entity::new_no_attrs(
         f.principal.clone(),
-        f.principal_ancestors.iter().cloned().collect::<HashSet<_>>(),
+        f.principal_ancestors
+            .iter()
+            .cloned()
+            .collect::<HashSet<_>>(),
     );
     let mut attrs = HashMap::new();
     match &r.resource {
@@ -78,8 +81,7 @@ fn input(
     }
     let resource =
         Entity::new(f.resource.clone(), attrs, HashSet::new()).map_err(|e| internal(&e))?;
-    let entities =
-        Entities::from_entities([user, resource], schema).map_err(|e| internal(&e))?;
+    let entities = Entities::from_entities([user, resource], schema).map_err(|e| internal(&e))?;
     let context = Context::from_pairs([
         (
             "is_owner".to_owned(),

@@ -163,9 +163,8 @@ fn a_bundle_without_server_permits_refuses_every_server_action() {
     for role in ROLES {
         for action in ServerAction::ALL {
             for (_, res) in resources("finance", action) {
-                let req =
-                    ServerRequest::new(account("me", "finance", role), action, res, "token")
-                        .unwrap();
+                let req = ServerRequest::new(account("me", "finance", role), action, res, "token")
+                    .unwrap();
                 let d = b.decide_server(&req);
                 assert_eq!(d.effect, Effect::Deny, "{role} {action}");
                 assert!(d.determining.is_empty(), "default deny: {d:?}");
@@ -263,10 +262,7 @@ fn a_permit_everything_cannot_lift_the_gates_rules_nor_widen_the_roles() {
         write(&root, at, &text);
     }
     let b = Bundle::load(&root).unwrap();
-    assert!(b
-        .lints()
-        .iter()
-        .any(|l| l.id == LintId::PermitEveryAction));
+    assert!(b.lints().iter().any(|l| l.id == LintId::PermitEveryAction));
     let clean = Bundle::load(template("finance")).unwrap();
     // Gate: the four-eyes rule on outbox/ still asks, exec with network still denied.
     let out = gate(
@@ -278,7 +274,9 @@ fn a_permit_everything_cannot_lift_the_gates_rules_nor_widen_the_roles() {
     let exec = gate(
         "alice",
         Action::Exec,
-        Resource::Program(stele_policy::ProgramRef::from_resolved_path("/usr/bin/python3").unwrap()),
+        Resource::Program(
+            stele_policy::ProgramRef::from_resolved_path("/usr/bin/python3").unwrap(),
+        ),
         Network::ViaProxy,
     );
     let secret = gate(

@@ -127,9 +127,9 @@ pub fn decide(
              actions (deny by default); add the server roles (policies/README.md, \
              org/server.cedar in the templates)"
         ),
-        Effect::Deny | Effect::Ask => format!(
-            "{who_is} may not {action} {what}: no policy permits it (deny by default)"
-        ),
+        Effect::Deny | Effect::Ask => {
+            format!("{who_is} may not {action} {what}: no policy permits it (deny by default)")
+        }
     };
     Decided { decision, reason }
 }

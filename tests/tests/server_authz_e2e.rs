@@ -260,7 +260,9 @@ fn entries_are_filtered_and_paged_and_bad_filters_are_named() {
             .unwrap();
         let all = whole["entries"].as_array().unwrap().clone();
         assert!(all.len() > 3, "{whole}");
-        assert!(all.iter().all(|e| e["leaf"]["session"]["id"] == id.as_str()));
+        assert!(all
+            .iter()
+            .all(|e| e["leaf"]["session"]["id"] == id.as_str()));
         // Page by page, one entry at a time: the same entries, in order.
         let mut paged = Vec::new();
         let mut from = 0u64;
@@ -319,10 +321,7 @@ fn entries_are_filtered_and_paged_and_bad_filters_are_named() {
             let r = get(&srv, &adam, &format!("/api/v1/audit/entries?{q}")).await;
             assert_eq!(r.status(), 400, "{q}");
             let p: Value = r.json().await.unwrap();
-            assert!(
-                p["detail"].as_str().unwrap().starts_with(names),
-                "{q}: {p}"
-            );
+            assert!(p["detail"].as_str().unwrap().starts_with(names), "{q}: {p}");
         }
     });
 }
@@ -369,14 +368,18 @@ fn a_bundle_without_the_server_actions_refuses_every_request() {
     for action in ["session.list", "session.start", "audit.read"] {
         let d = server_decisions(&leaves, action);
         assert!(d.len() >= 4, "{action}");
-        assert!(d.iter().all(|l| l["decision"]["effect"] == "deny"), "{action}");
+        assert!(
+            d.iter().all(|l| l["decision"]["effect"] == "deny"),
+            "{action}"
+        );
     }
 }
 
 #[test]
 fn a_permit_everything_in_a_team_lifts_neither_the_gates_rules_nor_the_roles() {
-    if !sandbox_available("a_permit_everything_in_a_team_lifts_neither_the_gates_rules_nor_the_roles")
-    {
+    if !sandbox_available(
+        "a_permit_everything_in_a_team_lifts_neither_the_gates_rules_nor_the_roles",
+    ) {
         return;
     }
     let srv = Server::start(
@@ -412,7 +415,11 @@ fn a_permit_everything_in_a_team_lifts_neither_the_gates_rules_nor_the_roles() {
             if let Some(a) = l["approvals"].as_array().unwrap().first() {
                 break a.clone();
             }
-            assert!(began.elapsed() < Duration::from_secs(60), "{}", srv.stderr());
+            assert!(
+                began.elapsed() < Duration::from_secs(60),
+                "{}",
+                srv.stderr()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let r = post(
@@ -458,14 +465,25 @@ fn a_forbid_on_viewing_hides_sessions_from_listings_too() {
                 .any(|s| s["id"] == id.as_str())
         };
         // alice (the owner) still sees it; bob, an approver of her team, no longer.
-        let l: Value = get(&srv, &alice, "/api/v1/sessions").await.json().await.unwrap();
+        let l: Value = get(&srv, &alice, "/api/v1/sessions")
+            .await
+            .json()
+            .await
+            .unwrap();
         assert!(listed(l));
-        let l: Value = get(&srv, &bob, "/api/v1/sessions").await.json().await.unwrap();
+        let l: Value = get(&srv, &bob, "/api/v1/sessions")
+            .await
+            .json()
+            .await
+            .unwrap();
         assert!(!listed(l));
         let r = get(&srv, &bob, &format!("/api/v1/sessions/{id}")).await;
         assert_eq!(r.status(), 403);
         let p: Value = r.json().await.unwrap();
-        assert!(p["detail"].as_str().unwrap().contains("team.hide-books"), "{p}");
+        assert!(
+            p["detail"].as_str().unwrap().contains("team.hide-books"),
+            "{p}"
+        );
         id
     });
     srv.stop();
@@ -504,7 +522,11 @@ fn legal_holds_over_the_api_need_audit_hold_and_two_principals_to_release() {
         let release = format!("/api/v1/audit/holds/{hold}/release");
         let why = json!({"reason": "matter closed"});
         assert_eq!(post(&srv, &rita, &release, why.clone()).await.status(), 403);
-        let first: Value = post(&srv, &adam, &release, why.clone()).await.json().await.unwrap();
+        let first: Value = post(&srv, &adam, &release, why.clone())
+            .await
+            .json()
+            .await
+            .unwrap();
         assert_eq!(first["released"], false, "{first}");
         // The same principal twice: dual control refuses it.
         let r = post(&srv, &adam, &release, why.clone()).await;
@@ -515,7 +537,10 @@ fn legal_holds_over_the_api_need_audit_hold_and_two_principals_to_release() {
     });
     srv.stop();
     let leaves = srv.leaves();
-    let place: Vec<&Value> = leaves.iter().filter(|l| l["kind"] == "hold.place").collect();
+    let place: Vec<&Value> = leaves
+        .iter()
+        .filter(|l| l["kind"] == "hold.place")
+        .collect();
     assert_eq!(place.len(), 1);
     assert_eq!(place[0]["actor"]["principal"], "adam");
     let releases: Vec<&Value> = leaves

@@ -78,9 +78,8 @@ async fn read_resource(state: &Shared, session: Option<&str>) -> Result<ServerRe
 fn number(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
     q.get(name)
         .map(|v| {
-            v.parse::<u64>().map_err(|_| {
-                ApiError::bad_request(format!("{name}: {v:?} is not a whole number"))
-            })
+            v.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("{name}: {v:?} is not a whole number")))
         })
         .transpose()
 }
@@ -109,7 +108,9 @@ pub async fn entries(
         since: arg("since"),
         until: arg("until"),
     })
-    .map_err(|e| ApiError::bad_request(format!("{}: {}", e.flag.trim_start_matches('-'), e.message)))?;
+    .map_err(|e| {
+        ApiError::bad_request(format!("{}: {}", e.flag.trim_start_matches('-'), e.message))
+    })?;
     let from = number(&q, "from")?.unwrap_or(0);
     let limit = number(&q, "limit")?.unwrap_or(MAX_PAGE);
     if limit == 0 || limit > MAX_PAGE {
@@ -151,8 +152,9 @@ pub async fn entries(
                         next = Some(seq);
                         return Ok(());
                     }
-                    let value: serde_json::Value = serde_json::from_slice(bytes)
-                        .map_err(|e| stele_audit::AuditError::Invalid(format!("entry {seq} is not JSON: {e}")))?;
+                    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+                        stele_audit::AuditError::Invalid(format!("entry {seq} is not JSON: {e}"))
+                    })?;
                     page.push(serde_json::json!({"index": seq, "leaf": value}));
                 }
                 Ok(())
@@ -176,7 +178,9 @@ pub async fn export(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let Some(s) = state.store.session(&id).await? else {
-        return Err(ApiError::not_found(format!("no session {id:?} on this server")));
+        return Err(ApiError::not_found(format!(
+            "no session {id:?} on this server"
+        )));
     };
     let teams = workspace_teams(&state, &s.workspace);
     authorize(
@@ -192,14 +196,17 @@ pub async fn export(
     let dir = state.config.db().parent().map(|d| d.join("exports.tmp"));
     let dir = dir.ok_or_else(|| ApiError::from(ServerError::Task("no state folder".into())))?;
     let out = dir.join(format!("{}.tar", uuid::Uuid::new_v4()));
-    let (log, signer, bundle) = (state.log.clone(), state.signer.0.clone(), state.bundle.clone());
+    let (log, signer, bundle) = (
+        state.log.clone(),
+        state.signer.0.clone(),
+        state.bundle.clone(),
+    );
     let exporter = actor(&who);
     let sid = id.clone();
     let path = out.clone();
     let made = blocking(move || -> Result<_, ApiError> {
-        stele_runtime::paths::ensure_private_dir(&dir).map_err(|e| {
-            ApiError::from(ServerError::Task(format!("export folder: {e}")))
-        })?;
+        stele_runtime::paths::ensure_private_dir(&dir)
+            .map_err(|e| ApiError::from(ServerError::Task(format!("export folder: {e}"))))?;
         use stele_audit::export::layout::Selection;
         use stele_audit::export::write::{export, ExportOptions, PolicyInput};
         let opts = ExportOptions {
@@ -236,7 +243,10 @@ pub async fn export(
     let (entry, bytes) = made;
     let mut r = (StatusCode::OK, bytes).into_response();
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
     let name = format!("attachment; filename=\"stele-session-{id}.tar\"");
     if let Ok(v) = HeaderValue::from_str(&name) {
         h.insert(header::CONTENT_DISPOSITION, v);
@@ -264,10 +274,8 @@ pub async fn verify(
     )
     .await?;
     let log = state.log.clone();
-    let result = blocking(move || {
-        stele_audit::verify::verify_db(log.path(), &log.verifier(), None)
-    })
-    .await?;
+    let result =
+        blocking(move || stele_audit::verify::verify_db(log.path(), &log.verifier(), None)).await?;
     Ok(Json(match result {
         Ok(r) => serde_json::json!({
             "verified": true,

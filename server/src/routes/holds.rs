@@ -50,7 +50,9 @@ fn actor(who: &Principal) -> Actor {
 fn reason_ok(r: &str) -> Result<String, ApiError> {
     let r = r.trim();
     if r.is_empty() || r.len() > 1024 {
-        return Err(ApiError::bad_request("reason: give a reason of 1 to 1024 bytes"));
+        return Err(ApiError::bad_request(
+            "reason: give a reason of 1 to 1024 bytes",
+        ));
     }
     Ok(r.to_string())
 }
@@ -88,14 +90,21 @@ pub async fn place(
         serde_json::json!({"hold": "place", "scope": scope.to_string()}),
     )
     .await?;
-    let (log, digest, by) = (state.log.clone(), state.bundle.digest().to_string(), actor(&who));
+    let (log, digest, by) = (
+        state.log.clone(),
+        state.bundle.digest().to_string(),
+        actor(&who),
+    );
     let r = tokio::task::spawn_blocking(move || {
         log.place_hold_blocking(scope, reason, Some(digest), by)
     })
     .await
     .map_err(|e| ApiError::from(ServerError::Task(e.to_string())))?
     .map_err(refused)?;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({"hold": r.seq}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"hold": r.seq})),
+    ))
 }
 
 /// Approve the release of hold `id`.
@@ -114,7 +123,11 @@ pub async fn release(
         serde_json::json!({"hold": "release", "id": id}),
     )
     .await?;
-    let (log, digest, by) = (state.log.clone(), state.bundle.digest().to_string(), actor(&who));
+    let (log, digest, by) = (
+        state.log.clone(),
+        state.bundle.digest().to_string(),
+        actor(&who),
+    );
     let r = tokio::task::spawn_blocking(move || {
         log.release_hold_blocking(id, reason, Some(digest), by)
     })

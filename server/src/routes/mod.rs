@@ -18,10 +18,10 @@ use stele_audit::Effect;
 
 use crate::auth::Principal;
 use crate::authz::{self, ServerAction};
-use stele_policy::ServerResource;
 use crate::error::ApiError;
 use crate::record::{Deciders, ServerDecision};
 use crate::state::Shared;
+use stele_policy::ServerResource;
 
 /// The whole API.
 pub fn router(state: Shared) -> Router {
