@@ -14,7 +14,7 @@ use crate::digest::BundleDigest;
 use crate::error::PolicyError;
 use crate::layer::{Layer, LayerKind, LazyInput, Mode, Part};
 use crate::layout::{read_bundle, BundleFiles, TextFile};
-use crate::lint::{policy_lints, team_lints, Lint, PolicyFacts};
+use crate::lint::{policy_lints, team_lints, ActionScope, Lint, PolicyFacts};
 use crate::members::{Members, MEMBERS_FILE};
 use crate::request::{Approval, Request};
 use crate::schema::{check_bundle_schema, stele_schema, SCHEMA_VERSION};
@@ -25,15 +25,15 @@ use crate::source::{parse_file, SourcePolicy};
 #[derive(Debug)]
 pub struct Bundle {
     root: PathBuf,
-    digest: BundleDigest,
-    schema: Schema,
-    names: Names,
-    org: Part,
-    teams: BTreeMap<String, Part>,
-    project: Option<Part>,
+    pub(crate) digest: BundleDigest,
+    pub(crate) schema: Schema,
+    pub(crate) names: Names,
+    pub(crate) org: Part,
+    pub(crate) teams: BTreeMap<String, Part>,
+    pub(crate) project: Option<Part>,
     members: Members,
     team_uids: HashMap<String, Vec<EntityUid>>,
-    info: HashMap<String, PolicyInfo>,
+    pub(crate) info: HashMap<String, PolicyInfo>,
     tests: Vec<TextFile>,
     lints: Vec<Lint>,
 }
@@ -84,14 +84,25 @@ impl Bundle {
                     // A misspelt team in a forbid would be a ceiling that
                     // never applies: refuse teams without a folder.
                     for uid in policy.entity_literals() {
-                        let is_team = uid.type_name().to_string() == "Team";
-                        let team = uid.id().unescaped().to_owned();
-                        if is_team && !known_teams.contains(&team) {
+                        let ty = uid.type_name().to_string();
+                        let name = uid.id().unescaped().to_owned();
+                        if ty == "Team" && !known_teams.contains(&name) {
                             return Err(PolicyError::Schema {
                                 location,
                                 policy: id,
                                 message: format!(
-                                    "unknown team `{team}` (no teams/{team}/ folder in the bundle)"
+                                    "unknown team `{name}` (no teams/{name}/ folder in the bundle)"
+                                ),
+                            });
+                        }
+                        // Likewise a misspelt role would never match anyone.
+                        if ty == "Role" && !crate::server_action::ROLES.contains(&name.as_str()) {
+                            return Err(PolicyError::Schema {
+                                location,
+                                policy: id,
+                                message: format!(
+                                    "unknown role `{name}` (the server's roles: {})",
+                                    crate::server_action::ROLES.join(", ")
                                 ),
                             });
                         }
@@ -139,6 +150,7 @@ impl Bundle {
                         _ => crate::ask::AskLiterals::default(),
                     };
                     facts.push(PolicyFacts {
+                        actions: action_scope(&names, &policy),
                         id: id.clone(),
                         org: layer == Layer::Org,
                         forbid: effect == PolicyEffect::Forbid,
@@ -458,5 +470,23 @@ impl Bundle {
             bundle_digest: self.digest,
             schema_version: SCHEMA_VERSION,
         })
+    }
+}
+
+/// Which kinds of action `policy`'s scope covers (for the lints).
+fn action_scope(names: &Names, policy: &Policy) -> ActionScope {
+    let uids: Vec<EntityUid> = match policy.action_constraint() {
+        cedar_policy::ActionConstraint::Any => return ActionScope::Every,
+        cedar_policy::ActionConstraint::Eq(a) => vec![a],
+        cedar_policy::ActionConstraint::In(list) => list,
+    };
+    let server = uids
+        .iter()
+        .filter(|u| names.server_action_of(u).is_some())
+        .count();
+    match (server, uids.len() - server) {
+        (0, _) => ActionScope::Gate,
+        (_, 0) => ActionScope::Server,
+        _ => ActionScope::Both,
     }
 }

@@ -12,6 +12,7 @@ use cedar_policy::{
 
 use crate::error::PolicyError;
 use crate::request::{Action, ApprovalOutcome, ArgValue, Network, Request, Resource};
+use crate::server_action::{ServerAction, ServerResource};
 
 /// Pre-parsed Cedar names, built once per bundle so that deciding does not
 /// re-parse type names.
@@ -19,8 +20,10 @@ use crate::request::{Action, ApprovalOutcome, ArgValue, Network, Request, Resour
 pub(crate) struct Names {
     pub user: EntityTypeName,
     pub team: EntityTypeName,
+    pub role: EntityTypeName,
     resource_types: HashMap<&'static str, EntityTypeName>,
     actions: Vec<EntityUid>,
+    server_actions: Vec<EntityUid>,
 }
 
 fn type_name(s: &str) -> Result<EntityTypeName, PolicyError> {
@@ -41,6 +44,10 @@ impl Names {
             "McpServer",
             "McpTool",
             "Tool",
+            "Session",
+            "Workspace",
+            "AuditLog",
+            "Server",
         ] {
             resource_types.insert(t, type_name(t)?);
         }
@@ -51,12 +58,44 @@ impl Names {
                 EntityUid::from_type_name_and_id(action_type.clone(), EntityId::new(a.as_str()))
             })
             .collect();
+        let server_actions = ServerAction::ALL
+            .iter()
+            .map(|a| {
+                EntityUid::from_type_name_and_id(action_type.clone(), EntityId::new(a.as_str()))
+            })
+            .collect();
         Ok(Self {
             user: type_name("User")?,
             team: type_name("Team")?,
+            role: type_name("Role")?,
             resource_types,
             actions,
+            server_actions,
         })
+    }
+
+    pub fn server_action(&self, a: ServerAction) -> Result<&EntityUid, PolicyError> {
+        self.server_actions
+            .get(a.index())
+            .ok_or_else(|| PolicyError::Internal("server action index out of range".into()))
+    }
+
+    pub fn server_action_of(&self, uid: &EntityUid) -> Option<ServerAction> {
+        ServerAction::ALL
+            .into_iter()
+            .find(|a| self.server_actions.get(a.index()) == Some(uid))
+    }
+
+    pub fn role_uid(&self, id: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(self.role.clone(), EntityId::new(id))
+    }
+
+    /// The uid of a server resource.
+    pub fn server_resource_uid(&self, r: &ServerResource) -> Result<EntityUid, PolicyError> {
+        Ok(EntityUid::from_type_name_and_id(
+            self.resource_type(r.type_name())?,
+            EntityId::new(r.entity_id()),
+        ))
     }
 
     pub fn action(&self, a: Action) -> Result<&EntityUid, PolicyError> {

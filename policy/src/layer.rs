@@ -21,6 +21,18 @@ use crate::decision::EvalError;
 use crate::error::PolicyError;
 use crate::guard::{self, Guard};
 use crate::request::{Action, Request};
+use crate::server_action::ServerAction;
+
+/// One slot per gate action, then one per server action.
+const SLOTS: usize = Action::ALL.len() + ServerAction::ALL.len();
+
+fn slot_of(names: &Names, uid: &EntityUid) -> Option<usize> {
+    names.action_of(uid).map(Action::index).or_else(|| {
+        names
+            .server_action_of(uid)
+            .map(|a| Action::ALL.len() + a.index())
+    })
+}
 
 /// Where a policy lives in the bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -215,14 +227,13 @@ impl LazyInput<'_> {
 impl Part {
     /// Index `policies` by the actions their scope can match.
     pub fn new(names: &Names, policies: &[(String, Policy)]) -> Result<Self, PolicyError> {
-        let mut slots: Vec<ActionSlot> =
-            Action::ALL.iter().map(|_| ActionSlot::default()).collect();
+        let mut slots: Vec<ActionSlot> = (0..SLOTS).map(|_| ActionSlot::default()).collect();
         for (id, p) in policies {
-            let actions: Vec<Action> = match p.action_constraint() {
-                ActionConstraint::Any => Action::ALL.to_vec(),
-                ActionConstraint::Eq(a) => names.action_of(&a).into_iter().collect(),
+            let actions: Vec<usize> = match p.action_constraint() {
+                ActionConstraint::Any => (0..SLOTS).collect(),
+                ActionConstraint::Eq(a) => slot_of(names, &a).into_iter().collect(),
                 ActionConstraint::In(list) => {
-                    list.iter().filter_map(|a| names.action_of(a)).collect()
+                    list.iter().filter_map(|a| slot_of(names, a)).collect()
                 }
             };
             let unconditional = !p.has_non_scope_constraint();
@@ -244,7 +255,7 @@ impl Part {
             };
             for a in actions {
                 let slot = slots
-                    .get_mut(a.index())
+                    .get_mut(a)
                     .ok_or_else(|| PolicyError::Internal("action slot".into()))?;
                 slot.policies.push(SlotPolicy {
                     policy: p.clone(),
@@ -263,6 +274,15 @@ impl Part {
         })
     }
 
+    /// Whether a permit in this part can apply to some server action.
+    pub fn has_server_permit(&self) -> bool {
+        self.slots
+            .iter()
+            .skip(Action::ALL.len())
+            .flat_map(|s| &s.policies)
+            .any(|p| matches!(p.effect, Effect::Permit))
+    }
+
     /// Number of policies in this part.
     pub fn len(&self) -> usize {
         self.len
@@ -276,8 +296,42 @@ impl Part {
         input: &mut LazyInput<'_>,
         mode: Mode,
     ) -> Result<PartOutcome, PolicyError> {
+        self.evaluate_slot(
+            request.action().index(),
+            |g| g.may_hold(request.resource()),
+            facts,
+            input,
+            mode,
+        )
+    }
+
+    /// Evaluate the part for a server request (its guards are the gate's
+    /// resource shortcuts, so every conditional policy goes to Cedar).
+    pub fn evaluate_server(
+        &self,
+        action: ServerAction,
+        facts: &Facts,
+        input: &mut LazyInput<'_>,
+    ) -> Result<PartOutcome, PolicyError> {
+        self.evaluate_slot(
+            Action::ALL.len() + action.index(),
+            |_| true,
+            facts,
+            input,
+            Mode::Indexed,
+        )
+    }
+
+    fn evaluate_slot(
+        &self,
+        slot: usize,
+        may_hold: impl Fn(&Guard) -> bool,
+        facts: &Facts,
+        input: &mut LazyInput<'_>,
+        mode: Mode,
+    ) -> Result<PartOutcome, PolicyError> {
         let mut out = PartOutcome::default();
-        let Some(slot) = self.slots.get(request.action().index()) else {
+        let Some(slot) = self.slots.get(slot) else {
             return Ok(out);
         };
         if slot.policies.is_empty() {
@@ -307,7 +361,7 @@ impl Part {
                     Effect::Permit => out.permits.push(sp.id.clone()),
                     Effect::Forbid => out.forbids.push(sp.id.clone()),
                 }
-            } else if sp.guards.iter().all(|g| g.may_hold(request.resource())) {
+            } else if sp.guards.iter().all(&may_hold) {
                 candidates.push(u32::try_from(i).unwrap_or(u32::MAX));
             }
         }

@@ -56,6 +56,8 @@ pub mod model_endpoint;
 pub mod request;
 pub mod resolve;
 pub mod schema;
+pub mod server_action;
+mod server_decide;
 mod source;
 pub mod synthetic;
 pub mod tests_format;
@@ -80,3 +82,4 @@ pub use request::{
 };
 pub use resolve::{resolve_host, Resolution, Resolve, ResolveError, SystemResolver};
 pub use schema::{SCHEMA_VERSION, STELE_SCHEMA};
+pub use server_action::{Account, ServerAction, ServerRequest, ServerResource, ROLES};

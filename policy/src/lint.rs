@@ -30,6 +30,13 @@ pub enum LintId {
     /// A team folder no user in `members.toml` belongs to: its policies
     /// never apply, and rules naming the team never match anyone.
     TeamWithoutMembers,
+    /// A permit whose scope names no action: it grants the server's own
+    /// actions (`session.view`, `audit.export`, `admin`, …) as well as the
+    /// gate's, to everyone it covers.
+    PermitEveryAction,
+    /// An `@ask` forbid on the server's actions only: server actions never
+    /// ask, so it always denies.
+    ServerActionAsk,
 }
 
 impl LintId {
@@ -41,6 +48,8 @@ impl LintId {
             LintId::AskUnliftable => "ask-unliftable",
             LintId::ApprovalWithoutAsk => "approval-without-ask",
             LintId::TeamWithoutMembers => "team-without-members",
+            LintId::PermitEveryAction => "permit-every-action",
+            LintId::ServerActionAsk => "server-action-ask",
         }
     }
 
@@ -51,7 +60,9 @@ impl LintId {
             LintId::AskMisspelt
             | LintId::AskUnliftable
             | LintId::ApprovalWithoutAsk
-            | LintId::TeamWithoutMembers => Severity::Warning,
+            | LintId::TeamWithoutMembers
+            | LintId::PermitEveryAction
+            | LintId::ServerActionAsk => Severity::Warning,
         }
     }
 }
@@ -126,6 +137,20 @@ pub(crate) struct PolicyFacts {
     pub ask: bool,
     pub misspelt_ask: Option<String>,
     pub mentions_approval: bool,
+    pub actions: ActionScope,
+}
+
+/// Which kinds of action a policy's scope covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ActionScope {
+    /// No action named: every gate and server action.
+    Every,
+    /// Only the gate's actions (a session's requests).
+    Gate,
+    /// Only the server's own actions.
+    Server,
+    /// Some of each.
+    Both,
 }
 
 /// The lints of one policy.
@@ -144,7 +169,24 @@ pub(crate) fn policy_lints(p: &PolicyFacts) -> Vec<Lint> {
         ));
     }
     if !p.forbid {
+        if p.actions == ActionScope::Every {
+            out.push(lint(
+                LintId::PermitEveryAction,
+                "permit on every action: besides the session's requests it grants the server's \
+                 own actions (session.view, session.approve, audit.read, audit.export, admin, …) \
+                 to everyone it covers; name the actions (`action in [Action::\"file.read\", …]`)"
+                    .into(),
+            ));
+        }
         return out;
+    }
+    if p.ask && p.actions == ActionScope::Server {
+        out.push(lint(
+            LintId::ServerActionAsk,
+            "`@ask` on a forbid of the server's actions only: the server's actions never ask \
+             (nothing parks them), so this always denies; drop `@ask`"
+                .into(),
+        ));
     }
     match (p.ask, p.mentions_approval) {
         (true, false) => out.push(lint(

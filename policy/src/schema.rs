@@ -11,7 +11,7 @@ use crate::layout::SCHEMA_FILE;
 pub const STELE_SCHEMA: &str = include_str!("../schema/stele.cedarschema");
 
 /// Version of [`STELE_SCHEMA`], recorded in every decision.
-pub const SCHEMA_VERSION: &str = "stele-5";
+pub const SCHEMA_VERSION: &str = "stele-6";
 
 /// Parse the built-in schema.
 pub(crate) fn stele_schema() -> Result<Schema, PolicyError> {
@@ -54,6 +54,23 @@ pub(crate) fn check_bundle_schema(text: Option<&str>) -> Result<(), PolicyError>
         return Err(PolicyError::SchemaFile {
             location: Location::file(SCHEMA_FILE),
             message: format!("does not parse: {e}"),
+        });
+    }
+    if !text.contains("action \"session.start\"") {
+        return Err(PolicyError::SchemaFile {
+            location: Location::file(SCHEMA_FILE),
+            message: format!(
+                "is an older stele schema, without the server's actions; {SCHEMA_VERSION} adds \
+                 `entity Role`, `User in [Team, Role]`, the entities Session, Workspace, AuditLog \
+                 and Server, and the actions {}: replace the file with `stele policy schema`, \
+                 then grant the server's actions to roles (see policies/README.md); a bundle \
+                 that grants none lets the server do nothing (deny by default)",
+                crate::server_action::ServerAction::ALL
+                    .iter()
+                    .map(|a| a.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         });
     }
     let theirs = normalise(text);

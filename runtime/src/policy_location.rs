@@ -19,7 +19,7 @@ use ring::digest::{Context, SHA256};
 pub const SYSTEM_POLICY: &str = "/etc/stele/policy";
 
 /// The strict-default bundle as compiled into this binary: (relative path, contents).
-pub const BUILTIN_STRICT_DEFAULT: [(&str, &str); 4] = [
+pub const BUILTIN_STRICT_DEFAULT: [(&str, &str); 5] = [
     (
         "members.toml",
         include_str!("../../policies/strict-default/members.toml"),
@@ -27,6 +27,10 @@ pub const BUILTIN_STRICT_DEFAULT: [(&str, &str); 4] = [
     (
         "org/strict.cedar",
         include_str!("../../policies/strict-default/org/strict.cedar"),
+    ),
+    (
+        "org/server.cedar",
+        include_str!("../../policies/strict-default/org/server.cedar"),
     ),
     (
         "schema.cedarschema",

@@ -1,123 +1,135 @@
-//! Who may do what on the server. Until the server's actions are Cedar
-//! actions in the bundle (issue 18, later part), the templates' roles are
-//! applied here: a member starts sessions in their teams' workspaces and
-//! sees their own; an approver also sees and answers their teams'
-//! sessions; a reviewer sees their teams' sessions and answers nothing; an
-//! admin may do everything. Whether an approver's *grant* lifts a rule is
-//! still the bundle's decision (segregation of duties), made by the gate.
-//! Every decision is recorded (see [`crate::record`]).
+//! Who may do what on the server: Cedar decisions in the team's bundle, on
+//! the server's own actions (`session.start`, `session.view`, `audit.read`,
+//! … — see `stele_policy::server_action`). The principal is the account
+//! (name, teams, role), the resource the session, workspace, log or server.
+//! The templates in `policies/` grant the roles member, approver, reviewer
+//! and admin; a bundle that grants none refuses everything (deny by
+//! default). Whether an approver's *grant* lifts a rule of a session is
+//! still the gate's decision (segregation of duties). Every decision is
+//! recorded, naming the policies that decided (see [`crate::record`]).
 
-use crate::store::{Role, User};
+use stele_policy::{Account, Bundle, Decision, Effect, ServerRequest, ServerResource};
 
-/// A server action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServerAction {
-    /// Start a session in a workspace.
-    SessionStart,
-    /// See a session: its summary and its events.
-    SessionView,
-    /// Answer a session's approval.
-    SessionApprove,
+pub use stele_policy::ServerAction;
+
+use crate::store::User;
+
+/// A server decision and its reason in words.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    /// The bundle's decision (Allow or Deny).
+    pub decision: Decision,
+    /// Why, for the log and the problem response.
+    pub reason: String,
 }
 
-impl ServerAction {
-    /// The recorded name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServerAction::SessionStart => "session.start",
-            ServerAction::SessionView => "session.view",
-            ServerAction::SessionApprove => "session.approve",
+impl Decided {
+    /// Whether the action may go ahead.
+    pub fn allowed(&self) -> bool {
+        match self.decision.effect {
+            Effect::Allow => true,
+            // Nothing parks a server action: an Ask cannot happen here,
+            // and would be a refusal if it did (fail closed).
+            Effect::Deny | Effect::Ask => false,
         }
+    }
+
+    /// The ids of the policies that decided.
+    pub fn policies(&self) -> Vec<String> {
+        self.decision.reasons().map(str::to_owned).collect()
     }
 }
 
-/// What an action is about: whose session, in which teams' workspace.
-#[derive(Debug, Clone, Copy)]
-pub struct Subject<'a> {
-    /// The session's owner (for a start: the principal).
-    pub owner: &'a str,
-    /// The teams the workspace belongs to.
-    pub teams: &'a [String],
+/// The account as the bundle sees it.
+pub fn account(who: &User) -> Account {
+    Account {
+        name: who.name.clone(),
+        teams: who.teams.clone(),
+        role: who.role.as_str().to_owned(),
+    }
 }
 
-/// Allowed, or refused with a reason.
-pub fn decide(who: &User, action: ServerAction, on: Subject<'_>) -> Result<(), String> {
-    let shares_team = who.teams.iter().any(|t| on.teams.contains(t));
-    let own = who.name == on.owner;
-    let allowed = match (action, who.role) {
-        (_, Role::Admin) => true,
-        (ServerAction::SessionStart, Role::Member | Role::Approver) => shares_team,
-        (ServerAction::SessionStart, Role::Reviewer) => false,
-        (ServerAction::SessionView, Role::Member) => own,
-        (ServerAction::SessionView, Role::Approver | Role::Reviewer) => own || shares_team,
-        // The owner answers their own asks as at a terminal; policy decides
-        // whether their grant lifts the rule.
-        (ServerAction::SessionApprove, Role::Member) => own,
-        (ServerAction::SessionApprove, Role::Approver) => own || shares_team,
-        (ServerAction::SessionApprove, Role::Reviewer) => false,
+/// Session `id` of `owner` in `workspace` of `teams`, as a resource.
+pub fn session(id: &str, owner: &str, workspace: &str, teams: &[String]) -> ServerResource {
+    ServerResource::Session {
+        id: id.to_owned(),
+        owner: owner.to_owned(),
+        workspace: workspace.to_owned(),
+        teams: teams.to_vec(),
+    }
+}
+
+fn describe(r: &ServerResource) -> String {
+    match r {
+        ServerResource::Session {
+            id,
+            owner,
+            workspace,
+            teams,
+        } => format!("{owner}'s session {id} in workspace {workspace} (teams {teams:?})"),
+        ServerResource::Workspace { name, teams } => {
+            format!("workspace {name} (teams {teams:?})")
+        }
+        ServerResource::AuditLog => "the audit log".into(),
+        ServerResource::Server => "the server".into(),
+    }
+}
+
+/// Decide `action` by `who` (authenticated through `method`) on `on`.
+pub fn decide(
+    bundle: &Bundle,
+    who: &User,
+    method: &str,
+    action: ServerAction,
+    on: ServerResource,
+) -> Decided {
+    let what = describe(&on);
+    let decision = match ServerRequest::new(account(who), action, on, method) {
+        Ok(req) => bundle.decide_server(&req),
+        Err(e) => {
+            return Decided {
+                reason: format!("{action} refused: {e}"),
+                decision: Decision {
+                    effect: Effect::Deny,
+                    determining: Vec::new(),
+                    layer: None,
+                    layers: Vec::new(),
+                    errors: Vec::new(),
+                    bundle_digest: *bundle.digest(),
+                    schema_version: stele_policy::SCHEMA_VERSION,
+                },
+            }
+        }
     };
-    if allowed {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} ({}, teams {:?}) may not {} for {}'s session in a workspace of teams {:?}",
-            who.name,
-            who.role.as_str(),
-            who.teams,
-            action.as_str(),
-            on.owner,
-            on.teams
-        ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn user(name: &str, team: &str, role: Role) -> User {
-        User {
-            name: name.into(),
-            teams: vec![team.into()],
-            role,
-            password_hash: None,
+    let ids = || decision.reasons().collect::<Vec<_>>().join(", ");
+    let who_is = format!(
+        "{} ({}, teams {:?})",
+        who.name,
+        who.role.as_str(),
+        who.teams
+    );
+    let reason = match decision.effect {
+        Effect::Allow => format!("{action} on {what} allowed by {}", ids()),
+        Effect::Deny | Effect::Ask if !decision.errors.is_empty() => format!(
+            "{who_is} may not {action} {what}: a policy failed to evaluate ({}), so it is refused",
+            decision
+                .errors
+                .iter()
+                .map(|e| format!("{}: {}", e.policy, e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        Effect::Deny | Effect::Ask if !decision.determining.is_empty() => {
+            format!("{who_is} may not {action} {what}: forbidden by {}", ids())
         }
-    }
-
-    #[test]
-    fn roles_as_the_templates_describe_them() {
-        let fin = vec!["finance".to_string()];
-        let on = Subject {
-            owner: "alice",
-            teams: &fin,
-        };
-        let alice = user("alice", "finance", Role::Member);
-        let bob = user("bob", "finance", Role::Approver);
-        let rita = user("rita", "finance", Role::Reviewer);
-        let carol = user("carol", "ops", Role::Approver);
-        let dave = user("dave", "finance", Role::Member);
-        use ServerAction::*;
-        for (u, a, ok) in [
-            (&alice, SessionStart, true),
-            (&alice, SessionView, true),
-            (&alice, SessionApprove, true),
-            (&dave, SessionView, false),
-            (&dave, SessionApprove, false),
-            (&bob, SessionView, true),
-            (&bob, SessionApprove, true),
-            (&rita, SessionView, true),
-            (&rita, SessionApprove, false),
-            (&rita, SessionStart, false),
-            (&carol, SessionView, false),
-            (&carol, SessionApprove, false),
-        ] {
-            assert_eq!(decide(u, a, on).is_ok(), ok, "{} {a:?}", u.name);
+        Effect::Deny | Effect::Ask if !bundle.permits_server_actions() => format!(
+            "{who_is} may not {action} {what}: the policy bundle grants none of the server's \
+             actions (deny by default); add the server roles (policies/README.md, \
+             org/server.cedar in the templates)"
+        ),
+        Effect::Deny | Effect::Ask => {
+            format!("{who_is} may not {action} {what}: no policy permits it (deny by default)")
         }
-        let ops = vec!["ops".to_string()];
-        let ops_ws = Subject {
-            owner: "alice",
-            teams: &ops,
-        };
-        assert!(decide(&alice, SessionStart, ops_ws).is_err());
-    }
+    };
+    Decided { decision, reason }
 }

@@ -26,11 +26,30 @@ pub struct ServerDecision {
     pub data: serde_json::Value,
 }
 
+/// Which policies decided, and in which layer (a Cedar decision's).
+#[derive(Debug, Clone, Default)]
+pub struct Deciders {
+    /// The deciding layer (`org`, `team`, `project`).
+    pub layer: Option<String>,
+    /// The ids of the determining policies.
+    pub policies: Vec<String>,
+}
+
 /// Append `d` durably; the entry's index.
 pub async fn record(
     log: &Arc<AuditLog>,
     bundle_digest: &str,
     d: ServerDecision,
+) -> Result<u64, ServerError> {
+    record_decided(log, bundle_digest, d, Deciders::default()).await
+}
+
+/// Append `d`, decided by `by`, durably; the entry's index.
+pub async fn record_decided(
+    log: &Arc<AuditLog>,
+    bundle_digest: &str,
+    d: ServerDecision,
+    by: Deciders,
 ) -> Result<u64, ServerError> {
     let mut actor = Actor::system();
     actor.principal = d.principal;
@@ -43,8 +62,8 @@ pub async fn record(
         .with_decision(DecisionRecord {
             bundle: bundle_digest.to_string(),
             effect: d.effect,
-            layer: None,
-            policies: Vec::new(),
+            layer: by.layer,
+            policies: by.policies,
             reason: Some(d.reason),
         })
         .with_data(data);

@@ -42,7 +42,7 @@ pub fn open(config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
     let (db, key) = (config.db(), config.key());
     let signer = stele_runtime::cli::state::signing_key(&key)
         .map_err(|e| start_error("the log's signing key", e))?;
-    let log = stele_runtime::session::open_log(&db, signer)
+    let log = stele_runtime::session::open_log(&db, signer.clone())
         .map_err(|e| start_error("the audit log", e))?;
     let located = stele_runtime::policy_location::resolve(config.server.policy.as_deref())
         .map_err(|e| start_error("the policy bundle", e))?;
@@ -58,6 +58,7 @@ pub fn open(config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
         config,
         store: Arc::new(store),
         log,
+        signer: crate::state::LogSigner(signer),
         bundle,
     }))
 }
@@ -104,6 +105,14 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
         let bound = listener
             .local_addr()
             .map_err(|e| start_error("the listening address", e))?;
+        if !serving.bundle.permits_server_actions() {
+            // Deny by default: the server runs, and refuses every request.
+            stele_runtime::errln!(
+                "stele serve: warning: the policy bundle grants none of the server's actions \
+                 (session.start, session.view, …): every request will be refused (403); add \
+                 the server roles (policies/README.md)"
+            );
+        }
         stele_runtime::errln!(
             "stele serve: listening on http://{bound} (ready after {} ms; log {}, store {})",
             began.elapsed().as_millis(),

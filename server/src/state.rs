@@ -6,7 +6,7 @@ use stele_audit::AuditLog;
 use stele_policy::Bundle;
 
 use crate::config::ServerConfig;
-use crate::record::{record, ServerDecision};
+use crate::record::{record, record_decided, Deciders, ServerDecision};
 use crate::sessions::approvals::Pending;
 use crate::sessions::manager::Manager;
 use crate::store::Store;
@@ -20,6 +20,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The one audit log every session and the server itself write.
     pub log: Arc<AuditLog>,
+    /// The log's signing key (it also signs the manifests of exports).
+    pub signer: LogSigner,
     /// The policy bundle in force (its digest is in the server's decisions).
     pub bundle: Arc<Bundle>,
     /// Running sessions.
@@ -34,6 +36,25 @@ impl AppState {
     /// Record one server decision; its entry's index.
     pub async fn record(&self, d: ServerDecision) -> Result<u64, crate::error::ServerError> {
         record(&self.log, &self.bundle.digest().to_string(), d).await
+    }
+
+    /// Record one server decision the bundle made, naming its policies.
+    pub async fn record_decided(
+        &self,
+        d: ServerDecision,
+        by: Deciders,
+    ) -> Result<u64, crate::error::ServerError> {
+        record_decided(&self.log, &self.bundle.digest().to_string(), d, by).await
+    }
+}
+
+/// The log's signing key (no `Debug` of its own: it prints its verifier).
+#[derive(Clone)]
+pub struct LogSigner(pub Arc<dyn stele_attest::Signer>);
+
+impl std::fmt::Debug for LogSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LogSigner({})", self.0.verifier())
     }
 }
 

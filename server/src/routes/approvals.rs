@@ -14,9 +14,9 @@ use stele_protocol::{
 };
 
 use super::sessions::{permitted, workspace_teams};
-use super::{rfc3339, Body};
+use super::{may, rfc3339, Body};
 use crate::auth::Principal;
-use crate::authz::{self, ServerAction, Subject};
+use crate::authz::{self, ServerAction};
 use crate::error::ApiError;
 use crate::record::ServerDecision;
 use crate::sessions::approvals::{Candidate, Verdict};
@@ -47,11 +47,8 @@ pub async fn list(
             continue;
         };
         let teams = workspace_teams(&state, &s.workspace);
-        let on = Subject {
-            owner: &s.owner,
-            teams: &teams,
-        };
-        if authz::decide(&who.user, ServerAction::SessionApprove, on).is_ok() {
+        let on = authz::session(&s.id, &s.owner, &s.workspace, &teams);
+        if may(&state, &who, ServerAction::SessionApprove, on) {
             mine.push(request(a));
         }
     }

@@ -3,8 +3,10 @@
 //! problems.
 
 mod approvals;
+mod audit;
 mod events;
 mod health;
+mod holds;
 mod login;
 mod sessions;
 
@@ -15,10 +17,11 @@ use axum::Router;
 use stele_audit::Effect;
 
 use crate::auth::Principal;
-use crate::authz::{self, ServerAction, Subject};
+use crate::authz::{self, ServerAction};
 use crate::error::ApiError;
-use crate::record::ServerDecision;
+use crate::record::{Deciders, ServerDecision};
 use crate::state::Shared;
+use stele_policy::ServerResource;
 
 /// The whole API.
 pub fn router(state: Shared) -> Router {
@@ -35,6 +38,11 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/sessions/{id}/events", get(events::stream))
         .route("/api/v1/approvals", get(approvals::list))
         .route("/api/v1/approvals/{id}", post(approvals::answer))
+        .route("/api/v1/audit/entries", get(audit::entries))
+        .route("/api/v1/audit/sessions/{id}/export", get(audit::export))
+        .route("/api/v1/audit/verify", get(audit::verify))
+        .route("/api/v1/audit/holds", post(holds::place))
+        .route("/api/v1/audit/holds/{id}/release", post(holds::release))
         .fallback(|| async { ApiError::not_found("no such endpoint (the API is under /api/v1)") })
         .with_state(state)
 }
@@ -58,39 +66,48 @@ where
     }
 }
 
-/// Decide `action` for `who` on `on` and record the decision; a refusal is a 403 naming its entry.
+/// Decide `action` for `who` on `on` with the bundle and record the
+/// decision, naming the policies that decided; a refusal is a 403 naming
+/// its entry.
 pub async fn authorize(
     state: &Shared,
     who: &Principal,
     action: ServerAction,
-    on: Subject<'_>,
+    on: ServerResource,
     data: serde_json::Value,
 ) -> Result<u64, ApiError> {
-    let decided = authz::decide(&who.user, action, on);
-    let (effect, reason) = match &decided {
-        Ok(()) => (
-            Effect::Allow,
-            format!("{} allowed by role", action.as_str()),
-        ),
-        Err(why) => (Effect::Deny, why.clone()),
-    };
+    let decided = authz::decide(&state.bundle, &who.user, who.method, action, on);
+    let allowed = decided.allowed();
     let mut data = data;
     data["method"] = serde_json::json!(who.method);
-    data["status"] = serde_json::json!(if decided.is_ok() { 200 } else { 403 });
+    data["status"] = serde_json::json!(if allowed { 200 } else { 403 });
     let seq = state
-        .record(ServerDecision {
-            principal: who.user.name.clone(),
-            teams: who.user.teams.clone(),
-            action: action.as_str(),
-            effect,
-            reason: reason.clone(),
-            data,
-        })
+        .record_decided(
+            ServerDecision {
+                principal: who.user.name.clone(),
+                teams: who.user.teams.clone(),
+                action: action.as_str(),
+                effect: if allowed { Effect::Allow } else { Effect::Deny },
+                reason: decided.reason.clone(),
+                data,
+            },
+            Deciders {
+                layer: decided.decision.layer.map(|l| l.to_string()),
+                policies: decided.policies(),
+            },
+        )
         .await?;
-    match decided {
-        Ok(()) => Ok(seq),
-        Err(_) => Err(ApiError::new(axum::http::StatusCode::FORBIDDEN, reason).logged(seq)),
+    if allowed {
+        Ok(seq)
+    } else {
+        Err(ApiError::new(axum::http::StatusCode::FORBIDDEN, decided.reason).logged(seq))
     }
+}
+
+/// Whether `who` may `action` `on`, without recording (for filtering a
+/// listing, which records one entry naming what it showed).
+pub fn may(state: &Shared, who: &Principal, action: ServerAction, on: ServerResource) -> bool {
+    authz::decide(&state.bundle, &who.user, who.method, action, on).allowed()
 }
 
 /// A time as RFC 3339.

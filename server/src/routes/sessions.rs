@@ -4,14 +4,13 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use stele_audit::Effect;
+use stele_policy::ServerResource;
 use stele_protocol::{SessionList, SessionSummary, StartSession, StartedSession};
 
-use super::{authorize, rfc3339, Body};
+use super::{authorize, may, rfc3339, Body};
 use crate::auth::Principal;
-use crate::authz::{self, ServerAction, Subject};
+use crate::authz::{self, ServerAction};
 use crate::error::ApiError;
-use crate::record::ServerDecision;
 use crate::sessions::events::pump;
 use crate::sessions::worker::{self, Job};
 use crate::state::Shared;
@@ -71,9 +70,9 @@ pub async fn start(
         &state,
         &who,
         ServerAction::SessionStart,
-        Subject {
-            owner: &who.user.name,
-            teams: &ws.teams,
+        ServerResource::Workspace {
+            name: req.workspace.clone(),
+            teams: ws.teams.clone(),
         },
         serde_json::json!({"workspace": req.workspace}),
     )
@@ -124,42 +123,36 @@ pub async fn start(
     }
 }
 
-/// The sessions the caller may see, newest first (one recorded view).
+/// The sessions the caller may see, newest first: a `session.list`
+/// decision, then a `session.view` decision for each session (a forbid on
+/// viewing hides it); one entry names what was shown.
 pub async fn list(
     State(state): State<Shared>,
     who: Principal,
 ) -> Result<Json<SessionList>, ApiError> {
     let all = state.store.sessions().await?;
-    let visible: Vec<SessionSummary> = all
-        .into_iter()
-        .filter(|s| {
+    let (visible, hidden): (Vec<SessionRecord>, Vec<SessionRecord>) =
+        all.into_iter().partition(|s| {
             let teams = workspace_teams(&state, &s.workspace);
-            authz::decide(
-                &who.user,
+            may(
+                &state,
+                &who,
                 ServerAction::SessionView,
-                Subject {
-                    owner: &s.owner,
-                    teams: &teams,
-                },
+                authz::session(&s.id, &s.owner, &s.workspace, &teams),
             )
-            .is_ok()
-        })
-        .map(summary)
-        .collect();
-    state
-        .record(ServerDecision {
-            principal: who.user.name.clone(),
-            teams: who.user.teams.clone(),
-            action: "session.list",
-            effect: Effect::Allow,
-            reason: "the sessions the caller may view".into(),
-            data: serde_json::json!({
-                "method": who.method,
-                "status": 200,
-                "sessions": visible.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
-            }),
-        })
-        .await?;
+        });
+    let visible: Vec<SessionSummary> = visible.into_iter().map(summary).collect();
+    authorize(
+        &state,
+        &who,
+        ServerAction::SessionList,
+        ServerResource::Server,
+        serde_json::json!({
+            "sessions": visible.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+            "hidden": hidden.len(),
+        }),
+    )
+    .await?;
     Ok(Json(SessionList { sessions: visible }))
 }
 
@@ -181,10 +174,7 @@ pub async fn permitted(
         state,
         who,
         action,
-        Subject {
-            owner: &s.owner,
-            teams: &teams,
-        },
+        authz::session(&s.id, &s.owner, &s.workspace, &teams),
         data,
     )
     .await?;
