@@ -21,6 +21,9 @@ pub struct ServerConfig {
     /// `[workspace.NAME]`: the folders sessions may work in.
     #[serde(default)]
     pub workspace: BTreeMap<String, WorkspaceConfig>,
+    /// `[oidc]`: log in with an identity provider [default: local accounts only].
+    #[serde(default)]
+    pub oidc: Option<crate::oidc::OidcConfig>,
 }
 
 /// `[server]`.
@@ -54,6 +57,12 @@ pub struct ServerSection {
     /// Signing key [default: $STATE/keys/log.key].
     #[serde(default)]
     pub key: Option<PathBuf>,
+    /// TLS certificate chain (PEM); with `tls_key`, the server speaks HTTPS.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ServerSection {
@@ -68,6 +77,8 @@ impl Default for ServerSection {
             model: None,
             db: None,
             key: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -118,8 +129,14 @@ impl ServerConfig {
         if self.server.max_sessions == 0 {
             return Err("server.max_sessions: must be at least 1".into());
         }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return Err("server.tls_cert, server.tls_key: give both or neither".into());
+        }
         if self.server.ask_deadline_secs == 0 {
             return Err("server.ask_deadline_secs: must be at least 1".into());
+        }
+        if let Some(o) = &self.oidc {
+            o.check()?;
         }
         for (name, ws) in &self.workspace {
             if ws.teams.is_empty() {

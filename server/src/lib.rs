@@ -12,6 +12,7 @@ pub mod auth;
 pub mod authz;
 pub mod config;
 pub mod error;
+pub mod oidc;
 pub mod record;
 pub mod routes;
 pub mod serve;

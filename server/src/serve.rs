@@ -51,7 +51,14 @@ pub fn open(config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
             start_error(&format!("the policy bundle {}", located.path.display()), e)
         })?);
     let store = SqliteStore::open(&config.store_path())?;
+    let oidc = config
+        .oidc
+        .clone()
+        .map(crate::oidc::Oidc::new)
+        .transpose()?;
     Ok(Arc::new(AppState {
+        oidc,
+        throttle: crate::auth::throttle::Throttle::default(),
         sessions: Manager::new(config.server.max_sessions),
         pending: Pending::default(),
         admin_changes: tokio::sync::Mutex::new(()),
@@ -109,7 +116,9 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
             serving.config.db().display(),
             serving.config.store_path().display()
         );
-        axum::serve(listener, crate::routes::router(serving))
+        let app = crate::routes::router(serving)
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app)
             .with_graceful_shutdown(shutdown())
             .await
             .map_err(|e| start_error("serving", e))

@@ -7,6 +7,7 @@
 
 mod migrations;
 pub mod sqlite;
+pub mod credentials;
 
 use async_trait::async_trait;
 use stele_protocol::{ApprovalState, SessionState};
@@ -119,6 +120,8 @@ pub enum TokenLookup {
     Valid(User),
     /// A token of this user that has expired.
     Expired(String),
+    /// A token of this user that was revoked.
+    Revoked(String),
     /// No such token.
     Unknown,
 }
@@ -165,7 +168,7 @@ pub struct ApprovalRecord {
 
 /// The server's state.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: credentials::CredentialStore + Send + Sync + std::fmt::Debug {
     /// Add an account; `setup` is the hash of a one-time set-up secret and its expiry.
     /// With `change`, the account works only once the change is recorded
     /// ([`Store::admin_change_recorded`]). False when the name is taken.

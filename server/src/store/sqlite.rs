@@ -14,6 +14,8 @@ use super::{
 };
 use crate::error::ServerError;
 
+mod credentials;
+
 /// The SQLite store. One connection, used from blocking tasks.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -368,16 +370,20 @@ impl Store for SqliteStore {
     async fn token(&self, token_hash: &str, now: i64) -> Result<TokenLookup, ServerError> {
         let h = token_hash.to_string();
         self.call(move |c| {
-            let row: Option<(String, i64)> = c
+            let row: Option<(String, i64, Option<i64>)> = c
                 .query_row(
-                    "SELECT user, expires FROM tokens WHERE hash = ?1 AND pending_change IS NULL",
+                    "SELECT user, expires, revoked FROM tokens \
+                     WHERE hash = ?1 AND pending_change IS NULL",
                     params![h],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()?;
-            let Some((user, expires)) = row else {
+            let Some((user, expires, revoked)) = row else {
                 return Ok(TokenLookup::Unknown);
             };
+            if revoked.is_some() {
+                return Ok(TokenLookup::Revoked(user));
+            }
             if expires <= now {
                 return Ok(TokenLookup::Expired(user));
             }
