@@ -226,3 +226,208 @@ fn a_login_state_is_single_use_bound_to_its_browser_and_expires() {
     }
     srv.verify();
 }
+
+/// Add an account with a password (`stele user add --password-stdin`).
+fn add_with_password(srv: &Server, name: &str, password: &str) {
+    use std::io::Write as _;
+    let mut c = std::process::Command::new(stele_tests::stele_bin())
+        .args(["user", "add", name, "--team", "finance", "--password-stdin", "--config"])
+        .arg(&srv.config)
+        .env("STELE_STATE_DIR", &srv.s.state)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(password.as_bytes()).unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+const PASSWORD: &str = "a long passphrase for pat";
+
+/// Log `user` in for a browser session: the client (with the cookies), the
+/// CSRF token and the session cookie's value.
+async fn browser_login(srv: &Server, user: &str) -> (reqwest::Client, String, String) {
+    let b = oidc::browser();
+    let r = b
+        .post(srv.url("/api/v1/login/browser"))
+        .json(&json!({"user": user, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", srv.stderr());
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find_map(|c| c.strip_prefix("stele_session="))
+        .map(|c| c.split(';').next().unwrap().to_string())
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["method"], "password");
+    (b, body["csrf_token"].as_str().unwrap().to_string(), cookie)
+}
+
+#[test]
+fn browser_sessions_need_their_csrf_token_and_end_at_logout() {
+    let mut srv = Server::start("", "");
+    add_with_password(&srv, "pat", PASSWORD);
+    let rt = runtime();
+    // (what, entry, action the entry must record)
+    let mut refused: Vec<(&str, u64, &str)> = Vec::new();
+    rt.block_on(async {
+        let (b, csrf, cookie) = browser_login(&srv, "pat").await;
+        assert_eq!(b.get(srv.url("/api/v1/sessions")).send().await.unwrap().status(), 200);
+        let start = json!({"workspace": "books", "task": "t"});
+        // The CSRF cookie travels by itself, as a forged cross-site request's would: not enough.
+        let p = problem(b.post(srv.url("/api/v1/sessions")).json(&start).send().await.unwrap(), 403).await;
+        refused.push(("no csrf header", p["audit_entry"].as_u64().unwrap(), "csrf"));
+        let p = problem(
+            b.post(srv.url("/api/v1/sessions")).header("x-csrf-token", "stl_wrong").json(&start).send().await.unwrap(),
+            403,
+        )
+        .await;
+        refused.push(("wrong csrf", p["audit_entry"].as_u64().unwrap(), "csrf"));
+        // Another live session's CSRF token is not this one's.
+        let (_b2, csrf2, _) = browser_login(&srv, "pat").await;
+        let p = problem(
+            b.post(srv.url("/api/v1/sessions")).header("x-csrf-token", &csrf2).json(&start).send().await.unwrap(),
+            403,
+        )
+        .await;
+        refused.push(("other session's csrf", p["audit_entry"].as_u64().unwrap(), "csrf"));
+        // Logout changes state too.
+        let p = problem(b.post(srv.url("/api/v1/logout")).send().await.unwrap(), 403).await;
+        refused.push(("logout without csrf", p["audit_entry"].as_u64().unwrap(), "csrf"));
+
+        // Forged, doubled and expired cookies.
+        let forged = format!("stele_session=stl_{}", "A".repeat(43));
+        let p = problem(srv.http.get(srv.url("/api/v1/sessions")).header("cookie", forged).send().await.unwrap(), 401).await;
+        refused.push(("forged cookie", p["audit_entry"].as_u64().unwrap(), "authenticate"));
+        let doubled = format!("stele_session={cookie}; stele_session=stl_{}", "B".repeat(43));
+        let p = problem(srv.http.get(srv.url("/api/v1/sessions")).header("cookie", doubled).send().await.unwrap(), 401).await;
+        refused.push(("doubled cookie", p["audit_entry"].as_u64().unwrap(), "authenticate"));
+        let (b3, _, _) = browser_login(&srv, "pat").await;
+        let db = rusqlite::Connection::open(srv.store()).unwrap();
+        assert_eq!(
+            db.execute(
+                "UPDATE web_sessions SET expires = 1 WHERE rowid = (SELECT max(rowid) FROM web_sessions)",
+                [],
+            )
+            .unwrap(),
+            1
+        );
+        drop(db);
+        let p = problem(b3.get(srv.url("/api/v1/sessions")).send().await.unwrap(), 401).await;
+        assert!(p["detail"].as_str().unwrap().contains("expired"), "{p}");
+        refused.push(("expired cookie", p["audit_entry"].as_u64().unwrap(), "authenticate"));
+
+        // Logout with the token ends the session; the old cookie is dead.
+        let r = b.post(srv.url("/api/v1/logout")).header("x-csrf-token", &csrf).send().await.unwrap();
+        assert_eq!(r.status(), 204);
+        assert!(r.headers().get_all("set-cookie").iter().any(|c| {
+            let c = c.to_str().unwrap();
+            c.starts_with("stele_session=;") && c.contains("Max-Age=0")
+        }));
+        let p = problem(
+            srv.http.get(srv.url("/api/v1/sessions")).header("cookie", format!("stele_session={cookie}")).send().await.unwrap(),
+            401,
+        )
+        .await;
+        assert!(p["detail"].as_str().unwrap().contains("logged out"), "{p}");
+        refused.push(("after logout", p["audit_entry"].as_u64().unwrap(), "authenticate"));
+
+        // Bearer requests need no CSRF token; logout with one revokes it.
+        let r = srv
+            .http
+            .post(srv.url("/api/v1/login"))
+            .json(&json!({"user": "pat", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        let token = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
+        let r = srv.http.post(srv.url("/api/v1/logout")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(r.status(), 204);
+        let p = problem(srv.http.get(srv.url("/api/v1/sessions")).bearer_auth(&token).send().await.unwrap(), 401).await;
+        assert!(p["detail"].as_str().unwrap().contains("revoked"), "{p}");
+        refused.push(("revoked token", p["audit_entry"].as_u64().unwrap(), "authenticate"));
+    });
+    srv.stop();
+    let leaves = srv.leaves();
+    for (what, seq, action) in &refused {
+        let l = leaf(&leaves, *seq);
+        assert_eq!(l["data"]["server_action"], *action, "{what}: {l}");
+        assert_eq!(l["decision"]["effect"], "deny", "{what}");
+    }
+    assert_eq!(server_decisions(&leaves, "csrf").len(), 4);
+    assert_eq!(server_decisions(&leaves, "logout").len(), 2);
+    srv.verify();
+}
+
+#[test]
+fn failed_logins_are_throttled_per_account_and_address_alike_for_unknown_names() {
+    let mut srv = Server::start("", "");
+    add_with_password(&srv, "pat", PASSWORD);
+    let rt = runtime();
+    let mut throttled = Vec::new();
+    rt.block_on(async {
+        let login = |user: String, pw: &'static str| {
+            let srv = &srv;
+            async move {
+                srv.http
+                    .post(srv.url("/api/v1/login"))
+                    .json(&json!({"user": user, "password": pw}))
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        };
+        // An existing and an unknown name go through the same steps.
+        for name in ["pat", "nobody"] {
+            for _ in 0..5 {
+                problem(login(name.into(), "wrong password!").await, 401).await;
+            }
+            // Locked: even the right password is not tried.
+            let p = problem(login(name.into(), PASSWORD).await, 429).await;
+            assert!(p["detail"].as_str().unwrap().starts_with("too many failed logins"), "{p}");
+            throttled.push((name.to_string(), p["audit_entry"].as_u64().unwrap()));
+        }
+        // 10 failures so far from 127.0.0.1; 10 more over fresh names lock the address.
+        for i in 0..10 {
+            problem(login(format!("u{i}"), "wrong password!").await, 401).await;
+        }
+        let p = problem(login("someone-new".into(), "wrong password!").await, 429).await;
+        throttled.push(("someone-new".into(), p["audit_entry"].as_u64().unwrap()));
+        // Browser logins share the limits.
+        let p = problem(
+            srv.http.post(srv.url("/api/v1/login/browser")).json(&json!({"user": "pat", "password": PASSWORD})).send().await.unwrap(),
+            429,
+        )
+        .await;
+        throttled.push(("pat".into(), p["audit_entry"].as_u64().unwrap()));
+    });
+    srv.stop();
+    let leaves = srv.leaves();
+    let scopes: Vec<_> = throttled
+        .iter()
+        .map(|(who, seq)| {
+            let l = leaf(&leaves, *seq);
+            assert_eq!(l["data"]["server_action"], "login");
+            assert_eq!(l["data"]["status"], 429);
+            assert_eq!(l["decision"]["effect"], "deny");
+            assert_eq!(l["actor"]["principal"], who.as_str());
+            l["decision"]["reason"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(scopes[0].contains("(account)") && scopes[1].contains("(account)"), "{scopes:?}");
+    assert!(scopes[2].contains("(address)"), "{scopes:?}");
+    let failures = server_decisions(&leaves, "login")
+        .into_iter()
+        .filter(|l| l["data"]["status"] == 401)
+        .inspect(|l| assert_eq!(l["data"]["address"], "127.0.0.1", "{l}"))
+        .count();
+    assert_eq!(failures, 20);
+    srv.verify();
+}
