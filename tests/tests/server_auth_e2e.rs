@@ -431,3 +431,83 @@ fn failed_logins_are_throttled_per_account_and_address_alike_for_unknown_names()
     assert_eq!(failures, 20);
     srv.verify();
 }
+
+/// `stele token ARGS… --config CFG`: (success, stdout, stderr).
+fn token_cmd(srv: &Server, args: &[&str]) -> (bool, String, String) {
+    let mut all = vec!["token"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--config", srv.config.to_str().unwrap()]);
+    let o = srv.s.run(&all).unwrap();
+    (
+        o.status.success(),
+        String::from_utf8(o.stdout).unwrap().trim().to_string(),
+        String::from_utf8(o.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn token_scopes_are_enforced_per_route_and_revocation_is_recorded_before_it_refuses() {
+    let mut srv = Server::start("", "");
+    let scoped = |scope: &str| {
+        let (ok, token, err) = token_cmd(&srv, &["create", "--user", "alice", "--scope", scope]);
+        assert!(ok, "{err}");
+        token
+    };
+    let (read, run, approve) = (scoped("read"), scoped("run"), scoped("approve"));
+    let (ok, _, err) = token_cmd(&srv, &["create", "--user", "alice", "--scope", "read,write"]);
+    assert!(!ok && err.contains("--scope") && err.contains("write"), "{err}");
+    let (ok, full, err) = token_cmd(&srv, &["create", "--user", "alice"]);
+    assert!(ok);
+    let id = err.split("token ").nth(1).unwrap().split(' ').next().unwrap().to_string();
+    assert_eq!(id.len(), 12, "{err}");
+    let rt = runtime();
+    let mut refused = Vec::new();
+    let mut revoked_refusal = 0;
+    rt.block_on(async {
+        let start = json!({"workspace": "books", "task": "t"});
+        let get = |t: &str| srv.http.get(srv.url("/api/v1/sessions")).bearer_auth(t.to_string()).send();
+        let post = |t: &str, path: &str, body: &Value| {
+            srv.http.post(srv.url(path)).bearer_auth(t.to_string()).json(body).send()
+        };
+        assert_eq!(get(&read).await.unwrap().status(), 200);
+        for (what, r, scope) in [
+            ("read token starts", post(&read, "/api/v1/sessions", &start).await.unwrap(), "run"),
+            ("read token answers", post(&read, "/api/v1/approvals/1", &json!({})).await.unwrap(), "approve"),
+            ("run token lists", get(&run).await.unwrap(), "read"),
+            ("run token answers", post(&run, "/api/v1/approvals/1", &json!({})).await.unwrap(), "approve"),
+            ("approve token starts", post(&approve, "/api/v1/sessions", &start).await.unwrap(), "run"),
+            ("approve token reads events", srv.http.get(srv.url("/api/v1/sessions/x/events")).bearer_auth(&approve).send().await.unwrap(), "read"),
+        ] {
+            let p = problem(r, 403).await;
+            assert!(p["detail"].as_str().unwrap().contains(&format!("`{scope}` scope")), "{what}: {p}");
+            refused.push((what, p["audit_entry"].as_u64().unwrap()));
+        }
+        // Revoked on the host: refused at once, and the revocation is logged first.
+        assert_eq!(get(&full).await.unwrap().status(), 200);
+        let (ok, _, err) = token_cmd(&srv, &["revoke", &id]);
+        assert!(ok, "{err}");
+        let p = problem(get(&full).await.unwrap(), 401).await;
+        assert!(p["detail"].as_str().unwrap().contains("revoked"), "{p}");
+        revoked_refusal = p["audit_entry"].as_u64().unwrap();
+        let (ok, _, err) = token_cmd(&srv, &["revoke", &id]);
+        assert!(!ok && err.contains("no live token"), "{err}");
+        let (ok, _, err) = token_cmd(&srv, &["revoke", "../etc"]);
+        assert!(!ok && err.contains("ID"), "{err}");
+    });
+    srv.stop();
+    let leaves = srv.leaves();
+    for (what, seq) in refused {
+        let l = leaf(&leaves, seq);
+        assert_eq!(l["data"]["server_action"], "scope", "{what}: {l}");
+        assert_eq!(l["decision"]["effect"], "deny", "{what}");
+        assert_eq!(l["actor"]["principal"], "alice", "{what}");
+    }
+    let revokes = server_decisions(&leaves, "token.revoke");
+    assert_eq!(revokes.len(), 1);
+    assert_eq!(revokes[0]["data"]["token_id"], id.as_str());
+    assert_eq!(revokes[0]["data"]["subject"], "alice");
+    assert!(revokes[0]["seq"].as_u64().unwrap() < revoked_refusal);
+    let created = server_decisions(&leaves, "token.create");
+    assert!(created.iter().any(|c| c["data"]["scopes"] == "read"));
+    srv.verify();
+}

@@ -6,6 +6,7 @@
 pub mod cookies;
 pub mod password;
 pub mod principal;
+pub mod scopes;
 pub mod throttle;
 pub mod tokens;
 

@@ -11,6 +11,7 @@ use axum::http::{Method, StatusCode};
 use stele_audit::Effect;
 
 use crate::auth::cookies;
+use crate::auth::scopes::{self, Scopes};
 use crate::error::ApiError;
 use crate::record::ServerDecision;
 use crate::state::Shared;
@@ -35,6 +36,8 @@ pub struct Principal {
     pub method: &'static str,
     /// What they presented.
     pub credential: Credential,
+    /// What the credential may be used for.
+    pub scopes: Scopes,
 }
 
 /// What the request presents.
@@ -67,7 +70,9 @@ fn presented(parts: &Parts, session_cookie: &str) -> Result<Presented, &'static 
 /// queued changes recorded and is looked up again.
 async fn lookup(state: &Shared, hash: &str, now: i64) -> Result<TokenLookup, ApiError> {
     let found = state.store.token(hash, now).await?;
-    if found == TokenLookup::Unknown && crate::admin_record::record_admin_changes(state).await? > 0
+    // A revocation made on the host is in the log before the first refusal it causes.
+    if matches!(found, TokenLookup::Unknown | TokenLookup::Revoked(_))
+        && crate::admin_record::record_admin_changes(state).await? > 0
     {
         return Ok(state.store.token(hash, now).await?);
     }
@@ -129,31 +134,56 @@ impl FromRequestParts<Shared> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, ApiError> {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let session_cookie = cookies::name(state, cookies::SESSION);
-        let token = match presented(parts, &session_cookie) {
-            Err(why) => {
-                let r = Refused::unauthenticated("anonymous".into(), "token", why.to_string());
-                return Err(refuse(state, parts, r).await);
-            }
-            Ok(Presented::Cookie(c)) => return from_cookie(state, parts, &c, now).await,
-            Ok(Presented::Bearer(t)) => t,
+        let who = authenticate(parts, state).await?;
+        let Some(need) = scopes::required(&parts.method, parts.uri.path()) else {
+            return Ok(who);
         };
-        let hash = crate::auth::tokens::hash(&token);
-        let (who, reason) = match lookup(state, &hash, now).await? {
-            TokenLookup::Valid(user) => {
-                return Ok(Principal {
-                    user,
-                    method: "token",
-                    credential: Credential::Token(hash),
-                })
-            }
-            TokenLookup::Expired(user) => (user, "the token has expired".to_string()),
-            TokenLookup::Revoked(user) => (user, "the token was revoked".to_string()),
-            TokenLookup::Unknown => ("anonymous".to_string(), "unknown token".to_string()),
+        if who.scopes.has(need) {
+            return Ok(who);
+        }
+        let r = Refused {
+            who: who.user.name.clone(),
+            teams: who.user.teams.clone(),
+            action: "scope",
+            status: StatusCode::FORBIDDEN,
+            method: who.method,
+            reason: format!(
+                "this token lacks the `{}` scope (it has: {})",
+                need.as_str(),
+                who.scopes
+            ),
         };
-        Err(refuse(state, parts, Refused::unauthenticated(who, "token", reason)).await)
+        Err(refuse(state, parts, r).await)
     }
+}
+
+/// Who the request's credential belongs to, or the recorded refusal.
+async fn authenticate(parts: &Parts, state: &Shared) -> Result<Principal, ApiError> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let session_cookie = cookies::name(state, cookies::SESSION);
+    let token = match presented(parts, &session_cookie) {
+        Err(why) => {
+            let r = Refused::unauthenticated("anonymous".into(), "token", why.to_string());
+            return Err(refuse(state, parts, r).await);
+        }
+        Ok(Presented::Cookie(c)) => return from_cookie(state, parts, &c, now).await,
+        Ok(Presented::Bearer(t)) => t,
+    };
+    let hash = crate::auth::tokens::hash(&token);
+    let (who, reason) = match lookup(state, &hash, now).await? {
+        TokenLookup::Valid(user, scopes) => {
+            return Ok(Principal {
+                user,
+                method: "token",
+                credential: Credential::Token(hash),
+                scopes,
+            })
+        }
+        TokenLookup::Expired(user) => (user, "the token has expired".to_string()),
+        TokenLookup::Revoked(user) => (user, "the token was revoked".to_string()),
+        TokenLookup::Unknown => ("anonymous".to_string(), "unknown token".to_string()),
+    };
+    Err(refuse(state, parts, Refused::unauthenticated(who, "token", reason)).await)
 }
 
 /// The principal of a browser session cookie; state-changing requests must
@@ -196,6 +226,7 @@ async fn from_cookie(
                 user: s.user,
                 method,
                 credential: Credential::Cookie(hash),
+                scopes: Scopes::all(),
             });
         }
         WebSessionLookup::Expired(u) => (u, "the session has expired".to_string()),

@@ -135,7 +135,14 @@ pub async fn login(
         .await?;
     state
         .store
-        .add_token(&req.user, &token_hash, "login", (now, expires), None)
+        .add_token(
+            &req.user,
+            &token_hash,
+            "login",
+            crate::auth::scopes::Scopes::all(),
+            (now, expires),
+            None,
+        )
         .await?;
     Ok(Json(LoginResponse {
         token,

@@ -49,4 +49,13 @@ pub trait CredentialStore {
     async fn revoke_web_session(&self, hash: &str, now: i64) -> Result<bool, ServerError>;
     /// Revoke the API token hashing to `hash`; false when it was not live.
     async fn revoke_token(&self, hash: &str, now: i64) -> Result<bool, ServerError>;
+    /// Revoke the one live token whose hash starts with `id`, queueing
+    /// `change` (its subject set to the token's account) for the log; the
+    /// account, or None when no single live token has that id.
+    async fn revoke_token_by_id(
+        &self,
+        id: &str,
+        now: i64,
+        change: super::AdminChange,
+    ) -> Result<Option<String>, ServerError>;
 }

@@ -94,6 +94,8 @@ pub enum AdminAction {
     AccountAdd,
     /// An API token was created.
     TokenCreate,
+    /// An API token was revoked.
+    TokenRevoke,
 }
 
 impl AdminAction {
@@ -102,12 +104,17 @@ impl AdminAction {
         match self {
             AdminAction::AccountAdd => "account.add",
             AdminAction::TokenCreate => "token.create",
+            AdminAction::TokenRevoke => "token.revoke",
         }
     }
 
     /// Parse a stored name.
     pub fn parse(s: &str) -> Option<AdminAction> {
-        [AdminAction::AccountAdd, AdminAction::TokenCreate]
+        [
+            AdminAction::AccountAdd,
+            AdminAction::TokenCreate,
+            AdminAction::TokenRevoke,
+        ]
             .into_iter()
             .find(|a| a.as_str() == s)
     }
@@ -116,8 +123,8 @@ impl AdminAction {
 /// What a presented token turns out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenLookup {
-    /// A live token of this user.
-    Valid(User),
+    /// A live token of this user, and what it may be used for.
+    Valid(User, crate::auth::scopes::Scopes),
     /// A token of this user that has expired.
     Expired(String),
     /// A token of this user that was revoked.
@@ -203,6 +210,7 @@ pub trait Store: credentials::CredentialStore + Send + Sync + std::fmt::Debug {
         user: &str,
         token_hash: &str,
         label: &str,
+        scopes: crate::auth::scopes::Scopes,
         lifetime: (i64, i64),
         change: Option<AdminChange>,
     ) -> Result<(), ServerError>;

@@ -6,7 +6,7 @@ use rusqlite::{params, OptionalExtension as _};
 use super::SqliteStore;
 use crate::error::ServerError;
 use crate::store::credentials::{WebSession, WebSessionLookup, CredentialStore};
-use crate::store::{Role, User};
+use crate::store::{AdminChange, Role, User};
 
 #[async_trait]
 impl CredentialStore for SqliteStore {
@@ -103,6 +103,42 @@ impl CredentialStore for SqliteStore {
                 "UPDATE tokens SET revoked = ?2 WHERE hash = ?1 AND revoked IS NULL",
                 params![h, now],
             )? == 1)
+        })
+        .await
+    }
+
+    async fn revoke_token_by_id(
+        &self,
+        id: &str,
+        now: i64,
+        change: AdminChange,
+    ) -> Result<Option<String>, ServerError> {
+        let pattern = format!("{id}%");
+        self.call(move |c| {
+            let tx = c.unchecked_transaction()?;
+            let found: Vec<(String, String)> = {
+                let mut q = tx.prepare(
+                    "SELECT hash, user FROM tokens WHERE hash LIKE ?1 AND revoked IS NULL",
+                )?;
+                let rows = q.query_map(params![pattern], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let [(hash, user)] = found.as_slice() else {
+                return Ok(None);
+            };
+            tx.execute(
+                "UPDATE tokens SET revoked = ?2 WHERE hash = ?1",
+                params![hash, now],
+            )?;
+            super::insert_change(
+                &tx,
+                &AdminChange {
+                    subject: user.clone(),
+                    ..change
+                },
+            )?;
+            tx.commit()?;
+            Ok(Some(user.clone()))
         })
         .await
     }
