@@ -19,5 +19,6 @@ pub mod serve;
 pub mod sessions;
 pub mod state;
 pub mod store;
+pub mod tls;
 
 pub use serve::{serve, ServeOptions};

@@ -77,11 +77,15 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
         config.server.listen = l;
     }
     let listen = config.server.listen;
-    if !listen.ip().is_loopback() {
-        // TLS (rustls from certificate files) is a later part of issue 18.
+    // Read before anything opens: a bad certificate or key stops the server.
+    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    if tls.is_none() && !listen.ip().is_loopback() {
         return Err(ServerError::Start(format!(
             "--listen {listen}: plain HTTP is served only on loopback (127.0.0.1, ::1), for a \
-             reverse proxy that terminates TLS; TLS in stele itself is not built yet"
+             reverse proxy that terminates TLS; elsewhere set server.tls_cert and server.tls_key"
         )));
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -111,17 +115,21 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
             .local_addr()
             .map_err(|e| start_error("the listening address", e))?;
         stele_runtime::errln!(
-            "stele serve: listening on http://{bound} (ready after {} ms; log {}, store {})",
+            "stele serve: listening on {}://{bound} (ready after {} ms; log {}, store {})",
+            if tls.is_some() { "https" } else { "http" },
             began.elapsed().as_millis(),
             serving.config.db().display(),
             serving.config.store_path().display()
         );
         let app = crate::routes::router(serving)
             .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown())
-            .await
-            .map_err(|e| start_error("serving", e))
+        match tls {
+            Some(tls) => serve_tls(listener, tls, app).await,
+            None => axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown())
+                .await
+                .map_err(|e| start_error("serving", e)),
+        }
     })?;
     drop(rt);
     // Sessions still running keep their threads; pausing them resumably on
@@ -133,6 +141,30 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
         }
     }
     Ok(())
+}
+
+/// Serve HTTPS on `listener` until SIGINT or SIGTERM.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: axum::extract::connect_info::IntoMakeServiceWithConnectInfo<axum::Router, SocketAddr>,
+) -> Result<(), ServerError> {
+    let std = listener
+        .into_std()
+        .map_err(|e| start_error("the listening socket", e))?;
+    let handle = axum_server::Handle::new();
+    let stopping = handle.clone();
+    tokio::spawn(async move {
+        shutdown().await;
+        stopping.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(tls);
+    axum_server::tls_rustls::from_tcp_rustls(std, config)
+        .map_err(|e| start_error("the listening socket", e))?
+        .handle(handle)
+        .serve(app)
+        .await
+        .map_err(|e| start_error("serving", e))
 }
 
 async fn shutdown() {

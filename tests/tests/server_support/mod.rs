@@ -52,6 +52,16 @@ impl Server {
 
     /// [`Server::start`] listening on `listen` (a test that must know the port first).
     pub fn start_on(extra: &str, server_toml: &str, listen: &str) -> Server {
+        Self::start_with(extra, server_toml, listen, reqwest::Client::new())
+    }
+
+    /// [`Server::start_on`] with the test's own HTTP client (one that trusts a test certificate).
+    pub fn start_with(
+        extra: &str,
+        server_toml: &str,
+        listen: &str,
+        http: reqwest::Client,
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let ws = e2e_common::workspace(dir.path());
         std::fs::create_dir_all(ws.join("outbox")).unwrap();
@@ -90,7 +100,7 @@ impl Server {
             config,
             mock,
             base: String::new(),
-            http: reqwest::Client::new(),
+            http,
             started: Duration::ZERO,
             child: None,
             stderr: Arc::new(Mutex::new(String::new())),
