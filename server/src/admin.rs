@@ -174,6 +174,8 @@ pub fn revoke_token(config: &ServerConfig, id: &str) -> Result<String, ServerErr
         serde_json::json!({"token_id": id}),
     )?;
     block_on(s.revoke_token_by_id(&id, now(), change))??.ok_or_else(|| {
-        ServerError::Start(format!("ID: no live token {id} (unknown, or already revoked)"))
+        ServerError::Start(format!(
+            "ID: no live token {id} (unknown, or already revoked)"
+        ))
     })
 }

@@ -121,8 +121,8 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
             serving.config.db().display(),
             serving.config.store_path().display()
         );
-        let app = crate::routes::router(serving)
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let app =
+            crate::routes::router(serving).into_make_service_with_connect_info::<SocketAddr>();
         match tls {
             Some(tls) => serve_tls(listener, tls, app).await,
             None => axum::serve(listener, app)

@@ -48,7 +48,11 @@ fn oidc_server(extra: &str) -> (Provider, Server, tempfile::TempDir) {
 }
 
 /// The whole login in a fresh browser as `account`; the callback's response.
-async fn login_as(op: &Provider, srv: &Server, account: &str) -> (reqwest::Client, reqwest::Response) {
+async fn login_as(
+    op: &Provider,
+    srv: &Server,
+    account: &str,
+) -> (reqwest::Client, reqwest::Response) {
     let b = oidc::browser();
     op.next_login(&b, account).await;
     let r = b.get(srv.url("/api/v1/oidc/login")).send().await.unwrap();
@@ -71,7 +75,10 @@ fn oidc_login_maps_people_to_teams_and_opens_a_browser_session() {
             .iter()
             .map(|v| v.to_str().unwrap().to_string())
             .collect();
-        let session = cookies.iter().find(|c| c.starts_with("stele_session=")).unwrap();
+        let session = cookies
+            .iter()
+            .find(|c| c.starts_with("stele_session="))
+            .unwrap();
         for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
             assert!(session.contains(attr), "{session}");
         }
@@ -92,7 +99,10 @@ fn oidc_login_maps_people_to_teams_and_opens_a_browser_session() {
         // bob: members file, and the role of his local account.
         let (_b, r) = login_as(&op, &srv, "bob").await;
         let body: Value = r.json().await.unwrap();
-        assert_eq!((&body["teams"], &body["role"]), (&json!(["finance"]), &json!("approver")));
+        assert_eq!(
+            (&body["teams"], &body["role"]),
+            (&json!(["finance"]), &json!("approver"))
+        );
         // mallory: no team anywhere: refused, logged.
         let (_b, r) = login_as(&op, &srv, "mallory").await;
         let p = problem(r, 403).await;
@@ -143,7 +153,11 @@ fn bad_id_tokens_are_refused_and_logged() {
                 "{mode}: a session cookie for a bad ID token"
             );
             let p = problem(r, 401).await;
-            refused.push((mode, p["detail"].as_str().unwrap().to_string(), p["audit_entry"].as_u64().unwrap()));
+            refused.push((
+                mode,
+                p["detail"].as_str().unwrap().to_string(),
+                p["audit_entry"].as_u64().unwrap(),
+            ));
             // Nothing to authenticate with afterwards.
             let l = b.get(srv.url("/api/v1/sessions")).send().await.unwrap();
             assert_eq!(l.status(), 401, "{mode}");
@@ -179,10 +193,16 @@ fn a_login_state_is_single_use_bound_to_its_browser_and_expires() {
         let r = b.get(srv.url("/api/v1/oidc/login")).send().await.unwrap();
         assert_eq!(r.status(), 303);
         let callback = r.headers()["location"].to_str().unwrap().to_string();
-        assert!(callback.contains("code=") && callback.contains("state="), "{callback}");
+        assert!(
+            callback.contains("code=") && callback.contains("state="),
+            "{callback}"
+        );
         assert_eq!(b.get(&callback).send().await.unwrap().status(), 200);
         let p = problem(b.get(&callback).send().await.unwrap(), 401).await;
-        assert!(p["detail"].as_str().unwrap().contains("already used"), "{p}");
+        assert!(
+            p["detail"].as_str().unwrap().contains("already used"),
+            "{p}"
+        );
         refused.push(("replayed", p["audit_entry"].as_u64().unwrap()));
 
         // Another browser (no binding cookie): login CSRF refused, and the state is spent.
@@ -191,7 +211,10 @@ fn a_login_state_is_single_use_bound_to_its_browser_and_expires() {
         let r = b.get(srv.url("/api/v1/oidc/login")).send().await.unwrap();
         let callback = r.headers()["location"].to_str().unwrap().to_string();
         let p = problem(srv.http.get(&callback).send().await.unwrap(), 401).await;
-        assert!(p["detail"].as_str().unwrap().contains("another browser"), "{p}");
+        assert!(
+            p["detail"].as_str().unwrap().contains("another browser"),
+            "{p}"
+        );
         refused.push(("other browser", p["audit_entry"].as_u64().unwrap()));
         let p = problem(b.get(&callback).send().await.unwrap(), 401).await;
         refused.push(("after other browser", p["audit_entry"].as_u64().unwrap()));
@@ -208,12 +231,22 @@ fn a_login_state_is_single_use_bound_to_its_browser_and_expires() {
 
         // A made-up state, and a callback without one.
         let p = problem(
-            b.get(srv.url("/api/v1/oidc/callback?code=x&state=made-up")).send().await.unwrap(),
+            b.get(srv.url("/api/v1/oidc/callback?code=x&state=made-up"))
+                .send()
+                .await
+                .unwrap(),
             401,
         )
         .await;
         refused.push(("made up", p["audit_entry"].as_u64().unwrap()));
-        let p = problem(b.get(srv.url("/api/v1/oidc/callback?code=x")).send().await.unwrap(), 401).await;
+        let p = problem(
+            b.get(srv.url("/api/v1/oidc/callback?code=x"))
+                .send()
+                .await
+                .unwrap(),
+            401,
+        )
+        .await;
         refused.push(("no state", p["audit_entry"].as_u64().unwrap()));
     });
     srv.stop();
@@ -231,7 +264,15 @@ fn a_login_state_is_single_use_bound_to_its_browser_and_expires() {
 fn add_with_password(srv: &Server, name: &str, password: &str) {
     use std::io::Write as _;
     let mut c = std::process::Command::new(stele_tests::stele_bin())
-        .args(["user", "add", name, "--team", "finance", "--password-stdin", "--config"])
+        .args([
+            "user",
+            "add",
+            name,
+            "--team",
+            "finance",
+            "--password-stdin",
+            "--config",
+        ])
         .arg(&srv.config)
         .env("STELE_STATE_DIR", &srv.s.state)
         .stdin(std::process::Stdio::piped())
@@ -239,7 +280,11 @@ fn add_with_password(srv: &Server, name: &str, password: &str) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    c.stdin.take().unwrap().write_all(password.as_bytes()).unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
     let o = c.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
@@ -391,7 +436,13 @@ fn failed_logins_are_throttled_per_account_and_address_alike_for_unknown_names()
             }
             // Locked: even the right password is not tried.
             let p = problem(login(name.into(), PASSWORD).await, 429).await;
-            assert!(p["detail"].as_str().unwrap().starts_with("too many failed logins"), "{p}");
+            assert!(
+                p["detail"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("too many failed logins"),
+                "{p}"
+            );
             throttled.push((name.to_string(), p["audit_entry"].as_u64().unwrap()));
         }
         // 10 failures so far from 127.0.0.1; 10 more over fresh names lock the address.
@@ -402,7 +453,12 @@ fn failed_logins_are_throttled_per_account_and_address_alike_for_unknown_names()
         throttled.push(("someone-new".into(), p["audit_entry"].as_u64().unwrap()));
         // Browser logins share the limits.
         let p = problem(
-            srv.http.post(srv.url("/api/v1/login/browser")).json(&json!({"user": "pat", "password": PASSWORD})).send().await.unwrap(),
+            srv.http
+                .post(srv.url("/api/v1/login/browser"))
+                .json(&json!({"user": "pat", "password": PASSWORD}))
+                .send()
+                .await
+                .unwrap(),
             429,
         )
         .await;
@@ -421,7 +477,10 @@ fn failed_logins_are_throttled_per_account_and_address_alike_for_unknown_names()
             l["decision"]["reason"].as_str().unwrap().to_string()
         })
         .collect();
-    assert!(scopes[0].contains("(account)") && scopes[1].contains("(account)"), "{scopes:?}");
+    assert!(
+        scopes[0].contains("(account)") && scopes[1].contains("(account)"),
+        "{scopes:?}"
+    );
     assert!(scopes[2].contains("(address)"), "{scopes:?}");
     let failures = server_decisions(&leaves, "login")
         .into_iter()
@@ -454,32 +513,87 @@ fn token_scopes_are_enforced_per_route_and_revocation_is_recorded_before_it_refu
         token
     };
     let (read, run, approve) = (scoped("read"), scoped("run"), scoped("approve"));
-    let (ok, _, err) = token_cmd(&srv, &["create", "--user", "alice", "--scope", "read,write"]);
-    assert!(!ok && err.contains("--scope") && err.contains("write"), "{err}");
+    let (ok, _, err) = token_cmd(
+        &srv,
+        &["create", "--user", "alice", "--scope", "read,write"],
+    );
+    assert!(
+        !ok && err.contains("--scope") && err.contains("write"),
+        "{err}"
+    );
     let (ok, full, err) = token_cmd(&srv, &["create", "--user", "alice"]);
     assert!(ok);
-    let id = err.split("token ").nth(1).unwrap().split(' ').next().unwrap().to_string();
+    let id = err
+        .split("token ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
     assert_eq!(id.len(), 12, "{err}");
     let rt = runtime();
     let mut refused = Vec::new();
     let mut revoked_refusal = 0;
     rt.block_on(async {
         let start = json!({"workspace": "books", "task": "t"});
-        let get = |t: &str| srv.http.get(srv.url("/api/v1/sessions")).bearer_auth(t.to_string()).send();
+        let get = |t: &str| {
+            srv.http
+                .get(srv.url("/api/v1/sessions"))
+                .bearer_auth(t.to_string())
+                .send()
+        };
         let post = |t: &str, path: &str, body: &Value| {
-            srv.http.post(srv.url(path)).bearer_auth(t.to_string()).json(body).send()
+            srv.http
+                .post(srv.url(path))
+                .bearer_auth(t.to_string())
+                .json(body)
+                .send()
         };
         assert_eq!(get(&read).await.unwrap().status(), 200);
         for (what, r, scope) in [
-            ("read token starts", post(&read, "/api/v1/sessions", &start).await.unwrap(), "run"),
-            ("read token answers", post(&read, "/api/v1/approvals/1", &json!({})).await.unwrap(), "approve"),
+            (
+                "read token starts",
+                post(&read, "/api/v1/sessions", &start).await.unwrap(),
+                "run",
+            ),
+            (
+                "read token answers",
+                post(&read, "/api/v1/approvals/1", &json!({}))
+                    .await
+                    .unwrap(),
+                "approve",
+            ),
             ("run token lists", get(&run).await.unwrap(), "read"),
-            ("run token answers", post(&run, "/api/v1/approvals/1", &json!({})).await.unwrap(), "approve"),
-            ("approve token starts", post(&approve, "/api/v1/sessions", &start).await.unwrap(), "run"),
-            ("approve token reads events", srv.http.get(srv.url("/api/v1/sessions/x/events")).bearer_auth(&approve).send().await.unwrap(), "read"),
+            (
+                "run token answers",
+                post(&run, "/api/v1/approvals/1", &json!({})).await.unwrap(),
+                "approve",
+            ),
+            (
+                "approve token starts",
+                post(&approve, "/api/v1/sessions", &start).await.unwrap(),
+                "run",
+            ),
+            (
+                "approve token reads events",
+                srv.http
+                    .get(srv.url("/api/v1/sessions/x/events"))
+                    .bearer_auth(&approve)
+                    .send()
+                    .await
+                    .unwrap(),
+                "read",
+            ),
         ] {
             let p = problem(r, 403).await;
-            assert!(p["detail"].as_str().unwrap().contains(&format!("`{scope}` scope")), "{what}: {p}");
+            assert!(
+                p["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("`{scope}` scope")),
+                "{what}: {p}"
+            );
             refused.push((what, p["audit_entry"].as_u64().unwrap()));
         }
         // Revoked on the host: refused at once, and the revocation is logged first.

@@ -18,8 +18,15 @@ use server_support::{runtime, Server};
 fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let o = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
-        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
         // A leaf, not a CA (webpki refuses a CA certificate as the server's).
         .args(["-addext", "basicConstraints=critical,CA:FALSE"])
         .arg("-keyout")
@@ -55,19 +62,39 @@ fn the_server_speaks_https_with_its_certificate_and_secure_host_cookies() {
     let alice = srv.token("alice");
     let rt = runtime();
     rt.block_on(async {
-        let r = srv.http.get(srv.url("/api/v1/sessions")).bearer_auth(&alice).send().await.unwrap();
+        let r = srv
+            .http
+            .get(srv.url("/api/v1/sessions"))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         // A client that does not trust the certificate gets no answer.
-        let stranger = reqwest::Client::builder().tls_built_in_root_certs(true).build().unwrap();
+        let stranger = reqwest::Client::builder()
+            .tls_built_in_root_certs(true)
+            .build()
+            .unwrap();
         assert!(stranger.get(srv.url("/healthz")).send().await.is_err());
         // Plain HTTP to the TLS port gets no API answer.
         let plain = srv.url("/healthz").replacen("https://", "http://", 1);
         let r = reqwest::get(&plain).await;
-        assert!(r.map_or(true, |r| r.status() != 200), "plain HTTP answered on the TLS port");
+        assert!(
+            r.map_or(true, |r| r.status() != 200),
+            "plain HTTP answered on the TLS port"
+        );
         // Browser cookies are __Host- and Secure under TLS.
         let pw = "a long passphrase for tls";
         let mut c = Command::new(stele_tests::stele_bin())
-            .args(["user", "add", "tess", "--team", "finance", "--password-stdin", "--config"])
+            .args([
+                "user",
+                "add",
+                "tess",
+                "--team",
+                "finance",
+                "--password-stdin",
+                "--config",
+            ])
             .arg(&srv.config)
             .env("STELE_STATE_DIR", &srv.s.state)
             .stdin(std::process::Stdio::piped())
@@ -90,12 +117,23 @@ fn the_server_speaks_https_with_its_certificate_and_secure_host_cookies() {
             .map(|v| v.to_str().unwrap().to_string())
             .collect();
         for name in ["__Host-stele_session=", "__Host-stele_csrf="] {
-            let c = cookies.iter().find(|c| c.starts_with(name)).unwrap_or_else(|| panic!("{name}: {cookies:?}"));
-            assert!(c.contains("; Secure") && c.contains("Path=/") && !c.contains("Domain"), "{c}");
+            let c = cookies
+                .iter()
+                .find(|c| c.starts_with(name))
+                .unwrap_or_else(|| panic!("{name}: {cookies:?}"));
+            assert!(
+                c.contains("; Secure") && c.contains("Path=/") && !c.contains("Domain"),
+                "{c}"
+            );
         }
         let body: Value = r.json().await.unwrap();
         // The session cookie works over TLS (the client's jar sends Secure cookies to https).
-        let r = srv.http.get(srv.url("/api/v1/sessions")).send().await.unwrap();
+        let r = srv
+            .http
+            .get(srv.url("/api/v1/sessions"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{body}");
     });
     srv.stop();
@@ -131,7 +169,10 @@ fn try_serve(toml: &str, listen: &str) -> (bool, String) {
     }
     let _ = child.kill();
     let status = child.wait().unwrap();
-    assert!(listening || !status.success(), "failed to start but exited 0:\n{err}");
+    assert!(
+        listening || !status.success(),
+        "failed to start but exited 0:\n{err}"
+    );
     (listening, err)
 }
 
@@ -140,7 +181,10 @@ fn plain_http_stays_loopback_only_and_bad_tls_files_stop_the_server() {
     let d = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed(d.path());
     let (up, err) = try_serve("", "0.0.0.0:0");
-    assert!(!up && err.contains("plain HTTP") && err.contains("tls_cert"), "{err}");
+    assert!(
+        !up && err.contains("plain HTTP") && err.contains("tls_cert"),
+        "{err}"
+    );
     // With TLS, any address.
     let (up, err) = try_serve(&tls_toml(&cert, &key), "0.0.0.0:0");
     assert!(up && err.contains("https://"), "{err}");

@@ -160,7 +160,14 @@ pub async fn open(
         })
         .await?;
     let headers = vec![
-        set(state, SESSION, &cookie, ttl, SameSite::Strict, Script::Hidden)?,
+        set(
+            state,
+            SESSION,
+            &cookie,
+            ttl,
+            SameSite::Strict,
+            Script::Hidden,
+        )?,
         set(state, CSRF, &csrf, ttl, SameSite::Strict, Script::Readable)?,
     ];
     Ok((headers, csrf, expires))

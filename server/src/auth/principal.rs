@@ -231,7 +231,15 @@ async fn from_cookie(
         }
         WebSessionLookup::Expired(u) => (u, "the session has expired".to_string()),
         WebSessionLookup::Revoked(u) => (u, "the session has ended (logged out)".to_string()),
-        WebSessionLookup::Unknown => ("anonymous".to_string(), "unknown session cookie".to_string()),
+        WebSessionLookup::Unknown => (
+            "anonymous".to_string(),
+            "unknown session cookie".to_string(),
+        ),
     };
-    Err(refuse(state, parts, Refused::unauthenticated(who, "cookie", reason)).await)
+    Err(refuse(
+        state,
+        parts,
+        Refused::unauthenticated(who, "cookie", reason),
+    )
+    .await)
 }

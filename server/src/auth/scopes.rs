@@ -107,10 +107,22 @@ mod tests {
 
     #[test]
     fn routes_need_their_scope_and_unknown_ones_need_admin() {
-        assert_eq!(required(&Method::GET, "/api/v1/sessions"), Some(Scope::Read));
-        assert_eq!(required(&Method::POST, "/api/v1/sessions"), Some(Scope::Run));
-        assert_eq!(required(&Method::POST, "/api/v1/sessions/"), Some(Scope::Run));
-        assert_eq!(required(&Method::POST, "/api/v1/approvals/7"), Some(Scope::Approve));
+        assert_eq!(
+            required(&Method::GET, "/api/v1/sessions"),
+            Some(Scope::Read)
+        );
+        assert_eq!(
+            required(&Method::POST, "/api/v1/sessions"),
+            Some(Scope::Run)
+        );
+        assert_eq!(
+            required(&Method::POST, "/api/v1/sessions/"),
+            Some(Scope::Run)
+        );
+        assert_eq!(
+            required(&Method::POST, "/api/v1/approvals/7"),
+            Some(Scope::Approve)
+        );
         assert_eq!(required(&Method::POST, "/api/v1/logout"), None);
         for (m, p) in [
             (Method::POST, "/api/v1/approvals"),
@@ -128,7 +140,10 @@ mod tests {
         let s = Scopes::parse("run, read").unwrap();
         assert!(s.has(Scope::Read) && s.has(Scope::Run) && !s.has(Scope::Admin));
         assert_eq!(s.to_string(), "read,run");
-        assert_eq!(Scopes::parse(&Scopes::all().to_string()).unwrap(), Scopes::all());
+        assert_eq!(
+            Scopes::parse(&Scopes::all().to_string()).unwrap(),
+            Scopes::all()
+        );
         assert!(Scopes::parse("read,write").unwrap_err().contains("write"));
         assert!(Scopes::parse("").is_err());
     }

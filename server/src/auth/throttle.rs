@@ -139,7 +139,10 @@ mod tests {
 
     #[test]
     fn lockouts_start_after_the_free_failures_and_grow() {
-        assert_eq!(lock_for(ACCOUNT_FREE_FAILURES - 1, ACCOUNT_FREE_FAILURES), None);
+        assert_eq!(
+            lock_for(ACCOUNT_FREE_FAILURES - 1, ACCOUNT_FREE_FAILURES),
+            None
+        );
         let first = lock_for(ACCOUNT_FREE_FAILURES, ACCOUNT_FREE_FAILURES);
         let second = lock_for(ACCOUNT_FREE_FAILURES + 1, ACCOUNT_FREE_FAILURES);
         assert_eq!(first, Some(FIRST_LOCK));

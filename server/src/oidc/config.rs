@@ -39,8 +39,8 @@ fn default_login_timeout() -> u64 {
 impl OidcConfig {
     /// What is wrong with the section, naming the field.
     pub fn check(&self) -> Result<(), String> {
-        let issuer = url::Url::parse(&self.issuer)
-            .map_err(|e| format!("oidc.issuer: not a URL ({e})"))?;
+        let issuer =
+            url::Url::parse(&self.issuer).map_err(|e| format!("oidc.issuer: not a URL ({e})"))?;
         let redirect = url::Url::parse(&self.redirect_url)
             .map_err(|e| format!("oidc.redirect_url: not a URL ({e})"))?;
         for (field, u) in [("oidc.issuer", &issuer), ("oidc.redirect_url", &redirect)] {

@@ -115,8 +115,8 @@ impl Oidc {
         }
         let redirect = RedirectUrl::new(config.redirect_url.clone())
             .map_err(|e| bad(format!("oidc.redirect_url: {e}")))?;
-        let issuer = IssuerUrl::new(config.issuer.clone())
-            .map_err(|e| bad(format!("oidc.issuer: {e}")))?;
+        let issuer =
+            IssuerUrl::new(config.issuer.clone()).map_err(|e| bad(format!("oidc.issuer: {e}")))?;
         // No redirects: a provider endpoint that redirects is an error, not a hop (SSRF).
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

@@ -115,19 +115,34 @@ mod tests {
         let ttl = Duration::from_secs(60);
         assert!(p.insert("s1".into(), login("b"), ttl));
         assert!(p.take("s1", Some("b"), ttl).is_ok());
-        assert_eq!(p.take("s1", Some("b"), ttl).err(), Some(StateRefusal::Unknown));
+        assert_eq!(
+            p.take("s1", Some("b"), ttl).err(),
+            Some(StateRefusal::Unknown)
+        );
         assert!(p.insert("s2".into(), login("b"), ttl));
-        assert_eq!(p.take("s2", Some("x"), ttl).err(), Some(StateRefusal::OtherBrowser));
+        assert_eq!(
+            p.take("s2", Some("x"), ttl).err(),
+            Some(StateRefusal::OtherBrowser)
+        );
         // Refused once is gone: the right browser cannot use it afterwards.
-        assert_eq!(p.take("s2", Some("b"), ttl).err(), Some(StateRefusal::Unknown));
+        assert_eq!(
+            p.take("s2", Some("b"), ttl).err(),
+            Some(StateRefusal::Unknown)
+        );
         assert!(p.insert("s3".into(), login("b"), ttl));
-        assert_eq!(p.take("s3", None, ttl).err(), Some(StateRefusal::OtherBrowser));
+        assert_eq!(
+            p.take("s3", None, ttl).err(),
+            Some(StateRefusal::OtherBrowser)
+        );
         assert!(p.insert("s4".into(), login("b"), ttl));
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(
             p.take("s4", Some("b"), Duration::from_millis(5)).err(),
             Some(StateRefusal::Expired)
         );
-        assert_eq!(p.take("never", Some("b"), ttl).err(), Some(StateRefusal::Unknown));
+        assert_eq!(
+            p.take("never", Some("b"), ttl).err(),
+            Some(StateRefusal::Unknown)
+        );
     }
 }

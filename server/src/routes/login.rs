@@ -14,10 +14,10 @@ use axum::response::{IntoResponse as _, Response};
 use super::{rfc3339, Body};
 use crate::auth::principal::Credential;
 use crate::auth::{cookies, password, tokens, Principal};
-use crate::store::User;
 use crate::error::ApiError;
 use crate::record::ServerDecision;
 use crate::state::Shared;
+use crate::store::User;
 
 /// The client's address (for throttling), when the server knows it.
 pub struct ClientAddr(pub Option<std::net::IpAddr>);

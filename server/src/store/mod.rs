@@ -5,9 +5,9 @@
 //! PostgreSQL store can take SQLite's place (SQL and types kept portable:
 //! text, integers, unix seconds).
 
+pub mod credentials;
 mod migrations;
 pub mod sqlite;
-pub mod credentials;
 
 use async_trait::async_trait;
 use stele_protocol::{ApprovalState, SessionState};
@@ -115,8 +115,8 @@ impl AdminAction {
             AdminAction::TokenCreate,
             AdminAction::TokenRevoke,
         ]
-            .into_iter()
-            .find(|a| a.as_str() == s)
+        .into_iter()
+        .find(|a| a.as_str() == s)
     }
 }
 

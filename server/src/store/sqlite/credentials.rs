@@ -5,7 +5,7 @@ use rusqlite::{params, OptionalExtension as _};
 
 use super::SqliteStore;
 use crate::error::ServerError;
-use crate::store::credentials::{WebSession, WebSessionLookup, CredentialStore};
+use crate::store::credentials::{CredentialStore, WebSession, WebSessionLookup};
 use crate::store::{AdminChange, Role, User};
 
 #[async_trait]
