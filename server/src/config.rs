@@ -196,6 +196,25 @@ mod tests {
                 "workspace.books.path",
             ),
             ("[server]\nlisten_on = \"127.0.0.1:1\"\n", "listen_on"),
+            (
+                "[server]\ntls_cert = \"/etc/cert.pem\"\n",
+                "server.tls_cert, server.tls_key",
+            ),
+            (
+                "[oidc]\nissuer = \"http://idp.example.com\"\nclient_id = \"s\"\n\
+                 client_secret_file = \"/s\"\nredirect_url = \"https://a/cb\"\n",
+                "oidc.issuer: must be https",
+            ),
+            (
+                "[oidc]\nissuer = \"https://idp\"\nclient_id = \"s\"\n\
+                 client_secret_file = \"/s\"\nredirect_url = \"not a url\"\n",
+                "oidc.redirect_url",
+            ),
+            (
+                "[oidc]\nissuer = \"https://idp\"\nclient_id = \"s\"\n\
+                 redirect_url = \"https://a/cb\"\n",
+                "client_secret_file",
+            ),
         ] {
             std::fs::write(&p, text).unwrap();
             let e = ServerConfig::load(&p).unwrap_err().to_string();
