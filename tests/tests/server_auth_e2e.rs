@@ -324,13 +324,34 @@ fn browser_sessions_need_their_csrf_token_and_end_at_logout() {
     let mut refused: Vec<(&str, u64, &str)> = Vec::new();
     rt.block_on(async {
         let (b, csrf, cookie) = browser_login(&srv, "pat").await;
-        assert_eq!(b.get(srv.url("/api/v1/sessions")).send().await.unwrap().status(), 200);
+        assert_eq!(
+            b.get(srv.url("/api/v1/sessions"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
         let start = json!({"workspace": "books", "task": "t"});
-        // The CSRF cookie travels by itself, as a forged cross-site request's would: not enough.
-        let p = problem(b.post(srv.url("/api/v1/sessions")).json(&start).send().await.unwrap(), 403).await;
+        // The CSRF cookie travels by itself, as a forged cross-site
+        // request's would: not enough.
+        let p = problem(
+            b.post(srv.url("/api/v1/sessions"))
+                .json(&start)
+                .send()
+                .await
+                .unwrap(),
+            403,
+        )
+        .await;
         refused.push(("no csrf header", p["audit_entry"].as_u64().unwrap(), "csrf"));
         let p = problem(
-            b.post(srv.url("/api/v1/sessions")).header("x-csrf-token", "stl_wrong").json(&start).send().await.unwrap(),
+            b.post(srv.url("/api/v1/sessions"))
+                .header("x-csrf-token", "stl_wrong")
+                .json(&start)
+                .send()
+                .await
+                .unwrap(),
             403,
         )
         .await;
@@ -338,51 +359,116 @@ fn browser_sessions_need_their_csrf_token_and_end_at_logout() {
         // Another live session's CSRF token is not this one's.
         let (_b2, csrf2, _) = browser_login(&srv, "pat").await;
         let p = problem(
-            b.post(srv.url("/api/v1/sessions")).header("x-csrf-token", &csrf2).json(&start).send().await.unwrap(),
+            b.post(srv.url("/api/v1/sessions"))
+                .header("x-csrf-token", &csrf2)
+                .json(&start)
+                .send()
+                .await
+                .unwrap(),
             403,
         )
         .await;
-        refused.push(("other session's csrf", p["audit_entry"].as_u64().unwrap(), "csrf"));
+        refused.push((
+            "other session's csrf",
+            p["audit_entry"].as_u64().unwrap(),
+            "csrf",
+        ));
         // Logout changes state too.
         let p = problem(b.post(srv.url("/api/v1/logout")).send().await.unwrap(), 403).await;
-        refused.push(("logout without csrf", p["audit_entry"].as_u64().unwrap(), "csrf"));
+        refused.push((
+            "logout without csrf",
+            p["audit_entry"].as_u64().unwrap(),
+            "csrf",
+        ));
 
         // Forged, doubled and expired cookies.
         let forged = format!("stele_session=stl_{}", "A".repeat(43));
-        let p = problem(srv.http.get(srv.url("/api/v1/sessions")).header("cookie", forged).send().await.unwrap(), 401).await;
-        refused.push(("forged cookie", p["audit_entry"].as_u64().unwrap(), "authenticate"));
-        let doubled = format!("stele_session={cookie}; stele_session=stl_{}", "B".repeat(43));
-        let p = problem(srv.http.get(srv.url("/api/v1/sessions")).header("cookie", doubled).send().await.unwrap(), 401).await;
-        refused.push(("doubled cookie", p["audit_entry"].as_u64().unwrap(), "authenticate"));
+        let p = problem(
+            srv.http
+                .get(srv.url("/api/v1/sessions"))
+                .header("cookie", forged)
+                .send()
+                .await
+                .unwrap(),
+            401,
+        )
+        .await;
+        refused.push((
+            "forged cookie",
+            p["audit_entry"].as_u64().unwrap(),
+            "authenticate",
+        ));
+        let doubled = format!(
+            "stele_session={cookie}; stele_session=stl_{}",
+            "B".repeat(43)
+        );
+        let p = problem(
+            srv.http
+                .get(srv.url("/api/v1/sessions"))
+                .header("cookie", doubled)
+                .send()
+                .await
+                .unwrap(),
+            401,
+        )
+        .await;
+        refused.push((
+            "doubled cookie",
+            p["audit_entry"].as_u64().unwrap(),
+            "authenticate",
+        ));
         let (b3, _, _) = browser_login(&srv, "pat").await;
         let db = rusqlite::Connection::open(srv.store()).unwrap();
         assert_eq!(
             db.execute(
-                "UPDATE web_sessions SET expires = 1 WHERE rowid = (SELECT max(rowid) FROM web_sessions)",
+                "UPDATE web_sessions SET expires = 1 \
+                 WHERE rowid = (SELECT max(rowid) FROM web_sessions)",
                 [],
             )
             .unwrap(),
             1
         );
         drop(db);
-        let p = problem(b3.get(srv.url("/api/v1/sessions")).send().await.unwrap(), 401).await;
+        let p = problem(
+            b3.get(srv.url("/api/v1/sessions")).send().await.unwrap(),
+            401,
+        )
+        .await;
         assert!(p["detail"].as_str().unwrap().contains("expired"), "{p}");
-        refused.push(("expired cookie", p["audit_entry"].as_u64().unwrap(), "authenticate"));
+        refused.push((
+            "expired cookie",
+            p["audit_entry"].as_u64().unwrap(),
+            "authenticate",
+        ));
 
         // Logout with the token ends the session; the old cookie is dead.
-        let r = b.post(srv.url("/api/v1/logout")).header("x-csrf-token", &csrf).send().await.unwrap();
+        let r = b
+            .post(srv.url("/api/v1/logout"))
+            .header("x-csrf-token", &csrf)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 204);
         assert!(r.headers().get_all("set-cookie").iter().any(|c| {
             let c = c.to_str().unwrap();
             c.starts_with("stele_session=;") && c.contains("Max-Age=0")
         }));
         let p = problem(
-            srv.http.get(srv.url("/api/v1/sessions")).header("cookie", format!("stele_session={cookie}")).send().await.unwrap(),
+            srv.http
+                .get(srv.url("/api/v1/sessions"))
+                .header("cookie", format!("stele_session={cookie}"))
+                .send()
+                .await
+                .unwrap(),
             401,
         )
         .await;
         assert!(p["detail"].as_str().unwrap().contains("logged out"), "{p}");
-        refused.push(("after logout", p["audit_entry"].as_u64().unwrap(), "authenticate"));
+        refused.push((
+            "after logout",
+            p["audit_entry"].as_u64().unwrap(),
+            "authenticate",
+        ));
 
         // Bearer requests need no CSRF token; logout with one revokes it.
         let r = srv
@@ -392,12 +478,34 @@ fn browser_sessions_need_their_csrf_token_and_end_at_logout() {
             .send()
             .await
             .unwrap();
-        let token = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
-        let r = srv.http.post(srv.url("/api/v1/logout")).bearer_auth(&token).send().await.unwrap();
+        let token = r.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let r = srv
+            .http
+            .post(srv.url("/api/v1/logout"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 204);
-        let p = problem(srv.http.get(srv.url("/api/v1/sessions")).bearer_auth(&token).send().await.unwrap(), 401).await;
+        let p = problem(
+            srv.http
+                .get(srv.url("/api/v1/sessions"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap(),
+            401,
+        )
+        .await;
         assert!(p["detail"].as_str().unwrap().contains("revoked"), "{p}");
-        refused.push(("revoked token", p["audit_entry"].as_u64().unwrap(), "authenticate"));
+        refused.push((
+            "revoked token",
+            p["audit_entry"].as_u64().unwrap(),
+            "authenticate",
+        ));
     });
     srv.stop();
     let leaves = srv.leaves();
