@@ -75,6 +75,16 @@ pub enum TokenCommand {
         /// A name for it (what it is for).
         #[arg(long, default_value = "api")]
         name: String,
+        /// What it may be used for: read, run, approve, admin (comma-separated).
+        #[arg(long, default_value = "read,run,approve")]
+        scope: String,
+    },
+    /// Revoke an API token by its id (printed by `token create`, in its
+    /// `token.create` entry): it stops working at once; the server records
+    /// the revocation before the first request it refuses.
+    Revoke {
+        /// The token's id (12 hex digits).
+        id: String,
     },
 }
 
@@ -131,12 +141,27 @@ pub fn user(args: UserArgs) -> anyhow::Result<ExitCode> {
 pub fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
     let config = stele_server::serve::load_config(args.config.as_deref())?;
     match args.command {
-        TokenCommand::Create { user, days, name } => {
-            let (token, _) = stele_server::admin::create_token(&config, &user, &name, days)?;
+        TokenCommand::Create {
+            user,
+            days,
+            name,
+            scope,
+        } => {
+            let scopes = stele_server::auth::scopes::Scopes::parse(&scope)
+                .map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
+            let (token, id, _) =
+                stele_server::admin::create_token(&config, &user, &name, scopes, days)?;
             stele_runtime::errln!(
-                "stele: token for {user}, valid {days} days; shown only now, kept only as its hash:"
+                "stele: token {id} for {user} ({scopes}), valid {days} days; shown only now, \
+                 kept only as its hash:"
             );
             stele_runtime::outln!("{token}");
+        }
+        TokenCommand::Revoke { id } => {
+            let user = stele_server::admin::revoke_token(&config, &id)?;
+            stele_runtime::errln!(
+                "stele: token {id} of {user} revoked (recorded by the server before it refuses it)"
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

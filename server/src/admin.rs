@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::scopes::Scopes;
 use crate::auth::{password, tokens};
 use crate::config::ServerConfig;
 use crate::error::ServerError;
@@ -120,13 +121,15 @@ pub fn add_user(
     Ok(added)
 }
 
-/// A new API token for `user`, valid `ttl_days`: the token (shown once) and its expiry.
+/// A new API token for `user`, valid `ttl_days`, for `scopes`: the token
+/// (shown once), its id (the first 12 hex digits of its SHA-256) and its expiry.
 pub fn create_token(
     config: &ServerConfig,
     user: &str,
     label: &str,
+    scopes: Scopes,
     ttl_days: u32,
-) -> Result<(String, i64), ServerError> {
+) -> Result<(String, String, i64), ServerError> {
     if ttl_days == 0 || ttl_days > 366 {
         return Err(ServerError::Start(
             "--days: a token lives 1 to 366 days".into(),
@@ -146,8 +149,33 @@ pub fn create_token(
     let change = change(
         AdminAction::TokenCreate,
         user,
-        serde_json::json!({"label": label, "expires": expires, "token_id": &hash[..hash.len().min(12)]}),
+        serde_json::json!({"label": label, "expires": expires, "token_id": &hash[..hash.len().min(12)],
+            "scopes": scopes.to_string()}),
     )?;
-    block_on(s.add_token(user, &hash, label, (t, expires), Some(change)))??;
-    Ok((token, expires))
+    block_on(s.add_token(user, &hash, label, scopes, (t, expires), Some(change)))??;
+    Ok((token, hash[..12].to_string(), expires))
+}
+
+/// Revoke the token whose id (12 hex digits, printed by `stele token
+/// create` and recorded in its `token.create` entry) is `id`: it stops
+/// working at once, and the server records the revocation before the
+/// first request it refuses. The account it belonged to.
+pub fn revoke_token(config: &ServerConfig, id: &str) -> Result<String, ServerError> {
+    if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ServerError::Start(format!(
+            "ID: {id:?} is not a token id (12 hex digits, as `stele token create` prints)"
+        )));
+    }
+    let id = id.to_ascii_lowercase();
+    let s = store(config)?;
+    let change = change(
+        AdminAction::TokenRevoke,
+        "",
+        serde_json::json!({"token_id": id}),
+    )?;
+    block_on(s.revoke_token_by_id(&id, now(), change))??.ok_or_else(|| {
+        ServerError::Start(format!(
+            "ID: no live token {id} (unknown, or already revoked)"
+        ))
+    })
 }

@@ -49,6 +49,7 @@ pub async fn record_admin_changes(state: &AppState) -> Result<usize, ServerError
                     match ch.action {
                         crate::store::AdminAction::AccountAdd => "account added",
                         crate::store::AdminAction::TokenCreate => "API token created",
+                        crate::store::AdminAction::TokenRevoke => "API token revoked",
                     },
                     ch.by
                 ),

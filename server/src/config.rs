@@ -27,6 +27,9 @@ pub struct ServerConfig {
     /// The `[[feed]]` entries, checked and their tokens loaded by [`ServerConfig::load`].
     #[serde(skip)]
     pub feed_sinks: Vec<stele_runtime::feed::config::SinkConfig>,
+    /// `[oidc]`: log in with an identity provider [default: local accounts only].
+    #[serde(default)]
+    pub oidc: Option<crate::oidc::OidcConfig>,
 }
 
 /// `[server]`.
@@ -64,6 +67,12 @@ pub struct ServerSection {
     /// (a loopback address only).
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// TLS certificate chain (PEM); with `tls_key`, the server speaks HTTPS.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ServerSection {
@@ -79,6 +88,8 @@ impl Default for ServerSection {
             db: None,
             key: None,
             metrics_listen: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -143,8 +154,14 @@ impl ServerConfig {
                 ));
             }
         }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return Err("server.tls_cert, server.tls_key: give both or neither".into());
+        }
         if self.server.ask_deadline_secs == 0 {
             return Err("server.ask_deadline_secs: must be at least 1".into());
+        }
+        if let Some(o) = &self.oidc {
+            o.check()?;
         }
         for (name, ws) in &self.workspace {
             if ws.teams.is_empty() {
@@ -204,6 +221,25 @@ mod tests {
                 "workspace.books.path",
             ),
             ("[server]\nlisten_on = \"127.0.0.1:1\"\n", "listen_on"),
+            (
+                "[server]\ntls_cert = \"/etc/cert.pem\"\n",
+                "server.tls_cert, server.tls_key",
+            ),
+            (
+                "[oidc]\nissuer = \"http://idp.example.com\"\nclient_id = \"s\"\n\
+                 client_secret_file = \"/s\"\nredirect_url = \"https://a/cb\"\n",
+                "oidc.issuer: must be https",
+            ),
+            (
+                "[oidc]\nissuer = \"https://idp\"\nclient_id = \"s\"\n\
+                 client_secret_file = \"/s\"\nredirect_url = \"not a url\"\n",
+                "oidc.redirect_url",
+            ),
+            (
+                "[oidc]\nissuer = \"https://idp\"\nclient_id = \"s\"\n\
+                 redirect_url = \"https://a/cb\"\n",
+                "client_secret_file",
+            ),
         ] {
             std::fs::write(&p, text).unwrap();
             let e = ServerConfig::load(&p).unwrap_err().to_string();

@@ -13,11 +13,13 @@ pub mod authz;
 pub mod config;
 pub mod error;
 pub mod feed;
+pub mod oidc;
 pub mod record;
 pub mod routes;
 pub mod serve;
 pub mod sessions;
 pub mod state;
 pub mod store;
+pub mod tls;
 
 pub use serve::{serve, ServeOptions};

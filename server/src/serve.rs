@@ -51,7 +51,14 @@ pub fn open(config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
             start_error(&format!("the policy bundle {}", located.path.display()), e)
         })?);
     let store = SqliteStore::open(&config.store_path())?;
+    let oidc = config
+        .oidc
+        .clone()
+        .map(crate::oidc::Oidc::new)
+        .transpose()?;
     Ok(Arc::new(AppState {
+        oidc,
+        throttle: crate::auth::throttle::Throttle::default(),
         sessions: Manager::new(config.server.max_sessions),
         pending: Pending::default(),
         admin_changes: tokio::sync::Mutex::new(()),
@@ -71,11 +78,15 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
         config.server.listen = l;
     }
     let listen = config.server.listen;
-    if !listen.ip().is_loopback() {
-        // TLS (rustls from certificate files) is a later part of issue 18.
+    // Read before anything opens: a bad certificate or key stops the server.
+    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    if tls.is_none() && !listen.ip().is_loopback() {
         return Err(ServerError::Start(format!(
             "--listen {listen}: plain HTTP is served only on loopback (127.0.0.1, ::1), for a \
-             reverse proxy that terminates TLS; TLS in stele itself is not built yet"
+             reverse proxy that terminates TLS; elsewhere set server.tls_cert and server.tls_key"
         )));
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -114,15 +125,21 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
             );
         }
         stele_runtime::errln!(
-            "stele serve: listening on http://{bound} (ready after {} ms; log {}, store {})",
+            "stele serve: listening on {}://{bound} (ready after {} ms; log {}, store {})",
+            if tls.is_some() { "https" } else { "http" },
             began.elapsed().as_millis(),
             serving.config.db().display(),
             serving.config.store_path().display()
         );
-        axum::serve(listener, crate::routes::router(serving))
-            .with_graceful_shutdown(shutdown())
-            .await
-            .map_err(|e| start_error("serving", e))
+        let app =
+            crate::routes::router(serving).into_make_service_with_connect_info::<SocketAddr>();
+        match tls {
+            Some(tls) => serve_tls(listener, tls, app).await,
+            None => axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown())
+                .await
+                .map_err(|e| start_error("serving", e)),
+        }
     });
     // The feed stops with the server (even when serving failed), before
     // the log is closed: it holds the log as the writer of its entries.
@@ -140,6 +157,30 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
         }
     }
     Ok(())
+}
+
+/// Serve HTTPS on `listener` until SIGINT or SIGTERM.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: axum::extract::connect_info::IntoMakeServiceWithConnectInfo<axum::Router, SocketAddr>,
+) -> Result<(), ServerError> {
+    let std = listener
+        .into_std()
+        .map_err(|e| start_error("the listening socket", e))?;
+    let handle = axum_server::Handle::new();
+    let stopping = handle.clone();
+    tokio::spawn(async move {
+        shutdown().await;
+        stopping.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(tls);
+    axum_server::tls_rustls::from_tcp_rustls(std, config)
+        .map_err(|e| start_error("the listening socket", e))?
+        .handle(handle)
+        .serve(app)
+        .await
+        .map_err(|e| start_error("serving", e))
 }
 
 async fn shutdown() {

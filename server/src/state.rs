@@ -30,6 +30,10 @@ pub struct AppState {
     pub pending: Pending,
     /// Held while host-side changes are recorded (`admin_record.rs`).
     pub admin_changes: tokio::sync::Mutex<()>,
+    /// OIDC login, when `[oidc]` is configured.
+    pub oidc: Option<crate::oidc::Oidc>,
+    /// Failed-login counts.
+    pub throttle: crate::auth::throttle::Throttle,
 }
 
 impl AppState {

@@ -105,7 +105,13 @@ fn the_demo_installs_only_what_it_needs() {
     }
     // The tests still get everything (the VM image for the VM tests).
     let setup = std::fs::read_to_string(root().join("scripts/setup")).unwrap();
-    for needed in ["setup-demo", "setup-vm", "setup-mcp", "setup-siem"] {
+    for needed in [
+        "setup-demo",
+        "setup-vm",
+        "setup-mcp",
+        "setup-siem",
+        "setup-oidc",
+    ] {
         assert!(setup.contains(needed), "scripts/setup lacks {needed}");
     }
 }

@@ -3,8 +3,11 @@
 //! principal of every request comes from here, never from a body or `$USER`.
 //! Cookies, CSRF tokens and OIDC are later parts of issue 18 (docs/server.md).
 
+pub mod cookies;
 pub mod password;
 pub mod principal;
+pub mod scopes;
+pub mod throttle;
 pub mod tokens;
 
 pub use principal::Principal;

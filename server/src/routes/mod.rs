@@ -8,6 +8,7 @@ mod events;
 mod health;
 mod holds;
 mod login;
+mod oidc;
 mod sessions;
 
 use axum::extract::rejection::JsonRejection;
@@ -30,6 +31,10 @@ pub fn router(state: Shared) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/api/v1/login", post(login::login))
         .route("/api/v1/setup", post(login::setup))
+        .route("/api/v1/login/browser", post(login::login_browser))
+        .route("/api/v1/logout", post(login::logout))
+        .route("/api/v1/oidc/login", get(oidc::login))
+        .route("/api/v1/oidc/callback", get(oidc::callback))
         .route(
             "/api/v1/sessions",
             get(sessions::list).post(sessions::start),

@@ -60,4 +60,20 @@ pub const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE users ADD COLUMN pending_change INTEGER;
     ALTER TABLE tokens ADD COLUMN pending_change INTEGER;",
+    // 3: browser sessions (cookie and CSRF token kept as SHA-256), ended by
+    // logout (`revoked`) or expiry; tokens can be revoked and carry scopes
+    // (those made before scopes keep every scope they had).
+    "CREATE TABLE web_sessions (
+        hash TEXT PRIMARY KEY,
+        user TEXT NOT NULL,
+        teams TEXT NOT NULL,
+        role TEXT NOT NULL,
+        method TEXT NOT NULL,
+        csrf_hash TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        revoked INTEGER
+    );
+    ALTER TABLE tokens ADD COLUMN revoked INTEGER;
+    ALTER TABLE tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT 'read,run,approve,admin';",
 ];

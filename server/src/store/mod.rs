@@ -5,6 +5,7 @@
 //! PostgreSQL store can take SQLite's place (SQL and types kept portable:
 //! text, integers, unix seconds).
 
+pub mod credentials;
 mod migrations;
 pub mod sqlite;
 
@@ -93,6 +94,8 @@ pub enum AdminAction {
     AccountAdd,
     /// An API token was created.
     TokenCreate,
+    /// An API token was revoked.
+    TokenRevoke,
 }
 
 impl AdminAction {
@@ -101,24 +104,31 @@ impl AdminAction {
         match self {
             AdminAction::AccountAdd => "account.add",
             AdminAction::TokenCreate => "token.create",
+            AdminAction::TokenRevoke => "token.revoke",
         }
     }
 
     /// Parse a stored name.
     pub fn parse(s: &str) -> Option<AdminAction> {
-        [AdminAction::AccountAdd, AdminAction::TokenCreate]
-            .into_iter()
-            .find(|a| a.as_str() == s)
+        [
+            AdminAction::AccountAdd,
+            AdminAction::TokenCreate,
+            AdminAction::TokenRevoke,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
     }
 }
 
 /// What a presented token turns out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenLookup {
-    /// A live token of this user.
-    Valid(User),
+    /// A live token of this user, and what it may be used for.
+    Valid(User, crate::auth::scopes::Scopes),
     /// A token of this user that has expired.
     Expired(String),
+    /// A token of this user that was revoked.
+    Revoked(String),
     /// No such token.
     Unknown,
 }
@@ -165,7 +175,7 @@ pub struct ApprovalRecord {
 
 /// The server's state.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: credentials::CredentialStore + Send + Sync + std::fmt::Debug {
     /// Add an account; `setup` is the hash of a one-time set-up secret and its expiry.
     /// With `change`, the account works only once the change is recorded
     /// ([`Store::admin_change_recorded`]). False when the name is taken.
@@ -200,6 +210,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         user: &str,
         token_hash: &str,
         label: &str,
+        scopes: crate::auth::scopes::Scopes,
         lifetime: (i64, i64),
         change: Option<AdminChange>,
     ) -> Result<(), ServerError>;

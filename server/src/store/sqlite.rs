@@ -14,6 +14,8 @@ use super::{
 };
 use crate::error::ServerError;
 
+mod credentials;
+
 /// The SQLite store. One connection, used from blocking tasks.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -347,18 +349,20 @@ impl Store for SqliteStore {
         user: &str,
         token_hash: &str,
         label: &str,
+        scopes: crate::auth::scopes::Scopes,
         lifetime: (i64, i64),
         change: Option<AdminChange>,
     ) -> Result<(), ServerError> {
         let (u, h, l) = (user.to_string(), token_hash.to_string(), label.to_string());
+        let sc = scopes.to_string();
         let (created, expires) = lifetime;
         self.call(move |c| {
             let tx = c.unchecked_transaction()?;
             let pending = change.map(|ch| insert_change(&tx, &ch)).transpose()?;
             tx.execute(
-                "INSERT INTO tokens (hash, user, label, created, expires, pending_change) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![h, u, l, created, expires, pending],
+                "INSERT INTO tokens (hash, user, label, created, expires, pending_change, scopes) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![h, u, l, created, expires, pending, sc],
             )?;
             tx.commit()
         })
@@ -368,19 +372,27 @@ impl Store for SqliteStore {
     async fn token(&self, token_hash: &str, now: i64) -> Result<TokenLookup, ServerError> {
         let h = token_hash.to_string();
         self.call(move |c| {
-            let row: Option<(String, i64)> = c
+            let row: Option<(String, i64, Option<i64>, String)> = c
                 .query_row(
-                    "SELECT user, expires FROM tokens WHERE hash = ?1 AND pending_change IS NULL",
+                    "SELECT user, expires, revoked, scopes FROM tokens \
+                     WHERE hash = ?1 AND pending_change IS NULL",
                     params![h],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .optional()?;
-            let Some((user, expires)) = row else {
+            let Some((user, expires, revoked, scopes)) = row else {
                 return Ok(TokenLookup::Unknown);
             };
+            if revoked.is_some() {
+                return Ok(TokenLookup::Revoked(user));
+            }
             if expires <= now {
                 return Ok(TokenLookup::Expired(user));
             }
+            // Scopes that do not parse are no token (fail closed).
+            let Ok(scopes) = crate::auth::scopes::Scopes::parse(&scopes) else {
+                return Ok(TokenLookup::Unknown);
+            };
             let u = c
                 .query_row(
                     &format!(
@@ -390,7 +402,7 @@ impl Store for SqliteStore {
                     user_row,
                 )
                 .optional()?;
-            Ok(u.map_or(TokenLookup::Unknown, TokenLookup::Valid))
+            Ok(u.map_or(TokenLookup::Unknown, |u| TokenLookup::Valid(u, scopes)))
         })
         .await
     }

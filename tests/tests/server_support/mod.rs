@@ -17,6 +17,8 @@ use stele_tests::Stele;
 
 use crate::e2e_common;
 
+pub mod oidc;
+
 /// A running server and what it was set up with.
 pub struct Server {
     pub dir: tempfile::TempDir,
@@ -29,6 +31,7 @@ pub struct Server {
     pub started: Duration,
     child: Option<Child>,
     stderr: Arc<Mutex<String>>,
+    listen: String,
 }
 
 /// Accounts every server has: alice and dave (finance members), bob (finance approver),
@@ -44,6 +47,21 @@ pub const ACCOUNTS: &[(&str, &str, &str)] = &[
 impl Server {
     /// Set up and start a server; `extra` Cedar is added to the finance team's policies.
     pub fn start(extra: &str, server_toml: &str) -> Server {
+        Self::start_on(extra, server_toml, "127.0.0.1:0")
+    }
+
+    /// [`Server::start`] listening on `listen` (a test that must know the port first).
+    pub fn start_on(extra: &str, server_toml: &str, listen: &str) -> Server {
+        Self::start_with(extra, server_toml, listen, reqwest::Client::new())
+    }
+
+    /// [`Server::start_on`] with the test's own HTTP client (one that trusts a test certificate).
+    pub fn start_with(
+        extra: &str,
+        server_toml: &str,
+        listen: &str,
+        http: reqwest::Client,
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let ws = e2e_common::workspace(dir.path());
         std::fs::create_dir_all(ws.join("outbox")).unwrap();
@@ -82,10 +100,11 @@ impl Server {
             config,
             mock,
             base: String::new(),
-            http: reqwest::Client::new(),
+            http,
             started: Duration::ZERO,
             child: None,
             stderr: Arc::new(Mutex::new(String::new())),
+            listen: listen.to_string(),
         };
         server.spawn();
         server
@@ -95,7 +114,7 @@ impl Server {
     pub fn spawn(&mut self) {
         let began = Instant::now();
         let mut child = Command::new(stele_tests::stele_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .args(["serve", "--listen", &self.listen, "--config"])
             .arg(&self.config)
             .env("STELE_STATE_DIR", &self.s.state)
             // The principal comes from the token, never from $USER.

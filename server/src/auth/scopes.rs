@@ -1,0 +1,150 @@
+//! What an API token may be used for: `read` (every GET: sessions,
+//! events, approvals), `run` (start sessions), `approve` (answer
+//! approvals), `admin` (anything else that changes state — a route not
+//! mapped here needs `admin`, so a new route fails closed). Checked for
+//! every request before the route runs; the role and the policy still
+//! decide on top. Browser sessions and login tokens carry every scope.
+
+use axum::http::Method;
+
+/// One scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Read sessions, events and approvals.
+    Read,
+    /// Start sessions.
+    Run,
+    /// Answer approvals.
+    Approve,
+    /// Everything else that changes state.
+    Admin,
+}
+
+const ALL: [Scope; 4] = [Scope::Read, Scope::Run, Scope::Approve, Scope::Admin];
+
+impl Scope {
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Run => "run",
+            Scope::Approve => "approve",
+            Scope::Admin => "admin",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            Scope::Read => 1,
+            Scope::Run => 2,
+            Scope::Approve => 4,
+            Scope::Admin => 8,
+        }
+    }
+}
+
+/// A set of scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scopes(u8);
+
+impl Scopes {
+    /// Every scope.
+    pub fn all() -> Scopes {
+        Scopes(ALL.iter().map(|s| s.bit()).sum())
+    }
+
+    /// Whether `s` is in the set.
+    pub fn has(self, s: Scope) -> bool {
+        self.0 & s.bit() != 0
+    }
+
+    /// Parse `read,run,…`; an unknown or empty list is an error naming it.
+    pub fn parse(text: &str) -> Result<Scopes, String> {
+        let mut bits = 0;
+        for word in text.split(',').map(str::trim) {
+            let s = ALL
+                .iter()
+                .find(|s| s.as_str() == word)
+                .ok_or_else(|| format!("unknown scope {word:?} (read, run, approve, admin)"))?;
+            bits |= s.bit();
+        }
+        if bits == 0 {
+            return Err("no scope given".into());
+        }
+        Ok(Scopes(bits))
+    }
+}
+
+impl std::fmt::Display for Scopes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = ALL
+            .iter()
+            .filter(|s| self.has(**s))
+            .map(|s| s.as_str())
+            .collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+/// The scope a request needs; None for logout (ending one's own credential).
+pub fn required(method: &Method, path: &str) -> Option<Scope> {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Some(Scope::Read);
+    }
+    let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    match (method.as_str(), parts.as_slice()) {
+        ("POST", ["", "api", "v1", "logout"]) => None,
+        ("POST", ["", "api", "v1", "sessions"]) => Some(Scope::Run),
+        ("POST", ["", "api", "v1", "approvals", _]) => Some(Scope::Approve),
+        _ => Some(Scope::Admin),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn routes_need_their_scope_and_unknown_ones_need_admin() {
+        assert_eq!(
+            required(&Method::GET, "/api/v1/sessions"),
+            Some(Scope::Read)
+        );
+        assert_eq!(
+            required(&Method::POST, "/api/v1/sessions"),
+            Some(Scope::Run)
+        );
+        assert_eq!(
+            required(&Method::POST, "/api/v1/sessions/"),
+            Some(Scope::Run)
+        );
+        assert_eq!(
+            required(&Method::POST, "/api/v1/approvals/7"),
+            Some(Scope::Approve)
+        );
+        assert_eq!(required(&Method::POST, "/api/v1/logout"), None);
+        for (m, p) in [
+            (Method::POST, "/api/v1/approvals"),
+            (Method::POST, "/api/v1/schedules"),
+            (Method::DELETE, "/api/v1/sessions/x"),
+            (Method::PUT, "/api/v1/approvals/7"),
+            (Method::POST, "/api/v1/sessions/x/files"),
+        ] {
+            assert_eq!(required(&m, p), Some(Scope::Admin), "{m} {p}");
+        }
+    }
+
+    #[test]
+    fn scope_lists_parse_and_print() {
+        let s = Scopes::parse("run, read").unwrap();
+        assert!(s.has(Scope::Read) && s.has(Scope::Run) && !s.has(Scope::Admin));
+        assert_eq!(s.to_string(), "read,run");
+        assert_eq!(
+            Scopes::parse(&Scopes::all().to_string()).unwrap(),
+            Scopes::all()
+        );
+        assert!(Scopes::parse("read,write").unwrap_err().contains("write"));
+        assert!(Scopes::parse("").is_err());
+    }
+}
