@@ -500,9 +500,17 @@ fn legal_holds_over_the_api_need_audit_hold_and_two_principals_to_release() {
     let mut srv = Server::start("", "");
     add_account(&srv, "adam", "finance", "admin");
     add_account(&srv, "ada", "finance", "admin");
-    let (adam, ada, rita) = (srv.token("adam"), srv.token("ada"), srv.token("rita"));
+    // Holds are audit administration: the officers' tokens carry `admin`.
+    let (adam, ada) = (
+        srv.token_scoped("adam", "read,admin"),
+        srv.token_scoped("ada", "read,admin"),
+    );
+    let (rita, adam_plain) = (srv.token("rita"), srv.token("adam"));
     let hold = runtime().block_on(async {
         let body = json!({"principal": "alice", "reason": "matter 42"});
+        // An admin's token without the `admin` scope: refused (scope).
+        let r = post(&srv, &adam_plain, "/api/v1/audit/holds", body.clone()).await;
+        assert_eq!(r.status(), 403);
         // A reviewer has no audit.hold in the template: refused and logged.
         let r = post(&srv, &rita, "/api/v1/audit/holds", body.clone()).await;
         assert_eq!(r.status(), 403);

@@ -26,6 +26,8 @@ pub(crate) struct Derived {
     ocsf: Option<OcsfStream>,
     origin: OcsfOrigin,
     origin_text: String,
+    /// The mapping the manifest names (older exports: mapping 1).
+    mapping: ocsf::OcsfMapping,
 }
 
 /// Decompressed bytes of the exported OCSF view, compared with the events
@@ -122,8 +124,9 @@ impl Derived {
         Ok(Self {
             summary: SummaryBuilder::default(),
             ocsf,
-            origin: OcsfOrigin::new(&m.predicate.origin),
+            origin: OcsfOrigin::new(&m.predicate.origin).with_mapping(m.predicate.ocsf_mapping),
             origin_text: m.predicate.origin.clone(),
+            mapping: m.predicate.ocsf_mapping,
         })
     }
 
@@ -193,7 +196,7 @@ impl Derived {
         })?;
         let leaf: Leaf = serde_json::from_slice(bytes)
             .map_err(|e| Failure::new(OCSF, Some(seq), format!("entry {seq}: {e}")))?;
-        let want = ocsf::event(&leaf, hash, &self.origin_text);
+        let want = ocsf::event_in(&leaf, hash, &self.origin_text, self.mapping);
         let Some(path) = first_difference(&got, &want, String::new()) else {
             return Ok(());
         };

@@ -588,3 +588,110 @@ fn withheld_payloads_are_said_to_be_withheld() {
         .iter()
         .any(|u| u.contains("withheld")));
 }
+
+/// Re-sign the manifest after `edit` changed its predicate.
+fn resign_predicate(dir: &Path, key: &Ed25519Signer, edit: impl Fn(&mut serde_json::Value)) {
+    let env = Envelope::from_json(&std::fs::read(dir.join(MANIFEST)).unwrap()).unwrap();
+    let mut st = Statement::open(&env, &key.verifier(), PREDICATE_TYPE).unwrap();
+    edit(&mut st.predicate);
+    let env = Statement::new(st.subject, PREDICATE_TYPE, st.predicate)
+        .sign(key)
+        .unwrap();
+    std::fs::write(dir.join(MANIFEST), env.to_json().unwrap() + "\n").unwrap();
+}
+
+/// The exported OCSF view rewritten from the log's entries under `mapping`.
+fn ocsf_under(s: &Setup, dir: &Path, mapping: stele_audit::export::ocsf::OcsfMapping) -> String {
+    let store = stele_audit::Store::open(&s.dir.path().join("audit.db")).unwrap();
+    let mut out = String::new();
+    for l in read_ocsf(dir).lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        let seq = v["metadata"]["sequence"].as_u64().unwrap();
+        let e = store.entry(seq).unwrap();
+        let leaf: stele_audit::leaf::Leaf = serde_json::from_slice(&e.leaf).unwrap();
+        let hash = stele_audit::merkle::leaf_hash(&e.leaf);
+        let ev = stele_audit::export::ocsf::event_in(&leaf, &hash, ORIGIN, mapping);
+        out.push_str(&serde_json::to_string(&ev).unwrap());
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn an_export_made_under_an_earlier_ocsf_mapping_still_verifies_and_mappings_do_not_mix() {
+    use stele_audit::export::ocsf::OcsfMapping;
+    let s = Setup::new();
+    for sel in [Selection::Session { id: SESSION.into() }, Selection::All] {
+        let name = format!("mapping-{}", matches!(sel, Selection::All));
+        let good = s.export(ManifestKey::Log, sel, &name);
+        let o = s.opts(ManifestKey::Log);
+        let manifest = std::fs::read_to_string(good.join(MANIFEST)).unwrap();
+        let env = Envelope::from_json(manifest.as_bytes()).unwrap();
+        let st = Statement::open(&env, &s.log_key.verifier(), PREDICATE_TYPE).unwrap();
+        assert_eq!(st.predicate["ocsf_mapping"], OcsfMapping::CURRENT.as_str());
+        let v1 = ocsf_under(&s, &good, OcsfMapping::V1);
+        let v2 = ocsf_under(&s, &good, OcsfMapping::V2);
+        assert_ne!(
+            v1, v2,
+            "the session has entries the two mappings place apart"
+        );
+        let unnamed = |p: &mut serde_json::Value| {
+            p.as_object_mut().unwrap().remove("ocsf_mapping");
+        };
+        // (view written under, manifest edit, verifies?)
+        type Case = (
+            &'static str,
+            String,
+            Box<dyn Fn(&mut serde_json::Value)>,
+            bool,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "an older export: view 1, no mapping named",
+                v1.clone(),
+                Box::new(unnamed),
+                true,
+            ),
+            (
+                "view 1, mapping 1 named",
+                v1.clone(),
+                Box::new(|p: &mut serde_json::Value| p["ocsf_mapping"] = "1".into()),
+                true,
+            ),
+            (
+                "view 2 claiming to be an older export",
+                v2.clone(),
+                Box::new(unnamed),
+                false,
+            ),
+            (
+                "view 1 under a manifest naming mapping 2",
+                v1.clone(),
+                Box::new(|_: &mut serde_json::Value| {}),
+                false,
+            ),
+        ];
+        for (what, view, edit, ok) in cases {
+            let t = s.dir.path().join(format!("{name}-{what}"));
+            copy_dir(&good, &t);
+            write_ocsf(&t, &view);
+            resign(&t, &s.log_key);
+            resign_predicate(&t, &s.log_key, &edit);
+            match (check(&t, &o), ok) {
+                (Ok(r), true) => assert!(r.account.verification.derived_files_match, "{what}"),
+                (Err(e), false) => assert_eq!(e.file, OCSF, "{what}: {e}"),
+                (Ok(_), false) => panic!("{what}: verified"),
+                (Err(e), true) => panic!("{what}: {e}"),
+            }
+        }
+        // A mapping this stele does not know is refused, naming the field.
+        let t = s.dir.path().join(format!("{name}-unknown"));
+        copy_dir(&good, &t);
+        resign_predicate(&t, &s.log_key, |p| p["ocsf_mapping"] = "9".into());
+        let e = check(&t, &o).unwrap_err();
+        assert!(
+            e.reason.contains("ocsf_mapping") && e.reason.contains("\"9\""),
+            "{e}"
+        );
+    }
+}

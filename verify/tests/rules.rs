@@ -373,6 +373,7 @@ fn write_bundle(dir: &Path, leaves: &[Vec<u8>], b: &Base, note: NoteHook) {
         payloads_included: true,
         checkpoints: vec![],
         layout: Default::default(),
+        ocsf_mapping: stele_audit::export::ocsf::OcsfMapping::CURRENT,
     };
     let subjects = files
         .iter()

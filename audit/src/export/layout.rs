@@ -206,6 +206,10 @@ pub struct ExportPredicate {
     /// What proves the selected entries (absent: tiles).
     #[serde(default, skip_serializing_if = "BundleLayout::is_tiles")]
     pub layout: BundleLayout,
+    /// The entry → OCSF mapping `ocsf.jsonl.gz` follows (absent: mapping
+    /// 1, as exports made before it was named).
+    #[serde(default)]
+    pub ocsf_mapping: super::ocsf::OcsfMapping,
 }
 
 /// `sha256:<hex>` over files framed as `path NUL len(u64 BE) bytes`, sorted by

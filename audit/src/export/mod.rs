@@ -17,6 +17,7 @@ pub mod binary_digest;
 mod bundle_out;
 pub mod layout;
 pub mod ocsf;
+pub mod ocsf_mapping;
 #[cfg(feature = "store")]
 mod session;
 pub mod summary;

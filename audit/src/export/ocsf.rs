@@ -31,6 +31,8 @@ use crate::leaf::{parse_hash_b64, Leaf};
 use crate::leaf_view::{JsonStr, LeafText};
 use crate::merkle::Hash;
 
+pub use super::ocsf_mapping::OcsfMapping;
+
 /// OCSF schema version the view follows.
 pub const OCSF_VERSION: &str = "1.3.0";
 
@@ -88,7 +90,14 @@ pub fn class_and_activity(kind: EventKind) -> (u32, u32) {
 
 /// The authorization outcome of a leaf (`actor.authorizations[0].decision`):
 /// its policy decision's, else what an approval entry says.
-fn authorization(kind: EventKind, effect: Option<Effect>) -> Option<&'static str> {
+fn authorization(
+    mapping: OcsfMapping,
+    kind: EventKind,
+    effect: Option<Effect>,
+) -> Option<&'static str> {
+    if !mapping.has_authorizations() {
+        return None;
+    }
     match (effect, kind) {
         (Some(Effect::Allow), _) => Some("Allowed"),
         (Some(Effect::Deny), _) => Some("Denied"),
@@ -143,6 +152,8 @@ fn epoch_ms_fast(ts: &str) -> i64 {
 pub struct OcsfOrigin {
     /// The origin as the content of a JSON string.
     escaped: Vec<u8>,
+    /// The mapping the events follow.
+    mapping: OcsfMapping,
 }
 
 impl OcsfOrigin {
@@ -150,7 +161,17 @@ impl OcsfOrigin {
     pub fn new(origin: &str) -> Self {
         let mut escaped = Vec::with_capacity(origin.len());
         crate::leaf_view::escape_into(origin, &mut escaped);
-        Self { escaped }
+        Self {
+            escaped,
+            mapping: OcsfMapping::CURRENT,
+        }
+    }
+
+    /// The same, for events under `mapping` (an export's manifest says
+    /// which; older exports follow [`OcsfMapping::V1`]).
+    pub fn with_mapping(mut self, mapping: OcsfMapping) -> Self {
+        self.mapping = mapping;
+        self
     }
 
     fn write_json(&self, out: &mut Vec<u8>) {
@@ -205,14 +226,18 @@ fn opt_str(out: &mut Vec<u8>, s: Option<JsonStr<'_>>) {
 /// written directly from the borrowed fields. The exporter and the
 /// verifier both write events with this.
 pub fn write_event(l: &LeafText<'_>, hash: &Hash, origin: &OcsfOrigin, out: &mut Vec<u8>) {
-    let (class_uid, activity_id) = class_and_activity(l.kind);
+    let (class_uid, activity_id) = origin.mapping.class_and_activity(l.kind);
     let kind = l.kind.as_str().as_bytes();
     let put = |out: &mut Vec<u8>, s: &[u8]| out.extend_from_slice(s);
     put(out, b"{\"activity_id\":");
     push_u64(out, u64::from(activity_id));
     put(out, b",\"actor\":{\"app_name\":");
     l.actor.runtime.write_json(out);
-    if let Some(a) = authorization(l.kind, l.decision.as_ref().map(|d| d.effect)) {
+    if let Some(a) = authorization(
+        origin.mapping,
+        l.kind,
+        l.decision.as_ref().map(|d| d.effect),
+    ) {
         put(out, b",\"authorizations\":[{\"decision\":\"");
         put(out, a.as_bytes());
         out.push(b'"');
@@ -413,7 +438,12 @@ pub fn write_event(l: &LeafText<'_>, hash: &Hash, origin: &OcsfOrigin, out: &mut
 /// construction, kept as the reference [`write_event`] is tested against
 /// and for naming the first difference when an exported event differs.
 pub fn event(leaf: &Leaf, hash: &Hash, origin: &str) -> Value {
-    let (class_uid, activity_id) = class_and_activity(leaf.kind);
+    event_in(leaf, hash, origin, OcsfMapping::CURRENT)
+}
+
+/// [`event`] under `mapping`.
+pub fn event_in(leaf: &Leaf, hash: &Hash, origin: &str, mapping: OcsfMapping) -> Value {
+    let (class_uid, activity_id) = mapping.class_and_activity(leaf.kind);
     let mut e = Map::new();
     e.insert("class_uid".into(), json!(class_uid));
     e.insert("category_uid".into(), json!(class_uid / 1000));
@@ -437,7 +467,7 @@ pub fn event(leaf: &Leaf, hash: &Hash, origin: &str) -> Value {
     e.insert("chain_uid".into(), json!(origin));
     let mut actor = json!({"user": {"name": leaf.actor.principal, "groups": leaf.actor.teams.iter().map(|t| json!({"name": t})).collect::<Vec<_>>()},
                "app_name": leaf.actor.runtime});
-    if let Some(a) = authorization(leaf.kind, leaf.decision.as_ref().map(|d| d.effect)) {
+    if let Some(a) = authorization(mapping, leaf.kind, leaf.decision.as_ref().map(|d| d.effect)) {
         let mut auth = json!({"decision": a});
         if let Some(d) = &leaf.decision {
             auth["policy"] =

@@ -200,6 +200,7 @@ pub(super) fn build(
         payloads_included: opts.payloads,
         checkpoints: cp_sizes,
         layout: BundleLayout::Session,
+        ocsf_mapping: super::ocsf::OcsfMapping::CURRENT,
     };
     let files = o.seal(&predicate, &verifier.to_string(), manifest_signer)?;
     Ok(ExportReport {

@@ -362,6 +362,7 @@ pub(super) fn build(
         payloads_included: opts.payloads,
         checkpoints: cp_sizes,
         layout: BundleLayout::Tiles,
+        ocsf_mapping: super::ocsf::OcsfMapping::CURRENT,
     };
     let files = o.seal(&predicate, &verifier.to_string(), manifest_signer)?;
     Ok(ExportReport {

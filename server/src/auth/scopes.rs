@@ -96,6 +96,10 @@ pub fn required(method: &Method, path: &str) -> Option<Scope> {
         ("POST", ["", "api", "v1", "logout"]) => None,
         ("POST", ["", "api", "v1", "sessions"]) => Some(Scope::Run),
         ("POST", ["", "api", "v1", "approvals", _]) => Some(Scope::Approve),
+        // Legal holds are audit administration: a token needs `admin`
+        // (and the account `audit.hold` in the policy).
+        ("POST", ["", "api", "v1", "audit", "holds"])
+        | ("POST", ["", "api", "v1", "audit", "holds", _, "release"]) => Some(Scope::Admin),
         _ => Some(Scope::Admin),
     }
 }
@@ -130,6 +134,8 @@ mod tests {
             (Method::DELETE, "/api/v1/sessions/x"),
             (Method::PUT, "/api/v1/approvals/7"),
             (Method::POST, "/api/v1/sessions/x/files"),
+            (Method::POST, "/api/v1/audit/holds"),
+            (Method::POST, "/api/v1/audit/holds/12/release"),
         ] {
             assert_eq!(required(&m, p), Some(Scope::Admin), "{m} {p}");
         }

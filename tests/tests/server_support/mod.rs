@@ -169,19 +169,23 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
-    /// A fresh API token for `user`, from `stele token create`.
+    /// A fresh API token for `user`, from `stele token create` (its
+    /// default scopes).
     pub fn token(&self, user: &str) -> String {
-        let o = self
-            .s
-            .run(&[
-                "token",
-                "create",
-                "--user",
-                user,
-                "--config",
-                self.config.to_str().unwrap(),
-            ])
-            .unwrap();
+        self.token_with(user, &[])
+    }
+
+    /// A fresh API token for `user` with `--scope scopes`.
+    #[allow(dead_code)]
+    pub fn token_scoped(&self, user: &str, scopes: &str) -> String {
+        self.token_with(user, &["--scope", scopes])
+    }
+
+    fn token_with(&self, user: &str, more: &[&str]) -> String {
+        let config = self.config.to_str().unwrap();
+        let mut args = vec!["token", "create", "--user", user, "--config", config];
+        args.extend_from_slice(more);
+        let o = self.s.run(&args).unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8(o.stdout).unwrap().trim().to_string()
     }
