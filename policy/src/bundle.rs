@@ -12,7 +12,7 @@ use crate::decision::{
 };
 use crate::digest::BundleDigest;
 use crate::error::PolicyError;
-use crate::layer::{Layer, LayerKind, LazyInput, Mode, Part};
+use crate::layer::{Layer, LayerKind, LazyInput, Mode, Part, PartOutcome};
 use crate::layout::{read_bundle, BundleFiles, TextFile};
 use crate::lint::{policy_lints, team_lints, ActionScope, Lint, PolicyFacts};
 use crate::members::{Members, MEMBERS_FILE};
@@ -403,7 +403,7 @@ impl Bundle {
                 .all(|p| p.effect == PolicyEffect::Forbid && p.annotations.contains_key("ask"))
     }
 
-    fn internal_deny(&self, e: PolicyError) -> Decision {
+    pub(crate) fn internal_deny(&self, e: PolicyError) -> Decision {
         Decision {
             effect: Effect::Deny,
             determining: Vec::new(),
@@ -425,8 +425,21 @@ impl Bundle {
             build: &build,
             input: None,
         };
+        self.combine_layers(self.members.teams_of(request.principal()), |part| {
+            part.evaluate(request, &facts, &mut input, mode)
+        })
+    }
+
+    /// Evaluate the org layer, the layers of `teams` (the principal's, each
+    /// once) and the project layer with `eval`, and combine them: the one
+    /// layered decision the gate and the server's actions share.
+    pub(crate) fn combine_layers<'t>(
+        &self,
+        teams: impl IntoIterator<Item = &'t str>,
+        mut eval: impl FnMut(&Part) -> Result<PartOutcome, PolicyError>,
+    ) -> Result<Decision, PolicyError> {
         let mut absorb = |acc: &mut LayerResult, part: &Part| -> Result<(), PolicyError> {
-            let o = part.evaluate(request, &facts, &mut input, mode)?;
+            let o = eval(part)?;
             acc.forbids.extend(o.forbids);
             acc.permits.extend(o.permits);
             acc.errors.extend(o.errors);
@@ -438,7 +451,7 @@ impl Bundle {
         absorb(&mut org, &self.org)?;
         layers.push((LayerKind::Org, org));
         let mut team = LayerResult::default();
-        for t in self.members.teams_of(request.principal()) {
+        for t in teams {
             if let Some(part) = self.teams.get(t) {
                 absorb(&mut team, part)?;
             }

@@ -118,15 +118,19 @@ impl FromStr for Action {
     type Err = PolicyError;
     /// Accepts `file.read` or `Action::"file.read"`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bare = s
-            .strip_prefix("Action::\"")
-            .and_then(|r| r.strip_suffix('"'))
-            .unwrap_or(s);
+        let bare = bare_action_name(s);
         Action::ALL
             .into_iter()
             .find(|a| a.as_str() == bare)
             .ok_or_else(|| PolicyError::Request(format!("unknown action `{s}`")))
     }
+}
+
+/// An action's name without Cedar's `Action::"…"` around it, if there.
+pub(crate) fn bare_action_name(s: &str) -> &str {
+    s.strip_prefix("Action::\"")
+        .and_then(|r| r.strip_suffix('"'))
+        .unwrap_or(s)
 }
 
 /// The resource of a request. Construct with canonical values only.

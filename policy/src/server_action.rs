@@ -119,10 +119,7 @@ impl FromStr for ServerAction {
     type Err = PolicyError;
     /// Accepts `session.view` or `Action::"session.view"`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bare = s
-            .strip_prefix("Action::\"")
-            .and_then(|r| r.strip_suffix('"'))
-            .unwrap_or(s);
+        let bare = crate::request::bare_action_name(s);
         ServerAction::ALL
             .into_iter()
             .find(|a| a.as_str() == bare)

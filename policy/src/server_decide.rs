@@ -3,16 +3,15 @@
 //! the account's teams, project; forbids global; deny by default), with the
 //! account's teams choosing the team layers. Never Ask.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use cedar_policy::{Context, Entities, Entity, EntityUid, RestrictedExpression};
 
 use crate::bundle::Bundle;
 use crate::cedar_req::{CedarInput, Facts, Names};
-use crate::decision::{combine, Decision, Effect, EvalError, LayerResult};
+use crate::decision::Decision;
 use crate::error::PolicyError;
-use crate::layer::{LayerKind, LazyInput, Part};
-use crate::schema::SCHEMA_VERSION;
+use crate::layer::{LazyInput, Part};
 use crate::server_action::{ServerRequest, ServerResource};
 
 fn s(v: &str) -> RestrictedExpression {
@@ -106,21 +105,8 @@ impl Bundle {
     /// policies that decided. Never fails: an internal error is a Deny
     /// carrying it (fail closed).
     pub fn decide_server(&self, request: &ServerRequest) -> Decision {
-        match self.evaluate_server(request) {
-            Ok(d) => d,
-            Err(e) => Decision {
-                effect: Effect::Deny,
-                determining: Vec::new(),
-                layer: None,
-                layers: Vec::new(),
-                errors: vec![EvalError {
-                    policy: String::new(),
-                    message: e.to_string(),
-                }],
-                bundle_digest: self.digest,
-                schema_version: SCHEMA_VERSION,
-            },
-        }
+        self.evaluate_server(request)
+            .unwrap_or_else(|e| self.internal_deny(e))
     }
 
     /// Check a server request against the schema as Cedar sees it (tests).
@@ -145,51 +131,10 @@ impl Bundle {
             build: &build,
             input: None,
         };
-        let mut absorb = |acc: &mut LayerResult, part: &Part| -> Result<(), PolicyError> {
-            let o = part.evaluate_server(request.action, &f, &mut lazy)?;
-            acc.forbids.extend(o.forbids);
-            acc.permits.extend(o.permits);
-            acc.errors.extend(o.errors);
-            acc.permit_in_scope |= o.permit_in_scope;
-            Ok(())
-        };
-        let mut layers = Vec::with_capacity(3);
-        let mut org = LayerResult::default();
-        absorb(&mut org, &self.org)?;
-        layers.push((LayerKind::Org, org));
-        let mut team = LayerResult::default();
-        let mut seen = HashSet::new();
-        for t in &request.principal.teams {
-            if let (true, Some(part)) = (seen.insert(t), self.teams.get(t)) {
-                absorb(&mut team, part)?;
-            }
-        }
-        layers.push((LayerKind::Team, team));
-        if let Some(p) = &self.project {
-            let mut project = LayerResult::default();
-            absorb(&mut project, p)?;
-            layers.push((LayerKind::Project, project));
-        }
-        let combined = combine(layers);
-        let mut determining: Vec<_> = combined
-            .reasons
-            .iter()
-            .filter_map(|id| self.info.get(id).map(|i| i.determining(id)))
-            .collect();
-        determining.sort_by(|a, b| (&a.layer, &a.id).cmp(&(&b.layer, &b.id)));
-        determining.dedup_by(|a, b| a.id == b.id);
-        Ok(Decision {
-            effect: if combined.allowed {
-                Effect::Allow
-            } else {
-                Effect::Deny
-            },
-            determining,
-            layer: combined.layer,
-            layers: combined.layers,
-            errors: combined.errors,
-            bundle_digest: self.digest,
-            schema_version: SCHEMA_VERSION,
+        // An account's teams, each once.
+        let teams: BTreeSet<&str> = request.principal.teams.iter().map(String::as_str).collect();
+        self.combine_layers(teams, |part| {
+            part.evaluate_server(request.action, &f, &mut lazy)
         })
     }
 }
