@@ -3,6 +3,9 @@
 //! `user`, `token`).
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+// Used by the server-client commands (`--server URL run`, `schedule`).
+#[allow(dead_code)]
+mod api_client;
 mod server;
 
 use std::process::ExitCode;

@@ -12,6 +12,7 @@ mod api;
 mod approval;
 mod event;
 mod problem;
+mod schedule;
 
 pub use api::{
     LoginRequest, LoginResponse, SessionList, SessionState, SessionSummary, StartSession,
@@ -20,3 +21,4 @@ pub use api::{
 pub use approval::{ApprovalAnswer, ApprovalList, ApprovalOutcome, ApprovalRequest, ApprovalState};
 pub use event::{DecisionEvent, SessionEvent, StopAction, ToolStatus};
 pub use problem::{Problem, PROBLEM_JSON};
+pub use schedule::{CatchUp, NewSchedule, Schedule, ScheduleList, UnattendedApprove};

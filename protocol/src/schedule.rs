@@ -1,0 +1,80 @@
+//! Scheduled tasks (`/api/v1/schedules`, `stele schedule`): a cron
+//! expression in a time zone, and the task each run starts as a session of
+//! the schedule's owner.
+
+use serde::{Deserialize, Serialize};
+
+/// What happens to a run missed while the server was down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchUp {
+    /// Record the missed runs and wait for the next one.
+    #[default]
+    Skip,
+    /// Record the missed runs, then run once now for all of them.
+    RunOnce,
+}
+
+/// How an unattended run treats a step that policy says needs approval.
+/// Nothing is approved for nobody: both refuse unless a person answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnattendedApprove {
+    /// The ask waits in the approvals queue until its deadline, then is refused.
+    #[default]
+    Queue,
+    /// The ask is refused at once.
+    Deny,
+}
+
+/// `POST /api/v1/schedules`: a new schedule, owned by the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSchedule {
+    /// A cron expression (5 fields: minute hour day-of-month month day-of-week).
+    pub cron: String,
+    /// IANA time zone the expression is read in [default: UTC].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// The workspace's name (`[workspace.NAME]` in the server's configuration).
+    pub workspace: String,
+    /// The task each run starts.
+    pub task: String,
+    /// Model as PROVIDER:NAME [default: the server's `model`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Most model turns per run [default: as for a session].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<u32>,
+    /// How an ask in an unattended run is treated [default: queue].
+    #[serde(default)]
+    pub approve: UnattendedApprove,
+    /// What happens to runs missed while the server was down [default: skip].
+    #[serde(default)]
+    pub catch_up: CatchUp,
+}
+
+/// A schedule, as the server keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// Its id.
+    pub id: String,
+    /// Whose sessions its runs are.
+    pub owner: String,
+    /// What it was created with (the time zone filled in).
+    #[serde(flatten)]
+    pub spec: NewSchedule,
+    /// Created (RFC 3339).
+    pub created: String,
+    /// The next run (RFC 3339), if there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<String>,
+}
+
+/// `GET /api/v1/schedules`: the schedules the caller may see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleList {
+    /// The schedules.
+    pub schedules: Vec<Schedule>,
+}
