@@ -372,7 +372,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 #[test]
 fn test_cases_of_server_actions_decide_as_the_server_does() {
     use stele_policy::server_request_json::server_request_from_parts;
-    let b = Bundle::load(&template("finance")).unwrap();
+    let b = Bundle::load(template("finance")).unwrap();
     let mut cases = Vec::new();
     let mut checked = 0;
     for role in ROLES {
