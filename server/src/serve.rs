@@ -56,7 +56,14 @@ pub fn open(config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
         .clone()
         .map(crate::oidc::Oidc::new)
         .transpose()?;
+    let webhooks = crate::sessions::webhook::Webhooks::start(
+        &config.webhook,
+        log.clone(),
+        bundle.digest().to_string(),
+    )
+    .map_err(|e| start_error("webhooks", e))?;
     Ok(Arc::new(AppState {
+        webhooks,
         oidc,
         throttle: crate::auth::throttle::Throttle::default(),
         sessions: Manager::new(config.server.max_sessions),
