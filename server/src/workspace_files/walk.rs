@@ -42,8 +42,18 @@ pub fn open_root(root: &Path) -> Result<OwnedFd, Unreachable> {
     .map_err(|e| Unreachable::Io(root.display().to_string(), e.into()))
 }
 
-fn dir_error(e: Errno, so_far: &str) -> Unreachable {
+fn dir_error(e: Errno, parent: &OwnedFd, part: &str, so_far: &str) -> Unreachable {
+    // O_DIRECTORY is checked before O_NOFOLLOW: a link to a folder fails
+    // with ENOTDIR, so look at what the name is (without following it).
+    let is_link = || {
+        rustix::fs::statat(parent, part, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+    };
     match e {
+        Errno::NOTDIR if is_link() => Unreachable::Refused(
+            RefusalRule::SymlinkEscape,
+            format!("{so_far} is a symbolic link"),
+        ),
         // O_NOFOLLOW on a link; O_DIRECTORY on a link to a file or on a file.
         Errno::LOOP => Unreachable::Refused(
             RefusalRule::SymlinkEscape,
@@ -71,7 +81,7 @@ pub fn open_dir(root: &OwnedFd, rel: &str) -> Result<OwnedFd, Unreachable> {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| dir_error(e, &so_far))?;
+        .map_err(|e| dir_error(e, &here, part, &so_far))?;
     }
     Ok(here)
 }
