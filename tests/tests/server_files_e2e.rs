@@ -90,10 +90,13 @@ fn refusals<'a>(leaves: &'a [Value], path: &str, rule: &str) -> Vec<&'a Value> {
 fn a_person_lists_downloads_and_uploads_through_the_gate_and_each_access_is_logged() {
     let mut srv = Server::start("", "");
     let (alice, carol) = (srv.token("alice"), srv.token("carol"));
+    // Big enough that a client that stops reading leaves most of it unsent.
+    std::fs::write(srv.ws.join("receipts/big.bin"), vec![7u8; 64 << 20]).unwrap();
+    std::fs::write(srv.ws.join("receipts/.stele-upload-0123"), "in progress").unwrap();
     let reader = srv.token_scoped("alice", "read");
     let rt = runtime();
     let new_csv = b"client,amount\nAcme,10.50\n".to_vec();
-    let (upload_sha, download_session) = rt.block_on(async {
+    let (upload_sha, download_session, gone_session) = rt.block_on(async {
         // The workspaces each may use.
         let l: Value = get(&srv, &alice, "/api/v1/workspaces")
             .await
@@ -121,9 +124,16 @@ fn a_person_lists_downloads_and_uploads_through_the_gate_and_each_access_is_logg
             .iter()
             .map(|e| e["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["r1.txt", "r2.txt"], "{l}");
-        assert_eq!(l["entries"][0]["kind"], "file");
-        assert_eq!(l["entries"][0]["size"], 31);
+        // An upload's temporary file is not listed.
+        assert_eq!(names, ["big.bin", "r1.txt", "r2.txt"], "{l}");
+        assert_eq!(l["entries"][1]["kind"], "file");
+        assert_eq!(l["entries"][1]["size"], 31);
+        // A client that goes away mid-download: its result says so.
+        let mut r = get(&srv, &alice, &format!("{FILES}/receipts/big.bin")).await;
+        assert_eq!(r.status(), 200);
+        let gone_session = r.headers()["x-stele-session"].to_str().unwrap().to_string();
+        assert!(r.chunk().await.unwrap().is_some());
+        drop(r);
 
         // Download: exactly the file, and the session it is recorded in.
         let r = get(&srv, &alice, &format!("{FILES}/receipts/r1.txt")).await;
@@ -180,7 +190,7 @@ fn a_person_lists_downloads_and_uploads_through_the_gate_and_each_access_is_logg
             answer(put(&srv, &reader, &format!("{FILES}/reports/r.csv"), b"x").await).await;
         assert_eq!(s, 403, "{p}");
         assert!(p["detail"].as_str().unwrap().contains("`run` scope"), "{p}");
-        (sha256_hex(&new_csv), session)
+        (sha256_hex(&new_csv), session, gone_session)
     });
     assert_eq!(
         std::fs::read(srv.ws.join("reports/new.csv")).unwrap(),
@@ -215,6 +225,35 @@ fn a_person_lists_downloads_and_uploads_through_the_gate_and_each_access_is_logg
     );
     assert_eq!(result["outcome"]["bytes_in"], 31);
     assert!(dl.iter().any(|l| l["kind"] == "session.end"));
+    // The download the client left: closed as an error, fewer bytes than the file.
+    let began = std::time::Instant::now();
+    let gone = loop {
+        let leaves = srv.leaves();
+        let closed = e2e_common::of_session(&leaves, &gone_session)
+            .into_iter()
+            .find(|l| l["kind"] == "file.close")
+            .cloned();
+        if let Some(c) = closed {
+            break c;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "the abandoned download was never closed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(gone["outcome"]["status"], "error", "{gone}");
+    assert!(
+        gone["outcome"]["bytes_in"].as_u64().unwrap() < 64 << 20,
+        "{gone}"
+    );
+    assert!(
+        gone["outcome"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("went away"),
+        "{gone}"
+    );
     // The upload's result carries the content hash, after its intent.
     let up = leaves
         .iter()
