@@ -407,6 +407,25 @@ fn every_path_that_leaves_the_workspace_is_refused_and_logged() {
             assert_eq!(s, *want, "{method} {path}: {p}");
             assert!(p["audit_entry"].is_u64(), "{method} {path}: {p}");
         }
+        // Names that are not text: refused by the server before any file is looked at.
+        for (path, method) in [
+            ("receipts%2Fr1%FF.txt", "GET"),
+            ("reports%2F%C3%28.txt", "PUT"),
+        ] {
+            let url = srv.url(&format!("{FILES}/{path}"));
+            let req = match method {
+                "GET" => srv.http.get(url),
+                _ => srv.http.put(url).body("FORGED"),
+            };
+            let (s, p) = answer(req.bearer_auth(&alice).send().await.unwrap()).await;
+            assert_eq!(s, 400, "{method} {path}: {p}");
+            assert!(p["audit_entry"].is_u64(), "{method} {path}: {p}");
+        }
+        // (A query is decoded lossily: the name policy is asked about, and
+        // the one looked for, is "receipts\u{fffd}", which no rule permits.)
+        let (s, p) = answer(get(&srv, &alice, &format!("{FILES}?path=receipts%FF")).await).await;
+        assert_eq!(s, 403, "{p}");
+        assert!(p["audit_entry"].is_u64(), "{p}");
         // A listing through a link is refused too.
         let (s, p) = answer(get(&srv, &alice, &format!("{FILES}?path=receipts/lndir")).await).await;
         assert_eq!(s, 403, "{p}");
@@ -459,6 +478,13 @@ fn every_path_that_leaves_the_workspace_is_refused_and_logged() {
         assert!(!r.is_empty(), "no refusal of {path} by {rule}");
         assert_eq!(r[0]["actor"]["principal"], "alice");
     }
+    assert_eq!(
+        server_decisions(&leaves, "workspace.files")
+            .iter()
+            .filter(|l| l["data"]["refusal"]["rule"] == "path.not_utf8")
+            .count(),
+        2
+    );
     // The NUL is in the log as an escape, never as a byte.
     assert!(leaves
         .iter()

@@ -7,7 +7,8 @@
 //! own file read, write or listing (`crate::workspace_files`).
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -129,6 +130,44 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// The workspace and file of a request, or the recorded refusal of a path
+/// that is not text (a name policy could not be asked about).
+async fn names(
+    state: &Shared,
+    who: &Principal,
+    uri: &OriginalUri,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(String, String), ApiError> {
+    match path {
+        Ok(Path(p)) => Ok(p),
+        Err(e) => Err(not_text(state, who, uri, e.body_text()).await),
+    }
+}
+
+/// Record and answer a path that could not be read as text.
+async fn not_text(state: &Shared, who: &Principal, uri: &OriginalUri, detail: String) -> ApiError {
+    let why = format!("the path is not a workspace path ({detail}); names must be UTF-8 text");
+    let seq = state
+        .record(ServerDecision {
+            principal: who.user.name.clone(),
+            teams: who.user.teams.clone(),
+            action: "workspace.files",
+            effect: Effect::Deny,
+            reason: why.clone(),
+            data: serde_json::json!({
+                "method": who.method,
+                "status": 400,
+                "http": uri.0.path(),
+                "refusal": {"rule": "path.not_utf8"},
+            }),
+        })
+        .await;
+    match seq {
+        Ok(seq) => ApiError::bad_request(why).logged(seq),
+        Err(e) => e.into(),
+    }
+}
+
 /// `?path=DIR` of a listing.
 #[derive(Debug, serde::Deserialize)]
 pub struct ListQuery {
@@ -142,8 +181,13 @@ pub async fn files(
     State(state): State<Shared>,
     who: Principal,
     Path(name): Path<String>,
-    Query(q): Query<ListQuery>,
+    uri: OriginalUri,
+    q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Listing>, ApiError> {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return Err(not_text(&state, &who, &uri, e.body_text()).await),
+    };
     let http = format!("GET /api/v1/workspaces/{name}/files");
     let (ws, pg) = open(&state, &who, &name, http, &q.path).await?;
     let listed = blocking(move || listing::list(pg, &ws.path, &q.path)).await?;
@@ -154,8 +198,10 @@ pub async fn files(
 pub async fn download(
     State(state): State<Shared>,
     who: Principal,
-    Path((name, path)): Path<(String, String)>,
+    uri: OriginalUri,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let (name, path) = names(&state, &who, &uri, path).await?;
     let http = format!("GET /api/v1/workspaces/{name}/files/{path}");
     let (ws, pg) = open(&state, &who, &name, http, &path).await?;
     let d = blocking(move || download::start(pg, &ws.path, &path)).await?;
@@ -180,10 +226,12 @@ pub async fn download(
 pub async fn upload(
     State(state): State<Shared>,
     who: Principal,
-    Path((name, path)): Path<(String, String)>,
+    uri: OriginalUri,
+    path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
+    let (name, path) = names(&state, &who, &uri, path).await?;
     let limit = state.config.server.max_upload_bytes;
     let http = format!("PUT /api/v1/workspaces/{name}/files/{path}");
     let (ws, pg) = open(&state, &who, &name, http, &path).await?;
