@@ -690,11 +690,50 @@ fn an_upload_over_the_limit_is_cut_at_the_limit_and_nothing_of_it_kept() {
                 "{name}: {n} bytes were pulled"
             );
         }
+        // A client that gives up half way: nothing kept.
+        let chunk = bytes_of(1 << 20);
+        let parts: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+            Ok(chunk.to_vec()),
+            Ok(chunk.to_vec()),
+            Err(std::io::Error::other("the client gave up")),
+        ];
+        let r = srv
+            .http
+            .put(srv.url(&format!("{FILES}/reports/abandoned.bin")))
+            .bearer_auth(&alice)
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                parts,
+            )))
+            .send()
+            .await;
+        assert!(r.is_err(), "{r:?}");
         // The server still answers.
         let r = get(&srv, &alice, &format!("{FILES}?path=reports")).await;
         assert_eq!(r.status(), 200);
     });
-    for name in ["over.bin", "big.bin", "declared.bin"] {
+    // The abandoned upload's end reaches the server a moment later.
+    let began = std::time::Instant::now();
+    loop {
+        let left = std::fs::read_dir(srv.ws.join("reports"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".stele-upload-")
+            })
+            .count();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "a temporary file stayed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for name in ["over.bin", "big.bin", "declared.bin", "abandoned.bin"] {
         assert!(
             !srv.ws.join("reports").join(name).exists(),
             "{name} was kept"
@@ -739,5 +778,15 @@ fn an_upload_over_the_limit_is_cut_at_the_limit_and_nothing_of_it_kept() {
     assert!(!leaves
         .iter()
         .any(|l| l["kind"] == "file.open" && l["target"]["path"] == "reports/declared.bin"));
+    let gone_intent = leaves
+        .iter()
+        .find(|l| l["kind"] == "file.open" && l["target"]["path"] == "reports/abandoned.bin")
+        .unwrap();
+    let gone = leaves
+        .iter()
+        .find(|l| l["refs"]["intent_seq"] == gone_intent["seq"])
+        .expect("the abandoned upload's result");
+    assert_eq!(gone["outcome"]["status"], "error", "{gone}");
+    assert_eq!(gone["data"]["kept"], false, "{gone}");
     srv.verify();
 }

@@ -255,8 +255,17 @@ pub async fn upload(
     }
     let root = ws.path.clone();
     let receiving = blocking(move || upload::begin(pg, &root, &path)).await?;
-    let done = upload::receive(receiving, body.into_data_stream(), limit)
+    // On a task of its own: if the client goes and this handler is
+    // dropped, the upload still ends as it should (temporary file removed,
+    // result recorded).
+    let done = tokio::spawn(upload::receive(receiving, body.into_data_stream(), limit))
         .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("internal task failed: {e}"),
+            )
+        })?
         .map_err(ApiError::from)?;
     let status = if done.created {
         StatusCode::CREATED

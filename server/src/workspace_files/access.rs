@@ -8,6 +8,7 @@
 //! refusal. A rule that asks for approval refuses: nobody is asked while
 //! an upload waits.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use stele_audit::{Outcome, Status, Target};
@@ -60,6 +61,20 @@ pub struct Person {
 pub struct PersonGate {
     gate: Arc<Gate>,
     person: Person,
+    ended: AtomicBool,
+}
+
+impl Drop for PersonGate {
+    /// A request dropped before it said how it ended (its task cancelled)
+    /// still closes its session in the log.
+    fn drop(&mut self) {
+        if !self.ended.load(Ordering::SeqCst) {
+            self.end(
+                Ending::Failed,
+                Some("the request stopped before it finished".into()),
+            );
+        }
+    }
 }
 
 /// What a gated operation did, to close its session with.
@@ -140,6 +155,7 @@ impl PersonGate {
         Ok(PersonGate {
             gate: Arc::new(gate),
             person,
+            ended: AtomicBool::new(false),
         })
     }
 
@@ -272,8 +288,11 @@ impl PersonGate {
         Ok(seq)
     }
 
-    /// Close the request's session.
+    /// Close the request's session (once; later calls do nothing).
     pub fn end(&self, ending: Ending, detail: Option<String>) {
+        if self.ended.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let status = match ending {
             Ending::Done => Status::Ok,
             Ending::Refused => Status::Denied,
