@@ -377,6 +377,10 @@ pub fn session_changed(
     detail: Option<&str>,
 ) {
     use stele_protocol::SessionState as S;
+    if id.is_empty() {
+        // It never started: nobody was told it had.
+        return;
+    }
     let event = match to {
         S::Ended | S::Failed => WebhookEvent::SessionEnded,
         S::Paused => WebhookEvent::SessionPaused,
