@@ -177,3 +177,99 @@ pub fn open_read(l: &Located, want: &Stat) -> Result<std::fs::File, Unreachable>
     }
     Ok(std::fs::File::from(fd))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    fn refused(r: Result<impl Sized, Unreachable>) -> RefusalRule {
+        match r {
+            Err(Unreachable::Refused(rule, _)) => rule,
+            Err(Unreachable::Missing(p)) => panic!("missing {p}"),
+            Err(Unreachable::Io(p, e)) => panic!("{p}: {e}"),
+            Ok(_) => panic!("not refused"),
+        }
+    }
+
+    #[test]
+    fn links_anywhere_in_the_path_are_refused_by_the_open_itself() {
+        let d = tempfile::tempdir().unwrap();
+        let (ws, out) = (d.path().join("ws"), d.path().join("out"));
+        std::fs::create_dir_all(ws.join("a/b")).unwrap();
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join("f"), "outside").unwrap();
+        std::os::unix::fs::symlink(&out, ws.join("a/out")).unwrap();
+        std::os::unix::fs::symlink(ws.join("a/b"), ws.join("a/in")).unwrap();
+        std::os::unix::fs::symlink(out.join("f"), ws.join("a/b/f")).unwrap();
+        let root = open_root(&ws).unwrap();
+        assert!(open_dir(&root, "a/b").is_ok());
+        // Out or in, a link is a link.
+        assert_eq!(
+            refused(open_dir(&root, "a/out")),
+            RefusalRule::SymlinkEscape
+        );
+        assert_eq!(refused(open_dir(&root, "a/in")), RefusalRule::SymlinkEscape);
+        assert_eq!(
+            refused(locate(&root, "a/out/f")),
+            RefusalRule::SymlinkEscape
+        );
+        // A link at the target: seen as one without following it.
+        let l = locate(&root, "a/b/f").unwrap();
+        let st = look(&l).unwrap().unwrap();
+        assert_eq!(
+            refused(Err::<(), _>(not_regular(&st))),
+            RefusalRule::SymlinkEscape
+        );
+        // A file where a folder is meant.
+        std::fs::write(ws.join("a/file"), "x").unwrap();
+        assert_eq!(
+            refused(open_dir(&root, "a/file/x")),
+            RefusalRule::NotRegular
+        );
+        assert!(matches!(
+            open_dir(&root, "a/none"),
+            Err(Unreachable::Missing(_))
+        ));
+        assert_eq!(refused(locate(&root, "")), RefusalRule::NotRegular);
+    }
+
+    #[test]
+    fn a_file_swapped_after_the_look_is_refused_on_its_descriptor() {
+        let d = tempfile::tempdir().unwrap();
+        let ws = d.path().join("ws");
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::write(ws.join("f"), "first").unwrap();
+        let root = open_root(&ws).unwrap();
+        let l = locate(&root, "f").unwrap();
+        let st = look(&l).unwrap().unwrap();
+        // Replaced by another file between the look and the open.
+        std::fs::write(ws.join("g"), "second").unwrap();
+        std::fs::rename(ws.join("g"), ws.join("f")).unwrap();
+        assert_eq!(refused(open_read(&l, &st)), RefusalRule::NotRegular);
+        // Replaced by a link: the open itself fails.
+        std::fs::remove_file(ws.join("f")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", ws.join("f")).unwrap();
+        assert_eq!(refused(open_read(&l, &st)), RefusalRule::SymlinkEscape);
+        // The same file: opened.
+        std::fs::remove_file(ws.join("f")).unwrap();
+        std::fs::write(ws.join("f"), "third").unwrap();
+        let st = look(&l).unwrap().unwrap();
+        assert!(open_read(&l, &st).is_ok());
+    }
+
+    #[test]
+    fn text_checks_name_their_rule() {
+        for (p, rule) in [
+            ("../x", RefusalRule::ParentDir),
+            ("a/../../x", RefusalRule::ParentDir),
+            ("/etc/passwd", RefusalRule::Absolute),
+            ("a\0b", RefusalRule::ControlCharacter),
+            ("a\nb", RefusalRule::ControlCharacter),
+            ("a\u{85}b", RefusalRule::ControlCharacter),
+        ] {
+            assert_eq!(refused(check(p)), rule, "{p:?}");
+        }
+        assert_eq!(check("./a//b/").unwrap(), "a/b");
+    }
+}
