@@ -790,3 +790,70 @@ fn an_upload_over_the_limit_is_cut_at_the_limit_and_nothing_of_it_kept() {
     assert_eq!(gone["data"]["kept"], false, "{gone}");
     srv.verify();
 }
+
+#[test]
+fn an_upload_in_progress_has_no_name_until_it_is_whole() {
+    // ext4 (as here), xfs, btrfs and tmpfs have O_TMPFILE; elsewhere the
+    // server falls back to a named temporary file.
+    let fs = std::process::Command::new("stat")
+        .args(["-f", "-c", "%T", "/tmp"])
+        .output()
+        .unwrap();
+    let fs = String::from_utf8_lossy(&fs.stdout).trim().to_string();
+    if !["ext2/ext3", "xfs", "btrfs", "tmpfs"].contains(&fs.as_str()) {
+        eprintln!(
+            "SKIPPED an_upload_in_progress_has_no_name_until_it_is_whole: {fs} may lack O_TMPFILE"
+        );
+        return;
+    }
+    let mut srv = Server::start("", "");
+    let alice = srv.token("alice");
+    let reports = srv.ws.join("reports");
+    let names = move || -> Vec<String> {
+        std::fs::read_dir(&reports)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    };
+    let rt = runtime();
+    rt.block_on(async {
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let first = bytes_of(1 << 20).to_vec();
+        let stream = futures_util::stream::unfold((0, Some(go_rx)), move |(i, go)| {
+            let first = first.clone();
+            async move {
+                match i {
+                    0 => Some((Ok::<_, std::io::Error>(first), (1, go))),
+                    1 => {
+                        // Held here until the test has looked.
+                        let _ = go.unwrap().await;
+                        Some((Ok(b"the end".to_vec()), (2, None)))
+                    }
+                    _ => None,
+                }
+            }
+        });
+        let req = srv
+            .http
+            .put(srv.url(&format!("{FILES}/reports/slow.bin")))
+            .bearer_auth(&alice)
+            .body(reqwest::Body::wrap_stream(stream))
+            .send();
+        let sending = tokio::spawn(req);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let during = names();
+        assert!(during.is_empty(), "visible during the upload: {during:?}");
+        go_tx.send(()).unwrap();
+        let r = sending.await.unwrap().unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    });
+    assert_eq!(names(), ["slow.bin"]);
+    assert_eq!(
+        std::fs::metadata(srv.ws.join("reports/slow.bin"))
+            .unwrap()
+            .len(),
+        (1 << 20) + 7
+    );
+    srv.stop();
+    srv.verify();
+}

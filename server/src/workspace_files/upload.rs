@@ -1,13 +1,15 @@
 //! Upload: decided as `file.write` by the person, received into a new
-//! temporary file in the target's own directory (created exclusively, no
-//! link followed), and only when the whole body has arrived, within
-//! `server.max_upload_bytes`, synced and renamed over the target — so the
-//! target is either the old file or the whole new one. A body over the
+//! temporary file in the target's own directory — unnamed (`O_TMPFILE`:
+//! nothing is left behind if the server dies), or where the file system
+//! has none, named and created exclusively — and only when the whole body
+//! has arrived, within `server.max_upload_bytes`, synced, given a name and
+//! renamed over the target — so the target is either the old file or the
+//! whole new one. A body over the
 //! limit stops being read at the limit (413), its temporary file removed,
 //! the refusal recorded. The result entry names the bytes written and the
 //! SHA-256 of the content now in the file.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::path::Path;
 
 use axum::body::Bytes;
@@ -43,13 +45,68 @@ pub struct Uploaded {
     pub entry: u64,
 }
 
+/// The temporary file of an upload.
+#[derive(Debug)]
+enum Temp {
+    /// Without a name until the body is whole (`O_TMPFILE`).
+    Unnamed,
+    /// Named in the target's folder.
+    Named(String),
+    /// Renamed over the target: nothing left to remove.
+    Placed,
+}
+
+fn temp_name() -> String {
+    format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Open a temporary file in `parent`: unnamed where the file system
+/// allows, else named (exclusively, no link followed).
+fn open_temp(parent: &OwnedFd) -> Result<(Temp, OwnedFd), rustix::io::Errno> {
+    let private = Mode::from_raw_mode(0o600);
+    match rustix::fs::openat(
+        parent,
+        ".",
+        OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+        private,
+    ) {
+        Ok(fd) => Ok((Temp::Unnamed, fd)),
+        Err(_) => {
+            let name = temp_name();
+            let fd = rustix::fs::openat(
+                parent,
+                name.as_str(),
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                private,
+            )?;
+            Ok((Temp::Named(name), fd))
+        }
+    }
+}
+
+/// Give the unnamed file `file` the name `name` in `parent`.
+fn link_unnamed(file: &std::fs::File, parent: &OwnedFd, name: &str) -> std::io::Result<()> {
+    // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc/self/fd does not.
+    rustix::fs::linkat(file, "", parent, name, AtFlags::EMPTY_PATH)
+        .or_else(|_| {
+            rustix::fs::linkat(
+                rustix::fs::CWD,
+                format!("/proc/self/fd/{}", file.as_raw_fd()).as_str(),
+                parent,
+                name,
+                AtFlags::SYMLINK_FOLLOW,
+            )
+        })
+        .map_err(Into::into)
+}
+
 /// An upload under way: decided, its temporary file open.
 #[derive(Debug)]
 pub struct Receiving {
     pg: PersonGate,
     permit: Permit,
     parent: OwnedFd,
-    temp: String,
+    temp: Temp,
     name: String,
     rel: String,
     created: bool,
@@ -102,14 +159,8 @@ pub fn begin(pg: PersonGate, root: &Path, raw: &str) -> Result<Receiving, FilesE
             }
             Some(_) => false,
         };
-        let temp = format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4().simple());
-        let fd = rustix::fs::openat(
-            &l.parent,
-            temp.as_str(),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(|e| Unreachable::Io(rel.clone(), e.into()))?;
+        let (temp, fd) =
+            open_temp(&l.parent).map_err(|e| Unreachable::Io(rel.clone(), e.into()))?;
         Ok((l, temp, created, std::fs::File::from(fd)))
     });
     match opened {
@@ -185,7 +236,12 @@ pub async fn receive<E: std::fmt::Display>(
 
 impl Receiving {
     fn remove_temp(&self) {
-        if let Err(e) = rustix::fs::unlinkat(&self.parent, self.temp.as_str(), AtFlags::empty()) {
+        let temp = match &self.temp {
+            Temp::Named(t) => t,
+            // Unnamed: it goes when its descriptor closes.
+            Temp::Unnamed | Temp::Placed => return,
+        };
+        if let Err(e) = rustix::fs::unlinkat(&self.parent, temp.as_str(), AtFlags::empty()) {
             tracing::error!(
                 "removing the temporary file of an upload to {}: {e}",
                 self.rel
@@ -240,36 +296,48 @@ impl Receiving {
         }
     }
 
-    /// Sync, set the mode and owner, rename over the target, record the result.
-    fn commit(self, n: u64, sha: [u8; 32]) -> Result<Uploaded, FilesError> {
-        let done = (|| -> std::io::Result<()> {
-            let mode = 0o666 & !WORKSPACE_UMASK;
-            rustix::fs::fchmod(&self.file, Mode::from_raw_mode(mode))?;
-            self.file.sync_all()?;
-            Ok(())
-        })()
-        .and_then(|()| {
-            // The workspace's owner owns what is written in it (stele may run as root).
-            let st = rustix::fs::fstat(&self.parent)?;
-            let owner = Owner {
-                uid: st.st_uid,
-                gid: st.st_gid,
-            };
-            let mine = rustix::fs::fstat(&self.file)?;
-            let (uid, gid) = owner.give_away(mine.st_uid, mine.st_gid);
-            if uid.is_some() || gid.is_some() {
-                std::os::unix::fs::fchown(&self.file, uid, gid)?;
+    /// Sync, set the mode and owner, name the file and rename it over the
+    /// target.
+    fn settle(&mut self) -> std::io::Result<()> {
+        let mode = 0o666 & !WORKSPACE_UMASK;
+        rustix::fs::fchmod(&self.file, Mode::from_raw_mode(mode))?;
+        self.file.sync_all()?;
+        // The workspace's owner owns what is written in it (stele may run as root).
+        let st = rustix::fs::fstat(&self.parent)?;
+        let owner = Owner {
+            uid: st.st_uid,
+            gid: st.st_gid,
+        };
+        let mine = rustix::fs::fstat(&self.file)?;
+        let (uid, gid) = owner.give_away(mine.st_uid, mine.st_gid);
+        if uid.is_some() || gid.is_some() {
+            std::os::unix::fs::fchown(&self.file, uid, gid)?;
+        }
+        let named = match &self.temp {
+            Temp::Named(t) => t.clone(),
+            Temp::Unnamed => {
+                let t = temp_name();
+                link_unnamed(&self.file, &self.parent, &t)?;
+                self.temp = Temp::Named(t.clone());
+                t
             }
-            // Replaces the name, whatever it is now; never writes through it.
-            rustix::fs::renameat(
-                &self.parent,
-                self.temp.as_str(),
-                &self.parent,
-                self.name.as_str(),
-            )?;
-            rustix::fs::fsync(&self.parent)?;
-            Ok(())
-        });
+            Temp::Placed => return Ok(()),
+        };
+        // Replaces the name, whatever it is now; never writes through it.
+        rustix::fs::renameat(
+            &self.parent,
+            named.as_str(),
+            &self.parent,
+            self.name.as_str(),
+        )?;
+        self.temp = Temp::Placed;
+        rustix::fs::fsync(&self.parent)?;
+        Ok(())
+    }
+
+    /// Settle the file and record the result.
+    fn commit(mut self, n: u64, sha: [u8; 32]) -> Result<Uploaded, FilesError> {
+        let done = self.settle();
         if let Err(e) = done {
             let rel = self.rel.clone();
             self.give_up(Status::Error, n, format!("not written: {e}"))?;
