@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use stele_audit::{Outcome, Status, Target};
 use stele_policy::canonical::canonical_path;
+use stele_policy::CanonError;
 use stele_policy::{Action, Resource, SandboxFacts, ToolArgs};
 use stele_runtime::gate::approval::{ApprovalAnswer, Approver, Reachable};
 use stele_runtime::gate::Permit;
@@ -229,7 +230,13 @@ impl PersonGate {
         let path = match canonical_path(shown) {
             Ok(p) => p,
             Err(e) => {
-                let rule = RefusalRule::EmptyName;
+                let rule = match &e {
+                    CanonError::ControlCharacter(_) => RefusalRule::ControlCharacter,
+                    CanonError::AbsolutePath(_) => RefusalRule::Absolute,
+                    CanonError::EscapesWorkspace(_) => RefusalRule::ParentDir,
+                    // Empty, and the host and program variants (never made for a path).
+                    _ => RefusalRule::EmptyName,
+                };
                 return Ok(Err(self.refuse(
                     access,
                     op,
