@@ -177,6 +177,20 @@ fn approvals_are_notified_signed_retried_and_refused_with_the_wrong_secret() {
         receiver(&hooks_rt, flaky.clone()),
         receiver(&hooks_rt, wrong.clone()),
     );
+    // A receiver that accepts and never answers: no session may wait for it.
+    let silent = hooks_rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let silent_url = format!("http://{}/hook", silent.local_addr().unwrap());
+    let silent_calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let calls = silent_calls.clone();
+    hooks_rt.spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(c);
+        }
+    });
     let secrets = tempfile::tempdir().unwrap();
     let s1 = secret_file(secrets.path(), "s1", GOOD, 0o600);
     let s2 = secret_file(secrets.path(), "s2", GOOD, 0o400);
@@ -185,7 +199,9 @@ fn approvals_are_notified_signed_retried_and_refused_with_the_wrong_secret() {
          [[webhook]]\nurl = {ok_url:?}\nsecret_file = {s1:?}\n\
          events = [\"approval_requested\", \"session_ended\"]\nbackoff_ms = 50\n\
          [[webhook]]\nurl = {flaky_url:?}\nsecret_file = {s2:?}\nbackoff_ms = 50\nmax_attempts = 4\n\
-         [[webhook]]\nurl = {wrong_url:?}\nsecret_file = {s1:?}\nbackoff_ms = 50\nmax_attempts = 3\n"
+         [[webhook]]\nurl = {wrong_url:?}\nsecret_file = {s1:?}\nbackoff_ms = 50\nmax_attempts = 3\n\
+         [[webhook]]\nurl = {silent_url:?}\nsecret_file = {s1:?}\ntimeout_secs = 600\n\
+         events = [\"approval_requested\", \"session_ended\"]\n"
     );
     let mut srv = Server::start("", &toml);
     // The letter in outbox/ needs another finance member's approval.
@@ -260,9 +276,18 @@ fn approvals_are_notified_signed_retried_and_refused_with_the_wrong_secret() {
             .unwrap();
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     });
+    // Neither the silent receiver (600 s timeout) nor the failing ones held it up.
+    let began = Instant::now();
     let got = wait_for(&ok, "the session's end", |g| {
         g.iter().any(|g| g.event == "session_ended")
     });
+    assert!(
+        began.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        began.elapsed()
+    );
+    // Both notices reached the silent receiver, which answered neither.
+    assert!(silent_calls.load(std::sync::atomic::Ordering::SeqCst) >= 2);
     let end = got.iter().find(|g| g.event == "session_ended").unwrap();
     assert!(end.valid);
     assert_eq!(end.body["session"]["id"], id);
