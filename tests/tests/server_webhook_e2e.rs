@@ -394,3 +394,63 @@ fn a_webhook_secret_others_may_read_stops_the_server() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("at least 16"));
 }
+
+#[test]
+fn a_session_paused_by_a_provider_outage_is_notified() {
+    if !sandbox_available("a_session_paused_by_a_provider_outage_is_notified") {
+        return;
+    }
+    let hooks_rt = runtime();
+    let ok = new_receiver(GOOD, 0);
+    let url = receiver(&hooks_rt, ok.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let secret = secret_file(dir.path(), "s", GOOD, 0o600);
+    // A short patience: the outage below pauses the session within seconds.
+    // (Inherited by every server this test binary starts; only outages read it.)
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[provider.anthropic]\npatience_secs = 1.0\ninitial_backoff_secs = 0.2\n\
+         max_backoff_secs = 0.5\nstall_timeout_secs = 2.0\n",
+    )
+    .unwrap();
+    std::env::set_var("STELE_CONFIG", &config);
+    let toml = format!(
+        "[[webhook]]\nurl = {url:?}\nsecret_file = {secret:?}\n\
+         events = [\"session_paused\", \"session_ended\"]\n"
+    );
+    let srv = Server::start("", &toml);
+    srv.mock.push(stele_tests::mock_model::Reply::Outage {
+        refused_for: Duration::from_secs(60),
+    });
+    let alice = srv.token("alice");
+    let rt = runtime();
+    let id = rt.block_on(async {
+        let r = srv
+            .http
+            .post(srv.url("/api/v1/sessions"))
+            .bearer_auth(&alice)
+            .header("content-type", "application/json")
+            .body(json!({"workspace": "books", "task": "sum the receipts"}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", srv.stderr());
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    });
+    let got = wait_for(&ok, "the pause", |g| {
+        g.iter().any(|g| g.event == "session_paused")
+    });
+    let p = got.iter().find(|g| g.event == "session_paused").unwrap();
+    assert!(p.valid, "{p:#?}");
+    assert_eq!(p.body["session"]["id"], id);
+    assert_eq!(p.body["session"]["state"], "paused");
+    assert_eq!(p.body["session"]["workspace"], "books");
+    // The session link is null without server.public_url.
+    assert!(p.body["session"]["link"].is_null(), "{}", p.body);
+    // Paused is not ended, and no approval was asked for.
+    assert!(got.iter().all(|g| g.event == "session_paused"), "{got:#?}");
+}
