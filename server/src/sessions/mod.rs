@@ -5,5 +5,7 @@
 
 pub mod approvals;
 pub mod events;
+pub mod launch;
 pub mod manager;
+pub mod restart;
 pub mod worker;
