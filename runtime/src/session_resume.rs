@@ -60,9 +60,7 @@ pub fn recorded(log: &AuditLog, id: &str) -> anyhow::Result<Recorded> {
     Ok(Recorded {
         id: id.to_string(),
         principal: start.actor.principal.clone(),
-        workspace: PathBuf::from(
-            field("workspace").context("session.start names no workspace")?,
-        ),
+        workspace: PathBuf::from(field("workspace").context("session.start names no workspace")?),
         policy: PathBuf::from(
             field("policy_root").context("session.start names no policy bundle")?,
         ),
@@ -176,7 +174,10 @@ fn rebuilt(log: &AuditLog, id: &str) -> anyhow::Result<Conversation> {
 }
 
 /// The task `session.start` keeps as its `task` payload.
-fn task_of(store: &stele_audit::Store, leaves: &[stele_audit::leaf::Leaf]) -> anyhow::Result<String> {
+fn task_of(
+    store: &stele_audit::Store,
+    leaves: &[stele_audit::leaf::Leaf],
+) -> anyhow::Result<String> {
     let start = leaves
         .iter()
         .find(|l| l.kind == EventKind::SessionStart)

@@ -163,9 +163,14 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
             }),
         };
         let mut signal = stop_rx;
+        let mut served = None;
         tokio::select! {
-            r = &mut serving_http => return joined(r),
+            r = &mut serving_http => served = Some(r),
             _ = signal.wait_for(|s| *s) => {}
+        }
+        if !*signal.borrow() {
+            // Serving ended by itself: that is an error, nothing to pause for.
+            return served.map_or(Ok(()), joined);
         }
         // The listener stops accepting; the sessions pause at their safe points.
         let grace = std::time::Duration::from_secs(serving.config.server.shutdown_grace_secs);
@@ -173,6 +178,9 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
         stele_runtime::errln!(
             "stele serve: stopping; {paused} session(s) paused, resumable (they resume when the server starts)"
         );
+        if let Some(r) = served {
+            return joined(r);
+        }
         // Event streams of parked sessions never end by themselves: they get
         // a moment, then the connections are dropped.
         match tokio::time::timeout(std::time::Duration::from_secs(2), &mut serving_http).await {
@@ -204,9 +212,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
 }
 
 /// The result of the serving task.
-fn joined(
-    r: Result<Result<(), ServerError>, tokio::task::JoinError>,
-) -> Result<(), ServerError> {
+fn joined(r: Result<Result<(), ServerError>, tokio::task::JoinError>) -> Result<(), ServerError> {
     r.map_err(|e| ServerError::Task(e.to_string()))?
 }
 

@@ -88,8 +88,9 @@ pub async fn pause_sessions(state: &Shared, grace: Duration) -> usize {
     state.sessions.begin_stopping();
     let controls = state.sessions.controls();
     for c in &controls {
-        c.pause
-            .request(&format!("{SHUTDOWN_PAUSE} (it resumes when the server starts)"));
+        c.pause.request(&format!(
+            "{SHUTDOWN_PAUSE} (it resumes when the server starts)"
+        ));
     }
     // No answer reaches a parked question any more: the shutdown answers none.
     state.pending.withdraw_all();

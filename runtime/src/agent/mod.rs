@@ -133,7 +133,10 @@ pub struct PauseSignal(Arc<Mutex<Option<String>>>);
 impl PauseSignal {
     /// Ask the run to pause, saying why (the first reason given stays).
     pub fn request(&self, why: &str) {
-        let mut g = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut g = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if g.is_none() {
             *g = Some(why.to_string());
         }

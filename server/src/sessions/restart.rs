@@ -31,8 +31,7 @@ fn resumes(s: &SessionRecord) -> Option<&'static str> {
             Some("the server stopped while the session ran (killed, crashed, or lost power)")
         }
         SessionState::Paused
-            if s
-                .detail
+            if s.detail
                 .as_deref()
                 .is_some_and(|d| d.starts_with(SHUTDOWN_PAUSE)) =>
         {
