@@ -175,3 +175,20 @@ pub async fn pause_sessions(state: &Shared, grace: Duration) -> usize {
     }
     paused
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every detail the shutdown writes is one the restart resumes.
+    #[test]
+    fn the_shutdown_details_carry_the_marker_the_restart_looks_for() {
+        let grace = Duration::from_secs(10);
+        for stop in [Stop::ParkedOnApproval, Stop::MidStep] {
+            let d = stop.detail(grace).unwrap_or_default();
+            assert!(d.starts_with(SHUTDOWN_PAUSE), "{d}");
+        }
+        // A worker that paused itself wrote its own detail.
+        assert!(Stop::BetweenSteps.detail(grace).is_none());
+    }
+}

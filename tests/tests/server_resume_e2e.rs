@@ -297,7 +297,10 @@ fn a_killed_server_resumes_its_three_sessions_without_rerunning_an_effect() {
     });
     let began = Instant::now();
     while !srv.mock.requests().iter().any(|r| tag_of(r) == "B") {
-        assert!(began.elapsed() < Duration::from_secs(60), "B never asked the model");
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "B never asked the model"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let killed = srv.signal("KILL", Duration::from_secs(10));
@@ -315,7 +318,10 @@ fn a_killed_server_resumes_its_three_sessions_without_rerunning_an_effect() {
         let r = post(
             &srv,
             &bob,
-            &format!("/api/v1/approvals/{}", again["approval_id"].as_str().unwrap()),
+            &format!(
+                "/api/v1/approvals/{}",
+                again["approval_id"].as_str().unwrap()
+            ),
             json!({"shown_sha256": again["shown_sha256"], "outcome": "granted"}),
         )
         .await;

@@ -354,3 +354,18 @@ impl Agent {
         )))
     }
 }
+
+#[cfg(test)]
+mod pause_tests {
+    use super::PauseSignal;
+
+    #[test]
+    fn a_pause_is_seen_by_every_clone_and_keeps_its_first_reason() {
+        let p = PauseSignal::default();
+        let seen = p.clone();
+        assert_eq!(seen.requested(), None);
+        p.request("server shutdown");
+        p.request("stopped by alice");
+        assert_eq!(seen.requested().as_deref(), Some("server shutdown"));
+    }
+}

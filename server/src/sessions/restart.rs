@@ -123,3 +123,48 @@ fn system_entry(effect: Effect, reason: String, data: serde_json::Value) -> Serv
         data,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(state: SessionState, detail: Option<&str>) -> SessionRecord {
+        SessionRecord {
+            id: "s-1".into(),
+            owner: "alice".into(),
+            workspace: "books".into(),
+            state,
+            detail: detail.map(str::to_string),
+            created: 0,
+            updated: 0,
+        }
+    }
+
+    #[test]
+    fn running_and_shutdown_paused_sessions_resume_others_stay() {
+        for st in [
+            SessionState::Starting,
+            SessionState::Running,
+            SessionState::WaitingApproval,
+        ] {
+            assert!(resumes(&row(st, None)).is_some(), "{st:?}");
+        }
+        let by_shutdown = format!("{SHUTDOWN_PAUSE} (it resumes when the server starts)");
+        assert!(resumes(&row(SessionState::Paused, Some(&by_shutdown))).is_some());
+        for detail in [
+            None,
+            Some("the model provider is unavailable"),
+            Some("stopped by alice (resumable)"),
+            // Only a detail that begins with the marker counts.
+            Some("stopped by alice: paused by the server's shutdown"),
+        ] {
+            assert!(
+                resumes(&row(SessionState::Paused, detail)).is_none(),
+                "{detail:?}"
+            );
+        }
+        for st in [SessionState::Ended, SessionState::Failed] {
+            assert!(resumes(&row(st, Some(&by_shutdown))).is_none(), "{st:?}");
+        }
+    }
+}
