@@ -193,5 +193,5 @@ fn task_of(
         .payload(&commit)?
         .and_then(|p| p.body)
         .context("the task payload is not available (redacted)")?;
-    Ok(String::from_utf8(body).context("the task is not UTF-8")?)
+    String::from_utf8(body).context("the task is not UTF-8")
 }
