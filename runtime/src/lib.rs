@@ -18,6 +18,7 @@ pub mod printing;
 pub mod provider;
 pub mod recovery;
 pub mod session;
+pub mod session_resume;
 pub mod telemetry;
 pub mod terminal_safe;
 pub mod timestamping;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use stele_audit::Status;
 
+pub use crate::agent::PauseSignal;
 use crate::agent::{Agent, Budget, Progress, RunEnd, DEFAULT_SYSTEM};
 use crate::gate::Gate;
 use crate::provider::{Message, ProviderConfig};
@@ -109,6 +110,7 @@ pub fn agent_for(
         max_tokens_per_turn: model.max_tokens,
         max_tokens_limit: model.max_tokens_limit,
         large: Arc::new(std::sync::Mutex::new(large)),
+        pause: PauseSignal::default(),
     })
 }
 
@@ -118,12 +120,46 @@ pub fn agent_for(
 pub fn drive(
     session: &OpenSession,
     model: &Model,
-    mut messages: Vec<Message>,
+    messages: Vec<Message>,
     large: crate::payloads::LargeValues,
     budget: Budget,
     on: &mut (dyn FnMut(Progress<'_>) + Send),
 ) -> anyhow::Result<RunEnd> {
-    let agent = agent_for(session, model, large)?;
+    drive_pausable(
+        session,
+        model,
+        Conversation { messages, large },
+        budget,
+        PauseSignal::default(),
+        on,
+    )
+}
+
+/// Where a run starts from: its messages and the large values already in the log.
+#[derive(Debug, Default)]
+pub struct Conversation {
+    /// The messages (a new task, or a conversation rebuilt from the log).
+    pub messages: Vec<Message>,
+    /// Large values already in the log.
+    pub large: crate::payloads::LargeValues,
+}
+
+/// [`drive`], pausing at the next safe point once `pause` is requested (the
+/// run ends [`RunEnd::Paused`]).
+pub fn drive_pausable(
+    session: &OpenSession,
+    model: &Model,
+    from: Conversation,
+    budget: Budget,
+    pause: PauseSignal,
+    on: &mut (dyn FnMut(Progress<'_>) + Send),
+) -> anyhow::Result<RunEnd> {
+    let Conversation {
+        mut messages,
+        large,
+    } = from;
+    let mut agent = agent_for(session, model, large)?;
+    agent.pause = pause;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -52,6 +52,10 @@ pub struct ServerSection {
     /// Seconds an approval waits for an answer before it is refused.
     #[serde(default = "default_ask_deadline")]
     pub ask_deadline_secs: u64,
+    /// Seconds a shutdown waits for running sessions to reach a safe point
+    /// (between steps, or parked on an approval) before it exits anyway.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
     /// Seconds a token from `POST /api/v1/login` stays valid.
     #[serde(default = "default_login_ttl")]
     pub login_ttl_secs: u64,
@@ -90,6 +94,7 @@ impl Default for ServerSection {
             public_url: None,
             max_sessions: default_max_sessions(),
             ask_deadline_secs: default_ask_deadline(),
+            shutdown_grace_secs: default_shutdown_grace(),
             login_ttl_secs: default_login_ttl(),
             policy: None,
             model: None,
@@ -114,6 +119,9 @@ fn default_ask_deadline() -> u64 {
 }
 fn default_max_upload() -> u64 {
     1 << 30
+}
+fn default_shutdown_grace() -> u64 {
+    10
 }
 fn default_login_ttl() -> u64 {
     12 * 3600

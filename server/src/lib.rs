@@ -18,6 +18,7 @@ pub mod record;
 pub mod routes;
 pub mod serve;
 pub mod sessions;
+pub mod shutdown;
 pub mod state;
 pub mod store;
 pub mod tls;

@@ -108,6 +108,12 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
         // are recorded before anyone can use them; then, while it runs, as
         // they come.
         crate::admin_record::record_admin_changes(&serving).await?;
+        // SIGTERM and SIGINT are caught from here on (also while sessions resume).
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            crate::shutdown::signalled().await;
+            let _ = stop_tx.send(true);
+        });
         let watcher = serving.clone();
         tokio::spawn(async move {
             loop {
@@ -117,6 +123,14 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
                 }
             }
         });
+        // Sessions the server was running when it stopped resume now, from
+        // the log, before anyone can ask for them.
+        let resumed = crate::sessions::restart::resume_at_start(&serving).await?;
+        if resumed > 0 {
+            stele_runtime::errln!(
+                "stele serve: resumed {resumed} session(s) that were running when the server stopped"
+            );
+        }
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| start_error(&format!("listening on {listen}"), e))?;
@@ -138,24 +152,60 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
             serving.config.db().display(),
             serving.config.store_path().display()
         );
-        let app =
-            crate::routes::router(serving).into_make_service_with_connect_info::<SocketAddr>();
-        match tls {
-            Some(tls) => serve_tls(listener, tls, app).await,
+        let app = crate::routes::router(serving.clone())
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let stopped = {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let mut serving_http = match tls {
+            Some(tls) => tokio::spawn(serve_tls(listener, tls, app, stopped)),
             // No Nagle delay: a streamed answer (a download, an event) goes
             // out in several writes, and would otherwise wait for the
             // client's delayed ACK (~40 ms) between them.
-            None => axum::serve(
-                axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                    if let Err(e) = tcp.set_nodelay(true) {
-                        tracing::warn!("TCP_NODELAY: {e}");
-                    }
-                }),
-                app,
-            )
-            .with_graceful_shutdown(shutdown())
-            .await
-            .map_err(|e| start_error("serving", e)),
+            None => tokio::spawn(async move {
+                axum::serve(
+                    axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                        if let Err(e) = tcp.set_nodelay(true) {
+                            tracing::warn!("TCP_NODELAY: {e}");
+                        }
+                    }),
+                    app,
+                )
+                .with_graceful_shutdown(stopped)
+                    .await
+                    .map_err(|e| start_error("serving", e))
+            }),
+        };
+        let mut signal = stop_rx;
+        let mut served = None;
+        tokio::select! {
+            r = &mut serving_http => served = Some(r),
+            _ = signal.wait_for(|s| *s) => {}
+        }
+        if !*signal.borrow() {
+            // Serving ended by itself: that is an error, nothing to pause for.
+            return served.map_or(Ok(()), joined);
+        }
+        // The listener stops accepting; the sessions pause at their safe points.
+        let grace = std::time::Duration::from_secs(serving.config.server.shutdown_grace_secs);
+        let paused = crate::shutdown::pause_sessions(&serving, grace).await;
+        stele_runtime::errln!(
+            "stele serve: stopping; {paused} session(s) paused, resumable (they resume when the server starts)"
+        );
+        if let Some(r) = served {
+            return joined(r);
+        }
+        // Event streams of parked sessions never end by themselves: they get
+        // a moment, then the connections are dropped.
+        match tokio::time::timeout(std::time::Duration::from_secs(2), &mut serving_http).await {
+            Ok(r) => joined(r),
+            Err(_) => {
+                serving_http.abort();
+                Ok(())
+            }
         }
     });
     // The feed stops with the server (even when serving failed), before
@@ -164,10 +214,12 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
         f.stop();
     }
     served?;
-    drop(rt);
-    // Sessions still running keep their threads; pausing them resumably on
-    // shutdown is a later part of issue 18. The log closes when the last
-    // holder lets it go (the process exit closes its file either way).
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    // Every session that reached a safe point has let the log go, and it is
+    // closed (`log.close`). A session parked on an approval keeps its thread
+    // on the unanswered question (the shutdown answers none): the log is
+    // then left as a kill leaves it, every entry already durable, and the
+    // process exit ends that thread.
     if let Ok(state) = Arc::try_unwrap(state) {
         if let Ok(log) = Arc::try_unwrap(state.log) {
             log.close()?;
@@ -176,11 +228,17 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// The result of the serving task.
+fn joined(r: Result<Result<(), ServerError>, tokio::task::JoinError>) -> Result<(), ServerError> {
+    r.map_err(|e| ServerError::Task(e.to_string()))?
+}
+
 /// Serve HTTPS on `listener` until SIGINT or SIGTERM.
 async fn serve_tls(
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
     app: axum::extract::connect_info::IntoMakeServiceWithConnectInfo<axum::Router, SocketAddr>,
+    stopped: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let std = listener
         .into_std()
@@ -188,7 +246,7 @@ async fn serve_tls(
     let handle = axum_server::Handle::new();
     let stopping = handle.clone();
     tokio::spawn(async move {
-        shutdown().await;
+        stopped.await;
         stopping.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
     });
     let config = axum_server::tls_rustls::RustlsConfig::from_config(tls);
@@ -198,19 +256,4 @@ async fn serve_tls(
         .serve(app)
         .await
         .map_err(|e| start_error("serving", e))
-}
-
-async fn shutdown() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
 }

@@ -119,6 +119,36 @@ pub struct Agent {
     pub max_tokens_limit: u32,
     /// Large values already in the log (stored once, referred to after).
     pub large: Arc<Mutex<LargeValues>>,
+    /// Asked from outside (a server shutting down) to pause at the next safe point.
+    pub pause: PauseSignal,
+}
+
+/// A request, from outside the run, to pause at the next safe point: after a
+/// step's tool results are recorded and before the next model request. The run
+/// then ends [`RunEnd::Paused`] with the reason given; nothing is left half-recorded
+/// and the session resumes from the log.
+#[derive(Debug, Clone, Default)]
+pub struct PauseSignal(Arc<Mutex<Option<String>>>);
+
+impl PauseSignal {
+    /// Ask the run to pause, saying why (the first reason given stays).
+    pub fn request(&self, why: &str) {
+        let mut g = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if g.is_none() {
+            *g = Some(why.to_string());
+        }
+    }
+
+    /// Why a pause was asked for, if it was.
+    pub fn requested(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// The system prompt used unless configured otherwise.
@@ -313,10 +343,29 @@ impl Agent {
                 role: Role::User,
                 content: results,
             });
+            // A safe point: this step's results are in the log, the next request is not.
+            if let Some(why) = self.pause.requested() {
+                return Ok(RunEnd::Paused(why));
+            }
         }
         Ok(RunEnd::BudgetExhausted(format!(
             "step budget of {} reached",
             budget.max_steps
         )))
+    }
+}
+
+#[cfg(test)]
+mod pause_tests {
+    use super::PauseSignal;
+
+    #[test]
+    fn a_pause_is_seen_by_every_clone_and_keeps_its_first_reason() {
+        let p = PauseSignal::default();
+        let seen = p.clone();
+        assert_eq!(seen.requested(), None);
+        p.request("server shutdown");
+        p.request("stopped by alice");
+        assert_eq!(seen.requested().as_deref(), Some("server shutdown"));
     }
 }

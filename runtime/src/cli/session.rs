@@ -353,6 +353,7 @@ fn resume(
             key: key.to_path_buf(),
             signer,
         },
+        setup::LogOwner::Session,
         bundle,
         SessionInfo {
             id: id.to_string(),

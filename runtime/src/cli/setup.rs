@@ -415,10 +415,12 @@ pub struct OpenedLog {
 }
 
 /// Reopen an unfinished session recorded in `opened`, in the sandbox
-/// backend `backend` asks for (the one the session used).
+/// backend `backend` asks for (the one the session used); `owner` says
+/// whether closing the session closes the log (the server keeps its log).
 #[allow(clippy::too_many_arguments)]
 pub fn resume(
     opened: OpenedLog,
+    owner: LogOwner,
     bundle: Arc<Bundle>,
     info: SessionInfo,
     workspace: PathBuf,
@@ -456,7 +458,6 @@ pub fn resume(
         facts(ran, network),
         record,
     )?);
-    let owner = LogOwner::Session;
     let (gate, log) = witnessed_start(&witnessing, gate, log, &db, owner)?;
     let mediator: Arc<dyn Mediator> =
         Arc::new(GateMediator::with_parent(gate.clone(), Parent::Session));

@@ -97,6 +97,8 @@ pub fn required(method: &Method, path: &str) -> Option<Scope> {
         ("POST", ["", "api", "v1", "sessions"]) => Some(Scope::Run),
         // Putting work into a workspace is part of running it.
         ("PUT", ["", "api", "v1", "workspaces", _, "files", _, ..]) => Some(Scope::Run),
+        // Steering a session (pause it, continue it) is running work.
+        ("POST", ["", "api", "v1", "sessions", _, "resume" | "stop"]) => Some(Scope::Run),
         ("POST", ["", "api", "v1", "approvals", _]) => Some(Scope::Approve),
         // Legal holds are audit administration: a token needs `admin`
         // (and the account `audit.hold` in the policy).
@@ -137,6 +139,9 @@ mod tests {
             required(&Method::POST, "/api/v1/approvals/7"),
             Some(Scope::Approve)
         );
+        for p in ["/api/v1/sessions/s-1/resume", "/api/v1/sessions/s-1/stop"] {
+            assert_eq!(required(&Method::POST, p), Some(Scope::Run), "{p}");
+        }
         assert_eq!(required(&Method::POST, "/api/v1/logout"), None);
         for (m, p) in [
             (Method::POST, "/api/v1/approvals"),
@@ -144,6 +149,8 @@ mod tests {
             (Method::DELETE, "/api/v1/sessions/x"),
             (Method::PUT, "/api/v1/approvals/7"),
             (Method::POST, "/api/v1/sessions/x/files"),
+            (Method::POST, "/api/v1/sessions/x/resume/more"),
+            (Method::POST, "/api/v1/sessions/resume"),
             (Method::POST, "/api/v1/audit/holds"),
             (Method::POST, "/api/v1/audit/holds/12/release"),
         ] {

@@ -9,6 +9,7 @@ mod health;
 mod holds;
 mod login;
 mod oidc;
+mod session_control;
 mod sessions;
 mod workspaces;
 
@@ -42,6 +43,11 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/api/v1/sessions/{id}", get(sessions::get_one))
         .route("/api/v1/sessions/{id}/events", get(events::stream))
+        .route(
+            "/api/v1/sessions/{id}/resume",
+            post(session_control::resume),
+        )
+        .route("/api/v1/sessions/{id}/stop", post(session_control::stop))
         .route("/api/v1/approvals", get(approvals::list))
         .route("/api/v1/approvals/{id}", post(approvals::answer))
         .route("/api/v1/workspaces", get(workspaces::list))

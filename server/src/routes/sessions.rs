@@ -11,15 +11,15 @@ use super::{authorize, may, rfc3339, Body};
 use crate::auth::Principal;
 use crate::authz::{self, ServerAction};
 use crate::error::ApiError;
-use crate::sessions::events::pump;
-use crate::sessions::worker::{self, Job};
+use crate::sessions::launch::{launch, LaunchError};
+use crate::sessions::worker::{Job, Work};
 use crate::state::Shared;
 use crate::store::SessionRecord;
 
 /// Longest task accepted, in bytes.
 pub const MAX_TASK_BYTES: usize = 64 * 1024;
 
-fn summary(s: SessionRecord) -> SessionSummary {
+pub(super) fn summary(s: SessionRecord) -> SessionSummary {
     SessionSummary {
         id: s.id,
         owner: s.owner,
@@ -77,19 +77,6 @@ pub async fn start(
         serde_json::json!({"workspace": req.workspace}),
     )
     .await?;
-    let Some(slot) = state.sessions.slot() else {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "the server runs its most sessions at once ({}); try again when one ends",
-                state.config.server.max_sessions
-            ),
-        ));
-    };
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let (live, _) = tokio::sync::broadcast::channel(crate::sessions::manager::WATCH_BUFFER);
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(pump(state.clone(), rx, live, started_tx));
     let job = Job {
         principal: who.user.name.clone(),
         workspace: req.workspace.clone(),
@@ -98,28 +85,39 @@ pub async fn start(
         model,
         max_steps: req.max_steps,
     };
-    worker::spawn(state.clone(), job, tx, slot).map_err(|e| {
-        ApiError::from(crate::error::ServerError::Io {
-            what: "starting a session thread".into(),
-            source: e,
-        })
-    })?;
-    match started_rx.await {
-        Ok(Ok(id)) => Ok((
-            StatusCode::CREATED,
-            Json(StartedSession {
-                events: format!("/api/v1/sessions/{id}/events"),
-                id,
-            }),
-        )),
-        Ok(Err(why)) => Err(ApiError::new(
+    let id = launch(&state, Work::New(job))
+        .await
+        .map_err(|e| launch_problem(&state, &e, "start"))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(StartedSession {
+            events: format!("/api/v1/sessions/{id}/events"),
+            id,
+        }),
+    ))
+}
+
+/// The problem for a session that did not start or resume (`what`).
+pub fn launch_problem(state: &Shared, e: &LaunchError, what: &str) -> ApiError {
+    match e {
+        LaunchError::NoSlot if state.sessions.stopping() => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the server is shutting down; {what} the session once it is back"),
+        ),
+        LaunchError::NoSlot => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "the server runs its most sessions at once ({}); try again when one ends",
+                state.config.server.max_sessions
+            ),
+        ),
+        LaunchError::Refused(why) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!("the session did not start: {why}"),
-        )),
-        Err(_) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the session's worker ended before saying whether it started",
-        )),
+            format!("the session did not {what}: {why}"),
+        ),
+        LaunchError::Thread(_) | LaunchError::Vanished => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
     }
 }
 

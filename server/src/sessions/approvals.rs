@@ -7,14 +7,16 @@
 //! the bundle decides) is refused to its giver and the question stays open.
 
 use std::collections::HashMap;
-use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self as std_mpsc, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use stele_protocol::{ApprovalOutcome, ApprovalState, SessionEvent};
 use stele_runtime::gate::approval::{ApprovalAnswer, Approver, Reachable};
 
 use super::events::{WorkerMsg, WorkerTx};
+use super::manager::Control;
 use crate::store::ApprovalRecord;
 
 /// What the session makes of an answer.
@@ -59,6 +61,13 @@ impl Pending {
             None => Err(c),
         }
     }
+
+    /// Take every waiting question off the queue (the server is stopping):
+    /// no answer reaches them any more, and their sessions stay parked,
+    /// unanswered. Their ids.
+    pub fn withdraw_all(&self) -> Vec<String> {
+        self.lock().drain().map(|(id, _)| id).collect()
+    }
 }
 
 /// The people who may answer, as the gate asks before asking: every member
@@ -66,8 +75,8 @@ impl Pending {
 /// session is the server's decision; whether a grant lifts the rule, the bundle's.)
 #[derive(Debug)]
 pub struct WebApprover {
-    /// The session id, once the session has started.
-    pub session: Arc<OnceLock<String>>,
+    /// The session's control (its id once started; parked while it waits).
+    pub control: Arc<Control>,
     /// The person whose session asks.
     pub requester: String,
     /// Members of the bundle.
@@ -119,7 +128,7 @@ impl Approver for WebApprover {
         let sha = hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()));
         let now = time::OffsetDateTime::now_utc();
         let deadline_at = now + self.deadline;
-        let session = self.session.get().cloned().unwrap_or_default();
+        let session = self.control.id.get().cloned().unwrap_or_default();
         let (ctx, crx) = std_mpsc::channel();
         self.state.pending.lock().insert(id.clone(), ctx);
         let _ = self.tx.send(WorkerMsg::Ask(ApprovalRecord {
@@ -143,6 +152,7 @@ impl Approver for WebApprover {
             let _ = self.tx.send(WorkerMsg::Event(v));
         }
         let until = Instant::now() + self.deadline;
+        self.control.parked.store(true, Ordering::SeqCst);
         let answer = loop {
             let left = until.saturating_duration_since(Instant::now());
             match crx.recv_timeout(left) {
@@ -165,7 +175,15 @@ impl Approver for WebApprover {
                         detail: Some(format!("approval {id} through the server's API")),
                     };
                 }
-                Err(_) => {
+                Err(RecvTimeoutError::Disconnected) => {
+                    // Withdrawn by a shutdown: never answered by it. The
+                    // question stays open in the log; the process exits
+                    // around this thread, and the session resumes at restart.
+                    loop {
+                        std::thread::park();
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
                     self.state.pending.lock().remove(&id);
                     let _ = self
                         .tx
@@ -181,6 +199,7 @@ impl Approver for WebApprover {
                 }
             }
         };
+        self.control.parked.store(false, Ordering::SeqCst);
         let _ = self.tx.send(WorkerMsg::State(
             stele_protocol::SessionState::Running,
             None,

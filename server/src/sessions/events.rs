@@ -27,6 +27,9 @@ pub struct Numbered {
 pub enum WorkerMsg {
     /// The session started (it is in the log): index it.
     Started(SessionRecord),
+    /// A session from the log was reopened: its events continue after
+    /// those already kept (numbering goes on across restarts).
+    Resumed(String),
     /// The session could not start: why.
     Failed(String),
     /// A progress event.
@@ -65,6 +68,24 @@ pub async fn pump(
                 whose = (rec.owner.clone(), rec.workspace.clone());
                 state.sessions.go_live(&id, live.clone());
                 let r = state.store.put_session(rec).await;
+                if let Some(tx) = started.take() {
+                    let _ = tx.send(r.map(|()| id.clone()).map_err(|e| e.to_string()));
+                }
+                Ok(())
+            }
+            WorkerMsg::Resumed(rid) => {
+                id = rid;
+                let r = match state.store.events_after(&id, 0).await {
+                    Ok(kept) => {
+                        n = kept.last().map_or(0, |(k, _)| *k);
+                        state.sessions.go_live(&id, live.clone());
+                        state
+                            .store
+                            .set_session_state(&id, SessionState::Running, None, now())
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
                 if let Some(tx) = started.take() {
                     let _ = tx.send(r.map(|()| id.clone()).map_err(|e| e.to_string()));
                 }

@@ -5,6 +5,8 @@
 
 pub mod approvals;
 pub mod events;
+pub mod launch;
 pub mod manager;
 pub mod webhook;
+pub mod restart;
 pub mod worker;

@@ -1,9 +1,11 @@
 //! One session on its own thread: opened with the runtime's session
 //! library on the server's log (the same checks, sandbox, gate and agent
-//! as `stele run`), its progress and approvals sent to its pump.
+//! as `stele run`), or reopened from the log to continue (the runtime's
+//! recovery and conversation rebuild: nothing is re-run), its progress and
+//! approvals sent to its pump, pausing when its [`Control`] asks.
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use stele_protocol::SessionState;
@@ -11,11 +13,15 @@ use stele_runtime::agent::progress::{self, Decision, Progress};
 use stele_runtime::agent::RunEnd;
 use stele_runtime::gate::approval::{ApprovalEvent, Observed};
 use stele_runtime::provider::Message;
-use stele_runtime::session::{self, BackendSpec, LogOwner, NetworkChoice, SessionSpec};
+use stele_runtime::session::{
+    self, BackendSpec, Conversation, LogOwner, NetworkChoice, OpenSession, SessionSpec,
+};
+use stele_runtime::session_resume::{self, LogAt};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::approvals::WebApprover;
 use super::events::{WorkerMsg, WorkerTx};
+use super::manager::Control;
 use crate::state::AppState;
 use crate::store::SessionRecord;
 
@@ -36,24 +42,42 @@ pub struct Job {
     pub max_steps: Option<u32>,
 }
 
-/// Start `job` on a thread of its own; it holds `slot` until it ends.
+/// What a worker does.
+#[derive(Debug, Clone)]
+pub enum Work {
+    /// Start a new session.
+    New(Job),
+    /// Continue the unfinished session with this id from the log.
+    Resume(String),
+}
+
+/// Start `work` on a thread of its own, steered by `control` (registered
+/// as worker `n`); it holds `slot` until it ends.
 pub fn spawn(
     state: Arc<AppState>,
-    job: Job,
+    work: Work,
     tx: WorkerTx,
     slot: OwnedSemaphorePermit,
+    (n, control): (u64, Arc<Control>),
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("stele-session".into())
         .spawn(move || {
             let _slot = slot;
-            if let Err(e) = run(&state, &job, &tx) {
-                // Before the session started (nothing in the log but what
-                // the runtime recorded of a refused start) or after.
+            let r = match &work {
+                Work::New(job) => run_new(&state, job, &tx, &control),
+                Work::Resume(id) => run_resume(&state, id, &tx, &control),
+            };
+            if let Err(e) = r {
+                // Before the session started or resumed (the starter hears
+                // why), or after (its row says so).
                 let why = format!("{e:#}");
                 let _ = tx.send(WorkerMsg::Failed(why.clone()));
-                let _ = tx.send(WorkerMsg::State(SessionState::Failed, Some(why)));
+                if control.id.get().is_some() {
+                    let _ = tx.send(WorkerMsg::State(SessionState::Failed, Some(why)));
+                }
             }
+            state.sessions.finished(n);
         })
         .map(|_| ())
 }
@@ -62,44 +86,24 @@ fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-fn run(state: &Arc<AppState>, job: &Job, tx: &WorkerTx) -> anyhow::Result<()> {
-    let cfg = &state.config;
-    let layers = stele_runtime::config::load()?;
-    let (db, key) = (cfg.db(), cfg.key());
-    let prepared = session::prepare(&SessionSpec {
-        workspace: &job.path,
-        policy: cfg.server.policy.as_deref(),
-        user: Some(&job.principal),
-        db: Some(&db),
-        key: Some(&key),
-        network: NetworkChoice::None,
-        backend: BackendSpec {
-            workspace_quota: stele_runtime::cli::backend::workspace_quota(&layers, None)?,
-            resources: stele_runtime::cli::resources::resource_limits(&layers, &[])?,
-            ..BackendSpec::process()
-        },
-        data: serde_json::Value::Null,
-    })?;
-    let model = session::model_for(&layers, &job.model)?;
-    let mut record = session::model_record(&model, &job.model);
-    record["approve"] = serde_json::json!("web");
-    record["server_workspace"] = serde_json::json!(job.workspace);
-    record["client"] = serde_json::json!({
-        "kind": "server", "command": "serve", "version": env!("CARGO_PKG_VERSION"),
-    });
-    record[stele_runtime::gate::TASK_MEMBER] = serde_json::json!(job.task);
-    let id_cell = Arc::new(OnceLock::new());
+/// The approver of a session run for `requester`: questions go to the
+/// approvals queue, and every question and answer is an event too.
+fn approver(
+    state: &Arc<AppState>,
+    requester: &str,
+    tx: &WorkerTx,
+    control: &Arc<Control>,
+) -> Box<dyn session::Approver> {
     let web = WebApprover {
-        session: id_cell.clone(),
-        requester: job.principal.clone(),
+        control: control.clone(),
+        requester: requester.to_string(),
         members: state.bundle.members().users().map(str::to_string).collect(),
-        deadline: Duration::from_secs(cfg.server.ask_deadline_secs),
+        deadline: Duration::from_secs(state.config.server.ask_deadline_secs),
         tx: tx.clone(),
         state: state.clone(),
     };
-    // Questions and answers are events too, as `--json` prints them.
     let events = tx.clone();
-    let approver = Observed::new(Box::new(web), move |e: ApprovalEvent<'_>| {
+    Box::new(Observed::new(Box::new(web), move |e: ApprovalEvent<'_>| {
         let d = match e {
             ApprovalEvent::Asked { shown } => Decision::Asked { shown },
             ApprovalEvent::Answered { shown, answer } => Decision::Answered {
@@ -110,18 +114,55 @@ fn run(state: &Arc<AppState>, job: &Job, tx: &WorkerTx) -> anyhow::Result<()> {
             },
         };
         let _ = events.send(WorkerMsg::Event(progress::to_json(Progress::Decision(d))));
+    }))
+}
+
+fn backend(layers: &stele_runtime::config::Layers) -> anyhow::Result<BackendSpec> {
+    Ok(BackendSpec {
+        workspace_quota: stele_runtime::cli::backend::workspace_quota(layers, None)?,
+        resources: stele_runtime::cli::resources::resource_limits(layers, &[])?,
+        ..BackendSpec::process()
+    })
+}
+
+fn run_new(
+    state: &Arc<AppState>,
+    job: &Job,
+    tx: &WorkerTx,
+    control: &Arc<Control>,
+) -> anyhow::Result<()> {
+    let cfg = &state.config;
+    let layers = stele_runtime::config::load()?;
+    let (db, key) = (cfg.db(), cfg.key());
+    let prepared = session::prepare(&SessionSpec {
+        workspace: &job.path,
+        policy: cfg.server.policy.as_deref(),
+        user: Some(&job.principal),
+        db: Some(&db),
+        key: Some(&key),
+        network: NetworkChoice::None,
+        backend: backend(&layers)?,
+        data: serde_json::Value::Null,
+    })?;
+    let model = session::model_for(&layers, &job.model)?;
+    let mut record = session::model_record(&model, &job.model);
+    record["approve"] = serde_json::json!("web");
+    record["server_workspace"] = serde_json::json!(job.workspace);
+    record["client"] = serde_json::json!({
+        "kind": "server", "command": "serve", "version": env!("CARGO_PKG_VERSION"),
     });
+    record[stele_runtime::gate::TASK_MEMBER] = serde_json::json!(job.task);
     let open = prepared.start_on(
         state.log.clone(),
         LogOwner::Caller,
         record,
-        Box::new(approver),
+        approver(state, &job.principal, tx, control),
     )?;
     let id = open.gate.session_id().to_string();
-    let _ = id_cell.set(id.clone());
+    let _ = control.id.set(id.clone());
     let t = now();
     let _ = tx.send(WorkerMsg::Started(SessionRecord {
-        id: id.clone(),
+        id,
         owner: job.principal.clone(),
         workspace: job.workspace.clone(),
         state: SessionState::Running,
@@ -129,14 +170,82 @@ fn run(state: &Arc<AppState>, job: &Job, tx: &WorkerTx) -> anyhow::Result<()> {
         created: t,
         updated: t,
     }));
+    let from = Conversation {
+        messages: vec![Message::user_text(job.task.clone())],
+        large: Default::default(),
+    };
+    run_open(open, &model, from, job.max_steps, tx, control)
+}
+
+fn run_resume(
+    state: &Arc<AppState>,
+    id: &str,
+    tx: &WorkerTx,
+    control: &Arc<Control>,
+) -> anyhow::Result<()> {
+    let cfg = &state.config;
+    let layers = stele_runtime::config::load()?;
+    let rec = session_resume::recorded(&state.log, id)?;
+    let spec = rec
+        .model_spec
+        .clone()
+        .or_else(|| cfg.server.model.clone())
+        .ok_or_else(|| anyhow::anyhow!("session {id} names no model and the server has none"))?;
+    let model = session::model_for(&layers, &spec)?;
+    let at = LogAt {
+        log: state.log.clone(),
+        db: cfg.db(),
+        key: cfg.key(),
+        signer: state.signer.0.clone(),
+    };
+    // The id is known before the session reopens: an ask of the resumed
+    // run is queued under it.
+    let _ = control.id.set(id.to_string());
+    let reopened = session_resume::reopen(
+        &at,
+        &rec,
+        backend(&layers)?,
+        approver(state, &rec.principal, tx, control),
+    )?;
+    let _ = tx.send(WorkerMsg::Resumed(id.to_string()));
+    run_open(reopened.session, &model, reopened.from, None, tx, control)
+}
+
+/// Run an open session until it ends or pauses, then close it (the log stays open).
+fn run_open(
+    open: OpenSession,
+    model: &session::Model,
+    from: Conversation,
+    max_steps: Option<u32>,
+    tx: &WorkerTx,
+    control: &Arc<Control>,
+) -> anyhow::Result<()> {
+    let id = open.gate.session_id().to_string();
     let _ = tx.send(WorkerMsg::Event(session::start_event(&open.gate, &open.db)));
     let events = tx.clone();
     let mut on = move |p: Progress<'_>| {
+        // A provider outage is ridden out with backoff: the session says so.
+        if let Progress::Retry {
+            attempt,
+            wait,
+            reason,
+            elapsed,
+            patience,
+        } = &p
+        {
+            let detail = format!(
+                "the model provider is unavailable (attempt {attempt} failed: {reason}); \
+                 retrying in {:.1} s, {} s of {} s patience used",
+                wait.as_secs_f64(),
+                elapsed.as_secs(),
+                patience.as_secs()
+            );
+            let _ = events.send(WorkerMsg::State(SessionState::Running, Some(detail)));
+        }
         let _ = events.send(WorkerMsg::Event(progress::to_json(p)));
     };
-    let budget = session::budget(job.max_steps, 2_000_000, 3600);
-    let messages = vec![Message::user_text(job.task.clone())];
-    match session::drive(&open, &model, messages, Default::default(), budget, &mut on) {
+    let budget = session::budget(max_steps, 2_000_000, 3600);
+    match session::drive_pausable(&open, model, from, budget, control.pause.clone(), &mut on) {
         Ok(end) => {
             let _ = tx.send(WorkerMsg::Event(session::end_event(&open.gate, &end)));
             let (st, detail) = match &end {

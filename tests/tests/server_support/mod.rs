@@ -32,6 +32,8 @@ pub struct Server {
     child: Option<Child>,
     stderr: Arc<Mutex<String>>,
     listen: String,
+    /// More environment for the server process (e.g. `STELE_CONFIG`).
+    pub env: Vec<(String, String)>,
 }
 
 /// Accounts every server has: alice and dave (finance members), bob (finance approver),
@@ -62,6 +64,17 @@ impl Server {
         listen: &str,
         http: reqwest::Client,
     ) -> Server {
+        let mut server = Self::prepare_with(extra, server_toml, listen, http);
+        server.spawn();
+        server
+    }
+
+    /// Set up a server without starting it (a test adds to `env` first, then [`Server::spawn`]).
+    pub fn prepare(extra: &str, server_toml: &str) -> Server {
+        Self::prepare_with(extra, server_toml, "127.0.0.1:0", reqwest::Client::new())
+    }
+
+    fn prepare_with(extra: &str, server_toml: &str, listen: &str, http: reqwest::Client) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let ws = e2e_common::workspace(dir.path());
         std::fs::create_dir_all(ws.join("outbox")).unwrap();
@@ -93,7 +106,7 @@ impl Server {
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         }
         let mock = MockModel::start().unwrap();
-        let mut server = Server {
+        Server {
             dir,
             s,
             ws,
@@ -105,9 +118,8 @@ impl Server {
             child: None,
             stderr: Arc::new(Mutex::new(String::new())),
             listen: listen.to_string(),
-        };
-        server.spawn();
-        server
+            env: Vec::new(),
+        }
     }
 
     /// Start (again) the server of this set-up and wait until it is ready.
@@ -120,6 +132,7 @@ impl Server {
             // The principal comes from the token, never from $USER.
             .env("USER", "not-a-member")
             .envs(e2e_common::env(Wire::Anthropic, &self.mock))
+            .envs(self.env.clone())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -212,6 +225,29 @@ impl Server {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
+        }
+    }
+
+    /// Send `signal` (`KILL`, `TERM`) to the server and wait for it to end
+    /// (at most `limit`); how it exited.
+    pub fn signal(&mut self, signal: &str, limit: Duration) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("the server is not running");
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &c.id().to_string()])
+            .status();
+        let began = Instant::now();
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            if began.elapsed() > limit {
+                let _ = c.kill();
+                panic!(
+                    "stele serve did not end within {limit:?} of SIG{signal}:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

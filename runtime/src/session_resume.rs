@@ -1,0 +1,197 @@
+//! Resuming an unfinished session as a library call, for a front end that
+//! already holds the log (the server, at restart or on request): what the
+//! session's `session.start` recorded ([`recorded`]), then the session
+//! reopened on that log with its conversation rebuilt from the log
+//! ([`reopen`]). Open intents were closed as interrupted when the log was
+//! opened ([`crate::recovery`]); the rebuilt conversation tells the model
+//! so, and nothing is re-run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use stele_audit::{AuditLog, EventKind};
+use stele_policy::Bundle;
+
+use crate::cli::backend::{BackendChoice, BackendSpec};
+use crate::cli::setup::{self, LogOwner, NetworkChoice, OpenSession, OpenedLog};
+use crate::conversation;
+use crate::gate::approval::Approver;
+use crate::gate::SessionInfo;
+use crate::provider::Message;
+use crate::session::Conversation;
+
+/// What a session's `session.start` says about how it ran.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Its id.
+    pub id: String,
+    /// Who it runs for.
+    pub principal: String,
+    /// Its workspace folder.
+    pub workspace: PathBuf,
+    /// The policy bundle it started with.
+    pub policy: PathBuf,
+    /// The model as PROVIDER:NAME, if recorded.
+    pub model_spec: Option<String>,
+    /// Its network.
+    pub network: NetworkChoice,
+    /// The sandbox backend it ran in.
+    pub backend: BackendChoice,
+    /// Whether it ended (`session.end` or `session.interrupted`): not resumable.
+    pub ended: bool,
+}
+
+/// Read what session `id` recorded at its start, from `log`.
+pub fn recorded(log: &AuditLog, id: &str) -> anyhow::Result<Recorded> {
+    let store = log.store()?;
+    let leaves = conversation::session_leaves(&store, id)?;
+    let start = leaves
+        .iter()
+        .find(|l| l.kind == EventKind::SessionStart)
+        .with_context(|| format!("session {id} has no session.start in the log"))?;
+    let data = start.data.clone().unwrap_or_default();
+    let field = |k: &str| data.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let backend = match field("sandbox_backend").as_deref() {
+        None => BackendChoice::Process,
+        Some(name) => BackendChoice::from_recorded(name)
+            .with_context(|| format!("session.start names an unknown sandbox backend {name:?}"))?,
+    };
+    Ok(Recorded {
+        id: id.to_string(),
+        principal: start.actor.principal.clone(),
+        workspace: PathBuf::from(field("workspace").context("session.start names no workspace")?),
+        policy: PathBuf::from(
+            field("policy_root").context("session.start names no policy bundle")?,
+        ),
+        model_spec: field("model_spec"),
+        network: match field("network").as_deref() {
+            Some("proxy") => NetworkChoice::Proxy,
+            _ => NetworkChoice::None,
+        },
+        backend,
+        ended: leaves.iter().any(|l| {
+            matches!(
+                l.kind,
+                EventKind::SessionEnd | EventKind::SessionInterrupted
+            )
+        }),
+    })
+}
+
+/// A reopened session and where its run continues from.
+pub struct Reopened {
+    /// The session, open on the caller's log (a `policy.load` entry with
+    /// `resumed: true` marks where it continues).
+    pub session: OpenSession,
+    /// The conversation rebuilt from the log.
+    pub from: Conversation,
+}
+
+/// Where the log is and what signs it.
+#[derive(Clone)]
+pub struct LogAt {
+    /// The log.
+    pub log: Arc<AuditLog>,
+    /// Its database.
+    pub db: PathBuf,
+    /// Its signing key file.
+    pub key: PathBuf,
+    /// Its signing key.
+    pub signer: Arc<dyn stele_attest::Signer>,
+}
+
+/// Reopen the unfinished session `rec` on `at` (kept open by the caller),
+/// in the backend it ran in, answering its asks with `approver`. Refused,
+/// with nothing written, when it ended, when its folders fail the isolation
+/// check, or when its conversation cannot be rebuilt.
+pub fn reopen(
+    at: &LogAt,
+    rec: &Recorded,
+    backend: BackendSpec,
+    approver: Box<dyn Approver>,
+) -> anyhow::Result<Reopened> {
+    anyhow::ensure!(!rec.ended, "session {} has ended; start a new one", rec.id);
+    crate::principal::validate(
+        "the session's principal (its session.start entry)",
+        &rec.principal,
+    )?;
+    crate::isolation::check_session(&crate::isolation::SessionPaths {
+        workspace: &rec.workspace,
+        db: &at.db,
+        key: &at.key,
+        policy: &rec.policy,
+    })?;
+    let from = rebuilt(&at.log, &rec.id)?;
+    let bundle = Arc::new(
+        Bundle::load(&rec.policy)
+            .with_context(|| format!("policy bundle {}", rec.policy.display()))?,
+    );
+    let teams: Vec<String> = bundle
+        .members()
+        .teams_of(&rec.principal)
+        .map(str::to_string)
+        .collect();
+    let session = setup::resume(
+        OpenedLog {
+            log: at.log.clone(),
+            db: at.db.clone(),
+            key: at.key.clone(),
+            signer: at.signer.clone(),
+        },
+        LogOwner::Caller,
+        bundle,
+        SessionInfo {
+            id: rec.id.clone(),
+            principal: rec.principal.clone(),
+            teams,
+        },
+        rec.workspace.clone(),
+        rec.network,
+        BackendSpec {
+            requested: rec.backend,
+            ..backend
+        },
+        approver,
+    )?;
+    Ok(Reopened { session, from })
+}
+
+/// The conversation to continue with: rebuilt from the last model request,
+/// or, for a session stopped before it asked the model at all, its task.
+fn rebuilt(log: &AuditLog, id: &str) -> anyhow::Result<Conversation> {
+    let store = log.store()?;
+    let leaves = conversation::session_leaves(&store, id)?;
+    if !leaves.iter().any(|l| l.kind == EventKind::ModelRequest) {
+        return Ok(Conversation {
+            messages: vec![Message::user_text(task_of(&store, &leaves)?)],
+            large: Default::default(),
+        });
+    }
+    let conversation::Rebuilt { messages, large } =
+        conversation::rebuild_session(&store, id, &leaves)?;
+    Ok(Conversation { messages, large })
+}
+
+/// The task `session.start` keeps as its `task` payload.
+fn task_of(
+    store: &stele_audit::Store,
+    leaves: &[stele_audit::leaf::Leaf],
+) -> anyhow::Result<String> {
+    let start = leaves
+        .iter()
+        .find(|l| l.kind == EventKind::SessionStart)
+        .context("no session.start")?;
+    let p = start
+        .payload
+        .iter()
+        .find(|p| p.role == "task")
+        .context("the session never asked the model and its session.start keeps no task")?;
+    let commit = stele_audit::payload::parse_commit(&p.commit)
+        .context("the task payload's commitment is malformed")?;
+    let body = store
+        .payload(&commit)?
+        .and_then(|p| p.body)
+        .context("the task payload is not available (redacted)")?;
+    String::from_utf8(body).context("the task is not UTF-8")
+}

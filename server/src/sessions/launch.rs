@@ -1,0 +1,47 @@
+//! Starting a session's worker and pump, for a new session or one resumed
+//! from the log; answers once the session is in the log (or why not).
+
+use std::sync::Arc;
+
+use super::events::pump;
+use super::manager::WATCH_BUFFER;
+use super::worker::{self, Work};
+use crate::state::AppState;
+
+/// Why a session did not start or resume.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// Every slot is taken, or the server is stopping.
+    #[error("no free session slot (the server runs its most sessions at once, or is stopping)")]
+    NoSlot,
+    /// The worker thread could not be made.
+    #[error("starting a session thread: {0}")]
+    Thread(std::io::Error),
+    /// The session refused to start or resume: why.
+    #[error("{0}")]
+    Refused(String),
+    /// The worker ended without saying.
+    #[error("the session's worker ended before saying whether it started")]
+    Vanished,
+}
+
+/// Run `work` on a worker of its own; the session's id once it is in the
+/// log and indexed.
+pub async fn launch(state: &Arc<AppState>, work: Work) -> Result<String, LaunchError> {
+    let slot = state.sessions.slot().ok_or(LaunchError::NoSlot)?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (live, _) = tokio::sync::broadcast::channel(WATCH_BUFFER);
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(pump(state.clone(), rx, live, started_tx));
+    let control = state.sessions.register();
+    let n = control.0;
+    if let Err(e) = worker::spawn(state.clone(), work, tx, slot, control) {
+        state.sessions.finished(n);
+        return Err(LaunchError::Thread(e));
+    }
+    match started_rx.await {
+        Ok(Ok(id)) => Ok(id),
+        Ok(Err(why)) => Err(LaunchError::Refused(why)),
+        Err(_) => Err(LaunchError::Vanished),
+    }
+}
