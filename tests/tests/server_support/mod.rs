@@ -62,6 +62,15 @@ impl Server {
         listen: &str,
         http: reqwest::Client,
     ) -> Server {
+        let mut server = Self::prepare(extra, server_toml, listen, http);
+        server.spawn();
+        server
+    }
+
+    /// [`Server::start_with`] without starting it: the set-up (state,
+    /// key, policy, accounts, mock model), for a caller that changes the
+    /// state first (the benchmark fills the log) and then calls [`Server::spawn`].
+    pub fn prepare(extra: &str, server_toml: &str, listen: &str, http: reqwest::Client) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let ws = e2e_common::workspace(dir.path());
         std::fs::create_dir_all(ws.join("outbox")).unwrap();
@@ -93,7 +102,7 @@ impl Server {
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         }
         let mock = MockModel::start().unwrap();
-        let mut server = Server {
+        let server = Server {
             dir,
             s,
             ws,
@@ -106,7 +115,6 @@ impl Server {
             stderr: Arc::new(Mutex::new(String::new())),
             listen: listen.to_string(),
         };
-        server.spawn();
         server
     }
 
@@ -188,6 +196,11 @@ impl Server {
         let o = self.s.run(&args).unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8(o.stdout).unwrap().trim().to_string()
+    }
+
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// What the server printed so far.
