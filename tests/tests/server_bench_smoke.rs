@@ -51,6 +51,11 @@ fn the_server_benchmark_prints_consistent_figures() {
     let f: Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)));
     assert_eq!(f["entries"], entries);
+    // The server's own count of its start is within the spawn-to-ready one.
+    assert!(
+        num(&f, "server_ready_ms") <= num(&f, "start_to_ready_ms"),
+        "{f:#}"
+    );
     assert_eq!(f["sessions"], sessions);
     // The server opened the prefilled log and wrote on after it.
     assert!(num(&f, "log_entries_after") > entries as f64, "{f:#}");
@@ -59,7 +64,11 @@ fn the_server_benchmark_prints_consistent_figures() {
     }
     // Per-session memory is a difference of two readings: finite, not
     // necessarily positive at this size.
-    for p in ["rss_per_running_session_kib", "rss_per_idle_session_kib"] {
+    for p in [
+        "rss_per_running_session_kib",
+        "rss_per_idle_session_kib",
+        "many_clients.rss_growth_kib",
+    ] {
         assert!(num(&f, p).is_finite(), "{p}: {f:#}");
     }
     let per = clients.div_ceil(sessions);
