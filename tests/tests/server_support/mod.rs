@@ -102,7 +102,7 @@ impl Server {
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         }
         let mock = MockModel::start().unwrap();
-        let server = Server {
+        Server {
             dir,
             s,
             ws,
@@ -114,8 +114,7 @@ impl Server {
             child: None,
             stderr: Arc::new(Mutex::new(String::new())),
             listen: listen.to_string(),
-        };
-        server
+        }
     }
 
     /// Start (again) the server of this set-up and wait until it is ready.
