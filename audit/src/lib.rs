@@ -19,6 +19,8 @@ pub mod canonical;
 pub mod check;
 pub mod checkpoints;
 pub mod clock;
+#[cfg(feature = "store")]
+pub mod commit_watch;
 pub mod cpu_time;
 #[cfg(feature = "store")]
 mod durability;
@@ -66,6 +68,8 @@ mod writer;
 #[cfg(feature = "store")]
 mod writer_lock;
 
+#[cfg(feature = "store")]
+pub use commit_watch::CommitWatch;
 #[cfg(feature = "store")]
 #[cfg(feature = "store")]
 pub use durability::sync_wal;

@@ -95,6 +95,8 @@ pub struct AuditLog {
     pub(crate) background: Option<Background>,
     /// Entries the start-up check read in full (see `startup`).
     pub(crate) checked_at_start: u64,
+    /// The committed size, for readers in this process.
+    pub(crate) committed: crate::commit_watch::CommitWatch,
     pub(crate) _lock: WriterLock,
 }
 
@@ -375,6 +377,13 @@ impl AuditLog {
     /// them when a full verification was due).
     pub fn checked_at_start(&self) -> u64 {
         self.checked_at_start
+    }
+
+    /// The log's committed size, updated as each commit lands: readers in
+    /// this process (the feed hosted by `stele serve`) wait on it instead
+    /// of polling the database.
+    pub fn commits(&self) -> crate::commit_watch::CommitWatch {
+        self.committed.clone()
     }
 
     /// The database path (symbolic links resolved).

@@ -148,6 +148,7 @@ fn start(
     let verifier = signer.verifier();
     let (w, due, checked) = prepare(path, signer, &opts, opening)?;
     let origin = w.origin.clone();
+    let committed = w.committed.clone();
     let (tx, rx) = mpsc::channel();
     let background = match due {
         FullDue::Background => Background::spawn(
@@ -174,6 +175,7 @@ fn start(
         verifier: std::sync::RwLock::new(verifier),
         background,
         checked_at_start: checked,
+        committed,
         _lock: lock,
     })
 }

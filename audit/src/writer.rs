@@ -129,6 +129,8 @@ pub(crate) struct Writer {
     now: String,
     /// The actor of entries the writer adds itself (`clock.*`).
     pub actor: Actor,
+    /// Told the size after each commit (readers in this process wake on it).
+    pub committed: crate::commit_watch::CommitWatch,
 }
 
 /// A request to the sequencer that needs an entry.
@@ -177,6 +179,7 @@ impl Writer {
         latest_note: &str,
     ) -> Result<Self, AuditError> {
         let tree = crate::schema::TreeLayout::of(&conn).map_err(AuditError::sqlite(path))?;
+        let frontier_size = frontier.size();
         Ok(Self {
             tree,
             conn,
@@ -202,6 +205,7 @@ impl Writer {
             watch: ClockWatch::default(),
             now: String::new(),
             actor: Actor::system(),
+            committed: crate::commit_watch::CommitWatch::new(frontier_size),
         })
     }
 

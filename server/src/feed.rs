@@ -1,8 +1,9 @@
 //! The SIEM feed hosted by `stele serve`: when the server's configuration
 //! has `[[feed]]` sinks, the feed runner (`stele_runtime::feed`) follows the
 //! log this server writes, on its own threads, with the server's log
-//! handle as the writer of its own entries (no second writer), and stops
-//! with the server. `[server] metrics_listen` serves its metrics.
+//! handle as the writer of its own entries (no second writer), woken by
+//! each commit of that log (polling `poll_ms` only as a fallback), and
+//! stops with the server. `[server] metrics_listen` serves its metrics.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -58,6 +59,9 @@ impl HostedFeed {
                 stop: stop.clone(),
                 mode: RunMode::Follow,
                 metrics,
+                // This process writes the log: wake on each commit.
+                wake: feed::Wake::OnCommit(log.commits()),
+                host: feed::FeedHost::Serve,
             };
             let names: Vec<String> = sinks.iter().map(|s| s.name.clone()).collect();
             stele_runtime::errln!("stele serve: feeding the log to {}", names.join(", "));

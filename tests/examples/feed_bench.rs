@@ -110,6 +110,8 @@ fn main() {
             stop: Arc::new(AtomicBool::new(false)),
             mode: RunMode::UntilCaughtUp,
             metrics: Arc::new(feed::FeedMetrics::new()),
+            wake: feed::Wake::Poll,
+            host: feed::FeedHost::AuditFeedRun,
         };
         let t = Instant::now();
         let r = feed::run(vec![cfg.clone()], &opts);

@@ -191,3 +191,88 @@ fn bad_feed_or_metrics_settings_keep_the_server_from_starting() {
         assert!(err.contains(field), "{text}: {err}");
     }
 }
+
+/// Under `stele serve` the feed wakes on each commit of the server's log,
+/// not on its poll: with `poll_ms` at its longest (60 s), three entries the
+/// server writes one after another each reach the SIEM long before a poll
+/// could have found them (a polling feed delivers none of them within the
+/// test's wait). Its own entries name the server as the command that ran it.
+#[test]
+fn the_hosted_feed_wakes_on_each_commit_and_its_entries_name_the_server() {
+    let hec = HttpReceiver::start(TOKEN, 0).unwrap();
+    let token_dir = tempfile::tempdir().unwrap();
+    let token = token_dir.path().join("hec.token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    // backlog_limit 0: the log at start is over it, so the feed logs its
+    // backlog alert through the server.
+    let toml = format!(
+        "[[feed]]\nname = \"splunk\"\nkind = \"hec\"\nendpoint = \"{}\"\npoll_ms = 60000\n\
+         backlog_limit = 0\ntoken_file = \"{}\"\n",
+        hec.url(),
+        token.display()
+    );
+    let mut srv = Server::start("", &toml);
+    let began = std::time::Instant::now();
+    // The feed's start (audit.read) is written after its sink's first look
+    // at the log: only a wake on that commit delivers it before the poll.
+    assert!(
+        wait_for(20, || hec
+            .received()
+            .iter()
+            .any(|r| r.label == "audit.read")),
+        "the feed's start was not delivered: {}",
+        srv.stderr()
+    );
+    let rt = runtime();
+    // The refusals of unauthenticated requests, as the SIEM received them.
+    let refusals = || {
+        hec.received()
+            .iter()
+            .filter(|r| {
+                r.label == "policy.decision" && r.event["actor"]["user"]["name"] == "anonymous"
+            })
+            .count()
+    };
+    for round in 0..3 {
+        let status = rt.block_on(async {
+            srv.http
+                .get(srv.url("/api/v1/sessions"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+        assert_eq!(status, 401);
+        assert!(
+            wait_for(15, || refusals() > round),
+            "round {round}: the server's new entry was not delivered on its commit: {}\n{:?}",
+            srv.stderr(),
+            hec.received()
+                .iter()
+                .map(|r| (r.seq, r.label.clone()))
+                .collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(refusals(), 3, "each refusal once");
+    // All of it well inside one poll interval: no poll did this.
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(60),
+        "took {:?}: the deliveries could have come from a poll",
+        began.elapsed()
+    );
+    srv.stop();
+    let leaves = srv.leaves();
+    let read = leaves
+        .iter()
+        .find(|l| l["kind"] == "audit.read" && l["data"]["sinks"][0]["name"] == "splunk")
+        .unwrap_or_else(|| panic!("no audit.read of the feed"));
+    assert_eq!(read["data"]["command"], "serve", "{read}");
+    let alert = leaves
+        .iter()
+        .find(|l| l["kind"] == "audit.alert" && l["data"]["check"] == "feed.backlog")
+        .unwrap_or_else(|| panic!("no backlog alert"));
+    let reason = alert["data"]["reason"].as_str().unwrap();
+    assert!(reason.contains("run by stele serve"), "{reason}");
+    assert!(!reason.contains("audit feed run"), "{reason}");
+    srv.verify();
+}

@@ -151,6 +151,7 @@ impl Writer {
             Ok(note) => {
                 self.latest_checkpoint = note.clone();
                 let size = self.frontier.size();
+                self.committed.publish(size);
                 built
                     .into_iter()
                     .map(|b| {

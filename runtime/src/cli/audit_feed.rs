@@ -134,6 +134,9 @@ fn run_feed(
         stop,
         mode,
         metrics,
+        // The writer is another process: poll.
+        wake: feed::Wake::Poll,
+        host: feed::FeedHost::AuditFeedRun,
     };
     crate::errln!(
         "stele: feeding {} to {}",

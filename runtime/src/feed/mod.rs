@@ -14,7 +14,7 @@
 //! default: one indexed `max(seq)` query). `stele serve` hosts the same
 //! runner on its own threads (server/src/feed.rs), giving it the server's
 //! log handle as its [`LogWriter`] so that its records need no second
-//! writer. [`metrics`]: the Prometheus figures of every sink.
+//! writer, and waking it on each commit ([`wake::Wake::OnCommit`]). [`metrics`]: the Prometheus figures of every sink.
 
 pub mod alerts;
 pub mod config;
@@ -25,12 +25,14 @@ pub mod runner;
 pub mod sink;
 pub mod source;
 pub mod status;
+pub mod wake;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
 
 pub use metrics::FeedMetrics;
 pub use runner::{run, FeedOptions, RunMode};
+pub use wake::{FeedHost, Wake};
 pub use writer::{LogWriter, OnDemandWriter};
 
 /// Why the feed could not run or stopped.

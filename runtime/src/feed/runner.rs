@@ -18,6 +18,7 @@ use super::metrics::{FeedMetrics, SinkMetrics, SinkState};
 use super::record::{FeedRecord, RecordKind};
 use super::sink::{self, Sink};
 use super::source::{LogSource, Unverified};
+use super::wake::{FeedHost, Wake};
 use super::writer::LogWriter;
 use super::{now_rfc3339, FeedError};
 
@@ -47,6 +48,10 @@ pub struct FeedOptions {
     /// Where each sink's lag and deliveries are counted (served by
     /// [`super::metrics::MetricsServer`] when asked for).
     pub metrics: Arc<FeedMetrics>,
+    /// How a caught-up sink learns the log grew.
+    pub wake: Wake,
+    /// Who runs the feed (named in its entries).
+    pub host: FeedHost,
 }
 
 impl std::fmt::Debug for FeedOptions {
@@ -54,6 +59,8 @@ impl std::fmt::Debug for FeedOptions {
         f.debug_struct("FeedOptions")
             .field("db", &self.db)
             .field("mode", &self.mode)
+            .field("wake", &self.wake)
+            .field("host", &self.host)
             .finish_non_exhaustive()
     }
 }
@@ -103,7 +110,7 @@ pub fn run(
         threads.push((name, t));
     }
     // Record the feed's start (R7: reads of the log are logged).
-    let what = serde_json::json!({"command": "audit feed run", "sinks": described});
+    let what = serde_json::json!({"command": opts.host.command(), "sinks": described});
     let mut next = Instant::now();
     let mut recorded = false;
     let mut warned = false;
@@ -257,7 +264,7 @@ impl SinkRunner {
             }
             let end = self.state.verified.size;
             if self.state.cursor >= end {
-                std::thread::sleep(self.cfg.poll);
+                self.opts.wake.wait(size, self.cfg.poll, &self.opts.stop);
                 continue;
             }
             self.ship(end)?;
@@ -428,8 +435,8 @@ impl SinkRunner {
         let data = serde_json::json!({
             "check": "feed.backlog",
             "reason": format!(
-                "SIEM feed {:?} ({} {}) is {lag} entries behind, over its limit of {limit}{why}",
-                self.cfg.name, self.cfg.kind.as_str(), endpoint_text(&self.cfg)
+                "SIEM feed {:?} ({} {}, run by stele {}) is {lag} entries behind, over its limit of {limit}{why}",
+                self.cfg.name, self.cfg.kind.as_str(), endpoint_text(&self.cfg), self.opts.host.command()
             ),
             "size": size,
             "index": self.state.cursor,

@@ -74,7 +74,14 @@ impl Server {
         Self::prepare_with(extra, server_toml, "127.0.0.1:0", reqwest::Client::new())
     }
 
-    fn prepare_with(extra: &str, server_toml: &str, listen: &str, http: reqwest::Client) -> Server {
+    /// [`Server::prepare`] listening on `listen` with the caller's HTTP client (the
+    /// benchmark fills the log before [`Server::spawn`]).
+    pub fn prepare_with(
+        extra: &str,
+        server_toml: &str,
+        listen: &str,
+        http: reqwest::Client,
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let ws = e2e_common::workspace(dir.path());
         std::fs::create_dir_all(ws.join("outbox")).unwrap();
@@ -201,6 +208,11 @@ impl Server {
         let o = self.s.run(&args).unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8(o.stdout).unwrap().trim().to_string()
+    }
+
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// What the server printed so far.
