@@ -6,7 +6,10 @@
 // Used by the server-client commands (`--server URL run`, `schedule`).
 #[allow(dead_code)]
 mod api_client;
+mod remote_print;
+mod remote_run;
 mod server;
+mod sse;
 
 use std::process::ExitCode;
 
@@ -26,6 +29,10 @@ use stele_runtime::cli::{self, Command};
     long_about = None
 )]
 struct Cli {
+    /// A stele server to act on: with it, `run` runs the task there and
+    /// `watch` follows a session there (docs/server.md).
+    #[command(flatten)]
+    server: api_client::ServerArgs,
     /// What to do.
     #[command(subcommand)]
     command: Top,
@@ -44,12 +51,24 @@ enum Top {
     User(server::UserArgs),
     /// Manage the server's API tokens.
     Token(server::TokenArgs),
+    /// Follow a session on a server (`stele --server URL watch ID`): its events
+    /// from the start, then live, until it ends; Ctrl-C detaches.
+    Watch(remote_run::WatchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    let remote = cli.server.server.is_some() || cli.server.token_file.is_some();
     let command = match cli.command {
+        Top::Watch(a) => return finish(remote_run::watch(&cli.server, a)),
+        Top::Local(Command::Run(a)) if remote => return finish(remote_run::run(&cli.server, a)),
+        _ if remote => {
+            return finish(Err(anyhow::anyhow!(
+                "--server and --token-file go with `run` and `watch` (`stele --server URL run \
+                 --workspace NAME \"task\"`)"
+            )))
+        }
         Top::Local(c) => c,
         Top::Serve(a) => return finish(server::serve(a)),
         Top::User(a) => return finish(server::user(a)),
