@@ -79,6 +79,16 @@ pub enum TokenCommand {
         #[arg(long, default_value = "read,run,approve")]
         scope: String,
     },
+    /// List API tokens: id, account, label, scopes, created, expires, state
+    /// (live, expired, revoked, unrecorded) — never a token or its hash.
+    List {
+        /// Only this account's tokens [default: every account's].
+        #[arg(long)]
+        user: Option<String>,
+        /// One JSON object per token, one per line, on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke an API token by its id (printed by `token create`, in its
     /// `token.create` entry): it stops working at once; the server records
     /// the revocation before the first request it refuses.
@@ -86,6 +96,30 @@ pub enum TokenCommand {
         /// The token's id (12 hex digits).
         id: String,
     },
+}
+
+/// Where a token stands at `now`, in one word.
+fn token_state(t: &stele_server::store::credentials::TokenInfo, now: i64) -> &'static str {
+    if t.revoked.is_some() {
+        "revoked"
+    } else if !t.recorded {
+        // Not yet in the log: it works once the server records it.
+        "unrecorded"
+    } else if t.expires <= now {
+        "expired"
+    } else {
+        "live"
+    }
+}
+
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -156,6 +190,47 @@ pub fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
                  kept only as its hash:"
             );
             stele_runtime::outln!("{token}");
+        }
+        TokenCommand::List { user, json } => {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let tokens = stele_server::admin::list_tokens(&config, user.as_deref())?;
+            if !json && tokens.is_empty() {
+                stele_runtime::errln!("stele: no tokens");
+            }
+            if !json && !tokens.is_empty() {
+                stele_runtime::outln!(
+                    "{:<12}  {:<16}  {:<16}  {:<22}  {:<20}  {:<20}  STATE",
+                    "ID",
+                    "USER",
+                    "LABEL",
+                    "SCOPES",
+                    "CREATED",
+                    "EXPIRES"
+                );
+            }
+            for t in tokens {
+                let state = token_state(&t, now);
+                if json {
+                    let v = serde_json::json!({
+                        "id": t.id, "user": t.user, "label": t.label,
+                        "scopes": t.scopes.split(',').collect::<Vec<_>>(),
+                        "created": rfc3339(t.created), "expires": rfc3339(t.expires),
+                        "revoked": t.revoked.map(rfc3339), "state": state,
+                    });
+                    stele_runtime::outln!("{}", stele_runtime::terminal_safe::json_line(&v));
+                } else {
+                    // Labels and names were typed by people: shown escaped.
+                    stele_runtime::outln!(
+                        "{:<12}  {:<16}  {:<16}  {:<22}  {:<20}  {:<20}  {state}",
+                        t.id,
+                        stele_runtime::terminal_safe::line(&t.user),
+                        stele_runtime::terminal_safe::line(&t.label),
+                        t.scopes,
+                        rfc3339(t.created),
+                        rfc3339(t.expires)
+                    );
+                }
+            }
         }
         TokenCommand::Revoke { id } => {
             let user = stele_server::admin::revoke_token(&config, &id)?;

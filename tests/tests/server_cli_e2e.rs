@@ -464,3 +464,111 @@ fn exit_codes_and_refusals_are_those_of_stele_run() {
     let err = run(&srv.base, &alice, &["watch", "no-such-session"]);
     assert!(err.contains("404"), "{err}");
 }
+
+fn sha256_hex(b: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, b)
+        .as_ref()
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+#[test]
+fn token_list_shows_each_token_and_never_a_secret() {
+    let srv = Server::start("", "");
+    let config = srv.config.to_str().unwrap().to_string();
+    let (a1, a2, b) = (
+        srv.token("alice"),
+        srv.token_scoped("alice", "read"),
+        srv.token("bob"),
+    );
+    let id = |t: &str| sha256_hex(t.as_bytes())[..12].to_string();
+    let o = srv
+        .s
+        .run(&["token", "revoke", &id(&a2), "--config", &config])
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let db = rusqlite::Connection::open(srv.store()).unwrap();
+    let aged = db
+        .execute(
+            "UPDATE tokens SET expires = 1 WHERE hash LIKE ?1",
+            [format!("{}%", id(&b))],
+        )
+        .unwrap();
+    assert_eq!(aged, 1);
+    drop(db);
+    let list = |more: &[&str]| {
+        let mut args = vec!["token", "list", "--config", config.as_str()];
+        args.extend_from_slice(more);
+        let began = Instant::now();
+        loop {
+            let o = srv.s.run(&args).unwrap();
+            assert!(o.status.success(), "{}", text(&o.stderr));
+            // Secrets never: not the tokens, not their hashes.
+            for t in [&a1, &a2, &b] {
+                let out = text(&o.stdout);
+                assert!(!out.contains(t.as_str()), "{out}");
+                assert!(!out.contains(&sha256_hex(t.as_bytes())), "{out}");
+                assert!(!out.contains(&sha256_hex(t.as_bytes())[..20]), "{out}");
+            }
+            // The server records host-made tokens as it polls: wait for it.
+            if !text(&o.stdout).contains("unrecorded") || began.elapsed() > Duration::from_secs(20)
+            {
+                return o;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let o = list(&["--json"]);
+    let rows = json_lines(&o.stdout);
+    let row = |t: &str| {
+        rows.iter()
+            .find(|r| r["id"] == id(t).as_str())
+            .unwrap_or_else(|| panic!("{} not listed: {rows:?}", id(t)))
+            .clone()
+    };
+    let r = row(&a1);
+    assert_eq!(
+        (r["user"].as_str(), r["state"].as_str(), r["label"].as_str()),
+        (Some("alice"), Some("live"), Some("api"))
+    );
+    assert_eq!(r["scopes"], json!(["read", "run", "approve"]));
+    assert!(r["created"].as_str().unwrap().ends_with('Z'));
+    assert!(r["revoked"].is_null());
+    let r = row(&a2);
+    assert_eq!(r["state"], "revoked");
+    assert_eq!(r["scopes"], json!(["read"]));
+    assert!(r["revoked"].as_str().is_some());
+    let r = row(&b);
+    assert_eq!(
+        (r["user"].as_str(), r["state"].as_str()),
+        (Some("bob"), Some("expired"))
+    );
+    assert_eq!(r["expires"], "1970-01-01T00:00:01Z");
+    // One account's tokens only.
+    let mine = json_lines(&list(&["--json", "--user", "alice"]).stdout);
+    assert_eq!(mine.len(), 2, "{mine:?}");
+    assert!(mine.iter().all(|r| r["user"] == "alice"));
+    // For people: a header and a line each.
+    let o = list(&[]);
+    let out = text(&o.stdout);
+    assert!(out.starts_with("ID"), "{out}");
+    for (t, state) in [(&a1, "live"), (&a2, "revoked"), (&b, "expired")] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&id(t)) && l.ends_with(state)),
+            "{state}: {out}"
+        );
+    }
+    // An account that does not exist is a clear error.
+    let o = srv
+        .s
+        .run(&["token", "list", "--user", "nobody", "--config", &config])
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("no account \"nobody\""),
+        "{}",
+        text(&o.stderr)
+    );
+}
