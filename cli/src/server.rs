@@ -18,6 +18,15 @@ pub struct ServeArgs {
     /// The server's configuration file (docs/server.md).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// The desktop case: listen on loopback, log in the person running the
+    /// server (the OS user's account, admin of team `local`, made if absent)
+    /// with a one-time link printed and opened in the browser ($STELE_BROWSER,
+    /// else xdg-open; empty: only print it).
+    #[arg(long)]
+    pub open: bool,
+    /// With --open: seconds the login link works.
+    #[arg(long, default_value_t = 300, requires = "open", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub link_ttl_secs: u64,
 }
 
 /// Arguments of `stele user`.
@@ -128,10 +137,20 @@ fn parse_role(s: &str) -> Result<Role, String> {
 
 /// Run `stele serve`.
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    stele_server::serve(stele_server::ServeOptions {
-        config: args.config,
-        listen: args.listen,
-    })?;
+    let desktop = if args.open {
+        stele_server::desktop::Desktop::Open {
+            link_ttl: std::time::Duration::from_secs(args.link_ttl_secs),
+        }
+    } else {
+        stele_server::desktop::Desktop::No
+    };
+    stele_server::serve_with(
+        stele_server::ServeOptions {
+            config: args.config,
+            listen: args.listen,
+        },
+        desktop,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
