@@ -347,7 +347,13 @@ async fn offer(client: &ApiClient, approval_id: &str) {
         .post::<_, ApprovalRequest>(&format!("api/v1/approvals/{approval_id}"), &body)
         .await
     {
-        Ok(done) => errln!("   answered: {:?}", done.state),
+        Ok(done) => errln!(
+            "   answered: {}",
+            serde_json::to_value(done.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        ),
         Err(e) => errln!("   your answer was not taken: {e:#}"),
     }
 }

@@ -572,3 +572,137 @@ fn token_list_shows_each_token_and_never_a_secret() {
         text(&o.stderr)
     );
 }
+
+/// `stele --server URL ARGS…` on a terminal of its own (`script` gives it a
+/// pseudo-terminal): what it prints comes back on the child's stdout, what
+/// the test writes to its stdin is typed.
+fn on_terminal(srv: &Server, token: &str, args: &[&str]) -> Child {
+    let mut line = format!(
+        "{} --server {}",
+        stele_tests::stele_bin().display(),
+        srv.base
+    );
+    for a in args {
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:".contains(c)));
+        line.push(' ');
+        line.push_str(a);
+    }
+    Command::new("script")
+        .args(["-qefc", &line, "/dev/null"])
+        .env("STELE_STATE_DIR", srv.dir.path().join("client-state"))
+        .env("STELE_TOKEN", token)
+        .env("TERM", "dumb")
+        .env_remove("STELE_SERVER")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Everything a terminal shows, as it comes.
+fn screen(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let mut out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                return;
+            }
+            let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    });
+    rx
+}
+
+fn wait_for_text(rx: &mpsc::Receiver<String>, seen: &mut String, want: &[&str]) -> usize {
+    let began = Instant::now();
+    loop {
+        if let Some(i) = want.iter().position(|w| seen.contains(w)) {
+            return i;
+        }
+        let left = Duration::from_secs(60).saturating_sub(began.elapsed());
+        match rx.recv_timeout(left) {
+            Ok(t) => seen.push_str(&t),
+            Err(_) => panic!("never saw {want:?}:\n{seen}"),
+        }
+    }
+}
+
+#[test]
+fn an_approver_watching_on_a_terminal_answers_there_and_the_requester_cannot() {
+    if !sandbox_available(
+        "an_approver_watching_on_a_terminal_answers_there_and_the_requester_cannot",
+    ) {
+        return;
+    }
+    // The finance template unchanged: letters in outbox/ need another member's approval.
+    let srv = Server::start("", "");
+    srv.mock.push(
+        Turn::new()
+            .tool_use(
+                "w",
+                "file_write",
+                json!({"path": "outbox/letter.txt", "content": "Dear Acme"}),
+            )
+            .into(),
+    );
+    srv.mock.push(
+        Turn::new()
+            .tool_use("f", "final_answer", json!({"answer": "sent"}))
+            .into(),
+    );
+    let (alice, bob) = (srv.token("alice"), srv.token("bob"));
+    // alice runs the task on her terminal: the step waits; she is offered
+    // the answer, but her grant cannot lift the four-eyes rule.
+    let mut run = on_terminal(&srv, &alice, &["run", "--workspace", "books", "write"]);
+    let run_rx = screen(&mut run);
+    let mut run_seen = String::new();
+    wait_for_text(&run_rx, &mut run_seen, &["answer it here?"]);
+    run.stdin.as_mut().unwrap().write_all(b"y\n").unwrap();
+    wait_for_text(&run_rx, &mut run_seen, &["your answer was not taken"]);
+    assert!(run_seen.contains("segregation of duties"), "{run_seen}");
+    assert!(!srv.ws.join("outbox/letter.txt").exists());
+    let id = run_seen
+        .split("started session ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    // bob watches it on his terminal and grants it there.
+    let mut watch = on_terminal(&srv, &bob, &["watch", &id]);
+    let watch_rx = screen(&mut watch);
+    let mut watch_seen = String::new();
+    wait_for_text(&watch_rx, &mut watch_seen, &["answer it here?"]);
+    assert!(watch_seen.contains("letter.txt"), "{watch_seen}");
+    watch.stdin.as_mut().unwrap().write_all(b"y\n").unwrap();
+    wait_for_text(&watch_rx, &mut watch_seen, &["answered: granted"]);
+    let status = watch.wait().unwrap();
+    while let Ok(t) = watch_rx.recv_timeout(Duration::from_secs(2)) {
+        watch_seen.push_str(&t);
+    }
+    assert_eq!(status.code(), Some(0), "{watch_seen}");
+    assert!(watch_seen.contains("sent"), "{watch_seen}");
+    // alice's run goes on to its end too.
+    let status = run.wait().unwrap();
+    while let Ok(t) = run_rx.recv_timeout(Duration::from_secs(2)) {
+        run_seen.push_str(&t);
+    }
+    assert_eq!(status.code(), Some(0), "{run_seen}");
+    assert!(run_seen.contains("approval granted by bob"), "{run_seen}");
+    assert_eq!(
+        std::fs::read_to_string(srv.ws.join("outbox/letter.txt")).unwrap(),
+        "Dear Acme"
+    );
+    // The grant is bob's, by token, once.
+    let events = api_events(&srv, &alice, &id);
+    let grants: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["decision"] == "granted")
+        .collect();
+    assert_eq!(grants.len(), 1, "{events:?}");
+    assert_eq!(grants[0]["approver"], "bob");
+}
