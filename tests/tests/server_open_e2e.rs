@@ -258,7 +258,13 @@ fn open_refuses_an_address_other_than_loopback() {
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("loopback"), "{err}");
-    // The link's lifetime goes only with --open.
-    let o = srv.s.run(&["serve", "--link-ttl-secs", "5"]).unwrap();
-    assert_eq!(o.status.code(), Some(2));
+    // The link's lifetime goes only with --open, and is at most an hour.
+    for args in [
+        &["serve", "--link-ttl-secs", "5"][..],
+        &["serve", "--open", "--link-ttl-secs", "3601"],
+        &["serve", "--open", "--link-ttl-secs", "0"],
+    ] {
+        let o = srv.s.run(args).unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+    }
 }
