@@ -6,6 +6,7 @@
 // Used by the server-client commands (`--server URL run`, `schedule`).
 #[allow(dead_code)]
 mod api_client;
+mod remote_approve;
 mod remote_print;
 mod remote_run;
 mod server;

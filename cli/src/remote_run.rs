@@ -11,16 +11,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use futures_util::StreamExt as _;
-use stele_protocol::{
-    ApprovalAnswer, ApprovalList, ApprovalOutcome, ApprovalRequest, SessionEvent, SessionState,
-    SessionSummary, StartSession, StartedSession,
-};
+use stele_protocol::{SessionEvent, SessionState, SessionSummary, StartSession, StartedSession};
 use stele_runtime::agent::progress::ProgressStyle;
 use stele_runtime::cli::run::RunArgs;
 use stele_runtime::errln;
 use stele_runtime::gate::ApproveMode;
 
 use crate::api_client::{self, ApiClient, ServerArgs};
+use crate::remote_approve::Keyboard;
 use crate::remote_print::{Outcome, Printer};
 use crate::sse::SseParser;
 
@@ -212,6 +210,7 @@ async fn follow(
     let path = format!("api/v1/sessions/{id}/events");
     let mut last = 0u64;
     let mut failures = 0u32;
+    let mut keyboard: Option<Keyboard> = None;
     loop {
         let mut req = client
             .request(reqwest::Method::GET, &path)?
@@ -246,7 +245,10 @@ async fn follow(
                             Some(SessionEvent::ApprovalRequested { approval_id, .. })
                                 if answer == Answering::Here =>
                             {
-                                offer(client, &approval_id).await;
+                                keyboard
+                                    .get_or_insert_with(Keyboard::start)
+                                    .offer(client, id, &approval_id, last)
+                                    .await;
                             }
                             _ => {}
                         }
@@ -298,73 +300,4 @@ async fn follow(
         let wait = Duration::from_millis(100u64 << failures.min(5));
         tokio::time::sleep(wait).await;
     }
-}
-
-/// Offer to answer an approval here, if policy lets this person answer it.
-/// Nothing here fails the run: the approval stays in the queue.
-async fn offer(client: &ApiClient, approval_id: &str) {
-    let mine: ApprovalList = match client.get("api/v1/approvals").await {
-        Ok(l) => l,
-        Err(e) => {
-            errln!("   (cannot read the approvals queue: {e:#})");
-            return;
-        }
-    };
-    let Some(a) = mine
-        .approvals
-        .into_iter()
-        .find(|a| a.approval_id == approval_id)
-    else {
-        errln!("   policy does not let you answer it; it waits for an approver");
-        return;
-    };
-    // What is hashed is what was shown above: prove it before echoing the hash.
-    let sha = hex::encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        a.shown.as_bytes(),
-    ));
-    if sha != a.shown_sha256 {
-        errln!("   the server's text does not match its hash; not answering it here");
-        return;
-    }
-    stele_runtime::errout!(
-        "   answer it here? [y] grant, [n] refuse, [Enter] leave it in the queue: "
-    );
-    let outcome = match read_line().await.as_deref().map(str::trim) {
-        Some("y" | "yes") => ApprovalOutcome::Granted,
-        Some("n" | "no") => ApprovalOutcome::Refused,
-        _ => {
-            errln!("   left in the queue");
-            return;
-        }
-    };
-    let body = ApprovalAnswer {
-        shown_sha256: a.shown_sha256,
-        outcome,
-        ticket: None,
-    };
-    match client
-        .post::<_, ApprovalRequest>(&format!("api/v1/approvals/{approval_id}"), &body)
-        .await
-    {
-        Ok(done) => errln!(
-            "   answered: {}",
-            serde_json::to_value(done.state)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        ),
-        Err(e) => errln!("   your answer was not taken: {e:#}"),
-    }
-}
-
-/// A line from stdin, read on a thread of its own (Ctrl-C must still detach).
-async fn read_line() -> Option<String> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let got = std::io::stdin().read_line(&mut line).ok().map(|_| line);
-        let _ = tx.send(got);
-    });
-    rx.await.ok().flatten()
 }

@@ -707,3 +707,27 @@ fn an_approver_watching_on_a_terminal_answers_there_and_the_requester_cannot() {
     assert_eq!(grants.len(), 1, "{events:?}");
     assert_eq!(grants[0]["approver"], "bob");
 }
+
+#[test]
+fn a_prompt_gives_way_when_someone_else_answers_first() {
+    if !sandbox_available("a_prompt_gives_way_when_someone_else_answers_first") {
+        return;
+    }
+    let srv = Server::start(e2e_common::EXEC_NEEDS_APPROVAL, "");
+    let (alice, bob) = (srv.token("alice"), srv.token("bob"));
+    push_exec_then_finish(&srv);
+    let mut run = on_terminal(&srv, &alice, &["run", "--workspace", "books", "compute"]);
+    let rx = screen(&mut run);
+    let mut seen = String::new();
+    wait_for_text(&rx, &mut seen, &["answer it here?"]);
+    // Nobody types at alice's terminal; bob answers from elsewhere.
+    runtime().block_on(grant_first(&srv, &bob));
+    wait_for_text(&rx, &mut seen, &["answered elsewhere"]);
+    let status = run.wait().unwrap();
+    while let Ok(t) = rx.recv_timeout(Duration::from_secs(2)) {
+        seen.push_str(&t);
+    }
+    assert_eq!(status.code(), Some(0), "{seen}");
+    assert!(seen.contains("approval granted by bob"), "{seen}");
+    assert!(seen.contains("forty-two"), "{seen}");
+}
