@@ -14,7 +14,7 @@ mod server_support;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -84,19 +84,20 @@ fn json_lines(stdout: &[u8]) -> Vec<Value> {
         .collect()
 }
 
-/// A TCP proxy to the server that cuts the first event stream once, after
-/// `cut_after` bytes of its response (mid-event, mid-chunk).
+/// A TCP proxy to the server that cuts the first `times` event streams,
+/// each after `cut_after` bytes of its response (in the headers, mid-event,
+/// mid-chunk, depending on where that falls).
 struct CuttingProxy {
     url: String,
-    cut: Arc<AtomicBool>,
+    cuts: Arc<AtomicUsize>,
 }
 
-fn cutting_proxy(target: &str, cut_after: usize) -> CuttingProxy {
+fn cutting_proxy(target: &str, cut_after: usize, times: usize) -> CuttingProxy {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let target = target.trim_start_matches("http://").to_string();
-    let cut = Arc::new(AtomicBool::new(false));
-    let cut2 = cut.clone();
+    let cuts = Arc::new(AtomicUsize::new(0));
+    let cuts2 = cuts.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(client) = conn else { return };
@@ -120,7 +121,7 @@ fn cutting_proxy(target: &str, cut_after: usize) -> CuttingProxy {
                     }
                 }
             });
-            let cut = cut2.clone();
+            let cuts = cuts2.clone();
             let (mut s_in, mut c_out) = (server, client);
             std::thread::spawn(move || {
                 let mut buf = [0u8; 8192];
@@ -131,10 +132,10 @@ fn cutting_proxy(target: &str, cut_after: usize) -> CuttingProxy {
                         let _ = c_out.shutdown(Shutdown::Write);
                         return;
                     }
-                    if events.load(Ordering::SeqCst) && !cut.load(Ordering::SeqCst) {
+                    if events.load(Ordering::SeqCst) && cuts.load(Ordering::SeqCst) < times {
                         if sent + n >= cut_after {
                             let _ = c_out.write_all(&buf[..cut_after - sent]);
-                            cut.store(true, Ordering::SeqCst);
+                            cuts.fetch_add(1, Ordering::SeqCst);
                             let _ = c_out.shutdown(Shutdown::Both);
                             let _ = s_in.shutdown(Shutdown::Both);
                             return;
@@ -148,7 +149,7 @@ fn cutting_proxy(target: &str, cut_after: usize) -> CuttingProxy {
             });
         }
     });
-    CuttingProxy { url, cut }
+    CuttingProxy { url, cuts }
 }
 
 fn push_answer(srv: &Server, said: &str, answer: &str) {
@@ -172,38 +173,49 @@ fn a_run_streams_every_event_once_across_a_dropped_connection() {
     }
     let srv = Server::start("", "");
     let alice = srv.token("alice");
-    push_answer(&srv, "Reading the receipts.", "two receipts");
-    let proxy = cutting_proxy(&srv.base, 420);
-    let o = output(client(
-        &srv,
-        &proxy.url,
-        &alice,
-        &[
-            "run",
-            "--workspace",
-            "books",
-            "--json",
-            "count the receipts",
-        ],
-    ));
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(0), "{err}\n{}", srv.stderr());
-    assert!(proxy.cut.load(Ordering::SeqCst), "the proxy never cut");
-    assert!(err.contains("reconnecting after event"), "{err}");
-    let printed = json_lines(&o.stdout);
-    let id = printed[0]["session"].as_str().unwrap().to_string();
-    // Exactly the server's events, in order, none twice, none missing.
-    assert_eq!(printed, api_events(&srv, &alice, &id), "{err}");
-    assert_eq!(printed[0]["event"], "start");
-    let end = printed.last().unwrap();
-    assert_eq!(
-        (end["event"].as_str(), end["outcome"].as_str()),
-        (Some("end"), Some("answered"))
-    );
-    // Each line is a protocol event, as `stele run --json` prints them.
-    for e in &printed {
-        let typed: stele_protocol::SessionEvent = serde_json::from_value(e.clone()).unwrap();
-        assert_eq!(&serde_json::to_value(&typed).unwrap(), e);
+    // Cut in the response's head, in the first event, later, and several
+    // times in a row: each time the client picks up after the last event it
+    // printed.
+    for (cut_after, times) in [(40, 1), (300, 1), (420, 1), (900, 1), (420, 3)] {
+        push_answer(&srv, "Reading the receipts.", "two receipts");
+        let proxy = cutting_proxy(&srv.base, cut_after, times);
+        let o = output(client(
+            &srv,
+            &proxy.url,
+            &alice,
+            &[
+                "run",
+                "--workspace",
+                "books",
+                "--json",
+                "count the receipts",
+            ],
+        ));
+        let case = format!("cut after {cut_after} bytes, {times} times");
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{case}: {err}\n{}", srv.stderr());
+        assert_eq!(proxy.cuts.load(Ordering::SeqCst), times, "{case}: {err}");
+        assert_eq!(
+            err.matches("reconnecting after event").count(),
+            times,
+            "{case}: {err}"
+        );
+        let printed = json_lines(&o.stdout);
+        let id = printed[0]["session"].as_str().unwrap().to_string();
+        // Exactly the server's events, in order, none twice, none missing.
+        assert_eq!(printed, api_events(&srv, &alice, &id), "{case}: {err}");
+        assert_eq!(printed[0]["event"], "start");
+        let end = printed.last().unwrap();
+        assert_eq!(
+            (end["event"].as_str(), end["outcome"].as_str()),
+            (Some("end"), Some("answered")),
+            "{case}"
+        );
+        // Each line is a protocol event, as `stele run --json` prints them.
+        for e in &printed {
+            let typed: stele_protocol::SessionEvent = serde_json::from_value(e.clone()).unwrap();
+            assert_eq!(&serde_json::to_value(&typed).unwrap(), e);
+        }
     }
     // The same run for a person: stele run's lines, model text escaped.
     push_answer(&srv, "hi\x1b]0;pwned\x07\x1b[2J there", "done\x1b[31m red");
@@ -413,11 +425,23 @@ fn exit_codes_and_refusals_are_those_of_stele_run() {
                 .into(),
         );
     }
+    // (The token from a file this time, which wins over STELE_TOKEN.)
+    let token_file = srv.dir.path().join("alice.token");
+    std::fs::write(&token_file, format!("{alice}\n")).unwrap();
     let o = output(client(
         &srv,
         &srv.base,
-        &alice,
-        &["run", "--workspace", "books", "--max-steps", "1", "list"],
+        "stele_not-a-token",
+        &[
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "run",
+            "--workspace",
+            "books",
+            "--max-steps",
+            "1",
+            "list",
+        ],
     ));
     assert_eq!(o.status.code(), Some(10), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("stopped:"), "{}", text(&o.stderr));
@@ -460,6 +484,9 @@ fn exit_codes_and_refusals_are_those_of_stele_run() {
         &["run", "--workspace", "books", "--approve", "allow", "x"],
     );
     assert!(err.contains("--approve allow"), "{err}");
+    // --server goes with run and watch only.
+    let err = run(&srv.base, &alice, &["audit", "verify"]);
+    assert!(err.contains("go with `run` and `watch`"), "{err}");
     // An unknown session to watch.
     let err = run(&srv.base, &alice, &["watch", "no-such-session"]);
     assert!(err.contains("404"), "{err}");
