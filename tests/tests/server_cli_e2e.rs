@@ -758,3 +758,34 @@ fn a_prompt_gives_way_when_someone_else_answers_first() {
     assert!(seen.contains("approval granted by bob"), "{seen}");
     assert!(seen.contains("forty-two"), "{seen}");
 }
+
+#[test]
+fn a_session_paused_on_the_server_exits_75_as_stele_run() {
+    if !sandbox_available("a_session_paused_on_the_server_exits_75_as_stele_run") {
+        return;
+    }
+    let srv = Server::start("", "");
+    let alice = srv.token("alice");
+    // The provider refuses the server's credentials: the run pauses, resumable.
+    srv.mock
+        .push(stele_tests::mock_model::Reply::unauthorized());
+    for json in [false, true] {
+        let mut args = vec!["run", "--workspace", "books", "count"];
+        if json {
+            args.insert(1, "--json");
+        }
+        let o = output(client(&srv, &srv.base, &alice, &args));
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(75), "{err}");
+        if json {
+            let end = json_lines(&o.stdout).pop().unwrap();
+            assert_eq!(end["outcome"], "paused", "{end}");
+            assert_eq!(end["resumable"], true, "{end}");
+        } else {
+            assert!(err.contains("paused: authentication failed"), "{err}");
+            assert!(err.contains("paused and resumable"), "{err}");
+        }
+        srv.mock
+            .push(stele_tests::mock_model::Reply::unauthorized());
+    }
+}
