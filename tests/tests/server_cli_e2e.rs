@@ -484,6 +484,26 @@ fn exit_codes_and_refusals_are_those_of_stele_run() {
         &["run", "--workspace", "books", "--approve", "allow", "x"],
     );
     assert!(err.contains("--approve allow"), "{err}");
+    // A token file alone does not send `run` to a server, even with STELE_SERVER set.
+    let o = Command::new(stele_tests::stele_bin())
+        .args([
+            "--token-file",
+            "/nonexistent",
+            "run",
+            "--workspace",
+            "books",
+            "x",
+        ])
+        .env("STELE_SERVER", &srv.base)
+        .env("STELE_STATE_DIR", srv.dir.path().join("client-state"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("go with `run` and `watch`"),
+        "{}",
+        text(&o.stderr)
+    );
     // --server goes with run and watch only.
     let err = run(&srv.base, &alice, &["audit", "verify"]);
     assert!(err.contains("go with `run` and `watch`"), "{err}");
