@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use crate::decision::{Decision, Effect, PolicyEffect, Verdict};
 use crate::request::{Request, Resource};
+use crate::server_action::{ServerRequest, ServerResource};
 
 /// A one-line reason suitable for a denial message to the model or user:
 /// names the rule(s) and layer.
@@ -55,6 +56,59 @@ pub fn render(request: &Request, d: &Decision) -> String {
             }
         }
     }
+    out.push_str(&body(d));
+    out
+}
+
+/// [`render`] for one of the server's own requests: the account's teams,
+/// role and method, and the resource's attributes, then the same verdicts.
+pub fn render_server(request: &ServerRequest, d: &Decision) -> String {
+    let mut out = String::new();
+    let a = request.principal();
+    let r = request.resource();
+    let _ = writeln!(out, "decision: {}", d.effect);
+    let _ = writeln!(out, "why:      {}", summary(d));
+    let _ = writeln!(
+        out,
+        "request:  User::\"{}\" {} {}::\"{}\"",
+        a.name,
+        request.action(),
+        r.type_name(),
+        r.entity_id()
+    );
+    let _ = writeln!(
+        out,
+        "account:  teams [{}], role {}, method {}",
+        a.teams.join(", "),
+        a.role,
+        request.method
+    );
+    match r {
+        ServerResource::Session {
+            owner,
+            workspace,
+            teams,
+            ..
+        } => {
+            let _ = writeln!(
+                out,
+                "resource: owner {owner}, workspace {workspace}, teams [{}] (is_owner: {})",
+                teams.join(", "),
+                request.is_owner()
+            );
+        }
+        ServerResource::Workspace { teams, .. } => {
+            let _ = writeln!(out, "resource: teams [{}]", teams.join(", "));
+        }
+        ServerResource::AuditLog | ServerResource::Server => {}
+    }
+    out.push_str(&body(d));
+    out
+}
+
+/// The verdicts of every layer, the determining policies, errors, digest.
+fn body(d: &Decision) -> String {
+    let mut out = String::new();
     let layers: Vec<String> = d
         .layers
         .iter()

@@ -58,6 +58,7 @@ pub mod resolve;
 pub mod schema;
 pub mod server_action;
 mod server_decide;
+pub mod server_request_json;
 mod source;
 pub mod synthetic;
 pub mod tests_format;

@@ -28,6 +28,11 @@
 //! `resource`): the address the name resolved to, so the case checks the
 //! decision after resolution (with `resource.address` and `resource.class`);
 //! without it, the case checks the decision by name alone.
+//!
+//! A case may also decide one of the server's own actions (`session.view`,
+//! `session.approve`, `audit.export`, `admin`, …): its context then
+//! describes the server account and the resource, as
+//! [`crate::server_request_json`] says.
 
 use std::collections::BTreeSet;
 
@@ -153,6 +158,22 @@ fn check(case: &Case, bundle: &Bundle) -> Result<CaseOutcome, PolicyError> {
         ));
     }
     let r = &case.request;
+    if crate::server_request_json::is_server_action(&r.action) {
+        if r.address.is_some() {
+            return Err(PolicyError::Request(
+                "`address` is for net.connect, not a server action".into(),
+            ));
+        }
+        let request = crate::server_request_json::server_request_from_parts(
+            bundle,
+            &r.principal,
+            &r.action,
+            &r.resource,
+            r.context.as_ref(),
+        )?;
+        bundle.check_server_request(&request)?;
+        return Ok(compare(case, &bundle.decide_server(&request)));
+    }
     let mut request = request_from_parts(&r.principal, &r.action, &r.resource, r.context.as_ref())?;
     if let Some(a) = &r.address {
         request = request.with_address(a)?;

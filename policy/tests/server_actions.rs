@@ -364,3 +364,145 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// The policy test format and `explain` build server requests from JSON:
+/// for every role × action × relation, the request built from a test
+/// case's JSON is decided exactly as the server's own request is, and a
+/// case expecting the other effect fails.
+#[test]
+fn test_cases_of_server_actions_decide_as_the_server_does() {
+    use stele_policy::server_request_json::server_request_from_parts;
+    let b = Bundle::load(template("finance")).unwrap();
+    let mut cases = Vec::new();
+    let mut checked = 0;
+    for role in ROLES {
+        for action in ServerAction::ALL {
+            for (rel, resource) in resources("finance", action) {
+                let who = if rel == Rel::Own { "me" } else { "alice" };
+                let direct = ServerRequest::new(
+                    account(who, "finance", role),
+                    action,
+                    resource.clone(),
+                    "token",
+                )
+                .unwrap();
+                let want = b.decide_server(&direct);
+                let attrs = match &resource {
+                    ServerResource::Session {
+                        owner,
+                        workspace,
+                        teams,
+                        ..
+                    } => {
+                        serde_json::json!({"owner": owner, "workspace": workspace, "teams": teams})
+                    }
+                    ServerResource::Workspace { teams, .. } => serde_json::json!({"teams": teams}),
+                    ServerResource::AuditLog | ServerResource::Server => serde_json::Value::Null,
+                };
+                let mut context =
+                    serde_json::json!({"account": {"teams": ["finance"], "role": role}});
+                if !attrs.is_null() {
+                    context["resource"] = attrs;
+                }
+                let uid = format!("{}::\"{}\"", resource.type_name(), resource.entity_id());
+                let principal = format!("User::\"{who}\"");
+                let action_uid = format!("Action::\"{action}\"");
+                let built =
+                    server_request_from_parts(&b, &principal, &action_uid, &uid, Some(&context))
+                        .unwrap();
+                assert_eq!(built, direct, "{role} {action} {rel:?}");
+                let got = b.decide_server(&built);
+                assert_eq!(got.effect, want.effect);
+                checked += 1;
+                // The same as a test case, once expecting the right effect and
+                // once the wrong one.
+                let reasons: Vec<&str> = want.reasons().collect();
+                for (expect, name) in [
+                    (want.effect, format!("right {role} {action} {rel:?}")),
+                    (
+                        if want.effect == Effect::Allow {
+                            Effect::Deny
+                        } else {
+                            Effect::Allow
+                        },
+                        format!("wrong {role} {action} {rel:?}"),
+                    ),
+                ] {
+                    cases.push(serde_json::json!({
+                        "name": name,
+                        "request": {"principal": principal, "action": action_uid,
+                                    "resource": uid, "context": context},
+                        "decision": expect.to_string(),
+                        "reason": if expect == want.effect { reasons.clone() } else { vec![] },
+                    }));
+                }
+            }
+        }
+    }
+    assert!(
+        checked >= ROLES.len() * ServerAction::ALL.len(),
+        "{checked}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&template("finance"), dir.path());
+    std::fs::write(
+        dir.path().join("tests/server-matrix.json"),
+        serde_json::to_string_pretty(&cases).unwrap(),
+    )
+    .unwrap();
+    let b = Bundle::load(dir.path()).unwrap();
+    let report = stele_policy::tests_format::run_tests(&b).unwrap();
+    for c in &report.cases {
+        let pass = c.outcome == stele_policy::tests_format::CaseOutcome::Pass;
+        if c.name.starts_with("right ") {
+            assert!(pass, "{}: {:?}", c.name, c.outcome);
+        } else if c.name.starts_with("wrong ") {
+            assert!(!pass, "{} passed", c.name);
+        }
+    }
+}
+
+/// A server case whose context is malformed cannot run, and says why.
+#[test]
+fn malformed_server_cases_fail_naming_what_is_wrong() {
+    let cases = r#"[
+      {"name": "no owner", "request": {"principal": "User::\"a\"", "action": "Action::\"session.view\"",
+        "resource": "Session::\"s\"", "context": {"resource": {"workspace": "w", "teams": []}}},
+        "decision": "deny", "reason": []},
+      {"name": "unknown field", "request": {"principal": "User::\"a\"", "action": "Action::\"admin\"",
+        "resource": "Server::\"stele\"", "context": {"acount": {}}}, "decision": "deny", "reason": []},
+      {"name": "wrong type", "request": {"principal": "User::\"a\"", "action": "Action::\"admin\"",
+        "resource": "File::\"x\""}, "decision": "deny", "reason": []},
+      {"name": "another log", "request": {"principal": "User::\"a\"", "action": "Action::\"audit.hold\"",
+        "resource": "AuditLog::\"other\""}, "decision": "deny", "reason": []},
+      {"name": "unknown role", "request": {"principal": "User::\"a\"", "action": "Action::\"admin\"",
+        "resource": "Server::\"stele\"", "context": {"account": {"role": "root"}}},
+        "decision": "deny", "reason": []},
+      {"name": "address", "request": {"principal": "User::\"a\"", "action": "Action::\"admin\"",
+        "resource": "Server::\"stele\"", "address": "10.0.0.1"}, "decision": "deny", "reason": []}
+    ]"#;
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&template("finance"), dir.path());
+    std::fs::write(dir.path().join("tests/bad.json"), cases).unwrap();
+    let b = Bundle::load(dir.path()).unwrap();
+    let report = stele_policy::tests_format::run_tests(&b).unwrap();
+    for (name, needle) in [
+        ("no owner", "context.resource.owner"),
+        ("unknown field", "acount"),
+        ("wrong type", "File"),
+        ("another log", "AuditLog::\"log\""),
+        ("unknown role", "root"),
+        ("address", "net.connect"),
+    ] {
+        let c = report.cases.iter().find(|c| c.name == name).unwrap();
+        match &c.outcome {
+            stele_policy::tests_format::CaseOutcome::Fail(why) => {
+                assert!(
+                    why.starts_with("cannot run") && why.contains(needle),
+                    "{name}: {why}"
+                )
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}

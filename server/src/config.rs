@@ -30,6 +30,10 @@ pub struct ServerConfig {
     /// `[oidc]`: log in with an identity provider [default: local accounts only].
     #[serde(default)]
     pub oidc: Option<crate::oidc::OidcConfig>,
+    /// `[[webhook]]`: where notifications (approval requested, session
+    /// ended or paused) are POSTed, signed (docs/server.md "Webhooks").
+    #[serde(default)]
+    pub webhook: Vec<crate::sessions::webhook::WebhookConfig>,
 }
 
 /// `[server]`.
@@ -73,6 +77,10 @@ pub struct ServerSection {
     /// TLS private key (PEM).
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// Largest workspace file upload in bytes; a longer body is cut at the
+    /// limit with 413 and nothing of it is kept.
+    #[serde(default = "default_max_upload")]
+    pub max_upload_bytes: u64,
 }
 
 impl Default for ServerSection {
@@ -90,6 +98,7 @@ impl Default for ServerSection {
             metrics_listen: None,
             tls_cert: None,
             tls_key: None,
+            max_upload_bytes: default_max_upload(),
         }
     }
 }
@@ -102,6 +111,9 @@ fn default_max_sessions() -> usize {
 }
 fn default_ask_deadline() -> u64 {
     900
+}
+fn default_max_upload() -> u64 {
+    1 << 30
 }
 fn default_login_ttl() -> u64 {
     12 * 3600
@@ -133,6 +145,12 @@ impl ServerConfig {
             file: path.to_path_buf(),
             why,
         })?;
+        for (i, w) in cfg.webhook.iter_mut().enumerate() {
+            w.load_secret(i).map_err(|why| ServerError::Config {
+                file: path.to_path_buf(),
+                why,
+            })?;
+        }
         // Each error names the file, the sink and the field.
         cfg.feed_sinks = cfg
             .feed
@@ -162,6 +180,12 @@ impl ServerConfig {
         }
         if let Some(o) = &self.oidc {
             o.check()?;
+        }
+        if self.server.max_upload_bytes == 0 {
+            return Err("server.max_upload_bytes: must be at least 1".into());
+        }
+        for (i, w) in self.webhook.iter().enumerate() {
+            w.check(i)?;
         }
         for (name, ws) in &self.workspace {
             if ws.teams.is_empty() {
@@ -212,6 +236,19 @@ mod tests {
         for (text, want) in [
             ("[server]\nlisten = \"nowhere\"\n", "listen"),
             ("[server]\nmax_sessions = 0\n", "server.max_sessions"),
+            ("[server]\nmax_upload_bytes = 0\n", "server.max_upload_bytes"),
+            (
+                "[[webhook]]\nurl = \"http://chat.example.com/\"\nsecret_file = \"/s\"\n",
+                "webhook[0].url",
+            ),
+            (
+                "[[webhook]]\nurl = \"https://chat.example.com/\"\nsecret_file = \"/nonexistent/s\"\n",
+                "webhook[0].secret_file",
+            ),
+            (
+                "[[webhook]]\nurl = \"https://c/\"\nsecret_file = \"/s\"\nevents = [\"lunch\"]\n",
+                "lunch",
+            ),
             (
                 "[workspace.books]\npath = \"/srv\"\nteams = []\n",
                 "workspace.books.teams",

@@ -22,5 +22,6 @@ pub mod sessions;
 pub mod state;
 pub mod store;
 pub mod tls;
+pub mod workspace_files;
 
 pub use serve::{serve, serve_with, ServeOptions};

@@ -56,7 +56,14 @@ pub fn open(config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
         .clone()
         .map(crate::oidc::Oidc::new)
         .transpose()?;
+    let webhooks = crate::sessions::webhook::Webhooks::start(
+        &config.webhook,
+        log.clone(),
+        bundle.digest().to_string(),
+    )
+    .map_err(|e| start_error("webhooks", e))?;
     Ok(Arc::new(AppState {
+        webhooks,
         oidc,
         throttle: crate::auth::throttle::Throttle::default(),
         login_links: Default::default(),
@@ -168,10 +175,20 @@ pub fn serve_with(opts: ServeOptions, desktop: crate::desktop::Desktop) -> Resul
             crate::routes::router(serving).into_make_service_with_connect_info::<SocketAddr>();
         match tls {
             Some(tls) => serve_tls(listener, tls, app).await,
-            None => axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown())
-                .await
-                .map_err(|e| start_error("serving", e)),
+            // No Nagle delay: a streamed answer (a download, an event) goes
+            // out in several writes, and would otherwise wait for the
+            // client's delayed ACK (~40 ms) between them.
+            None => axum::serve(
+                axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::warn!("TCP_NODELAY: {e}");
+                    }
+                }),
+                app,
+            )
+            .with_graceful_shutdown(shutdown())
+            .await
+            .map_err(|e| start_error("serving", e)),
         }
     });
     // The feed stops with the server (even when serving failed), before

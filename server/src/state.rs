@@ -34,6 +34,8 @@ pub struct AppState {
     pub oidc: Option<crate::oidc::Oidc>,
     /// Failed-login counts.
     pub throttle: crate::auth::throttle::Throttle,
+    /// Notifications by `[[webhook]]`.
+    pub webhooks: crate::sessions::webhook::Webhooks,
     /// One-time login links handed out (`stele serve --open`).
     pub login_links: crate::auth::login_link::LoginLinks,
 }

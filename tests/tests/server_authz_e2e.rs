@@ -179,6 +179,10 @@ fn every_role_meets_every_endpoint_as_the_template_says_and_each_decision_is_log
         }
         let path = srv.dir.path().join("session.tar");
         std::fs::write(&path, export_bytes.unwrap()).unwrap();
+        // The server streamed the bundle and keeps no copy of it.
+        let tmp = srv.s.state.join("exports.tmp");
+        let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+        assert!(left.is_empty(), "the server kept {left:?}");
         (id, path, verifier)
     });
     // The exported session verifies offline with stele-verify.

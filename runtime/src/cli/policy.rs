@@ -68,7 +68,8 @@ pub enum PolicyCommand {
         /// User, e.g. `alice` or `User::"alice"`.
         #[arg(long)]
         principal: String,
-        /// Action, e.g. `file.read`.
+        /// Action, e.g. `file.read`, or one of the server's own (`session.view`,
+        /// `audit.export`, …; its account and resource go in --context: docs/policy-guide.md).
         #[arg(long)]
         action: String,
         /// Resource uid, e.g. `File::"receipts/a.pdf"`, `Host::"https://pypi.org:443"`;
@@ -138,6 +139,17 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(exit::BUNDLE_REFUSED));
                 }
             };
+            if stele_policy::server_request_json::is_server_action(&action) {
+                return explain_server(
+                    &b,
+                    &principal,
+                    &action,
+                    &resource,
+                    address.as_deref(),
+                    context.as_deref(),
+                    json,
+                );
+            }
             let parts = Parts {
                 principal: &principal,
                 action: &action,
@@ -200,6 +212,58 @@ impl Parts<'_> {
         b.check_request(&request)?;
         Ok(request)
     }
+}
+
+/// Decide one of the server's own requests (never Ask) and print it.
+fn explain_server(
+    b: &Bundle,
+    principal: &str,
+    action: &str,
+    resource: &str,
+    address: Option<&str>,
+    context: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let request = (|| -> anyhow::Result<_> {
+        if address.is_some() {
+            anyhow::bail!("--address is for net.connect, not a server action");
+        }
+        let context = match context {
+            Some(c) => Some(
+                serde_json::from_str::<serde_json::Value>(c)
+                    .context("--context is not valid JSON")?,
+            ),
+            None => None,
+        };
+        let r = stele_policy::server_request_json::server_request_from_parts(
+            b,
+            principal,
+            action,
+            resource,
+            context.as_ref(),
+        )?;
+        b.check_server_request(&r)?;
+        Ok(r)
+    })();
+    let request = match request {
+        Ok(r) => r,
+        Err(e) => {
+            crate::errln!("error: {}", safe::line(&format!("{e:#}")));
+            return Ok(ExitCode::from(exit::INVALID_REQUEST));
+        }
+    };
+    let d = b.decide_server(&request);
+    if json {
+        crate::outln!("{}", safe::json_pretty(&serde_json::to_value(&d)?));
+    } else {
+        crate::out!("{}", safe::block(&explain::render_server(&request, &d)));
+    }
+    Ok(ExitCode::from(match d.effect {
+        Effect::Allow => exit::ALLOW,
+        Effect::Deny => exit::DENY,
+        // The server never asks; a bundle cannot make it.
+        Effect::Ask => exit::ASK,
+    }))
 }
 
 /// Decide and print; a connection to a name goes through the same steps as
@@ -438,6 +502,48 @@ mod tests {
             }),
             ok
         );
+    }
+
+    #[test]
+    fn explain_decides_the_servers_own_actions_with_the_account_and_resource_from_context() {
+        let f = || template("finance");
+        let own = r#"{"resource":{"owner":"alice","workspace":"w","teams":["finance"]}}"#;
+        let other = r#"{"resource":{"owner":"bob","workspace":"w","teams":["finance"]}}"#;
+        let as_approver = r#"{"account":{"role":"approver"},
+            "resource":{"owner":"bob","workspace":"w","teams":["finance"]}}"#;
+        let s = "Session::\"s1\"";
+        let view = |ctx| explain_as(f(), "session.view", s, None, Some(ctx));
+        assert_eq!(view(own), exit(exit::ALLOW));
+        assert_eq!(view(other), exit(exit::DENY));
+        assert_eq!(view(as_approver), exit(exit::ALLOW));
+        // Invalid: attributes missing or unknown, a resource the action does not
+        // take, a role the server does not know, --address on a server action.
+        for (action, resource, address, ctx) in [
+            ("session.view", s, None, None),
+            (
+                "session.view",
+                s,
+                None,
+                Some(r#"{"resource":{"owner":"a"}}"#),
+            ),
+            ("session.view", s, None, Some(r#"{"extra":1}"#)),
+            ("admin", "AuditLog::\"log\"", None, None),
+            ("audit.hold", "AuditLog::\"other\"", None, None),
+            (
+                "admin",
+                "Server::\"stele\"",
+                None,
+                Some(r#"{"account":{"role":"root"}}"#),
+            ),
+            ("admin", "Server::\"stele\"", Some("10.0.0.1"), None),
+            ("session.start", "File::\"a\"", None, None),
+        ] {
+            assert_eq!(
+                explain_as(f(), action, resource, address, ctx),
+                exit(exit::INVALID_REQUEST),
+                "{action} {resource} {ctx:?}"
+            );
+        }
     }
 
     #[test]

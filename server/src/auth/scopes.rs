@@ -12,7 +12,7 @@ use axum::http::Method;
 pub enum Scope {
     /// Read sessions, events and approvals.
     Read,
-    /// Start sessions.
+    /// Start sessions, and upload files to workspaces.
     Run,
     /// Answer approvals.
     Approve,
@@ -95,6 +95,8 @@ pub fn required(method: &Method, path: &str) -> Option<Scope> {
     match (method.as_str(), parts.as_slice()) {
         ("POST", ["", "api", "v1", "logout"]) => None,
         ("POST", ["", "api", "v1", "sessions"]) => Some(Scope::Run),
+        // Putting work into a workspace is part of running it.
+        ("PUT", ["", "api", "v1", "workspaces", _, "files", _, ..]) => Some(Scope::Run),
         ("POST", ["", "api", "v1", "approvals", _]) => Some(Scope::Approve),
         // Legal holds are audit administration: a token needs `admin`
         // (and the account `audit.hold` in the policy).
@@ -111,6 +113,14 @@ mod tests {
 
     #[test]
     fn routes_need_their_scope_and_unknown_ones_need_admin() {
+        assert_eq!(
+            required(&Method::PUT, "/api/v1/workspaces/books/files/reports/a.csv"),
+            Some(Scope::Run)
+        );
+        assert_eq!(
+            required(&Method::PUT, "/api/v1/workspaces/books"),
+            Some(Scope::Admin)
+        );
         assert_eq!(
             required(&Method::GET, "/api/v1/sessions"),
             Some(Scope::Read)

@@ -1,9 +1,11 @@
 //! Login throttling: failed logins are counted per account name (whether
 //! or not the account exists, so the answer never tells) and per client
 //! address. Past a few failures the name or address is locked out for a
-//! time that doubles with each further failure; while locked, logins are
-//! refused without checking the password (429, logged). A success clears
-//! the account's count, not the address's.
+//! time that doubles with each further failure; from an account's 10th
+//! failure the lockout is 30 minutes (PCI DSS 8.3.4: at most 10 attempts,
+//! then at least 30 minutes). While locked, logins are refused without
+//! checking the password (429, logged). A success clears the account's
+//! count, not the address's.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -14,10 +16,13 @@ use std::time::{Duration, Instant};
 pub const ACCOUNT_FREE_FAILURES: u32 = 5;
 /// Failures one client address may have (over all names) before it is locked.
 pub const ADDRESS_FREE_FAILURES: u32 = 20;
+/// An account's failures at which the lockout is the longest at once
+/// (PCI DSS 8.3.4: not more than 10 attempts).
+pub const ACCOUNT_FULL_LOCK_AT: u32 = 10;
 /// The first lockout; each further failure doubles it.
 const FIRST_LOCK: Duration = Duration::from_secs(30);
-/// The longest lockout.
-const MAX_LOCK: Duration = Duration::from_secs(15 * 60);
+/// The longest lockout (PCI DSS 8.3.4: at least 30 minutes).
+const MAX_LOCK: Duration = Duration::from_secs(30 * 60);
 /// A count is forgotten after this long without failures.
 const FORGET: Duration = Duration::from_secs(3600);
 /// Most names and addresses tracked; past it, forgotten ones are pruned first.
@@ -68,8 +73,31 @@ pub struct Throttle {
     counts: Mutex<HashMap<Key, Count>>,
 }
 
-fn lock_for(failures: u32, free: u32) -> Option<Duration> {
-    let over = failures.checked_sub(free)?;
+// PCI DSS 8.3.4, checked when the server is built.
+const _: () = assert!(ACCOUNT_FULL_LOCK_AT <= 10 && MAX_LOCK.as_secs() >= 30 * 60);
+
+/// When failures lock a name or an address, and when the lock is the longest.
+#[derive(Debug, Clone, Copy)]
+struct Limit {
+    free: u32,
+    full_lock_at: u32,
+}
+
+const ACCOUNT: Limit = Limit {
+    free: ACCOUNT_FREE_FAILURES,
+    full_lock_at: ACCOUNT_FULL_LOCK_AT,
+};
+// An address is shared by everyone behind one proxy or NAT: it only doubles.
+const ADDRESS: Limit = Limit {
+    free: ADDRESS_FREE_FAILURES,
+    full_lock_at: u32::MAX,
+};
+
+fn lock_for(failures: u32, limit: Limit) -> Option<Duration> {
+    if failures >= limit.full_lock_at {
+        return Some(MAX_LOCK);
+    }
+    let over = failures.checked_sub(limit.free)?;
     let factor = 1u32.checked_shl(over.min(16)).unwrap_or(u32::MAX);
     Some(FIRST_LOCK.saturating_mul(factor).min(MAX_LOCK))
 }
@@ -106,7 +134,7 @@ impl Throttle {
         if m.len() >= MAX_TRACKED {
             m.retain(|_, c| now.duration_since(c.last) < FORGET);
         }
-        let mut bump = |k: Key, free: u32| {
+        let mut bump = |k: Key, limit: Limit| {
             let c = m.entry(k).or_insert(Count {
                 failures: 0,
                 last: now,
@@ -117,11 +145,11 @@ impl Throttle {
             }
             c.failures = c.failures.saturating_add(1);
             c.last = now;
-            c.locked_until = lock_for(c.failures, free).map(|d| now + d);
+            c.locked_until = lock_for(c.failures, limit).map(|d| now + d);
         };
-        bump(Key::Account(account.to_string()), ACCOUNT_FREE_FAILURES);
+        bump(Key::Account(account.to_string()), ACCOUNT);
         if let Some(a) = address {
-            bump(Key::Address(a), ADDRESS_FREE_FAILURES);
+            bump(Key::Address(a), ADDRESS);
         }
     }
 
@@ -139,15 +167,30 @@ mod tests {
 
     #[test]
     fn lockouts_start_after_the_free_failures_and_grow() {
-        assert_eq!(
-            lock_for(ACCOUNT_FREE_FAILURES - 1, ACCOUNT_FREE_FAILURES),
-            None
-        );
-        let first = lock_for(ACCOUNT_FREE_FAILURES, ACCOUNT_FREE_FAILURES);
-        let second = lock_for(ACCOUNT_FREE_FAILURES + 1, ACCOUNT_FREE_FAILURES);
+        assert_eq!(lock_for(ACCOUNT_FREE_FAILURES - 1, ACCOUNT), None);
+        let first = lock_for(ACCOUNT_FREE_FAILURES, ACCOUNT);
+        let second = lock_for(ACCOUNT_FREE_FAILURES + 1, ACCOUNT);
         assert_eq!(first, Some(FIRST_LOCK));
         assert_eq!(second, Some(FIRST_LOCK * 2));
-        assert_eq!(lock_for(u32::MAX, 0), Some(MAX_LOCK));
+        assert_eq!(lock_for(u32::MAX, ADDRESS), Some(MAX_LOCK));
+        assert_eq!(lock_for(ADDRESS_FREE_FAILURES - 1, ADDRESS), None);
+    }
+
+    #[test]
+    fn an_account_is_locked_30_minutes_from_its_tenth_failure_pci_dss_8_3_4() {
+        for n in 1..ACCOUNT_FULL_LOCK_AT {
+            assert!(lock_for(n, ACCOUNT) < Some(MAX_LOCK), "failure {n}");
+        }
+        for n in [ACCOUNT_FULL_LOCK_AT, ACCOUNT_FULL_LOCK_AT + 1, 1000] {
+            assert_eq!(lock_for(n, ACCOUNT), Some(MAX_LOCK), "failure {n}");
+        }
+        // Through the counter, as logins count them.
+        let t = Throttle::default();
+        for _ in 0..ACCOUNT_FULL_LOCK_AT {
+            t.failed("alice", None);
+        }
+        let left = t.check("alice", None).unwrap_err().retry_after();
+        assert!(left > MAX_LOCK - Duration::from_secs(5), "{left:?}");
     }
 
     #[test]

@@ -221,18 +221,22 @@ pub async fn export(
             tar: true,
         };
         let r = export(&log, signer.as_ref(), &opts, &path);
-        let bytes = match &r {
-            Ok(_) => std::fs::read(&path).map_err(|e| {
-                ApiError::from(ServerError::Io {
-                    what: format!("reading the export {}", path.display()),
-                    source: e,
-                })
-            }),
-            Err(_) => Ok(Vec::new()),
+        // Opened, then unlinked: the bundle is streamed from the open file
+        // and vanishes with it, never held in memory whole.
+        let file = match &r {
+            Ok(_) => std::fs::File::open(&path)
+                .and_then(|f| f.metadata().map(|m| (f, m.len())))
+                .map_err(|e| {
+                    ApiError::from(ServerError::Io {
+                        what: format!("opening the export {}", path.display()),
+                        source: e,
+                    })
+                }),
+            Err(_) => Err(ApiError::from(ServerError::Task("no export".into()))),
         };
         let _ = std::fs::remove_file(&path);
         match r {
-            Ok(report) => Ok((report.export_entry, bytes?)),
+            Ok(report) => Ok((report.export_entry, file?)),
             Err(stele_audit::export::ExportError::Invalid(why)) => {
                 Err(ApiError::new(StatusCode::CONFLICT, why))
             }
@@ -240,13 +244,15 @@ pub async fn export(
         }
     })
     .await??;
-    let (entry, bytes) = made;
-    let mut r = (StatusCode::OK, bytes).into_response();
+    let (entry, (file, len)) = made;
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    let mut r = (StatusCode::OK, axum::body::Body::from_stream(stream)).into_response();
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-tar"),
     );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     let name = format!("attachment; filename=\"stele-session-{id}.tar\"");
     if let Ok(v) = HeaderValue::from_str(&name) {
         h.insert(header::CONTENT_DISPOSITION, v);

@@ -11,6 +11,7 @@ mod login;
 mod login_link;
 mod oidc;
 mod sessions;
+mod workspaces;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
@@ -45,6 +46,12 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/sessions/{id}/events", get(events::stream))
         .route("/api/v1/approvals", get(approvals::list))
         .route("/api/v1/approvals/{id}", post(approvals::answer))
+        .route("/api/v1/workspaces", get(workspaces::list))
+        .route("/api/v1/workspaces/{name}/files", get(workspaces::files))
+        .route(
+            "/api/v1/workspaces/{name}/files/{*path}",
+            get(workspaces::download).put(workspaces::upload),
+        )
         .route("/api/v1/audit/entries", get(audit::entries))
         .route("/api/v1/audit/sessions/{id}/export", get(audit::export))
         .route("/api/v1/audit/verify", get(audit::verify))

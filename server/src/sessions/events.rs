@@ -9,6 +9,7 @@ use std::sync::Arc;
 use stele_protocol::{ApprovalState, SessionState};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use super::webhook;
 use crate::state::AppState;
 use crate::store::{ApprovalRecord, SessionRecord};
 
@@ -55,11 +56,13 @@ pub async fn pump(
 ) {
     let mut started = Some(started);
     let mut id = String::new();
+    let mut whose = (String::new(), String::new());
     let mut n = 0u64;
     while let Some(msg) = rx.recv().await {
         let done = match msg {
             WorkerMsg::Started(rec) => {
                 id = rec.id.clone();
+                whose = (rec.owner.clone(), rec.workspace.clone());
                 state.sessions.go_live(&id, live.clone());
                 let r = state.store.put_session(rec).await;
                 if let Some(tx) = started.take() {
@@ -82,10 +85,16 @@ pub async fn pump(
                 r
             }
             WorkerMsg::State(s, detail) => {
+                webhook::session_changed(&state, &id, &whose, s, detail.as_deref());
                 state.store.set_session_state(&id, s, detail, now()).await
             }
             WorkerMsg::Ask(a) => {
+                let notice = webhook::approval_requested(&state, &a);
                 let r = state.store.add_approval(a).await;
+                // Once it is queued, so the link in the notice finds it.
+                if r.is_ok() {
+                    state.webhooks.notify(notice);
+                }
                 match r {
                     Ok(()) => {
                         state

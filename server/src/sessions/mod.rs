@@ -6,4 +6,5 @@
 pub mod approvals;
 pub mod events;
 pub mod manager;
+pub mod webhook;
 pub mod worker;
