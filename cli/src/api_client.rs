@@ -92,6 +92,11 @@ impl ApiClient {
         })
     }
 
+    /// The server's URL, as given (for messages that say where to go).
+    pub fn server(&self) -> &str {
+        self.base.as_str().trim_end_matches('/')
+    }
+
     /// The absolute URL of `path` (relative to the server, e.g. `api/v1/sessions`).
     pub fn url(&self, path: &str) -> anyhow::Result<reqwest::Url> {
         self.base
@@ -143,12 +148,26 @@ pub async fn checked(
     path: &str,
     resp: reqwest::Result<reqwest::Response>,
 ) -> anyhow::Result<reqwest::Response> {
-    let resp = resp.with_context(|| format!("cannot reach the server for {path}"))?;
+    let resp = resp.map_err(|e| {
+        let at = e
+            .url()
+            .map(|u| format!(" at {}", u.origin().ascii_serialization()));
+        anyhow::Error::from(e).context(format!(
+            "cannot reach the server{} for {path}",
+            at.unwrap_or_default()
+        ))
+    })?;
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);
     }
     let text = resp.text().await.unwrap_or_default();
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        bail!(
+            "the server refused the API token for {path} (401): it is unknown, expired or \
+             revoked; make a new one with `stele token create` on the server"
+        );
+    }
     match serde_json::from_str::<Problem>(&text) {
         Ok(p) => {
             let detail = p.detail.unwrap_or(p.title);

@@ -6,7 +6,11 @@
 // Used by the server-client commands (`--server URL run`, `schedule`).
 #[allow(dead_code)]
 mod api_client;
+mod remote_approve;
+mod remote_print;
+mod remote_run;
 mod server;
+mod sse;
 
 use std::process::ExitCode;
 
@@ -26,9 +30,39 @@ use stele_runtime::cli::{self, Command};
     long_about = None
 )]
 struct Cli {
+    /// A stele server to act on (docs/server.md).
+    #[command(flatten)]
+    server: Remote,
     /// What to do.
     #[command(subcommand)]
     command: Top,
+}
+
+/// `stele --server URL run|watch …`.
+#[derive(Debug, clap::Args)]
+struct Remote {
+    /// Run `run` on this stele server instead of here, and follow `watch ID` there (e.g.
+    /// https://stele.example.com; `watch` also reads STELE_SERVER, `run` never does).
+    #[arg(long)]
+    server: Option<String>,
+    /// With --server: a file holding an API token (`stele token create`) [env:
+    /// STELE_TOKEN_FILE; or the token itself in STELE_TOKEN].
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
+}
+
+impl Remote {
+    /// Whether a server or token was named on the command line.
+    fn named(&self) -> bool {
+        self.server.is_some() || self.token_file.is_some()
+    }
+
+    fn args(&self) -> api_client::ServerArgs {
+        api_client::ServerArgs {
+            server: self.server.clone(),
+            token_file: self.token_file.clone(),
+        }
+    }
 }
 
 /// The runtime's commands and the server's.
@@ -44,12 +78,26 @@ enum Top {
     User(server::UserArgs),
     /// Manage the server's API tokens.
     Token(server::TokenArgs),
+    /// Follow a session on a server (`stele --server URL watch ID`): its events
+    /// from the start, then live, until it ends; Ctrl-C detaches.
+    Watch(remote_run::WatchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let command = match cli.command {
+        Top::Watch(a) => return finish(remote_run::watch(&cli.server.args(), a)),
+        // Only an explicit --server sends `run` elsewhere: a plain `stele run` runs here.
+        Top::Local(Command::Run(a)) if cli.server.server.is_some() => {
+            return finish(remote_run::run(&cli.server.args(), a))
+        }
+        _ if cli.server.named() => {
+            return finish(Err(anyhow::anyhow!(
+                "--server and --token-file go with `run` and `watch`, and `run` goes to a server \
+                 only with --server (`stele --server URL run --workspace NAME \"task\"`)"
+            )))
+        }
         Top::Local(c) => c,
         Top::Serve(a) => return finish(server::serve(a)),
         Top::User(a) => return finish(server::user(a)),

@@ -18,6 +18,15 @@ pub struct ServeArgs {
     /// The server's configuration file (docs/server.md).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// The desktop case: listen on loopback, log in the person running the
+    /// server (the OS user's account, admin of team `local`, made if absent)
+    /// with a one-time link printed and opened in the browser ($STELE_BROWSER,
+    /// else xdg-open; empty: only print it).
+    #[arg(long)]
+    pub open: bool,
+    /// With --open: seconds the login link works.
+    #[arg(long, default_value_t = 300, requires = "open", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub link_ttl_secs: u64,
 }
 
 /// Arguments of `stele user`.
@@ -79,6 +88,16 @@ pub enum TokenCommand {
         #[arg(long, default_value = "read,run,approve")]
         scope: String,
     },
+    /// List API tokens: id, account, label, scopes, created, expires, state
+    /// (live, expired, revoked, unrecorded) — never a token or its hash.
+    List {
+        /// Only this account's tokens [default: every account's].
+        #[arg(long)]
+        user: Option<String>,
+        /// One JSON object per token, one per line, on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke an API token by its id (printed by `token create`, in its
     /// `token.create` entry): it stops working at once; the server records
     /// the revocation before the first request it refuses.
@@ -88,16 +107,50 @@ pub enum TokenCommand {
     },
 }
 
+/// Where a token stands at `now`, in one word.
+fn token_state(t: &stele_server::store::credentials::TokenInfo, now: i64) -> &'static str {
+    if t.revoked.is_some() {
+        "revoked"
+    } else if !t.recorded {
+        // Not yet in the log: it works once the server records it.
+        "unrecorded"
+    } else if t.expires <= now {
+        "expired"
+    } else {
+        "live"
+    }
+}
+
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
 fn parse_role(s: &str) -> Result<Role, String> {
     Role::parse(s).ok_or_else(|| format!("{s:?}: a role is member, approver, reviewer or admin"))
 }
 
 /// Run `stele serve`.
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    stele_server::serve(stele_server::ServeOptions {
-        config: args.config,
-        listen: args.listen,
-    })?;
+    let desktop = if args.open {
+        stele_server::desktop::Desktop::Open {
+            link_ttl: std::time::Duration::from_secs(args.link_ttl_secs),
+        }
+    } else {
+        stele_server::desktop::Desktop::No
+    };
+    stele_server::serve_with(
+        stele_server::ServeOptions {
+            config: args.config,
+            listen: args.listen,
+        },
+        desktop,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -156,6 +209,47 @@ pub fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
                  kept only as its hash:"
             );
             stele_runtime::outln!("{token}");
+        }
+        TokenCommand::List { user, json } => {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let tokens = stele_server::admin::list_tokens(&config, user.as_deref())?;
+            if !json && tokens.is_empty() {
+                stele_runtime::errln!("stele: no tokens");
+            }
+            if !json && !tokens.is_empty() {
+                stele_runtime::outln!(
+                    "{:<12}  {:<16}  {:<16}  {:<22}  {:<20}  {:<20}  STATE",
+                    "ID",
+                    "USER",
+                    "LABEL",
+                    "SCOPES",
+                    "CREATED",
+                    "EXPIRES"
+                );
+            }
+            for t in tokens {
+                let state = token_state(&t, now);
+                if json {
+                    let v = serde_json::json!({
+                        "id": t.id, "user": t.user, "label": t.label,
+                        "scopes": t.scopes.split(',').collect::<Vec<_>>(),
+                        "created": rfc3339(t.created), "expires": rfc3339(t.expires),
+                        "revoked": t.revoked.map(rfc3339), "state": state,
+                    });
+                    stele_runtime::outln!("{}", stele_runtime::terminal_safe::json_line(&v));
+                } else {
+                    // Labels and names were typed by people: shown escaped.
+                    stele_runtime::outln!(
+                        "{:<12}  {:<16}  {:<16}  {:<22}  {:<20}  {:<20}  {state}",
+                        t.id,
+                        stele_runtime::terminal_safe::line(&t.user),
+                        stele_runtime::terminal_safe::line(&t.label),
+                        t.scopes,
+                        rfc3339(t.created),
+                        rfc3339(t.expires)
+                    );
+                }
+            }
         }
         TokenCommand::Revoke { id } => {
             let user = stele_server::admin::revoke_token(&config, &id)?;

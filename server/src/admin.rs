@@ -179,3 +179,18 @@ pub fn revoke_token(config: &ServerConfig, id: &str) -> Result<String, ServerErr
         ))
     })
 }
+
+/// The API tokens of `user` (or of every account), oldest first: ids,
+/// accounts, labels, scopes and times, never a token or its hash.
+pub fn list_tokens(
+    config: &ServerConfig,
+    user: Option<&str>,
+) -> Result<Vec<crate::store::credentials::TokenInfo>, ServerError> {
+    let s = store(config)?;
+    if let Some(u) = user {
+        if !block_on(s.account_exists(u))?? {
+            return Err(ServerError::Start(format!("--user: no account {u:?}")));
+        }
+    }
+    block_on(s.tokens(user))?
+}

@@ -11,6 +11,7 @@ pub mod admin_record;
 pub mod auth;
 pub mod authz;
 pub mod config;
+pub mod desktop;
 pub mod error;
 pub mod feed;
 pub mod oidc;
@@ -24,4 +25,4 @@ pub mod store;
 pub mod tls;
 pub mod workspace_files;
 
-pub use serve::{serve, ServeOptions};
+pub use serve::{serve, serve_with, ServeOptions};

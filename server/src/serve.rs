@@ -66,6 +66,7 @@ pub fn open(config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
         webhooks,
         oidc,
         throttle: crate::auth::throttle::Throttle::default(),
+        login_links: Default::default(),
         sessions: Manager::new(config.server.max_sessions),
         pending: Pending::default(),
         admin_changes: tokio::sync::Mutex::new(()),
@@ -79,12 +80,25 @@ pub fn open(config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
 
 /// Run the server until SIGINT or SIGTERM.
 pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
+    serve_with(opts, crate::desktop::Desktop::No)
+}
+
+/// [`serve`], for the person running it too when `desktop` says so
+/// (`stele serve --open`: loopback only, a one-time login link opened in
+/// the browser).
+pub fn serve_with(opts: ServeOptions, desktop: crate::desktop::Desktop) -> Result<(), ServerError> {
     let began = Instant::now();
     let mut config = load_config(opts.config.as_deref())?;
     if let Some(l) = opts.listen {
         config.server.listen = l;
     }
     let listen = config.server.listen;
+    if desktop != crate::desktop::Desktop::No && !listen.ip().is_loopback() {
+        return Err(ServerError::Start(format!(
+            "--open: the desktop server listens on loopback only (127.0.0.1, ::1), not {listen}; \
+             give --listen 127.0.0.1:PORT"
+        )));
+    }
     // Read before anything opens: a bad certificate or key stops the server.
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
@@ -153,6 +167,25 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
             serving.config.db().display(),
             serving.config.store_path().display()
         );
+        if let crate::desktop::Desktop::Open { link_ttl } = desktop {
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let user = crate::desktop::account(&serving).await?;
+            let url =
+                crate::desktop::link(&serving, &user, &format!("{scheme}://{bound}"), link_ttl)
+                    .await?;
+            stele_runtime::errln!(
+                "stele serve: log in as {} with this one-time link (it works once, for {} s):",
+                user.name,
+                link_ttl.as_secs()
+            );
+            stele_runtime::outln!("{url}");
+            if !crate::desktop::open_browser(&url) {
+                stele_runtime::errln!(
+                    "stele serve: no program to open a browser with ({}); open the link yourself",
+                    crate::desktop::BROWSER_ENV
+                );
+            }
+        }
         let app = crate::routes::router(serving.clone())
             .into_make_service_with_connect_info::<SocketAddr>();
         let stopped = {

@@ -36,6 +36,8 @@ pub struct AppState {
     pub throttle: crate::auth::throttle::Throttle,
     /// Notifications by `[[webhook]]`.
     pub webhooks: crate::sessions::webhook::Webhooks,
+    /// One-time login links handed out (`stele serve --open`).
+    pub login_links: crate::auth::login_link::LoginLinks,
 }
 
 impl AppState {

@@ -1,9 +1,12 @@
 // A real OpenID Provider (npm `oidc-provider`, OpenID-certified) for the
 // server's OIDC end-to-end tests, on 127.0.0.1 at a free port.
 //
-//   node provider.mjs CLIENT_ID CLIENT_SECRET REDIRECT_URI
+//   node provider.mjs CLIENT_ID CLIENT_SECRET REDIRECT_URI [PORT [KID]]
 //
-// Prints `listening on http://127.0.0.1:PORT` once ready. The login is
+// PORT (default: a free one) lets a test restart the provider at the same
+// issuer; KID (default `stele-test-key`) names its freshly made signing key,
+// so a restart with another KID is a key rotation. `GET /__test/stats`
+// counts the requests for its JWKS. Prints `listening on http://127.0.0.1:PORT` once ready. The login is
 // scripted: the interaction logs in the account set by the test
 // (`GET /__test/next?account=NAME`, default `alice`) and grants the
 // requested scopes; everything else (authorization, PKCE, codes, tokens,
@@ -13,12 +16,13 @@
 // rewrites the ID token of the next token responses (until `mode=off`):
 // `altered` (a claim changed, signature kept), `forged` (signed by a key
 // not in the JWKS), `wrong_aud`, `wrong_nonce`, `expired`, `wrong_iss`
-// (each validly signed by the provider's own key) and `none` (alg none).
+// (each validly signed by the provider's own key), `none` (alg none) and
+// `unknown_kid` (signed by a key not in the JWKS, naming a key id it lacks).
 import http from 'node:http';
 import Provider from 'oidc-provider';
 import { generateKeyPair, exportJWK, SignJWT, decodeJwt, decodeProtectedHeader } from 'jose';
 
-const [clientId, clientSecret, redirectUri] = process.argv.slice(2);
+const [clientId, clientSecret, redirectUri, portArg, kidArg] = process.argv.slice(2);
 if (!clientId || !clientSecret || !redirectUri) {
   console.error('usage: provider.mjs CLIENT_ID CLIENT_SECRET REDIRECT_URI');
   process.exit(2);
@@ -31,16 +35,17 @@ const GROUPS = {
   mallory: ['no-such-team'], // no team anywhere: refused
 };
 
-const kid = 'stele-test-key';
+const kid = kidArg ?? 'stele-test-key';
 const { privateKey } = await generateKeyPair('RS256', { extractable: true });
 const jwk = { ...(await exportJWK(privateKey)), kid, alg: 'RS256', use: 'sig' };
 const attacker = (await generateKeyPair('RS256', { extractable: true })).privateKey;
 
 let nextAccount = 'alice';
 let tamper = 'off';
+let jwksFetches = 0;
 
 const server = http.createServer();
-await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+await new Promise((resolve) => server.listen(Number(portArg ?? 0), '127.0.0.1', resolve));
 const issuer = `http://127.0.0.1:${server.address().port}`;
 
 const provider = new Provider(issuer, {
@@ -93,6 +98,10 @@ async function rewrite(idToken) {
       return sign({ ...claims, iat: now - 7200, exp: now - 3600 });
     case 'wrong_iss':
       return sign({ ...claims, iss: 'http://127.0.0.1:1' });
+    case 'unknown_kid':
+      return new SignJWT({ ...claims, sub: 'carol', preferred_username: 'carol' })
+        .setProtectedHeader({ alg: 'RS256', kid: 'a-key-nobody-published' })
+        .sign(attacker);
     case 'none':
       return `${b64({ alg: 'none', typ: 'JWT' })}.${b64(claims)}.`;
     default:
@@ -117,6 +126,9 @@ server.on('request', async (req, res) => {
     } else if (url.pathname === '/__test/tamper') {
       tamper = url.searchParams.get('mode') ?? 'off';
       res.end('ok');
+    } else if (url.pathname === '/__test/stats') {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ jwks: jwksFetches }));
     } else if (url.pathname.startsWith('/interaction/')) {
       // The scripted login: the account the test chose, consenting to what was asked.
       const details = await provider.interactionDetails(req, res);
@@ -130,6 +142,7 @@ server.on('request', async (req, res) => {
         { mergeWithLastSubmission: false },
       );
     } else {
+      if (url.pathname === '/jwks') jwksFetches += 1;
       callback(req, res);
     }
   } catch (e) {

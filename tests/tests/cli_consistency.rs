@@ -100,6 +100,12 @@ fn resolve(
     let w = words(cmd);
     let mut paths: Vec<Vec<String>> = vec![Vec::new()];
     let mut i = 0;
+    // Options of `stele` itself before the command (`stele --server URL run …`).
+    let mut top = Vec::new();
+    while i + 1 < w.len() && w[i].starts_with("--") {
+        top.push(w[i].clone());
+        i += 2;
+    }
     // The path: words that are subcommands of what comes before.
     while i < w.len() {
         let alts: Vec<&str> = w[i].split('|').collect();
@@ -152,7 +158,12 @@ fn resolve(
         .filter(|t| t.starts_with('-') && t != "--" && t.len() > 1 && t != "-")
         .map(|t| t.split('=').next().unwrap().to_string())
         .collect();
-    Ok(paths.into_iter().map(|p| (p, flags.clone())).collect())
+    let mut out: Vec<PathAndFlags> = paths.into_iter().map(|p| (p, flags.clone())).collect();
+    if !top.is_empty() {
+        helpof(&Vec::new());
+        out.push((Vec::new(), top));
+    }
+    Ok(out)
 }
 
 #[test]

@@ -29,6 +29,8 @@ pub enum LoginMethod {
     Password,
     /// The identity provider.
     Oidc,
+    /// A one-time login link (`stele serve --open`).
+    Link,
 }
 
 impl LoginMethod {
@@ -37,12 +39,13 @@ impl LoginMethod {
         match self {
             LoginMethod::Password => "password",
             LoginMethod::Oidc => "oidc",
+            LoginMethod::Link => "link",
         }
     }
 
     /// Parse a stored name.
     pub fn parse(s: &str) -> Option<LoginMethod> {
-        [LoginMethod::Password, LoginMethod::Oidc]
+        [LoginMethod::Password, LoginMethod::Oidc, LoginMethod::Link]
             .into_iter()
             .find(|m| m.as_str() == s)
     }

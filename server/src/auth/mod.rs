@@ -4,6 +4,7 @@
 //! Cookies, CSRF tokens and OIDC are later parts of issue 18 (docs/server.md).
 
 pub mod cookies;
+pub mod login_link;
 pub mod password;
 pub mod principal;
 pub mod scopes;

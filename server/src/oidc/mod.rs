@@ -7,13 +7,16 @@
 //! the person is comes only from that verified token.
 
 mod config;
+pub mod jwks;
 pub mod pending;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreJsonWebKeySet, CoreProviderMetadata,
+};
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
     RedirectUrl, Scope, TokenResponse as _,
@@ -85,6 +88,7 @@ pub struct Oidc {
     http: reqwest::Client,
     metadata: tokio::sync::Mutex<Option<(Arc<CoreProviderMetadata>, Instant)>>,
     pending: Pending,
+    refetch: jwks::RefetchLimit,
 }
 
 impl std::fmt::Debug for Oidc {
@@ -131,6 +135,7 @@ impl Oidc {
             http,
             metadata: tokio::sync::Mutex::new(None),
             pending: Pending::default(),
+            refetch: jwks::RefetchLimit::default(),
         })
     }
 
@@ -152,6 +157,57 @@ impl Oidc {
         let m = Arc::new(m);
         *cached = Some((m.clone(), Instant::now()));
         Ok(m)
+    }
+
+    /// The provider's metadata with a key set that has key `kid`: the cached
+    /// one if it has it, else refetched (rate-limited: [`jwks::MIN_REFETCH_INTERVAL`]).
+    async fn keys_with(&self, kid: &str) -> Result<Arc<CoreProviderMetadata>, Refusal> {
+        let unknown = |why: &str| {
+            Refusal::IdToken(format!(
+                "it is signed with key id {}, which the provider does not publish ({why})",
+                jwks::shown(kid)
+            ))
+        };
+        let mut cached = self.metadata.lock().await;
+        let Some((meta, at)) = cached.clone() else {
+            return Err(Refusal::Exchange("the provider's metadata is gone".into()));
+        };
+        // Another login may have refetched it meanwhile.
+        if jwks::knows(&meta, kid) {
+            return Ok(meta);
+        }
+        if !self.refetch.allow(Instant::now()) {
+            tracing::warn!(
+                "oidc: an ID token names key id {}, not in the provider's key set; not \
+                 refetched (the last refetch was under {} s ago)",
+                jwks::shown(kid),
+                jwks::MIN_REFETCH_INTERVAL.as_secs()
+            );
+            return Err(unknown("its key set was refetched moments ago"));
+        }
+        let keys = CoreJsonWebKeySet::fetch_async(meta.jwks_uri(), &self.http)
+            .await
+            .map_err(|e| {
+                Refusal::IdToken(format!(
+                    "refetching the provider's key set: {}",
+                    error_chain(&e)
+                ))
+            })?;
+        let fresh = Arc::new((*meta).clone().set_jwks(keys));
+        *cached = Some((fresh.clone(), at));
+        let found = jwks::knows(&fresh, kid);
+        tracing::warn!(
+            "oidc: an ID token names key id {}, not in the cached key set: refetched it ({} \
+             keys; {})",
+            jwks::shown(kid),
+            fresh.jwks().keys().len(),
+            if found { "found" } else { "still unknown" }
+        );
+        if found {
+            Ok(fresh)
+        } else {
+            Err(unknown("not even in its key set fetched just now"))
+        }
     }
 
     /// Start a login: the provider URL to send the browser to, and the
@@ -220,6 +276,16 @@ impl Oidc {
             .await
             .map_err(|e| Refusal::Exchange(error_chain(&e)))?;
         let id_token = token.id_token().ok_or(Refusal::NoIdToken)?;
+        // A key id the cached key set lacks: the provider may have rotated its keys.
+        let client = match jwks::header_kid(&id_token.to_string()) {
+            Some(kid) if !jwks::knows(&meta, &kid) => CoreClient::from_provider_metadata(
+                (*self.keys_with(&kid).await?).clone(),
+                ClientId::new(self.config.client_id.clone()),
+                Some(self.secret.clone()),
+            )
+            .set_redirect_uri(self.redirect.clone()),
+            _ => client,
+        };
         let claims = id_token
             .claims(&client.id_token_verifier(), &login.nonce)
             .map_err(|e| Refusal::IdToken(e.to_string()))?;

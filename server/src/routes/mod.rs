@@ -8,6 +8,7 @@ mod events;
 mod health;
 mod holds;
 mod login;
+mod login_link;
 mod oidc;
 mod session_control;
 mod sessions;
@@ -35,6 +36,7 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/setup", post(login::setup))
         .route("/api/v1/login/browser", post(login::login_browser))
         .route("/api/v1/logout", post(login::logout))
+        .route("/api/v1/login/link/{secret}", get(login_link::redeem))
         .route("/api/v1/oidc/login", get(oidc::login))
         .route("/api/v1/oidc/callback", get(oidc::callback))
         .route(

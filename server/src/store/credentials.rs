@@ -38,6 +38,27 @@ pub enum WebSessionLookup {
     Unknown,
 }
 
+/// An API token as `stele token list` shows it: never the token, never its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// Its id: the first 12 hex digits of its SHA-256 (as `token create` prints).
+    pub id: String,
+    /// The account.
+    pub user: String,
+    /// Its name (what it is for; `login` for a password login's token).
+    pub label: String,
+    /// What it may be used for, as stored (`read,run,approve`).
+    pub scopes: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// Unix seconds after which it no longer works.
+    pub expires: i64,
+    /// Unix seconds it was revoked at, if it was.
+    pub revoked: Option<i64>,
+    /// Whether its creation is in the audit log (until then it does not work).
+    pub recorded: bool,
+}
+
 /// Where browser sessions and token revocations are kept (part of every [`super::Store`]).
 #[async_trait]
 pub trait CredentialStore {
@@ -49,6 +70,8 @@ pub trait CredentialStore {
     async fn revoke_web_session(&self, hash: &str, now: i64) -> Result<bool, ServerError>;
     /// Revoke the API token hashing to `hash`; false when it was not live.
     async fn revoke_token(&self, hash: &str, now: i64) -> Result<bool, ServerError>;
+    /// API tokens, of `user` or of everyone, oldest first.
+    async fn tokens(&self, user: Option<&str>) -> Result<Vec<TokenInfo>, ServerError>;
     /// Revoke the one live token whose hash starts with `id`, queueing
     /// `change` (its subject set to the token's account) for the log; the
     /// account, or None when no single live token has that id.

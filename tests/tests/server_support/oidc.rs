@@ -22,6 +22,22 @@ fn dir() -> PathBuf {
 impl Provider {
     /// Start the provider with one confidential client.
     pub fn start(client_id: &str, secret: &str, redirect: &str) -> Provider {
+        Self::start_with(client_id, secret, redirect, &[])
+    }
+
+    /// [`Provider::start`] on `port` with a fresh signing key named `kid`
+    /// (the same port and another kid: the provider rotated its keys).
+    pub fn start_on(
+        client_id: &str,
+        secret: &str,
+        redirect: &str,
+        port: u16,
+        kid: &str,
+    ) -> Provider {
+        Self::start_with(client_id, secret, redirect, &[&port.to_string(), kid])
+    }
+
+    fn start_with(client_id: &str, secret: &str, redirect: &str, more: &[&str]) -> Provider {
         let d = dir();
         assert!(
             d.join("node_modules/oidc-provider/package.json").is_file(),
@@ -30,6 +46,7 @@ impl Provider {
         let mut child = Command::new("node")
             .arg(d.join("provider.mjs"))
             .args([client_id, secret, redirect])
+            .args(more)
             .current_dir(&d)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -63,6 +80,25 @@ impl Provider {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
+    }
+
+    /// How many times its JWKS was fetched.
+    pub async fn jwks_fetches(&self, http: &reqwest::Client) -> u64 {
+        let v: serde_json::Value = http
+            .get(format!("{}/__test/stats", self.issuer))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["jwks"].as_u64().unwrap()
+    }
+
+    /// Stop it (a test that restarts it on the same port).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Rewrite the ID tokens of the next token responses (`off` to stop).

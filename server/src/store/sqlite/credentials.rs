@@ -5,7 +5,7 @@ use rusqlite::{params, OptionalExtension as _};
 
 use super::SqliteStore;
 use crate::error::ServerError;
-use crate::store::credentials::{CredentialStore, WebSession, WebSessionLookup};
+use crate::store::credentials::{CredentialStore, TokenInfo, WebSession, WebSessionLookup};
 use crate::store::{AdminChange, Role, User};
 
 #[async_trait]
@@ -103,6 +103,32 @@ impl CredentialStore for SqliteStore {
                 "UPDATE tokens SET revoked = ?2 WHERE hash = ?1 AND revoked IS NULL",
                 params![h, now],
             )? == 1)
+        })
+        .await
+    }
+
+    async fn tokens(&self, user: Option<&str>) -> Result<Vec<TokenInfo>, ServerError> {
+        let user = user.map(str::to_string);
+        self.call(move |c| {
+            let mut q = c.prepare(
+                "SELECT hash, user, label, scopes, created, expires, revoked, pending_change \
+                 FROM tokens WHERE ?1 IS NULL OR user = ?1 ORDER BY created, rowid",
+            )?;
+            let rows = q.query_map(params![user], |r| {
+                let hash: String = r.get(0)?;
+                Ok(TokenInfo {
+                    // Only the id leaves the store: the hash is what authenticates.
+                    id: hash.chars().take(12).collect(),
+                    user: r.get(1)?,
+                    label: r.get(2)?,
+                    scopes: r.get(3)?,
+                    created: r.get(4)?,
+                    expires: r.get(5)?,
+                    revoked: r.get(6)?,
+                    recorded: r.get::<_, Option<i64>>(7)?.is_none(),
+                })
+            })?;
+            rows.collect()
         })
         .await
     }
