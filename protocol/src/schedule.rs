@@ -31,7 +31,8 @@ pub enum UnattendedApprove {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewSchedule {
-    /// A cron expression (5 fields: minute hour day-of-month month day-of-week).
+    /// A cron expression: 5 fields (minute hour day-of-month month
+    /// day-of-week) or 6 with seconds first.
     pub cron: String,
     /// IANA time zone the expression is read in [default: UTC].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -77,4 +78,49 @@ pub struct Schedule {
 pub struct ScheduleList {
     /// The schedules.
     pub schedules: Vec<Schedule>,
+}
+
+/// What became of one due run of a schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// A session started (its id is in the run).
+    Started,
+    /// The run was due while the server was down.
+    Missed,
+    /// The previous run of the schedule was still running: this one was skipped.
+    SkippedBusy,
+    /// Policy at run time refused the owner `session.start` (or the owner
+    /// or workspace is gone).
+    Refused,
+    /// The session could not start (the detail says why).
+    Failed,
+}
+
+/// One due run of a schedule and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleRun {
+    /// When it was due (RFC 3339).
+    pub due: String,
+    /// When the server dealt with it (RFC 3339).
+    pub at: String,
+    /// What became of it.
+    pub outcome: RunOutcome,
+    /// The session it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// Why, in words (refusals, failures, skips).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The audit entry that records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_entry: Option<u64>,
+}
+
+/// `GET /api/v1/schedules/{id}/runs`: a schedule's runs, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleRunList {
+    /// The runs.
+    pub runs: Vec<ScheduleRun>,
 }

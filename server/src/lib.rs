@@ -16,6 +16,7 @@ pub mod feed;
 pub mod oidc;
 pub mod record;
 pub mod routes;
+pub mod scheduler;
 pub mod serve;
 pub mod sessions;
 pub mod state;

@@ -110,6 +110,8 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
                 }
             }
         });
+        // Runs missed while the server was down are recorded before it listens.
+        crate::scheduler::start(serving.clone()).await?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| start_error(&format!("listening on {listen}"), e))?;

@@ -9,6 +9,7 @@ mod health;
 mod holds;
 mod login;
 mod oidc;
+mod schedules;
 mod sessions;
 
 use axum::extract::rejection::JsonRejection;
@@ -48,6 +49,15 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/audit/verify", get(audit::verify))
         .route("/api/v1/audit/holds", post(holds::place))
         .route("/api/v1/audit/holds/{id}/release", post(holds::release))
+        .route(
+            "/api/v1/schedules",
+            get(schedules::list).post(schedules::create),
+        )
+        .route(
+            "/api/v1/schedules/{id}",
+            get(schedules::get_one).delete(schedules::delete),
+        )
+        .route("/api/v1/schedules/{id}/runs", get(schedules::runs))
         .fallback(|| async { ApiError::not_found("no such endpoint (the API is under /api/v1)") })
         .with_state(state)
 }

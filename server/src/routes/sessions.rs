@@ -97,6 +97,7 @@ pub async fn start(
         task: req.task,
         model,
         max_steps: req.max_steps,
+        scheduled: None,
     };
     worker::spawn(state.clone(), job, tx, slot).map_err(|e| {
         ApiError::from(crate::error::ServerError::Io {

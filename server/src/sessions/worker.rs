@@ -7,9 +7,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use stele_protocol::SessionState;
+use stele_protocol::UnattendedApprove;
 use stele_runtime::agent::progress::{self, Decision, Progress};
 use stele_runtime::agent::RunEnd;
-use stele_runtime::gate::approval::{ApprovalEvent, Observed};
+use stele_runtime::gate::approval::{ApprovalEvent, Approver, FlagApprover, Observed};
 use stele_runtime::provider::Message;
 use stele_runtime::session::{self, BackendSpec, LogOwner, NetworkChoice, SessionSpec};
 use tokio::sync::OwnedSemaphorePermit;
@@ -34,6 +35,20 @@ pub struct Job {
     pub model: String,
     /// Most model turns.
     pub max_steps: Option<u32>,
+    /// Set when a schedule started it (no one is watching).
+    pub scheduled: Option<Scheduled>,
+}
+
+/// A session started by a schedule: which, for which due time, and how an
+/// ask is treated with no one at the keyboard.
+#[derive(Debug, Clone)]
+pub struct Scheduled {
+    /// The schedule's id.
+    pub schedule: String,
+    /// When the run was due (RFC 3339).
+    pub due: String,
+    /// Queue the ask for a person, or refuse it at once.
+    pub approve: stele_protocol::UnattendedApprove,
 }
 
 /// Start `job` on a thread of its own; it holds `slot` until it ends.
@@ -88,6 +103,16 @@ fn run(state: &Arc<AppState>, job: &Job, tx: &WorkerTx) -> anyhow::Result<()> {
         "kind": "server", "command": "serve", "version": env!("CARGO_PKG_VERSION"),
     });
     record[stele_runtime::gate::TASK_MEMBER] = serde_json::json!(job.task);
+    if let Some(s) = &job.scheduled {
+        // The record names the schedule: a reviewer sees an unattended run as one.
+        record["schedule"] = serde_json::json!({
+            "id": s.schedule, "due": s.due, "approve": s.approve,
+        });
+        record["approve"] = serde_json::json!(match s.approve {
+            UnattendedApprove::Queue => "web",
+            UnattendedApprove::Deny => "deny",
+        });
+    }
     let id_cell = Arc::new(OnceLock::new());
     let web = WebApprover {
         session: id_cell.clone(),
@@ -99,7 +124,17 @@ fn run(state: &Arc<AppState>, job: &Job, tx: &WorkerTx) -> anyhow::Result<()> {
     };
     // Questions and answers are events too, as `--json` prints them.
     let events = tx.clone();
-    let approver = Observed::new(Box::new(web), move |e: ApprovalEvent<'_>| {
+    let inner: Box<dyn Approver> = match job.scheduled.as_ref().map(|s| s.approve) {
+        None | Some(UnattendedApprove::Queue) => Box::new(web),
+        // Refused at once, in the system's name: never approved for nobody.
+        Some(UnattendedApprove::Deny) => Box::new(FlagApprover::new(
+            stele_policy::ApprovalOutcome::Refused,
+            "system",
+            "unattended",
+            "a scheduled run with approve mode deny: asks are refused at once",
+        )),
+    };
+    let approver = Observed::new(inner, move |e: ApprovalEvent<'_>| {
         let d = match e {
             ApprovalEvent::Asked { shown } => Decision::Asked { shown },
             ApprovalEvent::Answered { shown, answer } => Decision::Answered {
