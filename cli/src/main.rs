@@ -6,6 +6,7 @@
 // Used by the server-client commands (`--server URL run`, `schedule`).
 #[allow(dead_code)]
 mod api_client;
+mod schedule;
 mod server;
 
 use std::process::ExitCode;
@@ -44,6 +45,8 @@ enum Top {
     User(server::UserArgs),
     /// Manage the server's API tokens.
     Token(server::TokenArgs),
+    /// Manage scheduled tasks on a server (through its API).
+    Schedule(schedule::ScheduleArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Top::Serve(a) => return finish(server::serve(a)),
         Top::User(a) => return finish(server::user(a)),
         Top::Token(a) => return finish(server::token(a)),
+        Top::Schedule(a) => return finish(schedule::run(a)),
     };
     // Only commands that run an agent produce spans.
     let traced = matches!(

@@ -588,3 +588,98 @@ fn parse_rfc3339(s: &str) -> i64 {
     let days = era * 146_097 + doe - 719_468;
     days * 86_400 + hh * 3600 + mm * 60 + ss
 }
+
+#[test]
+fn stele_schedule_add_list_rm_go_through_the_api_with_clear_errors() {
+    let mut srv = Server::start("", "");
+    let tokens = srv.dir.path().join("tokens");
+    std::fs::create_dir_all(&tokens).unwrap();
+    let file = |who: &str| {
+        let p = tokens.join(who);
+        std::fs::write(&p, srv.token(who)).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let (alice, rita) = (file("alice"), file("rita"));
+    let base = srv.base.clone();
+    let stele = |token: &str, args: &[&str]| {
+        let mut all = vec![args[0], args[1], "--server", &base, "--token-file", token];
+        all.extend_from_slice(&args[2..]);
+        let o = srv.s.run_env(&all, &[]).unwrap();
+        (
+            o.status.code().unwrap(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let add = [
+        "schedule",
+        "add",
+        "--cron",
+        "0 9 * * 1-5",
+        "--tz",
+        "Europe/London",
+        "--workspace",
+        "books",
+        "--task",
+        "the morning report",
+        "--approve",
+        "deny",
+        "--catch-up",
+        "run-once",
+        "--json",
+    ];
+    let (code, out, err) = stele(&alice, &add);
+    assert_eq!(code, 0, "{err}");
+    let made: Value = serde_json::from_str(&out).unwrap();
+    let id = made["id"].as_str().unwrap().to_string();
+    assert_eq!(made["owner"], "alice");
+    assert_eq!(made["approve"], "deny");
+    assert_eq!(made["catch_up"], "run_once");
+    assert_eq!(made["timezone"], "Europe/London");
+    let (code, out, _) = stele(&alice, &["schedule", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&id) && out.contains("Europe/London"), "{out}");
+    // The server's refusals, as errors naming what was wrong.
+    let mut bad_tz = add.to_vec();
+    bad_tz[5] = "Mars/Olympus";
+    let (code, _, err) = stele(&alice, &bad_tz);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("400") && err.contains("timezone") && err.contains("Mars/Olympus"),
+        "{err}"
+    );
+    let mut bad_cron = add.to_vec();
+    bad_cron[3] = "0 9 * *";
+    let (code, _, err) = stele(&alice, &bad_cron);
+    assert_eq!(code, 1);
+    assert!(err.contains("cron") && err.contains("fields"), "{err}");
+    let (code, _, err) = stele(&rita, &add);
+    assert_eq!(code, 1);
+    assert!(err.contains("403") && err.contains("audit entry"), "{err}");
+    let (code, _, err) = stele(&rita, &["schedule", "rm", &id]);
+    assert_eq!(code, 1);
+    assert!(err.contains("403"), "{err}");
+    // Bad flags are usage errors before anything is sent.
+    let mut bad_flag = add.to_vec();
+    bad_flag[11] = "allow";
+    let (code, _, err) = stele(&alice, &bad_flag);
+    assert_eq!(code, 2, "{err}");
+    // No server named: an error saying how to name one.
+    let o = srv
+        .s
+        .run_env(&["schedule", "list", "--token-file", &alice], &[])
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--server"));
+    // Removed once; a second time it is not there.
+    let (code, out, err) = stele(&alice, &["schedule", "rm", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&id));
+    let (code, _, err) = stele(&alice, &["schedule", "rm", &id]);
+    assert_eq!(code, 1);
+    assert!(err.contains("404") && err.contains(&id), "{err}");
+    let (_, out, _) = stele(&alice, &["schedule", "list"]);
+    assert_eq!(out.trim(), "no schedules");
+    srv.stop();
+    srv.verify();
+}
