@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// What happens to a run missed while the server was down.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CatchUp {
     /// Record the missed runs and wait for the next one.
@@ -18,6 +19,7 @@ pub enum CatchUp {
 /// How an unattended run treats a step that policy says needs approval.
 /// Nothing is approved for nobody: both refuse unless a person answers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum UnattendedApprove {
     /// The ask waits in the approvals queue until its deadline, then is refused.
@@ -29,6 +31,7 @@ pub enum UnattendedApprove {
 
 /// `POST /api/v1/schedules`: a new schedule, owned by the caller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewSchedule {
     /// A cron expression: 5 fields (minute hour day-of-month month
@@ -57,6 +60,7 @@ pub struct NewSchedule {
 
 /// A schedule, as the server keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Schedule {
     /// Its id.
     pub id: String,
@@ -74,6 +78,7 @@ pub struct Schedule {
 
 /// `GET /api/v1/schedules`: the schedules the caller may see.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleList {
     /// The schedules.
@@ -82,6 +87,7 @@ pub struct ScheduleList {
 
 /// What became of one due run of a schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RunOutcome {
     /// A session started (its id is in the run).
@@ -99,6 +105,7 @@ pub enum RunOutcome {
 
 /// One due run of a schedule and what became of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScheduleRun {
     /// When it was due (RFC 3339).
     pub due: String,
@@ -119,6 +126,7 @@ pub struct ScheduleRun {
 
 /// `GET /api/v1/schedules/{id}/runs`: a schedule's runs, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleRunList {
     /// The runs.

@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod feed;
 pub mod oidc;
+pub mod openapi;
 pub mod record;
 pub mod routes;
 pub mod scheduler;

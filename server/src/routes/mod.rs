@@ -2,15 +2,15 @@
 //! [`crate::authz`], record, and call the services; errors are RFC 9457
 //! problems.
 
-mod approvals;
-mod audit;
-mod events;
-mod health;
-mod holds;
-mod login;
-mod oidc;
-mod schedules;
-mod sessions;
+pub(crate) mod approvals;
+pub(crate) mod audit;
+pub(crate) mod events;
+pub(crate) mod health;
+pub(crate) mod holds;
+pub(crate) mod login;
+pub(crate) mod oidc;
+pub(crate) mod schedules;
+pub(crate) mod sessions;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
@@ -58,6 +58,7 @@ pub fn router(state: Shared) -> Router {
             get(schedules::get_one).delete(schedules::delete),
         )
         .route("/api/v1/schedules/{id}/runs", get(schedules::runs))
+        .route("/api/v1/openapi.json", get(crate::openapi::openapi_json))
         .fallback(|| async { ApiError::not_found("no such endpoint (the API is under /api/v1)") })
         .with_state(state)
 }

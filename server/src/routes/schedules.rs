@@ -72,6 +72,9 @@ fn check(state: &Shared, mut spec: NewSchedule) -> Result<(NewSchedule, i64), Ap
 }
 
 /// Create a schedule owned by the caller.
+#[utoipa::path(post, path = "/api/v1/schedules", tag = "schedules", request_body = NewSchedule,
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 201, description = "The schedule, owned by the caller", body = Schedule)))]
 pub async fn create(
     State(state): State<Shared>,
     who: Principal,
@@ -99,6 +102,9 @@ pub async fn create(
 }
 
 /// The schedules whose workspace the caller may manage; one entry names them.
+#[utoipa::path(get, path = "/api/v1/schedules", tag = "schedules",
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 200, description = "The schedules of the workspaces the caller may manage", body = ScheduleList)))]
 pub async fn list(
     State(state): State<Shared>,
     who: Principal,
@@ -159,6 +165,10 @@ async fn permitted(
 }
 
 /// One schedule.
+#[utoipa::path(get, path = "/api/v1/schedules/{id}", tag = "schedules",
+    params(("id" = String, Path, description = "The schedule's id")),
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 200, description = "The schedule", body = Schedule)))]
 pub async fn get_one(
     State(state): State<Shared>,
     who: Principal,
@@ -169,6 +179,10 @@ pub async fn get_one(
 }
 
 /// Remove a schedule (its runs stay, as history); the entry carries its spec.
+#[utoipa::path(delete, path = "/api/v1/schedules/{id}", tag = "schedules",
+    params(("id" = String, Path, description = "The schedule's id")),
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 204, description = "Removed (its runs stay on record)")))]
 pub async fn delete(
     State(state): State<Shared>,
     who: Principal,
@@ -194,6 +208,10 @@ pub async fn delete(
 }
 
 /// A schedule's runs, oldest first.
+#[utoipa::path(get, path = "/api/v1/schedules/{id}/runs", tag = "schedules",
+    params(("id" = String, Path, description = "The schedule's id")),
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 200, description = "Its runs, oldest first", body = ScheduleRunList)))]
 pub async fn runs(
     State(state): State<Shared>,
     who: Principal,
