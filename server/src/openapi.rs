@@ -83,8 +83,7 @@ fn add_errors(op: &mut Operation) {
     let r = &mut op.responses.responses;
     if secured {
         r.entry("401".into()).or_insert_with(|| {
-            problem("No live credential (token or browser session); the refusal is logged")
-                .into()
+            problem("No live credential (token or browser session); the refusal is logged").into()
         });
         r.entry("403".into()).or_insert_with(|| {
             problem("Policy refuses it, or the token lacks the scope; the refusal is logged").into()

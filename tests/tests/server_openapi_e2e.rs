@@ -105,7 +105,12 @@ fn the_openapi_document_is_valid_3_1_and_names_every_route() {
     let rt = runtime();
     let (doc, text) = rt.block_on(async {
         // No credential needed.
-        let r = srv.http.get(srv.url("/api/v1/openapi.json")).send().await.unwrap();
+        let r = srv
+            .http
+            .get(srv.url("/api/v1/openapi.json"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         assert!(r.headers()["content-type"]
             .to_str()
@@ -114,13 +119,20 @@ fn the_openapi_document_is_valid_3_1_and_names_every_route() {
         let text = r.text().await.unwrap();
         (serde_json::from_str::<Value>(&text).unwrap(), text)
     });
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."), "{}", doc["openapi"]);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1."),
+        "{}",
+        doc["openapi"]
+    );
     let parsed = oas3::from_json(&text).expect("an OpenAPI 3.1 document");
     assert!(!parsed.info.title.is_empty());
 
     // The router and the document name the same operations.
     let routed = router_routes();
-    assert!(routed.len() >= 20, "the router's routes were not read: {routed:?}");
+    assert!(
+        routed.len() >= 20,
+        "the router's routes were not read: {routed:?}"
+    );
     let docs = documented(&doc);
     let missing: Vec<_> = routed.difference(&docs).collect();
     assert!(
@@ -148,7 +160,12 @@ fn the_openapi_document_is_valid_3_1_and_names_every_route() {
             assert_eq!(secured, status == 401, "{m} {path}: {status} {body}");
         }
         // The check can fail: a path the router lacks gets its fallback.
-        let r = srv.http.get(srv.url("/api/v1/nothing-here")).send().await.unwrap();
+        let r = srv
+            .http
+            .get(srv.url("/api/v1/nothing-here"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 404);
         assert!(r.text().await.unwrap().contains("no such endpoint"));
     });
@@ -158,8 +175,13 @@ fn the_openapi_document_is_valid_3_1_and_names_every_route() {
     refs(&doc, &mut all);
     assert!(!all.is_empty());
     for r in all {
-        let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("{r}"));
-        assert!(doc["components"]["schemas"][name].is_object(), "{r} does not resolve");
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("{r}"));
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "{r} does not resolve"
+        );
     }
     let problem = &doc["components"]["schemas"]["Problem"];
     let required: Vec<&str> = problem["required"]
@@ -178,7 +200,9 @@ fn the_openapi_document_is_valid_3_1_and_names_every_route() {
             let responses = op["responses"].as_object().unwrap();
             assert!(responses.contains_key("default"), "{m} {path}");
             assert!(
-                responses.keys().any(|k| k.starts_with('2') || k.starts_with('3')),
+                responses
+                    .keys()
+                    .any(|k| k.starts_with('2') || k.starts_with('3')),
                 "{m} {path}: no success response"
             );
             for (code, resp) in responses {

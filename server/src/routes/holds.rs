@@ -21,8 +21,7 @@ use crate::error::{ApiError, ServerError};
 use crate::state::Shared;
 
 /// `POST /api/v1/audit/holds`: exactly one of `session` or `principal`.
-#[derive(utoipa::ToSchema)]
-#[derive(Debug, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceHold {
     /// Hold one session's entries.
@@ -34,8 +33,7 @@ pub struct PlaceHold {
 }
 
 /// `POST /api/v1/audit/holds/{id}/release`.
-#[derive(utoipa::ToSchema)]
-#[derive(Debug, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseHold {
     /// Why.

@@ -260,8 +260,7 @@ pub async fn logout(State(state): State<Shared>, who: Principal) -> Result<Respo
 static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// `POST /api/v1/setup`.
-#[derive(utoipa::ToSchema)]
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SetupRequest {
     /// The secret from the set-up link.
