@@ -9,6 +9,7 @@ mod api_client;
 mod remote_approve;
 mod remote_print;
 mod remote_run;
+mod schedule;
 mod server;
 mod sse;
 
@@ -81,6 +82,8 @@ enum Top {
     /// Follow a session on a server (`stele --server URL watch ID`): its events
     /// from the start, then live, until it ends; Ctrl-C detaches.
     Watch(remote_run::WatchArgs),
+    /// Manage scheduled tasks on a server (through its API).
+    Schedule(schedule::ScheduleArgs),
 }
 
 fn main() -> ExitCode {
@@ -92,9 +95,10 @@ fn main() -> ExitCode {
         Top::Local(Command::Run(a)) if cli.server.server.is_some() => {
             return finish(remote_run::run(&cli.server.args(), a))
         }
+        Top::Schedule(a) => return finish(schedule::run(a, &cli.server.args())),
         _ if cli.server.named() => {
             return finish(Err(anyhow::anyhow!(
-                "--server and --token-file go with `run` and `watch`, and `run` goes to a server \
+                "--server and --token-file go with `run`, `watch` and `schedule`, and `run` goes to a server \
                  only with --server (`stele --server URL run --workspace NAME \"task\"`)"
             )))
         }

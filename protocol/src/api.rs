@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// `POST /api/v1/login`: a local account's name and password.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// The account.
@@ -23,6 +24,7 @@ impl std::fmt::Debug for LoginRequest {
 
 /// The answer to a successful login: a bearer token, shown once.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LoginResponse {
     /// `Authorization: Bearer TOKEN` on later requests.
@@ -41,6 +43,7 @@ impl std::fmt::Debug for LoginResponse {
 
 /// `POST /api/v1/sessions`: start a task on a workspace the server manages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StartSession {
     /// The workspace's name (`[workspace.NAME]` in the server's configuration).
@@ -58,6 +61,7 @@ pub struct StartSession {
 
 /// The answer to [`StartSession`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StartedSession {
     /// The session id (as in the audit log).
@@ -68,6 +72,7 @@ pub struct StartedSession {
 
 /// Where a session stands, as the server knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SessionState {
     /// Accepted, not yet started (waiting for a free slot or its sandbox).
@@ -86,6 +91,7 @@ pub enum SessionState {
 
 /// One session in a listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SessionSummary {
     /// Session id.
@@ -107,6 +113,7 @@ pub struct SessionSummary {
 
 /// `GET /api/v1/sessions`: the sessions the caller may see, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SessionList {
     /// The sessions.

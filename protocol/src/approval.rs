@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Granted or refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ApprovalOutcome {
     /// Go ahead.
@@ -16,6 +17,7 @@ pub enum ApprovalOutcome {
 
 /// Where an approval stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ApprovalState {
     /// Waiting for an answer.
@@ -30,6 +32,7 @@ pub enum ApprovalState {
 
 /// An approval a session is waiting for (or was).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalRequest {
     /// The approval's id (`POST /api/v1/approvals/{id}`).
@@ -54,6 +57,7 @@ pub struct ApprovalRequest {
 /// A person's answer (`POST /api/v1/approvals/{id}`). Who answers is never in
 /// the body: it is the authenticated principal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalAnswer {
     /// SHA-256 (hex) of the text the approver saw; must equal the request's.
@@ -67,6 +71,7 @@ pub struct ApprovalAnswer {
 
 /// `GET /api/v1/approvals`: the pending approvals the caller may answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalList {
     /// Oldest first.

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// A tool result's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ToolStatus {
     /// It ran.
@@ -16,6 +17,7 @@ pub enum ToolStatus {
 
 /// What stele does about a reply that stopped early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum StopAction {
     /// The limit is raised and the model asked to go on.
@@ -28,6 +30,7 @@ pub enum StopAction {
 
 /// A decision a person should know about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "decision", rename_all = "lowercase")]
 pub enum DecisionEvent {
     /// An action was refused (by policy, or because its approval was refused).
@@ -66,6 +69,7 @@ pub enum DecisionEvent {
 
 /// One event of a session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum SessionEvent {
     /// The session started: the first event.

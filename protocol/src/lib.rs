@@ -21,4 +21,7 @@ pub use api::{
 pub use approval::{ApprovalAnswer, ApprovalList, ApprovalOutcome, ApprovalRequest, ApprovalState};
 pub use event::{DecisionEvent, SessionEvent, StopAction, ToolStatus};
 pub use problem::{Problem, PROBLEM_JSON};
-pub use schedule::{CatchUp, NewSchedule, Schedule, ScheduleList, UnattendedApprove};
+pub use schedule::{
+    CatchUp, NewSchedule, RunOutcome, Schedule, ScheduleList, ScheduleRun, ScheduleRunList,
+    UnattendedApprove,
+};

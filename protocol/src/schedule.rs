@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// What happens to a run missed while the server was down.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CatchUp {
     /// Record the missed runs and wait for the next one.
@@ -18,6 +19,7 @@ pub enum CatchUp {
 /// How an unattended run treats a step that policy says needs approval.
 /// Nothing is approved for nobody: both refuse unless a person answers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum UnattendedApprove {
     /// The ask waits in the approvals queue until its deadline, then is refused.
@@ -29,9 +31,11 @@ pub enum UnattendedApprove {
 
 /// `POST /api/v1/schedules`: a new schedule, owned by the caller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewSchedule {
-    /// A cron expression (5 fields: minute hour day-of-month month day-of-week).
+    /// A cron expression: 5 fields (minute hour day-of-month month
+    /// day-of-week) or 6 with seconds first.
     pub cron: String,
     /// IANA time zone the expression is read in [default: UTC].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -56,6 +60,7 @@ pub struct NewSchedule {
 
 /// A schedule, as the server keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Schedule {
     /// Its id.
     pub id: String,
@@ -73,8 +78,57 @@ pub struct Schedule {
 
 /// `GET /api/v1/schedules`: the schedules the caller may see.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleList {
     /// The schedules.
     pub schedules: Vec<Schedule>,
+}
+
+/// What became of one due run of a schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// A session started (its id is in the run).
+    Started,
+    /// The run was due while the server was down.
+    Missed,
+    /// The previous run of the schedule was still running: this one was skipped.
+    SkippedBusy,
+    /// Policy at run time refused the owner `session.start` (or the owner
+    /// or workspace is gone).
+    Refused,
+    /// The session could not start (the detail says why).
+    Failed,
+}
+
+/// One due run of a schedule and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ScheduleRun {
+    /// When it was due (RFC 3339).
+    pub due: String,
+    /// When the server dealt with it (RFC 3339).
+    pub at: String,
+    /// What became of it.
+    pub outcome: RunOutcome,
+    /// The session it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// Why, in words (refusals, failures, skips).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The audit entry that records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_entry: Option<u64>,
+}
+
+/// `GET /api/v1/schedules/{id}/runs`: a schedule's runs, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleRunList {
+    /// The runs.
+    pub runs: Vec<ScheduleRun>,
 }

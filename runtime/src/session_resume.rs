@@ -38,6 +38,8 @@ pub struct Recorded {
     pub network: NetworkChoice,
     /// The sandbox backend it ran in.
     pub backend: BackendChoice,
+    /// How its asks were answered (`web`, `deny`, …), if recorded.
+    pub approve: Option<String>,
     /// Whether it ended (`session.end` or `session.interrupted`): not resumable.
     pub ended: bool,
 }
@@ -70,6 +72,7 @@ pub fn recorded(log: &AuditLog, id: &str) -> anyhow::Result<Recorded> {
             _ => NetworkChoice::None,
         },
         backend,
+        approve: field("approve"),
         ended: leaves.iter().any(|l| {
             matches!(
                 l.kind,

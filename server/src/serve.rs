@@ -146,6 +146,8 @@ pub fn serve_with(opts: ServeOptions, desktop: crate::desktop::Desktop) -> Resul
                 "stele serve: resumed {resumed} session(s) that were running when the server stopped"
             );
         }
+        // Runs missed while the server was down are recorded before it listens.
+        crate::scheduler::start(serving.clone()).await?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| start_error(&format!("listening on {listen}"), e))?;

@@ -1,5 +1,5 @@
 //! What an API token may be used for: `read` (every GET: sessions,
-//! events, approvals), `run` (start sessions), `approve` (answer
+//! events, approvals), `run` (start sessions, add and remove schedules), `approve` (answer
 //! approvals), `admin` (anything else that changes state — a route not
 //! mapped here needs `admin`, so a new route fails closed). Checked for
 //! every request before the route runs; the role and the policy still
@@ -99,6 +99,9 @@ pub fn required(method: &Method, path: &str) -> Option<Scope> {
         ("PUT", ["", "api", "v1", "workspaces", _, "files", _, ..]) => Some(Scope::Run),
         // Steering a session (pause it, continue it) is running work.
         ("POST", ["", "api", "v1", "sessions", _, "resume" | "stop"]) => Some(Scope::Run),
+        // A schedule starts sessions: making or removing one is `run`.
+        ("POST", ["", "api", "v1", "schedules"])
+        | ("DELETE", ["", "api", "v1", "schedules", _]) => Some(Scope::Run),
         ("POST", ["", "api", "v1", "approvals", _]) => Some(Scope::Approve),
         // Legal holds are audit administration: a token needs `admin`
         // (and the account `audit.hold` in the policy).
@@ -143,9 +146,19 @@ mod tests {
             assert_eq!(required(&Method::POST, p), Some(Scope::Run), "{p}");
         }
         assert_eq!(required(&Method::POST, "/api/v1/logout"), None);
+        assert_eq!(
+            required(&Method::POST, "/api/v1/schedules"),
+            Some(Scope::Run)
+        );
+        assert_eq!(
+            required(&Method::DELETE, "/api/v1/schedules/s-1"),
+            Some(Scope::Run)
+        );
         for (m, p) in [
             (Method::POST, "/api/v1/approvals"),
-            (Method::POST, "/api/v1/schedules"),
+            (Method::POST, "/api/v1/schedules/s-1"),
+            (Method::DELETE, "/api/v1/schedules"),
+            (Method::PUT, "/api/v1/schedules/s-1"),
             (Method::DELETE, "/api/v1/sessions/x"),
             (Method::PUT, "/api/v1/approvals/7"),
             (Method::POST, "/api/v1/sessions/x/files"),

@@ -37,6 +37,9 @@ fn request(a: ApprovalRecord) -> ApprovalRequest {
 }
 
 /// The approvals waiting that the caller may answer.
+#[utoipa::path(get, path = "/api/v1/approvals", tag = "approvals",
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 200, description = "The pending approvals the caller may answer", body = ApprovalList)))]
 pub async fn list(
     State(state): State<Shared>,
     who: Principal,
@@ -100,6 +103,11 @@ fn ticket_ok(t: &str) -> bool {
 }
 
 /// Answer an approval.
+#[utoipa::path(post, path = "/api/v1/approvals/{id}", tag = "approvals",
+    params(("id" = String, Path, description = "The approval's id")),
+    request_body = ApprovalAnswer,
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 200, description = "The answer was taken", body = ApprovalRequest)))]
 pub async fn answer(
     State(state): State<Shared>,
     who: Principal,

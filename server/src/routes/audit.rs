@@ -85,6 +85,20 @@ fn number(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiErr
 }
 
 /// `GET /api/v1/audit/entries`.
+#[utoipa::path(get, path = "/api/v1/audit/entries", tag = "audit",
+    params(
+        ("session" = Option<String>, Query, description = "Only this session's entries"),
+        ("kind" = Option<String>, Query, description = "Only entries of this kind"),
+        ("principal" = Option<String>, Query, description = "Only this principal's entries"),
+        ("path" = Option<String>, Query, description = "Only entries touching this path"),
+        ("decision" = Option<String>, Query, description = "Only decisions with this effect"),
+        ("since" = Option<String>, Query, description = "From this time (RFC 3339)"),
+        ("until" = Option<String>, Query, description = "Until this time (RFC 3339)"),
+        ("from" = Option<u64>, Query, description = "From this entry index (paging)"),
+        ("limit" = Option<u64>, Query, description = "At most this many entries"),
+    ),
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 200, description = "Entries of the log (each read is itself an entry)", body = serde_json::Value)))]
 pub async fn entries(
     State(state): State<Shared>,
     who: Principal,
@@ -172,6 +186,10 @@ pub async fn entries(
 }
 
 /// `GET /api/v1/audit/sessions/{id}/export`: a tar download.
+#[utoipa::path(get, path = "/api/v1/audit/sessions/{id}/export", tag = "audit",
+    params(("id" = String, Path, description = "The session's id")),
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 200, description = "The session's evidence bundle (stele-verify checks it)", content_type = "application/gzip")))]
 pub async fn export(
     State(state): State<Shared>,
     who: Principal,
@@ -267,6 +285,9 @@ pub async fn export(
 }
 
 /// `GET /api/v1/audit/verify`: the whole log verified against its key.
+#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 200, description = "The log's verification", body = serde_json::Value)))]
 pub async fn verify(
     State(state): State<Shared>,
     who: Principal,

@@ -41,6 +41,14 @@ fn sse(n: u64, json: &str) -> Result<Event, Infallible> {
 }
 
 /// Stream a session's events.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/events", tag = "sessions",
+    params(
+        ("id" = String, Path, description = "The session's id"),
+        ("after" = Option<u64>, Query, description = "Replay the events after this number"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "As `after`, sent by a reconnecting client"),
+    ),
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 200, description = "Server-sent events: `id:` the event's number, `data:` a SessionEvent", body = stele_protocol::SessionEvent, content_type = "text/event-stream")))]
 pub async fn stream(
     State(state): State<Shared>,
     who: Principal,

@@ -21,7 +21,7 @@ use crate::error::{ApiError, ServerError};
 use crate::state::Shared;
 
 /// `POST /api/v1/audit/holds`: exactly one of `session` or `principal`.
-#[derive(Debug, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceHold {
     /// Hold one session's entries.
@@ -33,7 +33,7 @@ pub struct PlaceHold {
 }
 
 /// `POST /api/v1/audit/holds/{id}/release`.
-#[derive(Debug, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseHold {
     /// Why.
@@ -67,6 +67,9 @@ fn refused(e: AuditError) -> ApiError {
 }
 
 /// Place a legal hold; its id is its entry's index.
+#[utoipa::path(post, path = "/api/v1/audit/holds", tag = "audit", request_body = PlaceHold,
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 201, description = "The hold is placed", body = serde_json::Value)))]
 pub async fn place(
     State(state): State<Shared>,
     who: Principal,
@@ -108,6 +111,11 @@ pub async fn place(
 }
 
 /// Approve the release of hold `id`.
+#[utoipa::path(post, path = "/api/v1/audit/holds/{id}/release", tag = "audit",
+    params(("id" = u64, Path, description = "The hold's id")),
+    request_body = ReleaseHold,
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 200, description = "The hold is released", body = serde_json::Value)))]
 pub async fn release(
     State(state): State<Shared>,
     who: Principal,

@@ -111,6 +111,8 @@ async fn check_password(
 }
 
 /// Exchange a password for a token that expires (`server.login_ttl_secs`).
+#[utoipa::path(post, path = "/api/v1/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, description = "A login token for scripts (shown once)", body = LoginResponse)))]
 pub async fn login(
     State(state): State<Shared>,
     ClientAddr(addr): ClientAddr,
@@ -195,6 +197,8 @@ pub async fn open_browser_session(
 }
 
 /// `POST /api/v1/login/browser`: a password for a browser session (cookie + CSRF token).
+#[utoipa::path(post, path = "/api/v1/login/browser", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, description = "A browser session: the cookie is set, the body carries the CSRF token")))]
 pub async fn login_browser(
     State(state): State<Shared>,
     ClientAddr(addr): ClientAddr,
@@ -216,6 +220,9 @@ pub async fn login_browser(
 
 /// `POST /api/v1/logout`: end the credential the request came with (the
 /// browser session, or the bearer token), recorded first.
+#[utoipa::path(post, path = "/api/v1/logout", tag = "auth",
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 204, description = "The credential no longer works")))]
 pub async fn logout(State(state): State<Shared>, who: Principal) -> Result<Response, ApiError> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let what = match &who.credential {
@@ -253,7 +260,7 @@ pub async fn logout(State(state): State<Shared>, who: Principal) -> Result<Respo
 static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// `POST /api/v1/setup`.
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SetupRequest {
     /// The secret from the set-up link.
@@ -263,6 +270,8 @@ pub struct SetupRequest {
 }
 
 /// Spend a set-up secret on a password.
+#[utoipa::path(post, path = "/api/v1/setup", tag = "auth", request_body = SetupRequest,
+    responses((status = 204, description = "The password is set; the set-up secret is spent")))]
 pub async fn setup(
     State(state): State<Shared>,
     Body(req): Body<SetupRequest>,

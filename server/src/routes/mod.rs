@@ -2,17 +2,18 @@
 //! [`crate::authz`], record, and call the services; errors are RFC 9457
 //! problems.
 
-mod approvals;
-mod audit;
-mod events;
-mod health;
-mod holds;
-mod login;
-mod login_link;
-mod oidc;
-mod session_control;
-mod sessions;
-mod workspaces;
+pub(crate) mod approvals;
+pub(crate) mod audit;
+pub(crate) mod events;
+pub(crate) mod health;
+pub(crate) mod holds;
+pub(crate) mod login;
+pub(crate) mod login_link;
+pub(crate) mod oidc;
+pub(crate) mod schedules;
+pub(crate) mod session_control;
+pub(crate) mod sessions;
+pub(crate) mod workspaces;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
@@ -63,6 +64,16 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/audit/verify", get(audit::verify))
         .route("/api/v1/audit/holds", post(holds::place))
         .route("/api/v1/audit/holds/{id}/release", post(holds::release))
+        .route(
+            "/api/v1/schedules",
+            get(schedules::list).post(schedules::create),
+        )
+        .route(
+            "/api/v1/schedules/{id}",
+            get(schedules::get_one).delete(schedules::delete),
+        )
+        .route("/api/v1/schedules/{id}/runs", get(schedules::runs))
+        .route("/api/v1/openapi.json", get(crate::openapi::openapi_json))
         .fallback(|| async { ApiError::not_found("no such endpoint (the API is under /api/v1)") })
         .with_state(state)
 }

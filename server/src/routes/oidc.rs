@@ -53,6 +53,8 @@ async fn refused(
 }
 
 /// Start a login: 303 to the provider, with the browser-binding cookie.
+#[utoipa::path(get, path = "/api/v1/oidc/login", tag = "auth",
+    responses((status = 303, description = "Redirect to the identity provider (authorization code + PKCE)")))]
 pub async fn login(State(state): State<Shared>) -> Result<Response, ApiError> {
     let oidc = state.oidc.as_ref().ok_or_else(not_configured)?;
     let (url, binding) = match oidc.begin().await {
@@ -134,6 +136,14 @@ async fn account_of(state: &Shared, id: &Identity) -> Result<User, ApiError> {
 }
 
 /// Finish a login: verify, map to teams, record, open a browser session.
+#[utoipa::path(get, path = "/api/v1/oidc/callback", tag = "auth",
+    params(
+        ("code" = Option<String>, Query, description = "The authorization code"),
+        ("state" = Option<String>, Query, description = "The state the login began with"),
+        ("error" = Option<String>, Query, description = "The provider's error"),
+        ("error_description" = Option<String>, Query, description = "The provider's words for it"),
+    ),
+    responses((status = 303, description = "Logged in: a browser session is set and the browser sent on")))]
 pub async fn callback(
     State(state): State<Shared>,
     headers: HeaderMap,

@@ -42,6 +42,9 @@ pub fn workspace_teams(state: &Shared, name: &str) -> Vec<String> {
 }
 
 /// Start a session; answers once it is in the log (or why it could not start).
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", request_body = StartSession,
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 201, description = "The session started (it is in the log)", body = StartedSession)))]
 pub async fn start(
     State(state): State<Shared>,
     who: Principal,
@@ -84,6 +87,7 @@ pub async fn start(
         task: req.task,
         model,
         max_steps: req.max_steps,
+        scheduled: None,
     };
     let id = launch(&state, Work::New(job))
         .await
@@ -124,6 +128,9 @@ pub fn launch_problem(state: &Shared, e: &LaunchError, what: &str) -> ApiError {
 /// The sessions the caller may see, newest first: a `session.list`
 /// decision, then a `session.view` decision for each session (a forbid on
 /// viewing hides it); one entry names what was shown.
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions",
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 200, description = "The sessions the caller may see, newest first", body = SessionList)))]
 pub async fn list(
     State(state): State<Shared>,
     who: Principal,
@@ -180,6 +187,10 @@ pub async fn permitted(
 }
 
 /// One session.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}", tag = "sessions",
+    params(("id" = String, Path, description = "The session's id")),
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 200, description = "The session", body = SessionSummary)))]
 pub async fn get_one(
     State(state): State<Shared>,
     who: Principal,

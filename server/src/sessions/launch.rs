@@ -28,11 +28,28 @@ pub enum LaunchError {
 /// Run `work` on a worker of its own; the session's id once it is in the
 /// log and indexed.
 pub async fn launch(state: &Arc<AppState>, work: Work) -> Result<String, LaunchError> {
-    let slot = state.sessions.slot().ok_or(LaunchError::NoSlot)?;
+    launch_then(state, work, || {}).await
+}
+
+/// [`launch`], calling `ended` once the session's pump has ended: the
+/// session finished, or never started (the scheduler frees its schedule).
+pub async fn launch_then(
+    state: &Arc<AppState>,
+    work: Work,
+    ended: impl FnOnce() + Send + 'static,
+) -> Result<String, LaunchError> {
+    let Some(slot) = state.sessions.slot() else {
+        ended();
+        return Err(LaunchError::NoSlot);
+    };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let (live, _) = tokio::sync::broadcast::channel(WATCH_BUFFER);
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(pump(state.clone(), rx, live, started_tx));
+    let pumped = state.clone();
+    tokio::spawn(async move {
+        pump(pumped, rx, live, started_tx).await;
+        ended();
+    });
     let control = state.sessions.register();
     let n = control.0;
     if let Err(e) = worker::spawn(state.clone(), work, tx, slot, control) {

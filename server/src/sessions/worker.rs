@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use stele_protocol::SessionState;
+use stele_protocol::{SessionState, UnattendedApprove};
 use stele_runtime::agent::progress::{self, Decision, Progress};
 use stele_runtime::agent::RunEnd;
-use stele_runtime::gate::approval::{ApprovalEvent, Observed};
+use stele_runtime::gate::approval::{ApprovalEvent, Approver, FlagApprover, Observed};
 use stele_runtime::provider::Message;
 use stele_runtime::session::{
     self, BackendSpec, Conversation, LogOwner, NetworkChoice, OpenSession, SessionSpec,
@@ -40,6 +40,20 @@ pub struct Job {
     pub model: String,
     /// Most model turns.
     pub max_steps: Option<u32>,
+    /// Set when a schedule started it (no one is watching).
+    pub scheduled: Option<Scheduled>,
+}
+
+/// A session started by a schedule: which, for which due time, and how an
+/// ask is treated with no one at the keyboard.
+#[derive(Debug, Clone)]
+pub struct Scheduled {
+    /// The schedule's id.
+    pub schedule: String,
+    /// When the run was due (RFC 3339).
+    pub due: String,
+    /// Queue the ask for a person, or refuse it at once.
+    pub approve: UnattendedApprove,
 }
 
 /// What a worker does.
@@ -87,10 +101,12 @@ fn now() -> i64 {
 }
 
 /// The approver of a session run for `requester`: questions go to the
-/// approvals queue, and every question and answer is an event too.
+/// approvals queue (or, in a scheduled run under approve mode deny, are
+/// refused at once), and every question and answer is an event too.
 fn approver(
     state: &Arc<AppState>,
     requester: &str,
+    unattended: Option<UnattendedApprove>,
     tx: &WorkerTx,
     control: &Arc<Control>,
 ) -> Box<dyn session::Approver> {
@@ -102,8 +118,18 @@ fn approver(
         tx: tx.clone(),
         state: state.clone(),
     };
+    let inner: Box<dyn Approver> = match unattended {
+        None | Some(UnattendedApprove::Queue) => Box::new(web),
+        // Refused at once, in the system's name: never approved for nobody.
+        Some(UnattendedApprove::Deny) => Box::new(FlagApprover::new(
+            stele_policy::ApprovalOutcome::Refused,
+            "system",
+            "unattended",
+            "a scheduled run with approve mode deny: asks are refused at once",
+        )),
+    };
     let events = tx.clone();
-    Box::new(Observed::new(Box::new(web), move |e: ApprovalEvent<'_>| {
+    Box::new(Observed::new(inner, move |e: ApprovalEvent<'_>| {
         let d = match e {
             ApprovalEvent::Asked { shown } => Decision::Asked { shown },
             ApprovalEvent::Answered { shown, answer } => Decision::Answered {
@@ -152,11 +178,22 @@ fn run_new(
         "kind": "server", "command": "serve", "version": env!("CARGO_PKG_VERSION"),
     });
     record[stele_runtime::gate::TASK_MEMBER] = serde_json::json!(job.task);
+    let unattended = job.scheduled.as_ref().map(|s| s.approve);
+    if let Some(s) = &job.scheduled {
+        // The record names the schedule: a reviewer sees an unattended run as one.
+        record["schedule"] = serde_json::json!({
+            "id": s.schedule, "due": s.due, "approve": s.approve,
+        });
+        record["approve"] = serde_json::json!(match s.approve {
+            UnattendedApprove::Queue => "web",
+            UnattendedApprove::Deny => "deny",
+        });
+    }
     let open = prepared.start_on(
         state.log.clone(),
         LogOwner::Caller,
         record,
-        approver(state, &job.principal, tx, control),
+        approver(state, &job.principal, unattended, tx, control),
     )?;
     let id = open.gate.session_id().to_string();
     let _ = control.id.set(id.clone());
@@ -205,10 +242,19 @@ fn run_resume(
         &at,
         &rec,
         backend(&layers)?,
-        approver(state, &rec.principal, tx, control),
+        approver(state, &rec.principal, unattended_of(&rec), tx, control),
     )?;
     let _ = tx.send(WorkerMsg::Resumed(id.to_string()));
     run_open(reopened.session, &model, reopened.from, None, tx, control)
+}
+
+/// How a resumed session answers asks: as its start record says (a
+/// scheduled run under approve mode deny stays so after a restart).
+fn unattended_of(rec: &session_resume::Recorded) -> Option<UnattendedApprove> {
+    match rec.approve.as_deref() {
+        Some("deny") => Some(UnattendedApprove::Deny),
+        _ => None,
+    }
 }
 
 /// Run an open session until it ends or pauses, then close it (the log stays open).

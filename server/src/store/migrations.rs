@@ -76,4 +76,25 @@ pub const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE tokens ADD COLUMN revoked INTEGER;
     ALTER TABLE tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT 'read,run,approve,admin';",
+    // 4: scheduled tasks (the spec as the API received it, as JSON) and
+    // every due run with what became of it.
+    "CREATE TABLE schedules (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        workspace TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        next_run INTEGER
+    );
+    CREATE TABLE schedule_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        schedule TEXT NOT NULL,
+        due INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        session TEXT,
+        detail TEXT,
+        audit_entry INTEGER
+    );
+    CREATE INDEX schedule_runs_schedule ON schedule_runs(schedule);",
 ];

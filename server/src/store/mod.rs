@@ -7,6 +7,7 @@
 
 pub mod credentials;
 mod migrations;
+pub mod schedules;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -175,7 +176,9 @@ pub struct ApprovalRecord {
 
 /// The server's state.
 #[async_trait]
-pub trait Store: credentials::CredentialStore + Send + Sync + std::fmt::Debug {
+pub trait Store:
+    credentials::CredentialStore + schedules::ScheduleStore + Send + Sync + std::fmt::Debug
+{
     /// Add an account; `setup` is the hash of a one-time set-up secret and its expiry.
     /// With `change`, the account works only once the change is recorded
     /// ([`Store::admin_change_recorded`]). False when the name is taken.

@@ -15,6 +15,7 @@ use super::{
 use crate::error::ServerError;
 
 mod credentials;
+mod schedules;
 
 /// The SQLite store. One connection, used from blocking tasks.
 #[derive(Debug, Clone)]

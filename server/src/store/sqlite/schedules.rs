@@ -1,0 +1,155 @@
+//! Schedules (table `schedules`, the spec as JSON) and their runs
+//! (`schedule_runs`) in SQLite.
+
+use async_trait::async_trait;
+use rusqlite::{params, OptionalExtension as _, Row};
+use stele_protocol::RunOutcome;
+
+use super::SqliteStore;
+use crate::error::ServerError;
+use crate::store::schedules::{RunRecord, ScheduleRecord, ScheduleStore};
+
+fn outcome_name(o: RunOutcome) -> &'static str {
+    match o {
+        RunOutcome::Started => "started",
+        RunOutcome::Missed => "missed",
+        RunOutcome::SkippedBusy => "skipped_busy",
+        RunOutcome::Refused => "refused",
+        RunOutcome::Failed => "failed",
+    }
+}
+
+fn outcome(s: &str) -> RunOutcome {
+    match s {
+        "started" => RunOutcome::Started,
+        "missed" => RunOutcome::Missed,
+        "skipped_busy" => RunOutcome::SkippedBusy,
+        "refused" => RunOutcome::Refused,
+        // Anything unknown is shown as a failure, never as started.
+        _ => RunOutcome::Failed,
+    }
+}
+
+fn bad_spec(e: serde_json::Error) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+}
+
+fn schedule_row(r: &Row<'_>) -> rusqlite::Result<ScheduleRecord> {
+    let spec: String = r.get(2)?;
+    Ok(ScheduleRecord {
+        id: r.get(0)?,
+        owner: r.get(1)?,
+        spec: serde_json::from_str(&spec).map_err(bad_spec)?,
+        created: r.get(3)?,
+        next_run: r.get(4)?,
+    })
+}
+
+fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
+    let o: String = r.get(3)?;
+    let entry: Option<i64> = r.get(6)?;
+    Ok(RunRecord {
+        schedule: r.get(0)?,
+        due: r.get(1)?,
+        at: r.get(2)?,
+        outcome: outcome(&o),
+        session: r.get(4)?,
+        detail: r.get(5)?,
+        audit_entry: entry.and_then(|e| u64::try_from(e).ok()),
+    })
+}
+
+#[async_trait]
+impl ScheduleStore for SqliteStore {
+    async fn add_schedule(&self, s: ScheduleRecord) -> Result<(), ServerError> {
+        let spec = serde_json::to_string(&s.spec).map_err(|e| ServerError::Task(e.to_string()))?;
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO schedules (id, owner, workspace, spec, created, next_run) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![s.id, s.owner, s.spec.workspace, spec, s.created, s.next_run],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn schedule(&self, id: &str) -> Result<Option<ScheduleRecord>, ServerError> {
+        let id = id.to_string();
+        self.call(move |c| {
+            c.query_row(
+                "SELECT id, owner, spec, created, next_run FROM schedules WHERE id = ?1",
+                params![id],
+                schedule_row,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>, ServerError> {
+        self.call(|c| {
+            let mut st = c.prepare(
+                "SELECT id, owner, spec, created, next_run FROM schedules ORDER BY created, id",
+            )?;
+            let rows = st.query_map([], schedule_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn delete_schedule(&self, id: &str) -> Result<bool, ServerError> {
+        let id = id.to_string();
+        self.call(move |c| {
+            c.execute("DELETE FROM schedules WHERE id = ?1", params![id])
+                .map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn set_next_run(&self, id: &str, next: Option<i64>) -> Result<(), ServerError> {
+        let id = id.to_string();
+        self.call(move |c| {
+            c.execute(
+                "UPDATE schedules SET next_run = ?2 WHERE id = ?1",
+                params![id, next],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn add_run(&self, r: RunRecord) -> Result<(), ServerError> {
+        let entry = r.audit_entry.and_then(|e| i64::try_from(e).ok());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO schedule_runs (schedule, due, at, outcome, session, detail, \
+                 audit_entry) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    r.schedule,
+                    r.due,
+                    r.at,
+                    outcome_name(r.outcome),
+                    r.session,
+                    r.detail,
+                    entry
+                ],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn runs(&self, schedule: &str) -> Result<Vec<RunRecord>, ServerError> {
+        let s = schedule.to_string();
+        self.call(move |c| {
+            let mut st = c.prepare(
+                "SELECT schedule, due, at, outcome, session, detail, audit_entry \
+                 FROM schedule_runs WHERE schedule = ?1 ORDER BY id",
+            )?;
+            let rows = st.query_map(params![s], run_row)?;
+            rows.collect()
+        })
+        .await
+    }
+}
