@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod admin_record;
+pub mod assets;
 pub mod auth;
 pub mod authz;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod feed;
 pub mod oidc;
 pub mod record;
 pub mod routes;
+pub mod security_headers;
 pub mod serve;
 pub mod sessions;
 pub mod state;

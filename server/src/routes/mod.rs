@@ -48,7 +48,11 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/audit/verify", get(audit::verify))
         .route("/api/v1/audit/holds", post(holds::place))
         .route("/api/v1/audit/holds/{id}/release", post(holds::release))
+        // The web app (docs/web.md).
+        .route("/", get(crate::assets::page))
+        .route("/static/{v}/{*path}", get(crate::assets::file))
         .fallback(|| async { ApiError::not_found("no such endpoint (the API is under /api/v1)") })
+        .layer(axum::middleware::map_response(crate::security_headers::add))
         .with_state(state)
 }
 
