@@ -20,6 +20,12 @@ use stele_tests::mock_model::Turn;
 use stele_tests::sandbox_available;
 
 const PASSWORD: &str = "a long passphrase for the web tests";
+/// A team rule the denial journey runs into.
+const NO_PAYROLL: &str = r#"
+@id("test.no-payroll")
+forbid (principal, action == Action::"file.read", resource is File)
+when { resource.path like "receipts/payroll*" };
+"#;
 const XSS: &str = "<img src=x onerror=alert(1)>";
 
 /// The venv's python with Playwright (`scripts/setup-web`), and chromium: missing is a failure.
@@ -171,14 +177,11 @@ fn web_a_denial_is_shown_with_its_rule_and_layer() {
     if !sandbox_available("web_a_denial_is_shown_with_its_rule_and_layer") {
         return;
     }
-    let mut srv = web_server("");
+    let mut srv = web_server(NO_PAYROLL);
+    std::fs::write(srv.ws.join("receipts/payroll.txt"), "salaries\n").unwrap();
     srv.mock.push(
         Turn::new()
-            .tool_use(
-                "w",
-                "file_write",
-                json!({"path": ".stele/note.txt", "content": "x"}),
-            )
+            .tool_use("r", "file_read", json!({"path": "receipts/payroll.txt"}))
             .into(),
     );
     srv.mock.push(
@@ -187,8 +190,8 @@ fn web_a_denial_is_shown_with_its_rule_and_layer() {
             .into(),
     );
     let facts = journey(&srv, "denial");
-    assert_eq!(facts["rule"], "org.protect-stele-state");
-    assert!(!srv.ws.join(".stele/note.txt").exists());
+    assert_eq!(facts["rule"], "test.no-payroll");
+    assert_eq!(facts["layer"], "team:finance");
     srv.stop();
     srv.verify();
 }

@@ -52,8 +52,8 @@ class Page:
 
     def start_task(self, task):
         p = self.page
-        p.get_by_label("Task").fill(task)
-        p.get_by_role("button", name="Start").click()
+        p.get_by_label("Task", exact=True).fill(task)
+        p.get_by_role("button", name="Start", exact=True).click()
         p.wait_for_url("**/#/session/*", timeout=LONG)
         return p.url.split("#/session/", 1)[1]
 
@@ -172,13 +172,13 @@ def journey_denial(browser):
     """A refused step is explained with its rule and layer."""
     ana = Page(browser)
     ana.sign_in("ana")
-    session = ana.start_task("Write a note into stele's own state")
+    session = ana.start_task("Read the payroll")
     ana.wait_end()
     events = ana.rendered_once_each(session)
     denies = [e for _, e in events if e["event"] == "decision" and e["decision"] == "deny"]
-    assert len(denies) == 1, denies
+    assert len(denies) == 1, events
     d = denies[0]
-    assert d["policies"] == ["org.protect-stele-state"], d
+    assert d["policies"] == ["test.no-payroll"], d
     box = ana.page.get_by_test_id("denial")
     expect(box).to_have_count(1)
     expect(box.get_by_test_id("rule")).to_have_text(", ".join(d["policies"]))
@@ -187,7 +187,7 @@ def journey_denial(browser):
     expect(box).to_contain_text(d["reason"])
     ana.shot("web-denial.png")
     ana.clean()
-    return {"session": session, "rule": d["policies"][0]}
+    return {"session": session, "rule": d["policies"][0], "layer": d["layer"]}
 
 
 def journey_xss(browser):
@@ -212,7 +212,7 @@ def journey_xss(browser):
         assert p.evaluate("() => window.__xss === undefined")
         if where == "session":
             p.get_by_role("link", name="Sessions").click()
-            expect(p.locator(f"tr[data-session='{session}']")).to_contain_text(XSS)
+            expect(p.locator(f"tr[data-session='{session}']")).to_contain_text("ended")
             time.sleep(0.5)
     ana.clean()
     return {"session": session}

@@ -36,10 +36,20 @@ export function render(main, id) {
   let left = false;
   let step = null; // the current step's list item
   const calls = []; // cards of tool calls waiting for their result
+  const lastCard = new Map(); // tool name -> its latest card
 
   const add = (n, el) => {
     el.dataset.n = String(n);
     (step || timeline).append(el);
+    return el;
+  };
+  // Into the card of the call it is about (`tool`, else the open call), else the step.
+  const addToCall = (n, el, tool) => {
+    const open = calls.length ? calls[calls.length - 1].card : null;
+    const card = (tool && lastCard.get(tool)) || open;
+    if (!card) return add(n, h('li', {}, el));
+    el.dataset.n = String(n);
+    card.append(el);
     return el;
   };
   const newStep = (n, label) => {
@@ -83,6 +93,7 @@ export function render(main, id) {
           ),
         );
         calls.push({ tool: ev.tool, card });
+        lastCard.set(ev.tool, card);
         break;
       }
       case 'tool_result': {
@@ -100,31 +111,30 @@ export function render(main, id) {
       case 'decision':
         switch (ev.decision) {
           case 'deny':
-            add(n, h('li', {}, denial(ev)));
+            addToCall(n, h('div', {}, denial(ev)), ev.subject);
             break;
           case 'ask':
-            add(n, h('li', { class: 'ask' }, h('p', {}, 'Needs a person’s approval:'), h('pre', {}, ev.shown)));
+            addToCall(n, h('div', { class: 'ask' }, h('p', {}, 'Needs a person’s approval:'), h('pre', {}, ev.shown)));
             break;
           case 'granted':
             settleInline();
-            add(n, h('li', { class: 'granted', 'data-testid': 'granted' }, `Approved by ${ev.approver} (${ev.method}).`));
+            addToCall(n, h('p', { class: 'granted', 'data-testid': 'granted' }, `Approved by ${ev.approver} (${ev.method}).`));
             break;
           case 'refused':
             settleInline();
-            add(n, h('li', { class: 'refused', 'data-testid': 'refused' }, `Refused by ${ev.approver} (${ev.method}).`));
+            addToCall(n, h('p', { class: 'refused', 'data-testid': 'refused' }, `Refused by ${ev.approver} (${ev.method}).`));
             break;
           default:
             add(n, h('li', {}, `Decision: ${ev.decision}`));
         }
         break;
       case 'approval_requested': {
-        const slot = add(
+        const slot = addToCall(
           n,
           h(
-            'li',
+            'div',
             { class: 'waiting', 'data-testid': 'approval-requested' },
             h('p', {}, `Waiting for approval (asked by ${ev.requester}, until ${when(ev.deadline)}).`),
-            h('pre', {}, ev.shown),
           ),
         );
         mayAnswer(ev.approval_id).then((a) => {
