@@ -45,6 +45,8 @@ export function follow(id, onEvent, onState) {
       if (ev.event === 'end') {
         closed = true;
         es.close();
+        window.removeEventListener('offline', offline);
+        window.removeEventListener('online', online);
         onState('ended');
       }
     };
@@ -53,12 +55,29 @@ export function follow(id, onEvent, onState) {
       wait = Math.min(wait * 2, 10000);
     };
   }
+  // A connection can die silently when a device changes networks: when the
+  // browser says it is offline, close; when it is back, resume at once.
+  const offline = () => {
+    clearTimeout(timer);
+    if (es) es.close();
+    if (!closed) onState('reconnecting');
+  };
+  const online = () => {
+    if (closed) return;
+    clearTimeout(timer);
+    wait = 500;
+    open();
+  };
+  window.addEventListener('offline', offline);
+  window.addEventListener('online', online);
   open();
   return {
     close() {
       closed = true;
       clearTimeout(timer);
       if (es) es.close();
+      window.removeEventListener('offline', offline);
+      window.removeEventListener('online', online);
     },
     last: () => last,
   };

@@ -112,10 +112,11 @@ def journey_approval(browser):
     # The owner may answer her own session's asks: the answer is inline.
     expect(p.locator("[data-testid=timeline] [data-approval]")).to_be_visible(timeout=LONG)
     expect(p.get_by_test_id("stream-state")).to_have_text("Live")
-    # Drop the connection for a moment: the page resumes where it was.
+    # The analyst's network drops: what happens meanwhile (the answer, the
+    # rest of the run) must appear once she is back, nothing missed or doubled.
     ana.ctx.set_offline(True)
-    time.sleep(1.5)
-    ana.ctx.set_offline(False)
+    expect(p.get_by_test_id("stream-state")).to_have_text("Reconnecting…")
+    seen_offline = p.eval_on_selector_all("[data-n]", "els => els.length")
 
     # The approver, at a phone's width, in a browser context of their own.
     abe = Page(browser, width=390, height=844)
@@ -153,7 +154,15 @@ def journey_approval(browser):
     q.keyboard.press("Enter")
     expect(card.get_by_role("status")).to_have_text("Approved by abe.", timeout=LONG)
 
-    # The analyst's page shows the approval and the end.
+    # The session ends while the analyst is offline; her page has not moved.
+    deadline = time.time() + LONG / 1000
+    while ana.ctx.request.get(f"{BASE}/api/v1/sessions/{session}").json()["state"] != "ended":
+        assert time.time() < deadline, "the session did not end after the approval"
+        time.sleep(0.1)
+    assert p.eval_on_selector_all("[data-n]", "els => els.length") == seen_offline
+    assert p.get_by_test_id("granted").count() == 0
+    ana.ctx.set_offline(False)
+    # Back online, the page shows the approval and the end.
     expect(p.get_by_test_id("granted")).to_contain_text("Approved by abe", timeout=LONG)
     end = ana.wait_end()
     expect(end).to_contain_text("answered")
