@@ -104,6 +104,13 @@ def launch(p):
 
 def journey_approval(browser):
     """An analyst's step needs approval; an approver answers it from the inbox."""
+    # The approver, at a phone's width, in a browser context of their own,
+    # has the inbox open before anything asks: it updates by itself.
+    abe = Page(browser, width=390, height=844)
+    abe.sign_in("abe")
+    q = abe.page
+    q.get_by_role("link", name="Approvals").click()
+    expect(q.get_by_role("status").first).to_have_text("Nothing waits for your answer.")
     ana = Page(browser)
     ana.sign_in("ana")
     session = ana.start_task("Compute 6*7 with python")
@@ -118,11 +125,6 @@ def journey_approval(browser):
     expect(p.get_by_test_id("stream-state")).to_have_text("Reconnecting…")
     seen_offline = p.eval_on_selector_all("[data-n]", "els => els.length")
 
-    # The approver, at a phone's width, in a browser context of their own.
-    abe = Page(browser, width=390, height=844)
-    abe.sign_in("abe")
-    q = abe.page
-    q.get_by_role("link", name="Approvals").click()
     card = q.locator("[data-approval]")
     expect(card).to_have_count(1, timeout=LONG)
     listed = abe.ctx.request.get(f"{BASE}/api/v1/approvals").json()["approvals"]

@@ -175,7 +175,7 @@ mod tests {
 
     #[test]
     fn an_account_is_locked_30_minutes_from_its_tenth_failure_pci_dss_8_3_4() {
-        assert!(ACCOUNT_FULL_LOCK_AT <= 10);
+        const { assert!(ACCOUNT_FULL_LOCK_AT <= 10) };
         assert!(MAX_LOCK >= Duration::from_secs(30 * 60));
         for n in 1..ACCOUNT_FULL_LOCK_AT {
             assert!(lock_for(n, ACCOUNT) < Some(MAX_LOCK), "failure {n}");
