@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod admin_record;
+pub mod assets;
 pub mod auth;
 pub mod authz;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod openapi;
 pub mod record;
 pub mod routes;
 pub mod scheduler;
+pub mod security_headers;
 pub mod serve;
 pub mod sessions;
 pub mod shutdown;

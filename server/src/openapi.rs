@@ -12,7 +12,10 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{Content, OpenApi as Document, Ref};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{approvals, audit, events, health, holds, login, oidc, schedules, sessions};
+use crate::routes::{
+    approvals, audit, events, health, holds, login, login_link, oidc, schedules, session_control,
+    sessions, workspaces,
+};
 
 /// The document's definition: every route of [`crate::routes::router`].
 #[derive(OpenApi)]
@@ -31,14 +34,21 @@ use crate::routes::{approvals, audit, events, health, holds, login, oidc, schedu
         login::setup,
         login::login_browser,
         login::logout,
+        login_link::redeem,
         oidc::login,
         oidc::callback,
         sessions::list,
         sessions::start,
         sessions::get_one,
         events::stream,
+        session_control::resume,
+        session_control::stop,
         approvals::list,
         approvals::answer,
+        workspaces::list,
+        workspaces::files,
+        workspaces::download,
+        workspaces::upload,
         audit::entries,
         audit::export,
         audit::verify,
@@ -58,6 +68,7 @@ use crate::routes::{approvals, audit, events, health, holds, login, oidc, schedu
         (name = "auth", description = "Logins (local accounts, OIDC), set-up links, logout"),
         (name = "sessions", description = "Sessions and their live events"),
         (name = "approvals", description = "The approvals queue"),
+        (name = "workspaces", description = "Workspaces and their files, read and written through the gate"),
         (name = "audit", description = "The audit log: entries, verification, exports, holds"),
         (name = "schedules", description = "Scheduled tasks and their runs"),
         (name = "api", description = "This description"),

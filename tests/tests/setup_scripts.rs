@@ -111,6 +111,7 @@ fn the_demo_installs_only_what_it_needs() {
         "setup-mcp",
         "setup-siem",
         "setup-oidc",
+        "setup-web",
     ] {
         assert!(setup.contains(needed), "scripts/setup lacks {needed}");
     }

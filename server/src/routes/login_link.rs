@@ -20,6 +20,9 @@ use crate::state::Shared;
 pub const AFTER_LOGIN: &str = "/";
 
 /// Redeem a login link.
+#[utoipa::path(get, path = "/api/v1/login/link/{secret}", tag = "auth",
+    params(("secret" = String, Path, description = "The one-time link's secret (`stele serve --open`)")),
+    responses((status = 303, description = "Logged in: the session and CSRF cookies are set, then to `/` (a used, expired or unknown link is a 401 problem, logged)")))]
 pub async fn redeem(
     State(state): State<Shared>,
     ClientAddr(addr): ClientAddr,

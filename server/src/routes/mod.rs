@@ -74,7 +74,11 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/api/v1/schedules/{id}/runs", get(schedules::runs))
         .route("/api/v1/openapi.json", get(crate::openapi::openapi_json))
+        // The web app (docs/web.md).
+        .route("/", get(crate::assets::page))
+        .route("/static/{v}/{*path}", get(crate::assets::file))
         .fallback(|| async { ApiError::not_found("no such endpoint (the API is under /api/v1)") })
+        .layer(axum::middleware::map_response(crate::security_headers::add))
         .with_state(state)
 }
 

@@ -23,6 +23,10 @@ use crate::sessions::worker::Work;
 use crate::state::Shared;
 
 /// Resume a paused session.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/resume", tag = "sessions",
+    params(("id" = String, Path, description = "The session's id")),
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 200, description = "The paused session continues from the log (nothing re-run)", body = StartedSession)))]
 pub async fn resume(
     State(state): State<Shared>,
     who: Principal,
@@ -84,6 +88,10 @@ pub async fn resume(
 
 /// Ask a running session to pause at its next safe point (a session parked
 /// on an approval pauses once the question is answered or expires).
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/stop", tag = "sessions",
+    params(("id" = String, Path, description = "The session's id")),
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 202, description = "The session pauses at its next safe point, resumable", body = SessionSummary)))]
 pub async fn stop(
     State(state): State<Shared>,
     who: Principal,

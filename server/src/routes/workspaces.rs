@@ -28,7 +28,7 @@ use crate::workspace_files::upload::Uploaded;
 use crate::workspace_files::{download, listing, upload, FilesError};
 
 /// One workspace as the caller sees it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct WorkspaceSummary {
     /// Its name.
     pub name: String,
@@ -37,7 +37,7 @@ pub struct WorkspaceSummary {
 }
 
 /// `GET /api/v1/workspaces`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct WorkspaceList {
     /// The workspaces the caller may use.
     pub workspaces: Vec<WorkspaceSummary>,
@@ -52,6 +52,9 @@ fn resource(name: &str, ws: &WorkspaceConfig) -> ServerResource {
 
 /// The workspaces the caller may use (start sessions in, read and write
 /// files of); one entry names them.
+#[utoipa::path(get, path = "/api/v1/workspaces", tag = "workspaces",
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 200, description = "The workspaces the caller may use (one `workspace.list` entry)", body = WorkspaceList)))]
 pub async fn list(
     State(state): State<Shared>,
     who: Principal,
@@ -177,6 +180,11 @@ pub struct ListQuery {
 }
 
 /// A folder's entries.
+#[utoipa::path(get, path = "/api/v1/workspaces/{name}/files", tag = "workspaces",
+    params(("name" = String, Path, description = "The workspace"),
+           ("path" = Option<String>, Query, description = "The folder [default: the workspace root]")),
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 200, description = "The folder's entries, each a `file.list` decision of the person", body = Listing)))]
 pub async fn files(
     State(state): State<Shared>,
     who: Principal,
@@ -195,6 +203,11 @@ pub async fn files(
 }
 
 /// A file's content, streamed.
+#[utoipa::path(get, path = "/api/v1/workspaces/{name}/files/{path}", tag = "workspaces",
+    params(("name" = String, Path, description = "The workspace"),
+           ("path" = String, Path, description = "The file's workspace path")),
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 200, description = "The file, streamed (a `file.read` of the person: intent before, bytes and SHA-256 after)", content_type = "application/octet-stream", body = Vec<u8>)))]
 pub async fn download(
     State(state): State<Shared>,
     who: Principal,
@@ -223,6 +236,13 @@ pub async fn download(
 }
 
 /// Receive a file; 201 when it is new, 200 when it replaced one.
+#[utoipa::path(put, path = "/api/v1/workspaces/{name}/files/{path}", tag = "workspaces",
+    params(("name" = String, Path, description = "The workspace"),
+           ("path" = String, Path, description = "The file's workspace path")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file's content (at most `max_upload_bytes`)"),
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 201, description = "A new file written whole (a `file.write` of the person); over `max_upload_bytes` it is a 413 problem, nothing kept", body = Uploaded),
+              (status = 200, description = "The file replaced whole", body = Uploaded)))]
 pub async fn upload(
     State(state): State<Shared>,
     who: Principal,

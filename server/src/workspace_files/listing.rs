@@ -15,7 +15,7 @@ use super::walk;
 use super::{denied, unreachable, FilesError};
 
 /// One entry of a folder.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Entry {
     /// Its name.
     pub name: String,
@@ -31,7 +31,7 @@ pub struct Entry {
 }
 
 /// A folder's entries.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Listing {
     /// The folder (`""` is the workspace root).
     pub path: String,

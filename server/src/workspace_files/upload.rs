@@ -29,7 +29,7 @@ use super::{abandon, denied, unreachable, FilesError};
 pub const TEMP_PREFIX: &str = ".stele-upload-";
 
 /// What an upload did.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Uploaded {
     /// The workspace path written.
     pub path: String,

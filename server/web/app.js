@@ -1,0 +1,72 @@
+// The app's entry: the navigation and the router. Pages are addressed by
+// the fragment (#/sessions, #/session/ID, #/approvals, #/login), so the
+// server serves one page at `/`; each page's code is pages/<name>.js.
+import { h, show } from './dom.js';
+import { me, logout } from './api.js';
+import * as loginPage from './pages/login.js';
+import * as sessionsPage from './pages/sessions.js';
+import * as sessionPage from './pages/session.js';
+import * as approvalsPage from './pages/approvals.js';
+
+const main = document.getElementById('main');
+const nav = document.getElementById('nav');
+let leave = null;
+
+function route() {
+  const hash = location.hash || '#/sessions';
+  const [, name, ...rest] = hash.split('/');
+  const arg = rest.length ? decodeURIComponent(rest.join('/')) : null;
+  switch (name) {
+    case 'login':
+      return [loginPage, null, 'login'];
+    case 'session':
+      return arg ? [sessionPage, arg, 'sessions'] : [sessionsPage, null, 'sessions'];
+    case 'approvals':
+      return [approvalsPage, null, 'approvals'];
+    default:
+      return [sessionsPage, null, 'sessions'];
+  }
+}
+
+function drawNav(current) {
+  const who = me();
+  const link = (href, label, key) =>
+    h('a', { href, 'aria-current': current === key ? 'page' : null }, label);
+  if (current === 'login') {
+    show(nav);
+    return;
+  }
+  show(
+    nav,
+    link('#/sessions', 'Sessions', 'sessions'),
+    link('#/approvals', 'Approvals', 'approvals'),
+    who ? h('span', { class: 'who', 'data-testid': 'who' }, `${who.user} (${who.role})`) : null,
+    h(
+      'button',
+      {
+        type: 'button',
+        class: 'link',
+        onclick: async () => {
+          await logout().catch(() => {});
+          location.hash = '#/login';
+        },
+      },
+      'Sign out',
+    ),
+  );
+}
+
+function render() {
+  if (leave) {
+    leave();
+    leave = null;
+  }
+  const [page, arg, key] = route();
+  drawNav(key);
+  show(main);
+  leave = page.render(main, arg) || null;
+  main.focus({ preventScroll: true });
+}
+
+window.addEventListener('hashchange', render);
+render();

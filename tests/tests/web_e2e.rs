@@ -1,0 +1,358 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The web app in a real browser: the real `stele serve` (mock model over
+//! the real wire, the process sandbox), Debian's chromium driven by
+//! Playwright for Python (`tests/web/journeys.py`, installed by
+//! `scripts/setup-web`). Accounts with passwords: ana (finance member), abe
+//! (finance approver), olga (ops member). Each test runs one journey and
+//! then checks the log; the screenshots go to docs/images/. Plus the
+//! serving itself over HTTP (types, caching, headers) without a browser.
+
+mod e2e_common;
+mod server_support;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+use server_support::{runtime, Server};
+use stele_tests::mock_model::Turn;
+use stele_tests::sandbox_available;
+
+const PASSWORD: &str = "a long passphrase for the web tests";
+/// A team rule the denial journey runs into.
+const NO_PAYROLL: &str = r#"
+@id("test.no-payroll")
+forbid (principal, action == Action::"file.read", resource is File)
+when { resource.path like "receipts/payroll*" };
+"#;
+const XSS: &str = "<img src=x onerror=alert(1)>";
+
+/// The venv's python with Playwright (`scripts/setup-web`), and chromium: missing is a failure.
+fn browser_python() -> PathBuf {
+    let venv = std::env::var_os("STELE_WEB_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/stele-web-venv"));
+    let py = venv.join("bin/python");
+    let has_playwright = Command::new(&py)
+        .args(["-c", "import playwright.sync_api"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        has_playwright,
+        "the web tests need Playwright for Python in {} — run scripts/setup-web",
+        venv.display()
+    );
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "the web tests need Debian's chromium (/usr/bin/chromium) — run scripts/setup-web"
+    );
+    py
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Add `name` to `team` with `role` and the test password.
+fn add_account(srv: &Server, name: &str, team: &str, role: &str) {
+    let mut c = Command::new(stele_tests::stele_bin())
+        .args([
+            "user",
+            "add",
+            name,
+            "--team",
+            team,
+            "--role",
+            role,
+            "--password-stdin",
+            "--config",
+        ])
+        .arg(&srv.config)
+        .env("STELE_STATE_DIR", &srv.s.state)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(PASSWORD.as_bytes())
+        .unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A server whose bundle knows ana, abe (finance) and olga (ops), with their passwords.
+fn web_server(extra: &str) -> Server {
+    let mut srv = Server::start(extra, "");
+    // The gate's teams come from the bundle's members file: restart with them in it.
+    srv.stop();
+    let members = srv.dir.path().join("policy/members.toml");
+    let mut m = std::fs::read_to_string(&members).unwrap();
+    m.push_str("ana = [\"finance\"]\nabe = [\"finance\"]\nolga = [\"ops\"]\n");
+    std::fs::write(&members, m).unwrap();
+    for (name, team, role) in [
+        ("ana", "finance", "member"),
+        ("abe", "finance", "approver"),
+        ("olga", "ops", "member"),
+    ] {
+        add_account(&srv, name, team, role);
+    }
+    srv.spawn();
+    srv
+}
+
+/// Run `journey` of tests/web/journeys.py; its facts, or a failure with its output.
+fn journey(srv: &Server, journey: &str) -> Value {
+    let py = browser_python();
+    let shots = repo().join("docs/images");
+    std::fs::create_dir_all(&shots).unwrap();
+    let o = Command::new(py)
+        .arg(repo().join("tests/web/journeys.py"))
+        .arg(journey)
+        .env("STELE_WEB_BASE", &srv.base)
+        .env("STELE_WEB_PASSWORD", PASSWORD)
+        .env("STELE_WEB_SHOTS", &shots)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "journey {journey} failed:\n{out}\n{}\n--- server ---\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        srv.stderr()
+    );
+    serde_json::from_str(out.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("journey {journey}: no facts line ({e}):\n{out}"))
+}
+
+fn of_kind<'a>(leaves: &'a [Value], session: &str, kind: &str) -> Vec<&'a Value> {
+    e2e_common::of_session(leaves, session)
+        .into_iter()
+        .filter(|l| l["kind"] == kind)
+        .collect()
+}
+
+#[test]
+fn web_an_approver_answers_an_analysts_ask_from_the_inbox() {
+    if !sandbox_available("web_an_approver_answers_an_analysts_ask_from_the_inbox") {
+        return;
+    }
+    let mut srv = web_server(e2e_common::EXEC_NEEDS_APPROVAL);
+    srv.mock.push(
+        Turn::new()
+            .text("Computing it with python.")
+            .tool_use(
+                "x",
+                "exec",
+                json!({"argv": ["python3", "-c", "print(6*7)"]}),
+            )
+            .into(),
+    );
+    srv.mock.push(
+        Turn::new()
+            .tool_use("f", "final_answer", json!({"answer": "42"}))
+            .into(),
+    );
+    let facts = journey(&srv, "approval");
+    let session = facts["session"].as_str().unwrap();
+    srv.stop();
+    let leaves = srv.leaves();
+    let grants = of_kind(&leaves, session, "approval.grant");
+    assert_eq!(grants.len(), 1, "one grant, by the approver in the browser");
+    let g = grants[0];
+    assert_eq!(g["data"]["approver"], "abe", "{g}");
+    assert_eq!(g["data"]["ticket"], "CHG-42", "{g}");
+    // The page answered with the hash of exactly what it showed.
+    assert_eq!(g["data"]["shown_sha256"], facts["shown_sha256"], "{g}");
+    let start = of_kind(&leaves, session, "session.start");
+    assert_eq!(start[0]["actor"]["principal"], "ana");
+    srv.verify();
+}
+
+#[test]
+fn web_a_denial_is_shown_with_its_rule_and_layer() {
+    if !sandbox_available("web_a_denial_is_shown_with_its_rule_and_layer") {
+        return;
+    }
+    let mut srv = web_server(NO_PAYROLL);
+    std::fs::write(srv.ws.join("receipts/payroll.txt"), "salaries\n").unwrap();
+    srv.mock.push(
+        Turn::new()
+            .tool_use("r", "file_read", json!({"path": "receipts/payroll.txt"}))
+            .into(),
+    );
+    srv.mock.push(
+        Turn::new()
+            .tool_use("f", "final_answer", json!({"answer": "refused"}))
+            .into(),
+    );
+    let facts = journey(&srv, "denial");
+    assert_eq!(facts["rule"], "test.no-payroll");
+    assert_eq!(facts["layer"], "team:finance");
+    srv.stop();
+    srv.verify();
+}
+
+#[test]
+fn web_markup_and_terminal_escapes_from_the_model_and_file_names_render_as_text() {
+    if !sandbox_available(
+        "web_markup_and_terminal_escapes_from_the_model_and_file_names_render_as_text",
+    ) {
+        return;
+    }
+    let mut srv = web_server("");
+    let name = format!("reports/{XSS}.txt");
+    srv.mock.push(
+        Turn::new()
+            .text(&format!(
+                "Writing {XSS} now \u{1b}[31mRED\u{1b}[0m <script>window.__xss=1</script>"
+            ))
+            .tool_use(
+                "w",
+                "file_write",
+                json!({"path": name, "content": format!("{XSS}\n")}),
+            )
+            .into(),
+    );
+    srv.mock.push(
+        Turn::new()
+            .tool_use(
+                "f",
+                "final_answer",
+                json!({"answer": format!("wrote {XSS}")}),
+            )
+            .into(),
+    );
+    journey(&srv, "xss");
+    // The file name was real: the payload reached the workspace as a name.
+    assert!(srv.ws.join(&name).exists());
+    srv.stop();
+    srv.verify();
+}
+
+#[test]
+fn web_a_user_of_another_team_sees_nothing() {
+    if !sandbox_available("web_a_user_of_another_team_sees_nothing") {
+        return;
+    }
+    let mut srv = web_server("");
+    srv.mock.push(
+        Turn::new()
+            .text("Hello from finance.")
+            .tool_use("f", "final_answer", json!({"answer": "hello"}))
+            .into(),
+    );
+    let facts = journey(&srv, "other_team");
+    let session = facts["session"].as_str().unwrap();
+    srv.stop();
+    let leaves = srv.leaves();
+    // olga's refused views are in the log.
+    let refused: Vec<&Value> = server_support::server_decisions(&leaves, "session.view")
+        .into_iter()
+        .filter(|l| l["actor"]["principal"] == "olga" && l["decision"]["effect"] == "deny")
+        .collect();
+    assert!(refused.len() >= 3, "page, API and stream views refused");
+    assert!(refused.iter().all(|l| l["data"]["session"] == session));
+    srv.verify();
+}
+
+#[test]
+fn web_csp_is_sent_and_an_injected_inline_script_does_not_run() {
+    let srv = web_server("");
+    journey(&srv, "csp");
+}
+
+/// What the server answers for `path` (status, headers, body).
+fn fetch(
+    srv: &Server,
+    path: &str,
+    etag: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    runtime().block_on(async {
+        let mut r = srv.http.get(srv.url(path));
+        if let Some(t) = etag {
+            r = r.header("if-none-match", t);
+        }
+        let r = r.send().await.unwrap();
+        let (s, h) = (r.status().as_u16(), r.headers().clone());
+        (s, h, r.bytes().await.unwrap().to_vec())
+    })
+}
+
+#[test]
+fn web_assets_are_served_embedded_typed_cached_and_with_security_headers() {
+    let srv = Server::start("", "");
+    let (s, h, page) = fetch(&srv, "/", None);
+    assert_eq!(s, 200);
+    assert_eq!(h["content-type"], "text/html; charset=utf-8");
+    assert_eq!(h["cache-control"], "no-cache");
+    let page = String::from_utf8(page).unwrap();
+    // The page names this build's version of its files.
+    let at = page.find("/static/").unwrap();
+    let version = page[at + 8..].split('/').next().unwrap().to_string();
+    assert_eq!(version.len(), 16, "{page}");
+    assert!(!page.contains("{{VERSION}}"));
+    let etag = h["etag"].to_str().unwrap().to_string();
+    assert_eq!(fetch(&srv, "/", Some(&etag)).0, 304);
+    for (file, ctype) in [
+        ("app.js", "text/javascript; charset=utf-8"),
+        ("pages/session.js", "text/javascript; charset=utf-8"),
+        ("app.css", "text/css; charset=utf-8"),
+    ] {
+        let (s, h, body) = fetch(&srv, &format!("/static/{version}/{file}"), None);
+        assert_eq!(s, 200, "{file}");
+        assert_eq!(h["content-type"], ctype, "{file}");
+        assert_eq!(
+            h["cache-control"], "public, max-age=31536000, immutable",
+            "{file}"
+        );
+        let on_disk = std::fs::read(repo().join("server/web").join(file)).unwrap();
+        assert_eq!(body, on_disk, "{file}: not the file in server/web/");
+        let etag = h["etag"].to_str().unwrap();
+        let (s, _, body) = fetch(&srv, &format!("/static/{version}/{file}"), Some(etag));
+        assert_eq!((s, body.len()), (304, 0), "{file}");
+        // Another version's URL is not cached as immutable.
+        let (s, h, _) = fetch(&srv, &format!("/static/0000000000000000/{file}"), None);
+        assert_eq!((s, h["cache-control"].to_str().unwrap()), (200, "no-cache"));
+    }
+    // Nothing outside the embedded files: no path tricks, no index.html twice.
+    for bad in [
+        "index.html",
+        "../Cargo.toml",
+        "..%2FCargo.toml",
+        "pages%2F..%2Fapp.js",
+        "nope.js",
+    ] {
+        let (s, h, _) = fetch(&srv, &format!("/static/{version}/{bad}"), None);
+        assert_eq!(s, 404, "{bad}");
+        assert_eq!(h["content-type"], "application/problem+json", "{bad}");
+    }
+    // The security headers on the app, its files, the API, its refusals and 404s.
+    for path in [
+        "/",
+        &format!("/static/{version}/app.js"),
+        "/api/v1/sessions",
+        "/healthz",
+        "/no/such/thing",
+    ] {
+        let (_, h, _) = fetch(&srv, path, None);
+        let csp = h["content-security-policy"].to_str().unwrap();
+        for need in [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+        ] {
+            assert!(csp.contains(need), "{path}: {csp}");
+        }
+        assert!(!csp.contains("unsafe"), "{path}: {csp}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["cross-origin-opener-policy"], "same-origin", "{path}");
+    }
+}
