@@ -137,8 +137,9 @@ mod tests {
         for n in [1u64, 2, 3, 255, 256, 257, 1000] {
             let s = start(n);
             assert_eq!(s.parse().unwrap().size, n);
+            // A size whose tree has another shape (one more subtree).
             let mut x = s.clone();
-            x.size += 1;
+            x.size = 2 * n + 1;
             assert!(x.parse().unwrap_err().contains("start.frontier"), "n={n}");
             let mut x = s.clone();
             x.root = hash_b64(&[7u8; 32]);
