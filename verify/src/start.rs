@@ -63,6 +63,18 @@ pub(crate) fn check(
             m.predicate.tree_size
         )));
     }
+    // A checkpoint the reviewer holds below `N` cannot be checked here
+    // (its entries are in the archive): said, not passed over.
+    if let Some((size, (_, from))) = expect
+        .range(..n)
+        .find(|(_, (_, from))| from.starts_with("held checkpoint"))
+    {
+        return Err(Failure::new(
+            from.trim_start_matches("held checkpoint ").to_string(),
+            None,
+            format!("the checkpoint you hold is of size {size}, below this bundle's start {n} (entries 0..{n} are archived): check it against the archive bundle"),
+        ));
+    }
     let at = format!("{CHECKPOINTS_DIR}{n}");
     match expect.get(&n) {
         Some((root, _)) if *root == parsed.root => {}

@@ -297,6 +297,21 @@ fn every_forged_start_fails_naming_what() {
     assert_eq!(check(&c.p("a2"), &o).unwrap().start.unwrap().size, c.n);
     assert_eq!(check(&c.p("live"), &o).unwrap().start.unwrap().size, c.m);
     let (n, m) = (c.n, c.m);
+    // A checkpoint the reviewer holds below the start is not passed over;
+    // one at the start is checked.
+    let held = |b: &str| {
+        let mut x = all_keys();
+        x.anchors = vec![(
+            std::fs::read_to_string(c.p(b).join("checkpoint")).unwrap(),
+            format!("held-{b}"),
+        )];
+        x
+    };
+    let e = check(&c.p("live"), &held("a1")).unwrap_err();
+    assert!(e.to_string().contains("below this bundle's start"), "{e}");
+    assert!(e.to_string().contains("held-a1"), "{e}");
+    let r = check(&c.p("live"), &held("a2")).unwrap();
+    assert_eq!(r.anchors.len(), 1);
     // Signed by the key of that size (a holder of it forging).
     let forged_cp = |size: u64| -> Vec<u8> {
         let k = if size <= n { key(2) } else { key(3) };
