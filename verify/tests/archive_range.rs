@@ -337,8 +337,9 @@ fn every_forged_start_fails_naming_what() {
         .into_bytes()
     };
     type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    type Files = Vec<(String, Option<Vec<u8>>)>;
     let none: Edit = Box::new(|_| {});
-    let cases: Vec<(&str, Vec<(String, Option<Vec<u8>>)>, Edit, &str)> = vec![
+    let cases: Vec<(&str, Files, Edit, &str)> = vec![
         (
             "size up",
             vec![],
