@@ -82,11 +82,11 @@ fn main() {
     let signer: Arc<Ed25519Signer> =
         Arc::new(Ed25519Signer::from_seed("bench.stele.invalid/archive", &[0x5e; 32]).unwrap());
 
-    // Where the first session starts in a new log.
+    // Where the prefill's first session starts (the entries a new log
+    // and its reopening write first).
     let probe = dir.join("probe.db");
-    let log = AuditLog::create(&probe, signer.clone(), options()).unwrap();
-    let s0 = log.sync_blocking().unwrap().size;
-    log.close().unwrap();
+    stele_audit::bench::prefill(&probe, 0, signer.clone()).unwrap();
+    let s0 = stele_audit::Store::open(&probe).unwrap().size().unwrap();
     for s in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{s}", probe.display()));
     }
