@@ -3,12 +3,14 @@
 //! verified before the prefix goes; `stele audit verify`, `show` and
 //! `report` work on the archived log; `verify --archive` checks the chain
 //! and fails (exit 3) on a changed archive or another log's; a held prefix
-//! is refused naming the hold; a second archive and a whole-log export of
-//! an archived log are refused saying why.
+//! is refused naming the hold; the export of the live part starts at the
+//! boundary and stele-verify checks it on its own; a second archive is a
+//! bundle of [N, M) and `verify --archive A1 --archive A2` and
+//! `stele-verify A1 --then A2 --then LIVE` check the whole chain.
 
 use std::process::Output;
 
-use stele_tests::Stele;
+use stele_tests::{stele_bin, Stele};
 
 fn text(o: &Output) -> String {
     format!(
@@ -74,32 +76,114 @@ fn archive_verify_the_chain_and_keep_using_the_log() {
     ok(&s, &["audit", "tail", "-n", "5"]);
     let shown = ok(&s, &["audit", "show", "--kind", "log.archive", "--json"]);
     assert_eq!(shown.lines().count(), 1, "{shown}");
-    // A whole-log export of the live part is refused, saying why.
-    let (_, m) = refused(
-        &s,
-        &[
-            "audit",
-            "export",
-            "--out",
-            d.path().join("x").to_str().unwrap(),
-        ],
+    // The export of the live part starts at the boundary; stele-verify
+    // checks it on its own and says what is archived.
+    let live = d.path().join("live-1");
+    ok(&s, &["audit", "export", "--out", live.to_str().unwrap()]);
+    let vkey = verifier_key(&s);
+    let v = stele_verify(&[live.to_str().unwrap(), "--key", &vkey]);
+    assert!(v.status.success(), "{}", text(&v));
+    assert!(
+        text(&v).contains("entries 0..4 are archived, not in this bundle"),
+        "{}",
+        text(&v)
     );
-    assert!(m.contains("archived"), "{m}");
-    // A second archive is refused, saying why.
+    let v = stele_verify(&[live.to_str().unwrap(), "--key", &vkey, "--json"]);
+    let j: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+    assert_eq!(j["start"]["size"], 4, "{j}");
+    // A second archive through a size below the first's log.archive entry
+    // is refused saying why; a later one is a bundle of [4, M).
     let (_, m) = refused(
         &s,
         &[
             "audit",
             "archive",
             "--through",
-            "8",
+            "5",
             "--out",
-            d.path().join("a2").to_str().unwrap(),
+            d.path().join("a2-early").to_str().unwrap(),
             "--reason",
             "r",
         ],
     );
-    assert!(m.contains("already archived"), "{m}");
+    assert!(m.contains("log.archive entry"), "{m}");
+    assert!(!d.path().join("a2-early").exists());
+    let a2 = d.path().join("archive-2");
+    let o = ok(
+        &s,
+        &[
+            "audit",
+            "archive",
+            "--before",
+            "2999-01-01",
+            "--out",
+            a2.to_str().unwrap(),
+            "--reason",
+            "schedule",
+        ],
+    );
+    assert!(o.contains("archived entries 4.."), "{o}");
+    let shown = ok(&s, &["audit", "show", "--kind", "log.archive", "--json"]);
+    assert_eq!(shown.lines().count(), 1, "only the newest is live: {shown}");
+    let v = ok(
+        &s,
+        &[
+            "audit",
+            "verify",
+            "--archive",
+            out.to_str().unwrap(),
+            "--archive",
+            a2.to_str().unwrap(),
+        ],
+    );
+    assert!(v.contains("join the live log"), "{v}");
+    // One archive, or the two in the wrong order, is not the chain.
+    let (code, m) = refused(&s, &["audit", "verify", "--archive", a2.to_str().unwrap()]);
+    assert_eq!(code, 3, "{m}");
+    assert!(m.contains("give every archive bundle"), "{m}");
+    let (code, m) = refused(
+        &s,
+        &[
+            "audit",
+            "verify",
+            "--archive",
+            a2.to_str().unwrap(),
+            "--archive",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 3, "{m}");
+    // The offline chain: A1 → A2 → the live export.
+    let live2 = d.path().join("live-2");
+    ok(&s, &["audit", "export", "--out", live2.to_str().unwrap()]);
+    let v = stele_verify(&[
+        out.to_str().unwrap(),
+        "--then",
+        a2.to_str().unwrap(),
+        "--then",
+        live2.to_str().unwrap(),
+        "--key",
+        &vkey,
+    ]);
+    assert!(v.status.success(), "{}", text(&v));
+    assert!(text(&v).contains("archive chain of"), "{}", text(&v));
+    // A dropped middle archive: exit 3, naming the bundle and the gap.
+    let v = stele_verify(&[
+        out.to_str().unwrap(),
+        "--then",
+        live2.to_str().unwrap(),
+        "--key",
+        &vkey,
+        "--json",
+    ]);
+    assert_eq!(v.status.code(), Some(3), "{}", text(&v));
+    let j: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+    assert_eq!(j["result"], "failed");
+    assert_eq!(j["position"], 2, "{j}");
+    assert!(
+        j["reason"].as_str().unwrap().contains("in no bundle given"),
+        "{j}"
+    );
     // A changed archive fails the chain (exit 3).
     let entries = std::fs::read_dir(out.join("tile/entries")).unwrap();
     let mut changed = false;
@@ -114,7 +198,17 @@ fn archive_verify_the_chain_and_keep_using_the_log() {
         }
     }
     assert!(changed);
-    let (code, m) = refused(&s, &["audit", "verify", "--archive", out.to_str().unwrap()]);
+    let (code, m) = refused(
+        &s,
+        &[
+            "audit",
+            "verify",
+            "--archive",
+            out.to_str().unwrap(),
+            "--archive",
+            a2.to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 3, "{m}");
     assert!(m.contains("archive chain"), "{m}");
     // Another log's archive (same key): not this log's.
@@ -139,6 +233,21 @@ fn archive_verify_the_chain_and_keep_using_the_log() {
         &["audit", "verify", "--archive", out2.to_str().unwrap()],
     );
     assert_eq!(code, 3, "{m}");
+}
+
+/// The log's verifier key, as `stele keys show` prints it.
+fn verifier_key(s: &Stele) -> String {
+    ok(s, &["keys", "show"]).trim().to_string()
+}
+
+fn stele_verify(args: &[&str]) -> Output {
+    let b = stele_bin().with_file_name("stele-verify");
+    assert!(
+        b.exists(),
+        "{} is missing: build it with `cargo build -p stele-verify`",
+        b.display()
+    );
+    std::process::Command::new(b).args(args).output().unwrap()
 }
 
 fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -14,6 +14,7 @@ mod keys;
 mod manifest;
 mod report;
 mod session_stream;
+pub mod start;
 mod stream;
 pub mod timestamps;
 
@@ -109,6 +110,13 @@ pub fn verify_producing(
     let cps = manifest::checkpoints(bundle, opts, &m, &mut expect)?;
     let atts = extras::read_attestations(bundle, opts, &m, &mut expect)?;
     if m.predicate.layout == stele_audit::export::layout::BundleLayout::Session {
+        if m.predicate.start.is_some() {
+            return Err(Failure::new(
+                stele_audit::export::layout::MANIFEST,
+                None,
+                "a session bundle names a start (only tiled bundles start past 0)",
+            ));
+        }
         let mut report = session_stream::verify(bundle, opts, &m, &cps, &atts, &expect)?;
         report.timestamps = timestamps::check(bundle, opts, &m)?;
         report.seconds = started.elapsed().as_secs_f64();
@@ -119,7 +127,8 @@ pub fn verify_producing(
         Produce::Result => None,
         Produce::ResultAndAccount => Some(account::AccountBuilder::default()),
     };
-    let mut s = stream::run(bundle, &m, &expect, builder)?;
+    let from = start::check(bundle, &m, &expect)?;
+    let mut s = stream::run(bundle, &m, &expect, builder, from.as_ref())?;
     if let Some(d) = s.derived.take() {
         d.finish(bundle, &m)?;
     }

@@ -6,6 +6,7 @@
 // Output goes through `out`, which never panics on a closed pipe.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod chain_cli;
 mod output;
 
 use std::path::PathBuf;
@@ -22,9 +23,15 @@ use stele_verify::{verify_producing, Bundle, Options, Produce};
 /// Verify a signed stele audit export (folder or .tar) without trusting its producer.
 #[derive(Debug, Parser)]
 #[command(name = "stele-verify", version)]
-struct Args {
-    /// The export: a folder or a .tar file.
+pub(crate) struct Args {
+    /// The export: a folder or a .tar file (with --then: the first archive).
     bundle: PathBuf,
+    /// The archive chain: the next bundle, which must start where the one
+    /// before ends (a later archive, then the export of the live log);
+    /// repeatable, in order. Each is verified on its own and joined to the
+    /// one before. See docs/export-format.md, "The archive chain".
+    #[arg(long = "then", conflicts_with_all = ["report", "out"])]
+    then: Vec<PathBuf>,
     /// The log's verifier key (name+hash+base64), obtained out of band;
     /// repeat for more keys of a rotated log (required for every key once
     /// one is revoked).
@@ -99,6 +106,9 @@ fn run(args: &Args) -> ExitCode {
         Ok(o) => o,
         Err(e) => return unreadable(args, &format!("{e:#}")),
     };
+    if !args.then.is_empty() {
+        return chain_cli::run(args, &opts);
+    }
     let bundle = match Bundle::open(&args.bundle) {
         Ok(b) => b,
         Err(f) => return unreadable(args, &format!("cannot open {}: {f}", args.bundle.display())),
@@ -173,7 +183,7 @@ fn run(args: &Args) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn unreadable(args: &Args, why: &str) -> ExitCode {
+pub(crate) fn unreadable(args: &Args, why: &str) -> ExitCode {
     if args.json {
         let v = serde_json::json!({
             "schema": stele_verify::VERIFY_SCHEMA, "result": "unreadable", "error": why,

@@ -117,6 +117,12 @@ pub(crate) fn check(bundle: &Bundle, opts: &Options) -> Result<Manifest, Failure
             "listed in the signed manifest but missing (deleted or truncated export)",
         ));
     }
+    if let Some(s) = &predicate.start {
+        // Its own shape first: a start that does not hold together is
+        // named as such, before anything is read against it.
+        s.parse()
+            .map_err(|e| f(format!("the bundle's start: {e}")))?;
+    }
     let (keys, revoked, current) = crate::keys::trusted_schedule(&predicate, opts).map_err(f)?;
     let root =
         parse_hash_b64(&predicate.root).ok_or_else(|| f("predicate root is not a hash".into()))?;
@@ -188,6 +194,20 @@ pub(crate) fn checkpoints(
                 None,
                 format!("holds size {} (tree size {})", c.size, p.tree_size),
             ));
+        }
+        if let Some(st) = &p.start {
+            // Below the start nothing is in the bundle to check a root
+            // against, except the key rotations `start.keys` proves.
+            if c.size < st.size && !m.keys.boundaries().any(|b| b == c.size) {
+                return Err(Failure::new(
+                    name.clone(),
+                    None,
+                    format!(
+                        "holds size {}, below the bundle's start {} (entries 0..{} are archived), and no key rotation needs it",
+                        c.size, st.size, st.size
+                    ),
+                ));
+            }
         }
         expect.insert(c.size, (c.root, name.clone()));
     }

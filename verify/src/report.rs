@@ -73,6 +73,16 @@ pub struct Report {
     /// What proved the entries: every tile of the log prefix, or (a
     /// session bundle) the session's entries with inclusion proofs.
     pub layout: stele_audit::export::layout::BundleLayout,
+    /// A bundle that starts past 0: entries `0 … start.size−1` are
+    /// archived and not in it.
+    pub start: Option<crate::start::StartFacts>,
+    /// Base64 leaf hash of the last entry (tiled bundles).
+    pub last_leaf: Option<String>,
+    /// The log's key schedule at the bundle's tree size, as verified.
+    pub keys: Vec<stele_audit::keys::KeyRange>,
+    /// The revocations the log's entries (or, below a start, its archive
+    /// record) made, as verified.
+    pub revoked: Vec<stele_audit::keys::Revocation>,
 }
 
 /// The reviewer's account: the sessions collected from the verified
@@ -209,6 +219,10 @@ impl Report {
             entry_bytes: s.entries_bytes,
             stream_seconds: s.seconds,
             stream_cpu_seconds: s.cpu_seconds,
+            start: s.start.clone(),
+            last_leaf: s.last_leaf.as_ref().map(stele_audit::leaf::hash_b64),
+            keys: m.keys.ranges().to_vec(),
+            revoked: p.revoked.clone(),
             ..Default::default()
         }
     }
@@ -222,6 +236,14 @@ impl Report {
             "origin": self.origin,
             "entries": self.entries,
             "root": self.root,
+            "start": self.start.as_ref().map(|s| serde_json::json!({
+                "size": s.size,
+                "root": s.root,
+                "prev": s.prev,
+                "archive_entry": s.archive_entry,
+                "archive_bundle": s.archive_bundle,
+                "note": format!("entries 0..{} are archived, not in this bundle", s.size),
+            })),
             "selection": self.selection,
             "selected": self.selected,
             "time_span": self.time_span.as_ref().map(|(a, b)| serde_json::json!({"first": a, "last": b})),
@@ -268,16 +290,35 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "OK: export of {} verified", self.origin)?;
         match self.layout {
-            stele_audit::export::layout::BundleLayout::Tiles => writeln!(
-                f,
-                "  entries:      {} (root {}), every leaf, chain, session sub-chain and tile checked",
-                self.entries, self.root
-            )?,
+            stele_audit::export::layout::BundleLayout::Tiles => match &self.start {
+                None => writeln!(
+                    f,
+                    "  entries:      {} (root {}), every leaf, chain, session sub-chain and tile checked",
+                    self.entries, self.root
+                )?,
+                Some(s) => writeln!(
+                    f,
+                    "  entries:      {}..{} ({} in this bundle; tree of {}, root {}), every leaf from {} on, chain, session sub-chain and tile checked",
+                    s.size,
+                    self.entries,
+                    self.entries - s.size,
+                    self.entries,
+                    self.root,
+                    s.size
+                )?,
+            },
             stele_audit::export::layout::BundleLayout::Session => writeln!(
                 f,
                 "  entries:      {} of the session (and its redactions), each proven included at the checkpoint (root {}); its sub-chain complete from session.start to its end; the rest of the log is not in the bundle",
                 self.entries, self.root
             )?,
+        }
+        if let Some(s) = &self.start {
+            writeln!(
+                f,
+                "  archived:     entries 0..{} are archived, not in this bundle; it starts at {} (root {} signed there; log.archive entry {} names archive {})",
+                s.size, s.size, s.root, s.archive_entry, s.archive_bundle
+            )?;
         }
         writeln!(
             f,

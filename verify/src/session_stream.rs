@@ -192,6 +192,8 @@ pub(crate) fn verify(
         entries_bytes: bytes,
         derived: None,
         account: None,
+        last_leaf: None,
+        start: None,
     };
     derived.finish(bundle, m)?;
     let mut report = Report::new(m, cps, &s);

@@ -8,7 +8,9 @@ use stele_audit::check::{CheckMap, LeafChecker};
 use stele_audit::cpu_time::{cpu_seconds_since, thread_cpu_ns};
 use stele_audit::export::layout::sha256;
 use stele_audit::export::layout::Selection;
-use stele_audit::export::tiles::{split_bundle, tile_paths, TileBuilder, TileFile};
+use stele_audit::export::tiles::{
+    live_tile_paths, split_bundle, tile_paths, TileBuilder, TileFile,
+};
 use stele_audit::leaf_view::LeafView;
 use stele_audit::merkle::{sha256_pair, CompletedNode, Hash, HashedLeaf};
 
@@ -39,6 +41,10 @@ pub(crate) struct Streamed {
     pub derived: Option<Derived>,
     /// The reviewer's account of the selected entries (taken when finished).
     pub account: Option<AccountBuilder>,
+    /// Leaf hash of the last entry (the next bundle's first `prev`).
+    pub last_leaf: Option<Hash>,
+    /// Where a bundle that starts past 0 starts, as verified.
+    pub start: Option<crate::start::StartFacts>,
 }
 
 pub(crate) fn run(
@@ -46,16 +52,21 @@ pub(crate) fn run(
     m: &Manifest,
     expect: &Expect,
     account: Option<AccountBuilder>,
+    started: Option<&crate::start::Started>,
 ) -> Result<Streamed, Failure> {
     let size = m.predicate.tree_size;
-    let expected = tile_paths(size);
+    let from = started.map_or(0, |s| s.parsed.size);
+    let expected = match started {
+        None => tile_paths(size),
+        Some(_) => live_tile_paths(size - from),
+    };
     let want: BTreeSet<&str> = expected.iter().map(|t| t.0.as_str()).collect();
     for name in m.digests.keys().filter(|n| n.starts_with("tile/")) {
         if !want.contains(name.as_str()) {
             return Err(Failure::new(
                 name.clone(),
                 None,
-                format!("unexpected tile for a tree of {size} entries"),
+                format!("unexpected tile for a bundle of entries {from}..{size}"),
             ));
         }
     }
@@ -64,13 +75,17 @@ pub(crate) fn run(
             return Err(Failure::new(
                 t.0.clone(),
                 None,
-                format!("tile missing: a tree of {size} entries needs it"),
+                format!("tile missing: a bundle of entries {from}..{size} needs it"),
             ));
         }
     }
     let all = matches!(m.predicate.range, Selection::All);
+    let checker = match started {
+        None => LeafChecker::new(&m.predicate.origin, m.keys.first()),
+        Some(st) => crate::start::checker(m, st),
+    };
     let s = Streamed {
-        checker: LeafChecker::new(&m.predicate.origin, m.keys.first()),
+        checker,
         selected: 0,
         selected_commits: CheckMap::default(),
         all,
@@ -81,8 +96,10 @@ pub(crate) fn run(
         entries_bytes: 0,
         derived: Some(Derived::open(bundle, m)?),
         account,
+        last_leaf: None,
+        start: None,
     };
-    let started = std::time::Instant::now();
+    let began = std::time::Instant::now();
     let cpu0 = thread_cpu_ns();
     let mut run = Run {
         bundle,
@@ -91,6 +108,7 @@ pub(crate) fn run(
         tiles: TileBuilder::new(),
         nodes: Vec::with_capacity(64),
         done: Vec::new(),
+        node_tiles: from == 0,
         checks: expect.iter().peekable(),
     };
     let files: Vec<(&String, u64)> = expected
@@ -170,7 +188,10 @@ pub(crate) fn run(
             "the revoked keys differ from the log's key.revocation entries",
         ));
     }
-    s.seconds = started.elapsed().as_secs_f64();
+    if let Some(st) = started {
+        s.start = Some(crate::start::joined(m, st, &s.checker)?);
+    }
+    s.seconds = began.elapsed().as_secs_f64();
     s.cpu_seconds = cpu_seconds_since(cpu0, s.seconds);
     Ok(s)
 }
@@ -183,6 +204,8 @@ struct Run<'a> {
     tiles: TileBuilder,
     nodes: Vec<CompletedNode>,
     done: Vec<TileFile>,
+    /// Whether internal nodes are tiled (not past 0: `live_tile_paths`).
+    node_tiles: bool,
     checks: std::iter::Peekable<std::collections::btree_map::Iter<'a, u64, (Hash, String)>>,
 }
 
@@ -227,9 +250,12 @@ impl Run<'_> {
             .push_hashed_text(leaf, None, |n| nodes.push(n), &mut text)
             .map_err(|f| Failure::new(path, Some(f.index), f.reason))?;
         let h = checked.hash;
+        s.last_leaf = Some(h);
         self.tiles.push_leaf_hash(&h, &mut self.done);
-        for n in nodes.iter() {
-            self.tiles.push_completed(n, &mut self.done);
+        if self.node_tiles {
+            for n in nodes.iter() {
+                self.tiles.push_completed(n, &mut self.done);
+            }
         }
         if !self.done.is_empty() {
             compare(self.bundle, m, &mut self.done)?;

@@ -374,6 +374,7 @@ fn write_bundle(dir: &Path, leaves: &[Vec<u8>], b: &Base, note: NoteHook) {
         checkpoints: vec![],
         layout: Default::default(),
         ocsf_mapping: stele_audit::export::ocsf::OcsfMapping::CURRENT,
+        start: None,
     };
     let subjects = files
         .iter()

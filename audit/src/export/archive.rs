@@ -1,6 +1,7 @@
 //! The archive procedure (docs/retention.md, "Archival"): check the
 //! boundary, write the archive bundle — a whole-log export of the log at
-//! size `N`, payload bodies included — verify it, and only then append
+//! size `N`, payload bodies included, starting where an earlier archive
+//! ended (`super::start`) — verify it, and only then append
 //! `log.archive`, which removes the prefix in its own transaction. A crash
 //! anywhere before that commit leaves the log whole (and at most a bundle
 //! nobody refers to); after it, the log is archived and both halves verify.
@@ -20,7 +21,7 @@ use crate::merkle::{subtree_hash, Hash};
 /// What to archive.
 #[derive(Debug, Clone)]
 pub struct ArchiveOptions {
-    /// Entries to archive: `0 … through−1`.
+    /// Entries to archive: `0 … through−1` (those still live).
     pub through: u64,
     /// Why (retention schedule, ticket).
     pub reason: String,
@@ -33,7 +34,9 @@ pub struct ArchiveOptions {
 /// What an archive did.
 #[derive(Debug, Clone)]
 pub struct ArchiveOutcome {
-    /// Entries archived.
+    /// The first entry archived (0, or where an earlier archive ended).
+    pub from: u64,
+    /// Entries archived up to (excluded).
     pub through: u64,
     /// Root at `through`.
     pub root: Hash,
@@ -45,7 +48,8 @@ pub struct ArchiveOutcome {
     pub archive_entry: u64,
 }
 
-/// Archive `0 … opts.through−1` of `log` into `out`. `log_signer` is the
+/// Archive `0 … opts.through−1` of `log` into `out` (after an earlier
+/// archive through `M`: `M … opts.through−1`). `log_signer` is the
 /// log's own key (it signs the checkpoint at `through` that the bundle
 /// carries); `manifest_signer` signs the bundle's manifest; `verify` is
 /// run on the finished bundle (the CLI passes `stele-verify`'s code) and
@@ -75,13 +79,26 @@ pub fn archive(
     }
     let store = log.store()?;
     let size = store.size()?;
+    let from = store.archived()?.map_or(0, |a| a.size);
     if let Some(a) = store.archived()? {
-        // The bundle is a whole-log export from index 0; entries below `a`
-        // are no longer here to put in it.
-        return Err(ExportError::Invalid(format!(
-            "entries below {} are already archived: a further archive would need the earlier archive's entries (not supported yet; see docs/retention.md)",
-            a.size
-        )));
+        // A further archive is a bundle of `a.size … n−1` that starts
+        // past 0 (`super::start`): it must hold the previous archive's
+        // `log.archive` entry, which proves its start and names the
+        // previous bundle, so the chain joins offline.
+        if n <= a.size {
+            return Err(ExportError::Invalid(format!(
+                "cannot archive through {n}: entries below {} are already archived",
+                a.size
+            )));
+        }
+        if n <= a.entry {
+            return Err(ExportError::Invalid(format!(
+                "cannot archive through {n}: the bundle of entries {}..{n} must hold the previous archive's log.archive entry {} (archive through {} or later)",
+                a.size,
+                a.entry,
+                a.entry + 1
+            )));
+        }
     }
     if n == 0 || n > size {
         return Err(ExportError::Invalid(format!(
@@ -181,6 +198,7 @@ pub fn archive(
         keys,
     })?;
     Ok(ArchiveOutcome {
+        from,
         through: n,
         root,
         bundle: digest,

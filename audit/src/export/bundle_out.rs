@@ -175,7 +175,10 @@ fn published_checkpoints(
 
 /// Write the newest checkpoint (`note`, at `size`) and every published or
 /// cosigned one below it, each with its cosignatures; returns the sizes of
-/// the ones below.
+/// the ones below. A bundle that starts at `start` > 0 holds none below
+/// it but the one at `start` and those of the key rotations below it
+/// (what its `log.archive` key record is proven against).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn put_checkpoints(
     o: &mut Out,
     store: &Store,
@@ -183,6 +186,7 @@ pub(super) fn put_checkpoints(
     size: u64,
     keys: &crate::keys::KeySchedule,
     revoked: &[crate::keys::Revocation],
+    start: u64,
 ) -> Result<Vec<u64>, ExportError> {
     let cosigs = cosignature_lines(store)?;
     o.put(
@@ -190,7 +194,25 @@ pub(super) fn put_checkpoints(
         with_cosignatures(note, cosigs.get(&size)).as_bytes(),
     )?;
     let mut sizes = Vec::new();
-    for (s, n) in published_checkpoints(store, size, &cosigs)? {
+    let mut kept = published_checkpoints(store, size, &cosigs)?;
+    if start > 0 {
+        let needed: Vec<u64> = std::iter::once(start)
+            .chain(keys.boundaries().filter(|b| *b < start))
+            .collect();
+        kept.retain(|(s, _)| *s > start || needed.contains(s));
+        for s in needed {
+            if !kept.iter().any(|(k, _)| *k == s) {
+                let n = store.checkpoint_at(s)?.ok_or_else(|| {
+                    ExportError::Invalid(format!(
+                        "the signed checkpoint at size {s}, which a bundle starting at {start} needs, is not kept"
+                    ))
+                })?;
+                kept.push((s, n));
+            }
+        }
+        kept.sort_by_key(|(s, _)| *s);
+    }
+    for (s, n) in kept {
         // One signed only by a key revoked at its size proves nothing and
         // would make the export fail: left out.
         if crate::keys::open_checkpoint(&n, keys, revoked).is_err() {

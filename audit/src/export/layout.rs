@@ -69,7 +69,8 @@ pub fn selection_text(selection: &Selection) -> String {
 }
 
 /// Which entries an export is about (payloads, proofs, OCSF, summary).
-/// The tiles always hold the whole prefix `[0, tree_size)`.
+/// The tiles hold the whole prefix `[0, tree_size)`, or `[N, tree_size)`
+/// for a bundle that starts at `N` (the predicate's `start`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Selection {
@@ -210,6 +211,11 @@ pub struct ExportPredicate {
     /// 1, as exports made before it was named).
     #[serde(default)]
     pub ocsf_mapping: super::ocsf::OcsfMapping,
+    /// Where the entries begin when the log's prefix is archived (absent:
+    /// at 0). The tiles then hold the entries from `start.size` on,
+    /// numbered from there (see [`super::tiles::live_tile_paths`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<super::start::BundleStart>,
 }
 
 /// `sha256:<hex>` over files framed as `path NUL len(u64 BE) bytes`, sorted by

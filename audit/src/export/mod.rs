@@ -20,6 +20,7 @@ pub mod ocsf;
 pub mod ocsf_mapping;
 #[cfg(feature = "store")]
 mod session;
+pub mod start;
 pub mod summary;
 pub mod tar;
 pub mod tiles;

@@ -160,7 +160,7 @@ pub(super) fn build(
             crate::proof::render(&e.leaf, r, &path, note).as_bytes(),
         )?;
     }
-    let cp_sizes = put_checkpoints(&mut o, &store, note, size, &keys, &[])?;
+    let cp_sizes = put_checkpoints(&mut o, &store, note, size, &keys, &[], 0)?;
     let mut consistent: BTreeSet<u64> = cp_sizes.iter().copied().collect();
     let policies = o.policies(&opts.policies)?;
     for a in o.attestations(log.path(), &sessions)? {
@@ -201,6 +201,7 @@ pub(super) fn build(
         checkpoints: cp_sizes,
         layout: BundleLayout::Session,
         ocsf_mapping: super::ocsf::OcsfMapping::CURRENT,
+        start: None,
     };
     let files = o.seal(&predicate, &verifier.to_string(), manifest_signer)?;
     Ok(ExportReport {

@@ -85,6 +85,18 @@ pub fn tile_paths(size: u64) -> Vec<(String, Option<u8>, u64, u64)> {
     out
 }
 
+/// Every tile path of a bundle that starts past 0 and holds `count`
+/// entries from there: entry bundles and level-0 hash tiles numbered from
+/// the bundle's first entry (tile `k` holds entries `N + 256·k …`), and
+/// no higher level (those nodes would cover archived leaves). Same tuple
+/// as [`tile_paths`].
+pub fn live_tile_paths(count: u64) -> Vec<(String, Option<u8>, u64, u64)> {
+    tile_paths(count)
+        .into_iter()
+        .filter(|t| matches!(t.1, None | Some(0)))
+        .collect()
+}
+
 /// A finished tile: its path and bytes.
 pub type TileFile = (String, Vec<u8>);
 
@@ -208,5 +220,9 @@ mod tests {
         assert!(p.iter().any(|x| x.0 == "tile/1/001.p/17"));
         assert!(p.iter().any(|x| x.0 == "tile/2/000.p/1"));
         assert!(!p.iter().any(|x| x.0.starts_with("tile/3/")));
+        let live = live_tile_paths(70_000);
+        assert!(live.iter().any(|x| x.0 == "tile/entries/273.p/112"));
+        assert!(live.iter().any(|x| x.0 == "tile/0/273.p/112"));
+        assert!(!live.iter().any(|x| x.0.starts_with("tile/1/")));
     }
 }

@@ -196,14 +196,28 @@ pub(super) fn build(
     let verifier = stele_attest::NoteVerifier::parse(keys.current())?;
     let (cp, _) = Checkpoint::open(note, &verifier)?;
 
-    if let Some(a) = store.archived()? {
-        // The tiles of a whole-log bundle begin at index 0.
-        return Err(ExportError::Invalid(format!(
-            "entries below {} are archived: a whole-log or time export of the live part is not supported yet (export a session, or verify the archive bundle and the live log with `stele audit verify --archive`)",
-            a.size
-        )));
-    }
-    let mut checker = LeafChecker::new(log.origin(), keys.first());
+    // A log whose prefix is archived is exported from its boundary: the
+    // bundle starts there (`super::start`), with the keys below it as its
+    // `log.archive` entry proves them.
+    let start = super::start::of_store(&store)?;
+    let from = start.as_ref().map_or(0, |(s, _)| s.size);
+    let mut checker = match &start {
+        None => LeafChecker::new(log.origin(), keys.first()),
+        Some((_, seen)) => {
+            let (at, revs) = crate::archive::replay_keys(&store, seen, keys.first(), log.origin())
+                .map_err(|why| {
+                    ExportError::Invalid(format!("the archived prefix's keys: {why}"))
+                })?;
+            let row = store.archived()?.ok_or_else(|| {
+                ExportError::Invalid("the archived row went away during the export".into())
+            })?;
+            let mut c =
+                LeafChecker::resume(log.origin(), keys.first(), row.frontier, Some(row.prev))
+                    .with_keys(at);
+            c.revocations = revs;
+            c
+        }
+    };
     let mut tiles = TileBuilder::new();
     let mut done: Vec<TileFile> = Vec::new();
     let ocsf_path = tmp.join(OCSF);
@@ -217,11 +231,11 @@ pub(super) fn build(
     let mut leaves_for_proofs: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
     let mut pending: Result<(), ExportError> = Ok(());
 
-    store.for_each_entry(0, size, |seq, bytes, stored| {
+    store.for_each_entry(from, size, |seq, bytes, stored| {
         if seq.is_multiple_of(PROGRESS_EVERY) {
             progress(ExportProgress::Entries {
-                done: seq,
-                total: size,
+                done: seq - from,
+                total: size - from,
             });
         }
         if seq != checker.size() {
@@ -239,8 +253,12 @@ pub(super) fn build(
             })?;
         tiles.push_entry(bytes, &mut done);
         tiles.push_leaf_hash(&h, &mut done);
-        for n in &nodes {
-            tiles.push_completed(n, &mut done);
+        // Past 0, only entry bundles and leaf hashes are tiled
+        // (`tiles::live_tile_paths`).
+        if from == 0 {
+            for n in &nodes {
+                tiles.push_completed(n, &mut done);
+            }
         }
         for (p, b) in done.drain(..) {
             if let Err(e) = o.put(&p, &b) {
@@ -290,7 +308,7 @@ pub(super) fn build(
     let sessions: Vec<SessionRange> = Vec::new();
 
     // Checkpoints: the newest, plus every published or cosigned one below it.
-    let cp_sizes = put_checkpoints(&mut o, &store, note, size, &keys, &revoked)?;
+    let cp_sizes = put_checkpoints(&mut o, &store, note, size, &keys, &revoked, from)?;
 
     // Inclusion proofs of the selected entries.
     for (i, seq) in selected.iter().enumerate() {
@@ -363,6 +381,7 @@ pub(super) fn build(
         checkpoints: cp_sizes,
         layout: BundleLayout::Tiles,
         ocsf_mapping: super::ocsf::OcsfMapping::CURRENT,
+        start: start.map(|(s, _)| s),
     };
     let files = o.seal(&predicate, &verifier.to_string(), manifest_signer)?;
     Ok(ExportReport {

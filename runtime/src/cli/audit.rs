@@ -73,11 +73,12 @@ pub enum AuditCommand {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
-        /// The archive bundle of the log's archived prefix: verified too,
-        /// and joined to the live log at the boundary (the chain).
+        /// The archive bundles of the log's archived prefix, oldest first
+        /// (repeat for each archive): verified too, and joined to each
+        /// other and to the live log at the boundaries (the chain).
         #[arg(long)]
-        archive: Option<PathBuf>,
-        /// The key that signed the archive bundle's manifest, if not the log key.
+        archive: Vec<PathBuf>,
+        /// The key that signed the archive bundles' manifests, if not the log key.
         #[arg(long, requires = "archive")]
         archive_export_key: Option<String>,
     },
@@ -235,7 +236,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             checkpoint.as_deref(),
             vkey,
             json,
-            archive.as_deref().map(|a| (a, archive_export_key)),
+            (!archive.is_empty()).then_some((archive.as_slice(), archive_export_key)),
         ),
         AuditCommand::Archive(a) => super::audit_archive::archive(a),
         AuditCommand::Show(f) => super::audit_show::read(&f, None),
@@ -370,7 +371,7 @@ fn verify(
     checkpoint: Option<&Path>,
     vkey: Option<String>,
     json: bool,
-    archive: Option<(&Path, Option<String>)>,
+    archive: Option<(&[PathBuf], Option<String>)>,
 ) -> anyhow::Result<ExitCode> {
     let verifier = match vkey {
         Some(v) => NoteVerifier::parse(&v)?,
@@ -398,17 +399,21 @@ fn verify(
         None => None,
     };
     let verified = verify_db(db, &verifier, anchor.as_deref());
-    if let (Ok(_), Some((bundle, export_key))) = (&verified, archive) {
+    if let (Ok(_), Some((bundles, export_key))) = (&verified, archive) {
         let export_key = export_key.map(|k| NoteVerifier::parse(&k)).transpose()?;
-        match super::audit_archive::chain(db, &verifier, bundle, export_key) {
+        let names: Vec<String> = bundles.iter().map(|b| terminal_safe::path(b)).collect();
+        match super::audit_archive::chain(db, &verifier, bundles, export_key) {
             Ok(n) => crate::outln!(
-                "OK: archive {} holds entries 0..{n} and joins the live log",
-                terminal_safe::path(bundle)
+                "OK: archive{} {} hold{} entries 0..{n} and join{} the live log",
+                if names.len() > 1 { "s" } else { "" },
+                names.join(" + "),
+                if names.len() > 1 { "" } else { "s" },
+                if names.len() > 1 { "" } else { "s" }
             ),
             Err(why) => {
                 crate::errln!(
                     "TAMPERED: the archive chain {} -> {} fails: {}",
-                    terminal_safe::path(bundle),
+                    names.join(" -> "),
                     terminal_safe::path(db),
                     terminal_safe::line(&why)
                 );

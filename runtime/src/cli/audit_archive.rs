@@ -12,7 +12,7 @@ use stele_audit::export::archive::{archive as run_archive, ArchiveOptions};
 use stele_audit::leaf_view::LeafView;
 use stele_audit::retention::{leaf_time, parse_time};
 use stele_audit::{AuditLog, LogOptions, Store};
-use stele_verify::chain::{verify_archive, Boundary};
+use stele_verify::chain::{join_boundary, verify_chain, Boundary};
 use stele_verify::{Bundle, Options, Produce};
 
 use super::audit::{human_actor, LogArgs};
@@ -141,7 +141,8 @@ pub fn archive(a: ArchiveArgs) -> anyhow::Result<ExitCode> {
     log.close()?;
     let done = done.with_context(|| format!("archiving {}", terminal_safe::path(&db)))?;
     crate::outln!(
-        "archived entries 0..{} into {} (manifest {}); log.archive entry {}",
+        "archived entries {}..{} into {} (manifest {}); log.archive entry {}",
+        done.from,
         done.through,
         terminal_safe::path(&out),
         done.bundle,
@@ -154,28 +155,57 @@ pub fn archive(a: ArchiveArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The chain from the archive bundle `path` to the live log at `db`
-/// (already verified): the bundle verifies on its own and is the one the
-/// newest `archived` row (checked against its `log.archive` entry) names.
+/// The chain from the archive bundles `paths` (oldest first) to the live
+/// log at `db` (already verified): each bundle verifies on its own and
+/// joins the next (`stele_verify::chain::verify_chain`); each is the one
+/// its `archived` row names, and the last joins the live log at the
+/// newest row (checked against its `log.archive` entry). Returns the
+/// boundary.
 pub(crate) fn chain(
     db: &Path,
     verifier: &NoteVerifier,
-    path: &Path,
+    paths: &[PathBuf],
     export_key: Option<NoteVerifier>,
 ) -> Result<u64, String> {
     let store = Store::open(db).map_err(|e| e.to_string())?;
-    let row = store
-        .archived()
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| "the live log has no archived prefix".to_string())?;
-    let b = Bundle::open(path).map_err(|e| e.to_string())?;
-    let boundary = Boundary {
-        size: row.size,
-        root: row.root,
-        prev: row.prev,
-        bundle: row.bundle,
+    let rows = store.archived_rows().map_err(|e| e.to_string())?;
+    let Some(newest) = rows.last() else {
+        return Err("the live log has no archived prefix".to_string());
     };
-    verify_archive(&b, &verify_options(verifier.clone(), export_key), &boundary)
-        .map(|_| row.size)
-        .map_err(|e| e.to_string())
+    if paths.len() != rows.len() {
+        let sizes: Vec<String> = rows.iter().map(|r| r.size.to_string()).collect();
+        return Err(format!(
+            "the live log was archived {} time(s) (through {}); give every archive bundle, oldest first, with --archive ({} given)",
+            rows.len(),
+            sizes.join(", "),
+            paths.len()
+        ));
+    }
+    let mut bundles = Vec::with_capacity(paths.len());
+    for p in paths {
+        let b = Bundle::open(p).map_err(|e| format!("{}: {e}", terminal_safe::path(p)))?;
+        bundles.push((terminal_safe::path(p), b));
+    }
+    let opts = verify_options(verifier.clone(), export_key);
+    let links = verify_chain(&bundles, &opts).map_err(|e| e.to_string())?;
+    for (link, row) in links.iter().zip(&rows) {
+        if link.digest != row.bundle || link.report.entries != row.size {
+            return Err(format!(
+                "{} (manifest {}, entries up to {}) is not the archive the live log recorded through {} (manifest {})",
+                link.name, link.digest, link.report.entries, row.size, row.bundle
+            ));
+        }
+    }
+    let last = links
+        .last()
+        .ok_or_else(|| "no archive bundle given".to_string())?;
+    let boundary = Boundary {
+        size: newest.size,
+        root: newest.root,
+        prev: newest.prev,
+        bundle: newest.bundle.clone(),
+    };
+    join_boundary(&last.report, &last.digest, &boundary)
+        .map(|()| newest.size)
+        .map_err(|e| format!("{}: {e}", last.name))
 }
