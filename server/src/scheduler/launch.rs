@@ -181,7 +181,11 @@ async fn start(
                     state.config.server.max_sessions
                 )),
             ),
-            Err(e) => (RunOutcome::Failed, None, Some(format!("did not start: {e}"))),
+            Err(e) => (
+                RunOutcome::Failed,
+                None,
+                Some(format!("did not start: {e}")),
+            ),
         };
         if let Err(e) = record_run(&state, &s, due, outcome, session, detail, Some(seq)).await {
             tracing::error!("schedule {}: recording its run: {e}", s.id);

@@ -7,6 +7,6 @@ pub mod approvals;
 pub mod events;
 pub mod launch;
 pub mod manager;
-pub mod webhook;
 pub mod restart;
+pub mod webhook;
 pub mod worker;
