@@ -500,13 +500,16 @@ fn exit_codes_and_refusals_are_those_of_stele_run() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        text(&o.stderr).contains("go with `run` and `watch`"),
+        text(&o.stderr).contains("go with `run`, `watch` and `schedule`"),
         "{}",
         text(&o.stderr)
     );
     // --server goes with run and watch only.
     let err = run(&srv.base, &alice, &["audit", "verify"]);
-    assert!(err.contains("go with `run` and `watch`"), "{err}");
+    assert!(
+        err.contains("go with `run`, `watch` and `schedule`"),
+        "{err}"
+    );
     // An unknown session to watch.
     let err = run(&srv.base, &alice, &["watch", "no-such-session"]);
     assert!(err.contains("404"), "{err}");
