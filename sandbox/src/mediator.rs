@@ -74,6 +74,27 @@ pub enum FileOp {
     Exec,
 }
 
+impl FileOp {
+    /// The name the op is recorded under (`data.op` of file entries), the
+    /// same whoever asked: an agent's program or a person over the API.
+    pub fn recorded_name(self) -> &'static str {
+        match self {
+            FileOp::Lookup => "lookup",
+            FileOp::ReadDir => "readdir",
+            FileOp::Open => "open",
+            FileOp::Create => "create",
+            FileOp::Mkdir => "mkdir",
+            FileOp::Unlink => "unlink",
+            FileOp::Rmdir => "rmdir",
+            FileOp::Rename => "rename",
+            FileOp::Link => "link",
+            FileOp::Symlink => "symlink",
+            FileOp::SetAttr => "setattr",
+            FileOp::Exec => "exec",
+        }
+    }
+}
+
 /// Which sandboxed program made a request, as far as the sandbox knows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Requester {

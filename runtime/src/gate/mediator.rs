@@ -137,7 +137,7 @@ impl GateMediator {
     fn data(&self, op: FileOp, requester: &stele_sandbox::Requester) -> serde_json::Value {
         let mut d = serde_json::json!({
             "exec": self.exec_ref(requester),
-            "op": op_name(op),
+            "op": op.recorded_name(),
             "pid": requester.pid,
         });
         match self.parent {
@@ -206,24 +206,6 @@ impl GateMediator {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&ticket.0)
-    }
-}
-
-/// The name an op is recorded under (`data.op`).
-fn op_name(op: FileOp) -> &'static str {
-    match op {
-        FileOp::Lookup => "lookup",
-        FileOp::ReadDir => "readdir",
-        FileOp::Open => "open",
-        FileOp::Create => "create",
-        FileOp::Mkdir => "mkdir",
-        FileOp::Unlink => "unlink",
-        FileOp::Rmdir => "rmdir",
-        FileOp::Rename => "rename",
-        FileOp::Link => "link",
-        FileOp::Symlink => "symlink",
-        FileOp::SetAttr => "setattr",
-        FileOp::Exec => "exec",
     }
 }
 
@@ -392,7 +374,7 @@ impl Mediator for GateMediator {
         let Some(permit) = self.take(report.ticket) else {
             return;
         };
-        let mut data = serde_json::json!({ "op": op_name(report.op) });
+        let mut data = serde_json::json!({ "op": report.op.recorded_name() });
         if let Some(h) = report.sha256_after {
             data["sha256_after_write"] = serde_json::json!(hex::encode(h));
         }

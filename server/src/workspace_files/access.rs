@@ -89,23 +89,6 @@ pub enum Ending {
     Failed,
 }
 
-fn op_name(op: FileOp) -> &'static str {
-    match op {
-        FileOp::Lookup => "lookup",
-        FileOp::ReadDir => "readdir",
-        FileOp::Open => "open",
-        FileOp::Create => "create",
-        FileOp::Mkdir => "mkdir",
-        FileOp::Unlink => "unlink",
-        FileOp::Rmdir => "rmdir",
-        FileOp::Rename => "rename",
-        FileOp::Link => "link",
-        FileOp::Symlink => "symlink",
-        FileOp::SetAttr => "setattr",
-        FileOp::Exec => "exec",
-    }
-}
-
 fn action_of(access: FileAccess) -> Action {
     match access {
         FileAccess::Read => Action::FileRead,
@@ -167,7 +150,7 @@ impl PersonGate {
 
     fn data(&self, op: FileOp) -> serde_json::Value {
         serde_json::json!({
-            "op": op_name(op),
+            "op": op.recorded_name(),
             "method": self.person.method,
             "http": self.person.http,
         })
