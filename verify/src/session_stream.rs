@@ -54,7 +54,13 @@ pub(crate) fn verify(
     if &range.id != id {
         return Err(mf(format!("describes session {}, not {id}", range.id)));
     }
-    consistency(bundle, m, expect)?;
+    // A bundle of a log whose prefix is archived starts at `N`: its start
+    // is checked as a live-part bundle's is (the signed checkpoint at `N`,
+    // the key record replayed from the genesis key), and the `log.archive`
+    // entry that made the record must be proven under `keys/`.
+    let start = crate::start::check(bundle, m, expect)?;
+    let from = start.as_ref().map_or(0, |s| s.parsed.size);
+    consistency(bundle, m, expect, from)?;
     let mut proofs = Proofs::new(m);
     let mut chain = SessionChain::new(&m.predicate.origin, m.keys.first(), id);
     let mut derived = Derived::open(bundle, m)?;
@@ -121,9 +127,16 @@ pub(crate) fn verify(
         )));
     }
     let mut extra_entries = 0u64;
-    // The rotations that set the keys of the bundle's checkpoints.
-    let mut keys = stele_audit::keys::KeySchedule::single(m.keys.first());
-    let mut revs = Vec::new();
+    // The rotations that set the keys of the bundle's checkpoints, from
+    // the genesis key or from the start's replayed schedule at `N`.
+    let (mut keys, mut revs) = match &start {
+        Some(st) => (st.keys.clone(), st.revocations.clone()),
+        None => (
+            stele_audit::keys::KeySchedule::single(m.keys.first()),
+            Vec::new(),
+        ),
+    };
+    let mut start_facts = None;
     for (seq, name) in indexed(m, KEYS_DIR)? {
         let leaf_bytes = proofs.read(bundle, &name, seq)?;
         let leaf = outside_entry(
@@ -131,16 +144,34 @@ pub(crate) fn verify(
             seq,
             &leaf_bytes,
             m.keys.first(),
-            &[EventKind::KeyRotation],
+            &[EventKind::KeyRotation, EventKind::LogArchive],
         )?;
-        stele_audit::keys::check_entry(
-            &LeafView::of(&leaf),
-            &m.predicate.origin,
-            &mut keys,
-            &mut revs,
-        )
-        .map_err(|r| Failure::new(name.clone(), Some(seq), r))?;
+        match leaf.kind {
+            EventKind::LogArchive if start_facts.is_some() => {
+                return Err(Failure::new(
+                    name,
+                    Some(seq),
+                    "a second log.archive entry under keys/ (the bundle starts at one boundary)",
+                ));
+            }
+            EventKind::LogArchive => {
+                start_facts = Some(archive_entry(&name, seq, &leaf_bytes, m, start.as_ref())?);
+            }
+            _ => stele_audit::keys::check_entry(
+                &LeafView::of(&leaf),
+                &m.predicate.origin,
+                &mut keys,
+                &mut revs,
+            )
+            .map_err(|r| Failure::new(name.clone(), Some(seq), r))?,
+        }
         extra_entries += 1;
+    }
+    if let (Some(st), None) = (&start, &start_facts) {
+        return Err(mf(format!(
+            "the bundle starts at {} but proves no log.archive entry that archived through it under {KEYS_DIR}",
+            st.parsed.size
+        )));
     }
     if keys != m.keys {
         return Err(mf(
@@ -193,7 +224,7 @@ pub(crate) fn verify(
         derived: None,
         account: None,
         last_leaf: None,
-        start: None,
+        start: start_facts,
     };
     derived.finish(bundle, m)?;
     let mut report = Report::new(m, cps, &s);
@@ -339,6 +370,54 @@ fn outside_entry(
     Ok(leaf)
 }
 
+/// The `log.archive` entry proven under `keys/`: only in a bundle that
+/// starts past 0, and it must be the one that archived through the start,
+/// recording the same root, last leaf hash and keys.
+fn archive_entry(
+    name: &str,
+    seq: u64,
+    bytes: &[u8],
+    m: &Manifest,
+    started: Option<&crate::start::Started>,
+) -> Result<crate::start::StartFacts, Failure> {
+    let f = |r: String| Failure::new(name, Some(seq), r);
+    let (Some(st), Some(start)) = (started, &m.predicate.start) else {
+        return Err(f(
+            "a log.archive entry under keys/ of a bundle that does not start past 0".into(),
+        ));
+    };
+    let a = LeafChecker::new("", "").archive_of(bytes).map_err(&f)?;
+    let n = st.parsed.size;
+    let differs = |what: &str| {
+        f(format!(
+            "the bundle's start at {n} differs from this log.archive entry ({what})"
+        ))
+    };
+    if a.through != n {
+        return Err(f(format!(
+            "archived through {}, not through the bundle's start {n}",
+            a.through
+        )));
+    }
+    if a.root != Some(st.parsed.root) {
+        return Err(differs("root"));
+    }
+    if a.prev != Some(st.parsed.prev) {
+        return Err(differs("last leaf hash"));
+    }
+    if a.keys != start.keys {
+        return Err(differs("keys"));
+    }
+    Ok(crate::start::StartFacts {
+        size: n,
+        root: stele_audit::leaf::hash_b64(&st.parsed.root),
+        prev: stele_audit::leaf::hash_b64(&st.parsed.prev),
+        archive_entry: a.seq,
+        archive_bundle: a.bundle,
+        revoked_below: st.revocations.clone(),
+    })
+}
+
 /// Note what a redaction entry erases.
 fn redaction(
     name: &str,
@@ -384,10 +463,13 @@ fn redaction(
 /// Each earlier checkpoint named (published, cosigned, attested, held by
 /// the reviewer) is tied to the bundle's checkpoint by a consistency proof;
 /// no proof is there for any other size.
-fn consistency(bundle: &Bundle, m: &Manifest, expect: &Expect) -> Result<(), Failure> {
+/// (`start`: the bundle's start `N`; the checkpoints below it, of the
+/// archived key rotations, serve only the start's key replay, and a held
+/// one below it was refused by that check.)
+fn consistency(bundle: &Bundle, m: &Manifest, expect: &Expect, start: u64) -> Result<(), Failure> {
     let size = m.predicate.tree_size;
     let mut wanted = BTreeSet::new();
-    for (&at, (root, from)) in expect.range(1..size) {
+    for (&at, (root, from)) in expect.range(start.max(1)..size) {
         let name = format!("{CONSISTENCY_DIR}{at}");
         if !m.digests.contains_key(&name) {
             return Err(Failure::new(

@@ -112,9 +112,12 @@ pub(super) fn build(
         .map_err(|x| AuditError::Invalid(x.to_string()))
     })?;
     let Some(seen) = chain.seen().cloned() else {
-        return Err(ExportError::Invalid(format!(
-            "no session {id:?} in the log"
-        )));
+        let archived = store.archived()?.map_or(0, |r| r.size);
+        return Err(ExportError::Invalid(if archived > 0 {
+            format!("no session {id:?} in the live log (entries below {archived} are archived: a session there is in its archive bundle)")
+        } else {
+            format!("no session {id:?} in the log")
+        }));
     };
     progress(ExportProgress::SessionEntries {
         done: count,
@@ -151,8 +154,20 @@ pub(super) fn build(
     // the ones attestations sign, each earlier one with a consistency proof.
     // The rotations that set the keys of its checkpoints, each proven
     // (the entry before each boundary): a verifier rebuilds the schedule.
-    for b in keys.boundaries() {
-        let r = b - 1;
+    // Of a log whose prefix `0 … N−1` is archived, the rotations below `N`
+    // are gone: the predicate's `start` carries the `log.archive` entry's
+    // record of them (replayed from the genesis key against the kept
+    // rotation checkpoints), and that entry itself is proven under `keys/`
+    // so the verifier can check the record is the log's own.
+    let start = super::start::of_store(&store)?;
+    let from = start.as_ref().map_or(0, |(s, _)| s.size);
+    let archive_entry = start.as_ref().map(|(_, seen)| seen.seq);
+    let proven = keys
+        .boundaries()
+        .filter(|b| *b > from)
+        .map(|b| b - 1)
+        .chain(archive_entry);
+    for r in proven {
         let e = store.entry(r)?;
         let path = inclusion_proof(&nodes, r, size)?;
         o.put(
@@ -160,11 +175,14 @@ pub(super) fn build(
             crate::proof::render(&e.leaf, r, &path, note).as_bytes(),
         )?;
     }
-    let cp_sizes = put_checkpoints(&mut o, &store, note, size, &keys, &[], 0)?;
-    let mut consistent: BTreeSet<u64> = cp_sizes.iter().copied().collect();
+    let cp_sizes = put_checkpoints(&mut o, &store, note, size, &keys, &[], from)?;
+    // Below `N` only the start's own checkpoint is tied to this one by a
+    // consistency proof (the archived leaves such proofs may need are
+    // gone); the rotation checkpoints below it serve the key replay alone.
+    let mut consistent: BTreeSet<u64> = cp_sizes.iter().copied().filter(|s| *s >= from).collect();
     let policies = o.policies(&opts.policies)?;
     for a in o.attestations(log.path(), &sessions)? {
-        if let Some(s) = attested_size(&a, &verifier).filter(|s| *s < size) {
+        if let Some(s) = attested_size(&a, &verifier).filter(|s| (from..size).contains(s)) {
             consistent.insert(s);
         }
     }
@@ -201,7 +219,7 @@ pub(super) fn build(
         checkpoints: cp_sizes,
         layout: BundleLayout::Session,
         ocsf_mapping: super::ocsf::OcsfMapping::CURRENT,
-        start: None,
+        start: start.map(|(s, _)| s),
     };
     let files = o.seal(&predicate, &verifier.to_string(), manifest_signer)?;
     Ok(ExportReport {
