@@ -436,4 +436,58 @@ fn a_rotation_in_the_prefix_archives_at_its_boundary_and_verifies_with_either_ke
         ],
     );
     assert!(v.contains("joins the live log"), "{v}");
+    // A session after the archive: its session bundle starts at the
+    // boundary, past the archived rotation, and verifies trusting only
+    // the genesis key.
+    if !stele_tests::sandbox_available("archive_cli session bundle") {
+        return;
+    }
+    let old_verifier = verifier_key(&s);
+    let ws = d.path().join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    ok(
+        &s,
+        &[
+            "sandbox",
+            "exec",
+            "--workspace",
+            ws.to_str().unwrap(),
+            "--key",
+            nk,
+            "--",
+            "true",
+        ],
+    );
+    let shown = ok(
+        &s,
+        &[
+            "audit",
+            "show",
+            "--kind",
+            "session.start",
+            "--json",
+            "--key",
+            nk,
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(shown.lines().last().unwrap()).unwrap();
+    let id = v["session"]["id"].as_str().unwrap().to_string();
+    let bundle = d.path().join("session-bundle");
+    ok(
+        &s,
+        &[
+            "audit",
+            "export",
+            "--session",
+            &id,
+            "--out",
+            bundle.to_str().unwrap(),
+            "--key",
+            nk,
+        ],
+    );
+    let v = stele_verify(&[bundle.to_str().unwrap(), "--key", &old_verifier, "--json"]);
+    assert!(v.status.success(), "{}", text(&v));
+    let j: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+    assert_eq!(j["start"]["size"], b, "{j}");
 }
