@@ -354,7 +354,8 @@ fn read_page(
     let store = log.store()?;
     let row = store.session_row(id)?;
     let (first, last, total) = match &row {
-        Some(r) => (r.first, r.last, r.n),
+        // `n` is the position of the newest entry, counted from 0.
+        Some(r) => (r.first, r.last, r.n.saturating_add(1)),
         None => (None, None, 0),
     };
     let (Some(lo), Some(hi)) = (first, last) else {

@@ -91,17 +91,19 @@ pub async fn proof(
         }
     };
     // What the entry is about decides who may prove it: its session's
-    // readers, or (an entry of no session this server ran) the log's.
+    // readers, or (an entry of no session this server ran) the log's. An
+    // index past the end is named as such (the log's size is no secret:
+    // every checkpoint states it).
     let log = state.log.clone();
-    let session = blocking(move || -> Result<Option<String>, ServerError> {
-        let store = log.store()?;
-        if index >= store.size()? {
-            return Ok(None);
+    let session = blocking(move || -> Result<Option<String>, ApiError> {
+        let store = log.store().map_err(ServerError::from)?;
+        if index >= store.size().map_err(ServerError::from)? {
+            return Err(ApiError::not_found(format!("no entry {index} in the log")));
         }
-        let e = store.entry(index)?;
+        let e = store.entry(index).map_err(ServerError::from)?;
         let mut scratch = Vec::new();
         let leaf = stele_audit::leaf::Leaf::decode_canonical(&e.leaf, &mut scratch)
-            .map_err(stele_audit::AuditError::from)?;
+            .map_err(|e| ServerError::from(stele_audit::AuditError::from(e)))?;
         Ok(leaf.session.map(|s| s.id))
     })
     .await??;
@@ -203,13 +205,16 @@ pub async fn export_range(
             "until: {until} is not after since ({since})"
         )));
     }
-    // A time range holds every team's entries: an export of the log.
+    // A time range holds every team's entries: reading the log itself
+    // (the schema's `audit.export` applies to a session; the templates give
+    // `audit.read` on the log to admins). The bundle's `audit.export` entry
+    // is written as the CLI's is.
     authorize(
         &state,
         &who,
-        ServerAction::AuditExport,
+        ServerAction::AuditRead,
         ServerResource::AuditLog,
-        serde_json::json!({"since": since, "until": until}),
+        serde_json::json!({"command": "api export", "since": since, "until": until}),
     )
     .await?;
     let name = format!(
@@ -242,7 +247,9 @@ pub async fn verify_session(
     let sid = id.clone();
     let result = blocking(move || {
         stele_audit::verify::verify_db_then(log.path(), &log.verifier(), None, |store, r| {
-            let n = store.session_row(&sid)?.map(|row| row.n).unwrap_or(0);
+            let n = store
+                .session_row(&sid)?
+                .map_or(0, |row| row.n.saturating_add(1));
             Ok::<_, stele_audit::AuditError>((n, checkpoint_facts(store, &r.origin)))
         })
     })
