@@ -11,8 +11,7 @@ use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use stele_audit::leaf::Leaf;
-use stele_audit::{Effect, Event, EventKind};
+use stele_audit::{Event, EventKind};
 use stele_policy::ServerResource;
 use stele_protocol::SessionState;
 use stele_runtime::cli::entry_filter::{time_bound, Bound};
@@ -91,6 +90,33 @@ struct Facts {
     approvals: u64,
 }
 
+/// The fields of an entry the desk sorts by, read without the full leaf
+/// check (these are counts for a listing; verification is its own route).
+#[derive(serde::Deserialize)]
+struct Glance<'a> {
+    #[serde(borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    session: Option<GlanceSession<'a>>,
+    #[serde(borrow, default)]
+    decision: Option<GlanceDecision<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct GlanceSession<'a> {
+    #[serde(borrow)]
+    id: std::borrow::Cow<'a, str>,
+}
+
+#[derive(serde::Deserialize)]
+struct GlanceDecision<'a> {
+    #[serde(borrow)]
+    effect: std::borrow::Cow<'a, str>,
+}
+
+/// Count session `id`'s entries, denials and approval entries by reading
+/// the log from the session's first entry to its last, in order (one
+/// sequential read: cheaper than a lookup per entry through the index).
 fn facts_of(store: &stele_audit::Store, id: &str) -> Result<Facts, ServerError> {
     let mut f = Facts::default();
     let Some(row) = store.session_row(id)? else {
@@ -98,26 +124,31 @@ fn facts_of(store: &stele_audit::Store, id: &str) -> Result<Facts, ServerError> 
     };
     f.first = row.first;
     f.last = row.last;
-    let below = row.last.map_or(0, |l| l.saturating_add(1));
-    let mut scratch = Vec::new();
-    store.for_each_session_entry(id, below, |e| {
-        let leaf = Leaf::decode_canonical(e.leaf, &mut scratch)?;
-        f.entries += 1;
-        if leaf
-            .decision
-            .as_ref()
-            .is_some_and(|d| d.effect == Effect::Deny)
-        {
-            f.denials += 1;
-        }
-        match leaf.kind {
-            EventKind::ApprovalRequest | EventKind::ApprovalGrant | EventKind::ApprovalDeny => {
-                f.approvals += 1
+    let (Some(lo), Some(hi)) = (row.first, row.last) else {
+        return Ok(f);
+    };
+    let end = hi.saturating_add(1);
+    let mut at = lo;
+    while at < end {
+        let stop = at.saturating_add(CHUNK).min(end);
+        store.for_each_entry(at, stop, |seq, bytes, _| {
+            let g: Glance<'_> = serde_json::from_slice(bytes).map_err(|e| {
+                stele_audit::AuditError::Invalid(format!("entry {seq} is not a leaf: {e}"))
+            })?;
+            if g.session.as_ref().is_none_or(|s| s.id != id) {
+                return Ok(());
             }
-            _ => {}
-        }
-        Ok(())
-    })?;
+            f.entries += 1;
+            if g.decision.as_ref().is_some_and(|d| d.effect == "deny") {
+                f.denials += 1;
+            }
+            if g.kind.starts_with("approval.") {
+                f.approvals += 1;
+            }
+            Ok(())
+        })?;
+        at = stop;
+    }
     Ok(f)
 }
 
@@ -369,15 +400,14 @@ fn read_page(
         });
     };
     let end = hi.saturating_add(1);
-    let mut scratch = Vec::new();
-    let mut found: Vec<(u64, serde_json::Value)> = Vec::new();
-    let mut take = |seq: u64, bytes: &[u8], out: &mut Vec<(u64, serde_json::Value)>| {
-        let leaf = Leaf::decode_canonical(bytes, &mut scratch)?;
-        if leaf.session.as_ref().is_some_and(|l| l.id == id) {
-            let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
-                stele_audit::AuditError::Invalid(format!("entry {seq} is not JSON: {e}"))
-            })?;
-            out.push((seq, value));
+    // Matching entries as their bytes: only the page's are parsed.
+    let mut found: Vec<(u64, Vec<u8>)> = Vec::new();
+    let take = |seq: u64, bytes: &[u8], out: &mut Vec<(u64, Vec<u8>)>| {
+        let g: Glance<'_> = serde_json::from_slice(bytes).map_err(|e| {
+            stele_audit::AuditError::Invalid(format!("entry {seq} is not a leaf: {e}"))
+        })?;
+        if g.session.as_ref().is_some_and(|l| l.id == id) {
+            out.push((seq, bytes.to_vec()));
         }
         Ok::<(), stele_audit::AuditError>(())
     };
@@ -435,11 +465,15 @@ fn read_page(
             (found, prev, next)
         }
     };
+    let mut page = Vec::with_capacity(entries.len());
+    for (seq, bytes) in entries {
+        let leaf: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            stele_audit::AuditError::Invalid(format!("entry {seq} is not JSON: {e}"))
+        })?;
+        page.push(serde_json::json!({"index": seq, "leaf": leaf}));
+    }
     Ok(Page {
-        entries: entries
-            .into_iter()
-            .map(|(seq, leaf)| serde_json::json!({"index": seq, "leaf": leaf}))
-            .collect(),
+        entries: page,
         total,
         first,
         last,

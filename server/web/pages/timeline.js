@@ -11,7 +11,7 @@ import { api } from '../api.js';
 import { download, verifyHelp } from './review_download.js';
 
 const PAGE = 200;
-const EXCERPT = 300;
+const EXCERPT = 160;
 
 function short(v) {
   const t = typeof v === 'string' ? v : JSON.stringify(v);
@@ -50,6 +50,15 @@ function decision(d) {
   );
 }
 
+/** The whole leaf, as the log holds it, drawn only when opened. */
+function whole(leaf) {
+  const d = h('details', {}, h('summary', {}, 'Whole entry'));
+  d.addEventListener('toggle', () => {
+    if (d.open && d.childElementCount === 1) d.append(h('pre', {}, JSON.stringify(leaf, null, 2)));
+  });
+  return d;
+}
+
 function row(e) {
   const l = e.leaf;
   const proof = `/api/v1/audit/entries/${e.index}/proof?format=tlog`;
@@ -60,7 +69,7 @@ function row(e) {
     h('td', {}, when(l.ts)),
     h('td', {}, h('code', {}, l.kind)),
     h('td', {}, l.actor && l.actor.principal ? l.actor.principal : ''),
-    h('td', { class: 'what' }, what(l)),
+    h('td', { class: 'what' }, what(l), whole(l)),
     h('td', {}, decision(l.decision)),
     h('td', {}, h('a', { href: proof, download: `entry-${e.index}.tlog-proof`, 'aria-label': `Inclusion proof of entry ${e.index}` }, 'Proof')),
   );
@@ -112,7 +121,7 @@ export function render(main, id) {
       const lo = p.entries.length ? p.entries[0].index : null;
       const hi = p.entries.length ? p.entries[p.entries.length - 1].index : null;
       status.textContent = p.entries.length
-        ? `Entries ${lo} to ${hi} of this session’s ${p.total} (log index ${p.first} to ${p.last}).`
+        ? `${p.entries.length} of this session’s ${p.total} entries: log index ${lo} to ${hi} (the session spans ${p.first} to ${p.last}).`
         : 'The log has no entries of this session.';
       first.disabled = prev.disabled = p.prev === null;
       next.disabled = last.disabled = p.next === null;
