@@ -440,6 +440,18 @@ fn web_a_reviewer_filters_reads_the_timeline_verifies_and_takes_the_evidence_awa
     let proof = std::fs::read_to_string(facts["proof"].as_str().unwrap()).unwrap();
     let ok = stele_audit::proof::verify(&proof, &v).unwrap();
     assert_eq!(Some(ok.index), facts["denial_index"].as_u64());
+    // And as a reviewer checks the file at a terminal.
+    let o = srv
+        .s
+        .run(&[
+            "audit",
+            "verify-proof",
+            facts["proof"].as_str().unwrap(),
+            "--vkey",
+            verifier,
+        ])
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut lines: Vec<String> = proof.split('\n').map(str::to_string).collect();

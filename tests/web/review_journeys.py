@@ -40,7 +40,7 @@ def journey_review(browser):
     ana.wait_end()
     ana.clean()
 
-    rex = Page(browser, width=1280, height=900)
+    rex = Page(browser, width=1440, height=1000)
     rex.sign_in("rex")
     p = rex.page
     p.get_by_role("link", name="Review").click()
@@ -89,7 +89,9 @@ def journey_review(browser):
     kinds = {e["leaf"]["kind"] for e in api["entries"]}
     for k in kinds:
         assert p.locator(f"tr[data-kind='{k}']").count() >= 1, k
+    drow.scroll_into_view_if_needed()
     rex.shot("web-review-timeline.png")
+    p.evaluate("() => window.scrollTo(0, 0)")
 
     # A verification, run with the keyboard.
     verify = p.get_by_role("button", name="Run a verification")

@@ -66,7 +66,7 @@ function row(e) {
     'tr',
     { 'data-index': String(e.index), 'data-kind': l.kind, class: l.decision && l.decision.effect === 'deny' ? 'denied' : null },
     h('th', { scope: 'row', class: 'num' }, String(e.index)),
-    h('td', {}, when(l.ts)),
+    h('td', { title: l.ts }, when(l.ts)),
     h('td', {}, h('code', {}, l.kind)),
     h('td', {}, l.actor && l.actor.principal ? l.actor.principal : ''),
     h('td', { class: 'what' }, what(l), whole(l)),
@@ -175,4 +175,7 @@ export function render(main, id) {
   exportBtn.addEventListener('click', () => download(`/api/v1/audit/sessions/${encodeURIComponent(id)}/export`, exportOut));
 
   load(cursor);
+  // The table needs the width of the screen; other pages keep the column.
+  main.classList.add('wide');
+  return () => main.classList.remove('wide');
 }
