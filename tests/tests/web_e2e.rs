@@ -396,6 +396,12 @@ fn web_a_reviewer_filters_reads_the_timeline_verifies_and_takes_the_evidence_awa
     for turn in [
         Turn::new().tool_use("r", "file_read", json!({"path": "receipts/payroll.txt"})),
         Turn::new().tool_use("f", "final_answer", json!({"answer": "refused"})),
+        // The clean session writes a file whose name is markup: the timeline shows it as text.
+        Turn::new().tool_use(
+            "w",
+            "file_write",
+            json!({"path": format!("reports/{XSS}.txt"), "content": "x\n"}),
+        ),
         Turn::new().tool_use("f", "final_answer", json!({"answer": "hello"})),
     ] {
         srv.mock.push(turn.into());

@@ -16,7 +16,7 @@ import sys
 
 from playwright.sync_api import expect, sync_playwright
 
-from journeys import BASE, LONG, Page, launch
+from journeys import BASE, LONG, XSS, Page, launch
 
 OUT = os.environ["STELE_WEB_OUT"]
 
@@ -128,6 +128,13 @@ def journey_review(browser):
     # checked over the API and by the 100,000-entry figure, web_bench).
     for name in ("First page", "Previous page", "Next page", "Last page"):
         expect(p.get_by_role("button", name=name)).to_be_disabled()
+    # The other session wrote a file named with markup: on the timeline it is characters.
+    p.goto(f"{BASE}/#/review/{clean}")
+    expect(p.get_by_test_id("timeline-state")).to_contain_text("entries: log index", timeout=LONG)
+    expect(p.locator("[data-testid=log-timeline] td.what", has_text=f"reports/{XSS}.txt").first).to_be_visible()
+    p.wait_for_timeout(500)  # an onerror handler would have fired by now
+    assert p.locator("img").count() == 0, "an img element on the timeline"
+    assert p.locator("script:not([src])").count() == 0
     rex.clean()
 
     # A reviewer of another team sees nothing of it.

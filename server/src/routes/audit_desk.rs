@@ -481,3 +481,7 @@ fn read_page(
         next,
     })
 }
+
+#[cfg(test)]
+#[path = "audit_desk_tests.rs"]
+mod tests;
