@@ -286,6 +286,17 @@ fn main() {
         t["first_page_ms"], t["last_page_ms"], t["previous_page_ms"], t["scroll_to_end_of_page_ms"], t["rows_per_page"], t["review_list_ms"]
     );
     println!("  ({})", f["timeline_state"].as_str().unwrap_or_default());
+    // The first list reads the session's 100,000 entries to count them; later ones reuse the counts.
+    let lists: Vec<String> = f["runs"]["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| format!("{:.0} ms", r["review_list_ms"].as_f64().unwrap_or_default()))
+        .collect();
+    println!(
+        "reviewer's list, run by run (the first counts the entries): {}",
+        lists.join(", ")
+    );
     println!(
         "served assets: {} files, {} bytes ({} bytes gzipped)",
         a["files"], a["raw_bytes"], a["gzip_bytes"]

@@ -17,6 +17,7 @@ use stele_protocol::SessionState;
 use stele_runtime::cli::entry_filter::{time_bound, Bound};
 
 use super::audit::{actor, blocking, number};
+use super::audit_facts::{facts_of, Glance};
 use super::sessions::{summary, workspace_teams};
 use super::{authorize, may};
 use crate::auth::Principal;
@@ -78,78 +79,6 @@ fn page_limit(q: &HashMap<String, String>, most: u64) -> Result<u64, ApiError> {
 fn ts_of(unix: i64) -> String {
     let t = super::rfc3339(unix);
     format!("{}.000000Z", t.trim_end_matches('Z'))
-}
-
-/// What the log says of one session (counted from its entries).
-#[derive(Debug, Default, Clone, Copy)]
-struct Facts {
-    entries: u64,
-    first: Option<u64>,
-    last: Option<u64>,
-    denials: u64,
-    approvals: u64,
-}
-
-/// The fields of an entry the desk sorts by, read without the full leaf
-/// check (these are counts for a listing; verification is its own route).
-#[derive(serde::Deserialize)]
-struct Glance<'a> {
-    #[serde(borrow)]
-    kind: std::borrow::Cow<'a, str>,
-    #[serde(borrow, default)]
-    session: Option<GlanceSession<'a>>,
-    #[serde(borrow, default)]
-    decision: Option<GlanceDecision<'a>>,
-}
-
-#[derive(serde::Deserialize)]
-struct GlanceSession<'a> {
-    #[serde(borrow)]
-    id: std::borrow::Cow<'a, str>,
-}
-
-#[derive(serde::Deserialize)]
-struct GlanceDecision<'a> {
-    #[serde(borrow)]
-    effect: std::borrow::Cow<'a, str>,
-}
-
-/// Count session `id`'s entries, denials and approval entries by reading
-/// the log from the session's first entry to its last, in order (one
-/// sequential read: cheaper than a lookup per entry through the index).
-fn facts_of(store: &stele_audit::Store, id: &str) -> Result<Facts, ServerError> {
-    let mut f = Facts::default();
-    let Some(row) = store.session_row(id)? else {
-        return Ok(f);
-    };
-    f.first = row.first;
-    f.last = row.last;
-    let (Some(lo), Some(hi)) = (row.first, row.last) else {
-        return Ok(f);
-    };
-    let end = hi.saturating_add(1);
-    let mut at = lo;
-    while at < end {
-        let stop = at.saturating_add(CHUNK).min(end);
-        store.for_each_entry(at, stop, |seq, bytes, _| {
-            let g: Glance<'_> = serde_json::from_slice(bytes).map_err(|e| {
-                stele_audit::AuditError::Invalid(format!("entry {seq} is not a leaf: {e}"))
-            })?;
-            if g.session.as_ref().is_none_or(|s| s.id != id) {
-                return Ok(());
-            }
-            f.entries += 1;
-            if g.decision.as_ref().is_some_and(|d| d.effect == "deny") {
-                f.denials += 1;
-            }
-            if g.kind.starts_with("approval.") {
-                f.approvals += 1;
-            }
-            Ok(())
-        })?;
-        at = stop;
-    }
-    Ok(f)
 }
 
 /// `GET /api/v1/audit/sessions`.

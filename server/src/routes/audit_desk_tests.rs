@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use stele_audit::{Actor, AuditLog, Event, EventKind, LogOptions};
 
-use super::{facts_of, read_page, Direction};
+use super::super::audit_facts::facts_of;
+use super::{read_page, Direction};
 
 /// A log where sessions `a` (30 entries) and `b` (20) interleave with
 /// entries of no session; the indices of `a`'s entries.
@@ -113,4 +114,10 @@ fn cursors_outside_the_session_give_its_edges_or_nothing() {
     let f = facts_of(&store, "a").unwrap();
     assert_eq!((f.entries, f.denials, f.approvals), (30, 0, 0));
     assert_eq!(facts_of(&store, "b").unwrap().entries, 20);
+    // Counted again after the session grew: the new entry is counted.
+    log.append_blocking(Event::new(EventKind::AuditRead, Actor::system()).in_session("a"))
+        .unwrap();
+    let store = log.store().unwrap();
+    assert_eq!(facts_of(&store, "a").unwrap().entries, 31);
+    assert_eq!(facts_of(&store, "a").unwrap().entries, 31);
 }
