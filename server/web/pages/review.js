@@ -75,10 +75,10 @@ export function render(main) {
     load(list, query(0));
   });
   show(main, h('h1', {}, 'Review'), filters, list, rangeExport());
-  load(list, query(0), query);
+  load(list, query(0));
 }
 
-async function load(list, q, again) {
+async function load(list, q) {
   const title = h('h2', { id: 'review-list-title' }, 'Sessions');
   list.setAttribute('aria-busy', 'true');
   try {
@@ -107,7 +107,7 @@ async function load(list, q, again) {
       );
       const more =
         next !== null && next !== undefined
-          ? h('button', { type: 'button', onclick: () => { const q2 = new URLSearchParams(q); q2.set('from', String(next)); load(list, q2, again); } }, 'Next page')
+          ? h('button', { type: 'button', onclick: () => { const q2 = new URLSearchParams(q); q2.set('from', String(next)); load(list, q2); } }, 'Next page')
           : null;
       show(
         list,
