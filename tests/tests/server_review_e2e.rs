@@ -439,6 +439,18 @@ fn review_an_inclusion_proof_checks_with_the_verifier_and_fails_with_one_byte_ch
         assert_eq!(s, 400);
     });
     srv.stop();
+    // Every proof handed out is an audit.read entry naming the reader and the entry.
+    let leaves = srv.leaves();
+    let proofs: Vec<&Value> = leaves
+        .iter()
+        .filter(|l| {
+            l["kind"] == "audit.read"
+                && l["actor"]["principal"] == "rita"
+                && l["data"]["command"] == "api proof"
+        })
+        .collect();
+    assert_eq!(proofs.len(), 6, "three entries, as JSON and as a file");
+    assert!(proofs.iter().all(|l| l["data"]["entry"].is_u64()));
     srv.verify();
 }
 
