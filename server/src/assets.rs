@@ -36,6 +36,9 @@ static ASSETS: &[Asset] = assets![
     "pages/sessions.js",
     "pages/session.js",
     "pages/approvals.js",
+    "pages/review.js",
+    "pages/review_download.js",
+    "pages/timeline.js",
 ];
 
 /// What `{{VERSION}}` in `index.html` becomes: the start of the digest of all files.

@@ -13,8 +13,8 @@ use utoipa::openapi::{Content, OpenApi as Document, Ref};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    approvals, audit, events, health, holds, login, login_link, oidc, schedules, session_control,
-    sessions, workspaces,
+    approvals, audit, audit_desk, audit_evidence, events, health, holds, login, login_link, oidc,
+    schedules, session_control, sessions, workspaces,
 };
 
 /// The document's definition: every route of [`crate::routes::router`].
@@ -52,6 +52,11 @@ use crate::routes::{
         audit::entries,
         audit::export,
         audit::verify,
+        audit_desk::sessions,
+        audit_desk::timeline,
+        audit_evidence::verify_session,
+        audit_evidence::proof,
+        audit_evidence::export_range,
         holds::place,
         holds::release,
         schedules::list,

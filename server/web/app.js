@@ -1,5 +1,5 @@
 // The app's entry: the navigation and the router. Pages are addressed by
-// the fragment (#/sessions, #/session/ID, #/approvals, #/login), so the
+// the fragment (#/sessions, #/session/ID, #/approvals, #/review, #/review/ID, #/login), so the
 // server serves one page at `/`; each page's code is pages/<name>.js.
 import { h, show } from './dom.js';
 import { me, logout } from './api.js';
@@ -7,6 +7,8 @@ import * as loginPage from './pages/login.js';
 import * as sessionsPage from './pages/sessions.js';
 import * as sessionPage from './pages/session.js';
 import * as approvalsPage from './pages/approvals.js';
+import * as reviewPage from './pages/review.js';
+import * as timelinePage from './pages/timeline.js';
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
@@ -23,6 +25,8 @@ function route() {
       return arg ? [sessionPage, arg, 'sessions'] : [sessionsPage, null, 'sessions'];
     case 'approvals':
       return [approvalsPage, null, 'approvals'];
+    case 'review':
+      return arg ? [timelinePage, arg, 'review'] : [reviewPage, null, 'review'];
     default:
       return [sessionsPage, null, 'sessions'];
   }
@@ -40,6 +44,7 @@ function drawNav(current) {
     nav,
     link('#/sessions', 'Sessions', 'sessions'),
     link('#/approvals', 'Approvals', 'approvals'),
+    link('#/review', 'Review', 'review'),
     who ? h('span', { class: 'who', 'data-testid': 'who' }, `${who.user} (${who.role})`) : null,
     h(
       'button',

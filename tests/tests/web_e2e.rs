@@ -356,3 +356,136 @@ fn web_assets_are_served_embedded_typed_cached_and_with_security_headers() {
         assert_eq!(h["cross-origin-opener-policy"], "same-origin", "{path}");
     }
 }
+
+/// Run `name` of tests/web/review_journeys.py, its downloads saved in `out`.
+fn review_journey(srv: &Server, name: &str, out: &std::path::Path) -> Value {
+    let py = browser_python();
+    let shots = repo().join("docs/images");
+    let o = Command::new(py)
+        .arg(repo().join("tests/web/review_journeys.py"))
+        .arg(name)
+        .env("STELE_WEB_BASE", &srv.base)
+        .env("STELE_WEB_PASSWORD", PASSWORD)
+        .env("STELE_WEB_SHOTS", &shots)
+        .env("STELE_WEB_OUT", out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "journey {name} failed:\n{text}\n{}\n--- server ---\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        srv.stderr()
+    );
+    serde_json::from_str(text.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("journey {name}: no facts line ({e}):\n{text}"))
+}
+
+#[test]
+fn web_a_reviewer_filters_reads_the_timeline_verifies_and_takes_the_evidence_away() {
+    if !sandbox_available(
+        "web_a_reviewer_filters_reads_the_timeline_verifies_and_takes_the_evidence_away",
+    ) {
+        return;
+    }
+    let mut srv = web_server(NO_PAYROLL);
+    // Read-only reviewers: rex of finance, otto of ops.
+    add_account(&srv, "rex", "finance", "reviewer");
+    add_account(&srv, "otto", "ops", "reviewer");
+    std::fs::write(srv.ws.join("receipts/payroll.txt"), "salaries\n").unwrap();
+    for turn in [
+        Turn::new().tool_use("r", "file_read", json!({"path": "receipts/payroll.txt"})),
+        Turn::new().tool_use("f", "final_answer", json!({"answer": "refused"})),
+        // The clean session writes a file whose name is markup: the timeline shows it as text.
+        Turn::new().tool_use(
+            "w",
+            "file_write",
+            json!({"path": format!("reports/{XSS}.txt"), "content": "x\n"}),
+        ),
+        Turn::new().tool_use("f", "final_answer", json!({"answer": "hello"})),
+    ] {
+        srv.mock.push(turn.into());
+    }
+    let out = tempfile::tempdir().unwrap();
+    let facts = review_journey(&srv, "review", out.path());
+    let session = facts["session"].as_str().unwrap();
+    let verifier = facts["verifier"].as_str().unwrap();
+    // The command the page showed names the file it saved and the log's key.
+    let export = PathBuf::from(facts["export"].as_str().unwrap());
+    let file = export.file_name().unwrap().to_str().unwrap();
+    assert_eq!(
+        facts["command"],
+        format!("stele-verify {file} --key '{verifier}'")
+    );
+    // The downloaded bundle passes the offline verifier; one changed byte fails it.
+    let verify = |p: &std::path::Path| {
+        Command::new(e2e_common::demo_session::verify_bin())
+            .arg(p)
+            .args(["--key", verifier])
+            .output()
+            .unwrap()
+    };
+    let o = verify(&export);
+    assert!(
+        o.status.success(),
+        "stele-verify refused the page's export: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut bytes = std::fs::read(&export).unwrap();
+    let at = bytes
+        .windows(session.len())
+        .rposition(|w| w == session.as_bytes())
+        .unwrap();
+    bytes[at] ^= 0x01;
+    let bad = out.path().join("tampered.tar");
+    std::fs::write(&bad, &bytes).unwrap();
+    let o = verify(&bad);
+    assert!(!o.status.success(), "stele-verify passed a tampered bundle");
+    // The downloaded proof checks against the key, for the denial's entry; one byte changed fails.
+    let v = stele_attest::NoteVerifier::parse(verifier).unwrap();
+    let proof = std::fs::read_to_string(facts["proof"].as_str().unwrap()).unwrap();
+    let ok = stele_audit::proof::verify(&proof, &v).unwrap();
+    assert_eq!(Some(ok.index), facts["denial_index"].as_u64());
+    // And as a reviewer checks the file at a terminal.
+    let o = srv
+        .s
+        .run(&[
+            "audit",
+            "verify-proof",
+            facts["proof"].as_str().unwrap(),
+            "--vkey",
+            verifier,
+        ])
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut lines: Vec<String> = proof.split('\n').map(str::to_string).collect();
+    let mut leaf = b64
+        .decode(lines[1].strip_prefix("extra ").unwrap())
+        .unwrap();
+    let mid = leaf.len() / 2;
+    leaf[mid] ^= 0x01;
+    lines[1] = format!("extra {}", b64.encode(leaf));
+    assert!(stele_audit::proof::verify(&lines.join("\n"), &v).is_err());
+    srv.stop();
+    let leaves = srv.leaves();
+    let denial = &leaves[ok.index as usize];
+    assert_eq!(denial["decision"]["effect"], "deny");
+    assert_eq!(denial["decision"]["policies"][0], "test.no-payroll");
+    // rex's reads are in the log; otto's were refused, and recorded.
+    assert!(leaves.iter().any(|l| l["kind"] == "audit.read"
+        && l["actor"]["principal"] == "rex"
+        && l["data"]["command"] == "api timeline"));
+    assert!(leaves.iter().any(|l| l["kind"] == "audit.export"));
+    let refused: Vec<&Value> = leaves
+        .iter()
+        .filter(|l| {
+            l["actor"]["principal"] == "otto"
+                && l["decision"]["effect"] == "deny"
+                && l["data"]["session"] == session
+        })
+        .collect();
+    assert!(refused.len() >= 3, "{refused:?}");
+    srv.verify();
+}

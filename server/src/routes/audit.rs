@@ -45,14 +45,14 @@ const PARAMS: [&str; 9] = [
     "limit",
 ];
 
-fn actor(who: &Principal) -> Actor {
+pub(super) fn actor(who: &Principal) -> Actor {
     let mut a = Actor::system();
     a.principal = who.user.name.clone();
     a.teams = who.user.teams.clone();
     a
 }
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -75,7 +75,7 @@ async fn read_resource(state: &Shared, session: Option<&str>) -> Result<ServerRe
     })
 }
 
-fn number(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
+pub(super) fn number(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
     q.get(name)
         .map(|v| {
             v.parse::<u64>()
@@ -209,6 +209,24 @@ pub async fn export(
         serde_json::json!({"session": id}),
     )
     .await?;
+    use stele_audit::export::layout::Selection;
+    send_export(
+        &state,
+        &who,
+        Selection::Session { id: id.clone() },
+        format!("stele-session-{id}.tar"),
+    )
+    .await
+}
+
+/// Write the bundle of `selection` (as `stele audit export` does, its
+/// `audit.export` entry included), and stream it as `filename`.
+pub(super) async fn send_export(
+    state: &Shared,
+    who: &Principal,
+    selection: stele_audit::export::layout::Selection,
+    filename: String,
+) -> Result<Response, ApiError> {
     // Written privately beside the log, sent, then removed: the server
     // keeps no copy (the log keeps the `audit.export` entry).
     let dir = state.config.db().parent().map(|d| d.join("exports.tmp"));
@@ -219,16 +237,14 @@ pub async fn export(
         state.signer.0.clone(),
         state.bundle.clone(),
     );
-    let exporter = actor(&who);
-    let sid = id.clone();
+    let exporter = actor(who);
     let path = out.clone();
     let made = blocking(move || -> Result<_, ApiError> {
         stele_runtime::paths::ensure_private_dir(&dir)
             .map_err(|e| ApiError::from(ServerError::Task(format!("export folder: {e}"))))?;
-        use stele_audit::export::layout::Selection;
         use stele_audit::export::write::{export, ExportOptions, PolicyInput};
         let opts = ExportOptions {
-            selection: Selection::Session { id: sid },
+            selection,
             payloads: true,
             policies: vec![PolicyInput {
                 dir: bundle.root().to_path_buf(),
@@ -271,15 +287,20 @@ pub async fn export(
         HeaderValue::from_static("application/x-tar"),
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    let name = format!("attachment; filename=\"stele-session-{id}.tar\"");
+    let name = format!("attachment; filename=\"{filename}\"");
     if let Ok(v) = HeaderValue::from_str(&name) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     if let Ok(v) = HeaderValue::from_str(&entry.to_string()) {
         h.insert("x-stele-export-entry", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&state.log.verifier().to_string()) {
+    let vkey = state.log.verifier().to_string();
+    if let Ok(v) = HeaderValue::from_str(&vkey) {
         h.insert("x-stele-verifier", v);
+    }
+    let command = super::audit_evidence::verify_command(&filename, &vkey);
+    if let Ok(v) = HeaderValue::from_str(&command) {
+        h.insert("x-stele-verify-command", v);
     }
     Ok(r)
 }

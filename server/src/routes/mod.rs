@@ -4,6 +4,9 @@
 
 pub(crate) mod approvals;
 pub(crate) mod audit;
+pub(crate) mod audit_desk;
+pub(crate) mod audit_evidence;
+pub(crate) mod audit_facts;
 pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod holds;
@@ -62,6 +65,20 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/audit/entries", get(audit::entries))
         .route("/api/v1/audit/sessions/{id}/export", get(audit::export))
         .route("/api/v1/audit/verify", get(audit::verify))
+        .route("/api/v1/audit/sessions", get(audit_desk::sessions))
+        .route(
+            "/api/v1/audit/sessions/{id}/timeline",
+            get(audit_desk::timeline),
+        )
+        .route(
+            "/api/v1/audit/sessions/{id}/verify",
+            get(audit_evidence::verify_session),
+        )
+        .route(
+            "/api/v1/audit/entries/{index}/proof",
+            get(audit_evidence::proof),
+        )
+        .route("/api/v1/audit/export", get(audit_evidence::export_range))
         .route("/api/v1/audit/holds", post(holds::place))
         .route("/api/v1/audit/holds/{id}/release", post(holds::release))
         .route(
