@@ -36,6 +36,9 @@ static ASSETS: &[Asset] = assets![
     "pages/sessions.js",
     "pages/session.js",
     "pages/approvals.js",
+    "pages/files.js",
+    "pages/schedules.js",
+    "pages/admin.js",
 ];
 
 /// What `{{VERSION}}` in `index.html` becomes: the start of the digest of all files.

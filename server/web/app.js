@@ -2,11 +2,14 @@
 // the fragment (#/sessions, #/session/ID, #/approvals, #/login), so the
 // server serves one page at `/`; each page's code is pages/<name>.js.
 import { h, show } from './dom.js';
-import { me, logout } from './api.js';
+import { me, logout, whoami } from './api.js';
 import * as loginPage from './pages/login.js';
 import * as sessionsPage from './pages/sessions.js';
 import * as sessionPage from './pages/session.js';
 import * as approvalsPage from './pages/approvals.js';
+import * as filesPage from './pages/files.js';
+import * as schedulesPage from './pages/schedules.js';
+import * as adminPage from './pages/admin.js';
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
@@ -23,6 +26,12 @@ function route() {
       return arg ? [sessionPage, arg, 'sessions'] : [sessionsPage, null, 'sessions'];
     case 'approvals':
       return [approvalsPage, null, 'approvals'];
+    case 'files':
+      return [filesPage, arg, 'files'];
+    case 'schedules':
+      return [schedulesPage, arg, 'schedules'];
+    case 'admin':
+      return [adminPage, arg, 'admin'];
     default:
       return [sessionsPage, null, 'sessions'];
   }
@@ -40,6 +49,9 @@ function drawNav(current) {
     nav,
     link('#/sessions', 'Sessions', 'sessions'),
     link('#/approvals', 'Approvals', 'approvals'),
+    link('#/files', 'Files', 'files'),
+    link('#/schedules', 'Schedules', 'schedules'),
+    who && who.role === 'admin' ? link('#/admin', 'Admin', 'admin') : null,
     who ? h('span', { class: 'who', 'data-testid': 'who' }, `${who.user} (${who.role})`) : null,
     h(
       'button',
@@ -63,6 +75,12 @@ function render() {
   }
   const [page, arg, key] = route();
   drawNav(key);
+  // Signed in by a redirect (OIDC, a login link) or in a new tab: ask who.
+  if (!me() && key !== 'login') {
+    whoami()
+      .then(() => drawNav(key))
+      .catch(() => {});
+  }
   show(main);
   leave = page.render(main, arg) || null;
   main.focus({ preventScroll: true });

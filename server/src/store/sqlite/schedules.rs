@@ -7,7 +7,7 @@ use stele_protocol::RunOutcome;
 
 use super::SqliteStore;
 use crate::error::ServerError;
-use crate::store::schedules::{RunRecord, ScheduleRecord, ScheduleStore};
+use crate::store::schedules::{Paused, RunRecord, ScheduleRecord, ScheduleStore};
 
 fn outcome_name(o: RunOutcome) -> &'static str {
     match o {
@@ -42,6 +42,13 @@ fn schedule_row(r: &Row<'_>) -> rusqlite::Result<ScheduleRecord> {
         spec: serde_json::from_str(&spec).map_err(bad_spec)?,
         created: r.get(3)?,
         next_run: r.get(4)?,
+        paused: match (r.get::<_, Option<i64>>(5)?, r.get::<_, Option<String>>(6)?) {
+            (Some(at), by) => Some(Paused {
+                by: by.unwrap_or_default(),
+                at,
+            }),
+            (None, _) => None,
+        },
     })
 }
 
@@ -78,7 +85,8 @@ impl ScheduleStore for SqliteStore {
         let id = id.to_string();
         self.call(move |c| {
             c.query_row(
-                "SELECT id, owner, spec, created, next_run FROM schedules WHERE id = ?1",
+                "SELECT id, owner, spec, created, next_run, paused_at, paused_by FROM schedules \
+                 WHERE id = ?1",
                 params![id],
                 schedule_row,
             )
@@ -90,7 +98,8 @@ impl ScheduleStore for SqliteStore {
     async fn schedules(&self) -> Result<Vec<ScheduleRecord>, ServerError> {
         self.call(|c| {
             let mut st = c.prepare(
-                "SELECT id, owner, spec, created, next_run FROM schedules ORDER BY created, id",
+                "SELECT id, owner, spec, created, next_run, paused_at, paused_by FROM schedules \
+                 ORDER BY created, id",
             )?;
             let rows = st.query_map([], schedule_row)?;
             rows.collect()
@@ -107,14 +116,35 @@ impl ScheduleStore for SqliteStore {
         .await
     }
 
-    async fn set_next_run(&self, id: &str, next: Option<i64>) -> Result<(), ServerError> {
+    async fn set_next_run(&self, id: &str, next: Option<i64>) -> Result<bool, ServerError> {
         let id = id.to_string();
         self.call(move |c| {
             c.execute(
-                "UPDATE schedules SET next_run = ?2 WHERE id = ?1",
+                "UPDATE schedules SET next_run = ?2 WHERE id = ?1 AND paused_at IS NULL",
                 params![id, next],
             )
-            .map(|_| ())
+            .map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn set_paused(
+        &self,
+        id: &str,
+        paused: Option<Paused>,
+        next: Option<i64>,
+    ) -> Result<bool, ServerError> {
+        let id = id.to_string();
+        let (at, by) = match paused {
+            Some(p) => (Some(p.at), Some(p.by)),
+            None => (None, None),
+        };
+        self.call(move |c| {
+            c.execute(
+                "UPDATE schedules SET paused_at = ?2, paused_by = ?3, next_run = ?4 WHERE id = ?1",
+                params![id, at, by, if at.is_some() { None } else { next }],
+            )
+            .map(|n| n == 1)
         })
         .await
     }
