@@ -61,6 +61,8 @@ function policy(p) {
   const t = p.tests;
   const status = t.error
     ? h('p', { class: 'problem', 'data-testid': 'policy-tests' }, `Its tests could not run: ${t.error}`)
+    : t.passed + t.failed === 0
+      ? h('p', { class: 'problem', 'data-testid': 'policy-tests' }, 'stele policy test: the bundle has no tests (tests/*.json)')
     : h(
         'p',
         { class: t.failed ? 'problem' : 'ok', 'data-testid': 'policy-tests' },
@@ -81,7 +83,7 @@ function policy(p) {
       h('dd', {}, p.teams.join(', ')),
     ),
     status,
-    t.failures.length ? h('ul', {}, t.failures.map((f) => h('li', {}, `${f.name} (${f.location}): ${f.why}`))) : null,
+    t.failures.length ? h('ul', { 'data-testid': 'policy-failures' }, t.failures.map((f) => h('li', {}, `${f.name} (${f.location}): ${f.why}`))) : null,
     h('p', { class: 'hint' }, 'Read-only: the files as they are on disk now; a change takes effect when the server restarts.'),
     h(
       'div',
