@@ -488,10 +488,21 @@ fn web_files_are_browsed_uploaded_and_a_tasks_output_opened_with_hostile_names_i
             "{path}: no allowed write of ana's: {w:?}"
         );
     }
-    // The refused upload is recorded as refused.
-    let big = file_opens(&leaves, "ana", "reports/too-big.bin");
+    // The refused upload is recorded as refused, by its rule, and nothing was written.
+    let big: Vec<&Value> = leaves
+        .iter()
+        .filter(|l| {
+            l["actor"]["principal"] == "ana" && l["target"]["path"] == "reports/too-big.bin"
+        })
+        .collect();
     assert!(
-        big.iter().any(|l| l["decision"]["effect"] == "deny"),
+        big.iter().any(|l| l["kind"] == "policy.decision"
+            && l["decision"]["effect"] == "deny"
+            && l["data"]["refusal"]["access"] == "file.write"),
+        "{big:?}"
+    );
+    assert!(
+        !big.iter().any(|l| l["decision"]["effect"] == "allow"),
         "{big:?}"
     );
     // The download of the hostile file and of the task's report are ana's reads.

@@ -36,8 +36,9 @@ function size(n) {
 export function uploadProblem(status, detail, file) {
   if (status === 413) {
     const m = /limit of (\d+) bytes/.exec(detail || '');
-    const limit = m ? ` The server takes files up to ${size(Number(m[1]))}.` : '';
-    return `“${file.name}” is too large to upload (${size(file.size)}).${limit} Nothing of it was kept.`;
+    const exact = (n) => `${size(n)}, ${Number(n).toLocaleString()} bytes`;
+    const limit = m ? ` The server takes files up to ${exact(Number(m[1]))}.` : '';
+    return `“${file.name}” is too large to upload (${exact(file.size)}).${limit} Nothing of it was kept.`;
   }
   if (status === 403) return `“${file.name}” was not uploaded: ${detail}`;
   return `“${file.name}” was not uploaded: ${detail || `HTTP ${status}`}`;

@@ -187,6 +187,7 @@ export function render(main, id) {
   let poll = null;
   let workspace = null;
   let shownState = null;
+  let pausedSeen = false;
 
   const startFollowing = () => {
     const after = follower ? follower.last() : 0;
@@ -203,7 +204,10 @@ export function render(main, id) {
     show(controlProblem);
     try {
       await api('POST', `/api/v1/sessions/${sid}/${what}`);
-      if (what === 'resume' && !left) startFollowing();
+      if (what === 'resume' && !left) {
+        pausedSeen = false;
+        startFollowing();
+      }
     } catch (err) {
       show(controlProblem, `${what === 'stop' ? 'Not stopped' : 'Not continued'}: ${err.message}`);
     }
@@ -237,8 +241,15 @@ export function render(main, id) {
     if (left) return;
     workspace = s.workspace;
     drawControls(s);
-    // Continued elsewhere (another device): follow on from what is shown.
-    if (['starting', 'running', 'waiting_approval'].includes(s.state) && follower && follower.ended()) startFollowing();
+    // Continued elsewhere (another device): once its stream ended and it was
+    // seen paused, a running state means it goes on; follow on from what is
+    // shown. (Right after an end the store may still say running.)
+    const streamOver = follower && follower.ended();
+    if (s.state === 'paused' && streamOver) pausedSeen = true;
+    if (['starting', 'running', 'waiting_approval'].includes(s.state) && streamOver && pausedSeen) {
+      pausedSeen = false;
+      startFollowing();
+    }
     if (s.state === 'ended' || s.state === 'paused' || s.state === 'failed') loadOutputs();
   }
 
