@@ -45,7 +45,7 @@ function createForm(onCreated) {
     'form',
     { class: 'card', 'aria-labelledby': 'sch-new-title', novalidate: true },
     h('h2', { id: 'sch-new-title' }, 'New schedule'),
-    FIELDS.map((k) => f[k].el),
+    FIELDS.flatMap((k) => f[k].el),
     h('button', { type: 'submit' }, 'Create'),
     problem,
   );
