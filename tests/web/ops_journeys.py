@@ -277,7 +277,7 @@ def journey_oidc(browser):
     p.get_by_role("button", name="Continue").click()
     p.wait_for_url(f"{BASE}/#/sessions", timeout=LONG)
     expect(p.get_by_test_id("who")).to_contain_text(account, timeout=LONG)
-    expect(p.get_by_role("heading", name="Sessions", exact=True)).to_be_visible()
+    expect(p.get_by_role("heading", name="Sessions", exact=True, level=1)).to_be_visible()
     me = v.ctx.request.get(f"{BASE}/api/v1/me").json()
     assert me["user"] == account and me["method"] == "oidc", me
     # The browser session works for what changes something too (CSRF cookie).
