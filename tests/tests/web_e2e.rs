@@ -430,7 +430,9 @@ fn file_opens<'a>(leaves: &'a [Value], who: &str, path: &str) -> Vec<&'a Value> 
 
 #[test]
 fn web_files_are_browsed_uploaded_and_a_tasks_output_opened_with_hostile_names_inert() {
-    if !sandbox_available("web_files_are_browsed_uploaded_and_a_tasks_output_opened_with_hostile_names_inert") {
+    if !sandbox_available(
+        "web_files_are_browsed_uploaded_and_a_tasks_output_opened_with_hostile_names_inert",
+    ) {
         return;
     }
     let toml = format!("max_upload_bytes = {UPLOAD_LIMIT}");
@@ -511,13 +513,19 @@ fn web_files_are_browsed_uploaded_and_a_tasks_output_opened_with_hostile_names_i
         .into_iter()
         .filter(|l| l["session"]["id"] != session.as_str())
         .collect();
-    assert!(!report_reads.is_empty(), "the report's download is recorded");
+    assert!(
+        !report_reads.is_empty(),
+        "the report's download is recorded"
+    );
     // The outputs the page listed are the session's recorded write.
     let outputs: Vec<&Value> = server_support::server_decisions(&leaves, "session.view")
         .into_iter()
         .filter(|l| l["data"]["outputs"] == true && l["data"]["session"] == session.as_str())
         .collect();
-    assert!(!outputs.is_empty(), "the outputs view is a session.view decision");
+    assert!(
+        !outputs.is_empty(),
+        "the outputs view is a session.view decision"
+    );
     srv.verify();
 }
 
@@ -538,7 +546,11 @@ fn web_a_session_is_stopped_and_continued_from_another_device() {
     );
     srv.mock.push(
         Turn::new()
-            .tool_use("f", "final_answer", json!({"answer": "finished after continuing"}))
+            .tool_use(
+                "f",
+                "final_answer",
+                json!({"answer": "finished after continuing"}),
+            )
             .into(),
     );
     let facts = ops_journey(&srv, "stop_continue", &[]);
@@ -564,7 +576,8 @@ fn web_a_session_is_stopped_and_continued_from_another_device() {
 
 #[test]
 fn web_schedules_are_created_paused_and_inspected_and_a_bad_cron_is_named() {
-    if !sandbox_available("web_schedules_are_created_paused_and_inspected_and_a_bad_cron_is_named") {
+    if !sandbox_available("web_schedules_are_created_paused_and_inspected_and_a_bad_cron_is_named")
+    {
         return;
     }
     let srv = ops_server("", "", "127.0.0.1:0");
@@ -603,7 +616,10 @@ fn web_schedules_are_created_paused_and_inspected_and_a_bad_cron_is_named() {
             .unwrap()
     });
     assert_eq!(s["paused"]["by"], "ana", "{s}");
-    assert!(s.get("next_run").is_none(), "a paused schedule has no next run: {s}");
+    assert!(
+        s.get("next_run").is_none(),
+        "a paused schedule has no next run: {s}"
+    );
     let mut srv = srv;
     srv.stop();
     let leaves = srv.leaves();
@@ -613,7 +629,11 @@ fn web_schedules_are_created_paused_and_inspected_and_a_bad_cron_is_named() {
         .filter_map(|l| l["data"]["change"].as_str())
         .filter(|c| *c != "none")
         .collect();
-    assert_eq!(changes, ["create", "pause", "unpause", "pause"], "each change recorded");
+    assert_eq!(
+        changes,
+        ["create", "pause", "unpause", "pause"],
+        "each change recorded"
+    );
     // Only the valid schedule was created: the refused ones left no schedule.
     let creates = server_support::server_decisions(&leaves, "schedule.manage")
         .into_iter()
@@ -658,8 +678,18 @@ fn web_the_admin_page_is_for_admins_and_says_403_to_a_member() {
     std::fs::write(
         bundle.join("tests/admin.json"),
         serde_json::to_string_pretty(&json!([
-            case("ana reads a receipt", "receipts/03.pdf", "allow", &["finance.read-receipts"]),
-            case("wrong on purpose: ana reads HR", "hr/salaries.csv", "allow", &[]),
+            case(
+                "ana reads a receipt",
+                "receipts/03.pdf",
+                "allow",
+                &["finance.read-receipts"]
+            ),
+            case(
+                "wrong on purpose: ana reads HR",
+                "hr/salaries.csv",
+                "allow",
+                &[]
+            ),
         ]))
         .unwrap(),
     )
@@ -669,7 +699,10 @@ fn web_the_admin_page_is_for_admins_and_says_403_to_a_member() {
     let (passed, failed) = policy_test_counts(&bundle);
     assert_eq!((passed, failed), (1, 1), "the bundle's tests as written");
     assert_eq!(
-        (facts["tests"]["passed"].as_u64(), facts["tests"]["failed"].as_u64()),
+        (
+            facts["tests"]["passed"].as_u64(),
+            facts["tests"]["failed"].as_u64()
+        ),
         (Some(passed), Some(failed)),
         "the page's test status is `stele policy test`'s"
     );
@@ -682,13 +715,19 @@ fn web_the_admin_page_is_for_admins_and_says_403_to_a_member() {
         .filter_map(|l| l["data"]["admin"].as_str())
         .collect();
     for what in ["users", "workspaces", "policy", "health"] {
-        assert!(allowed.contains(&what), "ada's {what} read is recorded: {allowed:?}");
+        assert!(
+            allowed.contains(&what),
+            "ada's {what} read is recorded: {allowed:?}"
+        );
     }
     let refused = admin
         .iter()
         .filter(|l| l["actor"]["principal"] == "ana" && l["decision"]["effect"] == "deny")
         .count();
-    assert!(refused >= 8, "the page's and the API's refusals of ana are recorded ({refused})");
+    assert!(
+        refused >= 8,
+        "the page's and the API's refusals of ana are recorded ({refused})"
+    );
     // The digest the page showed is the one in every decision of this server.
     assert!(admin
         .iter()

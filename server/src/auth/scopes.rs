@@ -152,7 +152,10 @@ mod tests {
             assert_eq!(required(&Method::POST, p), Some(Scope::Run), "{p}");
         }
         assert_eq!(required(&Method::POST, "/api/v1/logout"), None);
-        for p in ["/api/v1/schedules/s-1/pause", "/api/v1/schedules/s-1/unpause"] {
+        for p in [
+            "/api/v1/schedules/s-1/pause",
+            "/api/v1/schedules/s-1/unpause",
+        ] {
             assert_eq!(required(&Method::POST, p), Some(Scope::Run), "{p}");
         }
         for p in [

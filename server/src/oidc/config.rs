@@ -47,8 +47,10 @@ impl OidcConfig {
             url::Url::parse(&self.issuer)
                 .ok()
                 .and_then(|u| {
-                    u.host_str()
-                        .map(|h| u.port().map_or_else(|| h.to_string(), |p| format!("{h}:{p}")))
+                    u.host_str().map(|h| {
+                        u.port()
+                            .map_or_else(|| h.to_string(), |p| format!("{h}:{p}"))
+                    })
                 })
                 .unwrap_or_else(|| self.issuer.clone())
         })

@@ -347,7 +347,10 @@ pub async fn health(
     admit(&state, &who, "health").await?;
     let (ready, problem) = match state.store.user("").await {
         Ok(_) => (true, None),
-        Err(e) => (false, Some(format!("the server store does not answer: {e}"))),
+        Err(e) => (
+            false,
+            Some(format!("the server store does not answer: {e}")),
+        ),
     };
     let log = state.log.clone();
     let (entries, bytes) = blocking(move || {

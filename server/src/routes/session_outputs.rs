@@ -64,7 +64,9 @@ fn written(log: &stele_audit::AuditLog, id: &str) -> Result<Vec<SessionOutput>, 
         return Ok(Vec::new());
     };
     let from = row.first.unwrap_or(0);
-    let to = row.last.map_or_else(|| store.size(), |l| Ok(l.saturating_add(1)))?;
+    let to = row
+        .last
+        .map_or_else(|| store.size(), |l| Ok(l.saturating_add(1)))?;
     let mut intents: BTreeMap<u64, String> = BTreeMap::new();
     let mut done: Vec<SessionOutput> = Vec::new();
     let mut scratch = Vec::new();
@@ -80,7 +82,10 @@ fn written(log: &stele_audit::AuditLog, id: &str) -> Result<Vec<SessionOutput>, 
                 }
             }
             EventKind::FileClose => {
-                let ok = leaf.outcome.as_ref().is_some_and(|o| o.status == Status::Ok);
+                let ok = leaf
+                    .outcome
+                    .as_ref()
+                    .is_some_and(|o| o.status == Status::Ok);
                 let intent = leaf.refs.as_ref().map(|r| r.intent_seq);
                 if let (true, Some(path)) = (ok, intent.and_then(|i| intents.remove(&i))) {
                     let data = leaf.data.as_ref();
