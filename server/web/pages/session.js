@@ -242,11 +242,12 @@ export function render(main, id) {
     workspace = s.workspace;
     drawControls(s);
     // Continued elsewhere (another device): once its stream ended and it was
-    // seen paused, a running state means it goes on; follow on from what is
-    // shown. (Right after an end the store may still say running.)
+    // seen paused, any other state means it went on (it may even have ended
+    // again between two looks); follow on from what is shown. (Right after
+    // an end the store may still say running: that is not a continuation.)
     const streamOver = follower && follower.ended();
     if (s.state === 'paused' && streamOver) pausedSeen = true;
-    if (['starting', 'running', 'waiting_approval'].includes(s.state) && streamOver && pausedSeen) {
+    if (s.state !== 'paused' && streamOver && pausedSeen) {
       pausedSeen = false;
       startFollowing();
     }
