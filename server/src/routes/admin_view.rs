@@ -211,7 +211,7 @@ pub struct AdminPolicy {
     pub tests: PolicyTests,
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(std::fs::DirEntry::file_name);
     for e in entries {
@@ -221,7 +221,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> 
         // Symbolic links are not followed: only the bundle's own files.
         let t = e.file_type()?;
         if t.is_dir() {
-            walk(root, &e.path(), out)?;
+            walk(&e.path(), out)?;
         } else if t.is_file() {
             out.push(e.path());
         }
@@ -235,7 +235,7 @@ fn policy_files(root: &Path) -> Result<Vec<PolicyFile>, ServerError> {
         move |source| ServerError::Io { what, source }
     };
     let mut paths = Vec::new();
-    walk(root, root, &mut paths).map_err(io(root))?;
+    walk(root, &mut paths).map_err(io(root))?;
     paths
         .into_iter()
         .map(|p| {
