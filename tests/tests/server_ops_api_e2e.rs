@@ -336,6 +336,46 @@ fn a_sessions_outputs_are_the_writes_its_log_records_and_only_its_viewers_see_th
             let (s, p) = call(&srv, t, "GET", &path, None).await;
             assert_eq!(s, 403, "{p}");
         }
+        // Another session's write is its own output, never this one's.
+        srv.mock.push(
+            Turn::new()
+                .tool_use(
+                    "g",
+                    "file_write",
+                    json!({"path": "reports/c.txt", "content": "c\n"}),
+                )
+                .into(),
+        );
+        srv.mock.push(
+            Turn::new()
+                .tool_use("h", "final_answer", json!({"answer": "c"}))
+                .into(),
+        );
+        let (_, other) = call(
+            &srv,
+            &alice,
+            "POST",
+            "/api/v1/sessions",
+            Some(json!({"workspace": "books", "task": "write c"})),
+        )
+        .await;
+        let other = other["id"].as_str().unwrap().to_string();
+        wait_ended(&srv, &alice, &other).await;
+        let (_, o2) = call(
+            &srv,
+            &alice,
+            "GET",
+            &format!("/api/v1/sessions/{other}/outputs"),
+            None,
+        )
+        .await;
+        assert_eq!(o2["files"].as_array().unwrap().len(), 1, "{o2}");
+        assert_eq!(o2["files"][0]["path"], "reports/c.txt", "{o2}");
+        let (_, again) = call(&srv, &alice, "GET", &path, None).await;
+        assert_eq!(
+            again["files"], o["files"],
+            "the first session's outputs did not change"
+        );
         assert_eq!(
             call(&srv, &alice, "GET", "/api/v1/sessions/s-nope/outputs", None)
                 .await
@@ -357,7 +397,7 @@ fn a_sessions_outputs_are_the_writes_its_log_records_and_only_its_viewers_see_th
         .collect();
     assert_eq!(
         views.len(),
-        4,
+        5,
         "each look at the outputs is decided and recorded"
     );
     srv.verify();
@@ -384,5 +424,87 @@ fn sign_in_methods_are_public_and_me_is_the_credentials_own() {
         );
         let r = srv.http.get(srv.url("/api/v1/me")).send().await.unwrap();
         assert_eq!(r.status(), 401);
+    });
+}
+
+/// The new state-changing routes are guarded like every other: a browser
+/// session's request without its CSRF token (what a forged cross-site
+/// request carries: the cookies, by themselves) is refused and changes
+/// nothing; with it, it works.
+#[test]
+fn pausing_from_a_browser_session_needs_its_csrf_token() {
+    use std::io::Write as _;
+    let srv = Server::start("", "");
+    let password = "a long passphrase for pat";
+    let mut c = std::process::Command::new(stele_tests::stele_bin())
+        .args([
+            "user", "add", "pat", "--team", "finance", "--role", "member",
+        ])
+        .args(["--password-stdin", "--config"])
+        .arg(&srv.config)
+        .env("STELE_STATE_DIR", &srv.s.state)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
+    assert!(c.wait().unwrap().success());
+    let alice = srv.token("alice");
+    runtime().block_on(async {
+        let (_, created) = call(
+            &srv,
+            &alice,
+            "POST",
+            "/api/v1/schedules",
+            Some(new_schedule()),
+        )
+        .await;
+        let id = created["id"].as_str().unwrap().to_string();
+        let b = server_support::oidc::browser();
+        let r = b
+            .post(srv.url("/api/v1/login/browser"))
+            .json(&json!({"user": "pat", "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", srv.stderr());
+        let csrf = r.json::<Value>().await.unwrap()["csrf_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for what in ["pause", "unpause"] {
+            let url = srv.url(&format!("/api/v1/schedules/{id}/{what}"));
+            for bad in [None, Some("stl_wrong")] {
+                let mut r = b.post(&url);
+                if let Some(t) = bad {
+                    r = r.header("x-csrf-token", t);
+                }
+                let r = r.send().await.unwrap();
+                assert_eq!(r.status(), 403, "{what} with {bad:?}");
+                let (_, s) = call(
+                    &srv,
+                    &alice,
+                    "GET",
+                    &format!("/api/v1/schedules/{id}"),
+                    None,
+                )
+                .await;
+                assert_eq!(
+                    s["paused"].is_object(),
+                    what == "unpause",
+                    "{what} with {bad:?} changed it: {s}"
+                );
+            }
+            let r = b
+                .post(&url)
+                .header("x-csrf-token", &csrf)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{what} with the token");
+        }
     });
 }
