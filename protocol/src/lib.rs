@@ -22,6 +22,6 @@ pub use approval::{ApprovalAnswer, ApprovalList, ApprovalOutcome, ApprovalReques
 pub use event::{DecisionEvent, SessionEvent, StopAction, ToolStatus};
 pub use problem::{Problem, PROBLEM_JSON};
 pub use schedule::{
-    CatchUp, NewSchedule, RunOutcome, Schedule, ScheduleList, ScheduleRun, ScheduleRunList,
-    UnattendedApprove,
+    CatchUp, NewSchedule, RunOutcome, Schedule, ScheduleList, SchedulePaused, ScheduleRun,
+    ScheduleRunList, UnattendedApprove,
 };

@@ -71,9 +71,22 @@ pub struct Schedule {
     pub spec: NewSchedule,
     /// Created (RFC 3339).
     pub created: String,
-    /// The next run (RFC 3339), if there is one.
+    /// The next run (RFC 3339), if there is one (none while paused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_run: Option<String>,
+    /// Who paused it and when; a paused schedule does not run until unpaused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<SchedulePaused>,
+}
+
+/// A schedule's pause (`POST /api/v1/schedules/{id}/pause`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SchedulePaused {
+    /// Who paused it.
+    pub by: String,
+    /// When (RFC 3339).
+    pub at: String,
 }
 
 /// `GET /api/v1/schedules`: the schedules the caller may see.

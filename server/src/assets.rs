@@ -39,6 +39,9 @@ static ASSETS: &[Asset] = assets![
     "pages/review.js",
     "pages/review_download.js",
     "pages/timeline.js",
+    "pages/files.js",
+    "pages/schedules.js",
+    "pages/admin.js",
 ];
 
 /// What `{{VERSION}}` in `index.html` becomes: the start of the digest of all files.

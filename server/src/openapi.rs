@@ -13,8 +13,9 @@ use utoipa::openapi::{Content, OpenApi as Document, Ref};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    approvals, audit, audit_desk, audit_evidence, events, health, holds, login, login_link, oidc,
-    schedules, session_control, sessions, workspaces,
+    admin_view, approvals, audit, audit_desk, audit_evidence, events, health, holds, login,
+    login_link, login_methods, oidc, schedule_pause, schedules, session_control, session_outputs,
+    sessions, workspaces,
 };
 
 /// The document's definition: every route of [`crate::routes::router`].
@@ -64,6 +65,15 @@ use crate::routes::{
         schedules::get_one,
         schedules::delete,
         schedules::runs,
+        login_methods::methods,
+        login_methods::me,
+        session_outputs::outputs,
+        schedule_pause::pause,
+        schedule_pause::unpause,
+        admin_view::users,
+        admin_view::workspaces,
+        admin_view::policy,
+        admin_view::health,
         openapi_json,
     ),
     components(schemas(stele_protocol::Problem)),
@@ -76,6 +86,7 @@ use crate::routes::{
         (name = "workspaces", description = "Workspaces and their files, read and written through the gate"),
         (name = "audit", description = "The audit log: entries, verification, exports, holds"),
         (name = "schedules", description = "Scheduled tasks and their runs"),
+        (name = "admin", description = "The admin page's read-only views (the `admin` decision)"),
         (name = "api", description = "This description"),
     )
 )]

@@ -15,7 +15,7 @@ export class ApiError extends Error {
 }
 
 /** The CSRF token: the readable `stele_csrf` cookie (or `__Host-stele_csrf` under TLS), else the login's. */
-function csrfToken() {
+export function csrfToken() {
   for (const part of document.cookie.split(';')) {
     const [k, ...v] = part.trim().split('=');
     if (k === 'stele_csrf' || k === '__Host-stele_csrf') return decodeURIComponent(v.join('='));
@@ -79,4 +79,14 @@ export async function logout() {
   } finally {
     forget();
   }
+}
+
+/**
+ * Who the browser session is, from the server (`GET /api/v1/me`): after an
+ * OIDC or login-link sign-in (a redirect, no body) or in a new tab.
+ */
+export async function whoami() {
+  const who = await api('GET', '/api/v1/me');
+  sessionStorage.setItem(ME, JSON.stringify({ user: who.user, teams: who.teams, role: who.role }));
+  return who;
 }

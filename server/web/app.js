@@ -2,13 +2,16 @@
 // the fragment (#/sessions, #/session/ID, #/approvals, #/review, #/review/ID, #/login), so the
 // server serves one page at `/`; each page's code is pages/<name>.js.
 import { h, show } from './dom.js';
-import { me, logout } from './api.js';
+import { me, logout, whoami } from './api.js';
 import * as loginPage from './pages/login.js';
 import * as sessionsPage from './pages/sessions.js';
 import * as sessionPage from './pages/session.js';
 import * as approvalsPage from './pages/approvals.js';
 import * as reviewPage from './pages/review.js';
 import * as timelinePage from './pages/timeline.js';
+import * as filesPage from './pages/files.js';
+import * as schedulesPage from './pages/schedules.js';
+import * as adminPage from './pages/admin.js';
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
@@ -27,6 +30,12 @@ function route() {
       return [approvalsPage, null, 'approvals'];
     case 'review':
       return arg ? [timelinePage, arg, 'review'] : [reviewPage, null, 'review'];
+    case 'files':
+      return [filesPage, arg, 'files'];
+    case 'schedules':
+      return [schedulesPage, arg, 'schedules'];
+    case 'admin':
+      return [adminPage, arg, 'admin'];
     default:
       return [sessionsPage, null, 'sessions'];
   }
@@ -45,6 +54,9 @@ function drawNav(current) {
     link('#/sessions', 'Sessions', 'sessions'),
     link('#/approvals', 'Approvals', 'approvals'),
     link('#/review', 'Review', 'review'),
+    link('#/files', 'Files', 'files'),
+    link('#/schedules', 'Schedules', 'schedules'),
+    who && who.role === 'admin' ? link('#/admin', 'Admin', 'admin') : null,
     who ? h('span', { class: 'who', 'data-testid': 'who' }, `${who.user} (${who.role})`) : null,
     h(
       'button',
@@ -68,6 +80,12 @@ function render() {
   }
   const [page, arg, key] = route();
   drawNav(key);
+  // Signed in by a redirect (OIDC, a login link) or in a new tab: ask who.
+  if (!me() && key !== 'login') {
+    whoami()
+      .then(() => drawNav(key))
+      .catch(() => {});
+  }
   show(main);
   leave = page.render(main, arg) || null;
   main.focus({ preventScroll: true });

@@ -8,10 +8,13 @@
 
 /**
  * Follow session `id`: `onEvent(event, n)` once per event in order,
- * `onState('live' | 'reconnecting' | 'ended')`. Returns `{close()}`.
+ * `onState('live' | 'reconnecting' | 'ended')`; from event number `after`
+ * on (a continued session's page follows on from what it shows). Returns
+ * `{close(), last(), ended()}`.
  */
-export function follow(id, onEvent, onState) {
-  let last = 0;
+export function follow(id, onEvent, onState, after = 0) {
+  let last = after;
+  let ended = false;
   let es = null;
   let closed = false;
   let wait = 500;
@@ -44,6 +47,7 @@ export function follow(id, onEvent, onState) {
       onEvent(ev, n);
       if (ev.event === 'end') {
         closed = true;
+        ended = true;
         es.close();
         window.removeEventListener('offline', offline);
         window.removeEventListener('online', online);
@@ -80,5 +84,6 @@ export function follow(id, onEvent, onState) {
       window.removeEventListener('online', online);
     },
     last: () => last,
+    ended: () => ended,
   };
 }

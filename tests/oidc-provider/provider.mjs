@@ -12,6 +12,10 @@
 // requested scopes; everything else (authorization, PKCE, codes, tokens,
 // ID token signing, JWKS, discovery) is oidc-provider's own code.
 //
+// `GET /__test/form?on=1` makes the interaction a real sign-in form instead
+// (an "Account" field and a "Continue" button, posted back to the same
+// interaction URL) for the web app's browser journey; `on=0` scripts it again.
+//
 // To test that stele refuses bad ID tokens, `GET /__test/tamper?mode=M`
 // rewrites the ID token of the next token responses (until `mode=off`):
 // `altered` (a claim changed, signature kept), `forged` (signed by a key
@@ -41,6 +45,7 @@ const jwk = { ...(await exportJWK(privateKey)), kid, alg: 'RS256', use: 'sig' };
 const attacker = (await generateKeyPair('RS256', { extractable: true })).privateKey;
 
 let nextAccount = 'alice';
+let formMode = false;
 let tamper = 'off';
 let jwksFetches = 0;
 
@@ -123,6 +128,34 @@ server.on('request', async (req, res) => {
     if (url.pathname === '/__test/next') {
       nextAccount = url.searchParams.get('account') ?? 'alice';
       res.end('ok');
+    } else if (url.pathname === '/__test/form') {
+      formMode = url.searchParams.get('on') === '1';
+      res.end('ok');
+    } else if (url.pathname.startsWith('/interaction/') && formMode && req.method === 'GET') {
+      // The sign-in form a person fills in (the web journey drives it).
+      await provider.interactionDetails(req, res);
+      res.setHeader('content-type', 'text/html; charset=utf-8');
+      res.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Test IdP sign-in</title></head>
+<body><h1>Test IdP</h1><form method="post" action="${url.pathname}">
+<label for="account">Account</label> <input id="account" name="account" autocomplete="username">
+<button type="submit">Continue</button></form></body></html>`);
+    } else if (url.pathname.startsWith('/interaction/') && formMode && req.method === 'POST') {
+      const body = await new Promise((resolve) => {
+        let b = '';
+        req.on('data', (c) => (b += c));
+        req.on('end', () => resolve(b));
+      });
+      const account = new URLSearchParams(body).get('account') || '';
+      const details = await provider.interactionDetails(req, res);
+      const grant = new provider.Grant({ accountId: account, clientId: details.params.client_id });
+      grant.addOIDCScope(details.params.scope);
+      const grantId = await grant.save();
+      await provider.interactionFinished(
+        req,
+        res,
+        { login: { accountId: account }, consent: { grantId } },
+        { mergeWithLastSubmission: false },
+      );
     } else if (url.pathname === '/__test/tamper') {
       tamper = url.searchParams.get('mode') ?? 'off';
       res.end('ok');

@@ -489,3 +489,424 @@ fn web_a_reviewer_filters_reads_the_timeline_verifies_and_takes_the_evidence_awa
     assert!(refused.len() >= 3, "{refused:?}");
     srv.verify();
 }
+// ---- The operations journeys (tests/web/ops_journeys.py): files, stop and
+// continue, schedules, the admin page, OIDC sign-in.
+
+/// Finance may also read reports/ (to read an upload and to download a task's report).
+const READ_REPORTS: &str = r#"
+@id("test.read-reports")
+permit (principal in Team::"finance", action == Action::"file.read", resource is File)
+when { resource.path like "reports/*" };
+"#;
+
+/// The limit of one upload in the files journey.
+const UPLOAD_LIMIT: u64 = 64 * 1024;
+
+/// As [`web_server`], with `server_toml` in `[server]`, listening on
+/// `listen`, and an admin `ada` (finance) too.
+fn ops_server(extra: &str, server_toml: &str, listen: &str) -> Server {
+    let mut srv = Server::start_on(extra, server_toml, listen);
+    srv.stop();
+    let members = srv.dir.path().join("policy/members.toml");
+    let mut m = std::fs::read_to_string(&members).unwrap();
+    m.push_str("ana = [\"finance\"]\nabe = [\"finance\"]\nolga = [\"ops\"]\nada = [\"finance\"]\n");
+    std::fs::write(&members, m).unwrap();
+    for (name, team, role) in [
+        ("ana", "finance", "member"),
+        ("abe", "finance", "approver"),
+        ("olga", "ops", "member"),
+        ("ada", "finance", "admin"),
+    ] {
+        add_account(&srv, name, team, role);
+    }
+    srv.spawn();
+    srv
+}
+
+/// Run `journey` of tests/web/ops_journeys.py with `env`; its facts.
+fn ops_journey(srv: &Server, journey: &str, env: &[(&str, String)]) -> Value {
+    let py = browser_python();
+    let shots = repo().join("docs/images");
+    std::fs::create_dir_all(&shots).unwrap();
+    let o = Command::new(py)
+        .arg(repo().join("tests/web/ops_journeys.py"))
+        .arg(journey)
+        .env("STELE_WEB_BASE", &srv.base)
+        .env("STELE_WEB_PASSWORD", PASSWORD)
+        .env("STELE_WEB_SHOTS", &shots)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "journey {journey} failed:\n{out}\n{}\n--- server ---\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        srv.stderr()
+    );
+    serde_json::from_str(out.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("journey {journey}: no facts line ({e}):\n{out}"))
+}
+
+/// The `file.open` entries of `who` on `path` (the person's or the agent's file accesses).
+fn file_opens<'a>(leaves: &'a [Value], who: &str, path: &str) -> Vec<&'a Value> {
+    leaves
+        .iter()
+        .filter(|l| {
+            l["kind"] == "file.open"
+                && l["actor"]["principal"] == who
+                && l["target"]["path"] == path
+        })
+        .collect()
+}
+
+#[test]
+fn web_files_are_browsed_uploaded_and_a_tasks_output_opened_with_hostile_names_inert() {
+    if !sandbox_available(
+        "web_files_are_browsed_uploaded_and_a_tasks_output_opened_with_hostile_names_inert",
+    ) {
+        return;
+    }
+    let toml = format!("max_upload_bytes = {UPLOAD_LIMIT}");
+    let mut srv = ops_server(READ_REPORTS, &toml, "127.0.0.1:0");
+    // Hostile names already in the workspace: markup with a right-to-left
+    // override (listed, shown as text), and a terminal escape (not listable).
+    let hostile = format!("{XSS}\u{202e}gpj.txt");
+    std::fs::write(srv.ws.join("receipts").join(&hostile), "hostile\n").unwrap();
+    std::fs::write(srv.ws.join("receipts/\u{1b}[31mred.txt"), "red\n").unwrap();
+    srv.mock.push(
+        Turn::new()
+            .tool_use("r", "file_read", json!({"path": "reports/data.csv"}))
+            .into(),
+    );
+    srv.mock.push(
+        Turn::new()
+            .tool_use(
+                "w",
+                "file_write",
+                json!({"path": "reports/summary.txt", "content": "november total: 1200\n"}),
+            )
+            .into(),
+    );
+    srv.mock.push(
+        Turn::new()
+            .tool_use("f", "final_answer", json!({"answer": "written"}))
+            .into(),
+    );
+    let facts = ops_journey(
+        &srv,
+        "files",
+        &[
+            ("STELE_WEB_HOSTILE", hostile.clone()),
+            ("STELE_WEB_UPLOAD_LIMIT", UPLOAD_LIMIT.to_string()),
+        ],
+    );
+    let session = facts["session"].as_str().unwrap().to_string();
+    // What was uploaded is there byte for byte; what was over the limit is not.
+    assert_eq!(
+        std::fs::read(srv.ws.join("reports/data.csv")).unwrap(),
+        b"month,total\nnov,1200\n"
+    );
+    assert_eq!(
+        std::fs::read(srv.ws.join(format!("reports/{XSS}.txt"))).unwrap(),
+        b"inert\n"
+    );
+    assert!(!srv.ws.join("reports/too-big.bin").exists());
+    srv.stop();
+    let leaves = srv.leaves();
+    // Each upload is ana's own file write, decided and recorded.
+    for path in ["reports/data.csv".to_string(), format!("reports/{XSS}.txt")] {
+        let w = file_opens(&leaves, "ana", &path);
+        assert!(
+            w.iter().any(|l| l["decision"]["effect"] == "allow"),
+            "{path}: no allowed write of ana's: {w:?}"
+        );
+    }
+    // The refused upload is recorded as refused, by its rule, and nothing was written.
+    let big: Vec<&Value> = leaves
+        .iter()
+        .filter(|l| {
+            l["actor"]["principal"] == "ana" && l["target"]["path"] == "reports/too-big.bin"
+        })
+        .collect();
+    assert!(
+        big.iter().any(|l| l["kind"] == "policy.decision"
+            && l["decision"]["effect"] == "deny"
+            && l["data"]["refusal"]["access"] == "file.write"),
+        "{big:?}"
+    );
+    assert!(
+        !big.iter().any(|l| l["decision"]["effect"] == "allow"),
+        "{big:?}"
+    );
+    // The download of the hostile file and of the task's report are ana's reads.
+    assert!(!file_opens(&leaves, "ana", &format!("receipts/{hostile}")).is_empty());
+    let report_reads: Vec<&Value> = file_opens(&leaves, "ana", "reports/summary.txt")
+        .into_iter()
+        .filter(|l| l["session"]["id"] != session.as_str())
+        .collect();
+    assert!(
+        !report_reads.is_empty(),
+        "the report's download is recorded"
+    );
+    // The outputs the page listed are the session's recorded write.
+    let outputs: Vec<&Value> = server_support::server_decisions(&leaves, "session.view")
+        .into_iter()
+        .filter(|l| l["data"]["outputs"] == true && l["data"]["session"] == session.as_str())
+        .collect();
+    assert!(
+        !outputs.is_empty(),
+        "the outputs view is a session.view decision"
+    );
+    srv.verify();
+}
+
+#[test]
+fn web_a_session_is_stopped_and_continued_from_another_device() {
+    if !sandbox_available("web_a_session_is_stopped_and_continued_from_another_device") {
+        return;
+    }
+    let mut srv = ops_server("", "", "127.0.0.1:0");
+    srv.mock.push(
+        Turn::new()
+            .tool_use(
+                "x",
+                "exec",
+                json!({"argv": ["python3", "-c", "import time; time.sleep(6); print('slow step done')"]}),
+            )
+            .into(),
+    );
+    srv.mock.push(
+        Turn::new()
+            .tool_use(
+                "f",
+                "final_answer",
+                json!({"answer": "finished after continuing"}),
+            )
+            .into(),
+    );
+    let facts = ops_journey(&srv, "stop_continue", &[]);
+    let session = facts["session"].as_str().unwrap();
+    srv.stop();
+    let leaves = srv.leaves();
+    let stops: Vec<&Value> = server_support::server_decisions(&leaves, "session.approve")
+        .into_iter()
+        .filter(|l| l["data"]["stop"] == session && l["decision"]["effect"] == "allow")
+        .collect();
+    assert_eq!(stops.len(), 1, "one stop, by ana");
+    assert_eq!(stops[0]["actor"]["principal"], "ana");
+    let resumes: Vec<&Value> = server_support::server_decisions(&leaves, "session.approve")
+        .into_iter()
+        .filter(|l| l["data"]["resume"] == session && l["decision"]["effect"] == "allow")
+        .collect();
+    assert_eq!(resumes.len(), 1, "one continue, from the second device");
+    // The slow step ran once: stopping did not run it again, continuing did not either.
+    let execs: Vec<&Value> = of_kind(&leaves, session, "exec.start");
+    assert_eq!(execs.len(), 1, "{execs:?}");
+    srv.verify();
+}
+
+#[test]
+fn web_schedules_are_created_paused_and_inspected_and_a_bad_cron_is_named() {
+    if !sandbox_available("web_schedules_are_created_paused_and_inspected_and_a_bad_cron_is_named")
+    {
+        return;
+    }
+    let srv = ops_server("", "", "127.0.0.1:0");
+    // Each run holds a few seconds (so runs due meanwhile are skipped), then finishes.
+    srv.mock.respond_with(|r| {
+        if r.text().contains("tool_result") {
+            Turn::new()
+                .tool_use("f", "final_answer", json!({"answer": "tick done"}))
+                .into()
+        } else {
+            Turn::new()
+                .tool_use(
+                    "x",
+                    "exec",
+                    json!({"argv": ["python3", "-c", "import time; time.sleep(3)"]}),
+                )
+                .into()
+        }
+    });
+    let facts = ops_journey(&srv, "schedules", &[]);
+    let sid = facts["schedule"].as_str().unwrap().to_string();
+    assert!(
+        !facts["bad_cron"].as_str().unwrap().trim().is_empty(),
+        "the cron's problem is shown next to it: {facts}"
+    );
+    let token = srv.token("ana");
+    let s: Value = runtime().block_on(async {
+        srv.http
+            .get(srv.url(&format!("/api/v1/schedules/{sid}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(s["paused"]["by"], "ana", "{s}");
+    assert!(
+        s.get("next_run").is_none(),
+        "a paused schedule has no next run: {s}"
+    );
+    let mut srv = srv;
+    srv.stop();
+    let leaves = srv.leaves();
+    let changes: Vec<&str> = server_support::server_decisions(&leaves, "schedule.manage")
+        .into_iter()
+        .filter(|l| l["data"]["schedule"] == sid.as_str() && l["decision"]["effect"] == "allow")
+        .filter_map(|l| l["data"]["change"].as_str())
+        .filter(|c| *c != "none")
+        .collect();
+    assert_eq!(
+        changes,
+        ["create", "pause", "unpause", "pause"],
+        "each change recorded"
+    );
+    // Only the valid schedule was created: the refused ones left no schedule.
+    let creates = server_support::server_decisions(&leaves, "schedule.manage")
+        .into_iter()
+        .filter(|l| l["data"]["change"] == "create")
+        .count();
+    assert_eq!(creates, 1);
+    srv.verify();
+}
+
+/// `stele policy test BUNDLE`'s "N passed, M failed".
+fn policy_test_counts(bundle: &std::path::Path) -> (u64, u64) {
+    let o = Command::new(stele_tests::stele_bin())
+        .args(["policy", "test"])
+        .arg(bundle)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.ends_with(" failed"))
+        .unwrap_or_else(|| panic!("no summary line: {out}"));
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.trim_end_matches(',').parse().ok())
+        .collect();
+    (n[0], n[1])
+}
+
+#[test]
+fn web_the_admin_page_is_for_admins_and_says_403_to_a_member() {
+    let mut srv = ops_server("", "", "127.0.0.1:0");
+    // The bundle's tests: one that passes, one that fails (the page must say so).
+    srv.stop();
+    let bundle = srv.dir.path().join("policy");
+    std::fs::create_dir_all(bundle.join("tests")).unwrap();
+    let case = |name: &str, path: &str, decision: &str, reason: &[&str]| {
+        json!({"name": name, "request": {"principal": "User::\"ana\"",
+            "action": "Action::\"file.read\"", "resource": format!("File::\"{path}\""),
+            "context": {}}, "entities": [], "decision": decision, "reason": reason,
+            "num_errors": 0})
+    };
+    std::fs::write(
+        bundle.join("tests/admin.json"),
+        serde_json::to_string_pretty(&json!([
+            case(
+                "ana reads a receipt",
+                "receipts/03.pdf",
+                "allow",
+                &["finance.read-receipts"]
+            ),
+            case(
+                "wrong on purpose: ana reads HR",
+                "hr/salaries.csv",
+                "allow",
+                &[]
+            ),
+        ]))
+        .unwrap(),
+    )
+    .unwrap();
+    srv.spawn();
+    let facts = ops_journey(&srv, "admin", &[]);
+    let (passed, failed) = policy_test_counts(&bundle);
+    assert_eq!((passed, failed), (1, 1), "the bundle's tests as written");
+    assert_eq!(
+        (
+            facts["tests"]["passed"].as_u64(),
+            facts["tests"]["failed"].as_u64()
+        ),
+        (Some(passed), Some(failed)),
+        "the page's test status is `stele policy test`'s"
+    );
+    srv.stop();
+    let leaves = srv.leaves();
+    let admin = server_support::server_decisions(&leaves, "admin");
+    let allowed: Vec<&str> = admin
+        .iter()
+        .filter(|l| l["actor"]["principal"] == "ada" && l["decision"]["effect"] == "allow")
+        .filter_map(|l| l["data"]["admin"].as_str())
+        .collect();
+    for what in ["users", "workspaces", "policy", "health"] {
+        assert!(
+            allowed.contains(&what),
+            "ada's {what} read is recorded: {allowed:?}"
+        );
+    }
+    let refused = admin
+        .iter()
+        .filter(|l| l["actor"]["principal"] == "ana" && l["decision"]["effect"] == "deny")
+        .count();
+    assert!(
+        refused >= 8,
+        "the page's and the API's refusals of ana are recorded ({refused})"
+    );
+    // The digest the page showed is the one in every decision of this server.
+    assert!(admin
+        .iter()
+        .all(|l| l["decision"]["bundle"] == facts["digest"]));
+    srv.verify();
+}
+
+#[test]
+fn web_oidc_sign_in_goes_through_the_providers_form_to_the_sessions_list() {
+    use server_support::oidc::{self, Provider};
+    let port = stele_tests::siem::free_port();
+    let redirect = format!("http://127.0.0.1:{port}/api/v1/oidc/callback");
+    let op = Provider::start(oidc::CLIENT, oidc::SECRET, &redirect);
+    let dir = tempfile::tempdir().unwrap();
+    let toml = oidc::config(&op.issuer, port, dir.path(), "name = \"Test IdP\"");
+    let mut srv = ops_server("", &toml, &format!("127.0.0.1:{port}"));
+    runtime().block_on(async {
+        let r = srv
+            .http
+            .get(format!("{}/__test/form?on=1", op.issuer))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    });
+    let facts = ops_journey(&srv, "oidc", &[("STELE_WEB_OIDC_ACCOUNT", "ana".into())]);
+    assert_eq!(facts["user"], "ana");
+    assert_eq!(facts["teams"], json!(["finance"]));
+    srv.stop();
+    let leaves = srv.leaves();
+    let logins: Vec<&Value> = server_support::server_decisions(&leaves, "login")
+        .into_iter()
+        .filter(|l| l["data"]["method"] == "oidc")
+        .collect();
+    assert_eq!(logins.len(), 1, "{logins:?}");
+    assert_eq!(logins[0]["actor"]["principal"], "ana");
+    assert_eq!(logins[0]["decision"]["effect"], "allow");
+    srv.verify();
+}
+
+#[test]
+fn web_login_methods_name_the_provider_only_when_configured() {
+    let srv = Server::start("", "");
+    let (s, _, body) = fetch(&srv, "/api/v1/login/methods", None);
+    assert_eq!(s, 200);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v, json!({"password": true}), "no [oidc]: passwords only");
+    // `me` needs a credential, like every other read.
+    assert_eq!(fetch(&srv, "/api/v1/me", None).0, 401);
+}

@@ -88,10 +88,15 @@ impl std::fmt::Display for Scopes {
 
 /// The scope a request needs; None for logout (ending one's own credential).
 pub fn required(method: &Method, path: &str) -> Option<Scope> {
+    let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    // The admin views (accounts, the bundle, health) are administration,
+    // even read: a read-only token does not show them.
+    if let ["", "api", "v1", "admin", ..] = parts.as_slice() {
+        return Some(Scope::Admin);
+    }
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return Some(Scope::Read);
     }
-    let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     match (method.as_str(), parts.as_slice()) {
         ("POST", ["", "api", "v1", "logout"]) => None,
         ("POST", ["", "api", "v1", "sessions"]) => Some(Scope::Run),
@@ -101,6 +106,7 @@ pub fn required(method: &Method, path: &str) -> Option<Scope> {
         ("POST", ["", "api", "v1", "sessions", _, "resume" | "stop"]) => Some(Scope::Run),
         // A schedule starts sessions: making or removing one is `run`.
         ("POST", ["", "api", "v1", "schedules"])
+        | ("POST", ["", "api", "v1", "schedules", _, "pause" | "unpause"])
         | ("DELETE", ["", "api", "v1", "schedules", _]) => Some(Scope::Run),
         ("POST", ["", "api", "v1", "approvals", _]) => Some(Scope::Approve),
         // Legal holds are audit administration: a token needs `admin`
@@ -146,6 +152,21 @@ mod tests {
             assert_eq!(required(&Method::POST, p), Some(Scope::Run), "{p}");
         }
         assert_eq!(required(&Method::POST, "/api/v1/logout"), None);
+        for p in [
+            "/api/v1/schedules/s-1/pause",
+            "/api/v1/schedules/s-1/unpause",
+        ] {
+            assert_eq!(required(&Method::POST, p), Some(Scope::Run), "{p}");
+        }
+        for p in [
+            "/api/v1/admin/users",
+            "/api/v1/admin/policy",
+            "/api/v1/admin/health",
+            "/api/v1/admin/workspaces",
+            "/api/v1/admin",
+        ] {
+            assert_eq!(required(&Method::GET, p), Some(Scope::Admin), "{p}");
+        }
         assert_eq!(
             required(&Method::POST, "/api/v1/schedules"),
             Some(Scope::Run)
@@ -166,6 +187,8 @@ mod tests {
             (Method::POST, "/api/v1/sessions/resume"),
             (Method::POST, "/api/v1/audit/holds"),
             (Method::POST, "/api/v1/audit/holds/12/release"),
+            (Method::POST, "/api/v1/schedules/s-1/pause/now"),
+            (Method::POST, "/api/v1/schedules/pause"),
         ] {
             assert_eq!(required(&m, p), Some(Scope::Admin), "{m} {p}");
         }

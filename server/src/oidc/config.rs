@@ -27,6 +27,10 @@ pub struct OidcConfig {
     /// Seconds a started login (state, nonce, PKCE verifier) stays usable.
     #[serde(default = "default_login_timeout")]
     pub login_timeout_secs: u64,
+    /// The provider's name on the web app's sign-in page ("Sign in with
+    /// NAME") [default: the issuer's host].
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 fn default_username_claim() -> String {
@@ -37,6 +41,21 @@ fn default_login_timeout() -> u64 {
 }
 
 impl OidcConfig {
+    /// The name the sign-in page shows for the provider.
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            url::Url::parse(&self.issuer)
+                .ok()
+                .and_then(|u| {
+                    u.host_str().map(|h| {
+                        u.port()
+                            .map_or_else(|| h.to_string(), |p| format!("{h}:{p}"))
+                    })
+                })
+                .unwrap_or_else(|| self.issuer.clone())
+        })
+    }
+
     /// What is wrong with the section, naming the field.
     pub fn check(&self) -> Result<(), String> {
         let issuer =

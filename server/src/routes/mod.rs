@@ -2,6 +2,7 @@
 //! [`crate::authz`], record, and call the services; errors are RFC 9457
 //! problems.
 
+pub(crate) mod admin_view;
 pub(crate) mod approvals;
 pub(crate) mod audit;
 pub(crate) mod audit_desk;
@@ -12,9 +13,12 @@ pub(crate) mod health;
 pub(crate) mod holds;
 pub(crate) mod login;
 pub(crate) mod login_link;
+pub(crate) mod login_methods;
 pub(crate) mod oidc;
+pub(crate) mod schedule_pause;
 pub(crate) mod schedules;
 pub(crate) mod session_control;
+pub(crate) mod session_outputs;
 pub(crate) mod sessions;
 pub(crate) mod workspaces;
 
@@ -90,6 +94,23 @@ pub fn router(state: Shared) -> Router {
             get(schedules::get_one).delete(schedules::delete),
         )
         .route("/api/v1/schedules/{id}/runs", get(schedules::runs))
+        // The web app's operations (docs/web.md): sign-in methods, who am I,
+        // a session's outputs, schedule pauses, the admin page's reads.
+        .route("/api/v1/login/methods", get(login_methods::methods))
+        .route("/api/v1/me", get(login_methods::me))
+        .route(
+            "/api/v1/sessions/{id}/outputs",
+            get(session_outputs::outputs),
+        )
+        .route("/api/v1/schedules/{id}/pause", post(schedule_pause::pause))
+        .route(
+            "/api/v1/schedules/{id}/unpause",
+            post(schedule_pause::unpause),
+        )
+        .route("/api/v1/admin/users", get(admin_view::users))
+        .route("/api/v1/admin/workspaces", get(admin_view::workspaces))
+        .route("/api/v1/admin/policy", get(admin_view::policy))
+        .route("/api/v1/admin/health", get(admin_view::health))
         .route("/api/v1/openapi.json", get(crate::openapi::openapi_json))
         // The web app (docs/web.md).
         .route("/", get(crate::assets::page))

@@ -143,7 +143,8 @@ async fn account_of(state: &Shared, id: &Identity) -> Result<User, ApiError> {
         ("error" = Option<String>, Query, description = "The provider's error"),
         ("error_description" = Option<String>, Query, description = "The provider's words for it"),
     ),
-    responses((status = 303, description = "Logged in: a browser session is set and the browser sent on")))]
+    responses((status = 200, description = "Logged in: a browser session is set; its JSON (user, teams, role, CSRF token)"),
+              (status = 303, description = "Logged in, to a browser navigating (`Accept: text/html`): the session's cookies are set and the browser is sent to the web app (`/#/sessions`)")))]
 pub async fn callback(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -196,5 +197,36 @@ pub async fn callback(
         SameSite::Lax,
         Script::Hidden,
     )?;
-    open_browser_session(&state, &user, LoginMethod::Oidc, vec![clear]).await
+    let opened = open_browser_session(&state, &user, LoginMethod::Oidc, vec![clear]).await?;
+    Ok(if navigating(&headers) {
+        into_app(opened)
+    } else {
+        opened
+    })
 }
+
+/// Whether a browser is navigating (it asks for a page), rather than a
+/// script asking for the session's JSON.
+fn navigating(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
+}
+
+/// The browser session's answer as a 303 to the web app's sessions list,
+/// with the same cookies (the page reads who it is from `GET /api/v1/me`).
+fn into_app(opened: Response) -> Response {
+    let (mut parts, _) = opened.into_parts();
+    parts.status = StatusCode::SEE_OTHER;
+    parts.headers.remove(axum::http::header::CONTENT_TYPE);
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        axum::http::header::LOCATION,
+        axum::http::HeaderValue::from_static(AFTER_OIDC_LOGIN),
+    );
+    Response::from_parts(parts, axum::body::Body::empty())
+}
+
+/// Where a browser lands after signing in with the provider.
+pub const AFTER_OIDC_LOGIN: &str = "/#/sessions";

@@ -10,7 +10,9 @@ use axum::http::StatusCode;
 use axum::Json;
 use stele_audit::Effect;
 use stele_policy::ServerResource;
-use stele_protocol::{NewSchedule, Schedule, ScheduleList, ScheduleRun, ScheduleRunList};
+use stele_protocol::{
+    NewSchedule, Schedule, ScheduleList, SchedulePaused, ScheduleRun, ScheduleRunList,
+};
 
 use super::sessions::{workspace_teams, MAX_TASK_BYTES};
 use super::{authorize, may, rfc3339, Body};
@@ -22,17 +24,21 @@ use crate::scheduler::When;
 use crate::state::Shared;
 use crate::store::schedules::ScheduleRecord;
 
-fn now() -> i64 {
+pub(super) fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-fn view(s: ScheduleRecord) -> Schedule {
+pub(super) fn view(s: ScheduleRecord) -> Schedule {
     Schedule {
         id: s.id,
         owner: s.owner,
         spec: s.spec,
         created: rfc3339(s.created),
         next_run: s.next_run.map(rfc3339),
+        paused: s.paused.map(|p| SchedulePaused {
+            by: p.by,
+            at: rfc3339(p.at),
+        }),
     }
 }
 
@@ -87,6 +93,7 @@ pub async fn create(
         spec,
         created: now(),
         next_run: Some(first),
+        paused: None,
     };
     // Recorded with the whole spec before it exists.
     authorize(
@@ -142,7 +149,7 @@ pub async fn list(
 }
 
 /// Load schedule `id` and check that `who` may manage it (recorded with `data`).
-async fn permitted(
+pub(super) async fn permitted(
     state: &Shared,
     who: &Principal,
     id: &str,

@@ -113,11 +113,12 @@ async fn catch_up(state: &Shared, busy: &Busy) -> Result<(), ServerError> {
             let detail = format!("{more} more runs were due while the server was down");
             note(state, &s, now, RunOutcome::Missed, detail).await?;
         }
-        state
+        let moved = state
             .store
             .set_next_run(&s.id, when.next_after(now))
             .await?;
         match s.spec.catch_up {
+            CatchUp::RunOnce if !moved => {}
             CatchUp::RunOnce => launch::run(state, busy, &s, now).await?,
             CatchUp::Skip => {}
         }
@@ -134,11 +135,14 @@ async fn tick(state: &Shared, busy: &Busy) -> Result<(), ServerError> {
         };
         let Some(when) = when_of(&s) else { continue };
         // Moved on before the run starts: a failure to start is not retried
-        // every tick.
-        state
+        // every tick. A schedule paused since it was read is not run.
+        if !state
             .store
             .set_next_run(&s.id, when.next_after(now))
-            .await?;
+            .await?
+        {
+            continue;
+        }
         launch::run(state, busy, &s, due).await?;
     }
     Ok(())

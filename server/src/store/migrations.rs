@@ -97,4 +97,8 @@ pub const MIGRATIONS: &[&str] = &[
         audit_entry INTEGER
     );
     CREATE INDEX schedule_runs_schedule ON schedule_runs(schedule);",
+    // 5: a schedule paused by a person (from the web app or the API): when
+    // and by whom; a paused schedule has no next run until it is unpaused.
+    "ALTER TABLE schedules ADD COLUMN paused_at INTEGER;
+    ALTER TABLE schedules ADD COLUMN paused_by TEXT;",
 ];

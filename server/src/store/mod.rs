@@ -192,6 +192,9 @@ pub trait Store:
     async fn user(&self, name: &str) -> Result<Option<User>, ServerError>;
     /// Whether an account `name` exists, recorded or not.
     async fn account_exists(&self, name: &str) -> Result<bool, ServerError>;
+    /// Every account that works (its creation recorded), by name (the
+    /// admin page's list, which shows only whether a password is set).
+    async fn users(&self) -> Result<Vec<User>, ServerError>;
     /// Host-side changes not yet in the audit log, oldest first, with their ids.
     async fn pending_admin_changes(&self) -> Result<Vec<(i64, AdminChange)>, ServerError>;
     /// Change `id` is in the log: what it made starts to work.

@@ -18,8 +18,20 @@ pub struct ScheduleRecord {
     pub spec: NewSchedule,
     /// Unix seconds.
     pub created: i64,
-    /// Unix seconds of the next due run (None: the expression never fires again).
+    /// Unix seconds of the next due run (None: the expression never fires
+    /// again, or the schedule is paused).
     pub next_run: Option<i64>,
+    /// Who paused it and when; a paused schedule does not run.
+    pub paused: Option<Paused>,
+}
+
+/// A pause of a schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paused {
+    /// Who paused it.
+    pub by: String,
+    /// Unix seconds.
+    pub at: i64,
 }
 
 /// One due run.
@@ -52,8 +64,17 @@ pub trait ScheduleStore {
     async fn schedules(&self) -> Result<Vec<ScheduleRecord>, ServerError>;
     /// Remove a schedule (its runs stay, as history); false when there was none.
     async fn delete_schedule(&self, id: &str) -> Result<bool, ServerError>;
-    /// Set when a schedule is next due.
-    async fn set_next_run(&self, id: &str, next: Option<i64>) -> Result<(), ServerError>;
+    /// Set when a schedule is next due, unless it is paused (false then:
+    /// the scheduler does not run a schedule paused under it).
+    async fn set_next_run(&self, id: &str, next: Option<i64>) -> Result<bool, ServerError>;
+    /// Pause (with who and when; no next run) or unpause (with the next
+    /// run) a schedule; false when there is none.
+    async fn set_paused(
+        &self,
+        id: &str,
+        paused: Option<Paused>,
+        next: Option<i64>,
+    ) -> Result<bool, ServerError>;
     /// Record a due run.
     async fn add_run(&self, r: RunRecord) -> Result<(), ServerError>;
     /// The runs of a schedule, oldest first.

@@ -259,6 +259,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn users(&self) -> Result<Vec<User>, ServerError> {
+        self.call(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {USER_COLS} FROM users WHERE pending_change IS NULL ORDER BY name"
+            ))?;
+            let rows = st.query_map([], user_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
     async fn account_exists(&self, name: &str) -> Result<bool, ServerError> {
         let name = name.to_string();
         self.call(move |c| {

@@ -1,6 +1,9 @@
-// Sign in with a local account (POST /api/v1/login/browser).
+// Sign in with a local account (POST /api/v1/login/browser), or with the
+// identity provider when the server has one (GET /api/v1/login/methods
+// says so; the link goes through GET /api/v1/oidc/login to the provider,
+// which sends the browser back to the sessions list).
 import { h, show } from '../dom.js';
-import { login } from '../api.js';
+import { api, login } from '../api.js';
 
 export function render(main) {
   const user = h('input', { id: 'login-user', name: 'user', autocomplete: 'username', required: true });
@@ -34,6 +37,18 @@ export function render(main) {
       password.select();
     }
   });
-  show(main, form);
+  const other = h('div', { class: 'card narrow other-login', 'data-testid': 'other-login', hidden: true });
+  show(main, form, other);
   user.focus();
+  api('GET', '/api/v1/login/methods')
+    .then((m) => {
+      if (!m || !m.oidc) return;
+      show(
+        other,
+        h('p', {}, 'Or, with your organisation’s account:'),
+        h('a', { class: 'button', href: m.oidc.login, 'data-testid': 'oidc-login' }, `Sign in with ${m.oidc.name}`),
+      );
+      other.hidden = false;
+    })
+    .catch(() => {});
 }

@@ -7,6 +7,17 @@ import { h, show, when } from '../dom.js';
 import { api } from '../api.js';
 import { follow } from '../events.js';
 import { approvalCard } from './approvals.js';
+import { downloadLink } from './files.js';
+
+const STATE_POLL_MS = 2000;
+const STATE_WORDS = {
+  starting: 'Starting',
+  running: 'Running',
+  waiting_approval: 'Waiting for an approval',
+  paused: 'Paused — it can be continued',
+  ended: 'Ended',
+  failed: 'Failed',
+};
 
 const EXCERPT = 2000;
 
@@ -31,7 +42,13 @@ export function render(main, id) {
   const state = h('p', { class: 'status', role: 'status', 'data-testid': 'stream-state' }, 'Connecting…');
   const head = h('div', { class: 'session-head' }, h('h1', {}, 'Session ', h('code', {}, id)), state);
   const timeline = h('ol', { class: 'timeline', 'aria-label': 'What happened', 'data-testid': 'timeline' });
-  show(main, head, timeline);
+  // Stop / Continue and where the session stands, kept current by polling
+  // its summary (another person or device may stop or continue it).
+  const where = h('p', { class: 'status', role: 'status', 'data-testid': 'session-state' });
+  const controlProblem = h('p', { class: 'problem', role: 'alert' });
+  const controls = h('div', { class: 'controls buttons', 'data-testid': 'controls' });
+  const outputs = h('section', { class: 'outputs', 'aria-labelledby': 'outputs-title', 'data-testid': 'outputs' });
+  show(main, head, h('div', { class: 'card control-bar' }, where, controls, controlProblem), timeline, outputs);
   let follower = null;
   let left = false;
   let step = null; // the current step's list item
@@ -166,10 +183,113 @@ export function render(main, id) {
   }
 
   const states = { live: 'Live', reconnecting: 'Reconnecting…', ended: 'Ended' };
-  api('GET', `/api/v1/sessions/${encodeURIComponent(id)}`)
-    .then(() => {
+  const sid = encodeURIComponent(id);
+  let poll = null;
+  let workspace = null;
+  let shownState = null;
+  let pausedSeen = false;
+
+  const startFollowing = () => {
+    const after = follower ? follower.last() : 0;
+    if (follower) follower.close();
+    follower = follow(id, onEvent, onStream, after);
+  };
+  function onStream(s) {
+    show(state, states[s] || s);
+    if (s === 'ended') refresh();
+  }
+
+  async function act(what, button) {
+    button.disabled = true;
+    show(controlProblem);
+    try {
+      await api('POST', `/api/v1/sessions/${sid}/${what}`);
+      if (what === 'resume' && !left) {
+        pausedSeen = false;
+        startFollowing();
+      }
+    } catch (err) {
+      show(controlProblem, `${what === 'stop' ? 'Not stopped' : 'Not continued'}: ${err.message}`);
+    }
+    refresh();
+  }
+
+  function drawControls(s) {
+    const running = ['starting', 'running', 'waiting_approval'].includes(s.state);
+    show(where, `State: ${STATE_WORDS[s.state] || s.state}`, s.detail ? ` (${s.detail})` : '');
+    where.dataset.state = s.state;
+    if (s.state === shownState) return;
+    shownState = s.state;
+    show(
+      controls,
+      running
+        ? h('button', { type: 'button', class: 'refuse', 'data-testid': 'stop', onclick: (e) => act('stop', e.currentTarget) }, 'Stop')
+        : null,
+      s.state === 'paused'
+        ? h('button', { type: 'button', 'data-testid': 'continue', onclick: (e) => act('resume', e.currentTarget) }, 'Continue')
+        : null,
+    );
+  }
+
+  async function refresh() {
+    let s;
+    try {
+      s = await api('GET', `/api/v1/sessions/${sid}`);
+    } catch {
+      return;
+    }
+    if (left) return;
+    workspace = s.workspace;
+    drawControls(s);
+    // Continued elsewhere (another device): once its stream ended and it was
+    // seen paused, any other state means it went on (it may even have ended
+    // again between two looks); follow on from what is shown. (Right after
+    // an end the store may still say running: that is not a continuation.)
+    const streamOver = follower && follower.ended();
+    if (s.state === 'paused' && streamOver) pausedSeen = true;
+    if (s.state !== 'paused' && streamOver && pausedSeen) {
+      pausedSeen = false;
+      startFollowing();
+    }
+    if (s.state === 'ended' || s.state === 'paused' || s.state === 'failed') loadOutputs();
+  }
+
+  async function loadOutputs() {
+    try {
+      const o = await api('GET', `/api/v1/sessions/${sid}/outputs`);
       if (left) return;
-      follower = follow(id, onEvent, (s) => show(state, states[s] || s));
+      const ws = o.workspace || workspace;
+      show(
+        outputs,
+        h('h2', { id: 'outputs-title' }, 'Files this task wrote'),
+        o.files.length
+          ? h(
+              'ul',
+              { 'data-testid': 'output-files' },
+              o.files.map((f) =>
+                h(
+                  'li',
+                  { 'data-output': f.path },
+                  downloadLink(ws, f.path),
+                  h('span', { class: 'hint' }, ` — log entry ${f.result_entry}${f.bytes !== undefined ? `, ${f.bytes} bytes` : ''}`),
+                ),
+              ),
+            )
+          : h('p', { class: 'hint' }, 'Its log records no file written.'),
+      );
+    } catch (err) {
+      show(outputs, h('p', { class: 'problem', role: 'alert' }, `Could not list its files: ${err.message}`));
+    }
+  }
+
+  api('GET', `/api/v1/sessions/${sid}`)
+    .then((s) => {
+      if (left) return;
+      workspace = s.workspace;
+      drawControls(s);
+      startFollowing();
+      poll = setInterval(refresh, STATE_POLL_MS);
+      if (s.state === 'ended' || s.state === 'paused' || s.state === 'failed') loadOutputs();
     })
     .catch((err) => {
       show(state);
@@ -177,6 +297,7 @@ export function render(main, id) {
     });
   return () => {
     left = true;
+    clearInterval(poll);
     if (follower) follower.close();
   };
 }

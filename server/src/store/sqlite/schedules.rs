@@ -7,7 +7,7 @@ use stele_protocol::RunOutcome;
 
 use super::SqliteStore;
 use crate::error::ServerError;
-use crate::store::schedules::{RunRecord, ScheduleRecord, ScheduleStore};
+use crate::store::schedules::{Paused, RunRecord, ScheduleRecord, ScheduleStore};
 
 fn outcome_name(o: RunOutcome) -> &'static str {
     match o {
@@ -42,6 +42,13 @@ fn schedule_row(r: &Row<'_>) -> rusqlite::Result<ScheduleRecord> {
         spec: serde_json::from_str(&spec).map_err(bad_spec)?,
         created: r.get(3)?,
         next_run: r.get(4)?,
+        paused: match (r.get::<_, Option<i64>>(5)?, r.get::<_, Option<String>>(6)?) {
+            (Some(at), by) => Some(Paused {
+                by: by.unwrap_or_default(),
+                at,
+            }),
+            (None, _) => None,
+        },
     })
 }
 
@@ -78,7 +85,8 @@ impl ScheduleStore for SqliteStore {
         let id = id.to_string();
         self.call(move |c| {
             c.query_row(
-                "SELECT id, owner, spec, created, next_run FROM schedules WHERE id = ?1",
+                "SELECT id, owner, spec, created, next_run, paused_at, paused_by FROM schedules \
+                 WHERE id = ?1",
                 params![id],
                 schedule_row,
             )
@@ -90,7 +98,8 @@ impl ScheduleStore for SqliteStore {
     async fn schedules(&self) -> Result<Vec<ScheduleRecord>, ServerError> {
         self.call(|c| {
             let mut st = c.prepare(
-                "SELECT id, owner, spec, created, next_run FROM schedules ORDER BY created, id",
+                "SELECT id, owner, spec, created, next_run, paused_at, paused_by FROM schedules \
+                 ORDER BY created, id",
             )?;
             let rows = st.query_map([], schedule_row)?;
             rows.collect()
@@ -107,14 +116,35 @@ impl ScheduleStore for SqliteStore {
         .await
     }
 
-    async fn set_next_run(&self, id: &str, next: Option<i64>) -> Result<(), ServerError> {
+    async fn set_next_run(&self, id: &str, next: Option<i64>) -> Result<bool, ServerError> {
         let id = id.to_string();
         self.call(move |c| {
             c.execute(
-                "UPDATE schedules SET next_run = ?2 WHERE id = ?1",
+                "UPDATE schedules SET next_run = ?2 WHERE id = ?1 AND paused_at IS NULL",
                 params![id, next],
             )
-            .map(|_| ())
+            .map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn set_paused(
+        &self,
+        id: &str,
+        paused: Option<Paused>,
+        next: Option<i64>,
+    ) -> Result<bool, ServerError> {
+        let id = id.to_string();
+        let (at, by) = match paused {
+            Some(p) => (Some(p.at), Some(p.by)),
+            None => (None, None),
+        };
+        self.call(move |c| {
+            c.execute(
+                "UPDATE schedules SET paused_at = ?2, paused_by = ?3, next_run = ?4 WHERE id = ?1",
+                params![id, at, by, if at.is_some() { None } else { next }],
+            )
+            .map(|n| n == 1)
         })
         .await
     }
@@ -151,5 +181,102 @@ impl ScheduleStore for SqliteStore {
             rows.collect()
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::store::{Role, Store as _, User};
+    use stele_protocol::{CatchUp, NewSchedule, UnattendedApprove};
+
+    fn schedule(id: &str) -> ScheduleRecord {
+        ScheduleRecord {
+            id: id.into(),
+            owner: "alice".into(),
+            spec: NewSchedule {
+                cron: "* * * * *".into(),
+                timezone: Some("UTC".into()),
+                workspace: "books".into(),
+                task: "t".into(),
+                model: None,
+                max_steps: None,
+                approve: UnattendedApprove::Queue,
+                catch_up: CatchUp::Skip,
+            },
+            created: 1,
+            next_run: Some(100),
+            paused: None,
+        }
+    }
+
+    /// A paused schedule keeps who paused it, has no next run, and the
+    /// scheduler cannot move it on (so a tick that read it before the pause
+    /// does not run it); unpausing sets its next run again.
+    #[tokio::test]
+    async fn a_paused_schedule_has_no_next_run_and_the_scheduler_cannot_move_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("server.db")).unwrap();
+        s.add_schedule(schedule("a")).await.unwrap();
+        s.add_schedule(schedule("b")).await.unwrap();
+        let p = Paused {
+            by: "bob".into(),
+            at: 50,
+        };
+        // A next run given with a pause is not kept.
+        assert!(s.set_paused("a", Some(p.clone()), Some(7)).await.unwrap());
+        let a = s.schedule("a").await.unwrap().unwrap();
+        assert_eq!((a.paused, a.next_run), (Some(p), None));
+        assert!(!s.set_next_run("a", Some(200)).await.unwrap());
+        assert_eq!(s.schedule("a").await.unwrap().unwrap().next_run, None);
+        // The other schedule is untouched and still moves on.
+        assert!(s.set_next_run("b", Some(200)).await.unwrap());
+        let b = s.schedule("b").await.unwrap().unwrap();
+        assert_eq!((b.paused, b.next_run), (None, Some(200)));
+        assert!(s.set_paused("a", None, Some(300)).await.unwrap());
+        let a = s.schedule("a").await.unwrap().unwrap();
+        assert_eq!((a.paused, a.next_run), (None, Some(300)));
+        assert!(s.set_next_run("a", Some(400)).await.unwrap());
+        assert!(!s.set_paused("nope", None, None).await.unwrap());
+        assert_eq!(s.schedules().await.unwrap().len(), 2);
+    }
+
+    /// The admin list holds only accounts whose creation is recorded.
+    #[tokio::test]
+    async fn users_lists_recorded_accounts_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("server.db")).unwrap();
+        for (name, pw) in [("zoe", None), ("adam", Some("h".to_string()))] {
+            let u = User {
+                name: name.into(),
+                teams: vec!["finance".into()],
+                role: Role::Member,
+                password_hash: pw,
+            };
+            assert!(s.add_user(u, None, None).await.unwrap());
+        }
+        let pending = crate::store::AdminChange {
+            by: "root".into(),
+            action: crate::store::AdminAction::AccountAdd,
+            subject: "eve".into(),
+            detail: serde_json::json!({}),
+            at: 1,
+        };
+        let eve = User {
+            name: "eve".into(),
+            teams: vec!["ops".into()],
+            role: Role::Admin,
+            password_hash: None,
+        };
+        assert!(s.add_user(eve, None, Some(pending)).await.unwrap());
+        let names: Vec<(String, bool)> = s
+            .users()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| (u.name, u.password_hash.is_some()))
+            .collect();
+        assert_eq!(names, [("adam".into(), true), ("zoe".into(), false)]);
     }
 }
