@@ -6,6 +6,9 @@
 // ahead means something was missed, and the stream is reopened from the
 // last one seen.
 
+/** Events handed to the page per frame. */
+const BATCH = 200;
+
 /**
  * Follow session `id`: `onEvent(event, n)` once per event in order,
  * `onState('live' | 'reconnecting' | 'ended')`; from event number `after`
@@ -14,6 +17,29 @@
  */
 export function follow(id, onEvent, onState, after = 0) {
   let last = after;
+  // Events are handed to the page in batches, one per frame: a long
+  // session's replay (thousands of events arriving at once) then paints its
+  // first steps at once instead of after the whole replay.
+  const pending = [];
+  let scheduled = false;
+  const schedule = () => {
+    if (scheduled) return;
+    scheduled = true;
+    // A hidden tab gets no animation frames; it still keeps up.
+    if (document.hidden) setTimeout(flush, 0);
+    else requestAnimationFrame(flush);
+  };
+  function flush() {
+    scheduled = false;
+    for (const [ev, n] of pending.splice(0, BATCH)) {
+      onEvent(ev, n);
+      if (ev.event === 'end') {
+        ended = true;
+        onState('ended');
+      }
+    }
+    if (pending.length) schedule();
+  }
   let ended = false;
   let es = null;
   let closed = false;
@@ -44,15 +70,14 @@ export function follow(id, onEvent, onState, after = 0) {
       }
       last = n;
       wait = 500;
-      onEvent(ev, n);
+      pending.push([ev, n]);
       if (ev.event === 'end') {
         closed = true;
-        ended = true;
         es.close();
         window.removeEventListener('offline', offline);
         window.removeEventListener('online', online);
-        onState('ended');
       }
+      schedule();
     };
     es.onerror = () => {
       reopen(wait);
@@ -77,6 +102,8 @@ export function follow(id, onEvent, onState, after = 0) {
   open();
   return {
     close() {
+      // What was received is still handed over, before any later follower's.
+      for (const [ev, n] of pending.splice(0)) onEvent(ev, n);
       closed = true;
       clearTimeout(timer);
       if (es) es.close();

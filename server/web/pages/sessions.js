@@ -4,7 +4,10 @@ import { h, show, when } from '../dom.js';
 import { api } from '../api.js';
 
 export function render(main) {
-  const workspace = h('input', { id: 'start-workspace', name: 'workspace', required: true, value: 'books' });
+  let loaded = Promise.resolve();
+  // The workspaces the policy lets this person start a task on (GET
+  // /api/v1/workspaces decides `session.start` for each): picked, not typed.
+  const workspace = h('select', { id: 'start-workspace', name: 'workspace' });
   const task = h('textarea', { id: 'start-task', name: 'task', rows: 3, required: true });
   const problem = h('p', { class: 'problem', role: 'alert' });
   const form = h(
@@ -21,6 +24,10 @@ export function render(main) {
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     show(problem);
+    // A quick Start waits for the workspace list (the select is not
+    // `required`, which would refuse the click while it is still empty).
+    await loaded;
+    if (!workspace.value) return;
     try {
       const started = await api('POST', '/api/v1/sessions', { workspace: workspace.value, task: task.value });
       location.hash = `#/session/${encodeURIComponent(started.id)}`;
@@ -30,7 +37,21 @@ export function render(main) {
   });
   const list = h('section', { 'aria-labelledby': 'list-title', 'aria-busy': 'true' }, h('h2', { id: 'list-title' }, 'Sessions'));
   show(main, h('h1', {}, 'Sessions'), form, list);
+  loaded = workspaces(workspace, form, problem);
   load(list);
+}
+
+async function workspaces(select, form, problem) {
+  try {
+    const { workspaces: all } = await api('GET', '/api/v1/workspaces');
+    show(select, ...all.map((w) => h('option', { value: w.name }, w.name)));
+    if (!all.length) {
+      form.querySelector('button[type=submit]').disabled = true;
+      show(problem, 'No workspace you may start a task on: ask an administrator.');
+    }
+  } catch (err) {
+    show(problem, `Could not list workspaces: ${err.message}`);
+  }
 }
 
 async function load(list) {
