@@ -159,10 +159,14 @@ impl AuditLog {
     }
 
     /// Blocking form of [`AuditLog::append`], for threads outside the async runtime.
+    ///
+    /// The entry is ordered, written and flushed on the caller's own thread
+    /// (`crate::ordering`), with whatever released entries are pending.
     pub fn append_blocking(&self, ev: Event) -> Result<Receipt, AuditError> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.send(Msg::Work(Work::Append(Box::new(ev)), ReplyTo::Blocking(tx)))?;
-        rx.recv().map_err(|_| AuditError::Stopped(None))?
+        if self.tx.is_none() {
+            return Err(AuditError::Stopped(None));
+        }
+        self.shared.commit_blocking(Work::Append(Box::new(ev)))
     }
 
     /// Append an event that takes effect only inside the sandbox (a read, a

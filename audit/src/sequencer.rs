@@ -78,13 +78,9 @@ pub(crate) fn run(
     heartbeat: Option<Duration>,
     actor: Actor,
 ) {
-    let syncer = match shared.lock().writer.as_ref() {
-        Some(w) => Syncer::start(&w.path, &w.conn),
-        None => return,
-    };
-    run_with(&shared, &rx, heartbeat, &actor, &syncer);
+    run_with(&shared, &rx, heartbeat, &actor, &shared.syncer);
     // Every durable reply is answered before the connection closes.
-    syncer.finish();
+    shared.syncer.finish();
     drop(shared.lock().writer.take());
 }
 
@@ -102,9 +98,14 @@ fn run_with(
 ) {
     let max_batch = shared.max_batch();
     loop {
-        let wait = match shared.lock().pending {
-            Some(_) => Some(RELEASED_LINGER),
-            None => heartbeat,
+        let wait = {
+            let g = shared.lock();
+            match g.pending {
+                Some(_) => Some(RELEASED_LINGER),
+                // Callers append without a message: a heartbeat is due a
+                // whole interval after the last of their entries.
+                None => heartbeat.map(|d| d.saturating_sub(g.last_append.elapsed())),
+            }
         };
         let first = match wait {
             Some(d) => match rx.recv_timeout(d) {
@@ -150,21 +151,34 @@ fn run_with(
         }
         write_now |= close.is_some() || !after.is_empty();
         let mut g = shared.lock();
-        let crate::ordering::Ordered { writer, pending } = &mut *g;
+        let crate::ordering::Ordered {
+            writer,
+            pending,
+            last_append,
+        } = &mut *g;
         let Some(w) = writer.as_mut() else { return };
         if heartbeat_due {
             // Released entries lingered long enough: write them. Otherwise
-            // nothing came for a heartbeat's interval.
+            // nothing came for a heartbeat's interval (unless a caller
+            // appended meanwhile).
             if let Some(b) = pending.take() {
                 write(w, b, syncer);
                 continue;
             }
-            let secs = heartbeat.map(|d| d.as_secs()).unwrap_or(0);
+            // The lingering batch may have been written by a caller
+            // meanwhile; then no heartbeat is due unless the interval passed.
+            let Some(interval) = heartbeat.filter(|d| last_append.elapsed() >= *d) else {
+                continue;
+            };
+            let secs = interval.as_secs();
             let hb = Event::new(EventKind::Heartbeat, actor.clone())
                 .with_data(serde_json::json!({ "interval_s": secs }));
             works.push(Work::Append(Box::new(hb)));
             replies.push(None);
             write_now = true;
+        }
+        if !works.is_empty() {
+            *last_append = std::time::Instant::now();
         }
         if let (None, Some(why)) = (&w.refused, syncer.failure()) {
             w.refused = Some(format!("it could not make entries durable: {why}"));
@@ -213,7 +227,9 @@ fn run_with(
     }
     // Every sender is gone: what was ordered is still written.
     let mut g = shared.lock();
-    let crate::ordering::Ordered { writer, pending } = &mut *g;
+    let crate::ordering::Ordered {
+        writer, pending, ..
+    } = &mut *g;
     if let (Some(w), Some(b)) = (writer.as_mut(), pending.take()) {
         write(w, b, syncer);
     }

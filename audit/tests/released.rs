@@ -126,8 +126,9 @@ fn a_failed_durable_batch_is_undone_when_nothing_was_released() {
 }
 
 /// Released appends are ordered on their callers' own threads, under the
-/// lock the sequencer writes under: with many threads mixing released and
-/// durable appends, every index handed out is the entry later written with
+/// lock the sequencer writes under, and blocking durable ones are committed
+/// and flushed there too: with many threads mixing released and durable
+/// appends (async ones through the sequencer among them), every index handed out is the entry later written with
 /// that caller's data, each thread's entries are in its call order, and a
 /// durable reply covers every released entry its thread was given before.
 #[test]
@@ -141,11 +142,21 @@ fn released_appends_ordered_on_many_threads_keep_one_sequence() {
             let log = log.clone();
             let db = f.db.clone();
             std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
                 let mut got = Vec::new();
                 for i in 0..per {
                     let ev = decision().with_data(serde_json::json!({ "t": t, "i": i }));
                     if i % 25 == 24 {
-                        let r = log.append_blocking(ev).unwrap();
+                        // Thread 0's durable entries go through the
+                        // sequencer and its syncer (async callers), the
+                        // others' are committed on their own threads.
+                        let r = if t == 0 {
+                            rt.block_on(log.append(ev)).unwrap()
+                        } else {
+                            log.append_blocking(ev).unwrap()
+                        };
                         // Durable: everything this thread was given before
                         // is written (and was flushed with it).
                         let size = Store::open(&db).unwrap().size().unwrap();
