@@ -194,3 +194,28 @@ fn released_appends_ordered_on_many_threads_keep_one_sequence() {
     let rep = verify_db(&f.db, &f.verifier(), None).unwrap();
     assert!(rep.entries >= threads * per + 2);
 }
+
+/// Callers now append without a message to the sequencer: its linger for
+/// released entries may end after a caller wrote them itself, and that
+/// must not become a heartbeat (none is configured here), nor may a
+/// heartbeat come while callers are appending.
+#[test]
+fn callers_writing_lingering_entries_themselves_never_cause_a_heartbeat() {
+    let f = Fixture::new();
+    let log = f.create();
+    for i in 0..300u32 {
+        log.append_released_blocking(decision()).unwrap();
+        if i % 3 == 2 {
+            // Let the sequencer's linger end about when the caller commits.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            log.append_blocking(decision()).unwrap();
+        }
+    }
+    log.close().unwrap();
+    let store = Store::open(&f.db).unwrap();
+    for seq in 0..store.size().unwrap() {
+        let leaf: serde_json::Value =
+            serde_json::from_slice(&store.entry(seq).unwrap().leaf).unwrap();
+        assert_ne!(leaf["kind"], serde_json::json!("heartbeat"), "entry {seq}");
+    }
+}
