@@ -198,7 +198,12 @@ impl Syncer {
 
     /// Answer everything submitted, then stop.
     pub(crate) fn finish(&self) {
-        drop(self.tx.lock().unwrap_or_else(PoisonError::into_inner).take());
+        drop(
+            self.tx
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
         let thread = self
             .thread
             .lock()

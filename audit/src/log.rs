@@ -160,13 +160,22 @@ impl AuditLog {
 
     /// Blocking form of [`AuditLog::append`], for threads outside the async runtime.
     ///
-    /// The entry is ordered, written and flushed on the caller's own thread
-    /// (`crate::ordering`), with whatever released entries are pending.
+    /// A caller alone in this call orders, writes and flushes its entry on
+    /// its own thread (`crate::ordering`), with whatever released entries
+    /// are pending; callers that come together go through the sequencer,
+    /// which commits them together (group commit).
     pub fn append_blocking(&self, ev: Event) -> Result<Receipt, AuditError> {
         if self.tx.is_none() {
             return Err(AuditError::Stopped(None));
         }
-        self.shared.commit_blocking(Work::Append(Box::new(ev)))
+        let (direct, _under_way) = self.shared.commit_if_alone(Work::Append(Box::new(ev)));
+        let work = match direct {
+            crate::ordering::Direct::Done(r) => return r,
+            crate::ordering::Direct::Busy(work) => work,
+        };
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Msg::Work(work, ReplyTo::Blocking(tx)))?;
+        rx.recv().map_err(|_| AuditError::Stopped(None))?
     }
 
     /// Append an event that takes effect only inside the sandbox (a read, a

@@ -10,14 +10,18 @@
 //! wakes the sequencer and waits for it to be scheduled nor waits for its
 //! answer — the costs that dominated a file-heavy command on a busy machine.
 //!
-//! A durable entry from a blocking caller ([`Shared::commit_blocking`]) is
-//! ordered, written and flushed on the caller's thread too: it takes the
+//! A durable entry from a blocking caller that is alone in appending one
+//! ([`Shared::commit_if_alone`]) is ordered, written and flushed on the
+//! caller's thread too: it takes the
 //! lock, orders its entry after whatever is pending, commits the batch,
 //! lets go of the lock and flushes the WAL (unless a flush that started
 //! after its commit already did) before it returns. Nothing it answers is
 //! less durable than through the sequencer and the syncer; it only skips
 //! the two thread hand-offs, which cost a write in the workspace more than
-//! its `fdatasync` on a busy machine.
+//! its `fdatasync` on a busy machine. Callers that come together go through
+//! the sequencer instead, which commits them in one transaction with one
+//! signed checkpoint (committing each on its own thread would serialise
+//! them one transaction apiece).
 //!
 //! Order is the same as if the sequencer had ordered it: whatever a caller
 //! sends after its released entry is ordered when the sequencer next takes
@@ -25,6 +29,7 @@
 //! the batch is marked released, and if it cannot be written the log
 //! refuses every later append.
 
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -33,6 +38,23 @@ use crate::durability::Syncer;
 use crate::error::AuditError;
 use crate::sequencer::{Msg, ReplyTo};
 use crate::writer::{Prepared, Receipt, Sequenced, Work, Writer};
+
+/// What [`Shared::commit_if_alone`] did.
+pub(crate) enum Direct {
+    /// Committed on the caller's thread: the receipt once durable, or why not.
+    Done(Result<Receipt, AuditError>),
+    /// Other callers are appending: send it to the sequencer.
+    Busy(Work),
+}
+
+/// A blocking durable append under way (see [`Shared::commit_if_alone`]).
+pub(crate) struct DurableCaller<'a>(&'a AtomicUsize);
+
+impl Drop for DurableCaller<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, AtomicOrdering::AcqRel);
+    }
+}
 
 /// Entries ordered (and their released callers answered) but not yet
 /// written, and the callers waiting for each one's durability.
@@ -53,6 +75,8 @@ pub(crate) struct Ordered {
 /// The lock callers and the sequencer order entries under.
 pub(crate) struct Shared {
     state: Mutex<Ordered>,
+    /// Blocking durable appends under way.
+    durable_callers: AtomicUsize,
     max_batch: usize,
     /// Makes commits durable (`crate::durability`).
     pub(crate) syncer: Syncer,
@@ -68,7 +92,23 @@ impl Shared {
                 last_append: Instant::now(),
             }),
             max_batch: max_batch.max(1),
+            durable_callers: AtomicUsize::new(0),
             syncer,
+        }
+    }
+
+    /// Commit `work` on the caller's thread ([`Shared::commit_blocking`])
+    /// when no other blocking durable append is under way; otherwise hand
+    /// it back, for the sequencer to commit with the others. The caller
+    /// counts as under way until the returned guard is dropped (after its
+    /// answer came back, whichever way it went).
+    pub(crate) fn commit_if_alone(&self, work: Work) -> (Direct, DurableCaller<'_>) {
+        let before = self.durable_callers.fetch_add(1, AtomicOrdering::AcqRel);
+        let guard = DurableCaller(&self.durable_callers);
+        if before == 0 {
+            (Direct::Done(self.commit_blocking(work)), guard)
+        } else {
+            (Direct::Busy(work), guard)
         }
     }
 
