@@ -6,7 +6,9 @@
 //! (`fdatasync`) once for everything committed so far and only then
 //! answers them. Meanwhile the sequencer goes on ordering and writing the
 //! next entries: an `fdatasync` no longer holds up entries that need only
-//! their place in the sequence (see `crate::sequencer`).
+//! their place in the sequence (see `crate::sequencer`). A blocking caller
+//! that committed on its own thread (`crate::ordering`) flushes there too
+//! ([`Syncer::flush_through`]), skipping the hand-off.
 //!
 //! Why this is as durable as `synchronous=FULL`: FULL flushes the same WAL
 //! file after each commit; here the flush that answers a caller starts after
@@ -64,9 +66,14 @@ type Waiting = Vec<(ReplyTo, Result<Receipt, AuditError>)>;
 /// then the connection stays `synchronous=FULL` and commits are durable
 /// when they return.
 pub(crate) struct Syncer {
-    tx: Option<mpsc::Sender<Waiting>>,
-    thread: Option<JoinHandle<()>>,
+    tx: Mutex<Option<mpsc::Sender<Waiting>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
     failed: Arc<Mutex<Option<String>>>,
+    /// The WAL, for callers that flush on their own thread
+    /// ([`Syncer::flush_through`]); `None` when commits flush themselves.
+    wal: Option<(File, PathBuf)>,
+    /// The log size the newest caller-side flush covered.
+    flushed: Mutex<u64>,
 }
 
 impl Syncer {
@@ -74,9 +81,11 @@ impl Syncer {
     pub(crate) fn start(db: &Path, conn: &Connection) -> Self {
         let failed = Arc::new(Mutex::new(None));
         let inline = Self {
-            tx: None,
-            thread: None,
+            tx: Mutex::new(None),
+            thread: Mutex::new(None),
             failed: failed.clone(),
+            wal: None,
+            flushed: Mutex::new(0),
         };
         let wal_file = wal_path(db);
         let Ok(wal) = File::open(&wal_file) else {
@@ -93,16 +102,30 @@ impl Syncer {
             );
             return inline;
         }
+        let for_callers = match wal.try_clone() {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(
+                    "audit log {}: {e}; every commit waits for its own fsync",
+                    db.display()
+                );
+                let _ = conn.pragma_update(None, "synchronous", "FULL");
+                return inline;
+            }
+        };
         let (tx, rx) = mpsc::channel::<Waiting>();
         let f = failed.clone();
+        let thread_wal = wal_file.clone();
         let thread = std::thread::Builder::new()
             .name("stele-audit-sync".into())
-            .spawn(move || run(wal, wal_file, rx, f));
+            .spawn(move || run(wal, thread_wal, rx, f));
         match thread {
             Ok(t) => Self {
-                tx: Some(tx),
-                thread: Some(t),
+                tx: Mutex::new(Some(tx)),
+                thread: Mutex::new(Some(t)),
                 failed,
+                wal: Some((for_callers, wal_file)),
+                flushed: Mutex::new(0),
             },
             Err(e) => {
                 tracing::warn!(
@@ -120,13 +143,48 @@ impl Syncer {
         if replies.is_empty() {
             return;
         }
-        match &self.tx {
-            Some(tx) => {
+        let tx = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
+        match (&*tx, &self.wal) {
+            (Some(tx), _) => {
                 if let Err(mpsc::SendError(replies)) = tx.send(replies) {
                     answer(replies, Some("the audit syncer has stopped"));
                 }
             }
-            None => answer(replies, None),
+            // Stopped: nothing more is committed after the close.
+            (None, Some(_)) => answer(replies, Some("the audit syncer has stopped")),
+            // Commits flush themselves (`synchronous=FULL`).
+            (None, None) => answer(replies, None),
+        }
+    }
+
+    /// Make every commit up to log size `size` durable on the caller's own
+    /// thread, without a hand-off to the syncer: flush the WAL unless a
+    /// flush that started after that commit already did. Called after the
+    /// commit returned, so the flush starts after it and covers it (and,
+    /// the WAL being one ordered file, everything committed before it).
+    pub(crate) fn flush_through(&self, size: u64) -> Result<(), AuditError> {
+        if let Some(why) = self.failure() {
+            return Err(AuditError::Stopped(Some(why)));
+        }
+        let Some((wal, wal_file)) = &self.wal else {
+            // `synchronous=FULL`: the commit flushed itself.
+            return Ok(());
+        };
+        let mut flushed = self.flushed.lock().unwrap_or_else(PoisonError::into_inner);
+        if *flushed >= size {
+            return Ok(());
+        }
+        match wal.sync_data() {
+            Ok(()) => {
+                *flushed = size;
+                Ok(())
+            }
+            Err(e) => {
+                let why = format!("flushing {} failed: {e}", wal_file.display());
+                tracing::error!("audit log: {why}; refusing every further write");
+                *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(why.clone());
+                Err(AuditError::Stopped(Some(why)))
+            }
         }
     }
 
@@ -139,13 +197,19 @@ impl Syncer {
     }
 
     /// Answer everything submitted, then stop.
-    pub(crate) fn finish(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
-        self.tx = None;
-        if let Some(t) = self.thread.take() {
+    pub(crate) fn finish(&self) {
+        drop(
+            self.tx
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = thread {
             let _ = t.join();
         }
     }
@@ -153,7 +217,7 @@ impl Syncer {
 
 impl Drop for Syncer {
     fn drop(&mut self) {
-        self.stop();
+        self.finish();
     }
 }
 

@@ -42,6 +42,8 @@ mod log_open;
 mod marker;
 pub mod memory_tree;
 pub mod merkle;
+#[cfg(feature = "store")]
+mod ordering;
 pub mod payload;
 pub mod proof;
 pub mod retention;
@@ -50,7 +52,6 @@ pub mod retention_plan;
 pub mod rules;
 #[cfg(feature = "store")]
 pub mod schema;
-#[cfg(feature = "store")]
 mod sequencer;
 pub mod session_chain;
 #[cfg(feature = "store")]

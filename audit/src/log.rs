@@ -87,6 +87,8 @@ pub fn host_name() -> String {
 /// An open, writable audit log.
 pub struct AuditLog {
     pub(crate) tx: Option<mpsc::Sender<Msg>>,
+    /// The ordering state the sequencer shares with released appends.
+    pub(crate) shared: Arc<crate::ordering::Shared>,
     pub(crate) thread: Option<JoinHandle<()>>,
     pub(crate) path: PathBuf,
     pub(crate) origin: String,
@@ -157,9 +159,22 @@ impl AuditLog {
     }
 
     /// Blocking form of [`AuditLog::append`], for threads outside the async runtime.
+    ///
+    /// A caller alone in this call orders, writes and flushes its entry on
+    /// its own thread (`crate::ordering`), with whatever released entries
+    /// are pending; callers that come together go through the sequencer,
+    /// which commits them together (group commit).
     pub fn append_blocking(&self, ev: Event) -> Result<Receipt, AuditError> {
+        if self.tx.is_none() {
+            return Err(AuditError::Stopped(None));
+        }
+        let (direct, _under_way) = self.shared.commit_if_alone(Work::Append(Box::new(ev)));
+        let work = match direct {
+            crate::ordering::Direct::Done(r) => return r,
+            crate::ordering::Direct::Busy(work) => work,
+        };
         let (tx, rx) = mpsc::sync_channel(1);
-        self.send(Msg::Work(Work::Append(Box::new(ev)), ReplyTo::Blocking(tx)))?;
+        self.send(Msg::Work(work, ReplyTo::Blocking(tx)))?;
         rx.recv().map_err(|_| AuditError::Stopped(None))?
     }
 
@@ -170,20 +185,18 @@ impl AuditLog {
     /// is durable only with everything ordered before it, so nothing that
     /// depends on this entry can leave the sandbox before it is durable
     /// (external synchrony; see SECURITY.md, "Durability").
+    ///
+    /// The entry is ordered on the caller's own thread (`crate::ordering`):
+    /// it never waits for the sequencer thread, only, briefly, for the lock
+    /// the sequencer holds while it writes a batch.
     pub async fn append_released(&self, ev: Event) -> Result<Sequenced, AuditError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Msg::Work(
-            Work::Append(Box::new(ev)),
-            ReplyTo::ReleasedAsync(tx),
-        ))?;
-        rx.await.map_err(|_| AuditError::Stopped(None))?
+        self.append_released_blocking(ev)
     }
 
     /// Blocking form of [`AuditLog::append_released`].
     pub fn append_released_blocking(&self, ev: Event) -> Result<Sequenced, AuditError> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.send(Msg::Work(Work::Append(Box::new(ev)), ReplyTo::Released(tx)))?;
-        rx.recv().map_err(|_| AuditError::Stopped(None))?
+        let tx = self.tx.as_ref().ok_or(AuditError::Stopped(None))?;
+        self.shared.order_released(Work::Append(Box::new(ev)), tx)
     }
 
     /// Erase the bodies of the given payload commitments and append a

@@ -161,14 +161,16 @@ fn start(
         FullDue::No | FullDue::Done(_) => None,
     };
     let heartbeat = opts.heartbeat;
-    let max_batch = opts.max_batch.max(1);
+    let shared = Arc::new(crate::ordering::Shared::new(w, opts.max_batch));
     let actor = opts.system_actor.clone();
+    let for_thread = shared.clone();
     let thread = std::thread::Builder::new()
         .name("stele-audit-sequencer".into())
-        .spawn(move || crate::sequencer::run(w, rx, heartbeat, max_batch, actor))
+        .spawn(move || crate::sequencer::run(for_thread, rx, heartbeat, actor))
         .ok();
     Ok(AuditLog {
         tx: thread.as_ref().map(|_| tx),
+        shared,
         thread,
         path: path.to_path_buf(),
         origin,

@@ -6,14 +6,18 @@
 //!
 //! **External synchrony.** A caller that only needs its entry's place in the
 //! sequence (a read inside the sandbox, which takes effect only when what
-//! was read leaves it) is answered as soon as the batch is ordered, before
-//! it is written ([`ReplyTo::Released`]). Every other caller is answered only
-//! once its commit is durable (`crate::durability`): because the log is one
-//! ordered sequence, that flush covers every released entry before it. If a
-//! batch with released entries cannot be written, the log refuses every
-//! further write, so nothing ordered after a lost entry can take effect.
+//! was read leaves it) orders it itself, on its own thread, under the lock
+//! it shares with the sequencer (`crate::ordering`), and goes on before it
+//! is written; the sequencer writes that pending batch within
+//! [`RELEASED_LINGER`] or with the next durable entry. Every other caller
+//! is answered only once its commit is durable (`crate::durability`):
+//! because the log is one ordered sequence, that flush covers every
+//! released entry before it. If a batch with released entries cannot be
+//! written, the log refuses every further write, so nothing ordered after a
+//! lost entry can take effect.
 
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -23,18 +27,15 @@ use crate::error::AuditError;
 use crate::event::{Actor, Event, EventKind};
 use crate::marker::{Finding, FullCheck, VerifiedThrough, FULL_CHECK, VERIFIED_THROUGH};
 use crate::merkle::Hash;
-use crate::writer::{Prepared, Receipt, Sequenced, Work, Writer};
+use crate::ordering::{order, Batch, Shared};
+use crate::writer::{Receipt, Work, Writer};
 
-/// Where an answer goes.
+/// Where an answer goes: to a caller waiting for durability.
 pub(crate) enum ReplyTo {
     /// Once durable.
     Async(oneshot::Sender<Result<Receipt, AuditError>>),
     /// Once durable.
     Blocking(mpsc::SyncSender<Result<Receipt, AuditError>>),
-    /// Once ordered, before it is durable.
-    Released(mpsc::SyncSender<Result<Sequenced, AuditError>>),
-    /// Once ordered, before it is durable.
-    ReleasedAsync(oneshot::Sender<Result<Sequenced, AuditError>>),
 }
 
 impl ReplyTo {
@@ -43,27 +44,6 @@ impl ReplyTo {
         match self {
             ReplyTo::Async(tx) => drop(tx.send(r)),
             ReplyTo::Blocking(tx) => drop(tx.send(r)),
-            ReplyTo::Released(tx) => drop(tx.send(r.map(|r| Sequenced {
-                seq: r.seq,
-                leaf_hash: r.leaf_hash,
-            }))),
-            ReplyTo::ReleasedAsync(tx) => drop(tx.send(r.map(|r| Sequenced {
-                seq: r.seq,
-                leaf_hash: r.leaf_hash,
-            }))),
-        }
-    }
-
-    fn released(&self) -> bool {
-        matches!(self, ReplyTo::Released(_) | ReplyTo::ReleasedAsync(_))
-    }
-
-    fn send_sequenced(self, r: Result<Sequenced, AuditError>) {
-        match self {
-            ReplyTo::Released(tx) => drop(tx.send(r)),
-            ReplyTo::ReleasedAsync(tx) => drop(tx.send(r)),
-            // Not asked for: callers that wait for durability get their receipt later.
-            ReplyTo::Async(_) | ReplyTo::Blocking(_) => {}
         }
     }
 }
@@ -85,48 +65,47 @@ pub(crate) enum Msg {
     Sync(ReplyTo),
     /// Rotate or revoke a key, after everything sent before it.
     Keys(crate::writer::KeyChange, ReplyTo),
+    /// A caller ordered a released entry into an empty (or full) pending
+    /// batch: write it within the linger (at once if full).
+    Nudge,
 }
 
 /// The sequencer's loop; returns when the log is closed or every sender is
-/// gone.
+/// gone, with the writer taken out of `shared` (its connection closed).
 pub(crate) fn run(
-    mut w: Writer,
+    shared: Arc<Shared>,
     rx: mpsc::Receiver<Msg>,
     heartbeat: Option<Duration>,
-    max_batch: usize,
     actor: Actor,
 ) {
-    let syncer = Syncer::start(&w.path, &w.conn);
-    run_with(&mut w, &rx, heartbeat, max_batch, &actor, &syncer);
+    run_with(&shared, &rx, heartbeat, &actor, &shared.syncer);
     // Every durable reply is answered before the connection closes.
-    syncer.finish();
+    shared.syncer.finish();
+    drop(shared.lock().writer.take());
 }
 
 /// How long entries that were released may wait in memory for company
 /// before they are written anyway (reads arrive one at a time; writing
 /// each alone cost a transaction and a signature apiece).
-const RELEASED_LINGER: Duration = Duration::from_millis(2);
-
-/// Entries ordered (and their released callers answered) but not yet
-/// written, and the callers waiting for each one's durability.
-struct Batch {
-    prepared: Prepared,
-    waiting: Vec<Option<ReplyTo>>,
-}
+pub(crate) const RELEASED_LINGER: Duration = Duration::from_millis(2);
 
 fn run_with(
-    w: &mut Writer,
+    shared: &Shared,
     rx: &mpsc::Receiver<Msg>,
     heartbeat: Option<Duration>,
-    max_batch: usize,
     actor: &Actor,
     syncer: &Syncer,
 ) {
-    let mut pending: Option<Batch> = None;
+    let max_batch = shared.max_batch();
     loop {
-        let wait = match pending {
-            Some(_) => Some(RELEASED_LINGER),
-            None => heartbeat,
+        let wait = {
+            let g = shared.lock();
+            match g.pending {
+                Some(_) => Some(RELEASED_LINGER),
+                // Callers append without a message: a heartbeat is due a
+                // whole interval after the last of their entries.
+                None => heartbeat.map(|d| d.saturating_sub(g.last_append.elapsed())),
+            }
         };
         let first = match wait {
             Some(d) => match rx.recv_timeout(d) {
@@ -145,25 +124,15 @@ fn run_with(
         let mut after = Vec::new();
         // Whether something in this round must be written now.
         let mut write_now = false;
+        let mut heartbeat_due = false;
         match first {
-            None => {
-                if let Some(b) = pending.take() {
-                    write(w, b, syncer);
-                    continue;
-                }
-                let secs = heartbeat.map(|d| d.as_secs()).unwrap_or(0);
-                let hb = Event::new(EventKind::Heartbeat, actor.clone())
-                    .with_data(serde_json::json!({ "interval_s": secs }));
-                works.push(Work::Append(Box::new(hb)));
-                replies.push(None);
-                write_now = true;
-            }
+            None => heartbeat_due = true,
             Some(m) => {
                 let mut next = Some(m);
                 while let Some(m) = next.take() {
                     match m {
                         Msg::Work(wk, r) => {
-                            write_now |= !r.released();
+                            write_now = true;
                             works.push(wk);
                             replies.push(Some(r));
                         }
@@ -171,6 +140,7 @@ fn run_with(
                             close = Some(r);
                             break;
                         }
+                        Msg::Nudge => {}
                         other => after.push(other),
                     }
                     if works.len() < max_batch {
@@ -180,17 +150,46 @@ fn run_with(
             }
         }
         write_now |= close.is_some() || !after.is_empty();
+        let mut g = shared.lock();
+        let crate::ordering::Ordered {
+            writer,
+            pending,
+            last_append,
+        } = &mut *g;
+        let Some(w) = writer.as_mut() else { return };
+        if heartbeat_due {
+            // Released entries lingered long enough: write them. Otherwise
+            // nothing came for a heartbeat's interval (unless a caller
+            // appended meanwhile).
+            if let Some(b) = pending.take() {
+                write(w, b, syncer);
+                continue;
+            }
+            // The lingering batch may have been written by a caller
+            // meanwhile; then no heartbeat is due unless the interval passed.
+            let Some(interval) = heartbeat.filter(|d| last_append.elapsed() >= *d) else {
+                continue;
+            };
+            let secs = interval.as_secs();
+            let hb = Event::new(EventKind::Heartbeat, actor.clone())
+                .with_data(serde_json::json!({ "interval_s": secs }));
+            works.push(Work::Append(Box::new(hb)));
+            replies.push(None);
+            write_now = true;
+        }
+        if !works.is_empty() {
+            *last_append = std::time::Instant::now();
+        }
         if let (None, Some(why)) = (&w.refused, syncer.failure()) {
             w.refused = Some(format!("it could not make entries durable: {why}"));
         }
         if !works.is_empty() {
-            let b = order(w, pending.take(), works, replies);
-            if write_now || b.prepared.len() >= max_batch {
-                write(w, b, syncer);
-            } else {
-                pending = Some(b);
-            }
-        } else if write_now {
+            *pending = Some(order(w, pending.take(), works, replies));
+        }
+        let full = pending
+            .as_ref()
+            .is_some_and(|b| b.prepared.len() >= max_batch);
+        if write_now || full {
             if let Some(b) = pending.take() {
                 write(w, b, syncer);
             }
@@ -211,7 +210,7 @@ fn run_with(
                     let res = w.change_keys(change);
                     syncer.submit(vec![(r, res)]);
                 }
-                Msg::Work(..) | Msg::Close(_) => {}
+                Msg::Work(..) | Msg::Close(_) | Msg::Nudge => {}
             }
         }
         if let Some(r) = close {
@@ -221,58 +220,19 @@ fn run_with(
                 .pop()
                 .unwrap_or(Err(AuditError::Stopped(None)));
             syncer.submit(vec![(r, res)]);
+            // No caller orders anything after the close.
+            drop(writer.take());
             return;
         }
     }
     // Every sender is gone: what was ordered is still written.
-    if let Some(b) = pending.take() {
+    let mut g = shared.lock();
+    let crate::ordering::Ordered {
+        writer, pending, ..
+    } = &mut *g;
+    if let (Some(w), Some(b)) = (writer.as_mut(), pending.take()) {
         write(w, b, syncer);
     }
-}
-
-/// Give `works` their places after whatever is pending, and answer the
-/// callers that need only that.
-fn order(
-    w: &mut Writer,
-    pending: Option<Batch>,
-    works: Vec<Work>,
-    replies: Vec<Option<ReplyTo>>,
-) -> Batch {
-    let (mut b, start) = match pending {
-        Some(mut b) => {
-            let start = w.prepare_more(&mut b.prepared, works);
-            (b, start)
-        }
-        None => {
-            let (prepared, start) = w.prepare(works);
-            (
-                Batch {
-                    prepared,
-                    waiting: Vec::new(),
-                },
-                start,
-            )
-        }
-    };
-    // Clock entries the writer put before the items wait for no one.
-    b.waiting.resize_with(start, || None);
-    for (i, r) in replies.into_iter().enumerate() {
-        match r {
-            Some(r) if r.released() => {
-                if let Some(s) = b.prepared.take_sequenced(start + i) {
-                    if s.is_ok() {
-                        b.prepared.mark_released();
-                    }
-                    r.send_sequenced(s);
-                }
-                b.waiting.push(None);
-            }
-            other => b.waiting.push(other),
-        }
-    }
-    // Nor those after them.
-    b.waiting.resize_with(b.prepared.len(), || None);
-    b
 }
 
 /// Write an ordered batch and hand the callers waiting for durability to
