@@ -110,6 +110,12 @@ pub fn serve_with(opts: ServeOptions, desktop: crate::desktop::Desktop) -> Resul
              reverse proxy that terminates TLS; elsewhere set server.tls_cert and server.tls_key"
         )));
     }
+    let defaults = match &desktop {
+        crate::desktop::Desktop::Open { workspace, .. } => {
+            Some(crate::desktop::defaults(&mut config, workspace.as_deref())?)
+        }
+        crate::desktop::Desktop::No => None,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -169,7 +175,8 @@ pub fn serve_with(opts: ServeOptions, desktop: crate::desktop::Desktop) -> Resul
             serving.config.db().display(),
             serving.config.store_path().display()
         );
-        if let crate::desktop::Desktop::Open { link_ttl } = desktop {
+        if let crate::desktop::Desktop::Open { link_ttl, .. } = desktop {
+            banner(&serving, defaults.as_ref());
             let scheme = if tls.is_some() { "https" } else { "http" };
             let user = crate::desktop::account(&serving).await?;
             let url =
@@ -262,6 +269,46 @@ pub fn serve_with(opts: ServeOptions, desktop: crate::desktop::Desktop) -> Resul
         }
     }
     Ok(())
+}
+
+/// The desktop server's banner: the workspaces the person may use and the
+/// policy deciding what their sessions may do (nothing silently widens).
+fn banner(state: &AppState, defaults: Option<&crate::desktop::DesktopDefaults>) {
+    use crate::desktop::WorkspaceOrigin;
+    let added = defaults.and_then(|d| d.workspace.as_ref());
+    for (name, ws) in &state.config.workspace {
+        let from = match added {
+            Some((p, WorkspaceOrigin::Flag)) if *p == ws.path => " (--workspace)",
+            Some((p, WorkspaceOrigin::StartedIn)) if *p == ws.path => {
+                " (the folder `stele serve --open` was started in; --workspace DIR to choose)"
+            }
+            _ => " (from the configuration)",
+        };
+        stele_runtime::errln!(
+            "stele serve: workspace {name}: {}{from}, teams {:?}",
+            ws.path.display(),
+            ws.teams
+        );
+    }
+    if state.config.workspace.is_empty() {
+        stele_runtime::errln!(
+            "stele serve: no workspace: the configuration names none (add [workspace.NAME])"
+        );
+    }
+    match defaults.and_then(|d| d.policy.as_ref()) {
+        Some(dir) => stele_runtime::errln!(
+            "stele serve: policy: the built-in desktop bundle ({}): {}",
+            dir.display(),
+            crate::desktop::DESKTOP_POLICY_SUMMARY
+        ),
+        None => stele_runtime::errln!(
+            "stele serve: policy: {} (its rules decide what sessions may do)",
+            state.config.server.policy.as_ref().map_or_else(
+                || "the search order's bundle".to_string(),
+                |p| p.display().to_string()
+            )
+        ),
+    }
 }
 
 /// The result of the serving task.
