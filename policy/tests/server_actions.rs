@@ -125,6 +125,7 @@ fn every_role_and_action_is_decided_as_the_templates_say() {
         ("finance", "finance"),
         ("minimal", "dev"),
         ("strict-default", "finance"),
+        ("desktop", "local"),
     ] {
         let b = Bundle::load(template(name)).unwrap();
         assert!(b.permits_server_actions(), "{name}");
