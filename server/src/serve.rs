@@ -260,12 +260,20 @@ pub fn serve_with(opts: ServeOptions, desktop: crate::desktop::Desktop) -> Resul
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     // Every session that reached a safe point has let the log go, and it is
     // closed (`log.close`). A session parked on an approval keeps its thread
-    // on the unanswered question (the shutdown answers none): the log is
-    // then left as a kill leaves it, every entry already durable, and the
-    // process exit ends that thread.
-    if let Ok(state) = Arc::try_unwrap(state) {
-        if let Ok(log) = Arc::try_unwrap(state.log) {
-            log.close()?;
+    // on the question the shutdown withdrew (recorded, its intent closed:
+    // [`crate::sessions::withdraw`]); that thread never writes again, so the
+    // log is closed through the shared handle and the process exit ends it.
+    match Arc::try_unwrap(state) {
+        Ok(state) => match Arc::try_unwrap(state.log) {
+            Ok(log) => {
+                log.close()?;
+            }
+            Err(log) => {
+                log.close_shared()?;
+            }
+        },
+        Err(state) => {
+            state.log.close_shared()?;
         }
     }
     Ok(())

@@ -510,9 +510,43 @@ fn parked_question_across(signal: &str) {
         assert!(detail.unwrap().contains("waiting for an approval"));
         assert_eq!(approval_state(&srv, &old_id), "expired");
     }
-    {
+    let interrupted_before = {
         let leaves = srv.leaves();
         let mine = e2e_common::of_session(&leaves, &id);
+        if signal == "TERM" {
+            // A clean close: the withdrawn question recorded, the action
+            // that asked closed as interrupted with that reason, the
+            // session paused, then `log.close` — in that order, last.
+            let kinds: Vec<&str> = leaves.iter().map(|l| l["kind"].as_str().unwrap()).collect();
+            // (Reading the log appends its own `log.open` and `audit.read`.)
+            let close = kinds.iter().rposition(|k| *k == "log.close").unwrap();
+            assert_eq!(kinds[close + 1..], ["log.open", "audit.read"], "{kinds:?}");
+            let at = |pred: &dyn Fn(&Value) -> bool| {
+                leaves
+                    .iter()
+                    .rposition(|l| pred(l))
+                    .unwrap_or_else(|| panic!("missing"))
+            };
+            let withdrawn = at(&|l| {
+                l["data"]["server_action"] == "approval.withdraw"
+                    && l["data"]["approval"] == old_id.as_str()
+            });
+            let closed = at(&|l| {
+                l["kind"] == "interrupted"
+                    && l["session"]["id"] == id.as_str()
+                    && l["outcome"]["detail"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("withdrawn")
+            });
+            let paused = at(&|l| {
+                l["data"]["server_action"] == "session.pause" && l["data"]["session"] == id.as_str()
+            });
+            assert!(
+                withdrawn < closed && closed < paused && paused < close,
+                "{kinds:?}"
+            );
+        }
         assert_eq!(of_kind(&mine, "approval.request").len(), 1);
         assert!(
             of_kind(&mine, "approval.grant").is_empty(),
@@ -522,8 +556,17 @@ fn parked_question_across(signal: &str) {
             of_kind(&mine, "approval.deny").is_empty(),
             "never answered by the stop"
         );
-    }
+        of_kind(&mine, "interrupted").len()
+    };
     srv.spawn();
+    if signal == "TERM" {
+        // The restart finds nothing to recover: no crash message.
+        assert!(
+            !srv.stderr().contains("never recorded a result"),
+            "{}",
+            srv.stderr()
+        );
+    }
     assert_eq!(approval_state(&srv, &old_id), "expired");
     rt.block_on(async {
         // The old question is gone: answering it is refused, nothing runs.
@@ -558,6 +601,17 @@ fn parked_question_across(signal: &str) {
     assert_eq!(grants.len(), 1);
     assert_eq!(grants[0]["data"]["approver"], "bob");
     assert_eq!(of_kind(&mine, "exec.start").len(), 1);
+    // After a SIGTERM the restart wrote no `interrupted` entry of its own;
+    // after a SIGKILL its crash recovery closed the open action.
+    let interrupted = of_kind(&mine, "interrupted");
+    assert_eq!(
+        interrupted.len(),
+        interrupted_before.max(1),
+        "{interrupted:?}"
+    );
+    if signal == "KILL" {
+        assert_eq!(interrupted_before, 0);
+    }
     intents_closed_once(&leaves, &id).unwrap();
     srv.verify();
 }

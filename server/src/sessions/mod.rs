@@ -9,4 +9,5 @@ pub mod launch;
 pub mod manager;
 pub mod restart;
 pub mod webhook;
+pub mod withdraw;
 pub mod worker;
