@@ -375,30 +375,42 @@ forbid (principal == User::"dave", action == Action::"schedule.manage", resource
         assert_eq!(one["catch_up"], "skip", "skip by default");
         assert!(one["next_run"].as_str().is_some_and(|t| t.ends_with('Z')));
         // Those the policy does not let manage the workspace's schedules:
-        // dave (forbidden), rita (a reviewer), carol (another team).
+        // dave (forbidden), rita (a reviewer), carol (another team). dave
+        // and rita may still see them and their runs (schedule.view, their
+        // team's); carol sees nothing.
         let mut entries = Vec::new();
-        for t in [&dave, &rita, &carol] {
+        for (t, sees) in [(&dave, true), (&rita, true), (&carol, false)] {
             let p = problem(post(&srv, t, "/api/v1/schedules", base.clone()).await, 403).await;
-            entries.push(p["audit_entry"].as_u64().unwrap());
+            entries.push((p["audit_entry"].as_u64().unwrap(), "schedule.manage"));
             for path in [
                 format!("/api/v1/schedules/{id}"),
                 format!("/api/v1/schedules/{id}/runs"),
             ] {
-                let p = problem(get(&srv, t, &path).await, 403).await;
-                entries.push(p["audit_entry"].as_u64().unwrap());
+                let r = get(&srv, t, &path).await;
+                if sees {
+                    assert_eq!(r.status(), 200, "{path}");
+                } else {
+                    let p = problem(r, 403).await;
+                    entries.push((p["audit_entry"].as_u64().unwrap(), "schedule.view"));
+                }
             }
             let p = problem(
                 delete(&srv, t, &format!("/api/v1/schedules/{id}")).await,
                 403,
             )
             .await;
-            entries.push(p["audit_entry"].as_u64().unwrap());
+            entries.push((p["audit_entry"].as_u64().unwrap(), "schedule.manage"));
             let l: Value = get(&srv, t, "/api/v1/schedules")
                 .await
                 .json()
                 .await
                 .unwrap();
-            assert_eq!(l["schedules"], json!([]), "not listed to them");
+            let listed = l["schedules"].as_array().unwrap().len();
+            assert_eq!(
+                listed,
+                usize::from(sees),
+                "listed to them only if they may view: {l}"
+            );
         }
         let l: Value = get(&srv, &alice, "/api/v1/schedules")
             .await
@@ -417,15 +429,21 @@ forbid (principal == User::"dave", action == Action::"schedule.manage", resource
     });
     srv.stop();
     let leaves = srv.leaves();
-    for seq in entries {
+    for (seq, action) in entries {
         let l = leaves
             .iter()
             .find(|l| l["seq"].as_u64() == Some(seq))
             .unwrap();
-        assert_eq!(l["data"]["server_action"], "schedule.manage");
+        assert_eq!(l["data"]["server_action"], action);
         assert_eq!(l["decision"]["effect"], "deny");
         assert_eq!(l["data"]["status"], 403);
     }
+    // The reviewer's look was a decision of its own, allowed and recorded.
+    assert!(server_decisions(&leaves, "schedule.view").iter().any(|l| {
+        l["actor"]["principal"] == "rita"
+            && l["decision"]["effect"] == "allow"
+            && l["data"]["runs"] == true
+    }));
     let dave_refused = server_decisions(&leaves, "schedule.manage")
         .into_iter()
         .find(|l| l["actor"]["principal"] == "dave")
