@@ -50,7 +50,7 @@ pub fn open(config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
         Arc::new(Bundle::load(&located.path).map_err(|e| {
             start_error(&format!("the policy bundle {}", located.path.display()), e)
         })?);
-    let store = SqliteStore::open(&config.store_path())?;
+    let store: Arc<dyn crate::store::Store> = Arc::new(SqliteStore::open(&config.store_path())?);
     let oidc = config
         .oidc
         .clone()
@@ -60,6 +60,7 @@ pub fn open(config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
         &config.webhook,
         log.clone(),
         bundle.digest().to_string(),
+        store.clone(),
     )
     .map_err(|e| start_error("webhooks", e))?;
     Ok(Arc::new(AppState {
@@ -71,7 +72,7 @@ pub fn open(config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
         pending: Pending::default(),
         admin_changes: tokio::sync::Mutex::new(()),
         config,
-        store: Arc::new(store),
+        store,
         log,
         signer: crate::state::LogSigner(signer),
         bundle,

@@ -97,4 +97,15 @@ pub const MIGRATIONS: &[&str] = &[
         audit_entry INTEGER
     );
     CREATE INDEX schedule_runs_schedule ON schedule_runs(schedule);",
+    // 5: webhook deliveries not yet made (kept across restarts until
+    // delivered or given up on).
+    "CREATE TABLE webhook_outbox (
+        delivery TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        event TEXT NOT NULL,
+        body TEXT NOT NULL,
+        notice TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_at INTEGER NOT NULL
+    );",
 ];
