@@ -21,7 +21,10 @@ pub struct ServeArgs {
     /// The desktop case: listen on loopback, log in the person running the
     /// server (the OS user's account, admin of team `local`, made if absent)
     /// with a one-time link printed and opened in the browser ($STELE_BROWSER,
-    /// else xdg-open; empty: only print it).
+    /// else xdg-open; empty: only print it). Without a configured workspace,
+    /// workspace `local` is the folder it was started in (see --workspace);
+    /// without a configured policy, the built-in desktop bundle decides
+    /// (printed at start; docs/server.md "On your own machine").
     #[arg(long)]
     pub open: bool,
     /// With --open: the folder of workspace `local` (team `local`) [default:
