@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use server_support::api::get;
 use server_support::{runtime, server_decisions, Server};
 
 const FILES: &str = "/api/v1/workspaces/books/files";
@@ -30,15 +31,6 @@ fn sha256_hex(b: &[u8]) -> String {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-async fn get(srv: &Server, token: &str, path: &str) -> reqwest::Response {
-    srv.http
-        .get(srv.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
 }
 
 async fn put(srv: &Server, token: &str, path: &str, body: &[u8]) -> reqwest::Response {

@@ -17,69 +17,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use server_support::api::{post, session, start_session, wait_pending, wait_state};
 use server_support::{parse_sse, runtime, server_decisions, Server};
 use stele_tests::mock_model::{RecordedRequest, Reply, Turn};
 use stele_tests::{intents_closed_once, sandbox_available};
-
-const JSON: &str = "application/json";
-
-async fn get(srv: &Server, token: &str, path: &str) -> reqwest::Response {
-    srv.http
-        .get(srv.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn post(srv: &Server, token: &str, path: &str, body: Value) -> reqwest::Response {
-    srv.http
-        .post(srv.url(path))
-        .bearer_auth(token)
-        .header("content-type", JSON)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn start_session(srv: &Server, token: &str, task: &str) -> String {
-    let r = post(
-        srv,
-        token,
-        "/api/v1/sessions",
-        json!({"workspace": "books", "task": task}),
-    )
-    .await;
-    let status = r.status();
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(status, 201, "{body}\n{}", srv.stderr());
-    body["id"].as_str().unwrap().to_string()
-}
-
-async fn session(srv: &Server, token: &str, id: &str) -> Value {
-    get(srv, token, &format!("/api/v1/sessions/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn wait_state(srv: &Server, token: &str, id: &str, want: &str) -> Value {
-    let began = Instant::now();
-    loop {
-        let s = session(srv, token, id).await;
-        if s["state"] == want {
-            return s;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(90),
-            "session never {want}: {s}\n{}",
-            srv.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// The whole event stream of a session after `last` (it ends when the session does).
 async fn events(srv: &Server, token: &str, id: &str, last: u64) -> Vec<(u64, Value)> {
@@ -97,34 +38,6 @@ async fn events(srv: &Server, token: &str, id: &str, last: u64) -> Vec<(u64, Val
         .expect("the event stream did not end with the session")
         .unwrap();
     parse_sse(&body)
-}
-
-async fn pending(srv: &Server, token: &str) -> Vec<Value> {
-    let l: Value = get(srv, token, "/api/v1/approvals")
-        .await
-        .json()
-        .await
-        .unwrap();
-    l["approvals"].as_array().unwrap().clone()
-}
-
-async fn wait_pending(srv: &Server, token: &str, not: &[String]) -> Value {
-    let began = Instant::now();
-    loop {
-        if let Some(a) = pending(srv, token)
-            .await
-            .into_iter()
-            .find(|a| !not.iter().any(|n| a["approval_id"] == n.as_str()))
-        {
-            return a;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(60),
-            "no approval appeared\n{}",
-            srv.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Wait until the tool call of `tag` has written its line.
@@ -524,7 +437,7 @@ fn parked_question_across(signal: &str) {
             let at = |pred: &dyn Fn(&Value) -> bool| {
                 leaves
                     .iter()
-                    .rposition(|l| pred(l))
+                    .rposition(pred)
                     .unwrap_or_else(|| panic!("missing"))
             };
             let withdrawn = at(&|l| {

@@ -18,47 +18,10 @@ mod server_support;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use server_support::api::{delete, get, post, problem, wait_state};
 use server_support::{runtime, server_decisions, Server};
 use stele_tests::mock_model::Turn;
 use stele_tests::sandbox_available;
-
-async fn get(srv: &Server, token: &str, path: &str) -> reqwest::Response {
-    srv.http
-        .get(srv.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn post(srv: &Server, token: &str, path: &str, body: Value) -> reqwest::Response {
-    srv.http
-        .post(srv.url(path))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn delete(srv: &Server, token: &str, path: &str) -> reqwest::Response {
-    srv.http
-        .delete(srv.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn problem(r: reqwest::Response, status: u16) -> Value {
-    assert_eq!(r.status().as_u16(), status);
-    assert_eq!(
-        r.headers()["content-type"].to_str().unwrap(),
-        "application/problem+json"
-    );
-    r.json().await.unwrap()
-}
 
 /// Create a schedule; its id.
 async fn create(srv: &Server, token: &str, spec: Value) -> String {
@@ -95,26 +58,6 @@ async fn runs_until(
             srv.stderr()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn wait_state(srv: &Server, token: &str, id: &str, want: &str) -> Value {
-    let began = Instant::now();
-    loop {
-        let s: Value = get(srv, token, &format!("/api/v1/sessions/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        if s["state"] == want {
-            return s;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(60),
-            "session never {want}: {s}\n{}",
-            srv.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -20,6 +20,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
+use server_support::api::{start_session, wait_pending};
 use server_support::{runtime, server_decisions, Server};
 use stele_tests::mock_model::Turn;
 use stele_tests::sandbox_available;
@@ -221,22 +222,7 @@ fn approvals_are_notified_signed_retried_and_refused_with_the_wrong_secret() {
     );
     let (alice, bob) = (srv.token("alice"), srv.token("bob"));
     let rt = runtime();
-    let id = rt.block_on(async {
-        let r = srv
-            .http
-            .post(srv.url("/api/v1/sessions"))
-            .bearer_auth(&alice)
-            .header("content-type", "application/json")
-            .body(json!({"workspace": "books", "task": "write the letter"}).to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "{}", srv.stderr());
-        r.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    });
+    let id = rt.block_on(async { start_session(&srv, &alice, "write the letter").await });
 
     // The notice, verified at the receiver, carries what an approver needs.
     let got = wait_for(&ok, "the approval notice", |g| {
@@ -425,22 +411,7 @@ fn a_session_paused_by_a_provider_outage_is_notified() {
     });
     let alice = srv.token("alice");
     let rt = runtime();
-    let id = rt.block_on(async {
-        let r = srv
-            .http
-            .post(srv.url("/api/v1/sessions"))
-            .bearer_auth(&alice)
-            .header("content-type", "application/json")
-            .body(json!({"workspace": "books", "task": "sum the receipts"}).to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "{}", srv.stderr());
-        r.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    });
+    let id = rt.block_on(async { start_session(&srv, &alice, "sum the receipts").await });
     let got = wait_for(&ok, "the pause", |g| {
         g.iter().any(|g| g.event == "session_paused")
     });
@@ -485,34 +456,11 @@ fn an_undelivered_webhook_survives_a_restart_and_is_delivered_once() {
     let (alice, bob) = (srv.token("alice"), srv.token("bob"));
     let rt = runtime();
     let asked = rt.block_on(async {
-        let r = srv
-            .http
-            .post(srv.url("/api/v1/sessions"))
-            .bearer_auth(&alice)
-            .header("content-type", "application/json")
-            .body(json!({"workspace": "books", "task": "write the letter"}).to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "{}", srv.stderr());
-        let began = Instant::now();
-        loop {
-            let l: Value = srv
-                .http
-                .get(srv.url("/api/v1/approvals"))
-                .bearer_auth(&bob)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if let Some(a) = l["approvals"].as_array().and_then(|a| a.first()) {
-                break a["approval_id"].as_str().unwrap().to_string();
-            }
-            assert!(began.elapsed() < Duration::from_secs(60), "no approval");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        start_session(&srv, &alice, "write the letter").await;
+        wait_pending(&srv, &bob, &[]).await["approval_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
     });
     // At least two attempts fail while the receiver is down.
     let began = Instant::now();
@@ -535,16 +483,13 @@ fn an_undelivered_webhook_survives_a_restart_and_is_delivered_once() {
         .with_state(r.clone());
     hooks_rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
     srv.spawn();
-    let got = wait_for(&r, "the kept delivery after the restart", |g| {
+    wait_for(&r, "the kept delivery after the restart", |g| {
         g.iter()
             .any(|x| x.body["approval"]["approval_id"] == asked.as_str())
     });
     // Another moment: nothing of it arrives twice.
     std::thread::sleep(Duration::from_millis(1500));
-    let got = {
-        let _ = got;
-        r.got.lock().unwrap().clone()
-    };
+    let got = r.got.lock().unwrap().clone();
     let kept: Vec<&Got> = got
         .iter()
         .filter(|x| x.body["approval"]["approval_id"] == asked.as_str())
