@@ -341,6 +341,16 @@ impl AuditLog {
         self.shutdown()
     }
 
+    /// Append `log.close` and stop the sequencer through a shared handle,
+    /// while other handles may remain (a server thread parked for good on a
+    /// question its shutdown withdrew, which will never write again). Every
+    /// later append through any handle is refused (`Stopped`).
+    pub fn close_shared(&self) -> Result<Receipt, AuditError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Msg::Close(ReplyTo::Blocking(tx)))?;
+        rx.recv().map_err(|_| AuditError::Stopped(None))?
+    }
+
     fn shutdown(&mut self) -> Result<Receipt, AuditError> {
         if let Some(b) = self.background.take() {
             b.cancel();

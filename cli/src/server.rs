@@ -21,9 +21,21 @@ pub struct ServeArgs {
     /// The desktop case: listen on loopback, log in the person running the
     /// server (the OS user's account, admin of team `local`, made if absent)
     /// with a one-time link printed and opened in the browser ($STELE_BROWSER,
-    /// else xdg-open; empty: only print it).
+    /// else xdg-open; empty: only print it). Without a configured workspace,
+    /// workspace `local` is the folder it was started in (see --workspace);
+    /// without a configured policy, the built-in desktop bundle decides
+    /// (printed at start; docs/server.md "On your own machine").
     #[arg(long)]
     pub open: bool,
+    /// With --open: the folder of workspace `local` (team `local`) [default:
+    /// the folder `stele serve --open` was started in, when the
+    /// configuration names no workspace]. Without a configured policy (and no
+    /// ~/.config/stele/policy or /etc/stele/policy), the built-in desktop
+    /// bundle decides (policies/desktop: the strict default's protections —
+    /// secrets, stele's state and the network refused; deletes, outbox/
+    /// writes and MCP calls ask first); the banner says which.
+    #[arg(long, requires = "open")]
+    pub workspace: Option<PathBuf>,
     /// With --open: seconds the login link works.
     #[arg(long, default_value_t = 300, requires = "open", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub link_ttl_secs: u64,
@@ -140,6 +152,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let desktop = if args.open {
         stele_server::desktop::Desktop::Open {
             link_ttl: std::time::Duration::from_secs(args.link_ttl_secs),
+            workspace: args.workspace,
         }
     } else {
         stele_server::desktop::Desktop::No

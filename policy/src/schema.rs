@@ -11,7 +11,7 @@ use crate::layout::SCHEMA_FILE;
 pub const STELE_SCHEMA: &str = include_str!("../schema/stele.cedarschema");
 
 /// Version of [`STELE_SCHEMA`], recorded in every decision.
-pub const SCHEMA_VERSION: &str = "stele-6";
+pub const SCHEMA_VERSION: &str = "stele-7";
 
 /// Parse the built-in schema.
 pub(crate) fn stele_schema() -> Result<Schema, PolicyError> {

@@ -1,7 +1,7 @@
 //! The team server's own requests (`stele serve`): who may start, see, list,
 //! approve, read and export sessions, hold the log, manage schedules and
 //! administer the server. They are Cedar decisions in the same bundle as the
-//! gate's, under their own actions (schema `stele-6`): a server action never
+//! gate's, under their own actions (schema `stele-7`): a server action never
 //! decides a session's tool call, and a gate action never decides a server
 //! action, so a permit on one cannot lift a rule on the other.
 //!
@@ -42,13 +42,19 @@ pub enum ServerAction {
     AuditHold,
     /// Add, change or remove scheduled tasks (resource: the workspace).
     ScheduleManage,
+    /// List and inspect scheduled tasks and their runs (resource: the workspace).
+    ScheduleView,
+    /// List and download a workspace's files (resource: the workspace);
+    /// each file is still the person's own `file.list`/`file.read` through
+    /// the gate. Uploading is `session.start`.
+    WorkspaceRead,
     /// Administer the server: accounts, tokens (resource: the server).
     Admin,
 }
 
 impl ServerAction {
     /// Every server action, in a fixed order (used for indexing).
-    pub const ALL: [ServerAction; 9] = [
+    pub const ALL: [ServerAction; 11] = [
         ServerAction::SessionStart,
         ServerAction::SessionView,
         ServerAction::SessionList,
@@ -58,6 +64,8 @@ impl ServerAction {
         ServerAction::AuditHold,
         ServerAction::ScheduleManage,
         ServerAction::Admin,
+        ServerAction::ScheduleView,
+        ServerAction::WorkspaceRead,
     ];
 
     /// The Cedar action id, e.g. `session.view`.
@@ -72,6 +80,8 @@ impl ServerAction {
             ServerAction::AuditHold => "audit.hold",
             ServerAction::ScheduleManage => "schedule.manage",
             ServerAction::Admin => "admin",
+            ServerAction::ScheduleView => "schedule.view",
+            ServerAction::WorkspaceRead => "workspace.read",
         }
     }
 
@@ -87,6 +97,8 @@ impl ServerAction {
             ServerAction::AuditHold => 6,
             ServerAction::ScheduleManage => 7,
             ServerAction::Admin => 8,
+            ServerAction::ScheduleView => 9,
+            ServerAction::WorkspaceRead => 10,
         }
     }
 
@@ -97,12 +109,13 @@ impl ServerAction {
         use ServerResource as R;
         matches!(
             (self, resource),
-            (A::SessionStart | A::ScheduleManage, R::Workspace { .. })
-                | (
-                    A::SessionView | A::SessionApprove | A::AuditExport,
-                    R::Session { .. }
-                )
-                | (A::AuditRead, R::Session { .. } | R::AuditLog)
+            (
+                A::SessionStart | A::ScheduleManage | A::ScheduleView | A::WorkspaceRead,
+                R::Workspace { .. }
+            ) | (
+                A::SessionView | A::SessionApprove | A::AuditExport,
+                R::Session { .. }
+            ) | (A::AuditRead, R::Session { .. } | R::AuditLog)
                 | (A::AuditHold, R::AuditLog)
                 | (A::SessionList | A::Admin, R::Server)
         )

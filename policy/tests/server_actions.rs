@@ -74,7 +74,7 @@ fn expected(role: &str, action: ServerAction, rel: Rel) -> bool {
         "admin" => true,
         "member" | "approver" => match action {
             SessionList => true,
-            SessionStart | ScheduleManage => rel == Rel::Team,
+            SessionStart | ScheduleManage | ScheduleView | WorkspaceRead => rel == Rel::Team,
             SessionView | SessionApprove => {
                 rel == Rel::Own || (role == "approver" && rel == Rel::Team)
             }
@@ -83,6 +83,7 @@ fn expected(role: &str, action: ServerAction, rel: Rel) -> bool {
         "reviewer" => match action {
             SessionList => true,
             SessionView | AuditRead | AuditExport => matches!(rel, Rel::Own | Rel::Team),
+            ScheduleView | WorkspaceRead => rel == Rel::Team,
             SessionStart | SessionApprove | AuditHold | ScheduleManage | Admin => false,
         },
         other => panic!("unknown role {other}"),
@@ -125,11 +126,12 @@ fn every_role_and_action_is_decided_as_the_templates_say() {
         ("finance", "finance"),
         ("minimal", "dev"),
         ("strict-default", "finance"),
+        ("desktop", "local"),
     ] {
         let b = Bundle::load(template(name)).unwrap();
         assert!(b.permits_server_actions(), "{name}");
         let n = check_matrix(&b, team, name);
-        assert_eq!(n, 80, "{name}: every role, action and resource kind");
+        assert_eq!(n, 96, "{name}: every role, action and resource kind");
     }
 }
 

@@ -47,8 +47,13 @@ fn minimal_template_tests_pass() {
 }
 
 #[test]
+fn desktop_template_tests_pass() {
+    assert_template_tests_pass("desktop", 20);
+}
+
+#[test]
 fn template_schema_copies_match_the_builtin_schema() {
-    for name in ["finance", "strict-default", "minimal"] {
+    for name in ["finance", "strict-default", "minimal", "desktop"] {
         let text = std::fs::read_to_string(template(name).join("schema.cedarschema")).unwrap();
         assert_eq!(text, stele_policy::STELE_SCHEMA, "{name}");
     }

@@ -42,6 +42,74 @@ pub const BUILTIN_STRICT_DEFAULT: [(&str, &str); 5] = [
     ),
 ];
 
+/// The desktop bundle (`stele serve --open`, `policies/desktop`) as
+/// compiled into this binary; its `members.toml` is written for the person
+/// running the server ([`desktop_members`]).
+pub const BUILTIN_DESKTOP: [(&str, &str); 5] = [
+    (
+        "members.toml",
+        include_str!("../../policies/desktop/members.toml"),
+    ),
+    (
+        "org/desktop.cedar",
+        include_str!("../../policies/desktop/org/desktop.cedar"),
+    ),
+    (
+        "org/server.cedar",
+        include_str!("../../policies/desktop/org/server.cedar"),
+    ),
+    (
+        "teams/local/local.cedar",
+        include_str!("../../policies/desktop/teams/local/local.cedar"),
+    ),
+    (
+        "schema.cedarschema",
+        include_str!("../../policies/desktop/schema.cedarschema"),
+    ),
+];
+
+/// The desktop bundle's `members.toml` naming `owner` the one member of
+/// team `local` (the name is quoted as a TOML key, so any valid principal
+/// name is written as itself).
+pub fn desktop_members(owner: &str) -> String {
+    let key = toml_key(owner);
+    format!(
+        "# Written by `stele serve --open`: the OS user running the server is the\n\
+         # one member of team `local` (policies/desktop).\n[users]\n{key} = [\"local\"]\n"
+    )
+}
+
+fn toml_key(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Write the desktop bundle for `owner` read-only under the state folder
+/// (`<state>/policies/desktop-builtin-<digest>/`) and return the folder.
+pub fn materialise_desktop(state_dir: &Path, owner: &str) -> Result<PathBuf, PolicyLocationError> {
+    let members = desktop_members(owner);
+    let files: Vec<(&str, &str)> = BUILTIN_DESKTOP
+        .iter()
+        .map(|(rel, text)| {
+            if *rel == "members.toml" {
+                (*rel, members.as_str())
+            } else {
+                (*rel, *text)
+            }
+        })
+        .collect();
+    materialise(state_dir, "desktop-builtin", &files)
+}
+
 /// Which step of the search order gave the bundle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyOrigin {
@@ -86,7 +154,7 @@ pub enum PolicyLocationError {
     #[error("policy location {0} exists but is not a folder")]
     NotAFolder(PathBuf),
     /// The built-in bundle could not be written under the state folder.
-    #[error("writing the built-in strict-default policy under {path}: {source}")]
+    #[error("writing a built-in policy bundle under {path}: {source}")]
     Materialise {
         /// The folder.
         path: PathBuf,
@@ -151,10 +219,10 @@ pub fn resolve_in(
     })
 }
 
-/// SHA-256 over the built-in files (path, NUL, contents), hex.
-fn builtin_digest() -> String {
+/// SHA-256 over `files` (path, NUL, length, contents), hex.
+fn files_digest(files: &[(&str, &str)]) -> String {
     let mut ctx = Context::new(&SHA256);
-    for (rel, text) in BUILTIN_STRICT_DEFAULT {
+    for (rel, text) in files {
         ctx.update(rel.as_bytes());
         ctx.update(&[0]);
         ctx.update(&(text.len() as u64).to_be_bytes());
@@ -163,9 +231,9 @@ fn builtin_digest() -> String {
     hex::encode(ctx.finish().as_ref())
 }
 
-/// True when `dir` holds exactly the built-in files with the built-in contents.
-fn holds_builtin(dir: &Path) -> bool {
-    BUILTIN_STRICT_DEFAULT
+/// True when `dir` holds `files` with their contents.
+fn holds(dir: &Path, files: &[(&str, &str)]) -> bool {
+    files
         .iter()
         .all(|(rel, text)| fs::read(dir.join(rel)).is_ok_and(|b| b == text.as_bytes()))
 }
@@ -175,12 +243,19 @@ fn holds_builtin(dir: &Path) -> bool {
 /// `<state>/policies/strict-default-builtin-<digest>/` (once; a copy whose
 /// contents differ is replaced) and return the folder.
 pub fn materialise_builtin(state_dir: &Path) -> Result<PathBuf, PolicyLocationError> {
+    materialise(state_dir, "strict-default-builtin", &BUILTIN_STRICT_DEFAULT)
+}
+
+/// Write the bundle `files` read-only (as [`materialise_builtin`] does) to
+/// `<state>/policies/<name>-<digest>/` and return the folder.
+pub fn materialise(
+    state_dir: &Path,
+    name: &str,
+    files: &[(&str, &str)],
+) -> Result<PathBuf, PolicyLocationError> {
     let parent = state_dir.join("policies");
-    let dir = parent.join(format!(
-        "strict-default-builtin-{}",
-        &builtin_digest()[..16]
-    ));
-    if holds_builtin(&dir) {
+    let dir = parent.join(format!("{name}-{}", &files_digest(files)[..16]));
+    if holds(&dir, files) {
         return Ok(dir);
     }
     let err = |source| PolicyLocationError::Materialise {
@@ -190,7 +265,7 @@ pub fn materialise_builtin(state_dir: &Path) -> Result<PathBuf, PolicyLocationEr
     crate::paths::ensure_private_dir(&parent).map_err(err)?;
     // Written to a temporary folder and renamed: never a half-written bundle.
     let tmp = parent.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
-    write_tree(&tmp).map_err(err)?;
+    write_tree(&tmp, files).map_err(err)?;
     if dir.exists() {
         // A modified copy: drop it (read-only folders need write permission to empty).
         make_writable(&dir).map_err(err)?;
@@ -199,7 +274,7 @@ pub fn materialise_builtin(state_dir: &Path) -> Result<PathBuf, PolicyLocationEr
     if let Err(e) = fs::rename(&tmp, &dir) {
         let _ = make_writable(&tmp).and_then(|()| fs::remove_dir_all(&tmp));
         // Another process may have written it first.
-        if holds_builtin(&dir) {
+        if holds(&dir, files) {
             return Ok(dir);
         }
         return Err(err(e));
@@ -207,8 +282,8 @@ pub fn materialise_builtin(state_dir: &Path) -> Result<PathBuf, PolicyLocationEr
     Ok(dir)
 }
 
-fn write_tree(root: &Path) -> io::Result<()> {
-    for (rel, text) in BUILTIN_STRICT_DEFAULT {
+fn write_tree(root: &Path, files: &[(&str, &str)]) -> io::Result<()> {
+    for (rel, text) in files {
         let p = root.join(rel);
         if let Some(parent) = p.parent() {
             fs::create_dir_all(parent)?;
@@ -322,5 +397,21 @@ mod tests {
             BUILTIN_STRICT_DEFAULT[1].1,
             "restored"
         );
+    }
+
+    #[test]
+    fn the_desktop_bundle_names_its_owner_and_is_the_template_otherwise() {
+        let d = tempfile::tempdir().unwrap();
+        let state = d.path().join("state");
+        for owner in ["root", "ann.lee", "ann@example", "a-b_c"] {
+            let dir = materialise_desktop(&state, owner).unwrap();
+            let b = stele_policy::Bundle::load(&dir).unwrap();
+            let teams: Vec<&str> = b.members().teams_of(owner).collect();
+            assert_eq!(teams, ["local"], "{owner}");
+            assert_eq!(b.members().users().count(), 1);
+            for (rel, text) in BUILTIN_DESKTOP.iter().filter(|(r, _)| *r != "members.toml") {
+                assert_eq!(fs::read_to_string(dir.join(rel)).unwrap(), *text);
+            }
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! account) is logged in by a one-time link the server prints and opens in
 //! the browser (docs/server.md, "On your own machine").
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::ServerError;
@@ -19,8 +20,11 @@ pub const DEFAULT_LINK_TTL: Duration = Duration::from_secs(300);
 /// (empty: only print it) [default: `xdg-open`, on macOS `open`].
 pub const BROWSER_ENV: &str = "STELE_BROWSER";
 
+/// The name of the desktop's default workspace.
+pub const LOCAL_WORKSPACE: &str = "local";
+
 /// Whether `stele serve` opens a browser for the person running it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Desktop {
     /// A server for others: no link.
     #[default]
@@ -29,8 +33,112 @@ pub enum Desktop {
     Open {
         /// How long the link works.
         link_ttl: Duration,
+        /// `--workspace DIR`: the folder of workspace `local` [default: the
+        /// folder the server was started in, when the configuration names
+        /// no workspace].
+        workspace: Option<PathBuf>,
     },
 }
+
+/// Where the desktop's default workspace came from (for the banner).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkspaceOrigin {
+    /// `--workspace DIR`.
+    Flag,
+    /// The folder `stele serve --open` was started in.
+    StartedIn,
+}
+
+/// What the desktop set-up added to the configuration, for the banner.
+#[derive(Debug, Clone, Default)]
+pub struct DesktopDefaults {
+    /// Workspace `local` and where its folder came from, when added.
+    pub workspace: Option<(PathBuf, WorkspaceOrigin)>,
+    /// The built-in desktop bundle written for the OS user, when used.
+    pub policy: Option<PathBuf>,
+}
+
+/// Make the desktop default real when the configuration leaves it open:
+/// workspace `local` (team `local`) on `--workspace DIR`, else, when the
+/// configuration names no workspace, on the folder the server was started
+/// in; and, when no bundle is configured and neither the user's nor the
+/// system's policy folder exists, the built-in desktop bundle
+/// (`policies/desktop`) with the OS user as the one member of team
+/// `local`. A configuration that names its workspaces and policy is left
+/// as it is.
+pub fn defaults(
+    config: &mut crate::config::ServerConfig,
+    workspace: Option<&Path>,
+) -> Result<DesktopDefaults, ServerError> {
+    let mut out = DesktopDefaults::default();
+    let chosen = match workspace {
+        Some(dir) => Some((dir.to_path_buf(), WorkspaceOrigin::Flag)),
+        None if config.workspace.is_empty() => {
+            let here = std::env::current_dir().map_err(|e| {
+                ServerError::Start(format!("--open: the folder it was started in: {e}"))
+            })?;
+            Some((here, WorkspaceOrigin::StartedIn))
+        }
+        None => None,
+    };
+    if let Some((dir, origin)) = chosen {
+        let what = match origin {
+            WorkspaceOrigin::Flag => format!("--workspace {}", dir.display()),
+            WorkspaceOrigin::StartedIn => {
+                format!("the folder it was started in ({})", dir.display())
+            }
+        };
+        let path = std::fs::canonicalize(&dir)
+            .map_err(|e| ServerError::Start(format!("--open: {what}: {e}")))?;
+        if !path.is_dir() {
+            return Err(ServerError::Start(format!("--open: {what}: not a folder")));
+        }
+        if path.parent().is_none() {
+            return Err(ServerError::Start(format!(
+                "--open: {what}: the whole file system cannot be a workspace; start it in a \
+                 project folder or give --workspace DIR"
+            )));
+        }
+        if let Some(have) = config.workspace.get(LOCAL_WORKSPACE) {
+            if have.path != path {
+                return Err(ServerError::Start(format!(
+                    "--open: {what}: the configuration already has [workspace.{LOCAL_WORKSPACE}] \
+                     on {}",
+                    have.path.display()
+                )));
+            }
+        }
+        config.workspace.insert(
+            LOCAL_WORKSPACE.to_string(),
+            crate::config::WorkspaceConfig {
+                path: path.clone(),
+                teams: vec![LOCAL_TEAM.to_string()],
+            },
+        );
+        out.workspace = Some((path, origin));
+    }
+    let searched = stele_runtime::policy_location::search_folders()
+        .into_iter()
+        .any(|(_, dir)| dir.exists());
+    if config.server.policy.is_none() && !searched {
+        let (owner, _) = os_user()?;
+        let dir = stele_runtime::policy_location::materialise_desktop(
+            &stele_runtime::paths::state_dir(),
+            &owner,
+        )
+        .map_err(|e| ServerError::Start(format!("--open: the desktop policy: {e}")))?;
+        config.server.policy = Some(dir.clone());
+        out.policy = Some(dir);
+    }
+    Ok(out)
+}
+
+/// What the desktop bundle lets the person do, for the banner (kept with
+/// policies/desktop; docs/server.md says the same).
+pub const DESKTOP_POLICY_SUMMARY: &str = "you (team local) may read, write and list files in \
+the workspace and run programs without network; deleting, writing to outbox/ and MCP calls ask \
+you first; secrets (.env, keys, .ssh, .aws, .gnupg, …), stele's state and the network are \
+refused; only Anthropic claude-* models from api.anthropic.com";
 
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()

@@ -50,7 +50,7 @@ pub fn open(config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
         Arc::new(Bundle::load(&located.path).map_err(|e| {
             start_error(&format!("the policy bundle {}", located.path.display()), e)
         })?);
-    let store = SqliteStore::open(&config.store_path())?;
+    let store: Arc<dyn crate::store::Store> = Arc::new(SqliteStore::open(&config.store_path())?);
     let oidc = config
         .oidc
         .clone()
@@ -60,6 +60,7 @@ pub fn open(config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
         &config.webhook,
         log.clone(),
         bundle.digest().to_string(),
+        store.clone(),
     )
     .map_err(|e| start_error("webhooks", e))?;
     Ok(Arc::new(AppState {
@@ -71,7 +72,7 @@ pub fn open(config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
         pending: Pending::default(),
         admin_changes: tokio::sync::Mutex::new(()),
         config,
-        store: Arc::new(store),
+        store,
         log,
         signer: crate::state::LogSigner(signer),
         bundle,
@@ -110,6 +111,12 @@ pub fn serve_with(opts: ServeOptions, desktop: crate::desktop::Desktop) -> Resul
              reverse proxy that terminates TLS; elsewhere set server.tls_cert and server.tls_key"
         )));
     }
+    let defaults = match &desktop {
+        crate::desktop::Desktop::Open { workspace, .. } => {
+            Some(crate::desktop::defaults(&mut config, workspace.as_deref())?)
+        }
+        crate::desktop::Desktop::No => None,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -169,7 +176,8 @@ pub fn serve_with(opts: ServeOptions, desktop: crate::desktop::Desktop) -> Resul
             serving.config.db().display(),
             serving.config.store_path().display()
         );
-        if let crate::desktop::Desktop::Open { link_ttl } = desktop {
+        if let crate::desktop::Desktop::Open { link_ttl, .. } = desktop {
+            banner(&serving, defaults.as_ref());
             let scheme = if tls.is_some() { "https" } else { "http" };
             let user = crate::desktop::account(&serving).await?;
             let url =
@@ -253,15 +261,63 @@ pub fn serve_with(opts: ServeOptions, desktop: crate::desktop::Desktop) -> Resul
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     // Every session that reached a safe point has let the log go, and it is
     // closed (`log.close`). A session parked on an approval keeps its thread
-    // on the unanswered question (the shutdown answers none): the log is
-    // then left as a kill leaves it, every entry already durable, and the
-    // process exit ends that thread.
-    if let Ok(state) = Arc::try_unwrap(state) {
-        if let Ok(log) = Arc::try_unwrap(state.log) {
-            log.close()?;
+    // on the question the shutdown withdrew (recorded, its intent closed:
+    // [`crate::sessions::withdraw`]); that thread never writes again, so the
+    // log is closed through the shared handle and the process exit ends it.
+    match Arc::try_unwrap(state) {
+        Ok(state) => match Arc::try_unwrap(state.log) {
+            Ok(log) => {
+                log.close()?;
+            }
+            Err(log) => {
+                log.close_shared()?;
+            }
+        },
+        Err(state) => {
+            state.log.close_shared()?;
         }
     }
     Ok(())
+}
+
+/// The desktop server's banner: the workspaces the person may use and the
+/// policy deciding what their sessions may do (nothing silently widens).
+fn banner(state: &AppState, defaults: Option<&crate::desktop::DesktopDefaults>) {
+    use crate::desktop::WorkspaceOrigin;
+    let added = defaults.and_then(|d| d.workspace.as_ref());
+    for (name, ws) in &state.config.workspace {
+        let from = match added {
+            Some((p, WorkspaceOrigin::Flag)) if *p == ws.path => " (--workspace)",
+            Some((p, WorkspaceOrigin::StartedIn)) if *p == ws.path => {
+                " (the folder `stele serve --open` was started in; --workspace DIR to choose)"
+            }
+            _ => " (from the configuration)",
+        };
+        stele_runtime::errln!(
+            "stele serve: workspace {name}: {}{from}, teams {:?}",
+            ws.path.display(),
+            ws.teams
+        );
+    }
+    if state.config.workspace.is_empty() {
+        stele_runtime::errln!(
+            "stele serve: no workspace: the configuration names none (add [workspace.NAME])"
+        );
+    }
+    match defaults.and_then(|d| d.policy.as_ref()) {
+        Some(dir) => stele_runtime::errln!(
+            "stele serve: policy: the built-in desktop bundle ({}): {}",
+            dir.display(),
+            crate::desktop::DESKTOP_POLICY_SUMMARY
+        ),
+        None => stele_runtime::errln!(
+            "stele serve: policy: {} (its rules decide what sessions may do)",
+            state.config.server.policy.as_ref().map_or_else(
+                || "the search order's bundle".to_string(),
+                |p| p.display().to_string()
+            )
+        ),
+    }
 }
 
 /// The result of the serving task.

@@ -110,19 +110,21 @@ pub async fn pause_sessions(state: &Shared, grace: Duration) -> usize {
     // Questions asked during the wait are withdrawn too; none is pending for
     // a process that is going away.
     state.pending.withdraw_all();
-    match state.store.pending_approvals().await {
-        Ok(asks) => {
-            for a in asks {
-                if let Err(e) = state
-                    .store
-                    .settle_approval(&a.id, ApprovalState::Expired, None)
-                    .await
-                {
-                    tracing::error!("approval {}: marking it withdrawn: {e}", a.id);
-                }
-            }
+    let asks = match state.store.pending_approvals().await {
+        Ok(asks) => asks,
+        Err(e) => {
+            tracing::error!("listing pending approvals at shutdown: {e}");
+            Vec::new()
         }
-        Err(e) => tracing::error!("listing pending approvals at shutdown: {e}"),
+    };
+    for a in &asks {
+        if let Err(e) = state
+            .store
+            .settle_approval(&a.id, ApprovalState::Expired, None)
+            .await
+        {
+            tracing::error!("approval {}: marking it withdrawn: {e}", a.id);
+        }
     }
     let mut paused = 0;
     for c in &controls {
@@ -155,6 +157,9 @@ pub async fn pause_sessions(state: &Shared, grace: Duration) -> usize {
             continue;
         }
         paused += 1;
+        if stop == Stop::ParkedOnApproval {
+            crate::sessions::withdraw::record(state, id, &asks).await;
+        }
         let entry = state
             .record(ServerDecision {
                 principal: "system".into(),

@@ -19,6 +19,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use server_support::api::{answer, wait_pending};
 use server_support::{parse_sse, runtime, Server};
 use stele_tests::mock_model::Turn;
 use stele_tests::sandbox_available;
@@ -268,36 +269,8 @@ fn wait_for_line(rx: &mpsc::Receiver<String>, seen: &mut String, want: &str) {
 }
 
 async fn grant_first(srv: &Server, approver: &str) -> Value {
-    let began = Instant::now();
-    let a = loop {
-        let l: Value = srv
-            .http
-            .get(srv.url("/api/v1/approvals"))
-            .bearer_auth(approver)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if let Some(a) = l["approvals"].as_array().unwrap().first() {
-            break a.clone();
-        }
-        assert!(began.elapsed() < Duration::from_secs(60), "no approval");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let r = srv
-        .http
-        .post(srv.url(&format!(
-            "/api/v1/approvals/{}",
-            a["approval_id"].as_str().unwrap()
-        )))
-        .bearer_auth(approver)
-        .json(&json!({"shown_sha256": a["shown_sha256"], "outcome": "granted"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let a = wait_pending(srv, approver, &[]).await;
+    assert_eq!(answer(srv, approver, &a, "granted").await.status(), 200);
     a
 }
 

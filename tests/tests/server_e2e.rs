@@ -14,11 +14,10 @@ mod server_support;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use server_support::api::{post, problem, start_session};
 use server_support::{parse_sse, runtime, server_decisions, Server};
 use stele_tests::mock_model::Turn;
 use stele_tests::sandbox_available;
-
-const JSON: &str = "application/json";
 
 async fn get(srv: &Server, token: Option<&str>, path: &str) -> reqwest::Response {
     let mut r = srv.http.get(srv.url(path));
@@ -26,31 +25,6 @@ async fn get(srv: &Server, token: Option<&str>, path: &str) -> reqwest::Response
         r = r.bearer_auth(t);
     }
     r.send().await.unwrap()
-}
-
-async fn post(srv: &Server, token: &str, path: &str, body: Value) -> reqwest::Response {
-    srv.http
-        .post(srv.url(path))
-        .bearer_auth(token)
-        .header("content-type", JSON)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn start_session(srv: &Server, token: &str, task: &str) -> String {
-    let r = post(
-        srv,
-        token,
-        "/api/v1/sessions",
-        json!({"workspace": "books", "task": task}),
-    )
-    .await;
-    let status = r.status();
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(status, 201, "{body}\n{}", srv.stderr());
-    body["id"].as_str().unwrap().to_string()
 }
 
 /// The whole event stream of a session (it ends when the session does).
@@ -73,18 +47,6 @@ async fn events(srv: &Server, token: &str, id: &str, last: Option<u64>) -> Vec<(
         .expect("the event stream did not end with the session")
         .unwrap();
     parse_sse(&body)
-}
-
-async fn problem(r: reqwest::Response, status: u16) -> Value {
-    assert_eq!(r.status().as_u16(), status);
-    assert_eq!(
-        r.headers()["content-type"].to_str().unwrap(),
-        "application/problem+json"
-    );
-    let p: Value = r.json().await.unwrap();
-    assert_eq!(p["status"], status, "{p}");
-    assert!(p["detail"].as_str().is_some_and(|d| !d.is_empty()), "{p}");
-    p
 }
 
 async fn wait_state(srv: &Server, token: &str, id: &str, want: &str) -> Value {

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use server_support::api::get;
 use server_support::{runtime, server_decisions, Server};
 
 const FILES: &str = "/api/v1/workspaces/books/files";
@@ -30,15 +31,6 @@ fn sha256_hex(b: &[u8]) -> String {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-async fn get(srv: &Server, token: &str, path: &str) -> reqwest::Response {
-    srv.http
-        .get(srv.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
 }
 
 async fn put(srv: &Server, token: &str, path: &str, body: &[u8]) -> reqwest::Response {
@@ -280,8 +272,8 @@ fn a_person_lists_downloads_and_uploads_through_the_gate_and_each_access_is_logg
         })
     };
     assert!(denied("receipts/r9.txt") && denied("reports/new.csv") && denied("outbox/letter.txt"));
-    // carol's refusal is the server's decision on the workspace.
-    assert!(server_decisions(&leaves, "session.start")
+    // carol's refusal (a listing) is the server's workspace.read decision on the workspace.
+    assert!(server_decisions(&leaves, "workspace.read")
         .iter()
         .any(|l| l["actor"]["principal"] == "carol" && l["decision"]["effect"] == "deny"));
     srv.verify();
@@ -855,5 +847,103 @@ fn an_upload_in_progress_has_no_name_until_it_is_whole() {
         (1 << 20) + 7
     );
     srv.stop();
+    srv.verify();
+}
+
+#[test]
+fn a_reviewer_lists_and_downloads_as_herself_but_never_uploads() {
+    // rita (finance reviewer) is in the bundle's finance team, so the gate
+    // decides her own file.list / file.read under finance's rules.
+    let mut srv = Server::prepare("", "");
+    let members = srv.dir.path().join("policy/members.toml");
+    let text = std::fs::read_to_string(&members).unwrap();
+    std::fs::write(
+        &members,
+        text.replace("[users]\n", "[users]\nrita = [\"finance\"]\n"),
+    )
+    .unwrap();
+    srv.spawn();
+    let (rita, carol) = (srv.token("rita"), srv.token("carol"));
+    let rt = runtime();
+    let (refused_upload, refused_carol) = rt.block_on(async {
+        let l: Value = get(&srv, &rita, "/api/v1/workspaces")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(l["workspaces"][0]["name"], "books", "{l}");
+        let (s, l) = answer(get(&srv, &rita, &format!("{FILES}?path=receipts")).await).await;
+        assert_eq!(s, 200, "{l}");
+        assert_eq!(l["entries"].as_array().unwrap().len(), 2, "{l}");
+        let r = get(&srv, &rita, &format!("{FILES}/receipts/r1.txt")).await;
+        assert_eq!(r.status(), 200);
+        assert!(r.text().await.unwrap().contains("Acme"));
+        // Her own rules still decide: finance reads receipts/, not reports/.
+        std::fs::write(srv.ws.join("reports/q1.csv"), "x").unwrap();
+        let (s, _) = answer(get(&srv, &rita, &format!("{FILES}/reports/q1.csv")).await).await;
+        assert_eq!(s, 403);
+        // Never an upload: refused before any byte is taken, logged.
+        for path in ["reports/new.csv", "receipts/r1.txt"] {
+            let (s, p) =
+                answer(put(&srv, &rita, &format!("{FILES}/{path}"), b"forged").await).await;
+            assert_eq!(s, 403, "{p}");
+            assert!(p["audit_entry"].is_u64(), "{p}");
+        }
+        assert!(!srv.ws.join("reports/new.csv").exists());
+        assert!(std::fs::read_to_string(srv.ws.join("receipts/r1.txt"))
+            .unwrap()
+            .contains("Acme"));
+        let (_, p) =
+            answer(put(&srv, &rita, &format!("{FILES}/reports/new.csv"), b"x").await).await;
+        // Another team's person reads nothing of it.
+        let (s, q) = answer(get(&srv, &carol, &format!("{FILES}/receipts/r1.txt")).await).await;
+        assert_eq!(s, 403, "{q}");
+        let (s, _) = answer(get(&srv, &carol, &format!("{FILES}?path=receipts")).await).await;
+        assert_eq!(s, 403);
+        (
+            p["audit_entry"].as_u64().unwrap(),
+            q["audit_entry"].as_u64().unwrap(),
+        )
+    });
+    srv.stop();
+    let leaves = srv.leaves();
+    let at = |seq: u64| {
+        leaves
+            .iter()
+            .find(|l| l["seq"].as_u64() == Some(seq))
+            .unwrap()
+    };
+    let l = at(refused_upload);
+    assert_eq!(
+        (
+            l["data"]["server_action"].as_str(),
+            l["decision"]["effect"].as_str()
+        ),
+        (Some("session.start"), Some("deny")),
+        "{l}"
+    );
+    assert_eq!(l["actor"]["principal"], "rita");
+    let l = at(refused_carol);
+    assert_eq!(l["data"]["server_action"], "workspace.read");
+    assert_eq!(l["actor"]["principal"], "carol");
+    // rita's reads: workspace.read allowed, then her own file.read through the gate.
+    assert!(server_decisions(&leaves, "workspace.read")
+        .iter()
+        .any(|l| l["actor"]["principal"] == "rita" && l["decision"]["effect"] == "allow"));
+    let read = leaves
+        .iter()
+        .find(|l| {
+            l["kind"] == "file.open"
+                && l["actor"]["principal"] == "rita"
+                && l["target"]["path"] == "receipts/r1.txt"
+        })
+        .unwrap();
+    assert_eq!(read["decision"]["effect"], "allow");
+    assert!(read["decision"]["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == "finance.read-receipts"));
+    assert!(files_sessions(&leaves, "rita").len() >= 3);
     srv.verify();
 }

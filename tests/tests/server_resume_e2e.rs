@@ -17,69 +17,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use server_support::api::{post, session, start_session, wait_pending, wait_state};
 use server_support::{parse_sse, runtime, server_decisions, Server};
 use stele_tests::mock_model::{RecordedRequest, Reply, Turn};
 use stele_tests::{intents_closed_once, sandbox_available};
-
-const JSON: &str = "application/json";
-
-async fn get(srv: &Server, token: &str, path: &str) -> reqwest::Response {
-    srv.http
-        .get(srv.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn post(srv: &Server, token: &str, path: &str, body: Value) -> reqwest::Response {
-    srv.http
-        .post(srv.url(path))
-        .bearer_auth(token)
-        .header("content-type", JSON)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn start_session(srv: &Server, token: &str, task: &str) -> String {
-    let r = post(
-        srv,
-        token,
-        "/api/v1/sessions",
-        json!({"workspace": "books", "task": task}),
-    )
-    .await;
-    let status = r.status();
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(status, 201, "{body}\n{}", srv.stderr());
-    body["id"].as_str().unwrap().to_string()
-}
-
-async fn session(srv: &Server, token: &str, id: &str) -> Value {
-    get(srv, token, &format!("/api/v1/sessions/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn wait_state(srv: &Server, token: &str, id: &str, want: &str) -> Value {
-    let began = Instant::now();
-    loop {
-        let s = session(srv, token, id).await;
-        if s["state"] == want {
-            return s;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(90),
-            "session never {want}: {s}\n{}",
-            srv.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// The whole event stream of a session after `last` (it ends when the session does).
 async fn events(srv: &Server, token: &str, id: &str, last: u64) -> Vec<(u64, Value)> {
@@ -97,34 +38,6 @@ async fn events(srv: &Server, token: &str, id: &str, last: u64) -> Vec<(u64, Val
         .expect("the event stream did not end with the session")
         .unwrap();
     parse_sse(&body)
-}
-
-async fn pending(srv: &Server, token: &str) -> Vec<Value> {
-    let l: Value = get(srv, token, "/api/v1/approvals")
-        .await
-        .json()
-        .await
-        .unwrap();
-    l["approvals"].as_array().unwrap().clone()
-}
-
-async fn wait_pending(srv: &Server, token: &str, not: &[String]) -> Value {
-    let began = Instant::now();
-    loop {
-        if let Some(a) = pending(srv, token)
-            .await
-            .into_iter()
-            .find(|a| !not.iter().any(|n| a["approval_id"] == n.as_str()))
-        {
-            return a;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(60),
-            "no approval appeared\n{}",
-            srv.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Wait until the tool call of `tag` has written its line.
@@ -510,9 +423,43 @@ fn parked_question_across(signal: &str) {
         assert!(detail.unwrap().contains("waiting for an approval"));
         assert_eq!(approval_state(&srv, &old_id), "expired");
     }
-    {
+    let interrupted_before = {
         let leaves = srv.leaves();
         let mine = e2e_common::of_session(&leaves, &id);
+        if signal == "TERM" {
+            // A clean close: the withdrawn question recorded, the action
+            // that asked closed as interrupted with that reason, the
+            // session paused, then `log.close` — in that order, last.
+            let kinds: Vec<&str> = leaves.iter().map(|l| l["kind"].as_str().unwrap()).collect();
+            // (Reading the log appends its own `log.open` and `audit.read`.)
+            let close = kinds.iter().rposition(|k| *k == "log.close").unwrap();
+            assert_eq!(kinds[close + 1..], ["log.open", "audit.read"], "{kinds:?}");
+            let at = |pred: &dyn Fn(&Value) -> bool| {
+                leaves
+                    .iter()
+                    .rposition(pred)
+                    .unwrap_or_else(|| panic!("missing"))
+            };
+            let withdrawn = at(&|l| {
+                l["data"]["server_action"] == "approval.withdraw"
+                    && l["data"]["approval"] == old_id.as_str()
+            });
+            let closed = at(&|l| {
+                l["kind"] == "interrupted"
+                    && l["session"]["id"] == id.as_str()
+                    && l["outcome"]["detail"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("withdrawn")
+            });
+            let paused = at(&|l| {
+                l["data"]["server_action"] == "session.pause" && l["data"]["session"] == id.as_str()
+            });
+            assert!(
+                withdrawn < closed && closed < paused && paused < close,
+                "{kinds:?}"
+            );
+        }
         assert_eq!(of_kind(&mine, "approval.request").len(), 1);
         assert!(
             of_kind(&mine, "approval.grant").is_empty(),
@@ -522,8 +469,17 @@ fn parked_question_across(signal: &str) {
             of_kind(&mine, "approval.deny").is_empty(),
             "never answered by the stop"
         );
-    }
+        of_kind(&mine, "interrupted").len()
+    };
     srv.spawn();
+    if signal == "TERM" {
+        // The restart finds nothing to recover: no crash message.
+        assert!(
+            !srv.stderr().contains("never recorded a result"),
+            "{}",
+            srv.stderr()
+        );
+    }
     assert_eq!(approval_state(&srv, &old_id), "expired");
     rt.block_on(async {
         // The old question is gone: answering it is refused, nothing runs.
@@ -558,6 +514,17 @@ fn parked_question_across(signal: &str) {
     assert_eq!(grants.len(), 1);
     assert_eq!(grants[0]["data"]["approver"], "bob");
     assert_eq!(of_kind(&mine, "exec.start").len(), 1);
+    // After a SIGTERM the restart wrote no `interrupted` entry of its own;
+    // after a SIGKILL its crash recovery closed the open action.
+    let interrupted = of_kind(&mine, "interrupted");
+    assert_eq!(
+        interrupted.len(),
+        interrupted_before.max(1),
+        "{interrupted:?}"
+    );
+    if signal == "KILL" {
+        assert_eq!(interrupted_before, 0);
+    }
     intents_closed_once(&leaves, &id).unwrap();
     srv.verify();
 }

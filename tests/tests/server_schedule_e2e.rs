@@ -18,47 +18,10 @@ mod server_support;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use server_support::api::{delete, get, post, problem, wait_state};
 use server_support::{runtime, server_decisions, Server};
 use stele_tests::mock_model::Turn;
 use stele_tests::sandbox_available;
-
-async fn get(srv: &Server, token: &str, path: &str) -> reqwest::Response {
-    srv.http
-        .get(srv.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn post(srv: &Server, token: &str, path: &str, body: Value) -> reqwest::Response {
-    srv.http
-        .post(srv.url(path))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn delete(srv: &Server, token: &str, path: &str) -> reqwest::Response {
-    srv.http
-        .delete(srv.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn problem(r: reqwest::Response, status: u16) -> Value {
-    assert_eq!(r.status().as_u16(), status);
-    assert_eq!(
-        r.headers()["content-type"].to_str().unwrap(),
-        "application/problem+json"
-    );
-    r.json().await.unwrap()
-}
 
 /// Create a schedule; its id.
 async fn create(srv: &Server, token: &str, spec: Value) -> String {
@@ -95,26 +58,6 @@ async fn runs_until(
             srv.stderr()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn wait_state(srv: &Server, token: &str, id: &str, want: &str) -> Value {
-    let began = Instant::now();
-    loop {
-        let s: Value = get(srv, token, &format!("/api/v1/sessions/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        if s["state"] == want {
-            return s;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(60),
-            "session never {want}: {s}\n{}",
-            srv.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -375,30 +318,42 @@ forbid (principal == User::"dave", action == Action::"schedule.manage", resource
         assert_eq!(one["catch_up"], "skip", "skip by default");
         assert!(one["next_run"].as_str().is_some_and(|t| t.ends_with('Z')));
         // Those the policy does not let manage the workspace's schedules:
-        // dave (forbidden), rita (a reviewer), carol (another team).
+        // dave (forbidden), rita (a reviewer), carol (another team). dave
+        // and rita may still see them and their runs (schedule.view, their
+        // team's); carol sees nothing.
         let mut entries = Vec::new();
-        for t in [&dave, &rita, &carol] {
+        for (t, sees) in [(&dave, true), (&rita, true), (&carol, false)] {
             let p = problem(post(&srv, t, "/api/v1/schedules", base.clone()).await, 403).await;
-            entries.push(p["audit_entry"].as_u64().unwrap());
+            entries.push((p["audit_entry"].as_u64().unwrap(), "schedule.manage"));
             for path in [
                 format!("/api/v1/schedules/{id}"),
                 format!("/api/v1/schedules/{id}/runs"),
             ] {
-                let p = problem(get(&srv, t, &path).await, 403).await;
-                entries.push(p["audit_entry"].as_u64().unwrap());
+                let r = get(&srv, t, &path).await;
+                if sees {
+                    assert_eq!(r.status(), 200, "{path}");
+                } else {
+                    let p = problem(r, 403).await;
+                    entries.push((p["audit_entry"].as_u64().unwrap(), "schedule.view"));
+                }
             }
             let p = problem(
                 delete(&srv, t, &format!("/api/v1/schedules/{id}")).await,
                 403,
             )
             .await;
-            entries.push(p["audit_entry"].as_u64().unwrap());
+            entries.push((p["audit_entry"].as_u64().unwrap(), "schedule.manage"));
             let l: Value = get(&srv, t, "/api/v1/schedules")
                 .await
                 .json()
                 .await
                 .unwrap();
-            assert_eq!(l["schedules"], json!([]), "not listed to them");
+            let listed = l["schedules"].as_array().unwrap().len();
+            assert_eq!(
+                listed,
+                usize::from(sees),
+                "listed to them only if they may view: {l}"
+            );
         }
         let l: Value = get(&srv, &alice, "/api/v1/schedules")
             .await
@@ -417,15 +372,21 @@ forbid (principal == User::"dave", action == Action::"schedule.manage", resource
     });
     srv.stop();
     let leaves = srv.leaves();
-    for seq in entries {
+    for (seq, action) in entries {
         let l = leaves
             .iter()
             .find(|l| l["seq"].as_u64() == Some(seq))
             .unwrap();
-        assert_eq!(l["data"]["server_action"], "schedule.manage");
+        assert_eq!(l["data"]["server_action"], action);
         assert_eq!(l["decision"]["effect"], "deny");
         assert_eq!(l["data"]["status"], 403);
     }
+    // The reviewer's look was a decision of its own, allowed and recorded.
+    assert!(server_decisions(&leaves, "schedule.view").iter().any(|l| {
+        l["actor"]["principal"] == "rita"
+            && l["decision"]["effect"] == "allow"
+            && l["data"]["runs"] == true
+    }));
     let dave_refused = server_decisions(&leaves, "schedule.manage")
         .into_iter()
         .find(|l| l["actor"]["principal"] == "dave")

@@ -20,6 +20,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
+use server_support::api::{start_session, wait_pending};
 use server_support::{runtime, server_decisions, Server};
 use stele_tests::mock_model::Turn;
 use stele_tests::sandbox_available;
@@ -221,22 +222,7 @@ fn approvals_are_notified_signed_retried_and_refused_with_the_wrong_secret() {
     );
     let (alice, bob) = (srv.token("alice"), srv.token("bob"));
     let rt = runtime();
-    let id = rt.block_on(async {
-        let r = srv
-            .http
-            .post(srv.url("/api/v1/sessions"))
-            .bearer_auth(&alice)
-            .header("content-type", "application/json")
-            .body(json!({"workspace": "books", "task": "write the letter"}).to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "{}", srv.stderr());
-        r.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    });
+    let id = rt.block_on(async { start_session(&srv, &alice, "write the letter").await });
 
     // The notice, verified at the receiver, carries what an approver needs.
     let got = wait_for(&ok, "the approval notice", |g| {
@@ -425,22 +411,7 @@ fn a_session_paused_by_a_provider_outage_is_notified() {
     });
     let alice = srv.token("alice");
     let rt = runtime();
-    let id = rt.block_on(async {
-        let r = srv
-            .http
-            .post(srv.url("/api/v1/sessions"))
-            .bearer_auth(&alice)
-            .header("content-type", "application/json")
-            .body(json!({"workspace": "books", "task": "sum the receipts"}).to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "{}", srv.stderr());
-        r.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    });
+    let id = rt.block_on(async { start_session(&srv, &alice, "sum the receipts").await });
     let got = wait_for(&ok, "the pause", |g| {
         g.iter().any(|g| g.event == "session_paused")
     });
@@ -453,4 +424,91 @@ fn a_session_paused_by_a_provider_outage_is_notified() {
     assert!(p.body["session"]["link"].is_null(), "{}", p.body);
     // Paused is not ended, and no approval was asked for.
     assert!(got.iter().all(|g| g.event == "session_paused"), "{got:#?}");
+}
+
+#[test]
+fn an_undelivered_webhook_survives_a_restart_and_is_delivered_once() {
+    if !sandbox_available("an_undelivered_webhook_survives_a_restart_and_is_delivered_once") {
+        return;
+    }
+    // The receiver is down: its port refuses connections.
+    let hooks_rt = runtime();
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let url = format!("http://{addr}/hook");
+    let secrets = tempfile::tempdir().unwrap();
+    let s = secret_file(secrets.path(), "s", GOOD, 0o600);
+    let toml = format!(
+        "[[webhook]]\nurl = {url:?}\nsecret_file = {s:?}\nbackoff_ms = 300\nmax_attempts = 12\n"
+    );
+    let mut srv = Server::start("", &toml);
+    srv.mock.push(
+        Turn::new()
+            .tool_use(
+                "w",
+                "file_write",
+                json!({"path": "outbox/letter.txt", "content": "Dear Acme"}),
+            )
+            .into(),
+    );
+    let (alice, bob) = (srv.token("alice"), srv.token("bob"));
+    let rt = runtime();
+    let asked = rt.block_on(async {
+        start_session(&srv, &alice, "write the letter").await;
+        wait_pending(&srv, &bob, &[]).await["approval_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    });
+    // At least two attempts fail while the receiver is down.
+    let began = Instant::now();
+    while !srv.stderr().contains("attempt 2 of 12 failed") {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "{}",
+            srv.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    srv.stop();
+    // The receiver comes up on the same address, then the server restarts.
+    let r = new_receiver(GOOD, 0);
+    let listener = hooks_rt
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .unwrap();
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(hook))
+        .with_state(r.clone());
+    hooks_rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    srv.spawn();
+    wait_for(&r, "the kept delivery after the restart", |g| {
+        g.iter()
+            .any(|x| x.body["approval"]["approval_id"] == asked.as_str())
+    });
+    // Another moment: nothing of it arrives twice.
+    std::thread::sleep(Duration::from_millis(1500));
+    let got = r.got.lock().unwrap().clone();
+    let kept: Vec<&Got> = got
+        .iter()
+        .filter(|x| x.body["approval"]["approval_id"] == asked.as_str())
+        .collect();
+    assert_eq!(kept.len(), 1, "delivered once: {got:#?}");
+    assert!(kept[0].valid && kept[0].answered == 200, "{got:#?}");
+    assert_eq!(kept[0].event, "approval_requested");
+    assert!(kept[0].delivery.starts_with("d-"));
+    // Every delivery the receiver took arrived once.
+    let mut ids: Vec<&str> = got.iter().map(|x| x.delivery.as_str()).collect();
+    ids.sort_unstable();
+    let n = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "{got:#?}");
+    srv.stop();
+    let leaves = srv.leaves();
+    assert!(
+        server_decisions(&leaves, "webhook.deliver").is_empty(),
+        "nothing given up on"
+    );
+    srv.verify();
 }

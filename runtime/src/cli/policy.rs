@@ -473,7 +473,7 @@ mod tests {
     #[test]
     fn validate_and_test_the_templates() {
         let ok = format!("{:?}", ExitCode::SUCCESS);
-        for name in ["finance", "strict-default", "minimal"] {
+        for name in ["finance", "strict-default", "minimal", "desktop"] {
             for deny_warnings in [false, true] {
                 assert_eq!(
                     code(PolicyCommand::Validate {

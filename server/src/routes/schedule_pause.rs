@@ -12,6 +12,7 @@ use stele_protocol::Schedule;
 
 use super::schedules::{now, permitted, view};
 use crate::auth::Principal;
+use crate::authz::ServerAction;
 use crate::error::ApiError;
 use crate::scheduler::When;
 use crate::state::Shared;
@@ -27,7 +28,14 @@ pub async fn pause(
     who: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Schedule>, ApiError> {
-    let s = permitted(&state, &who, &id, serde_json::json!({"change": "pause"})).await?;
+    let s = permitted(
+        &state,
+        &who,
+        ServerAction::ScheduleManage,
+        &id,
+        serde_json::json!({"change": "pause"}),
+    )
+    .await?;
     if let Some(p) = &s.paused {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -61,7 +69,14 @@ pub async fn unpause(
     who: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Schedule>, ApiError> {
-    let s = permitted(&state, &who, &id, serde_json::json!({"change": "unpause"})).await?;
+    let s = permitted(
+        &state,
+        &who,
+        ServerAction::ScheduleManage,
+        &id,
+        serde_json::json!({"change": "unpause"}),
+    )
+    .await?;
     if s.paused.is_none() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -1,9 +1,10 @@
 //! `POST /api/v1/schedules` (create), `GET /api/v1/schedules` (those the
-//! caller may manage), `GET`/`DELETE /api/v1/schedules/{id}`, `GET
+//! caller may view), `GET`/`DELETE /api/v1/schedules/{id}`, `GET
 //! /api/v1/schedules/{id}/runs`. Creating and removing are `schedule.manage`
 //! decisions on the schedule's workspace whose entries carry the whole
-//! spec; seeing a schedule or its runs is the same decision (whoever may
-//! manage a workspace's schedules may see them), recorded too.
+//! spec; seeing a schedule or its runs is `schedule.view` (the templates
+//! give it to members, approvers and reviewers of the workspace's teams),
+//! recorded too.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -108,10 +109,10 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view(rec))))
 }
 
-/// The schedules whose workspace the caller may manage; one entry names them.
+/// The schedules whose workspace the caller may view; one entry names them.
 #[utoipa::path(get, path = "/api/v1/schedules", tag = "schedules",
     security(("token" = []), ("cookie" = [])),
-    responses((status = 200, description = "The schedules of the workspaces the caller may manage", body = ScheduleList)))]
+    responses((status = 200, description = "The schedules of the workspaces the caller may view (`schedule.view`)", body = ScheduleList)))]
 pub async fn list(
     State(state): State<Shared>,
     who: Principal,
@@ -122,7 +123,7 @@ pub async fn list(
             may(
                 &state,
                 &who,
-                ServerAction::ScheduleManage,
+                ServerAction::ScheduleView,
                 workspace_of(&state, s),
             )
         });
@@ -133,7 +134,7 @@ pub async fn list(
             action: "schedule.list",
             effect: Effect::Allow,
             reason: format!(
-                "{} listed the schedules of the workspaces they may manage",
+                "{} listed the schedules of the workspaces they may view",
                 who.user.name
             ),
             data: serde_json::json!({
@@ -148,10 +149,12 @@ pub async fn list(
     }))
 }
 
-/// Load schedule `id` and check that `who` may manage it (recorded with `data`).
+/// Load schedule `id` and check that `who` may do `action` on it
+/// (`schedule.view` to inspect, `schedule.manage` to change; recorded with `data`).
 pub(super) async fn permitted(
     state: &Shared,
     who: &Principal,
+    action: ServerAction,
     id: &str,
     data: serde_json::Value,
 ) -> Result<ScheduleRecord, ApiError> {
@@ -160,14 +163,7 @@ pub(super) async fn permitted(
     };
     let mut data = data;
     data["schedule"] = serde_json::json!(id);
-    authorize(
-        state,
-        who,
-        ServerAction::ScheduleManage,
-        workspace_of(state, &s),
-        data,
-    )
-    .await?;
+    authorize(state, who, action, workspace_of(state, &s), data).await?;
     Ok(s)
 }
 
@@ -181,7 +177,14 @@ pub async fn get_one(
     who: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Schedule>, ApiError> {
-    let s = permitted(&state, &who, &id, serde_json::json!({"change": "none"})).await?;
+    let s = permitted(
+        &state,
+        &who,
+        ServerAction::ScheduleView,
+        &id,
+        serde_json::json!({"change": "none"}),
+    )
+    .await?;
     Ok(Json(view(s)))
 }
 
@@ -227,6 +230,7 @@ pub async fn runs(
     permitted(
         &state,
         &who,
+        ServerAction::ScheduleView,
         &id,
         serde_json::json!({"change": "none", "runs": true}),
     )

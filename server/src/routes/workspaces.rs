@@ -63,7 +63,15 @@ pub async fn list(
         .config
         .workspace
         .iter()
-        .filter(|(name, ws)| may(&state, &who, ServerAction::SessionStart, resource(name, ws)))
+        .filter(|(name, ws)| {
+            may(&state, &who, ServerAction::SessionStart, resource(name, ws))
+                || may(
+                    &state,
+                    &who,
+                    ServerAction::WorkspaceRead,
+                    resource(name, ws),
+                )
+        })
         .map(|(name, ws)| WorkspaceSummary {
             name: name.clone(),
             teams: ws.teams.clone(),
@@ -75,7 +83,8 @@ pub async fn list(
             teams: who.user.teams.clone(),
             action: "workspace.list",
             effect: Effect::Allow,
-            reason: "the workspaces the caller may use (session.start on each)".into(),
+            reason: "the workspaces the caller may use (session.start or workspace.read on each)"
+                .into(),
             data: serde_json::json!({
                 "method": who.method,
                 "status": 200,
@@ -86,11 +95,13 @@ pub async fn list(
     Ok(Json(WorkspaceList { workspaces }))
 }
 
-/// The workspace `name`, if the caller may use it (the decision recorded),
-/// and the request's gate for the person.
+/// The workspace `name`, if the caller may do `action` there (listing and
+/// downloading: `workspace.read`; uploading: `session.start`; the decision
+/// recorded), and the request's gate for the person.
 async fn open(
     state: &Shared,
     who: &Principal,
+    action: ServerAction,
     name: &str,
     http: String,
     file: &str,
@@ -103,7 +114,7 @@ async fn open(
     authorize(
         state,
         who,
-        ServerAction::SessionStart,
+        action,
         resource(name, &ws),
         serde_json::json!({"workspace": name, "http": http, "file": file}),
     )
@@ -197,7 +208,15 @@ pub async fn files(
         Err(e) => return Err(not_text(&state, &who, &uri, e.body_text()).await),
     };
     let http = format!("GET /api/v1/workspaces/{name}/files");
-    let (ws, pg) = open(&state, &who, &name, http, &q.path).await?;
+    let (ws, pg) = open(
+        &state,
+        &who,
+        ServerAction::WorkspaceRead,
+        &name,
+        http,
+        &q.path,
+    )
+    .await?;
     let listed = blocking(move || listing::list(pg, &ws.path, &q.path)).await?;
     Ok(Json(listed))
 }
@@ -216,7 +235,15 @@ pub async fn download(
 ) -> Result<Response, ApiError> {
     let (name, path) = names(&state, &who, &uri, path).await?;
     let http = format!("GET /api/v1/workspaces/{name}/files/{path}");
-    let (ws, pg) = open(&state, &who, &name, http, &path).await?;
+    let (ws, pg) = open(
+        &state,
+        &who,
+        ServerAction::WorkspaceRead,
+        &name,
+        http,
+        &path,
+    )
+    .await?;
     let d = blocking(move || download::start(pg, &ws.path, &path)).await?;
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -254,7 +281,7 @@ pub async fn upload(
     let (name, path) = names(&state, &who, &uri, path).await?;
     let limit = state.config.server.max_upload_bytes;
     let http = format!("PUT /api/v1/workspaces/{name}/files/{path}");
-    let (ws, pg) = open(&state, &who, &name, http, &path).await?;
+    let (ws, pg) = open(&state, &who, ServerAction::SessionStart, &name, http, &path).await?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -9,4 +9,6 @@ pub mod launch;
 pub mod manager;
 pub mod restart;
 pub mod webhook;
+pub mod webhook_delivery;
+pub mod withdraw;
 pub mod worker;

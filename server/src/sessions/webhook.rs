@@ -11,13 +11,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Deserialize;
-use stele_audit::{AuditLog, Effect};
+use stele_audit::AuditLog;
 use tokio::sync::mpsc;
-
-use crate::record::{record, ServerDecision};
 
 /// What a hook is told about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -186,23 +183,26 @@ pub struct Webhooks {
 
 /// What a delivery needs besides its hook.
 #[derive(Debug, Clone)]
-struct Context {
-    http: reqwest::Client,
-    log: Arc<AuditLog>,
-    bundle_digest: String,
+pub(crate) struct Context {
+    pub(crate) http: reqwest::Client,
+    pub(crate) log: Arc<AuditLog>,
+    pub(crate) bundle_digest: String,
+    /// Where each delivery is kept until it is made or given up on.
+    pub(crate) store: Arc<dyn crate::store::Store>,
 }
 
 impl Webhooks {
     /// Start delivering for `hooks` (none: nothing is sent); failures given
-    /// up on are recorded in `log`.
+    /// up on are recorded in `log`. Deliveries kept in `store` by an earlier
+    /// run (a receiver that was down) are retried first, with their backoff.
     pub fn start(
         hooks: &[WebhookConfig],
         log: Arc<AuditLog>,
         bundle_digest: String,
+        store: Arc<dyn crate::store::Store>,
     ) -> Result<Webhooks, String> {
-        if hooks.is_empty() {
-            return Ok(Webhooks::default());
-        }
+        // Started without hooks too: deliveries kept for a hook no longer
+        // configured are given up on (recorded) at start.
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -217,14 +217,16 @@ impl Webhooks {
             http,
             log,
             bundle_digest,
+            store,
         };
         std::thread::Builder::new()
             .name("stele-webhooks".into())
             .spawn(move || {
                 rt.block_on(async move {
+                    crate::sessions::webhook_delivery::resume(&ctx, &hooks).await;
                     while let Some(n) = rx.recv().await {
                         for h in hooks.iter().filter(|h| h.events.contains(&n.event)) {
-                            tokio::spawn(deliver(ctx.clone(), h.clone(), n.clone()));
+                            crate::sessions::webhook_delivery::enqueue(&ctx, h, &n).await;
                         }
                     }
                 });
@@ -248,7 +250,7 @@ fn now() -> time::OffsetDateTime {
 }
 
 /// The body of one notification.
-fn payload(n: &Notice, delivery: &str) -> serde_json::Value {
+pub(crate) fn payload(n: &Notice, delivery: &str) -> serde_json::Value {
     let mut p = serde_json::json!({
         "event": n.event.as_str(),
         "delivery": delivery,
@@ -260,71 +262,6 @@ fn payload(n: &Notice, delivery: &str) -> serde_json::Value {
         o.extend(extra);
     }
     p
-}
-
-/// Deliver `n` to `hook`: attempts with doubling backoff until one gets a
-/// 2xx answer; each failure logged, giving up recorded.
-async fn deliver(ctx: Context, hook: Arc<WebhookConfig>, n: Notice) {
-    let Some(secret) = hook.secret.clone() else {
-        tracing::error!("webhook {}: no secret loaded; not sent", hook.url);
-        return;
-    };
-    let delivery = format!("d-{}", uuid::Uuid::new_v4().simple());
-    let body = payload(&n, &delivery).to_string();
-    let mut wait = Duration::from_millis(hook.backoff_ms);
-    let mut last = String::new();
-    for attempt in 1..=hook.max_attempts {
-        // Signed afresh each time: a retry is not a replay of an old timestamp.
-        let t = now().unix_timestamp();
-        let sent = ctx
-            .http
-            .post(&hook.url)
-            .timeout(Duration::from_secs(hook.timeout_secs))
-            .header("content-type", "application/json")
-            .header("stele-event", n.event.as_str())
-            .header("stele-delivery", &delivery)
-            .header("stele-signature", signature(&secret, t, body.as_bytes()))
-            .body(body.clone())
-            .send()
-            .await;
-        match sent {
-            Ok(r) if r.status().is_success() => return,
-            Ok(r) => last = format!("answered {}", r.status()),
-            Err(e) => last = format!("{e}"),
-        }
-        tracing::warn!(
-            "webhook {} ({} {delivery}): attempt {attempt} of {} failed: {last}",
-            hook.url,
-            n.event.as_str(),
-            hook.max_attempts
-        );
-        if attempt < hook.max_attempts {
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(300));
-        }
-    }
-    let reason = format!(
-        "webhook {} not delivered after {} attempts: {last}",
-        hook.url, hook.max_attempts
-    );
-    tracing::error!("{reason} ({} {delivery})", n.event.as_str());
-    let d = ServerDecision {
-        principal: "system".into(),
-        teams: Vec::new(),
-        action: "webhook.deliver",
-        effect: Effect::Deny,
-        reason,
-        data: serde_json::json!({
-            "event": n.event.as_str(),
-            "delivery": delivery,
-            "url": hook.url,
-            "attempts": hook.max_attempts,
-            "notice": n.body,
-        }),
-    };
-    if let Err(e) = record(&ctx.log, &ctx.bundle_digest, d).await {
-        tracing::error!("recording an undelivered webhook: {e}");
-    }
 }
 
 /// A link to `path` on the server, when `server.public_url` says where it is.

@@ -101,4 +101,15 @@ pub const MIGRATIONS: &[&str] = &[
     // and by whom; a paused schedule has no next run until it is unpaused.
     "ALTER TABLE schedules ADD COLUMN paused_at INTEGER;
     ALTER TABLE schedules ADD COLUMN paused_by TEXT;",
+    // 6: webhook deliveries not yet made (kept across restarts until
+    // delivered or given up on).
+    "CREATE TABLE webhook_outbox (
+        delivery TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        event TEXT NOT NULL,
+        body TEXT NOT NULL,
+        notice TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_at INTEGER NOT NULL
+    );",
 ];

@@ -9,6 +9,7 @@ pub mod credentials;
 mod migrations;
 pub mod schedules;
 pub mod sqlite;
+pub mod webhooks;
 
 use async_trait::async_trait;
 use stele_protocol::{ApprovalState, SessionState};
@@ -177,7 +178,12 @@ pub struct ApprovalRecord {
 /// The server's state.
 #[async_trait]
 pub trait Store:
-    credentials::CredentialStore + schedules::ScheduleStore + Send + Sync + std::fmt::Debug
+    credentials::CredentialStore
+    + schedules::ScheduleStore
+    + webhooks::WebhookStore
+    + Send
+    + Sync
+    + std::fmt::Debug
 {
     /// Add an account; `setup` is the hash of a one-time set-up secret and its expiry.
     /// With `change`, the account works only once the change is recorded

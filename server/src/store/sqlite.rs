@@ -16,6 +16,7 @@ use crate::error::ServerError;
 
 mod credentials;
 mod schedules;
+mod webhooks;
 
 /// The SQLite store. One connection, used from blocking tasks.
 #[derive(Debug, Clone)]

@@ -17,6 +17,7 @@ use stele_tests::Stele;
 
 use crate::e2e_common;
 
+pub mod api;
 pub mod oidc;
 
 /// A running server and what it was set up with.
