@@ -46,8 +46,11 @@ const MIRROR: &str = "http://deb.debian.org/debian";
 /// time on every fresh machine (CI included): add only what the document
 /// workflow needs; anything else goes into the workspace (`.venv/`,
 /// `node_modules/`), never here.
-pub const PACKAGES: [&str; 18] = [
+pub const PACKAGES: [&str; 19] = [
     "python3",
+    // `python3 -m venv .venv` with its bundled pip: installing more goes
+    // into the workspace (npm is left out: ~300 packages of build time).
+    "python3-venv",
     "python3-pypdf",
     "python3-openpyxl",
     "python3-docx",
