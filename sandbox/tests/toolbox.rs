@@ -30,7 +30,10 @@ PY
 pdftotext r.pdf - | tr -s ' \n' ' '; echo
 python3 -c 'import pypdf; print("pypdf:", pypdf.PdfReader("r.pdf").pages[0].extract_text())'
 pdfinfo r.pdf | grep -c '^Pages: *1'"#,
-    expect: &["Invoice total 1234.56 EUR", "pypdf: Invoice total 1234.56 EUR"],
+    expect: &[
+        "Invoice total 1234.56 EUR",
+        "pypdf: Invoice total 1234.56 EUR",
+    ],
 };
 
 /// A page rendered to an image (pdftoppm, Pillow) is read back by tesseract.
@@ -81,7 +84,12 @@ echo '{"rows":[{"n":2},{"n":5}]}' | jq -c '[.rows[].n] | add' | sed 's/^/jq: /'
 sqlite3 :memory: 'create table t(v); insert into t values (3),(4); select "sqlite: " || sum(v) from t;'
 printf '%%PDF-1.4\n' > f.pdf; file -b f.pdf | sed 's/^/file: /'
 echo "locale: $LANG $(printf 'é' | wc -m)""#,
-    expect: &["jq: 7", "sqlite: 7", "file: PDF document", "locale: C.UTF-8 1"],
+    expect: &[
+        "jq: 7",
+        "sqlite: 7",
+        "file: PDF document",
+        "locale: C.UTF-8 1",
+    ],
 };
 
 fn check(backend: &str, family: &str, o: &ExecOutcome, f: &Family) {

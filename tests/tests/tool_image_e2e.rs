@@ -37,8 +37,7 @@ fn session_start(s: &Stele) -> Value {
     let leaves = leaves_json(s, &s.state.join("audit.db")).unwrap();
     leaves
         .into_iter()
-        .filter(|l| l["kind"] == "session.start")
-        .last()
+        .rfind(|l| l["kind"] == "session.start")
         .expect("a session.start entry")
 }
 
@@ -63,10 +62,22 @@ fn session_start_and_the_attestation_name_the_image_the_commands_ran_on() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (s, ws) = setup(dir.path());
-    let o = exec(&s, &ws, &[], "pdftotext -v 2>&1 | head -1; tesseract --version | head -1");
+    let o = exec(
+        &s,
+        &ws,
+        &[],
+        "pdftotext -v 2>&1 | head -1; tesseract --version | head -1",
+    );
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
-    assert!(out.contains("pdftotext version") && out.contains("tesseract"), "{out}");
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("pdftotext version") && out.contains("tesseract"),
+        "{out}"
+    );
 
     let digest = current_digest();
     let start = session_start(&s);
@@ -81,8 +92,7 @@ fn session_start_and_the_attestation_name_the_image_the_commands_ran_on() {
         .expect("an attestation")
         .unwrap()
         .path();
-    let env: Value =
-        serde_json::from_str(std::fs::read_to_string(&file).unwrap().trim()).unwrap();
+    let env: Value = serde_json::from_str(std::fs::read_to_string(&file).unwrap().trim()).unwrap();
     let payload = base64::engine::general_purpose::STANDARD
         .decode(env["payload"].as_str().unwrap())
         .unwrap();
@@ -114,12 +124,14 @@ fn the_host_root_is_a_configured_fallback_recorded_as_such() {
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("WARNING") && err.contains("sandbox_root"), "{err}");
+    assert!(
+        err.contains("WARNING") && err.contains("sandbox_root"),
+        "{err}"
+    );
     let start = session_start(&s);
     assert_eq!(start["data"]["sandbox_root"]["root"], "host", "{start}");
     assert_eq!(
-        start["data"]["sandbox_root"]["allowed_by"],
-        "sandbox_root = \"host\"",
+        start["data"]["sandbox_root"]["allowed_by"], "sandbox_root = \"host\"",
         "{start}"
     );
     assert!(start["data"]["sandbox_root"]["image_digest"].is_null());
@@ -151,5 +163,8 @@ fn a_missing_image_is_refused_naming_the_set_up() {
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(!o.status.success(), "{out}");
-    assert!(out.contains("tool image") && out.contains("MISSING"), "{out}");
+    assert!(
+        out.contains("tool image") && out.contains("MISSING"),
+        "{out}"
+    );
 }

@@ -232,7 +232,8 @@ pub fn build(
          sandbox as the configuration allows (vm_fallback = \"process\"); the log records it",
         crate::terminal_safe::line(&reason)
     );
-    let mut built = process(workspace, mediator, network, spec).context("the micro-VM did not come up, and neither did the process sandbox")?;
+    let mut built = process(workspace, mediator, network, spec)
+        .context("the micro-VM did not come up, and neither did the process sandbox")?;
     let fallback = json!({
         "from": BackendChoice::Vm.recorded(),
         "to": BackendChoice::Process.recorded(),
@@ -258,8 +259,9 @@ fn process(
     cfg.workspace_quota = quota;
     cfg.resources = spec.resources.clone();
     cfg.root = match spec.root {
-        RootChoice::Image => SystemRoot::image(&super::vm::default_store())
-            .map_err(super::exit::sandbox_refusal)?,
+        RootChoice::Image => {
+            SystemRoot::image(&super::vm::default_store()).map_err(super::exit::sandbox_refusal)?
+        }
         RootChoice::Host => {
             crate::errln!(
                 "stele: WARNING: the process sandbox runs on the host's system directories \

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use serde_json::json;
 use stele_sandbox::check::{LayerReport, Requirements};
-use stele_sandbox::process::{Enforcement, LandlockStatus};
 use stele_sandbox::process::SystemRoot;
+use stele_sandbox::process::{Enforcement, LandlockStatus};
 use stele_sandbox::resources::{limits_json, CgroupRequirement};
 use stele_sandbox::vm::ImageIntegrity;
 

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use super::capture::{self, Io};
 use super::plan::{tag, ChildFds, MountFds, Plan, RECORD_LEN};
 use super::rootfs::{self, RootSpec, SystemSource, WorkspaceSource, DEVICES};
+use super::sys;
 use super::sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
 use super::SystemRoot;
-use super::sys;
 use super::{child, landlock, ProcessSandbox};
 use crate::error::{SandboxError, SetupStep};
 use crate::exec::{

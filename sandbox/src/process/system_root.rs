@@ -105,9 +105,8 @@ impl SystemRoot {
 /// group nor others may write: a sandbox root anyone else could change is
 /// no root at all.
 fn guarded(path: &Path, owner: u32) -> Result<(), SandboxError> {
-    let meta = std::fs::symlink_metadata(path).map_err(|e| {
-        SandboxError::ToolImage(format!("{}: {e}; {IMAGE_HINT}", path.display()))
-    })?;
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| SandboxError::ToolImage(format!("{}: {e}; {IMAGE_HINT}", path.display())))?;
     if !meta.is_dir() {
         return Err(SandboxError::ToolImage(format!(
             "{} is not a directory (a symlink or file in the image store is refused)",
@@ -165,12 +164,14 @@ mod tests {
             for mode in [0o775, 0o757, 0o777] {
                 let t = tempfile::tempdir().unwrap();
                 let store = crate::vm::verify::fixture::store(t.path());
-                std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755))
-                    .unwrap();
+                std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
                 let p = t.path().join(rel);
                 std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
                 let e = SystemRoot::image(&store).unwrap_err().to_string();
-                assert!(e.contains("writable by group or others"), "{rel} {mode:o}: {e}");
+                assert!(
+                    e.contains("writable by group or others"),
+                    "{rel} {mode:o}: {e}"
+                );
             }
         }
     }

@@ -281,7 +281,11 @@ fn build_into(
             "--dpkgopt=path-exclude=/usr/share/locale/*",
             "--dpkgopt=path-exclude=/usr/share/info/*",
         ])
-        .args(CUSTOMIZE_HOOKS.iter().map(|h| format!("--customize-hook={h}")))
+        .args(
+            CUSTOMIZE_HOOKS
+                .iter()
+                .map(|h| format!("--customize-hook={h}")),
+        )
         .arg(SUITE)
         .arg(&rootdir)
         .arg(MIRROR);
