@@ -185,14 +185,19 @@ pub fn share(p: &Path) -> std::io::Result<()> {
 }
 
 /// A `Command` for `program` with a clean environment: `PATH`, `HOME` set
-/// to `home` and `USER=alice`, nothing else of the caller's (no `XDG_*` or
+/// to `home`, `USER=alice` and `STELE_VM_IMAGES` (the set-up's tool image),
+/// nothing else of the caller's (no `XDG_*` or other
 /// `STELE_*` leaks in), stdin empty. For tests of where stele keeps and
 /// looks for its files.
 pub fn clean_command(program: impl AsRef<std::ffi::OsStr>, home: &Path) -> Command {
     let mut c = Command::new(program);
+    // The image store is read before the environment is cleared: the tool
+    // image (the process sandbox's root) is set-up output, not user state.
+    let images = vm_images();
     c.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
+        .env("STELE_VM_IMAGES", images)
         .env("USER", "alice")
         .stdin(std::process::Stdio::null());
     c
