@@ -35,6 +35,10 @@ pub struct ConfigFile {
     /// When the micro-VM does not come up: `none` (refuse, the default) or
     /// `process` (run in the process sandbox instead; warned and logged).
     pub vm_fallback: Option<crate::cli::backend::VmFallback>,
+    /// The process sandbox's system directories: `image` (the tool image
+    /// `stele vm image build` makes, the default) or `host` (the host's own;
+    /// recorded as such).
+    pub sandbox_root: Option<crate::cli::backend::RootChoice>,
     /// Seconds the micro-VM may take to come up [default: 60].
     pub vm_boot_timeout_secs: Option<u64>,
     /// Whether a missing micro-VM image is built when a session first asks

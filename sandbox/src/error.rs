@@ -174,4 +174,7 @@ pub enum SandboxError {
     /// The micro-VM backend failed (image, boot, channel).
     #[error("micro-VM: {0}")]
     Vm(#[from] crate::vm::VmError),
+    /// The tool image the process backend runs on is missing or unsafe.
+    #[error("tool image: {0}")]
+    ToolImage(String),
 }

@@ -51,10 +51,29 @@ impl Stele {
         Command::new(bin)
             .args(args)
             .env("STELE_STATE_DIR", &self.state)
+            // The tool image scripts/setup-vm built (the process sandbox's
+            // root): a private state directory has none of its own.
+            .env("STELE_VM_IMAGES", vm_images())
             .env("USER", "alice")
             .envs(env.iter().copied())
             .output()
     }
+}
+
+/// The image store `scripts/setup-vm` filled: `$STELE_VM_IMAGES`, else the
+/// runner's state directory's `vm/images` (as `stele` resolves it).
+pub fn vm_images() -> PathBuf {
+    if let Some(p) = std::env::var_os("STELE_VM_IMAGES").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let state = if let Some(p) = std::env::var_os("STELE_STATE_DIR").filter(|p| !p.is_empty()) {
+        PathBuf::from(p)
+    } else if let Some(p) = std::env::var_os("XDG_STATE_HOME").filter(|p| !p.is_empty()) {
+        PathBuf::from(p).join("stele")
+    } else {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".local/state/stele")
+    };
+    state.join("vm/images")
 }
 
 /// True when this machine can run the process sandbox (root, user namespaces,
@@ -166,14 +185,19 @@ pub fn share(p: &Path) -> std::io::Result<()> {
 }
 
 /// A `Command` for `program` with a clean environment: `PATH`, `HOME` set
-/// to `home` and `USER=alice`, nothing else of the caller's (no `XDG_*` or
+/// to `home`, `USER=alice` and `STELE_VM_IMAGES` (the set-up's tool image),
+/// nothing else of the caller's (no `XDG_*` or other
 /// `STELE_*` leaks in), stdin empty. For tests of where stele keeps and
 /// looks for its files.
 pub fn clean_command(program: impl AsRef<std::ffi::OsStr>, home: &Path) -> Command {
     let mut c = Command::new(program);
+    // The image store is read before the environment is cleared: the tool
+    // image (the process sandbox's root) is set-up output, not user state.
+    let images = vm_images();
     c.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
+        .env("STELE_VM_IMAGES", images)
         .env("USER", "alice")
         .stdin(std::process::Stdio::null());
     c

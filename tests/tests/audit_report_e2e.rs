@@ -94,8 +94,8 @@ fn the_live_report_of_a_session_is_the_export_report_and_names_what_happened() {
         })
         .collect();
     for (path, access) in [
-        ("receipts/2026-03-02-acme-coffee.txt", "read"),
-        ("receipts/2026-03-04-acme-taxi.txt", "read"),
+        ("receipts/2026-03-02-acme-coffee.pdf", "read"),
+        ("receipts/2026-03-04-acme-taxi.pdf", "read"),
         ("reports/by-client.csv", "write"),
         ("outbox/acme-summary.txt", "write"),
     ] {

@@ -378,8 +378,8 @@ fn the_demo_sessions_html_report_shows_files_denial_and_approval_in_chromium() {
     };
     let files = section("files");
     for f in [
-        "receipts/2026-03-02-acme-coffee.txt",
-        "receipts/2026-03-04-acme-taxi.txt",
+        "receipts/2026-03-02-acme-coffee.pdf",
+        "receipts/2026-03-04-acme-taxi.pdf",
         "reports/by-client.csv",
         "outbox/acme-summary.txt",
     ] {

@@ -90,7 +90,9 @@ fn every_script_is_executable() {
 fn the_demo_installs_only_what_it_needs() {
     let demo = std::fs::read_to_string(root().join("scripts/demo")).unwrap();
     assert!(demo.contains("scripts/setup-demo"), "{demo}");
-    for heavy in ["scripts/setup\n", "setup-vm", "setup-mcp", "--release"] {
+    // The tool image is the process sandbox's root: the demo cannot run without it.
+    assert!(demo.contains("scripts/setup-vm"), "{demo}");
+    for heavy in ["scripts/setup\n", "setup-mcp", "--release"] {
         assert!(
             !demo.contains(heavy),
             "scripts/demo runs {heavy:?}:\n{demo}"

@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use serde_json::json;
 use stele_sandbox::exec::Sandbox;
 use stele_sandbox::fs::WriteQuota;
-use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig};
+use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig, SystemRoot};
 use stele_sandbox::resources::ResourceLimits;
 use stele_sandbox::{
     FileChangeReport, FileCloseReport, FileRefusal, FileRequest, Mediator, NetAttempt,
@@ -50,6 +50,26 @@ impl BackendChoice {
             _ => None,
         }
     }
+}
+
+/// Which system directories the process backend's commands see.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RootChoice {
+    /// The tool image's root tree (`stele vm image build`; the default):
+    /// the same software in both backends, its digest in the log.
+    #[default]
+    Image,
+    /// The host's `/usr`, `/bin`, `/lib*`, `/etc` (a fallback; recorded as such).
+    Host,
+}
+
+/// The process backend's root: the managed value, else the user's
+/// `sandbox_root`, else the image.
+pub fn sandbox_root(layers: &crate::config::Layers) -> anyhow::Result<RootChoice> {
+    Ok(layers
+        .pick("sandbox_root", None, |c| c.sandbox_root)?
+        .unwrap_or_default())
 }
 
 /// What to do when the micro-VM does not come up.
@@ -136,6 +156,8 @@ pub struct BackendSpec {
     pub workspace_quota: WriteQuota,
     /// Memory, process and CPU limits per command and for the session.
     pub resources: ResourceLimits,
+    /// The process backend's system directories.
+    pub root: RootChoice,
 }
 
 impl BackendSpec {
@@ -147,6 +169,7 @@ impl BackendSpec {
             vm_boot_timeout: None,
             workspace_quota: WriteQuota::default(),
             resources: ResourceLimits::default(),
+            root: RootChoice::Image,
         }
     }
 }
@@ -183,13 +206,7 @@ pub fn build(
     network: NetworkMode,
 ) -> anyhow::Result<Built> {
     if spec.requested == BackendChoice::Process {
-        return process(
-            workspace,
-            mediator,
-            network,
-            spec.workspace_quota,
-            &spec.resources,
-        );
+        return process(workspace, mediator, network, spec);
     }
     let vm_error = match super::vm::vm_sandbox(
         workspace,
@@ -215,14 +232,8 @@ pub fn build(
          sandbox as the configuration allows (vm_fallback = \"process\"); the log records it",
         crate::terminal_safe::line(&reason)
     );
-    let mut built = process(
-        workspace,
-        mediator,
-        network,
-        spec.workspace_quota,
-        &spec.resources,
-    )
-    .context("the micro-VM did not come up, and neither did the process sandbox")?;
+    let mut built = process(workspace, mediator, network, spec)
+        .context("the micro-VM did not come up, and neither did the process sandbox")?;
     let fallback = json!({
         "from": BackendChoice::Vm.recorded(),
         "to": BackendChoice::Process.recorded(),
@@ -240,13 +251,26 @@ fn process(
     workspace: &Path,
     mediator: Arc<dyn Mediator>,
     network: NetworkMode,
-    quota: WriteQuota,
-    resources: &ResourceLimits,
+    spec: &BackendSpec,
 ) -> anyhow::Result<Built> {
+    let quota = spec.workspace_quota;
     let mut cfg = ProcessSandboxConfig::new(workspace, mediator);
     cfg.network = network;
     cfg.workspace_quota = quota;
-    cfg.resources = resources.clone();
+    cfg.resources = spec.resources.clone();
+    cfg.root = match spec.root {
+        RootChoice::Image => {
+            SystemRoot::image(&super::vm::default_store()).map_err(super::exit::sandbox_refusal)?
+        }
+        RootChoice::Host => {
+            crate::errln!(
+                "stele: WARNING: the process sandbox runs on the host's system directories \
+                 (sandbox_root = \"host\"); the log records it"
+            );
+            SystemRoot::Host
+        }
+    };
+    let root = cfg.root.json();
     let sandbox = ProcessSandbox::new(cfg).map_err(super::exit::sandbox_refusal)?;
     let resources = sandbox.resources_json();
     if let Some(why) = resources["without_cgroups"].as_str() {
@@ -261,12 +285,14 @@ fn process(
         record: json!({
             "workspace_write_quota": quota.limit(),
             "sandbox_resources": resources,
+            "sandbox_root": root,
         }),
         attestation: json!({
             "backend": "process",
             "layers": "namespaces, landlock, seccomp, cgroups, mediated FUSE workspace",
             "workspace_write_quota": quota.limit(),
             "resources": resources,
+            "sandbox_root": root,
         }),
     })
 }
@@ -283,6 +309,7 @@ fn vm_built(vm: stele_sandbox::vm::VmSandbox, quota: WriteQuota) -> Built {
         "vm_guest_aslr": info.guest_aslr,
         "vm_boot_ms": u64::try_from(info.boot_time.as_millis()).unwrap_or(u64::MAX),
         "vm_jail": info.jail.to_json(),
+        "sandbox_root": { "root": "image", "image_digest": info.image_digest },
         "workspace_write_quota": quota.limit(),
         "sandbox_resources": vm.resources_json(),
     });

@@ -61,33 +61,72 @@ pub const DEMO_APPROVER: &str = "bob";
 /// How the demo's approvals are recorded: given by the demo, not typed.
 pub const DEMO_METHOD: &str = "demo";
 
-const RECEIPTS: &[(&str, &str, &str, &str)] = &[
+/// The receipts: file, date, vendor, client, amount (EUR), and whether the
+/// PDF has a text layer or is a scanned page image (read with OCR).
+const RECEIPTS: &[(&str, &str, &str, &str, &str, Page)] = &[
     (
-        "2026-03-02-acme-coffee.txt",
+        "2026-03-02-acme-coffee.pdf",
+        "2026-03-02",
+        "Blue Bottle Cafe",
         "Acme",
-        "Blue Bottle Café",
-        "18.40 EUR",
+        "18.40",
+        Page::Text,
     ),
-    ("2026-03-04-acme-taxi.txt", "Acme", "City Taxi", "32.00 EUR"),
     (
-        "2026-03-05-globex-hotel.txt",
-        "Globex",
+        "2026-03-04-acme-taxi.pdf",
+        "2026-03-04",
+        "City Taxi",
+        "Acme",
+        "32.00",
+        Page::Scan,
+    ),
+    (
+        "2026-03-05-globex-hotel.pdf",
+        "2026-03-05",
         "Hotel Europa",
-        "189.00 EUR",
-    ),
-    (
-        "2026-03-09-globex-lunch.txt",
         "Globex",
-        "Trattoria Roma",
-        "54.70 EUR",
+        "189.00",
+        Page::Text,
     ),
     (
-        "2026-03-11-initech-train.txt",
-        "Initech",
+        "2026-03-09-globex-lunch.pdf",
+        "2026-03-09",
+        "Trattoria Roma",
+        "Globex",
+        "54.70",
+        Page::Scan,
+    ),
+    (
+        "2026-03-11-initech-train.pdf",
+        "2026-03-11",
         "DB Fernverkehr",
-        "96.30 EUR",
+        "Initech",
+        "96.30",
+        Page::Text,
+    ),
+    (
+        "2026-03-12-initech-hotel.pdf",
+        "2026-03-12",
+        "Hotel Adler",
+        "Initech",
+        "142.50",
+        Page::Text,
     ),
 ];
+
+/// How a receipt PDF carries its text.
+#[derive(Debug, Clone, Copy)]
+enum Page {
+    /// A text layer (`pdftotext` reads it).
+    Text,
+    /// Only a page image, rotated and speckled (`tesseract` reads it).
+    Scan,
+}
+
+/// Makes the receipt PDFs (reportlab, in the sandbox on the tool image).
+const RECEIPTS_PY: &str = include_str!("../../assets/demo-receipts.py");
+/// The session's extraction step (pdftotext/tesseract, openpyxl, python-docx, reportlab).
+const EXTRACT_PY: &str = include_str!("../../assets/demo-extract.py");
 
 /// Run `stele demo`.
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -119,7 +158,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     paths::ensure_private_dir(&state)?;
     write_workspace(&workspace)?;
     write_policy(&policy)?;
-    paths::write_private_file(&dir.join("script.json"), SCRIPT.as_bytes())?;
+    paths::write_private_file(&dir.join("script.json"), script()?.as_bytes())?;
     let signer = generate_key_file(&key, "demo.stele.invalid/audit")?;
     let run_args = RunArgs {
         workspace: workspace.clone(),
@@ -139,8 +178,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         json: false,
         db: Some(db.clone()),
         key: Some(key.clone()),
-        task: "Organise the receipts in receipts/ by client, total each client in reports/by-client.csv, \
-               and leave a short summary for Acme in outbox/."
+        task: "Organise the PDF receipts in receipts/ by client: total each client in \
+               reports/by-client.xlsx (a sheet per client) and reports/by-client.csv, write a \
+               reports/summary-<client>.docx per client and a cover sheet reports/cover.pdf, and \
+               leave a short summary for Acme in outbox/."
             .into(),
         config: serde_json::json!({ "demo": true }),
         client: super::run::Client::Demo,
@@ -164,10 +205,20 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         terminal_safe::block(&describe(&report.end))
     );
     crate::outln!("  workspace:   {}", p(&workspace));
-    crate::outln!(
-        "  report:      {}",
-        p(&workspace.join("reports/by-client.csv"))
-    );
+    for (what, file) in [
+        ("spreadsheet", "reports/by-client.xlsx".to_owned()),
+        ("cover sheet", "reports/cover.pdf".to_owned()),
+        ("csv", "reports/by-client.csv".to_owned()),
+    ]
+    .into_iter()
+    .chain(clients().into_iter().map(|c| {
+        (
+            "summary",
+            format!("reports/summary-{}.docx", c.to_lowercase()),
+        )
+    })) {
+        crate::outln!("  {what:<12} {}", p(&workspace.join(file)));
+    }
     crate::outln!("  policy:      {}", p(&policy));
     crate::outln!(
         "  audit log:   {} ({} entries, verified)",
@@ -216,19 +267,26 @@ fn fresh_dir(base: &Path) -> anyhow::Result<PathBuf> {
     anyhow::bail!("too many demo folders in {}", terminal_safe::path(base))
 }
 
+/// The demo's clients, in order.
+fn clients() -> Vec<&'static str> {
+    let mut c: Vec<&str> = RECEIPTS.iter().map(|r| r.3).collect();
+    c.sort_unstable();
+    c.dedup();
+    c
+}
+
+/// The scripted session, with the extraction program in its exec step.
+fn script() -> anyhow::Result<String> {
+    let program = serde_json::to_string(EXTRACT_PY)?;
+    replace_once(SCRIPT, "\"@EXTRACT_PY@\"", &program)
+}
+
 fn write_workspace(ws: &Path) -> anyhow::Result<()> {
     for d in ["receipts", "reports", "outbox", "hr"] {
         std::fs::create_dir_all(ws.join(d))?;
     }
-    for (file, client, vendor, amount) in RECEIPTS {
-        std::fs::write(
-            ws.join("receipts").join(file),
-            format!(
-                "Receipt\nDate: {}\nVendor: {vendor}\nClient: {client}\nAmount: {amount}\n",
-                &file[..10]
-            ),
-        )?;
-    }
+    make_shared(ws)?;
+    make_receipts(ws)?;
     std::fs::write(
         ws.join("hr/salaries.csv"),
         "name,salary_eur\nalice,71000\nbob,64000\n",
@@ -312,4 +370,56 @@ fn replace_once(text: &str, from: &str, to: &str) -> anyhow::Result<String> {
         "the policy template changed ({from:?}); update stele demo"
     );
     Ok(text.replacen(from, to, 1))
+}
+
+/// Make the receipt PDFs with the tool image's reportlab, in a process
+/// sandbox over the workspace (before the session: this is the demo's
+/// input, not the agent's work).
+fn make_receipts(ws: &Path) -> anyhow::Result<()> {
+    use stele_sandbox::exec::{ExecRequest, ExitStatus, Sandbox as _};
+    use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig, SystemRoot};
+    let mut cfg = ProcessSandboxConfig::new(ws, std::sync::Arc::new(SetupMediator));
+    cfg.network = NetworkMode::LoopbackOnly;
+    cfg.root =
+        SystemRoot::image(&super::vm::default_store()).map_err(super::exit::sandbox_refusal)?;
+    let sandbox = ProcessSandbox::new(cfg).map_err(super::exit::sandbox_refusal)?;
+    let mut req = ExecRequest::new(
+        "demo-receipts",
+        vec!["python3".into(), "-c".into(), RECEIPTS_PY.into()],
+    );
+    req.stdin = RECEIPTS
+        .iter()
+        .map(|(file, date, vendor, client, amount, page)| {
+            let kind = match page {
+                Page::Text => "text",
+                Page::Scan => "scan",
+            };
+            format!("{file}|{date}|{vendor}|{client}|{amount}|{kind}\n")
+        })
+        .collect::<String>()
+        .into_bytes();
+    req.limits.wall_time = std::time::Duration::from_secs(300);
+    let out = sandbox.exec(req)?;
+    anyhow::ensure!(
+        out.status == ExitStatus::Exit(0),
+        "making the demo's receipts failed ({:?}): {}",
+        out.status,
+        terminal_safe::block(&String::from_utf8_lossy(&out.stderr.bytes))
+    );
+    Ok(())
+}
+
+/// Lets the receipt maker write the workspace (no network).
+#[derive(Debug)]
+struct SetupMediator;
+
+impl stele_sandbox::Mediator for SetupMediator {
+    fn file_access(&self, _: &stele_sandbox::FileRequest) -> stele_sandbox::Verdict {
+        stele_sandbox::Verdict::Allow(stele_sandbox::Ticket(0))
+    }
+    fn file_closed(&self, _: &stele_sandbox::FileCloseReport) {}
+    fn net_connect(&self, _: &stele_sandbox::NetRequest) -> stele_sandbox::NetVerdict {
+        stele_sandbox::NetVerdict::Deny("the demo's set-up has no network".into())
+    }
+    fn net_closed(&self, _: &stele_sandbox::NetCloseReport) {}
 }

@@ -89,6 +89,12 @@ pub fn sandbox_refusal(e: stele_sandbox::error::SandboxError) -> anyhow::Error {
             }
             .into()
         }
+        // The message already says how to set it up (scripts/setup-vm).
+        E::ToolImage(what) => Stop::NotSetUp {
+            what: format!("the process sandbox's tool image: {what}"),
+            fix: "stele never runs on a root it cannot name".into(),
+        }
+        .into(),
         _ => anyhow::Error::new(e).context("setting up the sandbox (stele never runs unsandboxed)"),
     }
 }

@@ -204,6 +204,7 @@ pub(crate) fn open_for(
             vm_boot_timeout: args.vm_boot_timeout_secs.map(Duration::from_secs),
             workspace_quota: args.workspace_quota.unwrap_or_default(),
             resources: super::resources::resource_limits(&layers, &args.limits.limits)?,
+            root: super::backend::sandbox_root(&layers)?,
         },
         data: serde_json::Value::Null,
     })?;

@@ -179,6 +179,7 @@ fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
             .map(Duration::from_secs),
         workspace_quota: super::backend::workspace_quota(&layers, args.workspace_quota)?,
         resources: super::resources::resource_limits(&layers, &args.limits.limits)?,
+        root: super::backend::sandbox_root(&layers)?,
     };
     let session = setup::open(
         SessionSpec {

@@ -6,8 +6,10 @@ use std::process::ExitCode;
 
 use serde_json::json;
 use stele_sandbox::check::{LayerReport, Requirements};
+use stele_sandbox::process::SystemRoot;
 use stele_sandbox::process::{Enforcement, LandlockStatus};
 use stele_sandbox::resources::{limits_json, CgroupRequirement};
+use stele_sandbox::vm::ImageIntegrity;
 
 use super::sandbox::CheckArgs;
 
@@ -30,6 +32,7 @@ pub(crate) fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         ..Requirements::default()
     });
     let ll = LandlockStatus::for_abi(report.landlock_abi);
+    let root = RootCheck::probe(super::backend::sandbox_root(&layers)?);
     if args.json {
         let ns: serde_json::Map<String, serde_json::Value> = report
             .namespaces
@@ -53,6 +56,7 @@ pub(crate) fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             "running_as_root": report.running_as_root,
             "ready": verdict.is_ok(),
             "error": verdict.as_ref().err().map(|e| e.to_string()),
+            "root": root.json(),
             "microvm": super::vm::report_json(&super::vm::probe()),
             "workspace_write_quota": quota.as_ref().ok().map(|q| q.limit()),
             "workspace_write_quota_error": quota.as_ref().err().map(|e| format!("{e:#}")),
@@ -82,7 +86,11 @@ pub(crate) fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             ),
             Err(e) => crate::outln!("workspace write quota: configuration error: {e:#}"),
         }
+        crate::out!("{}", root.render());
         match &verdict {
+            Ok(()) if !root.ok() => {
+                crate::outln!("\nprocess sandbox: REFUSES TO START: its root (above)")
+            }
             Ok(()) => crate::outln!("\nprocess sandbox: READY (all required layers present)"),
             Err(e) => crate::outln!("\nprocess sandbox: REFUSES TO START: {e}"),
         }
@@ -91,9 +99,84 @@ pub(crate) fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         let state = if vm.ready() { "READY" } else { "NOT AVAILABLE" };
         crate::outln!("\nmicro-VM backend: {state} (`--backend vm`)");
     }
-    Ok(if verdict.is_ok() {
+    Ok(if verdict.is_ok() && root.ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(super::exit::SANDBOX_UNAVAILABLE)
     })
+}
+
+/// The process sandbox's root as `stele sandbox check` sees it: which one
+/// is configured and, for the image, its digest and whether every file
+/// still hashes as built (the whole tree is re-hashed: seconds).
+struct RootCheck {
+    configured: super::backend::RootChoice,
+    image: Result<(String, ImageIntegrity), String>,
+}
+
+impl RootCheck {
+    fn probe(configured: super::backend::RootChoice) -> RootCheck {
+        let image = SystemRoot::image(&super::vm::default_store())
+            .map_err(|e| e.to_string())
+            .and_then(|root| {
+                let digest = root.digest().unwrap_or_default().to_owned();
+                super::vm::default_store()
+                    .current()
+                    .and_then(|i| i.verify())
+                    .map(|v| (digest, v))
+                    .map_err(|e| e.to_string())
+            });
+        RootCheck { configured, image }
+    }
+
+    /// Whether the configured root can be used.
+    fn ok(&self) -> bool {
+        match self.configured {
+            super::backend::RootChoice::Host => true,
+            super::backend::RootChoice::Image => {
+                matches!(self.image, Ok((_, ImageIntegrity::Intact)))
+            }
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let (digest, integrity, changed, error) = match &self.image {
+            Ok((d, ImageIntegrity::Intact)) => (Some(d.clone()), Some("intact"), vec![], None),
+            Ok((d, ImageIntegrity::Changed(c))) => {
+                (Some(d.clone()), Some("changed"), c.clone(), None)
+            }
+            Err(e) => (None, None, vec![], Some(e.clone())),
+        };
+        json!({
+            "configured": match self.configured {
+                super::backend::RootChoice::Image => "image",
+                super::backend::RootChoice::Host => "host",
+            },
+            "image_digest": digest,
+            "image_integrity": integrity,
+            "image_changed": changed,
+            "image_error": error,
+            "ready": self.ok(),
+        })
+    }
+
+    fn render(&self) -> String {
+        let configured = match self.configured {
+            super::backend::RootChoice::Image => "tool image (sandbox_root = \"image\")",
+            super::backend::RootChoice::Host => {
+                "HOST system directories (sandbox_root = \"host\"; recorded as such)"
+            }
+        };
+        let mut out = format!("{:<22} {configured}\n", "sandbox root");
+        let image = match &self.image {
+            Ok((d, ImageIntegrity::Intact)) => format!("{d} (re-hashed: intact)"),
+            Ok((d, ImageIntegrity::Changed(c))) => format!(
+                "{d} CHANGED SINCE BUILT: {}",
+                crate::terminal_safe::line(&c.join("; "))
+            ),
+            Err(e) => format!("MISSING ({})", crate::terminal_safe::line(e)),
+        };
+        out.push_str(&format!("{:<22} {image}\n", "tool image"));
+        out
+    }
 }

@@ -335,6 +335,7 @@ fn resume(
             .map(Duration::from_secs),
         workspace_quota: super::backend::workspace_quota(&layers, None)?,
         resources: super::resources::resource_limits(&layers, &[])?,
+        root: super::backend::sandbox_root(&layers)?,
     };
     let bundle = Arc::new(
         Bundle::load(&policy)

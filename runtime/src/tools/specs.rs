@@ -40,7 +40,7 @@ pub fn all() -> Vec<ToolSpec> {
             json!({"type":"object","properties":{"path":{"type":"string","default":"."}}})),
         spec(FILE_SEARCH, "Search workspace files for a text; optional glob limits which files.",
             json!({"type":"object","properties":{"query":{"type":"string"},"glob":{"type":"string","default":"**/*"}},"required":["query"]})),
-        spec(EXEC, "Run a program in an isolated sandbox (no network unless policy allows, workspace at /workspace). Give argv as a list, e.g. [\"python3\", \"script.py\"]. Returns exit code, stdout and stderr.",
+        spec(EXEC, "Run a program in an isolated sandbox (no network unless policy allows, workspace at /workspace). Give argv as a list, e.g. [\"python3\", \"script.py\"]. Toolbox: python3 (pypdf, openpyxl, python-docx, reportlab, pandas, Pillow), pdftotext/pdftoppm, tesseract, node, bash, jq, sqlite3, file. Returns exit code, stdout and stderr.",
             json!({"type":"object","properties":{"argv":{"type":"array","items":{"type":"string"},"minItems":1},"stdin":{"type":"string"},"timeout_s":{"type":"integer","minimum":1,"maximum":3600}},"required":["argv"]})),
         spec(FINAL_ANSWER, "Finish the task: give the final answer or summary for the user.",
             json!({"type":"object","properties":{"answer":{"type":"string"}},"required":["answer"]})),

@@ -19,6 +19,7 @@ pub mod seccomp;
 pub mod service;
 pub(crate) mod spawn;
 pub(crate) mod sys;
+pub mod system_root;
 mod workspace;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -32,6 +33,7 @@ use crate::resources::{CgroupRequirement, GroupUsage, ResourceLimits};
 use crate::Mediator;
 
 pub use self::landlock::{Enforcement, LandlockStatus};
+pub use self::system_root::{SystemRoot, ToolImage};
 
 /// The host uid/gid sandboxed processes (and the jailed QEMU) run as when
 /// stele runs as root. Not `nobody` (65534): other host services run as
@@ -97,6 +99,10 @@ pub struct ProcessSandboxConfig {
     /// Memory, process and CPU limits per command and for the whole
     /// session (cgroups), and whether the sandbox may run without them.
     pub resources: ResourceLimits,
+    /// The read-only system directories commands see. [`ProcessSandboxConfig::new`]
+    /// leaves the host's; stele's sessions set the tool image
+    /// ([`SystemRoot::image`]) unless configured otherwise, and record which.
+    pub root: SystemRoot,
 }
 
 impl ProcessSandboxConfig {
@@ -111,6 +117,7 @@ impl ProcessSandboxConfig {
             cpu: CpuPlacement::WithFileServer,
             workspace_quota: crate::fs::WriteQuota::default(),
             resources: ResourceLimits::default(),
+            root: SystemRoot::Host,
         }
     }
 }
@@ -191,7 +198,7 @@ impl ProcessSandbox {
         Ok(ProcessSandbox {
             workspace,
             report,
-            entries: rootfs::host_system_entries(),
+            entries: rootfs::system_entries(config.root.base()),
             newroot: prepare_newroot(euid)?,
             cap_last,
             host_id,

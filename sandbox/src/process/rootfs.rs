@@ -2,9 +2,10 @@
 //! its pieces also build the micro-VM's QEMU jail (`vm/jail.rs`).
 //!
 //! Layout: read-only `/usr`, `/bin`, `/sbin`, `/lib*` and `/etc` (secrets
-//! masked), a fresh `/proc`, a minimal `/dev`, a size-capped `/tmp`, the
-//! workspace at `/workspace`. Nothing else of the host: no home, no host
-//! `/tmp`, no `/run` (and so no host sockets).
+//! masked) — the tool image's (see `system_root.rs`), or the host's where
+//! configured —, a fresh `/proc`, a minimal `/dev`, a size-capped `/tmp`,
+//! the workspace at `/workspace`. Nothing else of the host: no home, no
+//! host `/tmp`, no `/run` (and so no host sockets).
 
 use std::ffi::CString;
 use std::os::fd::RawFd;
@@ -61,9 +62,14 @@ pub(crate) enum SystemEntry {
 
 /// Look at the host once: which system directories exist, and how.
 pub(crate) fn host_system_entries() -> Vec<SystemEntry> {
+    system_entries(Path::new("/"))
+}
+
+/// Which system directories exist under `base` (`/`, or an image's tree), and how.
+pub(crate) fn system_entries(base: &Path) -> Vec<SystemEntry> {
     let mut out = Vec::new();
     for name in SYSTEM_DIRS {
-        let p = Path::new("/").join(name);
+        let p = base.join(name);
         match std::fs::symlink_metadata(&p) {
             Ok(m) if m.file_type().is_symlink() => {
                 if let Ok(t) = std::fs::read_link(&p) {
@@ -99,10 +105,25 @@ pub(crate) enum WorkspaceSource<'a> {
     Bind(&'a Path),
 }
 
+/// Where the system directories come from.
+#[derive(Clone, Copy)]
+pub(crate) enum SystemSource<'a> {
+    /// The host's, bound by the child (it can reach them).
+    Host,
+    /// An image's tree at `tree`: each directory entry as a detached
+    /// read-only mount the parent made (the child may not be able to reach
+    /// the store), by entry name.
+    Image {
+        tree: &'a Path,
+        mounts: &'a [(String, RawFd)],
+    },
+}
+
 /// Inputs for building the root.
 pub(crate) struct RootSpec<'a> {
     pub newroot: &'a Path,
     pub entries: &'a [SystemEntry],
+    pub source: SystemSource<'a>,
     pub tmp_bytes: u64,
     pub workspace: WorkspaceSource<'a>,
 }
@@ -112,7 +133,7 @@ pub(crate) fn build(spec: &RootSpec<'_>) -> Result<(Vec<Op>, Vec<Op>), SandboxEr
     let nr = spec.newroot;
     let mut ops = Vec::new();
     root_tmpfs(&mut ops, nr)?;
-    system(&mut ops, nr, spec.entries)?;
+    system(&mut ops, nr, spec.entries, spec.source)?;
     proc(&mut ops, nr)?;
     dev(&mut ops, nr, &DEVICES, Some(spec.tmp_bytes))?;
     tmp(&mut ops, nr, spec.tmp_bytes)?;
@@ -191,12 +212,13 @@ pub(crate) fn root_tmpfs(ops: &mut Vec<Op>, nr: &Path) -> Result<(), SandboxErro
     Ok(())
 }
 
-/// The host's system directories, read-only (`/etc` with its secrets
-/// masked, when it is among `entries`).
+/// The system directories, read-only (`/etc` with its secrets masked,
+/// when it is among `entries`).
 pub(crate) fn system(
     ops: &mut Vec<Op>,
     nr: &Path,
     entries: &[SystemEntry],
+    source: SystemSource<'_>,
 ) -> Result<(), SandboxError> {
     let ro = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
     for e in entries {
@@ -206,10 +228,27 @@ pub(crate) fn system(
                 link: cs(nr.join(name))?,
             }),
             SystemEntry::Dir(name) => {
-                mkdir(ops, nr, name, 0o755)?;
-                ops.push(bind(Path::new("/").join(name), nr.join(name))?);
+                let base = match source {
+                    SystemSource::Host => {
+                        mkdir(ops, nr, name, 0o755)?;
+                        ops.push(bind(Path::new("/").join(name), nr.join(name))?);
+                        Path::new("/")
+                    }
+                    SystemSource::Image { tree, mounts } => {
+                        let fd = mounts
+                            .iter()
+                            .find(|(n, _)| n == name)
+                            .map(|(_, fd)| *fd)
+                            .ok_or_else(|| SandboxError::Prepare {
+                                what: "image mount",
+                                source: std::io::Error::other(format!("no mount for /{name}")),
+                            })?;
+                        attach(ops, nr, name, fd, false)?;
+                        tree
+                    }
+                };
                 if name == "etc" {
-                    mask_etc(ops, nr)?;
+                    mask_etc(ops, nr, base)?;
                 }
                 ops.push(Op::SetAttr {
                     path: cs(nr.join(name))?,
@@ -283,9 +322,11 @@ pub(crate) fn finish(mut ops: Vec<Op>, nr: &Path) -> Result<(Vec<Op>, Vec<Op>), 
     Ok((ops, after))
 }
 
-fn mask_etc(ops: &mut Vec<Op>, nr: &Path) -> Result<(), SandboxError> {
+/// Mask the secrets of `base/etc` (the directory bound at `nr/etc`).
+fn mask_etc(ops: &mut Vec<Op>, nr: &Path, base: &Path) -> Result<(), SandboxError> {
+    let etc = base.join("etc");
     for f in SECRET_FILES {
-        let host = Path::new("/etc").join(f);
+        let host = etc.join(f);
         if std::fs::symlink_metadata(&host).is_ok_and(|m| m.is_file()) {
             ops.push(Op::Mount {
                 src: Some(cs(nr.join(".mask"))?),
@@ -297,7 +338,7 @@ fn mask_etc(ops: &mut Vec<Op>, nr: &Path) -> Result<(), SandboxError> {
         }
     }
     for d in SECRET_DIRS {
-        let host = Path::new("/etc").join(d);
+        let host = etc.join(d);
         if std::fs::symlink_metadata(&host).is_ok_and(|m| m.is_dir()) {
             ops.push(Op::Mount {
                 src: Some(cstr("tmpfs")?),

@@ -3,13 +3,15 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use super::capture::{self, Io};
 use super::plan::{tag, ChildFds, MountFds, Plan, RECORD_LEN};
-use super::rootfs::{self, RootSpec, WorkspaceSource, DEVICES};
+use super::rootfs::{self, RootSpec, SystemSource, WorkspaceSource, DEVICES};
 use super::sys;
+use super::sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+use super::SystemRoot;
 use super::{child, landlock, ProcessSandbox};
 use crate::error::{SandboxError, SetupStep};
 use crate::exec::{
@@ -225,13 +227,42 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
         .map(|w| w.mount_for_command())
         .transpose()?;
 
+    let base = sb.config.root.base();
     let system_dirs: Vec<std::path::PathBuf> = sb
         .entries
         .iter()
         .filter_map(|e| match e {
-            rootfs::SystemEntry::Dir(n) => Some(std::path::Path::new("/").join(n)),
+            rootfs::SystemEntry::Dir(n) => Some(base.join(n)),
             rootfs::SystemEntry::Symlink(..) => None,
         })
+        .collect();
+    // The image's directories: detached read-only binds made here (the
+    // child, unprivileged, may not be able to reach the image store).
+    let image_mounts: Vec<(String, OwnedFd)> = match &sb.config.root {
+        SystemRoot::Image(_) => sb
+            .entries
+            .iter()
+            .filter_map(|e| match e {
+                rootfs::SystemEntry::Dir(n) => Some(n),
+                rootfs::SystemEntry::Symlink(..) => None,
+            })
+            .map(|n| {
+                sys::detached_bind(
+                    &base.join(n),
+                    MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                )
+                .map(|fd| (n.clone(), fd))
+                .map_err(|e| SandboxError::Prepare {
+                    what: "image system directory",
+                    source: e,
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        SystemRoot::Host => Vec::new(),
+    };
+    let image_fds: Vec<(String, RawFd)> = image_mounts
+        .iter()
+        .map(|(n, fd)| (n.clone(), fd.as_raw_fd()))
         .collect();
     let system_refs: Vec<&std::path::Path> = system_dirs.iter().map(|p| p.as_path()).collect();
     let devices: Vec<std::path::PathBuf> = DEVICES
@@ -244,6 +275,13 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
     let (before, after) = rootfs::build(&RootSpec {
         newroot: &sb.newroot,
         entries: &sb.entries,
+        source: match &sb.config.root {
+            SystemRoot::Image(img) => SystemSource::Image {
+                tree: &img.tree,
+                mounts: &image_fds,
+            },
+            SystemRoot::Host => SystemSource::Host,
+        },
         tmp_bytes: req.limits.tmp_bytes,
         workspace: match &ws_mount {
             Some(fd) => WorkspaceSource::Mount(fd.as_raw_fd()),
@@ -282,10 +320,13 @@ pub(crate) fn run(sb: &ProcessSandbox, req: ExecRequest) -> Result<ExecOutcome, 
             stdin: in_r.as_raw_fd(),
             stdout: out_w.as_raw_fd(),
             stderr: err_w.as_raw_fd(),
-            mounts: match &ws_mount {
-                Some(fd) => MountFds::of(&[fd.as_raw_fd()])?,
-                None => MountFds::none(),
-            },
+            mounts: MountFds::of(
+                &ws_mount
+                    .iter()
+                    .map(|fd| fd.as_raw_fd())
+                    .chain(image_fds.iter().map(|(_, fd)| *fd))
+                    .collect::<Vec<_>>(),
+            )?,
             ruleset: ll.fd.as_raw_fd(),
             notify: notify_w.as_raw_fd(),
         },

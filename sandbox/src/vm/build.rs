@@ -5,8 +5,14 @@
 //!    with `dpkg-deb -x`;
 //! 2. the initramfs: busybox-static, `/init` and the virtio modules with
 //!    their dependencies (read from each module's `.modinfo`), in load order;
-//! 3. the root: `mmdebstrap --variant=minbase` with python3, nodejs, bash and
-//!    coreutils, packed into a read-only ext4 with `mke2fs -d`.
+//! 3. the root — the *tool image*: `mmdebstrap --variant=minbase` with the
+//!    document toolbox ([`PACKAGES`]: python3 with pypdf, openpyxl,
+//!    python-docx, reportlab, pandas and Pillow; poppler-utils; tesseract
+//!    with English; nodejs; bash, coreutils, file, jq, sqlite3), no
+//!    recommends, the C.UTF-8 locale. The tree is kept (`root/`, the
+//!    process backend's read-only root) and packed into a read-only ext4
+//!    with `mke2fs -d` (the micro-VM's root): one tree, one digest, both
+//!    backends.
 //!
 //! The directory is named by the hash of the inputs (builder version, suite,
 //! packages, kernel package version, busybox version, init script), built
@@ -25,17 +31,57 @@ use super::image::{
     hex, sha256_file, ComponentHashes, GuestImage, ImageStore, Manifest, INITRD_FILE, KERNEL_FILE,
     MANIFEST_FILE, ROOTFS_FILE,
 };
+use super::tree::{listing, listing_hash, TREE_DIR, TREE_LIST_FILE};
 
 /// Bump when the recipe changes in a way the inputs below do not capture.
-const BUILDER_VERSION: u32 = 1;
+const BUILDER_VERSION: u32 = 2;
 /// The kernel metapackage.
 const KERNEL_META: &str = "linux-image-cloud-amd64";
 /// Debian suite of the guest root (the host's release, so the agent binary runs as is).
 const SUITE: &str = "bookworm";
 /// Mirror of the root file system.
 const MIRROR: &str = "http://deb.debian.org/debian";
-/// Packages of the root besides minbase.
-const PACKAGES: [&str; 5] = ["python3", "nodejs", "bash", "coreutils", "ca-certificates"];
+/// Packages of the root besides minbase: the toolbox the system prompt
+/// describes (`runtime`'s tool descriptions name them). Each one costs build
+/// time on every fresh machine (CI included): add only what the document
+/// workflow needs; anything else goes into the workspace (`.venv/`,
+/// `node_modules/`), never here.
+pub const PACKAGES: [&str; 19] = [
+    "python3",
+    // `python3 -m venv .venv` with its bundled pip: installing more goes
+    // into the workspace (npm is left out: ~300 packages of build time).
+    "python3-venv",
+    "python3-pypdf",
+    "python3-openpyxl",
+    "python3-docx",
+    "python3-reportlab",
+    "python3-pandas",
+    "python3-pil",
+    "poppler-utils",
+    "tesseract-ocr",
+    "tesseract-ocr-eng",
+    "nodejs",
+    "bash",
+    "coreutils",
+    "file",
+    "jq",
+    "sqlite3",
+    "ca-certificates",
+    "libc-bin",
+];
+/// mmdebstrap hooks run on the finished tree (part of the image key).
+const CUSTOMIZE_HOOKS: [&str; 5] = [
+    // Mount points of both backends.
+    "mkdir -p \"$1/workspace\" \"$1/run\" \"$1/tmp\"",
+    // Nothing in the tree writable by anyone but root: both backends mount
+    // a private tmpfs over /tmp, and /var/tmp is not exposed.
+    "chmod 0755 \"$1/tmp\" \"$1/var/tmp\"",
+    // The fixed locale (C.UTF-8 is built into Debian's libc).
+    "printf 'LANG=C.UTF-8\\n' > \"$1/etc/default/locale\"",
+    // No build-host leftovers: apt lists and caches, the host's name and resolver.
+    "rm -rf \"$1\"/var/cache/apt/* \"$1\"/var/lib/apt/lists/* \"$1/etc/hostname\" \"$1/etc/resolv.conf\"",
+    "printf '127.0.0.1 localhost\\n::1 localhost\\n' > \"$1/etc/hosts\"",
+];
 /// Modules the guest needs (their dependencies are added).
 const WANTED_MODULES: [&str; 4] = ["virtio_mmio", "virtio_blk", "virtio_console", "virtiofs"];
 /// The guest init script; `@MODULES@` is replaced by the load order.
@@ -48,6 +94,7 @@ struct ImageInputs {
     suite: String,
     mirror: String,
     packages: Vec<String>,
+    hooks: Vec<String>,
     kernel: String,
     busybox: String,
     modules: Vec<String>,
@@ -64,6 +111,7 @@ impl ImageInputs {
             suite: SUITE.to_owned(),
             mirror: MIRROR.to_owned(),
             packages: owned(&PACKAGES),
+            hooks: owned(&CUSTOMIZE_HOOKS),
             kernel: kernel.to_owned(),
             busybox: busybox.to_owned(),
             modules: owned(&WANTED_MODULES),
@@ -80,6 +128,7 @@ impl ImageInputs {
             ("suite", self.suite.clone()),
             ("mirror", self.mirror.clone()),
             ("packages", self.packages.join(",")),
+            ("hooks", self.hooks.join("\n")),
             ("kernel", self.kernel.clone()),
             ("busybox-static", self.busybox.clone()),
             ("modules", self.modules.join(",")),
@@ -217,24 +266,30 @@ fn build_into(
         "root: mmdebstrap {SUITE} (minbase + {})",
         PACKAGES.join(", ")
     ));
-    let rootdir = work.join("root");
+    let rootdir = out.join(TREE_DIR);
     let include = format!("--include={}", PACKAGES.join(","));
-    run(
-        "root",
-        Command::new("mmdebstrap")
-            .args(["--quiet", "--variant=minbase", "--mode=auto", &include])
-            .args([
-                "--dpkgopt=path-exclude=/usr/share/man/*",
-                "--dpkgopt=path-exclude=/usr/share/doc/*",
-                "--dpkgopt=path-exclude=/usr/share/locale/*",
-                "--dpkgopt=path-exclude=/usr/share/info/*",
-                "--customize-hook=mkdir -p \"$1/workspace\" \"$1/run\" \"$1/tmp\"",
-                "--customize-hook=rm -rf \"$1\"/var/cache/apt/* \"$1\"/var/lib/apt/lists/*",
-            ])
-            .arg(SUITE)
-            .arg(&rootdir)
-            .arg(MIRROR),
-    )?;
+    let mut mm = Command::new("mmdebstrap");
+    mm.args(["--quiet", "--variant=minbase", "--mode=auto", &include])
+        .args([
+            "--aptopt=APT::Install-Recommends \"false\"",
+            // dpkg fsyncs every file by default; the tree is hashed and
+            // packed afterwards, and a crash mid-build leaves only a
+            // scratch directory.
+            "--dpkgopt=force-unsafe-io",
+            "--dpkgopt=path-exclude=/usr/share/man/*",
+            "--dpkgopt=path-exclude=/usr/share/doc/*",
+            "--dpkgopt=path-exclude=/usr/share/locale/*",
+            "--dpkgopt=path-exclude=/usr/share/info/*",
+        ])
+        .args(
+            CUSTOMIZE_HOOKS
+                .iter()
+                .map(|h| format!("--customize-hook={h}")),
+        )
+        .arg(SUITE)
+        .arg(&rootdir)
+        .arg(MIRROR);
+    run("root", &mut mm)?;
     progress("root: mke2fs -d (read-only ext4)");
     let used = dir_bytes(&rootdir)?;
     let size_mib = used * 5 / 4 / (1 << 20) + 64;
@@ -258,10 +313,14 @@ fn build_into(
     )?;
 
     progress("hashing");
+    let tree_listing = listing(&rootdir)?;
+    std::fs::write(out.join(TREE_LIST_FILE), &tree_listing)
+        .map_err(|e| file_err("root tree listing", &out.join(TREE_LIST_FILE), e))?;
     let sha256 = ComponentHashes {
         kernel: sha256_file(&out.join(KERNEL_FILE))?,
         initrd: sha256_file(&out.join(INITRD_FILE))?,
         rootfs: sha256_file(&rootfs)?,
+        tree: Some(listing_hash(&tree_listing)),
     };
     let manifest = Manifest {
         key: key.to_owned(),
@@ -432,12 +491,13 @@ mod tests {
             "1:1.35.0-4+b3",
         );
         type Change = (&'static str, fn(&mut ImageInputs));
-        let changes: [Change; 9] = [
+        let changes: [Change; 10] = [
             ("builder", |i| i.builder += 1),
             ("suite", |i| i.suite = "trixie".into()),
             ("mirror", |i| i.mirror.push('/')),
             ("packages", |i| i.packages.push("git".into())),
             ("package order", |i| i.packages.reverse()),
+            ("hooks", |i| i.hooks.push("true".into())),
             ("kernel", |i| i.kernel.push('1')),
             ("busybox", |i| i.busybox.push('1')),
             ("modules", |i| i.modules.push("vsock".into())),

@@ -50,13 +50,21 @@ pub struct ComponentHashes {
     pub initrd: String,
     /// The root file system image.
     pub rootfs: String,
+    /// The root tree the ext4 was made from (the process backend's root):
+    /// the SHA-256 of its listing (`vm/tree.rs`). Absent in images built
+    /// before the tool image (builder 1), which the process backend refuses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<String>,
 }
 
 impl ComponentHashes {
     /// The image digest over the three hashes.
     pub fn digest(&self) -> String {
         let mut ctx = Context::new(&SHA256);
-        for h in [&self.kernel, &self.initrd, &self.rootfs] {
+        for h in [&self.kernel, &self.initrd, &self.rootfs]
+            .into_iter()
+            .chain(self.tree.as_ref())
+        {
             ctx.update(h.as_bytes());
             ctx.update(b"\n");
         }
@@ -85,6 +93,14 @@ impl GuestImage {
     /// The read-only root file system.
     pub fn rootfs(&self) -> PathBuf {
         self.dir.join(ROOTFS_FILE)
+    }
+    /// The root tree the ext4 was made from, when the image keeps one.
+    pub fn tree(&self) -> Option<PathBuf> {
+        self.manifest
+            .sha256
+            .tree
+            .as_ref()
+            .map(|_| self.dir.join(super::tree::TREE_DIR))
     }
 }
 
@@ -117,6 +133,9 @@ impl ImageStore {
             if !dir.join(f).is_file() {
                 return Ok(None);
             }
+        }
+        if manifest.sha256.tree.is_some() && !dir.join(super::tree::TREE_DIR).is_dir() {
+            return Ok(None);
         }
         Ok(Some(GuestImage { dir, manifest }))
     }

@@ -278,7 +278,7 @@ pub(crate) fn spawn(spec: JailSpec<'_>) -> Result<(Vmm, JailInfo), VmError> {
     let nr = newroot.as_path();
     let sys_err = |e: crate::error::SandboxError| VmError::Jail(e.to_string());
     rootfs::root_tmpfs(&mut ops, nr).map_err(sys_err)?;
-    rootfs::system(&mut ops, nr, &entries).map_err(sys_err)?;
+    rootfs::system(&mut ops, nr, &entries, rootfs::SystemSource::Host).map_err(sys_err)?;
     rootfs::proc(&mut ops, nr).map_err(sys_err)?;
     rootfs::dev(&mut ops, nr, &devices, None).map_err(sys_err)?;
     rootfs::mkdir(&mut ops, nr, "vm", 0o755).map_err(sys_err)?;

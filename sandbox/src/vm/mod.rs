@@ -4,7 +4,8 @@
 //! over vhost-user-fs (virtio-fs), and the network only through the egress
 //! proxy, carried over the same channel.
 //!
-//! * `build.rs`, `modules.rs`, `cpio.rs`, `image.rs` — the guest image;
+//! * `build.rs`, `modules.rs`, `cpio.rs`, `image.rs`, `tree.rs`, `verify.rs`
+//!   — the guest image (the tool image both backends run on);
 //! * `qemu.rs` — the VMM process, accelerator probe, QMP;
 //! * `jail.rs`, `vmm.rs` — QEMU's jail (stele is its jailer), its process;
 //! * `agent.rs` — the per-agent initramfs;
@@ -34,10 +35,12 @@ mod modules;
 pub mod protocol;
 mod qemu;
 mod sandbox;
+mod tree;
+pub(crate) mod verify;
 mod virtiofs;
 mod vmm;
 
-pub use build::{build_image, BuildReport};
+pub use build::{build_image, BuildReport, PACKAGES};
 pub use check::VmReport;
 pub use error::VmError;
 pub use files::{GuestFiles, GuestFsError, WriteOptions};
@@ -45,3 +48,4 @@ pub use image::{ComponentHashes, GuestImage, ImageStore, Manifest};
 pub use jail::JailInfo;
 pub use qemu::{probe_kvm, qemu_version, Accel, AccelChoice, KvmProbe};
 pub use sandbox::{VmInfo, VmSandbox, VmSandboxConfig};
+pub use verify::ImageIntegrity;

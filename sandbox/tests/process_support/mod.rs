@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use stele_sandbox::check::LayerReport;
 use stele_sandbox::exec::{ExecOutcome, ExecRequest, Limits, Sandbox};
-use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig, WorkspaceMount};
+use stele_sandbox::process::{
+    NetworkMode, ProcessSandbox, ProcessSandboxConfig, SystemRoot, WorkspaceMount,
+};
 use stele_sandbox::{
     FileAccess, FileChangeReport, FileCloseReport, FileRefusal, FileRequest, Mediator,
     NetCloseReport, NetRequest, NetVerdict, Refusal, RefusalRule, Ticket, Verdict,
@@ -164,13 +166,43 @@ pub fn facilities_ok(need_fuse: bool) -> bool {
     true
 }
 
+/// Where `stele vm image build` put the tool image (as runtime/src/paths.rs).
+pub fn image_store() -> stele_sandbox::vm::ImageStore {
+    use std::path::PathBuf;
+    if let Some(p) = std::env::var_os("STELE_VM_IMAGES").filter(|p| !p.is_empty()) {
+        return stele_sandbox::vm::ImageStore::at(PathBuf::from(p));
+    }
+    let state = if let Some(p) = std::env::var_os("STELE_STATE_DIR").filter(|p| !p.is_empty()) {
+        PathBuf::from(p)
+    } else if let Some(p) = std::env::var_os("XDG_STATE_HOME").filter(|p| !p.is_empty()) {
+        PathBuf::from(p).join("stele")
+    } else {
+        PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".local/state/stele")
+    };
+    stele_sandbox::vm::ImageStore::at(state.join("vm/images"))
+}
+
+/// The tool image's root: every process-sandbox test runs on it, as
+/// stele's sessions do. Built by scripts/setup-vm; missing, tests fail.
+pub fn image_root() -> SystemRoot {
+    SystemRoot::image(&image_store())
+        .expect("the tool image must be built by scripts/setup-vm (stele vm image build)")
+}
+
+/// The default configuration over `ws`, on the tool image's root.
+pub fn config(ws: &Path, m: Arc<Recorder>) -> ProcessSandboxConfig {
+    let mut cfg = ProcessSandboxConfig::new(ws, m);
+    cfg.root = image_root();
+    cfg
+}
+
 /// A mediated sandbox over `ws` whose commands may write `quota` bytes.
 pub fn mediated_with_quota(
     ws: &Path,
     m: Arc<Recorder>,
     quota: stele_sandbox::fs::WriteQuota,
 ) -> ProcessSandbox {
-    let mut cfg = ProcessSandboxConfig::new(ws, m);
+    let mut cfg = config(ws, m);
     cfg.workspace_quota = quota;
     ProcessSandbox::new(cfg).expect("sandbox")
 }
@@ -179,7 +211,7 @@ pub fn mediated_with_quota(
 /// The workspace keeps its host owner and modes (a 0700 directory of
 /// stele's user): the sandbox's user sees it as its own.
 pub fn mediated(ws: &Path, m: Arc<Recorder>) -> ProcessSandbox {
-    ProcessSandbox::new(ProcessSandboxConfig::new(ws, m)).expect("sandbox")
+    ProcessSandbox::new(config(ws, m)).expect("sandbox")
 }
 
 /// A sandbox with a plain bind-mounted workspace and no proxy (for tests of
@@ -187,7 +219,7 @@ pub fn mediated(ws: &Path, m: Arc<Recorder>) -> ProcessSandbox {
 pub fn plain(ws: &Path, m: Arc<Recorder>) -> ProcessSandbox {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(ws, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let mut cfg = ProcessSandboxConfig::new(ws, m);
+    let mut cfg = config(ws, m);
     cfg.workspace_mount = WorkspaceMount::PlainBindForTestsOnly;
     cfg.network = NetworkMode::LoopbackOnly;
     ProcessSandbox::new(cfg).expect("sandbox")
@@ -201,7 +233,7 @@ pub fn plain_with(
 ) -> ProcessSandbox {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(ws, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let mut cfg = ProcessSandboxConfig::new(ws, m);
+    let mut cfg = config(ws, m);
     cfg.workspace_mount = WorkspaceMount::PlainBindForTestsOnly;
     cfg.network = NetworkMode::LoopbackOnly;
     cfg.resources = resources;
@@ -214,7 +246,7 @@ pub fn mediated_with(
     m: Arc<Recorder>,
     resources: stele_sandbox::resources::ResourceLimits,
 ) -> ProcessSandbox {
-    let mut cfg = ProcessSandboxConfig::new(ws, m);
+    let mut cfg = config(ws, m);
     cfg.resources = resources;
     ProcessSandbox::new(cfg).expect("sandbox")
 }

@@ -122,7 +122,7 @@ pub(super) fn launch(spec: &ServiceSpec) -> Result<Launched, SandboxError> {
     let nr = newroot.as_path();
     let mut ops = Vec::new();
     rootfs::root_tmpfs(&mut ops, nr)?;
-    rootfs::system(&mut ops, nr, &entries)?;
+    rootfs::system(&mut ops, nr, &entries, rootfs::SystemSource::Host)?;
     rootfs::proc(&mut ops, nr)?;
     rootfs::dev(&mut ops, nr, &DEVICES, Some(spec.limits.tmp_bytes))?;
     rootfs::tmp(&mut ops, nr, spec.limits.tmp_bytes)?;
