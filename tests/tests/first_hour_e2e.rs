@@ -254,6 +254,11 @@ fn a_host_that_cannot_sandbox_says_what_is_needed_with_exit_69() {
     let state = root.join("state");
     let ws = root.join("ws");
     std::fs::create_dir_all(&ws).unwrap();
+    // The set-up's tool image lives in root's state folder, which this user
+    // cannot read: the host's system directories stand in (the choice is
+    // not what is refused here; the sandbox's own set-up is).
+    let config = root.join("config.toml");
+    std::fs::write(&config, "sandbox_root = \"host\"\n").unwrap();
     stele_tests::share(root).unwrap();
     let as_other = |args: &[&str]| {
         std::process::Command::new("setpriv")
@@ -261,6 +266,7 @@ fn a_host_that_cannot_sandbox_says_what_is_needed_with_exit_69() {
             .arg(stele_tests::stele_bin())
             .args(args)
             .env("STELE_STATE_DIR", &state)
+            .env("STELE_CONFIG", &config)
             .env("HOME", root)
             .env("USER", "bob")
             .output()

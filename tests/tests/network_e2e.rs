@@ -459,28 +459,13 @@ fn no_network_attempts_are_logged(backend: &str) {
               try:\n    urllib.request.urlopen('https://files.example/x', timeout=30)\n\
               except Exception as x:\n    print('urllib:', x)\n";
     let mut programs: Vec<Vec<&str>> = vec![vec!["python3", "-c", py]];
+    // pip from a venv in the sandbox's /tmp (the tool image has python3-venv,
+    // not curl or a system pip: packages go into a venv, never the image).
+    let pip = "python3 -m venv /tmp/v && for h in registry.example pip.example; do \
+               /tmp/v/bin/pip download --no-deps --retries 0 --timeout 20 \
+               --index-url https://$h/simple -d /tmp/pip six; done";
     if backend == "process" {
-        programs.push(vec![
-            "curl",
-            "-sS",
-            "--max-time",
-            "30",
-            "https://registry.example/curl",
-        ]);
-        programs.push(vec![
-            "pip3",
-            "download",
-            "--no-deps",
-            "--retries",
-            "0",
-            "--timeout",
-            "20",
-            "--index-url",
-            "https://pip.example/simple",
-            "-d",
-            "/tmp/pip",
-            "six",
-        ]);
+        programs.push(vec!["sh", "-c", pip]);
     }
     let env = backend_env(backend);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();

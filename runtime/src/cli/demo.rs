@@ -380,8 +380,15 @@ fn make_receipts(ws: &Path) -> anyhow::Result<()> {
     use stele_sandbox::process::{NetworkMode, ProcessSandbox, ProcessSandboxConfig, SystemRoot};
     let mut cfg = ProcessSandboxConfig::new(ws, std::sync::Arc::new(SetupMediator));
     cfg.network = NetworkMode::LoopbackOnly;
-    cfg.root =
-        SystemRoot::image(&super::vm::default_store()).map_err(super::exit::sandbox_refusal)?;
+    cfg.root = match SystemRoot::image(&super::vm::default_store()) {
+        Ok(root) => root,
+        Err(e) => {
+            // A host that cannot sandbox at all is told that first (exit
+            // 69): building the tool image would not help it.
+            can_sandbox(ws)?;
+            return Err(super::exit::sandbox_refusal(e));
+        }
+    };
     let sandbox = ProcessSandbox::new(cfg).map_err(super::exit::sandbox_refusal)?;
     let mut req = ExecRequest::new(
         "demo-receipts",
@@ -406,6 +413,20 @@ fn make_receipts(ws: &Path) -> anyhow::Result<()> {
         out.status,
         terminal_safe::block(&String::from_utf8_lossy(&out.stderr.bytes))
     );
+    Ok(())
+}
+
+/// Whether this host can set up a process sandbox at all: `true` on the
+/// host's system directories (nothing of it runs on the demo's data).
+fn can_sandbox(ws: &Path) -> anyhow::Result<()> {
+    use stele_sandbox::exec::{ExecRequest, Sandbox as _};
+    use stele_sandbox::process::{ProcessSandbox, ProcessSandboxConfig, SystemRoot};
+    let mut cfg = ProcessSandboxConfig::new(ws, std::sync::Arc::new(SetupMediator));
+    cfg.root = SystemRoot::Host;
+    let sandbox = ProcessSandbox::new(cfg).map_err(super::exit::sandbox_refusal)?;
+    sandbox
+        .exec(ExecRequest::new("demo-probe", vec!["true".into()]))
+        .map_err(super::exit::sandbox_refusal)?;
     Ok(())
 }
 
