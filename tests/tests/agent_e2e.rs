@@ -364,10 +364,38 @@ fn provider_faults_retry_then_pause() {
     assert_eq!(mock.requests().len(), 3);
 
     // A model that stays down: the session pauses (exit 75), is not ended, and says how to resume.
-    for _ in 0..8 {
+    // A short patience (configured as a user would) so the outage is ridden out in seconds, not
+    // the default five minutes; more errors are queued than the patience allows attempts.
+    for _ in 0..60 {
         mock.push(Reply::server_error());
     }
-    let o = run(&s, &ws, &mock, "anything");
+    let config = d.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[provider.anthropic]\npatience_secs = 3\ninitial_backoff_secs = 0.2\nmax_backoff_secs = 0.5\n",
+    )
+    .unwrap();
+    let o = s
+        .run_env(
+            &[
+                "run",
+                "--workspace",
+                ws.to_str().unwrap(),
+                "--policy",
+                finance_policy().to_str().unwrap(),
+                "--user",
+                "alice",
+                "--model",
+                "anthropic:claude-sonnet-4-5",
+                "anything",
+            ],
+            &[
+                ("ANTHROPIC_API_KEY", KEY),
+                ("ANTHROPIC_BASE_URL", &mock.base_url()),
+                ("STELE_CONFIG", config.to_str().unwrap()),
+            ],
+        )
+        .unwrap();
     assert_eq!(
         o.status.code(),
         Some(75),
