@@ -13,8 +13,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use stele_policy::{
-    Action, Bundle, CanonicalHost, ConnectStep, Effect, Network, ProgramRef, Request,
-    Resolve, ResolveError, Resource, SandboxBackend, SandboxFacts, Severity,
+    Action, Bundle, CanonicalHost, ConnectStep, Effect, Network, ProgramRef, Request, Resolve,
+    ResolveError, Resource, SandboxBackend, SandboxFacts, Severity,
 };
 
 /// The prefix of every line of the optional allowance.
@@ -336,7 +336,10 @@ fn with_the_allowance_pip_may_use_the_venv_and_nothing_more() {
         let shipped = Bundle::load(template(name)).unwrap();
         let (dir, _) = uncommented(name, files);
         let b = Bundle::load(dir.path().join(name)).unwrap();
-        let tmp = format!("{}/lib/python3.11/site-packages/INSTALLERab12.tmp", venv(name));
+        let tmp = format!(
+            "{}/lib/python3.11/site-packages/INSTALLERab12.tmp",
+            venv(name)
+        );
         assert_ne!(
             file(&shipped, principal, Action::FileDelete, &tmp),
             Effect::Allow,

@@ -563,7 +563,10 @@ fn a_package_installs_into_the_workspace(backend: &str) {
     let o = e.exec_for(backend, "proxy", "600", &["sh", "-c", &install], &env);
     let out = String::from_utf8_lossy(&o.stdout);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{backend}: pip install failed:\n{out}\n{err}");
+    assert!(
+        o.status.success(),
+        "{backend}: pip install failed:\n{out}\n{err}"
+    );
     assert!(
         out.contains("Successfully installed stele-probe-1.0"),
         "{backend}: {out}\n{err}"
@@ -577,9 +580,8 @@ fn a_package_installs_into_the_workspace(backend: &str) {
         .filter(|p| p.join("__init__.py").is_file())
         .collect();
     assert_eq!(site.len(), 1, "{backend}: {site:?}");
-    let probe = format!(
-        "import {MODULE}; print({MODULE}.VALUE, len({MODULE}.blob()), {MODULE}.__file__)"
-    );
+    let probe =
+        format!("import {MODULE}; print({MODULE}.VALUE, len({MODULE}.blob()), {MODULE}.__file__)");
     let o = e.exec(
         backend,
         "none",
@@ -593,7 +595,10 @@ fn a_package_installs_into_the_workspace(backend: &str) {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(
-        out.starts_with(&format!("{VALUE} {} /workspace/.venv/", package_index::BLOB_BYTES)),
+        out.starts_with(&format!(
+            "{VALUE} {} /workspace/.venv/",
+            package_index::BLOB_BYTES
+        )),
         "{backend}: {out}"
     );
 
@@ -614,7 +619,8 @@ fn a_package_installs_into_the_workspace(backend: &str) {
     let intents: Vec<&serde_json::Value> = leaves
         .iter()
         .filter(|l| {
-            l["kind"] == "net.connect" && l["target"]["port"].as_u64() == Some(u64::from(index.port))
+            l["kind"] == "net.connect"
+                && l["target"]["port"].as_u64() == Some(u64::from(index.port))
         })
         .collect();
     assert!(
@@ -651,7 +657,9 @@ fn a_package_installs_into_the_workspace(backend: &str) {
     );
 
     // Nothing landed in the image: its python has no such module.
-    let image = stele_sandbox::vm::ImageStore::at(vm_images()).current().unwrap();
+    let image = stele_sandbox::vm::ImageStore::at(vm_images())
+        .current()
+        .unwrap();
     let tree = image.tree().unwrap();
     for dir in ["usr/lib/python3/dist-packages", "usr/local/lib"] {
         let found = Command::new("find")

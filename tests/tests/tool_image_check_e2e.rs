@@ -55,11 +55,7 @@ impl PrivateStore {
                 .unwrap();
             assert!(copied.success(), "copying {}", current.dir.display());
         }
-        std::fs::write(
-            root.join("current"),
-            format!("{}\n", key.to_string_lossy()),
-        )
-        .unwrap();
+        std::fs::write(root.join("current"), format!("{}\n", key.to_string_lossy())).unwrap();
         PrivateStore {
             _dir: dir,
             root,
@@ -150,7 +146,8 @@ fn sandbox_check_names_a_changed_and_an_added_file_and_passes_the_untouched_copy
     drop(untouched);
 
     // One file changed, one added: each alone is found and named.
-    let cases: [(&str, fn(&PrivateStore), &str); 2] = [
+    type Tamper = (&'static str, fn(&PrivateStore), &'static str);
+    let cases: [Tamper; 2] = [
         ("changed", |p| p.change(CHANGED), CHANGED),
         ("added", |p| p.add(ADDED), ADDED),
     ];
