@@ -92,6 +92,30 @@ echo "locale: $LANG $(printf 'é' | wc -m)""#,
     ],
 };
 
+/// bash (its own features, not sh's) and coreutils.
+const SHELL: Family = Family {
+    script: r#"bash -c 'declare -A m=([a]=1 [b]=2); echo "bash: ${BASH_VERSINFO[0]} $(( m[a] + m[b] ))"'
+printf 'b\na\nc\n' | sort | paste -sd' ' | sed 's/^/coreutils: /'
+printf abc | sha256sum | cut -c1-16 | sed 's/^/sha256: /'
+date -u -d @0 +%Y | sed 's/^/epoch: /'
+printf 'x%.0s' $(seq 1 1000) > /tmp/k; stat -c 'stat: %s' /tmp/k"#,
+    expect: &[
+        "bash: 5 3",
+        "coreutils: a b c",
+        "sha256: ba7816bf8f01cfea",
+        "epoch: 1970",
+        "stat: 1000",
+    ],
+};
+
+/// python3's venv (where installed packages go: never the image).
+const VENV: Family = Family {
+    script: r#"set -e; python3 -m venv --without-pip /tmp/e
+/tmp/e/bin/python -c 'import sys; print("venv:", sys.prefix != sys.base_prefix, sys.prefix)'
+python3 -c 'import ensurepip; print("ensurepip:", ensurepip.version().split(".")[0].isdigit())'"#,
+    expect: &["venv: True /tmp/e", "ensurepip: True"],
+};
+
 fn check(backend: &str, family: &str, o: &ExecOutcome, f: &Family) {
     let stdout = String::from_utf8_lossy(&o.stdout.bytes);
     let stderr = String::from_utf8_lossy(&o.stderr.bytes);
@@ -196,6 +220,8 @@ family!(process_office_writers, vm_office_writers, OFFICE);
 family!(process_pandas, vm_pandas, PANDAS);
 family!(process_node, vm_node, NODE);
 family!(process_cli_tools, vm_cli_tools, CLI);
+family!(process_shell_tools, vm_shell_tools, SHELL);
+family!(process_venv, vm_venv, VENV);
 
 /// A file the host adds to its own `/usr/local/share` (and a tool only the
 /// host has) is invisible on the image root, and visible on the host root

@@ -15,6 +15,10 @@
 //!   proxy did.
 //! - Under `--network none`, programs that honour the proxy variables
 //!   (curl, python's urllib, pip) leave a denied `net.connect` decision.
+//! - Installing a package (`pip install` from a venv, into the workspace's
+//!   `.venv/`) from a local PEP 503 index the policy allows shows in the log
+//!   as `net.connect` decisions and `net.close` reports whose bytes cover
+//!   the wheel; the package imports afterwards; nothing lands in the image.
 //!
 //! Needs root (mount namespaces), the process sandbox, and for the VM cases
 //! QEMU and the guest image from `scripts/setup-vm`; fails without them.
@@ -28,6 +32,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use stele_tests::{leaves_json, stele_bin, Stele};
+
+mod package_index;
 
 /// Counts connections to a port on the host's loopback.
 struct Service {
@@ -160,8 +166,10 @@ impl Env {
             bundle.join("org/org.cedar"),
             format!(
                 r#"
+// file.delete too: pip renames its temporary files into place (a rename
+// deletes the source name).
 @id("org.files")
-permit (principal, action in [Action::"file.read", Action::"file.write", Action::"file.list"], resource is File);
+permit (principal, action in [Action::"file.read", Action::"file.write", Action::"file.list", Action::"file.delete"], resource is File);
 
 @id("org.exec")
 permit (principal, action == Action::"exec", resource is Program);
@@ -209,9 +217,22 @@ unless {{ resource has address && resource.address == "127.0.0.1" && resource.po
     }
 
     fn exec(&self, backend: &str, network: &str, argv: &[&str], env: &[(&str, &str)]) -> Output {
+        self.exec_for(backend, network, "120", argv, env)
+    }
+
+    fn exec_for(
+        &self,
+        backend: &str,
+        network: &str,
+        timeout_s: &str,
+        argv: &[&str],
+        env: &[(&str, &str)],
+    ) -> Output {
         let mut args = vec![
             "sandbox",
             "exec",
+            "--timeout",
+            timeout_s,
             "--workspace",
             self.ws.to_str().unwrap(),
             "--policy",
@@ -520,6 +541,148 @@ fn no_network_attempts_are_logged_process() {
 #[test]
 fn no_network_attempts_are_logged_vm() {
     no_network_attempts_are_logged("vm");
+}
+
+/// Install a package the way the templates' "Installing more" describes:
+/// a venv in the workspace (`.venv/`, made without pip: a few files), pip
+/// from a venv in the sandbox's /tmp installing into it, from a PEP 503
+/// index on the host's loopback that the policy allows by name and port.
+fn a_package_installs_into_the_workspace(backend: &str) {
+    use package_index::{Index, MODULE, PROJECT, VALUE, WHEEL};
+    let index = Index::start();
+    let e = Env::new(index.port);
+    let env = backend_env(backend);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let url = format!("http://allowed.test:{}/simple", index.port);
+    let install = format!(
+        "set -e; cd /workspace; python3 -m venv --without-pip .venv; python3 -m venv /tmp/v; \
+         /tmp/v/bin/pip --python /workspace/.venv/bin/python install --no-cache-dir \
+         --disable-pip-version-check --retries 0 --timeout 60 \
+         --index-url {url} --trusted-host allowed.test {PROJECT}"
+    );
+    let o = e.exec_for(backend, "proxy", "600", &["sh", "-c", &install], &env);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success(),
+        "{backend}: pip install failed:\n{out}\n{err}"
+    );
+    assert!(
+        out.contains("Successfully installed stele-probe-1.0"),
+        "{backend}: {out}\n{err}"
+    );
+
+    // The package is the workspace's: on the host's side of it, and
+    // importable by the workspace venv's python in a later command.
+    let site: Vec<PathBuf> = std::fs::read_dir(e.ws.join(".venv/lib"))
+        .unwrap()
+        .map(|d| d.unwrap().path().join("site-packages").join(MODULE))
+        .filter(|p| p.join("__init__.py").is_file())
+        .collect();
+    assert_eq!(site.len(), 1, "{backend}: {site:?}");
+    let probe =
+        format!("import {MODULE}; print({MODULE}.VALUE, len({MODULE}.blob()), {MODULE}.__file__)");
+    let o = e.exec(
+        backend,
+        "none",
+        &["/workspace/.venv/bin/python", "-c", &probe],
+        &env,
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{backend}: {out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.starts_with(&format!(
+            "{VALUE} {} /workspace/.venv/",
+            package_index::BLOB_BYTES
+        )),
+        "{backend}: {out}"
+    );
+
+    // The index served the wheel once, whole.
+    let served = index.served();
+    let wheel: Vec<_> = served
+        .iter()
+        .filter(|r| r.path == format!("/files/{WHEEL}"))
+        .collect();
+    assert_eq!(wheel.len(), 1, "{backend}: {served:?}");
+    assert!(served.iter().all(|r| r.status == 200), "{served:?}");
+    assert!(wheel[0].bytes >= index.wheel_size, "{served:?}");
+
+    // The log: each request to the index an allowed net.connect, each
+    // closed with its bytes; together (and the wheel's own) at least the
+    // wheel's size.
+    let leaves = leaves_json(&e.s, &e.db()).unwrap();
+    let intents: Vec<&serde_json::Value> = leaves
+        .iter()
+        .filter(|l| {
+            l["kind"] == "net.connect"
+                && l["target"]["port"].as_u64() == Some(u64::from(index.port))
+        })
+        .collect();
+    assert!(
+        intents.len() >= 2 && intents.len() == served.len(),
+        "{backend}: {} intents for {} requests: {served:?}",
+        intents.len(),
+        served.len()
+    );
+    let mut bytes_in = Vec::new();
+    for i in &intents {
+        assert_eq!(i["decision"]["effect"], "allow", "{i}");
+        assert_eq!(i["target"]["host"], "allowed.test", "{i}");
+        assert_eq!(i["data"]["address"], "127.0.0.1", "{i}");
+        let close = leaves
+            .iter()
+            .find(|l| l["kind"] == "net.close" && l["refs"]["intent_seq"] == i["seq"])
+            .unwrap_or_else(|| panic!("{backend}: no net.close for {i}"));
+        assert_eq!(close["outcome"]["status"], "ok", "{close}");
+        bytes_in.push(close["outcome"]["bytes_in"].as_u64().unwrap());
+    }
+    let total: u64 = bytes_in.iter().sum();
+    assert!(
+        total >= index.wheel_size && bytes_in.iter().any(|b| *b >= index.wheel_size),
+        "{backend}: closes report {bytes_in:?} bytes for a {}-byte wheel",
+        index.wheel_size
+    );
+    // No other destination was reached (pip checked no other index).
+    assert!(
+        leaves
+            .iter()
+            .filter(|l| l["kind"] == "net.connect")
+            .all(|l| l["target"]["port"].as_u64() == Some(u64::from(index.port))),
+        "{backend}: a connection elsewhere"
+    );
+
+    // Nothing landed in the image: its python has no such module.
+    let image = stele_sandbox::vm::ImageStore::at(vm_images())
+        .current()
+        .unwrap();
+    let tree = image.tree().unwrap();
+    for dir in ["usr/lib/python3/dist-packages", "usr/local/lib"] {
+        let found = Command::new("find")
+            .arg(tree.join(dir))
+            .args(["-name", &format!("{MODULE}*")])
+            .output()
+            .unwrap();
+        assert!(
+            found.stdout.is_empty(),
+            "{backend}: in the image: {}",
+            String::from_utf8_lossy(&found.stdout)
+        );
+    }
+}
+
+#[test]
+fn a_package_installs_into_the_workspace_process() {
+    a_package_installs_into_the_workspace("process");
+}
+
+#[test]
+fn a_package_installs_into_the_workspace_vm() {
+    a_package_installs_into_the_workspace("vm");
 }
 
 #[test]

@@ -24,6 +24,12 @@ pub struct DemoArgs {
     /// under the state folder, which no workspace may lie in].
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// The sandbox backend the scripted session runs in, as for `stele run`
+    /// [default: process]. The receipts are made before the session in a
+    /// process sandbox on the tool image either way; the configuration's
+    /// `backend` is not read, so the demo runs the same on every machine.
+    #[arg(long, value_enum)]
+    pub backend: Option<super::backend::BackendChoice>,
 }
 
 const SCRIPT: &str = include_str!("../../assets/demo-script.json");
@@ -160,6 +166,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     write_policy(&policy)?;
     paths::write_private_file(&dir.join("script.json"), script()?.as_bytes())?;
     let signer = generate_key_file(&key, "demo.stele.invalid/audit")?;
+    let backend = args
+        .backend
+        .unwrap_or(super::backend::BackendChoice::Process);
     let run_args = RunArgs {
         workspace: workspace.clone(),
         policy: Some(policy.clone()),
@@ -167,8 +176,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         model: Some(format!("scripted:{}", dir.join("script.json").display())),
         approve: Some(crate::gate::ApproveMode::Allow),
         network: Some(NetworkChoice::None),
-        backend: Some(super::backend::BackendChoice::Process),
-        vm_fallback: None,
+        backend: Some(backend),
+        // `--backend vm` means the micro-VM: one that does not come up is
+        // an error, never a silent run in the process sandbox.
+        vm_fallback: Some(super::backend::VmFallback::None),
         vm_boot_timeout_secs: None,
         workspace_quota: None,
         limits: Default::default(),
@@ -205,6 +216,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         terminal_safe::block(&describe(&report.end))
     );
     crate::outln!("  workspace:   {}", p(&workspace));
+    crate::outln!("  backend:     {}", backend.recorded());
     for (what, file) in [
         ("spreadsheet", "reports/by-client.xlsx".to_owned()),
         ("cover sheet", "reports/cover.pdf".to_owned()),
