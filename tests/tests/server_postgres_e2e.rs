@@ -17,7 +17,7 @@ use std::process::{Command, Output, Stdio};
 use serde_json::{json, Value};
 use server_support::api::{start_session, wait_state};
 use server_support::{runtime, Server};
-use stele_tests::mock_model::Turn;
+use stele_tests::mock_model::{Turn, Wire};
 use stele_tests::postgres::TempCluster;
 use stele_tests::sandbox_available;
 
@@ -51,6 +51,23 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// A state folder with a key, a policy, and a `server.toml` naming `url`
+/// as the store (everything `stele serve` opens before the store).
+fn server_toml(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
+    let s = e2e_common::setup(dir);
+    let policy = e2e_common::policy(dir, Wire::Anthropic, "");
+    let cfg = dir.join("server.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\npolicy = {policy:?}\ndb = {:?}\n[store]\nurl = {url:?}\n",
+            s.state.join("audit.db")
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
 #[test]
 fn a_server_on_postgresql_migrates_then_keeps_its_state_there() {
     let Some(cluster) = TempCluster::start().unwrap() else {
@@ -59,16 +76,8 @@ fn a_server_on_postgresql_migrates_then_keeps_its_state_there() {
     let url = cluster.create_db("stele").unwrap();
     // Before `--migrate`: neither the server nor `stele user add` will use it.
     let pre = tempfile::tempdir().unwrap();
+    let cfg = server_toml(pre.path(), &url);
     let state = pre.path().join("state");
-    let cfg = pre.path().join("server.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[server]\ndb = {:?}\n[store]\nurl = {url:?}\n",
-            state.join("audit.db")
-        ),
-    )
-    .unwrap();
     let cfg = cfg.to_str().unwrap();
     for args in [
         vec!["serve", "--config", cfg],
@@ -203,17 +212,12 @@ fn a_server_on_postgresql_migrates_then_keeps_its_state_there() {
 #[test]
 fn an_unreachable_store_stops_the_server_naming_the_field_not_the_password() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("server.toml");
     // A socket folder with no server in it.
     let host = dir.path().display().to_string().replace('/', "%2F");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[server]\ndb = {:?}\n[store]\nurl = \"postgres://stele:hunter2@{host}:5999/stele\"\n",
-            dir.path().join("state/audit.db")
-        ),
-    )
-    .unwrap();
+    let cfg = server_toml(
+        dir.path(),
+        &format!("postgres://stele:hunter2@{host}:5999/stele"),
+    );
     let cfg = cfg.to_str().unwrap();
     let state = dir.path().join("state");
     for args in [
@@ -230,4 +234,6 @@ fn an_unreachable_store_stops_the_server_naming_the_field_not_the_password() {
         );
         assert!(!out.contains("hunter2"), "{args:?}: {out}");
     }
+    // Nothing was made for a store that was never reached.
+    assert!(!state.join("server.db").exists());
 }
