@@ -150,9 +150,16 @@ async fn bench(engine: &str, s: Arc<dyn Store>, ops: usize, tasks: usize) {
     )
     .await
     .unwrap();
-    s.add_token("alice", "tokenhash", "api", Scopes::all(), (0, i64::MAX), None)
-        .await
-        .unwrap();
+    s.add_token(
+        "alice",
+        "tokenhash",
+        "api",
+        Scopes::all(),
+        (0, i64::MAX),
+        None,
+    )
+    .await
+    .unwrap();
     figures.push(
         timed("token lookup (every API request)", ops, |_| {
             let s = s.clone();
@@ -200,6 +207,8 @@ async fn main() {
             pg.migrate().await.unwrap();
             bench("postgres", Arc::new(pg), ops, tasks).await;
         }
-        None => println!("postgres   SKIPPED: PostgreSQL is not installed (scripts/setup-postgres)"),
+        None => {
+            println!("postgres   SKIPPED: PostgreSQL is not installed (scripts/setup-postgres)")
+        }
     }
 }

@@ -161,7 +161,10 @@ pub fn create_token(
         serde_json::json!({"label": label, "expires": expires, "token_id": &hash[..hash.len().min(12)],
             "scopes": scopes.to_string()}),
     )?;
-    s.block_on(s.store.add_token(user, &hash, label, scopes, (t, expires), Some(change)))?;
+    s.block_on(
+        s.store
+            .add_token(user, &hash, label, scopes, (t, expires), Some(change)),
+    )?;
     Ok((token, hash[..12].to_string(), expires))
 }
 
@@ -182,11 +185,12 @@ pub fn revoke_token(config: &ServerConfig, id: &str) -> Result<String, ServerErr
         "",
         serde_json::json!({"token_id": id}),
     )?;
-    s.block_on(s.store.revoke_token_by_id(&id, now(), change))?.ok_or_else(|| {
-        ServerError::Start(format!(
-            "ID: no live token {id} (unknown, or already revoked)"
-        ))
-    })
+    s.block_on(s.store.revoke_token_by_id(&id, now(), change))?
+        .ok_or_else(|| {
+            ServerError::Start(format!(
+                "ID: no live token {id} (unknown, or already revoked)"
+            ))
+        })
 }
 
 /// The API tokens of `user` (or of every account), oldest first: ids,

@@ -85,7 +85,9 @@ pub fn open(
 /// `stele serve --migrate`: bring the store's schema up to date and exit
 /// (the only way a PostgreSQL store is migrated; SQLite's is also migrated
 /// whenever it is opened).
-pub fn migrate(config: Option<&std::path::Path>) -> Result<crate::store::open::Migrated, ServerError> {
+pub fn migrate(
+    config: Option<&std::path::Path>,
+) -> Result<crate::store::open::Migrated, ServerError> {
     let config = load_config(config)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

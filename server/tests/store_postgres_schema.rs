@@ -51,7 +51,10 @@ async fn behind_is_refused_until_migrated_and_ahead_is_refused() {
     }
     assert!(froms.contains(&0), "{froms:?}");
     let applied = cluster
-        .psql("stele", "SELECT version FROM schema_migrations ORDER BY version")
+        .psql(
+            "stele",
+            "SELECT version FROM schema_migrations ORDER BY version",
+        )
         .unwrap();
     let want: Vec<String> = (1..=known()).map(|v| v.to_string()).collect();
     assert_eq!(applied.lines().collect::<Vec<_>>(), want);
@@ -65,10 +68,7 @@ async fn behind_is_refused_until_migrated_and_ahead_is_refused() {
     cluster
         .psql(
             "stele",
-            &format!(
-                "INSERT INTO schema_migrations VALUES ({}, 0)",
-                known() + 1
-            ),
+            &format!("INSERT INTO schema_migrations VALUES ({}, 0)", known() + 1),
         )
         .unwrap();
     for e in [

@@ -218,21 +218,28 @@ impl TempCluster {
     /// Run `sql` in database `db` with psql; its rows, one a line, fields
     /// separated by `|`.
     pub fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
-        let o = checked(
-            self.client_cmd("psql")
-                .args(["-d", db, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql]),
-        )?;
+        let o = checked(self.client_cmd("psql").args([
+            "-d",
+            db,
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ]))?;
         Ok(String::from_utf8_lossy(&o.stdout).trim_end().to_string())
     }
 
     /// Stop the server (immediately; its data is thrown away anyway).
     pub fn stop(&self) -> Result<(), String> {
-        checked(
-            self.server_cmd("pg_ctl")
-                .arg("-D")
-                .arg(self.data())
-                .args(["-m", "immediate", "-w", "stop"]),
-        )
+        checked(self.server_cmd("pg_ctl").arg("-D").arg(self.data()).args([
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ]))
         .map(|_| ())
     }
 }

@@ -189,12 +189,16 @@ fn a_server_on_postgresql_migrates_then_keeps_its_state_there() {
     );
     if let Some(id) = session {
         assert_eq!(
-            q(&format!("SELECT owner, state FROM sessions WHERE id = '{id}'")),
+            q(&format!(
+                "SELECT owner, state FROM sessions WHERE id = '{id}'"
+            )),
             "alice|ended"
         );
-        let events: u64 = q(&format!("SELECT count(*) FROM events WHERE session = '{id}'"))
-            .parse()
-            .unwrap();
+        let events: u64 = q(&format!(
+            "SELECT count(*) FROM events WHERE session = '{id}'"
+        ))
+        .parse()
+        .unwrap();
         assert!(events >= 2, "{events} events");
         let last: u64 = q(&format!("SELECT max(n) FROM events WHERE session = '{id}'"))
             .parse()

@@ -188,7 +188,9 @@ pub async fn a_setup_secret_works_once_and_not_after_expiry(s: Arc<dyn Store>) {
     assert_eq!(s.complete_setup("wrong", "pw", 10).await.unwrap(), None);
     assert_eq!(s.complete_setup("old-hash", "pw", 500).await.unwrap(), None);
     assert_eq!(
-        s.complete_setup("setup-hash", "pw-hash", 999).await.unwrap(),
+        s.complete_setup("setup-hash", "pw-hash", 999)
+            .await
+            .unwrap(),
         Some("dave".into())
     );
     assert_eq!(

@@ -67,7 +67,11 @@ pub async fn an_expired_lease_is_claimed_again_and_fences_the_old_worker(s: Arc<
     // The lease ran out: the next claimer takes it over.
     let second = s.claim("w2", 10, 110).await.unwrap().unwrap();
     assert_eq!(
-        (second.lease.job, second.lease.worker.as_str(), second.lease.attempt),
+        (
+            second.lease.job,
+            second.lease.worker.as_str(),
+            second.lease.attempt
+        ),
         (id, "w2", 2)
     );
     // The first worker can no longer touch it.

@@ -84,10 +84,7 @@ pub async fn runs_are_kept_in_order_with_their_outcomes(s: Arc<dyn Store>) {
         .unwrap();
     }
     let runs = s.runs("nightly").await.unwrap();
-    assert_eq!(
-        runs.iter().map(|r| r.outcome).collect::<Vec<_>>(),
-        outcomes
-    );
+    assert_eq!(runs.iter().map(|r| r.outcome).collect::<Vec<_>>(), outcomes);
     assert_eq!(
         (runs[0].session.as_deref(), runs[4].due, runs[4].audit_entry),
         (Some("s1"), 996, Some((1 << 40) + 4))
@@ -108,7 +105,9 @@ pub async fn webhook_deliveries_wait_until_done(s: Arc<dyn Store>) {
     for id in ["d-z", "d-a", "d-m"] {
         s.add_delivery(d(id)).await.unwrap();
     }
-    s.delivery_failed("d-a", 3, 1_700_000_009_000).await.unwrap();
+    s.delivery_failed("d-a", 3, 1_700_000_009_000)
+        .await
+        .unwrap();
     s.delivery_done("d-z").await.unwrap();
     let left = s.deliveries().await.unwrap();
     assert_eq!(

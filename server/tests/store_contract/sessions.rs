@@ -140,7 +140,10 @@ pub async fn an_answer_counts_once_even_when_answers_race(s: Arc<dyn Store>) {
     }
     assert_eq!(winners.len(), 1, "{winners:?}");
     let a2 = s.approval("a2").await.unwrap().unwrap();
-    assert_eq!((a2.state, a2.approver), (winners[0].0, Some(winners[0].1.clone())));
+    assert_eq!(
+        (a2.state, a2.approver),
+        (winners[0].0, Some(winners[0].1.clone()))
+    );
     // Expiry settles without an approver.
     assert!(s
         .settle_approval("a3", ApprovalState::Expired, None)

@@ -11,7 +11,9 @@ use tokio_postgres::Row;
 
 use super::{now, PgStore};
 use crate::error::ServerError;
-use crate::store::sqlite::{approval_state, approval_state_name, session_state, session_state_name};
+use crate::store::sqlite::{
+    approval_state, approval_state_name, session_state, session_state_name,
+};
 use crate::store::{
     AdminAction, AdminChange, ApprovalRecord, Role, SessionRecord, Store, TokenLookup, User,
 };
@@ -102,7 +104,7 @@ impl Store for PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
         let pending = match &change {
-            Some(ch) => Some(insert_change(&*tx, ch).await?),
+            Some(ch) => Some(insert_change(&tx, ch).await?),
             None => None,
         };
         let (sh, se) = setup.map_or((None, None), |(h, e)| (Some(h), Some(e)));
@@ -253,13 +255,21 @@ impl Store for PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
         let pending = match &change {
-            Some(ch) => Some(insert_change(&*tx, ch).await?),
+            Some(ch) => Some(insert_change(&tx, ch).await?),
             None => None,
         };
         tx.execute(
             "INSERT INTO tokens (hash, account, label, created, expires, pending_change, scopes) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[&token_hash, &user, &label, &created, &expires, &pending, &sc],
+            &[
+                &token_hash,
+                &user,
+                &label,
+                &created,
+                &expires,
+                &pending,
+                &sc,
+            ],
         )
         .await?;
         tx.commit().await?;
@@ -458,8 +468,10 @@ impl Store for PgStore {
                  WHERE id = $1 AND state = 'pending'",
             )
             .await?;
-        Ok(c.execute(&st, &[&id, &approval_state_name(state), &approver])
-            .await?
-            == 1)
+        Ok(
+            c.execute(&st, &[&id, &approval_state_name(state), &approver])
+                .await?
+                == 1,
+        )
     }
 }

@@ -154,10 +154,12 @@ pub async fn version(c: &Client) -> Result<i64, ServerError> {
     if !exists {
         return Ok(0);
     }
-    Ok(c
-        .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])
-        .await?
-        .try_get(0)?)
+    Ok(c.query_one(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        &[],
+    )
+    .await?
+    .try_get(0)?)
 }
 
 /// Refused: a schema ahead of this binary.
