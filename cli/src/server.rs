@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// With --open: seconds the login link works.
     #[arg(long, default_value_t = 300, requires = "open", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub link_ttl_secs: u64,
+    /// Bring the store's schema up to date and exit (the only way a
+    /// PostgreSQL store, `[store] url`, is migrated; docs/server.md "The store").
+    #[arg(long, conflicts_with_all = ["open", "listen"])]
+    pub migrate: bool,
 }
 
 /// Arguments of `stele user`.
@@ -149,6 +153,24 @@ fn parse_role(s: &str) -> Result<Role, String> {
 
 /// Run `stele serve`.
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if args.migrate {
+        let m = stele_server::serve::migrate(args.config.as_deref())?;
+        if m.from == m.to {
+            stele_runtime::errln!(
+                "stele serve: the store {} is up to date (schema version {})",
+                m.store,
+                m.to
+            );
+        } else {
+            stele_runtime::errln!(
+                "stele serve: migrated the store {} from schema version {} to {}",
+                m.store,
+                m.from,
+                m.to
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let desktop = if args.open {
         stele_server::desktop::Desktop::Open {
             link_ttl: std::time::Duration::from_secs(args.link_ttl_secs),

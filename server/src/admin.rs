@@ -8,7 +8,6 @@ use crate::auth::scopes::Scopes;
 use crate::auth::{password, tokens};
 use crate::config::ServerConfig;
 use crate::error::ServerError;
-use crate::store::sqlite::SqliteStore;
 use crate::store::{AdminAction, AdminChange, Role, Store, User};
 
 /// How long a set-up link works.
@@ -23,16 +22,26 @@ pub enum Added {
     SetupLink(String),
 }
 
-fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, ServerError> {
+/// The store the configuration names, with the runtime its connections
+/// (PostgreSQL) live on for the command's length.
+struct HostStore {
+    rt: tokio::runtime::Runtime,
+    store: Arc<dyn Store>,
+}
+
+impl HostStore {
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+}
+
+fn store(config: &ServerConfig) -> Result<HostStore, ServerError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| ServerError::Start(format!("the async runtime: {e}")))?;
-    Ok(rt.block_on(f))
-}
-
-fn store(config: &ServerConfig) -> Result<Arc<dyn Store>, ServerError> {
-    Ok(Arc::new(SqliteStore::open(&config.store_path())?))
+    let store = rt.block_on(crate::store::open::open(config))?;
+    Ok(HostStore { rt, store })
 }
 
 fn now() -> i64 {
@@ -113,7 +122,7 @@ pub fn add_user(
         password_hash: setup.0,
     };
     let s = store(config)?;
-    if !block_on(s.add_user(user, setup.1, Some(change)))?? {
+    if !s.block_on(s.store.add_user(user, setup.1, Some(change)))? {
         return Err(ServerError::Start(format!(
             "NAME: an account {name:?} exists already"
         )));
@@ -136,7 +145,7 @@ pub fn create_token(
         ));
     }
     let s = store(config)?;
-    if !block_on(s.account_exists(user))?? {
+    if !s.block_on(s.store.account_exists(user))? {
         return Err(ServerError::Start(format!(
             "--user: no account {user:?} (add it with `stele user add`)"
         )));
@@ -152,7 +161,10 @@ pub fn create_token(
         serde_json::json!({"label": label, "expires": expires, "token_id": &hash[..hash.len().min(12)],
             "scopes": scopes.to_string()}),
     )?;
-    block_on(s.add_token(user, &hash, label, scopes, (t, expires), Some(change)))??;
+    s.block_on(
+        s.store
+            .add_token(user, &hash, label, scopes, (t, expires), Some(change)),
+    )?;
     Ok((token, hash[..12].to_string(), expires))
 }
 
@@ -173,11 +185,12 @@ pub fn revoke_token(config: &ServerConfig, id: &str) -> Result<String, ServerErr
         "",
         serde_json::json!({"token_id": id}),
     )?;
-    block_on(s.revoke_token_by_id(&id, now(), change))??.ok_or_else(|| {
-        ServerError::Start(format!(
-            "ID: no live token {id} (unknown, or already revoked)"
-        ))
-    })
+    s.block_on(s.store.revoke_token_by_id(&id, now(), change))?
+        .ok_or_else(|| {
+            ServerError::Start(format!(
+                "ID: no live token {id} (unknown, or already revoked)"
+            ))
+        })
 }
 
 /// The API tokens of `user` (or of every account), oldest first: ids,
@@ -188,9 +201,9 @@ pub fn list_tokens(
 ) -> Result<Vec<crate::store::credentials::TokenInfo>, ServerError> {
     let s = store(config)?;
     if let Some(u) = user {
-        if !block_on(s.account_exists(u))?? {
+        if !s.block_on(s.store.account_exists(u))? {
             return Err(ServerError::Start(format!("--user: no account {u:?}")));
         }
     }
-    block_on(s.tokens(user))?
+    s.block_on(s.store.tokens(user))
 }

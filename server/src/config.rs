@@ -34,6 +34,46 @@ pub struct ServerConfig {
     /// ended or paused) are POSTed, signed (docs/server.md "Webhooks").
     #[serde(default)]
     pub webhook: Vec<crate::sessions::webhook::WebhookConfig>,
+    /// `[store]`: where the server keeps its state [default: SQLite's
+    /// `server.db` beside the audit database].
+    #[serde(default)]
+    pub store: StoreSection,
+    /// The file this was read from (None: built-in defaults), for errors
+    /// that name it.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// `[store]`.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`: keep the server's
+    /// state in PostgreSQL (several servers may share it) [default: SQLite].
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+impl std::fmt::Debug for StoreSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: never shown.
+        f.debug_struct("StoreSection")
+            .field(
+                "url",
+                &self.url.as_deref().map(crate::store::postgres::url::redact),
+            )
+            .finish()
+    }
+}
+
+/// Where the server's state is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// SQLite, in this file.
+    Sqlite(PathBuf),
+    /// PostgreSQL, at this URL (it may hold a password: show it only
+    /// through [`crate::store::postgres::url::redact`]).
+    Postgres(String),
 }
 
 /// `[server]`.
@@ -146,9 +186,11 @@ impl ServerConfig {
         })?;
         let mut cfg: ServerConfig = toml::from_str(&text).map_err(|e| ServerError::Config {
             file: path.to_path_buf(),
-            // toml's message names the line, the column and the field.
-            why: e.to_string(),
+            // toml's message names the line, the column and the field (and
+            // quotes the line: a store URL in it loses its password).
+            why: crate::store::postgres::url::redact_in(&e.to_string()),
         })?;
+        cfg.source = Some(path.to_path_buf());
         cfg.check().map_err(|why| ServerError::Config {
             file: path.to_path_buf(),
             why,
@@ -195,6 +237,9 @@ impl ServerConfig {
         for (i, w) in self.webhook.iter().enumerate() {
             w.check(i)?;
         }
+        if let Some(url) = &self.store.url {
+            crate::store::postgres::url::parse(url).map_err(|why| format!("store.url: {why}"))?;
+        }
         for (name, ws) in &self.workspace {
             if ws.teams.is_empty() {
                 return Err(format!(
@@ -224,7 +269,23 @@ impl ServerConfig {
             .unwrap_or_else(stele_runtime::paths::default_key)
     }
 
-    /// `server.db`, beside the audit database.
+    /// Where the server's state is kept: `[store] url`, else SQLite.
+    pub fn store_location(&self) -> StoreLocation {
+        match &self.store.url {
+            Some(url) => StoreLocation::Postgres(url.clone()),
+            None => StoreLocation::Sqlite(self.store_path()),
+        }
+    }
+
+    /// The store, as said in messages (a PostgreSQL URL without its password).
+    pub fn store_shown(&self) -> String {
+        match self.store_location() {
+            StoreLocation::Sqlite(p) => p.display().to_string(),
+            StoreLocation::Postgres(url) => crate::store::postgres::url::redact(&url),
+        }
+    }
+
+    /// `server.db`, beside the audit database (the SQLite store).
     pub fn store_path(&self) -> PathBuf {
         let db = self.db();
         db.parent()
@@ -285,10 +346,38 @@ mod tests {
                  redirect_url = \"https://a/cb\"\n",
                 "client_secret_file",
             ),
+            ("[store]\nurl = \"mysql://db/x\"\n", "store.url"),
+            ("[store]\npath = \"/x\"\n", "path"),
         ] {
             std::fs::write(&p, text).unwrap();
             let e = ServerConfig::load(&p).unwrap_err().to_string();
             assert!(e.contains(want) && e.contains("server.toml"), "{text}: {e}");
         }
+    }
+
+    /// A bad store URL is refused at load, naming the field, without its password.
+    #[test]
+    fn a_bad_store_url_names_the_field_and_hides_the_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("server.toml");
+        std::fs::write(
+            &p,
+            "[store]\nurl = \"postgres://stele:hunter2@db:port/stele\"\n",
+        )
+        .unwrap();
+        let e = ServerConfig::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("server.toml") && e.contains("store.url") && !e.contains("hunter2"),
+            "{e}"
+        );
+        std::fs::write(
+            &p,
+            "[store]\nurl = \"postgres://stele:hunter2@db:5433/stele\"\n",
+        )
+        .unwrap();
+        let c = ServerConfig::load(&p).unwrap();
+        assert_eq!(c.store_shown(), "postgres://stele:***@db:5433/stele");
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(c.source.as_deref(), Some(p.as_path()));
     }
 }

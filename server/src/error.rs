@@ -20,6 +20,9 @@ pub enum ServerError {
     /// The store failed.
     #[error("server store: {0}")]
     Store(#[from] rusqlite::Error),
+    /// The store on PostgreSQL failed (the message never holds a password).
+    #[error("server store (PostgreSQL): {0}")]
+    Postgres(String),
     /// The audit log failed: the action does not happen.
     #[error("audit log: {0}")]
     Audit(#[from] stele_audit::AuditError),

@@ -14,7 +14,6 @@ use crate::error::ServerError;
 use crate::sessions::approvals::Pending;
 use crate::sessions::manager::Manager;
 use crate::state::AppState;
-use crate::store::sqlite::SqliteStore;
 
 /// How `stele serve` was asked to run.
 #[derive(Debug, Clone, Default)]
@@ -37,8 +36,12 @@ fn start_error(what: &str, e: impl std::fmt::Display) -> ServerError {
     ServerError::Start(format!("{what}: {e:#}"))
 }
 
-/// Open everything the server needs; the shared state.
-pub fn open(config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
+/// Open everything the server needs; the shared state. The store's
+/// connections (PostgreSQL) live on `rt`, the runtime that serves.
+pub fn open(
+    config: ServerConfig,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Arc<AppState>, ServerError> {
     let (db, key) = (config.db(), config.key());
     let signer = stele_runtime::cli::state::signing_key(&key)
         .map_err(|e| start_error("the log's signing key", e))?;
@@ -50,7 +53,7 @@ pub fn open(config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
         Arc::new(Bundle::load(&located.path).map_err(|e| {
             start_error(&format!("the policy bundle {}", located.path.display()), e)
         })?);
-    let store: Arc<dyn crate::store::Store> = Arc::new(SqliteStore::open(&config.store_path())?);
+    let store = rt.block_on(crate::store::open::open(&config))?;
     let oidc = config
         .oidc
         .clone()
@@ -77,6 +80,20 @@ pub fn open(config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
         signer: crate::state::LogSigner(signer),
         bundle,
     }))
+}
+
+/// `stele serve --migrate`: bring the store's schema up to date and exit
+/// (the only way a PostgreSQL store is migrated; SQLite's is also migrated
+/// whenever it is opened).
+pub fn migrate(
+    config: Option<&std::path::Path>,
+) -> Result<crate::store::open::Migrated, ServerError> {
+    let config = load_config(config)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| start_error("the async runtime", e))?;
+    rt.block_on(crate::store::open::migrate(&config))
 }
 
 /// Run the server until SIGINT or SIGTERM.
@@ -121,7 +138,7 @@ pub fn serve_with(opts: ServeOptions, desktop: crate::desktop::Desktop) -> Resul
         .enable_all()
         .build()
         .map_err(|e| start_error("the async runtime", e))?;
-    let state = open(config)?;
+    let state = open(config, &rt)?;
     refresh_exports_index(&state.config.db());
     let hosted = crate::feed::HostedFeed::start(&state.config, &state.log)?;
     let serving = state.clone();
@@ -174,7 +191,7 @@ pub fn serve_with(opts: ServeOptions, desktop: crate::desktop::Desktop) -> Resul
             if tls.is_some() { "https" } else { "http" },
             began.elapsed().as_millis(),
             serving.config.db().display(),
-            serving.config.store_path().display()
+            serving.config.store_shown()
         );
         if let crate::desktop::Desktop::Open { link_ttl, .. } = desktop {
             banner(&serving, defaults.as_ref());

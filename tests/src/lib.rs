@@ -1,6 +1,7 @@
 //! Helpers for end-to-end tests that run the `stele` binary as a user would.
 
 pub mod mock_model;
+pub mod postgres;
 pub mod siem;
 
 use std::path::{Path, PathBuf};

@@ -114,6 +114,7 @@ fn the_demo_installs_only_what_it_needs() {
         "setup-siem",
         "setup-oidc",
         "setup-web",
+        "setup-postgres",
     ] {
         assert!(setup.contains(needed), "scripts/setup lacks {needed}");
     }

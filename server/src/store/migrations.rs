@@ -1,5 +1,6 @@
-//! The store's schema, as numbered migrations (SQLite's `user_version`
-//! counts those applied). Append new ones; never edit an applied one.
+//! The SQLite store's schema, as numbered migrations (SQLite's
+//! `user_version` counts those applied). Append new ones; never edit an
+//! applied one. PostgreSQL has its own list (`postgres/migrations.rs`).
 
 /// Migration `i` brings the schema from version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[
@@ -112,4 +113,19 @@ pub const MIGRATIONS: &[&str] = &[
         attempts INTEGER NOT NULL,
         next_at INTEGER NOT NULL
     );",
+    // 7: the job queue (store/jobs.rs): claimed under a lease, reclaimed
+    // when the lease runs out.
+    "CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL,
+        worker TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        lease_until INTEGER,
+        error TEXT,
+        created INTEGER NOT NULL,
+        updated INTEGER NOT NULL
+    );
+    CREATE INDEX jobs_state ON jobs(state, id);",
 ];

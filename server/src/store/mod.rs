@@ -1,12 +1,16 @@
 //! What the server remembers that is *not* the record: accounts, token
 //! hashes, the sessions index, the approvals queue and each session's
 //! events for replay. The audit log stays the truth about what happened;
-//! this is the server's working state. A small async trait, so that a
-//! PostgreSQL store can take SQLite's place (SQL and types kept portable:
-//! text, integers, unix seconds).
+//! this is the server's working state. A small async trait with two
+//! implementations: SQLite (the embedded default, `sqlite.rs`) and
+//! PostgreSQL (`[store] url`, `postgres.rs`) for servers that share one
+//! database; [`open`] picks the one the configuration names.
 
 pub mod credentials;
+pub mod jobs;
 mod migrations;
+pub mod open;
+pub mod postgres;
 pub mod schedules;
 pub mod sqlite;
 pub mod webhooks;
@@ -181,6 +185,7 @@ pub trait Store:
     credentials::CredentialStore
     + schedules::ScheduleStore
     + webhooks::WebhookStore
+    + jobs::JobStore
     + Send
     + Sync
     + std::fmt::Debug

@@ -15,7 +15,8 @@ use super::{
 use crate::error::ServerError;
 
 mod credentials;
-mod schedules;
+mod jobs;
+pub(in crate::store) mod schedules;
 mod webhooks;
 
 /// The SQLite store. One connection, used from blocking tasks.
@@ -43,6 +44,16 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
         })
+    }
+
+    /// The schema version of the store at `path` (0 when there is none yet),
+    /// read without changing it.
+    pub fn version_at(path: &Path) -> Result<u32, ServerError> {
+        if !path.exists() {
+            return Ok(0);
+        }
+        let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
 
     /// The schema version (migrations applied).
@@ -103,7 +114,7 @@ fn migrate(conn: &mut Connection) -> Result<(), ServerError> {
     Ok(())
 }
 
-fn session_state_name(s: SessionState) -> &'static str {
+pub(in crate::store) fn session_state_name(s: SessionState) -> &'static str {
     match s {
         SessionState::Starting => "starting",
         SessionState::Running => "running",
@@ -114,7 +125,7 @@ fn session_state_name(s: SessionState) -> &'static str {
     }
 }
 
-fn session_state(s: &str) -> SessionState {
+pub(in crate::store) fn session_state(s: &str) -> SessionState {
     match s {
         "starting" => SessionState::Starting,
         "running" => SessionState::Running,
@@ -126,7 +137,7 @@ fn session_state(s: &str) -> SessionState {
     }
 }
 
-fn approval_state_name(s: ApprovalState) -> &'static str {
+pub(in crate::store) fn approval_state_name(s: ApprovalState) -> &'static str {
     match s {
         ApprovalState::Pending => "pending",
         ApprovalState::Granted => "granted",
@@ -135,7 +146,7 @@ fn approval_state_name(s: ApprovalState) -> &'static str {
     }
 }
 
-fn approval_state(s: &str) -> ApprovalState {
+pub(in crate::store) fn approval_state(s: &str) -> ApprovalState {
     match s {
         "pending" => ApprovalState::Pending,
         "granted" => ApprovalState::Granted,

@@ -9,7 +9,7 @@ use super::SqliteStore;
 use crate::error::ServerError;
 use crate::store::schedules::{Paused, RunRecord, ScheduleRecord, ScheduleStore};
 
-fn outcome_name(o: RunOutcome) -> &'static str {
+pub(in crate::store) fn outcome_name(o: RunOutcome) -> &'static str {
     match o {
         RunOutcome::Started => "started",
         RunOutcome::Missed => "missed",
@@ -19,7 +19,7 @@ fn outcome_name(o: RunOutcome) -> &'static str {
     }
 }
 
-fn outcome(s: &str) -> RunOutcome {
+pub(in crate::store) fn outcome(s: &str) -> RunOutcome {
     match s {
         "started" => RunOutcome::Started,
         "missed" => RunOutcome::Missed,

@@ -1,0 +1,237 @@
+//! The PostgreSQL store's schema, as numbered migrations recorded in
+//! `schema_migrations` (one row per version applied). Append new ones;
+//! never edit an applied one. They run only when asked (`stele serve
+//! --migrate`): a server whose database is behind refuses to start, one
+//! whose database is ahead (a newer stele migrated it) too.
+//!
+//! The tables are SQLite's (`store/migrations.rs`) in PostgreSQL's types:
+//! BIGINT for every integer, BIGSERIAL for generated ids, a `seq` column
+//! where SQLite's order came from its `rowid`, and `account` for SQLite's
+//! `user` column (a reserved word here).
+
+use deadpool_postgres::Client;
+
+use crate::error::ServerError;
+
+/// Migration `i` brings the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: everything the SQLite store had at its version 6.
+    "CREATE TABLE admin_changes (
+        id BIGSERIAL PRIMARY KEY,
+        at BIGINT NOT NULL,
+        made_by TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        teams TEXT NOT NULL,
+        role TEXT NOT NULL,
+        password_hash TEXT,
+        setup_hash TEXT UNIQUE,
+        setup_expires BIGINT,
+        created BIGINT NOT NULL,
+        pending_change BIGINT
+    );
+    CREATE TABLE tokens (
+        hash TEXT PRIMARY KEY,
+        seq BIGSERIAL NOT NULL,
+        account TEXT NOT NULL REFERENCES users(name),
+        label TEXT NOT NULL,
+        created BIGINT NOT NULL,
+        expires BIGINT NOT NULL,
+        pending_change BIGINT,
+        revoked BIGINT,
+        scopes TEXT NOT NULL DEFAULT 'read,run,approve,admin'
+    );
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        workspace TEXT NOT NULL,
+        state TEXT NOT NULL,
+        detail TEXT,
+        created BIGINT NOT NULL,
+        updated BIGINT NOT NULL
+    );
+    CREATE INDEX sessions_created ON sessions(created);
+    CREATE TABLE events (
+        session TEXT NOT NULL,
+        n BIGINT NOT NULL,
+        json TEXT NOT NULL,
+        PRIMARY KEY (session, n)
+    );
+    CREATE TABLE approvals (
+        id TEXT PRIMARY KEY,
+        session TEXT NOT NULL,
+        shown TEXT NOT NULL,
+        shown_sha256 TEXT NOT NULL,
+        requester TEXT NOT NULL,
+        deadline BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        approver TEXT,
+        created BIGINT NOT NULL
+    );
+    CREATE INDEX approvals_state ON approvals(state);
+    CREATE TABLE web_sessions (
+        hash TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        teams TEXT NOT NULL,
+        role TEXT NOT NULL,
+        method TEXT NOT NULL,
+        csrf_hash TEXT NOT NULL,
+        created BIGINT NOT NULL,
+        expires BIGINT NOT NULL,
+        revoked BIGINT
+    );
+    CREATE TABLE schedules (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        workspace TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        created BIGINT NOT NULL,
+        next_run BIGINT,
+        paused_at BIGINT,
+        paused_by TEXT
+    );
+    CREATE TABLE schedule_runs (
+        id BIGSERIAL PRIMARY KEY,
+        schedule TEXT NOT NULL,
+        due BIGINT NOT NULL,
+        at BIGINT NOT NULL,
+        outcome TEXT NOT NULL,
+        session TEXT,
+        detail TEXT,
+        audit_entry BIGINT
+    );
+    CREATE INDEX schedule_runs_schedule ON schedule_runs(schedule);
+    CREATE TABLE webhook_outbox (
+        delivery TEXT PRIMARY KEY,
+        seq BIGSERIAL NOT NULL,
+        url TEXT NOT NULL,
+        event TEXT NOT NULL,
+        body TEXT NOT NULL,
+        notice TEXT NOT NULL,
+        attempts BIGINT NOT NULL,
+        next_at BIGINT NOT NULL
+    );",
+    // 2: the job queue (store/jobs.rs); claims find the claimable jobs by
+    // a partial index.
+    "CREATE TABLE jobs (
+        id BIGSERIAL PRIMARY KEY,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL,
+        worker TEXT,
+        attempts BIGINT NOT NULL DEFAULT 0,
+        lease_until BIGINT,
+        error TEXT,
+        created BIGINT NOT NULL,
+        updated BIGINT NOT NULL
+    );
+    CREATE INDEX jobs_claimable ON jobs(id) WHERE state IN ('queued', 'running');",
+];
+
+/// Serializes `--migrate` runs of several servers on one database (an
+/// arbitrary key of stele's own, held for each migration's transaction).
+const MIGRATION_LOCK: i64 = 0x5737_454c_4501;
+
+/// The versions this binary knows.
+pub fn known() -> i64 {
+    i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
+}
+
+/// The database's schema version (0: no stele schema yet).
+pub async fn version(c: &Client) -> Result<i64, ServerError> {
+    let exists: bool = c
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = 'schema_migrations')",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    if !exists {
+        return Ok(0);
+    }
+    Ok(c.query_one(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        &[],
+    )
+    .await?
+    .try_get(0)?)
+}
+
+/// Refused: a schema ahead of this binary.
+fn ahead(have: i64) -> ServerError {
+    ServerError::Start(format!(
+        "the PostgreSQL store has schema version {have}, newer than this stele knows ({}): \
+         refusing to use it (run the newer stele)",
+        known()
+    ))
+}
+
+/// Start only on a schema exactly as this binary knows it.
+pub async fn require_current(store: &super::PgStore) -> Result<(), ServerError> {
+    let have = store.version().await?;
+    if have > known() {
+        return Err(ahead(have));
+    }
+    if have < known() {
+        return Err(ServerError::Start(format!(
+            "the PostgreSQL store has schema version {have}, this stele needs {}: run \
+             `stele serve --migrate` (with the same --config) to migrate it, then start again",
+            known()
+        )));
+    }
+    Ok(())
+}
+
+/// Apply every pending migration, each in its own transaction under an
+/// advisory lock (so servers migrating at once apply each one once); the
+/// versions before and after.
+pub async fn migrate(c: &mut Client) -> Result<(i64, i64), ServerError> {
+    c.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version BIGINT PRIMARY KEY,
+            applied BIGINT NOT NULL
+        )",
+    )
+    .await
+    .or_else(|e| {
+        // Two servers creating it at once: one wins, the other sees it exists.
+        if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })?;
+    let from = version(c).await?;
+    if from > known() {
+        return Err(ahead(from));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let v = i64::try_from(i + 1).unwrap_or(i64::MAX);
+        let tx = c.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        let applied: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)",
+                &[&v],
+            )
+            .await?
+            .try_get(0)?;
+        if applied {
+            continue;
+        }
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied) VALUES ($1, $2)",
+            &[&v, &super::now()],
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    Ok((from, version(c).await?))
+}
