@@ -4,7 +4,9 @@
 //! Playwright for Python (`tests/web/journeys.py`, installed by
 //! `scripts/setup-web`). Accounts with passwords: ana (finance member), abe
 //! (finance approver), olga (ops member). Each test runs one journey and
-//! then checks the log; the screenshots go to docs/images/. Plus the
+//! then checks the log. Screenshots are taken on every run (a page that
+//! cannot be drawn fails); they replace docs/images/ only with
+//! `STELE_WEB_DOCS_IMAGES=1`, so a test run leaves the checkout clean. Plus the
 //! serving itself over HTTP (types, caching, headers) without a browser.
 
 mod e2e_common;
@@ -104,10 +106,19 @@ fn web_server(extra: &str) -> Server {
     srv
 }
 
+/// Where screenshots go: docs/images/ when asked (`STELE_WEB_DOCS_IMAGES=1`,
+/// to refresh the docs' pictures), else a folder in the target directory.
+fn shots_dir() -> PathBuf {
+    if std::env::var_os("STELE_WEB_DOCS_IMAGES").is_some_and(|v| v == "1") {
+        return repo().join("docs/images");
+    }
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web-shots")
+}
+
 /// Run `journey` of tests/web/journeys.py; its facts, or a failure with its output.
 fn journey(srv: &Server, journey: &str) -> Value {
     let py = browser_python();
-    let shots = repo().join("docs/images");
+    let shots = shots_dir();
     std::fs::create_dir_all(&shots).unwrap();
     let o = Command::new(py)
         .arg(repo().join("tests/web/journeys.py"))
@@ -360,7 +371,8 @@ fn web_assets_are_served_embedded_typed_cached_and_with_security_headers() {
 /// Run `name` of tests/web/review_journeys.py, its downloads saved in `out`.
 fn review_journey(srv: &Server, name: &str, out: &std::path::Path) -> Value {
     let py = browser_python();
-    let shots = repo().join("docs/images");
+    let shots = shots_dir();
+    std::fs::create_dir_all(&shots).unwrap();
     let o = Command::new(py)
         .arg(repo().join("tests/web/review_journeys.py"))
         .arg(name)
@@ -526,7 +538,7 @@ fn ops_server(extra: &str, server_toml: &str, listen: &str) -> Server {
 /// Run `journey` of tests/web/ops_journeys.py with `env`; its facts.
 fn ops_journey(srv: &Server, journey: &str, env: &[(&str, String)]) -> Value {
     let py = browser_python();
-    let shots = repo().join("docs/images");
+    let shots = shots_dir();
     std::fs::create_dir_all(&shots).unwrap();
     let o = Command::new(py)
         .arg(repo().join("tests/web/ops_journeys.py"))
