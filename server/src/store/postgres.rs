@@ -43,11 +43,20 @@ impl std::fmt::Debug for PgStore {
 /// What went wrong, in words: a database error's message and detail
 /// (never a URL, so never a password).
 fn message(e: &tokio_postgres::Error) -> String {
-    let detail = e
-        .as_db_error()
-        .and_then(|d| d.detail().map(|x| format!(" ({x})")))
-        .unwrap_or_default();
-    format!("{e}{detail}")
+    // The driver's own text for a server error is only "db error": the
+    // server's message, code and detail are what an operator can act on.
+    match e.as_db_error() {
+        Some(d) => {
+            let detail = d.detail().map(|x| format!(" ({x})")).unwrap_or_default();
+            format!(
+                "{} {}: {}{detail}",
+                d.severity(),
+                d.code().code(),
+                d.message()
+            )
+        }
+        None => e.to_string(),
+    }
 }
 
 impl From<tokio_postgres::Error> for ServerError {

@@ -187,25 +187,32 @@ pub async fn require_current(store: &super::PgStore) -> Result<(), ServerError> 
     Ok(())
 }
 
-/// Apply every pending migration, each in its own transaction under an
-/// advisory lock (so servers migrating at once apply each one once); the
-/// versions before and after.
+/// Apply every pending migration, each in its own transaction, holding a
+/// session-level advisory lock from the creation of the version table on:
+/// servers migrating at once queue there, and the later ones find nothing
+/// left to do (each migration is applied once). The versions before and after.
 pub async fn migrate(c: &mut Client) -> Result<(i64, i64), ServerError> {
+    c.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let done = migrate_locked(c).await;
+    // Released on every path; a connection that cannot release it is broken,
+    // and its end releases the lock too.
+    let unlocked = c
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    let done = done?;
+    unlocked?;
+    Ok(done)
+}
+
+async fn migrate_locked(c: &mut Client) -> Result<(i64, i64), ServerError> {
     c.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version BIGINT PRIMARY KEY,
             applied BIGINT NOT NULL
         )",
     )
-    .await
-    .or_else(|e| {
-        // Two servers creating it at once: one wins, the other sees it exists.
-        if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    })?;
+    .await?;
     let from = version(c).await?;
     if from > known() {
         return Err(ahead(from));
@@ -213,8 +220,6 @@ pub async fn migrate(c: &mut Client) -> Result<(i64, i64), ServerError> {
     for (i, sql) in MIGRATIONS.iter().enumerate() {
         let v = i64::try_from(i + 1).unwrap_or(i64::MAX);
         let tx = c.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .await?;
         let applied: bool = tx
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)",
