@@ -19,6 +19,8 @@
 //!   `.venv/`) from a local PEP 503 index the policy allows shows in the log
 //!   as `net.connect` decisions and `net.close` reports whose bytes cover
 //!   the wheel; the package imports afterwards; nothing lands in the image.
+//! - The same for `npm install` (into the workspace's `node_modules/`) from
+//!   a local npm registry, and a refused registry leaves a denied decision.
 //!
 //! Needs root (mount namespaces), the process sandbox, and for the VM cases
 //! QEMU and the guest image from `scripts/setup-vm`; fails without them.
@@ -683,6 +685,170 @@ fn a_package_installs_into_the_workspace_process() {
 #[test]
 fn a_package_installs_into_the_workspace_vm() {
     a_package_installs_into_the_workspace("vm");
+}
+
+/// `npm install` into the workspace's `node_modules/` from a local npm
+/// registry the policy allows by name and port; npm's cache in the
+/// sandbox's /tmp (`HOME` there), so nothing persists outside the workspace.
+fn npm_command(port: u16) -> String {
+    use package_index::npm::PACKAGE;
+    format!(
+        "set -e; cd /workspace; npm install --registry http://allowed.test:{port}/ \
+         --cache /tmp/.npm --no-audit --no-fund --no-update-notifier \
+         --fetch-retries 0 --fetch-timeout 60000 {PACKAGE}"
+    )
+}
+
+fn an_npm_package_installs_into_the_workspace(backend: &str) {
+    use package_index::npm::{Registry, BLOB_BYTES, PACKAGE, VALUE};
+    let registry = Registry::start();
+    let e = Env::new(registry.port);
+    let env = backend_env(backend);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let install = npm_command(registry.port);
+    let o = e.exec_for(backend, "proxy", "600", &["sh", "-c", &install], &env);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success(),
+        "{backend}: npm install failed:\n{out}\n{err}"
+    );
+    assert!(out.contains("added 1 package"), "{backend}: {out}\n{err}");
+
+    // The package is the workspace's, and a later command (no network)
+    // requires it from there.
+    let installed = e.ws.join("node_modules").join(PACKAGE);
+    assert!(
+        installed.join("index.js").is_file() && installed.join("package.json").is_file(),
+        "{backend}: nothing in {}",
+        installed.display()
+    );
+    let probe = format!(
+        "const p = require('{PACKAGE}'); \
+         console.log(p.VALUE, p.blob().length, require.resolve('{PACKAGE}'))"
+    );
+    let o = e.exec(
+        backend,
+        "none",
+        &["sh", "-c", &format!("cd /workspace && node -e \"{probe}\"")],
+        &env,
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{backend}: {out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.starts_with(&format!(
+            "{VALUE} {BLOB_BYTES} /workspace/node_modules/{PACKAGE}/"
+        )),
+        "{backend}: {out}"
+    );
+
+    // The registry served the packument and the tarball, whole.
+    let served = registry.served();
+    let tarball: Vec<_> = served
+        .iter()
+        .filter(|r| r.path == registry.tarball_path)
+        .collect();
+    assert_eq!(tarball.len(), 1, "{backend}: {served:?}");
+    assert!(served.iter().all(|r| r.status == 200), "{served:?}");
+    assert!(tarball[0].bytes >= registry.tarball_size, "{served:?}");
+
+    // The log: allowed net.connect decisions for the registry, each closed
+    // with its bytes, one of them at least the tarball's size.
+    let leaves = leaves_json(&e.s, &e.db()).unwrap();
+    let intents: Vec<&serde_json::Value> = leaves
+        .iter()
+        .filter(|l| l["kind"] == "net.connect")
+        .collect();
+    assert!(!intents.is_empty(), "{backend}: no net.connect");
+    let mut bytes_in = Vec::new();
+    for i in &intents {
+        assert_eq!(i["decision"]["effect"], "allow", "{i}");
+        assert_eq!(i["target"]["host"], "allowed.test", "{i}");
+        assert_eq!(
+            i["target"]["port"].as_u64(),
+            Some(u64::from(registry.port)),
+            "{i}"
+        );
+        let close = leaves
+            .iter()
+            .find(|l| l["kind"] == "net.close" && l["refs"]["intent_seq"] == i["seq"])
+            .unwrap_or_else(|| panic!("{backend}: no net.close for {i}"));
+        assert_eq!(close["outcome"]["status"], "ok", "{close}");
+        bytes_in.push(close["outcome"]["bytes_in"].as_u64().unwrap());
+    }
+    assert!(
+        bytes_in.iter().any(|b| *b >= registry.tarball_size),
+        "{backend}: closes report {bytes_in:?} bytes for a {}-byte tarball",
+        registry.tarball_size
+    );
+
+    // Nothing landed in the image: no such package in its node paths.
+    let image = stele_sandbox::vm::ImageStore::at(vm_images())
+        .current()
+        .unwrap();
+    let tree = image.tree().unwrap();
+    for dir in ["usr/lib/node_modules", "usr/share/nodejs", "usr/local/lib"] {
+        if !tree.join(dir).exists() {
+            continue;
+        }
+        let found = Command::new("find")
+            .arg(tree.join(dir))
+            .args(["-name", &format!("{PACKAGE}*")])
+            .output()
+            .unwrap();
+        assert!(
+            found.stdout.is_empty(),
+            "{backend}: in the image: {}",
+            String::from_utf8_lossy(&found.stdout)
+        );
+    }
+}
+
+#[test]
+fn an_npm_package_installs_into_the_workspace_process() {
+    an_npm_package_installs_into_the_workspace("process");
+}
+
+#[test]
+fn an_npm_package_installs_into_the_workspace_vm() {
+    an_npm_package_installs_into_the_workspace("vm");
+}
+
+/// The same install when the policy does not allow the registry (the
+/// class rule's exception names another port): npm fails, nothing is
+/// installed, the registry sees no request, and the refusal is logged.
+#[test]
+fn an_npm_install_from_a_refused_registry_is_logged_process() {
+    use package_index::npm::{Registry, PACKAGE};
+    let registry = Registry::start();
+    let e = Env::new(9);
+    let o = e.exec_for(
+        "process",
+        "proxy",
+        "300",
+        &["sh", "-c", &npm_command(registry.port)],
+        &[],
+    );
+    assert!(
+        !o.status.success(),
+        "npm install succeeded against a refused registry: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(!e.ws.join("node_modules").join(PACKAGE).exists());
+    assert!(registry.served().is_empty(), "{:?}", registry.served());
+    let denied: Vec<serde_json::Value> = net_entries(&e, registry.port)
+        .into_iter()
+        .filter(|l| l["kind"] == "policy.decision" && l["decision"]["effect"] == "deny")
+        .collect();
+    assert!(!denied.is_empty(), "no denied decision for the registry");
+    for d in &denied {
+        assert_eq!(d["target"]["host"], "allowed.test", "{d}");
+        assert_eq!(d["outcome"]["status"], "denied", "{d}");
+    }
 }
 
 #[test]

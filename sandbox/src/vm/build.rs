@@ -8,7 +8,7 @@
 //! 3. the root — the *tool image*: `mmdebstrap --variant=minbase` with the
 //!    document toolbox ([`PACKAGES`]: python3 with pypdf, openpyxl,
 //!    python-docx, reportlab, pandas and Pillow; poppler-utils; tesseract
-//!    with English; nodejs; bash, coreutils, file, jq, sqlite3), no
+//!    with English; nodejs and npm; bash, coreutils, file, jq, sqlite3), no
 //!    recommends, the C.UTF-8 locale. The tree is kept (`root/`, the
 //!    process backend's read-only root) and packed into a read-only ext4
 //!    with `mke2fs -d` (the micro-VM's root): one tree, one digest, both
@@ -46,10 +46,10 @@ const MIRROR: &str = "http://deb.debian.org/debian";
 /// time on every fresh machine (CI included): add only what the document
 /// workflow needs; anything else goes into the workspace (`.venv/`,
 /// `node_modules/`), never here.
-pub const PACKAGES: [&str; 19] = [
+pub const PACKAGES: [&str; 20] = [
     "python3",
     // `python3 -m venv .venv` with its bundled pip: installing more goes
-    // into the workspace (npm is left out: ~300 packages of build time).
+    // into the workspace.
     "python3-venv",
     "python3-pypdf",
     "python3-openpyxl",
@@ -61,6 +61,9 @@ pub const PACKAGES: [&str; 19] = [
     "tesseract-ocr",
     "tesseract-ocr-eng",
     "nodejs",
+    // `npm install` into the workspace's `node_modules/` (through the
+    // egress proxy, like pip).
+    "npm",
     "bash",
     "coreutils",
     "file",

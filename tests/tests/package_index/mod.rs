@@ -1,8 +1,11 @@
 //! A local Python package index for the install tests: a real wheel, built
 //! on the host with python's zipfile (no internet, no pip cache), served by
 //! a PEP 503 "simple" index on the host's loopback. Every request is
-//! recorded with the bytes sent back.
+//! recorded with the bytes sent back. [`npm`] is the same for npm.
 
+pub mod npm;
+
+use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -64,7 +67,77 @@ pub struct Index {
     _dir: tempfile::TempDir,
 }
 
-fn host_python() -> PathBuf {
+/// What a test server answers: path (a trailing `/` optional) → content type and body.
+pub type Routes = BTreeMap<String, (&'static str, Vec<u8>)>;
+
+/// Serve `routes` over HTTP/1.1 on the host's loopback, one thread per
+/// connection, `Connection: close`; anything else is a 404. Every answer is
+/// recorded with the bytes sent. `routes` is given the port (pages may
+/// link back). Returns the port and the record.
+pub fn serve(routes: impl FnOnce(u16) -> Routes) -> (u16, Arc<Mutex<Vec<Served>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let routes = routes(port);
+    let served = Arc::new(Mutex::new(Vec::new()));
+    let log = served.clone();
+    let routes = Arc::new(routes);
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let log = log.clone();
+            let routes = routes.clone();
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+                let mut head = Vec::new();
+                let mut b = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut b) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&b[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&head)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                // Origin form (the proxy rewrites) or absolute form.
+                let target = line.split(' ').nth(1).unwrap_or("/").to_owned();
+                let path = match target.find("://") {
+                    Some(i) => target[i + 3..]
+                        .find('/')
+                        .map_or("/".to_owned(), |j| target[i + 3 + j..].to_owned()),
+                    None => target,
+                };
+                let found = routes
+                    .get(&path)
+                    .or_else(|| routes.get(&format!("{path}/")))
+                    .or_else(|| routes.get(path.trim_end_matches('/')));
+                let (status, ctype, body): (u16, &str, &[u8]) = match found {
+                    Some((ctype, body)) => (200, ctype, body),
+                    None => (404, "text/plain", b"not here\n"),
+                };
+                let reason = if status == 200 { "OK" } else { "Not Found" };
+                let mut resp = format!(
+                    "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                resp.extend_from_slice(body);
+                let sent = s.write_all(&resp).map_or(0, |()| resp.len() as u64);
+                let _ = s.flush();
+                log.lock().unwrap().push(Served {
+                    path,
+                    status,
+                    bytes: sent,
+                });
+            });
+        }
+    });
+    (port, served)
+}
+
+pub fn host_python() -> PathBuf {
     // Debian's, as the demo test's readers; else whatever PATH has.
     let debian = Path::new("/usr/bin/python3");
     if debian.exists() {
@@ -102,69 +175,17 @@ impl Index {
         let root_page = format!(
             "<!DOCTYPE html>\n<html><body>\n<a href=\"/simple/{PROJECT}/\">{PROJECT}</a>\n</body></html>\n"
         );
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let served = Arc::new(Mutex::new(Vec::new()));
-        let log = served.clone();
-        let wheel_bytes = Arc::new(bytes);
-        std::thread::spawn(move || {
-            for s in l.incoming() {
-                let Ok(mut s) = s else { continue };
-                let log = log.clone();
-                let (root_page, project_page, wheel_bytes) =
-                    (root_page.clone(), project_page.clone(), wheel_bytes.clone());
-                std::thread::spawn(move || {
-                    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(30)));
-                    let mut head = Vec::new();
-                    let mut b = [0u8; 4096];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut b) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&b[..n]),
-                        }
-                    }
-                    let line = String::from_utf8_lossy(&head)
-                        .lines()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned();
-                    // Origin form (the proxy rewrites) or absolute form.
-                    let target = line.split(' ').nth(1).unwrap_or("/").to_owned();
-                    let path = match target.find("://") {
-                        Some(i) => target[i + 3..]
-                            .find('/')
-                            .map_or("/".to_owned(), |j| target[i + 3 + j..].to_owned()),
-                        None => target,
-                    };
-                    let (status, ctype, body): (u16, &str, Vec<u8>) = match path.as_str() {
-                        "/simple/" | "/simple" => (200, "text/html", root_page.into_bytes()),
-                        p if p.trim_end_matches('/') == format!("/simple/{PROJECT}") => {
-                            (200, "text/html", project_page.into_bytes())
-                        }
-                        p if p == format!("/files/{WHEEL}") => (
-                            200,
-                            "application/octet-stream",
-                            wheel_bytes.as_ref().clone(),
-                        ),
-                        _ => (404, "text/plain", b"not here\n".to_vec()),
-                    };
-                    let reason = if status == 200 { "OK" } else { "Not Found" };
-                    let mut resp = format!(
-                        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    )
-                    .into_bytes();
-                    resp.extend_from_slice(&body);
-                    let sent = s.write_all(&resp).map_or(0, |()| resp.len() as u64);
-                    let _ = s.flush();
-                    log.lock().unwrap().push(Served {
-                        path,
-                        status,
-                        bytes: sent,
-                    });
-                });
-            }
-        });
+        let mut routes = Routes::new();
+        routes.insert("/simple/".to_owned(), ("text/html", root_page.into_bytes()));
+        routes.insert(
+            format!("/simple/{PROJECT}/"),
+            ("text/html", project_page.into_bytes()),
+        );
+        routes.insert(
+            format!("/files/{WHEEL}"),
+            ("application/octet-stream", bytes),
+        );
+        let (port, served) = serve(|_| routes);
         Index {
             port,
             wheel_size,
