@@ -328,34 +328,44 @@ fn file(b: &Bundle, principal: &str, action: Action, path: &str) -> Effect {
 }
 
 /// pip writes the venv and renames its temporary files into place (a
-/// rename is a delete of the old name): with the allowance, all of that is
-/// allowed in the venv without asking; deleting elsewhere is as shipped.
+/// rename is a delete of the old name), npm replaces a package in
+/// node_modules to upgrade or remove it: with the allowance, all of that is
+/// allowed there without asking; deleting elsewhere is as shipped.
 #[test]
 fn with_the_allowance_pip_may_use_the_venv_and_nothing_more() {
     for (name, principal, files) in TEMPLATES {
         let shipped = Bundle::load(template(name)).unwrap();
         let (dir, _) = uncommented(name, files);
         let b = Bundle::load(dir.path().join(name)).unwrap();
-        let tmp = format!(
-            "{}/lib/python3.11/site-packages/INSTALLERab12.tmp",
-            venv(name)
-        );
-        assert_ne!(
-            file(&shipped, principal, Action::FileDelete, &tmp),
-            Effect::Allow,
-            "{name}: deleting in the venv was already allowed"
-        );
-        for a in [
-            Action::FileRead,
-            Action::FileWrite,
-            Action::FileList,
-            Action::FileDelete,
-        ] {
-            assert_eq!(
-                file(&b, principal, a, &tmp),
+        // pip's temporary file in the venv, and a package npm replaces.
+        let installed = [
+            format!(
+                "{}/lib/python3.11/site-packages/INSTALLERab12.tmp",
+                venv(name)
+            ),
+            format!(
+                "{}/stele-probe/index.js",
+                venv(name).replace(".venv", "node_modules")
+            ),
+        ];
+        for tmp in &installed {
+            assert_ne!(
+                file(&shipped, principal, Action::FileDelete, tmp),
                 Effect::Allow,
-                "{name}: {a:?} {tmp}"
+                "{name}: deleting {tmp} was already allowed"
             );
+            for a in [
+                Action::FileRead,
+                Action::FileWrite,
+                Action::FileList,
+                Action::FileDelete,
+            ] {
+                assert_eq!(
+                    file(&b, principal, a, tmp),
+                    Effect::Allow,
+                    "{name}: {a:?} {tmp}"
+                );
+            }
         }
         for other in ["notes.txt", "reports/x.csv", "work/x.txt", "venv/x"] {
             assert_eq!(
