@@ -49,6 +49,23 @@ fn setup(dir: &Path) -> Stele {
 }
 
 fn run(s: &Stele, ws: &Path, mock: &MockModel, task: &str) -> std::process::Output {
+    run_with(s, ws, mock, task, &[])
+}
+
+/// [`run`] with more environment (a configuration file, say).
+fn run_with(
+    s: &Stele,
+    ws: &Path,
+    mock: &MockModel,
+    task: &str,
+    more_env: &[(&str, &str)],
+) -> std::process::Output {
+    let base = mock.base_url();
+    let mut env = vec![
+        ("ANTHROPIC_API_KEY", KEY),
+        ("ANTHROPIC_BASE_URL", base.as_str()),
+    ];
+    env.extend_from_slice(more_env);
     s.run_env(
         &[
             "run",
@@ -62,10 +79,7 @@ fn run(s: &Stele, ws: &Path, mock: &MockModel, task: &str) -> std::process::Outp
             "anthropic:claude-sonnet-4-5",
             task,
         ],
-        &[
-            ("ANTHROPIC_API_KEY", KEY),
-            ("ANTHROPIC_BASE_URL", &mock.base_url()),
-        ],
+        &env,
     )
     .unwrap()
 }
@@ -375,27 +389,13 @@ fn provider_faults_retry_then_pause() {
         "[provider.anthropic]\npatience_secs = 3\ninitial_backoff_secs = 0.2\nmax_backoff_secs = 0.5\n",
     )
     .unwrap();
-    let o = s
-        .run_env(
-            &[
-                "run",
-                "--workspace",
-                ws.to_str().unwrap(),
-                "--policy",
-                finance_policy().to_str().unwrap(),
-                "--user",
-                "alice",
-                "--model",
-                "anthropic:claude-sonnet-4-5",
-                "anything",
-            ],
-            &[
-                ("ANTHROPIC_API_KEY", KEY),
-                ("ANTHROPIC_BASE_URL", &mock.base_url()),
-                ("STELE_CONFIG", config.to_str().unwrap()),
-            ],
-        )
-        .unwrap();
+    let o = run_with(
+        &s,
+        &ws,
+        &mock,
+        "anything",
+        &[("STELE_CONFIG", config.to_str().unwrap())],
+    );
     assert_eq!(
         o.status.code(),
         Some(75),
