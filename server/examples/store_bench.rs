@@ -25,7 +25,12 @@ fn arg(name: &str, default: usize) -> usize {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| v.parse().expect("a number"))
+        .map_or(default, |v| {
+            v.parse().unwrap_or_else(|_| {
+                eprintln!("store_bench: {name} takes a whole number, not {v:?}");
+                std::process::exit(2)
+            })
+        })
 }
 
 /// One measured operation: its count, wall time and latencies.

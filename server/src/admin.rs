@@ -36,10 +36,7 @@ impl HostStore {
 }
 
 fn store(config: &ServerConfig) -> Result<HostStore, ServerError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| ServerError::Start(format!("the async runtime: {e}")))?;
+    let rt = crate::serve::host_runtime()?;
     let store = rt.block_on(crate::store::open::open(config))?;
     Ok(HostStore { rt, store })
 }

@@ -89,11 +89,17 @@ pub fn migrate(
     config: Option<&std::path::Path>,
 ) -> Result<crate::store::open::Migrated, ServerError> {
     let config = load_config(config)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
+    host_runtime()?.block_on(crate::store::open::migrate(&config))
+}
+
+/// A one-thread runtime for a command run on the server's host
+/// (`--migrate`, `stele user`, `stele token`): the store's connections live
+/// on it for the command's length.
+pub(crate) fn host_runtime() -> Result<tokio::runtime::Runtime, ServerError> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| start_error("the async runtime", e))?;
-    rt.block_on(crate::store::open::migrate(&config))
+        .map_err(|e| start_error("the async runtime", e))
 }
 
 /// Run the server until SIGINT or SIGTERM.
