@@ -23,6 +23,9 @@ pub(crate) enum Guard {
     Prefix { attr: String, prefix: String },
     /// `resource.attr == "v"` or `[…].contains(resource.attr)`.
     OneOf { attr: String, values: Vec<String> },
+    /// `A || B || …`: holds when any of them may (the templates' `path ==
+    /// ".stele" || path like ".stele/*"` is one).
+    AnyOf(Vec<Guard>),
 }
 
 impl Guard {
@@ -36,6 +39,7 @@ impl Guard {
             Guard::OneOf { attr, values } => {
                 resource_attr(resource, attr).is_none_or(|v| values.iter().any(|x| x == v))
             }
+            Guard::AnyOf(alternatives) => alternatives.iter().any(|g| g.may_hold(resource)),
         }
     }
 }
@@ -100,11 +104,16 @@ pub(crate) fn guards(est: &Value) -> Vec<Guard> {
 }
 
 fn flatten_and<'a>(e: &'a Value, out: &mut Vec<&'a Value>) {
-    match e.get("&&") {
-        Some(and) => {
-            if let (Some(l), Some(r)) = (and.get("left"), and.get("right")) {
-                flatten_and(l, out);
-                flatten_and(r, out);
+    flatten(e, "&&", out);
+}
+
+/// The operands of a chain of the binary operator `op` (`&&` or `||`).
+fn flatten<'a>(e: &'a Value, op: &str, out: &mut Vec<&'a Value>) {
+    match e.get(op) {
+        Some(node) => {
+            if let (Some(l), Some(r)) = (node.get("left"), node.get("right")) {
+                flatten(l, op, out);
+                flatten(r, op, out);
             } else {
                 out.push(e);
             }
@@ -129,6 +138,21 @@ fn string_value(e: &Value) -> Option<String> {
 
 /// `None`: not a known error-free shape. `Some(None)`: error-free, no guard.
 fn guard_of(e: &Value) -> Option<Option<Guard>> {
+    if e.get("||").is_some() {
+        let mut alternatives = Vec::new();
+        flatten(e, "||", &mut alternatives);
+        let mut guards = Vec::with_capacity(alternatives.len());
+        let mut useful = true;
+        for a in alternatives {
+            // Every alternative must be error-free (Cedar may evaluate each);
+            // one that always may hold makes the whole unhelpful.
+            match guard_of(a)? {
+                Some(g) => guards.push(g),
+                None => useful = false,
+            }
+        }
+        return Some(useful.then_some(Guard::AnyOf(guards)));
+    }
     if let Some(like) = e.get("like") {
         let attr = resource_attr_expr(like.get("left")?)?;
         let mut prefix = String::new();
@@ -452,6 +476,49 @@ mod tests {
             r#"permit (principal, action, resource is File) unless { resource.path == "a" };"#
         )
         .is_empty());
-        assert!(g(r#"permit (principal, action, resource is File) when { resource.path == "a" || resource.path == "b" };"#).is_empty());
+        // A `||` with an operand that could raise an error gives no guard.
+        assert!(g(r#"permit (principal, action, resource is File) when { resource.path == "a" || context.args.size_bytes > 1 };"#).is_empty());
+    }
+
+    #[test]
+    fn a_disjunction_of_error_free_shapes_is_one_guard() {
+        let path = |p: &str| Resource::File(crate::canonical::canonical_path(p).unwrap());
+        let v = g(r#"forbid (principal, action, resource is File) when { resource.path == ".stele" || resource.path like ".stele/*" };"#);
+        assert_eq!(
+            v,
+            vec![Guard::AnyOf(vec![
+                Guard::OneOf {
+                    attr: "path".into(),
+                    values: vec![".stele".into()]
+                },
+                Guard::Prefix {
+                    attr: "path".into(),
+                    prefix: ".stele/".into()
+                },
+            ])]
+        );
+        assert!(v[0].may_hold(&path(".stele")));
+        assert!(v[0].may_hold(&path(".stele/keys/log.key")));
+        assert!(!v[0].may_hold(&path(".stelex")));
+        assert!(!v[0].may_hold(&path("in/0/f1.txt")));
+        // Nested and parenthesised chains flatten; an operand with no prefix
+        // makes the whole unhelpful but still error-free, so later conjuncts
+        // still count.
+        let v = g(r#"forbid (principal, action, resource is File) when { (resource.path == "a" || (resource.path like "b/*" || ["c"].contains(resource.path))) && resource.path like "*x" };"#);
+        assert!(matches!(&v[..], [Guard::AnyOf(alts)] if alts.len() == 3), "{v:?}");
+        // `&&` binds tighter: an operand that is a conjunction is not read.
+        assert!(g(r#"forbid (principal, action, resource is File) when { resource.path == "a" && resource.path like "*x" || resource.path == "z" };"#).is_empty());
+        let v = g(r#"forbid (principal, action, resource is File) when { (resource.path like "*a" || resource.path == "b") && resource.path like "d/*" };"#);
+        assert_eq!(
+            v,
+            vec![Guard::Prefix {
+                attr: "path".into(),
+                prefix: "d/".into()
+            }]
+        );
+        // An attribute the resource does not have may hold (Cedar must
+        // raise the error itself).
+        let v = g(r#"forbid (principal, action, resource) when { resource.path == "a" || resource.name == "b" };"#);
+        assert!(v[0].may_hold(&path("q")));
     }
 }
