@@ -483,7 +483,9 @@ mod tests {
     #[test]
     fn a_disjunction_of_error_free_shapes_is_one_guard() {
         let path = |p: &str| Resource::File(crate::canonical::canonical_path(p).unwrap());
-        let v = g(r#"forbid (principal, action, resource is File) when { resource.path == ".stele" || resource.path like ".stele/*" };"#);
+        let v = g(
+            r#"forbid (principal, action, resource is File) when { resource.path == ".stele" || resource.path like ".stele/*" };"#,
+        );
         assert_eq!(
             v,
             vec![Guard::AnyOf(vec![
@@ -504,11 +506,18 @@ mod tests {
         // Nested and parenthesised chains flatten; an operand with no prefix
         // makes the whole unhelpful but still error-free, so later conjuncts
         // still count.
-        let v = g(r#"forbid (principal, action, resource is File) when { (resource.path == "a" || (resource.path like "b/*" || ["c"].contains(resource.path))) && resource.path like "*x" };"#);
-        assert!(matches!(&v[..], [Guard::AnyOf(alts)] if alts.len() == 3), "{v:?}");
+        let v = g(
+            r#"forbid (principal, action, resource is File) when { (resource.path == "a" || (resource.path like "b/*" || ["c"].contains(resource.path))) && resource.path like "*x" };"#,
+        );
+        assert!(
+            matches!(&v[..], [Guard::AnyOf(alts)] if alts.len() == 3),
+            "{v:?}"
+        );
         // `&&` binds tighter: an operand that is a conjunction is not read.
         assert!(g(r#"forbid (principal, action, resource is File) when { resource.path == "a" && resource.path like "*x" || resource.path == "z" };"#).is_empty());
-        let v = g(r#"forbid (principal, action, resource is File) when { (resource.path like "*a" || resource.path == "b") && resource.path like "d/*" };"#);
+        let v = g(
+            r#"forbid (principal, action, resource is File) when { (resource.path like "*a" || resource.path == "b") && resource.path like "d/*" };"#,
+        );
         assert_eq!(
             v,
             vec![Guard::Prefix {
@@ -518,7 +527,9 @@ mod tests {
         );
         // An attribute the resource does not have may hold (Cedar must
         // raise the error itself).
-        let v = g(r#"forbid (principal, action, resource) when { resource.path == "a" || resource.name == "b" };"#);
+        let v = g(
+            r#"forbid (principal, action, resource) when { resource.path == "a" || resource.name == "b" };"#,
+        );
         assert!(v[0].may_hold(&path("q")));
     }
 }

@@ -102,8 +102,25 @@ when { resource.path like "*q" || resource.path == "w" };
     .unwrap();
     let b = stele_policy::Bundle::load(dir.path()).unwrap();
     let paths = [
-        ".stele", ".stele/keys/log.key", ".stelex", "x/.stele", "a", "ax", "b/1x", "b/1", "c",
-        "d/e", "d/ex", "m/1", "m", "u/1", "u", "q", "zq", "w", "in/0/f1.txt",
+        ".stele",
+        ".stele/keys/log.key",
+        ".stelex",
+        "x/.stele",
+        "a",
+        "ax",
+        "b/1x",
+        "b/1",
+        "c",
+        "d/e",
+        "d/ex",
+        "m/1",
+        "m",
+        "u/1",
+        "u",
+        "q",
+        "zq",
+        "w",
+        "in/0/f1.txt",
     ];
     let mut effects = std::collections::HashSet::new();
     let mut n = 0;
@@ -113,7 +130,9 @@ when { resource.path like "*q" || resource.path == "w" };
             stele_policy::Resource::File(_) => paths
                 .iter()
                 .map(|p| {
-                    stele_policy::Resource::File(stele_policy::canonical::canonical_path(p).unwrap())
+                    stele_policy::Resource::File(
+                        stele_policy::canonical::canonical_path(p).unwrap(),
+                    )
                 })
                 .collect(),
             other => vec![other.clone()],

@@ -45,6 +45,9 @@ pub enum BenchWhat {
     /// A file-heavy command (read 10,000 small files, write 1,000) plainly and through
     /// `stele sandbox exec` with the real gate and log, interleaved; prints the ratio.
     Workload(super::bench_workload::WorkloadArgs),
+    /// One-shot `stele sandbox exec -- /bin/true`, whole process, on a fresh log and on logs
+    /// already holding N entries: wall time and peak RSS.
+    Exec(super::bench_exec::ExecArgs),
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -58,6 +61,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchWhat::Gate { calls, json } => (calls, json),
         BenchWhat::ToolCall { calls, json } => return super::bench_tool_call::run(calls, json),
         BenchWhat::Workload(w) => return super::bench_workload::run(&w),
+        BenchWhat::Exec(e) => return super::bench_exec::run(&e),
     };
     let dir = tempfile_dir()?;
     let ticker = super::ticker::Ticker::start(&format!("bench gate: {calls} tool calls"));

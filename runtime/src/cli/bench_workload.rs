@@ -9,10 +9,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+
+use super::bench_scratch::{list, median, ms, Scratch};
 
 /// Arguments of `stele bench workload`.
 #[derive(Debug, clap::Args)]
@@ -55,43 +56,9 @@ print(n)
 
 /// Run `stele bench workload`.
 pub fn run(args: &WorkloadArgs) -> anyhow::Result<ExitCode> {
-    let scratch = std::env::temp_dir().join(format!("stele-bench-workload-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
-    std::fs::create_dir_all(&scratch)?;
-    let r = run_in(args, &scratch);
-    let _ = std::fs::remove_dir_all(&scratch);
-    r
-}
-
-fn run_in(args: &WorkloadArgs, scratch: &Path) -> anyhow::Result<ExitCode> {
-    let ws = scratch.join("ws");
+    let scratch = Scratch::new("workload", args.existing)?;
+    let ws = scratch.dir().join("ws");
     make_workspace(&ws, args.files)?;
-    let state = scratch.join("state");
-    let exe = std::env::current_exe().context("cannot find the stele executable")?;
-    let stele = |a: &[&str]| {
-        let mut c = Command::new(&exe);
-        c.args(a)
-            .env("STELE_STATE_DIR", &state)
-            .env("XDG_CONFIG_HOME", scratch.join("config"))
-            .env("USER", "bench")
-            .stdin(Stdio::null());
-        c
-    };
-    let o = stele(&["keys", "init", "--origin", "bench.stele.invalid/workload"]).output()?;
-    anyhow::ensure!(
-        o.status.success(),
-        "stele keys init: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    if args.existing > 0 {
-        let ticker = super::ticker::Ticker::start(&format!(
-            "bench workload: filling the audit log with {} entries",
-            args.existing
-        ));
-        let key = stele_attest::load_key_file(&state.join("keys/log.key"))?;
-        stele_audit::bench::prefill(&state.join("audit.db"), args.existing, Arc::new(key))?;
-        drop(ticker);
-    }
     let writes = args.writes.to_string();
     let ws_text = ws.to_str().context("scratch path is not UTF-8")?;
     let script = ws.join("work.py");
@@ -114,20 +81,21 @@ fn run_in(args: &WorkloadArgs, scratch: &Path) -> anyhow::Result<ExitCode> {
     let boxed = || -> anyhow::Result<Duration> {
         clear_out(&ws)?;
         let t = Instant::now();
-        let o = stele(&[
-            "sandbox",
-            "exec",
-            "--workspace",
-            ws_text,
-            "--backend",
-            &args.backend,
-            "--",
-            "python3",
-            "/workspace/work.py",
-            "/workspace",
-            &writes,
-        ])
-        .output()?;
+        let o = scratch
+            .stele(&[
+                "sandbox",
+                "exec",
+                "--workspace",
+                ws_text,
+                "--backend",
+                &args.backend,
+                "--",
+                "python3",
+                "/workspace/work.py",
+                "/workspace",
+                &writes,
+            ])
+            .output()?;
         let d = t.elapsed();
         anyhow::ensure!(
             o.status.success(),
@@ -140,7 +108,7 @@ fn run_in(args: &WorkloadArgs, scratch: &Path) -> anyhow::Result<ExitCode> {
         "bench workload: {} runs each, plain and through stele",
         args.runs + 1
     ));
-    let entries_before = log_size(&state)?;
+    let entries_before = scratch.log_size()?;
     let mut p = Vec::new();
     let mut s = Vec::new();
     for i in 0..=args.runs {
@@ -153,7 +121,7 @@ fn run_in(args: &WorkloadArgs, scratch: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     drop(ticker);
-    let entries_after = log_size(&state)?;
+    let entries_after = scratch.log_size()?;
     p.sort();
     s.sort();
     let (pm, sm) = (median(&p), median(&s));
@@ -216,27 +184,4 @@ fn clear_out(ws: &Path) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out)?;
     Ok(())
-}
-
-fn log_size(state: &Path) -> anyhow::Result<u64> {
-    let db = state.join("audit.db");
-    if !db.exists() {
-        return Ok(0);
-    }
-    Ok(stele_audit::Store::open(&db)?.size()?)
-}
-
-fn median(sorted: &[Duration]) -> Duration {
-    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn list(v: &[Duration]) -> String {
-    v.iter()
-        .map(|d| format!("{:.0}", ms(*d)))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -237,6 +237,40 @@ pub struct GateBench {
     pub decide_p50_us: f64,
 }
 
+/// `stele bench exec --json`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecBench {
+    /// Sandbox backend (`process`, `vm`).
+    pub backend: String,
+    /// Measured runs per log size (after the first).
+    pub runs: usize,
+    /// One measurement per log size.
+    pub sizes: Vec<ExecBenchSize>,
+}
+
+/// `stele bench exec` on a log of one size.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecBenchSize {
+    /// Entries in the audit log before the first run.
+    pub entries_before: u64,
+    /// The first run (the executable's digest not yet cached, the export
+    /// index not yet built), milliseconds.
+    pub first_ms: f64,
+    /// Median of the measured runs, milliseconds.
+    pub median_ms: f64,
+    /// 90th percentile of the measured runs, milliseconds.
+    pub p90_ms: f64,
+    /// Each measured run, milliseconds, sorted.
+    pub wall_ms: Vec<f64>,
+    /// Peak RSS of the `stele` process, KiB, the most over all runs.
+    pub max_rss_kib: u64,
+    /// The runs as text (for the human-readable report).
+    #[serde(skip)]
+    pub runs_text: String,
+}
+
 /// `stele bench workload --json`.
 #[derive(Debug, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -379,6 +413,7 @@ pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
         ("sandbox-bench", schema_for!(SpawnBench)),
         ("bench-gate", schema_for!(GateBench)),
         ("bench-workload", schema_for!(WorkloadBench)),
+        ("bench-exec", schema_for!(ExecBench)),
         ("vm-check", schema_for!(VmCheck)),
         ("run-start", schema_for!(RunStart)),
         ("bench-tool-call", schema_for!(ToolCallBench)),

@@ -13,6 +13,8 @@ pub mod audit_show;
 pub mod audit_timestamp;
 pub mod backend;
 pub mod bench;
+pub mod bench_exec;
+pub mod bench_scratch;
 pub mod bench_tool_call;
 pub mod bench_workload;
 pub mod chat;
