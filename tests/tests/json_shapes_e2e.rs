@@ -187,6 +187,28 @@ fn sandbox_and_session_shapes() {
     assert_eq!(wl["stele_ms"].as_array().unwrap().len(), 1);
     // Each run reads and writes through the gate: every file is an entry at least.
     assert!(wl["entries_per_run"].as_u64().unwrap() >= 44, "{wl}");
+    // One-shot exec on a fresh log and on one already holding entries.
+    let ex = json_of(
+        &s.run(&[
+            "bench",
+            "exec",
+            "--json",
+            "--runs",
+            "2",
+            "--existing",
+            "0,300",
+        ])
+        .unwrap(),
+    );
+    check("bench-exec", &ex);
+    let sizes = ex["sizes"].as_array().unwrap();
+    assert_eq!(sizes.len(), 2, "{ex}");
+    assert_eq!(sizes[0]["entries_before"], 0);
+    assert!(sizes[1]["entries_before"].as_u64().unwrap() >= 300, "{ex}");
+    for z in sizes {
+        assert_eq!(z["wall_ms"].as_array().unwrap().len(), 2, "{ex}");
+        assert!(z["max_rss_kib"].as_u64().unwrap() > 1000, "{ex}");
+    }
     // vm check reports either way (ready or not) with the same shape.
     let o = s.run(&["vm", "check", "--json"]).unwrap();
     let vm: Value = serde_json::from_slice(&o.stdout).unwrap();
