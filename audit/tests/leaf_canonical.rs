@@ -123,3 +123,44 @@ fn non_canonical_forms_are_rejected() {
     float.data = Some(serde_json::json!({"x": 1.5}));
     assert!(matches!(float.encode(), Err(LeafError::Data(_))));
 }
+
+/// Data whose keys are already in order is encoded as it is; data out of
+/// order at any depth is sorted first. Both give the JCS bytes.
+#[test]
+fn data_is_sorted_at_every_depth_whatever_its_order() {
+    let base = |data: serde_json::Value| Leaf {
+        actor: Actor {
+            host: "h".into(),
+            principal: "p".into(),
+            runtime: "r".into(),
+            teams: vec![],
+        },
+        boot: "b".into(),
+        data: Some(data),
+        decision: None,
+        kind: EventKind::Heartbeat,
+        log: "l".into(),
+        outcome: None,
+        payload: vec![],
+        prev: None,
+        refs: None,
+        seq: 3,
+        session: None,
+        target: None,
+        ts: "t".into(),
+        v: 1,
+    };
+    let sorted = serde_json::json!({"a": [{"x": 1, "y": {"m": 1, "n": 2}}], "b": {"c": 1, "d": 2}});
+    for data in [
+        sorted.clone(),
+        serde_json::json!({"b": {"c": 1, "d": 2}, "a": [{"x": 1, "y": {"m": 1, "n": 2}}]}),
+        serde_json::json!({"a": [{"x": 1, "y": {"n": 2, "m": 1}}], "b": {"c": 1, "d": 2}}),
+        serde_json::json!({"a": [{"y": {"m": 1, "n": 2}, "x": 1}], "b": {"d": 2, "c": 1}}),
+    ] {
+        let leaf = base(data);
+        let ours = leaf.encode().unwrap();
+        let jcs = serde_jcs::to_vec(&serde_json::to_value(&leaf).unwrap()).unwrap();
+        assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&jcs));
+        assert_eq!(ours, base(sorted.clone()).encode().unwrap());
+    }
+}
