@@ -38,6 +38,9 @@ pub struct ServerConfig {
     /// `server.db` beside the audit database].
     #[serde(default)]
     pub store: StoreSection,
+    /// `[workers]`: where sessions run [default: in the server].
+    #[serde(default)]
+    pub workers: WorkersSection,
     /// The file this was read from (None: built-in defaults), for errors
     /// that name it.
     #[serde(skip)]
@@ -64,6 +67,43 @@ impl std::fmt::Debug for StoreSection {
             )
             .finish()
     }
+}
+
+/// Where sessions run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunWhere {
+    /// In the server's own process, on its log (the default).
+    #[default]
+    Local,
+    /// Queued as jobs for `stele worker` processes, each on its own log.
+    Remote,
+}
+
+/// `[workers]` (docs/server.md "Workers").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkersSection {
+    /// `local` or `remote`.
+    #[serde(default)]
+    pub run: RunWhere,
+    /// Seconds a worker's claim on a session lasts without a heartbeat
+    /// (it heartbeats three times per lease).
+    #[serde(default = "default_lease")]
+    pub lease_secs: u64,
+}
+
+impl Default for WorkersSection {
+    fn default() -> Self {
+        WorkersSection {
+            run: RunWhere::Local,
+            lease_secs: default_lease(),
+        }
+    }
+}
+
+fn default_lease() -> u64 {
+    30
 }
 
 /// Where the server's state is kept.
@@ -214,6 +254,9 @@ impl ServerConfig {
     fn check(&self) -> Result<(), String> {
         if self.server.max_sessions == 0 {
             return Err("server.max_sessions: must be at least 1".into());
+        }
+        if !(2..=3600).contains(&self.workers.lease_secs) {
+            return Err("workers.lease_secs: must be from 2 to 3600".into());
         }
         if let Some(m) = self.server.metrics_listen {
             if !m.ip().is_loopback() {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::events::pump;
 use super::manager::WATCH_BUFFER;
 use super::worker::{self, Work};
+use crate::config::RunWhere;
 use crate::state::AppState;
 
 /// Why a session did not start or resume.
@@ -38,6 +39,9 @@ pub async fn launch_then(
     work: Work,
     ended: impl FnOnce() + Send + 'static,
 ) -> Result<String, LaunchError> {
+    if let (RunWhere::Remote, Work::New(job)) = (state.config.workers.run, &work) {
+        return super::remote::enqueue::enqueue(state, job.clone(), ended).await;
+    }
     let Some(slot) = state.sessions.slot() else {
         ended();
         return Err(LaunchError::NoSlot);
