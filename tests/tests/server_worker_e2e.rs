@@ -348,3 +348,73 @@ fn a_session_whose_worker_died_before_any_effect_runs_on_another() {
     w2.verify();
     w1.verify();
 }
+
+#[test]
+fn a_session_whose_worker_died_after_an_effect_is_interrupted_not_rerun() {
+    const NAME: &str = "a_session_whose_worker_died_after_an_effect_is_interrupted_not_rerun";
+    if !sandbox_available(NAME) {
+        return;
+    }
+    let Some(cluster) = TempCluster::start().unwrap() else {
+        return;
+    };
+    let url = database(&cluster, "interrupted");
+    let srv = server(&url, "", 2);
+    let alice = srv.token("alice");
+    let wtoken = srv.token_scoped("ada", "worker");
+    let mut w1 = Worker::start(&srv, "w1", &wtoken, 1);
+    srv.mock.push(
+        Turn::new()
+            .tool_use(
+                "x",
+                "exec",
+                json!({"argv": ["python3", "-c", "import time; time.sleep(20)"]}),
+            )
+            .into(),
+    );
+    let rt = runtime();
+    let id = rt.block_on(async {
+        let id = start_session(&srv, &alice, "compute").await;
+        // Its tool call has reached the server.
+        let began = std::time::Instant::now();
+        loop {
+            let r = get(&srv, &alice, &format!("/api/v1/sessions/{id}/events")).await;
+            let mut body = String::new();
+            let mut r = r;
+            while let Ok(Ok(Some(chunk))) =
+                tokio::time::timeout(Duration::from_millis(300), r.chunk()).await
+            {
+                body.push_str(&String::from_utf8_lossy(&chunk));
+            }
+            if parse_sse(&body)
+                .iter()
+                .any(|(_, e)| e["event"] == "tool_call")
+            {
+                break;
+            }
+            assert!(began.elapsed() < Duration::from_secs(30), "{}", w1.stderr());
+        }
+        id
+    });
+    assert!(!w1.signal("KILL", Duration::from_secs(10)).success());
+    let mut w2 = Worker::start(&srv, "w2", &wtoken, 1);
+    rt.block_on(async {
+        let s = wait_state(&srv, &alice, &id, "failed").await;
+        let detail = s["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("interrupted") && detail.contains("worker"),
+            "{s}"
+        );
+        // Never run again from the start elsewhere.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let s: Value = get(&srv, &alice, &format!("/api/v1/sessions/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(s["state"], "failed", "{s}");
+    });
+    assert!(w2.signal("TERM", Duration::from_secs(30)).success());
+    assert!(w2.sessions().is_empty(), "{}", w2.stderr());
+    w1.verify();
+}

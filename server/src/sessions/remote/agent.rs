@@ -44,6 +44,9 @@ pub struct WorkerOptions {
 /// Seconds between claims when nothing is queued.
 const POLL: Duration = Duration::from_millis(500);
 
+/// How often a session parked on a question heartbeats.
+const PARKED_BEAT: Duration = Duration::from_millis(500);
+
 type Running = Arc<Mutex<HashMap<i64, Arc<Control>>>>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -244,6 +247,7 @@ async fn one(
     let base = format!("/api/v1/worker/jobs/{}", c.job);
     let beat = Duration::from_millis((c.lease_secs * 1000 / 3).max(300));
     let mut beat_at = tokio::time::Instant::now();
+    let mut last_beat = beat_at;
     let verdicts: Arc<Mutex<Vec<VerdictFor>>> = Arc::default();
     let mut outbox: Vec<WireMsg> = Vec::new();
     let mut acked = 0u64;
@@ -298,8 +302,15 @@ async fn one(
         if finished && outbox.is_empty() {
             break;
         }
-        if tokio::time::Instant::now() >= beat_at {
-            beat_at = tokio::time::Instant::now() + beat;
+        // A session waiting on a person heartbeats often: the answer comes with it.
+        let due = if control.parked.load(std::sync::atomic::Ordering::SeqCst) {
+            beat_at.min(last_beat + PARKED_BEAT)
+        } else {
+            beat_at
+        };
+        if tokio::time::Instant::now() >= due {
+            last_beat = tokio::time::Instant::now();
+            beat_at = last_beat + beat;
             let req = HeartbeatRequest {
                 attempt: c.attempt,
                 verdicts: std::mem::take(&mut *lock(&verdicts)),

@@ -105,7 +105,7 @@ impl Runs {
         let mut runs = lock(&self.runs);
         let gone: Vec<i64> = runs
             .values()
-            .filter(|r| r.lease_until < now)
+            .filter(|r| r.lease_until <= now)
             .map(|r| r.lease.job)
             .collect();
         gone.iter().filter_map(|j| runs.remove(j)).collect()
