@@ -115,12 +115,12 @@ pub fn router(state: Shared) -> Router {
         // The worker API (docs/server.md "Workers").
         .route("/api/v1/worker", get(worker::list))
         .route("/api/v1/worker/claim", post(worker::claim))
-        .route("/api/v1/worker/jobs/{job}/events", post(worker::events))
+        .route("/api/v1/worker/jobs/{id}/events", post(worker::events))
         .route(
-            "/api/v1/worker/jobs/{job}/heartbeat",
+            "/api/v1/worker/jobs/{id}/heartbeat",
             post(worker::heartbeat),
         )
-        .route("/api/v1/worker/jobs/{job}/finish", post(worker::finish))
+        .route("/api/v1/worker/jobs/{id}/finish", post(worker::finish))
         .route("/api/v1/openapi.json", get(crate::openapi::openapi_json))
         // The web app (docs/web.md).
         .route("/", get(crate::assets::page))

@@ -21,7 +21,7 @@ use crate::sessions::approvals::Verdict;
 use crate::sessions::events::WorkerMsg;
 use crate::sessions::remote::enqueue;
 use crate::sessions::remote::wire::{
-    ClaimRequest, DecisionWire, EventsAck, EventsRequest, FinishRequest, HeartbeatReply,
+    ClaimRequest, Claimed, DecisionWire, EventsAck, EventsRequest, FinishRequest, HeartbeatReply,
     HeartbeatRequest, Outcome, VerdictWire, WireMsg, WorkerList,
 };
 use crate::sessions::run::now;
@@ -55,6 +55,10 @@ fn worker_name(who: &Principal, name: &str) -> Result<String, ApiError> {
 }
 
 /// Claim the next queued session (204: none).
+#[utoipa::path(post, path = "/api/v1/worker/claim", tag = "worker",
+    request_body = ClaimRequest,
+    security(("token" = [])),
+    responses((status = 200, description = "The next queued session, claimed", body = Claimed), (status = 204, description = "Nothing is queued")))]
 pub async fn claim(
     State(state): State<Shared>,
     who: Principal,
@@ -79,6 +83,11 @@ pub async fn claim(
 }
 
 /// A batch of the session's messages.
+#[utoipa::path(post, path = "/api/v1/worker/jobs/{id}/events", tag = "worker",
+    params(("id" = i64, Path, description = "The job's id")),
+    request_body = EventsRequest,
+    security(("token" = [])),
+    responses((status = 200, description = "The last message number taken", body = EventsAck)))]
 pub async fn events(
     State(state): State<Shared>,
     _who: Principal,
@@ -116,6 +125,11 @@ pub async fn events(
 }
 
 /// Keep the lease; hear of pause requests and answers.
+#[utoipa::path(post, path = "/api/v1/worker/jobs/{id}/heartbeat", tag = "worker",
+    params(("id" = i64, Path, description = "The job's id")),
+    request_body = HeartbeatRequest,
+    security(("token" = [])),
+    responses((status = 200, description = "The lease runs on; pause requests and answers", body = HeartbeatReply)))]
 pub async fn heartbeat(
     State(state): State<Shared>,
     _who: Principal,
@@ -179,6 +193,11 @@ pub async fn heartbeat(
 }
 
 /// The session finished on its worker.
+#[utoipa::path(post, path = "/api/v1/worker/jobs/{id}/finish", tag = "worker",
+    params(("id" = i64, Path, description = "The job's id")),
+    request_body = FinishRequest,
+    security(("token" = [])),
+    responses((status = 204, description = "Reported")))]
 pub async fn finish(
     State(state): State<Shared>,
     _who: Principal,
@@ -219,6 +238,9 @@ pub async fn finish(
 }
 
 /// The workers this server has seen, and what each runs.
+#[utoipa::path(get, path = "/api/v1/worker", tag = "worker",
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 200, description = "The workers this server has seen", body = WorkerList)))]
 pub async fn list(
     State(state): State<Shared>,
     who: Principal,

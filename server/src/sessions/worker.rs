@@ -21,13 +21,14 @@ use crate::state::AppState;
 
 /// What a session is started with (checked by the route); a remote
 /// worker receives it as its job's payload.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Job {
     /// Who it runs for (the authenticated principal).
     pub principal: String,
     /// The workspace's name.
     pub workspace: String,
     /// Its folder.
+    #[schema(value_type = String)]
     pub path: PathBuf,
     /// The task.
     pub task: String,
@@ -41,7 +42,7 @@ pub struct Job {
 
 /// A session started by a schedule: which, for which due time, and how an
 /// ask is treated with no one at the keyboard.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Scheduled {
     /// The schedule's id.
     pub schedule: String,

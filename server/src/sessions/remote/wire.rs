@@ -12,13 +12,14 @@ use crate::sessions::worker::Job;
 use crate::store::{ApprovalRecord, SessionRecord};
 
 /// A `session.run` job's payload: the session, named by the server.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Payload {
     /// The session's id (its row shows it queued).
     pub session: String,
     /// What it runs.
     pub job: Job,
     /// The server's policy bundle (reachable on the worker's file system).
+    #[schema(value_type = Option<String>)]
     pub policy: Option<PathBuf>,
     /// Who may answer its approvals.
     pub members: Vec<String>,
@@ -27,7 +28,7 @@ pub struct Payload {
 }
 
 /// `POST /api/v1/worker/claim`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
     /// The worker's name.
@@ -37,7 +38,7 @@ pub struct ClaimRequest {
 }
 
 /// A claimed job.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Claimed {
     /// The job's id.
     pub job: i64,
@@ -50,7 +51,7 @@ pub struct Claimed {
 }
 
 /// A session's messages, numbered from `from`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventsRequest {
     /// The claim.
@@ -62,14 +63,14 @@ pub struct EventsRequest {
 }
 
 /// What the server has taken.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventsAck {
     /// The last message number taken.
     pub acked: u64,
 }
 
 /// What a session made of an answer the server passed on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum VerdictWire {
     /// Taken.
@@ -81,7 +82,7 @@ pub enum VerdictWire {
 }
 
 /// One verdict, for the approval it answers.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VerdictFor {
     /// The approval.
     pub approval: String,
@@ -90,7 +91,7 @@ pub struct VerdictFor {
 }
 
 /// `POST /api/v1/worker/jobs/{job}/heartbeat`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     /// The claim.
@@ -101,7 +102,7 @@ pub struct HeartbeatRequest {
 }
 
 /// An answer given in the server's API to one of the session's questions.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DecisionWire {
     /// The approval.
     pub approval: String,
@@ -116,7 +117,7 @@ pub struct DecisionWire {
 }
 
 /// The server's answer to a heartbeat: the lease runs on, and what to do.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeartbeatReply {
     /// Pause at the next safe point, for this reason.
     pub pause: Option<String>,
@@ -125,7 +126,7 @@ pub struct HeartbeatReply {
 }
 
 /// How a session finished on its worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// It ended.
@@ -137,7 +138,7 @@ pub enum Outcome {
 }
 
 /// `POST /api/v1/worker/jobs/{job}/finish`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FinishRequest {
     /// The claim.
@@ -149,7 +150,7 @@ pub struct FinishRequest {
 }
 
 /// One worker in `GET /api/v1/worker`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkerInfo {
     /// Its name.
     pub name: String,
@@ -166,14 +167,14 @@ pub struct WorkerInfo {
 }
 
 /// `GET /api/v1/worker`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkerList {
     /// The workers this server has seen.
     pub workers: Vec<WorkerInfo>,
 }
 
 /// A session's message as it travels.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum WireMsg {
     /// The session is open in the worker's log.
@@ -186,6 +187,7 @@ pub enum WireMsg {
     /// A progress event.
     Event {
         /// The event.
+        #[schema(value_type = Object)]
         event: serde_json::Value,
     },
     /// Its state changed.
