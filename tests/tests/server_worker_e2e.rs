@@ -204,6 +204,30 @@ fn sessions_spread_over_two_workers_and_reach_the_api_once_each() {
             w.stderr()
         );
     }
+    // A wrong token or a URL that is none: the worker stops at once, saying why.
+    for (server, token, says) in [
+        (
+            srv.base.as_str(),
+            "stl_not-a-token",
+            "refused the worker token (401)",
+        ),
+        (
+            srv.base.as_str(),
+            alice.as_str(),
+            "refused the worker token (403)",
+        ),
+        ("not a url", wtoken.as_str(), "--server \"not a url\""),
+        ("http://127.0.0.1:9", wtoken.as_str(), "cannot be reached"),
+    ] {
+        let o =
+            w1.s.run(&[
+                "worker", "--server", server, "--token", token, "--name", "w9",
+            ])
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{server} {token}: {err}");
+        assert!(err.contains(says), "{server} {token}: {err}");
+    }
     let (s1, s2) = (w1.sessions(), w2.sessions());
     assert!(
         !s1.is_empty() && !s2.is_empty(),
@@ -287,6 +311,19 @@ fn a_worker_asks_through_the_server_and_drains_on_sigterm() {
         assert!(
             s["detail"].as_str().unwrap_or("").contains("stopping"),
             "{s}"
+        );
+        // Its log is on the worker: not resumed here (the next slice ships it).
+        let r = post(
+            &srv,
+            &alice,
+            &format!("/api/v1/sessions/{id}/resume"),
+            json!({}),
+        )
+        .await;
+        let p = problem(r, 422).await;
+        assert!(
+            p["detail"].as_str().unwrap().contains("ran on a worker"),
+            "{p}"
         );
     });
     w.verify();

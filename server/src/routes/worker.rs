@@ -37,9 +37,8 @@ fn lost(job: i64, attempt: i64) -> ApiError {
     )
 }
 
-/// The token's account names the worker's own requests; the worker's name
-/// is what it registered with.
-fn worker_name(who: &Principal, name: &str) -> Result<String, ApiError> {
+/// The name a worker registers with, checked.
+fn worker_name(name: &str) -> Result<String, ApiError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -50,7 +49,6 @@ fn worker_name(who: &Principal, name: &str) -> Result<String, ApiError> {
             "name: 1 to 64 characters of letters, digits, '-', '_' or '.'",
         ));
     }
-    let _ = who;
     Ok(name.to_string())
 }
 
@@ -64,7 +62,7 @@ pub async fn claim(
     who: Principal,
     Body(req): Body<ClaimRequest>,
 ) -> Result<Response, ApiError> {
-    let name = worker_name(&who, &req.name)?;
+    let name = worker_name(&req.name)?;
     state
         .sessions
         .remote

@@ -211,6 +211,26 @@ fn method_name(m: &str) -> &'static str {
     }
 }
 
+/// The server no longer holds this claim: the session pauses at its next
+/// safe point (its log stays whole on this worker), and nothing more is sent.
+async fn lost(
+    e: ClientError,
+    control: &Control,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<WorkerMsg>,
+    done: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> Result<(), ClientError> {
+    tracing::error!("{e}; pausing the session");
+    control
+        .pause
+        .request("the server no longer holds this worker's claim (resumable)");
+    if let Some(done) = done {
+        let _ = done.await;
+    }
+    // What it said meanwhile is on this worker's log, not sent.
+    while rx.try_recv().is_ok() {}
+    Err(e)
+}
+
 /// Run one claimed session to its end and report it.
 async fn one(
     client: &Client,
@@ -219,7 +239,9 @@ async fn one(
     control: Arc<Control>,
 ) -> Result<(), ClientError> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let (done_tx, mut done) = tokio::sync::oneshot::channel::<()>();
+    let (done_tx, done) = tokio::sync::oneshot::channel::<()>();
+    // Taken once the thread has said it is done (a oneshot is awaited once).
+    let mut done = Some(done);
     let pending = host.pending.clone();
     {
         let (control, job, session) = (
@@ -289,11 +311,7 @@ async fn one(
                 }
                 Ok(None) => {}
                 Err(e @ ClientError::Lost { .. }) => {
-                    control
-                        .pause
-                        .request("the server no longer holds this worker's claim");
-                    tracing::error!("{e}");
-                    return Err(e);
+                    return lost(e, &control, rx, done.take()).await
                 }
                 // Kept, and sent again: the numbers make a retry harmless.
                 Err(e) => tracing::warn!("{e}"),
@@ -334,11 +352,7 @@ async fn one(
                 }
                 Ok(None) => {}
                 Err(e @ ClientError::Lost { .. }) => {
-                    control
-                        .pause
-                        .request("the server no longer holds this worker's claim");
-                    tracing::error!("{e}");
-                    return Err(e);
+                    return lost(e, &control, rx, done.take()).await
                 }
                 Err(e) => {
                     lock(&verdicts).extend(req.verdicts);
@@ -346,9 +360,20 @@ async fn one(
                 }
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = &mut done, if !finished => {}
+        match done.as_mut() {
+            Some(d) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = d => {
+                        // Everything it sent is in the channel now: take it, then finish.
+                        done = None;
+                    }
+                }
+            }
+            None => {
+                finished = true;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
     let (outcome, reason) = match last {
