@@ -391,11 +391,26 @@ mod tests {
             ),
             ("[store]\nurl = \"mysql://db/x\"\n", "store.url"),
             ("[store]\npath = \"/x\"\n", "path"),
+            ("[workers]\nrun = \"elsewhere\"\n", "run"),
+            ("[workers]\nlease_secs = 1\n", "workers.lease_secs"),
+            ("[workers]\ncapacity = 2\n", "capacity"),
         ] {
             std::fs::write(&p, text).unwrap();
             let e = ServerConfig::load(&p).unwrap_err().to_string();
             assert!(e.contains(want) && e.contains("server.toml"), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn workers_run_here_unless_configured_remote() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("server.toml");
+        std::fs::write(&p, "[server]\n").unwrap();
+        let c = ServerConfig::load(&p).unwrap();
+        assert_eq!((c.workers.run, c.workers.lease_secs), (RunWhere::Local, 30));
+        std::fs::write(&p, "[workers]\nrun = \"remote\"\nlease_secs = 5\n").unwrap();
+        let c = ServerConfig::load(&p).unwrap();
+        assert_eq!((c.workers.run, c.workers.lease_secs), (RunWhere::Remote, 5));
     }
 
     /// A bad store URL is refused at load, naming the field, without its password.

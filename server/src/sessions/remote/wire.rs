@@ -286,3 +286,48 @@ pub fn queued_row(session: &str, job: &Job, detail: String, now: i64) -> Session
         updated: now,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn messages_travel_as_json_and_arrive_for_their_session() {
+        let ask = WorkerMsg::Ask(ApprovalRecord {
+            id: "a-1".into(),
+            session: "ignored: the server knows whose it is".into(),
+            shown: "exec python3".into(),
+            shown_sha256: "ab".into(),
+            requester: "alice".into(),
+            deadline: 7,
+            state: ApprovalState::Pending,
+            approver: None,
+        });
+        let wire = WireMsg::from_worker(ask).unwrap();
+        let text = serde_json::to_string(&wire).unwrap();
+        assert!(text.contains(r#""kind":"ask""#), "{text}");
+        let back: WireMsg = serde_json::from_str(&text).unwrap();
+        let WorkerMsg::Ask(a) = back.into_worker("s-9") else {
+            panic!("not an ask")
+        };
+        assert_eq!((a.session.as_str(), a.id.as_str()), ("s-9", "a-1"));
+        assert_eq!(a.state, ApprovalState::Pending);
+        // The row exists since the session was queued: a start is a state change.
+        assert!(matches!(
+            WireMsg::Started.into_worker("s-9"),
+            WorkerMsg::State(SessionState::Running, None)
+        ));
+        assert!(WireMsg::from_worker(WorkerMsg::Resumed("s-9".into())).is_none());
+    }
+
+    #[test]
+    fn a_tool_call_is_an_effect_and_nothing_before_it_is() {
+        let ev = |e: serde_json::Value| WireMsg::Event { event: e };
+        assert!(ev(serde_json::json!({"event": "tool_call", "tool": "exec"})).is_effect());
+        for e in ["start", "step", "text", "retry"] {
+            assert!(!ev(serde_json::json!({ "event": e })).is_effect(), "{e}");
+        }
+        assert!(!WireMsg::Started.is_effect());
+    }
+}
