@@ -73,6 +73,28 @@ async fn events(srv: &Server, token: &str, id: &str) -> Vec<(u64, Value)> {
     parse_sse(&body)
 }
 
+/// Wait (at most 30 s) until session `id` has an event `kind`.
+async fn wait_event(srv: &Server, token: &str, id: &str, kind: &str) {
+    let began = std::time::Instant::now();
+    loop {
+        let mut r = get(srv, token, &format!("/api/v1/sessions/{id}/events")).await;
+        let mut body = String::new();
+        while let Ok(Ok(Some(chunk))) =
+            tokio::time::timeout(Duration::from_millis(300), r.chunk()).await
+        {
+            body.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        if parse_sse(&body).iter().any(|(_, e)| e["event"] == kind) {
+            return;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "session {id}: no {kind} event\n{}",
+            srv.stderr()
+        );
+    }
+}
+
 /// Every event once, numbered 1, 2, … in order, one start and one end.
 fn once_in_order(id: &str, evs: &[(u64, Value)]) {
     let ns: Vec<u64> = evs.iter().map(|(n, _)| *n).collect();
@@ -196,6 +218,23 @@ fn sessions_spread_over_two_workers_and_reach_the_api_once_each() {
         problem(r, 403).await;
         ids
     });
+    // A session in the middle of a tool when its worker gets SIGTERM: the
+    // worker drains, the session is reported paused, the worker exits 0.
+    srv.mock.push(
+        Turn::new()
+            .tool_use(
+                "x",
+                "exec",
+                json!({"argv": ["python3", "-c", "import time; time.sleep(2)"]}),
+            )
+            .into(),
+    );
+    let busy = rt.block_on(async {
+        let id = start_session(&srv, &alice, "a long one").await;
+        wait_event(&srv, &alice, &id, "tool_call").await;
+        id
+    });
+    let ids: Vec<String> = ids.into_iter().chain([busy.clone()]).collect();
     for w in [&mut w1, &mut w2] {
         assert!(
             w.signal("TERM", Duration::from_secs(30)).success(),
@@ -227,6 +266,13 @@ fn sessions_spread_over_two_workers_and_reach_the_api_once_each() {
         assert_eq!(o.status.code(), Some(1), "{server} {token}: {err}");
         assert!(err.contains(says), "{server} {token}: {err}");
     }
+    rt.block_on(async {
+        let s = wait_state(&srv, &alice, &busy, "paused").await;
+        assert!(s["detail"].as_str().unwrap().contains("stopping"), "{s}");
+        let evs = events(&srv, &alice, &busy).await;
+        once_in_order(&busy, &evs);
+        assert_eq!(evs.last().unwrap().1["outcome"], "paused", "{evs:?}");
+    });
     let (s1, s2) = (w1.sessions(), w2.sessions());
     assert!(
         !s1.is_empty() && !s2.is_empty(),
@@ -412,24 +458,7 @@ fn a_session_whose_worker_died_after_an_effect_is_interrupted_not_rerun() {
     let id = rt.block_on(async {
         let id = start_session(&srv, &alice, "compute").await;
         // Its tool call has reached the server.
-        let began = std::time::Instant::now();
-        loop {
-            let r = get(&srv, &alice, &format!("/api/v1/sessions/{id}/events")).await;
-            let mut body = String::new();
-            let mut r = r;
-            while let Ok(Ok(Some(chunk))) =
-                tokio::time::timeout(Duration::from_millis(300), r.chunk()).await
-            {
-                body.push_str(&String::from_utf8_lossy(&chunk));
-            }
-            if parse_sse(&body)
-                .iter()
-                .any(|(_, e)| e["event"] == "tool_call")
-            {
-                break;
-            }
-            assert!(began.elapsed() < Duration::from_secs(30), "{}", w1.stderr());
-        }
+        wait_event(&srv, &alice, &id, "tool_call").await;
         id
     });
     assert!(!w1.signal("KILL", Duration::from_secs(10)).success());
