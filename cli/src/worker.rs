@@ -8,8 +8,7 @@ pub struct WorkerArgs {
     /// The server whose queued sessions this worker runs (e.g. https://stele.example.com).
     #[arg(long)]
     pub server: String,
-    /// A worker token (`stele token create --user ACCOUNT --scope worker`)
-    /// [env: STELE_WORKER_TOKEN].
+    /// A worker token (`stele token create --user ACCOUNT --scope worker`).
     #[arg(long, env = "STELE_WORKER_TOKEN", hide_env_values = true)]
     pub token: String,
     /// Most sessions run at once.
