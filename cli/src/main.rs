@@ -12,6 +12,7 @@ mod remote_run;
 mod schedule;
 mod server;
 mod sse;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -84,6 +85,9 @@ enum Top {
     Watch(remote_run::WatchArgs),
     /// Manage scheduled tasks on a server (through its API).
     Schedule(schedule::ScheduleArgs),
+    /// Run sessions a server queues (`[workers] run = "remote"`), on this
+    /// machine's own log; SIGTERM drains (docs/server.md "Workers").
+    Worker(worker::WorkerArgs),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +100,7 @@ fn main() -> ExitCode {
             return finish(remote_run::run(&cli.server.args(), a))
         }
         Top::Schedule(a) => return finish(schedule::run(a, &cli.server.args())),
+        Top::Worker(a) if !cli.server.named() => return finish(worker::worker(a)),
         _ if cli.server.named() => {
             return finish(Err(anyhow::anyhow!(
                 "--server and --token-file go with `run`, `watch` and `schedule`, and `run` goes to a server \
@@ -106,6 +111,7 @@ fn main() -> ExitCode {
         Top::Serve(a) => return finish(server::serve(a)),
         Top::User(a) => return finish(server::user(a)),
         Top::Token(a) => return finish(server::token(a)),
+        Top::Worker(a) => return finish(worker::worker(a)),
     };
     // Only commands that run an agent produce spans.
     let traced = matches!(

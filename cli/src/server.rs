@@ -100,7 +100,8 @@ pub enum TokenCommand {
         /// A name for it (what it is for).
         #[arg(long, default_value = "api")]
         name: String,
-        /// What it may be used for: read, run, approve, admin (comma-separated).
+        /// What it may be used for: read, run, approve, admin (comma-separated),
+        /// or `worker` alone (a `stele worker`'s token: the worker API only).
         #[arg(long, default_value = "read,run,approve")]
         scope: String,
     },

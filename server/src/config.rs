@@ -38,6 +38,9 @@ pub struct ServerConfig {
     /// `server.db` beside the audit database].
     #[serde(default)]
     pub store: StoreSection,
+    /// `[workers]`: where sessions run [default: in the server].
+    #[serde(default)]
+    pub workers: WorkersSection,
     /// The file this was read from (None: built-in defaults), for errors
     /// that name it.
     #[serde(skip)]
@@ -64,6 +67,43 @@ impl std::fmt::Debug for StoreSection {
             )
             .finish()
     }
+}
+
+/// Where sessions run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunWhere {
+    /// In the server's own process, on its log (the default).
+    #[default]
+    Local,
+    /// Queued as jobs for `stele worker` processes, each on its own log.
+    Remote,
+}
+
+/// `[workers]` (docs/server.md "Workers").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkersSection {
+    /// `local` or `remote`.
+    #[serde(default)]
+    pub run: RunWhere,
+    /// Seconds a worker's claim on a session lasts without a heartbeat
+    /// (it heartbeats three times per lease).
+    #[serde(default = "default_lease")]
+    pub lease_secs: u64,
+}
+
+impl Default for WorkersSection {
+    fn default() -> Self {
+        WorkersSection {
+            run: RunWhere::Local,
+            lease_secs: default_lease(),
+        }
+    }
+}
+
+fn default_lease() -> u64 {
+    30
 }
 
 /// Where the server's state is kept.
@@ -215,6 +255,9 @@ impl ServerConfig {
         if self.server.max_sessions == 0 {
             return Err("server.max_sessions: must be at least 1".into());
         }
+        if !(2..=3600).contains(&self.workers.lease_secs) {
+            return Err("workers.lease_secs: must be from 2 to 3600".into());
+        }
         if let Some(m) = self.server.metrics_listen {
             if !m.ip().is_loopback() {
                 return Err(format!(
@@ -348,11 +391,26 @@ mod tests {
             ),
             ("[store]\nurl = \"mysql://db/x\"\n", "store.url"),
             ("[store]\npath = \"/x\"\n", "path"),
+            ("[workers]\nrun = \"elsewhere\"\n", "run"),
+            ("[workers]\nlease_secs = 1\n", "workers.lease_secs"),
+            ("[workers]\ncapacity = 2\n", "capacity"),
         ] {
             std::fs::write(&p, text).unwrap();
             let e = ServerConfig::load(&p).unwrap_err().to_string();
             assert!(e.contains(want) && e.contains("server.toml"), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn workers_run_here_unless_configured_remote() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("server.toml");
+        std::fs::write(&p, "[server]\n").unwrap();
+        let c = ServerConfig::load(&p).unwrap();
+        assert_eq!((c.workers.run, c.workers.lease_secs), (RunWhere::Local, 30));
+        std::fs::write(&p, "[workers]\nrun = \"remote\"\nlease_secs = 5\n").unwrap();
+        let c = ServerConfig::load(&p).unwrap();
+        assert_eq!((c.workers.run, c.workers.lease_secs), (RunWhere::Remote, 5));
     }
 
     /// A bad store URL is refused at load, naming the field, without its password.

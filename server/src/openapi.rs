@@ -15,7 +15,7 @@ use utoipa::{Modify, OpenApi};
 use crate::routes::{
     admin_view, approvals, audit, audit_desk, audit_evidence, events, health, holds, login,
     login_link, login_methods, oidc, schedule_pause, schedules, session_control, session_outputs,
-    sessions, workspaces,
+    sessions, worker, workspaces,
 };
 
 /// The document's definition: every route of [`crate::routes::router`].
@@ -74,6 +74,11 @@ use crate::routes::{
         admin_view::workspaces,
         admin_view::policy,
         admin_view::health,
+        worker::list,
+        worker::claim,
+        worker::events,
+        worker::heartbeat,
+        worker::finish,
         openapi_json,
     ),
     components(schemas(stele_protocol::Problem)),

@@ -72,7 +72,7 @@ pub fn open(
         throttle: crate::auth::throttle::Throttle::default(),
         login_links: Default::default(),
         sessions: Manager::new(config.server.max_sessions),
-        pending: Pending::default(),
+        pending: Arc::new(Pending::default()),
         admin_changes: tokio::sync::Mutex::new(()),
         config,
         store,

@@ -27,7 +27,7 @@ pub struct AppState {
     /// Running sessions.
     pub sessions: Manager,
     /// Approvals waiting for an answer.
-    pub pending: Pending,
+    pub pending: Arc<Pending>,
     /// Held while host-side changes are recorded (`admin_record.rs`).
     pub admin_changes: tokio::sync::Mutex<()>,
     /// OIDC login, when `[oidc]` is configured.

@@ -182,6 +182,7 @@ pub struct Prepared {
     origin: &'static str,
     network: NetworkChoice,
     backend: BackendSpec,
+    session_id: Option<String>,
 }
 
 /// Check what `spec` names (see [`Prepared`]); nothing is written.
@@ -253,10 +254,19 @@ pub fn prepare(spec: &SessionSpec<'_>) -> anyhow::Result<Prepared> {
         origin: located.origin.as_str(),
         network: spec.network,
         backend: spec.backend.clone(),
+        session_id: None,
     })
 }
 
 impl Prepared {
+    /// Start the session under `id` instead of a fresh one: a server that
+    /// queues a session for a remote worker names it before the worker
+    /// opens it, so the queued row and the worker's log agree.
+    pub fn with_session_id(mut self, id: String) -> Prepared {
+        self.session_id = Some(id);
+        self
+    }
+
     /// Open the log, build the sandbox and start the session, with `extra`
     /// fields in `session.start`.
     pub fn start(
@@ -291,8 +301,9 @@ impl Prepared {
             origin,
             network,
             backend: backend_spec,
+            session_id,
         } = self;
-        let id = format!("s-{}", uuid::Uuid::new_v4().simple());
+        let id = session_id.unwrap_or_else(|| format!("s-{}", uuid::Uuid::new_v4().simple()));
         let mut data = serde_json::json!({
             "workspace": workspace.display().to_string(),
             "network": format!("{:?}", network).to_lowercase(),

@@ -71,9 +71,10 @@ fn presented(parts: &Parts, session_cookie: &str) -> Result<Presented, &'static 
 async fn lookup(state: &Shared, hash: &str, now: i64) -> Result<TokenLookup, ApiError> {
     let found = state.store.token(hash, now).await?;
     // A revocation made on the host is in the log before the first refusal it causes.
-    if matches!(found, TokenLookup::Unknown | TokenLookup::Revoked(_))
-        && crate::admin_record::record_admin_changes(state).await? > 0
-    {
+    // Looked up again even when this request recorded nothing: a request
+    // racing this one may have recorded the token's creation meanwhile.
+    if matches!(found, TokenLookup::Unknown | TokenLookup::Revoked(_)) {
+        crate::admin_record::record_admin_changes(state).await?;
         return Ok(state.store.token(hash, now).await?);
     }
     Ok(found)

@@ -18,6 +18,9 @@ pub enum Scope {
     Approve,
     /// Everything else that changes state.
     Admin,
+    /// A `stele worker`'s token: the worker API (`/api/v1/worker/…`) and
+    /// nothing else; never given with another scope.
+    Worker,
 }
 
 const ALL: [Scope; 4] = [Scope::Read, Scope::Run, Scope::Approve, Scope::Admin];
@@ -30,6 +33,7 @@ impl Scope {
             Scope::Run => "run",
             Scope::Approve => "approve",
             Scope::Admin => "admin",
+            Scope::Worker => "worker",
         }
     }
 
@@ -39,6 +43,7 @@ impl Scope {
             Scope::Run => 2,
             Scope::Approve => 4,
             Scope::Admin => 8,
+            Scope::Worker => 16,
         }
     }
 }
@@ -58,8 +63,17 @@ impl Scopes {
         self.0 & s.bit() != 0
     }
 
-    /// Parse `read,run,…`; an unknown or empty list is an error naming it.
+    /// Parse `read,run,…` (or `worker` alone); an unknown or empty list is
+    /// an error naming it.
     pub fn parse(text: &str) -> Result<Scopes, String> {
+        if text.trim() == Scope::Worker.as_str() {
+            return Ok(Scopes(Scope::Worker.bit()));
+        }
+        if text.split(',').any(|w| w.trim() == Scope::Worker.as_str()) {
+            return Err(
+                "scope `worker` is given alone (a worker token can do nothing else)".into(),
+            );
+        }
         let mut bits = 0;
         for word in text.split(',').map(str::trim) {
             let s = ALL
@@ -79,6 +93,7 @@ impl std::fmt::Display for Scopes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<&str> = ALL
             .iter()
+            .chain([Scope::Worker].iter())
             .filter(|s| self.has(**s))
             .map(|s| s.as_str())
             .collect();
@@ -89,6 +104,13 @@ impl std::fmt::Display for Scopes {
 /// The scope a request needs; None for logout (ending one's own credential).
 pub fn required(method: &Method, path: &str) -> Option<Scope> {
     let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    // The worker API is for worker tokens only; the listing of workers is administration.
+    if let ["", "api", "v1", "worker", _, ..] = parts.as_slice() {
+        return Some(Scope::Worker);
+    }
+    if let ["", "api", "v1", "worker"] = parts.as_slice() {
+        return Some(Scope::Admin);
+    }
     // The admin views (accounts, the bundle, health) are administration,
     // even read: a read-only token does not show them.
     if let ["", "api", "v1", "admin", ..] = parts.as_slice() {
@@ -192,6 +214,28 @@ mod tests {
         ] {
             assert_eq!(required(&m, p), Some(Scope::Admin), "{m} {p}");
         }
+    }
+
+    #[test]
+    fn the_worker_scope_stands_alone_and_opens_only_the_worker_api() {
+        let w = Scopes::parse("worker").unwrap();
+        assert!(w.has(Scope::Worker) && !w.has(Scope::Read) && !w.has(Scope::Admin));
+        assert_eq!(w.to_string(), "worker");
+        assert!(Scopes::parse("worker,read").unwrap_err().contains("alone"));
+        assert!(!Scopes::all().has(Scope::Worker));
+        assert_eq!(
+            required(&Method::POST, "/api/v1/worker/claim"),
+            Some(Scope::Worker)
+        );
+        assert_eq!(
+            required(&Method::POST, "/api/v1/worker/jobs/3/events"),
+            Some(Scope::Worker)
+        );
+        assert_eq!(required(&Method::GET, "/api/v1/worker"), Some(Scope::Admin));
+        assert_eq!(
+            required(&Method::GET, "/api/v1/sessions"),
+            Some(Scope::Read)
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub(crate) mod schedules;
 pub(crate) mod session_control;
 pub(crate) mod session_outputs;
 pub(crate) mod sessions;
+pub(crate) mod worker;
 pub(crate) mod workspaces;
 
 use axum::extract::rejection::JsonRejection;
@@ -111,6 +112,15 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/admin/workspaces", get(admin_view::workspaces))
         .route("/api/v1/admin/policy", get(admin_view::policy))
         .route("/api/v1/admin/health", get(admin_view::health))
+        // The worker API (docs/server.md "Workers").
+        .route("/api/v1/worker", get(worker::list))
+        .route("/api/v1/worker/claim", post(worker::claim))
+        .route("/api/v1/worker/jobs/{id}/events", post(worker::events))
+        .route(
+            "/api/v1/worker/jobs/{id}/heartbeat",
+            post(worker::heartbeat),
+        )
+        .route("/api/v1/worker/jobs/{id}/finish", post(worker::finish))
         .route("/api/v1/openapi.json", get(crate::openapi::openapi_json))
         // The web app (docs/web.md).
         .route("/", get(crate::assets::page))

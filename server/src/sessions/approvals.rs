@@ -62,6 +62,16 @@ impl Pending {
         }
     }
 
+    /// Session code waits on `id`: answers offered for it arrive on `tx`.
+    pub fn wait_on(&self, id: &str, tx: std_mpsc::Sender<Candidate>) {
+        self.lock().insert(id.to_string(), tx);
+    }
+
+    /// No one waits on `id` any more (answered, expired or gone).
+    pub fn forget(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
     /// Take every waiting question off the queue (the server is stopping):
     /// no answer reaches them any more, and their sessions stay parked,
     /// unanswered. Their ids.
@@ -85,8 +95,8 @@ pub struct WebApprover {
     pub deadline: Duration,
     /// The session's events and queue.
     pub tx: WorkerTx,
-    /// Where answers are found.
-    pub state: Arc<crate::state::AppState>,
+    /// Where answers are found (the server's queue, or a remote worker's).
+    pub pending: Arc<Pending>,
 }
 
 fn rfc3339(t: time::OffsetDateTime) -> String {
@@ -130,7 +140,7 @@ impl Approver for WebApprover {
         let deadline_at = now + self.deadline;
         let session = self.control.id.get().cloned().unwrap_or_default();
         let (ctx, crx) = std_mpsc::channel();
-        self.state.pending.lock().insert(id.clone(), ctx);
+        self.pending.wait_on(&id, ctx);
         let _ = self.tx.send(WorkerMsg::Ask(ApprovalRecord {
             id: id.clone(),
             session,
@@ -162,7 +172,7 @@ impl Approver for WebApprover {
                         continue;
                     }
                     // Taken: no other answer reaches this question.
-                    self.state.pending.lock().remove(&id);
+                    self.pending.forget(&id);
                     let _ = c.reply.send(Verdict::Accepted);
                     break ApprovalAnswer {
                         outcome: match c.outcome {
@@ -184,7 +194,7 @@ impl Approver for WebApprover {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    self.state.pending.lock().remove(&id);
+                    self.pending.forget(&id);
                     let _ = self
                         .tx
                         .send(WorkerMsg::Settled(id.clone(), ApprovalState::Expired));

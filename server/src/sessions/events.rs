@@ -30,6 +30,9 @@ pub enum WorkerMsg {
     /// A session from the log was reopened: its events continue after
     /// those already kept (numbering goes on across restarts).
     Resumed(String),
+    /// A queued session was claimed by a remote worker: its row exists
+    /// already, and its events continue after any kept (an earlier claim's).
+    Claimed(SessionRecord),
     /// The session could not start: why.
     Failed(String),
     /// A progress event.
@@ -82,6 +85,25 @@ pub async fn pump(
                         state
                             .store
                             .set_session_state(&id, SessionState::Running, None, now())
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Some(tx) = started.take() {
+                    let _ = tx.send(r.map(|()| id.clone()).map_err(|e| e.to_string()));
+                }
+                Ok(())
+            }
+            WorkerMsg::Claimed(rec) => {
+                id = rec.id.clone();
+                whose = (rec.owner.clone(), rec.workspace.clone());
+                let r = match state.store.events_after(&id, 0).await {
+                    Ok(kept) => {
+                        n = kept.last().map_or(0, |(k, _)| *k);
+                        state.sessions.go_live(&id, live.clone());
+                        state
+                            .store
+                            .set_session_state(&id, rec.state, rec.detail, now())
                             .await
                     }
                     Err(e) => Err(e),

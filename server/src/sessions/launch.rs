@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::events::pump;
 use super::manager::WATCH_BUFFER;
 use super::worker::{self, Work};
+use crate::config::RunWhere;
 use crate::state::AppState;
 
 /// Why a session did not start or resume.
@@ -38,6 +39,21 @@ pub async fn launch_then(
     work: Work,
     ended: impl FnOnce() + Send + 'static,
 ) -> Result<String, LaunchError> {
+    match (state.config.workers.run, &work) {
+        (RunWhere::Remote, Work::New(job)) => {
+            return super::remote::enqueue::enqueue(state, job.clone(), ended).await;
+        }
+        (RunWhere::Remote, Work::Resume(id))
+            if stele_runtime::session_resume::recorded(&state.log, id).is_err() =>
+        {
+            ended();
+            return Err(LaunchError::Refused(format!(
+                "session {id} ran on a worker: its log is on that worker, and resuming it \
+                 elsewhere is not supported yet (docs/scaling.md)"
+            )));
+        }
+        _ => {}
+    }
     let Some(slot) = state.sessions.slot() else {
         ended();
         return Err(LaunchError::NoSlot);

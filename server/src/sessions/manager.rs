@@ -45,6 +45,8 @@ pub struct Manager {
     workers: Mutex<HashMap<u64, Arc<Control>>>,
     next: AtomicU64,
     stopping: AtomicBool,
+    /// Sessions run by remote workers (`[workers] run = "remote"`).
+    pub remote: super::remote::runs::Runs,
     /// Held while a session is checked and resumed: one resumption at a time,
     /// so a session is never continued by two workers.
     pub resuming: tokio::sync::Mutex<()>,
@@ -59,6 +61,7 @@ impl Manager {
             workers: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
+            remote: Default::default(),
             resuming: tokio::sync::Mutex::new(()),
         }
     }
@@ -101,12 +104,14 @@ impl Manager {
         self.workers_lock().values().cloned().collect()
     }
 
-    /// The control of session `id`'s worker, if it has one.
+    /// The control of session `id`'s worker (in this process or remote), if it has one.
     pub fn control_of(&self, id: &str) -> Option<Arc<Control>> {
-        self.workers_lock()
+        let local = self
+            .workers_lock()
             .values()
             .find(|c| c.id.get().is_some_and(|i| i == id))
-            .cloned()
+            .cloned();
+        local.or_else(|| self.remote.control_of(id))
     }
 
     /// `id` is running; its events go out on `tx`.

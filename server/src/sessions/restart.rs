@@ -58,9 +58,14 @@ pub async fn resume_at_start(state: &Shared) -> Result<usize, ServerError> {
             .filter(|a| a.session == s.id)
             .map(|a| a.id.as_str())
             .collect();
-        let ended = stele_runtime::session_resume::recorded(&state.log, &s.id)
-            .map(|r| r.ended)
-            .unwrap_or(false);
+        let recorded = stele_runtime::session_resume::recorded(&state.log, &s.id);
+        if recorded.is_err() && state.config.workers.run == crate::config::RunWhere::Remote {
+            // Not in this server's log: queued for, or run by, a worker. The
+            // job queue owns it: a claim that ran out is claimed again (or the
+            // session marked interrupted after an effect), never resumed here.
+            continue;
+        }
+        let ended = recorded.map(|r| r.ended).unwrap_or(false);
         if ended {
             state
                 .store
