@@ -2,7 +2,8 @@
 //! process (start-up, the state and log opened, policy loaded, the
 //! sandbox's namespaces and file server, the command, the record durable,
 //! exit), as a user runs it, on a fresh log and on logs that already hold
-//! N entries. Prints wall time and peak RSS of the `stele` process. The
+//! N entries. Prints wall time and peak RSS (of `stele`, or of a process it
+//! started and waited for when that is larger, e.g. QEMU). The
 //! first run is reported apart: it hashes the executable (the digest is
 //! then cached in the state) and, on a log built elsewhere, scans the log
 //! once for the exports it records (`runtime/src/isolation/exports.rs`;
@@ -33,7 +34,8 @@ pub struct ExecArgs {
     pub json: bool,
 }
 
-/// One run: wall time and the `stele` process's peak RSS.
+/// One run: wall time and peak RSS (the largest of `stele` and the processes
+/// it waited for: the sandbox's, QEMU).
 struct Run {
     wall: Duration,
     max_rss_kib: u64,
@@ -131,8 +133,9 @@ fn measure(args: &ExecArgs, existing: u64) -> anyhow::Result<super::json::ExecBe
     })
 }
 
-/// Run `cmd` to its end; its wall time and peak RSS (from `wait4`, which
-/// reports the child's own high-water mark, not the benchmark's).
+/// Run `cmd` to its end; its wall time and peak RSS (from `wait4`: the
+/// largest of the child and the descendants it waited for, not the
+/// benchmark's own).
 fn run_once(mut cmd: Command) -> anyhow::Result<Run> {
     cmd.stdout(Stdio::null()).stderr(Stdio::piped());
     let t = Instant::now();

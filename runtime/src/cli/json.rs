@@ -264,7 +264,8 @@ pub struct ExecBenchSize {
     pub p90_ms: f64,
     /// Each measured run, milliseconds, sorted.
     pub wall_ms: Vec<f64>,
-    /// Peak RSS of the `stele` process, KiB, the most over all runs.
+    /// Peak RSS, KiB: the largest of `stele` and the processes it started
+    /// and waited for (the sandbox's, QEMU), over all runs.
     pub max_rss_kib: u64,
     /// The runs as text (for the human-readable report).
     #[serde(skip)]
