@@ -74,9 +74,9 @@ proptest! {
     }
 }
 
-#[test]
-fn non_canonical_forms_are_rejected() {
-    let leaf = Leaf {
+/// A small heartbeat leaf carrying `data`.
+fn heartbeat_with(data: serde_json::Value) -> Leaf {
+    Leaf {
         actor: Actor {
             host: "h".into(),
             principal: "p".into(),
@@ -84,7 +84,7 @@ fn non_canonical_forms_are_rejected() {
             teams: vec![],
         },
         boot: "b".into(),
-        data: Some(serde_json::json!({"b": 1, "a": 2})),
+        data: Some(data),
         decision: None,
         kind: EventKind::Heartbeat,
         log: "l".into(),
@@ -97,7 +97,12 @@ fn non_canonical_forms_are_rejected() {
         target: None,
         ts: "t".into(),
         v: 1,
-    };
+    }
+}
+
+#[test]
+fn non_canonical_forms_are_rejected() {
+    let leaf = heartbeat_with(serde_json::json!({"b": 1, "a": 2}));
     let good = leaf.encode().unwrap();
     let text = String::from_utf8(good.clone()).unwrap();
     assert!(text.contains(r#""data":{"a":2,"b":1}"#), "{text}");
@@ -128,28 +133,6 @@ fn non_canonical_forms_are_rejected() {
 /// order at any depth is sorted first. Both give the JCS bytes.
 #[test]
 fn data_is_sorted_at_every_depth_whatever_its_order() {
-    let base = |data: serde_json::Value| Leaf {
-        actor: Actor {
-            host: "h".into(),
-            principal: "p".into(),
-            runtime: "r".into(),
-            teams: vec![],
-        },
-        boot: "b".into(),
-        data: Some(data),
-        decision: None,
-        kind: EventKind::Heartbeat,
-        log: "l".into(),
-        outcome: None,
-        payload: vec![],
-        prev: None,
-        refs: None,
-        seq: 3,
-        session: None,
-        target: None,
-        ts: "t".into(),
-        v: 1,
-    };
     let sorted = serde_json::json!({"a": [{"x": 1, "y": {"m": 1, "n": 2}}], "b": {"c": 1, "d": 2}});
     for data in [
         sorted.clone(),
@@ -157,13 +140,13 @@ fn data_is_sorted_at_every_depth_whatever_its_order() {
         serde_json::json!({"a": [{"x": 1, "y": {"n": 2, "m": 1}}], "b": {"c": 1, "d": 2}}),
         serde_json::json!({"a": [{"y": {"m": 1, "n": 2}, "x": 1}], "b": {"d": 2, "c": 1}}),
     ] {
-        let leaf = base(data);
+        let leaf = heartbeat_with(data);
         let ours = leaf.encode().unwrap();
         let jcs = serde_jcs::to_vec(&serde_json::to_value(&leaf).unwrap()).unwrap();
         assert_eq!(
             String::from_utf8_lossy(&ours),
             String::from_utf8_lossy(&jcs)
         );
-        assert_eq!(ours, base(sorted.clone()).encode().unwrap());
+        assert_eq!(ours, heartbeat_with(sorted.clone()).encode().unwrap());
     }
 }

@@ -87,18 +87,7 @@ fn measure(args: &ExecArgs, existing: u64) -> anyhow::Result<super::json::ExecBe
     let ws = scratch.dir().join("ws");
     std::fs::create_dir_all(&ws)?;
     let ws_text = ws.to_str().context("scratch path is not UTF-8")?;
-    let cmd = || {
-        scratch.stele(&[
-            "sandbox",
-            "exec",
-            "--workspace",
-            ws_text,
-            "--backend",
-            &args.backend,
-            "--",
-            "/bin/true",
-        ])
-    };
+    let cmd = || scratch.sandbox_exec(ws_text, &args.backend, &["/bin/true"]);
     let ticker = super::ticker::Ticker::start(&format!(
         "bench exec: {} runs on a log of {existing} entries",
         args.runs + 1

@@ -69,6 +69,22 @@ impl Scratch {
         c
     }
 
+    /// `stele sandbox exec --workspace WS --backend BACKEND -- COMMAND…` on
+    /// the scratch state.
+    pub fn sandbox_exec(&self, ws: &str, backend: &str, command: &[&str]) -> Command {
+        let mut c = self.stele(&[
+            "sandbox",
+            "exec",
+            "--workspace",
+            ws,
+            "--backend",
+            backend,
+            "--",
+        ]);
+        c.args(command);
+        c
+    }
+
     /// Entries in the scratch log.
     pub fn log_size(&self) -> anyhow::Result<u64> {
         let db = self.state().join("audit.db");

@@ -82,19 +82,11 @@ pub fn run(args: &WorkloadArgs) -> anyhow::Result<ExitCode> {
         clear_out(&ws)?;
         let t = Instant::now();
         let o = scratch
-            .stele(&[
-                "sandbox",
-                "exec",
-                "--workspace",
+            .sandbox_exec(
                 ws_text,
-                "--backend",
                 &args.backend,
-                "--",
-                "python3",
-                "/workspace/work.py",
-                "/workspace",
-                &writes,
-            ])
+                &["python3", "/workspace/work.py", "/workspace", &writes],
+            )
             .output()?;
         let d = t.elapsed();
         anyhow::ensure!(
