@@ -301,7 +301,14 @@ pub fn end_retry_line() {
 /// `inner`, with its questions and answers printed as decision events.
 pub fn observe(inner: Box<dyn Approver>, style: ProgressStyle) -> Box<dyn Approver> {
     Box::new(Observed::new(inner, move |e: ApprovalEvent<'_>| {
-        let d = match e {
+        print(style, Progress::Decision(Decision::from(e)));
+    }))
+}
+
+impl<'a> From<ApprovalEvent<'a>> for Decision<'a> {
+    /// An approver's question or answer, as the decision progress reports.
+    fn from(e: ApprovalEvent<'a>) -> Self {
+        match e {
             ApprovalEvent::Asked { shown } => Decision::Asked { shown },
             ApprovalEvent::Answered { shown, answer } => Decision::Answered {
                 shown,
@@ -309,9 +316,8 @@ pub fn observe(inner: Box<dyn Approver>, style: ProgressStyle) -> Box<dyn Approv
                 approver: &answer.approver,
                 method: &answer.method,
             },
-        };
-        print(style, Progress::Decision(d));
-    }))
+        }
+    }
 }
 
 #[cfg(test)]

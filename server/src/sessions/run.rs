@@ -79,15 +79,7 @@ pub(crate) fn approver(
     };
     let events = tx.clone();
     Box::new(Observed::new(inner, move |e: ApprovalEvent<'_>| {
-        let d = match e {
-            ApprovalEvent::Asked { shown } => Decision::Asked { shown },
-            ApprovalEvent::Answered { shown, answer } => Decision::Answered {
-                shown,
-                outcome: answer.outcome,
-                approver: &answer.approver,
-                method: &answer.method,
-            },
-        };
+        let d = Decision::from(e);
         let _ = events.send(WorkerMsg::Event(progress::to_json(Progress::Decision(d))));
     }))
 }
