@@ -145,3 +145,35 @@ impl Drop for Worker {
         }
     }
 }
+
+/// A free port on the loopback (a test that restarts a server where its
+/// workers call).
+pub fn free_listen() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+impl Server {
+    /// A second `stele serve` on this one's configuration (so on the same
+    /// store) with its own state folder (its own log and key), listening
+    /// on `listen`; not started ([`Server::spawn`]). Its accounts and
+    /// tokens are this one's: they are in the shared store.
+    pub fn twin(&self, listen: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let s = e2e_common::setup(dir.path());
+        Server {
+            dir,
+            s,
+            ws: self.ws.clone(),
+            config: self.config.clone(),
+            mock: stele_tests::mock_model::MockModel::start().unwrap(),
+            base: String::new(),
+            http: self.http.clone(),
+            started: Duration::ZERO,
+            child: None,
+            stderr: Arc::new(Mutex::new(String::new())),
+            listen: listen.to_string(),
+            env: self.env.clone(),
+        }
+    }
+}
