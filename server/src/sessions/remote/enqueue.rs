@@ -77,6 +77,9 @@ pub fn start_reaper(state: &Arc<AppState>) {
             if let Err(e) = reap(&state).await {
                 tracing::error!("checking the workers' leases: {e}");
             }
+            if let Err(e) = finished_elsewhere(&state).await {
+                tracing::error!("checking the sessions queued here: {e}");
+            }
         }
     });
 }
@@ -130,6 +133,23 @@ pub async fn reap(state: &Arc<AppState>) -> Result<(), ServerError> {
             {
                 tracing::error!("session {}: {e}", run.session);
             }
+        }
+    }
+    Ok(())
+}
+
+/// Sessions this server queued that finished through another server
+/// (their worker's last calls reached it): their `ended` runs here.
+async fn finished_elsewhere(state: &Arc<AppState>) -> Result<(), ServerError> {
+    for id in state.sessions.remote.waiting() {
+        let done = state.store.session(&id).await?.is_some_and(|s| {
+            matches!(
+                s.state,
+                SessionState::Ended | SessionState::Failed | SessionState::Paused
+            )
+        });
+        if done {
+            state.sessions.remote.end(&id);
         }
     }
     Ok(())

@@ -70,6 +70,11 @@ impl Runs {
         }
     }
 
+    /// The sessions whose `ended` waits here (queued by this server).
+    pub fn waiting(&self) -> Vec<String> {
+        lock(&self.ended).keys().cloned().collect()
+    }
+
     /// Keep a claim's channels (replacing an earlier claim's of the same job).
     pub fn insert(&self, run: Local) {
         lock(&self.runs).insert(run.lease.job, run);
