@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use server_support::api::{answer, get, post, problem, start_session, wait_pending, wait_state};
-use server_support::worker::{free_listen, Worker};
+use server_support::worker::{free_listen, Alternate, Worker};
 use server_support::{parse_sse, runtime, server_decisions, Server};
 use stele_tests::mock_model::{Reply, Turn, Wire};
 use stele_tests::postgres::TempCluster;
@@ -661,4 +661,55 @@ fn a_worker_goes_on_through_another_server_on_the_database_and_a_restart() {
     w.verify();
     b.stop();
     b.verify();
+}
+
+#[test]
+fn a_worker_whose_calls_alternate_between_two_servers_finishes_its_sessions() {
+    const NAME: &str = "a_worker_whose_calls_alternate_between_two_servers_finishes_its_sessions";
+    if !sandbox_available(NAME) {
+        return;
+    }
+    let Some(cluster) = TempCluster::start().unwrap() else {
+        return;
+    };
+    let url = database(&cluster, "alternate");
+    let mut a = server(&url, "", 10);
+    let mut b = a.twin("127.0.0.1:0");
+    b.spawn();
+    let alice = a.token("alice");
+    let wtoken = a.token_scoped("ada", "worker");
+    // Every request of the worker goes to the other server than the last.
+    let lb = Alternate::start(&[a.base.clone(), b.base.clone()]);
+    let mut w = Worker::start_at(&a, &lb.base, "w1", &wtoken, 2);
+    sleep_then_finish(&a, 3);
+    let rt = runtime();
+    let ids = rt.block_on(async {
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            ids.push(start_session(&a, &alice, &format!("task {i}")).await);
+        }
+        for id in &ids {
+            wait_state(&b, &alice, id, "ended").await;
+            // Either server shows every event once and in order.
+            once_in_order(id, &events(&a, &alice, id).await);
+            once_in_order(id, &events(&b, &alice, id).await);
+        }
+        ids
+    });
+    let counts = lb.counts();
+    assert!(counts.iter().all(|&n| n >= 5), "{counts:?}");
+    let log = w.stderr();
+    assert!(
+        !log.contains("no longer") && !log.contains("409"),
+        "the worker lost a claim:\n{log}"
+    );
+    assert!(w.signal("TERM", Duration::from_secs(30)).success());
+    let mut ran = w.sessions();
+    ran.sort();
+    let mut want = ids;
+    want.sort();
+    assert_eq!(ran, want);
+    w.verify();
+    a.stop();
+    b.stop();
 }

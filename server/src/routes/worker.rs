@@ -214,11 +214,7 @@ pub async fn finish(
         }
     };
     state.store.close_run(&run.lease).await?;
-    if let Some(local) = state.sessions.remote.take(job) {
-        for id in local.asks.keys() {
-            state.pending.forget(id);
-        }
-    }
+    enqueue::forget(&state, job);
     state.sessions.gone(&run.session);
     state.sessions.remote.end(&run.session);
     if !done {

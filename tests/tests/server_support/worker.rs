@@ -28,6 +28,12 @@ impl Worker {
     /// Start worker `name` (at most `capacity` sessions) on `srv` with `token`;
     /// back once it claims.
     pub fn start(srv: &Server, name: &str, token: &str, capacity: u32) -> Worker {
+        Self::start_at(srv, &srv.base, name, token, capacity)
+    }
+
+    /// [`Worker::start`] calling `base` (a proxy in front of several
+    /// servers) with `srv`'s model.
+    pub fn start_at(srv: &Server, base: &str, name: &str, token: &str, capacity: u32) -> Worker {
         let dir = tempfile::tempdir().unwrap();
         let s = Stele::new(&dir.path().join("state"));
         let o = s
@@ -40,9 +46,7 @@ impl Worker {
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let mut child = Command::new(stele_tests::stele_bin())
-            .args([
-                "worker", "--server", &srv.base, "--token", token, "--name", name,
-            ])
+            .args(["worker", "--server", base, "--token", token, "--name", name])
             .args(["--capacity", &capacity.to_string()])
             .env("STELE_STATE_DIR", &s.state)
             .env("USER", "not-a-member")
@@ -175,5 +179,92 @@ impl Server {
             listen: listen.to_string(),
             env: self.env.clone(),
         }
+    }
+}
+
+/// A load balancer without stickiness: each request goes to the next
+/// server in turn (a real HTTP proxy on its own thread and runtime).
+pub struct Alternate {
+    /// Its base URL.
+    pub base: String,
+    /// How many requests each server took.
+    pub taken: Arc<Vec<std::sync::atomic::AtomicUsize>>,
+}
+
+impl Alternate {
+    /// Start one in front of `backends` (base URLs).
+    pub fn start(backends: &[String]) -> Alternate {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let backends: Arc<Vec<String>> = Arc::new(backends.to_vec());
+        let taken: Arc<Vec<AtomicUsize>> =
+            Arc::new(backends.iter().map(|_| AtomicUsize::new(0)).collect());
+        let next = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let counts = taken.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(format!("http://{}", l.local_addr().unwrap()))
+                    .unwrap();
+                let http = reqwest::Client::new();
+                let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+                    let (backends, counts, next, http) =
+                        (backends.clone(), counts.clone(), next.clone(), http.clone());
+                    async move {
+                        let i = next.fetch_add(1, Ordering::SeqCst) % backends.len();
+                        counts[i].fetch_add(1, Ordering::SeqCst);
+                        let method =
+                            reqwest::Method::from_bytes(req.method().as_str().as_bytes()).unwrap();
+                        let path = req
+                            .uri()
+                            .path_and_query()
+                            .map_or("/".to_string(), |p| p.as_str().to_string());
+                        let mut out = http.request(method, format!("{}{path}", backends[i]));
+                        for h in ["authorization", "content-type"] {
+                            if let Some(v) = req.headers().get(h) {
+                                out = out.header(h, v.to_str().unwrap());
+                            }
+                        }
+                        let body = axum::body::to_bytes(req.into_body(), 1 << 24)
+                            .await
+                            .unwrap();
+                        let r = match out.body(body.to_vec()).send().await {
+                            Ok(r) => r,
+                            Err(_) => {
+                                return axum::http::Response::builder()
+                                    .status(502)
+                                    .body(axum::body::Body::empty())
+                                    .unwrap()
+                            }
+                        };
+                        let status = r.status().as_u16();
+                        let ct = r
+                            .headers()
+                            .get("content-type")
+                            .map(|v| v.to_str().unwrap_or("").to_string());
+                        let bytes = r.bytes().await.unwrap_or_default();
+                        let mut b = axum::http::Response::builder().status(status);
+                        if let Some(ct) = ct {
+                            b = b.header("content-type", ct);
+                        }
+                        b.body(axum::body::Body::from(bytes.to_vec())).unwrap()
+                    }
+                });
+                axum::serve(l, app).await.unwrap();
+            });
+        });
+        Alternate {
+            base: rx.recv().unwrap(),
+            taken,
+        }
+    }
+
+    /// How many requests each server took.
+    pub fn counts(&self) -> Vec<usize> {
+        self.taken
+            .iter()
+            .map(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+            .collect()
     }
 }

@@ -88,7 +88,17 @@ pub fn start_reaper(state: &Arc<AppState>) {
 /// interrupted after one. Claims whose job finished meanwhile are closed.
 pub async fn reap(state: &Arc<AppState>) -> Result<(), ServerError> {
     let t = now();
-    for run in state.store.remote_runs().await? {
+    // Taken before the store's list: a claim opened meanwhile is not dropped.
+    let cached = state.sessions.remote.leases();
+    let open = state.store.remote_runs().await?;
+    for lease in cached {
+        if !open.iter().any(|r| r.lease == lease) {
+            // Closed by another server (its finish went there): this
+            // server's watchers of it are done.
+            forget(state, lease.job);
+        }
+    }
+    for run in open {
         let job = state.store.job(run.lease.job).await?;
         let current = job
             .as_ref()
@@ -104,13 +114,7 @@ pub async fn reap(state: &Arc<AppState>) -> Result<(), ServerError> {
             // Another server closed it first.
             continue;
         }
-        let local = state.sessions.remote.take(run.lease.job);
-        if let Some(l) = &local {
-            for id in l.asks.keys() {
-                state.pending.forget(id);
-            }
-        }
-        state.sessions.gone(&run.session);
+        forget(state, run.lease.job);
         if !current {
             continue;
         }
@@ -136,6 +140,17 @@ pub async fn reap(state: &Arc<AppState>) -> Result<(), ServerError> {
         }
     }
     Ok(())
+}
+
+/// Drop this server's channels of job `job`'s claim: its live watchers'
+/// streams end, its questions are no longer waited on here.
+pub fn forget(state: &AppState, job: i64) {
+    if let Some(l) = state.sessions.remote.take(job) {
+        for id in l.asks.keys() {
+            state.pending.forget(id);
+        }
+        state.sessions.gone(&l.session);
+    }
 }
 
 /// Sessions this server queued that finished through another server

@@ -70,6 +70,11 @@ impl Runs {
         }
     }
 
+    /// The claims this server has channels for.
+    pub fn leases(&self) -> Vec<Lease> {
+        lock(&self.runs).values().map(|r| r.lease.clone()).collect()
+    }
+
     /// The sessions whose `ended` waits here (queued by this server).
     pub fn waiting(&self) -> Vec<String> {
         lock(&self.ended).keys().cloned().collect()
