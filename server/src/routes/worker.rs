@@ -53,7 +53,7 @@ fn worker_name(name: &str) -> Result<String, ApiError> {
 #[utoipa::path(post, path = "/api/v1/worker/claim", tag = "worker",
     request_body = ClaimRequest,
     security(("token" = [])),
-    responses((status = 200, description = "The next queued session, claimed", body = Claimed), (status = 204, description = "Nothing is queued"), (status = 403, description = "The name is another account's worker")))]
+    responses((status = 200, description = "The next queued session, claimed", body = Claimed), (status = 204, description = "Nothing is queued")))]
 pub async fn claim(
     State(state): State<Shared>,
     who: Principal,
@@ -95,7 +95,7 @@ pub async fn claim(
     params(("id" = i64, Path, description = "The job's id")),
     request_body = EventsRequest,
     security(("token" = [])),
-    responses((status = 200, description = "The last message number taken", body = EventsAck), (status = 403, description = "Another account's worker claimed the job"), (status = 409, description = "The claim is no longer this worker's")))]
+    responses((status = 200, description = "The last message number taken", body = EventsAck)))]
 pub async fn events(
     State(state): State<Shared>,
     who: Principal,
@@ -112,7 +112,7 @@ pub async fn events(
     params(("id" = i64, Path, description = "The job's id")),
     request_body = HeartbeatRequest,
     security(("token" = [])),
-    responses((status = 200, description = "The lease runs on; pause requests and answers", body = HeartbeatReply), (status = 403, description = "Another account's worker claimed the job"), (status = 409, description = "The claim is no longer this worker's")))]
+    responses((status = 200, description = "The lease runs on; pause requests and answers", body = HeartbeatReply)))]
 pub async fn heartbeat(
     State(state): State<Shared>,
     who: Principal,
@@ -187,7 +187,7 @@ pub async fn heartbeat(
     params(("id" = i64, Path, description = "The job's id")),
     request_body = FinishRequest,
     security(("token" = [])),
-    responses((status = 204, description = "Reported"), (status = 403, description = "Another account's worker claimed the job"), (status = 409, description = "The claim is no longer this worker's")))]
+    responses((status = 204, description = "Reported")))]
 pub async fn finish(
     State(state): State<Shared>,
     who: Principal,
