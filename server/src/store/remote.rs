@@ -63,6 +63,15 @@ pub struct RemoteRun {
     pub progress: Progress,
 }
 
+/// Why an open claim needs the reaper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Its job is still this claim's, but the lease ran out.
+    Expired,
+    /// Its job finished, or was claimed again: the row is left over.
+    Superseded,
+}
+
 /// The remote runs' shared state (part of every [`super::Store`]).
 #[async_trait]
 pub trait RemoteStore {
@@ -83,6 +92,9 @@ pub trait RemoteStore {
     async fn remote_run(&self, job: i64) -> Result<Option<RemoteRun>, ServerError>;
     /// Every open claim, by job.
     async fn remote_runs(&self) -> Result<Vec<RemoteRun>, ServerError>;
+    /// The open claims whose lease ran out by `now`, or whose job is no
+    /// longer theirs (one query, for the reaper).
+    async fn stale_runs(&self, now: i64) -> Result<Vec<(RemoteRun, Standing)>, ServerError>;
     /// Move the claim `lease` from `from` (its message number expected) to
     /// `to`; false when it is not at `from` any more (another call moved
     /// it first) or is not this claim's.

@@ -50,4 +50,5 @@ contract!(
     jobs::heartbeats_keep_a_lease_and_failures_are_kept,
     remote::a_worker_name_stays_with_the_account_that_registered_it,
     remote::a_claims_progress_moves_once_from_where_it_stands,
+    remote::the_reaper_finds_expired_and_left_over_claims_in_one_list,
 );

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use stele_server::store::jobs::Lease;
-use stele_server::store::remote::{Progress, Registered, RemoteRun};
+use stele_server::store::remote::{Progress, Registered, RemoteRun, Standing};
 use stele_server::store::Store;
 
 pub async fn a_worker_name_stays_with_the_account_that_registered_it(s: Arc<dyn Store>) {
@@ -145,4 +145,56 @@ pub async fn a_claims_progress_moves_once_from_where_it_stands(s: Arc<dyn Store>
     assert!(s.close_run(&r2.lease).await.unwrap());
     assert!(!s.close_run(&r2.lease).await.unwrap(), "closed once");
     assert!(s.remote_run(7).await.unwrap().is_none());
+}
+
+pub async fn the_reaper_finds_expired_and_left_over_claims_in_one_list(s: Arc<dyn Store>) {
+    let j1 = s
+        .enqueue("session.run", &serde_json::json!({}), 100)
+        .await
+        .unwrap();
+    let j2 = s
+        .enqueue("session.run", &serde_json::json!({}), 100)
+        .await
+        .unwrap();
+    let c1 = s.claim("w1", 10, 100).await.unwrap().unwrap();
+    let c2 = s.claim("w2", 30, 100).await.unwrap().unwrap();
+    assert_eq!((c1.lease.job, c2.lease.job), (j1, j2));
+    for c in [&c1, &c2] {
+        let mut r = run(c.lease.job, &c.lease.worker, c.lease.attempt, "ops");
+        r.lease = c.lease.clone();
+        s.open_run(&r).await.unwrap();
+    }
+    // A row whose job is gone altogether.
+    s.open_run(&run(999, "w3", 1, "ops")).await.unwrap();
+    let stale = |now| {
+        let s = s.clone();
+        async move {
+            s.stale_runs(now)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(r, st)| (r.lease.job, st))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(stale(105).await, vec![(999, Standing::Superseded)]);
+    // j1's lease (until 110) ran out; j2's (until 130) not yet.
+    assert_eq!(
+        stale(110).await,
+        vec![(j1, Standing::Expired), (999, Standing::Superseded)]
+    );
+    // j2 finished: its row is left over, whatever the time.
+    assert!(s.complete(&c2.lease, 111).await.unwrap());
+    assert_eq!(
+        stale(111).await,
+        vec![
+            (j1, Standing::Expired),
+            (j2, Standing::Superseded),
+            (999, Standing::Superseded)
+        ]
+    );
+    // j1 claimed again by another worker: the old claim's row is left over.
+    let again = s.claim("w4", 10, 120).await.unwrap().unwrap();
+    assert_eq!((again.lease.job, again.lease.attempt), (j1, 2));
+    assert_eq!(stale(121).await[0], (j1, Standing::Superseded));
 }

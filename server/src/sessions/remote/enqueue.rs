@@ -20,8 +20,8 @@ use crate::sessions::run::now;
 use crate::sessions::webhook;
 use crate::sessions::worker::Job;
 use crate::state::AppState;
-use crate::store::jobs::{JobState, Lease};
-use crate::store::remote::{Progress, RemoteRun};
+use crate::store::jobs::Lease;
+use crate::store::remote::{Progress, RemoteRun, Standing};
 
 /// Queue `job` for a worker; the session's id (its row shows it queued).
 /// `ended` runs once it has finished or will never run.
@@ -90,32 +90,23 @@ pub async fn reap(state: &Arc<AppState>) -> Result<(), ServerError> {
     let t = now();
     // Taken before the store's list: a claim opened meanwhile is not dropped.
     let cached = state.sessions.remote.leases();
-    let open = state.store.remote_runs().await?;
-    for lease in cached {
-        if !open.iter().any(|r| r.lease == lease) {
-            // Closed by another server (its finish went there): this
-            // server's watchers of it are done.
-            forget(state, lease.job);
+    if !cached.is_empty() {
+        let open = state.store.remote_runs().await?;
+        for lease in cached {
+            if !open.iter().any(|r| r.lease == lease) {
+                // Closed by another server (its finish went there): this
+                // server's watchers of it are done.
+                forget(state, lease.job);
+            }
         }
     }
-    for run in open {
-        let job = state.store.job(run.lease.job).await?;
-        let current = job
-            .as_ref()
-            .is_some_and(|j| j.state == JobState::Running && j.attempts == run.lease.attempt);
-        let expired = job
-            .as_ref()
-            .and_then(|j| j.lease_until)
-            .is_some_and(|until| until <= t);
-        if current && !expired {
-            continue;
-        }
+    for (run, standing) in state.store.stale_runs(t).await? {
         if !state.store.close_run(&run.lease).await? {
             // Another server closed it first.
             continue;
         }
         forget(state, run.lease.job);
-        if !current {
+        if standing == Standing::Superseded {
             continue;
         }
         let why = format!(

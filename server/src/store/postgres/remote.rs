@@ -9,7 +9,7 @@ use tokio_postgres::Row;
 use super::PgStore;
 use crate::error::ServerError;
 use crate::store::jobs::Lease;
-use crate::store::remote::{Progress, Registered, RemoteRun, RemoteStore, WorkerRecord};
+use crate::store::remote::{Progress, Registered, RemoteRun, RemoteStore, Standing, WorkerRecord};
 
 const RUN_COLUMNS: &str =
     "job, worker, attempt, session, account, verifier, next_msg, events, effects, started";
@@ -138,6 +138,34 @@ impl RemoteStore for PgStore {
         .await?
         .iter()
         .map(run_row)
+        .collect()
+    }
+
+    async fn stale_runs(&self, now: i64) -> Result<Vec<(RemoteRun, Standing)>, ServerError> {
+        let c = self.client().await?;
+        c.query(
+            "SELECT r.job, r.worker, r.attempt, r.session, r.account, r.verifier, \
+               r.next_msg, r.events, r.effects, r.started, \
+               (j.id IS NOT NULL AND j.state = 'running' AND j.attempts = r.attempt) \
+             FROM remote_runs r LEFT JOIN jobs j ON j.id = r.job \
+             WHERE j.id IS NULL OR j.state <> 'running' OR j.attempts <> r.attempt \
+               OR j.lease_until <= $1 \
+             ORDER BY r.job",
+            &[&now],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            let current: Option<bool> = r.try_get(10)?;
+            Ok((
+                run_row(r)?,
+                if current == Some(true) {
+                    Standing::Expired
+                } else {
+                    Standing::Superseded
+                },
+            ))
+        })
         .collect()
     }
 

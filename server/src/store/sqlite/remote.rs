@@ -6,7 +6,7 @@ use rusqlite::{params, OptionalExtension as _, Row};
 use super::SqliteStore;
 use crate::error::ServerError;
 use crate::store::jobs::Lease;
-use crate::store::remote::{Progress, Registered, RemoteRun, RemoteStore, WorkerRecord};
+use crate::store::remote::{Progress, Registered, RemoteRun, RemoteStore, Standing, WorkerRecord};
 
 const RUN_COLUMNS: &str =
     "job, worker, attempt, session, account, verifier, next_msg, events, effects, started";
@@ -134,6 +134,33 @@ impl RemoteStore for SqliteStore {
                 "SELECT {RUN_COLUMNS} FROM remote_runs ORDER BY job"
             ))?;
             let rows = st.query_map([], run_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn stale_runs(&self, now: i64) -> Result<Vec<(RemoteRun, Standing)>, ServerError> {
+        self.call(move |c| {
+            let mut st = c.prepare(
+                "SELECT r.job, r.worker, r.attempt, r.session, r.account, r.verifier, \
+                   r.next_msg, r.events, r.effects, r.started, \
+                   (j.id IS NOT NULL AND j.state = 'running' AND j.attempts = r.attempt) \
+                 FROM remote_runs r LEFT JOIN jobs j ON j.id = r.job \
+                 WHERE j.id IS NULL OR j.state <> 'running' OR j.attempts <> r.attempt \
+                   OR j.lease_until <= ?1 \
+                 ORDER BY r.job",
+            )?;
+            let rows = st.query_map(params![now], |r| {
+                let current: bool = r.get(10)?;
+                Ok((
+                    run_row(r)?,
+                    if current {
+                        Standing::Expired
+                    } else {
+                        Standing::Superseded
+                    },
+                ))
+            })?;
             rows.collect()
         })
         .await
