@@ -8,11 +8,13 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use stele_tests::mock_model::Wire;
+use serde_json::{json, Value};
+use stele_tests::mock_model::{Turn, Wire};
+use stele_tests::postgres::TempCluster;
 use stele_tests::Stele;
 
-use super::Server;
+use super::api::get;
+use super::{parse_sse, Server};
 use crate::e2e_common;
 
 /// A running worker.
@@ -267,4 +269,134 @@ impl Alternate {
             .map(|c| c.load(std::sync::atomic::Ordering::SeqCst))
             .collect()
     }
+}
+
+// Shared by the worker end-to-end tests.
+
+/// A migrated PostgreSQL database for one server; None (said loudly) when
+/// the machine has no PostgreSQL.
+pub fn database(cluster: &TempCluster, name: &str) -> String {
+    let url = cluster.create_db(name).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = e2e_common::setup(dir.path());
+    let policy = e2e_common::policy(dir.path(), Wire::Anthropic, "");
+    let cfg = dir.path().join("server.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\npolicy = {policy:?}\ndb = {:?}\n[store]\nurl = {url:?}\n",
+            s.state.join("audit.db")
+        ),
+    )
+    .unwrap();
+    let o = s
+        .run(&["serve", "--migrate", "--config", cfg.to_str().unwrap()])
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    url
+}
+
+/// A server on `url` whose sessions run on workers, leases of `lease` seconds.
+pub fn server(url: &str, extra: &str, lease: u64) -> Server {
+    server_on(url, extra, lease, "127.0.0.1:0")
+}
+
+/// [`server`] listening on `listen`.
+pub fn server_on(url: &str, extra: &str, lease: u64, listen: &str) -> Server {
+    let srv = Server::start_on(
+        extra,
+        &format!("[store]\nurl = {url:?}\n[workers]\nrun = \"remote\"\nlease_secs = {lease}\n"),
+        listen,
+    );
+    let config = srv.config.to_str().unwrap().to_string();
+    let o = srv
+        .s
+        .run(&[
+            "user", "add", "ada", "--team", "ops", "--role", "admin", "--config", &config,
+        ])
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    srv
+}
+
+/// The whole event stream of an ended session.
+pub async fn events(srv: &Server, token: &str, id: &str) -> Vec<(u64, Value)> {
+    let r = get(srv, token, &format!("/api/v1/sessions/{id}/events")).await;
+    assert_eq!(r.status(), 200);
+    let body = tokio::time::timeout(Duration::from_secs(60), r.text())
+        .await
+        .expect("the event stream did not end with the session")
+        .unwrap();
+    parse_sse(&body)
+}
+
+/// Wait (at most 30 s) until session `id` has an event `kind`.
+pub async fn wait_event(srv: &Server, token: &str, id: &str, kind: &str) {
+    let began = std::time::Instant::now();
+    loop {
+        let mut r = get(srv, token, &format!("/api/v1/sessions/{id}/events")).await;
+        let mut body = String::new();
+        while let Ok(Ok(Some(chunk))) =
+            tokio::time::timeout(Duration::from_millis(300), r.chunk()).await
+        {
+            body.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        if parse_sse(&body).iter().any(|(_, e)| e["event"] == kind) {
+            return;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "session {id}: no {kind} event\n{}",
+            srv.stderr()
+        );
+    }
+}
+
+/// Every event once, numbered 1, 2, … in order, one start and one end.
+pub fn once_in_order(id: &str, evs: &[(u64, Value)]) {
+    let ns: Vec<u64> = evs.iter().map(|(n, _)| *n).collect();
+    let want: Vec<u64> = (1..=evs.len() as u64).collect();
+    assert_eq!(ns, want, "session {id}: {evs:?}");
+    for kind in ["start", "end"] {
+        let n = evs.iter().filter(|(_, e)| e["event"] == kind).count();
+        assert_eq!(n, 1, "session {id}: {kind} events: {evs:?}");
+    }
+    assert_eq!(evs.last().unwrap().1["event"], "end", "{evs:?}");
+}
+
+pub fn sleep_then_finish(srv: &Server, n: usize) {
+    for _ in 0..n {
+        srv.mock.push(
+            Turn::new()
+                .tool_use(
+                    "x",
+                    "exec",
+                    json!({"argv": ["python3", "-c", "import time; time.sleep(1)"]}),
+                )
+                .into(),
+        );
+        srv.mock.push(
+            Turn::new()
+                .tool_use("f", "final_answer", json!({"answer": "done"}))
+                .into(),
+        );
+    }
+}
+
+/// One turn that runs a command sleeping `secs`, then a final answer.
+pub fn sleep_secs_then_finish(srv: &Server, secs: u32) {
+    srv.mock.push(
+        Turn::new()
+            .tool_use(
+                "x",
+                "exec",
+                json!({"argv": ["python3", "-c", &format!("import time; time.sleep({secs})")]}),
+            )
+            .into(),
+    );
+    srv.mock.push(
+        Turn::new()
+            .tool_use("f", "final_answer", json!({"answer": "done"}))
+            .into(),
+    );
 }
