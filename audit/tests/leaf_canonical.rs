@@ -160,10 +160,7 @@ fn data_is_sorted_at_every_depth_whatever_its_order() {
         let leaf = base(data);
         let ours = leaf.encode().unwrap();
         let jcs = serde_jcs::to_vec(&serde_json::to_value(&leaf).unwrap()).unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&ours),
-            String::from_utf8_lossy(&jcs)
-        );
+        assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&jcs));
         assert_eq!(ours, base(sorted.clone()).encode().unwrap());
     }
 }
