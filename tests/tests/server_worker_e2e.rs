@@ -8,6 +8,7 @@
 //! drains a worker (its session paused, exit 0); a worker killed before its
 //! session reached for an effect has the session run by another once the
 //! lease runs out; worker tokens and user tokens stay on their own routes.
+//! (What servers share about workers: `server_worker_shared_e2e.rs`.)
 
 mod e2e_common;
 mod server_support;
@@ -16,115 +17,13 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use server_support::api::{answer, get, post, problem, start_session, wait_pending, wait_state};
-use server_support::worker::Worker;
-use server_support::{parse_sse, runtime, Server};
-use stele_tests::mock_model::{Reply, Turn, Wire};
+use server_support::runtime;
+use server_support::worker::{
+    database, events, once_in_order, server, sleep_then_finish, wait_event, Worker,
+};
+use stele_tests::mock_model::{Reply, Turn};
 use stele_tests::postgres::TempCluster;
 use stele_tests::sandbox_available;
-
-/// A migrated PostgreSQL database for one server; None (said loudly) when
-/// the machine has no PostgreSQL.
-fn database(cluster: &TempCluster, name: &str) -> String {
-    let url = cluster.create_db(name).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let s = e2e_common::setup(dir.path());
-    let policy = e2e_common::policy(dir.path(), Wire::Anthropic, "");
-    let cfg = dir.path().join("server.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[server]\npolicy = {policy:?}\ndb = {:?}\n[store]\nurl = {url:?}\n",
-            s.state.join("audit.db")
-        ),
-    )
-    .unwrap();
-    let o = s
-        .run(&["serve", "--migrate", "--config", cfg.to_str().unwrap()])
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    url
-}
-
-/// A server on `url` whose sessions run on workers, leases of `lease` seconds.
-fn server(url: &str, extra: &str, lease: u64) -> Server {
-    let srv = Server::start(
-        extra,
-        &format!("[store]\nurl = {url:?}\n[workers]\nrun = \"remote\"\nlease_secs = {lease}\n"),
-    );
-    let config = srv.config.to_str().unwrap().to_string();
-    let o = srv
-        .s
-        .run(&[
-            "user", "add", "ada", "--team", "ops", "--role", "admin", "--config", &config,
-        ])
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    srv
-}
-
-/// The whole event stream of an ended session.
-async fn events(srv: &Server, token: &str, id: &str) -> Vec<(u64, Value)> {
-    let r = get(srv, token, &format!("/api/v1/sessions/{id}/events")).await;
-    assert_eq!(r.status(), 200);
-    let body = tokio::time::timeout(Duration::from_secs(60), r.text())
-        .await
-        .expect("the event stream did not end with the session")
-        .unwrap();
-    parse_sse(&body)
-}
-
-/// Wait (at most 30 s) until session `id` has an event `kind`.
-async fn wait_event(srv: &Server, token: &str, id: &str, kind: &str) {
-    let began = std::time::Instant::now();
-    loop {
-        let mut r = get(srv, token, &format!("/api/v1/sessions/{id}/events")).await;
-        let mut body = String::new();
-        while let Ok(Ok(Some(chunk))) =
-            tokio::time::timeout(Duration::from_millis(300), r.chunk()).await
-        {
-            body.push_str(&String::from_utf8_lossy(&chunk));
-        }
-        if parse_sse(&body).iter().any(|(_, e)| e["event"] == kind) {
-            return;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(30),
-            "session {id}: no {kind} event\n{}",
-            srv.stderr()
-        );
-    }
-}
-
-/// Every event once, numbered 1, 2, … in order, one start and one end.
-fn once_in_order(id: &str, evs: &[(u64, Value)]) {
-    let ns: Vec<u64> = evs.iter().map(|(n, _)| *n).collect();
-    let want: Vec<u64> = (1..=evs.len() as u64).collect();
-    assert_eq!(ns, want, "session {id}: {evs:?}");
-    for kind in ["start", "end"] {
-        let n = evs.iter().filter(|(_, e)| e["event"] == kind).count();
-        assert_eq!(n, 1, "session {id}: {kind} events: {evs:?}");
-    }
-    assert_eq!(evs.last().unwrap().1["event"], "end", "{evs:?}");
-}
-
-fn sleep_then_finish(srv: &Server, n: usize) {
-    for _ in 0..n {
-        srv.mock.push(
-            Turn::new()
-                .tool_use(
-                    "x",
-                    "exec",
-                    json!({"argv": ["python3", "-c", "import time; time.sleep(1)"]}),
-                )
-                .into(),
-        );
-        srv.mock.push(
-            Turn::new()
-                .tool_use("f", "final_answer", json!({"answer": "done"}))
-                .into(),
-        );
-    }
-}
 
 #[test]
 fn sessions_spread_over_two_workers_and_reach_the_api_once_each() {

@@ -5,6 +5,11 @@
 //! runs on; the answer carries pause requests and approval answers),
 //! `…/jobs/{job}/finish` (ended, paused or failed). `GET /api/v1/worker`
 //! lists the workers seen, for admins.
+//!
+//! A worker's name is bound to the account whose token first registered
+//! it, and each claim to the account that claimed it: a call on a job from
+//! any other account is refused (403) and recorded. Claims live in the
+//! store, so a worker's calls may reach any server sharing it.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -18,24 +23,16 @@ use crate::auth::Principal;
 use crate::authz::ServerAction;
 use crate::error::ApiError;
 use crate::sessions::approvals::Verdict;
-use crate::sessions::events::WorkerMsg;
-use crate::sessions::remote::enqueue;
+use crate::sessions::remote::claims::{lost, own, refuse};
+use crate::sessions::remote::enqueue::{self, Claimer};
+use crate::sessions::remote::ingest;
 use crate::sessions::remote::wire::{
     ClaimRequest, Claimed, DecisionWire, EventsAck, EventsRequest, FinishRequest, HeartbeatReply,
-    HeartbeatRequest, Outcome, VerdictWire, WireMsg, WorkerList,
+    HeartbeatRequest, Outcome, VerdictWire, WorkerInfo, WorkerList,
 };
 use crate::sessions::run::now;
 use crate::state::Shared;
-
-fn lost(job: i64, attempt: i64) -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        format!(
-            "job {job}: claim {attempt} is no longer this worker's (its lease ran out, or it \
-             finished); stop working on it"
-        ),
-    )
-}
+use crate::store::remote::Registered;
 
 /// The name a worker registers with, checked.
 fn worker_name(name: &str) -> Result<String, ApiError> {
@@ -63,11 +60,24 @@ pub async fn claim(
     Body(req): Body<ClaimRequest>,
 ) -> Result<Response, ApiError> {
     let name = worker_name(&req.name)?;
-    state
-        .sessions
-        .remote
-        .seen(&name, Some(&req.verifier), &who.user.name, now());
-    match enqueue::claim(&state, &name).await? {
+    let account = who.user.name.as_str();
+    let registered = state
+        .store
+        .register_worker(&name, account, Some(&req.verifier), now())
+        .await?;
+    if let Registered::OtherAccount(owner) = registered {
+        let reason = format!(
+            "worker name {name} is registered by account {owner}; account {account} may not \
+             claim under it"
+        );
+        return Err(refuse(&state, &who, "claim", reason).await);
+    }
+    let by = Claimer {
+        name: &name,
+        account,
+        verifier: &req.verifier,
+    };
+    match enqueue::claim(&state, &by).await? {
         Some(c) => {
             tracing::info!(
                 "worker {name} claimed job {} (session {})",
@@ -88,38 +98,13 @@ pub async fn claim(
     responses((status = 200, description = "The last message number taken", body = EventsAck)))]
 pub async fn events(
     State(state): State<Shared>,
-    _who: Principal,
+    who: Principal,
     Path(job): Path<i64>,
     Body(req): Body<EventsRequest>,
 ) -> Result<Json<EventsAck>, ApiError> {
-    let shared = state.clone();
-    let r = state.sessions.remote.with(job, req.attempt, |run| {
-        let new = run.seq.accept(req.from, req.messages)?;
-        for m in new {
-            run.effects |= m.is_effect();
-            match &m {
-                WireMsg::Started => run.started = true,
-                WireMsg::Ask { id, .. } => {
-                    let (tx, rx) = std::sync::mpsc::channel();
-                    shared.pending.wait_on(id, tx);
-                    run.asks.insert(id.clone(), rx);
-                }
-                WireMsg::Settled { id, .. } => {
-                    shared.pending.forget(id);
-                    run.asks.remove(id);
-                    run.replies.remove(id);
-                }
-                _ => {}
-            }
-            let _ = run.tx.send(m.into_worker(&run.session));
-        }
-        Ok::<u64, crate::sessions::remote::sequence::Gap>(run.seq.acked())
-    });
-    match r {
-        None => Err(lost(job, req.attempt)),
-        Some(Err(gap)) => Err(ApiError::new(StatusCode::CONFLICT, format!("from: {gap}"))),
-        Some(Ok(acked)) => Ok(Json(EventsAck { acked })),
-    }
+    let run = own(&state, &who, job, req.attempt, "events").await?;
+    let acked = ingest::take(&state, run, req.from, req.messages).await?;
+    Ok(Json(EventsAck { acked }))
 }
 
 /// Keep the lease; hear of pause requests and answers.
@@ -130,25 +115,31 @@ pub async fn events(
     responses((status = 200, description = "The lease runs on; pause requests and answers", body = HeartbeatReply)))]
 pub async fn heartbeat(
     State(state): State<Shared>,
-    _who: Principal,
+    who: Principal,
     Path(job): Path<i64>,
     Body(req): Body<HeartbeatRequest>,
 ) -> Result<Json<HeartbeatReply>, ApiError> {
-    let Some(lease) = state
-        .sessions
-        .remote
-        .with(job, req.attempt, |r| r.lease.clone())
-    else {
-        return Err(lost(job, req.attempt));
-    };
-    state.sessions.remote.seen(&lease.worker, None, "", now());
+    let run = own(&state, &who, job, req.attempt, "heartbeat").await?;
+    let lease = run.lease;
+    let t = now();
+    if let Registered::OtherAccount(_) = state
+        .store
+        .register_worker(&lease.worker, &run.account, None, t)
+        .await?
+    {
+        tracing::warn!("worker {}: its name changed hands", lease.worker);
+    }
     let lease_secs = state.config.workers.lease_secs as i64;
-    let Some(until) = state.store.heartbeat(&lease, lease_secs, now()).await? else {
+    if state
+        .store
+        .heartbeat(&lease, lease_secs, t)
+        .await?
+        .is_none()
+    {
         return Err(lost(job, req.attempt));
-    };
+    }
     let shared = state.clone();
-    let reply = state.sessions.remote.with(job, req.attempt, |run| {
-        run.lease_until = until;
+    let reply = state.sessions.remote.with(&lease, |run| {
         for v in req.verdicts {
             let Some(reply) = run.replies.remove(&v.approval) else {
                 continue;
@@ -187,6 +178,7 @@ pub async fn heartbeat(
             decisions,
         }
     });
+    // Channels are set up by `own`; none means the claim closed meanwhile.
     reply.map(Json).ok_or_else(|| lost(job, req.attempt))
 }
 
@@ -198,16 +190,11 @@ pub async fn heartbeat(
     responses((status = 204, description = "Reported")))]
 pub async fn finish(
     State(state): State<Shared>,
-    _who: Principal,
+    who: Principal,
     Path(job): Path<i64>,
     Body(req): Body<FinishRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let Some(run) = state.sessions.remote.take(job, req.attempt) else {
-        return Err(lost(job, req.attempt));
-    };
-    for id in run.asks.keys() {
-        state.pending.forget(id);
-    }
+    let run = own(&state, &who, job, req.attempt, "finish").await?;
     let t = now();
     let done = match req.outcome {
         Outcome::Ended | Outcome::Paused => state.store.complete(&run.lease, t).await?,
@@ -216,29 +203,30 @@ pub async fn finish(
                 .reason
                 .clone()
                 .unwrap_or_else(|| "the worker gave no reason".into());
-            if !run.started {
+            if !run.progress.started {
                 // It never opened: its row says why (nothing else will).
-                let _ = run
-                    .tx
-                    .send(WorkerMsg::State(SessionState::Failed, Some(why.clone())));
+                state
+                    .store
+                    .set_session_state(&run.session, SessionState::Failed, Some(why.clone()), t)
+                    .await?;
             }
             state.store.fail(&run.lease, &why, t).await?
         }
     };
-    let session = run.session.clone();
-    // Its pump ends once it has taken every message.
-    drop(run);
-    state.sessions.remote.end(&session);
+    state.store.close_run(&run.lease).await?;
+    enqueue::forget(&state, job);
+    state.sessions.gone(&run.session);
+    state.sessions.remote.end(&run.session);
     if !done {
         return Err(lost(job, req.attempt));
     }
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The workers this server has seen, and what each runs.
+/// The workers registered, and what each runs now.
 #[utoipa::path(get, path = "/api/v1/worker", tag = "worker",
     security(("token" = []), ("cookie" = [])),
-    responses((status = 200, description = "The workers this server has seen", body = WorkerList)))]
+    responses((status = 200, description = "The workers registered", body = WorkerList)))]
 pub async fn list(
     State(state): State<Shared>,
     who: Principal,
@@ -251,7 +239,24 @@ pub async fn list(
         serde_json::json!({"admin": "workers"}),
     )
     .await?;
-    Ok(Json(WorkerList {
-        workers: state.sessions.remote.workers(),
-    }))
+    let runs = state.store.remote_runs().await?;
+    let workers = state
+        .store
+        .workers()
+        .await?
+        .into_iter()
+        .map(|w| WorkerInfo {
+            sessions: runs
+                .iter()
+                .filter(|r| r.lease.worker == w.name)
+                .map(|r| r.session.clone())
+                .collect(),
+            name: w.name,
+            verifier: w.verifier,
+            account: w.account,
+            first_seen: w.first_seen,
+            last_seen: w.last_seen,
+        })
+        .collect();
+    Ok(Json(WorkerList { workers }))
 }

@@ -128,4 +128,26 @@ pub const MIGRATIONS: &[&str] = &[
         updated INTEGER NOT NULL
     );
     CREATE INDEX jobs_state ON jobs(state, id);",
+    // 8: remote workers (store/remote.rs): each name bound to the account
+    // that registered it; each open claim's owner and progress, shared by
+    // every server on the store.
+    "CREATE TABLE workers (
+        name TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        verifier TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL
+    );
+    CREATE TABLE remote_runs (
+        job INTEGER PRIMARY KEY,
+        attempt INTEGER NOT NULL,
+        worker TEXT NOT NULL,
+        session TEXT NOT NULL,
+        account TEXT NOT NULL,
+        verifier TEXT NOT NULL,
+        next_msg INTEGER NOT NULL,
+        events INTEGER NOT NULL,
+        effects INTEGER NOT NULL,
+        started INTEGER NOT NULL
+    );",
 ];

@@ -11,6 +11,7 @@ pub mod jobs;
 mod migrations;
 pub mod open;
 pub mod postgres;
+pub mod remote;
 pub mod schedules;
 pub mod sqlite;
 pub mod webhooks;
@@ -186,6 +187,7 @@ pub trait Store:
     + schedules::ScheduleStore
     + webhooks::WebhookStore
     + jobs::JobStore
+    + remote::RemoteStore
     + Send
     + Sync
     + std::fmt::Debug

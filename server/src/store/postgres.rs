@@ -15,6 +15,7 @@ mod core;
 mod credentials;
 mod jobs;
 pub mod migrations;
+mod remote;
 mod schedules;
 pub mod url;
 mod webhooks;

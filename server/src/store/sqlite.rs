@@ -16,6 +16,7 @@ use crate::error::ServerError;
 
 mod credentials;
 mod jobs;
+mod remote;
 pub(in crate::store) mod schedules;
 mod webhooks;
 

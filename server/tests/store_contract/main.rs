@@ -4,11 +4,13 @@
 //! the PostgreSQL half prints a SKIPPED line naming scripts/setup-postgres).
 //! Same calls, same answers: an account or token works only once its admin
 //! change is recorded, an approval settles once, events keep their numbers,
-//! a paused schedule cannot be moved on, a job is never held by two workers.
+//! a paused schedule cannot be moved on, a job is never held by two workers,
+//! a worker's name stays its account's, a claim's progress moves once.
 
 mod accounts;
 mod engines;
 mod jobs;
+mod remote;
 mod schedules;
 mod sessions;
 
@@ -46,4 +48,7 @@ contract!(
     jobs::concurrent_claimers_never_hold_one_job_twice,
     jobs::an_expired_lease_is_claimed_again_and_fences_the_old_worker,
     jobs::heartbeats_keep_a_lease_and_failures_are_kept,
+    remote::a_worker_name_stays_with_the_account_that_registered_it,
+    remote::a_claims_progress_moves_once_from_where_it_stands,
+    remote::the_reaper_finds_expired_and_left_over_claims_in_one_list,
 );

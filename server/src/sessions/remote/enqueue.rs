@@ -1,25 +1,27 @@
 //! The server's side of remote runs: a new session is queued as a job
-//! (its row shows it queued); a claim sets up its pump, fed by the worker's
-//! reports; a lease that runs out puts the session back in the queue if it
-//! had not reached for an effect yet, and marks it interrupted otherwise.
+//! (its row shows it queued); a claim opens the claim's row in the store
+//! (whose it is, its progress: `store/remote.rs`), which every server
+//! sharing the store takes the worker's reports against; a lease that runs
+//! out puts the session back in the queue if it had not reached for an
+//! effect yet, and marks it interrupted otherwise (once: the first server
+//! to close the claim's row does it).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use stele_protocol::SessionState;
 
-use super::runs::Run;
-use super::sequence::Sequencer;
+use super::claims;
 use super::wire::{queued_row, Claimed, Payload};
 use super::KIND;
 use crate::error::ServerError;
-use crate::sessions::events::{pump, WorkerMsg};
 use crate::sessions::launch::LaunchError;
-use crate::sessions::manager::{Control, WATCH_BUFFER};
 use crate::sessions::run::now;
+use crate::sessions::webhook;
 use crate::sessions::worker::Job;
 use crate::state::AppState;
 use crate::store::jobs::Lease;
+use crate::store::remote::{Progress, RemoteRun, Standing};
 
 /// Queue `job` for a worker; the session's id (its row shows it queued).
 /// `ended` runs once it has finished or will never run.
@@ -61,8 +63,9 @@ pub async fn enqueue(
     }
 }
 
-/// Check the leases every second (once per server).
-fn start_reaper(state: &Arc<AppState>) {
+/// Check the leases every second (once per server; every server sharing
+/// the store does, and the first to close an expired claim handles it).
+pub fn start_reaper(state: &Arc<AppState>) {
     if state.sessions.remote.reaper.set(()).is_err() {
         return;
     }
@@ -71,47 +74,97 @@ fn start_reaper(state: &Arc<AppState>) {
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let Some(state) = weak.upgrade() else { return };
-            reap(&state).await;
+            if let Err(e) = reap(&state).await {
+                tracing::error!("checking the workers' leases: {e}");
+            }
+            if let Err(e) = finished_elsewhere(&state).await {
+                tracing::error!("checking the sessions queued here: {e}");
+            }
         }
     });
 }
 
-/// Runs whose lease ran out: back to the queue before any effect,
-/// interrupted after one.
-pub async fn reap(state: &Arc<AppState>) {
-    for run in state.sessions.remote.expired(now()) {
+/// Claims whose lease ran out: back to the queue before any effect,
+/// interrupted after one. Claims whose job finished meanwhile are closed.
+pub async fn reap(state: &Arc<AppState>) -> Result<(), ServerError> {
+    let t = now();
+    // Taken before the store's list: a claim opened meanwhile is not dropped.
+    let cached = state.sessions.remote.leases();
+    if !cached.is_empty() {
+        let open = state.store.remote_runs().await?;
+        for lease in cached {
+            if !open.iter().any(|r| r.lease == lease) {
+                // Closed by another server (its finish went there): this
+                // server's watchers of it are done.
+                forget(state, lease.job);
+            }
+        }
+    }
+    for (run, standing) in state.store.stale_runs(t).await? {
+        if !state.store.close_run(&run.lease).await? {
+            // Another server closed it first.
+            continue;
+        }
+        forget(state, run.lease.job);
+        if standing == Standing::Superseded {
+            continue;
+        }
         let why = format!(
             "worker {} stopped reporting (its lease ran out)",
             run.lease.worker
         );
-        for id in run.asks.keys() {
-            state.pending.forget(id);
-        }
-        if run.effects {
-            interrupt(state, &run.lease, &run.session, &why, Some(&run.tx)).await;
+        if run.progress.effects {
+            interrupt(state, &run.lease, &run.session, &why).await;
         } else {
             tracing::warn!(
                 "session {}: {why} before any effect; queued again",
                 run.session
             );
-            let _ = run.tx.send(WorkerMsg::State(
-                SessionState::Starting,
-                Some(format!("queued again: {why} before any effect")),
-            ));
+            let detail = format!("queued again: {why} before any effect");
+            if let Err(e) = state
+                .store
+                .set_session_state(&run.session, SessionState::Starting, Some(detail), t)
+                .await
+            {
+                tracing::error!("session {}: {e}", run.session);
+            }
         }
     }
+    Ok(())
+}
+
+/// Drop this server's channels of job `job`'s claim: its live watchers'
+/// streams end, its questions are no longer waited on here.
+pub fn forget(state: &AppState, job: i64) {
+    if let Some(l) = state.sessions.remote.take(job) {
+        for id in l.asks.keys() {
+            state.pending.forget(id);
+        }
+        state.sessions.gone(&l.session);
+    }
+}
+
+/// Sessions this server queued that finished through another server
+/// (their worker's last calls reached it): their `ended` runs here.
+async fn finished_elsewhere(state: &Arc<AppState>) -> Result<(), ServerError> {
+    for id in state.sessions.remote.waiting() {
+        let done = state.store.session(&id).await?.is_some_and(|s| {
+            matches!(
+                s.state,
+                SessionState::Ended | SessionState::Failed | SessionState::Paused
+            )
+        });
+        if done {
+            state.sessions.remote.end(&id);
+        }
+    }
+    Ok(())
 }
 
 /// Session `session` reached for an effect on a worker that is gone: it is
 /// never run again from the start; resuming it from that worker's log is
 /// not supported yet.
-async fn interrupt(
-    state: &Arc<AppState>,
-    lease: &Lease,
-    session: &str,
-    why: &str,
-    tx: Option<&crate::sessions::events::WorkerTx>,
-) {
+async fn interrupt(state: &Arc<AppState>, lease: &Lease, session: &str, why: &str) {
     let detail = format!(
         "interrupted: {why} after the session had started effects; its log is on that \
          worker, and resuming it elsewhere is not supported yet"
@@ -121,41 +174,57 @@ async fn interrupt(
     if let Err(e) = state.store.fail(lease, &detail, t).await {
         tracing::error!("session {session}: failing its job: {e}");
     }
-    let r = match tx {
-        Some(tx) => tx
-            .send(WorkerMsg::State(SessionState::Failed, Some(detail.clone())))
-            .map_err(|_| ()),
-        None => Err(()),
-    };
-    if r.is_err() {
-        if let Err(e) = state
-            .store
-            .set_session_state(session, SessionState::Failed, Some(detail), t)
-            .await
-        {
-            tracing::error!("session {session}: {e}");
-        }
+    if let Ok(Some(rec)) = state.store.session(session).await {
+        let whose = (rec.owner, rec.workspace);
+        webhook::session_changed(state, session, &whose, SessionState::Failed, Some(&detail));
+    }
+    if let Err(e) = state
+        .store
+        .set_session_state(session, SessionState::Failed, Some(detail), t)
+        .await
+    {
+        tracing::error!("session {session}: {e}");
     }
     state.sessions.remote.end(session);
 }
 
-/// Whether session `session`'s kept events show a tool call (a claim
-/// before this one reached for an effect).
-async fn had_effects(state: &Arc<AppState>, session: &str) -> Result<bool, ServerError> {
+/// The number of the last event kept for session `session` (0: none), and
+/// whether those events show a tool call (a claim before this one reached
+/// for an effect).
+async fn kept(state: &Arc<AppState>, session: &str) -> Result<(i64, bool), ServerError> {
     let kept = state.store.events_after(session, 0).await?;
-    Ok(kept.iter().any(|(_, json)| {
+    let last = kept
+        .last()
+        .map_or(0, |(n, _)| i64::try_from(*n).unwrap_or(i64::MAX));
+    let effects = kept.iter().any(|(_, json)| {
         serde_json::from_str::<serde_json::Value>(json).is_ok_and(|v| v["event"] == "tool_call")
-    }))
+    });
+    Ok((last, effects))
 }
 
-/// Claim the next job for worker `name`: its pump is set up, its row says
-/// who runs it. None when nothing is queued.
-pub async fn claim(state: &Arc<AppState>, name: &str) -> Result<Option<Claimed>, ServerError> {
-    reap(state).await;
+/// Who claims: the worker's registered name, the account of its token and
+/// its log key.
+#[derive(Debug, Clone)]
+pub struct Claimer<'a> {
+    /// The worker's name.
+    pub name: &'a str,
+    /// The account whose worker token it uses.
+    pub account: &'a str,
+    /// Its log's verifier key.
+    pub verifier: &'a str,
+}
+
+/// Claim the next job for worker `by`: its claim is opened in the store,
+/// its row says who runs it. None when nothing is queued.
+pub async fn claim(
+    state: &Arc<AppState>,
+    by: &Claimer<'_>,
+) -> Result<Option<Claimed>, ServerError> {
+    reap(state).await?;
     let lease_secs = state.config.workers.lease_secs;
     loop {
         let t = now();
-        let Some(c) = state.store.claim(name, lease_secs as i64, t).await? else {
+        let Some(c) = state.store.claim(by.name, lease_secs as i64, t).await? else {
             return Ok(None);
         };
         let payload = if c.kind == KIND {
@@ -171,35 +240,38 @@ pub async fn claim(state: &Arc<AppState>, name: &str) -> Result<Option<Claimed>,
             }
         };
         let session = payload.session.clone();
-        if c.lease.attempt > 1 && had_effects(state, &session).await? {
+        let (events, effects) = kept(state, &session).await?;
+        if c.lease.attempt > 1 && effects {
             let why = "an earlier worker stopped reporting".to_string();
-            interrupt(state, &c.lease, &session, &why, None).await;
+            interrupt(state, &c.lease, &session, &why).await;
             continue;
         }
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let (live, _) = tokio::sync::broadcast::channel(WATCH_BUFFER);
-        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(pump(state.clone(), rx, live, started_tx));
-        let detail = format!("claimed by worker {name} (attempt {})", c.lease.attempt);
+        let run = RemoteRun {
+            lease: c.lease.clone(),
+            session: session.clone(),
+            account: by.account.to_string(),
+            verifier: by.verifier.to_string(),
+            progress: Progress {
+                next_msg: 1,
+                events,
+                effects: false,
+                started: false,
+            },
+        };
+        state.store.open_run(&run).await?;
+        claims::local(state, &run);
+        let detail = format!(
+            "claimed by worker {} (attempt {})",
+            by.name, c.lease.attempt
+        );
         let row = queued_row(&session, &payload.job, detail, t);
-        let _ = tx.send(WorkerMsg::Claimed(row));
-        if let Ok(Err(e)) = started_rx.await {
+        if let Err(e) = state
+            .store
+            .set_session_state(&session, row.state, row.detail, t)
+            .await
+        {
             tracing::error!("session {session}: indexing its claim: {e}");
         }
-        let control = Arc::new(Control::default());
-        let _ = control.id.set(session.clone());
-        state.sessions.remote.insert(Run {
-            lease: c.lease.clone(),
-            session,
-            lease_until: c.lease_until,
-            seq: Sequencer::default(),
-            tx,
-            control,
-            effects: false,
-            started: false,
-            asks: Default::default(),
-            replies: Default::default(),
-        });
         return Ok(Some(Claimed {
             job: c.lease.job,
             attempt: c.lease.attempt,

@@ -1,38 +1,33 @@
-//! The server's view of sessions running on remote workers: for each
-//! claimed job its claim, lease, message numbering, control (pause
-//! requests from the API), the questions it waits on and the answers passed
-//! on; and the workers seen. Kept in memory: a worker talks to one server.
+//! What one server keeps in memory about remote runs, beside the store:
+//! for each claim a worker's calls reached here, the channels that live
+//! only in this process (live watchers, pause requests from this server's
+//! API, approval answers offered here and passed on). The store
+//! (`store/remote.rs`) holds the truth — who claimed what, message
+//! numbering, effects — so this is a cache: lost on restart, rebuilt on the
+//! next call, and absent on servers the worker never called.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::sequence::Sequencer;
-use super::wire::WorkerInfo;
+use tokio::sync::broadcast;
+
 use crate::sessions::approvals::{Candidate, Verdict};
-use crate::sessions::events::WorkerTx;
+use crate::sessions::events::Numbered;
 use crate::sessions::manager::Control;
 use crate::store::jobs::Lease;
 
-/// One claimed session.
-pub struct Run {
+/// One claimed session's channels on this server.
+pub struct Local {
     /// The claim.
     pub lease: Lease,
     /// The session.
     pub session: String,
-    /// When the lease runs out (unix seconds).
-    pub lease_until: i64,
-    /// Its messages' numbering.
-    pub seq: Sequencer,
-    /// Its pump.
-    pub tx: WorkerTx,
-    /// Pause requests from the API.
+    /// Its live watchers on this server.
+    pub live: broadcast::Sender<Numbered>,
+    /// Pause requests from this server's API.
     pub control: Arc<Control>,
-    /// It reached for an effect (a tool call).
-    pub effects: bool,
-    /// It said it started.
-    pub started: bool,
-    /// Questions it waits on: answers offered in the API arrive here.
+    /// Questions it waits on: answers offered in this server's API arrive here.
     pub asks: HashMap<String, std_mpsc::Receiver<Candidate>>,
     /// Answers passed on, waiting for the session's verdict.
     pub replies: HashMap<String, tokio::sync::oneshot::Sender<Verdict>>,
@@ -40,13 +35,12 @@ pub struct Run {
 
 type Ended = Box<dyn FnOnce() + Send>;
 
-/// Every remote run and worker this server knows.
+/// The remote runs this server has channels for.
 #[derive(Default)]
 pub struct Runs {
-    runs: Mutex<HashMap<i64, Run>>,
-    workers: Mutex<BTreeMap<String, WorkerInfo>>,
+    runs: Mutex<HashMap<i64, Local>>,
     ended: Mutex<HashMap<String, Ended>>,
-    /// The lease reaper runs (started with the first remote session).
+    /// The lease reaper runs (started with the first remote session or claim).
     pub reaper: std::sync::OnceLock<()>,
 }
 
@@ -54,7 +48,6 @@ impl std::fmt::Debug for Runs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runs")
             .field("runs", &lock(&self.runs).len())
-            .field("workers", &lock(&self.workers).len())
             .finish()
     }
 }
@@ -69,7 +62,7 @@ impl Runs {
         lock(&self.ended).insert(id.to_string(), Box::new(ended));
     }
 
-    /// Session `id` has finished: its `ended` runs.
+    /// Session `id` has finished: its `ended` runs (on the server that queued it).
     pub fn end(&self, id: &str) {
         let f = lock(&self.ended).remove(id);
         if let Some(f) = f {
@@ -77,84 +70,47 @@ impl Runs {
         }
     }
 
-    /// A claimed job starts running.
-    pub fn insert(&self, run: Run) {
+    /// The claims this server has channels for.
+    pub fn leases(&self) -> Vec<Lease> {
+        lock(&self.runs).values().map(|r| r.lease.clone()).collect()
+    }
+
+    /// The sessions whose `ended` waits here (queued by this server).
+    pub fn waiting(&self) -> Vec<String> {
+        lock(&self.ended).keys().cloned().collect()
+    }
+
+    /// Keep a claim's channels (replacing an earlier claim's of the same job).
+    pub fn insert(&self, run: Local) {
         lock(&self.runs).insert(run.lease.job, run);
     }
 
-    /// Work on job `job`'s run, if it is this claim's (`attempt`); None otherwise.
-    pub fn with<R>(&self, job: i64, attempt: i64, f: impl FnOnce(&mut Run) -> R) -> Option<R> {
+    /// Whether this server has channels for the claim `lease`.
+    pub fn has(&self, lease: &Lease) -> bool {
+        lock(&self.runs)
+            .get(&lease.job)
+            .is_some_and(|r| &r.lease == lease)
+    }
+
+    /// Work on the channels of the claim `lease`; None when this server has none.
+    pub fn with<R>(&self, lease: &Lease, f: impl FnOnce(&mut Local) -> R) -> Option<R> {
         let mut runs = lock(&self.runs);
-        match runs.get_mut(&job) {
-            Some(r) if r.lease.attempt == attempt => Some(f(r)),
+        match runs.get_mut(&lease.job) {
+            Some(r) if &r.lease == lease => Some(f(r)),
             _ => None,
         }
     }
 
-    /// Take job `job`'s run out, if it is this claim's.
-    pub fn take(&self, job: i64, attempt: i64) -> Option<Run> {
-        let mut runs = lock(&self.runs);
-        match runs.get(&job) {
-            Some(r) if r.lease.attempt == attempt => runs.remove(&job),
-            _ => None,
-        }
+    /// Take out the channels of job `job` (any claim).
+    pub fn take(&self, job: i64) -> Option<Local> {
+        lock(&self.runs).remove(&job)
     }
 
-    /// Take out every run whose lease ran out by `now`.
-    pub fn expired(&self, now: i64) -> Vec<Run> {
-        let mut runs = lock(&self.runs);
-        let gone: Vec<i64> = runs
-            .values()
-            .filter(|r| r.lease_until <= now)
-            .map(|r| r.lease.job)
-            .collect();
-        gone.iter().filter_map(|j| runs.remove(j)).collect()
-    }
-
-    /// The control of session `id`, when a worker runs it.
+    /// The control of session `id`, when a worker runs it and called here.
     pub fn control_of(&self, id: &str) -> Option<Arc<Control>> {
         lock(&self.runs)
             .values()
             .find(|r| r.session == id)
             .map(|r| r.control.clone())
-    }
-
-    /// Whether a worker runs session `id`.
-    pub fn runs(&self, id: &str) -> bool {
-        lock(&self.runs).values().any(|r| r.session == id)
-    }
-
-    /// A worker was heard from: known from its first claim on.
-    pub fn seen(&self, name: &str, verifier: Option<&str>, account: &str, now: i64) {
-        let mut w = lock(&self.workers);
-        let e = w.entry(name.to_string()).or_insert_with(|| WorkerInfo {
-            name: name.to_string(),
-            verifier: String::new(),
-            account: account.to_string(),
-            first_seen: now,
-            last_seen: now,
-            sessions: Vec::new(),
-        });
-        e.last_seen = now;
-        if let Some(v) = verifier {
-            e.verifier = v.to_string();
-        }
-    }
-
-    /// The workers seen, with the sessions each runs now.
-    pub fn workers(&self) -> Vec<WorkerInfo> {
-        let runs = lock(&self.runs);
-        lock(&self.workers)
-            .values()
-            .map(|w| {
-                let mut w = w.clone();
-                w.sessions = runs
-                    .values()
-                    .filter(|r| r.lease.worker == w.name)
-                    .map(|r| r.session.clone())
-                    .collect();
-                w
-            })
-            .collect()
     }
 }

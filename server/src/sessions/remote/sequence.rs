@@ -26,6 +26,16 @@ pub struct Gap {
 }
 
 impl Sequencer {
+    /// Continue from `next` (as the store keeps it; 1 before any message).
+    pub fn at(next: u64) -> Sequencer {
+        Sequencer { next: next.max(1) }
+    }
+
+    /// The next number expected.
+    pub fn next(&self) -> u64 {
+        self.next
+    }
+
     /// The messages of the batch numbered `from`, `from + 1`, … not taken
     /// before (in order); the numbers already taken are skipped.
     pub fn accept<T>(&mut self, from: u64, batch: Vec<T>) -> Result<Vec<T>, Gap> {

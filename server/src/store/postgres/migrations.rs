@@ -130,6 +130,28 @@ pub const MIGRATIONS: &[&str] = &[
         updated BIGINT NOT NULL
     );
     CREATE INDEX jobs_claimable ON jobs(id) WHERE state IN ('queued', 'running');",
+    // 3: remote workers (store/remote.rs): each name bound to the account
+    // that registered it; each open claim's owner and progress, shared by
+    // every server on the database.
+    "CREATE TABLE workers (
+        name TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        verifier TEXT NOT NULL,
+        first_seen BIGINT NOT NULL,
+        last_seen BIGINT NOT NULL
+    );
+    CREATE TABLE remote_runs (
+        job BIGINT PRIMARY KEY,
+        attempt BIGINT NOT NULL,
+        worker TEXT NOT NULL,
+        session TEXT NOT NULL,
+        account TEXT NOT NULL,
+        verifier TEXT NOT NULL,
+        next_msg BIGINT NOT NULL,
+        events BIGINT NOT NULL,
+        effects BOOLEAN NOT NULL,
+        started BOOLEAN NOT NULL
+    );",
 ];
 
 /// Serializes `--migrate` runs of several servers on one database (an
