@@ -117,7 +117,14 @@ pub async fn pause_sessions(state: &Shared, grace: Duration) -> usize {
             Vec::new()
         }
     };
-    for a in &asks {
+    // Only this server's own sessions' questions: on a shared store, a
+    // remote worker's session asks through whichever server it calls, and
+    // another server still answers it after this one has gone.
+    let own: std::collections::HashSet<&str> = controls
+        .iter()
+        .filter_map(|c| c.id.get().map(String::as_str))
+        .collect();
+    for a in asks.iter().filter(|a| own.contains(a.session.as_str())) {
         if let Err(e) = state
             .store
             .settle_approval(&a.id, ApprovalState::Expired, None)

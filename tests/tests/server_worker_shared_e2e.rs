@@ -5,8 +5,9 @@
 //! to any account but the one whose worker claimed it, and change nothing;
 //! a worker goes on through a server killed and replaced by another on the
 //! same database, then through that server's restart; a worker whose every
-//! request alternates between two servers finishes its sessions. Each
-//! session's events reach the API once and in order.
+//! request alternates between two servers finishes its sessions; a server
+//! that stops leaves a remote session's question pending for the others.
+//! Each session's events reach the API once and in order.
 
 mod e2e_common;
 mod server_support;
@@ -14,7 +15,7 @@ mod server_support;
 use std::time::Duration;
 
 use serde_json::json;
-use server_support::api::{post, problem, start_session, wait_state};
+use server_support::api::{answer, post, problem, start_session, wait_pending, wait_state};
 use server_support::worker::{
     database, events, free_listen, once_in_order, server, server_on, sleep_secs_then_finish,
     sleep_then_finish, wait_event, Alternate, Worker,
@@ -224,4 +225,44 @@ fn a_worker_whose_calls_alternate_between_two_servers_finishes_its_sessions() {
     w.verify();
     a.stop();
     b.stop();
+}
+
+/// A server stopping expires the questions of its own sessions only: a
+/// remote worker's session parked on a question stays answerable through
+/// the other servers on the database.
+#[test]
+fn a_server_stopping_leaves_a_remote_sessions_question_to_the_others() {
+    const NAME: &str = "a_server_stopping_leaves_a_remote_sessions_question_to_the_others";
+    if !sandbox_available(NAME) {
+        return;
+    }
+    let Some(cluster) = TempCluster::start().unwrap() else {
+        return;
+    };
+    let url = database(&cluster, "questions");
+    let a = server(&url, e2e_common::EXEC_NEEDS_APPROVAL, 30);
+    let (alice, bob) = (a.token("alice"), a.token("bob"));
+    let wtoken = a.token_scoped("ada", "worker");
+    let mut w = Worker::start(&a, "w1", &wtoken, 1);
+    sleep_then_finish(&a, 1);
+    let rt = runtime();
+    let id = rt.block_on(async {
+        let id = start_session(&a, &alice, "compute").await;
+        wait_state(&a, &alice, &id, "waiting_approval").await;
+        id
+    });
+    // A second server on the same database comes and goes.
+    let mut b = a.twin(&free_listen());
+    b.spawn();
+    b.stop();
+    rt.block_on(async {
+        let q = wait_pending(&a, &bob, &[]).await;
+        assert_eq!(q["session"], id.as_str(), "{q}");
+        let r = answer(&a, &bob, &q, "granted").await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        wait_state(&a, &alice, &id, "ended").await;
+        once_in_order(&id, &events(&a, &alice, &id).await);
+    });
+    assert!(w.signal("TERM", Duration::from_secs(30)).success());
+    w.verify();
 }

@@ -43,12 +43,18 @@ fn resumes(s: &SessionRecord) -> Option<&'static str> {
 
 /// Resume what should be resumed; how many were.
 pub async fn resume_at_start(state: &Shared) -> Result<usize, ServerError> {
-    let withdrawn = state.store.pending_approvals().await?;
-    for a in &withdrawn {
-        state
-            .store
-            .settle_approval(&a.id, ApprovalState::Expired, None)
-            .await?;
+    // The questions of this server's own sessions, which its stop left
+    // unanswered. On a store several servers share, a remote worker's
+    // session asks through whichever server it calls: its question stays.
+    let mut withdrawn = Vec::new();
+    for a in state.store.pending_approvals().await? {
+        if recorded_here(state, &a.session).await {
+            state
+                .store
+                .settle_approval(&a.id, ApprovalState::Expired, None)
+                .await?;
+            withdrawn.push(a);
+        }
     }
     let mut resumed = 0;
     for s in state.store.sessions().await? {
@@ -127,6 +133,20 @@ fn system_entry(effect: Effect, reason: String, data: serde_json::Value) -> Serv
         reason,
         data,
     }
+}
+
+/// Whether this server's log records session `id`. A log that cannot be
+/// read counts as recording it (what the start did before it asked).
+async fn recorded_here(state: &Shared, id: &str) -> bool {
+    let log = state.log.clone();
+    let id = id.to_string();
+    tokio::task::spawn_blocking(move || {
+        log.store()
+            .and_then(|s| s.session_row(&id))
+            .map_or(true, |row| row.is_some())
+    })
+    .await
+    .unwrap_or(true)
 }
 
 #[cfg(test)]
