@@ -6,7 +6,8 @@
 //! a worker goes on through a server killed and replaced by another on the
 //! same database, then through that server's restart; a worker whose every
 //! request alternates between two servers finishes its sessions; a server
-//! that stops leaves a remote session's question pending for the others.
+//! that stops leaves a remote session's question pending for the others,
+//! and a server that starts leaves another server's running session alone.
 //! Each session's events reach the API once and in order.
 
 mod e2e_common;
@@ -20,7 +21,7 @@ use server_support::worker::{
     database, events, free_listen, once_in_order, server, server_on, sleep_secs_then_finish,
     sleep_then_finish, wait_event, Alternate, Worker,
 };
-use server_support::{runtime, server_decisions};
+use server_support::{runtime, server_decisions, Server};
 use stele_tests::postgres::TempCluster;
 use stele_tests::sandbox_available;
 
@@ -265,4 +266,50 @@ fn a_server_stopping_leaves_a_remote_sessions_question_to_the_others() {
     });
     assert!(w.signal("TERM", Duration::from_secs(30)).success());
     w.verify();
+}
+
+/// Several servers running sessions themselves (`run = "local"`) on one
+/// database: a server that starts resumes only the sessions its own log
+/// records, never another server's (it could not, and used to mark them
+/// paused), and withdraws none of their questions.
+#[test]
+fn a_starting_server_leaves_another_servers_local_session_alone() {
+    const NAME: &str = "a_starting_server_leaves_another_servers_local_session_alone";
+    if !sandbox_available(NAME) {
+        return;
+    }
+    let Some(cluster) = TempCluster::start().unwrap() else {
+        return;
+    };
+    let url = database(&cluster, "local");
+    let a = Server::start_on(
+        e2e_common::EXEC_NEEDS_APPROVAL,
+        &format!("[store]\nurl = {url:?}\n"),
+        "127.0.0.1:0",
+    );
+    let (alice, bob) = (a.token("alice"), a.token("bob"));
+    sleep_then_finish(&a, 1);
+    let rt = runtime();
+    let id = rt.block_on(async {
+        let id = start_session(&a, &alice, "compute").await;
+        wait_state(&a, &alice, &id, "waiting_approval").await;
+        id
+    });
+    let mut b = a.twin(&free_listen());
+    b.spawn();
+    rt.block_on(async {
+        // B is up: its start-up has run. A's session is as A left it.
+        let s = wait_state(&a, &alice, &id, "waiting_approval").await;
+        assert!(
+            s["detail"].is_null() || !s["detail"].as_str().unwrap_or("").contains("resumed"),
+            "{s}"
+        );
+        let q = wait_pending(&a, &bob, &[]).await;
+        assert_eq!(q["session"], id.as_str(), "{q}");
+        let r = answer(&a, &bob, &q, "granted").await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        wait_state(&a, &alice, &id, "ended").await;
+    });
+    b.stop();
+    b.verify();
 }

@@ -64,6 +64,13 @@ pub async fn resume_at_start(state: &Shared) -> Result<usize, ServerError> {
             .filter(|a| a.session == s.id)
             .map(|a| a.id.as_str())
             .collect();
+        // Not in this server's log: another server's session on a shared
+        // store (a local session's row is written only once its start is
+        // in its server's log), or one queued for or run by a worker.
+        // Never this server's to resume.
+        if !recorded_here(state, &s.id).await {
+            continue;
+        }
         let recorded = stele_runtime::session_resume::recorded(&state.log, &s.id);
         if recorded.is_err() && state.config.workers.run == crate::config::RunWhere::Remote {
             // Not in this server's log: queued for, or run by, a worker. The
