@@ -23,6 +23,11 @@ pub enum ServerError {
     /// The store on PostgreSQL failed (the message never holds a password).
     #[error("server store (PostgreSQL): {0}")]
     Postgres(String),
+    /// The store on PostgreSQL cannot answer now (connection lost, server
+    /// shutting down or failing over, a serialization conflict): nothing
+    /// was changed, and the same request may be made again.
+    #[error("server store (PostgreSQL) unavailable, try again: {0}")]
+    StoreUnavailable(String),
     /// The audit log failed: the action does not happen.
     #[error("audit log: {0}")]
     Audit(#[from] stele_audit::AuditError),
@@ -105,7 +110,13 @@ impl From<ServerError> for ApiError {
     fn from(e: ServerError) -> ApiError {
         // The server's own failures: logged here, said plainly to the client.
         tracing::error!("{e}");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        let status = match e {
+            // A failover or restart of the database: the client retries
+            // (503 with `Retry-After`), rather than taking it as final.
+            ServerError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
     }
 }
 
@@ -115,6 +126,12 @@ impl IntoResponse for ApiError {
         let mut r = (self.status, body).into_response();
         if let Ok(v) = axum::http::HeaderValue::from_str(PROBLEM_JSON) {
             r.headers_mut().insert(axum::http::header::CONTENT_TYPE, v);
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
         }
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(

@@ -4,7 +4,8 @@
 //! the server refuses to start on an unmigrated database and tells the
 //! operator to run `--migrate`; after it, accounts and tokens made on the
 //! host, a password login and a session over the API all land in
-//! PostgreSQL (and no `server.db` is made). A store that cannot be reached
+//! PostgreSQL (and no `server.db` is made); the database stopped and
+//! started again is 503 with `Retry-After` meanwhile, then works. A store that cannot be reached
 //! stops `stele serve` and `stele user add` with the file and field named
 //! and the password hidden.
 
@@ -173,6 +174,41 @@ fn a_server_on_postgresql_migrates_then_keeps_its_state_there() {
         wait_state(&srv, &alice, &id, "ended").await;
         Some(id)
     });
+
+    // The database going away (a restart, a failover) is "try again", not
+    // a failure: 503 with `Retry-After`, then working again once it is back.
+    let sessions = |srv: &Server, t: String| {
+        let r = srv.http.get(srv.url("/api/v1/sessions")).bearer_auth(t);
+        rt.block_on(async move { r.send().await.unwrap() })
+    };
+    cluster.stop().unwrap();
+    let r = sessions(&srv, alice.clone());
+    assert_eq!(r.status(), 503, "{}", srv.stderr());
+    assert_eq!(
+        r.headers().get("retry-after").map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
+    let detail = rt.block_on(r.json::<Value>()).unwrap()["detail"].clone();
+    assert!(
+        detail.as_str().unwrap().contains("unavailable, try again"),
+        "{detail}"
+    );
+    cluster.run().unwrap();
+    // Pooled connections broken by the restart are each one more 503.
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        let status = sessions(&srv, alice.clone()).status().as_u16();
+        statuses.push(status);
+        if status == 200 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| [200, 503].contains(s)),
+        "{statuses:?}"
+    );
     srv.stop();
 
     // Everything is in PostgreSQL: the accounts (recorded, so working), the

@@ -60,9 +60,47 @@ fn message(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// Whether an error says the database cannot answer *now* (so the same
+/// request may succeed later) rather than that the request is wrong.
+fn transient(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    match e.as_db_error() {
+        // No server answer at all: the connection broke or never opened.
+        None => true,
+        Some(d) => {
+            let code = d.code();
+            // Class 08: connection exceptions.
+            code.code().starts_with("08")
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                    SqlState::T_R_SERIALIZATION_FAILURE,
+                    SqlState::T_R_DEADLOCK_DETECTED,
+                    SqlState::READ_ONLY_SQL_TRANSACTION,
+                ]
+                .contains(code)
+        }
+    }
+}
+
+/// A driver error as the server's error: unavailable when it is
+/// [`transient`] (answered 503), else a failure.
+fn classify(e: &tokio_postgres::Error, context: Option<&str>) -> ServerError {
+    let text = match context {
+        Some(c) => format!("{c}: {}", message(e)),
+        None => message(e),
+    };
+    if transient(e) {
+        ServerError::StoreUnavailable(text)
+    } else {
+        ServerError::Postgres(text)
+    }
+}
+
 impl From<tokio_postgres::Error> for ServerError {
     fn from(e: tokio_postgres::Error) -> ServerError {
-        ServerError::Postgres(message(&e))
+        classify(&e, None)
     }
 }
 
@@ -70,6 +108,11 @@ impl From<deadpool_postgres::PoolError> for ServerError {
     fn from(e: deadpool_postgres::PoolError) -> ServerError {
         match e {
             deadpool_postgres::PoolError::Backend(e) => e.into(),
+            // Waiting for or making a connection timed out: the database
+            // is not answering.
+            deadpool_postgres::PoolError::Timeout(_) => {
+                ServerError::StoreUnavailable(format!("connection pool: {e}"))
+            }
             other => ServerError::Postgres(format!("connection pool: {other}")),
         }
     }
@@ -127,8 +170,9 @@ impl PgStore {
     /// A pooled connection.
     async fn client(&self) -> Result<Object, ServerError> {
         self.pool.get().await.map_err(|e| match e {
-            deadpool_postgres::PoolError::Backend(e) => {
-                ServerError::Postgres(format!("{}: {}", self.shown, message(&e)))
+            deadpool_postgres::PoolError::Backend(e) => classify(&e, Some(&self.shown)),
+            deadpool_postgres::PoolError::Timeout(_) => {
+                ServerError::StoreUnavailable(format!("{}: {e}", self.shown))
             }
             other => ServerError::Postgres(format!("{}: {other}", self.shown)),
         })
