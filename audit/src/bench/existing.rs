@@ -73,6 +73,10 @@ pub(crate) fn copy_of(n: u64, cache: &Path, key: &BenchKey, to: &Path) -> Result
     };
     std::fs::copy(&cached, to).map_err(io)?;
     stele_attest::private_fs::tighten(to).map_err(io)?;
+    // Written out before measuring: otherwise the kernel writes the
+    // copy's gigabytes back while the appends run, and every commit's
+    // fsync waits behind them (a log in use is never all dirty pages).
+    std::fs::File::open(to).and_then(|f| f.sync_all()).map_err(io)?;
     Ok(built)
 }
 
