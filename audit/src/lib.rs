@@ -52,6 +52,7 @@ pub mod retention_plan;
 pub mod rules;
 #[cfg(feature = "store")]
 pub mod schema;
+#[cfg(feature = "store")]
 mod sequencer;
 pub mod session_chain;
 #[cfg(feature = "store")]
