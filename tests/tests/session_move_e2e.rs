@@ -364,3 +364,103 @@ fn a_session_moves_between_machines_and_verifies_across_both_logs() {
         "{err}"
     );
 }
+
+/// Killed on A while the model was answering: the export closes the open
+/// request as interrupted (in the session, before the move), and B continues
+/// from the conversation that request carried; nothing is re-run.
+#[test]
+fn a_killed_session_moves_with_its_open_request_closed_as_interrupted() {
+    if !sandbox_available("a_killed_session_moves_with_its_open_request_closed_as_interrupted") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = Machine::new(&dir.path().join("a"), "a.stele.invalid/log");
+    let b = Machine::new(&dir.path().join("b"), "b.stele.invalid/log");
+    let policy = e2e_common::policy(&dir.path().join("a"), WIRE, "");
+    let mock = MockModel::start().unwrap();
+    mock.push(
+        Turn::new()
+            .tool_use("r", "file_read", json!({"path": "receipts/r2.txt"}))
+            .into(),
+    );
+    mock.push(Reply::Stall {
+        turn: Turn::new().text("never"),
+        after_events: 0,
+        hold: Duration::from_secs(120),
+    });
+    let mut c = run_command(&a.s, &a.ws, &policy, WIRE, &mock, &[], "Sum the receipts");
+    let mut child = c
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while mock.requests().len() < 2 {
+        assert!(started.elapsed() < LIMIT, "the run never asked twice");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let moved = dir.path().join("moved.tar");
+    let o = a.stele(
+        &[
+            "session",
+            "export",
+            &moved_id(&a),
+            "--out",
+            moved.to_str().unwrap(),
+        ],
+        &mock,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let leaves = a.leaves();
+    let id = moved_id(&a);
+    let mine = of_session(&leaves, &id);
+    let n = mine.len();
+    assert_eq!(mine[n - 1]["kind"], "session.end", "{}", mine[n - 1]);
+    assert_eq!(mine[n - 2]["kind"], "interrupted", "{}", mine[n - 2]);
+    intents_closed_once(&leaves, &id).unwrap();
+    a.verifies();
+
+    let o = b.stele(
+        &[
+            "session",
+            "import",
+            moved.to_str().unwrap(),
+            "--vkey",
+            &a.vkey(),
+            "--workspace",
+            b.ws.to_str().unwrap(),
+        ],
+        &mock,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let asked_before = mock.requests().len();
+    mock.push(
+        Turn::new()
+            .tool_use("f", "final_answer", json!({"answer": "4.00 EUR"}))
+            .into(),
+    );
+    let o = b.stele(&["session", "resume", &id], &mock);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let asked: Vec<_> = mock.requests()[asked_before..].to_vec();
+    assert_eq!(asked.len(), 1, "one request on B, nothing re-run");
+    let req = asked[0].text();
+    assert!(req.contains("Globex") && req.contains("4.00"), "{req}");
+    let b_leaves = b.leaves();
+    assert!(
+        !of_session(&b_leaves, &id)
+            .iter()
+            .any(|l| l["kind"] == "tool.intent"),
+        "B ran no tool"
+    );
+    intents_closed_once(&b_leaves, &id).unwrap();
+    b.verifies();
+}
+
+/// The one session in A's log.
+fn moved_id(a: &Machine) -> String {
+    e2e_common::last_session(&a.leaves())
+}
