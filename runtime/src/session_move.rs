@@ -169,3 +169,130 @@ fn policy_in_force(leaves: &[stele_audit::leaf::Leaf]) -> Option<PathBuf> {
                 .map(PathBuf::from)
         })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use std::sync::Arc;
+
+    use stele_attest::{Ed25519Signer, Signer as _};
+    use stele_audit::LogOptions;
+
+    use super::*;
+    use crate::session_move_import::{import_session, ImportRequest};
+
+    fn log(dir: &Path, seed: u8, origin: &str) -> (AuditLog, Arc<Ed25519Signer>) {
+        let key = Arc::new(Ed25519Signer::from_seed(origin, &[seed; 32]).unwrap());
+        let l = AuditLog::create(
+            &dir.join("audit.db"),
+            key.clone(),
+            LogOptions {
+                heartbeat: None,
+                ..LogOptions::default()
+            },
+        )
+        .unwrap();
+        (l, key)
+    }
+
+    fn start(l: &AuditLog, id: &str, ws: &Path) {
+        l.append_blocking(
+            Event::new(EventKind::SessionStart, Actor::system())
+                .in_session(id)
+                .with_data(serde_json::json!({"workspace": ws.display().to_string()}))
+                .with_payload(stele_audit::PayloadInput {
+                    role: "task".into(),
+                    media: "text/plain".into(),
+                    body: b"Sum the receipts".to_vec(),
+                    disclosure: stele_audit::Disclosure::CommitmentOnly,
+                }),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn only_an_unfinished_session_moves_and_it_moves_once() {
+        let d = tempfile::tempdir().unwrap();
+        let (l, key) = log(d.path(), 7, "a.test.invalid/log");
+        let e = export_session(
+            &l,
+            key.as_ref(),
+            "nope",
+            &d.path().join("x.tar"),
+            Actor::system(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, MoveError::UnknownSession(_)), "{e}");
+        start(&l, "done", d.path());
+        l.append_blocking(
+            Event::new(EventKind::SessionEnd, Actor::system())
+                .in_session("done")
+                .with_outcome(Outcome::status(Status::Ok)),
+        )
+        .unwrap();
+        let e = export_session(
+            &l,
+            key.as_ref(),
+            "done",
+            &d.path().join("x.tar"),
+            Actor::system(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("has ended (ok)"), "{e}");
+        assert!(!d.path().join("x.tar").exists());
+
+        start(&l, "open", d.path());
+        let out = d.path().join("open.tar");
+        let x = export_session(&l, key.as_ref(), "open", &out, Actor::system()).unwrap();
+        let end = x.end_entry.unwrap();
+        let leaves = conversation::session_leaves(&l.store().unwrap(), "open").unwrap();
+        let last = leaves.last().unwrap();
+        assert_eq!(last.seq, end);
+        assert!(is_moved_end(last));
+        assert_eq!(last.outcome.as_ref().unwrap().status, Status::Interrupted);
+        // Exported again as it is: no second end.
+        let again = export_session(
+            &l,
+            key.as_ref(),
+            "open",
+            &d.path().join("again.tar"),
+            Actor::system(),
+        )
+        .unwrap();
+        assert_eq!(again.end_entry, None);
+        let e = export_session(&l, key.as_ref(), "open", &out, Actor::system()).unwrap_err();
+        assert!(matches!(e, MoveError::Exists(_)), "{e}");
+
+        // Imported into another log: refused without a trusted key or with
+        // the wrong one, then accepted once, carrying the task.
+        let bd = d.path().join("b");
+        std::fs::create_dir_all(&bd).unwrap();
+        let (b, bkey) = log(&bd, 8, "b.test.invalid/log");
+        let policy = d.path().join("no-policy");
+        let req = |trusted: &[stele_attest::NoteVerifier]| {
+            import_session(
+                &b,
+                &bd.join("audit.db"),
+                &ImportRequest {
+                    file: &out,
+                    trusted,
+                    workspace: Some(d.path().to_path_buf()),
+                    policy: Some(policy.clone()),
+                },
+            )
+        };
+        let e = req(&[]).unwrap_err();
+        assert!(e.to_string().contains("no trusted key"), "{e}");
+        let e = req(&[bkey.verifier()]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("does not verify with the trusted key b.test.invalid/log+"),
+            "{e}"
+        );
+        // A trusted key, but no policy bundle at the path given: nothing written.
+        let size = b.store().unwrap().size().unwrap();
+        let e = req(&[key.verifier()]).unwrap_err();
+        assert!(e.to_string().contains("policy bundle"), "{e}");
+        assert_eq!(b.store().unwrap().size().unwrap(), size);
+    }
+}
