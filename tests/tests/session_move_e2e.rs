@@ -363,6 +363,49 @@ fn a_session_moves_between_machines_and_verifies_across_both_logs() {
         err.contains("earlier/0.tar") && err.contains("not the bundle"),
         "{err}"
     );
+
+    // B refuses to export the session without the file it was imported
+    // from, or with another in its place.
+    let kept = b.s.state.join(format!("audit.db.imports/{id}.bundle.tar"));
+    std::fs::copy(&again, &kept).unwrap();
+    let x1 = dir.path().join("x1");
+    let o = b.stele(
+        &[
+            "audit",
+            "export",
+            "--session",
+            &id,
+            "--out",
+            x1.to_str().unwrap(),
+        ],
+        &mock,
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("is not the bundle session"),
+        "{}",
+        text(&o.stderr)
+    );
+    std::fs::remove_file(&kept).unwrap();
+    let x2 = dir.path().join("x2");
+    let o = b.stele(
+        &[
+            "audit",
+            "export",
+            "--session",
+            &id,
+            "--out",
+            x2.to_str().unwrap(),
+        ],
+        &mock,
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("cannot be read"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!x1.exists() && !x2.exists(), "nothing half-written");
 }
 
 /// Killed on A while the model was answering: the export closes the open
