@@ -99,24 +99,7 @@ fn source() -> Source {
     let file = dir.path().join("moved.tar");
     session_export(&a, &key, &file, true);
     a.close().unwrap();
-    let bundle = Bundle::open(&file).unwrap();
-    verify(&bundle, &opts(&key)).unwrap();
-    let slice = stele_verify::slice::read_session(&bundle, &opts(&key)).unwrap();
-    let last = slice.leaves.last().unwrap();
-    let right = Continues {
-        origin: slice.origin.clone(),
-        vkey: key.verifier().to_string(),
-        checkpoint: SliceCheckpoint {
-            size: slice.tree_size,
-            root: slice.root.clone(),
-        },
-        last: SliceLast {
-            seq: last.seq,
-            hash: stele_audit::leaf::hash_b64(&slice.last_hash),
-            n: last.session.as_ref().unwrap().n,
-        },
-        bundle: bundle_digest(&std::fs::read(&file).unwrap()),
-    };
+    let right = continues_for(&file, &key);
     Source {
         _dir: dir,
         key,
@@ -213,4 +196,78 @@ fn an_earlier_slice_checked_with_another_key_fails_inside_it() {
         "{e}"
     );
     let _ = &src.key;
+}
+
+/// The `continues` a log would record for the session bundle `file`
+/// (verified with `key`).
+fn continues_for(file: &Path, key: &Ed25519Signer) -> Continues {
+    let bundle = Bundle::open(file).unwrap();
+    verify(&bundle, &opts(key)).unwrap();
+    let slice = stele_verify::slice::read_session(&bundle, &opts(key)).unwrap();
+    let last = slice.leaves.last().unwrap();
+    Continues {
+        origin: slice.origin.clone(),
+        vkey: key.verifier().to_string(),
+        checkpoint: SliceCheckpoint {
+            size: slice.tree_size,
+            root: slice.root.clone(),
+        },
+        last: SliceLast {
+            seq: last.seq,
+            hash: stele_audit::leaf::hash_b64(&slice.last_hash),
+            n: last.session.as_ref().unwrap().n,
+        },
+        bundle: bundle_digest(&std::fs::read(file).unwrap()),
+    }
+}
+
+#[test]
+fn a_session_that_moved_twice_carries_both_slices_nested() {
+    let src = source();
+    // B: continues A's slice, then moves on itself.
+    let bdir = tempfile::tempdir().unwrap();
+    let bkey = Arc::new(Ed25519Signer::from_seed("b.test.invalid/log", &[32; 32]).unwrap());
+    let b = log(bdir.path(), &bkey);
+    let kept = imported_bundle_path(&bdir.path().join("audit.db"), ID);
+    std::fs::create_dir_all(kept.parent().unwrap()).unwrap();
+    std::fs::copy(&src.file, &kept).unwrap();
+    b.append_blocking(
+        Event::new(EventKind::SessionStart, actor())
+            .in_session(ID)
+            .with_data(serde_json::json!({"continues": src.right})),
+    )
+    .unwrap();
+    b.append_blocking(
+        Event::new(EventKind::SessionEnd, actor())
+            .in_session(ID)
+            .with_outcome(Outcome::status(Status::Interrupted))
+            .with_data(serde_json::json!({"moved": {}})),
+    )
+    .unwrap();
+    let bfile = bdir.path().join("moved-again.tar");
+    session_export(&b, &bkey, &bfile, true);
+    // C: continues B's slice, ends.
+    let cdir = tempfile::tempdir().unwrap();
+    let ckey = Arc::new(Ed25519Signer::from_seed("c.test.invalid/log", &[34; 32]).unwrap());
+    let c = log(cdir.path(), &ckey);
+    let kept = imported_bundle_path(&cdir.path().join("audit.db"), ID);
+    std::fs::create_dir_all(kept.parent().unwrap()).unwrap();
+    std::fs::copy(&bfile, &kept).unwrap();
+    c.append_blocking(
+        Event::new(EventKind::SessionStart, actor())
+            .in_session(ID)
+            .with_data(serde_json::json!({"continues": continues_for(&bfile, &bkey)})),
+    )
+    .unwrap();
+    c.append_blocking(
+        Event::new(EventKind::SessionEnd, actor())
+            .in_session(ID)
+            .with_outcome(Outcome::status(Status::Ok)),
+    )
+    .unwrap();
+    let out = cdir.path().join("export.tar");
+    session_export(&c, &ckey, &out, true);
+    let r = verify(&Bundle::open(&out).unwrap(), &opts(&ckey)).unwrap();
+    let origins: Vec<&str> = r.earlier.iter().map(|e| e.origin.as_str()).collect();
+    assert_eq!(origins, ["b.test.invalid/log", "a.test.invalid/log"]);
 }
