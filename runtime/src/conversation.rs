@@ -42,6 +42,20 @@ pub enum ConversationError {
     },
 }
 
+/// Where payload bodies come from: the log's store, or (importing a
+/// session that moved) the bundle it came in.
+pub trait Bodies {
+    /// The body committed to as `commit`; `None` when it is not there
+    /// (redacted, expired, withheld).
+    fn body(&self, commit: &stele_audit::merkle::Hash) -> Result<Option<Vec<u8>>, AuditError>;
+}
+
+impl Bodies for Store {
+    fn body(&self, commit: &stele_audit::merkle::Hash) -> Result<Option<Vec<u8>>, AuditError> {
+        Ok(self.payload(commit)?.and_then(|p| p.body))
+    }
+}
+
 /// A session's entries, in order.
 pub fn session_leaves(store: &Store, id: &str) -> Result<Vec<Leaf>, AuditError> {
     let mut out = Vec::new();
@@ -75,7 +89,7 @@ fn is_refs_only(l: &Leaf) -> bool {
 /// A payload's body, rebuilt if it was stored spliced; the large values it referred to are
 /// remembered in `large`.
 fn payload(
-    store: &Store,
+    store: &dyn Bodies,
     leaf: &Leaf,
     role: &str,
     large: &mut LargeValues,
@@ -94,7 +108,7 @@ fn payload(
         let Some(h) = parse_commit(c) else {
             return Ok(None);
         };
-        Ok(store.payload(&h)?.and_then(|p| p.body))
+        store.body(&h)
     };
     let refs: Vec<PayloadRef> = leaf.payload.clone();
     let mut seen = |c: &str, b: &[u8]| {
@@ -110,7 +124,7 @@ fn payload(
 }
 
 fn body_of(
-    store: &Store,
+    store: &dyn Bodies,
     seq: u64,
     role: &str,
     commit: &str,
@@ -119,7 +133,7 @@ fn body_of(
         seq,
         detail: "bad commitment".into(),
     })?;
-    match store.payload(&cmt)?.and_then(|p| p.body) {
+    match store.body(&cmt)? {
         Some(b) => Ok(b),
         None => Err(ConversationError::Payload {
             seq,
@@ -146,7 +160,7 @@ pub struct Rebuilt {
 /// `leaves` are the session's entries ([`session_leaves`]); `store` supplies
 /// the payload bodies.
 pub fn rebuild(
-    store: &Store,
+    store: &dyn Bodies,
     id: &str,
     leaves: &[Leaf],
 ) -> Result<Vec<Message>, ConversationError> {
@@ -161,7 +175,7 @@ pub fn rebuild(
 /// `policy.decision` naming it, or a refused approval); or, if its intent has no result, the
 /// note that it was interrupted and NOT re-run; or, with no entry at all, that it never started.
 pub fn rebuild_session(
-    store: &Store,
+    store: &dyn Bodies,
     id: &str,
     leaves: &[Leaf],
 ) -> Result<Rebuilt, ConversationError> {
@@ -264,7 +278,7 @@ impl Key<'_> {
 }
 
 fn tool_result(
-    store: &Store,
+    store: &dyn Bodies,
     leaves: &[Leaf],
     after: u64,
     call: &str,

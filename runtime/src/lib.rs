@@ -18,6 +18,8 @@ pub mod printing;
 pub mod provider;
 pub mod recovery;
 pub mod session;
+pub mod session_move;
+pub mod session_move_import;
 pub mod session_resume;
 pub mod telemetry;
 pub mod terminal_safe;

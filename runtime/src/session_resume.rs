@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use stele_audit::leaf::Leaf;
 use stele_audit::{AuditLog, EventKind};
 use stele_policy::Bundle;
 
@@ -42,6 +43,8 @@ pub struct Recorded {
     pub approve: Option<String>,
     /// Whether it ended (`session.end` or `session.interrupted`): not resumable.
     pub ended: bool,
+    /// Whether it ended by moving to another log (`stele session export`).
+    pub moved: bool,
 }
 
 /// Read what session `id` recorded at its start, from `log`.
@@ -79,6 +82,9 @@ pub fn recorded(log: &AuditLog, id: &str) -> anyhow::Result<Recorded> {
                 EventKind::SessionEnd | EventKind::SessionInterrupted
             )
         }),
+        moved: leaves
+            .iter()
+            .any(stele_audit::export::earlier::is_moved_end),
     })
 }
 
@@ -114,6 +120,11 @@ pub fn reopen(
     backend: BackendSpec,
     approver: Box<dyn Approver>,
 ) -> anyhow::Result<Reopened> {
+    anyhow::ensure!(
+        !rec.moved,
+        "{}",
+        crate::session_move::moved_message(&rec.id)
+    );
     anyhow::ensure!(!rec.ended, "session {} has ended; start a new one", rec.id);
     crate::principal::validate(
         "the session's principal (its session.start entry)",
@@ -160,41 +171,78 @@ pub fn reopen(
     Ok(Reopened { session, from })
 }
 
-/// The conversation to continue with: rebuilt from the last model request,
-/// or, for a session stopped before it asked the model at all, its task.
-fn rebuilt(log: &AuditLog, id: &str) -> anyhow::Result<Conversation> {
+/// The conversation to continue session `id` with, from `log`
+/// ([`conversation_of`]).
+pub fn rebuilt(log: &AuditLog, id: &str) -> anyhow::Result<Conversation> {
     let store = log.store()?;
     let leaves = conversation::session_leaves(&store, id)?;
+    conversation_of(&store, id, &leaves)
+}
+
+/// The conversation to continue with: rebuilt from the last model request;
+/// or, for a session that has not asked the model since it started here,
+/// the conversation an imported session's `session.start` carries
+/// (`conversation` payload, [`crate::session_move`]); or its task.
+/// `leaves` are the session's entries, `bodies` holds their payloads.
+pub fn conversation_of(
+    bodies: &dyn conversation::Bodies,
+    id: &str,
+    leaves: &[Leaf],
+) -> anyhow::Result<Conversation> {
     if !leaves.iter().any(|l| l.kind == EventKind::ModelRequest) {
+        if let Some(messages) = carried(bodies, leaves)? {
+            return Ok(Conversation {
+                messages,
+                large: Default::default(),
+            });
+        }
         return Ok(Conversation {
-            messages: vec![Message::user_text(task_of(&store, &leaves)?)],
+            messages: vec![Message::user_text(task_of(bodies, leaves)?)],
             large: Default::default(),
         });
     }
     let conversation::Rebuilt { messages, large } =
-        conversation::rebuild_session(&store, id, &leaves)?;
+        conversation::rebuild_session(bodies, id, leaves)?;
     Ok(Conversation { messages, large })
 }
 
-/// The task `session.start` keeps as its `task` payload.
-fn task_of(
-    store: &stele_audit::Store,
-    leaves: &[stele_audit::leaf::Leaf],
-) -> anyhow::Result<String> {
+/// The payload of `role` that `session.start` keeps, if it keeps one.
+fn start_payload(
+    bodies: &dyn conversation::Bodies,
+    leaves: &[Leaf],
+    role: &str,
+) -> anyhow::Result<Option<Vec<u8>>> {
     let start = leaves
         .iter()
         .find(|l| l.kind == EventKind::SessionStart)
         .context("no session.start")?;
-    let p = start
-        .payload
-        .iter()
-        .find(|p| p.role == "task")
-        .context("the session never asked the model and its session.start keeps no task")?;
+    let Some(p) = start.payload.iter().find(|p| p.role == role) else {
+        return Ok(None);
+    };
     let commit = stele_audit::payload::parse_commit(&p.commit)
-        .context("the task payload's commitment is malformed")?;
-    let body = store
-        .payload(&commit)?
-        .and_then(|p| p.body)
-        .context("the task payload is not available (redacted)")?;
+        .with_context(|| format!("the {role} payload's commitment is malformed"))?;
+    let body = bodies
+        .body(&commit)?
+        .with_context(|| format!("the {role} payload is not available (redacted)"))?;
+    Ok(Some(body))
+}
+
+/// The conversation an imported session arrived with.
+fn carried(
+    bodies: &dyn conversation::Bodies,
+    leaves: &[Leaf],
+) -> anyhow::Result<Option<Vec<Message>>> {
+    start_payload(bodies, leaves, crate::session_move::CONVERSATION_ROLE)?
+        .map(|b| {
+            serde_json::from_slice(&b)
+                .context("the conversation session.start carries is not a list of messages")
+        })
+        .transpose()
+}
+
+/// The task `session.start` keeps as its `task` payload.
+fn task_of(bodies: &dyn conversation::Bodies, leaves: &[Leaf]) -> anyhow::Result<String> {
+    let body = start_payload(bodies, leaves, "task")?
+        .context("the session never asked the model and its session.start keeps no task")?;
     String::from_utf8(body).context("the task is not UTF-8")
 }

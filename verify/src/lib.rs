@@ -8,12 +8,14 @@ pub mod account;
 pub mod bundle;
 pub mod chain;
 mod derived;
+mod earlier;
 mod export_period;
 mod extras;
 mod keys;
 mod manifest;
 mod report;
 mod session_stream;
+pub mod slice;
 pub mod start;
 mod stream;
 pub mod timestamps;
@@ -25,6 +27,7 @@ use stele_attest::NoteVerifier;
 use stele_audit::merkle::Hash;
 
 pub use bundle::Bundle;
+pub use earlier::EarlierSlice;
 pub use report::{Report, VERIFY_SCHEMA};
 
 /// The first problem found: which file, which entry, what.

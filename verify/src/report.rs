@@ -83,6 +83,9 @@ pub struct Report {
     /// The revocations the log's entries (or, below a start, its archive
     /// record) made, as verified.
     pub revoked: Vec<stele_audit::keys::Revocation>,
+    /// A session that moved between logs: the earlier slices verified
+    /// (each with its own log's key) and linked, newest first.
+    pub earlier: Vec<crate::EarlierSlice>,
 }
 
 /// The reviewer's account: the sessions collected from the verified
@@ -261,6 +264,7 @@ impl Report {
             "unfinished": self.unfinished.iter().map(|(seq, k)| serde_json::json!({"entry": seq, "kind": k})).collect::<Vec<_>>(),
             "derived_files": "recomputed and matched",
             "exporter": self.exporter,
+            "earlier": self.earlier.iter().map(|e| serde_json::json!({"origin": e.origin, "key": e.key, "tree_size": e.tree_size, "root": e.root, "entries": e.entries})).collect::<Vec<_>>(),
             "seconds": self.seconds,
         })
     }
@@ -312,6 +316,13 @@ impl fmt::Display for Report {
                 "  entries:      {} of the session (and its redactions), each proven included at the checkpoint (root {}); its sub-chain complete from session.start to its end; the rest of the log is not in the bundle",
                 self.entries, self.root
             )?,
+        }
+        for e in &self.earlier {
+            writeln!(
+                f,
+                "  moved from:   {} ({} entries of the session at size {}, root {}), verified with its key {} and linked",
+                e.origin, e.entries, e.tree_size, e.root, e.key
+            )?;
         }
         if let Some(s) = &self.start {
             writeln!(

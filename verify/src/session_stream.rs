@@ -71,12 +71,17 @@ pub(crate) fn verify(
     let mut span: Option<(String, String)> = None;
     let mut bytes = 0u64;
     let mut count = 0u64;
+    let mut continues = None;
     for (seq, name) in indexed(m, PROOFS_DIR)? {
         let leaf_bytes = proofs.read(bundle, &name, seq)?;
         bytes += leaf_bytes.len() as u64;
         let (leaf, h) = chain
             .push(seq, &leaf_bytes)
             .map_err(|f| Failure::new(name.clone(), Some(seq), f.reason))?;
+        if count == 0 {
+            continues = stele_audit::export::earlier::Continues::of(&leaf)
+                .map_err(|r| Failure::new(name.clone(), Some(seq), r))?;
+        }
         count += 1;
         for p in &leaf.payload {
             if let Some(c) = commit_hash(&p.commit) {
@@ -237,6 +242,20 @@ pub(crate) fn verify(
         .collect();
     report.sessions = (1, 0);
     payloads(bundle, m, &s, &mut report)?;
+    match &continues {
+        Some(c) => report.earlier = crate::earlier::verify(bundle, m, id, c, opts)?,
+        None if m
+            .digests
+            .contains_key(stele_audit::export::earlier::EARLIER_FILE) =>
+        {
+            return Err(Failure::new(
+                stele_audit::export::earlier::EARLIER_FILE,
+                None,
+                format!("an earlier slice, but session {id}'s session.start continues nothing"),
+            ))
+        }
+        None => {}
+    }
     extras::policies(bundle, m, &mut report)?;
     extras::check_attestations(atts, &s.checker.sessions, &mut report)?;
     s.seconds = started.elapsed().as_secs_f64();

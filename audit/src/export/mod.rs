@@ -15,6 +15,7 @@ pub mod attestation;
 pub mod binary_digest;
 #[cfg(feature = "store")]
 mod bundle_out;
+pub mod earlier;
 pub mod layout;
 pub mod ocsf;
 pub mod ocsf_mapping;

@@ -70,6 +70,7 @@ pub(super) fn build(
     let mut commits: Vec<Hash> = Vec::new();
     let mut span: Option<(String, String)> = None;
     let mut count = 0u64;
+    let mut continues = None;
     let lookup = store.for_each_session_entry(id, size, |e| {
         if count.is_multiple_of(PROGRESS_EVERY) {
             progress(ExportProgress::SessionEntries { done: count, total });
@@ -92,6 +93,9 @@ pub(super) fn build(
             .map_err(|f| damaged(f.reason))?;
         if e.leaf_hash != h {
             return Err(damaged("leaf bytes do not match the stored leaf hash".into()));
+        }
+        if count == 0 {
+            continues = super::earlier::Continues::of(&leaf).map_err(damaged)?;
         }
         count += 1;
         summary.add(&leaf);
@@ -149,6 +153,9 @@ pub(super) fn build(
     }];
 
     payloads(&store, &nodes, &chain, opts, &mut commits, t, &mut o)?;
+    if let Some(c) = &continues {
+        earlier_slice(log.path(), id, c, &mut o)?;
+    }
 
     // Checkpoints: the newest, the published or cosigned ones below it and
     // the ones attestations sign, each earlier one with a consistency proof.
@@ -288,6 +295,33 @@ fn payloads(
         )?;
     }
     Ok(())
+}
+
+/// The bundle a moved session was imported from, kept beside the
+/// database, as the bundle's earlier slice: it must be the file the
+/// `continues` member names, byte for byte.
+fn earlier_slice(
+    db: &Path,
+    id: &str,
+    c: &super::earlier::Continues,
+    o: &mut Out,
+) -> Result<(), ExportError> {
+    let path = super::earlier::imported_bundle_path(db, id);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        ExportError::Invalid(format!(
+            "session {id} continues a session of {} (imported), but the bundle it was imported from cannot be read at {}: {e}",
+            c.origin,
+            path.display()
+        ))
+    })?;
+    if super::earlier::bundle_digest(&bytes) != c.bundle {
+        return Err(ExportError::Invalid(format!(
+            "{} is not the bundle session {id} was imported from (its digest differs from the {} its session.start names)",
+            path.display(),
+            c.bundle
+        )));
+    }
+    o.put(super::earlier::EARLIER_FILE, &bytes)
 }
 
 /// The checkpoint size an attestation signs (`None` if it does not open).

@@ -34,6 +34,8 @@ pub mod run;
 pub mod sandbox;
 pub mod sandbox_check;
 pub mod session;
+mod session_export;
+mod session_import;
 pub mod setup;
 pub mod state;
 pub mod ticker;

@@ -1,4 +1,5 @@
-//! `stele session list|show|resume`: sessions as the log records them.
+//! `stele session list|show|resume|export|import`: sessions as the log
+//! records them, and sessions that move between machines.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -79,6 +80,37 @@ pub enum SessionCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Move an unfinished session to another machine: record here that it
+    /// left (no longer resumable here) and write it as a verifiable session
+    /// bundle with its payloads and policy bundle.
+    Export {
+        /// Session id.
+        id: String,
+        /// The bundle file to write (a .tar; must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        /// Who moves it [default: $USER].
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Continue here a session another machine exported: verify the file
+    /// with the source log's key, then start the session again in this log
+    /// (resume it with `stele session resume ID`).
+    Import {
+        /// The file `stele session export` wrote.
+        file: PathBuf,
+        /// The source log's verifier key (text or a file holding it; from
+        /// `stele keys show` there). Repeat to trust several logs.
+        #[arg(long = "vkey")]
+        vkeys: Vec<String>,
+        /// Where the session's workspace is on this machine [default: where
+        /// it was on the source]. Its files do not travel in the bundle.
+        #[arg(long)]
+        workspace: Option<PathBuf>,
+        /// Continue under this policy bundle [default: the copy in the file].
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
 }
 
 /// Run `stele session`.
@@ -96,6 +128,15 @@ pub fn run(args: SessionArgs) -> anyhow::Result<ExitCode> {
             max_steps,
             json,
         } => resume(&db, &key, &id, model, policy, approve, max_steps, json),
+        SessionCommand::Export { id, out, user } => {
+            super::session_export::export(&db, &key, &id, &out, user)
+        }
+        SessionCommand::Import {
+            file,
+            vkeys,
+            workspace,
+            policy,
+        } => super::session_import::import(&db, &key, &file, &vkeys, workspace, policy),
     }
 }
 
@@ -191,6 +232,12 @@ impl SessionSummary<'_> {
     /// keeps the session), or open: running, or stopped by a crash or a
     /// kill. The last two are resumable.
     fn state(&self) -> String {
+        if self
+            .end
+            .is_some_and(stele_audit::export::earlier::is_moved_end)
+        {
+            return "moved (exported to another machine; not resumable here)".into();
+        }
         if let Some(o) = self.end.and_then(|e| e.outcome.as_ref()) {
             return format!("{:?}", o.status).to_lowercase();
         }
@@ -277,7 +324,15 @@ fn resume(
     // before anything is written to the log or run.
     let start = {
         let store = stele_audit::Store::open(db)?;
-        conversation::session_leaves(&store, id)?
+        let leaves = conversation::session_leaves(&store, id)?;
+        anyhow::ensure!(
+            !leaves
+                .iter()
+                .any(stele_audit::export::earlier::is_moved_end),
+            "{}",
+            crate::session_move::moved_message(id)
+        );
+        leaves
             .into_iter()
             .find(|l| l.kind == EventKind::SessionStart)
             .with_context(|| format!("session {id} has no session.start"))?
@@ -300,10 +355,20 @@ fn resume(
         policy: &policy,
     })?;
     let log = setup::open_log(db, signer.clone())?;
-    let store = log.store()?;
-    let leaves = conversation::session_leaves(&store, id)?;
-    let conversation::Rebuilt { messages, large } =
-        conversation::rebuild_session(&store, id, &leaves)?;
+    let crate::session::Conversation { messages, large } = {
+        let store = log.store()?;
+        let leaves = conversation::session_leaves(&store, id)?;
+        // An ended session is refused, whatever its conversation holds.
+        if leaves.iter().any(|l| {
+            matches!(
+                l.kind,
+                EventKind::SessionEnd | EventKind::SessionInterrupted
+            )
+        }) {
+            return Err(conversation::ConversationError::Ended(id.to_string()).into());
+        }
+        crate::session_resume::conversation_of(&store, id, &leaves)?
+    };
     let spec = model
         .or_else(|| field("model_spec"))
         .context("no model: give --model PROVIDER:NAME")?;
