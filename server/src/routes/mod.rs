@@ -21,6 +21,8 @@ pub(crate) mod session_control;
 pub(crate) mod session_outputs;
 pub(crate) mod sessions;
 pub(crate) mod worker;
+pub(crate) mod worker_log;
+pub(crate) mod worker_revoke;
 pub(crate) mod workspaces;
 
 use axum::extract::rejection::JsonRejection;
@@ -121,6 +123,15 @@ pub fn router(state: Shared) -> Router {
             post(worker::heartbeat),
         )
         .route("/api/v1/worker/jobs/{id}/finish", post(worker::finish))
+        .route("/api/v1/worker/log/size", post(worker_log::size))
+        .route(
+            "/api/v1/worker/log",
+            post(worker_log::ship).layer(axum::extract::DefaultBodyLimit::max(worker_log::MAX_BODY)),
+        )
+        .route(
+            "/api/v1/admin/workers/{name}/revoke",
+            post(worker_revoke::revoke),
+        )
         .route("/api/v1/openapi.json", get(crate::openapi::openapi_json))
         // The web app (docs/web.md).
         .route("/", get(crate::assets::page))
