@@ -126,7 +126,8 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/worker/log/size", post(worker_log::size))
         .route(
             "/api/v1/worker/log",
-            post(worker_log::ship).layer(axum::extract::DefaultBodyLimit::max(worker_log::MAX_BODY)),
+            post(worker_log::ship)
+                .layer(axum::extract::DefaultBodyLimit::max(worker_log::MAX_BODY)),
         )
         .route(
             "/api/v1/admin/workers/{name}/revoke",

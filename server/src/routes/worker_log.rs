@@ -91,7 +91,10 @@ pub async fn ship(
         .into_iter()
         .find(|w| w.name == req.worker);
     let Some(worker) = worker else {
-        let r = refused(None, format!("unknown worker {:?}: it has claimed nothing", req.worker));
+        let r = refused(
+            None,
+            format!("unknown worker {:?}: it has claimed nothing", req.worker),
+        );
         return Err(alarm(&state, &who, &req, r).await);
     };
     if worker.account != account || held.as_ref().is_some_and(|h| h.account != account) {
@@ -99,12 +102,16 @@ pub async fn ship(
             "log {} of worker {} belongs to account {}; account {account} may not ship it",
             req.origin,
             req.worker,
-            held.as_ref().map_or(worker.account.as_str(), |h| h.account.as_str())
+            held.as_ref()
+                .map_or(worker.account.as_str(), |h| h.account.as_str())
         );
         return Err(refuse(&state, &who, "log", reason).await);
     }
     if let Some(at) = held.as_ref().and_then(|h| h.revoked_at) {
-        let r = refused(None, format!("the key of log {} was revoked at {at}", req.origin));
+        let r = refused(
+            None,
+            format!("the key of log {} was revoked at {at}", req.origin),
+        );
         return Err(alarm(&state, &who, &req, r).await);
     }
     let verifier = match &held {
@@ -150,11 +157,10 @@ pub async fn ship(
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, reason)
     })?;
     let (origin, note) = (req.origin.clone(), req.checkpoint.clone());
-    let checked = tokio::task::spawn_blocking(move || {
-        check_batch(&origin, &key, &prior, &leaves, &note)
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let checked =
+        tokio::task::spawn_blocking(move || check_batch(&origin, &key, &prior, &leaves, &note))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let batch = match checked {
         Ok(b) => b,
         Err(BatchFailure { index, reason }) => {

@@ -47,7 +47,9 @@ pub async fn revoke(
         return Err(ApiError::not_found(format!("no worker named {name:?}")));
     };
     let key = NoteVerifier::parse(&w.verifier).map_err(|e| {
-        ApiError::bad_request(format!("worker {name} has no usable log key to revoke: {e}"))
+        ApiError::bad_request(format!(
+            "worker {name} has no usable log key to revoke: {e}"
+        ))
     })?;
     let origin = key.name().to_string();
     let t = now();
@@ -75,13 +77,20 @@ pub async fn revoke(
             reason: format!(
                 "worker {name}'s log key {} (log {origin}) revoked{}",
                 w.verifier,
-                if newly { "" } else { " (it was revoked already)" }
+                if newly {
+                    ""
+                } else {
+                    " (it was revoked already)"
+                }
             ),
             data: serde_json::json!({"method": who.method, "worker": name, "origin": origin,
                 "verifier": w.verifier, "status": 200}),
         })
         .await?;
-    tracing::warn!("worker {name}: its log key was revoked by {} (entry {seq})", who.user.name);
+    tracing::warn!(
+        "worker {name}: its log key was revoked by {} (entry {seq})",
+        who.user.name
+    );
     Ok(Json(Revoked {
         worker: name,
         origin,

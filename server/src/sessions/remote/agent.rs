@@ -69,8 +69,13 @@ pub fn run(opts: WorkerOptions) -> anyhow::Result<()> {
         // closed, so its closing entry goes too.
         let (ship_stop, stop) = tokio::sync::watch::channel(false);
         let wake = Arc::new(tokio::sync::Notify::new());
-        let shipping = tokio::spawn(shipper.run(stop, wake.clone()));
-        let r = serve(opts.clone(), client, verifier, log.clone(), wake).await;
+        let (registered_tx, registered) = tokio::sync::watch::channel(false);
+        let shipping = tokio::spawn(shipper.run(stop, wake.clone(), registered));
+        let hooks = Hooks {
+            wake,
+            registered: registered_tx,
+        };
+        let r = serve(opts.clone(), client, verifier, log.clone(), hooks).await;
         let closing = log.clone();
         match tokio::task::spawn_blocking(move || closing.close_shared()).await {
             Ok(Ok(_)) => {}
@@ -95,14 +100,22 @@ async fn serve(
     client: Client,
     verifier: String,
     log: Arc<stele_audit::AuditLog>,
-    wake: Arc<tokio::sync::Notify>,
+    hooks: Hooks,
 ) -> anyhow::Result<()> {
     let (drain_tx, mut drain) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         crate::shutdown::signalled().await;
         let _ = drain_tx.send(true);
     });
-    claim_loop(opts, client, verifier, log, &mut drain, &wake).await
+    claim_loop(opts, client, verifier, log, &mut drain, &hooks).await
+}
+
+/// How the claim loop tells the shipper.
+struct Hooks {
+    /// A session ended: ship now.
+    wake: Arc<tokio::sync::Notify>,
+    /// A claim was answered: the worker's key is registered.
+    registered: tokio::sync::watch::Sender<bool>,
 }
 
 async fn claim_loop(
@@ -111,7 +124,7 @@ async fn claim_loop(
     verifier: String,
     log: Arc<stele_audit::AuditLog>,
     drain: &mut tokio::sync::watch::Receiver<bool>,
-    wake: &Arc<tokio::sync::Notify>,
+    hooks: &Hooks,
 ) -> anyhow::Result<()> {
     let running: Running = Arc::default();
     let pending = Arc::new(Pending::default());
@@ -138,7 +151,10 @@ async fn claim_loop(
                 .post::<_, Claimed>("/api/v1/worker/claim", &req)
                 .await
             {
-                Ok(c) => c,
+                Ok(c) => {
+                    hooks.registered.send_replace(true);
+                    c
+                }
                 Err(e) if first || matches!(e, ClientError::Refused { .. }) => {
                     return Err(anyhow::anyhow!("{e}"));
                 }
@@ -173,7 +189,7 @@ async fn claim_loop(
                     pending: pending.clone(),
                     command: "worker",
                 };
-                let (client, running, wake) = (client.clone(), running.clone(), wake.clone());
+                let (client, running, wake) = (client.clone(), running.clone(), hooks.wake.clone());
                 tasks.spawn(async move {
                     let job = c.job;
                     if let Err(e) = one(&client, host, c, control).await {

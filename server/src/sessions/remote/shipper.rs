@@ -20,7 +20,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use stele_attest::cosignature::CosignatureVerifier;
-use stele_attest::{Checkpoint, Signer, SignedNote};
+use stele_attest::{Checkpoint, SignedNote, Signer};
 use stele_audit::merkle::subtree_hash;
 use stele_audit::Store;
 
@@ -83,12 +83,22 @@ impl Shipper {
     }
 
     /// Ship until `stop` says so, then ship what is left (for a while).
-    /// `wake` shortens the wait (a session ended).
+    /// `wake` shortens the wait (a session ended). Nothing is shipped
+    /// before `registered` (the worker's first claim registered its key).
     pub async fn run(
         mut self,
         mut stop: tokio::sync::watch::Receiver<bool>,
         wake: Arc<tokio::sync::Notify>,
+        mut registered: tokio::sync::watch::Receiver<bool>,
     ) {
+        tokio::select! {
+            r = registered.wait_for(|r| *r) => {
+                if r.is_err() {
+                    return;
+                }
+            }
+            _ = stop.wait_for(|s| *s) => return,
+        }
         let mut quiet_until = tokio::time::Instant::now();
         loop {
             if *stop.borrow() {
@@ -156,9 +166,12 @@ impl Shipper {
             None => {
                 let r = self
                     .client
-                    .post::<_, LogSize>("/api/v1/worker/log/size", &LogSizeRequest {
-                        origin: origin.clone(),
-                    })
+                    .post::<_, LogSize>(
+                        "/api/v1/worker/log/size",
+                        &LogSizeRequest {
+                            origin: origin.clone(),
+                        },
+                    )
                     .await?
                     .ok_or(ShipError::Answer("an empty answer to log/size".into()))?;
                 self.witness = Some(
@@ -268,13 +281,15 @@ fn keep(
 ) -> Result<(), ShipError> {
     let bad = |e: String| ShipError::Answer(format!("the server's cosignature: {e}"));
     let signed = SignedNote::parse(note).map_err(|e| bad(e.to_string()))?;
-    let with = SignedNote::parse(&format!("{}\n{line}\n", signed.text)).map_err(|e| bad(e.to_string()))?;
+    let with =
+        SignedNote::parse(&format!("{}\n{line}\n", signed.text)).map_err(|e| bad(e.to_string()))?;
     let sig = with
         .signatures
         .iter()
         .find(|s| key.matches(s))
         .ok_or_else(|| bad("not by the server's witness key".into()))?;
-    key.verify(&signed.text, sig).map_err(|e| bad(e.to_string()))?;
+    key.verify(&signed.text, sig)
+        .map_err(|e| bad(e.to_string()))?;
     stele_audit::witness::store_cosignature(db, size, key.name(), line, note)
         .map_err(|e| ShipError::Local(e.to_string()))
 }
@@ -294,26 +309,34 @@ enum ShipError {
 }
 
 impl ShipError {
+    /// Whether the server looked at the batch and refused it (rather than
+    /// being out of reach or unwell for now).
+    fn refused(&self) -> bool {
+        match self {
+            ShipError::Server(ClientError::Unreachable { .. }) => false,
+            ShipError::Server(ClientError::Other { status, .. }) => *status < 500,
+            _ => true,
+        }
+    }
+
     /// How long to wait before the next try.
     fn wait(&self) -> Duration {
-        match self {
-            ShipError::Server(ClientError::Unreachable { .. }) => Duration::ZERO,
-            _ => AFTER_REFUSAL,
+        if self.refused() {
+            AFTER_REFUSAL
+        } else {
+            Duration::ZERO
         }
     }
 
     /// Say why (a refusal is an error: the batch stays here, unshipped).
     fn log(&self, worker: &str) {
-        match self {
-            ShipError::Server(ClientError::Unreachable { .. }) => {
-                tracing::warn!("worker {worker}: shipping waits: {self}");
-            }
-            _ => {
-                tracing::error!("worker {worker}: the server refused its log's batch: {self}");
-                stele_runtime::errln!(
-                    "stele worker {worker}: shipping refused (kept here, tried again): {self}"
-                );
-            }
+        if !self.refused() {
+            tracing::warn!("worker {worker}: shipping waits: {self}");
+            return;
         }
+        tracing::error!("worker {worker}: the server refused its log's batch: {self}");
+        stele_runtime::errln!(
+            "stele worker {worker}: shipping refused (kept here, tried again): {self}"
+        );
     }
 }
