@@ -68,8 +68,10 @@ pub async fn size(
     security(("token" = [])),
     responses(
         (status = 200, description = "Stored; the server's cosignature of the checkpoint", body = Shipped),
-        (status = 409, description = "`from` is not the size held: the detail names it"),
-        (status = 422, description = "Refused: it does not verify, or its key is unknown or revoked (recorded)")))]
+        (status = 409, description = "`from` is not the size held: the detail names it",
+            body = stele_protocol::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Refused: it does not verify, or its key is unknown or revoked (recorded)",
+            body = stele_protocol::Problem, content_type = "application/problem+json")))]
 pub async fn ship(
     State(state): State<Shared>,
     who: Principal,

@@ -13,7 +13,7 @@
 //! backlog; a refused batch is logged and tried again later (never
 //! skipped: the server's copy has no gaps).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -229,7 +229,7 @@ impl Shipper {
 
 /// The entries from `from` on (a batch's worth) and the checkpoint at
 /// their end; None when there are none.
-fn read_batch(db: &PathBuf, signer: &dyn Signer, from: u64) -> Result<Option<Batch>, ShipError> {
+fn read_batch(db: &Path, signer: &dyn Signer, from: u64) -> Result<Option<Batch>, ShipError> {
     let store = Store::open(db).map_err(|e| ShipError::Local(e.to_string()))?;
     let size = store.size().map_err(|e| ShipError::Local(e.to_string()))?;
     if from >= size {
@@ -273,7 +273,7 @@ fn read_batch(db: &PathBuf, signer: &dyn Signer, from: u64) -> Result<Option<Bat
 
 /// Check the server's cosignature of `note` and keep it in the log.
 fn keep(
-    db: &PathBuf,
+    db: &Path,
     key: &CosignatureVerifier,
     size: u64,
     line: &str,
