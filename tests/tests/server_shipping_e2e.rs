@@ -58,15 +58,16 @@ fn a_workers_log_reaches_the_server_whole_and_cosigned() {
     let url = database(&cluster, "whole");
     let srv = server(&url, "", 30);
     let alice = srv.token("alice");
+    let ada = srv.token_scoped("ada", "read,admin");
     let wtoken = srv.token_scoped("ada", "worker");
     let mut w = Worker::start(&srv, "w1", &wtoken, 1);
     let origin = "w1.e2e.stele.invalid/log";
     sleep_secs_then_finish(&srv, 1);
     let rt = runtime();
-    let witness = rt.block_on(async {
+    let (id, witness) = rt.block_on(async {
         let id = start_session(&srv, &alice, "a task").await;
         wait_state(&srv, &alice, &id, "ended").await;
-        witness_key(&srv, &wtoken, origin).await
+        (id.clone(), witness_key(&srv, &wtoken, origin).await)
     });
     // Shipped while it runs: the session's entries are there before it stops.
     let db = w.s.state.join("audit.db");
@@ -116,6 +117,36 @@ fn a_workers_log_reaches_the_server_whole_and_cosigned() {
     });
     assert!(found, "no cosignature by {name} in the export");
     assert!(!w.stderr().contains("shipping refused"), "{}", w.stderr());
+    // A reviewer finds the session's timeline among the shipped entries.
+    let in_session = local
+        .iter()
+        .filter(|l| {
+            let v: Value = serde_json::from_slice(l).unwrap();
+            v["session"]["id"] == id.as_str()
+        })
+        .count();
+    assert!(in_session > 2);
+    rt.block_on(async {
+        let r =
+            server_support::api::get(&srv, &ada, &format!("/api/v1/audit/shipped?session={id}"))
+                .await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        let found = v["entries"].as_array().unwrap();
+        assert_eq!(found.len(), in_session, "{v}");
+        assert!(found
+            .iter()
+            .all(|e| e["origin"] == origin && e["leaf"]["session"]["id"] == id.as_str()));
+        assert_eq!(found[0]["leaf"]["kind"], "session.start", "{v}");
+        // A search field it does not know is refused.
+        let r = server_support::api::get(&srv, &ada, "/api/v1/audit/shipped?colour=red").await;
+        problem(r, 400).await;
+        // Alice (a member) may not read the log.
+        let r =
+            server_support::api::get(&srv, &alice, &format!("/api/v1/audit/shipped?session={id}"))
+                .await;
+        assert_eq!(r.status(), 403);
+    });
 }
 
 /// Every file under `dir`.

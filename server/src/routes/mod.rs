@@ -20,6 +20,7 @@ pub(crate) mod schedules;
 pub(crate) mod session_control;
 pub(crate) mod session_outputs;
 pub(crate) mod sessions;
+pub(crate) mod shipped_search;
 pub(crate) mod worker;
 pub(crate) mod worker_log;
 pub(crate) mod worker_revoke;
@@ -72,6 +73,7 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/audit/entries", get(audit::entries))
         .route("/api/v1/audit/sessions/{id}/export", get(audit::export))
         .route("/api/v1/audit/verify", get(audit::verify))
+        .route("/api/v1/audit/shipped", get(shipped_search::search))
         .route("/api/v1/audit/sessions", get(audit_desk::sessions))
         .route(
             "/api/v1/audit/sessions/{id}/timeline",

@@ -99,4 +99,87 @@ pub trait ShippingStore {
     /// row is made when nothing was shipped yet) at `now`; false when it
     /// was revoked already.
     async fn revoke_shipped(&self, log: &ShippedLog, now: i64) -> Result<bool, ServerError>;
+    /// The entries matching `q` across every shipped log, by time, each
+    /// with its origin.
+    async fn search_shipped(
+        &self,
+        q: &ShippedQuery,
+    ) -> Result<Vec<(String, ShippedEntry)>, ServerError>;
 }
+
+/// A reviewer's search over the shipped entries: every field given must
+/// match (times are leaf `ts` strings, which sort as times).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShippedQuery {
+    /// One session's timeline.
+    pub session: Option<String>,
+    /// One principal's entries.
+    pub principal: Option<String>,
+    /// Entries of principals in this team.
+    pub team: Option<String>,
+    /// One kind.
+    pub kind: Option<String>,
+    /// Decisions with this effect (`allow`, `deny`, `ask`).
+    pub effect: Option<String>,
+    /// Entries acting on this path.
+    pub path: Option<String>,
+    /// At or after this time.
+    pub since: Option<String>,
+    /// Before this time.
+    pub until: Option<String>,
+    /// Most entries answered.
+    pub limit: i64,
+}
+
+/// The `WHERE … ORDER BY … LIMIT` of a search over `shipped_entries` and
+/// its text parameters, numbered by `param` (`?1` or `$1`); shared by both
+/// engines so they answer alike.
+pub(crate) fn search_sql(q: &ShippedQuery, param: fn(usize) -> String) -> (String, Vec<String>) {
+    let mut conds = Vec::new();
+    let mut args = Vec::new();
+    let mut add = |cond: &str, v: String| {
+        args.push(v);
+        conds.push(cond.replace('#', &param(args.len())));
+    };
+    if let Some(v) = &q.session {
+        add("session = #", v.clone());
+    }
+    if let Some(v) = &q.principal {
+        add("principal = #", v.clone());
+    }
+    if let Some(v) = &q.team {
+        let escaped = v
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        add("teams LIKE # ESCAPE '\\'", format!("%,{escaped},%"));
+    }
+    if let Some(v) = &q.kind {
+        add("kind = #", v.clone());
+    }
+    if let Some(v) = &q.effect {
+        add("effect = #", v.clone());
+    }
+    if let Some(v) = &q.path {
+        add("path = #", v.clone());
+    }
+    if let Some(v) = &q.since {
+        add("ts >= #", v.clone());
+    }
+    if let Some(v) = &q.until {
+        add("ts < #", v.clone());
+    }
+    let filter = if conds.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conds.join(" AND "))
+    };
+    (
+        format!("{filter} ORDER BY ts, origin, seq LIMIT {}", q.limit.max(0)),
+        args,
+    )
+}
+
+/// The columns a search answers, `origin` first.
+pub(crate) const SEARCH_COLUMNS: &str =
+    "origin, seq, leaf, ts, session, principal, teams, kind, effect, path";

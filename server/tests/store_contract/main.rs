@@ -55,4 +55,5 @@ contract!(
     remote::the_reaper_finds_expired_and_left_over_claims_in_one_list,
     shipping::a_shipped_batch_is_stored_once_from_where_the_origin_stands,
     shipping::a_revoked_key_takes_no_more_batches,
+    shipping::a_search_finds_a_sessions_timeline_and_a_teams_denials,
 );

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use stele_server::store::shipping::{Appended, ShippedEntry, ShippedLog};
+use stele_server::store::shipping::{Appended, ShippedEntry, ShippedLog, ShippedQuery};
 use stele_server::store::Store;
 
 fn log(size: i64, now: i64) -> ShippedLog {
@@ -124,5 +124,89 @@ pub async fn a_revoked_key_takes_no_more_batches(s: Arc<dyn Store>) {
     assert_eq!(
         s.shipped_entries(&other.origin, 0, 10).await.unwrap(),
         entries(0, 2)
+    );
+}
+
+pub async fn a_search_finds_a_sessions_timeline_and_a_teams_denials(s: Arc<dyn Store>) {
+    let mut a = log(4, 10);
+    a.origin = "a.test.invalid/log".into();
+    let mut b = log(4, 10);
+    b.origin = "b.test.invalid/log".into();
+    let mut other_team = entries(0, 4);
+    for e in &mut other_team {
+        e.teams = ",eng,ops_x,".into();
+        e.principal = "bob".into();
+    }
+    assert_eq!(
+        s.append_shipped(0, &a, &entries(0, 4)).await.unwrap(),
+        Appended::Yes
+    );
+    assert_eq!(
+        s.append_shipped(0, &b, &other_team).await.unwrap(),
+        Appended::Yes
+    );
+    let q = |f: &dyn Fn(&mut ShippedQuery)| {
+        let mut q = ShippedQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        f(&mut q);
+        q
+    };
+    let seqs = |v: Vec<(String, ShippedEntry)>| -> Vec<(String, i64)> {
+        v.into_iter().map(|(o, e)| (o, e.seq)).collect()
+    };
+    // A session's timeline, across logs, by time.
+    let got = s
+        .search_shipped(&q(&|q| q.session = Some("s1".into())))
+        .await
+        .unwrap();
+    assert_eq!(
+        seqs(got),
+        [
+            ("a.test.invalid/log".to_string(), 1),
+            ("b.test.invalid/log".to_string(), 1),
+            ("a.test.invalid/log".to_string(), 3),
+            ("b.test.invalid/log".to_string(), 3),
+        ]
+    );
+    // A team's denials over a time range: `ops` is not `ops_x`.
+    let got = s
+        .search_shipped(&q(&|q| {
+            q.team = Some("ops".into());
+            q.effect = Some("deny".into());
+            q.since = Some("2026-01-01T00:00:00.000000Z".into());
+            q.until = Some("2026-01-02T00:00:00.000000Z".into());
+        }))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, "a.test.invalid/log");
+    assert_eq!(got[0].1, entries(2, 3)[0]);
+    let got = s
+        .search_shipped(&q(&|q| {
+            q.team = Some("ops_x".into());
+            q.principal = Some("bob".into());
+            q.until = Some("2026-01-01T00:00:02.000000Z".into());
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        seqs(got),
+        [
+            ("b.test.invalid/log".to_string(), 0),
+            ("b.test.invalid/log".to_string(), 1)
+        ]
+    );
+    // A team with a wildcard in its name matches only itself.
+    assert!(s
+        .search_shipped(&q(&|q| q.team = Some("op%".into())))
+        .await
+        .unwrap()
+        .is_empty());
+    // The limit holds.
+    assert_eq!(
+        s.search_shipped(&q(&|q| q.limit = 3)).await.unwrap().len(),
+        3
     );
 }

@@ -36,8 +36,13 @@ pub const BATCH_BYTES: usize = 4 << 20;
 /// How often the backlog is looked at.
 const EVERY: Duration = Duration::from_secs(1);
 
-/// How long to wait after the server refused a batch.
+/// How long to wait after the server refused a batch; doubled at each
+/// refusal in a row (every refusal is an alert in the server's log), up to
+/// [`MAX_AFTER_REFUSAL`].
 const AFTER_REFUSAL: Duration = Duration::from_secs(5);
+
+/// The longest wait after refusals in a row.
+const MAX_AFTER_REFUSAL: Duration = Duration::from_secs(300);
 
 /// How long a draining worker keeps trying to ship what is left.
 const DRAIN_FOR: Duration = Duration::from_secs(10);
@@ -100,16 +105,22 @@ impl Shipper {
             _ = stop.wait_for(|s| *s) => return,
         }
         let mut quiet_until = tokio::time::Instant::now();
+        let mut refusals = 0u32;
         loop {
             if *stop.borrow() {
                 break;
             }
             if tokio::time::Instant::now() >= quiet_until {
                 match self.catch_up().await {
-                    Ok(()) => {}
-                    Err(e) => {
-                        quiet_until = tokio::time::Instant::now() + e.wait();
+                    Ok(()) => refusals = 0,
+                    Err(e) if e.refused() => {
+                        let wait = AFTER_REFUSAL
+                            .saturating_mul(1 << refusals.min(6))
+                            .min(MAX_AFTER_REFUSAL);
+                        refusals += 1;
+                        quiet_until = tokio::time::Instant::now() + wait;
                     }
+                    Err(_) => {}
                 }
             }
             tokio::select! {
@@ -232,7 +243,14 @@ impl Shipper {
 fn read_batch(db: &Path, signer: &dyn Signer, from: u64) -> Result<Option<Batch>, ShipError> {
     let store = Store::open(db).map_err(|e| ShipError::Local(e.to_string()))?;
     let size = store.size().map_err(|e| ShipError::Local(e.to_string()))?;
-    if from >= size {
+    if from > size {
+        // Never shipped from here: this log is not the one the server holds.
+        return Err(ShipError::Local(format!(
+            "the server holds {from} entries of this log but it has only {size}: it was rolled \
+             back or replaced; nothing is shipped until that is investigated"
+        )));
+    }
+    if from == size {
         return Ok(None);
     }
     let mut leaves = Vec::new();
@@ -316,15 +334,6 @@ impl ShipError {
             ShipError::Server(ClientError::Unreachable { .. }) => false,
             ShipError::Server(ClientError::Other { status, .. }) => *status < 500,
             _ => true,
-        }
-    }
-
-    /// How long to wait before the next try.
-    fn wait(&self) -> Duration {
-        if self.refused() {
-            AFTER_REFUSAL
-        } else {
-            Duration::ZERO
         }
     }
 

@@ -8,7 +8,9 @@ use tokio_postgres::Row;
 
 use super::PgStore;
 use crate::error::ServerError;
-use crate::store::shipping::{Appended, ShippedEntry, ShippedLog, ShippingStore};
+use crate::store::shipping::{
+    search_sql, Appended, ShippedEntry, ShippedLog, ShippedQuery, ShippingStore, SEARCH_COLUMNS,
+};
 
 const LOG_COLUMNS: &str = "origin, verifier, account, worker, size, root, frontier, last_hash, \
      last_boot, last_ts, checkpoint, updated, revoked_at";
@@ -184,5 +186,40 @@ impl ShippingStore for PgStore {
             )
             .await?;
         Ok(n == 1)
+    }
+
+    async fn search_shipped(
+        &self,
+        q: &ShippedQuery,
+    ) -> Result<Vec<(String, ShippedEntry)>, ServerError> {
+        let (tail, args) = search_sql(q, |i| format!("${i}"));
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = args
+            .iter()
+            .map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        let c = self.client().await?;
+        c.query(
+            &format!("SELECT {SEARCH_COLUMNS} FROM shipped_entries {tail}"),
+            &params,
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get(0)?,
+                ShippedEntry {
+                    seq: r.try_get(1)?,
+                    leaf: r.try_get(2)?,
+                    ts: r.try_get(3)?,
+                    session: r.try_get(4)?,
+                    principal: r.try_get(5)?,
+                    teams: r.try_get(6)?,
+                    kind: r.try_get(7)?,
+                    effect: r.try_get(8)?,
+                    path: r.try_get(9)?,
+                },
+            ))
+        })
+        .collect()
     }
 }

@@ -5,7 +5,9 @@ use rusqlite::{params, OptionalExtension as _, Row};
 
 use super::SqliteStore;
 use crate::error::ServerError;
-use crate::store::shipping::{Appended, ShippedEntry, ShippedLog, ShippingStore};
+use crate::store::shipping::{
+    search_sql, Appended, ShippedEntry, ShippedLog, ShippedQuery, ShippingStore, SEARCH_COLUMNS,
+};
 
 const LOG_COLUMNS: &str = "origin, verifier, account, worker, size, root, frontier, last_hash, \
      last_boot, last_ts, checkpoint, updated, revoked_at";
@@ -174,6 +176,36 @@ impl ShippingStore for SqliteStore {
             };
             tx.commit()?;
             Ok(made == 1)
+        })
+        .await
+    }
+
+    async fn search_shipped(
+        &self,
+        q: &ShippedQuery,
+    ) -> Result<Vec<(String, ShippedEntry)>, ServerError> {
+        let (tail, args) = search_sql(q, |i| format!("?{i}"));
+        self.call(move |c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {SEARCH_COLUMNS} FROM shipped_entries {tail}"
+            ))?;
+            let rows = st.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                Ok((
+                    r.get(0)?,
+                    ShippedEntry {
+                        seq: r.get(1)?,
+                        leaf: r.get(2)?,
+                        ts: r.get(3)?,
+                        session: r.get(4)?,
+                        principal: r.get(5)?,
+                        teams: r.get(6)?,
+                        kind: r.get(7)?,
+                        effect: r.get(8)?,
+                        path: r.get(9)?,
+                    },
+                ))
+            })?;
+            rows.collect()
         })
         .await
     }
