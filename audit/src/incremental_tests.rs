@@ -238,3 +238,35 @@ fn time_order_holds_across_batches() {
     )
     .unwrap();
 }
+
+#[test]
+fn a_key_rotation_inside_a_batch_is_refused_with_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let signer = Arc::new(Ed25519Signer::generate(ORIGIN).unwrap());
+    let log = AuditLog::create(&db, signer.clone(), LogOptions::default()).unwrap();
+    let next = Arc::new(Ed25519Signer::generate(ORIGIN).unwrap());
+    let r = log
+        .rotate_blocking(next.clone(), "scheduled".into(), Actor::system())
+        .unwrap();
+    log.close().unwrap();
+    let mut leaves = Vec::new();
+    Store::open(&db)
+        .unwrap()
+        .for_each_entry(0, u64::MAX, |_, l, _| {
+            leaves.push(l.to_vec());
+            Ok(())
+        })
+        .unwrap();
+    let s0 = ShippedState::default();
+    let e = check_batch(
+        ORIGIN,
+        &key(&signer),
+        &s0,
+        &leaves,
+        &note(next.as_ref(), &s0, &leaves),
+    )
+    .unwrap_err();
+    assert_eq!(e.index, Some(r.seq), "{e}");
+    assert!(e.reason.contains("key.rotation"), "{e}");
+}
