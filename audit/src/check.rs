@@ -225,6 +225,28 @@ impl LeafChecker {
         c
     }
 
+    /// Take up with the newest `(boot, ts)` seen before the resumed size,
+    /// so time order within a writer boot holds across the resumption.
+    pub fn with_last_time(mut self, last: Option<(String, String)>) -> Self {
+        self.last_time = last;
+        self
+    }
+
+    /// The newest `(boot, ts)` checked (for a later [`LeafChecker::with_last_time`]).
+    pub fn last_time(&self) -> Option<&(String, String)> {
+        self.last_time.as_ref()
+    }
+
+    /// The leaf hash of the newest leaf checked (or the resumed one).
+    pub fn last_hash(&self) -> Option<Hash> {
+        self.prev
+    }
+
+    /// The tree's right edge as checked so far.
+    pub fn frontier(&self) -> &Frontier {
+        &self.frontier
+    }
+
     /// Leaves checked so far (the next expected index).
     pub fn size(&self) -> u64 {
         self.frontier.size()

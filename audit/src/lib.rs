@@ -31,6 +31,7 @@ pub mod export;
 #[cfg(feature = "store")]
 mod full_check;
 pub mod holds;
+pub mod incremental;
 pub mod keys;
 pub mod leaf;
 pub mod leaf_view;

@@ -13,6 +13,7 @@ mod schedule;
 mod server;
 mod sse;
 mod worker;
+mod workers;
 
 use std::process::ExitCode;
 
@@ -88,6 +89,9 @@ enum Top {
     /// Run sessions a server queues (`[workers] run = "remote"`), on this
     /// machine's own log; SIGTERM drains (docs/server.md "Workers").
     Worker(worker::WorkerArgs),
+    /// Manage a server's workers (through its API): `revoke NAME` revokes a
+    /// worker's log key (docs/server.md "Workers: shipping").
+    Workers(workers::WorkersArgs),
 }
 
 fn main() -> ExitCode {
@@ -100,6 +104,7 @@ fn main() -> ExitCode {
             return finish(remote_run::run(&cli.server.args(), a))
         }
         Top::Schedule(a) => return finish(schedule::run(a, &cli.server.args())),
+        Top::Workers(a) => return finish(workers::run(a, &cli.server.args())),
         Top::Worker(a) if !cli.server.named() => return finish(worker::worker(a)),
         _ if cli.server.named() => {
             return finish(Err(anyhow::anyhow!(

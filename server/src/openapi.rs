@@ -15,7 +15,7 @@ use utoipa::{Modify, OpenApi};
 use crate::routes::{
     admin_view, approvals, audit, audit_desk, audit_evidence, events, health, holds, login,
     login_link, login_methods, oidc, schedule_pause, schedules, session_control, session_outputs,
-    sessions, worker, workspaces,
+    sessions, shipped_search, worker, worker_log, worker_revoke, workspaces,
 };
 
 /// The document's definition: every route of [`crate::routes::router`].
@@ -79,6 +79,10 @@ use crate::routes::{
         worker::events,
         worker::heartbeat,
         worker::finish,
+        worker_log::size,
+        worker_log::ship,
+        worker_revoke::revoke,
+        shipped_search::search,
         openapi_json,
     ),
     components(schemas(stele_protocol::Problem)),

@@ -47,6 +47,7 @@ pub fn open(
         .map_err(|e| start_error("the log's signing key", e))?;
     let log = stele_runtime::session::open_log(&db, signer.clone())
         .map_err(|e| start_error("the audit log", e))?;
+    let witness = witness_key(&key, signer.name())?;
     let located = stele_runtime::policy_location::resolve(config.server.policy.as_deref())
         .map_err(|e| start_error("the policy bundle", e))?;
     let bundle =
@@ -78,8 +79,28 @@ pub fn open(
         store,
         log,
         signer: crate::state::LogSigner(signer),
+        witness: crate::state::LogSigner(witness),
         bundle,
     }))
+}
+
+/// The server's witness key, next to its log key (`<key>.witness`), made
+/// on first start: it cosigns the checkpoints of the workers' logs it
+/// accepts (docs/server.md "Workers: shipping").
+fn witness_key(
+    key: &std::path::Path,
+    origin: &str,
+) -> Result<Arc<dyn stele_attest::Signer>, ServerError> {
+    let mut path = key.as_os_str().to_os_string();
+    path.push(".witness");
+    let path = std::path::PathBuf::from(path);
+    let signer = if path.exists() {
+        stele_attest::load_key_file(&path)
+    } else {
+        stele_attest::generate_key_file(&path, &format!("{origin}/witness"))
+    }
+    .map_err(|e| start_error("the server's witness key", e))?;
+    Ok(Arc::new(signer))
 }
 
 /// `stele serve --migrate`: bring the store's schema up to date and exit

@@ -22,6 +22,8 @@ pub struct AppState {
     pub log: Arc<AuditLog>,
     /// The log's signing key (it also signs the manifests of exports).
     pub signer: LogSigner,
+    /// The witness key cosigning the workers' checkpoints it accepts.
+    pub witness: LogSigner,
     /// The policy bundle in force (its digest is in the server's decisions).
     pub bundle: Arc<Bundle>,
     /// Running sessions.

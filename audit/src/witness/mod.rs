@@ -14,6 +14,7 @@ pub mod state;
 
 pub use protocol::AddCheckpoint;
 pub use publish::{
-    publish_to_witness, publish_to_witnesses, Cosigned, PublishError, PublishReport, WitnessTarget,
+    publish_to_witness, publish_to_witnesses, store_cosignature, Cosigned, PublishError,
+    PublishReport, WitnessTarget,
 };
 pub use server::{serve, Witness, WitnessOutcome};

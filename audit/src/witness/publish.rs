@@ -236,13 +236,48 @@ pub fn publish_to_witness(
             witness: name.clone(),
             detail: e.to_string(),
         })?;
+    keep_cosignature(&conn, db, size, &name, first, &note)?;
+    Ok(Cosigned {
+        witness: name,
+        size,
+    })
+}
+
+/// Store a checked cosignature line by `witness` of the checkpoint `note`
+/// (of `size` entries) in the log at `db`, and keep that checkpoint for
+/// good: exports carry both. Also used by a worker for the cosignatures
+/// its server returns when it ships its log.
+pub fn store_cosignature(
+    db: &Path,
+    size: u64,
+    witness: &str,
+    line: &str,
+    note: &str,
+) -> Result<(), AuditError> {
+    let conn = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(AuditError::sqlite(db))?;
+    configure(&conn).map_err(AuditError::sqlite(db))?;
+    keep_cosignature(&conn, db, size, witness, line, note)
+}
+
+fn keep_cosignature(
+    conn: &Connection,
+    db: &Path,
+    size: u64,
+    witness: &str,
+    line: &str,
+    note: &str,
+) -> Result<(), AuditError> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     conn.execute(
         "INSERT OR REPLACE INTO cosignatures(size, witness, line, received_at) VALUES (?1, ?2, ?3, ?4)",
-        params![size as i64, name, first, now as i64],
+        params![size as i64, witness, line, now as i64],
     )
     .map_err(AuditError::sqlite(db))?;
     // Kept for good from now on (the head row is replaced by every commit).
@@ -252,8 +287,5 @@ pub fn publish_to_witness(
         params![size as i64, note],
     )
     .map_err(AuditError::sqlite(db))?;
-    Ok(Cosigned {
-        witness: name,
-        size,
-    })
+    Ok(())
 }

@@ -20,7 +20,10 @@ pub(crate) mod schedules;
 pub(crate) mod session_control;
 pub(crate) mod session_outputs;
 pub(crate) mod sessions;
+pub(crate) mod shipped_search;
 pub(crate) mod worker;
+pub(crate) mod worker_log;
+pub(crate) mod worker_revoke;
 pub(crate) mod workspaces;
 
 use axum::extract::rejection::JsonRejection;
@@ -70,6 +73,7 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/audit/entries", get(audit::entries))
         .route("/api/v1/audit/sessions/{id}/export", get(audit::export))
         .route("/api/v1/audit/verify", get(audit::verify))
+        .route("/api/v1/audit/shipped", get(shipped_search::search))
         .route("/api/v1/audit/sessions", get(audit_desk::sessions))
         .route(
             "/api/v1/audit/sessions/{id}/timeline",
@@ -121,6 +125,16 @@ pub fn router(state: Shared) -> Router {
             post(worker::heartbeat),
         )
         .route("/api/v1/worker/jobs/{id}/finish", post(worker::finish))
+        .route("/api/v1/worker/log/size", post(worker_log::size))
+        .route(
+            "/api/v1/worker/log",
+            post(worker_log::ship)
+                .layer(axum::extract::DefaultBodyLimit::max(worker_log::MAX_BODY)),
+        )
+        .route(
+            "/api/v1/admin/workers/{name}/revoke",
+            post(worker_revoke::revoke),
+        )
         .route("/api/v1/openapi.json", get(crate::openapi::openapi_json))
         // The web app (docs/web.md).
         .route("/", get(crate::assets::page))

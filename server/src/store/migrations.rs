@@ -150,4 +150,38 @@ pub const MIGRATIONS: &[&str] = &[
         effects INTEGER NOT NULL,
         started INTEGER NOT NULL
     );",
+    // 9: workers' logs shipped to the servers (store/shipping.rs): per
+    // origin, the key and where the accepted copy stands; each entry's exact
+    // bytes with the fields reviewers search by.
+    "CREATE TABLE shipped_logs (
+        origin TEXT PRIMARY KEY,
+        verifier TEXT NOT NULL,
+        account TEXT NOT NULL,
+        worker TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        root BLOB NOT NULL,
+        frontier BLOB NOT NULL,
+        last_hash BLOB,
+        last_boot TEXT,
+        last_ts TEXT,
+        checkpoint TEXT NOT NULL,
+        updated INTEGER NOT NULL,
+        revoked_at INTEGER
+    );
+    CREATE TABLE shipped_entries (
+        origin TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        leaf BLOB NOT NULL,
+        ts TEXT NOT NULL,
+        session TEXT,
+        principal TEXT NOT NULL,
+        teams TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        effect TEXT,
+        path TEXT,
+        PRIMARY KEY (origin, seq)
+    );
+    CREATE INDEX shipped_entries_session ON shipped_entries(session, ts) WHERE session IS NOT NULL;
+    CREATE INDEX shipped_entries_decision ON shipped_entries(effect, principal, ts) WHERE effect IS NOT NULL;
+    CREATE INDEX shipped_entries_time ON shipped_entries(ts);",
 ];

@@ -13,6 +13,7 @@ pub mod open;
 pub mod postgres;
 pub mod remote;
 pub mod schedules;
+pub mod shipping;
 pub mod sqlite;
 pub mod webhooks;
 
@@ -188,6 +189,7 @@ pub trait Store:
     + webhooks::WebhookStore
     + jobs::JobStore
     + remote::RemoteStore
+    + shipping::ShippingStore
     + Send
     + Sync
     + std::fmt::Debug

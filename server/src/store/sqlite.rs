@@ -18,6 +18,7 @@ mod credentials;
 mod jobs;
 mod remote;
 pub(in crate::store) mod schedules;
+mod shipping;
 mod webhooks;
 
 /// The SQLite store. One connection, used from blocking tasks.

@@ -5,7 +5,8 @@
 //! Same calls, same answers: an account or token works only once its admin
 //! change is recorded, an approval settles once, events keep their numbers,
 //! a paused schedule cannot be moved on, a job is never held by two workers,
-//! a worker's name stays its account's, a claim's progress moves once.
+//! a worker's name stays its account's, a claim's progress moves once,
+//! a shipped batch is stored once and never under a revoked key.
 
 mod accounts;
 mod engines;
@@ -13,6 +14,7 @@ mod jobs;
 mod remote;
 mod schedules;
 mod sessions;
+mod shipping;
 
 /// For each case, a test on each engine (`CASE::sqlite`, `CASE::postgres`).
 macro_rules! contract {
@@ -51,4 +53,7 @@ contract!(
     remote::a_worker_name_stays_with_the_account_that_registered_it,
     remote::a_claims_progress_moves_once_from_where_it_stands,
     remote::the_reaper_finds_expired_and_left_over_claims_in_one_list,
+    shipping::a_shipped_batch_is_stored_once_from_where_the_origin_stands,
+    shipping::a_revoked_key_takes_no_more_batches,
+    shipping::a_search_finds_a_sessions_timeline_and_a_teams_denials,
 );

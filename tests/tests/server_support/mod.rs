@@ -19,6 +19,7 @@ use crate::e2e_common;
 
 pub mod api;
 pub mod oidc;
+pub mod shipping;
 pub mod worker;
 
 /// A running server and what it was set up with.

@@ -15,6 +15,7 @@ use stele_protocol::SessionState;
 use stele_runtime::session;
 
 use super::client::{Client, ClientError};
+use super::shipper::Shipper;
 use super::wire::{
     ClaimRequest, Claimed, DecisionWire, EventsAck, EventsRequest, FinishRequest, HeartbeatReply,
     HeartbeatRequest, Outcome, VerdictFor, VerdictWire, WireMsg,
@@ -58,15 +59,40 @@ pub fn run(opts: WorkerOptions) -> anyhow::Result<()> {
     let client = Client::new(&opts.server, &opts.token).map_err(anyhow::Error::msg)?;
     let signer = stele_runtime::cli::state::signing_key(&opts.key)?;
     let verifier = signer.verifier().to_string();
-    let log = session::open_log(&opts.db, signer)?;
+    let log = session::open_log(&opts.db, signer.clone())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let r = rt.block_on(serve(opts.clone(), client, verifier, log.clone()));
-    if let Err(e) = log.close_shared() {
-        tracing::error!("closing the worker's log: {e}");
-    }
-    r
+    let shipper = Shipper::new(client.clone(), opts.db.clone(), signer, opts.name.clone());
+    rt.block_on(async move {
+        // The log ships beside the sessions, and last: after the log is
+        // closed, so its closing entry goes too.
+        let (ship_stop, stop) = tokio::sync::watch::channel(false);
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let (registered_tx, registered) = tokio::sync::watch::channel(false);
+        let shipping = tokio::spawn(shipper.run(stop, wake.clone(), registered));
+        let hooks = Hooks {
+            wake,
+            registered: registered_tx,
+        };
+        let r = serve(opts.clone(), client, verifier, log.clone(), hooks).await;
+        let closing = log.clone();
+        match tokio::task::spawn_blocking(move || closing.close_shared()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!("closing the worker's log: {e}"),
+            Err(e) => tracing::error!("closing the worker's log: {e}"),
+        }
+        if r.is_err() {
+            // It never ran (refused, unreachable at start): nothing to wait for.
+            shipping.abort();
+            return r;
+        }
+        let _ = ship_stop.send(true);
+        if let Err(e) = shipping.await {
+            tracing::error!("the shipper stopped: {e}");
+        }
+        r
+    })
 }
 
 async fn serve(
@@ -74,12 +100,32 @@ async fn serve(
     client: Client,
     verifier: String,
     log: Arc<stele_audit::AuditLog>,
+    hooks: Hooks,
 ) -> anyhow::Result<()> {
     let (drain_tx, mut drain) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         crate::shutdown::signalled().await;
         let _ = drain_tx.send(true);
     });
+    claim_loop(opts, client, verifier, log, &mut drain, &hooks).await
+}
+
+/// How the claim loop tells the shipper.
+struct Hooks {
+    /// A session ended: ship now.
+    wake: Arc<tokio::sync::Notify>,
+    /// A claim was answered: the worker's key is registered.
+    registered: tokio::sync::watch::Sender<bool>,
+}
+
+async fn claim_loop(
+    opts: WorkerOptions,
+    client: Client,
+    verifier: String,
+    log: Arc<stele_audit::AuditLog>,
+    drain: &mut tokio::sync::watch::Receiver<bool>,
+    hooks: &Hooks,
+) -> anyhow::Result<()> {
     let running: Running = Arc::default();
     let pending = Arc::new(Pending::default());
     let mut tasks = tokio::task::JoinSet::new();
@@ -105,7 +151,10 @@ async fn serve(
                 .post::<_, Claimed>("/api/v1/worker/claim", &req)
                 .await
             {
-                Ok(c) => c,
+                Ok(c) => {
+                    hooks.registered.send_replace(true);
+                    c
+                }
                 Err(e) if first || matches!(e, ClientError::Refused { .. }) => {
                     return Err(anyhow::anyhow!("{e}"));
                 }
@@ -140,13 +189,15 @@ async fn serve(
                     pending: pending.clone(),
                     command: "worker",
                 };
-                let (client, running) = (client.clone(), running.clone());
+                let (client, running, wake) = (client.clone(), running.clone(), hooks.wake.clone());
                 tasks.spawn(async move {
                     let job = c.job;
                     if let Err(e) = one(&client, host, c, control).await {
                         tracing::error!("job {job}: {e}");
                     }
                     lock(&running).remove(&job);
+                    // Its last entries go now rather than at the next tick.
+                    wake.notify_one();
                 });
             }
             None => {

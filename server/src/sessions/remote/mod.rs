@@ -12,8 +12,10 @@ pub mod claims;
 pub mod client;
 pub mod enqueue;
 pub mod ingest;
+pub mod log_wire;
 pub mod runs;
 pub mod sequence;
+pub mod shipper;
 pub mod wire;
 
 /// The job kind of a session run remotely.

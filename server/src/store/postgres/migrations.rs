@@ -152,6 +152,39 @@ pub const MIGRATIONS: &[&str] = &[
         effects BOOLEAN NOT NULL,
         started BOOLEAN NOT NULL
     );",
+    // 4: workers' logs shipped to the servers (store/shipping.rs), as in
+    // SQLite's migration 9.
+    "CREATE TABLE shipped_logs (
+        origin TEXT PRIMARY KEY,
+        verifier TEXT NOT NULL,
+        account TEXT NOT NULL,
+        worker TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        root BYTEA NOT NULL,
+        frontier BYTEA NOT NULL,
+        last_hash BYTEA,
+        last_boot TEXT,
+        last_ts TEXT,
+        checkpoint TEXT NOT NULL,
+        updated BIGINT NOT NULL,
+        revoked_at BIGINT
+    );
+    CREATE TABLE shipped_entries (
+        origin TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        leaf BYTEA NOT NULL,
+        ts TEXT NOT NULL,
+        session TEXT,
+        principal TEXT NOT NULL,
+        teams TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        effect TEXT,
+        path TEXT,
+        PRIMARY KEY (origin, seq)
+    );
+    CREATE INDEX shipped_entries_session ON shipped_entries(session, ts) WHERE session IS NOT NULL;
+    CREATE INDEX shipped_entries_decision ON shipped_entries(effect, principal, ts) WHERE effect IS NOT NULL;
+    CREATE INDEX shipped_entries_time ON shipped_entries(ts);",
 ];
 
 /// Serializes `--migrate` runs of several servers on one database (an

@@ -1,0 +1,181 @@
+//! Checking a log one batch at a time, from a small saved state: what a
+//! server that keeps a copy of a worker's log (docs/server.md "Workers:
+//! shipping") needs to accept the next batch without reading what it
+//! already holds.
+//!
+//! The state is the tree's right edge (its frontier), the newest leaf hash
+//! and the newest `(boot, ts)`. Each batch is checked by the same
+//! [`LeafChecker`] the verifiers use (canonical form and schema, `seq`,
+//! `log`, the `prev` chain, time order per writer boot, session sub-chains
+//! and intents as the continuing leaves state them), then the root
+//! recomputed at the batch's end must be the one the log's signed
+//! checkpoint names, and that checkpoint must open strictly with the log's
+//! key. Key rotations and revocations inside a shipped batch are refused
+//! (the registered key would have to follow them; not supported yet).
+
+use stele_attest::{Checkpoint, NoteVerifier};
+
+use crate::check::LeafChecker;
+use crate::event::EventKind;
+use crate::merkle::{Frontier, Hash};
+
+/// What a batch is checked against: the log as far as it was accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ShippedState {
+    /// Entries accepted.
+    pub size: u64,
+    /// The frontier's hashes, largest subtree first ([`Frontier::nodes`]).
+    pub frontier: Vec<Hash>,
+    /// The leaf hash of entry `size - 1`.
+    pub last_hash: Option<Hash>,
+    /// The newest `(boot, ts)` accepted.
+    pub last_time: Option<(String, String)>,
+}
+
+/// Why a batch was refused: the first problem, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{reason}", index.map(|i| format!("index {i}: ")).unwrap_or_default())]
+pub struct BatchFailure {
+    /// The entry concerned (None: the checkpoint or the state).
+    pub index: Option<u64>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+fn fail(index: Option<u64>, reason: impl Into<String>) -> BatchFailure {
+    BatchFailure {
+        index,
+        reason: reason.into(),
+    }
+}
+
+/// One accepted entry with the fields a reviewer searches by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedEntry {
+    /// Its index.
+    pub seq: u64,
+    /// Its exact bytes.
+    pub leaf: Vec<u8>,
+    /// Its time.
+    pub ts: String,
+    /// Its kind.
+    pub kind: EventKind,
+    /// Its session, if any.
+    pub session: Option<String>,
+    /// The principal.
+    pub principal: String,
+    /// The principal's teams.
+    pub teams: Vec<String>,
+    /// A policy decision's effect (`allow`, `deny`, `ask`).
+    pub effect: Option<String>,
+    /// The workspace path acted on.
+    pub path: Option<String>,
+}
+
+/// A batch that verified: the entries, the new state, the checkpoint.
+#[derive(Debug, Clone)]
+pub struct AcceptedBatch {
+    /// The entries, in order.
+    pub entries: Vec<AcceptedEntry>,
+    /// The state after them.
+    pub state: ShippedState,
+    /// The root at the batch's end.
+    pub root: Hash,
+    /// The checkpoint's note body (what a witness cosigns).
+    pub body: String,
+}
+
+/// Check `leaves` (entries `state.size ..`) of the log `origin` whose key
+/// is `key`, ending at the signed checkpoint `note`.
+pub fn check_batch(
+    origin: &str,
+    key: &NoteVerifier,
+    state: &ShippedState,
+    leaves: &[Vec<u8>],
+    note: &str,
+) -> Result<AcceptedBatch, BatchFailure> {
+    let frontier = Frontier::from_parts(state.size, state.frontier.clone()).ok_or_else(|| {
+        fail(
+            None,
+            format!("the held frontier does not fit size {}", state.size),
+        )
+    })?;
+    let mut checker = LeafChecker::resume(origin, &key.to_string(), frontier, state.last_hash)
+        .with_last_time(state.last_time.clone());
+    let mut entries = Vec::with_capacity(leaves.len());
+    for bytes in leaves {
+        let i = checker.size();
+        let c = checker
+            .push(bytes, None, |_| {})
+            .map_err(|e| fail(Some(e.index), e.reason))?;
+        let kind = c.view().kind;
+        if matches!(kind, EventKind::KeyRotation | EventKind::KeyRevocation) {
+            return Err(fail(
+                Some(i),
+                format!(
+                    "{kind}: key changes inside a shipped log are not supported; ship stops here"
+                ),
+            ));
+        }
+        let leaf = c.into_leaf().map_err(|e| fail(Some(i), e.to_string()))?;
+        entries.push(AcceptedEntry {
+            seq: i,
+            leaf: bytes.clone(),
+            ts: leaf.ts,
+            kind,
+            session: leaf.session.map(|s| s.id),
+            principal: leaf.actor.principal,
+            teams: leaf.actor.teams,
+            effect: leaf.decision.map(|d| effect_name(d.effect).to_string()),
+            path: leaf.target.and_then(|t| t.path),
+        });
+    }
+    checker
+        .check_commitments(&checker.committed())
+        .map_err(|e| fail(Some(e.index), e.reason))?;
+    let (cp, signed) =
+        Checkpoint::open(note, key).map_err(|e| fail(None, format!("checkpoint: {e}")))?;
+    if cp.size != checker.size() {
+        return Err(fail(
+            None,
+            format!(
+                "checkpoint: size {} but the batch ends at {}",
+                cp.size,
+                checker.size()
+            ),
+        ));
+    }
+    let root = checker.root();
+    if cp.root != root {
+        return Err(fail(
+            None,
+            format!(
+                "checkpoint: its root is not the root of the {} entries shipped",
+                cp.size
+            ),
+        ));
+    }
+    Ok(AcceptedBatch {
+        entries,
+        state: ShippedState {
+            size: checker.size(),
+            frontier: checker.frontier().nodes().to_vec(),
+            last_hash: checker.last_hash(),
+            last_time: checker.last_time().cloned(),
+        },
+        root,
+        body: signed.text,
+    })
+}
+
+fn effect_name(e: crate::event::Effect) -> &'static str {
+    match e {
+        crate::event::Effect::Allow => "allow",
+        crate::event::Effect::Deny => "deny",
+        crate::event::Effect::Ask => "ask",
+    }
+}
+
+#[cfg(all(test, feature = "store"))]
+#[path = "incremental_tests.rs"]
+mod tests;

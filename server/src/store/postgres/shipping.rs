@@ -1,0 +1,225 @@
+//! [`ShippingStore`] on PostgreSQL: the `shipped_logs` and
+//! `shipped_entries` tables, shared by every server on the database. A
+//! batch is stored under a row lock on its origin (a first batch by its
+//! insert): two servers storing the same batch keep it once.
+
+use async_trait::async_trait;
+use tokio_postgres::Row;
+
+use super::PgStore;
+use crate::error::ServerError;
+use crate::store::shipping::{
+    search_sql, Appended, ShippedEntry, ShippedLog, ShippedQuery, ShippingStore, SEARCH_COLUMNS,
+};
+
+const LOG_COLUMNS: &str = "origin, verifier, account, worker, size, root, frontier, last_hash, \
+     last_boot, last_ts, checkpoint, updated, revoked_at";
+
+fn log_row(r: &Row) -> Result<ShippedLog, ServerError> {
+    let boot: Option<String> = r.try_get(8)?;
+    let ts: Option<String> = r.try_get(9)?;
+    Ok(ShippedLog {
+        origin: r.try_get(0)?,
+        verifier: r.try_get(1)?,
+        account: r.try_get(2)?,
+        worker: r.try_get(3)?,
+        size: r.try_get(4)?,
+        root: r.try_get(5)?,
+        frontier: r.try_get(6)?,
+        last_hash: r.try_get(7)?,
+        last_time: boot.zip(ts),
+        checkpoint: r.try_get(10)?,
+        updated: r.try_get(11)?,
+        revoked_at: r.try_get(12)?,
+    })
+}
+
+fn entry_row(r: &Row) -> Result<ShippedEntry, ServerError> {
+    Ok(ShippedEntry {
+        seq: r.try_get(0)?,
+        leaf: r.try_get(1)?,
+        ts: r.try_get(2)?,
+        session: r.try_get(3)?,
+        principal: r.try_get(4)?,
+        teams: r.try_get(5)?,
+        kind: r.try_get(6)?,
+        effect: r.try_get(7)?,
+        path: r.try_get(8)?,
+    })
+}
+
+#[async_trait]
+impl ShippingStore for PgStore {
+    async fn shipped_log(&self, origin: &str) -> Result<Option<ShippedLog>, ServerError> {
+        let c = self.client().await?;
+        c.query_opt(
+            &format!("SELECT {LOG_COLUMNS} FROM shipped_logs WHERE origin = $1"),
+            &[&origin],
+        )
+        .await?
+        .map(|r| log_row(&r))
+        .transpose()
+    }
+
+    async fn append_shipped(
+        &self,
+        from: i64,
+        to: &ShippedLog,
+        entries: &[ShippedEntry],
+    ) -> Result<Appended, ServerError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let held = tx
+            .query_opt(
+                "SELECT size, revoked_at FROM shipped_logs WHERE origin = $1 FOR UPDATE",
+                &[&to.origin],
+            )
+            .await?;
+        if let Some(r) = &held {
+            let (size, revoked): (i64, Option<i64>) = (r.try_get(0)?, r.try_get(1)?);
+            if revoked.is_some() {
+                return Ok(Appended::Revoked);
+            }
+            if size != from {
+                return Ok(Appended::Moved(size));
+            }
+        } else if from != 0 {
+            return Ok(Appended::Moved(0));
+        }
+        let (boot, ts) = to.last_time.clone().unzip();
+        // A first batch inserts: a second server inserting the same one at
+        // once fails on the key and changes nothing (its worker asks again).
+        tx.execute(
+            &format!(
+                "INSERT INTO shipped_logs ({LOG_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL) \
+                 ON CONFLICT (origin) DO UPDATE SET size = EXCLUDED.size, \
+                   root = EXCLUDED.root, frontier = EXCLUDED.frontier, \
+                   last_hash = EXCLUDED.last_hash, last_boot = EXCLUDED.last_boot, \
+                   last_ts = EXCLUDED.last_ts, checkpoint = EXCLUDED.checkpoint, \
+                   updated = EXCLUDED.updated"
+            ),
+            &[
+                &to.origin,
+                &to.verifier,
+                &to.account,
+                &to.worker,
+                &to.size,
+                &to.root,
+                &to.frontier,
+                &to.last_hash,
+                &boot,
+                &ts,
+                &to.checkpoint,
+                &to.updated,
+            ],
+        )
+        .await?;
+        let st = tx
+            .prepare(
+                "INSERT INTO shipped_entries \
+                 (origin, seq, leaf, ts, session, principal, teams, kind, effect, path) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .await?;
+        for e in entries {
+            tx.execute(
+                &st,
+                &[
+                    &to.origin,
+                    &e.seq,
+                    &e.leaf,
+                    &e.ts,
+                    &e.session,
+                    &e.principal,
+                    &e.teams,
+                    &e.kind,
+                    &e.effect,
+                    &e.path,
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Appended::Yes)
+    }
+
+    async fn shipped_entries(
+        &self,
+        origin: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<ShippedEntry>, ServerError> {
+        let c = self.client().await?;
+        c.query(
+            "SELECT seq, leaf, ts, session, principal, teams, kind, effect, path \
+             FROM shipped_entries WHERE origin = $1 AND seq >= $2 AND seq < $3 ORDER BY seq",
+            &[&origin, &from, &to],
+        )
+        .await?
+        .iter()
+        .map(entry_row)
+        .collect()
+    }
+
+    async fn revoke_shipped(&self, log: &ShippedLog, now: i64) -> Result<bool, ServerError> {
+        let l = log;
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                &format!(
+                    "INSERT INTO shipped_logs ({LOG_COLUMNS}) \
+                     VALUES ($1, $2, $3, $4, 0, $5, $6, NULL, NULL, NULL, '', $7, $7) \
+                     ON CONFLICT (origin) DO UPDATE SET revoked_at = EXCLUDED.revoked_at, \
+                       updated = EXCLUDED.updated \
+                     WHERE shipped_logs.revoked_at IS NULL"
+                ),
+                &[
+                    &l.origin,
+                    &l.verifier,
+                    &l.account,
+                    &l.worker,
+                    &l.root,
+                    &l.frontier,
+                    &now,
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn search_shipped(
+        &self,
+        q: &ShippedQuery,
+    ) -> Result<Vec<(String, ShippedEntry)>, ServerError> {
+        let (tail, args) = search_sql(q, |i| format!("${i}"));
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = args
+            .iter()
+            .map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        let c = self.client().await?;
+        c.query(
+            &format!("SELECT {SEARCH_COLUMNS} FROM shipped_entries {tail}"),
+            &params,
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get(0)?,
+                ShippedEntry {
+                    seq: r.try_get(1)?,
+                    leaf: r.try_get(2)?,
+                    ts: r.try_get(3)?,
+                    session: r.try_get(4)?,
+                    principal: r.try_get(5)?,
+                    teams: r.try_get(6)?,
+                    kind: r.try_get(7)?,
+                    effect: r.try_get(8)?,
+                    path: r.try_get(9)?,
+                },
+            ))
+        })
+        .collect()
+    }
+}
