@@ -22,7 +22,7 @@ use server_support::worker::{database, server};
 use stele_attest::{Checkpoint, Ed25519Signer, Signer as _};
 use stele_audit::merkle::{leaf_hash, Frontier};
 use stele_audit::{Actor, AuditLog, Event, EventKind, LogOptions};
-use stele_tests::postgres::TempCluster;
+use stele_tests::postgres::{Durability, TempCluster};
 
 const WORKERS: usize = 4;
 const PER_WORKER: usize = 25_000;
@@ -60,7 +60,8 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
 #[test]
 #[ignore = "figures: run with --ignored --nocapture"]
 fn shipping_figures() {
-    let Some(cluster) = TempCluster::start().unwrap() else {
+    // Durable, as a production database is: ingest is bounded by its commits.
+    let Some(cluster) = TempCluster::start_with(Durability::Fsync).unwrap() else {
         return;
     };
     let url = database(&cluster, "figures");
