@@ -10,10 +10,14 @@
 //! and intents as the continuing leaves state them), then the root
 //! recomputed at the batch's end must be the one the log's signed
 //! checkpoint names, and that checkpoint must open strictly with the log's
-//! key. Key rotations and revocations inside a shipped batch are refused
-//! (the registered key would have to follow them; not supported yet).
+//! key. A key rotation is followed: its entry must end its batch, whose
+//! checkpoint is the rotation's boundary checkpoint, signed by the old key
+//! and the new (docs/audit-format.md §10), so the old key vouches for the
+//! new one; later batches are checked with the new key. A key revocation
+//! is refused (it names a former key, and the held state keeps only the
+//! current one).
 
-use stele_attest::{Checkpoint, NoteVerifier};
+use stele_attest::{NoteVerifier, SignedNote};
 
 use crate::check::LeafChecker;
 use crate::event::EventKind;
@@ -83,6 +87,9 @@ pub struct AcceptedBatch {
     pub root: Hash,
     /// The checkpoint's note body (what a witness cosigns).
     pub body: String,
+    /// The log's key from here on (another than the one checked with when
+    /// the batch ended with a key rotation).
+    pub key: String,
 }
 
 /// Check `leaves` (entries `state.size ..`) of the log `origin` whose key
@@ -103,19 +110,30 @@ pub fn check_batch(
     let mut checker = LeafChecker::resume(origin, &key.to_string(), frontier, state.last_hash)
         .with_last_time(state.last_time.clone());
     let mut entries = Vec::with_capacity(leaves.len());
+    let end = state.size + leaves.len() as u64;
     for bytes in leaves {
         let i = checker.size();
         let c = checker
             .push(bytes, None, |_| {})
             .map_err(|e| fail(Some(e.index), e.reason))?;
         let kind = c.view().kind;
-        if matches!(kind, EventKind::KeyRotation | EventKind::KeyRevocation) {
-            return Err(fail(
-                Some(i),
-                format!(
-                    "{kind}: key changes inside a shipped log are not supported; ship stops here"
-                ),
-            ));
+        match kind {
+            EventKind::KeyRevocation => {
+                return Err(fail(
+                    Some(i),
+                    "key.revocation: revoking a former key inside a shipped log is not \
+                     supported; ship stops here",
+                ))
+            }
+            // Only the boundary checkpoint carries both keys' signatures.
+            EventKind::KeyRotation if i + 1 != end => {
+                return Err(fail(
+                    Some(i),
+                    "key.rotation: must be the last entry of its batch (the batch's \
+                     checkpoint is its boundary checkpoint, signed by both keys)",
+                ))
+            }
+            _ => {}
         }
         let leaf = c.into_leaf().map_err(|e| fail(Some(i), e.to_string()))?;
         entries.push(AcceptedEntry {
@@ -133,8 +151,11 @@ pub fn check_batch(
     checker
         .check_commitments(&checker.committed())
         .map_err(|e| fail(Some(e.index), e.reason))?;
-    let (cp, signed) =
-        Checkpoint::open(note, key).map_err(|e| fail(None, format!("checkpoint: {e}")))?;
+    // Every key the schedule holds at the batch's end must have signed it:
+    // the held key alone, or at a rotation's boundary the old and the new.
+    let cp = crate::keys::open_checkpoint(note, &checker.keys, &[])
+        .map_err(|e| fail(None, format!("checkpoint: {e}")))?;
+    let signed = SignedNote::parse(note).map_err(|e| fail(None, format!("checkpoint: {e}")))?;
     if cp.size != checker.size() {
         return Err(fail(
             None,
@@ -165,6 +186,7 @@ pub fn check_batch(
         },
         root,
         body: signed.text,
+        key: checker.keys.current().to_string(),
     })
 }
 

@@ -240,33 +240,85 @@ fn time_order_holds_across_batches() {
 }
 
 #[test]
-fn a_key_rotation_inside_a_batch_is_refused_with_its_index() {
+fn a_key_rotation_is_followed_only_at_its_boundary_with_both_keys() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("audit.db");
-    let signer = Arc::new(Ed25519Signer::generate(ORIGIN).unwrap());
-    let log = AuditLog::create(&db, signer.clone(), LogOptions::default()).unwrap();
-    let next = Arc::new(Ed25519Signer::generate(ORIGIN).unwrap());
+    let old = Arc::new(Ed25519Signer::generate(ORIGIN).unwrap());
+    let log = AuditLog::create(&db, old.clone(), LogOptions::default()).unwrap();
+    for _ in 0..3 {
+        log.append_blocking(Event::new(EventKind::PolicyLoad, Actor::system()))
+            .unwrap();
+    }
+    let new = Arc::new(Ed25519Signer::generate(ORIGIN).unwrap());
     let r = log
-        .rotate_blocking(next.clone(), "scheduled".into(), Actor::system())
+        .rotate_blocking(new.clone(), "scheduled".into(), Actor::system())
         .unwrap();
+    for _ in 0..3 {
+        log.append_blocking(Event::new(EventKind::PolicyLoad, Actor::system()))
+            .unwrap();
+    }
     log.close().unwrap();
+    let store = Store::open(&db).unwrap();
     let mut leaves = Vec::new();
-    Store::open(&db)
-        .unwrap()
+    store
         .for_each_entry(0, u64::MAX, |_, l, _| {
             leaves.push(l.to_vec());
             Ok(())
         })
         .unwrap();
+    let b = usize::try_from(r.seq + 1).unwrap();
+    let boundary = store.checkpoint_at(r.seq + 1).unwrap().unwrap();
     let s0 = ShippedState::default();
+
+    // A batch running past the rotation: refused at the rotation.
     let e = check_batch(
         ORIGIN,
-        &key(&signer),
+        &key(&old),
         &s0,
         &leaves,
-        &note(next.as_ref(), &s0, &leaves),
+        &note(new.as_ref(), &s0, &leaves),
     )
     .unwrap_err();
     assert_eq!(e.index, Some(r.seq), "{e}");
-    assert!(e.reason.contains("key.rotation"), "{e}");
+    assert!(e.reason.contains("last entry of its batch"), "{e}");
+    // Ending at the boundary with one key's signature only: the new key
+    // alone (the old one never vouched for it), or the old key alone.
+    for one in [&new, &old] {
+        let e = check_batch(
+            ORIGIN,
+            &key(&old),
+            &s0,
+            &leaves[..b],
+            &note(one.as_ref(), &s0, &leaves[..b]),
+        )
+        .unwrap_err();
+        assert!(e.reason.contains("checkpoint"), "{e}");
+    }
+    // The kept boundary checkpoint, signed by both: accepted, and the new
+    // key holds from here on.
+    let first = check_batch(ORIGIN, &key(&old), &s0, &leaves[..b], &boundary).unwrap();
+    assert_eq!(first.key, new.verifier().to_string());
+    // After it, held as the log's key, the new key alone signs: a batch
+    // signed by the old key (the one rotated out) is refused.
+    let rest = &leaves[b..];
+    let then = NoteVerifier::parse(&first.key).unwrap();
+    let e = check_batch(
+        ORIGIN,
+        &then,
+        &first.state,
+        rest,
+        &note(old.as_ref(), &first.state, rest),
+    )
+    .unwrap_err();
+    assert!(e.reason.contains("checkpoint"), "{e}");
+    let second = check_batch(
+        ORIGIN,
+        &then,
+        &first.state,
+        rest,
+        &note(new.as_ref(), &first.state, rest),
+    )
+    .unwrap();
+    assert_eq!(second.state.size, leaves.len() as u64);
+    assert_eq!(second.key, first.key);
 }

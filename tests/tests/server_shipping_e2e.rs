@@ -378,3 +378,86 @@ fn a_cut_off_worker_goes_on_and_ships_its_backlog_with_no_gap() {
     w.verify();
     assert!(!w.stderr().contains("shipping refused"), "{}", w.stderr());
 }
+
+/// A worker's log key rotated between two runs (`stele keys rotate`, then
+/// the new key file in place): the batch holding the rotation ends at its
+/// boundary, whose checkpoint both keys signed; the server follows the new
+/// key, and everything after ships under it, whole.
+#[test]
+fn a_worker_whose_key_rotates_ships_on_under_the_new_key() {
+    const NAME: &str = "a_worker_whose_key_rotates_ships_on_under_the_new_key";
+    if !sandbox_available(NAME) {
+        return;
+    }
+    let Some(cluster) = TempCluster::start().unwrap() else {
+        return;
+    };
+    let url = database(&cluster, "rotate");
+    let srv = server(&url, "", 30);
+    let alice = srv.token("alice");
+    let wtoken = srv.token_scoped("ada", "worker");
+    let mut w = Worker::start(&srv, "w1", &wtoken, 1);
+    let origin = "w1.e2e.stele.invalid/log";
+    let db = w.s.state.join("audit.db");
+    let rt = runtime();
+    let run_one = |task: &str| {
+        sleep_secs_then_finish(&srv, 1);
+        rt.block_on(async {
+            let id = start_session(&srv, &alice, task).await;
+            wait_state(&srv, &alice, &id, "ended").await;
+        });
+    };
+    run_one("under the first key");
+    assert!(
+        w.signal("TERM", Duration::from_secs(40)).success(),
+        "{}",
+        w.stderr()
+    );
+    let held = |c: &TempCluster| {
+        c.psql(
+            "rotate",
+            &format!("SELECT verifier FROM shipped_logs WHERE origin = '{origin}'"),
+        )
+        .unwrap()
+    };
+    let first = held(&cluster);
+    assert!(!first.is_empty());
+
+    let new_key = w.dir.path().join("new.key");
+    let nk = new_key.to_str().unwrap();
+    for args in [
+        vec!["keys", "init", "--key", nk, "--origin", origin],
+        vec!["keys", "rotate", "--to-key", nk, "--reason", "yearly"],
+    ] {
+        let o = w.s.run(&args).unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    std::fs::copy(&new_key, w.s.state.join("keys").join("log.key")).unwrap();
+    w.restart(&srv, &wtoken, 1);
+    run_one("under the second key");
+    assert!(
+        w.signal("TERM", Duration::from_secs(40)).success(),
+        "{}",
+        w.stderr()
+    );
+
+    let local = local_entries(&db);
+    let copy = shipped(&cluster, "rotate", origin);
+    let kinds: Vec<String> = local
+        .iter()
+        .map(|l| serde_json::from_slice::<Value>(l).unwrap()["kind"].to_string())
+        .collect();
+    assert_eq!(copy.len(), local.len(), "{kinds:?}\n{}", w.stderr());
+    assert!(
+        copy == local,
+        "the shipped copy differs from the worker's log"
+    );
+    let rotation: Value = local
+        .iter()
+        .map(|l| serde_json::from_slice::<Value>(l).unwrap())
+        .find(|v| v["kind"] == "key.rotation")
+        .expect("no key.rotation in the worker's log");
+    assert_eq!(rotation["data"]["old"], first.as_str());
+    assert_eq!(held(&cluster), rotation["data"]["new"].as_str().unwrap());
+    assert!(!w.stderr().contains("shipping refused"), "{}", w.stderr());
+}

@@ -161,3 +161,119 @@ fn shipping_figures() {
         );
     });
 }
+
+/// Entries seeded for the search figures (`STELE_SEARCH_ENTRIES`, default
+/// ten million: a year of a team's work).
+fn search_entries() -> u64 {
+    std::env::var("STELE_SEARCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000)
+}
+
+/// Reviewer search at scale: `shipped_entries` seeded in PostgreSQL with a
+/// year of entries from four workers (by SQL: the figure is the search, not
+/// the ingest above), then, through the real server and its recorded
+/// reads, a session's timeline and all denials of one team in one week.
+#[test]
+#[ignore = "figures: run with --ignored --nocapture (seeds 10M rows: minutes, ~9 GB)"]
+fn search_figures_at_scale() {
+    let Some(cluster) = TempCluster::start_with(Durability::NoFsync).unwrap() else {
+        return;
+    };
+    let n = search_entries();
+    let url = database(&cluster, "search");
+    let srv = server(&url, "", 30);
+    let ada = srv.token_scoped("ada", "read,admin");
+    // One entry every 3.15 s over 2026 from four workers; sessions of 200
+    // consecutive entries; 500 principals in 20 teams; two in five
+    // entries carry a decision, one decision in fifty a denial.
+    let secs = 31_536_000.0 / n as f64;
+    let seeded = Instant::now();
+    cluster
+        .psql(
+            "search",
+            &format!(
+                "INSERT INTO shipped_entries (origin, seq, leaf, ts, session, principal, teams, kind, effect, path) \
+                 SELECT 'w' || (g % 4) || '.stele.invalid/log', g / 4, \
+                   convert_to('{{\"pad\":\"' || repeat('x', 590) || '\"}}', 'UTF8'), \
+                   to_char(timestamp '2026-01-01' + g * interval '{secs} seconds', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
+                   's' || (g / 200), 'p' || ((g / 200) % 500), ',t' || ((g / 200) % 500 % 20) || ',', \
+                   (ARRAY['model.request','model.response','tool.intent','tool.result','file.open','policy.decision'])[1 + g % 6], \
+                   CASE WHEN g % 5 >= 2 THEN NULL WHEN g % 125 = 0 THEN 'deny' WHEN g % 250 = 1 THEN 'ask' ELSE 'allow' END, \
+                   CASE WHEN g % 6 = 4 THEN 'receipts/' || (g % 1000) || '.pdf' END \
+                 FROM generate_series(0, {} - 1) g; ANALYZE shipped_entries;",
+                n
+            ),
+        )
+        .unwrap();
+    let size = cluster
+        .psql(
+            "search",
+            "SELECT pg_size_pretty(pg_total_relation_size('shipped_entries'))",
+        )
+        .unwrap();
+    println!(
+        "seeded {n} shipped entries ({size} with indexes) in {:.0} s",
+        seeded.elapsed().as_secs_f64()
+    );
+    let rt = runtime();
+    let timed = |path: String| {
+        let t = Instant::now();
+        let (status, count) = rt.block_on(async {
+            let r = get(&srv, &ada, &path).await;
+            let status = r.status();
+            let v: serde_json::Value = r.json().await.unwrap();
+            (status, v["entries"].as_array().map(Vec::len).unwrap_or(0))
+        });
+        assert_eq!(status, 200, "{path}");
+        (t.elapsed(), count)
+    };
+    let sessions = (n / 200).max(1);
+    let mut timeline = Vec::new();
+    let mut got = 0;
+    for i in 0..50u64 {
+        let s = (i * 7919 + 13) % sessions;
+        let (t, c) = timed(format!("/api/v1/audit/shipped?session=s{s}&limit=1000"));
+        timeline.push(t);
+        got += c;
+    }
+    println!(
+        "a session's timeline over {n} entries ({} entries each on average): p50 {:?} p99 {:?}",
+        got / 50,
+        pct(&mut timeline, 0.5),
+        pct(&mut timeline, 0.99)
+    );
+    let mut denials = Vec::new();
+    let mut got = 0;
+    for i in 0..50u64 {
+        let team = i % 20;
+        let day = 1 + (i * 37) % 350;
+        let since = time_of_day(day);
+        let until = time_of_day(day + 7);
+        let (t, c) = timed(format!(
+            "/api/v1/audit/shipped?team=t{team}&decision=deny&since={since}&until={until}&limit=1000"
+        ));
+        denials.push(t);
+        got += c;
+    }
+    println!(
+        "all denials of a team in one week over {n} entries ({} answered on average): p50 {:?} p99 {:?}",
+        got / 50,
+        pct(&mut denials, 0.5),
+        pct(&mut denials, 0.99)
+    );
+}
+
+/// Midnight of day `d` (1-based) of 2026, in the leaves' time format.
+fn time_of_day(d: u64) -> String {
+    // 2026 is not a leap year.
+    const DAYS: [u64; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let mut day = d.clamp(1, 365);
+    let mut month = 0;
+    while day > DAYS[month] {
+        day -= DAYS[month];
+        month += 1;
+    }
+    format!("2026-{:02}-{day:02}T00:00:00.000000Z", month + 1)
+}

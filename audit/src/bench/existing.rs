@@ -76,7 +76,9 @@ pub(crate) fn copy_of(n: u64, cache: &Path, key: &BenchKey, to: &Path) -> Result
     // Written out before measuring: otherwise the kernel writes the
     // copy's gigabytes back while the appends run, and every commit's
     // fsync waits behind them (a log in use is never all dirty pages).
-    std::fs::File::open(to).and_then(|f| f.sync_all()).map_err(io)?;
+    std::fs::File::open(to)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
     Ok(built)
 }
 

@@ -172,7 +172,8 @@ pub async fn ship(
     let t = now();
     let to = ShippedLog {
         origin: req.origin.clone(),
-        verifier,
+        // The key after this batch: a rotation it ended with is followed.
+        verifier: batch.key.clone(),
         account,
         worker: req.worker.clone(),
         size: batch.state.size as i64,

@@ -180,6 +180,10 @@ pub(crate) fn search_sql(q: &ShippedQuery, param: fn(usize) -> String) -> (Strin
     )
 }
 
+/// The columns of a `shipped_logs` row, in the order both engines read them.
+pub(crate) const LOG_COLUMNS: &str = "origin, verifier, account, worker, size, root, frontier, \
+     last_hash, last_boot, last_ts, checkpoint, updated, revoked_at";
+
 /// The columns a search answers, `origin` first.
 pub(crate) const SEARCH_COLUMNS: &str =
     "origin, seq, leaf, ts, session, principal, teams, kind, effect, path";

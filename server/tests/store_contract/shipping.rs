@@ -87,6 +87,14 @@ pub async fn a_shipped_batch_is_stored_once_from_where_the_origin_stands(s: Arc<
         entries(1, 3)
     );
     assert!(s.shipped_entries("other", 0, 10).await.unwrap().is_empty());
+    // A batch that ended with a key rotation: the key it names is held next.
+    let mut rotated = log(6, 13);
+    rotated.verifier = "w1.test.invalid/log+05060708+BQYH".into();
+    assert_eq!(
+        s.append_shipped(4, &rotated, &entries(4, 6)).await.unwrap(),
+        Appended::Yes
+    );
+    assert_eq!(s.shipped_log(origin).await.unwrap(), Some(rotated));
 }
 
 pub async fn a_revoked_key_takes_no_more_batches(s: Arc<dyn Store>) {

@@ -17,6 +17,53 @@ use super::api::get;
 use super::{parse_sse, Server};
 use crate::e2e_common;
 
+/// `stele worker` on the state `s`, back once it claims; what it prints is
+/// added to `err`.
+fn spawn(
+    srv: &Server,
+    base: &str,
+    s: &Stele,
+    (name, token, capacity): (&str, &str, u32),
+    err: &Arc<Mutex<String>>,
+) -> Child {
+    let mut child = Command::new(stele_tests::stele_bin())
+        .args(["worker", "--server", base, "--token", token, "--name", name])
+        .args(["--capacity", &capacity.to_string()])
+        .env("STELE_STATE_DIR", &s.state)
+        .env("USER", "not-a-member")
+        .envs(e2e_common::env(Wire::Anthropic, &srv.mock))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let Some(Ok(line)) = lines.next() else {
+            let _ = child.kill();
+            panic!(
+                "stele worker ended before claiming:\n{}",
+                err.lock().unwrap()
+            );
+        };
+        let mut e = err.lock().unwrap();
+        e.push_str(&line);
+        e.push('\n');
+        if line.contains("claiming from") {
+            break;
+        }
+    }
+    let e = err.clone();
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            let mut e = e.lock().unwrap();
+            e.push_str(&l);
+            e.push('\n');
+        }
+    });
+    child
+}
+
 /// A running worker.
 pub struct Worker {
     pub name: String,
@@ -47,39 +94,8 @@ impl Worker {
             ])
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let mut child = Command::new(stele_tests::stele_bin())
-            .args(["worker", "--server", base, "--token", token, "--name", name])
-            .args(["--capacity", &capacity.to_string()])
-            .env("STELE_STATE_DIR", &s.state)
-            .env("USER", "not-a-member")
-            .envs(e2e_common::env(Wire::Anthropic, &srv.mock))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut seen = String::new();
-        loop {
-            let Some(Ok(line)) = lines.next() else {
-                let _ = child.kill();
-                panic!("stele worker ended before claiming:\n{seen}");
-            };
-            seen.push_str(&line);
-            seen.push('\n');
-            if line.contains("claiming from") {
-                break;
-            }
-        }
-        let err = Arc::new(Mutex::new(seen));
-        let e = err.clone();
-        std::thread::spawn(move || {
-            for l in lines.map_while(Result::ok) {
-                let mut e = e.lock().unwrap();
-                e.push_str(&l);
-                e.push('\n');
-            }
-        });
+        let err = Arc::new(Mutex::new(String::new()));
+        let child = spawn(srv, base, &s, (name, token, capacity), &err);
         Worker {
             name: name.to_string(),
             dir,
@@ -87,6 +103,23 @@ impl Worker {
             child: Some(child),
             stderr: err,
         }
+    }
+
+    /// Start it again on the same state (after it stopped), calling `srv`.
+    pub fn restart(&mut self, srv: &Server, token: &str, capacity: u32) {
+        assert!(
+            self.child.is_none(),
+            "worker {} is still running",
+            self.name
+        );
+        let child = spawn(
+            srv,
+            &srv.base,
+            &self.s,
+            (&self.name, token, capacity),
+            &self.stderr,
+        );
+        self.child = Some(child);
     }
 
     /// What it printed so far.

@@ -265,6 +265,10 @@ fn read_batch(db: &Path, signer: &dyn Signer, from: u64) -> Result<Option<Batch>
             }
             bytes += leaf.len();
             leaves.push(B64.encode(leaf));
+            // A key rotation ends its batch: the batch's checkpoint is then
+            // the rotation's boundary checkpoint (kept, signed by both keys),
+            // which is what lets the server follow the new key.
+            full = is_rotation(leaf);
             Ok(())
         })
         .map_err(|e| ShipError::Local(e.to_string()))?;
@@ -287,6 +291,16 @@ fn read_batch(db: &Path, signer: &dyn Signer, from: u64) -> Result<Option<Batch>
         }
     };
     Ok(Some(Batch { from, leaves, note }))
+}
+
+/// Whether a stored leaf is a `key.rotation` entry.
+fn is_rotation(leaf: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Kind<'a> {
+        #[serde(borrow)]
+        kind: &'a str,
+    }
+    serde_json::from_slice::<Kind<'_>>(leaf).is_ok_and(|k| k.kind == "key.rotation")
 }
 
 /// Check the server's cosignature of `note` and keep it in the log.
@@ -347,5 +361,41 @@ impl ShipError {
         stele_runtime::errln!(
             "stele worker {worker}: shipping refused (kept here, tried again): {self}"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use stele_attest::Ed25519Signer;
+    use stele_audit::{Actor, AuditLog, Event, EventKind, LogOptions};
+
+    /// A batch stops at a key rotation, and carries the boundary
+    /// checkpoint both keys signed; the next starts after it.
+    #[test]
+    fn a_batch_ends_at_a_key_rotation_with_both_keys_signatures() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("audit.db");
+        let origin = "w.test.invalid/log";
+        let old = Arc::new(Ed25519Signer::generate(origin).unwrap());
+        let log = AuditLog::create(&db, old.clone(), LogOptions::default()).unwrap();
+        let new = Arc::new(Ed25519Signer::generate(origin).unwrap());
+        let r = log
+            .rotate_blocking(new.clone(), "yearly".into(), Actor::system())
+            .unwrap();
+        for _ in 0..3 {
+            log.append_blocking(Event::new(EventKind::PolicyLoad, Actor::system()))
+                .unwrap();
+        }
+        log.close().unwrap();
+        let b = read_batch(&db, new.as_ref(), 0).unwrap().unwrap();
+        assert_eq!(b.leaves.len() as u64, r.seq + 1);
+        for k in [&old, &new] {
+            Checkpoint::open(&b.note, &k.verifier()).unwrap();
+        }
+        let next = read_batch(&db, new.as_ref(), r.seq + 1).unwrap().unwrap();
+        assert_eq!(next.from, r.seq + 1);
+        assert!(next.leaves.len() >= 3);
     }
 }

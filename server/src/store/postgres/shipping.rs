@@ -9,11 +9,9 @@ use tokio_postgres::Row;
 use super::PgStore;
 use crate::error::ServerError;
 use crate::store::shipping::{
-    search_sql, Appended, ShippedEntry, ShippedLog, ShippedQuery, ShippingStore, SEARCH_COLUMNS,
+    search_sql, Appended, ShippedEntry, ShippedLog, ShippedQuery, ShippingStore, LOG_COLUMNS,
+    SEARCH_COLUMNS,
 };
-
-const LOG_COLUMNS: &str = "origin, verifier, account, worker, size, root, frontier, last_hash, \
-     last_boot, last_ts, checkpoint, updated, revoked_at";
 
 fn log_row(r: &Row) -> Result<ShippedLog, ServerError> {
     let boot: Option<String> = r.try_get(8)?;
@@ -93,7 +91,7 @@ impl ShippingStore for PgStore {
             &format!(
                 "INSERT INTO shipped_logs ({LOG_COLUMNS}) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL) \
-                 ON CONFLICT (origin) DO UPDATE SET size = EXCLUDED.size, \
+                 ON CONFLICT (origin) DO UPDATE SET size = EXCLUDED.size, verifier = EXCLUDED.verifier, \
                    root = EXCLUDED.root, frontier = EXCLUDED.frontier, \
                    last_hash = EXCLUDED.last_hash, last_boot = EXCLUDED.last_boot, \
                    last_ts = EXCLUDED.last_ts, checkpoint = EXCLUDED.checkpoint, \

@@ -6,11 +6,9 @@ use rusqlite::{params, OptionalExtension as _, Row};
 use super::SqliteStore;
 use crate::error::ServerError;
 use crate::store::shipping::{
-    search_sql, Appended, ShippedEntry, ShippedLog, ShippedQuery, ShippingStore, SEARCH_COLUMNS,
+    search_sql, Appended, ShippedEntry, ShippedLog, ShippedQuery, ShippingStore, LOG_COLUMNS,
+    SEARCH_COLUMNS,
 };
-
-const LOG_COLUMNS: &str = "origin, verifier, account, worker, size, root, frontier, last_hash, \
-     last_boot, last_ts, checkpoint, updated, revoked_at";
 
 fn log_row(r: &Row<'_>) -> rusqlite::Result<ShippedLog> {
     let boot: Option<String> = r.get(8)?;
@@ -87,7 +85,7 @@ impl ShippingStore for SqliteStore {
                 &format!(
                     "INSERT INTO shipped_logs ({LOG_COLUMNS}) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, NULL) \
-                     ON CONFLICT(origin) DO UPDATE SET size = excluded.size, \
+                     ON CONFLICT(origin) DO UPDATE SET size = excluded.size, verifier = excluded.verifier, \
                        root = excluded.root, frontier = excluded.frontier, \
                        last_hash = excluded.last_hash, last_boot = excluded.last_boot, \
                        last_ts = excluded.last_ts, checkpoint = excluded.checkpoint, \
