@@ -172,6 +172,7 @@ fn tampered_batches_and_a_revoked_key_are_refused_and_recorded() {
     let mut srv = server(&url, "", 30);
     let ada = srv.token_scoped("ada", "read,admin");
     let wtoken = srv.token_scoped("ada", "worker");
+    let intruder = srv.token_scoped("carol", "worker");
     // A log made here, by a "worker" that registers its key by a claim.
     let origin = "forger.e2e.stele.invalid/log";
     let dir = tempfile::tempdir().unwrap();
@@ -274,6 +275,14 @@ fn tampered_batches_and_a_revoked_key_are_refused_and_recorded() {
         )
         .await;
         assert!(p["detail"].as_str().unwrap().contains("holds 2"), "{p}");
+        // Where it stands is told only to the account whose log it is.
+        let body = json!({"origin": origin});
+        let r = post(&srv, &wtoken, "/api/v1/worker/log/size", body.clone()).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<Value>().await.unwrap()["size"], 2);
+        let r = post(&srv, &intruder, "/api/v1/worker/log/size", body).await;
+        let p = problem(r, 403).await;
+        assert!(p["detail"].as_str().unwrap().contains(origin), "{p}");
     });
     // An admin revokes the worker's key (the CLI, through the API).
     let token_file = dir.path().join("admin.token");

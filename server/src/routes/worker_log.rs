@@ -49,13 +49,23 @@ fn witness(state: &AppState) -> String {
 #[utoipa::path(post, path = "/api/v1/worker/log/size", tag = "worker",
     request_body = LogSizeRequest,
     security(("token" = [])),
-    responses((status = 200, description = "Entries held of the origin, and the witness key", body = LogSize)))]
+    responses(
+        (status = 200, description = "Entries held of the origin, and the witness key", body = LogSize),
+        (status = 403, description = "The log is another account's worker's",
+            body = stele_protocol::Problem, content_type = "application/problem+json")))]
 pub async fn size(
     State(state): State<Shared>,
-    _who: Principal,
+    who: Principal,
     Body(req): Body<LogSizeRequest>,
 ) -> Result<Json<LogSize>, ApiError> {
     let held = state.store.shipped_log(&req.origin).await?;
+    // Another account's worker learns nothing of this log, not even its size.
+    if held.as_ref().is_some_and(|h| h.account != who.user.name) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("log {} belongs to another account's worker", req.origin),
+        ));
+    }
     Ok(Json(LogSize {
         size: held.map_or(0, |h| h.size.max(0) as u64),
         witness: witness(&state),
