@@ -66,8 +66,13 @@ fn message(e: &tokio_postgres::Error) -> String {
 fn transient(e: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::SqlState;
     match e.as_db_error() {
-        // No server answer at all: the connection broke or never opened.
-        None => true,
+        // No server answer: transient only if the connection broke or never
+        // opened (a closed client, an I/O error); a value that did not
+        // convert, or a statement the driver refused, is a failure to fix,
+        // not to retry.
+        None => {
+            e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+        }
         Some(d) => {
             let code = d.code();
             // Class 08: connection exceptions.
