@@ -164,7 +164,19 @@ pub fn rebuild(
     id: &str,
     leaves: &[Leaf],
 ) -> Result<Vec<Message>, ConversationError> {
-    Ok(rebuild_session(store, id, leaves)?.messages)
+    Ok(rebuild_session(store, id, leaves, Stopped::InThisLog)?.messages)
+}
+
+/// Where the session's record stopped, which decides what the model is
+/// told of a call with no entry at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// The whole record is here: a call with no entry never started.
+    InThisLog,
+    /// The record is what a team server held of a worker that stopped: a
+    /// call with no entry may have started there (its entries never
+    /// reached the server), so the model is told its result is unknown.
+    WorkerLost,
 }
 
 /// [`rebuild`], with the large values the bodies refer to.
@@ -178,6 +190,7 @@ pub fn rebuild_session(
     store: &dyn Bodies,
     id: &str,
     leaves: &[Leaf],
+    stopped: Stopped,
 ) -> Result<Rebuilt, ConversationError> {
     let mut large = LargeValues::default();
     if leaves.is_empty() {
@@ -240,7 +253,9 @@ pub fn rebuild_session(
             } else {
                 Key::ToolUseId(call)
             };
-            results.push(tool_result(store, leaves, req.seq, call, key, &mut large)?);
+            results.push(tool_result(
+                store, leaves, req.seq, call, key, stopped, &mut large,
+            )?);
         }
     }
     messages.push(Message::assistant(content));
@@ -283,6 +298,7 @@ fn tool_result(
     after: u64,
     call: &str,
     key: Key<'_>,
+    stopped: Stopped,
     large: &mut LargeValues,
 ) -> Result<Content, ConversationError> {
     // Only entries after the request: an old-style provider id may repeat across turns.
@@ -358,11 +374,24 @@ fn tool_result(
     }
     let started = later()
         .any(|l| matches!(l.kind, EventKind::ToolIntent | EventKind::McpCall) && key.names(l));
-    let text = if started {
-        "interrupted: stele stopped while this tool call was running; it was NOT re-run. \
-         Check the workspace before repeating it."
-    } else {
-        "not run: the session stopped before this tool call started."
+    let text = match (started, stopped) {
+        (true, Stopped::InThisLog) => {
+            "interrupted: stele stopped while this tool call was running; it was NOT re-run. \
+             Check the workspace before repeating it."
+        }
+        (true, Stopped::WorkerLost) => {
+            "interrupted: the machine running this session stopped while this tool call was \
+             running; its result is unknown and it was NOT re-run. Check the workspace before \
+             repeating it."
+        }
+        (false, Stopped::InThisLog) => {
+            "not run: the session stopped before this tool call started."
+        }
+        (false, Stopped::WorkerLost) => {
+            "unknown: the machine running this session stopped around the time of this tool \
+             call; whether it started is not known and it was NOT re-run. Check the workspace \
+             before repeating it."
+        }
     };
     Ok(result(text.to_string(), false))
 }

@@ -278,6 +278,7 @@ mod tests {
                     trusted,
                     workspace: Some(d.path().to_path_buf()),
                     policy: Some(policy.clone()),
+                    departure: crate::session_move_import::Departure::Moved,
                 },
             )
         };

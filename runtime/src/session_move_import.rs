@@ -13,15 +13,15 @@ use std::path::{Path, PathBuf};
 use stele_attest::NoteVerifier;
 use stele_audit::event::{Actor, Disclosure, PayloadInput};
 use stele_audit::export::earlier::{
-    bundle_digest, imported_bundle_path, is_moved_end, Continues, SliceCheckpoint, SliceLast,
-    CONTINUES_MEMBER,
+    bundle_digest, imported_bundle_path, is_moved_end, is_session_end, unknown_intents, Continues,
+    Failover, SliceCheckpoint, SliceLast, CONTINUES_MEMBER,
 };
 use stele_audit::leaf::hash_b64;
 use stele_audit::merkle::Hash;
 use stele_audit::{AuditLog, Event, EventKind};
 use stele_verify::slice::SessionSlice;
 
-use crate::conversation::{self, Bodies};
+use crate::conversation::{self, Bodies, Stopped};
 use crate::session_move::{MoveError, CONVERSATION_ROLE};
 
 /// What to import.
@@ -37,6 +37,27 @@ pub struct ImportRequest<'a> {
     /// The policy bundle to continue under (default: the copy in the file,
     /// which must be the one the session last ran with).
     pub policy: Option<PathBuf>,
+    /// How the session left its source log.
+    pub departure: Departure<'a>,
+}
+
+/// How a session left the log its bundle comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Departure<'a> {
+    /// A person moved it (`stele session export`): the bundle ends with the
+    /// source's moved `session.end`, its manifest signed by the source log key.
+    Moved,
+    /// The worker running it stopped: a team server wrote the bundle from
+    /// what it held of that worker's log (its manifest signed by
+    /// `exporter`), and the session ends nowhere in it. Calls whose result
+    /// the bundle does not show are told to the model as unknown, never
+    /// run again.
+    WorkerStopped {
+        /// The team server's export key.
+        exporter: &'a NoteVerifier,
+        /// Why, for people (which worker stopped).
+        why: &'a str,
+    },
 }
 
 /// What [`import_session`] did.
@@ -84,12 +105,21 @@ pub fn import_session(
         )));
     }
     let bytes = std::fs::read(req.file).map_err(|e| refused(format!("{shown}: {e}")))?;
-    let (key, slice) = verified(req.file, req.trusted)?;
+    let (key, slice) = verified(req.file, req.trusted, req.departure)?;
     let id = slice.id.clone();
-    let Some(last) = slice.leaves.last().filter(|l| is_moved_end(l)) else {
-        return Err(refused(format!(
-            "{shown}: session {id} did not leave its log (its last entry is not a session.end that records a move): make the file with `stele session export` on the source machine"
-        )));
+    let last = match req.departure {
+        Departure::Moved => slice.leaves.last().filter(|l| is_moved_end(l)).ok_or_else(|| {
+            refused(format!(
+                "{shown}: session {id} did not leave its log (its last entry is not a session.end that records a move): make the file with `stele session export` on the source machine"
+            ))
+        })?,
+        Departure::WorkerStopped { .. } => {
+            slice.leaves.last().filter(|l| !is_session_end(l)).ok_or_else(|| {
+                refused(format!(
+                    "{shown}: session {id} ended in its worker's log: there is nothing to continue"
+                ))
+            })?
+        }
     };
     let store = log.store()?;
     if !conversation::session_leaves(&store, &id)?.is_empty() {
@@ -98,13 +128,21 @@ pub fn import_session(
         )));
     }
     // The conversation as the source left it (without its moved end).
-    let before_end = &slice.leaves[..slice.leaves.len() - 1];
-    let from = crate::session_resume::conversation_of(&SliceBodies(&slice.bodies), &id, before_end)
-        .map_err(|e| {
-            refused(format!(
-                "{shown}: the conversation cannot be rebuilt: {e:#}"
-            ))
-        })?;
+    let (before_end, stopped) = match req.departure {
+        Departure::Moved => (&slice.leaves[..slice.leaves.len() - 1], Stopped::InThisLog),
+        Departure::WorkerStopped { .. } => (&slice.leaves[..], Stopped::WorkerLost),
+    };
+    let from = crate::session_resume::conversation_of(
+        &SliceBodies(&slice.bodies),
+        &id,
+        before_end,
+        stopped,
+    )
+    .map_err(|e| {
+        refused(format!(
+            "{shown}: the conversation cannot be rebuilt: {e:#}"
+        ))
+    })?;
     let facts = Facts::of(&slice)?;
     let workspace = req.workspace.clone().unwrap_or(facts.workspace.clone());
     if !workspace.is_dir() {
@@ -134,6 +172,14 @@ pub fn import_session(
             n: last.session.as_ref().map_or(0, |s| s.n),
         },
         bundle: bundle_digest(&bytes),
+        failover: match req.departure {
+            Departure::Moved => None,
+            Departure::WorkerStopped { exporter, why } => Some(Failover {
+                exporter: exporter.to_string(),
+                why: why.to_string(),
+                unknown: unknown_intents(&slice.leaves),
+            }),
+        },
     };
     let mut data = facts.carried.clone();
     data.insert("workspace".into(), workspace.display().to_string().into());
@@ -181,6 +227,7 @@ pub fn import_session(
 fn verified(
     file: &Path,
     trusted: &[NoteVerifier],
+    departure: Departure<'_>,
 ) -> Result<(NoteVerifier, SessionSlice), MoveError> {
     let refused = |r: String| MoveError::Refused(r);
     let shown = file.display();
@@ -199,14 +246,23 @@ fn verified(
             log_key: k.clone(),
             more_keys: Vec::new(),
             revoked: Vec::new(),
-            export_key: None,
+            export_key: match departure {
+                Departure::Moved => None,
+                Departure::WorkerStopped { exporter, .. } => Some(exporter.clone()),
+            },
             witnesses: Vec::new(),
             quorum: None,
             anchors: Vec::new(),
             now,
             tsa: None,
         };
-        match stele_verify::verify_producing(&bundle, &opts, stele_verify::Produce::Result) {
+        let checked = match departure {
+            Departure::Moved => {
+                stele_verify::verify_producing(&bundle, &opts, stele_verify::Produce::Result)
+            }
+            Departure::WorkerStopped { .. } => stele_verify::verify_session_prefix(&bundle, &opts),
+        };
+        match checked {
             Ok(_) => {
                 let slice = stele_verify::slice::read_session(&bundle, &opts)
                     .map_err(|e| refused(format!("{shown}: {e}")))?;

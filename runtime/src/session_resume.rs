@@ -176,7 +176,7 @@ pub fn reopen(
 pub fn rebuilt(log: &AuditLog, id: &str) -> anyhow::Result<Conversation> {
     let store = log.store()?;
     let leaves = conversation::session_leaves(&store, id)?;
-    conversation_of(&store, id, &leaves)
+    conversation_of(&store, id, &leaves, conversation::Stopped::InThisLog)
 }
 
 /// The conversation to continue with: rebuilt from the last model request;
@@ -188,6 +188,7 @@ pub fn conversation_of(
     bodies: &dyn conversation::Bodies,
     id: &str,
     leaves: &[Leaf],
+    stopped: conversation::Stopped,
 ) -> anyhow::Result<Conversation> {
     if !leaves.iter().any(|l| l.kind == EventKind::ModelRequest) {
         if let Some(messages) = carried(bodies, leaves)? {
@@ -202,7 +203,7 @@ pub fn conversation_of(
         });
     }
     let conversation::Rebuilt { messages, large } =
-        conversation::rebuild_session(bodies, id, leaves)?;
+        conversation::rebuild_session(bodies, id, leaves, stopped)?;
     Ok(Conversation { messages, large })
 }
 

@@ -4,12 +4,19 @@
 //! that the importing log recorded (`session.start` data `continues`), and
 //! linked: the slice must be exactly the bundle the import named (its
 //! digest), of the same session, at the checkpoint named, ending with the
-//! leaf named — the source's `session.end` that says the session moved.
+//! leaf named — the source's `session.end` that says the session moved;
+//! or, for a session a team server continued after its worker stopped
+//! (`continues.failover`), the prefix of the session the server held,
+//! its manifest signed by the server's key, ending with no end, its
+//! unfinished intents exactly those the continuing log names.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use stele_attest::NoteVerifier;
-use stele_audit::export::earlier::{bundle_digest, is_moved_end, Continues, EARLIER_FILE};
+use stele_audit::export::earlier::{
+    bundle_digest, is_moved_end, is_session_end, unknown_intents, Continues, UnknownIntent,
+    EARLIER_FILE,
+};
 use stele_audit::export::layout::{Selection, PROOFS_DIR};
 use stele_audit::leaf::{hash_b64, Leaf};
 use stele_audit::merkle::leaf_hash;
@@ -30,6 +37,35 @@ pub struct EarlierSlice {
     pub root: String,
     /// The session's entries in it.
     pub entries: u64,
+    /// How the session left that log.
+    pub arrival: Arrival,
+}
+
+/// How a session left an earlier log for the next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arrival {
+    /// A person moved it (`stele session export`): the slice ends with
+    /// the source's moved `session.end`.
+    Moved,
+    /// The worker running it stopped and a team server continued it from
+    /// what it held of that worker's log: the slice ends where that copy
+    /// ended; what the worker wrote later is not in it.
+    Failover {
+        /// Why (which worker stopped), as the continuing log recorded it.
+        why: String,
+        /// Intents of the session whose results are unknown (never re-run).
+        unknown: u64,
+    },
+}
+
+fn seqs(v: &[UnknownIntent]) -> String {
+    if v.is_empty() {
+        return "none".into();
+    }
+    v.iter()
+        .map(|u| format!("#{} {}", u.seq, u.kind))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Verify the earlier slice `c` names, inside the session bundle `m` of
@@ -62,11 +98,19 @@ pub(crate) fn verify(
         ))
     })?;
     let inner = open_bytes(&bytes).map_err(|e| f(format!("cannot open: {e}")))?;
+    let exporter = match &c.failover {
+        Some(fo) => Some(NoteVerifier::parse(&fo.exporter).map_err(|e| {
+            f(format!(
+                "the server key that signed the slice (session.start continues.failover.exporter) does not parse: {e}"
+            ))
+        })?),
+        None => None,
+    };
     let inner_opts = Options {
         log_key: key,
         more_keys: Vec::new(),
         revoked: Vec::new(),
-        export_key: None,
+        export_key: exporter,
         witnesses: Vec::new(),
         quorum: None,
         anchors: Vec::new(),
@@ -80,15 +124,40 @@ pub(crate) fn verify(
             format!("earlier slice (log {}): {}", c.origin, x.reason),
         )
     };
-    let report = crate::verify(&inner, &inner_opts).map_err(within)?;
+    let report = match c.failover {
+        Some(_) => crate::verify_session_prefix(&inner, &inner_opts),
+        None => crate::verify(&inner, &inner_opts),
+    }
+    .map_err(within)?;
     let im = crate::manifest::check(&inner, &inner_opts).map_err(within)?;
     link(&inner, &im, id, c).map_err(f)?;
+    let arrival = match &c.failover {
+        Some(fo) => {
+            let leaves = crate::slice::read_session(&inner, &inner_opts)
+                .map_err(within)?
+                .leaves;
+            let open = unknown_intents(&leaves);
+            if open != fo.unknown {
+                return Err(f(format!(
+                    "broken link to the earlier slice: its unfinished intents are {}, session.start names {}",
+                    seqs(&open),
+                    seqs(&fo.unknown)
+                )));
+            }
+            Arrival::Failover {
+                why: fo.why.clone(),
+                unknown: open.len() as u64,
+            }
+        }
+        None => Arrival::Moved,
+    };
     let mut out = vec![EarlierSlice {
         origin: im.predicate.origin.clone(),
         key: c.vkey.clone(),
         tree_size: im.predicate.tree_size,
         root: im.predicate.root.clone(),
         entries: report.selected,
+        arrival,
     }];
     out.extend(report.earlier);
     Ok(out)
@@ -138,12 +207,15 @@ fn link(inner: &Bundle, im: &Manifest, id: &str, c: &Continues) -> Result<(), St
         )));
     }
     let leaf = Leaf::parse_canonical(&proof.leaf).map_err(|e| e.to_string())?;
-    if !is_moved_end(&leaf) {
-        return Err(broken(
+    match &c.failover {
+        None if !is_moved_end(&leaf) => Err(broken(
             "its last entry is not a session.end recording that the session moved".into(),
-        ));
+        )),
+        Some(_) if is_session_end(&leaf) => Err(broken(
+            "the session ended in that log, yet session.start says it continued after its worker stopped".into(),
+        )),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// A bundle over `bytes` (a tar file): written to a private temporary

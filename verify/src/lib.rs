@@ -27,7 +27,7 @@ use stele_attest::NoteVerifier;
 use stele_audit::merkle::Hash;
 
 pub use bundle::Bundle;
-pub use earlier::EarlierSlice;
+pub use earlier::{Arrival, EarlierSlice};
 pub use report::{Report, VERIFY_SCHEMA};
 
 /// The first problem found: which file, which entry, what.
@@ -105,6 +105,34 @@ pub fn verify_producing(
     opts: &Options,
     produce: Produce,
 ) -> Result<Report, Failure> {
+    verify_with(bundle, opts, produce, Completeness::Whole)
+}
+
+/// Whether a session bundle must hold its session's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completeness {
+    /// The session must end in the bundle (export-format §8 step 4): the
+    /// end is what shows that nothing of the session is left out.
+    Whole,
+    /// The session may stop without an end: the bundle is what a team
+    /// server held of a stopped worker's log, checked as the earlier slice
+    /// of a session that continued elsewhere (§8a, failover). Every other
+    /// rule holds; what the worker wrote after it is not shown.
+    Prefix,
+}
+
+/// Verify a session bundle whose session may be unfinished
+/// ([`Completeness::Prefix`]); any other bundle is refused.
+pub fn verify_session_prefix(bundle: &Bundle, opts: &Options) -> Result<Report, Failure> {
+    verify_with(bundle, opts, Produce::Result, Completeness::Prefix)
+}
+
+fn verify_with(
+    bundle: &Bundle,
+    opts: &Options,
+    produce: Produce,
+    completeness: Completeness,
+) -> Result<Report, Failure> {
     let started = std::time::Instant::now();
     let cpu0 = stele_audit::cpu_time::thread_cpu_ns();
     let m = manifest::check(bundle, opts)?;
@@ -113,11 +141,19 @@ pub fn verify_producing(
     let cps = manifest::checkpoints(bundle, opts, &m, &mut expect)?;
     let atts = extras::read_attestations(bundle, opts, &m, &mut expect)?;
     if m.predicate.layout == stele_audit::export::layout::BundleLayout::Session {
-        let mut report = session_stream::verify(bundle, opts, &m, &cps, &atts, &expect)?;
+        let mut report =
+            session_stream::verify(bundle, opts, &m, &cps, &atts, &expect, completeness)?;
         report.timestamps = timestamps::check(bundle, opts, &m)?;
         report.seconds = started.elapsed().as_secs_f64();
         report.cpu_seconds = stele_audit::cpu_time::cpu_seconds_since(cpu0, report.seconds);
         return Ok(report);
+    }
+    if completeness == Completeness::Prefix {
+        return Err(Failure::new(
+            "manifest.intoto.jsonl",
+            None,
+            "not a session bundle: only a session bundle is checked as a prefix",
+        ));
     }
     let builder = match produce {
         Produce::Result => None,

@@ -264,7 +264,7 @@ impl Report {
             "unfinished": self.unfinished.iter().map(|(seq, k)| serde_json::json!({"entry": seq, "kind": k})).collect::<Vec<_>>(),
             "derived_files": "recomputed and matched",
             "exporter": self.exporter,
-            "earlier": self.earlier.iter().map(|e| serde_json::json!({"origin": e.origin, "key": e.key, "tree_size": e.tree_size, "root": e.root, "entries": e.entries})).collect::<Vec<_>>(),
+            "earlier": self.earlier.iter().map(|e| serde_json::json!({"origin": e.origin, "key": e.key, "tree_size": e.tree_size, "root": e.root, "entries": e.entries, "arrival": match &e.arrival { crate::Arrival::Moved => serde_json::json!({"kind": "moved"}), crate::Arrival::Failover { why, unknown } => serde_json::json!({"kind": "failover", "why": why, "unknown_intents": unknown}) }})).collect::<Vec<_>>(),
             "seconds": self.seconds,
         })
     }
@@ -318,11 +318,18 @@ impl fmt::Display for Report {
             )?,
         }
         for e in &self.earlier {
-            writeln!(
-                f,
-                "  moved from:   {} ({} entries of the session at size {}, root {}), verified with its key {} and linked",
-                e.origin, e.entries, e.tree_size, e.root, e.key
-            )?;
+            match &e.arrival {
+                crate::Arrival::Moved => writeln!(
+                    f,
+                    "  moved from:   {} ({} entries of the session at size {}, root {}), verified with its key {} and linked",
+                    e.origin, e.entries, e.tree_size, e.root, e.key
+                )?,
+                crate::Arrival::Failover { why, unknown } => writeln!(
+                    f,
+                    "  continued from: {} after its worker stopped ({why}): the {} entries of the session a team server held at size {}, root {}, verified with its key {} and linked; anything that worker wrote later is not shown; {unknown} unfinished intent(s) whose result is unknown, not run again",
+                    e.origin, e.entries, e.tree_size, e.root, e.key
+                )?,
+            }
         }
         if let Some(s) = &self.start {
             writeln!(

@@ -218,6 +218,7 @@ fn continues_for(file: &Path, key: &Ed25519Signer) -> Continues {
             n: last.session.as_ref().unwrap().n,
         },
         bundle: bundle_digest(&std::fs::read(file).unwrap()),
+        failover: None,
     }
 }
 

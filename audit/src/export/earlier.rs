@@ -42,6 +42,64 @@ pub struct Continues {
     pub last: SliceLast,
     /// `sha256:<hex>` of the bundle file as imported.
     pub bundle: String,
+    /// Present when the session did not leave its source log on purpose:
+    /// the worker running it stopped, and a team server continued it from
+    /// what it held of that worker's log (the slice ends where that copy
+    /// ended, not at a moved `session.end`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<Failover>,
+}
+
+/// How a session continued after the worker running it stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Failover {
+    /// The key that signed the slice's manifest: the team server's export
+    /// key (note verifier form). The slice was written by the server from
+    /// the worker's shipped log, so the worker's key signs its checkpoint
+    /// and entries, and this key only the manifest.
+    pub exporter: String,
+    /// Why the session continued here, for people (which worker stopped).
+    pub why: String,
+    /// The session's intents at the slice's end that have no result in it:
+    /// whether they ran is unknown, and they were not run again.
+    pub unknown: Vec<UnknownIntent>,
+}
+
+/// An intent of the session with no result in the slice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnknownIntent {
+    /// Its index in the source log.
+    pub seq: u64,
+    /// Its kind (`tool.intent`, `model.request`, …).
+    pub kind: String,
+}
+
+/// The intents among `leaves` (a session's entries, in order) that no
+/// later leaf among them closes, in order.
+pub fn unknown_intents(leaves: &[Leaf]) -> Vec<UnknownIntent> {
+    use crate::event::IntentRole;
+    let closed: std::collections::HashSet<u64> = leaves
+        .iter()
+        .filter_map(|l| l.refs.as_ref().map(|r| r.intent_seq))
+        .collect();
+    leaves
+        .iter()
+        .filter(|l| l.kind.role() == IntentRole::Intent && !closed.contains(&l.seq))
+        .map(|l| UnknownIntent {
+            seq: l.seq,
+            kind: l.kind.as_str().to_string(),
+        })
+        .collect()
+}
+
+/// Whether `leaf` ends its session (nothing of it may follow).
+pub fn is_session_end(leaf: &Leaf) -> bool {
+    matches!(
+        leaf.kind,
+        crate::event::EventKind::SessionEnd | crate::event::EventKind::SessionInterrupted
+    )
 }
 
 /// A checkpoint's size and root.
@@ -119,6 +177,7 @@ mod tests {
                 n: 4,
             },
             bundle: "sha256:00".into(),
+            failover: None,
         };
         let mut v = serde_json::to_value(&c).unwrap();
         let back: Continues = serde_json::from_value(v.clone()).unwrap();

@@ -367,7 +367,12 @@ fn resume(
         }) {
             return Err(conversation::ConversationError::Ended(id.to_string()).into());
         }
-        crate::session_resume::conversation_of(&store, id, &leaves)?
+        crate::session_resume::conversation_of(
+            &store,
+            id,
+            &leaves,
+            crate::conversation::Stopped::InThisLog,
+        )?
     };
     let spec = model
         .or_else(|| field("model_spec"))

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use stele_attest::NoteVerifier;
 
 use super::setup;
-use crate::session_move_import::{fingerprint, import_session, ImportRequest};
+use crate::session_move_import::{fingerprint, import_session, Departure, ImportRequest};
 use crate::terminal_safe;
 
 /// Run `stele session import`.
@@ -34,6 +34,7 @@ pub(crate) fn import(
             trusted: &trusted,
             workspace,
             policy,
+            departure: Departure::Moved,
         },
     );
     log.close_shared()
