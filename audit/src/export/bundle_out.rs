@@ -176,8 +176,8 @@ fn published_checkpoints(
 
 /// The stored checkpoints a bundle at `size` holds: the newest (`note`),
 /// every published or cosigned one below it, each with its cosignatures,
-/// and the RFC 3161 tokens up to `size`. A bundle that starts at `start`
-/// > 0 holds none below it but the one at `start` and those of the key
+/// and the RFC 3161 tokens up to `size`. A bundle that starts at
+/// `start` above 0 holds none below it but the one at `start` and those of the key
 /// rotations below it (what its `log.archive` key record is proven
 /// against). One signed only by a key revoked at its size proves nothing
 /// and would make the export fail: left out.

@@ -157,8 +157,7 @@ pub(super) fn build(
         .map(|c| c.size)
         .filter(|s| *s >= from)
         .collect();
-    let attestation =
-        std::fs::read(super::attestation::attestation_path(log.path(), id)).ok();
+    let attestation = std::fs::read(super::attestation::attestation_path(log.path(), id)).ok();
     if let Some(s) = attestation
         .as_deref()
         .and_then(|a| attested_size(a, &verifier))
@@ -223,7 +222,9 @@ fn payloads(
 ) -> Result<Vec<PartEntry>, ExportError> {
     let mut redactions = BTreeSet::new();
     for c in w.commits() {
-        let Some(p) = store.payload(&c)? else { continue };
+        let Some(p) = store.payload(&c)? else {
+            continue;
+        };
         match (p.salt, p.body, p.redacted_seq) {
             // Present: written unless withheld (`--no-payloads`).
             (Some(salt), Some(body), _) if opts.payloads => w.put_payload(&c, &salt, &body)?,

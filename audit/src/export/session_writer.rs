@@ -134,7 +134,12 @@ impl SessionWriter {
 
     /// Take the session's next entry with its inclusion proof; returns its
     /// leaf hash.
-    pub(super) fn push(&mut self, seq: u64, bytes: &[u8], proof: &[Hash]) -> Result<Hash, PushError> {
+    pub(super) fn push(
+        &mut self,
+        seq: u64,
+        bytes: &[u8],
+        proof: &[Hash],
+    ) -> Result<Hash, PushError> {
         let (leaf, h) = self.chain.push(seq, bytes).map_err(PushError::Entry)?;
         self.prove(seq, &h, proof).map_err(PushError::Entry)?;
         if self.count == 0 {
@@ -302,7 +307,8 @@ impl SessionWriter {
         }
         for (s, proof) in t.consistency.iter().filter(|(s, _)| *s > 0) {
             let text: String = proof.iter().map(|h| hash_b64(h) + "\n").collect();
-            self.o.put(&format!("{CONSISTENCY_DIR}{s}"), text.as_bytes())?;
+            self.o
+                .put(&format!("{CONSISTENCY_DIR}{s}"), text.as_bytes())?;
         }
         let d = self.ocsf.finish()?;
         self.o.digests.insert(OCSF.to_string(), d);
