@@ -18,7 +18,7 @@ use stele_audit::export::session_parts::{
 };
 use stele_audit::export::write::{export, ExportOptions};
 use stele_audit::leaf::Leaf;
-use stele_audit::merkle::inclusion_proof;
+use stele_audit::merkle::{consistency_proof, inclusion_proof};
 use stele_audit::payload::parse_commit;
 use stele_audit::{
     Actor, AuditLog, Disclosure, Event, EventKind, LogOptions, PayloadInput, Refs, Target,
@@ -98,61 +98,83 @@ impl Setup {
         (out, r.tree_size)
     }
 
-    /// What a server holds of session `id` at checkpoint `size`, read from
-    /// the worker's log through its public store API.
     fn parts(&self, id: &str, size: u64) -> SessionParts {
-        let store = self.log.store().unwrap();
-        let note = store.checkpoint_at(size).unwrap().expect("a checkpoint");
-        let mut entries = Vec::new();
-        let mut cmts = Vec::new();
-        store
-            .for_each_session_entry(id, size, |e| {
-                let l = Leaf::parse_canonical(e.leaf).unwrap();
-                cmts.extend(l.payload.iter().filter_map(|p| parse_commit(&p.commit)));
-                entries.push(PartEntry {
-                    seq: e.seq,
-                    leaf: e.leaf.to_vec(),
-                    proof: inclusion_proof(&store, e.seq, size)?,
-                });
-                Ok(())
-            })
-            .unwrap();
-        let payloads = cmts
+        parts_of(&self.log, id, size, &[])
+    }
+}
+
+/// What a server holds of session `id` at checkpoint `size`, read from the
+/// worker's log through its public store API: the session's entries and
+/// payloads, the entries before each key rotation, and the checkpoints at
+/// `earlier` with their consistency proofs.
+fn parts_of(log: &AuditLog, id: &str, size: u64, earlier: &[u64]) -> SessionParts {
+    let store = log.store().unwrap();
+    let note = store.checkpoint_at(size).unwrap().expect("a checkpoint");
+    let proven = |seq: u64, leaf: Vec<u8>| PartEntry {
+        seq,
+        leaf,
+        proof: inclusion_proof(&store, seq, size).unwrap(),
+    };
+    let mut entries = Vec::new();
+    let mut cmts = Vec::new();
+    store
+        .for_each_session_entry(id, size, |e| {
+            let l = Leaf::parse_canonical(e.leaf).unwrap();
+            cmts.extend(l.payload.iter().filter_map(|p| parse_commit(&p.commit)));
+            entries.push(proven(e.seq, e.leaf.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+    let payloads = cmts
+        .iter()
+        .map(|c| {
+            let p = store.payload(c).unwrap().unwrap();
+            PartPayload {
+                cmt: *c,
+                salt: p.salt.unwrap(),
+                body: p.body.unwrap(),
+            }
+        })
+        .collect();
+    let keys = store.key_schedule().unwrap().at(size);
+    let key_entries = keys
+        .boundaries()
+        .map(|b| proven(b - 1, store.entry(b - 1).unwrap().leaf))
+        .collect();
+    SessionParts {
+        origin: ORIGIN.into(),
+        keys,
+        session: id.into(),
+        checkpoint: PartCheckpoint {
+            size,
+            note,
+            cosignatures: vec![],
+        },
+        entries,
+        payloads: Payloads::Included(payloads),
+        redactions: vec![],
+        key_entries,
+        earlier_checkpoints: earlier
             .iter()
-            .map(|c| {
-                let p = store.payload(c).unwrap().unwrap();
-                PartPayload {
-                    cmt: *c,
-                    salt: p.salt.unwrap(),
-                    body: p.body.unwrap(),
-                }
-            })
-            .collect();
-        SessionParts {
-            origin: ORIGIN.into(),
-            keys: store.key_schedule().unwrap().at(size),
-            session: id.into(),
-            checkpoint: PartCheckpoint {
-                size,
-                note,
+            .map(|s| PartCheckpoint {
+                size: *s,
+                note: store.checkpoint_at(*s).unwrap().unwrap(),
                 cosignatures: vec![],
-            },
-            entries,
-            payloads: Payloads::Included(payloads),
-            redactions: vec![],
-            key_entries: vec![],
-            earlier_checkpoints: vec![],
-            consistency: vec![],
-            timestamps: vec![],
-            attestation: None,
-            earlier_bundle: None,
-            policies: vec![],
-            start: None,
-            exporter: actor("team-server", "server.test.invalid"),
-            // The server's own log: far past this log's size.
-            export_entry: size + 1_000,
-            open: OpenSession::Refuse,
-        }
+            })
+            .collect(),
+        consistency: earlier
+            .iter()
+            .map(|s| (*s, consistency_proof(&store, *s, size).unwrap()))
+            .collect(),
+        timestamps: vec![],
+        attestation: None,
+        earlier_bundle: None,
+        policies: vec![],
+        start: None,
+        exporter: actor("team-server", "server.test.invalid"),
+        // The server's own log: far past this log's size.
+        export_entry: size + 1_000,
+        open: OpenSession::Refuse,
     }
 }
 
@@ -391,4 +413,97 @@ fn an_unfinished_session_is_refused_unless_allowed_and_then_fails_verification()
     let out = s.dir.path().join("b.tar");
     write_session_bundle(&s.parts("b", size), &s.server_key, &out).unwrap();
     s.check(&out, &s.server_key).unwrap();
+}
+
+#[test]
+fn a_rotated_log_s_session_from_parts_carries_its_key_entries_and_checkpoints() {
+    let s = Setup::new();
+    let db = s.dir.path().join("rotated.db");
+    let k2 = Arc::new(Ed25519Signer::from_seed(ORIGIN, &[34; 32]).unwrap());
+    let log = AuditLog::create(
+        &db,
+        s.key.clone(),
+        LogOptions {
+            heartbeat: None,
+            ..LogOptions::default()
+        },
+    )
+    .unwrap();
+    sessions(&log, &["r"], 2, &[]);
+    let rot = log
+        .rotate_blocking(k2.clone(), "yearly".into(), actor("alice", "worker-1"))
+        .unwrap();
+    sessions(&log, &["q"], 1, &["q"]);
+    log.append_blocking(
+        Event::new(EventKind::SessionEnd, actor("alice", "worker-1")).in_session("r"),
+    )
+    .unwrap();
+    let local = s.dir.path().join("local-r");
+    let o = ExportOptions {
+        selection: Selection::Session { id: "r".into() },
+        payloads: true,
+        policies: vec![],
+        exporter: actor("alice", "worker-1"),
+        allow_open_session: false,
+        tar: false,
+    };
+    let size = export(&log, &s.local_key, &o, &local).unwrap().tree_size;
+    let opts = |export_key: &Ed25519Signer| Options {
+        log_key: s.key.verifier(),
+        more_keys: vec![k2.verifier()],
+        revoked: Vec::new(),
+        export_key: Some(export_key.verifier()),
+        witnesses: vec![],
+        quorum: None,
+        anchors: vec![],
+        now: 4_000_000_000,
+        tsa: None,
+    };
+    verify(&Bundle::open(&local).unwrap(), &opts(&s.local_key)).unwrap();
+    // The earlier checkpoints the local bundle keeps are ones the worker
+    // published: the server holds them too.
+    let files = stele_audit::export::list_files(&local).unwrap();
+    let earlier: Vec<u64> = files
+        .iter()
+        .filter_map(|f| f.strip_prefix("checkpoints/")?.parse().ok())
+        .collect();
+    assert!(!earlier.is_empty(), "no earlier checkpoints kept");
+    let parts = parts_of(&log, "r", size, &earlier);
+    assert_eq!(parts.key_entries.len(), 1);
+    assert_eq!(parts.key_entries[0].seq, rot.size - 1);
+    let out = s.dir.path().join("server-r.tar");
+    write_session_bundle(&parts, &s.server_key, &out).unwrap();
+    let r = verify(&Bundle::open(&out).unwrap(), &opts(&s.server_key)).unwrap();
+    assert_eq!(r.selected, 6);
+    let got = members(&out);
+    assert_eq!(
+        got.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+        files
+    );
+    assert!(files.contains(&format!("keys/{}.tlog-proof", rot.size - 1)));
+    for (n, b) in &got {
+        if n != MANIFEST && n != VERIFY_MD {
+            assert_eq!(b, &std::fs::read(local.join(n)).unwrap(), "{n} differs");
+        }
+    }
+    // A key entry with another entry's proof is refused, naming it.
+    let mut p = parts.clone();
+    p.key_entries[0].proof = p.entries[0].proof.clone();
+    let out = s.dir.path().join("bad-r.tar");
+    let e = write_session_bundle(&p, &s.server_key, &out).unwrap_err();
+    assert!(
+        e.to_string().contains(&format!("entry {}", rot.size - 1)),
+        "{e}"
+    );
+    assert!(!out.exists());
+    // A consistency proof that does not hold is refused, naming its size.
+    let mut p = parts.clone();
+    p.consistency[0].1.push([7; 32]);
+    let e = write_session_bundle(&p, &s.server_key, &out).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(&format!("consistency proof from size {}", earlier[0])),
+        "{e}"
+    );
+    assert!(!out.exists());
 }
