@@ -133,15 +133,7 @@ pub fn archive(
     };
     let keys = crate::archive_keys::collect(&store, n)?;
 
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = out
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| ExportError::Invalid("bad output name".into()))?;
-    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    let tmp = super::write::temp_beside(out)?;
     // Audit before act: the bundle's writing is recorded first.
     let receipt = log.append_blocking(
         Event::new(EventKind::AuditExport, opts.actor.clone()).with_data(serde_json::json!({

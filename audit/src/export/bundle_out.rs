@@ -11,6 +11,7 @@ use stele_attest::private_fs;
 use stele_attest::Signer;
 
 use super::layout::*;
+use super::session_parts::PartCheckpoint;
 use super::write::PolicyInput;
 use super::ExportError;
 use crate::store::Store;
@@ -173,27 +174,27 @@ fn published_checkpoints(
     Ok(out.into_iter().collect())
 }
 
-/// Write the newest checkpoint (`note`, at `size`) and every published or
-/// cosigned one below it, each with its cosignatures; returns the sizes of
-/// the ones below. A bundle that starts at `start` > 0 holds none below
-/// it but the one at `start` and those of the key rotations below it
-/// (what its `log.archive` key record is proven against).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn put_checkpoints(
-    o: &mut Out,
+/// The stored checkpoints a bundle at `size` holds: the newest (`note`),
+/// every published or cosigned one below it, each with its cosignatures,
+/// and the RFC 3161 tokens up to `size`. A bundle that starts at
+/// `start` above 0 holds none below it but the one at `start` and those of the key
+/// rotations below it (what its `log.archive` key record is proven
+/// against). One signed only by a key revoked at its size proves nothing
+/// and would make the export fail: left out.
+pub(super) fn stored_checkpoints(
     store: &Store,
     note: &str,
     size: u64,
     keys: &crate::keys::KeySchedule,
     revoked: &[crate::keys::Revocation],
     start: u64,
-) -> Result<Vec<u64>, ExportError> {
+) -> Result<StoredCheckpoints, ExportError> {
     let cosigs = cosignature_lines(store)?;
-    o.put(
-        CHECKPOINT,
-        with_cosignatures(note, cosigs.get(&size)).as_bytes(),
-    )?;
-    let mut sizes = Vec::new();
+    let part = |s: u64, note: String| PartCheckpoint {
+        size: s,
+        note,
+        cosignatures: cosigs.get(&s).cloned().unwrap_or_default(),
+    };
     let mut kept = published_checkpoints(store, size, &cosigs)?;
     if start > 0 {
         let needed: Vec<u64> = std::iter::once(start)
@@ -212,23 +213,69 @@ pub(super) fn put_checkpoints(
         }
         kept.sort_by_key(|(s, _)| *s);
     }
-    for (s, n) in kept {
-        // One signed only by a key revoked at its size proves nothing and
-        // would make the export fail: left out.
-        if crate::keys::open_checkpoint(&n, keys, revoked).is_err() {
-            continue;
-        }
+    let earlier = kept
+        .into_iter()
+        .filter(|(_, n)| crate::keys::open_checkpoint(n, keys, revoked).is_ok())
+        .map(|(s, n)| part(s, n))
+        .collect();
+    Ok(StoredCheckpoints {
+        newest: part(size, note.to_string()),
+        earlier,
+        tokens: stored_tokens(store, size)?,
+    })
+}
+
+/// What [`stored_checkpoints`] found.
+pub(super) struct StoredCheckpoints {
+    /// The bundle's checkpoint.
+    pub newest: PartCheckpoint,
+    /// The earlier ones it keeps, by size.
+    pub earlier: Vec<PartCheckpoint>,
+    /// RFC 3161 tokens by size (those of checkpoints not kept are skipped
+    /// when written).
+    pub tokens: Vec<(u64, Vec<u8>)>,
+}
+
+/// Write the stored checkpoints of a bundle at `size` (see
+/// [`stored_checkpoints`]); returns the sizes of the ones below it.
+pub(super) fn put_checkpoints(
+    o: &mut Out,
+    store: &Store,
+    note: &str,
+    size: u64,
+    keys: &crate::keys::KeySchedule,
+    revoked: &[crate::keys::Revocation],
+    start: u64,
+) -> Result<Vec<u64>, ExportError> {
+    let c = stored_checkpoints(store, note, size, keys, revoked, start)?;
+    write_checkpoints(o, &c.newest, &c.earlier, &c.tokens)
+}
+
+/// Write `checkpoint` (the bundle's), the `earlier` ones under
+/// `checkpoints/`, each with its cosignatures, and the RFC 3161 tokens of
+/// those written (stamped ones are kept for good, so each has its
+/// checkpoint here); returns the earlier sizes.
+pub(super) fn write_checkpoints(
+    o: &mut Out,
+    checkpoint: &PartCheckpoint,
+    earlier: &[PartCheckpoint],
+    tokens: &[(u64, Vec<u8>)],
+) -> Result<Vec<u64>, ExportError> {
+    o.put(
+        CHECKPOINT,
+        with_cosignatures(&checkpoint.note, &checkpoint.cosignatures).as_bytes(),
+    )?;
+    let mut sizes = Vec::new();
+    for c in earlier {
         o.put(
-            &format!("{CHECKPOINTS_DIR}{s}"),
-            with_cosignatures(&n, cosigs.get(&s)).as_bytes(),
+            &format!("{CHECKPOINTS_DIR}{}", c.size),
+            with_cosignatures(&c.note, &c.cosignatures).as_bytes(),
         )?;
-        sizes.push(s);
+        sizes.push(c.size);
     }
-    // RFC 3161 tokens over the checkpoints written (stamped ones are kept
-    // for good, so each has its checkpoint here).
-    for (s, token) in stored_tokens(store, size)? {
-        if s == size || sizes.contains(&s) {
-            o.put(&super::layout::timestamp_path(s), &token)?;
+    for (s, token) in tokens {
+        if *s == checkpoint.size || sizes.contains(s) {
+            o.put(&super::layout::timestamp_path(*s), token)?;
         }
     }
     Ok(sizes)
@@ -267,9 +314,9 @@ pub fn stored_tokens(store: &Store, up_to: u64) -> Result<Vec<(u64, Vec<u8>)>, E
 }
 
 /// Append cosignature lines to a signed note.
-fn with_cosignatures(note: &str, lines: Option<&Vec<String>>) -> String {
+fn with_cosignatures(note: &str, lines: &[String]) -> String {
     let mut s = note.to_string();
-    for l in lines.into_iter().flatten() {
+    for l in lines {
         s.push_str(l.trim_end_matches('\n'));
         s.push('\n');
     }

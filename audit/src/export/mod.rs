@@ -21,6 +21,10 @@ pub mod ocsf;
 pub mod ocsf_mapping;
 #[cfg(feature = "store")]
 mod session;
+#[cfg(feature = "store")]
+pub mod session_parts;
+#[cfg(feature = "store")]
+mod session_writer;
 pub mod start;
 pub mod summary;
 pub mod tar;

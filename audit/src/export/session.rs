@@ -10,23 +10,18 @@ use std::path::Path;
 
 use stele_attest::dsse::Envelope;
 use stele_attest::intoto::Statement;
-use stele_attest::private_fs;
-use stele_attest::{Checkpoint, NoteVerifier, Signer};
+use stele_attest::{NoteVerifier, Signer};
 
-use super::bundle_out::{put_checkpoints, Out};
+use super::bundle_out::stored_checkpoints;
 use super::layout::*;
-use super::ocsf;
-use super::summary::SummaryBuilder;
+use super::session_parts::{OpenSession, PartEntry};
+use super::session_writer::{PushError, SessionWriter, Tail};
 use super::write::{ExportOptions, ExportProgress, ExportReport};
 use super::ExportError;
 use crate::error::AuditError;
-use crate::event::EventKind;
-use crate::leaf::{hash_b64, Leaf};
 use crate::log::AuditLog;
 use crate::merkle::{consistency_proof, inclusion_proof, Hash, NodeReader};
-use crate::payload::parse_commit;
 use crate::schema::TreeLayout;
-use crate::session_chain::SessionChain;
 use crate::store::{SessionLookup, Store};
 
 /// Session entries between progress reports.
@@ -44,7 +39,10 @@ pub(super) struct Target<'a> {
     pub note: &'a str,
 }
 
-/// Build the session bundle of session `id` into `t.tmp`.
+/// Build the session bundle of session `id` into `t.tmp`: the session
+/// streamed from the store into the one session-bundle writer
+/// (`super::session_writer`), then what else the bundle needs, gathered
+/// from the store.
 pub(super) fn build(
     log: &AuditLog,
     manifest_signer: &dyn Signer,
@@ -54,24 +52,18 @@ pub(super) fn build(
     progress: &mut dyn FnMut(ExportProgress),
 ) -> Result<ExportReport, ExportError> {
     let (size, note) = (t.size, t.note);
-    private_fs::create_dir_all(t.tmp).map_err(|e| ExportError::io(t.tmp, e))?;
-    let mut o = Out::new(t.tmp);
     let store = log.store()?;
     let keys = super::bundle_out::keys_at(&store, size)?;
     let verifier = NoteVerifier::parse(keys.current())?;
-    let (cp, _) = Checkpoint::open(note, &verifier)?;
     let nodes = Nodes::new(&store)?;
-    private_fs::create_dir_all(&t.tmp.join("ocsf")).map_err(|e| ExportError::io(t.tmp, e))?;
-    let mut ocsf_w = ocsf::OcsfWriter::create(&t.tmp.join(OCSF))?;
-    let mut summary = SummaryBuilder::default();
-    let mut chain = SessionChain::new(log.origin(), keys.first(), id);
+    let start = super::start::of_store(&store)?;
+    let from = start.as_ref().map_or(0, |(s, _)| s.size);
+    let stored = stored_checkpoints(&store, note, size, &keys, &[], from)?;
+    let mut w = SessionWriter::new(t.tmp, log.origin(), keys.clone(), id, &stored.newest)?;
     let row = store.session_row(id)?;
     let total = row.as_ref().map(|r| r.n + 1).unwrap_or(0);
-    let mut commits: Vec<Hash> = Vec::new();
-    let mut span: Option<(String, String)> = None;
-    let mut count = 0u64;
-    let mut continues = None;
     let lookup = store.for_each_session_entry(id, size, |e| {
+        let count = w.count();
         if count.is_multiple_of(PROGRESS_EVERY) {
             progress(ExportProgress::SessionEntries { done: count, total });
         }
@@ -88,34 +80,17 @@ pub(super) fn build(
                 e.n
             )));
         }
-        let (leaf, h) = chain
-            .push(e.seq, e.leaf)
-            .map_err(|f| damaged(f.reason))?;
+        let path = inclusion_proof(&nodes, e.seq, size)?;
+        let h = w.push(e.seq, e.leaf, &path).map_err(|x| match x {
+            PushError::Entry(f) => damaged(f.reason),
+            PushError::Export(x) => AuditError::Invalid(x.to_string()),
+        })?;
         if e.leaf_hash != h {
             return Err(damaged("leaf bytes do not match the stored leaf hash".into()));
         }
-        if count == 0 {
-            continues = super::earlier::Continues::of(&leaf).map_err(damaged)?;
-        }
-        count += 1;
-        summary.add(&leaf);
-        ocsf_w.push(&leaf, &h, &cp.origin).map_err(|x| match x {
-            ExportError::Audit(a) => a,
-            other => AuditError::Invalid(other.to_string()),
-        })?;
-        commits.extend(leaf.payload.iter().filter_map(|p| parse_commit(&p.commit)));
-        match &mut span {
-            None => span = Some((leaf.ts.clone(), leaf.ts.clone())),
-            Some((_, b)) => b.clone_from(&leaf.ts),
-        }
-        let path = inclusion_proof(&nodes, e.seq, size)?;
-        o.put(
-            &format!("{PROOFS_DIR}{}.tlog-proof", e.seq),
-            crate::proof::render(e.leaf, e.seq, &path, note).as_bytes(),
-        )
-        .map_err(|x| AuditError::Invalid(x.to_string()))
+        Ok(())
     })?;
-    let Some(seen) = chain.seen().cloned() else {
+    let Some(seen) = w.chain().seen().cloned() else {
         let archived = store.archived()?.map_or(0, |r| r.size);
         return Err(ExportError::Invalid(if archived > 0 {
             format!("no session {id:?} in the live log (entries below {archived} are archived: a session there is in its archive bundle)")
@@ -123,6 +98,7 @@ pub(super) fn build(
             format!("no session {id:?} in the log")
         }));
     };
+    let count = w.count();
     progress(ExportProgress::SessionEntries {
         done: count,
         total: count,
@@ -137,25 +113,21 @@ pub(super) fn build(
             )));
         }
     }
-    if !seen.ended && !opts.allow_open_session {
+    let open = if opts.allow_open_session {
+        OpenSession::Allow
+    } else {
+        OpenSession::Refuse
+    };
+    if !seen.ended && open == OpenSession::Refuse {
         return Err(ExportError::Invalid(format!(
             "session {id} has not ended; its completeness cannot be shown (export after it ends)"
         )));
     }
-    let d = ocsf_w.finish()?;
-    o.digests.insert(OCSF.to_string(), d);
-    let sessions = vec![SessionRange {
-        id: id.to_string(),
-        first: seen.first,
-        last: seen.last,
-        entries: seen.n + 1,
-        ended: seen.ended,
-    }];
-
-    payloads(&store, &nodes, &chain, opts, &mut commits, t, &mut o)?;
-    if let Some(c) = &continues {
-        earlier_slice(log.path(), id, c, &mut o)?;
-    }
+    let redactions = payloads(&store, &nodes, &mut w, opts, t)?;
+    let earlier = match w.continues() {
+        Some(c) => Some(earlier_slice(log.path(), id, c)?),
+        None => None,
+    };
 
     // Checkpoints: the newest, the published or cosigned ones below it and
     // the ones attestations sign, each earlier one with a consistency proof.
@@ -166,100 +138,96 @@ pub(super) fn build(
     // record of them (replayed from the genesis key against the kept
     // rotation checkpoints), and that entry itself is proven under `keys/`
     // so the verifier can check the record is the log's own.
-    let start = super::start::of_store(&store)?;
-    let from = start.as_ref().map_or(0, |(s, _)| s.size);
     let archive_entry = start.as_ref().map(|(_, seen)| seen.seq);
     let proven = keys
         .boundaries()
         .filter(|b| *b > from)
         .map(|b| b - 1)
         .chain(archive_entry);
+    let mut key_entries = Vec::new();
     for r in proven {
-        let e = store.entry(r)?;
-        let path = inclusion_proof(&nodes, r, size)?;
-        o.put(
-            &format!("{KEYS_DIR}{r}.tlog-proof"),
-            crate::proof::render(&e.leaf, r, &path, note).as_bytes(),
-        )?;
+        key_entries.push(proven_entry(&store, &nodes, r, size)?);
     }
-    let cp_sizes = put_checkpoints(&mut o, &store, note, size, &keys, &[], from)?;
     // Below `N` only the start's own checkpoint is tied to this one by a
     // consistency proof (the archived leaves such proofs may need are
     // gone); the rotation checkpoints below it serve the key replay alone.
-    let mut consistent: BTreeSet<u64> = cp_sizes.iter().copied().filter(|s| *s >= from).collect();
-    let policies = o.policies(&opts.policies)?;
-    for a in o.attestations(log.path(), &sessions)? {
-        if let Some(s) = attested_size(&a, &verifier).filter(|s| (from..size).contains(s)) {
-            consistent.insert(s);
-        }
+    let mut consistent: BTreeSet<u64> = stored
+        .earlier
+        .iter()
+        .map(|c| c.size)
+        .filter(|s| *s >= from)
+        .collect();
+    let attestation = std::fs::read(super::attestation::attestation_path(log.path(), id)).ok();
+    if let Some(s) = attestation
+        .as_deref()
+        .and_then(|a| attested_size(a, &verifier))
+        .filter(|s| (from..size).contains(s))
+    {
+        consistent.insert(s);
     }
+    let mut consistency = Vec::new();
     for s in consistent.into_iter().filter(|s| *s > 0) {
-        let proof = consistency_proof(&nodes, s, size)?;
-        let text: String = proof.iter().map(|h| hash_b64(h) + "\n").collect();
-        o.put(&format!("{CONSISTENCY_DIR}{s}"), text.as_bytes())?;
+        consistency.push((s, consistency_proof(&nodes, s, size)?));
     }
-
-    let selection_text = selection_text(&opts.selection);
-    o.put(
-        SUMMARY,
-        summary.render(&cp.origin, size, &selection_text).as_bytes(),
-    )?;
-    let predicate = ExportPredicate {
-        origin: cp.origin.clone(),
-        log_key: verifier.to_string(),
-        keys: super::bundle_out::listed_keys(&keys),
-        revoked: Vec::new(),
-        tree_size: size,
-        root: hash_b64(&cp.root),
-        range: opts.selection.clone(),
-        sessions,
-        selected: count,
-        time_span: span,
+    let tail = Tail {
+        payloads_included: opts.payloads,
+        redactions: &redactions,
+        key_entries: &key_entries,
+        checkpoints: &stored.earlier,
+        consistency: &consistency,
+        timestamps: &stored.tokens,
+        attestation: attestation.as_deref(),
+        earlier: earlier.as_deref(),
+        policies: &opts.policies,
+        start: start.map(|(s, _)| s),
         exporter: Exporter {
             principal: opts.exporter.principal.clone(),
             host: opts.exporter.host.clone(),
             runtime: opts.exporter.runtime.clone(),
             entry: t.export_entry,
         },
-        policies,
-        payloads_included: opts.payloads,
-        checkpoints: cp_sizes,
-        layout: BundleLayout::Session,
-        ocsf_mapping: super::ocsf::OcsfMapping::CURRENT,
-        start: start.map(|(s, _)| s),
+        open,
     };
-    let files = o.seal(&predicate, &verifier.to_string(), manifest_signer)?;
-    Ok(ExportReport {
-        tree_size: size,
-        selected: count,
-        files,
-        export_entry: t.export_entry,
+    w.finish(&tail, manifest_signer)
+}
+
+/// Entry `r` with its proof at `size`, its bytes matching its stored hash.
+fn proven_entry(
+    store: &Store,
+    nodes: &Nodes<'_>,
+    r: u64,
+    size: u64,
+) -> Result<PartEntry, ExportError> {
+    let e = store.entry(r)?;
+    if crate::merkle::leaf_hash(&e.leaf)[..] != e.leaf_hash[..] {
+        return Err(ExportError::Invalid(format!(
+            "entry {r}: its bytes do not match its stored hash (run `stele audit verify`)"
+        )));
+    }
+    Ok(PartEntry {
+        seq: r,
+        proof: inclusion_proof(nodes, r, size)?,
+        leaf: e.leaf,
     })
 }
 
-/// Payload files of the session's commitments (unless withheld), and the
-/// `redaction` entries that erased any of them, each with its proof.
+/// Payload files of the session's commitments (unless withheld); returns
+/// the entries outside the session that erased any of them, each proven.
 fn payloads(
     store: &Store,
     nodes: &Nodes<'_>,
-    chain: &SessionChain,
+    w: &mut SessionWriter,
     opts: &ExportOptions,
-    commits: &mut Vec<Hash>,
     t: &Target<'_>,
-    o: &mut Out,
-) -> Result<(), ExportError> {
-    commits.sort_unstable();
-    commits.dedup();
+) -> Result<Vec<PartEntry>, ExportError> {
     let mut redactions = BTreeSet::new();
-    for c in commits.iter() {
-        let Some(p) = store.payload(c)? else { continue };
+    for c in w.commits() {
+        let Some(p) = store.payload(&c)? else {
+            continue;
+        };
         match (p.salt, p.body, p.redacted_seq) {
             // Present: written unless withheld (`--no-payloads`).
-            (Some(salt), Some(body), _) if opts.payloads => {
-                let mut b = salt;
-                b.extend_from_slice(&body);
-                o.put(&format!("{PAYLOADS_DIR}{}", hex::encode(c)), &b)?;
-            }
+            (Some(salt), Some(body), _) if opts.payloads => w.put_payload(&c, &salt, &body)?,
             (Some(_), Some(_), _) => {}
             (_, _, Some(r)) if r < t.size => {
                 redactions.insert(r);
@@ -272,40 +240,21 @@ fn payloads(
             _ => {}
         }
     }
-    for r in redactions {
-        if chain.entry(r).is_some() {
-            continue; // a session entry: its proof is already there
-        }
-        let e = store.entry(r)?;
-        let leaf = Leaf::parse_canonical(&e.leaf).map_err(|x| AuditError::Integrity {
-            index: r,
-            reason: x.to_string(),
-        })?;
-        if !matches!(leaf.kind, EventKind::Redaction | EventKind::PayloadExpiry)
-            || crate::merkle::leaf_hash(&e.leaf)[..] != e.leaf_hash[..]
-        {
-            return Err(ExportError::Invalid(format!(
-                "entry {r}, named as the erasure of a session payload, is not a redaction or expiry entry with its stored hash"
-            )));
-        }
-        let path = inclusion_proof(nodes, r, t.size)?;
-        o.put(
-            &format!("{REDACTIONS_DIR}{r}.tlog-proof"),
-            crate::proof::render(&e.leaf, r, &path, t.note).as_bytes(),
-        )?;
-    }
-    Ok(())
+    redactions
+        .into_iter()
+        .filter(|r| w.chain().entry(*r).is_none())
+        .map(|r| proven_entry(store, nodes, r, t.size))
+        .collect()
 }
 
 /// The bundle a moved session was imported from, kept beside the
-/// database, as the bundle's earlier slice: it must be the file the
-/// `continues` member names, byte for byte.
+/// database, as the bundle's earlier slice (the writer checks it is the
+/// file the `continues` member names, byte for byte).
 fn earlier_slice(
     db: &Path,
     id: &str,
     c: &super::earlier::Continues,
-    o: &mut Out,
-) -> Result<(), ExportError> {
+) -> Result<Vec<u8>, ExportError> {
     let path = super::earlier::imported_bundle_path(db, id);
     let bytes = std::fs::read(&path).map_err(|e| {
         ExportError::Invalid(format!(
@@ -321,7 +270,7 @@ fn earlier_slice(
             c.bundle
         )));
     }
-    o.put(super::earlier::EARLIER_FILE, &bytes)
+    Ok(bytes)
 }
 
 /// The checkpoint size an attestation signs (`None` if it does not open).

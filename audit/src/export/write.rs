@@ -121,21 +121,7 @@ pub fn export_with_progress(
     out: &Path,
     progress: &mut dyn FnMut(ExportProgress),
 ) -> Result<ExportReport, ExportError> {
-    if out.exists() {
-        return Err(ExportError::Invalid(format!(
-            "{} already exists",
-            out.display()
-        )));
-    }
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = out
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| ExportError::Invalid("bad output name".into()))?;
-    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    let tmp = temp_beside(out)?;
     let data = serde_json::json!({
         "selection": serde_json::to_value(&opts.selection).map_err(|e| ExportError::Invalid(e.to_string()))?,
         "payloads": opts.payloads,
@@ -176,6 +162,26 @@ pub fn export_with_progress(
         let _ = std::fs::remove_dir_all(&tmp);
     }
     r
+}
+
+/// The temporary folder an export to `out` is built in (beside it, so the
+/// final rename stays on one file system); refuses an `out` that exists.
+pub(super) fn temp_beside(out: &Path) -> Result<PathBuf, ExportError> {
+    if out.exists() {
+        return Err(ExportError::Invalid(format!(
+            "{} already exists",
+            out.display()
+        )));
+    }
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = out
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| ExportError::Invalid("bad output name".into()))?;
+    Ok(parent.join(format!(".{name}.partial-{}", std::process::id())))
 }
 
 #[allow(clippy::too_many_arguments)]
