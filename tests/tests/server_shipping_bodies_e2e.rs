@@ -127,10 +127,7 @@ fn bodies_are_checked_against_the_batch_and_stored_with_it() {
         )
         .await;
         let p = problem(r, 413).await;
-        assert!(
-            p["detail"].as_str().unwrap().contains("at most"),
-            "{p}"
-        );
+        assert!(p["detail"].as_str().unwrap().contains("at most"), "{p}");
         assert_eq!(shipped_size(&cluster, "bodies", origin), None);
         // The batch with the body the worker holds (the redacted one absent).
         let r = ship(vec![wire(&kept)]).await;

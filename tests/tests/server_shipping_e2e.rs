@@ -135,7 +135,10 @@ fn a_workers_log_reaches_the_server_whole_and_cosigned() {
         .collect();
     let bodies = local_bodies(&db, Some(&seqs));
     assert!(!bodies.is_empty(), "the session stored no payload body");
-    assert_eq!(shipped_bodies(&cluster, "whole", origin, Some(&seqs)), bodies);
+    assert_eq!(
+        shipped_bodies(&cluster, "whole", origin, Some(&seqs)),
+        bodies
+    );
     assert_eq!(
         shipped_bodies(&cluster, "whole", origin, None),
         local_bodies(&db, None)

@@ -45,14 +45,15 @@ pub fn check_bodies(
                 BodyRefusal::Malformed(format!("payloads[{k}].{name}: not standard base64: {e}"))
             })
         };
-        let cmt = Hash::try_from(field("cmt", &p.cmt)?.as_slice()).map_err(|_| {
-            BodyRefusal::Malformed(format!("payloads[{k}].cmt: not 32 bytes"))
-        })?;
+        let cmt = Hash::try_from(field("cmt", &p.cmt)?.as_slice())
+            .map_err(|_| BodyRefusal::Malformed(format!("payloads[{k}].cmt: not 32 bytes")))?;
         let (salt, body) = (field("salt", &p.salt)?, field("body", &p.body)?);
         let named = commit_text(&cmt);
         let refused = |why: String| BodyRefusal::Refused(format!("payloads[{k}] ({named}): {why}"));
         let Some((seq, l)) = listed.get(&cmt) else {
-            return Err(refused("no entry of this batch lists this commitment".into()));
+            return Err(refused(
+                "no entry of this batch lists this commitment".into(),
+            ));
         };
         if !seen.insert(cmt) {
             return Err(refused("sent twice in this batch".into()));

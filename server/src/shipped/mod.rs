@@ -2,5 +2,5 @@
 //! "Workers: shipping"): inclusion proofs of shipped entries, for session
 //! bundles of shipped sessions (docs/export-format.md §8).
 
-pub mod proofs;
 pub mod bodies;
+pub mod proofs;

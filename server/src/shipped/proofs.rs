@@ -97,7 +97,9 @@ async fn fill_missing<S: ShippedReads + ?Sized>(
 
 fn missing(origin: &str, (level, index): (u8, u64)) -> ServerError {
     if level == 0 {
-        ServerError::Shipped(format!("{origin}: the leaf hash of entry {index} is not held"))
+        ServerError::Shipped(format!(
+            "{origin}: the leaf hash of entry {index} is not held"
+        ))
     } else {
         ServerError::Shipped(format!(
             "{origin}: tree node (level {level}, index {index}) could not be read or computed"

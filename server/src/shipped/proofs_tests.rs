@@ -85,12 +85,16 @@ impl NodeReader for Leaves<'_> {
 
 fn sizes() -> Vec<u64> {
     let mut v: Vec<u64> = (1..=40).collect();
-    v.extend([63, 64, 65, 100, 127, 128, 129, 255, 256, 257, 1000, 1023, 1024, 1025]);
+    v.extend([
+        63, 64, 65, 100, 127, 128, 129, 255, 256, 257, 1000, 1023, 1024, 1025,
+    ]);
     v
 }
 
 fn check(keep_nodes: bool) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let (mem, leaves) = Mem::new(1025, keep_nodes);
     for size in sizes() {
         let root = root_of(&leaves[..size as usize]);
@@ -125,13 +129,17 @@ fn proofs_from_leaf_hashes_alone_are_the_same() {
 
 #[test]
 fn held_nodes_are_read_in_one_query_and_missing_ones_a_level_at_a_time() {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let (mem, _) = Mem::new(1000, true);
     let all: Vec<u64> = (0..1000).collect();
-    rt.block_on(inclusion_proofs(&mem, "o", &all, 1000)).unwrap();
+    rt.block_on(inclusion_proofs(&mem, "o", &all, 1000))
+        .unwrap();
     assert_eq!(mem.queries.load(Ordering::Relaxed), 1);
     let (mem, _) = Mem::new(1000, false);
-    rt.block_on(inclusion_proofs(&mem, "o", &[5], 1000)).unwrap();
+    rt.block_on(inclusion_proofs(&mem, "o", &[5], 1000))
+        .unwrap();
     // One, then one per level down to the leaves (the tallest is level 8).
     let q = mem.queries.load(Ordering::Relaxed);
     assert!((2..=10).contains(&q), "{q} queries");
@@ -139,7 +147,9 @@ fn held_nodes_are_read_in_one_query_and_missing_ones_a_level_at_a_time() {
 
 #[test]
 fn an_index_beyond_the_size_or_a_leaf_not_held_is_an_error_naming_it() {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let (mem, _) = Mem::new(10, true);
     let e = rt
         .block_on(inclusion_proofs(&mem, "o", &[10], 10))

@@ -131,7 +131,10 @@ pub async fn a_shipped_sessions_entries_bodies_and_nodes_read_back(s: Arc<dyn St
     assert!(s.shipped_session_origins("none").await.unwrap().is_empty());
 
     let mut got = s
-        .shipped_payloads(ORIGIN, &[vec![2; 32], vec![1; 32], vec![3; 32], vec![9; 32]])
+        .shipped_payloads(
+            ORIGIN,
+            &[vec![2; 32], vec![1; 32], vec![3; 32], vec![9; 32]],
+        )
         .await
         .unwrap();
     got.sort_by_key(|p| p.cmt.clone());
@@ -147,7 +150,10 @@ pub async fn a_shipped_sessions_entries_bodies_and_nodes_read_back(s: Arc<dyn St
     assert!(positions.iter().any(|p| p.0 == 5), "a level-5 node");
     assert_eq!(s.shipped_nodes(ORIGIN, &positions).await.unwrap(), all);
     // Beyond the size held: absent.
-    let beyond = s.shipped_nodes(ORIGIN, &[(0, 33), (1, 16), (6, 0)]).await.unwrap();
+    let beyond = s
+        .shipped_nodes(ORIGIN, &[(0, 33), (1, 16), (6, 0)])
+        .await
+        .unwrap();
     assert!(beyond.is_empty(), "{beyond:?}");
 
     // Every index's proof verifies against the root held, at the full size

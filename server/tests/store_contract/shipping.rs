@@ -99,7 +99,9 @@ pub async fn a_shipped_batch_is_stored_once_from_where_the_origin_stands(s: Arc<
     let mut rotated = log(6, 13);
     rotated.verifier = "w1.test.invalid/log+05060708+BQYH".into();
     assert_eq!(
-        s.append_shipped(4, &rotated, &entries(4, 6), &none()).await.unwrap(),
+        s.append_shipped(4, &rotated, &entries(4, 6), &none())
+            .await
+            .unwrap(),
         Appended::Yes
     );
     assert_eq!(s.shipped_log(origin).await.unwrap(), Some(rotated));
@@ -124,7 +126,9 @@ pub async fn a_revoked_key_takes_no_more_batches(s: Arc<dyn Store>) {
     let mut other = log(2, 10);
     other.origin = "w2.test.invalid/log".into();
     assert_eq!(
-        s.append_shipped(0, &other, &entries(0, 2), &none()).await.unwrap(),
+        s.append_shipped(0, &other, &entries(0, 2), &none())
+            .await
+            .unwrap(),
         Appended::Yes
     );
     assert!(s.revoke_shipped(&log(0, 20), 20).await.is_ok());
@@ -134,7 +138,9 @@ pub async fn a_revoked_key_takes_no_more_batches(s: Arc<dyn Store>) {
     let mut next = log(4, 30);
     next.origin = other.origin.clone();
     assert_eq!(
-        s.append_shipped(2, &next, &entries(2, 4), &none()).await.unwrap(),
+        s.append_shipped(2, &next, &entries(2, 4), &none())
+            .await
+            .unwrap(),
         Appended::Revoked
     );
     assert_eq!(
@@ -154,7 +160,9 @@ pub async fn a_search_finds_a_sessions_timeline_and_a_teams_denials(s: Arc<dyn S
         e.principal = "bob".into();
     }
     assert_eq!(
-        s.append_shipped(0, &a, &entries(0, 4), &none()).await.unwrap(),
+        s.append_shipped(0, &a, &entries(0, 4), &none())
+            .await
+            .unwrap(),
         Appended::Yes
     );
     assert_eq!(

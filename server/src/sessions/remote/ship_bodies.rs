@@ -24,14 +24,22 @@ pub(super) struct Held {
 }
 
 /// The bodies held of entries `from .. to`, by the entry that committed them.
-pub(super) fn held(store: &Store, from: u64, to: u64) -> rusqlite::Result<BTreeMap<u64, Vec<Held>>> {
+pub(super) fn held(
+    store: &Store,
+    from: u64,
+    to: u64,
+) -> rusqlite::Result<BTreeMap<u64, Vec<Held>>> {
     let mut st = store.conn().prepare(
         "SELECT seq, cmt, length(salt) + length(body) FROM payloads \
          WHERE seq >= ?1 AND seq < ?2 AND salt IS NOT NULL AND body IS NOT NULL ORDER BY seq",
     )?;
     let mut out: BTreeMap<u64, Vec<Held>> = BTreeMap::new();
     let rows = st.query_map(params![from as i64, to as i64], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?))
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, Vec<u8>>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
     })?;
     for row in rows {
         let (seq, cmt, bytes) = row?;

@@ -294,7 +294,11 @@ fn read_batch(db: &Path, signer: &dyn Signer, from: u64) -> Result<Option<Batch>
             tracing::warn!(
                 "entry {from}: its payload body {} ({} bytes) is too large to ship; the server \
                  holds its commitment only (withheld)",
-                format!("{}{}", stele_audit::payload::COMMIT_PREFIX, B64.encode(&b.cmt)),
+                format!(
+                    "{}{}",
+                    stele_audit::payload::COMMIT_PREFIX,
+                    B64.encode(&b.cmt)
+                ),
                 b.bytes
             );
         }

@@ -118,7 +118,8 @@ impl ShippedReads for PgStore {
             {
                 let (level, idx, hash): (i16, i64, Vec<u8>) =
                     (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-                if let (Ok(level), Ok(hash)) = (u8::try_from(level), Hash::try_from(hash.as_slice()))
+                if let (Ok(level), Ok(hash)) =
+                    (u8::try_from(level), Hash::try_from(hash.as_slice()))
                 {
                     out.insert((level, idx as u64), hash);
                 }
