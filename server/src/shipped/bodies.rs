@@ -86,3 +86,94 @@ pub fn check_bodies(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use stele_audit::EventKind;
+
+    use super::*;
+
+    fn entry(seq: u64, listed: Vec<ListedPayload>) -> AcceptedEntry {
+        AcceptedEntry {
+            seq,
+            leaf: Vec::new(),
+            ts: String::new(),
+            kind: EventKind::PolicyLoad,
+            session: None,
+            principal: String::new(),
+            teams: Vec::new(),
+            effect: None,
+            path: None,
+            hash: [0; 32],
+            payloads: listed,
+        }
+    }
+
+    fn body(text: &str) -> (ListedPayload, ShipPayload) {
+        let salt = [text.len() as u8; 32];
+        let cmt = commitment(&salt, text.as_bytes());
+        let listed = ListedPayload {
+            cmt,
+            media: "text/plain".into(),
+            size: text.len() as u64,
+        };
+        let wire = ShipPayload {
+            cmt: B64.encode(cmt),
+            media: "text/plain".into(),
+            salt: B64.encode(salt),
+            body: B64.encode(text),
+        };
+        (listed, wire)
+    }
+
+    fn refused(r: Result<Vec<ShippedPayload>, BodyRefusal>) -> String {
+        match r {
+            Err(BodyRefusal::Refused(m)) => m,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_body_is_kept_under_its_first_entry_and_each_mismatch_is_refused() {
+        let (a, wa) = body("alpha");
+        let (b, wb) = body("bravo!");
+        // Entry 8 lists a again (a reference to the body entry 7 committed).
+        let entries = [entry(7, vec![a.clone()]), entry(8, vec![a.clone(), b])];
+        let got = check_bodies(&entries, &[wb.clone(), wa.clone()]).unwrap();
+        assert_eq!(
+            got.iter().map(|p| p.seq).collect::<Vec<_>>(),
+            [8, 7],
+            "{got:?}"
+        );
+        assert_eq!(got[1].body, b"alpha");
+        assert!(check_bodies(&entries, &[]).unwrap().is_empty());
+        // Sent twice.
+        let m = refused(check_bodies(&entries, &[wa.clone(), wa.clone()]));
+        assert!(
+            m.contains("twice") && m.contains(&commit_text(&a.cmt)),
+            "{m}"
+        );
+        // Another media type, another size than the leaf states.
+        let mut other = entries.clone();
+        other[0].payloads[0].media = "text/html".into();
+        other[1].payloads.truncate(0);
+        assert!(refused(check_bodies(&other, &[wa.clone()])).contains("media type"));
+        other[0].payloads[0].media = "text/plain".into();
+        other[0].payloads[0].size = 6;
+        assert!(refused(check_bodies(&other, &[wa.clone()])).contains("5 bytes"));
+        // Not base64, or not 32 bytes: malformed (400), naming the field.
+        let mut bad = wa.clone();
+        bad.salt = "%%".into();
+        assert!(matches!(
+            check_bodies(&entries, &[bad]),
+            Err(BodyRefusal::Malformed(m)) if m.contains("payloads[0].salt")
+        ));
+        let mut bad = wa;
+        bad.cmt = B64.encode([1u8; 31]);
+        assert!(matches!(
+            check_bodies(&entries, &[bad]),
+            Err(BodyRefusal::Malformed(m)) if m.contains("payloads[0].cmt")
+        ));
+    }
+}
