@@ -145,17 +145,21 @@ impl ShippingStore for PgStore {
             .await?;
         }
         // A body held already (listed again by a later entry) stays as
-        // first stored, under its first entry.
-        let st = tx
-            .prepare(
-                "INSERT INTO shipped_payloads (origin, cmt, seq, media, salt, body) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (origin, cmt) DO NOTHING",
-            )
-            .await?;
-        for p in &parts.payloads {
+        // first stored, under its first entry. In one statement, as the
+        // nodes: a statement per body halved the ingest of 1 KiB bodies.
+        if !parts.payloads.is_empty() {
+            let ps = &parts.payloads;
+            let cmts: Vec<&[u8]> = ps.iter().map(|p| p.cmt.as_slice()).collect();
+            let seqs: Vec<i64> = ps.iter().map(|p| p.seq).collect();
+            let media: Vec<&str> = ps.iter().map(|p| p.media.as_str()).collect();
+            let salts: Vec<&[u8]> = ps.iter().map(|p| p.salt.as_slice()).collect();
+            let bodies: Vec<&[u8]> = ps.iter().map(|p| p.body.as_slice()).collect();
             tx.execute(
-                &st,
-                &[&to.origin, &p.cmt, &p.seq, &p.media, &p.salt, &p.body],
+                "INSERT INTO shipped_payloads (origin, cmt, seq, media, salt, body) \
+                 SELECT $1, * FROM unnest($2::bytea[], $3::bigint[], $4::text[], $5::bytea[], \
+                   $6::bytea[]) \
+                 ON CONFLICT (origin, cmt) DO NOTHING",
+                &[&to.origin, &cmts, &seqs, &media, &salts, &bodies],
             )
             .await?;
         }
