@@ -109,6 +109,10 @@ pub struct AcceptedBatch {
     /// in append order: with the leaf hashes, what inclusion proofs are
     /// read from.
     pub nodes: Vec<CompletedNode>,
+    /// The payload commitments the batch's redaction and expiry entries
+    /// erase, each with that entry's index (a copy of those bodies held
+    /// elsewhere must go too).
+    pub erased: Vec<(Hash, u64)>,
 }
 
 /// Check `leaves` (entries `state.size ..`) of the log `origin` whose key
@@ -223,6 +227,12 @@ pub fn check_batch(
         body: signed.text,
         key: checker.keys.current().to_string(),
         nodes,
+        erased: {
+            let mut e: Vec<(Hash, u64)> =
+                checker.redacted_by.iter().map(|(c, i)| (*c, *i)).collect();
+            e.sort_unstable_by_key(|(c, i)| (*i, *c));
+            e
+        },
     })
 }
 

@@ -4,8 +4,10 @@
 //! PostgreSQL cluster: a body that does not match its commitment, or whose
 //! commitment no leaf of the batch lists, is refused with 422 naming the
 //! commitment, and nothing of the batch is stored; the same batch with the
-//! bodies the worker holds is stored, a redacted body absent; a request
-//! over the route's limit is a 413 naming it.
+//! bodies the worker holds is stored, a redacted body absent; a body
+//! redacted on the worker after it was shipped is erased on the server when
+//! the redaction entry is shipped; a request over the route's limit is a
+//! 413 naming it.
 
 mod e2e_common;
 mod server_support;
@@ -137,5 +139,36 @@ fn bodies_are_checked_against_the_batch_and_stored_with_it() {
         shipped_size(&cluster, "bodies", origin),
         Some(leaves.len() as u64)
     );
-    assert_eq!(shipped_bodies(&cluster, "bodies", origin, None), vec![kept]);
+    assert_eq!(
+        shipped_bodies(&cluster, "bodies", origin, None),
+        vec![kept.clone()]
+    );
+    // Redacted on the worker after it was shipped: the redaction entry,
+    // shipped, erases the server's copy too.
+    let log = AuditLog::open(&db, signer.clone(), LogOptions::default()).unwrap();
+    log.redact_blocking(
+        vec![commit_text(&kept.0.clone().try_into().unwrap())],
+        "after shipping".into(),
+        Actor::system(),
+    )
+    .unwrap();
+    log.close().unwrap();
+    let all = local_entries(&db);
+    let note = note_for(signer.as_ref(), &all);
+    rt.block_on(async {
+        let r = post(
+            &srv,
+            &wtoken,
+            "/api/v1/worker/log",
+            json!({"worker": "bodies", "origin": origin, "from": leaves.len(),
+                   "leaves": b64(&all[leaves.len()..]), "checkpoint": note}),
+        )
+        .await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    });
+    assert_eq!(
+        shipped_size(&cluster, "bodies", origin),
+        Some(all.len() as u64)
+    );
+    assert!(shipped_bodies(&cluster, "bodies", origin, None).is_empty());
 }

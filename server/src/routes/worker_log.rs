@@ -207,6 +207,7 @@ pub async fn ship(
                 hash: n.hash,
             })
             .collect(),
+        erased: batch.erased.iter().map(|(c, _)| c.to_vec()).collect(),
     };
     let t = now();
     let to = ShippedLog {

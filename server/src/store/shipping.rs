@@ -105,6 +105,10 @@ pub struct ShippedParts {
     pub payloads: Vec<ShippedPayload>,
     /// Tree nodes (level ≥ 1).
     pub nodes: Vec<ShippedNode>,
+    /// Commitments the batch's redaction and expiry entries erase: their
+    /// bodies held for the origin are deleted (after this batch's own are
+    /// stored).
+    pub erased: Vec<Vec<u8>>,
 }
 
 /// An entry's leaf hash as read: the stored one, or computed from its bytes

@@ -68,7 +68,7 @@ async fn ship(
     s: &Arc<dyn Store>,
     origin: &str,
     sizes: &[i64],
-    bodies: impl Fn(usize) -> Vec<ShippedPayload>,
+    bodies: impl Fn(usize) -> ShippedParts,
 ) -> (Frontier, HashMap<(u8, u64), Hash>) {
     let mut f = Frontier::new();
     let mut all = HashMap::new();
@@ -87,10 +87,7 @@ async fn ship(
                 });
             });
         }
-        let parts = ShippedParts {
-            payloads: bodies(b),
-            nodes,
-        };
+        let parts = ShippedParts { nodes, ..bodies(b) };
         let to = log(origin, &f, from + n - 1);
         assert_eq!(
             s.append_shipped(from, &to, &entries, &parts).await.unwrap(),
@@ -103,18 +100,29 @@ async fn ship(
 
 pub async fn a_shipped_sessions_entries_bodies_and_nodes_read_back(s: Arc<dyn Store>) {
     // Batch 0 carries bodies 1 and 2; batch 1 again 2 (listed again by a
-    // later entry: the first stays) and 3.
+    // later entry: the first stays), 3 and 4; batch 2 erases 4 (and 9,
+    // never held).
     let bodies = |b: usize| match b {
-        0 => vec![body(1, 0), body(2, 3)],
+        0 => ShippedParts {
+            payloads: vec![body(1, 0), body(2, 3)],
+            ..Default::default()
+        },
         1 => {
             let mut again = body(2, 7);
             again.body = b"another".to_vec();
-            vec![again, body(3, 8)]
+            ShippedParts {
+                payloads: vec![again, body(3, 8), body(4, 9)],
+                ..Default::default()
+            }
         }
-        _ => Vec::new(),
+        2 => ShippedParts {
+            erased: vec![vec![4; 32], vec![9; 32]],
+            ..Default::default()
+        },
+        _ => ShippedParts::default(),
     };
     let (f, all) = ship(&s, ORIGIN, &[7, 9, 1, 16], bodies).await;
-    ship(&s, "w2.test.invalid/log", &[4], |_| Vec::new()).await;
+    ship(&s, "w2.test.invalid/log", &[4], |_| ShippedParts::default()).await;
 
     let got = s.shipped_session_entries(ORIGIN, "s1").await.unwrap();
     let want: Vec<ShippedEntry> = (0..33).filter(|i| i % 3 == 0).map(entry).collect();

@@ -163,6 +163,14 @@ impl ShippingStore for PgStore {
             )
             .await?;
         }
+        // The worker erased these bodies: so does its copy here.
+        if !parts.erased.is_empty() {
+            tx.execute(
+                "DELETE FROM shipped_payloads WHERE origin = $1 AND cmt = ANY($2)",
+                &[&to.origin, &parts.erased],
+            )
+            .await?;
+        }
         // The nodes in one statement: a batch of 1,000 leaves completes
         // about as many nodes, and a round trip each would double its cost.
         if !parts.nodes.is_empty() {

@@ -141,6 +141,13 @@ impl ShippingStore for SqliteStore {
                 for p in &parts.payloads {
                     st.execute(params![to.origin, p.cmt, p.seq, p.media, p.salt, p.body])?;
                 }
+                // The worker erased these bodies: so does its copy here.
+                let mut st = tx.prepare_cached(
+                    "DELETE FROM shipped_payloads WHERE origin = ?1 AND cmt = ?2",
+                )?;
+                for c in &parts.erased {
+                    st.execute(params![to.origin, c])?;
+                }
                 let mut st = tx.prepare_cached(
                     "INSERT INTO shipped_nodes (origin, level, idx, hash) VALUES (?1, ?2, ?3, ?4)",
                 )?;
