@@ -158,10 +158,10 @@ mod tests {
         let mut other = entries.clone();
         other[0].payloads[0].media = "text/html".into();
         other[1].payloads.truncate(0);
-        assert!(refused(check_bodies(&other, &[wa.clone()])).contains("media type"));
+        assert!(refused(check_bodies(&other, std::slice::from_ref(&wa))).contains("media type"));
         other[0].payloads[0].media = "text/plain".into();
         other[0].payloads[0].size = 6;
-        assert!(refused(check_bodies(&other, &[wa.clone()])).contains("5 bytes"));
+        assert!(refused(check_bodies(&other, std::slice::from_ref(&wa))).contains("5 bytes"));
         // Not base64, or not 32 bytes: malformed (400), naming the field.
         let mut bad = wa.clone();
         bad.salt = "%%".into();
