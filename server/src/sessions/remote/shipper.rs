@@ -436,4 +436,50 @@ mod tests {
         assert_eq!(next.from, r.seq + 1);
         assert!(next.leaves.len() >= 3);
     }
+
+    /// Bodies go with the leaf that committed them and count toward the
+    /// batch's bytes; a redacted one is not sent.
+    #[test]
+    fn a_batch_carries_the_bodies_it_holds_within_its_bytes() {
+        use stele_audit::event::{Disclosure, PayloadInput};
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("audit.db");
+        let signer = Arc::new(Ed25519Signer::generate("w.test.invalid/log").unwrap());
+        let log = AuditLog::create(&db, signer.clone(), LogOptions::default()).unwrap();
+        let big = |fill: u8| {
+            Event::new(EventKind::PolicyLoad, Actor::system()).with_payload(PayloadInput {
+                role: "args".into(),
+                media: "text/plain".into(),
+                body: vec![fill; 2 << 20],
+                disclosure: Disclosure::CommitmentOnly,
+            })
+        };
+        let a = log.append_blocking(big(b'a')).unwrap().seq;
+        let b = log.append_blocking(big(b'b')).unwrap().seq;
+        log.append_blocking(big(b'c')).unwrap();
+        let store = Store::open(&db).unwrap();
+        let c = store.payloads_from(b + 1).unwrap().remove(0).cmt;
+        drop(store);
+        let text = format!("{}{}", stele_audit::payload::COMMIT_PREFIX, B64.encode(&c));
+        log.redact_blocking(vec![text], "test".into(), Actor::system())
+            .unwrap();
+        log.close().unwrap();
+        // Two 2 MiB bodies pass 4 MiB: the first batch ends after the first.
+        let first = read_batch(&db, signer.as_ref(), 0).unwrap().unwrap();
+        assert_eq!(first.leaves.len() as u64, a + 1);
+        assert_eq!(first.payloads.len(), 1);
+        assert_eq!(
+            B64.decode(&first.payloads[0].body).unwrap(),
+            vec![b'a'; 2 << 20]
+        );
+        let second = read_batch(&db, signer.as_ref(), a + 1).unwrap().unwrap();
+        assert_eq!(second.from, b);
+        // Entry b's body, not the redacted one of b + 1 (nor the redaction's).
+        assert_eq!(second.payloads.len(), 1, "{}", second.leaves.len());
+        assert_eq!(
+            B64.decode(&second.payloads[0].body).unwrap(),
+            vec![b'b'; 2 << 20]
+        );
+        assert!(second.leaves.len() >= 2);
+    }
 }
