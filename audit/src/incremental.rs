@@ -19,9 +19,9 @@
 
 use stele_attest::{NoteVerifier, SignedNote};
 
-use crate::check::LeafChecker;
+use crate::check::{commit_hash, LeafChecker};
 use crate::event::EventKind;
-use crate::merkle::{Frontier, Hash};
+use crate::merkle::{CompletedNode, Frontier, Hash};
 
 /// What a batch is checked against: the log as far as it was accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -74,6 +74,21 @@ pub struct AcceptedEntry {
     pub effect: Option<String>,
     /// The workspace path acted on.
     pub path: Option<String>,
+    /// Its leaf hash (the tree's level 0 at `seq`).
+    pub hash: Hash,
+    /// The payloads it lists (a body stored with it must match).
+    pub payloads: Vec<ListedPayload>,
+}
+
+/// A payload as a leaf lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedPayload {
+    /// Its commitment, `SHA-256(salt ‖ body)` ([`crate::payload::commitment`]).
+    pub cmt: Hash,
+    /// Its media type.
+    pub media: String,
+    /// The body's size in bytes.
+    pub size: u64,
 }
 
 /// A batch that verified: the entries, the new state, the checkpoint.
@@ -90,6 +105,14 @@ pub struct AcceptedBatch {
     /// The log's key from here on (another than the one checked with when
     /// the batch ended with a key rotation).
     pub key: String,
+    /// Every tree node (level ≥ 1) the batch's leaves completed, bottom-up
+    /// in append order: with the leaf hashes, what inclusion proofs are
+    /// read from.
+    pub nodes: Vec<CompletedNode>,
+    /// The payload commitments the batch's redaction and expiry entries
+    /// erase, each with that entry's index (a copy of those bodies held
+    /// elsewhere must go too).
+    pub erased: Vec<(Hash, u64)>,
 }
 
 /// Check `leaves` (entries `state.size ..`) of the log `origin` whose key
@@ -110,13 +133,15 @@ pub fn check_batch(
     let mut checker = LeafChecker::resume(origin, &key.to_string(), frontier, state.last_hash)
         .with_last_time(state.last_time.clone());
     let mut entries = Vec::with_capacity(leaves.len());
+    // About one completed node per leaf (a tree of n leaves has n - 1).
+    let mut nodes = Vec::with_capacity(leaves.len());
     let end = state.size + leaves.len() as u64;
     for bytes in leaves {
         let i = checker.size();
         let c = checker
-            .push(bytes, None, |_| {})
+            .push(bytes, None, |n| nodes.push(n))
             .map_err(|e| fail(Some(e.index), e.reason))?;
-        let kind = c.view().kind;
+        let (kind, hash) = (c.view().kind, c.hash);
         match kind {
             EventKind::KeyRevocation => {
                 return Err(fail(
@@ -136,6 +161,18 @@ pub fn check_batch(
             _ => {}
         }
         let leaf = c.into_leaf().map_err(|e| fail(Some(i), e.to_string()))?;
+        // The checker has refused a leaf whose commitments do not parse.
+        let payloads = leaf
+            .payload
+            .iter()
+            .filter_map(|p| {
+                commit_hash(&p.commit).map(|cmt| ListedPayload {
+                    cmt,
+                    media: p.media.clone(),
+                    size: p.size,
+                })
+            })
+            .collect();
         entries.push(AcceptedEntry {
             seq: i,
             leaf: bytes.clone(),
@@ -146,6 +183,8 @@ pub fn check_batch(
             teams: leaf.actor.teams,
             effect: leaf.decision.map(|d| effect_name(d.effect).to_string()),
             path: leaf.target.and_then(|t| t.path),
+            hash,
+            payloads,
         });
     }
     checker
@@ -187,6 +226,13 @@ pub fn check_batch(
         root,
         body: signed.text,
         key: checker.keys.current().to_string(),
+        nodes,
+        erased: {
+            let mut e: Vec<(Hash, u64)> =
+                checker.redacted_by.iter().map(|(c, i)| (*c, *i)).collect();
+            e.sort_unstable_by_key(|(c, i)| (*i, *c));
+            e
+        },
     })
 }
 

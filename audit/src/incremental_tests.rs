@@ -60,18 +60,27 @@ fn batches_that_continue_each_other_are_accepted() {
     let (signer, leaves) = log(6);
     let k = key(&signer);
     let mut state = ShippedState::default();
+    let mut got_nodes = Vec::new();
+    let mut got_hashes = Vec::new();
     for chunk in leaves.chunks(3) {
         let n = note(signer.as_ref(), &state, chunk);
         let b = check_batch(ORIGIN, &k, &state, chunk, &n).unwrap();
         assert_eq!(b.entries.len(), chunk.len());
         assert_eq!(b.entries[0].seq, state.size);
         assert!(b.body.starts_with(ORIGIN));
+        got_hashes.extend(b.entries.iter().map(|e| e.hash));
+        got_nodes.extend(b.nodes);
         state = b.state;
     }
     assert_eq!(state.size, leaves.len() as u64);
     let hashes: Vec<Hash> = leaves.iter().map(|l| leaf_hash(l)).collect();
     let mut f = Frontier::new();
-    hashes.iter().for_each(|h| f.push(*h, |_| {}));
+    let mut nodes = Vec::new();
+    hashes.iter().for_each(|h| f.push(*h, |n| nodes.push(n)));
+    // Across batches, every node a whole tree completes, and the leaf hashes.
+    assert_eq!(got_hashes, hashes);
+    assert!(nodes.len() >= leaves.len() - 2, "{} nodes", nodes.len());
+    assert_eq!(got_nodes, nodes);
     assert_eq!(state.frontier, f.nodes());
     assert_eq!(state.last_hash, hashes.last().copied());
     // An empty batch re-checks the checkpoint at the same size.

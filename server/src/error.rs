@@ -45,6 +45,10 @@ pub enum ServerError {
     /// A background task failed.
     #[error("internal task failed: {0}")]
     Task(String),
+    /// A shipped log does not hold what was asked of it (an entry beyond
+    /// its size, a leaf hash missing).
+    #[error("shipped log: {0}")]
+    Shipped(String),
 }
 
 /// An error answered to an API client as a problem.

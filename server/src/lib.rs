@@ -23,6 +23,7 @@ pub mod scheduler;
 pub mod security_headers;
 pub mod serve;
 pub mod sessions;
+pub mod shipped;
 pub mod shutdown;
 pub mod state;
 pub mod store;

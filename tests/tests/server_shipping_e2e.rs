@@ -21,8 +21,8 @@ use serde_json::{json, Value};
 use server_support::api::{post, problem, start_session, wait_state};
 use server_support::runtime;
 use server_support::shipping::{
-    b64, check_cosignature, local_entries, newest_cosignature, note_for, shipped, shipped_size,
-    wait_shipped,
+    b64, check_cosignature, local_bodies, local_entries, newest_cosignature, note_for, shipped,
+    shipped_bodies, shipped_size, wait_shipped,
 };
 use server_support::worker::{
     database, free_listen, server, server_on, sleep_secs_then_finish, wait_event, Worker,
@@ -126,6 +126,23 @@ fn a_workers_log_reaches_the_server_whole_and_cosigned() {
         })
         .count();
     assert!(in_session > 2);
+    // The session's payload bodies are on the server as the worker holds them.
+    let seqs: Vec<u64> = (0..local.len() as u64)
+        .filter(|&i| {
+            let v: Value = serde_json::from_slice(&local[i as usize]).unwrap();
+            v["session"]["id"] == id.as_str()
+        })
+        .collect();
+    let bodies = local_bodies(&db, Some(&seqs));
+    assert!(!bodies.is_empty(), "the session stored no payload body");
+    assert_eq!(
+        shipped_bodies(&cluster, "whole", origin, Some(&seqs)),
+        bodies
+    );
+    assert_eq!(
+        shipped_bodies(&cluster, "whole", origin, None),
+        local_bodies(&db, None)
+    );
     rt.block_on(async {
         let r =
             server_support::api::get(&srv, &ada, &format!("/api/v1/audit/shipped?session={id}"))

@@ -6,7 +6,9 @@
 //! checkpoint, as `stele worker` ships them. Prints the central ingest rate
 //! (entries/s) and each batch's round trip p50/p99 under that load (the
 //! shipping lag a caught-up worker sees), then the search time of a
-//! principal's entries over a time range.
+//! principal's entries over a time range. `STELE_SHIP_BODY_BYTES=N`
+//! gives each entry a payload body of N bytes, shipped with its batch (what
+//! a body costs the ingest; default 0: none).
 
 mod e2e_common;
 mod server_support;
@@ -14,12 +16,15 @@ mod server_support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
 use serde_json::json;
 use server_support::api::{get, post};
 use server_support::runtime;
 use server_support::shipping::{b64, local_entries};
 use server_support::worker::{database, server};
 use stele_attest::{Checkpoint, Ed25519Signer, Signer as _};
+use stele_audit::event::{Disclosure, PayloadInput};
 use stele_audit::merkle::{leaf_hash, Frontier};
 use stele_audit::{Actor, AuditLog, Event, EventKind, LogOptions};
 use stele_tests::postgres::{Durability, TempCluster};
@@ -27,6 +32,39 @@ use stele_tests::postgres::{Durability, TempCluster};
 const WORKERS: usize = 4;
 const PER_WORKER: usize = 25_000;
 const BATCH: usize = 1000;
+
+/// Bytes of the payload body on each entry of the ingest figure.
+fn body_bytes() -> usize {
+    std::env::var("STELE_SHIP_BODY_BYTES")
+        .ok()
+        .map(|v| v.parse().expect("STELE_SHIP_BODY_BYTES: a number of bytes"))
+        .unwrap_or(0)
+}
+
+/// The bodies of the log at `db` as a batch carries them, by entry.
+fn wire_bodies(db: &std::path::Path) -> std::collections::HashMap<u64, Vec<serde_json::Value>> {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let mut st = c
+        .prepare("SELECT seq, cmt, media, salt, body FROM payloads WHERE body IS NOT NULL")
+        .unwrap();
+    let mut out: std::collections::HashMap<u64, Vec<serde_json::Value>> = Default::default();
+    let rows = st
+        .query_map([], |r| {
+            let (seq, cmt, media, salt, body): (i64, Vec<u8>, String, Vec<u8>, Vec<u8>) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+            Ok((
+                seq as u64,
+                json!({"cmt": B64.encode(cmt), "media": media,
+                "salt": B64.encode(salt), "body": B64.encode(body)}),
+            ))
+        })
+        .unwrap();
+    for r in rows {
+        let (seq, v) = r.unwrap();
+        out.entry(seq).or_default().push(v);
+    }
+    out
+}
 
 /// A log of `n` entries (appended concurrently: group commits), its leaves
 /// and its key.
@@ -41,7 +79,16 @@ fn log(dir: &std::path::Path, origin: &str, n: usize) -> (Arc<Ed25519Signer>, Ve
                 let mut a = Actor::system();
                 a.principal = "alice".into();
                 a.teams = vec!["ops".into()];
-                log.append(Event::new(EventKind::PolicyLoad, a))
+                let mut e = Event::new(EventKind::PolicyLoad, a);
+                if body_bytes() > 0 {
+                    e = e.with_payload(PayloadInput {
+                        role: "args".into(),
+                        media: "application/octet-stream".into(),
+                        body: vec![b'x'; body_bytes()],
+                        disclosure: Disclosure::CommitmentOnly,
+                    });
+                }
+                log.append(e)
             });
             for r in futures_util::future::join_all(appends).await {
                 r.unwrap();
@@ -88,6 +135,10 @@ fn shipping_figures() {
         .iter()
         .enumerate()
         .map(|(k, (signer, leaves))| {
+            let bodies = wire_bodies(
+                &dir.path()
+                    .join(format!("{}.db", signer.name().replace('/', "_"))),
+            );
             let mut f = Frontier::new();
             leaves
                 .chunks(BATCH)
@@ -102,8 +153,12 @@ fn shipping_figures() {
                     .sign(signer.as_ref())
                     .unwrap()
                     .to_text();
+                    let payloads: Vec<serde_json::Value> = (i * BATCH..i * BATCH + chunk.len())
+                        .flat_map(|s| bodies.get(&(s as u64)).cloned().unwrap_or_default())
+                        .collect();
                     json!({"worker": format!("fig{k}"), "origin": signer.name(),
-                           "from": i * BATCH, "leaves": b64(chunk), "checkpoint": note})
+                           "from": i * BATCH, "leaves": b64(chunk), "checkpoint": note,
+                           "payloads": payloads})
                 })
                 .collect()
         })
@@ -138,8 +193,9 @@ fn shipping_figures() {
     });
     let total = WORKERS * PER_WORKER;
     println!(
-        "shipping: {total} entries from {WORKERS} workers in {:.2} s: {:.0} entries/s; \
-         batch of {BATCH} round trip p50 {:?} p99 {:?}",
+        "shipping: {total} entries ({} body bytes each) from {WORKERS} workers in {:.2} s: \
+         {:.0} entries/s; batch of {BATCH} round trip p50 {:?} p99 {:?}",
+        body_bytes(),
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64(),
         pct(&mut lat, 0.5),

@@ -8,12 +8,14 @@
 //! key held for the origin), the key not revoked, `from` the size held
 //! (409 naming it otherwise), every leaf as the verifiers check it, and the
 //! root at the batch's end the one the log's checkpoint signs
-//! ([`stele_audit::incremental`]). A batch that fails is refused (422
-//! naming the index and the reason), recorded in the server's log as an
+//! ([`stele_audit::incremental`]), and every payload body it carries listed
+//! by one of its leaves and matching that commitment
+//! ([`crate::shipped::bodies`]). A batch that fails is refused (422
+//! naming the index or commitment and the reason), recorded in the server's log as an
 //! `audit.alert` (`check` = `shipping`) and logged as an error; nothing of
 //! it is stored. An accepted one is stored by a compare-and-set on the
-//! origin's size, and its checkpoint cosigned with the server's witness
-//! key.
+//! origin's size, with its bodies and the tree nodes its leaves completed,
+//! and its checkpoint cosigned with the server's witness key.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -31,14 +33,20 @@ use crate::error::ApiError;
 use crate::sessions::remote::claims::refuse;
 use crate::sessions::remote::log_wire::{LogSize, LogSizeRequest, ShipRequest, Shipped};
 use crate::sessions::run::now;
+use crate::shipped::bodies::{check_bodies, BodyRefusal};
 use crate::state::{AppState, Shared};
-use crate::store::shipping::{Appended, ShippedEntry, ShippedLog};
+use crate::store::shipping::{Appended, ShippedEntry, ShippedLog, ShippedNode, ShippedParts};
 
 /// Most leaves in one batch.
 pub const MAX_LEAVES: usize = 4096;
 
-/// Largest request body of a batch (its leaves in base64, in JSON).
-pub const MAX_BODY: usize = 8 << 20;
+/// Largest request body of a batch (its leaves and payload bodies in
+/// base64, in JSON): the largest batch a worker makes
+/// ([`crate::sessions::remote::shipper::BATCH_BYTES`] of leaves and bodies,
+/// a third more in base64) with room to spare, and a lone leaf whose bodies
+/// go over that cap; the shipper leaves out bodies that would not fit
+/// here. Over it: 413 naming this limit.
+pub const MAX_BODY: usize = 24 << 20;
 
 /// The witness key's verifier form.
 fn witness(state: &AppState) -> String {
@@ -80,12 +88,14 @@ pub async fn size(
         (status = 200, description = "Stored; the server's cosignature of the checkpoint", body = Shipped),
         (status = 409, description = "`from` is not the size held: the detail names it",
             body = stele_protocol::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Refused: it does not verify, or its key is unknown or revoked (recorded)",
+        (status = 413, description = "The request body is over the batch limit (the detail names it)",
+            body = stele_protocol::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Refused: it does not verify, a body is not listed by its leaves or does not match its commitment, or its key is unknown or revoked (recorded)",
             body = stele_protocol::Problem, content_type = "application/problem+json")))]
 pub async fn ship(
     State(state): State<Shared>,
     who: Principal,
-    Body(req): Body<ShipRequest>,
+    ShipBody(req): ShipBody,
 ) -> Result<Json<Shipped>, ApiError> {
     let account = who.user.name.clone();
     let held = state.store.shipped_log(&req.origin).await?;
@@ -179,6 +189,26 @@ pub async fn ship(
             return Err(alarm(&state, &who, &req, refused(index, reason)).await)
         }
     };
+    let payloads = match check_bodies(&batch.entries, &req.payloads) {
+        Ok(p) => p,
+        Err(BodyRefusal::Malformed(m)) => return Err(ApiError::bad_request(m)),
+        Err(BodyRefusal::Refused(reason)) => {
+            return Err(alarm(&state, &who, &req, refused(None, reason)).await)
+        }
+    };
+    let parts = ShippedParts {
+        payloads,
+        nodes: batch
+            .nodes
+            .iter()
+            .map(|n| ShippedNode {
+                level: n.level,
+                index: n.index,
+                hash: n.hash,
+            })
+            .collect(),
+        erased: batch.erased.iter().map(|(c, _)| c.to_vec()).collect(),
+    };
     let t = now();
     let to = ShippedLog {
         origin: req.origin.clone(),
@@ -198,7 +228,7 @@ pub async fn ship(
     let entries: Vec<ShippedEntry> = batch.entries.into_iter().map(stored).collect();
     match state
         .store
-        .append_shipped(held_size as i64, &to, &entries)
+        .append_shipped(held_size as i64, &to, &entries, &parts)
         .await?
     {
         Appended::Yes => {}
@@ -264,6 +294,30 @@ fn stored(e: AcceptedEntry) -> ShippedEntry {
         kind: e.kind.as_str().to_string(),
         effect: e.effect,
         path: e.path,
+        leaf_hash: e.hash,
+    }
+}
+
+/// A batch's JSON body; over [`MAX_BODY`] a 413 naming the limit (the
+/// route's `DefaultBodyLimit`), other rejections as [`Body`] answers them.
+pub struct ShipBody(ShipRequest);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for ShipBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<ShipRequest>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ShipBody(v)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "a batch of a worker's log is at most {MAX_BODY} bytes of JSON: ship fewer \
+                     leaves or bodies at once"
+                ),
+            )),
+            // serde's message names the field and the position.
+            Err(e) => Err(ApiError::bad_request(e.body_text())),
+        }
     }
 }
 

@@ -184,4 +184,27 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX shipped_entries_session ON shipped_entries(session, ts) WHERE session IS NOT NULL;
     CREATE INDEX shipped_entries_decision ON shipped_entries(effect, principal, ts) WHERE effect IS NOT NULL;
     CREATE INDEX shipped_entries_time ON shipped_entries(ts);",
+    // 10: what a session bundle of a shipped log needs (docs/server.md
+    // "Workers: shipping"): each entry's leaf hash (NULL in rows stored
+    // before: computed from the leaf when read), the payload bodies the
+    // batches carried, and the tree nodes (level >= 1) their leaves
+    // completed (none for batches stored before: proofs compute them from
+    // the leaf hashes).
+    "ALTER TABLE shipped_entries ADD COLUMN leaf_hash BLOB;
+    CREATE TABLE shipped_payloads (
+        origin TEXT NOT NULL,
+        cmt BLOB NOT NULL,
+        seq INTEGER NOT NULL,
+        media TEXT NOT NULL,
+        salt BLOB NOT NULL,
+        body BLOB NOT NULL,
+        PRIMARY KEY (origin, cmt)
+    );
+    CREATE TABLE shipped_nodes (
+        origin TEXT NOT NULL,
+        level INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        hash BLOB NOT NULL,
+        PRIMARY KEY (origin, level, idx)
+    ) WITHOUT ROWID;",
 ];

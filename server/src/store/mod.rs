@@ -13,6 +13,7 @@ pub mod open;
 pub mod postgres;
 pub mod remote;
 pub mod schedules;
+pub mod shipped_reads;
 pub mod shipping;
 pub mod sqlite;
 pub mod webhooks;
@@ -190,6 +191,7 @@ pub trait Store:
     + jobs::JobStore
     + remote::RemoteStore
     + shipping::ShippingStore
+    + shipped_reads::ShippedReads
     + Send
     + Sync
     + std::fmt::Debug

@@ -17,6 +17,7 @@ mod jobs;
 pub mod migrations;
 mod remote;
 mod schedules;
+mod shipped_reads;
 mod shipping;
 pub mod url;
 mod webhooks;

@@ -4,10 +4,14 @@
 //! leaf hash and time, the newest checkpoint, and whether the key was
 //! revoked); and every accepted entry's exact bytes with the fields
 //! reviewers search by (time, session, principal, teams, kind, decision,
-//! path). A batch is stored by a compare-and-set on the origin's size, in
-//! one transaction: two servers taking the same batch keep it once.
+//! path) and its leaf hash; the payload bodies the batch carried; and the
+//! Merkle tree's nodes its leaves completed (what inclusion proofs are
+//! read from, [`crate::shipped::proofs`]). A batch is stored by a
+//! compare-and-set on the origin's size, in one transaction: two servers
+//! taking the same batch keep it once.
 
 use async_trait::async_trait;
+use stele_audit::merkle::{leaf_hash, Hash};
 
 use crate::error::ServerError;
 
@@ -61,6 +65,58 @@ pub struct ShippedEntry {
     pub effect: Option<String>,
     /// The path acted on.
     pub path: Option<String>,
+    /// Its leaf hash (stored since schema 10 / PostgreSQL 5; computed
+    /// from `leaf` when read from a row stored before).
+    pub leaf_hash: Hash,
+}
+
+/// A payload body a shipped batch carried, as the worker stored it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShippedPayload {
+    /// Its commitment, `SHA-256(salt ‖ body)` (32 bytes).
+    pub cmt: Vec<u8>,
+    /// The index of the first shipped entry that lists it.
+    pub seq: i64,
+    /// Its media type, as the listing leaf states it.
+    pub media: String,
+    /// The salt.
+    pub salt: Vec<u8>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// A Merkle tree node a batch's leaves completed: the hash of leaves
+/// `[index << level, (index + 1) << level)`, level ≥ 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShippedNode {
+    /// Height above the leaves.
+    pub level: u8,
+    /// Index among the nodes of that level.
+    pub index: u64,
+    /// The hash.
+    pub hash: Hash,
+}
+
+/// What a batch holds besides its entries: the bodies it carried and the
+/// tree nodes it completed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShippedParts {
+    /// Payload bodies (one already held for the origin is kept as it is).
+    pub payloads: Vec<ShippedPayload>,
+    /// Tree nodes (level ≥ 1).
+    pub nodes: Vec<ShippedNode>,
+    /// Commitments the batch's redaction and expiry entries erase: their
+    /// bodies held for the origin are deleted (after this batch's own are
+    /// stored).
+    pub erased: Vec<Vec<u8>>,
+}
+
+/// An entry's leaf hash as read: the stored one, or computed from its bytes
+/// for a row stored before the column was (NULL there).
+pub(crate) fn stored_leaf_hash(stored: Option<Vec<u8>>, leaf: &[u8]) -> Hash {
+    stored
+        .and_then(|h| Hash::try_from(h.as_slice()).ok())
+        .unwrap_or_else(|| leaf_hash(leaf))
 }
 
 /// How storing a batch went.
@@ -80,13 +136,15 @@ pub enum Appended {
 pub trait ShippingStore {
     /// Where `origin`'s shipped copy stands.
     async fn shipped_log(&self, origin: &str) -> Result<Option<ShippedLog>, ServerError>;
-    /// Store `entries` (starting at `from`, the size held) and move the
-    /// origin to `to` — a new row when `from` is 0 and none exists.
+    /// Store `entries` (starting at `from`, the size held) with `parts`
+    /// (their bodies and tree nodes) and move the origin to `to` — a new row
+    /// when `from` is 0 and none exists.
     async fn append_shipped(
         &self,
         from: i64,
         to: &ShippedLog,
         entries: &[ShippedEntry],
+        parts: &ShippedParts,
     ) -> Result<Appended, ServerError>;
     /// Entries of `origin` with `from <= seq < to`, in order.
     async fn shipped_entries(
@@ -186,4 +244,8 @@ pub(crate) const LOG_COLUMNS: &str = "origin, verifier, account, worker, size, r
 
 /// The columns a search answers, `origin` first.
 pub(crate) const SEARCH_COLUMNS: &str =
-    "origin, seq, leaf, ts, session, principal, teams, kind, effect, path";
+    "origin, seq, leaf, ts, session, principal, teams, kind, effect, path, leaf_hash";
+
+/// The columns of an entry, in the order both engines read them.
+pub(crate) const ENTRY_COLUMNS: &str =
+    "seq, leaf, ts, session, principal, teams, kind, effect, path, leaf_hash";

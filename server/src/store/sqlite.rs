@@ -18,6 +18,7 @@ mod credentials;
 mod jobs;
 mod remote;
 pub(in crate::store) mod schedules;
+mod shipped_reads;
 mod shipping;
 mod webhooks;
 

@@ -14,6 +14,7 @@ mod jobs;
 mod remote;
 mod schedules;
 mod sessions;
+mod shipped_reads;
 mod shipping;
 
 /// For each case, a test on each engine (`CASE::sqlite`, `CASE::postgres`).
@@ -56,4 +57,5 @@ contract!(
     shipping::a_shipped_batch_is_stored_once_from_where_the_origin_stands,
     shipping::a_revoked_key_takes_no_more_batches,
     shipping::a_search_finds_a_sessions_timeline_and_a_teams_denials,
+    shipped_reads::a_shipped_sessions_entries_bodies_and_nodes_read_back,
 );

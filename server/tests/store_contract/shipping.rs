@@ -3,8 +3,14 @@
 
 use std::sync::Arc;
 
-use stele_server::store::shipping::{Appended, ShippedEntry, ShippedLog, ShippedQuery};
+use stele_server::store::shipping::{
+    Appended, ShippedEntry, ShippedLog, ShippedParts, ShippedQuery,
+};
 use stele_server::store::Store;
+
+fn none() -> ShippedParts {
+    ShippedParts::default()
+}
 
 fn log(size: i64, now: i64) -> ShippedLog {
     ShippedLog {
@@ -40,6 +46,7 @@ fn entries(from: i64, to: i64) -> Vec<ShippedEntry> {
             kind: "policy.decision".into(),
             effect: (seq == 2).then(|| "deny".to_string()),
             path: (seq == 2).then(|| "secrets/a.txt".to_string()),
+            leaf_hash: [seq as u8; 32],
         })
         .collect()
 }
@@ -49,13 +56,13 @@ pub async fn a_shipped_batch_is_stored_once_from_where_the_origin_stands(s: Arc<
     assert_eq!(s.shipped_log(origin).await.unwrap(), None);
     // A first batch must start at 0.
     assert_eq!(
-        s.append_shipped(2, &log(4, 10), &entries(2, 4))
+        s.append_shipped(2, &log(4, 10), &entries(2, 4), &none())
             .await
             .unwrap(),
         Appended::Moved(0)
     );
     assert_eq!(
-        s.append_shipped(0, &log(2, 10), &entries(0, 2))
+        s.append_shipped(0, &log(2, 10), &entries(0, 2), &none())
             .await
             .unwrap(),
         Appended::Yes
@@ -63,16 +70,17 @@ pub async fn a_shipped_batch_is_stored_once_from_where_the_origin_stands(s: Arc<
     assert_eq!(s.shipped_log(origin).await.unwrap(), Some(log(2, 10)));
     // The same batch again (another server, a retry) is refused and changes nothing.
     assert_eq!(
-        s.append_shipped(0, &log(2, 11), &entries(0, 2))
+        s.append_shipped(0, &log(2, 11), &entries(0, 2), &none())
             .await
             .unwrap(),
         Appended::Moved(2)
     );
     // Two servers storing the next batch at once: one keeps it.
     let (next, batch) = (log(4, 12), entries(2, 4));
+    let parts = none();
     let (a, b) = tokio::join!(
-        s.append_shipped(2, &next, &batch),
-        s.append_shipped(2, &next, &batch),
+        s.append_shipped(2, &next, &batch, &parts),
+        s.append_shipped(2, &next, &batch, &parts),
     );
     let mut got = [a.unwrap(), b.unwrap()];
     got.sort_by_key(|x| format!("{x:?}"));
@@ -91,7 +99,9 @@ pub async fn a_shipped_batch_is_stored_once_from_where_the_origin_stands(s: Arc<
     let mut rotated = log(6, 13);
     rotated.verifier = "w1.test.invalid/log+05060708+BQYH".into();
     assert_eq!(
-        s.append_shipped(4, &rotated, &entries(4, 6)).await.unwrap(),
+        s.append_shipped(4, &rotated, &entries(4, 6), &none())
+            .await
+            .unwrap(),
         Appended::Yes
     );
     assert_eq!(s.shipped_log(origin).await.unwrap(), Some(rotated));
@@ -105,7 +115,7 @@ pub async fn a_revoked_key_takes_no_more_batches(s: Arc<dyn Store>) {
     let held = s.shipped_log(origin).await.unwrap().unwrap();
     assert_eq!((held.size, held.revoked_at), (0, Some(5)));
     assert_eq!(
-        s.append_shipped(0, &log(2, 10), &entries(0, 2))
+        s.append_shipped(0, &log(2, 10), &entries(0, 2), &none())
             .await
             .unwrap(),
         Appended::Revoked
@@ -116,7 +126,9 @@ pub async fn a_revoked_key_takes_no_more_batches(s: Arc<dyn Store>) {
     let mut other = log(2, 10);
     other.origin = "w2.test.invalid/log".into();
     assert_eq!(
-        s.append_shipped(0, &other, &entries(0, 2)).await.unwrap(),
+        s.append_shipped(0, &other, &entries(0, 2), &none())
+            .await
+            .unwrap(),
         Appended::Yes
     );
     assert!(s.revoke_shipped(&log(0, 20), 20).await.is_ok());
@@ -126,7 +138,9 @@ pub async fn a_revoked_key_takes_no_more_batches(s: Arc<dyn Store>) {
     let mut next = log(4, 30);
     next.origin = other.origin.clone();
     assert_eq!(
-        s.append_shipped(2, &next, &entries(2, 4)).await.unwrap(),
+        s.append_shipped(2, &next, &entries(2, 4), &none())
+            .await
+            .unwrap(),
         Appended::Revoked
     );
     assert_eq!(
@@ -146,11 +160,13 @@ pub async fn a_search_finds_a_sessions_timeline_and_a_teams_denials(s: Arc<dyn S
         e.principal = "bob".into();
     }
     assert_eq!(
-        s.append_shipped(0, &a, &entries(0, 4)).await.unwrap(),
+        s.append_shipped(0, &a, &entries(0, 4), &none())
+            .await
+            .unwrap(),
         Appended::Yes
     );
     assert_eq!(
-        s.append_shipped(0, &b, &other_team).await.unwrap(),
+        s.append_shipped(0, &b, &other_team, &none()).await.unwrap(),
         Appended::Yes
     );
     let q = |f: &dyn Fn(&mut ShippedQuery)| {

@@ -110,3 +110,65 @@ pub fn newest_cosignature(db: &Path) -> Option<(u64, String, String, String)> {
     )
     .ok()
 }
+
+/// A payload body: commitment, media type, salt, body.
+pub type Body = (Vec<u8>, String, Vec<u8>, Vec<u8>);
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// The bodies the server holds of `origin` whose commitments are listed
+/// first by an entry in `seqs` (None: all), by commitment.
+pub fn shipped_bodies(
+    cluster: &TempCluster,
+    db: &str,
+    origin: &str,
+    seqs: Option<&[u64]>,
+) -> Vec<Body> {
+    let out = cluster
+        .psql(
+            db,
+            &format!(
+                "SELECT seq, encode(cmt, 'hex'), encode(convert_to(media, 'UTF8'), 'hex'), \
+                 encode(salt, 'hex'), encode(body, 'hex') FROM shipped_payloads \
+                 WHERE origin = '{origin}' ORDER BY cmt"
+            ),
+        )
+        .unwrap();
+    out.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split('|').collect::<Vec<_>>())
+        .filter(|f| seqs.is_none_or(|s| s.contains(&f[0].parse::<u64>().unwrap())))
+        .map(|f| {
+            let media = String::from_utf8(unhex(f[2])).unwrap();
+            (unhex(f[1]), media, unhex(f[3]), unhex(f[4]))
+        })
+        .collect()
+}
+
+/// The bodies the worker's log at `db` holds (not redacted) of entries in
+/// `seqs` (None: all), by commitment.
+pub fn local_bodies(db: &Path, seqs: Option<&[u64]>) -> Vec<Body> {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let mut st = c
+        .prepare(
+            "SELECT seq, cmt, media, salt, body FROM payloads WHERE body IS NOT NULL ORDER BY cmt",
+        )
+        .unwrap();
+    let rows = st
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
+            ))
+        })
+        .unwrap();
+    rows.map(|r| r.unwrap())
+        .filter(|(seq, _)| seqs.is_none_or(|s| s.contains(seq)))
+        .map(|(_, b)| b)
+        .collect()
+}

@@ -35,6 +35,26 @@ pub struct ShipRequest {
     pub leaves: Vec<String>,
     /// The log's signed checkpoint at `from + leaves.len()`.
     pub checkpoint: String,
+    /// The payload bodies the leaves commit to that the worker still holds
+    /// (a redacted, erased or expired one is absent: a bundle says it is
+    /// withheld). Older workers send none.
+    #[serde(default)]
+    pub payloads: Vec<ShipPayload>,
+}
+
+/// A payload body as the worker stores it, each field in standard base64
+/// (`media` as text).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ShipPayload {
+    /// Its commitment, `SHA-256(salt ‖ body)` (32 bytes).
+    pub cmt: String,
+    /// Its media type.
+    pub media: String,
+    /// The salt.
+    pub salt: String,
+    /// The body.
+    pub body: String,
 }
 
 /// A batch taken: the new size and the server's cosignature.

@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod log_wire;
 pub mod runs;
 pub mod sequence;
+mod ship_bodies;
 pub mod shipper;
 pub mod wire;
 

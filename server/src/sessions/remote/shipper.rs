@@ -2,8 +2,9 @@
 //! shipping"): every second, when a session ends and when it drains, it
 //! sends the entries the server does not hold yet, in batches of at most
 //! [`BATCH_LEAVES`] leaves or [`BATCH_BYTES`] bytes, each leaf as its exact
-//! stored bytes (payload bodies stay here; the leaves carry their
-//! commitments) with the log's signed checkpoint at the batch's end (the
+//! stored bytes with the payload bodies it committed that are still held
+//! here (a redacted, erased or expired body is not sent), and the log's
+//! signed checkpoint at the batch's end (the
 //! stored one when there is one at that size, else one signed now). The
 //! server's cosignature comes back and is kept with the log's other
 //! cosignatures, so `stele audit export` carries it.
@@ -25,12 +26,16 @@ use stele_audit::merkle::subtree_hash;
 use stele_audit::Store;
 
 use super::client::{Client, ClientError};
-use super::log_wire::{LogSize, LogSizeRequest, ShipRequest, Shipped};
+use super::log_wire::{LogSize, LogSizeRequest, ShipPayload, ShipRequest, Shipped};
+use super::ship_bodies;
 
 /// Most leaves in one batch.
 pub const BATCH_LEAVES: u64 = 1000;
 
-/// Most leaf bytes in one batch (one leaf larger than this goes alone).
+/// Most bytes of leaves and payload bodies (salt and body) in one batch:
+/// one leaf whose bytes and bodies are larger goes alone (its bodies that
+/// would not fit in a request the server takes are left out, with a
+/// warning: the server's bundle says they are withheld).
 pub const BATCH_BYTES: usize = 4 << 20;
 
 /// How often the backlog is looked at.
@@ -63,6 +68,7 @@ pub struct Shipper {
 struct Batch {
     from: u64,
     leaves: Vec<String>,
+    payloads: Vec<ShipPayload>,
     note: String,
 }
 
@@ -206,6 +212,7 @@ impl Shipper {
             from: batch.from,
             leaves: batch.leaves,
             checkpoint: batch.note.clone(),
+            payloads: batch.payloads,
         };
         let shipped = match self
             .client
@@ -253,18 +260,25 @@ fn read_batch(db: &Path, signer: &dyn Signer, from: u64) -> Result<Option<Batch>
     if from == size {
         return Ok(None);
     }
+    let local = |e: String| ShipError::Local(e);
+    let to = size.min(from + BATCH_LEAVES);
+    let mut held = ship_bodies::held(&store, from, to).map_err(|e| local(e.to_string()))?;
     let mut leaves = Vec::new();
+    let mut cmts: Vec<ship_bodies::Held> = Vec::new();
     let mut bytes = 0usize;
     let mut full = false;
     store
-        .for_each_entry(from, size.min(from + BATCH_LEAVES), |_, leaf, _| {
+        .for_each_entry(from, to, |seq, leaf, _| {
+            let bodies = held.remove(&seq).unwrap_or_default();
+            let n = leaf.len() + bodies.iter().map(|b| b.bytes).sum::<usize>();
             // Consecutive leaves only: once full, the rest waits for the next batch.
-            full |= !leaves.is_empty() && bytes + leaf.len() > BATCH_BYTES;
+            full |= !leaves.is_empty() && bytes + n > BATCH_BYTES;
             if full {
                 return Ok(());
             }
-            bytes += leaf.len();
+            bytes += n;
             leaves.push(B64.encode(leaf));
+            cmts.extend(bodies);
             // A key rotation ends its batch: the batch's checkpoint is then
             // the rotation's boundary checkpoint (kept, signed by both keys),
             // which is what lets the server follow the new key.
@@ -273,6 +287,25 @@ fn read_batch(db: &Path, signer: &dyn Signer, from: u64) -> Result<Option<Batch>
         })
         .map_err(|e| ShipError::Local(e.to_string()))?;
     let end = from + leaves.len() as u64;
+    if bytes > BATCH_BYTES {
+        // A lone leaf over the cap: what the server's request limit takes.
+        let (fit, left) = ship_bodies::fitting(cmts);
+        for b in &left {
+            tracing::warn!(
+                "entry {from}: its payload body {} ({} bytes) is too large to ship; the server \
+                 holds its commitment only (withheld)",
+                format!(
+                    "{}{}",
+                    stele_audit::payload::COMMIT_PREFIX,
+                    B64.encode(&b.cmt)
+                ),
+                b.bytes
+            );
+        }
+        cmts = fit;
+    }
+    let cmts: Vec<Vec<u8>> = cmts.into_iter().map(|b| b.cmt).collect();
+    let payloads = ship_bodies::read(&store, &cmts).map_err(|e| local(e.to_string()))?;
     let note = match store
         .checkpoint_at(end)
         .map_err(|e| ShipError::Local(e.to_string()))?
@@ -290,7 +323,12 @@ fn read_batch(db: &Path, signer: &dyn Signer, from: u64) -> Result<Option<Batch>
             .to_text()
         }
     };
-    Ok(Some(Batch { from, leaves, note }))
+    Ok(Some(Batch {
+        from,
+        leaves,
+        payloads,
+        note,
+    }))
 }
 
 /// Whether a stored leaf is a `key.rotation` entry.
@@ -397,5 +435,51 @@ mod tests {
         let next = read_batch(&db, new.as_ref(), r.seq + 1).unwrap().unwrap();
         assert_eq!(next.from, r.seq + 1);
         assert!(next.leaves.len() >= 3);
+    }
+
+    /// Bodies go with the leaf that committed them and count toward the
+    /// batch's bytes; a redacted one is not sent.
+    #[test]
+    fn a_batch_carries_the_bodies_it_holds_within_its_bytes() {
+        use stele_audit::event::{Disclosure, PayloadInput};
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("audit.db");
+        let signer = Arc::new(Ed25519Signer::generate("w.test.invalid/log").unwrap());
+        let log = AuditLog::create(&db, signer.clone(), LogOptions::default()).unwrap();
+        let big = |fill: u8| {
+            Event::new(EventKind::PolicyLoad, Actor::system()).with_payload(PayloadInput {
+                role: "args".into(),
+                media: "text/plain".into(),
+                body: vec![fill; 2 << 20],
+                disclosure: Disclosure::CommitmentOnly,
+            })
+        };
+        let a = log.append_blocking(big(b'a')).unwrap().seq;
+        let b = log.append_blocking(big(b'b')).unwrap().seq;
+        log.append_blocking(big(b'c')).unwrap();
+        let store = Store::open(&db).unwrap();
+        let c = store.payloads_from(b + 1).unwrap().remove(0).cmt;
+        drop(store);
+        let text = format!("{}{}", stele_audit::payload::COMMIT_PREFIX, B64.encode(&c));
+        log.redact_blocking(vec![text], "test".into(), Actor::system())
+            .unwrap();
+        log.close().unwrap();
+        // Two 2 MiB bodies pass 4 MiB: the first batch ends after the first.
+        let first = read_batch(&db, signer.as_ref(), 0).unwrap().unwrap();
+        assert_eq!(first.leaves.len() as u64, a + 1);
+        assert_eq!(first.payloads.len(), 1);
+        assert_eq!(
+            B64.decode(&first.payloads[0].body).unwrap(),
+            vec![b'a'; 2 << 20]
+        );
+        let second = read_batch(&db, signer.as_ref(), a + 1).unwrap().unwrap();
+        assert_eq!(second.from, b);
+        // Entry b's body, not the redacted one of b + 1 (nor the redaction's).
+        assert_eq!(second.payloads.len(), 1, "{}", second.leaves.len());
+        assert_eq!(
+            B64.decode(&second.payloads[0].body).unwrap(),
+            vec![b'b'; 2 << 20]
+        );
+        assert!(second.leaves.len() >= 2);
     }
 }

@@ -185,6 +185,26 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX shipped_entries_session ON shipped_entries(session, ts) WHERE session IS NOT NULL;
     CREATE INDEX shipped_entries_decision ON shipped_entries(effect, principal, ts) WHERE effect IS NOT NULL;
     CREATE INDEX shipped_entries_time ON shipped_entries(ts);",
+    // 5: what a session bundle of a shipped log needs, as in SQLite's
+    // migration 10 (leaf hashes of rows stored before stay NULL: computed
+    // from the leaf when read, rather than rewriting every row here).
+    "ALTER TABLE shipped_entries ADD COLUMN leaf_hash BYTEA;
+    CREATE TABLE shipped_payloads (
+        origin TEXT NOT NULL,
+        cmt BYTEA NOT NULL,
+        seq BIGINT NOT NULL,
+        media TEXT NOT NULL,
+        salt BYTEA NOT NULL,
+        body BYTEA NOT NULL,
+        PRIMARY KEY (origin, cmt)
+    );
+    CREATE TABLE shipped_nodes (
+        origin TEXT NOT NULL,
+        level SMALLINT NOT NULL,
+        idx BIGINT NOT NULL,
+        hash BYTEA NOT NULL,
+        PRIMARY KEY (origin, level, idx)
+    );",
 ];
 
 /// Serializes `--migrate` runs of several servers on one database (an

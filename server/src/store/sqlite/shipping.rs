@@ -1,4 +1,5 @@
-//! [`ShippingStore`] on SQLite: the `shipped_logs` and `shipped_entries` tables.
+//! [`ShippingStore`] on SQLite: the `shipped_logs`, `shipped_entries`,
+//! `shipped_payloads` and `shipped_nodes` tables.
 
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension as _, Row};
@@ -6,8 +7,8 @@ use rusqlite::{params, OptionalExtension as _, Row};
 use super::SqliteStore;
 use crate::error::ServerError;
 use crate::store::shipping::{
-    search_sql, Appended, ShippedEntry, ShippedLog, ShippedQuery, ShippingStore, LOG_COLUMNS,
-    SEARCH_COLUMNS,
+    search_sql, stored_leaf_hash, Appended, ShippedEntry, ShippedLog, ShippedParts, ShippedQuery,
+    ShippingStore, ENTRY_COLUMNS, LOG_COLUMNS, SEARCH_COLUMNS,
 };
 
 fn log_row(r: &Row<'_>) -> rusqlite::Result<ShippedLog> {
@@ -29,17 +30,20 @@ fn log_row(r: &Row<'_>) -> rusqlite::Result<ShippedLog> {
     })
 }
 
-fn entry_row(r: &Row<'_>) -> rusqlite::Result<ShippedEntry> {
+/// An entry read from [`ENTRY_COLUMNS`] starting at column `at`.
+pub(super) fn entry_row(r: &Row<'_>, at: usize) -> rusqlite::Result<ShippedEntry> {
+    let leaf: Vec<u8> = r.get(at + 1)?;
     Ok(ShippedEntry {
-        seq: r.get(0)?,
-        leaf: r.get(1)?,
-        ts: r.get(2)?,
-        session: r.get(3)?,
-        principal: r.get(4)?,
-        teams: r.get(5)?,
-        kind: r.get(6)?,
-        effect: r.get(7)?,
-        path: r.get(8)?,
+        seq: r.get(at)?,
+        ts: r.get(at + 2)?,
+        session: r.get(at + 3)?,
+        principal: r.get(at + 4)?,
+        teams: r.get(at + 5)?,
+        kind: r.get(at + 6)?,
+        effect: r.get(at + 7)?,
+        path: r.get(at + 8)?,
+        leaf_hash: stored_leaf_hash(r.get(at + 9)?, &leaf),
+        leaf,
     })
 }
 
@@ -63,8 +67,9 @@ impl ShippingStore for SqliteStore {
         from: i64,
         to: &ShippedLog,
         entries: &[ShippedEntry],
+        parts: &ShippedParts,
     ) -> Result<Appended, ServerError> {
-        let (to, entries) = (to.clone(), entries.to_vec());
+        let (to, entries, parts) = (to.clone(), entries.to_vec(), parts.clone());
         self.call(move |c| {
             let tx = c.unchecked_transaction()?;
             let held: Option<(i64, Option<i64>)> = tx
@@ -109,8 +114,8 @@ impl ShippingStore for SqliteStore {
             {
                 let mut st = tx.prepare_cached(
                     "INSERT INTO shipped_entries \
-                     (origin, seq, leaf, ts, session, principal, teams, kind, effect, path) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                     (origin, seq, leaf, ts, session, principal, teams, kind, effect, path, leaf_hash) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )?;
                 for e in &entries {
                     st.execute(params![
@@ -123,8 +128,31 @@ impl ShippingStore for SqliteStore {
                         e.teams,
                         e.kind,
                         e.effect,
-                        e.path
+                        e.path,
+                        e.leaf_hash
                     ])?;
+                }
+                // A body held already (listed again by a later entry) stays
+                // as first stored, under its first entry.
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO shipped_payloads (origin, cmt, seq, media, salt, body) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(origin, cmt) DO NOTHING",
+                )?;
+                for p in &parts.payloads {
+                    st.execute(params![to.origin, p.cmt, p.seq, p.media, p.salt, p.body])?;
+                }
+                // The worker erased these bodies: so does its copy here.
+                let mut st = tx.prepare_cached(
+                    "DELETE FROM shipped_payloads WHERE origin = ?1 AND cmt = ?2",
+                )?;
+                for c in &parts.erased {
+                    st.execute(params![to.origin, c])?;
+                }
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO shipped_nodes (origin, level, idx, hash) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for n in &parts.nodes {
+                    st.execute(params![to.origin, n.level, n.index as i64, n.hash])?;
                 }
             }
             tx.commit()?;
@@ -141,11 +169,11 @@ impl ShippingStore for SqliteStore {
     ) -> Result<Vec<ShippedEntry>, ServerError> {
         let origin = origin.to_string();
         self.call(move |c| {
-            let mut st = c.prepare(
-                "SELECT seq, leaf, ts, session, principal, teams, kind, effect, path \
-                 FROM shipped_entries WHERE origin = ?1 AND seq >= ?2 AND seq < ?3 ORDER BY seq",
-            )?;
-            let rows = st.query_map(params![origin, from, to], entry_row)?;
+            let mut st = c.prepare(&format!(
+                "SELECT {ENTRY_COLUMNS} \
+                 FROM shipped_entries WHERE origin = ?1 AND seq >= ?2 AND seq < ?3 ORDER BY seq"
+            ))?;
+            let rows = st.query_map(params![origin, from, to], |r| entry_row(r, 0))?;
             rows.collect()
         })
         .await
@@ -188,20 +216,7 @@ impl ShippingStore for SqliteStore {
                 "SELECT {SEARCH_COLUMNS} FROM shipped_entries {tail}"
             ))?;
             let rows = st.query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                Ok((
-                    r.get(0)?,
-                    ShippedEntry {
-                        seq: r.get(1)?,
-                        leaf: r.get(2)?,
-                        ts: r.get(3)?,
-                        session: r.get(4)?,
-                        principal: r.get(5)?,
-                        teams: r.get(6)?,
-                        kind: r.get(7)?,
-                        effect: r.get(8)?,
-                        path: r.get(9)?,
-                    },
-                ))
+                Ok((r.get(0)?, entry_row(r, 1)?))
             })?;
             rows.collect()
         })
