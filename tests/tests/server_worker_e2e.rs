@@ -331,7 +331,7 @@ fn a_session_whose_worker_died_before_any_effect_runs_on_another() {
 }
 
 #[test]
-fn a_session_whose_worker_died_after_an_effect_is_interrupted_not_rerun() {
+fn a_session_whose_revoked_worker_died_after_an_effect_is_interrupted_not_rerun() {
     const NAME: &str = "a_session_whose_worker_died_after_an_effect_is_interrupted_not_rerun";
     if !sandbox_available(NAME) {
         return;
@@ -354,19 +354,35 @@ fn a_session_whose_worker_died_after_an_effect_is_interrupted_not_rerun() {
             .into(),
     );
     let rt = runtime();
+    let ada = srv.token_scoped("ada", "read,admin");
     let id = rt.block_on(async {
         let id = start_session(&srv, &alice, "compute").await;
-        // Its tool call has reached the server.
+        // Its tool call has reached the server, and its intent the shipped log.
         wait_event(&srv, &alice, &id, "tool_call").await;
+        let began = std::time::Instant::now();
+        loop {
+            let path = format!("/api/v1/audit/shipped?session={id}&kind=tool.intent");
+            let v: Value = get(&srv, &ada, &path).await.json().await.unwrap();
+            if !v["entries"].as_array().unwrap().is_empty() {
+                break;
+            }
+            assert!(began.elapsed() < Duration::from_secs(30), "{v}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         id
     });
     assert!(!w1.signal("KILL", Duration::from_secs(10)).success());
+    // Its key is revoked: its shipped log is not trusted to continue from.
+    rt.block_on(async {
+        let r = post(&srv, &ada, "/api/v1/admin/workers/w1/revoke", json!({})).await;
+        assert_eq!(r.status(), 200, "{}", srv.stderr());
+    });
     let mut w2 = Worker::start(&srv, "w2", &wtoken, 1);
     rt.block_on(async {
         let s = wait_state(&srv, &alice, &id, "failed").await;
         let detail = s["detail"].as_str().unwrap();
         assert!(
-            detail.contains("interrupted") && detail.contains("worker"),
+            detail.contains("interrupted") && detail.contains("revoked"),
             "{s}"
         );
         // Never run again from the start elsewhere.

@@ -209,6 +209,10 @@ pub async fn export(
         serde_json::json!({"session": id}),
     )
     .await?;
+    // A session that ran on workers is in their shipped logs, not here.
+    if !super::shipped_export::in_server_log(&state, &id).await? {
+        return super::shipped_export::send(&state, &who, &id).await;
+    }
     use stele_audit::export::layout::Selection;
     send_export(
         &state,

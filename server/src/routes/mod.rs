@@ -20,6 +20,7 @@ pub(crate) mod schedules;
 pub(crate) mod session_control;
 pub(crate) mod session_outputs;
 pub(crate) mod sessions;
+pub(crate) mod shipped_export;
 pub(crate) mod shipped_search;
 pub(crate) mod worker;
 pub(crate) mod worker_log;

@@ -12,6 +12,7 @@ pub mod manager;
 pub mod remote;
 pub mod restart;
 pub mod run;
+pub mod run_continue;
 pub mod webhook;
 pub mod webhook_delivery;
 pub mod withdraw;

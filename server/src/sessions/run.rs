@@ -25,7 +25,7 @@ use super::worker::Job;
 use crate::store::SessionRecord;
 
 /// Where a session runs: its log and the files and rules it is opened with.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Host {
     /// The log every session of this process writes.
     pub log: Arc<AuditLog>,
@@ -33,6 +33,8 @@ pub struct Host {
     pub db: PathBuf,
     /// Its signing key.
     pub key: PathBuf,
+    /// That key, loaded.
+    pub signer: Arc<dyn stele_attest::Signer>,
     /// The policy bundle [default: stele's search order].
     pub policy: Option<PathBuf>,
     /// Who may answer approvals (the bundle's members).

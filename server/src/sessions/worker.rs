@@ -10,13 +10,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use stele_protocol::{SessionState, UnattendedApprove};
-use stele_runtime::session;
-use stele_runtime::session_resume::{self, LogAt};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::events::{WorkerMsg, WorkerTx};
 use super::manager::Control;
-use super::run::{approver, backend, run_new, run_open, Host};
+use super::run::{run_new, Host};
 use crate::state::AppState;
 
 /// What a session is started with (checked by the route); a remote
@@ -99,6 +97,7 @@ pub fn host(state: &Arc<AppState>) -> Host {
         log: state.log.clone(),
         db: cfg.db(),
         key: cfg.key(),
+        signer: state.signer.0.clone(),
         policy: cfg.server.policy.clone(),
         members: state.bundle.members().users().map(str::to_string).collect(),
         ask_deadline: Duration::from_secs(cfg.server.ask_deadline_secs),
@@ -113,45 +112,6 @@ fn run_resume(
     tx: &WorkerTx,
     control: &Arc<Control>,
 ) -> anyhow::Result<()> {
-    let cfg = &state.config;
-    let layers = stele_runtime::config::load()?;
-    let rec = session_resume::recorded(&state.log, id)?;
-    let spec = rec
-        .model_spec
-        .clone()
-        .or_else(|| cfg.server.model.clone())
-        .ok_or_else(|| anyhow::anyhow!("session {id} names no model and the server has none"))?;
-    let model = session::model_for(&layers, &spec)?;
-    let at = LogAt {
-        log: state.log.clone(),
-        db: cfg.db(),
-        key: cfg.key(),
-        signer: state.signer.0.clone(),
-    };
-    // The id is known before the session reopens: an ask of the resumed
-    // run is queued under it.
-    let _ = control.id.set(id.to_string());
-    let reopened = session_resume::reopen(
-        &at,
-        &rec,
-        backend(&layers)?,
-        approver(
-            &host(state),
-            &rec.principal,
-            unattended_of(&rec),
-            tx,
-            control,
-        ),
-    )?;
-    let _ = tx.send(WorkerMsg::Resumed(id.to_string()));
-    run_open(reopened.session, &model, reopened.from, None, tx, control)
-}
-
-/// How a resumed session answers asks: as its start record says (a
-/// scheduled run under approve mode deny stays so after a restart).
-fn unattended_of(rec: &session_resume::Recorded) -> Option<UnattendedApprove> {
-    match rec.approve.as_deref() {
-        Some("deny") => Some(UnattendedApprove::Deny),
-        _ => None,
-    }
+    let model = state.config.server.model.clone();
+    super::run_continue::resume_on(&host(state), id, model.as_deref(), tx, control)
 }

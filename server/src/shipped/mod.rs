@@ -4,3 +4,4 @@
 
 pub mod bodies;
 pub mod proofs;
+pub mod session_bundle;

@@ -207,4 +207,14 @@ pub const MIGRATIONS: &[&str] = &[
         hash BLOB NOT NULL,
         PRIMARY KEY (origin, level, idx)
     ) WITHOUT ROWID;",
+    // 11: bundles a server handed out to continue a session on another
+    // worker (docs/server.md "Workers: failover"), by their digest: later
+    // bundles of the session carry them as their earlier slice.
+    "CREATE TABLE kept_bundles (
+        digest TEXT PRIMARY KEY,
+        session TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        bytes BLOB NOT NULL,
+        created INTEGER NOT NULL
+    );",
 ];

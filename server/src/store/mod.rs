@@ -8,6 +8,7 @@
 
 pub mod credentials;
 pub mod jobs;
+pub mod kept_bundles;
 mod migrations;
 pub mod open;
 pub mod postgres;
@@ -192,6 +193,7 @@ pub trait Store:
     + remote::RemoteStore
     + shipping::ShippingStore
     + shipped_reads::ShippedReads
+    + kept_bundles::KeptBundles
     + Send
     + Sync
     + std::fmt::Debug

@@ -14,6 +14,7 @@ use crate::error::ServerError;
 mod core;
 mod credentials;
 mod jobs;
+mod kept_bundles;
 pub mod migrations;
 mod remote;
 mod schedules;

@@ -16,6 +16,7 @@ use crate::error::ServerError;
 
 mod credentials;
 mod jobs;
+mod kept_bundles;
 mod remote;
 pub(in crate::store) mod schedules;
 mod shipped_reads;

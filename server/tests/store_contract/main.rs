@@ -6,11 +6,13 @@
 //! change is recorded, an approval settles once, events keep their numbers,
 //! a paused schedule cannot be moved on, a job is never held by two workers,
 //! a worker's name stays its account's, a claim's progress moves once,
-//! a shipped batch is stored once and never under a revoked key.
+//! a shipped batch is stored once and never under a revoked key, a bundle
+//! handed out to continue a session is kept once under its digest.
 
 mod accounts;
 mod engines;
 mod jobs;
+mod kept_bundles;
 mod remote;
 mod schedules;
 mod sessions;
@@ -58,4 +60,5 @@ contract!(
     shipping::a_revoked_key_takes_no_more_batches,
     shipping::a_search_finds_a_sessions_timeline_and_a_teams_denials,
     shipped_reads::a_shipped_sessions_entries_bodies_and_nodes_read_back,
+    kept_bundles::a_bundle_is_kept_once_under_its_digest,
 );

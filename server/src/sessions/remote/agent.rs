@@ -24,6 +24,7 @@ use crate::sessions::approvals::{Candidate, Pending, Verdict};
 use crate::sessions::events::WorkerMsg;
 use crate::sessions::manager::Control;
 use crate::sessions::run::{run_new, Host};
+use crate::sessions::run_continue::run_continued;
 
 /// How a worker is started.
 #[derive(Debug, Clone)]
@@ -63,7 +64,12 @@ pub fn run(opts: WorkerOptions) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let shipper = Shipper::new(client.clone(), opts.db.clone(), signer, opts.name.clone());
+    let shipper = Shipper::new(
+        client.clone(),
+        opts.db.clone(),
+        signer.clone(),
+        opts.name.clone(),
+    );
     rt.block_on(async move {
         // The log ships beside the sessions, and last: after the log is
         // closed, so its closing entry goes too.
@@ -75,7 +81,7 @@ pub fn run(opts: WorkerOptions) -> anyhow::Result<()> {
             wake,
             registered: registered_tx,
         };
-        let r = serve(opts.clone(), client, verifier, log.clone(), hooks).await;
+        let r = serve(opts.clone(), client, verifier, signer, log.clone(), hooks).await;
         let closing = log.clone();
         match tokio::task::spawn_blocking(move || closing.close_shared()).await {
             Ok(Ok(_)) => {}
@@ -99,6 +105,7 @@ async fn serve(
     opts: WorkerOptions,
     client: Client,
     verifier: String,
+    signer: Arc<dyn stele_attest::Signer>,
     log: Arc<stele_audit::AuditLog>,
     hooks: Hooks,
 ) -> anyhow::Result<()> {
@@ -107,7 +114,7 @@ async fn serve(
         crate::shutdown::signalled().await;
         let _ = drain_tx.send(true);
     });
-    claim_loop(opts, client, verifier, log, &mut drain, &hooks).await
+    claim_loop(opts, client, verifier, signer, log, &mut drain, &hooks).await
 }
 
 /// How the claim loop tells the shipper.
@@ -122,6 +129,7 @@ async fn claim_loop(
     opts: WorkerOptions,
     client: Client,
     verifier: String,
+    signer: Arc<dyn stele_attest::Signer>,
     log: Arc<stele_audit::AuditLog>,
     drain: &mut tokio::sync::watch::Receiver<bool>,
     hooks: &Hooks,
@@ -183,6 +191,7 @@ async fn claim_loop(
                     log: log.clone(),
                     db: opts.db.clone(),
                     key: opts.key.clone(),
+                    signer: signer.clone(),
                     policy: c.payload.policy.clone(),
                     members: c.payload.members.clone(),
                     ask_deadline: Duration::from_secs(c.payload.ask_deadline_secs),
@@ -295,15 +304,20 @@ async fn one(
     let mut done = Some(done);
     let pending = host.pending.clone();
     {
-        let (control, job, session) = (
+        let (control, job, session, continuation) = (
             control.clone(),
             c.payload.job.clone(),
             c.payload.session.clone(),
+            c.continuation.clone(),
         );
         std::thread::Builder::new()
             .name("stele-session".into())
             .spawn(move || {
-                if let Err(e) = run_new(&host, &job, Some(session), &tx, &control) {
+                let ran = match &continuation {
+                    Some(cont) => run_continued(&host, &job, &session, cont, &tx, &control),
+                    None => run_new(&host, &job, Some(session), &tx, &control),
+                };
+                if let Err(e) = ran {
                     let why = format!("{e:#}");
                     let _ = tx.send(WorkerMsg::Failed(why.clone()));
                     let _ = tx.send(WorkerMsg::State(SessionState::Failed, Some(why)));

@@ -12,6 +12,7 @@ use std::time::Duration;
 use stele_protocol::SessionState;
 
 use super::claims;
+use super::continuation::Continues;
 use super::wire::{queued_row, Claimed, Payload};
 use super::KIND;
 use crate::error::ServerError;
@@ -114,7 +115,24 @@ pub async fn reap(state: &Arc<AppState>) -> Result<(), ServerError> {
             run.lease.worker
         );
         if run.progress.effects {
-            interrupt(state, &run.lease, &run.session, &why).await;
+            // Continued by the next claim from what the servers hold of
+            // that worker's log, never run again from the start.
+            tracing::warn!(
+                "session {}: {why} after the session had reached for effects; queued to continue \
+                 on another worker from its shipped log",
+                run.session
+            );
+            let detail = format!(
+                "queued again: {why} after the session had reached for effects; it continues \
+                 from that worker's shipped log"
+            );
+            if let Err(e) = state
+                .store
+                .set_session_state(&run.session, SessionState::Starting, Some(detail), t)
+                .await
+            {
+                tracing::error!("session {}: {e}", run.session);
+            }
         } else {
             tracing::warn!(
                 "session {}: {why} before any effect; queued again",
@@ -161,14 +179,11 @@ async fn finished_elsewhere(state: &Arc<AppState>) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// Session `session` reached for an effect on a worker that is gone: it is
-/// never run again from the start; resuming it from that worker's log is
-/// not supported yet.
+/// Session `session` reached for an effect on a worker that is gone, and
+/// cannot continue from what the servers hold of that worker's log (`why`):
+/// it fails, and is never run again from the start.
 async fn interrupt(state: &Arc<AppState>, lease: &Lease, session: &str, why: &str) {
-    let detail = format!(
-        "interrupted: {why} after the session had started effects; its log is on that \
-         worker, and resuming it elsewhere is not supported yet"
-    );
+    let detail = format!("interrupted: {why}; it is not run again from the start");
     tracing::warn!("session {session}: {detail}");
     let t = now();
     if let Err(e) = state.store.fail(lease, &detail, t).await {
@@ -241,11 +256,23 @@ pub async fn claim(
         };
         let session = payload.session.clone();
         let (events, effects) = kept(state, &session).await?;
-        if c.lease.attempt > 1 && effects {
-            let why = "an earlier worker stopped reporting".to_string();
-            interrupt(state, &c.lease, &session, &why).await;
-            continue;
-        }
+        let continuation = if c.lease.attempt > 1 && effects {
+            match super::continuation::build(state, &session, by.name).await {
+                Ok(Continues::From(cont)) => Some(cont),
+                Ok(Continues::Not(why)) => {
+                    interrupt(state, &c.lease, &session, &why).await;
+                    continue;
+                }
+                Err(e) => {
+                    // The job stays claimed by nobody until its lease runs
+                    // out; the next claim tries again.
+                    tracing::error!("session {session}: preparing its continuation: {e}");
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
         let run = RemoteRun {
             lease: c.lease.clone(),
             session: session.clone(),
@@ -277,6 +304,7 @@ pub async fn claim(
             attempt: c.lease.attempt,
             lease_secs,
             payload,
+            continuation,
         }));
     }
 }

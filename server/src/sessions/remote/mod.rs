@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod claims;
 pub mod client;
+pub mod continuation;
 pub mod enqueue;
 pub mod ingest;
 pub mod log_wire;

@@ -48,6 +48,29 @@ pub struct Claimed {
     pub lease_secs: u64,
     /// The work.
     pub payload: Payload,
+    /// Set when the claim continues a session whose earlier worker stopped
+    /// after it had reached for effects: the worker imports the bundle and
+    /// resumes the session from it, never running it again from the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuation: Option<Continuation>,
+}
+
+/// A session to continue from what the servers hold of the log of the
+/// worker that ran it before (docs/server.md "Workers: failover").
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Continuation {
+    /// Why it continues here (which worker stopped), for people and the record.
+    pub why: String,
+    /// The session bundle the server wrote of it from that worker's
+    /// shipped log (standard base64 of the `.tar`), ending where the
+    /// server's copy ends.
+    pub bundle: String,
+    /// That worker's log key (note verifier form), as the servers hold it:
+    /// the bundle's checkpoint and entries must verify with it.
+    pub vkey: String,
+    /// The key that signed the bundle's manifest (the server's).
+    pub exporter: String,
 }
 
 /// A session's messages, numbered from `from`.

@@ -205,6 +205,14 @@ pub const MIGRATIONS: &[&str] = &[
         hash BYTEA NOT NULL,
         PRIMARY KEY (origin, level, idx)
     );",
+    // 6: bundles handed out to continue a session, as in SQLite's migration 11.
+    "CREATE TABLE kept_bundles (
+        digest TEXT PRIMARY KEY,
+        session TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        bytes BYTEA NOT NULL,
+        created BIGINT NOT NULL
+    );",
 ];
 
 /// Serializes `--migrate` runs of several servers on one database (an

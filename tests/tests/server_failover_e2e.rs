@@ -1,0 +1,179 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Failover, end to end (two real `stele serve` on one temporary
+//! PostgreSQL cluster, three real `stele worker`s): a session's worker is
+//! killed with SIGKILL while its tool call runs; once its lease runs out
+//! the session continues on another worker from the servers' copy of the
+//! dead worker's log — the tool call is not run again, the model is told
+//! its result is unknown — and ends there. Each worker's log verifies, the
+//! events are numbered on without a gap, and the session's export from
+//! either server (the slice of each log it ran in, each under its own key,
+//! the manifest under the server's) verifies offline with stele-verify,
+//! which names the failover.
+
+mod e2e_common;
+mod server_support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use server_support::api::{get, start_session, wait_state};
+use server_support::runtime;
+use server_support::worker::{database, events, free_listen, server, wait_event, Worker};
+use stele_tests::mock_model::Turn;
+use stele_tests::postgres::TempCluster;
+use stele_tests::sandbox_available;
+
+/// The tool call: note that it ran (one line per run), then take long.
+const TOOL: &str = "open('reports/ran.txt','a').write('ran\\n'); import time; time.sleep(60)";
+
+#[test]
+fn a_killed_workers_session_continues_on_another_and_nothing_runs_twice() {
+    const NAME: &str = "a_killed_workers_session_continues_on_another_and_nothing_runs_twice";
+    if !sandbox_available(NAME) {
+        return;
+    }
+    let Some(cluster) = TempCluster::start().unwrap() else {
+        return;
+    };
+    let url = database(&cluster, "failover");
+    let a = server(&url, "", 3);
+    let mut b = a.twin(&free_listen());
+    b.spawn();
+    let alice = a.token("alice");
+    let ada = a.token_scoped("ada", "read,admin");
+    let wtoken = a.token_scoped("ada", "worker");
+    let mut w1 = Worker::start(&a, "w1", &wtoken, 1);
+    a.mock.push(
+        Turn::new()
+            .tool_use("x", "exec", json!({"argv": ["python3", "-c", TOOL]}))
+            .into(),
+    );
+    a.mock.push(
+        Turn::new()
+            .tool_use("f", "final_answer", json!({"answer": "done"}))
+            .into(),
+    );
+    let rt = runtime();
+    let marker = a.ws.join("reports/ran.txt");
+    let id = rt.block_on(async {
+        let id = start_session(&a, &alice, "compute").await;
+        wait_event(&a, &alice, &id, "tool_call").await;
+        // The tool is running, and its intent has reached the servers.
+        let began = Instant::now();
+        loop {
+            let r = get(
+                &a,
+                &ada,
+                &format!("/api/v1/audit/shipped?session={id}&kind=tool.intent"),
+            )
+            .await;
+            let v: Value = r.json().await.unwrap();
+            if marker.exists() && !v["entries"].as_array().unwrap().is_empty() {
+                break;
+            }
+            assert!(
+                began.elapsed() < Duration::from_secs(30),
+                "{v}\n{}",
+                w1.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        id
+    });
+    let killed_at = Instant::now();
+    assert!(!w1.signal("KILL", Duration::from_secs(10)).success());
+    // Two workers left, one calling each server.
+    let mut w2 = Worker::start_at(&a, &b.base, "w2", &wtoken, 1);
+    let mut w3 = Worker::start(&a, "w3", &wtoken, 1);
+    let (continued_after, s) = rt.block_on(async {
+        let began = Instant::now();
+        let continued_after = loop {
+            let s: Value = get(&a, &alice, &format!("/api/v1/sessions/{id}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            if s["detail"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("continued here")
+            {
+                break killed_at.elapsed();
+            }
+            assert!(
+                began.elapsed() < Duration::from_secs(60),
+                "{s}\n{}\n{}",
+                w2.stderr(),
+                w3.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        (continued_after, wait_state(&b, &alice, &id, "ended").await)
+    });
+    eprintln!(
+        "figure: failover time (SIGKILL to the session running again on another worker, lease 3 s): {:.2} s",
+        continued_after.as_secs_f64()
+    );
+    assert_eq!(s["state"], "ended", "{s}");
+    // The tool ran once; the model was told its result is unknown.
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "ran\n");
+    let last = a.mock.requests().last().cloned().unwrap();
+    let text = String::from_utf8_lossy(&last.body).to_string();
+    assert!(
+        text.contains("result is unknown") && text.contains("NOT re-run"),
+        "{text}"
+    );
+    rt.block_on(async {
+        let evs = events(&a, &alice, &id).await;
+        let ns: Vec<u64> = evs.iter().map(|(n, _)| *n).collect();
+        assert_eq!(ns, (1..=evs.len() as u64).collect::<Vec<_>>(), "{evs:?}");
+        assert_eq!(evs.last().unwrap().1["event"], "end");
+    });
+    // One of the two continued it; each log verifies.
+    assert!(w2.signal("TERM", Duration::from_secs(30)).success());
+    assert!(w3.signal("TERM", Duration::from_secs(30)).success());
+    let mut took: Vec<&Worker> = [&w2, &w3]
+        .into_iter()
+        .filter(|w| w.sessions().contains(&id))
+        .collect();
+    assert_eq!(took.len(), 1, "{}\n{}", w2.stderr(), w3.stderr());
+    let cont = took.remove(0);
+    for w in [&w1, &w2, &w3] {
+        w.verify();
+    }
+    // The session's export, from either server, verifies offline across both logs.
+    for srv in [&a, &b] {
+        let (bytes, wkey, skey) = rt.block_on(async {
+            let r = get(srv, &ada, &format!("/api/v1/audit/sessions/{id}/export")).await;
+            assert_eq!(r.status(), 200, "{}", srv.stderr());
+            let h = |n: &str| r.headers()[n].to_str().unwrap().to_string();
+            let (wkey, skey) = (h("x-stele-verifier"), h("x-stele-export-key"));
+            (r.bytes().await.unwrap(), wkey, skey)
+        });
+        let shown = cont.s.run(&["keys", "show"]).unwrap();
+        assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), wkey);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("session.tar");
+        std::fs::write(&file, &bytes).unwrap();
+        let verify = |export_key: &str| {
+            std::process::Command::new(e2e_common::demo_session::verify_bin())
+                .arg(&file)
+                .args(["--key", &wkey, "--export-key", export_key])
+                .output()
+                .unwrap()
+        };
+        let o = verify(&skey);
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(
+            o.status.success(),
+            "{out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            out.contains("continued from: w1.e2e.stele.invalid/log after its worker stopped"),
+            "{out}"
+        );
+        // The worker's key in place of the server's: the manifest does not verify.
+        assert!(!verify(&wkey).status.success());
+    }
+}
