@@ -177,3 +177,97 @@ fn a_killed_workers_session_continues_on_another_and_nothing_runs_twice() {
         assert!(!verify(&wkey).status.success());
     }
 }
+
+/// A session paused by its worker's drain resumes, at a person's word, on
+/// another worker: from the servers' copy of the first worker's log, the
+/// tool's recorded output carried to the model, nothing run again.
+#[test]
+fn a_session_paused_by_a_drain_resumes_on_another_worker() {
+    const NAME: &str = "a_session_paused_by_a_drain_resumes_on_another_worker";
+    if !sandbox_available(NAME) {
+        return;
+    }
+    let Some(cluster) = TempCluster::start().unwrap() else {
+        return;
+    };
+    let url = database(&cluster, "resume");
+    let a = server(&url, "", 30);
+    let alice = a.token("alice");
+    let ada = a.token_scoped("ada", "read,admin");
+    let wtoken = a.token_scoped("ada", "worker");
+    let mut w1 = Worker::start(&a, "w1", &wtoken, 1);
+    let tool = "open('reports/ran.txt','a').write('ran\\n'); import time; time.sleep(3); print('sum-4217')";
+    a.mock.push(
+        Turn::new()
+            .tool_use("x", "exec", json!({"argv": ["python3", "-c", tool]}))
+            .into(),
+    );
+    a.mock.push(
+        Turn::new()
+            .tool_use("f", "final_answer", json!({"answer": "done"}))
+            .into(),
+    );
+    let rt = runtime();
+    let id = rt.block_on(async {
+        let id = start_session(&a, &alice, "compute").await;
+        wait_event(&a, &alice, &id, "tool_call").await;
+        id
+    });
+    // The worker drains: the session pauses once the tool is done.
+    assert!(
+        w1.signal("TERM", Duration::from_secs(40)).success(),
+        "{}",
+        w1.stderr()
+    );
+    let mut w2 = Worker::start(&a, "w2", &wtoken, 1);
+    rt.block_on(async {
+        wait_state(&a, &alice, &id, "paused").await;
+        let r = server_support::api::post(
+            &a,
+            &alice,
+            &format!("/api/v1/sessions/{id}/resume"),
+            json!({}),
+        )
+        .await;
+        let status = r.status();
+        assert_eq!(status, 200, "{}\n{}", r.text().await.unwrap(), a.stderr());
+        wait_state(&a, &alice, &id, "ended").await;
+    });
+    assert_eq!(
+        std::fs::read_to_string(a.ws.join("reports/ran.txt")).unwrap(),
+        "ran\n"
+    );
+    let last = a.mock.requests().last().cloned().unwrap();
+    let text = String::from_utf8_lossy(&last.body).to_string();
+    assert!(text.contains("sum-4217"), "{text}");
+    assert!(w2.signal("TERM", Duration::from_secs(30)).success());
+    assert_eq!(w2.sessions(), vec![id.clone()]);
+    w1.verify();
+    w2.verify();
+    let (bytes, wkey, skey) = rt.block_on(async {
+        let r = get(&a, &ada, &format!("/api/v1/audit/sessions/{id}/export")).await;
+        assert_eq!(r.status(), 200, "{}", a.stderr());
+        let h = |n: &str| r.headers()[n].to_str().unwrap().to_string();
+        let (wkey, skey) = (h("x-stele-verifier"), h("x-stele-export-key"));
+        (r.bytes().await.unwrap(), wkey, skey)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("session.tar");
+    std::fs::write(&file, &bytes).unwrap();
+    let o = std::process::Command::new(e2e_common::demo_session::verify_bin())
+        .arg(&file)
+        .args(["--key", &wkey, "--export-key", &skey])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("resumed after it paused on worker w1"),
+        "{out}"
+    );
+    assert!(out.contains("0 unfinished intent(s)"), "{out}");
+}

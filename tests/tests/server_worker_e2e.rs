@@ -7,7 +7,10 @@
 //! approval asked on a worker is answered in the server's API; SIGTERM
 //! drains a worker (its session paused, exit 0); a worker killed before its
 //! session reached for an effect has the session run by another once the
-//! lease runs out; worker tokens and user tokens stay on their own routes.
+//! lease runs out; a killed worker whose key an admin revoked has its
+//! session failed, never continued from its log nor run again; worker
+//! tokens and user tokens stay on their own routes. (Failover from a
+//! shipped log: `server_failover_e2e.rs`.)
 //! (What servers share about workers: `server_worker_shared_e2e.rs`.)
 
 mod e2e_common;

@@ -46,11 +46,19 @@ pub async fn launch_then(
         (RunWhere::Remote, Work::Resume(id))
             if stele_runtime::session_resume::recorded(&state.log, id).is_err() =>
         {
-            ended();
-            return Err(LaunchError::Refused(format!(
-                "session {id} ran on a worker: its log is on that worker, and resuming it \
-                 elsewhere is not supported yet (docs/scaling.md)"
-            )));
+            // It ran on a worker: it resumes on whichever worker claims it.
+            let rec = match state.store.session(id).await {
+                Ok(Some(rec)) => rec,
+                Ok(None) => {
+                    ended();
+                    return Err(LaunchError::Refused(format!("no session {id}")));
+                }
+                Err(e) => {
+                    ended();
+                    return Err(LaunchError::Refused(format!("session {id}: {e}")));
+                }
+            };
+            return super::remote::enqueue::enqueue_resume(state, &rec, ended).await;
         }
         _ => {}
     }

@@ -19,6 +19,16 @@ use crate::sessions::run::now;
 use crate::shipped::session_bundle::{self, Purpose};
 use crate::state::AppState;
 
+/// Why a session continues on another worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// Its worker stopped reporting (the lease ran out) after it had
+    /// reached for effects.
+    WorkerStopped,
+    /// It paused on a worker (a drain, a stop) and a person resumed it.
+    Resumed,
+}
+
 /// Whether a claimed session continues.
 pub enum Continues {
     /// It does, from this.
@@ -32,25 +42,23 @@ pub async fn build(
     state: &Arc<AppState>,
     session: &str,
     claimer: &str,
+    cause: Cause,
 ) -> Result<Continues, ServerError> {
     let Some(s) = session_bundle::find(state, session).await? else {
         return Ok(Continues::Not(
-            "the worker that ran it stopped reporting before any of its record reached the \
-             servers"
-                .into(),
+            "none of its record reached the servers from the worker that ran it".into(),
         ));
     };
     let worker = s.log.worker.clone();
     if s.log.revoked_at.is_some() {
         return Ok(Continues::Not(format!(
-            "worker {worker} stopped reporting, and its key is revoked: its shipped log is not \
+            "the key of worker {worker}, which ran it, is revoked: its shipped log is not \
              trusted to continue from"
         )));
     }
     if s.ended() {
         return Ok(Continues::Not(format!(
-            "it ended on worker {worker}, which stopped reporting before saying so (see that \
-             worker's log)"
+            "it ended on worker {worker}, which did not report it (see that worker's log)"
         )));
     }
     // In the system's name: no person asked for it.
@@ -61,9 +69,13 @@ pub async fn build(
         .store
         .keep_bundle(&digest, session, &s.log.origin, &written.bytes, now())
         .await?;
+    let how = match cause {
+        Cause::WorkerStopped => format!("worker {worker} stopped reporting"),
+        Cause::Resumed => format!("resumed after it paused on worker {worker}"),
+    };
     let why = format!(
-        "worker {worker} stopped reporting; continued on worker {claimer} from the {} entries of \
-         the session the servers held of its log (size {})",
+        "{how}; continued on worker {claimer} from the {} entries of the session the servers \
+         held of its log (size {})",
         s.entries.len(),
         s.log.size
     );

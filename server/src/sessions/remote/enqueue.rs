@@ -12,8 +12,8 @@ use std::time::Duration;
 use stele_protocol::SessionState;
 
 use super::claims;
-use super::continuation::Continues;
-use super::wire::{queued_row, Claimed, Payload};
+use super::continuation::{Cause, Continues};
+use super::wire::{queued_row, Claimed, Payload, Start};
 use super::KIND;
 use crate::error::ServerError;
 use crate::sessions::launch::LaunchError;
@@ -23,6 +23,7 @@ use crate::sessions::worker::Job;
 use crate::state::AppState;
 use crate::store::jobs::Lease;
 use crate::store::remote::{Progress, RemoteRun, Standing};
+use crate::store::SessionRecord;
 
 /// Queue `job` for a worker; the session's id (its row shows it queued).
 /// `ended` runs once it has finished or will never run.
@@ -39,13 +40,7 @@ pub async fn enqueue(
     let session = format!("s-{}", uuid::Uuid::new_v4().simple());
     let t = now();
     let row = queued_row(&session, &job, "queued for a worker".into(), t);
-    let payload = Payload {
-        session: session.clone(),
-        policy: state.config.server.policy.clone(),
-        members: state.bundle.members().users().map(str::to_string).collect(),
-        ask_deadline_secs: state.config.server.ask_deadline_secs,
-        job,
-    };
+    let payload = payload(state, &session, job, Start::New);
     let queued = async {
         let value = serde_json::to_value(&payload)
             .map_err(|e| ServerError::Start(format!("a job's payload: {e}")))?;
@@ -56,6 +51,71 @@ pub async fn enqueue(
         Ok(_) => {
             state.sessions.remote.on_end(&session, ended);
             Ok(session)
+        }
+        Err(e) => {
+            ended();
+            Err(LaunchError::Refused(format!("queueing the session: {e}")))
+        }
+    }
+}
+
+fn payload(state: &AppState, session: &str, job: Job, start: Start) -> Payload {
+    Payload {
+        session: session.to_string(),
+        policy: state.config.server.policy.clone(),
+        members: state.bundle.members().users().map(str::to_string).collect(),
+        ask_deadline_secs: state.config.server.ask_deadline_secs,
+        job,
+        start,
+    }
+}
+
+/// Queue the paused session `rec` (it ran on a worker) to resume on
+/// whichever worker claims it, from the servers' copy of its log; its id.
+/// `ended` runs once it has finished or will never run.
+pub async fn enqueue_resume(
+    state: &Arc<AppState>,
+    rec: &SessionRecord,
+    ended: impl FnOnce() + Send + 'static,
+) -> Result<String, LaunchError> {
+    if state.sessions.stopping() {
+        ended();
+        return Err(LaunchError::NoSlot);
+    }
+    let Some(ws) = state.config.workspace.get(&rec.workspace) else {
+        ended();
+        return Err(LaunchError::Refused(format!(
+            "session {}: its workspace {:?} is no longer on this server",
+            rec.id, rec.workspace
+        )));
+    };
+    start_reaper(state);
+    let job = Job {
+        principal: rec.owner.clone(),
+        workspace: rec.workspace.clone(),
+        path: ws.path.clone(),
+        // The conversation travels in the bundle; the task is not asked again.
+        task: String::new(),
+        model: state.config.server.model.clone().unwrap_or_default(),
+        max_steps: None,
+        scheduled: None,
+    };
+    let t = now();
+    let payload = payload(state, &rec.id, job, Start::Resume);
+    let queued = async {
+        let value = serde_json::to_value(&payload)
+            .map_err(|e| ServerError::Start(format!("a job's payload: {e}")))?;
+        let detail = "queued to resume on a worker, from the servers' copy of its log".to_string();
+        state
+            .store
+            .set_session_state(&rec.id, SessionState::Starting, Some(detail), t)
+            .await?;
+        state.store.enqueue(KIND, &value, t).await
+    };
+    match queued.await {
+        Ok(_) => {
+            state.sessions.remote.on_end(&rec.id, ended);
+            Ok(rec.id.clone())
         }
         Err(e) => {
             ended();
@@ -256,8 +316,13 @@ pub async fn claim(
         };
         let session = payload.session.clone();
         let (events, effects) = kept(state, &session).await?;
-        let continuation = if c.lease.attempt > 1 && effects {
-            match super::continuation::build(state, &session, by.name).await {
+        let cause = match payload.start {
+            Start::Resume => Some(Cause::Resumed),
+            Start::New if c.lease.attempt > 1 && effects => Some(Cause::WorkerStopped),
+            Start::New => None,
+        };
+        let continuation = if let Some(cause) = cause {
+            match super::continuation::build(state, &session, by.name, cause).await {
                 Ok(Continues::From(cont)) => Some(cont),
                 Ok(Continues::Not(why)) => {
                     interrupt(state, &c.lease, &session, &why).await;

@@ -25,6 +25,22 @@ pub struct Payload {
     pub members: Vec<String>,
     /// Seconds an ask waits.
     pub ask_deadline_secs: u64,
+    /// Whether the job starts the session or resumes one that paused on a
+    /// worker (then it continues from the servers' copy of that worker's
+    /// log, whichever worker claims it).
+    #[serde(default)]
+    pub start: Start,
+}
+
+/// How a `session.run` job begins.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Start {
+    /// A new session.
+    #[default]
+    New,
+    /// A session that paused on a worker, resumed by a person.
+    Resume,
 }
 
 /// `POST /api/v1/worker/claim`.
