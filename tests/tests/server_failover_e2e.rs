@@ -8,7 +8,9 @@
 //! events are numbered on without a gap, and the session's export from
 //! either server (the slice of each log it ran in, each under its own key,
 //! the manifest under the server's) verifies offline with stele-verify,
-//! which names the failover.
+//! which names the failover. When the killed worker comes back, what its
+//! recovery writes of the session after the continuation point is shipped
+//! and flagged in the server's log.
 
 mod e2e_common;
 mod server_support;
@@ -138,6 +140,50 @@ fn a_killed_workers_session_continues_on_another_and_nothing_runs_twice() {
         .collect();
     assert_eq!(took.len(), 1, "{}\n{}", w2.stderr(), w3.stderr());
     let cont = took.remove(0);
+    // The killed worker comes back: its recovery closes the intent it
+    // left open, in its own log, after the point the session continued
+    // from; shipped, that entry is kept and flagged.
+    w1.restart(&a, &wtoken, 1);
+    let alert = rt.block_on(async {
+        let began = Instant::now();
+        loop {
+            let r = get(&a, &ada, "/api/v1/audit/entries?kind=audit.alert").await;
+            let v: Value = r.json().await.unwrap();
+            let found = v["entries"].as_array().unwrap().iter().find(|e| {
+                let l = if e["leaf"].is_object() {
+                    &e["leaf"]
+                } else {
+                    *e
+                };
+                l["data"]["check"] == "failover"
+                    && l["data"]["reason"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains(id.as_str())
+            });
+            if let Some(e) = found {
+                break if e["leaf"].is_object() {
+                    e["leaf"].clone()
+                } else {
+                    e.clone()
+                };
+            }
+            assert!(
+                began.elapsed() < Duration::from_secs(30),
+                "{v}\n{}\n{}",
+                w1.stderr(),
+                a.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let reason = alert["data"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("worker w1") && reason.contains("w1.e2e.stele.invalid/log"),
+        "{alert}"
+    );
+    assert!(alert["data"]["index"].as_u64().is_some(), "{alert}");
+    assert!(w1.signal("TERM", Duration::from_secs(30)).success());
     for w in [&w1, &w2, &w3] {
         w.verify();
     }

@@ -238,6 +238,7 @@ pub async fn ship(
             return Err(alarm(&state, &who, &req, r).await);
         }
     }
+    crate::shipped::late_entries::flag(&state, &req.origin, &req.worker, to.size, &entries).await;
     let line = cosign(state.witness.0.as_ref(), &batch.body, t.max(0) as u64)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cosigning: {e}")))?
         .line();

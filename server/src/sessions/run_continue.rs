@@ -21,7 +21,7 @@ use stele_runtime::session_resume::{self, LogAt};
 
 use super::events::{WorkerMsg, WorkerTx};
 use super::manager::Control;
-use super::remote::wire::Continuation;
+use super::remote::wire::{Continuation, ContinuationBundle};
 use super::run::{approver, backend, run_open, Host};
 use super::worker::Job;
 
@@ -81,8 +81,16 @@ pub fn run_continued(
     tx: &WorkerTx,
     control: &Arc<Control>,
 ) -> anyhow::Result<()> {
-    if session_resume::recorded(&host.log, id).is_err() {
-        import(host, job, id, cont)?;
+    match &cont.from {
+        Some(b) => {
+            if session_resume::recorded(&host.log, id).is_err() {
+                import(host, job, id, &cont.why, b)?;
+            }
+        }
+        None => anyhow::ensure!(
+            session_resume::recorded(&host.log, id).is_ok(),
+            "session {id} was to resume from this worker's log, which does not hold it"
+        ),
     }
     let _ = tx.send(WorkerMsg::State(
         SessionState::Running,
@@ -92,7 +100,13 @@ pub fn run_continued(
 }
 
 /// Verify and import `cont`'s bundle into `host`'s log.
-fn import(host: &Host, job: &Job, id: &str, cont: &Continuation) -> anyhow::Result<()> {
+fn import(
+    host: &Host,
+    job: &Job,
+    id: &str,
+    why: &str,
+    cont: &ContinuationBundle,
+) -> anyhow::Result<()> {
     let bytes = B64.decode(&cont.bundle).map_err(|e| {
         anyhow::anyhow!("the continuation bundle of session {id} is not base64: {e}")
     })?;
@@ -115,7 +129,7 @@ fn import(host: &Host, job: &Job, id: &str, cont: &Continuation) -> anyhow::Resu
         let _ = std::fs::remove_file(&path);
         anyhow::bail!("{}: {e}", path.display());
     }
-    let r = import_file(host, job, id, cont, &path);
+    let r = import_file(host, job, why, cont, &path);
     let _ = std::fs::remove_file(&path);
     r
 }
@@ -123,8 +137,8 @@ fn import(host: &Host, job: &Job, id: &str, cont: &Continuation) -> anyhow::Resu
 fn import_file(
     host: &Host,
     job: &Job,
-    id: &str,
-    cont: &Continuation,
+    why: &str,
+    cont: &ContinuationBundle,
     file: &std::path::Path,
 ) -> anyhow::Result<()> {
     let vkey = NoteVerifier::parse(&cont.vkey)
@@ -145,12 +159,13 @@ fn import_file(
             policy: Some(policy),
             departure: Departure::WorkerStopped {
                 exporter: &exporter,
-                why: &cont.why,
+                why,
             },
         },
     )?;
     tracing::info!(
-        "session {id}: continued from {} ({} entries there; {} messages carried)",
+        "session {}: continued from {} ({} entries there; {} messages carried)",
+        done.id,
         done.origin,
         done.entries,
         done.messages

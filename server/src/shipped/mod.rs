@@ -3,5 +3,6 @@
 //! bundles of shipped sessions (docs/export-format.md §8).
 
 pub mod bodies;
+pub mod late_entries;
 pub mod proofs;
 pub mod session_bundle;

@@ -47,26 +47,51 @@ impl ShippedSession {
     }
 }
 
-/// The newest slice of `session` the shipped logs hold: of the logs holding
-/// its entries, the one whose last entry of it is newest. None when no
-/// shipped log holds any.
+/// The newest slice of `session` the shipped logs hold: the log it
+/// continued into last — a log holding its entries that no other log's
+/// slice continues from (of several, the one whose last entry of it is
+/// newest). A stopped worker's entries written after the session continued
+/// elsewhere do not make its log the newest. None when no shipped log
+/// holds any.
 pub async fn find(state: &AppState, session: &str) -> Result<Option<ShippedSession>, ServerError> {
-    let mut newest: Option<(String, Vec<ShippedEntry>)> = None;
+    let mut slices: Vec<(String, Vec<ShippedEntry>, Vec<Leaf>)> = Vec::new();
     for origin in state.store.shipped_session_origins(session).await? {
         let entries = state
             .store
             .shipped_session_entries(&origin, session)
             .await?;
-        let later = match (&newest, entries.last()) {
-            (_, None) => false,
-            (None, Some(_)) => true,
-            (Some((_, n)), Some(e)) => n.last().is_none_or(|l| e.ts > l.ts),
-        };
-        if later {
-            newest = Some((origin, entries));
+        let mut leaves = Vec::with_capacity(entries.len());
+        for e in &entries {
+            leaves.push(Leaf::parse_canonical(&e.leaf).map_err(|x| {
+                ServerError::Shipped(format!("{origin}: shipped entry {}: {x}", e.seq))
+            })?);
+        }
+        if !entries.is_empty() {
+            slices.push((origin, entries, leaves));
         }
     }
-    let Some((origin, entries)) = newest else {
+    let mut continued_from = std::collections::HashSet::new();
+    for (origin, _, leaves) in &slices {
+        if let Some(first) = leaves.first() {
+            match ContinuesMember::of(first) {
+                Ok(Some(c)) => {
+                    continued_from.insert(c.origin);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(ServerError::Shipped(format!("{origin}: {e}"))),
+            }
+        }
+    }
+    let newest = slices
+        .into_iter()
+        .filter(|(origin, ..)| !continued_from.contains(origin))
+        .max_by(|a, b| {
+            let ts = |x: &(String, Vec<ShippedEntry>, Vec<Leaf>)| {
+                x.1.last().map(|e| e.ts.clone()).unwrap_or_default()
+            };
+            ts(a).cmp(&ts(b))
+        });
+    let Some((origin, entries, leaves)) = newest else {
         return Ok(None);
     };
     let log = state
@@ -74,12 +99,6 @@ pub async fn find(state: &AppState, session: &str) -> Result<Option<ShippedSessi
         .shipped_log(&origin)
         .await?
         .ok_or_else(|| ServerError::Shipped(format!("{origin}: no shipped log")))?;
-    let mut leaves = Vec::with_capacity(entries.len());
-    for e in &entries {
-        leaves.push(Leaf::parse_canonical(&e.leaf).map_err(|x| {
-            ServerError::Shipped(format!("{origin}: shipped entry {}: {x}", e.seq))
-        })?);
-    }
     Ok(Some(ShippedSession {
         log,
         entries,

@@ -11,16 +11,22 @@ use crate::error::ServerError;
 /// The kept bundles (part of every [`super::Store`]).
 #[async_trait]
 pub trait KeptBundles {
-    /// Keep `bytes` (a bundle of `session` from `origin`'s shipped log)
-    /// under `digest`; keeping the same digest again changes nothing.
+    /// Keep `bytes` (a bundle of `session` from `origin`'s shipped log,
+    /// whose last entry of the session is `last`) under `digest`; keeping
+    /// the same digest again changes nothing.
     async fn keep_bundle(
         &self,
         digest: &str,
         session: &str,
         origin: &str,
+        last: i64,
         bytes: &[u8],
         now: i64,
     ) -> Result<(), ServerError>;
+    /// Where `session` continued elsewhere from `origin`'s log: the
+    /// earliest last entry of a bundle kept of it (None: it never did).
+    async fn continued_from(&self, session: &str, origin: &str)
+        -> Result<Option<i64>, ServerError>;
     /// The bundle kept under `digest`.
     async fn kept_bundle(&self, digest: &str) -> Result<Option<Vec<u8>>, ServerError>;
 }

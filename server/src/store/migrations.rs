@@ -214,7 +214,9 @@ pub const MIGRATIONS: &[&str] = &[
         digest TEXT PRIMARY KEY,
         session TEXT NOT NULL,
         origin TEXT NOT NULL,
+        last INTEGER NOT NULL,
         bytes BLOB NOT NULL,
         created INTEGER NOT NULL
-    );",
+    );
+    CREATE INDEX kept_bundles_session ON kept_bundles(session, origin);",
 ];

@@ -13,7 +13,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use stele_audit::event::Actor;
 
-use super::wire::Continuation;
+use super::enqueue::Claimer;
+use super::wire::{Continuation, ContinuationBundle};
 use crate::error::ServerError;
 use crate::sessions::run::now;
 use crate::shipped::session_bundle::{self, Purpose};
@@ -41,7 +42,7 @@ pub enum Continues {
 pub async fn build(
     state: &Arc<AppState>,
     session: &str,
-    claimer: &str,
+    claimer: &Claimer<'_>,
     cause: Cause,
 ) -> Result<Continues, ServerError> {
     let Some(s) = session_bundle::find(state, session).await? else {
@@ -61,20 +62,29 @@ pub async fn build(
             "it ended on worker {worker}, which did not report it (see that worker's log)"
         )));
     }
-    // In the system's name: no person asked for it.
-    let written =
-        session_bundle::write(state, session, &s, Purpose::Failover, Actor::system()).await?;
-    let digest = session_bundle::digest(&written);
-    state
-        .store
-        .keep_bundle(&digest, session, &s.log.origin, &written.bytes, now())
-        .await?;
     let how = match cause {
         Cause::WorkerStopped => format!("worker {worker} stopped reporting"),
         Cause::Resumed => format!("resumed after it paused on worker {worker}"),
     };
+    let claimer_name = claimer.name;
+    if s.log.verifier == claimer.verifier {
+        // It ran last on this very worker: it resumes from its own log.
+        return Ok(Continues::From(Continuation {
+            why: format!("{how}; resumed on worker {claimer_name} from its own log"),
+            from: None,
+        }));
+    }
+    // In the system's name: no person asked for it.
+    let written =
+        session_bundle::write(state, session, &s, Purpose::Failover, Actor::system()).await?;
+    let digest = session_bundle::digest(&written);
+    let last = s.entries.last().map_or(-1, |e| e.seq);
+    state
+        .store
+        .keep_bundle(&digest, session, &s.log.origin, last, &written.bytes, now())
+        .await?;
     let why = format!(
-        "{how}; continued on worker {claimer} from the {} entries of the session the servers \
+        "{how}; continued on worker {claimer_name} from the {} entries of the session the servers \
          held of its log (size {})",
         s.entries.len(),
         s.log.size
@@ -82,8 +92,10 @@ pub async fn build(
     tracing::warn!("session {session}: {why}");
     Ok(Continues::From(Continuation {
         why,
-        bundle: B64.encode(&written.bytes),
-        vkey: s.log.verifier.clone(),
-        exporter: state.signer.0.verifier().to_string(),
+        from: Some(ContinuationBundle {
+            bundle: B64.encode(&written.bytes),
+            vkey: s.log.verifier.clone(),
+            exporter: state.signer.0.verifier().to_string(),
+        }),
     }))
 }

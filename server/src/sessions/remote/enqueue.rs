@@ -322,7 +322,7 @@ pub async fn claim(
             Start::New => None,
         };
         let continuation = if let Some(cause) = cause {
-            match super::continuation::build(state, &session, by.name, cause).await {
+            match super::continuation::build(state, &session, by, cause).await {
                 Ok(Continues::From(cont)) => Some(cont),
                 Ok(Continues::Not(why)) => {
                     interrupt(state, &c.lease, &session, &why).await;

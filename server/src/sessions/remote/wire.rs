@@ -78,9 +78,19 @@ pub struct Claimed {
 pub struct Continuation {
     /// Why it continues here (which worker stopped), for people and the record.
     pub why: String,
-    /// The session bundle the server wrote of it from that worker's
-    /// shipped log (standard base64 of the `.tar`), ending where the
-    /// server's copy ends.
+    /// Where it continues from: `None` when the session is in the claiming
+    /// worker's own log (it ran there last), which it resumes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<ContinuationBundle>,
+}
+
+/// The bundle a session continues from, written by the server from the
+/// shipped log of the worker it ran in last.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContinuationBundle {
+    /// The `.tar` (standard base64), ending where the servers' copy of
+    /// that log ends.
     pub bundle: String,
     /// That worker's log key (note verifier form), as the servers hold it:
     /// the bundle's checkpoint and entries must verify with it.

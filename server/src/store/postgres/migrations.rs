@@ -210,9 +210,11 @@ pub const MIGRATIONS: &[&str] = &[
         digest TEXT PRIMARY KEY,
         session TEXT NOT NULL,
         origin TEXT NOT NULL,
+        last BIGINT NOT NULL,
         bytes BYTEA NOT NULL,
         created BIGINT NOT NULL
-    );",
+    );
+    CREATE INDEX kept_bundles_session ON kept_bundles(session, origin);",
 ];
 
 /// Serializes `--migrate` runs of several servers on one database (an

@@ -14,6 +14,7 @@ impl KeptBundles for SqliteStore {
         digest: &str,
         session: &str,
         origin: &str,
+        last: i64,
         bytes: &[u8],
         now: i64,
     ) -> Result<(), ServerError> {
@@ -25,9 +26,9 @@ impl KeptBundles for SqliteStore {
         );
         self.call(move |c| {
             c.execute(
-                "INSERT INTO kept_bundles (digest, session, origin, bytes, created) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (digest) DO NOTHING",
-                params![digest, session, origin, bytes, now],
+                "INSERT INTO kept_bundles (digest, session, origin, last, bytes, created) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (digest) DO NOTHING",
+                params![digest, session, origin, last, bytes, now],
             )
             .map(|_| ())
         })
@@ -43,6 +44,22 @@ impl KeptBundles for SqliteStore {
                 |r| r.get(0),
             )
             .optional()
+        })
+        .await
+    }
+
+    async fn continued_from(
+        &self,
+        session: &str,
+        origin: &str,
+    ) -> Result<Option<i64>, ServerError> {
+        let (session, origin) = (session.to_string(), origin.to_string());
+        self.call(move |c| {
+            c.query_row(
+                "SELECT min(last) FROM kept_bundles WHERE session = ?1 AND origin = ?2",
+                params![session, origin],
+                |r| r.get(0),
+            )
         })
         .await
     }
