@@ -8,8 +8,8 @@
 //! byte changed, or with a checkpoint of another root, is refused with 422
 //! naming the reason, nothing of it stored, an `audit.alert` recorded; a
 //! revoked key (`stele workers revoke`) is refused; a worker cut off from
-//! its server, then from PostgreSQL, goes on logging and ships its backlog
-//! after, with no gap.
+//! its server for a minute, then from PostgreSQL, goes on logging (its
+//! session ends meanwhile) and ships its backlog after, with no gap.
 
 mod e2e_common;
 mod server_support;
@@ -361,7 +361,9 @@ fn a_cut_off_worker_goes_on_and_ships_its_backlog_with_no_gap() {
     };
     let url = database(&cluster, "cutoff");
     let listen = free_listen();
-    let mut srv = server_on(&url, "", 30, &listen);
+    // A lease longer than the outage: the claim outlives it (docs/server.md
+    // "Workers: failover", a worker that was only cut off).
+    let mut srv = server_on(&url, "", 120, &listen);
     let alice = srv.token("alice");
     let wtoken = srv.token_scoped("ada", "worker");
     let mut w = Worker::start(&srv, "w1", &wtoken, 1);
@@ -374,10 +376,13 @@ fn a_cut_off_worker_goes_on_and_ships_its_backlog_with_no_gap() {
         wait_event(&srv, &alice, &id, "tool_call").await;
         id
     });
-    // The server goes away for a few seconds while the tool runs.
+    // The server goes away for a minute while the tool runs: the worker
+    // finishes the session meanwhile, on its own log.
     let before = shipped_size(&cluster, "cutoff", origin).unwrap_or(0);
     srv.stop();
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(60));
+    let grown = local_entries(&db).len() as u64;
+    assert!(grown > before, "the worker's log did not grow while cut off");
     srv.spawn();
     // Then PostgreSQL restarts under the server.
     cluster.stop().unwrap();
