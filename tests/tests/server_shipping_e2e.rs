@@ -382,7 +382,10 @@ fn a_cut_off_worker_goes_on_and_ships_its_backlog_with_no_gap() {
     srv.stop();
     std::thread::sleep(Duration::from_secs(60));
     let grown = local_entries(&db).len() as u64;
-    assert!(grown > before, "the worker's log did not grow while cut off");
+    assert!(
+        grown > before,
+        "the worker's log did not grow while cut off"
+    );
     srv.spawn();
     // Then PostgreSQL restarts under the server.
     cluster.stop().unwrap();

@@ -3,7 +3,8 @@
 //! reviewer asks — user, time, outcome, denials, approvals — paged) and
 //! `GET /api/v1/audit/sessions/{id}/timeline` (one session's entries from
 //! the log, paged by entry index, forwards or backwards, so a session of
-//! 100,000 entries is never sent whole). Both are recorded decisions; every
+//! 100,000 entries is never sent whole; a session that ran on workers is
+//! read from their shipped logs, `audit_desk_shipped`). Both are recorded decisions; every
 //! timeline page is an `audit.read` entry naming who read what, as `GET
 //! entries` is.
 
@@ -275,6 +276,16 @@ pub async fn timeline(
         .await?
         .map_err(ServerError::from)?
         .seq;
+    // A session that ran on workers: its entries are in their shipped logs.
+    if !super::shipped_export::in_server_log(&state, &id).await? {
+        let (from, before) = match dir {
+            Direction::Forward(f) => (Some(f), None),
+            Direction::Backward(b) => (None, Some(b)),
+        };
+        let mut v = super::audit_desk_shipped::page(&state, &id, from, before, limit).await?;
+        v["read_entry"] = serde_json::json!(read_entry);
+        return Ok(Json(v));
+    }
     let log = state.log.clone();
     let sid = id.clone();
     let page = blocking(move || read_page(&log, &sid, dir, limit)).await??;

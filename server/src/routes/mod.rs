@@ -6,6 +6,7 @@ pub(crate) mod admin_view;
 pub(crate) mod approvals;
 pub(crate) mod audit;
 pub(crate) mod audit_desk;
+pub(crate) mod audit_desk_shipped;
 pub(crate) mod audit_evidence;
 pub(crate) mod audit_facts;
 pub(crate) mod events;
