@@ -13,9 +13,9 @@ use utoipa::openapi::{Content, OpenApi as Document, Ref};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    admin_view, approvals, audit, audit_desk, audit_evidence, events, health, holds, login,
-    login_link, login_methods, oidc, schedule_pause, schedules, session_control, session_outputs,
-    sessions, shipped_search, worker, worker_log, worker_revoke, workspaces,
+    admin_view, approvals, audit, audit_desk, audit_evidence, events, fleet_export, health, holds,
+    login, login_link, login_methods, oidc, schedule_pause, schedules, session_control,
+    session_outputs, sessions, shipped_search, worker, worker_log, worker_revoke, workspaces,
 };
 
 /// The document's definition: every route of [`crate::routes::router`].
@@ -58,6 +58,7 @@ use crate::routes::{
         audit_evidence::verify_session,
         audit_evidence::proof,
         audit_evidence::export_range,
+        fleet_export::export,
         holds::place,
         holds::release,
         schedules::list,

@@ -8,7 +8,8 @@
 //! events are numbered on without a gap, and the session's export from
 //! either server (the slice of each log it ran in, each under its own key,
 //! the manifest under the server's) verifies offline with stele-verify,
-//! which names the failover. When the killed worker comes back, what its
+//! which names the failover; a period's fleet export holds the server's
+//! log and the session's bundle, each verifying. When the killed worker comes back, what its
 //! recovery writes of the session after the continuation point is shipped
 //! and flagged in the server's log.
 
@@ -219,6 +220,48 @@ fn a_killed_workers_session_continues_on_another_and_nothing_runs_twice() {
         assert_eq!(page["next"], 2);
         assert_eq!(page["entries"][1], entries[1]);
     });
+    // A period's evidence across the fleet: the server's own log and the
+    // session's bundle, each verified with the keys fleet.json names.
+    let pack = rt.block_on(async {
+        let r = get(
+            &a,
+            &ada,
+            "/api/v1/audit/fleet-export?since=2000-01-01&until=2100-01-01",
+        )
+        .await;
+        assert_eq!(r.status(), 200, "{}", a.stderr());
+        r.bytes().await.unwrap()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("fleet.tar"), &pack).unwrap();
+    let untar = std::process::Command::new("tar")
+        .args(["-xf", "fleet.tar"])
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(untar.success());
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("fleet.json")).unwrap()).unwrap();
+    let files = index["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "{index}");
+    assert_eq!(files[0]["file"], "server.tar", "{index}");
+    assert_eq!(files[1]["session"], id.as_str(), "{index}");
+    assert!(index["left_out"].as_array().unwrap().is_empty(), "{index}");
+    for f in files {
+        let mut cmd = std::process::Command::new(e2e_common::demo_session::verify_bin());
+        cmd.arg(dir.path().join(f["file"].as_str().unwrap()))
+            .args(["--key", f["key"].as_str().unwrap()]);
+        if let Some(k) = f["export_key"].as_str() {
+            cmd.args(["--export-key", k]);
+        }
+        let o = cmd.output().unwrap();
+        assert!(
+            o.status.success(),
+            "{f}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
     // The session's export, from either server, verifies offline across both logs.
     for srv in [&a, &b] {
         let (bytes, wkey, skey) = rt.block_on(async {

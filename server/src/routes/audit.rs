@@ -231,6 +231,41 @@ pub(super) async fn send_export(
     selection: stele_audit::export::layout::Selection,
     filename: String,
 ) -> Result<Response, ApiError> {
+    let (entry, (file, len)) = write_export(state, who, selection).await?;
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    let mut r = (StatusCode::OK, axum::body::Body::from_stream(stream)).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    let name = format!("attachment; filename=\"{filename}\"");
+    if let Ok(v) = HeaderValue::from_str(&name) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&entry.to_string()) {
+        h.insert("x-stele-export-entry", v);
+    }
+    let vkey = state.log.verifier().to_string();
+    if let Ok(v) = HeaderValue::from_str(&vkey) {
+        h.insert("x-stele-verifier", v);
+    }
+    let command = super::audit_evidence::verify_command(&filename, &vkey);
+    if let Ok(v) = HeaderValue::from_str(&command) {
+        h.insert("x-stele-verify-command", v);
+    }
+    Ok(r)
+}
+
+/// Write the bundle of `selection` from this server's log: its
+/// `audit.export` entry, and the bundle as an open file (already unlinked)
+/// with its length.
+pub(super) async fn write_export(
+    state: &Shared,
+    who: &Principal,
+    selection: stele_audit::export::layout::Selection,
+) -> Result<(u64, (std::fs::File, u64)), ApiError> {
     // Written privately beside the log, sent, then removed: the server
     // keeps no copy (the log keeps the `audit.export` entry).
     let dir = state.config.db().parent().map(|d| d.join("exports.tmp"));
@@ -282,31 +317,7 @@ pub(super) async fn send_export(
         }
     })
     .await??;
-    let (entry, (file, len)) = made;
-    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
-    let mut r = (StatusCode::OK, axum::body::Body::from_stream(stream)).into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-tar"),
-    );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    let name = format!("attachment; filename=\"{filename}\"");
-    if let Ok(v) = HeaderValue::from_str(&name) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&entry.to_string()) {
-        h.insert("x-stele-export-entry", v);
-    }
-    let vkey = state.log.verifier().to_string();
-    if let Ok(v) = HeaderValue::from_str(&vkey) {
-        h.insert("x-stele-verifier", v);
-    }
-    let command = super::audit_evidence::verify_command(&filename, &vkey);
-    if let Ok(v) = HeaderValue::from_str(&command) {
-        h.insert("x-stele-verify-command", v);
-    }
-    Ok(r)
+    Ok(made)
 }
 
 /// `GET /api/v1/audit/verify`: the whole log verified against its key.

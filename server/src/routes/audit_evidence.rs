@@ -174,19 +174,9 @@ pub async fn proof(
     Ok(Json(body).into_response())
 }
 
-/// `GET /api/v1/audit/export?since=&until=`: a time range's bundle.
-#[utoipa::path(get, path = "/api/v1/audit/export", tag = "audit",
-    params(
-        ("since" = String, Query, description = "From this time, inclusive (date or RFC 3339)"),
-        ("until" = String, Query, description = "Until this time, exclusive (date or RFC 3339)"),
-    ),
-    security(("token" = []), ("cookie" = [])),
-    responses((status = 200, description = "The entries of the range as an evidence bundle (stele-verify checks it); X-Stele-Verifier and X-Stele-Verify-Command name the key and the offline check", content_type = "application/x-tar")))]
-pub async fn export_range(
-    State(state): State<Shared>,
-    who: Principal,
-    Query(q): Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
+/// The `since` and `until` of a period's query (nothing else is taken), as
+/// leaf times.
+pub(super) fn range_of(q: &HashMap<String, String>) -> Result<(String, String), ApiError> {
     if let Some(bad) = q.keys().find(|k| !["since", "until"].contains(&k.as_str())) {
         return Err(ApiError::bad_request(format!(
             "{bad}: not a parameter of this endpoint (it takes since, until)"
@@ -205,6 +195,23 @@ pub async fn export_range(
             "until: {until} is not after since ({since})"
         )));
     }
+    Ok((since, until))
+}
+
+/// `GET /api/v1/audit/export?since=&until=`: a time range's bundle.
+#[utoipa::path(get, path = "/api/v1/audit/export", tag = "audit",
+    params(
+        ("since" = String, Query, description = "From this time, inclusive (date or RFC 3339)"),
+        ("until" = String, Query, description = "Until this time, exclusive (date or RFC 3339)"),
+    ),
+    security(("token" = []), ("cookie" = [])),
+    responses((status = 200, description = "The entries of the range as an evidence bundle (stele-verify checks it); X-Stele-Verifier and X-Stele-Verify-Command name the key and the offline check", content_type = "application/x-tar")))]
+pub async fn export_range(
+    State(state): State<Shared>,
+    who: Principal,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let (since, until) = range_of(&q)?;
     // A time range holds every team's entries: reading the log itself
     // (the schema's `audit.export` applies to a session; the templates give
     // `audit.read` on the log to admins). The bundle's `audit.export` entry

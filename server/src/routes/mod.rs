@@ -10,6 +10,7 @@ pub(crate) mod audit_desk_shipped;
 pub(crate) mod audit_evidence;
 pub(crate) mod audit_facts;
 pub(crate) mod events;
+pub(crate) mod fleet_export;
 pub(crate) mod health;
 pub(crate) mod holds;
 pub(crate) mod login;
@@ -90,6 +91,7 @@ pub fn router(state: Shared) -> Router {
             get(audit_evidence::proof),
         )
         .route("/api/v1/audit/export", get(audit_evidence::export_range))
+        .route("/api/v1/audit/fleet-export", get(fleet_export::export))
         .route("/api/v1/audit/holds", post(holds::place))
         .route("/api/v1/audit/holds/{id}/release", post(holds::release))
         .route(

@@ -51,6 +51,9 @@ impl ShippedReads for Mem {
     async fn shipped_session_origins(&self, _: &str) -> Result<Vec<String>, ServerError> {
         Ok(Vec::new())
     }
+    async fn shipped_sessions_between(&self, _: &str, _: &str) -> Result<Vec<String>, ServerError> {
+        Ok(Vec::new())
+    }
     async fn shipped_payloads(
         &self,
         _: &str,

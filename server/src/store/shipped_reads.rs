@@ -24,6 +24,14 @@ pub trait ShippedReads {
     /// The origins whose shipped logs hold entries of `session`, by name.
     async fn shipped_session_origins(&self, session: &str) -> Result<Vec<String>, ServerError>;
 
+    /// The sessions with shipped entries at or after `since` and before
+    /// `until` (leaf `ts` strings), by id.
+    async fn shipped_sessions_between(
+        &self,
+        since: &str,
+        until: &str,
+    ) -> Result<Vec<String>, ServerError>;
+
     /// The bodies held of `origin` among the commitments `cmts` (one
     /// withheld by the worker — redacted, erased, expired — is absent).
     async fn shipped_payloads(

@@ -45,6 +45,23 @@ impl ShippedReads for PgStore {
         .collect()
     }
 
+    async fn shipped_sessions_between(
+        &self,
+        since: &str,
+        until: &str,
+    ) -> Result<Vec<String>, ServerError> {
+        let c = self.client().await?;
+        c.query(
+            "SELECT DISTINCT session FROM shipped_entries \
+             WHERE ts >= $1 AND ts < $2 AND session IS NOT NULL ORDER BY session",
+            &[&since, &until],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok(r.try_get(0)?))
+        .collect()
+    }
+
     async fn shipped_payloads(
         &self,
         origin: &str,

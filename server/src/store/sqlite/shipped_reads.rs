@@ -43,6 +43,23 @@ impl ShippedReads for SqliteStore {
         .await
     }
 
+    async fn shipped_sessions_between(
+        &self,
+        since: &str,
+        until: &str,
+    ) -> Result<Vec<String>, ServerError> {
+        let (since, until) = (since.to_string(), until.to_string());
+        self.call(move |c| {
+            let mut st = c.prepare(
+                "SELECT DISTINCT session FROM shipped_entries \
+                 WHERE ts >= ?1 AND ts < ?2 AND session IS NOT NULL ORDER BY session",
+            )?;
+            let rows = st.query_map(params![since, until], |r| r.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
     async fn shipped_payloads(
         &self,
         origin: &str,
