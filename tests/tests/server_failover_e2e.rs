@@ -46,16 +46,7 @@ fn a_killed_workers_session_continues_on_another_and_nothing_runs_twice() {
     let ada = a.token_scoped("ada", "read,admin");
     let wtoken = a.token_scoped("ada", "worker");
     let mut w1 = Worker::start(&a, "w1", &wtoken, 1);
-    a.mock.push(
-        Turn::new()
-            .tool_use("x", "exec", json!({"argv": ["python3", "-c", TOOL]}))
-            .into(),
-    );
-    a.mock.push(
-        Turn::new()
-            .tool_use("f", "final_answer", json!({"answer": "done"}))
-            .into(),
-    );
+    tool_then_finish(&a, TOOL);
     let rt = runtime();
     let marker = a.ws.join("reports/ran.txt");
     let id = rt.block_on(async {
@@ -219,6 +210,20 @@ fn a_killed_workers_session_continues_on_another_and_nothing_runs_twice() {
         assert_eq!(page["entries"].as_array().unwrap().len(), 2);
         assert_eq!(page["next"], 2);
         assert_eq!(page["entries"][1], entries[1]);
+        // The reviewer's list counts it from the shipped logs too.
+        let list: Value = get(&b, &ada, "/api/v1/audit/sessions")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let row = list["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id.as_str())
+            .cloned()
+            .unwrap();
+        assert_eq!(row["entries"], v["total"], "{row}");
     });
     // A period's evidence across the fleet: the server's own log and the
     // session's bundle, each verified with the keys fleet.json names.
@@ -264,38 +269,13 @@ fn a_killed_workers_session_continues_on_another_and_nothing_runs_twice() {
     }
     // The session's export, from either server, verifies offline across both logs.
     for srv in [&a, &b] {
-        let (bytes, wkey, skey) = rt.block_on(async {
-            let r = get(srv, &ada, &format!("/api/v1/audit/sessions/{id}/export")).await;
-            assert_eq!(r.status(), 200, "{}", srv.stderr());
-            let h = |n: &str| r.headers()[n].to_str().unwrap().to_string();
-            let (wkey, skey) = (h("x-stele-verifier"), h("x-stele-export-key"));
-            (r.bytes().await.unwrap(), wkey, skey)
-        });
+        let (out, wkey) = export_verified(&rt, srv, &ada, &id);
         let shown = cont.s.run(&["keys", "show"]).unwrap();
         assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), wkey);
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("session.tar");
-        std::fs::write(&file, &bytes).unwrap();
-        let verify = |export_key: &str| {
-            std::process::Command::new(e2e_common::demo_session::verify_bin())
-                .arg(&file)
-                .args(["--key", &wkey, "--export-key", export_key])
-                .output()
-                .unwrap()
-        };
-        let o = verify(&skey);
-        let out = String::from_utf8_lossy(&o.stdout).to_string();
-        assert!(
-            o.status.success(),
-            "{out}{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
         assert!(
             out.contains("continued from: w1.e2e.stele.invalid/log after its worker stopped"),
             "{out}"
         );
-        // The worker's key in place of the server's: the manifest does not verify.
-        assert!(!verify(&wkey).status.success());
     }
 }
 
@@ -318,16 +298,7 @@ fn a_session_paused_by_a_drain_resumes_on_another_worker() {
     let wtoken = a.token_scoped("ada", "worker");
     let mut w1 = Worker::start(&a, "w1", &wtoken, 1);
     let tool = "open('reports/ran.txt','a').write('ran\\n'); import time; time.sleep(3); print('sum-4217')";
-    a.mock.push(
-        Turn::new()
-            .tool_use("x", "exec", json!({"argv": ["python3", "-c", tool]}))
-            .into(),
-    );
-    a.mock.push(
-        Turn::new()
-            .tool_use("f", "final_answer", json!({"answer": "done"}))
-            .into(),
-    );
+    tool_then_finish(&a, tool);
     let rt = runtime();
     let id = rt.block_on(async {
         let id = start_session(&a, &alice, "compute").await;
@@ -365,9 +336,39 @@ fn a_session_paused_by_a_drain_resumes_on_another_worker() {
     assert_eq!(w2.sessions(), vec![id.clone()]);
     w1.verify();
     w2.verify();
+    let (out, _) = export_verified(&rt, &a, &ada, &id);
+    assert!(
+        out.contains("resumed after it paused on worker w1"),
+        "{out}"
+    );
+    assert!(out.contains("0 unfinished intent(s)"), "{out}");
+}
+
+/// One turn running `tool` (Python), then a final answer.
+fn tool_then_finish(srv: &server_support::Server, tool: &str) {
+    srv.mock.push(
+        Turn::new()
+            .tool_use("x", "exec", json!({"argv": ["python3", "-c", tool]}))
+            .into(),
+    );
+    srv.mock.push(
+        Turn::new()
+            .tool_use("f", "final_answer", json!({"answer": "done"}))
+            .into(),
+    );
+}
+
+/// Session `id`'s export from `srv`, verified offline with the keys its
+/// headers name; stele-verify's output, and the worker's key.
+fn export_verified(
+    rt: &tokio::runtime::Runtime,
+    srv: &server_support::Server,
+    token: &str,
+    id: &str,
+) -> (String, String) {
     let (bytes, wkey, skey) = rt.block_on(async {
-        let r = get(&a, &ada, &format!("/api/v1/audit/sessions/{id}/export")).await;
-        assert_eq!(r.status(), 200, "{}", a.stderr());
+        let r = get(srv, token, &format!("/api/v1/audit/sessions/{id}/export")).await;
+        assert_eq!(r.status(), 200, "{}", srv.stderr());
         let h = |n: &str| r.headers()[n].to_str().unwrap().to_string();
         let (wkey, skey) = (h("x-stele-verifier"), h("x-stele-export-key"));
         (r.bytes().await.unwrap(), wkey, skey)
@@ -375,20 +376,21 @@ fn a_session_paused_by_a_drain_resumes_on_another_worker() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("session.tar");
     std::fs::write(&file, &bytes).unwrap();
-    let o = std::process::Command::new(e2e_common::demo_session::verify_bin())
-        .arg(&file)
-        .args(["--key", &wkey, "--export-key", &skey])
-        .output()
-        .unwrap();
+    let verify = |export_key: &str| {
+        std::process::Command::new(e2e_common::demo_session::verify_bin())
+            .arg(&file)
+            .args(["--key", &wkey, "--export-key", export_key])
+            .output()
+            .unwrap()
+    };
+    let o = verify(&skey);
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(
         o.status.success(),
         "{out}{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert!(
-        out.contains("resumed after it paused on worker w1"),
-        "{out}"
-    );
-    assert!(out.contains("0 unfinished intent(s)"), "{out}");
+    // The worker's key in place of the server's: the manifest does not verify.
+    assert!(!verify(&wkey).status.success());
+    (out, wkey)
 }

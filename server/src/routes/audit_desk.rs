@@ -149,6 +149,9 @@ pub async fn sessions(
         .filter(|s| since.as_ref().is_none_or(|b| ts_of(s.created) >= *b))
         .filter(|s| until.as_ref().is_none_or(|b| ts_of(s.created) < *b))
         .collect();
+    // A session that ran on workers is counted from their shipped logs.
+    let ids: Vec<String> = candidates.iter().map(|s| s.id.clone()).collect();
+    let shipped = state.store.shipped_session_counts(&ids).await?;
     let log = state.log.clone();
     let (page, more) = blocking(move || -> Result<_, ServerError> {
         let store = log.store()?;
@@ -156,7 +159,12 @@ pub async fn sessions(
         let mut skipped = 0u64;
         let mut more = false;
         for s in candidates {
-            let f = facts_of(&store, &s.id)?;
+            let mut f = facts_of(&store, &s.id)?;
+            if let (0, Some(c)) = (f.entries, shipped.get(&s.id)) {
+                f.entries = c.entries;
+                f.denials = c.denials;
+                f.approvals = c.approvals;
+            }
             if denials.is_some_and(|want| want != (f.denials > 0))
                 || approvals.is_some_and(|want| want != (f.approvals > 0))
             {

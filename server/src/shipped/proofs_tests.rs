@@ -54,6 +54,12 @@ impl ShippedReads for Mem {
     async fn shipped_sessions_between(&self, _: &str, _: &str) -> Result<Vec<String>, ServerError> {
         Ok(Vec::new())
     }
+    async fn shipped_session_counts(
+        &self,
+        _: &[String],
+    ) -> Result<HashMap<String, crate::store::shipped_reads::SessionCounts>, ServerError> {
+        Ok(HashMap::new())
+    }
     async fn shipped_payloads(
         &self,
         _: &str,

@@ -24,6 +24,14 @@ pub trait ShippedReads {
     /// The origins whose shipped logs hold entries of `session`, by name.
     async fn shipped_session_origins(&self, session: &str) -> Result<Vec<String>, ServerError>;
 
+    /// For each of `sessions` with shipped entries: how many, how many are
+    /// denials (decision effect `deny`) and how many approval entries
+    /// (kind `approval.*`), across every shipped log.
+    async fn shipped_session_counts(
+        &self,
+        sessions: &[String],
+    ) -> Result<HashMap<String, SessionCounts>, ServerError>;
+
     /// The sessions with shipped entries at or after `since` and before
     /// `until` (leaf `ts` strings), by id.
     async fn shipped_sessions_between(
@@ -48,4 +56,25 @@ pub trait ShippedReads {
         origin: &str,
         positions: &[(u8, u64)],
     ) -> Result<HashMap<(u8, u64), Hash>, ServerError>;
+}
+
+/// A session's shipped entries, counted (the reviewer's list).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionCounts {
+    /// Its entries.
+    pub entries: u64,
+    /// Decisions whose effect is `deny`.
+    pub denials: u64,
+    /// Entries of kind `approval.*`.
+    pub approvals: u64,
+}
+
+/// Counts as the engines return them (never negative).
+pub(crate) fn counts(entries: i64, denials: i64, approvals: i64) -> SessionCounts {
+    let n = |x: i64| u64::try_from(x).unwrap_or(0);
+    SessionCounts {
+        entries: n(entries),
+        denials: n(denials),
+        approvals: n(approvals),
+    }
 }

@@ -28,8 +28,13 @@ fn entry(seq: i64) -> ShippedEntry {
         session: (seq % 3 == 0).then(|| "s1".to_string()),
         principal: "alice".into(),
         teams: ",ops,".into(),
-        kind: "policy.decision".into(),
-        effect: None,
+        // Some denials and approval entries, for the reviewer's counts.
+        kind: if seq % 7 == 0 {
+            "approval.request".into()
+        } else {
+            "policy.decision".into()
+        },
+        effect: (seq % 5 == 0).then(|| "deny".to_string()),
         path: None,
         leaf_hash: leaf_hash(&leaf(seq)),
     }
@@ -137,6 +142,15 @@ pub async fn a_shipped_sessions_entries_bodies_and_nodes_read_back(s: Arc<dyn St
         [ORIGIN.to_string(), "w2.test.invalid/log".to_string()]
     );
     assert!(s.shipped_session_origins("none").await.unwrap().is_empty());
+    // Counted across both logs: s1 is 0, 3, …, 30 in the first and 0, 3
+    // in the second; denials where seq % 5 == 0, approvals where seq % 7 == 0.
+    let counts = s
+        .shipped_session_counts(&["s1".to_string(), "none".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(counts.len(), 1, "{counts:?}");
+    let c = counts["s1"];
+    assert_eq!((c.entries, c.denials, c.approvals), (13, 4, 3), "{c:?}");
 
     let mut got = s
         .shipped_payloads(

@@ -9,7 +9,7 @@ use stele_audit::merkle::Hash;
 use super::shipping::entry_row;
 use super::PgStore;
 use crate::error::ServerError;
-use crate::store::shipped_reads::ShippedReads;
+use crate::store::shipped_reads::{counts, SessionCounts, ShippedReads};
 use crate::store::shipping::{stored_leaf_hash, ShippedEntry, ShippedPayload, ENTRY_COLUMNS};
 
 #[async_trait]
@@ -43,6 +43,28 @@ impl ShippedReads for PgStore {
         .iter()
         .map(|r| Ok(r.try_get(0)?))
         .collect()
+    }
+
+    async fn shipped_session_counts(
+        &self,
+        sessions: &[String],
+    ) -> Result<HashMap<String, SessionCounts>, ServerError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT session, count(*), \
+                 count(*) FILTER (WHERE effect = 'deny'), \
+                 count(*) FILTER (WHERE kind LIKE 'approval.%') \
+                 FROM shipped_entries WHERE session = ANY($1) GROUP BY session",
+                &[&sessions],
+            )
+            .await?;
+        let mut out = HashMap::new();
+        for r in rows {
+            let s: String = r.try_get(0)?;
+            out.insert(s, counts(r.try_get(1)?, r.try_get(2)?, r.try_get(3)?));
+        }
+        Ok(out)
     }
 
     async fn shipped_sessions_between(

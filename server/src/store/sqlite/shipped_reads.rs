@@ -9,7 +9,7 @@ use stele_audit::merkle::Hash;
 use super::shipping::entry_row;
 use super::SqliteStore;
 use crate::error::ServerError;
-use crate::store::shipped_reads::ShippedReads;
+use crate::store::shipped_reads::{counts, SessionCounts, ShippedReads};
 use crate::store::shipping::{stored_leaf_hash, ShippedEntry, ShippedPayload, ENTRY_COLUMNS};
 
 #[async_trait]
@@ -39,6 +39,31 @@ impl ShippedReads for SqliteStore {
             )?;
             let rows = st.query_map(params![session], |r| r.get(0))?;
             rows.collect()
+        })
+        .await
+    }
+
+    async fn shipped_session_counts(
+        &self,
+        sessions: &[String],
+    ) -> Result<HashMap<String, SessionCounts>, ServerError> {
+        let sessions = sessions.to_vec();
+        self.call(move |c| {
+            // One indexed look-up each: local, so no round trips to save.
+            let mut st = c.prepare_cached(
+                "SELECT count(*), coalesce(sum(effect = 'deny'), 0), \
+                 coalesce(sum(kind LIKE 'approval.%'), 0) \
+                 FROM shipped_entries WHERE session = ?1",
+            )?;
+            let mut out = HashMap::new();
+            for s in &sessions {
+                let (n, d, a): (i64, i64, i64) =
+                    st.query_row(params![s], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                if n > 0 {
+                    out.insert(s.clone(), counts(n, d, a));
+                }
+            }
+            Ok(out)
         })
         .await
     }
