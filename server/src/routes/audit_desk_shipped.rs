@@ -8,6 +8,7 @@
 //! one order.
 
 use crate::error::ApiError;
+use crate::shipped::session_bundle;
 use crate::state::Shared;
 
 /// One page of the shipped entries of session `id`: `from` (the first
@@ -20,10 +21,12 @@ pub(super) async fn page(
     before: Option<u64>,
     limit: u64,
 ) -> Result<serde_json::Value, ApiError> {
+    // Read once: the page, and the newest slice's key for the export.
+    let slices = session_bundle::slices(state, id).await?;
     let mut all = Vec::new();
-    for origin in state.store.shipped_session_origins(id).await? {
-        for e in state.store.shipped_session_entries(&origin, id).await? {
-            all.push((e.ts.clone(), origin.clone(), e));
+    for s in &slices {
+        for e in &s.entries {
+            all.push((e.ts.clone(), s.origin.clone(), e.clone()));
         }
     }
     all.sort_by(|a, b| (&a.0, &a.1, a.2.seq).cmp(&(&b.0, &b.1, b.2.seq)));
@@ -47,7 +50,14 @@ pub(super) async fn page(
             "position": pos, "origin": origin, "index": e.seq, "leaf": leaf,
         }));
     }
-    let newest = crate::shipped::session_bundle::find(state, id).await?;
+    let verifier = match session_bundle::newest(slices)? {
+        Some(s) => state
+            .store
+            .shipped_log(&s.origin)
+            .await?
+            .map(|l| l.verifier),
+        None => None,
+    };
     Ok(serde_json::json!({
         "session": id,
         "entries": entries,
@@ -55,7 +65,7 @@ pub(super) async fn page(
         "prev": (lo > 0).then_some(lo),
         "next": (hi < total).then_some(hi),
         "origins": all.iter().map(|x| x.1.clone()).collect::<std::collections::BTreeSet<_>>(),
-        "verifier": newest.as_ref().map(|s| s.log.verifier.clone()),
+        "verifier": verifier,
         "export_key": state.signer.0.verifier().to_string(),
     }))
 }

@@ -47,14 +47,19 @@ impl ShippedSession {
     }
 }
 
-/// The newest slice of `session` the shipped logs hold: the log it
-/// continued into last — a log holding its entries that no other log's
-/// slice continues from (of several, the one whose last entry of it is
-/// newest). A stopped worker's entries written after the session continued
-/// elsewhere do not make its log the newest. None when no shipped log
-/// holds any.
-pub async fn find(state: &AppState, session: &str) -> Result<Option<ShippedSession>, ServerError> {
-    let mut slices: Vec<(String, Vec<ShippedEntry>, Vec<Leaf>)> = Vec::new();
+/// One shipped log's entries of a session, parsed.
+pub struct Slice {
+    /// The log's origin.
+    pub origin: String,
+    /// The session's entries in it, by index.
+    pub entries: Vec<ShippedEntry>,
+    /// Those entries, parsed.
+    pub leaves: Vec<Leaf>,
+}
+
+/// Every shipped log's entries of `session` (logs holding none left out).
+pub async fn slices(state: &AppState, session: &str) -> Result<Vec<Slice>, ServerError> {
+    let mut out = Vec::new();
     for origin in state.store.shipped_session_origins(session).await? {
         let entries = state
             .store
@@ -67,42 +72,55 @@ pub async fn find(state: &AppState, session: &str) -> Result<Option<ShippedSessi
             })?);
         }
         if !entries.is_empty() {
-            slices.push((origin, entries, leaves));
+            out.push(Slice {
+                origin,
+                entries,
+                leaves,
+            });
         }
     }
+    Ok(out)
+}
+
+/// Of `slices`, the log the session continued into last: one that no
+/// other slice continues from (of several, the one whose last entry of the
+/// session is newest). A stopped worker's entries written after the
+/// session continued elsewhere do not make its log the newest.
+pub fn newest(slices: Vec<Slice>) -> Result<Option<Slice>, ServerError> {
     let mut continued_from = std::collections::HashSet::new();
-    for (origin, _, leaves) in &slices {
-        if let Some(first) = leaves.first() {
+    for s in &slices {
+        if let Some(first) = s.leaves.first() {
             match ContinuesMember::of(first) {
                 Ok(Some(c)) => {
                     continued_from.insert(c.origin);
                 }
                 Ok(None) => {}
-                Err(e) => return Err(ServerError::Shipped(format!("{origin}: {e}"))),
+                Err(e) => return Err(ServerError::Shipped(format!("{}: {e}", s.origin))),
             }
         }
     }
-    let newest = slices
+    let ts = |s: &Slice| s.entries.last().map(|e| e.ts.clone()).unwrap_or_default();
+    Ok(slices
         .into_iter()
-        .filter(|(origin, ..)| !continued_from.contains(origin))
-        .max_by(|a, b| {
-            let ts = |x: &(String, Vec<ShippedEntry>, Vec<Leaf>)| {
-                x.1.last().map(|e| e.ts.clone()).unwrap_or_default()
-            };
-            ts(a).cmp(&ts(b))
-        });
-    let Some((origin, entries, leaves)) = newest else {
+        .filter(|s| !continued_from.contains(&s.origin))
+        .max_by(|a, b| ts(a).cmp(&ts(b))))
+}
+
+/// The newest slice of `session` the shipped logs hold ([`newest`]), with
+/// its log's state. None when no shipped log holds any of it.
+pub async fn find(state: &AppState, session: &str) -> Result<Option<ShippedSession>, ServerError> {
+    let Some(s) = newest(slices(state, session).await?)? else {
         return Ok(None);
     };
     let log = state
         .store
-        .shipped_log(&origin)
+        .shipped_log(&s.origin)
         .await?
-        .ok_or_else(|| ServerError::Shipped(format!("{origin}: no shipped log")))?;
+        .ok_or_else(|| ServerError::Shipped(format!("{}: no shipped log", s.origin)))?;
     Ok(Some(ShippedSession {
         log,
-        entries,
-        leaves,
+        entries: s.entries,
+        leaves: s.leaves,
     }))
 }
 
