@@ -239,7 +239,10 @@ fn the_server_runs_on_the_cpu_it_was_given() {
     let mut found = 0;
     for task in std::fs::read_dir("/proc/self/task").unwrap() {
         let dir = task.unwrap().path();
-        let comm = std::fs::read_to_string(dir.join("comm")).unwrap();
+        // A thread of another test may end while this looks.
+        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
+            continue;
+        };
         if !comm.starts_with("stele-fuse") {
             continue;
         }
@@ -253,7 +256,8 @@ fn the_server_runs_on_the_cpu_it_was_given() {
         assert_eq!(allowed, cpu.to_string());
         found += 1;
     }
-    assert_eq!(found, 1, "one server thread");
+    // One request reader and the two parked standby readers (`standby.rs`).
+    assert_eq!(found, 3, "server threads");
 }
 
 #[test]

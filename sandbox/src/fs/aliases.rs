@@ -211,7 +211,13 @@ impl MediatedLayer {
             asks.push((FileAccess::Write, n));
         }
         asks.push((FileAccess::Write, &path));
-        self.fd_room(ctx, FileAccess::Write, FileOp::Link, &path)?;
+        self.fd_room(
+            ctx,
+            FileAccess::Write,
+            FileOp::Link,
+            &path,
+            super::room::LockedDir::Parent(newparent),
+        )?;
         let entry = self.change(ctx, FileOp::Link, &asks, || {
             self.inner.link(ctx, inode, newparent, newname)
         })?;

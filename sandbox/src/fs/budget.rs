@@ -15,7 +15,11 @@
 //!   leaving a reserve of descriptors ([`reserve_for`]) to the rest of the
 //!   process; a lookup, create or open beyond it is refused with `ENFILE`
 //!   (and reported) — once the evictor has had a round (below) to make
-//!   room; entries the kernel was asked to drop count as leaving (at most
+//!   room, while a standby reader takes the device (`standby.rs`) so the
+//!   FORGETs that make the room reach the layer; a lookup or create in
+//!   the very directory the evictor is stuck dropping an entry of goes
+//!   ahead instead (`evict.rs`: the kernel holds that directory's lock
+//!   for it, so the evictor waits for its reply); entries the kernel was asked to drop count as leaving (at most
 //!   [`MAX_BORROWED`] of them, never more than a quarter of the budget:
 //!   borrowed from the reserve, which is at least twice that, until their
 //!   FORGETs are handled);
@@ -34,11 +38,12 @@
 //! Evicted entries cost a new `LOOKUP` when used again; decisions about
 //! them are not asked again by the runtime's per-session lookup cache.
 
-use std::io;
-use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::Duration;
+
+use super::evict::InvalInFlight;
+use super::standby::Standby;
 
 /// Descriptors kept for everything that is not the layer's, at least.
 const MIN_RESERVE: usize = 1024;
@@ -51,11 +56,11 @@ const MIN_SLACK: usize = 2048;
 /// process keeps at least as many whatever the limit.
 const MAX_BORROWED: usize = MIN_RESERVE / 2;
 
+/// How often a request waiting for room looks again without news.
+const ROOM_POLL: Duration = Duration::from_millis(10);
+
 /// Most descriptors asked for when raising the limit.
 const NOFILE_CEILING: u64 = 1 << 20;
-
-/// `FUSE_NOTIFY_INVAL_ENTRY` (include/uapi/linux/fuse.h).
-const FUSE_NOTIFY_INVAL_ENTRY: i32 = 3;
 
 /// Descriptors left to the rest of the process under a limit of `limit`:
 /// an eighth of it, and at least [`MIN_RESERVE`] — or half of it when the
@@ -115,6 +120,11 @@ pub(crate) struct Budget {
     /// Eviction rounds finished; with `done`.
     rounds: Mutex<u64>,
     done: Condvar,
+    /// The evictor's request to the kernel in flight (`evict.rs`).
+    inval: InvalInFlight,
+    /// Readers that take over the device while a request waits for room
+    /// (`standby.rs`): the FORGETs that make the room arrive through it.
+    standby: Standby,
 }
 
 impl Budget {
@@ -134,6 +144,8 @@ impl Budget {
             evictor: AtomicBool::new(false),
             rounds: Mutex::new(0),
             done: Condvar::new(),
+            inval: InvalInFlight::default(),
+            standby: Standby::default(),
         }
     }
 
@@ -160,14 +172,28 @@ impl Budget {
     }
 
     /// Whether `held` descriptors, of which `leaving` belong to entries
-    /// the kernel was asked to drop (their FORGETs are on the way: the
-    /// request thread handles them as soon as it is done with the current
-    /// request), leave room for one more. At most a quarter of the
+    /// the kernel was asked to drop (their FORGETs are on the way: a
+    /// reader handles them between requests, or a standby reader while a
+    /// request waits), leave room for one more. At most a quarter of the
     /// maximum, and at most [`MAX_BORROWED`], is counted as leaving: those
     /// are borrowed from the reserve.
     pub fn has_room(&self, held: usize, leaving: usize) -> bool {
-        let borrowed = leaving.min(self.max() / 4).min(MAX_BORROWED);
+        let borrowed = leaving.min(self.borrowable());
         held.saturating_sub(borrowed) < self.max()
+    }
+
+    /// Whether `held` descriptors leave room for one more for a request
+    /// the evictor is stuck behind (`evict.rs`): whatever of the borrowable
+    /// part of the reserve entries on their way out do not use — never
+    /// more in all than [`Budget::has_room`] allows them.
+    pub fn has_room_past_stuck(&self, held: usize) -> bool {
+        held < self.max() + self.borrowable()
+    }
+
+    /// Descriptors that may be borrowed from the reserve: a quarter of the
+    /// maximum, at most [`MAX_BORROWED`].
+    fn borrowable(&self) -> usize {
+        (self.max() / 4).min(MAX_BORROWED)
     }
 
     /// A transport runs an evictor for this layer (from now, or no longer).
@@ -192,6 +218,9 @@ impl Budget {
     /// request with no room waits for the eviction rather than failing
     /// while a starved evictor has not run yet. Whether there is room.
     pub fn wait_for_room(&self, deadline: std::time::Instant, room: &dyn Fn() -> bool) -> bool {
+        // A standby reader takes the device meanwhile: the FORGETs of the
+        // entries being dropped reach only a thread that reads it.
+        let _waiting = self.standby.waiting();
         loop {
             let mut r = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
             if room() {
@@ -209,11 +238,16 @@ impl Budget {
                     drop(r);
                     return room();
                 }
-                r = self
+                // Polled as well: the room a stuck evictor leaves
+                // (`evict.rs`) comes with no report of progress.
+                let (again, waited) = self
                     .done
-                    .wait_timeout(r, left)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
+                    .wait_timeout(r, left.min(ROOM_POLL))
+                    .unwrap_or_else(PoisonError::into_inner);
+                r = again;
+                if waited.timed_out() && room() {
+                    return true;
+                }
             }
         }
     }
@@ -248,9 +282,20 @@ impl Budget {
         }
     }
 
-    /// End the evictor.
+    /// The evictor's request to the kernel in flight (`evict.rs`).
+    pub fn inval(&self) -> &InvalInFlight {
+        &self.inval
+    }
+
+    /// The standby readers' gate (`standby.rs`).
+    pub fn standby(&self) -> &Standby {
+        &self.standby
+    }
+
+    /// End the evictor, and release the standby readers.
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
+        self.standby.stop();
         {
             let _guard = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
             self.wake.notify_all();
@@ -258,33 +303,6 @@ impl Budget {
         let _guard = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
         self.done.notify_all();
     }
-}
-
-/// Ask the kernel to drop its entry `name` in directory `parent`
-/// (`FUSE_NOTIFY_INVAL_ENTRY`); the inode is forgotten once unused.
-pub(crate) fn notify_inval_entry(fuse: RawFd, parent: u64, name: &str) -> io::Result<()> {
-    let name = name.as_bytes();
-    let namelen =
-        u32::try_from(name.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // fuse_out_header { len: u32, error: i32, unique: u64 } and
-    // fuse_notify_inval_entry_out { parent: u64, namelen: u32, flags: u32 },
-    // then the name and its NUL.
-    let len = 16 + 16 + name.len() + 1;
-    let mut msg = Vec::with_capacity(len);
-    msg.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_ne_bytes());
-    msg.extend_from_slice(&FUSE_NOTIFY_INVAL_ENTRY.to_ne_bytes());
-    msg.extend_from_slice(&0u64.to_ne_bytes());
-    msg.extend_from_slice(&parent.to_ne_bytes());
-    msg.extend_from_slice(&namelen.to_ne_bytes());
-    msg.extend_from_slice(&0u32.to_ne_bytes());
-    msg.extend_from_slice(name);
-    msg.push(0);
-    // SAFETY: writes `msg.len()` bytes from a live buffer to the device.
-    let n = unsafe { libc::write(fuse, msg.as_ptr().cast(), msg.len()) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -277,6 +277,17 @@ impl MediatedLayer {
         self.budget.stop();
     }
 
+    /// The evictor asks the kernel to drop an entry of `parent` (until
+    /// the guard is dropped; `budget.rs`).
+    pub(super) fn asking_to_drop_in(&self, parent: u64) -> super::evict::Asking<'_> {
+        self.budget.inval().asking(parent)
+    }
+
+    /// The gate of the transport's standby readers (`standby.rs`).
+    pub(super) fn standby(&self) -> &super::standby::Standby {
+        self.budget.standby()
+    }
+
     /// A transport runs an evictor for this layer (or no longer does).
     pub(super) fn set_evictor(&self, running: bool) {
         self.budget.set_evictor(running);

@@ -12,7 +12,10 @@
 //! * `idmap.rs` — owner translation for user namespaces;
 //! * `attribution.rs` — which command a request comes from, when one server
 //!   serves all the commands of a sandbox ([`CommandTable`]);
-//! * `server.rs` — the /dev/fuse transport ([`FsServer`]);
+//! * `budget.rs` / `room.rs` / `evict.rs` — the descriptor budget, room
+//!   in it for one more, and having the kernel drop entries to make room;
+//! * `server.rs` / `standby.rs` — the /dev/fuse transport ([`FsServer`])
+//!   and the readers that take over while a request waits for room;
 //! * `cpu.rs` — keeping the server on the CPU of the programs it serves.
 //!
 //! A virtio-fs (vhost-user-fs) transport would drive the same
@@ -24,6 +27,7 @@ mod budget;
 mod bufio;
 mod cpu;
 mod decide;
+mod evict;
 mod guard;
 mod handles;
 mod idmap;
@@ -33,7 +37,9 @@ mod ops;
 mod paths;
 mod pool;
 mod quota;
+mod room;
 mod server;
+mod standby;
 mod stats;
 mod write;
 

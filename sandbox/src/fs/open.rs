@@ -18,7 +18,7 @@ use fuse_backend_rs::api::filesystem::{Context, Entry, FileSystem};
 use super::guard::{creation_mode, WORKSPACE_UMASK};
 use super::handles::OpenHandle;
 use super::layer::MediatedLayer;
-use crate::file_refusal::RefusalRule;
+use super::room::LockedDir;
 use crate::{FileAccess, FileOp};
 
 /// What the passthrough's CREATE answers: the entry, the inner handle, the
@@ -33,9 +33,6 @@ enum Fresh {
     /// Made meanwhile by someone else (the program did not ask for `O_EXCL`).
     Existing,
 }
-
-/// How long a request with no descriptor left waits for an eviction round.
-const EVICTION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Open flags a pooled descriptor may be shared under: read-only, nothing
 /// that changes the file (`O_TRUNC`) or how the host descriptor behaves for
@@ -75,7 +72,7 @@ impl MediatedLayer {
         } else {
             FileAccess::Read
         };
-        if let Err(e) = self.fd_room(ctx, access, FileOp::Open, &open.path) {
+        if let Err(e) = self.fd_room(ctx, access, FileOp::Open, &open.path, LockedDir::None) {
             self.report_close(ctx, &open);
             return Err(e);
         }
@@ -114,7 +111,13 @@ impl MediatedLayer {
         }
         let names = [path.clone()];
         let (tickets, command) = self.ask_all(ctx, &accesses, FileOp::Create, &names)?;
-        if let Err(e) = self.fd_room(ctx, FileAccess::Write, FileOp::Create, &path) {
+        if let Err(e) = self.fd_room(
+            ctx,
+            FileAccess::Write,
+            FileOp::Create,
+            &path,
+            LockedDir::Parent(parent),
+        ) {
             let failed = OpenHandle::new(0, path, tickets, false, command);
             self.report_close(ctx, &failed);
             return Err(e);
@@ -231,90 +234,6 @@ impl MediatedLayer {
         };
         self.release_evicted(ctx, evicted);
         pooled
-    }
-
-    /// The inner fs is about to take a descriptor (a new inode or an own
-    /// handle) for `access` by `op` on `path`: make the pool give back idle
-    /// descriptors if the budget needs them, and refuse (reported, ENFILE)
-    /// when the budget is used up even so.
-    pub(super) fn fd_room(
-        &self,
-        ctx: &Context,
-        access: FileAccess,
-        op: FileOp,
-        path: &str,
-    ) -> io::Result<()> {
-        let held = self.known_inodes() + self.open_handles();
-        let mut evicted = Vec::new();
-        self.pool
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .shed(held, &mut evicted);
-        self.release_evicted(ctx, evicted);
-        if self.budget.has_room(held, self.leaving()) {
-            return Ok(());
-        }
-        if self.budget.has_evictor() {
-            // Let the evictor (a thread that may not have had the CPU yet)
-            // make room before refusing.
-            let room = || {
-                let held = self.known_inodes() + self.open_handles();
-                self.budget.has_room(held, self.leaving())
-            };
-            let deadline = std::time::Instant::now() + EVICTION_WAIT;
-            if self.budget.wait_for_room(deadline, &room) {
-                return Ok(());
-            }
-        }
-        let held = self.known_inodes() + self.open_handles();
-        Err(self.refuse(
-            ctx,
-            access,
-            op,
-            path.as_bytes(),
-            RefusalRule::OpenFiles,
-            format!("{held} of {} in use", self.budget.max()),
-        ))
-    }
-
-    /// Entries the kernel should be asked to drop, least recently used
-    /// first, to bring the layer back to half its high-water mark:
-    /// (inode, parent inode, name). Inodes with open handles are kept.
-    pub(crate) fn eviction_victims(&self) -> Vec<(u64, u64, String)> {
-        let known = self.known_inodes().saturating_sub(self.leaving());
-        let high = self.budget.high_water();
-        if known + self.open_handles() <= high {
-            return Vec::new();
-        }
-        let busy: std::collections::HashSet<u64> = self
-            .handles
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .map(|h| h.inode)
-            .collect();
-        let n = known.saturating_sub(high / 2);
-        self.nodes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .least_recently_used(n, &|ino| busy.contains(&ino))
-    }
-
-    /// Inodes the kernel was asked to drop whose FORGET is pending.
-    fn leaving(&self) -> usize {
-        self.nodes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .evicted()
-    }
-
-    /// The kernel was asked to drop these inodes' entries (the evictor).
-    pub(crate) fn evicted(&self, inodes: &[u64]) {
-        self.nodes
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .mark_evicted(inodes);
-        self.budget.progress();
     }
 
     /// Close inner handles the pool let go of.

@@ -42,6 +42,7 @@ use super::decide::{eacces, ebadf, open_accesses};
 use super::guard::{creation_mode, is_device, with_private_umask, WORKSPACE_UMASK};
 use super::handles::OpenHandle;
 use super::layer::MediatedLayer;
+use super::room::LockedDir;
 use crate::file_refusal::RefusalRule;
 use crate::{FileAccess, FileOp};
 
@@ -75,7 +76,13 @@ impl FileSystem for MediatedLayer {
     fn lookup(&self, ctx: &Context, parent: u64, name: &CStr) -> io::Result<Entry> {
         let path = self.child_path(ctx, parent, name, FileAccess::List, FileOp::Lookup)?;
         self.ask(ctx, FileAccess::List, FileOp::Lookup, &path)?;
-        self.fd_room(ctx, FileAccess::List, FileOp::Lookup, &path)?;
+        self.fd_room(
+            ctx,
+            FileAccess::List,
+            FileOp::Lookup,
+            &path,
+            LockedDir::Parent(parent),
+        )?;
         let entry = self.inner.lookup(ctx, parent, name)?;
         self.remember(parent, name, path, &entry);
         Ok(self.out_entry(entry))
@@ -154,7 +161,13 @@ impl FileSystem for MediatedLayer {
         name: &CStr,
     ) -> io::Result<Entry> {
         let path = self.child_path(ctx, parent, name, FileAccess::Write, FileOp::Symlink)?;
-        self.fd_room(ctx, FileAccess::Write, FileOp::Symlink, &path)?;
+        self.fd_room(
+            ctx,
+            FileAccess::Write,
+            FileOp::Symlink,
+            &path,
+            LockedDir::Parent(parent),
+        )?;
         let ask = [(FileAccess::Write, path.as_str())];
         let entry = self.change(ctx, FileOp::Symlink, &ask, || {
             let made = self.inner.symlink(ctx, linkname, parent, name)?;
@@ -190,7 +203,13 @@ impl FileSystem for MediatedLayer {
             ));
         }
         let mode = creation_mode(mode, umask, WORKSPACE_UMASK);
-        self.fd_room(ctx, FileAccess::Write, FileOp::Create, &path)?;
+        self.fd_room(
+            ctx,
+            FileAccess::Write,
+            FileOp::Create,
+            &path,
+            LockedDir::Parent(parent),
+        )?;
         let ticket = self.ask(ctx, FileAccess::Write, FileOp::Create, &path)?;
         let made = self
             .inner
@@ -213,7 +232,13 @@ impl FileSystem for MediatedLayer {
     ) -> io::Result<Entry> {
         let path = self.child_path(ctx, parent, name, FileAccess::Write, FileOp::Mkdir)?;
         let mode = creation_mode(libc::S_IFDIR | (mode & 0o7777), umask, WORKSPACE_UMASK) & 0o7777;
-        self.fd_room(ctx, FileAccess::Write, FileOp::Mkdir, &path)?;
+        self.fd_room(
+            ctx,
+            FileAccess::Write,
+            FileOp::Mkdir,
+            &path,
+            LockedDir::Parent(parent),
+        )?;
         let ask = [(FileAccess::Write, path.as_str())];
         let entry = self.change(ctx, FileOp::Mkdir, &ask, || {
             let made = self.inner.mkdir(ctx, parent, name, mode, 0)?;

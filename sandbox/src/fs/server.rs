@@ -15,6 +15,7 @@ use fuse_backend_rs::api::server::Server;
 use fuse_backend_rs::transport::{FuseBuf, FuseDevWriter, Reader};
 
 use super::layer::MediatedLayer;
+use super::standby::{Standby, STANDBY_READERS};
 use super::stats::RequestStats;
 use super::FsError;
 
@@ -91,7 +92,7 @@ impl FsServer {
         let evict_fuse = fuse.clone();
         let spawned = std::thread::Builder::new()
             .name("stele-fs-evict".into())
-            .spawn(move || evict_loop(&layer, evict_fuse.as_raw_fd()));
+            .spawn(move || super::evict::evict_loop(&layer, evict_fuse.as_raw_fd()));
         match spawned {
             Ok(t) => me.evictor = Some(t),
             Err(e) => {
@@ -99,18 +100,31 @@ impl FsServer {
                 return Err(FsError::Io(e));
             }
         }
-        for i in 0..threads_wanted.max(1) {
-            let (server, stats, fuse, stop) =
-                (server.clone(), stats.clone(), fuse.clone(), stop.clone());
+        let readers = (0..threads_wanted.max(1))
+            .map(Role::Regular)
+            .chain((0..STANDBY_READERS).map(Role::Standby));
+        for role in readers {
+            let (server, stats, fuse, stop, layer) = (
+                server.clone(),
+                stats.clone(),
+                fuse.clone(),
+                stop.clone(),
+                me.layer.clone(),
+            );
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             let spawned = std::thread::Builder::new()
-                .name(format!("stele-fuse-{i}"))
+                .name(role.thread_name())
                 .spawn(move || {
                     let pinned = cpu.map_or(Ok(()), super::cpu::pin_current_thread);
                     let ok = pinned.is_ok();
                     let _ = ready_tx.send(pinned);
-                    if ok {
-                        serve_loop(&server, &stats, fuse.as_raw_fd(), stop.as_raw_fd());
+                    let (fuse, stop) = (fuse.as_raw_fd(), stop.as_raw_fd());
+                    match (ok, role) {
+                        (false, _) => {}
+                        (true, Role::Regular(_)) => serve_loop(&server, &stats, fuse, stop),
+                        (true, Role::Standby(rank)) => {
+                            standby_loop(&server, &stats, fuse, stop, (layer.standby(), rank))
+                        }
                     }
                 });
             let started = match spawned {
@@ -157,6 +171,8 @@ impl FsServer {
                 std::io::Error::last_os_error()
             )));
         }
+        // Parked standby readers wait on the gate, not on the device.
+        self.layer.standby().stop();
         for t in self.threads.drain(..) {
             if t.join().is_err() && first_err.is_none() {
                 first_err = Some(FsError::Thread);
@@ -195,36 +211,23 @@ fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Until the server stops: whenever the layer holds more than its
-/// high-water mark of inodes, ask the kernel to drop the least recently
-/// used entries, whose inodes it then forgets (and their descriptors close).
-/// A thread of its own: the kernel may hold a directory's lock while it
-/// waits for a reply from a request thread.
-fn evict_loop(layer: &MediatedLayer, fuse: RawFd) {
-    layer.set_evictor(true);
-    while layer.wait_for_eviction() {
-        let mut asked = Vec::new();
-        for (inode, parent, name) in layer.eviction_victims() {
-            // ENOENT: the kernel no longer has the entry; nothing to do.
-            if super::budget::notify_inval_entry(fuse, parent, &name).is_ok() {
-                asked.push(inode);
-            }
-            // Progress as it goes: a request waiting for room may proceed
-            // (and release the directory lock a later notification of
-            // this round may wait for).
-            if asked.len() >= EVICTION_BATCH {
-                layer.evicted(&asked);
-                asked.clear();
-            }
-        }
-        layer.evicted(&asked);
-    }
-    layer.set_evictor(false);
+/// A request-reading thread's part.
+#[derive(Clone, Copy)]
+enum Role {
+    /// Reads requests for as long as the server runs (the `n`th).
+    Regular(usize),
+    /// Parked until requests wait for room (`standby.rs`), of this rank.
+    Standby(usize),
 }
 
-/// Entries the evictor asks the kernel to drop between two reports of
-/// progress.
-const EVICTION_BATCH: usize = 32;
+impl Role {
+    fn thread_name(self) -> String {
+        match self {
+            Role::Regular(i) => format!("stele-fuse-{i}"),
+            Role::Standby(rank) => format!("stele-fuse-standby-{rank}"),
+        }
+    }
+}
 
 /// What waiting for the next request gave.
 enum Wait {
@@ -233,34 +236,83 @@ enum Wait {
     Stop,
 }
 
-/// One thread's request loop, until stopped, unmounted or broken.
-fn serve_loop(server: &Server<Arc<MediatedLayer>>, stats: &RequestStats, fuse: RawFd, stop: RawFd) {
-    let size = request_buf_size();
-    let mut request = vec![0u8; size];
-    let mut reply = vec![0u8; size];
-    loop {
-        let len = match next_request(fuse, stop, &mut request) {
-            Ok(Wait::Request(len)) => len,
-            Ok(Wait::Again) => continue,
-            Ok(Wait::Stop) | Err(_) => return,
-        };
-        let Some(buf) = request.get_mut(..len) else {
-            return;
-        };
-        let (Ok(reader), Ok(writer)) = (
-            Reader::from_fuse_buffer(FuseBuf::new(buf)),
-            FuseDevWriter::<()>::new(fuse, &mut reply),
-        ) else {
-            return;
-        };
-        if let Err(e) = server.handle_message(reader, writer.into(), None, Some(stats)) {
-            // EBADF while encoding the reply: the kernel shut the session down.
-            if matches!(e, fuse_backend_rs::Error::EncodeMessage(ref io) if io.raw_os_error() == Some(libc::EBADF))
-            {
-                return;
-            }
+/// One thread's request buffers, kept for the life of the thread.
+struct Buffers {
+    request: Vec<u8>,
+    reply: Vec<u8>,
+}
+
+impl Buffers {
+    fn new() -> Self {
+        let size = request_buf_size();
+        Buffers {
+            request: vec![0u8; size],
+            reply: vec![0u8; size],
         }
     }
+}
+
+/// Whether a reader goes on after a request.
+enum Served {
+    More,
+    End,
+}
+
+/// One thread's request loop, until stopped, unmounted or broken.
+fn serve_loop(server: &Server<Arc<MediatedLayer>>, stats: &RequestStats, fuse: RawFd, stop: RawFd) {
+    let mut bufs = Buffers::new();
+    while let Served::More = serve_one(server, stats, fuse, stop, &mut bufs) {}
+}
+
+/// A standby reader of rank `rank` (`standby.rs`): parked until more than
+/// `rank` requests wait for room, then a reader like the others until they
+/// no longer do.
+fn standby_loop(
+    server: &Server<Arc<MediatedLayer>>,
+    stats: &RequestStats,
+    fuse: RawFd,
+    stop: RawFd,
+    (gate, rank): (&Standby, usize),
+) {
+    let mut bufs = None;
+    while gate.wanted(rank) {
+        let bufs = bufs.get_or_insert_with(Buffers::new);
+        if let Served::End = serve_one(server, stats, fuse, stop, bufs) {
+            return;
+        }
+    }
+}
+
+/// Wait for and handle one request (or the stop signal).
+fn serve_one(
+    server: &Server<Arc<MediatedLayer>>,
+    stats: &RequestStats,
+    fuse: RawFd,
+    stop: RawFd,
+    bufs: &mut Buffers,
+) -> Served {
+    let len = match next_request(fuse, stop, &mut bufs.request) {
+        Ok(Wait::Request(len)) => len,
+        Ok(Wait::Again) => return Served::More,
+        Ok(Wait::Stop) | Err(_) => return Served::End,
+    };
+    let Some(buf) = bufs.request.get_mut(..len) else {
+        return Served::End;
+    };
+    let (Ok(reader), Ok(writer)) = (
+        Reader::from_fuse_buffer(FuseBuf::new(buf)),
+        FuseDevWriter::<()>::new(fuse, &mut bufs.reply),
+    ) else {
+        return Served::End;
+    };
+    if let Err(e) = server.handle_message(reader, writer.into(), None, Some(stats)) {
+        // EBADF while encoding the reply: the kernel shut the session down.
+        if matches!(e, fuse_backend_rs::Error::EncodeMessage(ref io) if io.raw_os_error() == Some(libc::EBADF))
+        {
+            return Served::End;
+        }
+    }
+    Served::More
 }
 
 /// The next request, or the stop signal.
