@@ -5,7 +5,7 @@
 //! files and directories.
 
 use std::fs::File;
-use std::io::{Seek, Write};
+use std::io::{Read, Seek, Write};
 use std::ops::Range;
 use std::os::unix::fs::FileExt as _;
 
@@ -43,23 +43,53 @@ impl<W: Write> TarWriter<W> {
 
     /// Append one regular file.
     pub fn file(&mut self, name: &str, data: &[u8]) -> Result<(), TarError> {
+        self.file_from(name, data.len() as u64, data)
+    }
+
+    /// Append one regular file of `len` bytes read from `data` (without
+    /// holding it in memory). Fewer bytes than `len` is an error.
+    pub fn file_from(&mut self, name: &str, len: u64, data: impl Read) -> Result<(), TarError> {
         let mut h = ::tar::Header::new_ustar();
         h.set_path(name)
             .map_err(|e| TarError::BadName(format!("{name}: {e}")))?;
         h.set_entry_type(::tar::EntryType::Regular);
-        h.set_size(data.len() as u64);
+        h.set_size(len);
         h.set_mode(0o600);
         h.set_uid(0);
         h.set_gid(0);
         h.set_mtime(0);
         h.set_cksum();
-        self.inner.append(&h, data)?;
+        let mut counted = Counted {
+            inner: data.take(len),
+            n: 0,
+        };
+        self.inner.append(&h, &mut counted)?;
+        if counted.n != len {
+            return Err(TarError::Malformed {
+                offset: counted.n,
+                reason: format!("{name}: {} of {len} bytes to archive", counted.n),
+            });
+        }
         Ok(())
     }
 
     /// Write the end-of-archive marker and hand back the writer.
     pub fn finish(self) -> Result<W, TarError> {
         Ok(self.inner.into_inner()?)
+    }
+}
+
+/// A reader that counts what it gave.
+struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let got = self.inner.read(buf)?;
+        self.n += got as u64;
+        Ok(got)
     }
 }
 
@@ -167,6 +197,26 @@ mod tests {
         }
         let (_d2, p2) = archive(&files);
         assert_eq!(std::fs::read(&p).unwrap(), std::fs::read(&p2).unwrap());
+    }
+
+    #[test]
+    fn a_member_read_from_a_reader_is_the_same_and_a_short_one_is_an_error() {
+        let body = vec![9u8; 70_000];
+        let mut a = TarWriter::new(Vec::new());
+        a.file("x", &body).unwrap();
+        let mut b = TarWriter::new(Vec::new());
+        b.file_from("x", body.len() as u64, &body[..]).unwrap();
+        assert_eq!(a.finish().unwrap(), b.finish().unwrap());
+        // Fewer bytes than the header says: never a silently short member.
+        let mut c = TarWriter::new(Vec::new());
+        let e = c.file_from("short", 10, &b"abc"[..]).unwrap_err();
+        assert!(e.to_string().contains("short: 3 of 10 bytes"), "{e}");
+        // More bytes than said: only `len` are taken.
+        let mut d = TarWriter::new(Vec::new());
+        d.file_from("x", 3, &b"abcdef"[..]).unwrap();
+        let mut e2 = TarWriter::new(Vec::new());
+        e2.file("x", b"abc").unwrap();
+        assert_eq!(d.finish().unwrap(), e2.finish().unwrap());
     }
 
     #[test]

@@ -258,6 +258,13 @@ pub(super) async fn send_export(
     Ok(r)
 }
 
+/// The private folder beside the log where exports are written before
+/// they are sent (and removed).
+pub(super) fn exports_dir(state: &Shared) -> Result<std::path::PathBuf, ApiError> {
+    let dir = state.config.db().parent().map(|d| d.join("exports.tmp"));
+    dir.ok_or_else(|| ApiError::from(ServerError::Task("no state folder".into())))
+}
+
 /// Write the bundle of `selection` from this server's log: its
 /// `audit.export` entry, and the bundle as an open file (already unlinked)
 /// with its length.
@@ -268,8 +275,7 @@ pub(super) async fn write_export(
 ) -> Result<(u64, (std::fs::File, u64)), ApiError> {
     // Written privately beside the log, sent, then removed: the server
     // keeps no copy (the log keeps the `audit.export` entry).
-    let dir = state.config.db().parent().map(|d| d.join("exports.tmp"));
-    let dir = dir.ok_or_else(|| ApiError::from(ServerError::Task("no state folder".into())))?;
+    let dir = exports_dir(state)?;
     let out = dir.join(format!("{}.tar", uuid::Uuid::new_v4()));
     let (log, signer, bundle) = (
         state.log.clone(),

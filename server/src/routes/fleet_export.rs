@@ -26,7 +26,7 @@ use stele_audit::export::layout::Selection;
 use stele_audit::export::tar::TarWriter;
 use stele_policy::ServerResource;
 
-use super::audit::{actor, write_export};
+use super::audit::{actor, blocking, exports_dir, write_export};
 use super::audit_evidence::range_of;
 use super::authorize;
 use crate::auth::Principal;
@@ -57,7 +57,10 @@ pub async fn export(
         serde_json::json!({"command": "api fleet-export", "since": since, "until": until}),
     )
     .await?;
-    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    // The pack is written to an unlinked file beside the log, a bundle at
+    // a time, and streamed from it: a period of a busy fleet never has to
+    // fit in memory (only one session's bundle at a time does).
+    let mut pack = Pack::create(&exports_dir(&state)?).await?;
     let mut listed = Vec::new();
     let mut left_out = Vec::new();
     // This server's own log for the period.
@@ -65,13 +68,8 @@ pub async fn export(
         since: since.clone(),
         until: until.clone(),
     };
-    let (entry, (mut file, _)) = write_export(&state, &who, selection).await?;
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| ServerError::Io {
-        what: "reading the server's export".into(),
-        source: e,
-    })?;
-    files.push(("server.tar".into(), bytes));
+    let (entry, (file, len)) = write_export(&state, &who, selection).await?;
+    pack = pack.add("server.tar", len, file).await?;
     let server_key = state.log.verifier().to_string();
     listed.push(serde_json::json!({
         "file": "server.tar", "log": state.log.origin(), "key": server_key,
@@ -103,31 +101,25 @@ pub async fn export(
                 s.log.verifier
             ),
         }));
-        files.push((name, w.bytes));
+        let len = w.bytes.len() as u64;
+        pack = pack.add(&name, len, std::io::Cursor::new(w.bytes)).await?;
     }
     let index = serde_json::json!({
         "since": since, "until": until, "files": listed, "left_out": left_out,
     });
     let index = serde_json::to_vec_pretty(&index).map_err(|e| ServerError::Task(e.to_string()))?;
-    let mut tar = TarWriter::new(Vec::new());
-    let put = |tar: &mut TarWriter<Vec<u8>>, name: &str, data: &[u8]| {
-        tar.file(name, data)
-            .map_err(|e| ServerError::Task(format!("packing {name}: {e}")))
-    };
-    put(&mut tar, "fleet.json", &index)?;
-    for (name, data) in &files {
-        put(&mut tar, name, data)?;
-    }
-    let body = tar
-        .finish()
-        .map_err(|e| ServerError::Task(format!("packing the fleet export: {e}")))?;
+    let len = index.len() as u64;
+    pack = pack
+        .add("fleet.json", len, std::io::Cursor::new(index))
+        .await?;
+    let (file, len) = pack.finish().await?;
     let name = format!(
         "stele-fleet-{}-{}.tar",
         since.replace(':', ""),
         until.replace(':', "")
     );
-    let len = body.len();
-    let mut r = (StatusCode::OK, body).into_response();
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    let mut r = (StatusCode::OK, axum::body::Body::from_stream(stream)).into_response();
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -138,4 +130,73 @@ pub async fn export(
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(r)
+}
+
+/// The fleet pack being written: a tar on an unlinked private file.
+struct Pack {
+    tar: TarWriter<std::io::BufWriter<std::fs::File>>,
+}
+
+impl Pack {
+    /// A new pack in `dir` (made private if new); the file is unlinked at
+    /// once, so it vanishes with the response however that ends.
+    async fn create(dir: &std::path::Path) -> Result<Self, ApiError> {
+        let dir = dir.to_path_buf();
+        blocking(move || -> Result<Self, ApiError> {
+            stele_runtime::paths::ensure_private_dir(&dir)
+                .map_err(|e| ApiError::from(ServerError::Task(format!("export folder: {e}"))))?;
+            let path = dir.join(format!("fleet-{}.tar", uuid::Uuid::new_v4()));
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| io_error(format!("creating {}", path.display()), e))?;
+            let _ = std::fs::remove_file(&path);
+            Ok(Pack {
+                tar: TarWriter::new(std::io::BufWriter::new(file)),
+            })
+        })
+        .await?
+    }
+
+    /// Append `name`, `len` bytes read from `data`.
+    async fn add(
+        mut self,
+        name: &str,
+        len: u64,
+        data: impl std::io::Read + Send + 'static,
+    ) -> Result<Self, ApiError> {
+        let name = name.to_owned();
+        blocking(move || -> Result<Self, ApiError> {
+            self.tar
+                .file_from(&name, len, data)
+                .map_err(|e| ApiError::from(ServerError::Task(format!("packing {name}: {e}"))))?;
+            Ok(self)
+        })
+        .await?
+    }
+
+    /// The finished pack, from its start, and its length.
+    async fn finish(self) -> Result<(std::fs::File, u64), ApiError> {
+        blocking(move || -> Result<(std::fs::File, u64), ApiError> {
+            use std::io::Seek as _;
+            let buffered = self.tar.finish().map_err(|e| {
+                ApiError::from(ServerError::Task(format!("packing the fleet export: {e}")))
+            })?;
+            let mut file = buffered
+                .into_inner()
+                .map_err(|e| io_error("writing the fleet export".into(), e.into_error()))?;
+            let len = file
+                .seek(std::io::SeekFrom::End(0))
+                .and_then(|len| file.rewind().map(|()| len))
+                .map_err(|e| io_error("reading back the fleet export".into(), e))?;
+            Ok((file, len))
+        })
+        .await?
+    }
+}
+
+fn io_error(what: String, source: std::io::Error) -> ApiError {
+    ApiError::from(ServerError::Io { what, source })
 }
