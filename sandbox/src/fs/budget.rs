@@ -19,7 +19,8 @@
 //!   FORGETs that make the room reach the layer; a lookup or create in
 //!   the very directory the evictor is stuck dropping an entry of goes
 //!   ahead instead (`evict.rs`: the kernel holds that directory's lock
-//!   for it, so the evictor waits for its reply); entries the kernel was asked to drop count as leaving (at most
+//!   for it, so the evictor waits for its reply); entries the kernel was
+//!   asked to drop count as leaving (at most
 //!   [`MAX_BORROWED`] of them, never more than a quarter of the budget:
 //!   borrowed from the reserve, which is at least twice that, until their
 //!   FORGETs are handled);
@@ -341,6 +342,12 @@ mod tests {
         let big = Budget::with_max(917_504);
         assert!(big.has_room(917_504 + MAX_BORROWED - 1, 200_000));
         assert!(!big.has_room(917_504 + MAX_BORROWED, 200_000));
+        // Past a stuck evictor: the borrowable part of the reserve, and
+        // not a descriptor more.
+        assert!(b.has_room_past_stuck(124));
+        assert!(!b.has_room_past_stuck(125));
+        assert!(big.has_room_past_stuck(917_504 + MAX_BORROWED - 1));
+        assert!(!big.has_room_past_stuck(917_504 + MAX_BORROWED));
         // Without an evictor, nobody is waited for.
         let started = std::time::Instant::now();
         let deadline = started + Duration::from_secs(5);

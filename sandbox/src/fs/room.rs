@@ -56,7 +56,8 @@ impl MediatedLayer {
                     LockedDir::None => false,
                 }
         };
-        if room() {
+        // The common case, on every lookup and open: the count just taken.
+        if self.budget.has_room(held, self.leaving()) || room() {
             return Ok(());
         }
         if self.budget.has_evictor() {
